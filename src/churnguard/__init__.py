@@ -1,0 +1,60 @@
+"""churnguard: which customers are about to stop buying, why, and what to do about it.
+
+The data flows through one module per stage:
+``dataset`` (load and validate) -> ``features`` (point-in-time features) -> ``labels`` ->
+``training_set`` (rolling snapshots) -> ``btyd`` (BG/NBD) -> ``model`` (calibrated LightGBM) ->
+``evaluation`` (scorecard) -> ``train`` (the tracked training run).
+
+Names are imported lazily so that ``import churnguard`` (and the CLI's ``--help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "churnguard.config",
+    "load_config": "churnguard.config",
+    "ConfigError": "churnguard.config",
+    "DataError": "churnguard.dataset",
+    "Tables": "churnguard.dataset",
+    "load_tables": "churnguard.dataset",
+    "validate_tables": "churnguard.dataset",
+    "build_features": "churnguard.features",
+    "make_labels": "churnguard.labels",
+    "make_training_set": "churnguard.training_set",
+    "snapshot_dates": "churnguard.training_set",
+    "generate_demo_data": "churnguard.demo",
+    "write_demo_data": "churnguard.demo",
+}
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "Tables",
+    "__version__",
+    "build_features",
+    "generate_demo_data",
+    "load_config",
+    "load_tables",
+    "make_labels",
+    "make_training_set",
+    "snapshot_dates",
+    "validate_tables",
+    "write_demo_data",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'churnguard' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

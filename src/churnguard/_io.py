@@ -1,0 +1,76 @@
+"""Reading and atomically writing tables. Format is chosen by file extension."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    A crash mid-write therefore never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .parquet")
+    return suffix
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` to CSV or Parquet (by extension), atomically."""
+    path = Path(path)
+    suffix = _suffix(path)
+    writer: Callable[[Path], None]
+    if suffix == ".csv":
+        def writer(p: Path) -> None:
+            df.to_csv(p, index=False)
+    else:
+        def writer(p: Path) -> None:
+            df.to_parquet(p, index=False)
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return path
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (every column as text, so validation sees the raw values) or Parquet file."""
+    import pandas as pd
+
+    path = Path(path)
+    if _suffix(path) == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return pd.read_parquet(path)

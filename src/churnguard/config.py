@@ -1,0 +1,192 @@
+"""Typed configuration, parsed once at the edge.
+
+YAML files in ``configs/`` are loaded into frozen pydantic models, so a typo fails at load time with the
+key's name, and each pipeline stage receives only the part it needs. The built-in defaults live in
+``churnguard/defaults/train.yaml``; the repository's ``configs/train.yaml`` spells out the same values.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ColumnsConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "FeatureConfig",
+    "LabelConfig",
+    "ModelConfig",
+    "SnapshotConfig",
+    "TrackingConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or holds an unknown key or bad value."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnsConfig(_Frozen):
+    """Column mapping per table: contract name -> the user's column name. Unmapped columns keep their name."""
+
+    transactions: dict[str, str] = Field(default_factory=dict)
+    tickets: dict[str, str] = Field(default_factory=dict)
+    customers: dict[str, str] = Field(default_factory=dict)
+
+
+class DataConfig(_Frozen):
+    """How input files are read and validated."""
+
+    columns: ColumnsConfig = ColumnsConfig()
+    date_format: str | None = Field(
+        default=None, description="strftime format for all date columns; inferred when unset"
+    )
+    on_bad_rows: Literal["raise", "reject"] = Field(
+        default="raise",
+        description="'raise' stops at the first table with unusable rows; 'reject' sets them aside in a "
+        "rejects report with the reason",
+    )
+
+
+class FeatureConfig(_Frozen):
+    """Feature windows and thresholds; see ``churnguard.features``."""
+
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    trend_window_days: int = Field(default=90, gt=0)
+    ticket_windows_days: tuple[int, ...] = (30, 90, 365)
+    sla_hours: float = Field(default=24.0, gt=0)
+    vip_quantile: float = Field(default=0.75, gt=0, lt=1)
+    default_lifespan_years: float = Field(default=3.0, gt=0)
+    max_lifespan_years: float = Field(default=10.0, gt=0)
+    max_categories: int = Field(default=20, gt=0, description="attribute columns with more levels are dropped")
+
+    @field_validator("windows_days", "ticket_windows_days")
+    @classmethod
+    def _positive_sorted(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return tuple(sorted(set(v)))
+
+
+class LabelConfig(_Frozen):
+    """Churn definition: no purchase in ``(as_of, as_of + horizon_days]`` among customers who bought in the
+    ``lookback_days`` up to ``as_of``."""
+
+    horizon_days: int = Field(default=90, gt=0)
+    lookback_days: int = Field(default=365, gt=0)
+
+
+class SnapshotConfig(_Frozen):
+    """Rolling training snapshots, one every ``cadence_days``, newest first."""
+
+    cadence_days: int = Field(default=30, gt=0)
+    max_snapshots: int = Field(default=8, ge=3, description="train + validation + test need at least 3")
+    min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
+
+
+class ModelConfig(_Frozen):
+    """LightGBM settings. Kept small so scoring a million customers with reasons stays fast."""
+
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "objective": "binary",
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_child_samples": 50,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "verbose": -1,
+        }
+    )
+    num_boost_round: int = Field(default=500, gt=0)
+    early_stopping_rounds: int = Field(default=30, gt=0)
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    seed: int = 42
+    risk_bands: dict[str, float] = Field(
+        default_factory=lambda: {"high": 0.6, "medium": 0.3},
+        description="lower probability bound of each band; below every bound is 'low'",
+    )
+
+
+class TrackingConfig(_Frozen):
+    """Where the training run is recorded. ``tracking_uri`` None means $MLFLOW_TRACKING_URI or a SQLite file
+    ``mlflow.db`` in the working directory."""
+
+    tracking_uri: str | None = None
+    experiment: str = "churnguard"
+    registered_model: str = "churnguard"
+    alias: str = "champion"
+
+
+class Config(_Frozen):
+    """The whole configuration. Each stage receives only its own part."""
+
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    labels: LabelConfig = LabelConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
+    model: ModelConfig = ModelConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> Config:
+        bands = self.model.risk_bands
+        if any(not 0 < v < 1 for v in bands.values()):
+            raise ValueError("model.risk_bands thresholds must lie strictly between 0 and 1")
+        return self
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some fields of some sections replaced, validated again (used for CLI flags)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            data[section].update({k: v for k, v in values.items() if v is not None})
+        return _validate(data, "command-line options")
+
+
+def _validate(data: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: invalid configuration: {problems}") from None
+
+
+def default_config_text() -> str:
+    """The built-in defaults as YAML text (the same values as the shipped configs/train.yaml)."""
+    return resources.files("churnguard").joinpath("defaults/train.yaml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a YAML config; ``None`` gives the built-in defaults.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, not a mapping, or has an unknown key or a bad value.
+    """
+    if path is None:
+        text, source = default_config_text(), "built-in defaults"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    return _validate(data, source)

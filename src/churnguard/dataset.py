@@ -1,0 +1,335 @@
+"""Loading and validating the input tables: the data contract.
+
+Three tables, CSV or Parquet, chosen by extension:
+
+* **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return);
+  optional ``order_id``, ``quantity``, ``category``, ``channel``, ``discount``.
+* **tickets** (optional): ``customer_id``, ``opened_at``; optional ``first_response_at``, ``resolved_at``,
+  ``channel``, ``csat`` (1-5), ``ticket_id``.
+* **customers** (optional): ``customer_id``; optional ``signup_date``, ``loyalty_member``, ``loyalty_points``,
+  ``nps`` (0-10) and any other attribute columns.
+
+Users' own column names map onto these through ``data.columns`` in the config. Problems that make a whole
+file unusable (missing file or column, empty file, dates in mixed styles) raise :class:`DataError`. Rows
+that cannot be used (empty id, unparseable date, non-numeric amount, a ticket of an unknown customer, ...)
+either raise too (``on_bad_rows: raise``, the default) or are set aside in ``Tables.rejects`` with the
+reason (``on_bad_rows: reject``). No row is ever dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard._io import read_table
+
+if TYPE_CHECKING:
+    from churnguard.config import DataConfig
+
+__all__ = ["CONTRACT", "DataError", "Tables", "load_tables", "validate_tables"]
+
+logger = logging.getLogger(__name__)
+
+CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
+    "transactions": {
+        "required": ("customer_id", "timestamp", "amount"),
+        "optional": ("order_id", "quantity", "category", "channel", "discount"),
+    },
+    "tickets": {
+        "required": ("customer_id", "opened_at"),
+        "optional": ("first_response_at", "resolved_at", "channel", "csat", "ticket_id"),
+    },
+    "customers": {
+        "required": ("customer_id",),
+        "optional": ("signup_date", "loyalty_member", "loyalty_points", "nps"),
+    },
+}
+_DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
+_REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at"}
+_NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    "amount": (-np.inf, np.inf),
+    "quantity": (-np.inf, np.inf),
+    "discount": (-np.inf, np.inf),
+    "csat": (1, 5),
+    "nps": (0, 10),
+    "loyalty_points": (-np.inf, np.inf),
+}
+_TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel"}
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
+
+
+class DataError(ValueError):
+    """An input file cannot be used as it is. The message names the file, the column, how many rows are
+    affected and a few example values."""
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Validated input tables in contract column names and types, plus the rows that were set aside."""
+
+    transactions: pd.DataFrame
+    tickets: pd.DataFrame | None = None
+    customers: pd.DataFrame | None = None
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+
+    def customer_ids(self) -> pd.Index:
+        """Every customer known from transactions or the customers table."""
+        ids = pd.Index(self.transactions["customer_id"].unique())
+        if self.customers is not None:
+            ids = ids.union(pd.Index(self.customers["customer_id"]))
+        return ids
+
+    def last_date(self) -> pd.Timestamp:
+        """The last calendar day with a transaction."""
+        return self.transactions["timestamp"].max().normalize()
+
+
+def _examples(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in values.dropna().astype(str).unique()[:n])
+
+
+class _Checker:
+    """Collects bad rows of one table (first reason wins) and turns them into an error or rejects."""
+
+    def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
+        self.df, self.table, self.source = df, table, source
+        self.reason = pd.Series(pd.NA, index=df.index, dtype="object")
+        self.column = pd.Series(pd.NA, index=df.index, dtype="object")
+        self.value = pd.Series(pd.NA, index=df.index, dtype="object")
+
+    def flag(self, mask: pd.Series, column: str, reason: str, raw: pd.Series | None = None) -> None:
+        new = mask & self.reason.isna()
+        if new.any():
+            self.reason[new] = reason
+            self.column[new] = column
+            src = raw if raw is not None else self.df.get(column, None)
+            if src is not None:
+                self.value[new] = src[new].astype(str)
+
+    def finish(self, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        bad = self.reason.notna()
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
+        if mode == "raise" or n_bad == len(self.df):
+            lines = []
+            for (column, reason), idx in self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items():
+                lines.append(
+                    f"  column {column!r}: {len(idx)} row(s) {reason}, e.g. {_examples(self.value[idx])} "
+                    f"(rows {', '.join(str(i + 1) for i in list(idx)[:3])})"
+                )
+            hint = (
+                "no usable rows remain"
+                if n_bad == len(self.df)
+                else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report"
+            )
+            raise DataError(
+                f"{self.source}: {n_bad} of {len(self.df)} {self.table} row(s) cannot be used:\n"
+                + "\n".join(lines)
+                + f"\n{hint}"
+            )
+        rejects = pd.DataFrame(
+            {
+                "table": self.table,
+                "source": self.source,
+                "row": (np.flatnonzero(bad.to_numpy()) + 1),
+                "customer_id": self.df.loc[bad, "customer_id"].astype("object").to_numpy()
+                if "customer_id" in self.df
+                else pd.NA,
+                "column": self.column[bad].to_numpy(),
+                "value": self.value[bad].to_numpy(),
+                "reason": self.reason[bad].to_numpy(),
+            }
+        )
+        logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
+        return self.df.loc[~bad].reset_index(drop=True), rejects
+
+
+def _parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
+    """Parse one date column. Mixed date styles raise; values that parse in no style come back as NaT."""
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        text = raw.astype("string").str.strip()
+        text = text.mask(text == "")
+        if date_format is not None:
+            parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
+        else:
+            parsed = _infer_and_parse(text, column, source)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[ns]")
+
+
+def _infer_and_parse(text: pd.Series, column: str, source: str) -> pd.Series:
+    present = text.dropna()
+    if present.empty:
+        return pd.to_datetime(text, errors="coerce", utc=True)
+    iso = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if iso[present.index].notna().all():
+        return iso
+    fmt = "ISO8601"
+    if iso[present.index].isna().all():
+        guessed = pd.tseries.api.guess_datetime_format(present.iloc[0])
+        if guessed is None:
+            return iso  # nothing parses in any known style: every value is reported as unparseable
+        fmt = guessed
+        iso = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+    failed = present.index[iso[present.index].isna()]
+    other = pd.to_datetime(text[failed], format="mixed", errors="coerce", utc=True)
+    if other.notna().any():
+        examples_ok = _examples(text[iso.notna()], 2)
+        examples_bad = _examples(text[failed][other.notna()], 3)
+        raise DataError(
+            f"{source}: column {column!r} mixes date styles: {int(other.notna().sum())} of {len(present)} rows "
+            f"do not match the style {fmt!r} of the others (e.g. {examples_ok}), e.g. {examples_bad}. "
+            "Set data.date_format (e.g. '%d/%m/%Y %H:%M') so every row is read the same way"
+        )
+    return iso
+
+
+def _parse_bool(raw: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("boolean")
+    text = raw.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    out[text.isin(_TRUE).fillna(False)] = True
+    out[text.isin(_FALSE).fillna(False)] = False
+    return out
+
+
+def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig) -> _Checker:
+    """Rename to contract names, check columns, parse types; bad rows are flagged on the returned checker."""
+    if df.empty:
+        raise DataError(f"{source}: the {table} file has no rows (columns: {', '.join(map(str, df.columns))})")
+    mapping: dict[str, str] = getattr(config.columns, table)
+    missing_mapped = {c: u for c, u in mapping.items() if u not in df.columns}
+    if missing_mapped:
+        c, u = next(iter(missing_mapped.items()))
+        raise DataError(
+            f"{source}: column {u!r} (mapped to {c!r} in data.columns.{table}) not found; "
+            f"the file has {len(df.columns)} columns: {', '.join(map(str, df.columns[:20]))}"
+        )
+    df = df.rename(columns={u: c for c, u in mapping.items()})
+    missing = [c for c in CONTRACT[table]["required"] if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found in "
+            f"{len(df)} rows; the file has columns: {', '.join(map(str, df.columns[:20]))}. "
+            f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}"
+        )
+    df = df.reset_index(drop=True)
+    check = _Checker(df, table, source)
+    out = df.copy()
+    for column in df.columns:
+        raw = df[column]
+        if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
+            text = raw.astype("string").str.strip()
+            raw = text.mask(text == "")  # blank cells are missing values, not bad values
+        if column in _DATES:
+            parsed = _parse_dates(raw, column, source, config.date_format)
+            check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+            out[column] = parsed
+        elif column in _NUMERIC_RANGES:
+            num = pd.to_numeric(raw, errors="coerce").astype("float64")
+            check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
+            lo, hi = _NUMERIC_RANGES[column]
+            check.flag(num.notna() & ~num.between(lo, hi), column, f"lie outside {lo:g}..{hi:g}", raw)
+            out[column] = num
+        elif column == "loyalty_member":
+            flags = _parse_bool(raw)
+            check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
+            out[column] = flags
+        elif column in _TEXT:
+            out[column] = raw.astype("str")
+        if column in _REQUIRED_VALUES:
+            check.flag(out[column].isna(), column, "are empty", raw)
+    check.df = out
+    return check
+
+
+def validate_tables(
+    transactions: pd.DataFrame,
+    tickets: pd.DataFrame | None = None,
+    customers: pd.DataFrame | None = None,
+    *,
+    config: DataConfig,
+    sources: dict[str, str] | None = None,
+) -> Tables:
+    """Validate in-memory tables against the contract and return them typed, with contract column names.
+
+    Args:
+        transactions, tickets, customers: raw frames in the user's column names.
+        config: column mapping, date format and the bad-row policy.
+        sources: names used in messages (file paths), per table; defaults to the table name.
+
+    Raises:
+        DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
+    """
+    sources = sources or {}
+    all_rejects = []
+    checks = {"transactions": _prepare(transactions, "transactions", sources.get("transactions", "transactions"), config)}
+    if customers is not None:
+        c = _prepare(customers, "customers", sources.get("customers", "customers"), config)
+        dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
+        c.flag(dup, "customer_id", "are duplicate customer ids")
+        checks["customers"] = c
+    if tickets is not None:
+        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config)
+        for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
+            if col in t.df:
+                t.flag(t.df[col] < t.df["opened_at"], col, reason)
+        checks["tickets"] = t
+    frames: dict[str, pd.DataFrame] = {}
+    for name in ("transactions", "customers"):
+        if name in checks:
+            frames[name], rej = checks[name].finish(config.on_bad_rows)
+            all_rejects.append(rej)
+    if "tickets" in checks:
+        t = checks["tickets"]
+        known = pd.Index(frames["transactions"]["customer_id"].unique())
+        if "customers" in frames:
+            known = known.union(pd.Index(frames["customers"]["customer_id"]))
+        t.flag(t.df["customer_id"].notna() & ~t.df["customer_id"].isin(known), "customer_id",
+               "belong to customers found in neither transactions nor customers")
+        frames["tickets"], rej = t.finish(config.on_bad_rows)
+        all_rejects.append(rej)
+    non_empty = [r for r in all_rejects if not r.empty]
+    rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
+    return Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects)
+
+
+def _read(path: str | Path, table: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {table} file not found")
+    try:
+        return read_table(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the {table} file is empty") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read {table} file: {exc}") from None
+
+
+def load_tables(
+    transactions: str | Path,
+    tickets: str | Path | None = None,
+    customers: str | Path | None = None,
+    *,
+    config: DataConfig,
+) -> Tables:
+    """Read the files and validate them (see :func:`validate_tables`)."""
+    raw = {"transactions": _read(transactions, "transactions")}
+    sources = {"transactions": str(transactions)}
+    for name, path in (("tickets", tickets), ("customers", customers)):
+        if path is not None:
+            raw[name] = _read(path, name)
+            sources[name] = str(path)
+    return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config, sources=sources)

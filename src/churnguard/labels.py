@@ -1,0 +1,47 @@
+"""Churn labels: who stopped buying after ``as_of``.
+
+The population at ``as_of`` is every customer with a purchase on a day in ``(as_of - lookback_days, as_of]``.
+A customer is ``churned = 1`` when they make no purchase on any day in ``(as_of, as_of + horizon_days]``.
+A purchase is a transaction with a positive amount; refunds neither keep a customer active nor count as a
+return visit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnguard.features import to_day
+
+__all__ = ["make_labels"]
+
+
+def make_labels(
+    transactions: pd.DataFrame,
+    as_of: str | pd.Timestamp,
+    horizon_days: int = 90,
+    lookback_days: int = 365,
+) -> pd.DataFrame:
+    """Label the customers active in the lookback window by whether they buy again within the horizon.
+
+    Args:
+        transactions: validated transactions (contract columns).
+        as_of: the cut-off day; the label window starts the day after.
+        horizon_days: length of the label window in days.
+        lookback_days: a customer is in the population if they bought in this many days up to ``as_of``.
+
+    Returns:
+        ``customer_id``, ``as_of``, ``churned`` (0/1), sorted by ``customer_id``.
+    """
+    if horizon_days <= 0 or lookback_days <= 0:
+        raise ValueError("horizon_days and lookback_days must be positive")
+    as_of = to_day(as_of)
+    purchases = transactions.loc[transactions["amount"] > 0, ["customer_id", "timestamp"]]
+    day = purchases["timestamp"].dt.normalize()
+    before = (day > as_of - pd.Timedelta(days=lookback_days)) & (day <= as_of)
+    after = (day > as_of) & (day <= as_of + pd.Timedelta(days=horizon_days))
+    population = pd.Index(purchases.loc[before, "customer_id"].unique()).sort_values()
+    returned = population.isin(purchases.loc[after, "customer_id"].unique())
+    return pd.DataFrame(
+        {"customer_id": population.to_numpy(), "as_of": as_of, "churned": np.where(returned, 0, 1).astype("int8")}
+    )

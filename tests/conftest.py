@@ -1,0 +1,57 @@
+"""Shared tiny fixtures. Every expected value in the tests is worked out by hand from these rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnguard.config import load_config
+from churnguard.dataset import validate_tables
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config()
+
+
+def tiny_raw() -> dict[str, pd.DataFrame]:
+    """Three customers with purchases, one listed customer without any, as_of = 2024-01-31.
+
+    a: buys 10 on 01-01 and 20 on 01-11, refunds 5 on 01-31; one ticket answered after 26 h, CSAT 2.
+    b: buys 7 on 01-05 and 3 on 01-06 (same order id split over two lines on 01-06? no: two orders);
+       one ticket opened 01-30 12:00, never answered -> waiting 36 h at the end of 01-31.
+    c: buys 100 on 02-01, after as_of: known only through the customers table (signup 01-15).
+    d: listed, never bought.
+    """
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b", "b", "c"],
+            "timestamp": ["2024-01-01", "2024-01-11", "2024-01-31", "2024-01-05", "2024-01-06", "2024-02-01"],
+            "amount": ["10", "20", "-5", "7", "3", "100"],
+        }
+    )
+    tk = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "opened_at": ["2024-01-20 10:00", "2024-01-30 12:00"],
+            "first_response_at": ["2024-01-21 12:00", None],
+            "resolved_at": ["2024-01-22 10:00", None],
+            "csat": ["2", None],
+        }
+    )
+    cu = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "signup_date": ["2023-12-01", "2024-01-01", "2024-01-15", "2024-01-01"],
+            "loyalty_member": ["yes", "no", "no", "yes"],
+            "nps": ["9", "3", "", "7"],
+            "region": ["n", "s", "s", "n"],
+        }
+    )
+    return {"transactions": tx, "tickets": tk, "customers": cu}
+
+
+@pytest.fixture
+def tiny_tables(config):
+    raw = tiny_raw()
+    return validate_tables(raw["transactions"], raw["tickets"], raw["customers"], config=config.data)

@@ -1,0 +1,161 @@
+"""Every kind of bad input gets a clear error naming the file, column, row count and examples."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnguard.config import DataConfig
+from churnguard.dataset import DataError, load_tables, validate_tables
+
+STRICT = DataConfig()
+REJECT = DataConfig(on_bad_rows="reject")
+
+
+def _tx(**overrides):
+    base = {
+        "customer_id": ["a", "b", "c"],
+        "timestamp": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        "amount": ["1.5", "2", "-3"],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_clean_input_is_typed():
+    t = validate_tables(_tx(), config=STRICT)
+    assert str(t.transactions["timestamp"].dtype).startswith("datetime64")
+    assert t.transactions["amount"].tolist() == [1.5, 2.0, -3.0]
+    assert t.rejects.empty
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: transactions file not found"):
+        load_tables(tmp_path / "nope.csv", config=STRICT)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "tx.csv"
+    p.write_text("")
+    with pytest.raises(DataError, match=r"tx\.csv: the transactions file is empty"):
+        load_tables(p, config=STRICT)
+
+
+def test_header_only_file(tmp_path):
+    p = tmp_path / "tx.csv"
+    p.write_text("customer_id,timestamp,amount\n")
+    with pytest.raises(DataError, match=r"tx\.csv: the transactions file has no rows"):
+        load_tables(p, config=STRICT)
+
+
+def test_unsupported_extension(tmp_path):
+    p = tmp_path / "tx.xlsx"
+    p.write_text("x")
+    with pytest.raises(DataError, match=r"unsupported file type '\.xlsx'"):
+        load_tables(p, config=STRICT)
+
+
+def test_missing_required_column(tmp_path):
+    p = tmp_path / "tx.csv"
+    _tx().drop(columns="amount").to_csv(p, index=False)
+    with pytest.raises(DataError, match=r"tx\.csv: required transactions column\(s\) 'amount' not found in 3 rows"):
+        load_tables(p, config=STRICT)
+
+
+def test_column_mapping(tmp_path):
+    p = tmp_path / "tx.csv"
+    _tx().rename(columns={"customer_id": "CustomerID", "amount": "Total"}).to_csv(p, index=False)
+    cfg = DataConfig.model_validate({"columns": {"transactions": {"customer_id": "CustomerID", "amount": "Total"}}})
+    assert len(load_tables(p, config=cfg).transactions) == 3
+    bad = DataConfig.model_validate({"columns": {"transactions": {"customer_id": "Cust"}}})
+    with pytest.raises(DataError, match=r"column 'Cust' \(mapped to 'customer_id'.*not found"):
+        load_tables(p, config=bad)
+
+
+def test_unparseable_dates():
+    with pytest.raises(DataError, match=r"(?s)1 of 3 transactions row\(s\).*'timestamp': 1 row\(s\) have an unparseable date, e\.g\. 'soon'"):
+        validate_tables(_tx(timestamp=["2024-01-01", "soon", "2024-01-03"]), config=STRICT)
+
+
+def test_mixed_date_styles_always_raise():
+    tx = _tx(timestamp=["2024-01-13", "13/01/2024", "2024-01-14"])
+    for cfg in (STRICT, REJECT):
+        with pytest.raises(DataError, match=r"column 'timestamp' mixes date styles: 1 of 3 rows.*'13/01/2024'.*date_format"):
+            validate_tables(tx, config=cfg)
+
+
+def test_explicit_date_format():
+    tx = _tx(timestamp=["13/01/2024 10:00", "14/01/2024 11:00", "15/01/2024 12:00"])
+    t = validate_tables(tx, config=DataConfig(date_format="%d/%m/%Y %H:%M"))
+    assert t.transactions["timestamp"].iloc[0] == pd.Timestamp("2024-01-13 10:00")
+
+
+def test_non_numeric_amounts():
+    with pytest.raises(DataError, match=r"'amount': 2 row\(s\) are not numeric, e\.g\. '1,5', 'ten'"):
+        validate_tables(_tx(amount=["1,5", "ten", "3"]), config=STRICT)
+
+
+def test_empty_customer_ids():
+    with pytest.raises(DataError, match=r"'customer_id': 1 row\(s\) are empty"):
+        validate_tables(_tx(customer_id=["a", "  ", "c"]), config=STRICT)
+
+
+def test_reject_mode_reports_every_bad_row():
+    t = validate_tables(_tx(customer_id=["a", "", "c"], amount=["1", "2", "x"]), config=REJECT)
+    assert t.transactions["customer_id"].tolist() == ["a"]
+    assert sorted(t.rejects["reason"]) == ["are empty", "are not numeric"]
+    assert t.rejects["row"].tolist() == [2, 3]
+    assert len(t.transactions) + len(t.rejects) == 3  # nothing lost
+
+
+def test_all_rows_bad_raises_even_in_reject_mode():
+    with pytest.raises(DataError, match="no usable rows remain"):
+        validate_tables(_tx(amount=["x", "y", "z"]), config=REJECT)
+
+
+def test_tickets_of_unknown_customers():
+    tk = pd.DataFrame({"customer_id": ["a", "zz"], "opened_at": ["2024-01-02", "2024-01-02"]})
+    with pytest.raises(DataError, match=r"(?s)tickets: 1 of 2 tickets.*1 row\(s\) belong to customers found in neither.*'zz'"):
+        validate_tables(_tx(), tk, config=STRICT)
+    t = validate_tables(_tx(), tk, config=REJECT)
+    assert t.rejects["customer_id"].tolist() == ["zz"]
+
+
+def test_ticket_answered_before_opened():
+    tk = pd.DataFrame(
+        {"customer_id": ["a"], "opened_at": ["2024-01-02 10:00"], "first_response_at": ["2024-01-02 09:00"]}
+    )
+    with pytest.raises(DataError, match=r"'first_response_at': 1 row\(s\) are earlier than opened_at"):
+        validate_tables(_tx(), tk, config=STRICT)
+
+
+def test_out_of_range_scores():
+    cu = pd.DataFrame({"customer_id": ["a", "b"], "nps": ["11", "5"]})
+    with pytest.raises(DataError, match=r"'nps': 1 row\(s\) lie outside 0\.\.10, e\.g\. '11'"):
+        validate_tables(_tx(), customers=cu, config=STRICT)
+    tk = pd.DataFrame({"customer_id": ["a"], "opened_at": ["2024-01-02"], "csat": ["0"]})
+    with pytest.raises(DataError, match=r"'csat': 1 row\(s\) lie outside 1\.\.5"):
+        validate_tables(_tx(), tk, config=STRICT)
+
+
+def test_duplicate_customers_and_bad_flags():
+    cu = pd.DataFrame({"customer_id": ["a", "a", "b"], "loyalty_member": ["yes", "no", "maybe"]})
+    with pytest.raises(DataError) as err:
+        validate_tables(_tx(), customers=cu, config=STRICT)
+    assert "'loyalty_member': 1 row(s) are not true/false, e.g. 'maybe'" in str(err.value)
+    assert "'customer_id': 2 row(s) are duplicate customer ids" in str(err.value)
+
+
+def test_timezone_aware_times_become_utc():
+    tx = _tx(timestamp=["2024-01-01T10:00:00+02:00", "2024-01-01T10:00:00Z", "2024-01-02T00:00:00+00:00"])
+    t = validate_tables(tx, config=STRICT)
+    assert t.transactions["timestamp"].iloc[0] == pd.Timestamp("2024-01-01 08:00")
+
+
+def test_parquet_round_trip(tmp_path):
+    p = tmp_path / "tx.parquet"
+    df = _tx()
+    df["timestamp"] = pd.to_datetime(df["timestamp"])
+    df["amount"] = df["amount"].astype(float)
+    df.to_parquet(p)
+    assert load_tables(p, config=STRICT).transactions["amount"].sum() == pytest.approx(0.5)

@@ -1,0 +1,161 @@
+"""Hand-worked feature values on the tiny fixture, and the time boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.dataset import validate_tables
+from churnguard.features import build_features, estimate_lifespan_years
+
+AS_OF = "2024-01-31"
+
+
+@pytest.fixture
+def feats(tiny_tables, config):
+    return build_features(tiny_tables, AS_OF, config.features).set_index("customer_id")
+
+
+def test_one_row_per_known_customer(feats):
+    # a, b bought by as_of; c and d are listed and signed up by then; c's purchase is after as_of.
+    assert list(feats.index) == ["a", "b", "c", "d"]
+    assert (feats["as_of"] == pd.Timestamp(AS_OF)).all()
+
+
+def test_recency_frequency_value(feats):
+    a, b = feats.loc["a"], feats.loc["b"]
+    assert a["recency_days"] == 20  # last purchase 01-11, as_of 01-31
+    assert b["recency_days"] == 25  # last purchase 01-06
+    assert a["n_orders"] == 2
+    assert a["n_purchase_days"] == 2
+    assert a["gross_spend"] == 30
+    assert a["net_spend"] == 25
+    assert a["mean_order_value"] == 15
+    assert a["max_order_value"] == 20
+    assert a["refund_count"] == 1
+    assert a["refund_share"] == pytest.approx(5 / 30)
+    assert a["orders_30d"] == 1  # 01-11 is 20 days back; 01-01 is 30 days back, outside (as_of-30, as_of]
+    assert a["orders_90d"] == 2
+    assert a["spend_90d"] == 30
+    assert a["gap_mean_days"] == 10
+    assert b["gap_mean_days"] == 1
+    assert np.isnan(a["gap_std_days"])  # one gap: spread undefined
+    assert a["overdue_ratio"] == 2  # 20 days silent / usual gap 10
+    assert b["overdue_ratio"] == 25
+    assert np.isnan(a["trend_orders"])  # nothing in the 90 days before the last 90: ratio undefined
+    # BG/NBD inputs: one repeat day, 10 days first-to-last, first purchase 30 days before as_of.
+    assert (a["bg_frequency"], a["bg_recency_days"], a["bg_age_days"]) == (1, 10, 30)
+
+
+def test_tenure_uses_the_earlier_of_signup_and_first_purchase(feats):
+    assert feats.loc["a", "tenure_days"] == 61  # signup 2023-12-01
+    assert feats.loc["c", "tenure_days"] == 16  # signup 01-15, no purchase yet
+
+
+def test_customer_without_purchases_has_empty_history(feats):
+    d = feats.loc["d"]
+    assert d["n_orders"] == 0
+    assert d["gross_spend"] == 0
+    assert d["cltv"] == 0
+    assert np.isnan(d["recency_days"])
+    assert d["value_tier"] == "standard"
+
+
+def test_cltv_and_value_tier(feats):
+    # Under two years of history -> default lifespan 3 years. a: 15 x 2 orders in the last year x 3.
+    assert feats.loc["a", "cltv"] == pytest.approx(90)
+    assert feats.loc["b", "cltv"] == pytest.approx(30)
+    # 75th percentile of [90, 30, 0, 0] is 45: only a is VIP.
+    assert list(feats["value_tier"]) == ["vip", "standard", "standard", "standard"]
+
+
+def test_support_features(feats):
+    a, b = feats.loc["a"], feats.loc["b"]
+    assert a["tickets_total"] == 1
+    assert a["open_tickets"] == 0
+    assert a["first_response_hours_mean"] == 26  # 01-20 10:00 -> 01-21 12:00
+    assert a["resolution_hours_latest"] == 48
+    assert a["slow_response_share"] == 1  # 26 h > 24 h SLA
+    assert a["csat_latest"] == 2
+    assert a["csat_min"] == 2
+    assert a["days_since_last_ticket"] == 11
+    assert a["tickets_per_order"] == 0.5
+    assert b["open_tickets"] == 1
+    assert np.isnan(b["first_response_hours_mean"])  # never answered
+    assert b["slow_response_share"] == 1  # still waiting after 36 h at the end of as_of
+    assert feats.loc["d", "tickets_total"] == 0
+
+
+def test_attribute_features(feats):
+    assert list(feats["loyalty_member"]) == [1, 0, 0, 1]
+    assert list(feats["nps_group"].astype("object").fillna("-")) == ["promoter", "detractor", "-", "passive"]
+    assert feats["attr_region"].dtype == "category"
+    assert list(feats["attr_region"].astype(str)) == ["n", "s", "s", "n"]
+
+
+def test_event_exactly_on_as_of_counts_and_the_day_after_does_not(config):
+    tx = pd.DataFrame(
+        {"customer_id": ["x", "x"], "timestamp": ["2024-03-01 23:59:59", "2024-03-02 00:00:00"], "amount": [5, 7]}
+    )
+    tables = validate_tables(tx, config=config.data)
+    f = build_features(tables, "2024-03-01", config.features).set_index("customer_id")
+    assert f.loc["x", "n_orders"] == 1
+    assert f.loc["x", "gross_spend"] == 5
+    assert f.loc["x", "recency_days"] == 0
+
+
+def test_ticket_answered_after_as_of_counts_as_waiting(config):
+    tx = pd.DataFrame({"customer_id": ["x"], "timestamp": ["2024-03-01"], "amount": [5]})
+    tk = pd.DataFrame(
+        {
+            "customer_id": ["x"],
+            "opened_at": ["2024-03-01 20:00"],
+            "first_response_at": ["2024-03-02 08:00"],  # answered the next day: unknown at as_of
+            "resolved_at": ["2024-03-05 08:00"],
+            "csat": [1],
+        }
+    )
+    tables = validate_tables(tx, tk, config=config.data)
+    f = build_features(tables, "2024-03-01", config.features).set_index("customer_id")
+    assert np.isnan(f.loc["x", "first_response_hours_mean"])
+    assert np.isnan(f.loc["x", "csat_latest"])  # the survey comes with the resolution, after as_of
+    assert f.loc["x", "open_tickets"] == 1
+    assert f.loc["x", "slow_response_share"] == 0  # waited 4 h by the end of the day
+
+
+def test_order_id_groups_line_items(config):
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["x", "x", "x"],
+            "timestamp": ["2024-03-01 10:00", "2024-03-01 10:00", "2024-03-01 15:00"],
+            "amount": [5, 7, 1],
+            "order_id": ["o1", "o1", "o2"],
+        }
+    )
+    tables = validate_tables(tx, config=config.data)
+    f = build_features(tables, "2024-03-01", config.features).set_index("customer_id")
+    assert f.loc["x", "n_orders"] == 2
+    assert f.loc["x", "max_order_value"] == 12
+    assert f.loc["x", "n_purchase_days"] == 1
+
+
+def test_lifespan_from_annual_churn(config):
+    # s's purchase on 2021-12-01 shows the data reaches back more than two years (730 days before as_of is
+    # 2022-01-31). Year before last (days 365..729 back): p, q, r bought. In the last year only p bought:
+    # churn 2/3, lifespan 1.5 years.
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["s", "p", "q", "r", "p"],
+            "timestamp": ["2021-12-01", "2022-06-01", "2022-07-01", "2022-08-01", "2023-09-01"],
+            "amount": [1.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    tables = validate_tables(tx, config=config.data)
+    assert estimate_lifespan_years(tables.transactions, pd.Timestamp("2024-01-31"), config.features) == pytest.approx(1.5)
+
+
+def test_lifespan_falls_back_without_two_years_of_history(config):
+    tx = pd.DataFrame({"customer_id": ["p", "q"], "timestamp": ["2022-06-01", "2023-09-01"], "amount": [1.0, 1.0]})
+    tables = validate_tables(tx, config=config.data)
+    assert estimate_lifespan_years(tables.transactions, pd.Timestamp("2024-01-31"), config.features) == 3.0
