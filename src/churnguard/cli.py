@@ -106,6 +106,137 @@ def features(
     _report_rejects(tables.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
 
 
+@app.command("train")
+def train(
+    config: ConfigOpt = None,
+    transactions: Annotated[
+        Path | None, _Opt("--transactions", "-t", help="Transactions file; without it, trains on generated demo data.")
+    ] = None,
+    tickets: TicketsOpt = None,
+    customers: CustomersOpt = None,
+    as_of: Annotated[str | None, _Opt("--as-of", help="'Today': last day of data to use (default: last day in the data).")] = None,
+    horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
+    model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the model file.")] = Path(
+        "models/churn_model.joblib"
+    ),
+    tracking_uri: Annotated[
+        str | None, _Opt(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+    ] = None,
+    experiment: Annotated[str | None, _Opt(help="MLflow experiment name (overrides config).")] = None,
+    demo_customers: Annotated[int, _Opt(help="Customers in the generated demo data when no files are given.")] = 5000,
+) -> None:
+    """Train a calibrated churn model on rolling snapshots, score it against baselines, track it in MLflow."""
+    from churnguard.config import default_config_text, load_config
+    from churnguard.dataset import validate_tables
+
+    cfg = _run(load_config, config)
+    cfg = _run(
+        cfg.with_overrides,
+        labels={"horizon_days": horizon_days},
+        tracking={"tracking_uri": tracking_uri, "experiment": experiment},
+    )
+    config_text = config.read_text() if config else default_config_text()
+    console = _console()
+    with console.status("Reading and validating input"):
+        if transactions is None:
+            if tickets or customers:
+                _fail("--tickets and --customers need --transactions")
+            from churnguard.demo import generate_demo_data
+
+            demo = generate_demo_data(demo_customers, seed=7)
+            tables = _run(validate_tables, demo.transactions, demo.tickets, demo.customers, config=cfg.data,
+                          sources={"transactions": "demo transactions", "tickets": "demo tickets",
+                                   "customers": "demo customers"})
+            console.print(f"No data given: training on generated demo data ({demo_customers:,} customers).")
+        else:
+            from churnguard.dataset import load_tables
+
+            tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+    from churnguard.train import run_training
+
+    with _progress() as progress:
+        task = progress.add_task("training", total=None)
+        result = _run(
+            run_training, tables, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
+            on_step=lambda msg: progress.update(task, description=msg),
+        )
+    _print_training_summary(result)
+    if not tables.rejects.empty:
+        _report_rejects(tables.rejects, model_out.with_name(model_out.stem + ".rejects.csv"))
+
+
+def _progress():
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
+                    transient=True)
+
+
+def _print_training_summary(result) -> None:
+    from rich.table import Table
+
+    console = _console()
+    s = result.summary
+    facts = Table(title="Training run", show_header=False)
+    facts.add_column(style="bold")
+    facts.add_column()
+    for label, value in [
+        ("data", (f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, "
+                  f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
+        ("train snapshots", (f"{len(s['train_snapshots'])} ({s['train_snapshots'][0]} .. {s['train_snapshots'][-1]}), "
+                             f"{s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.1%}")),
+        ("validation", (f"{s['valid_snapshot']}, {s['valid_rows']:,} rows (early stopping at {s['best_iteration']} "
+                        f"trees, calibration: Brier {s['valid_brier_uncalibrated']:.4f} -> "
+                        f"{s['valid_brier_calibrated']:.4f})")),
+        ("test", f"{s['test_snapshot']}, {s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.1%}"),
+        ("model file", str(result.model_path)),
+        ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
+        ("registry", f"version {result.registered_version}" + (" (now champion)" if result.champion else
+                                                               " (champion unchanged: it scores higher)")),
+    ]:
+        facts.add_row(label, value)
+    console.print(facts)
+    cards = Table(title="Scorecard on the held-out test snapshot")
+    cards.add_column("metric")
+    for name in result.scorecards:
+        cards.add_column(name, justify="right")
+    for metric in next(iter(result.scorecards.values())):
+        cards.add_row(metric, *(f"{card[metric]:.4f}" for card in result.scorecards.values()))
+    console.print(cards)
+    console.print(("[green]" if result.beats_baselines else "[bold red]") + result.verdict)
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
+    transactions: TxOpt,
+    as_of: Annotated[str, _Opt("--as-of", help="Past snapshot day whose outcome window is in the data.")],
+    tickets: TicketsOpt = None,
+    customers: CustomersOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
+    no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
+) -> None:
+    """Check a trained model on a past snapshot whose outcome is known (newer data than it was trained on)."""
+    from rich.table import Table
+
+    from churnguard.config import load_config
+    from churnguard.dataset import load_tables
+    from churnguard.train import run_evaluation
+
+    cfg = _run(load_config, config)
+    cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
+    tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+    cards = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
+    table = Table(title=f"Scorecard as of {as_of}")
+    table.add_column("metric")
+    for name in cards:
+        table.add_column(name, justify="right")
+    for metric in cards["model"]:
+        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
+    _console().print(table)
+
+
 def _report_rejects(rejects, path: Path) -> None:
     from churnguard._io import write_table
 

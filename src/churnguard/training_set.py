@@ -59,6 +59,7 @@ def make_training_set(
     snapshots: SnapshotConfig,
     last_date: str | pd.Timestamp | None = None,
     dates: Iterable[pd.Timestamp] | None = None,
+    enrich: Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame] | None = None,
     on_snapshot: Callable[[pd.Timestamp], None] | None = None,
 ) -> pd.DataFrame:
     """Features and ``churned`` labels for the active population at each snapshot, oldest first.
@@ -69,6 +70,8 @@ def make_training_set(
         last_date: the last day whose data may be used (default: the last transaction day). Nothing after
             it is read, for features or labels.
         dates: explicit snapshot days (default: :func:`snapshot_dates`).
+        enrich: called with each snapshot's features of every known customer (before the labelled population
+            is selected) and its day; returns the features with more columns (e.g. BG/NBD ones).
         on_snapshot: called after each snapshot, e.g. to advance a progress bar.
     """
     last = to_day(last_date) if last_date is not None else tables.last_date()
@@ -81,6 +84,8 @@ def make_training_set(
             raise ValueError(f"snapshot {as_of.date()}: its label window ends after the last usable day {last.date()}")
         y = make_labels(tx, as_of, labels.horizon_days, labels.lookback_days)
         x = build_features(tables, as_of, features)
+        if enrich is not None:
+            x = enrich(x, as_of)
         rows = x.merge(y.drop(columns="as_of"), on="customer_id", how="inner", validate="one_to_one")
         logger.info("snapshot %s: %d customers, churn rate %.3f", as_of.date(), len(rows), rows["churned"].mean())
         frames.append(rows)

@@ -1,0 +1,446 @@
+"""The training run: snapshots -> time split -> calibrated LightGBM -> scorecard -> model file -> MLflow.
+
+This is the only module that talks to MLflow. By default runs go to a SQLite store ``mlflow.db`` in the
+working directory with artifacts in ``./mlartifacts`` beside it (no server to start); ``$MLFLOW_TRACKING_URI``
+or ``tracking.tracking_uri`` / ``--tracking-uri`` point elsewhere.
+
+Time split (the model is judged as it would have been used): the newest complete snapshot is the test set;
+the validation snapshot is the newest one whose label window ends on or before the test day; training uses
+the snapshots whose label windows end on or before the validation day. No label the model learns from was
+observable after the day it is validated or tested on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard import __version__, btyd
+from churnguard.evaluation import (
+    compare_to_baselines,
+    plot_calibration,
+    plot_feature_importance,
+    plot_lift_gain,
+    plot_score_distribution,
+    plot_training_curve,
+    scorecard,
+    scorecard_markdown,
+)
+from churnguard.features import build_features, to_day
+from churnguard.labels import make_labels
+from churnguard.model import ChurnModel, _Calibrator
+from churnguard.training_set import make_training_set, snapshot_dates
+
+if TYPE_CHECKING:
+    from churnguard.config import Config, TrackingConfig
+    from churnguard.dataset import Tables
+
+__all__ = ["TrainResult", "add_bgnbd_features", "fit_bgnbd", "resolve_tracking_uri", "run_evaluation", "run_training", "split_by_time"]
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("recency", "bgnbd")
+_WEEK = 7.0
+
+
+# -- BG/NBD features ---------------------------------------------------------------------------------------
+
+
+def fit_bgnbd(features: pd.DataFrame) -> btyd.BGNBDParams:
+    """Fit BG/NBD on every customer with a purchase, in weeks, compressing identical histories."""
+    has = features["bg_frequency"].notna()
+    rows = pd.DataFrame(
+        {
+            "x": features.loc[has, "bg_frequency"],
+            "tx": features.loc[has, "bg_recency_days"] / _WEEK,
+            "T": features.loc[has, "bg_age_days"] / _WEEK,
+        }
+    )
+    counts = rows.value_counts().reset_index(name="n")
+    return btyd.fit_bgnbd(counts["x"].to_numpy(), counts["tx"].to_numpy(), counts["T"].to_numpy(),
+                          weights=counts["n"].to_numpy())
+
+
+def add_bgnbd_features(features: pd.DataFrame, params: btyd.BGNBDParams, horizon_days: int) -> pd.DataFrame:
+    """Add ``bg_expected_purchases`` over the horizon and ``bg_p_alive`` (NaN for customers with no purchase)."""
+    out = features.copy()
+    has = out["bg_frequency"].notna().to_numpy()
+    x = out["bg_frequency"].to_numpy(dtype="float64")[has]
+    tx = out["bg_recency_days"].to_numpy(dtype="float64")[has] / _WEEK
+    t = out["bg_age_days"].to_numpy(dtype="float64")[has] / _WEEK
+    expected = np.full(len(out), np.nan)
+    alive = np.full(len(out), np.nan)
+    expected[has] = btyd.expected_purchases(params, horizon_days / _WEEK, x, tx, t)
+    alive[has] = btyd.prob_alive(params, x, tx, t)
+    out["bg_expected_purchases"] = expected
+    out["bg_p_alive"] = alive
+    return out
+
+
+# -- the time split and the baselines -------------------------------------------------------------------------
+
+
+def split_by_time(dates: list[pd.Timestamp], horizon_days: int) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+    """(train days, validation day, test day) such that no label window overlaps a later split's day."""
+    dates = sorted(dates)
+    gap = pd.Timedelta(days=horizon_days)
+    test = dates[-1]
+    valid_candidates = [d for d in dates if d + gap <= test]
+    if not valid_candidates:
+        raise ValueError(f"no snapshot ends its label window before the test day {test.date()}: add more snapshots")
+    valid = valid_candidates[-1]
+    train = [d for d in dates if d + gap <= valid]
+    if not train:
+        raise ValueError(
+            f"no snapshot ends its label window before the validation day {valid.date()}: the data is too short "
+            "for a time split; raise snapshots.max_snapshots or provide more history"
+        )
+    return train, valid, test
+
+
+def _baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Higher = more likely to churn. Recency: days since last purchase. BG/NBD: fewer expected purchases."""
+    return {
+        "recency": frame["recency_days"].to_numpy(dtype="float64"),
+        "bgnbd": -frame["bg_expected_purchases"].to_numpy(dtype="float64"),
+    }
+
+
+# -- tracking -------------------------------------------------------------------------------------------------
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """Explicit setting, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        location = (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def data_fingerprint(tables: Tables) -> str:
+    """A short, order-independent hash of the validated inputs."""
+    h = hashlib.sha256()
+    for frame in (tables.transactions, tables.tickets, tables.customers):
+        if frame is not None:
+            h.update(np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and where it went."""
+
+    model: ChurnModel
+    model_path: Path
+    scorecards: dict[str, dict[str, float]]
+    verdict: str
+    beats_baselines: bool
+    summary: dict[str, Any]
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    registered_version: str | None = None
+    champion: bool = False
+    artifacts: list[str] = field(default_factory=list)
+
+
+def run_training(
+    tables: Tables,
+    config: Config,
+    *,
+    model_out: str | Path,
+    as_of: str | pd.Timestamp | None = None,
+    config_text: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train, evaluate and save a churn model, and record the run in MLflow.
+
+    Args:
+        tables: validated inputs.
+        config: the whole configuration (each step receives its part).
+        model_out: where the signed model file is written (atomically).
+        as_of: "today": the last day whose data may be used (default: the last transaction day).
+        config_text: the YAML the config came from, logged as an artifact.
+        on_step: progress callback, called with a short description before each step.
+    """
+    step = on_step or (lambda _msg: None)
+    last = to_day(as_of) if as_of is not None else tables.last_date()
+    horizon = config.labels.horizon_days
+    dates = snapshot_dates(tables.transactions["timestamp"].min(), last, config.labels, config.snapshots)
+    train_days, valid_day, test_day = split_by_time(dates, horizon)
+    used = [*train_days, valid_day, test_day]
+    bg_params: dict[str, dict[str, float]] = {}
+
+    def with_bgnbd(feats: pd.DataFrame, as_of_day: pd.Timestamp) -> pd.DataFrame:
+        params = fit_bgnbd(feats)  # on every customer seen by then, not only the labelled ones
+        bg_params[str(as_of_day.date())] = params.to_dict()
+        return add_bgnbd_features(feats, params, horizon)
+
+    data = make_training_set(
+        tables, features=config.features, labels=config.labels, snapshots=config.snapshots, last_date=last,
+        dates=used, enrich=with_bgnbd, on_snapshot=lambda d: step(f"snapshot {d.date()} done"),
+    )
+    train = data[data["as_of"].isin(train_days)]
+    valid = data[data["as_of"] == valid_day]
+    test = data[data["as_of"] == test_day]
+
+    step("training LightGBM")
+    mc = config.model
+    model = ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed)
+    model.fit(train, train["churned"], valid, valid["churned"])
+
+    step("scoring the test snapshot")
+    y_valid, y_test = valid["churned"].to_numpy(), test["churned"].to_numpy()
+    probs = {"model": model.predict_proba(test)}
+    baseline_calibrators = {}
+    for name, score in _baseline_scores(valid).items():
+        baseline_calibrators[name] = _Calibrator.fit(mc.calibration, np.nan_to_num(score, nan=np.nanmax(score)), y_valid)
+    for name, score in _baseline_scores(test).items():
+        probs[name] = baseline_calibrators[name](np.nan_to_num(score, nan=np.nanmax(score)))
+    scorecards = {name: scorecard(y_test, p) for name, p in probs.items()}
+    beats, verdict = compare_to_baselines(scorecards)
+    brier_raw = float(np.mean((model.predict_raw(valid) - y_valid) ** 2))
+    brier_cal = float(np.mean((model.predict_proba(valid) - y_valid) ** 2))
+
+    step("fitting the scoring-time BG/NBD and value thresholds")
+    today = build_features(tables, last, config.features)
+    final_bg = fit_bgnbd(today)
+    summary = {
+        "data_first_day": str(tables.transactions["timestamp"].min().date()),
+        "as_of": str(last.date()),
+        "horizon_days": horizon,
+        "transactions": len(tables.transactions),
+        "tickets": 0 if tables.tickets is None else len(tables.tickets),
+        "customers": len(tables.customer_ids()),
+        "rejected_rows": len(tables.rejects),
+        "train_snapshots": [str(d.date()) for d in train_days],
+        "valid_snapshot": str(valid_day.date()),
+        "test_snapshot": str(test_day.date()),
+        "train_rows": len(train),
+        "valid_rows": len(valid),
+        "test_rows": len(test),
+        "train_churn_rate": float(train["churned"].mean()),
+        "test_churn_rate": float(test["churned"].mean()),
+        "best_iteration": model.best_iteration_,
+        "n_features": len(model.feature_names_),
+        "valid_brier_uncalibrated": brier_raw,
+        "valid_brier_calibrated": brier_cal,
+        "lifespan_years": today.attrs.get("lifespan_years"),
+    }
+    model.metadata = {
+        "package_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "columns": config.data.columns.model_dump(),
+        "horizon_days": horizon,
+        "risk_bands": dict(mc.risk_bands),
+        "training_window": {"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
+        "summary": summary,
+        "scorecards": scorecards,
+        "verdict": verdict,
+        "bgnbd_params": final_bg.to_dict(),
+        "bgnbd_params_by_snapshot": bg_params,
+        "vip_cltv_threshold": float(today["cltv"].quantile(config.features.vip_quantile)),
+        "baseline_calibrators": {k: v.__dict__ for k, v in baseline_calibrators.items()},
+        "data_fingerprint": data_fingerprint(tables),
+        "git_commit": _git_commit(),
+        "feature_dtypes": {c: str(train[c].dtype) for c in model.feature_names_},
+    }
+    step("saving the model file")
+    model_path = model.save(model_out)
+    result = TrainResult(model, Path(model_path), scorecards, verdict, beats, summary)
+    step("recording the MLflow run")
+    _log_training_run(result, config, config_text, test, probs, y_test)
+    return result
+
+
+def _model_card(result: TrainResult) -> str:
+    s = result.summary
+    return "\n".join(
+        [
+            "# churnguard model card",
+            "",
+            f"- package version: {__version__}",
+            f"- data: {s['data_first_day']} to {s['as_of']}, {s['transactions']:,} transactions, {s['customers']:,} customers",
+            f"- label: no purchase in the {s['horizon_days']} days after each snapshot",
+            f"- train snapshots: {', '.join(s['train_snapshots'])} ({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})",
+            f"- validation snapshot: {s['valid_snapshot']} ({s['valid_rows']:,} rows; early stopping and calibration)",
+            f"- test snapshot: {s['test_snapshot']} ({s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.3f})",
+            f"- validation Brier: {s['valid_brier_uncalibrated']:.4f} uncalibrated, {s['valid_brier_calibrated']:.4f} calibrated",
+            "",
+            "## Scorecard (held-out test snapshot)",
+            "",
+            scorecard_markdown(result.scorecards),
+            "",
+            result.verdict,
+            "",
+        ]
+    )
+
+
+def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from churnguard._pyfunc import ChurnPyfunc
+
+    tc: TrackingConfig = config.tracking
+    uri = resolve_tracking_uri(tc.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp_id = _experiment_id(client, tc.experiment, uri)
+    model = result.model
+    s = result.summary
+    with mlflow.start_run(experiment_id=exp_id) as run, tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list)}
+        flat["train_snapshots"] = ",".join(s["train_snapshots"])
+        mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
+                           "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
+                           "lookback_days": config.labels.lookback_days})
+        for name, card in result.scorecards.items():
+            mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
+        mlflow.log_metrics({"valid_brier_uncalibrated": s["valid_brier_uncalibrated"],
+                            "valid_brier_calibrated": s["valid_brier_calibrated"]})
+        for ds, curves in model.evals_result_.items():
+            for metric, values in curves.items():
+                for i, v in enumerate(values):
+                    mlflow.log_metric(f"{ds}_{metric}", float(v), step=i)
+        mlflow.set_tags({"data_fingerprint": model.metadata["data_fingerprint"], "churnguard_version": __version__,
+                         "git_commit": model.metadata["git_commit"] or "unknown",
+                         "beats_baselines": str(result.beats_baselines)})
+        imp = model.feature_importance()
+        plots = [
+            plot_feature_importance(list(imp.index), imp.to_numpy(), tmp / "feature_importance.png"),
+            plot_calibration(y_test, {"uncalibrated": model.predict_raw(test), "calibrated": probs["model"]},
+                             tmp / "calibration_curve.png"),
+            plot_lift_gain(y_test, probs, tmp / "lift_gain.png"),
+            plot_score_distribution(y_test, probs["model"], tmp / "score_distribution.png"),
+            plot_training_curve({k: v["binary_logloss"] for k, v in model.evals_result_.items()},
+                                tmp / "training_curve.png"),
+        ]
+        (tmp / "model_card.md").write_text(_model_card(result))
+        (tmp / "model_card.json").write_text(json.dumps(model.metadata, indent=2, default=str))
+        (tmp / "config.yaml").write_text(config_text or json.dumps(config.model_dump(mode="json"), indent=2))
+        imp.rename("gain").to_csv(tmp / "feature_importance.csv")
+        for p in [*plots, tmp / "model_card.md", tmp / "model_card.json", tmp / "config.yaml", tmp / "feature_importance.csv"]:
+            mlflow.log_artifact(str(p))
+            result.artifacts.append(Path(p).name)
+        example = _pyfunc_input(model, test.head(5))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnPyfunc(),
+            artifacts={"model_file": str(result.model_path)},
+            signature=infer_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=[f"churnguard=={__version__}", f"lightgbm=={_version('lightgbm')}",
+                              f"pandas=={_version('pandas')}", f"mlflow=={_version('mlflow')}"],
+        )
+        result.run_id = run.info.run_id
+    result.tracking_uri = uri
+    version = mlflow.register_model(info.model_uri, tc.registered_model)
+    result.registered_version = str(version.version)
+    result.champion = _maybe_promote(client, tc, version.version, result.scorecards["model"]["roc_auc"])
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _pyfunc_input(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs with categoricals as plain strings, as a JSON caller would send them."""
+    x = model.prepare(frame)
+    for c in model.categories_:
+        x[c] = x[c].astype("object")
+    return x.reset_index(drop=True)
+
+
+def _maybe_promote(client, tc: TrackingConfig, version: str, test_auc: float) -> bool:
+    """Point the alias at the new version unless the current champion's test AUC is higher."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(tc.registered_model, tc.alias)
+    except MlflowException:
+        current = None
+    if current is not None:
+        champion_auc = client.get_run(current.run_id).data.metrics.get("test_roc_auc", float("-inf"))
+        if test_auc < champion_auc:
+            logger.warning("new model test AUC %.4f < champion's %.4f: alias %r stays on version %s",
+                           test_auc, champion_auc, tc.alias, current.version)
+            return False
+    client.set_registered_model_alias(tc.registered_model, tc.alias, version)
+    return True
+
+
+# -- evaluate later ----------------------------------------------------------------------------------------
+
+
+def run_evaluation(
+    model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None
+) -> dict[str, dict[str, float]]:
+    """Score a past snapshot whose outcome is known and return (and log) the scorecard vs the baselines."""
+    model = ChurnModel.load(model_path)
+    meta = model.metadata
+    as_of = to_day(as_of)
+    horizon = meta["horizon_days"]
+    if as_of + pd.Timedelta(days=horizon) > tables.last_date():
+        raise ValueError(
+            f"as_of {as_of.date()}: its {horizon}-day outcome window ends after the last day in the data "
+            f"({tables.last_date().date()}); pick an earlier as_of"
+        )
+    from churnguard.config import Config
+
+    cfg = Config.model_validate(meta["config"])
+    feats = build_features(tables, as_of, cfg.features)
+    feats = add_bgnbd_features(feats, btyd.BGNBDParams(**meta["bgnbd_params"]), horizon)
+    labels = make_labels(tables.transactions, as_of, horizon, cfg.labels.lookback_days)
+    rows = feats.merge(labels.drop(columns="as_of"), on="customer_id")
+    y = rows["churned"].to_numpy()
+    probs = {"model": model.predict_proba(rows)}
+    for name, score in _baseline_scores(rows).items():
+        cal = _Calibrator(**meta["baseline_calibrators"][name])
+        probs[name] = cal(np.nan_to_num(score, nan=np.nanmax(score)))
+    cards = {name: scorecard(y, p) for name, p in probs.items()}
+    if tracking is not None:
+        import mlflow
+
+        uri = resolve_tracking_uri(tracking.tracking_uri)
+        mlflow.set_tracking_uri(uri)
+        from mlflow.tracking import MlflowClient
+
+        exp_id = _experiment_id(MlflowClient(uri), tracking.experiment, uri)
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}"):
+            mlflow.set_tags({"kind": "evaluation", "model_file": str(model_path),
+                             "data_fingerprint": data_fingerprint(tables)})
+            mlflow.log_params({"as_of": str(as_of.date()), "rows": len(rows)})
+            for name, card in cards.items():
+                mlflow.log_metrics({f"{'eval' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
+    return cards
