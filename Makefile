@@ -21,6 +21,8 @@ demo: $(VENV)/.installed
 	$(BIN)/churnguard demo-data --out $(DEMO_DIR) --customers $(DEMO_CUSTOMERS) --seed 7
 	$(BIN)/churnguard features --transactions $(DEMO_DIR)/transactions.csv --tickets $(DEMO_DIR)/tickets.csv \
 		--customers $(DEMO_DIR)/customers.csv --as-of 2025-12-31 --out $(DEMO_DIR)/features.parquet
+	$(BIN)/churnguard train --transactions $(DEMO_DIR)/transactions.csv --tickets $(DEMO_DIR)/tickets.csv \
+		--customers $(DEMO_DIR)/customers.csv --model-out models/churn_model.joblib
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

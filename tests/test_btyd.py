@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnguard.btyd import BGNBDParams, bgnbd_log_likelihood, expected_purchases, fit_bgnbd, prob_alive, simulate_bgnbd
+from churnguard.btyd import (
+    BGNBDParams,
+    bgnbd_log_likelihood,
+    expected_purchases,
+    fit_bgnbd,
+    prob_alive,
+    simulate_bgnbd,
+)
 
 CDNOW = BGNBDParams(r=0.24, alpha=4.41, a=0.79, b=2.43)  # the paper's estimates, time in weeks
 

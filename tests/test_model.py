@@ -44,10 +44,11 @@ def test_unfitted_model_raises():
 
 
 def test_fit_learns_features_and_probabilities(fitted):
-    model, (xv, yv) = fitted
+    model, (xv, _yv) = fitted
     assert model.feature_names_ == ["recency_days", "n_orders", "tier"]  # ids are not features
     p = model.predict_proba(xv)
-    assert p.min() >= 0 and p.max() <= 1
+    assert p.min() >= 0
+    assert p.max() <= 1
     assert model.best_iteration_ < 200  # early stopping happened
 
 

@@ -1,7 +1,9 @@
-"""The MLflow pyfunc wrapper, kept apart so that only the training run imports MLflow."""
+"""The MLflow pyfunc wrapper. MLflow runs this file ("models from code") when it loads a logged model;
+nothing else in churnguard imports it, so only the training run depends on MLflow."""
 
 from __future__ import annotations
 
+import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 
@@ -14,5 +16,8 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = ChurnModel.load(context.artifacts["model_file"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would treat them as Any
         return self.model.predict_proba(pd.DataFrame(model_input))
+
+
+mlflow.models.set_model(ChurnPyfunc())

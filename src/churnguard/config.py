@@ -90,7 +90,7 @@ class SnapshotConfig(_Frozen):
     """Rolling training snapshots, one every ``cadence_days``, newest first."""
 
     cadence_days: int = Field(default=30, gt=0)
-    max_snapshots: int = Field(default=8, ge=3, description="train + validation + test need at least 3")
+    max_snapshots: int = Field(default=12, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
 
 
@@ -112,6 +112,10 @@ class ModelConfig(_Frozen):
     )
     num_boost_round: int = Field(default=500, gt=0)
     early_stopping_rounds: int = Field(default=30, gt=0)
+    monotone_constraints: dict[str, Literal[-1, 1]] = Field(
+        default_factory=lambda: {"recency_days": 1},
+        description="features whose effect on risk may only rise (1) or only fall (-1), all else equal",
+    )
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     seed: int = 42
     risk_bands: dict[str, float] = Field(

@@ -209,7 +209,7 @@ def plot_training_curve(evals: dict[str, list[float]], path, *, metric_name: str
     ax = fig.add_subplot()
     for name, values in evals.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name)
-    if "valid" in evals and evals["valid"]:
+    if evals.get("valid"):
         best = int(np.argmin(evals["valid"]))
         ax.axvline(best + 1, linestyle=":", color="grey", label=f"best round {best + 1}")
     ax.set(xlabel="boosting round", ylabel=metric_name, title="Training curve")

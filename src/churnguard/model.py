@@ -102,6 +102,7 @@ class ChurnModel:
         early_stopping_rounds: stop when validation log loss has not improved for this many rounds.
         calibration: ``isotonic`` or ``sigmoid``, fitted on the validation set.
         seed: random seed for LightGBM's bagging and feature sampling.
+        monotone_constraints: feature name -> 1 (risk may only rise with it) or -1, all else equal.
         metadata: anything to keep with the model (training window, scorecard, config, ...).
     """
 
@@ -110,6 +111,7 @@ class ChurnModel:
     early_stopping_rounds: int = 30
     calibration: str = "isotonic"
     seed: int = 42
+    monotone_constraints: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
@@ -122,6 +124,8 @@ class ChurnModel:
         }
         xt, xv = self.prepare(x_train), self.prepare(x_valid)
         params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **self.params, "seed": self.seed}
+        if self.monotone_constraints:
+            params["monotone_constraints"] = [self.monotone_constraints.get(c, 0) for c in self.feature_names_]
         train = lgb.Dataset(xt, label=np.asarray(y_train), free_raw_data=False)
         valid = lgb.Dataset(xv, label=np.asarray(y_valid), reference=train, free_raw_data=False)
         self.evals_result_: dict[str, dict[str, list[float]]] = {}
@@ -195,6 +199,7 @@ class ChurnModel:
                 "early_stopping_rounds": self.early_stopping_rounds,
                 "calibration": self.calibration,
                 "seed": self.seed,
+                "monotone_constraints": self.monotone_constraints,
             },
             "metadata": self.metadata,
         }

@@ -211,7 +211,8 @@ def run_training(
 
     step("training LightGBM")
     mc = config.model
-    model = ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed)
+    model = ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed,
+                       dict(mc.monotone_constraints))
     model.fit(train, train["churned"], valid, valid["churned"])
 
     step("scoring the test snapshot")
@@ -307,8 +308,6 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from churnguard._pyfunc import ChurnPyfunc
-
     tc: TrackingConfig = config.tracking
     uri = resolve_tracking_uri(tc.tracking_uri)
     mlflow.set_tracking_uri(uri)
@@ -354,7 +353,7 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
         example = _pyfunc_input(model, test.head(5))
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=ChurnPyfunc(),
+            python_model=str(Path(__file__).with_name("_pyfunc.py")),
             artifacts={"model_file": str(result.model_path)},
             signature=infer_signature(example, model.predict_proba(example)),
             input_example=example,

@@ -1,0 +1,161 @@
+"""The training run end to end on small demo data, into a real MLflow SQLite store in a temp dir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.config import load_config
+from churnguard.dataset import validate_tables
+from churnguard.demo import generate_demo_data
+from churnguard.model import ChurnModel
+from churnguard.train import run_evaluation, run_training, split_by_time
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(tmp)
+        demo = generate_demo_data(1500, seed=3)
+        cfg = load_config()
+        tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg = cfg.with_overrides(tracking={"tracking_uri": uri})
+        result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
+        yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "mp": mp}
+
+
+def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
+    from mlflow.tracking import MlflowClient
+
+    result = env["result"]
+    client = MlflowClient(env["uri"])
+    run = client.get_run(result.run_id)
+    for key in ("test_roc_auc", "test_brier", "test_ece", "recency_roc_auc", "bgnbd_roc_auc", "test_capture_at_10"):
+        assert key in run.data.metrics
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(result.scorecards["model"]["roc_auc"])
+    assert len(client.get_metric_history(result.run_id, "valid_binary_logloss")) > 1  # the training curve
+    assert run.data.params["horizon_days"] == "90"
+    assert run.data.tags["data_fingerprint"] == result.model.metadata["data_fingerprint"]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"feature_importance.png", "calibration_curve.png", "lift_gain.png", "score_distribution.png",
+            "model_card.md", "model_card.json", "config.yaml"} <= artifacts
+    assert result.registered_version == "1"
+    assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "1"
+    # Artifacts live next to the SQLite file, not in a stray ./mlruns.
+    assert (env["tmp"] / "mlartifacts").is_dir()
+    assert not (env["tmp"] / "mlruns").exists()
+
+
+def test_pyfunc_returns_probabilities(env):
+    import mlflow
+
+    mlflow.set_tracking_uri(env["uri"])
+    model = mlflow.pyfunc.load_model("models:/churnguard@champion")
+    example = model.input_example
+    probs = np.asarray(model.predict(example))
+    assert probs.shape == (len(example),)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert not set(np.unique(probs)) <= {0, 1}  # probabilities, not class labels
+
+
+def test_alias_moves_only_when_auc_is_not_worse(env):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(env["uri"])
+    cfg = env["cfg"]
+    weak = cfg.with_overrides(model={"num_boost_round": 1, "params": {"num_leaves": 2, "objective": "binary",
+                                                                      "verbose": -1}})
+    weaker = run_training(env["tables"], weak, model_out=env["tmp"] / "weak.joblib")
+    assert weaker.scorecards["model"]["roc_auc"] < env["result"].scorecards["model"]["roc_auc"]
+    assert weaker.registered_version == "2"
+    assert not weaker.champion
+    assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "1"
+    same = run_training(env["tables"], cfg, model_out=env["tmp"] / "same.joblib")
+    assert same.scorecards["model"]["roc_auc"] == pytest.approx(env["result"].scorecards["model"]["roc_auc"])
+    assert same.champion
+    assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "3"
+
+
+def test_time_split_never_trains_on_later_snapshots(env):
+    s = env["result"].summary
+    horizon = pd.Timedelta(days=s["horizon_days"])
+    train = [pd.Timestamp(d) for d in s["train_snapshots"]]
+    valid, test = pd.Timestamp(s["valid_snapshot"]), pd.Timestamp(s["test_snapshot"])
+    assert max(train) + horizon <= valid
+    assert valid + horizon <= test
+    assert test + horizon <= pd.Timestamp(s["as_of"])
+    days = [pd.Timestamp("2024-01-01") + pd.Timedelta(days=30 * k) for k in range(10)]
+    tr, va, te = split_by_time(days[::-1], 90)
+    assert te == days[-1]
+    assert va == days[-4]
+    assert tr == days[:4]
+
+
+def test_calibration_keeps_or_improves_validation_brier(env):
+    s = env["result"].summary
+    assert s["valid_brier_calibrated"] <= s["valid_brier_uncalibrated"] + 1e-12
+
+
+def test_model_file_holds_what_scoring_needs(env):
+    model = ChurnModel.load(env["result"].model_path)
+    meta = model.metadata
+    for key in ("columns", "risk_bands", "training_window", "scorecards", "bgnbd_params", "feature_dtypes",
+                "package_version", "vip_cltv_threshold"):
+        assert key in meta
+    assert set(meta["feature_dtypes"]) == set(model.feature_names_)
+
+
+def test_longer_silence_never_lowers_risk(env):
+    from churnguard.features import build_features
+    from churnguard.train import add_bgnbd_features
+
+    model = env["result"].model
+    from churnguard.btyd import BGNBDParams
+
+    feats = build_features(env["tables"], "2025-06-30", env["cfg"].features)
+    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = feats[feats["recency_days"].notna()].head(300)
+    base = model.predict_proba(feats)
+    for extra in (1, 30, 120, 400):
+        later = feats.assign(recency_days=feats["recency_days"] + extra)
+        assert (model.predict_proba(later) >= base - 1e-12).all()
+
+
+def test_evaluate_on_a_past_snapshot(env):
+    cards = run_evaluation(env["result"].model_path, env["tables"], "2025-08-01", tracking=env["cfg"].tracking)
+    assert set(cards) == {"model", "recency", "bgnbd"}
+    assert 0.5 < cards["model"]["roc_auc"] <= 1
+    with pytest.raises(ValueError, match="outcome window ends after the last day"):
+        run_evaluation(env["result"].model_path, env["tables"], "2025-12-01")
+
+
+def test_train_cli_on_files(env, tmp_path):
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+    from churnguard.demo import write_demo_data
+
+    paths = write_demo_data(generate_demo_data(800, seed=5), tmp_path / "data")
+    out = tmp_path / "m.joblib"
+    result = CliRunner().invoke(app, [
+        "train", "--transactions", str(paths["transactions"]), "--tickets", str(paths["tickets"]),
+        "--customers", str(paths["customers"]), "--model-out", str(out),
+        "--tracking-uri", f"sqlite:///{tmp_path / 'cli.db'}", "--experiment", "cli-test",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "Scorecard on the held-out test snapshot" in result.output
+    assert out.is_file()
+    result = CliRunner().invoke(app, [
+        "evaluate", "--model", str(out), "--transactions", str(paths["transactions"]),
+        "--tickets", str(paths["tickets"]), "--customers", str(paths["customers"]), "--as-of", "2025-09-01",
+        "--no-log",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "roc_auc" in result.output
