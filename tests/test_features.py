@@ -159,3 +159,13 @@ def test_lifespan_falls_back_without_two_years_of_history(config):
     tx = pd.DataFrame({"customer_id": ["p", "q"], "timestamp": ["2022-06-01", "2023-09-01"], "amount": [1.0, 1.0]})
     tables = validate_tables(tx, config=config.data)
     assert estimate_lifespan_years(tables.transactions, pd.Timestamp("2024-01-31"), config.features) == 3.0
+
+
+def test_customers_table_without_signup_dates(config):
+    tx = pd.DataFrame({"customer_id": ["x"], "timestamp": ["2024-03-01"], "amount": [5]})
+    cu = pd.DataFrame({"customer_id": ["x", "y"], "nps": [9, 2]})
+    tables = validate_tables(tx, customers=cu, config=config.data)
+    f = build_features(tables, "2024-03-01", config.features).set_index("customer_id")
+    assert list(f.index) == ["x", "y"]
+    assert f.loc["y", "n_orders"] == 0
+    assert f.loc["x", "tenure_days"] == 0

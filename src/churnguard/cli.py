@@ -237,6 +237,80 @@ def evaluate(
     _console().print(table)
 
 
+@app.command("score")
+def score(
+    model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
+    transactions: TxOpt,
+    out: Annotated[Path, _Opt("--out", "-o", help="Scores file (.csv or .parquet), written atomically.")],
+    tickets: TicketsOpt = None,
+    customers: CustomersOpt = None,
+    as_of: Annotated[str | None, _Opt("--as-of", help="Score as of this day (default: last day in the data).")] = None,
+    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
+    control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
+    seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
+    config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in, see "
+                                        "configs/actions.yaml).")] = None,
+    reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
+    rejects: Annotated[Path | None, _Opt(help="Rejects file (default: <out>.rejects.csv).")] = None,
+) -> None:
+    """Score customers: churn risk, reasons, the action to take and who to contact within a budget."""
+    from churnguard._io import write_table
+    from churnguard.config import DataConfig, load_playbook
+    from churnguard.dataset import load_tables
+    from churnguard.model import ChurnModel
+    from churnguard.scoring import score_tables
+
+    playbook = _run(load_playbook, config)
+    loaded = _run(ChurnModel.load, model)
+    data_cfg = DataConfig.model_validate(loaded.metadata["config"]["data"])
+    if reject_bad_rows:
+        data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
+    console = _console()
+    with console.status("Reading and validating input"):
+        tables = _run(load_tables, transactions, tickets, customers, config=data_cfg)
+    with console.status("Scoring"):
+        result = _run(score_tables, loaded, tables, as_of, playbook, budget=budget,
+                      control_fraction=control_fraction, seed=seed)
+        write_table(result.scores, out)
+    c = result.counts()
+    s = result.scores
+    chosen = s[s["selected"]]
+    console.print(
+        f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
+        f"bands: {', '.join(f'{k} {v:,}' for k, v in s['risk_band'].value_counts().items())}\n"
+        f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
+        f"{chosen.loc[~chosen['control_group'], 'action_cost'].sum():,.2f}, expected value "
+        f"{chosen.loc[~chosen['control_group'], 'expected_value'].sum():,.2f}",
+        highlight=False,
+    )
+    _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
+    host: Annotated[str, _Opt(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, _Opt(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, _Opt(min=1, help="Worker processes.")] = 1,
+    config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in).")] = None,
+) -> None:
+    """Serve predictions over HTTP from a model file (needs the 'serve' extra)."""
+    import os
+
+    try:
+        import uvicorn
+    except ImportError:
+        _fail("serving needs the 'serve' extra: pip install 'churnguard[serve]'")
+    from churnguard.model import ChurnModel
+
+    _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
+    if config is not None:
+        os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(config.resolve())
+    uvicorn.run("churnguard.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
 def _report_rejects(rejects, path: Path) -> None:
     from churnguard._io import write_table
 

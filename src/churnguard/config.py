@@ -25,6 +25,8 @@ __all__ = [
     "SnapshotConfig",
     "TrackingConfig",
     "load_config",
+    "load_playbook",
+    "Playbook",
 ]
 
 
@@ -194,3 +196,65 @@ def load_config(path: str | Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     return _validate(data, source)
+
+
+# -- the retention playbook (configs/actions.yaml) ----------------------------------------------------------
+
+Band = Literal["high", "medium", "low", "no_history"]
+Signal = Literal["bad_support", "new_customer", "lapsed"]
+
+
+class RuleCondition(_Frozen):
+    """All given conditions must hold; an empty condition matches everyone."""
+
+    band: tuple[Band, ...] | None = None
+    value_tier: tuple[Literal["vip", "standard"], ...] | None = None
+    signals: tuple[Signal, ...] = ()
+    not_signals: tuple[Signal, ...] = ()
+
+
+class ActionRule(_Frozen):
+    """One playbook entry: who it is for, what it costs, how often it keeps a churner."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    when: RuleCondition = RuleCondition()
+    cost: float = Field(ge=0)
+    success_rate: float = Field(ge=0, le=1)
+
+
+class Playbook(_Frozen):
+    """Ordered rules; the first that matches a customer is their action. The last must match everyone."""
+
+    new_customer_days: int = Field(default=90, gt=0)
+    actions: tuple[ActionRule, ...]
+
+    @model_validator(mode="after")
+    def _has_fallback(self) -> Playbook:
+        last = self.actions[-1].when if self.actions else None
+        if last is None or last != RuleCondition():
+            raise ValueError("the last action must have an empty 'when' so that every customer gets an action")
+        names = [a.name for a in self.actions]
+        if len(set(names)) != len(names):
+            raise ValueError("action names must be unique")
+        return self
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Load ``configs/actions.yaml``-style YAML; ``None`` gives the built-in playbook."""
+    if path is None:
+        text = resources.files("churnguard").joinpath("defaults/actions.yaml").read_text(encoding="utf-8")
+        source = "built-in playbook"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"playbook file not found: {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+        return Playbook.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid playbook: {problems}") from None

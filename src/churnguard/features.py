@@ -106,7 +106,11 @@ def _population(tables: Tables, as_of: pd.Timestamp) -> pd.Index:
         ids = ids.union(pd.Index(tables.tickets.loc[tables.tickets["opened_at"] < cutoff, "customer_id"].unique()))
     if tables.customers is not None:
         cust = tables.customers
-        listed = cust["signup_date"].isna() | (cust["signup_date"] < cutoff) if "signup_date" in cust else True
+        listed = (
+            cust["signup_date"].isna() | (cust["signup_date"] < cutoff)
+            if "signup_date" in cust
+            else pd.Series(True, index=cust.index)
+        )
         ids = ids.union(pd.Index(cust.loc[listed, "customer_id"]))
     return ids.sort_values().rename("customer_id")
 
@@ -257,13 +261,24 @@ def _attribute_features(customers: pd.DataFrame, as_of: pd.Timestamp, population
     return out
 
 
-def build_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureConfig) -> pd.DataFrame:
+def build_features(
+    tables: Tables,
+    as_of: str | pd.Timestamp,
+    config: FeatureConfig,
+    *,
+    lifespan_years: float | None = None,
+    vip_threshold: float | None = None,
+) -> pd.DataFrame:
     """One row per customer known at ``as_of``, computed only from events on or before that day.
 
     Args:
         tables: validated input tables (``churnguard.dataset``).
         as_of: the cut-off day.
         config: feature windows and thresholds.
+        lifespan_years: use this average lifespan for CLTV instead of estimating it from ``tables`` (scoring
+            uses the value learned at training, so a single customer's CLTV does not depend on who else is
+            in the request).
+        vip_threshold: CLTV from which a customer is ``vip``; default: the ``vip_quantile`` of this population.
 
     Returns:
         A frame with ``customer_id``, ``as_of`` and the feature columns described in the module docstring,
@@ -275,7 +290,7 @@ def build_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureCon
     g = _Groups(population)
     tx = tables.transactions[tables.transactions["timestamp"] < cutoff]
     cols = _purchase_features(tx, as_of, g, config)
-    lifespan = estimate_lifespan_years(tx, as_of, config)
+    lifespan = lifespan_years if lifespan_years is not None else estimate_lifespan_years(tx, as_of, config)
     aov = np.nan_to_num(cols["mean_order_value"])
     cols["cltv"] = aov * cols["orders_365d" if 365 in config.windows_days else f"orders_{max(config.windows_days)}d"] * lifespan
     if tables.tickets is not None:
@@ -290,7 +305,9 @@ def build_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureCon
             features["tenure_days"] = np.fmax(features["bg_age_days"], attrs["days_since_signup"])
     if "tenure_days" not in features:
         features["tenure_days"] = features["bg_age_days"]
-    threshold = features["cltv"].quantile(config.vip_quantile) if len(features) else np.inf
+    threshold = vip_threshold
+    if threshold is None:
+        threshold = features["cltv"].quantile(config.vip_quantile) if len(features) else np.inf
     features["value_tier"] = np.where((features["cltv"] >= threshold) & (features["cltv"] > 0), "vip", "standard")
     features.attrs["lifespan_years"] = lifespan
     features.insert(0, "as_of", as_of)

@@ -1,0 +1,331 @@
+"""Scores to actions: risk bands, value tiers, reasons, playbook actions, expected value and who to contact.
+
+One scoring path serves the batch command, the Python API and the HTTP server:
+``score_features`` takes point-in-time features (``churnguard.features``) and a loaded model and returns one
+row per customer with ``churn_probability, risk_band, value_tier, clv, reason_1..3, action, action_cost,
+expected_value``; ``select_customers`` then picks who to contact under a budget and holds out a seeded control
+group. ``score_tables`` runs the whole chain from validated tables.
+
+* **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
+  ``low`` below all bounds; ``no_history`` for customers without any purchase (the model has not seen such
+  customers, so they get no probability and their own playbook rule).
+* **Reasons**: the three features that push this customer's risk up the most, from LightGBM's exact
+  TreeSHAP contributions (``pred_contrib``), written in plain words.
+* **Expected value** = P(churn) x CLTV x success rate - cost.
+* **Budget selection**: customers with positive expected value, best value per unit of cost first (ties: higher
+  expected value, then customer id), while the budget lasts. This greedy rule is optimal when each contact's
+  cost is small next to the budget, which is the usual case for retention campaigns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from churnguard.config import Playbook
+    from churnguard.dataset import Tables
+    from churnguard.model import ChurnModel
+
+__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "assign_actions", "explain", "risk_band", "score_features", "score_tables",
+           "select_customers", "signals"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = [
+    "customer_id", "as_of", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2",
+    "reason_3", "action", "action_cost", "expected_value", "selected", "control_group", "model_version",
+]
+N_REASONS = 3
+
+
+def risk_band(prob: np.ndarray, bands: dict[str, float]) -> np.ndarray:
+    """Band name per probability: the band with the highest lower bound reached, else ``low``."""
+    out = np.full(len(prob), "low", dtype=object)
+    for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
+        out[np.asarray(prob) >= lower] = name
+    out[np.isnan(prob)] = "no_history"
+    return out
+
+
+def signals(features: pd.DataFrame, *, sla_hours: float, new_customer_days: int, lookback_days: int) -> pd.DataFrame:
+    """Boolean playbook signals per customer (see ``configs/actions.yaml``)."""
+    def col(name: str, default: float = np.nan) -> pd.Series:
+        return features[name] if name in features else pd.Series(default, index=features.index)
+
+    recent_ticket = col("tickets_90d", 0).fillna(0) > 0
+    bad = (col("open_tickets", 0).fillna(0) > 0) | (
+        recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2))
+    )
+    return pd.DataFrame(
+        {
+            "bad_support": bad.to_numpy(),
+            "new_customer": (col("tenure_days") <= new_customer_days).to_numpy(),
+            "lapsed": (col("recency_days") > lookback_days).to_numpy(),
+        },
+        index=features.index,
+    )
+
+
+def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: pd.DataFrame, playbook: Playbook) -> np.ndarray:
+    """The first playbook rule whose conditions hold, per customer (vectorised over customers)."""
+    action = np.full(len(bands), None, dtype=object)
+    for rule in playbook.actions:
+        w = rule.when
+        ok = np.ones(len(bands), dtype=bool)
+        if w.band is not None:
+            ok &= np.isin(bands, w.band)
+        if w.value_tier is not None:
+            ok &= np.isin(tiers, w.value_tier)
+        for s in w.signals:
+            ok &= flags[s].to_numpy()
+        for s in w.not_signals:
+            ok &= ~flags[s].to_numpy()
+        take = ok & (action == None)  # noqa: E711 - elementwise comparison on an object array
+        action[take] = rule.name
+    return action
+
+
+# Plain-word templates, vectorised: feature -> function of the rows (a DataFrame) that returns their texts.
+def _num(col: pd.Series, digits: int = 0) -> pd.Series:
+    return col.astype("float64").round(digits).map(("{:.%df}" % digits).format)
+
+
+def _pct(col: pd.Series) -> pd.Series:
+    return (col.astype("float64") * 100).round().map("{:.0f}%".format)
+
+
+def _recency(r: pd.DataFrame) -> pd.Series:
+    text = "no purchase for " + _num(r["recency_days"]) + " days"
+    if "overdue_ratio" in r:
+        overdue = r["overdue_ratio"] >= 1.5
+        text = text.where(~overdue, text + ", about " + _num(r["overdue_ratio"], 1) + "x their usual gap")
+    return text
+
+
+_REASONS = {
+    "recency_days": _recency,
+    "overdue_ratio": lambda r: "next purchase overdue: " + _num(r["overdue_ratio"], 1) + "x their usual gap",
+    "gap_mean_days": lambda r: "usually buys only every " + _num(r["gap_mean_days"]) + " days",
+    "gap_std_days": lambda r: "irregular buying rhythm (gaps vary by " + _num(r["gap_std_days"]) + " days)",
+    "open_tickets": lambda r: _num(r["open_tickets"]) + " support ticket(s) still open",
+    "csat_latest": lambda r: "last CSAT " + _num(r["csat_latest"]) + "/5",
+    "csat_min": lambda r: "lowest CSAT " + _num(r["csat_min"]) + "/5",
+    "csat_mean": lambda r: "average CSAT " + _num(r["csat_mean"], 1) + "/5",
+    "slow_response_share": lambda r: _pct(r["slow_response_share"]) + " of tickets answered slower than the SLA",
+    "first_response_hours_latest": lambda r: "last ticket waited " + _num(r["first_response_hours_latest"])
+    + " h for a first answer",
+    "first_response_hours_max": lambda r: "a ticket waited " + _num(r["first_response_hours_max"]) + " h for a first answer",
+    "first_response_hours_mean": lambda r: "tickets wait " + _num(r["first_response_hours_mean"]) + " h for a first answer on average",
+    "resolution_hours_latest": lambda r: "last ticket took " + _num(r["resolution_hours_latest"]) + " h to resolve",
+    "resolution_hours_max": lambda r: "a ticket took " + _num(r["resolution_hours_max"]) + " h to resolve",
+    "resolution_hours_mean": lambda r: "tickets take " + _num(r["resolution_hours_mean"]) + " h to resolve on average",
+    "days_since_last_ticket": lambda r: "contacted support " + _num(r["days_since_last_ticket"]) + " days ago",
+    "tickets_per_order": lambda r: _num(r["tickets_per_order"], 2) + " support tickets per order",
+    "trend_orders": lambda r: "orders in the last 90 days at " + _pct(r["trend_orders"]) + " of the 90 days before",
+    "trend_spend": lambda r: "spend in the last 90 days at " + _pct(r["trend_spend"]) + " of the 90 days before",
+    "bg_p_alive": lambda r: "buying pattern gives only " + _pct(r["bg_p_alive"]) + " chance they are still active",
+    "bg_expected_purchases": lambda r: "expected purchases in the coming period: " + _num(r["bg_expected_purchases"], 1),
+    "n_orders": lambda r: "only " + _num(r["n_orders"]) + " order(s) so far",
+    "n_purchase_days": lambda r: "bought on only " + _num(r["n_purchase_days"]) + " day(s) so far",
+    "tenure_days": lambda r: "customer for only " + _num(r["tenure_days"]) + " days",
+    "refund_share": lambda r: _pct(r["refund_share"]) + " of spend refunded",
+    "nps": lambda r: "NPS answer " + _num(r["nps"]) + "/10",
+    "loyalty_member": lambda r: pd.Series(np.where(r["loyalty_member"] == 1, "loyalty member", "not a loyalty member"),
+                                          index=r.index),
+}
+
+
+def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
+    """Texts for ``rows`` whose reason is ``feature``; unknown values and unlisted features get a plain form."""
+    value = rows[feature] if feature in rows else pd.Series(np.nan, index=rows.index)
+    label = feature.replace("_", " ")
+    if isinstance(value.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(value):
+        return label + " = " + value.astype("object").fillna("unknown").astype(str)
+    missing = value.isna()
+    if feature in _REASONS:
+        text = _REASONS[feature](rows)
+    elif feature.startswith(("orders_", "spend_", "tickets_")) and feature.endswith("d"):
+        kind, days = feature.rsplit("_", 1)
+        text = kind + " in the last " + days[:-1] + " days: " + _num(value)
+    else:
+        text = label + " = " + value.map("{:.3g}".format)
+    return text.where(~missing, label + " unknown")
+
+
+def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 200_000) -> pd.DataFrame:
+    """Top ``n`` risk-raising reasons per row, in words, and the features behind them.
+
+    Only features with a positive contribution (raising risk) are named; fewer than ``n`` leave blanks.
+    """
+    names = np.asarray(model.feature_names_)
+    top_idx = np.empty((len(features), n), dtype=int)
+    top_val = np.empty((len(features), n))
+    for start in range(0, len(features), chunk):
+        part = features.iloc[start : start + chunk]
+        contrib = model.contributions(part).to_numpy()
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :n]
+        top_idx[start : start + len(part)] = order
+        top_val[start : start + len(part)] = np.take_along_axis(contrib, order, axis=1)
+    rows = features.reset_index(drop=True)
+    out = {}
+    for k in range(n):
+        feats = np.where(top_val[:, k] > 0, names[top_idx[:, k]], "")
+        texts = pd.Series("", index=rows.index, dtype=object)
+        for feature in np.unique(feats[feats != ""]):
+            hit = np.flatnonzero(feats == feature)
+            texts.iloc[hit] = _describe(feature, rows.iloc[hit]).to_numpy()
+        out[f"reason_{k + 1}"] = texts.to_numpy()
+        out[f"reason_{k + 1}_feature"] = feats
+    return pd.DataFrame(out, index=features.index)
+
+
+def score_features(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    playbook: Playbook,
+    *,
+    reasons_for: str = "all",
+) -> pd.DataFrame:
+    """Probability, band, tier, value, reasons, action and expected value for feature rows.
+
+    Args:
+        model: a loaded model; its metadata gives the risk bands, SLA and the VIP threshold.
+        features: point-in-time features with BG/NBD columns (see :func:`score_tables`).
+        playbook: the ordered action rules.
+        reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
+    """
+    meta = model.metadata
+    cfg = meta["config"]
+    has_history = (features["n_orders"].fillna(0) > 0).to_numpy()
+    prob = np.full(len(features), np.nan)
+    if has_history.any():
+        prob[has_history] = model.predict_proba(features[has_history])
+    bands = risk_band(prob, meta["risk_bands"])
+    clv = features["cltv"].fillna(0).to_numpy(dtype="float64")
+    tiers = np.where((clv >= meta["vip_cltv_threshold"]) & (clv > 0), "vip", "standard")
+    flags = signals(features, sla_hours=cfg["features"]["sla_hours"], new_customer_days=playbook.new_customer_days,
+                    lookback_days=cfg["labels"]["lookback_days"])
+    action = assign_actions(bands, tiers, flags, playbook)
+    rules = {r.name: r for r in playbook.actions}
+    cost = np.array([rules[a].cost for a in action])
+    success = np.array([rules[a].success_rate for a in action])
+    p_for_value = np.where(np.isnan(prob), 1.0, prob)  # no history: value at stake is the whole CLTV (0 today)
+    ev = np.where(cost > 0, p_for_value * clv * success - cost, 0.0)
+    out = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "as_of": features["as_of"].to_numpy(),
+            "churn_probability": prob,
+            "risk_band": bands,
+            "value_tier": tiers,
+            "clv": clv,
+        }
+    )
+    need = has_history if reasons_for == "all" else has_history & (bands != "low")
+    reasons = pd.DataFrame({f"reason_{k}": "" for k in range(1, N_REASONS + 1)}, index=features.index)
+    if need.any():
+        reasons.loc[need] = explain(model, features[need])[[f"reason_{k}" for k in range(1, N_REASONS + 1)]]
+    for k in range(1, N_REASONS + 1):
+        out[f"reason_{k}"] = reasons[f"reason_{k}"].to_numpy()
+    out["action"] = action
+    out["action_cost"] = cost
+    out["expected_value"] = ev
+    return out
+
+
+def select_customers(
+    scores: pd.DataFrame, *, budget: float | None = None, control_fraction: float = 0.1, seed: int = 0
+) -> pd.DataFrame:
+    """Mark ``selected`` (contact within budget) and ``control_group`` (selected but held out, seeded).
+
+    Selection does not depend on row order; the control group is drawn among the selected customers sorted by
+    id, so the same seed and scores always give the same group.
+    """
+    if not 0 <= control_fraction < 1:
+        raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    out = scores.copy()
+    candidates = out[(out["expected_value"] > 0) & (out["action_cost"] > 0)]
+    ratio = candidates["expected_value"] / candidates["action_cost"]
+    ranked = candidates.assign(_ratio=ratio).sort_values(
+        ["_ratio", "expected_value", "customer_id"], ascending=[False, False, True], kind="stable"
+    )
+    if budget is None:
+        chosen = ranked.index
+    else:
+        fits = ranked["action_cost"].cumsum() <= budget + 1e-9
+        # Greedy: walk down the ranking, skipping any contact that no longer fits.
+        chosen, spent = [], 0.0
+        if fits.all():
+            chosen = list(ranked.index)
+        else:
+            for idx, c in zip(ranked.index, ranked["action_cost"].to_numpy(), strict=True):
+                if spent + c <= budget + 1e-9:
+                    chosen.append(idx)
+                    spent += c
+    out["selected"] = False
+    out.loc[chosen, "selected"] = True
+    out["control_group"] = False
+    picked = out.loc[out["selected"]].sort_values("customer_id", kind="stable").index
+    n_control = int(round(control_fraction * len(picked)))
+    if n_control:
+        rng = np.random.default_rng(seed)
+        out.loc[rng.choice(picked, size=n_control, replace=False), "control_group"] = True
+    return out
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores for every customer that could be scored, and everything that could not, with the reason."""
+
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+
+    def counts(self) -> dict[str, int]:
+        """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
+        rejected = set(self.rejects["customer_id"].dropna()) - set(self.scores["customer_id"])
+        return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
+
+
+def score_tables(
+    model: ChurnModel,
+    tables: Tables,
+    as_of: str | pd.Timestamp | None,
+    playbook: Playbook,
+    *,
+    budget: float | None = None,
+    control_fraction: float = 0.1,
+    seed: int = 0,
+    reasons_for: str = "all",
+) -> ScoreResult:
+    """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
+    scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
+    from churnguard.btyd import BGNBDParams
+    from churnguard.config import FeatureConfig
+    from churnguard.features import build_features, to_day
+    from churnguard.train import add_bgnbd_features
+
+    meta = model.metadata
+    as_of = to_day(as_of) if as_of is not None else tables.last_date()
+    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
+    feats = build_features(tables, as_of, fcfg, lifespan_years=meta["summary"]["lifespan_years"],
+                           vip_threshold=meta["vip_cltv_threshold"])
+    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    scores = score_features(model, feats, playbook, reasons_for=reasons_for)
+    scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
+    scores["model_version"] = meta.get("model_version", meta["package_version"])
+    known = tables.customer_ids()
+    if tables.tickets is not None:
+        known = known.union(pd.Index(tables.tickets["customer_id"].unique()))
+    unseen = known.difference(pd.Index(scores["customer_id"]))
+    late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
+                         "column": "", "value": "", "reason": f"no activity on or before as_of {as_of.date()}"})
+    rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
+        not tables.rejects.empty or not late.empty) else tables.rejects
+    return ScoreResult(scores[OUTPUT_COLUMNS], rejects)

@@ -1,0 +1,113 @@
+"""Scoring rules on hand-built customers: bands, playbook, expected value, budget and control group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.config import ConfigError, load_playbook
+from churnguard.scoring import assign_actions, risk_band, select_customers, signals
+
+PLAYBOOK = load_playbook()
+BANDS = {"high": 0.6, "medium": 0.3}
+
+
+def test_risk_bands_at_the_boundaries():
+    p = np.array([0.0, 0.2999, 0.3, 0.5999, 0.6, 1.0, np.nan])
+    assert risk_band(p, BANDS).tolist() == ["low", "low", "medium", "medium", "high", "high", "no_history"]
+
+
+def _customers():
+    """One hand-built customer per playbook rule, in playbook order."""
+    rows = [
+        # band,        tier,       open, csat, tenure, recency  -> expected action
+        ("high", "vip", 0, np.nan, 400, 100, "vip_personal_outreach"),
+        ("high", "standard", 1, np.nan, 400, 100, "service_recovery"),  # a ticket still open
+        ("medium", "standard", 0, 2.0, 400, 100, "service_recovery"),  # CSAT 2 in the last 90 days
+        ("high", "standard", 0, np.nan, 30, 10, "welcome_offer"),  # new customer, no bad support
+        ("high", "standard", 0, 5.0, 400, 100, "win_back_offer"),
+        ("medium", "standard", 0, np.nan, 400, 100, "re_engagement"),
+        ("no_history", "standard", 0, np.nan, 400, np.nan, "first_purchase_nudge"),
+        ("low", "vip", 0, np.nan, 400, 20, "vip_loyalty_rewards"),
+        ("low", "standard", 0, np.nan, 400, 20, "no_action"),
+    ]
+    df = pd.DataFrame(rows, columns=["band", "tier", "open_tickets", "csat_latest", "tenure_days", "recency_days",
+                                     "expected"])
+    df["tickets_90d"] = np.where(df["csat_latest"].notna() | (df["open_tickets"] > 0), 1, 0)
+    df["first_response_hours_latest"] = 2.0
+    return df
+
+
+def test_every_playbook_rule_is_hit_by_its_customer():
+    df = _customers()
+    flags = signals(df, sla_hours=24, new_customer_days=90, lookback_days=365)
+    actions = assign_actions(df["band"].to_numpy(), df["tier"].to_numpy(), flags, PLAYBOOK)
+    assert actions.tolist() == df["expected"].tolist()
+    assert set(actions) == {a.name for a in PLAYBOOK.actions}
+
+
+def test_slow_first_answer_counts_as_bad_support():
+    df = pd.DataFrame({"tickets_90d": [1, 1, 0], "first_response_hours_latest": [30.0, 10.0, 30.0],
+                       "open_tickets": [0, 0, 0], "csat_latest": [np.nan] * 3, "tenure_days": [400] * 3,
+                       "recency_days": [10] * 3})
+    flags = signals(df, sla_hours=24, new_customer_days=90, lookback_days=365)
+    assert flags["bad_support"].tolist() == [True, False, False]  # the third ticket is older than 90 days
+
+
+def _scores(ev, cost, ids=None):
+    n = len(ev)
+    return pd.DataFrame({"customer_id": ids or [f"c{i}" for i in range(n)], "expected_value": ev, "action_cost": cost})
+
+
+def test_budget_selection_by_hand():
+    # value per cost: c0 50/10=5, c1 30/5=6, c2 8/2=4, c3 -1 (never), c4 20/10=2.
+    s = _scores([50.0, 30.0, 8.0, -1.0, 20.0], [10.0, 5.0, 2.0, 3.0, 10.0])
+    # Budget 16: c1 (5) -> c0 (15) -> c2 would make 17, skipped -> c4 would make 25, skipped.
+    picked = select_customers(s, budget=16, control_fraction=0)
+    assert picked.loc[picked["selected"], "customer_id"].tolist() == ["c0", "c1"]
+    # Budget 17: c1, c0, c2 fit exactly.
+    assert select_customers(s, budget=17, control_fraction=0)["selected"].tolist() == [True, True, True, False, False]
+    # No budget: everyone with positive expected value.
+    assert select_customers(s, control_fraction=0)["selected"].tolist() == [True, True, True, False, True]
+    # Zero budget: nobody.
+    assert not select_customers(s, budget=0, control_fraction=0)["selected"].any()
+
+
+def test_ties_are_broken_by_expected_value_then_id_not_row_order():
+    # Equal value per cost 2.0 for all; budget 10 fits two of cost 5 or one of cost 10.
+    s = _scores([20.0, 10.0, 10.0], [10.0, 5.0, 5.0], ids=["b", "z", "a"])
+    first = select_customers(s, budget=10, control_fraction=0)
+    assert first.loc[first["selected"], "customer_id"].tolist() == ["b"]  # higher expected value first
+    s2 = _scores([10.0, 10.0], [5.0, 5.0], ids=["z", "a"])
+    second = select_customers(s2.iloc[::-1], budget=5, control_fraction=0)
+    assert second.loc[second["selected"], "customer_id"].tolist() == ["a"]
+
+
+def test_control_group_fraction_and_seed():
+    s = _scores(list(np.linspace(1, 100, 200)), [1.0] * 200)
+    a = select_customers(s, control_fraction=0.1, seed=3)
+    b = select_customers(s.sample(frac=1, random_state=1), control_fraction=0.1, seed=3)
+    c = select_customers(s, control_fraction=0.1, seed=4)
+    assert a["control_group"].sum() == 20
+    assert (a["control_group"] <= a["selected"]).all()  # only selected customers are held out
+    assert set(a.loc[a["control_group"], "customer_id"]) == set(b.loc[b["control_group"], "customer_id"])
+    assert set(a.loc[a["control_group"], "customer_id"]) != set(c.loc[c["control_group"], "customer_id"])
+
+
+def test_bad_arguments():
+    s = _scores([1.0], [1.0])
+    with pytest.raises(ValueError, match="control_fraction"):
+        select_customers(s, control_fraction=1.0)
+    with pytest.raises(ValueError, match="budget"):
+        select_customers(s, budget=-1)
+
+
+def test_playbook_needs_a_fallback(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("actions:\n  - {name: x, when: {band: [high]}, cost: 1, success_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match="last action must have an empty 'when'"):
+        load_playbook(p)
+    p.write_text("actions:\n  - {name: x, when: {band: [hot]}, cost: 1, success_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"actions\.0\.when\.band"):
+        load_playbook(p)
