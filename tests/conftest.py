@@ -55,3 +55,23 @@ def tiny_raw() -> dict[str, pd.DataFrame]:
 def tiny_tables(config):
     raw = tiny_raw()
     return validate_tables(raw["transactions"], raw["tickets"], raw["customers"], config=config.data)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A model trained once on small demo data, with its MLflow store, for the tests that need one."""
+    from churnguard.demo import generate_demo_data
+    from churnguard.train import run_training
+
+    tmp = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(tmp)
+        demo = generate_demo_data(1500, seed=3)
+        cfg = load_config()
+        tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg = cfg.with_overrides(tracking={"tracking_uri": uri})
+        result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
+        yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "demo": demo}

@@ -6,8 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.config import load_config
-from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data
 from churnguard.model import ChurnModel
 from churnguard.train import run_evaluation, run_training, split_by_time
@@ -15,20 +13,10 @@ from churnguard.train import run_evaluation, run_training, split_by_time
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)
-        demo = generate_demo_data(1500, seed=3)
-        cfg = load_config()
-        tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
-        uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        cfg = cfg.with_overrides(tracking={"tracking_uri": uri})
-        result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
-        yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "mp": mp}
+@pytest.fixture
+def env(trained, monkeypatch):
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    return trained
 
 
 def test_run_is_tracked_with_metrics_artifacts_and_registry(env):

@@ -116,7 +116,7 @@ class _Checker:
     def finish(self, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         bad = self.reason.notna()
         n_bad = int(bad.sum())
-        if n_bad == 0:
+        if n_bad == 0 or len(self.df) == 0:
             return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
         if mode == "raise" or n_bad == len(self.df):
             lines = []
@@ -205,9 +205,9 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
     return out
 
 
-def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig) -> _Checker:
+def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False) -> _Checker:
     """Rename to contract names, check columns, parse types; bad rows are flagged on the returned checker."""
-    if df.empty:
+    if df.empty and not allow_empty:
         raise DataError(f"{source}: the {table} file has no rows (columns: {', '.join(map(str, df.columns))})")
     mapping: dict[str, str] = getattr(config.columns, table)
     missing_mapped = {c: u for c, u in mapping.items() if u not in df.columns}
@@ -262,6 +262,7 @@ def validate_tables(
     *,
     config: DataConfig,
     sources: dict[str, str] | None = None,
+    allow_empty: bool = False,
 ) -> Tables:
     """Validate in-memory tables against the contract and return them typed, with contract column names.
 
@@ -269,13 +270,18 @@ def validate_tables(
         transactions, tickets, customers: raw frames in the user's column names.
         config: column mapping, date format and the bad-row policy.
         sources: names used in messages (file paths), per table; defaults to the table name.
+        allow_empty: accept tables without rows (a request about customers with no history yet).
 
     Raises:
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     sources = sources or {}
     all_rejects = []
-    checks = {"transactions": _prepare(transactions, "transactions", sources.get("transactions", "transactions"), config)}
+    checks = {
+        "transactions": _prepare(
+            transactions, "transactions", sources.get("transactions", "transactions"), config, allow_empty
+        )
+    }
     if customers is not None:
         c = _prepare(customers, "customers", sources.get("customers", "customers"), config)
         dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()

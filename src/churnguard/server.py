@@ -167,7 +167,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
                                          "amount": pd.Series(dtype=float)})
         try:
             tables = validate_tables(transactions, tickets, customers,
-                                     config=DataConfig(on_bad_rows="raise"), sources=_SOURCES)
+                                     config=DataConfig(on_bad_rows="raise"), sources=_SOURCES, allow_empty=True)
         except DataError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=422)
         as_of = req.as_of or datetime.now(tz=None).date()  # noqa: DTZ005 - the edge decides "today"

@@ -1,0 +1,213 @@
+"""Batch scoring end to end, the Python API, and the real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+from churnguard.config import load_playbook
+from churnguard.demo import write_demo_data
+from churnguard.model import ChurnModel
+from churnguard.scoring import OUTPUT_COLUMNS, explain, score_tables
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def model(trained, monkeypatch):
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    return ChurnModel.load(trained["result"].model_path)
+
+
+def test_every_customer_is_scored_or_rejected(trained, model):
+    result = score_tables(model, trained["tables"], "2025-06-30", load_playbook(), budget=500, seed=1)
+    s = result.scores
+    assert list(s.columns) == OUTPUT_COLUMNS
+    known = set(trained["tables"].customer_ids())
+    assert set(s["customer_id"]) | set(result.rejects["customer_id"]) == known
+    assert not set(s["customer_id"]) & set(result.rejects["customer_id"])
+    assert result.counts() == {"in": len(known), "scored": len(s), "rejected": len(known) - len(s)}
+    assert set(result.rejects["reason"]) == {"no activity on or before as_of 2025-06-30"}
+    assert s.loc[s["selected"] & ~s["control_group"], "action_cost"].sum() <= 500
+    hist = s["risk_band"] != "no_history"
+    assert s.loc[hist, "churn_probability"].between(0, 1).all()
+    assert s.loc[~hist, "churn_probability"].isna().all()
+
+
+def test_reasons_agree_in_sign_with_the_contributions(trained, model):
+    from churnguard.btyd import BGNBDParams
+    from churnguard.features import build_features
+    from churnguard.train import add_bgnbd_features
+
+    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features)
+    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = feats[feats["n_orders"] > 0].head(200).reset_index(drop=True)
+    reasons = explain(model, feats)
+    contrib = model.contributions(feats)
+    for k in (1, 2, 3):
+        named = reasons[f"reason_{k}_feature"]
+        for i in np.flatnonzero(named != ""):
+            assert contrib.loc[i, named[i]] > 0  # a named reason always raises the risk
+            assert reasons.loc[i, f"reason_{k}"] != ""
+    first = reasons["reason_1_feature"]
+    rows = np.flatnonzero(first != "")
+    top = contrib.to_numpy().argmax(axis=1)
+    assert (np.asarray(model.feature_names_)[top[rows]] == first[rows]).all()
+
+
+def test_python_api(trained, model):
+    demo = trained["demo"]
+    result = model.score(transactions=demo.transactions, tickets=demo.tickets, customers=demo.customers,
+                         as_of="2025-06-30", control_fraction=0.2, seed=5)
+    s = result.scores
+    assert s["control_group"].sum() == round(0.2 * s["selected"].sum())
+
+
+def test_score_cli_writes_atomically_and_reports_counts(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    paths = write_demo_data(trained["demo"], tmp_path / "data", fmt="parquet")
+    out = tmp_path / "scores.parquet"
+    args = ["score", "--model", str(trained["result"].model_path), "-t", str(paths["transactions"]),
+            "--tickets", str(paths["tickets"]), "--customers", str(paths["customers"]), "--as-of", "2025-06-30",
+            "--out", str(out), "--budget", "300"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(out)
+    rejects = pd.read_csv(tmp_path / "scores.rejects.csv")
+    assert len(scores) + len(rejects) == trained["demo"].customers["customer_id"].nunique()
+    assert f"{len(scores):,} scored" in result.output
+    # A failing run leaves no partial output behind.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,timestamp,amount\nx,2025-01-01,abc\n")
+    out2 = tmp_path / "never.csv"
+    result = CliRunner().invoke(app, ["score", "--model", str(trained["result"].model_path), "-t", str(bad),
+                                      "--out", str(out2)])
+    assert result.exit_code == 2
+    assert "'abc'" in result.output
+    assert not out2.exists()
+    assert not list(tmp_path.glob(".never.csv*"))
+
+
+def test_tampered_model_is_refused_by_score(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key")
+    result = CliRunner().invoke(app, ["score", "--model", str(trained["result"].model_path), "-t", "x.csv",
+                                      "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert "signature does not match" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
+    env = {**__import__("os").environ, "CHURNGUARD_MODEL_KEY": "test-key"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from churnguard.cli import main; main()", "serve", "--model",
+         str(trained["result"].model_path), "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        proc.wait()
+        log.seek(0)
+        raise RuntimeError(f"server did not start: {log.read()}")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def _customer(cid="x1"):
+    return {
+        "customer_id": cid,
+        "transactions": [{"timestamp": f"2025-0{m}-03T10:00:00", "amount": 30.0 + m} for m in range(1, 6)],
+        "tickets": [{"opened_at": "2025-06-01T09:00:00", "first_response_at": "2025-06-03T09:00:00", "csat": 1,
+                     "resolved_at": "2025-06-04T09:00:00"}],
+        "attributes": {"loyalty_member": False, "nps": 4},
+    }
+
+
+def test_server_health_and_model(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    info = httpx.get(f"{server}/model").json()
+    assert "recency_days" in info["features"]
+    assert info["risk_bands"] == {"high": 0.6, "medium": 0.3}
+    assert "roc_auc" in info["scorecard"]["model"]
+
+
+def test_server_predict_matches_batch_scoring(server, trained, model):
+    body = {"as_of": "2025-06-30", "customers": [_customer("x1"), {"customer_id": "new"}]}
+    r = httpx.post(f"{server}/predict", json=body)
+    assert r.status_code == 200, r.text
+    scores = {s["customer_id"]: s for s in r.json()["scores"]}
+    assert set(scores) == {"x1", "new"}
+    assert scores["new"]["risk_band"] == "no_history"
+    assert scores["new"]["churn_probability"] is None
+    c = _customer("x1")
+    tx = pd.DataFrame([{"customer_id": "x1", **t} for t in c["transactions"]])
+    tk = pd.DataFrame([{"customer_id": "x1", **t} for t in c["tickets"]])
+    cu = pd.DataFrame([{"customer_id": "x1", **c["attributes"]}])
+    batch = model.score(transactions=tx, tickets=tk, customers=cu, as_of="2025-06-30", control_fraction=0)
+    row = batch.scores.iloc[0]
+    assert scores["x1"]["churn_probability"] == pytest.approx(row["churn_probability"])
+    assert scores["x1"]["action"] == row["action"]
+    assert scores["x1"]["reason_1"] == row["reason_1"]
+
+
+def test_server_predict_features(server, trained, model):
+    from churnguard.btyd import BGNBDParams
+    from churnguard.features import build_features
+    from churnguard.train import add_bgnbd_features
+
+    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features)
+    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    row = feats[feats["n_orders"] > 0].iloc[:2]
+    payload = row.drop(columns=["as_of"]).astype(object).where(row.drop(columns=["as_of"]).notna(), None)
+    rows = [{k: (v if not isinstance(v, (np.floating, np.integer)) else float(v)) for k, v in r.items()}
+            for r in payload.to_dict("records")]
+    r = httpx.post(f"{server}/predict/features", json={"rows": rows})
+    assert r.status_code == 200, r.text
+    got = [s["churn_probability"] for s in r.json()["scores"]]
+    assert got == pytest.approx(model.predict_proba(row).tolist())
+
+
+def test_server_rejects_bad_requests(server):
+    r = httpx.post(f"{server}/predict", json={"customers": [{"customer_id": "x", "transactions": [
+        {"timestamp": "not a date", "amount": 3}]}]})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-1] == "timestamp"
+    r = httpx.post(f"{server}/predict", json={"customers": [{"customer_id": "x", "path": "/etc/passwd"}]})
+    assert r.status_code == 422  # unknown fields, such as a file path, are refused
+    r = httpx.post(f"{server}/predict", json={"customers": []})
+    assert r.status_code == 422
+    big = {"customers": [_customer(f"c{i}") for i in range(5000)]}
+    r = httpx.post(f"{server}/predict", json=big)
+    assert r.status_code == 413
+    r = httpx.post(f"{server}/predict", json={"as_of": "2025-06-30", "customers": [
+        {"customer_id": "x", "tickets": [{"opened_at": "2025-06-01T00:00:00", "first_response_at": "2025-05-01T00:00:00"}]}]})
+    assert r.status_code == 422
+    assert "earlier than opened_at" in r.json()["detail"]
+    assert "Traceback" not in r.text
