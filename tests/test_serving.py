@@ -211,3 +211,38 @@ def test_server_rejects_bad_requests(server):
     assert r.status_code == 422
     assert "earlier than opened_at" in r.json()["detail"]
     assert "Traceback" not in r.text
+
+
+def test_partitioned_scoring_equals_single_pass(trained, tmp_path, monkeypatch):
+    from churnguard.batch import score_files
+    from churnguard.config import DataConfig
+
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    model = ChurnModel.load(trained["result"].model_path)
+    paths = write_demo_data(trained["demo"], tmp_path / "data", fmt="csv")
+    outs = {}
+    for n in (1, 4):
+        out = tmp_path / f"scores-{n}.parquet"
+        res = score_files(model, transactions=paths["transactions"], tickets=paths["tickets"],
+                          customers=paths["customers"], out=out, playbook=load_playbook(), data_config=DataConfig(),
+                          as_of="2025-06-30", budget=300, seed=2, partitions=n)
+        outs[n] = pd.read_parquet(out).sort_values("customer_id", ignore_index=True)
+        assert res.counts()["scored"] == len(outs[n])
+    pd.testing.assert_frame_equal(outs[1], outs[4])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_partitioned_rejects_keep_file_row_numbers(trained, tmp_path, monkeypatch):
+    from churnguard.batch import score_files
+    from churnguard.config import DataConfig
+
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    model = ChurnModel.load(trained["result"].model_path)
+    tx = trained["demo"].transactions.head(400).copy()
+    tx["amount"] = tx["amount"].astype(object)
+    tx.loc[123, "amount"] = "n/a"
+    p = tmp_path / "tx.csv"
+    tx.to_csv(p, index=False)
+    res = score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "s.csv",
+                      playbook=load_playbook(), data_config=DataConfig(on_bad_rows="reject"), partitions=3)
+    assert res.rejects.loc[res.rejects["reason"] == "are not numeric", "row"].tolist() == [124]

@@ -252,13 +252,16 @@ def score(
                                         "configs/actions.yaml).")] = None,
     reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
     rejects: Annotated[Path | None, _Opt(help="Rejects file (default: <out>.rejects.csv).")] = None,
+    partitions: Annotated[int | None, _Opt(min=1, help="Split the input into this many customer partitions "
+                                           "(default: one per ~256 MB of input).")] = None,
 ) -> None:
-    """Score customers: churn risk, reasons, the action to take and who to contact within a budget."""
-    from churnguard._io import write_table
+    """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
+
+    Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time.
+    """
+    from churnguard.batch import score_files
     from churnguard.config import DataConfig, load_playbook
-    from churnguard.dataset import load_tables
     from churnguard.model import ChurnModel
-    from churnguard.scoring import score_tables
 
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
@@ -266,21 +269,24 @@ def score(
     if reject_bad_rows:
         data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
     console = _console()
-    with console.status("Reading and validating input"):
-        tables = _run(load_tables, transactions, tickets, customers, config=data_cfg)
-    with console.status("Scoring"):
-        result = _run(score_tables, loaded, tables, as_of, playbook, budget=budget,
-                      control_fraction=control_fraction, seed=seed)
-        write_table(result.scores, out)
+    with _progress() as progress:
+        task = progress.add_task("scoring", total=None)
+        result = _run(
+            score_files, loaded, transactions=transactions, tickets=tickets, customers=customers, out=out,
+            playbook=playbook, data_config=data_cfg, as_of=as_of, budget=budget,
+            control_fraction=control_fraction, seed=seed, partitions=partitions,
+            on_partition=lambda done, total: progress.update(task, total=total, completed=done,
+                                                            description=f"partition {done}/{total}"),
+        )
     c = result.counts()
     s = result.scores
     chosen = s[s["selected"]]
+    contacted = chosen[~chosen["control_group"]]
     console.print(
         f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
         f"bands: {', '.join(f'{k} {v:,}' for k, v in s['risk_band'].value_counts().items())}\n"
         f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
-        f"{chosen.loc[~chosen['control_group'], 'action_cost'].sum():,.2f}, expected value "
-        f"{chosen.loc[~chosen['control_group'], 'expected_value'].sum():,.2f}",
+        f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}",
         highlight=False,
     )
     _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))

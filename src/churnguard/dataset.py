@@ -62,6 +62,7 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel"}
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+ROW_COLUMN = "_source_row"  # optional input column carrying each row's number in its file
 REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
 
 
@@ -99,6 +100,8 @@ class _Checker:
     """Collects bad rows of one table (first reason wins) and turns them into an error or rejects."""
 
     def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
+        # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
+        self.rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else np.arange(1, len(df) + 1)
         self.df, self.table, self.source = df, table, source
         self.reason = pd.Series(pd.NA, index=df.index, dtype="object")
         self.column = pd.Series(pd.NA, index=df.index, dtype="object")
@@ -123,7 +126,7 @@ class _Checker:
             for (column, reason), idx in self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items():
                 lines.append(
                     f"  column {column!r}: {len(idx)} row(s) {reason}, e.g. {_examples(self.value[idx])} "
-                    f"(rows {', '.join(str(i + 1) for i in list(idx)[:3])})"
+                    f"(rows {', '.join(str(self.rows[i]) for i in list(idx)[:3])})"
                 )
             hint = (
                 "no usable rows remain"
@@ -139,7 +142,7 @@ class _Checker:
             {
                 "table": self.table,
                 "source": self.source,
-                "row": (np.flatnonzero(bad.to_numpy()) + 1),
+                "row": self.rows[bad.to_numpy()],
                 "customer_id": self.df.loc[bad, "customer_id"].astype("object").to_numpy()
                 if "customer_id" in self.df
                 else pd.NA,

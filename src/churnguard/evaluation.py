@@ -1,217 +1,281 @@
 """The scorecard a churn model is judged by on a held-out snapshot, and the charts logged with each run.
 
-Pure functions. The plot functions draw on a standalone matplotlib ``Figure`` (no pyplot state) and write a PNG.
+Pure functions. The plot functions draw on a standalone matplotlib ``Figure`` (no pyplot state, so nothing
+leaks between runs or tests), write a PNG and import matplotlib only when called.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "METRICS",
-    "compare_to_baselines",
-    "expected_calibration_error",
-    "lift_and_capture",
-    "plot_calibration",
-    "plot_feature_importance",
-    "plot_lift_gain",
-    "plot_score_distribution",
-    "plot_training_curve",
-    "scorecard",
-    "scorecard_markdown",
-    "scorecard_table",
+    "METRICS", "compare_to_baselines", "expected_calibration_error", "lift_and_capture", "plot_calibration",
+    "plot_feature_importance", "plot_lift_gain", "plot_score_distribution", "plot_training_curve", "scorecard",
+    "scorecard_markdown", "scorecard_table",
 ]
 
-METRICS = (
+METRICS: tuple[str, ...] = (
     "roc_auc", "pr_auc", "brier", "log_loss", "ece",
     "lift_at_10", "capture_at_10", "lift_at_20", "capture_at_20", "n", "positive_rate",
 )
-_LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
+_LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece"})
+_NOT_COMPARABLE = frozenset({"n", "positive_rate"})
+_EPS = 1e-15
 
 
-def _check(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true, dtype="float64")
-    p = np.asarray(y_prob, dtype="float64")
-    if y.shape != p.shape:
-        raise ValueError(f"y_true has {len(y)} values but the scores have {len(p)}")
+def _validate(y_true, y_score, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Coerce to float arrays and reject what would make a metric silently wrong."""
+    y = np.asarray(y_true, dtype="float64").ravel()
+    s = np.asarray(y_score, dtype="float64").ravel()
+    if len(y) != len(s):
+        raise ValueError(f"y_true has {len(y)} values but the scores have {len(s)}")
     if len(y) == 0:
         raise ValueError("no customers to score")
-    if np.isnan(p).any():
-        raise ValueError(f"{int(np.isnan(p).sum())} scores are NaN")
-    return y, p
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y_true must contain only 0 (stayed) and 1 (churned)")
+    if np.isnan(s).any():
+        raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN")
+    if probabilities and (s.min() < 0 or s.max() > 1):
+        raise ValueError(f"probabilities must lie in [0, 1]; got {s.min():.3g} .. {s.max():.3g}")
+    return y, s
+
+
+def _reliability(y: np.ndarray, p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty equal-width bin on [0, 1]: count, mean predicted probability, observed churn rate."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)  # p == 1.0 belongs to the last bin
+    counts = np.bincount(bins, minlength=n_bins)
+    keep = counts > 0
+    sum_p = np.bincount(bins, weights=p, minlength=n_bins)[keep]
+    sum_y = np.bincount(bins, weights=y, minlength=n_bins)[keep]
+    return counts[keep], sum_p / counts[keep], sum_y / counts[keep]
 
 
 def expected_calibration_error(y_true, y_prob, *, n_bins: int = 10) -> float:
-    """Equal-width bins on [0, 1]; the size-weighted mean of |observed rate - mean predicted| per bin."""
-    y, p = _check(y_true, y_prob)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
-    return float(gap[counts > 0].sum() / len(y))
+    """Expected calibration error: how far predicted probabilities are from observed churn rates.
+
+    Retention budgets are planned from the probabilities themselves, so a well-ranked but miscalibrated model
+    still misleads. Equal-width bins on [0, 1]; the mean of |observed rate - mean probability| over non-empty
+    bins, weighted by bin size.
+
+    Args:
+        y_true: 0/1 outcomes.
+        y_prob: predicted churn probabilities in [0, 1].
+        n_bins: number of equal-width bins.
+
+    Returns:
+        The ECE in [0, 1]; 0 means perfectly calibrated at this binning.
+    """
+    y, p = _validate(y_true, y_prob, probabilities=True)
+    counts, mean_p, rate = _reliability(y, p, n_bins)
+    return float(np.sum(counts * np.abs(rate - mean_p)) / len(y))
 
 
 def lift_and_capture(y_true, y_score, fraction: float) -> tuple[float, float]:
-    """Contact the top ``ceil(fraction * n)`` customers by score (stable sort, earlier rows win ties).
+    """What contacting the top ``fraction`` of customers by score buys, versus contacting at random.
 
-    Returns lift (churn rate in that group / overall rate) and capture (share of all churners in it).
+    The group is the first ``ceil(fraction * n)`` customers after a stable descending sort, so tied scores
+    keep their row order and the result is deterministic.
+
+    Args:
+        y_true: 0/1 outcomes.
+        y_score: any score where higher means more likely to churn.
+        fraction: share of customers contacted, in (0, 1].
+
+    Returns:
+        ``(lift, capture)``: churn rate in the group / overall churn rate, and the share of all churners in the
+        group. Both are NaN when there are no churners.
     """
-    y, s = _check(y_true, y_score)
-    k = math.ceil(fraction * len(y))
-    top = np.argsort(-s, kind="stable")[:k]
+    y, s = _validate(y_true, y_score)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, math.ceil(fraction * len(y) - 1e-9))  # tolerance: 0.07 * 100 == 7.000000000000001
     total = y.sum()
     if total == 0:
         return float("nan"), float("nan")
-    return float(y[top].mean() / y.mean()), float(y[top].sum() / total)
+    top = y[np.argsort(-s, kind="stable")[:k]]
+    return float(top.mean() / y.mean()), float(top.sum() / total)
 
 
-def scorecard(y_true, y_prob, *, top_fractions=(0.1, 0.2), n_bins: int = 10) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, Brier, log loss, ECE, lift and capture at the top fractions, n and churn rate."""
+def scorecard(y_true, y_prob, *, top_fractions: Sequence[float] = (0.1, 0.2), n_bins: int = 10) -> dict[str, float]:
+    """Every number a churn model is judged by on one held-out snapshot.
+
+    Args:
+        y_true: 0/1 outcomes; both classes must be present.
+        y_prob: predicted churn probabilities in [0, 1].
+        top_fractions: contact shares for ``lift_at_<pct>`` / ``capture_at_<pct>``.
+        n_bins: bins for the ECE.
+
+    Returns:
+        The metrics keyed as in ``METRICS`` (in that order for the default fractions).
+
+    Raises:
+        ValueError: lengths differ, y_true is not 0/1 or has a single class, or probabilities are NaN or
+            outside [0, 1].
+    """
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-    y, p = _check(y_true, y_prob)
-    if p.min() < 0 or p.max() > 1:
-        raise ValueError(f"probabilities must lie in [0, 1]; got {p.min():.3g} .. {p.max():.3g}")
+    y, p = _validate(y_true, y_prob, probabilities=True)
     if len(np.unique(y)) < 2:
         raise ValueError(f"all {len(y)} customers have the same outcome ({int(y[0])}): AUC is undefined")
-    out = {
+    card = {
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
         "brier": float(brier_score_loss(y, p)),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "log_loss": float(log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1])),
         "ece": expected_calibration_error(y, p, n_bins=n_bins),
     }
-    for f in top_fractions:
-        lift, capture = lift_and_capture(y, p, f)
-        pct = round(f * 100)
-        out[f"lift_at_{pct}"], out[f"capture_at_{pct}"] = lift, capture
-    out["n"] = float(len(y))
-    out["positive_rate"] = float(y.mean())
-    return out
+    for fraction in top_fractions:
+        pct = f"{fraction * 100:g}".replace(".", "_")
+        card[f"lift_at_{pct}"], card[f"capture_at_{pct}"] = lift_and_capture(y, p, fraction)
+    card["n"] = float(len(y))
+    card["positive_rate"] = float(y.mean())
+    return card
 
 
 def compare_to_baselines(
-    scorecards: dict[str, dict[str, float]], *, primary: str = "model", metric: str = "roc_auc"
+    scorecards: Mapping[str, Mapping[str, float]], *, primary: str = "model", metric: str = "roc_auc"
 ) -> tuple[bool, str]:
-    """Whether ``primary`` beats every other entry on ``metric``, and a sentence saying so plainly."""
+    """Whether ``primary`` strictly beats every baseline on ``metric``, with a plain-language verdict.
+
+    A model that cannot beat a one-line heuristic is not worth deploying, so this sentence goes into the
+    model card. On failure it names the strongest baseline. Lower is better for brier, log_loss and ece;
+    higher for the rest.
+
+    Returns:
+        ``(beats_all, sentence)``, e.g. ``(False, "The model does NOT beat the baseline 'recency' on roc_auc
+        (0.712 vs 0.731).")``.
+    """
+    if primary not in scorecards:
+        raise ValueError(f"no scorecard named {primary!r}; have {sorted(scorecards)}")
+    if metric in _NOT_COMPARABLE:
+        raise ValueError(f"{metric!r} describes the data, not the model; pick a quality metric")
     lower = metric in _LOWER_IS_BETTER
     mine = scorecards[primary][metric]
-    losers = [
-        (name, card[metric])
-        for name, card in scorecards.items()
-        if name != primary and ((card[metric] <= mine) if lower else (card[metric] >= mine))
-    ]
-    if losers:
-        name, value = losers[0]
-        return False, (
-            f"The {primary} does NOT beat the baseline {name!r} on {metric} ({mine:.3f} vs {value:.3f}): "
-            "prefer the simpler baseline until it does."
-        )
-    others = ", ".join(f"{n} {c[metric]:.3f}" for n, c in scorecards.items() if n != primary)
-    return True, f"The {primary} beats every baseline on {metric} ({mine:.3f} vs {others})."
+    others = {name: card[metric] for name, card in scorecards.items() if name != primary}
+    if not others:
+        return True, f"The {primary} has no baselines to beat on {metric} ({mine:.3f})."
+    best_name = (min if lower else max)(others, key=others.__getitem__)
+    best = others[best_name]
+    if (mine < best) if lower else (mine > best):
+        listed = ", ".join(f"{name!r} {value:.3f}" for name, value in others.items())
+        return True, f"The {primary} beats every baseline on {metric} ({mine:.3f} vs {listed})."
+    return False, f"The {primary} does NOT beat the baseline {best_name!r} on {metric} ({mine:.3f} vs {best:.3f})."
 
 
-def scorecard_table(scorecards: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Metrics as rows (in ``METRICS`` order), models and baselines as columns."""
-    table = pd.DataFrame(scorecards)
-    return table.reindex([m for m in METRICS if m in table.index])
+def scorecard_table(scorecards: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Metrics as rows (``METRICS`` order, then any extra keys), models and baselines as columns."""
+    table = pd.DataFrame({name: pd.Series(card, dtype="float64") for name, card in scorecards.items()})
+    order = [m for m in METRICS if m in table.index] + [m for m in table.index if m not in METRICS]
+    return table.reindex(order)
 
 
-def scorecard_markdown(scorecards: dict[str, dict[str, float]]) -> str:
-    """The scorecard as a GitHub-markdown table with 3 decimals."""
+def scorecard_markdown(scorecards: Mapping[str, Mapping[str, float]]) -> str:
+    """The scorecard as a GitHub-markdown table: 3 decimals, except ``n`` which is a count."""
     table = scorecard_table(scorecards)
-    lines = ["| metric | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
+    lines = ["| metric | " + " | ".join(map(str, table.columns)) + " |", "|---|" + "---:|" * len(table.columns)]
     for metric, row in table.iterrows():
-        lines.append(f"| {metric} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        cells = (f"{v:.0f}" if metric == "n" and np.isfinite(v) else f"{v:.3f}" for v in row)
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 # -- charts -----------------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 6.4, height: float = 4.8):
+def _axes(width: float = 6.4, height: float = 4.8):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", dpi=100)
     return path
 
 
-def plot_calibration(y_true, probs_by_name: dict[str, np.ndarray], path, *, n_bins: int = 10) -> Path:
-    """Reliability diagram: observed churn rate against mean predicted probability per bin."""
-    fig = _figure()
-    ax = fig.add_subplot()
+def plot_calibration(y_true, probs_by_name: Mapping[str, np.ndarray], path, *, n_bins: int = 10) -> Path:
+    """Reliability diagram: observed churn rate vs mean predicted probability per bin, one line per model."""
+    fig, ax = _axes()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    y = np.asarray(y_true, dtype="float64")
-    for name, p in probs_by_name.items():
-        p = np.asarray(p, dtype="float64")
-        bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-        counts = np.bincount(bins, minlength=n_bins)
-        keep = counts > 0
-        mean_p = np.bincount(bins, weights=p, minlength=n_bins)[keep] / counts[keep]
-        rate = np.bincount(bins, weights=y, minlength=n_bins)[keep] / counts[keep]
-        ax.plot(mean_p, rate, marker="o", label=name)
-    ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate", title="Calibration",
-           xlim=(0, 1), ylim=(0, 1))
-    ax.legend()
+    for name, probs in probs_by_name.items():
+        y, p = _validate(y_true, probs, probabilities=True)
+        _, mean_p, rate = _reliability(y, p, n_bins)
+        ece = expected_calibration_error(y, p, n_bins=n_bins)
+        ax.plot(mean_p, rate, marker="o", label=f"{name} (ECE {ece:.3f})")
+    ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate",
+           title="Calibration (reliability diagram)", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
     return _save(fig, path)
 
 
-def plot_lift_gain(y_true, scores_by_name: dict[str, np.ndarray], path) -> Path:
-    """Cumulative gain: share of churners reached against share of customers contacted, best-scored first."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    y = np.asarray(y_true, dtype="float64")
-    share = np.arange(1, len(y) + 1) / len(y)
-    for name, s in scores_by_name.items():
-        order = np.argsort(-np.asarray(s, dtype="float64"), kind="stable")
-        ax.plot(share, np.cumsum(y[order]) / max(y.sum(), 1), label=name)
+def plot_lift_gain(y_true, scores_by_name: Mapping[str, np.ndarray], path) -> Path:
+    """Cumulative gain: share of churners reached vs share of customers contacted, best-scored first."""
+    fig, ax = _axes()
+    for name, scores in scores_by_name.items():
+        y, s = _validate(y_true, scores)
+        gained = np.cumsum(y[np.argsort(-s, kind="stable")]) / max(y.sum(), 1.0)
+        ax.plot(np.linspace(0, 1, len(y) + 1), np.concatenate([[0.0], gained]), label=name)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
-    ax.set(xlabel="share of customers contacted", ylabel="share of churners reached", title="Cumulative gain")
-    ax.legend()
+    ax.set(xlabel="share of customers contacted", ylabel="share of churners reached",
+           title="Cumulative gain", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
     return _save(fig, path)
 
 
 def plot_score_distribution(y_true, y_prob, path) -> Path:
-    """Histogram of predicted churn probability for customers who churned and who stayed."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    y = np.asarray(y_true).astype(bool)
-    p = np.asarray(y_prob, dtype="float64")
+    """Density histograms of predicted churn probability for churners and non-churners (overlap = confusion)."""
+    y, p = _validate(y_true, y_prob, probabilities=True)
+    fig, ax = _axes()
     bins = np.linspace(0, 1, 31)
-    ax.hist(p[~y], bins=bins, alpha=0.6, label="stayed")
-    ax.hist(p[y], bins=bins, alpha=0.6, label="churned")
-    ax.set(xlabel="predicted churn probability", ylabel="customers", title="Score distribution")
+    for mask, label in ((y == 0, f"stayed (n={int((y == 0).sum())})"), (y == 1, f"churned (n={int(y.sum())})")):
+        if mask.any():
+            ax.hist(p[mask], bins=bins, density=True, alpha=0.55, label=label)
+    ax.set(xlabel="predicted churn probability", ylabel="density", title="Score distribution by outcome")
     ax.legend()
     return _save(fig, path)
 
 
-def plot_feature_importance(names: list[str], gains, path, *, top: int = 25) -> Path:
-    """Horizontal bars of the features with the most total gain."""
-    s = pd.Series(np.asarray(gains, dtype="float64"), index=names).sort_values(ascending=False).head(top)[::-1]
-    fig = _figure(7.5, max(3.0, 0.28 * len(s) + 1))
-    ax = fig.add_subplot()
-    ax.barh(s.index, s.to_numpy())
-    ax.set(xlabel="total gain", title=f"Feature importance (top {len(s)})")
+def plot_feature_importance(names: Sequence[str], gains: np.ndarray, path, *, top: int = 25) -> Path:
+    """Horizontal bars of the ``top`` features by total gain, largest at the top."""
+    if len(names) != len(gains):
+        raise ValueError(f"{len(names)} feature names but {len(gains)} gains")
+    ranked = pd.Series(np.asarray(gains, dtype="float64"), index=list(names)).sort_values(
+        ascending=False, kind="stable").head(top)
+    fig, ax = _axes(7.5, max(3.0, 0.28 * len(ranked) + 1.2))
+    ax.barh(ranked.index[::-1], ranked.to_numpy()[::-1], label="total gain")
+    ax.set(xlabel="total gain", ylabel="feature", title=f"Feature importance (top {len(ranked)} by gain)")
+    ax.legend(loc="lower right")
     return _save(fig, path)
 
 
-def plot_training_curve(evals: dict[str, list[float]], path, *, metric_name: str = "binary_logloss") -> Path:
-    """Metric per boosting round for each dataset, with the best validation round marked."""
-    fig = _figure()
-    ax = fig.add_subplot()
+def plot_training_curve(evals: Mapping[str, Sequence[float]], path, *, metric_name: str = "binary_logloss") -> Path:
+    """LightGBM eval history per dataset, with the best round of the last non-train dataset marked.
+
+    The best round is the minimum, or the maximum for metrics where higher is better (auc, map, ndcg, ...).
+    """
+    fig, ax = _axes()
     for name, values in evals.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name)
-    if evals.get("valid"):
-        best = int(np.argmin(evals["valid"]))
-        ax.axvline(best + 1, linestyle=":", color="grey", label=f"best round {best + 1}")
-    ax.set(xlabel="boosting round", ylabel=metric_name, title="Training curve")
+    non_empty = [name for name in evals if len(evals[name])]
+    monitored = [name for name in non_empty if name not in ("train", "training")] or non_empty
+    if monitored:
+        values = np.asarray(evals[monitored[-1]], dtype="float64")
+        higher = metric_name.split("@")[0] in {"auc", "average_precision", "map", "ndcg"}
+        best = int(np.nanargmax(values) if higher else np.nanargmin(values))
+        ax.plot(best + 1, values[best], marker="o", color="black", linestyle="none",
+                label=f"best round {best + 1} ({values[best]:.4f})")
+        ax.axvline(best + 1, linestyle=":", color="grey")
+    ax.set(xlabel="boosting round", ylabel=metric_name, title=f"Training curve ({metric_name})")
     ax.legend()
     return _save(fig, path)

@@ -142,8 +142,10 @@ _REASONS = {
 
 def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
     """Texts for ``rows`` whose reason is ``feature``; unknown values and unlisted features get a plain form."""
-    value = rows[feature] if feature in rows else pd.Series(np.nan, index=rows.index)
     label = feature.replace("_", " ")
+    if feature not in rows:  # e.g. a support feature when no tickets were given
+        return pd.Series(f"{label} unknown", index=rows.index)
+    value = rows[feature]
     if isinstance(value.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(value):
         return label + " = " + value.astype("object").fillna("unknown").astype(str)
     missing = value.isna()

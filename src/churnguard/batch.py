@@ -1,0 +1,176 @@
+"""Batch scoring of files larger than memory comfortably allows, partitioned by customer.
+
+Inputs are streamed in chunks and split into ``partitions`` buckets by a hash of the customer id, so every
+customer's whole history lands in one bucket. Each bucket is validated and scored on its own (bounded memory:
+about 1/partitions of the data at a time); bucket-independent quantities (lifespan, VIP threshold, BG/NBD
+parameters) come from the model, so the scores do not depend on the partitioning. The budget selection and
+control group are then drawn over all customers, and the output is written once, atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard._io import atomic_path, read_table
+from churnguard.dataset import ROW_COLUMN, DataError, validate_tables
+from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
+
+if TYPE_CHECKING:
+    from churnguard.config import DataConfig, Playbook
+    from churnguard.model import ChurnModel
+
+__all__ = ["auto_partitions", "score_files"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 1_000_000
+_BYTES_PER_PARTITION = 256 * 1024 * 1024
+
+
+def auto_partitions(paths: list[Path]) -> int:
+    """One partition per ~256 MB of input."""
+    size = sum(p.stat().st_size for p in paths)
+    return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)))
+
+
+def _chunks(path: Path, id_column: str) -> Iterator[pd.DataFrame]:
+    """Raw rows in chunks, each with its 1-based row number in the file."""
+    start = 1
+    if path.suffix.lower() == ".csv":
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=_CHUNK_ROWS)
+    else:
+        import pyarrow.parquet as pq
+
+        reader = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS))
+    for chunk in reader:
+        chunk[ROW_COLUMN] = np.arange(start, start + len(chunk))
+        start += len(chunk)
+        if id_column not in chunk:
+            raise DataError(f"{path}: column {id_column!r} not found; the file has columns: "
+                            f"{', '.join(map(str, chunk.columns[:20]))}")
+        yield chunk
+
+
+def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
+    key = ids.astype("string").fillna("").str.strip()
+    return (pd.util.hash_pandas_object(key, index=False).to_numpy() % partitions).astype(int)
+
+
+def _split(path: Path, table: str, id_column: str, partitions: int, workdir: Path) -> None:
+    for n, chunk in enumerate(_chunks(path, id_column)):
+        buckets = _bucket(chunk[id_column], partitions)
+        for b in np.unique(buckets):
+            chunk[buckets == b].to_parquet(workdir / f"{table}-{b}-{n}.parquet", index=False)
+
+
+def _read_bucket(workdir: Path, table: str, b: int) -> pd.DataFrame | None:
+    parts = sorted(workdir.glob(f"{table}-{b}-*.parquet"))
+    if not parts:
+        return None
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def score_files(
+    model: ChurnModel,
+    *,
+    transactions: Path,
+    tickets: Path | None,
+    customers: Path | None,
+    out: Path,
+    playbook: Playbook,
+    data_config: DataConfig,
+    as_of: str | pd.Timestamp | None = None,
+    budget: float | None = None,
+    control_fraction: float = 0.1,
+    seed: int = 0,
+    partitions: int | None = None,
+    on_partition: Callable[[int, int], None] | None = None,
+) -> ScoreResult:
+    """Score the customers in the files and write ``out`` atomically.
+
+    With one partition the files are read whole; otherwise see the module docstring. Returns the rejects and,
+    to keep memory bounded, only the summary columns of the scores (``customer_id, risk_band,
+    expected_value, action_cost, selected, control_group``); the full rows are in ``out``.
+    """
+    from churnguard.features import to_day
+
+    paths = {"transactions": transactions, "tickets": tickets, "customers": customers}
+    given = {k: Path(p) for k, p in paths.items() if p is not None}
+    for name, p in given.items():
+        if not p.is_file():
+            raise DataError(f"{p}: {name} file not found")
+    partitions = partitions or auto_partitions(list(given.values()))
+    sources = {k: str(p) for k, p in given.items()}
+    cols = data_config.columns
+    if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
+        ts_col = cols.transactions.get("timestamp", "timestamp")
+        last = max(pd.to_datetime(c[ts_col], errors="coerce", format="mixed").max() for c in _chunks(given["transactions"], ts_col))
+        as_of = last.normalize()
+    as_of = to_day(as_of)
+    with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
+        work = Path(tmp)
+        if partitions > 1:
+            for name, p in given.items():
+                _split(p, name, getattr(cols, name).get("customer_id", "customer_id"), partitions, work)
+        scored, rejects = [], []
+        for b in range(partitions):
+            if partitions == 1:
+                frames = {k: read_table(p) for k, p in given.items()}
+            else:
+                frames = {k: _read_bucket(work, k, b) for k in given}
+            if frames["transactions"] is None:
+                frames["transactions"] = pd.DataFrame(columns=list(_read_header(given["transactions"])))
+            tables = validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
+                                     config=data_config, sources=sources, allow_empty=partitions > 1)
+            result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
+            part = work / f"scores-{b}.parquet"
+            result.scores.drop(columns=["selected", "control_group"]).to_parquet(part, index=False)
+            scored.append(part)
+            rejects.append(result.rejects)
+            if on_partition is not None:
+                on_partition(b + 1, partitions)
+        light = pd.concat(
+            [pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"]) for p in scored],
+            ignore_index=True,
+        )
+        light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
+        flags = light.set_index("customer_id")[["selected", "control_group"]]
+        _write_parts(scored, flags, Path(out))
+    non_empty = [r for r in rejects if not r.empty]
+    all_rejects = pd.concat(non_empty, ignore_index=True) if non_empty else rejects[0]
+    return ScoreResult(light, all_rejects)
+
+
+def _read_header(path: Path) -> list[str]:
+    if path.suffix.lower() == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
+
+
+def _write_parts(parts: list[Path], flags: pd.DataFrame, out: Path) -> None:
+    """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv = out.suffix.lower() == ".csv"
+    with atomic_path(out) as tmp:
+        writer = None
+        for i, part in enumerate(parts):
+            frame = pd.read_parquet(part).join(flags, on="customer_id")[OUTPUT_COLUMNS]
+            if csv:
+                frame.to_csv(tmp, index=False, mode="w" if i == 0 else "a", header=i == 0)
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        if writer is not None:
+            writer.close()
