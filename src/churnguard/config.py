@@ -22,11 +22,11 @@ __all__ = [
     "FeatureConfig",
     "LabelConfig",
     "ModelConfig",
+    "Playbook",
     "SnapshotConfig",
     "TrackingConfig",
     "load_config",
     "load_playbook",
-    "Playbook",
 ]
 
 

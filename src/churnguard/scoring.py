@@ -85,14 +85,14 @@ def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: pd.DataFrame, pl
             ok &= flags[s].to_numpy()
         for s in w.not_signals:
             ok &= ~flags[s].to_numpy()
-        take = ok & (action == None)  # noqa: E711 - elementwise comparison on an object array
+        take = ok & (action == None)
         action[take] = rule.name
     return action
 
 
 # Plain-word templates, vectorised: feature -> function of the rows (a DataFrame) that returns their texts.
 def _num(col: pd.Series, digits: int = 0) -> pd.Series:
-    return col.astype("float64").round(digits).map(("{:.%df}" % digits).format)
+    return col.astype("float64").round(digits).map(f"{{:.{digits}f}}".format)
 
 
 def _pct(col: pd.Series) -> pd.Series:
@@ -275,7 +275,7 @@ def select_customers(
     out.loc[chosen, "selected"] = True
     out["control_group"] = False
     picked = out.loc[out["selected"]].sort_values("customer_id", kind="stable").index
-    n_control = int(round(control_fraction * len(picked)))
+    n_control = round(control_fraction * len(picked))
     if n_control:
         rng = np.random.default_rng(seed)
         out.loc[rng.choice(picked, size=n_control, replace=False), "control_group"] = True
