@@ -153,7 +153,7 @@ class ChurnModel:
         names = self.feature_names_
         missing = [c for c in names if c not in features.columns]
         if missing:
-            logger.warning("%d model feature(s) missing from the input, treated as unknown: %s", len(missing), missing[:5])
+            logger.info("%d model feature(s) missing from the input, treated as unknown: %s", len(missing), missing[:5])
         x = features.reindex(columns=names)
         for c in names:
             if c in self.categories_:
