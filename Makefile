@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11:
 #   make demo   set up .venv, generate demo data, train a model tracked in MLflow (sqlite), score customers
+#               and choose who to contact within a budget
 #   make test   set up .venv with the dev extras and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -23,6 +24,9 @@ demo: $(VENV)/.installed
 		--customers $(DEMO_DIR)/customers.csv --as-of 2025-12-31 --out $(DEMO_DIR)/features.parquet
 	$(BIN)/churnguard train --transactions $(DEMO_DIR)/transactions.csv --tickets $(DEMO_DIR)/tickets.csv \
 		--customers $(DEMO_DIR)/customers.csv --model-out models/churn_model.joblib
+	$(BIN)/churnguard score --model models/churn_model.joblib --transactions $(DEMO_DIR)/transactions.csv \
+		--tickets $(DEMO_DIR)/tickets.csv --customers $(DEMO_DIR)/customers.csv \
+		--out $(DEMO_DIR)/scores.csv --budget 5000
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
