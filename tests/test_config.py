@@ -30,7 +30,7 @@ def test_bad_value_is_named(tmp_path):
 
 
 def test_missing_and_malformed(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="configuration file not found"):
         load_config(tmp_path / "none.yaml")
     p = tmp_path / "c.yaml"
     p.write_text("- a list\n")

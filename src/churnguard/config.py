@@ -161,14 +161,34 @@ class Config(_Frozen):
         return _validate(data, "command-line options")
 
 
-def _validate(data: dict[str, Any], source: str) -> Config:
+def _validate(data: dict[str, Any], source: str, model: type[BaseModel] | None = None, what: str = "configuration"):
+    """Validate a mapping into ``model`` (default :class:`Config`), naming every bad key in one ConfigError."""
     try:
-        return Config.model_validate(data)
+        return (model or Config).model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"{source}: invalid configuration: {problems}") from None
+        raise ConfigError(f"{source}: invalid {what}: {problems}") from None
+
+
+def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], what: str):
+    """Read YAML from ``path`` (or the packaged ``defaults/<default>``) and validate it into ``model``."""
+    if path is None:
+        text = resources.files("churnguard").joinpath(f"defaults/{default}").read_text(encoding="utf-8")
+        source = f"built-in {what}"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{what} file not found: {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    return _validate(data, source, model, what)
 
 
 def default_config_text() -> str:
@@ -182,20 +202,7 @@ def load_config(path: str | Path | None = None) -> Config:
     Raises:
         ConfigError: the file is missing, not YAML, not a mapping, or has an unknown key or a bad value.
     """
-    if path is None:
-        text, source = default_config_text(), "built-in defaults"
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    return _validate(data, source)
+    return _load_yaml(path, "train.yaml", Config, "configuration")
 
 
 # -- the retention playbook (configs/actions.yaml) ----------------------------------------------------------
@@ -242,19 +249,4 @@ class Playbook(_Frozen):
 
 def load_playbook(path: str | Path | None = None) -> Playbook:
     """Load ``configs/actions.yaml``-style YAML; ``None`` gives the built-in playbook."""
-    if path is None:
-        text = resources.files("churnguard").joinpath("defaults/actions.yaml").read_text(encoding="utf-8")
-        source = "built-in playbook"
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"playbook file not found: {path}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    try:
-        data = yaml.safe_load(text) or {}
-        return Playbook.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{source}: invalid playbook: {problems}") from None
+    return _load_yaml(path, "actions.yaml", Playbook, "playbook")
