@@ -1,24 +1,42 @@
-"""A seeded synthetic retail world for demos, tests and benchmarks.
+"""A seeded synthetic retail world for the demo, the tests and benchmarks.
 
-Customers sign up over the period (a third of them before it starts, so there is history from day one),
-each with their own purchase rate (gamma) and typical basket (lognormal). Month by month, every customer
-still alive places a Poisson number of orders (with a November/December peak and a summer dip) and opens
-support tickets in proportion to how much they buy. Tickets arrive by email, chat or phone with
-channel-dependent first-response and resolution times; some are never answered or never resolved, and CSAT
-falls when that happens. Customers then churn (stop buying for good) with a monthly hazard that is higher
-for three months after a bad support experience (first response over 24 h, unresolved, or CSAT <= 2), lower
-for loyalty members and for customers who like the brand (NPS promoters), higher for detractors. A few
-percent of orders are partly or fully refunded later. The simulation loops over months, never over customers.
+The world is simulated month by month for all customers at once (numpy arrays; the only Python loop is
+over months), so a million customers take well under a minute:
+
+* **Customers** join over the period: 30% are existing customers who signed up before it starts (so there
+  is history from day one), the rest sign up in later months with fewer new customers as time goes on.
+  New customers buy in the month they sign up. Each has a purchase rate (gamma, very heterogeneous), a
+  typical basket (lognormal), a favourite category and channel, a brand attitude (the NPS they would give;
+  40% answer the survey) and, for 30%, a loyalty membership that means more orders and less churn.
+* **Orders** per month are Poisson with a seasonal factor (November/December peak, summer dip), on a
+  random day of the month at a realistic time of day (stores open 9-21, online peaks in the evening).
+  A few percent of orders (more for apparel and electronics) are refunded, fully or partly, days later as
+  a separate negative row with its own ``R...`` id.
+* **Support tickets** come more often in months with orders, by email, chat or phone. First response takes
+  hours to days by email (longer at the seasonal peak), minutes in chat and almost nothing by phone; some
+  tickets are never answered or never resolved. CSAT (only for resolved tickets, when the customer answers
+  the survey) falls with a slow first response, a slow resolution and a poor brand attitude.
+* **Churn**: at the end of every month, each active customer stops buying for good with a monthly hazard
+  that is four times higher in the month of a bad support experience (first response over 24 h or never,
+  never resolved, or CSAT <= 2) and the three after it, higher in the first three months after signup,
+  lower for loyalty members and NPS promoters, higher for detractors. Churned customers neither buy nor open
+  tickets. After a bad experience customers also buy less for a while, a visible slow-down before leaving.
+
+The customers table is a static snapshot of attributes: nothing in it is derived from later behaviour, so
+a model trained on earlier cut-offs cannot read churn off it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnguard._io import write_table
 
@@ -26,171 +44,256 @@ __all__ = ["DemoData", "generate_demo_data", "write_demo_data"]
 
 logger = logging.getLogger(__name__)
 
-CATEGORIES = np.array(["apparel", "home", "beauty", "electronics", "grocery", "toys"])
-REGIONS = np.array(["north", "south", "east", "west"])
-_SEASON = {1: 0.9, 2: 0.9, 3: 1.0, 4: 1.0, 5: 1.0, 6: 0.85, 7: 0.8, 8: 0.85, 9: 1.0, 10: 1.05, 11: 1.4, 12: 1.6}
+_CATEGORIES = np.array(["apparel", "home", "beauty", "electronics", "grocery", "toys"])
+_CATEGORY_P = np.array([0.28, 0.18, 0.16, 0.10, 0.18, 0.10])
+_REFUND_P = np.array([0.08, 0.03, 0.02, 0.05, 0.01, 0.03])  # per order, by category
+_ORDER_CHANNELS = np.array(["web", "store", "app"])
+_ORDER_CHANNEL_P = np.array([0.45, 0.35, 0.20])
 _TICKET_CHANNELS = np.array(["email", "chat", "phone"])
-_RESPONSE_MEDIAN_H = np.array([14.0, 0.15, 0.05])  # email hours, chat minutes, phone fast
-_RESPONSE_SIGMA = np.array([1.0, 1.0, 0.8])
+_TICKET_CHANNEL_P = np.array([0.45, 0.35, 0.20])
+_RESPONSE_MEDIAN_H = np.array([8.0, 0.05, 0.02])  # email: hours to days; chat: minutes; phone: at once
+_RESPONSE_SIGMA = np.array([1.2, 1.0, 0.8])
+_RESOLVE_MEDIAN_H = np.array([20.0, 1.5, 3.0])  # after the first response
+_UNANSWERED_P = np.array([0.04, 0.01, 0.0])
+_REGIONS = np.array(["north", "south", "east", "west"])
+_REGION_P = np.array([0.3, 0.25, 0.25, 0.2])
+_SEASON = np.array([0.9, 0.85, 0.95, 1.0, 1.0, 0.85, 0.75, 0.8, 1.0, 1.05, 1.35, 1.6])  # January..December
+_HOUR_P = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3, 3.2, 3.4,
+                    3.8, 3.6, 3.4, 3.4, 3.6, 4, 4.6, 5.2, 5.4, 4.6, 3.2, 1.8])  # online orders by hour
+_HOUR_P = _HOUR_P / _HOUR_P.sum()
+_DAY_S = 86_400
+_NAT = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
 class DemoData:
-    """The three input tables of the data contract."""
+    """The three input tables of the data contract, in contract column names and types."""
 
     transactions: pd.DataFrame
     tickets: pd.DataFrame
     customers: pd.DataFrame
 
 
-def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
-    return np.char.add(prefix, np.char.zfill(numbers.astype(str), width)).astype(object)
+def _take(values: np.ndarray | pa.Array, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[codes]`` as a pandas ``str`` array, built in Arrow (fast for tens of millions of rows)."""
+    values = values if isinstance(values, pa.Array) else pa.array(values, pa.large_string())
+    return pd.array(pc.take(values, pa.array(codes)), dtype="str")
 
 
-def _random_times(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Uniform datetime64[s] between lo and hi, per row."""
-    span = (hi - lo).astype("timedelta64[s]").astype("int64")
-    offset = (rng.uniform(size=lo.size) * np.maximum(span, 0)).astype("int64")
-    return lo.astype("datetime64[s]") + offset.astype("timedelta64[s]")
+def _ids(prefix: str, n: int) -> pa.Array:
+    """Ids ``prefix`` + zero-padded 1..n (at least 7 digits), e.g. ``C0000001``."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.large_string()), max(7, len(str(n))), "0")
+    sep = pa.scalar("", pa.large_string())
+    return pc.binary_join_element_wise(pa.scalar(prefix, pa.large_string()), digits, sep)
+
+
+def _datetimes(seconds: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Seconds since the epoch -> ``datetime64[ns]``; NaT where ``valid`` is False."""
+    ns = seconds.astype(np.int64) * 1_000_000_000
+    if valid is not None:
+        ns = np.where(valid, ns, _NAT)
+    return ns.view("datetime64[ns]")
+
+
+def _moments(rng: np.random.Generator, day_lo: np.ndarray, day_hi: np.ndarray, hour: np.ndarray
+             ) -> np.ndarray:
+    """Epoch seconds: a random day in ``[day_lo, day_hi)`` (epoch days), at ``hour`` and a random minute."""
+    day = day_lo + np.floor(rng.uniform(size=day_lo.size) * (day_hi - day_lo)).astype(np.int64)
+    return day * _DAY_S + hour.astype(np.int64) * 3600 + rng.integers(0, 3600, day_lo.size)
 
 
 def generate_demo_data(
     n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31"
 ) -> DemoData:
-    """Simulate ``n_customers`` customers between ``start`` and ``end`` (inclusive); same seed, same data."""
+    """Simulate ``n_customers`` customers from ``start`` to ``end`` (both days inclusive).
+
+    Args:
+        n_customers: number of customers in the customers table.
+        seed: random seed; the same seed (and arguments) gives identical tables.
+        start: first day of the period (transactions and tickets fall on or after it).
+        end: last day of the period.
+
+    Returns:
+        The transactions, tickets and customers tables (see the module docstring for the world).
+
+    Raises:
+        ValueError: ``n_customers`` below 1 or ``end`` before ``start``.
+    """
+    start_day, end_day = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     if n_customers < 1:
-        raise ValueError("n_customers must be at least 1")
+        raise ValueError(f"n_customers must be at least 1, got {n_customers}")
+    if end_day < start_day:
+        raise ValueError(f"end {end!r} is before start {start!r}")
+    began = time.perf_counter()
     rng = np.random.default_rng(seed)
     n = n_customers
-    month_starts = pd.date_range(start, end, freq="MS").to_numpy().astype("datetime64[s]")
-    end_ts = (pd.Timestamp(end) + pd.Timedelta(days=1)).to_datetime64().astype("datetime64[s]")
-    month_ends = np.append(month_starts[1:], end_ts)
-    n_months = len(month_starts)
+    periods = pd.period_range(start_day, end_day, freq="M")  # month m covers epoch days [lo[m], hi[m])
+    epoch = pd.Timestamp("1970-01-01")
+    lo = np.maximum((periods.start_time - epoch).days.to_numpy(np.int64), (start_day - epoch).days)
+    hi = np.minimum((periods.end_time.normalize() - epoch).days.to_numpy(np.int64), (end_day - epoch).days)
+    hi += 1
+    n_months, calendar_month = len(periods), periods.month.to_numpy()
+    season = _SEASON[calendar_month - 1] * (hi - lo) / periods.days_in_month.to_numpy()  # partial months
 
-    # Who they are.
-    early = rng.uniform(size=n) < 1 / 3
-    signup_month = np.where(early, 0, rng.integers(0, n_months, n))
-    signup = np.where(
-        early,
-        month_starts[0] - rng.integers(1, 365, n).astype("timedelta64[D]"),
-        _random_times(rng, month_starts[signup_month], month_ends[signup_month]),
-    ).astype("datetime64[s]")
-    loyalty = rng.uniform(size=n) < 0.3
-    affinity = rng.normal(size=n)  # liking for the brand: drives NPS and lowers churn
-    rate = rng.gamma(1.5, 0.35, n) * np.where(loyalty, 1.3, 1.0)  # orders per month
-    basket = rng.lognormal(np.log(40), 0.6, n)
+    # Who the customers are.
+    existing = rng.uniform(size=n) < 0.3
+    join_p = np.exp(-np.arange(n_months) / 18.0)
+    signup_month = np.where(existing, 0, rng.choice(n_months, n, p=join_p / join_p.sum()))
+    joined = lo[signup_month] + np.floor(rng.uniform(size=n) * (hi - lo)[signup_month]).astype(np.int64)
+    signup_day = np.where(existing, lo[0] - rng.integers(1, 731, n), joined)
+    loyal = rng.uniform(size=n) < 0.3
+    nps = np.clip(np.round(rng.normal(7.5, 2.0, n)), 0, 10)
+    rate = rng.gamma(1.5, 0.35, n) * np.where(loyal, 1.3, 1.0) * (1 + 0.04 * (nps - 7.5))  # orders per month
+    basket = rng.lognormal(np.log(45.0), 0.5, n)
+    fav_category = rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P)
+    fav_channel = rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P)
+    base_hazard = (0.018 * np.where(loyal, 0.55, 1.0) * np.select([nps >= 9, nps <= 6], [0.6, 1.6], 1.0))
+
     alive = np.ones(n, dtype=bool)
-    last_bad = np.full(n, -100)  # month index of the last bad support experience
-
-    orders_cust, orders_month, tickets_cust, tickets_month = [], [], [], []
-    ticket_bad_parts, ticket_info = [], []
+    last_bad = np.full(n, -99)  # month of the latest bad support experience
+    order_parts: list[tuple[np.ndarray, np.ndarray]] = []
+    ticket_parts: list[tuple[np.ndarray, ...]] = []
     for m in range(n_months):
         active = alive & (signup_month <= m)
-        season = _SEASON[int(str(month_starts[m])[5:7])]
-        k = rng.poisson(rate * season) * active
-        k = np.where(active & (signup_month == m) & ~early, np.maximum(k, 1), k)  # the first purchase at signup
-        idx = np.flatnonzero(k)
-        orders_cust.append(np.repeat(idx, k[idx]))
-        orders_month.append(np.full(int(k.sum()), m))
-        nt = rng.poisson(0.03 + 0.08 * k) * active
-        tidx = np.repeat(np.flatnonzero(nt), nt[nt > 0])
-        channel = rng.choice(3, tidx.size, p=[0.5, 0.3, 0.2])
-        response_h = rng.lognormal(np.log(_RESPONSE_MEDIAN_H[channel]), _RESPONSE_SIGMA[channel])
-        unanswered = rng.uniform(size=tidx.size) < 0.03
-        unresolved = unanswered | (rng.uniform(size=tidx.size) < 0.05 + 0.1 * (response_h > 24))
-        csat = np.clip(np.round(4.4 - 1.3 * (response_h > 24) - 1.8 * unresolved + 0.4 * affinity[tidx]
-                                + rng.normal(0, 0.7, tidx.size)), 1, 5)
-        bad = (response_h > 24) | unanswered | unresolved | (csat <= 2)
-        last_bad[tidx[bad]] = m
-        tickets_cust.append(tidx)
-        tickets_month.append(np.full(tidx.size, m))
-        ticket_bad_parts.append(bad)
-        ticket_info.append((channel, response_h, unanswered, unresolved, csat))
-        hazard = 0.03 * np.where(m - last_bad <= 3, 2.8, 1.0) * np.where(loyalty, 0.6, 1.0) * np.exp(-0.45 * affinity)
-        alive &= ~(active & (rng.uniform(size=n) < np.minimum(hazard, 0.9)))
+        put_off = np.where(m - last_bad <= 3, 0.7, 1.0)  # buying less after a bad support experience
+        k = rng.poisson(rate * season[m] * put_off) * active
+        k = np.where(active & ~existing & (signup_month == m), np.maximum(k, 1), k)  # first order at signup
+        who = np.flatnonzero(k)
+        order_parts.append((np.repeat(who, k[who]), np.full(int(k.sum()), m, dtype=np.int16)))
 
-    customer_ids = _ids("C", np.arange(1, n + 1), 7)
-    transactions = _transactions(rng, customer_ids, np.concatenate(orders_cust), np.concatenate(orders_month),
-                                 month_starts, month_ends, signup, signup_month, basket, end_ts)
-    tickets = _tickets(rng, customer_ids, np.concatenate(tickets_cust), np.concatenate(tickets_month),
-                       ticket_info, month_starts, month_ends, signup, signup_month, end_ts)
-    nps = np.clip(np.round(7.5 + 1.8 * affinity + rng.normal(0, 1.0, n)), 0, 10)
+        nt = rng.poisson(0.02 + 0.08 * k) * active
+        cust = np.repeat(np.flatnonzero(nt), nt[nt > 0])
+        channel = rng.choice(3, cust.size, p=_TICKET_CHANNEL_P)
+        load = np.where(channel == 0, _SEASON[calendar_month[m] - 1] ** 1.5, 1.0)  # email backlog at peak
+        response_h = rng.lognormal(np.log(_RESPONSE_MEDIAN_H[channel] * load), _RESPONSE_SIGMA[channel])
+        resolve_h = response_h + rng.lognormal(np.log(_RESOLVE_MEDIAN_H[channel]), 1.2)
+        slow = response_h > 24
+        unanswered = rng.uniform(size=cust.size) < _UNANSWERED_P[channel]
+        unresolved = unanswered | (rng.uniform(size=cust.size) < 0.03 + 0.12 * slow)
+        csat = np.clip(np.round(4.6 - 1.2 * slow - 0.8 * (resolve_h > 72) + 0.12 * (nps[cust] - 7.5)
+                                + rng.normal(0, 0.8, cust.size)), 1, 5)
+        bad = slow | unanswered | unresolved | (csat <= 2)
+        last_bad[cust[bad]] = m
+        ticket_parts.append((cust, np.full(cust.size, m, dtype=np.int16), channel, response_h, resolve_h,
+                             unanswered, unresolved, csat))
+
+        new = lo[m] - signup_day < 91
+        hazard = base_hazard * np.where(m - last_bad <= 3, 4.0, 1.0) * np.where(new, 1.5, 1.0)
+        alive &= ~(active & (rng.uniform(size=n) < hazard * (hi[m] - lo[m]) / 30.4))
+
+    end_s = int(hi[-1]) * _DAY_S
+    first_lo = np.maximum(signup_day, lo[0])  # first possible day of activity: none before signup
+    customer_ids = _ids("C", n)
+    cust, month = (np.concatenate(parts) for parts in zip(*order_parts, strict=True))
+    transactions = _transactions(rng, customer_ids, cust, month, lo, hi, first_lo, end_s,
+                                 basket, fav_category, fav_channel, calendar_month)
+    tickets = _tickets(rng, customer_ids, ticket_parts, lo, hi, first_lo, end_s)
+    points = rate * basket * 12 * rng.gamma(2.0, 0.5, n)  # a static status, not realised future spend
     customers = pd.DataFrame(
         {
             "customer_id": pd.array(customer_ids, dtype="str"),
-            "signup_date": pd.to_datetime(signup).normalize(),
-            "loyalty_member": loyalty,
-            "loyalty_points": np.where(loyalty, rng.poisson(250, n), 0).astype("int64"),
+            "signup_date": _datetimes(signup_day * _DAY_S),
+            "loyalty_member": loyal,
+            "loyalty_points": np.where(loyal, np.round(points), 0).astype(np.int64),
             "nps": np.where(rng.uniform(size=n) < 0.4, nps, np.nan),
-            "region": pd.array(rng.choice(REGIONS, n), dtype="str"),
+            "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
         }
     )
-    logger.info("demo data: %d customers, %d transactions, %d tickets", n, len(transactions), len(tickets))
+    logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n, len(transactions),
+                len(tickets), time.perf_counter() - began)
     return DemoData(transactions, tickets, customers)
 
 
-def _transactions(rng, customer_ids, cust, month, month_starts, month_ends, signup, signup_month, basket, end_ts):
-    lo = np.maximum(signup[cust], month_starts[month])
-    ts = _random_times(rng, lo, month_ends[month])
-    amount = np.round(basket[cust] * rng.lognormal(0, 0.3, cust.size), 2)
+def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.ndarray, month: np.ndarray,
+                  lo: np.ndarray, hi: np.ndarray, first_lo: np.ndarray, end_s: int, basket: np.ndarray,
+                  fav_category: np.ndarray, fav_channel: np.ndarray, calendar_month: np.ndarray
+                  ) -> pd.DataFrame:
+    """Orders (one row each, customer ``cust`` in month ``month``) plus later refund rows of a few of them."""
     n = cust.size
-    orders = pd.DataFrame(
-        {
-            "customer_id": customer_ids[cust],
-            "timestamp": ts,
-            "amount": amount,
-            "order_id": _ids("O", np.arange(1, n + 1), 8),
-            "quantity": 1 + rng.poisson(1.0, n),
-            "category": rng.choice(CATEGORIES, n),
-            "channel": rng.choice(np.array(["web", "store", "app"]), n, p=[0.5, 0.3, 0.2]),
-            "discount": np.where(rng.uniform(size=n) < 0.3, np.round(rng.uniform(0.05, 0.5, n), 2), 0.0),
-        }
-    )
-    refunded = np.flatnonzero(rng.uniform(size=n) < 0.04)
-    refund_ts = ts[refunded] + (rng.uniform(1, 30, refunded.size) * 86400).astype("timedelta64[s]")
-    keep = refund_ts < end_ts
-    refunded, refund_ts = refunded[keep], refund_ts[keep]
-    refunds = orders.iloc[refunded].copy()
-    refunds["timestamp"] = refund_ts
-    refunds["amount"] = -np.round(amount[refunded] * rng.choice([1.0, 0.5, 0.3], refunded.size), 2)
-    refunds["order_id"] = _ids("R", np.arange(1, refunded.size + 1), 8)
-    refunds["quantity"] = -refunds["quantity"]
-    out = pd.concat([orders, refunds], ignore_index=True)
-    out["timestamp"] = out["timestamp"].astype("datetime64[ns]")
-    for c in ("customer_id", "order_id", "category", "channel"):
-        out[c] = out[c].astype("str")
-    return out
+    channel = np.where(rng.uniform(size=n) < 0.7, fav_channel[cust],
+                       rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P))
+    hour = np.where(channel == 1, rng.integers(9, 21, n), rng.choice(24, n, p=_HOUR_P))  # stores open 9-21
+    ts = _moments(rng, np.maximum(first_lo[cust], lo[month]), hi[month], hour)
+    category = np.where(rng.uniform(size=n) < 0.6, fav_category[cust],
+                        rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P))
+    november = calendar_month[month] == 11
+    discounted = rng.uniform(size=n) < np.where(november, 0.55, 0.25)
+    discount = np.where(discounted, rng.choice([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], n), 0.0)
+    quantity = 1 + rng.poisson(0.8, n)
+    amount = np.round(basket[cust] * np.sqrt(quantity) * rng.lognormal(0, 0.3, n) * (1 - discount), 2)
+    amount = np.maximum(amount, 0.5)
 
+    refunded = np.flatnonzero(rng.uniform(size=n) < _REFUND_P[category])
+    refund_ts = ts[refunded] + np.round((1 + rng.gamma(2.0, 5.0, refunded.size)) * _DAY_S).astype(np.int64)
+    full = rng.uniform(size=refunded.size) < 0.55
+    share = np.where(full, 1.0, rng.uniform(0.2, 0.8, refunded.size))
+    keep = refund_ts < end_s  # refunds after the end of the period are not in the data yet
+    refunded, refund_ts, full, share = refunded[keep], refund_ts[keep], full[keep], share[keep]
+    refund_qty = np.where(full, quantity[refunded], np.maximum(1, np.round(quantity[refunded] * share)))
 
-def _tickets(rng, customer_ids, cust, month, info, month_starts, month_ends, signup, signup_month, end_ts):
-    channel, response_h, unanswered, unresolved, csat = (np.concatenate(parts) for parts in zip(*info, strict=True))
-    lo = np.maximum(signup[cust], month_starts[month])
-    opened = _random_times(rng, lo, month_ends[month])
-    first = opened + (response_h * 3600).astype("timedelta64[s]")
-    resolve_h = response_h + rng.lognormal(np.log(20), 1.0, cust.size)
-    resolved = opened + (resolve_h * 3600).astype("timedelta64[s]")
-    first_ok = ~unanswered & (first < end_ts)
-    resolved_ok = ~unresolved & first_ok & (resolved < end_ts)
-    answered_survey = resolved_ok & (rng.uniform(size=cust.size) < 0.6)
-    n = cust.size
+    rows = np.concatenate([np.arange(n), refunded])
+    order_ids = pa.concat_arrays([_ids("O", n), _ids("R", refunded.size)])
     return pd.DataFrame(
         {
-            "ticket_id": pd.array(_ids("T", np.arange(1, n + 1), 8), dtype="str"),
-            "customer_id": pd.array(customer_ids[cust], dtype="str"),
-            "opened_at": opened.astype("datetime64[ns]"),
-            "first_response_at": pd.to_datetime(np.where(first_ok, first, np.datetime64("NaT"))).astype("datetime64[ns]"),
-            "resolved_at": pd.to_datetime(np.where(resolved_ok, resolved, np.datetime64("NaT"))).astype("datetime64[ns]"),
-            "channel": pd.array(_TICKET_CHANNELS[channel], dtype="str"),
-            "csat": np.where(answered_survey, csat, np.nan),
+            "customer_id": _take(customer_ids, cust[rows]),
+            "timestamp": _datetimes(np.concatenate([ts, refund_ts])),
+            "amount": np.concatenate([amount, -np.maximum(np.round(amount[refunded] * share, 2), 0.01)]),
+            "order_id": pd.array(order_ids, dtype="str"),
+            "quantity": np.concatenate([quantity, -refund_qty]).astype(np.int64),
+            "category": _take(_CATEGORIES, category[rows]),
+            "channel": _take(_ORDER_CHANNELS, channel[rows]),
+            "discount": discount[rows],
+        }
+    )
+
+
+def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple[np.ndarray, ...]],
+             lo: np.ndarray, hi: np.ndarray, first_lo: np.ndarray, end_s: int) -> pd.DataFrame:
+    """Ticket rows with open, first-response and resolution times; NaT where that has not happened (yet)."""
+    cust, month, channel, response_h, resolve_h, unanswered, unresolved, csat = (
+        np.concatenate(p) for p in zip(*parts, strict=True)
+    )
+    n = cust.size
+    hour = np.where(channel == 0, rng.choice(24, n, p=_HOUR_P), rng.integers(8, 22, n))  # chat/phone 8-22
+    opened = _moments(rng, np.maximum(first_lo[cust], lo[month]), hi[month], hour)
+    first = opened + np.round(response_h * 3600).astype(np.int64)
+    resolved = opened + np.round(resolve_h * 3600).astype(np.int64)
+    answered = ~unanswered & (first < end_s)
+    closed = ~unresolved & answered & (resolved < end_s)
+    return pd.DataFrame(
+        {
+            "ticket_id": pd.array(_ids("T", n), dtype="str"),
+            "customer_id": _take(customer_ids, cust),
+            "opened_at": _datetimes(opened),
+            "first_response_at": _datetimes(first, answered),
+            "resolved_at": _datetimes(resolved, closed),
+            "channel": _take(_TICKET_CHANNELS, channel),
+            "csat": np.where(closed & (rng.uniform(size=n) < 0.45), csat, np.nan),
         }
     )
 
 
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write transactions, tickets and customers as ``fmt`` (csv or parquet) into ``out_dir``, atomically."""
+    """Write ``transactions``, ``tickets`` and ``customers`` as ``<name>.<fmt>`` into ``out_dir``.
+
+    Each file is written to a temporary file in ``out_dir`` and then moved into place with ``os.replace``,
+    so a crash never leaves a half-written table under its final name.
+
+    Args:
+        data: the tables to write.
+        out_dir: target directory, created if missing.
+        fmt: ``"csv"`` or ``"parquet"``.
+
+    Returns:
+        Table name -> path of the written file.
+
+    Raises:
+        ValueError: unknown ``fmt``.
+    """
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     return {
         name: write_table(getattr(data, name), out_dir / f"{name}.{fmt}")
         for name in ("transactions", "tickets", "customers")
