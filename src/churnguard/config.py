@@ -92,7 +92,7 @@ class SnapshotConfig(_Frozen):
     """Rolling training snapshots, one every ``cadence_days``, newest first."""
 
     cadence_days: int = Field(default=30, gt=0)
-    max_snapshots: int = Field(default=12, ge=3, description="train + validation + test need at least 3")
+    max_snapshots: int = Field(default=24, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
 
 

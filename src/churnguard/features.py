@@ -22,6 +22,7 @@ Families (one row per customer known at ``as_of``):
   hours (mean / max / latest), ``slow_response_share`` (answered slower than ``sla_hours``, or still waiting
   longer than that), ``csat_mean`` / ``csat_latest`` / ``csat_min``, ``days_since_last_ticket``,
   ``tickets_per_order``;
+* calendar: ``as_of_month`` (1-12), so the model can learn that leaving looks different before the holiday peak;
 * attributes (with customers): ``loyalty_member``, ``loyalty_points``, ``nps``, ``nps_group``
   (promoter 9-10, passive 7-8, detractor 0-6), ``days_since_signup``, and other columns as ``attr_<name>``,
   numeric or categorical. Customer attributes carry no dates, so they are taken as known at ``as_of``.
@@ -309,6 +310,7 @@ def build_features(
     if threshold is None:
         threshold = features["cltv"].quantile(config.vip_quantile) if len(features) else np.inf
     features["value_tier"] = np.where((features["cltv"] >= threshold) & (features["cltv"] > 0), "vip", "standard")
+    features["as_of_month"] = float(as_of.month)  # calendar: churn over the next months is seasonal
     features.attrs["lifespan_years"] = lifespan
     features.insert(0, "as_of", as_of)
     return features.reset_index()
