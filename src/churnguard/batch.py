@@ -119,7 +119,7 @@ def score_files(
         if partitions > 1:
             for name, p in given.items():
                 _split(p, name, getattr(cols, name).get("customer_id", "customer_id"), partitions, work)
-        scored, rejects = [], []
+        scored, rejects, samples = [], [], []
         for b in range(partitions):
             if partitions == 1:
                 frames = {k: read_table(p) for k, p in given.items()}
@@ -134,6 +134,9 @@ def score_files(
             result.scores.drop(columns=["selected", "control_group"]).to_parquet(part, index=False)
             scored.append(part)
             rejects.append(result.rejects)
+            if result.drift_sample is not None:
+                samples.append(result.drift_sample.sample(frac=min(1.0, 200_000 / partitions / max(len(result.drift_sample), 1)),
+                                                          random_state=b))
             if on_partition is not None:
                 on_partition(b + 1, partitions)
         light = pd.concat(
@@ -145,7 +148,7 @@ def score_files(
         _write_parts(scored, flags, Path(out))
     non_empty = [r for r in rejects if not r.empty]
     all_rejects = pd.concat(non_empty, ignore_index=True) if non_empty else rejects[0]
-    return ScoreResult(light, all_rejects)
+    return ScoreResult(light, all_rejects, pd.concat(samples, ignore_index=True) if samples else None)
 
 
 def _read_header(path: Path) -> list[str]:

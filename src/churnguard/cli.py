@@ -254,6 +254,8 @@ def score(
     rejects: Annotated[Path | None, _Opt(help="Rejects file (default: <out>.rejects.csv).")] = None,
     partitions: Annotated[int | None, _Opt(min=1, help="Split the input into this many customer partitions "
                                            "(default: one per ~256 MB of input).")] = None,
+    psi_threshold: Annotated[float, _Opt(min=0, help="Warn when a feature's or the score's PSI against the "
+                                         "training data reaches this.")] = 0.2,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
@@ -290,6 +292,25 @@ def score(
         highlight=False,
     )
     _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
+    _report_drift(loaded, result.drift_sample, out.with_name(out.stem + ".drift.csv"), psi_threshold)
+
+
+def _report_drift(model, sample, path: Path, threshold: float) -> None:
+    from churnguard._io import write_table
+    from churnguard.scoring import drift_report
+
+    table = drift_report(model, sample, threshold=threshold)
+    if table is None:
+        return
+    write_table(table, path)
+    shifted = table[table["level"].isin(["shift", "missing"])]
+    if shifted.empty:
+        _console().print(f"drift: no PSI at or above {threshold} -> {path}", highlight=False)
+    else:
+        listed = ", ".join(f"{r.feature} ({'missing' if r.level == 'missing' else f'{r.psi:.2f}'})"
+                           for r in shifted.head(8).itertuples())
+        _console().print(f"[yellow]warning: data drift[/] against the training data, {len(shifted)} of "
+                         f"{len(table)}: {listed} -> {path}")
 
 
 @app.command("serve")
@@ -315,6 +336,144 @@ def serve(
         os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(config.resolve())
     uvicorn.run("churnguard.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
+
+
+@app.command("report")
+def report(
+    transactions: TxOpt,
+    tickets: TicketsOpt = None,
+    customers: CustomersOpt = None,
+    period: Annotated[str, _Opt(help="month or quarter.")] = "month",
+    out: Annotated[Path, _Opt("--out", "-o", help="Directory for report.html and the CSV tables.")] = Path("report"),
+    active_days: Annotated[int, _Opt(min=1, help="A customer is active with a purchase in this many days.")] = 365,
+    model: Annotated[Path | None, _Opt("--model", "-m", help="Add a drift section: today's features vs this "
+                                       "model's training data.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
+    from churnguard.config import load_config
+    from churnguard.dataset import load_tables
+    from churnguard.report import build_report, write_report
+
+    if period not in ("month", "quarter"):
+        _fail(f"--period must be month or quarter, got {period!r}")
+    cfg = _run(load_config, config)
+    console = _console()
+    with console.status("Reading and validating input"):
+        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+    sections = {}
+    if model is not None:
+        sections["Data drift against the model's training data"] = _drift_section(model, tables)
+    with console.status("Computing the report"):
+        rep = _run(build_report, tables, period=period, active_days=active_days, extra_sections=sections)
+        paths = write_report(rep, out)
+    last = rep.kpis.iloc[-1]
+    console.print(
+        f"{len(rep.kpis)} {period}s, latest {rep.kpis.index[-1]}: CRR {last['retention_rate']:.1f}%, churn rate "
+        f"{last['churn_rate']:.1f}%, ARPU {last['arpu']:.2f}"
+        + (f", NPS {rep.nps:+.1f}" if rep.nps is not None else ""),
+        highlight=False,
+    )
+    console.print(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})",
+                  highlight=False)
+
+
+def _drift_section(model_path: Path, tables) -> str:
+    """PSI of today's features (last day in the data) against the model's training reference, as HTML."""
+    import html
+
+    from churnguard.config import load_playbook
+    from churnguard.model import ChurnModel
+    from churnguard.scoring import drift_report, score_tables
+
+    model = _run(ChurnModel.load, model_path)
+    result = score_tables(model, tables, None, load_playbook(), control_fraction=0.0)
+    table = drift_report(model, result.drift_sample)
+    if table is None:
+        return "<p>This model file holds no training reference for drift checks.</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.feature))}</td><td>{'' if r.psi != r.psi else f'{r.psi:.3f}'}</td>"
+        f"<td>{html.escape(str(r.level))}</td></tr>"
+        for r in table.itertuples()
+    )
+    return ("<p>Population stability index of each feature and of the score, today vs the model's newest "
+            "training snapshot (0.1-0.2 moderate, above 0.2 a shift worth a retrain).</p>"
+            f"<table><tr><th>feature</th><th>PSI</th><th>level</th></tr>{rows}</table>")
+
+
+@app.command("compare")
+def compare(
+    old: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet) from 'churnguard score'.")],
+    new: Annotated[Path, typer.Argument(help="Later scores file.")],
+    out: Annotated[Path | None, _Opt("--out", "-o", help="Per-customer changes (default: <new>.changes.csv).")] = None,
+    top: Annotated[int, _Opt(min=1, help="How many risers and fallers to list.")] = 20,
+) -> None:
+    """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
+    from churnguard._io import read_table, write_table
+    from churnguard.monitoring import compare_scores, plot_transitions
+
+    for p in (old, new):
+        if not p.is_file():
+            _fail(f"{p}: scores file not found")
+    comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
+    out = out or new.with_name(new.stem + ".changes.csv")
+    write_table(comparison.changes, out)
+    write_table(comparison.transitions.reset_index(), out.with_name(out.stem + ".transitions.csv"))
+    write_table(comparison.new_high_risk, out.with_name(out.stem + ".new_high_risk.csv"))
+    plot_transitions(comparison, out.with_name(out.stem + ".transitions.png"))
+    console = _console()
+    console.print(comparison.summary(), highlight=False)
+    console.print(f"written: {out} (+ .transitions.csv, .new_high_risk.csv, .transitions.png)", highlight=False)
+
+
+@app.command("campaign-readout")
+def campaign_readout(
+    scores: Annotated[Path, _Opt("--scores", "-s", help="Scores file of the past run whose selection was acted on.")],
+    transactions: Annotated[Path, _Opt("--transactions", "-t", help="Transactions up to at least as_of + horizon.")],
+    horizon_days: Annotated[int, _Opt(min=1, help="Outcome window after as_of, in days.")] = 90,
+    confidence: Annotated[float, _Opt(min=0.5, max=0.999, help="Confidence level of the intervals.")] = 0.95,
+    out: Annotated[Path | None, _Opt("--out", "-o", help="Read-out table (default: <scores>.readout.csv).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Did the campaign work? Retention of contacted vs control customers per action, with confidence intervals."""
+    from rich.table import Table
+
+    from churnguard._io import read_table, write_table
+    from churnguard.config import load_config
+    from churnguard.dataset import load_tables
+    import pandas as pd
+
+    from churnguard.monitoring import campaign_readout as readout_fn
+    from churnguard.monitoring import plot_readout
+
+    if not scores.is_file():
+        _fail(f"{scores}: scores file not found")
+    cfg = _run(load_config, config)
+    tables = _run(load_tables, transactions, config=cfg.data)
+    table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
+                 confidence=confidence)
+    out = out or scores.with_name(scores.stem + ".readout.csv")
+    write_table(table, out)
+    plot_readout(table, out.with_suffix(".png"), confidence=confidence)
+
+    def pct(v: float, sign: str = "") -> str:
+        return "-" if pd.isna(v) else f"{v:{sign}.1%}"
+
+    view = Table(title=f"Campaign read-out ({horizon_days}-day window, {confidence:.0%} intervals)")
+    for col in ("action", "contacted", "control", "kept", "kept ctrl", "uplift", "interval", "success"):
+        view.add_column(col, justify="left" if col == "action" else "right", no_wrap=True)
+    notes = []
+    for r in table.itertuples():
+        view.add_row(str(r.action), f"{r.n_contacted}", f"{r.n_control}", pct(r.retention_contacted),
+                     pct(r.retention_control), pct(r.uplift, "+"),
+                     f"{pct(r.ci_low, '+')}..{pct(r.ci_high, '+')}", pct(r.observed_success_rate))
+        if r.note:
+            notes.append(f"{r.action}: {r.note}")
+    console = _console()
+    console.print(view)
+    for line in notes:
+        console.print(f"  note - {line}", highlight=False)
+    _console().print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
 
 
 def _report_rejects(rejects, path: Path) -> None:

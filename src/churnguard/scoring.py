@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from churnguard.dataset import Tables
     from churnguard.model import ChurnModel
 
-__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "assign_actions", "explain", "risk_band", "score_features", "score_tables",
+__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "assign_actions", "drift_report", "explain", "risk_band", "score_features", "score_tables",
            "select_customers", "signals"]
 
 logger = logging.getLogger(__name__)
@@ -288,6 +288,7 @@ class ScoreResult:
 
     scores: pd.DataFrame
     rejects: pd.DataFrame
+    drift_sample: pd.DataFrame | None = None  # model features + probability of the in-lookback population
 
     def counts(self) -> dict[str, int]:
         """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
@@ -330,4 +331,23 @@ def score_tables(
                          "column": "", "value": "", "reason": f"no activity on or before as_of {as_of.date()}"})
     rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
         not tables.rejects.empty or not late.empty) else tables.rejects
-    return ScoreResult(scores[OUTPUT_COLUMNS], rejects)
+    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+
+
+def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = 200_000) -> pd.DataFrame:
+    """The rows comparable with the training reference: customers who bought within the lookback window."""
+    lookback = model.metadata["config"]["labels"]["lookback_days"]
+    keep = (feats["recency_days"] <= lookback).to_numpy()
+    sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
+    sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
+    return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
+
+
+def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 0.2) -> pd.DataFrame | None:
+    """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
+    from churnguard.monitoring import drift_table
+
+    profiles = model.metadata.get("drift_profiles")
+    if not profiles or sample is None or sample.empty:
+        return None
+    return drift_table(profiles, sample, threshold=threshold)

@@ -40,6 +40,7 @@ from churnguard.evaluation import (
 from churnguard.features import build_features, to_day
 from churnguard.labels import make_labels
 from churnguard.model import ChurnModel, _Calibrator
+from churnguard.monitoring import reference_profile
 from churnguard.training_set import make_training_set, snapshot_dates
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = ["TrainResult", "add_bgnbd_features", "fit_bgnbd", "resolve_tracking_u
 logger = logging.getLogger(__name__)
 
 BASELINES = ("recency", "bgnbd")
+CALENDAR_FEATURES = ("as_of_month",)  # differ between any two dates by design: not drift
 _WEEK = 7.0
 
 
@@ -270,6 +272,11 @@ def run_training(
         "data_fingerprint": data_fingerprint(tables),
         "git_commit": _git_commit(),
         "feature_dtypes": {c: str(train[c].dtype) for c in model.feature_names_},
+        # Reference distributions for drift checks: the newest labelled population and its scores.
+        "drift_profiles": {
+            **{c: reference_profile(test[c]) for c in model.feature_names_ if c not in CALENDAR_FEATURES},
+            "churn_probability": reference_profile(pd.Series(probs["model"])),
+        },
     }
     step("saving the model file")
     model_path = model.save(model_out)

@@ -1,0 +1,386 @@
+"""The numbers a retention team reports every month, as tables, CSV files and one self-contained HTML page.
+
+Pure functions on validated :class:`~churnguard.dataset.Tables` (no clock reads, no tracking server). A
+*purchase* is a transaction row with ``amount > 0``; refunds only reduce revenue. "``k`` days ago" at day
+``d`` means day ``d - k``: a purchase on ``d`` itself is 0 days ago. A customer is **active** at ``d`` with a
+purchase 0 .. ``active_days - 1`` days ago (the trailing ``active_days`` days, ``d`` included). **Periods**
+are the calendar months or quarters from the first to the last transaction day; a period ends on its last
+day, or on the last transaction day when the data stop earlier (``complete_period`` False).
+``complete_history`` is False while the data do not reach ``active_days`` back from the period start: S
+(and every rate on it) is undercounted there. **New** = first purchase *in the data* falls in the period,
+so data that start mid-history make old customers look new in the first periods.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard._io import atomic_write_text, write_table
+
+if TYPE_CHECKING:
+    from churnguard.dataset import Tables
+
+__all__ = ["STAGES", "RetentionReport", "build_report", "churn_rate", "net_promoter_score", "retention_rate",
+           "write_report"]
+
+STAGES: tuple[str, ...] = ("new", "active", "at_risk", "lapsing", "lost")
+_PERIODS: dict[str, tuple[str, int]] = {"month": ("M", 12), "quarter": ("Q", 4)}  # freq, periods per year
+_NEW_DAYS, _RISK_DAYS, _TOP_SHARE = 90, 180, 0.25
+
+
+def retention_rate(start: int, end: int, new: int) -> float:
+    """Customer retention rate CRR = (E - N) / S x 100 in percent; NaN when S is 0 (no one to retain).
+
+    S = ``start`` customers active at the period start, E = ``end`` active at its end, N = ``new`` customers.
+    """
+    return (end - new) / start * 100 if start > 0 else math.nan
+
+
+def churn_rate(start: int, lost: int) -> float:
+    """Churn rate = lost / S x 100, in percent, lost = active at the start and not at the end; NaN if S is 0."""
+    return lost / start * 100 if start > 0 else math.nan
+
+
+def net_promoter_score(scores: pd.Series) -> float | None:
+    """NPS = % promoters (9-10) - % detractors (0-6) over the non-missing 0-10 answers; None without any."""
+    answers = pd.to_numeric(scores, errors="coerce").dropna()
+    if answers.empty:
+        return None
+    return float(((answers >= 9).mean() - (answers <= 6).mean()) * 100)
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """The monthly (or quarterly) retention numbers, see :func:`build_report` for every definition.
+
+    Attributes:
+        kpis: one row per period (index ``period``, e.g. ``2024-02`` or ``2024Q1``).
+        lifecycle: one row per period, customers per stage in ``STAGES`` at the period end.
+        cohorts: index ``cohort`` (first purchase month), column ``customers`` (cohort size), then columns
+            0, 1, 2, ...: % of the cohort purchasing that many months later; NaN beyond the data.
+        nps: overall NPS, or None without answers. The survey answers carry no date, so it is not per period.
+        nps_answers: number of NPS answers behind ``nps``.
+        period: ``"month"`` or ``"quarter"``.
+        active_days: the activity window used.
+        extra_sections: section title -> HTML fragment, appended to the HTML as they are (trusted).
+    """
+
+    kpis: pd.DataFrame
+    lifecycle: pd.DataFrame
+    cohorts: pd.DataFrame
+    nps: float | None = None
+    nps_answers: int = 0
+    period: str = "month"
+    active_days: int = 365
+    extra_sections: dict[str, str] = field(default_factory=dict)
+
+    def to_html(self) -> str:
+        """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
+        nps = "no answers" if self.nps is None else f"{self.nps:+.1f} ({self.nps_answers} answers, overall)"
+        charts = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
+                         for t, b in _charts(self))
+        tables = [("KPIs", self.kpis), ("Lifecycle stages at period end", self.lifecycle),
+                  ("Cohort retention (% of cohort purchasing, by months since first purchase)", self.cohorts)]
+        body = "".join(f"<h2>{html.escape(t)}</h2>" + frame.to_html(float_format=lambda v: f"{v:,.2f}",
+                                                                    na_rep="-", border=0)
+                       for t, frame in tables)
+        body += "".join(f"<h2>{html.escape(t)}</h2>{fragment}" for t, fragment in self.extra_sections.items())
+        return (
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Retention report</title><style>'
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+            "td,th{padding:2px 6px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
+            "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body><h1>Retention report</h1>"
+            f"<p>Per {self.period}; active = a purchase in the trailing {self.active_days} days. "
+            f"NPS: {nps}. Rows with complete_history False lack {self.active_days} days of history before "
+            "the period start and are not comparable.</p>"
+            f"{charts}{body}</body></html>"
+        )
+
+
+def build_report(
+    tables: Tables,
+    *,
+    period: str = "month",
+    active_days: int = 365,
+    max_lifespan_years: float = 10.0,
+    extra_sections: Mapping[str, str] | None = None,
+) -> RetentionReport:
+    """Compute the retention KPIs, lifecycle stages and cohort matrix of ``tables``.
+
+    KPI columns per period (S = active at the end of the day before the period starts, E = active at the
+    period end, N = new in the period):
+
+    * ``customers_start`` S, ``customers_end`` E, ``new_customers`` N, ``lost_customers`` (active at start,
+      not at end), ``reactivated_customers`` (active at end, not at start, not new); E = S - lost + N +
+      reactivated, so reactivations raise the CRR.
+    * ``retention_rate`` = (E - N) / S x 100; ``churn_rate`` = lost / S x 100 (NaN when S = 0).
+    * ``revenue``: sum of all amounts in the period, net of refunds; ``orders``: distinct order ids of
+      purchase rows (each purchase row without an id is one order); ``buying_customers``: customers with a
+      purchase in the period.
+    * ``avg_purchase_value`` = revenue / orders; ``purchase_frequency`` = orders / buying_customers.
+    * ``lifespan_years`` = min(1 / annual churn, ``max_lifespan_years``) with annual churn = (churn_rate /
+      100) x periods per year (12 or 4): the mean of a geometric lifetime at this churn, in years; the
+      cap when no one churned.
+    * ``cltv`` = avg_purchase_value x purchase_frequency x periods per year x lifespan_years: the per-period
+      frequency is annualised so that it matches a lifespan in years.
+    * ``arpu`` = revenue / E. ``top25_revenue_share``: % of the buying customers' net revenue in the period
+      from the top ceil(25%) of them by net revenue.
+    * With tickets: ``csat`` = % of answers 4 or 5 among tickets resolved in the period, ``csat_answers``;
+      ``median_first_response_hours`` over tickets opened in the period and answered.
+
+    Lifecycle stages at the period end (only customers with a purchase by then; they sum to E + lost):
+    ``new`` first purchase 0-89 days ago; ``active`` last purchase 0-89 days ago, not new; ``at_risk`` last
+    purchase 90-179 days ago; ``lapsing`` 180 days ago up to the activity window; ``lost`` no purchase
+    in the last ``active_days`` days. Windows are cut at ``active_days``, so new + active + at_risk +
+    lapsing = E.
+
+    Args:
+        tables: validated input tables.
+        period: ``"month"`` or ``"quarter"`` (the cohort matrix is always by month).
+        active_days: trailing window, in days, in which a purchase makes a customer active.
+        max_lifespan_years: cap on the expected lifespan (and so on CLTV) for periods with little churn.
+        extra_sections: title -> HTML fragment (e.g. a drift table) to append to the HTML report.
+
+    Raises:
+        ValueError: unknown ``period``, non-positive ``active_days`` or cap, or no purchases at all.
+    """
+    if period not in _PERIODS:
+        raise ValueError(f"period must be one of {sorted(_PERIODS)}, got {period!r}")
+    if active_days < 1 or max_lifespan_years <= 0:
+        raise ValueError(f"active_days ({active_days}) and max_lifespan_years ({max_lifespan_years}) must be > 0")
+    freq, per_year = _PERIODS[period]
+    tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq))
+    buys = tx.loc[tx["amount"] > 0]
+    if buys.empty:
+        raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
+    all_days = _days(tx["timestamp"])
+    first_data, last_data = int(all_days.min()), int(all_days.max())
+    periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)
+    starts, cal_ends = _days(periods.start_time), _days(periods.end_time)
+    ends = np.minimum(cal_ends, last_data)
+
+    codes, _ = pd.factorize(buys["customer_id"])
+    pairs = pd.DataFrame({"c": codes, "d": _days(buys["timestamp"])}).drop_duplicates().sort_values("d")
+    c, d = pairs["c"].to_numpy(), pairs["d"].to_numpy()
+    first = np.full(codes.max() + 1, np.inf)
+    np.minimum.at(first, c, d)
+    counts, stages = [], []
+    for s, e in zip(starts, ends, strict=True):
+        active_s = _days_since_last(c, d, first.size, s - 1) < active_days
+        age_e = _days_since_last(c, d, first.size, e)
+        active_e, new = age_e < active_days, (first >= s) & (first <= e)
+        counts.append([active_s.sum(), active_e.sum(), new.sum(), (active_s & ~active_e).sum(),
+                       (active_e & ~active_s & ~new).sum()])
+        stages.append(_stage_counts(age_e, e - first, active_days))
+    index = pd.Index(periods.astype(str), name="period")
+    k = pd.DataFrame(counts, index=index, columns=["customers_start", "customers_end", "new_customers",
+                                                    "lost_customers", "reactivated_customers"], dtype="int64")
+    k.insert(0, "period_start", pd.to_datetime(starts, unit="D"))
+    k.insert(1, "period_end", pd.to_datetime(ends, unit="D"))
+    k.insert(2, "complete_history", starts - active_days >= first_data)
+    k.insert(3, "complete_period", ends == cal_ends)
+    k["retention_rate"] = _ratio(k["customers_end"] - k["new_customers"], k["customers_start"]) * 100
+    k["churn_rate"] = _ratio(k["lost_customers"], k["customers_start"]) * 100
+
+    k["revenue"] = _align(tx.groupby("_period")["amount"].sum(), periods, 0.0)
+    k["orders"] = _align(_orders(buys), periods, 0).astype("int64")
+    k["buying_customers"] = _align(buys.groupby("_period")["customer_id"].nunique(), periods, 0).astype("int64")
+    k["avg_purchase_value"] = _ratio(k["revenue"], k["orders"])
+    k["purchase_frequency"] = _ratio(k["orders"], k["buying_customers"])
+    k["lifespan_years"] = (1 / (k["churn_rate"] / 100 * per_year)).clip(upper=max_lifespan_years)
+    k["cltv"] = k["avg_purchase_value"] * k["purchase_frequency"] * per_year * k["lifespan_years"]
+    k["arpu"] = _ratio(k["revenue"], k["customers_end"])
+    k["top25_revenue_share"] = _align(_concentration(tx, buys), periods)
+    if tables.tickets is not None:
+        for name, values in _ticket_kpis(tables.tickets, freq).items():
+            k[name] = _align(values, periods, 0 if name == "csat_answers" else np.nan)
+
+    nps_scores = None if tables.customers is None else tables.customers.get("nps")
+    nps = None if nps_scores is None else net_promoter_score(nps_scores)
+    return RetentionReport(
+        kpis=k,
+        lifecycle=pd.DataFrame(stages, index=index, columns=list(STAGES), dtype="int64"),
+        cohorts=_cohorts(c, d, first, last_data),
+        nps=nps,
+        nps_answers=0 if nps_scores is None else int(nps_scores.notna().sum()),
+        period=period,
+        active_days=active_days,
+        extra_sections=dict(extra_sections or {}),
+    )
+
+
+def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.html``, ``kpis.csv``, ``lifecycle.csv`` and ``cohorts.csv`` into ``out_dir``.
+
+    Each file goes to a temporary file beside it and is then moved into place, so a crash never leaves a
+    half-written file under its final name. Returns name (``report``, ``kpis``, ...) -> path.
+    """
+    out = Path(out_dir)
+    paths = {name: write_table(frame.reset_index().rename(columns=str), out / f"{name}.csv")
+             for name, frame in (("kpis", report.kpis), ("lifecycle", report.lifecycle),
+                                 ("cohorts", report.cohorts))}
+    paths["report"] = atomic_write_text(out / "report.html", report.to_html())
+    return paths
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _days(values) -> np.ndarray:
+    """Timestamps -> whole days since 1970-01-01 (int64), the unit every window here is counted in."""
+    return np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    """num / den, NaN where den is 0 (an undefined rate, not an infinite one)."""
+    return num / den.where(den != 0)
+
+
+def _days_since_last(c: np.ndarray, d: np.ndarray, n: int, day: int) -> np.ndarray:
+    """Per customer, days since the last purchase on or before ``day`` (inf: none). ``d`` is sorted."""
+    upto = np.searchsorted(d, day, side="right")
+    last = np.full(n, -np.inf)
+    np.maximum.at(last, c[:upto], d[:upto])
+    return day - last
+
+
+def _stage_counts(age_last: np.ndarray, age_first: np.ndarray, active_days: int) -> list[int]:
+    """Customers per stage in ``STAGES`` from days since last and first purchase (see build_report)."""
+    def within(days: int) -> np.ndarray:
+        return age_last < min(days, active_days)
+
+    new = within(active_days) & (age_first < _NEW_DAYS)
+    ever = np.isfinite(age_last)
+    masks = (new, within(_NEW_DAYS) & ~new, within(_RISK_DAYS) & ~within(_NEW_DAYS),
+             within(active_days) & ~within(_RISK_DAYS), ever & ~within(active_days))
+    return [int(m.sum()) for m in masks]
+
+
+def _align(by_period: pd.Series, periods: pd.PeriodIndex, fill: float = np.nan) -> np.ndarray:
+    """Values keyed by period -> an array in report period order; ``fill`` for periods without any."""
+    return by_period.reindex(periods, fill_value=fill).to_numpy()
+
+
+def _orders(buys: pd.DataFrame) -> pd.Series:
+    """Distinct (customer, order id) per period among purchase rows; a row without an id is its own order."""
+    if "order_id" not in buys:
+        return buys.groupby("_period").size()
+    has_id = buys["order_id"].notna()
+    ids = buys.loc[has_id, ["_period", "customer_id", "order_id"]].drop_duplicates()
+    return ids.groupby("_period").size().add((~has_id).groupby(buys["_period"]).sum(), fill_value=0)
+
+
+def _concentration(tx: pd.DataFrame, buys: pd.DataFrame) -> pd.Series:
+    """% of the buyers' net revenue per period from the top ceil(25%) buyers by net revenue."""
+    net = tx.groupby(["_period", "customer_id"])["amount"].sum()
+    net = net.loc[pd.MultiIndex.from_frame(buys[["_period", "customer_id"]]).unique()]
+    by_period = net.groupby(level=0)
+    top = by_period.rank(method="first", ascending=False) <= np.ceil(by_period.transform("size") * _TOP_SHARE)
+    total = by_period.sum()
+    return net.loc[top].groupby(level=0).sum() / total.where(total > 0) * 100
+
+
+def _ticket_kpis(tickets: pd.DataFrame, freq: str) -> dict[str, pd.Series]:
+    """CSAT (% 4-5 among tickets resolved in the period) and median first-response hours (opened in it)."""
+    out = {}
+    if {"resolved_at", "csat"} <= set(tickets.columns):
+        rated = tickets.dropna(subset=["resolved_at", "csat"])
+        good = (rated["csat"] >= 4).groupby(rated["resolved_at"].dt.to_period(freq))
+        out["csat"], out["csat_answers"] = good.mean() * 100, good.size()
+    if "first_response_at" in tickets:
+        answered = tickets.dropna(subset=["first_response_at"])
+        hours = (answered["first_response_at"] - answered["opened_at"]) / pd.Timedelta(hours=1)
+        out["median_first_response_hours"] = hours.groupby(answered["opened_at"].dt.to_period(freq)).median()
+    return out
+
+
+def _cohorts(c: np.ndarray, d: np.ndarray, first: np.ndarray, last_day: int) -> pd.DataFrame:
+    """Cohort matrix: % of each first-purchase-month cohort purchasing 0, 1, 2, ... months later."""
+    def month(days: np.ndarray) -> np.ndarray:
+        stamps = np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]")
+        return stamps.astype(np.int64)  # months since 1970-01
+
+    cohort_of = month(first)
+    buys = np.unique(np.stack([c, month(d)]), axis=1)  # distinct (customer, month) purchases
+    labels, row = np.unique(cohort_of, return_inverse=True)
+    last_month = month(np.array([last_day]))[0]
+    width = last_month - labels[0] + 1
+    hits = np.zeros((labels.size, width))
+    np.add.at(hits, (row[buys[0]], buys[1] - cohort_of[buys[0]]), 1)
+    size = np.bincount(row)
+    share = hits / size[:, None] * 100
+    share[labels[:, None] + np.arange(width)[None, :] > last_month] = np.nan  # months not in the data yet
+    out = pd.DataFrame(share, columns=pd.RangeIndex(width),
+                       index=pd.Index([f"{m // 12 + 1970}-{m % 12 + 1:02d}" for m in labels], name="cohort"))
+    out.insert(0, "customers", size)
+    return out
+
+
+# -- charts -----------------------------------------------------------------------------------------------
+
+
+def _charts(report: RetentionReport) -> list[tuple[str, str]]:
+    """(title, base64 PNG) of the rate, revenue/ARPU, lifecycle and cohort charts, on standalone Figures."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k, stages, out = report.kpis, report.lifecycle, []
+    x, labels = np.arange(len(k)), k.index.tolist()
+    step = max(1, math.ceil(len(x) / 12))
+
+    def axes(title: str, ylabel: str, width: float = 6.4, time_axis: bool = True):
+        fig = Figure(figsize=(width, 4.0), dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.set(title=title, ylabel=ylabel)
+        if time_axis:
+            ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+        return fig, ax
+
+    def png(fig) -> None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no URL in the metadata
+        out.append((fig.axes[0].get_title(), base64.b64encode(buffer.getvalue()).decode("ascii")))
+
+    fig, ax = axes("Retention and churn rate", "% of customers active at start")
+    ax.plot(x, k["retention_rate"], marker="o", label="retention rate (CRR)")
+    ax.plot(x, k["churn_rate"], marker="o", label="churn rate")
+    short = np.flatnonzero(~k["complete_history"].to_numpy())
+    if short.size:
+        ax.axvspan(-0.5, short.max() + 0.5, color="grey", alpha=0.15, label="incomplete history")
+    ax.legend()
+    png(fig)
+
+    fig, ax = axes("Revenue and ARPU", "revenue (net of refunds)")
+    ax.bar(x, k["revenue"], color="tab:blue", label="revenue")
+    ax.twinx().plot(x, k["arpu"], color="tab:orange", marker="o", label="ARPU (right axis)")
+    fig.legend(loc="outside lower center", ncols=2)
+    png(fig)
+
+    fig, ax = axes("Active customers by lifecycle stage (lost: see table)", "customers")
+    bottom = np.zeros(len(x))
+    for stage in STAGES[:-1]:
+        ax.bar(x, stages[stage], bottom=bottom, label=stage)
+        bottom = bottom + stages[stage].to_numpy()
+    ax.legend()
+    png(fig)
+
+    matrix = report.cohorts.drop(columns="customers")
+    fig, ax = axes("Cohort retention (%)", "cohort", max(6.4, 0.3 * matrix.shape[1] + 2), time_axis=False)
+    image = ax.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype="float64")), aspect="auto", vmin=0, vmax=100)
+    rows = np.arange(len(matrix))[:: max(1, math.ceil(len(matrix) / 24))]
+    ax.set_yticks(rows, matrix.index[rows])
+    ax.set_xlabel("months since first purchase")
+    fig.colorbar(image, ax=ax, label="% of cohort purchasing")
+    png(fig)
+    return out
