@@ -436,13 +436,12 @@ def campaign_readout(
     config: ConfigOpt = None,
 ) -> None:
     """Did the campaign work? Retention of contacted vs control customers per action, with confidence intervals."""
+    import pandas as pd
     from rich.table import Table
 
     from churnguard._io import read_table, write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
-    import pandas as pd
-
     from churnguard.monitoring import campaign_readout as readout_fn
     from churnguard.monitoring import plot_readout
 
