@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _MAGIC = b"CHURNGUARD-MODEL\n"
 _MAX_HEADER = 64 * 1024
+PROBABILITY_FLOOR = 0.005  # calibrated probabilities stay within [0.005, 0.995]
 NON_FEATURES = ("customer_id", "as_of", "churned", "value_tier")
 
 
@@ -83,7 +84,8 @@ class _Calibrator:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.kind == "isotonic":
-            return np.interp(raw, self.x, self.y)
+            # Isotonic steps at the ends rest on few customers; never claim certainty from them.
+            return np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
         return 1.0 / (1.0 + np.exp(-(self.coef * _logit(raw) + self.intercept)))
 
 
