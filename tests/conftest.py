@@ -72,6 +72,7 @@ def trained(tmp_path_factory):
         cfg = load_config()
         tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
         uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        cfg = cfg.with_overrides(tracking={"tracking_uri": uri})
+        # 12 snapshots (a year of training snapshots) keep the suite quick; the default is 24.
+        cfg = cfg.with_overrides(tracking={"tracking_uri": uri}, snapshots={"max_snapshots": 12})
         result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
         yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "demo": demo}

@@ -147,3 +147,19 @@ def test_train_cli_on_files(env, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "roc_auc" in result.output
+
+
+def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, monkeypatch):
+    from churnguard.train import resolve_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlruns" / "0").mkdir(parents=True)  # what an old MLflow file store leaves behind
+    uri = resolve_tracking_uri(None)
+    assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = trained["cfg"].with_overrides(snapshots={"max_snapshots": 8})
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"tracking_uri": None})})
+    result = run_training(trained["tables"], cfg, model_out=tmp_path / "m.joblib")
+    assert result.tracking_uri == uri
+    assert (tmp_path / "mlflow.db").is_file()
+    assert (tmp_path / "mlartifacts").is_dir()

@@ -159,7 +159,9 @@ class ChurnModel:
         x = features.reindex(columns=names)
         for c in names:
             if c in self.categories_:
-                x[c] = pd.Categorical(x[c].astype("object"), categories=self.categories_[c])
+                values = x[c].astype("object")
+                known = values.isin(self.categories_[c])  # unseen levels are unknown, like missing ones
+                x[c] = pd.Categorical(values.where(known, None), categories=self.categories_[c])
             else:
                 x[c] = pd.to_numeric(x[c], errors="coerce").astype("float64")
         return x

@@ -83,8 +83,9 @@ def add_bgnbd_features(features: pd.DataFrame, params: btyd.BGNBDParams, horizon
     t = out["bg_age_days"].to_numpy(dtype="float64")[has] / _WEEK
     expected = np.full(len(out), np.nan)
     alive = np.full(len(out), np.nan)
-    expected[has] = btyd.expected_purchases(params, horizon_days / _WEEK, x, tx, t)
-    alive[has] = btyd.prob_alive(params, x, tx, t)
+    if has.any():
+        expected[has] = btyd.expected_purchases(params, horizon_days / _WEEK, x, tx, t)
+        alive[has] = btyd.prob_alive(params, x, tx, t)
     out["bg_expected_purchases"] = expected
     out["bg_p_alive"] = alive
     return out
