@@ -209,8 +209,23 @@ def test_server_rejects_bad_requests(server):
     r = httpx.post(f"{server}/predict", json={"as_of": "2025-06-30", "customers": [
         {"customer_id": "x", "tickets": [{"opened_at": "2025-06-01T00:00:00", "first_response_at": "2025-05-01T00:00:00"}]}]})
     assert r.status_code == 422
-    assert "earlier than opened_at" in r.json()["detail"]
+    assert "first_response_at is earlier than opened_at" in r.json()["detail"][0]["msg"]
     assert "Traceback" not in r.text
+    r = httpx.post(f"{server}/predict", json={"customers": [{"customer_id": "x", "attributes": {"nps": 11}}]})
+    assert r.status_code == 422
+    assert "nps must be a number from 0 to 10" in r.json()["detail"][0]["msg"]
+
+
+def test_server_reports_customers_it_cannot_score(server):
+    body = {"as_of": "2025-06-30", "customers": [
+        _customer("x1"),
+        {"customer_id": "later", "transactions": [{"timestamp": "2025-08-01T10:00:00", "amount": 5.0}],
+         "attributes": {"signup_date": "2025-07-15"}},
+    ]}
+    r = httpx.post(f"{server}/predict", json=body)
+    assert r.status_code == 200
+    assert [s["customer_id"] for s in r.json()["scores"]] == ["x1"]
+    assert r.json()["rejected"] == [{"customer_id": "later", "reason": "no activity on or before 2025-06-30"}]
 
 
 def test_partitioned_scoring_equals_single_pass(trained, tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """HTTP serving of a loaded model file: ``create_app(model_path)``.
 
-The app factory loads the model and the playbook once, in the lifespan hook. Routes only translate between
-JSON and DataFrames; every scoring rule lives in ``churnguard.scoring``, shared with the batch command.
+The app factory loads the model and the playbook once, in the lifespan hook. ``POST /predict`` scores each
+customer with :class:`churnguard.fastpath.FastScorer`, the pandas-free single-customer path whose results
+equal the batch path's (tested), so a request costs well under a millisecond of scoring. Routes only translate
+JSON; the scoring rules live in ``churnguard.scoring`` and ``churnguard.fastpath``, never in a route.
 Request bodies are pydantic models (422 with the bad field's name), bodies over ``max_body_bytes`` get 413,
 no route accepts a file path, and unexpected errors answer 500 without a stack trace.
 """
@@ -11,19 +13,19 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from churnguard.config import DataConfig, load_playbook
-from churnguard.dataset import DataError, validate_tables
+from churnguard.config import load_playbook
+from churnguard.fastpath import FastScorer
 from churnguard.model import ChurnModel
-from churnguard.scoring import OUTPUT_COLUMNS, score_features, score_tables, select_customers
+from churnguard.scoring import OUTPUT_COLUMNS, score_features, select_customers
 
 __all__ = ["create_app"]
 
@@ -55,14 +57,32 @@ class TicketIn(_Body):
     csat: Annotated[float, Field(ge=1, le=5)] | None = None
     ticket_id: str | None = None
 
+    @model_validator(mode="after")
+    def _in_order(self) -> TicketIn:
+        for name in ("first_response_at", "resolved_at"):
+            value = getattr(self, name)
+            if value is not None and _utc_naive(value) < _utc_naive(self.opened_at):
+                raise ValueError(f"{name} is earlier than opened_at")
+        return self
+
 
 class CustomerIn(_Body):
     customer_id: Annotated[str, Field(min_length=1, max_length=200)]
     transactions: Annotated[list[TransactionIn], Field(max_length=MAX_EVENTS)] = []
     tickets: Annotated[list[TicketIn], Field(max_length=MAX_EVENTS)] = []
-    attributes: dict[str, str | float | bool | None] = Field(
+    attributes: Annotated[dict[str, str | float | bool | None], Field(max_length=100)] = Field(
         default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ..."
     )
+
+    @model_validator(mode="after")
+    def _known_attributes(self) -> CustomerIn:
+        nps = self.attributes.get("nps")
+        if nps is not None and (isinstance(nps, bool) or not isinstance(nps, int | float) or not 0 <= nps <= 10):
+            raise ValueError("attributes.nps must be a number from 0 to 10")
+        points = self.attributes.get("loyalty_points")
+        if points is not None and (isinstance(points, bool) or not isinstance(points, int | float)):
+            raise ValueError("attributes.loyalty_points must be a number")
+        return self
 
 
 class PredictRequest(_Body):
@@ -92,8 +112,18 @@ class Score(BaseModel):
     model_version: str
 
 
+class Rejected(BaseModel):
+    customer_id: str
+    reason: str
+
+
 class PredictResponse(BaseModel):
     scores: list[Score]
+    rejected: list[Rejected] = []
+
+
+def _utc_naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -101,17 +131,6 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
     out["churn_probability"] = out["churn_probability"].astype(object).where(out["churn_probability"].notna(), None)
     return out.to_dict("records")
-
-
-def _frames(req: PredictRequest) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
-    tx = [{"customer_id": c.customer_id, **t.model_dump()} for c in req.customers for t in c.transactions]
-    tk = [{"customer_id": c.customer_id, **t.model_dump()} for c in req.customers for t in c.tickets]
-    attrs = [{"customer_id": c.customer_id, **c.attributes} for c in req.customers]
-    transactions = pd.DataFrame(tx, columns=["customer_id", *TransactionIn.model_fields])
-    transactions = transactions.dropna(axis=1, how="all")
-    tickets = pd.DataFrame(tk).dropna(axis=1, how="all") if tk else None
-    customers = pd.DataFrame(attrs)
-    return transactions, tickets, customers
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
@@ -122,6 +141,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     async def lifespan(app: FastAPI):
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
+        app.state.scorer = FastScorer(app.state.model, app.state.playbook)
         logger.info("loaded model %s", model_path)
         yield
 
@@ -160,19 +180,22 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
 
     @app.post("/predict")
     def predict(req: PredictRequest, request: Request) -> PredictResponse:
-        m: ChurnModel = request.app.state.model
-        transactions, tickets, customers = _frames(req)
-        if transactions.empty:
-            transactions = pd.DataFrame({"customer_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns]"),
-                                         "amount": pd.Series(dtype=float)})
-        try:
-            tables = validate_tables(transactions, tickets, customers,
-                                     config=DataConfig(on_bad_rows="raise"), sources=_SOURCES, allow_empty=True)
-        except DataError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=422)
-        as_of = req.as_of or datetime.now(tz=None).date()  # noqa: DTZ005 - the edge decides "today"
-        result = score_tables(m, tables, pd.Timestamp(as_of), request.app.state.playbook, control_fraction=0.0)
-        return PredictResponse(scores=_records(result.scores))
+        scorer: FastScorer = request.app.state.scorer
+        as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
+        scores, rejected = [], []
+        for c in req.customers:
+            row = scorer.score(
+                c.customer_id,
+                [t.model_dump() for t in c.transactions],
+                [t.model_dump() for t in c.tickets],
+                c.attributes,
+                as_of,
+            )
+            if row is None:
+                rejected.append(Rejected(customer_id=c.customer_id, reason=f"no activity on or before {as_of}"))
+            else:
+                scores.append(row)
+        return PredictResponse(scores=scores, rejected=rejected)
 
     @app.post("/predict/features")
     def predict_features(req: FeaturesRequest, request: Request) -> PredictResponse:
@@ -189,9 +212,6 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         return PredictResponse(scores=_records(scores))
 
     return app
-
-
-_SOURCES = {"transactions": "request transactions", "tickets": "request tickets", "customers": "request attributes"}
 
 
 def _version() -> str:
