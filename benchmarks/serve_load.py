@@ -89,31 +89,17 @@ def main() -> None:
         model = tmp / "model.joblib"
         subprocess.run([bin_dir / "churnguard", "train", "--model-out", str(model), "--tracking-uri", uri,
                         "--demo-customers", "3000"], check=True, capture_output=True)
-        from churnguard.features import build_features  # noqa: F401 - warm import for the feature row below
+        from churnguard.config import load_playbook
+        from churnguard.fastpath import FastScorer
         from churnguard.model import ChurnModel
-        from churnguard.server import _frames, PredictRequest  # noqa: I001
-        from churnguard.config import DataConfig, load_playbook
-        from churnguard.dataset import validate_tables
-        from churnguard.scoring import score_tables
 
         loaded = ChurnModel.load(model)
-        req = PredictRequest.model_validate({"as_of": "2025-12-31", "customers": [_customer()]})
-        tables = validate_tables(*_frames(req), config=DataConfig(), allow_empty=True)
-        del tables, score_tables, load_playbook  # the server does this work per request
-        from churnguard.btyd import BGNBDParams
-        from churnguard.train import add_bgnbd_features
-        from churnguard.dataset import validate_tables as _vt
-
-        feats = build_features(_vt(*_frames(req), config=DataConfig(), allow_empty=True), "2025-12-31",
-                               __import__("churnguard.config", fromlist=["FeatureConfig"]).FeatureConfig(),
-                               lifespan_years=loaded.metadata["summary"]["lifespan_years"],
-                               vip_threshold=loaded.metadata["vip_cltv_threshold"])
-        feats = add_bgnbd_features(feats, BGNBDParams(**loaded.metadata["bgnbd_params"]), 90)
-        x = loaded.prepare(feats)
-        for c in loaded.categories_:
-            x[c] = x[c].astype("object")
-        row = [None if (isinstance(v, float) and np.isnan(v)) else v for v in x.iloc[0].tolist()]
-        mlflow_body = {"dataframe_split": {"columns": list(x.columns), "data": [row]}}
+        c = _customer()
+        feats = FastScorer(loaded, load_playbook()).features(c["customer_id"], c["transactions"], c["tickets"],
+                                                              c["attributes"], "2025-12-31")
+        values = [feats.get(n) for n in loaded.feature_names_]  # absent attributes are unknown
+        row = [None if isinstance(v, float) and np.isnan(v) else v for v in values]
+        mlflow_body = {"dataframe_split": {"columns": loaded.feature_names_, "data": [row]}}
 
         servers = []
         cg_port, ml_port = _free_port(), _free_port()

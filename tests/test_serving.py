@@ -206,6 +206,14 @@ def test_server_rejects_bad_requests(server):
     big = {"customers": [_customer(f"c{i}") for i in range(5000)]}
     r = httpx.post(f"{server}/predict", json=big)
     assert r.status_code == 413
+    payload = httpx.Request("POST", "/", json=big).content
+
+    def chunks():  # no Content-Length: the limit must hold for streamed bodies too
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    r = httpx.post(f"{server}/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
     r = httpx.post(f"{server}/predict", json={"as_of": "2025-06-30", "customers": [
         {"customer_id": "x", "tickets": [{"opened_at": "2025-06-01T00:00:00", "first_response_at": "2025-05-01T00:00:00"}]}]})
     assert r.status_code == 422

@@ -133,6 +133,45 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
+class _BodyLimit:
+    """Plain ASGI middleware answering 413 to bodies over ``max_bytes``, whether the client declares the
+    length up front or streams it in chunks (then the body is read, at most ``max_bytes``, before routing)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if int(declared) > self.max_bytes:
+                return await self._reject(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # a disconnect: let the app see it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._reject(scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        async def replay():
+            nonlocal body
+            message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
                max_body_bytes: int = 2_000_000) -> FastAPI:
     """A FastAPI app serving the model file at ``model_path`` (loaded once at start-up)."""
@@ -147,12 +186,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
 
     app = FastAPI(title="churnguard", version=_version(), lifespan=lifespan)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > max_body_bytes:
-            return JSONResponse({"detail": f"request body over {max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
@@ -160,7 +194,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/model")
@@ -179,7 +213,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         }
 
     @app.post("/predict")
-    def predict(req: PredictRequest, request: Request) -> PredictResponse:
+    async def predict(req: PredictRequest, request: Request) -> PredictResponse:
         scorer: FastScorer = request.app.state.scorer
         as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
         scores, rejected = [], []
