@@ -8,20 +8,24 @@ import pytest
 from churnguard._io import atomic_path, write_table
 
 
+def _crash_while_writing(target, text):
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)  # part of the output...
+        raise RuntimeError("disk full")  # ...then the crash
+
+
 def test_failure_mid_write_leaves_nothing(tmp_path):
     target = tmp_path / "scores.csv"
-    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
-        tmp.write_text("customer_id,churn_probability\nc1,0.3\n")  # half the output...
-        raise RuntimeError("disk full")  # ...then the crash
+    with pytest.raises(RuntimeError, match="disk full"):
+        _crash_while_writing(target, "customer_id,churn_probability\nc1,0.3\n")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failure_keeps_the_previous_version(tmp_path):
     target = tmp_path / "scores.csv"
     write_table(pd.DataFrame({"a": [1]}), target)
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("a\n2\n")
-        raise RuntimeError("crash")
+    with pytest.raises(RuntimeError, match="disk full"):
+        _crash_while_writing(target, "a\n2\n")
     assert pd.read_csv(target)["a"].tolist() == [1]
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
 

@@ -30,7 +30,7 @@ from churnguard.config import FeatureConfig, Playbook
 from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import NPS_GROUPS
 from churnguard.model import ChurnModel
-from churnguard.scoring import N_REASONS
+from churnguard.scoring import N_REASONS, OVERDUE_REMARK, REASON_TEMPLATES
 
 __all__ = ["FastScorer"]
 
@@ -121,36 +121,6 @@ def _pct(value: float) -> str:
     return f"{np.round(value * 100):.0f}%"
 
 
-# ``scoring._REASONS`` as data: feature -> (text before the value, digits or "%", text after the value).
-# ``loyalty_member`` and the overdue remark after ``recency_days`` are written in ``FastScorer.describe``.
-_TEMPLATES: dict[str, tuple[str, int | str, str]] = {
-    "recency_days": ("no purchase for ", 0, " days"),
-    "overdue_ratio": ("next purchase overdue: ", 1, "x their usual gap"),
-    "gap_mean_days": ("usually buys only every ", 0, " days"),
-    "gap_std_days": ("irregular buying rhythm (gaps vary by ", 0, " days)"),
-    "open_tickets": ("", 0, " support ticket(s) still open"),
-    "csat_latest": ("last CSAT ", 0, "/5"),
-    "csat_min": ("lowest CSAT ", 0, "/5"),
-    "csat_mean": ("average CSAT ", 1, "/5"),
-    "slow_response_share": ("", "%", " of tickets answered slower than the SLA"),
-    "first_response_hours_latest": ("last ticket waited ", 0, " h for a first answer"),
-    "first_response_hours_max": ("a ticket waited ", 0, " h for a first answer"),
-    "first_response_hours_mean": ("tickets wait ", 0, " h for a first answer on average"),
-    "resolution_hours_latest": ("last ticket took ", 0, " h to resolve"),
-    "resolution_hours_max": ("a ticket took ", 0, " h to resolve"),
-    "resolution_hours_mean": ("tickets take ", 0, " h to resolve on average"),
-    "days_since_last_ticket": ("contacted support ", 0, " days ago"),
-    "tickets_per_order": ("", 2, " support tickets per order"),
-    "trend_orders": ("orders in the last 90 days at ", "%", " of the 90 days before"),
-    "trend_spend": ("spend in the last 90 days at ", "%", " of the 90 days before"),
-    "bg_p_alive": ("buying pattern gives only ", "%", " chance they are still active"),
-    "bg_expected_purchases": ("expected purchases in the coming period: ", 1, ""),
-    "n_orders": ("only ", 0, " order(s) so far"),
-    "n_purchase_days": ("bought on only ", 0, " day(s) so far"),
-    "tenure_days": ("customer for only ", 0, " days"),
-    "refund_share": ("", "%", " of spend refunded"),
-    "nps": ("NPS answer ", 0, "/10"),
-}
 
 
 class FastScorer:
@@ -282,11 +252,11 @@ class FastScorer:
             return f"{label} unknown"
         if feature == "loyalty_member":
             return "loyalty member" if value == 1 else "not a loyalty member"
-        if feature in _TEMPLATES:
-            before, digits, after = _TEMPLATES[feature]
+        if feature in REASON_TEMPLATES:
+            before, digits, after = REASON_TEMPLATES[feature]
             text = before + (_pct(value) if digits == "%" else _n(value, digits)) + after
             overdue = features.get("overdue_ratio", _NAN)
-            if feature == "recency_days" and overdue >= 1.5:
+            if feature == "recency_days" and overdue >= OVERDUE_REMARK:
                 text += f", about {_n(overdue, 1)}x their usual gap"
             return text
         if feature.startswith(("orders_", "spend_", "tickets_")) and feature.endswith("d"):

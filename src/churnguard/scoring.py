@@ -99,45 +99,48 @@ def _pct(col: pd.Series) -> pd.Series:
     return (col.astype("float64") * 100).round().map("{:.0f}%".format)
 
 
-def _recency(r: pd.DataFrame) -> pd.Series:
-    text = "no purchase for " + _num(r["recency_days"]) + " days"
-    if "overdue_ratio" in r:
-        overdue = r["overdue_ratio"] >= 1.5
-        text = text.where(~overdue, text + ", about " + _num(r["overdue_ratio"], 1) + "x their usual gap")
-    return text
-
-
-_REASONS = {
-    "recency_days": _recency,
-    "overdue_ratio": lambda r: "next purchase overdue: " + _num(r["overdue_ratio"], 1) + "x their usual gap",
-    "gap_mean_days": lambda r: "usually buys only every " + _num(r["gap_mean_days"]) + " days",
-    "gap_std_days": lambda r: "irregular buying rhythm (gaps vary by " + _num(r["gap_std_days"]) + " days)",
-    "open_tickets": lambda r: _num(r["open_tickets"]) + " support ticket(s) still open",
-    "csat_latest": lambda r: "last CSAT " + _num(r["csat_latest"]) + "/5",
-    "csat_min": lambda r: "lowest CSAT " + _num(r["csat_min"]) + "/5",
-    "csat_mean": lambda r: "average CSAT " + _num(r["csat_mean"], 1) + "/5",
-    "slow_response_share": lambda r: _pct(r["slow_response_share"]) + " of tickets answered slower than the SLA",
-    "first_response_hours_latest": lambda r: "last ticket waited " + _num(r["first_response_hours_latest"])
-    + " h for a first answer",
-    "first_response_hours_max": lambda r: "a ticket waited " + _num(r["first_response_hours_max"]) + " h for a first answer",
-    "first_response_hours_mean": lambda r: "tickets wait " + _num(r["first_response_hours_mean"]) + " h for a first answer on average",
-    "resolution_hours_latest": lambda r: "last ticket took " + _num(r["resolution_hours_latest"]) + " h to resolve",
-    "resolution_hours_max": lambda r: "a ticket took " + _num(r["resolution_hours_max"]) + " h to resolve",
-    "resolution_hours_mean": lambda r: "tickets take " + _num(r["resolution_hours_mean"]) + " h to resolve on average",
-    "days_since_last_ticket": lambda r: "contacted support " + _num(r["days_since_last_ticket"]) + " days ago",
-    "tickets_per_order": lambda r: _num(r["tickets_per_order"], 2) + " support tickets per order",
-    "trend_orders": lambda r: "orders in the last 90 days at " + _pct(r["trend_orders"]) + " of the 90 days before",
-    "trend_spend": lambda r: "spend in the last 90 days at " + _pct(r["trend_spend"]) + " of the 90 days before",
-    "bg_p_alive": lambda r: "buying pattern gives only " + _pct(r["bg_p_alive"]) + " chance they are still active",
-    "bg_expected_purchases": lambda r: "expected purchases in the coming period: " + _num(r["bg_expected_purchases"], 1),
-    "n_orders": lambda r: "only " + _num(r["n_orders"]) + " order(s) so far",
-    "n_purchase_days": lambda r: "bought on only " + _num(r["n_purchase_days"]) + " day(s) so far",
-    "tenure_days": lambda r: "customer for only " + _num(r["tenure_days"]) + " days",
-    "refund_share": lambda r: _pct(r["refund_share"]) + " of spend refunded",
-    "nps": lambda r: "NPS answer " + _num(r["nps"]) + "/10",
-    "loyalty_member": lambda r: pd.Series(np.where(r["loyalty_member"] == 1, "loyalty member", "not a loyalty member"),
-                                          index=r.index),
+# Plain words for each feature: (text before the value, digits or "%", text after the value). Both the batch
+# path (vectorised, below) and the single-customer path (``fastpath``) write reasons from this one table;
+# ``loyalty_member`` and the overdue remark after ``recency_days`` are special-cased in each.
+REASON_TEMPLATES: dict[str, tuple[str, int | str, str]] = {
+    "recency_days": ("no purchase for ", 0, " days"),
+    "overdue_ratio": ("next purchase overdue: ", 1, "x their usual gap"),
+    "gap_mean_days": ("usually buys only every ", 0, " days"),
+    "gap_std_days": ("irregular buying rhythm (gaps vary by ", 0, " days)"),
+    "open_tickets": ("", 0, " support ticket(s) still open"),
+    "csat_latest": ("last CSAT ", 0, "/5"),
+    "csat_min": ("lowest CSAT ", 0, "/5"),
+    "csat_mean": ("average CSAT ", 1, "/5"),
+    "slow_response_share": ("", "%", " of tickets answered slower than the SLA"),
+    "first_response_hours_latest": ("last ticket waited ", 0, " h for a first answer"),
+    "first_response_hours_max": ("a ticket waited ", 0, " h for a first answer"),
+    "first_response_hours_mean": ("tickets wait ", 0, " h for a first answer on average"),
+    "resolution_hours_latest": ("last ticket took ", 0, " h to resolve"),
+    "resolution_hours_max": ("a ticket took ", 0, " h to resolve"),
+    "resolution_hours_mean": ("tickets take ", 0, " h to resolve on average"),
+    "days_since_last_ticket": ("contacted support ", 0, " days ago"),
+    "tickets_per_order": ("", 2, " support tickets per order"),
+    "trend_orders": ("orders in the last 90 days at ", "%", " of the 90 days before"),
+    "trend_spend": ("spend in the last 90 days at ", "%", " of the 90 days before"),
+    "bg_p_alive": ("buying pattern gives only ", "%", " chance they are still active"),
+    "bg_expected_purchases": ("expected purchases in the coming period: ", 1, ""),
+    "n_orders": ("only ", 0, " order(s) so far"),
+    "n_purchase_days": ("bought on only ", 0, " day(s) so far"),
+    "tenure_days": ("customer for only ", 0, " days"),
+    "refund_share": ("", "%", " of spend refunded"),
+    "nps": ("NPS answer ", 0, "/10"),
 }
+OVERDUE_REMARK = 1.5  # "about 3.1x their usual gap" is added to the recency reason from this ratio on
+
+
+def _template(feature: str, rows: pd.DataFrame) -> pd.Series:
+    before, digits, after = REASON_TEMPLATES[feature]
+    value = rows[feature]
+    text = before + (_pct(value) if digits == "%" else _num(value, digits)) + after
+    if feature == "recency_days" and "overdue_ratio" in rows:
+        overdue = rows["overdue_ratio"] >= OVERDUE_REMARK
+        text = text.where(~overdue, text + ", about " + _num(rows["overdue_ratio"], 1) + "x their usual gap")
+    return text
 
 
 def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
@@ -149,8 +152,10 @@ def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
     if isinstance(value.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(value):
         return label + " = " + value.astype("object").fillna("unknown").astype(str)
     missing = value.isna()
-    if feature in _REASONS:
-        text = _REASONS[feature](rows)
+    if feature == "loyalty_member":
+        text = pd.Series(np.where(value == 1, "loyalty member", "not a loyalty member"), index=rows.index)
+    elif feature in REASON_TEMPLATES:
+        text = _template(feature, rows)
     elif feature.startswith(("orders_", "spend_", "tickets_")) and feature.endswith("d"):
         kind, days = feature.rsplit("_", 1)
         text = kind + " in the last " + days[:-1] + " days: " + _num(value)
