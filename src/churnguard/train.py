@@ -313,7 +313,6 @@ def _model_card(result: TrainResult) -> str:
 
 def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
     import mlflow
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
     tc: TrackingConfig = config.tracking
@@ -359,20 +358,28 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
             mlflow.log_artifact(str(p))
             result.artifacts.append(Path(p).name)
         example = _pyfunc_input(model, test.head(5))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("_pyfunc.py")),
-            artifacts={"model_file": str(result.model_path)},
-            signature=infer_signature(example, model.predict_proba(example)),
-            input_example=example,
-            pip_requirements=[f"churnguard=={__version__}", f"lightgbm=={_version('lightgbm')}",
-                              f"pandas=={_version('pandas')}", f"mlflow=={_version('mlflow')}"],
-        )
+        info = _log_pyfunc(result, example)
         result.run_id = run.info.run_id
     result.tracking_uri = uri
     version = mlflow.register_model(info.model_uri, tc.registered_model)
     result.registered_version = str(version.version)
     result.champion = _maybe_promote(client, tc, version.version, result.scorecards["model"]["roc_auc"])
+
+
+def _log_pyfunc(result: TrainResult, example: pd.DataFrame):
+    """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("_pyfunc.py")),
+        artifacts={"model_file": str(result.model_path)},
+        signature=infer_signature(example, result.model.predict_proba(example)),
+        input_example=example,
+        pip_requirements=[f"churnguard=={__version__}", f"lightgbm=={_version('lightgbm')}",
+                          f"pandas=={_version('pandas')}", f"mlflow=={_version('mlflow')}"],
+    )
 
 
 def _version(package: str) -> str:
