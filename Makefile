@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,serve,dask]"
 	touch $@
 
 demo: $(VENV)/.installed
