@@ -16,7 +16,8 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = ChurnModel.load(context.artifacts["model_file"])
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would treat them as Any
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        # A DataFrame hint tells MLflow to take the signature logged with the model, not infer one from hints.
         return self.model.predict_proba(pd.DataFrame(model_input))
 
 
