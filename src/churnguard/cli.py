@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +24,17 @@ app = typer.Typer(
 
 _Opt = typer.Option
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet).")]
+TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet; with --engine dask "
+                                                        "also a directory of Parquet files).")]
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
 CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
+EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
+                                "Dask cluster; needs the 'dask' extra).")]
+SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
+                                          "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
+                                          "read the input paths themselves, so they must see the same files.")]
+WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, help="With --engine dask: worker processes of the "
+                                        "local cluster (default: one per core).")]
 
 
 def _console():
@@ -35,7 +44,10 @@ def _console():
 
 
 def _fail(message: str) -> None:
-    _console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages quote values, paths and pip extras ("churnguard[dask]") that are not markup
+    _console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -48,6 +60,86 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except (DataError, ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+
+
+def _run_dask(fn, *args, **kwargs):
+    """:func:`_run` for the dask engine, which also reports failed or dead workers and a lost scheduler
+    (``RuntimeError`` naming the step; nothing was written)."""
+    try:
+        return _run(fn, *args, **kwargs)
+    except RuntimeError as exc:
+        _fail(str(exc))
+
+
+def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
+    """Check the engine options (and, for the local engine, that inputs are files); True for the dask engine."""
+    if engine not in ("local", "dask"):
+        _fail(f"--engine must be local or dask, got {engine!r}")
+    if engine == "local":
+        for flag, given in (("--scheduler", scheduler), ("--workers", workers)):
+            if given is not None:
+                _fail(f"{flag} is an option of the dask engine: add --engine dask (the default engine, local, "
+                      "runs in this process)")
+        for name, path in paths.items():
+            if path is not None and path.is_dir():
+                _fail(f"{path}: the {name} path is a directory; the local engine reads one .csv or .parquet "
+                      "file, a directory of Parquet files needs --engine dask")
+        return False
+    if scheduler is not None and workers is not None:
+        _fail("--workers sizes the local cluster started when no --scheduler is given; a scheduler's workers "
+              "are started with the scheduler")
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        _fail("the dask engine needs the 'dask' extra: pip install 'churnguard[dask]'")
+    for name, path in paths.items():  # before starting a cluster; the workers read the files
+        if path is not None and not path.exists():
+            _fail(f"{path}: {name} file not found")
+    return True
+
+
+@contextmanager
+def _dask_client(scheduler: str | None, workers: int | None):
+    """A client of the scheduler (or of a local cluster started for this command), closed on exit; prints where
+    the work runs and the dashboard link."""
+    import importlib.util
+
+    from churnguard.distributed import connect
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # without --verbose, only Dask's warnings and errors
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    console = _console()
+    with console.status(f"Connecting to the Dask scheduler at {scheduler}" if scheduler else
+                        "Starting a local Dask cluster"):
+        client = _run_dask(connect, scheduler, n_workers=workers)
+    try:
+        info = client.scheduler_info()
+        workers_info = info.get("workers", {}).values()
+        threads = sum(w.get("nthreads", 0) for w in workers_info)
+        where = f"scheduler {client.scheduler.address}" if scheduler else "local cluster"
+        dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else "not served"
+        if scheduler is None and importlib.util.find_spec("bokeh") is None and dashboard != "not served":
+            dashboard += " (its pages need bokeh: pip install 'bokeh>=3.1')"
+        console.print(f"dask: {where}, {len(workers_info)} worker(s), {threads} thread(s); dashboard {dashboard}",
+                      highlight=False, soft_wrap=True)
+        yield client
+    finally:
+        client.close()
+
+
+def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config,
+               partitions: int | None = None):
+    """Read, partition by customer and validate the input on the cluster (see read_tables_dask)."""
+    from churnguard.distributed import read_tables_dask
+
+    console = _console()
+    with console.status("Reading, validating and partitioning the input by customer on the cluster"):
+        dtables = _run_dask(read_tables_dask, transactions, tickets, customers, config=config, client=client,
+                            npartitions=partitions)
+    rows = ", ".join(f"{n:,} {t}" for t, n in dtables.rows.items())
+    console.print(f"input: {rows} in {dtables.npartitions} customer partitions", highlight=False)
+    return dtables
 
 
 @app.callback()
@@ -88,22 +180,41 @@ def features(
     rejects: Annotated[
         Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when there are any).")
     ] = None,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Compute point-in-time features, one row per customer, as of a cut-off day."""
+    """Compute point-in-time features, one row per customer, as of a cut-off day.
+
+    With --engine dask the customers are split into partitions on a Dask cluster; the features are the same.
+    """
     from churnguard._io import write_table
     from churnguard.config import load_config
-    from churnguard.dataset import load_tables
-    from churnguard.features import build_features
 
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
     console = _console()
-    with console.status("Reading and validating input"):
-        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    with console.status(f"Building features as of {as_of}"):
-        feats = _run(build_features, tables, as_of, cfg.features)
-        write_table(feats, out)
+    if dask:
+        from churnguard.distributed import build_features_dask
+
+        with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
+                                                                    cfg.data) as dtables:
+            with console.status(f"Building features as of {as_of} on the cluster"):
+                feats = _run_dask(build_features_dask, dtables, as_of, cfg.features)
+                write_table(feats, out)
+            bad_rows = dtables.rejects
+    else:
+        from churnguard.dataset import load_tables
+        from churnguard.features import build_features
+
+        with console.status("Reading and validating input"):
+            tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+        with console.status(f"Building features as of {as_of}"):
+            feats = _run(build_features, tables, as_of, cfg.features)
+            write_table(feats, out)
+        bad_rows = tables.rejects
     console.print(f"features: {len(feats):,} customers x {feats.shape[1] - 2} features -> {out}")
-    _report_rejects(tables.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
+    _report_rejects(bad_rows, rejects or out.with_name(out.stem + ".rejects.csv"))
 
 
 @app.command("train")
@@ -124,11 +235,21 @@ def train(
     ] = None,
     experiment: Annotated[str | None, _Opt(help="MLflow experiment name (overrides config).")] = None,
     demo_customers: Annotated[int, _Opt(help="Customers in the generated demo data when no files are given.")] = 5000,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Train a calibrated churn model on rolling snapshots, score it against baselines, track it in MLflow."""
+    """Train a calibrated churn model on rolling snapshots, score it against baselines, track it in MLflow.
+
+    With --engine dask the training set is built per customer partition on a Dask cluster and LightGBM trains
+    there (lightgbm.dask); the number of trees is chosen by early stopping on a sample of the training rows.
+    """
     from churnguard.config import default_config_text, load_config
     from churnguard.dataset import validate_tables
 
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    if dask and transactions is None:
+        _fail("--engine dask trains on files: give --transactions (write demo files with 'churnguard demo-data')")
     cfg = _run(load_config, config)
     cfg = _run(
         cfg.with_overrides,
@@ -137,6 +258,10 @@ def train(
     )
     config_text = config.read_text() if config else default_config_text()
     console = _console()
+    if dask:
+        _train_dask(transactions, tickets, customers, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
+                    scheduler=scheduler, workers=workers)
+        return
     with console.status("Reading and validating input"):
         if transactions is None:
             if tickets or customers:
@@ -165,6 +290,24 @@ def train(
         _report_rejects(tables.rejects, model_out.with_name(model_out.stem + ".rejects.csv"))
 
 
+def _train_dask(transactions: Path, tickets: Path | None, customers: Path | None, cfg, *, model_out: Path,
+                as_of: str | None, config_text: str, scheduler: str | None, workers: int | None) -> None:
+    from churnguard.distributed import train_dask
+
+    with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
+                                                                cfg.data) as dtables:
+        with _progress() as progress:
+            task = progress.add_task("training on the cluster", total=None)
+            result = _run_dask(
+                train_dask, dtables, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
+                on_step=lambda msg: progress.update(task, description=msg),
+            )
+        bad_rows = dtables.rejects
+    _print_training_summary(result)
+    if not bad_rows.empty:
+        _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
+
+
 def _progress():
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -177,6 +320,10 @@ def _print_training_summary(result) -> None:
 
     console = _console()
     s = result.summary
+    trees = f"early stopping at {s['best_iteration']} trees"
+    if s.get("engine") == "dask":
+        trees = (f"{s['best_iteration']} trees, chosen by early stopping on a sample of "
+                 f"{s['rounds_chosen_on_rows']:,} training rows; trained with lightgbm.dask")
     facts = Table(title="Training run", show_header=False)
     facts.add_column(style="bold")
     facts.add_column()
@@ -185,9 +332,8 @@ def _print_training_summary(result) -> None:
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
         ("train snapshots", (f"{len(s['train_snapshots'])} ({s['train_snapshots'][0]} .. {s['train_snapshots'][-1]}), "
                              f"{s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.1%}")),
-        ("validation", (f"{s['valid_snapshot']}, {s['valid_rows']:,} rows (early stopping at {s['best_iteration']} "
-                        f"trees, calibration: Brier {s['valid_brier_uncalibrated']:.4f} -> "
-                        f"{s['valid_brier_calibrated']:.4f})")),
+        ("validation", (f"{s['valid_snapshot']}, {s['valid_rows']:,} rows ({trees}, calibration: Brier "
+                        f"{s['valid_brier_uncalibrated']:.4f} -> {s['valid_brier_calibrated']:.4f})")),
         ("test", f"{s['test_snapshot']}, {s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.1%}"),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
@@ -253,33 +399,52 @@ def score(
     reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
     rejects: Annotated[Path | None, _Opt(help="Rejects file (default: <out>.rejects.csv).")] = None,
     partitions: Annotated[int | None, _Opt(min=1, help="Split the input into this many customer partitions "
-                                           "(default: one per ~256 MB of input).")] = None,
+                                           "(default: one per ~256 MB of input; with --engine dask one per "
+                                           "~128 MB, at least one per worker thread).")] = None,
     psi_threshold: Annotated[float, _Opt(min=0, help="Warn when a feature's or the score's PSI against the "
                                          "training data reaches this.")] = 0.2,
+    engine: EngineOpt = "local",
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
-    Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time.
+    Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
+    with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
     """
-    from churnguard.batch import score_files
     from churnguard.config import DataConfig, load_playbook
     from churnguard.model import ChurnModel
 
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
     data_cfg = DataConfig.model_validate(loaded.metadata["config"]["data"])
     if reject_bad_rows:
         data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
     console = _console()
-    with _progress() as progress:
-        task = progress.add_task("scoring", total=None)
-        result = _run(
-            score_files, loaded, transactions=transactions, tickets=tickets, customers=customers, out=out,
-            playbook=playbook, data_config=data_cfg, as_of=as_of, budget=budget,
-            control_fraction=control_fraction, seed=seed, partitions=partitions,
-            on_partition=lambda done, total: progress.update(task, total=total, completed=done,
-                                                            description=f"partition {done}/{total}"),
-        )
+    if dask:
+        from churnguard.distributed import score_dask
+
+        with (_dask_client(scheduler, workers) as client,
+              _read_dask(client, transactions, tickets, customers, data_cfg, partitions) as dtables,
+              _progress() as progress):
+            task = progress.add_task("scoring on the cluster", total=None)
+            result = _run_dask(
+                score_dask, loaded, dtables, as_of, playbook, budget=budget, control_fraction=control_fraction,
+                seed=seed, out=out, on_step=lambda msg: progress.update(task, description=msg),
+            )
+    else:
+        from churnguard.batch import score_files
+
+        with _progress() as progress:
+            task = progress.add_task("scoring", total=None)
+            result = _run(
+                score_files, loaded, transactions=transactions, tickets=tickets, customers=customers, out=out,
+                playbook=playbook, data_config=data_cfg, as_of=as_of, budget=budget,
+                control_fraction=control_fraction, seed=seed, partitions=partitions,
+                on_partition=lambda done, total: progress.update(task, total=total, completed=done,
+                                                                description=f"partition {done}/{total}"),
+            )
     c = result.counts()
     s = result.scores
     chosen = s[s["selected"]]
