@@ -1,0 +1,40 @@
+"""Scale-out on Dask: the local engine's tables, features, scores and models, computed on a cluster.
+
+The local engine holds every table in one process. This package runs the same steps on a
+``dask.distributed`` cluster (a ``LocalCluster`` on this machine, or a scheduler given by address) and
+gives the same results:
+
+* :func:`read_tables_dask` reads CSV files, Parquet files and Parquet datasets (directories of files) in
+  chunks on the workers and repartitions every table by a hash of the customer id, so each partition holds
+  the complete history of its customers in all three tables. Each partition is validated with
+  :func:`churnguard.dataset.validate_tables`. What depends on a whole file is decided once over all
+  partitions: whether it has rows and the contract columns, the date style of each date column, and the
+  ``on_bad_rows`` policy (raise on any bad row, or on a table without usable rows). So the kept rows, the
+  rejects (with each row's number in its file) and the errors are the local engine's.
+* :func:`build_features_dask` computes the population-level quantities over all customers first: the
+  lifespan behind CLTV, the VIP threshold, and whether each customer attribute is numeric or categorical
+  (and its levels). Each partition's features are then built with them, so the result equals
+  ``build_features`` on all the data, column for column.
+* :func:`score_dask` scores the partitions in parallel with the model's own lifespan and VIP threshold and
+  selects customers within the budget over all of them: the scores equal ``score_tables``.
+* :func:`train_dask` builds the training set per partition and trains ``lightgbm.dask``'s classifier.
+
+Failures: a task whose worker dies is retried on another worker, up to
+``distributed.scheduler.allowed-failures`` times (3 by default). When the retries are used up, or a task
+raises, the call raises ``RuntimeError`` naming the step and the customer partition; a :class:`DataError`
+about the input passes through as it is. Output files are written atomically, so a failed run leaves none.
+
+Workers read the input files themselves: with a remote scheduler, every worker must see the same paths
+(a shared file system). The shuffle by customer makes ``chunks x partitions`` small tasks per table;
+input is read in chunks of about 64 MB and partitioned at about 128 MB per partition by default.
+"""
+
+from __future__ import annotations
+
+from churnguard.distributed._cluster import connect
+from churnguard.distributed._read import DaskTables, read_tables_dask
+from churnguard.distributed.features import build_features_dask
+from churnguard.distributed.scoring import score_dask
+from churnguard.distributed.training import train_dask
+
+__all__ = ["DaskTables", "build_features_dask", "connect", "read_tables_dask", "score_dask", "train_dask"]
