@@ -24,10 +24,16 @@ app = typer.Typer(
 
 _Opt = typer.Option
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet; with --engine dask "
-                                                        "also a directory of Parquet files).")]
+TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet).")]
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
 CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
+# The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
+EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet); with "
+                                   "--engine dask also a directory of Parquet files.")]
+EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional); with --engine "
+                                               "dask also a directory of Parquet files.")]
+EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional); with "
+                                                 "--engine dask also a directory of Parquet files.")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
@@ -171,11 +177,11 @@ def demo_data(
 
 @app.command("features")
 def features(
-    transactions: TxOpt,
+    transactions: EngineTxOpt,
     as_of: Annotated[str, _Opt("--as-of", help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
     out: Annotated[Path, _Opt("--out", "-o", help="Output file (.parquet or .csv), written atomically.")],
-    tickets: TicketsOpt = None,
-    customers: CustomersOpt = None,
+    tickets: EngineTicketsOpt = None,
+    customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
     rejects: Annotated[
         Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when there are any).")
@@ -221,10 +227,11 @@ def features(
 def train(
     config: ConfigOpt = None,
     transactions: Annotated[
-        Path | None, _Opt("--transactions", "-t", help="Transactions file; without it, trains on generated demo data.")
+        Path | None, _Opt("--transactions", "-t", help="Transactions file (with --engine dask also a directory of "
+                                           "Parquet files); without it, trains on generated demo data.")
     ] = None,
-    tickets: TicketsOpt = None,
-    customers: CustomersOpt = None,
+    tickets: EngineTicketsOpt = None,
+    customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", help="'Today': last day of data to use (default: last day in the data).")] = None,
     horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
     model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the model file.")] = Path(
@@ -386,10 +393,10 @@ def evaluate(
 @app.command("score")
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    transactions: TxOpt,
+    transactions: EngineTxOpt,
     out: Annotated[Path, _Opt("--out", "-o", help="Scores file (.csv or .parquet), written atomically.")],
-    tickets: TicketsOpt = None,
-    customers: CustomersOpt = None,
+    tickets: EngineTicketsOpt = None,
+    customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", help="Score as of this day (default: last day in the data).")] = None,
     budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
     control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
