@@ -7,15 +7,11 @@ Prints rows per snapshot, total training rows, test AUC next to the baselines, a
 The model file is kept in ``benchmarks/.cache/models/`` for ``score_bench.py``.
 
 ``--max-snapshots`` lowers ``snapshots.max_snapshots`` (default: the config's 24) when the full config takes
-too long; the output says so. ``--fast-lifespan`` replaces ``churnguard.features.estimate_lifespan_years``
-for this process by an equivalent that matches ids with a hash join (``pd.Index.isin``) instead of
-``np.isin`` on object arrays, which compares every pair (O(n*m): ~40 s per snapshot at 100k customers, over
-an hour at 1M); the replacement is checked against the original on a sample first, and the output says it
-was used. It measures the rest of training while that cost is in the code.
+too long; the output says so.
 
 Run from the repository root::
 
-    python benchmarks/train_bench.py [--customers 1000000] [--max-snapshots 6] [--fast-lifespan]
+    python benchmarks/train_bench.py [--customers 1000000] [--max-snapshots 6]
 
 Nothing fails on a slow run: the script prints measurements.
 """
@@ -23,6 +19,7 @@ Nothing fails on a slow run: the script prints measurements.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -37,49 +34,13 @@ def model_path(customers: int, seed: int) -> Path:
     return CACHE / "models" / f"train-{customers}-seed{seed}.joblib"
 
 
-def _fast_estimate_lifespan_years(tx, as_of, cfg) -> float:
-    """``churnguard.features.estimate_lifespan_years`` with a hash-based id match (same result)."""
-    import numpy as np
-    import pandas as pd
-
-    day = pd.Timedelta(days=1)
-    purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + day)]
-    if purchases.empty or purchases["timestamp"].min() > as_of - pd.Timedelta(days=730):
-        return cfg.default_lifespan_years
-    age = np.asarray((as_of - purchases["timestamp"].dt.normalize()) / day, dtype="float64")
-    last_year = purchases.loc[age < 365, "customer_id"].unique()
-    year_before = purchases.loc[(age >= 365) & (age < 730), "customer_id"].unique()
-    if len(year_before) == 0:
-        return cfg.default_lifespan_years
-    churn = 1.0 - float(pd.Index(year_before).isin(last_year).mean())
-    return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
-
-
-def install_fast_lifespan(tables, as_of, cfg, sample_customers: int = 5_000) -> None:
-    """Check the replacement against the original on a sample of customers, then install it."""
-    import numpy as np
-
-    import churnguard.features as features
-
-    tx = tables.transactions
-    ids = tx["customer_id"].unique()
-    pick = np.random.default_rng(0).choice(len(ids), size=min(sample_customers, len(ids)), replace=False)
-    sample = tx[tx["customer_id"].isin(ids[pick])]
-    for day in (as_of, as_of - np.timedelta64(400, "D")):
-        original = features.estimate_lifespan_years(sample, day, cfg)
-        fast = _fast_estimate_lifespan_years(sample, day, cfg)
-        if original != fast:
-            raise SystemExit(f"--fast-lifespan: replacement gives {fast} where the original gives {original}")
-    features.estimate_lifespan_years = _fast_estimate_lifespan_years  # build_features looks it up at call time
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(parser)
     parser.add_argument("--max-snapshots", type=int, default=None,
                         help="snapshots.max_snapshots (default: the config's value, 24)")
-    parser.add_argument("--fast-lifespan", action="store_true",
-                        help="use a hash-join estimate_lifespan_years (see the docstring)")
+    # Accepted and ignored: estimate_lifespan_years is fast in the library now (score_bench.py still passes it).
+    parser.add_argument("--fast-lifespan", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-out", type=Path, default=None,
                         help="model file (default: benchmarks/.cache/models/train-<customers>-seed<seed>.joblib)")
     args = parser.parse_args()
@@ -91,7 +52,7 @@ def main() -> None:
 
     import pandas as pd
 
-    import churnguard.train as train
+    from churnguard import train
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
 
@@ -103,13 +64,6 @@ def main() -> None:
     rss_load = peak_rss_mb()
     print(f"load_tables: {t_load:.1f} s ({len(tables.transactions):,} transactions, {len(tables.tickets):,} "
           f"tickets, {len(tables.customers):,} customers); peak RSS so far {fmt_mb(rss_load)}", flush=True)
-    if args.fast_lifespan:
-        install_fast_lifespan(tables, tables.last_date(), config.features)
-        print("NOTE: --fast-lifespan: estimate_lifespan_years replaced by a hash-join equivalent (checked on a "
-              "sample); the np.isin cost of the original is NOT in these figures", flush=True)
-    elif args.customers > 200_000:
-        print("NOTE: without --fast-lifespan every snapshot runs estimate_lifespan_years' O(n*m) np.isin; at this "
-              "size expect hours", flush=True)
     snapshots = args.max_snapshots or default_snapshots
     if snapshots != default_snapshots:
         print(f"NOTE: snapshots.max_snapshots = {snapshots} (the default config has {default_snapshots}) to keep "
@@ -145,13 +99,12 @@ def main() -> None:
 
     # Durations: each step runs from the previous callback (or the start) to its own "... done" / next message.
     marks = [(t_start, "start"), *steps, (t_start + t_total, "end")]
-    snap_times = [(msg.split()[1], b - a) for (a, _), (b, msg) in zip(marks, marks[1:], strict=False)
+    snap_times = [(msg.split()[1], b - a) for (a, _), (b, msg) in itertools.pairwise(marks)
                   if msg.startswith("snapshot ")]
-    stage_times = [(msg, b - a) for (a, msg), (b, _) in zip(marks[1:], marks[2:], strict=False)
+    stage_times = [(msg, b - a) for (a, msg), (b, _) in itertools.pairwise(marks[1:])
                    if not msg.startswith("snapshot ")]
     s = result.summary
-    print(f"\ntrain_bench results ({args.customers:,} customers, max_snapshots {snapshots}: {len(snap_times)} used"
-          f"{', --fast-lifespan' if args.fast_lifespan else ''}):")
+    print(f"\ntrain_bench results ({args.customers:,} customers, max_snapshots {snapshots}: {len(snap_times)} used):")
     print(f"  {'snapshot':<12} {'rows':>10} {'churn rate':>11} {'seconds':>9}  split")
     split = {d: "train" for d in s["train_snapshots"]} | {s["valid_snapshot"]: "valid", s["test_snapshot"]: "test"}
     for day, secs in snap_times:
@@ -174,7 +127,7 @@ def main() -> None:
           + f"; PR AUC model {cards['model'].get('pr_auc', float('nan')):.4f}")
     print(f"  model file: {result.model_path}")
     sidecar = {"customers": args.customers, "seed": args.seed, "max_snapshots": snapshots,
-               "fast_lifespan": args.fast_lifespan, "seconds": round(t_total, 1),
+               "seconds": round(t_total, 1),
                "test_roc_auc": cards["model"]["roc_auc"]}
     Path(str(result.model_path) + ".json").write_text(json.dumps(sidecar, indent=2))
 

@@ -26,11 +26,18 @@ Families (one row per customer known at ``as_of``):
 * attributes (with customers): ``loyalty_member``, ``loyalty_points``, ``nps``, ``nps_group``
   (promoter 9-10, passive 7-8, detractor 0-6), ``days_since_signup``, and other columns as ``attr_<name>``,
   numeric or categorical. Customer attributes carry no dates, so they are taken as known at ``as_of``.
+
+Computation: customer ids are hashed once into integer positions (``_encode``; ``make_training_set`` reuses
+one encoding for all snapshots) and every aggregate is a ``bincount`` / ``ufunc.at`` / sort over integer
+arrays. Sums run in row order and grouped means / standard deviations of non-integer values go through
+pandas' own groupby, so every value equals the plain pandas implementation kept as the test oracle in
+``tests/reference_features.py``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,73 +86,241 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _day_numbers(times: np.ndarray) -> np.ndarray:
+    """Calendar day of each timestamp (days since 1970-01-01, rounded down like ``Series.dt.normalize``)."""
+    return times.astype("datetime64[D]").astype("int64")
+
+
+# -- customer ids as integers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """The input tables with every customer id replaced by its position in one sorted index of all ids.
+
+    Strings are hashed once here; each cut-off day then works on integer arrays only. ``make_training_set``
+    encodes once and builds every snapshot from the same object.
+    """
+
+    tables: Tables
+    ids: pd.Index  # every customer id of the three tables, sorted
+    tx_id: np.ndarray  # transaction row -> position in ids
+    tk_id: np.ndarray | None
+    cu_id: np.ndarray | None
+    tx_time: np.ndarray  # datetime64
+    tx_day: np.ndarray  # _day_numbers(tx_time)
+    amount: np.ndarray
+    order_group: np.ndarray  # per row: a label shared by the purchase rows of one multi-row order, else -1
+
+
+def _encode(tables: Tables) -> _Encoded:
+    frames = [tables.transactions, tables.tickets, tables.customers]
+    factorized = [pd.factorize(f["customer_id"]) if f is not None else None for f in frames]
+    uniques = [u for _, u in filter(None, factorized)]
+    code, ids = pd.factorize(uniques[0].append(uniques[1:]))
+    order = np.asarray(ids.argsort())
+    rank = np.empty(len(ids), dtype=np.intp)
+    rank[order] = np.arange(len(ids))
+    ids = ids.take(order)
+    positions: list[np.ndarray | None] = []
+    start = 0
+    for item in factorized:
+        if item is None:
+            positions.append(None)
+            continue
+        codes, u = item
+        positions.append(rank[code[start : start + len(u)]][codes])
+        start += len(u)
+    tx = tables.transactions
+    tx_time = tx["timestamp"].to_numpy()
+    amount = tx["amount"].to_numpy(dtype="float64")
+    return _Encoded(tables, ids, positions[0], positions[1], positions[2], tx_time, _day_numbers(tx_time), amount,
+                    _order_groups(tx, positions[0], tx_time, amount))
+
+
+def _order_groups(tx: pd.DataFrame, cid: np.ndarray, times: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Label the purchase rows that share an order with another row (same customer and ``order_id``, or
+    without an order id the same timestamp); -1 for every other row, which is an order of its own.
+
+    Rows are first compared by a 64-bit hash of their key (sorting integers is cheap, hashing ten million
+    distinct strings into a table is not); only rows whose hash repeats are grouped by their actual key.
+    """
+    groups = np.full(len(tx), -1, dtype=np.int64)
+    rows = np.flatnonzero(amount > 0)
+    if len(rows) == 0:
+        return groups
+    has_id = tx["order_id"].notna().to_numpy()[rows] if "order_id" in tx else np.zeros(len(rows), dtype=bool)
+    key = times[rows].view("int64").astype(np.uint64)
+    if has_id.any():
+        hashed = _string_hashes(tx["order_id"])
+        if hashed is None:  # not Arrow strings: integer codes of the ids instead
+            hashed = pd.factorize(tx["order_id"])[0].astype(np.uint64)
+        key = np.where(has_id, hashed[rows] ^ np.uint64(0xA5A5A5A5A5A5A5A5), key)
+    key = _mix(_mix(key) ^ cid[rows].astype(np.uint64))
+    candidates = rows[_repeated(key)]
+    if len(candidates) == 0:
+        return groups
+    part = tx.iloc[candidates]
+    order_key = part["timestamp"].astype("object")
+    if "order_id" in part:
+        order_key = part["order_id"].astype("object").where(part["order_id"].notna(), order_key)
+    labels = pd.DataFrame({"c": cid[candidates], "k": order_key.to_numpy()}).groupby(["c", "k"], sort=False).ngroup()
+    labels = labels.to_numpy()
+    shared = np.bincount(labels)[labels] > 1
+    groups[candidates[shared]] = labels[shared]
+    return groups
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: spreads every input bit over the whole 64-bit word."""
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def _string_hashes(values: pd.Series) -> np.ndarray | None:
+    """A 64-bit hash of each string, computed on Arrow's buffers eight bytes at a time (equal strings, equal
+    hashes), or None when the values are not Arrow strings."""
+    import pyarrow as pa
+
+    try:
+        chunks = pa.chunked_array(pa.array(values)).chunks
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    out = []
+    for chunk in chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return None
+        _, offsets_buf, data_buf = chunk.buffers()
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        lengths = np.diff(offsets)
+        h = lengths.astype(np.uint64)
+        for length in np.unique(lengths[lengths > 0]):  # a few distinct lengths: ids are often fixed width
+            rows = np.flatnonzero(lengths == length)
+            span = np.arange(length)
+            for block in range(0, len(rows), 1 << 20):
+                part = rows[block : block + (1 << 20)]
+                padded = np.zeros((len(part), -(-int(length) // 8) * 8), dtype=np.uint8)
+                padded[:, :length] = data[offsets[part][:, None] + span]
+                hp = h[part]
+                for word in padded.view(np.uint64).T:
+                    hp ^= word
+                    _mix(hp)
+                h[part] = hp
+        out.append(h)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def _repeated(key: np.ndarray) -> np.ndarray:
+    """True where a key occurs more than once."""
+    s = np.sort(key)
+    dup = s[1:][s[1:] == s[:-1]]
+    return np.isin(key, dup) if len(dup) else np.zeros(len(key), dtype=bool)
+
+
 class _Groups:
-    """Fast per-customer aggregation over integer positions in the population index."""
+    """Per-customer aggregation over integer positions in the population index."""
 
     def __init__(self, population: pd.Index) -> None:
         self.population = population
         self.n = len(population)
 
-    def pos(self, ids: pd.Series) -> np.ndarray:
-        return self.population.get_indexer(ids)
-
     def sum(self, pos: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(pos, weights=values, minlength=self.n).astype("float64")
+        """Count (or sum of ``values``, added in row order) per customer."""
+        return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
+
+    def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
+        """min / max of values per customer; NaN where a customer has none (values hold no NaN)."""
+        ufunc, start = (np.minimum, np.inf) if how == "min" else (np.maximum, -np.inf)
+        out = np.full(self.n, start)
+        ufunc.at(out, pos, np.asarray(values, dtype="float64"))
+        out[np.bincount(pos, minlength=self.n) == 0] = np.nan
+        return out
 
     def agg(self, pos: np.ndarray, values: pd.Series | np.ndarray, how: str) -> np.ndarray:
-        """min / max / mean / std / last of values per customer; NaN where a customer has none."""
-        s = pd.Series(np.asarray(values, dtype="float64"))
-        out = s.groupby(pos, sort=False).agg(how)
-        return out.reindex(np.arange(self.n)).to_numpy(dtype="float64")
+        """mean / std / last (pandas' own algorithms) of values per customer; NaN where a customer has none."""
+        out = np.full(self.n, np.nan)
+        if len(pos):
+            res = pd.Series(np.asarray(values, dtype="float64")).groupby(pos, sort=False).agg(how)
+            out[res.index.to_numpy()] = res.to_numpy(dtype="float64")
+        return out
 
 
-def _population(tables: Tables, as_of: pd.Timestamp) -> pd.Index:
-    """Customers known at ``as_of``: a transaction or ticket on or before it, or listed and signed up by then."""
+def _known(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray | None = None) -> np.ndarray:
+    """Which of ``enc.ids`` are known at ``as_of``: a transaction or ticket on or before it, or listed and
+    signed up by then (``kept``: the transaction rows on or before ``as_of``, when already at hand)."""
     cutoff = as_of + _DAY
-    ids = pd.Index(tables.transactions.loc[tables.transactions["timestamp"] < cutoff, "customer_id"].unique())
+    if kept is None:
+        kept = enc.tx_time < np.datetime64(cutoff)
+    known = np.zeros(len(enc.ids), dtype=bool)
+    known[enc.tx_id[kept]] = True
+    tables = enc.tables
     if tables.tickets is not None:
-        ids = ids.union(pd.Index(tables.tickets.loc[tables.tickets["opened_at"] < cutoff, "customer_id"].unique()))
+        known[enc.tk_id[(tables.tickets["opened_at"] < cutoff).to_numpy()]] = True
     if tables.customers is not None:
         cust = tables.customers
-        listed = (
-            cust["signup_date"].isna() | (cust["signup_date"] < cutoff)
-            if "signup_date" in cust
-            else pd.Series(True, index=cust.index)
-        )
-        ids = ids.union(pd.Index(cust.loc[listed, "customer_id"]))
-    return ids.sort_values().rename("customer_id")
+        listed = (cust["signup_date"].isna() | (cust["signup_date"] < cutoff)).to_numpy() if "signup_date" in cust else slice(None)
+        known[enc.cu_id[listed]] = True
+    return known
 
 
-def _orders(tx: pd.DataFrame) -> pd.DataFrame:
-    """One row per order (purchase rows only): customer, time of the order and its value."""
-    purchases = tx[tx["amount"] > 0]
-    if "order_id" in purchases:
-        key = purchases["order_id"].astype("object").where(purchases["order_id"].notna(), purchases["timestamp"])
-    else:
-        key = purchases["timestamp"]
-    grouped = purchases.groupby([purchases["customer_id"], key.rename("_order")], sort=False)
-    return grouped.agg(timestamp=("timestamp", "min"), value=("amount", "sum")).reset_index(level=0)
+def _population(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """Customers known at ``as_of``, sorted, and the map from positions in ``enc.ids`` to positions in it
+    (-1 for those not known yet)."""
+    known = _known(enc, as_of, kept)
+    where = np.cumsum(known) - 1
+    where[~known] = -1
+    return enc.ids[known].rename("customer_id"), where
 
 
-def _purchase_features(tx: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cfg: FeatureConfig) -> dict:
-    orders = _orders(tx)
-    pos = g.pos(orders["customer_id"])
-    day = orders["timestamp"].dt.normalize()
-    age = _days(as_of - day)  # 0 = bought on as_of
-    value = orders["value"].to_numpy(dtype="float64")
+def _orders(enc: _Encoded, rows: np.ndarray, pos: np.ndarray, age: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One entry per order among the purchase rows ``rows`` (in row order, with their customer positions and
+    ages in days): customer position, age of its first row and value, in the order of each order's first row."""
+    value = enc.amount[rows]
+    group = enc.order_group[rows]
+    multi = group >= 0
+    if not multi.any():
+        return pos, age, value
+    # Orders of several rows: value summed by pandas (in row order), as for any grouped sum.
+    parts = pd.DataFrame({"g": group[multi], "age": age[multi], "value": value[multi]})
+    agg = parts.groupby("g", sort=False).agg(age=("age", "max"), value=("value", "sum"))
+    first = np.flatnonzero(multi)[~parts["g"].duplicated().to_numpy()]
+    keep = ~multi
+    keep[first] = True
+    age, value = age.copy(), value.copy()
+    age[first] = agg["age"].to_numpy()
+    value[first] = agg["value"].to_numpy()
+    return pos[keep], age[keep], value[keep]
+
+
+def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: np.ndarray, where: np.ndarray,
+                       g: _Groups, cfg: FeatureConfig) -> dict:
+    pos, age, value = _orders(enc, *buys)
+    # Distinct purchase days per customer, sorted by (customer, age): one integer key sorts both.
+    span = int(age.max()) + 1 if len(age) else 1
+    days = np.sort(pos.astype(np.int64) * span + age.astype(np.int64))
+    days = days[np.r_[True, days[1:] != days[:-1]]] if len(days) else days
+    dpos, dage = days // span, (days % span).astype("float64")
+    starts = np.flatnonzero(np.r_[True, dpos[1:] != dpos[:-1]]) if len(dpos) else np.zeros(0, dtype=np.intp)
+    ends = np.r_[starts[1:] - 1, len(dpos) - 1].astype(np.intp) if len(dpos) else starts
+    last, first = np.full(g.n, np.nan), np.full(g.n, np.nan)
+    last[dpos[starts]] = dage[starts]  # the newest purchase day's age
+    first[dpos[starts]] = dage[ends]  # the oldest one's
     f: dict[str, np.ndarray] = {}
     n_orders = g.sum(pos)
-    first = g.agg(pos, -age, "min") * -1  # oldest order's age
-    last = g.agg(pos, age, "min")
     f["recency_days"] = last
     f["n_orders"] = n_orders
     f["gross_spend"] = g.sum(pos, value)
     f["mean_order_value"] = _ratio(f["gross_spend"], n_orders)
-    f["max_order_value"] = g.agg(pos, value, "max")
-    refunds = tx[tx["amount"] < 0]
-    rpos = g.pos(refunds["customer_id"])
+    f["max_order_value"] = g.extreme(pos, value, "max")
+    rpos = where[enc.tx_id[refunds]]
     f["refund_count"] = g.sum(rpos)
-    refund_amount = g.sum(rpos, -refunds["amount"].to_numpy(dtype="float64"))
+    refund_amount = g.sum(rpos, -enc.amount[refunds])
     f["refund_share"] = _ratio(refund_amount, f["gross_spend"])
     f["net_spend"] = f["gross_spend"] - refund_amount
     for w in cfg.windows_days:
@@ -157,19 +332,32 @@ def _purchase_features(tx: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cfg: F
     f["trend_orders"] = _ratio(g.sum(pos[recent]), g.sum(pos[before]))
     f["trend_spend"] = _ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
     # Gaps between distinct purchase days.
-    days = pd.DataFrame({"pos": pos, "age": age}).drop_duplicates().sort_values(["pos", "age"])
-    f["n_purchase_days"] = g.sum(days["pos"].to_numpy())
-    gap = days["age"].diff().to_numpy()
-    same = days["pos"].to_numpy()[1:] == days["pos"].to_numpy()[:-1]
-    gpos, gval = days["pos"].to_numpy()[1:][same], gap[1:][same]
-    f["gap_mean_days"] = g.agg(gpos, gval, "mean")
-    f["gap_std_days"] = g.agg(gpos, gval, "std")
+    f["n_purchase_days"] = g.sum(dpos)
+    same = dpos[1:] == dpos[:-1]
+    gpos, gap = dpos[1:][same], np.diff(dage)[same]
+    # Gaps are whole days: their plain sum is exact, the same as the compensated sum of a grouped mean.
+    f["gap_mean_days"] = _ratio(g.sum(gpos, gap), g.sum(gpos))
+    f["gap_std_days"] = g.agg(gpos, gap, "std")
     f["overdue_ratio"] = _ratio(last, f["gap_mean_days"])
     # BG/NBD inputs (days): repeat purchase days, first-to-last span, first purchase to as_of.
     f["bg_frequency"] = np.where(np.isnan(first), np.nan, f["n_purchase_days"] - 1)
     f["bg_recency_days"] = first - last
     f["bg_age_days"] = first
     return f
+
+
+def _lifespan(pos: np.ndarray, age: np.ndarray, n: int, earliest: pd.Timestamp | None, as_of: pd.Timestamp,
+              cfg: FeatureConfig) -> float:
+    """:func:`estimate_lifespan_years` from the purchase rows' customer positions (< n) and ages in days."""
+    if earliest is None or earliest > as_of - pd.Timedelta(days=730):
+        return cfg.default_lifespan_years
+    last_year = np.bincount(pos[age < 365], minlength=n) > 0
+    year_before = np.bincount(pos[(age >= 365) & (age < 730)], minlength=n) > 0
+    n_before = int(year_before.sum())
+    if n_before == 0:
+        return cfg.default_lifespan_years
+    churn = 1.0 - float(np.float64((year_before & last_year).sum()) / np.float64(n_before))
+    return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
 
 
 def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
@@ -179,35 +367,36 @@ def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureC
     ``(as_of - 730, as_of - 365]``) and made no purchase in the last year ``(as_of - 365, as_of]``.
     """
     purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
-    if purchases.empty or purchases["timestamp"].min() > as_of - pd.Timedelta(days=730):
+    if purchases.empty:
         return cfg.default_lifespan_years
+    codes, uniques = pd.factorize(purchases["customer_id"])
     age = _days(as_of - purchases["timestamp"].dt.normalize())
-    last_year = purchases.loc[age < 365, "customer_id"].unique()
-    year_before = purchases.loc[(age >= 365) & (age < 730), "customer_id"].unique()
-    if len(year_before) == 0:
-        return cfg.default_lifespan_years
-    churn = 1.0 - float(np.isin(year_before, last_year).mean())
-    return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
+    return _lifespan(codes, age, len(uniques), purchases["timestamp"].min(), as_of, cfg)
 
 
 def _latest(g: _Groups, pos: np.ndarray, opened: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Value of the most recently opened ticket per customer among ``mask``; ties go to the larger value so
     the result never depends on row order."""
-    idx = np.flatnonzero(mask)
-    order = idx[np.lexsort((values[idx], opened[idx]))]
-    return g.agg(pos[order], values[order], "last")
+    pos, opened, values = pos[mask], opened[mask].view("int64"), values[mask]
+    newest = np.full(g.n, np.iinfo(np.int64).min)
+    np.maximum.at(newest, pos, opened)
+    at_newest = opened == newest[pos]
+    return g.extreme(pos[at_newest], values[at_newest], "max")
 
 
-def _support_features(tickets: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cfg: FeatureConfig) -> dict:
+def _support_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, g: _Groups, cfg: FeatureConfig) -> dict:
     cutoff = as_of + _DAY
-    tk = tickets[tickets["opened_at"] < cutoff]
-    pos = g.pos(tk["customer_id"])
+    tickets = enc.tables.tickets
+    opened_mask = (tickets["opened_at"] < cutoff).to_numpy()
+    cols = [c for c in ("opened_at", "first_response_at", "resolved_at", "csat") if c in tickets]
+    tk = tickets[cols][opened_mask]
+    pos = where[enc.tk_id[opened_mask]]
     age = _days(as_of - tk["opened_at"].dt.normalize())
     f: dict[str, np.ndarray] = {}
     for w in cfg.ticket_windows_days:
         f[f"tickets_{w}d"] = g.sum(pos[age < w])
     f["tickets_total"] = g.sum(pos)
-    f["days_since_last_ticket"] = g.agg(pos, age, "min")
+    f["days_since_last_ticket"] = g.extreme(pos, age, "min")
     resolved = tk["resolved_at"] < cutoff if "resolved_at" in tk else pd.Series(False, index=tk.index)
     f["open_tickets"] = g.sum(pos[~resolved.to_numpy()])
     opened = tk["opened_at"].to_numpy()
@@ -216,7 +405,7 @@ def _support_features(tickets: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cf
         hours = _hours(tk["first_response_at"] - tk["opened_at"])
         waiting = _hours(cutoff - tk["opened_at"])
         f["first_response_hours_mean"] = g.agg(pos[answered], hours[answered], "mean")
-        f["first_response_hours_max"] = g.agg(pos[answered], hours[answered], "max")
+        f["first_response_hours_max"] = g.extreme(pos[answered], hours[answered], "max")
         f["first_response_hours_latest"] = _latest(g, pos, opened, hours, answered)
         slow = np.where(answered, hours > cfg.sla_hours, waiting > cfg.sla_hours)
         f["slow_response_share"] = _ratio(g.sum(pos[slow]), f["tickets_total"])
@@ -224,20 +413,26 @@ def _support_features(tickets: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cf
         res = resolved.to_numpy()
         hours = _hours(tk["resolved_at"] - tk["opened_at"])
         f["resolution_hours_mean"] = g.agg(pos[res], hours[res], "mean")
-        f["resolution_hours_max"] = g.agg(pos[res], hours[res], "max")
+        f["resolution_hours_max"] = g.extreme(pos[res], hours[res], "max")
         f["resolution_hours_latest"] = _latest(g, pos, opened, hours, res)
     if "csat" in tk:
         # A survey answer is known once the ticket is resolved (or, without resolution times, once opened).
         known = (resolved.to_numpy() if "resolved_at" in tk else np.ones(len(tk), bool)) & tk["csat"].notna().to_numpy()
         csat = tk["csat"].to_numpy(dtype="float64")
         f["csat_mean"] = g.agg(pos[known], csat[known], "mean")
-        f["csat_min"] = g.agg(pos[known], csat[known], "min")
+        f["csat_min"] = g.extreme(pos[known], csat[known], "min")
         f["csat_latest"] = _latest(g, pos, opened, csat, known)
     return f
 
 
-def _attribute_features(customers: pd.DataFrame, as_of: pd.Timestamp, population: pd.Index, cfg: FeatureConfig) -> pd.DataFrame:
-    cust = customers.set_index("customer_id").reindex(population)
+def _attribute_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, population: pd.Index,
+                        cfg: FeatureConfig) -> pd.DataFrame:
+    customers = enc.tables.customers
+    row = np.full(len(population), -1, dtype=np.intp)  # each customer's row in the customers table, -1: none
+    listed = where[enc.cu_id]
+    row[listed[listed >= 0]] = np.flatnonzero(listed >= 0)
+    cust = customers.drop(columns="customer_id").reset_index(drop=True).reindex(row)
+    cust.index = population
     out = pd.DataFrame(index=population)
     if "loyalty_member" in cust:
         out["loyalty_member"] = cust["loyalty_member"].astype("float64")
@@ -252,13 +447,14 @@ def _attribute_features(customers: pd.DataFrame, as_of: pd.Timestamp, population
         out["days_since_signup"] = _days(as_of - cust["signup_date"].dt.normalize())
     for col in cust.columns.difference(sorted(_KNOWN_ATTRIBUTES)):
         raw = cust[col]
-        num = pd.to_numeric(raw, errors="coerce")
-        if num.notna().sum() == raw.notna().sum():
-            out[f"attr_{col}"] = num.astype("float64")
-        elif raw.nunique() <= cfg.max_categories:
-            out[f"attr_{col}"] = pd.Categorical(raw.astype("object"), categories=sorted(raw.dropna().unique()))
+        levels = raw.dropna().unique()
+        # Numeric when every present value parses as a number: decided on the distinct values.
+        if pd.to_numeric(pd.Series(levels, dtype=raw.dtype), errors="coerce").notna().all():
+            out[f"attr_{col}"] = pd.to_numeric(raw, errors="coerce").astype("float64")
+        elif len(levels) <= cfg.max_categories:
+            out[f"attr_{col}"] = pd.Categorical(raw, categories=sorted(levels))
         else:
-            logger.info("customers column %r has %d levels (> %d): not used", col, raw.nunique(), cfg.max_categories)
+            logger.info("customers column %r has %d levels (> %d): not used", col, len(levels), cfg.max_categories)
     return out
 
 
@@ -285,22 +481,33 @@ def build_features(
         A frame with ``customer_id``, ``as_of`` and the feature columns described in the module docstring,
         sorted by ``customer_id``.
     """
-    as_of = to_day(as_of)
-    cutoff = as_of + _DAY
-    population = _population(tables, as_of)
+    return _build(_encode(tables), to_day(as_of), config, lifespan_years, vip_threshold)
+
+
+def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_years: float | None = None,
+           vip_threshold: float | None = None) -> pd.DataFrame:
+    """:func:`build_features` on encoded tables (``as_of`` already a day)."""
+    tables = enc.tables
+    kept = enc.tx_time < np.datetime64(as_of + _DAY)
+    population, where = _population(enc, as_of, kept)
     g = _Groups(population)
-    tx = tables.transactions[tables.transactions["timestamp"] < cutoff]
-    cols = _purchase_features(tx, as_of, g, config)
-    lifespan = lifespan_years if lifespan_years is not None else estimate_lifespan_years(tx, as_of, config)
+    buy = np.flatnonzero(kept & (enc.amount > 0))
+    buys = (buy, where[enc.tx_id[buy]], (_day_numbers(np.datetime64(as_of)) - enc.tx_day[buy]).astype("float64"))
+    cols = _purchase_features(enc, buys, np.flatnonzero(kept & (enc.amount < 0)), where, g, config)
+    if lifespan_years is not None:
+        lifespan = lifespan_years
+    else:
+        earliest = pd.Timestamp(enc.tx_time[buy].min()) if len(buy) else None
+        lifespan = _lifespan(buys[1], buys[2], g.n, earliest, as_of, config)
     aov = np.nan_to_num(cols["mean_order_value"])
     cols["cltv"] = aov * cols["orders_365d" if 365 in config.windows_days else f"orders_{max(config.windows_days)}d"] * lifespan
     if tables.tickets is not None:
-        support = _support_features(tables.tickets, as_of, g, config)
+        support = _support_features(enc, where, as_of, g, config)
         support["tickets_per_order"] = _ratio(support["tickets_total"], cols["n_orders"])
         cols |= support
     features = pd.DataFrame(cols, index=population)
     if tables.customers is not None:
-        attrs = _attribute_features(tables.customers, as_of, population, config)
+        attrs = _attribute_features(enc, where, as_of, population, config)
         features = features.join(attrs)
         if "days_since_signup" in attrs:
             features["tenure_days"] = np.fmax(features["bg_age_days"], attrs["days_since_signup"])

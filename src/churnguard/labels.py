@@ -8,10 +8,15 @@ return visit.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from churnguard.features import to_day
+from churnguard.features import _day_numbers, to_day
+
+if TYPE_CHECKING:
+    from churnguard.features import _Encoded
 
 __all__ = ["make_labels"]
 
@@ -45,3 +50,17 @@ def make_labels(
     return pd.DataFrame(
         {"customer_id": population.to_numpy(), "as_of": as_of, "churned": np.where(returned, 0, 1).astype("int8")}
     )
+
+
+def _active_and_churned(enc: _Encoded, as_of: pd.Timestamp, horizon_days: int,
+                        lookback_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`make_labels` on encoded tables (``as_of`` a day): over ``enc.ids``, who is in the population
+    and who of them churned."""
+    if horizon_days <= 0 or lookback_days <= 0:
+        raise ValueError("horizon_days and lookback_days must be positive")
+    buy = enc.amount > 0
+    day = enc.tx_day - _day_numbers(np.datetime64(as_of))  # 0 = as_of
+    n = len(enc.ids)
+    active = np.bincount(enc.tx_id[buy & (day > -lookback_days) & (day <= 0)], minlength=n) > 0
+    returned = np.bincount(enc.tx_id[buy & (day > 0) & (day <= horizon_days)], minlength=n) > 0
+    return active, active & ~returned

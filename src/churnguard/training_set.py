@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnguard.features import build_features, to_day
-from churnguard.labels import make_labels
+from churnguard.features import _build, _encode, _known, to_day
+from churnguard.labels import _active_and_churned
 
 if TYPE_CHECKING:
     from churnguard.config import FeatureConfig, LabelConfig, SnapshotConfig
@@ -77,16 +77,22 @@ def make_training_set(
     last = to_day(last_date) if last_date is not None else tables.last_date()
     if dates is None:
         dates = snapshot_dates(tables.transactions["timestamp"].min(), last, labels, snapshots)
-    tx = tables.transactions
+    encoded = _encode(tables)  # customer ids as integers once, for every snapshot
     frames = []
     for as_of in dates:
+        as_of = to_day(as_of)
         if as_of + pd.Timedelta(days=labels.horizon_days) > last:
             raise ValueError(f"snapshot {as_of.date()}: its label window ends after the last usable day {last.date()}")
-        y = make_labels(tx, as_of, labels.horizon_days, labels.lookback_days)
-        x = build_features(tables, as_of, features)
+        x = _build(encoded, as_of, features)
         if enrich is not None:
             x = enrich(x, as_of)
-        rows = x.merge(y.drop(columns="as_of"), on="customer_id", how="inner", validate="one_to_one")
+        # make_labels' population and outcome, matched to the feature rows by position: every labelled
+        # customer bought by as_of, so is known then and has a feature row.
+        active, churned = _active_and_churned(encoded, as_of, labels.horizon_days, labels.lookback_days)
+        known = _known(encoded, as_of)
+        labelled = active[known]
+        rows = x[labelled].reset_index(drop=True)
+        rows["churned"] = churned[known][labelled].astype("int8")
         logger.info("snapshot %s: %d customers, churn rate %.3f", as_of.date(), len(rows), rows["churned"].mean())
         frames.append(rows)
         if on_snapshot is not None:

@@ -1,0 +1,115 @@
+"""The vectorised features, labels and training set equal the plain pandas reference exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churnguard.config import load_config
+from churnguard.dataset import validate_tables
+from churnguard.demo import generate_demo_data
+from churnguard.features import _string_hashes, build_features, estimate_lifespan_years
+from churnguard.labels import make_labels
+from churnguard.training_set import make_training_set, snapshot_dates
+from tests import reference_features
+
+CFG = load_config()
+
+
+@pytest.fixture(scope="module")
+def demo_tables():
+    demo = generate_demo_data(1500, seed=5)
+    return validate_tables(demo.transactions, demo.tickets, demo.customers, config=CFG.data)
+
+
+def _assert_same(tables, as_of, **kw):
+    got = build_features(tables, as_of, CFG.features, **kw)
+    want = reference_features.build_features(tables, as_of, CFG.features, **kw)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+
+
+@pytest.mark.parametrize("as_of", ["2023-01-15", "2024-03-31", "2025-06-30", "2025-12-31"])
+def test_demo_features_equal_the_reference(demo_tables, as_of):
+    _assert_same(demo_tables, as_of)  # lifespan estimated (a default one before two years of data)
+    _assert_same(demo_tables, as_of, lifespan_years=2.5, vip_threshold=100.0)
+
+
+def test_lifespan_equals_a_count_over_customer_sets(demo_tables):
+    tx = demo_tables.transactions
+    as_of = pd.Timestamp("2025-12-31")
+    buys = tx[tx["amount"] > 0]
+    age = (as_of - buys["timestamp"].dt.normalize()).dt.days
+    last_year = set(buys.loc[(age >= 0) & (age < 365), "customer_id"])
+    year_before = set(buys.loc[(age >= 365) & (age < 730), "customer_id"])
+    churn = len(year_before - last_year) / len(year_before)
+    assert estimate_lifespan_years(tx, as_of, CFG.features) == pytest.approx(min(1 / churn, 10.0), rel=1e-12)
+    assert estimate_lifespan_years(tx, as_of, CFG.features) == reference_features.estimate_lifespan_years(
+        tx, as_of, CFG.features)
+
+
+def test_training_set_equals_features_merged_with_labels(demo_tables):
+    dates = snapshot_dates(demo_tables.transactions["timestamp"].min(), demo_tables.last_date(), CFG.labels,
+                           CFG.snapshots)[-3:]
+    got = make_training_set(demo_tables, features=CFG.features, labels=CFG.labels, snapshots=CFG.snapshots,
+                            dates=dates)
+    want = pd.concat(
+        [reference_features.build_features(demo_tables, d, CFG.features).merge(
+            make_labels(demo_tables.transactions, d, CFG.labels.horizon_days, CFG.labels.lookback_days)
+            .drop(columns="as_of"), on="customer_id", how="inner", validate="one_to_one") for d in dates],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+START = pd.Timestamp("2022-01-01")
+AS_OF = pd.Timestamp("2024-06-30")
+_row = st.tuples(
+    st.sampled_from(["a", "b", "c", "dd", "e"]),
+    st.integers(0, 900).map(lambda d: d * 24),  # whole days: many rows share a timestamp
+    st.integers(0, 23),
+    st.floats(-50, 500, allow_nan=False).map(lambda x: round(x, 2)).filter(lambda x: x != 0),
+    st.one_of(st.none(), st.sampled_from(["o1", "o2", "o3", "order-4", "x"])),  # shared and missing order ids
+)
+_ticket = st.tuples(
+    st.sampled_from(["a", "b", "c", "dd", "e"]),
+    st.integers(0, 950 * 24),
+    st.one_of(st.none(), st.integers(0, 24 * 20)),
+    st.one_of(st.none(), st.integers(0, 24 * 30)),
+    st.one_of(st.none(), st.integers(1, 5)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_row, min_size=1, max_size=60), st.lists(_ticket, max_size=15), st.booleans(), st.booleans())
+def test_random_histories_equal_the_reference(rows, tickets, with_order_ids, with_customers):
+    tx = pd.DataFrame(rows, columns=["customer_id", "hours", "jitter", "amount", "order_id"])
+    tx["timestamp"] = START + pd.to_timedelta(tx.pop("hours") + tx.pop("jitter") % 2, unit="h")
+    if not with_order_ids:
+        tx = tx.drop(columns="order_id")
+    tk = pd.DataFrame(tickets, columns=["customer_id", "hours", "reply", "resolve", "csat"])
+    tk["opened_at"] = START + pd.to_timedelta(tk.pop("hours"), unit="h")
+    tk["first_response_at"] = tk["opened_at"] + pd.to_timedelta(tk.pop("reply"), unit="h")
+    tk["resolved_at"] = tk["opened_at"] + pd.to_timedelta(tk.pop("resolve"), unit="h")
+    tk["csat"] = tk["csat"].astype("float64")
+    tk = tk[tk["customer_id"].isin(set(tx["customer_id"]))]
+    cu = None
+    if with_customers:
+        cu = pd.DataFrame({"customer_id": ["a", "b", "zz"], "signup_date": ["2021-05-01", None, "2024-01-01"],
+                           "nps": [9, 4, None], "tier": ["gold", None, "silver"]})
+    tables = validate_tables(tx, tk if len(tk) else None, cu, config=CFG.data)
+    for as_of in (AS_OF, START + pd.Timedelta(days=30)):
+        _assert_same(tables, as_of)
+
+
+def test_string_hashes_are_equal_for_equal_strings_and_skip_other_types():
+    values = pd.Series(["O1", "O22", None, "O1", "", "a-much-longer-order-id", "O22"], dtype="str")
+    h = _string_hashes(values)
+    assert h[0] == h[3]
+    assert h[1] == h[6]
+    assert len(set(h[[0, 1, 4, 5]].tolist())) == 4
+    assert _string_hashes(pd.Series([1, 2, 3])) is None
+    assert np.asarray(_string_hashes(values.iloc[1:3])).tolist() == [h[1], h[2]]  # a sliced Arrow array
