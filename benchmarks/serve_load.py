@@ -1,17 +1,24 @@
 """Load test of the HTTP server on loopback, next to `mlflow models serve` on the same model.
 
-Trains a small demo model (or uses --model and --model-uri), starts both servers on 127.0.0.1, and sends
-requests from 1 and 16 concurrent clients for a fixed time each, printing p50 / p99 latency and requests/s.
-Traffic goes only to 127.0.0.1; every phase is bounded in time, and both servers are stopped at the end.
+Trains a small demo model (or reuses the one in --work-dir), starts `churnguard serve` and `mlflow models serve`
+on 127.0.0.1 with the same number of workers, and sends requests from 1 and 16 concurrent clients for a fixed
+time each, printing p50 / p99 latency, requests/s and the throughput ratio. The load comes from `wrk` (a C load
+generator, much lighter than the servers, which matters when both share the machine's cores) when it is on
+PATH, else from a Python httpx generator. Traffic goes only to 127.0.0.1, every phase is bounded in time, and
+both servers (with their worker processes) are stopped at the end.
 
-    python benchmarks/serve_load.py [--seconds 10] [--workers 2]
+    python benchmarks/serve_load.py [--seconds 10] [--workers 2] [--generator auto|wrk|python] [--work-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +28,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+CLIENTS = (1, 16)
+CHURNGUARD, MLFLOW = "churnguard /predict (raw history)", "mlflow models serve /invocations"
 
 
 def _free_port() -> int:
@@ -43,27 +53,63 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout} s")
 
 
-async def _load(url: str, body: dict, clients: int, seconds: float) -> tuple[np.ndarray, float]:
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a server started in its own session, with the worker processes it spawned."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    try:  # workers that outlived their parent
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def _python_load(url: str, body: bytes, clients: int, seconds: float) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     stop = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(limits=limits, timeout=10) as client:
         async def worker() -> None:
             while time.monotonic() < stop:
                 t = time.perf_counter()
-                r = await client.post(url, json=body)
+                r = await client.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - t)
                 r.raise_for_status()
 
         start = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.monotonic() - start
-    return np.array(latencies) * 1000, len(latencies) / elapsed
+    lat = np.array(latencies) * 1000
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat) / elapsed, len(lat)
 
 
-def _report(name: str, clients: int, lat: np.ndarray, rps: float) -> None:
-    print(f"{name:<34} clients={clients:>2}  p50={np.percentile(lat, 50):7.2f} ms  "
-          f"p99={np.percentile(lat, 99):7.2f} ms  {rps:8.1f} req/s  (n={len(lat)})", flush=True)
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_load(url: str, body_file: Path, clients: int, seconds: int) -> tuple[float, float, float, int]:
+    """One wrk run (one thread, ``clients`` keep-alive connections) POSTing the JSON in ``body_file``."""
+    script = body_file.with_suffix(".lua")
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f'local f = assert(io.open({json.dumps(str(body_file))}, "rb"))\n'
+                      "wrk.body = f:read(\"*a\")\nf:close()\n")
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "5s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 30,
+                         check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()
+        return float(value) * _UNIT_MS[unit]
+
+    n = int(re.search(r"^\s+(\d+) requests in", out, re.MULTILINE).group(1))
+    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE).group(1))
+    return latency("50"), latency("99"), rps, n
 
 
 def _customer() -> dict:
@@ -75,72 +121,102 @@ def _customer() -> dict:
             "attributes": {"loyalty_member": True, "nps": 6, "signup_date": "2024-05-01"}}
 
 
+def _mlflow_body(model_path: Path, customer: dict, as_of: str) -> dict:
+    """MLflow's request: the same customer's feature row, as the training run's pyfunc model expects it."""
+    from churnguard.config import load_playbook
+    from churnguard.fastpath import FastScorer
+    from churnguard.model import ChurnModel
+
+    model = ChurnModel.load(model_path)
+    feats = FastScorer(model, load_playbook()).features(customer["customer_id"], customer["transactions"],
+                                                         customer["tickets"], customer["attributes"], as_of)
+    values = [feats.get(n) for n in model.feature_names_]  # absent attributes are unknown
+    row = [None if isinstance(v, float) and np.isnan(v) else v for v in values]
+    return {"dataframe_split": {"columns": model.feature_names_, "data": [row]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each load phase")
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load phase, whole seconds")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of each server")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator: wrk (auto: when on PATH) or the Python httpx one")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep the demo model and MLflow store here and reuse them on the next run")
     args = parser.parse_args()
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+    elif generator == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)")
 
     os.environ.setdefault("CHURNGUARD_MODEL_KEY", "benchmark-key")
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        model = tmp / "model.joblib"
-        subprocess.run([bin_dir / "churnguard", "train", "--model-out", str(model), "--tracking-uri", uri,
-                        "--demo-customers", "3000"], check=True, capture_output=True)
-        from churnguard.config import load_playbook
-        from churnguard.fastpath import FastScorer
-        from churnguard.model import ChurnModel
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{(work / 'mlflow.db').resolve()}"
+        model = work / "model.joblib"
+        if not model.exists():
+            subprocess.run([bin_dir / "churnguard", "train", "--model-out", str(model), "--tracking-uri", uri,
+                            "--demo-customers", "3000"], check=True, capture_output=True)
+        as_of = "2025-12-31"
+        bodies = {CHURNGUARD: {"as_of": as_of, "customers": [_customer()]},
+                  MLFLOW: _mlflow_body(model, _customer(), as_of)}
+        body_files = {}
+        for i, (name, body) in enumerate(bodies.items()):
+            body_files[name] = Path(tmp) / f"body{i}.json"
+            body_files[name].write_bytes(json.dumps(body).encode())
 
-        loaded = ChurnModel.load(model)
-        c = _customer()
-        feats = FastScorer(loaded, load_playbook()).features(c["customer_id"], c["transactions"], c["tickets"],
-                                                              c["attributes"], "2025-12-31")
-        values = [feats.get(n) for n in loaded.feature_names_]  # absent attributes are unknown
-        row = [None if isinstance(v, float) and np.isnan(v) else v for v in values]
-        mlflow_body = {"dataframe_split": {"columns": loaded.feature_names_, "data": [row]}}
-
-        servers = []
         cg_port, ml_port = _free_port(), _free_port()
-        log = open(tmp / "servers.log", "w")  # noqa: SIM115 - closed below
-        cg = subprocess.Popen([bin_dir / "churnguard", "serve", "--model", str(model), "--port", str(cg_port),
-                               "--workers", str(args.workers)], stdout=log, stderr=log)
-        servers.append(cg)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-        ml = subprocess.Popen([bin_dir / "mlflow", "models", "serve", "-m", "models:/churnguard@champion",
-                               "--env-manager", "local", "-p", str(ml_port), "-h", "127.0.0.1",
-                               "--workers", str(args.workers)], stdout=log, stderr=log, env=env)
-        servers.append(ml)
-        try:
+        log_path = Path(tmp) / "servers.log"
+        servers = []
+        with log_path.open("w") as log:
             try:
-                _wait(f"http://127.0.0.1:{cg_port}/health", cg)
-                _wait(f"http://127.0.0.1:{ml_port}/health", ml)
-            except RuntimeError:
-                log.flush()
-                print((tmp / "servers.log").read_text()[-3000:], file=sys.stderr)
-                raise
-            body = {"as_of": "2025-12-31", "customers": [_customer()]}
-            results = {}
-            for clients in (1, 16):
-                for name, url, payload in [
-                    ("churnguard /predict (raw history)", f"http://127.0.0.1:{cg_port}/predict", body),
-                    ("mlflow models serve /invocations", f"http://127.0.0.1:{ml_port}/invocations", mlflow_body),
-                ]:
-                    lat, rps = asyncio.run(_load(url, payload, clients, args.seconds))
-                    _report(name, clients, lat, rps)
-                    results[(name, clients)] = rps
-            ratio = results[("churnguard /predict (raw history)", 16)] / results[("mlflow models serve /invocations", 16)]
-            print(f"throughput ratio churnguard/mlflow at 16 clients: {ratio:.2f}x")
-        finally:
-            for p in servers:
-                p.terminate()
-            for p in servers:
+                servers.append(subprocess.Popen(
+                    [bin_dir / "churnguard", "serve", "--model", str(model), "--port", str(cg_port),
+                     "--workers", str(args.workers)], stdout=log, stderr=log, start_new_session=True))
+                env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+                       "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+                servers.append(subprocess.Popen(
+                    [bin_dir / "mlflow", "models", "serve", "-m", "models:/churnguard@champion", "--env-manager",
+                     "local", "-p", str(ml_port), "-h", "127.0.0.1", "--workers", str(args.workers)],
+                    stdout=log, stderr=log, env=env, start_new_session=True))
+                urls = {CHURNGUARD: f"http://127.0.0.1:{cg_port}", MLFLOW: f"http://127.0.0.1:{ml_port}"}
                 try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            log.close()
+                    for name, proc in zip(urls, servers, strict=True):
+                        _wait(f"{urls[name]}/health", proc)
+                except RuntimeError:
+                    log.flush()
+                    print(log_path.read_text()[-3000:], file=sys.stderr)
+                    raise
+                urls = {CHURNGUARD: urls[CHURNGUARD] + "/predict", MLFLOW: urls[MLFLOW] + "/invocations"}
+                for name, url in urls.items():  # both answer the same customer before any timing
+                    r = httpx.post(url, content=body_files[name].read_bytes(),
+                                   headers={"content-type": "application/json"}, timeout=30)
+                    r.raise_for_status()
+                    print(f"{name}: {r.text[:160]}", flush=True)
+                print(f"load generator: {generator}, {args.seconds} s per phase, {args.workers} worker(s) each",
+                      flush=True)
+                results = {}
+                for clients in CLIENTS:
+                    for name, url in urls.items():
+                        if generator == "wrk":
+                            _wrk_load(url, body_files[name], clients, 1)  # warm-up, not counted
+                            p50, p99, rps, n = _wrk_load(url, body_files[name], clients, args.seconds)
+                        else:
+                            body = body_files[name].read_bytes()
+                            asyncio.run(_python_load(url, body, clients, 1))
+                            p50, p99, rps, n = asyncio.run(_python_load(url, body, clients, args.seconds))
+                        print(f"{name:<34} clients={clients:>2}  p50={p50:7.2f} ms  p99={p99:7.2f} ms  "
+                              f"{rps:8.1f} req/s  (n={n})", flush=True)
+                        results[name, clients] = rps
+                for clients in CLIENTS:
+                    ratio = results[CHURNGUARD, clients] / results[MLFLOW, clients]
+                    print(f"throughput ratio churnguard/mlflow at {clients} client(s): {ratio:.1f}x")
+            finally:
+                for proc in servers:
+                    _stop(proc)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,34 @@ def test_single_customer_requests_match_the_server_path(model, scorer, demo_inpu
         s = scorer.score(cid, tx, tk, attrs, date(2025, 12, 31))
         assert s["churn_probability"] == pytest.approx(row["churn_probability"], rel=1e-9)
         assert [s[k] for k in OUTPUT_COLUMNS[3:]] == [row[k] for k in OUTPUT_COLUMNS[3:]]
+
+
+def test_single_row_predictions_equal_booster_predict(model, scorer, demo_inputs, monkeypatch):
+    """LightGBM's single-row C API gives exactly ``Booster.predict``'s numbers, and so does the fallback to
+    ``Booster.predict`` used when a LightGBM build does not offer that API."""
+    from lightgbm import basic
+
+    feats = [scorer.features(cid, *v, date(2025, 12, 31)) for cid, v in demo_inputs.items()]
+    rows = [scorer._row(f) for f in feats if f is not None and f["n_orders"] > 0][:30]
+    assert len(rows) == 30
+    booster, it = model.booster_, model.best_iteration_
+    fast = {kind: fastpath._SingleRow(booster, kind, it) for kind in ("normal", "contrib")}
+    assert all(p._config is not None for p in fast.values())  # this build has the API: the C path is tested
+    lib = basic._LIB
+
+    class WithoutSingleRowApi:
+        def __getattr__(self, name):
+            if "SingleRowFast" in name:
+                raise AttributeError(name)
+            return getattr(lib, name)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(basic, "_LIB", WithoutSingleRowApi())
+        fallback = {kind: fastpath._SingleRow(booster, kind, it) for kind in ("normal", "contrib")}
+    assert all(p._config is None for p in fallback.values())
+    for row in rows:
+        expected = {"normal": booster.predict(row[None], num_iteration=it),
+                    "contrib": booster.predict(row[None], num_iteration=it, pred_contrib=True)[0]}
+        for kind in ("normal", "contrib"):
+            assert np.array_equal(fast[kind](row), expected[kind])
+            assert np.array_equal(fallback[kind](row), expected[kind])

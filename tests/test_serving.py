@@ -224,6 +224,35 @@ def test_server_rejects_bad_requests(server):
     assert "nps must be a number from 0 to 10" in r.json()["detail"][0]["msg"]
 
 
+
+def test_server_answers_bodies_that_are_not_json_with_422(server):
+    for content, msg in [(b"{not json", "Invalid JSON: key must be a string at line 1 column 2"),
+                         (b"", "Invalid JSON: EOF while parsing a value at line 1 column 0"),
+                         (b'{"customers": [{"customer_id": "x"}]', "Invalid JSON: EOF while parsing an object at line 1 column 36")]:
+        r = httpx.post(f"{server}/predict", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 422, content
+        assert r.json() == {"detail": [{"type": "json_invalid", "loc": ["body"], "msg": msg}]}
+        assert "Traceback" not in r.text
+
+
+def test_server_asks_one_client_in_a_hundred_to_reconnect(server):
+    """Every 100th response of a worker closes its keep-alive connection (so connections opened together can
+    spread over the workers); the client reconnects and every request succeeds."""
+    with httpx.Client() as client:
+        responses = [client.get(f"{server}/health") for _ in range(100)]
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(r.headers.get("connection") == "close" for r in responses) == 1
+
+def test_openapi_documents_the_predict_body(server):
+    spec = httpx.get(f"{server}/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
+    schemas = spec["components"]["schemas"]
+    assert {"as_of", "customers"} <= set(schemas["PredictRequest"]["properties"])
+    assert {"timestamp", "amount"} <= set(schemas["TransactionIn"]["properties"])
+    ok = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/PredictResponse"}
+
 def test_server_reports_customers_it_cannot_score(server):
     body = {"as_of": "2025-06-30", "customers": [
         _customer("x1"),

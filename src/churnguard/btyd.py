@@ -173,13 +173,16 @@ def _log_odds_dead(r: float, alpha: float, a: float, b: float, x: np.ndarray, tx
     return np.where(rep, np.log(a) - np.log(bx1) + (r + x) * (np.log(alpha + t) - np.log(alpha + tx)), -np.inf)
 
 
-def prob_alive(params: BGNBDParams, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+def prob_alive(params: BGNBDParams, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *,
+               validate: bool = True) -> np.ndarray:
     """P(alive | x, t_x, T) = 1 / (1 + [x > 0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)) (paper, eq. 13).
 
     Exactly 1 for customers without repeat purchases: in BG/NBD dropout only happens right after a repeat
     purchase. Computed as ``expit(-log_odds)``, so long silences give tiny probabilities, never NaN.
+    ``validate=False`` skips the input checks, for callers passing float64 arrays that are valid by
+    construction (the single-customer scoring path, where the checks cost more than the formula).
     """
-    x, tx, t = _history(frequency, recency, T)
+    x, tx, t = _history(frequency, recency, T) if validate else (frequency, recency, T)
     return expit(-_log_odds_dead(params.r, params.alpha, params.a, params.b, x, tx, t))
 
 
@@ -207,16 +210,17 @@ def _bridge(f: Callable[[float], np.ndarray], value: float, centre: float) -> np
 
 
 def expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
-                       T: ArrayLike) -> np.ndarray:
+                       T: ArrayLike, *, validate: bool = True) -> np.ndarray:
     """Expected number of purchases in ``(T, T + t]`` given the history (paper, eq. 10).
 
     ``E[Y(t)] = (a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))]
     * P(alive)``. ``t`` is in the same unit as ``T`` and broadcasts against the customers. The singular points
     a = 1 and (for x = 0) a + b = 1 are bridged by interpolation; results are finite and non-negative.
+    ``validate=False`` skips the input checks, as in :func:`prob_alive`.
     """
-    x, tx, big_t = _history(frequency, recency, T)
+    x, tx, big_t = _history(frequency, recency, T) if validate else (frequency, recency, T)
     t = np.asarray(t, dtype="float64")
-    if not np.isfinite(t).all() or (t < 0).any():
+    if validate and (not np.isfinite(t).all() or (t < 0).any()):
         raise ValueError("horizon t must be finite and non-negative")
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     out = _bridge(lambda a_: _bridge(lambda b_: _expected(r, alpha, a_, b_, t, x, tx, big_t), b, 1 - a_),

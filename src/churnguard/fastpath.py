@@ -14,11 +14,13 @@ with exactly the keys given. Inputs are not validated here: the data contract ch
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import itertools
 import math
 import operator
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -39,6 +41,7 @@ _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
 _WEEK = 7.0
 _FIRST = np.zeros(1, dtype=np.intp)
+_PREDICT_TYPES = {"normal": 0, "contrib": 3}  # LightGBM's C_API_PREDICT_NORMAL, C_API_PREDICT_CONTRIB
 
 
 def _missing(value: Any) -> bool:
@@ -50,6 +53,8 @@ def _missing(value: Any) -> bool:
 
 def _utc(value: Any) -> datetime | None:
     """A timestamp as naive UTC (as the data contract stores it); dates become midnight, missing -> None."""
+    if type(value) is datetime and value.tzinfo is None:  # the server's parsed input: nothing to do
+        return value
     if _missing(value):
         return None
     if isinstance(value, str):
@@ -122,6 +127,50 @@ def _pct(value: float) -> str:
 
 
 
+class _SingleRow:
+    """One LightGBM prediction kind for one float64 row, through LightGBM's single-row C API.
+
+    ``Booster.predict`` prepares a predictor and parses its parameters on every call, which costs more than
+    predicting one row with a small model; ``LGBM_BoosterPredictForMatSingleRowFast`` does that once, here.
+    It runs the same prediction code as ``Booster.predict``, so the numbers are identical (tested). When this
+    LightGBM build does not offer that API, calls fall back to ``Booster.predict``.
+
+    Args:
+        booster: the fitted booster (kept alive as long as this object).
+        kind: "normal" (the probability ``Booster.predict`` returns) or "contrib" (TreeSHAP contributions,
+            the last one being the expected value; they add up to the raw log-odds).
+        num_iteration: trees to use, as ``Booster.predict(num_iteration=...)``.
+    """
+
+    def __init__(self, booster: Any, kind: str, num_iteration: int) -> None:
+        self._booster, self._kind, self._iteration = booster, kind, num_iteration
+        self._width = booster.num_feature() + 1 if kind == "contrib" else 1
+        self._config = None
+        from lightgbm import basic
+
+        try:
+            lib, config = basic._LIB, ctypes.c_void_p()
+            basic._safe_call(lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle, ctypes.c_int(_PREDICT_TYPES[kind]), ctypes.c_int(0), ctypes.c_int(num_iteration),
+                ctypes.c_int(1), ctypes.c_int32(booster.num_feature()), basic._c_str("num_threads=1"),
+                ctypes.byref(config)))  # from iteration 0, C_API_DTYPE_FLOAT64 input
+            self._predict, self._check = lib.LGBM_BoosterPredictForMatSingleRowFast, basic._safe_call
+        except (AttributeError, basic.LightGBMError):  # an API this LightGBM build does not have
+            return
+        self._config = config
+        weakref.finalize(self, lib.LGBM_FastConfigFree, config)
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        """The prediction for ``row`` (contiguous float64, one value per feature) as a new 1-d array."""
+        if self._config is None:
+            return self._booster.predict(row.reshape(1, -1), num_iteration=self._iteration,
+                                         pred_contrib=self._kind == "contrib", num_threads=1).reshape(-1)
+        out = np.zeros(self._width)
+        n = ctypes.c_int64()
+        self._check(self._predict(self._config, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(n),
+                                  out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        return out
+
 
 class FastScorer:
     """Scores single customers from plain Python data with the same results as the batch path.
@@ -148,11 +197,11 @@ class FastScorer:
         self._lifespan = float(lifespan)
         self._vip = float(meta["vip_cltv_threshold"])
         self._bg = btyd.BGNBDParams(**meta["bgnbd_params"])
-        self._horizon_weeks = meta["horizon_days"] / _WEEK
+        self._horizon = np.float64(meta["horizon_days"] / _WEEK)
         windows = self._cfg.windows_days
         self._orders_key = "orders_365d" if 365 in windows else f"orders_{max(windows)}d"
-        self._booster, self._iteration = booster, model.best_iteration_
-        self._sigmoid = float(booster.params.get("sigmoid", 1.0))
+        self._proba = _SingleRow(booster, "normal", model.best_iteration_)
+        self._contrib = _SingleRow(booster, "contrib", model.best_iteration_)
         self._names = list(model.feature_names_)
         # LightGBM turns a pandas categorical into its position in the training categories (NaN if unseen).
         cat_cols = [c for c in self._names if c in model.categories_]
@@ -214,11 +263,11 @@ class FastScorer:
         tier = "vip" if clv >= self._vip and clv > 0 else "standard"
         prob, band, reasons = None, "no_history", [""] * N_REASONS
         if f["n_orders"] > 0:
-            contrib = self._booster.predict(self._row(f), num_iteration=self._iteration, pred_contrib=True,
-                                            num_threads=1)[0]
-            # The contributions add up to the raw log-odds, so one call gives the probability too.
-            raw = 1.0 / (1.0 + math.exp(-self._sigmoid * float(contrib.sum())))
-            prob = float(np.clip(self._calibrator(np.array([raw])), 0.0, 1.0)[0])  # as predict_proba
+            row = self._row(f)
+            contrib = self._contrib(row)
+            # as predict_proba; LightGBM's own probability rather than one from the contributions' sum, which
+            # can differ from it in the last digits
+            prob = float(np.clip(self._calibrator(self._proba(row)), 0.0, 1.0)[0])
             band = "low"
             for name, lower in self._bands:
                 if prob >= lower:
@@ -268,8 +317,8 @@ class FastScorer:
 
     def _row(self, f: Mapping[str, Any]) -> np.ndarray:
         """The model input in training column order: categoricals as category codes, NaN when unknown."""
-        return np.array([[_NAN if (v := f.get(name)) is None else v if codes is None else codes.get(v, _NAN)
-                          for name, codes in self._columns]], dtype=np.float64)
+        return np.array([_NAN if (v := f.get(name)) is None else v if codes is None else codes.get(v, _NAN)
+                          for name, codes in self._columns], dtype=np.float64)
 
     def _signals(self, f: Mapping[str, Any]) -> dict[str, bool]:
         recent_ticket = f.get("tickets_90d", 0) > 0  # NaN > 0 is False, as fillna(0)
@@ -297,7 +346,10 @@ class FastScorer:
             amount = float(t["amount"])
             if amount > 0:
                 oid = t.get("order_id")
-                key = ts if _missing(oid) or not str(oid).strip() else str(oid).strip()
+                if type(oid) is str:
+                    key = oid.strip() or ts
+                else:
+                    key = ts if _missing(oid) or not str(oid).strip() else str(oid).strip()
                 entry = orders.get(key)
                 if entry is None:
                     orders[key] = [ts, [amount]]
@@ -417,5 +469,6 @@ class FastScorer:
             return
         x = np.array([f["bg_frequency"]])
         tx, t = np.array([f["bg_recency_days"]]) / _WEEK, np.array([f["bg_age_days"]]) / _WEEK
-        f["bg_expected_purchases"] = float(btyd.expected_purchases(self._bg, self._horizon_weeks, x, tx, t)[0])
-        f["bg_p_alive"] = float(btyd.prob_alive(self._bg, x, tx, t)[0])
+        # Valid by construction (whole repeat count, 0 <= recency <= age, finite): the checks are skipped.
+        f["bg_expected_purchases"] = float(btyd.expected_purchases(self._bg, self._horizon, x, tx, t, validate=False)[0])
+        f["bg_p_alive"] = float(btyd.prob_alive(self._bg, x, tx, t, validate=False)[0])
