@@ -164,29 +164,34 @@ def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
     return text.where(~missing, label + " unknown")
 
 
-def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 200_000) -> pd.DataFrame:
+def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 500_000) -> pd.DataFrame:
     """Top ``n`` risk-raising reasons per row, in words, and the features behind them.
 
-    Only features with a positive contribution (raising risk) are named; fewer than ``n`` leave blanks.
+    Only features with a positive contribution (raising risk) are named; fewer than ``n`` leave blanks. The
+    contributions are LightGBM's TreeSHAP values, computed once per distinct path through each tree for large
+    inputs (``churnguard._contrib``).
     """
+    from churnguard._contrib import contributions
+
     names = np.asarray(model.feature_names_)
     top_idx = np.empty((len(features), n), dtype=int)
     top_val = np.empty((len(features), n))
     for start in range(0, len(features), chunk):
-        part = features.iloc[start : start + chunk]
-        contrib = model.contributions(part).to_numpy()
+        contrib = contributions(model, features.iloc[start : start + chunk])
         order = np.argsort(-contrib, axis=1, kind="stable")[:, :n]
-        top_idx[start : start + len(part)] = order
-        top_val[start : start + len(part)] = np.take_along_axis(contrib, order, axis=1)
-    rows = features.reset_index(drop=True)
+        top_idx[start : start + len(contrib)] = order
+        top_val[start : start + len(contrib)] = np.take_along_axis(contrib, order, axis=1)
+        del contrib
     out = {}
     for k in range(n):
         feats = np.where(top_val[:, k] > 0, names[top_idx[:, k]], "")
-        texts = pd.Series("", index=rows.index, dtype=object)
+        texts = np.full(len(features), "", dtype=object)
         for feature in np.unique(feats[feats != ""]):
             hit = np.flatnonzero(feats == feature)
-            texts.iloc[hit] = _describe(feature, rows.iloc[hit]).to_numpy()
-        out[f"reason_{k + 1}"] = texts.to_numpy()
+            # Only the columns the text needs, so each feature's rows are not copied whole.
+            cols = [c for c in (feature, "overdue_ratio" if feature == "recency_days" else None) if c in features]
+            texts[hit] = _describe(feature, features[cols].iloc[hit]).to_numpy()
+        out[f"reason_{k + 1}"] = texts
         out[f"reason_{k + 1}_feature"] = feats
     return pd.DataFrame(out, index=features.index)
 

@@ -1,0 +1,75 @@
+"""Per-tree deduplicated TreeSHAP against LightGBM's own ``pred_contrib`` on the whole input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard import _contrib, scoring
+from churnguard.btyd import BGNBDParams
+from churnguard.config import FeatureConfig
+from churnguard.features import build_features
+from churnguard.model import ChurnModel
+from churnguard.train import add_bgnbd_features
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+        return ChurnModel.load(trained["result"].model_path)
+
+
+@pytest.fixture(scope="module")
+def feats(model, trained):
+    meta = model.metadata
+    tables = trained["tables"]
+    f = build_features(tables, tables.last_date(), FeatureConfig.model_validate(meta["config"]["features"]),
+                       lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
+    f = add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    return f[f["n_orders"].fillna(0) > 0].reset_index(drop=True)
+
+
+def _edge_rows(model, feats: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose values sit exactly on the model's thresholds, just above them, at zero, at -0.0 and missing."""
+    tree = model.booster_.trees_to_dataframe()
+    splits = tree[tree["split_feature"].notna() & (tree["decision_type"] == "<=")]
+    rows = []
+    rng = np.random.default_rng(0)
+    for _, s in splits.sample(n=min(300, len(splits)), random_state=0).iterrows():
+        t = float(s["threshold"])
+        for value in (t, np.nextafter(t, np.inf), 0.0, -0.0, 1e-36, np.nan):
+            row = feats.iloc[int(rng.integers(len(feats)))].copy()
+            row[s["split_feature"]] = value
+            rows.append(row)
+    return pd.DataFrame(rows).astype(feats.dtypes.to_dict()).reset_index(drop=True)
+
+
+def test_matches_pred_contrib_on_demo_and_threshold_rows(model, feats, monkeypatch):
+    data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
+    for c in model.categories_:  # a level never seen in training and a missing one: both are unknown
+        data[c] = data[c].astype("object")
+        data.loc[:3, c] = "never-seen"
+        data.loc[4:7, c] = None
+    expected = model.contributions(data).to_numpy()
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
+    got = _contrib.contributions(model, data)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # Features no tree splits on contribute exactly nothing, as in LightGBM.
+    assert ((expected == 0).all(axis=0) == (got == 0).all(axis=0)).all()
+
+
+def test_reasons_are_the_same_with_and_without_deduplication(model, feats, monkeypatch):
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 10**9)
+    plain = scoring.explain(model, feats)
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
+    fast = scoring.explain(model, feats, chunk=len(feats) // 3 + 1)
+    pd.testing.assert_frame_equal(fast, plain)
+
+
+def test_no_rows(model, feats, monkeypatch):
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
+    assert _contrib.contributions(model, feats.iloc[:0]).shape == (0, len(model.feature_names_))
