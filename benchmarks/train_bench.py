@@ -2,16 +2,18 @@
 
 Loads and validates the cached Parquet tables (``benchmarks/_data.py``), then runs ``run_training`` with the
 built-in config into a temporary SQLite MLflow store, timing each step through the ``on_step`` callback
-(every snapshot, LightGBM, scoring the test snapshot, the scoring-time BG/NBD fit, saving, MLflow logging).
-Prints rows per snapshot, total training rows, test AUC next to the baselines, and the process's peak RSS.
+(every snapshot, LightGBM, scoring the test snapshot, the scoring-time BG/NBD fit, saving, MLflow logging)
+and reading the process's RSS (now and peak so far) at each of them. Prints rows per snapshot (population and
+rows kept: ``snapshots.max_train_rows`` samples the training snapshots), training rows, test AUC next to the
+baselines, and the process's peak RSS.
 The model file is kept in ``benchmarks/.cache/models/`` for ``score_bench.py``.
 
 ``--max-snapshots`` lowers ``snapshots.max_snapshots`` (default: the config's 24) when the full config takes
-too long; the output says so.
+too long, and ``--max-train-rows`` sets ``snapshots.max_train_rows`` (0: no cap); the output says so.
 
 Run from the repository root::
 
-    python benchmarks/train_bench.py [--customers 1000000] [--max-snapshots 6]
+    python benchmarks/train_bench.py [--customers 1000000] [--max-snapshots 6] [--max-train-rows 0]
 
 Nothing fails on a slow run: the script prints measurements.
 """
@@ -39,6 +41,8 @@ def main() -> None:
     add_data_args(parser)
     parser.add_argument("--max-snapshots", type=int, default=None,
                         help="snapshots.max_snapshots (default: the config's value, 24)")
+    parser.add_argument("--max-train-rows", type=int, default=None,
+                        help="snapshots.max_train_rows (default: the config's value); 0 trains on every row")
     # Accepted and ignored: estimate_lifespan_years is fast in the library now (score_bench.py still passes it).
     parser.add_argument("--fast-lifespan", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-out", type=Path, default=None,
@@ -50,7 +54,7 @@ def main() -> None:
     paths = ensure_data(args.customers, args.seed)
     model_out = args.model_out or model_path(args.customers, args.seed)
 
-    import pandas as pd
+    import psutil
 
     from churnguard import train
     from churnguard.config import load_config
@@ -69,33 +73,30 @@ def main() -> None:
         print(f"NOTE: snapshots.max_snapshots = {snapshots} (the default config has {default_snapshots}) to keep "
               "the run short", flush=True)
 
-    per_snapshot: dict[str, dict] = {}
-    original_make = train.make_training_set
-
-    def counting_make_training_set(*a, **kw):
-        data = original_make(*a, **kw)
-        for day, rows in data.groupby("as_of")["churned"]:
-            per_snapshot[str(pd.Timestamp(day).date())] = {"rows": len(rows), "churn_rate": float(rows.mean())}
-        per_snapshot["_bytes"] = {"rows": int(data.memory_usage(deep=True).sum())}
-        return data
-
-    train.make_training_set = counting_make_training_set  # run_training calls it through the module
-
     steps: list[tuple[float, str]] = []
+    rss: dict[str, tuple[float, float]] = {}
+
+    process = psutil.Process()
 
     def on_step(msg: str) -> None:
         steps.append((time.perf_counter(), msg))
-        print(f"  {time.perf_counter() - t_start:7.1f} s  {msg}", flush=True)
+        rss[msg] = (process.memory_info().rss / 2**20, peak_rss_mb())
+        print(f"  {time.perf_counter() - t_start:7.1f} s  {msg:<58} RSS {rss[msg][0]:8,.0f} MB, peak so far "
+              f"{rss[msg][1]:8,.0f} MB", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config.with_overrides(tracking={"tracking_uri": f"sqlite:///{Path(tmp) / 'mlflow.db'}"},
                                     snapshots={"max_snapshots": snapshots})
+        if args.max_train_rows is not None:
+            cfg = cfg.model_copy(update={"snapshots": cfg.snapshots.model_copy(
+                update={"max_train_rows": args.max_train_rows or None})})
+            print(f"NOTE: snapshots.max_train_rows = {cfg.snapshots.max_train_rows} (the default config has "
+                  f"{config.snapshots.max_train_rows:,})", flush=True)
         print(f"run_training: {snapshots} snapshots, cadence {cfg.snapshots.cadence_days} days, horizon "
               f"{cfg.labels.horizon_days} days", flush=True)
         t_start = time.perf_counter()
         result = train.run_training(tables, cfg, model_out=model_out, on_step=on_step)
         t_total = time.perf_counter() - t_start
-    train.make_training_set = original_make
 
     # Durations: each step runs from the previous callback (or the start) to its own "... done" / next message.
     marks = [(t_start, "start"), *steps, (t_start + t_total, "end")]
@@ -105,20 +106,28 @@ def main() -> None:
                    if not msg.startswith("snapshot ")]
     s = result.summary
     print(f"\ntrain_bench results ({args.customers:,} customers, max_snapshots {snapshots}: {len(snap_times)} used):")
-    print(f"  {'snapshot':<12} {'rows':>10} {'churn rate':>11} {'seconds':>9}  split")
+    print(f"  {'snapshot':<12} {'population':>10} {'rows used':>10} {'churn rate':>11} {'seconds':>9} "
+          f"{'RSS after, MB':>14}  split")
     split = {d: "train" for d in s["train_snapshots"]} | {s["valid_snapshot"]: "valid", s["test_snapshot"]: "test"}
+    per_snapshot = s["rows_by_snapshot"]
     for day, secs in snap_times:
         info = per_snapshot.get(day, {})
-        print(f"  {day:<12} {info.get('rows', 0):>10,} {info.get('churn_rate', float('nan')):>11.3f} {secs:>9.1f}"
+        print(f"  {day:<12} {info.get('population', 0):>10,} {info.get('rows', 0):>10,} "
+              f"{info.get('churn_rate', float('nan')):>11.3f} {secs:>9.1f} {rss[f'snapshot {day} done'][0]:>14,.0f}"
               f"  {split.get(day, '')}")
-    total_rows = sum(v["rows"] for k, v in per_snapshot.items() if not k.startswith("_"))
     t_snapshots = sum(t for _, t in snap_times)
-    print(f"  all snapshots: {total_rows:,} rows ({per_snapshot['_bytes']['rows'] / 2**20:,.0f} MB in memory) in "
-          f"{t_snapshots:.1f} s ({t_snapshots / max(len(snap_times), 1):.1f} s per snapshot)")
-    print(f"  train rows {s['train_rows']:,}, valid rows {s['valid_rows']:,}, test rows {s['test_rows']:,}; "
-          f"{s['n_features']} features, best iteration {s['best_iteration']}")
+    print(f"  all snapshots: {sum(v['population'] for v in per_snapshot.values()):,} labelled rows, "
+          f"{sum(v['rows'] for v in per_snapshot.values()):,} kept, in {t_snapshots:.1f} s "
+          f"({t_snapshots / max(len(snap_times), 1):.1f} s per snapshot)")
+    cap = s["max_train_rows"]
+    print(f"  train rows {s['train_rows']:,} of {s['train_rows_available']:,} (snapshots.max_train_rows = "
+          f"{'none' if cap is None else f'{cap:,}'}; " + (f"a {s['train_sample_fraction']:.1%} sample per snapshot, "
+          f"seed {s['train_sample_seed']}" if s["train_sampled"] else "not sampled") + "), valid rows "
+          f"{s['valid_rows']:,}, test rows {s['test_rows']:,}; {s['n_features']} features, best iteration "
+          f"{s['best_iteration']}")
+    print(f"  {'step':<58} {'seconds':>8}   {'RSS at start, MB':>16} {'peak so far, MB':>15}")
     for msg, secs in stage_times:
-        print(f"  {msg:<58} {secs:8.1f} s")
+        print(f"  {msg:<58} {secs:8.1f}   {rss[msg][0]:>16,.0f} {rss[msg][1]:>15,.0f}")
     print(f"  {'load_tables (before run_training)':<58} {t_load:8.1f} s")
     print(f"  {'run_training total':<58} {t_total:8.1f} s ({t_total / 60:.1f} min)")
     print(f"  {'peak RSS of the process':<58} {fmt_mb(peak_rss_mb())} (after loading: {fmt_mb(rss_load)})")
@@ -127,7 +136,8 @@ def main() -> None:
           + f"; PR AUC model {cards['model'].get('pr_auc', float('nan')):.4f}")
     print(f"  model file: {result.model_path}")
     sidecar = {"customers": args.customers, "seed": args.seed, "max_snapshots": snapshots,
-               "seconds": round(t_total, 1),
+               "max_train_rows": cfg.snapshots.max_train_rows, "train_rows": s["train_rows"],
+               "seconds": round(t_total, 1), "peak_rss_mb": round(peak_rss_mb()),
                "test_roc_auc": cards["model"]["roc_auc"]}
     Path(str(result.model_path) + ".json").write_text(json.dumps(sidecar, indent=2))
 

@@ -145,3 +145,34 @@ def test_key_file_is_created_with_private_mode(fitted, tmp_path, monkeypatch):
     key.unlink()
     with pytest.raises(ModelFileError, match="no model signing key"):
         ChurnModel.load(path)
+
+
+def test_fit_gives_the_model_lightgbm_trains_on_the_prepared_frame(fitted):
+    """The float64 matrix fit() hands LightGBM holds what LightGBM takes from prepare()'s DataFrame (numbers as
+    float64, categoricals as codes), so the trees are the same as training on the DataFrame itself."""
+    import lightgbm as lgb
+
+    model, _ = fitted
+    (xt, yt), (xv, yv) = _data(2000, 1), _data(800, 2)
+    xv.loc[:4, "tier"] = None  # missing categories become NaN codes in both paths
+    params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **model.params, "seed": model.seed}
+    train = lgb.Dataset(model.prepare(xt), label=yt, free_raw_data=False)
+    valid = lgb.Dataset(model.prepare(xv), label=yv, reference=train, free_raw_data=False)
+    booster = lgb.train(params, train, num_boost_round=model.num_boost_round, valid_sets=[train, valid],
+                        valid_names=["train", "valid"],
+                        callbacks=[lgb.early_stopping(model.early_stopping_rounds, verbose=False)])
+    assert booster.best_iteration == model.best_iteration_
+    assert booster.pandas_categorical == model.booster_.pandas_categorical == [["a", "b"]]
+    np.testing.assert_array_equal(model.predict_raw(xv), booster.predict(model.prepare(xv),
+                                                                         num_iteration=booster.best_iteration))
+    assert model.booster_.model_to_string() == booster.model_to_string()
+
+
+def test_matrix_codes_categories_like_lightgbm(fitted):
+    model, _ = fitted
+    x = pd.DataFrame({"recency_days": [1.0, None, 3.0], "n_orders": pd.array([2, None, 1], dtype="Int64"),
+                      "tier": ["b", "z", None]})  # plain strings; "z" was never seen in training
+    m = model._matrix(x)
+    assert m.dtype == np.float64
+    assert m.flags.f_contiguous
+    np.testing.assert_array_equal(m, [[1.0, 2.0, 1.0], [np.nan, np.nan, np.nan], [3.0, 1.0, np.nan]])

@@ -163,3 +163,34 @@ def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, mon
     assert result.tracking_uri == uri
     assert (tmp_path / "mlflow.db").is_file()
     assert (tmp_path / "mlartifacts").is_dir()
+
+
+def test_row_cap_samples_the_training_snapshots_only_and_says_so(env):
+    from mlflow.tracking import MlflowClient
+
+    full = env["result"].summary
+    assert not full["train_sampled"]
+    assert full["train_rows"] == full["train_rows_available"]
+    assert full["max_train_rows"] == 2_000_000  # the default, far above this data
+    cap = full["train_rows"] // 4
+    cfg = env["cfg"].with_overrides(snapshots={"max_train_rows": cap})
+    result = run_training(env["tables"], cfg, model_out=env["tmp"] / "capped.joblib")
+    s = result.summary
+    assert s["train_sampled"]
+    assert (s["train_rows"], s["train_rows_available"]) == (cap, full["train_rows"])
+    assert s["train_sample_fraction"] == pytest.approx(cap / full["train_rows"])
+    # Same time split; the validation and test snapshots are whole; every training snapshot has its share.
+    for key in ("train_snapshots", "valid_snapshot", "test_snapshot", "valid_rows", "test_rows", "test_churn_rate"):
+        assert s[key] == full[key]
+    for day in s["train_snapshots"]:
+        info = s["rows_by_snapshot"][day]
+        assert info["population"] == full["rows_by_snapshot"][day]["rows"]
+        assert abs(info["rows"] - info["population"] * cap / full["train_rows"]) < 1
+    params = MlflowClient(env["uri"]).get_run(result.run_id).data.params
+    assert params["max_train_rows"] == str(cap)
+    assert params["train_rows"] == str(cap)
+    assert params["train_rows_available"] == str(full["train_rows"])
+    assert params["train_sampled"] == "True"
+    card = ChurnModel.load(result.model_path).metadata
+    assert card["summary"]["train_rows"] == cap
+    assert set(card["feature_dtypes"]) == set(result.model.feature_names_)

@@ -331,6 +331,10 @@ def _print_training_summary(result) -> None:
     if s.get("engine") == "dask":
         trees = (f"{s['best_iteration']} trees, chosen by early stopping on a sample of "
                  f"{s['rounds_chosen_on_rows']:,} training rows; trained with lightgbm.dask")
+    sampled = ""
+    if s.get("train_sampled"):
+        sampled = (f" (a {s['train_sample_fraction']:.1%} sample of each snapshot's customers, of "
+                   f"{s['train_rows_available']:,}: snapshots.max_train_rows = {s['max_train_rows']:,})")
     facts = Table(title="Training run", show_header=False)
     facts.add_column(style="bold")
     facts.add_column()
@@ -338,7 +342,7 @@ def _print_training_summary(result) -> None:
         ("data", (f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, "
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
         ("train snapshots", (f"{len(s['train_snapshots'])} ({s['train_snapshots'][0]} .. {s['train_snapshots'][-1]}), "
-                             f"{s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.1%}")),
+                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
         ("validation", (f"{s['valid_snapshot']}, {s['valid_rows']:,} rows ({trees}, calibration: Brier "
                         f"{s['valid_brier_uncalibrated']:.4f} -> {s['valid_brier_calibrated']:.4f})")),
         ("test", f"{s['test_snapshot']}, {s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.1%}"),

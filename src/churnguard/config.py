@@ -94,6 +94,13 @@ class SnapshotConfig(_Frozen):
     cadence_days: int = Field(default=30, gt=0)
     max_snapshots: int = Field(default=24, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
+    max_train_rows: int | None = Field(
+        default=2_000_000,
+        gt=0,
+        description="when the training snapshots hold more labelled rows, train on a seeded sample of customers "
+        "from each snapshot in proportion to its size (the validation and test snapshots are never sampled); "
+        "None trains on every row",
+    )
 
 
 class ModelConfig(_Frozen):

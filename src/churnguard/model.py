@@ -117,19 +117,34 @@ class ChurnModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
-        """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot)."""
+        """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot).
+
+        Each set goes to LightGBM as one float64 matrix (:meth:`_matrix`, the same values LightGBM would take
+        from :meth:`prepare`'s DataFrame, so the same model), dropped as soon as LightGBM has binned it: while
+        the trees grow a set costs about one byte per value. (float32 would halve the matrix but moves bin
+        boundaries: on the 5,000-customer demo it changed the early-stopping round from 80 to 90.)
+        """
         import lightgbm as lgb
 
         self.feature_names_ = feature_columns(x_train)
         self.categories_ = {
             c: list(x_train[c].cat.categories) for c in self.feature_names_ if isinstance(x_train[c].dtype, pd.CategoricalDtype)
         }
-        xt, xv = self.prepare(x_train), self.prepare(x_valid)
         params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **self.params, "seed": self.seed}
         if self.monotone_constraints:
             params["monotone_constraints"] = [self.monotone_constraints.get(c, 0) for c in self.feature_names_]
-        train = lgb.Dataset(xt, label=np.asarray(y_train), free_raw_data=False)
-        valid = lgb.Dataset(xv, label=np.asarray(y_valid), reference=train, free_raw_data=False)
+        categorical = [i for i, c in enumerate(self.feature_names_) if c in self.categories_]
+
+        def dataset(frame: pd.DataFrame, y, reference=None):
+            ds = lgb.Dataset(self._matrix(frame), label=np.asarray(y, dtype="float32"), reference=reference,
+                             feature_name=self.feature_names_, categorical_feature=categorical, params=params,
+                             free_raw_data=True)
+            return ds.construct()
+
+        train = dataset(x_train, y_train)
+        # As when LightGBM is given the DataFrame: the booster keeps the categories it maps to codes at predict.
+        train.pandas_categorical = [self.categories_[self.feature_names_[i]] for i in categorical]
+        valid = dataset(x_valid, y_valid, reference=train)
         self.evals_result_: dict[str, dict[str, list[float]]] = {}
         self.booster_ = lgb.train(
             params,
@@ -145,6 +160,26 @@ class ChurnModel:
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.calibrator_ = _Calibrator.fit(self.calibration, self.predict_raw(x_valid), np.asarray(y_valid))
         return self
+
+    def _matrix(self, features: pd.DataFrame) -> np.ndarray:
+        """The model inputs as one float64 array (rows x features, column-major) for LightGBM to bin: numbers
+        as :meth:`prepare` makes them, categoricals as their position in the training categories (NaN when
+        missing or unseen), which is what LightGBM makes of :meth:`prepare`'s categoricals."""
+        out = np.empty((len(features), len(self.feature_names_)), dtype=np.float64, order="F")
+        for j, c in enumerate(self.feature_names_):
+            if c not in features.columns:
+                out[:, j] = np.nan
+            elif c in self.categories_:
+                values = features[c]
+                if not (isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == self.categories_[c]):
+                    values = values.astype("object")
+                    values = pd.Series(pd.Categorical(values.where(values.isin(self.categories_[c]), None),
+                                                      categories=self.categories_[c]))
+                codes = values.cat.codes.to_numpy()
+                out[:, j] = np.where(codes >= 0, codes, np.nan)
+            else:
+                out[:, j] = pd.to_numeric(features[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        return out
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):

@@ -4,6 +4,12 @@ This is the only module that talks to MLflow. By default runs go to a SQLite sto
 working directory with artifacts in ``./mlartifacts`` beside it (no server to start); ``$MLFLOW_TRACKING_URI``
 or ``tracking.tracking_uri`` / ``--tracking-uri`` point elsewhere.
 
+Training rows: when the training snapshots hold more labelled rows than ``snapshots.max_train_rows``, each
+training snapshot keeps a seeded random sample of its customers, in proportion to its size
+(:func:`churnguard.training_set.sample_sizes`), drawn as the snapshot is built so the full set is never in
+memory. The validation and test snapshots are never sampled. The run's summary, MLflow params and model card
+say how many rows were used of how many.
+
 Time split (the model is judged as it would have been used): the newest complete snapshot is the test set;
 the validation snapshot is the newest one whose label window ends on or before the test day; training uses
 the snapshots whose label windows end on or before the validation day. No label the model learns from was
@@ -41,13 +47,22 @@ from churnguard.features import build_features, to_day
 from churnguard.labels import make_labels
 from churnguard.model import ChurnModel, _Calibrator
 from churnguard.monitoring import reference_profile
-from churnguard.training_set import make_training_set, snapshot_dates
+from churnguard.training_set import _Snapshots, sample_sizes, snapshot_dates
 
 if TYPE_CHECKING:
     from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
 
-__all__ = ["TrainResult", "add_bgnbd_features", "fit_bgnbd", "resolve_tracking_uri", "run_evaluation", "run_training", "split_by_time"]
+__all__ = [
+    "TrainResult",
+    "add_bgnbd_features",
+    "fit_bgnbd",
+    "model_metadata",
+    "resolve_tracking_uri",
+    "run_evaluation",
+    "run_training",
+    "split_by_time",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -204,19 +219,39 @@ def run_training(
         bg_params[str(as_of_day.date())] = params.to_dict()
         return add_bgnbd_features(feats, params, horizon)
 
-    data = make_training_set(
-        tables, features=config.features, labels=config.labels, snapshots=config.snapshots, last_date=last,
-        dates=used, enrich=with_bgnbd, on_snapshot=lambda d: step(f"snapshot {d.date()} done"),
-    )
-    train = data[data["as_of"].isin(train_days)]
-    valid = data[data["as_of"] == valid_day]
-    test = data[data["as_of"] == test_day]
+    snaps = _Snapshots(tables, config.features, config.labels, last, enrich=with_bgnbd)
+    population = {d: snaps.population(d) for d in train_days}
+    keep = sample_sizes(population, config.snapshots.max_train_rows)
+    sampled = keep != population
+    if sampled:
+        logger.info("the training snapshots hold %d labelled rows, more than snapshots.max_train_rows = %d: "
+                    "training on a seeded sample of each snapshot's customers", sum(population.values()),
+                    config.snapshots.max_train_rows)
+    # Training rows are sampled (when over the cap) as each snapshot is built, so the whole set is never held;
+    # the validation and test snapshots are kept whole.
+    train_parts, held = [], {}
+    for day in used:
+        rows = snaps.rows(day, keep.get(day), seed=config.model.seed)
+        step(f"snapshot {day.date()} done")
+        if day in keep:
+            train_parts.append(rows)
+        else:
+            held[day] = rows
+    rows_by_snapshot = {str(d.date()): {"population": population.get(d, len(r)), "rows": len(r),
+                                        "churn_rate": float(r["churned"].mean())}
+                        for d, r in zip(used, [*train_parts, held[valid_day], held[test_day]], strict=True)}
+    train = pd.concat(train_parts, ignore_index=True)
+    del train_parts
+    valid, test = held[valid_day], held[test_day]
 
     step("training LightGBM")
     mc = config.model
     model = ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed,
                        dict(mc.monotone_constraints))
     model.fit(train, train["churned"], valid, valid["churned"])
+    train_facts = {"rows": len(train), "churn_rate": float(train["churned"].mean()),
+                   "dtypes": {c: train[c].dtype for c in model.feature_names_}}
+    del train
 
     step("scoring the test snapshot")
     y_valid, y_test = valid["churned"].to_numpy(), test["churned"].to_numpy()
@@ -230,9 +265,11 @@ def run_training(
     beats, verdict = compare_to_baselines(scorecards)
     brier_raw = float(np.mean((model.predict_raw(valid) - y_valid) ** 2))
     brier_cal = float(np.mean((model.predict_proba(valid) - y_valid) ** 2))
+    del valid
 
     step("fitting the scoring-time BG/NBD and value thresholds")
-    today = build_features(tables, last, config.features)
+    today = snaps.features_at(last)  # build_features(tables, last, ...) on the encoding already made
+    del snaps
     final_bg = fit_bgnbd(today)
     summary = {
         "data_first_day": str(tables.transactions["timestamp"].min().date()),
@@ -245,40 +282,26 @@ def run_training(
         "train_snapshots": [str(d.date()) for d in train_days],
         "valid_snapshot": str(valid_day.date()),
         "test_snapshot": str(test_day.date()),
-        "train_rows": len(train),
-        "valid_rows": len(valid),
+        "train_rows": train_facts["rows"],
+        "valid_rows": len(y_valid),
         "test_rows": len(test),
-        "train_churn_rate": float(train["churned"].mean()),
+        "train_churn_rate": train_facts["churn_rate"],
         "test_churn_rate": float(test["churned"].mean()),
         "best_iteration": model.best_iteration_,
         "n_features": len(model.feature_names_),
         "valid_brier_uncalibrated": brier_raw,
         "valid_brier_calibrated": brier_cal,
         "lifespan_years": today.attrs.get("lifespan_years"),
+        **_sampling_summary(population, keep, config.snapshots.max_train_rows, mc.seed),
+        "rows_by_snapshot": rows_by_snapshot,
     }
-    model.metadata = {
-        "package_version": __version__,
-        "config": config.model_dump(mode="json"),
-        "columns": config.data.columns.model_dump(),
-        "horizon_days": horizon,
-        "risk_bands": dict(mc.risk_bands),
-        "training_window": {"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
-        "summary": summary,
-        "scorecards": scorecards,
-        "verdict": verdict,
-        "bgnbd_params": final_bg.to_dict(),
-        "bgnbd_params_by_snapshot": bg_params,
-        "vip_cltv_threshold": float(today["cltv"].quantile(config.features.vip_quantile)),
-        "baseline_calibrators": {k: v.__dict__ for k, v in baseline_calibrators.items()},
-        "data_fingerprint": data_fingerprint(tables),
-        "git_commit": _git_commit(),
-        "feature_dtypes": {c: str(train[c].dtype) for c in model.feature_names_},
-        # Reference distributions for drift checks: the newest labelled population and its scores.
-        "drift_profiles": {
-            **{c: reference_profile(test[c]) for c in model.feature_names_ if c not in CALENDAR_FEATURES},
-            "churn_probability": reference_profile(pd.Series(probs["model"])),
-        },
-    }
+    model.metadata = model_metadata(
+        config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=final_bg,
+        bgnbd_params_by_snapshot=bg_params, vip_cltv_threshold=float(today["cltv"].quantile(config.features.vip_quantile)),
+        baseline_calibrators=baseline_calibrators, data_fingerprint=data_fingerprint(tables),
+        feature_dtypes=train_facts["dtypes"], drift_reference=test, probabilities=probs["model"],
+        feature_names=model.feature_names_,
+    )
     step("saving the model file")
     model_path = model.save(model_out)
     result = TrainResult(model, Path(model_path), scorecards, verdict, beats, summary)
@@ -287,8 +310,71 @@ def run_training(
     return result
 
 
+def _sampling_summary(population: dict[pd.Timestamp, int], keep: dict[pd.Timestamp, int], max_rows: int | None,
+                      seed: int) -> dict[str, Any]:
+    """How the training rows were chosen, for the summary, the MLflow params and the model card."""
+    available, used = sum(population.values()), sum(keep.values())
+    return {
+        "max_train_rows": max_rows,
+        "train_rows_available": available,
+        "train_sampled": used < available,
+        "train_sample_fraction": used / available if available else 1.0,
+        "train_sample_seed": seed,
+    }
+
+
+def model_metadata(
+    config: Config,
+    *,
+    summary: dict[str, Any],
+    scorecards: dict[str, dict[str, float]],
+    verdict: str,
+    bgnbd_params: btyd.BGNBDParams,
+    bgnbd_params_by_snapshot: dict[str, dict[str, float]],
+    vip_cltv_threshold: float,
+    baseline_calibrators: dict[str, _Calibrator],
+    data_fingerprint: str,
+    feature_dtypes: dict[str, Any],
+    drift_reference: pd.DataFrame,
+    probabilities: np.ndarray,
+    feature_names: list[str],
+) -> dict[str, Any]:
+    """What a trained model keeps in its file, the same for every engine: the config, the training window and
+    summary, the scorecards, the scoring-time BG/NBD parameters and VIP threshold, the baselines' calibrators,
+    the input dtypes and the drift reference (the newest labelled population, ``drift_reference``, and its
+    probabilities)."""
+    return {
+        "package_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "columns": config.data.columns.model_dump(),
+        "horizon_days": config.labels.horizon_days,
+        "risk_bands": dict(config.model.risk_bands),
+        "training_window": {"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
+        "summary": summary,
+        "scorecards": scorecards,
+        "verdict": verdict,
+        "bgnbd_params": bgnbd_params.to_dict(),
+        "bgnbd_params_by_snapshot": bgnbd_params_by_snapshot,
+        "vip_cltv_threshold": vip_cltv_threshold,
+        "baseline_calibrators": {k: v.__dict__ for k, v in baseline_calibrators.items()},
+        "data_fingerprint": data_fingerprint,
+        "git_commit": _git_commit(),
+        "feature_dtypes": {c: str(feature_dtypes[c]) for c in feature_names},
+        # Reference distributions for drift checks: the newest labelled population and its scores.
+        "drift_profiles": {
+            **{c: reference_profile(drift_reference[c]) for c in feature_names if c not in CALENDAR_FEATURES},
+            "churn_probability": reference_profile(pd.Series(probabilities)),
+        },
+    }
+
+
 def _model_card(result: TrainResult) -> str:
     s = result.summary
+    sampling = []
+    if s.get("train_sampled"):
+        sampling.append(f"- training rows sampled: {s['train_rows']:,} of {s['train_rows_available']:,} "
+                        f"({s['train_sample_fraction']:.1%} of each training snapshot's customers, seed "
+                        f"{s['train_sample_seed']}; snapshots.max_train_rows = {s['max_train_rows']:,})")
     return "\n".join(
         [
             "# churnguard model card",
@@ -297,6 +383,7 @@ def _model_card(result: TrainResult) -> str:
             f"- data: {s['data_first_day']} to {s['as_of']}, {s['transactions']:,} transactions, {s['customers']:,} customers",
             f"- label: no purchase in the {s['horizon_days']} days after each snapshot",
             f"- train snapshots: {', '.join(s['train_snapshots'])} ({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})",
+            *sampling,
             f"- validation snapshot: {s['valid_snapshot']} ({s['valid_rows']:,} rows; early stopping and calibration)",
             f"- test snapshot: {s['test_snapshot']} ({s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.3f})",
             f"- validation Brier: {s['valid_brier_uncalibrated']:.4f} uncalibrated, {s['valid_brier_calibrated']:.4f} calibrated",
@@ -324,7 +411,7 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
     s = result.summary
     with mlflow.start_run(experiment_id=exp_id) as run, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list)}
+        flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
         flat["train_snapshots"] = ",".join(s["train_snapshots"])
         mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
                            "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,

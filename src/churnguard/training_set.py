@@ -2,14 +2,20 @@
 
 Snapshots are spaced ``cadence_days`` apart, newest first, ending at the last day whose label window is
 complete (``last_date - horizon_days``). Every row carries its ``as_of`` so that later steps split by time.
+
+When the snapshots hold more rows than a training run should keep in memory (``snapshots.max_train_rows``),
+:func:`sample_sizes` shares the row budget between snapshots in proportion to their populations, and each
+snapshot keeps a seeded random sample of its customers (:func:`make_training_set`'s ``max_rows``). The
+populations are counted from the labels alone, before any feature is built, so no snapshot is ever held whole.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from churnguard.features import _build, _encode, _known, to_day
@@ -19,7 +25,7 @@ if TYPE_CHECKING:
     from churnguard.config import FeatureConfig, LabelConfig, SnapshotConfig
     from churnguard.dataset import Tables
 
-__all__ = ["make_training_set", "snapshot_dates"]
+__all__ = ["make_training_set", "sample_sizes", "snapshot_dates"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,84 @@ def snapshot_dates(
     return dates
 
 
+def sample_sizes(counts: Mapping[pd.Timestamp, int], max_rows: int | None) -> dict[pd.Timestamp, int]:
+    """Rows to keep from each snapshot so that they total at most ``max_rows``, each in proportion to its size.
+
+    Every count is kept when they add up to ``max_rows`` or less (or ``max_rows`` is None). Otherwise each
+    snapshot gets its share ``n * max_rows / total`` rounded down, and the rows left over go one each to the
+    snapshots with the largest remainders (the older snapshot first on a tie), so the sizes add up to exactly
+    ``max_rows``. E.g. counts 300, 100, 100 with ``max_rows`` 250 give 150, 50, 50.
+    """
+    total = sum(counts.values())
+    if max_rows is None or total <= max_rows:
+        return dict(counts)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    share = {day: n * max_rows / total for day, n in counts.items()}
+    keep = {day: int(x) for day, x in share.items()}
+    left = max_rows - sum(keep.values())
+    for day in sorted(share, key=lambda d: (keep[d] - share[d], d))[:left]:
+        keep[day] += 1
+    return keep
+
+
+def _sample_positions(n: int, k: int, seed: int, as_of: pd.Timestamp) -> np.ndarray:
+    """``k`` of the positions ``0..n-1``, sorted, drawn by a generator seeded with ``seed`` and the day, so a
+    snapshot's sample does not depend on which other snapshots are built."""
+    rng = np.random.default_rng([seed, as_of.toordinal()])
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+class _Snapshots:
+    """Labelled snapshot rows from one integer encoding of the tables, reused for every snapshot."""
+
+    def __init__(self, tables: Tables, features: FeatureConfig, labels: LabelConfig, last: pd.Timestamp,
+                 enrich: Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame] | None = None) -> None:
+        self.encoded = _encode(tables)
+        self.features, self.labels, self.last, self.enrich = features, labels, last, enrich
+
+    def _check(self, as_of: pd.Timestamp) -> None:
+        if as_of + pd.Timedelta(days=self.labels.horizon_days) > self.last:
+            raise ValueError(f"snapshot {as_of.date()}: its label window ends after the last usable day "
+                             f"{self.last.date()}")
+
+    def features_at(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """``build_features(tables, as_of, features)`` of every known customer, without labels."""
+        return _build(self.encoded, as_of, self.features)
+
+    def population(self, as_of: pd.Timestamp) -> int:
+        """How many labelled rows :meth:`rows` gives for ``as_of`` (from the labels only: cheap)."""
+        self._check(as_of)
+        active, _ = _active_and_churned(self.encoded, as_of, self.labels.horizon_days, self.labels.lookback_days)
+        return int(np.count_nonzero(active[_known(self.encoded, as_of)]))
+
+    def rows(self, as_of: pd.Timestamp, keep: int | None = None, seed: int = 0) -> pd.DataFrame:
+        """Features and ``churned`` of the labelled population at ``as_of``; a seeded sample of ``keep``
+        of them when ``keep`` is smaller than the population."""
+        self._check(as_of)
+        x = _build(self.encoded, as_of, self.features)
+        if self.enrich is not None:
+            x = self.enrich(x, as_of)  # on every known customer, before the population is selected
+        # make_labels' population and outcome, matched to the feature rows by position: every labelled
+        # customer bought by as_of, so is known then and has a feature row.
+        active, churned = _active_and_churned(self.encoded, as_of, self.labels.horizon_days,
+                                              self.labels.lookback_days)
+        known = _known(self.encoded, as_of)
+        labelled = active[known]
+        outcome = churned[known][labelled].astype("int8")
+        if keep is not None and keep < len(outcome):
+            at = _sample_positions(len(outcome), keep, seed, as_of)
+            rows = x.iloc[np.flatnonzero(labelled)[at]].reset_index(drop=True)
+            logger.info("snapshot %s: %d of %d customers (sampled), churn rate %.3f", as_of.date(), keep,
+                        len(outcome), outcome[at].mean())
+            outcome = outcome[at]
+        else:
+            rows = x[labelled].reset_index(drop=True)
+            logger.info("snapshot %s: %d customers, churn rate %.3f", as_of.date(), len(rows), outcome.mean())
+        rows["churned"] = outcome
+        return rows
+
+
 def make_training_set(
     tables: Tables,
     *,
@@ -61,6 +145,8 @@ def make_training_set(
     dates: Iterable[pd.Timestamp] | None = None,
     enrich: Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame] | None = None,
     on_snapshot: Callable[[pd.Timestamp], None] | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Features and ``churned`` labels for the active population at each snapshot, oldest first.
 
@@ -73,28 +159,20 @@ def make_training_set(
         enrich: called with each snapshot's features of every known customer (before the labelled population
             is selected) and its day; returns the features with more columns (e.g. BG/NBD ones).
         on_snapshot: called after each snapshot, e.g. to advance a progress bar.
+        max_rows: keep at most this many rows in all: each snapshot a seeded sample of its customers, sized
+            by :func:`sample_sizes` (default: every row; ``snapshots.max_train_rows`` is applied by the
+            training run to its training snapshots only).
+        seed: the sample's seed; the same seed, data and dates give the same rows.
     """
     last = to_day(last_date) if last_date is not None else tables.last_date()
     if dates is None:
         dates = snapshot_dates(tables.transactions["timestamp"].min(), last, labels, snapshots)
-    encoded = _encode(tables)  # customer ids as integers once, for every snapshot
+    dates = [to_day(d) for d in dates]
+    built = _Snapshots(tables, features, labels, last, enrich)  # customer ids as integers once, for every snapshot
+    keep = sample_sizes({d: built.population(d) for d in dates}, max_rows) if max_rows is not None else {}
     frames = []
     for as_of in dates:
-        as_of = to_day(as_of)
-        if as_of + pd.Timedelta(days=labels.horizon_days) > last:
-            raise ValueError(f"snapshot {as_of.date()}: its label window ends after the last usable day {last.date()}")
-        x = _build(encoded, as_of, features)
-        if enrich is not None:
-            x = enrich(x, as_of)
-        # make_labels' population and outcome, matched to the feature rows by position: every labelled
-        # customer bought by as_of, so is known then and has a feature row.
-        active, churned = _active_and_churned(encoded, as_of, labels.horizon_days, labels.lookback_days)
-        known = _known(encoded, as_of)
-        labelled = active[known]
-        rows = x[labelled].reset_index(drop=True)
-        rows["churned"] = churned[known][labelled].astype("int8")
-        logger.info("snapshot %s: %d customers, churn rate %.3f", as_of.date(), len(rows), rows["churned"].mean())
-        frames.append(rows)
+        frames.append(built.rows(as_of, keep.get(as_of), seed))
         if on_snapshot is not None:
             on_snapshot(as_of)
     return pd.concat(frames, ignore_index=True)

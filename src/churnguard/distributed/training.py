@@ -120,7 +120,8 @@ def train_dask(
     on a sample of ``sample_rows`` training rows (all of them when there are fewer), and the distributed model
     then trains for that many rounds. The validation and test snapshots are gathered locally to calibrate and
     to score the model. The saved model is an ordinary :class:`~churnguard.model.ChurnModel` whose booster is
-    the distributed one, so it loads and scores like any other.
+    the distributed one, so it loads and scores like any other. ``snapshots.max_train_rows`` does not apply:
+    the cluster trains on every row (the summary says ``max_train_rows: None``).
 
     Args:
         dtables: tables from :func:`read_tables_dask`.
@@ -134,16 +135,14 @@ def train_dask(
             the round-choosing sample model).
         on_step: progress callback, called with a short description before each step.
     """
-    from churnguard import __version__
     from churnguard.evaluation import compare_to_baselines, scorecard
     from churnguard.model import ChurnModel, _Calibrator
-    from churnguard.monitoring import reference_profile
     from churnguard.train import (
-        CALENDAR_FEATURES,
         TrainResult,
         _baseline_scores,
-        _git_commit,
         _log_training_run,
+        _sampling_summary,
+        model_metadata,
         split_by_time,
     )
     from churnguard.training_set import snapshot_dates
@@ -242,31 +241,18 @@ def train_dask(
         "valid_brier_uncalibrated": float(np.mean((model.predict_raw(valid) - y_valid) ** 2)),
         "valid_brier_calibrated": float(np.mean((model.predict_proba(valid) - y_valid) ** 2)),
         "lifespan_years": today.lifespan,
+        # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
+        **_sampling_summary({last: n_train}, {last: n_train}, None, mc.seed),
         "engine": "dask",
         "rounds_chosen_on_rows": len(sample),
     }
-    model.metadata = {
-        "package_version": __version__,
-        "config": config.model_dump(mode="json"),
-        "columns": config.data.columns.model_dump(),
-        "horizon_days": horizon,
-        "risk_bands": dict(mc.risk_bands),
-        "training_window": {"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
-        "summary": summary,
-        "scorecards": scorecards,
-        "verdict": verdict,
-        "bgnbd_params": bg[last].to_dict(),
-        "bgnbd_params_by_snapshot": {str(d.date()): bg[d].to_dict() for d in used},
-        "vip_cltv_threshold": float(today.vip_threshold),
-        "baseline_calibrators": {k: v.__dict__ for k, v in baseline_calibrators.items()},
-        "data_fingerprint": _fingerprint(client, dtables),
-        "git_commit": _git_commit(),
-        "feature_dtypes": {c: str(dtypes[c]) for c in model.feature_names_},
-        "drift_profiles": {
-            **{c: reference_profile(test[c]) for c in model.feature_names_ if c not in CALENDAR_FEATURES},
-            "churn_probability": reference_profile(pd.Series(probs["model"])),
-        },
-    }
+    model.metadata = model_metadata(
+        config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=bg[last],
+        bgnbd_params_by_snapshot={str(d.date()): bg[d].to_dict() for d in used},
+        vip_cltv_threshold=float(today.vip_threshold), baseline_calibrators=baseline_calibrators,
+        data_fingerprint=_fingerprint(client, dtables), feature_dtypes=dtypes, drift_reference=test,
+        probabilities=probs["model"], feature_names=model.feature_names_,
+    )
     step("saving the model file")
     model_path = model.save(model_out)
     result = TrainResult(model, Path(model_path), scorecards, verdict, beats, summary)
