@@ -110,7 +110,8 @@ class ModelConfig(_Frozen):
         default_factory=lambda: {
             "objective": "binary",
             "learning_rate": 0.05,
-            "num_leaves": 31,
+            "num_leaves": 16,
+            "max_depth": 5,
             "min_child_samples": 50,
             "feature_fraction": 0.9,
             "bagging_fraction": 0.9,
