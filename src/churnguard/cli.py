@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +154,8 @@ def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress de
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:  # MLflow sets up its own loggers, at INFO unless told otherwise, when first imported
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 @app.command("demo-data")
