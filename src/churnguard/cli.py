@@ -156,6 +156,7 @@ def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress de
     )
     if not verbose:  # MLflow sets up its own loggers, at INFO unless told otherwise, when first imported
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @app.command("demo-data")
