@@ -6,9 +6,10 @@ its peak RSS from the kernel's resource usage of that child (``os.wait4``). The 
 from raw history: reading and validating the files, point-in-time features, calibrated probabilities,
 three reasons per customer (TreeSHAP), playbook actions and the budget selection, written to Parquet.
 
-The model is the one ``train_bench.py`` wrote for the same data (``benchmarks/.cache/models/``); when absent,
-one is trained first on a 100k-customer world with ``train_bench.py --customers 100000 --max-snapshots 12
---fast-lifespan`` (about a minute), or give ``--model``. This parent process imports nothing heavy, so the
+The model is always the one ``train_bench.py --customers 100000 --max-snapshots 12`` writes with the built-in
+config (``benchmarks/.cache/models/train-100000-seed<seed>.joblib``; trained first when absent, under a
+minute), whatever ``--customers`` is scored, so figures at different sizes share one model; or give
+``--model``. Delete that file after changing the model defaults. This parent process imports nothing heavy, so the
 child starts small and the peak RSS it reports is its own.
 
 Run from the repository root::
@@ -41,17 +42,13 @@ _HERE = Path(__file__).resolve().parent
 def _model(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return args.model
-    own = CACHE / "models" / f"train-{args.customers}-seed{args.seed}.joblib"
-    if own.is_file():
-        return own
-    fallback = CACHE / "models" / f"train-100000-seed{args.seed}.joblib"
-    if not fallback.is_file():
-        print(f"no model for this data in {own.parent}: training one on 100,000 customers (train_bench.py)",
-              flush=True)
+    path = CACHE / "models" / f"train-100000-seed{args.seed}.joblib"
+    if not path.is_file():
+        print(f"no model in {path.parent}: training one on 100,000 customers (train_bench.py)", flush=True)
         subprocess.run([sys.executable, str(_HERE / "train_bench.py"), "--customers", "100000", "--seed",
-                        str(args.seed), "--max-snapshots", "12", "--fast-lifespan", "--model-out", str(fallback)],
+                        str(args.seed), "--max-snapshots", "12", "--model-out", str(path)],
                        check=True, stdout=subprocess.DEVNULL)
-    return fallback
+    return path
 
 
 def run_score(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float, int]:

@@ -43,8 +43,6 @@ def main() -> None:
                         help="snapshots.max_snapshots (default: the config's value, 24)")
     parser.add_argument("--max-train-rows", type=int, default=None,
                         help="snapshots.max_train_rows (default: the config's value); 0 trains on every row")
-    # Accepted and ignored: estimate_lifespan_years is fast in the library now (score_bench.py still passes it).
-    parser.add_argument("--fast-lifespan", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-out", type=Path, default=None,
                         help="model file (default: benchmarks/.cache/models/train-<customers>-seed<seed>.joblib)")
     args = parser.parse_args()

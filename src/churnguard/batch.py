@@ -64,17 +64,53 @@ def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
 
 
 def _split(path: Path, table: str, id_column: str, partitions: int, workdir: Path) -> None:
-    for n, chunk in enumerate(_chunks(path, id_column)):
-        buckets = _bucket(chunk[id_column], partitions)
-        for b in np.unique(buckets):
-            chunk[buckets == b].to_parquet(workdir / f"{table}-{b}-{n}.parquet", index=False)
+    """Write each chunk's rows of bucket ``b`` to ``{table}-{b}-{chunk}.arrow``. Parquet chunks stay Arrow
+    record batches (only the id column is converted, to compute the buckets); the buckets are uncompressed
+    Arrow IPC files, which cost little more than a copy to write and read back."""
+    import pyarrow as pa
+
+    if path.suffix.lower() == ".csv":
+        chunks = (pa.Table.from_pandas(c, preserve_index=False) for c in _chunks(path, id_column))
+    else:
+        chunks = _arrow_chunks(path, id_column)
+    for n, chunk in enumerate(chunks):
+        buckets = _bucket(chunk.column(id_column).to_pandas(), partitions)
+        order = np.argsort(buckets, kind="stable")
+        bounds = np.searchsorted(buckets[order], np.arange(partitions + 1))
+        for b in range(partitions):
+            if bounds[b + 1] > bounds[b]:
+                part = chunk.take(order[bounds[b] : bounds[b + 1]])
+                with pa.OSFile(str(workdir / f"{table}-{b}-{n}.arrow"), "wb") as sink, \
+                        pa.ipc.new_file(sink, part.schema) as writer:
+                    writer.write_table(part)
+
+
+def _arrow_chunks(path: Path, id_column: str) -> Iterator:
+    """A Parquet file's rows as Arrow tables of ``_CHUNK_ROWS``, each with its 1-based row numbers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = 1
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS):
+        if id_column not in batch.schema.names:
+            raise DataError(f"{path}: column {id_column!r} not found; the file has columns: "
+                            f"{', '.join(batch.schema.names[:20])}")
+        rows = pa.array(np.arange(start, start + len(batch)))
+        start += len(batch)
+        yield pa.Table.from_batches([batch]).append_column(ROW_COLUMN, rows)
 
 
 def _read_bucket(workdir: Path, table: str, b: int) -> pd.DataFrame | None:
-    parts = sorted(workdir.glob(f"{table}-{b}-*.parquet"))
+    parts = sorted(workdir.glob(f"{table}-{b}-*.arrow"))
     if not parts:
         return None
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    import pyarrow as pa
+
+    tables = []
+    for p in parts:
+        with pa.OSFile(str(p), "rb") as source:
+            tables.append(pa.ipc.open_file(source).read_all())
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def score_files(
