@@ -24,6 +24,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.routing import Route
 
 from churnguard.config import load_playbook
 from churnguard.fastpath import FastScorer
@@ -130,19 +131,28 @@ def _utc_naive(value: datetime) -> datetime:
 
 
 def _document_predict_body(app: FastAPI) -> None:
-    """Declare ``PredictRequest`` as the body of ``POST /predict`` in the OpenAPI schema: the route validates
-    its body itself (see ``predict``), so FastAPI cannot see the model there."""
+    """Declare ``POST /predict`` in the OpenAPI schema, with ``PredictRequest`` as its body and
+    ``PredictResponse`` as its answer: the route is a plain Starlette one that validates its body itself (see
+    ``predict``), so FastAPI does not see it."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()  # caches itself in app.openapi_schema
-            body = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            schema["components"]["schemas"].update({**body.pop("$defs", {}), "PredictRequest": body})
-            schema["paths"]["/predict"]["post"]["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
-            }
+            components = schema["components"]["schemas"]
+            for model, mode in ((PredictRequest, "validation"), (PredictResponse, "serialization")):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+                components.update({**body.pop("$defs", {}), model.__name__: body})
+
+            def ref(name: str) -> dict[str, Any]:
+                return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+            schema["paths"]["/predict"] = {"post": {
+                "summary": "Predict", "operationId": "predict_predict_post",
+                "requestBody": {"required": True, "content": ref("PredictRequest")},
+                "responses": {"200": {"description": "Successful Response", "content": ref("PredictResponse")},
+                              "422": {"description": "Validation Error", "content": ref("HTTPValidationError")}},
+            }}
         return app.openapi_schema
 
     app.openapi = openapi
@@ -209,7 +219,10 @@ class _Reconnect:
     a client's keep-alive connections, opened together, often all land on one worker while the others idle
     (15 or 16 of 16 on one of two workers in 4 of 10 tries here, at half the throughput). A client asked to
     reconnect is taken by whichever worker polls first, usually a less busy one, so the load evens out within
-    seconds; the price is one TCP handshake per ``every`` requests.
+    seconds; the price is one TCP handshake per ``every`` requests, and the reconnecting request is slow.
+    ``app_from_env`` uses 1000: with 100, those slow requests were the 1% that set p99 (11-12 ms against
+    10.5-11 ms at 16 clients, benchmarks/README.md). Separate SO_REUSEPORT sockets per worker spread
+    connections by a hash of their addresses, not by load, and measured worse (p99 11-17 ms).
     """
 
     def __init__(self, app, every: int) -> None:
@@ -285,11 +298,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
             "actions": [a.name for a in request.app.state.playbook.actions],
         }
 
-    @app.post("/predict", response_model=PredictResponse)
     async def predict(request: Request) -> Response:
-        # The body is parsed and validated by pydantic's JSON parser in one pass, and the answer serialized by
-        # pydantic straight to JSON: FastAPI's own handling (JSON -> dict -> model, then the response validated
-        # again and encoded through jsonable_encoder) took ~155 us of a request's CPU here, this ~105 us.
+        # A plain Starlette route: the body is parsed and validated by pydantic's JSON parser in one pass, and
+        # the answer serialized by pydantic straight to JSON. FastAPI's own handling (JSON -> dict -> model,
+        # the response validated again and encoded through jsonable_encoder) took ~155 us of a request's CPU
+        # here, and even a FastAPI route taking the raw Request (dependency solving) ~20 us more than this.
         try:
             req = PredictRequest.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -307,6 +320,8 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
                 scores.append(row)
         body = PredictResponse(scores=scores, rejected=rejected).model_dump_json()
         return Response(body, media_type="application/json")
+
+    app.router.routes.append(Route("/predict", predict, methods=["POST"]))
 
     @app.post("/predict/features")
     def predict_features(req: FeaturesRequest, request: Request) -> PredictResponse:
@@ -335,5 +350,5 @@ def _version() -> str:
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several workers: the model path comes from the environment."""
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      reconnect_every=100)
+                      reconnect_every=1000)
 
