@@ -28,7 +28,9 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
     for key in ("test_roc_auc", "test_brier", "test_ece", "recency_roc_auc", "bgnbd_roc_auc", "test_capture_at_10"):
         assert key in run.data.metrics
     assert run.data.metrics["test_roc_auc"] == pytest.approx(result.scorecards["model"]["roc_auc"])
-    assert len(client.get_metric_history(result.run_id, "valid_binary_logloss")) > 1  # the training curve
+    curve = client.get_metric_history(result.run_id, "valid_binary_logloss")  # the training curve, step-wise
+    assert [m.step for m in curve] == list(range(len(result.model.evals_result_["valid"]["binary_logloss"])))
+    assert run.data.tags["model_version"] == result.model.metadata["model_version"]
     assert run.data.params["horizon_days"] == "90"
     assert run.data.tags["data_fingerprint"] == result.model.metadata["data_fingerprint"]
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
@@ -98,6 +100,7 @@ def test_model_file_holds_what_scoring_needs(env):
                 "package_version", "vip_cltv_threshold"):
         assert key in meta
     assert set(meta["feature_dtypes"]) == set(model.feature_names_)
+    assert meta["model_version"].startswith(meta["training_window"]["as_of"] + "-")
 
 
 def test_longer_silence_never_lowers_risk(env):

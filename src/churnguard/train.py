@@ -343,9 +343,13 @@ def model_metadata(
     summary, the scorecards, the scoring-time BG/NBD parameters and VIP threshold, the baselines' calibrators,
     the input dtypes and the drift reference (the newest labelled population, ``drift_reference``, and its
     probabilities)."""
+    config_json = config.model_dump(mode="json")
+    # Names this model in every score it writes: its training day and a digest of its data and config.
+    digest = hashlib.sha256((data_fingerprint + json.dumps(config_json, sort_keys=True)).encode()).hexdigest()
     return {
         "package_version": __version__,
-        "config": config.model_dump(mode="json"),
+        "model_version": f"{summary['as_of']}-{digest[:8]}",
+        "config": config_json,
         "columns": config.data.columns.model_dump(),
         "horizon_days": config.labels.horizon_days,
         "risk_bands": dict(config.model.risk_bands),
@@ -366,6 +370,20 @@ def model_metadata(
             "churn_probability": reference_profile(pd.Series(probabilities)),
         },
     }
+
+
+def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, list[float]]]) -> None:
+    """The boosting curves as step-wise metrics, in batches (one call per point costs seconds on SQLite)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [Metric(f"{ds}_{metric}", float(v), now, i)
+              for ds, by_metric in curves.items() for metric, values in by_metric.items()
+              for i, v in enumerate(values)]
+    for start in range(0, len(points), 1000):  # MLflow's limit of metrics per batch
+        client.log_batch(run_id, metrics=points[start:start + 1000])
 
 
 def _model_card(result: TrainResult) -> str:
@@ -420,11 +438,9 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
             mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
         mlflow.log_metrics({"valid_brier_uncalibrated": s["valid_brier_uncalibrated"],
                             "valid_brier_calibrated": s["valid_brier_calibrated"]})
-        for ds, curves in model.evals_result_.items():
-            for metric, values in curves.items():
-                for i, v in enumerate(values):
-                    mlflow.log_metric(f"{ds}_{metric}", float(v), step=i)
+        _log_training_curves(client, run.info.run_id, model.evals_result_)
         mlflow.set_tags({"data_fingerprint": model.metadata["data_fingerprint"], "churnguard_version": __version__,
+                         "model_version": model.metadata["model_version"],
                          "git_commit": model.metadata["git_commit"] or "unknown",
                          "beats_baselines": str(result.beats_baselines)})
         imp = model.feature_importance()
