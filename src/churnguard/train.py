@@ -127,6 +127,20 @@ def split_by_time(dates: list[pd.Timestamp], horizon_days: int) -> tuple[list[pd
     return train, valid, test
 
 
+def holdout_scorecards(model: ChurnModel, valid: pd.DataFrame, test: pd.DataFrame, calibration: str
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, _Calibrator], dict[str, np.ndarray]]:
+    """Scorecards of the model and the baselines on the test snapshot, the baselines calibrated on the
+    validation snapshot like the model; also the baselines' calibrators and every scorer's probabilities."""
+    y_valid, y_test = valid["churned"].to_numpy(), test["churned"].to_numpy()
+    probs = {"model": model.predict_proba(test)}
+    calibrators = {}
+    for name, score in _baseline_scores(valid).items():
+        calibrators[name] = _Calibrator.fit(calibration, np.nan_to_num(score, nan=np.nanmax(score)), y_valid)
+    for name, score in _baseline_scores(test).items():
+        probs[name] = calibrators[name](np.nan_to_num(score, nan=np.nanmax(score)))
+    return {name: scorecard(y_test, p) for name, p in probs.items()}, calibrators, probs
+
+
 def _baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Higher = more likely to churn. Recency: days since last purchase. BG/NBD: fewer expected purchases."""
     return {
@@ -255,13 +269,7 @@ def run_training(
 
     step("scoring the test snapshot")
     y_valid, y_test = valid["churned"].to_numpy(), test["churned"].to_numpy()
-    probs = {"model": model.predict_proba(test)}
-    baseline_calibrators = {}
-    for name, score in _baseline_scores(valid).items():
-        baseline_calibrators[name] = _Calibrator.fit(mc.calibration, np.nan_to_num(score, nan=np.nanmax(score)), y_valid)
-    for name, score in _baseline_scores(test).items():
-        probs[name] = baseline_calibrators[name](np.nan_to_num(score, nan=np.nanmax(score)))
-    scorecards = {name: scorecard(y_test, p) for name, p in probs.items()}
+    scorecards, baseline_calibrators, probs = holdout_scorecards(model, valid, test, mc.calibration)
     beats, verdict = compare_to_baselines(scorecards)
     brier_raw = float(np.mean((model.predict_raw(valid) - y_valid) ** 2))
     brier_cal = float(np.mean((model.predict_proba(valid) - y_valid) ** 2))

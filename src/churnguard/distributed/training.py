@@ -135,13 +135,13 @@ def train_dask(
             the round-choosing sample model).
         on_step: progress callback, called with a short description before each step.
     """
-    from churnguard.evaluation import compare_to_baselines, scorecard
+    from churnguard.evaluation import compare_to_baselines
     from churnguard.model import ChurnModel, _Calibrator
     from churnguard.train import (
         TrainResult,
-        _baseline_scores,
         _log_training_run,
         _sampling_summary,
+        holdout_scorecards,
         model_metadata,
         split_by_time,
     )
@@ -208,13 +208,7 @@ def train_dask(
     model.calibrator_ = _Calibrator.fit(mc.calibration, model.predict_raw(valid), y_valid)
 
     step("scoring the test snapshot")
-    probs = {"model": model.predict_proba(test)}
-    baseline_calibrators = {}
-    for name, score in _baseline_scores(valid).items():
-        baseline_calibrators[name] = _Calibrator.fit(mc.calibration, np.nan_to_num(score, nan=np.nanmax(score)), y_valid)
-    for name, score in _baseline_scores(test).items():
-        probs[name] = baseline_calibrators[name](np.nan_to_num(score, nan=np.nanmax(score)))
-    scorecards = {name: scorecard(y_test, p) for name, p in probs.items()}
+    scorecards, baseline_calibrators, probs = holdout_scorecards(model, valid, test, mc.calibration)
     beats, verdict = compare_to_baselines(scorecards)
 
     step("fingerprinting the data")
