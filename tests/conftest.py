@@ -76,3 +76,13 @@ def trained(tmp_path_factory):
         cfg = cfg.with_overrides(tracking={"tracking_uri": uri}, snapshots={"max_snapshots": 12})
         result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
         yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "demo": demo}
+
+
+@pytest.fixture(scope="session")
+def model(trained):
+    """The trained model loaded from its file, as scoring loads it (a module may override this fixture)."""
+    from churnguard.model import ChurnModel
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+        return ChurnModel.load(trained["result"].model_path)

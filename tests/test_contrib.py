@@ -10,17 +10,9 @@ from churnguard import _contrib, scoring
 from churnguard.btyd import BGNBDParams
 from churnguard.config import FeatureConfig
 from churnguard.features import build_features
-from churnguard.model import ChurnModel
 from churnguard.train import add_bgnbd_features
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(trained):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
-        return ChurnModel.load(trained["result"].model_path)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from churnguard.btyd import BGNBDParams
 from churnguard.config import DataConfig, FeatureConfig, load_playbook
 from churnguard.dataset import validate_tables
 from churnguard.features import build_features
-from churnguard.model import ChurnModel
 from churnguard.scoring import OUTPUT_COLUMNS, score_tables
 from churnguard.train import add_bgnbd_features
 
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.slow
 AS_OF_DAYS = ("2025-06-30", "2025-12-31")
 TX_KEYS = ("timestamp", "amount", "order_id")
 TK_KEYS = ("opened_at", "first_response_at", "resolved_at", "csat")
-
-
-@pytest.fixture(scope="module")
-def model(trained):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
-        return ChurnModel.load(trained["result"].model_path)
 
 
 @pytest.fixture(scope="module")
