@@ -31,7 +31,7 @@ from churnguard import btyd
 from churnguard.config import FeatureConfig, Playbook
 from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import NPS_GROUPS
-from churnguard.model import ChurnModel
+from churnguard.model import PROBABILITY_FLOOR, ChurnModel
 from churnguard.scoring import N_REASONS, OVERDUE_REMARK, REASON_TEMPLATES
 
 __all__ = ["FastScorer"]
@@ -119,11 +119,11 @@ def _std(values: list[float]) -> float:
 
 def _n(value: float, digits: int = 0) -> str:
     """``scoring._num`` for one value: numpy's rounding, then fixed-point text."""
-    return f"{np.round(value, digits):.{digits}f}"
+    return f"{np.float64(value).round(digits):.{digits}f}"  # the scalar runs the array's rounding
 
 
 def _pct(value: float) -> str:
-    return f"{np.round(value * 100):.0f}%"
+    return f"{np.float64(value * 100).round():.0f}%"
 
 
 
@@ -167,8 +167,9 @@ class _SingleRow:
                                          pred_contrib=self._kind == "contrib", num_threads=1).reshape(-1)
         out = np.zeros(self._width)
         n = ctypes.c_int64()
-        self._check(self._predict(self._config, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(n),
-                                  out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        # raw addresses (the arrays outlive the call): cheaper than building ctypes pointer objects
+        self._check(self._predict(self._config, ctypes.c_void_p(row.ctypes.data), ctypes.byref(n),
+                                  ctypes.c_void_p(out.ctypes.data)))
         return out
 
 
@@ -213,6 +214,9 @@ class FastScorer:
         cal = model.calibrator_
         self._calibrator = dataclasses.replace(cal, x=np.asarray(cal.x, dtype=np.float64),
                                                y=np.asarray(cal.y, dtype=np.float64))
+        # Isotonic steps on one value: np.interp on a scalar runs the array's interpolation, and clipping one
+        # value to [floor, 1 - floor] (inside [0, 1]) is min/max.
+        self._isotonic = cal.kind == "isotonic"
         self._bands = sorted(meta["risk_bands"].items(), key=lambda kv: kv[1])
         self._sla = meta["config"]["features"]["sla_hours"]
         self._lookback = meta["config"]["labels"]["lookback_days"]
@@ -267,13 +271,19 @@ class FastScorer:
             contrib = self._contrib(row)
             # as predict_proba; LightGBM's own probability rather than one from the contributions' sum, which
             # can differ from it in the last digits
-            prob = float(np.clip(self._calibrator(self._proba(row)), 0.0, 1.0)[0])
+            if self._isotonic:
+                cal = self._calibrator
+                prob = float(min(max(np.interp(self._proba(row)[0], cal.x, cal.y), PROBABILITY_FLOOR),
+                                 1 - PROBABILITY_FLOOR))
+            else:
+                prob = float(np.clip(self._calibrator(self._proba(row)), 0.0, 1.0)[0])
             band = "low"
             for name, lower in self._bands:
                 if prob >= lower:
                     band = name
-            top = np.argsort(-contrib[:-1], kind="stable")[:N_REASONS]
-            reasons = [self.describe(self._names[i], f) if contrib[i] > 0 else "" for i in top]
+            top = np.argsort(-contrib[:-1], kind="stable")[:N_REASONS].tolist()
+            values = contrib.tolist()
+            reasons = [self.describe(self._names[i], f) if values[i] > 0 else "" for i in top]
         flags = self._signals(f)
         name, cost, success = next(
             (name, cost, success) for name, bands, tiers, need, forbid, cost, success in self._rules
@@ -467,8 +477,6 @@ class FastScorer:
         if math.isnan(f["bg_frequency"]):
             f["bg_expected_purchases"] = f["bg_p_alive"] = _NAN
             return
-        x = np.array([f["bg_frequency"]])
-        tx, t = np.array([f["bg_recency_days"]]) / _WEEK, np.array([f["bg_age_days"]]) / _WEEK
-        # Valid by construction (whole repeat count, 0 <= recency <= age, finite): the checks are skipped.
-        f["bg_expected_purchases"] = float(btyd.expected_purchases(self._bg, self._horizon, x, tx, t, validate=False)[0])
-        f["bg_p_alive"] = float(btyd.prob_alive(self._bg, x, tx, t, validate=False)[0])
+        # Valid by construction (whole repeat count, 0 <= recency <= age, finite): no checks needed.
+        f["bg_expected_purchases"], f["bg_p_alive"] = btyd.expected_purchases_and_prob_alive_one(
+            self._bg, self._horizon, f["bg_frequency"], f["bg_recency_days"] / _WEEK, f["bg_age_days"] / _WEEK)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
+import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -315,10 +316,12 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
             row = scorer.score(c.customer_id, [vars(t) for t in c.transactions], [vars(t) for t in c.tickets],
                                c.attributes, as_of)
             if row is None:
-                rejected.append(Rejected(customer_id=c.customer_id, reason=f"no activity on or before {as_of}"))
+                rejected.append({"customer_id": c.customer_id, "reason": f"no activity on or before {as_of}"})
             else:
                 scores.append(row)
-        body = PredictResponse(scores=scores, rejected=rejected).model_dump_json()
+        # The scorer's rows already hold Score's fields, in order, as plain str / float / bool / date values:
+        # pydantic's serializer writes them as PredictResponse would, without building the models first.
+        body = pydantic_core.to_json({"scores": scores, "rejected": rejected})
         return Response(body, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
