@@ -111,3 +111,14 @@ def test_playbook_needs_a_fallback(tmp_path):
     p.write_text("actions:\n  - {name: x, when: {band: [hot]}, cost: 1, success_rate: 0.1}\n")
     with pytest.raises(ConfigError, match=r"actions\.0\.when\.band"):
         load_playbook(p)
+
+
+def test_unknown_values_are_explained_in_plain_words():
+    from churnguard.scoring import _describe
+
+    rows = pd.DataFrame({"gap_std_days": [np.nan, 12.4], "csat_latest": [np.nan, 2.0], "bg_frequency": [np.nan, 3.0]})
+    assert _describe("gap_std_days", rows).tolist() == [
+        "too few purchases yet to know their buying rhythm", "irregular buying rhythm (gaps vary by 12 days)"]
+    assert _describe("csat_latest", rows).tolist() == ["no CSAT answer yet", "last CSAT 2/5"]
+    assert _describe("bg_frequency", rows).tolist() == ["bg frequency unknown", "bg frequency = 3"]
+    assert _describe("open_tickets", rows).tolist() == ["open tickets unknown"] * 2  # no tickets table given

@@ -32,7 +32,7 @@ from churnguard.config import FeatureConfig, Playbook
 from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import NPS_GROUPS
 from churnguard.model import PROBABILITY_FLOOR, ChurnModel
-from churnguard.scoring import N_REASONS, OVERDUE_REMARK, REASON_TEMPLATES
+from churnguard.scoring import N_REASONS, OVERDUE_REMARK, REASON_TEMPLATES, unknown_text
 
 __all__ = ["FastScorer"]
 
@@ -303,12 +303,12 @@ class FastScorer:
         """The reason text ``scoring.explain`` writes for ``feature`` given this customer's features."""
         label = feature.replace("_", " ")
         if feature not in features:
-            return f"{label} unknown"
+            return unknown_text(feature)
         value = features[feature]
         if feature in self._codes or value is None or isinstance(value, str):
             return f"{label} = {'unknown' if value is None else value}"
         if math.isnan(value):
-            return f"{label} unknown"
+            return unknown_text(feature)
         if feature == "loyalty_member":
             return "loyalty member" if value == 1 else "not a loyalty member"
         if feature in REASON_TEMPLATES:

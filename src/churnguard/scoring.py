@@ -130,6 +130,33 @@ REASON_TEMPLATES: dict[str, tuple[str, int | str, str]] = {
     "refund_share": ("", "%", " of spend refunded"),
     "nps": ("NPS answer ", 0, "/10"),
 }
+# What an unknown (missing) value of a feature means, in words; other features say "<name> unknown".
+UNKNOWN_TEXTS: dict[str, str] = {
+    "gap_mean_days": "too few purchases yet to know their buying rhythm",
+    "gap_std_days": "too few purchases yet to know their buying rhythm",
+    "overdue_ratio": "too few purchases yet to know their buying rhythm",
+    "trend_orders": "no orders in the 90 days before the last 90",
+    "trend_spend": "no spend in the 90 days before the last 90",
+    "csat_latest": "no CSAT answer yet",
+    "csat_min": "no CSAT answer yet",
+    "csat_mean": "no CSAT answer yet",
+    "first_response_hours_latest": "no support ticket answered yet",
+    "first_response_hours_max": "no support ticket answered yet",
+    "first_response_hours_mean": "no support ticket answered yet",
+    "resolution_hours_latest": "no support ticket resolved yet",
+    "resolution_hours_max": "no support ticket resolved yet",
+    "resolution_hours_mean": "no support ticket resolved yet",
+    "days_since_last_ticket": "no support ticket so far",
+    "nps": "no NPS answer",
+    "days_since_signup": "signup date unknown",
+}
+
+
+def unknown_text(feature: str) -> str:
+    """The reason text for a feature whose value is unknown."""
+    return UNKNOWN_TEXTS.get(feature, feature.replace("_", " ") + " unknown")
+
+
 OVERDUE_REMARK = 1.5  # "about 3.1x their usual gap" is added to the recency reason from this ratio on
 
 
@@ -147,7 +174,7 @@ def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
     """Texts for ``rows`` whose reason is ``feature``; unknown values and unlisted features get a plain form."""
     label = feature.replace("_", " ")
     if feature not in rows:  # e.g. a support feature when no tickets were given
-        return pd.Series(f"{label} unknown", index=rows.index)
+        return pd.Series(unknown_text(feature), index=rows.index)
     value = rows[feature]
     if isinstance(value.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(value):
         return label + " = " + value.astype("object").fillna("unknown").astype(str)
@@ -161,7 +188,7 @@ def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
         text = kind + " in the last " + days[:-1] + " days: " + _num(value)
     else:
         text = label + " = " + value.map("{:.3g}".format)
-    return text.where(~missing, label + " unknown")
+    return text.where(~missing, unknown_text(feature))
 
 
 def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 500_000) -> pd.DataFrame:
