@@ -10,7 +10,9 @@ import copy
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +40,13 @@ NAMES = ("transactions", "tickets", "customers")
 AS_OF = "2025-06-30"
 
 
-def _cluster(**config) -> distributed.Client:
-    """Two worker processes with one thread each (lightgbm.dask needs one process per worker)."""
-    import dask
+@contextmanager
+def _cluster(**config) -> Iterator[distributed.Client]:
+    """A client of a new two-worker LocalCluster (see ``tests.dask_cluster``); both close on exit."""
+    from tests.dask_cluster import local_cluster
 
-    with dask.config.set(config):
-        return distributed.Client(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with local_cluster(**config) as cluster, distributed.Client(cluster) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -22,23 +22,16 @@ from churnguard.model import ChurnModel
 
 pytestmark = pytest.mark.slow
 distributed = pytest.importorskip("distributed")
+from tests.dask_cluster import local_cluster
 
 NAMES = ("transactions", "tickets", "customers")
 AS_OF = "2025-06-30"
 runner = CliRunner()
 
 
-def _local_cluster(**config) -> distributed.LocalCluster:
-    """Two worker processes with one thread each, as the library tests use."""
-    import dask
-
-    with dask.config.set(config):
-        return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    with _local_cluster() as c:
+    with local_cluster() as c:
         yield c
 
 
@@ -195,7 +188,7 @@ def test_a_worker_dying_mid_run_fails_the_command_and_writes_nothing(trained, da
     monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     out = tmp_path / "scores.parquet"
     # No retries on another worker: the first death ends the run (the default, 3, would rerun the task).
-    with (_local_cluster(**{"distributed.scheduler.allowed-failures": 0}) as cluster,
+    with (local_cluster(**{"distributed.scheduler.allowed-failures": 0}) as cluster,
           distributed.Client(cluster) as client):
         client.register_plugin(_DieWhenScoring())
         result = runner.invoke(app, ["score", "-m", str(trained["result"].model_path), *_inputs(data["csv"]),
