@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from churnguard import features
 from churnguard.config import load_config
 from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data
-from churnguard.features import _string_hashes, build_features, estimate_lifespan_years
+from churnguard.features import build_features, estimate_lifespan_years
 from churnguard.labels import make_labels
 from churnguard.training_set import make_training_set, snapshot_dates
 from tests import reference_features
@@ -105,11 +106,33 @@ def test_random_histories_equal_the_reference(rows, tickets, with_order_ids, wit
         _assert_same(tables, as_of)
 
 
-def test_string_hashes_are_equal_for_equal_strings_and_skip_other_types():
+def test_row_hashes_are_equal_for_equal_rows():
     values = pd.Series(["O1", "O22", None, "O1", "", "a-much-longer-order-id", "O22"], dtype="str")
-    h = _string_hashes(values)
+    h = features._hashes({"o": features._arrow(values), "c": np.array([1, 2, 3, 1, 5, 6, 2])})
     assert h[0] == h[3]
     assert h[1] == h[6]
-    assert len(set(h[[0, 1, 4, 5]].tolist())) == 4
-    assert _string_hashes(pd.Series([1, 2, 3])) is None
-    assert np.asarray(_string_hashes(values.iloc[1:3])).tolist() == [h[1], h[2]]  # a sliced Arrow array
+    assert len(set(h[[0, 1, 2, 4, 5]].tolist())) == 5
+    sliced = features._hashes({"o": features._arrow(values.iloc[1:3]), "c": np.array([2, 3])})
+    assert sliced.tolist() == [h[1], h[2]]  # a sliced Arrow array
+
+
+def test_hash_collisions_fall_back_to_the_actual_keys(demo_tables, monkeypatch):
+    """Ids and order keys are grouped by hash, then checked: with a hash that makes nearly every key collide,
+    the features are still exactly the reference's."""
+    real = features._hashes
+    monkeypatch.setattr(features, "_hashes", lambda columns: real(columns) % np.uint64(7))
+    _assert_same(demo_tables, "2025-06-30")
+    ids, positions = features._encode_ids([pd.Series(["b", "a", "c", "a"], dtype="str"),
+                                           pd.Series(["c", "d"], dtype="str")])
+    assert ids.tolist() == ["a", "b", "c", "d"]
+    assert [p.tolist() for p in positions] == [[1, 0, 2, 0], [2, 3]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40), min_size=1, max_size=30))
+def test_run_std_is_pandas_grouped_std_to_the_bit(runs):
+    values = np.array([v for run in runs for v in run])
+    sizes = np.array([len(run) for run in runs])
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    want = pd.Series(values).groupby(np.repeat(np.arange(len(runs)), sizes), sort=False).std().to_numpy()
+    np.testing.assert_array_equal(features._run_std(values, starts, sizes), want)

@@ -27,21 +27,27 @@ Families (one row per customer known at ``as_of``):
   (promoter 9-10, passive 7-8, detractor 0-6), ``days_since_signup``, and other columns as ``attr_<name>``,
   numeric or categorical. Customer attributes carry no dates, so they are taken as known at ``as_of``.
 
-Computation: customer ids are hashed once into integer positions (``_encode``; ``make_training_set`` reuses
-one encoding for all snapshots) and every aggregate is a ``bincount`` / ``ufunc.at`` / sort over integer
-arrays. Sums run in row order and grouped means / standard deviations of non-integer values go through
-pandas' own groupby, so every value equals the plain pandas implementation kept as the test oracle in
+Computation: customer ids are encoded once into integer positions in one sorted index (``_encode``;
+``make_training_set`` reuses one encoding for all snapshots): rows are grouped by a 64-bit hash of their id
+(polars, on all cores) and every id is then compared with its group's first one, so a hash collision can
+never merge two customers. Multi-row orders are found the same way. Every aggregate is a ``bincount`` /
+``ufunc.at`` / sort over integer arrays, per block of customers on two threads (a customer's rows all in one
+block, in row order). Sums run in row order and grouped means / standard deviations of non-integer values
+use pandas' own algorithms, so every value equals the plain pandas implementation kept as the test oracle in
 ``tests/reference_features.py``.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
@@ -113,107 +119,126 @@ class _Encoded:
     order_group: np.ndarray  # per row: a label shared by the purchase rows of one multi-row order, else -1
 
 
+def _arrow(values: pd.Series) -> pa.ChunkedArray:
+    """The column as an Arrow chunked array (no copy for Arrow-backed columns such as pandas' ``str``)."""
+    arr = pa.array(values)
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _hashes(columns: dict[str, pa.ChunkedArray | np.ndarray]) -> np.ndarray:
+    """A 64-bit hash of each row of ``columns`` (equal rows, equal hashes; nulls hash alike), computed by
+    polars on all cores. Hashes only propose groups: every caller checks the actual values before using them."""
+    import polars as pl
+
+    frame = pl.DataFrame({name: pl.from_arrow(v) if isinstance(v, pa.ChunkedArray) else v
+                          for name, v in columns.items()})
+    return frame.hash_rows(seed=0).to_numpy()
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of each code's first occurrence, for codes numbered in order of first occurrence (``pd.factorize``)."""
+    seen = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
+
+
+def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
+    """Every distinct id of ``columns`` in one sorted index, and for each column its rows' positions in it.
+
+    Rows are grouped by a 64-bit hash of their id (integer factorizing is cheap; hashing 13M strings into a
+    table is not), then every row's id is compared with its group's first one: only when no two ids share a
+    hash (always, short of a 1 in 10^7 chance per million ids) are the hash groups used, else the ids
+    themselves are factorized.
+    """
+    arrays = [_arrow(c) for c in columns]
+    joined = pa.chunked_array([chunk.cast(pa.large_string()) for a in arrays for chunk in a.chunks],
+                              type=pa.large_string()) if arrays else None
+    codes = pd.factorize(np.concatenate([_hashes({"id": a}) for a in arrays]))[0]
+    first = _first_rows(codes)
+    exact = joined.null_count == 0 and pc.all(pc.equal(joined, joined.take(first).take(codes))).as_py()
+    if not exact:
+        codes = pd.factorize(pd.concat(columns, ignore_index=True))[0]
+        first = _first_rows(codes)
+    order = pc.sort_indices(joined.take(first)).to_numpy()
+    rank = np.empty(len(first), dtype=np.intp)
+    rank[order] = np.arange(len(first))
+    ids = pd.Index(pd.concat(columns, ignore_index=True).take(first[order]).array)
+    positions, start = [], 0
+    for c in columns:
+        positions.append(rank[codes[start : start + len(c)]])
+        start += len(c)
+    return ids, positions
+
+
 def _encode(tables: Tables) -> _Encoded:
-    frames = [tables.transactions, tables.tickets, tables.customers]
-    factorized = [pd.factorize(f["customer_id"]) if f is not None else None for f in frames]
-    uniques = [u for _, u in filter(None, factorized)]
-    code, ids = pd.factorize(uniques[0].append(uniques[1:]))
-    order = np.asarray(ids.argsort())
-    rank = np.empty(len(ids), dtype=np.intp)
-    rank[order] = np.arange(len(ids))
-    ids = ids.take(order)
-    positions: list[np.ndarray | None] = []
-    start = 0
-    for item in factorized:
-        if item is None:
-            positions.append(None)
-            continue
-        codes, u = item
-        positions.append(rank[code[start : start + len(u)]][codes])
-        start += len(u)
+    frames = [f for f in (tables.transactions, tables.tickets, tables.customers) if f is not None]
     tx = tables.transactions
     tx_time = tx["timestamp"].to_numpy()
     amount = tx["amount"].to_numpy(dtype="float64")
-    return _Encoded(tables, ids, positions[0], positions[1], positions[2], tx_time, _day_numbers(tx_time), amount,
-                    _order_groups(tx, positions[0], tx_time, amount))
+    # The order keys' hashes need only the raw columns: computed on a second thread meanwhile.
+    with ThreadPoolExecutor(1, thread_name_prefix="churnguard-encode") as pool:
+        keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
+        ids, positions = _encode_ids([f["customer_id"] for f in frames])
+        tx_id = positions[0]
+        groups = keys.result().groups(tx, tx_id)
+    tk_id = positions[1] if tables.tickets is not None else None
+    cu_id = positions[-1] if tables.customers is not None else None
+    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, _day_numbers(tx_time), amount, groups)
 
 
-def _order_groups(tx: pd.DataFrame, cid: np.ndarray, times: np.ndarray, amount: np.ndarray) -> np.ndarray:
-    """Label the purchase rows that share an order with another row (same customer and ``order_id``, or
-    without an order id the same timestamp); -1 for every other row, which is an order of its own.
+@dataclass(frozen=True)
+class _OrderKeys:
+    """The purchase rows' order keys -- customer and ``order_id``, or without an order id the timestamp --
+    as 64-bit hashes, and which rows' hashes repeat (the only rows that can share an order)."""
 
-    Rows are first compared by a 64-bit hash of their key (sorting integers is cheap, hashing ten million
-    distinct strings into a table is not); only rows whose hash repeats are grouped by their actual key.
-    """
-    groups = np.full(len(tx), -1, dtype=np.int64)
-    rows = np.flatnonzero(amount > 0)
-    if len(rows) == 0:
+    rows: np.ndarray  # the purchase rows
+    hashed: np.ndarray  # their keys' hashes
+    repeated: np.ndarray  # of rows: the hash occurs more than once
+    stamp: np.ndarray  # per transaction row: the timestamp as part of the key (0 where an order id is)
+    order_id: pa.ChunkedArray | None
+
+    @classmethod
+    def of(cls, tx: pd.DataFrame, times: np.ndarray, amount: np.ndarray) -> _OrderKeys:
+        rows = np.flatnonzero(amount > 0)
+        stamp = times.view("int64")
+        key: dict[str, pa.ChunkedArray | np.ndarray] = {"customer": _arrow(tx["customer_id"])}
+        order_id = None
+        if "order_id" in tx:
+            order_id = _arrow(tx["order_id"])
+            key["order_id"] = order_id
+            stamp = np.where(order_id.is_valid().to_numpy(zero_copy_only=False), 0, stamp)
+        key["timestamp"] = stamp
+        hashed = _hashes(key)[rows] if len(rows) else np.zeros(0, dtype=np.uint64)
+        return cls(rows, hashed, _repeated(hashed), stamp, order_id)
+
+    def groups(self, tx: pd.DataFrame, cid: np.ndarray) -> np.ndarray:
+        """Label the purchase rows that share an order with another row; -1 for every other row, which is
+        an order of its own.
+
+        Rows whose hash repeats are grouped by it, and the groups are checked against the actual keys
+        (``cid``: the rows' customer positions), falling back to grouping by the keys themselves if two
+        keys ever share a hash.
+        """
+        groups = np.full(len(tx), -1, dtype=np.int64)
+        candidates = self.rows[self.repeated]
+        if len(candidates) == 0:
+            return groups
+        labels = pd.factorize(self.hashed[self.repeated])[0]
+        rep = candidates[_first_rows(labels)][labels]  # each candidate's group's first row
+        same = (cid[candidates] == cid[rep]) & (self.stamp[candidates] == self.stamp[rep])
+        if self.order_id is not None:
+            mine, theirs = self.order_id.take(candidates), self.order_id.take(rep)
+            same &= pc.fill_null(pc.equal(mine, theirs), True).to_numpy(zero_copy_only=False)
+            same &= pc.equal(mine.is_null(), theirs.is_null()).to_numpy(zero_copy_only=False)
+        if not same.all():  # two keys share a hash: group the candidates by their actual keys
+            part = tx.iloc[candidates]
+            order_key = part["timestamp"].astype("object")
+            if "order_id" in part:
+                order_key = part["order_id"].astype("object").where(part["order_id"].notna(), order_key)
+            labels = pd.DataFrame({"c": cid[candidates], "k": order_key.to_numpy()}).groupby(["c", "k"], sort=False).ngroup()
+            labels = labels.to_numpy()
+        shared = np.bincount(labels)[labels] > 1
+        groups[candidates[shared]] = labels[shared]
         return groups
-    has_id = tx["order_id"].notna().to_numpy()[rows] if "order_id" in tx else np.zeros(len(rows), dtype=bool)
-    key = times[rows].view("int64").astype(np.uint64)
-    if has_id.any():
-        hashed = _string_hashes(tx["order_id"])
-        if hashed is None:  # not Arrow strings: integer codes of the ids instead
-            hashed = pd.factorize(tx["order_id"])[0].astype(np.uint64)
-        key = np.where(has_id, hashed[rows] ^ np.uint64(0xA5A5A5A5A5A5A5A5), key)
-    key = _mix(_mix(key) ^ cid[rows].astype(np.uint64))
-    candidates = rows[_repeated(key)]
-    if len(candidates) == 0:
-        return groups
-    part = tx.iloc[candidates]
-    order_key = part["timestamp"].astype("object")
-    if "order_id" in part:
-        order_key = part["order_id"].astype("object").where(part["order_id"].notna(), order_key)
-    labels = pd.DataFrame({"c": cid[candidates], "k": order_key.to_numpy()}).groupby(["c", "k"], sort=False).ngroup()
-    labels = labels.to_numpy()
-    shared = np.bincount(labels)[labels] > 1
-    groups[candidates[shared]] = labels[shared]
-    return groups
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, in place: spreads every input bit over the whole 64-bit word."""
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
-
-
-def _string_hashes(values: pd.Series) -> np.ndarray | None:
-    """A 64-bit hash of each string, computed on Arrow's buffers eight bytes at a time (equal strings, equal
-    hashes), or None when the values are not Arrow strings."""
-    import pyarrow as pa
-
-    try:
-        chunks = pa.chunked_array(pa.array(values)).chunks
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    out = []
-    for chunk in chunks:
-        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
-            return None
-        _, offsets_buf, data_buf = chunk.buffers()
-        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-        offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        lengths = np.diff(offsets)
-        h = lengths.astype(np.uint64)
-        for length in np.unique(lengths[lengths > 0]):  # a few distinct lengths: ids are often fixed width
-            rows = np.flatnonzero(lengths == length)
-            span = np.arange(length)
-            for block in range(0, len(rows), 1 << 20):
-                part = rows[block : block + (1 << 20)]
-                padded = np.zeros((len(part), -(-int(length) // 8) * 8), dtype=np.uint8)
-                padded[:, :length] = data[offsets[part][:, None] + span]
-                hp = h[part]
-                for word in padded.view(np.uint64).T:
-                    hp ^= word
-                    _mix(hp)
-                h[part] = hp
-        out.append(h)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
 def _repeated(key: np.ndarray) -> np.ndarray:
@@ -224,11 +249,10 @@ def _repeated(key: np.ndarray) -> np.ndarray:
 
 
 class _Groups:
-    """Per-customer aggregation over integer positions in the population index."""
+    """Per-customer aggregation over integer positions ``0 .. n - 1`` (in the population, or in one block of it)."""
 
-    def __init__(self, population: pd.Index) -> None:
-        self.population = population
-        self.n = len(population)
+    def __init__(self, n: int) -> None:
+        self.n = n
 
     def sum(self, pos: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
         """Count (or sum of ``values``, added in row order) per customer."""
@@ -249,6 +273,28 @@ class _Groups:
             res = pd.Series(np.asarray(values, dtype="float64")).groupby(pos, sort=False).agg(how)
             out[res.index.to_numpy()] = res.to_numpy(dtype="float64")
         return out
+
+
+def _run_std(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sample standard deviation of each run ``values[starts[i] : starts[i] + sizes[i]]`` (sizes > 0; NaN for
+    runs of one) by pandas' grouped algorithm -- Welford's update in row order, then ``sqrt(M2 / (n - 1))`` --
+    vectorised across runs: the k-th update of every run of more than k values in one step."""
+    order = np.argsort(-sizes, kind="stable")
+    first, n = starts[order], sizes[order]
+    mean, m2 = np.zeros(len(n)), np.zeros(len(n))
+    active = np.searchsorted(-n, -np.arange(int(n[0]) if len(n) else 0), side="left")  # runs longer than k
+    for k, m in enumerate(active.tolist()):
+        val = values[first[:m] + k]
+        old = mean[:m]
+        new = old + (val - old) / np.float64(k + 1)
+        m2[:m] += (val - new) * (val - old)
+        mean[:m] = new
+    out = np.full(len(n), np.nan)
+    several = n > 1
+    out[several] = np.sqrt(m2[several] / (n[several] - 1).astype("float64"))
+    result = np.empty(len(n))
+    result[order] = out
+    return result
 
 
 def _known(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray | None = None) -> np.ndarray:
@@ -298,14 +344,18 @@ def _orders(enc: _Encoded, rows: np.ndarray, pos: np.ndarray, age: np.ndarray) -
     return pos[keep], age[keep], value[keep]
 
 
-def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: np.ndarray, where: np.ndarray,
+def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: tuple[np.ndarray, np.ndarray],
                        g: _Groups, cfg: FeatureConfig) -> dict:
+    """Purchase features of ``g.n`` customers from their purchase rows ``buys`` (rows, customer positions, ages
+    in days) and refund rows ``refunds`` (rows, customer positions), each in row order."""
     pos, age, value = _orders(enc, *buys)
-    # Distinct purchase days per customer, sorted by (customer, age): one integer key sorts both.
-    span = int(age.max()) + 1 if len(age) else 1
-    days = np.sort(pos.astype(np.int64) * span + age.astype(np.int64))
+    # Distinct purchase days per customer, sorted by (customer, age): one integer key sorts both. Ages are
+    # whole days (day numbers), so the key packs them into the low bits.
+    shift = int(age.max()).bit_length() if len(age) else 1
+    days = np.sort((pos.astype(np.int64) << shift) | age.astype(np.int64))
     days = days[np.r_[True, days[1:] != days[:-1]]] if len(days) else days
-    dpos, dage = days // span, (days % span).astype("float64")
+    dpos, iage = days >> shift, days & ((1 << shift) - 1)
+    dage = iage.astype("float64")
     starts = np.flatnonzero(np.r_[True, dpos[1:] != dpos[:-1]]) if len(dpos) else np.zeros(0, dtype=np.intp)
     ends = np.r_[starts[1:] - 1, len(dpos) - 1].astype(np.intp) if len(dpos) else starts
     last, first = np.full(g.n, np.nan), np.full(g.n, np.nan)
@@ -318,9 +368,9 @@ def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: np.
     f["gross_spend"] = g.sum(pos, value)
     f["mean_order_value"] = _ratio(f["gross_spend"], n_orders)
     f["max_order_value"] = g.extreme(pos, value, "max")
-    rpos = where[enc.tx_id[refunds]]
+    rrows, rpos = refunds
     f["refund_count"] = g.sum(rpos)
-    refund_amount = g.sum(rpos, -enc.amount[refunds])
+    refund_amount = g.sum(rpos, -enc.amount[rrows])
     f["refund_share"] = _ratio(refund_amount, f["gross_spend"])
     f["net_spend"] = f["gross_spend"] - refund_amount
     for w in cfg.windows_days:
@@ -332,12 +382,22 @@ def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: np.
     f["trend_orders"] = _ratio(g.sum(pos[recent]), g.sum(pos[before]))
     f["trend_spend"] = _ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
     # Gaps between distinct purchase days.
-    f["n_purchase_days"] = g.sum(dpos)
-    same = dpos[1:] == dpos[:-1]
-    gpos, gap = dpos[1:][same], np.diff(dage)[same]
+    n_days = ends - starts + 1
+    f["n_purchase_days"] = np.zeros(g.n)
+    f["n_purchase_days"][dpos[starts]] = n_days
+    # A customer's gaps are the differences within their run of days: after dropping each run's first day,
+    # the runs of gaps start where the runs of days did, shifted back by one per earlier customer.
+    within = np.ones(max(len(iage) - 1, 0), dtype=bool)
+    within[starts[1:] - 1] = False
+    gap = np.diff(dage)[within]
+    gap_starts, n_gaps = starts - np.arange(len(starts)), n_days - 1
+    many = n_gaps > 0
     # Gaps are whole days: their plain sum is exact, the same as the compensated sum of a grouped mean.
-    f["gap_mean_days"] = _ratio(g.sum(gpos, gap), g.sum(gpos))
-    f["gap_std_days"] = g.agg(gpos, gap, "std")
+    gap_sum = np.add.reduceat(gap, gap_starts[many]) if len(gap) else np.zeros(0)
+    f["gap_mean_days"] = np.full(g.n, np.nan)
+    f["gap_mean_days"][dpos[starts[many]]] = gap_sum / n_gaps[many]
+    f["gap_std_days"] = np.full(g.n, np.nan)
+    f["gap_std_days"][dpos[starts[many]]] = _run_std(gap, gap_starts[many], n_gaps[many])
     f["overdue_ratio"] = _ratio(last, f["gap_mean_days"])
     # BG/NBD inputs (days): repeat purchase days, first-to-last span, first purchase to as_of.
     f["bg_frequency"] = np.where(np.isnan(first), np.nan, f["n_purchase_days"] - 1)
@@ -346,17 +406,22 @@ def _purchase_features(enc: _Encoded, buys: tuple[np.ndarray, ...], refunds: np.
     return f
 
 
-def _lifespan(pos: np.ndarray, age: np.ndarray, n: int, earliest: pd.Timestamp | None, as_of: pd.Timestamp,
-              cfg: FeatureConfig) -> float:
-    """:func:`estimate_lifespan_years` from the purchase rows' customer positions (< n) and ages in days."""
-    if earliest is None or earliest > as_of - pd.Timedelta(days=730):
-        return cfg.default_lifespan_years
+def _lifespan_counts(pos: np.ndarray, age: np.ndarray, n: int) -> np.ndarray:
+    """Customers (positions < n) who bought in the year before last, and those of them who also bought in the
+    last year, from purchase rows' positions and ages in days."""
     last_year = np.bincount(pos[age < 365], minlength=n) > 0
     year_before = np.bincount(pos[(age >= 365) & (age < 730)], minlength=n) > 0
-    n_before = int(year_before.sum())
+    return np.array([year_before.sum(), (year_before & last_year).sum()], dtype=np.int64)
+
+
+def _lifespan(counts: np.ndarray, earliest: pd.Timestamp | None, as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
+    """:func:`estimate_lifespan_years` from :func:`_lifespan_counts` and the earliest purchase."""
+    if earliest is None or earliest > as_of - pd.Timedelta(days=730):
+        return cfg.default_lifespan_years
+    n_before, n_both = (int(c) for c in counts)
     if n_before == 0:
         return cfg.default_lifespan_years
-    churn = 1.0 - float(np.float64((year_before & last_year).sum()) / np.float64(n_before))
+    churn = 1.0 - float(np.float64(n_both) / np.float64(n_before))
     return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
 
 
@@ -371,7 +436,7 @@ def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureC
         return cfg.default_lifespan_years
     codes, uniques = pd.factorize(purchases["customer_id"])
     age = _days(as_of - purchases["timestamp"].dt.normalize())
-    return _lifespan(codes, age, len(uniques), purchases["timestamp"].min(), as_of, cfg)
+    return _lifespan(_lifespan_counts(codes, age, len(uniques)), purchases["timestamp"].min(), as_of, cfg)
 
 
 def _latest(g: _Groups, pos: np.ndarray, opened: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -458,6 +523,51 @@ def _attribute_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, p
     return out
 
 
+_BLOCK = 1 << 16  # customers per block of the purchase aggregation
+
+
+@dataclass(frozen=True)
+class _Block:
+    start: int  # position of the block's first customer
+    size: int
+    buy_rows: np.ndarray
+    buy_pos: np.ndarray  # positions within the block
+    refund_rows: np.ndarray
+    refund_pos: np.ndarray
+
+
+def _blocks(n: int, buy: np.ndarray, buy_pos: np.ndarray, refund: np.ndarray, refund_pos: np.ndarray) -> list[_Block]:
+    """Split purchase and refund rows by block of ``_BLOCK`` customers, keeping row order within each block."""
+    starts = list(range(0, max(n, 1), _BLOCK))  # one empty block for an empty population
+    split = []
+    for rows, pos in ((buy, buy_pos), (refund, refund_pos)):
+        block = (pos // _BLOCK).astype(np.uint16) if n > _BLOCK else np.zeros(len(pos), dtype=np.uint16)
+        order = np.argsort(block, kind="stable")  # a radix sort for 16-bit keys
+        bounds = np.searchsorted(block[order], np.arange(len(starts) + 1), side="left")
+        rows, pos = rows[order], pos[order]
+        split.append([(rows[a:b], pos[a:b] - s) for a, b, s in zip(bounds[:-1], bounds[1:], starts, strict=True)])
+    return [_Block(s, min(_BLOCK, n - s), *b, *r) for s, b, r in zip(starts, *split, strict=True)]
+
+
+def _block_features(enc: _Encoded, block: _Block, day: int, cfg: FeatureConfig,
+                    count_lifespan: bool) -> tuple[dict, np.ndarray]:
+    """Purchase features of one block of customers, and their :func:`_lifespan_counts` (zeros unless asked)."""
+    g = _Groups(block.size)
+    age = (day - enc.tx_day[block.buy_rows]).astype("float64")
+    f = _purchase_features(enc, (block.buy_rows, block.buy_pos, age), (block.refund_rows, block.refund_pos), g, cfg)
+    counts = _lifespan_counts(block.buy_pos, age, g.n) if count_lifespan else np.zeros(2, dtype=np.int64)
+    return f, counts
+
+
+def _side_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, population: pd.Index, g: _Groups,
+                   cfg: FeatureConfig) -> tuple[dict | None, pd.DataFrame | None]:
+    """Support features (with tickets) and attribute features (with customers), None where a table is absent."""
+    tables = enc.tables
+    support = _support_features(enc, where, as_of, g, cfg) if tables.tickets is not None else None
+    attrs = _attribute_features(enc, where, as_of, population, cfg) if tables.customers is not None else None
+    return support, attrs
+
+
 def build_features(
     tables: Tables,
     as_of: str | pd.Timestamp,
@@ -487,27 +597,34 @@ def build_features(
 def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_years: float | None = None,
            vip_threshold: float | None = None) -> pd.DataFrame:
     """:func:`build_features` on encoded tables (``as_of`` already a day)."""
-    tables = enc.tables
     kept = enc.tx_time < np.datetime64(as_of + _DAY)
     population, where = _population(enc, as_of, kept)
-    g = _Groups(population)
+    # Purchases are aggregated per block of customers (all of a customer's rows in one block, in row order, so
+    # every value is the one a single pass gives): a block's arrays are small enough for the allocator to reuse
+    # and its per-customer totals stay in cache. Blocks, and tickets and attributes, run on two threads; numpy
+    # and pandas release the GIL in their array loops.
+    day = _day_numbers(np.datetime64(as_of))
     buy = np.flatnonzero(kept & (enc.amount > 0))
-    buys = (buy, where[enc.tx_id[buy]], (_day_numbers(np.datetime64(as_of)) - enc.tx_day[buy]).astype("float64"))
-    cols = _purchase_features(enc, buys, np.flatnonzero(kept & (enc.amount < 0)), where, g, config)
+    refund = np.flatnonzero(kept & (enc.amount < 0))
+    blocks = _blocks(len(population), buy, where[enc.tx_id[buy]], refund, where[enc.tx_id[refund]])
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-features") as pool:
+        side = pool.submit(_side_features, enc, where, as_of, population, _Groups(len(population)), config)
+        parts = list(pool.map(lambda b: _block_features(enc, b, day, config, lifespan_years is None), blocks))
+        support, attrs = side.result()
+    cols = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
     if lifespan_years is not None:
         lifespan = lifespan_years
     else:
         earliest = pd.Timestamp(enc.tx_time[buy].min()) if len(buy) else None
-        lifespan = _lifespan(buys[1], buys[2], g.n, earliest, as_of, config)
+        lifespan = _lifespan(sum(p[1] for p in parts), earliest, as_of, config)
+    del buy, refund, blocks, parts
     aov = np.nan_to_num(cols["mean_order_value"])
     cols["cltv"] = aov * cols["orders_365d" if 365 in config.windows_days else f"orders_{max(config.windows_days)}d"] * lifespan
-    if tables.tickets is not None:
-        support = _support_features(enc, where, as_of, g, config)
+    if support is not None:
         support["tickets_per_order"] = _ratio(support["tickets_total"], cols["n_orders"])
         cols |= support
     features = pd.DataFrame(cols, index=population)
-    if tables.customers is not None:
-        attrs = _attribute_features(enc, where, as_of, population, config)
+    if attrs is not None:
         features = features.join(attrs)
         if "days_since_signup" in attrs:
             features["tenure_days"] = np.fmax(features["bg_age_days"], attrs["days_since_signup"])
