@@ -28,9 +28,9 @@ Families (one row per customer known at ``as_of``):
   numeric or categorical. Customer attributes carry no dates, so they are taken as known at ``as_of``.
 
 Computation: customer ids are encoded once into integer positions in one sorted index (``_encode``;
-``make_training_set`` reuses one encoding for all snapshots): rows are grouped by a 64-bit hash of their id
-(polars, on all cores) and every id is then compared with its group's first one, so a hash collision can
-never merge two customers. Multi-row orders are found the same way. Every aggregate is a ``bincount`` /
+``make_training_set`` reuses one encoding for all snapshots). Multi-row orders are found meanwhile by a 64-bit
+hash of each purchase row's order key (polars, on all cores); rows whose hash repeats are then checked
+against their actual keys, so a hash collision can never merge two orders. Every aggregate is a ``bincount`` /
 ``ufunc.at`` / sort over integer arrays, per block of customers on two threads (a customer's rows all in one
 block, in row order). Sums run in row order and grouped means / standard deviations of non-integer values
 use pandas' own algorithms, so every value equals the plain pandas implementation kept as the test oracle in
@@ -144,21 +144,15 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
 def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
     """Every distinct id of ``columns`` in one sorted index, and for each column its rows' positions in it.
 
-    Rows are grouped by a 64-bit hash of their id (integer factorizing is cheap; hashing 13M strings into a
-    table is not), then every row's id is compared with its group's first one: only when no two ids share a
-    hash (always, short of a 1 in 10^7 chance per million ids) are the hash groups used, else the ids
-    themselves are factorized.
+    One Arrow ``dictionary_encode`` over all columns' chunks (one hash table, codes in order of first
+    occurrence), then the distinct ids are sorted.
     """
-    arrays = [_arrow(c) for c in columns]
-    joined = pa.chunked_array([chunk.cast(pa.large_string()) for a in arrays for chunk in a.chunks],
-                              type=pa.large_string()) if arrays else None
-    codes = pd.factorize(np.concatenate([_hashes({"id": a}) for a in arrays]))[0]
+    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+                           or [np.zeros(0, dtype=np.int32)])
     first = _first_rows(codes)
-    exact = joined.null_count == 0 and pc.all(pc.equal(joined, joined.take(first).take(codes))).as_py()
-    if not exact:
-        codes = pd.factorize(pd.concat(columns, ignore_index=True))[0]
-        first = _first_rows(codes)
-    order = pc.sort_indices(joined.take(first)).to_numpy()
+    order = pc.sort_indices(encoded.chunks[0].dictionary).to_numpy() if len(first) else first
     rank = np.empty(len(first), dtype=np.intp)
     rank[order] = np.arange(len(first))
     ids = pd.Index(pd.concat(columns, ignore_index=True).take(first[order]).array)
