@@ -535,8 +535,9 @@ def _blocks(n: int, buy: np.ndarray, buy_pos: np.ndarray, refund: np.ndarray, re
     starts = list(range(0, max(n, 1), _BLOCK))  # one empty block for an empty population
     split = []
     for rows, pos in ((buy, buy_pos), (refund, refund_pos)):
-        block = (pos // _BLOCK).astype(np.uint16) if n > _BLOCK else np.zeros(len(pos), dtype=np.uint16)
-        order = np.argsort(block, kind="stable")  # a radix sort for 16-bit keys
+        key = np.uint8 if len(starts) <= 256 else np.uint16 if len(starts) <= 65536 else np.int64
+        block = (pos // _BLOCK).astype(key) if n > _BLOCK else np.zeros(len(pos), dtype=np.uint8)
+        order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
         bounds = np.searchsorted(block[order], np.arange(len(starts) + 1), side="left")
         rows, pos = rows[order], pos[order]
         split.append([(rows[a:b], pos[a:b] - s) for a, b, s in zip(bounds[:-1], bounds[1:], starts, strict=True)])
@@ -551,6 +552,14 @@ def _block_features(enc: _Encoded, block: _Block, day: int, cfg: FeatureConfig,
     f = _purchase_features(enc, (block.buy_rows, block.buy_pos, age), (block.refund_rows, block.refund_pos), g, cfg)
     counts = _lifespan_counts(block.buy_pos, age, g.n) if count_lifespan else np.zeros(2, dtype=np.int64)
     return f, counts
+
+
+def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.ExtensionArray:
+    """``labels[1]`` where ``which`` else ``labels[0]``, as a text column (built by Arrow from the two labels
+    instead of a million Python strings)."""
+    codes = pa.array(which.astype(np.int8))
+    text = pa.DictionaryArray.from_arrays(codes, pa.array(list(labels))).cast(pa.large_string())
+    return pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def _side_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, population: pd.Index, g: _Groups,
@@ -617,18 +626,19 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_y
     if support is not None:
         support["tickets_per_order"] = _ratio(support["tickets_total"], cols["n_orders"])
         cols |= support
-    features = pd.DataFrame(cols, index=population)
+    data = {"customer_id": population.array, "as_of": np.full(len(population), as_of.to_datetime64()), **cols}
     if attrs is not None:
-        features = features.join(attrs)
+        data |= {name: attrs[name].array for name in attrs}
         if "days_since_signup" in attrs:
-            features["tenure_days"] = np.fmax(features["bg_age_days"], attrs["days_since_signup"])
-    if "tenure_days" not in features:
-        features["tenure_days"] = features["bg_age_days"]
+            data["tenure_days"] = np.fmax(cols["bg_age_days"], data["days_since_signup"])
+    if "tenure_days" not in data:
+        data["tenure_days"] = cols["bg_age_days"]
     threshold = vip_threshold
     if threshold is None:
-        threshold = features["cltv"].quantile(config.vip_quantile) if len(features) else np.inf
-    features["value_tier"] = np.where((features["cltv"] >= threshold) & (features["cltv"] > 0), "vip", "standard")
-    features["as_of_month"] = float(as_of.month)  # calendar: churn over the next months is seasonal
+        threshold = pd.Series(cols["cltv"]).quantile(config.vip_quantile) if len(population) else np.inf
+    vip = (cols["cltv"] >= threshold) & (cols["cltv"] > 0)
+    data["value_tier"] = _labels(vip, ("standard", "vip"))
+    data["as_of_month"] = np.full(len(population), float(as_of.month))  # churn over the next months is seasonal
+    features = pd.DataFrame(data)
     features.attrs["lifespan_years"] = lifespan
-    features.insert(0, "as_of", as_of)
-    return features.reset_index()
+    return features
