@@ -100,7 +100,11 @@ def _orders(tx: pd.DataFrame) -> pd.DataFrame:
     else:
         key = purchases["timestamp"]
     grouped = purchases.groupby([purchases["customer_id"], key.rename("_order")], sort=False)
-    return grouped.agg(timestamp=("timestamp", "min"), value=("amount", "sum")).reset_index(level=0)
+    orders = grouped.agg(timestamp=("timestamp", "min")).reset_index(level=0)
+    # An order's value: its lines added in row order. (pandas' grouped sum picks its algorithm -- pairwise
+    # over sorted groups, else compensated -- by how all other rows are ordered, so it does not define one.)
+    orders["value"] = np.bincount(grouped.ngroup().to_numpy(), weights=purchases["amount"].to_numpy(dtype="float64"))
+    return orders
 
 
 def _purchase_features(tx: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cfg: FeatureConfig) -> dict:

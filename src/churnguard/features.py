@@ -94,7 +94,12 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def _day_numbers(times: np.ndarray) -> np.ndarray:
     """Calendar day of each timestamp (days since 1970-01-01, rounded down like ``Series.dt.normalize``)."""
-    return times.astype("datetime64[D]").astype("int64")
+    times = np.asarray(times)
+    unit, _ = np.datetime_data(times.dtype)
+    if times.ndim == 0 or unit in ("D", "W", "M", "Y", "generic"):
+        return times.astype("datetime64[D]").astype("int64")
+    per_day = np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
+    return times.view("int64") // per_day  # floor division: rounds down before 1970 too
 
 
 # -- customer ids as integers -----------------------------------------------------------------------------
@@ -181,20 +186,21 @@ def _encode(tables: Tables) -> _Encoded:
 
 @dataclass(frozen=True)
 class _OrderKeys:
-    """The purchase rows' order keys -- customer and ``order_id``, or without an order id the timestamp --
-    as 64-bit hashes, and which rows' hashes repeat (the only rows that can share an order)."""
+    """The purchase rows' order keys -- ``order_id``, or without an order id the timestamp -- as 64-bit hashes,
+    and which rows' hashes repeat: the only rows that can share an order, once the customer is added."""
 
     rows: np.ndarray  # the purchase rows
-    hashed: np.ndarray  # their keys' hashes
+    hashed: np.ndarray  # their order ids' (or timestamps') hashes, without the customer
     repeated: np.ndarray  # of rows: the hash occurs more than once
     stamp: np.ndarray  # per transaction row: the timestamp as part of the key (0 where an order id is)
     order_id: pa.ChunkedArray | None
 
     @classmethod
     def of(cls, tx: pd.DataFrame, times: np.ndarray, amount: np.ndarray) -> _OrderKeys:
+        """Hashes of ``order_id`` (or the timestamp) alone: the customer is added once ids are encoded."""
         rows = np.flatnonzero(amount > 0)
         stamp = times.view("int64")
-        key: dict[str, pa.ChunkedArray | np.ndarray] = {"customer": _arrow(tx["customer_id"])}
+        key: dict[str, pa.ChunkedArray | np.ndarray] = {}
         order_id = None
         if "order_id" in tx:
             order_id = _arrow(tx["order_id"])
@@ -216,7 +222,12 @@ class _OrderKeys:
         candidates = self.rows[self.repeated]
         if len(candidates) == 0:
             return groups
-        labels = pd.factorize(self.hashed[self.repeated])[0]
+        hashed = _hashes({"customer": cid[candidates], "order": self.hashed[self.repeated]})
+        repeated = _repeated(hashed)
+        candidates, hashed = candidates[repeated], hashed[repeated]
+        if len(candidates) == 0:
+            return groups
+        labels = pd.factorize(hashed)[0]
         rep = candidates[_first_rows(labels)][labels]  # each candidate's group's first row
         same = (cid[candidates] == cid[rep]) & (self.stamp[candidates] == self.stamp[rep])
         if self.order_id is not None:
@@ -320,21 +331,23 @@ def _population(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray) -> tuple[p
 
 def _orders(enc: _Encoded, rows: np.ndarray, pos: np.ndarray, age: np.ndarray) -> tuple[np.ndarray, ...]:
     """One entry per order among the purchase rows ``rows`` (in row order, with their customer positions and
-    ages in days): customer position, age of its first row and value, in the order of each order's first row."""
+    ages in days): customer position, age of its oldest line and value, in the order of each order's first row."""
     value = enc.amount[rows]
     group = enc.order_group[rows]
     multi = group >= 0
     if not multi.any():
         return pos, age, value
-    # Orders of several rows: value summed by pandas (in row order), as for any grouped sum.
-    parts = pd.DataFrame({"g": group[multi], "age": age[multi], "value": value[multi]})
-    agg = parts.groupby("g", sort=False).agg(age=("age", "max"), value=("value", "sum"))
-    first = np.flatnonzero(multi)[~parts["g"].duplicated().to_numpy()]
+    # Orders of several rows: their lines' values added in row order, their age that of the oldest line.
+    codes = pd.factorize(group[multi])[0]
+    at = np.flatnonzero(multi)
+    first = at[_first_rows(codes)]
     keep = ~multi
     keep[first] = True
     age, value = age.copy(), value.copy()
-    age[first] = agg["age"].to_numpy()
-    value[first] = agg["value"].to_numpy()
+    oldest = np.full(len(first), -np.inf)
+    np.maximum.at(oldest, codes, age[multi])
+    age[first] = oldest
+    value[first] = np.bincount(codes, weights=value[multi])
     return pos[keep], age[keep], value[keep]
 
 
@@ -545,13 +558,16 @@ def _blocks(n: int, buy: np.ndarray, buy_pos: np.ndarray, refund: np.ndarray, re
 
 
 def _block_features(enc: _Encoded, block: _Block, day: int, cfg: FeatureConfig,
-                    count_lifespan: bool) -> tuple[dict, np.ndarray]:
-    """Purchase features of one block of customers, and their :func:`_lifespan_counts` (zeros unless asked)."""
+                    count_lifespan: bool) -> tuple[dict, np.ndarray, np.datetime64 | None]:
+    """Purchase features of one block of customers; when asked, their :func:`_lifespan_counts` and earliest
+    purchase (else zeros and None)."""
     g = _Groups(block.size)
     age = (day - enc.tx_day[block.buy_rows]).astype("float64")
     f = _purchase_features(enc, (block.buy_rows, block.buy_pos, age), (block.refund_rows, block.refund_pos), g, cfg)
-    counts = _lifespan_counts(block.buy_pos, age, g.n) if count_lifespan else np.zeros(2, dtype=np.int64)
-    return f, counts
+    if not count_lifespan:
+        return f, np.zeros(2, dtype=np.int64), None
+    earliest = enc.tx_time[block.buy_rows].min() if len(block.buy_rows) else None
+    return f, _lifespan_counts(block.buy_pos, age, g.n), earliest
 
 
 def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.ExtensionArray:
@@ -618,7 +634,8 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_y
     if lifespan_years is not None:
         lifespan = lifespan_years
     else:
-        earliest = pd.Timestamp(enc.tx_time[buy].min()) if len(buy) else None
+        firsts = [p[2] for p in parts if p[2] is not None]
+        earliest = pd.Timestamp(min(firsts)) if firsts else None
         lifespan = _lifespan(sum(p[1] for p in parts), earliest, as_of, config)
     del buy, refund, blocks, parts
     aov = np.nan_to_num(cols["mean_order_value"])
