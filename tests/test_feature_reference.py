@@ -136,3 +136,14 @@ def test_run_std_is_pandas_grouped_std_to_the_bit(runs):
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     want = pd.Series(values).groupby(np.repeat(np.arange(len(runs)), sizes), sort=False).std().to_numpy()
     np.testing.assert_array_equal(features._run_std(values, starts, sizes), want)
+
+
+def test_ids_split_over_many_chunks_keep_one_sorted_index():
+    """The ids are encoded in two halves of their Arrow chunks, whose dictionaries are then unified."""
+    parts = [["b", "a"], ["a", "c"], ["d", "c"], ["b", "e"], ["a"]]
+    tx = pd.concat([pd.Series(p, dtype="str") for p in parts], ignore_index=True)
+    assert features._arrow(tx).num_chunks == len(parts)
+    more = pd.Series(["e", "f"], dtype="str")
+    ids, positions = features._encode_ids([tx, more])
+    assert ids.tolist() == ["a", "b", "c", "d", "e", "f"]
+    assert [p.tolist() for p in positions] == [[1, 0, 0, 2, 3, 2, 1, 4, 0], [4, 5]]

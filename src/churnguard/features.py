@@ -122,6 +122,7 @@ class _Encoded:
     tx_day: np.ndarray  # _day_numbers(tx_time)
     amount: np.ndarray
     order_group: np.ndarray  # per row: a label shared by the purchase rows of one multi-row order, else -1
+    block_rows: list[np.ndarray]  # transaction rows of each block of _BLOCK ids, in row order
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -146,21 +147,42 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
 
 
+def _dictionary_encode(chunks: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:
+    """Arrow's dictionary encoding of the chunks as one array: the distinct values in order of first
+    occurrence, and each value's code."""
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+    if encoded.num_chunks == 0:
+        return pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int32)
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks])
+    return encoded.chunks[-1].dictionary, codes
+
+
 def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
     """Every distinct id of ``columns`` in one sorted index, and for each column its rows' positions in it.
 
-    One Arrow ``dictionary_encode`` over all columns' chunks (one hash table, codes in order of first
-    occurrence), then the distinct ids are sorted.
+    Arrow's ``dictionary_encode`` over all columns' chunks (codes in order of first occurrence), then the
+    distinct ids are sorted.
     """
     chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
-    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
-    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
-                           or [np.zeros(0, dtype=np.int32)])
+    # Two halves of the chunks are encoded on two threads; the second half's codes are then mapped onto the
+    # first's dictionary extended by its new ids, so codes stay numbered in order of first occurrence.
+    half = int(np.searchsorted(np.cumsum([len(chunk) for chunk in chunks]), sum(map(len, chunks)) / 2)) + 1
+    parts = [p for p in (chunks[:half], chunks[half:]) if p] or [[]]
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-ids") as pool:
+        encoded = list(pool.map(_dictionary_encode, parts))
+    dictionary, codes = encoded[0]
+    if len(encoded) > 1:
+        joint, more = _dictionary_encode([pa.concat_arrays([dictionary, encoded[1][0]])])
+        dictionary, codes = joint, np.concatenate([codes, more[len(dictionary) :][encoded[1][1]]])
     first = _first_rows(codes)
-    order = pc.sort_indices(encoded.chunks[0].dictionary).to_numpy() if len(first) else first
+    order = pc.sort_indices(dictionary).to_numpy() if len(first) else first
     rank = np.empty(len(first), dtype=np.intp)
     rank[order] = np.arange(len(first))
-    ids = pd.Index(pd.concat(columns, ignore_index=True).take(first[order]).array)
+    dtype = columns[0].dtype if columns else None
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":  # straight from the dictionary
+        ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
+    else:
+        ids = pd.Index(pd.concat(columns, ignore_index=True).take(first[order]).array)
     positions, start = [], 0
     for c in columns:
         positions.append(rank[codes[start : start + len(c)]])
@@ -181,7 +203,8 @@ def _encode(tables: Tables) -> _Encoded:
         groups = keys.result().groups(tx, tx_id)
     tk_id = positions[1] if tables.tickets is not None else None
     cu_id = positions[-1] if tables.customers is not None else None
-    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, _day_numbers(tx_time), amount, groups)
+    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, _day_numbers(tx_time), amount, groups,
+                    _block_rows(tx_id, len(ids)))
 
 
 @dataclass(frozen=True)
@@ -533,41 +556,34 @@ def _attribute_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, p
 _BLOCK = 1 << 16  # customers per block of the purchase aggregation
 
 
-@dataclass(frozen=True)
-class _Block:
-    start: int  # position of the block's first customer
-    size: int
-    buy_rows: np.ndarray
-    buy_pos: np.ndarray  # positions within the block
-    refund_rows: np.ndarray
-    refund_pos: np.ndarray
+def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
+    """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort)."""
+    n_blocks = max(-(-n_ids // _BLOCK), 1)
+    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
+    block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
+    order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
+    return np.split(order, np.cumsum(np.bincount(block, minlength=n_blocks))[:-1])
 
 
-def _blocks(n: int, buy: np.ndarray, buy_pos: np.ndarray, refund: np.ndarray, refund_pos: np.ndarray) -> list[_Block]:
-    """Split purchase and refund rows by block of ``_BLOCK`` customers, keeping row order within each block."""
-    starts = list(range(0, max(n, 1), _BLOCK))  # one empty block for an empty population
-    split = []
-    for rows, pos in ((buy, buy_pos), (refund, refund_pos)):
-        key = np.uint8 if len(starts) <= 256 else np.uint16 if len(starts) <= 65536 else np.int64
-        block = (pos // _BLOCK).astype(key) if n > _BLOCK else np.zeros(len(pos), dtype=np.uint8)
-        order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
-        bounds = np.searchsorted(block[order], np.arange(len(starts) + 1), side="left")
-        rows, pos = rows[order], pos[order]
-        split.append([(rows[a:b], pos[a:b] - s) for a, b, s in zip(bounds[:-1], bounds[1:], starts, strict=True)])
-    return [_Block(s, min(_BLOCK, n - s), *b, *r) for s, b, r in zip(starts, *split, strict=True)]
-
-
-def _block_features(enc: _Encoded, block: _Block, day: int, cfg: FeatureConfig,
+def _block_features(enc: _Encoded, b: int, where: np.ndarray, kept: np.ndarray, day: int, cfg: FeatureConfig,
                     count_lifespan: bool) -> tuple[dict, np.ndarray, np.datetime64 | None]:
-    """Purchase features of one block of customers; when asked, their :func:`_lifespan_counts` and earliest
-    purchase (else zeros and None)."""
-    g = _Groups(block.size)
-    age = (day - enc.tx_day[block.buy_rows]).astype("float64")
-    f = _purchase_features(enc, (block.buy_rows, block.buy_pos, age), (block.refund_rows, block.refund_pos), g, cfg)
+    """Purchase features of the population's customers among ids block ``b``; when asked, also their
+    :func:`_lifespan_counts` and earliest purchase (else zeros and None)."""
+    known = where[b * _BLOCK : (b + 1) * _BLOCK]
+    members = known[known >= 0]
+    start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
+    g = _Groups(len(members))
+    rows = enc.block_rows[b]
+    rows = rows[kept[rows]]
+    amount = enc.amount[rows]
+    buy, refund = rows[amount > 0], rows[amount < 0]
+    buy_pos, refund_pos = where[enc.tx_id[buy]] - start, where[enc.tx_id[refund]] - start
+    age = (day - enc.tx_day[buy]).astype("float64")
+    f = _purchase_features(enc, (buy, buy_pos, age), (refund, refund_pos), g, cfg)
     if not count_lifespan:
         return f, np.zeros(2, dtype=np.int64), None
-    earliest = enc.tx_time[block.buy_rows].min() if len(block.buy_rows) else None
-    return f, _lifespan_counts(block.buy_pos, age, g.n), earliest
+    earliest = enc.tx_time[buy].min() if len(buy) else None
+    return f, _lifespan_counts(buy_pos, age, g.n), earliest
 
 
 def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.ExtensionArray:
@@ -623,12 +639,11 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_y
     # and its per-customer totals stay in cache. Blocks, and tickets and attributes, run on two threads; numpy
     # and pandas release the GIL in their array loops.
     day = _day_numbers(np.datetime64(as_of))
-    buy = np.flatnonzero(kept & (enc.amount > 0))
-    refund = np.flatnonzero(kept & (enc.amount < 0))
-    blocks = _blocks(len(population), buy, where[enc.tx_id[buy]], refund, where[enc.tx_id[refund]])
+    count = lifespan_years is None
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-features") as pool:
         side = pool.submit(_side_features, enc, where, as_of, population, _Groups(len(population)), config)
-        parts = list(pool.map(lambda b: _block_features(enc, b, day, config, lifespan_years is None), blocks))
+        parts = list(pool.map(lambda b: _block_features(enc, b, where, kept, day, config, count),
+                              range(len(enc.block_rows))))
         support, attrs = side.result()
     cols = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
     if lifespan_years is not None:
@@ -637,7 +652,7 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_y
         firsts = [p[2] for p in parts if p[2] is not None]
         earliest = pd.Timestamp(min(firsts)) if firsts else None
         lifespan = _lifespan(sum(p[1] for p in parts), earliest, as_of, config)
-    del buy, refund, blocks, parts
+    del parts
     aov = np.nan_to_num(cols["mean_order_value"])
     cols["cltv"] = aov * cols["orders_365d" if 365 in config.windows_days else f"orders_{max(config.windows_days)}d"] * lifespan
     if support is not None:
@@ -656,6 +671,6 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, lifespan_y
     vip = (cols["cltv"] >= threshold) & (cols["cltv"] > 0)
     data["value_tier"] = _labels(vip, ("standard", "vip"))
     data["as_of_month"] = np.full(len(population), float(as_of.month))  # churn over the next months is seasonal
-    features = pd.DataFrame(data)
+    features = pd.DataFrame(data, copy=False)  # the columns are this call's own arrays
     features.attrs["lifespan_years"] = lifespan
     return features
