@@ -195,16 +195,18 @@ def _encode(tables: Tables) -> _Encoded:
     tx = tables.transactions
     tx_time = tx["timestamp"].to_numpy()
     amount = tx["amount"].to_numpy(dtype="float64")
-    # The order keys' hashes need only the raw columns: computed on a second thread meanwhile.
-    with ThreadPoolExecutor(1, thread_name_prefix="churnguard-encode") as pool:
+    # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
         ids, positions = _encode_ids([f["customer_id"] for f in frames])
         tx_id = positions[0]
+        blocks = pool.submit(_block_rows, tx_id, len(ids))
+        days = _day_numbers(tx_time)
         groups = keys.result().groups(tx, tx_id)
+        block_rows = blocks.result()
     tk_id = positions[1] if tables.tickets is not None else None
     cu_id = positions[-1] if tables.customers is not None else None
-    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, _day_numbers(tx_time), amount, groups,
-                    _block_rows(tx_id, len(ids)))
+    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, days, amount, groups, block_rows)
 
 
 @dataclass(frozen=True)
@@ -562,7 +564,7 @@ def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
     key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
     block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
-    return np.split(order, np.cumsum(np.bincount(block, minlength=n_blocks))[:-1])
+    return np.split(order, np.searchsorted(block[order], np.arange(1, n_blocks)))
 
 
 def _block_features(enc: _Encoded, b: int, where: np.ndarray, kept: np.ndarray, day: int, cfg: FeatureConfig,
