@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard import fastpath, scoring
 from churnguard.btyd import BGNBDParams
@@ -259,3 +261,32 @@ def test_single_row_predictions_equal_booster_predict(model, scorer, demo_inputs
         for kind in ("normal", "contrib"):
             assert np.array_equal(fast[kind](row), expected[kind])
             assert np.array_equal(fallback[kind](row), expected[kind])
+
+
+def test_the_lightgbm_calls_score_alike(model, scorer, demo_inputs, monkeypatch):
+    """The demo model's TreeSHAP and probability come from ``churnguard._treeshap`` (so the tests above check
+    it against the batch path); a model it does not tabulate goes through LightGBM's single-row calls, with
+    the same rows."""
+    assert scorer._shap is not None
+
+    def refuse(booster, num_iteration):
+        raise ValueError("not tabulated")
+
+    monkeypatch.setattr(fastpath, "TreeShap", refuse)
+    plain = fastpath.FastScorer(model, load_playbook())
+    assert plain._shap is None
+    day = date(2025, 12, 31)
+    rows = [(plain.score(cid, *v, day), scorer.score(cid, *v, day)) for cid, v in demo_inputs.items()]
+    assert sum(a is not None and a["churn_probability"] is not None for a, _ in rows) > 100
+    assert all(a == b for a, b in rows)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.floats(allow_nan=False) | st.integers(-10**7, 10**7).map(lambda k: k / 8),  # x.125 .. x.875
+       digits=st.integers(0, 3))
+def test_reason_numbers_round_as_numpy(value, digits):
+    """Halves go to even, -0 keeps its sign and huge values overflow to inf, as with ``np.round``, which
+    ``scoring`` uses on whole columns."""
+    with np.errstate(over="ignore"):
+        expected = f"{np.float64(value).round(digits):.{digits}f}", f"{np.float64(value * 100).round():.0f}%"
+    assert (fastpath._n(value, digits), fastpath._pct(value)) == expected

@@ -2,8 +2,10 @@
 
 The batch path (``build_features`` -> ``add_bgnbd_features`` -> ``score_features`` -> ``select_customers``)
 spends ~50 ms of pandas overhead on one customer. :class:`FastScorer` computes the same features with plain
-Python loops, makes one LightGBM call on a one-row float64 array (TreeSHAP contributions, whose sum is the raw
-log-odds) and writes the same reasons, action and expected value. Definitions follow ``churnguard.features``
+Python loops, gets LightGBM's TreeSHAP contributions and probability for the one-row float64 input from
+tables built once per model (``churnguard._treeshap``, the same numbers as LightGBM's own calls; models
+with deeper trees than it tabulates go through LightGBM's single-row C API) and writes the same reasons,
+action and expected value. Definitions follow ``churnguard.features``
 and ``churnguard.scoring`` exactly; sums and means use the arithmetic pandas uses for one sorted group
 (sequential ``bincount`` totals, ``add.reduceat`` sums, Welford's standard deviation).
 
@@ -18,6 +20,7 @@ import ctypes
 import dataclasses
 import functools
 import itertools
+import logging
 import math
 import operator
 import weakref
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from churnguard import btyd
+from churnguard._treeshap import TreeShap
 from churnguard.config import FeatureConfig, Playbook
 from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import NPS_GROUPS
@@ -35,6 +39,8 @@ from churnguard.model import PROBABILITY_FLOOR, ChurnModel
 from churnguard.scoring import N_REASONS, OVERDUE_REMARK, REASON_TEMPLATES, unknown_text
 
 __all__ = ["FastScorer"]
+
+logger = logging.getLogger(__name__)
 
 _NAN = float("nan")
 _DAY = timedelta(days=1)
@@ -117,13 +123,26 @@ def _std(values: list[float]) -> float:
     return math.sqrt(m2 / (n - 1)) if n > 1 else _NAN
 
 
+_POWERS_OF_TEN = tuple(10.0**k for k in range(9))  # the exact values numpy's rounding scales by
+
+
+def _round(value: float, digits: int) -> float:
+    """numpy's ``round`` of one float in plain Python (a fraction of the cost of a numpy call): the same
+    ``rint(value * 10**digits) / 10**digits``, halves to even and the sign of zero kept, so the same bits."""
+    scale = _POWERS_OF_TEN[digits]
+    scaled = value * scale
+    if math.isfinite(scaled):
+        scaled = math.copysign(float(round(scaled)), scaled)  # round() of a float: half to even, like rint
+    return scaled / scale if digits else scaled  # inf (also from an overflowing scale) and NaN as numpy
+
+
 def _n(value: float, digits: int = 0) -> str:
     """``scoring._num`` for one value: numpy's rounding, then fixed-point text."""
-    return f"{np.float64(value).round(digits):.{digits}f}"  # the scalar runs the array's rounding
+    return f"{_round(value, digits):.{digits}f}"
 
 
 def _pct(value: float) -> str:
-    return f"{np.float64(value * 100).round():.0f}%"
+    return f"{_round(value * 100, 0):.0f}%"
 
 
 
@@ -201,8 +220,13 @@ class FastScorer:
         self._horizon = np.float64(meta["horizon_days"] / _WEEK)
         windows = self._cfg.windows_days
         self._orders_key = "orders_365d" if 365 in windows else f"orders_{max(windows)}d"
-        self._proba = _SingleRow(booster, "normal", model.best_iteration_)
-        self._contrib = _SingleRow(booster, "contrib", model.best_iteration_)
+        try:
+            self._shap: TreeShap | None = TreeShap(booster, model.best_iteration_)
+        except ValueError as exc:  # deeper trees than tabulated, say: LightGBM's calls, ~130 us more a row
+            logger.info("single-row scoring through LightGBM's C API: %s", exc)
+            self._shap = None
+            self._proba = _SingleRow(booster, "normal", model.best_iteration_)
+            self._contrib = _SingleRow(booster, "contrib", model.best_iteration_)
         self._names = list(model.feature_names_)
         # LightGBM turns a pandas categorical into its position in the training categories (NaN if unseen).
         cat_cols = [c for c in self._names if c in model.categories_]
@@ -268,15 +292,18 @@ class FastScorer:
         prob, band, reasons = None, "no_history", [""] * N_REASONS
         if f["n_orders"] > 0:
             row = self._row(f)
-            contrib = self._contrib(row)
-            # as predict_proba; LightGBM's own probability rather than one from the contributions' sum, which
-            # can differ from it in the last digits
+            # as predict_proba: LightGBM's probability (from the raw score, not from the contributions' sum,
+            # which can differ from it in the last digits)
+            if self._shap is not None:
+                contrib, raw = self._shap(row)
+                p = self._shap.probability(raw)
+            else:
+                contrib, p = self._contrib(row), self._proba(row)[0]
             if self._isotonic:
                 cal = self._calibrator
-                prob = float(min(max(np.interp(self._proba(row)[0], cal.x, cal.y), PROBABILITY_FLOOR),
-                                 1 - PROBABILITY_FLOOR))
+                prob = float(min(max(np.interp(p, cal.x, cal.y), PROBABILITY_FLOOR), 1 - PROBABILITY_FLOOR))
             else:
-                prob = float(np.clip(self._calibrator(self._proba(row)), 0.0, 1.0)[0])
+                prob = float(np.clip(self._calibrator(np.array([p])), 0.0, 1.0)[0])
             band = "low"
             for name, lower in self._bands:
                 if prob >= lower:
@@ -400,7 +427,9 @@ class FastScorer:
         known |= self._attributes(f, attributes, day, end)
         if not known:
             return None
-        f["tenure_days"] = float(np.fmax(f["bg_age_days"], f.get("days_since_signup", _NAN)))
+        # np.fmax: the larger of the two, the one known, or NaN
+        age, signup = f["bg_age_days"], f.get("days_since_signup", _NAN)
+        f["tenure_days"] = signup if math.isnan(age) else age if math.isnan(signup) else max(age, signup)
         f["value_tier"] = "vip" if f["cltv"] >= self._vip and f["cltv"] > 0 else "standard"
         f["as_of_month"] = float(day.month)
         self._bgnbd(f)
