@@ -298,3 +298,57 @@ def test_partitioned_rejects_keep_file_row_numbers(trained, tmp_path, monkeypatc
     res = score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "s.csv",
                       playbook=load_playbook(), data_config=DataConfig(on_bad_rows="reject"), partitions=3)
     assert res.rejects.loc[res.rejects["reason"] == "are not numeric", "row"].tolist() == [124]
+
+
+
+async def _call(asgi_app, method: str, path: str, body: bytes = b"", root_path: str = ""
+                ) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request straight to the ASGI app, in process: status, headers and body of the answer."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "path": root_path + path, "raw_path": (root_path + path).encode(), "root_path": root_path,
+             "scheme": "http", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    await asgi_app(scope, receive, send)
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, monkeypatch, caplog):
+    """/predict is served ahead of FastAPI's middleware (server._App): under a root path FastAPI's route
+    answers the same, and an error in scoring still gets the app's 500, without a stack trace, logged."""
+    import asyncio
+    import json
+
+    from churnguard.server import create_app
+
+    class Broken:
+        def score(self, *args):
+            raise RuntimeError("scoring failed")
+
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    api = create_app(trained["result"].model_path)
+    body = json.dumps({"as_of": "2025-06-30", "customers": [_customer("x1")]}).encode()
+
+    async def requests():
+        async with api.router.lifespan_context(api):
+            good = await _call(api, "POST", "/predict", body)
+            routed = await _call(api, "POST", "/predict", body, root_path="/churn")
+            api.state.scorer = Broken()
+            return good, routed, await _call(api, "POST", "/predict", body)
+
+    (status, headers, answer), routed, (bad_status, _, bad_answer) = asyncio.run(requests())
+    assert (routed[0], routed[2]) == (status, answer)
+    assert status == 200
+    assert headers[b"content-type"] == b"application/json"
+    assert [s["customer_id"] for s in json.loads(answer)["scores"]] == ["x1"]
+    assert (bad_status, json.loads(bad_answer)) == (500, {"detail": "internal error"})
+    assert any("error while serving /predict" in r.getMessage() and r.exc_info for r in caplog.records)

@@ -6,7 +6,8 @@ equal the batch path's (tested), so a request costs well under a millisecond of 
 JSON; the scoring rules live in ``churnguard.scoring`` and ``churnguard.fastpath``, never in a route.
 Request bodies are pydantic models (422 with the bad field's name; for ``/predict``, a body that is not JSON
 is a 422 too), bodies over ``max_body_bytes`` get 413, no route accepts a file path, and unexpected errors
-answer 500 without a stack trace. Per-request costs and how they were cut are measured in
+answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI's middleware and router
+(see ``_App``), with the same checks. Per-request costs and how they were cut are measured in
 ``benchmarks/serve_load.py`` (figures in ``benchmarks/README.md``).
 """
 
@@ -18,14 +19,23 @@ import os
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import pandas as pd
 import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+    with_config,
+)
 from starlette.routing import Route
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from churnguard.config import load_playbook
 from churnguard.fastpath import FastScorer
@@ -44,37 +54,43 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TransactionIn(_Body):
+# Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
+# event; ~11 us less per request of 20 transactions). Optional keys left out of the JSON stay out of the
+# dict; the scorer reads them with .get().
+@with_config(ConfigDict(extra="forbid"))
+class TransactionIn(TypedDict):
     timestamp: datetime
     amount: float
-    order_id: str | None = None
-    quantity: float | None = None
-    category: str | None = None
-    channel: str | None = None
-    discount: float | None = None
+    order_id: NotRequired[str | None]
+    quantity: NotRequired[float | None]
+    category: NotRequired[str | None]
+    channel: NotRequired[str | None]
+    discount: NotRequired[float | None]
 
 
-class TicketIn(_Body):
+@with_config(ConfigDict(extra="forbid"))
+class TicketIn(TypedDict):
     opened_at: datetime
-    first_response_at: datetime | None = None
-    resolved_at: datetime | None = None
-    channel: str | None = None
-    csat: Annotated[float, Field(ge=1, le=5)] | None = None
-    ticket_id: str | None = None
+    first_response_at: NotRequired[datetime | None]
+    resolved_at: NotRequired[datetime | None]
+    channel: NotRequired[str | None]
+    csat: NotRequired[Annotated[float, Field(ge=1, le=5)] | None]
+    ticket_id: NotRequired[str | None]
 
-    @model_validator(mode="after")
-    def _in_order(self) -> TicketIn:
-        for name in ("first_response_at", "resolved_at"):
-            value = getattr(self, name)
-            if value is not None and _utc_naive(value) < _utc_naive(self.opened_at):
-                raise ValueError(f"{name} is earlier than opened_at")
-        return self
+
+def _in_order(ticket: TicketIn) -> TicketIn:
+    for name in ("first_response_at", "resolved_at"):
+        value = ticket.get(name)
+        if value is not None and _utc_naive(value) < _utc_naive(ticket["opened_at"]):
+            raise ValueError(f"{name} is earlier than opened_at")
+    return ticket
 
 
 class CustomerIn(_Body):
     customer_id: Annotated[str, Field(min_length=1, max_length=200)]
     transactions: Annotated[list[TransactionIn], Field(max_length=MAX_EVENTS)] = []
-    tickets: Annotated[list[TicketIn], Field(max_length=MAX_EVENTS)] = []
+    tickets: Annotated[list[Annotated[TicketIn, AfterValidator(_in_order)]],
+                       Field(max_length=MAX_EVENTS)] = []
     attributes: Annotated[dict[str, str | float | bool | None], Field(max_length=100)] = Field(
         default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ..."
     )
@@ -159,12 +175,36 @@ def _document_predict_body(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _invalid(exc: ValidationError) -> JSONResponse:
-    """422 in FastAPI's own format (``detail``: one entry per error, ``loc`` starting at ``body``); a body that
-    is not JSON at all is one ``json_invalid`` error saying where parsing stopped."""
+def _invalid(exc: ValidationError) -> bytes:
+    """The 422 body in FastAPI's own format (``detail``: one entry per error, ``loc`` starting at ``body``); a
+    body that is not JSON at all is one ``json_invalid`` error saying where parsing stopped."""
     detail = [{"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
               for e in exc.errors(include_url=False, include_input=False, include_context=False)]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return pydantic_core.to_json({"detail": detail})
+
+
+def _predict(scorer: FastScorer, body: bytes) -> tuple[int, bytes]:
+    """Status and JSON body answering ``POST /predict`` with ``body``.
+
+    The body is parsed and validated by pydantic's JSON parser in one pass, and the answer serialized by
+    pydantic straight to JSON. FastAPI's own handling (JSON -> dict -> model, the response validated again and
+    encoded through jsonable_encoder) took ~155 us of a request's CPU here.
+    """
+    try:
+        req = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return 422, _invalid(exc)
+    as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
+    scores, rejected = [], []
+    for c in req.customers:
+        row = scorer.score(c.customer_id, c.transactions, c.tickets, c.attributes, as_of)
+        if row is None:
+            rejected.append({"customer_id": c.customer_id, "reason": f"no activity on or before {as_of}"})
+        else:
+            scores.append(row)
+    # The scorer's rows already hold Score's fields, in order, as plain str / float / bool / date values:
+    # pydantic's serializer writes them as PredictResponse would, without building the models first.
+    return 200, pydantic_core.to_json({"scores": scores, "rejected": rejected})
 
 
 def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -187,19 +227,14 @@ class _BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if int(declared) > self.max_bytes:
-                return await self._reject(scope, receive, send)
+                return await _send_json(send, 413, _too_large(self.max_bytes))
             return await self.app(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, receive, send)  # a disconnect: let the app see it
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await self._reject(scope, receive, send)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            body = await _read_body(receive, self.max_bytes)
+        except _Disconnected:
+            return await self.app(scope, receive, send)  # let the app see the disconnect
+        if body is None:
+            return await _send_json(send, 413, _too_large(self.max_bytes))
 
         async def replay():
             nonlocal body
@@ -208,13 +243,38 @@ class _BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-        await response(scope, receive, send)
+
+class _Disconnected(Exception):
+    """The client went away before its request body was complete."""
+
+
+async def _read_body(receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes ``max_bytes``."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > max_bytes:
+            return None
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> bytes:
+    return pydantic_core.to_json({"detail": f"request body over {max_bytes} bytes"})
+
+
+async def _send_json(send, status: int, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _Reconnect:
-    """Plain ASGI middleware adding ``Connection: close`` to every ``every``-th response of this process.
+    """Adds ``Connection: close`` to every ``every``-th HTTP response of this process (called by ``_App``).
 
     Worker processes share one listening socket, and a worker accepts all connections waiting when it wakes:
     a client's keep-alive connections, opened together, often all land on one worker while the others idle
@@ -226,22 +286,61 @@ class _Reconnect:
     connections by a hash of their addresses, not by load, and measured worse (p99 11-17 ms).
     """
 
-    def __init__(self, app, every: int) -> None:
-        self.app, self.every, self.count = app, every, 0
+    def __init__(self, every: int) -> None:
+        self.every, self.count = every, 0
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+    def __call__(self, send):
+        """``send`` for the next HTTP response: as is, or every ``every``-th time adding the header."""
         self.count += 1
         if self.count % self.every:
-            return await self.app(scope, receive, send)
+            return send
 
         async def closing(message):
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        await self.app(scope, receive, closing)
+        return closing
+
+
+class _App(FastAPI):
+    """The FastAPI app, with ``POST /predict`` answered ahead of FastAPI's middleware stack and router.
+
+    Those layers (error, telemetry and body-limit middleware, the exit stack, route matching, the Request and
+    Response objects) cost ~40 us of CPU per request here, more than validating the request body, and
+    ``/predict`` needs none of them: :meth:`__call__` reads its body under the same size limit, answers as
+    the route does (the same function, ``_predict``) and turns an unexpected error into the app's 500. Every
+    other request, and the lifespan, goes through FastAPI; the periodic ``Connection: close`` (when set)
+    counts all of them.
+    """
+
+    max_body_bytes = 2_000_000
+    reconnect: _Reconnect | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            if self.reconnect is not None:
+                send = self.reconnect(send)
+            if scope["path"] == "/predict" and scope["method"] == "POST":
+                return await self._serve_predict(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+    async def _serve_predict(self, scope, receive, send) -> None:
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and int(declared) > self.max_body_bytes:
+            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _Disconnected:
+            return
+        if body is None:
+            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+        try:
+            status, answer = _predict(self.state.scorer, body)
+        except Exception:
+            logger.exception("error while serving %s", scope["path"])
+            status, answer = 500, b'{"detail":"internal error"}'
+        await _send_json(send, status, answer)
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
@@ -269,11 +368,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         yield
         gc.unfreeze()
 
-    app = FastAPI(title="churnguard", version=_version(), lifespan=lifespan)
-
+    app = _App(title="churnguard", version=_version(), lifespan=lifespan)
+    app.max_body_bytes = max_body_bytes
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     if reconnect_every is not None:
-        app.add_middleware(_Reconnect, every=reconnect_every)
+        app.reconnect = _Reconnect(reconnect_every)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
@@ -300,29 +399,10 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         }
 
     async def predict(request: Request) -> Response:
-        # A plain Starlette route: the body is parsed and validated by pydantic's JSON parser in one pass, and
-        # the answer serialized by pydantic straight to JSON. FastAPI's own handling (JSON -> dict -> model,
-        # the response validated again and encoded through jsonable_encoder) took ~155 us of a request's CPU
-        # here, and even a FastAPI route taking the raw Request (dependency solving) ~20 us more than this.
-        try:
-            req = PredictRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _invalid(exc)
-        scorer: FastScorer = request.app.state.scorer
-        as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
-        scores, rejected = [], []
-        for c in req.customers:
-            # vars(model) is the model's own field dict (no copy): the scorer only reads it.
-            row = scorer.score(c.customer_id, [vars(t) for t in c.transactions], [vars(t) for t in c.tickets],
-                               c.attributes, as_of)
-            if row is None:
-                rejected.append({"customer_id": c.customer_id, "reason": f"no activity on or before {as_of}"})
-            else:
-                scores.append(row)
-        # The scorer's rows already hold Score's fields, in order, as plain str / float / bool / date values:
-        # pydantic's serializer writes them as PredictResponse would, without building the models first.
-        body = pydantic_core.to_json({"scores": scores, "rejected": rejected})
-        return Response(body, media_type="application/json")
+        # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
+        # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
+        status, body = _predict(request.app.state.scorer, await request.body())
+        return Response(body, status_code=status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
 
