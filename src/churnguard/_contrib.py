@@ -27,7 +27,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
 
-_ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero
+_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f: |x| <= this counts as zero
 MIN_ROWS = 5_000  # below this, one plain pred_contrib call is as fast (see ``contributions``)
 
 

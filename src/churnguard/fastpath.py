@@ -397,7 +397,7 @@ class FastScorer:
                 refund_count += 1
                 refund_amount += -amount
         ages = [float((day - e[0].date()).days) for e in orders.values()]
-        values = [_group_sum(e[1]) for e in orders.values()]
+        values = [_seq_sum(e[1]) for e in orders.values()]  # an order's lines added in row order
         n = float(len(values))
         gross = _seq_sum(values)
         f: dict[str, Any] = {"recency_days": min(ages, default=_NAN), "n_orders": n, "gross_spend": gross,
