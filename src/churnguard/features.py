@@ -174,15 +174,14 @@ def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
     if len(encoded) > 1:
         joint, more = _dictionary_encode([pa.concat_arrays([dictionary, encoded[1][0]])])
         dictionary, codes = joint, np.concatenate([codes, more[len(dictionary) :][encoded[1][1]]])
-    first = _first_rows(codes)
-    order = pc.sort_indices(dictionary).to_numpy() if len(first) else first
-    rank = np.empty(len(first), dtype=np.intp)
-    rank[order] = np.arange(len(first))
+    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    rank = np.empty(len(dictionary), dtype=np.intp)
+    rank[order] = np.arange(len(dictionary))
     dtype = columns[0].dtype if columns else None
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":  # straight from the dictionary
         ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
-    else:
-        ids = pd.Index(pd.concat(columns, ignore_index=True).take(first[order]).array)
+    else:  # other text storage: the ids as the columns hold them, at each one's first row
+        ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
     positions, start = [], 0
     for c in columns:
         positions.append(rank[codes[start : start + len(c)]])
@@ -296,11 +295,11 @@ class _Groups:
         out[np.bincount(pos, minlength=self.n) == 0] = np.nan
         return out
 
-    def agg(self, pos: np.ndarray, values: pd.Series | np.ndarray, how: str) -> np.ndarray:
-        """mean / std / last (pandas' own algorithms) of values per customer; NaN where a customer has none."""
+    def mean(self, pos: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
+        """Mean of values per customer by pandas' own grouped mean; NaN where a customer has none."""
         out = np.full(self.n, np.nan)
         if len(pos):
-            res = pd.Series(np.asarray(values, dtype="float64")).groupby(pos, sort=False).agg(how)
+            res = pd.Series(np.asarray(values, dtype="float64")).groupby(pos, sort=False).mean()
             out[res.index.to_numpy()] = res.to_numpy(dtype="float64")
         return out
 
@@ -501,7 +500,7 @@ def _support_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, g: 
         answered = (tk["first_response_at"] < cutoff).to_numpy()
         hours = _hours(tk["first_response_at"] - tk["opened_at"])
         waiting = _hours(cutoff - tk["opened_at"])
-        f["first_response_hours_mean"] = g.agg(pos[answered], hours[answered], "mean")
+        f["first_response_hours_mean"] = g.mean(pos[answered], hours[answered])
         f["first_response_hours_max"] = g.extreme(pos[answered], hours[answered], "max")
         f["first_response_hours_latest"] = _latest(g, pos, opened, hours, answered)
         slow = np.where(answered, hours > cfg.sla_hours, waiting > cfg.sla_hours)
@@ -509,14 +508,14 @@ def _support_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, g: 
     if "resolved_at" in tk:
         res = resolved.to_numpy()
         hours = _hours(tk["resolved_at"] - tk["opened_at"])
-        f["resolution_hours_mean"] = g.agg(pos[res], hours[res], "mean")
+        f["resolution_hours_mean"] = g.mean(pos[res], hours[res])
         f["resolution_hours_max"] = g.extreme(pos[res], hours[res], "max")
         f["resolution_hours_latest"] = _latest(g, pos, opened, hours, res)
     if "csat" in tk:
         # A survey answer is known once the ticket is resolved (or, without resolution times, once opened).
         known = (resolved.to_numpy() if "resolved_at" in tk else np.ones(len(tk), bool)) & tk["csat"].notna().to_numpy()
         csat = tk["csat"].to_numpy(dtype="float64")
-        f["csat_mean"] = g.agg(pos[known], csat[known], "mean")
+        f["csat_mean"] = g.mean(pos[known], csat[known])
         f["csat_min"] = g.extreme(pos[known], csat[known], "min")
         f["csat_latest"] = _latest(g, pos, opened, csat, known)
     return f
