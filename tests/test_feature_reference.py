@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from churnguard import features
 from churnguard.config import load_config
-from churnguard.dataset import validate_tables
+from churnguard.dataset import FEATURE_INPUTS, validate_tables
 from churnguard.demo import generate_demo_data
 from churnguard.features import build_features, estimate_lifespan_years
 from churnguard.labels import make_labels
@@ -38,6 +38,22 @@ def test_demo_features_equal_the_reference(demo_tables, as_of):
     _assert_same(demo_tables, as_of)  # lifespan estimated (a default one before two years of data)
     _assert_same(demo_tables, as_of, lifespan_years=2.5, vip_threshold=100.0)
 
+
+
+@pytest.mark.parametrize(("block", "few_blocks"), [(64, 64), (64, 0), (16, 64), (1, 4096)])
+def test_features_over_many_blocks_equal_the_reference(demo_tables, monkeypatch, block, few_blocks):
+    """Purchases are aggregated per block of customer ids, the rows split by a pass per block (up to
+    ``_FEW_BLOCKS`` blocks) or by one sort: small blocks put the demo's customers in tens to thousands of
+    blocks, on both paths, and the result is the one-pass reference's."""
+    monkeypatch.setattr(features, "_BLOCK", block)
+    monkeypatch.setattr(features, "_FEW_BLOCKS", few_blocks)
+    enc = features._encode(demo_tables)
+    assert len(enc.block_rows) == -(-len(enc.ids) // block) > 1
+    rows = np.concatenate(enc.block_rows)
+    assert np.array_equal(np.sort(rows), np.arange(len(demo_tables.transactions)))
+    assert all(np.all(np.diff(r) > 0) and np.all(enc.tx_id[r] // block == b) for b, r in enumerate(enc.block_rows))
+    _assert_same(demo_tables, "2025-06-30")
+    _assert_same(demo_tables, "2025-12-31", lifespan_years=2.5, vip_threshold=100.0)
 
 def test_lifespan_equals_a_count_over_customer_sets(demo_tables):
     tx = demo_tables.transactions
@@ -147,3 +163,18 @@ def test_ids_split_over_many_chunks_keep_one_sorted_index():
     ids, positions = features._encode_ids([tx, more])
     assert ids.tolist() == ["a", "b", "c", "d", "e", "f"]
     assert [p.tolist() for p in positions] == [[1, 0, 0, 2, 3, 2, 1, 4, 0], [4, 5]]
+
+
+def test_features_read_only_their_declared_input_columns(demo_tables):
+    """``dataset.FEATURE_INPUTS`` is what scoring reads: the features of tables cut down to those columns
+    equal the features of the whole tables."""
+    cut = validate_tables(*(None if frame is None else frame[frame.columns.intersection(list(cols or frame.columns))]
+                            for frame, cols in ((demo_tables.transactions, FEATURE_INPUTS["transactions"]),
+                                                (demo_tables.tickets, FEATURE_INPUTS["tickets"]),
+                                                (demo_tables.customers, FEATURE_INPUTS["customers"]))),
+                          config=CFG.data)
+    assert "channel" in demo_tables.transactions
+    assert "channel" not in cut.transactions
+    for as_of in ("2024-03-31", "2025-12-31"):
+        pd.testing.assert_frame_equal(build_features(cut, as_of, CFG.features),
+                                      build_features(demo_tables, as_of, CFG.features), check_exact=True)

@@ -555,6 +555,7 @@ def _attribute_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, p
 
 
 _BLOCK = 1 << 16  # customers per block of the purchase aggregation
+_FEW_BLOCKS = 64  # up to this many blocks (4M ids), rows are split by a pass per block, not by a sort
 
 
 def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
@@ -562,6 +563,8 @@ def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
     n_blocks = max(-(-n_ids // _BLOCK), 1)
     key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
     block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
+    if n_blocks <= _FEW_BLOCKS:  # a pass over the 8-bit keys per block costs less than sorting them
+        return [np.flatnonzero(block == b) for b in range(n_blocks)]
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
     return np.split(order, np.searchsorted(block[order], np.arange(1, n_blocks)))
 
