@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from churnguard.config import DataConfig
-from churnguard.dataset import DataError, load_tables, validate_tables
+from churnguard.dataset import DataError, feature_columns, load_tables, validate_tables
 
 STRICT = DataConfig()
 REJECT = DataConfig(on_bad_rows="reject")
@@ -159,3 +159,14 @@ def test_parquet_round_trip(tmp_path):
     df["amount"] = df["amount"].astype(float)
     df.to_parquet(p)
     assert load_tables(p, config=STRICT).transactions["amount"].sum() == pytest.approx(0.5)
+
+
+def test_feature_columns_follow_the_mapping_and_keep_everything_when_a_required_one_is_missing():
+    config = DataConfig(columns={"transactions": {"customer_id": "CustomerID", "amount": "Total"}})
+    names = ["InvoiceDate", "CustomerID", "Total", "channel", "order_id", "timestamp", "discount"]
+    assert feature_columns("transactions", names, config) == ["CustomerID", "Total", "order_id", "timestamp"]
+    assert feature_columns("transactions", ["CustomerID", "InvoiceDate", "Total"], config) == [
+        "CustomerID", "InvoiceDate", "Total"]  # no timestamp: every column, for the error to list
+    assert feature_columns("tickets", ["customer_id", "opened_at", "channel", "csat", "ticket_id"], DataConfig()) == [
+        "customer_id", "opened_at", "csat"]
+    assert feature_columns("customers", ["customer_id", "region", "nps"], DataConfig()) == ["customer_id", "region", "nps"]

@@ -117,6 +117,31 @@ def test_scores_on_dask_equal_the_local_engine(trained, data, cluster, tmp_path,
     assert all(line in local.output for line in summary)
 
 
+
+def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, cluster, tmp_path, monkeypatch):
+    """A bad value in a column no feature reads (a discount that is not a number) stops ``features``, which
+    loads the tables whole, but not ``score``: both engines read only the features' columns and agree."""
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    paths = dict(data["csv"])
+    tx = pd.read_csv(paths["transactions"], dtype=str)
+    tx.loc[5, "discount"] = "ten percent"
+    paths["transactions"] = tmp_path / "transactions.csv"
+    tx.to_csv(paths["transactions"], index=False)
+    failed = runner.invoke(app, ["features", *_inputs(paths), "--as-of", AS_OF, "-o", str(tmp_path / "f.parquet")])
+    assert failed.exit_code != 0
+    assert "discount" in failed.output
+    assert "ten percent" in failed.output
+    base = ["score", "-m", str(trained["result"].model_path), *_inputs(paths), "--as-of", AS_OF]
+    local = _invoke([*base, "-o", str(tmp_path / "local.csv")])
+    _invoke([*base, "-o", str(tmp_path / "dask.csv"), "--engine", "dask", "--scheduler", cluster.scheduler_address])
+    want = pd.read_csv(tmp_path / "local.csv").sort_values("customer_id", ignore_index=True)
+    got = pd.read_csv(tmp_path / "dask.csv").sort_values("customer_id", ignore_index=True)
+    assert f"customers: {data['n_customers']:,} in, {len(want):,} scored" in local.output
+    rejects = pd.read_csv(tmp_path / "local.rejects.csv")
+    assert len(want) + len(rejects) == data["n_customers"]
+    assert "discount" not in set(rejects["column"])
+    pd.testing.assert_frame_equal(got.drop(columns="churn_probability"), want.drop(columns="churn_probability"))
+
 def test_training_on_dask_matches_the_local_engine(data, cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     cfg = tmp_path / "train.yaml"

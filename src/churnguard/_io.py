@@ -73,11 +73,13 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (every column as text, so validation sees the raw values) or Parquet file."""
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV (every column as text, so validation sees the raw values) or Parquet file; with
+    ``columns``, only those of the file's columns (the others are not read)."""
     import pandas as pd
 
     path = Path(path)
     if _suffix(path) == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    return pd.read_parquet(path)
+        usecols = None if columns is None else set(columns).__contains__
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], usecols=usecols)
+    return pd.read_parquet(path, columns=columns)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path, read_table
-from churnguard.dataset import ROW_COLUMN, DataError, validate_tables
+from churnguard.dataset import ROW_COLUMN, DataError, feature_columns, validate_tables
 from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
 
 if TYPE_CHECKING:
@@ -40,15 +40,16 @@ def auto_partitions(paths: list[Path]) -> int:
     return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)))
 
 
-def _chunks(path: Path, id_column: str) -> Iterator[pd.DataFrame]:
-    """Raw rows in chunks, each with its 1-based row number in the file."""
+def _chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator[pd.DataFrame]:
+    """Raw rows (of ``columns``, default all) in chunks, each with its 1-based row number in the file."""
     start = 1
     if path.suffix.lower() == ".csv":
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=_CHUNK_ROWS)
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=_CHUNK_ROWS,
+                             usecols=None if columns is None else set(columns).__contains__)
     else:
         import pyarrow.parquet as pq
 
-        reader = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS))
+        reader = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS, columns=columns))
     for chunk in reader:
         chunk[ROW_COLUMN] = np.arange(start, start + len(chunk))
         start += len(chunk)
@@ -63,16 +64,17 @@ def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
     return (pd.util.hash_pandas_object(key, index=False).to_numpy() % partitions).astype(int)
 
 
-def _split(path: Path, table: str, id_column: str, partitions: int, workdir: Path) -> None:
+def _split(path: Path, table: str, id_column: str, columns: list[str] | None, partitions: int, workdir: Path
+           ) -> None:
     """Write each chunk's rows of bucket ``b`` to ``{table}-{b}-{chunk}.arrow``. Parquet chunks stay Arrow
     record batches (only the id column is converted, to compute the buckets); the buckets are uncompressed
     Arrow IPC files, which cost little more than a copy to write and read back."""
     import pyarrow as pa
 
     if path.suffix.lower() == ".csv":
-        chunks = (pa.Table.from_pandas(c, preserve_index=False) for c in _chunks(path, id_column))
+        chunks = (pa.Table.from_pandas(c, preserve_index=False) for c in _chunks(path, id_column, columns))
     else:
-        chunks = _arrow_chunks(path, id_column)
+        chunks = _arrow_chunks(path, id_column, columns)
     for n, chunk in enumerate(chunks):
         buckets = _bucket(chunk.column(id_column).to_pandas(), partitions)
         order = np.argsort(buckets, kind="stable")
@@ -85,13 +87,14 @@ def _split(path: Path, table: str, id_column: str, partitions: int, workdir: Pat
                     writer.write_table(part)
 
 
-def _arrow_chunks(path: Path, id_column: str) -> Iterator:
-    """A Parquet file's rows as Arrow tables of ``_CHUNK_ROWS``, each with its 1-based row numbers."""
+def _arrow_chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator:
+    """A Parquet file's rows (``columns`` only) as Arrow tables of ``_CHUNK_ROWS``, each with its 1-based row
+    numbers."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     start = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS, columns=columns):
         if id_column not in batch.schema.names:
             raise DataError(f"{path}: column {id_column!r} not found; the file has columns: "
                             f"{', '.join(batch.schema.names[:20])}")
@@ -145,24 +148,26 @@ def score_files(
     partitions = partitions or auto_partitions(list(given.values()))
     sources = {k: str(p) for k, p in given.items()}
     cols = data_config.columns
+    read = {k: _used_columns(k, p, data_config) for k, p in given.items()}
     if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
         ts_col = cols.transactions.get("timestamp", "timestamp")
-        last = max(pd.to_datetime(c[ts_col], errors="coerce", format="mixed").max() for c in _chunks(given["transactions"], ts_col))
+        stamps = _chunks(given["transactions"], ts_col, [ts_col])
+        last = max(pd.to_datetime(c[ts_col], errors="coerce", format="mixed").max() for c in stamps)
         as_of = last.normalize()
     as_of = to_day(as_of)
     with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
         work = Path(tmp)
         if partitions > 1:
             for name, p in given.items():
-                _split(p, name, getattr(cols, name).get("customer_id", "customer_id"), partitions, work)
+                _split(p, name, getattr(cols, name).get("customer_id", "customer_id"), read[name], partitions, work)
         scored, rejects, samples = [], [], []
         for b in range(partitions):
             if partitions == 1:
-                frames = {k: read_table(p) for k, p in given.items()}
+                frames = {k: read_table(p, read[k]) for k, p in given.items()}
             else:
                 frames = {k: _read_bucket(work, k, b) for k in given}
             if frames["transactions"] is None:
-                frames["transactions"] = pd.DataFrame(columns=list(_read_header(given["transactions"])))
+                frames["transactions"] = pd.DataFrame(columns=read["transactions"] or _read_header(given["transactions"]))
             tables = validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=data_config, sources=sources, allow_empty=partitions > 1)
             result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
@@ -185,6 +190,17 @@ def score_files(
     non_empty = [r for r in rejects if not r.empty]
     all_rejects = pd.concat(non_empty, ignore_index=True) if non_empty else rejects[0]
     return ScoreResult(light, all_rejects, pd.concat(samples, ignore_index=True) if samples else None)
+
+
+def _used_columns(table: str, path: Path, config: DataConfig) -> list[str] | None:
+    """The columns of the file that scoring reads (``dataset.feature_columns``); None: all of them, or a file
+    whose header cannot be read (reading it whole then raises the error)."""
+    try:
+        names = _read_header(path)
+    except (ValueError, OSError):
+        return None
+    used = feature_columns(table, names, config)
+    return None if used == names else used
 
 
 def _read_header(path: Path) -> list[str]:

@@ -136,14 +136,14 @@ def _dask_client(scheduler: str | None, workers: int | None):
 
 
 def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config,
-               partitions: int | None = None):
+               partitions: int | None = None, feature_inputs_only: bool = False):
     """Read, partition by customer and validate the input on the cluster (see read_tables_dask)."""
     from churnguard.distributed import read_tables_dask
 
     console = _console()
     with console.status("Reading, validating and partitioning the input by customer on the cluster"):
         dtables = _run_dask(read_tables_dask, transactions, tickets, customers, config=config, client=client,
-                            npartitions=partitions)
+                            npartitions=partitions, feature_inputs_only=feature_inputs_only)
     rows = ", ".join(f"{n:,} {t}" for t, n in dtables.rows.items())
     console.print(f"input: {rows} in {dtables.npartitions} customer partitions", highlight=False)
     return dtables
@@ -441,7 +441,7 @@ def score(
         from churnguard.distributed import score_dask
 
         with (_dask_client(scheduler, workers) as client,
-              _read_dask(client, transactions, tickets, customers, data_cfg, partitions) as dtables,
+              _read_dask(client, transactions, tickets, customers, data_cfg, partitions, True) as dtables,
               _progress() as progress):
             task = progress.add_task("scoring on the cluster", total=None)
             result = _run_dask(

@@ -31,7 +31,7 @@ from churnguard._io import read_table
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "DataError", "Tables", "load_tables", "validate_tables"]
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "Tables", "feature_columns", "load_tables", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
         "required": ("customer_id",),
         "optional": ("signup_date", "loyalty_member", "loyalty_points", "nps"),
     },
+}
+# Contract columns the features read (customers: every column, as attributes). Scoring reads only these; the
+# other optional columns are checked when a table is loaded in full, but no score depends on them.
+FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
+    "transactions": ("customer_id", "timestamp", "amount", "order_id"),
+    "tickets": ("customer_id", "opened_at", "first_response_at", "resolved_at", "csat"),
+    "customers": None,
 }
 _DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
 _REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at"}
@@ -91,6 +98,18 @@ class Tables:
     def last_date(self) -> pd.Timestamp:
         """The last calendar day with a transaction."""
         return self.transactions["timestamp"].max().normalize()
+
+
+def feature_columns(table: str, names: list[str], config: DataConfig) -> list[str]:
+    """Of a ``table`` file's columns ``names``, the ones the features read (:data:`FEATURE_INPUTS`, through the
+    column mapping), in file order. All of them when a required column is missing, so that the error names
+    every column the file has."""
+    used = FEATURE_INPUTS[table]
+    mapping = getattr(config.columns, table)
+    if used is None or any(mapping.get(c, c) not in names for c in CONTRACT[table]["required"]):
+        return list(names)
+    wanted = {mapping.get(c, c) for c in used}
+    return [n for n in names if n in wanted]
 
 
 def _examples(values: pd.Series, n: int = 3) -> str:

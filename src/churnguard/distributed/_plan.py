@@ -139,15 +139,17 @@ def _read_chunk(chunk: _Chunk, columns: tuple[str, ...]) -> pd.DataFrame:
             fh.seek(chunk.start)
             data = fh.read(chunk.stop - chunk.start)
         try:
-            frame = pd.read_csv(io.BytesIO(chunk.header + data), dtype=str, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(io.BytesIO(chunk.header + data), dtype=str, keep_default_na=False, na_values=[""],
+                                usecols=set(columns).__contains__)
         except (ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
     else:
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(chunk.path)
-        arrow = (pf.read_row_groups(list(chunk.row_groups), use_pandas_metadata=True) if chunk.row_groups
-                 else pf.schema_arrow.empty_table())
+        stored = [c for c in columns if c in pf.schema_arrow.names]  # hive keys are added below
+        arrow = (pf.read_row_groups(list(chunk.row_groups), columns=stored, use_pandas_metadata=True)
+                 if chunk.row_groups else pf.schema_arrow.empty_table())
         frame = arrow.to_pandas().reset_index(drop=True)
         for key, value in chunk.keys:
             frame[key] = value

@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import pandas as pd
 
-from churnguard.dataset import _DATES, REJECT_COLUMNS, Tables
+from churnguard.dataset import _DATES, REJECT_COLUMNS, Tables, feature_columns
 from churnguard.distributed._cluster import _gather, _Tasks, connect
 from churnguard.distributed._plan import _plan, _read_chunk, _Source
 from churnguard.distributed._validate import (
@@ -51,6 +51,7 @@ def read_tables_dask(
     client: Client | str,
     npartitions: int | None = None,
     block_bytes: int = _BLOCK_BYTES,
+    feature_inputs_only: bool = False,
 ) -> DaskTables:
     """Read, repartition by customer and validate the input tables on the cluster.
 
@@ -64,6 +65,8 @@ def read_tables_dask(
         client: a client, or a scheduler address (the returned tables then own that client: ``close()`` it).
         npartitions: customer partitions (default: one per ~128 MB of input, at least one per worker thread).
         block_bytes: about how many bytes of a file one reading task takes.
+        feature_inputs_only: read only the columns the features use (``dataset.feature_columns``), as
+            ``churnguard score`` does; the other optional columns are then neither read nor checked.
 
     Raises:
         DataError: as ``load_tables``: a file is missing, empty, lacks columns, mixes date styles, or has bad
@@ -75,6 +78,9 @@ def read_tables_dask(
         raise ValueError(f"npartitions must be at least 1, got {npartitions}")
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers}
     sources = {name: _plan(p, name, block_bytes) for name, p in paths.items() if p is not None}
+    if feature_inputs_only:
+        sources = {name: replace(s, columns=tuple(feature_columns(name, list(s.columns), config)))
+                   for name, s in sources.items()}
     owned = isinstance(client, str)
     client = connect(client) if isinstance(client, str) else client
     try:
