@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard.config import DataConfig
-from churnguard.dataset import DataError, feature_columns, load_tables, validate_tables
+from churnguard.dataset import DataError, _isin, feature_columns, load_tables, validate_tables
 
 STRICT = DataConfig()
 REJECT = DataConfig(on_bad_rows="reject")
@@ -170,3 +172,11 @@ def test_feature_columns_follow_the_mapping_and_keep_everything_when_a_required_
     assert feature_columns("tickets", ["customer_id", "opened_at", "channel", "csat", "ticket_id"], DataConfig()) == [
         "customer_id", "opened_at", "csat"]
     assert feature_columns("customers", ["customer_id", "region", "nps"], DataConfig()) == ["customer_id", "region", "nps"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=12),
+       st.lists(st.lists(st.sampled_from(["a", "b", "c", "x"]), max_size=8), min_size=1, max_size=3))
+def test_isin_finds_values_in_any_table_whatever_their_order(values, among):
+    got = _isin(pd.Series(values, dtype="str"), [pd.Series(o, dtype="str") for o in among])
+    assert got.tolist() == [v is not None and any(v in o for o in among) for v in values]

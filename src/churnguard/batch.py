@@ -60,8 +60,13 @@ def _chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator[p
 
 
 def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
+    """Bucket of each id: a hash of the id as validation reads it (text, stripped), so every table puts a
+    customer's rows in the same bucket. The hash (polars, on all cores) only needs to agree within one run."""
+    import polars as pl
+    import pyarrow as pa
+
     key = ids.astype("string").fillna("").str.strip()
-    return (pd.util.hash_pandas_object(key, index=False).to_numpy() % partitions).astype(int)
+    return (pl.from_arrow(pa.array(key.array)).hash(0).to_numpy() % np.uint64(partitions)).astype(np.intp)
 
 
 def _split(path: Path, table: str, id_column: str, columns: list[str] | None, partitions: int, workdir: Path

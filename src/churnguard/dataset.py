@@ -348,9 +348,12 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
 
     x = arrow(values)
     found = np.zeros(len(values), dtype=bool)
-    for other in among:
-        hit = pc.is_in(x, value_set=pc.unique(arrow(other)), skip_nulls=True)
-        found |= np.asarray(hit.fill_null(False), dtype=bool)
+    for other in sorted(among, key=len):  # the smaller table first; the larger only for the values still missing
+        rest = np.flatnonzero(~found)
+        if len(rest) == 0:
+            break
+        hit = pc.is_in(x.take(pa.array(rest)), value_set=pc.unique(arrow(other)), skip_nulls=True)
+        found[rest] = np.asarray(hit.fill_null(False), dtype=bool)
     return found
 
 
