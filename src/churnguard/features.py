@@ -216,23 +216,37 @@ class _OrderKeys:
     rows: np.ndarray  # the purchase rows
     hashed: np.ndarray  # their order ids' (or timestamps') hashes, without the customer
     repeated: np.ndarray  # of rows: the hash occurs more than once
-    stamp: np.ndarray  # per transaction row: the timestamp as part of the key (0 where an order id is)
+    times: np.ndarray  # per transaction row: the timestamp (int64), part of the key where no order id is
     order_id: pa.ChunkedArray | None
 
     @classmethod
     def of(cls, tx: pd.DataFrame, times: np.ndarray, amount: np.ndarray) -> _OrderKeys:
-        """Hashes of ``order_id`` (or the timestamp) alone: the customer is added once ids are encoded."""
+        """Hashes of ``order_id`` (or the timestamp) alone: the customer is added once ids are encoded.
+
+        The order ids are hashed one Arrow chunk at a time, so the hashing's temporary buffers stay small and
+        are reused, instead of a copy of every id at once."""
         rows = np.flatnonzero(amount > 0)
         stamp = times.view("int64")
-        key: dict[str, pa.ChunkedArray | np.ndarray] = {}
-        order_id = None
-        if "order_id" in tx:
-            order_id = _arrow(tx["order_id"])
-            key["order_id"] = order_id
-            stamp = np.where(order_id.is_valid().to_numpy(zero_copy_only=False), 0, stamp)
-        key["timestamp"] = stamp
-        hashed = _hashes(key)[rows] if len(rows) else np.zeros(0, dtype=np.uint64)
+        order_id = _arrow(tx["order_id"]) if "order_id" in tx else None
+        if order_id is None:
+            hashed = _hashes({"timestamp": stamp})
+        else:
+            hashed = np.empty(len(tx), dtype=np.uint64)
+            start = 0
+            for chunk in order_id.chunks:
+                hashed[start : start + len(chunk)] = _hashes({"order_id": pa.chunked_array([chunk])})
+                start += len(chunk)
+            if order_id.null_count:
+                missing = np.flatnonzero(order_id.is_null().to_numpy(zero_copy_only=False))
+                hashed[missing] = _hashes({"timestamp": stamp[missing]})
+        hashed = hashed[rows]
         return cls(rows, hashed, _repeated(hashed), stamp, order_id)
+
+    def _stamp(self, rows: np.ndarray) -> np.ndarray:
+        """The timestamp as part of the rows' keys: 0 where an order id is."""
+        if self.order_id is None:
+            return self.times[rows]
+        return np.where(self.order_id.take(rows).is_valid().to_numpy(zero_copy_only=False), 0, self.times[rows])
 
     def groups(self, tx: pd.DataFrame, cid: np.ndarray) -> np.ndarray:
         """Label the purchase rows that share an order with another row; -1 for every other row, which is
@@ -253,7 +267,7 @@ class _OrderKeys:
             return groups
         labels = pd.factorize(hashed)[0]
         rep = candidates[_first_rows(labels)][labels]  # each candidate's group's first row
-        same = (cid[candidates] == cid[rep]) & (self.stamp[candidates] == self.stamp[rep])
+        same = (cid[candidates] == cid[rep]) & (self._stamp(candidates) == self._stamp(rep))
         if self.order_id is not None:
             mine, theirs = self.order_id.take(candidates), self.order_id.take(rep)
             same &= pc.fill_null(pc.equal(mine, theirs), True).to_numpy(zero_copy_only=False)
