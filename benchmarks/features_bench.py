@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -348,6 +349,9 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=900.0, help="limit per worker process, seconds")
     parser.add_argument("--repeat", type=int, default=3, help="DuckDB query runs (first and best reported)")
     parser.add_argument("--profile", action="store_true", help="cProfile churnguard's build on the full data")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="DuckDB and churnguard workers on the full data, one after the other, this many times; "
+                             "each round's ratios and their median are printed (default 1)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--full-after", type=float, default=120.0, help=argparse.SUPPRESS)
@@ -366,14 +370,22 @@ def main() -> None:
     common = ["--as-of", args.as_of]
     limits = {"time_limit": args.time_limit}
 
-    duck_full = run_worker("duckdb", [*common, "--dir", str(full_dir), "--repeat", str(args.repeat)], **limits)
-    cg_full = run_worker("churnguard", [*common, "--dir", str(full_dir), "--full-after", str(args.lifespan_limit),
-                                        *(["--profile"] if args.profile else [])],
-                         phase_limits={"lifespan_estimate": args.lifespan_limit}, **limits)
+    rounds = []  # (DuckDB first run, churnguard full call, churnguard with the lifespan given) per round
+    for r in range(max(args.rounds, 1)):
+        if args.rounds > 1:
+            print(f"round {r + 1} of {args.rounds}:", flush=True)
+        duck_full = run_worker("duckdb", [*common, "--dir", str(full_dir), "--repeat", str(args.repeat)], **limits)
+        cg_full = run_worker("churnguard", [*common, "--dir", str(full_dir), "--full-after", str(args.lifespan_limit),
+                                            *(["--profile"] if args.profile and r == 0 else [])],
+                             phase_limits={"lifespan_estimate": args.lifespan_limit}, **limits)
+        if r == 0:
+            first = (duck_full, cg_full)
+        q, full, given = duck_full.get("rfm_query", {}), cg_full.get("build_full", {}), cg_full.get("build_given_lifespan", {})
+        rounds.append((_s(q), _s(full) if full.get("event") == "done" else None, _s(given)))
     print()
     title = f"{args.customers:,} customers"
-    t_duck = report_duckdb(title, duck_full)
-    cg = report_churnguard(title, cg_full)
+    t_duck = report_duckdb(title, first[0])
+    cg = report_churnguard(title, first[1])
 
     sl: dict[str, float | None] | None = None
     t_ft = t_duck_slice = None
@@ -418,6 +430,17 @@ def main() -> None:
         _line("featuretools / churnguard on the slice (full call)  (>= 20x)", _ratio(t_ft, sl["full"]),
               "EntitySet + DFS vs build_features")
         _line("featuretools / churnguard, lifespan given  (>= 20x)", _ratio(t_ft, sl["given"]))
+    if len(rounds) > 1:
+        print(f"\n{len(rounds)} rounds, {title} (DuckDB's first run; churnguard's full call and with the lifespan "
+              "given):")
+        for i, (duck, full, given) in enumerate(rounds, 1):
+            _line(f"round {i}: DuckDB {_fmt_s(duck)}, full {_fmt_s(full)}, given {_fmt_s(given)}",
+                  f"{_ratio(full, duck)} / {_ratio(given, duck)}")
+        for label, k in (("full call", 1), ("lifespan given", 2)):
+            ratios = sorted(r[k] / r[0] for r in rounds if r[k] and r[0])
+            if ratios:
+                _line(f"median churnguard build ({label}) / DuckDB query  (<= 3x)", f"{statistics.median(ratios):.2f}x",
+                      f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x; {sum(x <= 3 for x in ratios)} of {len(ratios)} <= 3x")
     if sl is not None and sl["estimate"] and sl["pairs"] and cg["pairs"] and cg["full_lower_bound"]:
         extra = sl["estimate"] * cg["pairs"] / sl["pairs"]
         print(f"\n  estimate_lifespan_years at {title}, extrapolated from the slice (time grows with "
