@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from churnguard.batch import _bucket
+from churnguard.config import load_playbook
+from churnguard.dataset import DataError
+from churnguard.model import ChurnModel
 
 
 def test_an_id_lands_in_one_bucket_as_validation_reads_it():
@@ -20,3 +24,28 @@ def test_buckets_spread_the_ids():
     buckets = _bucket(pd.Series([f"C{i:07d}" for i in range(4000)], dtype="str"), 4)
     assert set(np.unique(buckets)) == {0, 1, 2, 3}
     assert np.bincount(buckets).min() > 800
+
+
+def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(trained, tmp_path, monkeypatch):
+    """A column the mapping names is read and checked even where no feature uses it; a missing required column
+    stops the run before any partitioning, with the file's own columns in the message."""
+    from churnguard.batch import score_files
+    from churnguard.config import DataConfig
+
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+    model = ChurnModel.load(trained["result"].model_path)
+    tx = trained["demo"].transactions.head(300).rename(columns={"discount": "Disc"})
+    tx["Disc"] = tx["Disc"].astype(object)
+    tx.loc[7, "Disc"] = "ten percent"
+    p = tmp_path / "tx.csv"
+    tx.to_csv(p, index=False)
+    mapped = DataConfig(columns={"transactions": {"discount": "Disc"}}, on_bad_rows="reject")
+    res = score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "s.csv",
+                      playbook=load_playbook(), data_config=mapped, partitions=2)
+    assert res.rejects.loc[res.rejects["column"] == "discount", "row"].tolist() == [8]
+    tx.drop(columns="timestamp").to_csv(p, index=False)
+    with pytest.raises(DataError, match=r"tx.csv: required transactions column\(s\) 'timestamp' not found; the file "
+                                        r"has columns: customer_id, amount, order_id"):
+        score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "t.csv",
+                    playbook=load_playbook(), data_config=mapped, partitions=2)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["s.csv", "tx.csv"]  # no output, no temporary files

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnguard.config import DataConfig
-from churnguard.dataset import DataError, _isin, feature_columns, load_tables, validate_tables
+from churnguard.dataset import DataError, _isin, check_columns, feature_columns, load_tables, validate_tables
 
 STRICT = DataConfig()
 REJECT = DataConfig(on_bad_rows="reject")
@@ -172,6 +172,24 @@ def test_feature_columns_follow_the_mapping_and_keep_everything_when_a_required_
     assert feature_columns("tickets", ["customer_id", "opened_at", "channel", "csat", "ticket_id"], DataConfig()) == [
         "customer_id", "opened_at", "csat"]
     assert feature_columns("customers", ["customer_id", "region", "nps"], DataConfig()) == ["customer_id", "region", "nps"]
+    mapped = DataConfig(columns={"transactions": {"discount": "Disc"}})  # a mapped column is read and checked
+    assert feature_columns("transactions", ["customer_id", "timestamp", "amount", "Disc", "channel"], mapped) == [
+        "customer_id", "timestamp", "amount", "Disc"]
+    assert feature_columns("transactions", ["customer_id", "timestamp", "amount", "channel"], mapped) == [
+        "customer_id", "timestamp", "amount", "channel"]  # the mapped column is missing: every column
+
+
+def test_check_columns_names_the_missing_column_and_every_column_of_the_file():
+    with pytest.raises(DataError, match=r"^tx.csv: required transactions column\(s\) 'timestamp' not found; the file "
+                                        r"has columns: customer_id, InvoiceDate, amount\. Map your names"):
+        check_columns("transactions", ["customer_id", "InvoiceDate", "amount"], "tx.csv", STRICT)
+    with pytest.raises(DataError, match=r"not found in 12 rows"):
+        check_columns("transactions", ["customer_id", "amount"], "tx.csv", STRICT, rows=12)
+    mapped = DataConfig(columns={"tickets": {"csat": "Score"}})
+    with pytest.raises(DataError, match=r"column 'Score' \(mapped to 'csat' in data.columns.tickets\) not found; "
+                                        r"the file has 3 columns: customer_id, opened_at, csat"):
+        check_columns("tickets", ["customer_id", "opened_at", "csat"], "tk.csv", mapped)
+    check_columns("customers", ["customer_id"], "cu.csv", STRICT)  # nothing missing: no error
 
 
 @settings(max_examples=60, deadline=None)

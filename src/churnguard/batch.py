@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path, read_table
-from churnguard.dataset import ROW_COLUMN, DataError, feature_columns, validate_tables
+from churnguard.dataset import ROW_COLUMN, DataError, check_columns, feature_columns, validate_tables
 from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator[p
         start += len(chunk)
         if id_column not in chunk:
             raise DataError(f"{path}: column {id_column!r} not found; the file has columns: "
-                            f"{', '.join(map(str, chunk.columns[:20]))}")
+                            f"{', '.join(map(str, _read_header(path)[:20]))}")
         yield chunk
 
 
@@ -102,7 +102,7 @@ def _arrow_chunks(path: Path, id_column: str, columns: list[str] | None) -> Iter
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS, columns=columns):
         if id_column not in batch.schema.names:
             raise DataError(f"{path}: column {id_column!r} not found; the file has columns: "
-                            f"{', '.join(batch.schema.names[:20])}")
+                            f"{', '.join(_read_header(path)[:20])}")
         rows = pa.array(np.arange(start, start + len(batch)))
         start += len(batch)
         yield pa.Table.from_batches([batch]).append_column(ROW_COLUMN, rows)
@@ -153,6 +153,10 @@ def score_files(
     partitions = partitions or auto_partitions(list(given.values()))
     sources = {k: str(p) for k, p in given.items()}
     cols = data_config.columns
+    for name, p in given.items():  # a missing column stops here, before any partitioning
+        header = _header_or_none(p)
+        if header is not None:
+            check_columns(name, header, str(p), data_config)
     read = {k: _used_columns(k, p, data_config) for k, p in given.items()}
     if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
         ts_col = cols.transactions.get("timestamp", "timestamp")
@@ -197,12 +201,18 @@ def score_files(
     return ScoreResult(light, all_rejects, pd.concat(samples, ignore_index=True) if samples else None)
 
 
-def _used_columns(table: str, path: Path, config: DataConfig) -> list[str] | None:
-    """The columns of the file that scoring reads (``dataset.feature_columns``); None: all of them, or a file
-    whose header cannot be read (reading it whole then raises the error)."""
+def _header_or_none(path: Path) -> list[str] | None:
+    """The file's column names; None when they cannot be read (reading the file whole then raises the error)."""
     try:
-        names = _read_header(path)
+        return _read_header(path)
     except (ValueError, OSError):
+        return None
+
+
+def _used_columns(table: str, path: Path, config: DataConfig) -> list[str] | None:
+    """The columns of the file that scoring reads (``dataset.feature_columns``); None: all of them."""
+    names = _header_or_none(path)
+    if names is None:
         return None
     used = feature_columns(table, names, config)
     return None if used == names else used

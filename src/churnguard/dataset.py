@@ -31,7 +31,8 @@ from churnguard._io import read_table
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "Tables", "feature_columns", "load_tables", "validate_tables"]
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "Tables", "check_columns", "feature_columns", "load_tables",
+           "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +101,37 @@ class Tables:
         return self.transactions["timestamp"].max().normalize()
 
 
+def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:
+    """Raise :class:`DataError` when a ``table`` file with columns ``names`` lacks a column the mapping names or
+    a required column (``rows``: the file's row count, for the message, when known)."""
+    mapping: dict[str, str] = getattr(config.columns, table)
+    missing_mapped = {c: u for c, u in mapping.items() if u not in names}
+    if missing_mapped:
+        c, u = next(iter(missing_mapped.items()))
+        raise DataError(
+            f"{source}: column {u!r} (mapped to {c!r} in data.columns.{table}) not found; "
+            f"the file has {len(names)} columns: {', '.join(map(str, names[:20]))}"
+        )
+    missing = [c for c in CONTRACT[table]["required"] if mapping.get(c, c) not in names]
+    if missing:
+        found = "" if rows is None else f" in {rows} rows"
+        raise DataError(
+            f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}; "
+            f"the file has columns: {', '.join(map(str, names[:20]))}. "
+            f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}"
+        )
+
+
 def feature_columns(table: str, names: list[str], config: DataConfig) -> list[str]:
     """Of a ``table`` file's columns ``names``, the ones the features read (:data:`FEATURE_INPUTS`, through the
-    column mapping), in file order. All of them when a required column is missing, so that the error names
-    every column the file has."""
+    column mapping) and any the mapping names, in file order; all of them when one of those or a required
+    column is missing, so that the error lists every column the file has."""
     used = FEATURE_INPUTS[table]
     mapping = getattr(config.columns, table)
-    if used is None or any(mapping.get(c, c) not in names for c in CONTRACT[table]["required"]):
+    wanted = {mapping.get(c, c) for c in (*CONTRACT[table]["required"], *(used or ()))} | set(mapping.values())
+    if used is None or any(mapping.get(c, c) not in names for c in CONTRACT[table]["required"]) or \
+            any(u not in names for u in mapping.values()):
         return list(names)
-    wanted = {mapping.get(c, c) for c in used}
     return [n for n in names if n in wanted]
 
 
@@ -235,21 +258,8 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
     if df.empty and not allow_empty:
         raise DataError(f"{source}: the {table} file has no rows (columns: {', '.join(map(str, df.columns))})")
     mapping: dict[str, str] = getattr(config.columns, table)
-    missing_mapped = {c: u for c, u in mapping.items() if u not in df.columns}
-    if missing_mapped:
-        c, u = next(iter(missing_mapped.items()))
-        raise DataError(
-            f"{source}: column {u!r} (mapped to {c!r} in data.columns.{table}) not found; "
-            f"the file has {len(df.columns)} columns: {', '.join(map(str, df.columns[:20]))}"
-        )
+    check_columns(table, [c for c in df.columns if c != ROW_COLUMN], source, config, rows=len(df))
     df = df.rename(columns={u: c for c, u in mapping.items()})
-    missing = [c for c in CONTRACT[table]["required"] if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found in "
-            f"{len(df)} rows; the file has columns: {', '.join(map(str, df.columns[:20]))}. "
-            f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}"
-        )
     df = df.reset_index(drop=True)
     check = _Checker(df, table, source)
     out = df.copy(deep=False)  # checked columns are replaced below; the others are kept as they are
