@@ -11,6 +11,7 @@ from churnguard.btyd import BGNBDParams
 from churnguard.config import FeatureConfig
 from churnguard.features import build_features
 from churnguard.train import add_bgnbd_features
+from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def _edge_rows(model, feats: pd.DataFrame) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     for _, s in splits.sample(n=min(300, len(splits)), random_state=0).iterrows():
         t = float(s["threshold"])
-        for value in (t, np.nextafter(t, np.inf), 0.0, -0.0, 1e-36, np.nan):
+        for value in (t, np.nextafter(t, np.inf), 0.0, -0.0, 1e-36, -K_ZERO, np.nan):
             row = feats.iloc[int(rng.integers(len(feats)))].copy()
             row[s["split_feature"]] = value
             rows.append(row)
@@ -65,3 +66,43 @@ def test_reasons_are_the_same_with_and_without_deduplication(model, feats, monke
 def test_no_rows(model, feats, monkeypatch):
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
     assert _contrib.contributions(model, feats.iloc[:0]).shape == (0, len(model.feature_names_))
+
+
+def test_probabilities_from_the_same_walk_equal_predict_proba_to_the_bit(model, feats, monkeypatch):
+    data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
+    contrib, prob = _contrib.contributions(model, data, probability=True)
+    assert np.array_equal(prob, model.predict_proba(data))
+    assert np.array_equal(contrib, _contrib.contributions(model, data))
+    explained = scoring.explain(model, data, chunk=len(data) // 3 + 1, probability=True)
+    assert np.array_equal(explained["churn_probability"].to_numpy(), prob)
+    pd.testing.assert_frame_equal(explained.drop(columns="churn_probability"), scoring.explain(model, data))
+
+
+@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"objective": "regression"},
+                                    {"min_data_in_leaf": 5000}], ids=["binary", "zero-missing", "regression",
+                                                                      "one-leaf"])
+def test_raw_scores_equal_lightgbm_to_the_bit_on_small_models(params):
+    """The leaves' values added tree by tree give LightGBM's raw score exactly: numeric values on and around
+    the thresholds, zero, -0.0, LightGBM's zero threshold, NaN and infinities; categorical codes as a
+    ChurnModel's matrix holds them (small non-negative integers or NaN)."""
+    booster, x = _train(**params)
+    thresholds: dict[int, list[float]] = {}
+    for s in _splits(booster):
+        if s["decision_type"] == "<=":
+            t = float(s["threshold"])
+            thresholds.setdefault(s["split_feature"], []).extend([t, float(np.nextafter(t, np.inf))])
+    rng = np.random.default_rng(3)
+    rows = x[rng.integers(len(x), size=600)].copy()
+    rows[rng.random(len(rows)) < 0.1, 1] = np.nan
+    for i in range(len(rows)):
+        for f in (0, 3, 4):
+            choices = [0.0, -0.0, K_ZERO, -K_ZERO, np.nan, np.inf, -np.inf, *thresholds.get(f, [])]
+            if rng.random() < 0.5:
+                rows[i, f] = choices[rng.integers(len(choices))]
+    rows = np.vstack([x, rows])
+    walk = _contrib.TreeContributions(booster, booster.current_iteration(), set(CATEGORICAL))
+    contrib, raw = walk(rows, raw_score=True)
+    assert np.array_equal(raw, booster.predict(rows, raw_score=True))
+    assert np.array_equal(contrib, walk(rows))
+    np.testing.assert_allclose(contrib, booster.predict(rows, pred_contrib=True)[:, :-1], rtol=0, atol=1e-12)

@@ -191,19 +191,27 @@ def _describe(feature: str, rows: pd.DataFrame) -> pd.Series:
     return text.where(~missing, unknown_text(feature))
 
 
-def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 500_000) -> pd.DataFrame:
+def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, chunk: int = 500_000,
+            probability: bool = False) -> pd.DataFrame:
     """Top ``n`` risk-raising reasons per row, in words, and the features behind them.
 
     Only features with a positive contribution (raising risk) are named; fewer than ``n`` leave blanks; ties
     go to the feature that comes first in the model. The contributions are LightGBM's TreeSHAP values,
-    computed once per distinct path through each tree for large inputs (``churnguard._contrib``).
+    computed once per distinct path through each tree for large inputs (``churnguard._contrib``). With
+    ``probability``, a ``churn_probability`` column holds ``model.predict_proba(features)``, found on the
+    same walk over the trees.
     """
     from churnguard._contrib import contributions
 
     names = np.asarray(model.feature_names_)
     top_idx, top_val = np.empty((len(features), n), dtype=np.intp), np.empty((len(features), n))
+    prob = np.empty(len(features))
     for start in range(0, len(features), chunk):
-        contrib = contributions(model, features.iloc[start : start + chunk])
+        part = features.iloc[start : start + chunk]
+        if probability:
+            contrib, prob[start : start + len(part)] = contributions(model, part, probability=True)
+        else:
+            contrib = contributions(model, part)
         top_idx[start : start + len(contrib)], top_val[start : start + len(contrib)] = _top(contrib, n)
         del contrib
     out = {}
@@ -218,6 +226,8 @@ def explain(model: ChurnModel, features: pd.DataFrame, *, n: int = N_REASONS, ch
                 texts[hit] = _texts(names[f], features, hit)
         out[f"reason_{k + 1}"] = texts
         out[f"reason_{k + 1}_feature"] = np.where(pick >= 0, names[np.maximum(pick, 0)], "")
+    if probability:
+        out["churn_probability"] = prob
     return pd.DataFrame(out, index=features.index)
 
 
@@ -273,7 +283,11 @@ def score_features(
     has_history = (features["n_orders"].fillna(0) > 0).to_numpy()
     prob = np.full(len(features), np.nan)
     with_history = features[has_history] if has_history.any() else None  # one copy, for both model calls
-    if with_history is not None:
+    explained = None  # reasons of every row with history, found with the probabilities when they are all wanted
+    if with_history is not None and reasons_for == "all":
+        explained = explain(model, with_history, probability=True)
+        prob[has_history] = explained["churn_probability"].to_numpy()
+    elif with_history is not None:
         prob[has_history] = model.predict_proba(with_history)
     bands = risk_band(prob, meta["risk_bands"])
     clv = features["cltv"].fillna(0).to_numpy(dtype="float64")
@@ -299,8 +313,8 @@ def score_features(
     need = has_history if reasons_for == "all" else has_history & (bands != "low")
     reasons = pd.DataFrame({f"reason_{k}": "" for k in range(1, N_REASONS + 1)}, index=features.index)
     if need.any():
-        rows = with_history if need is has_history else features[need]
-        reasons.loc[need] = explain(model, rows)[[f"reason_{k}" for k in range(1, N_REASONS + 1)]]
+        found = explained if explained is not None else explain(model, features[need])
+        reasons.loc[need] = found[[f"reason_{k}" for k in range(1, N_REASONS + 1)]]
     for k in range(1, N_REASONS + 1):
         out[f"reason_{k}"] = reasons[f"reason_{k}"].to_numpy()
     out["action"] = action
