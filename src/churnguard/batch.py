@@ -153,11 +153,13 @@ def score_files(
     partitions = partitions or auto_partitions(list(given.values()))
     sources = {k: str(p) for k, p in given.items()}
     cols = data_config.columns
-    for name, p in given.items():  # a missing column stops here, before any partitioning
+    read: dict[str, list[str] | None] = {}  # the columns to read: those the features use; None: every column
+    for name, p in given.items():
         header = _header_or_none(p)
         if header is not None:
-            check_columns(name, header, str(p), data_config)
-    read = {k: _used_columns(k, p, data_config) for k, p in given.items()}
+            check_columns(name, header, str(p), data_config)  # a missing column stops here, before partitioning
+        used = None if header is None else feature_columns(name, header, data_config)
+        read[name] = None if used == header else used
     if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
         ts_col = cols.transactions.get("timestamp", "timestamp")
         stamps = _chunks(given["transactions"], ts_col, [ts_col])
@@ -207,15 +209,6 @@ def _header_or_none(path: Path) -> list[str] | None:
         return _read_header(path)
     except (ValueError, OSError):
         return None
-
-
-def _used_columns(table: str, path: Path, config: DataConfig) -> list[str] | None:
-    """The columns of the file that scoring reads (``dataset.feature_columns``); None: all of them."""
-    names = _header_or_none(path)
-    if names is None:
-        return None
-    used = feature_columns(table, names, config)
-    return None if used == names else used
 
 
 def _read_header(path: Path) -> list[str]:
