@@ -441,7 +441,8 @@ def score(
         from churnguard.distributed import score_dask
 
         with (_dask_client(scheduler, workers) as client,
-              _read_dask(client, transactions, tickets, customers, data_cfg, partitions, True) as dtables,
+              _read_dask(client, transactions, tickets, customers, data_cfg, partitions,
+                         feature_inputs_only=True) as dtables,
               _progress() as progress):
             task = progress.add_task("scoring on the cluster", total=None)
             result = _run_dask(
