@@ -35,12 +35,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_DEPTH", "TreeShap"]
+__all__ = ["MAX_DEPTH", "TreeShap", "lightgbm_probability", "sigmoid_scale"]
 
 MAX_DEPTH = 8  # longest root -> leaf path tabulated (2^8 patterns for such a leaf; a pattern is one byte)
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f
 _MAX_CATEGORY = 1 << 16  # categorical splits on larger codes are left to LightGBM
 _MAX_TERMS = 1 << 23  # table entries (8 bytes each); larger models are left to LightGBM
+
+
+def sigmoid_scale(booster: Any) -> float:
+    """The binary objective's ``sigmoid`` parameter of a booster (LightGBM's default 1.0)."""
+    return float(booster.params.get("sigmoid", 1.0))
+
+
+def lightgbm_probability(raw: float, scale: float) -> float:
+    """The binary objective's probability for a raw score, computed as LightGBM does (libm's ``exp``, which
+    numpy's vectorised ``exp`` need not match in the last bit)."""
+    return 1.0 / (1.0 + math.exp(-scale * raw))
 
 
 @dataclass
@@ -75,7 +86,7 @@ class TreeShap:
         if booster.params.get("linear_tree"):
             raise ValueError("TreeShap does not handle linear trees")
         self.n_features = booster.num_feature()
-        self.sigmoid = float(booster.params.get("sigmoid", 1.0))
+        self.sigmoid = sigmoid_scale(booster)
         splits: list[dict] = []
         leaves: list[_Leaf] = []
         self.expected_value = 0.0
@@ -250,7 +261,7 @@ class TreeShap:
 
     def probability(self, raw: float) -> float:
         """The binary objective's probability for a raw score, computed as LightGBM does (libm's exp)."""
-        return 1.0 / (1.0 + math.exp(-self.sigmoid * raw))
+        return lightgbm_probability(raw, self.sigmoid)
 
 
 def _walk(node: dict, tree: int, splits: list[dict], found: dict[int, _Leaf], path: list[int],

@@ -18,7 +18,6 @@ import hmac
 import io
 import json
 import logging
-import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -213,12 +212,14 @@ class ChurnModel:
         return np.clip(self.calibrator_(self.predict_raw(features)), 0.0, 1.0)
 
     def proba_from_raw_score(self, raw: np.ndarray) -> np.ndarray:
-        """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, computed as LightGBM does
-        (libm's ``exp``, which numpy's vectorised one need not match in the last bit), then the calibration."""
+        """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, as LightGBM computes it,
+        then the calibration."""
+        from churnguard._treeshap import lightgbm_probability, sigmoid_scale
+
         self._check_fitted()
-        sigmoid = float(self.booster_.params.get("sigmoid", 1.0))
-        uncalibrated = np.array([1.0 / (1.0 + math.exp(-sigmoid * r)) for r in np.asarray(raw, dtype="float64").tolist()])
-        return np.clip(self.calibrator_(uncalibrated), 0.0, 1.0)
+        scale = sigmoid_scale(self.booster_)
+        raw = np.asarray(raw, dtype="float64").tolist()
+        return np.clip(self.calibrator_(np.array([lightgbm_probability(r, scale) for r in raw])), 0.0, 1.0)
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's exact TreeSHAP contributions on the raw (log-odds) scale, one column per feature."""
