@@ -10,6 +10,7 @@ from churnguard import _contrib, scoring
 from churnguard.btyd import BGNBDParams
 from churnguard.config import FeatureConfig
 from churnguard.features import build_features
+from churnguard.population import Population
 from churnguard.train import add_bgnbd_features
 from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
 
@@ -21,7 +22,7 @@ def feats(model, trained):
     meta = model.metadata
     tables = trained["tables"]
     f = build_features(tables, tables.last_date(), FeatureConfig.model_validate(meta["config"]["features"]),
-                       lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
+                       Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
     f = add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
     return f[f["n_orders"].fillna(0) > 0].reset_index(drop=True)
 

@@ -16,6 +16,7 @@ from churnguard.btyd import BGNBDParams
 from churnguard.config import DataConfig, FeatureConfig, load_playbook
 from churnguard.dataset import validate_tables
 from churnguard.features import build_features
+from churnguard.population import Population
 from churnguard.scoring import OUTPUT_COLUMNS, score_tables
 from churnguard.train import add_bgnbd_features
 
@@ -57,7 +58,7 @@ def _reference(model, tables, as_of):
     """The batch path's features (as score_tables builds them) and its scores, indexed by customer."""
     meta = model.metadata
     feats = build_features(tables, as_of, FeatureConfig.model_validate(meta["config"]["features"]),
-                           lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
+                           Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
     feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
     scores = score_tables(model, tables, as_of, load_playbook(), control_fraction=0.0).scores
     return feats.set_index("customer_id"), scores.set_index("customer_id")
@@ -194,7 +195,7 @@ def test_inputs_in_other_shapes_give_the_same_score(scorer, demo_inputs):
 def _frame_for_describe(trained, model):
     meta = model.metadata
     feats = build_features(trained["tables"], "2025-12-31", FeatureConfig.model_validate(meta["config"]["features"]),
-                           lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
+                           Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
     feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
     # Rounding ties and thresholds on top of the real rows: x.5 values, 1.5x overdue, 0.125 shares, NaN.
     ties = feats.head(8).copy()

@@ -255,10 +255,10 @@ def trained_features(model, trained):
     from churnguard.btyd import BGNBDParams
     from churnguard.config import FeatureConfig
     from churnguard.features import build_features
+    from churnguard.population import Population
     from churnguard.train import add_bgnbd_features
 
     tables, meta = trained["tables"], model.metadata
     cfg = FeatureConfig.model_validate(meta["config"]["features"])
-    f = build_features(tables, tables.last_date(), cfg, lifespan_years=meta["summary"]["lifespan_years"],
-                       vip_threshold=meta["vip_cltv_threshold"])
+    f = build_features(tables, tables.last_date(), cfg, Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
     return add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard.features import _day_numbers, to_day
+from churnguard.features.build import _day_numbers, to_day
 
 if TYPE_CHECKING:
-    from churnguard.features import _Encoded
+    from churnguard.features.build import _Encoded
 
 __all__ = ["make_labels"]
 

@@ -393,18 +393,14 @@ def score_tables(
 ) -> ScoreResult:
     """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
     scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
-    from churnguard.btyd import BGNBDParams
     from churnguard.config import FeatureConfig
     from churnguard.dataset import _isin
     from churnguard.features import build_features, to_day
-    from churnguard.train import add_bgnbd_features
 
     meta = model.metadata
     as_of = to_day(as_of) if as_of is not None else tables.last_date()
     fcfg = FeatureConfig.model_validate(meta["config"]["features"])
-    feats = build_features(tables, as_of, fcfg, lifespan_years=meta["summary"]["lifespan_years"],
-                           vip_threshold=meta["vip_cltv_threshold"])
-    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    feats = build_features(tables, as_of, fcfg, model_population(model))
     scores = score_features(model, feats, playbook, reasons_for=reasons_for)
     scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
     scores["model_version"] = meta.get("model_version", meta["package_version"])
@@ -417,6 +413,16 @@ def score_tables(
     rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
         not tables.rejects.empty or not late.empty) else tables.rejects
     return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+
+
+def model_population(model: ChurnModel):
+    """The population state the model learned at training."""
+    from churnguard.btyd import BGNBDParams
+    from churnguard.population import Population
+
+    meta = model.metadata
+    return Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"],
+                      BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
 
 
 def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = 200_000) -> pd.DataFrame:

@@ -91,19 +91,10 @@ def fit_bgnbd(features: pd.DataFrame) -> btyd.BGNBDParams:
 
 def add_bgnbd_features(features: pd.DataFrame, params: btyd.BGNBDParams, horizon_days: int) -> pd.DataFrame:
     """Add ``bg_expected_purchases`` over the horizon and ``bg_p_alive`` (NaN for customers with no purchase)."""
-    out = features.copy()
-    has = out["bg_frequency"].notna().to_numpy()
-    x = out["bg_frequency"].to_numpy(dtype="float64")[has]
-    tx = out["bg_recency_days"].to_numpy(dtype="float64")[has] / _WEEK
-    t = out["bg_age_days"].to_numpy(dtype="float64")[has] / _WEEK
-    expected = np.full(len(out), np.nan)
-    alive = np.full(len(out), np.nan)
-    if has.any():
-        expected[has] = btyd.expected_purchases(params, horizon_days / _WEEK, x, tx, t)
-        alive[has] = btyd.prob_alive(params, x, tx, t)
-    out["bg_expected_purchases"] = expected
-    out["bg_p_alive"] = alive
-    return out
+    from churnguard.features.kernel import bgnbd_features
+
+    return features.assign(**bgnbd_features({c: features[c].to_numpy(dtype="float64") for c in
+                                             ("bg_frequency", "bg_recency_days", "bg_age_days")}, params, horizon_days))
 
 
 # -- the time split and the baselines -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard.features import _build, _encode, _known, to_day
+from churnguard.features.build import _build, _encode, _known, to_day
 from churnguard.labels import _active_and_churned
 
 if TYPE_CHECKING:

@@ -16,7 +16,9 @@ from churnguard.distributed._validate import _concat
 
 # _KNOWN_ATTRIBUTES is the local engine's own list of customer columns that are not free attributes: imported,
 # not copied, so both engines stay in step.
-from churnguard.features import _KNOWN_ATTRIBUTES, build_features, to_day
+from churnguard.features import build_features, to_day
+from churnguard.features.kernel import KNOWN_ATTRIBUTES as _KNOWN_ATTRIBUTES
+from churnguard.population import Population
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -55,7 +57,7 @@ def _lifespan(counts: list[tuple[int, pd.Timestamp, int, int]], as_of: pd.Timest
 
 
 def _build(tables: Tables, as_of: pd.Timestamp, cfg: FeatureConfig, lifespan: float, vip: float) -> pd.DataFrame:
-    return build_features(tables, as_of, cfg, lifespan_years=lifespan, vip_threshold=vip)
+    return build_features(tables, as_of, cfg, Population(lifespan, vip))
 
 
 def _attribute_stats(feats: pd.DataFrame, tables: Tables, max_categories: int) -> tuple[np.ndarray, dict | None]:

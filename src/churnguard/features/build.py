@@ -1,0 +1,444 @@
+"""Features of tables: ``build_features(tables, as_of, config, population)``, one row per customer.
+
+This module only moves data: it encodes the tables' customer ids and order keys as integers once, splits the
+purchase rows into blocks of customers, hands each block's arrays to the feature kernel
+(``churnguard.features.kernel``, where every feature is defined) on two threads, and assembles the columns into
+a frame. ``make_training_set`` encodes once and builds every snapshot from the same encoding.
+
+Customer ids are encoded into integer positions in one sorted index (``_encode``). Multi-row orders are found
+by a 64-bit hash of each purchase row's order key; rows whose hash repeats are then checked against their
+actual keys, so a hash collision can never merge two orders. An order's key is its ``order_id``, or without one
+its timestamp: the purchase rows of one customer with the same key are one order.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from churnguard.features import kernel as k
+from churnguard.population import Population
+
+if TYPE_CHECKING:
+    from churnguard.config import FeatureConfig
+    from churnguard.dataset import Tables
+
+__all__ = ["build_features", "estimate_lifespan_years", "to_day"]
+
+logger = logging.getLogger(__name__)
+
+_DAY = pd.Timedelta(days=1)
+_day_numbers = k.day_numbers
+
+
+def to_day(as_of: str | pd.Timestamp | np.datetime64) -> pd.Timestamp:
+    """Normalise a cut-off to a calendar day (midnight). Raises ValueError on a bad date."""
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"as_of must be a date like 2025-06-30, got {as_of!r}") from exc
+    if ts is pd.NaT:
+        raise ValueError(f"as_of must be a date like 2025-06-30, got {as_of!r}")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """The input tables with every customer id replaced by its position in one sorted index of all ids.
+
+    Strings are hashed once here; each cut-off day then works on integer arrays only. ``make_training_set``
+    encodes once and builds every snapshot from the same object.
+    """
+
+    tables: Tables
+    ids: pd.Index  # every customer id of the three tables, sorted
+    tx_id: np.ndarray  # transaction row -> position in ids
+    tk_id: np.ndarray | None
+    cu_id: np.ndarray | None
+    tx_time: np.ndarray  # datetime64
+    tx_day: np.ndarray  # _day_numbers(tx_time)
+    amount: np.ndarray
+    order_group: np.ndarray  # per row: a label shared by the purchase rows of one multi-row order, else -1
+    block_rows: list[np.ndarray]  # transaction rows of each block of _BLOCK ids, in row order
+
+
+def _arrow(values: pd.Series) -> pa.ChunkedArray:
+    """The column as an Arrow chunked array (no copy for Arrow-backed columns such as pandas' ``str``)."""
+    arr = pa.array(values)
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _hashes(columns: dict[str, pa.ChunkedArray | np.ndarray]) -> np.ndarray:
+    """A 64-bit hash of each row of ``columns`` (equal rows, equal hashes; nulls hash alike), computed by
+    polars on all cores. Hashes only propose groups: every caller checks the actual values before using them."""
+    import polars as pl
+
+    frame = pl.DataFrame({name: pl.from_arrow(v) if isinstance(v, pa.ChunkedArray) else v
+                          for name, v in columns.items()})
+    return frame.hash_rows(seed=0).to_numpy()
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of each code's first occurrence, for codes numbered in order of first occurrence (``pd.factorize``)."""
+    seen = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
+
+
+def _dictionary_encode(chunks: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:
+    """Arrow's dictionary encoding of the chunks as one array: the distinct values in order of first
+    occurrence, and each value's code."""
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+    if encoded.num_chunks == 0:
+        return pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int32)
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks])
+    return encoded.chunks[-1].dictionary, codes
+
+
+def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
+    """Every distinct id of ``columns`` in one sorted index, and for each column its rows' positions in it.
+
+    Arrow's ``dictionary_encode`` over all columns' chunks (codes in order of first occurrence), then the
+    distinct ids are sorted.
+    """
+    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
+    # Two halves of the chunks are encoded on two threads; the second half's codes are then mapped onto the
+    # first's dictionary extended by its new ids, so codes stay numbered in order of first occurrence.
+    half = int(np.searchsorted(np.cumsum([len(chunk) for chunk in chunks]), sum(map(len, chunks)) / 2)) + 1
+    parts = [p for p in (chunks[:half], chunks[half:]) if p] or [[]]
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-ids") as pool:
+        encoded = list(pool.map(_dictionary_encode, parts))
+    dictionary, codes = encoded[0]
+    if len(encoded) > 1:
+        joint, more = _dictionary_encode([pa.concat_arrays([dictionary, encoded[1][0]])])
+        dictionary, codes = joint, np.concatenate([codes, more[len(dictionary) :][encoded[1][1]]])
+    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    rank = np.empty(len(dictionary), dtype=np.intp)
+    rank[order] = np.arange(len(dictionary))
+    dtype = columns[0].dtype if columns else None
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":  # straight from the dictionary
+        ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
+    else:  # other text storage: the ids as the columns hold them, at each one's first row
+        ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
+    positions, start = [], 0
+    for c in columns:
+        positions.append(rank[codes[start : start + len(c)]])
+        start += len(c)
+    return ids, positions
+
+
+def _encode(tables: Tables) -> _Encoded:
+    frames = [f for f in (tables.transactions, tables.tickets, tables.customers) if f is not None]
+    tx = tables.transactions
+    tx_time = tx["timestamp"].to_numpy()
+    amount = tx["amount"].to_numpy(dtype="float64")
+    # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
+        keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
+        ids, positions = _encode_ids([f["customer_id"] for f in frames])
+        tx_id = positions[0]
+        blocks = pool.submit(_block_rows, tx_id, len(ids))
+        days = _day_numbers(tx_time)
+        groups = keys.result().groups(tx, tx_id)
+        block_rows = blocks.result()
+    tk_id = positions[1] if tables.tickets is not None else None
+    cu_id = positions[-1] if tables.customers is not None else None
+    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, days, amount, groups, block_rows)
+
+
+@dataclass(frozen=True)
+class _OrderKeys:
+    """The purchase rows' order keys -- ``order_id``, or without an order id the timestamp -- as 64-bit hashes,
+    and which rows' hashes repeat: the only rows that can share an order, once the customer is added."""
+
+    rows: np.ndarray  # the purchase rows
+    hashed: np.ndarray  # their order ids' (or timestamps') hashes, without the customer
+    repeated: np.ndarray  # of rows: the hash occurs more than once
+    times: np.ndarray  # per transaction row: the timestamp (int64), part of the key where no order id is
+    order_id: pa.ChunkedArray | None
+
+    @classmethod
+    def of(cls, tx: pd.DataFrame, times: np.ndarray, amount: np.ndarray) -> _OrderKeys:
+        """Hashes of ``order_id`` (or the timestamp) alone: the customer is added once ids are encoded.
+
+        The order ids are hashed one Arrow chunk at a time, so the hashing's temporary buffers stay small and
+        are reused, instead of a copy of every id at once."""
+        rows = np.flatnonzero(amount > 0)
+        stamp = times.view("int64")
+        order_id = _arrow(tx["order_id"]) if "order_id" in tx else None
+        if order_id is None:
+            hashed = _hashes({"timestamp": stamp})
+        else:
+            hashed = np.empty(len(tx), dtype=np.uint64)
+            start = 0
+            for chunk in order_id.chunks:
+                hashed[start : start + len(chunk)] = _hashes({"order_id": pa.chunked_array([chunk])})
+                start += len(chunk)
+            if order_id.null_count:
+                missing = np.flatnonzero(order_id.is_null().to_numpy(zero_copy_only=False))
+                hashed[missing] = _hashes({"timestamp": stamp[missing]})
+        hashed = hashed[rows]
+        return cls(rows, hashed, _repeated(hashed), stamp, order_id)
+
+    def _stamp(self, rows: np.ndarray) -> np.ndarray:
+        """The timestamp as part of the rows' keys: 0 where an order id is."""
+        if self.order_id is None:
+            return self.times[rows]
+        return np.where(self.order_id.take(rows).is_valid().to_numpy(zero_copy_only=False), 0, self.times[rows])
+
+    def groups(self, tx: pd.DataFrame, cid: np.ndarray) -> np.ndarray:
+        """Label the purchase rows that share an order with another row; -1 for every other row, which is
+        an order of its own.
+
+        Rows whose hash repeats are grouped by it, and the groups are checked against the actual keys
+        (``cid``: the rows' customer positions), falling back to grouping by the keys themselves if two
+        keys ever share a hash.
+        """
+        groups = np.full(len(tx), -1, dtype=np.int64)
+        candidates = self.rows[self.repeated]
+        if len(candidates) == 0:
+            return groups
+        hashed = _hashes({"customer": cid[candidates], "order": self.hashed[self.repeated]})
+        repeated = _repeated(hashed)
+        candidates, hashed = candidates[repeated], hashed[repeated]
+        if len(candidates) == 0:
+            return groups
+        labels = pd.factorize(hashed)[0]
+        rep = candidates[_first_rows(labels)][labels]  # each candidate's group's first row
+        same = (cid[candidates] == cid[rep]) & (self._stamp(candidates) == self._stamp(rep))
+        if self.order_id is not None:
+            mine, theirs = self.order_id.take(candidates), self.order_id.take(rep)
+            same &= pc.fill_null(pc.equal(mine, theirs), True).to_numpy(zero_copy_only=False)
+            same &= pc.equal(mine.is_null(), theirs.is_null()).to_numpy(zero_copy_only=False)
+        if not same.all():  # two keys share a hash: group the candidates by their actual keys
+            part = tx.iloc[candidates]
+            order_key = part["timestamp"].astype("object")
+            if "order_id" in part:
+                order_key = part["order_id"].astype("object").where(part["order_id"].notna(), order_key)
+            labels = pd.DataFrame({"c": cid[candidates], "k": order_key.to_numpy()}).groupby(["c", "k"], sort=False).ngroup()
+            labels = labels.to_numpy()
+        shared = np.bincount(labels)[labels] > 1
+        groups[candidates[shared]] = labels[shared]
+        return groups
+
+
+def _repeated(key: np.ndarray) -> np.ndarray:
+    """True where a key occurs more than once."""
+    s = np.sort(key)
+    dup = s[1:][s[1:] == s[:-1]]
+    return np.isin(key, dup) if len(dup) else np.zeros(len(key), dtype=bool)
+
+
+def _known(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray | None = None) -> np.ndarray:
+    """Which of ``enc.ids`` are known at ``as_of``: a transaction or ticket on or before it, or listed and
+    signed up by then (``kept``: the transaction rows on or before ``as_of``, when already at hand)."""
+    cutoff = as_of + _DAY
+    if kept is None:
+        kept = enc.tx_time < np.datetime64(cutoff)
+    known = np.zeros(len(enc.ids), dtype=bool)
+    known[enc.tx_id[kept]] = True
+    tables = enc.tables
+    if tables.tickets is not None:
+        known[enc.tk_id[(tables.tickets["opened_at"] < cutoff).to_numpy()]] = True
+    if tables.customers is not None:
+        cust = tables.customers
+        listed = (cust["signup_date"].isna() | (cust["signup_date"] < cutoff)).to_numpy() if "signup_date" in cust else slice(None)
+        known[enc.cu_id[listed]] = True
+    return known
+
+
+def _population(enc: _Encoded, as_of: pd.Timestamp, kept: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """Customers known at ``as_of``, sorted, and the map from positions in ``enc.ids`` to positions in it
+    (-1 for those not known yet)."""
+    known = _known(enc, as_of, kept)
+    where = np.cumsum(known) - 1
+    where[~known] = -1
+    return enc.ids[known].rename("customer_id"), where
+
+
+_BLOCK = 1 << 16  # customers per block of the purchase aggregation
+_FEW_BLOCKS = 64  # up to this many blocks (4M ids), rows are split by a pass per block, not by a sort
+
+
+def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
+    """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort)."""
+    n_blocks = max(-(-n_ids // _BLOCK), 1)
+    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
+    block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
+    if n_blocks <= _FEW_BLOCKS:  # a pass over the 8-bit keys per block costs less than sorting them
+        return [np.flatnonzero(block == b) for b in range(n_blocks)]
+    order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
+    return np.split(order, np.searchsorted(block[order], np.arange(1, n_blocks)))
+
+
+def _block_features(enc: _Encoded, b: int, where: np.ndarray, kept: np.ndarray, day: int, cfg: FeatureConfig,
+                    count_lifespan: bool) -> tuple[dict, np.ndarray, float | None]:
+    """Purchase features of the population's customers among ids block ``b``; when asked, also their
+    lifespan counts and the age of their oldest purchase (else zeros and None)."""
+    known = where[b * _BLOCK : (b + 1) * _BLOCK]
+    members = known[known >= 0]
+    start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
+    rows = enc.block_rows[b]
+    rows = rows[kept[rows]]
+    amount = enc.amount[rows]
+    buy, refund = rows[amount > 0], rows[amount < 0]
+    buy_pos = where[enc.tx_id[buy]] - start
+    age = (day - enc.tx_day[buy]).astype("float64")
+    orders = k.order_values(buy_pos, age, enc.amount[buy], enc.order_group[buy])
+    refunds = (where[enc.tx_id[refund]] - start, -enc.amount[refund])
+    f = k.purchase_features(len(members), orders, refunds, cfg)
+    if not count_lifespan:
+        return f, np.zeros(2, dtype=np.int64), None
+    oldest = float(age.max()) if len(age) else None
+    return f, k.lifespan_counts(buy_pos, age, len(members)), oldest
+
+
+def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
+    """Average customer lifespan = 1 / annual churn rate, from purchases on or before ``as_of`` only
+    (:func:`churnguard.features.kernel.lifespan_from_counts`)."""
+    as_of = to_day(as_of)
+    purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
+    if purchases.empty:
+        return cfg.default_lifespan_years
+    codes, uniques = pd.factorize(purchases["customer_id"])
+    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(purchases["timestamp"].to_numpy())).astype("float64")
+    return k.lifespan_from_counts(k.lifespan_counts(codes, age, len(uniques)), float(age.max()), cfg)
+
+
+def _support(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, cfg: FeatureConfig) -> dict:
+    """The kernel's support features from the tickets table."""
+    cutoff = as_of + _DAY
+    tickets = enc.tables.tickets
+    opened_mask = (tickets["opened_at"] < cutoff).to_numpy()
+    times = {c: tickets[c].to_numpy()[opened_mask] for c in ("opened_at", "first_response_at", "resolved_at")
+             if c in tickets}
+    if "csat" in tickets:
+        times["csat"] = tickets["csat"].to_numpy(dtype="float64", na_value=np.nan)[opened_mask]
+    pos = where[enc.tk_id[opened_mask]]
+    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(times["opened_at"])).astype("float64")
+    return k.support_features(n, pos, age, times, cutoff.to_datetime64(), cfg)
+
+
+def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, kinds: dict | None,
+                cfg: FeatureConfig) -> tuple[dict, dict]:
+    """The kernel's attribute features from the customers table (kinds decided on the population's rows when
+    not given), and the kinds used."""
+    customers = enc.tables.customers
+    row = np.full(n, -1, dtype=np.intp)  # each customer's row in the customers table, -1: none
+    listed = where[enc.cu_id]
+    row[listed[listed >= 0]] = np.flatnonzero(listed >= 0)
+    cust = customers.drop(columns="customer_id").reset_index(drop=True).reindex(row)
+    if kinds is None:
+        free_columns = sorted(set(cust.columns) - k.KNOWN_ATTRIBUTES)
+        kinds = k.attribute_kinds({c: cust[c].dropna().unique() for c in free_columns}, cfg.max_categories)
+    known = {}
+    for name in ("loyalty_member", "loyalty_points", "nps"):
+        if name in cust:
+            known[name] = cust[name].to_numpy(dtype="float64", na_value=np.nan)
+    if "signup_date" in cust:
+        known["signup_date"] = cust["signup_date"].to_numpy()
+    free = {col: cust[col].to_numpy(dtype=object) for col in kinds if col in cust}
+    return k.attribute_features(known, free, kinds, _day_numbers(np.datetime64(as_of))), kinds
+
+
+def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.ExtensionArray:
+    """``labels[1]`` where ``which`` else ``labels[0]``, as a text column (built by Arrow from the two labels
+    instead of a million Python strings)."""
+    codes = pa.array(which.astype(np.int8))
+    text = pa.DictionaryArray.from_arrays(codes, pa.array(list(labels))).cast(pa.large_string())
+    return pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+
+
+def _side_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, kinds: dict | None,
+                   cfg: FeatureConfig) -> tuple[dict | None, dict | None, dict | None]:
+    """Support features (with tickets) and attribute features (with customers), None where a table is absent."""
+    tables = enc.tables
+    support = _support(enc, where, as_of, n, cfg) if tables.tickets is not None else None
+    if tables.customers is None:
+        return support, None, None
+    attrs, kinds = _attributes(enc, where, as_of, n, kinds, cfg)
+    return support, attrs, kinds
+
+
+def build_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureConfig,
+                   population: Population | None = None) -> pd.DataFrame:
+    """One row per customer known at ``as_of``, computed only from events on or before that day.
+
+    Args:
+        tables: validated input tables (``churnguard.dataset``).
+        as_of: the cut-off day.
+        config: feature windows and thresholds.
+        population: what training learned about the population (lifespan, VIP cut-off, attribute kinds,
+            BG/NBD parameters), as scoring passes it; without it they are estimated from ``tables`` (training)
+            and no BG/NBD columns are added.
+
+    Returns:
+        A frame with ``customer_id``, ``as_of`` and the feature columns (``churnguard.features.kernel``), sorted
+        by ``customer_id``; ``attrs['population']`` holds the population state used (``Population.to_dict``).
+    """
+    return _build(_encode(tables), to_day(as_of), config, population)
+
+
+def frame_columns(f: dict[str, np.ndarray], kinds: dict | None) -> dict:
+    """Kernel columns as frame columns: categorical codes as pandas categoricals with their levels."""
+    levels = k.categorical_levels(kinds or {})
+    return {name: pd.Categorical.from_codes(values, categories=list(levels[name]), ordered=name == "nps_group")
+            if name in levels else values for name, values in f.items()}
+
+
+def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population: Population | None = None
+           ) -> pd.DataFrame:
+    """:func:`build_features` on encoded tables (``as_of`` already a day)."""
+    kept = enc.tx_time < np.datetime64(as_of + _DAY)
+    customers, where = _population(enc, as_of, kept)
+    n = len(customers)
+    # Purchases are aggregated per block of customers (all of a customer's rows in one block, in row order):
+    # a block's arrays are small enough for the allocator to reuse and its per-customer totals stay in cache.
+    # Blocks, and tickets and attributes, run on two threads; numpy releases the GIL in its array loops.
+    day = _day_numbers(np.datetime64(as_of))
+    count = population is None
+    kinds = None if population is None or population.attributes is None else dict(population.attributes)
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-features") as pool:
+        side = pool.submit(_side_features, enc, where, as_of, n, kinds, config)
+        parts = list(pool.map(lambda b: _block_features(enc, b, where, kept, day, config, count),
+                              range(len(enc.block_rows))))
+        support, attrs, kinds = side.result()
+    cols = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
+    if population is None:
+        oldest = [p[2] for p in parts if p[2] is not None]
+        lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
+    else:
+        lifespan = population.lifespan_years
+    del parts
+    cols["cltv"] = k.cltv(cols, lifespan, config)
+    if support is not None:
+        support["tickets_per_order"] = k.ratio(support["tickets_total"], cols["n_orders"])
+        cols |= support
+    if attrs is not None:
+        cols |= attrs
+    cols["tenure_days"] = k.tenure_days(cols)
+    threshold = k.vip_threshold(cols["cltv"], config.vip_quantile) if population is None else population.vip_cltv_threshold
+    cols["value_tier"] = k.is_vip(cols["cltv"], threshold)
+    cols["as_of_month"] = np.full(n, float(as_of.month))  # churn over the next months is seasonal
+    if population is not None and population.bgnbd is not None:
+        cols |= k.bgnbd_features(cols, population.bgnbd, population.horizon_days)
+    if population is None:
+        state = Population(lifespan, threshold, attributes=kinds)
+    else:
+        state = replace(population, attributes=kinds)
+    data = {"customer_id": customers.array, "as_of": np.full(n, as_of.to_datetime64())}
+    data |= frame_columns(cols, kinds)
+    data["value_tier"] = _labels(cols["value_tier"], ("standard", "vip"))
+    features = pd.DataFrame(data, copy=False)  # the columns are this call's own arrays
+    features.attrs["population"] = state.to_dict()  # plain values: parquet keeps attrs as JSON
+    features.attrs["lifespan_years"] = lifespan
+    return features
+

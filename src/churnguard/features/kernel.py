@@ -1,0 +1,456 @@
+"""The feature kernel: every feature's one definition, as functions of numpy arrays for ``n`` customers.
+
+Customers are the positions ``0 .. n - 1``; events are arrays with one entry per row, each row carrying its
+customer's position, in row order. The same functions serve one customer over HTTP (``n = 1``), a block of
+65,536 customers in a batch build and a Dask partition: the engines only bring the rows in and take the
+columns out (``churnguard.features.build`` for tables, ``churnguard.features.records`` for plain records).
+
+Time is counted in whole calendar days: ``age`` is ``as_of``'s day number minus the event's, so an event on the
+cut-off day has age 0. Every function here receives only events on or before ``as_of`` (ages >= 0, tickets
+opened before the end of that day), and ticket facts that became known later (a reply, a resolution, a CSAT
+answer) are masked out with the instant cut-off ``end`` (the end of the ``as_of`` day).
+
+What training learns about the whole population (lifespan, VIP cut-off, attribute kinds, BG/NBD parameters)
+comes in as :class:`churnguard.population.Population`, never re-derived here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard import btyd
+
+if TYPE_CHECKING:
+    from churnguard.config import FeatureConfig
+
+__all__ = [
+    "KNOWN_ATTRIBUTES",
+    "NPS_GROUPS",
+    "as_numbers",
+    "attribute_features",
+    "attribute_kinds",
+    "bgnbd_features",
+    "categorical_levels",
+    "category_codes",
+    "cltv",
+    "day_numbers",
+    "is_vip",
+    "lifespan_counts",
+    "lifespan_from_counts",
+    "order_values",
+    "purchase_features",
+    "support_features",
+    "tenure_days",
+    "vip_threshold",
+]
+
+logger = logging.getLogger(__name__)
+
+NPS_GROUPS = ("detractor", "passive", "promoter")
+NPS_UPPER = (6.5, 8.5, 10.5)  # bins (-0.5, 6.5], (6.5, 8.5], (8.5, 10.5]
+KNOWN_ATTRIBUTES = frozenset({"customer_id", "signup_date", "loyalty_member", "loyalty_points", "nps"})
+WEEK_DAYS = 7.0  # BG/NBD runs in weeks
+_HOUR = np.timedelta64(1, "h")
+
+
+
+# -- arithmetic shared by the families ------------------------------------------------------------------------
+
+
+def day_numbers(times: np.ndarray) -> np.ndarray:
+    """Calendar day of each timestamp (days since 1970-01-01, rounded down like ``Series.dt.normalize``)."""
+    times = np.asarray(times)
+    unit, _ = np.datetime_data(times.dtype)
+    if times.ndim == 0 or unit in ("D", "W", "M", "Y", "generic"):
+        return times.astype("datetime64[D]").astype("int64")
+    per_day = np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
+    return times.view("int64") // per_day  # floor division: rounds down before 1970 too
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0 (an undefined ratio is unknown, not infinite)."""
+    num, den = np.asarray(num, dtype="float64"), np.asarray(den, dtype="float64")
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+class Groups:
+    """Per-customer aggregation over integer positions ``0 .. n - 1``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def sum(self, pos: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Count (or sum of ``values``, added in row order) per customer."""
+        return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
+
+    def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
+        """min / max of values per customer; NaN where a customer has none (values hold no NaN)."""
+        ufunc, start = (np.minimum, np.inf) if how == "min" else (np.maximum, -np.inf)
+        out = np.full(self.n, start)
+        ufunc.at(out, pos, np.asarray(values, dtype="float64"))
+        out[np.bincount(pos, minlength=self.n) == 0] = np.nan
+        return out
+
+    def mean(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Mean per customer, each customer's values added in row order with Kahan's compensation (the grouped
+        mean pandas computes); NaN where a customer has none."""
+        values = np.asarray(values, dtype="float64")
+        order = np.argsort(pos, kind="stable")
+        spos = pos[order]
+        starts = np.flatnonzero(np.r_[True, spos[1:] != spos[:-1]]) if len(spos) else np.zeros(0, np.intp)
+        sizes = np.diff(np.r_[starts, len(spos)])
+        total = _runs(values[order], starts, sizes, _kahan_step, 2)[0]
+        out = np.full(self.n, np.nan)
+        out[spos[starts]] = total / sizes
+        return out
+
+
+def _kahan_step(state: list[np.ndarray], m: int, k: int, val: np.ndarray) -> None:
+    total, comp = state
+    y = val - comp[:m]
+    t = total[:m] + y
+    comp[:m] = t - total[:m] - y
+    total[:m] = t
+
+
+def _welford_step(state: list[np.ndarray], m: int, k: int, val: np.ndarray) -> None:
+    mean, m2 = state
+    old = mean[:m]
+    new = old + (val - old) / np.float64(k + 1)
+    m2[:m] += (val - new) * (val - old)
+    mean[:m] = new
+
+
+def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step, n_state: int) -> list[np.ndarray]:
+    """Run a sequential update over each run ``values[starts[i] : starts[i] + sizes[i]]`` in row order,
+    vectorised across runs: the k-th update of every run longer than k in one step. Returns the state arrays,
+    one entry per run in the runs' order."""
+    order = np.argsort(-sizes, kind="stable")
+    first, n = starts[order], sizes[order]
+    state = [np.zeros(len(n)) for _ in range(n_state)]
+    active = np.searchsorted(-n, -np.arange(int(n[0]) if len(n) else 0), side="left")  # runs longer than k
+    for k, m in enumerate(active.tolist()):
+        step(state, m, k, values[first[:m] + k])
+    result = [np.empty(len(n)) for _ in range(n_state)]
+    for r, s in zip(result, state, strict=True):
+        r[order] = s
+    return result
+
+
+def run_std(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sample standard deviation of each run (sizes > 0; NaN for runs of one) by Welford's update in row order,
+    then ``sqrt(M2 / (n - 1))`` (the grouped algorithm pandas uses)."""
+    m2 = _runs(values, starts, sizes, _welford_step, 2)[1]
+    out = np.full(len(sizes), np.nan)
+    several = sizes > 1
+    out[several] = np.sqrt(m2[several] / (sizes[several] - 1).astype("float64"))
+    return out
+
+
+# -- purchases --------------------------------------------------------------------------------------------------
+
+
+def order_values(pos: np.ndarray, age: np.ndarray, amount: np.ndarray, group: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One entry per order from purchase rows in row order (customer position, age in days, amount, and the
+    order label shared by the rows of one multi-row order, -1 for a row that is an order of its own): customer
+    position, age of its oldest line and value (its lines added in row order), in the order of each order's
+    first row."""
+    multi = group >= 0
+    if not multi.any():
+        return pos, age, amount
+    _, first_at, codes = np.unique(group[multi], return_index=True, return_inverse=True)
+    # codes numbered by first occurrence, so an order's value adds its lines in row order
+    rank = np.empty(len(first_at), dtype=np.intp)
+    rank[np.argsort(first_at, kind="stable")] = np.arange(len(first_at))
+    codes = rank[codes]
+    at = np.flatnonzero(multi)
+    first = at[np.sort(first_at)]
+    keep = ~multi
+    keep[first] = True
+    age, value = age.copy(), amount.copy()
+    oldest = np.full(len(first), -np.inf)
+    np.maximum.at(oldest, codes, age[multi])
+    age[first] = oldest
+    value[first] = np.bincount(codes, weights=amount[multi])
+    return pos[keep], age[keep], value[keep]
+
+
+def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray], refunds: tuple[np.ndarray, np.ndarray],
+                      cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """Recency / frequency / monetary value, windows, trend, rhythm and the BG/NBD inputs of ``n`` customers.
+
+    Args:
+        n: customers.
+        orders: :func:`order_values` of their purchases (customer position, age in days, value).
+        refunds: their refund rows (customer position, refunded amount as a positive number).
+        cfg: windows and the trend window.
+    """
+    g = Groups(n)
+    pos, age, value = orders
+    # Distinct purchase days per customer, sorted by (customer, age): one integer key sorts both.
+    shift = int(age.max()).bit_length() if len(age) else 1
+    days = np.sort((pos.astype(np.int64) << shift) | age.astype(np.int64))
+    days = days[np.r_[True, days[1:] != days[:-1]]] if len(days) else days
+    dpos, iage = days >> shift, days & ((1 << shift) - 1)
+    dage = iage.astype("float64")
+    starts = np.flatnonzero(np.r_[True, dpos[1:] != dpos[:-1]]) if len(dpos) else np.zeros(0, dtype=np.intp)
+    ends = np.r_[starts[1:] - 1, len(dpos) - 1].astype(np.intp) if len(dpos) else starts
+    last, first = np.full(n, np.nan), np.full(n, np.nan)
+    last[dpos[starts]] = dage[starts]  # the newest purchase day's age
+    first[dpos[starts]] = dage[ends]  # the oldest one's
+    f: dict[str, np.ndarray] = {"recency_days": last, "n_orders": g.sum(pos), "gross_spend": g.sum(pos, value)}
+    f["mean_order_value"] = ratio(f["gross_spend"], f["n_orders"])
+    f["max_order_value"] = g.extreme(pos, value, "max")
+    rpos, ramount = refunds
+    f["refund_count"] = g.sum(rpos)
+    refunded = g.sum(rpos, ramount)
+    f["refund_share"] = ratio(refunded, f["gross_spend"])
+    f["net_spend"] = f["gross_spend"] - refunded
+    for w in cfg.windows_days:
+        inside = age < w
+        f[f"orders_{w}d"] = g.sum(pos[inside])
+        f[f"spend_{w}d"] = g.sum(pos[inside], value[inside])
+    tw = cfg.trend_window_days
+    recent, before = age < tw, (age >= tw) & (age < 2 * tw)
+    f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
+    f["trend_spend"] = ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
+    # Gaps between distinct purchase days: a customer's gaps are the differences within their run of days.
+    n_days = ends - starts + 1
+    f["n_purchase_days"] = np.zeros(n)
+    f["n_purchase_days"][dpos[starts]] = n_days
+    within = np.ones(max(len(iage) - 1, 0), dtype=bool)
+    within[starts[1:] - 1] = False
+    gap = np.diff(dage)[within]
+    gap_starts, n_gaps = starts - np.arange(len(starts)), n_days - 1
+    many = n_gaps > 0
+    gap_sum = np.add.reduceat(gap, gap_starts[many]) if len(gap) else np.zeros(0)  # whole days: exact
+    f["gap_mean_days"] = np.full(n, np.nan)
+    f["gap_mean_days"][dpos[starts[many]]] = gap_sum / n_gaps[many]
+    f["gap_std_days"] = np.full(n, np.nan)
+    f["gap_std_days"][dpos[starts[many]]] = run_std(gap, gap_starts[many], n_gaps[many])
+    f["overdue_ratio"] = ratio(last, f["gap_mean_days"])
+    # BG/NBD inputs (days): repeat purchase days, first-to-last span, first purchase to as_of.
+    f["bg_frequency"] = np.where(np.isnan(first), np.nan, f["n_purchase_days"] - 1)
+    f["bg_recency_days"] = first - last
+    f["bg_age_days"] = first
+    return f
+
+
+def lifespan_counts(pos: np.ndarray, age: np.ndarray, n: int) -> np.ndarray:
+    """Customers (positions < n) who bought in the year before last, and those of them who also bought in the
+    last year, from purchase rows' positions and ages in days. Counts of disjoint customer sets add up."""
+    last_year = np.bincount(pos[age < 365], minlength=n) > 0
+    year_before = np.bincount(pos[(age >= 365) & (age < 730)], minlength=n) > 0
+    return np.array([year_before.sum(), (year_before & last_year).sum()], dtype=np.int64)
+
+
+def lifespan_from_counts(counts: np.ndarray, oldest_age: float | None, cfg: FeatureConfig) -> float:
+    """Average customer lifespan = 1 / annual churn rate, where the annual churn rate is the share of customers
+    who bought in the year before last (ages 365-729 days) and not in the last year; clipped to
+    ``max_lifespan_years``, and ``default_lifespan_years`` without two years of history (``oldest_age``: the
+    age in days of the oldest purchase, None without purchases)."""
+    if oldest_age is None or oldest_age < 730:
+        return cfg.default_lifespan_years
+    n_before, n_both = (int(c) for c in counts)
+    if n_before == 0:
+        return cfg.default_lifespan_years
+    churn = 1.0 - float(np.float64(n_both) / np.float64(n_before))
+    return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
+
+
+# -- support tickets -----------------------------------------------------------------------------------------
+
+
+def _latest(g: Groups, pos: np.ndarray, opened: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Value of the most recently opened ticket per customer among ``mask``; ties go to the larger value so
+    the result never depends on row order."""
+    pos, opened, values = pos[mask], opened[mask].view("int64"), values[mask]
+    newest = np.full(g.n, np.iinfo(np.int64).min)
+    np.maximum.at(newest, pos, opened)
+    at_newest = opened == newest[pos]
+    return g.extreme(pos[at_newest], values[at_newest], "max")
+
+
+def support_features(n: int, pos: np.ndarray, age: np.ndarray, times: Mapping[str, np.ndarray], end: np.datetime64,
+                     cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """Ticket counts, open tickets, response and resolution hours, SLA share, CSAT and recency of support.
+
+    Args:
+        n: customers.
+        pos, age: each ticket's customer position and age in days (tickets opened on or before ``as_of``).
+        times: ``opened_at`` (datetime64) and, when the table has them, ``first_response_at``, ``resolved_at``
+            (datetime64, NaT when missing) and ``csat`` (float, NaN when missing).
+        end: the instant cut-off, the end of the ``as_of`` day: later replies, resolutions and answers are
+            not known yet.
+        cfg: ticket windows and the SLA.
+    """
+    g = Groups(n)
+    f: dict[str, np.ndarray] = {}
+    for w in cfg.ticket_windows_days:
+        f[f"tickets_{w}d"] = g.sum(pos[age < w])
+    f["tickets_total"] = g.sum(pos)
+    f["days_since_last_ticket"] = g.extreme(pos, age, "min")
+    opened = times["opened_at"]
+    resolved = times["resolved_at"] < end if "resolved_at" in times else np.zeros(len(pos), dtype=bool)
+    f["open_tickets"] = g.sum(pos[~resolved])
+    if "first_response_at" in times:
+        answered = times["first_response_at"] < end
+        hours = (times["first_response_at"] - opened) / _HOUR
+        waiting = (end - opened) / _HOUR
+        f["first_response_hours_mean"] = g.mean(pos[answered], hours[answered])
+        f["first_response_hours_max"] = g.extreme(pos[answered], hours[answered], "max")
+        f["first_response_hours_latest"] = _latest(g, pos, opened, hours, answered)
+        slow = np.where(answered, hours > cfg.sla_hours, waiting > cfg.sla_hours)
+        f["slow_response_share"] = ratio(g.sum(pos[slow]), f["tickets_total"])
+    if "resolved_at" in times:
+        hours = (times["resolved_at"] - opened) / _HOUR
+        f["resolution_hours_mean"] = g.mean(pos[resolved], hours[resolved])
+        f["resolution_hours_max"] = g.extreme(pos[resolved], hours[resolved], "max")
+        f["resolution_hours_latest"] = _latest(g, pos, opened, hours, resolved)
+    if "csat" in times:
+        # A survey answer is known once the ticket is resolved (or, without resolution times, once opened).
+        csat = times["csat"]
+        known = (resolved if "resolved_at" in times else np.ones(len(pos), bool)) & ~np.isnan(csat)
+        f["csat_mean"] = g.mean(pos[known], csat[known])
+        f["csat_min"] = g.extreme(pos[known], csat[known], "min")
+        f["csat_latest"] = _latest(g, pos, opened, csat, known)
+    return f
+
+
+# -- customer attributes -----------------------------------------------------------------------------------------
+
+
+def as_numbers(values: np.ndarray) -> np.ndarray:
+    """Each value as a float: numbers as they are, text parsed as ``pandas.to_numeric`` parses it, NaN when
+    missing or not a number."""
+    parsed = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
+    return parsed.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _label(value: object) -> str | None:
+    text = None if pd.isna(value) else str(value).strip()
+    return text or None
+
+
+def category_codes(values: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
+    """Position of each value in ``levels``, compared as text without surrounding blanks; -1 when missing,
+    blank or not a level. Each distinct value is looked up once."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    index = {level: i for i, level in enumerate(levels)}
+    mapped = np.array([index.get(_label(u), -1) for u in uniques] + [-1], dtype=np.int32)
+    return mapped[codes]
+
+
+def attribute_kinds(columns: Mapping[str, np.ndarray], max_categories: int) -> dict[str, tuple[str, ...] | None]:
+    """How each free customer attribute becomes a feature: a number (None) when every present value parses as
+    one, else a category with its sorted levels when there are at most ``max_categories``; columns with more
+    levels are left out (logged).
+
+    Args:
+        columns: column -> its distinct values (missing ones are ignored).
+        max_categories: the most levels a categorical attribute may have.
+    """
+    kinds: dict[str, tuple[str, ...] | None] = {}
+    for col in sorted(columns):
+        values = np.asarray(columns[col], dtype=object)
+        present = values[~pd.isna(values)]
+        if not np.isnan(as_numbers(present)).any():
+            kinds[col] = None
+            continue
+        levels = sorted({label for label in map(_label, present) if label is not None})
+        if len(levels) <= max_categories:
+            kinds[col] = tuple(levels)
+        else:
+            logger.info("customers column %r has %d levels (> %d): not used", col, len(levels), max_categories)
+    return kinds
+
+
+def categorical_levels(kinds: Mapping[str, tuple[str, ...] | None]) -> dict[str, tuple[str, ...]]:
+    """Feature name -> levels of every categorical feature the attributes give: ``nps_group`` and the
+    categorical ``attr_<name>`` columns. Categorical features are arrays of codes into these levels."""
+    return {"nps_group": NPS_GROUPS, **{f"attr_{c}": levels for c, levels in kinds.items() if levels is not None}}
+
+
+def attribute_features(known: Mapping[str, np.ndarray], free: Mapping[str, np.ndarray],
+                       kinds: Mapping[str, tuple[str, ...] | None], as_of_day: int) -> dict[str, np.ndarray]:
+    """Loyalty, NPS and its group, days since signup, and the free attributes as ``attr_<name>``.
+
+    Args:
+        known: per customer, the contract's attribute columns present: ``loyalty_member`` (1.0 / 0.0 / NaN),
+            ``loyalty_points`` and ``nps`` (float, NaN when unknown), ``signup_date`` (datetime64, NaT).
+        free: per customer, other columns as given (text or numbers, missing as None / NaN).
+        kinds: :func:`attribute_kinds` (from training at scoring time); a column not listed is left out.
+        as_of_day: the day number of ``as_of``.
+
+    Returns:
+        Feature columns: floats, and for the categorical ones (``nps_group`` and categorical attributes)
+        int32 codes into :func:`categorical_levels`, -1 when unknown.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in ("loyalty_member", "loyalty_points"):
+        if name in known:
+            out[name] = np.asarray(known[name], dtype="float64")
+    if "nps" in known:
+        nps = np.asarray(known["nps"], dtype="float64")
+        out["nps"] = nps
+        valid = (nps > -0.5) & (nps <= NPS_UPPER[-1])  # pd.cut's bins, closed on the right
+        out["nps_group"] = np.where(valid, np.searchsorted(np.array(NPS_UPPER), nps, side="left"), -1).astype(np.int32)
+    if "signup_date" in known:
+        signup = known["signup_date"]
+        out["days_since_signup"] = np.where(np.isnat(signup), np.nan, as_of_day - day_numbers(signup)).astype("float64")
+    for col, kind in kinds.items():
+        if col in free:
+            out[f"attr_{col}"] = as_numbers(free[col]) if kind is None else category_codes(free[col], kind)
+    return out
+
+
+# -- value and BG/NBD ----------------------------------------------------------------------------------------
+
+
+def vip_threshold(cltv: np.ndarray, quantile: float) -> float:
+    """The CLTV from which a customer counts as VIP: the ``quantile`` of the population's CLTV (linear
+    interpolation), infinite for an empty population."""
+    return float(np.percentile(cltv, quantile * 100)) if len(cltv) else float("inf")  # as pandas' quantile
+
+
+def cltv(f: Mapping[str, np.ndarray], lifespan_years: float, cfg: FeatureConfig) -> np.ndarray:
+    """CLTV = average order value x orders in the last year (the longest window when 365 days is not one) x
+    average lifespan in years."""
+    windows = cfg.windows_days
+    orders = f["orders_365d" if 365 in windows else f"orders_{max(windows)}d"]
+    return np.nan_to_num(f["mean_order_value"]) * orders * lifespan_years
+
+
+def is_vip(cltv: np.ndarray, threshold: float) -> np.ndarray:
+    """``value_tier`` is ``vip`` where this holds (a positive CLTV at or above the cut-off), else ``standard``."""
+    cltv = np.asarray(cltv, dtype="float64")
+    return (cltv >= threshold) & (cltv > 0)
+
+
+def bgnbd_features(f: Mapping[str, np.ndarray], params: btyd.BGNBDParams, horizon_days: int) -> dict[str, np.ndarray]:
+    """``bg_expected_purchases`` over the horizon and ``bg_p_alive`` (NaN for customers with no purchase)."""
+    has = ~np.isnan(np.asarray(f["bg_frequency"], dtype="float64"))
+    x = np.asarray(f["bg_frequency"], dtype="float64")[has]
+    tx = np.asarray(f["bg_recency_days"], dtype="float64")[has] / WEEK_DAYS
+    t = np.asarray(f["bg_age_days"], dtype="float64")[has] / WEEK_DAYS
+    expected = np.full(len(has), np.nan)
+    alive = np.full(len(has), np.nan)
+    if has.any():
+        expected[has] = btyd.expected_purchases(params, horizon_days / WEEK_DAYS, x, tx, t, validate=False)
+        alive[has] = btyd.prob_alive(params, x, tx, t, validate=False)
+    return {"bg_expected_purchases": expected, "bg_p_alive": alive}
+
+
+def tenure_days(f: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Days since the first purchase or the signup, whichever is earlier (NaN when neither is known)."""
+    if "days_since_signup" in f:
+        return np.fmax(f["bg_age_days"], f["days_since_signup"])
+    return f["bg_age_days"]
