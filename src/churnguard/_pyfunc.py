@@ -1,5 +1,10 @@
 """The MLflow pyfunc wrapper. MLflow runs this file ("models from code") when it loads a logged model;
-nothing else in churnguard imports it, so only the training run depends on MLflow."""
+nothing else in churnguard imports it, so only the training run depends on MLflow.
+
+The model needs only mlflow, lightgbm, numpy and pandas: its artifacts are LightGBM's text model and a JSON
+spec, and the rules that turn them into probabilities come from ``_modelcore.py``, shipped with the model
+(``code_paths``), the same file churnguard's ``ChurnModel`` uses.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,17 @@ import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 
-from churnguard.model import ChurnModel
+try:  # the copy logged with the model (MLflow puts its code directory on sys.path), which matches its files
+    from _modelcore import StandaloneModel
+except ImportError:  # run without the model's code directory on sys.path
+    from churnguard._modelcore import StandaloneModel
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """Returns calibrated churn probabilities (not class labels) for rows of model features."""
 
     def load_context(self, context) -> None:
-        self.model = ChurnModel.load(context.artifacts["model_file"])
+        self.model = StandaloneModel.load(context.artifacts["booster"], context.artifacts["spec"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         # A DataFrame hint tells MLflow to take the signature logged with the model, not infer one from hints.

@@ -29,6 +29,14 @@ import pandas as pd
 
 from churnguard import __version__
 from churnguard._io import atomic_write_bytes
+from churnguard._modelcore import (
+    PROBABILITY_FLOOR,  # noqa: F401  (re-exported: other modules import it from here)
+    Calibrator,
+    category_codes,
+    feature_matrix,
+    numbers,
+)
+from churnguard._modelcore import logit as _logit
 
 __all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "feature_columns"]
 
@@ -37,7 +45,6 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _MAGIC = b"CHURNGUARD-MODEL\n"
 _MAX_HEADER = 64 * 1024
-PROBABILITY_FLOOR = 0.005  # calibrated probabilities stay within [0.005, 0.995]
 NON_FEATURES = ("customer_id", "as_of", "churned", "value_tier")
 
 
@@ -60,15 +67,9 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class _Calibrator:
-    """Monotone map from raw score to probability: isotonic steps (np.interp) or Platt's sigmoid."""
-
-    kind: str
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
-    coef: float = 1.0
-    intercept: float = 0.0
+class _Calibrator(Calibrator):
+    """:class:`churnguard._modelcore.Calibrator` (the arithmetic, shared with the MLflow model) fitted with
+    scikit-learn."""
 
     @classmethod
     def fit(cls, kind: str, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
@@ -81,17 +82,6 @@ class _Calibrator:
 
         lr = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
         return cls(kind, coef=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if self.kind == "isotonic":
-            # Isotonic steps at the ends rest on few customers; never claim certainty from them.
-            return np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-        return 1.0 / (1.0 + np.exp(-(self.coef * _logit(raw) + self.intercept)))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype="float64"), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 @dataclass
@@ -165,21 +155,7 @@ class ChurnModel:
         """The model inputs as one float64 array (rows x features, column-major) for LightGBM to bin: numbers
         as :meth:`prepare` makes them, categoricals as their position in the training categories (NaN when
         missing or unseen), which is what LightGBM makes of :meth:`prepare`'s categoricals."""
-        out = np.empty((len(features), len(self.feature_names_)), dtype=np.float64, order="F")
-        for j, c in enumerate(self.feature_names_):
-            if c not in features.columns:
-                out[:, j] = np.nan
-            elif c in self.categories_:
-                values = features[c]
-                if not (isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == self.categories_[c]):
-                    values = values.astype("object")
-                    values = pd.Series(pd.Categorical(values.where(values.isin(self.categories_[c]), None),
-                                                      categories=self.categories_[c]))
-                codes = values.cat.codes.to_numpy()
-                out[:, j] = np.where(codes >= 0, codes, np.nan)
-            else:
-                out[:, j] = pd.to_numeric(features[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        return out
+        return feature_matrix(features, self.feature_names_, self.categories_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
@@ -193,12 +169,10 @@ class ChurnModel:
             logger.info("%d model feature(s) missing from the input, treated as unknown: %s", len(missing), missing[:5])
         x = features.reindex(columns=names)
         for c in names:
-            if c in self.categories_:
-                values = x[c].astype("object")
-                known = values.isin(self.categories_[c])  # unseen levels are unknown, like missing ones
-                x[c] = pd.Categorical(values.where(known, None), categories=self.categories_[c])
+            if c in self.categories_:  # unseen levels are unknown, like missing ones
+                x[c] = pd.Categorical.from_codes(category_codes(x[c], self.categories_[c]), self.categories_[c])
             else:
-                x[c] = pd.to_numeric(x[c], errors="coerce").astype("float64")
+                x[c] = numbers(x[c])
         return x
 
     def predict_raw(self, features: pd.DataFrame) -> np.ndarray:
@@ -209,7 +183,7 @@ class ChurnModel:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within the horizon, one value per row."""
         self._check_fitted()
-        return np.clip(self.calibrator_(self.predict_raw(features)), 0.0, 1.0)
+        return self.calibrator_.probability(self.predict_raw(features))
 
     def proba_from_raw_score(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, as LightGBM computes it,
@@ -219,7 +193,7 @@ class ChurnModel:
         self._check_fitted()
         scale = sigmoid_scale(self.booster_)
         raw = np.asarray(raw, dtype="float64").tolist()
-        return np.clip(self.calibrator_(np.array([lightgbm_probability(r, scale) for r in raw])), 0.0, 1.0)
+        return self.calibrator_.probability(np.array([lightgbm_probability(r, scale) for r in raw]))
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's exact TreeSHAP contributions on the raw (log-odds) scale, one column per feature."""

@@ -469,19 +469,29 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
 
 
 def _log_pyfunc(result: TrainResult, example: pd.DataFrame):
-    """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements."""
+    """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements.
+
+    Self-contained: LightGBM's text model and a JSON spec as artifacts, ``_modelcore.py`` as its code, so it
+    loads and serves with mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
     import mlflow
     from mlflow.models import infer_signature
 
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(Path(__file__).with_name("_pyfunc.py")),
-        artifacts={"model_file": str(result.model_path)},
-        signature=infer_signature(example, result.model.predict_proba(example)),
-        input_example=example,
-        pip_requirements=[f"churnguard=={__version__}", f"lightgbm=={_version('lightgbm')}",
-                          f"pandas=={_version('pandas')}", f"mlflow=={_version('mlflow')}"],
-    )
+    from churnguard import _modelcore
+
+    model = result.model
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = _modelcore.write_model_files(
+            tmp, booster_text=model.booster_.model_to_string(num_iteration=model.best_iteration_),
+            feature_names=model.feature_names_, categories=model.categories_, calibrator=model.calibrator_)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("_pyfunc.py")),
+            artifacts=artifacts,
+            code_paths=[_modelcore.__file__],
+            signature=infer_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=[f"{p}=={_version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
+        )
 
 
 def _version(package: str) -> str:
