@@ -1,0 +1,651 @@
+"""Parity: the same customers get the same answers whichever engine scores them.
+
+One battery (as scikit-learn's ``check_estimator`` runs one battery on every estimator) feeds the same input
+files through every engine and compares everything they output, per customer:
+
+- ``churnguard score --partitions 1``: the reference;
+- ``churnguard score --partitions 3``;
+- ``churnguard score --engine dask`` on a real LocalCluster of 2 worker processes;
+- ``POST /predict`` on the real server (127.0.0.1), each customer sent with their full raw history.
+
+Compared: churn_probability (to 1e-12), risk_band, value_tier, clv, the three reasons, action, action_cost,
+expected_value, model_version and as_of of every scored customer, and the rejected customers with the reason
+given. ``churnguard features`` is compared between the local and the dask engine (identical files).
+
+The input cases are small CSV files cut from the demo customers the session's model was trained on, plus
+hand-made customers:
+
+- ``iso-as-of``: ISO dates, an explicit ``--as-of``;
+- ``iso-last-day``: ISO dates, no ``--as-of``: "today" is the last day with a transaction;
+- ``day-first-last-day``: dates written ``%d/%m/%Y %H:%M``, read with ``data.date_format`` (``score`` takes
+  the data settings from the model's training config, so this case trains its own small model with that
+  config), no ``--as-of``;
+- ``after-as-of``: as ``iso-as-of``, plus customers whose only activity (a purchase, a ticket, or both) is
+  after as_of, and one with a purchase on as_of and another the minute after.
+
+Also: ``POST /predict`` refuses a request that sends one customer_id twice, and a property test scores
+random one-customer histories alone over HTTP and among other customers in a ``churnguard score`` file.
+
+Only public surfaces are used: the CLI (typer's CliRunner), the files it writes, the server's JSON answers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+NAMES = ("transactions", "tickets", "customers")
+AS_OF = "2025-06-30"
+N_CUSTOMERS = 200
+DAY_FIRST = "%d/%m/%Y %H:%M"
+DAY_FIRST_END = pd.Timestamp("2025-06-21")  # the day-first files stop on 2025-06-20
+MODEL_KEY = "test-key"  # the key the session's model was signed with (tests/conftest.py)
+
+COMPARED = ["as_of", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2", "reason_3",
+            "action", "action_cost", "expected_value", "model_version"]
+NUMERIC = ("churn_probability", "clv", "action_cost", "expected_value")
+PROBABILITY_ATOL = 1e-12
+
+REFERENCE = "local-1"
+ENGINES = ("local-3", "dask", "http")  # each compared with the reference
+LABELS = {"local-1": "score --partitions 1", "local-3": "score --partitions 3", "dask": "score --engine dask",
+          "http": "POST /predict"}
+CASES = ("iso-as-of", "iso-last-day", "day-first-last-day", "after-as-of")
+
+# Input columns as the HTTP body types them (every other column is text).
+DATE_COLUMNS = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
+NUMBER_COLUMNS = {"amount", "quantity", "discount", "csat", "nps", "loyalty_points"}
+FLAG_COLUMNS = {"loyalty_member"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input: CSV files, the ``--as-of`` given (None: the engines pick "today"), the files' date format
+    (None: ISO) and the YAML config that reads it."""
+
+    name: str
+    files: dict[str, Path]
+    as_of: str | None
+    last_day: str  # the last day with a transaction, worked out from the rows before they were written
+    date_format: str | None = None
+    config: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one engine answered: the scored customers (index customer_id, the COMPARED columns) and the
+    rejected ones (customer_id -> reason)."""
+
+    scores: pd.DataFrame
+    rejected: dict[str, str]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input files
+
+
+def _demo_slice(demo) -> dict[str, pd.DataFrame]:
+    keep = demo.customers["customer_id"].iloc[:N_CUSTOMERS]
+    return {n: getattr(demo, n)[getattr(demo, n)["customer_id"].isin(keep)].reset_index(drop=True) for n in NAMES}
+
+
+def _late_customers(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``frames`` plus hand-made customers around as_of 2025-06-30, none of them in the customers file:
+
+    - late-purchase: one purchase on 2025-07-05, after as_of: nothing on or before it;
+    - late-ticket: one ticket opened 2025-07-10, after as_of, and no purchase; listed in the customers file
+      (a ticket of a customer in neither transactions nor customers is a bad row), signed up 2025-07-09;
+    - late-both: a purchase on 2025-08-01 and a ticket on 2025-08-02;
+    - boundary: a purchase at 23:59 on as_of (counts) and one at 00:00 the day after (does not).
+    """
+    ts = pd.Timestamp
+    tx = pd.DataFrame({
+        "customer_id": ["late-purchase", "late-both", "boundary", "boundary"],
+        "timestamp": [ts("2025-07-05 10:00:00"), ts("2025-08-01 12:00:00"), ts("2025-06-30 23:59:00"),
+                      ts("2025-07-01 00:00:00")],
+        "amount": [40.0, 25.5, 60.0, 15.0],
+        "order_id": ["H1", "H2", "H3", "H4"],
+        "quantity": [1, 1, 2, 1],
+        "category": ["home", "toys", "grocery", "grocery"],
+        "channel": ["web", "app", "store", "store"],
+        "discount": [0.0, 0.1, 0.0, 0.0],
+    })
+    tk = pd.DataFrame({
+        "ticket_id": ["HT1", "HT2"],
+        "customer_id": ["late-ticket", "late-both"],
+        "opened_at": [ts("2025-07-10 09:00:00"), ts("2025-08-02 09:00:00")],
+        "first_response_at": [ts("2025-07-10 12:00:00"), ts("2025-08-02 10:00:00")],
+        "resolved_at": [ts("2025-07-11 09:00:00"), pd.NaT],
+        "channel": ["email", "chat"],
+        "csat": [2.0, np.nan],
+    })
+    cu = pd.DataFrame({"customer_id": ["late-ticket"], "signup_date": [ts("2025-07-09")], "loyalty_member": [False],
+                       "loyalty_points": [0], "nps": [np.nan], "region": ["east"]})
+    return {"transactions": pd.concat([frames["transactions"], tx], ignore_index=True),
+            "tickets": pd.concat([frames["tickets"], tk], ignore_index=True),
+            "customers": pd.concat([frames["customers"], cu], ignore_index=True)}
+
+
+def _write(frames: dict[str, pd.DataFrame], directory: Path, date_format: str | None = None) -> dict[str, Path]:
+    directory.mkdir(parents=True)
+    paths = {}
+    for name, frame in frames.items():
+        out = frame.copy()
+        if date_format is not None:
+            for col in DATE_COLUMNS & set(out.columns):
+                out[col] = out[col].dt.strftime(date_format)
+        paths[name] = directory / f"{name}.csv"
+        out.to_csv(paths[name], index=False)
+    return paths
+
+
+def _last_day(frames: dict[str, pd.DataFrame]) -> str:
+    return frames["transactions"]["timestamp"].max().date().isoformat()
+
+
+def _inputs(files: dict[str, Path]) -> list[str]:
+    return ["-t", str(files["transactions"]), "--tickets", str(files["tickets"]),
+            "--customers", str(files["customers"])]
+
+
+def _invoke(args: list[str]) -> None:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, f"churnguard {' '.join(map(str, args))} failed:\n{result.output}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the engines answered, as comparable frames
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    """Scores (CSV text or JSON values) as a frame: index customer_id, COMPARED columns; numbers as floats
+    (missing: NaN), as_of as an ISO day, text as text."""
+    raw = pd.DataFrame.from_records(records, columns=["customer_id", *COMPARED])
+    out = pd.DataFrame(index=pd.Index([str(c) for c in raw["customer_id"]], name="customer_id"))
+    for col in COMPARED:
+        values = raw[col].tolist()
+        if col in NUMERIC:
+            out[col] = [np.nan if v is None or v == "" else float(v) for v in values]
+        elif col == "as_of":
+            out[col] = [pd.Timestamp(v).date().isoformat() for v in values]
+        else:
+            out[col] = ["" if v is None else str(v) for v in values]
+    return out
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    return _frame(pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records"))
+
+
+def _read_rejects(path: Path) -> dict[str, str]:
+    if not path.exists():  # written only when something was rejected
+        return {}
+    rejects = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {cid: "; ".join(sorted(group["reason"])) for cid, group in rejects.groupby("customer_id")}
+
+
+def _differing(want: pd.Series, got: pd.Series, col: str) -> pd.Series:
+    both_missing = want.isna() & got.isna()
+    if col == "churn_probability":
+        return ~(((want - got).abs() <= PROBABILITY_ATOL) | both_missing)
+    if col in NUMERIC:
+        return ~((want == got) | both_missing)
+    return want != got
+
+
+def _show(value) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _scores_diff(want: pd.DataFrame, got: pd.DataFrame, want_name: str, got_name: str, show: int = 3) -> str:
+    """A readable account of how two engines' scores differ ('' when they do not): the customers only one of
+    them scored, then per column how many customers differ and the first few values side by side."""
+    lines = []
+    for a, b, name in ((want, got, want_name), (got, want, got_name)):
+        only = sorted(set(a.index) - set(b.index))
+        if only:
+            shown = ", ".join(f"{c} ({a.loc[c, 'risk_band']}, {a.loc[c, 'action']})" for c in only[:show])
+            lines.append(f"{len(only)} customer(s) scored by {name} only, e.g. {shown}")
+    shared = want.index.intersection(got.index)
+    w, g = want.loc[shared], got.loc[shared]
+    for col in COMPARED:
+        bad = shared[_differing(w[col], g[col], col).to_numpy()]
+        if len(bad):
+            shown = "; ".join(f"{c}: {_show(w.loc[c, col])} vs {_show(g.loc[c, col])}" for c in bad[:show])
+            lines.append(f"{col}: {len(bad)} of {len(shared)} customers differ ({want_name} vs {got_name}), "
+                         f"e.g. {shown}")
+    return "\n".join(lines)
+
+
+def _rejects_diff(want: dict[str, str], got: dict[str, str], want_name: str, got_name: str, show: int = 3) -> str:
+    lines = []
+    for a, b, name in ((want, got, want_name), (got, want, got_name)):
+        only = sorted(set(a) - set(b))
+        if only:
+            lines.append(f"{len(only)} customer(s) rejected by {name} only, e.g. "
+                         + "; ".join(f"{c}: {a[c]!r}" for c in only[:show]))
+    changed = sorted(c for c in set(want) & set(got) if want[c] != got[c])
+    if changed:
+        lines.append(f"reason: {len(changed)} of {len(set(want) & set(got))} rejected customers differ "
+                     f"({want_name} vs {got_name}), e.g. "
+                     + "; ".join(f"{c}: {want[c]!r} vs {got[c]!r}" for c in changed[:show]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The HTTP body: each customer's whole raw history, as a client would send it
+
+
+def _typed(column: str, values: pd.Series, date_format: str | None) -> list:
+    """A column of CSV text as the JSON values of the request body (blank: None)."""
+    blank = values == ""
+    if column in DATE_COLUMNS:
+        parsed = pd.to_datetime(values.mask(blank), format=date_format or "ISO8601")
+        return [None if b else t.isoformat() for b, t in zip(blank, parsed, strict=True)]
+    if column in NUMBER_COLUMNS:
+        return [None if b else float(v) for b, v in zip(blank, values, strict=True)]
+    if column in FLAG_COLUMNS:
+        return [None if b else {"True": True, "False": False}.get(v, v) for b, v in zip(blank, values, strict=True)]
+    return [None if b else v for b, v in zip(blank, values, strict=True)]
+
+
+def _records(path: Path, date_format: str | None) -> list[dict]:
+    text = pd.read_csv(path, dtype=str, keep_default_na=False)
+    columns = {c: _typed(c, text[c], date_format) for c in text.columns if c != "customer_id"}
+    return [{"customer_id": cid, **{c: v[i] for c, v in columns.items()}}
+            for i, cid in enumerate(text["customer_id"])]
+
+
+def _request_customers(files: dict[str, Path], date_format: str | None) -> list[dict]:
+    """One entry per customer in any of the files (in order of first appearance), with every transaction and
+    ticket row of theirs and their customers-file columns as attributes."""
+    customers: dict[str, dict] = {}
+
+    def entry(cid: str) -> dict:
+        return customers.setdefault(cid, {"customer_id": cid, "transactions": [], "tickets": [], "attributes": {}})
+
+    for name, key in (("transactions", "transactions"), ("tickets", "tickets")):
+        for row in _records(files[name], date_format):
+            entry(row.pop("customer_id"))[key].append(row)
+    for row in _records(files["customers"], date_format):
+        entry(row.pop("customer_id"))["attributes"] = row
+    return list(customers.values())
+
+
+def _outcome_from_answer(answer: dict) -> Outcome:
+    return Outcome(_frame(answer["scores"]), {r["customer_id"]: r["reason"] for r in answer["rejected"]})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The battery: input files written once, the server and the cluster started once, every run made once
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Battery:
+    """The cases' files, and each (case, engine) outcome, computed when a test first asks for it. The day-first
+    model, the servers and the Dask cluster are started on first use and stopped with the module."""
+
+    def __init__(self, trained: dict, root: Path, stack: ExitStack) -> None:
+        self.trained, self.root, self.stack = trained, root, stack
+        self.servers: dict[Path, tuple[subprocess.Popen, str, object]] = {}
+        self.outcomes: dict[tuple[str, str], Outcome] = {}
+        self.address: str | None = None
+        self.day_first_model: Path | None = None
+        self.cases = self._write_cases()
+
+    def _write_cases(self) -> dict[str, Case]:
+        demo = _demo_slice(self.trained["demo"])
+        iso = _write(demo, self.root / "iso")
+        day_first = {
+            "transactions": demo["transactions"][demo["transactions"]["timestamp"] < DAY_FIRST_END],
+            "tickets": demo["tickets"][demo["tickets"]["opened_at"] < DAY_FIRST_END],
+            "customers": demo["customers"],
+        }
+        config = self.root / "day-first.yaml"
+        config.write_text(
+            "data:\n"
+            f'  date_format: "{DAY_FIRST}"\n'
+            "snapshots:\n"
+            "  max_snapshots: 8  # the small files hold too little history for the default split\n"
+            "model:\n"
+            "  num_boost_round: 20\n"
+        )
+        late = _late_customers(demo)
+        return {
+            "iso-as-of": Case("iso-as-of", iso, AS_OF, _last_day(demo)),
+            "iso-last-day": Case("iso-last-day", iso, None, _last_day(demo)),
+            "day-first-last-day": Case("day-first-last-day", _write(day_first, self.root / "day-first", DAY_FIRST),
+                                       None, _last_day(day_first), DAY_FIRST, config),
+            "after-as-of": Case("after-as-of", _write(late, self.root / "after-as-of"), AS_OF, _last_day(late)),
+        }
+
+    def model(self, case: Case) -> Path:
+        """The session's model; for a case with its own date format, a small model trained with the case's
+        config on the case's files (``score`` reads the files with the model's data settings)."""
+        if case.config is None:
+            return Path(self.trained["result"].model_path)
+        if self.day_first_model is None:
+            out = self.root / "day-first-model" / "model.joblib"
+            with pytest.MonkeyPatch.context() as mp:
+                mp.chdir(self.root)  # MLflow's artifacts go to the working directory
+                _invoke(["train", "--config", case.config, *_inputs(case.files), "-o", out,
+                         "--tracking-uri", f"sqlite:///{self.root / 'mlflow.db'}"])
+            self.day_first_model = out
+        return self.day_first_model
+
+    def scheduler(self) -> str:
+        if self.address is None:
+            pytest.importorskip("distributed")
+            from tests.dask_cluster import local_cluster
+
+            self.address = self.stack.enter_context(local_cluster()).scheduler_address
+        return self.address
+
+    def launch(self, model: Path) -> None:
+        """Start a server for ``model`` without waiting for it (it loads while other runs go on)."""
+        if model not in self.servers:
+            self.servers[model] = self._start_server(model)
+
+    def server(self, model: Path) -> str:
+        """The base URL of the server of ``model``, once it answers."""
+        self.launch(model)
+        proc, base, log = self.servers[model]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                time.sleep(0.2)
+        log.seek(0)
+        raise RuntimeError(f"server did not start: {log.read()}")
+
+    def _start_server(self, model: Path) -> tuple[subprocess.Popen, str, object]:
+        port = _free_port()
+        log = self.stack.enter_context((self.root / f"server-{port}.log").open("w+"))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from churnguard.cli import main; main()", "serve", "--model", str(model),
+             "--port", str(port)],
+            env={**os.environ, "CHURNGUARD_MODEL_KEY": MODEL_KEY}, stdout=subprocess.DEVNULL, stderr=log,
+        )
+
+        def stop() -> None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+        self.stack.callback(stop)
+        return proc, f"http://127.0.0.1:{port}", log
+
+    def outcome(self, case_name: str, engine: str) -> Outcome:
+        key = (case_name, engine)
+        if key not in self.outcomes:
+            case = self.cases[case_name]
+            self.outcomes[key] = self._http(case) if engine == "http" else self._cli(case, engine)
+        return self.outcomes[key]
+
+    def _cli(self, case: Case, engine: str) -> Outcome:
+        out = self.root / "runs" / f"{case.name}-{engine}" / "scores.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        args = ["score", "-m", self.model(case), *_inputs(case.files), "-o", out]
+        if case.as_of is not None:
+            args += ["--as-of", case.as_of]
+        if engine == "dask":
+            args += ["--engine", "dask", "--scheduler", self.scheduler()]
+        else:
+            args += ["--partitions", engine.removeprefix("local-")]
+        _invoke(args)
+        return Outcome(_read_scores(out), _read_rejects(out.with_name("scores.rejects.csv")))
+
+    def reported_day(self, case: Case) -> str:
+        """The day the reference run scored a case without ``--as-of`` as; it must be the last transaction
+        day."""
+        days = sorted(set(self.outcome(case.name, REFERENCE).scores["as_of"]))
+        assert days == [case.last_day], (
+            f"`churnguard {LABELS[REFERENCE]}` without --as-of scored as of {days}, but the last day with a "
+            f"transaction in {case.files['transactions'].name} is {case.last_day}"
+            + (f" (dates written {case.date_format!r}, read with data.date_format)" if case.date_format else "")
+        )
+        return days[0]
+
+    def _http(self, case: Case) -> Outcome:
+        as_of = case.as_of or self.reported_day(case)
+        body = {"as_of": as_of, "customers": _request_customers(case.files, case.date_format)}
+        answer = httpx.post(f"{self.server(self.model(case))}/predict", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text[:2000]
+        return _outcome_from_answer(answer.json())
+
+
+@pytest.fixture(scope="module")
+def battery(trained, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp, ExitStack() as stack:
+        mp.setenv("CHURNGUARD_MODEL_KEY", MODEL_KEY)
+        battery = Battery(trained, tmp_path_factory.mktemp("parity"), stack)
+        battery.launch(Path(trained["result"].model_path))
+        yield battery
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The battery's tests
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", CASES)
+def test_scores_equal_the_single_partition_run(battery, case, engine):
+    want = battery.outcome(case, REFERENCE).scores
+    got = battery.outcome(case, engine).scores
+    assert len(want) > 100
+    diff = _scores_diff(want, got, LABELS[REFERENCE], LABELS[engine])
+    assert not diff, f"case {case}: {LABELS[engine]} does not score as {LABELS[REFERENCE]} does:\n{diff}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", CASES)
+def test_rejected_customers_equal_the_single_partition_run(battery, case, engine):
+    want = battery.outcome(case, REFERENCE).rejected
+    got = battery.outcome(case, engine).rejected
+    diff = _rejects_diff(want, got, LABELS[REFERENCE], LABELS[engine])
+    assert not diff, f"case {case}: {LABELS[engine]} does not reject as {LABELS[REFERENCE]} does:\n{diff}"
+
+
+@pytest.mark.parametrize("engine", ["local-1", "local-3", "dask"])
+@pytest.mark.parametrize("case", [c for c in CASES if "last-day" in c])
+def test_without_as_of_every_engine_scores_as_of_the_last_transaction_day(battery, case, engine):
+    c = battery.cases[case]
+    days = sorted(set(battery.outcome(case, engine).scores["as_of"]))
+    assert days == [c.last_day], (
+        f"case {case}: `churnguard {LABELS[engine]}` without --as-of scored as of {days}; the last day with a "
+        f"transaction in {c.files['transactions'].name} is {c.last_day}"
+        + (f" (dates written {c.date_format!r}, read with data.date_format)" if c.date_format else "")
+    )
+
+
+@pytest.mark.parametrize("engine", [REFERENCE, *ENGINES])
+def test_customers_active_only_after_as_of_are_rejected_by_every_engine(battery, engine):
+    """late-purchase, late-ticket and late-both did nothing on or before as_of 2025-06-30: every engine
+    rejects them with the same sentence; boundary bought at 23:59 on as_of and is scored."""
+    got = battery.outcome("after-as-of", engine)
+    reason = "no activity on or before as_of 2025-06-30"
+    late = ["late-both", "late-purchase", "late-ticket"]
+    assert {c: got.rejected.get(c) for c in late} == dict.fromkeys(late, reason), (
+        f"{LABELS[engine]}: rejected {({c: got.rejected.get(c) for c in late})}; scored "
+        f"{got.scores.loc[got.scores.index.intersection(late), ['risk_band', 'action']].to_dict('index')}"
+    )
+    assert "boundary" in got.scores.index, f"{LABELS[engine]}: boundary not scored ({got.rejected.get('boundary')})"
+    assert got.scores.loc["boundary", "risk_band"] != "no_history"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_feature_files_on_dask_equal_the_local_engine(battery, case, tmp_path):
+    c = battery.cases[case]
+    args = ["features", *_inputs(c.files), "--as-of", c.as_of or c.last_day]
+    if c.config is not None:
+        args += ["--config", c.config]
+    _invoke([*args, "-o", tmp_path / "local.parquet"])
+    _invoke([*args, "-o", tmp_path / "dask.parquet", "--engine", "dask", "--scheduler", battery.scheduler()])
+    want, got = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "dask.parquet")
+    assert len(want) > 100
+    assert sorted(set(want["customer_id"]) ^ set(got["customer_id"])) == []
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_predict_refuses_a_customer_sent_twice(battery):
+    """Two histories under one customer_id cannot both be that customer's, and no answer could say which score
+    is whose: the request is refused (422) and the answer names the duplicate."""
+    case = battery.cases["iso-as-of"]
+    first, second = _request_customers(case.files, None)[:2]
+    body = {"as_of": AS_OF, "customers": [first, {**second, "customer_id": first["customer_id"]}]}
+    answer = httpx.post(f"{battery.server(battery.model(case))}/predict", json=body, timeout=60)
+    summary = answer.text[:600]
+    if answer.status_code == 200:
+        scores = answer.json()["scores"]
+        summary = "; ".join(f"{s['customer_id']}: churn_probability {s['churn_probability']}, {s['risk_band']}, "
+                            f"{s['action']}" for s in scores)
+    assert answer.status_code == 422, (
+        f"POST /predict with customer_id {first['customer_id']!r} twice answered {answer.status_code}: {summary}"
+    )
+    assert first["customer_id"] in answer.text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One customer alone over HTTP vs the same customer in a batch file with others
+
+
+START = pd.Timestamp("2023-07-01")
+_END_OF_AS_OF = int((pd.Timestamp(AS_OF) + pd.Timedelta(days=1) - START) / pd.Timedelta(minutes=1))
+_LATEST = _END_OF_AS_OF + 60 * 24 * 60  # events up to 60 days after as_of
+BACKGROUND = 30  # other customers in the batch
+
+
+def _moment(minutes: int) -> st.SearchStrategy[pd.Timestamp]:
+    """A time in the ``minutes`` after START, to the second."""
+    return st.builds(lambda m, s: START + pd.Timedelta(minutes=m, seconds=s), st.integers(0, minutes - 1),
+                     st.integers(0, 59))
+
+
+def _transaction(until: int) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {"timestamp": _moment(until),
+         "amount": st.floats(-50, 500, allow_nan=False).map(lambda x: round(x, 2)).filter(bool)},
+        optional={"order_id": st.sampled_from(["o1", "o2", "o3"]), "quantity": st.integers(1, 4).map(float),
+                  "category": st.sampled_from(["grocery", "apparel", "home", "toys"]),
+                  "channel": st.sampled_from(["store", "app", "web"]), "discount": st.sampled_from([0.0, 0.1, 0.15])},
+    )
+
+
+def _ticket(opened: pd.Timestamp, reply: int | None, resolve: int | None, csat: int | None, channel: str) -> dict:
+    answered = None if reply is None else opened + pd.Timedelta(minutes=reply)
+    resolved = None if resolve is None else (answered or opened) + pd.Timedelta(minutes=resolve)
+    return {"opened_at": opened, "first_response_at": answered, "resolved_at": resolved, "channel": channel,
+            "csat": None if csat is None else float(csat)}
+
+
+_tickets = st.lists(
+    st.builds(_ticket, _moment(_LATEST), st.none() | st.integers(0, 72 * 60), st.none() | st.integers(0, 240 * 60),
+              st.none() | st.integers(1, 5), st.sampled_from(["email", "phone", "chat"])),
+    max_size=5,
+)
+_attributes = st.none() | st.fixed_dictionaries({
+    "signup_date": st.none() | st.integers(-600, 30).map(
+        lambda d: (pd.Timestamp(AS_OF) + pd.Timedelta(days=d)).date().isoformat()),
+    "loyalty_member": st.none() | st.booleans(),
+    "loyalty_points": st.none() | st.integers(0, 3000).map(float),
+    "nps": st.none() | st.integers(0, 10).map(float),
+    "region": st.none() | st.sampled_from(["north", "east", "south", "west"]),
+})
+# At least one purchase or refund on or before as_of, so the customer is always scored (customers with no
+# activity by as_of are the after-as-of case of the battery).
+_history = st.fixed_dictionaries({
+    "transactions": st.builds(lambda first, rest: [first, *rest], _transaction(_END_OF_AS_OF),
+                              st.lists(_transaction(_LATEST), max_size=20)),
+    "tickets": _tickets,
+    "attributes": _attributes,
+})
+
+
+def _csv_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _json_value(value):
+    return value.isoformat() if isinstance(value, pd.Timestamp) else value
+
+
+@pytest.fixture(scope="module")
+def background(battery) -> dict[str, pd.DataFrame]:
+    """The first BACKGROUND customers of the ISO files, as raw text."""
+    files = battery.cases["iso-as-of"].files
+    frames = {n: pd.read_csv(files[n], dtype=str, keep_default_na=False) for n in NAMES}
+    keep = set(frames["customers"]["customer_id"].iloc[:BACKGROUND])
+    return {n: f[f["customer_id"].isin(keep)] for n, f in frames.items()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=_history)
+def test_one_customer_over_http_equals_its_row_in_a_batch_file(battery, background, history):
+    cid = "h"
+    case = battery.cases["iso-as-of"]
+    model = battery.model(case)
+    rows = {
+        "transactions": [{"customer_id": cid, **t} for t in history["transactions"]],
+        "tickets": [{"customer_id": cid, **t} for t in history["tickets"]],
+        "customers": [] if history["attributes"] is None else [{"customer_id": cid, **history["attributes"]}],
+    }
+    with tempfile.TemporaryDirectory(dir=battery.root) as tmp:
+        files = {}
+        for name in NAMES:
+            columns = list(background[name].columns)
+            added = [{c: _csv_text(r.get(c)) for c in columns} for r in rows[name]]
+            files[name] = Path(tmp) / f"{name}.csv"
+            pd.DataFrame([*background[name].to_dict("records"), *added], columns=columns).to_csv(
+                files[name], index=False)
+        out = Path(tmp) / "scores.csv"
+        _invoke(["score", "-m", model, *_inputs(files), "--as-of", AS_OF, "--partitions", "1", "-o", out])
+        batch = Outcome(_read_scores(out), _read_rejects(out.with_name("scores.rejects.csv")))
+    body = {"as_of": AS_OF, "customers": [{
+        "customer_id": cid,
+        "transactions": [{k: _json_value(v) for k, v in t.items()} for t in history["transactions"]],
+        "tickets": [{k: _json_value(v) for k, v in t.items()} for t in history["tickets"]],
+        "attributes": {k: _json_value(v) for k, v in (history["attributes"] or {}).items()},
+    }]}
+    answer = httpx.post(f"{battery.server(model)}/predict", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text[:2000]
+    alone = _outcome_from_answer(answer.json())
+    mine = batch.scores.loc[batch.scores.index == cid]
+    diff = "\n".join(d for d in (
+        _scores_diff(mine, alone.scores, "score (in a batch)", "POST /predict (alone)"),
+        _rejects_diff({k: v for k, v in batch.rejected.items() if k == cid}, alone.rejected,
+                      "score (in a batch)", "POST /predict (alone)"),
+    ) if d)
+    assert not diff, diff
+    assert len(mine) == 1  # scored, not rejected: it bought on or before as_of
