@@ -17,7 +17,7 @@ from churnguard.cli import app
 from churnguard.config import load_playbook
 from churnguard.demo import write_demo_data
 from churnguard.model import ChurnModel
-from churnguard.scoring import OUTPUT_COLUMNS, explain, score_tables
+from churnguard.scoring import OUTPUT_COLUMNS, score_tables
 
 pytestmark = pytest.mark.slow
 

@@ -28,36 +28,32 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f: |x| <= this counts as zero
-MIN_ROWS = 5_000  # below this, one plain pred_contrib call is as fast (see ``contributions``)
+MIN_ROWS = 5_000  # below this, one plain pred_contrib call is as fast (see ``explain``)
+_FEW_ROWS = 64  # up to this many rows LightGBM predicts on one thread
 
 
-def contributions(model: ChurnModel, features: pd.DataFrame, *, probability: bool = False
-                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """``model.contributions(features)`` as an array (rows x model features), deduplicated per tree for large
-    inputs; with ``probability``, also ``model.predict_proba(features)``, from the same walk over the trees
-    for large inputs (the leaves the rows reach give LightGBM's raw score, added tree by tree as it does).
+def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
+            ) -> tuple[np.ndarray | None, np.ndarray]:
+    """LightGBM's exact TreeSHAP contributions (rows x model features, on the log-odds scale; None when not
+    asked for) and the calibrated churn probabilities of the model inputs ``matrix``
+    (``churnguard._modelcore.column_matrix``), for any number of rows.
 
-    One plain ``pred_contrib`` call is used below ``MIN_ROWS`` only. Measured on two cores with the compact
-    default model (183 trees of 16 leaves, 53 features), it costs ~117 us per row even with both threads;
-    the per-pattern path costs ~13 us per row on 980k customers and ~0.5 s of per-tree calls at any size.
+    Below ``MIN_ROWS`` rows this is LightGBM's own ``pred_contrib`` and ``predict`` (one thread for a few
+    rows, where starting threads costs more than the work). From ``MIN_ROWS`` rows on, the contributions are
+    deduplicated per tree (:class:`TreeContributions`) and the probabilities come from the same walk over the
+    trees. Measured on two cores with the compact default model (183 trees of 16 leaves, 53 features), one
+    ``pred_contrib`` call costs ~117 us per row even with both threads; the per-pattern path costs ~13 us per
+    row on 980k customers and ~0.5 s of per-tree calls at any size.
     """
-    if len(features) < MIN_ROWS:
-        contrib = model.contributions(features).to_numpy()
-        return (contrib, model.predict_proba(features)) if probability else contrib
-    x = model.prepare(features)
+    booster, best = model.booster_, model.best_iteration_
+    if len(matrix) < MIN_ROWS:
+        threads = {"num_threads": 1} if len(matrix) <= _FEW_ROWS else {}
+        contrib = booster.predict(matrix, num_iteration=best, pred_contrib=True, **threads)[:, :-1] if contributions else None
+        return contrib, model.calibrator_.probability(booster.predict(matrix, num_iteration=best, **threads))
     categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
-    # The matrix LightGBM builds from a frame: floats, categories as their integer codes, NaN when missing.
-    matrix = np.empty((len(x), len(model.feature_names_)), dtype="float64")
-    for i, c in enumerate(model.feature_names_):
-        if i in categorical:
-            codes = x[c].cat.codes.to_numpy()
-            matrix[:, i] = np.where(codes < 0, np.nan, codes)
-        else:
-            matrix[:, i] = x[c].to_numpy(dtype="float64")
-    del x
-    walk = TreeContributions(model.booster_, model.best_iteration_, categorical)
-    if not probability:
-        return walk(matrix)
+    walk = TreeContributions(booster, best, categorical)
+    if not contributions:
+        return None, model.calibrator_.probability(booster.predict(matrix, num_iteration=best))
     contrib, raw = walk(matrix, raw_score=True)
     return contrib, model.proba_from_raw_score(raw)
 

@@ -84,15 +84,21 @@ def feature_matrix(features: pd.DataFrame, feature_names: Sequence[str],
                    categories: Mapping[str, Sequence[Any]]) -> np.ndarray:
     """The model inputs as one float64 array (rows x features, column-major), what LightGBM predicts from:
     categoricals as their position in the training levels, NaN when unknown."""
-    out = np.empty((len(features), len(feature_names)), dtype=np.float64, order="F")
+    columns = {c: category_codes(features[c], categories[c]) if c in categories else numbers(features[c])
+               for c in feature_names if c in features.columns}
+    return column_matrix(columns, len(features), feature_names, categories)
+
+
+def column_matrix(columns: Mapping[str, np.ndarray], n: int, feature_names: Sequence[str],
+                  categories: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    """:func:`feature_matrix` from columns already typed: float64 numbers, and for categorical features
+    integer codes into the training levels (-1 when unknown). Absent features are NaN."""
+    out = np.full((n, len(feature_names)), np.nan, dtype=np.float64, order="F")
     for j, c in enumerate(feature_names):
-        if c not in features.columns:
-            out[:, j] = np.nan
-        elif c in categories:
-            codes = category_codes(features[c], categories[c])
-            out[:, j] = np.where(codes >= 0, codes, np.nan)
-        else:
-            out[:, j] = numbers(features[c])
+        if c not in columns:
+            continue
+        values = columns[c]
+        out[:, j] = np.where(values >= 0, values, np.nan) if c in categories else values
     return out
 
 

@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path, read_table
-from churnguard.dataset import ROW_COLUMN, DataError, check_columns, feature_columns, validate_tables
+from churnguard.dataset import (
+    ROW_COLUMN,
+    DataError,
+    check_columns,
+    feature_columns,
+    last_day,
+    parse_dates,
+    validate_tables,
+)
 from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
 
 if TYPE_CHECKING:
@@ -163,8 +171,8 @@ def score_files(
     if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
         ts_col = cols.transactions.get("timestamp", "timestamp")
         stamps = _chunks(given["transactions"], ts_col, [ts_col])
-        last = max(pd.to_datetime(c[ts_col], errors="coerce", format="mixed").max() for c in stamps)
-        as_of = last.normalize()
+        as_of = max(last_day(parse_dates(c[ts_col], "timestamp", str(given["transactions"]), data_config.date_format))
+                    for c in stamps)
     as_of = to_day(as_of)
     with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
         work = Path(tmp)

@@ -97,8 +97,14 @@ class Tables:
         return ids
 
     def last_date(self) -> pd.Timestamp:
-        """The last calendar day with a transaction."""
-        return self.transactions["timestamp"].max().normalize()
+        """"Today" when none is given: :func:`last_day` of the transactions."""
+        return last_day(self.transactions["timestamp"])
+
+
+def last_day(timestamps: pd.Series) -> pd.Timestamp:
+    """"Today" when none is given: the last calendar day with a transaction, from validated (parsed)
+    timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
+    return pd.Timestamp(timestamps.max()).normalize()
 
 
 def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:
@@ -200,7 +206,7 @@ class _Checker:
         return self.df.loc[~bad].reset_index(drop=True), rejects
 
 
-def _parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
+def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
     """Parse one date column. Mixed date styles raise; values that parse in no style come back as NaT."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
@@ -271,7 +277,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
             text = raw.astype("string").str.strip()
             raw = text.mask(text == "")  # blank cells are missing values, not bad values
         if column in _DATES:
-            parsed = _parse_dates(raw, column, source, config.date_format)
+            parsed = parse_dates(raw, column, source, config.date_format)
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
             out[column] = parsed
         elif column in _NUMERIC_RANGES:

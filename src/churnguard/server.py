@@ -1,9 +1,9 @@
 """HTTP serving of a loaded model file: ``create_app(model_path)``.
 
 The app factory loads the model and the playbook once, in the lifespan hook. ``POST /predict`` scores each
-customer with :class:`churnguard.fastpath.FastScorer`, the pandas-free single-customer path whose results
-equal the batch path's (tested), so a request costs well under a millisecond of scoring. Routes only translate
-JSON; the scoring rules live in ``churnguard.scoring`` and ``churnguard.fastpath``, never in a route.
+customer through the same feature kernel and scoring rules as batch scoring (``churnguard.features.records``
+-> ``churnguard.scoring.score_records``). Routes only translate JSON; the rules live in ``churnguard.scoring``,
+never in a route.
 Request bodies are pydantic models (422 with the bad field's name; for ``/predict``, a body that is not JSON
 is a 422 too), bodies over ``max_body_bytes`` get 413, no route accepts a file path, and unexpected errors
 answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI's middleware and router
@@ -38,9 +38,15 @@ from starlette.routing import Route
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from churnguard.config import load_playbook
-from churnguard.fastpath import FastScorer
+from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
-from churnguard.scoring import OUTPUT_COLUMNS, score_features, select_customers
+from churnguard.scoring import (
+    OUTPUT_COLUMNS,
+    model_population,
+    score_features,
+    score_records,
+    select_customers,
+)
 
 __all__ = ["create_app"]
 
@@ -57,9 +63,17 @@ class _Body(BaseModel):
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
 # event; ~11 us less per request of 20 transactions). Optional keys left out of the JSON stay out of the
 # dict; the scorer reads them with .get().
+def _utc_naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+# Timestamps as the data contract stores them: naive UTC (zone-aware ones are converted).
+UtcDatetime = Annotated[datetime, AfterValidator(_utc_naive)]
+
+
 @with_config(ConfigDict(extra="forbid"))
 class TransactionIn(TypedDict):
-    timestamp: datetime
+    timestamp: UtcDatetime
     amount: float
     order_id: NotRequired[str | None]
     quantity: NotRequired[float | None]
@@ -70,9 +84,9 @@ class TransactionIn(TypedDict):
 
 @with_config(ConfigDict(extra="forbid"))
 class TicketIn(TypedDict):
-    opened_at: datetime
-    first_response_at: NotRequired[datetime | None]
-    resolved_at: NotRequired[datetime | None]
+    opened_at: UtcDatetime
+    first_response_at: NotRequired[UtcDatetime | None]
+    resolved_at: NotRequired[UtcDatetime | None]
     channel: NotRequired[str | None]
     csat: NotRequired[Annotated[float, Field(ge=1, le=5)] | None]
     ticket_id: NotRequired[str | None]
@@ -81,7 +95,7 @@ class TicketIn(TypedDict):
 def _in_order(ticket: TicketIn) -> TicketIn:
     for name in ("first_response_at", "resolved_at"):
         value = ticket.get(name)
-        if value is not None and _utc_naive(value) < _utc_naive(ticket["opened_at"]):
+        if value is not None and value < ticket["opened_at"]:
             raise ValueError(f"{name} is earlier than opened_at")
     return ticket
 
@@ -109,6 +123,15 @@ class CustomerIn(_Body):
 class PredictRequest(_Body):
     as_of: date | None = Field(default=None, description="cut-off day; default: today (UTC)")
     customers: Annotated[list[CustomerIn], Field(min_length=1, max_length=MAX_CUSTOMERS)]
+
+    @model_validator(mode="after")
+    def _one_entry_per_customer(self) -> PredictRequest:
+        seen: set[str] = set()
+        twice = [c.customer_id for c in self.customers if c.customer_id in seen or seen.add(c.customer_id)]
+        if twice:
+            raise ValueError(f"each customer_id may appear once per request; sent more than once: "
+                             f"{', '.join(sorted(set(twice))[:5])}")
+        return self
 
 
 class FeaturesRequest(_Body):
@@ -141,10 +164,6 @@ class Rejected(BaseModel):
 class PredictResponse(BaseModel):
     scores: list[Score]
     rejected: list[Rejected] = []
-
-
-def _utc_naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def _document_predict_body(app: FastAPI) -> None:
@@ -183,27 +202,22 @@ def _invalid(exc: ValidationError) -> bytes:
     return pydantic_core.to_json({"detail": detail})
 
 
-def _predict(scorer: FastScorer, body: bytes) -> tuple[int, bytes]:
+def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
     """Status and JSON body answering ``POST /predict`` with ``body``.
 
-    The body is parsed and validated by pydantic's JSON parser in one pass, and the answer serialized by
-    pydantic straight to JSON. FastAPI's own handling (JSON -> dict -> model, the response validated again and
-    encoded through jsonable_encoder) took ~155 us of a request's CPU here.
+    The body is parsed and validated by pydantic's JSON parser in one pass, the customers scored by
+    :func:`churnguard.scoring.score_records` (the same kernel and rules as batch scoring), and the answer
+    serialized by pydantic straight to JSON.
     """
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         return 422, _invalid(exc)
     as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
-    scores, rejected = [], []
-    for c in req.customers:
-        row = scorer.score(c.customer_id, c.transactions, c.tickets, c.attributes, as_of)
-        if row is None:
-            rejected.append({"customer_id": c.customer_id, "reason": f"no activity on or before {as_of}"})
-        else:
-            scores.append(row)
-    # The scorer's rows already hold Score's fields, in order, as plain str / float / bool / date values:
-    # pydantic's serializer writes them as PredictResponse would, without building the models first.
+    customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes) for c in req.customers]
+    scores, rejected = score_records(app_state.model, customers, as_of, app_state.playbook, app_state.population)
+    # The rows hold Score's fields as plain str / float / bool / date values: pydantic's serializer writes them
+    # as PredictResponse would, without building the models first.
     return 200, pydantic_core.to_json({"scores": scores, "rejected": rejected})
 
 
@@ -336,7 +350,7 @@ class _App(FastAPI):
         if body is None:
             return await _send_json(send, 413, _too_large(self.max_body_bytes))
         try:
-            status, answer = _predict(self.state.scorer, body)
+            status, answer = _predict(self.state, body)
         except Exception:
             logger.exception("error while serving %s", scope["path"])
             status, answer = 500, b'{"detail":"internal error"}'
@@ -359,7 +373,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     async def lifespan(app: FastAPI):
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
-        app.state.scorer = FastScorer(app.state.model, app.state.playbook)
+        app.state.population = model_population(app.state.model)
         logger.info("loaded model %s", model_path)
         # Everything loaded so far lives as long as the server: keep it out of the garbage collector's scans,
         # or each full collection pauses a worker for tens of milliseconds in the middle of requests.
@@ -401,7 +415,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     async def predict(request: Request) -> Response:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
-        status, body = _predict(request.app.state.scorer, await request.body())
+        status, body = _predict(request.app.state, await request.body())
         return Response(body, status_code=status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))

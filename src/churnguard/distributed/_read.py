@@ -203,8 +203,10 @@ class DaskTables:
         return self._timespan()[0]
 
     def last_date(self) -> pd.Timestamp:
-        """The last calendar day with a transaction, as :meth:`churnguard.dataset.Tables.last_date`."""
-        return self._timespan()[1].normalize()
+        """"Today" when none is given: :func:`churnguard.dataset.last_day` of the partitions' last timestamps."""
+        from churnguard.dataset import last_day
+
+        return last_day(pd.Series([self._timespan()[1]]))
 
     def close(self) -> None:
         """Free the partitions on the workers; close the client if these tables opened it."""

@@ -4,8 +4,8 @@ partitions, then each partition's features built with them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,11 +13,8 @@ import pandas as pd
 from churnguard.dataset import Tables
 from churnguard.distributed._cluster import _client_for, _gather, _Tasks
 from churnguard.distributed._validate import _concat
-
-# _KNOWN_ATTRIBUTES is the local engine's own list of customer columns that are not free attributes: imported,
-# not copied, so both engines stay in step.
-from churnguard.features import build_features, to_day
-from churnguard.features.kernel import KNOWN_ATTRIBUTES as _KNOWN_ATTRIBUTES
+from churnguard.features import build_features, kernel, to_day
+from churnguard.features.build import attribute_summaries, known_listed, lifespan_inputs
 from churnguard.population import Population
 
 if TYPE_CHECKING:
@@ -26,135 +23,90 @@ if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
     from churnguard.distributed._read import DaskTables
 
-_DAY = pd.Timedelta(days=1)
+def _lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
+    return lifespan_inputs(tables.transactions, as_of)
 
 
-def _lifespan_counts(tables: Tables, as_of: pd.Timestamp) -> tuple[int, pd.Timestamp, int, int]:
-    """This partition's share of :func:`churnguard.features.estimate_lifespan_years`: purchases, the first
-    purchase time, customers who bought in the year before last, and how many of them bought in the last year.
-    Customers never span partitions, so the counts add up to the global ones."""
-    tx = tables.transactions
-    purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
-    if purchases.empty:
-        return 0, pd.NaT, 0, 0
-    age = np.asarray((as_of - purchases["timestamp"].dt.normalize()) / _DAY, dtype="float64")
-    last_year = purchases.loc[age < 365, "customer_id"].unique()
-    year_before = purchases.loc[(age >= 365) & (age < 730), "customer_id"].unique()
-    return len(purchases), purchases["timestamp"].min(), len(year_before), int(pd.Index(year_before).isin(last_year).sum())  # a hash lookup; np.isin on strings compares every pair
-
-
-def _lifespan(counts: list[tuple[int, pd.Timestamp, int, int]], as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
-    """:func:`churnguard.features.estimate_lifespan_years` from the partitions' counts (same arithmetic)."""
-    if sum(c[0] for c in counts) == 0:
-        return cfg.default_lifespan_years
-    if min(c[1] for c in counts if c[0]) > as_of - pd.Timedelta(days=730):
-        return cfg.default_lifespan_years
-    year_before, both = sum(c[2] for c in counts), sum(c[3] for c in counts)
-    if year_before == 0:
-        return cfg.default_lifespan_years
-    churn = 1.0 - float(np.float64(both) / np.float64(year_before))
-    return float(min(1 / churn, cfg.max_lifespan_years)) if churn > 0 else cfg.max_lifespan_years
-
-
-def _build(tables: Tables, as_of: pd.Timestamp, cfg: FeatureConfig, lifespan: float, vip: float) -> pd.DataFrame:
-    return build_features(tables, as_of, cfg, Population(lifespan, vip))
-
-
-def _attribute_stats(feats: pd.DataFrame, tables: Tables, max_categories: int) -> tuple[np.ndarray, dict | None]:
-    """CLTV values, and per extra customer attribute: present values, numeric values, and its levels (None
-    when more than ``max_categories``), over this partition's population."""
-    cltv = feats["cltv"].to_numpy(dtype="float64")
+def _summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
+    """This partition's attribute summaries over the customers known at ``as_of`` (customers never span
+    partitions, so they merge into the whole population's)."""
     if tables.customers is None:
-        return cltv, None
-    cust = tables.customers.set_index("customer_id").reindex(pd.Index(feats["customer_id"]))
-    stats = {}
-    for col in cust.columns.difference(sorted(_KNOWN_ATTRIBUTES)):
-        raw = cust[col]
-        levels = raw.dropna().unique()
-        stats[col] = (int(raw.notna().sum()), int(pd.to_numeric(raw, errors="coerce").notna().sum()),
-                      None if len(levels) > max_categories else list(levels))
-    return cltv, stats
-
-
-def _attribute_kinds(stats: list[dict | None], max_categories: int) -> dict[str, tuple[str, list] | None] | None:
-    """Numeric, categorical (with sorted levels) or dropped, per attribute, as build_features decides on all
-    customers at once."""
-    stats = [s for s in stats if s is not None]
-    if not stats:
         return None
-    kinds: dict[str, tuple[str, list] | None] = {}
-    for col in stats[0]:
-        present = sum(s[col][0] for s in stats)
-        if sum(s[col][1] for s in stats) == present:
-            kinds[col] = ("numeric", [])
-        elif any(s[col][2] is None for s in stats):
-            kinds[col] = None
-        else:
-            levels = set().union(*(s[col][2] for s in stats))
-            kinds[col] = ("category", sorted(levels)) if len(levels) <= max_categories else None
-    return kinds
+    return attribute_summaries(tables.customers[known_listed(tables, as_of)], max_categories)
 
 
-def _finalize(feats: pd.DataFrame, tables: Tables, kinds: dict | None, threshold: float) -> pd.DataFrame:
-    """Apply the global VIP threshold and attribute decisions to one partition's features."""
-    out = feats.copy()
-    cltv = out["cltv"].to_numpy(dtype="float64")
-    out["value_tier"] = np.where((cltv >= threshold) & (cltv > 0), "vip", "standard")  # as in build_features
-    if kinds is not None:
-        out = out.drop(columns=[c for c in out.columns if c.startswith("attr_")])
-        cust = tables.customers.set_index("customer_id").reindex(pd.Index(out["customer_id"]))
-        at = out.columns.get_loc("tenure_days")  # build_features puts attributes right before tenure_days
-        for col, kind in kinds.items():
-            if kind is None:
-                continue
-            raw = cust[col]
-            if kind[0] == "numeric":
-                values: Any = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
-            else:
-                values = pd.Categorical(raw.astype("object"), categories=kind[1])
-            out.insert(at, f"attr_{col}", values)
-            at += 1
-    return out
+def _build(tables: Tables, as_of: pd.Timestamp, cfg: FeatureConfig, population: Population) -> pd.DataFrame:
+    return build_features(tables, as_of, cfg, population)
+
+
+def _tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The value tier from the VIP cut-off decided over every partition."""
+    vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
+    return feats.assign(value_tier=pd.array(np.where(vip, "vip", "standard"), dtype=feats["value_tier"].dtype))
+
+
+def _cltv(feats: pd.DataFrame) -> np.ndarray:
+    return feats["cltv"].to_numpy(dtype="float64")
 
 
 @dataclass
 class _Snapshot:
-    """One day's features on the cluster, one frame per partition, and the global quantities behind them."""
+    """One day's features on the cluster, one frame per partition, and the population state behind them."""
 
     day: pd.Timestamp
     parts: list[Future]
-    lifespan: float
-    vip_threshold: float
-    cltv: np.ndarray
+    population: Population
+
+
+def _learn_population(dtables: DaskTables, client: Client, tasks: _Tasks, days: Sequence[pd.Timestamp],
+                      cfg: FeatureConfig) -> dict[pd.Timestamp, Population]:
+    """Lifespan and attribute kinds of each day over all partitions (the VIP cut-off follows the features)."""
+    parts = dtables.partitions
+    inputs = _gather(client, {d: [tasks.submit(f"lifespan-{d:%Y%m%d}-p{b}", _lifespan_inputs, p, d)
+                                  for b, p in enumerate(parts)] for d in days},
+                     "counting purchases for the CLTV lifespan")
+    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", _summaries, p, d,
+                                                  cfg.max_categories) for b, p in enumerate(parts)] for d in days},
+                        "deciding the attribute kinds")
+    out = {}
+    for d in days:
+        oldest = [o for _, o in inputs[d] if o is not None]
+        lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs[d]), max(oldest) if oldest else None, cfg)
+        out[d] = Population(lifespan, np.inf, attributes=_merged_kinds(summaries[d], cfg.max_categories))
+    return out
+
+
+def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
+    """The attribute kinds of the partitions' summaries merged (None without a customers table)."""
+    if all(s is None for s in summaries):
+        return None
+    merged: dict = {}
+    for part in (s for s in summaries if s is not None):
+        for col, summary in part.items():
+            merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
+    return kernel.attribute_kinds(merged)
 
 
 def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Timestamp], cfg: FeatureConfig, *,
-                       lifespan: float | None = None, vip: float | None = None) -> dict[pd.Timestamp, _Snapshot]:
-    """Features of every partition for each day, with lifespan, VIP threshold and attribute kinds computed over
-    all partitions (or the given lifespan and VIP threshold, as a model fixes them at scoring)."""
+                       population: Population | None = None) -> dict[pd.Timestamp, _Snapshot]:
+    """Features of every partition for each day, with the given population state (a model's, at scoring), or
+    with one learned over all partitions: lifespan and attribute kinds first, the VIP cut-off from every
+    partition's CLTV after."""
     tasks = _Tasks(client)
     parts = dtables.partitions
-    if lifespan is None:
-        counts = _gather(client, {d: [tasks.submit(f"lifespan-{d:%Y%m%d}-p{b}", _lifespan_counts, p, d)
-                                      for b, p in enumerate(parts)] for d in days},
-                         "counting purchases for the CLTV lifespan")
-        lifespans = {d: _lifespan(counts[d], d, cfg) for d in days}
-    else:
-        lifespans = dict.fromkeys(days, lifespan)
-    build_vip = np.inf if vip is None else vip
-    built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", _build, p, d, cfg, lifespans[d], build_vip)
-                 for b, p in enumerate(parts)] for d in days}
-    stats = _gather(client, {d: [tasks.submit(f"featstats-{d:%Y%m%d}-p{b}", _attribute_stats, f, p, cfg.max_categories)
-                                 for b, (f, p) in enumerate(zip(built[d], parts, strict=True))] for d in days},
-                    "building features")
+    learned = population is None
+    states = _learn_population(dtables, client, tasks, days, cfg) if learned else dict.fromkeys(days, population)
+    built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", _build, p, d, cfg, states[d]) for b, p in enumerate(parts)]
+             for d in days}
+    if not learned:
+        return {d: _Snapshot(d, built[d], states[d]) for d in days}
+    cltv = _gather(client, {d: [tasks.submit(f"cltv-{d:%Y%m%d}-p{b}", _cltv, f) for b, f in enumerate(built[d])]
+                            for d in days}, "building features")
     out = {}
     for d in days:
-        cltv = np.concatenate([c for c, _ in stats[d]]) if stats[d] else np.array([])
-        threshold = vip if vip is not None else (float(pd.Series(cltv).quantile(cfg.vip_quantile)) if len(cltv) else np.inf)
-        kinds = _attribute_kinds([s for _, s in stats[d]], cfg.max_categories)
-        final = [tasks.submit(f"finalize-{d:%Y%m%d}-p{b}", _finalize, f, p, kinds, threshold)
-                 for b, (f, p) in enumerate(zip(built[d], parts, strict=True))]
-        out[d] = _Snapshot(d, final, lifespans[d], threshold, cltv)
+        threshold = kernel.vip_threshold(np.concatenate(cltv[d]) if cltv[d] else np.zeros(0), cfg.vip_quantile)
+        final = [tasks.submit(f"tier-{d:%Y%m%d}-p{b}", _tier, f, threshold) for b, f in enumerate(built[d])]
+        out[d] = _Snapshot(d, final, replace(states[d], vip_cltv_threshold=threshold))
     return out
 
 
@@ -167,9 +119,9 @@ def build_features_dask(dtables: DaskTables, as_of: str | pd.Timestamp, config: 
                         client: Client | str | None = None) -> pd.DataFrame:
     """Point-in-time features of every customer, equal to ``build_features`` on all the data.
 
-    The lifespan (``estimate_lifespan_years``), the VIP threshold (the ``vip_quantile`` of CLTV) and the
-    numeric/categorical decision and levels of each customer attribute are computed over all partitions
-    first; each partition's features are then built with them.
+    The lifespan, the numeric/categorical decision and levels of each customer attribute and the VIP cut-off
+    (the ``vip_quantile`` of CLTV) are decided over all partitions by the kernel's own rules
+    (``churnguard.features.kernel``); each partition's features are built with them.
 
     Args:
         dtables: tables from :func:`read_tables_dask`.
@@ -184,5 +136,6 @@ def build_features_dask(dtables: DaskTables, as_of: str | pd.Timestamp, config: 
     day = to_day(as_of)
     snap = _feature_snapshots(dtables, client, [day], config)[day]
     out = _combine(_gather(client, snap.parts, f"building features as of {day.date()}"))
-    out.attrs["lifespan_years"] = snap.lifespan
+    out.attrs["population"] = snap.population.to_dict()
+    out.attrs["lifespan_years"] = snap.population.lifespan_years
     return out

@@ -32,12 +32,9 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
                      as_of: pd.Timestamp) -> dict[str, Any]:
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
     selection, which needs every customer)."""
-    from churnguard.btyd import BGNBDParams
     from churnguard.scoring import OUTPUT_COLUMNS, score_features
-    from churnguard.train import add_bgnbd_features
 
     meta = model.metadata
-    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
     columns = [c for c in OUTPUT_COLUMNS if c not in ("selected", "control_group")]
     if len(feats):
         scores = score_features(model, feats, playbook, reasons_for=reasons_for)
@@ -120,7 +117,13 @@ def score_dask(
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
     from churnguard.config import FeatureConfig
-    from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, select_customers
+    from churnguard.scoring import (
+        OUTPUT_COLUMNS,
+        ScoreResult,
+        model_population,
+        no_activity_reason,
+        select_customers,
+    )
 
     step = on_step or (lambda _msg: None)
     client = _client_for(dtables, client)
@@ -134,8 +137,7 @@ def score_dask(
     day = to_day(as_of) if as_of is not None else dtables.last_date()
     fcfg = FeatureConfig.model_validate(meta["config"]["features"])
     step(f"building features as of {day.date()}")
-    snap = _feature_snapshots(dtables, client, [day], fcfg, lifespan=meta["summary"]["lifespan_years"],
-                              vip=meta["vip_cltv_threshold"])[day]
+    snap = _feature_snapshots(dtables, client, [day], fcfg, population=model_population(model))[day]
     step("scoring the partitions")
     tasks = _Tasks(client)
     remote_model = client.scatter(model, broadcast=True, hash=False)
@@ -149,7 +151,7 @@ def score_dask(
                              control_fraction=control_fraction, seed=seed)
     unseen = pd.Index(np.concatenate([u for _, u in parts])).sort_values()
     late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
-                         "column": "", "value": "", "reason": f"no activity on or before as_of {day.date()}"})
+                         "column": "", "value": "", "reason": no_activity_reason(day)})
     base = dtables.rejects
     rejects = (pd.concat([r for r in (base, late) if not r.empty], ignore_index=True)
                if not base.empty or not late.empty else base)

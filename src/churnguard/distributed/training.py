@@ -234,7 +234,7 @@ def train_dask(
         "n_features": len(model.feature_names_),
         "valid_brier_uncalibrated": float(np.mean((model.predict_raw(valid) - y_valid) ** 2)),
         "valid_brier_calibrated": float(np.mean((model.predict_proba(valid) - y_valid) ** 2)),
-        "lifespan_years": today.lifespan,
+        "lifespan_years": today.population.lifespan_years,
         # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
         **_sampling_summary({last: n_train}, {last: n_train}, None, mc.seed),
         "engine": "dask",
@@ -243,7 +243,7 @@ def train_dask(
     model.metadata = model_metadata(
         config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=bg[last],
         bgnbd_params_by_snapshot={str(d.date()): bg[d].to_dict() for d in used},
-        vip_cltv_threshold=float(today.vip_threshold), baseline_calibrators=baseline_calibrators,
+        vip_cltv_threshold=float(today.population.vip_cltv_threshold), baseline_calibrators=baseline_calibrators,
         data_fingerprint=_fingerprint(client, dtables), feature_dtypes=dtypes, drift_reference=test,
         probabilities=probs["model"], feature_names=model.feature_names_,
     )

@@ -301,16 +301,22 @@ def _block_features(enc: _Encoded, b: int, where: np.ndarray, kept: np.ndarray, 
     return f, k.lifespan_counts(buy_pos, age, len(members)), oldest
 
 
-def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
-    """Average customer lifespan = 1 / annual churn rate, from purchases on or before ``as_of`` only
-    (:func:`churnguard.features.kernel.lifespan_from_counts`)."""
+def lifespan_inputs(tx: pd.DataFrame, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
+    """The lifespan counts (:func:`churnguard.features.kernel.lifespan_counts`) of the purchases on or before
+    ``as_of`` and the age of the oldest one (None without purchases); counts of disjoint customers add up."""
     as_of = to_day(as_of)
     purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
     if purchases.empty:
-        return cfg.default_lifespan_years
+        return np.zeros(2, dtype=np.int64), None
     codes, uniques = pd.factorize(purchases["customer_id"])
     age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(purchases["timestamp"].to_numpy())).astype("float64")
-    return k.lifespan_from_counts(k.lifespan_counts(codes, age, len(uniques)), float(age.max()), cfg)
+    return k.lifespan_counts(codes, age, len(uniques)), float(age.max())
+
+
+def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureConfig) -> float:
+    """Average customer lifespan = 1 / annual churn rate, from purchases on or before ``as_of`` only
+    (:func:`churnguard.features.kernel.lifespan_from_counts`)."""
+    return k.lifespan_from_counts(*lifespan_inputs(tx, as_of), cfg)
 
 
 def _support(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, cfg: FeatureConfig) -> dict:
@@ -337,8 +343,7 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
     row[listed[listed >= 0]] = np.flatnonzero(listed >= 0)
     cust = customers.drop(columns="customer_id").reset_index(drop=True).reindex(row)
     if kinds is None:
-        free_columns = sorted(set(cust.columns) - k.KNOWN_ATTRIBUTES)
-        kinds = k.attribute_kinds({c: cust[c].dropna().unique() for c in free_columns}, cfg.max_categories)
+        kinds = k.attribute_kinds(attribute_summaries(cust, cfg.max_categories))
     known = {}
     for name in ("loyalty_member", "loyalty_points", "nps"):
         if name in cust:
@@ -347,6 +352,28 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
         known["signup_date"] = cust["signup_date"].to_numpy()
     free = {col: cust[col].to_numpy(dtype=object) for col in kinds if col in cust}
     return k.attribute_features(known, free, kinds, _day_numbers(np.datetime64(as_of))), kinds
+
+
+def known_listed(tables: Tables, as_of: pd.Timestamp) -> np.ndarray:
+    """Which rows of the customers table are customers known at ``as_of``: signed up by then (or without a
+    signup date), or with a transaction or ticket on or before it."""
+    from churnguard.dataset import _isin
+
+    cutoff = as_of + _DAY
+    cust = tables.customers
+    known = (cust["signup_date"].isna() | (cust["signup_date"] < cutoff)).to_numpy() if "signup_date" in cust else (
+        np.ones(len(cust), dtype=bool))
+    tx, tk = tables.transactions, tables.tickets
+    active = [tx.loc[tx["timestamp"] < cutoff, "customer_id"]]
+    if tk is not None:
+        active.append(tk.loc[tk["opened_at"] < cutoff, "customer_id"])
+    return known | _isin(cust["customer_id"], active)
+
+
+def attribute_summaries(customers: pd.DataFrame, max_categories: int) -> dict:
+    """:func:`churnguard.features.kernel.attribute_summary` of each free attribute column of ``customers``."""
+    return {c: k.attribute_summary(customers[c].to_numpy(dtype=object), max_categories)
+            for c in sorted(set(customers.columns) - k.KNOWN_ATTRIBUTES)}
 
 
 def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.ExtensionArray:
@@ -399,7 +426,6 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
     """:func:`build_features` on encoded tables (``as_of`` already a day)."""
     kept = enc.tx_time < np.datetime64(as_of + _DAY)
     customers, where = _population(enc, as_of, kept)
-    n = len(customers)
     # Purchases are aggregated per block of customers (all of a customer's rows in one block, in row order):
     # a block's arrays are small enough for the allocator to reuse and its per-customer totals stay in cache.
     # Blocks, and tickets and attributes, run on two threads; numpy releases the GIL in its array loops.
@@ -407,38 +433,27 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
     count = population is None
     kinds = None if population is None or population.attributes is None else dict(population.attributes)
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-features") as pool:
-        side = pool.submit(_side_features, enc, where, as_of, n, kinds, config)
+        side = pool.submit(_side_features, enc, where, as_of, len(customers), kinds, config)
         parts = list(pool.map(lambda b: _block_features(enc, b, where, kept, day, config, count),
                               range(len(enc.block_rows))))
         support, attrs, kinds = side.result()
-    cols = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
+    purchase = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
+    lifespan = None
     if population is None:
         oldest = [p[2] for p in parts if p[2] is not None]
         lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
-    else:
-        lifespan = population.lifespan_years
     del parts
-    cols["cltv"] = k.cltv(cols, lifespan, config)
-    if support is not None:
-        support["tickets_per_order"] = k.ratio(support["tickets_total"], cols["n_orders"])
-        cols |= support
-    if attrs is not None:
-        cols |= attrs
-    cols["tenure_days"] = k.tenure_days(cols)
-    threshold = k.vip_threshold(cols["cltv"], config.vip_quantile) if population is None else population.vip_cltv_threshold
-    cols["value_tier"] = k.is_vip(cols["cltv"], threshold)
-    cols["as_of_month"] = np.full(n, float(as_of.month))  # churn over the next months is seasonal
-    if population is not None and population.bgnbd is not None:
-        cols |= k.bgnbd_features(cols, population.bgnbd, population.horizon_days)
+    cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=config,
+                     lifespan_years=lifespan)
     if population is None:
-        state = Population(lifespan, threshold, attributes=kinds)
+        state = Population(lifespan, k.vip_threshold(cols["cltv"], config.vip_quantile), attributes=kinds)
     else:
         state = replace(population, attributes=kinds)
-    data = {"customer_id": customers.array, "as_of": np.full(n, as_of.to_datetime64())}
+    data = {"customer_id": customers.array, "as_of": np.full(len(customers), as_of.to_datetime64())}
     data |= frame_columns(cols, kinds)
     data["value_tier"] = _labels(cols["value_tier"], ("standard", "vip"))
     features = pd.DataFrame(data, copy=False)  # the columns are this call's own arrays
     features.attrs["population"] = state.to_dict()  # plain values: parquet keeps attrs as JSON
-    features.attrs["lifespan_years"] = lifespan
+    features.attrs["lifespan_years"] = state.lifespan_years
     return features
 

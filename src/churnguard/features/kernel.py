@@ -27,6 +27,7 @@ from churnguard import btyd
 
 if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
+    from churnguard.population import Population
 
 __all__ = [
     "KNOWN_ATTRIBUTES",
@@ -34,14 +35,17 @@ __all__ = [
     "as_numbers",
     "attribute_features",
     "attribute_kinds",
+    "attribute_summary",
     "bgnbd_features",
     "categorical_levels",
     "category_codes",
     "cltv",
+    "combine",
     "day_numbers",
     "is_vip",
     "lifespan_counts",
     "lifespan_from_counts",
+    "merge_summaries",
     "order_values",
     "purchase_features",
     "support_features",
@@ -56,6 +60,7 @@ NPS_UPPER = (6.5, 8.5, 10.5)  # bins (-0.5, 6.5], (6.5, 8.5], (8.5, 10.5]
 KNOWN_ATTRIBUTES = frozenset({"customer_id", "signup_date", "loyalty_member", "loyalty_points", "nps"})
 WEEK_DAYS = 7.0  # BG/NBD runs in weeks
 _HOUR = np.timedelta64(1, "h")
+_FEW = 64  # up to this many values, attributes are converted one by one instead of through pandas
 
 
 
@@ -78,6 +83,16 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(num.shape, np.nan)
     np.divide(num, den, out=out, where=den != 0)
     return out
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal values starts in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.intp)
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
 
 
 class Groups:
@@ -104,50 +119,55 @@ class Groups:
         values = np.asarray(values, dtype="float64")
         order = np.argsort(pos, kind="stable")
         spos = pos[order]
-        starts = np.flatnonzero(np.r_[True, spos[1:] != spos[:-1]]) if len(spos) else np.zeros(0, np.intp)
-        sizes = np.diff(np.r_[starts, len(spos)])
-        total = _runs(values[order], starts, sizes, _kahan_step, 2)[0]
+        starts = _run_starts(spos)
+        sizes = np.diff(np.append(starts, len(spos)))
+        total = _runs(values[order], starts, sizes, _kahan)[0]
         out = np.full(self.n, np.nan)
         out[spos[starts]] = total / sizes
         return out
 
 
-def _kahan_step(state: list[np.ndarray], m: int, k: int, val: np.ndarray) -> None:
-    total, comp = state
-    y = val - comp[:m]
-    t = total[:m] + y
-    comp[:m] = t - total[:m] - y
-    total[:m] = t
+def _kahan(total, comp, val, k: int):
+    """One step of Kahan's compensated sum (pandas' grouped mean), on floats or arrays alike."""
+    y = val - comp
+    t = total + y
+    return t, t - total - y
 
 
-def _welford_step(state: list[np.ndarray], m: int, k: int, val: np.ndarray) -> None:
-    mean, m2 = state
-    old = mean[:m]
-    new = old + (val - old) / np.float64(k + 1)
-    m2[:m] += (val - new) * (val - old)
-    mean[:m] = new
+def _welford(mean, m2, val, k: int):
+    """The ``k``-th step (from 0) of Welford's mean and sum of squared deviations, on floats or arrays alike."""
+    new = mean + (val - mean) / (k + 1)
+    return new, m2 + (val - new) * (val - mean)
 
 
-def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step, n_state: int) -> list[np.ndarray]:
-    """Run a sequential update over each run ``values[starts[i] : starts[i] + sizes[i]]`` in row order,
-    vectorised across runs: the k-th update of every run longer than k in one step. Returns the state arrays,
-    one entry per run in the runs' order."""
+def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tuple[np.ndarray, np.ndarray]:
+    """A sequential two-value update ``step`` over each run ``values[starts[i] : starts[i] + sizes[i]]`` in row
+    order, vectorised across runs: the k-th update of every run longer than k in one step. Once a single run
+    is left, its remaining steps run on plain floats (the same IEEE arithmetic without the cost of arrays), so
+    one long history costs little. Returns the two state arrays, one entry per run in the runs' order."""
     order = np.argsort(-sizes, kind="stable")
     first, n = starts[order], sizes[order]
-    state = [np.zeros(len(n)) for _ in range(n_state)]
+    state = [np.zeros(len(n)), np.zeros(len(n))]
     active = np.searchsorted(-n, -np.arange(int(n[0]) if len(n) else 0), side="left")  # runs longer than k
     for k, m in enumerate(active.tolist()):
-        step(state, m, k, values[first[:m] + k])
-    result = [np.empty(len(n)) for _ in range(n_state)]
+        if m == 1:
+            a, b = float(state[0][0]), float(state[1][0])
+            for j, val in enumerate(values[first[0] + k : first[0] + n[0]].tolist(), start=k):
+                a, b = step(a, b, val, j)
+            state[0][0], state[1][0] = a, b
+            break
+        new = step(state[0][:m], state[1][:m], values[first[:m] + k], k)
+        state[0][:m], state[1][:m] = new
+    result = [np.empty(len(n)), np.empty(len(n))]
     for r, s in zip(result, state, strict=True):
         r[order] = s
-    return result
+    return result[0], result[1]
 
 
 def run_std(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Sample standard deviation of each run (sizes > 0; NaN for runs of one) by Welford's update in row order,
     then ``sqrt(M2 / (n - 1))`` (the grouped algorithm pandas uses)."""
-    m2 = _runs(values, starts, sizes, _welford_step, 2)[1]
+    m2 = _runs(values, starts, sizes, _welford)[1]
     out = np.full(len(sizes), np.nan)
     several = sizes > 1
     out[several] = np.sqrt(m2[several] / (sizes[several] - 1).astype("float64"))
@@ -198,11 +218,11 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     # Distinct purchase days per customer, sorted by (customer, age): one integer key sorts both.
     shift = int(age.max()).bit_length() if len(age) else 1
     days = np.sort((pos.astype(np.int64) << shift) | age.astype(np.int64))
-    days = days[np.r_[True, days[1:] != days[:-1]]] if len(days) else days
+    days = days[_run_starts(days)]
     dpos, iage = days >> shift, days & ((1 << shift) - 1)
     dage = iage.astype("float64")
-    starts = np.flatnonzero(np.r_[True, dpos[1:] != dpos[:-1]]) if len(dpos) else np.zeros(0, dtype=np.intp)
-    ends = np.r_[starts[1:] - 1, len(dpos) - 1].astype(np.intp) if len(dpos) else starts
+    starts = _run_starts(dpos)
+    ends = np.append(starts[1:] - 1, len(dpos) - 1).astype(np.intp) if len(dpos) else starts
     last, first = np.full(n, np.nan), np.full(n, np.nan)
     last[dpos[starts]] = dage[starts]  # the newest purchase day's age
     first[dpos[starts]] = dage[ends]  # the oldest one's
@@ -331,7 +351,10 @@ def support_features(n: int, pos: np.ndarray, age: np.ndarray, times: Mapping[st
 def as_numbers(values: np.ndarray) -> np.ndarray:
     """Each value as a float: numbers as they are, text parsed as ``pandas.to_numeric`` parses it, NaN when
     missing or not a number."""
-    parsed = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
+    values = np.asarray(values, dtype=object)
+    if len(values) <= _FEW and not any(isinstance(v, str) for v in values):  # numbers already: no parsing
+        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+    parsed = pd.to_numeric(pd.Series(values), errors="coerce")
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -343,33 +366,48 @@ def _label(value: object) -> str | None:
 def category_codes(values: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
     """Position of each value in ``levels``, compared as text without surrounding blanks; -1 when missing,
     blank or not a level. Each distinct value is looked up once."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
     index = {level: i for i, level in enumerate(levels)}
+    if len(values) <= _FEW:
+        return np.array([index.get(_label(v), -1) for v in values], dtype=np.int32)
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
     mapped = np.array([index.get(_label(u), -1) for u in uniques] + [-1], dtype=np.int32)
     return mapped[codes]
 
 
-def attribute_kinds(columns: Mapping[str, np.ndarray], max_categories: int) -> dict[str, tuple[str, ...] | None]:
+def attribute_summary(values: np.ndarray, max_categories: int) -> tuple[bool, frozenset[str] | None]:
+    """What decides a free attribute's kind, from its values: whether every present value parses as a number,
+    and its distinct labels (None when more than ``max_categories``). Summaries of parts of a column merge with
+    :func:`merge_summaries`."""
+    values = np.asarray(values, dtype=object)
+    present = values[~pd.isna(values)]
+    labels = {label for label in map(_label, pd.unique(present)) if label is not None}
+    return not np.isnan(as_numbers(present)).any(), frozenset(labels) if len(labels) <= max_categories else None
+
+
+def merge_summaries(a: tuple[bool, frozenset[str] | None], b: tuple[bool, frozenset[str] | None],
+                    max_categories: int) -> tuple[bool, frozenset[str] | None]:
+    """The :func:`attribute_summary` of two parts of a column together."""
+    labels = None if a[1] is None or b[1] is None else a[1] | b[1]
+    return a[0] and b[0], labels if labels is not None and len(labels) <= max_categories else None
+
+
+def attribute_kinds(summaries: Mapping[str, tuple[bool, frozenset[str] | None]]) -> dict[str, tuple[str, ...] | None]:
     """How each free customer attribute becomes a feature: a number (None) when every present value parses as
     one, else a category with its sorted levels when there are at most ``max_categories``; columns with more
     levels are left out (logged).
 
     Args:
-        columns: column -> its distinct values (missing ones are ignored).
-        max_categories: the most levels a categorical attribute may have.
+        summaries: column -> :func:`attribute_summary` of its values over the population.
     """
     kinds: dict[str, tuple[str, ...] | None] = {}
-    for col in sorted(columns):
-        values = np.asarray(columns[col], dtype=object)
-        present = values[~pd.isna(values)]
-        if not np.isnan(as_numbers(present)).any():
+    for col in sorted(summaries):
+        numeric, labels = summaries[col]
+        if numeric:
             kinds[col] = None
-            continue
-        levels = sorted({label for label in map(_label, present) if label is not None})
-        if len(levels) <= max_categories:
-            kinds[col] = tuple(levels)
+        elif labels is not None:
+            kinds[col] = tuple(sorted(labels))
         else:
-            logger.info("customers column %r has %d levels (> %d): not used", col, len(levels), max_categories)
+            logger.info("customers column %r has too many levels to be a categorical feature: not used", col)
     return kinds
 
 
@@ -454,3 +492,36 @@ def tenure_days(f: Mapping[str, np.ndarray]) -> np.ndarray:
     if "days_since_signup" in f:
         return np.fmax(f["bg_age_days"], f["days_since_signup"])
     return f["bg_age_days"]
+
+
+def combine(purchase: dict[str, np.ndarray], support: dict[str, np.ndarray] | None,
+            attributes: dict[str, np.ndarray] | None, *, population: Population | None, month: int,
+            cfg: FeatureConfig, lifespan_years: float | None = None) -> dict[str, np.ndarray]:
+    """Every feature column from the families: CLTV, tickets per order, tenure, the value tier (a boolean
+    ``is_vip``), the calendar month and, when the population has BG/NBD parameters, the BG/NBD features.
+
+    Args:
+        purchase, support, attributes: :func:`purchase_features`, :func:`support_features` (None without
+            tickets) and :func:`attribute_features` (None without customer attributes).
+        population: the learned population state; None at training, where the VIP cut-off is the
+            ``vip_quantile`` of these customers' CLTV.
+        month: the month of ``as_of``.
+        cfg: feature settings.
+        lifespan_years: the lifespan to use (default: the population's).
+    """
+    cols = dict(purchase)
+    n = len(cols["n_orders"])
+    lifespan = population.lifespan_years if lifespan_years is None else lifespan_years
+    cols["cltv"] = cltv(cols, lifespan, cfg)
+    if support is not None:
+        cols |= support
+        cols["tickets_per_order"] = ratio(support["tickets_total"], cols["n_orders"])
+    if attributes is not None:
+        cols |= attributes
+    cols["tenure_days"] = tenure_days(cols)
+    threshold = vip_threshold(cols["cltv"], cfg.vip_quantile) if population is None else population.vip_cltv_threshold
+    cols["value_tier"] = is_vip(cols["cltv"], threshold)
+    cols["as_of_month"] = np.full(n, float(month))  # churn over the next months is seasonal
+    if population is not None and population.bgnbd is not None:
+        cols |= bgnbd_features(cols, population.bgnbd, population.horizon_days)
+    return cols

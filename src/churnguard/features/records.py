@@ -1,0 +1,136 @@
+"""Features of a few customers given as plain records (the HTTP server's input), through the same kernel.
+
+A customer is a :class:`CustomerRecords`: transaction and ticket dicts, and the customers-table attributes.
+Records read like the rows of the contract tables after validation: timestamps naive UTC, an ``order_id``
+that is blank counts as missing. Attributes stand for the customer's row in the customers table: a customer
+without any is not listed there. Validation is the caller's job (the server's request models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from churnguard.features import kernel as k
+
+if TYPE_CHECKING:
+    from churnguard.config import FeatureConfig
+    from churnguard.population import Population
+
+__all__ = ["CustomerRecords", "records_features"]
+
+_TIMES = ("opened_at", "first_response_at", "resolved_at")
+
+
+@dataclass(frozen=True)
+class CustomerRecords:
+    """One customer's raw history."""
+
+    customer_id: str
+    transactions: Sequence[Mapping[str, Any]] = ()
+    tickets: Sequence[Mapping[str, Any]] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _times(values: list) -> np.ndarray:
+    return np.array([np.datetime64("NaT") if v is None else v for v in values], dtype="datetime64[us]")
+
+
+def _order_groups(pos: np.ndarray, keys: list) -> np.ndarray:
+    """The label shared by purchase rows of one customer with the same order key, -1 for a row that is an
+    order of its own (as ``churnguard.features.build`` labels them)."""
+    seen: dict[tuple, list[int]] = {}
+    for row, key in enumerate(zip(pos.tolist(), keys, strict=True)):
+        seen.setdefault(key, []).append(row)
+    group = np.full(len(keys), -1, dtype=np.int64)
+    for label, rows in enumerate(r for r in seen.values() if len(r) > 1):
+        group[rows] = label
+    return group
+
+
+def _order_key(row: Mapping[str, Any]) -> Any:
+    """An order's key: its ``order_id`` without surrounding blanks, or without one the timestamp."""
+    oid = row.get("order_id")
+    text = None if oid is None else str(oid).strip()
+    return text or row["timestamp"]
+
+
+def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: FeatureConfig,
+                     population: Population) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Which customers are known at ``as_of`` (a transaction or ticket on or before it, or listed and signed
+    up by then) and the kernel's feature columns of those, in the order given.
+
+    Returns:
+        A boolean mask over ``customers`` and the feature columns of the known ones (categoricals as codes
+        into :func:`churnguard.features.kernel.categorical_levels` of ``population.attributes``).
+    """
+    end = datetime.combine(as_of, time()) + timedelta(days=1)  # the instant cut-off: end of the as_of day
+    day = int(k.day_numbers(np.datetime64(as_of)))
+    tx = [(i, t) for i, c in enumerate(customers) for t in c.transactions if t["timestamp"] < end]
+    tk = [(i, t) for i, c in enumerate(customers) for t in c.tickets if t["opened_at"] < end]
+    known = np.zeros(len(customers), dtype=bool)
+    known[[i for i, _ in tx]] = True
+    known[[i for i, _ in tk]] = True
+    for i, c in enumerate(customers):
+        signup = c.attributes.get("signup_date")
+        known[i] |= bool(c.attributes) and (signup is None or _as_datetime(signup) < end)
+    where = np.cumsum(known) - 1
+    n = int(known.sum())
+    tx_pos = where[np.array([i for i, _ in tx], dtype=np.intp)]
+    amount = np.array([float(t["amount"]) for _, t in tx], dtype="float64")
+    age = (day - k.day_numbers(_times([t["timestamp"] for _, t in tx]))).astype("float64")
+    buy, refund = amount > 0, amount < 0
+    keys = [_order_key(t) for (_, t), b in zip(tx, buy, strict=True) if b]
+    orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))
+    purchase = k.purchase_features(n, orders, (tx_pos[refund], -amount[refund]), cfg)
+    support = _support(tk, where, day, end, n, cfg)
+    attrs = _attributes([c for c, kept in zip(customers, known, strict=True) if kept], day, population)
+    cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=cfg)
+    return known, cols
+
+
+def _support(tk: list, where: np.ndarray, day: int, end: datetime, n: int, cfg: FeatureConfig) -> dict:
+    pos = where[np.array([i for i, _ in tk], dtype=np.intp)]
+    times = {name: _times([t.get(name) for _, t in tk]) for name in _TIMES}
+    times["csat"] = np.array([np.nan if t.get("csat") is None else float(t["csat"]) for _, t in tk], dtype="float64")
+    age = (day - k.day_numbers(times["opened_at"])).astype("float64")
+    return k.support_features(n, pos, age, times, np.datetime64(end, "us"), cfg)
+
+
+def _attributes(customers: list[CustomerRecords], day: int, population: Population) -> dict | None:
+    names = {name for c in customers for name in c.attributes}
+    if not names:
+        return None
+    column = {name: [c.attributes.get(name) for c in customers] for name in names}
+    known = {}
+    if "loyalty_member" in column:
+        known["loyalty_member"] = np.array([_flag(v) for v in column["loyalty_member"]], dtype="float64")
+    for name in ("loyalty_points", "nps"):
+        if name in column:
+            known[name] = k.as_numbers(np.array(column[name], dtype=object))
+    if "signup_date" in column:
+        known["signup_date"] = _times([None if v is None else _as_datetime(v) for v in column["signup_date"]])
+    kinds = population.attributes or {}
+    free = {name: np.array(column[name], dtype=object) for name in kinds if name in column}
+    return k.attribute_features(known, free, kinds, day)
+
+
+def _flag(value: Any) -> float:
+    """1.0 / 0.0 / NaN, reading text as the data contract does (yes/no, true/false, 1/0)."""
+    from churnguard.dataset import _FALSE, _TRUE
+
+    if value is None:
+        return np.nan
+    text = str(value).strip().lower()
+    return 1.0 if text in _TRUE else 0.0 if text in _FALSE else np.nan
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A date or timestamp (or ISO text) as a naive UTC datetime, as the data contract stores them."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time()) if isinstance(value, date) else datetime.fromisoformat(str(value).strip())
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value

@@ -1,0 +1,41 @@
+"""Scores to actions: risk bands, value tiers, reasons, playbook actions, expected value and who to contact.
+
+``rules`` (bands, signals, the playbook, expected value, selection) and ``reasons`` (sentences for the features
+behind the risk) are written once over arrays; ``score`` chains them for ``n`` customers, whichever engine
+brought the features in.
+"""
+
+from churnguard.scoring.reasons import N_REASONS, describe
+from churnguard.scoring.rules import assign_actions, expected_value, risk_band, select, signals
+from churnguard.scoring.score import (
+    OUTPUT_COLUMNS,
+    ScoreResult,
+    drift_report,
+    model_population,
+    no_activity_reason,
+    score_columns,
+    score_features,
+    score_records,
+    score_tables,
+    select_customers,
+)
+
+__all__ = [
+    "N_REASONS",
+    "OUTPUT_COLUMNS",
+    "ScoreResult",
+    "assign_actions",
+    "describe",
+    "drift_report",
+    "expected_value",
+    "model_population",
+    "no_activity_reason",
+    "risk_band",
+    "score_columns",
+    "score_features",
+    "score_records",
+    "score_tables",
+    "select",
+    "select_customers",
+    "signals",
+]

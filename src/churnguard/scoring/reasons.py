@@ -1,0 +1,158 @@
+"""Reasons in plain words: the features that push a customer's risk up most, and one sentence for each.
+
+:func:`describe` writes the sentence for one feature value; :func:`top_features` picks the features from the
+model's TreeSHAP contributions; :func:`reason_texts` writes the texts for many customers, calling
+:func:`describe` once per distinct value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["N_REASONS", "REASON_TEMPLATES", "UNKNOWN_TEXTS", "describe", "reason_texts", "top_features",
+           "unknown_text"]
+
+N_REASONS = 3
+OVERDUE_REMARK = 1.5  # "about 3.1x their usual gap" is added to the recency reason from this ratio on
+
+# Plain words for each feature: (text before the value, digits or "%", text after the value).
+REASON_TEMPLATES: dict[str, tuple[str, int | str, str]] = {
+    "recency_days": ("no purchase for ", 0, " days"),
+    "overdue_ratio": ("next purchase overdue: ", 1, "x their usual gap"),
+    "gap_mean_days": ("usually buys only every ", 0, " days"),
+    "gap_std_days": ("irregular buying rhythm (gaps vary by ", 0, " days)"),
+    "open_tickets": ("", 0, " support ticket(s) still open"),
+    "csat_latest": ("last CSAT ", 0, "/5"),
+    "csat_min": ("lowest CSAT ", 0, "/5"),
+    "csat_mean": ("average CSAT ", 1, "/5"),
+    "slow_response_share": ("", "%", " of tickets answered slower than the SLA"),
+    "first_response_hours_latest": ("last ticket waited ", 0, " h for a first answer"),
+    "first_response_hours_max": ("a ticket waited ", 0, " h for a first answer"),
+    "first_response_hours_mean": ("tickets wait ", 0, " h for a first answer on average"),
+    "resolution_hours_latest": ("last ticket took ", 0, " h to resolve"),
+    "resolution_hours_max": ("a ticket took ", 0, " h to resolve"),
+    "resolution_hours_mean": ("tickets take ", 0, " h to resolve on average"),
+    "days_since_last_ticket": ("contacted support ", 0, " days ago"),
+    "tickets_per_order": ("", 2, " support tickets per order"),
+    "trend_orders": ("orders in the last 90 days at ", "%", " of the 90 days before"),
+    "trend_spend": ("spend in the last 90 days at ", "%", " of the 90 days before"),
+    "bg_p_alive": ("buying pattern gives only ", "%", " chance they are still active"),
+    "bg_expected_purchases": ("expected purchases in the coming period: ", 1, ""),
+    "n_orders": ("only ", 0, " order(s) so far"),
+    "n_purchase_days": ("bought on only ", 0, " day(s) so far"),
+    "tenure_days": ("customer for only ", 0, " days"),
+    "refund_share": ("", "%", " of spend refunded"),
+    "nps": ("NPS answer ", 0, "/10"),
+}
+# What an unknown (missing) value of a feature means, in words; other features say "<name> unknown".
+UNKNOWN_TEXTS: dict[str, str] = {
+    "gap_mean_days": "too few purchases yet to know their buying rhythm",
+    "gap_std_days": "too few purchases yet to know their buying rhythm",
+    "overdue_ratio": "too few purchases yet to know their buying rhythm",
+    "trend_orders": "no orders in the 90 days before the last 90",
+    "trend_spend": "no spend in the 90 days before the last 90",
+    "csat_latest": "no CSAT answer yet",
+    "csat_min": "no CSAT answer yet",
+    "csat_mean": "no CSAT answer yet",
+    "first_response_hours_latest": "no support ticket answered yet",
+    "first_response_hours_max": "no support ticket answered yet",
+    "first_response_hours_mean": "no support ticket answered yet",
+    "resolution_hours_latest": "no support ticket resolved yet",
+    "resolution_hours_max": "no support ticket resolved yet",
+    "resolution_hours_mean": "no support ticket resolved yet",
+    "days_since_last_ticket": "no support ticket so far",
+    "nps": "no NPS answer",
+    "days_since_signup": "signup date unknown",
+}
+
+
+def unknown_text(feature: str) -> str:
+    """The reason text for a feature whose value is unknown."""
+    return UNKNOWN_TEXTS.get(feature, feature.replace("_", " ") + " unknown")
+
+
+def _fixed(value: float, digits: int) -> str:
+    """The value rounded as numpy rounds (``rint(value * 10**digits) / 10**digits``), in fixed-point text."""
+    return f"{np.round(value, digits):.{digits}f}"
+
+
+def describe(feature: str, value: float | str | None, overdue: float = float("nan")) -> str:
+    """The sentence for one feature value.
+
+    Args:
+        feature: the feature's name.
+        value: its value: a number (NaN when unknown), or a category label (None when unknown).
+        overdue: the customer's ``overdue_ratio``, remarked on in the recency sentence when high.
+    """
+    label = feature.replace("_", " ")
+    if value is None or isinstance(value, str):
+        return f"{label} = {'unknown' if value is None else value}"
+    if np.isnan(value):
+        return unknown_text(feature)
+    if feature == "loyalty_member":
+        return "loyalty member" if value == 1 else "not a loyalty member"
+    if feature in REASON_TEMPLATES:
+        before, digits, after = REASON_TEMPLATES[feature]
+        shown = f"{np.round(value * 100):.0f}%" if digits == "%" else _fixed(value, digits)
+        text = before + shown + after
+        if feature == "recency_days" and overdue >= OVERDUE_REMARK:
+            text += f", about {_fixed(overdue, 1)}x their usual gap"
+        return text
+    if feature.startswith(("orders_", "spend_", "tickets_")) and feature.endswith("d"):
+        kind, days = feature.rsplit("_", 1)
+        return f"{kind} in the last {days[:-1]} days: {_fixed(value, 0)}"
+    return f"{label} = {value:.3g}"
+
+
+def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
+    """Per row, the columns of the ``n`` largest positive contributions, largest first (ties to the lower
+    column), -1 where fewer than ``n`` contributions are positive: the first ``n`` of a stable descending sort,
+    found with ``n`` passes of ``argmax`` instead of sorting."""
+    rest = np.array(contrib, dtype="float64", order="C")  # a copy: the chosen values are knocked out below
+    out = np.full((len(rest), n), -1, dtype=np.intp)
+    rows = np.arange(len(rest))
+    for k in range(min(n, rest.shape[1])):
+        idx = rest.argmax(axis=1)
+        out[:, k] = np.where(rest[rows, idx] > 0, idx, -1)
+        rest[rows, idx] = -np.inf
+    return out
+
+
+def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndarray],
+                 levels: Mapping[str, tuple[str, ...]]) -> np.ndarray:
+    """The sentences for picked features: ``picks`` holds column indices into ``names`` (-1: no reason, an
+    empty text), ``cols`` the customers' feature values (categoricals as codes into ``levels``). Each distinct
+    (value, overdue ratio) of a feature is described once and copied to every customer that has it."""
+    out = np.full(picks.shape, "", dtype=object)
+    flat, texts = picks.ravel(), out.ravel()
+    rows = np.arange(picks.size) // max(picks.shape[1], 1) if picks.ndim == 2 else np.arange(picks.size)
+    overdue = cols.get("overdue_ratio")
+    for f in np.unique(flat[flat >= 0]).tolist():
+        at = np.flatnonzero(flat == f)
+        name, who = names[f], rows[at]
+        if name not in cols:  # e.g. a support feature when no tickets were given
+            texts[at] = unknown_text(name)
+            continue
+        values = np.asarray(cols[name])[who]
+        if name in levels:
+            labels = np.array([*levels[name], None], dtype=object)
+            values = labels[np.where(values >= 0, values, len(levels[name]))]
+        extra = overdue[who] if name == "recency_days" and overdue is not None else np.full(len(who), np.nan)
+        texts[at] = _each_distinct(name, values, np.asarray(extra, dtype="float64"))
+    return out
+
+
+def _each_distinct(name: str, values: np.ndarray, overdue: np.ndarray) -> np.ndarray:
+    """:func:`describe` of every value, computed once per distinct (value, overdue) pair (bit for bit: ``-0.0``
+    and each NaN stay apart)."""
+    if values.dtype == object:  # category labels, None when unknown
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        return np.array([describe(name, None if pd.isna(u) else u) for u in uniques], dtype=object)[codes]
+    bits = values.astype("float64").view(np.int64)
+    key = np.stack([bits, overdue.view(np.int64)], axis=1) if name == "recency_days" else bits
+    _, first, codes = np.unique(key, axis=0 if key.ndim == 2 else None, return_index=True, return_inverse=True)
+    texts = [describe(name, float(values[i]), float(overdue[i])) for i in first.tolist()]
+    return np.array(texts, dtype=object)[codes.ravel()]

@@ -1,0 +1,123 @@
+"""The scoring rules, each written once as a function of arrays over ``n`` customers (``n = 1`` included).
+
+* **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
+  ``low`` below all bounds; ``no_history`` for customers without any purchase (the model has not seen such
+  customers, so they get no probability and their own playbook rule).
+* **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``).
+* **Action**: the first playbook rule whose conditions hold.
+* **Expected value** = P(churn) x CLTV x success rate - cost.
+* **Selection**: customers with positive expected value, best value per unit of cost first (ties: higher
+  expected value, then customer id), while the budget lasts; a seeded share of them is held out as control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from churnguard.config import Playbook
+
+__all__ = ["assign_actions", "expected_value", "risk_band", "select", "signals"]
+
+
+def risk_band(prob: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
+    """Band name per probability: the band with the highest lower bound reached, else ``low``; ``no_history``
+    where the probability is NaN."""
+    prob = np.asarray(prob, dtype="float64")
+    out = np.full(len(prob), "low", dtype=object)
+    for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
+        out[prob >= lower] = name
+    out[np.isnan(prob)] = "no_history"
+    return out
+
+
+def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_customer_days: int,
+            lookback_days: int) -> dict[str, np.ndarray]:
+    """Boolean playbook signals per customer (see ``configs/actions.yaml``); a feature that is absent counts
+    as unknown (NaN), and unknown ticket counts as none.
+
+    * ``bad_support``: a ticket still open, or a ticket in the last 90 days and a last first answer slower than
+      the SLA or a last CSAT of 2 or less;
+    * ``new_customer``: a customer for at most ``new_customer_days``;
+    * ``lapsed``: no purchase for more than ``lookback_days``.
+    """
+    def col(name: str) -> np.ndarray:
+        return np.asarray(cols[name], dtype="float64") if name in cols else np.full(n, np.nan)
+
+    recent_ticket = np.nan_to_num(col("tickets_90d")) > 0
+    bad = (np.nan_to_num(col("open_tickets")) > 0) | (
+        recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
+    return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
+            "lapsed": col("recency_days") > lookback_days}
+
+
+def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray], playbook: Playbook
+                   ) -> np.ndarray:
+    """The name of the first playbook rule whose conditions hold, per customer."""
+    action = np.full(len(bands), None, dtype=object)
+    for rule in playbook.actions:
+        w = rule.when
+        ok = np.ones(len(bands), dtype=bool)
+        if w.band is not None:
+            ok &= np.isin(bands, w.band)
+        if w.value_tier is not None:
+            ok &= np.isin(tiers, w.value_tier)
+        for s in w.signals:
+            ok &= flags[s]
+        for s in w.not_signals:
+            ok &= ~flags[s]
+        action[ok & (action == None)] = rule.name
+    return action
+
+
+def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions;
+    a customer without history counts with P = 1: the whole CLTV is at stake)."""
+    rules = {r.name: r for r in playbook.actions}
+    cost = np.array([rules[a].cost for a in actions], dtype="float64")
+    success = np.array([rules[a].success_rate for a in actions], dtype="float64")
+    p = np.where(np.isnan(prob), 1.0, prob)
+    return cost, np.where(cost > 0, p * clv * success - cost, 0.0)
+
+
+def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
+           control_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Who to contact (``selected``) and who of them to hold out (``control_group``).
+
+    Selection does not depend on row order; the control group is drawn among the selected customers sorted by
+    id, so the same seed and scores always give the same group.
+    """
+    if not 0 <= control_fraction < 1:
+        raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    ids = np.asarray(ids, dtype=object)
+    candidates = np.flatnonzero((ev > 0) & (cost > 0))
+    selected = np.zeros(len(ids), dtype=bool)
+    if budget is None:
+        selected[candidates] = True
+    elif len(candidates):
+        ratio = ev[candidates] / cost[candidates]
+        # best ratio first, then higher expected value, then customer id (ids sort as text)
+        id_rank = np.argsort(np.argsort(ids[candidates].astype(str), kind="stable"), kind="stable")
+        ranked = candidates[np.lexsort((id_rank, -ev[candidates], -ratio))]
+        spent = np.cumsum(cost[ranked])
+        if spent[-1] <= budget + 1e-9:
+            selected[ranked] = True
+        else:  # greedy: walk down the ranking, skipping any contact that no longer fits
+            total = 0.0
+            for i, c in zip(ranked.tolist(), cost[ranked].tolist(), strict=True):
+                if total + c <= budget + 1e-9:
+                    selected[i] = True
+                    total += c
+    control = np.zeros(len(ids), dtype=bool)
+    picked = np.flatnonzero(selected)
+    picked = picked[np.argsort(ids[picked].astype(str), kind="stable")]
+    n_control = round(control_fraction * len(picked))
+    if n_control:
+        control[np.random.default_rng(seed).choice(picked, size=n_control, replace=False)] = True
+    return selected, control

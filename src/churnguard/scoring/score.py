@@ -1,0 +1,274 @@
+"""Scores to actions for ``n`` customers: one chain, whatever brought the features in.
+
+:func:`score_columns` takes the feature columns of ``n`` customers (``churnguard.features.kernel``'s output)
+and returns, per customer, ``churn_probability, risk_band, value_tier, clv, reason_1..3, action, action_cost,
+expected_value``. The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
+validated tables) and the HTTP server (records -> kernel -> this) both call it. ``select_customers`` then picks
+who to contact under a budget and holds out a seeded control group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard.scoring import reasons, rules
+
+if TYPE_CHECKING:
+    from churnguard.config import Playbook
+    from churnguard.dataset import Tables
+    from churnguard.features.records import CustomerRecords
+    from churnguard.model import ChurnModel
+    from churnguard.population import Population
+
+__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_report", "frame_columns", "model_population", "score_columns",
+           "score_features", "score_records", "score_tables", "select_customers"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = [
+    "customer_id", "as_of", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2",
+    "reason_3", "action", "action_cost", "expected_value", "selected", "control_group", "model_version",
+]
+REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
+
+
+def model_population(model: ChurnModel) -> Population:
+    """The population state the model learned at training; the free attributes' kinds are the model's own
+    inputs (its numeric ``attr_`` features and its categorical ones with their training levels)."""
+    from churnguard.btyd import BGNBDParams
+    from churnguard.population import Population
+
+    meta = model.metadata
+    kinds = {name[5:]: (tuple(model.categories_[name]) if name in model.categories_ else None)
+             for name in model.feature_names_ if name.startswith("attr_")}
+    return Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"],
+                      BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"], kinds)
+
+
+def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
+                  playbook: Playbook, *, reasons_for: str = "all") -> dict[str, np.ndarray]:
+    """Probability, band, tier, value, reasons, action and expected value for ``n`` customers' features.
+
+    Args:
+        model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its metadata).
+        cols: feature columns, one entry per customer: floats, and categorical features as codes into
+            ``levels`` (-1 when unknown).
+        levels: the levels of each categorical feature in ``cols``.
+        playbook: the ordered action rules.
+        reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
+    """
+    meta, cfg = model.metadata, model.metadata["config"]
+    n = len(cols["n_orders"])
+    history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
+    matrix = _matrix(model, cols, levels, history)
+    contrib, prob_h = _explain(model, matrix, reasons_for, meta["risk_bands"])
+    prob = np.full(n, np.nan)
+    prob[history] = prob_h
+    bands = rules.risk_band(prob, meta["risk_bands"])
+    from churnguard.features.kernel import is_vip
+
+    clv = np.nan_to_num(np.asarray(cols["cltv"], dtype="float64"))
+    tiers = np.where(is_vip(clv, meta["vip_cltv_threshold"]), "vip", "standard").astype(object)
+    flags = rules.signals(cols, n, sla_hours=cfg["features"]["sla_hours"],
+                          new_customer_days=playbook.new_customer_days, lookback_days=cfg["labels"]["lookback_days"])
+    action = rules.assign_actions(bands, tiers, flags, playbook)
+    cost, ev = rules.expected_value(prob, clv, action, playbook)
+    picks = np.full((n, reasons.N_REASONS), -1, dtype=np.intp)
+    if contrib is not None:
+        rows = np.flatnonzero(history)
+        need = bands[rows] != "low" if reasons_for != "all" else np.ones(len(rows), dtype=bool)
+        picks[rows[need]] = reasons.top_features(contrib[need] if len(contrib) == len(rows) else contrib)
+    texts = reasons.reason_texts(picks, list(model.feature_names_), cols, levels)
+    out = {"churn_probability": prob, "risk_band": bands, "value_tier": tiers, "clv": clv}
+    out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
+    return out | {"action": action, "action_cost": cost, "expected_value": ev}
+
+
+def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
+            rows: np.ndarray) -> np.ndarray:
+    """The model inputs of the customers ``rows`` (a mask), categorical codes mapped onto the model's levels."""
+    from churnguard._modelcore import column_matrix
+
+    inputs = {}
+    for name in model.feature_names_:
+        if name not in cols:
+            continue
+        values = np.asarray(cols[name])[rows]
+        if name in model.categories_:
+            trained = list(model.categories_[name])
+            given = list(levels.get(name, ()))
+            if given != trained:  # codes into other levels: through the labels
+                lookup = np.array([trained.index(v) if v in trained else -1 for v in given] + [-1], dtype=np.int64)
+                values = lookup[np.where(values >= 0, values, len(given))]
+        inputs[name] = values
+    return column_matrix(inputs, int(rows.sum()), model.feature_names_, model.categories_)
+
+
+def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float]
+             ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Contributions (of every row, or of the rows above ``low`` for ``at_risk``) and probabilities."""
+    from churnguard._contrib import explain
+
+    if len(matrix) == 0:
+        return None, np.zeros(0)
+    if reasons_for == "all":
+        return explain(model, matrix)
+    _, prob = explain(model, matrix, contributions=False)
+    at_risk = rules.risk_band(prob, bands) != "low"
+    contrib = explain(model, matrix[at_risk])[0] if at_risk.any() else np.zeros((0, matrix.shape[1]))
+    return contrib, prob
+
+
+def frame_columns(features: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """A features frame as the columns :func:`score_columns` takes: numbers as float64, categoricals (and text
+    columns) as codes into their levels."""
+    cols, levels = {}, {}
+    for name in features.columns:
+        if name in ("customer_id", "as_of"):
+            continue
+        values = features[name]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            cols[name] = values.cat.codes.to_numpy(dtype=np.int64)
+            levels[name] = tuple(map(str, values.cat.categories))
+        elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            cols[name] = values.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            codes, uniques = pd.factorize(values)
+            cols[name], levels[name] = codes.astype(np.int64), tuple(map(str, uniques))
+    return cols, levels
+
+
+def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook, *,
+                   reasons_for: str = "all") -> pd.DataFrame:
+    """:func:`score_columns` for a features frame (``customer_id``, ``as_of`` and the features), as a frame."""
+    cols, levels = frame_columns(features)
+    if "n_orders" not in cols or "cltv" not in cols:
+        missing = [c for c in ("n_orders", "cltv") if c not in cols]
+        raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
+    scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
+    return pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": features["as_of"].to_numpy(),
+                         **scored})
+
+
+def select_customers(scores: pd.DataFrame, *, budget: float | None = None, control_fraction: float = 0.1,
+                     seed: int = 0) -> pd.DataFrame:
+    """``scores`` with ``selected`` (contact within budget) and ``control_group`` (selected but held out,
+    seeded): :func:`churnguard.scoring.rules.select`."""
+    selected, control = rules.select(scores["customer_id"].to_numpy(dtype=object),
+                                     scores["expected_value"].to_numpy(dtype="float64"),
+                                     scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
+                                     control_fraction=control_fraction, seed=seed)
+    return scores.assign(selected=selected, control_group=control)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores for every customer that could be scored, and everything that could not, with the reason."""
+
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+    drift_sample: pd.DataFrame | None = None  # model features + probability of the in-lookback population
+
+    def counts(self) -> dict[str, int]:
+        """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
+        ids = self.rejects["customer_id"].dropna()
+        rejected = set(ids.unique()) - set(self.scores["customer_id"]) if len(ids) else set()
+        return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
+
+
+def no_activity_reason(as_of: pd.Timestamp) -> str:
+    """Why a customer known to the tables is not scored: nothing of theirs happened by ``as_of``."""
+    return f"no activity on or before as_of {pd.Timestamp(as_of).date()}"
+
+
+def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | None, playbook: Playbook, *,
+                 budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
+                 reasons_for: str = "all") -> ScoreResult:
+    """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
+    scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
+    from churnguard.config import FeatureConfig
+    from churnguard.dataset import _isin
+    from churnguard.features import build_features, to_day
+
+    meta = model.metadata
+    as_of = to_day(as_of) if as_of is not None else tables.last_date()
+    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
+    feats = build_features(tables, as_of, fcfg, model_population(model))
+    scores = score_features(model, feats, playbook, reasons_for=reasons_for)
+    scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
+    scores["model_version"] = meta.get("model_version", meta["package_version"])
+    # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
+    known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
+    missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
+    unseen = pd.Index(pd.concat(missing, ignore_index=True).unique()).sort_values()
+    late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
+                         "column": "", "value": "", "reason": no_activity_reason(as_of)})
+    rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
+        not tables.rejects.empty or not late.empty) else tables.rejects
+    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+
+
+def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
+                  population: Population | None = None) -> tuple[list[dict], list[dict]]:
+    """:func:`score_columns` for customers given as plain records (the HTTP server's path): their features by
+    the same kernel (``churnguard.features.records``), no budget and no control group.
+
+    Returns:
+        One dict of ``OUTPUT_COLUMNS`` per customer known at ``as_of``, in the order given, and one
+        ``{"customer_id", "reason"}`` per customer with no activity on or before ``as_of``.
+    """
+    from churnguard.config import FeatureConfig
+    from churnguard.features.kernel import categorical_levels
+    from churnguard.features.records import records_features
+
+    population = population or model_population(model)
+    meta = model.metadata
+    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
+    known, cols = records_features(customers, as_of, fcfg, population)
+    scored = score_columns(model, cols, categorical_levels(population.attributes or {}), playbook)
+    ids = [c.customer_id for c, k in zip(customers, known, strict=True) if k]
+    selected, control = rules.select(np.array(ids, dtype=object), scored["expected_value"], scored["action_cost"],
+                                     control_fraction=0.0)
+    scored |= {"selected": selected, "control_group": control}
+    version = meta.get("model_version", meta["package_version"])
+    columns = {c: scored[c].tolist() for c in OUTPUT_COLUMNS if c in scored}
+    rows = []
+    for i, customer_id in enumerate(ids):
+        row = {"customer_id": customer_id, "as_of": as_of, **{c: v[i] for c, v in columns.items()},
+               "model_version": version}
+        if row["churn_probability"] != row["churn_probability"]:  # NaN: no purchase, no probability
+            row["churn_probability"] = None
+        rows.append(row)
+    rejected = [{"customer_id": c.customer_id, "reason": no_activity_reason(as_of)}
+                for c, k in zip(customers, known, strict=True) if not k]
+    return rows, rejected
+
+
+DRIFT_LIMIT = 200_000  # rows in the drift sample
+
+
+def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = DRIFT_LIMIT
+                  ) -> pd.DataFrame:
+    """The rows comparable with the training reference: customers who bought within the lookback window."""
+    lookback = model.metadata["config"]["labels"]["lookback_days"]
+    keep = (feats["recency_days"] <= lookback).to_numpy()
+    sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
+    sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
+    return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
+
+
+def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 0.2) -> pd.DataFrame | None:
+    """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
+    from churnguard.monitoring import drift_table
+
+    profiles = model.metadata.get("drift_profiles")
+    if not profiles or sample is None or sample.empty:
+        return None
+    return drift_table(profiles, sample, threshold=threshold)
