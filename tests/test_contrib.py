@@ -7,8 +7,6 @@ import pandas as pd
 import pytest
 
 from churnguard import _contrib, scoring
-from churnguard.btyd import BGNBDParams
-from churnguard.config import FeatureConfig
 from churnguard.features import build_features
 from churnguard.train import add_bgnbd_features
 from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
@@ -18,11 +16,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def feats(model, trained):
-    meta = model.metadata
+    info = model.info
     tables = trained["tables"]
-    f = build_features(tables, tables.last_date(), FeatureConfig.model_validate(meta["config"]["features"]),
-                       lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
-    f = add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    f = build_features(tables, tables.last_date(), info.config.features,
+                       lifespan_years=info.population.lifespan_years, vip_threshold=info.population.vip_cltv_threshold)
+    f = add_bgnbd_features(f, info.population.bgnbd, info.population.horizon_days)
     return f[f["n_orders"].fillna(0) > 0].reset_index(drop=True)
 
 

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnguard import fastpath, scoring
-from churnguard.btyd import BGNBDParams
-from churnguard.config import DataConfig, FeatureConfig, load_playbook
+from churnguard.config import DataConfig, load_playbook
 from churnguard.dataset import validate_tables
 from churnguard.features import build_features
 from churnguard.scoring import OUTPUT_COLUMNS, score_tables
@@ -55,10 +54,10 @@ def _inputs(transactions, tickets, customers) -> dict[str, tuple[list, list, dic
 
 def _reference(model, tables, as_of):
     """The batch path's features (as score_tables builds them) and its scores, indexed by customer."""
-    meta = model.metadata
-    feats = build_features(tables, as_of, FeatureConfig.model_validate(meta["config"]["features"]),
-                           lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
-    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    info = model.info
+    feats = build_features(tables, as_of, info.config.features,
+                           lifespan_years=info.population.lifespan_years, vip_threshold=info.population.vip_cltv_threshold)
+    feats = add_bgnbd_features(feats, info.population.bgnbd, info.population.horizon_days)
     scores = score_tables(model, tables, as_of, load_playbook(), control_fraction=0.0).scores
     return feats.set_index("customer_id"), scores.set_index("customer_id")
 
@@ -192,10 +191,10 @@ def test_inputs_in_other_shapes_give_the_same_score(scorer, demo_inputs):
 
 
 def _frame_for_describe(trained, model):
-    meta = model.metadata
-    feats = build_features(trained["tables"], "2025-12-31", FeatureConfig.model_validate(meta["config"]["features"]),
-                           lifespan_years=meta["summary"]["lifespan_years"], vip_threshold=meta["vip_cltv_threshold"])
-    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    info = model.info
+    feats = build_features(trained["tables"], "2025-12-31", info.config.features,
+                           lifespan_years=info.population.lifespan_years, vip_threshold=info.population.vip_cltv_threshold)
+    feats = add_bgnbd_features(feats, info.population.bgnbd, info.population.horizon_days)
     # Rounding ties and thresholds on top of the real rows: x.5 values, 1.5x overdue, 0.125 shares, NaN.
     ties = feats.head(8).copy()
     grid = [0.5, 1.5, 2.5, 0.125, 0.005, 1.45, -0.5, np.nan]

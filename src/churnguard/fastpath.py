@@ -32,7 +32,7 @@ import numpy as np
 
 from churnguard import btyd
 from churnguard._treeshap import TreeShap
-from churnguard.config import FeatureConfig, Playbook
+from churnguard.config import Playbook
 from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import NPS_GROUPS
 from churnguard.model import PROBABILITY_FLOOR, ChurnModel
@@ -206,18 +206,15 @@ class FastScorer:
 
     def __init__(self, model: ChurnModel, playbook: Playbook) -> None:
         model._check_fitted()
-        meta = model.metadata
+        info = model.require_info()
         booster = model.booster_
         if booster.params.get("objective", "binary") != "binary":
             raise ValueError("FastScorer needs a model with LightGBM's binary objective")
-        lifespan = meta.get("summary", {}).get("lifespan_years")
-        if lifespan is None:
-            raise ValueError("the model metadata has no summary.lifespan_years: retrain the model")
-        self._cfg = FeatureConfig.model_validate(meta["config"]["features"])
-        self._lifespan = float(lifespan)
-        self._vip = float(meta["vip_cltv_threshold"])
-        self._bg = btyd.BGNBDParams(**meta["bgnbd_params"])
-        self._horizon = np.float64(meta["horizon_days"] / _WEEK)
+        self._cfg = info.config.features
+        self._lifespan = float(info.population.lifespan_years)
+        self._vip = float(info.population.vip_cltv_threshold)
+        self._bg = info.population.bgnbd
+        self._horizon = np.float64(info.population.horizon_days / _WEEK)
         windows = self._cfg.windows_days
         self._orders_key = "orders_365d" if 365 in windows else f"orders_{max(windows)}d"
         try:
@@ -241,15 +238,15 @@ class FastScorer:
         # Isotonic steps on one value: np.interp on a scalar runs the array's interpolation, and clipping one
         # value to [floor, 1 - floor] (inside [0, 1]) is min/max.
         self._isotonic = cal.kind == "isotonic"
-        self._bands = sorted(meta["risk_bands"].items(), key=lambda kv: kv[1])
-        self._sla = meta["config"]["features"]["sla_hours"]
-        self._lookback = meta["config"]["labels"]["lookback_days"]
+        self._bands = sorted(info.risk_bands.items(), key=lambda kv: kv[1])
+        self._sla = info.config.features.sla_hours
+        self._lookback = info.config.labels.lookback_days
         self._new_days = playbook.new_customer_days
         self._rules = [
             (r.name, r.when.band, r.when.value_tier, r.when.signals, r.when.not_signals, float(r.cost), float(r.success_rate))
             for r in playbook.actions
         ]
-        self._version = meta.get("model_version", meta["package_version"])
+        self._version = info.model_version
 
     def features(self, customer_id: str, transactions: list[dict], tickets: list[dict], attributes: dict,
                  as_of: date | datetime | str) -> dict[str, float | str | None] | None:

@@ -273,13 +273,13 @@ def score_features(
     """Probability, band, tier, value, reasons, action and expected value for feature rows.
 
     Args:
-        model: a loaded model; its metadata gives the risk bands, SLA and the VIP threshold.
+        model: a loaded model; its info gives the risk bands, SLA and the VIP threshold.
         features: point-in-time features with BG/NBD columns (see :func:`score_tables`).
         playbook: the ordered action rules.
         reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
     """
-    meta = model.metadata
-    cfg = meta["config"]
+    info = model.require_info()
+    cfg = info.config
     has_history = (features["n_orders"].fillna(0) > 0).to_numpy()
     prob = np.full(len(features), np.nan)
     with_history = features[has_history] if has_history.any() else None  # one copy, for both model calls
@@ -289,11 +289,11 @@ def score_features(
         prob[has_history] = explained["churn_probability"].to_numpy()
     elif with_history is not None:
         prob[has_history] = model.predict_proba(with_history)
-    bands = risk_band(prob, meta["risk_bands"])
+    bands = risk_band(prob, info.risk_bands)
     clv = features["cltv"].fillna(0).to_numpy(dtype="float64")
-    tiers = np.where((clv >= meta["vip_cltv_threshold"]) & (clv > 0), "vip", "standard")
-    flags = signals(features, sla_hours=cfg["features"]["sla_hours"], new_customer_days=playbook.new_customer_days,
-                    lookback_days=cfg["labels"]["lookback_days"])
+    tiers = np.where((clv >= info.population.vip_cltv_threshold) & (clv > 0), "vip", "standard")
+    flags = signals(features, sla_hours=cfg.features.sla_hours, new_customer_days=playbook.new_customer_days,
+                    lookback_days=cfg.labels.lookback_days)
     action = assign_actions(bands, tiers, flags, playbook)
     rules = {r.name: r for r in playbook.actions}
     cost = np.array([rules[a].cost for a in action])
@@ -393,21 +393,19 @@ def score_tables(
 ) -> ScoreResult:
     """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
     scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
-    from churnguard.btyd import BGNBDParams
-    from churnguard.config import FeatureConfig
     from churnguard.dataset import _isin
     from churnguard.features import build_features, to_day
     from churnguard.train import add_bgnbd_features
 
-    meta = model.metadata
+    info = model.require_info()
     as_of = to_day(as_of) if as_of is not None else tables.last_date()
-    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
-    feats = build_features(tables, as_of, fcfg, lifespan_years=meta["summary"]["lifespan_years"],
-                           vip_threshold=meta["vip_cltv_threshold"])
-    feats = add_bgnbd_features(feats, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    fcfg = info.config.features
+    feats = build_features(tables, as_of, fcfg, lifespan_years=info.population.lifespan_years,
+                           vip_threshold=info.population.vip_cltv_threshold)
+    feats = add_bgnbd_features(feats, info.population.bgnbd, info.population.horizon_days)
     scores = score_features(model, feats, playbook, reasons_for=reasons_for)
     scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
-    scores["model_version"] = meta.get("model_version", meta["package_version"])
+    scores["model_version"] = info.model_version
     # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
@@ -421,7 +419,7 @@ def score_tables(
 
 def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = 200_000) -> pd.DataFrame:
     """The rows comparable with the training reference: customers who bought within the lookback window."""
-    lookback = model.metadata["config"]["labels"]["lookback_days"]
+    lookback = model.require_info().config.labels.lookback_days
     keep = (feats["recency_days"] <= lookback).to_numpy()
     sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
     sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
@@ -432,7 +430,7 @@ def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 
     """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
     from churnguard.monitoring import drift_table
 
-    profiles = model.metadata.get("drift_profiles")
+    profiles = model.require_info().drift_profiles
     if not profiles or sample is None or sample.empty:
         return None
     return drift_table(profiles, sample, threshold=threshold)
