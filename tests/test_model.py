@@ -87,6 +87,12 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert model.save(tmp_path / "again.zip").read_bytes() == path.read_bytes()  # the same model, the same bytes
 
 
+def test_scoring_needs_the_training_info(fitted, tmp_path):
+    loaded = ChurnModel.load(fitted[0].save(tmp_path / "m.zip"))
+    with pytest.raises(NotFittedError, match="no training info"):
+        loaded.score(transactions=pd.DataFrame())
+
+
 def test_model_file_is_json_lightgbm_text_and_npy(fitted, tmp_path):
     path = fitted[0].save(tmp_path / "m.zip")
     with zipfile.ZipFile(path) as zf:

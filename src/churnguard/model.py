@@ -307,7 +307,8 @@ class ChurnModel:
             "info": None if self.info is None else self.info.to_dict(),
         }
         members = {
-            "model.json": json.dumps(document, indent=1, allow_nan=False).encode(),
+            # NaN (an undefined metric, say) is written as JSON's common NaN extension, which json.loads reads.
+            "model.json": json.dumps(document, indent=1).encode(),
             "booster.txt": self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
             "calibrator_x.npy": _npy(cal.x),
             "calibrator_y.npy": _npy(cal.y),
