@@ -245,7 +245,7 @@ def _old_metadata(info) -> dict:
 
 
 def test_old_format_is_refused_with_the_way_out(fitted, tmp_path):
-    path = tmp_path / "churn_model.zip"
+    path = tmp_path / "churn_model.joblib"
     _write_old_format(fitted[0], path, "test-key", {})
     with pytest.raises(ModelFileError, match=r"churn_model\.joblib: this is a model file in the old pickle-based "
                                              r"format .*unpickling a file can run code.*churnguard train.*"
@@ -259,7 +259,7 @@ def test_convert_old_format_gives_the_same_scores(trained, tmp_path, monkeypatch
 
     monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
     model = trained["result"].model
-    old = tmp_path / "churn_model.zip"
+    old = tmp_path / "churn_model.joblib"
     _write_old_format(model, old, "old-key", _old_metadata(model.info))
     new = convert_model_file(old, tmp_path / "churn_model.zip")
     monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
@@ -271,7 +271,7 @@ def test_convert_old_format_gives_the_same_scores(trained, tmp_path, monkeypatch
 
 
 def test_convert_without_the_key_or_with_another_key_is_refused(fitted, tmp_path, monkeypatch):
-    old = tmp_path / "m.zip"
+    old = tmp_path / "m.joblib"
     _write_old_format(fitted[0], old, "old-key", {})
     monkeypatch.delenv("CHURNGUARD_MODEL_KEY", raising=False)
     monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(tmp_path / "absent.key"))
@@ -294,7 +294,7 @@ def test_convert_refuses_a_tampered_old_file_before_unpickling(fitted, tmp_path,
     import pickle
 
     monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
-    old = tmp_path / "m.zip"
+    old = tmp_path / "m.joblib"
     _write_old_format(fitted[0], old, "old-key", {})
     magic, header, _ = old.read_bytes().split(b"\n", 2)
 
@@ -317,8 +317,8 @@ def test_convert_model_command(fitted, tmp_path, monkeypatch):
     from churnguard.cli import app
 
     monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
-    _write_old_format(fitted[0], tmp_path / "m.zip", "old-key", {})
-    result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.zip"), str(tmp_path / "m.zip")])
+    _write_old_format(fitted[0], tmp_path / "m.joblib", "old-key", {})
+    result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.joblib"), str(tmp_path / "m.zip")])
     assert result.exit_code == 0, result.output
     assert ChurnModel.load(tmp_path / "m.zip").feature_names_ == fitted[0].feature_names_
     result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.zip"), str(tmp_path / "n.zip")])

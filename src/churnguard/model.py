@@ -200,9 +200,8 @@ class ChurnModel:
         """:attr:`info`, which scoring needs (config, population state, risk bands).
 
         Raises:
-            NotFittedError: the model is not fitted, or was fitted on its own rather than by a training run.
+            NotFittedError: the model was fitted on its own rather than by a training run (or not at all).
         """
-        self._check_fitted()
         if self.info is None:
             raise NotFittedError("this ChurnModel has no training info (config, population state): train it with "
                                  "churnguard.train.run_training or 'churnguard train'")
@@ -277,6 +276,7 @@ class ChurnModel:
         from churnguard.dataset import load_tables, validate_tables
         from churnguard.scoring import score_tables
 
+        self._check_fitted()
         data_cfg = self.require_info().config.data
         if isinstance(transactions, pd.DataFrame):
             tables = validate_tables(transactions, tickets, customers, config=data_cfg)
