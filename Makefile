@@ -23,8 +23,8 @@ demo: $(VENV)/.installed
 	$(BIN)/churnguard features --transactions $(DEMO_DIR)/transactions.csv --tickets $(DEMO_DIR)/tickets.csv \
 		--customers $(DEMO_DIR)/customers.csv --as-of 2025-12-31 --out $(DEMO_DIR)/features.parquet
 	$(BIN)/churnguard train --transactions $(DEMO_DIR)/transactions.csv --tickets $(DEMO_DIR)/tickets.csv \
-		--customers $(DEMO_DIR)/customers.csv --model-out models/churn_model.joblib
-	$(BIN)/churnguard score --model models/churn_model.joblib --transactions $(DEMO_DIR)/transactions.csv \
+		--customers $(DEMO_DIR)/customers.csv --model-out models/churn_model.zip
+	$(BIN)/churnguard score --model models/churn_model.zip --transactions $(DEMO_DIR)/transactions.csv \
 		--tickets $(DEMO_DIR)/tickets.csv --customers $(DEMO_DIR)/customers.csv \
 		--out $(DEMO_DIR)/scores.csv --budget 5000
 

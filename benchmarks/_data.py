@@ -26,7 +26,6 @@ from pathlib import Path
 __all__ = [
     "CACHE",
     "DEFAULT_CUSTOMERS",
-    "MODEL_KEY",
     "add_data_args",
     "ensure_data",
     "fmt_mb",
@@ -37,7 +36,6 @@ __all__ = [
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 DEFAULT_CUSTOMERS = 1_000_000
-MODEL_KEY = "bench"  # $CHURNGUARD_MODEL_KEY for model files written and read by the benchmarks
 TABLES = ("transactions", "tickets", "customers")
 
 

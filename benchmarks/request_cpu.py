@@ -42,11 +42,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    os.environ.setdefault("CHURNGUARD_MODEL_KEY", "benchmark-key")
     from churnguard.server import PredictRequest, create_app
 
     body = json.dumps({"as_of": AS_OF, "customers": [_customer()]}).encode()
-    app = create_app(args.work_dir / "model.joblib")
+    app = create_app(args.work_dir / "model.zip")
     results: dict[str, float] = {}
 
     async def run() -> None:

@@ -7,7 +7,7 @@ from raw history: reading and validating the files, point-in-time features, cali
 three reasons per customer (TreeSHAP), playbook actions and the budget selection, written to Parquet.
 
 The model is always the one ``train_bench.py --customers 100000 --max-snapshots 12`` writes with the built-in
-config (``benchmarks/.cache/models/train-100000-seed<seed>.joblib``; trained first when absent, under a
+config (``benchmarks/.cache/models/train-100000-seed<seed>.zip``; trained first when absent, under a
 minute), whatever ``--customers`` is scored, so figures at different sizes share one model; or give
 ``--model``. Delete that file after changing the model defaults. This parent process imports nothing heavy, so the
 child starts small and the peak RSS it reports is its own.
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _data import CACHE, MODEL_KEY, add_data_args, ensure_data, fmt_mb, machine
+from _data import CACHE, add_data_args, ensure_data, fmt_mb, machine
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 4 * 1024.0
@@ -42,7 +42,7 @@ _HERE = Path(__file__).resolve().parent
 def _model(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return args.model
-    path = CACHE / "models" / f"train-100000-seed{args.seed}.joblib"
+    path = CACHE / "models" / f"train-100000-seed{args.seed}.zip"
     if not path.is_file():
         print(f"no model in {path.parent}: training one on 100,000 customers (train_bench.py)", flush=True)
         subprocess.run([sys.executable, str(_HERE / "train_bench.py"), "--customers", "100000", "--seed",
@@ -74,8 +74,7 @@ def main() -> None:
 
     print(f"score_bench: {machine()}", flush=True)
     paths = ensure_data(args.customers, args.seed)
-    env = {**os.environ, "CHURNGUARD_MODEL_KEY": os.environ.get("CHURNGUARD_MODEL_KEY", MODEL_KEY),
-           "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     model = _model(args)
     sidecar = Path(str(model) + ".json")
     about = json.loads(sidecar.read_text()) if sidecar.is_file() else {}

@@ -151,13 +151,12 @@ def main() -> None:
     elif generator == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)")
 
-    os.environ.setdefault("CHURNGUARD_MODEL_KEY", "benchmark-key")
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{(work / 'mlflow.db').resolve()}"
-        model = work / "model.joblib"
+        model = work / "model.zip"
         if not model.exists():
             subprocess.run([bin_dir / "churnguard", "train", "--model-out", str(model), "--tracking-uri", uri,
                             "--demo-customers", "3000"], check=True, capture_output=True)

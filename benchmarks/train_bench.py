@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _data import CACHE, MODEL_KEY, add_data_args, ensure_data, fmt_mb, machine, peak_rss_mb
+from _data import CACHE, add_data_args, ensure_data, fmt_mb, machine, peak_rss_mb
 
 
 def model_path(customers: int, seed: int) -> Path:
     """Where the model trained on this world is kept (read by ``score_bench.py``)."""
-    return CACHE / "models" / f"train-{customers}-seed{seed}.joblib"
+    return CACHE / "models" / f"train-{customers}-seed{seed}.zip"
 
 
 def main() -> None:
@@ -44,10 +44,9 @@ def main() -> None:
     parser.add_argument("--max-train-rows", type=int, default=None,
                         help="snapshots.max_train_rows (default: the config's value); 0 trains on every row")
     parser.add_argument("--model-out", type=Path, default=None,
-                        help="model file (default: benchmarks/.cache/models/train-<customers>-seed<seed>.joblib)")
+                        help="model file (default: benchmarks/.cache/models/train-<customers>-seed<seed>.zip)")
     args = parser.parse_args()
 
-    os.environ.setdefault("CHURNGUARD_MODEL_KEY", MODEL_KEY)
     print(f"train_bench: {machine()}", flush=True)
     paths = ensure_data(args.customers, args.seed)
     model_out = args.model_out or model_path(args.customers, args.seed)

@@ -65,7 +65,6 @@ def trained(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(tmp)
         demo = generate_demo_data(1500, seed=3)
@@ -74,7 +73,7 @@ def trained(tmp_path_factory):
         uri = f"sqlite:///{tmp / 'mlflow.db'}"
         # 12 snapshots (a year of training snapshots) keep the suite quick; the default is 24.
         cfg = cfg.with_overrides(tracking={"tracking_uri": uri}, snapshots={"max_snapshots": 12})
-        result = run_training(tables, cfg, model_out=tmp / "models" / "m.joblib")
+        result = run_training(tables, cfg, model_out=tmp / "models" / "m.zip")
         yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "demo": demo}
 
 
@@ -83,6 +82,4 @@ def model(trained):
     """The trained model loaded from its file, as scoring loads it (a module may override this fixture)."""
     from churnguard.model import ChurnModel
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
-        return ChurnModel.load(trained["result"].model_path)
+    return ChurnModel.load(trained["result"].model_path)

@@ -26,13 +26,12 @@ def test_buckets_spread_the_ids():
     assert np.bincount(buckets).min() > 800
 
 
-def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(trained, tmp_path, monkeypatch):
+def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(trained, tmp_path):
     """A column the mapping names is read and checked even where no feature uses it; a missing required column
     stops the run before any partitioning, with the file's own columns in the message."""
     from churnguard.batch import score_files
     from churnguard.config import DataConfig
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     model = ChurnModel.load(trained["result"].model_path)
     tx = trained["demo"].transactions.head(300).rename(columns={"discount": "Disc"})
     tx["Disc"] = tx["Disc"].astype(object)

@@ -7,11 +7,8 @@ import pandas as pd
 import pytest
 
 from churnguard import _contrib, scoring
-from churnguard.btyd import BGNBDParams
-from churnguard.config import FeatureConfig
 from churnguard.features import build_features
-from churnguard.population import Population
-from churnguard.train import add_bgnbd_features
+from churnguard.scoring import model_population
 from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
 
 pytestmark = pytest.mark.slow
@@ -19,11 +16,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def feats(model, trained):
-    meta = model.metadata
+    info = model.info
     tables = trained["tables"]
-    f = build_features(tables, tables.last_date(), FeatureConfig.model_validate(meta["config"]["features"]),
-                       Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
-    f = add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    f = build_features(tables, tables.last_date(), info.config.features, model_population(model))
     return f[f["n_orders"].fillna(0) > 0].reset_index(drop=True)
 
 

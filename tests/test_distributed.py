@@ -182,28 +182,26 @@ def test_rejects_and_errors_equal_the_local_engine(client, data, tmp_path):
     assert str(dask_error.value) == str(local_error.value)
 
 
-def test_distributed_training_matches_the_local_model(trained, client, dtables, tmp_path, monkeypatch):
-    from churnguard.btyd import BGNBDParams
+def test_distributed_training_matches_the_local_model(trained, client, dtables, tmp_path):
     from churnguard.labels import make_labels
     from churnguard.train import add_bgnbd_features
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     cfg, local = trained["cfg"], trained["result"].model
-    result = train_dask(dtables, cfg, model_out=tmp_path / "m.joblib", track=False)
-    meta, local_meta = result.model.metadata, local.metadata
+    result = train_dask(dtables, cfg, model_out=tmp_path / "m.zip", track=False)
+    info, local_info = result.model.info, local.info
     # The same training set as the local run: rows, lifespan, VIP threshold, BG/NBD fits, data fingerprint.
     for key in ("train_rows", "valid_rows", "test_rows", "customers", "transactions", "train_churn_rate",
                 "lifespan_years", "best_iteration"):
-        assert result.summary[key] == local_meta["summary"][key], key
-    assert meta["vip_cltv_threshold"] == local_meta["vip_cltv_threshold"]
-    assert meta["bgnbd_params_by_snapshot"] == local_meta["bgnbd_params_by_snapshot"]  # same compressed histories
-    assert meta["data_fingerprint"] == local_meta["data_fingerprint"]
+        assert result.summary[key] == local_info.summary[key], key
+    assert info.population == local_info.population
+    assert info.bgnbd_params_by_snapshot == local_info.bgnbd_params_by_snapshot  # same compressed histories
+    assert info.data_fingerprint == local_info.data_fingerprint
     # The distributed booster is as good as the local one on the held-out test snapshot.
-    assert abs(result.scorecards["model"]["roc_auc"] - local_meta["scorecards"]["model"]["roc_auc"]) < 0.03
+    assert abs(result.scorecards["model"]["roc_auc"] - local_info.scorecards["model"]["roc_auc"]) < 0.03
     loaded = ChurnModel.load(result.model_path)
-    test_day = pd.Timestamp(local_meta["summary"]["test_snapshot"])
+    test_day = pd.Timestamp(local_info.summary["test_snapshot"])
     feats = build_features(trained["tables"], test_day, cfg.features)
-    params = BGNBDParams(**local_meta["bgnbd_params_by_snapshot"][str(test_day.date())])
+    params = local_info.bgnbd_params_by_snapshot[str(test_day.date())]
     rows = add_bgnbd_features(feats, params, cfg.labels.horizon_days).merge(
         make_labels(trained["tables"].transactions, test_day, cfg.labels.horizon_days).drop(columns="as_of"),
         on="customer_id")

@@ -88,8 +88,7 @@ def test_features_on_dask_equal_the_local_engine(data, cluster, tmp_path):
     assert f"features: {len(want):,} customers" in remote.output
 
 
-def test_scores_on_dask_equal_the_local_engine(trained, data, cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def test_scores_on_dask_equal_the_local_engine(trained, data, cluster, tmp_path):
     base = ["score", "-m", str(trained["result"].model_path), *_inputs(data["csv"]), "--as-of", AS_OF,
             "--budget", "200", "--seed", "3"]
     local = _invoke([*base, "-o", str(tmp_path / "local.csv")])
@@ -118,10 +117,9 @@ def test_scores_on_dask_equal_the_local_engine(trained, data, cluster, tmp_path,
 
 
 
-def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, cluster, tmp_path, monkeypatch):
+def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, cluster, tmp_path):
     """A bad value in a column no feature reads (a discount that is not a number) stops ``features``, which
     loads the tables whole, but not ``score``: both engines read only the features' columns and agree."""
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     paths = dict(data["csv"])
     tx = pd.read_csv(paths["transactions"], dtype=str)
     tx.loc[5, "discount"] = "ten percent"
@@ -142,24 +140,23 @@ def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, clus
     assert "discount" not in set(rejects["column"])
     pd.testing.assert_frame_equal(got.drop(columns="churn_probability"), want.drop(columns="churn_probability"))
 
-def test_training_on_dask_matches_the_local_engine(data, cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def test_training_on_dask_matches_the_local_engine(data, cluster, tmp_path):
     cfg = tmp_path / "train.yaml"
     cfg.write_text("snapshots:\n  max_snapshots: 8\n")
     base = ["train", *_inputs(data["csv"]), "-c", str(cfg), "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}"]
-    _invoke([*base, "-o", str(tmp_path / "local.joblib")])
-    out = _invoke([*base, "-o", str(tmp_path / "dask.joblib"), "--engine", "dask",
+    _invoke([*base, "-o", str(tmp_path / "local.zip")])
+    out = _invoke([*base, "-o", str(tmp_path / "dask.zip"), "--engine", "dask",
                    "--scheduler", cluster.scheduler_address])
     assert "Scorecard on the held-out test snapshot" in out.output
     assert "lightgbm.dask" in out.output  # the validation row says how the trees were chosen and trained
-    local, dask = ChurnModel.load(tmp_path / "local.joblib"), ChurnModel.load(tmp_path / "dask.joblib")
+    local, dask = ChurnModel.load(tmp_path / "local.zip"), ChurnModel.load(tmp_path / "dask.zip")
     # The same training set (rows, snapshots, lifespan) and the same data ...
     for key in ("train_rows", "valid_rows", "test_rows", "train_snapshots", "customers", "lifespan_years"):
-        assert dask.metadata["summary"][key] == local.metadata["summary"][key], key
-    assert dask.metadata["data_fingerprint"] == local.metadata["data_fingerprint"]
-    assert dask.metadata["summary"]["engine"] == "dask"
+        assert dask.info.summary[key] == local.info.summary[key], key
+    assert dask.info.data_fingerprint == local.info.data_fingerprint
+    assert dask.info.summary["engine"] == "dask"
     # ... and, trained on the cluster, a model about as good as the local one.
-    auc = {name: m.metadata["scorecards"]["model"]["roc_auc"] for name, m in (("local", local), ("dask", dask))}
+    auc = {name: m.info.scorecards["model"]["roc_auc"] for name, m in (("local", local), ("dask", dask))}
     assert auc["dask"] > 0.6
     assert abs(auc["dask"] - auc["local"]) < 0.05, auc
 
@@ -170,7 +167,7 @@ def test_dask_options_need_the_dask_engine(data, tmp_path):
     result = runner.invoke(app, [*base, "--scheduler", "tcp://127.0.0.1:8786"])
     assert result.exit_code == 2
     assert "--scheduler is an option of the dask engine: add --engine dask" in result.output
-    result = runner.invoke(app, ["score", "-m", "m.joblib", "-t", "x.csv", "-o", str(out), "--workers", "2"])
+    result = runner.invoke(app, ["score", "-m", "m.zip", "-t", "x.csv", "-o", str(out), "--workers", "2"])
     assert result.exit_code == 2
     assert "--workers is an option of the dask engine" in result.output
     result = runner.invoke(app, [*base, "--engine", "dask", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"])
@@ -209,8 +206,7 @@ class _DieWhenScoring(distributed.WorkerPlugin):
             os._exit(1)
 
 
-def test_a_worker_dying_mid_run_fails_the_command_and_writes_nothing(trained, data, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def test_a_worker_dying_mid_run_fails_the_command_and_writes_nothing(trained, data, tmp_path):
     out = tmp_path / "scores.parquet"
     # No retries on another worker: the first death ends the run (the default, 3, would rerun the task).
     with (local_cluster(**{"distributed.scheduler.allowed-failures": 0}) as cluster,

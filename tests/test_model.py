@@ -1,17 +1,24 @@
-"""The model file: signed, checked before unpickling; and the model's contract."""
+"""The model file: data only (JSON, LightGBM's text model, .npy), checked member by member, never unpickled;
+the converter for the old pickle-based format; and the model's contract."""
 
 from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.model import ChurnModel, ModelFileError, NotFittedError
+from churnguard.model import FORMAT_VERSION, ChurnModel, ModelFileError, NotFittedError, convert_model_file
 
 
 @pytest.fixture(autouse=True)
-def _signing_key(monkeypatch, tmp_path):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def _no_signing_key(monkeypatch, tmp_path):
+    """Saving and loading need no key; the converter tests set one where they need it."""
+    monkeypatch.delenv("CHURNGUARD_MODEL_KEY", raising=False)
     monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(tmp_path / "unused.key"))
 
 
@@ -69,38 +76,227 @@ def test_contributions_add_up_to_the_raw_score(fitted):
 
 def test_save_load_round_trip(fitted, tmp_path):
     model, (xv, _) = fitted
-    model.metadata = {"note": "x"}
-    path = model.save(tmp_path / "m.joblib")
+    path = model.save(tmp_path / "m.zip")
     loaded = ChurnModel.load(path)
-    assert np.allclose(loaded.predict_proba(xv), model.predict_proba(xv))
-    assert loaded.metadata == {"note": "x"}
-    assert [p.name for p in tmp_path.iterdir()] == ["m.joblib"]  # no temp file left behind
+    np.testing.assert_array_equal(loaded.predict_proba(xv), model.predict_proba(xv))
+    assert loaded.info is None
+    assert loaded.feature_names_ == model.feature_names_
+    assert loaded.categories_ == model.categories_
+    assert loaded.calibrator_ == model.calibrator_
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zip"]  # no temp file, and no key file, left behind
+    assert model.save(tmp_path / "again.zip").read_bytes() == path.read_bytes()  # the same model, the same bytes
+
+
+def test_scoring_needs_the_training_info(fitted, tmp_path):
+    loaded = ChurnModel.load(fitted[0].save(tmp_path / "m.zip"))
+    with pytest.raises(NotFittedError, match="no training info"):
+        loaded.score(transactions=pd.DataFrame())
+
+
+def test_model_file_is_json_lightgbm_text_and_npy(fitted, tmp_path):
+    path = fitted[0].save(tmp_path / "m.zip")
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["booster.txt", "calibrator_x.npy", "calibrator_y.npy", "manifest.json",
+                                         "model.json"]
+        manifest = json.loads(zf.read("manifest.json"))
+        assert manifest["format"] == FORMAT_VERSION
+        assert set(manifest["members"]) == {"booster.txt", "calibrator_x.npy", "calibrator_y.npy", "model.json"}
+        for name, entry in manifest["members"].items():
+            assert hashlib.sha256(zf.read(name)).hexdigest() == entry["sha256"]
+        assert json.loads(zf.read("model.json"))["feature_names"] == ["recency_days", "n_orders", "tier"]
+        assert zf.read("booster.txt").startswith(b"tree\n")
+
+
+def test_loading_never_unpickles(fitted, tmp_path, monkeypatch):
+    import pickle
+
+    import joblib
+
+    model, (xv, _) = fitted
+    path = model.save(tmp_path / "m.zip")
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a model file was unpickled")
+
+    for target, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (joblib, "load")):
+        monkeypatch.setattr(target, name, refuse)
+    np.testing.assert_array_equal(ChurnModel.load(path).predict_proba(xv), model.predict_proba(xv))
+
+
+def test_trained_model_info_round_trips(trained, tmp_path):
+    model = trained["result"].model
+    loaded = ChurnModel.load(model.save(tmp_path / "m.zip"))
+    assert loaded.info == model.info
+    assert loaded.info.population.bgnbd == model.info.population.bgnbd
+    assert isinstance(loaded.info.config, type(trained["cfg"]))
+
+
+def _rewrite(path, change):
+    """Rewrite the zip at ``path`` with ``change(name, data) -> data`` applied to every member."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, change(name, data))
 
 
 def test_truncated_file_is_refused(fitted, tmp_path):
-    path = fitted[0].save(tmp_path / "m.joblib")
+    path = fitted[0].save(tmp_path / "m.zip")
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ModelFileError, match="truncated"):
+    with pytest.raises(ModelFileError, match=r"m\.zip: the model file is truncated \(the end of its zip archive"):
         ChurnModel.load(path)
 
 
 def test_corrupted_file_is_refused(fitted, tmp_path):
-    path = fitted[0].save(tmp_path / "m.joblib")
+    path = fitted[0].save(tmp_path / "m.zip")
     blob = bytearray(path.read_bytes())
-    blob[-50] ^= 0xFF
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("booster.txt")
+    blob[info.header_offset + 30 + len(info.filename) + 40] ^= 0xFF  # inside the compressed booster
     path.write_bytes(bytes(blob))
-    with pytest.raises(ModelFileError, match="corrupted"):
+    with pytest.raises(ModelFileError, match=r"m\.zip: the model file is corrupted \(.*\); copy it again"):
         ChurnModel.load(path)
 
 
-def test_tampered_file_with_fixed_checksum_is_refused_before_unpickling(fitted, tmp_path):
-    import hashlib
-    import json
+def test_modified_member_is_refused_by_its_checksum(fitted, tmp_path):
+    path = fitted[0].save(tmp_path / "m.zip")
+    _rewrite(path, lambda name, data: data.replace(b"leaf_value=", b"leaf_value=1", 1)
+             if name == "booster.txt" else data)
+    with pytest.raises(ModelFileError, match=r"m\.zip: the model file is corrupted \(booster.txt does not match "
+                                             r"its SHA-256"):
+        ChurnModel.load(path)
+
+
+def test_pickled_array_is_refused(fitted, tmp_path):
+    """An object array passes its (recomputed) checksum but np.load(allow_pickle=False) refuses it."""
+    path = fitted[0].save(tmp_path / "m.zip")
+    buf = io.BytesIO()
+    np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
+    evil = buf.getvalue()
+
+    def change(name, data):
+        if name == "calibrator_x.npy":
+            return evil
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["members"]["calibrator_x.npy"] = {"bytes": len(evil), "sha256": hashlib.sha256(evil).hexdigest()}
+            return json.dumps(manifest).encode()
+        return data
+
+    _rewrite(path, change)
+    with pytest.raises(ModelFileError, match="not a valid churnguard model.*allow_pickle"):
+        ChurnModel.load(path)
+
+
+def test_not_a_model_and_missing_and_future_format(fitted, tmp_path):
+    other = tmp_path / "x.zip"
+    other.write_bytes(b"hello")
+    with pytest.raises(ModelFileError, match="x.zip: not a churnguard model file"):
+        ChurnModel.load(other)
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("readme.txt", "a zip, but not a model")
+    with pytest.raises(ModelFileError, match="not a churnguard model file .the archive has no manifest.json"):
+        ChurnModel.load(other)
+    with pytest.raises(ModelFileError, match="not found"):
+        ChurnModel.load(tmp_path / "none.zip")
+    path = fitted[0].save(tmp_path / "m.zip")
+    _rewrite(path, lambda name, data: data.replace(b'"format": 2', b'"format": 99') if name == "manifest.json"
+             else data)
+    with pytest.raises(ModelFileError, match="format 99.*retrain"):
+        ChurnModel.load(path)
+
+
+# -- the old pickle-based format (format 1) and its converter ----------------------------------------------
+
+
+def _write_old_format(model: ChurnModel, path, key: str, metadata: dict) -> None:
+    """A format 1 file as churnguard 0.1.0 wrote it: magic line, JSON header with an HMAC-SHA256 signature,
+    then a joblib pickle of the model's data."""
+    import hmac
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump({
+        "booster": model.booster_.model_to_string(num_iteration=model.best_iteration_),
+        "calibrator": dict(model.calibrator_.__dict__),
+        "feature_names": list(model.feature_names_),
+        "categories": model.categories_,
+        "best_iteration": model.best_iteration_,
+        "settings": {"params": model.params, "num_boost_round": model.num_boost_round,
+                     "early_stopping_rounds": model.early_stopping_rounds, "calibration": model.calibration,
+                     "seed": model.seed, "monotone_constraints": model.monotone_constraints},
+        "metadata": metadata,
+    }, buf)
+    payload = buf.getvalue()
+    header = {"format": 1, "package_version": "0.1.0", "payload_bytes": len(payload),
+              "payload_sha256": hashlib.sha256(payload).hexdigest(),
+              "signature": hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()}
+    path.write_bytes(b"CHURNGUARD-MODEL\n" + json.dumps(header).encode() + b"\n" + payload)
+
+
+def _old_metadata(info) -> dict:
+    """The metadata dict of a format 1 file, as churnguard 0.1.0's model_metadata built it."""
+    d = info.to_dict()
+    population = d.pop("population")
+    return {**d, "columns": d["config"]["data"]["columns"], "horizon_days": population["horizon_days"],
+            "risk_bands": d["config"]["model"]["risk_bands"], "bgnbd_params": population["bgnbd"],
+            "vip_cltv_threshold": population["vip_cltv_threshold"]}
+
+
+def test_old_format_is_refused_with_the_way_out(fitted, tmp_path):
+    path = tmp_path / "churn_model.joblib"
+    _write_old_format(fitted[0], path, "test-key", {})
+    with pytest.raises(ModelFileError, match=r"churn_model\.joblib: this is a model file in the old pickle-based "
+                                             r"format .*unpickling a file can run code.*churnguard train.*"
+                                             r"churnguard convert-model OLD\.joblib NEW\.zip"):
+        ChurnModel.load(path)
+
+
+def test_convert_old_format_gives_the_same_scores(trained, tmp_path, monkeypatch):
+    from churnguard.config import load_playbook
+    from churnguard.scoring import score_tables
+
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
+    model = trained["result"].model
+    old = tmp_path / "churn_model.joblib"
+    _write_old_format(model, old, "old-key", _old_metadata(model.info))
+    new = convert_model_file(old, tmp_path / "churn_model.zip")
+    monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
+    converted = ChurnModel.load(new)
+    assert converted.info == model.info
+    playbook = load_playbook()
+    pd.testing.assert_frame_equal(score_tables(converted, trained["tables"], None, playbook).scores,
+                                  score_tables(model, trained["tables"], None, playbook).scores)
+
+
+def test_convert_without_the_key_or_with_another_key_is_refused(fitted, tmp_path, monkeypatch):
+    old = tmp_path / "m.joblib"
+    _write_old_format(fitted[0], old, "old-key", {})
+    monkeypatch.delenv("CHURNGUARD_MODEL_KEY", raising=False)
+    monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(tmp_path / "absent.key"))
+    with pytest.raises(ModelFileError, match="no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file"):
+        convert_model_file(old, tmp_path / "m.zip")
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key")
+    with pytest.raises(ModelFileError, match="signature does not match the signing key"):
+        convert_model_file(old, tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip").exists()
+    key = tmp_path / "model.key"
+    key.write_text("old-key\n")
+    monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
+    monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(key))
+    converted = ChurnModel.load(convert_model_file(old, tmp_path / "m.zip"))
+    xv = fitted[1][0]
+    np.testing.assert_array_equal(converted.predict_proba(xv), fitted[0].predict_proba(xv))
+
+
+def test_convert_refuses_a_tampered_old_file_before_unpickling(fitted, tmp_path, monkeypatch):
     import pickle
 
-    path = fitted[0].save(tmp_path / "m.joblib")
-    blob = path.read_bytes()
-    magic, header, _ = blob.split(b"\n", 2)
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
+    old = tmp_path / "m.joblib"
+    _write_old_format(fitted[0], old, "old-key", {})
+    magic, header, _ = old.read_bytes().split(b"\n", 2)
 
     class Evil:
         def __reduce__(self):
@@ -109,42 +305,25 @@ def test_tampered_file_with_fixed_checksum_is_refused_before_unpickling(fitted, 
     payload = pickle.dumps(Evil())
     head = json.loads(header)
     head.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
-    path.write_bytes(magic + b"\n" + json.dumps(head).encode() + b"\n" + payload)
+    old.write_bytes(magic + b"\n" + json.dumps(head).encode() + b"\n" + payload)
     with pytest.raises(ModelFileError, match="signature does not match"):
-        ChurnModel.load(path)
+        convert_model_file(old, tmp_path / "m.zip")
     assert not (tmp_path / "pwned").exists()
 
 
-def test_other_key_is_refused(fitted, tmp_path, monkeypatch):
-    path = fitted[0].save(tmp_path / "m.joblib")
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key")
-    with pytest.raises(ModelFileError, match="signed with another key"):
-        ChurnModel.load(path)
+def test_convert_model_command(fitted, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
 
+    from churnguard.cli import app
 
-def test_not_a_model_and_missing_and_future_format(fitted, tmp_path):
-    other = tmp_path / "x.joblib"
-    other.write_bytes(b"hello")
-    with pytest.raises(ModelFileError, match="not a churnguard model file"):
-        ChurnModel.load(other)
-    with pytest.raises(ModelFileError, match="not found"):
-        ChurnModel.load(tmp_path / "none.joblib")
-    path = fitted[0].save(tmp_path / "m.joblib")
-    path.write_bytes(path.read_bytes().replace(b'"format": 1', b'"format": 99', 1))
-    with pytest.raises(ModelFileError, match="format 99.*retrain"):
-        ChurnModel.load(path)
-
-
-def test_key_file_is_created_with_private_mode(fitted, tmp_path, monkeypatch):
-    monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
-    key = tmp_path / "keys" / "model.key"
-    monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(key))
-    path = fitted[0].save(tmp_path / "m.joblib")
-    assert key.stat().st_mode & 0o777 == 0o600
-    assert ChurnModel.load(path).feature_names_ == fitted[0].feature_names_
-    key.unlink()
-    with pytest.raises(ModelFileError, match="no model signing key"):
-        ChurnModel.load(path)
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
+    _write_old_format(fitted[0], tmp_path / "m.joblib", "old-key", {})
+    result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.joblib"), str(tmp_path / "m.zip")])
+    assert result.exit_code == 0, result.output
+    assert ChurnModel.load(tmp_path / "m.zip").feature_names_ == fitted[0].feature_names_
+    result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.zip"), str(tmp_path / "n.zip")])
+    assert result.exit_code == 2
+    assert "not a model file of the old pickle-based format" in result.output
 
 
 def test_fit_gives_the_model_lightgbm_trains_on_the_prepared_frame(fitted):

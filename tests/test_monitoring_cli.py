@@ -19,13 +19,11 @@ def runs(trained, tmp_path_factory):
     paths = write_demo_data(trained["demo"], tmp / "data")
     model = str(trained["result"].model_path)
     base = ["-t", str(paths["transactions"]), "--tickets", str(paths["tickets"]), "--customers", str(paths["customers"])]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHURNGUARD_MODEL_KEY", "test-key")
-        for day in ("2025-06-30", "2025-09-30"):
-            r = runner.invoke(app, ["score", "-m", model, *base, "--as-of", day, "-o", str(tmp / f"s-{day}.csv"),
-                                    "--budget", "400", "--control-fraction", "0.3"])
-            assert r.exit_code == 0, r.output
-        yield {"tmp": tmp, "paths": paths, "model": model, "base": base, "score_output": r.output}
+    for day in ("2025-06-30", "2025-09-30"):
+        r = runner.invoke(app, ["score", "-m", model, *base, "--as-of", day, "-o", str(tmp / f"s-{day}.csv"),
+                                "--budget", "400", "--control-fraction", "0.3"])
+        assert r.exit_code == 0, r.output
+    return {"tmp": tmp, "paths": paths, "model": model, "base": base, "score_output": r.output}
 
 
 def test_score_writes_a_drift_table(runs):

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def model(trained, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def model(trained):
     return ChurnModel.load(trained["result"].model_path)
 
 
@@ -44,24 +43,23 @@ def test_every_customer_is_scored_or_rejected(trained, model):
 
 
 def test_reasons_agree_in_sign_with_the_contributions(trained, model):
-    from churnguard.btyd import BGNBDParams
     from churnguard.features import build_features
-    from churnguard.train import add_bgnbd_features
+    from churnguard.scoring import model_population, score_features
+    from churnguard.scoring.reasons import top_features
 
-    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features)
-    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
     feats = feats[feats["n_orders"] > 0].head(200).reset_index(drop=True)
-    reasons = explain(model, feats)
-    contrib = model.contributions(feats)
-    for k in (1, 2, 3):
-        named = reasons[f"reason_{k}_feature"]
-        for i in np.flatnonzero(named != ""):
-            assert contrib.loc[i, named[i]] > 0  # a named reason always raises the risk
-            assert reasons.loc[i, f"reason_{k}"] != ""
-    first = reasons["reason_1_feature"]
-    rows = np.flatnonzero(first != "")
-    top = contrib.to_numpy().argmax(axis=1)
-    assert (np.asarray(model.feature_names_)[top[rows]] == first[rows]).all()
+    scored = score_features(model, feats, load_playbook())
+    contrib = model.contributions(feats).to_numpy()
+    picks = top_features(contrib)
+    rows = np.arange(len(feats))
+    for k in range(3):
+        named = picks[:, k] >= 0
+        assert (contrib[rows[named], picks[named, k]] > 0).all()  # a named reason always raises the risk
+        assert (scored.loc[named, f"reason_{k + 1}"] != "").all()
+        assert (scored.loc[~named, f"reason_{k + 1}"] == "").all()
+    first = picks[:, 0] >= 0
+    assert (picks[first, 0] == contrib[first].argmax(axis=1)).all()
 
 
 def test_python_api(trained, model):
@@ -72,8 +70,7 @@ def test_python_api(trained, model):
     assert s["control_group"].sum() == round(0.2 * s["selected"].sum())
 
 
-def test_score_cli_writes_atomically_and_reports_counts(trained, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def test_score_cli_writes_atomically_and_reports_counts(trained, tmp_path):
     paths = write_demo_data(trained["demo"], tmp_path / "data", fmt="parquet")
     out = tmp_path / "scores.parquet"
     args = ["score", "--model", str(trained["result"].model_path), "-t", str(paths["transactions"]),
@@ -97,12 +94,13 @@ def test_score_cli_writes_atomically_and_reports_counts(trained, tmp_path, monke
     assert not list(tmp_path.glob(".never.csv*"))
 
 
-def test_tampered_model_is_refused_by_score(trained, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key")
-    result = CliRunner().invoke(app, ["score", "--model", str(trained["result"].model_path), "-t", "x.csv",
-                                      "--out", str(tmp_path / "o.csv")])
+def test_old_format_model_is_refused_by_score(tmp_path):
+    old = tmp_path / "churn_model.zip"
+    old.write_bytes(b"CHURNGUARD-MODEL\n{}\n")  # the first bytes of the old pickle-based format
+    result = CliRunner().invoke(app, ["score", "--model", str(old), "-t", "x.csv", "--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2
-    assert "signature does not match" in result.output
+    assert "old pickle-based format" in result.output
+    assert "churnguard convert-model" in result.output
 
 
 def _free_port() -> int:
@@ -115,7 +113,7 @@ def _free_port() -> int:
 def server(trained, tmp_path_factory):
     port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
-    env = {**__import__("os").environ, "CHURNGUARD_MODEL_KEY": "test-key"}
+    env = dict(__import__("os").environ)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from churnguard.cli import main; main()", "serve", "--model",
          str(trained["result"].model_path), "--port", str(port)],
@@ -178,12 +176,10 @@ def test_server_predict_matches_batch_scoring(server, trained, model):
 
 
 def test_server_predict_features(server, trained, model):
-    from churnguard.btyd import BGNBDParams
     from churnguard.features import build_features
-    from churnguard.train import add_bgnbd_features
+    from churnguard.scoring import model_population
 
-    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features)
-    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
     row = feats[feats["n_orders"] > 0].iloc[:2]
     payload = row.drop(columns=["as_of"]).astype(object).where(row.drop(columns=["as_of"]).notna(), None)
     rows = [{k: (v if not isinstance(v, (np.floating, np.integer)) else float(v)) for k, v in r.items()}
@@ -265,11 +261,10 @@ def test_server_reports_customers_it_cannot_score(server):
     assert r.json()["rejected"] == [{"customer_id": "later", "reason": "no activity on or before 2025-06-30"}]
 
 
-def test_partitioned_scoring_equals_single_pass(trained, tmp_path, monkeypatch):
+def test_partitioned_scoring_equals_single_pass(trained, tmp_path):
     from churnguard.batch import score_files
     from churnguard.config import DataConfig
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     model = ChurnModel.load(trained["result"].model_path)
     paths = write_demo_data(trained["demo"], tmp_path / "data", fmt="csv")
     outs = {}
@@ -284,11 +279,10 @@ def test_partitioned_scoring_equals_single_pass(trained, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
-def test_partitioned_rejects_keep_file_row_numbers(trained, tmp_path, monkeypatch):
+def test_partitioned_rejects_keep_file_row_numbers(trained, tmp_path):
     from churnguard.batch import score_files
     from churnguard.config import DataConfig
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     model = ChurnModel.load(trained["result"].model_path)
     tx = trained["demo"].transactions.head(400).copy()
     tx["amount"] = tx["amount"].astype(object)
@@ -322,7 +316,7 @@ async def _call(asgi_app, method: str, path: str, body: bytes = b"", root_path: 
     return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
-def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, monkeypatch, caplog):
+def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, caplog):
     """/predict is served ahead of FastAPI's middleware (server._App): under a root path FastAPI's route
     answers the same, and an error in scoring still gets the app's 500, without a stack trace, logged."""
     import asyncio
@@ -334,7 +328,6 @@ def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, monke
         def score(self, *args):
             raise RuntimeError("scoring failed")
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
     api = create_app(trained["result"].model_path)
     body = json.dumps({"as_of": "2025-06-30", "customers": [_customer("x1")]}).encode()
 

@@ -14,8 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(trained, monkeypatch):
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "test-key")
+def env(trained):
     return trained
 
 
@@ -30,9 +29,9 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
     assert run.data.metrics["test_roc_auc"] == pytest.approx(result.scorecards["model"]["roc_auc"])
     curve = client.get_metric_history(result.run_id, "valid_binary_logloss")  # the training curve, step-wise
     assert [m.step for m in curve] == list(range(len(result.model.evals_result_["valid"]["binary_logloss"])))
-    assert run.data.tags["model_version"] == result.model.metadata["model_version"]
+    assert run.data.tags["model_version"] == result.model.info.model_version
     assert run.data.params["horizon_days"] == "90"
-    assert run.data.tags["data_fingerprint"] == result.model.metadata["data_fingerprint"]
+    assert run.data.tags["data_fingerprint"] == result.model.info.data_fingerprint
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"feature_importance.png", "calibration_curve.png", "lift_gain.png", "score_distribution.png",
             "model_card.md", "model_card.json", "config.yaml"} <= artifacts
@@ -62,12 +61,12 @@ def test_alias_moves_only_when_auc_is_not_worse(env):
     cfg = env["cfg"]
     weak = cfg.with_overrides(model={"num_boost_round": 1, "params": {"num_leaves": 2, "objective": "binary",
                                                                       "verbose": -1}})
-    weaker = run_training(env["tables"], weak, model_out=env["tmp"] / "weak.joblib")
+    weaker = run_training(env["tables"], weak, model_out=env["tmp"] / "weak.zip")
     assert weaker.scorecards["model"]["roc_auc"] < env["result"].scorecards["model"]["roc_auc"]
     assert weaker.registered_version == "2"
     assert not weaker.champion
     assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "1"
-    same = run_training(env["tables"], cfg, model_out=env["tmp"] / "same.joblib")
+    same = run_training(env["tables"], cfg, model_out=env["tmp"] / "same.zip")
     assert same.scorecards["model"]["roc_auc"] == pytest.approx(env["result"].scorecards["model"]["roc_auc"])
     assert same.champion
     assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "3"
@@ -95,12 +94,16 @@ def test_calibration_keeps_or_improves_validation_brier(env):
 
 def test_model_file_holds_what_scoring_needs(env):
     model = ChurnModel.load(env["result"].model_path)
-    meta = model.metadata
-    for key in ("columns", "risk_bands", "training_window", "scorecards", "bgnbd_params", "feature_dtypes",
-                "package_version", "vip_cltv_threshold"):
-        assert key in meta
-    assert set(meta["feature_dtypes"]) == set(model.feature_names_)
-    assert meta["model_version"].startswith(meta["training_window"]["as_of"] + "-")
+    info = model.info
+    assert info.config == env["cfg"]
+    assert info.risk_bands == {"high": 0.6, "medium": 0.3}
+    assert info.population.horizon_days == 90
+    assert info.population.lifespan_years == info.summary["lifespan_years"]
+    assert info.population.vip_cltv_threshold > 0
+    assert info.population.bgnbd is not None
+    assert set(info.baseline_calibrators) == {"recency", "bgnbd"}
+    assert set(info.feature_dtypes) == set(model.feature_names_)
+    assert info.model_version.startswith(info.training_window["as_of"] + "-")
 
 
 def test_longer_silence_never_lowers_risk(env):
@@ -108,10 +111,8 @@ def test_longer_silence_never_lowers_risk(env):
     from churnguard.train import add_bgnbd_features
 
     model = env["result"].model
-    from churnguard.btyd import BGNBDParams
-
     feats = build_features(env["tables"], "2025-06-30", env["cfg"].features)
-    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = add_bgnbd_features(feats, model.info.population.bgnbd, 90)
     feats = feats[feats["recency_days"].notna()].head(300)
     base = model.predict_proba(feats)
     for extra in (1, 30, 120, 400):
@@ -134,7 +135,7 @@ def test_train_cli_on_files(env, tmp_path):
     from churnguard.demo import write_demo_data
 
     paths = write_demo_data(generate_demo_data(800, seed=5), tmp_path / "data")
-    out = tmp_path / "m.joblib"
+    out = tmp_path / "m.zip"
     result = CliRunner().invoke(app, [
         "train", "--transactions", str(paths["transactions"]), "--tickets", str(paths["tickets"]),
         "--customers", str(paths["customers"]), "--model-out", str(out),
@@ -162,7 +163,7 @@ def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, mon
     assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = trained["cfg"].with_overrides(snapshots={"max_snapshots": 8})
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"tracking_uri": None})})
-    result = run_training(trained["tables"], cfg, model_out=tmp_path / "m.joblib")
+    result = run_training(trained["tables"], cfg, model_out=tmp_path / "m.zip")
     assert result.tracking_uri == uri
     assert (tmp_path / "mlflow.db").is_file()
     assert (tmp_path / "mlartifacts").is_dir()
@@ -177,7 +178,7 @@ def test_row_cap_samples_the_training_snapshots_only_and_says_so(env):
     assert full["max_train_rows"] == 2_000_000  # the default, far above this data
     cap = full["train_rows"] // 4
     cfg = env["cfg"].with_overrides(snapshots={"max_train_rows": cap})
-    result = run_training(env["tables"], cfg, model_out=env["tmp"] / "capped.joblib")
+    result = run_training(env["tables"], cfg, model_out=env["tmp"] / "capped.zip")
     s = result.summary
     assert s["train_sampled"]
     assert (s["train_rows"], s["train_rows_available"]) == (cap, full["train_rows"])
@@ -194,6 +195,6 @@ def test_row_cap_samples_the_training_snapshots_only_and_says_so(env):
     assert params["train_rows"] == str(cap)
     assert params["train_rows_available"] == str(full["train_rows"])
     assert params["train_sampled"] == "True"
-    card = ChurnModel.load(result.model_path).metadata
-    assert card["summary"]["train_rows"] == cap
-    assert set(card["feature_dtypes"]) == set(result.model.feature_names_)
+    info = ChurnModel.load(result.model_path).info
+    assert info.summary["train_rows"] == cap
+    assert set(info.feature_dtypes) == set(result.model.feature_names_)

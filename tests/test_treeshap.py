@@ -252,13 +252,8 @@ def test_demo_model_matches_lightgbm_to_the_bit(model, trained_features):
 
 @pytest.fixture(scope="module")
 def trained_features(model, trained):
-    from churnguard.btyd import BGNBDParams
-    from churnguard.config import FeatureConfig
     from churnguard.features import build_features
-    from churnguard.population import Population
-    from churnguard.train import add_bgnbd_features
+    from churnguard.scoring import model_population
 
-    tables, meta = trained["tables"], model.metadata
-    cfg = FeatureConfig.model_validate(meta["config"]["features"])
-    f = build_features(tables, tables.last_date(), cfg, Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"]))
-    return add_bgnbd_features(f, BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"])
+    tables, info = trained["tables"], model.info
+    return build_features(tables, tables.last_date(), info.config.features, model_population(model))

@@ -239,7 +239,7 @@ def train(
     as_of: Annotated[str | None, _Opt("--as-of", help="'Today': last day of data to use (default: last day in the data).")] = None,
     horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
     model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the model file.")] = Path(
-        "models/churn_model.joblib"
+        "models/churn_model.zip"
     ),
     tracking_uri: Annotated[
         str | None, _Opt(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
@@ -427,13 +427,13 @@ def score(
     Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
     with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
     """
-    from churnguard.config import DataConfig, load_playbook
+    from churnguard.config import load_playbook
     from churnguard.model import ChurnModel
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
-    data_cfg = DataConfig.model_validate(loaded.metadata["config"]["data"])
+    data_cfg = loaded.require_info().config.data
     if reject_bad_rows:
         data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
     console = _console()
@@ -517,6 +517,23 @@ def serve(
         os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(config.resolve())
     uvicorn.run("churnguard.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
+
+
+@app.command("convert-model")
+def convert_model(
+    old: Annotated[Path, typer.Argument(help="Model file of the old pickle-based format (e.g. churn_model.joblib).")],
+    new: Annotated[Path, typer.Argument(help="Where to write the converted model file (e.g. churn_model.zip).")],
+) -> None:
+    """Convert a model file of the old pickle-based format once, into the current data-only format.
+
+    The old file is unpickled only after its signature checks against the key it was signed with
+    ($CHURNGUARD_MODEL_KEY, else the key file $CHURNGUARD_KEY_FILE or ~/.config/churnguard/model.key), so run
+    this on a machine that holds that key. The new file needs no key: loading it never runs code.
+    """
+    from churnguard.model import convert_model_file
+
+    out = _run(convert_model_file, old, new)
+    _console().print(f"converted {old} -> {out}", highlight=False)
 
 
 @app.command("report")

@@ -1,28 +1,32 @@
-"""The churn model: LightGBM with early stopping plus a probability calibrator, and its signed model file.
+"""The churn model: LightGBM with early stopping plus a probability calibrator, and its model file.
 
 ``ChurnModel`` follows scikit-learn's contract: ``__init__`` only stores settings, learned state ends in
 ``_``, ``fit`` returns ``self``, and using an unfitted model raises :class:`NotFittedError`.
 
-Model file format (``.joblib``): a magic line, a JSON header line, then a joblib payload holding only plain
-data (the booster as LightGBM's text format, calibrator arrays, feature specs, metadata). The header records
-the payload's length, SHA-256 and an HMAC-SHA256 signature. :func:`ChurnModel.load` checks all three before
-unpickling anything, so a truncated, corrupted or tampered file is refused without running code from it.
-The signing key comes from ``$CHURNGUARD_MODEL_KEY`` or, when unset, from a key file
-(``$CHURNGUARD_KEY_FILE``, default ``~/.config/churnguard/model.key``) created on the first save.
+Model file format (``.zip``, format 2): data only, so loading it never runs code from it. A zip archive of
+
+* ``manifest.json``: the format version, the package version and each other member's size and SHA-256;
+* ``model.json``: feature names, categories, best iteration, settings, the calibrator's scalars, and the
+  :class:`~churnguard.model_info.ModelInfo` (``info``) as JSON;
+* ``booster.txt``: LightGBM's own text model, up to the best iteration;
+* ``calibrator_x.npy``, ``calibrator_y.npy``: the calibrator's steps, read with ``allow_pickle=False``.
+
+:meth:`ChurnModel.load` checks every member's size and SHA-256 before parsing it, so a truncated or corrupted
+file gets a :class:`ModelFileError` naming the file. Nothing in a model file is unpickled or evaluated. Files of
+the earlier pickle-based format (format 1) are refused with a pointer to ``churnguard convert-model``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import json
 import logging
-import os
-import secrets
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,13 +42,19 @@ from churnguard._modelcore import (
 )
 from churnguard._modelcore import logit as _logit
 
-__all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "feature_columns"]
+if TYPE_CHECKING:
+    from churnguard.model_info import ModelInfo
+
+__all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "convert_model_file",
+           "feature_columns"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-_MAGIC = b"CHURNGUARD-MODEL\n"
-_MAX_HEADER = 64 * 1024
+FORMAT_VERSION = 2
+_OLD_MAGIC = b"CHURNGUARD-MODEL\n"  # the first bytes of a format 1 (pickle-based) model file
+_MANIFEST = "manifest.json"
+_ARRAYS = ("calibrator_x", "calibrator_y")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same model gives the same bytes
 NON_FEATURES = ("customer_id", "as_of", "churned", "value_tier")
 
 
@@ -95,7 +105,8 @@ class ChurnModel:
         calibration: ``isotonic`` or ``sigmoid``, fitted on the validation set.
         seed: random seed for LightGBM's bagging and feature sampling.
         monotone_constraints: feature name -> 1 (risk may only rise with it) or -1, all else equal.
-        metadata: anything to keep with the model (training window, scorecard, config, ...).
+        info: what training learned besides the trees (config, population state, scorecards, ...), set by
+            :func:`churnguard.train.run_training`; None for a model fitted on its own.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +115,7 @@ class ChurnModel:
     calibration: str = "isotonic"
     seed: int = 42
     monotone_constraints: dict[str, int] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo | None = None
 
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
         """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot).
@@ -160,6 +171,17 @@ class ChurnModel:
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
             raise NotFittedError("this ChurnModel is not fitted yet: call fit() or ChurnModel.load(path)")
+
+    def require_info(self) -> ModelInfo:
+        """:attr:`info`, which scoring needs (config, population state, risk bands).
+
+        Raises:
+            NotFittedError: the model was fitted on its own rather than by a training run (or not at all).
+        """
+        if self.info is None:
+            raise NotFittedError("this ChurnModel has no training info (config, population state): train it with "
+                                 "churnguard.train.run_training or 'churnguard train'")
+        return self.info
 
     def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
         """The model's input columns in training order and types; missing columns become NaN (logged)."""
@@ -224,12 +246,12 @@ class ChurnModel:
         Returns a :class:`churnguard.scoring.ScoreResult` with ``scores`` (one row per customer: probability,
         band, value tier, CLV, reasons, action, expected value, selection) and ``rejects`` (with reasons).
         """
-        from churnguard.config import DataConfig, load_playbook
+        from churnguard.config import load_playbook
         from churnguard.dataset import load_tables, validate_tables
         from churnguard.scoring import score_tables
 
         self._check_fitted()
-        data_cfg = DataConfig.model_validate(self.metadata["config"]["data"])
+        data_cfg = self.require_info().config.data
         if isinstance(transactions, pd.DataFrame):
             tables = validate_tables(transactions, tickets, customers, config=data_cfg)
         else:
@@ -239,13 +261,14 @@ class ChurnModel:
 
     # -- the model file ---------------------------------------------------------------------------------
 
-    def _payload(self) -> dict[str, Any]:
-        return {
-            "booster": self.booster_.model_to_string(num_iteration=self.best_iteration_),
-            "calibrator": self.calibrator_.__dict__,
+    def save(self, path: str | Path) -> Path:
+        """Write the model file (see the module docstring) atomically: temp file, then rename."""
+        self._check_fitted()
+        cal = self.calibrator_
+        document = {
             "feature_names": list(self.feature_names_),
-            "categories": self.categories_,
-            "best_iteration": self.best_iteration_,
+            "categories": {c: list(v) for c, v in self.categories_.items()},
+            "best_iteration": int(self.best_iteration_),
             "settings": {
                 "params": self.params,
                 "num_boost_round": self.num_boost_round,
@@ -254,98 +277,151 @@ class ChurnModel:
                 "seed": self.seed,
                 "monotone_constraints": self.monotone_constraints,
             },
-            "metadata": self.metadata,
+            "calibrator": {"kind": cal.kind, "coef": float(cal.coef), "intercept": float(cal.intercept)},
+            "info": None if self.info is None else self.info.to_dict(),
         }
-
-    def save(self, path: str | Path) -> Path:
-        """Write the signed model file atomically (temp file, then rename)."""
-        import joblib
-
-        self._check_fitted()
-        buf = io.BytesIO()
-        joblib.dump(self._payload(), buf)
-        payload = buf.getvalue()
-        header = {
+        members = {
+            # NaN (an undefined metric, say) is written as JSON's common NaN extension, which json.loads reads.
+            "model.json": json.dumps(document, indent=1).encode(),
+            "booster.txt": self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
+            "calibrator_x.npy": _npy(cal.x),
+            "calibrator_y.npy": _npy(cal.y),
+        }
+        manifest = {
             "format": FORMAT_VERSION,
             "package_version": __version__,
-            "payload_bytes": len(payload),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-            "signature": hmac.new(_signing_key(create=True), payload, hashlib.sha256).hexdigest(),
+            "members": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                        for name, data in members.items()},
         }
-        return atomic_write_bytes(path, _MAGIC + json.dumps(header).encode() + b"\n" + payload)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, data in {_MANIFEST: json.dumps(manifest, indent=1).encode(), **members}.items():
+                zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), data, compress_type=zipfile.ZIP_DEFLATED)
+        return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> ChurnModel:
-        """Load a model file after checking its format, length, digest and signature.
+        """Load a model file after checking its format and each member's size and SHA-256.
+
+        Only JSON, LightGBM's text model and ``.npy`` arrays (``allow_pickle=False``) are read: nothing in the
+        file is unpickled or evaluated.
 
         Raises:
-            ModelFileError: the file is missing, not a churnguard model, from an incompatible format,
-                truncated, corrupted, or not signed with this machine's key.
+            ModelFileError: the file is missing, not a churnguard model, in the old pickle-based format, from
+                an incompatible format, truncated or corrupted.
         """
-        import joblib
         import lightgbm as lgb
 
+        from churnguard.model_info import ModelInfo
+
         path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(f"{path}: model file not found")
-        blob = path.read_bytes()
-        if not blob.startswith(_MAGIC):
-            raise ModelFileError(f"{path}: not a churnguard model file (it does not start with the churnguard header)")
-        end = blob.find(b"\n", len(_MAGIC), len(_MAGIC) + _MAX_HEADER)
+        members = _read_members(path)
         try:
-            header = json.loads(blob[len(_MAGIC) : end])
-        except ValueError:
-            raise ModelFileError(f"{path}: the model file header is damaged") from None
-        if header.get("format") != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{path}: model file format {header.get('format')} (written by churnguard "
-                f"{header.get('package_version')}) cannot be read by churnguard {__version__} (format {FORMAT_VERSION}); "
-                "retrain the model with this version"
+            doc = json.loads(members["model.json"])
+            settings = doc["settings"]
+            model = cls(
+                params=dict(settings["params"]),
+                num_boost_round=int(settings["num_boost_round"]),
+                early_stopping_rounds=int(settings["early_stopping_rounds"]),
+                calibration=str(settings["calibration"]),
+                seed=int(settings["seed"]),
+                monotone_constraints={str(k): int(v) for k, v in settings["monotone_constraints"].items()},
+                info=None if doc["info"] is None else ModelInfo.from_dict(doc["info"]),
             )
-        payload = blob[end + 1 :]
-        if len(payload) != header["payload_bytes"]:
-            raise ModelFileError(
-                f"{path}: the model file is truncated or padded ({len(payload)} payload bytes, expected "
-                f"{header['payload_bytes']}); copy it again or retrain"
-            )
-        if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
-            raise ModelFileError(f"{path}: the model file is corrupted (checksum mismatch); copy it again or retrain")
-        expected = hmac.new(_signing_key(create=False), payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, str(header.get("signature"))):
-            raise ModelFileError(
-                f"{path}: the model file's signature does not match the signing key: it was changed after it was "
-                "written, or signed with another key (set CHURNGUARD_MODEL_KEY to the key it was trained with). "
-                "Refusing to load it, because loading runs code from the file"
-            )
-        data = joblib.load(io.BytesIO(payload))
-        model = cls(**data["settings"], metadata=data["metadata"])
-        model.booster_ = lgb.Booster(model_str=data["booster"])
-        model.calibrator_ = _Calibrator(**data["calibrator"])
-        model.feature_names_ = data["feature_names"]
-        model.categories_ = data["categories"]
-        model.best_iteration_ = data["best_iteration"]
+            x, y = (_array(members[f"{name}.npy"], f"{name}.npy") for name in _ARRAYS)
+            cal = doc["calibrator"]
+            model.calibrator_ = _Calibrator(str(cal["kind"]), tuple(map(float, x)), tuple(map(float, y)),
+                                            float(cal["coef"]), float(cal["intercept"]))
+            model.feature_names_ = [str(c) for c in doc["feature_names"]]
+            model.categories_ = {str(c): list(v) for c, v in doc["categories"].items()}
+            model.best_iteration_ = int(doc["best_iteration"])
+            model.booster_ = lgb.Booster(model_str=members["booster.txt"].decode())
+        except (KeyError, TypeError, ValueError, AttributeError, lgb.basic.LightGBMError) as exc:
+            raise ModelFileError(f"{path}: the model file's contents are not a valid churnguard model "
+                                 f"({type(exc).__name__}: {exc}); retrain the model") from None
         return model
 
 
-def _key_file() -> Path:
-    return Path(os.environ.get("CHURNGUARD_KEY_FILE") or Path.home() / ".config" / "churnguard" / "model.key")
+def _npy(values) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(values, dtype="<f8"), allow_pickle=False)
+    return buf.getvalue()
 
 
-def _signing_key(*, create: bool) -> bytes:
-    """The HMAC key: $CHURNGUARD_MODEL_KEY, else the key file (created with mode 0600 when saving)."""
-    env = os.environ.get("CHURNGUARD_MODEL_KEY")
-    if env:
-        return env.encode()
-    path = _key_file()
+def _array(data: bytes, name: str) -> np.ndarray:
+    """A 1-d float64 ``.npy`` member; ``allow_pickle=False``: an object array is refused, not unpickled."""
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    if arr.ndim != 1 or arr.dtype != np.float64:
+        raise ValueError(f"{name} holds a {arr.dtype} array of shape {arr.shape}, expected 1-d float64")
+    return arr
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    """The members listed in the manifest, each checked against its recorded size and SHA-256."""
     if not path.is_file():
-        if not create:
-            raise ModelFileError(
-                f"no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file {path} that the model "
-                "was trained with"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        logger.warning("created a model signing key at %s; models load only where this key is present", path)
-    return path.read_text().strip().encode()
+        raise ModelFileError(f"{path}: model file not found")
+    with path.open("rb") as fh:
+        head = fh.read(len(_OLD_MAGIC))
+    if head.startswith(_OLD_MAGIC):
+        raise ModelFileError(
+            f"{path}: this is a model file in the old pickle-based format (format 1), which churnguard "
+            f"{__version__} no longer loads because unpickling a file can run code from it. Retrain with "
+            "'churnguard train', or convert it once, on a machine that holds the key it was signed with "
+            "(CHURNGUARD_MODEL_KEY or the key file): churnguard convert-model OLD.joblib NEW.zip"
+        )
+    if not head.startswith(b"PK\x03\x04"):
+        raise ModelFileError(f"{path}: not a churnguard model file (it is not a zip archive)")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise ModelFileError(f"{path}: the model file is truncated (the end of its zip archive is missing; "
+                             f"{path.stat().st_size:,} bytes); copy it again or retrain") from None
+    try:
+        with archive as zf:
+            names = set(zf.namelist())
+            if _MANIFEST not in names:
+                raise ModelFileError(f"{path}: not a churnguard model file (the archive has no {_MANIFEST})")
+            manifest = json.loads(zf.read(_MANIFEST))
+            fmt = manifest.get("format") if isinstance(manifest, dict) else None
+            if fmt != FORMAT_VERSION:
+                raise ModelFileError(
+                    f"{path}: model file format {fmt} (written by churnguard {manifest.get('package_version')}) "
+                    f"cannot be read by churnguard {__version__} (format {FORMAT_VERSION}); retrain the model "
+                    "with this version"
+                )
+            listed = manifest["members"]
+            missing = sorted({"model.json", "booster.txt", *(f"{a}.npy" for a in _ARRAYS)} - set(listed))
+            if missing or not set(listed) <= names:
+                raise ModelFileError(f"{path}: the model file is incomplete (members missing: "
+                                     f"{', '.join(missing or sorted(set(listed) - names))}); copy it again or retrain")
+            members = {}
+            for name, expected in listed.items():
+                data = zf.read(name)
+                if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                    raise ModelFileError(f"{path}: the model file is corrupted ({name} does not match its "
+                                         "SHA-256 in the manifest); copy it again or retrain")
+                members[name] = data
+            return members
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ModelFileError(f"{path}: the model file is corrupted ({exc}); copy it again or retrain") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: the model file's manifest is damaged ({type(exc).__name__}: {exc}); "
+                             "copy it again or retrain") from None
+
+
+def convert_model_file(old: str | Path, new: str | Path) -> Path:
+    """Convert a model file of the old pickle-based format (format 1) into the current format.
+
+    The old file is unpickled only after its HMAC-SHA256 signature checks against ``$CHURNGUARD_MODEL_KEY``
+    (or the key file ``$CHURNGUARD_KEY_FILE``, default ``~/.config/churnguard/model.key``) it was signed with,
+    so run this once, on a machine holding that key. Predictions of the converted model are the same.
+
+    Raises:
+        ModelFileError: the old file is missing, not in the old format, damaged, or its signature does not
+            match the key (or there is no key).
+    """
+    from churnguard._legacy_model import read_legacy_model
+
+    return read_legacy_model(old).save(new)

@@ -400,15 +400,15 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     @app.get("/model")
     def model_info(request: Request) -> dict[str, Any]:
         m: ChurnModel = request.app.state.model
-        meta = m.metadata
+        info = m.require_info()
         return {
-            "package_version": meta["package_version"],
+            "package_version": info.package_version,
             "features": m.feature_names_,
-            "training_window": meta["training_window"],
-            "horizon_days": meta["horizon_days"],
-            "risk_bands": meta["risk_bands"],
-            "scorecard": meta["scorecards"],
-            "verdict": meta["verdict"],
+            "training_window": dict(info.training_window),
+            "horizon_days": info.population.horizon_days,
+            "risk_bands": info.risk_bands,
+            "scorecard": {k: dict(v) for k, v in info.scorecards.items()},
+            "verdict": info.verdict,
             "actions": [a.name for a in request.app.state.playbook.actions],
         }
 
@@ -431,7 +431,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
             if c not in rows:
                 return JSONResponse({"detail": f"feature row needs {c!r}"}, status_code=422)
         scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
-        scores["model_version"] = m.metadata.get("model_version", m.metadata["package_version"])
+        scores["model_version"] = m.require_info().model_version
         return PredictResponse(scores=_records(scores))
 
     _document_predict_body(app)

@@ -46,7 +46,9 @@ from churnguard.evaluation import (
 from churnguard.features import build_features, to_day
 from churnguard.labels import make_labels
 from churnguard.model import ChurnModel, _Calibrator
+from churnguard.model_info import ModelInfo
 from churnguard.monitoring import reference_profile
+from churnguard.population import Population
 from churnguard.training_set import _Snapshots, sample_sizes, snapshot_dates
 
 if TYPE_CHECKING:
@@ -206,7 +208,7 @@ def run_training(
     Args:
         tables: validated inputs.
         config: the whole configuration (each step receives its part).
-        model_out: where the signed model file is written (atomically).
+        model_out: where the model file is written (atomically).
         as_of: "today": the last day whose data may be used (default: the last transaction day).
         config_text: the YAML the config came from, logged as an artifact.
         on_step: progress callback, called with a short description before each step.
@@ -217,11 +219,11 @@ def run_training(
     dates = snapshot_dates(tables.transactions["timestamp"].min(), last, config.labels, config.snapshots)
     train_days, valid_day, test_day = split_by_time(dates, horizon)
     used = [*train_days, valid_day, test_day]
-    bg_params: dict[str, dict[str, float]] = {}
+    bg_params: dict[str, btyd.BGNBDParams] = {}
 
     def with_bgnbd(feats: pd.DataFrame, as_of_day: pd.Timestamp) -> pd.DataFrame:
         params = fit_bgnbd(feats)  # on every customer seen by then, not only the labelled ones
-        bg_params[str(as_of_day.date())] = params.to_dict()
+        bg_params[str(as_of_day.date())] = params
         return add_bgnbd_features(feats, params, horizon)
 
     snaps = _Snapshots(tables, config.features, config.labels, last, enrich=with_bgnbd)
@@ -294,7 +296,7 @@ def run_training(
         **_sampling_summary(population, keep, config.snapshots.max_train_rows, mc.seed),
         "rows_by_snapshot": rows_by_snapshot,
     }
-    model.metadata = model_metadata(
+    model.info = model_metadata(
         config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=final_bg,
         bgnbd_params_by_snapshot=bg_params, vip_cltv_threshold=float(today["cltv"].quantile(config.features.vip_quantile)),
         baseline_calibrators=baseline_calibrators, data_fingerprint=data_fingerprint(tables),
@@ -329,7 +331,7 @@ def model_metadata(
     scorecards: dict[str, dict[str, float]],
     verdict: str,
     bgnbd_params: btyd.BGNBDParams,
-    bgnbd_params_by_snapshot: dict[str, dict[str, float]],
+    bgnbd_params_by_snapshot: dict[str, btyd.BGNBDParams],
     vip_cltv_threshold: float,
     baseline_calibrators: dict[str, _Calibrator],
     data_fingerprint: str,
@@ -337,38 +339,36 @@ def model_metadata(
     drift_reference: pd.DataFrame,
     probabilities: np.ndarray,
     feature_names: list[str],
-) -> dict[str, Any]:
+) -> ModelInfo:
     """What a trained model keeps in its file, the same for every engine: the config, the training window and
-    summary, the scorecards, the scoring-time BG/NBD parameters and VIP threshold, the baselines' calibrators,
-    the input dtypes and the drift reference (the newest labelled population, ``drift_reference``, and its
-    probabilities)."""
+    summary, the scorecards, the population state (lifespan, VIP threshold, scoring-time BG/NBD parameters,
+    horizon), the baselines' calibrators, the input dtypes and the drift reference (the newest labelled
+    population, ``drift_reference``, and its probabilities)."""
     config_json = config.model_dump(mode="json")
     # Names this model in every score it writes: its training day and a digest of its data and config.
     digest = hashlib.sha256((data_fingerprint + json.dumps(config_json, sort_keys=True)).encode()).hexdigest()
-    return {
-        "package_version": __version__,
-        "model_version": f"{summary['as_of']}-{digest[:8]}",
-        "config": config_json,
-        "columns": config.data.columns.model_dump(),
-        "horizon_days": config.labels.horizon_days,
-        "risk_bands": dict(config.model.risk_bands),
-        "training_window": {"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
-        "summary": summary,
-        "scorecards": scorecards,
-        "verdict": verdict,
-        "bgnbd_params": bgnbd_params.to_dict(),
-        "bgnbd_params_by_snapshot": bgnbd_params_by_snapshot,
-        "vip_cltv_threshold": vip_cltv_threshold,
-        "baseline_calibrators": {k: v.__dict__ for k, v in baseline_calibrators.items()},
-        "data_fingerprint": data_fingerprint,
-        "git_commit": _git_commit(),
-        "feature_dtypes": {c: str(feature_dtypes[c]) for c in feature_names},
+    return ModelInfo(
+        package_version=__version__,
+        model_version=f"{summary['as_of']}-{digest[:8]}",
+        config=config,
+        population=Population(lifespan_years=float(summary["lifespan_years"]),
+                              vip_cltv_threshold=float(vip_cltv_threshold), bgnbd=bgnbd_params,
+                              horizon_days=config.labels.horizon_days),
+        training_window={"first_day": summary["data_first_day"], "as_of": summary["as_of"]},
+        summary=summary,
+        scorecards=scorecards,
+        verdict=verdict,
+        bgnbd_params_by_snapshot=dict(bgnbd_params_by_snapshot),
+        baseline_calibrators=dict(baseline_calibrators),
+        data_fingerprint=data_fingerprint,
+        git_commit=_git_commit(),
+        feature_dtypes={c: str(feature_dtypes[c]) for c in feature_names},
         # Reference distributions for drift checks: the newest labelled population and its scores.
-        "drift_profiles": {
+        drift_profiles={
             **{c: reference_profile(drift_reference[c]) for c in feature_names if c not in CALENDAR_FEATURES},
             "churn_probability": reference_profile(pd.Series(probabilities)),
         },
-    }
+    )
 
 
 def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, list[float]]]) -> None:
@@ -438,9 +438,9 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
         mlflow.log_metrics({"valid_brier_uncalibrated": s["valid_brier_uncalibrated"],
                             "valid_brier_calibrated": s["valid_brier_calibrated"]})
         _log_training_curves(client, run.info.run_id, model.evals_result_)
-        mlflow.set_tags({"data_fingerprint": model.metadata["data_fingerprint"], "churnguard_version": __version__,
-                         "model_version": model.metadata["model_version"],
-                         "git_commit": model.metadata["git_commit"] or "unknown",
+        model_info = model.require_info()
+        mlflow.set_tags({"data_fingerprint": model_info.data_fingerprint, "churnguard_version": __version__,
+                         "model_version": model_info.model_version, "git_commit": model_info.git_commit or "unknown",
                          "beats_baselines": str(result.beats_baselines)})
         imp = model.feature_importance()
         plots = [
@@ -453,7 +453,7 @@ def _log_training_run(result, config, config_text, test, probs, y_test) -> None:
                                 tmp / "training_curve.png"),
         ]
         (tmp / "model_card.md").write_text(_model_card(result))
-        (tmp / "model_card.json").write_text(json.dumps(model.metadata, indent=2, default=str))
+        (tmp / "model_card.json").write_text(json.dumps(model_info.to_dict(), indent=2, default=str))
         (tmp / "config.yaml").write_text(config_text or json.dumps(config.model_dump(mode="json"), indent=2))
         imp.rename("gain").to_csv(tmp / "feature_importance.csv")
         for p in [*plots, tmp / "model_card.md", tmp / "model_card.json", tmp / "config.yaml", tmp / "feature_importance.csv"]:
@@ -534,26 +534,23 @@ def run_evaluation(
 ) -> dict[str, dict[str, float]]:
     """Score a past snapshot whose outcome is known and return (and log) the scorecard vs the baselines."""
     model = ChurnModel.load(model_path)
-    meta = model.metadata
+    info = model.require_info()
     as_of = to_day(as_of)
-    horizon = meta["horizon_days"]
+    horizon = info.population.horizon_days
     if as_of + pd.Timedelta(days=horizon) > tables.last_date():
         raise ValueError(
             f"as_of {as_of.date()}: its {horizon}-day outcome window ends after the last day in the data "
             f"({tables.last_date().date()}); pick an earlier as_of"
         )
-    from churnguard.config import Config
-
-    cfg = Config.model_validate(meta["config"])
+    cfg = info.config
     feats = build_features(tables, as_of, cfg.features)
-    feats = add_bgnbd_features(feats, btyd.BGNBDParams(**meta["bgnbd_params"]), horizon)
+    feats = add_bgnbd_features(feats, info.population.bgnbd, horizon)
     labels = make_labels(tables.transactions, as_of, horizon, cfg.labels.lookback_days)
     rows = feats.merge(labels.drop(columns="as_of"), on="customer_id")
     y = rows["churned"].to_numpy()
     probs = {"model": model.predict_proba(rows)}
     for name, score in _baseline_scores(rows).items():
-        cal = _Calibrator(**meta["baseline_calibrators"][name])
-        probs[name] = cal(np.nan_to_num(score, nan=np.nanmax(score)))
+        probs[name] = info.baseline_calibrators[name](np.nan_to_num(score, nan=np.nanmax(score)))
     cards = {name: scorecard(y, p) for name, p in probs.items()}
     if tracking is not None:
         import mlflow

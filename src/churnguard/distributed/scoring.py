@@ -34,18 +34,18 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
     selection, which needs every customer)."""
     from churnguard.scoring import OUTPUT_COLUMNS, score_features
 
-    meta = model.metadata
+    info = model.require_info()
     columns = [c for c in OUTPUT_COLUMNS if c not in ("selected", "control_group")]
     if len(feats):
         scores = score_features(model, feats, playbook, reasons_for=reasons_for)
-        scores["model_version"] = meta.get("model_version", meta["package_version"])
+        scores["model_version"] = info.model_version
         scores = scores[columns]
     else:
         scores = pd.DataFrame(columns=columns)
     known = tables.customer_ids()
     if tables.tickets is not None:
         known = known.union(pd.Index(tables.tickets["customer_id"].unique()))
-    keep = (feats["recency_days"] <= meta["config"]["labels"]["lookback_days"]).to_numpy()
+    keep = (feats["recency_days"] <= info.config.labels.lookback_days).to_numpy()
     drift = feats.loc[keep, ["customer_id", *[c for c in model.feature_names_ if c in feats]]].copy()
     drift["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy() if len(feats) else []
     light = scores[["customer_id", "risk_band", "expected_value", "action_cost"]].assign(_in_lookback=keep)
@@ -116,7 +116,6 @@ def score_dask(
     Raises:
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
-    from churnguard.config import FeatureConfig
     from churnguard.scoring import (
         OUTPUT_COLUMNS,
         ScoreResult,
@@ -133,9 +132,9 @@ def score_dask(
         raise ValueError(f"budget must be >= 0, got {budget}")
     if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
         raise ValueError(f"{out}: unsupported file type {Path(out).suffix or '(none)'!r}; use .csv or .parquet")
-    meta = model.metadata
+    info = model.require_info()
     day = to_day(as_of) if as_of is not None else dtables.last_date()
-    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
+    fcfg = info.config.features
     step(f"building features as of {day.date()}")
     snap = _feature_snapshots(dtables, client, [day], fcfg, population=model_population(model))[day]
     step("scoring the partitions")

@@ -127,7 +127,7 @@ def train_dask(
         dtables: tables from :func:`read_tables_dask`.
         config: the whole configuration.
         client: the tables' client (default) or the same scheduler's address.
-        model_out: where the signed model file is written (atomically).
+        model_out: where the model file is written (atomically).
         as_of: "today": the last day whose data may be used (default: the last transaction day).
         sample_rows: training rows for choosing the number of boosting rounds.
         config_text: the YAML the config came from, logged to MLflow.
@@ -240,9 +240,9 @@ def train_dask(
         "engine": "dask",
         "rounds_chosen_on_rows": len(sample),
     }
-    model.metadata = model_metadata(
+    model.info = model_metadata(
         config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=bg[last],
-        bgnbd_params_by_snapshot={str(d.date()): bg[d].to_dict() for d in used},
+        bgnbd_params_by_snapshot={str(d.date()): bg[d] for d in used},
         vip_cltv_threshold=float(today.population.vip_cltv_threshold), baseline_calibrators=baseline_calibrators,
         data_fingerprint=_fingerprint(client, dtables), feature_dtypes=dtypes, drift_reference=test,
         probabilities=probs["model"], feature_names=model.feature_names_,

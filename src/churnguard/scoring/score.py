@@ -42,14 +42,11 @@ REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
 def model_population(model: ChurnModel) -> Population:
     """The population state the model learned at training; the free attributes' kinds are the model's own
     inputs (its numeric ``attr_`` features and its categorical ones with their training levels)."""
-    from churnguard.btyd import BGNBDParams
-    from churnguard.population import Population
+    from dataclasses import replace
 
-    meta = model.metadata
     kinds = {name[5:]: (tuple(model.categories_[name]) if name in model.categories_ else None)
              for name in model.feature_names_ if name.startswith("attr_")}
-    return Population(meta["summary"]["lifespan_years"], meta["vip_cltv_threshold"],
-                      BGNBDParams(**meta["bgnbd_params"]), meta["horizon_days"], kinds)
+    return replace(model.require_info().population, attributes=kinds)
 
 
 def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
@@ -57,27 +54,27 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     """Probability, band, tier, value, reasons, action and expected value for ``n`` customers' features.
 
     Args:
-        model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its metadata).
+        model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its ``info``).
         cols: feature columns, one entry per customer: floats, and categorical features as codes into
             ``levels`` (-1 when unknown).
         levels: the levels of each categorical feature in ``cols``.
         playbook: the ordered action rules.
         reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
     """
-    meta, cfg = model.metadata, model.metadata["config"]
+    info = model.require_info()
     n = len(cols["n_orders"])
     history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
     matrix = _matrix(model, cols, levels, history)
-    contrib, prob_h = _explain(model, matrix, reasons_for, meta["risk_bands"])
+    contrib, prob_h = _explain(model, matrix, reasons_for, info.risk_bands)
     prob = np.full(n, np.nan)
     prob[history] = prob_h
-    bands = rules.risk_band(prob, meta["risk_bands"])
+    bands = rules.risk_band(prob, info.risk_bands)
     from churnguard.features.kernel import is_vip
 
     clv = np.nan_to_num(np.asarray(cols["cltv"], dtype="float64"))
-    tiers = np.where(is_vip(clv, meta["vip_cltv_threshold"]), "vip", "standard").astype(object)
-    flags = rules.signals(cols, n, sla_hours=cfg["features"]["sla_hours"],
-                          new_customer_days=playbook.new_customer_days, lookback_days=cfg["labels"]["lookback_days"])
+    tiers = np.where(is_vip(clv, info.population.vip_cltv_threshold), "vip", "standard").astype(object)
+    flags = rules.signals(cols, n, sla_hours=info.config.features.sla_hours,
+                          new_customer_days=playbook.new_customer_days, lookback_days=info.config.labels.lookback_days)
     action = rules.assign_actions(bands, tiers, flags, playbook)
     cost, ev = rules.expected_value(prob, clv, action, playbook)
     picks = np.full((n, reasons.N_REASONS), -1, dtype=np.intp)
@@ -193,17 +190,15 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
                  reasons_for: str = "all") -> ScoreResult:
     """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
     scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
-    from churnguard.config import FeatureConfig
     from churnguard.dataset import _isin
     from churnguard.features import build_features, to_day
 
-    meta = model.metadata
+    info = model.require_info()
     as_of = to_day(as_of) if as_of is not None else tables.last_date()
-    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
-    feats = build_features(tables, as_of, fcfg, model_population(model))
+    feats = build_features(tables, as_of, info.config.features, model_population(model))
     scores = score_features(model, feats, playbook, reasons_for=reasons_for)
     scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
-    scores["model_version"] = meta.get("model_version", meta["package_version"])
+    scores["model_version"] = info.model_version
     # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
@@ -224,20 +219,18 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
         One dict of ``OUTPUT_COLUMNS`` per customer known at ``as_of``, in the order given, and one
         ``{"customer_id", "reason"}`` per customer with no activity on or before ``as_of``.
     """
-    from churnguard.config import FeatureConfig
     from churnguard.features.kernel import categorical_levels
     from churnguard.features.records import records_features
 
     population = population or model_population(model)
-    meta = model.metadata
-    fcfg = FeatureConfig.model_validate(meta["config"]["features"])
-    known, cols = records_features(customers, as_of, fcfg, population)
+    info = model.require_info()
+    known, cols = records_features(customers, as_of, info.config.features, population)
     scored = score_columns(model, cols, categorical_levels(population.attributes or {}), playbook)
     ids = [c.customer_id for c, k in zip(customers, known, strict=True) if k]
     selected, control = rules.select(np.array(ids, dtype=object), scored["expected_value"], scored["action_cost"],
                                      control_fraction=0.0)
     scored |= {"selected": selected, "control_group": control}
-    version = meta.get("model_version", meta["package_version"])
+    version = info.model_version
     columns = {c: scored[c].tolist() for c in OUTPUT_COLUMNS if c in scored}
     rows = []
     for i, customer_id in enumerate(ids):
@@ -257,7 +250,7 @@ DRIFT_LIMIT = 200_000  # rows in the drift sample
 def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = DRIFT_LIMIT
                   ) -> pd.DataFrame:
     """The rows comparable with the training reference: customers who bought within the lookback window."""
-    lookback = model.metadata["config"]["labels"]["lookback_days"]
+    lookback = model.require_info().config.labels.lookback_days
     keep = (feats["recency_days"] <= lookback).to_numpy()
     sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
     sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
@@ -268,7 +261,7 @@ def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 
     """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
     from churnguard.monitoring import drift_table
 
-    profiles = model.metadata.get("drift_profiles")
+    profiles = model.require_info().drift_profiles
     if not profiles or sample is None or sample.empty:
         return None
     return drift_table(profiles, sample, threshold=threshold)

@@ -1,0 +1,106 @@
+"""Reading model files of the old pickle-based format (format 1), for ``churnguard convert-model`` only.
+
+A format 1 file is a magic line, a JSON header line (payload length, SHA-256 and an HMAC-SHA256 signature)
+and a joblib pickle of the model's data. Unpickling can run code, so the payload is unpickled only after the
+signature checks against the key the file was signed with: ``$CHURNGUARD_MODEL_KEY`` or, when unset, the key
+file ``$CHURNGUARD_KEY_FILE`` (default ``~/.config/churnguard/model.key``). Nothing else in churnguard reads
+these files or uses the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from churnguard.model import _OLD_MAGIC, ChurnModel, ModelFileError, _Calibrator
+
+_MAX_HEADER = 64 * 1024
+
+
+def _key_file() -> Path:
+    return Path(os.environ.get("CHURNGUARD_KEY_FILE") or Path.home() / ".config" / "churnguard" / "model.key")
+
+
+def _signing_key() -> bytes:
+    env = os.environ.get("CHURNGUARD_MODEL_KEY")
+    if env:
+        return env.encode()
+    path = _key_file()
+    if not path.is_file():
+        raise ModelFileError(
+            f"no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file {path} that the old model "
+            "file was signed with; without it the file cannot be checked, and it is not unpickled unchecked"
+        )
+    return path.read_text().strip().encode()
+
+
+def _verified_payload(path: Path) -> bytes:
+    """The pickled payload of a format 1 file, after its length, digest and signature have been checked."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    blob = path.read_bytes()
+    if not blob.startswith(_OLD_MAGIC):
+        raise ModelFileError(f"{path}: not a model file of the old pickle-based format (format 1)")
+    end = blob.find(b"\n", len(_OLD_MAGIC), len(_OLD_MAGIC) + _MAX_HEADER)
+    try:
+        header = json.loads(blob[len(_OLD_MAGIC) : end])
+        expected_bytes, expected_sha = int(header["payload_bytes"]), str(header["payload_sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{path}: the model file header is damaged") from None
+    if header.get("format") != 1:
+        raise ModelFileError(f"{path}: old model file of format {header.get('format')}, expected format 1")
+    payload = blob[end + 1 :]
+    if len(payload) != expected_bytes:
+        raise ModelFileError(f"{path}: the model file is truncated or padded ({len(payload)} payload bytes, "
+                             f"expected {expected_bytes})")
+    if hashlib.sha256(payload).hexdigest() != expected_sha:
+        raise ModelFileError(f"{path}: the model file is corrupted (checksum mismatch)")
+    signature = hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature, str(header.get("signature"))):
+        raise ModelFileError(
+            f"{path}: the model file's signature does not match the signing key: it was changed after it was "
+            "written, or signed with another key (set CHURNGUARD_MODEL_KEY to the key it was trained with). "
+            "Refusing to unpickle it"
+        )
+    return payload
+
+
+def read_legacy_model(path: str | Path) -> ChurnModel:
+    """Load a format 1 model file whose signature checks, as a :class:`ChurnModel` with typed info."""
+    import joblib
+    import lightgbm as lgb
+
+    path = Path(path)
+    data = joblib.load(io.BytesIO(_verified_payload(path)))
+    try:
+        info = _legacy_info(data["metadata"]) if data["metadata"] else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the old model file's metadata cannot be converted ({type(exc).__name__}: "
+                             f"{exc}); retrain the model with 'churnguard train'") from None
+    model = ChurnModel(**data["settings"], info=info)
+    model.booster_ = lgb.Booster(model_str=data["booster"])
+    model.calibrator_ = _Calibrator(**data["calibrator"])
+    model.feature_names_ = list(data["feature_names"])
+    model.categories_ = dict(data["categories"])
+    model.best_iteration_ = int(data["best_iteration"])
+    return model
+
+
+def _legacy_info(meta: dict[str, Any]):
+    """The format 1 metadata dict (as ``churnguard.train.model_metadata`` wrote it) as a ModelInfo."""
+    from churnguard.model_info import ModelInfo
+
+    lifespan = meta["summary"].get("lifespan_years")
+    if lifespan is None:
+        raise KeyError("summary.lifespan_years")
+    return ModelInfo.from_dict({
+        **meta,
+        "model_version": meta.get("model_version", meta["package_version"]),
+        "population": {"lifespan_years": lifespan, "vip_cltv_threshold": meta["vip_cltv_threshold"],
+                       "bgnbd": meta["bgnbd_params"], "horizon_days": meta["horizon_days"], "attributes": None},
+    })
