@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from churnguard import _contrib, scoring
+from churnguard.config import load_playbook
 from churnguard.features import build_features
 from churnguard.scoring import model_population
 from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
@@ -45,34 +46,36 @@ def test_matches_pred_contrib_on_demo_and_threshold_rows(model, feats, monkeypat
         data.loc[4:7, c] = None
     expected = model.contributions(data).to_numpy()
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
-    got = _contrib.contributions(model, data)
+    got, _ = _contrib.explain(model, model._matrix(data))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     # Features no tree splits on contribute exactly nothing, as in LightGBM.
     assert ((expected == 0).all(axis=0) == (got == 0).all(axis=0)).all()
 
 
-def test_reasons_are_the_same_with_and_without_deduplication(model, feats, monkeypatch):
+def test_scores_are_the_same_with_and_without_deduplication(model, feats, monkeypatch):
+    playbook = load_playbook()
     monkeypatch.setattr(_contrib, "MIN_ROWS", 10**9)
-    plain = scoring.explain(model, feats)
+    plain = scoring.score_features(model, feats, playbook)
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
-    fast = scoring.explain(model, feats, chunk=len(feats) // 3 + 1)
-    pd.testing.assert_frame_equal(fast, plain)
+    fast = scoring.score_features(model, feats, playbook)
+    pd.testing.assert_frame_equal(fast.drop(columns="churn_probability"), plain.drop(columns="churn_probability"))
+    assert np.array_equal(fast["churn_probability"], plain["churn_probability"])
 
 
 def test_no_rows(model, feats, monkeypatch):
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
-    assert _contrib.contributions(model, feats.iloc[:0]).shape == (0, len(model.feature_names_))
+    contrib, prob = _contrib.explain(model, model._matrix(feats.iloc[:0]))
+    assert contrib.shape == (0, len(model.feature_names_))
+    assert prob.shape == (0,)
 
 
 def test_probabilities_from_the_same_walk_equal_predict_proba_to_the_bit(model, feats, monkeypatch):
     data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
-    contrib, prob = _contrib.contributions(model, data, probability=True)
+    _, prob = _contrib.explain(model, model._matrix(data))
     assert np.array_equal(prob, model.predict_proba(data))
-    assert np.array_equal(contrib, _contrib.contributions(model, data))
-    explained = scoring.explain(model, data, chunk=len(data) // 3 + 1, probability=True)
-    assert np.array_equal(explained["churn_probability"].to_numpy(), prob)
-    pd.testing.assert_frame_equal(explained.drop(columns="churn_probability"), scoring.explain(model, data))
+    _, prob_only = _contrib.explain(model, model._matrix(data), contributions=False)
+    assert np.array_equal(prob_only, prob)
 
 
 @pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"objective": "regression"},

@@ -223,9 +223,9 @@ def test_a_failing_task_raises_a_clear_error_and_writes_nothing(trained, client,
 class _SlowModel(ChurnModel):
     """Takes seconds per partition, so a worker can be killed while it scores."""
 
-    def predict_proba(self, features):
+    def explain(self, matrix, **kw):
         time.sleep(3)
-        return super().predict_proba(features)
+        return super().explain(matrix, **kw)
 
 
 def test_a_worker_dying_mid_run_raises_a_clear_error_and_writes_nothing(trained, data, tmp_path):

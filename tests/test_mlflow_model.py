@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from churnguard._modelcore import BOOSTER_FILE, SPEC_FILE
-from churnguard.btyd import BGNBDParams
 from churnguard.features import build_features
-from churnguard.train import _pyfunc_input, add_bgnbd_features
+from churnguard.scoring import model_population
+from churnguard.train import _pyfunc_input
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,7 @@ def rows(trained) -> pd.DataFrame:
     """Model inputs as a caller sends them (categoricals as strings): real customers plus unseen, missing and
     textual values."""
     model = trained["result"].model
-    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features)
-    feats = add_bgnbd_features(feats, BGNBDParams(**model.metadata["bgnbd_params"]), 90)
+    feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
     x = _pyfunc_input(model, feats[feats["n_orders"] > 0].head(12))
     cat = next(iter(model.categories_))
     num = next(c for c in model.feature_names_ if c not in model.categories_)

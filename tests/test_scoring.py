@@ -41,7 +41,8 @@ def _customers():
 
 def test_every_playbook_rule_is_hit_by_its_customer():
     df = _customers()
-    flags = signals(df, sla_hours=24, new_customer_days=90, lookback_days=365)
+    flags = signals({c: df[c].to_numpy() for c in df.columns if c not in ("band", "tier", "expected")}, len(df),
+                    sla_hours=24, new_customer_days=90, lookback_days=365)
     actions = assign_actions(df["band"].to_numpy(), df["tier"].to_numpy(), flags, PLAYBOOK)
     assert actions.tolist() == df["expected"].tolist()
     assert set(actions) == {a.name for a in PLAYBOOK.actions}
@@ -51,7 +52,8 @@ def test_slow_first_answer_counts_as_bad_support():
     df = pd.DataFrame({"tickets_90d": [1, 1, 0], "first_response_hours_latest": [30.0, 10.0, 30.0],
                        "open_tickets": [0, 0, 0], "csat_latest": [np.nan] * 3, "tenure_days": [400] * 3,
                        "recency_days": [10] * 3})
-    flags = signals(df, sla_hours=24, new_customer_days=90, lookback_days=365)
+    flags = signals({c: df[c].to_numpy() for c in df.columns}, len(df), sla_hours=24, new_customer_days=90,
+                    lookback_days=365)
     assert flags["bad_support"].tolist() == [True, False, False]  # the third ticket is older than 90 days
 
 
@@ -114,11 +116,24 @@ def test_playbook_needs_a_fallback(tmp_path):
 
 
 def test_unknown_values_are_explained_in_plain_words():
-    from churnguard.scoring import _describe
+    from churnguard.scoring import describe
 
-    rows = pd.DataFrame({"gap_std_days": [np.nan, 12.4], "csat_latest": [np.nan, 2.0], "bg_frequency": [np.nan, 3.0]})
-    assert _describe("gap_std_days", rows).tolist() == [
-        "too few purchases yet to know their buying rhythm", "irregular buying rhythm (gaps vary by 12 days)"]
-    assert _describe("csat_latest", rows).tolist() == ["no CSAT answer yet", "last CSAT 2/5"]
-    assert _describe("bg_frequency", rows).tolist() == ["bg frequency unknown", "bg frequency = 3"]
-    assert _describe("open_tickets", rows).tolist() == ["open tickets unknown"] * 2  # no tickets table given
+    assert describe("gap_std_days", np.nan) == "too few purchases yet to know their buying rhythm"
+    assert describe("gap_std_days", 12.4) == "irregular buying rhythm (gaps vary by 12 days)"
+    assert describe("csat_latest", np.nan) == "no CSAT answer yet"
+    assert describe("csat_latest", 2.0) == "last CSAT 2/5"
+    assert describe("bg_frequency", np.nan) == "bg frequency unknown"
+    assert describe("bg_frequency", 3.0) == "bg frequency = 3"
+    assert describe("attr_region", None) == "attr region = unknown"
+    assert describe("recency_days", 140.0, overdue=3.06) == "no purchase for 140 days, about 3.1x their usual gap"
+    assert describe("recency_days", 140.0, overdue=1.2) == "no purchase for 140 days"
+
+
+def test_reason_texts_for_absent_features_and_categories():
+    from churnguard.scoring.reasons import reason_texts
+
+    picks = np.array([[0, 1, -1], [1, 0, -1]])
+    cols = {"attr_region": np.array([0, -1])}
+    texts = reason_texts(picks, ["open_tickets", "attr_region"], cols, {"attr_region": ("north", "south")})
+    assert texts.tolist() == [["open tickets unknown", "attr region = north", ""],  # no tickets table given
+                              ["attr region = unknown", "open tickets unknown", ""]]

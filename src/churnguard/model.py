@@ -217,6 +217,14 @@ class ChurnModel:
         raw = np.asarray(raw, dtype="float64").tolist()
         return self.calibrator_.probability(np.array([lightgbm_probability(r, scale) for r in raw]))
 
+    def explain(self, matrix: np.ndarray, *, contributions: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """TreeSHAP contributions (None unless asked for) and calibrated probabilities of the model inputs
+        ``matrix``, for any number of rows: :func:`churnguard._contrib.explain`."""
+        from churnguard._contrib import explain
+
+        self._check_fitted()
+        return explain(self, matrix, contributions=contributions)
+
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's exact TreeSHAP contributions on the raw (log-odds) scale, one column per feature."""
         self._check_fitted()

@@ -62,6 +62,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
         reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
     """
     info = model.require_info()
+    model._check_fitted()
     n = len(cols["n_orders"])
     history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
     matrix = _matrix(model, cols, levels, history)
@@ -111,15 +112,13 @@ def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[s
 def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float]
              ) -> tuple[np.ndarray | None, np.ndarray]:
     """Contributions (of every row, or of the rows above ``low`` for ``at_risk``) and probabilities."""
-    from churnguard._contrib import explain
-
     if len(matrix) == 0:
         return None, np.zeros(0)
     if reasons_for == "all":
-        return explain(model, matrix)
-    _, prob = explain(model, matrix, contributions=False)
+        return model.explain(matrix)
+    _, prob = model.explain(matrix, contributions=False)
     at_risk = rules.risk_band(prob, bands) != "low"
-    contrib = explain(model, matrix[at_risk])[0] if at_risk.any() else np.zeros((0, matrix.shape[1]))
+    contrib = model.explain(matrix[at_risk])[0] if at_risk.any() else np.zeros((0, matrix.shape[1]))
     return contrib, prob
 
 
