@@ -69,12 +69,15 @@ def _chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator[p
 
 def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
     """Bucket of each id: a hash of the id as validation reads it (text, stripped), so every table puts a
-    customer's rows in the same bucket. The hash (polars, on all cores) only needs to agree within one run."""
-    import polars as pl
+    customer's rows in the same bucket. The hash is the feature build's row hash (numpy over the Arrow
+    buffers); it only needs to agree within one run."""
     import pyarrow as pa
 
-    key = ids.astype("string").fillna("").str.strip()
-    return (pl.from_arrow(pa.array(key.array)).hash(0).to_numpy() % np.uint64(partitions)).astype(np.intp)
+    from churnguard.features.build import _hashes
+
+    key = pa.array(ids.astype("string").fillna("").str.strip().array)
+    key = key if isinstance(key, pa.ChunkedArray) else pa.chunked_array([key])
+    return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)
 
 
 def _split(path: Path, table: str, id_column: str, columns: list[str] | None, partitions: int, workdir: Path
