@@ -157,13 +157,16 @@ def test_server_health_and_model(server):
 
 
 def test_server_predict_matches_batch_scoring(server, trained, model):
-    body = {"as_of": "2025-06-30", "customers": [_customer("x1"), {"customer_id": "new"}]}
+    listed = {"customer_id": "listed", "attributes": {"signup_date": "2025-05-01", "loyalty_member": True}}
+    body = {"as_of": "2025-06-30", "customers": [_customer("x1"), listed, {"customer_id": "nothing"}]}
     r = httpx.post(f"{server}/predict", json=body)
     assert r.status_code == 200, r.text
     scores = {s["customer_id"]: s for s in r.json()["scores"]}
-    assert set(scores) == {"x1", "new"}
-    assert scores["new"]["risk_band"] == "no_history"
-    assert scores["new"]["churn_probability"] is None
+    assert set(scores) == {"x1", "listed"}  # as in a customers table: known, without a purchase
+    assert scores["listed"]["risk_band"] == "no_history"
+    assert scores["listed"]["churn_probability"] is None
+    # known from nothing at all: a reject, as the batch command reports customers with no activity
+    assert r.json()["rejected"] == [{"customer_id": "nothing", "reason": "no activity on or before as_of 2025-06-30"}]
     c = _customer("x1")
     tx = pd.DataFrame([{"customer_id": "x1", **t} for t in c["transactions"]])
     tk = pd.DataFrame([{"customer_id": "x1", **t} for t in c["tickets"]])
@@ -258,7 +261,7 @@ def test_server_reports_customers_it_cannot_score(server):
     r = httpx.post(f"{server}/predict", json=body)
     assert r.status_code == 200
     assert [s["customer_id"] for s in r.json()["scores"]] == ["x1"]
-    assert r.json()["rejected"] == [{"customer_id": "later", "reason": "no activity on or before 2025-06-30"}]
+    assert r.json()["rejected"] == [{"customer_id": "later", "reason": "no activity on or before as_of 2025-06-30"}]
 
 
 def test_partitioned_scoring_equals_single_pass(trained, tmp_path):
@@ -325,7 +328,7 @@ def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, caplo
     from churnguard.server import create_app
 
     class Broken:
-        def score(self, *args):
+        def require_info(self):
             raise RuntimeError("scoring failed")
 
     api = create_app(trained["result"].model_path)
@@ -335,7 +338,7 @@ def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, caplo
         async with api.router.lifespan_context(api):
             good = await _call(api, "POST", "/predict", body)
             routed = await _call(api, "POST", "/predict", body, root_path="/churn")
-            api.state.scorer = Broken()
+            api.state.model = Broken()
             return good, routed, await _call(api, "POST", "/predict", body)
 
     (status, headers, answer), routed, (bad_status, _, bad_answer) = asyncio.run(requests())
