@@ -13,6 +13,7 @@ answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -202,12 +203,64 @@ def _invalid(exc: ValidationError) -> bytes:
     return pydantic_core.to_json({"detail": detail})
 
 
-def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
+class _Batcher:
+    """Scores the customers of the requests that arrive together in one call of the scoring chain.
+
+    Requests that reach the event loop in the same round (several clients' bodies read in one pass) are
+    queued; the first schedules a flush for the end of that round, which scores every queued customer with one
+    :func:`churnguard.scoring.score_records` call per ``as_of`` and hands each request its own rows. The rules
+    are the same for one customer or many, and each customer is scored on its own data, so an answer never
+    depends on which other requests shared its batch; the kernel's fixed cost per call is shared instead of
+    paid per request. Should a batch fail, each of its requests is scored alone, so only a failing one fails.
+    """
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.pending: list[tuple[list[CustomerRecords], date, asyncio.Future]] = []
+
+    async def score(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        self.pending.append((customers, as_of, future))
+        return await future
+
+    def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
+        s = self.state
+        return score_records(s.model, customers, as_of, s.playbook, s.population)
+
+    def _flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for as_of in {day for _, day, _ in pending}:
+            group = [(customers, future) for customers, day, future in pending if day == as_of]
+            rows = _attempt(self._run, [c for customers, _ in group for c in customers], as_of)
+            start = 0
+            for customers, future in group:
+                if isinstance(rows, Exception):  # each request alone, so only a failing one fails
+                    result = rows if len(group) == 1 else _attempt(self._run, customers, as_of)
+                else:
+                    result, start = rows[start : start + len(customers)], start + len(customers)
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+def _attempt(fn, *args) -> Any:
+    """``fn(*args)``, or the exception it raised: handed to the waiting request, which answers 500."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+async def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
     """Status and JSON body answering ``POST /predict`` with ``body``.
 
     The body is parsed and validated by pydantic's JSON parser in one pass, the customers scored by
-    :func:`churnguard.scoring.score_records` (the same kernel and rules as batch scoring), and the answer
-    serialized by pydantic straight to JSON.
+    :func:`churnguard.scoring.score_records` (the same kernel and rules as batch scoring, see
+    :class:`_Batcher`), and the answer serialized by pydantic straight to JSON.
     """
     try:
         req = PredictRequest.model_validate_json(body)
@@ -215,7 +268,9 @@ def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
         return 422, _invalid(exc)
     as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
     customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes) for c in req.customers]
-    scores, rejected = score_records(app_state.model, customers, as_of, app_state.playbook, app_state.population)
+    results = await app_state.batcher.score(customers, as_of)
+    scores = [r for r in results if "reason" not in r]
+    rejected = [r for r in results if "reason" in r]
     # The rows hold Score's fields as plain str / float / bool / date values: pydantic's serializer writes them
     # as PredictResponse would, without building the models first.
     return 200, pydantic_core.to_json({"scores": scores, "rejected": rejected})
@@ -350,7 +405,7 @@ class _App(FastAPI):
         if body is None:
             return await _send_json(send, 413, _too_large(self.max_body_bytes))
         try:
-            status, answer = _predict(self.state, body)
+            status, answer = await _predict(self.state, body)
         except Exception:
             logger.exception("error while serving %s", scope["path"])
             status, answer = 500, b'{"detail":"internal error"}'
@@ -374,6 +429,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
+        app.state.batcher = _Batcher(app.state)
         logger.info("loaded model %s", model_path)
         # Everything loaded so far lives as long as the server: keep it out of the garbage collector's scans,
         # or each full collection pauses a worker for tens of milliseconds in the middle of requests.
@@ -415,7 +471,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     async def predict(request: Request) -> Response:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
-        status, body = _predict(request.app.state, await request.body())
+        status, body = await _predict(request.app.state, await request.body())
         return Response(body, status_code=status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))

@@ -210,13 +210,14 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
 
 
 def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
-                  population: Population | None = None) -> tuple[list[dict], list[dict]]:
+                  population: Population | None = None) -> list[dict]:
     """:func:`score_columns` for customers given as plain records (the HTTP server's path): their features by
-    the same kernel (``churnguard.features.records``), no budget and no control group.
+    the same kernel (``churnguard.features.records``), no budget and no control group. Each customer is scored
+    on its own data only, so scoring several requests' customers in one call gives each the same answer.
 
     Returns:
-        One dict of ``OUTPUT_COLUMNS`` per customer known at ``as_of``, in the order given, and one
-        ``{"customer_id", "reason"}`` per customer with no activity on or before ``as_of``.
+        One dict per customer, in the order given: a row of ``OUTPUT_COLUMNS`` for a customer known at
+        ``as_of``, else ``{"customer_id", "reason"}`` (no activity on or before ``as_of``).
     """
     from churnguard.features.kernel import categorical_levels
     from churnguard.features.records import records_features
@@ -229,18 +230,19 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
     selected, control = rules.select(np.array(ids, dtype=object), scored["expected_value"], scored["action_cost"],
                                      control_fraction=0.0)
     scored |= {"selected": selected, "control_group": control}
-    version = info.model_version
     columns = {c: scored[c].tolist() for c in OUTPUT_COLUMNS if c in scored}
-    rows = []
-    for i, customer_id in enumerate(ids):
-        row = {"customer_id": customer_id, "as_of": as_of, **{c: v[i] for c, v in columns.items()},
-               "model_version": version}
+    out, i, reason = [], 0, no_activity_reason(as_of)
+    for customer, kept in zip(customers, known.tolist(), strict=True):
+        if not kept:
+            out.append({"customer_id": customer.customer_id, "reason": reason})
+            continue
+        row = {"customer_id": customer.customer_id, "as_of": as_of, **{c: v[i] for c, v in columns.items()},
+               "model_version": info.model_version}
         if row["churn_probability"] != row["churn_probability"]:  # NaN: no purchase, no probability
             row["churn_probability"] = None
-        rows.append(row)
-    rejected = [{"customer_id": c.customer_id, "reason": no_activity_reason(as_of)}
-                for c, k in zip(customers, known, strict=True) if not k]
-    return rows, rejected
+        out.append(row)
+        i += 1
+    return out
 
 
 DRIFT_LIMIT = 200_000  # rows in the drift sample
