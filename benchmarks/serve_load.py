@@ -123,16 +123,31 @@ def _customer() -> dict:
 
 
 def _mlflow_body(model_path: Path, customer: dict, as_of: str) -> dict:
-    """MLflow's request: the same customer's feature row, as the training run's pyfunc model expects it."""
-    from churnguard.config import load_playbook
-    from churnguard.fastpath import FastScorer
+    """MLflow's request: the same customer's feature row (by churnguard's feature kernel), as the training
+    run's MLflow model expects it."""
+    from datetime import date, datetime
+
+    from churnguard.features.kernel import categorical_levels
+    from churnguard.features.records import CustomerRecords, records_features
     from churnguard.model import ChurnModel
+    from churnguard.scoring import model_population
 
     model = ChurnModel.load(model_path)
-    feats = FastScorer(model, load_playbook()).features(customer["customer_id"], customer["transactions"],
-                                                         customer["tickets"], customer["attributes"], as_of)
-    values = [feats.get(n) for n in model.feature_names_]  # absent attributes are unknown
-    row = [None if isinstance(v, float) and np.isnan(v) else v for v in values]
+    population = model_population(model)
+    parse = {"timestamp", "opened_at", "first_response_at", "resolved_at"}
+    tx, tk = ([{k: datetime.fromisoformat(v) if k in parse else v for k, v in row.items()} for row in rows]
+              for rows in (customer["transactions"], customer["tickets"]))
+    record = CustomerRecords(customer["customer_id"], tx, tk, customer["attributes"])
+    _, cols = records_features([record], date.fromisoformat(as_of), model.info.config.features, population)
+    levels = categorical_levels(population.attributes or {})
+    row = []
+    for name in model.feature_names_:  # absent attributes are unknown
+        value = cols[name][0] if name in cols else None
+        if name in levels and value is not None:
+            value = levels[name][value] if value >= 0 else None
+        elif value is not None:
+            value = None if np.isnan(value) else float(value)
+        row.append(value)
     return {"dataframe_split": {"columns": model.feature_names_, "data": [row]}}
 
 
