@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from churnguard.server import PredictRequest, create_app
+    from churnguard.serving.app import PredictRequest, create_app
 
     body = json.dumps({"as_of": AS_OF, "customers": [_customer()]}).encode()
     app = create_app(args.work_dir / "model.zip")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -53,9 +52,9 @@ def main() -> None:
 
     import psutil
 
-    from churnguard import train
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
+    from churnguard.training import run as train
 
     config = load_config()
     default_snapshots = config.snapshots.max_snapshots

@@ -61,7 +61,7 @@ def tiny_tables(config):
 def trained(tmp_path_factory):
     """A model trained once on small demo data, with its MLflow store, for the tests that need one."""
     from churnguard.demo import generate_demo_data
-    from churnguard.train import run_training
+    from churnguard.training.run import run_training
 
     tmp = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:

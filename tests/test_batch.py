@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.batch import _bucket
 from churnguard.config import load_playbook
 from churnguard.dataset import DataError
+from churnguard.engines.local import _bucket
 from churnguard.model import ChurnModel
 
 
@@ -29,8 +29,8 @@ def test_buckets_spread_the_ids():
 def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(trained, tmp_path):
     """A column the mapping names is read and checked even where no feature uses it; a missing required column
     stops the run before any partitioning, with the file's own columns in the message."""
-    from churnguard.batch import score_files
     from churnguard.config import DataConfig
+    from churnguard.engines.local import score_files
 
     model = ChurnModel.load(trained["result"].model_path)
     tx = trained["demo"].transactions.head(300).rename(columns={"discount": "Disc"})

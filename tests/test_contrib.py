@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard import _contrib, scoring
+from churnguard import scoring
 from churnguard.config import load_playbook
 from churnguard.features import build_features
+from churnguard.model import explain as _contrib
 from churnguard.scoring import model_population
-from tests.test_treeshap import CATEGORICAL, K_ZERO, _splits, _train
+from tests.lightgbm_models import CATEGORICAL, K_ZERO, _splits, _train
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ from churnguard.scoring import score_tables
 pytestmark = pytest.mark.slow
 distributed = pytest.importorskip("distributed")
 
-from churnguard.distributed import (  # after the importorskip: it needs the optional dask extra
+from churnguard.engines.dask import (  # after the importorskip: it needs the optional dask extra
     build_features_dask,
     read_tables_dask,
     score_dask,
@@ -184,7 +184,7 @@ def test_rejects_and_errors_equal_the_local_engine(client, data, tmp_path):
 
 def test_distributed_training_matches_the_local_model(trained, client, dtables, tmp_path):
     from churnguard.labels import make_labels
-    from churnguard.train import add_bgnbd_features
+    from churnguard.training.run import add_bgnbd_features
 
     cfg, local = trained["cfg"], trained["result"].model
     result = train_dask(dtables, cfg, model_out=tmp_path / "m.zip", track=False)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from churnguard.evaluation import (
+from churnguard.training.evaluation import (
     METRICS,
     compare_to_baselines,
     expected_calibration_error,
@@ -248,6 +248,6 @@ def test_plots_reject_bad_input(tmp_path):
 
 
 def test_importing_the_module_does_not_import_matplotlib_or_sklearn():
-    code = "import sys, churnguard.evaluation; print('matplotlib' in sys.modules, 'sklearn' in sys.modules)"
+    code = "import sys, churnguard.training.evaluation; print('matplotlib' in sys.modules, 'sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

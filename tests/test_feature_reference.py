@@ -15,7 +15,7 @@ from churnguard.features import build as features
 from churnguard.features import build_features, estimate_lifespan_years, kernel
 from churnguard.labels import make_labels
 from churnguard.population import Population
-from churnguard.training_set import make_training_set, snapshot_dates
+from churnguard.training.snapshots import make_training_set, snapshot_dates
 from tests import reference_features
 
 CFG = load_config()

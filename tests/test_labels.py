@@ -10,7 +10,7 @@ import pytest
 from churnguard.config import LabelConfig, SnapshotConfig
 from churnguard.dataset import validate_tables
 from churnguard.labels import make_labels
-from churnguard.training_set import make_training_set, snapshot_dates
+from churnguard.training.snapshots import make_training_set, snapshot_dates
 
 
 def _tables(config, rows):

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard._modelcore import BOOSTER_FILE, SPEC_FILE
 from churnguard.features import build_features
+from churnguard.model._modelcore import BOOSTER_FILE, SPEC_FILE
 from churnguard.scoring import model_population
-from churnguard.train import _pyfunc_input
+from churnguard.training.run import _pyfunc_input
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnguard._io import read_table, write_table
-from churnguard.monitoring import (
+from churnguard.reporting.monitoring import (
     ABSENT,
     campaign_readout,
     compare_scores,

@@ -27,7 +27,7 @@ import pytest
 from churnguard.config import DataConfig
 from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data
-from churnguard.report import (
+from churnguard.reporting.kpis import (
     STAGES,
     build_report,
     churn_rate,

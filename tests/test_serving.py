@@ -265,8 +265,8 @@ def test_server_reports_customers_it_cannot_score(server):
 
 
 def test_partitioned_scoring_equals_single_pass(trained, tmp_path):
-    from churnguard.batch import score_files
     from churnguard.config import DataConfig
+    from churnguard.engines.local import score_files
 
     model = ChurnModel.load(trained["result"].model_path)
     paths = write_demo_data(trained["demo"], tmp_path / "data", fmt="csv")
@@ -283,8 +283,8 @@ def test_partitioned_scoring_equals_single_pass(trained, tmp_path):
 
 
 def test_partitioned_rejects_keep_file_row_numbers(trained, tmp_path):
-    from churnguard.batch import score_files
     from churnguard.config import DataConfig
+    from churnguard.engines.local import score_files
 
     model = ChurnModel.load(trained["result"].model_path)
     tx = trained["demo"].transactions.head(400).copy()
@@ -325,7 +325,7 @@ def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, caplo
     import asyncio
     import json
 
-    from churnguard.server import create_app
+    from churnguard.serving.app import create_app
 
     class Broken:
         def require_info(self):

@@ -8,7 +8,7 @@ import pytest
 from churnguard.config import SnapshotConfig
 from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data
-from churnguard.training_set import make_training_set, sample_sizes
+from churnguard.training.snapshots import make_training_set, sample_sizes
 
 D1, D2, D3 = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-31"), pd.Timestamp("2024-03-01")
 

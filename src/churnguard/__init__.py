@@ -25,8 +25,8 @@ _EXPORTS = {
     "validate_tables": "churnguard.dataset",
     "build_features": "churnguard.features",
     "make_labels": "churnguard.labels",
-    "make_training_set": "churnguard.training_set",
-    "snapshot_dates": "churnguard.training_set",
+    "make_training_set": "churnguard.training.snapshots",
+    "snapshot_dates": "churnguard.training.snapshots",
     "generate_demo_data": "churnguard.demo",
     "write_demo_data": "churnguard.demo",
 }

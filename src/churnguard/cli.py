@@ -112,7 +112,7 @@ def _dask_client(scheduler: str | None, workers: int | None):
     the work runs and the dashboard link."""
     import importlib.util
 
-    from churnguard.distributed import connect
+    from churnguard.engines.dask import connect
 
     if not logging.getLogger().isEnabledFor(logging.INFO):  # without --verbose, only Dask's warnings and errors
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -138,7 +138,7 @@ def _dask_client(scheduler: str | None, workers: int | None):
 def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config,
                partitions: int | None = None, feature_inputs_only: bool = False):
     """Read, partition by customer and validate the input on the cluster (see read_tables_dask)."""
-    from churnguard.distributed import read_tables_dask
+    from churnguard.engines.dask import read_tables_dask
 
     console = _console()
     with console.status("Reading, validating and partitioning the input by customer on the cluster"):
@@ -205,7 +205,7 @@ def features(
     cfg = _run(load_config, config)
     console = _console()
     if dask:
-        from churnguard.distributed import build_features_dask
+        from churnguard.engines.dask import build_features_dask
 
         with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
                                                                     cfg.data) as dtables:
@@ -288,7 +288,7 @@ def train(
             from churnguard.dataset import load_tables
 
             tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    from churnguard.train import run_training
+    from churnguard.training.run import run_training
 
     with _progress() as progress:
         task = progress.add_task("training", total=None)
@@ -303,7 +303,7 @@ def train(
 
 def _train_dask(transactions: Path, tickets: Path | None, customers: Path | None, cfg, *, model_out: Path,
                 as_of: str | None, config_text: str, scheduler: str | None, workers: int | None) -> None:
-    from churnguard.distributed import train_dask
+    from churnguard.engines.dask import train_dask
 
     with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
                                                                 cfg.data) as dtables:
@@ -383,7 +383,7 @@ def evaluate(
 
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
-    from churnguard.train import run_evaluation
+    from churnguard.training.run import run_evaluation
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
@@ -438,7 +438,7 @@ def score(
         data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
     console = _console()
     if dask:
-        from churnguard.distributed import score_dask
+        from churnguard.engines.dask import score_dask
 
         with (_dask_client(scheduler, workers) as client,
               _read_dask(client, transactions, tickets, customers, data_cfg, partitions,
@@ -450,7 +450,7 @@ def score(
                 seed=seed, out=out, on_step=lambda msg: progress.update(task, description=msg),
             )
     else:
-        from churnguard.batch import score_files
+        from churnguard.engines.local import score_files
 
         with _progress() as progress:
             task = progress.add_task("scoring", total=None)
@@ -515,7 +515,7 @@ def serve(
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
     if config is not None:
         os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(config.resolve())
-    uvicorn.run("churnguard.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
 
 
@@ -551,7 +551,7 @@ def report(
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
-    from churnguard.report import build_report, write_report
+    from churnguard.reporting.kpis import build_report, write_report
 
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
@@ -608,7 +608,7 @@ def compare(
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
     from churnguard._io import read_table, write_table
-    from churnguard.monitoring import compare_scores, plot_transitions
+    from churnguard.reporting.monitoring import compare_scores, plot_transitions
 
     for p in (old, new):
         if not p.is_file():
@@ -640,8 +640,8 @@ def campaign_readout(
     from churnguard._io import read_table, write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
-    from churnguard.monitoring import campaign_readout as readout_fn
-    from churnguard.monitoring import plot_readout
+    from churnguard.reporting.monitoring import campaign_readout as readout_fn
+    from churnguard.reporting.monitoring import plot_readout
 
     if not scores.is_file():
         _fail(f"{scores}: scores file not found")

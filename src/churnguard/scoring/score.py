@@ -92,7 +92,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
 def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
             rows: np.ndarray) -> np.ndarray:
     """The model inputs of the customers ``rows`` (a mask), categorical codes mapped onto the model's levels."""
-    from churnguard._modelcore import column_matrix
+    from churnguard.model._modelcore import column_matrix
 
     inputs = {}
     for name in model.feature_names_:
@@ -260,7 +260,7 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, 
 
 def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 0.2) -> pd.DataFrame | None:
     """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
-    from churnguard.monitoring import drift_table
+    from churnguard.reporting.monitoring import drift_table
 
     profiles = model.require_info().drift_profiles
     if not profiles or sample is None or sample.empty:

@@ -15,7 +15,7 @@ import pandas as pd
 try:  # the copy logged with the model (MLflow puts its code directory on sys.path), which matches its files
     from _modelcore import StandaloneModel
 except ImportError:  # run without the model's code directory on sys.path
-    from churnguard._modelcore import StandaloneModel
+    from churnguard.model._modelcore import StandaloneModel
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):

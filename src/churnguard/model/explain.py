@@ -18,6 +18,7 @@ those rules: NaN and zero each get a code of their own, and a categorical value 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,17 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
+
+def sigmoid_scale(booster) -> float:
+    """The binary objective's ``sigmoid`` parameter of a booster (LightGBM's default 1.0)."""
+    return float(booster.params.get("sigmoid", 1.0))
+
+
+def lightgbm_probability(raw: float, scale: float) -> float:
+    """The binary objective's probability for a raw score, computed as LightGBM does (libm's ``exp``, which
+    numpy's vectorised ``exp`` need not match in the last bit)."""
+    return 1.0 / (1.0 + math.exp(-scale * raw))
+
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f: |x| <= this counts as zero
 MIN_ROWS = 5_000  # below this, one plain pred_contrib call is as fast (see ``explain``)
@@ -36,7 +48,7 @@ def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
             ) -> tuple[np.ndarray | None, np.ndarray]:
     """LightGBM's exact TreeSHAP contributions (rows x model features, on the log-odds scale; None when not
     asked for) and the calibrated churn probabilities of the model inputs ``matrix``
-    (``churnguard._modelcore.column_matrix``), for any number of rows.
+    (``churnguard.model._modelcore.column_matrix``), for any number of rows.
 
     Below ``MIN_ROWS`` rows this is LightGBM's own ``pred_contrib`` and ``predict`` (one thread for a few
     rows, where starting threads costs more than the work). From ``MIN_ROWS`` rows on, the contributions are

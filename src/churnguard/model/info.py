@@ -1,6 +1,6 @@
 """What a trained model knows besides its trees, as one typed, frozen object: :class:`ModelInfo`.
 
-Training builds it once (:func:`churnguard.train.model_metadata`); the model file stores
+Training builds it once (:func:`churnguard.training.run.model_metadata`); the model file stores
 :meth:`ModelInfo.to_dict` as JSON and loading parses it back with :meth:`ModelInfo.from_dict`, so the config is
 validated and the population state (lifespan, VIP threshold, BG/NBD parameters, horizon) is built once, where
 the file is read. Scoring, serving and evaluation read attributes (``model.info.population.lifespan_years``,
@@ -15,7 +15,7 @@ from typing import Any
 
 from churnguard.btyd import BGNBDParams
 from churnguard.config import Config
-from churnguard.model import _Calibrator
+from churnguard.model.churn_model import _Calibrator
 from churnguard.population import Population
 
 __all__ = ["ModelInfo"]

@@ -6,7 +6,7 @@ or ``tracking.tracking_uri`` / ``--tracking-uri`` point elsewhere.
 
 Training rows: when the training snapshots hold more labelled rows than ``snapshots.max_train_rows``, each
 training snapshot keeps a seeded random sample of its customers, in proportion to its size
-(:func:`churnguard.training_set.sample_sizes`), drawn as the snapshot is built so the full set is never in
+(:func:`churnguard.training.snapshots.sample_sizes`), drawn as the snapshot is built so the full set is never in
 memory. The validation and test snapshots are never sampled. The run's summary, MLflow params and model card
 say how many rows were used of how many.
 
@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from churnguard import __version__, btyd
-from churnguard.evaluation import (
+from churnguard.features import build_features, to_day
+from churnguard.labels import make_labels
+from churnguard.model.churn_model import ChurnModel, _Calibrator
+from churnguard.model.info import ModelInfo
+from churnguard.population import Population
+from churnguard.reporting.monitoring import reference_profile
+from churnguard.training.evaluation import (
     compare_to_baselines,
     plot_calibration,
     plot_feature_importance,
@@ -43,13 +49,7 @@ from churnguard.evaluation import (
     scorecard,
     scorecard_markdown,
 )
-from churnguard.features import build_features, to_day
-from churnguard.labels import make_labels
-from churnguard.model import ChurnModel, _Calibrator
-from churnguard.model_info import ModelInfo
-from churnguard.monitoring import reference_profile
-from churnguard.population import Population
-from churnguard.training_set import _Snapshots, sample_sizes, snapshot_dates
+from churnguard.training.snapshots import _Snapshots, sample_sizes, snapshot_dates
 
 if TYPE_CHECKING:
     from churnguard.config import Config, TrackingConfig
@@ -476,7 +476,7 @@ def _log_pyfunc(result: TrainResult, example: pd.DataFrame):
     import mlflow
     from mlflow.models import infer_signature
 
-    from churnguard import _modelcore
+    from churnguard.model import _modelcore
 
     model = result.model
     with tempfile.TemporaryDirectory() as tmp:

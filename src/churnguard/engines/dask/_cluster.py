@@ -11,7 +11,7 @@ from churnguard.dataset import DataError
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from churnguard.distributed._read import DaskTables
+    from churnguard.engines.dask._read import DaskTables
 
 
 def connect(scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1,

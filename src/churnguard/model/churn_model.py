@@ -7,7 +7,7 @@ Model file format (``.zip``, format 2): data only, so loading it never runs code
 
 * ``manifest.json``: the format version, the package version and each other member's size and SHA-256;
 * ``model.json``: feature names, categories, best iteration, settings, the calibrator's scalars, and the
-  :class:`~churnguard.model_info.ModelInfo` (``info``) as JSON;
+  :class:`~churnguard.model.info.ModelInfo` (``info``) as JSON;
 * ``booster.txt``: LightGBM's own text model, up to the best iteration;
 * ``calibrator_x.npy``, ``calibrator_y.npy``: the calibrator's steps, read with ``allow_pickle=False``.
 
@@ -33,17 +33,17 @@ import pandas as pd
 
 from churnguard import __version__
 from churnguard._io import atomic_write_bytes
-from churnguard._modelcore import (
+from churnguard.model._modelcore import (
     PROBABILITY_FLOOR,  # noqa: F401  (re-exported: other modules import it from here)
     Calibrator,
     category_codes,
     feature_matrix,
     numbers,
 )
-from churnguard._modelcore import logit as _logit
+from churnguard.model._modelcore import logit as _logit
 
 if TYPE_CHECKING:
-    from churnguard.model_info import ModelInfo
+    from churnguard.model.info import ModelInfo
 
 __all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "convert_model_file",
            "feature_columns"]
@@ -78,7 +78,7 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 
 class _Calibrator(Calibrator):
-    """:class:`churnguard._modelcore.Calibrator` (the arithmetic, shared with the MLflow model) fitted with
+    """:class:`churnguard.model._modelcore.Calibrator` (the arithmetic, shared with the MLflow model) fitted with
     scikit-learn."""
 
     @classmethod
@@ -106,7 +106,7 @@ class ChurnModel:
         seed: random seed for LightGBM's bagging and feature sampling.
         monotone_constraints: feature name -> 1 (risk may only rise with it) or -1, all else equal.
         info: what training learned besides the trees (config, population state, scorecards, ...), set by
-            :func:`churnguard.train.run_training`; None for a model fitted on its own.
+            :func:`churnguard.training.run.run_training`; None for a model fitted on its own.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -180,7 +180,7 @@ class ChurnModel:
         """
         if self.info is None:
             raise NotFittedError("this ChurnModel has no training info (config, population state): train it with "
-                                 "churnguard.train.run_training or 'churnguard train'")
+                                 "churnguard.training.run.run_training or 'churnguard train'")
         return self.info
 
     def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -210,7 +210,7 @@ class ChurnModel:
     def proba_from_raw_score(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, as LightGBM computes it,
         then the calibration."""
-        from churnguard._treeshap import lightgbm_probability, sigmoid_scale
+        from churnguard.model.explain import lightgbm_probability, sigmoid_scale
 
         self._check_fitted()
         scale = sigmoid_scale(self.booster_)
@@ -219,8 +219,8 @@ class ChurnModel:
 
     def explain(self, matrix: np.ndarray, *, contributions: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """TreeSHAP contributions (None unless asked for) and calibrated probabilities of the model inputs
-        ``matrix``, for any number of rows: :func:`churnguard._contrib.explain`."""
-        from churnguard._contrib import explain
+        ``matrix``, for any number of rows: :func:`churnguard.model.explain.explain`."""
+        from churnguard.model.explain import explain
 
         self._check_fitted()
         return explain(self, matrix, contributions=contributions)
@@ -320,7 +320,7 @@ class ChurnModel:
         """
         import lightgbm as lgb
 
-        from churnguard.model_info import ModelInfo
+        from churnguard.model.info import ModelInfo
 
         path = Path(path)
         members = _read_members(path)
@@ -430,6 +430,6 @@ def convert_model_file(old: str | Path, new: str | Path) -> Path:
         ModelFileError: the old file is missing, not in the old format, damaged, or its signature does not
             match the key (or there is no key).
     """
-    from churnguard._legacy_model import read_legacy_model
+    from churnguard.model._legacy import read_legacy_model
 
     return read_legacy_model(old).save(new)

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard.dataset import Tables
-from churnguard.distributed._cluster import _client_for, _gather, _Tasks
-from churnguard.distributed._validate import _concat
+from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._validate import _concat
 from churnguard.features import build_features, kernel, to_day
 from churnguard.features.build import attribute_summaries, known_listed, lifespan_inputs
 from churnguard.population import Population
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
     from churnguard.config import FeatureConfig
-    from churnguard.distributed._read import DaskTables
+    from churnguard.engines.dask._read import DaskTables
 
 def _lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
     return lifespan_inputs(tables.transactions, as_of)

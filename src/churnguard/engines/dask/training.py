@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from churnguard.dataset import Tables
-from churnguard.distributed._cluster import _client_for, _gather, _Tasks
-from churnguard.distributed._validate import _concat
-from churnguard.distributed.features import _combine, _feature_snapshots
+from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._validate import _concat
+from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
 
 if TYPE_CHECKING:
@@ -22,16 +22,16 @@ if TYPE_CHECKING:
 
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config
-    from churnguard.distributed._read import DaskTables
+    from churnguard.engines.dask._read import DaskTables
     from churnguard.model import ChurnModel
-    from churnguard.train import TrainResult
+    from churnguard.training.run import TrainResult
 
 _TABLES = ("transactions", "tickets", "customers")
-_WEEK = 7.0  # BG/NBD runs in weeks, as in churnguard.train
+_WEEK = 7.0  # BG/NBD runs in weeks, as in churnguard.training.run
 
 
 def _bg_counts(feats: pd.DataFrame) -> pd.DataFrame:
-    """This partition's (x, t_x, T) histories in weeks with their counts, as churnguard.train.fit_bgnbd
+    """This partition's (x, t_x, T) histories in weeks with their counts, as churnguard.training.run.fit_bgnbd
     compresses them (BG/NBD's fit merges identical rows, so the global fit on these counts is the same)."""
     has = feats["bg_frequency"].notna()
     rows = pd.DataFrame({"x": feats.loc[has, "bg_frequency"], "tx": feats.loc[has, "bg_recency_days"] / _WEEK,
@@ -48,9 +48,9 @@ def _fit_bgnbd(counts: list[pd.DataFrame]) -> BGNBDParams:
 
 def _training_rows(feats: pd.DataFrame, tables: Tables, params: BGNBDParams, as_of: pd.Timestamp, horizon: int,
                    lookback: int) -> pd.DataFrame:
-    """One snapshot's labelled rows of one partition, as churnguard.training_set.make_training_set makes them."""
+    """One snapshot's labelled rows of one partition, as churnguard.training.snapshots.make_training_set makes them."""
     from churnguard.labels import make_labels
-    from churnguard.train import add_bgnbd_features
+    from churnguard.training.run import add_bgnbd_features
 
     x = add_bgnbd_features(feats, params, horizon)
     y = make_labels(tables.transactions, as_of, horizon, lookback)
@@ -86,7 +86,7 @@ def _row_hashes(tables: Tables) -> list[np.ndarray]:
 
 
 def _fingerprint(client: Client, dtables: DaskTables) -> str:
-    """churnguard.train.data_fingerprint of the same data: the sorted row hashes of each table."""
+    """churnguard.training.run.data_fingerprint of the same data: the sorted row hashes of each table."""
     import hashlib
 
     tasks = _Tasks(client)
@@ -131,13 +131,13 @@ def train_dask(
         as_of: "today": the last day whose data may be used (default: the last transaction day).
         sample_rows: training rows for choosing the number of boosting rounds.
         config_text: the YAML the config came from, logged to MLflow.
-        track: record the run in MLflow (with ``churnguard.train``'s logging: the training curves are those of
+        track: record the run in MLflow (with ``churnguard.training.run``'s logging: the training curves are those of
             the round-choosing sample model).
         on_step: progress callback, called with a short description before each step.
     """
-    from churnguard.evaluation import compare_to_baselines
-    from churnguard.model import ChurnModel, _Calibrator
-    from churnguard.train import (
+    from churnguard.model.churn_model import ChurnModel, _Calibrator
+    from churnguard.training.evaluation import compare_to_baselines
+    from churnguard.training.run import (
         TrainResult,
         _log_training_run,
         _sampling_summary,
@@ -145,7 +145,7 @@ def train_dask(
         model_metadata,
         split_by_time,
     )
-    from churnguard.training_set import snapshot_dates
+    from churnguard.training.snapshots import snapshot_dates
 
     step = on_step or (lambda _msg: None)
     client = _client_for(dtables, client)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from churnguard.dataset import _DATES, REJECT_COLUMNS, Tables, feature_columns
-from churnguard.distributed._cluster import _gather, _Tasks, connect
-from churnguard.distributed._plan import _plan, _read_chunk, _Source
-from churnguard.distributed._validate import (
+from churnguard.engines.dask._cluster import _gather, _Tasks, connect
+from churnguard.engines.dask._plan import _plan, _read_chunk, _Source
+from churnguard.engines.dask._validate import (
     _census,
     _check_columns,
     _date_formats,

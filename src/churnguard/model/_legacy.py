@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from churnguard.model import _OLD_MAGIC, ChurnModel, ModelFileError, _Calibrator
+from churnguard.model.churn_model import _OLD_MAGIC, ChurnModel, ModelFileError, _Calibrator
 
 _MAX_HEADER = 64 * 1024
 
@@ -92,8 +92,8 @@ def read_legacy_model(path: str | Path) -> ChurnModel:
 
 
 def _legacy_info(meta: dict[str, Any]):
-    """The format 1 metadata dict (as ``churnguard.train.model_metadata`` wrote it) as a ModelInfo."""
-    from churnguard.model_info import ModelInfo
+    """The format 1 metadata dict (as ``churnguard.training.run.model_metadata`` wrote it) as a ModelInfo."""
+    from churnguard.model.info import ModelInfo
 
     lifespan = meta["summary"].get("lifespan_years")
     if lifespan is None:

@@ -12,16 +12,16 @@ import pandas as pd
 
 from churnguard._io import TABLE_SUFFIXES, atomic_path
 from churnguard.dataset import Tables
-from churnguard.distributed._cluster import _client_for, _gather, _Tasks
-from churnguard.distributed._validate import _concat
-from churnguard.distributed.features import _combine, _feature_snapshots
+from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._validate import _concat
+from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
     from churnguard.config import Playbook
-    from churnguard.distributed._read import DaskTables
+    from churnguard.engines.dask._read import DaskTables
     from churnguard.model import ChurnModel
     from churnguard.scoring import ScoreResult
 

@@ -17,7 +17,7 @@ from churnguard.dataset import _DATES, CONTRACT, ROW_COLUMN, DataError, Tables, 
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
-    from churnguard.distributed._plan import _Source
+    from churnguard.engines.dask._plan import _Source
 
 # A valid row appended to every table of every partition before validation (and removed after): it keeps
 # validate_tables from refusing a partition whose table is empty or has only bad rows, which are facts about
@@ -52,7 +52,7 @@ def _census(frame: pd.DataFrame, date_columns: tuple[str, ...]) -> dict[str, Any
 
 
 def _bucket(ids: pd.Series, n: int) -> np.ndarray:
-    """Partition of each row: a hash of the stripped customer id (as in churnguard.batch)."""
+    """Partition of each row: a hash of the stripped customer id (as in churnguard.engines.local)."""
     key = ids.astype("string").fillna("").str.strip()
     return (pd.util.hash_pandas_object(key, index=False).to_numpy() % n).astype(np.int64)
 

@@ -1,0 +1,19 @@
+"""The churn model: a calibrated LightGBM classifier, its learned state and its file.
+
+``churn_model`` (``ChurnModel``: fit, predict, save, load), ``info`` (``ModelInfo``: what training learned,
+parsed once when the file is loaded), ``explain`` (TreeSHAP contributions and probabilities for any number of
+rows), ``_modelcore`` (the prediction rules shared with the MLflow model, which runs without churnguard).
+"""
+
+from churnguard.model.churn_model import (
+    FORMAT_VERSION,
+    ChurnModel,
+    ModelFileError,
+    NotFittedError,
+    convert_model_file,
+    feature_columns,
+)
+from churnguard.model.info import ModelInfo
+
+__all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "ModelInfo", "NotFittedError", "convert_model_file",
+           "feature_columns"]

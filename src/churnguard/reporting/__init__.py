@@ -1,0 +1,1 @@
+"""Retention KPIs and charts (``kpis``); score comparison, drift and campaign read-out (``monitoring``)."""
