@@ -36,6 +36,14 @@ class CustomerRecords:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def _day(value: datetime) -> int:
+    """The calendar day of a timestamp as a day number (``churnguard.features.kernel.day_numbers``)."""
+    return value.toordinal() - _EPOCH
+
+
 def _times(values: list) -> np.ndarray:
     return np.array([np.datetime64("NaT") if v is None else v for v in values], dtype="datetime64[us]")
 
@@ -82,7 +90,7 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     n = int(known.sum())
     tx_pos = where[np.array([i for i, _ in tx], dtype=np.intp)]
     amount = np.array([float(t["amount"]) for _, t in tx], dtype="float64")
-    age = (day - k.day_numbers(_times([t["timestamp"] for _, t in tx]))).astype("float64")
+    age = np.array([day - _day(t["timestamp"]) for _, t in tx], dtype="float64")
     buy, refund = amount > 0, amount < 0
     keys = [_order_key(t) for (_, t), b in zip(tx, buy, strict=True) if b]
     orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))

@@ -41,6 +41,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 from churnguard.config import load_playbook
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
+from churnguard.model.explain import row_tables
 from churnguard.scoring import (
     OUTPUT_COLUMNS,
     model_population,
@@ -430,6 +431,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
         app.state.batcher = _Batcher(app.state)
+        row_tables(app.state.model)  # built (and checked against LightGBM) before the first request
         logger.info("loaded model %s", model_path)
         # Everything loaded so far lives as long as the server: keep it out of the garbage collector's scans,
         # or each full collection pauses a worker for tens of milliseconds in the middle of requests.

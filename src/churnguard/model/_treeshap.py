@@ -1,0 +1,377 @@
+"""LightGBM's TreeSHAP contributions and raw score for one row, from tables built once per model.
+
+Path-dependent TreeSHAP (``Booster.predict(..., pred_contrib=True)``) walks every tree recursively for each
+row. What one leaf adds to the contributions depends only on which of the splits on its root -> leaf path the
+row agrees with: at each split, the path's child is either the side the row goes to ("hot") or the other one,
+and the leaf's term for each feature on its path is a function of those bits alone (a share of the leaf value
+set by the covers along the path). A leaf of the compact default trees (depth <= 5) has at most 2^5 such
+patterns, so :class:`TreeShap` runs LightGBM's recursion once per leaf and pattern when it is built and keeps
+the terms. Per row it decides every split of every tree in a few array operations, packs each leaf's bits into
+its pattern, looks the terms up and adds them: the tabulation of "Fast TreeSHAP v2" (Yang, 2021) for one row.
+
+The numbers are LightGBM's to the bit, not just to rounding:
+
+- the terms are computed with the floating-point operations of LightGBM's ``Tree::TreeSHAP``
+  (``ExtendPath``, ``UnwindPath`` when a feature comes back on the path, ``UnwoundPathSum``) in the same
+  order, elementwise over all leaves and patterns at once;
+- they are added in LightGBM's order: tree by tree and, within a tree, leaf by leaf in the order of its
+  recursion (depth first, the row's own side of each split first), so each leaf's place in that order is
+  looked up with its pattern too; the expected value is each tree's ``ExpectedValue``, added tree by tree;
+- the leaf a row reaches is the one whose splits it all agrees with; the raw score adds those leaves' values
+  in tree order, starting from 0.0, as ``GBDT::PredictRaw`` does.
+
+Decision rules mirrored (``Tree::NumericalDecision`` / ``CategoricalDecision``, LightGBM 4): values with
+``|x| <= kZeroThreshold`` are zero (LightGBM leaves them out of the row it predicts); a numeric split sends
+``x <= threshold`` left, NaN counts as zero unless the split's ``missing_type`` is NaN, and a missing value
+(NaN under NaN, zero under Zero) takes the ``default_left`` side; a categorical split sends a value left when
+its integer part is one of the split's categories, and NaN, negative, infinite and huge values right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_DEPTH", "TreeShap"]
+
+MAX_DEPTH = 8  # longest root -> leaf path tabulated (2^8 patterns for such a leaf; a pattern is one byte)
+_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f
+_MAX_CATEGORY = 1 << 16  # categorical splits on larger codes are left to LightGBM
+_MAX_TERMS = 1 << 23  # table entries (8 bytes each); larger models are left to LightGBM
+
+
+@dataclass
+class _Leaf:
+    tree: int
+    value: float
+    count: int  # training rows in the leaf (its cover)
+    nodes: list[int]  # global ids of the splits on the path, root first
+    left: list[bool]  # the path's side of each
+    features: list[int]
+    ratios: list[float]  # cover of the path's child / cover of the split
+    siblings: list[int]  # leaves under the child the path does not take
+
+
+class TreeShap:
+    """Exact TreeSHAP contributions and raw score of a LightGBM model for one row (see the module docstring).
+
+    Args:
+        booster: a ``lightgbm.Booster`` with one tree per iteration (binary or regression objectives) and
+            constant leaves.
+        num_iteration: trees used, from the first, as ``Booster.predict(num_iteration=...)``.
+
+    Raises:
+        ValueError: for other kinds of models, paths longer than ``MAX_DEPTH`` splits and tables over 64 MB;
+            callers then use LightGBM's own prediction.
+    """
+
+    def __init__(self, booster: Any, num_iteration: int) -> None:
+        model = booster.dump_model(num_iteration=num_iteration)
+        if model.get("num_tree_per_iteration", 1) != 1 or model.get("average_output"):
+            raise ValueError("TreeShap handles models with one tree per iteration and summed outputs only")
+        if booster.params.get("linear_tree"):
+            raise ValueError("TreeShap does not handle linear trees")
+        self.n_features = booster.num_feature()
+        splits: list[dict] = []
+        leaves: list[_Leaf] = []
+        self.expected_value = 0.0
+        thresholds = _thresholds(booster.model_to_string(num_iteration=num_iteration))
+        for t, info in enumerate(model["tree_info"][:num_iteration]):
+            root = info["tree_structure"]
+            if "split_feature" not in root:  # a single leaf: Tree::ExpectedValue is its value
+                leaves.append(_Leaf(t, float(root["leaf_value"]), 0, [], [], [], [], []))
+                self.expected_value += float(root["leaf_value"])
+                continue
+            found: dict[int, _Leaf] = {}
+            first = len(splits)
+            _walk(root, t, splits, found, [], [], [], [], [])
+            for split in splits[first:]:
+                if split["decision_type"] == "<=":
+                    split["threshold"] = thresholds[t][split["split_index"]]
+            total = float(root["internal_count"])
+            expected = 0.0
+            for index in sorted(found):  # Tree::ExpectedValue, leaves in index order
+                expected += (found[index].count / total) * found[index].value
+            self.expected_value += expected
+            leaves += [found[i] for i in sorted(found)]
+        depth = max(len(leaf.nodes) for leaf in leaves) if leaves else 0
+        if depth > MAX_DEPTH:
+            raise ValueError(f"a path of {depth} splits: TreeShap tabulates at most {MAX_DEPTH}")
+        self._split_arrays(splits)
+        self._leaf_arrays(leaves)
+
+    # -- tables ------------------------------------------------------------------------------------------
+
+    def _split_arrays(self, splits: list[dict]) -> None:
+        """Per split, how its bit is computed from the row: one comparison ``(sign * x) <= threshold`` for all
+        numeric splits, categorical splits per feature from a table of the codes each split sends left.
+
+        A numeric split's bit is ``x <= t`` (it goes left) when a missing value goes right, and ``x > t``
+        (it goes right), computed as ``-x <= -nextafter(t, inf)``, when a missing value goes left: NaN fails
+        both comparisons, so it lands on its side with no test of its own. Zero under ``missing_type`` Zero
+        is then cleared to its default side too.
+        """
+        n = self.n_features
+        self._n_splits = len(splits)
+        self._threshold = np.full(len(splits), np.nan)  # NaN (never <=) for categorical splits, set after
+        self._reads_right = np.zeros(len(splits), dtype=bool)  # the bit says "goes right"
+        negated = np.zeros(len(splits), dtype=bool)
+        zero: list[tuple[int, int]] = []
+        categorical: dict[int, list[tuple[int, list[int]]]] = {}
+        for i, s in enumerate(splits):
+            f = int(s["split_feature"])
+            if s["decision_type"] == "==":
+                categorical.setdefault(f, []).append((i, [int(c) for c in str(s["threshold"]).split("||")]))
+                continue
+            if s["decision_type"] != "<=":
+                raise ValueError(f"unknown decision type {s['decision_type']!r}")
+            t = float(s["threshold"])
+            missing = s.get("missing_type", "None")
+            # where NaN goes: its default side, or zero's side when NaN counts as zero (missing_type None)
+            nan_left = 0.0 <= t if missing == "None" else bool(s["default_left"])
+            if missing == "Zero":
+                zero.append((i, f))
+            self._reads_right[i] = negated[i] = nan_left
+            if nan_left:  # x > inf never holds: NaN as the threshold fails every comparison
+                self._threshold[i] = np.nan if t == math.inf else -np.nextafter(t, math.inf)
+            else:
+                self._threshold[i] = t
+        self._signs = np.array([[1.0], [-1.0]])
+        self._source = np.array([int(s["split_feature"]) for s in splits], dtype=np.intp) + n * negated
+        self._zero_splits = np.array([i for i, _ in zero], dtype=np.intp)
+        self._zero_features = np.array([f for _, f in zero], dtype=np.intp)
+        # Zeroing tiny values changes a comparison only for a threshold in [-kZeroThreshold, kZeroThreshold).
+        numeric = np.array([float(s["threshold"]) for s in splits if s["decision_type"] == "<="])
+        self._zero_row = bool(((numeric >= -_ZERO) & (numeric < _ZERO)).any())
+        self._categorical = []
+        for f, cats in sorted(categorical.items()):
+            size = max(max(codes) for _, codes in cats) + 1
+            if size > _MAX_CATEGORY:
+                raise ValueError(f"a categorical split on code {size - 1}: TreeShap tabulates codes below "
+                                 f"{_MAX_CATEGORY}")
+            table = np.zeros((size + 1, len(cats)), dtype=bool)  # the last row: codes every split sends right
+            for k, (_, codes) in enumerate(cats):
+                table[codes, k] = True
+            self._categorical.append((f, np.array([i for i, _ in cats], dtype=np.intp), size, table))
+
+    def _leaf_arrays(self, leaves: list[_Leaf]) -> None:
+        """Per leaf: where its path's agreement bits are read; per leaf and pattern: the terms to add (and,
+        for the all-agreeing pattern, the leaf value for the raw score) and the place in LightGBM's order."""
+        ns, n = self._n_splits, self.n_features
+        # the splits' bits (see __call__) along each leaf's path; padding reads a final False
+        self._path = np.full((len(leaves), MAX_DEPTH), ns, dtype=np.intp)
+        # a bit that says the opposite of what the path needs (goes right where the path goes left, or left
+        # where it goes right) is flipped: the leaf's rows are stored at pattern ^ flip
+        flip = np.zeros(len(leaves), dtype=np.intp)
+        for i, leaf in enumerate(leaves):
+            self._path[i, : len(leaf.nodes)] = leaf.nodes
+            flip[i] = sum(1 << d for d, (s, left) in enumerate(zip(leaf.nodes, leaf.left, strict=True))
+                          if left == self._reads_right[s])
+        self._flip = flip
+        lengths = np.array([len(leaf.nodes) for leaf in leaves], dtype=np.intp)
+        self._base = np.concatenate([[0], np.cumsum(1 << lengths)[:-1]]).astype(np.intp)
+        width = max((len(set(leaf.features)) for leaf in leaves), default=0) + 1
+        rows = int((1 << lengths).sum())
+        if rows * width > _MAX_TERMS:
+            raise ValueError(f"{rows * width} table entries: TreeShap tabulates at most {_MAX_TERMS}")
+        # Small integer types: the tables are read at random, and what stays in the CPU cache counts.
+        self._terms = np.zeros((rows, width))
+        # padding adds 0.0 to the expected value's slot (n), which is set afterwards
+        self._slot = np.full((len(leaves), width), n, dtype=_small_int(n + 2))
+        self._position = np.empty(rows, dtype=_small_int(len(leaves)))
+        self._leaves = np.arange(len(leaves), dtype=np.intp)
+        first: dict[int, int] = {}
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, leaf in enumerate(leaves):
+            first.setdefault(leaf.tree, i)
+            groups.setdefault(_repeats(leaf.features), []).append(i)
+        for repeats, members in groups.items():
+            self._tabulate(repeats, [leaves[i] for i in members], np.array(members, dtype=np.intp), first)
+
+    def _tabulate(self, repeats: tuple[int, ...], leaves: list[_Leaf], index: np.ndarray,
+                  first: dict[int, int]) -> None:
+        """Fill the rows of these leaves, whose paths repeat features alike (so LightGBM's recursion takes
+        the same steps for all of them), for every agreement pattern (bit d: the row takes the path's side at
+        its split d), computed leaf-major, then pattern."""
+        p, g = len(repeats), len(leaves)
+        masks = np.arange(1 << p)
+        rows = (self._base[index][:, None] + (masks ^ self._flip[index][:, None])).reshape(-1)
+        start = np.repeat([first[leaf.tree] for leaf in leaves], 1 << p)
+        values = np.repeat([leaf.value for leaf in leaves], 1 << p)
+        full = rows[masks.size - 1 :: masks.size]  # the pattern of the leaf the row reaches: all bits set
+        reached = values[masks.size - 1 :: masks.size]
+        if p == 0:  # a single-leaf tree: no terms, and its leaf is always reached
+            self._position[rows] = start
+            self._slot[index, 0], self._terms[full, 0] = self.n_features + 1, reached
+            return
+        agree = np.broadcast_to(((masks[:, None] >> np.arange(p)) & 1).astype(np.float64), (g, 1 << p, p))
+        agree = agree.reshape(-1, p).T  # (p, rows)
+        ratios = np.repeat(np.array([leaf.ratios for leaf in leaves]).reshape(g, p), 1 << p, axis=0).T
+        steps, terms = _leaf_terms(repeats, ratios, agree, values)
+        for k, (step, term) in enumerate(zip(steps, terms, strict=True)):
+            self._terms[rows, k] = term
+            self._slot[index, k] = [leaf.features[step] for leaf in leaves]
+        # then the raw score's slot: the reached leaf adds its value, the others 0.0
+        self._slot[index, len(steps)], self._terms[full, len(steps)] = self.n_features + 1, reached
+        # place in the recursion: after the leaves under each sibling the row went to instead of the path
+        siblings = np.array([leaf.siblings for leaf in leaves], dtype=np.intp).reshape(g, p)
+        siblings = np.repeat(siblings, 1 << p, axis=0).T
+        self._position[rows] = start + ((1 - agree.astype(np.intp)) * siblings).sum(axis=0)
+
+    # -- per row -----------------------------------------------------------------------------------------
+
+    def __call__(self, row: np.ndarray) -> tuple[np.ndarray, float]:
+        """Contributions of one float64 row (one per feature, then the expected value, as ``pred_contrib``)
+        and its raw score. Nothing is kept between calls: threads may share one instance."""
+        ns, n = self._n_splits, self.n_features
+        if self._zero_row:
+            row = np.where(np.abs(row) <= _ZERO, 0.0, row)
+        bits = np.zeros(ns + 1, dtype=bool)  # one per split (see _split_arrays), then the padding's False
+        np.less_equal((self._signs * row).take(self._source), self._threshold, out=bits[:ns])
+        if len(self._zero_splits):
+            bits[self._zero_splits] &= np.abs(row.take(self._zero_features)) > _ZERO
+        for f, cats, size, table in self._categorical:
+            v = float(row[f])
+            bits[cats] = table[int(v) if -1.0 < v < size else size]  # NaN, negative, too large: right
+        pattern = np.packbits(bits.take(self._path), axis=None, bitorder="little")
+        rows = self._base + pattern
+        leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
+        leaf_at[self._position.take(rows)] = self._leaves
+        out = np.bincount(self._slot.take(leaf_at, axis=0).ravel(),
+                          self._terms.take(rows.take(leaf_at), axis=0).ravel(), minlength=n + 2)
+        raw = float(out[n + 1])
+        out = out[: n + 1]
+        out[n] = self.expected_value
+        return out, raw
+
+
+
+def _walk(node: dict, tree: int, splits: list[dict], found: dict[int, _Leaf], path: list[int],
+          left: list[bool], features: list[int], ratios: list[float], siblings: list[int]) -> int:
+    """Number the splits under ``node`` and record the path to each leaf; returns the number of leaves."""
+    if "split_feature" not in node:
+        found[int(node["leaf_index"])] = _Leaf(tree, float(node["leaf_value"]), int(node["leaf_count"]), path,
+                                               left, features, ratios, siblings)
+        return 1
+    gid = len(splits)
+    splits.append(node)
+    children = (node["left_child"], node["right_child"])
+    sizes = [_count_leaves(c) for c in children]
+    for side, child in enumerate(children):
+        _walk(child, tree, splits, found, [*path, gid], [*left, side == 0],
+              [*features, int(node["split_feature"])], [*ratios, _cover(child) / float(node["internal_count"])],
+              [*siblings, sizes[1 - side]])
+    return sum(sizes)
+
+
+def _thresholds(model: str) -> list[list[float]]:
+    """Each tree's split thresholds from the model text, by split index: ``dump_model`` writes thresholds
+    beyond +-1e300 (infinite ones, for splits that set NaN apart) as +-1e300."""
+    trees = model[: model.find("end of trees")]
+    return [[float(v) for v in line[len("threshold="):].split()] for line in trees.splitlines()
+            if line.startswith("threshold=")]
+
+
+def _small_int(limit: int) -> type:
+    return np.int16 if limit <= np.iinfo(np.int16).max else np.int32
+
+
+def _count_leaves(node: dict) -> int:
+    if "split_feature" not in node:
+        return 1
+    return _count_leaves(node["left_child"]) + _count_leaves(node["right_child"])
+
+
+def _cover(node: dict) -> float:
+    return float(node["internal_count"] if "split_feature" in node else node["leaf_count"])
+
+
+def _repeats(features: list[int]) -> tuple[int, ...]:
+    """The path's features renamed by first appearance: (0, 1, 0) for a path on a, b, a."""
+    seen: dict[int, int] = {}
+    return tuple(seen.setdefault(f, len(seen)) for f in features)
+
+
+def _leaf_terms(repeats: tuple[int, ...], ratios: np.ndarray, agree: np.ndarray, values: np.ndarray
+                ) -> tuple[list[int], list[np.ndarray]]:
+    """LightGBM's ``Tree::TreeSHAP`` down one path to its leaf, elementwise over many leaves and patterns.
+
+    Args:
+        repeats: the path's features by first appearance (the same for every element).
+        ratios: (splits, elements) cover of the path's child over the split's (``zero_fraction``).
+        agree: (splits, elements) 1.0 where the path's child is the row's side, else 0.0.
+        values: the leaf value of each element.
+
+    Returns:
+        For each feature of the leaf's unique path, in LightGBM's order: one path step that split on it (to
+        name the real feature) and its term ``w * (one_fraction - zero_fraction) * leaf_value``.
+    """
+    ones = np.ones(values.shape[0])
+    size = len(repeats) + 1
+    feature = [-1] * size
+    zero: list[Any] = [ones] * size
+    one: list[Any] = [ones] * size
+    weight: list[Any] = [ones] * size
+    step = [-1] * size
+    depth = 0  # unique_depth: the root element (feature -1) is at 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # _unwind / _unwound_sum compute both branches
+        for d, f in enumerate(repeats):
+            incoming_zero: Any = 1.0
+            incoming_one: Any = 1.0
+            if f in feature[: depth + 1]:
+                at = feature.index(f, 0, depth + 1)
+                incoming_zero, incoming_one = zero[at], one[at]
+                _unwind(feature, zero, one, weight, step, depth, at)
+                depth -= 1
+            depth += 1
+            _extend(feature, zero, one, weight, depth, ratios[d] * incoming_zero,
+                    np.where(agree[d] == 1.0, incoming_one, 0.0), f)
+            step[depth] = d
+        terms = [_unwound_sum(zero, one, weight, depth, i) * (one[i] - zero[i]) * values
+                 for i in range(1, depth + 1)]
+    return step[1 : depth + 1], terms
+
+
+def _extend(feature, zero, one, weight, depth, z, o, f) -> None:
+    """``Tree::ExtendPath``."""
+    feature[depth], zero[depth], one[depth] = f, z, o
+    weight[depth] = 1.0 if depth == 0 else 0.0
+    for i in range(depth - 1, -1, -1):
+        weight[i + 1] = weight[i + 1] + o * weight[i] * (i + 1) / (depth + 1)
+        weight[i] = z * weight[i] * (depth - i) / (depth + 1)
+
+
+def _unwind(feature, zero, one, weight, step, depth, at) -> None:
+    """``Tree::UnwindPath``; where LightGBM branches on ``one_fraction != 0`` both sides are computed and the
+    one it takes is kept."""
+    o, z = one[at], zero[at]
+    hot = o != 0
+    next_one = weight[depth]
+    for i in range(depth - 1, -1, -1):
+        tmp = weight[i]
+        w_hot = next_one * (depth + 1) / ((i + 1) * o)
+        next_hot = tmp - w_hot * z * (depth - i) / (depth + 1)
+        w_cold = (weight[i] * (depth + 1)) / (z * (depth - i))
+        weight[i] = np.where(hot, w_hot, w_cold)
+        next_one = np.where(hot, next_hot, next_one)
+    for i in range(at, depth):
+        feature[i], zero[i], one[i], step[i] = feature[i + 1], zero[i + 1], one[i + 1], step[i + 1]
+
+
+def _unwound_sum(zero, one, weight, depth, at) -> np.ndarray:
+    """``Tree::UnwoundPathSum``, both branches computed as in ``_unwind``."""
+    o, z = one[at], zero[at]
+    hot = o != 0
+    next_one = weight[depth]
+    total: Any = 0.0
+    for i in range(depth - 1, -1, -1):
+        tmp = next_one * (depth + 1) / ((i + 1) * o)
+        total_hot = total + tmp
+        next_hot = weight[i] - tmp * z * ((depth - i) / (depth + 1))
+        total_cold = total + (weight[i] / z) / ((depth - i) / (depth + 1))
+        total = np.where(hot, total_hot, total_cold)
+        next_one = np.where(hot, next_hot, next_one)
+    return total
