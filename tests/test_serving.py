@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import date
 
 import httpx
 import numpy as np
@@ -18,6 +19,7 @@ from churnguard.config import load_playbook
 from churnguard.demo import write_demo_data
 from churnguard.model import ChurnModel
 from churnguard.scoring import OUTPUT_COLUMNS, score_tables
+from churnguard.serving import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -348,3 +350,47 @@ def test_predict_answers_unexpected_errors_with_500_and_logs_them(trained, caplo
     assert [s["customer_id"] for s in json.loads(answer)["scores"]] == ["x1"]
     assert (bad_status, json.loads(bad_answer)) == (500, {"detail": "internal error"})
     assert any("error while serving /predict" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_requests_arriving_together_are_scored_together_with_their_own_answers(trained, monkeypatch):
+    """Concurrent requests share one call of the scoring chain, and each gets exactly the answer it gets
+    alone; a request whose customers make scoring fail gets a 500 without failing the others."""
+    import asyncio
+    import json
+
+    from churnguard.serving import app as serving
+
+    api = create_app(trained["result"].model_path)
+    customers = [_customer(f"c{i}") for i in range(5)]
+    customers[2]["transactions"] = customers[2]["transactions"][:1]  # different histories, different answers
+    customers[3]["tickets"] = []
+    bodies = [json.dumps({"as_of": "2025-06-30", "customers": [c]}).encode() for c in customers]
+    bodies.append(json.dumps({"as_of": "2025-05-31", "customers": [customers[0]]}).encode())  # another day
+    calls = []
+    real = serving._Batcher._run
+
+    def counting(self, records, as_of):
+        calls.append((len(records), as_of))
+        if any(r.customer_id == "boom" for r in records):
+            raise RuntimeError("scoring failed")
+        return real(self, records, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", counting)
+
+    async def scenario():
+        async with api.router.lifespan_context(api):
+            alone = [await _call(api, "POST", "/predict", b) for b in bodies]
+            calls.clear()
+            together = await asyncio.gather(*(_call(api, "POST", "/predict", b) for b in bodies))
+            batched = list(calls)
+            boom = json.dumps({"as_of": "2025-06-30", "customers": [_customer("boom")]}).encode()
+            mixed = await asyncio.gather(_call(api, "POST", "/predict", bodies[0]), _call(api, "POST", "/predict", boom))
+            return alone, together, batched, mixed
+
+    alone, together, batched, mixed = asyncio.run(scenario())
+    assert [(s, b) for s, _, b in together] == [(s, b) for s, _, b in alone]
+    assert len({b for _, _, b in alone[:5]}) == 5  # the five customers' answers differ
+    assert sorted(batched, key=str) == sorted([(5, date(2025, 6, 30)), (1, date(2025, 5, 31))], key=str)
+    assert mixed[0][0] == 200
+    assert mixed[0][2] == alone[0][2]
+    assert mixed[1][0] == 500
