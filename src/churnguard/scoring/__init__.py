@@ -18,6 +18,7 @@ from churnguard.scoring.score import (
     score_records,
     score_tables,
     select_customers,
+    tables_drift,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "select",
     "select_customers",
     "signals",
+    "tables_drift",
 ]

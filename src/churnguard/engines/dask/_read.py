@@ -188,6 +188,11 @@ class DaskTables:
         """Number of customer partitions."""
         return len(self.partitions)
 
+    def summary(self) -> str:
+        """What was read: rows per table and the number of customer partitions."""
+        rows = ", ".join(f"{n:,} {t}" for t, n in self.rows.items())
+        return f"input: {rows} in {self.npartitions} customer partitions"
+
     def _timespan(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         if self._span is None:
             tasks = _Tasks(self.client)
