@@ -216,12 +216,17 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
-    unseen = pd.Index(pd.concat(missing, ignore_index=True).unique()).sort_values()
+    rejects = unscored_rejects(tables.rejects, pd.Index(pd.concat(missing, ignore_index=True).unique()), as_of)
+    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+
+
+def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``rejects`` followed by a row for each customer known to the tables but not scored, in id order."""
+    unseen = unseen.sort_values()
     late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
                          "column": "", "value": "", "reason": no_activity_reason(as_of)})
-    rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
-        not tables.rejects.empty or not late.empty) else tables.rejects
-    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+    return pd.concat([r for r in (rejects, late) if not r.empty], ignore_index=True) if (
+        not rejects.empty or not late.empty) else rejects
 
 
 def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
