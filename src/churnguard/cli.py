@@ -401,7 +401,7 @@ def score(
     from churnguard.config import load_playbook
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
-    from churnguard.scoring import drift_report
+    from churnguard.scoring import drift_check
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
@@ -414,7 +414,7 @@ def score(
         )
     _say(result.summary(out))
     _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
-    drift = drift_report(loaded, result.drift_sample, threshold=psi_threshold)
+    drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
     _say(drift.write(out.with_name(out.stem + ".drift.csv")), warn=not drift.shifted.empty)
 
 

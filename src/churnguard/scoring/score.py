@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from churnguard.population import Population
     from churnguard.reporting.monitoring import DriftCheck
 
-__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_report", "frame_columns", "model_population", "score_columns",
-           "score_features", "score_records", "score_tables", "select_customers", "tables_drift"]
+__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_check", "drift_report", "frame_columns", "model_population",
+           "score_columns", "score_features", "score_records", "score_tables", "select_customers", "tables_drift",
+           "unscored_rejects"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,9 +279,13 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, 
     return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
 
 
-def drift_report(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> DriftCheck:
-    """PSI per feature and for the score against the training reference stored in the model (its table is
-    None when the model holds no reference or there is no sample)."""
+def drift_report(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> pd.DataFrame | None:
+    """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
+    return drift_check(model, sample, threshold=threshold).table
+
+
+def drift_check(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> DriftCheck:
+    """:func:`drift_report` with its threshold, to write and describe (its table is None without a reference)."""
     from churnguard.reporting.monitoring import DriftCheck, drift_table
 
     profiles = model.require_info().drift_profiles
@@ -290,8 +295,8 @@ def drift_report(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: f
 
 
 def tables_drift(model: ChurnModel, tables: Tables) -> DriftCheck:
-    """:func:`drift_report` of the customers in ``tables`` as of the last day in the data."""
+    """:func:`drift_check` of the customers in ``tables`` as of the last day in the data."""
     from churnguard.config import load_playbook
 
     result = score_tables(model, tables, None, load_playbook(), control_fraction=0.0)
-    return drift_report(model, result.drift_sample)
+    return drift_check(model, result.drift_sample)
