@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +50,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _suffix(path: Path) -> str:
+def table_suffix(path: Path) -> str:
+    """The table file type of ``path`` (``.csv``, ``.parquet`` or ``.pq``); ValueError for any other."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .parquet")
@@ -60,7 +61,7 @@ def _suffix(path: Path) -> str:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` to CSV or Parquet (by extension), atomically."""
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = table_suffix(path)
     writer: Callable[[Path], None]
     if suffix == ".csv":
         def writer(p: Path) -> None:
@@ -73,13 +74,42 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+@contextmanager
+def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Yield a function that appends a frame to ``path``, CSV for a ``.csv`` name and Parquet for any other (the
+    first frame sets the header or schema); the file is written atomically: all of it when the block ends, or
+    nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    writer, written = None, False
+    with atomic_path(path) as tmp:
+        def append(frame: pd.DataFrame) -> None:
+            nonlocal writer, written
+            if csv:
+                frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+            written = True
+
+        try:
+            yield append
+        finally:
+            if writer is not None:
+                writer.close()
+
+
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV (every column as text, so validation sees the raw values) or Parquet file; with
     ``columns``, only those of the file's columns (the others are not read)."""
     import pandas as pd
 
     path = Path(path)
-    if _suffix(path) == ".csv":
+    if table_suffix(path) == ".csv":
         usecols = None if columns is None else set(columns).__contains__
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], usecols=usecols)
     return pd.read_parquet(path, columns=columns)

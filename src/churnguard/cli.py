@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -79,74 +79,62 @@ def _run_dask(fn, *args, **kwargs):
 
 
 def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
-    """Check the engine options (and, for the local engine, that inputs are files); True for the dask engine."""
-    if engine not in ("local", "dask"):
-        _fail(f"--engine must be local or dask, got {engine!r}")
-    if engine == "local":
-        for flag, given in (("--scheduler", scheduler), ("--workers", workers)):
-            if given is not None:
-                _fail(f"{flag} is an option of the dask engine: add --engine dask (the default engine, local, "
-                      "runs in this process)")
-        for name, path in paths.items():
-            if path is not None and path.is_dir():
-                _fail(f"{path}: the {name} path is a directory; the local engine reads one .csv or .parquet "
-                      "file, a directory of Parquet files needs --engine dask")
-        return False
-    if scheduler is not None and workers is not None:
-        _fail("--workers sizes the local cluster started when no --scheduler is given; a scheduler's workers "
-              "are started with the scheduler")
-    try:
-        import dask  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError:
-        _fail("the dask engine needs the 'dask' extra: pip install 'churnguard[dask]'")
-    for name, path in paths.items():  # before starting a cluster; the workers read the files
-        if path is not None and not path.exists():
-            _fail(f"{path}: {name} file not found")
-    return True
+    """Check the engine options (see ``check_engine``); True for the dask engine, whose logging is then quiet
+    without --verbose (Dask's own setup logs at INFO)."""
+    from churnguard.engines import check_engine
+
+    dask = _run(check_engine, engine, scheduler, workers, **paths)
+    if dask and not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    return dask
+
+
+def _runner(dask: bool):
+    """:func:`_run`, or :func:`_run_dask` for a job on the dask engine."""
+    return _run_dask if dask else _run
+
+
+def _say(text: str | None, *, warn: bool = False) -> None:
+    """Print a line a library function wrote (nothing for None); ``warn`` shows it in yellow."""
+    if text is not None:
+        _console().print(text, style="yellow" if warn else None, highlight=False, markup=False)
+
+
+@contextmanager
+def _steps(bar: bool = False):
+    """Show the library's ``on_step`` reports on a spinner (or, with ``bar``, a progress bar) while in the block;
+    yields ``(on_step, on_note)``."""
+    def note(line: str) -> None:
+        _console().print(line, highlight=False, soft_wrap=True, markup=False)
+
+    if not bar:
+        with _console().status("") as status:
+            yield (lambda description, *_: status.update(description)), note
+        return
+    with _progress() as progress:
+        task = progress.add_task("", total=None)
+        yield (lambda description, done=None, total=None: progress.update(
+            task, description=description, completed=done, total=total)), note
 
 
 @contextmanager
 def _dask_client(scheduler: str | None, workers: int | None):
-    """A client of the scheduler (or of a local cluster started for this command), closed on exit; prints where
-    the work runs and the dashboard link."""
-    import importlib.util
+    """The library's ``dask_client`` with the command's progress display and error messages."""
+    from churnguard.engines import dask_client
 
-    from churnguard.engines.dask import connect
-
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # without --verbose, only Dask's warnings and errors
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    console = _console()
-    with console.status(f"Connecting to the Dask scheduler at {scheduler}" if scheduler else
-                        "Starting a local Dask cluster"):
-        client = _run_dask(connect, scheduler, n_workers=workers)
-    try:
-        info = client.scheduler_info()
-        workers_info = info.get("workers", {}).values()
-        threads = sum(w.get("nthreads", 0) for w in workers_info)
-        where = f"scheduler {client.scheduler.address}" if scheduler else "local cluster"
-        dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else "not served"
-        if scheduler is None and importlib.util.find_spec("bokeh") is None and dashboard != "not served":
-            dashboard += " (its pages need bokeh: pip install 'bokeh>=3.1')"
-        console.print(f"dask: {where}, {len(workers_info)} worker(s), {threads} thread(s); dashboard {dashboard}",
-                      highlight=False, soft_wrap=True)
+    with ExitStack() as stack:
+        with _steps() as (step, note):
+            client = _run_dask(stack.enter_context, dask_client(scheduler, workers, on_step=step, on_note=note))
         yield client
-    finally:
-        client.close()
 
 
-def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config,
-               partitions: int | None = None, feature_inputs_only: bool = False):
-    """Read, partition by customer and validate the input on the cluster (see read_tables_dask)."""
-    from churnguard.engines.dask import read_tables_dask
+def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config):
+    """The library's ``read_on_cluster`` with the command's progress display and error messages."""
+    from churnguard.engines import read_on_cluster
 
-    console = _console()
-    with console.status("Reading, validating and partitioning the input by customer on the cluster"):
-        dtables = _run_dask(read_tables_dask, transactions, tickets, customers, config=config, client=client,
-                            npartitions=partitions, feature_inputs_only=feature_inputs_only)
-    rows = ", ".join(f"{n:,} {t}" for t, n in dtables.rows.items())
-    console.print(f"input: {rows} in {dtables.npartitions} customer partitions", highlight=False)
-    return dtables
+    with _steps() as (step, note):
+        return _run_dask(read_on_cluster, client, transactions, tickets, customers, config, on_step=step,
+                         on_note=note)
 
 
 @app.callback()
@@ -198,33 +186,16 @@ def features(
 
     With --engine dask the customers are split into partitions on a Dask cluster; the features are the same.
     """
-    from churnguard._io import write_table
     from churnguard.config import load_config
+    from churnguard.engines import build_features_from_files
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
-    console = _console()
-    if dask:
-        from churnguard.engines.dask import build_features_dask
-
-        with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
-                                                                    cfg.data) as dtables:
-            with console.status(f"Building features as of {as_of} on the cluster"):
-                feats = _run_dask(build_features_dask, dtables, as_of, cfg.features)
-                write_table(feats, out)
-            bad_rows = dtables.rejects
-    else:
-        from churnguard.dataset import load_tables
-        from churnguard.features import build_features
-
-        with console.status("Reading and validating input"):
-            tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-        with console.status(f"Building features as of {as_of}"):
-            feats = _run(build_features, tables, as_of, cfg.features)
-            write_table(feats, out)
-        bad_rows = tables.rejects
-    console.print(f"features: {len(feats):,} customers x {feats.shape[1] - 2} features -> {out}")
-    _report_rejects(bad_rows, rejects or out.with_name(out.stem + ".rejects.csv"))
+    with _steps() as (step, note):
+        result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
+                               out=out, config=cfg, scheduler=scheduler, workers=workers, on_step=step, on_note=note)
+    _say(result.summary())
+    _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
 
 
 @app.command("train")
@@ -428,70 +399,23 @@ def score(
     with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
     """
     from churnguard.config import load_playbook
+    from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
+    from churnguard.scoring import drift_check
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
-    data_cfg = loaded.require_info().config.data
-    if reject_bad_rows:
-        data_cfg = data_cfg.model_copy(update={"on_bad_rows": "reject"})
-    console = _console()
-    if dask:
-        from churnguard.engines.dask import score_dask
-
-        with (_dask_client(scheduler, workers) as client,
-              _read_dask(client, transactions, tickets, customers, data_cfg, partitions,
-                         feature_inputs_only=True) as dtables,
-              _progress() as progress):
-            task = progress.add_task("scoring on the cluster", total=None)
-            result = _run_dask(
-                score_dask, loaded, dtables, as_of, playbook, budget=budget, control_fraction=control_fraction,
-                seed=seed, out=out, on_step=lambda msg: progress.update(task, description=msg),
-            )
-    else:
-        from churnguard.engines.local import score_files
-
-        with _progress() as progress:
-            task = progress.add_task("scoring", total=None)
-            result = _run(
-                score_files, loaded, transactions=transactions, tickets=tickets, customers=customers, out=out,
-                playbook=playbook, data_config=data_cfg, as_of=as_of, budget=budget,
-                control_fraction=control_fraction, seed=seed, partitions=partitions,
-                on_partition=lambda done, total: progress.update(task, total=total, completed=done,
-                                                                description=f"partition {done}/{total}"),
-            )
-    c = result.counts()
-    s = result.scores
-    chosen = s[s["selected"]]
-    contacted = chosen[~chosen["control_group"]]
-    console.print(
-        f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
-        f"bands: {', '.join(f'{k} {v:,}' for k, v in s['risk_band'].value_counts().items())}\n"
-        f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
-        f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}",
-        highlight=False,
-    )
+    with _steps(bar=True) as (step, note):
+        result = _runner(dask)(
+            score_from_files, engine, loaded, transactions, tickets, customers, out=out, playbook=playbook,
+            as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
+            partitions=partitions, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
+        )
+    _say(result.summary(out))
     _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
-    _report_drift(loaded, result.drift_sample, out.with_name(out.stem + ".drift.csv"), psi_threshold)
-
-
-def _report_drift(model, sample, path: Path, threshold: float) -> None:
-    from churnguard._io import write_table
-    from churnguard.scoring import drift_report
-
-    table = drift_report(model, sample, threshold=threshold)
-    if table is None:
-        return
-    write_table(table, path)
-    shifted = table[table["level"].isin(["shift", "missing"])]
-    if shifted.empty:
-        _console().print(f"drift: no PSI at or above {threshold} -> {path}", highlight=False)
-    else:
-        listed = ", ".join(f"{r.feature} ({'missing' if r.level == 'missing' else f'{r.psi:.2f}'})"
-                           for r in shifted.head(8).itertuples())
-        _console().print(f"[yellow]warning: data drift[/] against the training data, {len(shifted)} of "
-                         f"{len(table)}: {listed} -> {path}")
+    drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
+    _say(drift.write(out.with_name(out.stem + ".drift.csv")), warn=not drift.shifted.empty)
 
 
 @app.command("serve")
@@ -551,7 +475,9 @@ def report(
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
+    from churnguard.model import ChurnModel
     from churnguard.reporting.kpis import build_report, write_report
+    from churnguard.scoring import tables_drift
 
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
@@ -559,44 +485,12 @@ def report(
     console = _console()
     with console.status("Reading and validating input"):
         tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    sections = {}
-    if model is not None:
-        sections["Data drift against the model's training data"] = _drift_section(model, tables)
+    drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
     with console.status("Computing the report"):
-        rep = _run(build_report, tables, period=period, active_days=active_days, extra_sections=sections)
+        rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift)
         paths = write_report(rep, out)
-    last = rep.kpis.iloc[-1]
-    console.print(
-        f"{len(rep.kpis)} {period}s, latest {rep.kpis.index[-1]}: CRR {last['retention_rate']:.1f}%, churn rate "
-        f"{last['churn_rate']:.1f}%, ARPU {last['arpu']:.2f}"
-        + (f", NPS {rep.nps:+.1f}" if rep.nps is not None else ""),
-        highlight=False,
-    )
-    console.print(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})",
-                  highlight=False)
-
-
-def _drift_section(model_path: Path, tables) -> str:
-    """PSI of today's features (last day in the data) against the model's training reference, as HTML."""
-    import html
-
-    from churnguard.config import load_playbook
-    from churnguard.model import ChurnModel
-    from churnguard.scoring import drift_report, score_tables
-
-    model = _run(ChurnModel.load, model_path)
-    result = score_tables(model, tables, None, load_playbook(), control_fraction=0.0)
-    table = drift_report(model, result.drift_sample)
-    if table is None:
-        return "<p>This model file holds no training reference for drift checks.</p>"
-    rows = "".join(
-        f"<tr><td>{html.escape(str(r.feature))}</td><td>{'' if r.psi != r.psi else f'{r.psi:.3f}'}</td>"
-        f"<td>{html.escape(str(r.level))}</td></tr>"
-        for r in table.itertuples()
-    )
-    return ("<p>Population stability index of each feature and of the score, today vs the model's newest "
-            "training snapshot (0.1-0.2 moderate, above 0.2 a shift worth a retrain).</p>"
-            f"<table><tr><th>feature</th><th>PSI</th><th>level</th></tr>{rows}</table>")
+    _say(rep.summary())
+    _say(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
 
 
 @app.command("compare")
@@ -674,14 +568,9 @@ def campaign_readout(
 
 
 def _report_rejects(rejects, path: Path) -> None:
-    from churnguard._io import write_table
+    from churnguard.dataset import write_rejects
 
-    if rejects.empty:
-        return
-    write_table(rejects, path)
-    counts = rejects.groupby(["table", "reason"]).size()
-    lines = ", ".join(f"{t}: {n} {r}" for (t, r), n in counts.items())
-    _console().print(f"[yellow]rejected rows[/]: {len(rejects):,} ({lines}) -> {path}")
+    _say(write_rejects(rejects, path), warn=True)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import read_table
+from churnguard._io import read_table, write_table
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -78,6 +78,16 @@ REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "r
 class DataError(ValueError):
     """An input file cannot be used as it is. The message names the file, the column, how many rows are
     affected and a few example values."""
+
+
+def write_rejects(rejects: pd.DataFrame, path: str | Path) -> str | None:
+    """Write the rows set aside to ``path`` and say how many there are, per table and reason (None: none)."""
+    if rejects.empty:
+        return None
+    write_table(rejects, path)
+    counts = rejects.groupby(["table", "reason"]).size()
+    lines = ", ".join(f"{t}: {n} {r}" for (t, r), n in counts.items())
+    return f"rejected rows: {len(rejects):,} ({lines}) -> {path}"
 
 
 @dataclass(frozen=True)

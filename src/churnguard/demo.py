@@ -126,82 +126,136 @@ def generate_demo_data(
         raise ValueError(f"end {end!r} is before start {start!r}")
     began = time.perf_counter()
     rng = np.random.default_rng(seed)
-    n = n_customers
-    periods = pd.period_range(start_day, end_day, freq="M")  # month m covers epoch days [lo[m], hi[m])
-    epoch = pd.Timestamp("1970-01-01")
-    lo = np.maximum((periods.start_time - epoch).days.to_numpy(np.int64), (start_day - epoch).days)
-    hi = np.minimum((periods.end_time.normalize() - epoch).days.to_numpy(np.int64), (end_day - epoch).days)
-    hi += 1
-    n_months, calendar_month = len(periods), periods.month.to_numpy()
-    season = _SEASON[calendar_month - 1] * (hi - lo) / periods.days_in_month.to_numpy()  # partial months
+    cal = _Calendar.of(start_day, end_day)
+    people = _People.draw(rng, n_customers, cal)
+    order_parts, ticket_parts = _simulate(rng, people, cal)
+    end_s = int(cal.hi[-1]) * _DAY_S
+    first_lo = np.maximum(people.signup_day, cal.lo[0])  # first possible day of activity: none before signup
+    customer_ids = _ids("C", n_customers)
+    cust, month = (np.concatenate(parts) for parts in zip(*order_parts, strict=True))
+    transactions = _transactions(rng, customer_ids, cust, month, cal.lo, cal.hi, first_lo, end_s,
+                                 people.basket, people.fav_category, people.fav_channel, cal.calendar_month)
+    tickets = _tickets(rng, customer_ids, ticket_parts, cal.lo, cal.hi, first_lo, end_s)
+    customers = _customers(rng, customer_ids, people)
+    logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n_customers, len(transactions),
+                len(tickets), time.perf_counter() - began)
+    return DemoData(transactions, tickets, customers)
 
-    # Who the customers are.
-    existing = rng.uniform(size=n) < 0.3
-    join_p = np.exp(-np.arange(n_months) / 18.0)
-    signup_month = np.where(existing, 0, rng.choice(n_months, n, p=join_p / join_p.sum()))
-    joined = lo[signup_month] + np.floor(rng.uniform(size=n) * (hi - lo)[signup_month]).astype(np.int64)
-    signup_day = np.where(existing, lo[0] - rng.integers(1, 731, n), joined)
-    loyal = rng.uniform(size=n) < 0.3
-    nps = np.clip(np.round(rng.normal(7.5, 2.0, n)), 0, 10)
-    rate = rng.gamma(1.5, 0.35, n) * np.where(loyal, 1.3, 1.0) * (1 + 0.04 * (nps - 7.5))  # orders per month
-    basket = rng.lognormal(np.log(45.0), 0.5, n)
-    fav_category = rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P)
-    fav_channel = rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P)
-    base_hazard = (0.018 * np.where(loyal, 0.55, 1.0) * np.select([nps >= 9, nps <= 6], [0.6, 1.6], 1.0))
 
+@dataclass(frozen=True)
+class _Calendar:
+    """The months of the period: month m covers epoch days [lo[m], hi[m]); ``season`` scales its orders."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    calendar_month: np.ndarray
+    season: np.ndarray
+
+    @classmethod
+    def of(cls, start_day: pd.Timestamp, end_day: pd.Timestamp) -> _Calendar:
+        periods = pd.period_range(start_day, end_day, freq="M")
+        epoch = pd.Timestamp("1970-01-01")
+        lo = np.maximum((periods.start_time - epoch).days.to_numpy(np.int64), (start_day - epoch).days)
+        hi = np.minimum((periods.end_time.normalize() - epoch).days.to_numpy(np.int64), (end_day - epoch).days)
+        hi += 1
+        calendar_month = periods.month.to_numpy()
+        season = _SEASON[calendar_month - 1] * (hi - lo) / periods.days_in_month.to_numpy()  # partial months
+        return cls(lo, hi, calendar_month, season)
+
+
+@dataclass(frozen=True)
+class _People:
+    """Who the customers are: when they signed up, how loyal and satisfied, how much and what they buy."""
+
+    existing: np.ndarray
+    signup_month: np.ndarray
+    signup_day: np.ndarray
+    loyal: np.ndarray
+    nps: np.ndarray
+    rate: np.ndarray  # orders per month
+    basket: np.ndarray
+    fav_category: np.ndarray
+    fav_channel: np.ndarray
+    base_hazard: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n: int, cal: _Calendar) -> _People:
+        lo, hi, n_months = cal.lo, cal.hi, len(cal.lo)
+        existing = rng.uniform(size=n) < 0.3
+        join_p = np.exp(-np.arange(n_months) / 18.0)
+        signup_month = np.where(existing, 0, rng.choice(n_months, n, p=join_p / join_p.sum()))
+        joined = lo[signup_month] + np.floor(rng.uniform(size=n) * (hi - lo)[signup_month]).astype(np.int64)
+        signup_day = np.where(existing, lo[0] - rng.integers(1, 731, n), joined)
+        loyal = rng.uniform(size=n) < 0.3
+        nps = np.clip(np.round(rng.normal(7.5, 2.0, n)), 0, 10)
+        rate = rng.gamma(1.5, 0.35, n) * np.where(loyal, 1.3, 1.0) * (1 + 0.04 * (nps - 7.5))
+        basket = rng.lognormal(np.log(45.0), 0.5, n)
+        fav_category = rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P)
+        fav_channel = rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P)
+        base_hazard = (0.018 * np.where(loyal, 0.55, 1.0) * np.select([nps >= 9, nps <= 6], [0.6, 1.6], 1.0))
+        return cls(existing, signup_month, signup_day, loyal, nps, rate, basket, fav_category, fav_channel,
+                   base_hazard)
+
+
+def _simulate(rng: np.random.Generator, people: _People, cal: _Calendar
+              ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, ...]]]:
+    """Month by month: each live customer's orders and support tickets, and who churns; a bad support
+    experience puts a customer off buying and raises their churn hazard for three months."""
+    n = len(people.rate)
     alive = np.ones(n, dtype=bool)
     last_bad = np.full(n, -99)  # month of the latest bad support experience
     order_parts: list[tuple[np.ndarray, np.ndarray]] = []
     ticket_parts: list[tuple[np.ndarray, ...]] = []
-    for m in range(n_months):
-        active = alive & (signup_month <= m)
+    for m in range(len(cal.lo)):
+        active = alive & (people.signup_month <= m)
         put_off = np.where(m - last_bad <= 3, 0.7, 1.0)  # buying less after a bad support experience
-        k = rng.poisson(rate * season[m] * put_off) * active
-        k = np.where(active & ~existing & (signup_month == m), np.maximum(k, 1), k)  # first order at signup
+        k = rng.poisson(people.rate * cal.season[m] * put_off) * active
+        first = active & ~people.existing & (people.signup_month == m)
+        k = np.where(first, np.maximum(k, 1), k)  # first order at signup
         who = np.flatnonzero(k)
         order_parts.append((np.repeat(who, k[who]), np.full(int(k.sum()), m, dtype=np.int16)))
+        tickets, bad = _month_tickets(rng, rng.poisson(0.02 + 0.08 * k) * active, m, cal, people.nps)
+        last_bad[bad] = m
+        ticket_parts.append(tickets)
+        new = cal.lo[m] - people.signup_day < 91
+        hazard = people.base_hazard * np.where(m - last_bad <= 3, 4.0, 1.0) * np.where(new, 1.5, 1.0)
+        alive &= ~(active & (rng.uniform(size=n) < hazard * (cal.hi[m] - cal.lo[m]) / 30.4))
+    return order_parts, ticket_parts
 
-        nt = rng.poisson(0.02 + 0.08 * k) * active
-        cust = np.repeat(np.flatnonzero(nt), nt[nt > 0])
-        channel = rng.choice(3, cust.size, p=_TICKET_CHANNEL_P)
-        load = np.where(channel == 0, _SEASON[calendar_month[m] - 1] ** 1.5, 1.0)  # email backlog at peak
-        response_h = rng.lognormal(np.log(_RESPONSE_MEDIAN_H[channel] * load), _RESPONSE_SIGMA[channel])
-        resolve_h = response_h + rng.lognormal(np.log(_RESOLVE_MEDIAN_H[channel]), 1.2)
-        slow = response_h > 24
-        unanswered = rng.uniform(size=cust.size) < _UNANSWERED_P[channel]
-        unresolved = unanswered | (rng.uniform(size=cust.size) < 0.03 + 0.12 * slow)
-        csat = np.clip(np.round(4.6 - 1.2 * slow - 0.8 * (resolve_h > 72) + 0.12 * (nps[cust] - 7.5)
-                                + rng.normal(0, 0.8, cust.size)), 1, 5)
-        bad = slow | unanswered | unresolved | (csat <= 2)
-        last_bad[cust[bad]] = m
-        ticket_parts.append((cust, np.full(cust.size, m, dtype=np.int16), channel, response_h, resolve_h,
-                             unanswered, unresolved, csat))
 
-        new = lo[m] - signup_day < 91
-        hazard = base_hazard * np.where(m - last_bad <= 3, 4.0, 1.0) * np.where(new, 1.5, 1.0)
-        alive &= ~(active & (rng.uniform(size=n) < hazard * (hi[m] - lo[m]) / 30.4))
+def _month_tickets(rng: np.random.Generator, nt: np.ndarray, m: int, cal: _Calendar, nps: np.ndarray
+                   ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Month ``m``'s tickets (``nt`` per customer): channel, response and resolution hours, whether answered
+    and resolved, CSAT; and the customers who had a bad experience (slow, unanswered, unresolved or CSAT <= 2)."""
+    cust = np.repeat(np.flatnonzero(nt), nt[nt > 0])
+    channel = rng.choice(3, cust.size, p=_TICKET_CHANNEL_P)
+    load = np.where(channel == 0, _SEASON[cal.calendar_month[m] - 1] ** 1.5, 1.0)  # email backlog at peak
+    response_h = rng.lognormal(np.log(_RESPONSE_MEDIAN_H[channel] * load), _RESPONSE_SIGMA[channel])
+    resolve_h = response_h + rng.lognormal(np.log(_RESOLVE_MEDIAN_H[channel]), 1.2)
+    slow = response_h > 24
+    unanswered = rng.uniform(size=cust.size) < _UNANSWERED_P[channel]
+    unresolved = unanswered | (rng.uniform(size=cust.size) < 0.03 + 0.12 * slow)
+    csat = np.clip(np.round(4.6 - 1.2 * slow - 0.8 * (resolve_h > 72) + 0.12 * (nps[cust] - 7.5)
+                            + rng.normal(0, 0.8, cust.size)), 1, 5)
+    bad = slow | unanswered | unresolved | (csat <= 2)
+    return ((cust, np.full(cust.size, m, dtype=np.int16), channel, response_h, resolve_h, unanswered, unresolved,
+             csat), cust[bad])
 
-    end_s = int(hi[-1]) * _DAY_S
-    first_lo = np.maximum(signup_day, lo[0])  # first possible day of activity: none before signup
-    customer_ids = _ids("C", n)
-    cust, month = (np.concatenate(parts) for parts in zip(*order_parts, strict=True))
-    transactions = _transactions(rng, customer_ids, cust, month, lo, hi, first_lo, end_s,
-                                 basket, fav_category, fav_channel, calendar_month)
-    tickets = _tickets(rng, customer_ids, ticket_parts, lo, hi, first_lo, end_s)
-    points = rate * basket * 12 * rng.gamma(2.0, 0.5, n)  # a static status, not realised future spend
-    customers = pd.DataFrame(
+
+def _customers(rng: np.random.Generator, customer_ids: pa.Array, people: _People) -> pd.DataFrame:
+    """The customers table: signup date, loyalty membership and points, NPS answer (40% answered), region."""
+    n = len(people.rate)
+    points = people.rate * people.basket * 12 * rng.gamma(2.0, 0.5, n)  # a static status, not realised spend
+    return pd.DataFrame(
         {
             "customer_id": pd.array(customer_ids, dtype="str"),
-            "signup_date": _datetimes(signup_day * _DAY_S),
-            "loyalty_member": loyal,
-            "loyalty_points": np.where(loyal, np.round(points), 0).astype(np.int64),
-            "nps": np.where(rng.uniform(size=n) < 0.4, nps, np.nan),
+            "signup_date": _datetimes(people.signup_day * _DAY_S),
+            "loyalty_member": people.loyal,
+            "loyalty_points": np.where(people.loyal, np.round(points), 0).astype(np.int64),
+            "nps": np.where(rng.uniform(size=n) < 0.4, people.nps, np.nan),
             "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
         }
     )
-    logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n, len(transactions),
-                len(tickets), time.perf_counter() - began)
-    return DemoData(transactions, tickets, customers)
 
 
 def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.ndarray, month: np.ndarray,

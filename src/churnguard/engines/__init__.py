@@ -1,3 +1,171 @@
 """Engines move data in and out of the one feature kernel and rule set: ``local`` (files, in partitions by
 customer, in this process) and ``dask`` (customer partitions on a Dask cluster). The HTTP server's path is in
-``churnguard.serving``."""
+``churnguard.serving``.
+
+Each job has one entry point here that takes the engine's name and returns the same result type whichever
+engine ran it.
+
+Progress goes to two callbacks: ``on_step(description, done=None, total=None)`` says what is being done now
+(for a spinner or a progress bar) and ``on_note(line)`` gives a line worth keeping, such as where the cluster
+runs. Nothing heavy is imported until a job runs, so the command line starts at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from distributed import Client
+
+    from churnguard.config import Config, DataConfig, Playbook
+    from churnguard.engines.dask import DaskTables
+    from churnguard.model import ChurnModel
+    from churnguard.scoring import ScoreResult
+
+__all__ = ["ENGINES", "FeaturesResult", "build_features_from_files", "check_engine", "dask_client",
+           "read_on_cluster", "score_from_files"]
+
+ENGINES = ("local", "dask")
+
+
+def _quiet(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+def check_engine(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
+    """Check the engine options (and, for the local engine, that inputs are files); True for the dask engine.
+
+    Raises:
+        ValueError: an unknown engine, an option of the other engine, a missing input or the missing extra.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be local or dask, got {engine!r}")
+    if engine == "local":
+        for flag, given in (("--scheduler", scheduler), ("--workers", workers)):
+            if given is not None:
+                raise ValueError(f"{flag} is an option of the dask engine: add --engine dask (the default engine, "
+                                 "local, runs in this process)")
+        for name, path in paths.items():
+            if path is not None and path.is_dir():
+                raise ValueError(f"{path}: the {name} path is a directory; the local engine reads one .csv or "
+                                 ".parquet file, a directory of Parquet files needs --engine dask")
+        return False
+    if scheduler is not None and workers is not None:
+        raise ValueError("--workers sizes the local cluster started when no --scheduler is given; a scheduler's "
+                         "workers are started with the scheduler")
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ValueError("the dask engine needs the 'dask' extra: pip install 'churnguard[dask]'") from None
+    for name, path in paths.items():  # before starting a cluster; the workers read the files
+        if path is not None and not path.exists():
+            raise ValueError(f"{path}: {name} file not found")
+    return True
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int | None, *, on_step: Callable = _quiet,
+                on_note: Callable = _quiet) -> Iterator[Client]:
+    """A client of the scheduler (or of a local cluster started for it, ``workers`` processes), closed on exit."""
+    from churnguard.engines.dask import connect, describe
+
+    on_step(f"Connecting to the Dask scheduler at {scheduler}" if scheduler else "Starting a local Dask cluster")
+    with connect(scheduler, n_workers=workers) as client:
+        on_note(describe(client, scheduler))
+        yield client
+
+
+def read_on_cluster(client: Client, transactions: Path, tickets: Path | None, customers: Path | None,
+                    config: DataConfig, *, partitions: int | None = None, feature_inputs_only: bool = False,
+                    on_step: Callable = _quiet, on_note: Callable = _quiet) -> DaskTables:
+    """Read, validate and partition the input by customer on the cluster (see ``read_tables_dask``)."""
+    from churnguard.engines.dask import read_tables_dask
+
+    on_step("Reading, validating and partitioning the input by customer on the cluster")
+    dtables = read_tables_dask(transactions, tickets, customers, config=config, client=client,
+                               npartitions=partitions, feature_inputs_only=feature_inputs_only)
+    on_note(dtables.summary())
+    return dtables
+
+
+@contextmanager
+def _on_cluster(paths: tuple[Path, Path | None, Path | None], config: DataConfig, scheduler: str | None,
+                workers: int | None, on_step: Callable, on_note: Callable, **read: object) -> Iterator[DaskTables]:
+    with (dask_client(scheduler, workers, on_step=on_step, on_note=on_note) as client,
+          read_on_cluster(client, *paths, config, on_step=on_step, on_note=on_note, **read) as dtables):
+        yield dtables
+
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    """The features written to ``out`` (one row per customer) and the input rows set aside."""
+
+    features: pd.DataFrame
+    rejects: pd.DataFrame
+    out: Path
+
+    def summary(self) -> str:
+        return f"features: {len(self.features):,} customers x {self.features.shape[1] - 2} features -> {self.out}"
+
+
+def build_features_from_files(engine: str, transactions: Path, tickets: Path | None, customers: Path | None, *,
+                              as_of: str, out: Path, config: Config, scheduler: str | None = None,
+                              workers: int | None = None, on_step: Callable = _quiet,
+                              on_note: Callable = _quiet) -> FeaturesResult:
+    """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically."""
+    from churnguard._io import write_table
+
+    if engine == "dask":
+        from churnguard.engines.dask import build_features_dask
+
+        with _on_cluster((transactions, tickets, customers), config.data, scheduler, workers, on_step,
+                         on_note) as dtables:
+            on_step(f"Building features as of {as_of} on the cluster")
+            feats = build_features_dask(dtables, as_of, config.features)
+            return FeaturesResult(feats, dtables.rejects, write_table(feats, out))
+    from churnguard.dataset import load_tables
+    from churnguard.features import build_features
+
+    on_step("Reading and validating input")
+    tables = load_tables(transactions, tickets, customers, config=config.data)
+    on_step(f"Building features as of {as_of}")
+    feats = build_features(tables, as_of, config.features)
+    return FeaturesResult(feats, tables.rejects, write_table(feats, out))
+
+
+def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets: Path | None,
+                     customers: Path | None, *, out: Path, playbook: Playbook, as_of: str | None = None,
+                     budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
+                     reject_bad_rows: bool = False, partitions: int | None = None, scheduler: str | None = None,
+                     workers: int | None = None, on_step: Callable = _quiet, on_note: Callable = _quiet
+                     ) -> ScoreResult:
+    """Score the customers in the files and write ``out`` atomically; the result holds the summary columns
+    of the scores (the full rows are in ``out``), the rejects and the drift sample.
+
+    The input is read with the model's data config (``reject_bad_rows``: set unusable rows aside instead of
+    stopping) and split into ``partitions`` customer partitions (default: by input size).
+    """
+    data_config = model.require_info().config.data
+    if reject_bad_rows:
+        data_config = data_config.model_copy(update={"on_bad_rows": "reject"})
+    choice = {"budget": budget, "control_fraction": control_fraction, "seed": seed}
+    if engine == "dask":
+        from churnguard.engines.dask import score_dask
+
+        with _on_cluster((transactions, tickets, customers), data_config, scheduler, workers, on_step, on_note,
+                         partitions=partitions, feature_inputs_only=True) as dtables:
+            on_step("scoring on the cluster")
+            return score_dask(model, dtables, as_of, playbook, out=out, on_step=on_step, **choice)
+    from churnguard.engines.local import score_files
+
+    on_step("scoring")
+    return score_files(model, transactions=transactions, tickets=tickets, customers=customers, out=out,
+                       playbook=playbook, data_config=data_config, as_of=as_of, partitions=partitions,
+                       on_partition=lambda done, total: on_step(f"partition {done}/{total}", done, total),
+                       **choice)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import atomic_path, read_table
+from churnguard._io import appending_table, read_table
 from churnguard.dataset import (
     ROW_COLUMN,
     DataError,
@@ -32,6 +32,7 @@ from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig, Playbook
+    from churnguard.dataset import Tables
     from churnguard.model import ChurnModel
 
 __all__ = ["auto_partitions", "score_files"]
@@ -162,56 +163,67 @@ def score_files(
         if not p.is_file():
             raise DataError(f"{p}: {name} file not found")
     partitions = partitions or auto_partitions(list(given.values()))
-    sources = {k: str(p) for k, p in given.items()}
-    cols = data_config.columns
-    read: dict[str, list[str] | None] = {}  # the columns to read: those the features use; None: every column
-    for name, p in given.items():
-        header = _header_or_none(p)
-        if header is not None:
-            check_columns(name, header, str(p), data_config)  # a missing column stops here, before partitioning
-        used = None if header is None else feature_columns(name, header, data_config)
-        read[name] = None if used == header else used
-    if as_of is None:  # "today" is the last day in the data, which needs one pass over the timestamps
-        ts_col = cols.transactions.get("timestamp", "timestamp")
-        stamps = _chunks(given["transactions"], ts_col, [ts_col])
-        as_of = max(last_day(parse_dates(c[ts_col], "timestamp", str(given["transactions"]), data_config.date_format))
-                    for c in stamps)
-    as_of = to_day(as_of)
+    read = _columns_to_read(given, data_config)
+    as_of = to_day(as_of if as_of is not None else _last_day(given["transactions"], data_config))
     with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
         work = Path(tmp)
         if partitions > 1:
             for name, p in given.items():
-                _split(p, name, getattr(cols, name).get("customer_id", "customer_id"), read[name], partitions, work)
+                id_column = getattr(data_config.columns, name).get("customer_id", "customer_id")
+                _split(p, name, id_column, read[name], partitions, work)
         scored, rejects, samples = [], [], []
         for b in range(partitions):
-            if partitions == 1:
-                frames = {k: read_table(p, read[k]) for k, p in given.items()}
-            else:
-                frames = {k: _read_bucket(work, k, b) for k in given}
-            if frames["transactions"] is None:
-                frames["transactions"] = pd.DataFrame(columns=read["transactions"] or _read_header(given["transactions"]))
-            tables = validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
-                                     config=data_config, sources=sources, allow_empty=partitions > 1)
-            result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
-            part = work / f"scores-{b}.parquet"
-            result.scores.drop(columns=["selected", "control_group"]).to_parquet(part, index=False)
-            scored.append(part)
+            result = score_tables(model, _bucket_tables(given, read, data_config, work, b, partitions), as_of,
+                                  playbook, control_fraction=0.0)
+            scored.append(work / f"scores-{b}.parquet")
+            result.scores.drop(columns=["selected", "control_group"]).to_parquet(scored[-1], index=False)
             rejects.append(result.rejects)
             if result.drift_sample is not None:
-                samples.append(result.drift_sample.sample(frac=min(1.0, 200_000 / partitions / max(len(result.drift_sample), 1)),
-                                                          random_state=b))
+                frac = min(1.0, 200_000 / partitions / max(len(result.drift_sample), 1))
+                samples.append(result.drift_sample.sample(frac=frac, random_state=b))
             if on_partition is not None:
                 on_partition(b + 1, partitions)
-        light = pd.concat(
-            [pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"]) for p in scored],
-            ignore_index=True,
-        )
+        light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
+                           for p in scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        flags = light.set_index("customer_id")[["selected", "control_group"]]
-        _write_parts(scored, flags, Path(out))
+        _write_parts(scored, light.set_index("customer_id")[["selected", "control_group"]], Path(out))
     non_empty = [r for r in rejects if not r.empty]
     all_rejects = pd.concat(non_empty, ignore_index=True) if non_empty else rejects[0]
     return ScoreResult(light, all_rejects, pd.concat(samples, ignore_index=True) if samples else None)
+
+
+def _columns_to_read(given: dict[str, Path], data_config: DataConfig) -> dict[str, list[str] | None]:
+    """The columns to read of each file: those the features use; None: every column. A missing contract
+    column stops here, before partitioning."""
+    read: dict[str, list[str] | None] = {}
+    for name, p in given.items():
+        header = _header_or_none(p)
+        if header is not None:
+            check_columns(name, header, str(p), data_config)
+        used = None if header is None else feature_columns(name, header, data_config)
+        read[name] = None if used == header else used
+    return read
+
+
+def _last_day(transactions: Path, data_config: DataConfig) -> pd.Timestamp:
+    """"Today" when none is given: the last day in the transactions (one pass over the timestamps)."""
+    ts_col = data_config.columns.transactions.get("timestamp", "timestamp")
+    return max(last_day(parse_dates(c[ts_col], "timestamp", str(transactions), data_config.date_format))
+               for c in _chunks(transactions, ts_col, [ts_col]))
+
+
+def _bucket_tables(given: dict[str, Path], read: dict[str, list[str] | None], data_config: DataConfig,
+                   work: Path, b: int, partitions: int) -> Tables:
+    """The validated tables of bucket ``b`` (with one partition: the files read whole)."""
+    if partitions == 1:
+        frames = {k: read_table(p, read[k]) for k, p in given.items()}
+    else:
+        frames = {k: _read_bucket(work, k, b) for k in given}
+    if frames["transactions"] is None:
+        frames["transactions"] = pd.DataFrame(columns=read["transactions"] or _read_header(given["transactions"]))
+    return validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
+                           config=data_config, sources={k: str(p) for k, p in given.items()},
+                           allow_empty=partitions > 1)
 
 
 def _header_or_none(path: Path) -> list[str] | None:
@@ -232,19 +244,6 @@ def _read_header(path: Path) -> list[str]:
 
 def _write_parts(parts: list[Path], flags: pd.DataFrame, out: Path) -> None:
     """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    csv = out.suffix.lower() == ".csv"
-    with atomic_path(out) as tmp:
-        writer = None
-        for i, part in enumerate(parts):
-            frame = pd.read_parquet(part).join(flags, on="customer_id")[OUTPUT_COLUMNS]
-            if csv:
-                frame.to_csv(tmp, index=False, mode="w" if i == 0 else "a", header=i == 0)
-            else:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table.cast(writer.schema))
-        if writer is not None:
-            writer.close()
+    with appending_table(out) as append:
+        for part in parts:
+            append(pd.read_parquet(part).join(flags, on="customer_id")[OUTPUT_COLUMNS])

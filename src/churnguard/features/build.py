@@ -77,64 +77,21 @@ def _arrow(values: pd.Series) -> pa.ChunkedArray:
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
+_C1, _C2, _ODD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+_LOW_BYTES = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.arange(64, -1, -8, dtype=np.uint64)  # [b]: the low b bytes
+_LOW_BYTES[0] = 0
+_NULL_HASH = np.uint64(0x5555555555555555)
+
+
 def _hashes(columns: dict[str, pa.ChunkedArray | np.ndarray]) -> np.ndarray:
     """A 64-bit hash of each row of ``columns`` (equal rows, equal hashes; nulls hash alike). Hashes only
     propose groups: every caller checks the actual values before using them.
 
-    Integers enter as their 64-bit value; text as its length and its bytes, read straight from the Arrow
-    buffers eight at a time (an unaligned ``uint64`` gather per eight bytes, over the rows whose value is that
-    long), so ``""`` and a null differ. Each column's value is folded into the row's hash with splitmix64's
-    finaliser, in which every input bit reaches every output bit. Rows go in blocks of 2**16, so the
-    temporaries stay in cache and are reused instead of page-faulting fresh 100 MB arrays.
+    Integers enter as their 64-bit value; text as :func:`_text_hashes`. Each column's value is folded into the
+    row's hash with splitmix64's finaliser, in which every input bit reaches every output bit. Rows go in
+    blocks of 2**16, so the temporaries stay in cache and are reused instead of page-faulting fresh 100 MB
+    arrays.
     """
-    c1, c2, odd = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
-    masks = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.arange(64, -1, -8, dtype=np.uint64)  # masks[b]: the low b bytes
-    masks[0] = 0
-
-    def mix(x: np.ndarray) -> np.ndarray:
-        x ^= x >> np.uint64(30)
-        x *= c1
-        x ^= x >> np.uint64(27)
-        x *= c2
-        x ^= x >> np.uint64(31)
-        return x
-
-    def text(chunk: pa.Array) -> np.ndarray:
-        narrow = pa.types.is_string(chunk.type) or pa.types.is_binary(chunk.type)
-        if not (narrow or pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)):
-            chunk = chunk.cast(pa.large_string())  # e.g. string_view or dictionary
-        if len(chunk) == 0:
-            return np.zeros(0, dtype=np.uint64)
-        _, offsets, data = chunk.buffers()
-        width = np.dtype(np.int32 if narrow else np.int64)
-        bounds = np.frombuffer(offsets, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize)
-        start = bounds[:-1].astype(np.int64)
-        length = bounds[1:] - start
-        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        if len(data) < 8:
-            data = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
-        words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # the 8 bytes at each byte
-        h = length.astype(np.uint64) * odd
-        whole = int(length.min()) // 8  # words that every value has in full
-        for j in range(0, 8 * whole, 8):
-            h ^= words[start + j]
-            h *= odd
-        rows = slice(None)  # the rows whose value has more than j bytes (rising starts)
-        for j in range(8 * whole, int(length.max()), 8):
-            if not isinstance(rows, slice) or (length <= j).any():
-                rows = np.flatnonzero(length > j) if isinstance(rows, slice) else rows[length[rows] > j]
-            at = start[rows] + j
-            last = len(data) - 8  # a word must not pass the end: the last values take the buffer's last word,
-            over = int(np.searchsorted(at, last, side="right"))  # shifted down to their bytes
-            word = words[np.minimum(at, last) if over < len(at) else at]
-            if over < len(at):
-                word[over:] >>= (at[over:] - last).astype(np.uint64) * np.uint64(8)
-            word &= masks[np.minimum(length[rows] - j, 8)]
-            h[rows] = (h[rows] ^ word) * odd
-        if chunk.null_count:
-            h[chunk.is_null().to_numpy(zero_copy_only=False)] = np.uint64(0x5555555555555555)
-        return mix(h)
-
     n = len(next(iter(columns.values()))) if columns else 0
     out = np.empty(n, dtype=np.uint64)
     block = 1 << 16
@@ -143,13 +100,69 @@ def _hashes(columns: dict[str, pa.ChunkedArray | np.ndarray]) -> np.ndarray:
         for values in columns.values():
             if isinstance(values, pa.ChunkedArray):
                 part = values.slice(first, len(row))
-                part = np.concatenate([text(chunk) for chunk in part.chunks]) if part.num_chunks > 1 \
-                    else text(part.chunk(0))
+                part = np.concatenate([_text_hashes(chunk) for chunk in part.chunks]) if part.num_chunks > 1 \
+                    else _text_hashes(part.chunk(0))
             else:
                 part = np.asarray(values[first : first + len(row)]).astype(np.uint64, copy=False)
-            row = mix((row * odd) ^ part)
+            row = _mix((row * _ODD) ^ part)
         out[first : first + len(row)] = row
     return out
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place."""
+    x ^= x >> np.uint64(30)
+    x *= _C1
+    x ^= x >> np.uint64(27)
+    x *= _C2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _text_hashes(chunk: pa.Array) -> np.ndarray:
+    """A hash of each text value: its length and its bytes, read straight from the Arrow buffers eight at a
+    time (an unaligned ``uint64`` gather per eight bytes, over the rows whose value is that long), so ``""``
+    and a null differ."""
+    narrow = pa.types.is_string(chunk.type) or pa.types.is_binary(chunk.type)
+    if not (narrow or pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)):
+        chunk = chunk.cast(pa.large_string())  # e.g. string_view or dictionary
+    if len(chunk) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    _, offsets, data = chunk.buffers()
+    width = np.dtype(np.int32 if narrow else np.int64)
+    bounds = np.frombuffer(offsets, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize)
+    start = bounds[:-1].astype(np.int64)
+    length = bounds[1:] - start
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    if len(data) < 8:
+        data = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
+    words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # the 8 bytes at each byte
+    h = length.astype(np.uint64) * _ODD
+    whole = int(length.min()) // 8  # words that every value has in full
+    for j in range(0, 8 * whole, 8):
+        h ^= words[start + j]
+        h *= _ODD
+    _fold_tails(h, words, start, length, 8 * whole)
+    if chunk.null_count:
+        h[chunk.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
+    return _mix(h)
+
+
+def _fold_tails(h: np.ndarray, words: np.ndarray, start: np.ndarray, length: np.ndarray, offset: int) -> None:
+    """Fold the words of the values from byte ``offset`` on into ``h``, over the rows still that long; a
+    value's last word is masked to its own bytes."""
+    rows = slice(None)  # the rows whose value has more than j bytes (rising starts)
+    last = len(words) - 1  # a word must not pass the end: the last values take the buffer's last word,
+    for j in range(offset, int(length.max()), 8):
+        if not isinstance(rows, slice) or (length <= j).any():
+            rows = np.flatnonzero(length > j) if isinstance(rows, slice) else rows[length[rows] > j]
+        at = start[rows] + j
+        over = int(np.searchsorted(at, last, side="right"))  # shifted down to their bytes
+        word = words[np.minimum(at, last) if over < len(at) else at]
+        if over < len(at):
+            word[over:] >>= (at[over:] - last).astype(np.uint64) * np.uint64(8)
+        word &= _LOW_BYTES[np.minimum(length[rows] - j, 8)]
+        h[rows] = (h[rows] ^ word) * _ODD
 
 
 def _first_rows(codes: np.ndarray) -> np.ndarray:

@@ -257,26 +257,7 @@ class TreeContributions:
             radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
             bound = int(np.prod([float(r) for r in radix]))
             if bound <= _DENSE:
-                luts = [None if lut is None else lut.astype(np.int32) for lut in tree.luts]
-                rep = np.full(bound, -1, dtype=rows.dtype)
-                for b in blocks:
-                    k = key[b]
-                    for j, (f, lut) in enumerate(zip(tree.features, luts, strict=True)):
-                        p = part[: len(k)]
-                        if lut is None:
-                            p[:] = codes[f][b]
-                        else:
-                            lut.take(codes[f][b], out=p)
-                        if j == 0:
-                            k[:] = p
-                        else:
-                            k *= radix[j]
-                            k += p
-                    rep[k] = rows[b]  # any row of a key represents it: they all take the same paths
-                seen = rep >= 0
-                first = rep[seen]
-                remap = np.cumsum(seen, dtype=np.int32) - 1
-                remap = remap.astype(np.int16) if len(first) <= 2**15 else remap
+                remap, first = self._dense(tree, codes, radix, rows, key, blocks, part, bound)
                 groups = None
             else:
                 groups, first = self._hashed(tree, codes, radix, rows)
@@ -292,6 +273,32 @@ class TreeContributions:
                 if leaves is not None:
                     np.add(score[b], leaves.take(g, out=v), out=score[b])
         return (out, score) if raw_score else out
+
+    @staticmethod
+    def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
+               blocks: list[slice], part: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pattern keys of a tree whose key range fits a lookup table, written into ``key``; returns the
+        map from key to group number and a representative row of each group."""
+        luts = [None if lut is None else lut.astype(np.int32) for lut in tree.luts]
+        rep = np.full(bound, -1, dtype=rows.dtype)
+        for b in blocks:
+            k = key[b]
+            for j, (f, lut) in enumerate(zip(tree.features, luts, strict=True)):
+                p = part[: len(k)]
+                if lut is None:
+                    p[:] = codes[f][b]
+                else:
+                    lut.take(codes[f][b], out=p)
+                if j == 0:
+                    k[:] = p
+                else:
+                    k *= radix[j]
+                    k += p
+            rep[k] = rows[b]  # any row of a key represents it: they all take the same paths
+        seen = rep >= 0
+        remap = np.cumsum(seen, dtype=np.int32) - 1
+        first = rep[seen]
+        return (remap.astype(np.int16) if len(first) <= 2**15 else remap), first
 
     def _leaf_values(self, rows: np.ndarray, tree: _Tree) -> np.ndarray:
         """The value of the leaf each of ``rows`` reaches in ``tree`` (LightGBM's raw score of that tree alone)."""

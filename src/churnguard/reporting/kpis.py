@@ -29,6 +29,7 @@ from churnguard._io import atomic_write_text, write_table
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables
+    from churnguard.reporting.monitoring import DriftCheck
 
 __all__ = ["STAGES", "RetentionReport", "build_report", "churn_rate", "net_promoter_score", "retention_rate",
            "write_report"]
@@ -61,61 +62,7 @@ def net_promoter_score(scores: pd.Series) -> float | None:
 
 @dataclass(frozen=True)
 class RetentionReport:
-    """The monthly (or quarterly) retention numbers, see :func:`build_report` for every definition.
-
-    Attributes:
-        kpis: one row per period (index ``period``, e.g. ``2024-02`` or ``2024Q1``).
-        lifecycle: one row per period, customers per stage in ``STAGES`` at the period end.
-        cohorts: index ``cohort`` (first purchase month), column ``customers`` (cohort size), then columns
-            0, 1, 2, ...: % of the cohort purchasing that many months later; NaN beyond the data.
-        nps: overall NPS, or None without answers. The survey answers carry no date, so it is not per period.
-        nps_answers: number of NPS answers behind ``nps``.
-        period: ``"month"`` or ``"quarter"``.
-        active_days: the activity window used.
-        extra_sections: section title -> HTML fragment, appended to the HTML as they are (trusted).
-    """
-
-    kpis: pd.DataFrame
-    lifecycle: pd.DataFrame
-    cohorts: pd.DataFrame
-    nps: float | None = None
-    nps_answers: int = 0
-    period: str = "month"
-    active_days: int = 365
-    extra_sections: dict[str, str] = field(default_factory=dict)
-
-    def to_html(self) -> str:
-        """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
-        nps = "no answers" if self.nps is None else f"{self.nps:+.1f} ({self.nps_answers} answers, overall)"
-        charts = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
-                         for t, b in _charts(self))
-        tables = [("KPIs", self.kpis), ("Lifecycle stages at period end", self.lifecycle),
-                  ("Cohort retention (% of cohort purchasing, by months since first purchase)", self.cohorts)]
-        body = "".join(f"<h2>{html.escape(t)}</h2>" + frame.to_html(float_format=lambda v: f"{v:,.2f}",
-                                                                    na_rep="-", border=0)
-                       for t, frame in tables)
-        body += "".join(f"<h2>{html.escape(t)}</h2>{fragment}" for t, fragment in self.extra_sections.items())
-        return (
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Retention report</title><style>'
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-            "td,th{padding:2px 6px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
-            "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body><h1>Retention report</h1>"
-            f"<p>Per {self.period}; active = a purchase in the trailing {self.active_days} days. "
-            f"NPS: {nps}. Rows with complete_history False lack {self.active_days} days of history before "
-            "the period start and are not comparable.</p>"
-            f"{charts}{body}</body></html>"
-        )
-
-
-def build_report(
-    tables: Tables,
-    *,
-    period: str = "month",
-    active_days: int = 365,
-    max_lifespan_years: float = 10.0,
-    extra_sections: Mapping[str, str] | None = None,
-) -> RetentionReport:
-    """Compute the retention KPIs, lifecycle stages and cohort matrix of ``tables``.
+    """The monthly (or quarterly) retention numbers.
 
     KPI columns per period (S = active at the end of the day before the period starts, E = active at the
     period end, N = new in the period):
@@ -144,12 +91,81 @@ def build_report(
     in the last ``active_days`` days. Windows are cut at ``active_days``, so new + active + at_risk +
     lapsing = E.
 
+    Attributes:
+        kpis: one row per period (index ``period``, e.g. ``2024-02`` or ``2024Q1``).
+        lifecycle: one row per period, customers per stage in ``STAGES`` at the period end.
+        cohorts: index ``cohort`` (first purchase month), column ``customers`` (cohort size), then columns
+            0, 1, 2, ...: % of the cohort purchasing that many months later; NaN beyond the data.
+        nps: overall NPS, or None without answers. The survey answers carry no date, so it is not per period.
+        nps_answers: number of NPS answers behind ``nps``.
+        period: ``"month"`` or ``"quarter"``.
+        active_days: the activity window used.
+        extra_sections: section title -> HTML fragment, appended to the HTML as they are (trusted).
+        drift: a model's drift check, shown as the last section of the HTML (None: no section).
+    """
+
+    kpis: pd.DataFrame
+    lifecycle: pd.DataFrame
+    cohorts: pd.DataFrame
+    nps: float | None = None
+    nps_answers: int = 0
+    period: str = "month"
+    active_days: int = 365
+    extra_sections: dict[str, str] = field(default_factory=dict)
+    drift: DriftCheck | None = None
+
+    def summary(self) -> str:
+        """The latest period's headline numbers in one line."""
+        last = self.kpis.iloc[-1]
+        nps = f", NPS {self.nps:+.1f}" if self.nps is not None else ""
+        return (f"{len(self.kpis)} {self.period}s, latest {self.kpis.index[-1]}: CRR {last['retention_rate']:.1f}%, "
+                f"churn rate {last['churn_rate']:.1f}%, ARPU {last['arpu']:.2f}{nps}")
+
+    def to_html(self) -> str:
+        """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
+        nps = "no answers" if self.nps is None else f"{self.nps:+.1f} ({self.nps_answers} answers, overall)"
+        charts = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
+                         for t, b in _charts(self))
+        tables = [("KPIs", self.kpis), ("Lifecycle stages at period end", self.lifecycle),
+                  ("Cohort retention (% of cohort purchasing, by months since first purchase)", self.cohorts)]
+        body = "".join(f"<h2>{html.escape(t)}</h2>" + frame.to_html(float_format=lambda v: f"{v:,.2f}",
+                                                                    na_rep="-", border=0)
+                       for t, frame in tables)
+        sections = dict(self.extra_sections)
+        if self.drift is not None:
+            sections["Data drift against the model's training data"] = self.drift.to_html()
+        body += "".join(f"<h2>{html.escape(t)}</h2>{fragment}" for t, fragment in sections.items())
+        return (
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Retention report</title><style>'
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+            "td,th{padding:2px 6px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
+            "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body><h1>Retention report</h1>"
+            f"<p>Per {self.period}; active = a purchase in the trailing {self.active_days} days. "
+            f"NPS: {nps}. Rows with complete_history False lack {self.active_days} days of history before "
+            "the period start and are not comparable.</p>"
+            f"{charts}{body}</body></html>"
+        )
+
+
+def build_report(
+    tables: Tables,
+    *,
+    period: str = "month",
+    active_days: int = 365,
+    max_lifespan_years: float = 10.0,
+    extra_sections: Mapping[str, str] | None = None,
+    drift: DriftCheck | None = None,
+) -> RetentionReport:
+    """Compute the retention KPIs, lifecycle stages and cohort matrix of ``tables`` (every definition is in
+    :class:`RetentionReport`).
+
     Args:
         tables: validated input tables.
         period: ``"month"`` or ``"quarter"`` (the cohort matrix is always by month).
         active_days: trailing window, in days, in which a purchase makes a customer active.
         max_lifespan_years: cap on the expected lifespan (and so on CLTV) for periods with little churn.
-        extra_sections: title -> HTML fragment (e.g. a drift table) to append to the HTML report.
+        extra_sections: title -> HTML fragment to append to the HTML report.
+        drift: a model's drift check (``churnguard.scoring.tables_drift``) for the HTML report.
 
     Raises:
         ValueError: unknown ``period``, non-positive ``active_days`` or cap, or no purchases at all.
@@ -166,14 +182,32 @@ def build_report(
     all_days = _days(tx["timestamp"])
     first_data, last_data = int(all_days.min()), int(all_days.max())
     periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)
-    starts, cal_ends = _days(periods.start_time), _days(periods.end_time)
-    ends = np.minimum(cal_ends, last_data)
-
     codes, _ = pd.factorize(buys["customer_id"])
     pairs = pd.DataFrame({"c": codes, "d": _days(buys["timestamp"])}).drop_duplicates().sort_values("d")
     c, d = pairs["c"].to_numpy(), pairs["d"].to_numpy()
     first = np.full(codes.max() + 1, np.inf)
     np.minimum.at(first, c, d)
+    k, lifecycle = _customer_kpis(c, d, first, periods, (first_data, last_data), active_days)
+    _add_money_kpis(k, tx, buys, periods, per_year, max_lifespan_years)
+    if tables.tickets is not None:
+        for name, values in _ticket_kpis(tables.tickets, freq).items():
+            k[name] = _align(values, periods, 0 if name == "csat_answers" else np.nan)
+    nps_scores = None if tables.customers is None else tables.customers.get("nps")
+    return RetentionReport(
+        kpis=k, lifecycle=lifecycle, cohorts=_cohorts(c, d, first, last_data),
+        nps=None if nps_scores is None else net_promoter_score(nps_scores),
+        nps_answers=0 if nps_scores is None else int(nps_scores.notna().sum()),
+        period=period, active_days=active_days, extra_sections=dict(extra_sections or {}), drift=drift,
+    )
+
+
+def _customer_kpis(c: np.ndarray, d: np.ndarray, first: np.ndarray, periods: pd.PeriodIndex,
+                   data_span: tuple[int, int], active_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The customer counts and rates per period, and the lifecycle stages at each period end, from the
+    distinct (customer code ``c``, purchase day ``d``) pairs sorted by day and each customer's ``first`` day."""
+    first_data, last_data = data_span
+    starts, cal_ends = _days(periods.start_time), _days(periods.end_time)
+    ends = np.minimum(cal_ends, last_data)
     counts, stages = [], []
     for s, e in zip(starts, ends, strict=True):
         active_s = _days_since_last(c, d, first.size, s - 1) < active_days
@@ -191,7 +225,12 @@ def build_report(
     k.insert(3, "complete_period", ends == cal_ends)
     k["retention_rate"] = _ratio(k["customers_end"] - k["new_customers"], k["customers_start"]) * 100
     k["churn_rate"] = _ratio(k["lost_customers"], k["customers_start"]) * 100
+    return k, pd.DataFrame(stages, index=index, columns=list(STAGES), dtype="int64")
 
+
+def _add_money_kpis(k: pd.DataFrame, tx: pd.DataFrame, buys: pd.DataFrame, periods: pd.PeriodIndex,
+                    per_year: int, max_lifespan_years: float) -> None:
+    """Add revenue, orders, buyers, purchase value and frequency, lifespan, CLTV, ARPU and concentration."""
     k["revenue"] = _align(tx.groupby("_period")["amount"].sum(), periods, 0.0)
     k["orders"] = _align(_orders(buys), periods, 0).astype("int64")
     k["buying_customers"] = _align(buys.groupby("_period")["customer_id"].nunique(), periods, 0).astype("int64")
@@ -201,22 +240,6 @@ def build_report(
     k["cltv"] = k["avg_purchase_value"] * k["purchase_frequency"] * per_year * k["lifespan_years"]
     k["arpu"] = _ratio(k["revenue"], k["customers_end"])
     k["top25_revenue_share"] = _align(_concentration(tx, buys), periods)
-    if tables.tickets is not None:
-        for name, values in _ticket_kpis(tables.tickets, freq).items():
-            k[name] = _align(values, periods, 0 if name == "csat_answers" else np.nan)
-
-    nps_scores = None if tables.customers is None else tables.customers.get("nps")
-    nps = None if nps_scores is None else net_promoter_score(nps_scores)
-    return RetentionReport(
-        kpis=k,
-        lifecycle=pd.DataFrame(stages, index=index, columns=list(STAGES), dtype="int64"),
-        cohorts=_cohorts(c, d, first, last_data),
-        nps=nps,
-        nps_answers=0 if nps_scores is None else int(nps_scores.notna().sum()),
-        period=period,
-        active_days=active_days,
-        extra_sections=dict(extra_sections or {}),
-    )
 
 
 def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path]:
@@ -255,7 +278,7 @@ def _days_since_last(c: np.ndarray, d: np.ndarray, n: int, day: int) -> np.ndarr
 
 
 def _stage_counts(age_last: np.ndarray, age_first: np.ndarray, active_days: int) -> list[int]:
-    """Customers per stage in ``STAGES`` from days since last and first purchase (see build_report)."""
+    """Customers per stage in ``STAGES`` from days since last and first purchase (see RetentionReport)."""
     def within(days: int) -> np.ndarray:
         return age_last < min(days, active_days)
 

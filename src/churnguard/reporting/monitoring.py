@@ -9,6 +9,7 @@ measures retention of contacted vs control customers, the uplift and the observe
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,51 @@ def drift_table(profiles: dict[str, dict], frame: pd.DataFrame, *, threshold: fl
     out = pd.DataFrame(rows, columns=["feature", "psi", "level"]).astype({"psi": "float64"})
     return out.sort_values(["psi", "feature"], ascending=[False, True], na_position="first",
                            kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """PSI of today's features and score against the model's training reference.
+
+    Attributes:
+        table: :func:`drift_table`'s rows; None when the model file holds no training reference.
+        threshold: the PSI from which a feature counts as shifted.
+    """
+
+    table: pd.DataFrame | None
+    threshold: float = 0.2
+
+    @property
+    def shifted(self) -> pd.DataFrame:
+        """The rows of the features that shifted or are missing."""
+        return self.table.iloc[:0] if self.table is None else self.table[self.table["level"].isin(["shift", "missing"])]
+
+    def write(self, path: str | Path) -> str | None:
+        """Write the table to ``path`` and describe it in one line (None without a training reference)."""
+        from churnguard._io import write_table
+
+        if self.table is None:
+            return None
+        write_table(self.table, path)
+        shifted = self.shifted
+        if shifted.empty:
+            return f"drift: no PSI at or above {self.threshold} -> {path}"
+        listed = ", ".join(f"{r.feature} ({'missing' if r.level == 'missing' else f'{r.psi:.2f}'})"
+                           for r in shifted.head(8).itertuples())
+        return f"warning: data drift against the training data, {len(shifted)} of {len(self.table)}: {listed} -> {path}"
+
+    def to_html(self) -> str:
+        """The report's section: the PSI table with how to read it, or why there is none."""
+        if self.table is None:
+            return "<p>This model file holds no training reference for drift checks.</p>"
+        rows = "".join(
+            f"<tr><td>{html.escape(str(r.feature))}</td><td>{'' if r.psi != r.psi else f'{r.psi:.3f}'}</td>"
+            f"<td>{html.escape(str(r.level))}</td></tr>"
+            for r in self.table.itertuples()
+        )
+        return ("<p>Population stability index of each feature and of the score, today vs the model's newest "
+                "training snapshot (0.1-0.2 moderate, above 0.2 a shift worth a retrain).</p>"
+                f"<table><tr><th>feature</th><th>PSI</th><th>level</th></tr>{rows}</table>")
 
 
 def _z(confidence: float) -> float:

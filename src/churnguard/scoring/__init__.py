@@ -10,6 +10,7 @@ from churnguard.scoring.rules import assign_actions, expected_value, risk_band, 
 from churnguard.scoring.score import (
     OUTPUT_COLUMNS,
     ScoreResult,
+    drift_check,
     drift_report,
     model_population,
     no_activity_reason,
@@ -18,6 +19,7 @@ from churnguard.scoring.score import (
     score_records,
     score_tables,
     select_customers,
+    tables_drift,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ScoreResult",
     "assign_actions",
     "describe",
+    "drift_check",
     "drift_report",
     "expected_value",
     "model_population",
@@ -38,4 +41,5 @@ __all__ = [
     "select",
     "select_customers",
     "signals",
+    "tables_drift",
 ]

@@ -84,6 +84,14 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     return cost, np.where(cost > 0, p * clv * success - cost, 0.0)
 
 
+def check_selection(budget: float | None, control_fraction: float) -> None:
+    """ValueError unless ``budget`` is None or >= 0 and ``control_fraction`` is in [0, 1)."""
+    if not 0 <= control_fraction < 1:
+        raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+
+
 def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
            control_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Who to contact (``selected``) and who of them to hold out (``control_group``).
@@ -91,10 +99,7 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     Selection does not depend on row order; the control group is drawn among the selected customers sorted by
     id, so the same seed and scores always give the same group.
     """
-    if not 0 <= control_fraction < 1:
-        raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
-    if budget is not None and budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
+    check_selection(budget, control_fraction)
     ids = np.asarray(ids, dtype=object)
     candidates = np.flatnonzero((ev > 0) & (cost > 0))
     selected = np.zeros(len(ids), dtype=bool)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
     from churnguard.features.records import CustomerRecords
     from churnguard.model import ChurnModel
     from churnguard.population import Population
+    from churnguard.reporting.monitoring import DriftCheck
 
-__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_report", "frame_columns", "model_population", "score_columns",
-           "score_features", "score_records", "score_tables", "select_customers"]
+__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_check", "drift_report", "frame_columns", "model_population",
+           "score_columns", "score_features", "score_records", "score_tables", "select_customers", "tables_drift",
+           "unscored_rejects"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +181,19 @@ class ScoreResult:
         rejected = set(ids.unique()) - set(self.scores["customer_id"]) if len(ids) else set()
         return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
 
+    def summary(self, out: str | Path) -> str:
+        """Customers in, scored and rejected, customers per risk band, and the selection with its cost and
+        expected value (control customers are not contacted, so they cost nothing)."""
+        c, s = self.counts(), self.scores
+        chosen = s[s["selected"]]
+        contacted = chosen[~chosen["control_group"]]
+        return (
+            f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
+            f"bands: {', '.join(f'{k} {v:,}' for k, v in s['risk_band'].value_counts().items())}\n"
+            f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
+            f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}"
+        )
+
 
 def no_activity_reason(as_of: pd.Timestamp) -> str:
     """Why a customer known to the tables is not scored: nothing of theirs happened by ``as_of``."""
@@ -201,12 +217,17 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
-    unseen = pd.Index(pd.concat(missing, ignore_index=True).unique()).sort_values()
+    rejects = unscored_rejects(tables.rejects, pd.Index(pd.concat(missing, ignore_index=True).unique()), as_of)
+    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+
+
+def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``rejects`` followed by a row for each customer known to the tables but not scored, in id order."""
+    unseen = unseen.sort_values()
     late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
                          "column": "", "value": "", "reason": no_activity_reason(as_of)})
-    rejects = pd.concat([r for r in (tables.rejects, late) if not r.empty], ignore_index=True) if (
-        not tables.rejects.empty or not late.empty) else tables.rejects
-    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+    return pd.concat([r for r in (rejects, late) if not r.empty], ignore_index=True) if (
+        not rejects.empty or not late.empty) else rejects
 
 
 def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
@@ -258,11 +279,24 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, 
     return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
 
 
-def drift_report(model: ChurnModel, sample: pd.DataFrame, *, threshold: float = 0.2) -> pd.DataFrame | None:
+def drift_report(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> pd.DataFrame | None:
     """PSI per feature and for the score against the training reference stored in the model (None if absent)."""
-    from churnguard.reporting.monitoring import drift_table
+    return drift_check(model, sample, threshold=threshold).table
+
+
+def drift_check(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> DriftCheck:
+    """:func:`drift_report` with its threshold, to write and describe (its table is None without a reference)."""
+    from churnguard.reporting.monitoring import DriftCheck, drift_table
 
     profiles = model.require_info().drift_profiles
     if not profiles or sample is None or sample.empty:
-        return None
-    return drift_table(profiles, sample, threshold=threshold)
+        return DriftCheck(None, threshold)
+    return DriftCheck(drift_table(profiles, sample, threshold=threshold), threshold)
+
+
+def tables_drift(model: ChurnModel, tables: Tables) -> DriftCheck:
+    """:func:`drift_check` of the customers in ``tables`` as of the last day in the data."""
+    from churnguard.config import load_playbook
+
+    result = score_tables(model, tables, None, load_playbook(), control_fraction=0.0)
+    return drift_check(model, result.drift_sample)

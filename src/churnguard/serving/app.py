@@ -424,6 +424,18 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_Reconnect`.
     """
+    app = _App(title="churnguard", version=_version(), lifespan=_lifespan(model_path, playbook_path))
+    app.max_body_bytes = max_body_bytes
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    if reconnect_every is not None:
+        app.reconnect = _Reconnect(reconnect_every)
+    _add_routes(app)
+    _document_predict_body(app)
+    return app
+
+
+def _lifespan(model_path: str | Path, playbook_path: str | Path | None):
+    """The app's lifespan: load the model, playbook and population once, before the first request."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -440,11 +452,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         yield
         gc.unfreeze()
 
-    app = _App(title="churnguard", version=_version(), lifespan=lifespan)
-    app.max_body_bytes = max_body_bytes
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    if reconnect_every is not None:
-        app.reconnect = _Reconnect(reconnect_every)
+    return lifespan
+
+
+def _add_routes(app: FastAPI) -> None:
+    """The error handler and the routes: health, model facts, ``/predict`` and ``/predict/features``."""
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
@@ -491,9 +503,6 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
         return PredictResponse(scores=_records(scores))
-
-    _document_predict_body(app)
-    return app
 
 
 def _version() -> str:

@@ -43,6 +43,20 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None, threa
         raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
 
 
+def describe(client: Client, scheduler: str | None) -> str:
+    """Where the work runs: the scheduler (or local cluster), its workers and threads, and the dashboard link."""
+    import importlib.util
+
+    info = client.scheduler_info()
+    workers = info.get("workers", {}).values()
+    threads = sum(w.get("nthreads", 0) for w in workers)
+    where = f"scheduler {client.scheduler.address}" if scheduler else "local cluster"
+    dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) else "not served"
+    if scheduler is None and importlib.util.find_spec("bokeh") is None and dashboard != "not served":
+        dashboard += " (its pages need bokeh: pip install 'bokeh>=3.1')"
+    return f"dask: {where}, {len(workers)} worker(s), {threads} thread(s); dashboard {dashboard}"
+
+
 class _Tasks:
     """Submits tasks under readable, unique keys (``churnguard-<step>-p<partition>-<token>``), so a failure
     can say which step and which customer partition it hit."""

@@ -117,16 +117,7 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
         splits[t] = [tasks.submit(f"split-{t}-c{i}", _split_chunk, f, int(starts[t][i]), ids[t], n, formats[t])
                      for i, f in enumerate(raw[t])]
     del raw
-    if any(formats.values()):  # no value outside a column's style may be a date in another style
-        checked = _gather(client, {t: [tasks.submit(f"datecheck-{t}-c{i}", operator.itemgetter(1), s)
-                                       for i, s in enumerate(fs)] for t, fs in splits.items() if formats[t]},
-                          "checking date styles")
-        for t in _CHECK_ORDER:
-            for col, fmt in formats.get(t, {}).items():
-                stats = [c[col] for c in checked[t] if col in c]
-                if sum(s["mixed"] for s in stats):
-                    inverse = {u: c for c, u in getattr(config.columns, t).items()}
-                    raise _mixed_error(sources[t].name, inverse.get(col, col), fmt, stats)
+    _check_date_styles(tasks, splits, formats, sources, config)
     spec = _Spec(config, {t: s.name for t, s in sources.items()}, {t: s.files for t, s in sources.items()},
                  file_starts, _placeholder_date(config))
     partitions = []
@@ -135,8 +126,33 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
                   for t, fs in splits.items()}
         partitions.append(tasks.submit(f"validate-p{b}", _validate_partition, pieces, spec))
     del splits
-    counts, samples = zip(*_gather(client, [tasks.submit(f"rejects-p{b}", _reject_digest, p)
-                                             for b, p in enumerate(partitions)], "validating the input"), strict=True)
+    rejects = _bad_rows(tasks, partitions, sources, rows, config)
+    return DaskTables(client, partitions, rejects, {t: s.name for t, s in sources.items()}, rows)
+
+
+def _check_date_styles(tasks: _Tasks, splits: dict[str, list[Future]], formats: dict[str, dict],
+                       sources: dict[str, _Source], config: DataConfig) -> None:
+    """No value outside a date column's style may be a date in another style: DataError naming the column."""
+    if not any(formats.values()):
+        return
+    checked = _gather(tasks.client, {t: [tasks.submit(f"datecheck-{t}-c{i}", operator.itemgetter(1), s)
+                                         for i, s in enumerate(fs)] for t, fs in splits.items() if formats[t]},
+                      "checking date styles")
+    for t in _CHECK_ORDER:
+        for col, fmt in formats.get(t, {}).items():
+            stats = [c[col] for c in checked[t] if col in c]
+            if sum(s["mixed"] for s in stats):
+                inverse = {u: c for c, u in getattr(config.columns, t).items()}
+                raise _mixed_error(sources[t].name, inverse.get(col, col), fmt, stats)
+
+
+def _bad_rows(tasks: _Tasks, partitions: list[Future], sources: dict[str, _Source], rows: dict[str, int],
+              config: DataConfig) -> pd.DataFrame:
+    """The ``on_bad_rows`` policy over all partitions: DataError for bad rows under ``raise`` (or a table with
+    no usable rows), else the rows set aside, in the order the local engine reports them."""
+    digests = _gather(tasks.client, [tasks.submit(f"rejects-p{b}", _reject_digest, p) for b, p in enumerate(partitions)],
+                      "validating the input")
+    counts, samples = zip(*digests, strict=True)
     counts = pd.concat([c for c in counts if not c.empty] or [counts[0]], ignore_index=True)
     samples = pd.concat([s for s in samples if not s.empty] or [samples[0]], ignore_index=True)
     rejected = {}
@@ -150,8 +166,8 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
                               len(sources[t].files) > 1)
     rejects = pd.DataFrame(columns=REJECT_COLUMNS)
     if any(rejected.values()):
-        frames = _gather(client, [tasks.submit(f"gather-rejects-p{b}", _partition_rejects, p)
-                                  for b, p in enumerate(partitions)], "collecting rejected rows")
+        frames = _gather(tasks.client, [tasks.submit(f"gather-rejects-p{b}", _partition_rejects, p)
+                                        for b, p in enumerate(partitions)], "collecting rejected rows")
         rank = {t: i for i, t in enumerate(_CHECK_ORDER)}
         rejects = pd.concat([f for f in frames if not f.empty], ignore_index=True)
         rejects = (rejects.assign(_rank=rejects["table"].map(rank))
@@ -159,7 +175,7 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
         for t, k in rejected.items():
             if k:
                 logger.warning("%s: set aside %d of %d %s rows (see rejects)", sources[t].name, k, rows[t], t)
-    return DaskTables(client, partitions, rejects, {t: s.name for t, s in sources.items()}, rows)
+    return rejects
 
 
 def _piece(split: tuple[list[pd.DataFrame], dict], b: int) -> pd.DataFrame:
@@ -187,6 +203,11 @@ class DaskTables:
     def npartitions(self) -> int:
         """Number of customer partitions."""
         return len(self.partitions)
+
+    def summary(self) -> str:
+        """What was read: rows per table and the number of customer partitions."""
+        rows = ", ".join(f"{n:,} {t}" for t, n in self.rows.items())
+        return f"input: {rows} in {self.npartitions} customer partitions"
 
     def _timespan(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         if self._span is None:

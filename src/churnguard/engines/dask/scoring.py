@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import TABLE_SUFFIXES, atomic_path
+from churnguard._io import appending_table, table_suffix
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
 from churnguard.engines.dask._validate import _concat
@@ -110,61 +110,63 @@ def score_dask(
         on_step: progress callback, called with a short description before each step.
 
     Returns:
-        Scores (all columns sorted by customer id, or the light ones when ``out`` is given), rejects and the
-        drift sample.
+        Scores (all columns sorted by customer id; the light ones with ``out``), rejects and the drift sample.
 
     Raises:
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
-    from churnguard.scoring import (
-        OUTPUT_COLUMNS,
-        ScoreResult,
-        model_population,
-        no_activity_reason,
-        select_customers,
-    )
+    from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult
+    from churnguard.scoring.rules import check_selection
 
-    step = on_step or (lambda _msg: None)
     client = _client_for(dtables, client)
-    if not 0 <= control_fraction < 1:
-        raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
-    if budget is not None and budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
-    if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
-        raise ValueError(f"{out}: unsupported file type {Path(out).suffix or '(none)'!r}; use .csv or .parquet")
-    info = model.require_info()
+    check_selection(budget, control_fraction)
+    if out is not None:
+        table_suffix(Path(out))
+    step = on_step or (lambda _msg: None)
     day = to_day(as_of) if as_of is not None else dtables.last_date()
-    fcfg = info.config.features
-    step(f"building features as of {day.date()}")
-    snap = _feature_snapshots(dtables, client, [day], fcfg, population=model_population(model))[day]
-    step("scoring the partitions")
     tasks = _Tasks(client)
-    remote_model = client.scatter(model, broadcast=True, hash=False)
-    scored = [tasks.submit(f"score-p{b}", _score_partition, remote_model, p, f, playbook, reasons_for, day)
-              for b, (p, f) in enumerate(zip(dtables.partitions, snap.parts, strict=True))]
-    parts = _gather(client, [tasks.submit(f"light-p{b}", _pick, s, "light", "unseen") for b, s in enumerate(scored)],
-                    "scoring")
-    step("selecting customers within the budget")
-    light = _combine([lt.assign(_part=b) for b, (lt, _) in enumerate(parts)])
-    flags = select_customers(light[["customer_id", "risk_band", "expected_value", "action_cost"]], budget=budget,
-                             control_fraction=control_fraction, seed=seed)
-    unseen = pd.Index(np.concatenate([u for _, u in parts])).sort_values()
-    late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
-                         "column": "", "value": "", "reason": no_activity_reason(day)})
-    base = dtables.rejects
-    rejects = (pd.concat([r for r in (base, late) if not r.empty], ignore_index=True)
-               if not base.empty or not late.empty else base)
+    scored = _score_partitions(tasks, model, dtables, day, playbook, reasons_for, step)
+    light, flags, rejects = _select(tasks, scored, dtables.rejects, day, step, budget=budget,
+                                    control_fraction=control_fraction, seed=seed)
     drift = _drift_sample(client, tasks, scored, light)
     selection = flags.set_index("customer_id")[["selected", "control_group"]]
+    frames = [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)]
     if out is None:
-        frames = _gather(client, [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)],
-                         "collecting the scores")
-        scores = _combine([f for (f,) in frames]).join(selection, on="customer_id")[OUTPUT_COLUMNS]
-        return ScoreResult(scores, rejects, drift)
+        scores = _combine([f for (f,) in _gather(client, frames, "collecting the scores")])
+        return ScoreResult(scores.join(selection, on="customer_id")[OUTPUT_COLUMNS], rejects, drift)
     step(f"writing {out}")
-    _write_scores(client, [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)],
-                  selection, Path(out))
+    _write_scores(client, frames, selection, Path(out))
     return ScoreResult(flags, rejects, drift)
+
+
+def _score_partitions(tasks: _Tasks, model: ChurnModel, dtables: DaskTables, day: pd.Timestamp,
+                      playbook: Playbook, reasons_for: str, step: Callable[[str], None]) -> list[Future]:
+    """Each partition's features as of ``day`` (with the model's population state), then its scores."""
+    from churnguard.scoring import model_population
+
+    client = tasks.client
+    step(f"building features as of {day.date()}")
+    fcfg = model.require_info().config.features
+    snap = _feature_snapshots(dtables, client, [day], fcfg, population=model_population(model))[day]
+    step("scoring the partitions")
+    remote_model = client.scatter(model, broadcast=True, hash=False)
+    return [tasks.submit(f"score-p{b}", _score_partition, remote_model, p, f, playbook, reasons_for, day)
+            for b, (p, f) in enumerate(zip(dtables.partitions, snap.parts, strict=True))]
+
+
+def _select(tasks: _Tasks, scored: list[Future], rejects: pd.DataFrame, day: pd.Timestamp,
+            step: Callable[[str], None], **choice: float | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The light columns of every customer (``_part``: their partition), the budget selection over all of them
+    (``choice``: as for ``select_customers``), and ``rejects`` with the customers known but not scored."""
+    from churnguard.scoring import select_customers
+    from churnguard.scoring.score import unscored_rejects
+
+    parts = _gather(tasks.client, [tasks.submit(f"light-p{b}", _pick, s, "light", "unseen")
+                                   for b, s in enumerate(scored)], "scoring")
+    step("selecting customers within the budget")
+    light = _combine([lt.assign(_part=b) for b, (lt, _) in enumerate(parts)])
+    flags = select_customers(light[["customer_id", "risk_band", "expected_value", "action_cost"]], **choice)
+    return light, flags, unscored_rejects(rejects, pd.Index(np.concatenate([u for _, u in parts])), day)
 
 
 def _pick(bundle: dict[str, Any], *names: str) -> tuple:
@@ -173,28 +175,13 @@ def _pick(bundle: dict[str, Any], *names: str) -> tuple:
 
 def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path) -> None:
     """Stream the partitions' scores into ``out`` (CSV or Parquet), atomically: all of it or nothing."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from churnguard.scoring import OUTPUT_COLUMNS
 
-    csv = out.suffix.lower() == ".csv"
-    with atomic_path(out) as tmp:
-        writer = None
+    with appending_table(out) as append:
         written = False
-        try:
-            for b, fut in enumerate(futures):
-                (frame,) = _gather(client, fut, f"writing the scores of customer partition {b}")
-                if frame.empty and (written or b < len(futures) - 1):
-                    continue
-                frame = frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[OUTPUT_COLUMNS]
-                if csv:
-                    frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
-                else:
-                    table = pa.Table.from_pandas(frame, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table.cast(writer.schema))
-                written = True
-        finally:
-            if writer is not None:
-                writer.close()
+        for b, fut in enumerate(futures):
+            (frame,) = _gather(client, fut, f"writing the scores of customer partition {b}")
+            if frame.empty and (written or b < len(futures) - 1):
+                continue
+            append(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[OUTPUT_COLUMNS])
+            written = True
