@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from churnguard.population import Population
 
 __all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_report", "frame_columns", "model_population", "score_columns",
-           "score_features", "score_records", "score_tables", "select_customers"]
+           "score_features", "score_frames", "score_records", "score_tables", "select_customers"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +208,26 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
         not tables.rejects.empty or not late.empty) else tables.rejects
     return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
 
+
+def score_frames(model: ChurnModel, *, transactions, tickets=None, customers=None,
+                 as_of: str | pd.Timestamp | None = None, playbook: Playbook | None = None, budget: float | None = None,
+                 control_fraction: float = 0.1, seed: int = 0) -> ScoreResult:
+    """:func:`score_tables` from raw tables: DataFrames in the training data's column names, or file paths,
+    validated with the model's data config; the default playbook unless one is given.
+
+    Returns ``scores`` (one row per customer: probability, band, value tier, CLV, reasons, action, expected
+    value, selection) and ``rejects`` (with reasons).
+    """
+    from churnguard.config import load_playbook
+    from churnguard.dataset import load_tables, validate_tables
+
+    data_cfg = model.require_info().config.data
+    if isinstance(transactions, pd.DataFrame):
+        tables = validate_tables(transactions, tickets, customers, config=data_cfg)
+    else:
+        tables = load_tables(transactions, tickets, customers, config=data_cfg)
+    return score_tables(model, tables, as_of, playbook or load_playbook(), budget=budget,
+                        control_fraction=control_fraction, seed=seed)
 
 def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
                   population: Population | None = None) -> list[dict]:
