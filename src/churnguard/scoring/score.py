@@ -213,11 +213,7 @@ def score_frames(model: ChurnModel, *, transactions, tickets=None, customers=Non
                  as_of: str | pd.Timestamp | None = None, playbook: Playbook | None = None, budget: float | None = None,
                  control_fraction: float = 0.1, seed: int = 0) -> ScoreResult:
     """:func:`score_tables` from raw tables: DataFrames in the training data's column names, or file paths,
-    validated with the model's data config; the default playbook unless one is given.
-
-    Returns ``scores`` (one row per customer: probability, band, value tier, CLV, reasons, action, expected
-    value, selection) and ``rejects`` (with reasons).
-    """
+    validated with the model's data config; the default playbook unless one is given."""
     from churnguard.config import load_playbook
     from churnguard.dataset import load_tables, validate_tables
 

@@ -1,9 +1,6 @@
-"""BG/NBD learned from purchase histories: the parameters behind the ``bg_`` features.
-
-The features themselves are the kernel's (:func:`churnguard.features.kernel.bgnbd_features`); this module only
-fits their parameters. Histories are compressed to their distinct (x, t_x, T) rows, in weeks, with a count each,
-so the counts of parts of a population (the Dask engine's partitions) fit to the same parameters as the whole.
-"""
+"""BG/NBD learned from purchase histories: the parameters of the kernel's ``bg_`` features
+(:func:`churnguard.features.kernel.bgnbd_features`). Histories are compressed to their distinct (x, t_x, T) rows,
+in weeks, with a count each, so the counts of parts of a population (Dask partitions) fit like the whole."""
 
 from __future__ import annotations
 

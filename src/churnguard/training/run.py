@@ -11,8 +11,7 @@ Training rows: when the training snapshots hold more labelled rows than ``snapsh
 training snapshot keeps a seeded random sample of its customers, in proportion to its size
 (:func:`churnguard.training.snapshots.sample_sizes`), drawn as the snapshot is built so the full set is never in
 memory. The validation and test snapshots are never sampled. The run's summary, MLflow params and model card
-say how many rows were used of how many. The time split is
-:func:`churnguard.training.snapshots.split_by_time`.
+say how many rows were used of how many. The time split is :func:`~churnguard.training.snapshots.split_by_time`.
 """
 
 from __future__ import annotations
@@ -52,18 +51,8 @@ if TYPE_CHECKING:
     from churnguard.config import Config, ModelConfig, TrackingConfig
     from churnguard.dataset import Tables
 
-__all__ = [
-    "TrainResult",
-    "TrainingRows",
-    "data_fingerprint",
-    "fingerprint",
-    "finish_training",
-    "model_metadata",
-    "new_model",
-    "run_evaluation",
-    "run_training",
-    "sampling_summary",
-]
+__all__ = ["TrainResult", "TrainingRows", "data_fingerprint", "fingerprint", "finish_training", "model_metadata",
+           "new_model", "run_evaluation", "run_training", "sampling_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,34 +78,21 @@ class TrainResult:
 
 @dataclass
 class TrainingRows:
-    """What an engine hands to :func:`finish_training`: the held-out rows and what it learned of the data.
+    """What an engine hands to :func:`finish_training`: the held-out rows and what it learned of the data."""
 
-    Attributes:
-        valid, test: the validation and test snapshots' rows (features, ``churned``), whole.
-        days: the train days, the validation day and the test day.
-        first_day, last: the first day of data and "today", the last day used.
-        counts: ``transactions``, ``tickets``, ``customers`` and ``rejected_rows`` of the valid data.
-        train_rows, train_churn_rate: the training set's size and churn rate.
-        feature_dtypes: each training column's dtype.
-        today: the population state at ``last`` for scoring: lifespan, VIP cut-off and BG/NBD parameters.
-        bgnbd_by_snapshot: the BG/NBD parameters fitted at each snapshot, by day.
-        data_fingerprint: :func:`data_fingerprint` of the data.
-        facts: the engine's own entries for the summary (how the rows were sampled, ...).
-    """
-
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]
-    first_day: pd.Timestamp
-    last: pd.Timestamp
-    counts: dict[str, int]
+    valid: pd.DataFrame  # the validation snapshot's rows (features, ``churned``), whole
+    test: pd.DataFrame  # the test snapshot's, whole
+    days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]  # train days, validation day, test day
+    first_day: pd.Timestamp  # of the data
+    last: pd.Timestamp  # "today", the last day used
+    counts: dict[str, int]  # valid ``transactions`` and ``tickets``, ``customers``, ``rejected_rows``
     train_rows: int
     train_churn_rate: float
-    feature_dtypes: dict[str, Any]
-    today: Population
-    bgnbd_by_snapshot: dict[str, BGNBDParams]
-    data_fingerprint: str
-    facts: dict[str, Any]
+    feature_dtypes: dict[str, Any]  # each training column's
+    today: Population  # at ``last``, for scoring: lifespan, VIP cut-off and BG/NBD parameters
+    bgnbd_by_snapshot: dict[str, BGNBDParams]  # fitted at each snapshot, by day
+    data_fingerprint: str  # :func:`data_fingerprint` of the data
+    facts: dict[str, Any]  # the engine's own entries for the summary (how the rows were sampled, ...)
 
 
 def new_model(mc: ModelConfig) -> ChurnModel:
@@ -177,10 +153,8 @@ def run_training(
 
 def _snapshot_rows(snaps: _Snapshots, days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp], config: Config,
                    step: Callable[[str], None]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The training, validation and test rows, and the summary's facts of how the training rows were chosen.
-
-    Training rows are sampled (when over ``snapshots.max_train_rows``) as each snapshot is built, so the whole
-    set is never held; the validation and test snapshots are kept whole."""
+    """The training, validation and test rows, and the summary's facts of how the training rows were chosen
+    (sampled, when over ``snapshots.max_train_rows``, as each snapshot is built: the whole set is never held)."""
     train_days, valid_day, test_day = days
     used = [*train_days, valid_day, test_day]
     population = {d: snaps.population(d) for d in train_days}
@@ -207,13 +181,8 @@ def _snapshot_rows(snaps: _Snapshots, days: tuple[list[pd.Timestamp], pd.Timesta
 
 def sampling_summary(available: int, used: int, max_rows: int | None, seed: int) -> dict[str, Any]:
     """How the training rows were chosen, for the summary, the MLflow params and the model card."""
-    return {
-        "max_train_rows": max_rows,
-        "train_rows_available": available,
-        "train_sampled": used < available,
-        "train_sample_fraction": used / available if available else 1.0,
-        "train_sample_seed": seed,
-    }
+    return {"max_train_rows": max_rows, "train_rows_available": available, "train_sampled": used < available,
+            "train_sample_fraction": used / available if available else 1.0, "train_sample_seed": seed}
 
 
 def finish_training(model: ChurnModel, rows: TrainingRows, config: Config, *, model_out: str | Path,

@@ -58,12 +58,9 @@ def snapshot_dates(
 
 
 def split_by_time(dates: list[pd.Timestamp], horizon_days: int) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
-    """(train days, validation day, test day) such that no label window overlaps a later split's day.
-
-    The newest snapshot is the test set; the validation snapshot is the newest one whose label window ends on
-    or before the test day; training uses the snapshots whose label windows end on or before the validation
-    day. No label the model learns from was observable after the day it is validated or tested on.
-    """
+    """(train days, validation day, test day): the newest snapshot tests, the newest one whose label window ends
+    by the test day validates, and those whose windows end by the validation day train. No label the model
+    learns from was observable after the day it is validated or tested on."""
     dates = sorted(dates)
     gap = pd.Timedelta(days=horizon_days)
     test = dates[-1]

@@ -44,8 +44,7 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
-    """The tracking URI (set as MLflow's), a client and the experiment's id (created when missing, with its
-    artifacts beside a SQLite store)."""
+    """The tracking URI (set as MLflow's), a client and the experiment's id (created when missing)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -63,13 +62,9 @@ def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
 
 def log_training_run(result: TrainResult, config: Config, config_text: str | None, test: pd.DataFrame,
                      probabilities: dict[str, np.ndarray]) -> None:
-    """Record a training run: params, the test scorecards as metrics, the boosting curves, tags, charts and
-    the model card, the pyfunc model; register it and point the alias at it unless the champion is better.
-    Fills ``result``'s ``run_id``, ``tracking_uri``, ``registered_version``, ``champion`` and ``artifacts``.
-
-    Args:
-        test: the test snapshot's rows, ``probabilities`` each scorer's on them (``model`` and the baselines).
-    """
+    """Record a training run: params, the test scorecards as metrics, the boosting curves, tags, charts (of
+    each scorer's ``probabilities`` on the ``test`` rows) and the model card, the pyfunc model; register it and
+    point the alias at it unless the champion is better. Fills ``result``'s tracking fields."""
     import mlflow
 
     tc = config.tracking
@@ -117,12 +112,9 @@ def _log_artifacts(result: TrainResult, config: Config, config_text: str | None,
             plot_training_curve({k: v["binary_logloss"] for k, v in model.evals_result_.items()},
                                 tmp / "training_curve.png"),
         ]
-        texts = {
-            "model_card.md": model_card(result.summary, result.scorecards, result.verdict),
-            "model_card.json": json.dumps(model.require_info().to_dict(), indent=2, default=str),
-            "config.yaml": config_text or json.dumps(config.model_dump(mode="json"), indent=2),
-        }
-        for name, text in texts.items():
+        for name, text in {"model_card.md": model_card(result.summary, result.scorecards, result.verdict),
+                           "model_card.json": json.dumps(model.require_info().to_dict(), indent=2, default=str),
+                           "config.yaml": config_text or json.dumps(config.model_dump(mode="json"), indent=2)}.items():
             (tmp / name).write_text(text)
             paths.append(tmp / name)
         imp.rename("gain").to_csv(tmp / "feature_importance.csv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,6 @@ from churnguard.features import to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.model.churn_model import ChurnModel, _Calibrator
-from churnguard.population import Population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
 from churnguard.training.run import (
     TrainingRows,
@@ -50,8 +49,9 @@ def _training_rows(feats: pd.DataFrame, tables: Tables, params: BGNBDParams, as_
     return x.merge(y.drop(columns="as_of"), on="customer_id", how="inner", validate="one_to_one")
 
 
-def _shape(frame: pd.DataFrame) -> tuple[int, pd.DataFrame]:
-    return len(frame), frame.iloc[:0]
+def _shape(frame: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """A partition's rows of one snapshot: how many, how many churned, and its columns."""
+    return len(frame), int(frame["churned"].sum()), frame.iloc[:0]
 
 
 def _stack(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
@@ -73,18 +73,21 @@ def _labels(frame: pd.DataFrame) -> pd.Series:
     return frame["churned"]
 
 
-def _row_hashes(tables: Tables) -> list[np.ndarray]:
-    return [pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
-            for f in (tables.transactions, tables.tickets, tables.customers)]
+def _hashes_and_ids(tables: Tables) -> tuple[list[np.ndarray], np.ndarray]:
+    """A partition's rows' hashes in each table (none for a table not given) and its customers."""
+    return ([pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
+             for f in (tables.transactions, tables.tickets, tables.customers)], tables.customer_ids().to_numpy())
 
 
-def _fingerprint(client: Client, dtables: DaskTables) -> str:
-    """churnguard.training.run.data_fingerprint of the same data: the sorted row hashes of each table."""
-    tasks = _Tasks(client)
-    hashes = _gather(client, [tasks.submit(f"fingerprint-p{b}", _row_hashes, p) for b, p in enumerate(dtables.partitions)],
-                     "fingerprinting the data")
-    return fingerprint(np.concatenate([p[i] for p in hashes]) if name in dtables.sources else None
-                       for i, name in enumerate(_TABLES))
+def _data_facts(client: Client, tasks: _Tasks, dtables: DaskTables) -> tuple[dict[str, int], str]:
+    """The summary's counts of the data and churnguard.training.run.data_fingerprint of it: the sorted row
+    hashes of each table."""
+    parts = _gather(client, [tasks.submit(f"fingerprint-p{b}", _hashes_and_ids, p)
+                             for b, p in enumerate(dtables.partitions)], "fingerprinting the data")
+    hashes = [np.concatenate([p[0][i] for p in parts]) for i in range(len(_TABLES))]
+    counts = {"transactions": len(hashes[0]), "tickets": len(hashes[1]), "customers": sum(len(p[1]) for p in parts),
+              "rejected_rows": len(dtables.rejects)}
+    return counts, fingerprint(h if name in dtables.sources else None for h, name in zip(hashes, _TABLES, strict=True))
 
 
 def train_dask(
@@ -106,10 +109,9 @@ def train_dask(
     trains with ``lightgbm.dask.DaskLGBMClassifier``; its early stopping does not work on the cluster, so the
     number of boosting rounds is chosen by early stopping on the validation snapshot with a local model trained
     on a sample of ``sample_rows`` training rows (all of them when there are fewer), and the distributed model
-    then trains for that many rounds. The validation and test snapshots are gathered locally, and the rest
-    (scorecards, summary, model file, MLflow) is :func:`churnguard.training.run.finish_training`, as for a local
-    run. The saved model is an ordinary :class:`~churnguard.model.ChurnModel` whose booster is the distributed
-    one. ``snapshots.max_train_rows`` does not apply: the cluster trains on every row (``max_train_rows: None``).
+    then trains for that many rounds. The validation and test snapshots are gathered here; the rest is
+    :func:`churnguard.training.run.finish_training`'s, as for a local run, and the model file an ordinary one.
+    ``snapshots.max_train_rows`` does not apply: the cluster trains on every row (``max_train_rows: None``).
 
     Args:
         dtables: tables from :func:`read_tables_dask`.
@@ -130,37 +132,18 @@ def train_dask(
     days = split_by_time(snapshot_dates(dtables.first_timestamp(), last, config.labels, config.snapshots),
                          config.labels.horizon_days)
     tasks = _Tasks(client)
-    built = _snapshot_rows(dtables, client, tasks, days, last, config, step)
-    model, sampled = _fit(client, tasks, built, config, sample_rows, step)
-    step("fingerprinting the data")
-    facts = {**sampling_summary(built.n_train, built.n_train, None, config.model.seed),  # every row is used
-             "engine": "dask", "rounds_chosen_on_rows": sampled}
-    rows = TrainingRows(built.valid, built.test, days, dtables.first_timestamp(), last, _counts(client, tasks, dtables),
-                        built.n_train, _train_churn_rate(client, tasks, built.train, built.n_train), built.dtypes,
-                        replace(built.today, bgnbd=built.bgnbd[last]),
-                        {str(d.date()): built.bgnbd[d] for d in [*days[0], *days[1:]]},
-                        _fingerprint(client, dtables), facts)
+    rows, train = _snapshot_rows(dtables, client, tasks, days, last, config, step)
+    model, sampled = _fit(client, tasks, rows, train, config, sample_rows, step)
+    rows.facts["rounds_chosen_on_rows"] = sampled
     return finish_training(model, rows, config, model_out=model_out, config_text=config_text, track=track,
                            on_step=step)
 
 
-@dataclass
-class _Built:
-    """The snapshots' rows: the training rows of each partition (on the cluster), the validation and test
-    rows (gathered here), the training set's dtypes, the BG/NBD fits by day and the population state today."""
-
-    train: dict[int, Future]
-    n_train: int
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    dtypes: dict[str, Any]
-    bgnbd: dict[pd.Timestamp, BGNBDParams]
-    today: Population
-
-
 def _snapshot_rows(dtables: DaskTables, client: Client, tasks: _Tasks,
                    days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp], last: pd.Timestamp, config: Config,
-                   step: Callable[[str], None]) -> _Built:
+                   step: Callable[[str], None]) -> tuple[TrainingRows, dict[int, Future]]:
+    """The validation and test rows gathered here with the facts of the data and of the training set, and the
+    training rows of each partition, left on the cluster."""
     train_days, valid_day, test_day = days
     used = [*train_days, valid_day, test_day]
     horizon, lookback = config.labels.horizon_days, config.labels.lookback_days
@@ -173,7 +156,7 @@ def _snapshot_rows(dtables: DaskTables, client: Client, tasks: _Tasks,
                 for b, (f, p) in enumerate(zip(snaps[d].parts, dtables.partitions, strict=True))] for d in used}
     shapes = _gather(client, {d: [tasks.submit(f"shape-{d:%Y%m%d}-p{b}", _shape, r) for b, r in enumerate(fs)]
                               for d, fs in rows.items()}, "labelling the snapshots")
-    metas = [next((m for n, m in shapes[d] if n), shapes[d][0][1]) for d in used]
+    metas = [next((m for n, _, m in shapes[d] if n), shapes[d][0][2]) for d in used]
     dtypes = pd.concat(metas, ignore_index=True).dtypes.to_dict()  # as the local engine's concatenated set
 
     step("gathering the validation and test snapshots")
@@ -189,24 +172,31 @@ def _snapshot_rows(dtables: DaskTables, client: Client, tasks: _Tasks,
     n_train = sum(shapes[d][b][0] for d in train_days for b in parts)
     if not n_train:
         raise ValueError("the training snapshots hold no labelled customers")
-    return _Built(train, n_train, valid, test, dtypes, bg, snaps[last].population)
+    churned = sum(shapes[d][b][1] for d in train_days for b in parts)
+    step("fingerprinting the data")
+    counts, digest = _data_facts(client, tasks, dtables)
+    # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
+    facts = {**sampling_summary(n_train, n_train, None, config.model.seed), "engine": "dask"}
+    return TrainingRows(valid, test, days, dtables.first_timestamp(), last, counts, n_train,
+                        float(np.float64(churned) / n_train), dtypes, replace(snaps[last].population, bgnbd=bg[last]),
+                        {str(d.date()): bg[d] for d in used}, digest, facts), train
 
 
-def _fit(client: Client, tasks: _Tasks, built: _Built, config: Config, sample_rows: int,
-         step: Callable[[str], None]) -> tuple[ChurnModel, int]:
+def _fit(client: Client, tasks: _Tasks, rows: TrainingRows, train: dict[int, Future], config: Config,
+         sample_rows: int, step: Callable[[str], None]) -> tuple[ChurnModel, int]:
     """The model trained on the cluster for the number of rounds a local model early-stops at on a sample,
     calibrated on the validation snapshot; and the sample's size."""
-    step(f"choosing the number of boosting rounds on a sample of {min(sample_rows, built.n_train):,} rows")
-    frac = min(1.0, sample_rows / built.n_train)
+    step(f"choosing the number of boosting rounds on a sample of {min(sample_rows, rows.train_rows):,} rows")
+    frac = min(1.0, sample_rows / rows.train_rows)
     sample = _gather(client, [tasks.submit(f"sample-p{b}", _sample, f, frac, config.model.seed + b)
-                              for b, f in built.train.items()], "sampling training rows")
+                              for b, f in train.items()], "sampling training rows")
     sample = _concat(sample).sort_values(["as_of", "customer_id"], kind="stable", ignore_index=True)
-    valid = built.valid
+    valid = rows.valid
     probe = new_model(config.model).fit(sample, sample["churned"], valid, valid["churned"])
     rounds = probe.best_iteration_
 
-    step(f"training LightGBM on the cluster ({rounds} rounds, {built.n_train:,} rows)")
-    booster = _fit_distributed(client, tasks, built.train, probe, sample, rounds, config)
+    step(f"training LightGBM on the cluster ({rounds} rounds, {rows.train_rows:,} rows)")
+    booster = _fit_distributed(client, tasks, train, probe, sample, rounds, config)
     model = new_model(config.model)
     model.feature_names_, model.categories_ = probe.feature_names_, probe.categories_
     model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
@@ -241,40 +231,3 @@ def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], pr
         return classifier.booster_
     except Exception as exc:
         raise RuntimeError(f"dask engine: training LightGBM on the cluster failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _ids(tables: Tables) -> np.ndarray:
-    return tables.customer_ids().to_numpy()
-
-
-def _customer_ids(client: Client, tasks: _Tasks, dtables: DaskTables) -> np.ndarray:
-    ids = _gather(client, [tasks.submit(f"ids-p{b}", _ids, p) for b, p in enumerate(dtables.partitions)],
-                  "counting customers")
-    return np.concatenate(ids) if ids else np.array([])
-
-
-def _table_len(tables: Tables, name: str) -> int:
-    frame = getattr(tables, name)
-    return 0 if frame is None else len(frame)
-
-
-def _valid_rows(client: Client, tasks: _Tasks, dtables: DaskTables, name: str) -> int:
-    return int(sum(_gather(client, [tasks.submit(f"len-{name}-p{b}", _table_len, p, name)
-                                    for b, p in enumerate(dtables.partitions)], f"counting {name}")))
-
-
-def _counts(client: Client, tasks: _Tasks, dtables: DaskTables) -> dict[str, int]:
-    """The valid rows of the tables, the customers and the rejected rows, for the summary."""
-    return {"transactions": _valid_rows(client, tasks, dtables, "transactions"),
-            "tickets": _valid_rows(client, tasks, dtables, "tickets"),
-            "customers": len(_customer_ids(client, tasks, dtables)), "rejected_rows": len(dtables.rejects)}
-
-
-def _churned(frame: pd.DataFrame) -> int:
-    return int(frame["churned"].sum())
-
-
-def _train_churn_rate(client: Client, tasks: _Tasks, train: dict[int, Future], n_train: int) -> float:
-    churned = _gather(client, [tasks.submit(f"churned-p{b}", _churned, f) for b, f in train.items()],
-                      "summarising the training set")
-    return float(np.float64(sum(churned)) / n_train)
