@@ -183,8 +183,8 @@ def test_rejects_and_errors_equal_the_local_engine(client, data, tmp_path):
 
 
 def test_distributed_training_matches_the_local_model(trained, client, dtables, tmp_path):
+    from churnguard.features.kernel import bgnbd_features
     from churnguard.labels import make_labels
-    from churnguard.training.run import add_bgnbd_features
 
     cfg, local = trained["cfg"], trained["result"].model
     result = train_dask(dtables, cfg, model_out=tmp_path / "m.zip", track=False)
@@ -202,7 +202,7 @@ def test_distributed_training_matches_the_local_model(trained, client, dtables, 
     test_day = pd.Timestamp(local_info.summary["test_snapshot"])
     feats = build_features(trained["tables"], test_day, cfg.features)
     params = local_info.bgnbd_params_by_snapshot[str(test_day.date())]
-    rows = add_bgnbd_features(feats, params, cfg.labels.horizon_days).merge(
+    rows = feats.assign(**bgnbd_features(feats, params, cfg.labels.horizon_days)).merge(
         make_labels(trained["tables"].transactions, test_day, cfg.labels.horizon_days).drop(columns="as_of"),
         on="customer_id")
     assert np.corrcoef(loaded.predict_proba(rows), local.predict_proba(rows))[0, 1] > 0.95

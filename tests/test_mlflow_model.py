@@ -21,7 +21,7 @@ import pytest
 from churnguard.features import build_features
 from churnguard.model._modelcore import BOOSTER_FILE, SPEC_FILE
 from churnguard.scoring import model_population
-from churnguard.training.run import _pyfunc_input
+from churnguard.training.tracking import _pyfunc_input
 
 pytestmark = pytest.mark.slow
 

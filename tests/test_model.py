@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from churnguard.model import FORMAT_VERSION, ChurnModel, ModelFileError, NotFittedError, convert_model_file
+from churnguard.scoring import score_frames
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,7 @@ def test_save_load_round_trip(fitted, tmp_path):
 def test_scoring_needs_the_training_info(fitted, tmp_path):
     loaded = ChurnModel.load(fitted[0].save(tmp_path / "m.zip"))
     with pytest.raises(NotFittedError, match="no training info"):
-        loaded.score(transactions=pd.DataFrame())
+        score_frames(loaded, transactions=pd.DataFrame())
 
 
 def test_model_file_is_json_lightgbm_text_and_npy(fitted, tmp_path):

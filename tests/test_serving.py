@@ -18,7 +18,7 @@ from churnguard.cli import app
 from churnguard.config import load_playbook
 from churnguard.demo import write_demo_data
 from churnguard.model import ChurnModel
-from churnguard.scoring import OUTPUT_COLUMNS, score_tables
+from churnguard.scoring import OUTPUT_COLUMNS, score_frames, score_tables
 from churnguard.serving import create_app
 
 pytestmark = pytest.mark.slow
@@ -66,8 +66,8 @@ def test_reasons_agree_in_sign_with_the_contributions(trained, model):
 
 def test_python_api(trained, model):
     demo = trained["demo"]
-    result = model.score(transactions=demo.transactions, tickets=demo.tickets, customers=demo.customers,
-                         as_of="2025-06-30", control_fraction=0.2, seed=5)
+    result = score_frames(model, transactions=demo.transactions, tickets=demo.tickets, customers=demo.customers,
+                          as_of="2025-06-30", control_fraction=0.2, seed=5)
     s = result.scores
     assert s["control_group"].sum() == round(0.2 * s["selected"].sum())
 
@@ -173,7 +173,7 @@ def test_server_predict_matches_batch_scoring(server, trained, model):
     tx = pd.DataFrame([{"customer_id": "x1", **t} for t in c["transactions"]])
     tk = pd.DataFrame([{"customer_id": "x1", **t} for t in c["tickets"]])
     cu = pd.DataFrame([{"customer_id": "x1", **c["attributes"]}])
-    batch = model.score(transactions=tx, tickets=tk, customers=cu, as_of="2025-06-30", control_fraction=0)
+    batch = score_frames(model, transactions=tx, tickets=tk, customers=cu, as_of="2025-06-30", control_fraction=0)
     row = batch.scores.iloc[0]
     assert scores["x1"]["churn_probability"] == pytest.approx(row["churn_probability"])
     assert scores["x1"]["action"] == row["action"]

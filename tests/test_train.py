@@ -8,7 +8,8 @@ import pytest
 
 from churnguard.demo import generate_demo_data
 from churnguard.model import ChurnModel
-from churnguard.training.run import run_evaluation, run_training, split_by_time
+from churnguard.training.run import run_evaluation, run_training
+from churnguard.training.snapshots import split_by_time
 
 pytestmark = pytest.mark.slow
 
@@ -108,11 +109,11 @@ def test_model_file_holds_what_scoring_needs(env):
 
 def test_longer_silence_never_lowers_risk(env):
     from churnguard.features import build_features
-    from churnguard.training.run import add_bgnbd_features
+    from churnguard.features.kernel import bgnbd_features
 
     model = env["result"].model
     feats = build_features(env["tables"], "2025-06-30", env["cfg"].features)
-    feats = add_bgnbd_features(feats, model.info.population.bgnbd, 90)
+    feats = feats.assign(**bgnbd_features(feats, model.info.population.bgnbd, 90))
     feats = feats[feats["recency_days"].notna()].head(300)
     base = model.predict_proba(feats)
     for extra in (1, 30, 120, 400):
@@ -154,7 +155,7 @@ def test_train_cli_on_files(env, tmp_path):
 
 
 def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, monkeypatch):
-    from churnguard.training.run import resolve_tracking_uri
+    from churnguard.training.tracking import resolve_tracking_uri
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -237,36 +237,6 @@ class ChurnModel:
         gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
-    def score(
-        self,
-        *,
-        transactions,
-        tickets=None,
-        customers=None,
-        as_of: str | pd.Timestamp | None = None,
-        playbook=None,
-        budget: float | None = None,
-        control_fraction: float = 0.1,
-        seed: int = 0,
-    ):
-        """Score customers from raw tables (DataFrames in the training data's column names, or file paths).
-
-        Returns a :class:`churnguard.scoring.ScoreResult` with ``scores`` (one row per customer: probability,
-        band, value tier, CLV, reasons, action, expected value, selection) and ``rejects`` (with reasons).
-        """
-        from churnguard.config import load_playbook
-        from churnguard.dataset import load_tables, validate_tables
-        from churnguard.scoring import score_tables
-
-        self._check_fitted()
-        data_cfg = self.require_info().config.data
-        if isinstance(transactions, pd.DataFrame):
-            tables = validate_tables(transactions, tickets, customers, config=data_cfg)
-        else:
-            tables = load_tables(transactions, tickets, customers, config=data_cfg)
-        return score_tables(self, tables, as_of, playbook or load_playbook(), budget=budget,
-                            control_fraction=control_fraction, seed=seed)
-
     # -- the model file ---------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from churnguard.reporting.monitoring import DriftCheck
 
 __all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_check", "drift_report", "frame_columns", "model_population",
-           "score_columns", "score_features", "score_records", "score_tables", "select_customers", "tables_drift",
-           "unscored_rejects"]
+           "score_columns", "score_features", "score_frames", "score_records", "score_tables", "select_customers",
+           "tables_drift", "unscored_rejects"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +229,22 @@ def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestam
     return pd.concat([r for r in (rejects, late) if not r.empty], ignore_index=True) if (
         not rejects.empty or not late.empty) else rejects
 
+
+def score_frames(model: ChurnModel, *, transactions, tickets=None, customers=None,
+                 as_of: str | pd.Timestamp | None = None, playbook: Playbook | None = None, budget: float | None = None,
+                 control_fraction: float = 0.1, seed: int = 0) -> ScoreResult:
+    """:func:`score_tables` from raw tables: DataFrames in the training data's column names, or file paths,
+    validated with the model's data config; the default playbook unless one is given."""
+    from churnguard.config import load_playbook
+    from churnguard.dataset import load_tables, validate_tables
+
+    data_cfg = model.require_info().config.data
+    if isinstance(transactions, pd.DataFrame):
+        tables = validate_tables(transactions, tickets, customers, config=data_cfg)
+    else:
+        tables = load_tables(transactions, tickets, customers, config=data_cfg)
+    return score_tables(model, tables, as_of, playbook or load_playbook(), budget=budget,
+                        control_fraction=control_fraction, seed=seed)
 
 def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of: date, playbook: Playbook,
                   population: Population | None = None) -> list[dict]:

@@ -1,2 +1,3 @@
-"""Training: rolling labelled snapshots (``snapshots``), the tracked training run (``run``), the scorecard and
-its charts (``evaluation``), and the MLflow model that serves probabilities without churnguard (``_pyfunc``)."""
+"""Training: rolling labelled snapshots and the time split (``snapshots``), BG/NBD fitting (``bgnbd``), the training
+run (``run``), the scorecard, baselines, model card and charts (``evaluation``), MLflow (``tracking``), and the
+MLflow model that serves probabilities without churnguard (``_pyfunc``)."""

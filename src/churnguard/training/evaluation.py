@@ -1,4 +1,5 @@
-"""The scorecard a churn model is judged by on a held-out snapshot, and the charts logged with each run.
+"""The scorecard a churn model is judged by on a held-out snapshot, against the baselines, its model card, and
+the charts logged with each run.
 
 Pure functions. The plot functions draw on a standalone matplotlib ``Figure`` (no pyplot state, so nothing
 leaks between runs or tests), write a PNG and import matplotlib only when called.
@@ -9,14 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "METRICS", "compare_to_baselines", "expected_calibration_error", "lift_and_capture", "plot_calibration",
-    "plot_feature_importance", "plot_lift_gain", "plot_score_distribution", "plot_training_curve", "scorecard",
-    "scorecard_markdown", "scorecard_table",
+    "METRICS", "baseline_probabilities", "baseline_scores", "compare_to_baselines", "expected_calibration_error",
+    "holdout_scorecards", "lift_and_capture", "model_card", "plot_calibration", "plot_feature_importance",
+    "plot_lift_gain", "plot_score_distribution", "plot_training_curve", "scorecard", "scorecard_markdown",
+    "scorecard_table",
 ]
 
 METRICS: tuple[str, ...] = (
@@ -185,6 +188,68 @@ def scorecard_markdown(scorecards: Mapping[str, Mapping[str, float]]) -> str:
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+
+
+# -- baselines and the model card ----------------------------------------------------------------------------
+
+
+def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Higher = more likely to churn; a customer without a score counts as the likeliest. Recency: days since
+    the last purchase. BG/NBD: fewer expected purchases."""
+    scores = {"recency": frame["recency_days"].to_numpy(dtype="float64"),
+              "bgnbd": -frame["bg_expected_purchases"].to_numpy(dtype="float64")}
+    return {name: np.nan_to_num(score, nan=np.nanmax(score)) for name, score in scores.items()}
+
+
+def baseline_probabilities(frame: pd.DataFrame, calibrators: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each baseline's probabilities: its score through its calibrator (fitted by :func:`holdout_scorecards`)."""
+    return {name: calibrators[name](score) for name, score in baseline_scores(frame).items()}
+
+
+def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame, calibration: str
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, np.ndarray]]:
+    """Scorecards of the model and the baselines on the test snapshot, the baselines calibrated on the
+    validation snapshot like the model; also the baselines' calibrators and every scorer's probabilities."""
+    from churnguard.model.churn_model import _Calibrator
+
+    y_valid = valid["churned"].to_numpy()
+    calibrators = {name: _Calibrator.fit(calibration, score, y_valid) for name, score in baseline_scores(valid).items()}
+    probs = {"model": model.predict_proba(test), **baseline_probabilities(test, calibrators)}
+    y_test = test["churned"].to_numpy()
+    return {name: scorecard(y_test, p) for name, p in probs.items()}, calibrators, probs
+
+
+def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str) -> str:
+    """The training run in Markdown for people: data, label, split, calibration, scorecard and verdict."""
+    from churnguard import __version__
+
+    s = summary
+    sampling = []
+    if s.get("train_sampled"):
+        sampling.append(f"- training rows sampled: {s['train_rows']:,} of {s['train_rows_available']:,} "
+                        f"({s['train_sample_fraction']:.1%} of each training snapshot's customers, seed "
+                        f"{s['train_sample_seed']}; snapshots.max_train_rows = {s['max_train_rows']:,})")
+    return "\n".join(
+        [
+            "# churnguard model card",
+            "",
+            f"- package version: {__version__}",
+            f"- data: {s['data_first_day']} to {s['as_of']}, {s['transactions']:,} transactions, {s['customers']:,} customers",
+            f"- label: no purchase in the {s['horizon_days']} days after each snapshot",
+            f"- train snapshots: {', '.join(s['train_snapshots'])} ({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})",
+            *sampling,
+            f"- validation snapshot: {s['valid_snapshot']} ({s['valid_rows']:,} rows; early stopping and calibration)",
+            f"- test snapshot: {s['test_snapshot']} ({s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.3f})",
+            f"- validation Brier: {s['valid_brier_uncalibrated']:.4f} uncalibrated, {s['valid_brier_calibrated']:.4f} calibrated",
+            "",
+            "## Scorecard (held-out test snapshot)",
+            "",
+            scorecard_markdown(scorecards),
+            "",
+            verdict,
+            "",
+        ]
+    )
 
 # -- charts -----------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,19 @@ from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
 from churnguard.engines.dask._validate import _concat
 from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
+from churnguard.features.kernel import bgnbd_features
+from churnguard.labels import make_labels
+from churnguard.model.churn_model import ChurnModel, _Calibrator
+from churnguard.training.bgnbd import fit_history_counts, history_counts
+from churnguard.training.run import (
+    TrainingRows,
+    TrainResult,
+    fingerprint,
+    finish_training,
+    new_model,
+    sampling_summary,
+)
+from churnguard.training.snapshots import snapshot_dates, split_by_time
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -23,42 +37,21 @@ if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config
     from churnguard.engines.dask._read import DaskTables
-    from churnguard.model import ChurnModel
-    from churnguard.training.run import TrainResult
 
 _TABLES = ("transactions", "tickets", "customers")
-_WEEK = 7.0  # BG/NBD runs in weeks, as in churnguard.training.run
-
-
-def _bg_counts(feats: pd.DataFrame) -> pd.DataFrame:
-    """This partition's (x, t_x, T) histories in weeks with their counts, as churnguard.training.run.fit_bgnbd
-    compresses them (BG/NBD's fit merges identical rows, so the global fit on these counts is the same)."""
-    has = feats["bg_frequency"].notna()
-    rows = pd.DataFrame({"x": feats.loc[has, "bg_frequency"], "tx": feats.loc[has, "bg_recency_days"] / _WEEK,
-                         "T": feats.loc[has, "bg_age_days"] / _WEEK})
-    return rows.value_counts().reset_index(name="n")
-
-
-def _fit_bgnbd(counts: list[pd.DataFrame]) -> BGNBDParams:
-    from churnguard import btyd
-
-    rows = pd.concat(counts, ignore_index=True).groupby(["x", "tx", "T"], sort=False)["n"].sum().reset_index()
-    return btyd.fit_bgnbd(rows["x"].to_numpy(), rows["tx"].to_numpy(), rows["T"].to_numpy(), weights=rows["n"].to_numpy())
 
 
 def _training_rows(feats: pd.DataFrame, tables: Tables, params: BGNBDParams, as_of: pd.Timestamp, horizon: int,
                    lookback: int) -> pd.DataFrame:
     """One snapshot's labelled rows of one partition, as churnguard.training.snapshots.make_training_set makes them."""
-    from churnguard.labels import make_labels
-    from churnguard.training.run import add_bgnbd_features
-
-    x = add_bgnbd_features(feats, params, horizon)
+    x = feats.assign(**bgnbd_features(feats, params, horizon))
     y = make_labels(tables.transactions, as_of, horizon, lookback)
     return x.merge(y.drop(columns="as_of"), on="customer_id", how="inner", validate="one_to_one")
 
 
-def _shape(frame: pd.DataFrame) -> tuple[int, pd.DataFrame]:
-    return len(frame), frame.iloc[:0]
+def _shape(frame: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """A partition's rows of one snapshot: how many, how many churned, and its columns."""
+    return len(frame), int(frame["churned"].sum()), frame.iloc[:0]
 
 
 def _stack(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
@@ -80,23 +73,21 @@ def _labels(frame: pd.DataFrame) -> pd.Series:
     return frame["churned"]
 
 
-def _row_hashes(tables: Tables) -> list[np.ndarray]:
-    return [pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
-            for f in (tables.transactions, tables.tickets, tables.customers)]
+def _hashes_and_ids(tables: Tables) -> tuple[list[np.ndarray], np.ndarray]:
+    """A partition's rows' hashes in each table (none for a table not given) and its customers."""
+    return ([pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
+             for f in (tables.transactions, tables.tickets, tables.customers)], tables.customer_ids().to_numpy())
 
 
-def _fingerprint(client: Client, dtables: DaskTables) -> str:
-    """churnguard.training.run.data_fingerprint of the same data: the sorted row hashes of each table."""
-    import hashlib
-
-    tasks = _Tasks(client)
-    hashes = _gather(client, [tasks.submit(f"fingerprint-p{b}", _row_hashes, p) for b, p in enumerate(dtables.partitions)],
-                     "fingerprinting the data")
-    h = hashlib.sha256()
-    for i, name in enumerate(_TABLES):
-        if name in dtables.sources:
-            h.update(np.sort(np.concatenate([p[i] for p in hashes])).tobytes())
-    return h.hexdigest()[:16]
+def _data_facts(client: Client, tasks: _Tasks, dtables: DaskTables) -> tuple[dict[str, int], str]:
+    """The summary's counts of the data and churnguard.training.run.data_fingerprint of it: the sorted row
+    hashes of each table."""
+    parts = _gather(client, [tasks.submit(f"fingerprint-p{b}", _hashes_and_ids, p)
+                             for b, p in enumerate(dtables.partitions)], "fingerprinting the data")
+    hashes = [np.concatenate([p[0][i] for p in parts]) for i in range(len(_TABLES))]
+    counts = {"transactions": len(hashes[0]), "tickets": len(hashes[1]), "customers": sum(len(p[1]) for p in parts),
+              "rejected_rows": len(dtables.rejects)}
+    return counts, fingerprint(h if name in dtables.sources else None for h, name in zip(hashes, _TABLES, strict=True))
 
 
 def train_dask(
@@ -118,10 +109,9 @@ def train_dask(
     trains with ``lightgbm.dask.DaskLGBMClassifier``; its early stopping does not work on the cluster, so the
     number of boosting rounds is chosen by early stopping on the validation snapshot with a local model trained
     on a sample of ``sample_rows`` training rows (all of them when there are fewer), and the distributed model
-    then trains for that many rounds. The validation and test snapshots are gathered locally to calibrate and
-    to score the model. The saved model is an ordinary :class:`~churnguard.model.ChurnModel` whose booster is
-    the distributed one, so it loads and scores like any other. ``snapshots.max_train_rows`` does not apply:
-    the cluster trains on every row (the summary says ``max_train_rows: None``).
+    then trains for that many rounds. The validation and test snapshots are gathered here; the rest is
+    :func:`churnguard.training.run.finish_training`'s, as for a local run, and the model file an ordinary one.
+    ``snapshots.max_train_rows`` does not apply: the cluster trains on every row (``max_train_rows: None``).
 
     Args:
         dtables: tables from :func:`read_tables_dask`.
@@ -131,43 +121,42 @@ def train_dask(
         as_of: "today": the last day whose data may be used (default: the last transaction day).
         sample_rows: training rows for choosing the number of boosting rounds.
         config_text: the YAML the config came from, logged to MLflow.
-        track: record the run in MLflow (with ``churnguard.training.run``'s logging: the training curves are those of
-            the round-choosing sample model).
+        track: record the run in MLflow (the training curves are those of the round-choosing sample model).
         on_step: progress callback, called with a short description before each step.
     """
-    from churnguard.model.churn_model import ChurnModel, _Calibrator
-    from churnguard.training.evaluation import compare_to_baselines
-    from churnguard.training.run import (
-        TrainResult,
-        _log_training_run,
-        _sampling_summary,
-        holdout_scorecards,
-        model_metadata,
-        split_by_time,
-    )
-    from churnguard.training.snapshots import snapshot_dates
-
     step = on_step or (lambda _msg: None)
     client = _client_for(dtables, client)
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     last = to_day(as_of) if as_of is not None else dtables.last_date()
-    horizon, lookback = config.labels.horizon_days, config.labels.lookback_days
-    dates = snapshot_dates(dtables.first_timestamp(), last, config.labels, config.snapshots)
-    train_days, valid_day, test_day = split_by_time(dates, horizon)
-    used = [*train_days, valid_day, test_day]
+    days = split_by_time(snapshot_dates(dtables.first_timestamp(), last, config.labels, config.snapshots),
+                         config.labels.horizon_days)
+    tasks = _Tasks(client)
+    rows, train = _snapshot_rows(dtables, client, tasks, days, last, config, step)
+    model, sampled = _fit(client, tasks, rows, train, config, sample_rows, step)
+    rows.facts["rounds_chosen_on_rows"] = sampled
+    return finish_training(model, rows, config, model_out=model_out, config_text=config_text, track=track,
+                           on_step=step)
 
+
+def _snapshot_rows(dtables: DaskTables, client: Client, tasks: _Tasks,
+                   days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp], last: pd.Timestamp, config: Config,
+                   step: Callable[[str], None]) -> tuple[TrainingRows, dict[int, Future]]:
+    """The validation and test rows gathered here with the facts of the data and of the training set, and the
+    training rows of each partition, left on the cluster."""
+    train_days, valid_day, test_day = days
+    used = [*train_days, valid_day, test_day]
+    horizon, lookback = config.labels.horizon_days, config.labels.lookback_days
     step(f"building features for {len(used)} snapshots and today")
     snaps = _feature_snapshots(dtables, client, [*used, last], config.features)
-    tasks = _Tasks(client)
-    bg_counts = _gather(client, {d: [tasks.submit(f"bgcounts-{d:%Y%m%d}-p{b}", _bg_counts, f)
+    bg_counts = _gather(client, {d: [tasks.submit(f"bgcounts-{d:%Y%m%d}-p{b}", history_counts, f)
                                      for b, f in enumerate(s.parts)] for d, s in snaps.items()}, "fitting BG/NBD")
-    bg = {d: _fit_bgnbd(c) for d, c in bg_counts.items()}
+    bg = {d: fit_history_counts(c) for d, c in bg_counts.items()}
     rows = {d: [tasks.submit(f"rows-{d:%Y%m%d}-p{b}", _training_rows, f, p, bg[d], d, horizon, lookback)
                 for b, (f, p) in enumerate(zip(snaps[d].parts, dtables.partitions, strict=True))] for d in used}
     shapes = _gather(client, {d: [tasks.submit(f"shape-{d:%Y%m%d}-p{b}", _shape, r) for b, r in enumerate(fs)]
                               for d, fs in rows.items()}, "labelling the snapshots")
-    metas = [next((m for n, m in shapes[d] if n), shapes[d][0][1]) for d in used]
+    metas = [next((m for n, _, m in shapes[d] if n), shapes[d][0][2]) for d in used]
     dtypes = pd.concat(metas, ignore_index=True).dtypes.to_dict()  # as the local engine's concatenated set
 
     step("gathering the validation and test snapshots")
@@ -183,77 +172,37 @@ def train_dask(
     n_train = sum(shapes[d][b][0] for d in train_days for b in parts)
     if not n_train:
         raise ValueError("the training snapshots hold no labelled customers")
+    churned = sum(shapes[d][b][1] for d in train_days for b in parts)
+    step("fingerprinting the data")
+    counts, digest = _data_facts(client, tasks, dtables)
+    # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
+    facts = {**sampling_summary(n_train, n_train, None, config.model.seed), "engine": "dask"}
+    return TrainingRows(valid, test, days, dtables.first_timestamp(), last, counts, n_train,
+                        float(np.float64(churned) / n_train), dtypes, replace(snaps[last].population, bgnbd=bg[last]),
+                        {str(d.date()): bg[d] for d in used}, digest, facts), train
 
-    step(f"choosing the number of boosting rounds on a sample of {min(sample_rows, n_train):,} rows")
-    frac = min(1.0, sample_rows / n_train)
+
+def _fit(client: Client, tasks: _Tasks, rows: TrainingRows, train: dict[int, Future], config: Config,
+         sample_rows: int, step: Callable[[str], None]) -> tuple[ChurnModel, int]:
+    """The model trained on the cluster for the number of rounds a local model early-stops at on a sample,
+    calibrated on the validation snapshot; and the sample's size."""
+    step(f"choosing the number of boosting rounds on a sample of {min(sample_rows, rows.train_rows):,} rows")
+    frac = min(1.0, sample_rows / rows.train_rows)
     sample = _gather(client, [tasks.submit(f"sample-p{b}", _sample, f, frac, config.model.seed + b)
                               for b, f in train.items()], "sampling training rows")
     sample = _concat(sample).sort_values(["as_of", "customer_id"], kind="stable", ignore_index=True)
-    mc = config.model
-
-    def new_model() -> ChurnModel:
-        return ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed,
-                          dict(mc.monotone_constraints))
-
-    probe = new_model().fit(sample, sample["churned"], valid, valid["churned"])
+    valid = rows.valid
+    probe = new_model(config.model).fit(sample, sample["churned"], valid, valid["churned"])
     rounds = probe.best_iteration_
 
-    step(f"training LightGBM on the cluster ({rounds} rounds, {n_train:,} rows)")
+    step(f"training LightGBM on the cluster ({rounds} rounds, {rows.train_rows:,} rows)")
     booster = _fit_distributed(client, tasks, train, probe, sample, rounds, config)
-    model = new_model()
+    model = new_model(config.model)
     model.feature_names_, model.categories_ = probe.feature_names_, probe.categories_
     model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
     model.evals_result_ = probe.evals_result_  # curves of the round-choosing run (MLflow plots them)
-    y_valid, y_test = valid["churned"].to_numpy(), test["churned"].to_numpy()
-    model.calibrator_ = _Calibrator.fit(mc.calibration, model.predict_raw(valid), y_valid)
-
-    step("scoring the test snapshot")
-    scorecards, baseline_calibrators, probs = holdout_scorecards(model, valid, test, mc.calibration)
-    beats, verdict = compare_to_baselines(scorecards)
-
-    step("fingerprinting the data")
-    today = snaps[last]
-    n_customers = len(_customer_ids(client, tasks, dtables))
-    summary = {
-        "data_first_day": str(dtables.first_timestamp().date()),
-        "as_of": str(last.date()),
-        "horizon_days": horizon,
-        "transactions": _valid_rows(client, tasks, dtables, "transactions"),
-        "tickets": _valid_rows(client, tasks, dtables, "tickets"),
-        "customers": n_customers,
-        "rejected_rows": len(dtables.rejects),
-        "train_snapshots": [str(d.date()) for d in train_days],
-        "valid_snapshot": str(valid_day.date()),
-        "test_snapshot": str(test_day.date()),
-        "train_rows": n_train,
-        "valid_rows": len(valid),
-        "test_rows": len(test),
-        "train_churn_rate": _train_churn_rate(client, tasks, train, n_train),
-        "test_churn_rate": float(test["churned"].mean()),
-        "best_iteration": model.best_iteration_,
-        "n_features": len(model.feature_names_),
-        "valid_brier_uncalibrated": float(np.mean((model.predict_raw(valid) - y_valid) ** 2)),
-        "valid_brier_calibrated": float(np.mean((model.predict_proba(valid) - y_valid) ** 2)),
-        "lifespan_years": today.population.lifespan_years,
-        # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
-        **_sampling_summary({last: n_train}, {last: n_train}, None, mc.seed),
-        "engine": "dask",
-        "rounds_chosen_on_rows": len(sample),
-    }
-    model.info = model_metadata(
-        config, summary=summary, scorecards=scorecards, verdict=verdict, bgnbd_params=bg[last],
-        bgnbd_params_by_snapshot={str(d.date()): bg[d] for d in used},
-        vip_cltv_threshold=float(today.population.vip_cltv_threshold), baseline_calibrators=baseline_calibrators,
-        data_fingerprint=_fingerprint(client, dtables), feature_dtypes=dtypes, drift_reference=test,
-        probabilities=probs["model"], feature_names=model.feature_names_,
-    )
-    step("saving the model file")
-    model_path = model.save(model_out)
-    result = TrainResult(model, Path(model_path), scorecards, verdict, beats, summary)
-    if track:
-        step("recording the MLflow run")
-        _log_training_run(result, config, config_text, test, probs, y_test)
-    return result
+    model.calibrator_ = _Calibrator.fit(config.model.calibration, model.predict_raw(valid), valid["churned"].to_numpy())
+    return model, len(sample)
 
 
 def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], probe: ChurnModel,
@@ -282,33 +231,3 @@ def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], pr
         return classifier.booster_
     except Exception as exc:
         raise RuntimeError(f"dask engine: training LightGBM on the cluster failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _ids(tables: Tables) -> np.ndarray:
-    return tables.customer_ids().to_numpy()
-
-
-def _customer_ids(client: Client, tasks: _Tasks, dtables: DaskTables) -> np.ndarray:
-    ids = _gather(client, [tasks.submit(f"ids-p{b}", _ids, p) for b, p in enumerate(dtables.partitions)],
-                  "counting customers")
-    return np.concatenate(ids) if ids else np.array([])
-
-
-def _table_len(tables: Tables, name: str) -> int:
-    frame = getattr(tables, name)
-    return 0 if frame is None else len(frame)
-
-
-def _valid_rows(client: Client, tasks: _Tasks, dtables: DaskTables, name: str) -> int:
-    return int(sum(_gather(client, [tasks.submit(f"len-{name}-p{b}", _table_len, p, name)
-                                    for b, p in enumerate(dtables.partitions)], f"counting {name}")))
-
-
-def _churned(frame: pd.DataFrame) -> int:
-    return int(frame["churned"].sum())
-
-
-def _train_churn_rate(client: Client, tasks: _Tasks, train: dict[int, Future], n_train: int) -> float:
-    churned = _gather(client, [tasks.submit(f"churned-p{b}", _churned, f) for b, f in train.items()],
-                      "summarising the training set")
-    return float(np.float64(sum(churned)) / n_train)

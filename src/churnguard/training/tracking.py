@@ -1,0 +1,205 @@
+"""MLflow: where runs go, and what a training run and an evaluation run record. The only module that imports
+mlflow (besides ``_pyfunc.py``, which MLflow itself runs when it loads the logged model).
+
+By default runs go to a SQLite store ``mlflow.db`` in the working directory with artifacts in ``./mlartifacts``
+beside it (no server to start); ``$MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` / ``--tracking-uri``
+point elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard import __version__
+from churnguard.training.evaluation import (
+    model_card,
+    plot_calibration,
+    plot_feature_importance,
+    plot_lift_gain,
+    plot_score_distribution,
+    plot_training_curve,
+)
+
+if TYPE_CHECKING:
+    from churnguard.config import Config, TrackingConfig
+    from churnguard.model.churn_model import ChurnModel
+    from churnguard.training.run import TrainResult
+
+__all__ = ["log_evaluation_run", "log_training_run", "resolve_tracking_uri"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """Explicit setting, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
+    """The tracking URI (set as MLflow's), a client and the experiment's id (created when missing)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tc.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(tc.experiment)
+    if exp is not None:
+        return uri, client, exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return uri, client, client.create_experiment(tc.experiment, artifact_location=location)
+
+
+def log_training_run(result: TrainResult, config: Config, config_text: str | None, test: pd.DataFrame,
+                     probabilities: dict[str, np.ndarray]) -> None:
+    """Record a training run: params, the test scorecards as metrics, the boosting curves, tags, charts (of
+    each scorer's ``probabilities`` on the ``test`` rows) and the model card, the pyfunc model; register it and
+    point the alias at it unless the champion is better. Fills ``result``'s tracking fields."""
+    import mlflow
+
+    tc = config.tracking
+    uri, client, exp_id = _connect(tc)
+    model, s = result.model, result.summary
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
+        flat["train_snapshots"] = ",".join(s["train_snapshots"])
+        mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
+                           "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
+                           "lookback_days": config.labels.lookback_days})
+        for name, card in result.scorecards.items():
+            mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
+        mlflow.log_metrics({"valid_brier_uncalibrated": s["valid_brier_uncalibrated"],
+                            "valid_brier_calibrated": s["valid_brier_calibrated"]})
+        _log_training_curves(client, run.info.run_id, model.evals_result_)
+        info = model.require_info()
+        mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
+                         "model_version": info.model_version, "git_commit": info.git_commit or "unknown",
+                         "beats_baselines": str(result.beats_baselines)})
+        result.artifacts.extend(_log_artifacts(result, config, config_text, test, probabilities))
+        logged = _log_pyfunc(model, _pyfunc_input(model, test.head(5)))
+        result.run_id = run.info.run_id
+    result.tracking_uri = uri
+    version = mlflow.register_model(logged.model_uri, tc.registered_model)
+    result.registered_version = str(version.version)
+    result.champion = _maybe_promote(client, tc, version.version, result.scorecards["model"]["roc_auc"])
+
+
+def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, test: pd.DataFrame,
+                   probabilities: dict[str, np.ndarray]) -> list[str]:
+    """The charts, the model card (Markdown and JSON), the config and the feature importances; their names."""
+    import mlflow
+
+    model, y_test = result.model, test["churned"].to_numpy()
+    imp = model.feature_importance()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = [
+            plot_feature_importance(list(imp.index), imp.to_numpy(), tmp / "feature_importance.png"),
+            plot_calibration(y_test, {"uncalibrated": model.predict_raw(test), "calibrated": probabilities["model"]},
+                             tmp / "calibration_curve.png"),
+            plot_lift_gain(y_test, probabilities, tmp / "lift_gain.png"),
+            plot_score_distribution(y_test, probabilities["model"], tmp / "score_distribution.png"),
+            plot_training_curve({k: v["binary_logloss"] for k, v in model.evals_result_.items()},
+                                tmp / "training_curve.png"),
+        ]
+        for name, text in {"model_card.md": model_card(result.summary, result.scorecards, result.verdict),
+                           "model_card.json": json.dumps(model.require_info().to_dict(), indent=2, default=str),
+                           "config.yaml": config_text or json.dumps(config.model_dump(mode="json"), indent=2)}.items():
+            (tmp / name).write_text(text)
+            paths.append(tmp / name)
+        imp.rename("gain").to_csv(tmp / "feature_importance.csv")
+        paths.append(tmp / "feature_importance.csv")
+        for p in paths:
+            mlflow.log_artifact(str(p))
+        return [Path(p).name for p in paths]
+
+
+def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, list[float]]]) -> None:
+    """The boosting curves as step-wise metrics, in batches (one call per point costs seconds on SQLite)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [Metric(f"{ds}_{metric}", float(v), now, i)
+              for ds, by_metric in curves.items() for metric, values in by_metric.items()
+              for i, v in enumerate(values)]
+    for start in range(0, len(points), 1000):  # MLflow's limit of metrics per batch
+        client.log_batch(run_id, metrics=points[start:start + 1000])
+
+
+def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
+    """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements.
+
+    Self-contained: LightGBM's text model and a JSON spec as artifacts, ``_modelcore.py`` as its code, so it
+    loads and serves with mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
+    from importlib.metadata import version
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from churnguard.model import _modelcore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = _modelcore.write_model_files(
+            tmp, booster_text=model.booster_.model_to_string(num_iteration=model.best_iteration_),
+            feature_names=model.feature_names_, categories=model.categories_, calibrator=model.calibrator_)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("_pyfunc.py")),
+            artifacts=artifacts,
+            code_paths=[_modelcore.__file__],
+            signature=infer_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=[f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
+        )
+
+
+def _pyfunc_input(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs with categoricals as plain strings, as a JSON caller would send them."""
+    x = model.prepare(frame)
+    for c in model.categories_:
+        x[c] = x[c].astype("object")
+    return x.reset_index(drop=True)
+
+
+def _maybe_promote(client, tc: TrackingConfig, version: str, test_auc: float) -> bool:
+    """Point the alias at the new version unless the current champion's test AUC is higher."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(tc.registered_model, tc.alias)
+    except MlflowException:
+        current = None
+    if current is not None:
+        champion_auc = client.get_run(current.run_id).data.metrics.get("test_roc_auc", float("-inf"))
+        if test_auc < champion_auc:
+            logger.warning("new model test AUC %.4f < champion's %.4f: alias %r stays on version %s",
+                           test_auc, champion_auc, tc.alias, current.version)
+            return False
+    client.set_registered_model_alias(tc.registered_model, tc.alias, version)
+    return True
+
+
+def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, scorecards: dict[str, dict[str, float]],
+                       model_path: str | Path, data_fingerprint: str) -> None:
+    """Record a later evaluation of a model file: its scorecards (``eval_`` for the model) on ``rows``
+    customers as of ``as_of``."""
+    import mlflow
+
+    _, _, exp_id = _connect(tc)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}"):
+        mlflow.set_tags({"kind": "evaluation", "model_file": str(model_path), "data_fingerprint": data_fingerprint})
+        mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
+        for name, card in scorecards.items():
+            mlflow.log_metrics({f"{'eval' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
