@@ -8,7 +8,7 @@ import pytest
 
 from churnguard.config import load_playbook
 from churnguard.dataset import DataError
-from churnguard.engines.local import _bucket
+from churnguard.engines import customer_partition as _bucket
 from churnguard.model import ChurnModel
 
 

@@ -27,8 +27,16 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.scoring import ScoreResult
 
-__all__ = ["ENGINES", "FeaturesResult", "build_features_from_files", "check_engine", "dask_client",
-           "read_on_cluster", "score_from_files"]
+__all__ = [
+    "ENGINES",
+    "FeaturesResult",
+    "build_features_from_files",
+    "check_engine",
+    "customer_partition",
+    "dask_client",
+    "read_on_cluster",
+    "score_from_files",
+]
 
 ENGINES = ("local", "dask")
 
@@ -169,3 +177,17 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                        playbook=playbook, data_config=data_config, as_of=as_of, partitions=partitions,
                        on_partition=lambda done, total: on_step(f"partition {done}/{total}", done, total),
                        **choice)
+
+
+def customer_partition(ids: pd.Series, partitions: int):
+    """The partition of each row, from its customer id as validation reads it (text without surrounding
+    blanks), so every table puts a customer's rows in the same partition, on every engine. The hash is the
+    feature build's row hash (numpy over the Arrow buffers)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from churnguard.features.build import _hashes
+
+    key = pa.array(ids.astype("string").fillna("").str.strip().array)
+    key = key if isinstance(key, pa.ChunkedArray) else pa.chunked_array([key])
+    return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)

@@ -28,6 +28,7 @@ from churnguard.dataset import (
     parse_dates,
     validate_tables,
 )
+from churnguard.engines import customer_partition
 from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
 
 if TYPE_CHECKING:
@@ -68,19 +69,6 @@ def _chunks(path: Path, id_column: str, columns: list[str] | None) -> Iterator[p
         yield chunk
 
 
-def _bucket(ids: pd.Series, partitions: int) -> np.ndarray:
-    """Bucket of each id: a hash of the id as validation reads it (text, stripped), so every table puts a
-    customer's rows in the same bucket. The hash is the feature build's row hash (numpy over the Arrow
-    buffers); it only needs to agree within one run."""
-    import pyarrow as pa
-
-    from churnguard.features.build import _hashes
-
-    key = pa.array(ids.astype("string").fillna("").str.strip().array)
-    key = key if isinstance(key, pa.ChunkedArray) else pa.chunked_array([key])
-    return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)
-
-
 def _split(path: Path, table: str, id_column: str, columns: list[str] | None, partitions: int, workdir: Path
            ) -> None:
     """Write each chunk's rows of bucket ``b`` to ``{table}-{b}-{chunk}.arrow``. Parquet chunks stay Arrow
@@ -93,7 +81,7 @@ def _split(path: Path, table: str, id_column: str, columns: list[str] | None, pa
     else:
         chunks = _arrow_chunks(path, id_column, columns)
     for n, chunk in enumerate(chunks):
-        buckets = _bucket(chunk.column(id_column).to_pandas(), partitions)
+        buckets = customer_partition(chunk.column(id_column).to_pandas(), partitions)
         order = np.argsort(buckets, kind="stable")
         bounds = np.searchsorted(buckets[order], np.arange(partitions + 1))
         for b in range(partitions):

@@ -14,6 +14,7 @@ import pandas as pd
 
 # _DATES is the local engine's own list of date columns: imported, not copied, so both engines stay in step.
 from churnguard.dataset import _DATES, CONTRACT, ROW_COLUMN, DataError, Tables, validate_tables
+from churnguard.engines import customer_partition
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -51,12 +52,6 @@ def _census(frame: pd.DataFrame, date_columns: tuple[str, ...]) -> dict[str, Any
     return {"rows": len(frame), "dates": dates}
 
 
-def _bucket(ids: pd.Series, n: int) -> np.ndarray:
-    """Partition of each row: a hash of the stripped customer id (as in churnguard.engines.local)."""
-    key = ids.astype("string").fillna("").str.strip()
-    return (pd.util.hash_pandas_object(key, index=False).to_numpy() % n).astype(np.int64)
-
-
 def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
                  styles: dict[str, str]) -> tuple[list[pd.DataFrame], dict[str, dict]]:
     """Number the rows, check and unify the date styles decided for the whole file, and cut the chunk into one
@@ -83,7 +78,7 @@ def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
             iso = pd.Series(pd.NA, index=text.index, dtype="string")
             iso[ok] = [t.isoformat() for t in parsed[ok]]  # the same instant, in ISO 8601
             frame[col] = text.where(~ok, iso)
-    buckets = _bucket(frame[id_column], n) if id_column in frame else np.zeros(len(frame), dtype=np.int64)
+    buckets = customer_partition(frame[id_column], n) if id_column in frame else np.zeros(len(frame), dtype=np.intp)
     order = np.argsort(buckets, kind="stable")
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
     ordered = frame.iloc[order]
