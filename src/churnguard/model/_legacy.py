@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from churnguard.model.churn_model import _OLD_MAGIC, ChurnModel, ModelFileError, _Calibrator
+from churnguard.model._modelcore import Calibrator
+from churnguard.model.churn_model import _OLD_MAGIC, ChurnModel, ModelFileError
 
 _MAX_HEADER = 64 * 1024
 
@@ -84,7 +85,7 @@ def read_legacy_model(path: str | Path) -> ChurnModel:
                              f"{exc}); retrain the model with 'churnguard train'") from None
     model = ChurnModel(**data["settings"], info=info)
     model.booster_ = lgb.Booster(model_str=data["booster"])
-    model.calibrator_ = _Calibrator(**data["calibrator"])
+    model.calibrator_ = Calibrator(**data["calibrator"])
     model.feature_names_ = list(data["feature_names"])
     model.categories_ = dict(data["categories"])
     model.best_iteration_ = int(data["best_iteration"])

@@ -40,7 +40,7 @@ from churnguard.model._modelcore import (
     feature_matrix,
     numbers,
 )
-from churnguard.model._modelcore import logit as _logit
+from churnguard.model.calibration import fit_calibrator
 
 if TYPE_CHECKING:
     from churnguard.model.info import ModelInfo
@@ -75,23 +75,6 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
         and (pd.api.types.is_numeric_dtype(frame[c]) or isinstance(frame[c].dtype, pd.CategoricalDtype))
         and not pd.api.types.is_bool_dtype(frame[c])
     ]
-
-
-class _Calibrator(Calibrator):
-    """:class:`churnguard.model._modelcore.Calibrator` (the arithmetic, shared with the MLflow model) fitted with
-    scikit-learn."""
-
-    @classmethod
-    def fit(cls, kind: str, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
-        if kind == "isotonic":
-            from sklearn.isotonic import IsotonicRegression
-
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-            return cls(kind, tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
-        from sklearn.linear_model import LogisticRegression
-
-        lr = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
-        return cls(kind, coef=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
 
 
 @dataclass
@@ -159,7 +142,7 @@ class ChurnModel:
             ],
         )
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
-        self.calibrator_ = _Calibrator.fit(self.calibration, self.predict_raw(x_valid), np.asarray(y_valid))
+        self.calibrator_ = fit_calibrator(self.calibration, self.predict_raw(x_valid), np.asarray(y_valid))
         return self
 
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
@@ -308,7 +291,7 @@ class ChurnModel:
             )
             x, y = (_array(members[f"{name}.npy"], f"{name}.npy") for name in _ARRAYS)
             cal = doc["calibrator"]
-            model.calibrator_ = _Calibrator(str(cal["kind"]), tuple(map(float, x)), tuple(map(float, y)),
+            model.calibrator_ = Calibrator(str(cal["kind"]), tuple(map(float, x)), tuple(map(float, y)),
                                             float(cal["coef"]), float(cal["intercept"]))
             model.feature_names_ = [str(c) for c in doc["feature_names"]]
             model.categories_ = {str(c): list(v) for c, v in doc["categories"].items()}

@@ -15,7 +15,7 @@ from typing import Any
 
 from churnguard.btyd import BGNBDParams
 from churnguard.config import Config
-from churnguard.model.churn_model import _Calibrator
+from churnguard.model._modelcore import Calibrator
 from churnguard.population import Population
 
 __all__ = ["ModelInfo"]
@@ -52,7 +52,7 @@ class ModelInfo:
     scorecards: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     verdict: str = ""
     bgnbd_params_by_snapshot: Mapping[str, BGNBDParams] = field(default_factory=dict)
-    baseline_calibrators: Mapping[str, _Calibrator] = field(default_factory=dict)
+    baseline_calibrators: Mapping[str, Calibrator] = field(default_factory=dict)
     data_fingerprint: str = ""
     git_commit: str | None = None
     feature_dtypes: Mapping[str, str] = field(default_factory=dict)
@@ -113,12 +113,12 @@ class ModelInfo:
         )
 
 
-def _calibrator_dict(cal: _Calibrator) -> dict[str, Any]:
+def _calibrator_dict(cal: Calibrator) -> dict[str, Any]:
     return {"kind": cal.kind, "x": [float(v) for v in cal.x], "y": [float(v) for v in cal.y],
             "coef": float(cal.coef), "intercept": float(cal.intercept)}
 
 
-def _calibrator(data: Mapping[str, Any]) -> _Calibrator:
-    return _Calibrator(kind=str(data["kind"]), x=tuple(map(float, data.get("x", ()))),
+def _calibrator(data: Mapping[str, Any]) -> Calibrator:
+    return Calibrator(kind=str(data["kind"]), x=tuple(map(float, data.get("x", ()))),
                        y=tuple(map(float, data.get("y", ()))), coef=float(data.get("coef", 1.0)),
                        intercept=float(data.get("intercept", 0.0)))

@@ -210,10 +210,10 @@ def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame, cali
                        ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, np.ndarray]]:
     """Scorecards of the model and the baselines on the test snapshot, the baselines calibrated on the
     validation snapshot like the model; also the baselines' calibrators and every scorer's probabilities."""
-    from churnguard.model.churn_model import _Calibrator
+    from churnguard.model.calibration import fit_calibrator
 
     y_valid = valid["churned"].to_numpy()
-    calibrators = {name: _Calibrator.fit(calibration, score, y_valid) for name, score in baseline_scores(valid).items()}
+    calibrators = {name: fit_calibrator(calibration, score, y_valid) for name, score in baseline_scores(valid).items()}
     probs = {"model": model.predict_proba(test), **baseline_probabilities(test, calibrators)}
     y_test = test["churned"].to_numpy()
     return {name: scorecard(y_test, p) for name, p in probs.items()}, calibrators, probs

@@ -19,7 +19,8 @@ from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
-from churnguard.model.churn_model import ChurnModel, _Calibrator
+from churnguard.model.calibration import fit_calibrator
+from churnguard.model.churn_model import ChurnModel
 from churnguard.training.bgnbd import fit_history_counts, history_counts
 from churnguard.training.run import (
     TrainingRows,
@@ -201,7 +202,7 @@ def _fit(client: Client, tasks: _Tasks, rows: TrainingRows, train: dict[int, Fut
     model.feature_names_, model.categories_ = probe.feature_names_, probe.categories_
     model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
     model.evals_result_ = probe.evals_result_  # curves of the round-choosing run (MLflow plots them)
-    model.calibrator_ = _Calibrator.fit(config.model.calibration, model.predict_raw(valid), valid["churned"].to_numpy())
+    model.calibrator_ = fit_calibrator(config.model.calibration, model.predict_raw(valid), valid["churned"].to_numpy())
     return model, len(sample)
 
 
