@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -117,26 +117,6 @@ def _steps(bar: bool = False):
             task, description=description, completed=done, total=total)), note
 
 
-@contextmanager
-def _dask_client(scheduler: str | None, workers: int | None):
-    """The library's ``dask_client`` with the command's progress display and error messages."""
-    from churnguard.engines import dask_client
-
-    with ExitStack() as stack:
-        with _steps() as (step, note):
-            client = _run_dask(stack.enter_context, dask_client(scheduler, workers, on_step=step, on_note=note))
-        yield client
-
-
-def _read_dask(client, transactions: Path, tickets: Path | None, customers: Path | None, config):
-    """The library's ``read_on_cluster`` with the command's progress display and error messages."""
-    from churnguard.engines import read_on_cluster
-
-    with _steps() as (step, note):
-        return _run_dask(read_on_cluster, client, transactions, tickets, customers, config, on_step=step,
-                         on_note=note)
-
-
 @app.callback()
 def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(
@@ -227,64 +207,17 @@ def train(
     there (lightgbm.dask); the number of trees is chosen by early stopping on a sample of the training rows.
     """
     from churnguard.config import default_config_text, load_config
-    from churnguard.dataset import validate_tables
+    from churnguard.engines import train_from_files
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
-    if dask and transactions is None:
-        _fail("--engine dask trains on files: give --transactions (write demo files with 'churnguard demo-data')")
     cfg = _run(load_config, config)
-    cfg = _run(
-        cfg.with_overrides,
-        labels={"horizon_days": horizon_days},
-        tracking={"tracking_uri": tracking_uri, "experiment": experiment},
-    )
-    config_text = config.read_text() if config else default_config_text()
-    console = _console()
-    if dask:
-        _train_dask(transactions, tickets, customers, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
-                    scheduler=scheduler, workers=workers)
-        return
-    with console.status("Reading and validating input"):
-        if transactions is None:
-            if tickets or customers:
-                _fail("--tickets and --customers need --transactions")
-            from churnguard.demo import generate_demo_data
-
-            demo = generate_demo_data(demo_customers, seed=7)
-            tables = _run(validate_tables, demo.transactions, demo.tickets, demo.customers, config=cfg.data,
-                          sources={"transactions": "demo transactions", "tickets": "demo tickets",
-                                   "customers": "demo customers"})
-            console.print(f"No data given: training on generated demo data ({demo_customers:,} customers).")
-        else:
-            from churnguard.dataset import load_tables
-
-            tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    from churnguard.training.run import run_training
-
-    with _progress() as progress:
-        task = progress.add_task("training", total=None)
-        result = _run(
-            run_training, tables, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
-            on_step=lambda msg: progress.update(task, description=msg),
-        )
-    _print_training_summary(result)
-    if not tables.rejects.empty:
-        _report_rejects(tables.rejects, model_out.with_name(model_out.stem + ".rejects.csv"))
-
-
-def _train_dask(transactions: Path, tickets: Path | None, customers: Path | None, cfg, *, model_out: Path,
-                as_of: str | None, config_text: str, scheduler: str | None, workers: int | None) -> None:
-    from churnguard.engines.dask import train_dask
-
-    with _dask_client(scheduler, workers) as client, _read_dask(client, transactions, tickets, customers,
-                                                                cfg.data) as dtables:
-        with _progress() as progress:
-            task = progress.add_task("training on the cluster", total=None)
-            result = _run_dask(
-                train_dask, dtables, cfg, model_out=model_out, as_of=as_of, config_text=config_text,
-                on_step=lambda msg: progress.update(task, description=msg),
-            )
-        bad_rows = dtables.rejects
+    cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days},
+               tracking={"tracking_uri": tracking_uri, "experiment": experiment})
+    with _steps(bar=True) as (step, note):
+        result, bad_rows = _runner(dask)(
+            train_from_files, engine, transactions, tickets, customers, config=cfg, model_out=model_out,
+            config_text=config.read_text() if config else default_config_text(), as_of=as_of,
+            demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note)
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))

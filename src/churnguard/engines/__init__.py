@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from churnguard.engines.dask import DaskTables
     from churnguard.model import ChurnModel
     from churnguard.scoring import ScoreResult
+    from churnguard.training.run import TrainResult
 
 __all__ = [
     "ENGINES",
@@ -177,6 +178,48 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                        playbook=playbook, data_config=data_config, as_of=as_of, partitions=partitions,
                        on_partition=lambda done, total: on_step(f"partition {done}/{total}", done, total),
                        **choice)
+
+
+def train_from_files(engine: str, transactions: Path | None, tickets: Path | None, customers: Path | None, *,
+                     config: Config, config_text: str, model_out: Path, as_of: str | None = None,
+                     demo_customers: int = 5000, scheduler: str | None = None, workers: int | None = None,
+                     on_step: Callable = _quiet, on_note: Callable = _quiet) -> tuple[TrainResult, pd.DataFrame]:
+    """Train, evaluate, save and track a model on the files (the local engine without files: on generated demo
+    data); returns the training result and the input rows set aside."""
+    if engine == "dask":
+        from churnguard.engines.dask import train_dask
+
+        if transactions is None:
+            raise ValueError("--engine dask trains on files: give --transactions (write demo files with "
+                             "'churnguard demo-data')")
+        with _on_cluster((transactions, tickets, customers), config.data, scheduler, workers, on_step,
+                         on_note) as dtables:
+            on_step("training on the cluster")
+            return train_dask(dtables, config, model_out=model_out, as_of=as_of, config_text=config_text,
+                              on_step=on_step), dtables.rejects
+    from churnguard.training.run import run_training
+
+    on_step("Reading and validating input")
+    tables = _local_tables(transactions, tickets, customers, config, demo_customers, on_note)
+    return run_training(tables, config, model_out=model_out, as_of=as_of, config_text=config_text,
+                        on_step=on_step), tables.rejects
+
+
+def _local_tables(transactions: Path | None, tickets: Path | None, customers: Path | None, config: Config,
+                  demo_customers: int, on_note: Callable):
+    from churnguard.dataset import load_tables, validate_tables
+
+    if transactions is not None:
+        return load_tables(transactions, tickets, customers, config=config.data)
+    if tickets or customers:
+        raise ValueError("--tickets and --customers need --transactions")
+    from churnguard.demo import generate_demo_data
+
+    demo = generate_demo_data(demo_customers, seed=7)
+    on_note(f"No data given: training on generated demo data ({demo_customers:,} customers).")
+    return validate_tables(demo.transactions, demo.tickets, demo.customers, config=config.data,
+                           sources={"transactions": "demo transactions", "tickets": "demo tickets",
+                                    "customers": "demo customers"})
 
 
 def customer_partition(ids: pd.Series, partitions: int):
