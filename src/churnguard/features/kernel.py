@@ -379,9 +379,15 @@ def attribute_summary(values: np.ndarray, max_categories: int) -> tuple[bool, fr
     and its distinct labels (None when more than ``max_categories``). Summaries of parts of a column merge with
     :func:`merge_summaries`."""
     values = np.asarray(values, dtype=object)
-    present = values[~pd.isna(values)]
-    labels = {label for label in map(_label, pd.unique(present)) if label is not None}
-    return not np.isnan(as_numbers(present)).any(), frozenset(labels) if len(labels) <= max_categories else None
+    distinct = pd.unique(values[~pd.isna(values)])  # each distinct value is looked at once
+    numeric = not np.isnan(as_numbers(distinct)).any()
+    labels: set[str] = set()
+    for label in map(_label, distinct):
+        if label is not None:
+            labels.add(label)
+            if len(labels) > max_categories:
+                return numeric, None
+    return numeric, frozenset(labels)
 
 
 def merge_summaries(a: tuple[bool, frozenset[str] | None], b: tuple[bool, frozenset[str] | None],
