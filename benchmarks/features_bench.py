@@ -3,10 +3,13 @@
 Measures, each contender in a fresh worker process (so its peak RSS is its own):
 
 (a) churnguard: ``load_tables`` (read + validate the three Parquet files) and ``build_features`` with tickets
-    and customers at one ``as_of``. The build is timed three ways: with the lifespan given (as scoring does),
-    ``estimate_lifespan_years`` alone (what ``build_features`` adds when no lifespan is given, as in training),
-    and the full default ``build_features`` call -- the last only when the estimate alone finished within
-    ``--lifespan-limit`` seconds; otherwise its time is reported as the sum of the two parts, a lower bound;
+    and customers at one ``as_of``. The build is timed three ways: with the population given (as scoring
+    does: lifespan, VIP cut-off, BG/NBD parameters and attribute kinds of the model; here ``POPULATION``, the
+    values of ``score_bench.py``'s model, so the BG/NBD columns are computed too; reported as "lifespan
+    given"), ``estimate_lifespan_years`` alone (what training's default call estimates), and the full default
+    ``build_features`` call (no population: lifespan and VIP cut-off estimated from the tables, no BG/NBD
+    columns) -- the last only when the estimate alone finished within ``--lifespan-limit`` seconds;
+    otherwise its time is reported as the sum of the two parts, a lower bound;
 (b) DuckDB: one SQL query over the same transactions Parquet file computing days since the last purchase,
     number of purchases and net spend per customer as of the same day, fetched into pandas -- the practical
     speed limit of one pass over the data;
@@ -45,7 +48,11 @@ from pathlib import Path
 from _data import add_data_args, data_dir, ensure_data, fmt_mb, machine, peak_rss_mb
 
 _MARK = "@@"  # prefix of a worker's JSON result lines on stdout
-FIXED_LIFESPAN = 3.0  # any value: the lifespan only scales CLTV, it does not change the work
+# The population scoring passes to the build (``churnguard.scoring.model_population``): the values of the model
+# score_bench.py trains (100,000 customers, seed 0). Other values scale CLTV or the BG/NBD columns, not the work.
+POPULATION = {"lifespan_years": 4.3705, "vip_cltv_threshold": 1686.4, "horizon_days": 90,
+              "bgnbd": {"r": 1.0926, "alpha": 8.1436, "a": 0.39528, "b": 9.9018},
+              "attributes": {"region": ["east", "north", "south", "west"]}}
 
 
 # -- worker side -------------------------------------------------------------------------------------------
@@ -69,12 +76,13 @@ def _tables(directory: Path) -> dict[str, Path]:
 
 
 def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: float) -> None:
-    """Load + validate, build with a given lifespan, the lifespan estimate alone, then the full build."""
+    """Load + validate, build with the population given, the lifespan estimate alone, then the full build."""
     import pandas as pd
 
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.features import build_features, estimate_lifespan_years, to_day
+    from churnguard.population import Population
 
     cfg = load_config()
     paths = _tables(directory)
@@ -91,7 +99,7 @@ def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: fl
     t0 = _start("build_given_lifespan")
     if profiler is not None:
         profiler.enable()
-    feats = build_features(tables, as_of, cfg.features, lifespan_years=FIXED_LIFESPAN)
+    feats = build_features(tables, as_of, cfg.features, Population.from_dict(POPULATION))
     if profiler is not None:
         profiler.disable()
     _done("build_given_lifespan", t0, rows=len(feats), features=feats.shape[1] - 2)

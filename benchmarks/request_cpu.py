@@ -1,25 +1,42 @@
 """In-process CPU of one ``POST /predict`` request of ``serve_load.py``, part by part.
 
 Runs the benchmark's request (one customer: 20 transactions, one ticket, attributes) through the model in
---work-dir (trained by ``serve_load.py``) and prints, for each part, the best of --repeats runs of --calls
-calls, in CPU microseconds per call (``time.process_time_ns``):
+--work-dir (trained by ``serve_load.py``) the way the server does, and prints, for each part, the best of
+--repeats runs of --calls calls, in CPU microseconds per call (``time.process_time_ns``, the whole process):
 
-- ``FastScorer.score`` and, within it, the features, the model step (TreeSHAP contributions and the
-  probability) and the rest (model row, calibration, reason texts, action, result dict);
-- the HTTP app layer: the ASGI app called in process (no sockets) for the whole request, with the scorer
-  replaced by one returning the cached answer, so what is left is routing, body, validation and answer.
+- ``churnguard.scoring.score_records`` for the one customer (the server's scoring call, with the population
+  precomputed as the server does at start-up) and, within it:
+  - ``churnguard.features.records.records_features`` (the feature kernel on plain records);
+  - ``churnguard.scoring.score_columns`` (probability, band, tier, reasons, action, expected value), and within
+    that the model step ``model.explain`` on the one-row model matrix (LightGBM's ``pred_contrib`` and
+    ``predict`` calls, one thread, and the calibration), each LightGBM call also alone;
+  - the rest of ``score_records`` (the selection columns and the result dicts);
+- the HTTP app layer: the ASGI app called in process (no sockets) for the whole request, with the batcher
+  replaced by one returning the cached answer at once, so what is left is the body, validation, the records,
+  the answer's JSON and the ASGI messages;
+- the whole request in process through the real batcher (app layer + event-loop round trip + scoring);
+- ``score_records`` for --batch customers in one call (distinct ids, the same history), per customer: what
+  the server's batching of concurrent requests' customers costs per request.
 
-    python benchmarks/request_cpu.py [--work-dir /tmp/serve_compact] [--calls 2000] [--repeats 5]
+With ``--profile``, ``score_records`` for the one customer is also run --calls times under cProfile and the
+churnguard's and LightGBM's functions are listed by cumulative time, then all functions by their own time
+(profiling overhead included).
+
+    python benchmarks/request_cpu.py [--work-dir /tmp/serve_bench] [--calls 2000] [--repeats 5] [--batch 8,16]
+        [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from serve_load import _customer
 
 AS_OF = "2025-12-31"
@@ -37,74 +54,128 @@ def _best(fn, calls: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/serve_compact"))
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/serve_bench"),
+                        help="directory holding model.zip (written by serve_load.py --work-dir)")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", default="8,16",
+                        help="comma-separated customers per score_records call for the per-customer figures")
+    parser.add_argument("--profile", action="store_true",
+                        help="also list score_records' costliest functions (cProfile, one customer)")
     args = parser.parse_args()
+    from churnguard.features.kernel import categorical_levels
+    from churnguard.features.records import CustomerRecords, records_features
+    from churnguard.scoring import score_columns, score_records
+    from churnguard.scoring.score import _matrix
     from churnguard.serving.app import PredictRequest, create_app
 
     body = json.dumps({"as_of": AS_OF, "customers": [_customer()]}).encode()
     app = create_app(args.work_dir / "model.zip")
     results: dict[str, float] = {}
+    profile_text: list[str] = []
+    calls, repeats = args.calls, args.repeats
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
-            scorer = app.state.scorer
-            c = PredictRequest.model_validate_json(body).customers[0]
-            # the scorer's inputs as the server hands them over (models' field dicts in earlier versions)
-            tx = [t if isinstance(t, dict) else vars(t) for t in c.transactions]
-            tk = [t if isinstance(t, dict) else vars(t) for t in c.tickets]
-            day = PredictRequest.model_validate_json(body).as_of
-            answer = scorer.score(c.customer_id, tx, tk, c.attributes, day)
-            feats = scorer._features(tx, tk, c.attributes, day)
-            row = scorer._row(feats)
-            shap = getattr(scorer, "_shap", None)
-            if shap is not None:
-                def model_step():
-                    return shap.probability(shap(row)[1])
-            else:  # LightGBM's single-row calls
-                def model_step():
-                    return scorer._contrib(row), scorer._proba(row)
-            results["FastScorer.score"] = _best(lambda: scorer.score(c.customer_id, tx, tk, c.attributes, day),
-                                                args.calls, args.repeats)
-            results["- features"] = _best(lambda: scorer._features(tx, tk, c.attributes, day), args.calls,
-                                          args.repeats)
-            results["- TreeSHAP contributions and probability"] = _best(model_step, args.calls, args.repeats)
-            results["- the rest"] = (results["FastScorer.score"] - results["- features"]
-                                     - results["- TreeSHAP contributions and probability"])
+            state = app.state
+            model, playbook, population = state.model, state.playbook, state.population
+            req = PredictRequest.model_validate_json(body)
+            as_of = req.as_of
+            # the records as the server hands them over (validated dicts)
+            customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes)
+                         for c in req.customers]
+            cfg = model.require_info().config.features
+            levels = categorical_levels(population.attributes or {})
+            answer = score_records(model, customers, as_of, playbook, population)
+            _, cols = records_features(customers, as_of, cfg, population)
+            history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
+            matrix = _matrix(model, cols, levels, history)
+            assert matrix.shape == (1, len(model.feature_names_))
+            booster, best = model.booster_, model.best_iteration_
+            gc.collect()
+            gc.freeze()  # as the server does after loading
 
-            class Cached:
-                def score(self, *args):
-                    return answer
+            results["score_records (1 customer)"] = _best(
+                lambda: score_records(model, customers, as_of, playbook, population), calls, repeats)
+            results["- records_features"] = _best(
+                lambda: records_features(customers, as_of, cfg, population), calls, repeats)
+            results["- score_columns"] = _best(
+                lambda: score_columns(model, cols, levels, playbook), calls, repeats)
+            results["  - model.explain (contributions + probability)"] = _best(
+                lambda: model.explain(matrix), calls, repeats)
+            results["    - Booster.predict(pred_contrib=True)"] = _best(
+                lambda: booster.predict(matrix, num_iteration=best, pred_contrib=True, num_threads=1),
+                calls, repeats)
+            results["    - Booster.predict (probability)"] = _best(
+                lambda: booster.predict(matrix, num_iteration=best, num_threads=1), calls, repeats)
+            results["  - model matrix (_matrix + column_matrix)"] = _best(
+                lambda: _matrix(model, cols, levels, history), calls, repeats)
+            results["  - rest of score_columns (bands, signals, actions, reason texts)"] = (
+                results["- score_columns"] - results["  - model.explain (contributions + probability)"]
+                - results["  - model matrix (_matrix + column_matrix)"])
+            results["- rest of score_records (selection, result dicts)"] = (
+                results["score_records (1 customer)"] - results["- records_features"] - results["- score_columns"])
 
-            app.state.scorer = Cached()
             scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                      "path": "/predict", "raw_path": b"/predict", "root_path": "", "scheme": "http",
                      "query_string": b"", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
                      "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
                                  (b"content-length", str(len(body)).encode())]}
+            sent: list[dict] = []
 
             async def receive():
                 return {"type": "http.request", "body": body, "more_body": False}
 
             async def send(message):
-                pass
+                if message["type"] == "http.response.start":
+                    sent.append(message)
 
-            async def requests(n: int) -> None:
+            async def requests(n: int) -> float:
+                start = time.process_time_ns()
                 for _ in range(n):
                     await app(dict(scope), receive, send)
+                return (time.process_time_ns() - start) / n / 1000
 
-            times = []
-            for _ in range(args.repeats):
-                start = time.process_time_ns()
-                await requests(args.calls)
-                times.append((time.process_time_ns() - start) / args.calls / 1000)
-            results["HTTP app layer without scoring"] = min(times)
-            app.state.scorer = scorer
+            class Cached:
+                async def score(self, customers, as_of):
+                    return answer
+
+            batcher = state.batcher
+            state.batcher = Cached()
+            results["HTTP app layer without scoring (cached answer)"] = min(
+                [await requests(calls) for _ in range(repeats)])
+            state.batcher = batcher
+            results["whole request in process (app + batcher + scoring)"] = min(
+                [await requests(calls) for _ in range(repeats)])
+            assert all(m["status"] == 200 for m in sent), {m["status"] for m in sent}
+
+            for size in [int(v) for v in args.batch.split(",") if v.strip()]:
+                many = [replace(customers[0], customer_id=f"bench-{i}") for i in range(size)]
+                per_call = _best(lambda many=many: score_records(model, many, as_of, playbook, population),
+                                 max(calls // size, 20), repeats)
+                results[f"score_records, {size} customers in one call, per customer"] = per_call / size
+
+            if args.profile:
+                import cProfile
+                import io
+                import pstats
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(calls):
+                    score_records(model, customers, as_of, playbook, population)
+                profiler.disable()
+                buf = io.StringIO()
+                stats = pstats.Stats(profiler, stream=buf)
+                stats.sort_stats("cumulative").print_stats(r"churnguard/|lightgbm/basic", 30)
+                stats.sort_stats("tottime").print_stats(15)
+                profile_text.append(buf.getvalue())
 
     asyncio.run(run())
     for name, us in results.items():
-        print(f"{name:<45} {us:7.1f} us")
+        print(f"{name:<70} {us:8.1f} us")
+    for text in profile_text:
+        print(f"\ncProfile of {calls} score_records calls (one customer):\n{text}")
 
 
 if __name__ == "__main__":

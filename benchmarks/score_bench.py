@@ -4,7 +4,8 @@ Runs the real command line -- ``churnguard score --model M --transactions ... --
 --out <tmp>/scores.parquet --partitions P`` -- as a child process, once per ``--partitions`` value, and reads
 its peak RSS from the kernel's resource usage of that child (``os.wait4``). The scoring is the whole chain
 from raw history: reading and validating the files, point-in-time features, calibrated probabilities,
-three reasons per customer (TreeSHAP), playbook actions and the budget selection, written to Parquet.
+three reasons per customer (TreeSHAP, ``model.explain``), playbook actions and the budget selection, written
+to Parquet.
 
 The model is always the one ``train_bench.py --customers 100000 --max-snapshots 12`` writes with the built-in
 config (``benchmarks/.cache/models/train-100000-seed<seed>.zip``; trained first when absent, under a
@@ -124,7 +125,8 @@ def main() -> None:
 
                 print("cProfile, top functions by cumulative time (profiling overhead included):")
                 pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(
-                    r"churnguard/(batch|scoring|features|dataset|model|train)\.py|lightgbm/basic\.py:.*(predict)", 25)
+                    r"churnguard/(features|scoring|model|engines)/\w+\.py|churnguard/dataset\.py"
+                    r"|lightgbm/basic\.py:.*(predict)", 25)
 
     print(f"\nscore_bench results ({args.customers:,} customers; targets: <= {TARGET_SECONDS:.0f} s, peak RSS <= "
           f"{TARGET_RSS_MB / 1024:.0f} GB):")
