@@ -32,7 +32,8 @@ from churnguard._io import read_table, write_table
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "Tables", "check_columns", "feature_columns", "load_tables",
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "DateCensus", "Tables", "check_columns", "date_census",
+           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "text_cells",
            "validate_tables"]
 
 logger = logging.getLogger(__name__)
@@ -223,8 +224,8 @@ class _Checker:
         return self.df.loc[~bad].reset_index(drop=True), rejects
 
 
-def date_text(raw: pd.Series) -> pd.Series:
-    """Date cells as text, the way the style of a column is decided on them: stripped, blanks missing."""
+def text_cells(raw: pd.Series) -> pd.Series:
+    """Cells as the checks read text: stripped, blank cells missing (they are missing values, not bad ones)."""
     text = raw.astype("string").str.strip()
     return text.mask(text == "")
 
@@ -234,9 +235,9 @@ def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | Non
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     elif date_format is not None:
-        parsed = pd.to_datetime(date_text(raw), format=date_format, errors="coerce", utc=True)
+        parsed = pd.to_datetime(text_cells(raw), format=date_format, errors="coerce", utc=True)
     else:
-        parsed = _infer_and_parse(date_text(raw), column, source)
+        parsed = _infer_and_parse(text_cells(raw), column, source)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
@@ -256,12 +257,8 @@ def _infer_and_parse(text: pd.Series, column: str, source: str) -> pd.Series:
 
 @dataclass(frozen=True)
 class DateCensus:
-    """A summary of some values of a text date column; summaries of the parts of a column merge with
-    :func:`merge_census` into the summary of the whole, so a column read in chunks is decided as if whole.
-
-    Before its style is known (:func:`date_style`): the values present, how many parse in ISO 8601 and the
-    first one. In a style: the values present, how many ``parsed`` in it, how many others still parse as a
-    date in another style (``mixed``), and the first few of each as examples for :func:`mixed_styles_error`.
+    """A summary of some values of a text date column (:func:`date_census`); the summaries of a column's parts
+    merge (:func:`merge_census`) into the summary of the whole, so a column read in chunks is decided as if whole.
     """
 
     present: int = 0
@@ -273,8 +270,9 @@ class DateCensus:
 
 
 def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, DateCensus]:
-    """Parse text dates (see :func:`date_text`) in the style ``fmt`` (None: ISO 8601, to decide the style) and
-    summarise them; values that do not parse are NaT."""
+    """Parse text dates (:func:`text_cells`) in the style ``fmt`` (None: ISO 8601, to decide the style) and
+    summarise them: values present, parsed, the first one; with a style given, also how many others are dates in
+    another style (``mixed``) and examples of both, for :func:`mixed_styles_error`. Unparsed values are NaT."""
     parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce", utc=True)
     ok, present = parsed.notna(), text.notna()
     first = str(text[present].iloc[0]) if present.any() else None
@@ -293,11 +291,9 @@ def merge_census(a: DateCensus, b: DateCensus) -> DateCensus:
 
 
 def date_style(census: DateCensus, source: str, column: str) -> str | None:
-    """The style a text date column is read in, from the census of all its values before a style is known.
-
-    None when there is nothing to decide (no values, or every one is ISO 8601). ISO 8601 when some values
-    are; else the style pandas guesses from the first value (DataError when it guesses none). Values that
-    do not parse in the style must be no date at all (:func:`mixed_styles_error`).
+    """The style of a text date column, from the census of all its values before a style is known: None when
+    there is nothing to decide (no values, or all ISO 8601); ISO 8601 when some values are; else the style pandas
+    guesses from the first value (DataError when it guesses none). Other values must be no date at all.
     """
     if census.present == 0 or census.parsed == census.present:
         return None
@@ -346,8 +342,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
         if column not in _CHECKED:
             continue
         if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
-            text = raw.astype("string").str.strip()
-            raw = text.mask(text == "")  # blank cells are missing values, not bad values
+            raw = text_cells(raw)
         if column in _DATES:
             parsed = parse_dates(raw, column, source, config.date_format)
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)

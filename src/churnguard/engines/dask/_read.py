@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING, Self
 import numpy as np
 import pandas as pd
 
-from churnguard.dataset import (
-    _DATES,
-    REJECT_COLUMNS,
-    Tables,
-    check_columns,
-    feature_columns,
-    merge_census,
-    mixed_styles_error,
-)
+from churnguard import dataset
+from churnguard.dataset import _DATES, REJECT_COLUMNS, Tables, feature_columns
 from churnguard.engines.dask._cluster import _gather, _Tasks, connect
 from churnguard.engines.dask._plan import _plan, _read_chunk, _Source
 from churnguard.engines.dask._validate import (
@@ -114,7 +107,7 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
     formats = {}
     for t in _CHECK_ORDER:
         if t in sources:
-            check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
+            dataset.check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
             formats[t] = _date_styles(sources[t], census[t], config)
     splits, starts, file_starts = {}, {}, {}
     for t, src in sources.items():
@@ -147,10 +140,11 @@ def _check_date_styles(tasks: _Tasks, splits: dict[str, list[Future]], formats: 
                       "checking date styles")
     for t in _CHECK_ORDER:
         for col, fmt in formats.get(t, {}).items():
-            census = reduce(merge_census, [c[col] for c in checked[t] if col in c])
+            parts = [c[col] for c in checked[t] if col in c]
+            census = reduce(dataset.merge_census, parts, dataset.DateCensus())
             if census.mixed:
                 inverse = {u: c for c, u in getattr(config.columns, t).items()}
-                raise mixed_styles_error(census, sources[t].name, inverse.get(col, col), fmt)
+                raise dataset.mixed_styles_error(census, sources[t].name, inverse.get(col, col), fmt)
 
 
 def _bad_rows(tasks: _Tasks, partitions: list[Future], sources: dict[str, _Source], rows: dict[str, int],

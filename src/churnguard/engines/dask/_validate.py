@@ -12,24 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churnguard import dataset
+
 # _DATES is the local engine's own list of date columns: imported, not copied, so both engines stay in step.
-from churnguard.dataset import (
-    _DATES,
-    ROW_COLUMN,
-    DataError,
-    Tables,
-    _examples,
-    date_census,
-    date_style,
-    date_text,
-    merge_census,
-    validate_tables,
-)
+from churnguard.dataset import _DATES, ROW_COLUMN, DataError, Tables, validate_tables
 from churnguard.engines import customer_partition
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
-    from churnguard.dataset import DateCensus
     from churnguard.engines.dask._plan import _Source
 
 # A valid row appended to every table of every partition before validation (and removed after): it keeps
@@ -42,13 +32,13 @@ _PLACEHOLDER_NUMBERS = {"amount": 0, "quantity": 0, "discount": 0, "csat": 3, "n
 
 def _census(frame: pd.DataFrame, date_columns: tuple[str, ...]) -> dict[str, Any]:
     """Row count and, per text date column, the chunk's :func:`churnguard.dataset.date_census`."""
-    dates = {col: date_census(date_text(frame[col]))[1] for col in date_columns
+    dates = {col: dataset.date_census(dataset.text_cells(frame[col]))[1] for col in date_columns
              if col in frame and not pd.api.types.is_datetime64_any_dtype(frame[col])}
     return {"rows": len(frame), "dates": dates}
 
 
 def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
-                 styles: dict[str, str]) -> tuple[list[pd.DataFrame], dict[str, DateCensus]]:
+                 styles: dict[str, str]) -> tuple[list[pd.DataFrame], dict[str, dataset.DateCensus]]:
     """Number the rows, check and unify the date styles decided for the whole file, and cut the chunk into one
     piece per customer partition (row order kept).
 
@@ -62,8 +52,8 @@ def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
     for col, fmt in styles.items():
         if col not in frame:
             continue
-        text = date_text(frame[col])
-        parsed, stats[col] = date_census(text, fmt)
+        text = dataset.text_cells(frame[col])
+        parsed, stats[col] = dataset.date_census(text, fmt)
         ok = parsed.notna()
         if fmt != "ISO8601":
             iso = pd.Series(pd.NA, index=text.index, dtype="string")
@@ -205,7 +195,7 @@ def _rows_error(table: str, source: str, n_rows: int, counts: pd.DataFrame, samp
     lines = []
     for (column, reason), group in counts.groupby(["column", "reason"]):
         rows = samples[(samples["column"] == column) & (samples["reason"] == reason)].sort_values("_order")
-        examples = _examples(rows["value"], 3)
+        examples = dataset._examples(rows["value"], 3)
         where = [f"{Path(s).name}:{r}" if multi_file else str(r) for s, r in zip(rows["source"], rows["row"], strict=True)]
         lines.append(f"  column {column!r}: {int(group['n'].sum())} row(s) {reason}, e.g. {examples} "
                      f"(rows {', '.join(where[:3])})")
@@ -214,7 +204,7 @@ def _rows_error(table: str, source: str, n_rows: int, counts: pd.DataFrame, samp
     return DataError(f"{source}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines) + f"\n{hint}")
 
 
-def _date_styles(src: _Source, census: list[dict], config: DataConfig) -> dict[str, str]:
+def _date_styles(src: _Source, chunks: list[dict], config: DataConfig) -> dict[str, str]:
     """Each text date column's style, decided by :func:`churnguard.dataset.date_style` on the census of the
     whole file (the chunks' censuses merged in file order); columns with nothing to decide are left out."""
     if config.date_format is not None:
@@ -222,11 +212,12 @@ def _date_styles(src: _Source, census: list[dict], config: DataConfig) -> dict[s
     inverse = {u: c for c, u in getattr(config.columns, src.table).items()}
     formats = {}
     for col in src.columns:
-        parts = [c["dates"][col] for c in census if col in c["dates"]]
-        if inverse.get(col, col) in _DATES and parts:
-            fmt = date_style(reduce(merge_census, parts), src.name, inverse.get(col, col))
-            if fmt is not None:
-                formats[col] = fmt
+        name = inverse.get(col, col)
+        parts = [c["dates"][col] for c in chunks if col in c["dates"]]
+        census = reduce(dataset.merge_census, parts, dataset.DateCensus())
+        fmt = dataset.date_style(census, src.name, name) if name in _DATES else None
+        if fmt is not None:
+            formats[col] = fmt
     return formats
 
 
