@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from churnguard import dataset
 from churnguard.config import DataConfig
 from churnguard.dataset import DataError, _isin, check_columns, feature_columns, load_tables, validate_tables
 
@@ -84,6 +85,23 @@ def test_mixed_date_styles_always_raise():
     for cfg in (STRICT, REJECT):
         with pytest.raises(DataError, match=r"column 'timestamp' mixes date styles: 1 of 3 rows.*'13/01/2024'.*date_format"):
             validate_tables(tx, config=cfg)
+
+
+def test_a_first_date_in_no_known_style_raises():
+    # No ISO value, so the first value decides the style, and it fits none: the column cannot be read.
+    with pytest.raises(DataError, match=r"column 'timestamp': its first value 'soon' is a date in no known style"):
+        validate_tables(_tx(timestamp=["soon", "13/01/2024", "14/01/2024"]), config=REJECT)
+
+
+def test_date_censuses_of_parts_merge_into_the_census_of_the_whole():
+    # The Dask engine decides a column's style on chunks: every cut must give the census of the whole column.
+    text = pd.Series(["13/01/2024", None, "2024-01-14", "14/01/2024", "15/01/2024", "2024-01-15"], dtype="string")
+    for fmt in (None, "%d/%m/%Y"):
+        whole = dataset.date_census(text, fmt)[1]
+        for cut in range(len(text) + 1):
+            parts = dataset.date_census(text[:cut], fmt)[1], dataset.date_census(text[cut:], fmt)[1]
+            assert dataset.merge_census(*parts) == whole
+    assert (whole.mixed, whole.ok, whole.bad) == (2, ("13/01/2024", "14/01/2024"), ("2024-01-14", "2024-01-15"))
 
 
 def test_explicit_date_format():
@@ -190,6 +208,8 @@ def test_check_columns_names_the_missing_column_and_every_column_of_the_file():
                                         r"the file has 3 columns: customer_id, opened_at, csat"):
         check_columns("tickets", ["customer_id", "opened_at", "csat"], "tk.csv", mapped)
     check_columns("customers", ["customer_id"], "cu.csv", STRICT)  # nothing missing: no error
+    with pytest.raises(DataError, match=r"^cu.csv: the customers file has no rows \(columns: customer_id\)$"):
+        check_columns("customers", ["customer_id"], "cu.csv", STRICT, rows=0)
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,6 +19,7 @@ reason (``on_bad_rows: reject``). No row is ever dropped without a trace.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,8 @@ from churnguard._io import read_table, write_table
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "Tables", "check_columns", "feature_columns", "load_tables",
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "DateCensus", "Tables", "check_columns", "date_census",
+           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "text_cells",
            "validate_tables"]
 
 logger = logging.getLogger(__name__)
@@ -118,8 +120,10 @@ def last_day(timestamps: pd.Series) -> pd.Timestamp:
 
 
 def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:
-    """Raise :class:`DataError` when a ``table`` file with columns ``names`` lacks a column the mapping names or
-    a required column (``rows``: the file's row count, for the message, when known)."""
+    """Raise :class:`DataError` when a ``table`` file with columns ``names`` has no rows (``rows`` is 0), or lacks
+    a column the mapping names or a required column (``rows``: the file's row count when known, else None)."""
+    if rows == 0:
+        raise DataError(f"{source}: the {table} file has no rows (columns: {', '.join(map(str, names))})")
     mapping: dict[str, str] = getattr(config.columns, table)
     missing_mapped = {c: u for c, u in mapping.items() if u not in names}
     if missing_mapped:
@@ -151,8 +155,12 @@ def feature_columns(table: str, names: list[str], config: DataConfig) -> list[st
     return [n for n in names if n in wanted]
 
 
+def _first_unique(values: pd.Series, n: int) -> tuple[str, ...]:
+    return tuple(str(v) for v in values.dropna().astype(str).unique()[:n])
+
+
 def _examples(values: pd.Series, n: int = 3) -> str:
-    return ", ".join(repr(v) for v in values.dropna().astype(str).unique()[:n])
+    return ", ".join(map(repr, _first_unique(values, n)))
 
 
 class _Checker:
@@ -216,47 +224,98 @@ class _Checker:
         return self.df.loc[~bad].reset_index(drop=True), rejects
 
 
+def text_cells(raw: pd.Series) -> pd.Series:
+    """Cells as the checks read text: stripped, blank cells missing (they are missing values, not bad ones)."""
+    text = raw.astype("string").str.strip()
+    return text.mask(text == "")
+
+
 def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
     """Parse one date column. Mixed date styles raise; values that parse in no style come back as NaT."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
+    elif date_format is not None:
+        parsed = pd.to_datetime(text_cells(raw), format=date_format, errors="coerce", utc=True)
     else:
-        text = raw.astype("string").str.strip()
-        text = text.mask(text == "")
-        if date_format is not None:
-            parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
-        else:
-            parsed = _infer_and_parse(text, column, source)
+        parsed = _infer_and_parse(text_cells(raw), column, source)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
 
 
 def _infer_and_parse(text: pd.Series, column: str, source: str) -> pd.Series:
-    present = text.dropna()
-    if present.empty:
-        return pd.to_datetime(text, errors="coerce", utc=True)
-    iso = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    if iso[present.index].notna().all():
+    """Parse a text date column in the style :func:`date_style` decides on all its values."""
+    iso, census = date_census(text)
+    fmt = date_style(census, source, column)
+    if fmt is None:
         return iso
-    fmt = "ISO8601"
-    if iso[present.index].isna().all():
-        guessed = pd.tseries.api.guess_datetime_format(present.iloc[0])
-        if guessed is None:
-            return iso  # nothing parses in any known style: every value is reported as unparseable
-        fmt = guessed
-        iso = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
-    failed = present.index[iso[present.index].isna()]
-    other = pd.to_datetime(text[failed], format="mixed", errors="coerce", utc=True)
-    if other.notna().any():
-        examples_ok = _examples(text[iso.notna()], 2)
-        examples_bad = _examples(text[failed][other.notna()], 3)
-        raise DataError(
-            f"{source}: column {column!r} mixes date styles: {int(other.notna().sum())} of {len(present)} rows "
-            f"do not match the style {fmt!r} of the others (e.g. {examples_ok}), e.g. {examples_bad}. "
-            "Set data.date_format (e.g. '%d/%m/%Y %H:%M') so every row is read the same way"
-        )
-    return iso
+    parsed, census = date_census(text, fmt)
+    if census.mixed:
+        raise mixed_styles_error(census, source, column, fmt)
+    return parsed
+
+
+@dataclass(frozen=True)
+class DateCensus:
+    """A summary of some values of a text date column (:func:`date_census`); the summaries of a column's parts
+    merge (:func:`merge_census`) into the summary of the whole, so a column read in chunks is decided as if whole.
+    """
+
+    present: int = 0
+    parsed: int = 0
+    first: str | None = None
+    mixed: int = 0
+    ok: tuple[str, ...] = ()
+    bad: tuple[str, ...] = ()
+
+
+def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, DateCensus]:
+    """Parse text dates (:func:`text_cells`) in the style ``fmt`` (None: ISO 8601, to decide the style) and
+    summarise them: values present, parsed, the first one; with a style given, also how many others are dates in
+    another style (``mixed``) and examples of both, for :func:`mixed_styles_error`. Unparsed values are NaT."""
+    parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce", utc=True)
+    ok, present = parsed.notna(), text.notna()
+    first = str(text[present].iloc[0]) if present.any() else None
+    if fmt is None:
+        return parsed, DateCensus(int(present.sum()), int(ok.sum()), first)
+    failed = text[present & ~ok]
+    other = pd.to_datetime(failed, format="mixed", errors="coerce", utc=True).notna()
+    return parsed, DateCensus(int(present.sum()), int(ok.sum()), first, int(other.sum()),
+                              _first_unique(text[ok], 2), _first_unique(failed[other], 3))
+
+
+def merge_census(a: DateCensus, b: DateCensus) -> DateCensus:
+    """The :func:`date_census` of two parts of a column together (``a`` before ``b``)."""
+    return DateCensus(a.present + b.present, a.parsed + b.parsed, a.first if a.first is not None else b.first,
+                      a.mixed + b.mixed, tuple(dict.fromkeys(a.ok + b.ok))[:2], tuple(dict.fromkeys(a.bad + b.bad))[:3])
+
+
+def date_style(census: DateCensus, source: str, column: str) -> str | None:
+    """The style of a text date column, from the census of all its values before a style is known: None when
+    there is nothing to decide (no values, or all ISO 8601); ISO 8601 when some values are; else the style pandas
+    guesses from the first value (DataError when it guesses none). Other values must be no date at all.
+    """
+    if census.present == 0 or census.parsed == census.present:
+        return None
+    if census.parsed:
+        return "ISO8601"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pandas' dayfirst hint: the first value decides, on purpose
+        fmt = pd.tseries.api.guess_datetime_format(census.first)
+    if fmt is None:
+        raise DataError(f"{source}: column {column!r}: its first value {census.first!r} is a date in no known "
+                        "style, so the style of the column cannot be inferred; fix the value or set data.date_format")
+    return fmt
+
+
+def mixed_styles_error(census: DateCensus, source: str, column: str, fmt: str) -> DataError:
+    """The error for a column whose census in the style ``fmt`` found values that are dates in another style."""
+    return DataError(
+        f"{source}: column {column!r} mixes date styles: {census.mixed} of {census.present} rows "
+        f"do not match the style {fmt!r} of the others (e.g. {', '.join(map(repr, census.ok))}), "
+        f"e.g. {', '.join(map(repr, census.bad))}. "
+        "Set data.date_format (e.g. '%d/%m/%Y %H:%M') so every row is read the same way"
+    )
 
 
 def _parse_bool(raw: pd.Series) -> pd.Series:
@@ -271,10 +330,9 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
 
 def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False) -> _Checker:
     """Rename to contract names, check columns, parse types; bad rows are flagged on the returned checker."""
-    if df.empty and not allow_empty:
-        raise DataError(f"{source}: the {table} file has no rows (columns: {', '.join(map(str, df.columns))})")
     mapping: dict[str, str] = getattr(config.columns, table)
-    check_columns(table, [c for c in df.columns if c != ROW_COLUMN], source, config, rows=len(df))
+    names = [c for c in df.columns if c != ROW_COLUMN]
+    check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
     df = df.rename(columns={u: c for c, u in mapping.items()})
     df = df.reset_index(drop=True)
     check = _Checker(df, table, source)
@@ -284,8 +342,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
         if column not in _CHECKED:
             continue
         if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
-            text = raw.astype("string").str.strip()
-            raw = text.mask(text == "")  # blank cells are missing values, not bad values
+            raw = text_cells(raw)
         if column in _DATES:
             parsed = parse_dates(raw, column, source, config.date_format)
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)

@@ -7,20 +7,20 @@ import logging
 import math
 import operator
 from dataclasses import dataclass, field, replace
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import pandas as pd
 
+from churnguard import dataset
 from churnguard.dataset import _DATES, REJECT_COLUMNS, Tables, feature_columns
 from churnguard.engines.dask._cluster import _gather, _Tasks, connect
 from churnguard.engines.dask._plan import _plan, _read_chunk, _Source
 from churnguard.engines.dask._validate import (
     _census,
-    _check_columns,
-    _date_formats,
-    _mixed_error,
+    _date_styles,
     _partition_rejects,
     _placeholder_date,
     _reject_digest,
@@ -107,8 +107,8 @@ def _read(sources: dict[str, _Source], config: DataConfig, client: Client, n: in
     formats = {}
     for t in _CHECK_ORDER:
         if t in sources:
-            _check_columns(sources[t], rows[t], config)
-            formats[t] = _date_formats(sources[t], census[t], config)
+            dataset.check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
+            formats[t] = _date_styles(sources[t], census[t], config)
     splits, starts, file_starts = {}, {}, {}
     for t, src in sources.items():
         lengths = np.array([c["rows"] for c in census[t]], dtype=np.int64)
@@ -140,10 +140,11 @@ def _check_date_styles(tasks: _Tasks, splits: dict[str, list[Future]], formats: 
                       "checking date styles")
     for t in _CHECK_ORDER:
         for col, fmt in formats.get(t, {}).items():
-            stats = [c[col] for c in checked[t] if col in c]
-            if sum(s["mixed"] for s in stats):
+            parts = [c[col] for c in checked[t] if col in c]
+            census = reduce(dataset.merge_census, parts, dataset.DateCensus())
+            if census.mixed:
                 inverse = {u: c for c, u in getattr(config.columns, t).items()}
-                raise _mixed_error(sources[t].name, inverse.get(col, col), fmt, stats)
+                raise dataset.mixed_styles_error(census, sources[t].name, inverse.get(col, col), fmt)
 
 
 def _bad_rows(tasks: _Tasks, partitions: list[Future], sources: dict[str, _Source], rows: dict[str, int],

@@ -3,17 +3,19 @@ by customer, and validating each customer partition with :func:`churnguard.datas
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from churnguard import dataset
+
 # _DATES is the local engine's own list of date columns: imported, not copied, so both engines stay in step.
-from churnguard.dataset import _DATES, CONTRACT, ROW_COLUMN, DataError, Tables, validate_tables
+from churnguard.dataset import _DATES, ROW_COLUMN, DataError, Tables, validate_tables
 from churnguard.engines import customer_partition
 
 if TYPE_CHECKING:
@@ -28,37 +30,20 @@ _PLACEHOLDER_DAY = pd.Timestamp("2000-01-01")
 _PLACEHOLDER_NUMBERS = {"amount": 0, "quantity": 0, "discount": 0, "csat": 3, "nps": 5, "loyalty_points": 0}
 
 
-def _date_text(raw: pd.Series) -> pd.Series:
-    """Date cells as validate_tables sees them before parsing: stripped text, blanks missing."""
-    text = raw.astype("string").str.strip()
-    return text.mask(text == "")
-
-
-def _first_unique(values: pd.Series, n: int) -> list[str]:
-    return [str(v) for v in values.dropna().astype(str).unique()[:n]]
-
-
 def _census(frame: pd.DataFrame, date_columns: tuple[str, ...]) -> dict[str, Any]:
-    """Row count and, per text date column, what decides its date style over the whole file."""
-    dates = {}
-    for col in date_columns:
-        if col not in frame or pd.api.types.is_datetime64_any_dtype(frame[col]):
-            continue
-        present = _date_text(frame[col]).dropna()
-        if present.empty:
-            continue
-        iso = pd.to_datetime(present, format="ISO8601", errors="coerce", utc=True)
-        dates[col] = {"present": len(present), "iso": int(iso.notna().sum()), "first": str(present.iloc[0])}
+    """Row count and, per text date column, the chunk's :func:`churnguard.dataset.date_census`."""
+    dates = {col: dataset.date_census(dataset.text_cells(frame[col]))[1] for col in date_columns
+             if col in frame and not pd.api.types.is_datetime64_any_dtype(frame[col])}
     return {"rows": len(frame), "dates": dates}
 
 
 def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
-                 styles: dict[str, str]) -> tuple[list[pd.DataFrame], dict[str, dict]]:
+                 styles: dict[str, str]) -> tuple[list[pd.DataFrame], dict[str, dataset.DateCensus]]:
     """Number the rows, check and unify the date styles decided for the whole file, and cut the chunk into one
     piece per customer partition (row order kept).
 
     For each column in ``styles``, values not in that style must be no date at all (else the file mixes
-    styles: counted in the returned stats). Values of a non-ISO style are rewritten as ISO text, so every
+    styles: counted in the returned censuses). Values of a non-ISO style are rewritten as ISO text, so every
     partition reads them alike instead of guessing a style from its own first value.
     """
     frame = frame.copy()
@@ -67,13 +52,9 @@ def _split_chunk(frame: pd.DataFrame, first_row: int, id_column: str, n: int,
     for col, fmt in styles.items():
         if col not in frame:
             continue
-        text = _date_text(frame[col])
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        text = dataset.text_cells(frame[col])
+        parsed, stats[col] = dataset.date_census(text, fmt)
         ok = parsed.notna()
-        failed = text[text.notna() & ~ok]
-        other = pd.to_datetime(failed, format="mixed", errors="coerce", utc=True)
-        stats[col] = {"present": int(text.notna().sum()), "mixed": int(other.notna().sum()),
-                      "ok": _first_unique(text[ok], 2), "bad": _first_unique(failed[other.notna()], 3)}
         if fmt != "ISO8601":
             iso = pd.Series(pd.NA, index=text.index, dtype="string")
             iso[ok] = [t.isoformat() for t in parsed[ok]]  # the same instant, in ISO 8601
@@ -96,7 +77,7 @@ class _Spec:
     date_text: str
 
 
-def _placeholder_value(name: str, dtype: Any, date_text: str) -> Any:
+def _placeholder_value(name: str, dtype: Any, day_text: str) -> Any:
     """A value for the placeholder row's column ``name`` that passes validation and fits ``dtype``."""
     if name == ROW_COLUMN:
         return 0
@@ -106,11 +87,11 @@ def _placeholder_value(name: str, dtype: Any, date_text: str) -> Any:
             info = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
             return int(info.min) if info.min < 0 else int(info.max)
         return _PLACEHOLDER_ID
-    if name in ("timestamp", "opened_at"):
+    if name in _DATES:  # a date in every date column, so no partition has to guess a column's style
         if pd.api.types.is_datetime64_any_dtype(dtype):
             tz = getattr(dtype, "tz", None)
             return _PLACEHOLDER_DAY.tz_localize(tz) if tz is not None else _PLACEHOLDER_DAY
-        return date_text
+        return day_text
     if name in _PLACEHOLDER_NUMBERS:
         if numeric:
             return _PLACEHOLDER_NUMBERS[name]
@@ -126,11 +107,11 @@ def _placeholder_value(name: str, dtype: Any, date_text: str) -> Any:
     return None
 
 
-def _placeholder(frame: pd.DataFrame, table: str, config: DataConfig, date_text: str) -> pd.DataFrame:
+def _placeholder(frame: pd.DataFrame, table: str, config: DataConfig, day_text: str) -> pd.DataFrame:
     inverse = {user: name for name, user in getattr(config.columns, table).items()}
     columns = {}
     for col, dtype in frame.dtypes.items():
-        value = _placeholder_value(inverse.get(col, col), dtype, date_text)
+        value = _placeholder_value(inverse.get(col, col), dtype, day_text)
         try:
             columns[col] = pd.Series([value], dtype=dtype)
         except (TypeError, ValueError):
@@ -214,7 +195,7 @@ def _rows_error(table: str, source: str, n_rows: int, counts: pd.DataFrame, samp
     lines = []
     for (column, reason), group in counts.groupby(["column", "reason"]):
         rows = samples[(samples["column"] == column) & (samples["reason"] == reason)].sort_values("_order")
-        examples = ", ".join(repr(v) for v in _first_unique(rows["value"], 3))
+        examples = dataset._examples(rows["value"], 3)
         where = [f"{Path(s).name}:{r}" if multi_file else str(r) for s, r in zip(rows["source"], rows["row"], strict=True)]
         lines.append(f"  column {column!r}: {int(group['n'].sum())} row(s) {reason}, e.g. {examples} "
                      f"(rows {', '.join(where[:3])})")
@@ -223,69 +204,20 @@ def _rows_error(table: str, source: str, n_rows: int, counts: pd.DataFrame, samp
     return DataError(f"{source}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines) + f"\n{hint}")
 
 
-def _check_columns(src: _Source, n_rows: int, config: DataConfig) -> None:
-    """The whole-file checks of validate_tables: rows present, mapped and required columns present."""
-    table, columns = src.table, list(src.columns)
-    if n_rows == 0:
-        raise DataError(f"{src.name}: the {table} file has no rows (columns: {', '.join(map(str, columns))})")
-    mapping: dict[str, str] = getattr(config.columns, table)
-    missing_mapped = {c: u for c, u in mapping.items() if u not in columns}
-    if missing_mapped:
-        c, u = next(iter(missing_mapped.items()))
-        raise DataError(f"{src.name}: column {u!r} (mapped to {c!r} in data.columns.{table}) not found; "
-                        f"the file has {len(columns)} columns: {', '.join(map(str, columns[:20]))}")
-    renamed = [{u: c for c, u in mapping.items()}.get(col, col) for col in columns]
-    missing = [c for c in CONTRACT[table]["required"] if c not in renamed]
-    if missing:
-        raise DataError(
-            f"{src.name}: required {table} column(s) {', '.join(map(repr, missing))} not found in {n_rows} rows; "
-            f"the file has columns: {', '.join(map(str, renamed[:20]))}. "
-            f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}"
-        )
-
-
-def _mixed_error(source: str, column: str, fmt: str, stats: list[dict]) -> DataError:
-    n_mixed = sum(s["mixed"] for s in stats)
-    present = sum(s["present"] for s in stats)
-    ok = list(dict.fromkeys(v for s in stats for v in s["ok"]))[:2]
-    bad = list(dict.fromkeys(v for s in stats for v in s["bad"]))[:3]
-    return DataError(
-        f"{source}: column {column!r} mixes date styles: {n_mixed} of {present} rows "
-        f"do not match the style {fmt!r} of the others (e.g. {', '.join(map(repr, ok))}), "
-        f"e.g. {', '.join(map(repr, bad))}. Set data.date_format (e.g. '%d/%m/%Y %H:%M') so every row is read the same way"
-    )
-
-
-def _date_formats(src: _Source, census: list[dict], config: DataConfig) -> dict[str, str]:
-    """Decide each text date column's style over the whole file, as validate_tables would on all rows.
-
-    Columns all in ISO 8601 need nothing. A column with ISO and other values is ISO: the others must be no
-    date at all (checked in ``_split_chunk``). A column without ISO values takes the style of its first value,
-    and the others must be no date either.
-    """
+def _date_styles(src: _Source, chunks: list[dict], config: DataConfig) -> dict[str, str]:
+    """Each text date column's style, decided by :func:`churnguard.dataset.date_style` on the census of the
+    whole file (the chunks' censuses merged in file order); columns with nothing to decide are left out."""
     if config.date_format is not None:
         return {}
-    mapping: dict[str, str] = getattr(config.columns, src.table)
-    inverse = {u: c for c, u in mapping.items()}
+    inverse = {u: c for c, u in getattr(config.columns, src.table).items()}
     formats = {}
     for col in src.columns:
         name = inverse.get(col, col)
-        stats = [c["dates"][col] for c in census if col in c["dates"]]
-        present = sum(s["present"] for s in stats)
-        iso = sum(s["iso"] for s in stats)
-        if name not in _DATES or present == 0 or iso == present:
-            continue
-        if iso > 0:
-            formats[col] = "ISO8601"
-            continue
-        first = stats[0]["first"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # pandas' dayfirst hint; the local engine guesses alike
-            fmt = pd.tseries.api.guess_datetime_format(first)
-        if fmt is None:
-            raise DataError(f"{src.name}: column {name!r}: its first value {first!r} is a date in no known style, "
-                            "so the style of the column cannot be inferred; fix the value or set data.date_format")
-        formats[col] = fmt
+        parts = [c["dates"][col] for c in chunks if col in c["dates"]]
+        census = reduce(dataset.merge_census, parts, dataset.DateCensus())
+        fmt = dataset.date_style(census, src.name, name) if name in _DATES else None
+        if fmt is not None:
+            formats[col] = fmt
     return formats
 
 
