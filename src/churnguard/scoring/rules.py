@@ -47,8 +47,8 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     def col(name: str) -> np.ndarray:
         return np.asarray(cols[name], dtype="float64") if name in cols else np.full(n, np.nan)
 
-    recent_ticket = np.nan_to_num(col("tickets_90d")) > 0
-    bad = (np.nan_to_num(col("open_tickets")) > 0) | (
+    recent_ticket = col("tickets_90d") > 0  # unknown (NaN) counts as none: NaN > 0 is False
+    bad = (col("open_tickets") > 0) | (
         recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
     return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
             "lapsed": col("recency_days") > lookback_days}
@@ -62,15 +62,23 @@ def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.
         w = rule.when
         ok = np.ones(len(bands), dtype=bool)
         if w.band is not None:
-            ok &= np.isin(bands, w.band)
+            ok &= _among(bands, w.band)
         if w.value_tier is not None:
-            ok &= np.isin(tiers, w.value_tier)
+            ok &= _among(tiers, w.value_tier)
         for s in w.signals:
             ok &= flags[s]
         for s in w.not_signals:
             ok &= ~flags[s]
         action[ok & (action == None)] = rule.name
     return action
+
+
+def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
+    """Whether each value is one of the few ``allowed`` ones."""
+    out = np.zeros(len(values), dtype=bool)
+    for a in allowed:
+        out |= values == a
+    return out
 
 
 def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook
@@ -121,8 +129,8 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
                     total += c
     control = np.zeros(len(ids), dtype=bool)
     picked = np.flatnonzero(selected)
-    picked = picked[np.argsort(ids[picked].astype(str), kind="stable")]
     n_control = round(control_fraction * len(picked))
     if n_control:
+        picked = picked[np.argsort(ids[picked].astype(str), kind="stable")]
         control[np.random.default_rng(seed).choice(picked, size=n_control, replace=False)] = True
     return selected, control

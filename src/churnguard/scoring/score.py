@@ -67,7 +67,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     info = model.require_info()
     model._check_fitted()
     n = len(cols["n_orders"])
-    history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
+    history = np.asarray(cols["n_orders"], dtype="float64") > 0  # NaN > 0 is False
     matrix = _matrix(model, cols, levels, history)
     contrib, prob_h = _explain(model, matrix, reasons_for, info.risk_bands)
     prob = np.full(n, np.nan)
@@ -75,7 +75,8 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     bands = rules.risk_band(prob, info.risk_bands)
     from churnguard.features.kernel import is_vip
 
-    clv = np.nan_to_num(np.asarray(cols["cltv"], dtype="float64"))
+    clv = np.asarray(cols["cltv"], dtype="float64")
+    clv = np.where(np.isnan(clv), 0.0, clv)
     tiers = np.where(is_vip(clv, info.population.vip_cltv_threshold), "vip", "standard").astype(object)
     flags = rules.signals(cols, n, sla_hours=info.config.features.sla_hours,
                           new_customer_days=playbook.new_customer_days, lookback_days=info.config.labels.lookback_days)
