@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from churnguard.features import build_features
-from churnguard.model._modelcore import BOOSTER_FILE, SPEC_FILE
+from churnguard.model import ChurnModel
 from churnguard.scoring import model_population
 from churnguard.training.tracking import _pyfunc_input
 
@@ -95,7 +95,7 @@ def isolated_env(trained, tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def test_logged_model_is_lightgbm_text_and_json_without_churnguard(trained):
+def test_logged_model_is_the_model_file_without_churnguard(trained):
     import mlflow
     from mlflow.artifacts import download_artifacts
 
@@ -103,14 +103,14 @@ def test_logged_model_is_lightgbm_text_and_json_without_churnguard(trained):
     path = download_artifacts(MODEL_URI, tracking_uri=trained["uri"])
     model = trained["result"].model
     files = {os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs}
-    assert f"artifacts/{BOOSTER_FILE}" in files
-    assert f"artifacts/{SPEC_FILE}" in files
+    assert "artifacts/churn_model.zip" in files
     assert "code/_modelcore.py" in files
     assert not any(f.endswith(".joblib") for f in files)
-    spec = json.loads(Path(path, "artifacts", SPEC_FILE).read_text())
-    assert spec["feature_names"] == model.feature_names_
-    assert spec["categories"] == model.categories_
-    assert spec["calibrator"]["kind"] == model.calibrator_.kind
+    logged = ChurnModel.load(Path(path, "artifacts", "churn_model.zip"))  # with the manifest's checks
+    assert logged.feature_names_ == model.feature_names_
+    assert logged.categories_ == model.categories_
+    assert logged.calibrator_ == model.calibrator_
+    assert logged.info == model.info
     reqs = Path(path, "requirements.txt").read_text().split()
     assert sorted(r.split("==")[0] for r in reqs) == ["lightgbm", "mlflow", "numpy", "pandas"]
     assert all("==" in r for r in reqs)

@@ -1,4 +1,4 @@
-"""The model file: data only (JSON, LightGBM's text model, .npy), checked member by member, never unpickled;
+"""The model file: data only (JSON, LightGBM's text model), checked member by member, never unpickled;
 the converter for the old pickle-based format; and the model's contract."""
 
 from __future__ import annotations
@@ -94,18 +94,34 @@ def test_scoring_needs_the_training_info(fitted, tmp_path):
         score_frames(loaded, transactions=pd.DataFrame())
 
 
-def test_model_file_is_json_lightgbm_text_and_npy(fitted, tmp_path):
-    path = fitted[0].save(tmp_path / "m.zip")
+def test_model_file_is_json_and_lightgbm_text(fitted, tmp_path):
+    model = fitted[0]
+    path = model.save(tmp_path / "m.zip")
     with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["booster.txt", "calibrator_x.npy", "calibrator_y.npy", "manifest.json",
-                                         "model.json"]
+        assert sorted(zf.namelist()) == ["booster.txt", "manifest.json", "model.json"]
         manifest = json.loads(zf.read("manifest.json"))
         assert manifest["format"] == FORMAT_VERSION
-        assert set(manifest["members"]) == {"booster.txt", "calibrator_x.npy", "calibrator_y.npy", "model.json"}
+        assert set(manifest["members"]) == {"booster.txt", "model.json"}
         for name, entry in manifest["members"].items():
             assert hashlib.sha256(zf.read(name)).hexdigest() == entry["sha256"]
-        assert json.loads(zf.read("model.json"))["feature_names"] == ["recency_days", "n_orders", "tier"]
+        doc = json.loads(zf.read("model.json"))
         assert zf.read("booster.txt").startswith(b"tree\n")
+    assert doc["feature_names"] == ["recency_days", "n_orders", "tier"]
+    assert model.calibrator_.kind == "isotonic"
+    assert len(model.calibrator_.x) > 2
+    # the calibrator's float64 steps survive JSON to the bit
+    assert doc["calibrator"]["x"] == list(model.calibrator_.x)
+    assert doc["calibrator"]["y"] == list(model.calibrator_.y)
+
+
+def test_standalone_reader_predicts_as_the_model(fitted, tmp_path):
+    """The reader the MLflow model uses, without churnguard: the same file, the same probabilities."""
+    from churnguard.model._modelcore import StandaloneModel
+
+    model, (xv, _) = fitted
+    core = StandaloneModel.load(model.save(tmp_path / "m.zip"))
+    assert core.calibrator == model.calibrator_
+    np.testing.assert_allclose(core.predict_proba(xv), model.predict_proba(xv), rtol=0, atol=1e-12)
 
 
 def test_loading_never_unpickles(fitted, tmp_path, monkeypatch):
@@ -168,24 +184,26 @@ def test_modified_member_is_refused_by_its_checksum(fitted, tmp_path):
         ChurnModel.load(path)
 
 
-def test_pickled_array_is_refused(fitted, tmp_path):
-    """An object array passes its (recomputed) checksum but np.load(allow_pickle=False) refuses it."""
+def test_bad_calibrator_is_refused(fitted, tmp_path):
+    """A model.json that passes its (recomputed) checksum but holds a bad calibrator is refused."""
     path = fitted[0].save(tmp_path / "m.zip")
-    buf = io.BytesIO()
-    np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
-    evil = buf.getvalue()
+    with zipfile.ZipFile(path) as zf:
+        doc = json.loads(zf.read("model.json"))
+    doc["calibrator"]["x"][0] = "not a number"
+    bad = json.dumps(doc).encode()
 
     def change(name, data):
-        if name == "calibrator_x.npy":
-            return evil
+        if name == "model.json":
+            return bad
         if name == "manifest.json":
             manifest = json.loads(data)
-            manifest["members"]["calibrator_x.npy"] = {"bytes": len(evil), "sha256": hashlib.sha256(evil).hexdigest()}
+            manifest["members"]["model.json"] = {"bytes": len(bad), "sha256": hashlib.sha256(bad).hexdigest()}
             return json.dumps(manifest).encode()
         return data
 
     _rewrite(path, change)
-    with pytest.raises(ModelFileError, match="not a valid churnguard model.*allow_pickle"):
+    with pytest.raises(ModelFileError, match=r"m\.zip: the model file's contents are not a valid churnguard "
+                                             r"model \(ValueError: could not convert string to float"):
         ChurnModel.load(path)
 
 

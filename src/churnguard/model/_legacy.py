@@ -85,7 +85,7 @@ def read_legacy_model(path: str | Path) -> ChurnModel:
                              f"{exc}); retrain the model with 'churnguard train'") from None
     model = ChurnModel(**data["settings"], info=info)
     model.booster_ = lgb.Booster(model_str=data["booster"])
-    model.calibrator_ = Calibrator(**data["calibrator"])
+    model.calibrator_ = Calibrator.from_dict(data["calibrator"])
     model.feature_names_ = list(data["feature_names"])
     model.categories_ = dict(data["categories"])
     model.best_iteration_ = int(data["best_iteration"])

@@ -1,11 +1,8 @@
-"""The churn model's predict-time rules, written once: input preparation and calibration.
+"""The churn model's predict-time rules and the reader of its model file, written once.
 
-:class:`churnguard.model.ChurnModel` uses them, and the MLflow model logged by the training run ships this file
-(``code_paths``) next to LightGBM's text model and a JSON file, so the registered model predicts the same
-probabilities on a machine without churnguard. It therefore imports only numpy, pandas and (when loading a
-booster) LightGBM, never churnguard.
-
-The rules:
+:class:`churnguard.model.ChurnModel` uses them, and the MLflow model ships this file (``code_paths``) with the
+model file as its artifact, so it predicts the same probabilities without churnguard: it imports only the
+standard library, numpy, pandas and (when loading) LightGBM.
 
 - inputs: the training features in training order; a categorical is its position in the training levels,
   missing or unseen levels and missing columns are unknown (NaN); numbers are coerced to float64 (text that is
@@ -17,6 +14,7 @@ The rules:
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 PROBABILITY_FLOOR = 0.005  # isotonic probabilities stay within [0.005, 0.995]
-SPEC_FORMAT = 1
-BOOSTER_FILE = "booster.txt"
-SPEC_FILE = "model_spec.json"
+MODEL_JSON = "model.json"  # features, levels, best iteration, calibrator, settings, training info
+BOOSTER_TXT = "booster.txt"  # LightGBM's text model, up to the best iteration
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -58,10 +55,12 @@ class Calibrator:
         return np.clip(self(raw), 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able values; :meth:`from_dict` round-trips them exactly (JSON writes floats with ``repr``)."""
         return {**asdict(self), "x": list(self.x), "y": list(self.y)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibrator:
+        """Parse :meth:`to_dict`'s output; a missing or bad field raises KeyError, TypeError or ValueError."""
         return cls(str(data["kind"]), tuple(map(float, data.get("x", ()))), tuple(map(float, data.get("y", ()))),
                    float(data.get("coef", 1.0)), float(data.get("intercept", 0.0)))
 
@@ -102,47 +101,43 @@ def column_matrix(columns: Mapping[str, np.ndarray], n: int, feature_names: Sequ
     return out
 
 
-# -- the files of the MLflow model ---------------------------------------------------------------------------
+# -- the model file ----------------------------------------------------------------------------------------
 
 
-def write_model_files(directory: str | Path, *, booster_text: str, feature_names: Sequence[str],
-                      categories: Mapping[str, Sequence[Any]], calibrator: Calibrator) -> dict[str, str]:
-    """Write LightGBM's text model and the JSON spec (features, levels, calibrator) into ``directory``;
-    returns their paths by artifact name."""
-    directory = Path(directory)
-    booster, spec = directory / BOOSTER_FILE, directory / SPEC_FILE
-    booster.write_text(booster_text)
-    spec.write_text(json.dumps({
-        "format": SPEC_FORMAT,
-        "feature_names": list(feature_names),
-        "categories": {c: list(levels) for c, levels in categories.items()},
-        "calibrator": calibrator.to_dict(),
-    }, indent=2))
-    return {"booster": str(booster), "spec": str(spec)}
-
-
+@dataclass(frozen=True)
 class StandaloneModel:
-    """A churn model read from :func:`write_model_files`' files: LightGBM, the input rules and the calibrator.
+    """A churn model as the model file's ``model.json`` and ``booster.txt`` hold it.
 
-    The booster file holds only the trees up to the best iteration, so LightGBM predicts with all of them.
+    ``document`` is the whole parsed ``model.json`` (churnguard reads its settings and training info from it).
+    The booster holds only the trees up to the best iteration, so LightGBM predicts with all of them.
     """
 
-    def __init__(self, booster: Any, feature_names: Sequence[str], categories: Mapping[str, Sequence[Any]],
-                 calibrator: Calibrator) -> None:
-        self.booster = booster
-        self.feature_names = list(feature_names)
-        self.categories = {c: list(levels) for c, levels in categories.items()}
-        self.calibrator = calibrator
+    booster: Any
+    feature_names: list[str]
+    categories: dict[str, list[Any]]
+    calibrator: Calibrator
+    best_iteration: int
+    document: Mapping[str, Any]
 
     @classmethod
-    def load(cls, booster_path: str | Path, spec_path: str | Path) -> StandaloneModel:
+    def from_members(cls, model_json: bytes, booster_txt: bytes) -> StandaloneModel:
+        """Parse the two members.
+
+        Raises:
+            KeyError, TypeError, ValueError, lightgbm.basic.LightGBMError: they do not hold a churn model.
+        """
         import lightgbm as lgb
 
-        spec = json.loads(Path(spec_path).read_text())
-        if spec.get("format") != SPEC_FORMAT:
-            raise ValueError(f"{spec_path}: model spec format {spec.get('format')}, expected {SPEC_FORMAT}")
-        return cls(lgb.Booster(model_file=str(booster_path)), spec["feature_names"], spec["categories"],
-                   Calibrator.from_dict(spec["calibrator"]))
+        doc = json.loads(model_json)
+        categories = {str(c): list(levels) for c, levels in doc["categories"].items()}
+        return cls(lgb.Booster(model_str=booster_txt.decode()), [str(c) for c in doc["feature_names"]], categories,
+                   Calibrator.from_dict(doc["calibrator"]), int(doc["best_iteration"]), doc)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StandaloneModel:
+        """Read a model file (no manifest checks: ``churnguard.model.ChurnModel.load`` makes them)."""
+        with zipfile.ZipFile(path) as zf:
+            return cls.from_members(zf.read(MODEL_JSON), zf.read(BOOSTER_TXT))
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn, one value per row of model features."""

@@ -3,17 +3,15 @@
 ``ChurnModel`` follows scikit-learn's contract: ``__init__`` only stores settings, learned state ends in
 ``_``, ``fit`` returns ``self``, and using an unfitted model raises :class:`NotFittedError`.
 
-Model file format (``.zip``, format 2): data only, so loading it never runs code from it. A zip archive of
+Model file (format 2): a zip archive of data only, so loading it never runs code from it:
 
 * ``manifest.json``: the format version, the package version and each other member's size and SHA-256;
-* ``model.json``: feature names, categories, best iteration, settings, the calibrator's scalars, and the
-  :class:`~churnguard.model.info.ModelInfo` (``info``) as JSON;
-* ``booster.txt``: LightGBM's own text model, up to the best iteration;
-* ``calibrator_x.npy``, ``calibrator_y.npy``: the calibrator's steps, read with ``allow_pickle=False``.
+* ``model.json``: feature names, categories, best iteration, settings, the calibrator
+  (:meth:`~churnguard.model._modelcore.Calibrator.to_dict`) and the
+  :class:`~churnguard.model.info.ModelInfo` (``info``);
+* ``booster.txt``: LightGBM's own text model, up to the best iteration.
 
-:meth:`ChurnModel.load` checks every member's size and SHA-256 before parsing it, so a truncated or corrupted
-file gets a :class:`ModelFileError` naming the file. Nothing in a model file is unpickled or evaluated. Files of
-the earlier pickle-based format (format 1) are refused with a pointer to ``churnguard convert-model``.
+Files of the earlier pickle-based format (format 1) are refused with a pointer to ``churnguard convert-model``.
 """
 
 from __future__ import annotations
@@ -34,8 +32,9 @@ import pandas as pd
 from churnguard import __version__
 from churnguard._io import atomic_write_bytes
 from churnguard.model._modelcore import (
-    PROBABILITY_FLOOR,  # noqa: F401  (re-exported: other modules import it from here)
-    Calibrator,
+    BOOSTER_TXT,
+    MODEL_JSON,
+    StandaloneModel,
     category_codes,
     feature_matrix,
     numbers,
@@ -53,7 +52,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 _OLD_MAGIC = b"CHURNGUARD-MODEL\n"  # the first bytes of a format 1 (pickle-based) model file
 _MANIFEST = "manifest.json"
-_ARRAYS = ("calibrator_x", "calibrator_y")
+_SETTINGS = ("params", "num_boost_round", "early_stopping_rounds", "calibration", "seed", "monotone_constraints")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same model gives the same bytes
 NON_FEATURES = ("customer_id", "as_of", "churned", "value_tier")
 
@@ -103,10 +102,8 @@ class ChurnModel:
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
         """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot).
 
-        Each set goes to LightGBM as one float64 matrix (:meth:`_matrix`, the same values LightGBM would take
-        from :meth:`prepare`'s DataFrame, so the same model), dropped as soon as LightGBM has binned it: while
-        the trees grow a set costs about one byte per value. (float32 would halve the matrix but moves bin
-        boundaries: on the 5,000-customer demo it changed the early-stopping round from 80 to 90.)
+        Each set goes to LightGBM as one float64 matrix (:meth:`_matrix`: the values LightGBM would take from
+        :meth:`prepare`'s DataFrame, so the same model), freed once LightGBM has binned it.
         """
         import lightgbm as lgb
 
@@ -223,30 +220,19 @@ class ChurnModel:
     # -- the model file ---------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write the model file (see the module docstring) atomically: temp file, then rename."""
+        """Write the model file (see the module docstring) atomically; the same model gives the same bytes."""
         self._check_fitted()
-        cal = self.calibrator_
         document = {
             "feature_names": list(self.feature_names_),
             "categories": {c: list(v) for c, v in self.categories_.items()},
             "best_iteration": int(self.best_iteration_),
-            "settings": {
-                "params": self.params,
-                "num_boost_round": self.num_boost_round,
-                "early_stopping_rounds": self.early_stopping_rounds,
-                "calibration": self.calibration,
-                "seed": self.seed,
-                "monotone_constraints": self.monotone_constraints,
-            },
-            "calibrator": {"kind": cal.kind, "coef": float(cal.coef), "intercept": float(cal.intercept)},
+            "settings": {k: getattr(self, k) for k in _SETTINGS},
+            "calibrator": self.calibrator_.to_dict(),
             "info": None if self.info is None else self.info.to_dict(),
         }
-        members = {
-            # NaN (an undefined metric, say) is written as JSON's common NaN extension, which json.loads reads.
-            "model.json": json.dumps(document, indent=1).encode(),
-            "booster.txt": self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
-            "calibrator_x.npy": _npy(cal.x),
-            "calibrator_y.npy": _npy(cal.y),
+        members = {  # NaN (an undefined metric, say) is written as JSON's common NaN extension, read back as NaN
+            MODEL_JSON: json.dumps(document, indent=1).encode(),
+            BOOSTER_TXT: self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
         }
         manifest = {
             "format": FORMAT_VERSION,
@@ -262,10 +248,8 @@ class ChurnModel:
 
     @classmethod
     def load(cls, path: str | Path) -> ChurnModel:
-        """Load a model file after checking its format and each member's size and SHA-256.
-
-        Only JSON, LightGBM's text model and ``.npy`` arrays (``allow_pickle=False``) are read: nothing in the
-        file is unpickled or evaluated.
+        """Load a model file after checking its format and each member's size and SHA-256; only JSON and
+        LightGBM's text model are parsed (:meth:`StandaloneModel.from_members`), nothing is unpickled.
 
         Raises:
             ModelFileError: the file is missing, not a churnguard model, in the old pickle-based format, from
@@ -275,46 +259,18 @@ class ChurnModel:
 
         from churnguard.model.info import ModelInfo
 
-        path = Path(path)
-        members = _read_members(path)
+        members = _read_members(Path(path))
         try:
-            doc = json.loads(members["model.json"])
-            settings = doc["settings"]
-            model = cls(
-                params=dict(settings["params"]),
-                num_boost_round=int(settings["num_boost_round"]),
-                early_stopping_rounds=int(settings["early_stopping_rounds"]),
-                calibration=str(settings["calibration"]),
-                seed=int(settings["seed"]),
-                monotone_constraints={str(k): int(v) for k, v in settings["monotone_constraints"].items()},
-                info=None if doc["info"] is None else ModelInfo.from_dict(doc["info"]),
-            )
-            x, y = (_array(members[f"{name}.npy"], f"{name}.npy") for name in _ARRAYS)
-            cal = doc["calibrator"]
-            model.calibrator_ = Calibrator(str(cal["kind"]), tuple(map(float, x)), tuple(map(float, y)),
-                                            float(cal["coef"]), float(cal["intercept"]))
-            model.feature_names_ = [str(c) for c in doc["feature_names"]]
-            model.categories_ = {str(c): list(v) for c, v in doc["categories"].items()}
-            model.best_iteration_ = int(doc["best_iteration"])
-            model.booster_ = lgb.Booster(model_str=members["booster.txt"].decode())
+            core = StandaloneModel.from_members(members[MODEL_JSON], members[BOOSTER_TXT])
+            settings, info = core.document["settings"], core.document["info"]
+            info = None if info is None else ModelInfo.from_dict(info)
+            model = cls(**{k: settings[k] for k in _SETTINGS}, info=info)
         except (KeyError, TypeError, ValueError, AttributeError, lgb.basic.LightGBMError) as exc:
             raise ModelFileError(f"{path}: the model file's contents are not a valid churnguard model "
                                  f"({type(exc).__name__}: {exc}); retrain the model") from None
+        model.booster_, model.feature_names_, model.categories_ = core.booster, core.feature_names, core.categories
+        model.calibrator_, model.best_iteration_ = core.calibrator, core.best_iteration
         return model
-
-
-def _npy(values) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(values, dtype="<f8"), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _array(data: bytes, name: str) -> np.ndarray:
-    """A 1-d float64 ``.npy`` member; ``allow_pickle=False``: an object array is refused, not unpickled."""
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-    if arr.ndim != 1 or arr.dtype != np.float64:
-        raise ValueError(f"{name} holds a {arr.dtype} array of shape {arr.shape}, expected 1-d float64")
-    return arr
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
@@ -351,7 +307,7 @@ def _read_members(path: Path) -> dict[str, bytes]:
                     "with this version"
                 )
             listed = manifest["members"]
-            missing = sorted({"model.json", "booster.txt", *(f"{a}.npy" for a in _ARRAYS)} - set(listed))
+            missing = sorted({MODEL_JSON, BOOSTER_TXT} - set(listed))
             if missing or not set(listed) <= names:
                 raise ModelFileError(f"{path}: the model file is incomplete (members missing: "
                                      f"{', '.join(missing or sorted(set(listed) - names))}); copy it again or retrain")

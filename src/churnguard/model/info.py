@@ -81,7 +81,7 @@ class ModelInfo:
             "scorecards": {k: dict(v) for k, v in self.scorecards.items()},
             "verdict": self.verdict,
             "bgnbd_params_by_snapshot": {k: v.to_dict() for k, v in self.bgnbd_params_by_snapshot.items()},
-            "baseline_calibrators": {k: _calibrator_dict(v) for k, v in self.baseline_calibrators.items()},
+            "baseline_calibrators": {k: v.to_dict() for k, v in self.baseline_calibrators.items()},
             "data_fingerprint": self.data_fingerprint,
             "git_commit": self.git_commit,
             "feature_dtypes": dict(self.feature_dtypes),
@@ -105,20 +105,11 @@ class ModelInfo:
             scorecards={k: dict(v) for k, v in data.get("scorecards", {}).items()},
             verdict=str(data.get("verdict", "")),
             bgnbd_params_by_snapshot={k: BGNBDParams(**v) for k, v in data.get("bgnbd_params_by_snapshot", {}).items()},
-            baseline_calibrators={k: _calibrator(v) for k, v in data.get("baseline_calibrators", {}).items()},
+            baseline_calibrators={k: Calibrator.from_dict(v)
+                                  for k, v in data.get("baseline_calibrators", {}).items()},
             data_fingerprint=str(data.get("data_fingerprint", "")),
             git_commit=data.get("git_commit"),
             feature_dtypes={str(k): str(v) for k, v in data.get("feature_dtypes", {}).items()},
             drift_profiles=dict(data.get("drift_profiles", {})),
         )
 
-
-def _calibrator_dict(cal: Calibrator) -> dict[str, Any]:
-    return {"kind": cal.kind, "x": [float(v) for v in cal.x], "y": [float(v) for v in cal.y],
-            "coef": float(cal.coef), "intercept": float(cal.intercept)}
-
-
-def _calibrator(data: Mapping[str, Any]) -> Calibrator:
-    return Calibrator(kind=str(data["kind"]), x=tuple(map(float, data.get("x", ()))),
-                       y=tuple(map(float, data.get("y", ()))), coef=float(data.get("coef", 1.0)),
-                       intercept=float(data.get("intercept", 0.0)))

@@ -1,9 +1,8 @@
 """The MLflow pyfunc wrapper. MLflow runs this file ("models from code") when it loads a logged model;
 nothing else in churnguard imports it, so only the training run depends on MLflow.
 
-The model needs only mlflow, lightgbm, numpy and pandas: its artifacts are LightGBM's text model and a JSON
-spec, and the rules that turn them into probabilities come from ``_modelcore.py``, shipped with the model
-(``code_paths``), the same file churnguard's ``ChurnModel`` uses.
+Its artifact is the churnguard model file, read by ``_modelcore.py`` (shipped with the model, ``code_paths``),
+so it needs only mlflow, lightgbm, numpy and pandas.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """Returns calibrated churn probabilities (not class labels) for rows of model features."""
 
     def load_context(self, context) -> None:
-        self.model = StandaloneModel.load(context.artifacts["booster"], context.artifacts["spec"])
+        self.model = StandaloneModel.load(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         # A DataFrame hint tells MLflow to take the signature logged with the model, not infer one from hints.

@@ -141,8 +141,8 @@ def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, l
 def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
     """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements.
 
-    Self-contained: LightGBM's text model and a JSON spec as artifacts, ``_modelcore.py`` as its code, so it
-    loads and serves with mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
+    Self-contained: the model file as its artifact, ``_modelcore.py`` as its code, so it loads and serves with
+    mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
     from importlib.metadata import version
 
     import mlflow
@@ -151,13 +151,10 @@ def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
     from churnguard.model import _modelcore
 
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = _modelcore.write_model_files(
-            tmp, booster_text=model.booster_.model_to_string(num_iteration=model.best_iteration_),
-            feature_names=model.feature_names_, categories=model.categories_, calibrator=model.calibrator_)
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("_pyfunc.py")),
-            artifacts=artifacts,
+            artifacts={"model": str(model.save(Path(tmp) / "churn_model.zip"))},
             code_paths=[_modelcore.__file__],
             signature=infer_signature(example, model.predict_proba(example)),
             input_example=example,
