@@ -2,7 +2,8 @@
 
 ``churn_model`` (``ChurnModel``: fit, predict, save, load), ``info`` (``ModelInfo``: what training learned,
 parsed once when the file is loaded), ``explain`` (TreeSHAP contributions and probabilities for any number of
-rows), ``_modelcore`` (the prediction rules shared with the MLflow model, which runs without churnguard).
+rows), ``_modelcore`` (the prediction rules and the model file's reader, shared with the MLflow model, which
+runs without churnguard).
 """
 
 from churnguard.model.churn_model import (

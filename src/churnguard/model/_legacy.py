@@ -23,15 +23,11 @@ from churnguard.model.churn_model import _OLD_MAGIC, ChurnModel, ModelFileError
 _MAX_HEADER = 64 * 1024
 
 
-def _key_file() -> Path:
-    return Path(os.environ.get("CHURNGUARD_KEY_FILE") or Path.home() / ".config" / "churnguard" / "model.key")
-
-
 def _signing_key() -> bytes:
     env = os.environ.get("CHURNGUARD_MODEL_KEY")
     if env:
         return env.encode()
-    path = _key_file()
+    path = Path(os.environ.get("CHURNGUARD_KEY_FILE") or Path.home() / ".config" / "churnguard" / "model.key")
     if not path.is_file():
         raise ModelFileError(
             f"no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file {path} that the old model "

@@ -61,8 +61,8 @@ class Calibrator:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibrator:
         """Parse :meth:`to_dict`'s output; a missing or bad field raises KeyError, TypeError or ValueError."""
-        return cls(str(data["kind"]), tuple(map(float, data.get("x", ()))), tuple(map(float, data.get("y", ()))),
-                   float(data.get("coef", 1.0)), float(data.get("intercept", 0.0)))
+        return cls(str(data["kind"]), tuple(map(float, data["x"])), tuple(map(float, data["y"])),
+                   float(data["coef"]), float(data["intercept"]))
 
 
 def category_codes(values: pd.Series, levels: Sequence[Any]) -> np.ndarray:

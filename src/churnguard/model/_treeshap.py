@@ -1,30 +1,20 @@
 """LightGBM's TreeSHAP contributions and raw score for one row, from tables built once per model.
 
-Path-dependent TreeSHAP (``Booster.predict(..., pred_contrib=True)``) walks every tree recursively for each
-row. What one leaf adds to the contributions depends only on which of the splits on its root -> leaf path the
-row agrees with: at each split, the path's child is either the side the row goes to ("hot") or the other one,
-and the leaf's term for each feature on its path is a function of those bits alone (a share of the leaf value
-set by the covers along the path). A leaf of the compact default trees (depth <= 5) has at most 2^5 such
-patterns, so :class:`TreeShap` runs LightGBM's recursion once per leaf and pattern when it is built and keeps
-the terms. Per row it decides every split of every tree in a few array operations, packs each leaf's bits into
-its pattern, looks the terms up and adds them: the tabulation of "Fast TreeSHAP v2" (Yang, 2021) for one row.
+What one leaf adds to the contributions depends only on which of the splits on its root -> leaf path the row
+agrees with, so :class:`TreeShap` runs LightGBM's ``Tree::TreeSHAP`` recursion once per leaf and agreement
+pattern when it is built and keeps the terms (the tabulation of "Fast TreeSHAP v2", Yang 2021). Per row it
+decides every split in a few array operations, packs each leaf's bits into its pattern and adds the terms.
 
-The numbers are LightGBM's to the bit, not just to rounding:
+The numbers are LightGBM's to the bit: the terms use the floating-point operations of ``ExtendPath``,
+``UnwindPath`` and ``UnwoundPathSum`` in LightGBM's order, and are added in the order of its recursion (tree
+by tree; within a tree depth first, the row's own side first); the raw score adds the reached leaves' values
+tree by tree from 0.0, as ``GBDT::PredictRaw`` does.
 
-- the terms are computed with the floating-point operations of LightGBM's ``Tree::TreeSHAP``
-  (``ExtendPath``, ``UnwindPath`` when a feature comes back on the path, ``UnwoundPathSum``) in the same
-  order, elementwise over all leaves and patterns at once;
-- they are added in LightGBM's order: tree by tree and, within a tree, leaf by leaf in the order of its
-  recursion (depth first, the row's own side of each split first), so each leaf's place in that order is
-  looked up with its pattern too; the expected value is each tree's ``ExpectedValue``, added tree by tree;
-- the leaf a row reaches is the one whose splits it all agrees with; the raw score adds those leaves' values
-  in tree order, starting from 0.0, as ``GBDT::PredictRaw`` does.
-
-Decision rules mirrored (``Tree::NumericalDecision`` / ``CategoricalDecision``, LightGBM 4): values with
-``|x| <= kZeroThreshold`` are zero (LightGBM leaves them out of the row it predicts); a numeric split sends
-``x <= threshold`` left, NaN counts as zero unless the split's ``missing_type`` is NaN, and a missing value
-(NaN under NaN, zero under Zero) takes the ``default_left`` side; a categorical split sends a value left when
-its integer part is one of the split's categories, and NaN, negative, infinite and huge values right.
+Decision rules mirrored (LightGBM 4's ``Tree::NumericalDecision`` / ``CategoricalDecision``): ``|x| <=
+kZeroThreshold`` is zero; a numeric split sends ``x <= threshold`` left, NaN counts as zero unless
+``missing_type`` is NaN, and a missing value (NaN under NaN, zero under Zero) takes the ``default_left`` side;
+a categorical split sends a value left when its integer part is one of the split's categories, and NaN,
+negative, infinite and huge values right.
 """
 
 from __future__ import annotations

@@ -143,9 +143,7 @@ class ChurnModel:
         return self
 
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The model inputs as one float64 array (rows x features, column-major) for LightGBM to bin: numbers
-        as :meth:`prepare` makes them, categoricals as their position in the training categories (NaN when
-        missing or unseen), which is what LightGBM makes of :meth:`prepare`'s categoricals."""
+        """:meth:`prepare`'s values as the float64 matrix LightGBM takes (:func:`feature_matrix`)."""
         return feature_matrix(features, self.feature_names_, self.categories_)
 
     def _check_fitted(self) -> None:
@@ -311,13 +309,11 @@ def _read_members(path: Path) -> dict[str, bytes]:
             if missing or not set(listed) <= names:
                 raise ModelFileError(f"{path}: the model file is incomplete (members missing: "
                                      f"{', '.join(missing or sorted(set(listed) - names))}); copy it again or retrain")
-            members = {}
-            for name, expected in listed.items():
-                data = zf.read(name)
-                if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            members = {name: zf.read(name) for name in listed}
+            for name, data in members.items():
+                if len(data) != listed[name]["bytes"] or hashlib.sha256(data).hexdigest() != listed[name]["sha256"]:
                     raise ModelFileError(f"{path}: the model file is corrupted ({name} does not match its "
                                          "SHA-256 in the manifest); copy it again or retrain")
-                members[name] = data
             return members
     except ModelFileError:
         raise

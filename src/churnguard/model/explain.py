@@ -1,19 +1,15 @@
-"""LightGBM's exact TreeSHAP contributions, computed once per distinct path through each tree.
+"""LightGBM's exact TreeSHAP contributions and calibrated probabilities, for any number of rows.
 
-TreeSHAP (``Booster.predict(..., pred_contrib=True)``) costs O(leaves x depth^2) per row and tree, a few
-thousand rows per second for a model of ~150 trees of 31 leaves on two cores. But what a tree contributes
-to a row depends only on which side of each of that tree's splits the row falls: two rows that agree on every
-split of a tree get the same contributions from it. A tree has a few dozen splits, so across a million
-customers only some thousands of distinct split patterns occur per tree. This module finds them with integer
-codes (each value's interval among the tree's thresholds), asks LightGBM for the contributions of one
-representative row per pattern and that one tree (``start_iteration=t, num_iteration=1``), and adds them to
-every row with the pattern. The result is LightGBM's own numbers, summed over trees in the same order; only
-the floating-point grouping of the per-tree sums differs from a single call (differences ~1e-16).
+For many rows (:class:`TreeContributions`): what a tree contributes to a row depends only on which side of
+each of that tree's splits the row falls, so LightGBM's contributions are asked for once per distinct split
+pattern and tree (one representative row, ``start_iteration=t, num_iteration=1``) and added to every row with
+the pattern, tree by tree. The result is LightGBM's numbers; only the floating-point grouping of the per-tree
+sums differs from a single ``pred_contrib`` call.
 
-Decision rules mirrored (LightGBM's ``Tree::NumericalDecision`` / ``CategoricalDecision``): a numeric split
-sends ``x <= threshold`` left, missing values (NaN, and zero for ``missing_type: Zero``) to their default
-side; a categorical split tests the integer category. The codes here only need to be at least as fine as
-those rules: NaN and zero each get a code of their own, and a categorical value is its own code.
+Patterns are found with integer codes (each value's interval among the tree's thresholds), at least as fine as
+LightGBM's ``Tree::NumericalDecision`` / ``CategoricalDecision``: ``x <= threshold`` goes left, missing values
+(NaN, and zero for ``missing_type: Zero``) to their default side, so NaN and zero each get a code of their
+own; a categorical value is its own code.
 """
 
 from __future__ import annotations
@@ -50,17 +46,11 @@ def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
             ) -> tuple[np.ndarray | None, np.ndarray]:
     """LightGBM's exact TreeSHAP contributions (rows x model features, on the log-odds scale; None when not
     asked for) and the calibrated churn probabilities of the model inputs ``matrix``
-    (``churnguard.model._modelcore.column_matrix``), for any number of rows.
+    (:func:`churnguard.model._modelcore.column_matrix`), for any number of rows.
 
-    Up to ``_FEW_ROWS`` rows (the server's requests) they come from per-leaf tables built once per model
-    (:func:`row_tables`, equal to LightGBM's numbers to the bit and checked against them when built): on two
-    cores, 62 us a row against 162-180 us for ``pred_contrib`` on one thread, measured on the demo model.
-    Below ``MIN_ROWS`` rows this is LightGBM's own ``pred_contrib`` and ``predict`` (one thread for a few
-    rows, where starting threads costs more than the work). From ``MIN_ROWS`` rows on, the contributions are
-    deduplicated per tree (:class:`TreeContributions`) and the probabilities come from the same walk over the
-    trees. Measured on two cores with the compact default model (183 trees of 16 leaves, 53 features), one
-    ``pred_contrib`` call costs ~117 us per row even with both threads; the per-pattern path costs ~13 us per
-    row on 980k customers and ~0.5 s of per-tree calls at any size.
+    Up to ``_FEW_ROWS`` rows: the per-leaf tables (:func:`row_tables`) when the model has them; below
+    ``MIN_ROWS`` rows: LightGBM's ``pred_contrib`` and ``predict`` (on one thread up to ``_FEW_ROWS`` rows);
+    from ``MIN_ROWS`` rows on: :class:`TreeContributions` and the raw scores of the same walk.
     """
     booster, best = model.booster_, model.best_iteration_
     tables = row_tables(model) if 0 < len(matrix) <= _FEW_ROWS else None
@@ -72,11 +62,10 @@ def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
         threads = {"num_threads": 1} if len(matrix) <= _FEW_ROWS else {}
         contrib = booster.predict(matrix, num_iteration=best, pred_contrib=True, **threads)[:, :-1] if contributions else None
         return contrib, model.calibrator_.probability(booster.predict(matrix, num_iteration=best, **threads))
-    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
-    walk = TreeContributions(booster, best, categorical)
     if not contributions:
         return None, model.calibrator_.probability(booster.predict(matrix, num_iteration=best))
-    contrib, raw = walk(matrix, raw_score=True)
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    contrib, raw = TreeContributions(booster, best, categorical)(matrix, raw_score=True)
     return contrib, model.proba_from_raw_score(raw)
 
 
@@ -90,6 +79,8 @@ def row_tables(model: ChurnModel):
 
 
 def _checked_tables(booster, num_iteration: int):
+    from importlib.metadata import version
+
     from churnguard.model._treeshap import TreeShap
 
     try:
@@ -104,7 +95,7 @@ def _checked_tables(booster, num_iteration: int):
         got, got_raw = tables(row)
         if not (np.array_equal(got, contrib[i]) and got_raw == raw[i]):
             logger.warning("the per-leaf TreeSHAP tables differ from LightGBM %s on a row: using LightGBM's "
-                           "pred_contrib for single rows", lightgbm_version())
+                           "pred_contrib for single rows", version("lightgbm"))
             return None
     return tables
 
@@ -123,12 +114,6 @@ def _threshold_rows(booster, num_iteration: int, n: int = 64) -> np.ndarray:
             stack += [node["left_child"], node["right_child"]]
     rng = np.random.default_rng(0)
     return np.array([[v[rng.integers(len(v))] for v in values] for _ in range(n)], dtype="float64")
-
-
-def lightgbm_version() -> str:
-    from importlib.metadata import version
-
-    return version("lightgbm")
 
 
 @dataclass(frozen=True)
@@ -228,15 +213,11 @@ class TreeContributions:
 
     def __call__(self, x: np.ndarray, *, raw_score: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Contributions (rows x features, without the expected-value column) for the float64 matrix ``x``;
-        with ``raw_score``, also each row's raw score, equal to ``Booster.predict(raw_score=True)`` to the bit:
-        the value of the leaf a row reaches in each tree (the same for every row of a pattern), added tree by
-        tree from 0.0, as LightGBM adds them.
+        with ``raw_score``, also each row's raw score, equal to ``Booster.predict(raw_score=True)`` to the bit
+        (the leaf values a row reaches, added tree by tree from 0.0, as LightGBM adds them).
 
-        Column-major: each feature's column is added to tree by tree. Per tree, the rows are walked in blocks
-        that stay in the CPU cache: once for the pattern keys (a mixed-radix number from the tree's codes, in
-        int32) and a representative row per key, and once, after LightGBM has the representatives'
-        contributions, for each row's group and the gather-and-add of each split-on feature. Trees whose key
-        range is too large for a lookup table group the keys with a hash table instead.
+        Per tree, rows are walked in cache-sized blocks: once for the pattern keys (mixed-radix numbers of the
+        tree's codes) and a representative row per key, once to add each pattern's contributions to its rows.
         """
         x = np.ascontiguousarray(x, dtype="float64")
         n = len(x)

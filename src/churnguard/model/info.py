@@ -1,10 +1,8 @@
 """What a trained model knows besides its trees, as one typed, frozen object: :class:`ModelInfo`.
 
-Training builds it once (:func:`churnguard.training.run.model_metadata`); the model file stores
-:meth:`ModelInfo.to_dict` as JSON and loading parses it back with :meth:`ModelInfo.from_dict`, so the config is
-validated and the population state (lifespan, VIP threshold, BG/NBD parameters, horizon) is built once, where
-the file is read. Scoring, serving and evaluation read attributes (``model.info.population.lifespan_years``,
-``model.info.config.features``), never string keys.
+Training builds it once; the model file stores :meth:`ModelInfo.to_dict` and loading parses it back once
+(:meth:`ModelInfo.from_dict`: the config validated, the population state built), so scoring, serving and
+evaluation read attributes (``model.info.population.lifespan_years``), never string keys.
 """
 
 from __future__ import annotations
