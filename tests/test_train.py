@@ -128,12 +128,26 @@ def test_longer_silence_never_lowers_risk(env):
         assert (model.predict_proba(later) >= base - 1e-12).all()
 
 
-def test_evaluate_on_a_past_snapshot(env):
-    cards = run_evaluation(env["result"].model_path, env["tables"], "2025-08-01", tracking=env["cfg"].tracking)
-    assert set(cards) == {"model", "recency", "bgnbd"}
-    assert 0.5 < cards["model"]["roc_auc"] <= 1
+def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env):
+    from mlflow.tracking import MlflowClient
+
+    result = env["result"]
+    day = result.summary["backtest_as_of"]
+    evaluation = run_evaluation(result.model_path, env["tables"], day, tracking=env["cfg"].tracking)
+    assert evaluation.kind == "backtest"
+    assert "before the model's training day" in evaluation.note
+    assert evaluation.scorecards == result.scorecards  # exactly: the same procedure on the same data
+    runs = MlflowClient(env["uri"]).search_runs([_experiment_id(env)],
+                                                f"tags.evaluation = 'backtest' and params.as_of = '{day}'")
+    assert runs and runs[0].data.metrics["eval_roc_auc"] == result.scorecards["model"]["roc_auc"]
     with pytest.raises(ValueError, match="outcome window ends after the last day"):
-        run_evaluation(env["result"].model_path, env["tables"], "2025-12-01")
+        run_evaluation(result.model_path, env["tables"], "2025-12-01")
+
+
+def _experiment_id(env) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(env["uri"]).get_experiment_by_name(env["cfg"].tracking.experiment).experiment_id
 
 
 def test_train_cli_on_files(env, tmp_path):
@@ -159,6 +173,7 @@ def test_train_cli_on_files(env, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "roc_auc" in result.output
+    assert "backtest of its training procedure" in result.output
 
 
 def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, monkeypatch):

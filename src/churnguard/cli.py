@@ -290,24 +290,21 @@ def evaluate(
     tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
     no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
 ) -> None:
-    """Check a trained model on a past snapshot whose outcome is known (newer data than it was trained on)."""
-    from rich.table import Table
-
+    """Check a trained model on a past day whose outcome is known: the model file on a day after its training
+    day; before it, a backtest of its training procedure with the data up to that day (the training run's
+    scorecard on its backtest day). Files are read with the column mapping stored in the model."""
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
+    from churnguard.model import ChurnModel
     from churnguard.training.run import run_evaluation
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
-    tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    cards = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
-    table = Table(title=f"Scorecard as of {as_of}")
-    table.add_column("metric")
-    for name in cards:
-        table.add_column(name, justify="right")
-    for metric in cards["model"]:
-        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
-    _console().print(table)
+    data_config = _run(ChurnModel.load, model).require_info().config.data
+    tables = _run(load_tables, transactions, tickets, customers, config=data_config)
+    result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
+    _say(result.note)
+    _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
 
 
 @app.command("score")

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from churnguard.config import Config, ModelConfig, TrackingConfig
     from churnguard.dataset import Tables
 
-__all__ = ["LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint", "drift_reference",
+__all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint", "drift_reference",
            "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation", "run_training",
            "sampling_summary"]
 
@@ -356,30 +356,53 @@ def data_fingerprint(tables: Tables) -> str:
                        for frame in (tables.transactions, tables.tickets, tables.customers))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A scorecard of a past day: ``kind`` is ``model`` (the model file scored a day after its training data)
+    or ``backtest`` (the model learned from that day's outcomes, so its training procedure was run again with
+    only the data up to the day); ``note`` says which, for people."""
+
+    as_of: pd.Timestamp
+    scorecards: dict[str, dict[str, float]]
+    kind: str
+    note: str
+
+
 def run_evaluation(
     model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None
-) -> dict[str, dict[str, float]]:
-    """Score a past snapshot whose outcome is known and return (and log) the scorecard vs the baselines.
+) -> Evaluation:
+    """The scorecard of a past day whose outcome is known, against the baselines (logged when ``tracking``).
 
-    The snapshot's features are built as training built its snapshots' (lifespan and VIP cut-off from the
-    data up to ``as_of``), with the model's scoring-time BG/NBD parameters."""
+    A day on or after the model's training day is scored with the model file, its features built as training
+    built them, with the model's scoring-time BG/NBD parameters (fitted by then). On an earlier day the model
+    has seen the outcomes, so the training procedure is run again as of that day with the model's config
+    (:func:`~churnguard.training.procedure.run_backtest`): on the training data, the backtest day gives the
+    training run's scorecard exactly."""
     model = ChurnModel.load(model_path)
     info = model.require_info()
-    as_of = to_day(as_of)
+    as_of, today = to_day(as_of), to_day(info.training_window["as_of"])
     horizon = info.population.horizon_days
     if as_of + pd.Timedelta(days=horizon) > tables.last_date():
         raise ValueError(
             f"as_of {as_of.date()}: its {horizon}-day outcome window ends after the last day in the data "
             f"({tables.last_date().date()}); pick an earlier as_of"
         )
-    feats = build_features(tables, as_of, info.config.features)
-    feats = feats.assign(**bgnbd_features(feats, info.population.bgnbd, horizon))
-    labels = make_labels(tables.transactions, as_of, horizon, info.config.labels.lookback_days)
-    rows = feats.merge(labels.drop(columns="as_of"), on="customer_id")
-    probs = {"model": model.predict_proba(rows), **baseline_probabilities(rows, info.baseline_calibrators)}
-    cards = {name: scorecard(rows["churned"].to_numpy(), p) for name, p in probs.items()}
+    if as_of < today:
+        source = LocalRows(tables, info.config, as_of + pd.Timedelta(days=horizon), lambda _msg: None)
+        bt = run_backtest(source, tables.transactions["timestamp"].min(), as_of, info.config)
+        result = Evaluation(as_of, bt.scorecards, "backtest", (
+            f"{as_of.date()} is before the model's training day {today.date()}: the model learned from outcomes "
+            f"after it, so this is a backtest of its training procedure run with the data up to {as_of.date()}"))
+        rows = len(bt.test)
+    else:
+        feats = build_features(tables, as_of, info.config.features)
+        feats = feats.assign(**bgnbd_features(feats, info.population.bgnbd, horizon))
+        labels = make_labels(tables.transactions, as_of, horizon, info.config.labels.lookback_days)
+        frame = feats.merge(labels.drop(columns="as_of"), on="customer_id")
+        probs = {"model": model.predict_proba(frame), **baseline_probabilities(frame, info.baseline_calibrators)}
+        cards = {name: scorecard(frame["churned"].to_numpy(), p) for name, p in probs.items()}
+        result, rows = Evaluation(as_of, cards, "model", f"the model file scored on {as_of.date()}"), len(frame)
     if tracking is not None:
-        log_evaluation_run(tracking, as_of=as_of, rows=len(rows), scorecards=cards, model_path=model_path,
-                        data_fingerprint=data_fingerprint(tables))
-    return cards
-
+        log_evaluation_run(tracking, as_of=as_of, rows=rows, scorecards=result.scorecards, model_path=model_path,
+                           data_fingerprint=data_fingerprint(tables), kind=result.kind)
+    return result

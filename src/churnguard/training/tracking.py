@@ -194,14 +194,16 @@ def _maybe_promote(client, tc: TrackingConfig, version: str, test_auc: float) ->
 
 
 def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, scorecards: dict[str, dict[str, float]],
-                       model_path: str | Path, data_fingerprint: str) -> None:
+                       model_path: str | Path, data_fingerprint: str, kind: str = "model") -> None:
     """Record a later evaluation of a model file: its scorecards (``eval_`` for the model) on ``rows``
-    customers as of ``as_of``."""
+    customers as of ``as_of``; ``kind`` (tag ``evaluation``) is ``model`` or ``backtest`` (see
+    :class:`churnguard.training.run.Evaluation`)."""
     import mlflow
 
     _, _, exp_id = _connect(tc)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}"):
-        mlflow.set_tags({"kind": "evaluation", "model_file": str(model_path), "data_fingerprint": data_fingerprint})
+        mlflow.set_tags({"kind": "evaluation", "evaluation": kind, "model_file": str(model_path),
+                         "data_fingerprint": data_fingerprint})
         mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
         for name, card in scorecards.items():
             mlflow.log_metrics({f"{'eval' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
