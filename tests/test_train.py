@@ -8,8 +8,8 @@ import pytest
 
 from churnguard.demo import generate_demo_data
 from churnguard.model import ChurnModel
-from churnguard.training.run import run_evaluation, run_training
 from churnguard.training.procedure import plan_training
+from churnguard.training.run import run_evaluation, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +139,8 @@ def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env):
     assert evaluation.scorecards == result.scorecards  # exactly: the same procedure on the same data
     runs = MlflowClient(env["uri"]).search_runs([_experiment_id(env)],
                                                 f"tags.evaluation = 'backtest' and params.as_of = '{day}'")
-    assert runs and runs[0].data.metrics["eval_roc_auc"] == result.scorecards["model"]["roc_auc"]
+    assert runs
+    assert runs[0].data.metrics["eval_roc_auc"] == result.scorecards["model"]["roc_auc"]
     with pytest.raises(ValueError, match="outcome window ends after the last day"):
         run_evaluation(result.model_path, env["tables"], "2025-12-01")
 

@@ -238,16 +238,17 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             f"- package version: {__version__}",
             f"- data: {s['data_first_day']} to {s['as_of']}, {s['transactions']:,} transactions, {s['customers']:,} customers",
             f"- label: no purchase in the {s['horizon_days']} days after each snapshot",
-            f"- deployed_snapshots: {len(deployed)}, {deployed[0]} to {deployed[-1]} (the newest labelled one) "
-            f"({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})",
+            (f"- deployed_snapshots: {len(deployed)}, {deployed[0]} to {deployed[-1]} (the newest labelled one) "
+             f"({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})"),
             *sampling,
-            f"- trees and calibration: {s['best_iteration']} trees, chosen by early stopping on {s['tune_snapshot']} "
-            f"with a model of the snapshots up to {s['tune_train_snapshots'][-1]}; its calibration (Brier "
-            f"{s['tune_brier_uncalibrated']:.4f} uncalibrated, {s['tune_brier_calibrated']:.4f} calibrated there) "
-            "is kept, and the trees refitted on every snapshot above",
-            f"- backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
-            f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
-            f"{s['backtest_rows']:,} customers against what they did next (churn rate {s['backtest_churn_rate']:.3f})",
+            (f"- trees and calibration: {s['best_iteration']} trees, chosen by early stopping on "
+             f"{s['tune_snapshot']} with a model of the snapshots up to {s['tune_train_snapshots'][-1]}; its "
+             f"calibration (Brier {s['tune_brier_uncalibrated']:.4f} uncalibrated, {s['tune_brier_calibrated']:.4f} "
+             "calibrated there) is kept, and the trees refitted on every snapshot above"),
+            (f"- backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
+             f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
+             f"{s['backtest_rows']:,} customers against what they did next (churn rate "
+             f"{s['backtest_churn_rate']:.3f})"),
             "",
             f"## Scorecard (backtest as of {s['backtest_as_of']})",
             "",

@@ -59,12 +59,12 @@ from churnguard.training.tracking import log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
-    from churnguard.config import Config, ModelConfig, TrackingConfig
+    from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
 
-__all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint", "drift_reference",
-           "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation", "run_training",
-           "sampling_summary"]
+__all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
+           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation",
+           "run_training", "sampling_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,9 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
     """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, Brier on the tuning
     day before and after calibration."""
     plan, bt = rows.plan, backtest.plan
-    days = lambda ds: [str(d.date()) for d in ds]  # noqa: E731
+    def days(ds: Iterable[pd.Timestamp]) -> list[str]:
+        return [str(d.date()) for d in ds]
+
     return {
         "data_first_day": str(rows.first_day.date()),
         "as_of": str(plan.today.date()),
