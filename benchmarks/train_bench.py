@@ -104,7 +104,8 @@ def main() -> None:
     print(f"\ntrain_bench results ({args.customers:,} customers, max_snapshots {snapshots}: {len(snap_times)} used):")
     print(f"  {'snapshot':<12} {'population':>10} {'rows used':>10} {'churn rate':>11} {'seconds':>9} "
           f"{'RSS after, MB':>14}  split")
-    split = {d: "train" for d in s["train_snapshots"]} | {s["valid_snapshot"]: "valid", s["test_snapshot"]: "test"}
+    split = ({d: "backtest" for d in s["backtest_snapshots"]} | {d: "deployed" for d in s["deployed_snapshots"]}
+             | {s["backtest_as_of"]: "deployed, tuning, backtest scored"})
     per_snapshot = s["rows_by_snapshot"]
     for day, secs in snap_times:
         info = per_snapshot.get(day, {})
@@ -118,8 +119,8 @@ def main() -> None:
     cap = s["max_train_rows"]
     print(f"  train rows {s['train_rows']:,} of {s['train_rows_available']:,} (snapshots.max_train_rows = "
           f"{'none' if cap is None else f'{cap:,}'}; " + (f"a {s['train_sample_fraction']:.1%} sample per snapshot, "
-          f"seed {s['train_sample_seed']}" if s["train_sampled"] else "not sampled") + "), valid rows "
-          f"{s['valid_rows']:,}, test rows {s['test_rows']:,}; {s['n_features']} features, best iteration "
+          f"seed {s['train_sample_seed']}" if s["train_sampled"] else "not sampled") + "), backtest rows "
+          f"{s['backtest_rows']:,}; {s['n_features']} features, best iteration "
           f"{s['best_iteration']}")
     print(f"  {'step':<58} {'seconds':>8}   {'RSS at start, MB':>16} {'peak so far, MB':>15}")
     for msg, secs in stage_times:

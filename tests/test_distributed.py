@@ -190,8 +190,8 @@ def test_distributed_training_matches_the_local_model(trained, client, dtables, 
     result = train_dask(dtables, cfg, model_out=tmp_path / "m.zip", track=False)
     info, local_info = result.model.info, local.info
     # The same training set as the local run: rows, lifespan, VIP threshold, BG/NBD fits, data fingerprint.
-    for key in ("train_rows", "valid_rows", "test_rows", "customers", "transactions", "train_churn_rate",
-                "lifespan_years", "best_iteration"):
+    for key in ("train_rows", "backtest_rows", "deployed_snapshots", "backtest_snapshots", "customers",
+                "transactions", "train_churn_rate", "lifespan_years", "best_iteration"):
         assert result.summary[key] == local_info.summary[key], key
     assert info.population == local_info.population
     assert info.bgnbd_params_by_snapshot == local_info.bgnbd_params_by_snapshot  # same compressed histories
@@ -199,7 +199,7 @@ def test_distributed_training_matches_the_local_model(trained, client, dtables, 
     # The distributed booster is as good as the local one on the held-out test snapshot.
     assert abs(result.scorecards["model"]["roc_auc"] - local_info.scorecards["model"]["roc_auc"]) < 0.03
     loaded = ChurnModel.load(result.model_path)
-    test_day = pd.Timestamp(local_info.summary["test_snapshot"])
+    test_day = pd.Timestamp(local_info.summary["backtest_as_of"])
     feats = build_features(trained["tables"], test_day, cfg.features)
     params = local_info.bgnbd_params_by_snapshot[str(test_day.date())]
     rows = feats.assign(**bgnbd_features(feats, params, cfg.labels.horizon_days)).merge(

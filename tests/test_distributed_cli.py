@@ -147,11 +147,12 @@ def test_training_on_dask_matches_the_local_engine(data, cluster, tmp_path):
     _invoke([*base, "-o", str(tmp_path / "local.zip")])
     out = _invoke([*base, "-o", str(tmp_path / "dask.zip"), "--engine", "dask",
                    "--scheduler", cluster.scheduler_address])
-    assert "Scorecard on the held-out test snapshot" in out.output
-    assert "lightgbm.dask" in out.output  # the validation row says how the trees were chosen and trained
+    assert "Scorecard of the backtest as of" in out.output
+    assert "lightgbm.dask" in out.output  # the tuning row says how the trees were chosen and trained
     local, dask = ChurnModel.load(tmp_path / "local.zip"), ChurnModel.load(tmp_path / "dask.zip")
     # The same training set (rows, snapshots, lifespan) and the same data ...
-    for key in ("train_rows", "valid_rows", "test_rows", "train_snapshots", "customers", "lifespan_years"):
+    for key in ("train_rows", "backtest_rows", "deployed_snapshots", "backtest_snapshots", "backtest_as_of",
+                "customers", "lifespan_years"):
         assert dask.info.summary[key] == local.info.summary[key], key
     assert dask.info.data_fingerprint == local.info.data_fingerprint
     assert dask.info.summary["engine"] == "dask"

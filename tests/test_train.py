@@ -8,8 +8,8 @@ import pytest
 
 from churnguard.demo import generate_demo_data
 from churnguard.model import ChurnModel
+from churnguard.training.procedure import plan_training
 from churnguard.training.run import run_evaluation, run_training
-from churnguard.training.snapshots import split_by_time
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,9 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
     assert [m.step for m in curve] == list(range(len(result.model.evals_result_["valid"]["binary_logloss"])))
     assert run.data.tags["model_version"] == result.model.info.model_version
     assert run.data.params["horizon_days"] == "90"
+    s = result.summary
+    assert run.data.params["deployed_snapshots"] == ",".join(s["deployed_snapshots"])
+    assert run.data.params["backtest_as_of"] == s["backtest_as_of"] == s["deployed_snapshots"][-1]
     assert run.data.tags["data_fingerprint"] == result.model.info.data_fingerprint
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"feature_importance.png", "calibration_curve.png", "lift_gain.png", "score_distribution.png",
@@ -73,24 +76,28 @@ def test_alias_moves_only_when_auc_is_not_worse(env):
     assert str(client.get_model_version_by_alias("churnguard", "champion").version) == "3"
 
 
-def test_time_split_never_trains_on_later_snapshots(env):
+def test_the_deployed_model_is_fresh_and_the_backtest_sees_no_later_outcome(env):
     s = env["result"].summary
     horizon = pd.Timedelta(days=s["horizon_days"])
-    train = [pd.Timestamp(d) for d in s["train_snapshots"]]
-    valid, test = pd.Timestamp(s["valid_snapshot"]), pd.Timestamp(s["test_snapshot"])
-    assert max(train) + horizon <= valid
-    assert valid + horizon <= test
-    assert test + horizon <= pd.Timestamp(s["as_of"])
-    days = [pd.Timestamp("2024-01-01") + pd.Timedelta(days=30 * k) for k in range(10)]
-    tr, va, te = split_by_time(days[::-1], 90)
-    assert te == days[-1]
-    assert va == days[-4]
-    assert tr == days[:4]
+    today, deployed = pd.Timestamp(s["as_of"]), [pd.Timestamp(d) for d in s["deployed_snapshots"]]
+    assert deployed[-1] == today - horizon  # the newest labelled snapshot
+    assert max(pd.Timestamp(d) for d in s["tune_train_snapshots"]) + horizon <= pd.Timestamp(s["tune_snapshot"])
+    assert pd.Timestamp(s["tune_snapshot"]) == deployed[-1]
+    backtest = pd.Timestamp(s["backtest_as_of"])
+    assert backtest == today - horizon
+    assert max(pd.Timestamp(d) for d in s["backtest_snapshots"]) + horizon <= backtest
+    assert s["rows_by_snapshot"][s["deployed_snapshots"][-1]]["rows"] == s["backtest_rows"]
+    plan = plan_training(pd.Timestamp("2023-01-01"), pd.Timestamp("2024-12-31"), env["cfg"].labels,
+                         env["cfg"].snapshots.model_copy(update={"max_snapshots": 6}))
+    assert plan.snapshots[-1] == pd.Timestamp("2024-10-02")  # 2024-12-31 - 90 days
+    assert plan.snapshots[0] == pd.Timestamp("2024-05-05")  # five cadences of 30 days earlier
+    assert plan.tune_day == plan.snapshots[-1]
+    assert plan.tune_train == plan.snapshots[:3]  # 2024-05-05, 06-04, 07-04: windows end by 2024-10-02
 
 
-def test_calibration_keeps_or_improves_validation_brier(env):
+def test_calibration_keeps_or_improves_tuning_brier(env):
     s = env["result"].summary
-    assert s["valid_brier_calibrated"] <= s["valid_brier_uncalibrated"] + 1e-12
+    assert s["tune_brier_calibrated"] <= s["tune_brier_uncalibrated"] + 1e-12
 
 
 def test_model_file_holds_what_scoring_needs(env):
@@ -121,12 +128,27 @@ def test_longer_silence_never_lowers_risk(env):
         assert (model.predict_proba(later) >= base - 1e-12).all()
 
 
-def test_evaluate_on_a_past_snapshot(env):
-    cards = run_evaluation(env["result"].model_path, env["tables"], "2025-08-01", tracking=env["cfg"].tracking)
-    assert set(cards) == {"model", "recency", "bgnbd"}
-    assert 0.5 < cards["model"]["roc_auc"] <= 1
+def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env):
+    from mlflow.tracking import MlflowClient
+
+    result = env["result"]
+    day = result.summary["backtest_as_of"]
+    evaluation = run_evaluation(result.model_path, env["tables"], day, tracking=env["cfg"].tracking)
+    assert evaluation.kind == "backtest"
+    assert "before the model's training day" in evaluation.note
+    assert evaluation.scorecards == result.scorecards  # exactly: the same procedure on the same data
+    runs = MlflowClient(env["uri"]).search_runs([_experiment_id(env)],
+                                                f"tags.evaluation = 'backtest' and params.as_of = '{day}'")
+    assert runs
+    assert runs[0].data.metrics["eval_roc_auc"] == result.scorecards["model"]["roc_auc"]
     with pytest.raises(ValueError, match="outcome window ends after the last day"):
-        run_evaluation(env["result"].model_path, env["tables"], "2025-12-01")
+        run_evaluation(result.model_path, env["tables"], "2025-12-01")
+
+
+def _experiment_id(env) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(env["uri"]).get_experiment_by_name(env["cfg"].tracking.experiment).experiment_id
 
 
 def test_train_cli_on_files(env, tmp_path):
@@ -143,7 +165,7 @@ def test_train_cli_on_files(env, tmp_path):
         "--tracking-uri", f"sqlite:///{tmp_path / 'cli.db'}", "--experiment", "cli-test",
     ])
     assert result.exit_code == 0, result.output
-    assert "Scorecard on the held-out test snapshot" in result.output
+    assert "Scorecard of the backtest as of 2025-10-02" in result.output
     assert out.is_file()
     result = CliRunner().invoke(app, [
         "evaluate", "--model", str(out), "--transactions", str(paths["transactions"]),
@@ -152,6 +174,7 @@ def test_train_cli_on_files(env, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "roc_auc" in result.output
+    assert "backtest of its training procedure" in result.output
 
 
 def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, monkeypatch):
@@ -170,32 +193,33 @@ def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, mon
     assert (tmp_path / "mlartifacts").is_dir()
 
 
-def test_row_cap_samples_the_training_snapshots_only_and_says_so(env):
+def test_row_cap_samples_every_snapshot_but_the_tuning_day_and_says_so(env):
     from mlflow.tracking import MlflowClient
 
     full = env["result"].summary
     assert not full["train_sampled"]
-    assert full["train_rows"] == full["train_rows_available"]
+    assert full["train_rows"] == full["train_rows_available"] + full["backtest_rows"]  # + the newest, whole
     assert full["max_train_rows"] == 2_000_000  # the default, far above this data
-    cap = full["train_rows"] // 4
+    cap = full["train_rows_available"] // 4
     cfg = env["cfg"].with_overrides(snapshots={"max_train_rows": cap})
     result = run_training(env["tables"], cfg, model_out=env["tmp"] / "capped.zip")
     s = result.summary
     assert s["train_sampled"]
-    assert (s["train_rows"], s["train_rows_available"]) == (cap, full["train_rows"])
-    assert s["train_sample_fraction"] == pytest.approx(cap / full["train_rows"])
-    # Same time split; the validation and test snapshots are whole; every training snapshot has its share.
-    for key in ("train_snapshots", "valid_snapshot", "test_snapshot", "valid_rows", "test_rows", "test_churn_rate"):
+    assert (s["train_rows"], s["train_rows_available"]) == (cap + full["backtest_rows"], full["train_rows_available"])
+    assert s["train_sample_fraction"] == pytest.approx(cap / full["train_rows_available"])
+    # The same snapshots; the newest is whole; every other snapshot has its share.
+    for key in ("deployed_snapshots", "tune_snapshot", "backtest_as_of", "backtest_rows", "backtest_churn_rate"):
         assert s[key] == full[key]
-    for day in s["train_snapshots"]:
+    for day in s["deployed_snapshots"][:-1]:
         info = s["rows_by_snapshot"][day]
         assert info["population"] == full["rows_by_snapshot"][day]["rows"]
-        assert abs(info["rows"] - info["population"] * cap / full["train_rows"]) < 1
+        assert abs(info["rows"] - info["population"] * cap / full["train_rows_available"]) < 1
+    assert s["rows_by_snapshot"][s["tune_snapshot"]]["rows"] == full["backtest_rows"]
     params = MlflowClient(env["uri"]).get_run(result.run_id).data.params
     assert params["max_train_rows"] == str(cap)
-    assert params["train_rows"] == str(cap)
-    assert params["train_rows_available"] == str(full["train_rows"])
+    assert params["train_rows"] == str(s["train_rows"])
+    assert params["train_rows_available"] == str(full["train_rows_available"])
     assert params["train_sampled"] == "True"
     info = ChurnModel.load(result.model_path).info
-    assert info.summary["train_rows"] == cap
+    assert info.summary["train_rows"] == s["train_rows"]
     assert set(info.feature_dtypes) == set(result.model.feature_names_)

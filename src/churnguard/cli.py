@@ -235,40 +235,48 @@ def _print_training_summary(result) -> None:
 
     console = _console()
     s = result.summary
-    trees = f"early stopping at {s['best_iteration']} trees"
+    trees = f"{s['best_iteration']} trees, chosen by early stopping"
     if s.get("engine") == "dask":
-        trees = (f"{s['best_iteration']} trees, chosen by early stopping on a sample of "
-                 f"{s['rounds_chosen_on_rows']:,} training rows; trained with lightgbm.dask")
+        trees = (f"{s['best_iteration']} trees, chosen by early stopping of a model of a sample of "
+                 f"{s['rounds_chosen_on_rows']:,} rows; trained with lightgbm.dask")
     sampled = ""
     if s.get("train_sampled"):
         sampled = (f" (a {s['train_sample_fraction']:.1%} sample of each snapshot's customers, of "
                    f"{s['train_rows_available']:,}: snapshots.max_train_rows = {s['max_train_rows']:,})")
+    deployed = s["deployed_snapshots"]
     facts = Table(title="Training run", show_header=False)
     facts.add_column(style="bold")
     facts.add_column()
     for label, value in [
         ("data", (f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, "
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
-        ("train snapshots", (f"{len(s['train_snapshots'])} ({s['train_snapshots'][0]} .. {s['train_snapshots'][-1]}), "
-                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
-        ("validation", (f"{s['valid_snapshot']}, {s['valid_rows']:,} rows ({trees}, calibration: Brier "
-                        f"{s['valid_brier_uncalibrated']:.4f} -> {s['valid_brier_calibrated']:.4f})")),
-        ("test", f"{s['test_snapshot']}, {s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.1%}"),
+        ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
+                            f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
+        ("tuning", (f"{trees} on {s['tune_snapshot']} (Brier {s['tune_brier_uncalibrated']:.4f} -> "
+                    f"{s['tune_brier_calibrated']:.4f} calibrated)")),
+        ("backtest", (f"the same procedure as of {s['backtest_as_of']}, scored on its {s['backtest_rows']:,} "
+                      f"customers, churn rate {s['backtest_churn_rate']:.1%}")),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
         ("registry", f"version {result.registered_version}" + (" (now champion)" if result.champion else
-                                                               " (champion unchanged: it scores higher)")),
+                                                               f" ({result.promotion or 'champion unchanged'})")),
     ]:
         facts.add_row(label, value)
     console.print(facts)
-    cards = Table(title="Scorecard on the held-out test snapshot")
-    cards.add_column("metric")
-    for name in result.scorecards:
-        cards.add_column(name, justify="right")
-    for metric in next(iter(result.scorecards.values())):
-        cards.add_row(metric, *(f"{card[metric]:.4f}" for card in result.scorecards.values()))
-    console.print(cards)
+    _print_scorecards(f"Scorecard of the backtest as of {s['backtest_as_of']}", result.scorecards)
     console.print(("[green]" if result.beats_baselines else "[bold red]") + result.verdict)
+
+
+def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in cards:
+        table.add_column(name, justify="right")
+    for metric in cards["model"]:
+        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
+    _console().print(table)
 
 
 @app.command("evaluate")
@@ -282,24 +290,21 @@ def evaluate(
     tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
     no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
 ) -> None:
-    """Check a trained model on a past snapshot whose outcome is known (newer data than it was trained on)."""
-    from rich.table import Table
-
+    """Check a trained model on a past day whose outcome is known: the model file on a day after its training
+    day; before it, a backtest of its training procedure with the data up to that day (the training run's
+    scorecard on its backtest day). Files are read with the column mapping stored in the model."""
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
+    from churnguard.model import ChurnModel
     from churnguard.training.run import run_evaluation
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
-    tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
-    cards = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
-    table = Table(title=f"Scorecard as of {as_of}")
-    table.add_column("metric")
-    for name in cards:
-        table.add_column(name, justify="right")
-    for metric in cards["model"]:
-        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
-    _console().print(table)
+    data_config = _run(ChurnModel.load, model).require_info().config.data
+    tables = _run(load_tables, transactions, tickets, customers, config=data_config)
+    result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
+    _say(result.note)
+    _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
 
 
 @app.command("score")

@@ -19,8 +19,8 @@ import pandas as pd
 
 from churnguard._io import atomic_path
 
-__all__ = ["ABSENT", "ALL_ACTIONS", "ScoreComparison", "campaign_readout", "compare_scores", "drift_table",
-           "newcombe_interval", "plot_drift", "plot_readout", "plot_transitions", "psi", "reference_profile"]
+__all__ = ["ABSENT", "ALL_ACTIONS", "REFERENCE_ROWS", "ScoreComparison", "campaign_readout", "compare_scores",
+           "drift_population", "drift_table", "newcombe_interval", "plot_drift", "plot_readout", "plot_transitions", "psi", "reference_profile"]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
 ALL_ACTIONS = "(all)"  # the overall row of a campaign read-out
@@ -169,6 +169,23 @@ def reference_profile(values: pd.Series, *, bins: int = 10, max_categories: int 
     return {"kind": "numeric", "n": n, "missing": int(np.isnan(x).sum()) / n, "edges": [float(e) for e in edges],
             "proportions": (_bin_counts(edges, x) / n).tolist(),
             "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None}
+
+
+REFERENCE_ROWS = 200_000  # at most this many customers profiled for the drift reference
+
+
+def drift_population(features: pd.DataFrame, lookback_days: int, *, limit: int = REFERENCE_ROWS,
+                     seed: int = 0) -> pd.DataFrame:
+    """The customers a model's drift reference describes: those with a purchase in the ``lookback_days`` up to
+    the features' day (the population the model learns from and scores), as scoring's drift sample selects
+    them; a seeded sample of ``limit`` of them when there are more.
+
+    The reference is taken on the model's own "today", so a model checked on the day it was trained shows no
+    drift, and later checks measure how the customers changed since: with a reference one horizon older, the
+    customers' ages alone (``bg_age_days``, ``tenure_days``) grow by the horizon and raise alarms that no
+    retraining can clear."""
+    rows = features[(features["recency_days"] <= lookback_days).to_numpy()]
+    return rows.sample(n=limit, random_state=seed) if len(rows) > limit else rows
 
 
 def psi(profile: dict, values: pd.Series, *, floor: float = 1e-4) -> float:

@@ -220,14 +220,16 @@ def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame, cali
 
 
 def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str) -> str:
-    """The training run in Markdown for people: data, label, split, calibration, scorecard and verdict."""
+    """The training run in Markdown for people: data, label, the deployed model's snapshots, how its trees and
+    calibration were chosen, the backtest's scorecard and the verdict."""
     from churnguard import __version__
 
     s = summary
+    deployed = s["deployed_snapshots"]
     sampling = []
     if s.get("train_sampled"):
         sampling.append(f"- training rows sampled: {s['train_rows']:,} of {s['train_rows_available']:,} "
-                        f"({s['train_sample_fraction']:.1%} of each training snapshot's customers, seed "
+                        f"({s['train_sample_fraction']:.1%} of each snapshot's customers besides the newest, seed "
                         f"{s['train_sample_seed']}; snapshots.max_train_rows = {s['max_train_rows']:,})")
     return "\n".join(
         [
@@ -236,13 +238,19 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             f"- package version: {__version__}",
             f"- data: {s['data_first_day']} to {s['as_of']}, {s['transactions']:,} transactions, {s['customers']:,} customers",
             f"- label: no purchase in the {s['horizon_days']} days after each snapshot",
-            f"- train snapshots: {', '.join(s['train_snapshots'])} ({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})",
+            (f"- deployed_snapshots: {len(deployed)}, {deployed[0]} to {deployed[-1]} (the newest labelled one) "
+             f"({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})"),
             *sampling,
-            f"- validation snapshot: {s['valid_snapshot']} ({s['valid_rows']:,} rows; early stopping and calibration)",
-            f"- test snapshot: {s['test_snapshot']} ({s['test_rows']:,} rows, churn rate {s['test_churn_rate']:.3f})",
-            f"- validation Brier: {s['valid_brier_uncalibrated']:.4f} uncalibrated, {s['valid_brier_calibrated']:.4f} calibrated",
+            (f"- trees and calibration: {s['best_iteration']} trees, chosen by early stopping on "
+             f"{s['tune_snapshot']} with a model of the snapshots up to {s['tune_train_snapshots'][-1]}; its "
+             f"calibration (Brier {s['tune_brier_uncalibrated']:.4f} uncalibrated, {s['tune_brier_calibrated']:.4f} "
+             "calibrated there) is kept, and the trees refitted on every snapshot above"),
+            (f"- backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
+             f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
+             f"{s['backtest_rows']:,} customers against what they did next (churn rate "
+             f"{s['backtest_churn_rate']:.3f})"),
             "",
-            "## Scorecard (held-out test snapshot)",
+            f"## Scorecard (backtest as of {s['backtest_as_of']})",
             "",
             scorecard_markdown(scorecards),
             "",

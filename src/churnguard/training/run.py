@@ -1,17 +1,17 @@
-"""The training run: snapshots -> time split -> calibrated LightGBM -> scorecard -> model file -> MLflow; and
-the later evaluation of a model file on a past snapshot.
+"""The training run: the procedure of :mod:`churnguard.training.procedure` (a backtest, then the deployed model)
+-> scorecard -> model file -> MLflow; and the later evaluation of a model file on a past snapshot.
 
-Each engine builds the training, validation and test rows its own way (this module in memory,
-:func:`churnguard.engines.dask.train_dask` per partition on a cluster), fits the model, and hands the rows to
-:func:`finish_training`, which does the rest once for both: the scorecards against the baselines, the summary,
-what the model file keeps (:func:`model_metadata`), the file itself and the MLflow run
-(:mod:`churnguard.training.tracking`).
+Each engine supplies the snapshot rows its own way (:class:`LocalRows` here, in memory;
+:func:`churnguard.engines.dask.train_dask` per partition on a cluster) and runs the same procedure, then hands
+the models and rows to :func:`finish_training`, which does the rest once for both: the verdict on the
+backtest's scorecards, the summary, what the model file keeps (:func:`model_metadata`), the file itself and the
+MLflow run (:mod:`churnguard.training.tracking`).
 
-Training rows: when the training snapshots hold more labelled rows than ``snapshots.max_train_rows``, each
-training snapshot keeps a seeded random sample of its customers, in proportion to its size
-(:func:`churnguard.training.snapshots.sample_sizes`), drawn as the snapshot is built so the full set is never in
-memory. The validation and test snapshots are never sampled. The run's summary, MLflow params and model card
-say how many rows were used of how many. The time split is :func:`~churnguard.training.snapshots.split_by_time`.
+Training rows: when a run's snapshots (besides its tuning day, never sampled) hold more labelled rows than
+``snapshots.max_train_rows``, each keeps a seeded random sample of its customers, in proportion to its size
+(:func:`churnguard.training.snapshots.sample_sizes`), drawn as the snapshot is built. The backtest and the
+deployed model are sampled each on its own, so the backtest is the same whether it runs in training or in
+:func:`run_evaluation`. The run's summary, MLflow params and model card say how many rows were used of how many.
 """
 
 from __future__ import annotations
@@ -32,27 +32,39 @@ from churnguard import __version__
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
+from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel
 from churnguard.model.info import ModelInfo
 from churnguard.population import Population
-from churnguard.reporting.monitoring import reference_profile
+from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
 from churnguard.training.evaluation import (
     baseline_probabilities,
+    baseline_scores,
     compare_to_baselines,
-    holdout_scorecards,
     scorecard,
 )
-from churnguard.training.snapshots import _Snapshots, sample_sizes, snapshot_dates, split_by_time
+from churnguard.training.procedure import (
+    Backtest,
+    Fit,
+    Plan,
+    fit_procedure,
+    fit_rounds,
+    new_model,
+    plan_training,
+    run_backtest,
+)
+from churnguard.training.snapshots import _Snapshots, sample_sizes
 from churnguard.training.tracking import log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
-    from churnguard.config import Config, ModelConfig, TrackingConfig
+    from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
 
-__all__ = ["TrainResult", "TrainingRows", "data_fingerprint", "fingerprint", "finish_training", "model_metadata",
-           "new_model", "run_evaluation", "run_training", "sampling_summary"]
+__all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
+           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation",
+           "run_training", "sampling_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,32 +85,27 @@ class TrainResult:
     tracking_uri: str | None = None
     registered_version: str | None = None
     champion: bool = False
+    promotion: str = ""
     artifacts: list[str] = field(default_factory=list)
 
 
 @dataclass
 class TrainingRows:
-    """What an engine hands to :func:`finish_training`: the held-out rows and what it learned of the data."""
+    """What an engine hands to :func:`finish_training` besides the models: the newest snapshot and what it
+    learned of the data."""
 
-    valid: pd.DataFrame  # the validation snapshot's rows (features, ``churned``), whole
-    test: pd.DataFrame  # the test snapshot's, whole
-    days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]  # train days, validation day, test day
+    plan: Plan  # the deployed model's
+    newest: pd.DataFrame  # the newest labelled snapshot's rows (features, ``churned``), whole
+    reference: pd.DataFrame  # today's customers with a purchase in the lookback window: the drift reference
     first_day: pd.Timestamp  # of the data
-    last: pd.Timestamp  # "today", the last day used
     counts: dict[str, int]  # valid ``transactions`` and ``tickets``, ``customers``, ``rejected_rows``
-    train_rows: int
+    train_rows: int  # the deployed model's
     train_churn_rate: float
     feature_dtypes: dict[str, Any]  # each training column's
-    today: Population  # at ``last``, for scoring: lifespan, VIP cut-off and BG/NBD parameters
+    today: Population  # at ``plan.today``, for scoring: lifespan, VIP cut-off and BG/NBD parameters
     bgnbd_by_snapshot: dict[str, BGNBDParams]  # fitted at each snapshot, by day
     data_fingerprint: str  # :func:`data_fingerprint` of the data
     facts: dict[str, Any]  # the engine's own entries for the summary (how the rows were sampled, ...)
-
-
-def new_model(mc: ModelConfig) -> ChurnModel:
-    """An unfitted :class:`ChurnModel` with the configured settings."""
-    return ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed,
-                      dict(mc.monotone_constraints))
 
 
 def run_training(
@@ -110,7 +117,8 @@ def run_training(
     config_text: str | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train, evaluate and save a churn model, and record the run in MLflow.
+    """Train, backtest and save a churn model, and record the run in MLflow
+    (:mod:`churnguard.training.procedure`).
 
     Args:
         tables: validated inputs.
@@ -122,61 +130,108 @@ def run_training(
     """
     step = on_step or (lambda _msg: None)
     last = to_day(as_of) if as_of is not None else tables.last_date()
-    horizon = config.labels.horizon_days
     first_day = tables.transactions["timestamp"].min()
-    days = split_by_time(snapshot_dates(first_day, last, config.labels, config.snapshots), horizon)
-    bg_params: dict[str, BGNBDParams] = {}
-
-    def with_bgnbd(feats: pd.DataFrame, as_of_day: pd.Timestamp) -> pd.DataFrame:
-        params = fit_bgnbd(feats)  # on every customer seen by then, not only the labelled ones
-        bg_params[str(as_of_day.date())] = params
-        return feats.assign(**bgnbd_features(feats, params, horizon))
-
-    snaps = _Snapshots(tables, config.features, config.labels, last, enrich=with_bgnbd)
-    train, valid, test, facts = _snapshot_rows(snaps, days, config, step)
-    step("training LightGBM")
-    model = new_model(config.model).fit(train, train["churned"], valid, valid["churned"])
-    train_rows, train_churn_rate = len(train), float(train["churned"].mean())
-    dtypes = {c: train[c].dtype for c in model.feature_names_}
-    del train
+    plan = plan_training(first_day, last, config.labels, config.snapshots)
+    source = LocalRows(tables, config, last, step)
+    step(f"backtest: the same procedure as of {backtest_day(last, config).date()}")
+    backtest = run_backtest(source, first_day, backtest_day(last, config), config)
+    step("training the deployed model on every labelled snapshot")
+    fit = fit_procedure(source, plan, config.model)
     step("fitting the scoring-time BG/NBD and value thresholds")
-    today = snaps.features_at(last)  # build_features(tables, last, ...) on the encoding already made
-    del snaps
+    today = source.snaps.features_at(last)  # build_features(tables, last, ...) on the encoding already made
     population = Population(today.attrs["lifespan_years"],
                             float(today["cltv"].quantile(config.features.vip_quantile)), fit_bgnbd(today))
+    reference = drift_population(today, config.labels.lookback_days, seed=config.model.seed)
+    reference = reference.assign(**bgnbd_features(reference, population.bgnbd, config.labels.horizon_days))
+    del today
     counts = {"transactions": len(tables.transactions), "tickets": 0 if tables.tickets is None else len(tables.tickets),
               "customers": len(tables.customer_ids()), "rejected_rows": len(tables.rejects)}
-    rows = TrainingRows(valid, test, days, first_day, last, counts, train_rows, train_churn_rate, dtypes, population,
-                        bg_params, data_fingerprint(tables), facts)
-    return finish_training(model, rows, config, model_out=model_out, config_text=config_text, on_step=step)
+    train_rows, churned = source.training_counts(plan)
+    rows = TrainingRows(plan, source.whole(plan.tune_day), reference, first_day, counts, train_rows, churned / train_rows,
+                        source.dtypes(fit.model.feature_names_), population, source.bgnbd, data_fingerprint(tables),
+                        source.facts(plan))
+    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step)
 
 
-def _snapshot_rows(snaps: _Snapshots, days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp], config: Config,
-                   step: Callable[[str], None]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The training, validation and test rows, and the summary's facts of how the training rows were chosen
-    (sampled, when over ``snapshots.max_train_rows``, as each snapshot is built: the whole set is never held)."""
-    train_days, valid_day, test_day = days
-    used = [*train_days, valid_day, test_day]
-    population = {d: snaps.population(d) for d in train_days}
-    keep = sample_sizes(population, config.snapshots.max_train_rows)
-    if keep != population:
-        logger.info("the training snapshots hold %d labelled rows, more than snapshots.max_train_rows = %d: "
-                    "training on a seeded sample of each snapshot's customers", sum(population.values()),
-                    config.snapshots.max_train_rows)
-    train_parts, held = [], {}
-    for day in used:
-        rows = snaps.rows(day, keep.get(day), seed=config.model.seed)
-        step(f"snapshot {day.date()} done")
-        if day in keep:
-            train_parts.append(rows)
-        else:
-            held[day] = rows
-    rows_by_snapshot = {str(d.date()): {"population": population.get(d, len(r)), "rows": len(r),
-                                        "churn_rate": float(r["churned"].mean())}
-                        for d, r in zip(used, [*train_parts, held[valid_day], held[test_day]], strict=True)}
-    facts = {**sampling_summary(sum(population.values()), sum(keep.values()), config.snapshots.max_train_rows,
-                                config.model.seed), "rows_by_snapshot": rows_by_snapshot}
-    return pd.concat(train_parts, ignore_index=True), held[valid_day], held[test_day], facts
+def backtest_day(today: pd.Timestamp, config: Config) -> pd.Timestamp:
+    """The day the backtest scores: one horizon before ``today`` (the newest labelled snapshot)."""
+    return today - pd.Timedelta(days=config.labels.horizon_days)
+
+
+class LocalRows:
+    """:class:`~churnguard.training.procedure.RowSource` in memory: one integer encoding of the tables, each
+    snapshot built once per sample size and kept for the run.
+
+    When a plan's snapshots besides its tuning day hold more labelled rows than ``snapshots.max_train_rows``,
+    each of them keeps a seeded sample of its customers in proportion to its size
+    (:func:`~churnguard.training.snapshots.sample_sizes`), drawn as the snapshot is built."""
+
+    def __init__(self, tables: Tables, config: Config, last: pd.Timestamp, step: Callable[[str], None]) -> None:
+        self.config, self.step, self.horizon = config, step, config.labels.horizon_days
+        self.bgnbd: dict[str, BGNBDParams] = {}
+        self.snaps = _Snapshots(tables, config.features, config.labels, last, enrich=self._with_bgnbd)
+        self._rows: dict[tuple[pd.Timestamp, int | None], pd.DataFrame] = {}
+        self._population: dict[pd.Timestamp, int] = {}
+
+    def _with_bgnbd(self, feats: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
+        params = fit_bgnbd(feats)  # on every customer seen by then, not only the labelled ones
+        self.bgnbd[str(day.date())] = params
+        return feats.assign(**bgnbd_features(feats, params, self.horizon))
+
+    def population(self, day: pd.Timestamp) -> int:
+        if day not in self._population:
+            self._population[day] = self.snaps.population(day)
+        return self._population[day]
+
+    def keep(self, plan: Plan) -> dict[pd.Timestamp, int]:
+        """Rows kept of each snapshot of ``plan`` besides its tuning day."""
+        counts = {d: self.population(d) for d in plan.refit_only}
+        keep = sample_sizes(counts, self.config.snapshots.max_train_rows)
+        if keep != counts:
+            logger.info("the snapshots hold %d labelled rows, more than snapshots.max_train_rows = %d: training on "
+                        "a seeded sample of each snapshot's customers", sum(counts.values()),
+                        self.config.snapshots.max_train_rows)
+        return keep
+
+    def rows(self, day: pd.Timestamp, keep: int | None = None) -> pd.DataFrame:
+        key = (day, keep if keep is not None and keep < self.population(day) else None)
+        if key not in self._rows:
+            self._rows[key] = self.snaps.rows(day, key[1], seed=self.config.model.seed)
+            self.step(f"snapshot {day.date()} done")
+        return self._rows[key]
+
+    def whole(self, day: pd.Timestamp) -> pd.DataFrame:
+        return self.rows(day)
+
+    def _training(self, plan: Plan, days: Iterable[pd.Timestamp]) -> list[pd.DataFrame]:
+        keep = self.keep(plan)
+        return [self.rows(d, keep[d]) if d in keep else self.whole(d) for d in days]
+
+    def tuning_rows(self, plan: Plan) -> pd.DataFrame:
+        return pd.concat(self._training(plan, plan.tune_train), ignore_index=True)
+
+    def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
+        frame = pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
+        return fit_rounds(self.config.model, frame, tuned)
+
+    def training_counts(self, plan: Plan) -> tuple[int, int]:
+        """Rows and churners the deployed model of ``plan`` learned from."""
+        frames = self._training(plan, plan.snapshots)
+        return sum(len(f) for f in frames), sum(int(f["churned"].sum()) for f in frames)
+
+    def dtypes(self, names: list[str]) -> dict[str, Any]:
+        frame = self.whole(next(iter(self._rows))[0])
+        return {c: frame[c].dtype for c in names}
+
+    def facts(self, plan: Plan) -> dict[str, Any]:
+        """The summary's facts of how the deployed model's rows were chosen."""
+        keep = self.keep(plan)
+        frames = dict(zip(plan.snapshots, self._training(plan, plan.snapshots), strict=True))
+        by_day = {str(d.date()): {"population": self.population(d), "rows": len(f),
+                                  "churn_rate": float(f["churned"].mean())} for d, f in frames.items()}
+        available = sum(self.population(d) for d in keep)
+        return {**sampling_summary(available, sum(keep.values()), self.config.snapshots.max_train_rows,
+                                   self.config.model.seed), "rows_by_snapshot": by_day}
 
 
 def sampling_summary(available: int, used: int, max_rows: int | None, seed: int) -> dict[str, Any]:
@@ -185,50 +240,58 @@ def sampling_summary(available: int, used: int, max_rows: int | None, seed: int)
             "train_sample_fraction": used / available if available else 1.0, "train_sample_seed": seed}
 
 
-def finish_training(model: ChurnModel, rows: TrainingRows, config: Config, *, model_out: str | Path,
+def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config, *, model_out: str | Path,
                     config_text: str | None = None, track: bool = True,
                     on_step: Callable[[str], None] | None = None) -> TrainResult:
-    """The steps after the model is fitted, the same for every engine: the scorecards of the model and the
-    baselines on the test snapshot, the summary, the model's :class:`ModelInfo`, the model file and (with
-    ``track``) the MLflow run."""
+    """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
+    scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
+    newest snapshot, as the model's calibration was chosen), the model file and (with ``track``) the MLflow
+    run."""
     step = on_step or (lambda _msg: None)
-    step("scoring the test snapshot")
-    scorecards, baseline_calibrators, probs = holdout_scorecards(model, rows.valid, rows.test,
-                                                                 config.model.calibration)
-    beats, verdict = compare_to_baselines(scorecards)
-    summary = _summary(model, rows, config)
-    model.info = model_metadata(config, rows, summary=summary, scorecards=scorecards, verdict=verdict,
-                                baseline_calibrators=baseline_calibrators, probabilities=probs["model"],
+    model = fit.model
+    beats, verdict = compare_to_baselines(backtest.scorecards)
+    summary = _summary(fit, backtest, rows, config)
+    y_newest = rows.newest["churned"].to_numpy()
+    calibrators = {name: fit_calibrator(config.model.calibration, score, y_newest)
+                   for name, score in baseline_scores(rows.newest).items()}
+    model.info = model_metadata(config, rows, summary=summary, scorecards=backtest.scorecards, verdict=verdict,
+                                baseline_calibrators=calibrators, probabilities=model.predict_proba(rows.reference),
                                 feature_names=model.feature_names_)
     step("saving the model file")
-    result = TrainResult(model, Path(model.save(model_out)), scorecards, verdict, beats, summary)
+    result = TrainResult(model, Path(model.save(model_out)), backtest.scorecards, verdict, beats, summary)
     if track:
         step("recording the MLflow run")
-        log_training_run(result, config, config_text, rows.test, probs)
+        log_training_run(result, config, config_text, backtest)
     return result
 
 
-def _summary(model: ChurnModel, rows: TrainingRows, config: Config) -> dict[str, Any]:
-    """The run's facts: data, split, rows, churn rates, trees, validation Brier before and after calibration."""
-    train_days, valid_day, test_day = rows.days
-    y_valid = rows.valid["churned"].to_numpy()
+def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -> dict[str, Any]:
+    """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, Brier on the tuning
+    day before and after calibration."""
+    plan, bt = rows.plan, backtest.plan
+    def days(ds: Iterable[pd.Timestamp]) -> list[str]:
+        return [str(d.date()) for d in ds]
+
     return {
         "data_first_day": str(rows.first_day.date()),
-        "as_of": str(rows.last.date()),
+        "as_of": str(plan.today.date()),
         "horizon_days": config.labels.horizon_days,
         **rows.counts,
-        "train_snapshots": [str(d.date()) for d in train_days],
-        "valid_snapshot": str(valid_day.date()),
-        "test_snapshot": str(test_day.date()),
+        "deployed_snapshots": days(plan.snapshots),
+        "tune_train_snapshots": days(plan.tune_train),
+        "tune_snapshot": str(plan.tune_day.date()),
         "train_rows": rows.train_rows,
-        "valid_rows": len(y_valid),
-        "test_rows": len(rows.test),
         "train_churn_rate": rows.train_churn_rate,
-        "test_churn_rate": float(rows.test["churned"].mean()),
-        "best_iteration": model.best_iteration_,
-        "n_features": len(model.feature_names_),
-        "valid_brier_uncalibrated": float(np.mean((model.predict_raw(rows.valid) - y_valid) ** 2)),
-        "valid_brier_calibrated": float(np.mean((model.predict_proba(rows.valid) - y_valid) ** 2)),
+        "backtest_as_of": str(bt.today.date()),
+        "backtest_snapshots": days(bt.snapshots),
+        "backtest_tune_snapshot": str(bt.tune_day.date()),
+        "backtest_rows": len(backtest.test),
+        "backtest_churn_rate": float(backtest.test["churned"].mean()),
+        "best_iteration": fit.model.best_iteration_,
+        "backtest_best_iteration": backtest.fit.model.best_iteration_,
+        "n_features": len(fit.model.feature_names_),
+        "tune_brier_uncalibrated": fit.tune_brier_uncalibrated,
+        "tune_brier_calibrated": fit.tune_brier_calibrated,
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }
@@ -238,9 +301,9 @@ def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any
                    scorecards: dict[str, dict[str, float]], verdict: str, baseline_calibrators: dict[str, Any],
                    probabilities: np.ndarray, feature_names: list[str]) -> ModelInfo:
     """What a trained model keeps in its file, the same for every engine: the config, the training window and
-    summary, the scorecards, the population state (lifespan, VIP threshold, scoring-time BG/NBD parameters,
-    horizon), the baselines' calibrators, the input dtypes and the drift reference (the newest labelled
-    population, the test snapshot, and its ``probabilities``)."""
+    summary, the backtest's scorecards, the population state (lifespan, VIP threshold, scoring-time BG/NBD
+    parameters, horizon), the baselines' calibrators, the input dtypes and the drift reference (today's
+    customers, :func:`~churnguard.reporting.monitoring.drift_population`, and the model's ``probabilities``)."""
     config_json = config.model_dump(mode="json")
     # Names this model in every score it writes: its training day and a digest of its data and config.
     digest = hashlib.sha256((rows.data_fingerprint + json.dumps(config_json, sort_keys=True)).encode()).hexdigest()
@@ -261,12 +324,15 @@ def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any
         data_fingerprint=rows.data_fingerprint,
         git_commit=_git_commit(),
         feature_dtypes={c: str(rows.feature_dtypes[c]) for c in feature_names},
-        # Reference distributions for drift checks: the newest labelled population and its scores.
-        drift_profiles={
-            **{c: reference_profile(rows.test[c]) for c in feature_names if c not in CALENDAR_FEATURES},
-            "churn_probability": reference_profile(pd.Series(probabilities)),
-        },
+        drift_profiles=drift_reference(rows.reference, probabilities, feature_names),
     )
+
+
+def drift_reference(reference: pd.DataFrame, probabilities: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
+    """Reference profiles for drift checks: each model feature (not the calendar ones) of the ``reference``
+    customers, and the model's probabilities for them."""
+    return {**{c: reference_profile(reference[c]) for c in feature_names if c not in CALENDAR_FEATURES},
+            "churn_probability": reference_profile(pd.Series(probabilities))}
 
 
 def _git_commit() -> str | None:
@@ -292,30 +358,53 @@ def data_fingerprint(tables: Tables) -> str:
                        for frame in (tables.transactions, tables.tickets, tables.customers))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A scorecard of a past day: ``kind`` is ``model`` (the model file scored a day after its training data)
+    or ``backtest`` (the model learned from that day's outcomes, so its training procedure was run again with
+    only the data up to the day); ``note`` says which, for people."""
+
+    as_of: pd.Timestamp
+    scorecards: dict[str, dict[str, float]]
+    kind: str
+    note: str
+
+
 def run_evaluation(
     model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None
-) -> dict[str, dict[str, float]]:
-    """Score a past snapshot whose outcome is known and return (and log) the scorecard vs the baselines.
+) -> Evaluation:
+    """The scorecard of a past day whose outcome is known, against the baselines (logged when ``tracking``).
 
-    The snapshot's features are built as training built its snapshots' (lifespan and VIP cut-off from the
-    data up to ``as_of``), with the model's scoring-time BG/NBD parameters."""
+    A day on or after the model's training day is scored with the model file, its features built as training
+    built them, with the model's scoring-time BG/NBD parameters (fitted by then). On an earlier day the model
+    has seen the outcomes, so the training procedure is run again as of that day with the model's config
+    (:func:`~churnguard.training.procedure.run_backtest`): on the training data, the backtest day gives the
+    training run's scorecard exactly."""
     model = ChurnModel.load(model_path)
     info = model.require_info()
-    as_of = to_day(as_of)
+    as_of, today = to_day(as_of), to_day(info.training_window["as_of"])
     horizon = info.population.horizon_days
     if as_of + pd.Timedelta(days=horizon) > tables.last_date():
         raise ValueError(
             f"as_of {as_of.date()}: its {horizon}-day outcome window ends after the last day in the data "
             f"({tables.last_date().date()}); pick an earlier as_of"
         )
-    feats = build_features(tables, as_of, info.config.features)
-    feats = feats.assign(**bgnbd_features(feats, info.population.bgnbd, horizon))
-    labels = make_labels(tables.transactions, as_of, horizon, info.config.labels.lookback_days)
-    rows = feats.merge(labels.drop(columns="as_of"), on="customer_id")
-    probs = {"model": model.predict_proba(rows), **baseline_probabilities(rows, info.baseline_calibrators)}
-    cards = {name: scorecard(rows["churned"].to_numpy(), p) for name, p in probs.items()}
+    if as_of < today:
+        source = LocalRows(tables, info.config, as_of + pd.Timedelta(days=horizon), lambda _msg: None)
+        bt = run_backtest(source, tables.transactions["timestamp"].min(), as_of, info.config)
+        result = Evaluation(as_of, bt.scorecards, "backtest", (
+            f"{as_of.date()} is before the model's training day {today.date()}: the model learned from outcomes "
+            f"after it, so this is a backtest of its training procedure run with the data up to {as_of.date()}"))
+        rows = len(bt.test)
+    else:
+        feats = build_features(tables, as_of, info.config.features)
+        feats = feats.assign(**bgnbd_features(feats, info.population.bgnbd, horizon))
+        labels = make_labels(tables.transactions, as_of, horizon, info.config.labels.lookback_days)
+        frame = feats.merge(labels.drop(columns="as_of"), on="customer_id")
+        probs = {"model": model.predict_proba(frame), **baseline_probabilities(frame, info.baseline_calibrators)}
+        cards = {name: scorecard(frame["churned"].to_numpy(), p) for name, p in probs.items()}
+        result, rows = Evaluation(as_of, cards, "model", f"the model file scored on {as_of.date()}"), len(frame)
     if tracking is not None:
-        log_evaluation_run(tracking, as_of=as_of, rows=len(rows), scorecards=cards, model_path=model_path,
-                        data_fingerprint=data_fingerprint(tables))
-    return cards
-
+        log_evaluation_run(tracking, as_of=as_of, rows=rows, scorecards=result.scorecards, model_path=model_path,
+                           data_fingerprint=data_fingerprint(tables), kind=result.kind)
+    return result

@@ -1,7 +1,8 @@
 """Training set assembly: point-in-time features joined to labels at many rolling snapshots.
 
 Snapshots are spaced ``cadence_days`` apart, newest first, ending at the last day whose label window is
-complete (``last_date - horizon_days``). Every row carries its ``as_of`` so that later steps split by time.
+complete (``last_date - horizon_days``). Every row carries its ``as_of``; which snapshots a model learns from
+is :mod:`churnguard.training.procedure`'s.
 
 When the snapshots hold more rows than a training run should keep in memory (``snapshots.max_train_rows``),
 :func:`sample_sizes` shares the row budget between snapshots in proportion to their populations, and each
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from churnguard.config import FeatureConfig, LabelConfig, SnapshotConfig
     from churnguard.dataset import Tables
 
-__all__ = ["make_training_set", "sample_sizes", "snapshot_dates", "split_by_time"]
+__all__ = ["make_training_set", "sample_sizes", "snapshot_dates"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +57,6 @@ def snapshot_dates(
         )
     return dates
 
-
-def split_by_time(dates: list[pd.Timestamp], horizon_days: int) -> tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
-    """(train days, validation day, test day): the newest snapshot tests, the newest one whose label window ends
-    by the test day validates, and those whose windows end by the validation day train. No label the model
-    learns from was observable after the day it is validated or tested on."""
-    dates = sorted(dates)
-    gap = pd.Timedelta(days=horizon_days)
-    test = dates[-1]
-    valid_candidates = [d for d in dates if d + gap <= test]
-    if not valid_candidates:
-        raise ValueError(f"no snapshot ends its label window before the test day {test.date()}: add more snapshots")
-    valid = valid_candidates[-1]
-    train = [d for d in dates if d + gap <= valid]
-    if not train:
-        raise ValueError(
-            f"no snapshot ends its label window before the validation day {valid.date()}: the data is too short "
-            "for a time split; raise snapshots.max_snapshots or provide more history"
-        )
-    return train, valid, test
 
 def sample_sizes(counts: Mapping[pd.Timestamp, int], max_rows: int | None) -> dict[pd.Timestamp, int]:
     """Rows to keep from each snapshot so that they total at most ``max_rows``, each in proportion to its size.

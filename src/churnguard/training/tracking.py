@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from churnguard import __version__
@@ -31,6 +30,7 @@ from churnguard.training.evaluation import (
 if TYPE_CHECKING:
     from churnguard.config import Config, TrackingConfig
     from churnguard.model.churn_model import ChurnModel
+    from churnguard.training.procedure import Backtest
     from churnguard.training.run import TrainResult
 
 __all__ = ["log_evaluation_run", "log_training_run", "resolve_tracking_uri"]
@@ -60,11 +60,11 @@ def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
     return uri, client, client.create_experiment(tc.experiment, artifact_location=location)
 
 
-def log_training_run(result: TrainResult, config: Config, config_text: str | None, test: pd.DataFrame,
-                     probabilities: dict[str, np.ndarray]) -> None:
-    """Record a training run: params, the test scorecards as metrics, the boosting curves, tags, charts (of
-    each scorer's ``probabilities`` on the ``test`` rows) and the model card, the pyfunc model; register it and
-    point the alias at it unless the champion is better. Fills ``result``'s tracking fields."""
+def log_training_run(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest) -> None:
+    """Record a training run: params (``deployed_snapshots``, ``backtest_as_of``, ...), the backtest's
+    scorecards as metrics (``test_`` for the model), the tuning curves, tags, charts (of each scorer on the
+    backtest's customers) and the model card, the pyfunc model; register it and point the alias at it unless
+    the champion is better. Fills ``result``'s tracking fields."""
     import mlflow
 
     tc = config.tracking
@@ -72,21 +72,22 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     model, s = result.model, result.summary
     with mlflow.start_run(experiment_id=exp_id) as run:
         flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
-        flat["train_snapshots"] = ",".join(s["train_snapshots"])
+        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots"):
+            flat[key] = ",".join(s[key])
         mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
                            "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
                            "lookback_days": config.labels.lookback_days})
         for name, card in result.scorecards.items():
             mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
-        mlflow.log_metrics({"valid_brier_uncalibrated": s["valid_brier_uncalibrated"],
-                            "valid_brier_calibrated": s["valid_brier_calibrated"]})
+        mlflow.log_metrics({"tune_brier_uncalibrated": s["tune_brier_uncalibrated"],
+                            "tune_brier_calibrated": s["tune_brier_calibrated"]})
         _log_training_curves(client, run.info.run_id, model.evals_result_)
         info = model.require_info()
         mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
                          "model_version": info.model_version, "git_commit": info.git_commit or "unknown",
                          "beats_baselines": str(result.beats_baselines)})
-        result.artifacts.extend(_log_artifacts(result, config, config_text, test, probabilities))
-        logged = _log_pyfunc(model, _pyfunc_input(model, test.head(5)))
+        result.artifacts.extend(_log_artifacts(result, config, config_text, backtest))
+        logged = _log_pyfunc(model, _pyfunc_input(model, backtest.test.head(5)))
         result.run_id = run.info.run_id
     result.tracking_uri = uri
     version = mlflow.register_model(logged.model_uri, tc.registered_model)
@@ -94,18 +95,19 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     result.champion = _maybe_promote(client, tc, version.version, result.scorecards["model"]["roc_auc"])
 
 
-def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, test: pd.DataFrame,
-                   probabilities: dict[str, np.ndarray]) -> list[str]:
-    """The charts, the model card (Markdown and JSON), the config and the feature importances; their names."""
+def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest) -> list[str]:
+    """The charts (of the backtest), the model card (Markdown and JSON), the config and the feature
+    importances; their names."""
     import mlflow
 
-    model, y_test = result.model, test["churned"].to_numpy()
+    model, test, probabilities = result.model, backtest.test, backtest.probabilities
+    y_test = test["churned"].to_numpy()
     imp = model.feature_importance()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = [
             plot_feature_importance(list(imp.index), imp.to_numpy(), tmp / "feature_importance.png"),
-            plot_calibration(y_test, {"uncalibrated": model.predict_raw(test), "calibrated": probabilities["model"]},
+            plot_calibration(y_test, {"uncalibrated": backtest.fit.model.predict_raw(test), "calibrated": probabilities["model"]},
                              tmp / "calibration_curve.png"),
             plot_lift_gain(y_test, probabilities, tmp / "lift_gain.png"),
             plot_score_distribution(y_test, probabilities["model"], tmp / "score_distribution.png"),
@@ -189,14 +191,16 @@ def _maybe_promote(client, tc: TrackingConfig, version: str, test_auc: float) ->
 
 
 def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, scorecards: dict[str, dict[str, float]],
-                       model_path: str | Path, data_fingerprint: str) -> None:
+                       model_path: str | Path, data_fingerprint: str, kind: str = "model") -> None:
     """Record a later evaluation of a model file: its scorecards (``eval_`` for the model) on ``rows``
-    customers as of ``as_of``."""
+    customers as of ``as_of``; ``kind`` (tag ``evaluation``) is ``model`` or ``backtest`` (see
+    :class:`churnguard.training.run.Evaluation`)."""
     import mlflow
 
     _, _, exp_id = _connect(tc)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}"):
-        mlflow.set_tags({"kind": "evaluation", "model_file": str(model_path), "data_fingerprint": data_fingerprint})
+        mlflow.set_tags({"kind": "evaluation", "evaluation": kind, "model_file": str(model_path),
+                         "data_fingerprint": data_fingerprint})
         mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
         for name, card in scorecards.items():
             mlflow.log_metrics({f"{'eval' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})

@@ -1,5 +1,6 @@
-"""Training on the cluster: the training set built per partition, the number of boosting rounds chosen on a
-sample, LightGBM trained with ``lightgbm.dask``, then calibrated, scored and saved like a local model."""
+"""Training on the cluster by the procedure of :mod:`churnguard.training.procedure`: the snapshots built per
+partition, the tuning model (number of trees, calibration) trained here on a sample, the refit trained with
+``lightgbm.dask``, then backtested, scored and saved like a local model."""
 
 from __future__ import annotations
 
@@ -19,18 +20,17 @@ from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
-from churnguard.model.calibration import fit_calibrator
-from churnguard.model.churn_model import ChurnModel
+from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
+from churnguard.training.procedure import Plan, fit_procedure, lightgbm_params, plan_training, run_backtest
 from churnguard.training.run import (
     TrainingRows,
     TrainResult,
+    backtest_day,
     fingerprint,
     finish_training,
-    new_model,
     sampling_summary,
 )
-from churnguard.training.snapshots import snapshot_dates, split_by_time
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config
     from churnguard.engines.dask._read import DaskTables
+    from churnguard.model.churn_model import ChurnModel
 
 _TABLES = ("transactions", "tickets", "customers")
 
@@ -91,6 +92,12 @@ def _data_facts(client: Client, tasks: _Tasks, dtables: DaskTables) -> tuple[dic
     return counts, fingerprint(h if name in dtables.sources else None for h, name in zip(hashes, _TABLES, strict=True))
 
 
+def _reference_part(feats: pd.DataFrame, params: BGNBDParams, horizon: int, lookback: int) -> pd.DataFrame:
+    """A partition's customers of the drift reference (every one: the sample is drawn over all partitions)."""
+    rows = drift_population(feats, lookback, limit=len(feats) + 1)
+    return rows.assign(**bgnbd_features(rows, params, horizon))
+
+
 def train_dask(
     dtables: DaskTables,
     config: Config,
@@ -103,14 +110,14 @@ def train_dask(
     track: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train, evaluate and save a churn model on the cluster, like ``run_training`` on all the data.
+    """Train, backtest and save a churn model on the cluster by the procedure of ``run_training``
+    (:mod:`churnguard.training.procedure`): the same plans, tuning, refit and backtest.
 
-    The training set is built per partition (features with global lifespan, VIP threshold and attribute kinds;
-    BG/NBD fitted per snapshot on every partition's histories; labels), with the same time split. LightGBM
-    trains with ``lightgbm.dask.DaskLGBMClassifier``; its early stopping does not work on the cluster, so the
-    number of boosting rounds is chosen by early stopping on the validation snapshot with a local model trained
-    on a sample of ``sample_rows`` training rows (all of them when there are fewer), and the distributed model
-    then trains for that many rounds. The validation and test snapshots are gathered here; the rest is
+    The snapshots are built per partition (features with global lifespan, VIP threshold and attribute kinds;
+    BG/NBD fitted per snapshot on every partition's histories; labels). The tuning model (which chooses the
+    number of trees and the calibration) trains here on a sample of ``sample_rows`` of its rows (all of them
+    when there are fewer): ``lightgbm.dask``'s early stopping does not work on the cluster. The refit on every
+    snapshot trains on the cluster with ``lightgbm.dask.DaskLGBMClassifier`` for that many trees. The rest is
     :func:`churnguard.training.run.finish_training`'s, as for a local run, and the model file an ordinary one.
     ``snapshots.max_train_rows`` does not apply: the cluster trains on every row (``max_train_rows: None``).
 
@@ -120,9 +127,9 @@ def train_dask(
         client: the tables' client (default) or the same scheduler's address.
         model_out: where the model file is written (atomically).
         as_of: "today": the last day whose data may be used (default: the last transaction day).
-        sample_rows: training rows for choosing the number of boosting rounds.
+        sample_rows: rows of the tuning model.
         config_text: the YAML the config came from, logged to MLflow.
-        track: record the run in MLflow (the training curves are those of the round-choosing sample model).
+        track: record the run in MLflow (the training curves are those of the tuning model).
         on_step: progress callback, called with a short description before each step.
     """
     step = on_step or (lambda _msg: None)
@@ -130,99 +137,124 @@ def train_dask(
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     last = to_day(as_of) if as_of is not None else dtables.last_date()
-    days = split_by_time(snapshot_dates(dtables.first_timestamp(), last, config.labels, config.snapshots),
-                         config.labels.horizon_days)
-    tasks = _Tasks(client)
-    rows, train = _snapshot_rows(dtables, client, tasks, days, last, config, step)
-    model, sampled = _fit(client, tasks, rows, train, config, sample_rows, step)
-    rows.facts["rounds_chosen_on_rows"] = sampled
-    return finish_training(model, rows, config, model_out=model_out, config_text=config_text, track=track,
-                           on_step=step)
+    first = dtables.first_timestamp()
+    plan = plan_training(first, last, config.labels, config.snapshots)
+    bt_day = backtest_day(last, config)
+    bt_plan = plan_training(first, bt_day, config.labels, config.snapshots)
+    source = _DaskRows(dtables, client, sorted({*plan.snapshots, *bt_plan.snapshots}), last, config, sample_rows,
+                       step)
+    step(f"backtest: the same procedure as of {bt_day.date()}")
+    backtest = run_backtest(source, first, bt_day, config)
+    step("training the deployed model on every labelled snapshot")
+    fit = fit_procedure(source, plan, config.model)
+    return finish_training(fit, backtest, source.training_rows(plan, fit.model), config, model_out=model_out,
+                           config_text=config_text, track=track, on_step=step)
 
 
-def _snapshot_rows(dtables: DaskTables, client: Client, tasks: _Tasks,
-                   days: tuple[list[pd.Timestamp], pd.Timestamp, pd.Timestamp], last: pd.Timestamp, config: Config,
-                   step: Callable[[str], None]) -> tuple[TrainingRows, dict[int, Future]]:
-    """The validation and test rows gathered here with the facts of the data and of the training set, and the
-    training rows of each partition, left on the cluster."""
-    train_days, valid_day, test_day = days
-    used = [*train_days, valid_day, test_day]
-    horizon, lookback = config.labels.horizon_days, config.labels.lookback_days
-    step(f"building features for {len(used)} snapshots and today")
-    snaps = _feature_snapshots(dtables, client, [*used, last], config.features)
-    bg_counts = _gather(client, {d: [tasks.submit(f"bgcounts-{d:%Y%m%d}-p{b}", history_counts, f)
-                                     for b, f in enumerate(s.parts)] for d, s in snaps.items()}, "fitting BG/NBD")
-    bg = {d: fit_history_counts(c) for d, c in bg_counts.items()}
-    rows = {d: [tasks.submit(f"rows-{d:%Y%m%d}-p{b}", _training_rows, f, p, bg[d], d, horizon, lookback)
-                for b, (f, p) in enumerate(zip(snaps[d].parts, dtables.partitions, strict=True))] for d in used}
-    shapes = _gather(client, {d: [tasks.submit(f"shape-{d:%Y%m%d}-p{b}", _shape, r) for b, r in enumerate(fs)]
-                              for d, fs in rows.items()}, "labelling the snapshots")
-    metas = [next((m for n, _, m in shapes[d] if n), shapes[d][0][2]) for d in used]
-    dtypes = pd.concat(metas, ignore_index=True).dtypes.to_dict()  # as the local engine's concatenated set
+class _DaskRows:
+    """:class:`~churnguard.training.procedure.RowSource` on the cluster: each snapshot's labelled rows per
+    partition, left on the workers; a whole snapshot is gathered here once when asked for."""
 
-    step("gathering the validation and test snapshots")
+    def __init__(self, dtables: DaskTables, client: Client, days: list[pd.Timestamp], last: pd.Timestamp,
+                 config: Config, sample_rows: int, step: Callable[[str], None]) -> None:
+        self.dtables, self.client, self.tasks, self.last = dtables, client, _Tasks(client), last
+        self.config, self.sample_rows, self.step = config, sample_rows, step
+        horizon, lookback = config.labels.horizon_days, config.labels.lookback_days
+        step(f"building features for {len(days)} snapshots and today")
+        self.snaps = _feature_snapshots(dtables, client, [*days, last], config.features)
+        tasks = self.tasks
+        counts = _gather(client, {d: [tasks.submit(f"bgcounts-{d:%Y%m%d}-p{b}", history_counts, f)
+                                      for b, f in enumerate(s.parts)] for d, s in self.snaps.items()}, "fitting BG/NBD")
+        self.bg = {d: fit_history_counts(c) for d, c in counts.items()}
+        self.rows = {d: [tasks.submit(f"rows-{d:%Y%m%d}-p{b}", _training_rows, f, p, self.bg[d], d, horizon, lookback)
+                         for b, (f, p) in enumerate(zip(self.snaps[d].parts, dtables.partitions, strict=True))]
+                     for d in days}
+        self.shapes = _gather(client, {d: [tasks.submit(f"shape-{d:%Y%m%d}-p{b}", _shape, r) for b, r in enumerate(fs)]
+                                       for d, fs in self.rows.items()}, "labelling the snapshots")
+        metas = [next((m for n, _, m in self.shapes[d] if n), self.shapes[d][0][2]) for d in days]
+        self.dtypes = pd.concat(metas, ignore_index=True).dtypes.to_dict()  # as the local engine's concatenated set
+        self._whole: dict[pd.Timestamp, pd.DataFrame] = {}
+        self.tuned_on_rows = 0
 
-    def local(day: pd.Timestamp) -> pd.DataFrame:
-        frames = _gather(client, [tasks.submit(f"stack-{day:%Y%m%d}-p{b}", _stack, [r], dtypes)
-                                  for b, r in enumerate(rows[day])], f"gathering the snapshot {day.date()}")
-        return _combine(frames)
+    def whole(self, day: pd.Timestamp) -> pd.DataFrame:
+        if day not in self._whole:
+            frames = _gather(self.client, [self.tasks.submit(f"stack-{day:%Y%m%d}-p{b}", _stack, [r], self.dtypes)
+                                           for b, r in enumerate(self.rows[day])], f"gathering the snapshot {day.date()}")
+            self._whole[day] = _combine(frames)
+        return self._whole[day]
 
-    valid, test = local(valid_day), local(test_day)
-    parts = [b for b in range(dtables.npartitions) if sum(shapes[d][b][0] for d in train_days)]
-    train = {b: tasks.submit(f"train-p{b}", _stack, [rows[d][b] for d in train_days], dtypes) for b in parts}
-    n_train = sum(shapes[d][b][0] for d in train_days for b in parts)
-    if not n_train:
-        raise ValueError("the training snapshots hold no labelled customers")
-    churned = sum(shapes[d][b][1] for d in train_days for b in parts)
-    step("fingerprinting the data")
-    counts, digest = _data_facts(client, tasks, dtables)
-    # snapshots.max_train_rows is the local engine's memory bound: the cluster trains on every row.
-    facts = {**sampling_summary(n_train, n_train, None, config.model.seed), "engine": "dask"}
-    return TrainingRows(valid, test, days, dtables.first_timestamp(), last, counts, n_train,
-                        float(np.float64(churned) / n_train), dtypes, replace(snaps[last].population, bgnbd=bg[last]),
-                        {str(d.date()): bg[d] for d in used}, digest, facts), train
+    def _count(self, days: tuple[pd.Timestamp, ...], b: int | None = None, at: int = 0) -> int:
+        parts = range(self.dtables.npartitions) if b is None else [b]
+        return sum(self.shapes[d][p][at] for d in days for p in parts)
 
+    def _stacked(self, name: str, days: tuple[pd.Timestamp, ...]) -> dict[int, Future]:
+        """Each partition's rows of ``days`` as one frame, on the workers (partitions without rows left out)."""
+        return {b: self.tasks.submit(f"{name}-p{b}", _stack, [self.rows[d][b] for d in days], self.dtypes)
+                for b in range(self.dtables.npartitions) if self._count(days, b)}
 
-def _fit(client: Client, tasks: _Tasks, rows: TrainingRows, train: dict[int, Future], config: Config,
-         sample_rows: int, step: Callable[[str], None]) -> tuple[ChurnModel, int]:
-    """The model trained on the cluster for the number of rounds a local model early-stops at on a sample,
-    calibrated on the validation snapshot; and the sample's size."""
-    step(f"choosing the number of boosting rounds on a sample of {min(sample_rows, rows.train_rows):,} rows")
-    frac = min(1.0, sample_rows / rows.train_rows)
-    sample = _gather(client, [tasks.submit(f"sample-p{b}", _sample, f, frac, config.model.seed + b)
-                              for b, f in train.items()], "sampling training rows")
-    sample = _concat(sample).sort_values(["as_of", "customer_id"], kind="stable", ignore_index=True)
-    valid = rows.valid
-    probe = new_model(config.model).fit(sample, sample["churned"], valid, valid["churned"])
-    rounds = probe.best_iteration_
+    def tuning_rows(self, plan: Plan) -> pd.DataFrame:
+        n = self._count(plan.tune_train)
+        if not n:
+            raise ValueError("the tuning snapshots hold no labelled customers")
+        frac = min(1.0, self.sample_rows / n)
+        self.step(f"choosing the number of trees on a sample of {min(self.sample_rows, n):,} rows")
+        stacked = self._stacked(f"tune-{plan.today:%Y%m%d}", plan.tune_train)
+        sample = _gather(self.client, [self.tasks.submit(f"sample-{plan.today:%Y%m%d}-p{b}", _sample, f, frac,
+                                                         self.config.model.seed + b) for b, f in stacked.items()],
+                         "sampling training rows")
+        self.tuned_on_rows = sum(len(f) for f in sample)
+        return _concat(sample).sort_values(["as_of", "customer_id"], kind="stable", ignore_index=True)
 
-    step(f"training LightGBM on the cluster ({rounds} rounds, {rows.train_rows:,} rows)")
-    booster = _fit_distributed(client, tasks, train, probe, sample, rounds, config)
-    model = new_model(config.model)
-    model.feature_names_, model.categories_ = probe.feature_names_, probe.categories_
-    model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
-    model.evals_result_ = probe.evals_result_  # curves of the round-choosing run (MLflow plots them)
-    model.calibrator_ = fit_calibrator(config.model.calibration, model.predict_raw(valid), valid["churned"].to_numpy())
-    return model, len(sample)
+    def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
+        n = self._count(plan.snapshots)
+        self.step(f"training LightGBM on the cluster ({tuned.best_iteration_} trees, {n:,} rows)")
+        train = self._stacked(f"train-{plan.today:%Y%m%d}", plan.snapshots)
+        return _fit_distributed(self.client, self.tasks, train, tuned, self.whole(plan.tune_day), self.config,
+                                f"{plan.today:%Y%m%d}")
+
+    def training_rows(self, plan: Plan, model: ChurnModel) -> TrainingRows:
+        """What :func:`finish_training` needs of the deployed ``plan``: the newest snapshot, the drift
+        reference, the facts of the data and of the training set."""
+        n, churned = self._count(plan.snapshots), self._count(plan.snapshots, at=1)
+        self.step("fingerprinting the data")
+        counts, digest = _data_facts(self.client, self.tasks, self.dtables)
+        facts = {**sampling_summary(n, n, None, self.config.model.seed), "engine": "dask",
+                 "rounds_chosen_on_rows": self.tuned_on_rows}
+        population = replace(self.snaps[self.last].population, bgnbd=self.bg[self.last])
+        return TrainingRows(plan, self.whole(plan.tune_day), self._reference(), self.dtables.first_timestamp(),
+                            counts, n, float(np.float64(churned) / n), self.dtypes, population,
+                            {str(d.date()): self.bg[d] for d in self.rows}, digest, facts)
+
+    def _reference(self) -> pd.DataFrame:
+        """Today's customers of the drift reference, gathered (a seeded sample over all partitions when more
+        than ``REFERENCE_ROWS``)."""
+        c = self.config
+        parts = [self.tasks.submit(f"reference-p{b}", _reference_part, f, self.bg[self.last], c.labels.horizon_days,
+                                   c.labels.lookback_days) for b, f in enumerate(self.snaps[self.last].parts)]
+        n = sum(_gather(self.client, [self.tasks.submit(f"refcount-p{b}", len, f) for b, f in enumerate(parts)],
+                        "counting today's customers"))
+        frac = min(1.0, REFERENCE_ROWS / max(n, 1))
+        return _combine(_gather(self.client, [self.tasks.submit(f"refsample-p{b}", _sample, f, frac, c.model.seed + b)
+                                              for b, f in enumerate(parts)], "gathering the drift reference"))
 
 
 def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], probe: ChurnModel,
-                     sample: pd.DataFrame, rounds: int, config: Config) -> Any:
-    """Train ``rounds`` boosting rounds with lightgbm.dask on the partitions' rows; return the booster."""
+                     sample: pd.DataFrame, config: Config, tag: str) -> Any:
+    """Train ``probe.best_iteration_`` boosting rounds with lightgbm.dask, with ``probe``'s inputs, on the
+    partitions' rows (``sample``: rows of the same columns, for the metadata; ``tag`` names the tasks);
+    return the booster."""
     import dask.dataframe as dd
     import lightgbm.dask as lgb_dask
 
-    mc = config.model
+    mc, rounds = config.model, probe.best_iteration_
     remote_probe = client.scatter(probe, broadcast=True, hash=False)
-    xs = [tasks.submit(f"modelinput-p{b}", _model_input, f, remote_probe) for b, f in train.items()]
-    ys = [tasks.submit(f"labels-p{b}", _labels, f) for b, f in train.items()]
-    _gather(client, [tasks.submit(f"check-p{b}", len, x) for b, x in zip(train, xs, strict=True)],
+    xs = [tasks.submit(f"modelinput-{tag}-p{b}", _model_input, f, remote_probe) for b, f in train.items()]
+    ys = [tasks.submit(f"labels-{tag}-p{b}", _labels, f) for b, f in train.items()]
+    _gather(client, [tasks.submit(f"check-{tag}-p{b}", len, x) for b, x in zip(train, xs, strict=True)],
             "preparing the model inputs")  # failures surface here, not inside lightgbm
     x = dd.from_delayed(xs, meta=probe.prepare(sample.iloc[:0]), verify_meta=False)
     y = dd.from_delayed(ys, meta=sample["churned"].iloc[:0], verify_meta=False)
-    params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **mc.params, "seed": mc.seed}
-    if mc.monotone_constraints:
-        params["monotone_constraints"] = [mc.monotone_constraints.get(c, 0) for c in probe.feature_names_]
+    params = lightgbm_params(mc, probe.feature_names_)
     classifier = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **params)
     try:
         with warnings.catch_warnings():

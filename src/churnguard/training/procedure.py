@@ -1,0 +1,187 @@
+"""The training procedure, written once for every engine: which snapshots a model learns from, how its number of
+trees and its calibration are chosen, and the backtest that judges it as it will be used.
+
+For "today" T and horizon h, the labelled snapshots end at T - h (the newest day whose outcome window is
+complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.snapshots.snapshot_dates`).
+
+* Tuning: a model learns from the snapshots whose outcome windows end by the newest one (d + h <= T - h) and
+  early-stops and calibrates on the newest snapshot, which it has not seen. This chooses the number of trees
+  and the calibration map.
+* Deployment: LightGBM is refitted with the same settings and that many trees on every labelled snapshot, the
+  newest included; the calibration map chosen in tuning is kept. The deployed model learns from the newest
+  labelled customers, and nothing it is tuned with was judged on data it learned from.
+* Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
+  to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard.
+
+An engine supplies the rows (:class:`RowSource`): the local engine builds them in memory
+(:mod:`churnguard.training.run`), the Dask engine per partition on a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from churnguard.model._modelcore import feature_matrix
+from churnguard.model.churn_model import ChurnModel, feature_columns
+from churnguard.training.evaluation import holdout_scorecards
+from churnguard.training.snapshots import snapshot_dates
+
+if TYPE_CHECKING:
+    from churnguard.config import Config, LabelConfig, ModelConfig, SnapshotConfig
+
+__all__ = ["Backtest", "Fit", "Plan", "RowSource", "fit_procedure", "fit_rounds", "lightgbm_params", "new_model",
+           "plan_training", "refit", "run_backtest"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The snapshot days of one run of the procedure as of ``today``.
+
+    Attributes:
+        today: the last day whose data the run may use.
+        snapshots: every labelled snapshot, oldest first; the newest is ``today - horizon``. The deployed
+            model learns from all of them.
+        tune_train: the snapshots whose outcome windows end by ``tune_day``: the tuning model learns from them.
+        tune_day: the newest snapshot: the tuning model early-stops and is calibrated on it.
+    """
+
+    today: pd.Timestamp
+    snapshots: tuple[pd.Timestamp, ...]
+    tune_train: tuple[pd.Timestamp, ...]
+    tune_day: pd.Timestamp
+
+    @property
+    def refit_only(self) -> tuple[pd.Timestamp, ...]:
+        """The snapshots besides the tuning day (those whose rows may be sampled)."""
+        return tuple(d for d in self.snapshots if d != self.tune_day)
+
+
+def plan_training(first_day: pd.Timestamp, today: pd.Timestamp, labels: LabelConfig,
+                  snapshots: SnapshotConfig) -> Plan:
+    """The :class:`Plan` of a run as of ``today`` on data from ``first_day``.
+
+    Raises:
+        ValueError: the data spans too little time: fewer than 3 snapshots, or none whose outcome window ends
+            by the newest one.
+    """
+    days = snapshot_dates(first_day, today, labels, snapshots)
+    tune_day, gap = days[-1], pd.Timedelta(days=labels.horizon_days)
+    tune_train = tuple(d for d in days if d + gap <= tune_day)
+    if not tune_train:
+        raise ValueError(
+            f"no snapshot ends its outcome window by the newest labelled snapshot {tune_day.date()}: the data is "
+            "too short to choose the number of trees on a later snapshot; lower snapshots.cadence_days or "
+            "provide more history"
+        )
+    return Plan(today, tuple(days), tune_train, tune_day)
+
+
+class RowSource(Protocol):
+    """What an engine gives :func:`fit_procedure`: labelled snapshot rows (features and ``churned``)."""
+
+    def whole(self, day: pd.Timestamp) -> pd.DataFrame:
+        """Every labelled customer of the snapshot ``day`` (never sampled)."""
+
+    def tuning_rows(self, plan: Plan) -> pd.DataFrame:
+        """The rows of ``plan.tune_train`` the tuning model learns from."""
+
+    def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
+        """LightGBM trained for ``tuned.best_iteration_`` rounds, with ``tuned``'s inputs, on every snapshot of
+        ``plan`` (e.g. :func:`fit_rounds`)."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The procedure's model and what tuning measured on the tuning day (Brier before and after calibration)."""
+
+    model: ChurnModel
+    tune_brier_uncalibrated: float
+    tune_brier_calibrated: float
+
+
+def new_model(mc: ModelConfig) -> ChurnModel:
+    """An unfitted :class:`ChurnModel` with the configured settings."""
+    return ChurnModel(mc.params, mc.num_boost_round, mc.early_stopping_rounds, mc.calibration, mc.seed,
+                      dict(mc.monotone_constraints))
+
+
+def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
+    """Tune on ``plan.tune_train`` (early stopping and calibration on ``plan.tune_day``), then refit with the
+    chosen number of trees on every snapshot of ``plan``, keeping the calibration."""
+    tune = source.whole(plan.tune_day)
+    train = source.tuning_rows(plan)
+    tuned = new_model(mc).fit(train, train["churned"], tune, tune["churned"])
+    del train
+    y = tune["churned"].to_numpy()
+    briers = (float(np.mean((tuned.predict_raw(tune) - y) ** 2)), float(np.mean((tuned.predict_proba(tune) - y) ** 2)))
+    return Fit(refit(tuned, source.booster(plan, tuned)), *briers)
+
+
+def refit(tuned: ChurnModel, booster: Any) -> ChurnModel:
+    """``tuned``'s settings, inputs, calibration and tuning curves with ``booster``'s trees."""
+    model = ChurnModel(tuned.params, tuned.num_boost_round, tuned.early_stopping_rounds, tuned.calibration,
+                       tuned.seed, dict(tuned.monotone_constraints))
+    model.feature_names_, model.categories_ = tuned.feature_names_, tuned.categories_
+    model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
+    model.evals_result_ = tuned.evals_result_  # the tuning run's curves: where the number of trees was chosen
+    model.calibrator_ = tuned.calibrator_
+    return model
+
+
+def lightgbm_params(mc: ModelConfig, feature_names: list[str]) -> dict[str, Any]:
+    """LightGBM's parameters for ``mc``, as :meth:`ChurnModel.fit` sets them."""
+    params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **mc.params, "seed": mc.seed}
+    if mc.monotone_constraints:
+        params["monotone_constraints"] = [mc.monotone_constraints.get(c, 0) for c in feature_names]
+    return params
+
+
+def fit_rounds(mc: ModelConfig, frame: pd.DataFrame, tuned: ChurnModel) -> Any:
+    """LightGBM trained in this process for ``tuned.best_iteration_`` rounds on ``frame``, with ``tuned``'s
+    inputs (features, category levels), as :meth:`ChurnModel.fit` builds its training set."""
+    import lightgbm as lgb
+
+    names, categories = tuned.feature_names_, tuned.categories_
+    if feature_columns(frame) != names:
+        raise ValueError("the refit rows have other feature columns than the tuning rows")
+    params = lightgbm_params(mc, names)
+    categorical = [i for i, c in enumerate(names) if c in categories]
+    data = lgb.Dataset(feature_matrix(frame, names, categories), label=frame["churned"].to_numpy(dtype="float32"),
+                       feature_name=names, categorical_feature=categorical, params=params, free_raw_data=True)
+    data.construct()
+    data.pandas_categorical = [categories[names[i]] for i in categorical]
+    return lgb.train(params, data, num_boost_round=tuned.best_iteration_)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The procedure judged as it will be used: run as of ``plan.today`` and scored on that day's customers.
+
+    Attributes:
+        plan: the backtest run's plan (its ``today`` is the scored day, ``backtest_as_of``).
+        fit: its model.
+        test: the scored customers' rows (features and what they did next, ``churned``).
+        scorecards: scorer (``model``, ``recency``, ``bgnbd``) -> metric -> value on ``test``.
+        probabilities: each scorer's probabilities on ``test``.
+    """
+
+    plan: Plan
+    fit: Fit
+    test: pd.DataFrame
+    scorecards: dict[str, dict[str, float]]
+    probabilities: dict[str, np.ndarray]
+
+
+def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp, config: Config) -> Backtest:
+    """The procedure run as of ``as_of`` (only data up to it), then scored on the customers of ``as_of``
+    against what they did in the horizon after it; the baselines are calibrated on the backtest's tuning day,
+    as its model is. ``source`` must hold data up to ``as_of + horizon``."""
+    plan = plan_training(first_day, as_of, config.labels, config.snapshots)
+    fit = fit_procedure(source, plan, config.model)
+    test = source.whole(as_of)
+    cards, _, probs = holdout_scorecards(fit.model, source.whole(plan.tune_day), test, config.model.calibration)
+    return Backtest(plan, fit, test, cards, probs)
