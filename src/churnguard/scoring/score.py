@@ -197,12 +197,12 @@ class ScoreResult:
         chosen = s[s["selected"]]
         contacted = chosen[~chosen["control_group"]]
         counts = s["risk_band"].value_counts()
-        outside = counts.index.isin(rules.LIFECYCLE_STAGES)
+        stages = [k for k in rules.LIFECYCLE_STAGES if k in counts.index]  # the bands without a probability
         return (
             f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
-            f"bands: {', '.join(f'{k} {v:,}' for k, v in counts[~outside].items())}\n"
+            f"bands: {', '.join(f'{k} {v:,}' for k, v in counts.drop(stages).items()) or 'none'}\n"
             f"no probability (no purchase in the model's lookback): "
-            f"{', '.join(f'{k} {v:,}' for k, v in counts[outside].items()) or 'none'}\n"
+            f"{', '.join(f'{k} {counts[k]:,}' for k in stages) or 'none'}\n"
             f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
             f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}"
         )
