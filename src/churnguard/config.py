@@ -215,7 +215,8 @@ def load_config(path: str | Path | None = None) -> Config:
 
 # -- the retention playbook (configs/actions.yaml) ----------------------------------------------------------
 
-Band = Literal["high", "medium", "low", "no_history"]
+Band = Literal["high", "medium", "low", "lost", "never_bought"]  # the last two: customers without a probability
+Stage = Literal["new", "active", "at_risk", "lapsing", "lost", "never_bought"]  # churnguard.scoring.rules
 Signal = Literal["bad_support", "new_customer", "lapsed"]
 
 
@@ -223,6 +224,7 @@ class RuleCondition(_Frozen):
     """All given conditions must hold; an empty condition matches everyone."""
 
     band: tuple[Band, ...] | None = None
+    stage: tuple[Stage, ...] | None = None
     value_tier: tuple[Literal["vip", "standard"], ...] | None = None
     signals: tuple[Signal, ...] = ()
     not_signals: tuple[Signal, ...] = ()

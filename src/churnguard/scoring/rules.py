@@ -1,11 +1,26 @@
 """The scoring rules, each written once as a function of arrays over ``n`` customers (``n = 1`` included).
 
+* **Lifecycle stage** (also the retention report's): from the days since a customer's last and first purchase
+  (``k`` days ago at ``as_of`` is the day ``as_of - k``; ``active_days`` is the model's ``lookback_days`` when
+  scoring, the report's activity window in the report):
+
+  - ``new``: first purchase 0-89 days ago (and a purchase in the activity window);
+  - ``active``: last purchase 0-89 days ago, not new;
+  - ``at_risk``: last purchase 90-179 days ago;
+  - ``lapsing``: last purchase 180 days ago up to the activity window;
+  - ``lost``: a purchase, but none in the last ``active_days`` days;
+  - ``never_bought``: no purchase at all.
+
+  Windows are cut at ``active_days``, so with ``active_days <= 180`` some stages are empty.
+* **The model's population**: the stages up to ``lapsing``, i.e. a purchase in the last ``lookback_days``
+  days, the customers the model learned from (``churnguard.labels``). ``lost`` and ``never_bought``
+  customers get no probability.
 * **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
-  ``low`` below all bounds; ``no_history`` for customers without any purchase (the model has not seen such
-  customers, so they get no probability and their own playbook rule).
+  ``low`` below all bounds; the lifecycle stage (``lost`` or ``never_bought``) for a customer without a
+  probability.
 * **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``).
 * **Action**: the first playbook rule whose conditions hold.
-* **Expected value** = P(churn) x CLTV x success rate - cost.
+* **Expected value** = P(churn) x CLTV x success rate - cost, with P = 1 for a customer without a probability.
 * **Selection**: customers with positive expected value, best value per unit of cost first (ties: higher
   expected value, then customer id), while the budget lasts; a seeded share of them is held out as control.
 """
@@ -20,17 +35,56 @@ import numpy as np
 if TYPE_CHECKING:
     from churnguard.config import Playbook
 
-__all__ = ["assign_actions", "expected_value", "risk_band", "select", "signals"]
+__all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_population", "lifecycle_codes",
+           "lifecycle_stage", "risk_band", "select", "signals"]
+
+STAGES: tuple[str, ...] = ("new", "active", "at_risk", "lapsing", "lost")  # customers with a purchase
+LIFECYCLE_STAGES: tuple[str, ...] = (*STAGES, "never_bought")
+NEW_DAYS, AT_RISK_DAYS = 90, 180
+_LOST = STAGES.index("lost")
+_NAMES = np.array(LIFECYCLE_STAGES, dtype=object)
 
 
-def risk_band(prob: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
-    """Band name per probability: the band with the highest lower bound reached, else ``low``; ``no_history``
-    where the probability is NaN."""
+def lifecycle_codes(days_since_last: np.ndarray, days_since_first: np.ndarray, active_days: int) -> np.ndarray:
+    """Each customer's stage as an index into ``LIFECYCLE_STAGES`` (int8), from the days since their last and
+    first purchase (NaN or infinite: no purchase) and the activity window ``active_days``."""
+    last = np.asarray(days_since_last, dtype="float64")
+    first = np.asarray(days_since_first, dtype="float64")
+    code = np.full(len(last), len(STAGES), dtype=np.int8)  # never_bought
+    code[np.isfinite(last)] = _LOST
+    for stage, days in (("lapsing", active_days), ("at_risk", AT_RISK_DAYS), ("active", NEW_DAYS)):
+        code[last < min(days, active_days)] = STAGES.index(stage)  # each narrower window overwrites the wider
+    code[(last < active_days) & (first < NEW_DAYS)] = STAGES.index("new")
+    return code
+
+
+def lifecycle_stage(days_since_last: np.ndarray, days_since_first: np.ndarray, active_days: int) -> np.ndarray:
+    """Each customer's stage name (see :func:`lifecycle_codes`)."""
+    return _NAMES[lifecycle_codes(days_since_last, days_since_first, active_days)]
+
+
+def in_population(stage: np.ndarray) -> np.ndarray:
+    """Whether each customer (by stage name) is one the model learned about: a purchase in the lookback."""
+    stage = np.asarray(stage, dtype=object)
+    return (stage != "lost") & (stage != "never_bought")
+
+
+def risk_band(prob: np.ndarray, bands: Mapping[str, float], stage: np.ndarray | None = None) -> np.ndarray:
+    """Band name per probability: the band with the highest lower bound reached, else ``low``; where the
+    probability is NaN (a customer outside the model's population), the customer's ``stage``.
+
+    Raises:
+        ValueError: a probability is NaN and no ``stage`` is given.
+    """
     prob = np.asarray(prob, dtype="float64")
     out = np.full(len(prob), "low", dtype=object)
     for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
         out[prob >= lower] = name
-    out[np.isnan(prob)] = "no_history"
+    missing = np.isnan(prob)
+    if missing.any():
+        if stage is None:
+            raise ValueError("customers without a probability take their lifecycle stage as band: give `stage`")
+        out[missing] = np.asarray(stage, dtype=object)[missing]
     return out
 
 
@@ -42,7 +96,7 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     * ``bad_support``: a ticket still open, or a ticket in the last 90 days and a last first answer slower than
       the SLA or a last CSAT of 2 or less;
     * ``new_customer``: a customer for at most ``new_customer_days``;
-    * ``lapsed``: no purchase for more than ``lookback_days``.
+    * ``lapsed``: no purchase in the last ``lookback_days`` days (the lifecycle stage ``lost``).
     """
     def col(name: str) -> np.ndarray:
         return np.asarray(cols[name], dtype="float64") if name in cols else np.full(n, np.nan)
@@ -51,18 +105,21 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     bad = (col("open_tickets") > 0) | (
         recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
     return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
-            "lapsed": col("recency_days") > lookback_days}
+            "lapsed": lifecycle_stage(col("recency_days"), col("bg_age_days"), lookback_days) == "lost"}
 
 
-def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray], playbook: Playbook
-                   ) -> np.ndarray:
-    """The name of the first playbook rule whose conditions hold, per customer."""
+def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
+                   playbook: Playbook) -> np.ndarray:
+    """The name of the first playbook rule whose conditions (band, lifecycle stage, value tier, signals) hold,
+    per customer."""
     action = np.full(len(bands), None, dtype=object)
     for rule in playbook.actions:
         w = rule.when
         ok = np.ones(len(bands), dtype=bool)
         if w.band is not None:
             ok &= _among(bands, w.band)
+        if w.stage is not None:
+            ok &= _among(stages, w.stage)
         if w.value_tier is not None:
             ok &= _among(tiers, w.value_tier)
         for s in w.signals:
@@ -83,8 +140,14 @@ def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
 
 def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions;
-    a customer without history counts with P = 1: the whole CLTV is at stake)."""
+    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions).
+
+    A customer without a probability (outside the model's population: lost or never bought) counts with
+    P = 1: they are not buying now, so without an action all of their CLTV is lost. CLTV counts the orders of
+    the last 365 days (``churnguard.features.kernel.cltv``), so a lost customer's is 0 unless ``lookback_days``
+    is shorter than that, and a never-bought customer's is 0: their contact then has a negative expected value
+    and is not selected.
+    """
     rules = {r.name: r for r in playbook.actions}
     cost = np.array([rules[a].cost for a in actions], dtype="float64")
     success = np.array([rules[a].success_rate for a in actions], dtype="float64")

@@ -143,6 +143,7 @@ class FeaturesRequest(_Body):
 class Score(BaseModel):
     customer_id: str
     as_of: date
+    lifecycle_stage: str
     churn_probability: float | None
     risk_band: str
     value_tier: str
@@ -499,7 +500,7 @@ def _add_routes(app: FastAPI) -> None:
         if "customer_id" not in rows:
             rows["customer_id"] = [f"row{i}" for i in range(len(rows))]
         rows["as_of"] = pd.to_datetime(rows["as_of"]) if "as_of" in rows else pd.Timestamp.now().normalize()
-        for c in ("n_orders", "cltv"):
+        for c in ("n_orders", "cltv", "recency_days", "bg_age_days"):
             if c not in rows:
                 return JSONResponse({"detail": f"feature row needs {c!r}"}, status_code=422)
         scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
