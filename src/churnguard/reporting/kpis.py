@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_write_text, write_table
-from churnguard.scoring.rules import STAGES, lifecycle_codes
+from churnguard.lifecycle import STAGES, lifecycle_codes
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables
@@ -86,7 +86,7 @@ class RetentionReport:
       ``median_first_response_hours`` over tickets opened in the period and answered.
 
     Lifecycle stages at the period end (only customers with a purchase by then; they sum to E + lost), as
-    ``churnguard.scoring.rules.lifecycle_codes`` defines them for scoring too: ``new`` first purchase 0-89
+    ``churnguard.lifecycle.lifecycle_codes`` defines them for scoring too: ``new`` first purchase 0-89
     days ago; ``active`` last purchase 0-89 days ago, not new; ``at_risk`` last purchase 90-179 days ago;
     ``lapsing`` 180 days ago up to the activity window; ``lost`` no purchase in the last ``active_days``
     days. Windows are cut at ``active_days``, so new + active + at_risk + lapsing = E.

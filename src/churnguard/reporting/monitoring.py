@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path
+from churnguard.lifecycle import in_lookback
 
 __all__ = ["ABSENT", "ALL_ACTIONS", "REFERENCE_ROWS", "ScoreComparison", "campaign_readout", "compare_scores",
            "drift_population", "drift_table", "newcombe_interval", "plot_drift", "plot_readout", "plot_transitions", "psi", "reference_profile"]
@@ -188,7 +189,7 @@ def drift_population(features: pd.DataFrame, lookback_days: int, *, limit: int =
     drift, and later checks measure how the customers changed since: with a reference one horizon older, the
     customers' ages alone (``bg_age_days``, ``tenure_days``) grow by the horizon and raise alarms that no
     retraining can clear."""
-    rows = features[(features["recency_days"] <= lookback_days).to_numpy()]
+    rows = features[in_lookback(features["recency_days"], lookback_days)]
     return rows.sample(n=limit, random_state=seed) if len(rows) > limit else rows
 
 

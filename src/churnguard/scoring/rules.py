@@ -1,20 +1,6 @@
 """The scoring rules, each written once as a function of arrays over ``n`` customers (``n = 1`` included).
 
-* **Lifecycle stage** (also the retention report's): from the days since a customer's last and first purchase
-  (``k`` days ago at ``as_of`` is the day ``as_of - k``; ``active_days`` is the model's ``lookback_days`` when
-  scoring, the report's activity window in the report):
-
-  - ``new``: first purchase 0-89 days ago (and a purchase in the activity window);
-  - ``active``: last purchase 0-89 days ago, not new;
-  - ``at_risk``: last purchase 90-179 days ago;
-  - ``lapsing``: last purchase 180 days ago up to the activity window;
-  - ``lost``: a purchase, but none in the last ``active_days`` days;
-  - ``never_bought``: no purchase at all.
-
-  Windows are cut at ``active_days``, so with ``active_days <= 180`` some stages are empty.
-* **The model's population**: the stages up to ``lapsing``, i.e. a purchase in the last ``lookback_days``
-  days, the customers the model learned from (``churnguard.labels``). ``lost`` and ``never_bought``
-  customers get no probability.
+* **Lifecycle stage and the model's population**: :mod:`churnguard.lifecycle`.
 * **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
   ``low`` below all bounds; the lifecycle stage (``lost`` or ``never_bought``) for a customer without a
   probability.
@@ -32,41 +18,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from churnguard.lifecycle import (  # re-exported: the scoring rules start from the customer's stage
+    LIFECYCLE_STAGES,
+    STAGES,
+    in_lookback,
+    in_population,
+    lifecycle_codes,
+    lifecycle_stage,
+)
+
 if TYPE_CHECKING:
     from churnguard.config import Playbook
 
-__all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_population", "lifecycle_codes",
-           "lifecycle_stage", "risk_band", "select", "signals"]
-
-STAGES: tuple[str, ...] = ("new", "active", "at_risk", "lapsing", "lost")  # customers with a purchase
-LIFECYCLE_STAGES: tuple[str, ...] = (*STAGES, "never_bought")
-NEW_DAYS, AT_RISK_DAYS = 90, 180
-_LOST = STAGES.index("lost")
-_NAMES = np.array(LIFECYCLE_STAGES, dtype=object)
-
-
-def lifecycle_codes(days_since_last: np.ndarray, days_since_first: np.ndarray, active_days: int) -> np.ndarray:
-    """Each customer's stage as an index into ``LIFECYCLE_STAGES`` (int8), from the days since their last and
-    first purchase (NaN or infinite: no purchase) and the activity window ``active_days``."""
-    last = np.asarray(days_since_last, dtype="float64")
-    first = np.asarray(days_since_first, dtype="float64")
-    code = np.full(len(last), len(STAGES), dtype=np.int8)  # never_bought
-    code[np.isfinite(last)] = _LOST
-    for stage, days in (("lapsing", active_days), ("at_risk", AT_RISK_DAYS), ("active", NEW_DAYS)):
-        code[last < min(days, active_days)] = STAGES.index(stage)  # each narrower window overwrites the wider
-    code[(last < active_days) & (first < NEW_DAYS)] = STAGES.index("new")
-    return code
-
-
-def lifecycle_stage(days_since_last: np.ndarray, days_since_first: np.ndarray, active_days: int) -> np.ndarray:
-    """Each customer's stage name (see :func:`lifecycle_codes`)."""
-    return _NAMES[lifecycle_codes(days_since_last, days_since_first, active_days)]
-
-
-def in_population(stage: np.ndarray) -> np.ndarray:
-    """Whether each customer (by stage name) is one the model learned about: a purchase in the lookback."""
-    stage = np.asarray(stage, dtype=object)
-    return (stage != "lost") & (stage != "never_bought")
+__all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
+           "lifecycle_codes", "lifecycle_stage", "risk_band", "select", "signals"]
 
 
 def risk_band(prob: np.ndarray, bands: Mapping[str, float], stage: np.ndarray | None = None) -> np.ndarray:

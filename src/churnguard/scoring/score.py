@@ -302,7 +302,7 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, 
                   ) -> pd.DataFrame:
     """The rows comparable with the training reference: customers who bought within the lookback window."""
     lookback = model.require_info().config.labels.lookback_days
-    keep = (feats["recency_days"] <= lookback).to_numpy()
+    keep = rules.in_lookback(feats["recency_days"], lookback)
     sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
     sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
     return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
