@@ -61,16 +61,9 @@ def table_suffix(path: Path) -> str:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` to CSV or Parquet (by extension), atomically."""
     path = Path(path)
-    suffix = table_suffix(path)
-    writer: Callable[[Path], None]
-    if suffix == ".csv":
-        def writer(p: Path) -> None:
-            df.to_csv(p, index=False)
-    else:
-        def writer(p: Path) -> None:
-            df.to_parquet(p, index=False)
+    write = df.to_csv if table_suffix(path) == ".csv" else df.to_parquet
     with atomic_path(path) as tmp:
-        writer(tmp)
+        write(tmp, index=False)
     return path
 
 

@@ -14,20 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = [
-    "ColumnsConfig",
-    "Config",
-    "ConfigError",
-    "DataConfig",
-    "FeatureConfig",
-    "LabelConfig",
-    "ModelConfig",
-    "Playbook",
-    "SnapshotConfig",
-    "TrackingConfig",
-    "load_config",
-    "load_playbook",
-]
+__all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
+           "Playbook", "SnapshotConfig", "TrackingConfig", "load_config", "load_playbook"]
 
 
 class ConfigError(ValueError):
@@ -108,16 +96,8 @@ class ModelConfig(_Frozen):
 
     params: dict[str, Any] = Field(
         default_factory=lambda: {
-            "objective": "binary",
-            "learning_rate": 0.05,
-            "num_leaves": 16,
-            "max_depth": 5,
-            "min_child_samples": 50,
-            "feature_fraction": 0.9,
-            "bagging_fraction": 0.9,
-            "bagging_freq": 1,
-            "lambda_l2": 1.0,
-            "verbose": -1,
+            "objective": "binary", "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5, "min_child_samples": 50,
+            "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1,
         }
     )
     num_boost_round: int = Field(default=500, gt=0)
@@ -183,8 +163,7 @@ def _validate(data: dict[str, Any], source: str, model: type[BaseModel] | None =
 def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], what: str):
     """Read YAML from ``path`` (or the packaged ``defaults/<default>``) and validate it into ``model``."""
     if path is None:
-        text = resources.files("churnguard").joinpath(f"defaults/{default}").read_text(encoding="utf-8")
-        source = f"built-in {what}"
+        text, source = _default_text(default), f"built-in {what}"
     else:
         path = Path(path)
         if not path.is_file():
@@ -199,9 +178,13 @@ def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], wh
     return _validate(data, source, model, what)
 
 
+def _default_text(name: str) -> str:
+    return resources.files("churnguard").joinpath(f"defaults/{name}").read_text(encoding="utf-8")
+
+
 def default_config_text() -> str:
     """The built-in defaults as YAML text (the same values as the shipped configs/train.yaml)."""
-    return resources.files("churnguard").joinpath("defaults/train.yaml").read_text(encoding="utf-8")
+    return _default_text("train.yaml")
 
 
 def load_config(path: str | Path | None = None) -> Config:
