@@ -7,8 +7,7 @@ never in a route.
 Request bodies are pydantic models (422 with the bad field's name; for ``/predict``, a body that is not JSON
 is a 422 too), bodies over ``max_body_bytes`` get 413, no route accepts a file path, and unexpected errors
 answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI's middleware and router
-(see ``_App``), with the same checks. Per-request costs and how they were cut are measured in
-``benchmarks/serve_load.py`` (figures in ``benchmarks/README.md``).
+(see ``_App``), with the same checks.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from pydantic import (
 from starlette.routing import Route
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from churnguard import __version__
 from churnguard.config import load_playbook
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
@@ -63,8 +63,7 @@ class _Body(BaseModel):
 
 
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
-# event; ~11 us less per request of 20 transactions). Optional keys left out of the JSON stay out of the
-# dict; the scorer reads them with .get().
+# event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
@@ -208,14 +207,10 @@ def _invalid(exc: ValidationError) -> bytes:
 class _Batcher:
     """Scores the customers of the requests that arrive together in one call of the scoring chain.
 
-    Requests that reach the event loop in the same round (several clients' bodies read in one pass) are
-    queued; the first schedules a flush for the end of the round after (so the bodies read in that round join
-too: at 16 clients this took the p99 from 7.4-10.4 ms to 5.0-5.8 ms and the rate from ~3,650 to ~5,400
-requests/s, benchmarks/README.md), which scores every queued customer with one
-    :func:`churnguard.scoring.score_records` call per ``as_of`` and hands each request its own rows. The rules
-    are the same for one customer or many, and each customer is scored on its own data, so an answer never
-    depends on which other requests shared its batch; the kernel's fixed cost per call is shared instead of
-    paid per request. Should a batch fail, each of its requests is scored alone, so only a failing one fails.
+    Requests queued in one event-loop round, or the round after, are flushed together: one
+    :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each customer
+    is scored on its own data, so an answer never depends on which requests shared its batch. Should a batch
+    fail, each of its requests is scored alone, so only a failing one fails.
     """
 
     def __init__(self, state: Any) -> None:
@@ -287,42 +282,16 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
-class _BodyLimit:
-    """Plain ASGI middleware answering 413 to bodies over ``max_bytes``, whether the client declares the
-    length up front or streams it in chunks (then the body is read, at most ``max_bytes``, before routing)."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if int(declared) > self.max_bytes:
-                return await _send_json(send, 413, _too_large(self.max_bytes))
-            return await self.app(scope, receive, send)
-        try:
-            body = await _read_body(receive, self.max_bytes)
-        except _Disconnected:
-            return await self.app(scope, receive, send)  # let the app see the disconnect
-        if body is None:
-            return await _send_json(send, 413, _too_large(self.max_bytes))
-
-        async def replay():
-            nonlocal body
-            message, body = {"type": "http.request", "body": body, "more_body": False}, b""
-            return message
-
-        await self.app(scope, replay, send)
-
-
 class _Disconnected(Exception):
     """The client went away before its request body was complete."""
 
 
-async def _read_body(receive, max_bytes: int) -> bytes | None:
-    """The whole request body, or None as soon as it passes ``max_bytes``."""
+async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None when its declared length, or as soon as its length, passes ``max_bytes``
+    (raises ``_Disconnected`` when the client goes away first)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and int(declared) > max_bytes:
+        return None
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -334,6 +303,17 @@ async def _read_body(receive, max_bytes: int) -> bytes | None:
             return None
         more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replay(body: bytes):
+    """An ASGI ``receive`` handing over ``body``, read already, as the whole request body."""
+
+    async def receive():
+        nonlocal body
+        message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+        return message
+
+    return receive
 
 
 def _too_large(max_bytes: int) -> bytes:
@@ -349,14 +329,8 @@ async def _send_json(send, status: int, body: bytes) -> None:
 class _Reconnect:
     """Adds ``Connection: close`` to every ``every``-th HTTP response of this process (called by ``_App``).
 
-    Worker processes share one listening socket, and a worker accepts all connections waiting when it wakes:
-    a client's keep-alive connections, opened together, often all land on one worker while the others idle
-    (15 or 16 of 16 on one of two workers in 4 of 10 tries here, at half the throughput). A client asked to
-    reconnect is taken by whichever worker polls first, usually a less busy one, so the load evens out within
-    seconds; the price is one TCP handshake per ``every`` requests, and the reconnecting request is slow.
-    ``app_from_env`` uses 1000: with 100, those slow requests were the 1% that set p99 (11-12 ms against
-    10.5-11 ms at 16 clients, benchmarks/README.md). Separate SO_REUSEPORT sockets per worker spread
-    connections by a hash of their addresses, not by load, and measured worse (p99 11-17 ms).
+    Worker processes share one listening socket, so keep-alive connections opened together often all land on
+    one worker; a client asked to reconnect is taken by whichever worker polls first, which evens the load out.
     """
 
     def __init__(self, every: int) -> None:
@@ -377,37 +351,32 @@ class _Reconnect:
 
 
 class _App(FastAPI):
-    """The FastAPI app, with ``POST /predict`` answered ahead of FastAPI's middleware stack and router.
+    """The FastAPI app, with the body-size limit and ``POST /predict`` handled ahead of its middleware and router.
 
-    Those layers (error, telemetry and body-limit middleware, the exit stack, route matching, the Request and
-    Response objects) cost ~40 us of CPU per request here, more than validating the request body, and
-    ``/predict`` needs none of them: :meth:`__call__` reads its body under the same size limit, answers as
-    the route does (the same function, ``_predict``) and turns an unexpected error into the app's 500. Every
-    other request, and the lifespan, goes through FastAPI; the periodic ``Connection: close`` (when set)
-    counts all of them.
+    Every HTTP request body over ``max_body_bytes`` gets 413, whether its length is declared up front or it is
+    streamed in chunks (it is then read, at most ``max_body_bytes``, before routing). ``/predict`` needs none of
+    FastAPI's layers, which cost more CPU per request than validating the body: it is answered here by
+    ``_predict``, as the route does, with an unexpected error turned into the app's 500. Every other request,
+    and the lifespan, goes through FastAPI; the periodic ``Connection: close`` (when set) counts all of them.
     """
 
     max_body_bytes = 2_000_000
     reconnect: _Reconnect | None = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            if self.reconnect is not None:
-                send = self.reconnect(send)
-            if scope["path"] == "/predict" and scope["method"] == "POST":
-                return await self._serve_predict(scope, receive, send)
-        await super().__call__(scope, receive, send)
-
-    async def _serve_predict(self, scope, receive, send) -> None:
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and int(declared) > self.max_body_bytes:
-            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        if self.reconnect is not None:
+            send = self.reconnect(send)
+        predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _Disconnected:
-            return
+            body = await _read_body(scope, receive, self.max_body_bytes)
+        except _Disconnected:  # nobody to answer; a FastAPI route sees the disconnect itself
+            return None if predict else await super().__call__(scope, receive, send)
         if body is None:
             return await _send_json(send, 413, _too_large(self.max_body_bytes))
+        if not predict:
+            return await super().__call__(scope, _replay(body), send)
         try:
             status, answer = await _predict(self.state, body)
         except Exception:
@@ -427,9 +396,8 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_Reconnect`.
     """
-    app = _App(title="churnguard", version=_version(), lifespan=_lifespan(model_path, playbook_path))
+    app = _App(title="churnguard", version=__version__, lifespan=_lifespan(model_path, playbook_path))
     app.max_body_bytes = max_body_bytes
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     if reconnect_every is not None:
         app.reconnect = _Reconnect(reconnect_every)
     _add_routes(app)
@@ -506,12 +474,6 @@ def _add_routes(app: FastAPI) -> None:
         scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
         return PredictResponse(scores=_records(scores))
-
-
-def _version() -> str:
-    from churnguard import __version__
-
-    return __version__
 
 
 def app_from_env() -> FastAPI:
