@@ -29,12 +29,10 @@ TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.c
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
 CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet); with "
-                                   "--engine dask also a directory of Parquet files.")]
-EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional); with --engine "
-                                               "dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional); with "
-                                                 "--engine dask also a directory of Parquet files.")]
+_OR_DIR = "; with --engine dask also a directory of Parquet files."
+EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help=f"Transactions file (.csv or .parquet){_OR_DIR}")]
+EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help=f"Support tickets file (optional){_OR_DIR}")]
+EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help=f"Customer attributes file (optional){_OR_DIR}")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
@@ -69,15 +67,6 @@ def _run(fn, *args, **kwargs):
         _fail(str(exc))
 
 
-def _run_dask(fn, *args, **kwargs):
-    """:func:`_run` for the dask engine, which also reports failed or dead workers and a lost scheduler
-    (``RuntimeError`` naming the step; nothing was written)."""
-    try:
-        return _run(fn, *args, **kwargs)
-    except RuntimeError as exc:
-        _fail(str(exc))
-
-
 def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
     """Check the engine options (see ``check_engine``); True for the dask engine, whose logging is then quiet
     without --verbose (Dask's own setup logs at INFO)."""
@@ -90,8 +79,18 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: 
 
 
 def _runner(dask: bool):
-    """:func:`_run`, or :func:`_run_dask` for a job on the dask engine."""
-    return _run_dask if dask else _run
+    """:func:`_run`; for a job on the dask engine also reporting failed or dead workers and a lost scheduler
+    (``RuntimeError`` naming the step; nothing was written)."""
+    if not dask:
+        return _run
+
+    def run_dask(fn, *args, **kwargs):
+        try:
+            return _run(fn, *args, **kwargs)
+        except RuntimeError as exc:
+            _fail(str(exc))
+
+    return run_dask
 
 
 def _say(text: str | None, *, warn: bool = False) -> None:
@@ -365,8 +364,6 @@ def serve(
     config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in).")] = None,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra)."""
-    import os
-
     try:
         import uvicorn
     except ImportError:
@@ -442,9 +439,7 @@ def compare(
     from churnguard._io import read_table, write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
 
-    for p in (old, new):
-        if not p.is_file():
-            _fail(f"{p}: scores file not found")
+    _need_files(old, new)
     comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
     write_table(comparison.changes, out)
@@ -475,8 +470,7 @@ def campaign_readout(
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
 
-    if not scores.is_file():
-        _fail(f"{scores}: scores file not found")
+    _need_files(scores)
     cfg = _run(load_config, config)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
@@ -491,18 +485,22 @@ def campaign_readout(
     view = Table(title=f"Campaign read-out ({horizon_days}-day window, {confidence:.0%} intervals)")
     for col in ("action", "contacted", "control", "kept", "kept ctrl", "uplift", "interval", "success"):
         view.add_column(col, justify="left" if col == "action" else "right", no_wrap=True)
-    notes = []
     for r in table.itertuples():
         view.add_row(str(r.action), f"{r.n_contacted}", f"{r.n_control}", pct(r.retention_contacted),
                      pct(r.retention_control), pct(r.uplift, "+"),
                      f"{pct(r.ci_low, '+')}..{pct(r.ci_high, '+')}", pct(r.observed_success_rate))
-        if r.note:
-            notes.append(f"{r.action}: {r.note}")
     console = _console()
     console.print(view)
-    for line in notes:
-        console.print(f"  note - {line}", highlight=False)
-    _console().print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+    for r in table.itertuples():
+        if r.note:
+            console.print(f"  note - {r.action}: {r.note}", highlight=False)
+    console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+
+
+def _need_files(*paths: Path) -> None:
+    for p in paths:
+        if not p.is_file():
+            _fail(f"{p}: scores file not found")
 
 
 def _report_rejects(rejects, path: Path) -> None:

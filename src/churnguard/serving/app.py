@@ -240,10 +240,7 @@ class _Batcher:
                     result = rows if len(group) == 1 else _attempt(self._run, customers, as_of)
                 else:
                     result, start = rows[start : start + len(customers)], start + len(customers)
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
 
 
 def _attempt(fn, *args) -> Any:
