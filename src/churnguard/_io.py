@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,22 +78,18 @@ def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     writer, written = None, False
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, ExitStack() as closing:  # the Parquet writer is closed before the move
         def append(frame: pd.DataFrame) -> None:
             nonlocal writer, written
             if csv:
                 frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
             else:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema))
                 writer.write_table(table.cast(writer.schema))
             written = True
 
-        try:
-            yield append
-        finally:
-            if writer is not None:
-                writer.close()
+        yield append
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -29,10 +29,12 @@ TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.c
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
 CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-_OR_DIR = "; with --engine dask also a directory of Parquet files."
-EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help=f"Transactions file (.csv or .parquet){_OR_DIR}")]
-EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help=f"Support tickets file (optional){_OR_DIR}")]
-EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help=f"Customer attributes file (optional){_OR_DIR}")]
+EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet); with "
+                                   "--engine dask also a directory of Parquet files.")]
+EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional); with --engine "
+                                               "dask also a directory of Parquet files.")]
+EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional); with "
+                                                 "--engine dask also a directory of Parquet files.")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
@@ -57,13 +59,11 @@ def _fail(message: str) -> None:
 
 
 def _run(fn, *args, **kwargs):
-    """Call a library function, turning the errors a user can fix into a clean message and exit code 2."""
-    from churnguard.config import ConfigError
-    from churnguard.dataset import DataError
-
+    """Call a library function, turning the errors a user can fix (``ValueError``, which ``DataError`` and
+    ``ConfigError`` are, and ``FileNotFoundError``) into a clean message and exit code 2."""
     try:
         return fn(*args, **kwargs)
-    except (DataError, ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 
 
@@ -103,6 +103,8 @@ def _say(text: str | None, *, warn: bool = False) -> None:
 def _steps(bar: bool = False):
     """Show the library's ``on_step`` reports on a spinner (or, with ``bar``, a progress bar) while in the block;
     yields ``(on_step, on_note)``."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     def note(line: str) -> None:
         _console().print(line, highlight=False, soft_wrap=True, markup=False)
 
@@ -110,7 +112,8 @@ def _steps(bar: bool = False):
         with _console().status("") as status:
             yield (lambda description, *_: status.update(description)), note
         return
-    with _progress() as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
+                  transient=True) as progress:
         task = progress.add_task("", total=None)
         yield (lambda description, done=None, total=None: progress.update(
             task, description=description, completed=done, total=total)), note
@@ -220,13 +223,6 @@ def train(
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
-
-
-def _progress():
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
-                    transient=True)
 
 
 def _print_training_summary(result) -> None:

@@ -38,14 +38,11 @@ class DataConfig(_Frozen):
     """How input files are read and validated."""
 
     columns: ColumnsConfig = ColumnsConfig()
-    date_format: str | None = Field(
-        default=None, description="strftime format for all date columns; inferred when unset"
-    )
-    on_bad_rows: Literal["raise", "reject"] = Field(
-        default="raise",
-        description="'raise' stops at the first table with unusable rows; 'reject' sets them aside in a "
-        "rejects report with the reason",
-    )
+    date_format: str | None = Field(default=None,
+                                    description="strftime format for all date columns; inferred when unset")
+    on_bad_rows: Literal["raise", "reject"] = Field(default="raise", description=(
+        "'raise' stops at the first table with unusable rows; 'reject' sets them aside in a rejects report with "
+        "the reason"))
 
 
 class FeatureConfig(_Frozen):
@@ -82,36 +79,28 @@ class SnapshotConfig(_Frozen):
     cadence_days: int = Field(default=30, gt=0)
     max_snapshots: int = Field(default=24, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
-    max_train_rows: int | None = Field(
-        default=2_000_000,
-        gt=0,
-        description="when the training snapshots hold more labelled rows, train on a seeded sample of customers "
-        "from each snapshot in proportion to its size (the validation and test snapshots are never sampled); "
-        "None trains on every row",
-    )
+    max_train_rows: int | None = Field(default=2_000_000, gt=0, description=(
+        "when the training snapshots hold more labelled rows, train on a seeded sample of customers from each "
+        "snapshot in proportion to its size (the validation and test snapshots are never sampled); None trains on "
+        "every row"))
 
 
 class ModelConfig(_Frozen):
     """LightGBM settings. Kept small so scoring a million customers with reasons stays fast."""
 
-    params: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "objective": "binary", "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5, "min_child_samples": 50,
-            "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1,
-        }
-    )
+    params: dict[str, Any] = Field(default_factory=lambda: {
+        "objective": "binary", "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5, "min_child_samples": 50,
+        "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1})
     num_boost_round: int = Field(default=500, gt=0)
     early_stopping_rounds: int = Field(default=30, gt=0)
     monotone_constraints: dict[str, Literal[-1, 1]] = Field(
         default_factory=lambda: {"recency_days": 1},
-        description="features whose effect on risk may only rise (1) or only fall (-1), all else equal",
-    )
+        description="features whose effect on risk may only rise (1) or only fall (-1), all else equal")
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     seed: int = 42
     risk_bands: dict[str, float] = Field(
         default_factory=lambda: {"high": 0.6, "medium": 0.3},
-        description="lower probability bound of each band; below every bound is 'low'",
-    )
+        description="lower probability bound of each band; below every bound is 'low'")
 
 
 class TrackingConfig(_Frozen):
@@ -136,8 +125,7 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> Config:
-        bands = self.model.risk_bands
-        if any(not 0 < v < 1 for v in bands.values()):
+        if any(not 0 < v < 1 for v in self.model.risk_bands.values()):
             raise ValueError("model.risk_bands thresholds must lie strictly between 0 and 1")
         return self
 

@@ -245,16 +245,14 @@ def _customers(rng: np.random.Generator, customer_ids: pa.Array, people: _People
     """The customers table: signup date, loyalty membership and points, NPS answer (40% answered), region."""
     n = len(people.rate)
     points = people.rate * people.basket * 12 * rng.gamma(2.0, 0.5, n)  # a static status, not realised spend
-    return pd.DataFrame(
-        {
-            "customer_id": pd.array(customer_ids, dtype="str"),
-            "signup_date": _datetimes(people.signup_day * _DAY_S),
-            "loyalty_member": people.loyal,
-            "loyalty_points": np.where(people.loyal, np.round(points), 0).astype(np.int64),
-            "nps": np.where(rng.uniform(size=n) < 0.4, people.nps, np.nan),
-            "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
-        }
-    )
+    return pd.DataFrame({
+        "customer_id": pd.array(customer_ids, dtype="str"),
+        "signup_date": _datetimes(people.signup_day * _DAY_S),
+        "loyalty_member": people.loyal,
+        "loyalty_points": np.where(people.loyal, np.round(points), 0).astype(np.int64),
+        "nps": np.where(rng.uniform(size=n) < 0.4, people.nps, np.nan),
+        "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
+    })
 
 
 def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.ndarray, month: np.ndarray,
@@ -284,18 +282,16 @@ def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.nda
 
     rows = np.concatenate([np.arange(n), refunded])
     order_ids = pa.concat_arrays([_ids("O", n), _ids("R", refunded.size)])
-    return pd.DataFrame(
-        {
-            "customer_id": _take(customer_ids, cust[rows]),
-            "timestamp": _datetimes(np.concatenate([ts, refund_ts])),
-            "amount": np.concatenate([amount, -np.maximum(np.round(amount[refunded] * share, 2), 0.01)]),
-            "order_id": pd.array(order_ids, dtype="str"),
-            "quantity": np.concatenate([quantity, -refund_qty]).astype(np.int64),
-            "category": _take(_CATEGORIES, category[rows]),
-            "channel": _take(_ORDER_CHANNELS, channel[rows]),
-            "discount": discount[rows],
-        }
-    )
+    return pd.DataFrame({
+        "customer_id": _take(customer_ids, cust[rows]),
+        "timestamp": _datetimes(np.concatenate([ts, refund_ts])),
+        "amount": np.concatenate([amount, -np.maximum(np.round(amount[refunded] * share, 2), 0.01)]),
+        "order_id": pd.array(order_ids, dtype="str"),
+        "quantity": np.concatenate([quantity, -refund_qty]).astype(np.int64),
+        "category": _take(_CATEGORIES, category[rows]),
+        "channel": _take(_ORDER_CHANNELS, channel[rows]),
+        "discount": discount[rows],
+    })
 
 
 def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple[np.ndarray, ...]], cal: _Calendar,
@@ -311,17 +307,15 @@ def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple
     resolved = opened + np.round(resolve_h * 3600).astype(np.int64)
     answered = ~unanswered & (first < end_s)
     closed = ~unresolved & answered & (resolved < end_s)
-    return pd.DataFrame(
-        {
-            "ticket_id": pd.array(_ids("T", n), dtype="str"),
-            "customer_id": _take(customer_ids, cust),
-            "opened_at": _datetimes(opened),
-            "first_response_at": _datetimes(first, answered),
-            "resolved_at": _datetimes(resolved, closed),
-            "channel": _take(_TICKET_CHANNELS, channel),
-            "csat": np.where(closed & (rng.uniform(size=n) < 0.45), csat, np.nan),
-        }
-    )
+    return pd.DataFrame({
+        "ticket_id": pd.array(_ids("T", n), dtype="str"),
+        "customer_id": _take(customer_ids, cust),
+        "opened_at": _datetimes(opened),
+        "first_response_at": _datetimes(first, answered),
+        "resolved_at": _datetimes(resolved, closed),
+        "channel": _take(_TICKET_CHANNELS, channel),
+        "csat": np.where(closed & (rng.uniform(size=n) < 0.45), csat, np.nan),
+    })
 
 
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import os
+from collections import Counter
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -127,11 +128,10 @@ class PredictRequest(_Body):
 
     @model_validator(mode="after")
     def _one_entry_per_customer(self) -> PredictRequest:
-        seen: set[str] = set()
-        twice = [c.customer_id for c in self.customers if c.customer_id in seen or seen.add(c.customer_id)]
+        twice = sorted(k for k, n in Counter(c.customer_id for c in self.customers).items() if n > 1)
         if twice:
-            raise ValueError(f"each customer_id may appear once per request; sent more than once: "
-                             f"{', '.join(sorted(set(twice))[:5])}")
+            raise ValueError("each customer_id may appear once per request; sent more than once: "
+                             + ", ".join(twice[:5]))
         return self
 
 
@@ -252,12 +252,8 @@ def _attempt(fn, *args) -> Any:
 
 
 async def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
-    """Status and JSON body answering ``POST /predict`` with ``body``.
-
-    The body is parsed and validated by pydantic's JSON parser in one pass, the customers scored by
-    :func:`churnguard.scoring.score_records` (the same kernel and rules as batch scoring, see
-    :class:`_Batcher`), and the answer serialized by pydantic straight to JSON.
-    """
+    """Status and JSON body answering ``POST /predict`` with ``body``: the customers are scored by
+    :func:`churnguard.scoring.score_records` (the kernel and rules of batch scoring) through :class:`_Batcher`."""
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -299,7 +295,7 @@ async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
         if size > max_bytes:
             return None
         more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 def _replay(body: bytes):
@@ -311,10 +307,6 @@ def _replay(body: bytes):
         return message
 
     return receive
-
-
-def _too_large(max_bytes: int) -> bytes:
-    return pydantic_core.to_json({"detail": f"request body over {max_bytes} bytes"})
 
 
 async def _send_json(send, status: int, body: bytes) -> None:
@@ -371,7 +363,8 @@ class _App(FastAPI):
         except _Disconnected:  # nobody to answer; a FastAPI route sees the disconnect itself
             return None if predict else await super().__call__(scope, receive, send)
         if body is None:
-            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+            detail = f"request body over {self.max_body_bytes} bytes"
+            return await _send_json(send, 413, pydantic_core.to_json({"detail": detail}))
         if not predict:
             return await super().__call__(scope, _replay(body), send)
         try:
