@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
     with_config,
 )
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -57,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 MAX_CUSTOMERS = 1000
 MAX_EVENTS = 10_000
+
+
+def _json(body: bytes, status: int) -> Response:
+    return Response(body, status, media_type="application/json")
 
 
 class _Body(BaseModel):
@@ -275,13 +280,9 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
-class _Disconnected(Exception):
-    """The client went away before its request body was complete."""
-
-
 async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
     """The whole request body, or None when its declared length, or as soon as its length, passes ``max_bytes``
-    (raises ``_Disconnected`` when the client goes away first)."""
+    (raises ``ClientDisconnect`` when the client goes away first)."""
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and int(declared) > max_bytes:
         return None
@@ -289,7 +290,7 @@ async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            raise _Disconnected
+            raise ClientDisconnect
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > max_bytes:
@@ -309,34 +310,15 @@ def _replay(body: bytes):
     return receive
 
 
-async def _send_json(send, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _closing(send):
+    """``send`` adding ``Connection: close`` to the response it sends (see ``_App.reconnect_every``)."""
 
+    async def closing(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
 
-class _Reconnect:
-    """Adds ``Connection: close`` to every ``every``-th HTTP response of this process (called by ``_App``).
-
-    Worker processes share one listening socket, so keep-alive connections opened together often all land on
-    one worker; a client asked to reconnect is taken by whichever worker polls first, which evens the load out.
-    """
-
-    def __init__(self, every: int) -> None:
-        self.every, self.count = every, 0
-
-    def __call__(self, send):
-        """``send`` for the next HTTP response: as is, or every ``every``-th time adding the header."""
-        self.count += 1
-        if self.count % self.every:
-            return send
-
-        async def closing(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        return closing
+    return closing
 
 
 class _App(FastAPI):
@@ -346,25 +328,32 @@ class _App(FastAPI):
     streamed in chunks (it is then read, at most ``max_body_bytes``, before routing). ``/predict`` needs none of
     FastAPI's layers, which cost more CPU per request than validating the body: it is answered here by
     ``_predict``, as the route does, with an unexpected error turned into the app's 500. Every other request,
-    and the lifespan, goes through FastAPI; the periodic ``Connection: close`` (when set) counts all of them.
+    and the lifespan, goes through FastAPI.
+
+    With ``reconnect_every`` set, every that many HTTP responses of this process one asks its client to
+    reconnect (``Connection: close``). Worker processes share one listening socket, so keep-alive connections
+    opened together often all land on one worker; a client asked to reconnect is taken by whichever worker
+    polls first, which evens the load out.
     """
 
     max_body_bytes = 2_000_000
-    reconnect: _Reconnect | None = None
+    reconnect_every: int | None = None
+    responses = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        if self.reconnect is not None:
-            send = self.reconnect(send)
+        if self.reconnect_every is not None:
+            self.responses += 1
+            send = send if self.responses % self.reconnect_every else _closing(send)
         predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
-        except _Disconnected:  # nobody to answer; a FastAPI route sees the disconnect itself
+        except ClientDisconnect:  # nobody to answer; a FastAPI route sees the disconnect itself
             return None if predict else await super().__call__(scope, receive, send)
         if body is None:
-            detail = f"request body over {self.max_body_bytes} bytes"
-            return await _send_json(send, 413, pydantic_core.to_json({"detail": detail}))
+            detail = pydantic_core.to_json({"detail": f"request body over {self.max_body_bytes} bytes"})
+            return await _json(detail, 413)(scope, receive, send)
         if not predict:
             return await super().__call__(scope, _replay(body), send)
         try:
@@ -372,7 +361,7 @@ class _App(FastAPI):
         except Exception:
             logger.exception("error while serving %s", scope["path"])
             status, answer = 500, b'{"detail":"internal error"}'
-        await _send_json(send, status, answer)
+        await _json(answer, status)(scope, receive, send)
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
@@ -384,12 +373,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         playbook_path: the playbook YAML (default: the built-in one).
         max_body_bytes: larger request bodies get 413.
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
-            reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_Reconnect`.
+            reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
     """
     app = _App(title="churnguard", version=__version__, lifespan=_lifespan(model_path, playbook_path))
     app.max_body_bytes = max_body_bytes
-    if reconnect_every is not None:
-        app.reconnect = _Reconnect(reconnect_every)
+    app.reconnect_every = reconnect_every
     _add_routes(app)
     _document_predict_body(app)
     return app
@@ -447,7 +435,7 @@ def _add_routes(app: FastAPI) -> None:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
         status, body = await _predict(request.app.state, await request.body())
-        return Response(body, status_code=status, media_type="application/json")
+        return _json(body, status)
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
 
