@@ -151,7 +151,7 @@ def _validate(data: dict[str, Any], source: str, model: type[BaseModel] | None =
 def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], what: str):
     """Read YAML from ``path`` (or the packaged ``defaults/<default>``) and validate it into ``model``."""
     if path is None:
-        text, source = _default_text(default), f"built-in {what}"
+        text, source = default_config_text(default), f"built-in {what}"
     else:
         path = Path(path)
         if not path.is_file():
@@ -166,13 +166,9 @@ def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], wh
     return _validate(data, source, model, what)
 
 
-def _default_text(name: str) -> str:
+def default_config_text(name: str = "train.yaml") -> str:
+    """The built-in ``defaults/<name>`` as YAML text (for ``train.yaml``, the values of configs/train.yaml)."""
     return resources.files("churnguard").joinpath(f"defaults/{name}").read_text(encoding="utf-8")
-
-
-def default_config_text() -> str:
-    """The built-in defaults as YAML text (the same values as the shipped configs/train.yaml)."""
-    return _default_text("train.yaml")
 
 
 def load_config(path: str | Path | None = None) -> Config:

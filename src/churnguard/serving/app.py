@@ -60,10 +60,6 @@ MAX_CUSTOMERS = 1000
 MAX_EVENTS = 10_000
 
 
-def _json(body: bytes, status: int) -> Response:
-    return Response(body, status, media_type="application/json")
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -353,7 +349,7 @@ class _App(FastAPI):
             return None if predict else await super().__call__(scope, receive, send)
         if body is None:
             detail = pydantic_core.to_json({"detail": f"request body over {self.max_body_bytes} bytes"})
-            return await _json(detail, 413)(scope, receive, send)
+            return await Response(detail, 413, media_type="application/json")(scope, receive, send)
         if not predict:
             return await super().__call__(scope, _replay(body), send)
         try:
@@ -361,7 +357,7 @@ class _App(FastAPI):
         except Exception:
             logger.exception("error while serving %s", scope["path"])
             status, answer = 500, b'{"detail":"internal error"}'
-        await _json(answer, status)(scope, receive, send)
+        await Response(answer, status, media_type="application/json")(scope, receive, send)
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
@@ -435,7 +431,7 @@ def _add_routes(app: FastAPI) -> None:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
         status, body = await _predict(request.app.state, await request.body())
-        return _json(body, status)
+        return Response(body, status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
 
