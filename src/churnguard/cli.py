@@ -156,9 +156,8 @@ def features(
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
-    rejects: Annotated[
-        Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when there are any).")
-    ] = None,
+    rejects: Annotated[Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when "
+                                         "there are any).")] = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,

@@ -320,16 +320,13 @@ def _closing(send):
 class _App(FastAPI):
     """The FastAPI app, with the body-size limit and ``POST /predict`` handled ahead of its middleware and router.
 
-    Every HTTP request body over ``max_body_bytes`` gets 413, whether its length is declared up front or it is
-    streamed in chunks (it is then read, at most ``max_body_bytes``, before routing). ``/predict`` needs none of
-    FastAPI's layers, which cost more CPU per request than validating the body: it is answered here by
-    ``_predict``, as the route does, with an unexpected error turned into the app's 500. Every other request,
-    and the lifespan, goes through FastAPI.
-
-    With ``reconnect_every`` set, every that many HTTP responses of this process one asks its client to
-    reconnect (``Connection: close``). Worker processes share one listening socket, so keep-alive connections
-    opened together often all land on one worker; a client asked to reconnect is taken by whichever worker
-    polls first, which evens the load out.
+    A body over ``max_body_bytes`` gets 413, whether its length is declared or it is streamed (then it is read,
+    at most that much, before routing). ``/predict`` is answered here by ``_predict``, as its route does, without
+    FastAPI's layers (they cost more CPU than validating the body); an unexpected error gets the app's 500.
+    Every other request, and the lifespan, goes through FastAPI. With ``reconnect_every`` set, every that many
+    responses of this process one asks its client to reconnect (``Connection: close``): worker processes share
+    one listening socket, so keep-alive connections opened together often land on one worker, and a client
+    that reconnects is taken by whichever worker polls first.
     """
 
     max_body_bytes = 2_000_000
@@ -371,19 +368,9 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
     """
-    app = _App(title="churnguard", version=__version__, lifespan=_lifespan(model_path, playbook_path))
-    app.max_body_bytes = max_body_bytes
-    app.reconnect_every = reconnect_every
-    _add_routes(app)
-    _document_predict_body(app)
-    return app
-
-
-def _lifespan(model_path: str | Path, playbook_path: str | Path | None):
-    """The app's lifespan: load the model, playbook and population once, before the first request."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI):  # the model, playbook and population, loaded before the first request
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
@@ -397,7 +384,12 @@ def _lifespan(model_path: str | Path, playbook_path: str | Path | None):
         yield
         gc.unfreeze()
 
-    return lifespan
+    app = _App(title="churnguard", version=__version__, lifespan=lifespan)
+    app.max_body_bytes = max_body_bytes
+    app.reconnect_every = reconnect_every
+    _add_routes(app)
+    _document_predict_body(app)
+    return app
 
 
 def _add_routes(app: FastAPI) -> None:
