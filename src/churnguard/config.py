@@ -142,9 +142,8 @@ def _validate(data: dict[str, Any], source: str, model: type[BaseModel] | None =
     try:
         return (model or Config).model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                             for err in exc.errors())
         raise ConfigError(f"{source}: invalid {what}: {problems}") from None
 
 

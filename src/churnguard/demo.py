@@ -334,9 +334,5 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        name: write_table(getattr(data, name), out_dir / f"{name}.{fmt}")
-        for name in ("transactions", "tickets", "customers")
-    }
+    return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
+            for name in ("transactions", "tickets", "customers")}

@@ -109,8 +109,7 @@ class CustomerIn(_Body):
     tickets: Annotated[list[Annotated[TicketIn, AfterValidator(_in_order)]],
                        Field(max_length=MAX_EVENTS)] = []
     attributes: Annotated[dict[str, str | float | bool | None], Field(max_length=100)] = Field(
-        default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ..."
-    )
+        default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ...")
 
     @model_validator(mode="after")
     def _known_attributes(self) -> CustomerIn:
