@@ -17,10 +17,8 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
-
-    A crash mid-write therefore never leaves a half-written file under the final name.
-    """
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed, so a
+    crash mid-write never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

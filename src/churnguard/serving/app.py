@@ -169,9 +169,8 @@ class PredictResponse(BaseModel):
 
 
 def _document_predict_body(app: FastAPI) -> None:
-    """Declare ``POST /predict`` in the OpenAPI schema, with ``PredictRequest`` as its body and
-    ``PredictResponse`` as its answer: the route is a plain Starlette one that validates its body itself (see
-    ``predict``), so FastAPI does not see it."""
+    """Declare ``POST /predict`` in the OpenAPI schema, with ``PredictRequest`` as its body and ``PredictResponse``
+    as its answer: FastAPI does not see the route, a plain Starlette one that validates its body itself."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -226,8 +225,7 @@ class _Batcher:
         return await future
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
-        s = self.state
-        return score_records(s.model, customers, as_of, s.playbook, s.population)
+        return score_records(self.state.model, customers, as_of, self.state.playbook, self.state.population)
 
     def _flush(self) -> None:
         pending, self.pending = self.pending, []
