@@ -433,7 +433,7 @@ def compare(
     from churnguard._io import read_table, write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
 
-    _need_files(old, new)
+    _need_scores_files(old, new)
     comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
     write_table(comparison.changes, out)
@@ -464,7 +464,7 @@ def campaign_readout(
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
 
-    _need_files(scores)
+    _need_scores_files(scores)
     cfg = _run(load_config, config)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
@@ -491,7 +491,7 @@ def campaign_readout(
     console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
 
 
-def _need_files(*paths: Path) -> None:
+def _need_scores_files(*paths: Path) -> None:
     for p in paths:
         if not p.is_file():
             _fail(f"{p}: scores file not found")
