@@ -185,12 +185,12 @@ class _Checker:
             if src is not None:
                 self.value[new] = src[new].astype(str)
 
-    def finish(self, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def finish(self, mode: str, part: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         bad = pd.Series(self._flagged, index=self.reason.index)
         n_bad = int(bad.sum())
         if n_bad == 0 or len(self.df) == 0:
             return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
-        if mode == "raise" or n_bad == len(self.df):
+        if mode == "raise" or (n_bad == len(self.df) and not part):
             lines = []
             for (column, reason), idx in self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items():
                 lines.append(
@@ -328,8 +328,10 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
     return out
 
 
-def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False) -> _Checker:
-    """Rename to contract names, check columns, parse types; bad rows are flagged on the returned checker."""
+def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False,
+             styles: dict[str, str] | None = None) -> _Checker:
+    """Rename to contract names, check columns, parse types (dates in ``styles``, by contract name, when given);
+    bad rows are flagged on the returned checker."""
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in df.columns if c != ROW_COLUMN]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
@@ -344,7 +346,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
         if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
             raw = text_cells(raw)
         if column in _DATES:
-            parsed = parse_dates(raw, column, source, config.date_format)
+            parsed = parse_dates(raw, column, source, (styles or {}).get(column, config.date_format))
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
             out[column] = parsed
         elif column in _NUMERIC_RANGES:
@@ -373,6 +375,7 @@ def validate_tables(
     config: DataConfig,
     sources: dict[str, str] | None = None,
     allow_empty: bool = False,
+    date_styles: dict[str, dict[str, str]] | None = None,
 ) -> Tables:
     """Validate in-memory tables against the contract and return them typed, with contract column names.
 
@@ -380,25 +383,28 @@ def validate_tables(
         transactions, tickets, customers: raw frames in the user's column names.
         config: column mapping, date format and the bad-row policy.
         sources: names used in messages (file paths), per table; defaults to the table name.
-        allow_empty: accept tables without rows (a request about customers with no history yet).
+        allow_empty: the tables are a part of the input (a customer partition): accept tables without rows or
+            without usable rows, which only the whole input can judge.
+        date_styles: per table, the style of date columns (by contract name) decided over the whole input;
+            columns not named are read as without it.
 
     Raises:
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
-    sources = sources or {}
+    sources, styles = sources or {}, date_styles or {}
     all_rejects = []
     checks = {
-        "transactions": _prepare(
-            transactions, "transactions", sources.get("transactions", "transactions"), config, allow_empty
-        )
+        "transactions": _prepare(transactions, "transactions", sources.get("transactions", "transactions"), config,
+                                 allow_empty, styles.get("transactions"))
     }
     if customers is not None:
-        c = _prepare(customers, "customers", sources.get("customers", "customers"), config)
+        c = _prepare(customers, "customers", sources.get("customers", "customers"), config, allow_empty,
+                     styles.get("customers"))
         dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
         c.flag(dup, "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
-        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config)
+        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config, allow_empty, styles.get("tickets"))
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
@@ -406,14 +412,14 @@ def validate_tables(
     frames: dict[str, pd.DataFrame] = {}
     for name in ("transactions", "customers"):
         if name in checks:
-            frames[name], rej = checks[name].finish(config.on_bad_rows)
+            frames[name], rej = checks[name].finish(config.on_bad_rows, allow_empty)
             all_rejects.append(rej)
     if "tickets" in checks:
         t = checks["tickets"]
         known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
         t.flag(t.df["customer_id"].notna().to_numpy() & ~_isin(t.df["customer_id"], known), "customer_id",
                "belong to customers found in neither transactions nor customers")
-        frames["tickets"], rej = t.finish(config.on_bad_rows)
+        frames["tickets"], rej = t.finish(config.on_bad_rows, allow_empty)
         all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
