@@ -220,7 +220,8 @@ class _Checker:
                 "reason": self.reason[bad].to_numpy(),
             }
         )
-        logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
+        if not part:  # a part's rows are counted with the whole input's
+            logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
         return self.df.loc[~bad].reset_index(drop=True), rejects
 
 

@@ -117,7 +117,13 @@ def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> pd.Timestamp
                             pa.ipc.new_file(sink, piece.schema) as writer:
                         writer.write_table(piece)
     parts.check_styles(spec, stats)
-    return last_day(pd.Series(latest, dtype="datetime64[ns]"))
+    return _last_day(latest)
+
+
+def _last_day(latest: list[pd.Timestamp]) -> pd.Timestamp:
+    """:func:`churnguard.dataset.last_day` of the last times of the parts (NaT: none)."""
+    times = pd.Series(latest, dtype="datetime64[ns]").dropna()
+    return last_day(times) if len(times) else pd.NaT
 
 
 def _timestamps(table: pa.Table, spec: parts.Spec) -> pd.Series:
@@ -157,7 +163,7 @@ class _Run:
 
     def last_day(self) -> pd.Timestamp:
         """"Today" from the validated transactions (:func:`churnguard.dataset.last_day`)."""
-        return last_day(pd.Series(self.latest, dtype="datetime64[ns]"))
+        return _last_day(self.latest)
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
