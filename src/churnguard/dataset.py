@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "DateCensus", "Tables", "check_columns", "date_census",
-           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "text_cells",
-           "validate_tables"]
+           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "rows_error",
+           "text_cells", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,19 @@ def _examples(values: pd.Series, n: int = 3) -> str:
     return ", ".join(map(repr, _first_unique(values, n)))
 
 
+def rows_error(source: str, table: str, n_rows: int, groups: list[tuple[str, str, int, pd.Series, list[str]]]
+               ) -> DataError:
+    """The error for a ``table`` file's unusable rows, from one group per (column, reason): the column, the
+    reason, how many rows, their values (the first few distinct ones are quoted) and where the first rows are."""
+    n_bad = sum(n for _, _, n, _, _ in groups)
+    lines = [f"  column {column!r}: {n} row(s) {reason}, e.g. {_examples(values)} (rows {', '.join(where[:3])})"
+             for column, reason, n, values, where in groups]
+    hint = ("no usable rows remain" if n_bad == n_rows
+            else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report")
+    return DataError(f"{source}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines)
+                     + f"\n{hint}")
+
+
 class _Checker:
     """Collects bad rows of one table (first reason wins) and turns them into an error or rejects."""
 
@@ -191,22 +204,10 @@ class _Checker:
         if n_bad == 0 or len(self.df) == 0:
             return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
         if mode == "raise" or (n_bad == len(self.df) and not part):
-            lines = []
-            for (column, reason), idx in self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items():
-                lines.append(
-                    f"  column {column!r}: {len(idx)} row(s) {reason}, e.g. {_examples(self.value[idx])} "
-                    f"(rows {', '.join(str(self.rows[i]) for i in list(idx)[:3])})"
-                )
-            hint = (
-                "no usable rows remain"
-                if n_bad == len(self.df)
-                else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report"
-            )
-            raise DataError(
-                f"{self.source}: {n_bad} of {len(self.df)} {self.table} row(s) cannot be used:\n"
-                + "\n".join(lines)
-                + f"\n{hint}"
-            )
+            groups = self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items()
+            raise rows_error(self.source, self.table, len(self.df), [
+                (column, reason, len(idx), self.value[idx], [str(self.rows[i]) for i in list(idx)[:3]])
+                for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {
                 "table": self.table,

@@ -61,7 +61,7 @@ def score_files(
     control_fraction: float = 0.1,
     seed: int = 0,
     partitions: int | None = None,
-    on_partition: Callable[[int, int], None] | None = None,
+    on_partition: Callable[[int, int], None] = lambda done, total: None,
 ) -> ScoreResult:
     """Score the customers in the files and write ``out`` atomically (see the module docstring).
 
@@ -85,7 +85,7 @@ def score_files(
         latest = _split(spec, n, work, find_day=as_of is None)
         day = to_day(as_of) if as_of is not None else latest
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
-        if as_of is None and not run.doomed and run.last_day() != day:  # the latest rows were set aside
+        if as_of is None and not parts.doomed(spec, run.digests) and run.last_day() != day:  # the latest rows were set aside
             run = _score_buckets(model, spec, n, work, run.last_day(), playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
@@ -110,11 +110,12 @@ def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> pd.Timestamp
             pieces, stats_i = parts.split_chunk(table, spec, t, i, n)
             stats[t].append(stats_i)
             if find_day and t == "transactions":
-                latest.append(_timestamps(table, spec).max())
+                style = spec.styles[t].get("timestamp", spec.config.date_format)
+                column = table.column(spec.column(t, "timestamp")).to_pandas()
+                latest.append(parse_dates(column, "timestamp", src.name, style).max())
             for b, piece in enumerate(pieces):
                 if len(piece) or i == 0:
-                    with pa.OSFile(str(work / f"{t}-{b}-{i}.arrow"), "wb") as sink, \
-                            pa.ipc.new_file(sink, piece.schema) as writer:
+                    with pa.ipc.new_file(str(work / f"{t}-{b}-{i}.arrow"), piece.schema) as writer:
                         writer.write_table(piece)
     parts.check_styles(spec, stats)
     return _last_day(latest)
@@ -126,25 +127,13 @@ def _last_day(latest: list[pd.Timestamp]) -> pd.Timestamp:
     return last_day(times) if len(times) else pd.NaT
 
 
-def _timestamps(table: pa.Table, spec: parts.Spec) -> pd.Series:
-    column = table.column(spec.column("transactions", "timestamp")).to_pandas()
-    style = spec.styles["transactions"].get("timestamp", spec.config.date_format)
-    return parse_dates(column, "timestamp", spec.sources["transactions"].name, style)
-
-
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
     """The pieces of bucket ``b``, in file order."""
     import pyarrow as pa
 
-    pieces: dict[str, list[pa.Table]] = {}
-    for t, src in spec.sources.items():
-        pieces[t] = []
-        for i in range(len(src.chunks)):
-            path = work / f"{t}-{b}-{i}.arrow"
-            if path.exists():
-                with pa.OSFile(str(path), "rb") as source:
-                    pieces[t].append(pa.ipc.open_file(source).read_all())
-    return pieces
+    paths = {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
+    return {t: [pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in ps if p.exists()]
+            for t, ps in paths.items()}
 
 
 @dataclass(frozen=True)
@@ -153,7 +142,6 @@ class _Run:
     validation rejects and their digest, and its last transaction time."""
 
     day: pd.Timestamp
-    doomed: bool = False
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
     samples: list[pd.DataFrame] = field(default_factory=list)
@@ -167,7 +155,7 @@ class _Run:
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
-                   on_partition: Callable[[int, int], None] | None) -> _Run:
+                   on_partition: Callable[[int, int], None]) -> _Run:
     """Validate and score the buckets one at a time; once the bad-row policy is sure to raise (or there is no
     day to score as of), the rest are only validated, for the counts of the error."""
     run = _Run(day)
@@ -176,9 +164,7 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.digests.append(parts.reject_digest(tables))
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
-        if parts.doomed(spec, run.digests) or pd.isna(day):
-            run = replace(run, doomed=True)
-        else:
+        if not (parts.doomed(spec, run.digests) or pd.isna(day)):
             result = score_tables(model, replace(tables, rejects=tables.rejects.iloc[:0]), day, playbook,
                                   control_fraction=0.0)
             run.scored.append(work / f"scores-{b}.parquet")
@@ -187,13 +173,12 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             if result.drift_sample is not None:
                 frac = min(1.0, _DRIFT_ROWS / n / max(len(result.drift_sample), 1))
                 run.samples.append(result.drift_sample.sample(frac=frac, random_state=b))
-        if on_partition is not None:
-            on_partition(b + 1, n)
+        on_partition(b + 1, n)
     return run
 
 
-def _write_parts(parts: list[Path], flags: pd.DataFrame, out: Path) -> None:
+def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
     """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
     with appending_table(out) as append:
-        for part in parts:
+        for part in scored:
             append(pd.read_parquet(part).join(flags, on="customer_id")[OUTPUT_COLUMNS])

@@ -1,21 +1,16 @@
-"""Partitioned reading: the input read in chunks, split by customer into partitions and validated partition by
-partition, with what depends on a whole file decided once over all its chunks. Both partitioned engines run
-these steps and only these: the local engine one after another in this process, the Dask engine as tasks.
+"""Partitioned reading, the steps both partitioned engines run (the local engine one after another in this
+process, the Dask engine as tasks): read the input in chunks, decide what depends on a whole file over all its
+chunks, split the rows by customer into partitions and validate each partition.
 
-1. :func:`plan_inputs`: each input's chunks (byte ranges of a CSV file, row groups of a Parquet file or of the
-   files of a Parquet dataset directory), from headers and footers only; the contract columns are checked here.
-2. :func:`census` of each chunk (:func:`read_chunk`): its rows and the date census of each text date column.
-3. :func:`decide` what depends on whole files: that they have rows, each chunk's first row number, and the style
-   of each text date column (:func:`churnguard.dataset.date_style` on the chunks' merged censuses).
-4. :func:`split_chunk`: number a chunk's rows, census its dates in the decided styles, and cut it into one piece
-   per customer partition (:func:`churnguard.engines.customer_partition`); :func:`check_styles` then raises
-   when a file's dates are not all in its style.
-5. :func:`validate_partition`: validate one partition's pieces with :func:`churnguard.dataset.validate_tables`
-   in the styles of the whole file; bad rows are set aside with their number in their file.
-6. :func:`bad_rows`: the ``on_bad_rows`` policy over every partition's :func:`reject_digest`, with whole-file
-   counts; :func:`merge_rejects` orders the rows set aside as ``load_tables`` reports them.
+1. :func:`plan_inputs`: each input's chunks (byte ranges of a CSV file, row groups of a Parquet file or of a
+   Parquet dataset directory's files), from headers and footers; the contract columns are checked here.
+2. :func:`census` of each chunk (:func:`read_chunk`), then :func:`decide`: that files have rows, each chunk's
+   first row number and each text date column's style (:func:`churnguard.dataset.date_style`, whole file).
+3. :func:`split_chunk` into pieces per customer partition, then :func:`check_styles` over whole files.
+4. :func:`validate_partition` in the whole files' date styles, then the ``on_bad_rows`` policy over all
+   partitions (:func:`bad_rows`, whole-file counts) and :func:`merge_rejects`.
 
-Pieces are Arrow tables: they are cheap to cut, to spill to files and to send between processes.
+Pieces are Arrow tables: cheap to cut, to spill to files and to send between processes.
 """
 
 from __future__ import annotations
@@ -117,8 +112,14 @@ def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, bloc
 
 def census_columns(source: Source, config: DataConfig) -> tuple[str, ...]:
     """The columns the census reads: the customer id and the date columns."""
-    wanted = {getattr(config.columns, source.table).get(c, c) for c in ("customer_id", *_DATES)}
-    return tuple(c for c in source.columns if c in wanted)
+    return (getattr(config.columns, source.table).get("customer_id", "customer_id"),
+            *(c for c, _ in _date_columns(source, config)))
+
+
+def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
+    """The file's name and the contract name of each of the source's date columns, in file order."""
+    inverse = {u: c for c, u in getattr(config.columns, source.table).items()}
+    return [(c, inverse.get(c, c)) for c in source.columns if inverse.get(c, c) in _DATES]
 
 
 def _plan(path: str | Path, table: str, block_bytes: int) -> Source:
@@ -240,12 +241,10 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     """A chunk's rows and the census (before any style is known) of each of its text date columns."""
     dates = {}
-    for name in _DATES:
-        col = getattr(config.columns, source.table).get(name, name)
-        if col in table.column_names:
-            values = table.column(col).to_pandas()
-            if not pd.api.types.is_datetime64_any_dtype(values):
-                dates[col] = dataset.date_census(dataset.text_cells(values))[1]
+    for col, name in _date_columns(source, config):
+        values = table.column(col).to_pandas()
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            dates[name] = dataset.date_census(dataset.text_cells(values))[1]
     return ChunkCensus(len(table), dates)
 
 
@@ -270,14 +269,10 @@ def _date_styles(source: Source, censuses: list[ChunkCensus], config: DataConfig
     census of the whole file; columns with nothing to decide are left out."""
     if config.date_format is not None:
         return {}
-    inverse = {u: c for c, u in getattr(config.columns, source.table).items()}
     styles = {}
-    for col in source.columns:  # in file order, as load_tables decides them
-        name = inverse.get(col, col)
-        if name not in _DATES:
-            continue
-        parts = [c.dates[col] for c in censuses if col in c.dates]
-        fmt = dataset.date_style(reduce(dataset.merge_census, parts, DateCensus()), source.name, name)
+    for _, name in _date_columns(source, config):  # in file order, as load_tables decides them
+        whole = reduce(dataset.merge_census, [c.dates[name] for c in censuses if name in c.dates], DateCensus())
+        fmt = dataset.date_style(whole, source.name, name)
         if fmt is not None:
             styles[name] = fmt
     return styles
@@ -372,27 +367,21 @@ def doomed(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> bool
 
 
 def _rows_error(table: str, spec: Spec, counts: pd.DataFrame, samples: pd.DataFrame) -> DataError:
-    """The DataError validate_tables would raise for ``table``, with counts over the whole input."""
-    n_bad, n_rows, src = int(counts["n"].sum()), spec.rows[table], spec.sources[table]
-    lines = []
+    """:func:`churnguard.dataset.rows_error` for ``table``, with counts and rows over the whole input."""
+    src, groups = spec.sources[table], []
     for (column, reason), group in counts.groupby(["column", "reason"]):
         rows = samples[(samples["column"] == column) & (samples["reason"] == reason)].sort_values("_order")
-        examples = dataset._examples(rows["value"], 3)
         where = [f"{Path(s).name}:{r}" if len(src.files) > 1 else str(r)
                  for s, r in zip(rows["source"], rows["row"], strict=True)]
-        lines.append(f"  column {column!r}: {int(group['n'].sum())} row(s) {reason}, e.g. {examples} "
-                     f"(rows {', '.join(where[:3])})")
-    hint = ("no usable rows remain" if n_bad == n_rows
-            else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report")
-    return DataError(f"{src.name}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines)
-                     + f"\n{hint}")
+        groups.append((column, reason, int(group["n"].sum()), rows["value"], where))
+    return dataset.rows_error(src.name, table, spec.rows[table], groups)
 
 
 def merge_rejects(spec: Spec, frames: list[pd.DataFrame], rejected: dict[str, int]) -> pd.DataFrame:
     """The partitions' rejects in the order ``load_tables`` reports them (table, then row), logged per table."""
-    rejects = concat_frames(frames)
-    if rejects.empty:
+    if not any(len(f) for f in frames):
         return pd.DataFrame(columns=REJECT_COLUMNS)
+    rejects = concat_frames(frames)
     rank = {t: i for i, t in enumerate(CHECK_ORDER)}
     rejects = (rejects.assign(_rank=rejects["table"].map(rank))
                .sort_values(["_rank", "_order"], kind="stable")[REJECT_COLUMNS].reset_index(drop=True))

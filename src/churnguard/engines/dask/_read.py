@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 
 import pandas as pd
 
-from churnguard.dataset import REJECT_COLUMNS, Tables
+from churnguard.dataset import Tables
 from churnguard.engines import partitions as parts
 from churnguard.engines.dask._cluster import _gather, _Tasks, connect
 
@@ -97,12 +97,10 @@ def _read(sources: dict[str, parts.Source], config: DataConfig, client: Client, 
     digests = _gather(client, [tasks.submit(f"rejects-p{b}", parts.reject_digest, p)
                                for b, p in enumerate(partitions)], "validating the input")
     rejected = parts.bad_rows(spec, digests)
-    rejects = pd.DataFrame(columns=REJECT_COLUMNS)
-    if any(rejected.values()):
-        frames = _gather(client, [tasks.submit(f"gather-rejects-p{b}", operator.attrgetter("rejects"), p)
-                                  for b, p in enumerate(partitions)], "collecting rejected rows")
-        rejects = parts.merge_rejects(spec, frames, rejected)
-    return DaskTables(client, partitions, rejects, spec.names(), spec.rows)
+    frames = _gather(client, [tasks.submit(f"gather-rejects-p{b}", operator.attrgetter("rejects"), p)
+                              for b, p in enumerate(partitions)], "collecting rejected rows") if any(
+        rejected.values()) else []
+    return DaskTables(client, partitions, parts.merge_rejects(spec, frames, rejected), spec.names(), spec.rows)
 
 
 def _piece(split: tuple[list, dict], b: int):
