@@ -116,7 +116,8 @@ class Tables:
 def last_day(timestamps: pd.Series) -> pd.Timestamp:
     """"Today" when none is given: the last calendar day with a transaction, from validated (parsed)
     timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
-    return pd.Timestamp(timestamps.max()).normalize()
+    last = timestamps.max()
+    return pd.NaT if pd.isna(last) else pd.Timestamp(last).normalize()
 
 
 def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:

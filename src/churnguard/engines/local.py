@@ -1,13 +1,10 @@
 """Batch scoring of files larger than memory comfortably allows, partitioned by customer.
 
-The steps of :mod:`churnguard.engines.partitions` run one after another in this process: the files are read in
-chunks twice (a census of their dates, then the split by a hash of the customer id, so every customer's whole
-history lands in one bucket), the pieces are spilled to uncompressed Arrow IPC files in a temporary directory,
-and the buckets are validated and scored one at a time (bounded memory: about 1/partitions of the data at a
-time). Date styles and the bad-row policy are decided over whole files; bucket-independent quantities
-(lifespan, VIP threshold, BG/NBD parameters) come from the model, so the scores do not depend on the
-partitioning. The budget selection and control group are then drawn over all customers, and the output is
-written once, atomically.
+The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in
+chunks twice (a census, then the split by customer), the pieces spilled to uncompressed Arrow IPC files in a
+temporary directory, and the buckets validated and scored one at a time (memory: about 1/partitions of the
+data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model, so the scores do
+not depend on the partitioning; the selection is drawn over all customers and the output written atomically.
 """
 
 from __future__ import annotations
@@ -83,27 +80,27 @@ def score_files(
                                                        data_config) for c in s.chunks]
                                       for t, s in sources.items()}, data_config)
         latest = _split(spec, n, work, find_day=as_of is None)
-        day = to_day(as_of) if as_of is not None else latest
+        day = to_day(as_of) if as_of is not None else last_day(pd.Series(latest, dtype="datetime64[ns]"))
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
-        if as_of is None and not parts.doomed(spec, run.digests) and run.last_day() != day:  # the latest rows were set aside
-            run = _score_buckets(model, spec, n, work, run.last_day(), playbook, on_partition)
+        found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
+        if as_of is None and found != day and not parts.doomed(spec, run.digests):  # the last rows were set aside
+            day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
                            for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
         _write_parts(run.scored, light.set_index("customer_id")[["selected", "control_group"]], Path(out))
-    rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), run.day)
+    rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None)
 
 
-def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> pd.Timestamp:
+def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> list[pd.Timestamp]:
     """Split every chunk into ``n`` buckets, spilled to ``{table}-{bucket}-{chunk}.arrow`` in ``work`` (empty
-    pieces only of the first chunk, for the columns), and check the date styles. With ``find_day``, returns the
-    last day of the transactions' timestamps as validation reads them: "today" unless those rows are set aside."""
+    pieces only of the first chunk, for the columns), and check the date styles. With ``find_day``, returns each
+    chunk's last transaction time as validation reads it: "today" comes from it unless those rows are set aside."""
     import pyarrow as pa
 
-    stats: dict[str, list] = {t: [] for t in spec.sources}
-    latest = []
+    stats, latest = {t: [] for t in spec.sources}, []
     for t, src in spec.sources.items():
         for i, chunk in enumerate(src.chunks):
             table = parts.read_chunk(chunk, src.columns)
@@ -118,13 +115,7 @@ def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> pd.Timestamp
                     with pa.ipc.new_file(str(work / f"{t}-{b}-{i}.arrow"), piece.schema) as writer:
                         writer.write_table(piece)
     parts.check_styles(spec, stats)
-    return _last_day(latest)
-
-
-def _last_day(latest: list[pd.Timestamp]) -> pd.Timestamp:
-    """:func:`churnguard.dataset.last_day` of the last times of the parts (NaT: none)."""
-    times = pd.Series(latest, dtype="datetime64[ns]").dropna()
-    return last_day(times) if len(times) else pd.NaT
+    return latest
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
@@ -138,10 +129,9 @@ def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
 
 @dataclass(frozen=True)
 class _Run:
-    """What scoring the buckets as of ``day`` left: each bucket's scores file, unscored ids, drift sample,
-    validation rejects and their digest, and its last transaction time."""
+    """What scoring the buckets left: each bucket's scores file, unscored ids, drift sample, validation rejects
+    and their digest, and its last transaction time."""
 
-    day: pd.Timestamp
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
     samples: list[pd.DataFrame] = field(default_factory=list)
@@ -149,16 +139,12 @@ class _Run:
     digests: list = field(default_factory=list)
     latest: list[pd.Timestamp] = field(default_factory=list)
 
-    def last_day(self) -> pd.Timestamp:
-        """"Today" from the validated transactions (:func:`churnguard.dataset.last_day`)."""
-        return _last_day(self.latest)
-
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
                    on_partition: Callable[[int, int], None]) -> _Run:
     """Validate and score the buckets one at a time; once the bad-row policy is sure to raise (or there is no
     day to score as of), the rest are only validated, for the counts of the error."""
-    run = _Run(day)
+    run = _Run()
     for b in range(n):
         tables = parts.validate_partition(_bucket(spec, work, b), spec)
         run.digests.append(parts.reject_digest(tables))

@@ -1,16 +1,9 @@
-"""Partitioned reading, the steps both partitioned engines run (the local engine one after another in this
-process, the Dask engine as tasks): read the input in chunks, decide what depends on a whole file over all its
-chunks, split the rows by customer into partitions and validate each partition.
-
-1. :func:`plan_inputs`: each input's chunks (byte ranges of a CSV file, row groups of a Parquet file or of a
-   Parquet dataset directory's files), from headers and footers; the contract columns are checked here.
-2. :func:`census` of each chunk (:func:`read_chunk`), then :func:`decide`: that files have rows, each chunk's
-   first row number and each text date column's style (:func:`churnguard.dataset.date_style`, whole file).
-3. :func:`split_chunk` into pieces per customer partition, then :func:`check_styles` over whole files.
-4. :func:`validate_partition` in the whole files' date styles, then the ``on_bad_rows`` policy over all
-   partitions (:func:`bad_rows`, whole-file counts) and :func:`merge_rejects`.
-
-Pieces are Arrow tables: cheap to cut, to spill to files and to send between processes.
+"""Partitioned reading, the steps both partitioned engines run (the local engine one after another, the Dask
+engine as tasks): :func:`plan_inputs` (chunks: CSV byte ranges, Parquet row groups, also of a dataset
+directory's files), :func:`census` of each chunk, :func:`decide` what depends on whole files (rows, each chunk's
+first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
+:func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
+Arrow tables: cheap to cut, to spill to files and to send between processes.
 """
 
 from __future__ import annotations
@@ -88,9 +81,6 @@ class Spec:
     starts: dict[str, tuple[int, ...]]
     styles: dict[str, dict[str, str]]
 
-    def names(self) -> dict[str, str]:
-        return {t: s.name for t, s in self.sources.items()}
-
     def column(self, table: str, name: str) -> str:
         """The file's name of the contract column ``name``."""
         return getattr(self.config.columns, table).get(name, name)
@@ -101,9 +91,8 @@ def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, bloc
     """The sources of the given paths, their contract columns checked (before anything is read); with
     ``feature_inputs_only``, only the columns the features use (``dataset.feature_columns``) are read."""
     sources = {t: _plan(p, t, block_bytes) for t, p in paths.items() if p is not None}
-    for t in CHECK_ORDER:
-        if t in sources:
-            dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
+    for t in filter(sources.__contains__, CHECK_ORDER):
+        dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     if feature_inputs_only:
         sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
                    for t, s in sources.items()}
@@ -182,10 +171,7 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    chunks: list[Chunk] = []
-    chunk_file: list[int] = []
-    columns: dict[str, None] = {}
-    nbytes = 0
+    chunks, chunk_file, columns, nbytes = [], [], {}, 0
     for i, (path, keys) in enumerate(files):
         try:
             meta = pq.ParquetFile(path).metadata
@@ -195,8 +181,7 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
         index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
         columns.update((c, None) for c in schema.names if c not in index)
         columns.update((k, None) for k, _ in keys)
-        groups: list[int] = []
-        size = 0
+        groups, size = [], 0
         for g in range(meta.num_row_groups):
             groups.append(g)
             size += meta.row_group(g).total_byte_size
@@ -256,10 +241,9 @@ def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], c
     """
     rows = {t: sum(c.rows for c in censuses[t]) for t in sources}
     styles = {}
-    for t in CHECK_ORDER:
-        if t in sources:
-            dataset.check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
-            styles[t] = _date_styles(sources[t], censuses[t], config)
+    for t in filter(sources.__contains__, CHECK_ORDER):
+        dataset.check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
+        styles[t] = _date_styles(sources[t], censuses[t], config)
     starts = {t: tuple(int(s) for s in np.cumsum([1] + [c.rows for c in censuses[t]])[:-1]) for t in sources}
     return Spec(config, sources, rows, starts, styles)
 
@@ -314,12 +298,12 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
     import pyarrow as pa
 
     frames = {t: pa.concat_tables(p, promote_options="permissive").to_pandas() for t, p in pieces.items()}
+    names = {t: s.name for t, s in spec.sources.items()}
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
-                                     sources=spec.names(), allow_empty=True, date_styles=spec.styles)
-    rejects = tables.rejects
+                                     sources=names, allow_empty=True, date_styles=spec.styles)
+    rejects = tables.rejects.copy()
     if not rejects.empty:
-        rejects = rejects.copy()
         order = rejects["row"].to_numpy(dtype=np.int64)
         rejects["_order"] = order
         for t in rejects["table"].unique():
@@ -352,12 +336,11 @@ def bad_rows(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> di
     counts = concat_frames([c for c, _ in digests])
     samples = concat_frames([s for _, s in digests])
     rejected = {}
-    for t in CHECK_ORDER:
-        if t in spec.sources:
-            mine = counts[counts["table"] == t]
-            rejected[t] = int(mine["n"].sum())
-            if rejected[t] and (spec.config.on_bad_rows == "raise" or rejected[t] == spec.rows[t]):
-                raise _rows_error(t, spec, mine, samples[samples["table"] == t])
+    for t in filter(spec.sources.__contains__, CHECK_ORDER):
+        mine = counts[counts["table"] == t]
+        rejected[t] = int(mine["n"].sum())
+        if rejected[t] and (spec.config.on_bad_rows == "raise" or rejected[t] == spec.rows[t]):
+            raise _rows_error(t, spec, mine, samples[samples["table"] == t])
     return rejected
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 
 import pandas as pd
 
-from churnguard.dataset import Tables
+from churnguard.dataset import Tables, last_day
 from churnguard.engines import partitions as parts
 from churnguard.engines.dask._cluster import _gather, _Tasks, connect
 
@@ -100,7 +100,8 @@ def _read(sources: dict[str, parts.Source], config: DataConfig, client: Client, 
     frames = _gather(client, [tasks.submit(f"gather-rejects-p{b}", operator.attrgetter("rejects"), p)
                               for b, p in enumerate(partitions)], "collecting rejected rows") if any(
         rejected.values()) else []
-    return DaskTables(client, partitions, parts.merge_rejects(spec, frames, rejected), spec.names(), spec.rows)
+    return DaskTables(client, partitions, parts.merge_rejects(spec, frames, rejected),
+                       {t: s.name for t, s in sources.items()}, spec.rows)
 
 
 def _piece(split: tuple[list, dict], b: int):
@@ -139,9 +140,8 @@ class DaskTables:
             tasks = _Tasks(self.client)
             spans = _gather(self.client, [tasks.submit(f"timespan-p{b}", _timespan, p)
                                           for b, p in enumerate(self.partitions)], "finding the data's time span")
-            lo = [a for a, _ in spans if not pd.isna(a)]
-            hi = [b for _, b in spans if not pd.isna(b)]
-            self._span = (min(lo) if lo else pd.NaT, max(hi) if hi else pd.NaT)
+            lo, hi = (pd.Series(side, dtype="datetime64[ns]") for side in zip(*spans, strict=True))
+            self._span = (lo.min(), hi.max())  # NaT: no timestamps
         return self._span
 
     def first_timestamp(self) -> pd.Timestamp:
@@ -150,8 +150,6 @@ class DaskTables:
 
     def last_date(self) -> pd.Timestamp:
         """"Today" when none is given: :func:`churnguard.dataset.last_day` of the partitions' last timestamps."""
-        from churnguard.dataset import last_day
-
         return last_day(pd.Series([self._timespan()[1]]))
 
     def close(self) -> None:
