@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import appending_table
-from churnguard.dataset import last_day, parse_dates
+from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
 
@@ -76,14 +76,15 @@ def score_files(
     n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None])
     with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
         work = Path(tmp)
-        spec = parts.decide(sources, {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s,
-                                                       data_config) for c in s.chunks]
-                                      for t, s in sources.items()}, data_config)
-        latest = _split(spec, n, work, find_day=as_of is None)
-        day = to_day(as_of) if as_of is not None else last_day(pd.Series(latest, dtype="datetime64[ns]"))
+        census = {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s, data_config)
+                      for c in s.chunks] for t, s in sources.items()}
+        spec = parts.decide(sources, census, data_config)
+        _split(spec, n, work)
+        latest = pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+        day = to_day(as_of) if as_of is not None else last_day(latest)
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
         found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
-        if as_of is None and found != day and not parts.doomed(spec, run.digests):  # the last rows were set aside
+        if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
             day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
@@ -94,28 +95,21 @@ def score_files(
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None)
 
 
-def _split(spec: parts.Spec, n: int, work: Path, find_day: bool) -> list[pd.Timestamp]:
+def _split(spec: parts.Spec, n: int, work: Path) -> None:
     """Split every chunk into ``n`` buckets, spilled to ``{table}-{bucket}-{chunk}.arrow`` in ``work`` (empty
-    pieces only of the first chunk, for the columns), and check the date styles. With ``find_day``, returns each
-    chunk's last transaction time as validation reads it: "today" comes from it unless those rows are set aside."""
+    pieces only of the first chunk, for the columns), and check the date styles."""
     import pyarrow as pa
 
-    stats, latest = {t: [] for t in spec.sources}, []
+    stats = {t: [] for t in spec.sources}
     for t, src in spec.sources.items():
         for i, chunk in enumerate(src.chunks):
-            table = parts.read_chunk(chunk, src.columns)
-            pieces, stats_i = parts.split_chunk(table, spec, t, i, n)
+            pieces, stats_i = parts.split_chunk(parts.read_chunk(chunk, src.columns), spec, t, i, n)
             stats[t].append(stats_i)
-            if find_day and t == "transactions":
-                style = spec.styles[t].get("timestamp", spec.config.date_format)
-                column = table.column(spec.column(t, "timestamp")).to_pandas()
-                latest.append(parse_dates(column, "timestamp", src.name, style).max())
             for b, piece in enumerate(pieces):
                 if len(piece) or i == 0:
                     with pa.ipc.new_file(str(work / f"{t}-{b}-{i}.arrow"), piece.schema) as writer:
                         writer.write_table(piece)
     parts.check_styles(spec, stats)
-    return latest
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:

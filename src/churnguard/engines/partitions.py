@@ -64,10 +64,12 @@ class Source:
 
 @dataclass(frozen=True)
 class ChunkCensus:
-    """A chunk's row count and the :func:`churnguard.dataset.date_census` of its text date columns."""
+    """A chunk's row count, the :func:`churnguard.dataset.date_census` of its text date columns and its last
+    transaction time (as read in ISO 8601 or ``data.date_format``: NaT when the dates are in another style)."""
 
     rows: int
     dates: dict[str, DateCensus]
+    last: pd.Timestamp = pd.NaT
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,9 @@ def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, bloc
 
 
 def census_columns(source: Source, config: DataConfig) -> tuple[str, ...]:
-    """The columns the census reads: the customer id and the date columns."""
-    return (getattr(config.columns, source.table).get("customer_id", "customer_id"),
-            *(c for c, _ in _date_columns(source, config)))
+    """The columns the census reads: the date columns (without any, the customer id, to count the rows)."""
+    return tuple(c for c, _ in _date_columns(source, config)) or (
+        getattr(config.columns, source.table).get("customer_id", "customer_id"),)
 
 
 def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
@@ -224,13 +226,15 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
 
 
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
-    """A chunk's rows and the census (before any style is known) of each of its text date columns."""
-    dates = {}
+    """A chunk's :class:`ChunkCensus` (its dates read before any style is known)."""
+    dates, last = {}, pd.NaT
     for col, name in _date_columns(source, config):
         values = table.column(col).to_pandas()
         if not pd.api.types.is_datetime64_any_dtype(values):
-            dates[name] = dataset.date_census(dataset.text_cells(values))[1]
-    return ChunkCensus(len(table), dates)
+            values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
+        if name == "timestamp":
+            last = pd.to_datetime(values.max(), utc=True).tz_localize(None)
+    return ChunkCensus(len(table), dates, last)
 
 
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
