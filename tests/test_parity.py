@@ -27,6 +27,9 @@ hand-made customers:
 
 Also: ``POST /predict`` refuses a request that sends one customer_id twice, and a property test scores
 random one-customer histories alone over HTTP and among other customers in a ``churnguard score`` file.
+Two more inputs check what only whole files can decide, on ``score --partitions 4`` and ``score --engine dask``:
+transactions with day-first dates and no ``data.date_format`` (the style is the file's, not each
+partition's), and bad rows in several partitions under ``on_bad_rows: raise`` (the error counts the file's).
 
 Only public surfaces are used: the CLI (typer's CliRunner), the files it writes, the server's JSON answers.
 """
@@ -544,6 +547,70 @@ def test_feature_files_on_dask_equal_the_local_engine(battery, case, tmp_path):
     assert sorted(set(want["customer_id"]) ^ set(got["customer_id"])) == []
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def _day_first_inferred(battery) -> dict[str, Path]:
+    """The ISO case's files with the transactions' timestamps written ``%d/%m/%Y %H:%M`` (no
+    ``data.date_format``: the style is guessed from the file's first value, whose day is past 12, so day-first).
+    Several partitions of 4 start with a day of 12 or less: guessed on its own, their style is month-first."""
+    files = battery.cases["iso-as-of"].files
+    out = battery.root / "day-first-inferred"
+    if not out.exists():
+        tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+        stamps = pd.to_datetime(tx["timestamp"])
+        first = int(np.flatnonzero(stamps.dt.day.to_numpy() > 12)[0])
+        order = [first, *(i for i in range(len(tx)) if i != first)]
+        tx = tx.iloc[order].assign(timestamp=stamps.iloc[order].dt.strftime(DAY_FIRST))
+        out.mkdir()
+        tx.to_csv(out / "transactions.csv", index=False)
+    return {**files, "transactions": out / "transactions.csv"}
+
+
+def _score_run(battery, files: dict[str, Path], name: str, engine: str) -> tuple[int, str, Path]:
+    out = battery.root / "runs" / name / engine / "scores.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["score", "-m", battery.model(battery.cases["iso-as-of"]), *_inputs(files), "-o", out]
+    args += ["--engine", "dask", "--scheduler", battery.scheduler()] if engine == "dask" else [
+        "--partitions", engine.removeprefix("local-")]
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, " ".join(result.output.split()), out
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+def test_day_first_dates_are_read_in_the_style_of_the_whole_file(battery, engine):
+    files = _day_first_inferred(battery)
+    runs = {e: _score_run(battery, files, "day-first-inferred", e) for e in (REFERENCE, engine)}
+    for e, (code, output, _) in runs.items():
+        assert code == 0, f"{LABELS.get(e, e)} failed on day-first dates without data.date_format: {output}"
+    want, got = (Outcome(_read_scores(out), _read_rejects(out.with_name("scores.rejects.csv")))
+                 for _, _, out in runs.values())
+    last = pd.to_datetime(pd.read_csv(files["transactions"])["timestamp"], format=DAY_FIRST).max().date()
+    assert sorted(set(want.scores["as_of"])) == [last.isoformat()]
+    diff = _scores_diff(want.scores, got.scores, LABELS[REFERENCE], engine) + _rejects_diff(
+        want.rejected, got.rejected, LABELS[REFERENCE], engine)
+    assert not diff, f"day-first dates: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+def test_a_raise_on_bad_rows_counts_the_whole_file(battery, engine):
+    """Six bad amounts, in more than one of 4 partitions: the error states 6 of the file's rows, as the
+    single-partition run does, not the rows of the first partition it met."""
+    from churnguard.engines import customer_partition
+
+    files = battery.cases["iso-as-of"].files
+    tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+    bad = np.linspace(10, len(tx) - 10, 6).astype(int)
+    assert len(set(customer_partition(tx["customer_id"].iloc[bad], 4))) > 1
+    tx.loc[bad, "amount"] = ["n/a", "ten", "n/a", "?", "n/a", "x"]
+    path = battery.root / f"bad-amounts-{engine}" / "transactions.csv"
+    path.parent.mkdir()
+    tx.to_csv(path, index=False)
+    runs = {e: _score_run(battery, {**files, "transactions": path}, "bad-amounts", e) for e in (REFERENCE, engine)}
+    (want_code, want, _), (got_code, got, out) = runs.values()
+    assert want_code == got_code == 2
+    assert f"6 of {len(tx)} transactions row(s) cannot be used" in want
+    assert want in got, got  # the dask engine says where it runs first
+    assert not out.exists()
 
 
 def test_predict_refuses_a_customer_sent_twice(battery):

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "DateCensus", "Tables", "check_columns", "date_census",
-           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "text_cells",
-           "validate_tables"]
+           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "rows_error",
+           "text_cells", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ class Tables:
 def last_day(timestamps: pd.Series) -> pd.Timestamp:
     """"Today" when none is given: the last calendar day with a transaction, from validated (parsed)
     timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
-    return pd.Timestamp(timestamps.max()).normalize()
+    last = timestamps.max()
+    return pd.NaT if pd.isna(last) else pd.Timestamp(last).normalize()
 
 
 def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:
@@ -163,6 +164,19 @@ def _examples(values: pd.Series, n: int = 3) -> str:
     return ", ".join(map(repr, _first_unique(values, n)))
 
 
+def rows_error(source: str, table: str, n_rows: int, groups: list[tuple[str, str, int, pd.Series, list[str]]]
+               ) -> DataError:
+    """The error for a ``table`` file's unusable rows, from one group per (column, reason): the column, the
+    reason, how many rows, their values (the first few distinct ones are quoted) and where the first rows are."""
+    n_bad = sum(n for _, _, n, _, _ in groups)
+    lines = [f"  column {column!r}: {n} row(s) {reason}, e.g. {_examples(values)} (rows {', '.join(where[:3])})"
+             for column, reason, n, values, where in groups]
+    hint = ("no usable rows remain" if n_bad == n_rows
+            else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report")
+    return DataError(f"{source}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines)
+                     + f"\n{hint}")
+
+
 class _Checker:
     """Collects bad rows of one table (first reason wins) and turns them into an error or rejects."""
 
@@ -185,28 +199,16 @@ class _Checker:
             if src is not None:
                 self.value[new] = src[new].astype(str)
 
-    def finish(self, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def finish(self, mode: str, part: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         bad = pd.Series(self._flagged, index=self.reason.index)
         n_bad = int(bad.sum())
         if n_bad == 0 or len(self.df) == 0:
             return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
-        if mode == "raise" or n_bad == len(self.df):
-            lines = []
-            for (column, reason), idx in self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items():
-                lines.append(
-                    f"  column {column!r}: {len(idx)} row(s) {reason}, e.g. {_examples(self.value[idx])} "
-                    f"(rows {', '.join(str(self.rows[i]) for i in list(idx)[:3])})"
-                )
-            hint = (
-                "no usable rows remain"
-                if n_bad == len(self.df)
-                else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report"
-            )
-            raise DataError(
-                f"{self.source}: {n_bad} of {len(self.df)} {self.table} row(s) cannot be used:\n"
-                + "\n".join(lines)
-                + f"\n{hint}"
-            )
+        if mode == "raise" or (n_bad == len(self.df) and not part):
+            groups = self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items()
+            raise rows_error(self.source, self.table, len(self.df), [
+                (column, reason, len(idx), self.value[idx], [str(self.rows[i]) for i in list(idx)[:3]])
+                for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {
                 "table": self.table,
@@ -220,7 +222,8 @@ class _Checker:
                 "reason": self.reason[bad].to_numpy(),
             }
         )
-        logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
+        if not part:  # a part's rows are counted with the whole input's
+            logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
         return self.df.loc[~bad].reset_index(drop=True), rejects
 
 
@@ -328,8 +331,10 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
     return out
 
 
-def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False) -> _Checker:
-    """Rename to contract names, check columns, parse types; bad rows are flagged on the returned checker."""
+def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False,
+             styles: dict[str, str] | None = None) -> _Checker:
+    """Rename to contract names, check columns, parse types (dates in ``styles``, by contract name, when given);
+    bad rows are flagged on the returned checker."""
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in df.columns if c != ROW_COLUMN]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
@@ -344,7 +349,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
         if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
             raw = text_cells(raw)
         if column in _DATES:
-            parsed = parse_dates(raw, column, source, config.date_format)
+            parsed = parse_dates(raw, column, source, (styles or {}).get(column, config.date_format))
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
             out[column] = parsed
         elif column in _NUMERIC_RANGES:
@@ -373,6 +378,7 @@ def validate_tables(
     config: DataConfig,
     sources: dict[str, str] | None = None,
     allow_empty: bool = False,
+    date_styles: dict[str, dict[str, str]] | None = None,
 ) -> Tables:
     """Validate in-memory tables against the contract and return them typed, with contract column names.
 
@@ -380,25 +386,28 @@ def validate_tables(
         transactions, tickets, customers: raw frames in the user's column names.
         config: column mapping, date format and the bad-row policy.
         sources: names used in messages (file paths), per table; defaults to the table name.
-        allow_empty: accept tables without rows (a request about customers with no history yet).
+        allow_empty: the tables are a part of the input (a customer partition): accept tables without rows or
+            without usable rows, which only the whole input can judge.
+        date_styles: per table, the style of date columns (by contract name) decided over the whole input;
+            columns not named are read as without it.
 
     Raises:
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
-    sources = sources or {}
+    sources, styles = sources or {}, date_styles or {}
     all_rejects = []
     checks = {
-        "transactions": _prepare(
-            transactions, "transactions", sources.get("transactions", "transactions"), config, allow_empty
-        )
+        "transactions": _prepare(transactions, "transactions", sources.get("transactions", "transactions"), config,
+                                 allow_empty, styles.get("transactions"))
     }
     if customers is not None:
-        c = _prepare(customers, "customers", sources.get("customers", "customers"), config)
+        c = _prepare(customers, "customers", sources.get("customers", "customers"), config, allow_empty,
+                     styles.get("customers"))
         dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
         c.flag(dup, "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
-        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config)
+        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config, allow_empty, styles.get("tickets"))
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
@@ -406,14 +415,14 @@ def validate_tables(
     frames: dict[str, pd.DataFrame] = {}
     for name in ("transactions", "customers"):
         if name in checks:
-            frames[name], rej = checks[name].finish(config.on_bad_rows)
+            frames[name], rej = checks[name].finish(config.on_bad_rows, allow_empty)
             all_rejects.append(rej)
     if "tickets" in checks:
         t = checks["tickets"]
         known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
         t.flag(t.df["customer_id"].notna().to_numpy() & ~_isin(t.df["customer_id"], known), "customer_id",
                "belong to customers found in neither transactions nor customers")
-        frames["tickets"], rej = t.finish(config.on_bad_rows)
+        frames["tickets"], rej = t.finish(config.on_bad_rows, allow_empty)
         all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)

@@ -4,13 +4,10 @@ The local engine holds every table in one process. This package runs the same st
 ``dask.distributed`` cluster (a ``LocalCluster`` on this machine, or a scheduler given by address) and
 gives the same results:
 
-* :func:`read_tables_dask` reads CSV files, Parquet files and Parquet datasets (directories of files) in
-  chunks on the workers and repartitions every table by a hash of the customer id, so each partition holds
-  the complete history of its customers in all three tables. Each partition is validated with
-  :func:`churnguard.dataset.validate_tables`. What depends on a whole file is decided once over all
-  partitions: whether it has rows and the contract columns, the date style of each date column, and the
-  ``on_bad_rows`` policy (raise on any bad row, or on a table without usable rows). So the kept rows, the
-  rejects (with each row's number in its file) and the errors are the local engine's.
+* :func:`read_tables_dask` runs the steps of :mod:`churnguard.engines.partitions` as tasks: CSV files, Parquet
+  files and Parquet datasets read in chunks on the workers, every table split by customer (each partition holds
+  its customers' whole history) and validated, what depends on a whole file decided over all of it. So the kept
+  rows, the rejects and the errors are the local engine's.
 * :func:`build_features_dask` computes the population-level quantities over all customers first: the
   lifespan behind CLTV, the VIP threshold, and whether each customer attribute is numeric or categorical
   (and its levels). Each partition's features are then built with them, so the result equals

@@ -12,7 +12,7 @@ import pandas as pd
 
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
-from churnguard.engines.dask._validate import _concat
+from churnguard.engines.partitions import concat_frames
 from churnguard.features import build_features, kernel, to_day
 from churnguard.features.build import attribute_summaries, known_listed, lifespan_inputs
 from churnguard.population import Population
@@ -112,7 +112,7 @@ def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Ti
 
 def _combine(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Partition frames as one, sorted by customer_id like the local engine's output."""
-    return _concat(frames).sort_values("customer_id", kind="stable", ignore_index=True)
+    return concat_frames(frames).sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 def build_features_dask(dtables: DaskTables, as_of: str | pd.Timestamp, config: FeatureConfig, *,

@@ -13,8 +13,8 @@ import pandas as pd
 from churnguard._io import appending_table, table_suffix
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
-from churnguard.engines.dask._validate import _concat
 from churnguard.engines.dask.features import _combine, _feature_snapshots
+from churnguard.engines.partitions import concat_frames
 from churnguard.features import to_day
 from churnguard.lifecycle import in_lookback
 
@@ -71,7 +71,7 @@ def _drift_sample(client: Client, tasks: _Tasks, scored: list[Future], light: pd
         wanted = {b: chosen.loc[chosen["_part"] == b, "customer_id"].to_numpy() for b in range(len(scored))}
     frames = _gather(client, [tasks.submit(f"drift-p{b}", _drift_rows, s, wanted[b]) for b, s in enumerate(scored)],
                      "collecting the drift sample")
-    drift = _concat(frames)
+    drift = concat_frames(frames)
     if drift.empty:
         return drift.drop(columns="customer_id")
     position = pd.Series(light.index, index=pd.Index(light["customer_id"]))

@@ -15,8 +15,8 @@ import pandas as pd
 
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
-from churnguard.engines.dask._validate import _concat
 from churnguard.engines.dask.features import _combine, _feature_snapshots
+from churnguard.engines.partitions import concat_frames as _concat
 from churnguard.features import to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels

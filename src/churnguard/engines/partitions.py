@@ -1,0 +1,386 @@
+"""Partitioned reading, the steps both partitioned engines run (the local engine one after another, the Dask
+engine as tasks): :func:`plan_inputs` (chunks: CSV byte ranges, Parquet row groups, also of a dataset
+directory's files), :func:`census` of each chunk, :func:`decide` what depends on whole files (rows, each chunk's
+first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
+:func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
+Arrow tables: cheap to cut, to spill to files and to send between processes.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+from dataclasses import dataclass, replace
+from functools import reduce
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard import dataset
+from churnguard._io import TABLE_SUFFIXES
+from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, Tables
+from churnguard.engines import customer_partition
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from churnguard.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+CHECK_ORDER = ("transactions", "customers", "tickets")  # the order validate_tables checks the tables in
+BLOCK_BYTES = 64 * 2**20  # about how many bytes of a file one chunk holds
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line)
+    or some row groups of a Parquet file (plus the file's hive partition values)."""
+
+    path: str
+    kind: str
+    start: int = 0
+    stop: int = 0
+    header: bytes = b""
+    row_groups: tuple[int, ...] = ()
+    keys: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input table: its name in messages, the columns read, its chunks and which file each chunk is in."""
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    chunks: tuple[Chunk, ...]
+    files: tuple[str, ...]
+    chunk_file: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ChunkCensus:
+    """A chunk's row count, the :func:`churnguard.dataset.date_census` of its text date columns and its last
+    transaction time (as read in ISO 8601 or ``data.date_format``: NaT when the dates are in another style)."""
+
+    rows: int
+    dates: dict[str, DateCensus]
+    last: pd.Timestamp = pd.NaT
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the steps after the census know about the whole input: its sources, rows per table, each chunk's
+    first row number and the date styles (per table, by contract column name)."""
+
+    config: DataConfig
+    sources: dict[str, Source]
+    rows: dict[str, int]
+    starts: dict[str, tuple[int, ...]]
+    styles: dict[str, dict[str, str]]
+
+    def column(self, table: str, name: str) -> str:
+        """The file's name of the contract column ``name``."""
+        return getattr(self.config.columns, table).get(name, name)
+
+
+def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, block_bytes: int = BLOCK_BYTES,
+                feature_inputs_only: bool = False) -> dict[str, Source]:
+    """The sources of the given paths, their contract columns checked (before anything is read); with
+    ``feature_inputs_only``, only the columns the features use (``dataset.feature_columns``) are read."""
+    sources = {t: _plan(p, t, block_bytes) for t, p in paths.items() if p is not None}
+    for t in filter(sources.__contains__, CHECK_ORDER):
+        dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
+    if feature_inputs_only:
+        sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
+                   for t, s in sources.items()}
+    return sources
+
+
+def census_columns(source: Source, config: DataConfig) -> tuple[str, ...]:
+    """The columns the census reads: the date columns (without any, the customer id, to count the rows)."""
+    return tuple(c for c, _ in _date_columns(source, config)) or (
+        getattr(config.columns, source.table).get("customer_id", "customer_id"),)
+
+
+def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
+    """The file's name and the contract name of each of the source's date columns, in file order."""
+    inverse = {u: c for c, u in getattr(config.columns, source.table).items()}
+    return [(c, inverse.get(c, c)) for c in source.columns if inverse.get(c, c) in _DATES]
+
+
+def _plan(path: str | Path, table: str, block_bytes: int) -> Source:
+    p = Path(path)
+    if p.is_dir():
+        return _plan_dataset(p, table, block_bytes)
+    if not p.is_file():
+        raise DataError(f"{p}: {table} file not found")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return _plan_csv(p, table, block_bytes)
+    if suffix in TABLE_SUFFIXES:
+        return _plan_parquet(str(p), table, [(str(p), ())], block_bytes)
+    raise DataError(f"{p}: cannot read {table} file: unsupported file type {suffix or '(none)'!r}; "
+                    "use .csv, .parquet or a directory of Parquet files")
+
+
+def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
+    size = p.stat().st_size
+    with p.open("rb") as fh:
+        header = fh.readline()
+        try:
+            columns = tuple(pd.read_csv(io.BytesIO(header), dtype=str, nrows=0).columns)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{p}: the {table} file is empty") from None
+        except ValueError as exc:
+            raise DataError(f"{p}: cannot read {table} file: {exc}") from None
+        bounds = [len(header)]
+        while bounds[-1] + block_bytes < size:  # cut right after a line end near every block_bytes
+            fh.seek(bounds[-1] + block_bytes - 1)
+            fh.readline()
+            if fh.tell() >= size:
+                break
+            bounds.append(fh.tell())
+        bounds.append(max(size, len(header)))
+    chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header) for a, b in itertools.pairwise(bounds))
+    return Source(table, str(p), columns, chunks, (str(p),), (0,) * len(chunks), size)
+
+
+def _plan_dataset(p: Path, table: str, block_bytes: int) -> Source:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    try:
+        found = ds.dataset(p, format="parquet", partitioning="hive")  # skips files starting with '.' or '_'
+        fragments = sorted(found.get_fragments(), key=lambda f: f.path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"{p}: cannot read the {table} dataset: {exc}") from None
+    if not fragments:
+        raise DataError(f"{p}: the {table} dataset directory holds no Parquet files")
+    csv = [f.path for f in fragments if f.path.lower().endswith(".csv")]
+    if csv:
+        raise DataError(f"{p}: a directory is read as a Parquet dataset, but it holds CSV files (e.g. {csv[0]}); "
+                        "give one CSV file or convert the files to Parquet")
+    files = [(f.path, tuple(ds.get_partition_keys(f.partition_expression).items())) for f in fragments]
+    return _plan_parquet(str(p), table, files, block_bytes)
+
+
+def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_bytes: int) -> Source:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunks, chunk_file, columns, nbytes = [], [], {}, 0
+    for i, (path, keys) in enumerate(files):
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DataError(f"{path}: cannot read {table} file: {exc}") from None
+        schema = meta.schema.to_arrow_schema()
+        index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+        columns.update((c, None) for c in schema.names if c not in index)
+        columns.update((k, None) for k, _ in keys)
+        groups, size = [], 0
+        for g in range(meta.num_row_groups):
+            groups.append(g)
+            size += meta.row_group(g).total_byte_size
+            nbytes += meta.row_group(g).total_byte_size
+            if size >= block_bytes:
+                chunks.append(Chunk(path, "parquet", row_groups=tuple(groups), keys=keys))
+                chunk_file.append(i)
+                groups, size = [], 0
+        if groups or meta.num_row_groups == 0:
+            chunks.append(Chunk(path, "parquet", row_groups=tuple(groups), keys=keys))
+            chunk_file.append(i)
+    return Source(table, name, tuple(columns), tuple(chunks), tuple(f for f, _ in files), tuple(chunk_file), nbytes)
+
+
+def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
+    """The raw rows of one chunk (``columns``, in that order), read as ``load_tables`` reads a whole file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if chunk.kind == "csv":
+        with open(chunk.path, "rb") as fh:
+            fh.seek(chunk.start)
+            data = fh.read(chunk.stop - chunk.start)
+        try:
+            frame = pd.read_csv(io.BytesIO(chunk.header + data), dtype=str, keep_default_na=False, na_values=[""],
+                                usecols=set(columns).__contains__)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        pf = pq.ParquetFile(chunk.path)
+        stored = [c for c in columns if c in pf.schema_arrow.names]
+        table = (pf.read_row_groups(list(chunk.row_groups), columns=stored) if chunk.row_groups
+                 else pf.schema_arrow.empty_table().select(stored))
+        for key, value in chunk.keys:
+            table = table.append_column(key, pa.repeat(pa.scalar(value), len(table)))
+    for missing in (c for c in columns if c not in table.column_names):
+        table = table.append_column(missing, pa.nulls(len(table)))
+    return table.select(list(columns))
+
+
+def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
+    """A chunk's :class:`ChunkCensus` (its dates read before any style is known)."""
+    dates, last = {}, pd.NaT
+    for col, name in _date_columns(source, config):
+        values = table.column(col).to_pandas()
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
+        if name == "timestamp":
+            last = pd.to_datetime(values.max(), utc=True).tz_localize(None)
+    return ChunkCensus(len(table), dates, last)
+
+
+def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
+    """What depends on whole files, from the censuses of their chunks (in file order).
+
+    Raises:
+        DataError: a file has no rows, or a date column's style cannot be inferred.
+    """
+    rows = {t: sum(c.rows for c in censuses[t]) for t in sources}
+    styles = {}
+    for t in filter(sources.__contains__, CHECK_ORDER):
+        dataset.check_columns(t, list(sources[t].columns), sources[t].name, config, rows[t])
+        styles[t] = _date_styles(sources[t], censuses[t], config)
+    starts = {t: tuple(int(s) for s in np.cumsum([1] + [c.rows for c in censuses[t]])[:-1]) for t in sources}
+    return Spec(config, sources, rows, starts, styles)
+
+
+def _date_styles(source: Source, censuses: list[ChunkCensus], config: DataConfig) -> dict[str, str]:
+    """Each text date column's style (by contract name), decided by :func:`churnguard.dataset.date_style` on the
+    census of the whole file; columns with nothing to decide are left out."""
+    if config.date_format is not None:
+        return {}
+    styles = {}
+    for _, name in _date_columns(source, config):  # in file order, as load_tables decides them
+        whole = reduce(dataset.merge_census, [c.dates[name] for c in censuses if name in c.dates], DateCensus())
+        fmt = dataset.date_style(whole, source.name, name)
+        if fmt is not None:
+            styles[name] = fmt
+    return styles
+
+
+def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tuple[list[pa.Table], dict]:
+    """Number chunk ``i``'s rows, census its date columns in the decided styles (for :func:`check_styles`) and
+    cut it into ``n`` pieces by customer partition (row order kept within each)."""
+    import pyarrow as pa
+
+    first = spec.starts[source][i]
+    table = table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))
+    stats = {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
+                                       fmt)[1] for name, fmt in spec.styles[source].items()}
+    if n == 1:
+        return [table], stats
+    buckets = customer_partition(table.column(spec.column(source, "customer_id")).to_pandas(), n)
+    order = np.argsort(buckets, kind="stable")
+    cuts = np.searchsorted(buckets[order], np.arange(n + 1))
+    return [table.take(order[cuts[b] : cuts[b + 1]]) for b in range(n)], stats
+
+
+def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> None:
+    """Raise :func:`churnguard.dataset.mixed_styles_error` when a date column's censuses in its style (from
+    :func:`split_chunk`, in file order) found dates in another style."""
+    for t in CHECK_ORDER:
+        for name, fmt in spec.styles.get(t, {}).items():
+            whole = reduce(dataset.merge_census, [s[name] for s in stats.get(t, ())], DateCensus())
+            if whole.mixed:
+                raise dataset.mixed_styles_error(whole, spec.sources[t].name, name, fmt)
+
+
+def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
+    """Validate one customer partition (in reject mode: the ``on_bad_rows`` policy is applied over all of them).
+
+    Returns the partition's tables; the rejects carry each row's number in its file (and the file, in a
+    dataset) and ``_order``, its position in the whole input.
+    """
+    import pyarrow as pa
+
+    frames = {t: pa.concat_tables(p, promote_options="permissive").to_pandas() for t, p in pieces.items()}
+    names = {t: s.name for t, s in spec.sources.items()}
+    tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
+                                     config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
+                                     sources=names, allow_empty=True, date_styles=spec.styles)
+    rejects = tables.rejects.copy()
+    if not rejects.empty:
+        order = rejects["row"].to_numpy(dtype=np.int64)
+        rejects["_order"] = order
+        for t in rejects["table"].unique():
+            mine, src = (rejects["table"] == t).to_numpy(), spec.sources[t]
+            file_starts = np.asarray([spec.starts[t][src.chunk_file.index(f)] for f in range(len(src.files))])
+            idx = np.searchsorted(file_starts, order[mine], side="right") - 1
+            rejects.loc[mine, "row"] = order[mine] - file_starts[idx] + 1
+            if len(src.files) > 1:
+                rejects.loc[mine, "source"] = np.asarray(src.files, dtype=object)[idx]
+    return replace(tables, rejects=rejects)
+
+
+def reject_digest(tables: Tables) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (table, column, reason): how many rows, and the few rows a raise-mode message quotes."""
+    rej = tables.rejects
+    if rej.empty:
+        return pd.DataFrame(columns=["table", "column", "reason", "n"]), rej
+    rej = rej.sort_values("_order", kind="stable")
+    keys = ["table", "column", "reason"]
+    counts = rej.groupby(keys, sort=False).size().rename("n").reset_index()
+    first = rej.groupby(keys, sort=False).cumcount() < 3
+    seen = ~rej.duplicated([*keys, "value"])
+    first_values = seen & (seen.astype(int).groupby([rej[k] for k in keys], sort=False).cumsum() <= 3)
+    return counts, rej[first | first_values]
+
+
+def bad_rows(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> dict[str, int]:
+    """The ``on_bad_rows`` policy over all partitions: DataError for bad rows under ``raise`` (or for a table
+    without usable rows), with the counts of the whole file; else the rows set aside per table."""
+    counts = concat_frames([c for c, _ in digests])
+    samples = concat_frames([s for _, s in digests])
+    rejected = {}
+    for t in filter(spec.sources.__contains__, CHECK_ORDER):
+        mine = counts[counts["table"] == t]
+        rejected[t] = int(mine["n"].sum())
+        if rejected[t] and (spec.config.on_bad_rows == "raise" or rejected[t] == spec.rows[t]):
+            raise _rows_error(t, spec, mine, samples[samples["table"] == t])
+    return rejected
+
+
+def doomed(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> bool:
+    """Whether :func:`bad_rows` is sure to raise: bad rows were found and ``on_bad_rows`` is ``raise``."""
+    return spec.config.on_bad_rows == "raise" and any(len(c) for c, _ in digests)
+
+
+def _rows_error(table: str, spec: Spec, counts: pd.DataFrame, samples: pd.DataFrame) -> DataError:
+    """:func:`churnguard.dataset.rows_error` for ``table``, with counts and rows over the whole input."""
+    src, groups = spec.sources[table], []
+    for (column, reason), group in counts.groupby(["column", "reason"]):
+        rows = samples[(samples["column"] == column) & (samples["reason"] == reason)].sort_values("_order")
+        where = [f"{Path(s).name}:{r}" if len(src.files) > 1 else str(r)
+                 for s, r in zip(rows["source"], rows["row"], strict=True)]
+        groups.append((column, reason, int(group["n"].sum()), rows["value"], where))
+    return dataset.rows_error(src.name, table, spec.rows[table], groups)
+
+
+def merge_rejects(spec: Spec, frames: list[pd.DataFrame], rejected: dict[str, int]) -> pd.DataFrame:
+    """The partitions' rejects in the order ``load_tables`` reports them (table, then row), logged per table."""
+    if not any(len(f) for f in frames):
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    rejects = concat_frames(frames)
+    rank = {t: i for i, t in enumerate(CHECK_ORDER)}
+    rejects = (rejects.assign(_rank=rejects["table"].map(rank))
+               .sort_values(["_rank", "_order"], kind="stable")[REJECT_COLUMNS].reset_index(drop=True))
+    for t, k in rejected.items():
+        if k:
+            logger.warning("%s: set aside %d of %d %s rows (see rejects)", spec.sources[t].name, k, spec.rows[t], t)
+    return rejects
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate, leaving out empty frames (they must not change dtypes); the first one if all are empty."""
+    full = [f for f in frames if len(f)]
+    if not full:
+        return frames[0].iloc[:0]
+    return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
