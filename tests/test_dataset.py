@@ -218,3 +218,70 @@ def test_check_columns_names_the_missing_column_and_every_column_of_the_file():
 def test_isin_finds_values_in_any_table_whatever_their_order(values, among):
     got = _isin(pd.Series(values, dtype="str"), [pd.Series(o, dtype="str") for o in among])
     assert got.tolist() == [v is not None and any(v in o for o in among) for v in values]
+
+
+# -- values that parse but cannot be true ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("amount, reason", [("inf", "are not finite numbers"), ("-Infinity", "are not finite numbers"),
+                                            ("1e309", "are not finite numbers"),
+                                            ("1e308", "lie outside -1,000,000,000,000..1,000,000,000,000")])
+def test_non_finite_and_huge_amounts_are_bad_rows(amount, reason):
+    with pytest.raises(DataError, match=f"column 'amount': 1 row\\(s\\) {reason}"):
+        validate_tables(_tx(amount=["1", amount, "2"]), config=STRICT)
+    t = validate_tables(_tx(amount=["1", amount, "2"]), config=REJECT)
+    assert list(t.transactions["customer_id"]) == ["a", "c"]
+    assert t.rejects[["row", "column", "value", "reason"]].values.tolist() == [[2, "amount", amount, reason]]
+
+
+def test_huge_amounts_never_add_up_to_infinity():
+    t = validate_tables(_tx(amount=["1e308", "1e308", "5"]), config=REJECT)
+    assert t.transactions["amount"].sum() == 5  # both huge rows set aside, not summed into inf
+
+
+def test_dates_after_today_are_bad_rows_and_do_not_move_today():
+    tomorrow_plus = (pd.Timestamp.now("UTC") + pd.Timedelta(days=3)).strftime("%Y-%m-%d")
+    t = validate_tables(_tx(timestamp=["2024-01-01", "2099-06-01", tomorrow_plus]), config=REJECT)
+    assert t.rejects["reason"].str.startswith("are dated after today").all() and len(t.rejects) == 2
+    assert t.last_date() == pd.Timestamp("2024-01-01")
+    with pytest.raises(DataError, match=r"column 'timestamp': 2 row\(s\) are dated after today \(\d{4}-\d\d-\d\d\), "
+                                        r"e\.g\. '2099-06-01'"):
+        validate_tables(_tx(timestamp=["2024-01-01", "2099-06-01", tomorrow_plus]), config=STRICT)
+
+
+def test_years_beyond_the_timestamp_range_are_bad_rows_in_text_and_parquet(tmp_path):
+    with pytest.raises(DataError, match=r"column 'timestamp': 1 row\(s\) are dates outside the years 1678-2261, "
+                                        r"e\.g\. '3000-01-02' \(rows 2\)"):
+        validate_tables(_tx(timestamp=["2024-01-01", "3000-01-02", "2024-01-03"]), config=STRICT)
+    import datetime
+
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "amount": [1.0, 2.0],
+                          "timestamp": pd.array([datetime.datetime(2024, 1, 1), datetime.datetime(3000, 1, 1)],
+                                                dtype="datetime64[us]")})
+    path = tmp_path / "tx.parquet"
+    frame.to_parquet(path)
+    t = load_tables(path, config=REJECT)
+    assert list(t.transactions["customer_id"]) == ["a"]
+    assert t.rejects["reason"].tolist() == ["are dates outside the years 1678-2261"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_repeated_column_name_is_refused(tmp_path, suffix):
+    path = tmp_path / f"tx.{suffix}"
+    if suffix == "csv":
+        path.write_text("customer_id,timestamp,amount,customer_id\na,2024-01-01,1,b\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table([["a"], ["2024-01-01"], [1.0], ["b"]],
+                                names=["customer_id", "timestamp", "amount", "customer_id"]), path)
+    with pytest.raises(DataError, match=f"{path}: the transactions file has 1 column name\\(s\\) more than once: "
+                                        "'customer_id'; rename or drop"):
+        load_tables(path, config=STRICT)
+
+
+def test_no_usable_timestamp_means_no_day_to_take():
+    t = validate_tables(_tx().iloc[:0], config=STRICT, allow_empty=True)
+    with pytest.raises(DataError, match="no transaction has a usable timestamp.*--as-of"):
+        t.last_date()

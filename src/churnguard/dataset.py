@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import read_table, write_table
+from churnguard._io import TABLE_SUFFIXES, read_table, write_table
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "FEATURE_INPUTS", "DataError", "DateCensus", "Tables", "check_columns", "date_census",
-           "date_style", "feature_columns", "load_tables", "merge_census", "mixed_styles_error", "rows_error",
-           "text_cells", "validate_tables"]
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "Tables", "check_columns",
+           "check_unique_columns", "date_census", "date_style", "feature_columns", "header", "last_day",
+           "latest_plausible_day", "load_tables", "merge_census", "mixed_styles_error", "rows_error", "text_cells",
+           "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +62,19 @@ FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
 }
 _DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
 _REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at"}
+# Numbers beyond this size are no real amounts or counts, and a few of them would add up to infinity.
+MAX_MAGNITUDE = 1e12
 _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
-    "amount": (-np.inf, np.inf),
-    "quantity": (-np.inf, np.inf),
-    "discount": (-np.inf, np.inf),
+    "amount": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+    "quantity": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+    "discount": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
     "csat": (1, 5),
     "nps": (0, 10),
-    "loyalty_points": (-np.inf, np.inf),
+    "loyalty_points": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
 }
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel"}
 _CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | {"loyalty_member"}
+_DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 ROW_COLUMN = "_source_row"  # optional input column carrying each row's number in its file
@@ -109,8 +113,16 @@ class Tables:
         return ids
 
     def last_date(self) -> pd.Timestamp:
-        """"Today" when none is given: :func:`last_day` of the transactions."""
-        return last_day(self.transactions["timestamp"])
+        """"Today" when none is given: :func:`last_day` of the transactions.
+
+        Raises:
+            DataError: no transaction has a usable timestamp, so there is no day to take.
+        """
+        day = last_day(self.transactions["timestamp"])
+        if pd.isna(day):
+            raise DataError("no transaction has a usable timestamp, so the scoring day cannot be taken from the "
+                            "data; give it with --as-of YYYY-MM-DD")
+        return day
 
 
 def last_day(timestamps: pd.Series) -> pd.Timestamp:
@@ -118,6 +130,36 @@ def last_day(timestamps: pd.Series) -> pd.Timestamp:
     timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
     last = timestamps.max()
     return pd.NaT if pd.isna(last) else pd.Timestamp(last).normalize()
+
+
+def latest_plausible_day() -> pd.Timestamp:
+    """The last day a recorded event can fall on: tomorrow by the machine's clock (UTC), one day of slack for
+    time zones. Later dates are typing errors or placeholders, never history."""
+    return pd.Timestamp.now("UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+
+
+def check_unique_columns(names: list[str], source: str, table: str) -> None:
+    """Raise :class:`DataError` when a column name repeats: which of the two to read would be a guess."""
+    seen: set[str] = set()
+    twice = list(dict.fromkeys(n for n in map(str, names) if n in seen or seen.add(n)))
+    if twice:
+        raise DataError(f"{source}: the {table} file has {len(twice)} column name(s) more than once: "
+                        f"{', '.join(map(repr, twice[:5]))}; rename or drop the repeated columns")
+
+
+def header(path: str | Path) -> list[str]:
+    """A CSV or Parquet file's column names as written in it (pandas renames a repeated CSV name)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            return next(csv.reader(fh), [])
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        return []  # reading it says why not
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def check_columns(table: str, names: list[str], source: str, config: DataConfig, rows: int | None = None) -> None:
@@ -234,7 +276,19 @@ def text_cells(raw: pd.Series) -> pd.Series:
 
 
 def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
-    """Parse one date column. Mixed date styles raise; values that parse in no style come back as NaT."""
+    """Parse one date column. Mixed date styles raise; values that parse in no style, and dates outside the
+    years 1678-2261 (:func:`dates_out_of_range`), come back as NaT."""
+    parsed = _parsed(raw, column, source, date_format)
+    return parsed.mask(dates_out_of_range(parsed)).astype("datetime64[ns]")
+
+
+def dates_out_of_range(parsed: pd.Series) -> pd.Series:
+    """Whether each parsed date lies outside the range of nanosecond timestamps (about 1678-2261)."""
+    return (parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)
+
+
+def _parsed(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
+    """A date column parsed at the resolution it comes in, naive UTC."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     elif date_format is not None:
@@ -243,7 +297,7 @@ def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | Non
         parsed = _infer_and_parse(text_cells(raw), column, source)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.astype("datetime64[ns]")
+    return parsed
 
 
 def _infer_and_parse(text: pd.Series, column: str, source: str) -> pd.Series:
@@ -321,6 +375,11 @@ def mixed_styles_error(census: DateCensus, source: str, column: str, fmt: str) -
     )
 
 
+def _number(value: float) -> str:
+    """A bound in plain digits with thousands separators."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+
 def _parse_bool(raw: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(raw):
         return raw.astype("boolean")
@@ -349,14 +408,19 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
         if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
             raw = text_cells(raw)
         if column in _DATES:
-            parsed = parse_dates(raw, column, source, (styles or {}).get(column, config.date_format))
+            parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
+            check.flag(dates_out_of_range(parsed), column, "are dates outside the years 1678-2261", raw)
+            parsed = parsed.mask(dates_out_of_range(parsed)).astype("datetime64[ns]")
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+            latest = latest_plausible_day()
+            check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
             out[column] = parsed
         elif column in _NUMERIC_RANGES:
             num = pd.to_numeric(raw, errors="coerce").astype("float64")
             check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
+            check.flag(num.isin([np.inf, -np.inf]), column, "are not finite numbers", raw)
             lo, hi = _NUMERIC_RANGES[column]
-            check.flag(num.notna() & ~num.between(lo, hi), column, f"lie outside {lo:g}..{hi:g}", raw)
+            check.flag(num.notna() & ~num.between(lo, hi), column, f"lie outside {_number(lo)}..{_number(hi)}", raw)
             out[column] = num
         elif column == "loyalty_member":
             flags = _parse_bool(raw)
@@ -454,7 +518,10 @@ def _read(path: str | Path, table: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: {table} file not found")
     try:
+        check_unique_columns(header(path), str(path), table)
         return read_table(path)
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the {table} file is empty") from None
     except ValueError as exc:

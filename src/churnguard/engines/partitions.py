@@ -146,6 +146,7 @@ def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
                 break
             bounds.append(fh.tell())
         bounds.append(max(size, len(header)))
+    dataset.check_unique_columns(dataset.header(p), str(p), table)
     chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header) for a, b in itertools.pairwise(bounds))
     return Source(table, str(p), columns, chunks, (str(p),), (0,) * len(chunks), size)
 
@@ -180,6 +181,7 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise DataError(f"{path}: cannot read {table} file: {exc}") from None
         schema = meta.schema.to_arrow_schema()
+        dataset.check_unique_columns(schema.names, path, table)
         index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
         columns.update((c, None) for c in schema.names if c not in index)
         columns.update((k, None) for k, _ in keys)
