@@ -566,10 +566,10 @@ def _day_first_inferred(battery) -> dict[str, Path]:
     return {**files, "transactions": out / "transactions.csv"}
 
 
-def _score_run(battery, files: dict[str, Path], name: str, engine: str) -> tuple[int, str, Path]:
+def _score_run(battery, files: dict[str, Path], name: str, engine: str, *extra: str) -> tuple[int, str, Path]:
     out = battery.root / "runs" / name / engine / "scores.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["score", "-m", battery.model(battery.cases["iso-as-of"]), *_inputs(files), "-o", out]
+    args = ["score", "-m", battery.model(battery.cases["iso-as-of"]), *_inputs(files), "-o", out, *extra]
     args += ["--engine", "dask", "--scheduler", battery.scheduler()] if engine == "dask" else [
         "--partitions", engine.removeprefix("local-")]
     result = runner.invoke(app, [str(a) for a in args])
@@ -611,6 +611,34 @@ def test_a_raise_on_bad_rows_counts_the_whole_file(battery, engine):
     assert f"6 of {len(tx)} transactions row(s) cannot be used" in want
     assert want in got, got  # the dask engine says where it runs first
     assert not out.exists()
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+def test_impossible_values_are_set_aside_alike_and_do_not_move_today(battery, engine):
+    """An infinite and an overflowing amount, a date after today and a year out of range: set aside with their
+    reasons by every engine, and "today" (no --as-of) is the last day of the rows kept, not 2099."""
+    files = battery.cases["iso-as-of"].files
+    tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+    last = pd.to_datetime(tx["timestamp"]).max().date()
+    bad = np.linspace(10, len(tx) - 10, 4).astype(int)
+    tx.loc[bad[:2], "amount"] = ["inf", "1e308"]
+    tx.loc[bad[2:], "timestamp"] = ["2099-06-01 10:00:00", "3000-01-01 00:00:00"]
+    path = battery.root / f"impossible-{engine}" / "transactions.csv"
+    path.parent.mkdir()
+    tx.to_csv(path, index=False)
+    runs = {e: _score_run(battery, {**files, "transactions": path}, "impossible", e, "--reject-bad-rows")
+            for e in (REFERENCE, engine)}
+    for e, (code, output, _) in runs.items():
+        assert code == 0, f"{LABELS.get(e, e)} failed: {output}"
+    want, got = (Outcome(_read_scores(out), _read_rejects(out.with_name("scores.rejects.csv")))
+                 for _, _, out in runs.values())
+    assert sorted(set(want.scores["as_of"])) == [last.isoformat()]
+    reasons = pd.read_csv(runs[REFERENCE][2].with_name("scores.rejects.csv"))["reason"]
+    for reason in ("are not finite numbers", "lie outside", "are dated after today", "outside the years 1678-2261"):
+        assert reasons.str.contains(reason, regex=False).any(), (reason, reasons.tolist())
+    diff = _scores_diff(want.scores, got.scores, LABELS[REFERENCE], engine) + _rejects_diff(
+        want.rejected, got.rejected, LABELS[REFERENCE], engine)
+    assert not diff, f"impossible values: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
 
 
 def test_predict_refuses_a_customer_sent_twice(battery):

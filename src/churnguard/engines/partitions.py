@@ -234,8 +234,10 @@ def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
         values = table.column(col).to_pandas()
         if not pd.api.types.is_datetime64_any_dtype(values):
             values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
-        if name == "timestamp":
-            last = pd.to_datetime(values.max(), utc=True).tz_localize(None)
+        if name == "timestamp":  # the last day validation can keep: in range, not after today
+            if getattr(values.dt, "tz", None) is not None:
+                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            last = values[~dataset.dates_out_of_range(values) & (values < dataset.latest_plausible_day())].max()
     return ChunkCensus(len(table), dates, last)
 
 
