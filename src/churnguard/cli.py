@@ -258,13 +258,17 @@ def _print_training_summary(result) -> None:
                       f"customers, churn rate {s['backtest_churn_rate']:.1%}")),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
-        ("registry", f"version {result.registered_version}" + (" (now champion)" if result.champion else
-                                                               f" ({result.promotion or 'champion unchanged'})")),
+        ("registry", f"version {result.registered_version}"),
     ]:
         facts.add_row(label, value)
     console.print(facts)
     _print_scorecards(f"Scorecard of the backtest as of {s['backtest_as_of']}", result.scorecards)
     console.print(("[green]" if result.beats_baselines else "[bold red]") + result.verdict)
+    if result.registered_version is not None:
+        from rich.markup import escape
+
+        console.print(f"{'[green]' if result.champion else '[bold yellow]'}Registry version "
+                      f"{result.registered_version}: {escape(result.promotion)}", highlight=False, soft_wrap=True)
 
 
 def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:

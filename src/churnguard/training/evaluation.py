@@ -219,9 +219,10 @@ def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame, cali
     return {name: scorecard(y_test, p) for name, p in probs.items()}, calibrators, probs
 
 
-def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str) -> str:
+def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str,
+               promotion: str | None = None) -> str:
     """The training run in Markdown for people: data, label, the deployed model's snapshots, how its trees and
-    calibration were chosen, the backtest's scorecard and the verdict."""
+    calibration were chosen, the backtest's scorecard, the verdict and (when given) the registry decision."""
     from churnguard import __version__
 
     s = summary
@@ -256,6 +257,7 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             "",
             verdict,
             "",
+            *([] if promotion is None else ["## Registry", "", promotion, ""]),
         ]
     )
 

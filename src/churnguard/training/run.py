@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.model.calibration import fit_calibrator
-from churnguard.model.churn_model import ChurnModel
+from churnguard.model.churn_model import ChurnModel, ModelFileError
 from churnguard.model.info import ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
@@ -54,17 +55,19 @@ from churnguard.training.procedure import (
     plan_training,
     run_backtest,
 )
+from churnguard.training.promotion import Champion, Promotion, decide_promotion, same_procedure, score_champion
 from churnguard.training.snapshots import _Snapshots, sample_sizes
-from churnguard.training.tracking import log_evaluation_run, log_training_run
+from churnguard.training.tracking import champion_file, log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
+    from churnguard.training.procedure import RowSource
 
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
-           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation",
-           "run_training", "sampling_summary"]
+           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "promotion_decision",
+           "run_evaluation", "run_training", "sampling_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +153,11 @@ def run_training(
     rows = TrainingRows(plan, source.whole(plan.tune_day), reference, first_day, counts, train_rows, churned / train_rows,
                         source.dtypes(fit.model.feature_names_), population, source.bgnbd, data_fingerprint(tables),
                         source.facts(plan))
-    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step)
+    def rows_for(other: Config) -> RowSource:
+        return source if same_procedure(other, config) else LocalRows(tables, other, last, step)
+
+    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step,
+                           rows_for=rows_for)
 
 
 def backtest_day(today: pd.Timestamp, config: Config) -> pd.Timestamp:
@@ -241,12 +248,13 @@ def sampling_summary(available: int, used: int, max_rows: int | None, seed: int)
 
 
 def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config, *, model_out: str | Path,
-                    config_text: str | None = None, track: bool = True,
+                    rows_for: Callable[[Config], RowSource], config_text: str | None = None, track: bool = True,
                     on_step: Callable[[str], None] | None = None) -> TrainResult:
     """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
     scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
     newest snapshot, as the model's calibration was chosen), the model file and (with ``track``) the MLflow
-    run."""
+    run, with the registry's decision (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source
+    of config ``c`` on this run's data, to score the champion)."""
     step = on_step or (lambda _msg: None)
     model = fit.model
     beats, verdict = compare_to_baselines(backtest.scorecards)
@@ -260,9 +268,30 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     step("saving the model file")
     result = TrainResult(model, Path(model.save(model_out)), backtest.scorecards, verdict, beats, summary)
     if track:
+        step(f"scoring the current {config.tracking.alias} on {backtest.plan.today.date()}")
+        promotion = promotion_decision(backtest, beats, verdict, config, rows_for, rows.first_day)
         step("recording the MLflow run")
-        log_training_run(result, config, config_text, backtest)
+        log_training_run(result, config, config_text, backtest, promotion)
     return result
+
+
+def promotion_decision(backtest: Backtest, beats: bool, verdict: str, config: Config,
+                       rows_for: Callable[[Config], RowSource], first_day: pd.Timestamp) -> Promotion:
+    """Whether the new model replaces the registry's champion, scored on the backtest day
+    (:func:`~churnguard.training.promotion.score_champion`); a champion whose file cannot be read cannot be
+    compared (no promotion, with the reason)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        found = champion_file(config.tracking, tmp)
+        if found is None:
+            champion = None
+        else:
+            try:
+                model = ChurnModel.load(found[1])
+            except ModelFileError as exc:
+                champion = Champion(found[0], None, f"its model file cannot be read: {exc}")
+            else:
+                champion = score_champion(model, found[0], backtest, config, rows_for, first_day)
+    return decide_promotion(beats, verdict, backtest.scorecards["model"], champion, config.tracking.alias)
 
 
 def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -> dict[str, Any]:

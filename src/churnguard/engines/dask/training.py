@@ -31,6 +31,7 @@ from churnguard.training.run import (
     finish_training,
     sampling_summary,
 )
+from churnguard.training.promotion import same_procedure
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -147,8 +148,15 @@ def train_dask(
     backtest = run_backtest(source, first, bt_day, config)
     step("training the deployed model on every labelled snapshot")
     fit = fit_procedure(source, plan, config.model)
+
+    def rows_for(other: Config) -> _DaskRows:  # to score the registry's champion on the backtest day
+        if same_procedure(other, config):
+            return source
+        days = {*plan_training(first, bt_day, other.labels, other.snapshots).snapshots, bt_day}
+        return _DaskRows(dtables, client, sorted(days), last, other, sample_rows, step)
+
     return finish_training(fit, backtest, source.training_rows(plan, fit.model), config, model_out=model_out,
-                           config_text=config_text, track=track, on_step=step)
+                           config_text=config_text, track=track, on_step=step, rows_for=rows_for)
 
 
 class _DaskRows:
