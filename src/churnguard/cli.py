@@ -252,8 +252,10 @@ def _print_training_summary(result) -> None:
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
         ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
-        ("tuning", (f"{trees} on {s['tune_snapshot']} (Brier {s['tune_brier_uncalibrated']:.4f} -> "
-                    f"{s['tune_brier_calibrated']:.4f} calibrated)")),
+        ("tuning", f"{trees} on {s['tune_snapshot']}"),
+        ("calibration", (f"{s['calibration']}, cross-fitted on {len(s['calibration_snapshots'])} snapshots at "
+                         f"this time of year (Brier {s['calibration_brier_raw']:.4f} -> "
+                         f"{s['calibration_brier']:.4f} calibrated)")),
         ("backtest", (f"the same procedure as of {s['backtest_as_of']}, scored on its {s['backtest_rows']:,} "
                       f"customers, churn rate {s['backtest_churn_rate']:.1%}")),
         ("model file", str(result.model_path)),

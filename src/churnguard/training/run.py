@@ -33,15 +33,14 @@ from churnguard import __version__
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
-from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, ModelFileError
 from churnguard.model.info import ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
 from churnguard.training.evaluation import (
+    baseline_calibrators,
     baseline_probabilities,
-    baseline_scores,
     compare_to_baselines,
     scorecard,
 )
@@ -49,6 +48,7 @@ from churnguard.training.procedure import (
     Backtest,
     Fit,
     Plan,
+    calibration_days,
     fit_procedure,
     fit_rounds,
     new_model,
@@ -221,6 +221,9 @@ class LocalRows:
         frame = pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
         return fit_rounds(self.config.model, frame, tuned)
 
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        return pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
+
     def training_counts(self, plan: Plan) -> tuple[int, int]:
         """Rows and churners the deployed model of ``plan`` learned from."""
         frames = self._training(plan, plan.snapshots)
@@ -259,9 +262,7 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     model = fit.model
     beats, verdict = compare_to_baselines(backtest.scorecards)
     summary = _summary(fit, backtest, rows, config)
-    y_newest = rows.newest["churned"].to_numpy()
-    calibrators = {name: fit_calibrator(config.model.calibration, score, y_newest)
-                   for name, score in baseline_scores(rows.newest).items()}
+    calibrators = baseline_calibrators(rows.newest)
     model.info = model_metadata(config, rows, summary=summary, scorecards=backtest.scorecards, verdict=verdict,
                                 baseline_calibrators=calibrators, probabilities=model.predict_proba(rows.reference),
                                 feature_names=model.feature_names_)
@@ -295,8 +296,8 @@ def promotion_decision(backtest: Backtest, beats: bool, verdict: str, config: Co
 
 
 def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -> dict[str, Any]:
-    """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, Brier on the tuning
-    day before and after calibration."""
+    """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, the calibration's
+    snapshots and the Brier score of its cross-fitted scores before and after it."""
     plan, bt = rows.plan, backtest.plan
     def days(ds: Iterable[pd.Timestamp]) -> list[str]:
         return [str(d.date()) for d in ds]
@@ -319,8 +320,10 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "best_iteration": fit.model.best_iteration_,
         "backtest_best_iteration": backtest.fit.model.best_iteration_,
         "n_features": len(fit.model.feature_names_),
-        "tune_brier_uncalibrated": fit.tune_brier_uncalibrated,
-        "tune_brier_calibrated": fit.tune_brier_calibrated,
+        "calibration": config.model.calibration,
+        "calibration_snapshots": days(calibration_days(plan)),
+        "calibration_brier_raw": fit.calibration_brier_raw,
+        "calibration_brier": fit.calibration_brier,
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }

@@ -89,15 +89,15 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     model, s = result.model, result.summary
     with mlflow.start_run(experiment_id=exp_id) as run:
         flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
-        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots"):
+        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots", "calibration_snapshots"):
             flat[key] = ",".join(s[key])
         mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
                            "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
                            "lookback_days": config.labels.lookback_days})
         for name, card in result.scorecards.items():
             mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
-        mlflow.log_metrics({"tune_brier_uncalibrated": s["tune_brier_uncalibrated"],
-                            "tune_brier_calibrated": s["tune_brier_calibrated"]})
+        mlflow.log_metrics({"calibration_brier_raw": s["calibration_brier_raw"],
+                            "calibration_brier": s["calibration_brier"]})
         _log_training_curves(client, run.info.run_id, model.evals_result_)
         info = model.require_info()
         mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
