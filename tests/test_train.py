@@ -156,9 +156,14 @@ def test_the_deployed_model_is_fresh_and_the_backtest_sees_no_later_outcome(env)
     assert plan.tune_train == plan.snapshots[:3]  # 2024-05-05, 06-04, 07-04: windows end by 2024-10-02
 
 
-def test_calibration_keeps_or_improves_tuning_brier(env):
+def test_calibration_is_cross_fitted_on_the_snapshots_at_this_time_of_year(env):
     s = env["result"].summary
-    assert s["tune_brier_calibrated"] <= s["tune_brier_uncalibrated"] + 1e-12
+    # Today 2025-12-31; the deployed snapshots run 2024-11-06 .. 2025-10-02, every 30 days.
+    assert s["calibration"] == "sigmoid"
+    assert s["calibration_snapshots"] == ["2024-12-06", "2025-01-05", "2025-02-04"]
+    assert 0 < s["calibration_brier"] < 0.25
+    calibrator = env["result"].model.calibrator_
+    assert calibrator.kind == "sigmoid" and calibrator.coef > 0  # keeps the model's order
 
 
 def test_model_file_holds_what_scoring_needs(env):
