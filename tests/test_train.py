@@ -62,7 +62,7 @@ def test_pyfunc_returns_probabilities(env):
 
 
 WEAK = {"num_boost_round": 1, "params": {"num_leaves": 2, "objective": "binary", "verbose": -1}}
-# Beats both baselines on this data's backtest (roc_auc 0.815 vs bgnbd 0.812) but not the default settings (0.818).
+# Beats both baselines on this data's backtest but not the default settings (both checked below).
 FAIR = {"num_boost_round": 20, "params": {"num_leaves": 4, "learning_rate": 0.2, "objective": "binary", "verbose": -1}}
 
 
@@ -102,7 +102,8 @@ def test_promotion_refused_when_the_champion_wins_on_the_same_day(env, tmp_path)
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'own.db'}")
     first = run_training(env["tables"], _own_store(env, tmp_path), model_out=tmp_path / "first.zip")
-    assert first.champion and first.promotion == "made champion: it beats every baseline and there was no champion yet"
+    assert first.champion
+    assert first.promotion == "made champion: it beats every baseline and there was no champion yet"
     fair = run_training(env["tables"], _own_store(env, tmp_path, **FAIR), model_out=tmp_path / "fair.zip")
     assert fair.beats_baselines
     assert fair.scorecards["model"]["roc_auc"] < first.scorecards["model"]["roc_auc"]
@@ -163,7 +164,8 @@ def test_calibration_is_cross_fitted_on_the_snapshots_at_this_time_of_year(env):
     assert s["calibration_snapshots"] == ["2024-12-06", "2025-01-05", "2025-02-04"]
     assert 0 < s["calibration_brier"] < 0.25
     calibrator = env["result"].model.calibrator_
-    assert calibrator.kind == "sigmoid" and calibrator.coef > 0  # keeps the model's order
+    assert calibrator.kind == "sigmoid"
+    assert calibrator.coef > 0  # keeps the model's order
 
 
 def test_model_file_holds_what_scoring_needs(env):

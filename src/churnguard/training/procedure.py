@@ -54,7 +54,7 @@ class Plan:
         snapshots: every labelled snapshot, oldest first; the newest is ``today - horizon``. The deployed
             model learns from all of them.
         tune_train: the snapshots whose outcome windows end by ``tune_day``: the tuning model learns from them.
-        tune_day: the newest snapshot: the tuning model early-stops and is calibrated on it.
+        tune_day: the newest snapshot: the tuning model early-stops on it.
     """
 
     today: pd.Timestamp

@@ -55,7 +55,13 @@ from churnguard.training.procedure import (
     plan_training,
     run_backtest,
 )
-from churnguard.training.promotion import Champion, Promotion, decide_promotion, same_procedure, score_champion
+from churnguard.training.promotion import (
+    Champion,
+    Promotion,
+    decide_promotion,
+    same_procedure,
+    score_champion,
+)
 from churnguard.training.snapshots import _Snapshots, sample_sizes
 from churnguard.training.tracking import champion_file, log_evaluation_run, log_training_run
 
@@ -255,7 +261,7 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
                     on_step: Callable[[str], None] | None = None) -> TrainResult:
     """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
     scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
-    newest snapshot, as the model's calibration was chosen), the model file and (with ``track``) the MLflow
+    newest snapshot), the model file and (with ``track``) the MLflow
     run, with the registry's decision (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source
     of config ``c`` on this run's data, to score the champion)."""
     step = on_step or (lambda _msg: None)

@@ -23,6 +23,7 @@ from churnguard.labels import make_labels
 from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
 from churnguard.training.procedure import Plan, fit_procedure, lightgbm_params, plan_training, run_backtest
+from churnguard.training.promotion import same_procedure
 from churnguard.training.run import (
     TrainingRows,
     TrainResult,
@@ -31,7 +32,6 @@ from churnguard.training.run import (
     finish_training,
     sampling_summary,
 )
-from churnguard.training.promotion import same_procedure
 
 if TYPE_CHECKING:
     from distributed import Client, Future
