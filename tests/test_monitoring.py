@@ -333,3 +333,12 @@ def test_plots_write_pngs(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["drift.png", "readout.png", "sub", "transitions.png"]
+
+
+def test_compare_puts_bands_without_a_probability_after_the_ranked_ones():
+    old = _scores([("a", 0.25, "low"), ("b", 0.75, "high"), ("c", math.nan, "never_bought")])
+    new = _scores([("a", math.nan, "lost"), ("b", 0.75, "high"), ("c", 0.375, "medium")])
+    cmp = compare_scores(old, new)
+    assert list(cmp.transitions.index) == ["high", "medium", "low", "lost", "never_bought", "no_history", ABSENT]
+    # a: low -> lost and c: never_bought -> medium are neither riskier nor safer moves between risk bands
+    assert "band unchanged: 1, to a riskier band: 0, to a safer: 0" in cmp.summary()

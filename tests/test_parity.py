@@ -8,9 +8,10 @@ files through every engine and compares everything they output, per customer:
 - ``churnguard score --engine dask`` on a real LocalCluster of 2 worker processes;
 - ``POST /predict`` on the real server (127.0.0.1), each customer sent with their full raw history.
 
-Compared: churn_probability (to 1e-12), risk_band, value_tier, clv, the three reasons, action, action_cost,
-expected_value, model_version and as_of of every scored customer, and the rejected customers with the reason
-given. ``churnguard features`` is compared between the local and the dask engine (identical files).
+Compared: lifecycle_stage, churn_probability (to 1e-12), risk_band, value_tier, clv, the three reasons, action,
+action_cost, expected_value, model_version and as_of of every scored customer (those outside the model's
+population, lost or never bought, included: no probability, their stage as band), and the rejected customers
+with the reason given. ``churnguard features`` is compared between the local and the dask engine (identical files).
 
 The input cases are small CSV files cut from the demo customers the session's model was trained on, plus
 hand-made customers:
@@ -21,7 +22,8 @@ hand-made customers:
   the data settings from the model's training config, so this case trains its own small model with that
   config), no ``--as-of``;
 - ``after-as-of``: as ``iso-as-of``, plus customers whose only activity (a purchase, a ticket, or both) is
-  after as_of, and one with a purchase on as_of and another the minute after.
+  after as_of, one with a purchase on as_of and another the minute after, and three at the lookback's edge
+  (lost, lapsing, never bought).
 
 Also: ``POST /predict`` refuses a request that sends one customer_id twice, and a property test scores
 random one-customer histories alone over HTTP and among other customers in a ``churnguard score`` file.
@@ -62,8 +64,8 @@ DAY_FIRST = "%d/%m/%Y %H:%M"
 DAY_FIRST_END = pd.Timestamp("2025-06-21")  # the day-first files stop on 2025-06-20
 MODEL_KEY = "test-key"  # the key the session's model was signed with (tests/conftest.py)
 
-COMPARED = ["as_of", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2", "reason_3",
-            "action", "action_cost", "expected_value", "model_version"]
+COMPARED = ["as_of", "lifecycle_stage", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2",
+            "reason_3", "action", "action_cost", "expected_value", "model_version"]
 NUMERIC = ("churn_probability", "clv", "action_cost", "expected_value")
 PROBABILITY_ATOL = 1e-12
 
@@ -111,37 +113,42 @@ def _demo_slice(demo) -> dict[str, pd.DataFrame]:
 
 
 def _late_customers(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """``frames`` plus hand-made customers around as_of 2025-06-30, none of them in the customers file:
+    """``frames`` plus hand-made customers around as_of 2025-06-30:
 
     - late-purchase: one purchase on 2025-07-05, after as_of: nothing on or before it;
     - late-ticket: one ticket opened 2025-07-10, after as_of, and no purchase; listed in the customers file
       (a ticket of a customer in neither transactions nor customers is a bad row), signed up 2025-07-09;
     - late-both: a purchase on 2025-08-01 and a ticket on 2025-08-02;
-    - boundary: a purchase at 23:59 on as_of (counts) and one at 00:00 the day after (does not).
+    - boundary: a purchase at 23:59 on as_of (counts) and one at 00:00 the day after (does not);
+    - lost-365: one purchase on 2024-06-30, 365 days before as_of (outside the 365-day lookback), and a ticket
+      on 2025-06-01 (activity inside it);
+    - lapsing-364: one purchase on 2024-07-01, 364 days before as_of (inside the lookback);
+    - never-bought: listed in the customers file (signup 2025-06-01), no purchase.
     """
     ts = pd.Timestamp
     tx = pd.DataFrame({
-        "customer_id": ["late-purchase", "late-both", "boundary", "boundary"],
+        "customer_id": ["late-purchase", "late-both", "boundary", "boundary", "lost-365", "lapsing-364"],
         "timestamp": [ts("2025-07-05 10:00:00"), ts("2025-08-01 12:00:00"), ts("2025-06-30 23:59:00"),
-                      ts("2025-07-01 00:00:00")],
-        "amount": [40.0, 25.5, 60.0, 15.0],
-        "order_id": ["H1", "H2", "H3", "H4"],
-        "quantity": [1, 1, 2, 1],
-        "category": ["home", "toys", "grocery", "grocery"],
-        "channel": ["web", "app", "store", "store"],
-        "discount": [0.0, 0.1, 0.0, 0.0],
+                      ts("2025-07-01 00:00:00"), ts("2024-06-30 12:00:00"), ts("2024-07-01 09:00:00")],
+        "amount": [40.0, 25.5, 60.0, 15.0, 80.0, 35.0],
+        "order_id": ["H1", "H2", "H3", "H4", "H5", "H6"],
+        "quantity": [1, 1, 2, 1, 1, 1],
+        "category": ["home", "toys", "grocery", "grocery", "home", "toys"],
+        "channel": ["web", "app", "store", "store", "web", "web"],
+        "discount": [0.0, 0.1, 0.0, 0.0, 0.0, 0.0],
     })
     tk = pd.DataFrame({
-        "ticket_id": ["HT1", "HT2"],
-        "customer_id": ["late-ticket", "late-both"],
-        "opened_at": [ts("2025-07-10 09:00:00"), ts("2025-08-02 09:00:00")],
-        "first_response_at": [ts("2025-07-10 12:00:00"), ts("2025-08-02 10:00:00")],
-        "resolved_at": [ts("2025-07-11 09:00:00"), pd.NaT],
-        "channel": ["email", "chat"],
-        "csat": [2.0, np.nan],
+        "ticket_id": ["HT1", "HT2", "HT3"],
+        "customer_id": ["late-ticket", "late-both", "lost-365"],
+        "opened_at": [ts("2025-07-10 09:00:00"), ts("2025-08-02 09:00:00"), ts("2025-06-01 09:00:00")],
+        "first_response_at": [ts("2025-07-10 12:00:00"), ts("2025-08-02 10:00:00"), ts("2025-06-01 11:00:00")],
+        "resolved_at": [ts("2025-07-11 09:00:00"), pd.NaT, ts("2025-06-02 09:00:00")],
+        "channel": ["email", "chat", "email"],
+        "csat": [2.0, np.nan, 4.0],
     })
-    cu = pd.DataFrame({"customer_id": ["late-ticket"], "signup_date": [ts("2025-07-09")], "loyalty_member": [False],
-                       "loyalty_points": [0], "nps": [np.nan], "region": ["east"]})
+    cu = pd.DataFrame({"customer_id": ["late-ticket", "never-bought"],
+                       "signup_date": [ts("2025-07-09"), ts("2025-06-01")], "loyalty_member": [False, True],
+                       "loyalty_points": [0, 0], "nps": [np.nan, np.nan], "region": ["east", "west"]})
     return {"transactions": pd.concat([frames["transactions"], tx], ignore_index=True),
             "tickets": pd.concat([frames["tickets"], tk], ignore_index=True),
             "customers": pd.concat([frames["customers"], cu], ignore_index=True)}
@@ -497,7 +504,31 @@ def test_customers_active_only_after_as_of_are_rejected_by_every_engine(battery,
         f"{got.scores.loc[got.scores.index.intersection(late), ['risk_band', 'action']].to_dict('index')}"
     )
     assert "boundary" in got.scores.index, f"{LABELS[engine]}: boundary not scored ({got.rejected.get('boundary')})"
-    assert got.scores.loc["boundary", "risk_band"] != "no_history"
+    assert got.scores.loc["boundary", "lifecycle_stage"] == "new"
+    assert 0 <= got.scores.loc["boundary", "churn_probability"] <= 1
+
+
+@pytest.mark.parametrize("engine", [REFERENCE, *ENGINES])
+def test_customers_outside_the_lookback_get_their_stage_instead_of_a_probability(battery, engine):
+    """lost-365 bought 365 days before as_of (outside the 365-day lookback the model learns from),
+    lapsing-364 a day later (inside), never-bought never: every engine gives the stage, band, action and
+    reason worked out here."""
+    got = battery.outcome("after-as-of", engine).scores
+    who = ["lost-365", "lapsing-364", "never-bought"]
+    missing = sorted(set(who) - set(got.index))
+    assert not missing, f"{LABELS[engine]}: {missing} not scored"
+    rows = got.loc[who, ["lifecycle_stage", "risk_band", "action", "reason_1"]].to_dict("index")
+    assert rows["lost-365"] == {
+        "lifecycle_stage": "lost", "risk_band": "lost", "action": "win_back_lost",
+        "reason_1": "no churn probability: last purchase 365 days ago, and the model scores customers who bought "
+                    "in the last 365 days"}, f"{LABELS[engine]}: {rows['lost-365']}"
+    assert rows["never-bought"] == {
+        "lifecycle_stage": "never_bought", "risk_band": "never_bought", "action": "first_purchase_nudge",
+        "reason_1": "no churn probability: no purchase yet"}, f"{LABELS[engine]}: {rows['never-bought']}"
+    assert got.loc[["lost-365", "never-bought"], "churn_probability"].isna().all()
+    assert rows["lapsing-364"]["lifecycle_stage"] == "lapsing"
+    assert rows["lapsing-364"]["risk_band"] in ("high", "medium", "low")
+    assert 0 <= got.loc["lapsing-364", "churn_probability"] <= 1
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,28 +7,35 @@ import pandas as pd
 import pytest
 
 from churnguard.config import ConfigError, load_playbook
-from churnguard.scoring import assign_actions, risk_band, select_customers, signals
+from churnguard.scoring import assign_actions, expected_value, risk_band, select_customers, signals
+from churnguard.scoring.rules import lifecycle_stage
 
 PLAYBOOK = load_playbook()
 BANDS = {"high": 0.6, "medium": 0.3}
 
 
 def test_risk_bands_at_the_boundaries():
-    p = np.array([0.0, 0.2999, 0.3, 0.5999, 0.6, 1.0, np.nan])
-    assert risk_band(p, BANDS).tolist() == ["low", "low", "medium", "medium", "high", "high", "no_history"]
+    p = np.array([0.0, 0.2999, 0.3, 0.5999, 0.6, 1.0, np.nan, np.nan])
+    stage = np.array(["active"] * 6 + ["lost", "never_bought"], dtype=object)
+    assert risk_band(p, BANDS, stage).tolist() == ["low", "low", "medium", "medium", "high", "high", "lost",
+                                                   "never_bought"]
+    assert risk_band(p[:6], BANDS).tolist() == ["low", "low", "medium", "medium", "high", "high"]
+    with pytest.raises(ValueError, match="lifecycle stage"):
+        risk_band(p, BANDS)
 
 
 def _customers():
     """One hand-built customer per playbook rule, in playbook order."""
     rows = [
         # band,        tier,       open, csat, tenure, recency  -> expected action
+        ("lost", "vip", 1, np.nan, 900, 400, "win_back_lost"),  # no purchase in 365 days: first rule, whatever else
+        ("never_bought", "standard", 0, np.nan, 30, np.nan, "first_purchase_nudge"),  # before welcome_offer
         ("high", "vip", 0, np.nan, 400, 100, "vip_personal_outreach"),
         ("high", "standard", 1, np.nan, 400, 100, "service_recovery"),  # a ticket still open
         ("medium", "standard", 0, 2.0, 400, 100, "service_recovery"),  # CSAT 2 in the last 90 days
         ("high", "standard", 0, np.nan, 30, 10, "welcome_offer"),  # new customer, no bad support
         ("high", "standard", 0, 5.0, 400, 100, "win_back_offer"),
         ("medium", "standard", 0, np.nan, 400, 100, "re_engagement"),
-        ("no_history", "standard", 0, np.nan, 400, np.nan, "first_purchase_nudge"),
         ("low", "vip", 0, np.nan, 400, 20, "vip_loyalty_rewards"),
         ("low", "standard", 0, np.nan, 400, 20, "no_action"),
     ]
@@ -36,16 +43,44 @@ def _customers():
                                      "expected"])
     df["tickets_90d"] = np.where(df["csat_latest"].notna() | (df["open_tickets"] > 0), 1, 0)
     df["first_response_hours_latest"] = 2.0
+    df["stage"] = lifecycle_stage(df["recency_days"], df["tenure_days"], 365)  # first purchase at tenure here
     return df
 
 
 def test_every_playbook_rule_is_hit_by_its_customer():
     df = _customers()
-    flags = signals({c: df[c].to_numpy() for c in df.columns if c not in ("band", "tier", "expected")}, len(df),
-                    sla_hours=24, new_customer_days=90, lookback_days=365)
-    actions = assign_actions(df["band"].to_numpy(), df["tier"].to_numpy(), flags, PLAYBOOK)
+    flags = signals({c: df[c].to_numpy() for c in df.columns if c not in ("band", "tier", "expected", "stage")},
+                    len(df), sla_hours=24, new_customer_days=90, lookback_days=365)
+    actions = assign_actions(df["band"].to_numpy(), df["stage"].to_numpy(), df["tier"].to_numpy(), flags, PLAYBOOK)
     assert actions.tolist() == df["expected"].tolist()
     assert set(actions) == {a.name for a in PLAYBOOK.actions}
+    assert flags["lapsed"].tolist() == [True] + [False] * (len(df) - 1)
+
+
+def test_rules_match_on_lifecycle_stage(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("actions:\n  - {name: keep_warm, when: {stage: [at_risk, lapsing], band: [low]}, cost: 1,"
+                 " success_rate: 0.1}\n  - {name: none, when: {}, cost: 0, success_rate: 0}\n")
+    book = load_playbook(p)
+    stage = np.array(["at_risk", "lapsing", "active", "at_risk"], dtype=object)
+    band = np.array(["low", "low", "low", "high"], dtype=object)
+    flags = {"bad_support": np.zeros(4, dtype=bool)}
+    assert assign_actions(band, stage, np.full(4, "standard"), flags, book).tolist() == [
+        "keep_warm", "keep_warm", "none", "none"]
+    p.write_text("actions:\n  - {name: x, when: {stage: [gone]}, cost: 1, success_rate: 0.1}\n"
+                 "  - {name: none, when: {}, cost: 0, success_rate: 0}\n")
+    with pytest.raises(ConfigError, match=r"actions\.0\.when\.stage"):
+        load_playbook(p)
+
+
+def test_customers_without_a_probability_count_with_p_one():
+    actions = np.array(["win_back_lost", "win_back_offer", "first_purchase_nudge", "no_action"], dtype=object)
+    prob = np.array([np.nan, 0.5, np.nan, 0.1])
+    cost, ev = expected_value(prob, np.array([200.0, 200.0, 0.0, 50.0]), actions, PLAYBOOK)
+    # win_back_lost: 1 x 200 x 0.15 - 10 = 20; win_back_offer: 0.5 x 200 x 0.15 - 10 = 5;
+    # first_purchase_nudge: 1 x 0 x 0.05 - 5 = -5 (no CLTV yet); no_action: free, 0.
+    assert cost.tolist() == [10.0, 10.0, 5.0, 0.0]
+    assert ev.tolist() == pytest.approx([20.0, 5.0, -5.0, 0.0], abs=1e-12)
 
 
 def test_slow_first_answer_counts_as_bad_support():

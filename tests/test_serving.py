@@ -39,9 +39,10 @@ def test_every_customer_is_scored_or_rejected(trained, model):
     assert result.counts() == {"in": len(known), "scored": len(s), "rejected": len(known) - len(s)}
     assert set(result.rejects["reason"]) == {"no activity on or before as_of 2025-06-30"}
     assert s.loc[s["selected"] & ~s["control_group"], "action_cost"].sum() <= 500
-    hist = s["risk_band"] != "no_history"
-    assert s.loc[hist, "churn_probability"].between(0, 1).all()
-    assert s.loc[~hist, "churn_probability"].isna().all()
+    inside = ~s["lifecycle_stage"].isin(["lost", "never_bought"])
+    assert s.loc[inside, "churn_probability"].between(0, 1).all()
+    assert s.loc[~inside, "churn_probability"].isna().all()
+    assert (s.loc[~inside, "risk_band"] == s.loc[~inside, "lifecycle_stage"]).all()
 
 
 def test_reasons_agree_in_sign_with_the_contributions(trained, model):
@@ -50,7 +51,8 @@ def test_reasons_agree_in_sign_with_the_contributions(trained, model):
     from churnguard.scoring.reasons import top_features
 
     feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
-    feats = feats[feats["n_orders"] > 0].head(200).reset_index(drop=True)
+    inside = feats["recency_days"] < trained["cfg"].labels.lookback_days  # the customers given a probability
+    feats = feats[inside].head(200).reset_index(drop=True)
     scored = score_features(model, feats, load_playbook())
     contrib = model.contributions(feats).to_numpy()
     picks = top_features(contrib)
@@ -165,7 +167,7 @@ def test_server_predict_matches_batch_scoring(server, trained, model):
     assert r.status_code == 200, r.text
     scores = {s["customer_id"]: s for s in r.json()["scores"]}
     assert set(scores) == {"x1", "listed"}  # as in a customers table: known, without a purchase
-    assert scores["listed"]["risk_band"] == "no_history"
+    assert scores["listed"]["risk_band"] == scores["listed"]["lifecycle_stage"] == "never_bought"
     assert scores["listed"]["churn_probability"] is None
     # known from nothing at all: a reject, as the batch command reports customers with no activity
     assert r.json()["rejected"] == [{"customer_id": "nothing", "reason": "no activity on or before as_of 2025-06-30"}]
@@ -185,14 +187,21 @@ def test_server_predict_features(server, trained, model):
     from churnguard.scoring import model_population
 
     feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
-    row = feats[feats["n_orders"] > 0].iloc[:2]
+    inside = feats["recency_days"] < trained["cfg"].labels.lookback_days
+    row = pd.concat([feats[inside].iloc[:2], feats[~inside & (feats["n_orders"] > 0)].iloc[:1]])
     payload = row.drop(columns=["as_of"]).astype(object).where(row.drop(columns=["as_of"]).notna(), None)
     rows = [{k: (v if not isinstance(v, (np.floating, np.integer)) else float(v)) for k, v in r.items()}
             for r in payload.to_dict("records")]
     r = httpx.post(f"{server}/predict/features", json={"rows": rows})
     assert r.status_code == 200, r.text
     got = [s["churn_probability"] for s in r.json()["scores"]]
-    assert got == pytest.approx(model.predict_proba(row).tolist())
+    assert got[:2] == pytest.approx(model.predict_proba(row.iloc[:2]).tolist())
+    assert got[2] is None  # bought, but not within the lookback: no probability
+    assert r.json()["scores"][2]["risk_band"] == "lost"
+    del rows[0]["recency_days"]
+    r = httpx.post(f"{server}/predict/features", json={"rows": rows[:1]})
+    assert r.status_code == 422
+    assert "recency_days" in r.text
 
 
 def test_server_rejects_bad_requests(server):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +17,8 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
-
-    A crash mid-write therefore never leaves a half-written file under the final name.
-    """
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed, so a
+    crash mid-write never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,16 +59,9 @@ def table_suffix(path: Path) -> str:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` to CSV or Parquet (by extension), atomically."""
     path = Path(path)
-    suffix = table_suffix(path)
-    writer: Callable[[Path], None]
-    if suffix == ".csv":
-        def writer(p: Path) -> None:
-            df.to_csv(p, index=False)
-    else:
-        def writer(p: Path) -> None:
-            df.to_parquet(p, index=False)
+    write = df.to_csv if table_suffix(path) == ".csv" else df.to_parquet
     with atomic_path(path) as tmp:
-        writer(tmp)
+        write(tmp, index=False)
     return path
 
 
@@ -85,22 +76,18 @@ def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     writer, written = None, False
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, ExitStack() as closing:  # the Parquet writer is closed before the move
         def append(frame: pd.DataFrame) -> None:
             nonlocal writer, written
             if csv:
                 frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
             else:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema))
                 writer.write_table(table.cast(writer.schema))
             written = True
 
-        try:
-            yield append
-        finally:
-            if writer is not None:
-                writer.close()
+        yield append
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ each *repeat* purchase they drop out for good with probability ``p ~ Beta(a, b)`
 purchase to the cut-off), all in one time unit (churnguard uses weeks); ``alpha`` is in that unit too, so
 ``r / alpha`` is the mean purchase rate per unit. From the fitted model we derive P(alive) and the expected
 number of purchases in the next ``t`` units, used as churn features. Everything is vectorised numpy in log
-space: ``lifetimes`` is archived and breaks on pandas 3.
+space.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-__all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "expected_purchases_and_prob_alive_one",
-           "fit_bgnbd", "prob_alive", "simulate_bgnbd"]
+__all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "fit_bgnbd", "prob_alive",
+           "simulate_bgnbd"]
 
 _LOG_BOUND = 15.0  # fitted parameters are kept in [e^-15, e^15] so degenerate samples cannot run off to inf
 _NUDGE = 1e-5  # half-width of the band around the removable singularities a = 1 and a + b + x = 1 of eq. 10
@@ -180,8 +180,7 @@ def prob_alive(params: BGNBDParams, frequency: ArrayLike, recency: ArrayLike, T:
 
     Exactly 1 for customers without repeat purchases: in BG/NBD dropout only happens right after a repeat
     purchase. Computed as ``expit(-log_odds)``, so long silences give tiny probabilities, never NaN.
-    ``validate=False`` skips the input checks, for callers passing float64 arrays that are valid by
-    construction (the single-customer scoring path, where the checks cost more than the formula).
+    ``validate=False`` skips the input checks, for float64 arrays that are valid by construction.
     """
     x, tx, t = _history(frequency, recency, T) if validate else (frequency, recency, T)
     return expit(-_log_odds_dead(params.r, params.alpha, params.a, params.b, x, tx, t))
@@ -227,34 +226,6 @@ def expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, 
     out = _bridge(lambda a_: _bridge(lambda b_: _expected(r, alpha, a_, b_, t, x, tx, big_t), b, 1 - a_),
                   a, 1.0)
     return np.maximum(out, 0.0)
-
-
-def expected_purchases_and_prob_alive_one(params: BGNBDParams, t: float, frequency: float, recency: float,
-                                          T: float) -> tuple[float, float]:
-    """``expected_purchases`` and ``prob_alive`` of one valid history, as plain floats.
-
-    The same operations in the same order as the array functions, on scalars: numpy's ufuncs (and scipy's) on
-    a scalar run the very loops they run on arrays, so the results are equal to the bit, without the cost of
-    building arrays, masks and the ``np.where`` branches for one customer. The history is not validated (the
-    single-customer scoring path builds it valid); near the singular points of eq. 10 this falls back to
-    :func:`expected_purchases`.
-    """
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    x, tx, big_t = float(frequency), float(recency), float(T)
-    if x > 0:
-        log_odds = np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + big_t) - np.log(alpha + tx))
-    else:
-        log_odds = -np.inf
-    alive = float(expit(-log_odds))
-    if abs(a - 1.0) < _NUDGE or abs(b - (1 - a)) < _NUDGE:
-        expected = expected_purchases(params, t, np.array([x]), np.array([tx]), np.array([big_t]), validate=False)
-        return float(expected[0]), alive
-    c = a + b + x - 1
-    z = t / (alpha + big_t + t)
-    f = hyp2f1(c - r - x, a - 1, c, z)
-    log_term = (a - 1) * np.log1p(-z) + np.log(np.maximum(np.abs(f), 1e-300))
-    bracket = -np.expm1(log_term) if f > 0 else 1 + np.exp(log_term)
-    return float(np.maximum(c / (a - 1) * bracket * expit(-log_odds), 0.0)), alive
 
 
 def simulate_bgnbd(params: BGNBDParams, T: ArrayLike, *, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

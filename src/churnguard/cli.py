@@ -59,22 +59,11 @@ def _fail(message: str) -> None:
 
 
 def _run(fn, *args, **kwargs):
-    """Call a library function, turning the errors a user can fix into a clean message and exit code 2."""
-    from churnguard.config import ConfigError
-    from churnguard.dataset import DataError
-
+    """Call a library function, turning the errors a user can fix (``ValueError``, which ``DataError`` and
+    ``ConfigError`` are, and ``FileNotFoundError``) into a clean message and exit code 2."""
     try:
         return fn(*args, **kwargs)
-    except (DataError, ConfigError, ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-
-
-def _run_dask(fn, *args, **kwargs):
-    """:func:`_run` for the dask engine, which also reports failed or dead workers and a lost scheduler
-    (``RuntimeError`` naming the step; nothing was written)."""
-    try:
-        return _run(fn, *args, **kwargs)
-    except RuntimeError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 
 
@@ -90,8 +79,18 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: 
 
 
 def _runner(dask: bool):
-    """:func:`_run`, or :func:`_run_dask` for a job on the dask engine."""
-    return _run_dask if dask else _run
+    """:func:`_run`; for a job on the dask engine also reporting failed or dead workers and a lost scheduler
+    (``RuntimeError`` naming the step; nothing was written)."""
+    if not dask:
+        return _run
+
+    def run_dask(fn, *args, **kwargs):
+        try:
+            return _run(fn, *args, **kwargs)
+        except RuntimeError as exc:
+            _fail(str(exc))
+
+    return run_dask
 
 
 def _say(text: str | None, *, warn: bool = False) -> None:
@@ -104,6 +103,8 @@ def _say(text: str | None, *, warn: bool = False) -> None:
 def _steps(bar: bool = False):
     """Show the library's ``on_step`` reports on a spinner (or, with ``bar``, a progress bar) while in the block;
     yields ``(on_step, on_note)``."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     def note(line: str) -> None:
         _console().print(line, highlight=False, soft_wrap=True, markup=False)
 
@@ -111,7 +112,8 @@ def _steps(bar: bool = False):
         with _console().status("") as status:
             yield (lambda description, *_: status.update(description)), note
         return
-    with _progress() as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
+                  transient=True) as progress:
         task = progress.add_task("", total=None)
         yield (lambda description, done=None, total=None: progress.update(
             task, description=description, completed=done, total=total)), note
@@ -119,9 +121,8 @@ def _steps(bar: bool = False):
 
 @app.callback()
 def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if not verbose:  # MLflow sets up its own loggers, at INFO unless told otherwise, when first imported
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -155,9 +156,8 @@ def features(
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
-    rejects: Annotated[
-        Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when there are any).")
-    ] = None,
+    rejects: Annotated[Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when "
+                                         "there are any).")] = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -221,13 +221,6 @@ def train(
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
-
-
-def _progress():
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
-                    transient=True)
 
 
 def _print_training_summary(result) -> None:
@@ -371,8 +364,6 @@ def serve(
     config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in).")] = None,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra)."""
-    import os
-
     try:
         import uvicorn
     except ImportError:
@@ -448,9 +439,7 @@ def compare(
     from churnguard._io import read_table, write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
 
-    for p in (old, new):
-        if not p.is_file():
-            _fail(f"{p}: scores file not found")
+    _need_scores_files(old, new)
     comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
     write_table(comparison.changes, out)
@@ -481,8 +470,7 @@ def campaign_readout(
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
 
-    if not scores.is_file():
-        _fail(f"{scores}: scores file not found")
+    _need_scores_files(scores)
     cfg = _run(load_config, config)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
@@ -497,18 +485,22 @@ def campaign_readout(
     view = Table(title=f"Campaign read-out ({horizon_days}-day window, {confidence:.0%} intervals)")
     for col in ("action", "contacted", "control", "kept", "kept ctrl", "uplift", "interval", "success"):
         view.add_column(col, justify="left" if col == "action" else "right", no_wrap=True)
-    notes = []
     for r in table.itertuples():
         view.add_row(str(r.action), f"{r.n_contacted}", f"{r.n_control}", pct(r.retention_contacted),
                      pct(r.retention_control), pct(r.uplift, "+"),
                      f"{pct(r.ci_low, '+')}..{pct(r.ci_high, '+')}", pct(r.observed_success_rate))
-        if r.note:
-            notes.append(f"{r.action}: {r.note}")
     console = _console()
     console.print(view)
-    for line in notes:
-        console.print(f"  note - {line}", highlight=False)
-    _console().print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+    for r in table.itertuples():
+        if r.note:
+            console.print(f"  note - {r.action}: {r.note}", highlight=False)
+    console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+
+
+def _need_scores_files(*paths: Path) -> None:
+    for p in paths:
+        if not p.is_file():
+            _fail(f"{p}: scores file not found")
 
 
 def _report_rejects(rejects, path: Path) -> None:

@@ -14,20 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = [
-    "ColumnsConfig",
-    "Config",
-    "ConfigError",
-    "DataConfig",
-    "FeatureConfig",
-    "LabelConfig",
-    "ModelConfig",
-    "Playbook",
-    "SnapshotConfig",
-    "TrackingConfig",
-    "load_config",
-    "load_playbook",
-]
+__all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
+           "Playbook", "SnapshotConfig", "TrackingConfig", "load_config", "load_playbook"]
 
 
 class ConfigError(ValueError):
@@ -50,14 +38,11 @@ class DataConfig(_Frozen):
     """How input files are read and validated."""
 
     columns: ColumnsConfig = ColumnsConfig()
-    date_format: str | None = Field(
-        default=None, description="strftime format for all date columns; inferred when unset"
-    )
-    on_bad_rows: Literal["raise", "reject"] = Field(
-        default="raise",
-        description="'raise' stops at the first table with unusable rows; 'reject' sets them aside in a "
-        "rejects report with the reason",
-    )
+    date_format: str | None = Field(default=None,
+                                    description="strftime format for all date columns; inferred when unset")
+    on_bad_rows: Literal["raise", "reject"] = Field(default="raise", description=(
+        "'raise' stops at the first table with unusable rows; 'reject' sets them aside in a rejects report with "
+        "the reason"))
 
 
 class FeatureConfig(_Frozen):
@@ -94,45 +79,29 @@ class SnapshotConfig(_Frozen):
     cadence_days: int = Field(default=30, gt=0)
     max_snapshots: int = Field(default=24, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
-    max_train_rows: int | None = Field(
-        default=2_000_000,
-        gt=0,
-        description="when the training snapshots hold more labelled rows, train on a seeded sample of customers "
-        "from each snapshot in proportion to its size (the validation and test snapshots are never sampled); "
-        "None trains on every row",
-    )
+    max_train_rows: int | None = Field(default=2_000_000, gt=0, description=(
+        "when the training snapshots hold more labelled rows, train on a seeded sample of customers from each "
+        "snapshot in proportion to its size (the validation and test snapshots are never sampled); None trains on "
+        "every row"))
 
 
 class ModelConfig(_Frozen):
     """LightGBM settings. Kept small so scoring a million customers with reasons stays fast."""
 
-    params: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "objective": "binary",
-            "learning_rate": 0.05,
-            "num_leaves": 16,
-            "max_depth": 5,
-            "min_child_samples": 50,
-            "feature_fraction": 0.9,
-            "bagging_fraction": 0.9,
-            "bagging_freq": 1,
-            "lambda_l2": 1.0,
-            "verbose": -1,
-        }
-    )
+    params: dict[str, Any] = Field(default_factory=lambda: {
+        "objective": "binary", "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5, "min_child_samples": 50,
+        "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "verbose": -1})
     num_boost_round: int = Field(default=500, gt=0)
     early_stopping_rounds: int = Field(default=30, gt=0)
     monotone_constraints: dict[str, Literal[-1, 1]] = Field(
         default_factory=lambda: {"recency_days": 1},
-        description="features whose effect on risk may only rise (1) or only fall (-1), all else equal",
-    )
+        description="features whose effect on risk may only rise (1) or only fall (-1), all else equal")
     calibration: Literal["isotonic", "sigmoid"] = Field(
         default="sigmoid", description="sigmoid (Platt) keeps the model's order; isotonic steps tie customers")
     seed: int = 42
     risk_bands: dict[str, float] = Field(
         default_factory=lambda: {"high": 0.6, "medium": 0.3},
-        description="lower probability bound of each band; below every bound is 'low'",
-    )
+        description="lower probability bound of each band; below every bound is 'low'")
 
 
 class TrackingConfig(_Frozen):
@@ -157,8 +126,7 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> Config:
-        bands = self.model.risk_bands
-        if any(not 0 < v < 1 for v in bands.values()):
+        if any(not 0 < v < 1 for v in self.model.risk_bands.values()):
             raise ValueError("model.risk_bands thresholds must lie strictly between 0 and 1")
         return self
 
@@ -175,17 +143,15 @@ def _validate(data: dict[str, Any], source: str, model: type[BaseModel] | None =
     try:
         return (model or Config).model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                             for err in exc.errors())
         raise ConfigError(f"{source}: invalid {what}: {problems}") from None
 
 
 def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], what: str):
     """Read YAML from ``path`` (or the packaged ``defaults/<default>``) and validate it into ``model``."""
     if path is None:
-        text = resources.files("churnguard").joinpath(f"defaults/{default}").read_text(encoding="utf-8")
-        source = f"built-in {what}"
+        text, source = default_config_text(default), f"built-in {what}"
     else:
         path = Path(path)
         if not path.is_file():
@@ -200,9 +166,9 @@ def _load_yaml(path: str | Path | None, default: str, model: type[BaseModel], wh
     return _validate(data, source, model, what)
 
 
-def default_config_text() -> str:
-    """The built-in defaults as YAML text (the same values as the shipped configs/train.yaml)."""
-    return resources.files("churnguard").joinpath("defaults/train.yaml").read_text(encoding="utf-8")
+def default_config_text(name: str = "train.yaml") -> str:
+    """The built-in ``defaults/<name>`` as YAML text (for ``train.yaml``, the values of configs/train.yaml)."""
+    return resources.files("churnguard").joinpath(f"defaults/{name}").read_text(encoding="utf-8")
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -216,7 +182,8 @@ def load_config(path: str | Path | None = None) -> Config:
 
 # -- the retention playbook (configs/actions.yaml) ----------------------------------------------------------
 
-Band = Literal["high", "medium", "low", "no_history"]
+Band = Literal["high", "medium", "low", "lost", "never_bought"]  # the last two: customers without a probability
+Stage = Literal["new", "active", "at_risk", "lapsing", "lost", "never_bought"]  # churnguard.scoring.rules
 Signal = Literal["bad_support", "new_customer", "lapsed"]
 
 
@@ -224,6 +191,7 @@ class RuleCondition(_Frozen):
     """All given conditions must hold; an empty condition matches everyone."""
 
     band: tuple[Band, ...] | None = None
+    stage: tuple[Stage, ...] | None = None
     value_tier: tuple[Literal["vip", "standard"], ...] | None = None
     signals: tuple[Signal, ...] = ()
     not_signals: tuple[Signal, ...] = ()

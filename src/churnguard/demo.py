@@ -1,7 +1,7 @@
 """A seeded synthetic retail world for the demo, the tests and benchmarks.
 
 The world is simulated month by month for all customers at once (numpy arrays; the only Python loop is
-over months), so a million customers take well under a minute:
+over months):
 
 * **Customers** join over the period: 30% are existing customers who signed up before it starts (so there
   is history from day one), the rest sign up in later months with fewer new customers as time goes on.
@@ -133,9 +133,8 @@ def generate_demo_data(
     first_lo = np.maximum(people.signup_day, cal.lo[0])  # first possible day of activity: none before signup
     customer_ids = _ids("C", n_customers)
     cust, month = (np.concatenate(parts) for parts in zip(*order_parts, strict=True))
-    transactions = _transactions(rng, customer_ids, cust, month, cal.lo, cal.hi, first_lo, end_s,
-                                 people.basket, people.fav_category, people.fav_channel, cal.calendar_month)
-    tickets = _tickets(rng, customer_ids, ticket_parts, cal.lo, cal.hi, first_lo, end_s)
+    transactions = _transactions(rng, customer_ids, cust, month, cal, people, first_lo, end_s)
+    tickets = _tickets(rng, customer_ids, ticket_parts, cal, first_lo, end_s)
     customers = _customers(rng, customer_ids, people)
     logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n_customers, len(transactions),
                 len(tickets), time.perf_counter() - began)
@@ -246,35 +245,31 @@ def _customers(rng: np.random.Generator, customer_ids: pa.Array, people: _People
     """The customers table: signup date, loyalty membership and points, NPS answer (40% answered), region."""
     n = len(people.rate)
     points = people.rate * people.basket * 12 * rng.gamma(2.0, 0.5, n)  # a static status, not realised spend
-    return pd.DataFrame(
-        {
-            "customer_id": pd.array(customer_ids, dtype="str"),
-            "signup_date": _datetimes(people.signup_day * _DAY_S),
-            "loyalty_member": people.loyal,
-            "loyalty_points": np.where(people.loyal, np.round(points), 0).astype(np.int64),
-            "nps": np.where(rng.uniform(size=n) < 0.4, people.nps, np.nan),
-            "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
-        }
-    )
+    return pd.DataFrame({
+        "customer_id": pd.array(customer_ids, dtype="str"),
+        "signup_date": _datetimes(people.signup_day * _DAY_S),
+        "loyalty_member": people.loyal,
+        "loyalty_points": np.where(people.loyal, np.round(points), 0).astype(np.int64),
+        "nps": np.where(rng.uniform(size=n) < 0.4, people.nps, np.nan),
+        "region": _take(_REGIONS, rng.choice(len(_REGIONS), n, p=_REGION_P)),
+    })
 
 
 def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.ndarray, month: np.ndarray,
-                  lo: np.ndarray, hi: np.ndarray, first_lo: np.ndarray, end_s: int, basket: np.ndarray,
-                  fav_category: np.ndarray, fav_channel: np.ndarray, calendar_month: np.ndarray
-                  ) -> pd.DataFrame:
+                  cal: _Calendar, people: _People, first_lo: np.ndarray, end_s: int) -> pd.DataFrame:
     """Orders (one row each, customer ``cust`` in month ``month``) plus later refund rows of a few of them."""
     n = cust.size
-    channel = np.where(rng.uniform(size=n) < 0.7, fav_channel[cust],
+    channel = np.where(rng.uniform(size=n) < 0.7, people.fav_channel[cust],
                        rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P))
     hour = np.where(channel == 1, rng.integers(9, 21, n), rng.choice(24, n, p=_HOUR_P))  # stores open 9-21
-    ts = _moments(rng, np.maximum(first_lo[cust], lo[month]), hi[month], hour)
-    category = np.where(rng.uniform(size=n) < 0.6, fav_category[cust],
+    ts = _moments(rng, np.maximum(first_lo[cust], cal.lo[month]), cal.hi[month], hour)
+    category = np.where(rng.uniform(size=n) < 0.6, people.fav_category[cust],
                         rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P))
-    november = calendar_month[month] == 11
+    november = cal.calendar_month[month] == 11
     discounted = rng.uniform(size=n) < np.where(november, 0.55, 0.25)
     discount = np.where(discounted, rng.choice([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], n), 0.0)
     quantity = 1 + rng.poisson(0.8, n)
-    amount = np.round(basket[cust] * np.sqrt(quantity) * rng.lognormal(0, 0.3, n) * (1 - discount), 2)
+    amount = np.round(people.basket[cust] * np.sqrt(quantity) * rng.lognormal(0, 0.3, n) * (1 - discount), 2)
     amount = np.maximum(amount, 0.5)
 
     refunded = np.flatnonzero(rng.uniform(size=n) < _REFUND_P[category])
@@ -287,51 +282,44 @@ def _transactions(rng: np.random.Generator, customer_ids: pa.Array, cust: np.nda
 
     rows = np.concatenate([np.arange(n), refunded])
     order_ids = pa.concat_arrays([_ids("O", n), _ids("R", refunded.size)])
-    return pd.DataFrame(
-        {
-            "customer_id": _take(customer_ids, cust[rows]),
-            "timestamp": _datetimes(np.concatenate([ts, refund_ts])),
-            "amount": np.concatenate([amount, -np.maximum(np.round(amount[refunded] * share, 2), 0.01)]),
-            "order_id": pd.array(order_ids, dtype="str"),
-            "quantity": np.concatenate([quantity, -refund_qty]).astype(np.int64),
-            "category": _take(_CATEGORIES, category[rows]),
-            "channel": _take(_ORDER_CHANNELS, channel[rows]),
-            "discount": discount[rows],
-        }
-    )
+    return pd.DataFrame({
+        "customer_id": _take(customer_ids, cust[rows]),
+        "timestamp": _datetimes(np.concatenate([ts, refund_ts])),
+        "amount": np.concatenate([amount, -np.maximum(np.round(amount[refunded] * share, 2), 0.01)]),
+        "order_id": pd.array(order_ids, dtype="str"),
+        "quantity": np.concatenate([quantity, -refund_qty]).astype(np.int64),
+        "category": _take(_CATEGORIES, category[rows]),
+        "channel": _take(_ORDER_CHANNELS, channel[rows]),
+        "discount": discount[rows],
+    })
 
 
-def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple[np.ndarray, ...]],
-             lo: np.ndarray, hi: np.ndarray, first_lo: np.ndarray, end_s: int) -> pd.DataFrame:
+def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple[np.ndarray, ...]], cal: _Calendar,
+             first_lo: np.ndarray, end_s: int) -> pd.DataFrame:
     """Ticket rows with open, first-response and resolution times; NaT where that has not happened (yet)."""
     cust, month, channel, response_h, resolve_h, unanswered, unresolved, csat = (
         np.concatenate(p) for p in zip(*parts, strict=True)
     )
     n = cust.size
     hour = np.where(channel == 0, rng.choice(24, n, p=_HOUR_P), rng.integers(8, 22, n))  # chat/phone 8-22
-    opened = _moments(rng, np.maximum(first_lo[cust], lo[month]), hi[month], hour)
+    opened = _moments(rng, np.maximum(first_lo[cust], cal.lo[month]), cal.hi[month], hour)
     first = opened + np.round(response_h * 3600).astype(np.int64)
     resolved = opened + np.round(resolve_h * 3600).astype(np.int64)
     answered = ~unanswered & (first < end_s)
     closed = ~unresolved & answered & (resolved < end_s)
-    return pd.DataFrame(
-        {
-            "ticket_id": pd.array(_ids("T", n), dtype="str"),
-            "customer_id": _take(customer_ids, cust),
-            "opened_at": _datetimes(opened),
-            "first_response_at": _datetimes(first, answered),
-            "resolved_at": _datetimes(resolved, closed),
-            "channel": _take(_TICKET_CHANNELS, channel),
-            "csat": np.where(closed & (rng.uniform(size=n) < 0.45), csat, np.nan),
-        }
-    )
+    return pd.DataFrame({
+        "ticket_id": pd.array(_ids("T", n), dtype="str"),
+        "customer_id": _take(customer_ids, cust),
+        "opened_at": _datetimes(opened),
+        "first_response_at": _datetimes(first, answered),
+        "resolved_at": _datetimes(resolved, closed),
+        "channel": _take(_TICKET_CHANNELS, channel),
+        "csat": np.where(closed & (rng.uniform(size=n) < 0.45), csat, np.nan),
+    })
 
 
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write ``transactions``, ``tickets`` and ``customers`` as ``<name>.<fmt>`` into ``out_dir``.
-
-    Each file is written to a temporary file in ``out_dir`` and then moved into place with ``os.replace``,
-    so a crash never leaves a half-written table under its final name.
+    """Write ``transactions``, ``tickets`` and ``customers`` as ``<name>.<fmt>`` into ``out_dir``, each atomically.
 
     Args:
         data: the tables to write.
@@ -346,9 +334,5 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        name: write_table(getattr(data, name), out_dir / f"{name}.{fmt}")
-        for name in ("transactions", "tickets", "customers")
-    }
+    return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
+            for name in ("transactions", "tickets", "customers")}

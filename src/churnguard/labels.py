@@ -38,29 +38,29 @@ def make_labels(
     Returns:
         ``customer_id``, ``as_of``, ``churned`` (0/1), sorted by ``customer_id``.
     """
+    as_of = to_day(as_of)
+    codes, ids = pd.factorize(transactions["customer_id"], sort=True)
+    day = _day_numbers(transactions["timestamp"].to_numpy()) - _day_numbers(np.datetime64(as_of))
+    active, churned = label_arrays(codes, day, transactions["amount"].to_numpy() > 0, len(ids), horizon_days,
+                                   lookback_days)
+    return pd.DataFrame({"customer_id": np.asarray(ids)[active], "as_of": as_of,
+                         "churned": churned[active].astype("int8")})
+
+
+def label_arrays(customer: np.ndarray, day: np.ndarray, purchase: np.ndarray, n: int, horizon_days: int,
+                 lookback_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule itself, over transaction rows: each row's customer position (``0 .. n - 1``), its day relative to
+    ``as_of`` (0 = ``as_of``) and whether it is a purchase. Returns, per customer, whether they are in the
+    population and whether they churned."""
     if horizon_days <= 0 or lookback_days <= 0:
         raise ValueError("horizon_days and lookback_days must be positive")
-    as_of = to_day(as_of)
-    purchases = transactions.loc[transactions["amount"] > 0, ["customer_id", "timestamp"]]
-    day = purchases["timestamp"].dt.normalize()
-    before = (day > as_of - pd.Timedelta(days=lookback_days)) & (day <= as_of)
-    after = (day > as_of) & (day <= as_of + pd.Timedelta(days=horizon_days))
-    population = pd.Index(purchases.loc[before, "customer_id"].unique()).sort_values()
-    returned = population.isin(purchases.loc[after, "customer_id"].unique())
-    return pd.DataFrame(
-        {"customer_id": population.to_numpy(), "as_of": as_of, "churned": np.where(returned, 0, 1).astype("int8")}
-    )
+    active = np.bincount(customer[purchase & (day > -lookback_days) & (day <= 0)], minlength=n) > 0
+    returned = np.bincount(customer[purchase & (day > 0) & (day <= horizon_days)], minlength=n) > 0
+    return active, active & ~returned
 
 
 def _active_and_churned(enc: _Encoded, as_of: pd.Timestamp, horizon_days: int,
                         lookback_days: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`make_labels` on encoded tables (``as_of`` a day): over ``enc.ids``, who is in the population
-    and who of them churned."""
-    if horizon_days <= 0 or lookback_days <= 0:
-        raise ValueError("horizon_days and lookback_days must be positive")
-    buy = enc.amount > 0
-    day = enc.tx_day - _day_numbers(np.datetime64(as_of))  # 0 = as_of
-    n = len(enc.ids)
-    active = np.bincount(enc.tx_id[buy & (day > -lookback_days) & (day <= 0)], minlength=n) > 0
-    returned = np.bincount(enc.tx_id[buy & (day > 0) & (day <= horizon_days)], minlength=n) > 0
-    return active, active & ~returned
+    """:func:`label_arrays` on encoded tables (``as_of`` a day), over ``enc.ids``."""
+    day = enc.tx_day - _day_numbers(np.datetime64(as_of))
+    return label_arrays(enc.tx_id, day, enc.amount > 0, len(enc.ids), horizon_days, lookback_days)

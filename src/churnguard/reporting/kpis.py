@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_write_text, write_table
+from churnguard.lifecycle import STAGES, lifecycle_codes
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables
@@ -34,9 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "RetentionReport", "build_report", "churn_rate", "net_promoter_score", "retention_rate",
            "write_report"]
 
-STAGES: tuple[str, ...] = ("new", "active", "at_risk", "lapsing", "lost")
 _PERIODS: dict[str, tuple[str, int]] = {"month": ("M", 12), "quarter": ("Q", 4)}  # freq, periods per year
-_NEW_DAYS, _RISK_DAYS, _TOP_SHARE = 90, 180, 0.25
+_TOP_SHARE = 0.25
 
 
 def retention_rate(start: int, end: int, new: int) -> float:
@@ -85,11 +85,11 @@ class RetentionReport:
     * With tickets: ``csat`` = % of answers 4 or 5 among tickets resolved in the period, ``csat_answers``;
       ``median_first_response_hours`` over tickets opened in the period and answered.
 
-    Lifecycle stages at the period end (only customers with a purchase by then; they sum to E + lost):
-    ``new`` first purchase 0-89 days ago; ``active`` last purchase 0-89 days ago, not new; ``at_risk`` last
-    purchase 90-179 days ago; ``lapsing`` 180 days ago up to the activity window; ``lost`` no purchase
-    in the last ``active_days`` days. Windows are cut at ``active_days``, so new + active + at_risk +
-    lapsing = E.
+    Lifecycle stages at the period end (only customers with a purchase by then; they sum to E + lost), as
+    ``churnguard.lifecycle.lifecycle_codes`` defines them for scoring too: ``new`` first purchase 0-89
+    days ago; ``active`` last purchase 0-89 days ago, not new; ``at_risk`` last purchase 90-179 days ago;
+    ``lapsing`` 180 days ago up to the activity window; ``lost`` no purchase in the last ``active_days``
+    days. Windows are cut at ``active_days``, so new + active + at_risk + lapsing = E.
 
     Attributes:
         kpis: one row per period (index ``period``, e.g. ``2024-02`` or ``2024Q1``).
@@ -278,15 +278,9 @@ def _days_since_last(c: np.ndarray, d: np.ndarray, n: int, day: int) -> np.ndarr
 
 
 def _stage_counts(age_last: np.ndarray, age_first: np.ndarray, active_days: int) -> list[int]:
-    """Customers per stage in ``STAGES`` from days since last and first purchase (see RetentionReport)."""
-    def within(days: int) -> np.ndarray:
-        return age_last < min(days, active_days)
-
-    new = within(active_days) & (age_first < _NEW_DAYS)
-    ever = np.isfinite(age_last)
-    masks = (new, within(_NEW_DAYS) & ~new, within(_RISK_DAYS) & ~within(_NEW_DAYS),
-             within(active_days) & ~within(_RISK_DAYS), ever & ~within(active_days))
-    return [int(m.sum()) for m in masks]
+    """Customers per stage in ``STAGES`` from days since last and first purchase (inf: none by then)."""
+    return np.bincount(lifecycle_codes(age_last, age_first, active_days), minlength=len(STAGES) + 1)[
+        : len(STAGES)].tolist()
 
 
 def _align(by_period: pd.Series, periods: pd.PeriodIndex, fill: float = np.nan) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path
+from churnguard.lifecycle import in_lookback
 
 __all__ = ["ABSENT", "ALL_ACTIONS", "REFERENCE_ROWS", "ScoreComparison", "campaign_readout", "compare_scores",
            "drift_population", "drift_table", "newcombe_interval", "plot_drift", "plot_readout", "plot_transitions", "psi", "reference_profile"]
@@ -25,6 +26,7 @@ __all__ = ["ABSENT", "ALL_ACTIONS", "REFERENCE_ROWS", "ScoreComparison", "campai
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
 ALL_ACTIONS = "(all)"  # the overall row of a campaign read-out
 _DEFAULT_BOUNDS = {"high": 0.6, "medium": 0.3, "low": 0.0}  # band order when a band is not seen in the data
+_UNRANKED = ("lost", "never_bought", "no_history")  # bands without a probability (no_history: older files)
 _CHANGE_COLUMNS = ["customer_id", "old_probability", "new_probability", "delta", "old_band", "new_band", "status"]
 _TRUE = ["true", "t", "yes", "y", "1", "1.0"]
 
@@ -38,8 +40,9 @@ class ScoreComparison:
             old_band, new_band, status`` (``both``, ``only_old``, ``only_new``; bands of a missing customer
             are ``(absent)``, ``delta`` is NaN unless both runs gave a probability).
         risers / fallers: the customers whose probability rose / fell most (largest change first).
-        transitions: customer counts, rows = old band, columns = new band, riskiest band first, then
-            ``no_history`` and ``(absent)``.
+        transitions: customer counts, rows = old band, columns = new band, riskiest band first, then the
+            bands without a probability (``lost`` and ``never_bought`` when seen, ``no_history`` of older
+            files) and ``(absent)``.
         new_high_risk: customers ``high`` in the new run but not in the old one (or absent from it).
     """
 
@@ -52,7 +55,7 @@ class ScoreComparison:
     def summary(self) -> str:
         """A few printable lines: who is in which run, the mean change and the main band moves."""
         status, delta, t = self.changes["status"].value_counts(), self.changes["delta"].dropna(), self.transitions
-        cells, k = t.to_numpy(), len(t) - 2  # the first k bands have a risk order (not no_history, absent)
+        cells, k = t.to_numpy(), int((~t.index.isin([*_UNRANKED, ABSENT])).sum())  # bands with a risk order
         moves = sorted((-int(cells[i, j]), i, j) for i in range(len(t)) for j in range(len(t))
                        if i != j and cells[i, j] > 0)[:5]
         mean = f"{delta.mean():+.4f} over {len(delta)} customers scored twice" if len(delta) else "n/a"
@@ -87,11 +90,13 @@ def _run(scores: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _band_levels(changes: pd.DataFrame) -> list[str]:
-    """Bands riskiest first (by the lowest probability seen in each band), then ``no_history``, ``(absent)``."""
+    """Bands riskiest first (by the lowest probability seen in each band), then ``lost`` and ``never_bought``
+    when seen, ``no_history``, ``(absent)``."""
     seen = pd.concat([changes[[f"{r}_band", f"{r}_probability"]].set_axis(["band", "p"], axis=1) for r in ("old", "new")])
     rank = {**_DEFAULT_BOUNDS, **seen.dropna().groupby("band")["p"].min().to_dict()}
-    bands = (set(rank) | set(seen["band"])) - {"no_history", ABSENT}
-    return [*sorted(bands, key=lambda b: (-rank.get(b, -1.0), str(b))), "no_history", ABSENT]
+    bands = (set(rank) | set(seen["band"])) - {*_UNRANKED, ABSENT}
+    unranked = [b for b in _UNRANKED[:-1] if b in set(seen["band"])]
+    return [*sorted(bands, key=lambda b: (-rank.get(b, -1.0), str(b))), *unranked, "no_history", ABSENT]
 
 
 def compare_scores(old: pd.DataFrame, new: pd.DataFrame, *, top: int = 20) -> ScoreComparison:
@@ -184,7 +189,7 @@ def drift_population(features: pd.DataFrame, lookback_days: int, *, limit: int =
     drift, and later checks measure how the customers changed since: with a reference one horizon older, the
     customers' ages alone (``bg_age_days``, ``tenure_days``) grow by the horizon and raise alarms that no
     retraining can clear."""
-    rows = features[(features["recency_days"] <= lookback_days).to_numpy()]
+    rows = features[in_lookback(features["recency_days"], lookback_days)]
     return rows.sample(n=limit, random_state=seed) if len(rows) > limit else rows
 
 

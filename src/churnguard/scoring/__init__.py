@@ -1,12 +1,21 @@
-"""Scores to actions: risk bands, value tiers, reasons, playbook actions, expected value and who to contact.
+"""Scores to actions: lifecycle stages, risk bands, value tiers, reasons, playbook actions, expected value and
+who to contact.
 
-``rules`` (bands, signals, the playbook, expected value, selection) and ``reasons`` (sentences for the features
+``rules`` (lifecycle stages and the model's population, bands, signals, the playbook, expected value, selection) and ``reasons`` (sentences for the features
 behind the risk) are written once over arrays; ``score`` chains them for ``n`` customers, whichever engine
 brought the features in.
 """
 
 from churnguard.scoring.reasons import N_REASONS, describe
-from churnguard.scoring.rules import assign_actions, expected_value, risk_band, select, signals
+from churnguard.scoring.rules import (
+    LIFECYCLE_STAGES,
+    assign_actions,
+    expected_value,
+    lifecycle_stage,
+    risk_band,
+    select,
+    signals,
+)
 from churnguard.scoring.score import (
     OUTPUT_COLUMNS,
     ScoreResult,
@@ -24,6 +33,7 @@ from churnguard.scoring.score import (
 )
 
 __all__ = [
+    "LIFECYCLE_STAGES",
     "N_REASONS",
     "OUTPUT_COLUMNS",
     "ScoreResult",
@@ -32,6 +42,7 @@ __all__ = [
     "drift_check",
     "drift_report",
     "expected_value",
+    "lifecycle_stage",
     "model_population",
     "no_activity_reason",
     "risk_band",

@@ -2,7 +2,8 @@
 
 :func:`describe` writes the sentence for one feature value; :func:`top_features` picks the features from the
 model's TreeSHAP contributions; :func:`reason_texts` writes the texts for many customers, calling
-:func:`describe` once per distinct value.
+:func:`describe` once per distinct value; :func:`unscored_texts` says why a customer outside the model's
+population has no probability.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["N_REASONS", "REASON_TEMPLATES", "UNKNOWN_TEXTS", "describe", "reason_texts", "top_features",
-           "unknown_text"]
+           "unknown_text", "unscored_text", "unscored_texts"]
 
 N_REASONS = 3
 OVERDUE_REMARK = 1.5  # "about 3.1x their usual gap" is added to the recency reason from this ratio on
@@ -176,3 +177,24 @@ def _mapped(values: np.ndarray, write) -> np.ndarray:
     """``write`` of each float value, called once per distinct value (by its bits)."""
     _, first, codes = np.unique(values.view(np.int64), return_index=True, return_inverse=True)
     return np.array([write(v) for v in values[first].tolist()], dtype=object)[codes.ravel()]
+
+
+def unscored_text(stage: str, recency_days: float, lookback_days: int) -> str:
+    """Why a customer of lifecycle ``stage`` ``lost`` or ``never_bought`` has no churn probability."""
+    if stage == "never_bought":
+        return "no churn probability: no purchase yet"
+    return (f"no churn probability: last purchase {_fixed(recency_days, 0)} days ago, and the model scores "
+            f"customers who bought in the last {lookback_days} days")
+
+
+def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: int) -> np.ndarray:
+    """:func:`unscored_text` for the customers whose ``stage`` is ``lost`` or ``never_bought``, '' for the
+    others; written once per distinct number of days."""
+    stage = np.asarray(stage, dtype=object)
+    out = np.full(len(stage), "", dtype=object)
+    out[stage == "never_bought"] = unscored_text("never_bought", math.nan, lookback_days)
+    lost = stage == "lost"
+    if lost.any():
+        days = np.asarray(recency_days, dtype="float64")[lost]
+        out[lost] = _mapped(days, lambda d: unscored_text("lost", d, lookback_days))
+    return out

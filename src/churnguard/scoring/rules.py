@@ -1,11 +1,12 @@
 """The scoring rules, each written once as a function of arrays over ``n`` customers (``n = 1`` included).
 
+* **Lifecycle stage and the model's population**: :mod:`churnguard.lifecycle`.
 * **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
-  ``low`` below all bounds; ``no_history`` for customers without any purchase (the model has not seen such
-  customers, so they get no probability and their own playbook rule).
+  ``low`` below all bounds; the lifecycle stage (``lost`` or ``never_bought``) for a customer without a
+  probability.
 * **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``).
 * **Action**: the first playbook rule whose conditions hold.
-* **Expected value** = P(churn) x CLTV x success rate - cost.
+* **Expected value** = P(churn) x CLTV x success rate - cost, with P = 1 for a customer without a probability.
 * **Selection**: customers with positive expected value, best value per unit of cost first (ties: higher
   expected value, then customer id), while the budget lasts; a seeded share of them is held out as control.
 """
@@ -17,20 +18,38 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from churnguard.lifecycle import (  # re-exported: the scoring rules start from the customer's stage
+    LIFECYCLE_STAGES,
+    STAGES,
+    in_lookback,
+    in_population,
+    lifecycle_codes,
+    lifecycle_stage,
+)
+
 if TYPE_CHECKING:
     from churnguard.config import Playbook
 
-__all__ = ["assign_actions", "expected_value", "risk_band", "select", "signals"]
+__all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
+           "lifecycle_codes", "lifecycle_stage", "risk_band", "select", "signals"]
 
 
-def risk_band(prob: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
-    """Band name per probability: the band with the highest lower bound reached, else ``low``; ``no_history``
-    where the probability is NaN."""
+def risk_band(prob: np.ndarray, bands: Mapping[str, float], stage: np.ndarray | None = None) -> np.ndarray:
+    """Band name per probability: the band with the highest lower bound reached, else ``low``; where the
+    probability is NaN (a customer outside the model's population), the customer's ``stage``.
+
+    Raises:
+        ValueError: a probability is NaN and no ``stage`` is given.
+    """
     prob = np.asarray(prob, dtype="float64")
     out = np.full(len(prob), "low", dtype=object)
     for name, lower in sorted(bands.items(), key=lambda kv: kv[1]):
         out[prob >= lower] = name
-    out[np.isnan(prob)] = "no_history"
+    missing = np.isnan(prob)
+    if missing.any():
+        if stage is None:
+            raise ValueError("customers without a probability take their lifecycle stage as band: give `stage`")
+        out[missing] = np.asarray(stage, dtype=object)[missing]
     return out
 
 
@@ -42,7 +61,7 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     * ``bad_support``: a ticket still open, or a ticket in the last 90 days and a last first answer slower than
       the SLA or a last CSAT of 2 or less;
     * ``new_customer``: a customer for at most ``new_customer_days``;
-    * ``lapsed``: no purchase for more than ``lookback_days``.
+    * ``lapsed``: no purchase in the last ``lookback_days`` days (the lifecycle stage ``lost``).
     """
     def col(name: str) -> np.ndarray:
         return np.asarray(cols[name], dtype="float64") if name in cols else np.full(n, np.nan)
@@ -51,18 +70,21 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     bad = (col("open_tickets") > 0) | (
         recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
     return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
-            "lapsed": col("recency_days") > lookback_days}
+            "lapsed": lifecycle_stage(col("recency_days"), col("bg_age_days"), lookback_days) == "lost"}
 
 
-def assign_actions(bands: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray], playbook: Playbook
-                   ) -> np.ndarray:
-    """The name of the first playbook rule whose conditions hold, per customer."""
+def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
+                   playbook: Playbook) -> np.ndarray:
+    """The name of the first playbook rule whose conditions (band, lifecycle stage, value tier, signals) hold,
+    per customer."""
     action = np.full(len(bands), None, dtype=object)
     for rule in playbook.actions:
         w = rule.when
         ok = np.ones(len(bands), dtype=bool)
         if w.band is not None:
             ok &= _among(bands, w.band)
+        if w.stage is not None:
+            ok &= _among(stages, w.stage)
         if w.value_tier is not None:
             ok &= _among(tiers, w.value_tier)
         for s in w.signals:
@@ -83,8 +105,14 @@ def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
 
 def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions;
-    a customer without history counts with P = 1: the whole CLTV is at stake)."""
+    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions).
+
+    A customer without a probability (outside the model's population: lost or never bought) counts with
+    P = 1: they are not buying now, so without an action all of their CLTV is lost. CLTV counts the orders of
+    the last 365 days (``churnguard.features.kernel.cltv``), so a lost customer's is 0 unless ``lookback_days``
+    is shorter than that, and a never-bought customer's is 0: their contact then has a negative expected value
+    and is not selected.
+    """
     rules = {r.name: r for r in playbook.actions}
     cost = np.array([rules[a].cost for a in actions], dtype="float64")
     success = np.array([rules[a].success_rate for a in actions], dtype="float64")

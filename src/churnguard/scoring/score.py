@@ -1,8 +1,8 @@
 """Scores to actions for ``n`` customers: one chain, whatever brought the features in.
 
 :func:`score_columns` takes the feature columns of ``n`` customers (``churnguard.features.kernel``'s output)
-and returns, per customer, ``churn_probability, risk_band, value_tier, clv, reason_1..3, action, action_cost,
-expected_value``. The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
+and returns, per customer, ``lifecycle_stage, churn_probability, risk_band, value_tier, clv, reason_1..3, action,
+action_cost, expected_value`` (no probability outside the model's population: see ``churnguard.scoring.rules``). The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
 validated tables) and the HTTP server (records -> kernel -> this) both call it. ``select_customers`` then picks
 who to contact under a budget and holds out a seeded control group.
 """
@@ -36,10 +36,11 @@ __all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_check", "drift_report", "fram
 logger = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = [
-    "customer_id", "as_of", "churn_probability", "risk_band", "value_tier", "clv", "reason_1", "reason_2",
-    "reason_3", "action", "action_cost", "expected_value", "selected", "control_group", "model_version",
+    "customer_id", "as_of", "lifecycle_stage", "churn_probability", "risk_band", "value_tier", "clv", "reason_1",
+    "reason_2", "reason_3", "action", "action_cost", "expected_value", "selected", "control_group", "model_version",
 ]
 REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
+_NEEDED = ("n_orders", "cltv", "recency_days", "bg_age_days")  # features the rules read besides the model's
 
 
 def model_population(model: ChurnModel) -> Population:
@@ -54,7 +55,11 @@ def model_population(model: ChurnModel) -> Population:
 
 def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
                   playbook: Playbook, *, reasons_for: str = "all") -> dict[str, np.ndarray]:
-    """Probability, band, tier, value, reasons, action and expected value for ``n`` customers' features.
+    """Stage, probability, band, tier, value, reasons, action and expected value for ``n`` customers' features.
+
+    Only customers of the model's population (a purchase in the last ``lookback_days``, the stages ``new`` to
+    ``lapsing``) get a probability; the others (``lost``, ``never_bought``) get NaN, their stage as band and,
+    as ``reason_1``, why they have no probability (``churnguard.scoring.rules``).
 
     Args:
         model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its ``info``).
@@ -64,31 +69,33 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
         playbook: the ordered action rules.
         reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
     """
-    info = model.require_info()
-    model._check_fitted()
-    n = len(cols["n_orders"])
-    history = np.asarray(cols["n_orders"], dtype="float64") > 0  # NaN > 0 is False
-    matrix = _matrix(model, cols, levels, history)
-    contrib, prob_h = _explain(model, matrix, reasons_for, info.risk_bands)
-    prob = np.full(n, np.nan)
-    prob[history] = prob_h
-    bands = rules.risk_band(prob, info.risk_bands)
     from churnguard.features.kernel import is_vip
 
+    info = model.require_info()
+    model._check_fitted()
+    n, lookback = len(cols["n_orders"]), info.config.labels.lookback_days
+    recency = np.asarray(cols["recency_days"], dtype="float64")
+    stage = rules.lifecycle_stage(recency, cols["bg_age_days"], lookback)
+    scored = rules.in_population(stage)
+    contrib, prob_in = _explain(model, _matrix(model, cols, levels, scored), reasons_for, info.risk_bands)
+    prob = np.full(n, np.nan)
+    prob[scored] = prob_in
+    bands = rules.risk_band(prob, info.risk_bands, stage)
     clv = np.asarray(cols["cltv"], dtype="float64")
     clv = np.where(np.isnan(clv), 0.0, clv)
     tiers = np.where(is_vip(clv, info.population.vip_cltv_threshold), "vip", "standard").astype(object)
     flags = rules.signals(cols, n, sla_hours=info.config.features.sla_hours,
-                          new_customer_days=playbook.new_customer_days, lookback_days=info.config.labels.lookback_days)
-    action = rules.assign_actions(bands, tiers, flags, playbook)
+                          new_customer_days=playbook.new_customer_days, lookback_days=lookback)
+    action = rules.assign_actions(bands, stage, tiers, flags, playbook)
     cost, ev = rules.expected_value(prob, clv, action, playbook)
     picks = np.full((n, reasons.N_REASONS), -1, dtype=np.intp)
     if contrib is not None:
-        rows = np.flatnonzero(history)
+        rows = np.flatnonzero(scored)
         need = bands[rows] != "low" if reasons_for != "all" else np.ones(len(rows), dtype=bool)
         picks[rows[need]] = reasons.top_features(contrib[need] if len(contrib) == len(rows) else contrib)
     texts = reasons.reason_texts(picks, list(model.feature_names_), cols, levels)
-    out = {"churn_probability": prob, "risk_band": bands, "value_tier": tiers, "clv": clv}
+    texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
+    out = {"lifecycle_stage": stage, "churn_probability": prob, "risk_band": bands, "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
     return out | {"action": action, "action_cost": cost, "expected_value": ev}
 
@@ -152,8 +159,8 @@ def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook
                    reasons_for: str = "all") -> pd.DataFrame:
     """:func:`score_columns` for a features frame (``customer_id``, ``as_of`` and the features), as a frame."""
     cols, levels = frame_columns(features)
-    if "n_orders" not in cols or "cltv" not in cols:
-        missing = [c for c in ("n_orders", "cltv") if c not in cols]
+    missing = [c for c in _NEEDED if c not in cols]
+    if missing:
         raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
     scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
     return pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": features["as_of"].to_numpy(),
@@ -186,14 +193,19 @@ class ScoreResult:
         return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
 
     def summary(self, out: str | Path) -> str:
-        """Customers in, scored and rejected, customers per risk band, and the selection with its cost and
-        expected value (control customers are not contacted, so they cost nothing)."""
+        """Customers in, scored and rejected, customers per risk band, those without a probability per
+        lifecycle stage (their band), and the selection with its cost and expected value (control customers
+        are not contacted, so they cost nothing)."""
         c, s = self.counts(), self.scores
         chosen = s[s["selected"]]
         contacted = chosen[~chosen["control_group"]]
+        counts = s["risk_band"].value_counts()
+        stages = [k for k in rules.LIFECYCLE_STAGES if k in counts.index]  # the bands without a probability
         return (
             f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
-            f"bands: {', '.join(f'{k} {v:,}' for k, v in s['risk_band'].value_counts().items())}\n"
+            f"bands: {', '.join(f'{k} {v:,}' for k, v in counts.drop(stages).items()) or 'none'}\n"
+            f"no probability (no purchase in the model's lookback): "
+            f"{', '.join(f'{k} {counts[k]:,}' for k in stages) or 'none'}\n"
             f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
             f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}"
         )
@@ -279,7 +291,7 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
             continue
         row = {"customer_id": customer.customer_id, "as_of": as_of, **{c: v[i] for c, v in columns.items()},
                "model_version": info.model_version}
-        if row["churn_probability"] != row["churn_probability"]:  # NaN: no purchase, no probability
+        if row["churn_probability"] != row["churn_probability"]:  # NaN: outside the model's population
             row["churn_probability"] = None
         out.append(row)
         i += 1
@@ -293,7 +305,7 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, 
                   ) -> pd.DataFrame:
     """The rows comparable with the training reference: customers who bought within the lookback window."""
     lookback = model.require_info().config.labels.lookback_days
-    keep = (feats["recency_days"] <= lookback).to_numpy()
+    keep = rules.in_lookback(feats["recency_days"], lookback)
     sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
     sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
     return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample

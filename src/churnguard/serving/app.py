@@ -7,8 +7,7 @@ never in a route.
 Request bodies are pydantic models (422 with the bad field's name; for ``/predict``, a body that is not JSON
 is a 422 too), bodies over ``max_body_bytes`` get 413, no route accepts a file path, and unexpected errors
 answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI's middleware and router
-(see ``_App``), with the same checks. Per-request costs and how they were cut are measured in
-``benchmarks/serve_load.py`` (figures in ``benchmarks/README.md``).
+(see ``_App``), with the same checks.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import asyncio
 import gc
 import logging
 import os
+from collections import Counter
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,9 +35,11 @@ from pydantic import (
     model_validator,
     with_config,
 )
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from churnguard import __version__
 from churnguard.config import load_playbook
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
@@ -63,8 +65,7 @@ class _Body(BaseModel):
 
 
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
-# event; ~11 us less per request of 20 transactions). Optional keys left out of the JSON stay out of the
-# dict; the scorer reads them with .get().
+# event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
@@ -108,8 +109,7 @@ class CustomerIn(_Body):
     tickets: Annotated[list[Annotated[TicketIn, AfterValidator(_in_order)]],
                        Field(max_length=MAX_EVENTS)] = []
     attributes: Annotated[dict[str, str | float | bool | None], Field(max_length=100)] = Field(
-        default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ..."
-    )
+        default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ...")
 
     @model_validator(mode="after")
     def _known_attributes(self) -> CustomerIn:
@@ -128,11 +128,10 @@ class PredictRequest(_Body):
 
     @model_validator(mode="after")
     def _one_entry_per_customer(self) -> PredictRequest:
-        seen: set[str] = set()
-        twice = [c.customer_id for c in self.customers if c.customer_id in seen or seen.add(c.customer_id)]
+        twice = sorted(k for k, n in Counter(c.customer_id for c in self.customers).items() if n > 1)
         if twice:
-            raise ValueError(f"each customer_id may appear once per request; sent more than once: "
-                             f"{', '.join(sorted(set(twice))[:5])}")
+            raise ValueError("each customer_id may appear once per request; sent more than once: "
+                             + ", ".join(twice[:5]))
         return self
 
 
@@ -143,6 +142,7 @@ class FeaturesRequest(_Body):
 class Score(BaseModel):
     customer_id: str
     as_of: date
+    lifecycle_stage: str
     churn_probability: float | None
     risk_band: str
     value_tier: str
@@ -169,9 +169,8 @@ class PredictResponse(BaseModel):
 
 
 def _document_predict_body(app: FastAPI) -> None:
-    """Declare ``POST /predict`` in the OpenAPI schema, with ``PredictRequest`` as its body and
-    ``PredictResponse`` as its answer: the route is a plain Starlette one that validates its body itself (see
-    ``predict``), so FastAPI does not see it."""
+    """Declare ``POST /predict`` in the OpenAPI schema, with ``PredictRequest`` as its body and ``PredictResponse``
+    as its answer: FastAPI does not see the route, a plain Starlette one that validates its body itself."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -207,14 +206,10 @@ def _invalid(exc: ValidationError) -> bytes:
 class _Batcher:
     """Scores the customers of the requests that arrive together in one call of the scoring chain.
 
-    Requests that reach the event loop in the same round (several clients' bodies read in one pass) are
-    queued; the first schedules a flush for the end of the round after (so the bodies read in that round join
-too: at 16 clients this took the p99 from 7.4-10.4 ms to 5.0-5.8 ms and the rate from ~3,650 to ~5,400
-requests/s, benchmarks/README.md), which scores every queued customer with one
-    :func:`churnguard.scoring.score_records` call per ``as_of`` and hands each request its own rows. The rules
-    are the same for one customer or many, and each customer is scored on its own data, so an answer never
-    depends on which other requests shared its batch; the kernel's fixed cost per call is shared instead of
-    paid per request. Should a batch fail, each of its requests is scored alone, so only a failing one fails.
+    Requests queued in one event-loop round, or the round after, are flushed together: one
+    :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each customer
+    is scored on its own data, so an answer never depends on which requests shared its batch. Should a batch
+    fail, each of its requests is scored alone, so only a failing one fails.
     """
 
     def __init__(self, state: Any) -> None:
@@ -230,8 +225,7 @@ requests/s, benchmarks/README.md), which scores every queued customer with one
         return await future
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
-        s = self.state
-        return score_records(s.model, customers, as_of, s.playbook, s.population)
+        return score_records(self.state.model, customers, as_of, self.state.playbook, self.state.population)
 
     def _flush(self) -> None:
         pending, self.pending = self.pending, []
@@ -244,10 +238,7 @@ requests/s, benchmarks/README.md), which scores every queued customer with one
                     result = rows if len(group) == 1 else _attempt(self._run, customers, as_of)
                 else:
                     result, start = rows[start : start + len(customers)], start + len(customers)
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
 
 
 def _attempt(fn, *args) -> Any:
@@ -259,12 +250,8 @@ def _attempt(fn, *args) -> Any:
 
 
 async def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
-    """Status and JSON body answering ``POST /predict`` with ``body``.
-
-    The body is parsed and validated by pydantic's JSON parser in one pass, the customers scored by
-    :func:`churnguard.scoring.score_records` (the same kernel and rules as batch scoring, see
-    :class:`_Batcher`), and the answer serialized by pydantic straight to JSON.
-    """
+    """Status and JSON body answering ``POST /predict`` with ``body``: the customers are scored by
+    :func:`churnguard.scoring.score_records` (the kernel and rules of batch scoring) through :class:`_Batcher`."""
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -286,133 +273,85 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
-class _BodyLimit:
-    """Plain ASGI middleware answering 413 to bodies over ``max_bytes``, whether the client declares the
-    length up front or streams it in chunks (then the body is read, at most ``max_bytes``, before routing)."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if int(declared) > self.max_bytes:
-                return await _send_json(send, 413, _too_large(self.max_bytes))
-            return await self.app(scope, receive, send)
-        try:
-            body = await _read_body(receive, self.max_bytes)
-        except _Disconnected:
-            return await self.app(scope, receive, send)  # let the app see the disconnect
-        if body is None:
-            return await _send_json(send, 413, _too_large(self.max_bytes))
-
-        async def replay():
-            nonlocal body
-            message, body = {"type": "http.request", "body": body, "more_body": False}, b""
-            return message
-
-        await self.app(scope, replay, send)
-
-
-class _Disconnected(Exception):
-    """The client went away before its request body was complete."""
-
-
-async def _read_body(receive, max_bytes: int) -> bytes | None:
-    """The whole request body, or None as soon as it passes ``max_bytes``."""
+async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None when its declared length, or as soon as its length, passes ``max_bytes``
+    (raises ``ClientDisconnect`` when the client goes away first)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and int(declared) > max_bytes:
+        return None
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            raise _Disconnected
+            raise ClientDisconnect
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > max_bytes:
             return None
         more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
-def _too_large(max_bytes: int) -> bytes:
-    return pydantic_core.to_json({"detail": f"request body over {max_bytes} bytes"})
+def _replay(body: bytes):
+    """An ASGI ``receive`` handing over ``body``, read already, as the whole request body."""
+
+    async def receive():
+        nonlocal body
+        message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+        return message
+
+    return receive
 
 
-async def _send_json(send, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _closing(send):
+    """``send`` adding ``Connection: close`` to the response it sends (see ``_App.reconnect_every``)."""
 
+    async def closing(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
 
-class _Reconnect:
-    """Adds ``Connection: close`` to every ``every``-th HTTP response of this process (called by ``_App``).
-
-    Worker processes share one listening socket, and a worker accepts all connections waiting when it wakes:
-    a client's keep-alive connections, opened together, often all land on one worker while the others idle
-    (15 or 16 of 16 on one of two workers in 4 of 10 tries here, at half the throughput). A client asked to
-    reconnect is taken by whichever worker polls first, usually a less busy one, so the load evens out within
-    seconds; the price is one TCP handshake per ``every`` requests, and the reconnecting request is slow.
-    ``app_from_env`` uses 1000: with 100, those slow requests were the 1% that set p99 (11-12 ms against
-    10.5-11 ms at 16 clients, benchmarks/README.md). Separate SO_REUSEPORT sockets per worker spread
-    connections by a hash of their addresses, not by load, and measured worse (p99 11-17 ms).
-    """
-
-    def __init__(self, every: int) -> None:
-        self.every, self.count = every, 0
-
-    def __call__(self, send):
-        """``send`` for the next HTTP response: as is, or every ``every``-th time adding the header."""
-        self.count += 1
-        if self.count % self.every:
-            return send
-
-        async def closing(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        return closing
+    return closing
 
 
 class _App(FastAPI):
-    """The FastAPI app, with ``POST /predict`` answered ahead of FastAPI's middleware stack and router.
+    """The FastAPI app, with the body-size limit and ``POST /predict`` handled ahead of its middleware and router.
 
-    Those layers (error, telemetry and body-limit middleware, the exit stack, route matching, the Request and
-    Response objects) cost ~40 us of CPU per request here, more than validating the request body, and
-    ``/predict`` needs none of them: :meth:`__call__` reads its body under the same size limit, answers as
-    the route does (the same function, ``_predict``) and turns an unexpected error into the app's 500. Every
-    other request, and the lifespan, goes through FastAPI; the periodic ``Connection: close`` (when set)
-    counts all of them.
+    A body over ``max_body_bytes`` gets 413, whether its length is declared or it is streamed (then it is read,
+    at most that much, before routing). ``/predict`` is answered here by ``_predict``, as its route does, without
+    FastAPI's layers (they cost more CPU than validating the body); an unexpected error gets the app's 500.
+    Every other request, and the lifespan, goes through FastAPI. With ``reconnect_every`` set, every that many
+    responses of this process one asks its client to reconnect (``Connection: close``): worker processes share
+    one listening socket, so keep-alive connections opened together often land on one worker, and a client
+    that reconnects is taken by whichever worker polls first.
     """
 
     max_body_bytes = 2_000_000
-    reconnect: _Reconnect | None = None
+    reconnect_every: int | None = None
+    responses = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            if self.reconnect is not None:
-                send = self.reconnect(send)
-            if scope["path"] == "/predict" and scope["method"] == "POST":
-                return await self._serve_predict(scope, receive, send)
-        await super().__call__(scope, receive, send)
-
-    async def _serve_predict(self, scope, receive, send) -> None:
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and int(declared) > self.max_body_bytes:
-            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        if self.reconnect_every is not None:
+            self.responses += 1
+            send = send if self.responses % self.reconnect_every else _closing(send)
+        predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _Disconnected:
-            return
+            body = await _read_body(scope, receive, self.max_body_bytes)
+        except ClientDisconnect:  # nobody to answer; a FastAPI route sees the disconnect itself
+            return None if predict else await super().__call__(scope, receive, send)
         if body is None:
-            return await _send_json(send, 413, _too_large(self.max_body_bytes))
+            detail = pydantic_core.to_json({"detail": f"request body over {self.max_body_bytes} bytes"})
+            return await Response(detail, 413, media_type="application/json")(scope, receive, send)
+        if not predict:
+            return await super().__call__(scope, _replay(body), send)
         try:
             status, answer = await _predict(self.state, body)
         except Exception:
             logger.exception("error while serving %s", scope["path"])
             status, answer = 500, b'{"detail":"internal error"}'
-        await _send_json(send, status, answer)
+        await Response(answer, status, media_type="application/json")(scope, receive, send)
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
@@ -424,23 +363,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         playbook_path: the playbook YAML (default: the built-in one).
         max_body_bytes: larger request bodies get 413.
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
-            reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_Reconnect`.
+            reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
     """
-    app = _App(title="churnguard", version=_version(), lifespan=_lifespan(model_path, playbook_path))
-    app.max_body_bytes = max_body_bytes
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    if reconnect_every is not None:
-        app.reconnect = _Reconnect(reconnect_every)
-    _add_routes(app)
-    _document_predict_body(app)
-    return app
-
-
-def _lifespan(model_path: str | Path, playbook_path: str | Path | None):
-    """The app's lifespan: load the model, playbook and population once, before the first request."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI):  # the model, playbook and population, loaded before the first request
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
@@ -454,7 +381,12 @@ def _lifespan(model_path: str | Path, playbook_path: str | Path | None):
         yield
         gc.unfreeze()
 
-    return lifespan
+    app = _App(title="churnguard", version=__version__, lifespan=lifespan)
+    app.max_body_bytes = max_body_bytes
+    app.reconnect_every = reconnect_every
+    _add_routes(app)
+    _document_predict_body(app)
+    return app
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -488,7 +420,7 @@ def _add_routes(app: FastAPI) -> None:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
         status, body = await _predict(request.app.state, await request.body())
-        return Response(body, status_code=status, media_type="application/json")
+        return Response(body, status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
 
@@ -499,18 +431,12 @@ def _add_routes(app: FastAPI) -> None:
         if "customer_id" not in rows:
             rows["customer_id"] = [f"row{i}" for i in range(len(rows))]
         rows["as_of"] = pd.to_datetime(rows["as_of"]) if "as_of" in rows else pd.Timestamp.now().normalize()
-        for c in ("n_orders", "cltv"):
+        for c in ("n_orders", "cltv", "recency_days", "bg_age_days"):
             if c not in rows:
                 return JSONResponse({"detail": f"feature row needs {c!r}"}, status_code=422)
         scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
         return PredictResponse(scores=_records(scores))
-
-
-def _version() -> str:
-    from churnguard import __version__
-
-    return __version__
 
 
 def app_from_env() -> FastAPI:

@@ -16,6 +16,7 @@ from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
 from churnguard.engines.dask._validate import _concat
 from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.features import to_day
+from churnguard.lifecycle import in_lookback
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -45,7 +46,7 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
     known = tables.customer_ids()
     if tables.tickets is not None:
         known = known.union(pd.Index(tables.tickets["customer_id"].unique()))
-    keep = (feats["recency_days"] <= info.config.labels.lookback_days).to_numpy()
+    keep = in_lookback(feats["recency_days"], info.config.labels.lookback_days)
     drift = feats.loc[keep, ["customer_id", *[c for c in model.feature_names_ if c in feats]]].copy()
     drift["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy() if len(feats) else []
     light = scores[["customer_id", "risk_band", "expected_value", "action_cost"]].assign(_in_lookback=keep)
