@@ -245,19 +245,25 @@ def _print_training_summary(result) -> None:
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
         ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
-        ("tuning", (f"{trees} on {s['tune_snapshot']} (Brier {s['tune_brier_uncalibrated']:.4f} -> "
-                    f"{s['tune_brier_calibrated']:.4f} calibrated)")),
+        ("tuning", f"{trees} on {s['tune_snapshot']}"),
+        ("calibration", (f"{s['calibration']}, cross-fitted on {len(s['calibration_snapshots'])} snapshots at "
+                         f"this time of year (Brier {s['calibration_brier_raw']:.4f} -> "
+                         f"{s['calibration_brier']:.4f} calibrated)")),
         ("backtest", (f"the same procedure as of {s['backtest_as_of']}, scored on its {s['backtest_rows']:,} "
                       f"customers, churn rate {s['backtest_churn_rate']:.1%}")),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
-        ("registry", f"version {result.registered_version}" + (" (now champion)" if result.champion else
-                                                               f" ({result.promotion or 'champion unchanged'})")),
+        ("registry", f"version {result.registered_version}"),
     ]:
         facts.add_row(label, value)
     console.print(facts)
     _print_scorecards(f"Scorecard of the backtest as of {s['backtest_as_of']}", result.scorecards)
     console.print(("[green]" if result.beats_baselines else "[bold red]") + result.verdict)
+    if result.registered_version is not None:
+        from rich.markup import escape
+
+        console.print(f"{'[green]' if result.champion else '[bold yellow]'}Registry version "
+                      f"{result.registered_version}: {escape(result.promotion)}", highlight=False, soft_wrap=True)
 
 
 def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:

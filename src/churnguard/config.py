@@ -96,7 +96,8 @@ class ModelConfig(_Frozen):
     monotone_constraints: dict[str, Literal[-1, 1]] = Field(
         default_factory=lambda: {"recency_days": 1},
         description="features whose effect on risk may only rise (1) or only fall (-1), all else equal")
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["isotonic", "sigmoid"] = Field(
+        default="sigmoid", description="sigmoid (Platt) keeps the model's order; isotonic steps tie customers")
     seed: int = 42
     risk_bands: dict[str, float] = Field(
         default_factory=lambda: {"high": 0.6, "medium": 0.3},

@@ -7,8 +7,9 @@ standard library, numpy, pandas and (when loading) LightGBM.
 - inputs: the training features in training order; a categorical is its position in the training levels,
   missing or unseen levels and missing columns are unknown (NaN); numbers are coerced to float64 (text that is
   not a number is unknown).
-- calibration: isotonic steps (``np.interp``) clipped to ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``, or
-  Platt's sigmoid on the logit of LightGBM's probability; the probability returned is clipped to ``[0, 1]``.
+- calibration: Platt's sigmoid on the logit of LightGBM's probability (strictly increasing: it keeps the
+  model's order), or isotonic steps (``np.interp``, which tie every customer on a step) clipped to
+  ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; the probability returned is clipped to ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Monotone map from LightGBM's probability to a calibrated one: isotonic steps or Platt's sigmoid."""
+    """Monotone map from LightGBM's probability to a calibrated one.
+
+    ``sigmoid``: ``1 / (1 + exp(-(coef * logit(raw) + intercept)))``, strictly increasing in ``raw`` when
+    ``coef > 0``, so customers keep the model's order and tie only where their raw scores tie. ``isotonic``:
+    steps through the points (``x``, ``y``), clipped to ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``.
+    """
 
     kind: str
     x: tuple[float, ...] = ()

@@ -11,7 +11,8 @@ __all__ = ["fit_calibrator"]
 
 
 def fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
-    """An ``isotonic`` (steps) or ``sigmoid`` (Platt scaling on the log-odds) calibrator of ``raw`` for ``y``."""
+    """A ``sigmoid`` (Platt scaling on the log-odds: keeps the order of ``raw``) or ``isotonic`` (steps)
+    calibrator of ``raw`` for the outcomes ``y``."""
     if kind == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 

@@ -116,6 +116,9 @@ def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[s
             if given != trained:  # codes into other levels: through the labels
                 lookup = np.array([trained.index(v) if v in trained else -1 for v in given] + [-1], dtype=np.int64)
                 values = lookup[np.where(values >= 0, values, len(given))]
+        elif name in levels:  # a number given as text (or only nulls): as the model reads text, NaN if not a number
+            numbers = pd.to_numeric(pd.Series([*levels[name], None], dtype=object), errors="coerce")
+            values = numbers.to_numpy(dtype="float64")[np.where(values >= 0, values, len(levels[name]))]
         inputs[name] = values
     return column_matrix(inputs, int(rows.sum()), model.feature_names_, model.categories_)
 

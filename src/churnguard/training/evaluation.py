@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "METRICS", "baseline_probabilities", "baseline_scores", "compare_to_baselines", "expected_calibration_error",
+    "METRICS", "baseline_calibrators", "baseline_probabilities", "baseline_scores", "compare_to_baselines",
+    "expected_calibration_error",
     "holdout_scorecards", "lift_and_capture", "model_card", "plot_calibration", "plot_feature_importance",
     "plot_lift_gain", "plot_score_distribution", "plot_training_curve", "scorecard", "scorecard_markdown",
     "scorecard_table",
@@ -206,22 +207,29 @@ def baseline_probabilities(frame: pd.DataFrame, calibrators: Mapping[str, Any]) 
     return {name: calibrators[name](score) for name, score in baseline_scores(frame).items()}
 
 
-def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame, calibration: str
-                       ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, np.ndarray]]:
-    """Scorecards of the model and the baselines on the test snapshot, the baselines calibrated on the
-    validation snapshot like the model; also the baselines' calibrators and every scorer's probabilities."""
+def baseline_calibrators(frame: pd.DataFrame) -> dict[str, Any]:
+    """Each baseline's calibrator (isotonic: their scores are days or counts, not probabilities), fitted on
+    ``frame``'s outcomes."""
     from churnguard.model.calibration import fit_calibrator
 
-    y_valid = valid["churned"].to_numpy()
-    calibrators = {name: fit_calibrator(calibration, score, y_valid) for name, score in baseline_scores(valid).items()}
+    y = frame["churned"].to_numpy()
+    return {name: fit_calibrator("isotonic", score, y) for name, score in baseline_scores(frame).items()}
+
+
+def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, np.ndarray]]:
+    """Scorecards of the model and the baselines on the test snapshot, the baselines calibrated on the
+    validation snapshot; also the baselines' calibrators and every scorer's probabilities."""
+    calibrators = baseline_calibrators(valid)
     probs = {"model": model.predict_proba(test), **baseline_probabilities(test, calibrators)}
     y_test = test["churned"].to_numpy()
     return {name: scorecard(y_test, p) for name, p in probs.items()}, calibrators, probs
 
 
-def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str) -> str:
+def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str,
+               promotion: str | None = None) -> str:
     """The training run in Markdown for people: data, label, the deployed model's snapshots, how its trees and
-    calibration were chosen, the backtest's scorecard and the verdict."""
+    calibration were chosen, the backtest's scorecard, the verdict and (when given) the registry decision."""
     from churnguard import __version__
 
     s = summary
@@ -241,10 +249,11 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             (f"- deployed_snapshots: {len(deployed)}, {deployed[0]} to {deployed[-1]} (the newest labelled one) "
              f"({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})"),
             *sampling,
-            (f"- trees and calibration: {s['best_iteration']} trees, chosen by early stopping on "
-             f"{s['tune_snapshot']} with a model of the snapshots up to {s['tune_train_snapshots'][-1]}; its "
-             f"calibration (Brier {s['tune_brier_uncalibrated']:.4f} uncalibrated, {s['tune_brier_calibrated']:.4f} "
-             "calibrated there) is kept, and the trees refitted on every snapshot above"),
+            (f"- trees: {s['best_iteration']}, chosen by early stopping on {s['tune_snapshot']} with a model of "
+             f"the snapshots up to {s['tune_train_snapshots'][-1]}, then refitted on every snapshot above"),
+            (f"- calibration: {s['calibration']}, fitted on cross-fitted scores (each customer scored by a model "
+             f"that never saw them) of the snapshots {', '.join(s['calibration_snapshots'])} (Brier "
+             f"{s['calibration_brier_raw']:.4f} before, {s['calibration_brier']:.4f} after)"),
             (f"- backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
              f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
              f"{s['backtest_rows']:,} customers against what they did next (churn rate "
@@ -256,6 +265,7 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             "",
             verdict,
             "",
+            *([] if promotion is None else ["## Registry", "", promotion, ""]),
         ]
     )
 

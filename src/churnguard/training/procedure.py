@@ -4,12 +4,15 @@ trees and its calibration are chosen, and the backtest that judges it as it will
 For "today" T and horizon h, the labelled snapshots end at T - h (the newest day whose outcome window is
 complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.snapshots.snapshot_dates`).
 
-* Tuning: a model learns from the snapshots whose outcome windows end by the newest one (d + h <= T - h) and
-  early-stops and calibrates on the newest snapshot, which it has not seen. This chooses the number of trees
-  and the calibration map.
+* Trees: a tuning model learns from the snapshots whose outcome windows end by the newest one (d + h <= T - h)
+  and early-stops on the newest snapshot, which it has not seen. This chooses the number of trees.
 * Deployment: LightGBM is refitted with the same settings and that many trees on every labelled snapshot, the
-  newest included; the calibration map chosen in tuning is kept. The deployed model learns from the newest
-  labelled customers, and nothing it is tuned with was judged on data it learned from.
+  newest included. The deployed model learns from the newest labelled customers.
+* Calibration: cross-fitted across the snapshots (:func:`crossfit_scores`): the customers are split into
+  ``CROSSFIT_FOLDS`` groups, and each group's rows are scored by LightGBM refitted as above on the other
+  customers' rows, so every calibration score comes from a model that never saw that customer. The rows are
+  those of the snapshots at T's time of year in earlier years (:func:`calibration_days`), since churn is
+  seasonal and the calibration is read at T; the map (``model.calibration``) is fitted on them.
 * Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
   to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard.
 
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard.model._modelcore import feature_matrix
+from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, feature_columns
 from churnguard.training.evaluation import holdout_scorecards
 from churnguard.training.snapshots import snapshot_dates
@@ -33,8 +37,12 @@ from churnguard.training.snapshots import snapshot_dates
 if TYPE_CHECKING:
     from churnguard.config import Config, LabelConfig, ModelConfig, SnapshotConfig
 
-__all__ = ["Backtest", "Fit", "Plan", "RowSource", "fit_procedure", "fit_rounds", "lightgbm_params", "new_model",
-           "plan_training", "refit", "run_backtest"]
+__all__ = ["CROSSFIT_FOLDS", "SEASON_DAYS", "Backtest", "Fit", "Plan", "RowSource", "calibration_days",
+           "crossfit_scores", "fit_procedure", "fit_rounds", "lightgbm_params", "new_model", "plan_training",
+           "refit", "run_backtest"]
+
+CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration
+SEASON_DAYS = 46  # a snapshot within this many days of today's date in an earlier year calibrates today's model
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Plan:
         snapshots: every labelled snapshot, oldest first; the newest is ``today - horizon``. The deployed
             model learns from all of them.
         tune_train: the snapshots whose outcome windows end by ``tune_day``: the tuning model learns from them.
-        tune_day: the newest snapshot: the tuning model early-stops and is calibrated on it.
+        tune_day: the newest snapshot: the tuning model early-stops on it.
     """
 
     today: pd.Timestamp
@@ -93,14 +101,20 @@ class RowSource(Protocol):
         """LightGBM trained for ``tuned.best_iteration_`` rounds, with ``tuned``'s inputs, on every snapshot of
         ``plan`` (e.g. :func:`fit_rounds`)."""
 
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        """Rows of every snapshot of ``plan`` (``customer_id`` and ``as_of`` among the columns) that the
+        calibration is cross-fitted on, in this process: the rows the deployed model learns from, or a
+        sample of them."""
+
 
 @dataclass(frozen=True)
 class Fit:
-    """The procedure's model and what tuning measured on the tuning day (Brier before and after calibration)."""
+    """The procedure's model and the Brier score of the cross-fitted scores it is calibrated on, before and
+    after calibration."""
 
     model: ChurnModel
-    tune_brier_uncalibrated: float
-    tune_brier_calibrated: float
+    calibration_brier_raw: float
+    calibration_brier: float
 
 
 def new_model(mc: ModelConfig) -> ChurnModel:
@@ -110,15 +124,46 @@ def new_model(mc: ModelConfig) -> ChurnModel:
 
 
 def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
-    """Tune on ``plan.tune_train`` (early stopping and calibration on ``plan.tune_day``), then refit with the
-    chosen number of trees on every snapshot of ``plan``, keeping the calibration."""
+    """Choose the number of trees on ``plan.tune_day`` with a model of ``plan.tune_train``, refit with that many
+    trees on every snapshot of ``plan``, and calibrate on cross-fitted scores (see the module docstring)."""
     tune = source.whole(plan.tune_day)
     train = source.tuning_rows(plan)
     tuned = new_model(mc).fit(train, train["churned"], tune, tune["churned"])
-    del train
-    y = tune["churned"].to_numpy()
-    briers = (float(np.mean((tuned.predict_raw(tune) - y) ** 2)), float(np.mean((tuned.predict_proba(tune) - y) ** 2)))
-    return Fit(refit(tuned, source.booster(plan, tuned)), *briers)
+    del train, tune
+    raw, y = crossfit_scores(source.crossfit_rows(plan), calibration_days(plan), tuned, mc)
+    calibrator = fit_calibrator(mc.calibration, raw, y)
+    briers = float(np.mean((raw - y) ** 2)), float(np.mean((calibrator.probability(raw) - y) ** 2))
+    model = refit(tuned, source.booster(plan, tuned))
+    model.calibrator_ = calibrator
+    return Fit(model, *briers)
+
+
+def calibration_days(plan: Plan) -> tuple[pd.Timestamp, ...]:
+    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier;
+    every snapshot when none is (less than a year of them)."""
+    def in_season(day: pd.Timestamp) -> bool:
+        gap = (plan.today - day).days
+        years = round(gap / 365.25)
+        return years >= 1 and abs(gap - years * 365.25) <= SEASON_DAYS
+
+    return tuple(d for d in plan.snapshots if in_season(d)) or plan.snapshots
+
+
+def crossfit_scores(frame: pd.DataFrame, days: tuple[pd.Timestamp, ...], tuned: ChurnModel, mc: ModelConfig,
+                    folds: int = CROSSFIT_FOLDS) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold LightGBM probabilities and outcomes of the rows of ``frame`` on ``days``: customers are
+    split into ``folds`` groups by a hash of their id, and each group's rows are scored by LightGBM trained
+    with ``tuned``'s settings and number of trees (:func:`fit_rounds`) on the other groups' rows of every
+    day."""
+    group = pd.util.hash_pandas_object(frame["customer_id"].astype(str), index=False).to_numpy() % folds
+    scored = frame["as_of"].isin(days).to_numpy()
+    raw = np.full(len(frame), np.nan)
+    for k in range(folds):
+        rows = scored & (group == k)
+        if rows.any():
+            model = refit(tuned, fit_rounds(mc, frame[group != k], tuned))
+            raw[rows] = model.predict_raw(frame[rows])
+    return raw[scored], frame["churned"].to_numpy(dtype="float64")[scored]
 
 
 def refit(tuned: ChurnModel, booster: Any) -> ChurnModel:
@@ -183,5 +228,5 @@ def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp
     plan = plan_training(first_day, as_of, config.labels, config.snapshots)
     fit = fit_procedure(source, plan, config.model)
     test = source.whole(as_of)
-    cards, _, probs = holdout_scorecards(fit.model, source.whole(plan.tune_day), test, config.model.calibration)
+    cards, _, probs = holdout_scorecards(fit.model, source.whole(plan.tune_day), test)
     return Backtest(plan, fit, test, cards, probs)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +33,14 @@ from churnguard import __version__
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
-from churnguard.model.calibration import fit_calibrator
-from churnguard.model.churn_model import ChurnModel
+from churnguard.model.churn_model import ChurnModel, ModelFileError
 from churnguard.model.info import ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
 from churnguard.training.evaluation import (
+    baseline_calibrators,
     baseline_probabilities,
-    baseline_scores,
     compare_to_baselines,
     scorecard,
 )
@@ -48,23 +48,32 @@ from churnguard.training.procedure import (
     Backtest,
     Fit,
     Plan,
+    calibration_days,
     fit_procedure,
     fit_rounds,
     new_model,
     plan_training,
     run_backtest,
 )
+from churnguard.training.promotion import (
+    Champion,
+    Promotion,
+    decide_promotion,
+    same_procedure,
+    score_champion,
+)
 from churnguard.training.snapshots import _Snapshots, sample_sizes
-from churnguard.training.tracking import log_evaluation_run, log_training_run
+from churnguard.training.tracking import champion_file, log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
+    from churnguard.training.procedure import RowSource
 
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
-           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "run_evaluation",
-           "run_training", "sampling_summary"]
+           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "promotion_decision",
+           "run_evaluation", "run_training", "sampling_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +159,11 @@ def run_training(
     rows = TrainingRows(plan, source.whole(plan.tune_day), reference, first_day, counts, train_rows, churned / train_rows,
                         source.dtypes(fit.model.feature_names_), population, source.bgnbd, data_fingerprint(tables),
                         source.facts(plan))
-    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step)
+    def rows_for(other: Config) -> RowSource:
+        return source if same_procedure(other, config) else LocalRows(tables, other, last, step)
+
+    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step,
+                           rows_for=rows_for)
 
 
 def backtest_day(today: pd.Timestamp, config: Config) -> pd.Timestamp:
@@ -214,6 +227,9 @@ class LocalRows:
         frame = pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
         return fit_rounds(self.config.model, frame, tuned)
 
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        return pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
+
     def training_counts(self, plan: Plan) -> tuple[int, int]:
         """Rows and churners the deployed model of ``plan`` learned from."""
         frames = self._training(plan, plan.snapshots)
@@ -241,33 +257,53 @@ def sampling_summary(available: int, used: int, max_rows: int | None, seed: int)
 
 
 def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config, *, model_out: str | Path,
-                    config_text: str | None = None, track: bool = True,
+                    rows_for: Callable[[Config], RowSource], config_text: str | None = None, track: bool = True,
                     on_step: Callable[[str], None] | None = None) -> TrainResult:
     """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
     scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
-    newest snapshot, as the model's calibration was chosen), the model file and (with ``track``) the MLflow
-    run."""
+    newest snapshot), the model file and (with ``track``) the MLflow
+    run, with the registry's decision (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source
+    of config ``c`` on this run's data, to score the champion)."""
     step = on_step or (lambda _msg: None)
     model = fit.model
     beats, verdict = compare_to_baselines(backtest.scorecards)
     summary = _summary(fit, backtest, rows, config)
-    y_newest = rows.newest["churned"].to_numpy()
-    calibrators = {name: fit_calibrator(config.model.calibration, score, y_newest)
-                   for name, score in baseline_scores(rows.newest).items()}
+    calibrators = baseline_calibrators(rows.newest)
     model.info = model_metadata(config, rows, summary=summary, scorecards=backtest.scorecards, verdict=verdict,
                                 baseline_calibrators=calibrators, probabilities=model.predict_proba(rows.reference),
                                 feature_names=model.feature_names_)
     step("saving the model file")
     result = TrainResult(model, Path(model.save(model_out)), backtest.scorecards, verdict, beats, summary)
     if track:
+        step(f"scoring the current {config.tracking.alias} on {backtest.plan.today.date()}")
+        promotion = promotion_decision(backtest, beats, verdict, config, rows_for, rows.first_day)
         step("recording the MLflow run")
-        log_training_run(result, config, config_text, backtest)
+        log_training_run(result, config, config_text, backtest, promotion)
     return result
 
 
+def promotion_decision(backtest: Backtest, beats: bool, verdict: str, config: Config,
+                       rows_for: Callable[[Config], RowSource], first_day: pd.Timestamp) -> Promotion:
+    """Whether the new model replaces the registry's champion, scored on the backtest day
+    (:func:`~churnguard.training.promotion.score_champion`); a champion whose file cannot be read cannot be
+    compared (no promotion, with the reason)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        found = champion_file(config.tracking, tmp)
+        if found is None:
+            champion = None
+        else:
+            try:
+                model = ChurnModel.load(found[1])
+            except ModelFileError as exc:
+                champion = Champion(found[0], None, f"its model file cannot be read: {exc}")
+            else:
+                champion = score_champion(model, found[0], backtest, config, rows_for, first_day)
+    return decide_promotion(beats, verdict, backtest.scorecards["model"], champion, config.tracking.alias)
+
+
 def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -> dict[str, Any]:
-    """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, Brier on the tuning
-    day before and after calibration."""
+    """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, the calibration's
+    snapshots and the Brier score of its cross-fitted scores before and after it."""
     plan, bt = rows.plan, backtest.plan
     def days(ds: Iterable[pd.Timestamp]) -> list[str]:
         return [str(d.date()) for d in ds]
@@ -290,8 +326,10 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "best_iteration": fit.model.best_iteration_,
         "backtest_best_iteration": backtest.fit.model.best_iteration_,
         "n_features": len(fit.model.feature_names_),
-        "tune_brier_uncalibrated": fit.tune_brier_uncalibrated,
-        "tune_brier_calibrated": fit.tune_brier_calibrated,
+        "calibration": config.model.calibration,
+        "calibration_snapshots": days(calibration_days(plan)),
+        "calibration_brier_raw": fit.calibration_brier_raw,
+        "calibration_brier": fit.calibration_brier,
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }

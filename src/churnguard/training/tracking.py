@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from churnguard.config import Config, TrackingConfig
     from churnguard.model.churn_model import ChurnModel
     from churnguard.training.procedure import Backtest
+    from churnguard.training.promotion import Promotion
     from churnguard.training.run import TrainResult
 
-__all__ = ["log_evaluation_run", "log_training_run", "resolve_tracking_uri"]
+__all__ = ["champion_file", "log_evaluation_run", "log_training_run", "resolve_tracking_uri"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,27 @@ def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
     return uri, client, client.create_experiment(tc.experiment, artifact_location=location)
 
 
-def log_training_run(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest) -> None:
+def champion_file(tc: TrackingConfig, into: str | Path) -> tuple[str, Path] | None:
+    """The version the alias points at and its model file, downloaded into the folder ``into``; None when
+    the registered model or the alias does not exist yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _, client, _ = _connect(tc)
+    try:
+        current = client.get_model_version_by_alias(tc.registered_model, tc.alias)
+    except MlflowException:
+        return None
+    local = mlflow.artifacts.download_artifacts(f"models:/{tc.registered_model}/{current.version}", dst_path=str(into))
+    return str(current.version), Path(local) / "artifacts" / "churn_model.zip"
+
+
+def log_training_run(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest,
+                     promotion: Promotion) -> None:
     """Record a training run: params (``deployed_snapshots``, ``backtest_as_of``, ...), the backtest's
-    scorecards as metrics (``test_`` for the model), the tuning curves, tags, charts (of each scorer on the
-    backtest's customers) and the model card, the pyfunc model; register it and point the alias at it unless
-    the champion is better. Fills ``result``'s tracking fields."""
+    scorecards as metrics (``test_`` for the model), the tuning curves, tags (``promoted`` and ``promotion``,
+    the reason), charts (of each scorer on the backtest's customers) and the model card, the pyfunc model;
+    register it, and point the alias at it when ``promotion`` says so. Fills ``result``'s tracking fields."""
     import mlflow
 
     tc = config.tracking
@@ -72,30 +89,36 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     model, s = result.model, result.summary
     with mlflow.start_run(experiment_id=exp_id) as run:
         flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
-        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots"):
+        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots", "calibration_snapshots"):
             flat[key] = ",".join(s[key])
         mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
                            "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
                            "lookback_days": config.labels.lookback_days})
         for name, card in result.scorecards.items():
             mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
-        mlflow.log_metrics({"tune_brier_uncalibrated": s["tune_brier_uncalibrated"],
-                            "tune_brier_calibrated": s["tune_brier_calibrated"]})
+        mlflow.log_metrics({"calibration_brier_raw": s["calibration_brier_raw"],
+                            "calibration_brier": s["calibration_brier"]})
         _log_training_curves(client, run.info.run_id, model.evals_result_)
         info = model.require_info()
         mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
                          "model_version": info.model_version, "git_commit": info.git_commit or "unknown",
-                         "beats_baselines": str(result.beats_baselines)})
-        result.artifacts.extend(_log_artifacts(result, config, config_text, backtest))
+                         "beats_baselines": str(result.beats_baselines), "promoted": str(promotion.promote),
+                         "promotion": promotion.reason[:5000]})
+        result.artifacts.extend(_log_artifacts(result, config, config_text, backtest, promotion))
         logged = _log_pyfunc(model, _pyfunc_input(model, backtest.test.head(5)))
         result.run_id = run.info.run_id
     result.tracking_uri = uri
     version = mlflow.register_model(logged.model_uri, tc.registered_model)
     result.registered_version = str(version.version)
-    result.champion = _maybe_promote(client, tc, version.version, result.scorecards["model"]["roc_auc"])
+    result.champion, result.promotion = promotion.promote, promotion.reason
+    if promotion.promote:
+        client.set_registered_model_alias(tc.registered_model, tc.alias, version.version)
+    else:
+        logger.warning("version %s registered without the alias %r: %s", version.version, tc.alias, promotion.reason)
 
 
-def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest) -> list[str]:
+def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest,
+                   promotion: Promotion) -> list[str]:
     """The charts (of the backtest), the model card (Markdown and JSON), the config and the feature
     importances; their names."""
     import mlflow
@@ -114,7 +137,8 @@ def _log_artifacts(result: TrainResult, config: Config, config_text: str | None,
             plot_training_curve({k: v["binary_logloss"] for k, v in model.evals_result_.items()},
                                 tmp / "training_curve.png"),
         ]
-        for name, text in {"model_card.md": model_card(result.summary, result.scorecards, result.verdict),
+        for name, text in {"model_card.md": model_card(result.summary, result.scorecards, result.verdict,
+                                                    promotion.reason),
                            "model_card.json": json.dumps(model.require_info().to_dict(), indent=2, default=str),
                            "config.yaml": config_text or json.dumps(config.model_dump(mode="json"), indent=2)}.items():
             (tmp / name).write_text(text)
@@ -170,24 +194,6 @@ def _pyfunc_input(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
     for c in model.categories_:
         x[c] = x[c].astype("object")
     return x.reset_index(drop=True)
-
-
-def _maybe_promote(client, tc: TrackingConfig, version: str, test_auc: float) -> bool:
-    """Point the alias at the new version unless the current champion's test AUC is higher."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        current = client.get_model_version_by_alias(tc.registered_model, tc.alias)
-    except MlflowException:
-        current = None
-    if current is not None:
-        champion_auc = client.get_run(current.run_id).data.metrics.get("test_roc_auc", float("-inf"))
-        if test_auc < champion_auc:
-            logger.warning("new model test AUC %.4f < champion's %.4f: alias %r stays on version %s",
-                           test_auc, champion_auc, tc.alias, current.version)
-            return False
-    client.set_registered_model_alias(tc.registered_model, tc.alias, version)
-    return True
 
 
 def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, scorecards: dict[str, dict[str, float]],

@@ -23,6 +23,7 @@ from churnguard.labels import make_labels
 from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
 from churnguard.training.procedure import Plan, fit_procedure, lightgbm_params, plan_training, run_backtest
+from churnguard.training.promotion import same_procedure
 from churnguard.training.run import (
     TrainingRows,
     TrainResult,
@@ -147,8 +148,15 @@ def train_dask(
     backtest = run_backtest(source, first, bt_day, config)
     step("training the deployed model on every labelled snapshot")
     fit = fit_procedure(source, plan, config.model)
+
+    def rows_for(other: Config) -> _DaskRows:  # to score the registry's champion on the backtest day
+        if same_procedure(other, config):
+            return source
+        days = {*plan_training(first, bt_day, other.labels, other.snapshots).snapshots, bt_day}
+        return _DaskRows(dtables, client, sorted(days), last, other, sample_rows, step)
+
     return finish_training(fit, backtest, source.training_rows(plan, fit.model), config, model_out=model_out,
-                           config_text=config_text, track=track, on_step=step)
+                           config_text=config_text, track=track, on_step=step, rows_for=rows_for)
 
 
 class _DaskRows:
@@ -196,13 +204,23 @@ class _DaskRows:
         n = self._count(plan.tune_train)
         if not n:
             raise ValueError("the tuning snapshots hold no labelled customers")
-        frac = min(1.0, self.sample_rows / n)
         self.step(f"choosing the number of trees on a sample of {min(self.sample_rows, n):,} rows")
-        stacked = self._stacked(f"tune-{plan.today:%Y%m%d}", plan.tune_train)
-        sample = _gather(self.client, [self.tasks.submit(f"sample-{plan.today:%Y%m%d}-p{b}", _sample, f, frac,
+        rows = self._sample(f"tune-{plan.today:%Y%m%d}", plan.tune_train)
+        self.tuned_on_rows = len(rows)
+        return rows
+
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        self.step(f"cross-fitting the calibration on a sample of {min(self.sample_rows, self._count(plan.snapshots)):,}"
+                  " rows")
+        return self._sample(f"crossfit-{plan.today:%Y%m%d}", plan.snapshots)
+
+    def _sample(self, name: str, days: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+        """A seeded sample of up to ``sample_rows`` of the rows of ``days``, gathered here."""
+        frac = min(1.0, self.sample_rows / max(self._count(days), 1))
+        stacked = self._stacked(name, days)
+        sample = _gather(self.client, [self.tasks.submit(f"sample-{name}-p{b}", _sample, f, frac,
                                                          self.config.model.seed + b) for b, f in stacked.items()],
                          "sampling training rows")
-        self.tuned_on_rows = sum(len(f) for f in sample)
         return _concat(sample).sort_values(["as_of", "customer_id"], kind="stable", ignore_index=True)
 
     def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
