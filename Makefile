@@ -1,21 +1,32 @@
 # Two entry points for a fresh machine with Python 3.11:
 #   make demo   set up .venv, generate demo data, train a model tracked in MLflow (sqlite), score customers
 #               and choose who to contact within a budget
-#   make test   set up .venv with the dev extras and run the test suite
+#   make test   set up .venv with the dev extras at the versions pinned in constraints.txt and run the test suite
+# For maintainers:
+#   make lock         re-resolve constraints.txt from pyproject.toml with the releases of today; commit the change
+#   make test-floors  install the lowest versions pyproject.toml allows (released before the lock) into
+#                     .venv-floors and run the fast tests, the server's and the MLflow model's
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+EXTRAS := dev,serve,dask
 DEMO_DIR ?= demo_data
 DEMO_CUSTOMERS ?= 5000
+UV_VERSION ?= 0.13.9
+UV := .venv-uv/bin/uv
+FLOORS := .venv-floors
+FLOORS_TESTS ?= tests/test_serving.py tests/test_mlflow_model.py tests/test_distributed.py
+# the lock's cut-off date, from the command recorded in its header
+LOCK_DATE = $(shell sed -n 's/.*--exclude-newer \([^ ]*\).*/\1/p' constraints.txt)
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint lock test-floors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,serve,dask]"
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -34,5 +45,21 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
+$(UV):
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+lock: | $(UV)
+	$(UV) pip compile --quiet pyproject.toml --extra dev --extra serve --extra dask --universal \
+		--python-version 3.11 --upgrade --exclude-newer "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o constraints.txt
+
+test-floors: | $(UV)
+	rm -rf $(FLOORS)
+	$(UV) venv --quiet --python $(PYTHON) $(FLOORS)
+	$(UV) pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct \
+		--exclude-newer "$(LOCK_DATE)" -e ".[$(EXTRAS)]"
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOORS_TESTS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) mlflow.db mlartifacts
+	rm -rf $(VENV) .venv-uv $(FLOORS) $(DEMO_DIR) mlflow.db mlartifacts
