@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -233,6 +234,35 @@ def test_server_rejects_bad_requests(server):
     assert r.status_code == 422
     assert "nps must be a number from 0 to 10" in r.json()["detail"][0]["msg"]
 
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda c: c["transactions"][0].update(amount="Infinity"), "amount"),
+    (lambda c: c["transactions"][0].update(amount="-Infinity"), "amount"),
+    (lambda c: c["transactions"][0].update(amount="NaN"), "amount"),
+    (lambda c: c["transactions"][0].update(amount=1e308), "amount"),
+    (lambda c: c["transactions"][0].update(quantity=1e300), "quantity"),
+    (lambda c: c["transactions"][0].update(timestamp="3000-01-01T00:00:00"), "timestamp"),
+    (lambda c: c["attributes"].update(loyalty_points="Infinity"), "loyalty_points"),
+])
+def test_server_refuses_numbers_and_dates_no_file_would_pass(server, change, field):
+    """Non-finite or huge numbers and dates out of range get 422 naming the field, never 200 with an infinite
+    value (not valid JSON) or a 500. Infinity and NaN are sent as JSON's common extension, as a client might."""
+    customer = _customer()
+    change(customer)
+    body = json.dumps({"as_of": "2025-06-30", "customers": [customer]}).replace('"Infinity"', "Infinity") \
+        .replace('"-Infinity"', "-Infinity").replace('"NaN"', "NaN")
+    r = httpx.post(f"{server}/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert any(field in part for part in (*map(str, detail["loc"]), detail["msg"])), detail
+
+
+@pytest.mark.parametrize("as_of", ["9999-12-31", "2999-01-01", "1500-01-01"])
+def test_server_refuses_an_as_of_outside_known_history(server, as_of):
+    r = httpx.post(f"{server}/predict", json={"as_of": as_of, "customers": [_customer()]})
+    assert r.status_code == 422, r.text
+    assert "as_of" in r.json()["detail"][0]["msg"]
 
 
 def test_server_answers_bodies_that_are_not_json_with_422(server):

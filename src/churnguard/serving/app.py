@@ -41,6 +41,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from churnguard import __version__
 from churnguard.config import load_playbook
+from churnguard.dataset import MAX_MAGNITUDE, latest_plausible_day
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
 from churnguard.model.explain import row_tables
@@ -67,22 +68,28 @@ class _Body(BaseModel):
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
 # event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    value = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if not _FIRST_DAY <= value.date() <= _LAST_DAY:
+        raise ValueError("dates must lie within the years 1678-2261")
+    return value
 
 
+_FIRST_DAY, _LAST_DAY = date(1678, 1, 1), date(2261, 12, 31)  # the range of the model's timestamps
 # Timestamps as the data contract stores them: naive UTC (zone-aware ones are converted).
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_naive)]
+# Money and counts as validation accepts them in files: finite, within +-MAX_MAGNITUDE.
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
 
 @with_config(ConfigDict(extra="forbid"))
 class TransactionIn(TypedDict):
     timestamp: UtcDatetime
-    amount: float
+    amount: Number
     order_id: NotRequired[str | None]
-    quantity: NotRequired[float | None]
+    quantity: NotRequired[Number | None]
     category: NotRequired[str | None]
     channel: NotRequired[str | None]
-    discount: NotRequired[float | None]
+    discount: NotRequired[Number | None]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -116,6 +123,9 @@ class CustomerIn(_Body):
         nps = self.attributes.get("nps")
         if nps is not None and (isinstance(nps, bool) or not isinstance(nps, int | float) or not 0 <= nps <= 10):
             raise ValueError("attributes.nps must be a number from 0 to 10")
+        for name, value in self.attributes.items():
+            if isinstance(value, float) and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # NaN fails too
+                raise ValueError(f"attributes.{name} must be a finite number within +-{MAX_MAGNITUDE:,.0f}")
         points = self.attributes.get("loyalty_points")
         if points is not None and (isinstance(points, bool) or not isinstance(points, int | float)):
             raise ValueError("attributes.loyalty_points must be a number")
@@ -128,6 +138,9 @@ class PredictRequest(_Body):
 
     @model_validator(mode="after")
     def _one_entry_per_customer(self) -> PredictRequest:
+        if self.as_of is not None and not _FIRST_DAY <= self.as_of < latest_plausible_day().date():
+            raise ValueError(f"as_of {self.as_of} is after today or before 1678; scoring needs a day whose "
+                             "history is known")
         twice = sorted(k for k, n in Counter(c.customer_id for c in self.customers).items() if n > 1)
         if twice:
             raise ValueError("each customer_id may appear once per request; sent more than once: "
