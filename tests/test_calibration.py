@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from churnguard.model.calibration import fit_calibrator
@@ -12,6 +12,7 @@ from churnguard.training.procedure import Plan, calibration_days
 
 
 @settings(max_examples=60, deadline=None)
+@example(codes=[1, 2, 410, *[1] * 16, 4227], seed=0)  # a steep fit: 1.0 reached in float64
 @given(codes=st.lists(st.integers(1, 9_999), min_size=20, max_size=300), seed=st.integers(0, 2**16))
 def test_sigmoid_calibration_is_strictly_increasing_where_raw_scores_differ(codes, seed):
     raw = np.array(codes, dtype="float64") / 10_000  # LightGBM probabilities, ties included
@@ -24,7 +25,11 @@ def test_sigmoid_calibration_is_strictly_increasing_where_raw_scores_differ(code
     order = np.argsort(raw, kind="stable")
     r, p = raw[order], calibrator.probability(raw)[order]
     differ = np.diff(r) > 0
-    assert (np.diff(p)[differ] > 0).all()  # strictly increasing where the raw scores differ
+    # strictly increasing where the raw scores differ, short of where float64 reaches 0.0 or 1.0 (a near
+    # separable sample gives a steep sigmoid: 1 - 1e-17 is 1.0)
+    inside = (p[:-1] > 0) & (p[1:] < 1)
+    assert (np.diff(p) >= 0).all()
+    assert (np.diff(p)[differ & inside] > 0).all()
     assert (np.diff(p)[~differ] == 0).all()  # and tied only where they tie
 
 
