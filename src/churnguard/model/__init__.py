@@ -6,12 +6,12 @@ rows), ``_modelcore`` (the prediction rules and the model file's reader, shared 
 runs without churnguard).
 """
 
+from churnguard.model._legacy import convert_model_file
 from churnguard.model.churn_model import (
     FORMAT_VERSION,
     ChurnModel,
     ModelFileError,
     NotFittedError,
-    convert_model_file,
     feature_columns,
 )
 from churnguard.model.info import ModelInfo

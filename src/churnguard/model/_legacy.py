@@ -101,3 +101,17 @@ def _legacy_info(meta: dict[str, Any]):
         "population": {"lifespan_years": lifespan, "vip_cltv_threshold": meta["vip_cltv_threshold"],
                        "bgnbd": meta["bgnbd_params"], "horizon_days": meta["horizon_days"], "attributes": None},
     })
+
+
+def convert_model_file(old: str | Path, new: str | Path) -> Path:
+    """Convert a model file of the old pickle-based format (format 1) into the current format.
+
+    The old file is unpickled only after its HMAC-SHA256 signature checks against ``$CHURNGUARD_MODEL_KEY``
+    (or the key file ``$CHURNGUARD_KEY_FILE``, default ``~/.config/churnguard/model.key``) it was signed with,
+    so run this once, on a machine holding that key. Predictions of the converted model are the same.
+
+    Raises:
+        ModelFileError: the old file is missing, not in the old format, damaged, or its signature does not
+            match the key (or there is no key).
+    """
+    return read_legacy_model(old).save(new)

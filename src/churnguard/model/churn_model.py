@@ -44,8 +44,7 @@ from churnguard.model.calibration import fit_calibrator
 if TYPE_CHECKING:
     from churnguard.model.info import ModelInfo
 
-__all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "convert_model_file",
-           "feature_columns"]
+__all__ = ["FORMAT_VERSION", "ChurnModel", "ModelFileError", "NotFittedError", "feature_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -322,19 +321,3 @@ def _read_members(path: Path) -> dict[str, bytes]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{path}: the model file's manifest is damaged ({type(exc).__name__}: {exc}); "
                              "copy it again or retrain") from None
-
-
-def convert_model_file(old: str | Path, new: str | Path) -> Path:
-    """Convert a model file of the old pickle-based format (format 1) into the current format.
-
-    The old file is unpickled only after its HMAC-SHA256 signature checks against ``$CHURNGUARD_MODEL_KEY``
-    (or the key file ``$CHURNGUARD_KEY_FILE``, default ``~/.config/churnguard/model.key``) it was signed with,
-    so run this once, on a machine holding that key. Predictions of the converted model are the same.
-
-    Raises:
-        ModelFileError: the old file is missing, not in the old format, damaged, or its signature does not
-            match the key (or there is no key).
-    """
-    from churnguard.model._legacy import read_legacy_model
-
-    return read_legacy_model(old).save(new)

@@ -11,8 +11,6 @@ from churnguard.dataset import DataError
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from churnguard.engines.dask._read import DaskTables
-
 
 def connect(scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1,
             timeout: float = 30) -> Client:
@@ -101,14 +99,3 @@ def _gather(client: Client, futures: Any, what: str) -> Any:
             raise RuntimeError(f"dask engine: {what} failed: lost the cluster ({type(exc).__name__}: {exc}); "
                                "nothing was written") from exc
         raise RuntimeError(f"dask engine: {what} failed on a worker: {type(exc).__name__}: {exc}") from exc
-
-
-def _client_for(dtables: DaskTables, client: Client | str | None) -> Client:
-    """The client of ``dtables``; a given client or address must point at the same scheduler."""
-    if client is None:
-        return dtables.client
-    address = client if isinstance(client, str) else client.scheduler.address
-    if address != dtables.client.scheduler.address:
-        raise ValueError(f"the tables live on the scheduler {dtables.client.scheduler.address}, not on {address}; "
-                         "use the client they were read with")
-    return dtables.client if isinstance(client, str) else client

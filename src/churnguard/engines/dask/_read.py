@@ -170,3 +170,14 @@ class DaskTables:
 def _timespan(tables: Tables) -> tuple[pd.Timestamp, pd.Timestamp]:
     ts = tables.transactions["timestamp"]
     return ts.min(), ts.max()
+
+
+def _client_for(dtables: DaskTables, client: Client | str | None) -> Client:
+    """The client of ``dtables``; a given client or address must point at the same scheduler."""
+    if client is None:
+        return dtables.client
+    address = client if isinstance(client, str) else client.scheduler.address
+    if address != dtables.client.scheduler.address:
+        raise ValueError(f"the tables live on the scheduler {dtables.client.scheduler.address}, not on {address}; "
+                         "use the client they were read with")
+    return dtables.client if isinstance(client, str) else client

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard.dataset import Tables
-from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._cluster import _gather, _Tasks
+from churnguard.engines.dask._read import _client_for
 from churnguard.engines.partitions import concat_frames
 from churnguard.features import build_features, kernel, to_day
 from churnguard.features.build import attribute_summaries, known_listed, lifespan_inputs

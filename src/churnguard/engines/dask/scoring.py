@@ -12,7 +12,8 @@ import pandas as pd
 
 from churnguard._io import appending_table, table_suffix
 from churnguard.dataset import Tables
-from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._cluster import _gather, _Tasks
+from churnguard.engines.dask._read import _client_for
 from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.engines.partitions import concat_frames
 from churnguard.features import to_day

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard.dataset import Tables
-from churnguard.engines.dask._cluster import _client_for, _gather, _Tasks
+from churnguard.engines.dask._cluster import _gather, _Tasks
+from churnguard.engines.dask._read import _client_for
 from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.engines.partitions import concat_frames as _concat
 from churnguard.features import to_day
