@@ -87,6 +87,8 @@ def _runner(dask: bool):
     def run_dask(fn, *args, **kwargs):
         try:
             return _run(fn, *args, **kwargs)
+        except typer.Exit:  # a RuntimeError too (click's Exit): the error is already said
+            raise
         except RuntimeError as exc:
             _fail(str(exc))
 
