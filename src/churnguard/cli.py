@@ -6,6 +6,7 @@ answers at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -58,12 +59,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _run(fn, *args, **kwargs):
+def _run(fn, *args, _also: tuple[type[Exception], ...] = (), **kwargs):
     """Call a library function, turning the errors a user can fix (``ValueError``, which ``DataError`` and
-    ``ConfigError`` are, and ``FileNotFoundError``) into a clean message and exit code 2."""
+    ``ConfigError`` are, ``FileNotFoundError`` and ``_also``) into a clean message and exit code 2."""
     try:
         return fn(*args, **kwargs)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, *_also) as exc:
         _fail(str(exc))
 
 
@@ -81,18 +82,7 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: 
 def _runner(dask: bool):
     """:func:`_run`; for a job on the dask engine also reporting failed or dead workers and a lost scheduler
     (``RuntimeError`` naming the step; nothing was written)."""
-    if not dask:
-        return _run
-
-    def run_dask(fn, *args, **kwargs):
-        try:
-            return _run(fn, *args, **kwargs)
-        except typer.Exit:  # a RuntimeError too (click's Exit): the error is already said
-            raise
-        except RuntimeError as exc:
-            _fail(str(exc))
-
-    return run_dask
+    return functools.partial(_run, _also=(RuntimeError,) if dask else ())
 
 
 def _say(text: str | None, *, warn: bool = False) -> None:

@@ -275,20 +275,14 @@ def text_cells(raw: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def parse_dates(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
-    """Parse one date column. Mixed date styles raise; values that parse in no style, and dates outside the
-    years 1678-2261 (:func:`dates_out_of_range`), come back as NaT."""
-    parsed = _parsed(raw, column, source, date_format)
-    return parsed.mask(dates_out_of_range(parsed)).astype("datetime64[ns]")
-
-
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:
     """Whether each parsed date lies outside the range of nanosecond timestamps (about 1678-2261)."""
     return (parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)
 
 
 def _parsed(raw: pd.Series, column: str, source: str, date_format: str | None) -> pd.Series:
-    """A date column parsed at the resolution it comes in, naive UTC."""
+    """A date column parsed at the resolution it comes in, naive UTC (mixed date styles raise; values that parse
+    in no style come back as NaT)."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     elif date_format is not None:
@@ -409,8 +403,9 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
             raw = text_cells(raw)
         if column in _DATES:
             parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
-            check.flag(dates_out_of_range(parsed), column, "are dates outside the years 1678-2261", raw)
-            parsed = parsed.mask(dates_out_of_range(parsed)).astype("datetime64[ns]")
+            far = dates_out_of_range(parsed)
+            check.flag(far, column, "are dates outside the years 1678-2261", raw)
+            parsed = parsed.mask(far).astype("datetime64[ns]")
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
             latest = latest_plausible_day()
             check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)

@@ -8,6 +8,7 @@ Arrow tables: cheap to cut, to spill to files and to send between processes.
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import logging
@@ -146,7 +147,7 @@ def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
                 break
             bounds.append(fh.tell())
         bounds.append(max(size, len(header)))
-    dataset.check_unique_columns(dataset.header(p), str(p), table)
+    dataset.check_unique_columns(next(csv.reader([header.decode("utf-8", "replace")]), []), str(p), table)
     chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header) for a, b in itertools.pairwise(bounds))
     return Source(table, str(p), columns, chunks, (str(p),), (0,) * len(chunks), size)
 

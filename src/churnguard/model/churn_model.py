@@ -110,9 +110,7 @@ class ChurnModel:
         self.categories_ = {
             c: list(x_train[c].cat.categories) for c in self.feature_names_ if isinstance(x_train[c].dtype, pd.CategoricalDtype)
         }
-        params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **self.params, "seed": self.seed}
-        if self.monotone_constraints:
-            params["monotone_constraints"] = [self.monotone_constraints.get(c, 0) for c in self.feature_names_]
+        params = self.lightgbm_params(self.feature_names_)
         categorical = [i for i, c in enumerate(self.feature_names_) if c in self.categories_]
 
         def dataset(frame: pd.DataFrame, y, reference=None):
@@ -140,6 +138,13 @@ class ChurnModel:
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.calibrator_ = fit_calibrator(self.calibration, self.predict_raw(x_valid), np.asarray(y_valid))
         return self
+
+    def lightgbm_params(self, feature_names: list[str]) -> dict[str, Any]:
+        """LightGBM's parameters for these settings and model inputs."""
+        params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **self.params, "seed": self.seed}
+        if self.monotone_constraints:
+            params["monotone_constraints"] = [self.monotone_constraints.get(c, 0) for c in feature_names]
+        return params
 
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
         """:meth:`prepare`'s values as the float64 matrix LightGBM takes (:func:`feature_matrix`)."""

@@ -70,7 +70,7 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     bad = (col("open_tickets") > 0) | (
         recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
     return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
-            "lapsed": lifecycle_stage(col("recency_days"), col("bg_age_days"), lookback_days) == "lost"}
+            "lapsed": np.isfinite(col("recency_days")) & ~in_lookback(col("recency_days"), lookback_days)}
 
 
 def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],

@@ -444,10 +444,11 @@ def _add_routes(app: FastAPI) -> None:
         if "customer_id" not in rows:
             rows["customer_id"] = [f"row{i}" for i in range(len(rows))]
         rows["as_of"] = pd.to_datetime(rows["as_of"]) if "as_of" in rows else pd.Timestamp.now().normalize()
-        for c in ("n_orders", "cltv", "recency_days", "bg_age_days"):
-            if c not in rows:
-                return JSONResponse({"detail": f"feature row needs {c!r}"}, status_code=422)
-        scores = select_customers(score_features(m, rows, request.app.state.playbook), control_fraction=0.0)
+        try:
+            scored = score_features(m, rows, request.app.state.playbook)
+        except ValueError as exc:  # a feature the rules read is missing
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        scores = select_customers(scored, control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
         return PredictResponse(scores=_records(scores))
 

@@ -22,7 +22,7 @@ An engine supplies the rows (:class:`RowSource`): the local engine builds them i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from churnguard.config import Config, LabelConfig, ModelConfig, SnapshotConfig
 
 __all__ = ["CROSSFIT_FOLDS", "SEASON_DAYS", "Backtest", "Fit", "Plan", "RowSource", "calibration_days",
-           "crossfit_scores", "fit_procedure", "fit_rounds", "lightgbm_params", "new_model", "plan_training",
+           "crossfit_scores", "fit_procedure", "fit_rounds", "new_model", "plan_training",
            "refit", "run_backtest"]
 
 CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration
@@ -168,21 +168,12 @@ def crossfit_scores(frame: pd.DataFrame, days: tuple[pd.Timestamp, ...], tuned: 
 
 def refit(tuned: ChurnModel, booster: Any) -> ChurnModel:
     """``tuned``'s settings, inputs, calibration and tuning curves with ``booster``'s trees."""
-    model = ChurnModel(tuned.params, tuned.num_boost_round, tuned.early_stopping_rounds, tuned.calibration,
-                       tuned.seed, dict(tuned.monotone_constraints))
+    model = replace(tuned)  # the settings; fitted state is set below
     model.feature_names_, model.categories_ = tuned.feature_names_, tuned.categories_
     model.booster_, model.best_iteration_ = booster, int(booster.current_iteration())
     model.evals_result_ = tuned.evals_result_  # the tuning run's curves: where the number of trees was chosen
     model.calibrator_ = tuned.calibrator_
     return model
-
-
-def lightgbm_params(mc: ModelConfig, feature_names: list[str]) -> dict[str, Any]:
-    """LightGBM's parameters for ``mc``, as :meth:`ChurnModel.fit` sets them."""
-    params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **mc.params, "seed": mc.seed}
-    if mc.monotone_constraints:
-        params["monotone_constraints"] = [mc.monotone_constraints.get(c, 0) for c in feature_names]
-    return params
 
 
 def fit_rounds(mc: ModelConfig, frame: pd.DataFrame, tuned: ChurnModel) -> Any:
@@ -193,7 +184,7 @@ def fit_rounds(mc: ModelConfig, frame: pd.DataFrame, tuned: ChurnModel) -> Any:
     names, categories = tuned.feature_names_, tuned.categories_
     if feature_columns(frame) != names:
         raise ValueError("the refit rows have other feature columns than the tuning rows")
-    params = lightgbm_params(mc, names)
+    params = tuned.lightgbm_params(names)
     categorical = [i for i, c in enumerate(names) if c in categories]
     data = lgb.Dataset(feature_matrix(frame, names, categories), label=frame["churned"].to_numpy(dtype="float32"),
                        feature_name=names, categorical_feature=categorical, params=params, free_raw_data=True)

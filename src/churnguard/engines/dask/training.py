@@ -23,7 +23,7 @@ from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
-from churnguard.training.procedure import Plan, fit_procedure, lightgbm_params, plan_training, run_backtest
+from churnguard.training.procedure import Plan, fit_procedure, plan_training, run_backtest
 from churnguard.training.promotion import same_procedure
 from churnguard.training.run import (
     TrainingRows,
@@ -265,7 +265,7 @@ def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], pr
     import dask.dataframe as dd
     import lightgbm.dask as lgb_dask
 
-    mc, rounds = config.model, probe.best_iteration_
+    rounds = probe.best_iteration_
     remote_probe = client.scatter(probe, broadcast=True, hash=False)
     xs = [tasks.submit(f"modelinput-{tag}-p{b}", _model_input, f, remote_probe) for b, f in train.items()]
     ys = [tasks.submit(f"labels-{tag}-p{b}", _labels, f) for b, f in train.items()]
@@ -273,7 +273,7 @@ def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], pr
             "preparing the model inputs")  # failures surface here, not inside lightgbm
     x = dd.from_delayed(xs, meta=probe.prepare(sample.iloc[:0]), verify_meta=False)
     y = dd.from_delayed(ys, meta=sample["churned"].iloc[:0], verify_meta=False)
-    params = lightgbm_params(mc, probe.feature_names_)
+    params = probe.lightgbm_params(probe.feature_names_)
     classifier = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **params)
     try:
         with warnings.catch_warnings():
