@@ -291,9 +291,9 @@ def evaluate(
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
-    data_config = _run(ChurnModel.load, model).require_info().config.data
-    tables = _run(load_tables, transactions, tickets, customers, config=data_config)
-    result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking)
+    loaded = _run(ChurnModel.load, model)
+    tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data)
+    result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
     _say(result.note)
     _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
 

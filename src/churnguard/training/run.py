@@ -409,7 +409,8 @@ class Evaluation:
 
 
 def run_evaluation(
-    model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None
+    model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None,
+    model: ChurnModel | None = None,
 ) -> Evaluation:
     """The scorecard of a past day whose outcome is known, against the baselines (logged when ``tracking``).
 
@@ -417,8 +418,8 @@ def run_evaluation(
     built them, with the model's scoring-time BG/NBD parameters (fitted by then). On an earlier day the model
     has seen the outcomes, so the training procedure is run again as of that day with the model's config
     (:func:`~churnguard.training.procedure.run_backtest`): on the training data, the backtest day gives the
-    training run's scorecard exactly."""
-    model = ChurnModel.load(model_path)
+    training run's scorecard exactly. ``model``: the file already loaded, when the caller has it."""
+    model = model if model is not None else ChurnModel.load(model_path)
     info = model.require_info()
     as_of, today = to_day(as_of), to_day(info.training_window["as_of"])
     horizon = info.population.horizon_days

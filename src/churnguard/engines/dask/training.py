@@ -184,6 +184,7 @@ class _DaskRows:
         self.dtypes = pd.concat(metas, ignore_index=True).dtypes.to_dict()  # as the local engine's concatenated set
         self._whole: dict[pd.Timestamp, pd.DataFrame] = {}
         self.tuned_on_rows = 0
+        self._kept: dict[tuple[pd.Timestamp, ...], dict[int, Future]] = {}
 
     def whole(self, day: pd.Timestamp) -> pd.DataFrame:
         if day not in self._whole:
@@ -196,10 +197,14 @@ class _DaskRows:
         parts = range(self.dtables.npartitions) if b is None else [b]
         return sum(self.shapes[d][p][at] for d in days for p in parts)
 
-    def _stacked(self, name: str, days: tuple[pd.Timestamp, ...]) -> dict[int, Future]:
-        """Each partition's rows of ``days`` as one frame, on the workers (partitions without rows left out)."""
-        return {b: self.tasks.submit(f"{name}-p{b}", _stack, [self.rows[d][b] for d in days], self.dtypes)
-                for b in range(self.dtables.npartitions) if self._count(days, b)}
+    def _stacked(self, name: str, days: tuple[pd.Timestamp, ...], *, keep: bool = False) -> dict[int, Future]:
+        """Each partition's rows of ``days`` as one frame, on the workers (partitions without rows left out);
+        ``keep``: also for the refit (:meth:`booster`), which reads the cross-fit's days."""
+        stacked = {b: self.tasks.submit(f"{name}-p{b}", _stack, [self.rows[d][b] for d in days], self.dtypes)
+                   for b in range(self.dtables.npartitions) if self._count(days, b)}
+        if keep:
+            self._kept[days] = stacked
+        return stacked
 
     def tuning_rows(self, plan: Plan) -> pd.DataFrame:
         n = self._count(plan.tune_train)
@@ -213,12 +218,12 @@ class _DaskRows:
     def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
         self.step(f"cross-fitting the calibration on a sample of {min(self.sample_rows, self._count(plan.snapshots)):,}"
                   " rows")
-        return self._sample(f"crossfit-{plan.today:%Y%m%d}", plan.snapshots)
+        return self._sample(f"crossfit-{plan.today:%Y%m%d}", plan.snapshots, keep=True)
 
-    def _sample(self, name: str, days: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+    def _sample(self, name: str, days: tuple[pd.Timestamp, ...], *, keep: bool = False) -> pd.DataFrame:
         """A seeded sample of up to ``sample_rows`` of the rows of ``days``, gathered here."""
         frac = min(1.0, self.sample_rows / max(self._count(days), 1))
-        stacked = self._stacked(name, days)
+        stacked = self._stacked(name, days, keep=keep)
         sample = _gather(self.client, [self.tasks.submit(f"sample-{name}-p{b}", _sample, f, frac,
                                                          self.config.model.seed + b) for b, f in stacked.items()],
                          "sampling training rows")
@@ -227,7 +232,7 @@ class _DaskRows:
     def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
         n = self._count(plan.snapshots)
         self.step(f"training LightGBM on the cluster ({tuned.best_iteration_} trees, {n:,} rows)")
-        train = self._stacked(f"train-{plan.today:%Y%m%d}", plan.snapshots)
+        train = self._kept.pop(plan.snapshots, None) or self._stacked(f"train-{plan.today:%Y%m%d}", plan.snapshots)
         return _fit_distributed(self.client, self.tasks, train, tuned, self.whole(plan.tune_day), self.config,
                                 f"{plan.today:%Y%m%d}")
 
