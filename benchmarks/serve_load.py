@@ -190,7 +190,7 @@ def main() -> None:
             try:
                 servers.append(subprocess.Popen(
                     [bin_dir / "churnguard", "serve", "--model", str(model), "--port", str(cg_port),
-                     "--workers", str(args.workers)], stdout=log, stderr=log, start_new_session=True))
+                     "--workers", str(args.workers), "--quiet"], stdout=log, stderr=log, start_new_session=True))
                 env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
                        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
                 servers.append(subprocess.Popen(

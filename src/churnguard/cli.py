@@ -350,24 +350,50 @@ def score(
 @app.command("serve")
 def serve(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    host: Annotated[str, _Opt(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, _Opt(help="Address to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
     port: Annotated[int, _Opt(help="Port to listen on.")] = 8000,
     workers: Annotated[int, _Opt(min=1, help="Worker processes.")] = 1,
-    config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in).")] = None,
+    playbook: Annotated[Path | None, _Opt("--playbook", help="Playbook YAML (default: built-in).")] = None,
+    token: Annotated[str | None, _Opt(envvar="CHURNGUARD_API_TOKEN", show_default=False,
+                                      help="Clients must send 'Authorization: Bearer TOKEN' (every path but "
+                                           "/health). Needed when --host is not loopback.")] = None,
+    quiet: Annotated[bool, _Opt("--quiet", "-q", help="No line per request.")] = False,
 ) -> None:
-    """Serve predictions over HTTP from a model file (needs the 'serve' extra)."""
+    """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs."""
     try:
         import uvicorn
     except ImportError:
         _fail("serving needs the 'serve' extra: pip install 'churnguard[serve]'")
     from churnguard.model import ChurnModel
 
-    _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    if not token and not _loopback(host):
+        _fail(f"--host {host} lets other machines reach the API: set a token with --token or "
+              "CHURNGUARD_API_TOKEN (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if token and len(token) < 16:
+        _fail("the token is shorter than 16 characters: use a long random one "
+              "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    info = loaded.require_info()
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
-    if config is not None:
-        os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(config.resolve())
+    os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
+    if playbook is not None:
+        os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(playbook.resolve())
+    os.environ["CHURNGUARD_API_TOKEN"] = token or ""
+    _say(f"serving {model} (model version {info.model_version}, trained as of {info.training_window['as_of']}) "
+         f"on http://{host}:{port} with {workers} worker(s); API description at http://{host}:{port}/docs; "
+         "Ctrl+C stops")
     uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5)
+    _say("server stopped")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command("convert-model")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -135,7 +136,7 @@ def last_day(timestamps: pd.Series) -> pd.Timestamp:
 def latest_plausible_day() -> pd.Timestamp:
     """The last day a recorded event can fall on: tomorrow by the machine's clock (UTC), one day of slack for
     time zones. Later dates are typing errors or placeholders, never history."""
-    return pd.Timestamp.now("UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    return pd.Timestamp(datetime.now(UTC).date() + timedelta(days=1))
 
 
 def check_unique_columns(names: list[str], source: str, table: str) -> None:

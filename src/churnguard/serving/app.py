@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -59,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CUSTOMERS = 1000
 MAX_EVENTS = 10_000
+MAX_QUEUED = 20 * MAX_CUSTOMERS  # customers waiting to be scored in one worker process
 
 
 class _Body(BaseModel):
@@ -133,7 +136,8 @@ class CustomerIn(_Body):
 
 
 class PredictRequest(_Body):
-    as_of: date | None = Field(default=None, description="cut-off day; default: today (UTC)")
+    as_of: date | None = Field(default=None, description="cut-off day; default: the last day of the model's "
+                               "training data, with a warning in the answer")
     customers: Annotated[list[CustomerIn], Field(min_length=1, max_length=MAX_CUSTOMERS)]
 
     @model_validator(mode="after")
@@ -179,6 +183,7 @@ class Rejected(BaseModel):
 class PredictResponse(BaseModel):
     scores: list[Score]
     rejected: list[Rejected] = []
+    warnings: list[str] = Field(default=[], description="e.g. the day used when the request gave no as_of")
 
 
 def _document_predict_body(app: FastAPI) -> None:
@@ -217,41 +222,76 @@ def _invalid(exc: ValidationError) -> bytes:
 
 
 class _Batcher:
-    """Scores the customers of the requests that arrive together in one call of the scoring chain.
+    """Scores the customers of queued requests together, one batch at a time, in a worker thread.
 
-    Requests queued in one event-loop round, or the round after, are flushed together: one
-    :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each customer
-    is scored on its own data, so an answer never depends on which requests shared its batch. Should a batch
-    fail, each of its requests is scored alone, so only a failing one fails.
+    The event loop only queues requests and hands out answers, so it stays free to read bodies and answer
+    ``/health`` while a batch is scored; the requests that queue meanwhile make up the next batch. A batch is
+    one :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each
+    customer is scored on its own data, so an answer never depends on which requests shared its batch. Should a
+    batch fail, each of its requests is scored alone, so only a failing one fails. A request whose client has
+    gone (its future cancelled) is dropped before its batch starts. At most ``max_queued`` customers wait: a
+    request beyond that is refused (``score`` returns None) and the client is asked to retry.
     """
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, state: Any, executor: Any, max_queued: int) -> None:
+        self.state, self.executor, self.max_queued = state, executor, max_queued
         self.pending: list[tuple[list[CustomerRecords], date, asyncio.Future]] = []
+        self.queued = 0
+        self.busy = False
 
-    async def score(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
+    async def score(self, customers: list[CustomerRecords], as_of: date, receive=None) -> list[dict] | None:
+        """The result rows of ``customers``, or None when the queue is full. With the request's ASGI
+        ``receive``, the work is dropped when the client disconnects first (CancelledError)."""
+        if self.queued + len(customers) > self.max_queued:
+            return None
         loop = asyncio.get_running_loop()
-        if not self.pending:
-            loop.call_soon(loop.call_soon, self._flush)  # after the round that reads the next bodies too
         future = loop.create_future()
         self.pending.append((customers, as_of, future))
-        return await future
+        self.queued += len(customers)
+        if not self.busy:
+            self.busy = True
+            loop.call_soon(self._flush, loop)  # after the bodies read in this round
+        watcher = None if receive is None else asyncio.ensure_future(receive())
+        if watcher is not None:
+            watcher.add_done_callback(lambda w: w.cancelled() or w.exception() is not None
+                                      or w.result()["type"] != "http.disconnect" or future.cancel())
+        try:
+            return await future
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self.pending, self.queued = [p for p in self.pending if not p[2].done()], [], 0
+        if not batch:
+            self.busy = False
+            return
+        work = loop.run_in_executor(self.executor, self._score_batch, [(c, d) for c, d, _ in batch])
+        work.add_done_callback(lambda done: self._finish(loop, batch, done))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, done: asyncio.Future) -> None:
+        results = done.result() if done.exception() is None else [done.exception()] * len(batch)
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                (future.set_exception if isinstance(result, BaseException) else future.set_result)(result)
+        self._flush(loop)  # the requests queued while this batch ran
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
         return score_records(self.state.model, customers, as_of, self.state.playbook, self.state.population)
 
-    def _flush(self) -> None:
-        pending, self.pending = self.pending, []
-        for as_of in {day for _, day, _ in pending}:
-            group = [(customers, future) for customers, day, future in pending if day == as_of]
-            rows = _attempt(self._run, [c for customers, _ in group for c in customers], as_of)
+    def _score_batch(self, batch: list[tuple[list[CustomerRecords], date]]) -> list[list[dict] | Exception]:
+        """In the worker thread: each request's rows, or the exception that scoring it raised."""
+        results: list[list[dict] | Exception] = [[] for _ in batch]
+        for as_of in {day for _, day in batch}:
+            group = [i for i, (_, day) in enumerate(batch) if day == as_of]
+            rows = _attempt(self._run, [c for i in group for c in batch[i][0]], as_of)
             start = 0
-            for customers, future in group:
+            for i in group:
                 if isinstance(rows, Exception):  # each request alone, so only a failing one fails
-                    result = rows if len(group) == 1 else _attempt(self._run, customers, as_of)
+                    results[i] = rows if len(group) == 1 else _attempt(self._run, batch[i][0], as_of)
                 else:
-                    result, start = rows[start : start + len(customers)], start + len(customers)
-                (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
+                    results[i], start = rows[start : start + len(batch[i][0])], start + len(batch[i][0])
+        return results
 
 
 def _attempt(fn, *args) -> Any:
@@ -262,21 +302,36 @@ def _attempt(fn, *args) -> Any:
         return exc
 
 
-async def _predict(app_state: Any, body: bytes) -> tuple[int, bytes]:
-    """Status and JSON body answering ``POST /predict`` with ``body``: the customers are scored by
-    :func:`churnguard.scoring.score_records` (the kernel and rules of batch scoring) through :class:`_Batcher`."""
+async def _predict(app_state: Any, body: bytes, receive=None) -> tuple[int, bytes] | None:
+    """Status and JSON body answering ``POST /predict`` with ``body`` (None: the client has gone): the
+    customers are scored by :func:`churnguard.scoring.score_records` (the kernel and rules of batch scoring)
+    through :class:`_Batcher`. Without ``as_of`` the model's own day is used, and the answer says so."""
     try:
         req = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         return 422, _invalid(exc)
-    as_of = req.as_of or datetime.now(tz=UTC).date()  # the edge decides what "today" is
+    as_of, warnings = (req.as_of, []) if req.as_of is not None else _default_day(app_state.model)
     customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes) for c in req.customers]
-    results = await app_state.batcher.score(customers, as_of)
+    try:
+        results = await app_state.batcher.score(customers, as_of, receive)
+    except asyncio.CancelledError:
+        return None
+    if results is None:
+        return 503, b'{"detail":"too many customers waiting to be scored; retry shortly"}'
     scores = [r for r in results if "reason" not in r]
     rejected = [r for r in results if "reason" in r]
     # The rows hold Score's fields as plain str / float / bool / date values: pydantic's serializer writes them
     # as PredictResponse would, without building the models first.
-    return 200, pydantic_core.to_json({"scores": scores, "rejected": rejected})
+    answer = {"scores": scores, "rejected": rejected}
+    return 200, pydantic_core.to_json({**answer, "warnings": warnings} if warnings else answer)
+
+
+def _default_day(model: ChurnModel) -> tuple[date, list[str]]:
+    """The day to score on when a request names none: the last day of the model's training data, with the
+    warning that says so."""
+    day = date.fromisoformat(model.require_info().training_window["as_of"][:10])
+    return day, [f"as_of not given: scored as of {day}, the last day of the model's training data; send "
+                 "as_of (the day the histories run to) to score another day"]
 
 
 def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -286,10 +341,9 @@ def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
-async def _read_body(scope, receive, max_bytes: int) -> bytes | None:
+async def _read_body(receive, declared: bytes | None, max_bytes: int) -> bytes | None:
     """The whole request body, or None when its declared length, or as soon as its length, passes ``max_bytes``
     (raises ``ClientDisconnect`` when the client goes away first)."""
-    declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and int(declared) > max_bytes:
         return None
     chunks, size, more = [], 0, True
@@ -328,18 +382,24 @@ def _closing(send):
 
 
 class _App(FastAPI):
-    """The FastAPI app, with the body-size limit and ``POST /predict`` handled ahead of its middleware and router.
+    """The FastAPI app, with the request checks and ``POST /predict`` handled ahead of its middleware and router.
 
-    A body over ``max_body_bytes`` gets 413, whether its length is declared or it is streamed (then it is read,
-    at most that much, before routing). ``/predict`` is answered here by ``_predict``, as its route does, without
-    FastAPI's layers (they cost more CPU than validating the body); an unexpected error gets the app's 500.
-    Every other request, and the lifespan, goes through FastAPI. With ``reconnect_every`` set, every that many
-    responses of this process one asks its client to reconnect (``Connection: close``): worker processes share
-    one listening socket, so keep-alive connections opened together often land on one worker, and a client
-    that reconnects is taken by whichever worker polls first.
+    Every request is checked here first: with a ``token`` set, every path but ``/health`` needs the header
+    ``Authorization: Bearer <token>`` (compared in constant time; 401 otherwise); a POST must be
+    ``application/json`` (415), so a web page cannot post a form or text to the API; a body over
+    ``max_body_bytes`` gets 413, whether its length is declared or it is streamed; a body not complete within
+    ``body_timeout`` seconds gets 408. ``/predict`` is answered here by ``_predict``, as its route does,
+    without FastAPI's layers (they cost more CPU than validating the body), and its work is dropped when the
+    client disconnects first; an unexpected error gets the app's 500. Every other request, and the lifespan,
+    goes through FastAPI. With ``reconnect_every`` set, every that many responses of this process one asks
+    its client to reconnect (``Connection: close``): worker processes share one listening socket, so
+    keep-alive connections opened together often land on one worker, and a client that reconnects is taken by
+    whichever worker polls first.
     """
 
     max_body_bytes = 2_000_000
+    body_timeout = 30.0
+    token: bytes | None = None
     reconnect_every: int | None = None
     responses = 0
 
@@ -349,31 +409,63 @@ class _App(FastAPI):
         if self.reconnect_every is not None:
             self.responses += 1
             send = send if self.responses % self.reconnect_every else _closing(send)
+        headers = dict(scope["headers"])
+        refused = self._refusal(scope, headers)
+        if refused is not None:
+            return await _json(*refused)(scope, receive, send)
         predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
+            async with asyncio.timeout(self.body_timeout):
+                body = await _read_body(receive, headers.get(b"content-length"), self.max_body_bytes)
         except ClientDisconnect:  # nobody to answer; a FastAPI route sees the disconnect itself
             return None if predict else await super().__call__(scope, receive, send)
+        except TimeoutError:
+            return await _json(408, f"the request body did not arrive within {self.body_timeout:g} s",
+                               close=True)(scope, receive, send)
         if body is None:
-            detail = pydantic_core.to_json({"detail": f"request body over {self.max_body_bytes} bytes"})
-            return await Response(detail, 413, media_type="application/json")(scope, receive, send)
+            return await _json(413, f"request body over {self.max_body_bytes} bytes")(scope, receive, send)
         if not predict:
             return await super().__call__(scope, _replay(body), send)
         try:
-            status, answer = await _predict(self.state, body)
+            answered = await _predict(self.state, body, receive)
         except Exception:
             logger.exception("error while serving %s", scope["path"])
-            status, answer = 500, b'{"detail":"internal error"}'
-        await Response(answer, status, media_type="application/json")(scope, receive, send)
+            answered = 500, b'{"detail":"internal error"}'
+        if answered is not None:
+            status, answer = answered
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
+
+    def _refusal(self, scope, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        """The status and message refusing a request before its body is read, or None to go on."""
+        if self.token is not None and scope["path"] != "/health":
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self.token):
+                return 401, "missing or wrong token: send the header 'Authorization: Bearer <token>'"
+        if scope["method"] == "POST":
+            kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if kind != b"application/json":
+                return 415, "send the request body as JSON, with the header 'Content-Type: application/json'"
+        return None
 
 
-def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None,
+def _json(status: int, detail: str, *, close: bool = False) -> Response:
+    headers = {"connection": "close"} if close else {}
+    if status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return Response(pydantic_core.to_json({"detail": detail}), status, headers=headers, media_type="application/json")
+
+
+def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None, token: str | None = None,
                max_body_bytes: int = 2_000_000, reconnect_every: int | None = None) -> FastAPI:
     """A FastAPI app serving the model file at ``model_path`` (loaded once at start-up).
 
     Args:
         model_path: the model file written by ``churnguard train``.
         playbook_path: the playbook YAML (default: the built-in one).
+        token: when given, every request but ``/health`` must send ``Authorization: Bearer <token>``.
         max_body_bytes: larger request bodies get 413.
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
@@ -384,19 +476,23 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
-        app.state.batcher = _Batcher(app.state)
-        row_tables(app.state.model)  # built (and checked against LightGBM) before the first request
-        logger.info("loaded model %s", model_path)
-        # Everything loaded so far lives as long as the server: keep it out of the garbage collector's scans,
-        # or each full collection pauses a worker for tens of milliseconds in the middle of requests.
-        gc.collect()
-        gc.freeze()
-        yield
-        gc.unfreeze()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnguard-scoring") as executor:
+            app.state.batcher = _Batcher(app.state, executor, max_queued=MAX_QUEUED)
+            row_tables(app.state.model)  # built (and checked against LightGBM) before the first request
+            info = app.state.model.require_info()
+            logger.info("serving model %s (version %s, trained as of %s, horizon %d days)", model_path,
+                        info.model_version, info.training_window["as_of"], info.population.horizon_days)
+            # Everything loaded so far lives as long as the server: keep it out of the garbage collector's
+            # scans, or each full collection pauses a worker for tens of milliseconds in the middle of requests.
+            gc.collect()
+            gc.freeze()
+            yield
+            gc.unfreeze()
 
-    app = _App(title="churnguard", version=__version__, lifespan=lifespan)
+    app = _App(title="churnguard", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.max_body_bytes = max_body_bytes
     app.reconnect_every = reconnect_every
+    app.token = token.encode() if token else None
     _add_routes(app)
     _document_predict_body(app)
     return app
@@ -432,7 +528,7 @@ def _add_routes(app: FastAPI) -> None:
     async def predict(request: Request) -> Response:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
         # route (no FastAPI dependency solving), documented in the OpenAPI schema by _document_predict_body.
-        status, body = await _predict(request.app.state, await request.body())
+        status, body = await _predict(request.app.state, await request.body())  # type: ignore[misc]
         return Response(body, status, media_type="application/json")
 
     app.router.routes.append(Route("/predict", predict, methods=["POST"]))
@@ -440,21 +536,74 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/predict/features")
     def predict_features(req: FeaturesRequest, request: Request) -> PredictResponse:
         m: ChurnModel = request.app.state.model
+        errors = _feature_row_errors(req.rows, m)
+        if errors:
+            return JSONResponse({"detail": errors}, status_code=422)
         rows = pd.DataFrame(req.rows)
         if "customer_id" not in rows:
             rows["customer_id"] = [f"row{i}" for i in range(len(rows))]
-        rows["as_of"] = pd.to_datetime(rows["as_of"]) if "as_of" in rows else pd.Timestamp.now().normalize()
+        warnings: list[str] = []
+        if "as_of" not in rows or rows["as_of"].isna().any():
+            day, warnings = _default_day(m)
+            rows["as_of"] = rows["as_of"].fillna(day.isoformat()) if "as_of" in rows else day.isoformat()
+        rows["as_of"] = pd.to_datetime(rows["as_of"])
         try:
             scored = score_features(m, rows, request.app.state.playbook)
         except ValueError as exc:  # a feature the rules read is missing
             return JSONResponse({"detail": str(exc)}, status_code=422)
         scores = select_customers(scored, control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
-        return PredictResponse(scores=_records(scores))
+        return PredictResponse(scores=_records(scores), warnings=warnings)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> Response:
+        return Response(_docs_page(request.app), media_type="text/html")
+
+
+def _feature_row_errors(rows: list[dict[str, Any]], model: ChurnModel) -> list[dict[str, Any]]:
+    """422 details for feature rows with values the model cannot read: an ``as_of`` that is not an ISO date
+    within 1678 to today, text where the model reads a number, a number that is not finite or is too large."""
+    errors = []
+
+    def bad(i: int, name: str, msg: str) -> None:
+        errors.append({"type": "value_error", "loc": ["body", "rows", i, name], "msg": msg})
+
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            if value is None or name == "customer_id" or name in model.categories_:
+                continue
+            if name == "as_of":
+                try:
+                    day = date.fromisoformat(str(value))
+                except ValueError:
+                    bad(i, name, f"as_of must be an ISO date (YYYY-MM-DD), got {str(value)[:40]!r}")
+                    continue
+                if not _FIRST_DAY <= day < latest_plausible_day().date():
+                    bad(i, name, f"as_of {day} is after today or before 1678")
+            elif isinstance(value, str):
+                bad(i, name, f"{name} must be a number, got {value[:40]!r}")
+            elif not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # NaN fails too
+                bad(i, name, f"{name} must be a finite number within +-{MAX_MAGNITUDE:,.0f}")
+    return errors
+
+
+def _docs_page(app: FastAPI) -> str:
+    """A plain page listing the API's routes, with a link to the OpenAPI schema: no script or asset from
+    outside, so it shows without internet."""
+    from html import escape
+
+    items = "".join(
+        f"<li><code>{escape(method.upper())} {escape(path)}</code> {escape(op.get('summary', ''))}</li>"
+        for path, ops in app.openapi()["paths"].items() for method, op in ops.items())
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>churnguard API</title>"
+            f"<body style='font-family:sans-serif;max-width:40em;margin:2em auto'><h1>churnguard API "
+            f"{escape(__version__)}</h1><ul>{items}</ul><p>The full description (request and answer fields): "
+            f"<a href='/openapi.json'>/openapi.json</a>, readable by any OpenAPI viewer.</p></body></html>")
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` with several workers: the model path comes from the environment."""
+    """Factory for ``uvicorn --factory`` with several workers: the model path, playbook and token come from
+    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``)."""
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      reconnect_every=1000)
+                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000)
 

@@ -1,0 +1,201 @@
+"""The server's guards: token, content type, body timeout, the scoring queue off the event loop, work dropped
+for clients that left, the default day, checked feature rows and the offline API page."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app as cli
+from churnguard.serving import app as serving
+from churnguard.serving import create_app
+
+TOKEN = "s3cret-token-of-some-length"
+
+
+def _customer(cid: str = "x1") -> dict:
+    return {"customer_id": cid,
+            "transactions": [{"timestamp": f"2025-0{m}-1{m}T10:00:00", "amount": 20.0 + m} for m in range(1, 6)],
+            "tickets": [], "attributes": {}}
+
+
+def _body(as_of: str | None = "2025-06-30", *ids: str) -> bytes:
+    body = {"customers": [_customer(c) for c in ids or ("x1",)]}
+    return json.dumps(body if as_of is None else {"as_of": as_of, **body}).encode()
+
+
+async def _call(asgi_app, method: str, path: str, body: bytes = b"", *, headers: dict[str, str] | None = None,
+                receive=None) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request straight to the ASGI app: status, headers and body of the answer (status 0: no answer)."""
+    sent: list[dict] = []
+    given = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
+
+    async def whole_body():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": [(k.encode(), v.encode()) for k, v in given.items() if v is not None],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    await asgi_app(scope, receive or whole_body, send)
+    if not sent:
+        return 0, {}, b""
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _run(api, scenario):
+    async def main():
+        async with api.router.lifespan_context(api):
+            return await scenario()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def api(trained):
+    return create_app(trained["result"].model_path)
+
+
+def test_a_token_is_needed_for_everything_but_health(trained):
+    api = create_app(trained["result"].model_path, token=TOKEN)
+
+    async def scenario():
+        return [await _call(api, "POST", "/predict", _body()),
+                await _call(api, "POST", "/predict", _body(), headers={"authorization": "Bearer wrong"}),
+                await _call(api, "GET", "/model"),
+                await _call(api, "POST", "/predict", _body(), headers={"authorization": f"Bearer {TOKEN}"}),
+                await _call(api, "GET", "/health")]
+
+    no_token, wrong, model, right, health = _run(api, scenario)
+    assert (no_token[0], wrong[0], model[0]) == (401, 401, 401)
+    assert no_token[1][b"www-authenticate"] == b"Bearer"
+    assert "Authorization: Bearer" in json.loads(no_token[2])["detail"]
+    assert right[0] == 200 and json.loads(right[2])["scores"][0]["customer_id"] == "x1"
+    assert health[0] == 200
+
+
+@pytest.mark.parametrize("kind", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_posts_must_be_json(api, kind):
+    """A web page can post text or a form to any address without asking: such bodies are never run."""
+    async def scenario():
+        return [await _call(api, "POST", path, _body(), headers={"content-type": kind})
+                for path in ("/predict", "/predict/features")]
+
+    for status, _, answer in _run(api, scenario):
+        assert status == 415
+        assert "Content-Type: application/json" in json.loads(answer)["detail"]
+
+
+def test_a_body_that_stalls_gets_408(api):
+    api.body_timeout = 0.2
+
+    async def stalling():
+        if not hasattr(stalling, "sent"):
+            stalling.sent = True
+            return {"type": "http.request", "body": b'{"as_of": ', "more_body": True}
+        await asyncio.sleep(60)
+
+    status, headers, _ = _run(api, lambda: _call(api, "POST", "/predict", b"", headers={"content-length": None},
+                                                 receive=stalling))
+    assert status == 408
+    assert headers[b"connection"] == b"close"
+
+
+def test_scoring_runs_off_the_event_loop_and_drops_work_of_clients_that_left(api, monkeypatch):
+    """While a batch is scored, /health answers; a request whose client disconnects while it waits is never
+    scored; requests over the queue's bound get 503."""
+    release, started, scored = threading.Event(), threading.Event(), []
+    real = serving._Batcher._run
+
+    def blocking(self, customers, as_of):
+        scored.extend(c.customer_id for c in customers)
+        started.set()
+        assert release.wait(30), "the first batch was never released"
+        return real(self, customers, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", blocking)
+
+    async def scenario():
+        first = asyncio.create_task(_call(api, "POST", "/predict", _body("2025-06-30", "first")))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        health = await asyncio.wait_for(_call(api, "GET", "/health"), 5)  # the loop is free meanwhile
+        gone = asyncio.Event()
+
+        async def leaving():  # the body, then the client disconnects
+            if not gone.is_set():
+                gone.set()
+                return {"type": "http.request", "body": _body("2025-06-30", "left"), "more_body": False}
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+        left = asyncio.create_task(_call(api, "POST", "/predict", b"", receive=leaving,
+                                         headers={"content-length": None}))
+        await asyncio.sleep(0.3)
+        api.state.batcher.max_queued = 1
+        over = await _call(api, "POST", "/predict", _body("2025-06-30", "a", "b"))
+        api.state.batcher.max_queued = 1000
+        release.set()
+        return health, await left, over, await first
+
+    health, left, over, first = _run(api, scenario)
+    assert health[0] == 200
+    assert left[0] == 0  # no answer: nobody to answer to
+    assert over[0] == 503 and "retry" in json.loads(over[2])["detail"]
+    assert first[0] == 200
+    assert scored == ["first"]
+
+
+def test_without_as_of_the_models_day_is_used_and_said(api, trained):
+    day = trained["result"].model.require_info().training_window["as_of"][:10]
+
+    async def scenario():
+        return (await _call(api, "POST", "/predict", _body(None)),
+                await _call(api, "POST", "/predict", _body("2025-06-30")))
+
+    (status, _, answer), (_, _, dated) = _run(api, scenario)
+    answer = json.loads(answer)
+    assert status == 200
+    assert answer["scores"][0]["as_of"] == day
+    assert day in answer["warnings"][0] and "as_of" in answer["warnings"][0]
+    assert "warnings" not in json.loads(dated)
+
+
+@pytest.mark.parametrize(("row", "field", "words"), [
+    ({"as_of": "notadate"}, "as_of", "ISO date"),
+    ({"as_of": "9999-12-31"}, "as_of", "after today"),
+    ({"n_orders": "lots"}, "n_orders", "must be a number"),
+])
+def test_feature_rows_with_unreadable_values_get_422_naming_the_field(api, row, field, words):
+    body = json.dumps({"rows": [{"customer_id": "c1", "recency_days": 10.0, **row}]}).encode()
+    status, _, answer = _run(api, lambda: _call(api, "POST", "/predict/features", body))
+    assert status == 422
+    (error,) = json.loads(answer)["detail"]
+    assert error["loc"] == ["body", "rows", 0, field]
+    assert words in error["msg"]
+
+
+def test_the_api_page_needs_no_internet(api):
+    status, headers, page = _run(api, lambda: _call(api, "GET", "/docs"))
+    text = page.decode()
+    assert status == 200 and headers[b"content-type"].startswith(b"text/html")
+    assert "/openapi.json" in text and "POST /predict" in text
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--host", "0.0.0.0"], "--token"),
+    (["--host", "0.0.0.0", "--token", "short"], "shorter than 16"),
+])
+def test_serve_refuses_an_open_address_without_a_real_token(trained, args, words, monkeypatch):
+    monkeypatch.delenv("CHURNGUARD_API_TOKEN", raising=False)
+    res = CliRunner().invoke(cli, ["serve", "--model", str(trained["result"].model_path), *args])
+    assert res.exit_code != 0
+    assert words in res.output
