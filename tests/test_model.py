@@ -282,10 +282,10 @@ def test_convert_old_format_gives_the_same_scores(trained, tmp_path, monkeypatch
     from churnguard.config import load_playbook
     from churnguard.scoring import score_tables
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key-of-16-bytes+")
     model = trained["result"].model
     old = tmp_path / "churn_model.joblib"
-    _write_old_format(model, old, "old-key", _old_metadata(model.info))
+    _write_old_format(model, old, "old-key-of-16-bytes+", _old_metadata(model.info))
     new = convert_model_file(old, tmp_path / "churn_model.zip")
     monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
     converted = ChurnModel.load(new)
@@ -297,17 +297,17 @@ def test_convert_old_format_gives_the_same_scores(trained, tmp_path, monkeypatch
 
 def test_convert_without_the_key_or_with_another_key_is_refused(fitted, tmp_path, monkeypatch):
     old = tmp_path / "m.joblib"
-    _write_old_format(fitted[0], old, "old-key", {})
+    _write_old_format(fitted[0], old, "old-key-of-16-bytes+", {})
     monkeypatch.delenv("CHURNGUARD_MODEL_KEY", raising=False)
     monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(tmp_path / "absent.key"))
     with pytest.raises(ModelFileError, match="no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file"):
         convert_model_file(old, tmp_path / "m.zip")
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key")
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "another-key-of-16-bytes")
     with pytest.raises(ModelFileError, match="signature does not match the signing key"):
         convert_model_file(old, tmp_path / "m.zip")
     assert not (tmp_path / "m.zip").exists()
     key = tmp_path / "model.key"
-    key.write_text("old-key\n")
+    key.write_text("old-key-of-16-bytes+\n")
     monkeypatch.delenv("CHURNGUARD_MODEL_KEY")
     monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(key))
     converted = ChurnModel.load(convert_model_file(old, tmp_path / "m.zip"))
@@ -318,9 +318,9 @@ def test_convert_without_the_key_or_with_another_key_is_refused(fitted, tmp_path
 def test_convert_refuses_a_tampered_old_file_before_unpickling(fitted, tmp_path, monkeypatch):
     import pickle
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key-of-16-bytes+")
     old = tmp_path / "m.joblib"
-    _write_old_format(fitted[0], old, "old-key", {})
+    _write_old_format(fitted[0], old, "old-key-of-16-bytes+", {})
     magic, header, _ = old.read_bytes().split(b"\n", 2)
 
     class Evil:
@@ -341,8 +341,8 @@ def test_convert_model_command(fitted, tmp_path, monkeypatch):
 
     from churnguard.cli import app
 
-    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key")
-    _write_old_format(fitted[0], tmp_path / "m.joblib", "old-key", {})
+    monkeypatch.setenv("CHURNGUARD_MODEL_KEY", "old-key-of-16-bytes+")
+    _write_old_format(fitted[0], tmp_path / "m.joblib", "old-key-of-16-bytes+", {})
     result = CliRunner().invoke(app, ["convert-model", str(tmp_path / "m.joblib"), str(tmp_path / "m.zip")])
     assert result.exit_code == 0, result.output
     assert ChurnModel.load(tmp_path / "m.zip").feature_names_ == fitted[0].feature_names_
@@ -380,3 +380,15 @@ def test_matrix_codes_categories_like_lightgbm(fitted):
     assert m.dtype == np.float64
     assert m.flags.f_contiguous
     np.testing.assert_array_equal(m, [[1.0, 2.0, 1.0], [np.nan, np.nan, np.nan], [3.0, 1.0, np.nan]])
+
+
+@pytest.mark.parametrize("key", ["", "k"])
+def test_convert_refuses_an_empty_or_short_key_file(fitted, tmp_path, monkeypatch, key):
+    old = tmp_path / "m.joblib"
+    _write_old_format(fitted[0], old, key, {})
+    (tmp_path / "model.key").write_text(key)
+    monkeypatch.delenv("CHURNGUARD_MODEL_KEY", raising=False)
+    monkeypatch.setenv("CHURNGUARD_KEY_FILE", str(tmp_path / "model.key"))
+    with pytest.raises(ModelFileError, match=f"is {len(key)} bytes long; a key under 16 bytes can be guessed"):
+        convert_model_file(old, tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip").exists()

@@ -199,3 +199,45 @@ def test_serve_refuses_an_open_address_without_a_real_token(trained, args, words
     res = CliRunner().invoke(cli, ["serve", "--model", str(trained["result"].model_path), *args])
     assert res.exit_code != 0
     assert words in res.output
+
+
+def _strict_json(text: str):
+    """JSON as RFC 8259 has it: NaN and Infinity are refused."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from tests.test_serving import server  # noqa: E402, F401  (the real server on 127.0.0.1)
+
+
+@pytest.fixture(scope="module")
+def api_schema(server):  # noqa: F811
+    return schemathesis.openapi.from_url(f"{server}/openapi.json")
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_generated_requests_never_get_a_500_or_invalid_json(api_schema, mode):
+    """Requests generated from /openapi.json (valid ones, and ones that break the schema) against the real
+    server: never a 5xx, and every JSON answer is strict JSON."""
+    from hypothesis import given
+
+    generation = schemathesis.GenerationMode(mode)
+    for operation in api_schema.get_all_operations():
+        operation = operation.ok()
+        if mode == "negative" and operation.method.upper() == "GET":  # no input to break
+            continue
+
+        @given(case=operation.as_strategy(generation_mode=generation))
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            response = case.call(timeout=30)
+            assert response.status_code < 500, (case.as_curl_command(), response.text[:500])
+            if "application/json" in str(response.headers.get("content-type")):
+                _strict_json(response.text)
+
+        check()

@@ -23,17 +23,25 @@ from churnguard.model.churn_model import _OLD_MAGIC, ChurnModel, ModelFileError
 _MAX_HEADER = 64 * 1024
 
 
+MIN_KEY_BYTES = 16
+
+
 def _signing_key() -> bytes:
+    """The key from ``$CHURNGUARD_MODEL_KEY`` or the key file; a key under :data:`MIN_KEY_BYTES` is refused:
+    a signature made with it can be forged by trying keys."""
     env = os.environ.get("CHURNGUARD_MODEL_KEY")
-    if env:
-        return env.encode()
     path = Path(os.environ.get("CHURNGUARD_KEY_FILE") or Path.home() / ".config" / "churnguard" / "model.key")
-    if not path.is_file():
+    if not env and not path.is_file():
         raise ModelFileError(
             f"no model signing key: set CHURNGUARD_MODEL_KEY or provide the key file {path} that the old model "
             "file was signed with; without it the file cannot be checked, and it is not unpickled unchecked"
         )
-    return path.read_text().strip().encode()
+    key = env.encode() if env else path.read_text().strip().encode()
+    if len(key) < MIN_KEY_BYTES:
+        where = "CHURNGUARD_MODEL_KEY" if env else f"the key file {path}"
+        raise ModelFileError(f"the signing key in {where} is {len(key)} bytes long; a key under {MIN_KEY_BYTES} "
+                             "bytes can be guessed, so a file signed with it proves nothing and is not unpickled")
+    return key
 
 
 def _verified_payload(path: Path) -> bytes:
