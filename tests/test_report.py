@@ -175,6 +175,20 @@ def test_a_period_cut_short_by_the_data_ends_on_the_last_data_day():
     assert k.loc["2024-03", "customers_end"] == 4
 
 
+def test_the_headline_is_the_last_complete_period_and_names_a_partial_one():
+    rows = [r for r in ROWS if r[3] != "E2"]  # the data end on 03-28: March is partial
+    tx = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount", "order_id"]).astype(str)
+    report = build_report(validate_tables(tx, config=DataConfig()), active_days=30)
+    feb = report.kpis.loc["2024-02"]
+    assert report.summary() == (f"6 months, latest complete 2024-02: CRR {feb['retention_rate']:.1f}%, churn rate "
+                                f"{feb['churn_rate']:.1f}%, ARPU {feb['arpu']:,.2f}; 2024-03 is partial (28 days "
+                                "of data), not the headline")
+    assert report.summary() in report.to_html()
+    complete = build_report(_tables(), active_days=30)  # ends 04-30: April is complete
+    assert complete.summary().startswith("7 months, latest complete 2024-04:")
+    assert "partial" not in complete.summary()
+
+
 def test_without_order_ids_every_purchase_row_is_an_order():
     tx = pd.DataFrame(ROWS, columns=["customer_id", "timestamp", "amount", "order_id"]).astype(str)
     k = build_report(validate_tables(tx.drop(columns="order_id"), config=DataConfig()), active_days=30).kpis

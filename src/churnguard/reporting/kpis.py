@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -115,11 +115,22 @@ class RetentionReport:
     drift: DriftCheck | None = None
 
     def summary(self) -> str:
-        """The latest period's headline numbers in one line."""
-        last = self.kpis.iloc[-1]
+        """The headline numbers of the latest complete period in one line, naming a partial last period."""
+        complete = self.kpis.loc[self.kpis["complete_period"]]
+        last_period = self.kpis.index[-1]
+        partial = "" if self.kpis["complete_period"].iloc[-1] else (
+            f"; {last_period} is partial ({self._days_of(last_period)} days of data), not the headline")
         nps = f", NPS {self.nps:+.1f}" if self.nps is not None else ""
-        return (f"{len(self.kpis)} {self.period}s, latest {self.kpis.index[-1]}: CRR {last['retention_rate']:.1f}%, "
-                f"churn rate {last['churn_rate']:.1f}%, ARPU {last['arpu']:.2f}{nps}")
+        if complete.empty:
+            return f"{len(self.kpis)} {self.period}s, none complete yet{partial}{nps}"
+        last = complete.iloc[-1]
+        return (f"{len(self.kpis)} {self.period}s, latest complete {complete.index[-1]}: CRR "
+                f"{last['retention_rate']:.1f}%, churn rate {last['churn_rate']:.1f}%, ARPU {last['arpu']:,.2f}"
+                f"{nps}{partial}")
+
+    def _days_of(self, period: str) -> int:
+        row = self.kpis.loc[period]
+        return int((row["period_end"] - row["period_start"]).days) + 1
 
     def to_html(self) -> str:
         """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
@@ -128,8 +139,7 @@ class RetentionReport:
                          for t, b in _charts(self))
         tables = [("KPIs", self.kpis), ("Lifecycle stages at period end", self.lifecycle),
                   ("Cohort retention (% of cohort purchasing, by months since first purchase)", self.cohorts)]
-        body = "".join(f"<h2>{html.escape(t)}</h2>" + frame.to_html(float_format=lambda v: f"{v:,.2f}",
-                                                                    na_rep="-", border=0)
+        body = "".join(f"<h2>{html.escape(t)}</h2><div class=wide>" + _table_html(frame) + "</div>"
                        for t, frame in tables)
         sections = dict(self.extra_sections)
         if self.drift is not None:
@@ -139,12 +149,28 @@ class RetentionReport:
             '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Retention report</title><style>'
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
             "td,th{padding:2px 6px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
-            "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body><h1>Retention report</h1>"
-            f"<p>Per {self.period}; active = a purchase in the trailing {self.active_days} days. "
+            "figure{display:inline-block;margin:0 1em 1em 0}.wide{overflow-x:auto;max-width:100%}"
+            "</style></head><body><h1>Retention report</h1>"
+            f"<p><b>{html.escape(self.summary())}</b></p>"
+            f"<p>Per {self.period}; active = a purchase in the trailing {self.active_days} days. A period with "
+            "complete_period False is cut short by the end of the data (marked in the charts). "
             f"NPS: {nps}. Rows with complete_history False lack {self.active_days} days of history before "
             "the period start and are not comparable.</p>"
             f"{charts}{body}</body></html>"
         )
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """A table for reading: money and rates with two decimals and thousands separators, counts whole."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "-" if np.isnan(v) else f"{v:,.0f}" if float(v).is_integer() and abs(v) >= 1000 else f"{v:,.2f}"
+        if isinstance(v, pd.Timestamp):
+            return v.date().isoformat()
+        return f"{v:,}" if isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) else str(v)
+
+    return frame.rename(columns=lambda c: str(c).replace("_", " ")).to_html(
+        formatters={str(c).replace("_", " "): cell for c in frame.columns}, border=0, na_rep="-")
 
 
 def build_report(
@@ -369,19 +395,36 @@ def _charts(report: RetentionReport) -> list[tuple[str, str]]:
         fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no URL in the metadata
         out.append((fig.axes[0].get_title(), base64.b64encode(buffer.getvalue()).decode("ascii")))
 
-    fig, ax = axes("Retention and churn rate", "% of customers active at start")
-    ax.plot(x, k["retention_rate"], marker="o", label="retention rate (CRR)")
-    ax.plot(x, k["churn_rate"], marker="o", label="churn rate")
+    partial = np.flatnonzero(~k["complete_period"].to_numpy())
+
+    def mark_partial(ax) -> None:
+        for i in partial:
+            ax.axvspan(i - 0.5, i + 0.5, facecolor="none", edgecolor="grey", hatch="//", linewidth=0,
+                       label="partial period (data ends)" if i == partial[0] else None)
+
+    fig, ax = axes("Retention and churn rate", "retention rate (%)")
+    ax.plot(x, k["retention_rate"], marker="o", color="tab:blue", label="retention rate (CRR, left axis)")
+    churn_ax = ax.twinx()  # churn moves by a few points: on the retention scale it would look flat
+    churn_ax.plot(x, k["churn_rate"], marker="o", color="tab:red", label="churn rate (right axis)")
+    churn_ax.set_ylabel("churn rate (%)")
     short = np.flatnonzero(~k["complete_history"].to_numpy())
+    if short.size < len(k):  # the scales follow the comparable periods, not the warm-up ones
+        for axis, column in ((ax, "retention_rate"), (churn_ax, "churn_rate")):
+            values = k.loc[k["complete_history"], column].dropna()
+            if not values.empty:
+                pad = max((values.max() - values.min()) * 0.15, 0.5)
+                axis.set_ylim(values.min() - pad, values.max() + pad)
     if short.size:
         ax.axvspan(-0.5, short.max() + 0.5, color="grey", alpha=0.15, label="incomplete history")
-    ax.legend()
+    mark_partial(ax)
+    fig.legend(loc="outside lower center", ncols=2)
     png(fig)
 
     fig, ax = axes("Revenue and ARPU", "revenue (net of refunds)")
     ax.bar(x, k["revenue"], color="tab:blue", label="revenue")
     ax.twinx().plot(x, k["arpu"], color="tab:orange", marker="o", label="ARPU (right axis)")
-    fig.legend(loc="outside lower center", ncols=2)
+    mark_partial(ax)
+    fig.legend(loc="outside lower center", ncols=3)
     png(fig)
 
     fig, ax = axes("Active customers by lifecycle stage (lost: see table)", "customers")
@@ -389,15 +432,20 @@ def _charts(report: RetentionReport) -> list[tuple[str, str]]:
     for stage in STAGES[:-1]:
         ax.bar(x, stages[stage], bottom=bottom, label=stage)
         bottom = bottom + stages[stage].to_numpy()
+    mark_partial(ax)
     ax.legend()
     png(fig)
 
     matrix = report.cohorts.drop(columns="customers")
     fig, ax = axes("Cohort retention (%)", "cohort", max(6.4, 0.3 * matrix.shape[1] + 2), time_axis=False)
-    image = ax.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype="float64")), aspect="auto", vmin=0, vmax=100)
+    values = matrix.to_numpy(dtype="float64")
+    later = values[:, 1:]  # month 0 is 100% by definition: the scale is set by the months after it
+    top = float(np.nanmax(later)) if np.isfinite(later).any() else 100.0
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", vmin=0, vmax=max(top, 1.0))
     rows = np.arange(len(matrix))[:: max(1, math.ceil(len(matrix) / 24))]
     ax.set_yticks(rows, matrix.index[rows])
     ax.set_xlabel("months since first purchase")
-    fig.colorbar(image, ax=ax, label="% of cohort purchasing")
+    fig.colorbar(image, ax=ax, label="% of cohort purchasing (month 0 = 100%)",
+                 extend="max")
     png(fig)
     return out
