@@ -88,7 +88,14 @@ def test_compare_summary():
     assert "band unchanged: 3, to a riskier band: 2, to a safer: 1" in text
     assert "high -> medium: 1, medium -> high: 1, medium -> (absent): 1" in text
     assert "newly high risk: 2" in text
-    assert "largest rise: b 0.375 -> 0.625 (+0.250)" in text
+    assert "largest rises (3):\n  b: 0.375 -> 0.625 (+0.250), medium -> high\n  a: " in text
+    assert "largest falls (" in text
+
+
+def test_compare_prints_as_many_movers_as_asked():
+    lines = compare_scores(OLD, NEW, top=1).summary().splitlines()
+    rises = lines.index("largest rises (1):")
+    assert lines[rises + 1].startswith("  b: ") and lines[rises + 2].startswith("largest falls (1):")
 
 
 def test_compare_reads_scores_files_and_orders_unknown_bands(tmp_path):
@@ -288,6 +295,14 @@ def test_readout_hand_built_case():
 )
 def test_newcombe_interval_matches_the_published_values(x1, n1, x2, n2, low, high):
     assert newcombe_interval(x1, n1, x2, n2) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_readout_refuses_a_window_that_has_not_started():
+    scores, tx = _campaign(HAND)
+    with pytest.raises(ValueError, match=r"the outcome window has not started: the scores are as of 2024-01-31 "
+                                         r"and the transactions end on 2024-01-31; read the campaign out after "
+                                         r"2024-04-30"):
+        campaign_readout(scores, tx[tx["timestamp"] < "2024-02-01"])
 
 
 def test_readout_flags_an_incomplete_window():

@@ -451,7 +451,7 @@ def compare(
     old: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet) from 'churnguard score'.")],
     new: Annotated[Path, typer.Argument(help="Later scores file.")],
     out: Annotated[Path | None, _Opt("--out", "-o", help="Per-customer changes (default: <new>.changes.csv).")] = None,
-    top: Annotated[int, _Opt(min=1, help="How many risers and fallers to list.")] = 20,
+    top: Annotated[int, _Opt(min=1, help="How many risers and fallers to print.")] = 10,
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
     from churnguard._io import read_table, write_table
@@ -480,6 +480,7 @@ def campaign_readout(
 ) -> None:
     """Did the campaign work? Retention of contacted vs control customers per action, with confidence intervals."""
     import pandas as pd
+    from rich import box
     from rich.table import Table
 
     from churnguard._io import read_table, write_table
@@ -500,15 +501,25 @@ def campaign_readout(
     def pct(v: float, sign: str = "") -> str:
         return "-" if pd.isna(v) else f"{v:{sign}.1%}"
 
-    view = Table(title=f"Campaign read-out ({horizon_days}-day window, {confidence:.0%} intervals)")
-    for col in ("action", "contacted", "control", "kept", "kept ctrl", "uplift", "interval", "success"):
-        view.add_column(col, justify="left" if col == "action" else "right", no_wrap=True)
-    for r in table.itertuples():
-        view.add_row(str(r.action), f"{r.n_contacted}", f"{r.n_control}", pct(r.retention_contacted),
-                     pct(r.retention_control), pct(r.uplift, "+"),
-                     f"{pct(r.ci_low, '+')}..{pct(r.ci_high, '+')}", pct(r.observed_success_rate))
+    rows = [[str(r.action), f"{r.n_contacted:,}", f"{r.n_control:,}", pct(r.retention_contacted),
+             pct(r.retention_control), pct(r.uplift, "+"), f"{pct(r.ci_low, '+')}..{pct(r.ci_high, '+')}",
+             pct(r.observed_success_rate)] for r in table.itertuples()]
+    title = f"Campaign read-out ({horizon_days}-day window, {confidence:.0%} intervals)"
+    names = ("action", "contacted", "control", "kept", "kept ctrl", "uplift", "interval", "success")
+    widths = [max(*(len(row[i]) for row in rows), *map(len, name.split())) + 2 for i, name in enumerate(names)]
     console = _console()
-    console.print(view)
+    if sum(widths) + 4 <= console.width:  # numbers are never cut: a narrow terminal gets one block per action
+        view = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+        for i, col in enumerate(names):
+            view.add_column(col, justify="left" if i == 0 else "right", overflow="fold", min_width=widths[i] - 2)
+        for row in rows:
+            view.add_row(*row)
+        console.print(view)
+    else:
+        console.print(title, highlight=False)
+        for a, n1, n0, k1, k0, up, ci, ok in rows:
+            console.print(f"{a}\n  contacted {n1}, control {n0}; kept {k1} vs {k0} (control)\n  uplift {up} "
+                          f"(interval {ci}), success rate {ok}", highlight=False, soft_wrap=True)
     for r in table.itertuples():
         if r.note:
             console.print(f"  note - {r.action}: {r.note}", highlight=False)

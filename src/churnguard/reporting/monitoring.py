@@ -68,11 +68,13 @@ class ScoreComparison:
             "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c}" for c, i, j in moves) or "none"),
             f"newly high risk: {len(self.new_high_risk)}",
         ]
-        for name, frame in (("largest rise", self.risers), ("largest fall", self.fallers)):
+        for name, frame in ((f"largest rises ({len(self.risers)})", self.risers),
+                            (f"largest falls ({len(self.fallers)})", self.fallers)):
             if len(frame):
-                row = frame.iloc[0]
-                lines.append(f"{name}: {row['customer_id']} {row['old_probability']:.3f} -> "
-                             f"{row['new_probability']:.3f} ({row['delta']:+.3f})")
+                lines.append(f"{name}:")
+                lines.extend(f"  {row.customer_id}: {row.old_probability:.3f} -> {row.new_probability:.3f} "
+                             f"({row.delta:+.3f}), {row.old_band} -> {row.new_band}"
+                             for row in frame.itertuples())
         return "\n".join(lines)
 
 
@@ -374,9 +376,16 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
     buys = pd.DataFrame({"customer_id": transactions["customer_id"].astype(str).to_numpy(),
                          "day": stamps.dt.normalize().to_numpy()})[pd.to_numeric(transactions["amount"]).to_numpy() > 0]
     horizon = pd.Timedelta(days=horizon_days)
+    last_day = stamps.max().normalize() if len(stamps) else pd.NaT
+    first_as_of = frame["as_of"].min()
+    if pd.isna(last_day) or last_day <= first_as_of:
+        ends = "hold no rows" if pd.isna(last_day) else f"end on {last_day.date()}"
+        raise ValueError(f"the outcome window has not started: the scores are as of {first_as_of.date()} and the "
+                         f"transactions {ends}; read the campaign out after {(first_as_of + horizon).date()} "
+                         "(as_of + horizon), with the transactions up to then")
     m = frame[["customer_id", "as_of"]].reset_index().merge(buys, on="customer_id")
     frame["retained"] = frame.index.isin(m.loc[(m["day"] > m["as_of"]) & (m["day"] <= m["as_of"] + horizon), "index"])
-    opts = {"last_day": stamps.max().normalize() if len(stamps) else pd.NaT, "horizon": horizon,
+    opts = {"last_day": last_day, "horizon": horizon,
             "confidence": confidence, "min_group": min_group}
     rows = [_readout_row(str(a), g, **opts) for a, g in frame.groupby("action", sort=True)]
     return pd.DataFrame([*rows, _readout_row(ALL_ACTIONS, frame, **opts)])
@@ -432,7 +441,7 @@ def plot_readout(readout: pd.DataFrame, path: str | Path, *, confidence: float =
     for offset, group in ((-0.2, "contacted"), (0.2, "control")):
         rate = readout[f"retention_{group}"].to_numpy(dtype="float64")
         lo, hi = _wilson(readout[f"retained_{group}"], readout[f"n_{group}"], z)
-        err = np.nan_to_num(np.vstack([rate - lo, hi - rate]))
+        err = np.clip(np.nan_to_num(np.vstack([rate - lo, hi - rate])), 0, None)  # rounding can dip below 0
         ax.bar(x + offset, np.nan_to_num(rate), 0.4, yerr=err, capsize=3, label=group)
     ax.set_xticks(x, labels=list(readout["action"]), rotation=20, ha="right")
     ax.set(ylim=(0, 1.05), ylabel="share retained in the horizon",
