@@ -30,9 +30,23 @@ if TYPE_CHECKING:
     from churnguard.population import Population
     from churnguard.reporting.monitoring import DriftCheck
 
-__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "output_columns", "drift_check", "drift_report", "frame_columns", "model_population",
-           "score_columns", "score_features", "score_frames", "score_records", "score_tables", "select_customers",
-           "tables_drift", "unscored_rejects"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "ScoreResult",
+    "drift_check",
+    "drift_report",
+    "frame_columns",
+    "model_population",
+    "output_columns",
+    "score_columns",
+    "score_features",
+    "score_frames",
+    "score_records",
+    "score_tables",
+    "select_customers",
+    "tables_drift",
+    "unscored_rejects",
+]
 
 logger = logging.getLogger(__name__)
 

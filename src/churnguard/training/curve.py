@@ -35,7 +35,14 @@ from churnguard.model._modelcore import HORIZON_FEATURE, Curve
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.info import CurveCard
 from churnguard.training.evaluation import scorecard
-from churnguard.training.procedure import Plan, calibration_days, crossfit_scores, fit_rounds, new_model, plan_training
+from churnguard.training.procedure import (
+    Plan,
+    calibration_days,
+    crossfit_scores,
+    fit_rounds,
+    new_model,
+    plan_training,
+)
 
 if TYPE_CHECKING:
     from churnguard.config import Config, ModelConfig
