@@ -83,3 +83,20 @@ def model(trained):
     from churnguard.model import ChurnModel
 
     return ChurnModel.load(trained["result"].model_path)
+
+
+@pytest.fixture(scope="session")
+def trained_curve(trained):
+    """A model with a churn curve over 30, 60, 90 and 180 days (``labels.horizons``), trained once on the
+    session's demo data with the session's config, recorded in its own MLflow store."""
+    from churnguard.training.run import run_training
+
+    tmp = trained["tmp"] / "curve"
+    tmp.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(tmp)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg = trained["cfg"].with_overrides(tracking={"tracking_uri": uri}, labels={"horizons": [30, 60, 90, 180]})
+        result = run_training(trained["tables"], cfg, model_out=tmp / "models" / "curve.zip")
+        yield {"tmp": tmp, "cfg": cfg, "result": result, "uri": uri}

@@ -21,6 +21,8 @@ hand-made customers:
 - ``day-first-last-day``: dates written ``%d/%m/%Y %H:%M``, read with ``data.date_format`` (``score`` takes
   the data settings from the model's training config, so this case trains its own small model with that
   config), no ``--as-of``;
+- ``iso-curve``: as ``iso-as-of``, scored with the session's model trained with a churn curve
+  (``labels.horizons`` 30, 60, 90, 180): its ``churn_probability_<h>d`` columns are compared too (to 1e-12);
 - ``after-as-of``: as ``iso-as-of``, plus customers whose only activity (a purchase, a ticket, or both) is
   after as_of, one with a purchase on as_of and another the minute after, and three at the lookback's edge
   (lost, lapsing, never bought).
@@ -76,7 +78,8 @@ REFERENCE = "local-1"
 ENGINES = ("local-3", "dask", "http")  # each compared with the reference
 LABELS = {"local-1": "score --partitions 1", "local-3": "score --partitions 3", "dask": "score --engine dask",
           "http": "POST /predict"}
-CASES = ("iso-as-of", "iso-last-day", "day-first-last-day", "after-as-of")
+CASES = ("iso-as-of", "iso-last-day", "day-first-last-day", "after-as-of", "iso-curve")
+CURVE = "churn_probability_"  # the prefix of the churn curve's columns (a model trained with labels.horizons)
 
 # Input columns as the HTTP body types them (every other column is text).
 DATE_COLUMNS = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
@@ -95,6 +98,7 @@ class Case:
     last_day: str  # the last day with a transaction, worked out from the rows before they were written
     date_format: str | None = None
     config: Path | None = None
+    curve: bool = False  # scored with the session's model with a churn curve
 
 
 @dataclass(frozen=True)
@@ -189,13 +193,14 @@ def _invoke(args: list[str]) -> None:
 
 
 def _frame(records: list[dict]) -> pd.DataFrame:
-    """Scores (CSV text or JSON values) as a frame: index customer_id, COMPARED columns; numbers as floats
-    (missing: NaN), as_of as an ISO day, text as text."""
-    raw = pd.DataFrame.from_records(records, columns=["customer_id", *COMPARED])
+    """Scores (CSV text or JSON values) as a frame: index customer_id, COMPARED columns and the churn curve's
+    columns when there are any; numbers as floats (missing: NaN), as_of as an ISO day, text as text."""
+    curve = sorted({k for r in records for k in r if k.startswith(CURVE)})
+    raw = pd.DataFrame.from_records(records, columns=["customer_id", *COMPARED, *curve])
     out = pd.DataFrame(index=pd.Index([str(c) for c in raw["customer_id"]], name="customer_id"))
-    for col in COMPARED:
+    for col in [*COMPARED, *curve]:
         values = raw[col].tolist()
-        if col in NUMERIC:
+        if col in NUMERIC or col.startswith(CURVE):
             out[col] = [np.nan if v is None or v == "" else float(v) for v in values]
         elif col == "as_of":
             out[col] = [pd.Timestamp(v).date().isoformat() for v in values]
@@ -217,7 +222,7 @@ def _read_rejects(path: Path) -> dict[str, str]:
 
 def _differing(want: pd.Series, got: pd.Series, col: str) -> pd.Series:
     both_missing = want.isna() & got.isna()
-    if col == "churn_probability":
+    if col == "churn_probability" or col.startswith(CURVE):
         return ~(((want - got).abs() <= PROBABILITY_ATOL) | both_missing)
     if col in NUMERIC:
         return ~((want == got) | both_missing)
@@ -239,7 +244,9 @@ def _scores_diff(want: pd.DataFrame, got: pd.DataFrame, want_name: str, got_name
             lines.append(f"{len(only)} customer(s) scored by {name} only, e.g. {shown}")
     shared = want.index.intersection(got.index)
     w, g = want.loc[shared], got.loc[shared]
-    for col in COMPARED:
+    if list(w.columns) != list(g.columns):
+        lines.append(f"columns differ: {list(w.columns)} ({want_name}) vs {list(g.columns)} ({got_name})")
+    for col in [c for c in w.columns if c in g.columns]:
         bad = shared[_differing(w[col], g[col], col).to_numpy()]
         if len(bad):
             shown = "; ".join(f"{c}: {_show(w.loc[c, col])} vs {_show(g.loc[c, col])}" for c in bad[:show])
@@ -321,8 +328,8 @@ class Battery:
     """The cases' files, and each (case, engine) outcome, computed when a test first asks for it. The day-first
     model, the servers and the Dask cluster are started on first use and stopped with the module."""
 
-    def __init__(self, trained: dict, root: Path, stack: ExitStack) -> None:
-        self.trained, self.root, self.stack = trained, root, stack
+    def __init__(self, trained: dict, curve_model: Path, root: Path, stack: ExitStack) -> None:
+        self.trained, self.curve_model, self.root, self.stack = trained, curve_model, root, stack
         self.servers: dict[Path, tuple[subprocess.Popen, str, object]] = {}
         self.outcomes: dict[tuple[str, str], Outcome] = {}
         self.address: str | None = None
@@ -353,11 +360,15 @@ class Battery:
             "day-first-last-day": Case("day-first-last-day", _write(day_first, self.root / "day-first", DAY_FIRST),
                                        None, _last_day(day_first), DAY_FIRST, config),
             "after-as-of": Case("after-as-of", _write(late, self.root / "after-as-of"), AS_OF, _last_day(late)),
+            "iso-curve": Case("iso-curve", iso, AS_OF, _last_day(demo), curve=True),
         }
 
     def model(self, case: Case) -> Path:
         """The session's model; for a case with its own date format, a small model trained with the case's
-        config on the case's files (``score`` reads the files with the model's data settings)."""
+        config on the case's files (``score`` reads the files with the model's data settings); for the curve
+        case, the session's model with a churn curve."""
+        if case.curve:
+            return self.curve_model
         if case.config is None:
             return Path(self.trained["result"].model_path)
         if self.day_first_model is None:
@@ -452,10 +463,10 @@ class Battery:
 
 
 @pytest.fixture(scope="module")
-def battery(trained, tmp_path_factory):
+def battery(trained, trained_curve, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, ExitStack() as stack:
         mp.setenv("CHURNGUARD_MODEL_KEY", MODEL_KEY)
-        battery = Battery(trained, tmp_path_factory.mktemp("parity"), stack)
+        battery = Battery(trained, Path(trained_curve["result"].model_path), tmp_path_factory.mktemp("parity"), stack)
         battery.launch(Path(trained["result"].model_path))
         yield battery
 
@@ -470,6 +481,8 @@ def test_scores_equal_the_single_partition_run(battery, case, engine):
     want = battery.outcome(case, REFERENCE).scores
     got = battery.outcome(case, engine).scores
     assert len(want) > 100
+    curve = [c for c in want.columns if c.startswith(CURVE)]
+    assert len(curve) == (4 if battery.cases[case].curve else 0), list(want.columns)
     diff = _scores_diff(want, got, LABELS[REFERENCE], LABELS[engine])
     assert not diff, f"case {case}: {LABELS[engine]} does not score as {LABELS[REFERENCE]} does:\n{diff}"
 
@@ -534,7 +547,7 @@ def test_customers_outside_the_lookback_get_their_stage_instead_of_a_probability
     assert 0 <= got.loc["lapsing-364", "churn_probability"] <= 1
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [c for c in CASES if c != "iso-curve"])  # features do not depend on the model
 def test_feature_files_on_dask_equal_the_local_engine(battery, case, tmp_path):
     c = battery.cases[case]
     args = ["features", *_inputs(c.files), "--as-of", c.as_of or c.last_day]

@@ -181,6 +181,8 @@ def train(
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", help="'Today': last day of data to use (default: last day in the data).")] = None,
     horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
+    horizons: Annotated[str | None, _Opt(help="Also a churn curve: churn_probability_<h>d for each of these "
+                                         "horizons, e.g. 30,60,90,180 (overrides labels.horizons).")] = None,
     model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the model file.")] = Path(
         "models/churn_model.zip"
     ),
@@ -203,7 +205,7 @@ def train(
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
-    cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days},
+    cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
         result, bad_rows = _runner(dask)(
@@ -213,6 +215,16 @@ def train(
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
+
+
+def _day_list(text: str | None) -> list[int] | None:
+    """``30,60,90`` as ``[30, 60, 90]`` (None for None); anything else stops with the option's name."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        _fail(f"--horizons must be whole days separated by commas, e.g. 30,60,90,180; got {text!r}")
 
 
 def _print_training_summary(result) -> None:
@@ -250,6 +262,10 @@ def _print_training_summary(result) -> None:
         facts.add_row(label, value)
     console.print(facts)
     _print_scorecards(f"Scorecard of the backtest as of {s['backtest_as_of']}", result.scorecards)
+    curve = result.model.require_info().curve
+    if curve is not None:
+        _print_scorecards(f"Churn curve: backtest as of {curve.backtest_as_of}, per horizon",
+                          {f"{h}d": card for h, card in curve.scorecards.items()})
     console.print(("[green]" if result.beats_baselines else "[bold red]") + result.verdict)
     if result.registered_version is not None:
         from rich.markup import escape
@@ -265,7 +281,7 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
     table.add_column("metric")
     for name in cards:
         table.add_column(name, justify="right")
-    for metric in cards["model"]:
+    for metric in next(iter(cards.values())):
         table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
     _console().print(table)
 

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
            "Playbook", "SnapshotConfig", "TrackingConfig", "load_config", "load_playbook"]
@@ -67,10 +75,29 @@ class FeatureConfig(_Frozen):
 
 class LabelConfig(_Frozen):
     """Churn definition: no purchase in ``(as_of, as_of + horizon_days]`` among customers who bought in the
-    ``lookback_days`` up to ``as_of``."""
+    ``lookback_days`` up to ``as_of``. ``horizons``: the churn curve's horizons (none: no curve)."""
 
     horizon_days: int = Field(default=90, gt=0)
     lookback_days: int = Field(default=365, gt=0)
+    horizons: tuple[int, ...] = Field(default=(), description=(
+        "also predict the churn probability within each of these horizons (days), one churn_probability_<h>d "
+        "column each; empty: no curve"))
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(h <= 0 for h in v):
+            raise ValueError("horizons must be positive day counts")
+        if v and len(set(v)) < 2:
+            raise ValueError("a churn curve needs at least 2 different horizons")
+        return tuple(sorted(set(v)))
+
+    @model_serializer(mode="wrap")
+    def _without_empty_curve(self, handler):
+        data = handler(self)  # a config without a curve dumps as before the key existed (same model files)
+        if not self.horizons:
+            data.pop("horizons", None)
+        return data
 
 
 class SnapshotConfig(_Frozen):

@@ -22,7 +22,7 @@ import pandas as pd
 from churnguard._io import appending_table
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
-from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult, score_tables, select_customers
+from churnguard.scoring import ScoreResult, output_columns, score_tables, select_customers
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,7 +90,8 @@ def score_files(
         light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
                            for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        _write_parts(run.scored, light.set_index("customer_id")[["selected", "control_group"]], Path(out))
+        _write_parts(run.scored, light.set_index("customer_id")[["selected", "control_group"]], Path(out),
+                     output_columns(model))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None)
 
@@ -157,8 +158,8 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     return run
 
 
-def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
-    """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
+def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path, columns: list[str]) -> None:
+    """Join the selection flags onto each scored part and stream its ``columns`` into ``out``, atomically."""
     with appending_table(out) as append:
         for part in scored:
-            append(pd.read_parquet(part).join(flags, on="customer_id")[OUTPUT_COLUMNS])
+            append(pd.read_parquet(part).join(flags, on="customer_id")[columns])

@@ -7,6 +7,10 @@ standard library, numpy, pandas and (when loading) LightGBM.
 - inputs: the training features in training order; a categorical is its position in the training levels,
   missing or unseen levels and missing columns are unknown (NaN); numbers are coerced to float64 (text that is
   not a number is unknown).
+- the churn curve (optional, :class:`Curve`): one LightGBM model whose inputs are the features plus
+  ``horizon_days``, with a calibrator per horizon; each customer's probabilities over the horizons never rise
+  (no purchase within 180 days implies none within 30), by construction and after calibration
+  (:func:`monotone_curve`).
 - calibration: Platt's sigmoid on the logit of LightGBM's probability (strictly increasing: it keeps the
   model's order), or isotonic steps (``np.interp``, which tie every customer on a step) clipped to
   ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; the probability returned is clipped to ``[0, 1]``.
@@ -27,6 +31,8 @@ import pandas as pd
 PROBABILITY_FLOOR = 0.005  # isotonic probabilities stay within [0.005, 0.995]
 MODEL_JSON = "model.json"  # features, levels, best iteration, calibrator, settings, training info
 BOOSTER_TXT = "booster.txt"  # LightGBM's text model, up to the best iteration
+CURVE_TXT = "curve_booster.txt"  # the churn curve's LightGBM text model (only in a model with a curve)
+HORIZON_FEATURE = "horizon_days"  # the churn curve model's input that holds the horizon
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -107,6 +113,84 @@ def column_matrix(columns: Mapping[str, np.ndarray], n: int, feature_names: Sequ
     return out
 
 
+def curve_column(horizon: int) -> str:
+    """The output column of the churn probability within ``horizon`` days, e.g. ``churn_probability_30d``."""
+    return f"churn_probability_{horizon}d"
+
+
+def monotone_curve(probabilities: np.ndarray) -> np.ndarray:
+    """Each row (one customer, columns in increasing horizon) made non-increasing: the running minimum from
+    the shortest horizon on. Per-horizon calibration can cross a curve that the model kept monotone; the
+    probability of no purchase within a longer window can never exceed that within a shorter one."""
+    return np.minimum.accumulate(np.asarray(probabilities, dtype="float64"), axis=1)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The churn curve: LightGBM over the features and ``horizon_days`` (monotone non-increasing in it), and a
+    calibrator per horizon.
+
+    Attributes:
+        booster: the LightGBM booster (every tree is used).
+        feature_names: its inputs in training order, ``HORIZON_FEATURE`` among them.
+        categories: the levels of its categorical inputs.
+        horizons: the horizons in days, increasing.
+        calibrators: one per horizon, in the order of ``horizons``.
+    """
+
+    booster: Any
+    feature_names: list[str]
+    categories: dict[str, list[Any]]
+    horizons: tuple[int, ...]
+    calibrators: tuple[Calibrator, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        """The output columns, in the order of :attr:`horizons`."""
+        return [curve_column(h) for h in self.horizons]
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated churn probabilities (rows x horizons, non-increasing along each row) of the inputs
+        ``matrix`` (:func:`column_matrix` over :attr:`feature_names`; the horizon column is filled here)."""
+        n, at = len(matrix), self.feature_names.index(HORIZON_FEATURE)
+        if n == 0:
+            return np.zeros((0, len(self.horizons)))
+        stacked = np.tile(np.asarray(matrix, dtype="float64"), (len(self.horizons), 1))
+        stacked[:, at] = np.repeat(np.asarray(self.horizons, dtype="float64"), n)
+        threads = {"num_threads": 1} if n <= 16 else {}
+        raw = self.booster.predict(stacked, **threads).reshape(len(self.horizons), n)
+        return monotone_curve(np.column_stack([c.probability(r) for c, r in zip(self.calibrators, raw, strict=True)]))
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`probabilities` of rows of features (as :func:`feature_matrix` reads them), one column per
+        horizon."""
+        matrix = feature_matrix(features, self.feature_names, self.categories)
+        return pd.DataFrame(self.probabilities(matrix), columns=self.columns, index=features.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON part (``model.json``'s ``curve``); the booster is written as ``CURVE_TXT``."""
+        return {"feature_names": list(self.feature_names),
+                "categories": {c: list(v) for c, v in self.categories.items()},
+                "horizons": list(self.horizons), "calibrators": [c.to_dict() for c in self.calibrators]}
+
+    @classmethod
+    def from_members(cls, data: Mapping[str, Any], booster_txt: bytes) -> Curve:
+        """Parse :meth:`to_dict`'s output and the booster's text.
+
+        Raises:
+            KeyError, TypeError, ValueError, lightgbm.basic.LightGBMError: they do not hold a churn curve.
+        """
+        import lightgbm as lgb
+
+        horizons = tuple(int(h) for h in data["horizons"])
+        calibrators = tuple(Calibrator.from_dict(c) for c in data["calibrators"])
+        names = [str(c) for c in data["feature_names"]]
+        if len(calibrators) != len(horizons) or list(horizons) != sorted(set(horizons)) or HORIZON_FEATURE not in names:
+            raise ValueError("the churn curve's horizons, calibrators or inputs do not match")
+        return cls(lgb.Booster(model_str=booster_txt.decode()), names,
+                   {str(c): list(v) for c, v in data["categories"].items()}, horizons, calibrators)
+
+
 # -- the model file ----------------------------------------------------------------------------------------
 
 
@@ -116,6 +200,7 @@ class StandaloneModel:
 
     ``document`` is the whole parsed ``model.json`` (churnguard reads its settings and training info from it).
     The booster holds only the trees up to the best iteration, so LightGBM predicts with all of them.
+    ``curve``: the churn curve, when the model was trained with several horizons.
     """
 
     booster: Any
@@ -124,10 +209,11 @@ class StandaloneModel:
     calibrator: Calibrator
     best_iteration: int
     document: Mapping[str, Any]
+    curve: Curve | None = None
 
     @classmethod
-    def from_members(cls, model_json: bytes, booster_txt: bytes) -> StandaloneModel:
-        """Parse the two members.
+    def from_members(cls, model_json: bytes, booster_txt: bytes, curve_txt: bytes | None = None) -> StandaloneModel:
+        """Parse the members (``curve_txt``: the curve's booster, needed when ``model.json`` has a ``curve``).
 
         Raises:
             KeyError, TypeError, ValueError, lightgbm.basic.LightGBMError: they do not hold a churn model.
@@ -136,16 +222,29 @@ class StandaloneModel:
 
         doc = json.loads(model_json)
         categories = {str(c): list(levels) for c, levels in doc["categories"].items()}
+        if "curve" in doc and curve_txt is None:
+            raise KeyError(CURVE_TXT)
+        curve = Curve.from_members(doc["curve"], curve_txt) if "curve" in doc else None
         return cls(lgb.Booster(model_str=booster_txt.decode()), [str(c) for c in doc["feature_names"]], categories,
-                   Calibrator.from_dict(doc["calibrator"]), int(doc["best_iteration"]), doc)
+                   Calibrator.from_dict(doc["calibrator"]), int(doc["best_iteration"]), doc, curve)
 
     @classmethod
     def load(cls, path: str | Path) -> StandaloneModel:
         """Read a model file (no manifest checks: ``churnguard.model.ChurnModel.load`` makes them)."""
         with zipfile.ZipFile(path) as zf:
-            return cls.from_members(zf.read(MODEL_JSON), zf.read(BOOSTER_TXT))
+            curve = zf.read(CURVE_TXT) if CURVE_TXT in zf.namelist() else None
+            return cls.from_members(zf.read(MODEL_JSON), zf.read(BOOSTER_TXT), curve)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn, one value per row of model features."""
         raw = self.booster.predict(feature_matrix(features, self.feature_names, self.categories))
         return self.calibrator.probability(raw)
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """The MLflow model's output: :meth:`predict_proba`; with a curve, a frame of ``churn_probability``
+        and one ``churn_probability_<h>d`` column per horizon."""
+        proba = self.predict_proba(features)
+        if self.curve is None:
+            return proba
+        return pd.concat([pd.DataFrame({"churn_probability": proba}, index=features.index),
+                          self.curve.predict(features)], axis=1).reset_index(drop=True)

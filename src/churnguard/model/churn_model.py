@@ -9,7 +9,10 @@ Model file (format 2): a zip archive of data only, so loading it never runs code
 * ``model.json``: feature names, categories, best iteration, settings, the calibrator
   (:meth:`~churnguard.model._modelcore.Calibrator.to_dict`) and the
   :class:`~churnguard.model.info.ModelInfo` (``info``);
-* ``booster.txt``: LightGBM's own text model, up to the best iteration.
+* ``booster.txt``: LightGBM's own text model, up to the best iteration;
+* ``curve_booster.txt`` (only for a model trained with several horizons): the churn curve's LightGBM text
+  model; ``model.json``'s ``curve`` holds its inputs, horizons and calibrators
+  (:class:`~churnguard.model._modelcore.Curve`).
 
 Files of the earlier pickle-based format (format 1) are refused with a pointer to ``churnguard convert-model``.
 """
@@ -33,6 +36,7 @@ from churnguard import __version__
 from churnguard._io import atomic_write_bytes
 from churnguard.model._modelcore import (
     BOOSTER_TXT,
+    CURVE_TXT,
     MODEL_JSON,
     StandaloneModel,
     category_codes,
@@ -88,6 +92,9 @@ class ChurnModel:
         monotone_constraints: feature name -> 1 (risk may only rise with it) or -1, all else equal.
         info: what training learned besides the trees (config, population state, scorecards, ...), set by
             :func:`churnguard.training.run.run_training`; None for a model fitted on its own.
+
+    Learned state besides the trees: ``curve_``, the churn curve over several horizons
+    (:class:`~churnguard.model._modelcore.Curve`), or None (the class default) for a model of one horizon.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +104,7 @@ class ChurnModel:
     seed: int = 42
     monotone_constraints: dict[str, int] = field(default_factory=dict)
     info: ModelInfo | None = None
+    curve_ = None  # not a field: learned state, set by training or load
 
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
         """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot).
@@ -189,6 +197,14 @@ class ChurnModel:
         self._check_fitted()
         return self.calibrator_.probability(self.predict_raw(features))
 
+    def predict_curve(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Calibrated probability of churn within each horizon of the curve (``churn_probability_<h>d``
+        columns, never rising with the horizon); no columns for a model without a curve."""
+        self._check_fitted()
+        if self.curve_ is None:
+            return pd.DataFrame(index=features.index)
+        return self.curve_.predict(features)
+
     def proba_from_raw_score(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, as LightGBM computes it,
         then the calibration."""
@@ -232,10 +248,14 @@ class ChurnModel:
             "calibrator": self.calibrator_.to_dict(),
             "info": None if self.info is None else self.info.to_dict(),
         }
+        if self.curve_ is not None:
+            document["curve"] = self.curve_.to_dict()
         members = {  # NaN (an undefined metric, say) is written as JSON's common NaN extension, read back as NaN
             MODEL_JSON: json.dumps(document, indent=1).encode(),
             BOOSTER_TXT: self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
         }
+        if self.curve_ is not None:
+            members[CURVE_TXT] = self.curve_.booster.model_to_string().encode()
         manifest = {
             "format": FORMAT_VERSION,
             "package_version": __version__,
@@ -263,7 +283,7 @@ class ChurnModel:
 
         members = _read_members(Path(path))
         try:
-            core = StandaloneModel.from_members(members[MODEL_JSON], members[BOOSTER_TXT])
+            core = StandaloneModel.from_members(members[MODEL_JSON], members[BOOSTER_TXT], members.get(CURVE_TXT))
             settings, info = core.document["settings"], core.document["info"]
             info = None if info is None else ModelInfo.from_dict(info)
             model = cls(**{k: settings[k] for k in _SETTINGS}, info=info)
@@ -271,7 +291,7 @@ class ChurnModel:
             raise ModelFileError(f"{path}: the model file's contents are not a valid churnguard model "
                                  f"({type(exc).__name__}: {exc}); retrain the model") from None
         model.booster_, model.feature_names_, model.categories_ = core.booster, core.feature_names, core.categories
-        model.calibrator_, model.best_iteration_ = core.calibrator, core.best_iteration
+        model.calibrator_, model.best_iteration_, model.curve_ = core.calibrator, core.best_iteration, core.curve
         return model
 
 

@@ -16,7 +16,44 @@ from churnguard.config import Config
 from churnguard.model._modelcore import Calibrator
 from churnguard.population import Population
 
-__all__ = ["ModelInfo"]
+__all__ = ["CurveCard", "ModelInfo"]
+
+
+@dataclass(frozen=True)
+class CurveCard:
+    """The churn curve's card (:mod:`churnguard.training.curve`): per horizon, the backtest's scorecard and the
+    calibration (the calibrator's fields, and the Brier score of its cross-fitted scores before and after it).
+
+    Attributes:
+        horizons: in days, increasing.
+        backtest_as_of: the day the curve's backtest scored (today minus the longest horizon).
+        validation_day: the snapshot the deployed curve's number of trees was chosen on.
+        train_rows: the deployed curve's rows (snapshot rows times the horizons whose windows had ended).
+        scorecards: horizon -> metric -> value on the backtest's customers.
+        calibration: horizon -> the calibrator's fields, ``brier_raw`` and ``brier``.
+    """
+
+    horizons: tuple[int, ...]
+    backtest_as_of: str
+    validation_day: str
+    train_rows: int
+    scorecards: Mapping[int, Mapping[str, float]]
+    calibration: Mapping[int, Mapping[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (horizons as text keys); :meth:`from_dict` round-trips."""
+        return {"horizons": list(self.horizons), "backtest_as_of": self.backtest_as_of,
+                "validation_day": self.validation_day, "train_rows": self.train_rows,
+                "scorecards": {str(h): dict(c) for h, c in self.scorecards.items()},
+                "calibration": {str(h): dict(c) for h, c in self.calibration.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CurveCard:
+        """Parse :meth:`to_dict`'s output; a missing or bad field raises KeyError, TypeError or ValueError."""
+        return cls(tuple(int(h) for h in data["horizons"]), str(data["backtest_as_of"]),
+                   str(data["validation_day"]), int(data["train_rows"]),
+                   {int(h): dict(c) for h, c in data["scorecards"].items()},
+                   {int(h): dict(c) for h, c in data["calibration"].items()})
 
 
 @dataclass(frozen=True)
@@ -39,6 +76,7 @@ class ModelInfo:
         git_commit: the commit the training ran from, when known.
         feature_dtypes: model feature -> its dtype in the training set.
         drift_profiles: feature (and ``churn_probability``) -> reference profile for drift checks.
+        curve: the churn curve's card; None for a model of one horizon.
     """
 
     package_version: str
@@ -55,6 +93,7 @@ class ModelInfo:
     git_commit: str | None = None
     feature_dtypes: Mapping[str, str] = field(default_factory=dict)
     drift_profiles: Mapping[str, Any] = field(default_factory=dict)
+    curve: CurveCard | None = None
 
     @property
     def risk_bands(self) -> dict[str, float]:
@@ -67,8 +106,9 @@ class ModelInfo:
         return self.population.horizon_days
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (the model file's ``info`` and MLflow's ``model_card.json``);
-        :meth:`from_dict` round-trips."""
+        """Plain JSON-able values (the model file's ``info`` and MLflow's ``model_card.json``; ``curve`` only
+        for a model with one); :meth:`from_dict` round-trips."""
+        curve = {} if self.curve is None else {"curve": self.curve.to_dict()}
         return {
             "package_version": self.package_version,
             "model_version": self.model_version,
@@ -84,6 +124,7 @@ class ModelInfo:
             "git_commit": self.git_commit,
             "feature_dtypes": dict(self.feature_dtypes),
             "drift_profiles": dict(self.drift_profiles),
+            **curve,
         }
 
     @classmethod
@@ -109,5 +150,6 @@ class ModelInfo:
             git_commit=data.get("git_commit"),
             feature_dtypes={str(k): str(v) for k, v in data.get("feature_dtypes", {}).items()},
             drift_profiles=dict(data.get("drift_profiles", {})),
+            curve=CurveCard.from_dict(data["curve"]) if "curve" in data else None,
         )
 

@@ -2,7 +2,8 @@
 
 :func:`score_columns` takes the feature columns of ``n`` customers (``churnguard.features.kernel``'s output)
 and returns, per customer, ``lifecycle_stage, churn_probability, risk_band, value_tier, clv, reason_1..3, action,
-action_cost, expected_value`` (no probability outside the model's population: see ``churnguard.scoring.rules``). The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
+action_cost, expected_value`` (no probability outside the model's population: see ``churnguard.scoring.rules``),
+and for a model with a churn curve one ``churn_probability_<h>d`` per horizon (:func:`output_columns`). The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
 validated tables) and the HTTP server (records -> kernel -> this) both call it. ``select_customers`` then picks
 who to contact under a budget and holds out a seeded control group.
 """
@@ -29,9 +30,23 @@ if TYPE_CHECKING:
     from churnguard.population import Population
     from churnguard.reporting.monitoring import DriftCheck
 
-__all__ = ["OUTPUT_COLUMNS", "ScoreResult", "drift_check", "drift_report", "frame_columns", "model_population",
-           "score_columns", "score_features", "score_frames", "score_records", "score_tables", "select_customers",
-           "tables_drift", "unscored_rejects"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "ScoreResult",
+    "drift_check",
+    "drift_report",
+    "frame_columns",
+    "model_population",
+    "output_columns",
+    "score_columns",
+    "score_features",
+    "score_frames",
+    "score_records",
+    "score_tables",
+    "select_customers",
+    "tables_drift",
+    "unscored_rejects",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +56,15 @@ OUTPUT_COLUMNS = [
 ]
 REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
 _NEEDED = ("n_orders", "cltv", "recency_days", "bg_age_days")  # features the rules read besides the model's
+
+
+def output_columns(model: ChurnModel) -> list[str]:
+    """The columns of a scores file of ``model``: ``OUTPUT_COLUMNS``, with the churn curve's
+    ``churn_probability_<h>d`` columns after ``churn_probability`` when the model has a curve."""
+    if model.curve_ is None:
+        return list(OUTPUT_COLUMNS)
+    at = OUTPUT_COLUMNS.index("churn_probability") + 1
+    return [*OUTPUT_COLUMNS[:at], *model.curve_.columns, *OUTPUT_COLUMNS[at:]]
 
 
 def model_population(model: ChurnModel) -> Population:
@@ -77,7 +101,8 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     recency = np.asarray(cols["recency_days"], dtype="float64")
     stage = rules.lifecycle_stage(recency, cols["bg_age_days"], lookback)
     scored = rules.in_population(stage)
-    contrib, prob_in = _explain(model, _matrix(model, cols, levels, scored), reasons_for, info.risk_bands)
+    contrib, prob_in = _explain(model, _matrix(model.feature_names_, model.categories_, cols, levels, scored),
+                                reasons_for, info.risk_bands)
     prob = np.full(n, np.nan)
     prob[scored] = prob_in
     bands = rules.risk_band(prob, info.risk_bands, stage)
@@ -95,23 +120,37 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
         picks[rows[need]] = reasons.top_features(contrib[need] if len(contrib) == len(rows) else contrib)
     texts = reasons.reason_texts(picks, list(model.feature_names_), cols, levels)
     texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
-    out = {"lifecycle_stage": stage, "churn_probability": prob, "risk_band": bands, "value_tier": tiers, "clv": clv}
+    out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored), "risk_band": bands,
+           "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
     return out | {"action": action, "action_cost": cost, "expected_value": ev}
 
 
-def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
-            rows: np.ndarray) -> np.ndarray:
-    """The model inputs of the customers ``rows`` (a mask), categorical codes mapped onto the model's levels."""
+def _curve(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
+           rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The churn curve's columns (none without a curve): the customers ``rows`` (a mask) get their
+    probabilities, the others NaN."""
+    curve = model.curve_
+    if curve is None:
+        return {}
+    out = np.full((len(rows), len(curve.horizons)), np.nan)
+    out[rows] = curve.probabilities(_matrix(curve.feature_names, curve.categories, cols, levels, rows))
+    return {name: out[:, k] for k, name in enumerate(curve.columns)}
+
+
+def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols: Mapping[str, np.ndarray],
+            levels: Mapping[str, tuple[str, ...]], rows: np.ndarray) -> np.ndarray:
+    """The inputs ``names`` of the customers ``rows`` (a mask), categorical codes mapped onto the trained
+    ``categories``."""
     from churnguard.model._modelcore import column_matrix
 
     inputs = {}
-    for name in model.feature_names_:
+    for name in names:
         if name not in cols:
             continue
         values = np.asarray(cols[name])[rows]
-        if name in model.categories_:
-            trained = list(model.categories_[name])
+        if name in categories:
+            trained = list(categories[name])
             given = list(levels.get(name, ()))
             if given != trained:  # codes into other levels: through the labels
                 lookup = np.array([trained.index(v) if v in trained else -1 for v in given] + [-1], dtype=np.int64)
@@ -120,7 +159,7 @@ def _matrix(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[s
             numbers = pd.to_numeric(pd.Series([*levels[name], None], dtype=object), errors="coerce")
             values = numbers.to_numpy(dtype="float64")[np.where(values >= 0, values, len(levels[name]))]
         inputs[name] = values
-    return column_matrix(inputs, int(rows.sum()), model.feature_names_, model.categories_)
+    return column_matrix(inputs, int(rows.sum()), names, categories)
 
 
 def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float]
@@ -234,7 +273,7 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
     rejects = unscored_rejects(tables.rejects, pd.Index(pd.concat(missing, ignore_index=True).unique()), as_of)
-    return ScoreResult(scores[OUTPUT_COLUMNS], rejects, _drift_sample(model, feats, scores))
+    return ScoreResult(scores[output_columns(model)], rejects, _drift_sample(model, feats, scores))
 
 
 def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -283,7 +322,8 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
     selected, control = rules.select(np.array(ids, dtype=object), scored["expected_value"], scored["action_cost"],
                                      control_fraction=0.0)
     scored |= {"selected": selected, "control_group": control}
-    columns = {c: scored[c].tolist() for c in OUTPUT_COLUMNS if c in scored}
+    columns = {c: scored[c].tolist() for c in output_columns(model) if c in scored}
+    probabilities = [c for c in columns if c.startswith("churn_probability")]
     out, i, reason = [], 0, no_activity_reason(as_of)
     for customer, kept in zip(customers, known.tolist(), strict=True):
         if not kept:
@@ -292,7 +332,7 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
         row = {"customer_id": customer.customer_id, "as_of": as_of, **{c: v[i] for c, v in columns.items()},
                "model_version": info.model_version}
         if row["churn_probability"] != row["churn_probability"]:  # NaN: outside the model's population
-            row["churn_probability"] = None
+            row |= dict.fromkeys(probabilities)
         out.append(row)
         i += 1
     return out

@@ -48,8 +48,8 @@ from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
 from churnguard.model.explain import row_tables
 from churnguard.scoring import (
-    OUTPUT_COLUMNS,
     model_population,
+    output_columns,
     score_features,
     score_records,
     select_customers,
@@ -157,6 +157,8 @@ class FeaturesRequest(_Body):
 
 
 class Score(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a model with a churn curve adds churn_probability_<h>d columns
+
     customer_id: str
     as_of: date
     lifecycle_stage: str
@@ -334,10 +336,11 @@ def _default_day(model: ChurnModel) -> tuple[date, list[str]]:
                  "as_of (the day the histories run to) to score another day"]
 
 
-def _records(scores: pd.DataFrame) -> list[dict[str, Any]]:
-    out = scores[OUTPUT_COLUMNS].copy()
+def _records(scores: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    out = scores[columns].copy()
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
-    out["churn_probability"] = out["churn_probability"].astype(object).where(out["churn_probability"].notna(), None)
+    for c in (c for c in columns if c.startswith("churn_probability")):
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
     return out.to_dict("records")
 
 
@@ -553,7 +556,7 @@ def _add_routes(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=422)
         scores = select_customers(scored, control_fraction=0.0)
         scores["model_version"] = m.require_info().model_version
-        return PredictResponse(scores=_records(scores), warnings=warnings)
+        return PredictResponse(scores=_records(scores, output_columns(m)), warnings=warnings)
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> Response:

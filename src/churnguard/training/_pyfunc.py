@@ -18,14 +18,15 @@ except ImportError:  # run without the model's code directory on sys.path
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
-    """Returns calibrated churn probabilities (not class labels) for rows of model features."""
+    """Returns calibrated churn probabilities (not class labels) for rows of model features; for a model with a
+    churn curve, a frame of ``churn_probability`` and one ``churn_probability_<h>d`` column per horizon."""
 
     def load_context(self, context) -> None:
         self.model = StandaloneModel.load(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         # A DataFrame hint tells MLflow to take the signature logged with the model, not infer one from hints.
-        return self.model.predict_proba(pd.DataFrame(model_input))
+        return self.model.predict(pd.DataFrame(model_input))
 
 
 mlflow.models.set_model(ChurnPyfunc())

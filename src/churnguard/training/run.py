@@ -32,12 +32,13 @@ import pandas as pd
 from churnguard import __version__
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
-from churnguard.labels import make_labels
+from churnguard.labels import _active_and_churned, make_labels
 from churnguard.model.churn_model import ChurnModel, ModelFileError
-from churnguard.model.info import ModelInfo
+from churnguard.model.info import CurveCard, ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
+from churnguard.training.curve import train_curve
 from churnguard.training.evaluation import (
     baseline_calibrators,
     baseline_probabilities,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
     from churnguard.config import Config, TrackingConfig
     from churnguard.dataset import Tables
+    from churnguard.model._modelcore import Curve
     from churnguard.training.procedure import RowSource
 
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
@@ -159,11 +161,16 @@ def run_training(
     rows = TrainingRows(plan, source.whole(plan.tune_day), reference, first_day, counts, train_rows, churned / train_rows,
                         source.dtypes(fit.model.feature_names_), population, source.bgnbd, data_fingerprint(tables),
                         source.facts(plan))
+    curve = None
+    if config.labels.horizons:
+        step(f"the churn curve over {', '.join(map(str, config.labels.horizons))} days: backtest, then deployed")
+        curve = train_curve(source, first_day, plan, config)
+
     def rows_for(other: Config) -> RowSource:
         return source if same_procedure(other, config) else LocalRows(tables, other, last, step)
 
     return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, on_step=step,
-                           rows_for=rows_for)
+                           rows_for=rows_for, curve=curve)
 
 
 def backtest_day(today: pd.Timestamp, config: Config) -> pd.Timestamp:
@@ -230,6 +237,15 @@ class LocalRows:
     def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
         return pd.concat(self._training(plan, plan.snapshots), ignore_index=True)
 
+    def churned(self, day: pd.Timestamp, horizon: int) -> pd.Series:
+        """Per labelled customer of ``day`` (index ``customer_id``), 1 when they made no purchase in
+        ``(day, day + horizon]``: the label rule at another horizon (the churn curve's)."""
+        if day + pd.Timedelta(days=horizon) > self.snaps.last:
+            raise ValueError(f"snapshot {day.date()}: its {horizon}-day window ends after {self.snaps.last.date()}")
+        encoded = self.snaps.encoded
+        active, churned = _active_and_churned(encoded, day, horizon, self.config.labels.lookback_days)
+        return pd.Series(churned[active].astype("int8"), index=encoded.ids[active])
+
     def training_counts(self, plan: Plan) -> tuple[int, int]:
         """Rows and churners the deployed model of ``plan`` learned from."""
         frames = self._training(plan, plan.snapshots)
@@ -258,20 +274,24 @@ def sampling_summary(available: int, used: int, max_rows: int | None, seed: int)
 
 def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config, *, model_out: str | Path,
                     rows_for: Callable[[Config], RowSource], config_text: str | None = None, track: bool = True,
-                    on_step: Callable[[str], None] | None = None) -> TrainResult:
+                    on_step: Callable[[str], None] | None = None,
+                    curve: tuple[Curve, CurveCard] | None = None) -> TrainResult:
     """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
     scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
     newest snapshot), the model file and (with ``track``) the MLflow
     run, with the registry's decision (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source
-    of config ``c`` on this run's data, to score the champion)."""
+    of config ``c`` on this run's data, to score the champion). ``curve``: the churn curve and its card
+    (:func:`churnguard.training.curve.train_curve`), kept with the model."""
     step = on_step or (lambda _msg: None)
     model = fit.model
+    if curve is not None:
+        model.curve_ = curve[0]
     beats, verdict = compare_to_baselines(backtest.scorecards)
     summary = _summary(fit, backtest, rows, config)
     calibrators = baseline_calibrators(rows.newest)
     model.info = model_metadata(config, rows, summary=summary, scorecards=backtest.scorecards, verdict=verdict,
                                 baseline_calibrators=calibrators, probabilities=model.predict_proba(rows.reference),
-                                feature_names=model.feature_names_)
+                                feature_names=model.feature_names_, curve=None if curve is None else curve[1])
     step("saving the model file")
     result = TrainResult(model, Path(model.save(model_out)), backtest.scorecards, verdict, beats, summary)
     if track:
@@ -337,11 +357,12 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
 
 def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any],
                    scorecards: dict[str, dict[str, float]], verdict: str, baseline_calibrators: dict[str, Any],
-                   probabilities: np.ndarray, feature_names: list[str]) -> ModelInfo:
+                   probabilities: np.ndarray, feature_names: list[str], curve: CurveCard | None = None) -> ModelInfo:
     """What a trained model keeps in its file, the same for every engine: the config, the training window and
     summary, the backtest's scorecards, the population state (lifespan, VIP threshold, scoring-time BG/NBD
     parameters, horizon), the baselines' calibrators, the input dtypes and the drift reference (today's
-    customers, :func:`~churnguard.reporting.monitoring.drift_population`, and the model's ``probabilities``)."""
+    customers, :func:`~churnguard.reporting.monitoring.drift_population`, and the model's ``probabilities``) and
+    the churn curve's card (``curve``)."""
     config_json = config.model_dump(mode="json")
     # Names this model in every score it writes: its training day and a digest of its data and config.
     digest = hashlib.sha256((rows.data_fingerprint + json.dumps(config_json, sort_keys=True)).encode()).hexdigest()
@@ -363,6 +384,7 @@ def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any
         git_commit=_git_commit(),
         feature_dtypes={c: str(rows.feature_dtypes[c]) for c in feature_names},
         drift_profiles=drift_reference(rows.reference, probabilities, feature_names),
+        curve=curve,
     )
 
 

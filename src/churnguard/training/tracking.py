@@ -98,6 +98,11 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
             mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
         mlflow.log_metrics({"calibration_brier_raw": s["calibration_brier_raw"],
                             "calibration_brier": s["calibration_brier"]})
+        curve = model.require_info().curve
+        if curve is not None:  # the churn curve's backtest, per horizon
+            mlflow.log_params({"horizons": ",".join(map(str, curve.horizons)), "curve_backtest_as_of": curve.backtest_as_of})
+            for h, card in curve.scorecards.items():
+                mlflow.log_metrics({f"curve_{h}d_{k}": float(v) for k, v in card.items()})
         _log_training_curves(client, run.info.run_id, model.evals_result_)
         info = model.require_info()
         mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
@@ -177,12 +182,13 @@ def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
     from churnguard.model import _modelcore
 
     with tempfile.TemporaryDirectory() as tmp:
+        path = model.save(Path(tmp) / "churn_model.zip")
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("_pyfunc.py")),
-            artifacts={"model": str(model.save(Path(tmp) / "churn_model.zip"))},
+            artifacts={"model": str(path)},
             code_paths=[_modelcore.__file__],
-            signature=infer_signature(example, model.predict_proba(example)),
+            signature=infer_signature(example, _modelcore.StandaloneModel.load(path).predict(example)),
             input_example=example,
             pip_requirements=[f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
         )

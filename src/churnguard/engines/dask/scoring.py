@@ -34,10 +34,10 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
                      as_of: pd.Timestamp) -> dict[str, Any]:
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
     selection, which needs every customer)."""
-    from churnguard.scoring import OUTPUT_COLUMNS, score_features
+    from churnguard.scoring import output_columns, score_features
 
     info = model.require_info()
-    columns = [c for c in OUTPUT_COLUMNS if c not in ("selected", "control_group")]
+    columns = [c for c in output_columns(model) if c not in ("selected", "control_group")]
     if len(feats):
         scores = score_features(model, feats, playbook, reasons_for=reasons_for)
         scores["model_version"] = info.model_version
@@ -117,7 +117,7 @@ def score_dask(
     Raises:
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
-    from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult
+    from churnguard.scoring import ScoreResult, output_columns
     from churnguard.scoring.rules import check_selection
 
     client = _client_for(dtables, client)
@@ -135,9 +135,9 @@ def score_dask(
     frames = [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)]
     if out is None:
         scores = _combine([f for (f,) in _gather(client, frames, "collecting the scores")])
-        return ScoreResult(scores.join(selection, on="customer_id")[OUTPUT_COLUMNS], rejects, drift)
+        return ScoreResult(scores.join(selection, on="customer_id")[output_columns(model)], rejects, drift)
     step(f"writing {out}")
-    _write_scores(client, frames, selection, Path(out))
+    _write_scores(client, frames, selection, Path(out), output_columns(model))
     return ScoreResult(flags, rejects, drift)
 
 
@@ -175,15 +175,15 @@ def _pick(bundle: dict[str, Any], *names: str) -> tuple:
     return tuple(bundle[n] for n in names)
 
 
-def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path) -> None:
-    """Stream the partitions' scores into ``out`` (CSV or Parquet), atomically: all of it or nothing."""
-    from churnguard.scoring import OUTPUT_COLUMNS
-
+def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path, columns: list[str]
+                  ) -> None:
+    """Stream the partitions' scores (their ``columns``) into ``out`` (CSV or Parquet), atomically: all of it or
+    nothing."""
     with appending_table(out) as append:
         written = False
         for b, fut in enumerate(futures):
             (frame,) = _gather(client, fut, f"writing the scores of customer partition {b}")
             if frame.empty and (written or b < len(futures) - 1):
                 continue
-            append(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[OUTPUT_COLUMNS])
+            append(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[columns])
             written = True

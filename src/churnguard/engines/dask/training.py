@@ -135,6 +135,9 @@ def train_dask(
         on_step: progress callback, called with a short description before each step.
     """
     step = on_step or (lambda _msg: None)
+    if config.labels.horizons:
+        raise ValueError("labels.horizons: the churn curve is trained by the local engine only; train without "
+                         "--engine dask (the model it writes scores on every engine)")
     client = _client_for(dtables, client)
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")

@@ -1,0 +1,155 @@
+"""The churn curve: the probability that a customer makes no purchase within each of several horizons, from one
+LightGBM model whose inputs are the features plus the horizon (``horizon_days``).
+
+Churn within ``h`` days is "no purchase in ``(as_of, as_of + h]``", so a customer who churns within 180 days
+churns within 30 too: each customer's curve can only fall as the horizon grows. The model keeps it so by
+construction (LightGBM's monotone constraint -1 on ``horizon_days``: with every other input fixed, a longer
+horizon never raises the score); each horizon then gets its own calibration, and the calibrated curve is made
+non-increasing again by a running minimum (:func:`churnguard.model._modelcore.monotone_curve`).
+
+Rows: each labelled snapshot row once per horizon ``h`` whose outcome window ``(d, d + h]`` has ended by the
+day the rows are cut at, with ``horizon_days = h`` and ``churned`` = no purchase in that window. The other
+inputs (BG/NBD ones included) are the main model's, the same at every horizon.
+
+The procedure is the main model's (:mod:`churnguard.training.procedure`), with the snapshots of its plan:
+
+* Trees: a tuning model learns the rows whose windows end by the validation day (the newest snapshot whose
+  longest window has ended by today) and early-stops on that day's customers at every horizon.
+* Deployment: LightGBM refitted with that many trees on every snapshot's rows whose windows end by today.
+* Calibration: a calibrator per horizon, fitted on the cross-fitted scores
+  (:func:`~churnguard.training.procedure.crossfit_scores`) of the calibration days' rows at that horizon.
+* Backtest: the same procedure as of today minus the longest horizon, scored on that day's customers against
+  what they did in each horizon after it: a scorecard per horizon.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import pandas as pd
+
+from churnguard.model._modelcore import HORIZON_FEATURE, Curve
+from churnguard.model.calibration import fit_calibrator
+from churnguard.model.info import CurveCard
+from churnguard.training.evaluation import scorecard
+from churnguard.training.procedure import (
+    Plan,
+    calibration_days,
+    crossfit_scores,
+    fit_rounds,
+    new_model,
+    plan_training,
+)
+
+if TYPE_CHECKING:
+    from churnguard.config import Config, ModelConfig
+
+__all__ = ["CurveFit", "CurveRows", "curve_rows", "fit_curve", "train_curve"]
+
+logger = logging.getLogger(__name__)
+
+
+class CurveRows(Protocol):
+    """What the curve needs of an engine's rows (the local engine's :class:`~churnguard.training.run.LocalRows`)."""
+
+    def whole(self, day: pd.Timestamp) -> pd.DataFrame:
+        """Every labelled customer of the snapshot ``day`` (features and ``churned``)."""
+
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        """The rows of every snapshot of ``plan`` the deployed model learns from."""
+
+    def churned(self, day: pd.Timestamp, horizon: int) -> pd.Series:
+        """Per labelled customer of ``day`` (index ``customer_id``), 1 when they made no purchase in
+        ``(day, day + horizon]``, else 0."""
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """A fitted churn curve, the day its trees were chosen on, its rows, and per horizon the Brier score of its
+    cross-fitted scores before and after calibration."""
+
+    curve: Curve
+    validation_day: pd.Timestamp
+    train_rows: int
+    brier_raw: dict[int, float]
+    brier: dict[int, float]
+
+
+def curve_rows(frame: pd.DataFrame, source: CurveRows, horizons: tuple[int, ...], until: pd.Timestamp
+               ) -> pd.DataFrame:
+    """The rows of ``frame`` (``customer_id``, ``as_of``, features) once per horizon ``h`` whose window
+    ``(as_of, as_of + h]`` ends by ``until``, with ``horizon_days = h`` and ``churned`` within ``h``."""
+    parts = []
+    for h in horizons:
+        for day, rows in frame.groupby("as_of", sort=True):
+            if day + pd.Timedelta(days=h) > until:
+                continue
+            churned = source.churned(day, h).reindex(rows["customer_id"].to_numpy())
+            if churned.isna().any():
+                raise ValueError(f"snapshot {day.date()}: rows of customers outside its labelled population")
+            parts.append(rows.assign(churned=churned.to_numpy(dtype="int8"), **{HORIZON_FEATURE: float(h)}))
+    if not parts:
+        raise ValueError(f"no snapshot has an outcome window of {horizons[0]} days ending by {until.date()}")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _curve_config(mc: ModelConfig) -> ModelConfig:
+    """``mc`` with the horizon's monotone constraint: a longer window never raises the probability."""
+    return mc.model_copy(update={"monotone_constraints": {**mc.monotone_constraints, HORIZON_FEATURE: -1}})
+
+
+def fit_curve(source: CurveRows, plan: Plan, mc: ModelConfig, horizons: tuple[int, ...]) -> CurveFit:
+    """The churn curve of ``plan``'s snapshots (see the module docstring).
+
+    Raises:
+        ValueError: no snapshot of ``plan`` has its longest window ended by ``plan.today``.
+    """
+    longest = pd.Timedelta(days=max(horizons))
+    ready = [d for d in plan.snapshots if d + longest <= plan.today]
+    if not ready:
+        raise ValueError(f"no training snapshot before {(plan.today - longest).date()}: the data is too short "
+                         f"for a {max(horizons)}-day horizon of the churn curve; use shorter horizons")
+    day, mc = ready[-1], _curve_config(mc)
+    frame = source.crossfit_rows(plan)
+    train = curve_rows(frame, source, horizons, day)
+    valid = curve_rows(source.whole(day), source, horizons, plan.today)
+    tuned = new_model(mc).fit(train, train["churned"], valid, valid["churned"])
+    del train, valid
+    deploy = curve_rows(frame, source, horizons, plan.today)
+    raw, y = crossfit_scores(deploy, plan.snapshots, tuned, mc)
+    calibrators, brier_raw, brier = [], {}, {}
+    on_days = deploy["as_of"].isin(calibration_days(plan)).to_numpy()
+    for h in horizons:
+        rows = deploy[HORIZON_FEATURE].to_numpy() == h
+        rows = rows & on_days if (rows & on_days).any() else rows  # the season's rows, else every row of h
+        calibrators.append(fit_calibrator(mc.calibration, raw[rows], y[rows]))
+        brier_raw[h] = float(np.mean((raw[rows] - y[rows]) ** 2))
+        brier[h] = float(np.mean((calibrators[-1].probability(raw[rows]) - y[rows]) ** 2))
+    booster = fit_rounds(mc, deploy, tuned)
+    curve = Curve(booster, list(tuned.feature_names_), dict(tuned.categories_), horizons, tuple(calibrators))
+    return CurveFit(curve, day, len(deploy), brier_raw, brier)
+
+
+def train_curve(source: CurveRows, first_day: pd.Timestamp, plan: Plan, config: Config) -> tuple[Curve, CurveCard]:
+    """The deployed churn curve of ``plan`` and its card: the backtest (the same procedure as of
+    ``plan.today`` minus the longest horizon, scored per horizon on that day's customers) and the calibration
+    of each horizon. ``source`` must hold data up to ``plan.today``."""
+    horizons = config.labels.horizons
+    as_of = plan.today - pd.Timedelta(days=max(horizons))
+    backtest = fit_curve(source, plan_training(first_day, as_of, config.labels, config.snapshots), config.model,
+                         horizons)
+    test = source.whole(as_of)
+    probabilities = backtest.curve.predict(test)
+    cards = {}
+    for h, column in zip(horizons, backtest.curve.columns, strict=True):
+        y = source.churned(as_of, h).reindex(test["customer_id"].to_numpy()).to_numpy()
+        cards[h] = scorecard(y, probabilities[column].to_numpy())
+    fit = fit_curve(source, plan, config.model, horizons)
+    calibration = {h: {**c.to_dict(), "brier_raw": fit.brier_raw[h], "brier": fit.brier[h]}
+                   for h, c in zip(horizons, fit.curve.calibrators, strict=True)}
+    card = CurveCard(horizons=horizons, backtest_as_of=str(as_of.date()), validation_day=str(fit.validation_day.date()),
+                     train_rows=fit.train_rows, scorecards=cards, calibration=calibration)
+    return fit.curve, card
