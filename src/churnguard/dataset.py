@@ -1,6 +1,6 @@
 """Loading and validating the input tables: the data contract.
 
-Three tables, CSV or Parquet, chosen by extension:
+Three tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by extension:
 
 * **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return);
   optional ``order_id``, ``quantity``, ``category``, ``channel``, ``discount``.
@@ -13,7 +13,10 @@ Users' own column names map onto these through ``data.columns`` in the config. P
 file unusable (missing file or column, empty file, dates in mixed styles) raise :class:`DataError`. Rows
 that cannot be used (empty id, unparseable date, non-numeric amount, a ticket of an unknown customer, ...)
 either raise too (``on_bad_rows: raise``, the default) or are set aside in ``Tables.rejects`` with the
-reason (``on_bad_rows: reject``). No row is ever dropped without a trace.
+reason (``on_bad_rows: reject``). No row is ever dropped without a trace. A CSV row with more fields than the
+header (an unquoted ``1,234.50``) is such a row: none of its fields is read. Ids (customer, order, ticket) are
+text; an integer written as a float (``12346.0``, or a Parquet float column) is read as the integer, so it
+joins the same id written as an integer; transactions and customers that share almost no ids are refused.
 """
 
 from __future__ import annotations
