@@ -345,15 +345,18 @@ def test_float_ids_join_integer_ids(tmp_path, suffix):
 
 
 def test_tables_sharing_almost_no_ids_are_refused(tmp_path):
-    tx = _tx(customer_id=["C1", "C2", "C3"])
-    cu = pd.DataFrame({"customer_id": ["1", "2", "3", "4"]})
-    with pytest.raises(DataError, match=r"tx\.csv and cu\.csv share 0 customer ids: 3 in the transactions, 4 in "
-                                        r"the customers; e\.g\. 'C1', 'C2', 'C3' only in tx\.csv, '1', '2', '3' "
-                                        r"only in cu\.csv"):
-        validate_tables(tx, customers=cu, config=STRICT, sources={"transactions": "tx.csv", "customers": "cu.csv"})
-    # A CRM listing many customers who never bought is no mismatch: most buyers are in it.
-    crm = pd.DataFrame({"customer_id": ["a", *(f"x{i}" for i in range(100))]})
-    assert len(validate_tables(tx.assign(customer_id=["a", "a", "a"]), customers=crm, config=STRICT).customers) == 101
+    n = dataset.MIN_IDS_JUDGED
+    tx = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "timestamp": "2024-01-01", "amount": "1"})
+    cu = pd.DataFrame({"customer_id": [str(i) for i in range(n + 1)]})
+    sources = {"transactions": "tx.csv", "customers": "cu.csv"}
+    with pytest.raises(DataError, match=rf"tx\.csv and cu\.csv share 0 customer ids: {n} in the transactions, "
+                                        rf"{n + 1} in the customers; e\.g\. 'C0', 'C1', 'C2' only in tx\.csv, '0', "
+                                        r"'1', '2' only in cu\.csv"):
+        validate_tables(tx, customers=cu, config=STRICT, sources=sources)
+    # Fewer ids than that are too few to judge; a CRM listing many customers who never bought is no mismatch.
+    assert len(validate_tables(tx.iloc[1:], customers=cu, config=STRICT).customers) == n + 1
+    crm = pd.concat([cu, tx[["customer_id"]]], ignore_index=True)
+    assert len(validate_tables(tx, customers=crm, config=STRICT).customers) == 2 * n + 1
 
 
 def test_only_excel_serial_dates_or_no_rows_say_what_to_do(tmp_path):

@@ -733,7 +733,7 @@ def test_tables_sharing_almost_no_ids_are_refused_by_every_engine(battery, engin
     assert want_code == got_code == 2
     message = f"{files['transactions']} and {path} share 0 customer ids"
     assert message in want and message in got, (want, got)
-    assert "e.g. 'C0000001'" in want and "'1', '2', '3' only in" in want
+    assert "e.g. 'C0" in want and "'1', '2', '3' only in" in want
     assert not out.exists()
 
 

@@ -81,8 +81,9 @@ _IDS = {"customer_id", "order_id", "ticket_id"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
 _LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
 # Below this share of the smaller table's ids found in the other, transactions and customers describe different
-# customers, or write the same ids differently.
+# customers, or write the same ids differently; judged from this many ids of each table on.
 MIN_SHARED_IDS = 0.05
+MIN_IDS_JUDGED = 20
 _CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | {"loyalty_member"}
 _DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -547,10 +548,10 @@ def merge_overlap(a: IdOverlap, b: IdOverlap) -> IdOverlap:
 
 def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
     """Raise :class:`DataError` when the transactions and the customers table share almost no customer ids
-    (under :data:`MIN_SHARED_IDS` of the smaller table's): scoring them would invent customers without history
-    and leave the buyers without their attributes."""
+    (under :data:`MIN_SHARED_IDS` of the smaller table's, when each has :data:`MIN_IDS_JUDGED` ids or more):
+    scoring them would invent customers without history and leave the buyers without their attributes."""
     smaller = min(overlap.transactions, overlap.customers)
-    if smaller == 0 or overlap.shared >= MIN_SHARED_IDS * smaller:
+    if smaller < MIN_IDS_JUDGED or overlap.shared >= MIN_SHARED_IDS * smaller:
         return
     tx, cu = sources["transactions"], sources["customers"]
     raise DataError(
