@@ -18,6 +18,8 @@ def test_an_id_lands_in_one_bucket_as_validation_reads_it():
     numbers = _bucket(pd.Series([12, 13]), 7)  # ids read as numbers from one file, as text from another
     assert numbers.tolist() == [text[0], text[3]]
     assert _bucket(pd.Series([None, ""], dtype="object"), 7).tolist() == [text[4]] * 2  # missing ids together
+    floats = _bucket(pd.Series([12.0, 13.0]), 7)  # a float column of whole numbers, as validation reads it
+    assert floats.tolist() == _bucket(pd.Series(["12.0", "13"], dtype="str"), 7).tolist() == [text[0], text[3]]
 
 
 def test_buckets_spread_the_ids():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from churnguard.cli import app
@@ -20,6 +21,11 @@ def _write_tiny(tmp_path):
         paths[name] = tmp_path / f"{name}.csv"
         df.to_csv(paths[name], index=False)
     return paths
+
+
+def _said(output: str) -> str:
+    """The output as one line of words, without the frame typer draws around a usage error."""
+    return " ".join(output.replace("\u2502", " ").split())
 
 
 def test_help_lists_commands_without_heavy_imports():
@@ -92,4 +98,50 @@ def test_bad_as_of(tmp_path):
         app, ["features", "-t", str(p["transactions"]), "--as-of", "someday", "-o", str(tmp_path / "f.csv")]
     )
     assert result.exit_code == 2
-    assert "as_of must be a date" in result.output
+    assert "'someday' is not a day written YYYY-MM-DD" in _said(result.output)
+
+
+@pytest.mark.parametrize("as_of", ["01/02/2025", "2025", "now", "2025-1-2", "20250102", "2025-W01-1", "2025-02-30"])
+@pytest.mark.parametrize("command", ["features", "score", "train", "evaluate"])
+def test_as_of_is_an_iso_day_or_refused_with_the_expected_form(tmp_path, command, as_of):
+    p = _write_tiny(tmp_path)
+    args = {"features": ["-o", str(tmp_path / "f.csv")], "score": ["-m", "m.zip", "-o", str(tmp_path / "s.csv")],
+            "train": [], "evaluate": ["-m", "m.zip"]}[command]
+    result = runner.invoke(app, [command, "-t", str(p["transactions"]), "--as-of", as_of, *args])
+    assert result.exit_code == 2
+    assert f"'{as_of}' is not a day written YYYY-MM-DD, e.g. 2025-01-02" in _said(result.output)
+
+
+@pytest.mark.parametrize("name", ["x.xlsx", "scores.txt", "scores.csv.gz", "scores"])
+def test_output_suffixes_other_than_csv_or_parquet_are_refused_by_name(tmp_path, name):
+    p = _write_tiny(tmp_path)
+    out = tmp_path / name
+    for args in (["score", "-m", "m.zip", "-o", str(out)],
+                 ["features", "--as-of", "2024-01-31", "-o", str(out)],
+                 ["features", "--as-of", "2024-01-31", "-o", str(tmp_path / "f.csv"), "--rejects", str(out)]):
+        result = runner.invoke(app, [*args, "-t", str(p["transactions"])])
+        assert result.exit_code == 2, result.output
+        assert f"unsupported file type '{out.suffix or '(none)'}'; use .csv or .parquet" in _said(result.output)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["customers.csv", "tickets.csv", "transactions.csv"]
+
+
+@pytest.mark.parametrize("partitions", ["1", "3"])
+def test_score_without_as_of_on_unusable_dates_or_no_rows_says_why(trained, tmp_path, partitions):
+    model = str(trained["result"].model_path)
+    cases = {"excel.csv": ("customer_id,timestamp,amount\na,45123,5\nb,45200,7\n",
+                           "column 'timestamp': its first value '45123' is a date in no known style"),
+             "header.csv": ("customer_id,timestamp,amount\n", "the transactions file has no rows"),
+             "empty.csv": ("", "the transactions file is empty"),
+             "utf16.csv": (None, "cannot read transactions file: the file is not UTF-8 text")}
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        if text is None:
+            path.write_bytes("customer_id,timestamp,amount\na,2024-01-01,5\n".encode("utf-16"))
+        else:
+            path.write_text(text)
+        result = runner.invoke(app, ["score", "-m", model, "-t", str(path), "-o", str(tmp_path / "s.csv"),
+                                     "--partitions", partitions, "--reject-bad-rows"])
+        output = " ".join(result.output.split())
+        assert result.exit_code == 2, output
+        assert f"{path}: " in output and message in output, output
+        assert "Traceback" not in output

@@ -284,3 +284,86 @@ def test_no_usable_timestamp_means_no_day_to_take():
     t = validate_tables(_tx().iloc[:0], config=STRICT, allow_empty=True)
     with pytest.raises(DataError, match="no transaction has a usable timestamp.*--as-of"):
         t.last_date()
+
+
+@pytest.mark.parametrize("where", ["first", "middle"])
+def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, where):
+    """An unquoted 1,234.50: never amount 1 with order 234.50, never every column shifted."""
+    rows = ["a,2024-01-01,5,o1", "b,2024-01-02,1,234.50,o2", "c,2024-01-03,7,o3"]
+    if where == "first":
+        rows = [rows[1], rows[0], rows[2]]
+    path = tmp_path / "tx.csv"
+    path.write_text("customer_id,timestamp,amount,order_id\n" + "\n".join(rows) + "\n")
+    line = 1 if where == "first" else 2
+    with pytest.raises(DataError, match=rf"tx\.csv: 1 of 3 transactions row\(s\) cannot be used:\n  column "
+                                        rf"'\(whole row\)': 1 row\(s\) have more fields than the header .*1,234\.50"
+                                        rf".*e\.g\. 'b,2024-01-02,1,234\.50,o2' \(rows {line}\)"):
+        load_tables(path, config=STRICT)
+    t = load_tables(path, config=REJECT)
+    assert sorted(t.transactions["customer_id"]) == ["a", "c"]
+    assert t.transactions["amount"].sum() == 12
+    assert t.rejects[["row", "customer_id", "column", "value"]].values.tolist() == [
+        [line, "b", "(whole row)", "b,2024-01-02,1,234.50,o2"]]
+
+
+def test_utf16_gzip_and_empty_files(tmp_path):
+    import gzip
+
+    text = "customer_id,timestamp,amount\na,2024-01-01,5\n"
+    path = tmp_path / "tx.csv"
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(DataError, match=r"tx\.csv: cannot read transactions file: the file is not UTF-8 text"):
+        load_tables(path, config=STRICT)
+    gz = tmp_path / "tx.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    assert load_tables(gz, config=STRICT).transactions["amount"].tolist() == [5.0]
+    gz.write_bytes(gzip.compress(b""))
+    with pytest.raises(DataError, match=r"tx\.csv\.gz: the transactions file is empty"):
+        load_tables(gz, config=STRICT)
+
+
+def test_ids_written_as_whole_floats_are_integers():
+    assert dataset.id_text(pd.Series([12346.0, np.nan, 7.5])).tolist()[::2] == ["12346", "7.5"]
+    assert dataset.id_text(pd.Series([12346.0, np.nan])).isna().tolist() == [False, True]
+    text = pd.Series([" 12346.0", "12346.00", "007.0", "-3.0", "1.05", "A1.0", "1e3", "", None])
+    assert dataset.id_text(text).fillna("<NA>").tolist() == [
+        "12346", "12346", "007", "-3", "1.05", "A1.0", "1e3", "<NA>", "<NA>"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_float_ids_join_integer_ids(tmp_path, suffix):
+    """Online-Retail-style CustomerID 12346.0 (text, or a Parquet float column) joins a CRM's 12346."""
+    tx = pd.DataFrame({"customer_id": [12346.0, 12347.0, 12346.0], "timestamp": ["2024-01-01"] * 3,
+                       "amount": [1.0, 2.0, 3.0]})
+    path = tmp_path / f"tx.{suffix}"
+    tx.to_csv(path, index=False) if suffix == "csv" else tx.to_parquet(path)
+    cu = tmp_path / "cu.csv"
+    cu.write_text("customer_id,region\n12346,north\n12347,south\n")
+    t = load_tables(path, customers=cu, config=STRICT)
+    assert t.transactions["customer_id"].tolist() == ["12346", "12347", "12346"]
+    assert sorted(t.customer_ids()) == ["12346", "12347"]
+
+
+def test_tables_sharing_almost_no_ids_are_refused(tmp_path):
+    n = dataset.MIN_IDS_JUDGED
+    tx = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "timestamp": "2024-01-01", "amount": "1"})
+    cu = pd.DataFrame({"customer_id": [str(i) for i in range(n + 1)]})
+    sources = {"transactions": "tx.csv", "customers": "cu.csv"}
+    with pytest.raises(DataError, match=rf"tx\.csv and cu\.csv share 0 customer ids: {n} in the transactions, "
+                                        rf"{n + 1} in the customers; e\.g\. 'C0', 'C1', 'C2' only in tx\.csv, '0', "
+                                        r"'1', '2' only in cu\.csv"):
+        validate_tables(tx, customers=cu, config=STRICT, sources=sources)
+    # Fewer ids than that are too few to judge; a CRM listing many customers who never bought is no mismatch.
+    assert len(validate_tables(tx.iloc[1:], customers=cu, config=STRICT).customers) == n + 1
+    crm = pd.concat([cu, tx[["customer_id"]]], ignore_index=True)
+    assert len(validate_tables(tx, customers=crm, config=STRICT).customers) == 2 * n + 1
+
+
+def test_only_excel_serial_dates_or_no_rows_say_what_to_do(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text("customer_id,timestamp,amount\na,45123,5\nb,45200,7\n")
+    with pytest.raises(DataError, match=r"tx\.csv: column 'timestamp': its first value '45123' is a date in no "
+                                        "known style"):
+        load_tables(path, config=STRICT)
+    with pytest.raises(DataError, match=r"(?s)tx\.csv: 2 of 2 transactions row\(s\) cannot be used:.*unparseable"):
+        load_tables(path, config=DataConfig(on_bad_rows="reject", date_format="%Y-%m-%d"))

@@ -38,3 +38,70 @@ def test_written_files_get_normal_permissions(tmp_path):
 def test_unsupported_extension(tmp_path):
     with pytest.raises(ValueError, match="use .csv or .parquet"):
         write_table(pd.DataFrame({"a": [1]}), tmp_path / "x.xlsx")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading input tables
+
+from churnguard._io import EXTRA_FIELDS, header_line, input_format, read_rows  # noqa: E402
+
+HEADER = "customer_id,timestamp,amount,order_id\n"
+
+
+def _rows(tmp_path, body: str, name: str = "tx.csv", **kw) -> pd.DataFrame:
+    path = tmp_path / name
+    path.write_text(HEADER + body)
+    return read_rows(path, **kw)
+
+
+@pytest.mark.parametrize("body, long_row", [
+    # pandas takes a longer first row as an index and shifts every column; with an empty last field it drops it
+    ("c1,2024-01-01,1,234.50,o1\nc2,2024-01-02,5,o2\n", 0),
+    ("c1,2024-01-01,1,234.50,\nc2,2024-01-02,5,o2\n", 0),
+    # a middle row: pandas stops, or with usecols reads amount=1 and order_id=234.50
+    ("c2,2024-01-02,5,o2\nc1,2024-01-01,1,234.50,o1\n", 1),
+    ("c2,2024-01-02,5,o2\nc1,2024-01-01,1,234.50,\n", 1),
+])
+def test_a_row_with_more_fields_than_the_header_keeps_only_its_id_and_its_text(tmp_path, body, long_row):
+    frame = _rows(tmp_path, body, keep=("customer_id",))
+    assert len(frame) == 2
+    row = frame.iloc[long_row]
+    assert row["customer_id"] == "c1"
+    assert row[["timestamp", "amount", "order_id"]].isna().all()  # nothing read out of place
+    assert row[EXTRA_FIELDS].startswith("c1,2024-01-01,1,234.50,")
+    other = frame.iloc[1 - long_row]
+    assert other.tolist()[:4] == ["c2", "2024-01-02", "5", "o2"] and pd.isna(other[EXTRA_FIELDS])
+
+
+def test_rows_read_record_by_record_read_as_pandas_reads_them(tmp_path):
+    """Quoted commas, short rows, blank lines and blank cells: the same values whichever way the file is read."""
+    body = 'c1,2024-01-01,"1,5",o1\n\nc2,2024-01-02\nc3,2024-01-03,,o3\n'
+    fast = _rows(tmp_path, body, columns=["customer_id", "amount"])
+    slow = _rows(tmp_path, body + "c4,2024-01-04,1,234.50,o4\n", columns=["customer_id", "amount"])
+    assert list(fast.columns) == ["customer_id", "amount", EXTRA_FIELDS]
+    pd.testing.assert_frame_equal(fast, slow.iloc[:3])
+    assert fast["amount"].tolist()[0] == "1,5" and fast["amount"].isna().tolist() == [False, True, True]
+
+
+def test_gzipped_csv_is_read_as_csv(tmp_path):
+    import gzip
+
+    path = tmp_path / "tx.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + "c1,2024-01-01,5,o1\n").encode()))
+    assert input_format(path) == "csv"
+    assert read_rows(path)["amount"].tolist() == ["5"]
+
+
+def test_utf16_and_empty_files_are_named(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_bytes((HEADER + "c1,2024-01-01,5,o1\n").encode("utf-16"))
+    with pytest.raises(ValueError, match="not UTF-8 text .*UTF-16"):
+        header_line(path)
+    path.write_bytes(b"")
+    assert header_line(path) == b""
+
+
+@pytest.mark.parametrize("name", ["x.xlsx", "x.txt", "x.gz"])
+def test_unknown_input_suffixes_are_named(name):
+    with pytest.raises(ValueError, match=f"unsupported file type '\\{name[1:]}'"):
+        input_format(name)

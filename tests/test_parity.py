@@ -654,6 +654,102 @@ def test_impossible_values_are_set_aside_alike_and_do_not_move_today(battery, en
     assert not diff, f"impossible values: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
 
 
+def _cut_runs(battery, engine: str, name: str, files: dict[str, Path], *extra: str) -> dict:
+    return {e: _score_run(battery, files, f"{name}-{engine}", e, *extra) for e in (REFERENCE, engine)}
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+def test_rows_longer_than_the_header_are_bad_rows_alike(battery, engine):
+    """An unquoted 1,234.50 in the first row and in middle rows (some with the last field empty): refused with
+    the file's count by every engine, or set aside alike with --reject-bad-rows; no amount of 1 is kept."""
+    files = battery.cases["iso-as-of"].files
+    lines = files["transactions"].read_text().splitlines()
+    bad = [1, *np.linspace(10, len(lines) - 10, 3).astype(int)]
+    for k, i in enumerate(bad):
+        fields = lines[i].split(",")
+        fields[2] = "1,234.50"  # amount
+        fields[3] = "" if k % 2 else fields[3]  # order_id
+        lines[i] = ",".join(fields)
+    path = battery.root / f"long-rows-{engine}" / "transactions.csv"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    inputs = {**files, "transactions": path}
+    (want_code, want, _), (got_code, got, out) = _cut_runs(battery, engine, "long-rows", inputs).values()
+    assert want_code == got_code == 2
+    assert f"4 of {len(lines) - 1} transactions row(s) cannot be used: column '(whole row)': 4 row(s) have more " \
+           "fields than the header" in want
+    assert want in got, got
+    runs = _cut_runs(battery, engine, "long-rows-rejected", inputs, "--reject-bad-rows")
+    for e, (code, output, _) in runs.items():
+        assert code == 0, f"{LABELS.get(e, e)} failed: {output}"
+    (_, _, want_out), (_, _, got_out) = runs.values()
+    rejects = pd.read_csv(want_out.with_name("scores.rejects.csv"), dtype=str)
+    assert sorted(rejects.loc[rejects["column"] == "(whole row)", "row"].astype(int)) == bad
+    want, got = (Outcome(_read_scores(o), _read_rejects(o.with_name("scores.rejects.csv"))) for o in (want_out, got_out))
+    diff = _scores_diff(want.scores, got.scores, LABELS[REFERENCE], engine) + _rejects_diff(
+        want.rejected, got.rejected, LABELS[REFERENCE], engine)
+    assert not diff, f"rows longer than the header: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
+
+
+def _numbered(files: dict[str, Path], directory: Path, tx_suffix: str) -> dict[str, Path]:
+    """The files with every customer id a number: 1234 in tickets and customers, 1234.0 in the transactions
+    (text in CSV, a float column in Parquet)."""
+    directory.mkdir()
+    out = {}
+    for name, path in files.items():
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        number = frame["customer_id"].str.lstrip("C").astype(int)
+        frame["customer_id"] = number.astype(str)
+        if name == "transactions":
+            frame["customer_id"] = number.astype(float)
+            if tx_suffix == ".csv":
+                frame["customer_id"] = frame["customer_id"].map("{:.1f}".format)
+        out[name] = directory / f"{name}{tx_suffix if name == 'transactions' else '.csv'}"
+        frame.to_parquet(out[name]) if out[name].suffix == ".parquet" else frame.to_csv(out[name], index=False)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+@pytest.mark.parametrize("tx_suffix", [".csv", ".parquet"])
+def test_float_ids_join_the_same_integer_ids_in_every_engine(battery, engine, tx_suffix):
+    """Transactions' 1234.0 (text or Parquet floats) are the customers' and tickets' 1234: the same scores as
+    with integer ids everywhere, no customer without history invented."""
+    files = battery.cases["iso-as-of"].files
+    name = f"float-ids{tx_suffix.replace('.', '-')}"
+    floats = _numbered(files, battery.root / f"{name}-{engine}", tx_suffix)
+    ints = {n: floats[n] for n in ("tickets", "customers")}
+    ints["transactions"] = battery.root / f"{name}-{engine}" / "transactions-int.csv"
+    tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+    tx.assign(customer_id=tx["customer_id"].str.lstrip("C").astype(int).astype(str)).to_csv(
+        ints["transactions"], index=False)
+    runs = [_score_run(battery, ints, f"{name}-ints", REFERENCE, "--as-of", AS_OF),
+            *(_score_run(battery, floats, f"{name}-{e}", e, "--as-of", AS_OF) for e in (REFERENCE, engine))]
+    for code, output, _ in runs:
+        assert code == 0, output
+    want, *got = (Outcome(_read_scores(o), _read_rejects(o.with_name("scores.rejects.csv"))) for _, _, o in runs)
+    assert len(set(want.scores.index) | set(want.rejected)) == N_CUSTOMERS
+    for label, outcome in zip(("float ids", f"float ids on {engine}"), got, strict=True):
+        diff = _scores_diff(want.scores, outcome.scores, "integer ids", label) + _rejects_diff(
+            want.rejected, outcome.rejected, "integer ids", label)
+        assert not diff, diff
+
+
+@pytest.mark.parametrize("engine", ["local-4", "dask"])
+def test_tables_sharing_almost_no_ids_are_refused_by_every_engine(battery, engine):
+    files = battery.cases["iso-as-of"].files
+    customers = pd.read_csv(files["customers"], dtype=str, keep_default_na=False)
+    path = battery.root / f"crm-ids-{engine}" / "customers.csv"
+    path.parent.mkdir()
+    customers.assign(customer_id=customers["customer_id"].str.lstrip("C0")).to_csv(path, index=False)
+    runs = _cut_runs(battery, engine, "crm-ids", {**files, "customers": path})
+    (want_code, want, _), (got_code, got, out) = runs.values()
+    assert want_code == got_code == 2
+    message = f"{files['transactions']} and {path} share 0 customer ids"
+    assert message in want and message in got, (want, got)
+    assert "e.g. 'C0" in want and "'1', '2', '3' only in" in want
+    assert not out.exists()
+
+
 def test_predict_refuses_a_customer_sent_twice(battery):
     """Two histories under one customer_id cannot both be that customer's, and no answer could say which score
     is whose: the request is refused (422) and the answer names the duplicate."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+INPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")  # what input tables may be (gzipped CSV is read only)
+# Column that read_rows adds to a CSV file's rows: the text of a row with more fields than the header (its
+# fields then read as missing, but for the ``keep`` columns), else missing.
+EXTRA_FIELDS = "_extra_fields"
 
 
 @contextmanager
@@ -88,6 +95,124 @@ def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]
             written = True
 
         yield append
+
+
+def input_format(path: str | Path) -> str:
+    """``csv`` (``.csv``, ``.csv.gz``) or ``parquet`` (``.parquet``, ``.pq``) for an input table's name;
+    ValueError naming any other suffix (the caller names the file)."""
+    name = Path(path).name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    suffix = "".join(Path(name).suffixes[-2:]) or "(none)"
+    raise ValueError(f"unsupported file type {suffix!r}; use .csv, .csv.gz or .parquet")
+
+
+def open_bytes(path: str | Path) -> IO[bytes]:
+    """The bytes of a file, decompressed for a ``.gz`` name."""
+    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def header_line(path: str | Path) -> bytes:
+    """A CSV file's first line (the header), after checking that the file holds UTF-8 text.
+
+    Raises:
+        ValueError: the file is empty, UTF-16 (or other text with NUL bytes), or its header is not UTF-8.
+    """
+    with open_bytes(path) as fh:
+        start = fh.read(4096)
+        fh.seek(0)
+        line = fh.readline()
+    if not start.strip():
+        return b""
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in start:
+        raise ValueError("the file is not UTF-8 text (it looks like UTF-16, or it is binary); "
+                         "save it as CSV in UTF-8")
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the header is not UTF-8 text ({exc}); save the file as CSV in UTF-8") from None
+    return line
+
+
+def header_names(line: bytes) -> list[str]:
+    """The column names of a CSV header line as written (a repeated name stays repeated)."""
+    return next(csv.reader([line.decode("utf-8-sig", "replace")]), [])
+
+
+def column_names(line: bytes) -> list[str]:
+    """The column names of a CSV header line as pandas reads them (blank names become ``Unnamed: i``)."""
+    import pandas as pd
+
+    return list(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0).columns)
+
+
+def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """An input table as validation reads it: CSV (``.csv.gz`` too) with every column as text and the column
+    :data:`EXTRA_FIELDS` (see :func:`csv_rows`), or Parquet; with ``columns``, only those of the file's columns.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if input_format(path) == "parquet":
+        return pd.read_parquet(path, columns=columns)
+    line = header_line(path)
+    if not line:
+        raise pd.errors.EmptyDataError("the file is empty")
+    return csv_rows(lambda: open_bytes(path), column_names(line), columns, keep)
+
+
+def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list[str] | None = None,
+             keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """CSV rows (``open_data``: a new stream of the header line and the rows each time it is called), every
+    column as text, blank cells missing, plus :data:`EXTRA_FIELDS`: for a row with more fields than the ``names``
+    of the header, its text (its fields are then missing, but for the ``keep`` columns); else missing.
+    ``columns``: only those of the names, in file order."""
+    import pandas as pd
+
+    wanted = [n for n in names if columns is None or n in columns]
+    if _first_record_width(open_data) <= len(names):  # pandas takes a longer first row as an index
+        try:
+            with open_data() as fh:  # all columns: with usecols, pandas ignores surplus fields
+                frame = pd.read_csv(fh, dtype=str, keep_default_na=False, na_values=[""], header=0, names=names,
+                                    index_col=False)
+            return frame[wanted].assign(**{EXTRA_FIELDS: pd.Series(pd.NA, index=frame.index, dtype="str")})
+        except pd.errors.ParserError as exc:
+            if "Expected" not in str(exc):
+                raise
+    return _csv_rows_by_record(open_data, names, wanted, keep)
+
+
+def _first_record_width(open_data: Callable[[], IO[bytes]]) -> int:
+    """How many fields the first non-blank record after the header has (0: none)."""
+    with open_data() as fh:
+        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+        next(reader, None)
+        return next((len(r) for r in reader if r), 0)
+
+
+def _csv_rows_by_record(open_data: Callable[[], IO[bytes]], names: list[str], wanted: list[str],
+                        keep: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`csv_rows` record by record (the way for a file with rows longer than its header)."""
+    import pandas as pd
+
+    n, kept = len(names), [i for i, name in enumerate(names) if name in keep]
+    rows, extra = [], []
+    with open_data() as fh:
+        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+        next(reader, None)
+        for record in filter(None, reader):  # blank lines are no rows, as pandas reads them
+            if len(record) > n:
+                extra.append(",".join(record))
+                record = [record[i] if i in kept else "" for i in range(n)]
+            else:
+                extra.append(None)
+                record = record + [""] * (n - len(record))
+            rows.append(record)
+    frame = pd.DataFrame(rows, columns=names, dtype=object)[wanted] if rows else pd.DataFrame(columns=wanted)
+    frame = frame.replace("", None).astype("str") if rows else frame.astype("str")
+    return frame.assign(**{EXTRA_FIELDS: pd.Series(extra, index=frame.index, dtype="str")})
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -25,6 +25,36 @@ app = typer.Typer(
 )
 
 _Opt = typer.Option
+
+
+def _iso_day(value: str | None) -> str | None:
+    """An ``--as-of`` value: a calendar day written YYYY-MM-DD (anything else is refused, not guessed at)."""
+    import re
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20250102, 2025-W01-1
+            raise ValueError
+        date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a day written YYYY-MM-DD, e.g. 2025-01-02") from None
+    return value
+
+
+def _table_out(value: Path | None) -> Path | None:
+    """An output table's path: its suffix must say CSV or Parquet (checked before any work is done)."""
+    from churnguard._io import table_suffix
+
+    if value is not None:
+        try:
+            table_suffix(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
 TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet).")]
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
@@ -143,13 +173,15 @@ def demo_data(
 @app.command("features")
 def features(
     transactions: EngineTxOpt,
-    as_of: Annotated[str, _Opt("--as-of", help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
-    out: Annotated[Path, _Opt("--out", "-o", help="Output file (.parquet or .csv), written atomically.")],
+    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
+                               help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
+    out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
+                              help="Output file (.parquet or .csv), written atomically.")],
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
-    rejects: Annotated[Path | None, _Opt(help="Where to write rejected rows (default: <out>.rejects.csv when "
-                                         "there are any).")] = None,
+    rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
+                                         "<out>.rejects.csv when there are any).")] = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -179,7 +211,8 @@ def train(
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
-    as_of: Annotated[str | None, _Opt("--as-of", help="'Today': last day of data to use (default: last day in the data).")] = None,
+    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="'Today', YYYY-MM-DD: last day of data "
+                                      "to use (default: last day in the data).")] = None,
     horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
     horizons: Annotated[str | None, _Opt(help="Also a churn curve: churn_probability_<h>d for each of these "
                                          "horizons, e.g. 30,60,90,180 (overrides labels.horizons).")] = None,
@@ -290,7 +323,8 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
 def evaluate(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
     transactions: TxOpt,
-    as_of: Annotated[str, _Opt("--as-of", help="Past snapshot day whose outcome window is in the data.")],
+    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
+                               help="Past snapshot day YYYY-MM-DD whose outcome window is in the data.")],
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
     config: ConfigOpt = None,
@@ -318,17 +352,20 @@ def evaluate(
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
     transactions: EngineTxOpt,
-    out: Annotated[Path, _Opt("--out", "-o", help="Scores file (.csv or .parquet), written atomically.")],
+    out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
+                              help="Scores file (.csv or .parquet), written atomically.")],
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
-    as_of: Annotated[str | None, _Opt("--as-of", help="Score as of this day (default: last day in the data).")] = None,
+    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
+                                      "(default: last day in the data).")] = None,
     budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
     control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
     seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
     config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in, see "
                                         "configs/actions.yaml).")] = None,
     reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
-    rejects: Annotated[Path | None, _Opt(help="Rejects file (default: <out>.rejects.csv).")] = None,
+    rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Rejects file (default: <out>.rejects.csv)."
+                                         )] = None,
     partitions: Annotated[int | None, _Opt(min=1, help="Split the input into this many customer partitions "
                                            "(default: one per ~256 MB of input; with --engine dask one per "
                                            "~128 MB, at least one per worker thread).")] = None,
@@ -466,7 +503,8 @@ def report(
 def compare(
     old: Annotated[Path, typer.Argument(help="Earlier scores file (.csv or .parquet) from 'churnguard score'.")],
     new: Annotated[Path, typer.Argument(help="Later scores file.")],
-    out: Annotated[Path | None, _Opt("--out", "-o", help="Per-customer changes (default: <new>.changes.csv).")] = None,
+    out: Annotated[Path | None, _Opt("--out", "-o", callback=_table_out,
+                                     help="Per-customer changes (default: <new>.changes.csv).")] = None,
     top: Annotated[int, _Opt(min=1, help="How many risers and fallers to print.")] = 10,
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
@@ -491,7 +529,8 @@ def campaign_readout(
     transactions: Annotated[Path, _Opt("--transactions", "-t", help="Transactions up to at least as_of + horizon.")],
     horizon_days: Annotated[int, _Opt(min=1, help="Outcome window after as_of, in days.")] = 90,
     confidence: Annotated[float, _Opt(min=0.5, max=0.999, help="Confidence level of the intervals.")] = 0.95,
-    out: Annotated[Path | None, _Opt("--out", "-o", help="Read-out table (default: <scores>.readout.csv).")] = None,
+    out: Annotated[Path | None, _Opt("--out", "-o", callback=_table_out,
+                                     help="Read-out table (default: <scores>.readout.csv).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Did the campaign work? Retention of contacted vs control customers per action, with confidence intervals."""

@@ -1,6 +1,6 @@
 """Loading and validating the input tables: the data contract.
 
-Three tables, CSV or Parquet, chosen by extension:
+Three tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by extension:
 
 * **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return);
   optional ``order_id``, ``quantity``, ``category``, ``channel``, ``discount``.
@@ -13,7 +13,10 @@ Users' own column names map onto these through ``data.columns`` in the config. P
 file unusable (missing file or column, empty file, dates in mixed styles) raise :class:`DataError`. Rows
 that cannot be used (empty id, unparseable date, non-numeric amount, a ticket of an unknown customer, ...)
 either raise too (``on_bad_rows: raise``, the default) or are set aside in ``Tables.rejects`` with the
-reason (``on_bad_rows: reject``). No row is ever dropped without a trace.
+reason (``on_bad_rows: reject``). No row is ever dropped without a trace. A CSV row with more fields than the
+header (an unquoted ``1,234.50``) is such a row: none of its fields is read. Ids (customer, order, ticket) are
+text; an integer written as a float (``12346.0``, or a Parquet float column) is read as the integer, so it
+joins the same id written as an integer; transactions and customers that share almost no ids are refused.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import TABLE_SUFFIXES, read_table, write_table
+from churnguard._io import (EXTRA_FIELDS, header_line, header_names, input_format, read_rows,
+                            write_table)
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
-__all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "Tables", "check_columns",
-           "check_unique_columns", "date_census", "date_style", "feature_columns", "header", "last_day",
-           "latest_plausible_day", "load_tables", "merge_census", "mixed_styles_error", "rows_error", "text_cells",
-           "validate_tables"]
+__all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
+           "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+           "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_tables",
+           "merge_census", "merge_overlap", "mixed_styles_error", "rows_error", "text_cells", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,13 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "loyalty_points": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
 }
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel"}
+_IDS = {"customer_id", "order_id", "ticket_id"}
+_WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
+_LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
+# Below this share of the smaller table's ids found in the other, transactions and customers describe different
+# customers, or write the same ids differently; judged from this many ids of each table on.
+MIN_SHARED_IDS = 0.05
+MIN_IDS_JUDGED = 20
 _CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | {"loyalty_member"}
 _DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -149,15 +160,13 @@ def check_unique_columns(names: list[str], source: str, table: str) -> None:
 
 
 def header(path: str | Path) -> list[str]:
-    """A CSV or Parquet file's column names as written in it (pandas renames a repeated CSV name)."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        import csv
+    """A CSV or Parquet file's column names as written in it (pandas renames a repeated CSV name).
 
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-            return next(csv.reader(fh), [])
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        return []  # reading it says why not
+    Raises:
+        ValueError: an unsupported file type, or a CSV file that is not UTF-8 text (see ``_io.header_line``).
+    """
+    if input_format(path) == "csv":
+        return header_names(header_line(path))
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
@@ -226,11 +235,14 @@ class _Checker:
     def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
         # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
         self.rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else np.arange(1, len(df) + 1)
+        long_rows = df.pop(EXTRA_FIELDS) if EXTRA_FIELDS in df else None
         self.df, self.table, self.source = df, table, source
         self.reason = pd.Series(pd.NA, index=df.index, dtype="object")
         self.column = pd.Series(pd.NA, index=df.index, dtype="object")
         self.value = pd.Series(pd.NA, index=df.index, dtype="object")
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
+        if long_rows is not None:  # first: their other reasons would come from fields read out of place
+            self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
 
     def flag(self, mask: pd.Series | np.ndarray, column: str, reason: str, raw: pd.Series | None = None) -> None:
         new = np.asarray(mask, dtype=bool) & ~self._flagged
@@ -274,6 +286,19 @@ def text_cells(raw: pd.Series) -> pd.Series:
     """Cells as the checks read text: stripped, blank cells missing (they are missing values, not bad ones)."""
     text = raw.astype("string").str.strip()
     return text.mask(text == "")
+
+
+def id_text(raw: pd.Series) -> pd.Series:
+    """Ids as text (:func:`text_cells`), an integer written as a float without its decimals (``12346.0``, or
+    12346.0 in a float column, is ``12346``), so ids stored as floats join the same ids written as integers."""
+    if pd.api.types.is_float_dtype(raw):
+        whole = raw.notna() & (raw % 1 == 0) & (raw.abs() < 2**63)
+        text = raw.astype("str")
+        text[whole] = raw[whole].astype("int64").astype("str")
+        return text
+    if not (pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)):
+        return raw.astype("str")
+    return text_cells(raw).astype("str").str.replace(_WHOLE_NUMBER, r"\1", regex=True)
 
 
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:
@@ -390,7 +415,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
     """Rename to contract names, check columns, parse types (dates in ``styles``, by contract name, when given);
     bad rows are flagged on the returned checker."""
     mapping: dict[str, str] = getattr(config.columns, table)
-    names = [c for c in df.columns if c != ROW_COLUMN]
+    names = [c for c in df.columns if c not in (ROW_COLUMN, EXTRA_FIELDS)]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
     df = df.rename(columns={u: c for c, u in mapping.items()})
     df = df.reset_index(drop=True)
@@ -423,7 +448,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
         elif column in _TEXT:
-            out[column] = raw.astype("str")
+            out[column] = id_text(raw) if column in _IDS else raw.astype("str")
         if column in _REQUIRED_VALUES:
             check.flag(out[column].isna(), column, "are empty", raw)
     check.df = out
@@ -486,7 +511,55 @@ def validate_tables(
         all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
-    return Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects)
+    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects)
+    if not allow_empty:  # a part's ids are judged with the whole input's
+        check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
+    return tables
+
+
+@dataclass(frozen=True)
+class IdOverlap:
+    """The distinct customer ids of the transactions and of the customers table, how many are in both, and the
+    first few of each table that the other lacks. The overlaps of parts of the input split by customer add up
+    (:func:`merge_overlap`)."""
+
+    transactions: int = 0
+    customers: int = 0
+    shared: int = 0
+    only_transactions: tuple[str, ...] = ()
+    only_customers: tuple[str, ...] = ()
+
+
+def id_overlap(tables: Tables) -> IdOverlap:
+    """The :class:`IdOverlap` of validated tables (empty without a customers table)."""
+    if tables.customers is None:
+        return IdOverlap()
+    tx = tables.transactions["customer_id"].dropna().drop_duplicates()
+    cu = tables.customers["customer_id"].dropna().drop_duplicates()
+    tx_in_cu, cu_in_tx = _isin(tx, [cu]), _isin(cu, [tx])
+    return IdOverlap(len(tx), len(cu), int(tx_in_cu.sum()), _first_unique(tx[~tx_in_cu], 3),
+                     _first_unique(cu[~cu_in_tx], 3))
+
+
+def merge_overlap(a: IdOverlap, b: IdOverlap) -> IdOverlap:
+    """The :class:`IdOverlap` of two parts of the input together (``a`` before ``b``)."""
+    return IdOverlap(a.transactions + b.transactions, a.customers + b.customers, a.shared + b.shared,
+                     (a.only_transactions + b.only_transactions)[:3], (a.only_customers + b.only_customers)[:3])
+
+
+def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
+    """Raise :class:`DataError` when the transactions and the customers table share almost no customer ids
+    (under :data:`MIN_SHARED_IDS` of the smaller table's, when each has :data:`MIN_IDS_JUDGED` ids or more):
+    scoring them would invent customers without history and leave the buyers without their attributes."""
+    smaller = min(overlap.transactions, overlap.customers)
+    if smaller < MIN_IDS_JUDGED or overlap.shared >= MIN_SHARED_IDS * smaller:
+        return
+    tx, cu = sources["transactions"], sources["customers"]
+    raise DataError(
+        f"{tx} and {cu} share {overlap.shared:,} customer ids: {overlap.transactions:,} in the transactions, "
+        f"{overlap.customers:,} in the customers; e.g. {', '.join(map(repr, overlap.only_transactions))} only in "
+        f"{tx}, {', '.join(map(repr, overlap.only_customers))} only in {cu}. Write the ids the same way in both "
+        "files (a mapped column of the wrong table, or ids with a prefix in one of them?)")
 
 
 def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
@@ -509,13 +582,14 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     return found
 
 
-def _read(path: str | Path, table: str) -> pd.DataFrame:
+def _read(path: str | Path, table: str, config: DataConfig) -> pd.DataFrame:
+    """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {table} file not found")
     try:
         check_unique_columns(header(path), str(path), table)
-        return read_table(path)
+        return read_rows(path, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),))
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -532,10 +606,10 @@ def load_tables(
     config: DataConfig,
 ) -> Tables:
     """Read the files and validate them (see :func:`validate_tables`)."""
-    raw = {"transactions": _read(transactions, "transactions")}
+    raw = {"transactions": _read(transactions, "transactions", config)}
     sources = {"transactions": str(transactions)}
     for name, path in (("tickets", tickets), ("customers", customers)):
         if path is not None:
-            raw[name] = _read(path, name)
+            raw[name] = _read(path, name, config)
             sources[name] = str(path)
     return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config, sources=sources)

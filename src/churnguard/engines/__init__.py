@@ -223,14 +223,15 @@ def _local_tables(transactions: Path | None, tickets: Path | None, customers: Pa
 
 
 def customer_partition(ids: pd.Series, partitions: int):
-    """The partition of each row, from its customer id as validation reads it (text without surrounding
-    blanks), so every table puts a customer's rows in the same partition, on every engine. The hash is the
-    feature build's row hash (numpy over the Arrow buffers)."""
+    """The partition of each row, from its customer id as validation reads it (``dataset.id_text``), so every
+    table puts a customer's rows in the same partition, on every engine. The hash is the feature build's row
+    hash (numpy over the Arrow buffers)."""
     import numpy as np
     import pyarrow as pa
 
+    from churnguard.dataset import id_text
     from churnguard.features.build import _hashes
 
-    key = pa.array(ids.astype("string").fillna("").str.strip().array)
+    key = pa.array(id_text(ids).astype("string").fillna("").array)
     key = key if isinstance(key, pa.ChunkedArray) else pa.chunked_array([key])
     return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)

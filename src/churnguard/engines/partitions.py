@@ -8,7 +8,6 @@ Arrow tables: cheap to cut, to spill to files and to send between processes.
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 import logging
@@ -21,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard import dataset
-from churnguard._io import TABLE_SUFFIXES
-from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, Tables
+from churnguard._io import EXTRA_FIELDS, column_names, csv_rows, header_line, header_names, input_format, open_bytes
+from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
 
 if TYPE_CHECKING:
@@ -38,8 +37,9 @@ BLOCK_BYTES = 64 * 2**20  # about how many bytes of a file one chunk holds
 
 @dataclass(frozen=True)
 class Chunk:
-    """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line)
-    or some row groups of a Parquet file (plus the file's hive partition values)."""
+    """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line;
+    ``stop`` -1: to the end) or some row groups of a Parquet file (plus the file's hive partition values).
+    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``)."""
 
     path: str
     kind: str
@@ -48,6 +48,7 @@ class Chunk:
     header: bytes = b""
     row_groups: tuple[int, ...] = ()
     keys: tuple[tuple[str, Any], ...] = ()
+    keep: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, bloc
     sources = {t: _plan(p, t, block_bytes) for t, p in paths.items() if p is not None}
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
+    ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
+    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t]) for c in s.chunks)) for t, s in sources.items()}
     if feature_inputs_only:
         sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
                    for t, s in sources.items()}
@@ -120,25 +123,30 @@ def _plan(path: str | Path, table: str, block_bytes: int) -> Source:
         return _plan_dataset(p, table, block_bytes)
     if not p.is_file():
         raise DataError(f"{p}: {table} file not found")
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
+    try:
+        kind = input_format(p)
+    except ValueError as exc:
+        raise DataError(f"{p}: cannot read {table} file: {exc}, or a directory of Parquet files") from None
+    if kind == "csv":
         return _plan_csv(p, table, block_bytes)
-    if suffix in TABLE_SUFFIXES:
-        return _plan_parquet(str(p), table, [(str(p), ())], block_bytes)
-    raise DataError(f"{p}: cannot read {table} file: unsupported file type {suffix or '(none)'!r}; "
-                    "use .csv, .parquet or a directory of Parquet files")
+    return _plan_parquet(str(p), table, [(str(p), ())], block_bytes)
 
 
 def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
+    """Chunks of about ``block_bytes`` each, cut after a line end; a gzipped file is one chunk."""
     size = p.stat().st_size
+    try:
+        header = header_line(p)
+        columns = tuple(column_names(header)) if header else ()
+    except ValueError as exc:
+        raise DataError(f"{p}: cannot read {table} file: {exc}") from None
+    if not columns:
+        raise DataError(f"{p}: the {table} file is empty")
+    dataset.check_unique_columns(header_names(header), str(p), table)
+    if str(p).lower().endswith(".gz"):
+        chunk = Chunk(str(p), "csv", start=len(header), stop=-1, header=header)
+        return Source(table, str(p), columns, (chunk,), (str(p),), (0,), size)
     with p.open("rb") as fh:
-        header = fh.readline()
-        try:
-            columns = tuple(pd.read_csv(io.BytesIO(header), dtype=str, nrows=0).columns)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{p}: the {table} file is empty") from None
-        except ValueError as exc:
-            raise DataError(f"{p}: cannot read {table} file: {exc}") from None
         bounds = [len(header)]
         while bounds[-1] + block_bytes < size:  # cut right after a line end near every block_bytes
             fh.seek(bounds[-1] + block_bytes - 1)
@@ -147,7 +155,6 @@ def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
                 break
             bounds.append(fh.tell())
         bounds.append(max(size, len(header)))
-    dataset.check_unique_columns(next(csv.reader([header.decode("utf-8", "replace")]), []), str(p), table)
     chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header) for a, b in itertools.pairwise(bounds))
     return Source(table, str(p), columns, chunks, (str(p),), (0,) * len(chunks), size)
 
@@ -202,20 +209,22 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
 
 
 def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
-    """The raw rows of one chunk (``columns``, in that order), read as ``load_tables`` reads a whole file."""
+    """The raw rows of one chunk (``columns``, in that order, and for CSV ``_io.EXTRA_FIELDS``), read as
+    ``load_tables`` reads a whole file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if chunk.kind == "csv":
-        with open(chunk.path, "rb") as fh:
+        with open_bytes(chunk.path) as fh:
             fh.seek(chunk.start)
-            data = fh.read(chunk.stop - chunk.start)
+            data = fh.read(chunk.stop - chunk.start if chunk.stop >= 0 else -1)
         try:
-            frame = pd.read_csv(io.BytesIO(chunk.header + data), dtype=str, keep_default_na=False, na_values=[""],
-                                usecols=set(columns).__contains__)
+            frame = csv_rows(lambda: io.BytesIO(chunk.header + data), column_names(chunk.header), list(columns),
+                             chunk.keep)
         except (ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
         table = pa.Table.from_pandas(frame, preserve_index=False)
+        columns = (*columns, EXTRA_FIELDS)
     else:
         pf = pq.ParquetFile(chunk.path)
         stored = [c for c in columns if c in pf.schema_arrow.names]
@@ -325,37 +334,50 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
     return replace(tables, rejects=rejects)
 
 
-def reject_digest(tables: Tables) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (table, column, reason): how many rows, and the few rows a raise-mode message quotes."""
-    rej = tables.rejects
+@dataclass(frozen=True)
+class Digest:
+    """What the checks over all partitions need of one: per (table, column, reason) how many rows were set
+    aside, the few rows a raise-mode message quotes, and the partition's customer id overlap."""
+
+    counts: pd.DataFrame
+    samples: pd.DataFrame
+    overlap: IdOverlap = IdOverlap()
+
+
+def reject_digest(tables: Tables) -> Digest:
+    """The :class:`Digest` of a validated partition."""
+    rej, overlap = tables.rejects, dataset.id_overlap(tables)
     if rej.empty:
-        return pd.DataFrame(columns=["table", "column", "reason", "n"]), rej
+        return Digest(pd.DataFrame(columns=["table", "column", "reason", "n"]), rej, overlap)
     rej = rej.sort_values("_order", kind="stable")
     keys = ["table", "column", "reason"]
     counts = rej.groupby(keys, sort=False).size().rename("n").reset_index()
     first = rej.groupby(keys, sort=False).cumcount() < 3
     seen = ~rej.duplicated([*keys, "value"])
     first_values = seen & (seen.astype(int).groupby([rej[k] for k in keys], sort=False).cumsum() <= 3)
-    return counts, rej[first | first_values]
+    return Digest(counts, rej[first | first_values], overlap)
 
 
-def bad_rows(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> dict[str, int]:
+def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
     """The ``on_bad_rows`` policy over all partitions: DataError for bad rows under ``raise`` (or for a table
-    without usable rows), with the counts of the whole file; else the rows set aside per table."""
-    counts = concat_frames([c for c, _ in digests])
-    samples = concat_frames([s for _, s in digests])
+    without usable rows), with the counts of the whole file, then for transactions and customers that share
+    almost no ids (``dataset.check_id_overlap``); else the rows set aside per table."""
+    counts = concat_frames([d.counts for d in digests])
+    samples = concat_frames([d.samples for d in digests])
     rejected = {}
     for t in filter(spec.sources.__contains__, CHECK_ORDER):
         mine = counts[counts["table"] == t]
         rejected[t] = int(mine["n"].sum())
         if rejected[t] and (spec.config.on_bad_rows == "raise" or rejected[t] == spec.rows[t]):
             raise _rows_error(t, spec, mine, samples[samples["table"] == t])
+    overlap = reduce(dataset.merge_overlap, (d.overlap for d in digests), IdOverlap())
+    dataset.check_id_overlap(overlap, {t: s.name for t, s in spec.sources.items()})
     return rejected
 
 
-def doomed(spec: Spec, digests: list[tuple[pd.DataFrame, pd.DataFrame]]) -> bool:
+def doomed(spec: Spec, digests: list[Digest]) -> bool:
     """Whether :func:`bad_rows` is sure to raise: bad rows were found and ``on_bad_rows`` is ``raise``."""
-    return spec.config.on_bad_rows == "raise" and any(len(c) for c, _ in digests)
+    return spec.config.on_bad_rows == "raise" and any(len(d.counts) for d in digests)
 
 
 def _rows_error(table: str, spec: Spec, counts: pd.DataFrame, samples: pd.DataFrame) -> DataError:
