@@ -18,6 +18,8 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +104,7 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     uri, client, exp_id = _connect(tc)
     fail_orphaned_runs(client, exp_id)
     s = result.summary
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"train {s['as_of']} h{s['horizon_days']}",
-                         tags=_process_tags()) as run:
+    with _recorded_run(exp_id, f"train {s['as_of']} h{s['horizon_days']}") as run:
         _log_facts(client, run.info.run_id, result, config, promotion)
         mlflow.set_tags({"model_file": str(result.model_path),
                          "model_sha256": hashlib.sha256(Path(model_file).read_bytes()).hexdigest()})
@@ -157,8 +158,25 @@ def version_description(result: TrainResult) -> str:
             f"{result.verdict}")[:5000]
 
 
-def _process_tags() -> dict[str, str]:
-    return {"churnguard_host": socket.gethostname(), "churnguard_pid": str(os.getpid())}
+@contextmanager
+def _recorded_run(experiment_id: str, name: str) -> Iterator[Any]:
+    """An MLflow run tagged with this host and process; it ends FINISHED when the block does, FAILED when the
+    block raises (SystemExit on SIGTERM included), and the block's exception goes on even when the store
+    cannot be told."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name,
+                           tags={"churnguard_host": socket.gethostname(), "churnguard_pid": str(os.getpid())})
+    try:
+        yield run
+    except BaseException:
+        try:
+            mlflow.end_run("FAILED")
+        except (MlflowException, OSError) as exc:  # the run stays RUNNING: the next training run here marks it FAILED
+            logger.warning("could not mark MLflow run %s FAILED: %s", run.info.run_id, exc)
+        raise
+    mlflow.end_run("FINISHED")
 
 
 def fail_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
@@ -271,7 +289,7 @@ def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, sc
     import mlflow
 
     _, _, exp_id = _connect(tc)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}", tags=_process_tags()):
+    with _recorded_run(exp_id, f"evaluate-{as_of.date()}"):
         mlflow.set_tags({"kind": "evaluation", "evaluation": kind, "model_file": str(model_path),
                          "data_fingerprint": data_fingerprint})
         mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
