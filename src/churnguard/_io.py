@@ -35,7 +35,7 @@ def atomic_path(path: str | Path):
         tmp = work / path.name
         tmp.touch()
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # the work directory is private; give the file the permissions open() would
+        os.chmod(tmp, 0o666 & ~_umask())  # the permissions open() would give, not the work directory's
         os.replace(tmp, path)
 
 
@@ -114,7 +114,8 @@ def _signals_held():
         yield
         return
     got: list[int] = []
-    old = {s: signal.signal(s, lambda signum, _frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, _frame: got.append(signum)) for s in held}
     try:
         yield
     finally:

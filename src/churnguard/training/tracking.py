@@ -5,9 +5,9 @@ By default runs go to a SQLite store ``mlflow.db`` in the working directory with
 beside it (no server to start); ``$MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` / ``--tracking-uri``
 point elsewhere.
 
-A run is tagged with the host and process that runs it (``churnguard_host``, ``churnguard_pid``). A run ended by
-an error or SIGTERM ends FAILED (MLflow's run context); one whose process was killed outright is marked FAILED
-(tag ``interrupted``) by the next training run of that host in the experiment.
+A run is tagged with the host and process that runs it (``churnguard_host``, ``churnguard_pid``). A run cut short
+by an error or SIGTERM ends FAILED; one whose process was killed outright (or whose store could not be told) is
+marked FAILED (tag ``interrupted``) by the next training run of that host in the experiment.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
     tags (``promoted`` and ``promotion``, the reason; ``model_sha256`` of ``model_file``), charts (of each scorer
     on the backtest's customers), the model card and the config, and the pyfunc model of ``model_file`` (a
     private copy of the model named :data:`MODEL_ARTIFACT`: the caller puts it at ``result.model_path`` once
-    the run is recorded). Register
-    it with a description (:func:`version_description`) and point the alias at it when ``promotion`` says so,
-    inside the run: a run that ends FINISHED is complete. Fills ``result``'s tracking fields."""
+    the run is recorded). Register it with a description (:func:`version_description`) and point the alias at
+    it when ``promotion`` says so, inside the run: a run that ends FINISHED is complete. Fills ``result``'s
+    tracking fields."""
     import mlflow
 
     tc = config.tracking
@@ -173,7 +173,7 @@ def _recorded_run(experiment_id: str, name: str) -> Iterator[Any]:
     except BaseException:
         try:
             mlflow.end_run("FAILED")
-        except (MlflowException, OSError) as exc:  # the run stays RUNNING: the next training run here marks it FAILED
+        except (MlflowException, OSError) as exc:  # it stays RUNNING until the next training run here
             logger.warning("could not mark MLflow run %s FAILED: %s", run.info.run_id, exc)
         raise
     mlflow.end_run("FINISHED")
@@ -184,8 +184,8 @@ def fail_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
     their ids."""
     found = client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
                                f"tags.churnguard_host = '{socket.gethostname()}'")
-    orphans = [r.info.run_id for r in found
-               if r.data.tags.get("churnguard_pid", "").isdigit() and not process_alive(int(r.data.tags["churnguard_pid"]))]
+    pids = {r.info.run_id: r.data.tags.get("churnguard_pid", "") for r in found}
+    orphans = [run_id for run_id, pid in pids.items() if pid.isdigit() and not process_alive(int(pid))]
     for run_id in orphans:
         client.set_tag(run_id, "interrupted", "its process ended before the run was recorded")
         client.set_terminated(run_id, "FAILED")
@@ -253,8 +253,8 @@ def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, l
 def _log_pyfunc(model: ChurnModel, example: pd.DataFrame, model_file: Path):
     """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements.
 
-    Self-contained: ``model_file`` (``model`` saved) as its artifact, ``_modelcore.py`` as its code, so it loads and serves with
-    mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
+    Self-contained: ``model_file`` (``model`` saved) as its artifact, ``_modelcore.py`` as its code, so it loads
+    and serves with mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
     from importlib.metadata import version
 
     import mlflow
