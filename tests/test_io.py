@@ -82,3 +82,12 @@ def test_outputs_are_replaced_together_and_a_stale_one_removed(tmp_path):
         assert scores.read_text() == "old scores\n"  # not before the block ends
     assert pd.read_csv(scores)["a"].tolist() == [2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+
+
+def test_an_output_elsewhere_is_replaced_with_the_others(tmp_path):
+    scores, rejects = tmp_path / "scores.csv", tmp_path / "elsewhere" / "rejects.csv"
+    with replaced_together(scores, rejects) as (s, r):
+        write_table(pd.DataFrame({"a": [1]}), s)
+        write_table(pd.DataFrame({"b": [2]}), r)
+    assert pd.read_csv(rejects)["b"].tolist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "scores.csv"]

@@ -97,6 +97,7 @@ def replaced_together(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
 
 def _move(src: Path, dst: Path) -> None:
     """Put ``src`` in place of ``dst`` atomically (copied first when they are on different file systems)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(src, dst)
     except OSError as exc:
