@@ -1,11 +1,17 @@
-"""Atomic writes: a crash mid-write never leaves a half file or a temp file behind."""
+"""Atomic writes: a crash mid-write never leaves a half file or a temp file behind; work directories of
+ended processes are removed; outputs of one run are replaced together."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from churnguard._io import atomic_path, write_table
+from churnguard._io import WORK_PREFIX, atomic_path, replaced_together, work_dir, write_table
 
 
 def _crash_while_writing(target, text):
@@ -38,6 +44,53 @@ def test_written_files_get_normal_permissions(tmp_path):
 def test_unsupported_extension(tmp_path):
     with pytest.raises(ValueError, match="use .csv or .parquet"):
         write_table(pd.DataFrame({"a": [1]}), tmp_path / "x.xlsx")
+
+
+def test_work_dirs_of_ended_processes_are_removed_by_the_next_run(tmp_path):
+    host = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    left = tmp_path / f"{WORK_PREFIX}{host}-{ended}-abc"  # a process killed with SIGKILL leaves this behind
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "transactions-0-0.arrow").write_bytes(b"customer data")
+    running = tmp_path / f"{WORK_PREFIX}{host}-{os.getpid()}-def"  # a run still going (this one)
+    elsewhere = tmp_path / f"{WORK_PREFIX}other-host-{ended}-ghi"  # its pid means nothing here
+    running.mkdir()
+    elsewhere.mkdir()
+    with work_dir(tmp_path) as work:
+        assert work.name.startswith(f"{WORK_PREFIX}{host}-{os.getpid()}-")
+        (work / "piece.arrow").write_bytes(b"x")
+        assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, elsewhere.name])
+
+
+def test_outputs_are_replaced_together_and_a_stale_one_removed(tmp_path):
+    scores, rejects = tmp_path / "scores.csv", tmp_path / "scores.rejects.csv"
+    scores.write_text("old scores\n")
+    rejects.write_text("old rejects\n")
+    def crash() -> None:
+        with replaced_together(scores, rejects) as (s, r):
+            write_table(pd.DataFrame({"a": [1]}), s)
+            write_table(pd.DataFrame({"b": [1]}), r)
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        crash()
+    assert (scores.read_text(), rejects.read_text()) == ("old scores\n", "old rejects\n")  # nothing changed
+    with replaced_together(scores, rejects) as (s, _r):  # a run without rejects
+        write_table(pd.DataFrame({"a": [2]}), s)
+        assert scores.read_text() == "old scores\n"  # not before the block ends
+    assert pd.read_csv(scores)["a"].tolist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+
+
+def test_an_output_elsewhere_is_replaced_with_the_others(tmp_path):
+    scores, rejects = tmp_path / "scores.csv", tmp_path / "elsewhere" / "rejects.csv"
+    with replaced_together(scores, rejects) as (s, r):
+        write_table(pd.DataFrame({"a": [1]}), s)
+        write_table(pd.DataFrame({"b": [2]}), r)
+    assert pd.read_csv(rejects)["b"].tolist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "scores.csv"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -49,6 +49,32 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
     assert not (env["tmp"] / "mlruns").exists()
 
 
+def test_run_is_named_described_and_logs_the_config_it_used(env, tmp_path):
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    from churnguard.config import load_config
+
+    result, cfg = env["result"], env["cfg"]
+    s, card = result.summary, result.scorecards["model"]
+    client = MlflowClient(env["uri"])
+    run = client.get_run(result.run_id)
+    assert run.info.run_name == f"train {s['as_of']} h90"
+    # The model file written after the run is the one the run logged.
+    assert run.data.tags["model_sha256"] == hashlib.sha256(result.model_path.read_bytes()).hexdigest()
+    description = client.get_model_version("churnguard", result.registered_version).description
+    for part in ("no purchase in the 90 days", f"{s['data_first_day']} to {s['as_of']}",
+                 f"{s['transactions']:,} transactions", f"{s['customers']:,} customers",
+                 f"Backtest as of {s['backtest_as_of']} on {s['backtest_rows']:,} customers",
+                 f"ROC AUC {card['roc_auc']:.3f}", result.verdict):
+        assert part in description
+    logged = Path(client.download_artifacts(result.run_id, "config.yaml", str(tmp_path)))
+    assert "sqlite" not in logged.read_text()  # where runs go is left out (a URI may hold credentials)
+    assert load_config(logged) == cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+        update={"tracking_uri": None})})  # read back, the config the run used (max_snapshots 12, not the file's 24)
+
+
 def test_pyfunc_returns_probabilities(env):
     import mlflow
 

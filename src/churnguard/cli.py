@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -190,16 +191,21 @@ def features(
 
     With --engine dask the customers are split into partitions on a Dask cluster; the features are the same.
     """
+    from churnguard._io import replaced_together
     from churnguard.config import load_config
+    from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
-    with _steps() as (step, note):
+    finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
+    with replaced_together(*finals) as staged, _steps() as (step, note):
         result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
-                               out=out, config=cfg, scheduler=scheduler, workers=workers, on_step=step, on_note=note)
-    _say(result.summary())
-    _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
+                               out=staged[0], config=cfg, scheduler=scheduler, workers=workers, on_step=step,
+                               on_note=note)
+        said = [result.summary(), write_rejects(result.rejects, staged[1])]
+    _say(_naming(said[0], staged, finals))
+    _say(_naming(said[1], staged, finals), warn=True)
 
 
 @app.command("train")
@@ -380,7 +386,9 @@ def score(
     Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
     with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
     """
+    from churnguard._io import replaced_together
     from churnguard.config import load_playbook
+    from churnguard.dataset import write_rejects
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
     from churnguard.scoring import drift_check
@@ -388,16 +396,20 @@ def score(
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
-    with _steps(bar=True) as (step, note):
-        result = _runner(dask)(
-            score_from_files, engine, loaded, transactions, tickets, customers, out=out, playbook=playbook,
-            as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
-            partitions=partitions, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
-        )
-    _say(result.summary(out))
-    _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
-    drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
-    _say(drift.write(out.with_name(out.stem + ".drift.csv")), warn=not drift.shifted.empty)
+    finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
+    with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
+        with _steps(bar=True) as (step, note):
+            result = _runner(dask)(
+                score_from_files, engine, loaded, transactions, tickets, customers, out=staged[0],
+                playbook=playbook, as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed,
+                reject_bad_rows=reject_bad_rows, partitions=partitions, scheduler=scheduler, workers=workers,
+                on_step=step, on_note=note,
+            )
+        drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
+        said = [result.summary(out), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
+    _say(said[0])
+    _say(_naming(said[1], staged, finals), warn=True)
+    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
 
 
 @app.command("serve")
@@ -593,8 +605,21 @@ def _report_rejects(rejects, path: Path) -> None:
     _say(write_rejects(rejects, path), warn=True)
 
 
+def _naming(line: str | None, staged: tuple[Path, ...], finals: tuple[Path, ...]) -> str | None:
+    """A line a library function wrote about files in ``staged``, naming their ``finals`` instead."""
+    for s, f in zip(staged, finals, strict=True):
+        line = None if line is None else line.replace(str(s), str(f))
+    return line
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM ends a command as an error would (exit 143): what it was writing is
+    removed, the previous outputs stay and an MLflow run in progress is marked FAILED."""
+    signal.signal(signal.SIGTERM, _stop)
     sys.exit(app())
 
 

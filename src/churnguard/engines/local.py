@@ -2,15 +2,16 @@
 
 The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in
 chunks twice (a census, then the split by customer), the pieces spilled to uncompressed Arrow IPC files in a
-temporary directory, and the buckets validated and scored one at a time (memory: about 1/partitions of the
-data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model, so the scores do
-not depend on the partitioning; the selection is drawn over all customers and the output written atomically.
+work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the next
+run there when this one was killed), and the buckets validated and scored one at a time (memory: about
+1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the
+model, so the scores do not depend on the partitioning; the selection is drawn over all customers and the
+output written atomically.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import appending_table
+from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.scoring import ScoreResult, output_columns, score_tables, select_customers
@@ -74,8 +75,7 @@ def score_files(
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers}
     sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True)
     n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None])
-    with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as tmp:
-        work = Path(tmp)
+    with work_dir(Path(out).parent) as work:
         census = {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s, data_config)
                       for c in s.chunks] for t, s in sources.items()}
         spec = parts.decide(sources, census, data_config)

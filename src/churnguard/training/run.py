@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard import __version__
+from churnguard._io import work_dir
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import _active_and_churned, make_labels
@@ -64,7 +66,7 @@ from churnguard.training.promotion import (
     score_champion,
 )
 from churnguard.training.snapshots import _Snapshots, sample_sizes
-from churnguard.training.tracking import champion_file, log_evaluation_run, log_training_run
+from churnguard.training.tracking import MODEL_ARTIFACT, champion_file, log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
@@ -278,10 +280,11 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
                     curve: tuple[Curve, CurveCard] | None = None) -> TrainResult:
     """The steps after the models are fitted, the same for every engine: the verdict on the backtest's
     scorecards, the summary, the deployed model's :class:`ModelInfo` (with the baselines calibrated on the
-    newest snapshot), the model file and (with ``track``) the MLflow
-    run, with the registry's decision (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source
-    of config ``c`` on this run's data, to score the champion). ``curve``: the churn curve and its card
-    (:func:`churnguard.training.curve.train_curve`), kept with the model."""
+    newest snapshot), the MLflow run (with ``track``), with the registry's decision
+    (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source of config ``c`` on this run's data,
+    to score the champion), and the model file ``model_out``, written (atomically) once the run is recorded:
+    an interrupted run leaves the previous file, never a new file without its run. ``curve``: the churn curve
+    and its card (:func:`churnguard.training.curve.train_curve`), kept with the model."""
     step = on_step or (lambda _msg: None)
     model = fit.model
     if curve is not None:
@@ -292,13 +295,16 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     model.info = model_metadata(config, rows, summary=summary, scorecards=backtest.scorecards, verdict=verdict,
                                 baseline_calibrators=calibrators, probabilities=model.predict_proba(rows.reference),
                                 feature_names=model.feature_names_, curve=None if curve is None else curve[1])
-    step("saving the model file")
-    result = TrainResult(model, Path(model.save(model_out)), backtest.scorecards, verdict, beats, summary)
-    if track:
-        step(f"scoring the current {config.tracking.alias} on {backtest.plan.today.date()}")
-        promotion = promotion_decision(backtest, beats, verdict, config, rows_for, rows.first_day)
-        step("recording the MLflow run")
-        log_training_run(result, config, config_text, backtest, promotion)
+    result = TrainResult(model, Path(model_out), backtest.scorecards, verdict, beats, summary)
+    with work_dir(result.model_path.parent) as work:  # the file goes to model_out once the run is recorded
+        staged = model.save(work / MODEL_ARTIFACT)
+        if track:
+            step(f"scoring the current {config.tracking.alias} on {backtest.plan.today.date()}")
+            promotion = promotion_decision(backtest, beats, verdict, config, rows_for, rows.first_day)
+            step("recording the MLflow run")
+            log_training_run(result, config, config_text, backtest, promotion, staged)
+        step("saving the model file")
+        os.replace(staged, result.model_path)
     return result
 
 

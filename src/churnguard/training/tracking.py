@@ -4,20 +4,29 @@ mlflow (besides ``_pyfunc.py``, which MLflow itself runs when it loads the logge
 By default runs go to a SQLite store ``mlflow.db`` in the working directory with artifacts in ``./mlartifacts``
 beside it (no server to start); ``$MLFLOW_TRACKING_URI`` or ``tracking.tracking_uri`` / ``--tracking-uri``
 point elsewhere.
+
+A run is tagged with the host and process that runs it (``churnguard_host``, ``churnguard_pid``). A run cut short
+by an error or SIGTERM ends FAILED; one whose process was killed outright (or whose store could not be told) is
+marked FAILED (tag ``interrupted``) by the next training run of that host in the experiment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from churnguard import __version__
+from churnguard._io import process_alive
 from churnguard.training.evaluation import (
     model_card,
     plot_calibration,
@@ -34,9 +43,12 @@ if TYPE_CHECKING:
     from churnguard.training.promotion import Promotion
     from churnguard.training.run import TrainResult
 
-__all__ = ["champion_file", "log_evaluation_run", "log_training_run", "resolve_tracking_uri"]
+__all__ = ["MODEL_ARTIFACT", "champion_file", "effective_config_yaml", "fail_orphaned_runs", "log_evaluation_run",
+           "log_training_run", "resolve_tracking_uri", "version_description"]
 
 logger = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "churn_model.zip"  # the model file's name in the logged pyfunc's artifacts
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -73,59 +85,124 @@ def champion_file(tc: TrackingConfig, into: str | Path) -> tuple[str, Path] | No
     except MlflowException:
         return None
     local = mlflow.artifacts.download_artifacts(f"models:/{tc.registered_model}/{current.version}", dst_path=str(into))
-    return str(current.version), Path(local) / "artifacts" / "churn_model.zip"
+    return str(current.version), Path(local) / "artifacts" / MODEL_ARTIFACT
 
 
 def log_training_run(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest,
-                     promotion: Promotion) -> None:
-    """Record a training run: params (``deployed_snapshots``, ``backtest_as_of``, ...), the backtest's
-    scorecards as metrics (``test_`` for the model), the tuning curves, tags (``promoted`` and ``promotion``,
-    the reason), charts (of each scorer on the backtest's customers) and the model card, the pyfunc model;
-    register it, and point the alias at it when ``promotion`` says so. Fills ``result``'s tracking fields."""
+                     promotion: Promotion, model_file: Path) -> None:
+    """Record a training run, named ``train <as_of> h<horizon_days>``: params (``deployed_snapshots``,
+    ``backtest_as_of``, ...), the backtest's scorecards as metrics (``test_`` for the model), the tuning curves,
+    tags (``promoted`` and ``promotion``, the reason; ``model_sha256`` of ``model_file``), charts (of each scorer
+    on the backtest's customers), the model card and the config, and the pyfunc model of ``model_file`` (a
+    private copy of the model named :data:`MODEL_ARTIFACT`: the caller puts it at ``result.model_path`` once
+    the run is recorded). Register it with a description (:func:`version_description`) and point the alias at
+    it when ``promotion`` says so, inside the run: a run that ends FINISHED is complete. Fills ``result``'s
+    tracking fields."""
     import mlflow
 
     tc = config.tracking
     uri, client, exp_id = _connect(tc)
-    model, s = result.model, result.summary
-    with mlflow.start_run(experiment_id=exp_id) as run:
-        flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
-        for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots", "calibration_snapshots"):
-            flat[key] = ",".join(s[key])
-        mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
-                           "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
-                           "lookback_days": config.labels.lookback_days})
-        for name, card in result.scorecards.items():
-            mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
-        mlflow.log_metrics({"calibration_brier_raw": s["calibration_brier_raw"],
-                            "calibration_brier": s["calibration_brier"]})
-        curve = model.require_info().curve
-        if curve is not None:  # the churn curve's backtest, per horizon
-            mlflow.log_params({"horizons": ",".join(map(str, curve.horizons)), "curve_backtest_as_of": curve.backtest_as_of})
-            for h, card in curve.scorecards.items():
-                mlflow.log_metrics({f"curve_{h}d_{k}": float(v) for k, v in card.items()})
-        _log_training_curves(client, run.info.run_id, model.evals_result_)
-        info = model.require_info()
-        mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
-                         "model_version": info.model_version, "git_commit": info.git_commit or "unknown",
-                         "beats_baselines": str(result.beats_baselines), "promoted": str(promotion.promote),
-                         "promotion": promotion.reason[:5000]})
+    fail_orphaned_runs(client, exp_id)
+    s = result.summary
+    with _recorded_run(exp_id, f"train {s['as_of']} h{s['horizon_days']}") as run:
+        _log_facts(client, run.info.run_id, result, config, promotion)
+        mlflow.set_tags({"model_file": str(result.model_path),
+                         "model_sha256": hashlib.sha256(Path(model_file).read_bytes()).hexdigest()})
         result.artifacts.extend(_log_artifacts(result, config, config_text, backtest, promotion))
-        logged = _log_pyfunc(model, _pyfunc_input(model, backtest.test.head(5)))
-        result.run_id = run.info.run_id
-    result.tracking_uri = uri
-    version = mlflow.register_model(logged.model_uri, tc.registered_model)
-    result.registered_version = str(version.version)
-    result.champion, result.promotion = promotion.promote, promotion.reason
-    if promotion.promote:
-        client.set_registered_model_alias(tc.registered_model, tc.alias, version.version)
-    else:
+        logged = _log_pyfunc(result.model, _pyfunc_input(result.model, backtest.test.head(5)), model_file)
+        result.run_id, result.tracking_uri = run.info.run_id, uri
+        version = mlflow.register_model(logged.model_uri, tc.registered_model)
+        client.update_model_version(tc.registered_model, version.version, version_description(result))
+        result.registered_version = str(version.version)
+        result.champion, result.promotion = promotion.promote, promotion.reason
+        if promotion.promote:
+            client.set_registered_model_alias(tc.registered_model, tc.alias, version.version)
+    if not promotion.promote:
         logger.warning("version %s registered without the alias %r: %s", version.version, tc.alias, promotion.reason)
+
+
+def _log_facts(client: Any, run_id: str, result: TrainResult, config: Config, promotion: Promotion) -> None:
+    """The run's params, metrics, training curves and tags."""
+    import mlflow
+
+    model, s = result.model, result.summary
+    flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
+    for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots", "calibration_snapshots"):
+        flat[key] = ",".join(s[key])
+    mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
+                       "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
+                       "lookback_days": config.labels.lookback_days})
+    for name, card in result.scorecards.items():
+        mlflow.log_metrics({f"{'test' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
+    mlflow.log_metrics({"calibration_brier_raw": s["calibration_brier_raw"],
+                        "calibration_brier": s["calibration_brier"]})
+    curve = model.require_info().curve
+    if curve is not None:  # the churn curve's backtest, per horizon
+        mlflow.log_params({"horizons": ",".join(map(str, curve.horizons)), "curve_backtest_as_of": curve.backtest_as_of})
+        for h, card in curve.scorecards.items():
+            mlflow.log_metrics({f"curve_{h}d_{k}": float(v) for k, v in card.items()})
+    _log_training_curves(client, run_id, model.evals_result_)
+    info = model.require_info()
+    mlflow.set_tags({"data_fingerprint": info.data_fingerprint, "churnguard_version": __version__,
+                     "model_version": info.model_version, "git_commit": info.git_commit or "unknown",
+                     "beats_baselines": str(result.beats_baselines), "promoted": str(promotion.promote),
+                     "promotion": promotion.reason[:5000]})
+
+
+def version_description(result: TrainResult) -> str:
+    """The registered version's description: the data, the label's horizon and the backtest's scorecard."""
+    s, cards = result.summary, result.scorecards
+    m = cards["model"]
+    baselines = ", ".join(f"{name} {card['roc_auc']:.3f}" for name, card in cards.items() if name != "model")
+    return (f"Churn = no purchase in the {s['horizon_days']} days after the scoring day. Trained on the data from "
+            f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, {s['tickets']:,} tickets, "
+            f"{s['customers']:,} customers (data fingerprint {result.model.require_info().data_fingerprint}). "
+            f"Backtest as of {s['backtest_as_of']} on {s['backtest_rows']:,} customers (churn rate "
+            f"{s['backtest_churn_rate']:.1%}): ROC AUC {m['roc_auc']:.3f} (baselines: {baselines}), Brier "
+            f"{m['brier']:.4f}, ECE {m['ece']:.4f}, churners caught in the riskiest 10% {m['capture_at_10']:.1%}. "
+            f"{result.verdict}")[:5000]
+
+
+@contextmanager
+def _recorded_run(experiment_id: str, name: str) -> Iterator[Any]:
+    """An MLflow run tagged with this host and process; it ends FINISHED when the block does, FAILED when the
+    block raises (SystemExit on SIGTERM included), and the block's exception goes on even when the store
+    cannot be told."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name,
+                           tags={"churnguard_host": socket.gethostname(), "churnguard_pid": str(os.getpid())})
+    try:
+        yield run
+    except BaseException:
+        try:
+            mlflow.end_run("FAILED")
+        except (MlflowException, OSError) as exc:  # it stays RUNNING until the next training run here
+            logger.warning("could not mark MLflow run %s FAILED: %s", run.info.run_id, exc)
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def fail_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark FAILED the experiment's runs left RUNNING by a process of this host that is gone (killed outright);
+    their ids."""
+    found = client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
+                               f"tags.churnguard_host = '{socket.gethostname()}'")
+    pids = {r.info.run_id: r.data.tags.get("churnguard_pid", "") for r in found}
+    orphans = [run_id for run_id, pid in pids.items() if pid.isdigit() and not process_alive(int(pid))]
+    for run_id in orphans:
+        client.set_tag(run_id, "interrupted", "its process ended before the run was recorded")
+        client.set_terminated(run_id, "FAILED")
+        logger.warning("MLflow run %s was left unfinished by a killed process: marked FAILED", run_id)
+    return orphans
 
 
 def _log_artifacts(result: TrainResult, config: Config, config_text: str | None, backtest: Backtest,
                    promotion: Promotion) -> list[str]:
-    """The charts (of the backtest), the model card (Markdown and JSON), the config and the feature
-    importances; their names."""
+    """The charts (of the backtest), the model card (Markdown and JSON), the config the run used
+    (``config.yaml``: after command-line overrides, without the tracking URI), the config file as given
+    (``config_source.yaml``, when ``config_text``) and the feature importances; their names."""
     import mlflow
 
     model, test, probabilities = result.model, backtest.test, backtest.probabilities
@@ -145,7 +222,8 @@ def _log_artifacts(result: TrainResult, config: Config, config_text: str | None,
         for name, text in {"model_card.md": model_card(result.summary, result.scorecards, result.verdict,
                                                     promotion.reason),
                            "model_card.json": json.dumps(model.require_info().to_dict(), indent=2, default=str),
-                           "config.yaml": config_text or json.dumps(config.model_dump(mode="json"), indent=2)}.items():
+                           "config.yaml": effective_config_yaml(config),
+                           **({} if config_text is None else {"config_source.yaml": config_text})}.items():
             (tmp / name).write_text(text)
             paths.append(tmp / name)
         imp.rename("gain").to_csv(tmp / "feature_importance.csv")
@@ -153,6 +231,14 @@ def _log_artifacts(result: TrainResult, config: Config, config_text: str | None,
         for p in paths:
             mlflow.log_artifact(str(p))
         return [Path(p).name for p in paths]
+
+
+def effective_config_yaml(config: Config) -> str:
+    """The config a run used as YAML that ``load_config`` reads back; the tracking URI, which may hold
+    credentials and changes nothing in the model, is left out."""
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json", exclude={"tracking": {"tracking_uri"}}), sort_keys=False)
 
 
 def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, list[float]]]) -> None:
@@ -169,11 +255,11 @@ def _log_training_curves(client: Any, run_id: str, curves: dict[str, dict[str, l
         client.log_batch(run_id, metrics=points[start:start + 1000])
 
 
-def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
+def _log_pyfunc(model: ChurnModel, example: pd.DataFrame, model_file: Path):
     """Log the pyfunc that returns probabilities, with its signature, input example and pinned requirements.
 
-    Self-contained: the model file as its artifact, ``_modelcore.py`` as its code, so it loads and serves with
-    mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
+    Self-contained: ``model_file`` (``model`` saved) as its artifact, ``_modelcore.py`` as its code, so it loads
+    and serves with mlflow, lightgbm, numpy and pandas alone (no churnguard, no signing key)."""
     from importlib.metadata import version
 
     import mlflow
@@ -181,17 +267,15 @@ def _log_pyfunc(model: ChurnModel, example: pd.DataFrame):
 
     from churnguard.model import _modelcore
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = model.save(Path(tmp) / "churn_model.zip")
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("_pyfunc.py")),
-            artifacts={"model": str(path)},
-            code_paths=[_modelcore.__file__],
-            signature=infer_signature(example, _modelcore.StandaloneModel.load(path).predict(example)),
-            input_example=example,
-            pip_requirements=[f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
-        )
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("_pyfunc.py")),
+        artifacts={"model": str(model_file)},
+        code_paths=[_modelcore.__file__],
+        signature=infer_signature(example, _modelcore.StandaloneModel.load(model_file).predict(example)),
+        input_example=example,
+        pip_requirements=[f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
+    )
 
 
 def _pyfunc_input(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
@@ -210,7 +294,7 @@ def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, sc
     import mlflow
 
     _, _, exp_id = _connect(tc)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{as_of.date()}"):
+    with _recorded_run(exp_id, f"evaluate-{as_of.date()}"):
         mlflow.set_tags({"kind": "evaluation", "evaluation": kind, "model_file": str(model_path),
                          "data_fingerprint": data_fingerprint})
         mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
