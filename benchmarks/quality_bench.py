@@ -7,10 +7,10 @@ learns from them and ``score`` (:func:`churnguard.engines.score_from_files`) sco
 customers who bought in the lookback window before today are then compared with what they did in the horizon
 after it, in the simulation's later data that neither command saw.
 
-Per world it prints AUC, PR-AUC, Brier, ECE and coverage (the share of those customers who got a probability)
+Per world it prints AUC, PR-AUC, Brier, ECE, the mean probability (to set beside the churn rate) and coverage (the share of those customers who got a probability)
 of the deployed model, of the recency and BG/NBD baselines as the model file calibrates them, and of a plain
 LightGBM (default settings, 200 trees) on recency, frequency and monetary value trained on the deployed model's
-own snapshots; and how the model's scorecard was made (backtest or grouped cross-validation).
+own snapshots; and the training run's own scorecard and how it was made (backtest or grouped cross-validation).
 
     python benchmarks/quality_bench.py            # 5 worlds, 4 of >= 10k customers
     python benchmarks/quality_bench.py --quick    # 3 small worlds, a few minutes on 2 cores
@@ -82,7 +82,7 @@ def _metrics(y: np.ndarray, p: np.ndarray, population: int) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
     return {"auc": roc_auc_score(y, p), "pr_auc": average_precision_score(y, p), "brier": brier_score_loss(y, p),
-            "ece": expected_calibration_error(y, p), "coverage": len(y) / population}
+            "ece": expected_calibration_error(y, p), "mean_p": float(np.mean(p)), "coverage": len(y) / population}
 
 
 def _rfm_lightgbm(tables, model: ChurnModel, today: pd.Timestamp, frame: pd.DataFrame) -> np.ndarray:
@@ -130,6 +130,7 @@ def run_world(world: World, work: Path) -> dict[str, object]:
         rows[name] = _metrics(y, p, n)
     rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(tables, model, today, frame), n)
     return {"world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
+            "claimed": info.scorecards["model"],
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}
 
@@ -139,10 +140,13 @@ def _report(result: dict[str, object]) -> str:
     head = (f"{world.name}: {result['population']:,} customers in the lookback window, churn rate "
             f"{result['churn_rate']:.3f}; {result['snapshots']} snapshots ({result['schedule']}), scorecard by "
             f"{result['evaluation']}, trained in {result['train_s']:.0f} s")
-    lines = [head, "  scorer     auc    pr_auc brier  ece    coverage"]
+    lines = [head, "  scorer     auc    pr_auc brier  ece    mean_p coverage"]
     for name, m in rows.items():
         lines.append(f"  {name:<10} {m['auc']:.3f}  {m['pr_auc']:.3f}  {m['brier']:.3f}  {m['ece']:.3f}  "
-                     f"{m['coverage']:.1%}")
+                     f"{m['mean_p']:.3f}  {m['coverage']:.1%}")
+    claimed = result["claimed"]
+    lines.append(f"  the training run's own scorecard ({result['evaluation']}): auc {claimed['roc_auc']:.3f}, ece "
+                 f"{claimed['ece']:.3f}, churn rate {claimed['positive_rate']:.3f}")
     model = rows["model"]
     beats = all(model["auc"] > m["auc"] for name, m in rows.items() if name != "model")
     met = beats and model["ece"] <= 0.02 and model["coverage"] == 1.0
@@ -154,9 +158,11 @@ def _report(result: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 small worlds instead of 5")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # one tiny world: does it run
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    for world in QUICK if args.quick else FULL:
+    worlds = (World(600, 1, 1.0, 12, 30),) if args.smoke else QUICK if args.quick else FULL
+    for world in worlds:
         with tempfile.TemporaryDirectory() as tmp:
             print(_report(run_world(world, Path(tmp))), flush=True)
 
