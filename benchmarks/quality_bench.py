@@ -7,10 +7,11 @@ learns from them and ``score`` (:func:`churnguard.engines.score_from_files`) sco
 customers who bought in the lookback window before today are then compared with what they did in the horizon
 after it, in the simulation's later data that neither command saw.
 
-Per world it prints AUC, PR-AUC, Brier, ECE, the mean probability (to set beside the churn rate) and coverage (the share of those customers who got a probability)
-of the deployed model, of the recency and BG/NBD baselines as the model file calibrates them, and of a plain
-LightGBM (default settings, 200 trees) on recency, frequency and monetary value trained on the deployed model's
-own snapshots; and the training run's own scorecard and how it was made (backtest or grouped cross-validation).
+Per world it prints AUC, PR-AUC, Brier, ECE, the mean probability (to set beside the churn rate) and coverage
+(the share of those customers who got a probability) of the deployed model, of the recency and BG/NBD
+baselines as the model file calibrates them, and of a plain LightGBM (200 trees at learning rate 0.05,
+otherwise its default settings) on recency, frequency and monetary value, trained on the deployed model's own
+snapshots; and the training run's own scorecard and how it was made (backtest or grouped cross-validation).
 
     python benchmarks/quality_bench.py            # 5 worlds, 4 of >= 10k customers
     python benchmarks/quality_bench.py --quick    # 3 small worlds, a few minutes on 2 cores

@@ -90,9 +90,9 @@ def fit_schedule(first_date: pd.Timestamp, last_date: pd.Timestamp, labels: Labe
     """
     if has_backtest(first_date, last_date, labels, snapshots):
         return snapshots
-    schedules = [snapshots.model_copy(update={
-        "min_history_days": m, "cadence_days": c, "max_snapshots": snapshots.max_snapshots * snapshots.cadence_days // c})
-        for m in _histories(snapshots) for c in _cadences(snapshots)]
+    span = snapshots.max_snapshots * snapshots.cadence_days  # days the configured snapshots may cover
+    schedules = [snapshots.model_copy(update={"min_history_days": m, "cadence_days": c, "max_snapshots": span // c})
+                 for m in _histories(snapshots) for c in _cadences(snapshots)]
     for schedule in schedules:
         if has_backtest(first_date, last_date, labels, schedule):
             return schedule
