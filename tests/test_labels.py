@@ -53,7 +53,8 @@ def test_snapshot_dates_end_where_labels_are_complete():
 
 
 def test_snapshot_dates_too_little_history():
-    with pytest.raises(ValueError, match=r"training needs at least 3 snapshots"):
+    # 152 days hold no day with 180 days of history before it and 90 days of outcome after it.
+    with pytest.raises(ValueError, match=r"\(152 days\): too short to learn anything.*provide more history"):
         snapshot_dates(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-06-01"), LabelConfig(), SnapshotConfig())
 
 

@@ -269,9 +269,16 @@ def _day_list(text: str | None) -> list[int] | None:
 def _print_training_summary(result) -> None:
     from rich.table import Table
 
+    from churnguard.training.evaluation import (
+        evaluation_sentence,
+        evaluation_title,
+        schedule_sentence,
+        tuning_sentence,
+    )
+
     console = _console()
     s = result.summary
-    trees = f"{s['best_iteration']} trees, chosen by early stopping"
+    trees = f"{s['best_iteration']} trees, {tuning_sentence(s)}"
     if s.get("engine") == "dask":
         trees = (f"{s['best_iteration']} trees, chosen by early stopping of a model of a sample of "
                  f"{s['rounds_chosen_on_rows']:,} rows; trained with lightgbm.dask")
@@ -288,19 +295,19 @@ def _print_training_summary(result) -> None:
                   f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
         ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
-        ("tuning", f"{trees} on {s['tune_snapshot']}"),
+        *([("schedule", schedule_sentence(s))] if s.get("schedule_adapted") else []),
+        ("tuning", trees),
         ("calibration", (f"{s['calibration']}, cross-fitted on {len(s['calibration_snapshots'])} snapshots at "
                          f"this time of year (Brier {s['calibration_brier_raw']:.4f} -> "
                          f"{s['calibration_brier']:.4f} calibrated)")),
-        ("backtest", (f"the same procedure as of {s['backtest_as_of']}, scored on its {s['backtest_rows']:,} "
-                      f"customers, churn rate {s['backtest_churn_rate']:.1%}")),
+        ("evaluation", evaluation_sentence(s)),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),
         ("registry", f"version {result.registered_version}"),
     ]:
         facts.add_row(label, value)
     console.print(facts)
-    _print_scorecards(f"Scorecard of the backtest as of {s['backtest_as_of']}", result.scorecards)
+    _print_scorecards(f"Scorecard of the {evaluation_title(s)}", result.scorecards)
     curve = result.model.require_info().curve
     if curve is not None:
         _print_scorecards(f"Churn curve: backtest as of {curve.backtest_as_of}, per horizon",

@@ -101,11 +101,17 @@ class LabelConfig(_Frozen):
 
 
 class SnapshotConfig(_Frozen):
-    """Rolling training snapshots, one every ``cadence_days``, newest first."""
+    """Rolling training snapshots, one every ``cadence_days``, newest first. When the data is too short for
+    this schedule to leave room for a backtest, training adapts it down to ``shortest_history_days`` and
+    ``densest_cadence_days`` (:func:`churnguard.training.snapshots.fit_schedule`)."""
 
     cadence_days: int = Field(default=30, gt=0)
     max_snapshots: int = Field(default=24, ge=3, description="train + validation + test need at least 3")
     min_history_days: int = Field(default=180, ge=0, description="history required before the first snapshot")
+    shortest_history_days: int = Field(default=90, ge=0, description=(
+        "on data too short for min_history_days, the history required shrinks in 30-day steps down to this"))
+    densest_cadence_days: int = Field(default=7, gt=0, description=(
+        "on data too short for cadence_days, the cadence halves down to this"))
     max_train_rows: int | None = Field(default=2_000_000, gt=0, description=(
         "when the training snapshots hold more labelled rows, train on a seeded sample of customers from each "
         "snapshot in proportion to its size (the validation and test snapshots are never sampled); None trains on "

@@ -103,7 +103,8 @@ def _moments(rng: np.random.Generator, day_lo: np.ndarray, day_hi: np.ndarray, h
 
 
 def generate_demo_data(
-    n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31"
+    n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31",
+    churn_scale: float = 1.0,
 ) -> DemoData:
     """Simulate ``n_customers`` customers from ``start`` to ``end`` (both days inclusive).
 
@@ -112,22 +113,25 @@ def generate_demo_data(
         seed: random seed; the same seed (and arguments) gives identical tables.
         start: first day of the period (transactions and tickets fall on or after it).
         end: last day of the period.
+        churn_scale: multiplies every customer's monthly churn hazard (1.0: the demo's world).
 
     Returns:
         The transactions, tickets and customers tables (see the module docstring for the world).
 
     Raises:
-        ValueError: ``n_customers`` below 1 or ``end`` before ``start``.
+        ValueError: ``n_customers`` below 1, ``end`` before ``start`` or ``churn_scale`` not positive.
     """
     start_day, end_day = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
     if end_day < start_day:
         raise ValueError(f"end {end!r} is before start {start!r}")
+    if not churn_scale > 0:
+        raise ValueError(f"churn_scale must be positive, got {churn_scale}")
     began = time.perf_counter()
     rng = np.random.default_rng(seed)
     cal = _Calendar.of(start_day, end_day)
-    people = _People.draw(rng, n_customers, cal)
+    people = _People.draw(rng, n_customers, cal, churn_scale)
     order_parts, ticket_parts = _simulate(rng, people, cal)
     end_s = int(cal.hi[-1]) * _DAY_S
     first_lo = np.maximum(people.signup_day, cal.lo[0])  # first possible day of activity: none before signup
@@ -178,7 +182,7 @@ class _People:
     base_hazard: np.ndarray
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, n: int, cal: _Calendar) -> _People:
+    def draw(cls, rng: np.random.Generator, n: int, cal: _Calendar, churn_scale: float = 1.0) -> _People:
         lo, hi, n_months = cal.lo, cal.hi, len(cal.lo)
         existing = rng.uniform(size=n) < 0.3
         join_p = np.exp(-np.arange(n_months) / 18.0)
@@ -191,7 +195,8 @@ class _People:
         basket = rng.lognormal(np.log(45.0), 0.5, n)
         fav_category = rng.choice(len(_CATEGORIES), n, p=_CATEGORY_P)
         fav_channel = rng.choice(len(_ORDER_CHANNELS), n, p=_ORDER_CHANNEL_P)
-        base_hazard = (0.018 * np.where(loyal, 0.55, 1.0) * np.select([nps >= 9, nps <= 6], [0.6, 1.6], 1.0))
+        base_hazard = (0.018 * churn_scale * np.where(loyal, 0.55, 1.0)
+                       * np.select([nps >= 9, nps <= 6], [0.6, 1.6], 1.0))
         return cls(existing, signup_month, signup_day, loyal, nps, rate, basket, fav_category, fav_channel,
                    base_hazard)
 

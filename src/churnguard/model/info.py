@@ -70,6 +70,9 @@ class ModelInfo:
         summary: the training run's summary (rows, snapshots, Brier scores, ...), for display.
         scorecards: scorer name (``model`` and the baselines) -> metric -> value on the test snapshot.
         verdict: one sentence on how the model compares with the baselines.
+        evaluation: how ``scorecards`` were made: ``backtest`` (the training procedure run one horizon earlier
+            and scored on the following period) or ``grouped_cv`` (cross-validation grouped by customer, for
+            data that leaves no later period to test on).
         bgnbd_params_by_snapshot: the BG/NBD fit of each training snapshot (ISO date -> parameters).
         baseline_calibrators: baseline name -> its calibrator, fitted on the validation snapshot.
         data_fingerprint: a short hash of the validated training inputs.
@@ -87,6 +90,7 @@ class ModelInfo:
     summary: Mapping[str, Any] = field(default_factory=dict)
     scorecards: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     verdict: str = ""
+    evaluation: str = "backtest"
     bgnbd_params_by_snapshot: Mapping[str, BGNBDParams] = field(default_factory=dict)
     baseline_calibrators: Mapping[str, Calibrator] = field(default_factory=dict)
     data_fingerprint: str = ""
@@ -118,6 +122,7 @@ class ModelInfo:
             "summary": dict(self.summary),
             "scorecards": {k: dict(v) for k, v in self.scorecards.items()},
             "verdict": self.verdict,
+            "evaluation": self.evaluation,
             "bgnbd_params_by_snapshot": {k: v.to_dict() for k, v in self.bgnbd_params_by_snapshot.items()},
             "baseline_calibrators": {k: v.to_dict() for k, v in self.baseline_calibrators.items()},
             "data_fingerprint": self.data_fingerprint,
@@ -143,6 +148,7 @@ class ModelInfo:
             summary=dict(data.get("summary", {})),
             scorecards={k: dict(v) for k, v in data.get("scorecards", {}).items()},
             verdict=str(data.get("verdict", "")),
+            evaluation=str(data.get("evaluation", "backtest")),
             bgnbd_params_by_snapshot={k: BGNBDParams(**v) for k, v in data.get("bgnbd_params_by_snapshot", {}).items()},
             baseline_calibrators={k: Calibrator.from_dict(v)
                                   for k, v in data.get("baseline_calibrators", {}).items()},

@@ -249,17 +249,14 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             (f"- deployed_snapshots: {len(deployed)}, {deployed[0]} to {deployed[-1]} (the newest labelled one) "
              f"({s['train_rows']:,} rows, churn rate {s['train_churn_rate']:.3f})"),
             *sampling,
-            (f"- trees: {s['best_iteration']}, chosen by early stopping on {s['tune_snapshot']} with a model of "
-             f"the snapshots up to {s['tune_train_snapshots'][-1]}, then refitted on every snapshot above"),
+            *([f"- schedule: {schedule_sentence(s)}"] if s.get("schedule_adapted") else []),
+            f"- trees: {s['best_iteration']}, {tuning_sentence(s)}, then refitted on every snapshot above",
             (f"- calibration: {s['calibration']}, fitted on cross-fitted scores (each customer scored by a model "
              f"that never saw them) of the snapshots {', '.join(s['calibration_snapshots'])} (Brier "
              f"{s['calibration_brier_raw']:.4f} before, {s['calibration_brier']:.4f} after)"),
-            (f"- backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
-             f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
-             f"{s['backtest_rows']:,} customers against what they did next (churn rate "
-             f"{s['backtest_churn_rate']:.3f})"),
+            f"- {evaluation_sentence(s)}",
             "",
-            f"## Scorecard (backtest as of {s['backtest_as_of']})",
+            f"## Scorecard ({evaluation_title(s)})",
             "",
             scorecard_markdown(scorecards),
             "",
@@ -268,6 +265,43 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             *([] if promotion is None else ["## Registry", "", promotion, ""]),
         ]
     )
+
+def tuning_sentence(s: Mapping[str, Any]) -> str:
+    """How a run's number of trees was chosen, from its summary."""
+    if s["tune_train_snapshots"]:
+        return (f"chosen by early stopping on {s['tune_snapshot']} with a model of the snapshots up to "
+                f"{s['tune_train_snapshots'][-1]}")
+    return ("chosen by early stopping on a third of the customers (all their snapshots) with a model of the "
+            "others' (no snapshot's outcome window ends by the newest snapshot)")
+
+
+def schedule_sentence(s: Mapping[str, Any]) -> str:
+    """The snapshot schedule of a run whose data was too short for the configured one, from its summary."""
+    return (f"a snapshot every {s['cadence_days']} days from {s['min_history_days']} days of history on, "
+            "adapted to the data: too short for the configured snapshots.cadence_days and min_history_days "
+            "to leave room for a backtest")
+
+
+def evaluation_title(s: Mapping[str, Any]) -> str:
+    """What a run's scorecard is, in a few words, from its summary."""
+    if s["evaluation"] == "grouped_cv":
+        return f"cross-validation grouped by customer, on {s['grouped_cv_as_of']}"
+    return f"backtest as of {s['backtest_as_of']}"
+
+
+def evaluation_sentence(s: Mapping[str, Any]) -> str:
+    """How a run's scorecard was made, from its summary."""
+    if s["evaluation"] == "grouped_cv":
+        return (f"evaluation: cross-validation grouped by customer, since the data leaves no later period to "
+                f"test on: the {s['grouped_cv_rows']:,} customers of {s['grouped_cv_as_of']} (churn rate "
+                f"{s['grouped_cv_churn_rate']:.3f}) in {s['grouped_cv_folds']} groups, each scored by the same "
+                "procedure run on the other groups' rows of every snapshot. It measures how well the model "
+                "ranks customers it never saw, not how it ages")
+    return (f"backtest_as_of: {s['backtest_as_of']}: the same procedure run with only the data up to that day "
+            f"(snapshots {s['backtest_snapshots'][0]} to {s['backtest_snapshots'][-1]}), scored on that day's "
+            f"{s['backtest_rows']:,} customers against what they did next (churn rate "
+            f"{s['backtest_churn_rate']:.3f})")
+
 
 # -- charts -----------------------------------------------------------------------------------------------
 

@@ -16,6 +16,14 @@ complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.sn
 * Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
   to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard.
 
+Short histories (:func:`~churnguard.training.snapshots.fit_schedule` adapts the schedule first): when no snapshot
+ends its outcome window by the newest one, the number of trees is chosen by early stopping on a third of the
+customers (all their snapshots) with a model of the others'. When no later period is left for a backtest, the
+scorecard comes from cross-validation grouped by customer (:func:`grouped_cv`): the customers are split into
+``CV_FOLDS`` groups, and each group's customers of the newest snapshot are scored by the procedure run on the
+other customers' rows of every snapshot. It shows how well the model ranks customers it never saw, not how it
+ages: those customers lived through the same period as the ones it learned from.
+
 An engine supplies the rows (:class:`RowSource`): the local engine builds them in memory
 (:mod:`churnguard.training.run`), the Dask engine per partition on a cluster.
 """
@@ -31,17 +39,26 @@ import pandas as pd
 from churnguard.model._modelcore import feature_matrix
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, feature_columns
-from churnguard.training.evaluation import holdout_scorecards
-from churnguard.training.snapshots import snapshot_dates
+from churnguard.training.evaluation import (
+    baseline_calibrators,
+    baseline_probabilities,
+    holdout_scorecards,
+    scorecard,
+)
+from churnguard.training.snapshots import has_backtest, snapshot_dates
 
 if TYPE_CHECKING:
     from churnguard.config import Config, LabelConfig, ModelConfig, SnapshotConfig
 
-__all__ = ["CROSSFIT_FOLDS", "SEASON_DAYS", "Backtest", "Fit", "Plan", "RowSource", "calibration_days",
-           "crossfit_scores", "fit_procedure", "fit_rounds", "new_model", "plan_training",
-           "refit", "run_backtest"]
+__all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
+           "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
+           "fit_procedure", "fit_rounds", "grouped_cv", "judge", "new_model", "plan_training", "refit",
+           "run_backtest"]
 
-CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration
+CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration (and of tuning without a later snapshot)
+CV_FOLDS = 5  # customer groups of the grouped cross-validation that scores a model without a backtest
+MIN_CUSTOMERS = 100  # labelled customers on the newest snapshot, below which there is nothing to learn from
+MIN_OUTCOME = 10  # ... and churners, and customers who stayed
 SEASON_DAYS = 46  # a snapshot within this many days of today's date in an earlier year calibrates today's model
 
 
@@ -54,6 +71,7 @@ class Plan:
         snapshots: every labelled snapshot, oldest first; the newest is ``today - horizon``. The deployed
             model learns from all of them.
         tune_train: the snapshots whose outcome windows end by ``tune_day``: the tuning model learns from them.
+            Empty when none does: the tuning model then early-stops on a third of the customers.
         tune_day: the newest snapshot: the tuning model early-stops on it.
     """
 
@@ -73,19 +91,11 @@ def plan_training(first_day: pd.Timestamp, today: pd.Timestamp, labels: LabelCon
     """The :class:`Plan` of a run as of ``today`` on data from ``first_day``.
 
     Raises:
-        ValueError: the data spans too little time: fewer than 3 snapshots, or none whose outcome window ends
-            by the newest one.
+        ValueError: the data spans too little time for a single snapshot.
     """
     days = snapshot_dates(first_day, today, labels, snapshots)
     tune_day, gap = days[-1], pd.Timedelta(days=labels.horizon_days)
-    tune_train = tuple(d for d in days if d + gap <= tune_day)
-    if not tune_train:
-        raise ValueError(
-            f"no snapshot ends its outcome window by the newest labelled snapshot {tune_day.date()}: the data is "
-            "too short to choose the number of trees on a later snapshot; lower snapshots.cadence_days or "
-            "provide more history"
-        )
-    return Plan(today, tuple(days), tune_train, tune_day)
+    return Plan(today, tuple(days), tuple(d for d in days if d + gap <= tune_day), tune_day)
 
 
 class RowSource(Protocol):
@@ -124,18 +134,34 @@ def new_model(mc: ModelConfig) -> ChurnModel:
 
 
 def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
-    """Choose the number of trees on ``plan.tune_day`` with a model of ``plan.tune_train``, refit with that many
-    trees on every snapshot of ``plan``, and calibrate on cross-fitted scores (see the module docstring)."""
-    tune = source.whole(plan.tune_day)
-    train = source.tuning_rows(plan)
-    tuned = new_model(mc).fit(train, train["churned"], tune, tune["churned"])
-    del train, tune
+    """Choose the number of trees on ``plan.tune_day`` with a model of ``plan.tune_train`` (without them, on a
+    third of the customers), refit with that many trees on every snapshot of ``plan``, and calibrate on
+    cross-fitted scores (see the module docstring)."""
+    tuned = _tune(source, plan, mc)
     raw, y = crossfit_scores(source.crossfit_rows(plan), calibration_days(plan), tuned, mc)
     calibrator = fit_calibrator(mc.calibration, raw, y)
     briers = float(np.mean((raw - y) ** 2)), float(np.mean((calibrator.probability(raw) - y) ** 2))
     model = refit(tuned, source.booster(plan, tuned))
     model.calibrator_ = calibrator
     return Fit(model, *briers)
+
+
+def _tune(source: RowSource, plan: Plan, mc: ModelConfig) -> ChurnModel:
+    """The tuning model: early-stopped on ``plan.tune_day`` after learning from ``plan.tune_train``; without
+    those, early-stopped on one of ``CROSSFIT_FOLDS`` customer groups (every snapshot of theirs) after learning
+    from the others'."""
+    if plan.tune_train:
+        tune, train = source.whole(plan.tune_day), source.tuning_rows(plan)
+    else:
+        rows = source.crossfit_rows(plan)
+        held = customer_groups(rows, CROSSFIT_FOLDS) == 0
+        tune, train = rows[held], rows[~held]
+    return new_model(mc).fit(train, train["churned"], tune, tune["churned"])
+
+
+def customer_groups(frame: pd.DataFrame, folds: int) -> np.ndarray:
+    """Each row's group in ``0..folds-1``, by a hash of its ``customer_id``: a customer's rows share a group."""
+    return pd.util.hash_pandas_object(frame["customer_id"].astype(str), index=False).to_numpy() % folds
 
 
 def calibration_days(plan: Plan) -> tuple[pd.Timestamp, ...]:
@@ -155,7 +181,7 @@ def crossfit_scores(frame: pd.DataFrame, days: tuple[pd.Timestamp, ...], tuned: 
     split into ``folds`` groups by a hash of their id, and each group's rows are scored by LightGBM trained
     with ``tuned``'s settings and number of trees (:func:`fit_rounds`) on the other groups' rows of every
     day."""
-    group = pd.util.hash_pandas_object(frame["customer_id"].astype(str), index=False).to_numpy() % folds
+    group = customer_groups(frame, folds)
     scored = frame["as_of"].isin(days).to_numpy()
     raw = np.full(len(frame), np.nan)
     for k in range(folds):
@@ -195,21 +221,32 @@ def fit_rounds(mc: ModelConfig, frame: pd.DataFrame, tuned: ChurnModel) -> Any:
 
 @dataclass(frozen=True)
 class Backtest:
-    """The procedure judged as it will be used: run as of ``plan.today`` and scored on that day's customers.
+    """The procedure judged as it will be used: run as of ``plan.today`` and scored on that day's customers;
+    or, where no later period is left for that, by cross-validation grouped by customer (:func:`grouped_cv`).
 
     Attributes:
-        plan: the backtest run's plan (its ``today`` is the scored day, ``backtest_as_of``).
-        fit: its model.
+        plan: the backtest run's plan (its ``today`` is the scored day, ``backtest_as_of``); under grouped
+            cross-validation the deployed model's, whose newest snapshot is the scored day.
+        fit: the backtest's model; None under grouped cross-validation (one model per group).
         test: the scored customers' rows (features and what they did next, ``churned``).
         scorecards: scorer (``model``, ``recency``, ``bgnbd``) -> metric -> value on ``test``.
         probabilities: each scorer's probabilities on ``test``.
+        raw: the model's uncalibrated probabilities on ``test``.
+        evaluation: ``backtest`` or ``grouped_cv``.
     """
 
     plan: Plan
-    fit: Fit
+    fit: Fit | None
     test: pd.DataFrame
     scorecards: dict[str, dict[str, float]]
     probabilities: dict[str, np.ndarray]
+    raw: np.ndarray
+    evaluation: str = "backtest"
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The scored day: the customers of ``test`` are those of this day."""
+        return self.plan.today if self.evaluation == "backtest" else self.plan.tune_day
 
 
 def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp, config: Config) -> Backtest:
@@ -220,4 +257,83 @@ def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp
     fit = fit_procedure(source, plan, config.model)
     test = source.whole(as_of)
     cards, _, probs = holdout_scorecards(fit.model, source.whole(plan.tune_day), test)
-    return Backtest(plan, fit, test, cards, probs)
+    return Backtest(plan, fit, test, cards, probs, fit.model.predict_raw(test))
+
+
+def judge(source: RowSource, first_day: pd.Timestamp, plan: Plan, config: Config) -> Backtest:
+    """The scorecard of the procedure that made ``plan``'s model: its backtest (:func:`run_backtest`) when the
+    data leaves room for one, else :func:`grouped_cv`; first :func:`check_learnable` on the newest snapshot.
+
+    Raises:
+        ValueError: there is nothing to learn from (:func:`check_learnable`).
+    """
+    check_learnable(source.whole(plan.tune_day), plan.tune_day, config.labels.horizon_days)
+    if has_backtest(first_day, plan.today, config.labels, config.snapshots):
+        return run_backtest(source, first_day, plan.today - pd.Timedelta(days=config.labels.horizon_days), config)
+    return grouped_cv(source, plan, config)
+
+
+def check_learnable(newest: pd.DataFrame, day: pd.Timestamp, horizon: int) -> None:
+    """Raise unless the newest snapshot's rows hold ``MIN_CUSTOMERS`` customers, ``MIN_OUTCOME`` of whom
+    churned and as many stayed, with advice that changes that."""
+    n, churned = len(newest), int(newest["churned"].sum())
+    if n < MIN_CUSTOMERS:
+        raise ValueError(
+            f"nothing to learn from: {n} customers bought in the lookback window before {day.date()}, the newest "
+            f"day whose {horizon}-day outcome is known; training needs at least {MIN_CUSTOMERS}. Provide the data "
+            "of more customers")
+    few, advice = min(churned, n - churned), _ADVICE[churned < MIN_OUTCOME]
+    if few < MIN_OUTCOME:
+        raise ValueError(
+            f"nothing to learn from: of the {n} customers of {day.date()}, only {few} "
+            f"{'churned' if churned < MIN_OUTCOME else 'stayed'} within {horizon} days; training needs at least "
+            f"{MIN_OUTCOME} who churned and {MIN_OUTCOME} who stayed. Try {advice}")
+
+
+_ADVICE = {True: "a shorter --horizon-days (more customers go that long without buying)",
+           False: ("a longer --horizon-days, with the history it needs, or a shorter labels.lookback_days (a "
+                   "population of more recent buyers)")}
+
+
+def grouped_cv(source: RowSource, plan: Plan, config: Config, folds: int = CV_FOLDS) -> Backtest:
+    """The scorecard of ``plan``'s procedure without a later period: the customers of every snapshot
+    (``source.crossfit_rows``) are split into ``folds`` groups (:func:`customer_groups`), and each group's
+    rows of the newest snapshot are scored by :func:`fit_procedure` run on the other groups' rows, the
+    baselines calibrated on the other groups' rows of that snapshot."""
+    rows = source.crossfit_rows(plan).reset_index(drop=True)
+    group, scored = customer_groups(rows, folds), (rows["as_of"] == plan.tune_day).to_numpy()
+    test = rows[scored].reset_index(drop=True)
+    probs = {name: np.full(len(test), np.nan) for name in ("model", "recency", "bgnbd")}
+    raw = np.full(len(test), np.nan)
+    for k in range(folds):
+        held = group[scored] == k
+        if held.any():
+            fit = fit_procedure(_Fold(rows[group != k], config.model), plan, config.model)
+            raw[held] = fit.model.predict_raw(test[held])
+            calibrators = baseline_calibrators(rows[(group != k) & scored])
+            for name, p in {"model": fit.model.predict_proba(test[held]),
+                            **baseline_probabilities(test[held], calibrators)}.items():
+                probs[name][held] = p
+    y = test["churned"].to_numpy()
+    cards = {name: scorecard(y, p) for name, p in probs.items()}
+    return Backtest(plan, None, test, cards, probs, raw, evaluation="grouped_cv")
+
+
+@dataclass(frozen=True, eq=False)
+class _Fold:
+    """:class:`RowSource` of some customers' rows of every snapshot, held in memory (for :func:`grouped_cv`)."""
+
+    rows: pd.DataFrame
+    mc: ModelConfig
+
+    def whole(self, day: pd.Timestamp) -> pd.DataFrame:
+        return self.rows[self.rows["as_of"] == day]
+
+    def tuning_rows(self, plan: Plan) -> pd.DataFrame:
+        return self.rows[self.rows["as_of"].isin(plan.tune_train)]
+
+    def booster(self, plan: Plan, tuned: ChurnModel) -> Any:
+        return fit_rounds(self.mc, self.rows, tuned)
+
+    def crossfit_rows(self, plan: Plan) -> pd.DataFrame:
+        return self.rows

@@ -77,7 +77,7 @@ def score_champion(champion: ChurnModel, version: str, backtest: Backtest, confi
     ``config`` is this run's.
     """
     info = champion.require_info()
-    day, trained = backtest.plan.today, pd.Timestamp(info.training_window["as_of"])
+    day, trained = backtest.as_of, pd.Timestamp(info.training_window["as_of"])
     horizon = info.population.horizon_days
     if horizon != config.labels.horizon_days:
         return Champion(version, None, f"it predicts churn within {horizon} days, this model within "
@@ -90,7 +90,10 @@ def score_champion(champion: ChurnModel, version: str, backtest: Backtest, confi
     how = (f"trained as of {trained.date()}, after {day.date()}: its training procedure run as of {day.date()}")
     if same_procedure(info.config, config):
         return Champion(version, backtest.scorecards["model"], how + " (the same procedure as this run's)")
-    other = run_backtest(rows_for(info.config), first_day, day, info.config)
+    try:
+        other = run_backtest(rows_for(info.config), first_day, day, info.config)
+    except ValueError as exc:  # data too short for its procedure as of that day
+        return Champion(version, None, f"{how} is not possible: {exc}")
     return Champion(version, other.scorecards["model"], how)
 
 

@@ -48,12 +48,14 @@ from churnguard.training.evaluation import (
     scorecard,
 )
 from churnguard.training.procedure import (
+    CV_FOLDS,
     Backtest,
     Fit,
     Plan,
     calibration_days,
     fit_procedure,
     fit_rounds,
+    judge,
     new_model,
     plan_training,
     run_backtest,
@@ -65,19 +67,20 @@ from churnguard.training.promotion import (
     same_procedure,
     score_champion,
 )
-from churnguard.training.snapshots import _Snapshots, sample_sizes
+from churnguard.training.snapshots import _Snapshots, fit_schedule, has_backtest, sample_sizes
 from churnguard.training.tracking import MODEL_ARTIFACT, champion_file, log_evaluation_run, log_training_run
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
-    from churnguard.config import Config, TrackingConfig
+    from churnguard.config import Config, SnapshotConfig, TrackingConfig
     from churnguard.dataset import Tables
     from churnguard.model._modelcore import Curve
     from churnguard.training.procedure import RowSource
 
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
-           "drift_reference", "fingerprint", "finish_training", "model_metadata", "new_model", "promotion_decision",
-           "run_evaluation", "run_training", "sampling_summary"]
+           "drift_reference", "fingerprint", "finish_training", "judging_step", "model_metadata", "new_model",
+           "promotion_decision", "run_evaluation", "run_training", "sampling_summary", "schedule_facts",
+           "with_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +147,11 @@ def run_training(
     step = on_step or (lambda _msg: None)
     last = to_day(as_of) if as_of is not None else tables.last_date()
     first_day = tables.transactions["timestamp"].min()
+    configured, config = config, with_schedule(config, first_day, last)
     plan = plan_training(first_day, last, config.labels, config.snapshots)
     source = LocalRows(tables, config, last, step)
-    step(f"backtest: the same procedure as of {backtest_day(last, config).date()}")
-    backtest = run_backtest(source, first_day, backtest_day(last, config), config)
+    step(judging_step(first_day, last, config))
+    backtest = judge(source, first_day, plan, config)
     step("training the deployed model on every labelled snapshot")
     fit = fit_procedure(source, plan, config.model)
     step("fitting the scoring-time BG/NBD and value thresholds")
@@ -162,7 +166,7 @@ def run_training(
     train_rows, churned = source.training_counts(plan)
     rows = TrainingRows(plan, source.whole(plan.tune_day), reference, first_day, counts, train_rows, churned / train_rows,
                         source.dtypes(fit.model.feature_names_), population, source.bgnbd, data_fingerprint(tables),
-                        source.facts(plan))
+                        {**source.facts(plan), **schedule_facts(configured.snapshots, config.snapshots)})
     curve = None
     if config.labels.horizons:
         step(f"the churn curve over {', '.join(map(str, config.labels.horizons))} days: backtest, then deployed")
@@ -178,6 +182,26 @@ def run_training(
 def backtest_day(today: pd.Timestamp, config: Config) -> pd.Timestamp:
     """The day the backtest scores: one horizon before ``today`` (the newest labelled snapshot)."""
     return today - pd.Timedelta(days=config.labels.horizon_days)
+
+
+def with_schedule(config: Config, first_day: pd.Timestamp, today: pd.Timestamp) -> Config:
+    """``config`` with the snapshot schedule of data from ``first_day`` to ``today``
+    (:func:`~churnguard.training.snapshots.fit_schedule`): the model file keeps the schedule it used."""
+    schedule = fit_schedule(first_day, today, config.labels, config.snapshots)
+    return config if schedule == config.snapshots else config.model_copy(update={"snapshots": schedule})
+
+
+def judging_step(first_day: pd.Timestamp, today: pd.Timestamp, config: Config) -> str:
+    """The progress line of :func:`~churnguard.training.procedure.judge`."""
+    if has_backtest(first_day, today, config.labels, config.snapshots):
+        return f"backtest: the same procedure as of {backtest_day(today, config).date()}"
+    return "grouped cross-validation: the data leaves no later period for a backtest"
+
+
+def schedule_facts(configured: SnapshotConfig, used: SnapshotConfig) -> dict[str, Any]:
+    """The summary's facts of the snapshot schedule: the one used and whether it was adapted to the data."""
+    return {"min_history_days": used.min_history_days, "cadence_days": used.cadence_days,
+            "max_snapshots": used.max_snapshots, "schedule_adapted": used != configured}
 
 
 class LocalRows:
@@ -299,7 +323,7 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     with work_dir(result.model_path.parent) as work:  # the file goes to model_out once the run is recorded
         staged = model.save(work / MODEL_ARTIFACT)
         if track:
-            step(f"scoring the current {config.tracking.alias} on {backtest.plan.today.date()}")
+            step(f"scoring the current {config.tracking.alias} on {backtest.as_of.date()}")
             promotion = promotion_decision(backtest, beats, verdict, config, rows_for, rows.first_day)
             step("recording the MLflow run")
             log_training_run(result, config, config_text, backtest, promotion, staged)
@@ -330,7 +354,7 @@ def promotion_decision(backtest: Backtest, beats: bool, verdict: str, config: Co
 def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -> dict[str, Any]:
     """The run's facts: data, the deployed model's snapshots and rows, the backtest, trees, the calibration's
     snapshots and the Brier score of its cross-fitted scores before and after it."""
-    plan, bt = rows.plan, backtest.plan
+    plan = rows.plan
     def days(ds: Iterable[pd.Timestamp]) -> list[str]:
         return [str(d.date()) for d in ds]
 
@@ -344,13 +368,8 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "tune_snapshot": str(plan.tune_day.date()),
         "train_rows": rows.train_rows,
         "train_churn_rate": rows.train_churn_rate,
-        "backtest_as_of": str(bt.today.date()),
-        "backtest_snapshots": days(bt.snapshots),
-        "backtest_tune_snapshot": str(bt.tune_day.date()),
-        "backtest_rows": len(backtest.test),
-        "backtest_churn_rate": float(backtest.test["churned"].mean()),
+        **_evaluation_facts(backtest),
         "best_iteration": fit.model.best_iteration_,
-        "backtest_best_iteration": backtest.fit.model.best_iteration_,
         "n_features": len(fit.model.feature_names_),
         "calibration": config.model.calibration,
         "calibration_snapshots": days(calibration_days(plan)),
@@ -359,6 +378,20 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }
+
+
+def _evaluation_facts(backtest: Backtest) -> dict[str, Any]:
+    """The summary's facts of how the scorecard was made: ``evaluation`` (``backtest`` or ``grouped_cv``), the
+    scored day, its customers and churn rate, and the backtest's own snapshots and trees."""
+    test, bt = backtest.test, backtest.plan
+    facts = {"evaluation": backtest.evaluation, f"{backtest.evaluation}_as_of": str(backtest.as_of.date()),
+             f"{backtest.evaluation}_rows": len(test),
+             f"{backtest.evaluation}_churn_rate": float(test["churned"].mean())}
+    if backtest.fit is None:
+        return {**facts, "grouped_cv_folds": CV_FOLDS}
+    return {**facts, "backtest_snapshots": [str(d.date()) for d in bt.snapshots],
+            "backtest_tune_snapshot": str(bt.tune_day.date()),
+            "backtest_best_iteration": backtest.fit.model.best_iteration_}
 
 
 def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any],
@@ -384,6 +417,7 @@ def model_metadata(config: Config, rows: TrainingRows, *, summary: dict[str, Any
         summary=summary,
         scorecards=scorecards,
         verdict=verdict,
+        evaluation=summary["evaluation"],
         bgnbd_params_by_snapshot=dict(rows.bgnbd_by_snapshot),
         baseline_calibrators=dict(baseline_calibrators),
         data_fingerprint=rows.data_fingerprint,

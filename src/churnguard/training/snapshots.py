@@ -2,7 +2,8 @@
 
 Snapshots are spaced ``cadence_days`` apart, newest first, ending at the last day whose label window is
 complete (``last_date - horizon_days``). Every row carries its ``as_of``; which snapshots a model learns from
-is :mod:`churnguard.training.procedure`'s.
+is :mod:`churnguard.training.procedure`'s. When the data is too short for the configured schedule to leave
+room for a backtest, :func:`fit_schedule` adapts it (a shorter minimum history, a denser cadence).
 
 When the snapshots hold more rows than a training run should keep in memory (``snapshots.max_train_rows``),
 :func:`sample_sizes` shares the row budget between snapshots in proportion to their populations, and each
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from churnguard.config import FeatureConfig, LabelConfig, SnapshotConfig
     from churnguard.dataset import Tables
 
-__all__ = ["make_training_set", "sample_sizes", "snapshot_dates"]
+__all__ = ["fit_schedule", "has_backtest", "make_training_set", "sample_sizes", "snapshot_dates"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +38,88 @@ def snapshot_dates(
     labels: LabelConfig,
     snapshots: SnapshotConfig,
 ) -> list[pd.Timestamp]:
-    """Snapshot days, oldest first, whose label windows end on or before ``last_date``.
+    """Snapshot days, oldest first, whose label windows end on or before ``last_date`` and that have
+    ``min_history_days`` of data before them.
 
     Raises:
-        ValueError: the data spans too little time for ``snapshots.max_snapshots`` >= 3 usable snapshots.
+        ValueError: no day has both, with the longest horizon the data allows.
     """
     first_date, last_date = to_day(first_date), to_day(last_date)
     newest = last_date - pd.Timedelta(days=labels.horizon_days)
     earliest = first_date + pd.Timedelta(days=snapshots.min_history_days)
     dates = [newest - pd.Timedelta(days=k * snapshots.cadence_days) for k in range(snapshots.max_snapshots)]
     dates = sorted(d for d in dates if d >= earliest)
-    if len(dates) < 3:
-        need = snapshots.min_history_days + labels.horizon_days + 2 * snapshots.cadence_days
+    if not dates:
+        span = (last_date - first_date).days
+        most = span - snapshots.min_history_days
+        advice = (f"train with --horizon-days {most} or less (labels.horizon_days), or provide more history"
+                  if most > 0 else "provide more history")
         raise ValueError(
-            f"the data covers {first_date.date()} to {last_date.date()} "
-            f"({(last_date - first_date).days} days); training needs at least 3 snapshots (train, validation, "
-            f"test), i.e. about {need} days with min_history_days={snapshots.min_history_days}, "
-            f"horizon_days={labels.horizon_days}, cadence_days={snapshots.cadence_days}"
+            f"the data covers {first_date.date()} to {last_date.date()} ({span} days): too short to learn "
+            f"anything, since a snapshot needs {snapshots.min_history_days} days of history before it and its "
+            f"{labels.horizon_days}-day outcome window after it; {advice}"
         )
     return dates
+
+
+def has_backtest(first_date: pd.Timestamp, last_date: pd.Timestamp, labels: LabelConfig,
+                 snapshots: SnapshotConfig) -> bool:
+    """Whether the training procedure can be run as of ``last_date - horizon`` as it runs as of ``last_date``:
+    at least 3 snapshots by then, the newest of them later than the outcome window of another."""
+    backtest_day = to_day(last_date) - pd.Timedelta(days=labels.horizon_days)
+    try:
+        dates = snapshot_dates(first_date, backtest_day, labels, snapshots)
+    except ValueError:
+        return False
+    return len(dates) >= 3 and dates[0] + pd.Timedelta(days=labels.horizon_days) <= dates[-1]
+
+
+def fit_schedule(first_date: pd.Timestamp, last_date: pd.Timestamp, labels: LabelConfig,
+                 snapshots: SnapshotConfig) -> SnapshotConfig:
+    """The snapshot schedule for data from ``first_date`` to ``last_date``: the configured one when it leaves
+    room for a backtest, else one adapted to the data.
+
+    Adapting tries the histories ``min_history_days``, 30 days less, ... down to ``shortest_history_days``
+    (longest first) and for each the cadences ``cadence_days``, halved, ... down to ``densest_cadence_days``
+    (sparsest first), with ``max_snapshots`` scaled so that the snapshots may cover as many days as
+    configured. It takes the first schedule that leaves room for a backtest (:func:`has_backtest`), else the
+    first that gives at least 3 snapshots, else the shortest history at the densest cadence.
+
+    Raises:
+        ValueError: not even that schedule has a labelled snapshot (:func:`snapshot_dates`).
+    """
+    if has_backtest(first_date, last_date, labels, snapshots):
+        return snapshots
+    span = snapshots.max_snapshots * snapshots.cadence_days  # days the configured snapshots may cover
+    schedules = [snapshots.model_copy(update={"min_history_days": m, "cadence_days": c, "max_snapshots": span // c})
+                 for m in _histories(snapshots) for c in _cadences(snapshots)]
+    for schedule in schedules:
+        if has_backtest(first_date, last_date, labels, schedule):
+            return schedule
+    for schedule in schedules:
+        try:
+            if len(snapshot_dates(first_date, last_date, labels, schedule)) >= 3:
+                return schedule
+        except ValueError:
+            continue
+    snapshot_dates(first_date, last_date, labels, schedules[-1])  # raises when it has no snapshot
+    return schedules[-1]
+
+
+def _histories(snapshots: SnapshotConfig) -> list[int]:
+    """``min_history_days``, then 30 days less at a time, down to ``shortest_history_days``."""
+    days = [snapshots.min_history_days]
+    while days[-1] - 30 >= snapshots.shortest_history_days:
+        days.append(days[-1] - 30)
+    return days if days[-1] <= snapshots.shortest_history_days else [*days, snapshots.shortest_history_days]
+
+
+def _cadences(snapshots: SnapshotConfig) -> list[int]:
+    """``cadence_days``, then halved, down to ``densest_cadence_days``."""
+    days = [snapshots.cadence_days]
+    while days[-1] // 2 >= snapshots.densest_cadence_days:
+        days.append(days[-1] // 2)
+    return days
 
 
 def sample_sizes(counts: Mapping[pd.Timestamp, int], max_rows: int | None) -> dict[pd.Timestamp, int]:

@@ -128,7 +128,8 @@ def _log_facts(client: Any, run_id: str, result: TrainResult, config: Config, pr
     model, s = result.model, result.summary
     flat = {f"{k}": v for k, v in s.items() if not isinstance(v, list | dict)}
     for key in ("deployed_snapshots", "tune_train_snapshots", "backtest_snapshots", "calibration_snapshots"):
-        flat[key] = ",".join(s[key])
+        if key in s:  # no backtest_snapshots under grouped cross-validation
+            flat[key] = ",".join(s[key]) or "none"
     mlflow.log_params({**flat, **{f"lgbm_{k}": v for k, v in config.model.params.items()},
                        "calibration": config.model.calibration, "cadence_days": config.snapshots.cadence_days,
                        "lookback_days": config.labels.lookback_days})
@@ -212,7 +213,7 @@ def _log_artifacts(result: TrainResult, config: Config, config_text: str | None,
         tmp = Path(tmp)
         paths = [
             plot_feature_importance(list(imp.index), imp.to_numpy(), tmp / "feature_importance.png"),
-            plot_calibration(y_test, {"uncalibrated": backtest.fit.model.predict_raw(test), "calibrated": probabilities["model"]},
+            plot_calibration(y_test, {"uncalibrated": backtest.raw, "calibrated": probabilities["model"]},
                              tmp / "calibration_curve.png"),
             plot_lift_gain(y_test, probabilities, tmp / "lift_gain.png"),
             plot_score_distribution(y_test, probabilities["model"], tmp / "score_distribution.png"),

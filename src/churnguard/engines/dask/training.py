@@ -23,7 +23,7 @@ from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
-from churnguard.training.procedure import Plan, fit_procedure, plan_training, run_backtest
+from churnguard.training.procedure import Plan, fit_procedure, judge, plan_training
 from churnguard.training.promotion import same_procedure
 from churnguard.training.run import (
     TrainingRows,
@@ -31,8 +31,12 @@ from churnguard.training.run import (
     backtest_day,
     fingerprint,
     finish_training,
+    judging_step,
     sampling_summary,
+    schedule_facts,
+    with_schedule,
 )
+from churnguard.training.snapshots import has_backtest
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -143,13 +147,14 @@ def train_dask(
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     last = to_day(as_of) if as_of is not None else dtables.last_date()
     first = dtables.first_timestamp()
+    configured, config = config, with_schedule(config, first, last)
     plan = plan_training(first, last, config.labels, config.snapshots)
     bt_day = backtest_day(last, config)
-    bt_plan = plan_training(first, bt_day, config.labels, config.snapshots)
-    source = _DaskRows(dtables, client, sorted({*plan.snapshots, *bt_plan.snapshots}), last, config, sample_rows,
-                       step)
-    step(f"backtest: the same procedure as of {bt_day.date()}")
-    backtest = run_backtest(source, first, bt_day, config)
+    bt_days = (plan_training(first, bt_day, config.labels, config.snapshots).snapshots
+               if has_backtest(first, last, config.labels, config.snapshots) else ())
+    source = _DaskRows(dtables, client, sorted({*plan.snapshots, *bt_days}), last, config, sample_rows, step)
+    step(judging_step(first, last, config))
+    backtest = judge(source, first, plan, config)
     step("training the deployed model on every labelled snapshot")
     fit = fit_procedure(source, plan, config.model)
 
@@ -159,8 +164,10 @@ def train_dask(
         days = {*plan_training(first, bt_day, other.labels, other.snapshots).snapshots, bt_day}
         return _DaskRows(dtables, client, sorted(days), last, other, sample_rows, step)
 
-    return finish_training(fit, backtest, source.training_rows(plan, fit.model), config, model_out=model_out,
-                           config_text=config_text, track=track, on_step=step, rows_for=rows_for)
+    rows = source.training_rows(plan, fit.model)
+    rows = replace(rows, facts={**rows.facts, **schedule_facts(configured.snapshots, config.snapshots)})
+    return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, track=track,
+                           on_step=step, rows_for=rows_for)
 
 
 class _DaskRows:

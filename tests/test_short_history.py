@@ -1,0 +1,159 @@
+"""Training on short histories: the snapshot schedule adapted to the data, the cross-validation grouped by
+customer that scores a model when no later period is left, and the errors (with advice that works) when there
+is nothing to learn from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.config import LabelConfig, SnapshotConfig, load_config
+from churnguard.dataset import validate_tables
+from churnguard.demo import generate_demo_data, write_demo_data
+from churnguard.training.procedure import fit_procedure, judge, plan_training
+from churnguard.training.run import LocalRows, with_schedule
+from churnguard.training.snapshots import fit_schedule, has_backtest, snapshot_dates
+
+FIRST, LAST = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-12-31")  # 365 days apart (2024 is a leap year)
+
+
+def _days(*isos: str) -> list[pd.Timestamp]:
+    return [pd.Timestamp(d) for d in isos]
+
+
+def test_the_configured_schedule_stays_when_it_leaves_room_for_a_backtest():
+    snaps = SnapshotConfig()
+    assert fit_schedule(FIRST, pd.Timestamp("2025-12-31"), LabelConfig(horizon_days=90), snaps) is snaps
+
+
+def test_a_year_and_a_quarter_horizon_shortens_the_history_and_keeps_a_backtest():
+    # Horizon 90: today is day 365, the backtest scores day 275 and its snapshots end at day 185; one of them
+    # must end its outcome window by then (day <= 95) and have the history before it. 180, 150 and 120 days of
+    # history do not fit at any cadence; 90 days at a 30-day cadence give 95, 125, 155, 185.
+    snaps = fit_schedule(FIRST, LAST, LabelConfig(horizon_days=90), SnapshotConfig())
+    assert (snaps.min_history_days, snaps.cadence_days, snaps.max_snapshots) == (90, 30, 24)
+    assert has_backtest(FIRST, LAST, LabelConfig(horizon_days=90), snaps)
+
+
+def test_a_year_and_a_half_year_horizon_gets_three_snapshots_and_no_backtest():
+    # Horizon 182: the newest labelled snapshot is day 183 (2024-07-02); a backtest would need a snapshot by
+    # day 1. With 180 days of history only day 183 fits (183 - 7 = 176 < 180) at any cadence; with 150 days a
+    # 30-day cadence gives 153 and 183, a 15-day one 153, 168 and 183: the first with 3 snapshots.
+    labels = LabelConfig(horizon_days=182)
+    snaps = fit_schedule(FIRST, LAST, labels, SnapshotConfig())
+    assert (snaps.min_history_days, snaps.cadence_days, snaps.max_snapshots) == (150, 15, 48)
+    assert snapshot_dates(FIRST, LAST, labels, snaps) == _days("2024-06-02", "2024-06-17", "2024-07-02")
+    assert not has_backtest(FIRST, LAST, labels, snaps)
+
+
+def test_too_short_for_any_snapshot_says_which_horizon_fits():
+    # 2024-01-01 .. 2024-08-30: 242 days; 90 days of history and a 182-day outcome window do not fit.
+    with pytest.raises(ValueError, match=r"\(242 days\).*--horizon-days 152 or less"):
+        fit_schedule(FIRST, pd.Timestamp("2024-08-30"), LabelConfig(horizon_days=182), SnapshotConfig())
+
+
+def _procedure(tables, config):
+    """The training procedure without the model file and MLflow: the schedule, the scorecard, the model."""
+    first, last = tables.transactions["timestamp"].min(), tables.last_date()
+    config = with_schedule(config, first, last)
+    plan = plan_training(first, last, config.labels, config.snapshots)
+    source = LocalRows(tables, config, last, lambda _msg: None)
+    return judge(source, first, plan, config), fit_procedure(source, plan, config.model)
+
+
+QUICK = {"num_boost_round": 60}  # these tests check which path trains, not how well
+
+
+def _demo_tables(n: int, end: str, seed: int = 11):
+    demo = generate_demo_data(n, seed=seed, start="2024-01-01", end=end)
+    return validate_tables(demo.transactions, demo.tickets, demo.customers, config=load_config().data)
+
+
+@pytest.mark.slow
+def test_following_the_horizon_advice_trains():
+    tables = _demo_tables(1500, "2024-08-30")
+    config = load_config().with_overrides(labels={"horizon_days": 182}, model=QUICK)
+    with pytest.raises(ValueError, match=r"--horizon-days \d+ or less") as err:
+        _procedure(tables, config)
+    horizon = int(re.search(r"--horizon-days (\d+) or less", str(err.value)).group(1))
+    backtest, _ = _procedure(tables, config.with_overrides(labels={"horizon_days": horizon}))
+    assert backtest.evaluation == "grouped_cv"
+    assert 0.5 < backtest.scorecards["model"]["roc_auc"] <= 1
+
+
+@pytest.mark.slow
+def test_too_few_customers_says_so_and_more_customers_train():
+    config = load_config().with_overrides(labels={"horizon_days": 182}, model=QUICK)
+    with pytest.raises(ValueError, match=r"nothing to learn from: \d+ customers .* at least 100\. Provide the "
+                                         r"data of more customers"):
+        _procedure(_demo_tables(60, "2024-12-31"), config)
+    backtest, _ = _procedure(_demo_tables(600, "2024-12-31"), config)
+    assert backtest.evaluation == "grouped_cv"
+
+
+def _weekly_buyers(n: int = 210) -> pd.DataFrame:
+    """``n`` customers who each buy every 7 days, on the weekday ``i % 7``, all year: none ever stops."""
+    days = np.arange(0, 366)
+    rows = [(f"c{i:03d}", d) for i in range(n) for d in days[days % 7 == i % 7]]
+    tx = pd.DataFrame(rows, columns=["customer_id", "day"])
+    return pd.DataFrame({"customer_id": tx["customer_id"], "amount": 10.0,
+                         "timestamp": (FIRST + pd.to_timedelta(tx["day"], unit="D")).dt.strftime("%Y-%m-%d 10:00")})
+
+
+@pytest.mark.slow
+def test_one_class_only_says_so_and_a_shorter_horizon_trains():
+    config = load_config().with_overrides(model=QUICK, snapshots={"max_snapshots": 3})
+    tables = validate_tables(_weekly_buyers(), config=config.data)
+    with pytest.raises(ValueError, match=r"only 0 churned within 90 days.*Try a shorter --horizon-days"):
+        _procedure(tables, config)
+    # Within 5 days, a weekly buyer whose next purchase is 6 or 7 days away does not buy: 2 in 7 churn.
+    backtest, _ = _procedure(tables, config.with_overrides(labels={"horizon_days": 5}))
+    assert backtest.scorecards["model"]["positive_rate"] == pytest.approx(2 / 7, abs=0.01)
+
+
+@pytest.mark.slow
+def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+    from churnguard.model import ChurnModel
+
+    paths = write_demo_data(generate_demo_data(2000, seed=4, start="2024-01-01", end="2024-12-31"), tmp_path)
+    out, uri = tmp_path / "m.zip", f"sqlite:///{tmp_path / 'ml.db'}"
+    result = CliRunner().invoke(app, [
+        "train", "--transactions", str(paths["transactions"]), "--tickets", str(paths["tickets"]),
+        "--customers", str(paths["customers"]), "--horizon-days", "182", "--model-out", str(out),
+        "--tracking-uri", uri], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # rich wraps long cells and titles
+    assert "Scorecard of the cross-validation grouped by customer, on 2024-07-02" in text
+    assert "since the data leaves no later period to test on" in text
+    assert "a snapshot every 15 days from 150 days of history on, adapted to the data" in text
+    info = ChurnModel.load(out).require_info()
+    assert info.evaluation == "grouped_cv"
+    assert info.config.snapshots.cadence_days == 15  # the model file keeps the schedule it used
+    assert info.summary["deployed_snapshots"] == ["2024-06-02", "2024-06-17", "2024-07-02"]
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("churnguard").experiment_id])[0]
+    assert run.data.params["evaluation"] == "grouped_cv"
+    assert run.data.params["schedule_adapted"] == "True"
+    assert run.data.params["tune_train_snapshots"] == "none"
+    card = client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))
+    assert "## Scorecard (cross-validation grouped by customer, on 2024-07-02)" in Path(card).read_text()
+    scored = CliRunner().invoke(app, [
+        "score", "--model", str(out), "--transactions", str(paths["transactions"]), "--tickets",
+        str(paths["tickets"]), "--customers", str(paths["customers"]), "--out", str(tmp_path / "s.csv")])
+    assert scored.exit_code == 0, scored.output
+    assert pd.read_csv(tmp_path / "s.csv")["churn_probability"].notna().any()
+
+
+def test_run_training_keeps_the_configured_schedule_on_long_data(trained):
+    s = trained["result"].summary
+    assert s["evaluation"] == "backtest"
+    assert s["schedule_adapted"] is False
+    assert trained["result"].model.info.config.snapshots == trained["cfg"].snapshots
