@@ -145,3 +145,25 @@ def test_score_without_as_of_on_unusable_dates_or_no_rows_says_why(trained, tmp_
         assert result.exit_code == 2, output
         assert f"{path}: " in output and message in output, output
         assert "Traceback" not in output
+
+
+def test_score_takes_the_playbook_with_playbook_and_the_config_with_c(trained, tmp_path):
+    """-c/--config is the config file of train in every command (its data section reads the files, e.g. a
+    renamed column); the playbook is --playbook, and a playbook passed to -c is named as one."""
+    from pathlib import Path
+
+    tx = trained["demo"].transactions.rename(columns={"amount": "total"})
+    tx.to_csv(tmp_path / "tx.csv", index=False)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("data:\n  columns:\n    transactions:\n      amount: total\n")
+    model = str(trained["result"].model_path)
+    playbook = Path(__file__).resolve().parents[1] / "configs" / "actions.yaml"
+    base = ["score", "-m", model, "-t", str(tmp_path / "tx.csv"), "--as-of", "2025-06-30"]
+    ok = runner.invoke(app, [*base, "-c", str(cfg), "--playbook", str(playbook), "-o", str(tmp_path / "s.csv")])
+    assert ok.exit_code == 0, ok.output
+    assert len(pd.read_csv(tmp_path / "s.csv")) > 0
+    unmapped = runner.invoke(app, [*base, "-o", str(tmp_path / "u.csv")])
+    assert unmapped.exit_code == 2 and "amount" in unmapped.output
+    mixed_up = runner.invoke(app, [*base, "-c", str(playbook), "-o", str(tmp_path / "m.csv")])
+    assert mixed_up.exit_code == 2
+    assert "is a playbook (it lists actions): pass it with --playbook" in mixed_up.output

@@ -374,8 +374,11 @@ def score(
     budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
     control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
     seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
-    config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in, see "
-                                        "configs/actions.yaml).")] = None,
+    playbook: Annotated[Path | None, _Opt("--playbook", help="Playbook YAML (default: built-in, see "
+                                          "configs/actions.yaml).")] = None,
+    config: Annotated[Path | None, _Opt("--config", "-c", help="The config file of 'train': its data section "
+                                        "(column names, date format) reads these files (default: the model's).")
+                      ] = None,
     reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Rejects file (default: <out>.rejects.csv)."
                                          )] = None,
@@ -401,22 +404,36 @@ def score(
     from churnguard.scoring import drift_check
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
-    playbook = _run(load_playbook, config)
+    rules = _run(load_playbook, playbook)
+    data_config = None if config is None else _run(_data_config, config)
     loaded = _run(ChurnModel.load, model)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
         with _steps(bar=True) as (step, note):
             result = _runner(dask)(
                 score_from_files, engine, loaded, transactions, tickets, customers, out=staged[0],
-                playbook=playbook, as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed,
+                playbook=rules, as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed,
                 reject_bad_rows=reject_bad_rows, partitions=partitions, scheduler=scheduler, workers=workers,
-                on_step=step, on_note=note,
+                data_config=data_config, on_step=step, on_note=note,
             )
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         said = [result.summary(out), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+
+
+def _data_config(path: Path):
+    """The data section of a config file; a playbook given by mistake is named as one."""
+    import yaml
+
+    from churnguard.config import load_config
+
+    text = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if isinstance(text, dict) and "actions" in text:
+        raise ValueError(f"{path} is a playbook (it lists actions): pass it with --playbook; -c/--config takes the "
+                         "config file of 'train'")
+    return load_config(path).data
 
 
 @app.command("serve")

@@ -152,15 +152,15 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                      customers: Path | None, *, out: Path, playbook: Playbook, as_of: str | None = None,
                      budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
                      reject_bad_rows: bool = False, partitions: int | None = None, scheduler: str | None = None,
-                     workers: int | None = None, on_step: Callable = _quiet, on_note: Callable = _quiet
-                     ) -> ScoreResult:
+                     workers: int | None = None, data_config: DataConfig | None = None,
+                     on_step: Callable = _quiet, on_note: Callable = _quiet) -> ScoreResult:
     """Score the customers in the files and write ``out`` atomically; the result holds the summary columns
     of the scores (the full rows are in ``out``), the rejects and the drift sample.
 
-    The input is read with the model's data config (``reject_bad_rows``: set unusable rows aside instead of
-    stopping) and split into ``partitions`` customer partitions (default: by input size).
+    The input is read with ``data_config`` (default: the model's; ``reject_bad_rows``: set unusable rows aside
+    instead of stopping) and split into ``partitions`` customer partitions (default: by input size).
     """
-    data_config = model.require_info().config.data
+    data_config = data_config or model.require_info().config.data
     if reject_bad_rows:
         data_config = data_config.model_copy(update={"on_bad_rows": "reject"})
     choice = {"budget": budget, "control_fraction": control_fraction, "seed": seed}
