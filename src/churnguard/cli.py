@@ -306,7 +306,9 @@ def score(
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", help="Score as of this day (default: last day in the data).")] = None,
-    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
+    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the customers with the best expected "
+                                         "value per unit of cost within it. Without it, every customer with a "
+                                         "positive expected value is selected.")] = None,
     control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
     seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
     config: Annotated[Path | None, _Opt("--config", "-c", help="Playbook YAML (default: built-in, see "
@@ -324,13 +326,15 @@ def score(
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
-    Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
+    Without --budget, every customer with a positive expected value is selected. The end of the output says
+    who to contact, what it costs, how each action's expected value is made, and when and how to read the
+    campaign out. Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
     with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
     """
     from churnguard.config import load_playbook
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
-    from churnguard.scoring import drift_check
+    from churnguard.scoring import Campaign, drift_check
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     playbook = _run(load_playbook, config)
@@ -341,7 +345,10 @@ def score(
             as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
             partitions=partitions, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
         )
-    _say(result.summary(out))
+    info = loaded.require_info()
+    campaign = Campaign(playbook, budget, info.config.labels.horizon_days, info.population.lifespan_years,
+                        transactions)
+    _say(result.summary(out, campaign))
     _report_rejects(result.rejects, rejects or out.with_name(out.stem + ".rejects.csv"))
     drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
     _say(drift.write(out.with_name(out.stem + ".drift.csv")), warn=not drift.shifted.empty)
@@ -428,11 +435,12 @@ def compare(
     top: Annotated[int, _Opt(min=1, help="How many risers and fallers to list.")] = 20,
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
-    from churnguard._io import read_table, write_table
+    from churnguard._io import write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
+    from churnguard.scoring import read_scores
 
     _need_scores_files(old, new)
-    comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
+    comparison = _run(compare_scores, read_scores(old), read_scores(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
     write_table(comparison.changes, out)
     write_table(comparison.transitions.reset_index(), out.with_name(out.stem + ".transitions.csv"))
@@ -456,16 +464,17 @@ def campaign_readout(
     import pandas as pd
     from rich.table import Table
 
-    from churnguard._io import read_table, write_table
+    from churnguard._io import write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
+    from churnguard.scoring import read_scores
 
     _need_scores_files(scores)
     cfg = _run(load_config, config)
     tables = _run(load_tables, transactions, config=cfg.data)
-    table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
+    table = _run(readout_fn, read_scores(scores), tables.transactions, horizon_days=horizon_days,
                  confidence=confidence)
     out = out or scores.with_name(scores.stem + ".readout.csv")
     write_table(table, out)
@@ -496,9 +505,11 @@ def _need_scores_files(*paths: Path) -> None:
 
 
 def _report_rejects(rejects, path: Path) -> None:
+    from churnguard._io import spreadsheet_safe
     from churnguard.dataset import write_rejects
 
-    _say(write_rejects(rejects, path), warn=True)
+    safe = spreadsheet_safe(rejects) if path.suffix.lower() == ".csv" else rejects
+    _say(write_rejects(safe, path), warn=True)
 
 
 def main() -> None:

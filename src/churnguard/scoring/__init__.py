@@ -1,11 +1,13 @@
 """Scores to actions: lifecycle stages, risk bands, value tiers, reasons, playbook actions, expected value and
 who to contact.
 
-``rules`` (lifecycle stages and the model's population, bands, signals, the playbook, expected value, selection) and ``reasons`` (sentences for the features
-behind the risk) are written once over arrays; ``score`` chains them for ``n`` customers, whichever engine
-brought the features in.
+``rules`` (lifecycle stages and the model's population, bands, signals, the playbook, expected value, selection,
+ranks) and ``reasons`` (one phrase per feature, for the features behind the risk) are written once over arrays;
+``score`` chains them for ``n`` customers, whichever engine brought the features in, and gives the rows of the
+scores file; ``campaign`` writes what the end of ``churnguard score`` says.
 """
 
+from churnguard.scoring.campaign import Campaign, campaign_text
 from churnguard.scoring.reasons import N_REASONS, describe
 from churnguard.scoring.rules import (
     LIFECYCLE_STAGES,
@@ -18,11 +20,13 @@ from churnguard.scoring.rules import (
 )
 from churnguard.scoring.score import (
     OUTPUT_COLUMNS,
+    SCORES_COLUMNS,
     ScoreResult,
     drift_check,
     drift_report,
     model_population,
     no_activity_reason,
+    read_scores,
     score_columns,
     score_features,
     score_frames,
@@ -33,11 +37,14 @@ from churnguard.scoring.score import (
 )
 
 __all__ = [
+    "Campaign",
     "LIFECYCLE_STAGES",
     "N_REASONS",
     "OUTPUT_COLUMNS",
+    "SCORES_COLUMNS",
     "ScoreResult",
     "assign_actions",
+    "campaign_text",
     "describe",
     "drift_check",
     "drift_report",
@@ -45,6 +52,7 @@ __all__ = [
     "lifecycle_stage",
     "model_population",
     "no_activity_reason",
+    "read_scores",
     "risk_band",
     "score_columns",
     "score_features",

@@ -34,10 +34,11 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
                      as_of: pd.Timestamp) -> dict[str, Any]:
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
     selection, which needs every customer)."""
-    from churnguard.scoring import OUTPUT_COLUMNS, score_features
+    from churnguard.scoring import score_features
+    from churnguard.scoring.score import LIGHT_COLUMNS, SCORES_COLUMNS, SELECTION_COLUMNS
 
     info = model.require_info()
-    columns = [c for c in OUTPUT_COLUMNS if c not in ("selected", "control_group")]
+    columns = [c for c in SCORES_COLUMNS if c not in SELECTION_COLUMNS]
     if len(feats):
         scores = score_features(model, feats, playbook, reasons_for=reasons_for)
         scores["model_version"] = info.model_version
@@ -50,7 +51,7 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
     keep = in_lookback(feats["recency_days"], info.config.labels.lookback_days)
     drift = feats.loc[keep, ["customer_id", *[c for c in model.feature_names_ if c in feats]]].copy()
     drift["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy() if len(feats) else []
-    light = scores[["customer_id", "risk_band", "expected_value", "action_cost"]].assign(_in_lookback=keep)
+    light = scores[LIGHT_COLUMNS].assign(_in_lookback=keep)
     return {"scores": scores, "light": light, "unseen": known.difference(pd.Index(scores["customer_id"])).to_numpy(),
             "drift": drift}
 
@@ -117,8 +118,9 @@ def score_dask(
     Raises:
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
-    from churnguard.scoring import OUTPUT_COLUMNS, ScoreResult
+    from churnguard.scoring import ScoreResult
     from churnguard.scoring.rules import check_selection
+    from churnguard.scoring.score import SCORES_COLUMNS, SELECTION_COLUMNS
 
     client = _client_for(dtables, client)
     check_selection(budget, control_fraction)
@@ -131,14 +133,14 @@ def score_dask(
     light, flags, rejects = _select(tasks, scored, dtables.rejects, day, step, budget=budget,
                                     control_fraction=control_fraction, seed=seed)
     drift = _drift_sample(client, tasks, scored, light)
-    selection = flags.set_index("customer_id")[["selected", "control_group"]]
+    selection = flags.set_index("customer_id")[SELECTION_COLUMNS]
     frames = [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)]
     if out is None:
         scores = _combine([f for (f,) in _gather(client, frames, "collecting the scores")])
-        return ScoreResult(scores.join(selection, on="customer_id")[OUTPUT_COLUMNS], rejects, drift)
+        return ScoreResult(scores.join(selection, on="customer_id")[SCORES_COLUMNS], rejects, drift, day)
     step(f"writing {out}")
     _write_scores(client, frames, selection, Path(out))
-    return ScoreResult(flags, rejects, drift)
+    return ScoreResult(flags, rejects, drift, day)
 
 
 def _score_partitions(tasks: _Tasks, model: ChurnModel, dtables: DaskTables, day: pd.Timestamp,
@@ -167,7 +169,7 @@ def _select(tasks: _Tasks, scored: list[Future], rejects: pd.DataFrame, day: pd.
                                    for b, s in enumerate(scored)], "scoring")
     step("selecting customers within the budget")
     light = _combine([lt.assign(_part=b) for b, (lt, _) in enumerate(parts)])
-    flags = select_customers(light[["customer_id", "risk_band", "expected_value", "action_cost"]], **choice)
+    flags = select_customers(light[LIGHT_COLUMNS], **choice)
     return light, flags, unscored_rejects(rejects, pd.Index(np.concatenate([u for _, u in parts])), day)
 
 
@@ -177,7 +179,7 @@ def _pick(bundle: dict[str, Any], *names: str) -> tuple:
 
 def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path) -> None:
     """Stream the partitions' scores into ``out`` (CSV or Parquet), atomically: all of it or nothing."""
-    from churnguard.scoring import OUTPUT_COLUMNS
+    from churnguard.scoring.score import file_rows
 
     with appending_table(out) as append:
         written = False
@@ -185,5 +187,5 @@ def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame
             (frame,) = _gather(client, fut, f"writing the scores of customer partition {b}")
             if frame.empty and (written or b < len(futures) - 1):
                 continue
-            append(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[OUTPUT_COLUMNS])
+            append(file_rows(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id"), out))
             written = True
