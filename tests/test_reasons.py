@@ -11,6 +11,7 @@ import pytest
 
 from churnguard.btyd import BGNBDParams
 from churnguard.config import load_config
+from churnguard.dataset import validate_tables
 from churnguard.features import build_features
 from churnguard.population import Population
 from churnguard.scoring.reasons import (
@@ -23,7 +24,6 @@ from churnguard.scoring.reasons import (
     reason_texts,
     uninformative,
 )
-from churnguard.dataset import validate_tables
 
 CFG = load_config()
 AS_OF = pd.Timestamp("2025-06-30")
@@ -111,7 +111,8 @@ def test_every_kernel_feature_has_a_phrase_and_reads_without_names_or_exponents(
             if name == "as_of_month" and not (isinstance(value, float) and 1 <= value <= 12):
                 continue
             text = describe(name, value, dict.fromkeys(phrase.context, 2.5))
-            assert text and not RAW.search(text), (name, value, text)
+            assert text, (name, value)
+            assert not RAW.search(text), (name, value, text)
     assert NEVER_REASONS == {"as_of_month"}
 
 
@@ -129,7 +130,9 @@ def test_common_values_from_the_training_profiles():
     }
     common = common_values(profiles)
     assert common.keys() == {"loyalty_points", "nps", "nps_group", "attr_region"}
-    assert common["loyalty_points"] == 0.0 and np.isnan(common["nps"]) and common["nps_group"] is None
+    assert common["loyalty_points"] == 0.0
+    assert np.isnan(common["nps"])
+    assert common["nps_group"] is None
     assert common["attr_region"] == "north"
     names = ["loyalty_points", "nps", "attr_region", "as_of_month", "recency_days"]
     cols = {"loyalty_points": np.array([0.0, 5.0]), "nps": np.array([np.nan, 3.0]),

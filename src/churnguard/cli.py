@@ -326,10 +326,13 @@ def score(
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
-    Without --budget, every customer with a positive expected value is selected. The end of the output says
-    who to contact, what it costs, how each action's expected value is made, and when and how to read the
-    campaign out. Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
-    with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
+    Without --budget, every customer with a positive expected value is selected.
+
+    The output ends with whom to contact, the cost, how each action's expected value is made, and the read-out.
+
+    Large inputs are split by customer into partitions (about 256 MB of input each), scored one at a time.
+
+    With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
     """
     from churnguard.config import load_playbook
     from churnguard.engines import score_from_files

@@ -37,11 +37,11 @@ from churnguard.scoring.score import (
 )
 
 __all__ = [
-    "Campaign",
     "LIFECYCLE_STAGES",
     "N_REASONS",
     "OUTPUT_COLUMNS",
     "SCORES_COLUMNS",
+    "Campaign",
     "ScoreResult",
     "assign_actions",
     "campaign_text",

@@ -68,8 +68,8 @@ def _assumptions(campaign: Campaign) -> list[str]:
     book = campaign.playbook
     years = min(campaign.lifespan_years, book.max_value_years)
     capped = [r.name for r in book.actions if r.success_rate > book.max_success_rate]
-    lines = [f"  value: CLTV over {years:.1f} of the {campaign.lifespan_years:.1f} years of lifespan learned at "
-             "training", f"    (at most the playbook's max_value_years, {book.max_value_years:g})"]
+    lines = [(f"  value: CLTV over {years:.1f} of the {campaign.lifespan_years:.1f} years of lifespan learned at "
+             "training"), f"    (at most the playbook's max_value_years, {book.max_value_years:g})"]
     if capped:
         lines.append(f"  success rates above the playbook's max_success_rate ({book.max_success_rate:.0%}) count "
                      f"as it: {', '.join(capped)}")
@@ -84,8 +84,8 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
         return [*lines, "  nobody to contact: no customer has a positive expected value"
                 + ("" if campaign.budget is None else " within the budget")]
     lines += [f"  contact {len(contacted):,} customers: selected = True and control_group = False in",
-              f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
-              f"{contacted['expected_value'].sum():,.2f}"]
+              (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
+              f"{contacted['expected_value'].sum():,.2f}")]
     if control:
         lines.append(f"  do not contact the {control:,} in the control group: they show what contact changes")
     end = "the outcome window" if as_of is None else \

@@ -20,10 +20,29 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["COMMON_SHARE", "N_REASONS", "NEVER_REASONS", "Phrase", "Wording", "common_values", "describe",
-           "format_days", "format_duration", "format_hours", "format_money", "format_number", "format_share",
-           "format_times", "phrase_for", "pick_reasons", "reason_texts", "top_features", "uninformative",
-           "unscored_text", "unscored_texts"]
+__all__ = [
+    "COMMON_SHARE",
+    "NEVER_REASONS",
+    "N_REASONS",
+    "Phrase",
+    "Wording",
+    "common_values",
+    "describe",
+    "format_days",
+    "format_duration",
+    "format_hours",
+    "format_money",
+    "format_number",
+    "format_share",
+    "format_times",
+    "phrase_for",
+    "pick_reasons",
+    "reason_texts",
+    "top_features",
+    "uninformative",
+    "unscored_text",
+    "unscored_texts",
+]
 
 N_REASONS = 3
 CANDIDATES = 10  # contributions looked at per customer to find N_REASONS features of different topics

@@ -163,7 +163,7 @@ def _select(tasks: _Tasks, scored: list[Future], rejects: pd.DataFrame, day: pd.
     """The light columns of every customer (``_part``: their partition), the budget selection over all of them
     (``choice``: as for ``select_customers``), and ``rejects`` with the customers known but not scored."""
     from churnguard.scoring import select_customers
-    from churnguard.scoring.score import unscored_rejects
+    from churnguard.scoring.score import LIGHT_COLUMNS, unscored_rejects
 
     parts = _gather(tasks.client, [tasks.submit(f"light-p{b}", _pick, s, "light", "unseen")
                                    for b, s in enumerate(scored)], "scoring")
