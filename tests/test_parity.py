@@ -11,7 +11,9 @@ files through every engine and compares everything they output, per customer:
 Compared: lifecycle_stage, churn_probability (to 1e-12), risk_band, value_tier, clv, the three reasons, action,
 action_cost, expected_value, model_version and as_of of every scored customer (those outside the model's
 population, lost or never bought, included: no probability, their stage as band), and the rejected customers
-with the reason given. ``churnguard features`` is compared between the local and the dask engine (identical files).
+with the reason given. The engines write their scores as Parquet, which keeps every digit; one more test checks
+that the CSV for people holds the same scores rounded (probabilities to 4 decimals, money to cents).
+``churnguard features`` is compared between the local and the dask engine (identical files).
 
 The input cases are small CSV files cut from the demo customers the session's model was trained on, plus
 hand-made customers:
@@ -210,6 +212,8 @@ def _frame(records: list[dict]) -> pd.DataFrame:
 
 
 def _read_scores(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return _frame(pd.read_parquet(path).to_dict("records"))
     return _frame(pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records"))
 
 
@@ -431,7 +435,7 @@ class Battery:
         return self.outcomes[key]
 
     def _cli(self, case: Case, engine: str) -> Outcome:
-        out = self.root / "runs" / f"{case.name}-{engine}" / "scores.csv"
+        out = self.root / "runs" / f"{case.name}-{engine}" / "scores.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         args = ["score", "-m", self.model(case), *_inputs(case.files), "-o", out]
         if case.as_of is not None:
@@ -494,6 +498,32 @@ def test_rejected_customers_equal_the_single_partition_run(battery, case, engine
     got = battery.outcome(case, engine).rejected
     diff = _rejects_diff(want, got, LABELS[REFERENCE], LABELS[engine])
     assert not diff, f"case {case}: {LABELS[engine]} does not reject as {LABELS[REFERENCE]} does:\n{diff}"
+
+
+@pytest.mark.parametrize("engine", ["local-3", "dask"])
+def test_the_csv_for_people_is_the_parquet_rounded(battery, engine):
+    """``-o scores.csv`` holds every engine's Parquet scores rounded (probabilities to 4 decimals, money to
+    cents), the other columns as they are; both engines' CSV files are the same text."""
+    case = battery.cases["iso-as-of"]
+    exact = pd.read_parquet(battery.root / "runs" / f"{case.name}-{REFERENCE}" / "scores.parquet")
+    texts = {}
+    for e in (REFERENCE, engine):
+        out = battery.root / "runs" / f"csv-{e}" / "scores.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extra = ["--engine", "dask", "--scheduler", battery.scheduler()] if e == "dask" else [
+            "--partitions", e.removeprefix("local-")]
+        _invoke(["score", "-m", battery.model(case), *_inputs(case.files), "--as-of", case.as_of, "-o", out, *extra])
+        texts[e] = pd.read_csv(out, dtype=str, keep_default_na=False).sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(texts[engine], texts[REFERENCE])
+    got = pd.read_csv(battery.root / "runs" / f"csv-{REFERENCE}" / "scores.csv").set_index("customer_id")
+    want = exact.set_index("customer_id").loc[got.index]
+    assert list(got.columns) == list(want.columns)
+    assert np.allclose(got["churn_probability"], want["churn_probability"].round(4), rtol=0, atol=1e-12, equal_nan=True)
+    assert (got["churn_probability"].dropna().map(lambda p: len(repr(p).partition(".")[2])) <= 4).all()
+    for col in ("clv", "action_cost", "expected_value", "spend_last_year"):
+        assert np.allclose(got[col], want[col].round(2), rtol=0, atol=1e-9, equal_nan=True), col
+    for col in ("risk_band", "action", "reason_1", "reason_2", "reason_3", "selected", "value_rank"):
+        assert got[col].fillna("").astype(str).tolist() == want[col].fillna("").astype(str).tolist(), col
 
 
 @pytest.mark.parametrize("engine", ["local-1", "local-3", "dask"])
@@ -580,7 +610,7 @@ def _day_first_inferred(battery) -> dict[str, Path]:
 
 
 def _score_run(battery, files: dict[str, Path], name: str, engine: str, *extra: str) -> tuple[int, str, Path]:
-    out = battery.root / "runs" / name / engine / "scores.csv"
+    out = battery.root / "runs" / name / engine / "scores.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     args = ["score", "-m", battery.model(battery.cases["iso-as-of"]), *_inputs(files), "-o", out, *extra]
     args += ["--engine", "dask", "--scheduler", battery.scheduler()] if engine == "dask" else [
@@ -864,7 +894,7 @@ def test_one_customer_over_http_equals_its_row_in_a_batch_file(battery, backgrou
             files[name] = Path(tmp) / f"{name}.csv"
             pd.DataFrame([*background[name].to_dict("records"), *added], columns=columns).to_csv(
                 files[name], index=False)
-        out = Path(tmp) / "scores.csv"
+        out = Path(tmp) / "scores.parquet"
         _invoke(["score", "-m", model, *_inputs(files), "--as-of", AS_OF, "--partitions", "1", "-o", out])
         batch = Outcome(_read_scores(out), _read_rejects(out.with_name("scores.rejects.csv")))
     body = {"as_of": AS_OF, "customers": [{

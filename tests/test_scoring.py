@@ -83,6 +83,18 @@ def test_customers_without_a_probability_count_with_p_one():
     assert ev.tolist() == pytest.approx([20.0, 5.0, -5.0, 0.0], abs=1e-12)
 
 
+def test_expected_value_caps_the_lifespan_and_the_success_rate():
+    book = PLAYBOOK.model_copy(update={"max_value_years": 3.0, "max_success_rate": 0.2})
+    actions = np.array(["vip_personal_outreach", "win_back_offer"], dtype=object)  # success rates 0.30 and 0.15
+    # A CLTV of 600 over a 6-year lifespan keeps 3 years: 300. Outreach: 0.5 x 300 x 0.2 (capped) - 25 = 5;
+    # win-back: 0.5 x 300 x 0.15 - 10 = 12.5.
+    _, ev = expected_value(np.array([0.5, 0.5]), np.array([600.0, 600.0]), actions, book, lifespan_years=6.0)
+    assert ev.tolist() == pytest.approx([5.0, 12.5], abs=1e-12)
+    # A lifespan under the cap keeps the whole CLTV: 0.5 x 600 x 0.15 - 10 = 35.
+    _, ev = expected_value(np.array([0.5]), np.array([600.0]), actions[1:], book, lifespan_years=2.0)
+    assert ev.tolist() == pytest.approx([35.0], abs=1e-12)
+
+
 def test_slow_first_answer_counts_as_bad_support():
     df = pd.DataFrame({"tickets_90d": [1, 1, 0], "first_response_hours_latest": [30.0, 10.0, 30.0],
                        "open_tickets": [0, 0, 0], "csat_latest": [np.nan] * 3, "tenure_days": [400] * 3,
@@ -92,9 +104,10 @@ def test_slow_first_answer_counts_as_bad_support():
     assert flags["bad_support"].tolist() == [True, False, False]  # the third ticket is older than 90 days
 
 
-def _scores(ev, cost, ids=None):
+def _scores(ev, cost, ids=None, prob=None):
     n = len(ev)
-    return pd.DataFrame({"customer_id": ids or [f"c{i}" for i in range(n)], "expected_value": ev, "action_cost": cost})
+    return pd.DataFrame({"customer_id": ids or [f"c{i}" for i in range(n)], "expected_value": ev, "action_cost": cost,
+                         "churn_probability": prob if prob is not None else [0.5] * n})
 
 
 def test_budget_selection_by_hand():
@@ -109,6 +122,14 @@ def test_budget_selection_by_hand():
     assert select_customers(s, control_fraction=0)["selected"].tolist() == [True, True, True, False, True]
     # Zero budget: nobody.
     assert not select_customers(s, budget=0, control_fraction=0)["selected"].any()
+
+
+def test_ranks_by_risk_and_by_expected_value():
+    # Probabilities: c2 highest, c0 and c3 tie (ids break it), c1 has none (lost): no risk rank.
+    s = _scores([5.0, 30.0, -2.0, 5.0], [1.0] * 4, prob=[0.4, np.nan, 0.9, 0.4])
+    ranked = select_customers(s.iloc[::-1], control_fraction=0).set_index("customer_id").sort_index()
+    assert ranked["risk_rank"].tolist() == [2, pd.NA, 1, 3]
+    assert ranked["value_rank"].tolist() == [2, 1, 4, 3]  # c0 and c3 tie on 5.0: c0 first
 
 
 def test_ties_are_broken_by_expected_value_then_id_not_row_order():
@@ -148,27 +169,3 @@ def test_playbook_needs_a_fallback(tmp_path):
     p.write_text("actions:\n  - {name: x, when: {band: [hot]}, cost: 1, success_rate: 0.1}\n")
     with pytest.raises(ConfigError, match=r"actions\.0\.when\.band"):
         load_playbook(p)
-
-
-def test_unknown_values_are_explained_in_plain_words():
-    from churnguard.scoring import describe
-
-    assert describe("gap_std_days", np.nan) == "too few purchases yet to know their buying rhythm"
-    assert describe("gap_std_days", 12.4) == "irregular buying rhythm (gaps vary by 12 days)"
-    assert describe("csat_latest", np.nan) == "no CSAT answer yet"
-    assert describe("csat_latest", 2.0) == "last CSAT 2/5"
-    assert describe("bg_frequency", np.nan) == "bg frequency unknown"
-    assert describe("bg_frequency", 3.0) == "bg frequency = 3"
-    assert describe("attr_region", None) == "attr region = unknown"
-    assert describe("recency_days", 140.0, overdue=3.06) == "no purchase for 140 days, about 3.1x their usual gap"
-    assert describe("recency_days", 140.0, overdue=1.2) == "no purchase for 140 days"
-
-
-def test_reason_texts_for_absent_features_and_categories():
-    from churnguard.scoring.reasons import reason_texts
-
-    picks = np.array([[0, 1, -1], [1, 0, -1]])
-    cols = {"attr_region": np.array([0, -1])}
-    texts = reason_texts(picks, ["open_tickets", "attr_region"], cols, {"attr_region": ("north", "south")})
-    assert texts.tolist() == [["open tickets unknown", "attr region = north", ""],  # no tickets table given
-                              ["attr region = unknown", "open tickets unknown", ""]]

@@ -19,7 +19,7 @@ from churnguard.cli import app
 from churnguard.config import load_playbook
 from churnguard.demo import write_demo_data
 from churnguard.model import ChurnModel
-from churnguard.scoring import OUTPUT_COLUMNS, score_frames, score_tables
+from churnguard.scoring import SCORES_COLUMNS, score_frames, score_tables
 from churnguard.serving import create_app
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def model(trained):
 def test_every_customer_is_scored_or_rejected(trained, model):
     result = score_tables(model, trained["tables"], "2025-06-30", load_playbook(), budget=500, seed=1)
     s = result.scores
-    assert list(s.columns) == OUTPUT_COLUMNS
+    assert list(s.columns) == SCORES_COLUMNS
     known = set(trained["tables"].customer_ids())
     assert set(s["customer_id"]) | set(result.rejects["customer_id"]) == known
     assert not set(s["customer_id"]) & set(result.rejects["customer_id"])
@@ -49,22 +49,31 @@ def test_every_customer_is_scored_or_rejected(trained, model):
 def test_reasons_agree_in_sign_with_the_contributions(trained, model):
     from churnguard.features import build_features
     from churnguard.scoring import model_population, score_features
-    from churnguard.scoring.reasons import top_features
+    from churnguard.scoring.reasons import common_values, pick_reasons, uninformative
+    from churnguard.scoring.score import frame_columns
 
     feats = build_features(trained["tables"], "2025-06-30", trained["cfg"].features, model_population(model))
     inside = feats["recency_days"] < trained["cfg"].labels.lookback_days  # the customers given a probability
     feats = feats[inside].head(200).reset_index(drop=True)
     scored = score_features(model, feats, load_playbook())
     contrib = model.contributions(feats).to_numpy()
-    picks = top_features(contrib)
+    names = list(model.feature_names_)
+    cols, levels = frame_columns(feats)
+    hidden = uninformative(names, cols, levels, common_values(model.require_info().drift_profiles),
+                           np.arange(len(feats)))
+    picks = pick_reasons(contrib, names, hidden)
     rows = np.arange(len(feats))
+    texts = scored[["reason_1", "reason_2", "reason_3"]].to_numpy()
     for k in range(3):
         named = picks[:, k] >= 0
         assert (contrib[rows[named], picks[named, k]] > 0).all()  # a named reason always raises the risk
-        assert (scored.loc[named, f"reason_{k + 1}"] != "").all()
-        assert (scored.loc[~named, f"reason_{k + 1}"] == "").all()
+        assert not hidden[rows[named], picks[named, k]].any()  # and is not a value most customers share
+    assert ((texts != "").sum(axis=1) <= (picks >= 0).sum(axis=1)).all()
     first = picks[:, 0] >= 0
-    assert (picks[first, 0] == contrib[first].argmax(axis=1)).all()
+    assert (texts[first, 0] != "").all()
+    assert (texts[~first] == "").all()
+    shown = np.where(hidden, -np.inf, contrib)
+    assert (picks[first, 0] == shown[first].argmax(axis=1)).all()
 
 
 def test_python_api(trained, model):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -155,6 +156,45 @@ def table_suffix(path: Path) -> str:
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .parquet")
     return suffix
+
+
+_FORMULA = r"'*[=+\-@\t\r]"  # what a spreadsheet runs as a formula, after any apostrophes already added
+
+
+def _text_cells(values: pd.Series, pattern: str) -> np.ndarray | None:
+    """Which cells of a text column match ``pattern`` at their start (None for a column of no text)."""
+    if values.dtype != object and values.dtype.kind in "biufcmM":
+        return None
+    try:
+        return values.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
+    except AttributeError:  # no text in the column
+        return None
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a leading apostrophe on every text cell a spreadsheet would run as a formula (starting with
+    ``= + - @``, a tab or a carriage return, after any apostrophes), so opening a CSV never runs one; numbers
+    are left alone. :func:`spreadsheet_restored` undoes it."""
+    out = df.copy(deep=False)
+    for name in out.columns:
+        risky = _text_cells(out[name], _FORMULA)
+        if risky is not None and risky.any():
+            cells = out[name].to_numpy(dtype=object, copy=True)
+            cells[risky] = [f"'{v}" for v in cells[risky]]
+            out[name] = cells
+    return out
+
+
+def spreadsheet_restored(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`spreadsheet_safe` undone: one leading apostrophe taken off the text cells it was put on."""
+    out = df.copy(deep=False)
+    for name in out.columns:
+        marked = _text_cells(out[name], "'" + _FORMULA)
+        if marked is not None and marked.any():
+            cells = out[name].to_numpy(dtype=object, copy=True)
+            cells[marked] = [v[1:] for v in cells[marked]]
+            out[name] = cells
+    return out
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

@@ -371,7 +371,9 @@ def score(
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
                                       "(default: last day in the data).")] = None,
-    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the best customers within it.")] = None,
+    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the customers with the best expected "
+                                         "value per unit of cost within it. Without it, every customer with a "
+                                         "positive expected value is selected.")] = None,
     control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
     seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
     playbook: Annotated[Path | None, _Opt("--playbook", help="Playbook YAML (default: built-in, see "
@@ -393,15 +395,20 @@ def score(
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
-    Large inputs are split by customer into partitions (about 256 MB of input each) and scored one at a time;
-    with --engine dask the partitions are scored in parallel on a Dask cluster. The scores are the same.
+    Without --budget, every customer with a positive expected value is selected.
+
+    The output ends with whom to contact, the cost, how each action's expected value is made, and the read-out.
+
+    Large inputs are split by customer into partitions (about 256 MB of input each), scored one at a time.
+
+    With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
     """
     from churnguard._io import replaced_together
     from churnguard.config import load_playbook
     from churnguard.dataset import write_rejects
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
-    from churnguard.scoring import drift_check
+    from churnguard.scoring import Campaign, drift_check
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     rules = _run(load_playbook, playbook)
@@ -417,7 +424,10 @@ def score(
                 data_config=data_config, on_step=step, on_note=note,
             )
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
-        said = [result.summary(out), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
+        info = loaded.require_info()
+        campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years,
+                            transactions)
+        said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
@@ -544,11 +554,12 @@ def compare(
     top: Annotated[int, _Opt(min=1, help="How many risers and fallers to print.")] = 10,
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
-    from churnguard._io import read_table, write_table
+    from churnguard._io import write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
+    from churnguard.scoring import read_scores
 
     _need_scores_files(old, new)
-    comparison = _run(compare_scores, read_table(old), read_table(new), top=top)
+    comparison = _run(compare_scores, read_scores(old), read_scores(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
     write_table(comparison.changes, out)
     write_table(comparison.transitions.reset_index(), out.with_name(out.stem + ".transitions.csv"))
@@ -574,16 +585,17 @@ def campaign_readout(
     from rich import box
     from rich.table import Table
 
-    from churnguard._io import read_table, write_table
+    from churnguard._io import write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
+    from churnguard.scoring import read_scores
 
     _need_scores_files(scores)
     cfg = _run(load_config, config)
     tables = _run(load_tables, transactions, config=cfg.data)
-    table = _run(readout_fn, read_table(scores), tables.transactions, horizon_days=horizon_days,
+    table = _run(readout_fn, read_scores(scores), tables.transactions, horizon_days=horizon_days,
                  confidence=confidence)
     out = out or scores.with_name(scores.stem + ".readout.csv")
     write_table(table, out)
@@ -624,9 +636,11 @@ def _need_scores_files(*paths: Path) -> None:
 
 
 def _report_rejects(rejects, path: Path) -> None:
+    from churnguard._io import spreadsheet_safe
     from churnguard.dataset import write_rejects
 
-    _say(write_rejects(rejects, path), warn=True)
+    safe = spreadsheet_safe(rejects) if path.suffix.lower() == ".csv" else rejects
+    _say(write_rejects(safe, path), warn=True)
 
 
 def _naming(line: str | None, staged: tuple[Path, ...], finals: tuple[Path, ...]) -> str | None:

@@ -244,6 +244,8 @@ class Playbook(_Frozen):
     """Ordered rules; the first that matches a customer is their action. The last must match everyone."""
 
     new_customer_days: int = Field(default=90, gt=0)
+    max_value_years: float = Field(default=3.0, gt=0)  # years of a customer's yearly value an action can keep
+    max_success_rate: float = Field(default=0.5, gt=0, le=1)  # success rates above it count as it
     actions: tuple[ActionRule, ...]
 
     @model_validator(mode="after")

@@ -23,7 +23,8 @@ import pandas as pd
 from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
-from churnguard.scoring import ScoreResult, output_columns, score_tables, select_customers
+from churnguard.scoring import ScoreResult, score_tables, select_customers
+from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,8 +64,8 @@ def score_files(
 ) -> ScoreResult:
     """Score the customers in the files and write ``out`` atomically (see the module docstring).
 
-    Returns the rejects and, to keep memory bounded, only the summary columns of the scores (``customer_id,
-    risk_band, expected_value, action_cost, selected, control_group``); the full rows are in ``out``.
+    Returns the rejects and, to keep memory bounded, only the summary columns of the scores
+    (``churnguard.scoring.score.LIGHT_COLUMNS`` and the selection's); the full rows are in ``out``.
 
     Raises:
         DataError: as ``load_tables``, with counts and row numbers over whole files.
@@ -87,13 +88,11 @@ def score_files(
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
             day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
-        light = pd.concat([pd.read_parquet(p, columns=["customer_id", "risk_band", "expected_value", "action_cost"])
-                           for p in run.scored], ignore_index=True)
+        light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        _write_parts(run.scored, light.set_index("customer_id")[["selected", "control_group"]], Path(out),
-                     output_columns(model))
+        _write_parts(run.scored, light.set_index("customer_id")[SELECTION_COLUMNS], Path(out))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
-    return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None)
+    return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
 
 
 def _split(spec: parts.Spec, n: int, work: Path) -> None:
@@ -149,7 +148,7 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             result = score_tables(model, replace(tables, rejects=tables.rejects.iloc[:0]), day, playbook,
                                   control_fraction=0.0)
             run.scored.append(work / f"scores-{b}.parquet")
-            result.scores.drop(columns=["selected", "control_group"]).to_parquet(run.scored[-1], index=False)
+            result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
             run.unseen.append(result.rejects["customer_id"].to_numpy())
             if result.drift_sample is not None:
                 frac = min(1.0, _DRIFT_ROWS / n / max(len(result.drift_sample), 1))
@@ -162,4 +161,4 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path, columns: li
     """Join the selection flags onto each scored part and stream its ``columns`` into ``out``, atomically."""
     with appending_table(out) as append:
         for part in scored:
-            append(pd.read_parquet(part).join(flags, on="customer_id")[columns])
+            append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))

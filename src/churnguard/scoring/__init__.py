@@ -1,11 +1,13 @@
 """Scores to actions: lifecycle stages, risk bands, value tiers, reasons, playbook actions, expected value and
 who to contact.
 
-``rules`` (lifecycle stages and the model's population, bands, signals, the playbook, expected value, selection) and ``reasons`` (sentences for the features
-behind the risk) are written once over arrays; ``score`` chains them for ``n`` customers, whichever engine
-brought the features in.
+``rules`` (lifecycle stages and the model's population, bands, signals, the playbook, expected value, selection,
+ranks) and ``reasons`` (one phrase per feature, for the features behind the risk) are written once over arrays;
+``score`` chains them for ``n`` customers, whichever engine brought the features in, and gives the rows of the
+scores file; ``campaign`` writes what the end of ``churnguard score`` says.
 """
 
+from churnguard.scoring.campaign import Campaign, campaign_text
 from churnguard.scoring.reasons import N_REASONS, describe
 from churnguard.scoring.rules import (
     LIFECYCLE_STAGES,
@@ -18,12 +20,14 @@ from churnguard.scoring.rules import (
 )
 from churnguard.scoring.score import (
     OUTPUT_COLUMNS,
+    SCORES_COLUMNS,
     ScoreResult,
     drift_check,
     drift_report,
     model_population,
     no_activity_reason,
     output_columns,
+    read_scores,
     score_columns,
     score_features,
     score_frames,
@@ -37,8 +41,11 @@ __all__ = [
     "LIFECYCLE_STAGES",
     "N_REASONS",
     "OUTPUT_COLUMNS",
+    "SCORES_COLUMNS",
+    "Campaign",
     "ScoreResult",
     "assign_actions",
+    "campaign_text",
     "describe",
     "drift_check",
     "drift_report",
@@ -47,6 +54,7 @@ __all__ = [
     "model_population",
     "no_activity_reason",
     "output_columns",
+    "read_scores",
     "risk_band",
     "score_columns",
     "score_features",

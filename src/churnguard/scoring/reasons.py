@@ -1,121 +1,380 @@
-"""Reasons in plain words: the features that push a customer's risk up most, and one sentence for each.
+"""Reasons in plain words: what pushes a customer's risk up most, as sentences a store manager reads.
 
-:func:`describe` writes the sentence for one feature value; :func:`top_features` picks the features from the
-model's TreeSHAP contributions; :func:`reason_texts` writes the texts for many customers, calling
-:func:`describe` once per distinct value; :func:`unscored_texts` says why a customer outside the model's
-population has no probability.
+Every feature the kernel (``churnguard.features.kernel``) can produce has one :class:`Phrase` here
+(:func:`phrase_for`): its sentence with units and rounding, its sentence for an unknown value, the other
+features of the same customer it quotes, and its topic. :func:`pick_reasons` chooses, per customer, the
+features with the largest positive TreeSHAP contributions, leaving out what carries no information (the
+calendar month, and a value that most customers of the model's population share, such as no loyalty points)
+and keeping one feature per topic, so three reasons say three different things. :func:`reason_texts` writes
+the sentences, once per distinct value. The batch engines and the HTTP server all reach these through
+``churnguard.scoring.score.score_columns``.
 """
 
 from __future__ import annotations
 
+import calendar
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["N_REASONS", "REASON_TEMPLATES", "UNKNOWN_TEXTS", "describe", "reason_texts", "top_features",
-           "unknown_text", "unscored_text", "unscored_texts"]
+__all__ = [
+    "COMMON_SHARE",
+    "NEVER_REASONS",
+    "N_REASONS",
+    "Phrase",
+    "Wording",
+    "common_values",
+    "describe",
+    "format_days",
+    "format_duration",
+    "format_hours",
+    "format_money",
+    "format_number",
+    "format_share",
+    "format_times",
+    "phrase_for",
+    "pick_reasons",
+    "reason_texts",
+    "top_features",
+    "uninformative",
+    "unscored_text",
+    "unscored_texts",
+]
 
 N_REASONS = 3
-OVERDUE_REMARK = 1.5  # "about 3.1x their usual gap" is added to the recency reason from this ratio on
-
-# Plain words for each feature: (text before the value, digits or "%", text after the value).
-REASON_TEMPLATES: dict[str, tuple[str, int | str, str]] = {
-    "recency_days": ("no purchase for ", 0, " days"),
-    "overdue_ratio": ("next purchase overdue: ", 1, "x their usual gap"),
-    "gap_mean_days": ("usually buys only every ", 0, " days"),
-    "gap_std_days": ("irregular buying rhythm (gaps vary by ", 0, " days)"),
-    "open_tickets": ("", 0, " support ticket(s) still open"),
-    "csat_latest": ("last CSAT ", 0, "/5"),
-    "csat_min": ("lowest CSAT ", 0, "/5"),
-    "csat_mean": ("average CSAT ", 1, "/5"),
-    "slow_response_share": ("", "%", " of tickets answered slower than the SLA"),
-    "first_response_hours_latest": ("last ticket waited ", 0, " h for a first answer"),
-    "first_response_hours_max": ("a ticket waited ", 0, " h for a first answer"),
-    "first_response_hours_mean": ("tickets wait ", 0, " h for a first answer on average"),
-    "resolution_hours_latest": ("last ticket took ", 0, " h to resolve"),
-    "resolution_hours_max": ("a ticket took ", 0, " h to resolve"),
-    "resolution_hours_mean": ("tickets take ", 0, " h to resolve on average"),
-    "days_since_last_ticket": ("contacted support ", 0, " days ago"),
-    "tickets_per_order": ("", 2, " support tickets per order"),
-    "trend_orders": ("orders in the last 90 days at ", "%", " of the 90 days before"),
-    "trend_spend": ("spend in the last 90 days at ", "%", " of the 90 days before"),
-    "bg_p_alive": ("buying pattern gives only ", "%", " chance they are still active"),
-    "bg_expected_purchases": ("expected purchases in the coming period: ", 1, ""),
-    "n_orders": ("only ", 0, " order(s) so far"),
-    "n_purchase_days": ("bought on only ", 0, " day(s) so far"),
-    "tenure_days": ("customer for only ", 0, " days"),
-    "refund_share": ("", "%", " of spend refunded"),
-    "nps": ("NPS answer ", 0, "/10"),
-}
-# What an unknown (missing) value of a feature means, in words; other features say "<name> unknown".
-UNKNOWN_TEXTS: dict[str, str] = {
-    "gap_mean_days": "too few purchases yet to know their buying rhythm",
-    "gap_std_days": "too few purchases yet to know their buying rhythm",
-    "overdue_ratio": "too few purchases yet to know their buying rhythm",
-    "trend_orders": "no orders in the 90 days before the last 90",
-    "trend_spend": "no spend in the 90 days before the last 90",
-    "csat_latest": "no CSAT answer yet",
-    "csat_min": "no CSAT answer yet",
-    "csat_mean": "no CSAT answer yet",
-    "first_response_hours_latest": "no support ticket answered yet",
-    "first_response_hours_max": "no support ticket answered yet",
-    "first_response_hours_mean": "no support ticket answered yet",
-    "resolution_hours_latest": "no support ticket resolved yet",
-    "resolution_hours_max": "no support ticket resolved yet",
-    "resolution_hours_mean": "no support ticket resolved yet",
-    "days_since_last_ticket": "no support ticket so far",
-    "nps": "no NPS answer",
-    "days_since_signup": "signup date unknown",
-}
+CANDIDATES = 10  # contributions looked at per customer to find N_REASONS features of different topics
+OVERDUE_REMARK = 1.5  # "about 3x their usual gap" is added to the recency reason from this ratio on
+COMMON_SHARE = 0.5  # a value at least this share of the model's population has is no reason
+NEVER_REASONS = frozenset({"as_of_month"})  # the calendar month: the same for every customer scored together
 
 
-def unknown_text(feature: str) -> str:
-    """The reason text for a feature whose value is unknown."""
-    return UNKNOWN_TEXTS.get(feature, feature.replace("_", " ") + " unknown")
+# -- numbers in words -----------------------------------------------------------------------------------------
 
 
-_SCALES = tuple(10.0**k for k in range(9))
+def format_number(value: float) -> str:
+    """A plain number: whole numbers with thousands separators, others to 3 significant digits, never in
+    scientific notation (``1234.5 -> "1,234"``, ``2.345 -> "2.3"``, ``0.0123 -> "0.012"``)."""
+    size = abs(value)
+    if float(value).is_integer() or size >= 100:
+        return f"{value:,.0f}"
+    if size >= 1:
+        return f"{value:,.1f}"
+    return f"{value:.{min(max(2, 1 - math.floor(math.log10(size)) + 1), 8)}f}" if size else "0"
 
 
-def _fixed(value: float, digits: int) -> str:
-    """The value rounded as numpy rounds (``rint(value * 10**digits) / 10**digits``: halves to even), in
-    fixed-point text; plain Python floats, a fraction of the cost of a numpy call per value."""
-    scaled = value * _SCALES[digits]
-    if math.isfinite(scaled):
-        scaled = math.copysign(float(round(scaled)), scaled)  # round() of a float: half to even, like rint
-    return f"{scaled / _SCALES[digits] if digits else scaled:.{digits}f}"
+def format_money(value: float) -> str:
+    """An amount: from 1,000 on to 3 significant digits (``4437.1 -> "4,440"``), whole from 10 on, in cents
+    below (``4.5 -> "4.50"``). No currency sign: the data does not say which."""
+    size = abs(value)
+    if size >= 1000:
+        return f"{round(value, 2 - math.floor(math.log10(size))):,.0f}"
+    if size >= 10 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
 
 
-def overdue_remark(overdue: float) -> str:
-    """What the recency sentence adds when the customer is well past their usual gap between purchases."""
-    return f", about {_fixed(overdue, 1)}x their usual gap" if overdue >= OVERDUE_REMARK else ""
+def _plural(count: float, one: str, many: str | None = None) -> str:
+    shown = f"{count:,.0f}"
+    return f"{shown} {one if shown == '1' else many or one + 's'}"
 
 
-def describe(feature: str, value: float | str | None, overdue: float = float("nan")) -> str:
-    """The sentence for one feature value.
+def format_days(days: float) -> str:
+    """Whole days: ``"1 day"``, ``"140 days"``, ``"1,040 days"``."""
+    return _plural(days, "day")
 
-    Args:
-        feature: the feature's name.
-        value: its value: a number (NaN when unknown), or a category label (None when unknown).
-        overdue: the customer's ``overdue_ratio``, remarked on in the recency sentence when high.
+
+def format_duration(days: float) -> str:
+    """A span: in days below a year, in years to one decimal from a year on (``1370 -> "3.8 years"``)."""
+    if days < 365:
+        return format_days(days)
+    years = f"{days / 365.25:.1f}"
+    return "1 year" if years == "1.0" else f"{years} years"
+
+
+def format_hours(hours: float) -> str:
+    """Whole hours below two days (``"30 hours"``; ``"less than an hour"``), days to one decimal from then on
+    (``"3.5 days"``)."""
+    if hours < 0.5:
+        return "less than an hour"
+    if hours < 47.5:
+        return _plural(hours, "hour")
+    return f"{hours / 24:.1f} days"
+
+
+def format_share(share: float) -> str:
+    """A share as a whole percentage (``0.6 -> "60%"``); ``"less than 1%"`` for a small one above 0."""
+    if 0 < share < 0.005:
+        return "less than 1%"
+    return f"{share * 100:.0f}%"
+
+
+def format_times(ratio: float) -> str:
+    """A ratio: ``"3x"`` from 3 on, to one decimal below (``"1.8x"``)."""
+    return f"{ratio:.0f}x" if ratio >= 2.95 else f"{ratio:.1f}x"
+
+
+# -- one phrase per feature -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The settings the sentences quote: the trend window, the outcome horizon and the support SLA."""
+
+    trend_days: int = 90
+    horizon_days: int = 90
+    sla_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """How one feature reads.
+
+    ``write(wording, value, *context)`` is the sentence for a known value (a number, or a category's label),
+    ``context`` the other features of the same customer it quotes (NaN when unknown); ``unknown`` the sentence
+    when the value is unknown (``{trend_days}``, ``{horizon_days}`` and ``{sla_hours}`` are filled in). Of the
+    features of one ``topic``, a customer's reasons name only the strongest.
     """
-    label = feature.replace("_", " ")
-    if value is None or isinstance(value, str):
-        return f"{label} = {'unknown' if value is None else value}"
-    if np.isnan(value):
-        return unknown_text(feature)
-    if feature == "loyalty_member":
-        return "loyalty member" if value == 1 else "not a loyalty member"
-    if feature in REASON_TEMPLATES:
-        before, digits, after = REASON_TEMPLATES[feature]
-        shown = _fixed(value * 100, 0) + "%" if digits == "%" else _fixed(value, digits)
-        return before + shown + after + (overdue_remark(overdue) if feature == "recency_days" else "")
-    if feature.startswith(("orders_", "spend_", "tickets_")) and feature.endswith("d"):
-        kind, days = feature.rsplit("_", 1)
-        return f"{kind} in the last {days[:-1]} days: {_fixed(value, 0)}"
-    return f"{label} = {value:.3g}"
+
+    topic: str
+    write: Callable[..., str]
+    unknown: str
+    context: tuple[str, ...] = ()
+
+
+def _change(ratio: float, what: str, days: int) -> str:
+    """How a quantity of the last ``days`` days compares with the ``days`` before: ``ratio`` is last / before."""
+    if ratio == 0:
+        return f"no {what} in the last {days} days, after some in the {days} days before"
+    if round(ratio, 2) == 1:
+        return f"{what} in the last {days} days as in the {days} days before"
+    direction = "down" if ratio < 1 else "up"
+    return f"{what} {direction} {format_share(abs(1 - ratio))} in the last {days} days on the {days} days before"
+
+
+def _recency(w: Wording, days: float, overdue: float) -> str:
+    remark = f", about {format_times(overdue)} their usual gap" if overdue >= OVERDUE_REMARK else ""
+    return f"no purchase for {format_days(days)}{remark}"
+
+
+def _overdue(w: Wording, ratio: float, days: float, gap: float) -> str:
+    if ratio >= 1:
+        return f"no purchase for {format_days(days)}, about {format_times(ratio)} their usual gap"
+    return f"last purchase {format_days(days)} ago; they usually buy every {format_days(gap)}"
+
+
+def _net_spend(w: Wording, spent: float, trend: float) -> str:
+    text = f"spent {format_money(spent)} in total"
+    if math.isnan(trend) or abs(trend - 1) < 0.1:
+        return text
+    if trend == 0:
+        return f"{text}, nothing in the last {w.trend_days} days"
+    direction = "down" if trend < 1 else "up"
+    return f"{text}, {direction} {format_share(abs(1 - trend))} in the last {w.trend_days} days on the {w.trend_days} before"
+
+
+def _expected(w: Wording, purchases: float) -> str:
+    if purchases < 0.05:
+        return f"their buying pattern points to almost no purchase in the next {w.horizon_days} days"
+    shown = f"{purchases:.1f}" if purchases < 9.95 else f"{purchases:.0f}"
+    noun = "purchase" if shown == "1.0" else "purchases"
+    return f"their buying pattern points to about {shown.removesuffix('.0')} {noun} in the next {w.horizon_days} days"
+
+
+def _per_order(w: Wording, ratio: float) -> str:
+    if ratio == 0:
+        return "no support ticket so far"
+    if ratio >= 1:
+        return f"{format_number(round(ratio, 1))} support tickets per order"
+    every = 1 / ratio
+    return f"a support ticket for every {format_number(round(every) if abs(every - round(every)) < 0.05 else round(every, 1))} orders"
+
+
+def _count(one: str, none: str, many: str | None = None, after: str = "") -> Callable[..., str]:
+    """A count: ``none`` for 0, else ``"3 <many><after>"``."""
+    return lambda w, v: none if v == 0 else f"{_plural(v, one, many)}{after}"
+
+
+def _hours(before: str, after: str) -> Callable[..., str]:
+    return lambda w, v: f"{before}{format_hours(v)}{after}"
+
+
+_NPS_GROUPS = {"detractor": "would not recommend us (NPS detractor: 0-6 out of 10)",
+               "passive": "lukewarm about recommending us (NPS passive: 7-8 out of 10)",
+               "promoter": "would recommend us (NPS promoter: 9-10 out of 10)"}
+_NO_RHYTHM = "too few purchases yet to know their buying rhythm"
+_NO_NPS = "no answer to 'would you recommend us?' (NPS)"
+_NO_CSAT = "no satisfaction rating yet"
+
+PHRASES: dict[str, Phrase] = {
+    # recent activity
+    "recency_days": Phrase("recent", _recency, "no purchase yet", ("overdue_ratio",)),
+    "overdue_ratio": Phrase("recent", _overdue, _NO_RHYTHM, ("recency_days", "gap_mean_days")),
+    "trend_orders": Phrase("recent", lambda w, v: _change(v, "orders", w.trend_days),
+                           "no order in the {trend_days} days before the last {trend_days}"),
+    "trend_spend": Phrase("recent", lambda w, v: _change(v, "spend", w.trend_days),
+                          "no spend in the {trend_days} days before the last {trend_days}"),
+    # buying rhythm and history
+    "gap_mean_days": Phrase("rhythm", lambda w, v: f"buys about every {format_days(v)}", _NO_RHYTHM),
+    "gap_std_days": Phrase("rhythm", lambda w, v: f"irregular buying: gaps between purchases vary by about "
+                           f"{format_days(v)}", _NO_RHYTHM),
+    "n_orders": Phrase("history", _count("order", "no order yet", after=" so far"), "no order yet"),
+    "n_purchase_days": Phrase("history", lambda w, v: "bought on a single day so far" if v == 1 else
+                              "no purchase yet" if v == 0 else f"bought on {format_days(v)} so far", "no purchase yet"),
+    "bg_frequency": Phrase("history", _count("more day", "never came back after their first purchase day",
+                                             after=" of buying after their first"), "no purchase yet"),
+    "bg_recency_days": Phrase("history", lambda w, v: "all purchases on a single day" if v == 0 else
+                              f"{format_duration(v)} between first and last purchase", "no purchase yet"),
+    # spend and value
+    "gross_spend": Phrase("spend", lambda w, v: f"spent {format_money(v)} in total before refunds", "no purchase yet"),
+    "net_spend": Phrase("spend", _net_spend, "no purchase yet", ("trend_spend",)),
+    "mean_order_value": Phrase("spend", lambda w, v: f"average order {format_money(v)}", "no order yet"),
+    "max_order_value": Phrase("spend", lambda w, v: f"largest order {format_money(v)}", "no order yet"),
+    "cltv": Phrase("spend", lambda w, v: f"expected lifetime value about {format_money(v)}", "lifetime value unknown"),
+    "refund_count": Phrase("refunds", _count("refund", "no refund so far", after=" so far"), "no refund so far"),
+    "refund_share": Phrase("refunds", lambda w, v: f"{format_share(v)} of what they spent was refunded",
+                           "no purchase yet"),
+    # outlook from the BG/NBD buying model
+    "bg_expected_purchases": Phrase("outlook", _expected, "no purchase yet"),
+    "bg_p_alive": Phrase("outlook", lambda w, v: f"their buying pattern gives a {format_share(v)} chance they are "
+                         "still an active customer", "no purchase yet"),
+    # how long they have been a customer
+    "tenure_days": Phrase("tenure", lambda w, v: f"customer for {format_duration(v)}", "no purchase or signup yet"),
+    "days_since_signup": Phrase("tenure", lambda w, v: f"signed up {format_duration(v)} ago", "signup date unknown"),
+    "bg_age_days": Phrase("tenure", lambda w, v: f"first purchase {format_duration(v)} ago", "no purchase yet"),
+    # support
+    "open_tickets": Phrase("open tickets", _count("support ticket", "no support ticket open",
+                                                  after=" still open"), "no support ticket data"),
+    "tickets_total": Phrase("tickets", _count("support ticket", "no support ticket so far", after=" so far"),
+                            "no support ticket data"),
+    "days_since_last_ticket": Phrase("tickets", lambda w, v: f"contacted support {format_days(v)} ago",
+                                     "no support ticket so far"),
+    "tickets_per_order": Phrase("tickets", _per_order, "support tickets but no order yet"),
+    "first_response_hours_mean": Phrase("response", _hours("their tickets waited ", " on average for a first answer"),
+                                        "no support ticket answered yet"),
+    "first_response_hours_max": Phrase("response", _hours("a ticket of theirs waited ", " for a first answer"),
+                                       "no support ticket answered yet"),
+    "first_response_hours_latest": Phrase("response", _hours("their last ticket waited ", " for a first answer"),
+                                          "no support ticket answered yet"),
+    "slow_response_share": Phrase("response", lambda w, v: f"{format_share(v)} of their tickets answered slower than "
+                                  f"the {format_number(w.sla_hours)}-hour target", "no support ticket so far"),
+    "resolution_hours_mean": Phrase("resolution", _hours("their tickets took ", " on average to resolve"),
+                                    "no support ticket resolved yet"),
+    "resolution_hours_max": Phrase("resolution", _hours("a ticket of theirs took ", " to resolve"),
+                                   "no support ticket resolved yet"),
+    "resolution_hours_latest": Phrase("resolution", _hours("their last ticket took ", " to resolve"),
+                                      "no support ticket resolved yet"),
+    "csat_latest": Phrase("satisfaction", lambda w, v: f"last satisfaction rating {v:.0f} out of 5", _NO_CSAT),
+    "csat_min": Phrase("satisfaction", lambda w, v: f"lowest satisfaction rating {v:.0f} out of 5", _NO_CSAT),
+    "csat_mean": Phrase("satisfaction", lambda w, v: f"average satisfaction rating {v:.1f} out of 5", _NO_CSAT),
+    # customer attributes
+    "loyalty_member": Phrase("loyalty", lambda w, v: "loyalty member" if v == 1 else "not a loyalty member",
+                             "loyalty membership unknown"),
+    "loyalty_points": Phrase("loyalty", _count("loyalty point", "no loyalty points"), "loyalty points unknown"),
+    "nps": Phrase("nps", lambda w, v: f"answered {v:.0f} out of 10 to 'would you recommend us?'", _NO_NPS),
+    "nps_group": Phrase("nps", lambda w, v: _NPS_GROUPS.get(v, f"NPS group {v}"), _NO_NPS),
+    "value_tier": Phrase("value tier", lambda w, v: "one of the most valuable customers (VIP)" if v in (1, "vip") else
+                         "not among the most valuable customers", "value unknown"),
+    "as_of_month": Phrase("calendar", lambda w, v: f"scored in {calendar.month_name[int(v)]}", "month unknown"),
+}
+
+_WINDOWED = {  # feature name prefix -> (topic, unit, sentence for none)
+    "orders": ("recent", "order", "no order"),
+    "spend": ("recent", None, "nothing spent"),
+    "tickets": ("tickets", "support ticket", "no support ticket"),
+}
+
+
+def _windowed(prefix: str, days: int) -> Phrase:
+    topic, unit, none = _WINDOWED[prefix]
+
+    def write(w: Wording, v: float) -> str:
+        if v == 0:
+            return f"{none} in the last {days} days"
+        amount = f"spent {format_money(v)}" if unit is None else _plural(v, unit)
+        return f"{amount} in the last {days} days"
+
+    return Phrase(topic, write, f"{none} in the last {days} days")
+
+
+def _attribute(column: str) -> Phrase:
+    label = column.replace("_", " ")
+    return Phrase(f"attr {column}", lambda w, v: f"{label}: {v if isinstance(v, str) else format_number(v)}",
+                  f"{label} unknown")
+
+
+def phrase_for(feature: str) -> Phrase:
+    """The phrase of a feature: from :data:`PHRASES`, the windowed counts (``orders_30d``, ``spend_90d``,
+    ``tickets_365d``) or a free customer attribute (``attr_<column>``).
+
+    Raises:
+        KeyError: a feature the kernel does not produce.
+    """
+    if feature in PHRASES:
+        return PHRASES[feature]
+    if feature.startswith("attr_"):
+        return _attribute(feature[5:])
+    prefix, _, window = feature.rpartition("_")
+    if prefix in _WINDOWED and window.endswith("d") and window[:-1].isdigit():
+        return _windowed(prefix, int(window[:-1]))
+    raise KeyError(f"no phrase for the feature {feature!r}")
+
+
+def _unknown(phrase: Phrase, wording: Wording) -> str:
+    return phrase.unknown.format_map(asdict(wording))
+
+
+def describe(feature: str, value: float | str | None, context: Mapping[str, float] | None = None,
+             wording: Wording = Wording()) -> str:
+    """The sentence for one feature value: a number (NaN when unknown) or a category's label (None when
+    unknown); ``context`` holds the other features the phrase quotes (absent: unknown)."""
+    phrase = phrase_for(feature)
+    if value is None or (not isinstance(value, str) and math.isnan(value)):
+        return _unknown(phrase, wording)
+    extra = [float((context or {}).get(name, math.nan)) for name in phrase.context]
+    return phrase.write(wording, value, *extra)
+
+
+# -- which features to name ----------------------------------------------------------------------------------
+
+
+def common_values(profiles: Mapping[str, Mapping]) -> dict[str, float | str | None]:
+    """Feature -> the value that at least :data:`COMMON_SHARE` of the model's population has, from the training
+    reference profiles (``churnguard.reporting.monitoring.reference_profile``): unknown (NaN, or None for a
+    category), the lowest value of a number (e.g. no loyalty points) or a category. Features without such a
+    value are not listed."""
+    out: dict[str, float | str | None] = {}
+    for name, p in profiles.items():
+        if p.get("missing", 0) >= COMMON_SHARE:
+            out[name] = None if p["kind"] == "categorical" else math.nan
+        elif p["kind"] == "categorical":
+            top = max(p["categories"].items(), key=lambda kv: kv[1], default=None)
+            if top is not None and top[1] >= COMMON_SHARE:
+                out[name] = top[0]
+        elif p.get("edges") and p["edges"][0] == p.get("min") and p["proportions"][0] >= COMMON_SHARE:
+            out[name] = float(p["min"])  # the first bin, (-inf, min], holds only the lowest value
+    return out
+
+
+def uninformative(names: list[str], cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
+                  common: Mapping[str, float | str | None], rows: np.ndarray) -> np.ndarray:
+    """Per customer of ``rows`` (indices) and feature of ``names``: True where the feature says nothing about
+    this customer (:data:`NEVER_REASONS`, or the customer has the feature's common value)."""
+    out = np.zeros((len(rows), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        if name in NEVER_REASONS:
+            out[:, j] = True
+        elif name in common and name in cols:
+            values, shared = np.asarray(cols[name])[rows], common[name]
+            if name in levels:  # codes into the levels, -1 when unknown
+                code = -1 if shared is None else levels[name].index(shared) if shared in levels[name] else None
+                out[:, j] = values == code if code is not None else False
+            elif isinstance(shared, float):
+                values = values.astype("float64")
+                out[:, j] = np.isnan(values) if math.isnan(shared) else values == shared
+    return out
 
 
 def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
@@ -132,59 +391,85 @@ def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
     return out
 
 
+def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: int = N_REASONS) -> np.ndarray:
+    """Per row, the columns of up to ``n`` reasons: the largest positive contributions among the features not
+    ``hidden`` (:func:`uninformative`), largest first, at most one per topic; -1 where there are fewer."""
+    shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))
+    candidates = top_features(shown, min(CANDIDATES, len(names)))
+    topic_ids = {t: i for i, t in enumerate(dict.fromkeys(phrase_for(f).topic for f in names))}
+    topic = np.append(np.array([topic_ids[phrase_for(f).topic] for f in names], dtype=np.intp), -1)[candidates]
+    for k in range(1, candidates.shape[1]):
+        repeat = (topic[:, :k] == topic[:, [k]]).any(axis=1) & (candidates[:, k] >= 0)
+        candidates[repeat, k] = -1
+    order = np.argsort(candidates < 0, axis=1, kind="stable")[:, :n]  # the kept ones first, in their order
+    out = np.take_along_axis(candidates, order, axis=1)
+    return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1) if out.shape[1] < n else out
+
+
+# -- the texts -----------------------------------------------------------------------------------------------
+
+
 def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndarray],
-                 levels: Mapping[str, tuple[str, ...]]) -> np.ndarray:
+                 levels: Mapping[str, tuple[str, ...]], wording: Wording = Wording()) -> np.ndarray:
     """The sentences for picked features: ``picks`` holds column indices into ``names`` (-1: no reason, an
     empty text), ``cols`` the customers' feature values (categoricals as codes into ``levels``). Each distinct
-    (value, overdue ratio) of a feature is described once and copied to every customer that has it."""
+    value of a feature (with the context its phrase quotes) is described once and copied to every customer
+    that has it; a customer's sentence that repeats an earlier one of theirs is left out."""
     out = np.full(picks.shape, "", dtype=object)
     flat, texts = picks.ravel(), out.ravel()
     rows = np.arange(picks.size) // max(picks.shape[1], 1) if picks.ndim == 2 else np.arange(picks.size)
-    overdue = cols.get("overdue_ratio")
     for f in np.unique(flat[flat >= 0]).tolist():
         at = np.flatnonzero(flat == f)
         name, who = names[f], rows[at]
+        phrase = phrase_for(name)
         if name not in cols:  # e.g. a support feature when no tickets were given
-            texts[at] = unknown_text(name)
+            texts[at] = _unknown(phrase, wording)
             continue
         values = np.asarray(cols[name])[who]
         if name in levels:
             labels = np.array([*levels[name], None], dtype=object)
             values = labels[np.where(values >= 0, values, len(levels[name]))]
-        extra = overdue[who] if name == "recency_days" and overdue is not None else np.full(len(who), np.nan)
-        texts[at] = _each_distinct(name, values, np.asarray(extra, dtype="float64"))
-    return out
+        context = [np.asarray(cols[c], dtype="float64")[who] if c in cols else np.full(len(who), np.nan)
+                   for c in phrase.context]
+        texts[at] = _each_distinct(phrase, wording, values, context)
+    return _once_each(out) if out.ndim == 2 else out
 
 
-def _each_distinct(name: str, values: np.ndarray, overdue: np.ndarray) -> np.ndarray:
-    """:func:`describe` of every value, written once per distinct value (bit for bit: ``-0.0`` and each NaN
-    stay apart); the recency sentence's remark is written once per distinct overdue ratio and appended."""
+def _once_each(texts: np.ndarray) -> np.ndarray:
+    """Each row's texts without repeats (two features of different topics can read alike, e.g. when both are
+    unknown), the rest moved up in order."""
+    for k in range(1, texts.shape[1]):
+        repeat = (texts[:, :k] == texts[:, [k]]).any(axis=1) & (texts[:, k] != "")
+        texts[repeat, k] = ""
+    return np.take_along_axis(texts, np.argsort(texts == "", axis=1, kind="stable"), axis=1)
+
+
+def _each_distinct(phrase: Phrase, wording: Wording, values: np.ndarray, context: list[np.ndarray]) -> np.ndarray:
+    """The phrase's sentence for each value (with its context), written once per distinct combination (by
+    bits: ``-0.0`` and each NaN stay apart)."""
+    def write(value, *extra) -> str:
+        if value is None or (not isinstance(value, str) and math.isnan(value)):
+            return _unknown(phrase, wording)
+        return phrase.write(wording, value, *extra)
+
     if len(values) <= 16:  # a few customers (a request): one call each costs less than finding the distinct ones
-        return np.array([describe(name, v, o) for v, o in zip(values.tolist(), overdue.tolist(), strict=True)],
+        return np.array([write(*row) for row in zip(values.tolist(), *(c.tolist() for c in context), strict=True)],
                         dtype=object)
-    if values.dtype == object:  # category labels, None when unknown
+    if values.dtype == object:  # category labels, None when unknown (categories quote no context)
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
-        return np.array([describe(name, None if pd.isna(u) else u) for u in uniques], dtype=object)[codes]
-    texts = _mapped(values.astype("float64"), lambda v: describe(name, v))
-    if name == "recency_days":
-        remark = _mapped(overdue, overdue_remark)
-        known = ~np.isnan(values.astype("float64"))
-        texts[known] = texts[known] + remark[known]
-    return texts
-
-
-def _mapped(values: np.ndarray, write) -> np.ndarray:
-    """``write`` of each float value, called once per distinct value (by its bits)."""
-    _, first, codes = np.unique(values.view(np.int64), return_index=True, return_inverse=True)
-    return np.array([write(v) for v in values[first].tolist()], dtype=object)[codes.ravel()]
+        return np.array([write(None if pd.isna(u) else u) for u in uniques], dtype=object)[codes]
+    keys = np.column_stack([values.astype("float64"), *context]).view(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    table = keys.view("float64")[first]
+    return np.array([write(*row) for row in table.tolist()], dtype=object)[inverse.ravel()]
 
 
 def unscored_text(stage: str, recency_days: float, lookback_days: int) -> str:
     """Why a customer of lifecycle ``stage`` ``lost`` or ``never_bought`` has no churn probability."""
     if stage == "never_bought":
         return "no churn probability: no purchase yet"
-    return (f"no churn probability: last purchase {_fixed(recency_days, 0)} days ago, and the model scores "
-            f"customers who bought in the last {lookback_days} days")
+    return (f"no churn probability: last purchase {format_days(recency_days)} ago, and the model scores "
+            f"customers who bought in the last {format_days(lookback_days)}")
 
 
 def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: int) -> np.ndarray:
@@ -196,5 +481,7 @@ def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: i
     lost = stage == "lost"
     if lost.any():
         days = np.asarray(recency_days, dtype="float64")[lost]
-        out[lost] = _mapped(days, lambda d: unscored_text("lost", d, lookback_days))
+        _, first, codes = np.unique(days.view(np.int64), return_index=True, return_inverse=True)
+        texts = [unscored_text("lost", d, lookback_days) for d in days[first].tolist()]
+        out[lost] = np.array(texts, dtype=object)[codes.ravel()]
     return out

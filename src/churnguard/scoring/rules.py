@@ -6,7 +6,10 @@
   probability.
 * **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``).
 * **Action**: the first playbook rule whose conditions hold.
-* **Expected value** = P(churn) x CLTV x success rate - cost, with P = 1 for a customer without a probability.
+* **Expected value** = P(churn) x value x success rate - cost, with P = 1 for a customer without a probability;
+  the value is the CLTV counting at most the playbook's ``max_value_years`` of the lifespan it assumes, the
+  success rate at most its ``max_success_rate``.
+* **Ranks**: by churn probability and by expected value, 1 = the highest, ties in customer id order.
 * **Selection**: customers with positive expected value, best value per unit of cost first (ties: higher
   expected value, then customer id), while the budget lasts; a seeded share of them is held out as control.
 """
@@ -31,7 +34,8 @@ if TYPE_CHECKING:
     from churnguard.config import Playbook
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
-           "lifecycle_codes", "lifecycle_stage", "risk_band", "select", "signals"]
+           "lifecycle_codes", "lifecycle_stage", "rank", "risk_band", "select", "signals", "success_rates",
+           "value_at_stake"]
 
 
 def risk_band(prob: np.ndarray, bands: Mapping[str, float], stage: np.ndarray | None = None) -> np.ndarray:
@@ -103,9 +107,23 @@ def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
     return out
 
 
-def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Each action's cost and its expected value, P(churn) x CLTV x success rate - cost (0 for free actions).
+def value_at_stake(clv: np.ndarray, lifespan_years: float, max_years: float) -> np.ndarray:
+    """The value an action can keep: CLTV, counting at most ``max_years`` of the ``lifespan_years`` it
+    assumes (a customer kept by one campaign is not kept for life)."""
+    return np.asarray(clv, dtype="float64") * min(1.0, max_years / lifespan_years) if lifespan_years > 0 else clv
+
+
+def success_rates(playbook: Playbook) -> dict[str, float]:
+    """Each action's success rate as the expected value assumes it: the playbook's, at most its
+    ``max_success_rate``."""
+    return {r.name: min(r.success_rate, playbook.max_success_rate) for r in playbook.actions}
+
+
+def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playbook: Playbook,
+                   lifespan_years: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each action's cost and its expected value, P(churn) x value x success rate - cost (0 for free
+    actions), with the value :func:`value_at_stake` (the CLTV as it is without ``lifespan_years``) and the
+    rates :func:`success_rates`.
 
     A customer without a probability (outside the model's population: lost or never bought) counts with
     P = 1: they are not buying now, so without an action all of their CLTV is lost. CLTV counts the orders of
@@ -113,11 +131,24 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     is shorter than that, and a never-bought customer's is 0: their contact then has a negative expected value
     and is not selected.
     """
-    rules = {r.name: r for r in playbook.actions}
-    cost = np.array([rules[a].cost for a in actions], dtype="float64")
-    success = np.array([rules[a].success_rate for a in actions], dtype="float64")
+    costs = {r.name: r.cost for r in playbook.actions}
+    rates = success_rates(playbook)
+    cost = np.array([costs[a] for a in actions], dtype="float64")
+    success = np.array([rates[a] for a in actions], dtype="float64")
+    value = clv if lifespan_years is None else value_at_stake(clv, lifespan_years, playbook.max_value_years)
     p = np.where(np.isnan(prob), 1.0, prob)
-    return cost, np.where(cost > 0, p * clv * success - cost, 0.0)
+    return cost, np.where(cost > 0, p * value * success - cost, 0.0)
+
+
+def rank(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each customer's place (1 = the highest value) with ties in customer id order, NaN where the value is
+    NaN; it does not depend on row order."""
+    values = np.asarray(values, dtype="float64")
+    known = np.flatnonzero(~np.isnan(values))
+    id_rank = np.argsort(np.argsort(np.asarray(ids, dtype=object)[known].astype(str), kind="stable"), kind="stable")
+    out = np.full(len(values), np.nan)
+    out[known[np.lexsort((id_rank, -values[known]))]] = np.arange(1, len(known) + 1)
+    return out
 
 
 def check_selection(budget: float | None, control_fraction: float) -> None:

@@ -2,11 +2,12 @@
 
 :func:`score_columns` takes the feature columns of ``n`` customers (``churnguard.features.kernel``'s output)
 and returns, per customer, ``lifecycle_stage, churn_probability, risk_band, value_tier, clv, reason_1..3, action,
-action_cost, expected_value`` (no probability outside the model's population: see ``churnguard.scoring.rules``),
-and for a model with a churn curve one ``churn_probability_<h>d`` per horizon (:func:`output_columns`). The batch path (:func:`score_features` on a features frame, :func:`score_tables` from
-validated tables) and the HTTP server (records -> kernel -> this) both call it. ``select_customers`` then picks
-who to contact under a budget and holds out a seeded control group.
-"""
+action_cost, expected_value`` and the context an analyst checks (``n_orders``, ``spend_last_year``); no
+probability outside the model's population (see ``churnguard.scoring.rules``). The batch path
+(:func:`score_features` on a features frame, :func:`score_tables` from validated tables) and the HTTP server
+(records -> kernel -> this) both call it. ``select_customers`` then picks who to contact under a budget, holds
+out a seeded control group and ranks every customer by risk and by expected value; :func:`file_rows` gives the
+rows of the scores file."""
 
 from __future__ import annotations
 
@@ -29,24 +30,13 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.population import Population
     from churnguard.reporting.monitoring import DriftCheck
+    from churnguard.scoring.campaign import Campaign
 
-__all__ = [
-    "OUTPUT_COLUMNS",
-    "ScoreResult",
-    "drift_check",
-    "drift_report",
-    "frame_columns",
-    "model_population",
-    "output_columns",
-    "score_columns",
-    "score_features",
-    "score_frames",
-    "score_records",
-    "score_tables",
-    "select_customers",
-    "tables_drift",
-    "unscored_rejects",
-]
+__all__ = ["LIGHT_COLUMNS", "OUTPUT_COLUMNS", "SCORES_COLUMNS", "SELECTION_COLUMNS", "ScoreResult", "drift_check",
+           "drift_report", "file_rows", "frame_columns", "last_purchase_dates", "model_population", "output_columns",
+           "read_scores",
+           "score_columns", "score_features", "score_frames", "score_records", "score_tables", "select_customers",
+           "tables_drift", "unscored_rejects"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +44,30 @@ OUTPUT_COLUMNS = [
     "customer_id", "as_of", "lifecycle_stage", "churn_probability", "risk_band", "value_tier", "clv", "reason_1",
     "reason_2", "reason_3", "action", "action_cost", "expected_value", "selected", "control_group", "model_version",
 ]
+# The scores file (and ScoreResult.scores): the rows above with what an analyst checks first, and the ranks.
+SCORES_COLUMNS = [
+    "customer_id", "as_of", "lifecycle_stage", "last_purchase_date", "n_orders", "spend_last_year",
+    "churn_probability", "risk_rank", "risk_band", "value_tier", "clv", "reason_1", "reason_2", "reason_3", "action",
+    "action_cost", "expected_value", "value_rank", "selected", "control_group", "model_version",
+]
+# What the engines keep of every customer in memory, for the selection and the summary.
+LIGHT_COLUMNS = ["customer_id", "lifecycle_stage", "churn_probability", "risk_band", "clv", "action", "action_cost",
+                 "expected_value"]
+SELECTION_COLUMNS = ["selected", "control_group", "risk_rank", "value_rank"]
 REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
 _NEEDED = ("n_orders", "cltv", "recency_days", "bg_age_days")  # features the rules read besides the model's
 
 
-def output_columns(model: ChurnModel) -> list[str]:
-    """The columns of a scores file of ``model``: ``OUTPUT_COLUMNS``, with the churn curve's
-    ``churn_probability_<h>d`` columns after ``churn_probability`` when the model has a curve."""
-    if model.curve_ is None:
-        return list(OUTPUT_COLUMNS)
-    at = OUTPUT_COLUMNS.index("churn_probability") + 1
-    return [*OUTPUT_COLUMNS[:at], *model.curve_.columns, *OUTPUT_COLUMNS[at:]]
+def output_columns(model: ChurnModel, base: list[str] = OUTPUT_COLUMNS) -> list[str]:
+    """The columns ``base`` (:data:`OUTPUT_COLUMNS`, or :data:`SCORES_COLUMNS` for the scores file) of
+    ``model``'s scores, with the churn curve's ``churn_probability_<h>d`` columns after ``churn_probability``
+    when the model has a curve."""
+    return _with_curve(base, [] if model.curve_ is None else list(model.curve_.columns))
+
+
+def _with_curve(base: list[str], curve: list[str]) -> list[str]:
+    at = base.index("churn_probability") + 1
+    return [*base[:at], *curve, *base[at:]]
 
 
 def model_population(model: ChurnModel) -> Population:
@@ -112,18 +115,38 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     flags = rules.signals(cols, n, sla_hours=info.config.features.sla_hours,
                           new_customer_days=playbook.new_customer_days, lookback_days=lookback)
     action = rules.assign_actions(bands, stage, tiers, flags, playbook)
-    cost, ev = rules.expected_value(prob, clv, action, playbook)
-    picks = np.full((n, reasons.N_REASONS), -1, dtype=np.intp)
-    if contrib is not None:
-        rows = np.flatnonzero(scored)
-        need = bands[rows] != "low" if reasons_for != "all" else np.ones(len(rows), dtype=bool)
-        picks[rows[need]] = reasons.top_features(contrib[need] if len(contrib) == len(rows) else contrib)
-    texts = reasons.reason_texts(picks, list(model.feature_names_), cols, levels)
+    cost, ev = rules.expected_value(prob, clv, action, playbook, info.population.lifespan_years)
+    texts = _reasons(model, cols, levels, contrib, scored, bands if reasons_for != "all" else None)
     texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
     out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored), "risk_band": bands,
            "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
-    return out | {"action": action, "action_cost": cost, "expected_value": ev}
+    out |= {"action": action, "action_cost": cost, "expected_value": ev}
+    return out | {"n_orders": np.asarray(cols["n_orders"], dtype="float64"), "spend_last_year": _last_year(cols)}
+
+
+def _reasons(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
+             contrib: np.ndarray | None, scored: np.ndarray, bands: np.ndarray | None) -> np.ndarray:
+    """The reason texts of every customer (``n x N_REASONS``, '' where none): for the customers ``scored``
+    (those above ``low`` only, when ``bands`` are given), from their contributions ``contrib``."""
+    info = model.require_info()
+    names = list(model.feature_names_)
+    picks = np.full((len(scored), reasons.N_REASONS), -1, dtype=np.intp)
+    if contrib is not None:
+        rows = np.flatnonzero(scored)
+        need = bands[rows] != "low" if bands is not None else np.ones(len(rows), dtype=bool)
+        hidden = reasons.uninformative(names, cols, levels, reasons.common_values(info.drift_profiles), rows[need])
+        picks[rows[need]] = reasons.pick_reasons(contrib[need] if len(contrib) == len(rows) else contrib, names,
+                                                 hidden)
+    wording = reasons.Wording(trend_days=info.config.features.trend_window_days,
+                              horizon_days=info.config.labels.horizon_days, sla_hours=info.config.features.sla_hours)
+    return reasons.reason_texts(picks, names, cols, levels, wording)
+
+
+def _last_year(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Spend in the last 365 days (NaN when the features have no 365-day window)."""
+    n = len(cols["n_orders"])
+    return np.asarray(cols["spend_365d"], dtype="float64") if "spend_365d" in cols else np.full(n, np.nan)
 
 
 def _curve(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
@@ -202,19 +225,32 @@ def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook
     if missing:
         raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
     scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
-    return pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": features["as_of"].to_numpy(),
-                         **scored})
+    as_of = features["as_of"].to_numpy()
+    return pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": as_of,
+                         "last_purchase_date": last_purchase_dates(as_of, cols["recency_days"]), **scored})
+
+
+def last_purchase_dates(as_of: np.ndarray, recency_days: np.ndarray) -> np.ndarray:
+    """The day of each customer's last purchase (NaT without one): ``as_of`` minus the recency in days."""
+    days = np.asarray(recency_days, dtype="float64")
+    whole = np.where(np.isnan(days), 0, days).astype("int64").astype("timedelta64[D]")
+    dates = np.asarray(as_of, dtype="datetime64[D]") - whole
+    return np.where(np.isnan(days), np.datetime64("NaT"), dates).astype("datetime64[ns]")
 
 
 def select_customers(scores: pd.DataFrame, *, budget: float | None = None, control_fraction: float = 0.1,
                      seed: int = 0) -> pd.DataFrame:
-    """``scores`` with ``selected`` (contact within budget) and ``control_group`` (selected but held out,
-    seeded): :func:`churnguard.scoring.rules.select`."""
-    selected, control = rules.select(scores["customer_id"].to_numpy(dtype=object),
-                                     scores["expected_value"].to_numpy(dtype="float64"),
-                                     scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
+    """``scores`` with ``selected`` (contact within budget), ``control_group`` (selected but held out,
+    seeded): :func:`churnguard.scoring.rules.select`; and ``risk_rank`` and ``value_rank`` among all of them
+    (:func:`churnguard.scoring.rules.rank`; no risk rank without a probability)."""
+    ids = scores["customer_id"].to_numpy(dtype=object)
+    ev = scores["expected_value"].to_numpy(dtype="float64")
+    selected, control = rules.select(ids, ev, scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
                                      control_fraction=control_fraction, seed=seed)
-    return scores.assign(selected=selected, control_group=control)
+    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64")),
+             "value_rank": rules.rank(ids, ev)}
+    return scores.assign(selected=selected, control_group=control,
+                         **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
 
 
 @dataclass(frozen=True)
@@ -224,6 +260,7 @@ class ScoreResult:
     scores: pd.DataFrame
     rejects: pd.DataFrame
     drift_sample: pd.DataFrame | None = None  # model features + probability of the in-lookback population
+    as_of: pd.Timestamp | None = None  # the day scored
 
     def counts(self) -> dict[str, int]:
         """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
@@ -231,23 +268,56 @@ class ScoreResult:
         rejected = set(ids.unique()) - set(self.scores["customer_id"]) if len(ids) else set()
         return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
 
-    def summary(self, out: str | Path) -> str:
+    def summary(self, out: str | Path, campaign: Campaign | None = None) -> str:
         """Customers in, scored and rejected, customers per risk band, those without a probability per
         lifecycle stage (their band), and the selection with its cost and expected value (control customers
-        are not contacted, so they cost nothing)."""
+        are not contacted, so they cost nothing); with ``campaign``, how each action's expected value is made
+        and what to do next (:func:`churnguard.scoring.campaign.campaign_text`)."""
         c, s = self.counts(), self.scores
         chosen = s[s["selected"]]
         contacted = chosen[~chosen["control_group"]]
         counts = s["risk_band"].value_counts()
         stages = [k for k in rules.LIFECYCLE_STAGES if k in counts.index]  # the bands without a probability
-        return (
+        text = (
             f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
             f"bands: {', '.join(f'{k} {v:,}' for k, v in counts.drop(stages).items()) or 'none'}\n"
             f"no probability (no purchase in the model's lookback): "
             f"{', '.join(f'{k} {counts[k]:,}' for k in stages) or 'none'}\n"
             f"selected: {len(chosen):,} ({int(chosen['control_group'].sum()):,} held out as control), cost "
-            f"{contacted['action_cost'].sum():,.2f}, expected value {contacted['expected_value'].sum():,.2f}"
+            f"{contacted['action_cost'].sum():,.2f}, EV {contacted['expected_value'].sum():,.2f}"
         )
+        if campaign is None:
+            return text
+        from churnguard.scoring.campaign import campaign_text
+
+        return text + "\n" + campaign_text(s, out, self.as_of, campaign)
+
+
+_PROBABILITY_DIGITS, _MONEY_DIGITS = 4, 2
+_MONEY = ("spend_last_year", "clv", "action_cost", "expected_value")
+
+
+def file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Score rows as the scores file holds them (:data:`SCORES_COLUMNS`, counts and ranks as whole numbers);
+    for a CSV file also rounded for people (probabilities to 4 decimals, money to cents) and safe to open in
+    a spreadsheet (``churnguard._io.spreadsheet_safe``). Parquet keeps every digit."""
+    from churnguard._io import spreadsheet_safe
+
+    curve = [c for c in scores.columns if c.startswith("churn_probability_")]
+    out = scores[_with_curve(SCORES_COLUMNS, curve)].astype({"n_orders": "Int64"})
+    if Path(path).suffix.lower() != ".csv":
+        return out
+    out = out.assign(**{c: out[c].round(_PROBABILITY_DIGITS) for c in ["churn_probability", *curve]},
+                     **{c: out[c].round(_MONEY_DIGITS) for c in _MONEY})
+    return spreadsheet_safe(out)
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """A scores file as ``churnguard score`` wrote it, text cells as they were before being made safe for
+    spreadsheets (every column of a CSV as text, as ``churnguard._io.read_table`` reads it)."""
+    from churnguard._io import read_table, spreadsheet_restored
+
+    return spreadsheet_restored(read_table(path))
 
 
 def no_activity_reason(as_of: pd.Timestamp) -> str:
@@ -273,7 +343,8 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
     missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
     rejects = unscored_rejects(tables.rejects, pd.Index(pd.concat(missing, ignore_index=True).unique()), as_of)
-    return ScoreResult(scores[output_columns(model)], rejects, _drift_sample(model, feats, scores))
+    return ScoreResult(scores[output_columns(model, SCORES_COLUMNS)], rejects, _drift_sample(model, feats, scores),
+                       as_of)
 
 
 def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -34,10 +34,11 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
                      as_of: pd.Timestamp) -> dict[str, Any]:
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
     selection, which needs every customer)."""
-    from churnguard.scoring import output_columns, score_features
+    from churnguard.scoring import score_features
+    from churnguard.scoring.score import LIGHT_COLUMNS, SCORES_COLUMNS, SELECTION_COLUMNS, output_columns
 
     info = model.require_info()
-    columns = [c for c in output_columns(model) if c not in ("selected", "control_group")]
+    columns = [c for c in output_columns(model, SCORES_COLUMNS) if c not in SELECTION_COLUMNS]
     if len(feats):
         scores = score_features(model, feats, playbook, reasons_for=reasons_for)
         scores["model_version"] = info.model_version
@@ -50,7 +51,7 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
     keep = in_lookback(feats["recency_days"], info.config.labels.lookback_days)
     drift = feats.loc[keep, ["customer_id", *[c for c in model.feature_names_ if c in feats]]].copy()
     drift["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy() if len(feats) else []
-    light = scores[["customer_id", "risk_band", "expected_value", "action_cost"]].assign(_in_lookback=keep)
+    light = scores[LIGHT_COLUMNS].assign(_in_lookback=keep)
     return {"scores": scores, "light": light, "unseen": known.difference(pd.Index(scores["customer_id"])).to_numpy(),
             "drift": drift}
 
@@ -117,8 +118,9 @@ def score_dask(
     Raises:
         RuntimeError: a worker failed or died; ``out`` is then not written.
     """
-    from churnguard.scoring import ScoreResult, output_columns
+    from churnguard.scoring import ScoreResult
     from churnguard.scoring.rules import check_selection
+    from churnguard.scoring.score import SCORES_COLUMNS, SELECTION_COLUMNS, output_columns
 
     client = _client_for(dtables, client)
     check_selection(budget, control_fraction)
@@ -131,14 +133,15 @@ def score_dask(
     light, flags, rejects = _select(tasks, scored, dtables.rejects, day, step, budget=budget,
                                     control_fraction=control_fraction, seed=seed)
     drift = _drift_sample(client, tasks, scored, light)
-    selection = flags.set_index("customer_id")[["selected", "control_group"]]
+    selection = flags.set_index("customer_id")[SELECTION_COLUMNS]
     frames = [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)]
     if out is None:
         scores = _combine([f for (f,) in _gather(client, frames, "collecting the scores")])
-        return ScoreResult(scores.join(selection, on="customer_id")[output_columns(model)], rejects, drift)
+        return ScoreResult(scores.join(selection, on="customer_id")[output_columns(model, SCORES_COLUMNS)], rejects,
+                           drift, day)
     step(f"writing {out}")
-    _write_scores(client, frames, selection, Path(out), output_columns(model))
-    return ScoreResult(flags, rejects, drift)
+    _write_scores(client, frames, selection, Path(out))
+    return ScoreResult(flags, rejects, drift, day)
 
 
 def _score_partitions(tasks: _Tasks, model: ChurnModel, dtables: DaskTables, day: pd.Timestamp,
@@ -161,13 +164,13 @@ def _select(tasks: _Tasks, scored: list[Future], rejects: pd.DataFrame, day: pd.
     """The light columns of every customer (``_part``: their partition), the budget selection over all of them
     (``choice``: as for ``select_customers``), and ``rejects`` with the customers known but not scored."""
     from churnguard.scoring import select_customers
-    from churnguard.scoring.score import unscored_rejects
+    from churnguard.scoring.score import LIGHT_COLUMNS, unscored_rejects
 
     parts = _gather(tasks.client, [tasks.submit(f"light-p{b}", _pick, s, "light", "unseen")
                                    for b, s in enumerate(scored)], "scoring")
     step("selecting customers within the budget")
     light = _combine([lt.assign(_part=b) for b, (lt, _) in enumerate(parts)])
-    flags = select_customers(light[["customer_id", "risk_band", "expected_value", "action_cost"]], **choice)
+    flags = select_customers(light[LIGHT_COLUMNS], **choice)
     return light, flags, unscored_rejects(rejects, pd.Index(np.concatenate([u for _, u in parts])), day)
 
 
@@ -175,15 +178,15 @@ def _pick(bundle: dict[str, Any], *names: str) -> tuple:
     return tuple(bundle[n] for n in names)
 
 
-def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path, columns: list[str]
-                  ) -> None:
-    """Stream the partitions' scores (their ``columns``) into ``out`` (CSV or Parquet), atomically: all of it or
-    nothing."""
+def _write_scores(client: Client, futures: list[Future], selection: pd.DataFrame, out: Path) -> None:
+    """Stream the partitions' scores into ``out`` (CSV or Parquet), atomically: all of it or nothing."""
+    from churnguard.scoring.score import file_rows
+
     with appending_table(out) as append:
         written = False
         for b, fut in enumerate(futures):
             (frame,) = _gather(client, fut, f"writing the scores of customer partition {b}")
             if frame.empty and (written or b < len(futures) - 1):
                 continue
-            append(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id")[columns])
+            append(file_rows(frame.sort_values("customer_id", kind="stable").join(selection, on="customer_id"), out))
             written = True

@@ -1,0 +1,110 @@
+"""What the end of ``churnguard score`` says: how each action's expected value is made, who to contact, what it
+costs, and when and how to read the campaign out.
+
+:func:`value_breakdown` recomputes, per action, the parts of the expected value of the customers to contact
+with the rules of :mod:`churnguard.scoring.rules` (P(churn) x value, the success rate, the cost), so the
+figures printed multiply out to the expected value in the scores; :func:`campaign_text` writes it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard.scoring import rules
+
+if TYPE_CHECKING:
+    from churnguard.config import Playbook
+
+__all__ = ["Campaign", "campaign_text", "value_breakdown"]
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What the campaign text quotes besides the scores: the playbook and budget of the run, the model's
+    outcome horizon and learned lifespan, and the transactions file (for the read-out command)."""
+
+    playbook: Playbook
+    budget: float | None
+    horizon_days: int
+    lifespan_years: float
+    transactions: str | Path = "<transactions>"
+
+
+def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
+    """Per action of the ``contacted`` customers (score rows): customers, the average P(churn) x value
+    (P = 1 without a probability), the success rate and cost assumed, the expected value per customer
+    (= P x value x success rate - cost) and in all; by total expected value, largest first."""
+    p = contacted["churn_probability"].to_numpy(dtype="float64")
+    value = rules.value_at_stake(contacted["clv"].to_numpy(dtype="float64"), campaign.lifespan_years,
+                                 campaign.playbook.max_value_years)
+    frame = pd.DataFrame({"action": contacted["action"].to_numpy(), "at_stake": np.where(np.isnan(p), 1.0, p) * value,
+                          "ev": contacted["expected_value"].to_numpy(dtype="float64")})
+    out = frame.groupby("action", sort=False).agg(customers=("ev", "size"), at_stake=("at_stake", "mean"),
+                                                  ev_total=("ev", "sum"))
+    rates, costs = rules.success_rates(campaign.playbook), {r.name: r.cost for r in campaign.playbook.actions}
+    out["success_rate"] = [rates[a] for a in out.index]
+    out["cost"] = [costs[a] for a in out.index]
+    out["ev_each"] = out["ev_total"] / out["customers"]
+    return out.sort_values("ev_total", ascending=False)[["customers", "at_stake", "success_rate", "cost", "ev_each",
+                                                        "ev_total"]]
+
+
+def _table(breakdown: pd.DataFrame) -> list[str]:
+    rows = [(str(r.Index), f"{r.customers:,}", f"{r.at_stake:,.2f}", f"{r.success_rate:.0%}", f"{r.cost:,.2f}",
+             f"{r.ev_each:,.2f}", f"{r.ev_total:,.0f}") for r in breakdown.itertuples()]
+    head = ("action", "contacts", "P x value", "success", "cost", "EV each", "EV total")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
+                                                                                                   strict=True)))
+            for r in [head, *rows]]
+
+
+def _assumptions(campaign: Campaign) -> list[str]:
+    book = campaign.playbook
+    years = min(campaign.lifespan_years, book.max_value_years)
+    capped = [r.name for r in book.actions if r.success_rate > book.max_success_rate]
+    lines = [(f"  value: CLTV over {years:.1f} of the {campaign.lifespan_years:.1f} years of lifespan learned at "
+             "training"), f"    (at most the playbook's max_value_years, {book.max_value_years:g})"]
+    if capped:
+        lines.append(f"  success rates above the playbook's max_success_rate ({book.max_success_rate:.0%}) count "
+                     f"as it: {', '.join(capped)}")
+    lines.append("  success rates: the playbook's; set them from what campaign-readout measures")
+    return lines
+
+
+def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: pd.Timestamp | None,
+                campaign: Campaign) -> list[str]:
+    lines = ["next:"]
+    if contacted.empty:
+        return [*lines, "  nobody to contact: no customer has a positive expected value"
+                + ("" if campaign.budget is None else " within the budget")]
+    lines += [f"  contact {len(contacted):,} customers: selected = True and control_group = False in",
+              (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
+              f"{contacted['expected_value'].sum():,.2f}")]
+    if control:
+        lines.append(f"  do not contact the {control:,} in the control group: they show what contact changes")
+    end = "the outcome window" if as_of is None else \
+        (pd.Timestamp(as_of) + pd.Timedelta(days=campaign.horizon_days)).date().isoformat()
+    since = "as_of" if as_of is None else pd.Timestamp(as_of).date().isoformat()
+    return [*lines, f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
+            "  transactions up to that day:",
+            f"    churnguard campaign-readout --scores {out} \\",
+            f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"]
+
+
+def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | None, campaign: Campaign) -> str:
+    """How the selection was made, how each action's expected value is made, and what to do next."""
+    chosen = scores[scores["selected"].to_numpy(dtype=bool)]
+    contacted = chosen[~chosen["control_group"].to_numpy(dtype=bool)]
+    how = ("no --budget, so every customer with a positive expected value" if campaign.budget is None
+           else f"best expected value per unit of cost, within a budget of {campaign.budget:,.2f}")
+    lines = [f"selection: {how}"]
+    if not contacted.empty:
+        lines += ["expected value (EV) per contact = P(churn) x value x success rate - cost:",
+                  *_table(value_breakdown(contacted, campaign)), *_assumptions(campaign)]
+    return "\n".join([*lines, *_next_steps(contacted, len(chosen) - len(contacted), out, as_of, campaign)])
