@@ -226,8 +226,9 @@ def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook
         raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
     scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
     as_of = features["as_of"].to_numpy()
-    return pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": as_of,
-                         "last_purchase_date": last_purchase_dates(as_of, cols["recency_days"]), **scored})
+    frame = pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": as_of,
+                          "last_purchase_date": last_purchase_dates(as_of, cols["recency_days"]), **scored})
+    return frame.astype({"n_orders": "Int64"})  # a count
 
 
 def last_purchase_dates(as_of: np.ndarray, recency_days: np.ndarray) -> np.ndarray:
@@ -298,13 +299,13 @@ _MONEY = ("spend_last_year", "clv", "action_cost", "expected_value")
 
 
 def file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Score rows as the scores file holds them (:data:`SCORES_COLUMNS`, counts and ranks as whole numbers);
-    for a CSV file also rounded for people (probabilities to 4 decimals, money to cents) and safe to open in
-    a spreadsheet (``churnguard._io.spreadsheet_safe``). Parquet keeps every digit."""
+    """Score rows as the scores file holds them (:data:`SCORES_COLUMNS`); for a CSV file also rounded for
+    people (probabilities to 4 decimals, money to cents) and safe to open in a spreadsheet
+    (``churnguard._io.spreadsheet_safe``). Parquet keeps every digit."""
     from churnguard._io import spreadsheet_safe
 
     curve = [c for c in scores.columns if c.startswith("churn_probability_")]
-    out = scores[_with_curve(SCORES_COLUMNS, curve)].astype({"n_orders": "Int64"})
+    out = scores[_with_curve(SCORES_COLUMNS, curve)]
     if Path(path).suffix.lower() != ".csv":
         return out
     out = out.assign(**{c: out[c].round(_PROBABILITY_DIGITS) for c in ["churn_probability", *curve]},
