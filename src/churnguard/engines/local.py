@@ -157,8 +157,8 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     return run
 
 
-def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path, columns: list[str]) -> None:
-    """Join the selection flags onto each scored part and stream its ``columns`` into ``out``, atomically."""
+def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
+    """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
     with appending_table(out) as append:
         for part in scored:
             append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))
