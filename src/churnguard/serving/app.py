@@ -565,8 +565,10 @@ def _add_routes(app: FastAPI) -> None:
 
 def _feature_row_errors(rows: list[dict[str, Any]], model: ChurnModel) -> list[dict[str, Any]]:
     """422 details for feature rows with values the model cannot read: an ``as_of`` that is not an ISO date
-    within 1678 to today, text where the model reads a number, a number that is not finite or is too large."""
+    within 1678 to today, text where the model reads a number (its numeric features), a number that is not finite
+    or is too large."""
     errors = []
+    numeric = set(model.feature_names_) - set(model.categories_)
 
     def bad(i: int, name: str, msg: str) -> None:
         errors.append({"type": "value_error", "loc": ["body", "rows", i, name], "msg": msg})
@@ -584,7 +586,8 @@ def _feature_row_errors(rows: list[dict[str, Any]], model: ChurnModel) -> list[d
                 if not _FIRST_DAY <= day < latest_plausible_day().date():
                     bad(i, name, f"as_of {day} is after today or before 1678")
             elif isinstance(value, str):
-                bad(i, name, f"{name} must be a number, got {value[:40]!r}")
+                if name in numeric:  # other text columns (value_tier, ...) are the rules' business
+                    bad(i, name, f"{name} must be a number, got {value[:40]!r}")
             elif not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # NaN fails too
                 bad(i, name, f"{name} must be a finite number within +-{MAX_MAGNITUDE:,.0f}")
     return errors
