@@ -367,3 +367,11 @@ def test_only_excel_serial_dates_or_no_rows_say_what_to_do(tmp_path):
         load_tables(path, config=STRICT)
     with pytest.raises(DataError, match=r"(?s)tx\.csv: 2 of 2 transactions row\(s\) cannot be used:.*unparseable"):
         load_tables(path, config=DataConfig(on_bad_rows="reject", date_format="%Y-%m-%d"))
+
+
+def test_naive_timestamps_are_utc_also_mixed_with_zoned_ones():
+    tx = pd.DataFrame({"customer_id": ["a", "b", "c"], "amount": ["1", "2", "3"],
+                       "timestamp": ["2024-01-01 10:00", "2024-01-02T10:00:00+02:00", "2024-01-03 23:30:00-05:00"]})
+    t = validate_tables(tx, config=DataConfig())
+    assert t.transactions["timestamp"].tolist() == [pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-01-02 08:00"),
+                                                    pd.Timestamp("2024-01-04 04:30")]
