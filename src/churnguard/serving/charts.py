@@ -107,7 +107,8 @@ def curve_chart(points: list[tuple[int, float]]) -> str:
 def uplift_chart(actions: list[str], uplift: np.ndarray, low: np.ndarray, high: np.ndarray,
                  confidence_label: str) -> str:
     """Uplift (retention of contacted minus control) per action as a dot with its interval, and the zero line."""
-    row_h, label_w = 30, 190
+    row_h = 30
+    label_w = min(260, 16 + 8 * max((len(a) for a in actions), default=4))  # about 8 units per character
     height = _TOP + row_h * len(actions) + _BOTTOM
     finite = [v for v in (*low, *high, *uplift, 0.0) if np.isfinite(v)]
     lo, hi = min(finite), max(finite)
