@@ -412,3 +412,21 @@ def test_templates_escape_what_they_show():
     assert "<h1>Customer &lt;b&gt;x&lt;/b&gt;</h1>" in body
     assert "<p>a &amp; b</p>" in body
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.slow
+def test_the_customer_page_draws_the_churn_curve(trained, trained_curve, tmp_path):
+    from churnguard._io import write_table
+    from churnguard.model import ChurnModel
+    from churnguard.scoring import score_tables
+
+    model = ChurnModel.load(trained_curve["result"].model_path)
+    scores = score_tables(model, trained["tables"], "2025-06-30", load_playbook()).scores
+    path = write_table(scores, tmp_path / "curve.parquet")
+    row = scores[scores["churn_probability"].notna()].iloc[0]
+    with _server(["--model", str(trained_curve["result"].model_path), "--scores", str(path)], tmp_path) as (base, _):
+        text = httpx.get(f"{base}/customers/{row['customer_id']}").text
+    assert "<h2 id=\"curve-h\">Churn curve</h2>" in text
+    assert '<polyline points="' in text
+    for days in (30, 60, 90, 180):
+        assert f"<tr><td>{days} days</td><td class=\"num\">{row[f'churn_probability_{days}d']:.1%}</td></tr>" in text
