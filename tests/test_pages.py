@@ -430,3 +430,17 @@ def test_the_customer_page_draws_the_churn_curve(trained, trained_curve, tmp_pat
     assert '<polyline points="' in text
     for days in (30, 60, 90, 180):
         assert f"<tr><td>{days} days</td><td class=\"num\">{row[f'churn_probability_{days}d']:.1%}</td></tr>" in text
+
+
+def test_serve_checks_the_page_files_before_starting(tmp_path):
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+
+    model = str(tmp_path / "m.zip")
+    r = CliRunner().invoke(app, ["serve", "--model", model, "--previous", str(tmp_path / "old.csv")])
+    assert r.exit_code == 2
+    assert "--previous add(s) to the pages, which need --scores" in r.output
+    r = CliRunner().invoke(app, ["serve", "--model", model, "--scores", str(tmp_path / "none.csv")])
+    assert r.exit_code == 2
+    assert "none.csv is not a file" in r.output

@@ -398,11 +398,11 @@ def serve(
     if token and len(token) < 16:
         _fail("the token is shorter than 16 characters: use a long random one "
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
-    info = loaded.require_info()
     files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
              "tickets": tickets}
     _page_files(files)
+    loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    info = loaded.require_info()
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
     os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
     if playbook is not None:
