@@ -457,8 +457,18 @@ def serve(
                                       help="Clients must send 'Authorization: Bearer TOKEN' (every path but "
                                            "/health). Needed when --host is not loopback.")] = None,
     quiet: Annotated[bool, _Opt("--quiet", "-q", help="No line per request.")] = False,
+    scores: Annotated[Path | None, _Opt("--scores", "-s", help="Scores file of 'churnguard score': adds the "
+                                        "retention team's pages at / (at-risk list, customers).")] = None,
+    previous: Annotated[Path | None, _Opt(help="With --scores: an earlier scores file, for each customer's "
+                                          "risk movement.")] = None,
+    readout: Annotated[Path | None, _Opt(help="With --scores: a 'campaign-readout' table for the campaign "
+                                         "page.")] = None,
+    transactions: Annotated[Path | None, _Opt("--transactions", "-t", help="With --scores: the transactions, "
+                                              "for each customer's purchases chart.")] = None,
+    tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
 ) -> None:
-    """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs."""
+    """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
+    --scores, pages for the retention team at /."""
     try:
         import uvicorn
     except ImportError:
@@ -471,6 +481,9 @@ def serve(
     if token and len(token) < 16:
         _fail("the token is shorter than 16 characters: use a long random one "
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
+             "tickets": tickets}
+    _page_files(files)
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
@@ -481,9 +494,24 @@ def serve(
     _say(f"serving {model} (model version {info.model_version}, trained as of {info.training_window['as_of']}) "
          f"on http://{host}:{port} with {workers} worker(s); API description at http://{host}:{port}/docs; "
          "Ctrl+C stops")
+    if scores is not None:
+        _say(f"pages for the retention team: http://{host}:{port}/ (scores {scores})")
     uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5)
     _say("server stopped")
+
+
+def _page_files(files: dict[str, Path | None]) -> None:
+    """Check the pages' files and hand them to the server's workers (``CHURNGUARD_SERVE_<NAME>``)."""
+    from churnguard.serving.page_data import PageSources, check_sources
+
+    given = [f"--{k}" for k, v in files.items() if v is not None and k != "scores"]
+    if files["scores"] is None and given:
+        _fail(f"{', '.join(given)} add(s) to the pages, which need --scores")
+    if files["scores"] is not None:
+        _run(check_sources, PageSources(**files))
+    for name, path in files.items():
+        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(path.resolve())
 
 
 def _loopback(host: str) -> bool:

@@ -54,6 +54,7 @@ from churnguard.scoring import (
     score_records,
     select_customers,
 )
+from churnguard.serving.page_data import PAGE_FILES, PageSources
 
 __all__ = ["create_app"]
 
@@ -362,15 +363,19 @@ async def _read_body(receive, declared: bytes | None, max_bytes: int) -> bytes |
     return b"".join(chunks)
 
 
-def _replay(body: bytes):
-    """An ASGI ``receive`` handing over ``body``, read already, as the whole request body."""
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` handing over ``body``, read already, as the whole request body, then waiting on the
+    client's ``receive`` (for its disconnect, which a streaming response listens for)."""
+    sent = False
 
-    async def receive():
-        nonlocal body
-        message, body = {"type": "http.request", "body": body, "more_body": False}, b""
-        return message
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replay
 
 
 def _closing(send):
@@ -404,6 +409,7 @@ class _App(FastAPI):
     body_timeout = 30.0
     token: bytes | None = None
     reconnect_every: int | None = None
+    guard: Any = None  # the pages' PageGuard (churnguard.serving.pages), when the app serves pages
     responses = 0
 
     async def __call__(self, scope, receive, send):
@@ -413,9 +419,13 @@ class _App(FastAPI):
             self.responses += 1
             send = send if self.responses % self.reconnect_every else _closing(send)
         headers = dict(scope["headers"])
-        refused = self._refusal(scope, headers)
-        if refused is not None:
-            return await _json(*refused)(scope, receive, send)
+        if self.guard is not None and self.guard.owns(scope["path"]):  # a page: its own door (sign-in, forms)
+            refusal = self.guard.refusal(scope, headers)
+        else:
+            refused = self._refusal(scope, headers)
+            refusal = None if refused is None else _json(*refused)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
         predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
             async with asyncio.timeout(self.body_timeout):
@@ -428,7 +438,7 @@ class _App(FastAPI):
         if body is None:
             return await _json(413, f"request body over {self.max_body_bytes} bytes")(scope, receive, send)
         if not predict:
-            return await super().__call__(scope, _replay(body), send)
+            return await super().__call__(scope, _replay(body, receive), send)
         try:
             answered = await _predict(self.state, body, receive)
         except Exception:
@@ -462,7 +472,8 @@ def _json(status: int, detail: str, *, close: bool = False) -> Response:
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None, token: str | None = None,
-               max_body_bytes: int = 2_000_000, reconnect_every: int | None = None) -> FastAPI:
+               max_body_bytes: int = 2_000_000, reconnect_every: int | None = None,
+               pages: PageSources | None = None) -> FastAPI:
     """A FastAPI app serving the model file at ``model_path`` (loaded once at start-up).
 
     Args:
@@ -472,6 +483,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         max_body_bytes: larger request bodies get 413.
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
+        pages: the files of the retention team's pages (``churnguard.serving.pages``, at ``/``); none without.
     """
 
     @asynccontextmanager
@@ -479,6 +491,10 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
+        if pages is not None:
+            from churnguard.serving.pages import load_pages
+
+            app.state.pages = load_pages(pages, app.state.model, app.state.playbook, token=token is not None)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnguard-scoring") as executor:
             app.state.batcher = _Batcher(app.state, executor, max_queued=MAX_QUEUED)
             row_tables(app.state.model)  # built (and checked against LightGBM) before the first request
@@ -497,6 +513,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     app.reconnect_every = reconnect_every
     app.token = token.encode() if token else None
     _add_routes(app)
+    if pages is not None:
+        from churnguard.serving.pages import PageGuard, mount_pages
+
+        app.guard = PageGuard(app.token)
+        mount_pages(app)
     _document_predict_body(app)
     return app
 
@@ -609,7 +630,11 @@ def _docs_page(app: FastAPI) -> str:
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several workers: the model path, playbook and token come from
-    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``)."""
+    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``), and
+    the pages' files from ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``,
+    ``..._TRANSACTIONS`` and ``..._TICKETS``."""
+    files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
+    pages = PageSources(**{k: Path(v) if v else None for k, v in files.items()}) if files["scores"] else None
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000)
+                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000, pages=pages)
 
