@@ -100,3 +100,18 @@ def trained_curve(trained):
         cfg = trained["cfg"].with_overrides(tracking={"tracking_uri": uri}, labels={"horizons": [30, 60, 90, 180]})
         result = run_training(trained["tables"], cfg, model_out=tmp / "models" / "curve.zip")
         yield {"tmp": tmp, "cfg": cfg, "result": result, "uri": uri}
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server on 127.0.0.1 for the session (password auth; see ``tests/pg_server.py``);
+    its password is in PGPASSWORD for the tests that use it."""
+    from tests.pg_server import PASSWORD, pg_bin, running_server
+
+    pytest.importorskip("adbc_driver_postgresql", reason="the 'db' extra is not installed")
+    bindir = pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with running_server(bindir) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGPASSWORD", PASSWORD)
+        yield server

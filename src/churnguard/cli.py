@@ -56,17 +56,41 @@ def _table_out(value: Path | None) -> Path | None:
     return value
 
 
+def _input(value: str):
+    """An input table: a file or directory path, or a database URL (``churnguard.sources``), parsed once."""
+    from churnguard.sources import DatabaseError, is_url, parse_source
+
+    if not is_url(value):
+        return Path(value)
+    try:
+        return parse_source(value)
+    except DatabaseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _scores_out(value: str):
+    """The scores' destination: a file whose suffix says CSV or Parquet, or a database URL naming a table."""
+    from churnguard.sources import is_url
+
+    dest = _input(value)
+    if is_url(dest) and dest.table is None:
+        raise typer.BadParameter(f"{value}: name the table to write (?table=churn_scores), not a query")
+    return dest if is_url(dest) else _table_out(dest)
+
+
+_IN = {"parser": _input, "metavar": "PATH|URL"}
+_DB = " or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME)"
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet).")]
-TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
-CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
+TxOpt = Annotated[Path, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet){_DB}.")]
+TicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
+CustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet); with "
-                                   "--engine dask also a directory of Parquet files.")]
-EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional); with --engine "
-                                               "dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional); with "
-                                                 "--engine dask also a directory of Parquet files.")]
+EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
+                                   f"{_DB}; with --engine dask also a directory of Parquet files.")]
+EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
+                                               "with --engine dask also a directory of Parquet files.")]
+EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
+                                                 "(optional); with --engine dask also a directory of Parquet files.")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
@@ -212,8 +236,8 @@ def features(
 def train(
     config: ConfigOpt = None,
     transactions: Annotated[
-        Path | None, _Opt("--transactions", "-t", help="Transactions file (with --engine dask also a directory of "
-                                           "Parquet files); without it, trains on generated demo data.")
+        Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file{_DB} (with --engine dask also a "
+                          "directory of Parquet files); without it, trains on generated demo data.")
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
@@ -365,8 +389,10 @@ def evaluate(
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
     transactions: EngineTxOpt,
-    out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
-                              help="Scores file (.csv or .parquet), written atomically.")],
+    out: Annotated[Path, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
+                              help="Scores file (.csv or .parquet), written atomically, or a database table "
+                                   "(postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), "
+                                   "written with NAME_rejects and NAME_drift in one transaction.")],
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
@@ -384,6 +410,8 @@ def score(
                                            "~128 MB, at least one per worker thread).")] = None,
     psi_threshold: Annotated[float, _Opt(min=0, help="Warn when a feature's or the score's PSI against the "
                                          "training data reaches this.")] = 0.2,
+    if_exists: Annotated[str, _Opt("--if-exists", help="With a database --out: replace the tables or append "
+                                   "to them.")] = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -399,21 +427,58 @@ def score(
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
     from churnguard.scoring import drift_check
+    from churnguard.sources import IF_EXISTS, is_url
 
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    if if_exists not in IF_EXISTS:
+        _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
+    run = functools.partial(
+        _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=playbook,
+        as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
+        partitions=partitions, scheduler=scheduler, workers=workers)
+    if is_url(out):
+        if rejects is not None:
+            _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
+        return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
         with _steps(bar=True) as (step, note):
-            result = _runner(dask)(
-                score_from_files, engine, loaded, transactions, tickets, customers, out=staged[0],
-                playbook=playbook, as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed,
-                reject_bad_rows=reject_bad_rows, partitions=partitions, scheduler=scheduler, workers=workers,
-                on_step=step, on_note=note,
-            )
+            result = run(out=staged[0], on_step=step, on_note=note)
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         said = [result.summary(out), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
+    _say(said[0])
+    _say(_naming(said[1], staged, finals), warn=True)
+    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+
+
+def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
+    """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
+    NAME_rejects and NAME_drift in one transaction (see ``churnguard.sources.write_tables``)."""
+    import tempfile
+
+    import pandas as pd
+
+    from churnguard._io import work_dir
+    from churnguard.dataset import REJECT_COLUMNS, write_rejects
+    from churnguard.scoring import drift_check
+    from churnguard.sources import write_tables
+
+    names = (dest.table, f"{dest.table}_rejects", f"{dest.table}_drift")
+    with work_dir(Path(tempfile.gettempdir())) as work:
+        staged = (work / "scores.parquet", work / "rejects.csv", work / "drift.csv")
+        with _steps(bar=True) as (step, note):
+            result = run(out=staged[0], on_step=step, on_note=note)
+        drift = drift_check(model, result.drift_sample, threshold=psi_threshold)
+        rejected = result.rejects.reindex(columns=REJECT_COLUMNS)
+        frames = {names[0]: pd.read_parquet(staged[0]),
+                  names[1]: rejected.astype({c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})}
+        if drift.table is not None:
+            frames[names[2]] = drift.table
+        _run(write_tables, dest, frames, if_exists=if_exists)
+        finals = tuple(str(dest.with_table(n)) for n in names)
+        said = [result.summary(finals[0]), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
