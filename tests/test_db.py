@@ -208,3 +208,48 @@ def test_missing_duckdb_file_is_a_clear_error(tmp_path):
                                  "--as-of", "2025-12-31", "--out", str(tmp_path / "f.parquet")])
     assert result.exit_code == 2
     assert f"DuckDB file {tmp_path}/none.duckdb not found" in _said(result.output)
+
+
+# --- data.database and data.tables -------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_duckdb(tmp_path, monkeypatch):
+    """The tiny tables in a DuckDB file (as text, as a CSV export would hold them), named by the environment."""
+    from tests.conftest import tiny_raw
+
+    pytest.importorskip("duckdb")
+    raw = tiny_raw()
+    path = tmp_path / "shop.duckdb"
+    write_tables(DbSource("duckdb", str(path), "orders"), {"orders": raw["transactions"], "crm": raw["customers"]})
+    monkeypatch.setenv("CHURNGUARD_DATABASE_URL", f"duckdb://{path}")
+    return path
+
+
+def test_config_names_the_tables_of_the_database(tiny_duckdb, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  tables: {transactions: orders}\n")
+    out = tmp_path / "f.parquet"
+    # transactions from data.tables, customers by a bare table name, both in $CHURNGUARD_DATABASE_URL
+    result = runner.invoke(app, ["features", "-c", str(cfg), "--customers", "crm", "--as-of", "2024-01-31",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["customer_id"].tolist() == ["a", "b", "c", "d"]
+
+
+def test_a_table_name_without_a_database_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHURNGUARD_DATABASE_URL", raising=False)
+    result = runner.invoke(app, ["features", "--transactions", "orders", "--as-of", "2024-01-31", "--out",
+                                 str(tmp_path / "f.parquet")])
+    assert result.exit_code == 2
+    assert "the transactions table 'orders' is in no database: set data.database or CHURNGUARD_DATABASE_URL" \
+        in _said(result.output)
+
+
+def test_a_password_in_the_configured_database_is_refused(tmp_path):
+    from churnguard.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  database: postgresql://ana:hunter2@db/shop\n")
+    with pytest.raises(ConfigError, match=r"data\.database.*holds a password") as err:
+        load_config(cfg)
+    assert "hunter2" not in str(err.value)

@@ -79,14 +79,18 @@ def _scores_out(value: str):
 
 
 _IN = {"parser": _input, "metavar": "PATH|URL"}
-_DB = " or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME)"
+_DB = (" or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), or a table "
+       "NAME of data.database")
+_OR_CONFIG = " (default: data.tables.transactions of data.database)"
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet){_DB}.")]
+TxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
+                                   f"{_DB}{_OR_CONFIG}.")]
 TicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
 CustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
-                                   f"{_DB}; with --engine dask also a directory of Parquet files.")]
+EngineTxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
+                                          f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
+                                          "Parquet files.")]
 EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
                                                "with --engine dask also a directory of Parquet files.")]
 EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
@@ -132,6 +136,19 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: 
     if dask and not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("distributed").setLevel(logging.WARNING)
     return dask
+
+
+def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
+    """The inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the tables that
+    ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
+    ``$CHURNGUARD_DATABASE_URL``); stops when ``required`` and there is still no transactions input."""
+    from churnguard.sources import DATABASE_ENV, resolve_inputs
+
+    given = {"transactions": transactions, "tickets": tickets, "customers": customers}
+    found = _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+    if required and found["transactions"] is None:
+        _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
+    return found["transactions"], found["tickets"], found["customers"]
 
 
 def _runner(dask: bool):
@@ -197,11 +214,11 @@ def demo_data(
 
 @app.command("features")
 def features(
-    transactions: EngineTxOpt,
     as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
                                help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
     out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
                               help="Output file (.parquet or .csv), written atomically.")],
+    transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
@@ -220,8 +237,9 @@ def features(
     from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
@@ -266,8 +284,9 @@ def train(
     from churnguard.config import default_config_text, load_config
     from churnguard.engines import train_from_files
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
@@ -359,9 +378,9 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
 @app.command("evaluate")
 def evaluate(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    transactions: TxOpt,
     as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
                                help="Past snapshot day YYYY-MM-DD whose outcome window is in the data.")],
+    transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
     config: ConfigOpt = None,
@@ -378,6 +397,7 @@ def evaluate(
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     loaded = _run(ChurnModel.load, model)
     tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
@@ -388,11 +408,11 @@ def evaluate(
 @app.command("score")
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    transactions: EngineTxOpt,
     out: Annotated[Path, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
                               help="Scores file (.csv or .parquet), written atomically, or a database table "
                                    "(postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), "
                                    "written with NAME_rejects and NAME_drift in one transaction.")],
+    transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
@@ -429,11 +449,12 @@ def score(
     from churnguard.scoring import drift_check
     from churnguard.sources import IF_EXISTS, is_url
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     if if_exists not in IF_EXISTS:
         _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
+    transactions, tickets, customers = _inputs(loaded.require_info().config.data, transactions, tickets, customers)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=playbook,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -552,7 +573,7 @@ def convert_model(
 
 @app.command("report")
 def report(
-    transactions: TxOpt,
+    transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
     period: Annotated[str, _Opt(help="month or quarter.")] = "month",
@@ -572,6 +593,7 @@ def report(
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     console = _console()
     with console.status("Reading and validating input"):
         tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_source", "source_columns",
-           "write_tables"]
+__all__ = ["DATABASE_ENV", "IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_source",
+           "resolve_inputs", "source_columns", "write_tables"]
 
 SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "duckdb": "duckdb"}
 IF_EXISTS = ("replace", "append")
+DATABASE_ENV = "CHURNGUARD_DATABASE_URL"  # the database when the config names none
 _EXTRA = "pip install 'churnguard[db]'"
 BATCH_ROWS = 1_000_000  # rows per record batch DuckDB hands over (PostgreSQL's driver sizes its own)
 
@@ -97,6 +98,34 @@ def parse_source(url: str, *, need_table: bool = True) -> DbSource:
     if len(ours) == 2 or (need_table and not ours):
         raise DatabaseError(f"{url}: name one table (?table=orders) or one query (?query=SELECT...)")
     return DbSource(kind, target, ours.get("table"), ours.get("query"))
+
+
+def resolve_inputs(given: dict[str, Any], database: str | None, tables: dict[str, str]) -> dict[str, Any]:
+    """The input of each table name in ``given`` (a path, a :class:`DbSource` or None), with the config's
+    database (``data.database``, else ``$CHURNGUARD_DATABASE_URL``, as given in ``database``) filled in: an input
+    left out that ``tables`` names is that table of the database; a bare name (no file of that name, no suffix)
+    is a table of the database.
+
+    Raises:
+        DatabaseError: a table is named but no database is set, or the database URL is not one.
+    """
+    db = None if database is None else parse_source(database, need_table=False)
+    out = {}
+    for name, value in given.items():
+        table = tables.get(name) if value is None else _bare_name(value)
+        if table is not None and db is None:
+            raise DatabaseError(f"the {name} table {table!r} is in no database: set data.database or "
+                                f"{DATABASE_ENV} (postgresql://USER@HOST:PORT/DB or duckdb:///FILE)")
+        out[name] = value if table is None else db.with_table(table)
+    return out
+
+
+def _bare_name(value: Any) -> str | None:
+    """A path given as a table's name: no such file or directory, no suffix, no directory part."""
+    if isinstance(value, DbSource):
+        return None
+    path = Path(value)
+    return str(path) if not path.exists() and not path.suffix and path.name == str(path) else None
 
 
 def _without_password(parts) -> str:
