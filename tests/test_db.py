@@ -253,3 +253,37 @@ def test_a_password_in_the_configured_database_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"data\.database.*holds a password") as err:
         load_config(cfg)
     assert "hunter2" not in str(err.value)
+
+
+def test_a_run_killed_mid_write_leaves_the_previous_tables(demo_db):
+    """SIGKILL while the new rows stream in (a COPY of this process is running on the server): the transaction
+    dies with the process, the previous table stays and no staged table is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    dest = demo_db["pg"].with_table("killed")
+    write_tables(dest, {"killed": pd.DataFrame({"x": [1, 2, 3]})})
+    code = ("import pandas as pd, numpy as np; from churnguard.sources import parse_source, write_tables; "
+            f"write_tables(parse_source({str(dest)!r}), {{'killed': pd.DataFrame({{'x': np.arange(20_000_000)}})}})")
+    child = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    try:
+        with pg.connect(dest.target, autocommit=True) as conn, conn.cursor() as cur:
+            deadline, copying = time.monotonic() + 60, 0
+            while not copying and time.monotonic() < deadline and child.poll() is None:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'")
+                copying = cur.fetchone()[0]
+            assert copying, "the write was never seen in progress"
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            time.sleep(0.5)  # the server notices the closed connection and rolls back
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'killed%'")
+            assert [r[0] for r in cur.fetchall()] == ["killed"]
+    finally:
+        child.kill()
+        child.wait()
+    assert read_source(dest)["x"].tolist() == [1, 2, 3]

@@ -449,11 +449,13 @@ def score(
     from churnguard.scoring import drift_check
     from churnguard.sources import IF_EXISTS, is_url
 
+    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     if if_exists not in IF_EXISTS:
         _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     playbook = _run(load_playbook, config)
     loaded = _run(ChurnModel.load, model)
     transactions, tickets, customers = _inputs(loaded.require_info().config.data, transactions, tickets, customers)
+    # again with the tables the model's data.tables named
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=playbook,
