@@ -9,7 +9,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,serve,dask
+EXTRAS := dev,serve,dask,db
 DEMO_DIR ?= demo_data
 DEMO_CUSTOMERS ?= 5000
 UV_VERSION ?= 0.13.9
@@ -50,7 +50,7 @@ $(UV):
 	.venv-uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 lock: | $(UV)
-	$(UV) pip compile --quiet pyproject.toml --extra dev --extra serve --extra dask --universal \
+	$(UV) pip compile --quiet pyproject.toml --extra dev --extra serve --extra dask --extra db --universal \
 		--python-version 3.11 --upgrade --exclude-newer "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o constraints.txt
 
 test-floors: | $(UV)

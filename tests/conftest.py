@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -100,3 +102,21 @@ def trained_curve(trained):
         cfg = trained["cfg"].with_overrides(tracking={"tracking_uri": uri}, labels={"horizons": [30, 60, 90, 180]})
         result = run_training(trained["tables"], cfg, model_out=tmp / "models" / "curve.zip")
         yield {"tmp": tmp, "cfg": cfg, "result": result, "uri": uri}
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server on 127.0.0.1 for the session (password auth; see ``tests/pg_server.py``);
+    its password is in PGPASSWORD for the tests that use it."""
+    from importlib.util import find_spec
+
+    from tests.pg_server import PASSWORD, pg_bin, running_server
+
+    bindir = pg_bin()
+    missing = ("PostgreSQL is not installed (apt-get install postgresql)" if bindir is None else
+               "the 'db' extra is not installed" if find_spec("adbc_driver_postgresql") is None else None)
+    if missing:  # .ci/run sets CHURNGUARD_REQUIRE_POSTGRES: no skipping there
+        (pytest.fail if os.environ.get("CHURNGUARD_REQUIRE_POSTGRES") else pytest.skip)(missing)
+    with running_server(bindir) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGPASSWORD", PASSWORD)
+        yield server

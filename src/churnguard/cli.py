@@ -56,17 +56,45 @@ def _table_out(value: Path | None) -> Path | None:
     return value
 
 
+def _input(value: str):
+    """An input table: a file or directory path, or a database URL (``churnguard.sources``), parsed once."""
+    from churnguard.sources import DatabaseError, is_url, parse_source
+
+    if not is_url(value):
+        return Path(value)
+    try:
+        return parse_source(value)
+    except DatabaseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _scores_out(value: str):
+    """The scores' destination: a file whose suffix says CSV or Parquet, or a database URL naming a table."""
+    from churnguard.sources import is_url
+
+    dest = _input(value)
+    if is_url(dest) and dest.table is None:
+        raise typer.BadParameter(f"{value}: name the table to write (?table=churn_scores), not a query")
+    return dest if is_url(dest) else _table_out(dest)
+
+
+_IN = {"parser": _input, "metavar": "PATH|URL"}
+_DB = (" or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), or a table "
+       "NAME of data.database")
+_OR_CONFIG = " (default: data.tables.transactions of data.database)"
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet).")]
-TicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional).")]
-CustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional).")]
+TxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
+                                   f"{_DB}{_OR_CONFIG}.")]
+TicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
+CustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Path, _Opt("--transactions", "-t", help="Transactions file (.csv or .parquet); with "
-                                   "--engine dask also a directory of Parquet files.")]
-EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", help="Support tickets file (optional); with --engine "
-                                               "dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", help="Customer attributes file (optional); with "
-                                                 "--engine dask also a directory of Parquet files.")]
+EngineTxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
+                                          f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
+                                          "Parquet files.")]
+EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
+                                               "with --engine dask also a directory of Parquet files.")]
+EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
+                                                 "(optional); with --engine dask also a directory of Parquet files.")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
@@ -108,6 +136,19 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: 
     if dask and not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("distributed").setLevel(logging.WARNING)
     return dask
+
+
+def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
+    """The inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the tables that
+    ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
+    ``$CHURNGUARD_DATABASE_URL``); stops when ``required`` and there is still no transactions input."""
+    from churnguard.sources import DATABASE_ENV, resolve_inputs
+
+    given = {"transactions": transactions, "tickets": tickets, "customers": customers}
+    found = _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+    if required and found["transactions"] is None:
+        _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
+    return found["transactions"], found["tickets"], found["customers"]
 
 
 def _runner(dask: bool):
@@ -173,11 +214,11 @@ def demo_data(
 
 @app.command("features")
 def features(
-    transactions: EngineTxOpt,
     as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
                                help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
     out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
                               help="Output file (.parquet or .csv), written atomically.")],
+    transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     config: ConfigOpt = None,
@@ -196,8 +237,9 @@ def features(
     from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
@@ -212,8 +254,8 @@ def features(
 def train(
     config: ConfigOpt = None,
     transactions: Annotated[
-        Path | None, _Opt("--transactions", "-t", help="Transactions file (with --engine dask also a directory of "
-                                           "Parquet files); without it, trains on generated demo data.")
+        Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file{_DB} (with --engine dask also a "
+                          "directory of Parquet files); without it, trains on generated demo data.")
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
@@ -242,8 +284,9 @@ def train(
     from churnguard.config import default_config_text, load_config
     from churnguard.engines import train_from_files
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
@@ -335,9 +378,9 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
 @app.command("evaluate")
 def evaluate(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    transactions: TxOpt,
     as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
                                help="Past snapshot day YYYY-MM-DD whose outcome window is in the data.")],
+    transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
     config: ConfigOpt = None,
@@ -354,6 +397,7 @@ def evaluate(
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     loaded = _run(ChurnModel.load, model)
     tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
@@ -364,9 +408,11 @@ def evaluate(
 @app.command("score")
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    transactions: EngineTxOpt,
-    out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
-                              help="Scores file (.csv or .parquet), written atomically.")],
+    out: Annotated[Path, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
+                              help="Scores file (.csv or .parquet), written atomically, or a database table "
+                                   "(postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), "
+                                   "written with NAME_rejects and NAME_drift in one transaction.")],
+    transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
@@ -389,6 +435,8 @@ def score(
                                            "~128 MB, at least one per worker thread).")] = None,
     psi_threshold: Annotated[float, _Opt(min=0, help="Warn when a feature's or the score's PSI against the "
                                          "training data reaches this.")] = 0.2,
+    if_exists: Annotated[str, _Opt("--if-exists", help="With a database --out: replace the tables or append "
+                                   "to them.")] = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -409,20 +457,30 @@ def score(
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
     from churnguard.scoring import Campaign, drift_check
+    from churnguard.sources import IF_EXISTS, is_url
 
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    if if_exists not in IF_EXISTS:
+        _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     rules = _run(load_playbook, playbook)
     data_config = None if config is None else _run(_data_config, config)
     loaded = _run(ChurnModel.load, model)
+    transactions, tickets, customers = _inputs(data_config or loaded.require_info().config.data, transactions,
+                                               tickets, customers)
+    # again with the tables the data config's data.tables named
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    run = functools.partial(
+        _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
+        as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
+        partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config)
+    if is_url(out):
+        if rejects is not None:
+            _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
+        return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
         with _steps(bar=True) as (step, note):
-            result = _runner(dask)(
-                score_from_files, engine, loaded, transactions, tickets, customers, out=staged[0],
-                playbook=rules, as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed,
-                reject_bad_rows=reject_bad_rows, partitions=partitions, scheduler=scheduler, workers=workers,
-                data_config=data_config, on_step=step, on_note=note,
-            )
+            result = run(out=staged[0], on_step=step, on_note=note)
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years,
@@ -444,6 +502,37 @@ def _data_config(path: Path):
         raise ValueError(f"{path} is a playbook (it lists actions): pass it with --playbook; -c/--config takes the "
                          "config file of 'train'")
     return load_config(path).data
+
+
+def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
+    """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
+    NAME_rejects and NAME_drift in one transaction (see ``churnguard.sources.write_tables``)."""
+    import tempfile
+
+    import pandas as pd
+
+    from churnguard._io import work_dir
+    from churnguard.dataset import REJECT_COLUMNS, write_rejects
+    from churnguard.scoring import drift_check
+    from churnguard.sources import write_tables
+
+    names = (dest.table, f"{dest.table}_rejects", f"{dest.table}_drift")
+    with work_dir(Path(tempfile.gettempdir())) as work:
+        staged = (work / "scores.parquet", work / "rejects.csv", work / "drift.csv")
+        with _steps(bar=True) as (step, note):
+            result = run(out=staged[0], on_step=step, on_note=note)
+        drift = drift_check(model, result.drift_sample, threshold=psi_threshold)
+        rejected = result.rejects.reindex(columns=REJECT_COLUMNS)
+        frames = {names[0]: pd.read_parquet(staged[0]),
+                  names[1]: rejected.astype({c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})}
+        if drift.table is not None:
+            frames[names[2]] = drift.table
+        _run(write_tables, dest, frames, if_exists=if_exists)
+        finals = tuple(str(dest.with_table(n)) for n in names)
+        said = [result.summary(finals[0]), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
+    _say(said[0])
+    _say(_naming(said[1], staged, finals), warn=True)
+    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
 
 
 @app.command("serve")
@@ -542,7 +631,7 @@ def convert_model(
 
 @app.command("report")
 def report(
-    transactions: TxOpt,
+    transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
     period: Annotated[str, _Opt(help="month or quarter.")] = "month",
@@ -562,6 +651,7 @@ def report(
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
     cfg = _run(load_config, config)
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     console = _console()
     with console.status("Reading and validating input"):
         tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)

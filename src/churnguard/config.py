@@ -51,6 +51,20 @@ class DataConfig(_Frozen):
     on_bad_rows: Literal["raise", "reject"] = Field(default="raise", description=(
         "'raise' stops at the first table with unusable rows; 'reject' sets them aside in a rejects report with "
         "the reason"))
+    database: str | None = Field(default=None, description=(
+        "database of the tables in data.tables: postgresql://USER@HOST:PORT/DB or duckdb:///FILE (default: "
+        "$CHURNGUARD_DATABASE_URL); no password: PGPASSWORD, ~/.pgpass or a service file give it"))
+    tables: dict[Literal["transactions", "tickets", "customers"], str] = Field(default_factory=dict, description=(
+        "the database's table of each input a command is not given, e.g. {transactions: orders}"))
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        from churnguard.sources import parse_source
+
+        if v is not None:
+            parse_source(v, need_table=False)  # a DatabaseError (a ValueError) names what is wrong
+        return v
 
 
 class FeatureConfig(_Frozen):

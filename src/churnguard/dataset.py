@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import (EXTRA_FIELDS, header_line, header_names, input_format, read_rows,
-                            write_table)
+from churnguard._io import EXTRA_FIELDS, header_line, header_names, input_format, read_rows, write_table
+from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -582,8 +582,12 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     return found
 
 
-def _read(path: str | Path, table: str, config: DataConfig) -> pd.DataFrame:
-    """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id."""
+def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool = False
+          ) -> pd.DataFrame:
+    """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id. A
+    database table's rows (:func:`_read_db`)."""
+    if isinstance(path, DbSource):
+        return _read_db(path, table, config, feature_inputs_only)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {table} file not found")
@@ -598,18 +602,31 @@ def _read(path: str | Path, table: str, config: DataConfig) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read {table} file: {exc}") from None
 
 
+def _read_db(source: DbSource, table: str, config: DataConfig, feature_inputs_only: bool) -> pd.DataFrame:
+    """A database table's (or query's) rows, as typed as the database holds them; with ``feature_inputs_only``
+    only the columns the features read (:func:`feature_columns`)."""
+    from churnguard.sources import read_source, source_columns
+
+    names = source_columns(source)
+    check_unique_columns(names, str(source), table)
+    return read_source(source, feature_columns(table, names, config) if feature_inputs_only else None)
+
+
 def load_tables(
-    transactions: str | Path,
-    tickets: str | Path | None = None,
-    customers: str | Path | None = None,
+    transactions: str | Path | DbSource,
+    tickets: str | Path | DbSource | None = None,
+    customers: str | Path | DbSource | None = None,
     *,
     config: DataConfig,
+    feature_inputs_only: bool = False,
 ) -> Tables:
-    """Read the files and validate them (see :func:`validate_tables`)."""
-    raw = {"transactions": _read(transactions, "transactions", config)}
+    """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
+    :func:`validate_tables`); ``feature_inputs_only``: of a database table, read only the columns the features
+    use."""
+    raw = {"transactions": _read(transactions, "transactions", config, feature_inputs_only)}
     sources = {"transactions": str(transactions)}
     for name, path in (("tickets", tickets), ("customers", customers)):
         if path is not None:
-            raw[name] = _read(path, name, config)
+            raw[name] = _read(path, name, config, feature_inputs_only)
             sources[name] = str(path)
     return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config, sources=sources)

@@ -54,6 +54,12 @@ def check_engine(engine: str, scheduler: str | None, workers: int | None, **path
     """
     if engine not in ENGINES:
         raise ValueError(f"--engine must be local or dask, got {engine!r}")
+    from churnguard.sources import DbSource
+
+    if engine == "dask" and any(isinstance(p, DbSource) for p in paths.values()):
+        raise ValueError("database tables are not yet supported with --engine dask: use the local engine, or "
+                         "export the tables to Parquet files")
+    paths = {n: p for n, p in paths.items() if not isinstance(p, DbSource)}
     if engine == "local":
         for flag, given in (("--scheduler", scheduler), ("--workers", workers)):
             if given is not None:
@@ -160,6 +166,8 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
     The input is read with ``data_config`` (default: the model's; ``reject_bad_rows``: set unusable rows aside
     instead of stopping) and split into ``partitions`` customer partitions (default: by input size).
     """
+    from churnguard.sources import DbSource
+
     data_config = data_config or model.require_info().config.data
     if reject_bad_rows:
         data_config = data_config.model_copy(update={"on_bad_rows": "reject"})
@@ -171,6 +179,9 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                          partitions=partitions, feature_inputs_only=True) as dtables:
             on_step("scoring on the cluster")
             return score_dask(model, dtables, as_of, playbook, out=out, on_step=on_step, **choice)
+    if any(isinstance(p, DbSource) for p in (transactions, tickets, customers)):
+        return _score_db_tables(model, (transactions, tickets, customers), data_config, partitions, as_of=as_of,
+                                out=out, playbook=playbook, on_step=on_step, **choice)
     from churnguard.engines.local import score_files
 
     on_step("scoring")
@@ -178,6 +189,25 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                        playbook=playbook, data_config=data_config, as_of=as_of, partitions=partitions,
                        on_partition=lambda done, total: on_step(f"partition {done}/{total}", done, total),
                        **choice)
+
+
+def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, partitions: int | None, *,
+                     as_of: str | None, out: Path, playbook: Playbook, on_step: Callable, **choice: object
+                     ) -> ScoreResult:
+    """:func:`score_from_files` when an input is a database table: the tables (only the columns the features
+    read) validated and scored in memory, the scores written to ``out``."""
+    from churnguard._io import write_table
+    from churnguard.dataset import load_tables
+    from churnguard.scoring import score_tables
+
+    if partitions is not None:
+        raise ValueError("--partitions is not yet supported with database tables: they are scored in memory")
+    on_step("Reading and validating input")
+    tables = load_tables(*inputs, config=data_config, feature_inputs_only=True)
+    on_step("scoring")
+    result = score_tables(model, tables, as_of, playbook, **choice)
+    write_table(result.scores, out)
+    return result
 
 
 def train_from_files(engine: str, transactions: Path | None, tickets: Path | None, customers: Path | None, *,

@@ -1,0 +1,289 @@
+"""Tables in a database: a real PostgreSQL server (``pg_server``, started for the session) and DuckDB files. The
+demo tables are loaded into the database, scored from there into a table, and compared with the file path."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+from churnguard.demo import write_demo_data
+from churnguard.sources import DatabaseError, DbSource, parse_source, read_source, write_tables
+
+runner = CliRunner()
+TABLES = ("transactions", "tickets", "customers")
+
+
+def _said(output: str) -> str:
+    return " ".join(output.replace("\u2502", " ").split())
+
+
+# --- URLs -------------------------------------------------------------------------------------------------------
+
+def test_parse_postgres_url_keeps_libpq_keys_and_drops_ours():
+    src = parse_source("postgresql://ana@db.example:5433/shop?sslmode=require&table=sales.orders")
+    assert src == DbSource("postgresql", "postgresql://ana@db.example:5433/shop?sslmode=require", "sales.orders")
+    assert str(src) == "postgresql://ana@db.example:5433/shop?sslmode=require&table=sales.orders"
+
+
+def test_parse_query_url_is_decoded():
+    src = parse_source("postgres://ana@h/shop?query=SELECT%20a%2C%20b%20FROM%20t%20WHERE%20x%20%3D%201")
+    assert (src.kind, src.table, src.query) == ("postgresql", None, "SELECT a, b FROM t WHERE x = 1")
+
+
+def test_parse_duckdb_url():
+    assert parse_source("duckdb:///data/shop.duckdb?table=orders") == DbSource("duckdb", "/data/shop.duckdb", "orders")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://ana:hunter2@h/shop?table=t", "holds a password"),
+    ("postgresql://ana@h/shop", "name one table"),
+    ("postgresql://ana@h/shop?table=t&query=SELECT%201", "name one table"),
+    ("duckdb://?table=t", "no DuckDB file"),
+])
+def test_bad_urls_are_refused_with_the_reason(url, message):
+    with pytest.raises(DatabaseError, match=message) as err:
+        parse_source(url)
+    assert "hunter2" not in str(err.value)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_db(pg_server, trained, tmp_path_factory):
+    """The session's demo tables as CSV files and in PostgreSQL (typed columns) and a DuckDB file."""
+    tmp = tmp_path_factory.mktemp("db")
+    demo = trained["demo"]
+    files = write_demo_data(demo, tmp / "files")
+    pg = parse_source(pg_server.url(table="transactions"))
+    duck = DbSource("duckdb", str(tmp / "shop.duckdb"), "transactions")
+    for dest in (pg, duck):
+        write_tables(dest, {t: getattr(demo, t) for t in TABLES})
+    return {"files": files, "pg": pg, "duck": duck, "tmp": tmp, "model": trained["result"].model_path}
+
+
+def _score_args(model, inputs: dict, out: str) -> list[str]:
+    return ["score", "--model", str(model), "--transactions", inputs["transactions"], "--tickets",
+            inputs["tickets"], "--customers", inputs["customers"], "--out", out, "--as-of", "2025-12-31"]
+
+
+def _urls(src: DbSource) -> dict[str, str]:
+    return {t: str(src.with_table(t)) for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def file_scores(demo_db):
+    out = demo_db["tmp"] / "scores.parquet"
+    result = runner.invoke(app, _score_args(demo_db["model"], {t: str(p) for t, p in demo_db["files"].items()},
+                                            str(out)))
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(out)
+
+
+def _same_scores(from_db: pd.DataFrame, from_files: pd.DataFrame) -> None:
+    """The scores of a table equal the file path's, value for value (as_of comes back as a date)."""
+    got = from_db.sort_values("customer_id").reset_index(drop=True)
+    want = from_files.sort_values("customer_id").reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    got["as_of"] = pd.to_datetime(got["as_of"]).astype(want["as_of"].dtype)
+    for column in want.columns:
+        if pd.api.types.is_numeric_dtype(want[column]) and not pd.api.types.is_bool_dtype(want[column]):
+            assert got[column].astype("float64").equals(want[column].astype("float64")), column
+        else:
+            assert got[column].astype("str").tolist() == want[column].astype("str").tolist(), column
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_score_from_tables_into_a_table_equals_the_file_path(demo_db, file_scores, db):
+    src = demo_db[db]
+    out = src.with_table("churn_scores")
+    result = runner.invoke(app, _score_args(demo_db["model"], _urls(src), str(out)))
+    assert result.exit_code == 0, result.output
+    assert f"-> {out}" in _said(result.output)
+    scores = read_source(out)
+    rejects = read_source(out.with_table("churn_scores_rejects"))
+    _same_scores(scores, file_scores)
+    customers = demo_db["files"]["customers"]
+    known = set(pd.read_csv(customers, dtype=str)["customer_id"]) | set(
+        pd.read_csv(demo_db["files"]["transactions"], dtype=str)["customer_id"])
+    assert len(scores) + rejects["customer_id"].nunique() == len(known)
+    assert set(scores["customer_id"]).isdisjoint(rejects["customer_id"])
+
+
+def test_score_table_has_sql_types_and_append_adds_a_run(demo_db, file_scores):
+    import adbc_driver_postgresql.dbapi as pg
+
+    out = demo_db["pg"].with_table("typed_scores")
+    args = _score_args(demo_db["model"], _urls(demo_db["pg"]), str(out))
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--if-exists", "append"]).exit_code == 0
+    assert len(read_source(out)) == 2 * len(file_scores)
+    with pg.connect(out.target) as conn, conn.cursor() as cur:
+        cur.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = "
+                    "'typed_scores'")
+        types = dict(cur.fetchall())
+    assert types["as_of"] == "date"
+    assert types["churn_probability"] == "double precision"
+    assert types["selected"] == "boolean"
+    assert types["customer_id"] == types["model_version"] == "text"
+
+
+def test_failed_write_leaves_the_previous_tables(demo_db):
+    dest = demo_db["pg"].with_table("kept")
+    write_tables(dest, {"kept": pd.DataFrame({"x": [1, 2, 3]}), "kept_rejects": pd.DataFrame({"y": ["a"]})})
+    # the second table cannot be written (a column of mappings has no SQL type): nothing of the run is kept
+    with pytest.raises(DatabaseError, match="cannot write"):
+        write_tables(dest, {"kept": pd.DataFrame({"x": [9]}), "kept_rejects": pd.DataFrame({"y": [{"a": 1}]})})
+    assert read_source(dest)["x"].tolist() == [1, 2, 3]
+    assert read_source(dest.with_table("kept_rejects"))["y"].tolist() == ["a"]
+
+
+def test_a_bad_value_is_reported_with_the_table_column_and_count(demo_db):
+    tx = pd.read_csv(demo_db["files"]["transactions"], dtype=str).head(200)
+    tx.loc[[3, 7], "amount"] = "twelve"
+    src = demo_db["pg"].with_table("bad_tx")
+    write_tables(src, {"bad_tx": tx})
+    result = runner.invoke(app, ["features", "--transactions", str(src), "--as-of", "2025-12-31", "--out",
+                                 str(demo_db["tmp"] / "f.parquet")])
+    said = _said(result.output)
+    assert result.exit_code == 2, result.output
+    assert f"{src}: 2 of 200 transactions row(s) cannot be used" in said
+    assert "column 'amount': 2 row(s) are not numeric, e.g. 'twelve'" in said
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_wrong_password_and_unknown_table_are_clear_errors(demo_db, monkeypatch):
+    args = ["features", "--as-of", "2025-12-31", "--out", str(demo_db["tmp"] / "f.parquet"), "--transactions"]
+    missing = demo_db["pg"].with_table("no_such_table")
+    result = runner.invoke(app, [*args, str(missing)])
+    assert result.exit_code == 2
+    assert f"{missing}: cannot read table no_such_table" in _said(result.output)
+    assert "Traceback" not in result.output
+    monkeypatch.setenv("PGPASSWORD", "wrong")
+    result = runner.invoke(app, [*args, str(demo_db["pg"])])
+    assert result.exit_code == 2
+    assert "cannot connect" in result.output
+    assert "password authentication failed" in _said(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_features_and_report_read_tables(demo_db):
+    out = demo_db["tmp"] / "feats.parquet"
+    urls = _urls(demo_db["duck"])
+    result = runner.invoke(app, ["features", "--transactions", urls["transactions"], "--customers",
+                                 urls["customers"], "--as-of", "2025-06-30", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ref = demo_db["tmp"] / "feats_files.parquet"
+    files = demo_db["files"]
+    runner.invoke(app, ["features", "--transactions", str(files["transactions"]), "--customers",
+                        str(files["customers"]), "--as-of", "2025-06-30", "--out", str(ref)])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref))
+    result = runner.invoke(app, ["report", "--transactions", urls["transactions"], "--out",
+                                 str(demo_db["tmp"] / "report")])
+    assert result.exit_code == 0, result.output
+    assert (demo_db["tmp"] / "report" / "report.html").is_file()
+
+
+def test_query_url_reads_its_rows(demo_db):
+    src = demo_db["pg"]
+    query = parse_source(f"{src.target}?query=SELECT%20customer_id%2C%20amount%20FROM%20transactions%20LIMIT%205")
+    assert list(read_source(query).columns) == ["customer_id", "amount"]
+    assert len(read_source(query)) == 5
+
+
+def test_dask_engine_and_partitions_say_not_yet_supported(demo_db):
+    urls = _urls(demo_db["pg"])
+    args = _score_args(demo_db["model"], urls, str(demo_db["tmp"] / "s.parquet"))
+    result = runner.invoke(app, [*args, "--engine", "dask"])
+    assert result.exit_code == 2
+    assert "not yet supported with --engine dask" in _said(result.output)
+    result = runner.invoke(app, [*args, "--partitions", "2"])
+    assert result.exit_code == 2
+    assert "--partitions is not yet supported with database tables" in _said(result.output)
+
+
+def test_missing_duckdb_file_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["features", "--transactions", f"duckdb://{tmp_path}/none.duckdb?table=t",
+                                 "--as-of", "2025-12-31", "--out", str(tmp_path / "f.parquet")])
+    assert result.exit_code == 2
+    assert f"DuckDB file {tmp_path}/none.duckdb not found" in _said(result.output)
+
+
+# --- data.database and data.tables -------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_duckdb(tmp_path, monkeypatch):
+    """The tiny tables in a DuckDB file (as text, as a CSV export would hold them), named by the environment."""
+    from tests.conftest import tiny_raw
+
+    pytest.importorskip("duckdb")
+    raw = tiny_raw()
+    path = tmp_path / "shop.duckdb"
+    write_tables(DbSource("duckdb", str(path), "orders"), {"orders": raw["transactions"], "crm": raw["customers"]})
+    monkeypatch.setenv("CHURNGUARD_DATABASE_URL", f"duckdb://{path}")
+    return path
+
+
+def test_config_names_the_tables_of_the_database(tiny_duckdb, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  tables: {transactions: orders}\n")
+    out = tmp_path / "f.parquet"
+    # transactions from data.tables, customers by a bare table name, both in $CHURNGUARD_DATABASE_URL
+    result = runner.invoke(app, ["features", "-c", str(cfg), "--customers", "crm", "--as-of", "2024-01-31",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["customer_id"].tolist() == ["a", "b", "c", "d"]
+
+
+def test_a_table_name_without_a_database_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHURNGUARD_DATABASE_URL", raising=False)
+    result = runner.invoke(app, ["features", "--transactions", "orders", "--as-of", "2024-01-31", "--out",
+                                 str(tmp_path / "f.parquet")])
+    assert result.exit_code == 2
+    assert "the transactions table 'orders' is in no database: set data.database or CHURNGUARD_DATABASE_URL" \
+        in _said(result.output)
+
+
+def test_a_password_in_the_configured_database_is_refused(tmp_path):
+    from churnguard.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  database: postgresql://ana:hunter2@db/shop\n")
+    with pytest.raises(ConfigError, match=r"data\.database.*holds a password") as err:
+        load_config(cfg)
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_run_killed_mid_write_leaves_the_previous_tables(demo_db):
+    """SIGKILL while the new rows stream in (a COPY of this process is running on the server): the transaction
+    dies with the process, the previous table stays and no staged table is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    dest = demo_db["pg"].with_table("killed")
+    write_tables(dest, {"killed": pd.DataFrame({"x": [1, 2, 3]})})
+    code = ("import pandas as pd, numpy as np; from churnguard.sources import parse_source, write_tables; "
+            f"write_tables(parse_source({str(dest)!r}), {{'killed': pd.DataFrame({{'x': np.arange(20_000_000)}})}})")
+    child = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    try:
+        with pg.connect(dest.target, autocommit=True) as conn, conn.cursor() as cur:
+            deadline, copying = time.monotonic() + 60, 0
+            while not copying and time.monotonic() < deadline and child.poll() is None:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'")
+                copying = cur.fetchone()[0]
+            assert copying, "the write was never seen in progress"
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            time.sleep(0.5)  # the server notices the closed connection and rolls back
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'killed%'")
+            assert [r[0] for r in cur.fetchall()] == ["killed"]
+    finally:
+        child.kill()
+        child.wait()
+    assert read_source(dest)["x"].tolist() == [1, 2, 3]
