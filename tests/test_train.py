@@ -66,7 +66,7 @@ def test_run_is_named_described_and_logs_the_config_it_used(env, tmp_path):
     description = client.get_model_version("churnguard", result.registered_version).description
     for part in ("no purchase in the 90 days", f"{s['data_first_day']} to {s['as_of']}",
                  f"{s['transactions']:,} transactions", f"{s['customers']:,} customers",
-                 f"Backtest as of {s['backtest_as_of']} on {s['backtest_rows']:,} customers",
+                 f"Scorecard of the backtest as of {s['backtest_as_of']} on {s['backtest_rows']:,} customers",
                  f"ROC AUC {card['roc_auc']:.3f}", result.verdict):
         assert part in description
     logged = Path(client.download_artifacts(result.run_id, "config.yaml", str(tmp_path)))

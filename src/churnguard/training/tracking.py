@@ -28,6 +28,7 @@ import pandas as pd
 from churnguard import __version__
 from churnguard._io import process_alive
 from churnguard.training.evaluation import (
+    evaluation_title,
     model_card,
     plot_calibration,
     plot_feature_importance,
@@ -153,13 +154,13 @@ def _log_facts(client: Any, run_id: str, result: TrainResult, config: Config, pr
 def version_description(result: TrainResult) -> str:
     """The registered version's description: the data, the label's horizon and the backtest's scorecard."""
     s, cards = result.summary, result.scorecards
-    m = cards["model"]
+    m, ev = cards["model"], result.summary["evaluation"]
     baselines = ", ".join(f"{name} {card['roc_auc']:.3f}" for name, card in cards.items() if name != "model")
     return (f"Churn = no purchase in the {s['horizon_days']} days after the scoring day. Trained on the data from "
             f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, {s['tickets']:,} tickets, "
             f"{s['customers']:,} customers (data fingerprint {result.model.require_info().data_fingerprint}). "
-            f"Backtest as of {s['backtest_as_of']} on {s['backtest_rows']:,} customers (churn rate "
-            f"{s['backtest_churn_rate']:.1%}): ROC AUC {m['roc_auc']:.3f} (baselines: {baselines}), Brier "
+            f"Scorecard of the {evaluation_title(s)} on {s[ev + '_rows']:,} customers (churn rate "
+            f"{s[ev + '_churn_rate']:.1%}): ROC AUC {m['roc_auc']:.3f} (baselines: {baselines}), Brier "
             f"{m['brier']:.4f}, ECE {m['ece']:.4f}, churners caught in the riskiest 10% {m['capture_at_10']:.1%}. "
             f"{result.verdict}")[:5000]
 
