@@ -3,12 +3,9 @@ Chromium against the real server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ from churnguard.serving.page_data import (
     page_rows,
     parse_query,
 )
+from tests.live_server import serve
 
 TOKEN = "a-page-token-of-32-characters-xx"
 
@@ -150,46 +148,6 @@ def test_the_why_of_an_action_is_its_playbook_rule():
 # --- the real server and the real page ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _server(args: list[str], log_dir: Path, timeout: float = 120):
-    """``churnguard serve`` with ``args`` on a free port of 127.0.0.1: yields its base URL and process."""
-    port = _free_port()
-    log = (log_dir / f"server-{port}.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-c", "from churnguard.cli import main; main()", "serve", "--quiet",
-                             "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        proc.wait()
-        log.seek(0)
-        raise RuntimeError(f"server did not start: {log.read()}")
-    try:
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            log.close()
-
-
 @pytest.fixture(scope="module")
 def files(trained, tmp_path_factory):
     """Two scoring runs of the demo customers, the later one's campaign read-out, and the tables as CSV."""
@@ -258,7 +216,7 @@ def test_the_page_in_chromium(files, browser, shots):
     scores = _scores(files["scores"])
     high = scores[scores["risk_band"] == "high"].sort_values(
         ["churn_probability", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    with _server(_args(files, "scores", "previous", "readout", "transactions", "tickets"), files["tmp"]) as (base, _):
+    with serve(_args(files, "scores", "previous", "readout", "transactions", "tickets"), files["tmp"]) as (base, _):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         requested = []
         page.on("request", lambda r: requested.append(r.url))
@@ -316,7 +274,7 @@ def test_the_page_in_chromium(files, browser, shots):
 
 @pytest.mark.slow
 def test_pages_answer_errors_with_a_page_and_never_load_from_outside(files):
-    with _server(_args(files, "scores"), files["tmp"]) as (base, _):
+    with serve(_args(files, "scores"), files["tmp"]) as (base, _):
         for path in ("/", "/?page=abc&sort=nope&risk_band=%3Cscript%3E", "/customers/C0000001"):
             r = httpx.get(base + path)
             assert r.status_code in (200, 404), path
@@ -341,7 +299,7 @@ def test_pages_answer_errors_with_a_page_and_never_load_from_outside(files):
 
 @pytest.mark.slow
 def test_sign_in_once_with_the_token(files, browser):
-    with _server([*_args(files, "scores"), "--token", TOKEN], files["tmp"]) as (base, _):
+    with serve([*_args(files, "scores"), "--token", TOKEN], files["tmp"]) as (base, _):
         r = httpx.get(base + "/")
         assert (r.status_code, r.headers["location"]) == (303, "/login")
         assert httpx.get(base + "/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
@@ -378,7 +336,7 @@ def test_paging_over_a_large_scores_file_sends_one_page(files):
     path = files["tmp"] / "big.parquet"
     big.to_parquet(path)
     started = time.monotonic()
-    with _server(["--model", str(files["model"]), "--scores", str(path)], files["tmp"]) as (base, proc):
+    with serve(["--model", str(files["model"]), "--scores", str(path)], files["tmp"]) as (base, proc):
         ready = time.monotonic() - started
         sizes, times = [], []
         for query in ("", "?page=2", "?risk_band=high&sort=expected_value&page=3", "?page=999999",
@@ -424,7 +382,7 @@ def test_the_customer_page_draws_the_churn_curve(trained, trained_curve, tmp_pat
     scores = score_tables(model, trained["tables"], "2025-06-30", load_playbook()).scores
     path = write_table(scores, tmp_path / "curve.parquet")
     row = scores[scores["churn_probability"].notna()].iloc[0]
-    with _server(["--model", str(trained_curve["result"].model_path), "--scores", str(path)], tmp_path) as (base, _):
+    with serve(["--model", str(trained_curve["result"].model_path), "--scores", str(path)], tmp_path) as (base, _):
         text = httpx.get(f"{base}/customers/{row['customer_id']}").text
     assert "<h2 id=\"curve-h\">Churn curve</h2>" in text
     assert '<polyline points="' in text

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from datetime import date
 
 import httpx
@@ -21,6 +17,7 @@ from churnguard.demo import write_demo_data
 from churnguard.model import ChurnModel
 from churnguard.scoring import SCORES_COLUMNS, score_frames, score_tables
 from churnguard.serving import create_app
+from tests.live_server import serve
 
 pytestmark = pytest.mark.slow
 
@@ -117,39 +114,10 @@ def test_old_format_model_is_refused_by_score(tmp_path):
     assert "churnguard convert-model" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
-    env = dict(__import__("os").environ)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from churnguard.cli import main; main()", "serve", "--model",
-         str(trained["result"].model_path), "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        proc.wait()
-        log.seek(0)
-        raise RuntimeError(f"server did not start: {log.read()}")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with serve(["--model", str(trained["result"].model_path)], tmp_path_factory.mktemp("server")) as (base, _):
+        yield base
 
 
 def _customer(cid="x1"):
