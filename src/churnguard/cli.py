@@ -79,21 +79,24 @@ def _scores_out(value: str):
 
 
 _IN = {"parser": _input, "metavar": "PATH|URL"}
+# What _input returns: a Path or a DbSource. Typer before 0.29 converts a parsed value annotated as Path with
+# Path() again, which a DbSource cannot take, so these options are annotated with this alias instead.
+Source = object
 _DB = (" or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), or a table "
        "NAME of data.database")
 _OR_CONFIG = " (default: data.tables.transactions of data.database)"
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
+TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
                                    f"{_DB}{_OR_CONFIG}.")]
-TicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
-CustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
+TicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
+CustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
+EngineTxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
                                           f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
                                           "Parquet files.")]
-EngineTicketsOpt = Annotated[Path | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
+EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
                                                "with --engine dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Path | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
+EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
                                                  "(optional); with --engine dask also a directory of Parquet files.")]
 EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -254,7 +257,7 @@ def features(
 def train(
     config: ConfigOpt = None,
     transactions: Annotated[
-        Path | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file{_DB} (with --engine dask also a "
+        Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file{_DB} (with --engine dask also a "
                           "directory of Parquet files); without it, trains on generated demo data.")
     ] = None,
     tickets: EngineTicketsOpt = None,
@@ -408,7 +411,7 @@ def evaluate(
 @app.command("score")
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    out: Annotated[Path, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
+    out: Annotated[Source, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
                               help="Scores file (.csv or .parquet), written atomically, or a database table "
                                    "(postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), "
                                    "written with NAME_rejects and NAME_drift in one transaction.")],
