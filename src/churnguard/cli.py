@@ -82,9 +82,11 @@ _IN = {"parser": _input, "metavar": "PATH|URL"}
 # What _input returns: a Path or a DbSource. Typer before 0.29 converts a parsed value annotated as Path with
 # Path() again, which a DbSource cannot take, so these options are annotated with this alias instead.
 Source = object
-_DB = (" or a database URL (postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), or a table "
-       "NAME of data.database")
-_OR_CONFIG = " (default: data.tables.transactions of data.database)"
+_DB = " or a database URL"
+_OR_CONFIG = " (default: data.tables.transactions of the config)"
+# The end of the help of every command that reads the tables.
+_URLS = ("A database URL is postgresql://USER@HOST:PORT/DB?table=NAME or duckdb:///FILE?table=NAME; with "
+         "data.database in the config, a bare table NAME is enough.")
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
 TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
                                    f"{_DB}{_OR_CONFIG}.")]
@@ -98,12 +100,15 @@ EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Supp
                                                "with --engine dask also a directory of Parquet files.")]
 EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
                                                  "(optional); with --engine dask also a directory of Parquet files.")]
-EngineOpt = Annotated[str, _Opt("--engine", help="local (pandas, in this process) or dask (customer partitions on a "
+EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
+                                help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
-SchedulerOpt = Annotated[str | None, _Opt("--scheduler", help="With --engine dask: address of a running scheduler, "
+SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
+                                          help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
                                           "read the input paths themselves, so they must see the same files.")]
-WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, help="With --engine dask: worker processes of the "
+WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, metavar="N",
+                                        help="With --engine dask: worker processes of the "
                                         "local cluster (default: one per core).")]
 
 
@@ -199,7 +204,7 @@ def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress de
 def demo_data(
     out: Annotated[Path, _Opt("--out", "-o", help="Directory for transactions, tickets and customers files.")],
     customers: Annotated[int, _Opt("--customers", "-n", min=10, help="Number of customers.")] = 5000,
-    seed: Annotated[int, _Opt(help="Random seed; the same seed gives the same data.")] = 0,
+    seed: Annotated[int, _Opt(metavar="N", help="Random seed; the same seed gives the same data.")] = 0,
     fmt: Annotated[str, _Opt("--format", help="csv or parquet.")] = "csv",
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers)."""
@@ -215,9 +220,9 @@ def demo_data(
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")
 
 
-@app.command("features")
+@app.command("features", epilog=_URLS)
 def features(
-    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
+    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
     out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
                               help="Output file (.parquet or .csv), written atomically.")],
@@ -253,7 +258,7 @@ def features(
     _say(_naming(said[1], staged, finals), warn=True)
 
 
-@app.command("train")
+@app.command("train", epilog=_URLS)
 def train(
     config: ConfigOpt = None,
     transactions: Annotated[
@@ -262,9 +267,11 @@ def train(
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
-    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="'Today', YYYY-MM-DD: last day of data "
+    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
+                                      help="'Today', YYYY-MM-DD: last day of data "
                                       "to use (default: last day in the data).")] = None,
-    horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides config).")] = None,
+    horizon_days: Annotated[int | None, _Opt(help="Churn = no purchase within this many days (overrides "
+                                             "config).")] = None,
     horizons: Annotated[str | None, _Opt(help="Also a churn curve: churn_probability_<h>d for each of these "
                                          "horizons, e.g. 30,60,90,180 (overrides labels.horizons).")] = None,
     model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the model file.")] = Path(
@@ -378,10 +385,10 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
     _console().print(table)
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog=_URLS)
 def evaluate(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day,
+    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                help="Past snapshot day YYYY-MM-DD whose outcome window is in the data.")],
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
@@ -408,38 +415,55 @@ def evaluate(
     _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
 
 
-@app.command("score")
+# The options of 'score'.
+ScoresOutOpt = Annotated[Source, _Opt(
+    "--out", "-o", parser=_scores_out, metavar="PATH|URL",
+    help="Scores file (.csv or .parquet), written atomically, or a database URL naming a table NAME, written with "
+         "NAME_rejects and NAME_drift in one transaction.")]
+BudgetOpt = Annotated[float | None, _Opt(
+    min=0, metavar="AMOUNT",
+    help="Campaign budget: contact the customers with the best expected value per unit of cost within it. "
+                "Without it, every customer with a positive expected value is selected.")]
+ControlFractionOpt = Annotated[float, _Opt(min=0, max=0.99, metavar="SHARE",
+                                           help="Share of selected customers held out.")]
+PlaybookOpt = Annotated[Path | None, _Opt("--playbook", help="Playbook YAML (default: built-in, see "
+                                          "configs/actions.yaml).")]
+ScoreConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="The config file of 'train': its data section "
+                                             "(column names, date format) reads these files (default: the model's).")]
+RejectsOpt = Annotated[Path | None, _Opt(callback=_table_out, help="Rejects file (default: <out>.rejects.csv).")]
+PartitionsOpt = Annotated[int | None, _Opt(
+    min=1, metavar="N",
+    help="Split the input into this many customer partitions (default: one per ~256 MB of input; with "
+                "--engine dask one per ~128 MB, at least one per worker thread).")]
+PsiOpt = Annotated[float, _Opt(min=0, metavar="PSI",
+                               help="Warn when a feature's or the score's PSI against the training data "
+                               "reaches this.")]
+IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
+                                  help="With a database --out: replace the tables or append to "
+                                  "them.")]
+
+
+@app.command("score", epilog=_URLS)
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
-    out: Annotated[Source, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
-                              help="Scores file (.csv or .parquet), written atomically, or a database table "
-                                   "(postgresql://USER@HOST:PORT/DB?table=NAME, duckdb:///FILE?table=NAME), "
-                                   "written with NAME_rejects and NAME_drift in one transaction.")],
+    out: ScoresOutOpt,
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
-    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, help="Score as of this day, YYYY-MM-DD "
+    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
+                                      help="Score as of this day, YYYY-MM-DD "
                                       "(default: last day in the data).")] = None,
-    budget: Annotated[float | None, _Opt(min=0, help="Campaign budget: contact the customers with the best expected "
-                                         "value per unit of cost within it. Without it, every customer with a "
-                                         "positive expected value is selected.")] = None,
-    control_fraction: Annotated[float, _Opt(min=0, max=0.99, help="Share of selected customers held out.")] = 0.1,
-    seed: Annotated[int, _Opt(help="Seed for the control group.")] = 0,
-    playbook: Annotated[Path | None, _Opt("--playbook", help="Playbook YAML (default: built-in, see "
-                                          "configs/actions.yaml).")] = None,
-    config: Annotated[Path | None, _Opt("--config", "-c", help="The config file of 'train': its data section "
-                                        "(column names, date format) reads these files (default: the model's).")
-                      ] = None,
-    reject_bad_rows: Annotated[bool, _Opt(help="Set unusable input rows aside instead of stopping.")] = False,
-    rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Rejects file (default: <out>.rejects.csv)."
-                                         )] = None,
-    partitions: Annotated[int | None, _Opt(min=1, help="Split the input into this many customer partitions "
-                                           "(default: one per ~256 MB of input; with --engine dask one per "
-                                           "~128 MB, at least one per worker thread).")] = None,
-    psi_threshold: Annotated[float, _Opt(min=0, help="Warn when a feature's or the score's PSI against the "
-                                         "training data reaches this.")] = 0.2,
-    if_exists: Annotated[str, _Opt("--if-exists", help="With a database --out: replace the tables or append "
-                                   "to them.")] = "replace",
+    budget: BudgetOpt = None,
+    control_fraction: ControlFractionOpt = 0.1,
+    seed: Annotated[int, _Opt(metavar="N", help="Seed for the control group.")] = 0,
+    playbook: PlaybookOpt = None,
+    config: ScoreConfigOpt = None,
+    reject_bad_rows: Annotated[bool, _Opt("--reject-bad-rows",
+                                          help="Set unusable input rows aside instead of stopping.")] = False,
+    rejects: RejectsOpt = None,
+    partitions: PartitionsOpt = None,
+    psi_threshold: PsiOpt = 0.2,
+    if_exists: IfExistsOpt = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -454,12 +478,9 @@ def score(
 
     With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
     """
-    from churnguard._io import replaced_together
     from churnguard.config import load_playbook
-    from churnguard.dataset import write_rejects
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
-    from churnguard.scoring import Campaign, drift_check
     from churnguard.sources import IF_EXISTS, is_url
 
     _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
@@ -480,14 +501,23 @@ def score(
         if rejects is not None:
             _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
+    _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions)
+
+
+def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
+                      source) -> None:
+    """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
+    from churnguard._io import replaced_together
+    from churnguard.dataset import write_rejects
+    from churnguard.scoring import Campaign, drift_check
+
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
         with _steps(bar=True) as (step, note):
             result = run(out=staged[0], on_step=step, on_note=note)
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
-        campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years,
-                            transactions)
+        campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source)
         said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
@@ -632,7 +662,7 @@ def convert_model(
     _console().print(f"converted {old} -> {out}", highlight=False)
 
 
-@app.command("report")
+@app.command("report", epilog=_URLS)
 def report(
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
