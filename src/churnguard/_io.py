@@ -19,6 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -32,6 +33,22 @@ INPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")  # what input tables may
 # fields then read as missing, but for the ``keep`` columns), else missing.
 EXTRA_FIELDS = "_extra_fields"
 WORK_PREFIX = ".churnguard-work-"
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file's text is written: its encoding and field separator (``data.encoding``, ``data.delimiter``)."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+    @property
+    def text_encoding(self) -> str:
+        """The codec to decode with: UTF-8 skips a byte order mark."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+
+UTF8 = CsvDialect()
 
 
 @contextmanager
@@ -248,11 +265,11 @@ def open_bytes(path: str | Path) -> IO[bytes]:
     return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
 
 
-def header_line(path: str | Path) -> bytes:
-    """A CSV file's first line (the header), after checking that the file holds UTF-8 text.
+def header_line(path: str | Path, dialect: CsvDialect = UTF8) -> bytes:
+    """A CSV file's first line (the header), after checking that the file holds text in ``dialect.encoding``.
 
     Raises:
-        ValueError: the file is empty, UTF-16 (or other text with NUL bytes), or its header is not UTF-8.
+        ValueError: the file is UTF-16 (or other text with NUL bytes), or its header is not in the encoding.
     """
     with open_bytes(path) as fh:
         start = fh.read(4096)
@@ -264,25 +281,28 @@ def header_line(path: str | Path) -> bytes:
         raise ValueError("the file is not UTF-8 text (it looks like UTF-16, or it is binary); "
                          "save it as CSV in UTF-8")
     try:
-        line.decode("utf-8")
+        line.decode(dialect.text_encoding)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"the header is not UTF-8 text ({exc}); save the file as CSV in UTF-8") from None
+        raise ValueError(f"the header is not {dialect.encoding} text ({exc}); save the file as CSV in UTF-8 or "
+                         "set data.encoding (e.g. latin-1)") from None
     return line
 
 
-def header_names(line: bytes) -> list[str]:
+def header_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
     """The column names of a CSV header line as written (a repeated name stays repeated)."""
-    return next(csv.reader([line.decode("utf-8-sig", "replace")]), [])
+    return next(csv.reader([line.decode(dialect.text_encoding, "replace")], delimiter=dialect.delimiter), [])
 
 
-def column_names(line: bytes) -> list[str]:
+def column_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
     """The column names of a CSV header line as pandas reads them (blank names become ``Unnamed: i``)."""
     import pandas as pd
 
-    return list(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0).columns)
+    return list(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0, encoding=dialect.text_encoding,
+                            sep=dialect.delimiter).columns)
 
 
-def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = (),
+              dialect: CsvDialect = UTF8) -> pd.DataFrame:
     """An input table as validation reads it: CSV (``.csv.gz`` too) with every column as text and the column
     :data:`EXTRA_FIELDS` (see :func:`csv_rows`), or Parquet; with ``columns``, only those of the file's columns.
     """
@@ -291,14 +311,14 @@ def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[st
     path = Path(path)
     if input_format(path) == "parquet":
         return pd.read_parquet(path, columns=columns)
-    line = header_line(path)
+    line = header_line(path, dialect)
     if not line:
         raise pd.errors.EmptyDataError("the file is empty")
-    return csv_rows(lambda: open_bytes(path), column_names(line), columns, keep)
+    return csv_rows(lambda: open_bytes(path), column_names(line, dialect), columns, keep, dialect)
 
 
 def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list[str] | None = None,
-             keep: tuple[str, ...] = ()) -> pd.DataFrame:
+             keep: tuple[str, ...] = (), dialect: CsvDialect = UTF8) -> pd.DataFrame:
     """CSV rows (``open_data``: a new stream of the header line and the rows each time it is called), every
     column as text, blank cells missing, plus :data:`EXTRA_FIELDS`: for a row with more fields than the ``names``
     of the header, its text (its fields are then missing, but for the ``keep`` columns); else missing.
@@ -306,39 +326,44 @@ def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list
     import pandas as pd
 
     wanted = [n for n in names if columns is None or n in columns]
-    if _first_record_width(open_data) <= len(names):  # pandas takes a longer first row as an index
+    if _first_record_width(open_data, dialect) <= len(names):  # pandas takes a longer first row as an index
         try:
             with open_data() as fh:  # all columns: with usecols, pandas ignores surplus fields
                 frame = pd.read_csv(fh, dtype=str, keep_default_na=False, na_values=[""], header=0, names=names,
-                                    index_col=False)
+                                    index_col=False, encoding=dialect.text_encoding, sep=dialect.delimiter)
             return frame[wanted].assign(**{EXTRA_FIELDS: pd.Series(pd.NA, index=frame.index, dtype="str")})
         except pd.errors.ParserError as exc:
             if "Expected" not in str(exc):
                 raise
-    return _csv_rows_by_record(open_data, names, wanted, keep)
+    return _csv_rows_by_record(open_data, names, wanted, keep, dialect)
 
 
-def _first_record_width(open_data: Callable[[], IO[bytes]]) -> int:
+def _records(fh: IO[bytes], dialect: CsvDialect) -> Iterator[list[str]]:
+    """The CSV records of a byte stream in ``dialect``."""
+    return csv.reader(io.TextIOWrapper(fh, encoding=dialect.text_encoding, newline=""), delimiter=dialect.delimiter)
+
+
+def _first_record_width(open_data: Callable[[], IO[bytes]], dialect: CsvDialect = UTF8) -> int:
     """How many fields the first non-blank record after the header has (0: none)."""
     with open_data() as fh:
-        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+        reader = _records(fh, dialect)
         next(reader, None)
         return next((len(r) for r in reader if r), 0)
 
 
 def _csv_rows_by_record(open_data: Callable[[], IO[bytes]], names: list[str], wanted: list[str],
-                        keep: tuple[str, ...]) -> pd.DataFrame:
+                        keep: tuple[str, ...], dialect: CsvDialect = UTF8) -> pd.DataFrame:
     """:func:`csv_rows` record by record (the way for a file with rows longer than its header)."""
     import pandas as pd
 
     n, kept = len(names), [i for i, name in enumerate(names) if name in keep]
     rows, extra = [], []
     with open_data() as fh:
-        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+        reader = _records(fh, dialect)
         next(reader, None)
         for record in filter(None, reader):  # blank lines are no rows, as pandas reads them
             if len(record) > n:
-                extra.append(",".join(record))
+                extra.append(dialect.delimiter.join(record))
                 record = [record[i] if i in kept else "" for i in range(n)]
             else:
                 extra.append(None)

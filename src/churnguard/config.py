@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
+__all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "ExcludeConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
            "Playbook", "SnapshotConfig", "TrackingConfig", "load_config", "load_playbook"]
 
 
@@ -42,10 +42,32 @@ class ColumnsConfig(_Frozen):
     customers: dict[str, str] = Field(default_factory=dict)
 
 
+class ExcludeConfig(_Frozen):
+    """Rows that are no part of the data, per table: a column of the file (its own name) -> the values whose
+    rows are left out, e.g. postage lines ``{StockCode: [POST, M]}``; ``""`` stands for an empty cell."""
+
+    transactions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    tickets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    customers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("transactions", "tickets", "customers", mode="before")
+    @classmethod
+    def _as_text(cls, v: Any) -> Any:
+        """Values as text: YAML reads an unquoted code such as 85123 as a number."""
+        if not isinstance(v, dict):
+            return v
+        return {k: [("" if x is None else str(x)) for x in (vals if isinstance(vals, list | tuple) else [vals])]
+                for k, vals in v.items()}
+
+
 class DataConfig(_Frozen):
     """How input files are read and validated."""
 
     columns: ColumnsConfig = ColumnsConfig()
+    exclude: ExcludeConfig = Field(default=ExcludeConfig(), description=(
+        "rows left out before validation, per table: {transactions: {StockCode: [POST, M]}}; counted and reported"))
+    encoding: str = Field(default="utf-8", description="text encoding of CSV files, e.g. latin-1 or cp1252")
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field separator, e.g. ';'")
     date_format: str | None = Field(default=None,
                                     description="strftime format for all date columns; inferred when unset")
     on_bad_rows: Literal["raise", "reject"] = Field(default="raise", description=(
@@ -56,6 +78,17 @@ class DataConfig(_Frozen):
         "$CHURNGUARD_DATABASE_URL); no password: PGPASSWORD, ~/.pgpass or a service file give it"))
     tables: dict[Literal["transactions", "tickets", "customers"], str] = Field(default_factory=dict, description=(
         "the database's table of each input a command is not given, e.g. {transactions: orders}"))
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return v
 
     @field_validator("database")
     @classmethod

@@ -2,14 +2,17 @@
 
 Three tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by extension:
 
-* **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return);
-  optional ``order_id``, ``quantity``, ``category``, ``channel``, ``discount``.
+* **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return; without
+  an ``amount`` column, ``quantity`` x ``unit_price``); optional ``order_id``, ``quantity``, ``unit_price``,
+  ``category``, ``channel``, ``discount``.
 * **tickets** (optional): ``customer_id``, ``opened_at``; optional ``first_response_at``, ``resolved_at``,
   ``channel``, ``csat`` (1-5), ``ticket_id``.
 * **customers** (optional): ``customer_id``; optional ``signup_date``, ``loyalty_member``, ``loyalty_points``,
   ``nps`` (0-10) and any other attribute columns.
 
-Users' own column names map onto these through ``data.columns`` in the config. Problems that make a whole
+Users' own column names map onto these through ``data.columns`` in the config; CSV files are read in
+``data.encoding`` with ``data.delimiter``; rows matching ``data.exclude`` (postage, fees) are left out before
+validation, and how many is logged per rule. Problems that make a whole
 file unusable (missing file or column, empty file, dates in mixed styles) raise :class:`DataError`. Rows
 that cannot be used (empty id, unparseable date, non-numeric amount, a ticket of an unknown customer, ...)
 either raise too (``on_bad_rows: raise``, the default) or are set aside in ``Tables.rejects`` with the
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import EXTRA_FIELDS, header_line, header_names, input_format, read_rows, write_table
+from churnguard._io import EXTRA_FIELDS, CsvDialect, header_line, header_names, input_format, read_rows, write_table
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ logger = logging.getLogger(__name__)
 CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
     "transactions": {
         "required": ("customer_id", "timestamp", "amount"),
-        "optional": ("order_id", "quantity", "category", "channel", "discount"),
+        "optional": ("order_id", "quantity", "unit_price", "category", "channel", "discount"),
     },
     "tickets": {
         "required": ("customer_id", "opened_at"),
@@ -72,6 +75,7 @@ MAX_MAGNITUDE = 1e12
 _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "amount": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
     "quantity": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+    "unit_price": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
     "discount": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
     "csat": (1, 5),
     "nps": (0, 10),
@@ -159,14 +163,21 @@ def check_unique_columns(names: list[str], source: str, table: str) -> None:
                         f"{', '.join(map(repr, twice[:5]))}; rename or drop the repeated columns")
 
 
-def header(path: str | Path) -> list[str]:
+def dialect(config: DataConfig) -> CsvDialect:
+    """How the config says CSV files are written."""
+    return CsvDialect(config.encoding, config.delimiter)
+
+
+def header(path: str | Path, csv_dialect: CsvDialect | None = None) -> list[str]:
     """A CSV or Parquet file's column names as written in it (pandas renames a repeated CSV name).
 
     Raises:
-        ValueError: an unsupported file type, or a CSV file that is not UTF-8 text (see ``_io.header_line``).
+        ValueError: an unsupported file type, or a CSV file whose header is not text in the dialect's encoding
+            (see ``_io.header_line``).
     """
     if input_format(path) == "csv":
-        return header_names(header_line(path))
+        csv_dialect = csv_dialect or CsvDialect()
+        return header_names(header_line(path, csv_dialect), csv_dialect)
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
@@ -185,14 +196,52 @@ def check_columns(table: str, names: list[str], source: str, config: DataConfig,
             f"{source}: column {u!r} (mapped to {c!r} in data.columns.{table}) not found; "
             f"the file has {len(names)} columns: {', '.join(map(str, names[:20]))}"
         )
-    missing = [c for c in CONTRACT[table]["required"] if mapping.get(c, c) not in names]
+    missing = [c for c in required_columns(table, names, mapping) if mapping.get(c, c) not in names]
     if missing:
         found = "" if rows is None else f" in {rows} rows"
+        also = " (or 'quantity' and 'unit_price')" if "amount" in missing else ""
         raise DataError(
-            f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}; "
+            f"{source}: required {table} column(s) {', '.join(map(repr, missing))}{also} not found{found}; "
             f"the file has columns: {', '.join(map(str, names[:20]))}. "
-            f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}"
+            + (_delimiter_hint(names, config.delimiter) or
+               f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}")
         )
+    unknown = [u for u in getattr(config.exclude, table) if u not in names]
+    if unknown:
+        raise DataError(f"{source}: column {unknown[0]!r} (in data.exclude.{table}) not found; the file has columns: "
+                        f"{', '.join(map(str, names[:20]))}")
+
+
+def required_columns(table: str, names: list[str], mapping: dict[str, str]) -> tuple[str, ...]:
+    """The contract columns a ``table`` file with columns ``names`` must have: transactions without an ``amount``
+    column but with ``quantity`` and ``unit_price`` need no ``amount`` (it is their product)."""
+    required = CONTRACT[table]["required"]
+    if table == "transactions" and _amount_from_price(names, mapping):
+        return tuple(c for c in required if c != "amount")
+    return required
+
+
+def _amount_from_price(names: list[str], mapping: dict[str, str]) -> bool:
+    """Whether a transactions file's amount is to be computed as quantity x unit price."""
+    return mapping.get("amount", "amount") not in names and all(
+        mapping.get(c, c) in names for c in ("quantity", "unit_price"))
+
+
+def _delimiter_hint(names: list[str], delimiter: str) -> str | None:
+    """A hint when a file was read with the wrong field separator: one column whose name holds ``;``, a tab or
+    ``|`` (the separator in YAML's spelling)."""
+    if len(names) != 1:
+        return None
+    for sep, shown in ((";", "';'"), ("\t", '"\\t"'), ("|", "'|'")):
+        if sep in str(names[0]) and sep != delimiter:
+            return (f"The header reads as a single column containing {shown}: the file looks separated by "
+                    f"{shown}, not by {delimiter!r}; set data.delimiter: {shown} in the config")
+    return None
+    for sep, shown in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
+        if sep in str(names[0]):
+            return (f"The header reads as a single column containing {shown}: the file looks separated by "
+                    f"{shown}, not by commas; set data.delimiter: {shown} in the config")
+    return None
 
 
 def feature_columns(table: str, names: list[str], config: DataConfig) -> list[str]:
@@ -201,8 +250,11 @@ def feature_columns(table: str, names: list[str], config: DataConfig) -> list[st
     column is missing, so that the error lists every column the file has."""
     used = FEATURE_INPUTS[table]
     mapping = getattr(config.columns, table)
-    wanted = {mapping.get(c, c) for c in (*CONTRACT[table]["required"], *(used or ()))} | set(mapping.values())
-    if used is None or any(mapping.get(c, c) not in names for c in CONTRACT[table]["required"]) or \
+    required = required_columns(table, names, mapping)
+    priced = ("quantity", "unit_price") if table == "transactions" and _amount_from_price(names, mapping) else ()
+    wanted = ({mapping.get(c, c) for c in (*required, *(used or ()), *priced)} | set(mapping.values())
+              | set(getattr(config.exclude, table)))
+    if used is None or any(mapping.get(c, c) not in names for c in required) or \
             any(u not in names for u in mapping.values()):
         return list(names)
     return [n for n in names if n in wanted]
@@ -417,6 +469,10 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in df.columns if c not in (ROW_COLUMN, EXTRA_FIELDS)]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
+    priced = table == "transactions" and _amount_from_price(names, mapping)
+    df, excluded = exclude_rows(df, getattr(config.exclude, table))
+    if excluded and not allow_empty:  # a part's exclusions are the whole input's to report
+        logger.warning("%s", exclusion_note(source, table, len(df) + sum(excluded.values()), excluded))
     df = df.rename(columns={u: c for c, u in mapping.items()})
     df = df.reset_index(drop=True)
     check = _Checker(df, table, source)
@@ -451,8 +507,49 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
             out[column] = id_text(raw) if column in _IDS else raw.astype("str")
         if column in _REQUIRED_VALUES:
             check.flag(out[column].isna(), column, "are empty", raw)
+    if priced:
+        out["amount"] = _priced_amount(out, check)
     check.df = out
     return check
+
+
+def _priced_amount(out: pd.DataFrame, check: _Checker) -> pd.Series:
+    """Each line's amount as quantity x unit price (negative quantities: returns); lines without either are
+    flagged, as is a product beyond :data:`MAX_MAGNITUDE`."""
+    for column in ("quantity", "unit_price"):
+        check.flag(out[column].isna(), column, "are empty (amount = quantity x unit_price)")
+    amount = out["quantity"] * out["unit_price"]
+    check.flag(amount.abs() > MAX_MAGNITUDE, "unit_price", f"give an amount beyond {_number(MAX_MAGNITUDE)}")
+    return amount
+
+
+def exclude_rows(df: pd.DataFrame, rules: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``df`` without the rows whose cell (:func:`text_cells`; ``""`` matches an empty cell) is one of a rule's
+    values, and how many rows each rule left out (as ``column = value``, first matching rule counts; only rules
+    that left out rows). Rows keep their number in the file (:data:`ROW_COLUMN`) for later messages."""
+    if not rules or df.empty:
+        return df, {}
+    if ROW_COLUMN not in df:
+        df = df.assign(**{ROW_COLUMN: np.arange(1, len(df) + 1)})
+    out = np.zeros(len(df), dtype=bool)
+    counts: dict[str, int] = {}
+    for column, values in rules.items():
+        raw = df[column]
+        text = id_text(raw).mask(raw.isna()) if pd.api.types.is_float_dtype(raw) else text_cells(raw)
+        for value in values:
+            hit = (text.isna() if value.strip() == "" else text.eq(value.strip()).fillna(False)).to_numpy(bool)
+            new = hit & ~out
+            if new.any():
+                counts[f"{column} = {value!r}" if value.strip() else f"{column} empty"] = int(new.sum())
+                out |= new
+    return df[~out].reset_index(drop=True), counts
+
+
+def exclusion_note(source: str, table: str, n_rows: int, counts: dict[str, int]) -> str:
+    """The sentence for rows left out by ``data.exclude``: how many of ``n_rows``, per rule."""
+    rules = ", ".join(f"{rule}: {n:,}" for rule, n in counts.items())
+    return (f"{source}: left out {sum(counts.values()):,} of {n_rows:,} {table} rows by data.exclude "
+            f"({rules})")
 
 
 def validate_tables(
@@ -591,13 +688,18 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {table} file not found")
+    csv_dialect = dialect(config)
     try:
-        check_unique_columns(header(path), str(path), table)
-        return read_rows(path, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),))
+        check_unique_columns(header(path, csv_dialect), str(path), table)
+        return read_rows(path, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
+                         dialect=csv_dialect)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the {table} file is empty") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: cannot read {table} file: it is not {config.encoding} text ({exc}); set "
+                        "data.encoding to the file's encoding (e.g. latin-1 or cp1252)") from None
     except ValueError as exc:
         raise DataError(f"{path}: cannot read {table} file: {exc}") from None
 
