@@ -206,13 +206,22 @@ def demo_data(
     customers: Annotated[int, _Opt("--customers", "-n", min=10, help="Number of customers.")] = 5000,
     seed: Annotated[int, _Opt(metavar="N", help="Random seed; the same seed gives the same data.")] = 0,
     fmt: Annotated[str, _Opt("--format", help="csv or parquet.")] = "csv",
+    shape: Annotated[str, _Opt("--shape", help="contract (the three tables) or online-retail (one line-item "
+                                "export and the config that reads it).")] = "contract",
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers)."""
-    from churnguard.demo import generate_demo_data, write_demo_data
+    from churnguard.demo import generate_demo_data, generate_online_retail, write_demo_data, write_online_retail
 
     if fmt not in ("csv", "parquet"):
         _fail(f"--format must be csv or parquet, got {fmt!r}")
+    if shape not in ("contract", "online-retail"):
+        _fail(f"--shape must be contract or online-retail, got {shape!r}")
     console = _console()
+    if shape == "online-retail":
+        export = generate_online_retail(customers, seed=seed)
+        paths = write_online_retail(export, out)
+        console.print(f"export: {len(export):>10,} lines -> {paths['export']}\nconfig: {paths['config']}")
+        return
     with console.status(f"Generating {customers:,} customers"):
         data = generate_demo_data(customers, seed=seed)
         paths = write_demo_data(data, out, fmt=fmt)

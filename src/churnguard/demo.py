@@ -38,9 +38,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard._io import write_table
+from churnguard._io import atomic_path, atomic_write_text, write_table
 
-__all__ = ["DemoData", "generate_demo_data", "write_demo_data"]
+__all__ = ["DemoData", "generate_demo_data", "generate_online_retail", "write_demo_data", "write_online_retail"]
 
 logger = logging.getLogger(__name__)
 
@@ -341,3 +341,92 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
             for name in ("transactions", "tickets", "customers")}
+
+
+# -- the same world as a line-item shop export, shaped like the public "Online Retail" data set ---------------
+
+_PRODUCTS = (  # stock code, description, unit price
+    ("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 2.55), ("71053", "WHITE METAL LANTERN", 3.39),
+    ("84406B", "CREAM CUPID HEARTS COAT HANGER", 2.75), ("22633", "HAND WARMER UNION JACK", 1.85),
+    ("21730", "GLASS STAR FROSTED T-LIGHT HOLDER", 4.25), ("22752", "SET 7 BABUSHKA NESTING BOXES", 7.65),
+    ("21754", "HOME BUILDING BLOCK WORD", 5.95), ("84879", "ASSORTED COLOUR BIRD ORNAMENT", 1.69),
+    ("22960", "JAM MAKING SET WITH JARS", 4.25), ("21156", "CRÈME BRÛLÉE RAMEKIN SET", 12.75),
+)
+_FEES = (("POST", "POSTAGE", 18.0, 0.12), ("M", "Manual", 2.5, 0.01), ("BANK CHARGES", "Bank Charges", 15.0, 0.004))
+_COUNTRIES = np.array(["United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands"])
+_COUNTRY_P = np.array([0.86, 0.04, 0.04, 0.03, 0.015, 0.015])
+RETAIL_CONFIG = """\
+# Reads an "Online Retail"-shaped export (one row per invoice line) as it comes:
+#   churnguard train -t online_retail.csv -c online_retail.yaml
+data:
+  encoding: latin-1            # the export is not UTF-8
+  columns:
+    transactions:
+      customer_id: CustomerID  # 12346.0 is read as 12346
+      timestamp: InvoiceDate   # 12/1/2010 8:26, month first
+      order_id: InvoiceNo      # C536379: a cancellation (negative Quantity), counted as a refund
+      quantity: Quantity
+      unit_price: UnitPrice    # amount = Quantity x UnitPrice
+  exclude:                     # no purchases: left out, and counted in the log
+    transactions:
+      StockCode: [POST, DOT, M, D, C2, BANK CHARGES, AMAZONFEE, CRUK]
+      CustomerID: [""]         # lines without a customer (guests)
+labels:
+  horizon_days: 90
+"""
+
+
+def generate_online_retail(n_customers: int = 300, *, seed: int = 0, start: str = "2009-12-01",
+                           end: str = "2011-12-09") -> pd.DataFrame:
+    """The demo world's purchases and refunds (:func:`generate_demo_data`) as a line-item export in the shape
+    of the public "Online Retail" data set: InvoiceNo, StockCode, Description, Quantity, InvoiceDate
+    (``12/1/2010 8:26``), UnitPrice, CustomerID (a float, ``17850.0``) and Country, every column as text.
+
+    Each order becomes one invoice of 1-6 product lines worth about the order's amount; a refund becomes a
+    cancellation invoice (``C`` + its number) of 1-2 lines with negative quantities. About 10% of the invoices have no
+    customer (guest orders), 12% carry a postage line (StockCode POST), a few a manual (M) or bank charge line.
+    """
+    tx = generate_demo_data(n_customers, seed=seed, start=start, end=end).transactions
+    tx = tx.sort_values("timestamp", kind="stable", ignore_index=True)
+    rng = np.random.default_rng([seed, 1])
+    n, amount = len(tx), tx["amount"].to_numpy()
+    refund = amount < 0
+    number = (489434 + np.arange(n)).astype(str)
+    invoice = np.where(refund, np.char.add("C", number), number)
+    customer = (12345 + tx["customer_id"].str.slice(1).astype("int64")).astype(str).to_numpy(dtype=object) + ".0"
+    customer[~refund & (rng.uniform(size=n) < 0.1)] = ""
+    country = rng.choice(len(_COUNTRIES), n_customers + 1, p=_COUNTRY_P)[
+        tx["customer_id"].str.slice(1).astype("int64").to_numpy()]
+    lines = np.where(refund, rng.integers(1, 3, n), rng.integers(1, 7, n))
+    row = np.repeat(np.arange(n), lines)
+    product = rng.integers(0, len(_PRODUCTS), row.size)
+    price = np.array([p for _, _, p in _PRODUCTS])[product]
+    qty = np.maximum(1, np.round(np.abs(amount[row]) / lines[row] / price)).astype(np.int64)
+    frame = {"row": row, "code": np.array([c for c, _, _ in _PRODUCTS], dtype=object)[product],
+             "text": np.array([d for _, d, _ in _PRODUCTS], dtype=object)[product],
+             "qty": np.where(refund[row], -qty, qty), "price": price}
+    parts = [pd.DataFrame(frame)]
+    for code, text, fee, share in _FEES:
+        on = np.flatnonzero(~refund & (rng.uniform(size=n) < share))
+        parts.append(pd.DataFrame({"row": on, "code": code, "text": text, "qty": 1, "price": fee}))
+    lines_df = pd.concat(parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+    r = lines_df["row"].to_numpy()
+    ts = tx["timestamp"].iloc[r].dt
+    return pd.DataFrame({
+        "InvoiceNo": invoice[r], "StockCode": lines_df["code"], "Description": lines_df["text"],
+        "Quantity": lines_df["qty"].astype(str),
+        "InvoiceDate": (ts.month.astype(str) + "/" + ts.day.astype(str) + "/" + ts.year.astype(str) + " "
+                        + ts.hour.astype(str) + ":" + ts.minute.astype(str).str.zfill(2)).to_numpy(),
+        "UnitPrice": lines_df["price"].map("{:g}".format), "CustomerID": customer[r],
+        "Country": _COUNTRIES[country[r]],
+    })
+
+
+def write_online_retail(export: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``online_retail.csv`` (Latin-1, as such exports often are) and ``online_retail.yaml``, the config
+    that reads it (:data:`RETAIL_CONFIG`), into ``out_dir``; each atomically. Returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "online_retail.csv") as tmp:
+        export.to_csv(tmp, index=False, encoding="latin-1")
+    return {"export": out / "online_retail.csv", "config": atomic_write_text(out / "online_retail.yaml", RETAIL_CONFIG)}

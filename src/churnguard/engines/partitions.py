@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard import dataset
-from churnguard._io import EXTRA_FIELDS, column_names, csv_rows, header_line, header_names, input_format, open_bytes
+from churnguard._io import (EXTRA_FIELDS, CsvDialect, column_names, csv_rows, header_line, header_names, input_format,
+                            open_bytes)
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
 
@@ -39,7 +40,8 @@ BLOCK_BYTES = 64 * 2**20  # about how many bytes of a file one chunk holds
 class Chunk:
     """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line;
     ``stop`` -1: to the end) or some row groups of a Parquet file (plus the file's hive partition values).
-    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``)."""
+    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); ``dialect``: the
+    CSV file's encoding and separator."""
 
     path: str
     kind: str
@@ -49,6 +51,7 @@ class Chunk:
     row_groups: tuple[int, ...] = ()
     keys: tuple[tuple[str, Any], ...] = ()
     keep: tuple[str, ...] = ()
+    dialect: CsvDialect = CsvDialect()
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, bloc
                 feature_inputs_only: bool = False) -> dict[str, Source]:
     """The sources of the given paths, their contract columns checked (before anything is read); with
     ``feature_inputs_only``, only the columns the features use (``dataset.feature_columns``) are read."""
-    sources = {t: _plan(p, t, block_bytes) for t, p in paths.items() if p is not None}
+    sources = {t: _plan(p, t, block_bytes, dataset.dialect(config)) for t, p in paths.items() if p is not None}
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
@@ -117,7 +120,7 @@ def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
     return [(c, inverse.get(c, c)) for c in source.columns if inverse.get(c, c) in _DATES]
 
 
-def _plan(path: str | Path, table: str, block_bytes: int) -> Source:
+def _plan(path: str | Path, table: str, block_bytes: int, dialect: CsvDialect = CsvDialect()) -> Source:
     p = Path(path)
     if p.is_dir():
         return _plan_dataset(p, table, block_bytes)
@@ -128,23 +131,23 @@ def _plan(path: str | Path, table: str, block_bytes: int) -> Source:
     except ValueError as exc:
         raise DataError(f"{p}: cannot read {table} file: {exc}, or a directory of Parquet files") from None
     if kind == "csv":
-        return _plan_csv(p, table, block_bytes)
+        return _plan_csv(p, table, block_bytes, dialect)
     return _plan_parquet(str(p), table, [(str(p), ())], block_bytes)
 
 
-def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
+def _plan_csv(p: Path, table: str, block_bytes: int, dialect: CsvDialect) -> Source:
     """Chunks of about ``block_bytes`` each, cut after a line end; a gzipped file is one chunk."""
     size = p.stat().st_size
     try:
-        header = header_line(p)
-        columns = tuple(column_names(header)) if header else ()
+        header = header_line(p, dialect)
+        columns = tuple(column_names(header, dialect)) if header else ()
     except ValueError as exc:
         raise DataError(f"{p}: cannot read {table} file: {exc}") from None
     if not columns:
         raise DataError(f"{p}: the {table} file is empty")
-    dataset.check_unique_columns(header_names(header), str(p), table)
+    dataset.check_unique_columns(header_names(header, dialect), str(p), table)
     if str(p).lower().endswith(".gz"):
-        chunk = Chunk(str(p), "csv", start=len(header), stop=-1, header=header)
+        chunk = Chunk(str(p), "csv", start=len(header), stop=-1, header=header, dialect=dialect)
         return Source(table, str(p), columns, (chunk,), (str(p),), (0,), size)
     with p.open("rb") as fh:
         bounds = [len(header)]
@@ -155,7 +158,8 @@ def _plan_csv(p: Path, table: str, block_bytes: int) -> Source:
                 break
             bounds.append(fh.tell())
         bounds.append(max(size, len(header)))
-    chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header) for a, b in itertools.pairwise(bounds))
+    chunks = tuple(Chunk(str(p), "csv", start=a, stop=b, header=header, dialect=dialect)
+                   for a, b in itertools.pairwise(bounds))
     return Source(table, str(p), columns, chunks, (str(p),), (0,) * len(chunks), size)
 
 
@@ -219,8 +223,8 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
             fh.seek(chunk.start)
             data = fh.read(chunk.stop - chunk.start if chunk.stop >= 0 else -1)
         try:
-            frame = csv_rows(lambda: io.BytesIO(chunk.header + data), column_names(chunk.header), list(columns),
-                             chunk.keep)
+            frame = csv_rows(lambda: io.BytesIO(chunk.header + data), column_names(chunk.header, chunk.dialect),
+                             list(columns), chunk.keep, chunk.dialect)
         except (ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
         table = pa.Table.from_pandas(frame, preserve_index=False)
