@@ -92,6 +92,15 @@ def _population(tables: Tables, as_of: pd.Timestamp) -> pd.Index:
     return ids.sort_values().rename("customer_id")
 
 
+def _order_keys(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each row's customer and order key: its order id, or without one its timestamp."""
+    if "order_id" in rows:
+        key = rows["order_id"].astype("object").where(rows["order_id"].notna(), rows["timestamp"])
+    else:
+        key = rows["timestamp"]
+    return pd.DataFrame({"customer_id": rows["customer_id"].to_numpy(), "key": key.astype("object").to_numpy()})
+
+
 def _orders(tx: pd.DataFrame) -> pd.DataFrame:
     """One row per order (purchase rows only): customer, time of the order and its value."""
     purchases = tx[tx["amount"] > 0]
@@ -124,7 +133,9 @@ def _purchase_features(tx: pd.DataFrame, as_of: pd.Timestamp, g: _Groups, cfg: F
     f["max_order_value"] = g.agg(pos, value, "max")
     refunds = tx[tx["amount"] < 0]
     rpos = g.pos(refunds["customer_id"])
-    f["refund_count"] = g.sum(rpos)
+    # Refunded orders, not refund rows: the refund lines of one order (same customer and order id, or without an
+    # order id the same timestamp) count once, as n_orders counts an order's lines once.
+    f["refund_count"] = g.sum(g.pos(_order_keys(refunds).drop_duplicates()["customer_id"]))
     refund_amount = g.sum(rpos, -refunds["amount"].to_numpy(dtype="float64"))
     f["refund_share"] = _ratio(refund_amount, f["gross_spend"])
     f["net_spend"] = f["gross_spend"] - refund_amount

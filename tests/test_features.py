@@ -140,6 +140,27 @@ def test_order_id_groups_line_items(config):
     assert f.loc["x", "n_purchase_days"] == 1
 
 
+def test_refund_count_counts_refunded_orders_not_refund_lines(config):
+    # x: a cancellation C1 of two lines (-2, -3) counts once; C2 (one line) once; a refund row without an order id
+    # counts by its timestamp. y: the same order id as x's C1 is y's own refund. A purchase o1 never merges with
+    # a refund that shares its id (x's refund "o1"), so x has 4 refunded orders and 1 purchase.
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["x", "x", "x", "x", "x", "x", "y", "y"],
+            "timestamp": ["2024-03-01 10:00", "2024-03-02 09:00", "2024-03-02 09:00", "2024-03-03 09:00",
+                          "2024-03-04 09:00", "2024-03-05 09:00", "2024-03-01 10:00", "2024-03-02 09:00"],
+            "amount": [50, -2, -3, -4, -1, -6, 20, -5],
+            "order_id": ["o1", "C1", "C1", "C2", None, "o1", "o2", "C1"],
+        }
+    )
+    tables = validate_tables(tx, config=config.data)
+    f = build_features(tables, "2024-03-05", config.features).set_index("customer_id")
+    assert f.loc["x", "refund_count"] == 4  # C1, C2, the row without an id, o1's refund
+    assert f.loc["x", "n_orders"] == 1
+    assert f.loc["x", "refund_share"] == pytest.approx(16 / 50)  # every refund line's amount still adds up
+    assert f.loc["y", "refund_count"] == 1
+
+
 def test_lifespan_from_annual_churn(config):
     # s's purchase on 2021-12-01 shows the data reaches back more than two years (730 days before as_of is
     # 2022-01-31). Year before last (days 365..729 back): p, q, r bought. In the last year only p bought:

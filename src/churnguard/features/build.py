@@ -67,7 +67,7 @@ class _Encoded:
     tx_time: np.ndarray  # datetime64
     tx_day: np.ndarray  # _day_numbers(tx_time)
     amount: np.ndarray
-    order_group: np.ndarray  # per row: a label shared by the purchase rows of one multi-row order, else -1
+    order_group: np.ndarray  # per row: a label shared by the purchase (or refund) rows of one order, else -1
     block_rows: list[np.ndarray]  # transaction rows of each block of _BLOCK ids, in row order
 
 
@@ -234,14 +234,16 @@ def _encode(tables: Tables) -> _Encoded:
 
 @dataclass(frozen=True)
 class _OrderKeys:
-    """The purchase rows' order keys -- ``order_id``, or without an order id the timestamp -- as 64-bit hashes,
-    and which rows' hashes repeat: the only rows that can share an order, once the customer is added."""
+    """The purchase and refund rows' order keys -- ``order_id``, or without an order id the timestamp -- as
+    64-bit hashes, and which rows' hashes repeat: the only rows that can share an order, once the customer and
+    the sign (a purchase never shares an order with a refund) are added."""
 
-    rows: np.ndarray  # the purchase rows
+    rows: np.ndarray  # the purchase and refund rows
     hashed: np.ndarray  # their order ids' (or timestamps') hashes, without the customer
     repeated: np.ndarray  # of rows: the hash occurs more than once
     times: np.ndarray  # per transaction row: the timestamp (int64), part of the key where no order id is
     order_id: pa.ChunkedArray | None
+    buys: np.ndarray  # per transaction row: a purchase (amount > 0), part of the key
 
     @classmethod
     def of(cls, tx: pd.DataFrame, times: np.ndarray, amount: np.ndarray) -> _OrderKeys:
@@ -249,7 +251,7 @@ class _OrderKeys:
 
         The order ids are hashed one Arrow chunk at a time, so the hashing's temporary buffers stay small and
         are reused, instead of a copy of every id at once."""
-        rows = np.flatnonzero(amount > 0)
+        rows = np.flatnonzero(amount != 0)
         stamp = times.view("int64")
         order_id = _arrow(tx["order_id"]) if "order_id" in tx else None
         if order_id is None:
@@ -264,7 +266,7 @@ class _OrderKeys:
                 missing = np.flatnonzero(order_id.is_null().to_numpy(zero_copy_only=False))
                 hashed[missing] = _hashes({"timestamp": stamp[missing]})
         hashed = hashed[rows]
-        return cls(rows, hashed, _repeated(hashed), stamp, order_id)
+        return cls(rows, hashed, _repeated(hashed), stamp, order_id, amount > 0)
 
     def _stamp(self, rows: np.ndarray) -> np.ndarray:
         """The timestamp as part of the rows' keys: 0 where an order id is."""
@@ -273,8 +275,8 @@ class _OrderKeys:
         return np.where(self.order_id.take(rows).is_valid().to_numpy(zero_copy_only=False), 0, self.times[rows])
 
     def groups(self, tx: pd.DataFrame, cid: np.ndarray) -> np.ndarray:
-        """Label the purchase rows that share an order with another row; -1 for every other row, which is
-        an order of its own.
+        """Label the purchase rows that share an order with another purchase row, and the refund rows that
+        share one with another refund row; -1 for every other row, which is an order of its own.
 
         Rows whose hash repeats are grouped by it, and the groups are checked against the actual keys
         (``cid``: the rows' customer positions), falling back to grouping by the keys themselves if two
@@ -284,14 +286,16 @@ class _OrderKeys:
         candidates = self.rows[self.repeated]
         if len(candidates) == 0:
             return groups
-        hashed = _hashes({"customer": cid[candidates], "order": self.hashed[self.repeated]})
+        hashed = _hashes({"customer": cid[candidates], "order": self.hashed[self.repeated],
+                          "buys": self.buys[candidates].astype(np.int64)})
         repeated = _repeated(hashed)
         candidates, hashed = candidates[repeated], hashed[repeated]
         if len(candidates) == 0:
             return groups
         labels = pd.factorize(hashed)[0]
         rep = candidates[_first_rows(labels)][labels]  # each candidate's group's first row
-        same = (cid[candidates] == cid[rep]) & (self._stamp(candidates) == self._stamp(rep))
+        same = ((cid[candidates] == cid[rep]) & (self._stamp(candidates) == self._stamp(rep))
+                & (self.buys[candidates] == self.buys[rep]))
         if self.order_id is not None:
             mine, theirs = self.order_id.take(candidates), self.order_id.take(rep)
             same &= pc.fill_null(pc.equal(mine, theirs), True).to_numpy(zero_copy_only=False)
@@ -301,7 +305,8 @@ class _OrderKeys:
             order_key = part["timestamp"].astype("object")
             if "order_id" in part:
                 order_key = part["order_id"].astype("object").where(part["order_id"].notna(), order_key)
-            labels = pd.DataFrame({"c": cid[candidates], "k": order_key.to_numpy()}).groupby(["c", "k"], sort=False).ngroup()
+            labels = pd.DataFrame({"c": cid[candidates], "b": self.buys[candidates], "k": order_key.to_numpy()}
+                                  ).groupby(["c", "b", "k"], sort=False).ngroup()
             labels = labels.to_numpy()
         shared = np.bincount(labels)[labels] > 1
         groups[candidates[shared]] = labels[shared]
@@ -371,7 +376,7 @@ def _block_features(enc: _Encoded, b: int, where: np.ndarray, kept: np.ndarray, 
     buy_pos = where[enc.tx_id[buy]] - start
     age = (day - enc.tx_day[buy]).astype("float64")
     orders = k.order_values(buy_pos, age, enc.amount[buy], enc.order_group[buy])
-    refunds = (where[enc.tx_id[refund]] - start, -enc.amount[refund])
+    refunds = (where[enc.tx_id[refund]] - start, -enc.amount[refund], enc.order_group[refund])
     f = k.purchase_features(len(members), orders, refunds, cfg)
     if not count_lifespan:
         return f, np.zeros(2, dtype=np.int64), None

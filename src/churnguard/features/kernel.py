@@ -203,14 +203,25 @@ def order_values(pos: np.ndarray, age: np.ndarray, amount: np.ndarray, group: np
     return pos[keep], age[keep], value[keep]
 
 
-def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray], refunds: tuple[np.ndarray, np.ndarray],
-                      cfg: FeatureConfig) -> dict[str, np.ndarray]:
+def _first_of_groups(group: np.ndarray) -> np.ndarray:
+    """True for each row that is an order of its own (label -1) and for the first row of each labelled group."""
+    first = group < 0
+    if not first.all():
+        labelled = np.flatnonzero(~first)
+        first[labelled[np.unique(group[labelled], return_index=True)[1]]] = True
+    return first
+
+
+def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      refunds: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: FeatureConfig) -> dict[str, np.ndarray]:
     """Recency / frequency / monetary value, windows, trend, rhythm and the BG/NBD inputs of ``n`` customers.
 
     Args:
         n: customers.
         orders: :func:`order_values` of their purchases (customer position, age in days, value).
-        refunds: their refund rows (customer position, refunded amount as a positive number).
+        refunds: their refund rows (customer position, refunded amount as a positive number, and the label
+            shared by the refund rows of one customer's order, -1 for a row that is an order of its own, as
+            :func:`order_values` takes them); ``refund_count`` counts refunded orders, not rows.
         cfg: windows and the trend window.
     """
     g = Groups(n)
@@ -229,8 +240,8 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     f: dict[str, np.ndarray] = {"recency_days": last, "n_orders": g.sum(pos), "gross_spend": g.sum(pos, value)}
     f["mean_order_value"] = ratio(f["gross_spend"], f["n_orders"])
     f["max_order_value"] = g.extreme(pos, value, "max")
-    rpos, ramount = refunds
-    f["refund_count"] = g.sum(rpos)
+    rpos, ramount, rgroup = refunds
+    f["refund_count"] = g.sum(rpos[_first_of_groups(rgroup)])
     refunded = g.sum(rpos, ramount)
     f["refund_share"] = ratio(refunded, f["gross_spend"])
     f["net_spend"] = f["gross_spend"] - refunded

@@ -49,8 +49,8 @@ def _times(values: list) -> np.ndarray:
 
 
 def _order_groups(pos: np.ndarray, keys: list) -> np.ndarray:
-    """The label shared by purchase rows of one customer with the same order key, -1 for a row that is an
-    order of its own (as ``churnguard.features.build`` labels them)."""
+    """The label shared by rows (all purchases, or all refunds) of one customer with the same order key, -1 for
+    a row that is an order of its own (as ``churnguard.features.build`` labels them)."""
     seen: dict[tuple, list[int]] = {}
     for row, key in enumerate(zip(pos.tolist(), keys, strict=True)):
         seen.setdefault(key, []).append(row)
@@ -94,7 +94,9 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     buy, refund = amount > 0, amount < 0
     keys = [_order_key(t) for (_, t), b in zip(tx, buy, strict=True) if b]
     orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))
-    purchase = k.purchase_features(n, orders, (tx_pos[refund], -amount[refund]), cfg)
+    refund_keys = [_order_key(t) for (_, t), r in zip(tx, refund, strict=True) if r]
+    refunds = (tx_pos[refund], -amount[refund], _order_groups(tx_pos[refund], refund_keys))
+    purchase = k.purchase_features(n, orders, refunds, cfg)
     support = _support(tk, where, day, end, n, cfg)
     attrs = _attributes([c for c, kept in zip(customers, known, strict=True) if kept], day, population)
     cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=cfg)
