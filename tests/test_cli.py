@@ -167,3 +167,23 @@ def test_score_takes_the_playbook_with_playbook_and_the_config_with_c(trained, t
     mixed_up = runner.invoke(app, [*base, "-c", str(playbook), "-o", str(tmp_path / "m.csv")])
     assert mixed_up.exit_code == 2
     assert "is a playbook (it lists actions): pass it with --playbook" in mixed_up.output
+
+
+def test_score_without_the_tables_the_model_was_trained_with_warns_first(trained, tmp_path):
+    """The session's model learned from tickets and customers: scoring it on transactions alone says so before
+    anything else, naming both tables and what it does to the scores; with every table, nothing is said."""
+    demo, model = trained["demo"], str(trained["result"].model_path)
+    for name in ("transactions", "tickets", "customers"):
+        getattr(demo, name).to_csv(tmp_path / f"{name}.csv", index=False)
+    base = ["score", "-m", model, "-t", str(tmp_path / "transactions.csv"), "--as-of", "2025-06-30"]
+    alone = runner.invoke(app, [*base, "-o", str(tmp_path / "a.csv")])
+    assert alone.exit_code == 0, alone.output
+    assert _said(alone.output).startswith(
+        "warning: this model was trained with tickets and customers but is scored without: every customer's "
+        "support history (tickets, response times, CSAT) and attributes (loyalty, NPS, signup date, ...) "
+        "counts as unknown, so the risks rest on purchases alone and are not the ones the model was evaluated on. "
+        "Give --tickets FILE --customers FILE to score as trained.")
+    full = runner.invoke(app, [*base, "--tickets", str(tmp_path / "tickets.csv"), "--customers",
+                               str(tmp_path / "customers.csv"), "-o", str(tmp_path / "f.csv")])
+    assert full.exit_code == 0, full.output
+    assert "trained with" not in full.output

@@ -140,3 +140,16 @@ def test_write_online_retail_writes_latin1_and_a_loadable_config(tmp_path):
     assert cfg.data.encoding == "latin-1"
     assert "POST" in cfg.data.exclude.transactions["StockCode"]
     assert "CRÈME" in paths["export"].read_bytes().decode("latin-1")
+
+
+def test_missing_tables_note_names_only_the_tables_the_model_used():
+    from churnguard.dataset import missing_tables_note
+
+    purchases_only = ["recency_days", "n_orders"]
+    assert missing_tables_note(purchases_only, {}) is None
+    with_tickets = [*purchases_only, "tickets_total", "csat_mean"]
+    assert missing_tables_note(with_tickets, {"tickets": True}) is None
+    note = missing_tables_note([*purchases_only, "attr_region"], {"tickets": False, "customers": False})
+    assert note.startswith("warning: this model was trained with customers but is scored without: every "
+                           "customer's attributes (loyalty")
+    assert note.endswith("Give --customers FILE to score as trained.")

@@ -488,6 +488,7 @@ def score(
     With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
     """
     from churnguard.config import load_playbook
+    from churnguard.dataset import missing_tables_note
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
     from churnguard.sources import IF_EXISTS, is_url
@@ -502,6 +503,8 @@ def score(
                                                tickets, customers)
     # again with the tables the data config's data.tables named
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    _say(missing_tables_note(list(loaded.feature_names_), {"tickets": tickets is not None,
+                                                           "customers": customers is not None}), warn=True)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
            "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
            "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_tables",
-           "merge_census", "merge_overlap", "mixed_styles_error", "rows_error", "text_cells", "validate_tables"]
+           "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,32 @@ _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 ROW_COLUMN = "_source_row"  # optional input column carrying each row's number in its file
 REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
+
+
+# Model features that only a tickets or a customers table gives (churnguard.features.kernel's support and
+# attribute features; free customer attributes are attr_<name>).
+_TABLE_FEATURES = {
+    "tickets": ("tickets_total", "tickets_per_order", "csat_mean", "open_tickets"),
+    "customers": ("loyalty_member", "loyalty_points", "nps", "nps_group", "days_since_signup"),
+}
+
+
+def missing_tables_note(feature_names: list[str], given: dict[str, bool]) -> str | None:
+    """The warning for scoring a model without a table it was trained with (None when nothing is missing):
+    which tables, and what it does to the scores. ``given``: per table, whether the command was given it."""
+    used = {t for t, names in _TABLE_FEATURES.items() if any(n in feature_names for n in names)}
+    if any(n.startswith("attr_") for n in feature_names):
+        used.add("customers")
+    missing = [t for t in ("tickets", "customers") if t in used and not given.get(t, False)]
+    if not missing:
+        return None
+    what = {"tickets": "support history (tickets, response times, CSAT)",
+            "customers": "attributes (loyalty, NPS, signup date, ...)"}
+    tables = " and ".join(missing)
+    options = " ".join(f"--{t} FILE" for t in missing)
+    return (f"warning: this model was trained with {tables} but is scored without: every customer's "
+            f"{' and '.join(what[t] for t in missing)} counts as unknown, so the risks rest on purchases alone "
+            f"and are not the ones the model was evaluated on. Give {options} to score as trained.")
 
 
 class DataError(ValueError):
