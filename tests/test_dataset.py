@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,6 +105,37 @@ def test_date_censuses_of_parts_merge_into_the_census_of_the_whole():
             parts = dataset.date_census(text[:cut], fmt)[1], dataset.date_census(text[cut:], fmt)[1]
             assert dataset.merge_census(*parts) == whole
     assert (whole.mixed, whole.ok, whole.bad) == (2, ("13/01/2024", "14/01/2024"), ("2024-01-14", "2024-01-15"))
+
+
+def test_ambiguous_day_month_dates_are_read_month_first_with_a_warning(caplog):
+    # No number above 12 in either place: 1/2/2024 is 2 January (pandas' reading) or 1 February; the warning
+    # says which reading was taken and the format that takes the other.
+    with caplog.at_level(logging.WARNING, logger="churnguard.dataset"):
+        t = validate_tables(_tx(timestamp=["1/2/2024 8:26", "3/4/2024 9:00", "12/11/2024 10:00"]), config=STRICT)
+    assert t.transactions["timestamp"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-02", "2024-03-04", "2024-12-11"]
+    assert ("transactions: column 'timestamp': no date has a day above 12, so day and month cannot be told apart; "
+            "read month first ('%m/%d/%Y %H:%M', e.g. '1/2/2024 8:26' is 2 January 2024). If days come first, set "
+            "data.date_format: '%d/%m/%Y %H:%M'") in caplog.text
+
+
+@pytest.mark.parametrize(("stamps", "days"), [
+    (["1/2/2024", "3/4/2024", "13/4/2024"], ["2024-02-01", "2024-04-03", "2024-04-13"]),  # 13 first: day first
+    (["1/2/2024", "3/4/2024", "4/13/2024"], ["2024-01-02", "2024-03-04", "2024-04-13"]),  # 13 second: month first
+    (["13.1.2024", "1.2.2024", "5.3.2024"], ["2024-01-13", "2024-02-01", "2024-03-05"]),
+])
+def test_a_day_above_12_anywhere_decides_the_order_without_a_warning(stamps, days, caplog):
+    with caplog.at_level(logging.WARNING, logger="churnguard.dataset"):
+        t = validate_tables(_tx(timestamp=stamps), config=STRICT)
+    assert t.transactions["timestamp"].dt.strftime("%Y-%m-%d").tolist() == days
+    assert "cannot be told apart" not in caplog.text
+
+
+def test_day_month_proof_of_parts_adds_up():
+    text = pd.Series(["1/2/2024", "13/2/2024", None, "2/14/2024", "2024-01-05", "14/3/2024"], dtype="string")
+    whole = dataset.date_census(text)[1]
+    assert (whole.day_first, whole.month_first) == (2, 1)
+    for cut in range(len(text) + 1):
+        assert dataset.merge_census(dataset.date_census(text[:cut])[1], dataset.date_census(text[cut:])[1]) == whole
 
 
 def test_explicit_date_format():

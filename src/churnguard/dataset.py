@@ -225,9 +225,9 @@ def check_columns(table: str, names: list[str], source: str, config: DataConfig,
     missing = [c for c in required_columns(table, names, mapping) if mapping.get(c, c) not in names]
     if missing:
         found = "" if rows is None else f" in {rows} rows"
-        also = " (or 'quantity' and 'unit_price')" if "amount" in missing else ""
+        also = " (an amount can also be 'quantity' x 'unit_price')" if "amount" in missing else ""
         raise DataError(
-            f"{source}: required {table} column(s) {', '.join(map(repr, missing))}{also} not found{found}; "
+            f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}{also}; "
             f"the file has columns: {', '.join(map(str, names[:20]))}. "
             + (_delimiter_hint(names, config.delimiter) or
                f"Map your names with data.columns.{table} in the config, e.g. {{{missing[0]}: YourColumn}}")
@@ -422,6 +422,8 @@ class DateCensus:
     mixed: int = 0
     ok: tuple[str, ...] = ()
     bad: tuple[str, ...] = ()
+    day_first: int = 0  # values like 13/1/2024: a first number above 12 can only be a day
+    month_first: int = 0  # values like 1/13/2024: a second number above 12 can only be a day
 
 
 def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, DateCensus]:
@@ -432,7 +434,9 @@ def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, Dat
     ok, present = parsed.notna(), text.notna()
     first = str(text[present].iloc[0]) if present.any() else None
     if fmt is None:
-        return parsed, DateCensus(int(present.sum()), int(ok.sum()), first)
+        day_first, month_first = _day_month_proof(text[present & ~ok])
+        return parsed, DateCensus(int(present.sum()), int(ok.sum()), first, day_first=day_first,
+                                  month_first=month_first)
     failed = text[present & ~ok]
     other = pd.to_datetime(failed, format="mixed", errors="coerce", utc=True).notna()
     return parsed, DateCensus(int(present.sum()), int(ok.sum()), first, int(other.sum()),
@@ -442,13 +446,60 @@ def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, Dat
 def merge_census(a: DateCensus, b: DateCensus) -> DateCensus:
     """The :func:`date_census` of two parts of a column together (``a`` before ``b``)."""
     return DateCensus(a.present + b.present, a.parsed + b.parsed, a.first if a.first is not None else b.first,
-                      a.mixed + b.mixed, tuple(dict.fromkeys(a.ok + b.ok))[:2], tuple(dict.fromkeys(a.bad + b.bad))[:3])
+                      a.mixed + b.mixed, tuple(dict.fromkeys(a.ok + b.ok))[:2], tuple(dict.fromkeys(a.bad + b.bad))[:3],
+                      a.day_first + b.day_first, a.month_first + b.month_first)
+
+
+def _day_month_proof(text: pd.Series) -> tuple[int, int]:
+    """Of text dates written ``N/N/YYYY`` (or with ``.`` or ``-``), how many have a first number above 12 (so
+    the day comes first) and how many a second number above 12 (so the month comes first)."""
+    if text.empty:
+        return 0, 0
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.extract_regex(pa.array(text.astype("object"), type=pa.large_string(), from_pandas=True),
+                             r"^(?P<a>\d{1,2})[/.\-](?P<b>\d{1,2})[/.\-]\d{2,4}\b")
+    first, second = (pc.cast(pc.struct_field(found, name), pa.int64()) for name in ("a", "b"))
+    return (int(pc.sum(pc.greater(first, 12)).as_py() or 0), int(pc.sum(pc.greater(second, 12)).as_py() or 0))
+
+
+def _day_month_swapped(fmt: str) -> str | None:
+    """``fmt`` with its leading day and month swapped (``%m/%d/%Y`` <-> ``%d/%m/%Y``); None for another style."""
+    head = (fmt[:2], fmt[3:5])
+    if head not in (("%m", "%d"), ("%d", "%m")):
+        return None
+    return f"{head[1]}{fmt[2]}{head[0]}{fmt[5:]}"
+
+
+def _day_month_order(census: DateCensus, fmt: str, source: str, column: str) -> str:
+    """Of a day/month style ``fmt`` and its swap, the one the values prove (a number above 12 where only a day
+    can be); when no value tells, ``fmt`` (pandas' guess, month first for ``1/2/2024``), with a warning saying
+    which reading was taken and the format of the other."""
+    swapped = _day_month_swapped(fmt)
+    if swapped is None or (census.day_first and census.month_first):  # mixed: the style check says so
+        return fmt
+    if census.day_first or census.month_first:
+        return fmt if fmt.startswith("%d") == bool(census.day_first) else swapped
+    taken, other = ("month", "days") if fmt.startswith("%m") else ("day", "months")
+    logger.warning("%s: column %r: no date has a day above 12, so day and month cannot be told apart; read %s "
+                   "first (%r, e.g. %r is %s). If %s come first, set data.date_format: %r", source, column, taken,
+                   fmt, census.first, _reading(census.first, fmt), other, swapped)
+    return fmt
+
+
+def _reading(value: str | None, fmt: str) -> str:
+    """``value`` read in ``fmt``, as a day people read (``4 March 2024``)."""
+    when = pd.to_datetime(value, format=fmt, errors="coerce")
+    return "no date" if pd.isna(when) else f"{when.day} {when:%B %Y}"
 
 
 def date_style(census: DateCensus, source: str, column: str) -> str | None:
     """The style of a text date column, from the census of all its values before a style is known: None when
     there is nothing to decide (no values, or all ISO 8601); ISO 8601 when some values are; else the style pandas
-    guesses from the first value (DataError when it guesses none). Other values must be no date at all.
+    guesses from the first value (DataError when it guesses none), with day and month in the order the values
+    prove (a number above 12), month first when none does (logged as a warning with the day-first format).
+    Other values must be no date at all.
     """
     if census.present == 0 or census.parsed == census.present:
         return None
@@ -460,7 +511,7 @@ def date_style(census: DateCensus, source: str, column: str) -> str | None:
     if fmt is None:
         raise DataError(f"{source}: column {column!r}: its first value {census.first!r} is a date in no known "
                         "style, so the style of the column cannot be inferred; fix the value or set data.date_format")
-    return fmt
+    return _day_month_order(census, fmt, source, column)
 
 
 def mixed_styles_error(census: DateCensus, source: str, column: str, fmt: str) -> DataError:
