@@ -104,7 +104,7 @@ def test_exclude_values_are_text_in_the_config():
     assert cfg.exclude.transactions == {"StockCode": ("85123", "POST", "")}
 
 
-def test_the_online_retail_demo_trains_and_scores_with_only_its_config(tmp_path, monkeypatch):
+def test_the_online_retail_demo_trains_and_scores_with_only_its_config(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
@@ -115,11 +115,22 @@ def test_the_online_retail_demo_trains_and_scores_with_only_its_config(tmp_path,
     trained = runner.invoke(app, ["train", "-t", export, "-c", config, "-o", "m.zip",
                                   "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}"])
     assert trained.exit_code == 0, trained.output
-    scored = runner.invoke(app, ["score", "-t", export, "-c", config, "-m", "m.zip", "-o", "scores.csv"])
-    assert scored.exit_code == 0, scored.output
-    scores = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
+    runs = {}
+    for name, extra in (("whole", []), ("parts", ["--partitions", "3"])):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="churnguard"):
+            scored = runner.invoke(app, ["score", "-t", export, "-c", config, "-m", "m.zip", "-o", f"{name}.csv",
+                                         "--as-of", "2011-12-09", *extra])
+        assert scored.exit_code == 0, scored.output
+        notes = [r.getMessage() for r in caplog.records if "by data.exclude" in r.getMessage()]
+        assert len(notes) == 1 and "StockCode = 'POST'" in notes[0] and "CustomerID empty" in notes[0], notes
+        runs[name] = (notes[0], pd.read_csv(tmp_path / f"{name}.csv", dtype={"customer_id": str}))
+    assert runs["whole"][0] == runs["parts"][0]  # the partitioned engine counts the whole file's rows too
+    scores = runs["whole"][1]
     assert scores["customer_id"].str.fullmatch(r"\d{5}").all()  # 12346.0 -> 12346
     assert scores["churn_probability"].between(0, 1).any()
+    parts = runs["parts"][1].sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(scores.sort_values("customer_id", ignore_index=True), parts)
 
 
 def test_online_retail_export_has_the_public_shape():

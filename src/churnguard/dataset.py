@@ -140,12 +140,14 @@ def write_rejects(rejects: pd.DataFrame, path: str | Path) -> str | None:
 
 @dataclass(frozen=True)
 class Tables:
-    """Validated input tables in contract column names and types, plus the rows that were set aside."""
+    """Validated input tables in contract column names and types, plus the rows that were set aside and how
+    many rows ``data.exclude`` left out (per table, per rule)."""
 
     transactions: pd.DataFrame
     tickets: pd.DataFrame | None = None
     customers: pd.DataFrame | None = None
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
@@ -540,15 +542,16 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
 
 
 def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False,
-             styles: dict[str, str] | None = None) -> _Checker:
-    """Rename to contract names, check columns, parse types (dates in ``styles``, by contract name, when given);
-    bad rows are flagged on the returned checker."""
+             styles: dict[str, str] | None = None) -> tuple[_Checker, dict[str, int]]:
+    """Leave out the rows of ``data.exclude``, rename to contract names, check columns, parse types (dates in
+    ``styles``, by contract name, when given); bad rows are flagged on the returned checker, returned with the
+    rows left out per rule."""
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in df.columns if c not in (ROW_COLUMN, EXTRA_FIELDS)]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
     priced = table == "transactions" and _amount_from_price(names, mapping)
     df, excluded = exclude_rows(df, getattr(config.exclude, table))
-    if excluded and not allow_empty:  # a part's exclusions are the whole input's to report
+    if excluded and not allow_empty:  # a part's exclusions are counted with the whole input's
         logger.warning("%s", exclusion_note(source, table, len(df) + sum(excluded.values()), excluded))
     df = df.rename(columns={u: c for c, u in mapping.items()})
     df = df.reset_index(drop=True)
@@ -587,7 +590,7 @@ def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allo
     if priced:
         out["amount"] = _priced_amount(out, check)
     check.df = out
-    return check
+    return check, excluded
 
 
 def _priced_amount(out: pd.DataFrame, check: _Checker) -> pd.Series:
@@ -654,19 +657,20 @@ def validate_tables(
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     sources, styles = sources or {}, date_styles or {}
-    all_rejects = []
-    checks = {
-        "transactions": _prepare(transactions, "transactions", sources.get("transactions", "transactions"), config,
-                                 allow_empty, styles.get("transactions"))
-    }
+    all_rejects, excluded = [], {}
+    checks = {}
+    checks["transactions"], excluded["transactions"] = _prepare(
+        transactions, "transactions", sources.get("transactions", "transactions"), config, allow_empty,
+        styles.get("transactions"))
     if customers is not None:
-        c = _prepare(customers, "customers", sources.get("customers", "customers"), config, allow_empty,
-                     styles.get("customers"))
+        c, excluded["customers"] = _prepare(customers, "customers", sources.get("customers", "customers"), config,
+                                            allow_empty, styles.get("customers"))
         dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
         c.flag(dup, "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
-        t = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config, allow_empty, styles.get("tickets"))
+        t, excluded["tickets"] = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config, allow_empty,
+                                          styles.get("tickets"))
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
@@ -685,7 +689,8 @@ def validate_tables(
         all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
-    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects)
+    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
+                    {t: counts for t, counts in excluded.items() if counts})
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -346,20 +346,21 @@ class Digest:
     counts: pd.DataFrame
     samples: pd.DataFrame
     overlap: IdOverlap = IdOverlap()
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # rows data.exclude left out
 
 
 def reject_digest(tables: Tables) -> Digest:
     """The :class:`Digest` of a validated partition."""
     rej, overlap = tables.rejects, dataset.id_overlap(tables)
     if rej.empty:
-        return Digest(pd.DataFrame(columns=["table", "column", "reason", "n"]), rej, overlap)
+        return Digest(pd.DataFrame(columns=["table", "column", "reason", "n"]), rej, overlap, tables.excluded)
     rej = rej.sort_values("_order", kind="stable")
     keys = ["table", "column", "reason"]
     counts = rej.groupby(keys, sort=False).size().rename("n").reset_index()
     first = rej.groupby(keys, sort=False).cumcount() < 3
     seen = ~rej.duplicated([*keys, "value"])
     first_values = seen & (seen.astype(int).groupby([rej[k] for k in keys], sort=False).cumsum() <= 3)
-    return Digest(counts, rej[first | first_values], overlap)
+    return Digest(counts, rej[first | first_values], overlap, tables.excluded)
 
 
 def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
@@ -368,6 +369,7 @@ def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
     almost no ids (``dataset.check_id_overlap``); else the rows set aside per table."""
     counts = concat_frames([d.counts for d in digests])
     samples = concat_frames([d.samples for d in digests])
+    _log_excluded(spec, [d.excluded for d in digests])
     rejected = {}
     for t in filter(spec.sources.__contains__, CHECK_ORDER):
         mine = counts[counts["table"] == t]
@@ -377,6 +379,17 @@ def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
     overlap = reduce(dataset.merge_overlap, (d.overlap for d in digests), IdOverlap())
     dataset.check_id_overlap(overlap, {t: s.name for t, s in spec.sources.items()})
     return rejected
+
+
+def _log_excluded(spec: Spec, parts: list[dict[str, dict[str, int]]]) -> None:
+    """Log the rows ``data.exclude`` left out of the whole input, per table and rule (as ``load_tables`` does)."""
+    for t in filter(spec.sources.__contains__, CHECK_ORDER):
+        total: dict[str, int] = {}
+        for part in parts:
+            for rule, n in part.get(t, {}).items():
+                total[rule] = total.get(rule, 0) + n
+        if total:
+            logger.warning("%s", dataset.exclusion_note(spec.sources[t].name, t, spec.rows[t], total))
 
 
 def doomed(spec: Spec, digests: list[Digest]) -> bool:
