@@ -20,8 +20,16 @@ import numpy as np
 import pandas as pd
 
 from churnguard import dataset
-from churnguard._io import (EXTRA_FIELDS, CsvDialect, column_names, csv_rows, header_line, header_names, input_format,
-                            open_bytes)
+from churnguard._io import (
+    EXTRA_FIELDS,
+    CsvDialect,
+    column_names,
+    csv_rows,
+    header_line,
+    header_names,
+    input_format,
+    open_bytes,
+)
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
 
@@ -345,7 +353,7 @@ class Digest:
 
     counts: pd.DataFrame
     samples: pd.DataFrame
-    overlap: IdOverlap = IdOverlap()
+    overlap: IdOverlap = field(default_factory=IdOverlap)
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # rows data.exclude left out
 
 
