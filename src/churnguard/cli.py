@@ -210,7 +210,12 @@ def demo_data(
                                 "export and the config that reads it).")] = "contract",
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers)."""
-    from churnguard.demo import generate_demo_data, generate_online_retail, write_demo_data, write_online_retail
+    from churnguard.demo import (
+        generate_demo_data,
+        generate_online_retail,
+        write_demo_data,
+        write_online_retail,
+    )
 
     if fmt not in ("csv", "parquet"):
         _fail(f"--format must be csv or parquet, got {fmt!r}")

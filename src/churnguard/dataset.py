@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import EXTRA_FIELDS, CsvDialect, header_line, header_names, input_format, read_rows, write_table
+from churnguard._io import (
+    EXTRA_FIELDS,
+    CsvDialect,
+    header_line,
+    header_names,
+    input_format,
+    read_rows,
+    write_table,
+)
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:

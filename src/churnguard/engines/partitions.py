@@ -22,6 +22,7 @@ import pandas as pd
 from churnguard import dataset
 from churnguard._io import (
     EXTRA_FIELDS,
+    UTF8,
     CsvDialect,
     column_names,
     csv_rows,
@@ -59,7 +60,7 @@ class Chunk:
     row_groups: tuple[int, ...] = ()
     keys: tuple[tuple[str, Any], ...] = ()
     keep: tuple[str, ...] = ()
-    dialect: CsvDialect = CsvDialect()
+    dialect: CsvDialect = UTF8
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
     return [(c, inverse.get(c, c)) for c in source.columns if inverse.get(c, c) in _DATES]
 
 
-def _plan(path: str | Path, table: str, block_bytes: int, dialect: CsvDialect = CsvDialect()) -> Source:
+def _plan(path: str | Path, table: str, block_bytes: int, dialect: CsvDialect = UTF8) -> Source:
     p = Path(path)
     if p.is_dir():
         return _plan_dataset(p, table, block_bytes)
