@@ -167,3 +167,17 @@ def test_missing_tables_note_names_only_the_tables_the_model_used():
     assert note.startswith("warning: this model was trained with customers but is scored without: every "
                            "customer's attributes (loyalty")
     assert note.endswith("Give --customers FILE to score as trained.")
+
+
+def test_float_customer_ids_of_an_export_join_a_crm_of_integer_ids(tmp_path):
+    path, crm = tmp_path / "export.csv", tmp_path / "customers.csv"
+    ids = [str(17850 + i) for i in range(25)]
+    rows = [f"5{i},22633,HAND WARMER,2,12/{1 + i}/2010 8:26,1.85,{c}.0,United Kingdom" for i, c in enumerate(ids)]
+    path.write_text(EXPORT.splitlines()[0] + "\n" + "\n".join(rows) + "\n")
+    pd.DataFrame({"customer_id": ids, "segment": "retail"}).to_csv(crm, index=False)
+    tables = load_tables(path, customers=crm, config=_config())
+    assert sorted(tables.transactions["customer_id"]) == sorted(tables.customers["customer_id"]) == ids
+    # written with a prefix in the CRM, the same customers share no id: refused, naming both files
+    pd.DataFrame({"customer_id": [f"C{i}" for i in ids], "segment": "retail"}).to_csv(crm, index=False)
+    with pytest.raises(DataError, match=r"share 0 customer ids: 25 in the transactions, 25 in the customers"):
+        load_tables(path, customers=crm, config=_config())

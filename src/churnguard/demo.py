@@ -369,7 +369,7 @@ data:
       unit_price: UnitPrice    # amount = Quantity x UnitPrice
   exclude:                     # no purchases: left out, and counted in the log
     transactions:
-      StockCode: [POST, DOT, M, D, C2, BANK CHARGES, AMAZONFEE, CRUK]
+      StockCode: [POST, DOT, M, D, C2, B, BANK CHARGES, AMAZONFEE, CRUK]   # B: bad debt adjustments
       CustomerID: [""]         # lines without a customer (guests)
 labels:
   horizon_days: 90
