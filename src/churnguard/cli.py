@@ -493,7 +493,6 @@ def score(
     With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
     """
     from churnguard.config import load_playbook
-    from churnguard.dataset import missing_tables_note
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
     from churnguard.sources import IF_EXISTS, is_url
@@ -508,8 +507,7 @@ def score(
                                                tickets, customers)
     # again with the tables the data config's data.tables named
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
-    _say(missing_tables_note(list(loaded.feature_names_), {"tickets": tickets is not None,
-                                                           "customers": customers is not None}), warn=True)
+    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -519,6 +517,13 @@ def score(
             _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions)
+
+
+def _warn_missing_tables(loaded, *, tickets: bool, customers: bool) -> None:
+    """Warn, before scoring, when the model learned from a table the command was not given."""
+    from churnguard.dataset import missing_tables_note
+
+    _say(missing_tables_note(list(loaded.feature_names_), {"tickets": tickets, "customers": customers}), warn=True)
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,

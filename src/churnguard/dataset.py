@@ -552,11 +552,12 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
     return out
 
 
-def _prepare(df: pd.DataFrame, table: str, source: str, config: DataConfig, allow_empty: bool = False,
-             styles: dict[str, str] | None = None) -> tuple[_Checker, dict[str, int]]:
+def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
+             date_styles: dict[str, dict[str, str]]) -> tuple[_Checker, dict[str, int]]:
     """Leave out the rows of ``data.exclude``, rename to contract names, check columns, parse types (dates in
-    ``styles``, by contract name, when given); bad rows are flagged on the returned checker, returned with the
-    rows left out per rule."""
+    the table's ``date_styles``, by contract name, when given); bad rows are flagged on the returned checker,
+    returned with the rows left out per rule. ``sources``: names for messages, per table."""
+    source, styles = sources.get(table, table), date_styles.get(table)
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in df.columns if c not in (ROW_COLUMN, EXTRA_FIELDS)]
     check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
@@ -668,20 +669,16 @@ def validate_tables(
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     sources, styles = sources or {}, date_styles or {}
-    all_rejects, excluded = [], {}
-    checks = {}
-    checks["transactions"], excluded["transactions"] = _prepare(
-        transactions, "transactions", sources.get("transactions", "transactions"), config, allow_empty,
-        styles.get("transactions"))
+    all_rejects, excluded, checks = [], {}, {}
+    checks["transactions"], excluded["transactions"] = _prepare(transactions, "transactions", sources, config,
+                                                                allow_empty, styles)
     if customers is not None:
-        c, excluded["customers"] = _prepare(customers, "customers", sources.get("customers", "customers"), config,
-                                            allow_empty, styles.get("customers"))
+        c, excluded["customers"] = _prepare(customers, "customers", sources, config, allow_empty, styles)
         dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
         c.flag(dup, "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
-        t, excluded["tickets"] = _prepare(tickets, "tickets", sources.get("tickets", "tickets"), config, allow_empty,
-                                          styles.get("tickets"))
+        t, excluded["tickets"] = _prepare(tickets, "tickets", sources, config, allow_empty, styles)
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
@@ -700,8 +697,8 @@ def validate_tables(
         all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
-    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
-                    {t: counts for t, counts in excluded.items() if counts})
+    excluded = {t: counts for t, counts in excluded.items() if counts}
+    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects, excluded)
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables

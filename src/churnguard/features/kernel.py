@@ -219,9 +219,8 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     Args:
         n: customers.
         orders: :func:`order_values` of their purchases (customer position, age in days, value).
-        refunds: their refund rows (customer position, refunded amount as a positive number, and the label
-            shared by the refund rows of one customer's order, -1 for a row that is an order of its own, as
-            :func:`order_values` takes them); ``refund_count`` counts refunded orders, not rows.
+        refunds: their refund rows (customer position, refunded amount as a positive number, order label as
+            :func:`order_values` takes it); ``refund_count`` counts refunded orders, not rows.
         cfg: windows and the trend window.
     """
     g = Groups(n)
