@@ -1,0 +1,99 @@
+"""The request-header deadline of ``churnguard serve`` (``churnguard.serving.protocol``), against the real server
+on 127.0.0.1 started with ``--header-timeout 1``: a client that stalls or trickles its headers is cut off after
+about a second, while normal requests, kept-alive connections and slow bodies are served."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.live_server import serve
+
+TIMEOUT = 1.0  # --header-timeout of the server under test, in seconds
+
+
+@pytest.fixture(scope="module")
+def address(trained, tmp_path_factory):
+    args = ["--model", str(trained["result"].model_path), "--header-timeout", str(TIMEOUT)]
+    with serve(args, tmp_path_factory.mktemp("header-timeout")) as (base, _):
+        url = urlsplit(base)
+        yield url.hostname, url.port
+
+
+def _until_closed(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and the seconds that took."""
+    start, got = time.monotonic(), b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got, time.monotonic() - start
+
+
+def test_a_client_stalling_in_its_request_line_gets_408_and_is_disconnected(address):
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /hea")
+        answer, waited = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    assert b"connection: close" in answer
+    assert answer.endswith(b'{"detail":"the request headers did not arrive within 1 s"}')
+    assert TIMEOUT * 0.8 <= waited < TIMEOUT + 2
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(address):
+    """Every byte comes within the deadline, the whole headers do not: the deadline counts from the start."""
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as sock:
+        start = time.monotonic()
+        for i in range(len(request)):
+            try:
+                sock.sendall(request[i : i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.1)
+            if time.monotonic() - start > TIMEOUT + 2:
+                break
+        answer, _ = _until_closed(sock)
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert elapsed < TIMEOUT + 2.5  # the request takes 5 s to send at this pace
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(address):
+    with socket.create_connection(address, timeout=10) as sock:
+        answer, waited = _until_closed(sock)
+    assert answer == b""
+    assert TIMEOUT * 0.8 <= waited < TIMEOUT + 2
+
+
+def test_kept_alive_connections_and_slow_bodies_are_served(address):
+    """Three requests on one connection spread over longer than the deadline (each one's headers arrive at
+    once), then a body sent in three parts over 1.5 s: its headers were complete, so it is answered."""
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        socks = []
+        for _ in range(3):
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            assert response.status == 200
+            assert json.loads(response.read()) == {"status": "ok"}
+            socks.append(conn.sock)
+            time.sleep(TIMEOUT * 0.6)
+        assert socks[0] is socks[1] is socks[2]  # one connection, kept alive
+    finally:
+        conn.close()
+    body = json.dumps({"as_of": "2025-06-30", "customers": [
+        {"customer_id": "x1", "transactions": [{"timestamp": "2025-06-01T10:00:00", "amount": 20.0}]}]}).encode()
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        third = len(body) // 3
+        for part in (body[:third], body[third : 2 * third], body[2 * third :]):
+            time.sleep(TIMEOUT * 0.5)
+            sock.sendall(part)
+        answer, _ = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b'"customer_id":"x1"' in answer
