@@ -1,18 +1,22 @@
 """The request-header deadline of ``churnguard serve`` (``churnguard.serving.protocol``), against the real server
 on 127.0.0.1 started with ``--header-timeout 1``: a client that stalls or trickles its headers is cut off after
-about a second, while normal requests, kept-alive connections and slow bodies are served."""
+about a second, while normal requests, kept-alive connections and slow bodies are served. The deadline over
+both of uvicorn's HTTP parsers (httptools, h11) is checked on a plain ASGI app served in this process."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live_server import serve
+from churnguard.serving.protocol import HeaderDeadline
+from tests.live_server import free_port, serve
 
 TIMEOUT = 1.0  # --header-timeout of the server under test, in seconds
 
@@ -97,3 +101,56 @@ def test_kept_alive_connections_and_slow_bodies_are_served(address):
         answer, _ = _until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert b'"customer_id":"x1"' in answer
+
+
+async def _hello(scope, receive, send):
+    """A plain ASGI app: reads the body, answers 200 'hello'."""
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def plain_address(request):
+    """``_hello`` served in this process on 127.0.0.1 by uvicorn's ``request.param`` parser with the header
+    deadline (0.5 s)."""
+    import uvicorn
+
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+    protocol = type(f"Deadline{base.__name__}", (HeaderDeadline, base), {})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(_hello, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                                           http=functools.partial(protocol, header_timeout=0.5)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_the_deadline_holds_with_either_parser(plain_address):
+    with socket.create_connection(plain_address, timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # no blank line: the headers never end
+        answer, waited = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert 0.4 <= waited < 2.5
+    conn = http.client.HTTPConnection(*plain_address, timeout=10)
+    try:
+        for _ in range(3):  # 0.9 s on one connection, past the deadline, each request's headers at once
+            conn.request("POST", "/", body=b"x" * 10)
+            assert conn.getresponse().read() == b"hello"
+            time.sleep(0.3)
+        sock = conn.sock
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"hello"
+        assert conn.sock is sock
+    finally:
+        conn.close()

@@ -18,19 +18,17 @@ from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-__all__ = ["HEADER_TIMEOUT", "HeaderTimeoutProtocol", "header_timeout_protocol"]
+__all__ = ["HEADER_TIMEOUT", "HeaderDeadline", "HeaderTimeoutProtocol", "header_timeout_protocol"]
 
 logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0  # seconds
 
 
-class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's HTTP protocol, closing connections whose request headers are late (see the module docstring).
-
-    A request's headers are complete when the protocol starts a new request-response cycle (``self.cycle``),
-    in both of uvicorn's implementations.
-    """
+class HeaderDeadline:
+    """The request-header deadline, over either of uvicorn's HTTP protocols (``HttpToolsProtocol``,
+    ``H11Protocol``): see the module docstring. A request's headers are complete when the protocol starts a
+    new request-response cycle (``self.cycle``), in both."""
 
     def __init__(self, *args: Any, header_timeout: float = HEADER_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +72,10 @@ class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         logger.debug("%s: request headers not complete within %g s, connection closed", self.client,
                      self.header_timeout)
         self.transport.close()
+
+
+class HeaderTimeoutProtocol(HeaderDeadline, AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with the request-header deadline."""
 
 
 def _late_response(seconds: float) -> bytes:
