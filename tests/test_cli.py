@@ -67,7 +67,7 @@ def test_features_reports_customers_first_seen_after_as_of_as_score_does(tmp_pat
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(out)["customer_id"].tolist() == ["a", "b"]
     rejects = pd.read_csv(tmp_path / "feats.rejects.csv", dtype=str, keep_default_na=False)
-    assert rejects[["table", "customer_id", "reason"]].values.tolist() == [
+    assert rejects[["table", "customer_id", "reason"]].to_numpy().tolist() == [
         ["all", "c", "no activity on or before as_of 2024-01-31"]]
     assert no_activity_reason(pd.Timestamp("2024-01-31")) == "no activity on or before as_of 2024-01-31"
     said = _said(result.output)

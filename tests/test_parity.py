@@ -737,9 +737,9 @@ def _partial_history_files(battery, directory: Path) -> tuple[dict[str, Path], s
     cu = pd.read_csv(files["customers"], dtype=str, keep_default_na=False)
     before = tx[pd.to_datetime(tx["timestamp"]) <= pd.Timestamp(AS_OF)]
     counts = before["customer_id"].value_counts()
-    partial = sorted(counts.index[counts >= 3])[0]
-    emptied = sorted(set(cu.loc[pd.to_datetime(cu["signup_date"]) <= pd.Timestamp(AS_OF), "customer_id"])
-                     & set(tx["customer_id"]) - {partial})[0]
+    partial = min(counts.index[counts >= 3])
+    emptied = min(set(cu.loc[pd.to_datetime(cu["signup_date"]) <= pd.Timestamp(AS_OF), "customer_id"])
+                  & set(tx["customer_id"]) - {partial})
     tx.loc[before.index[before["customer_id"] == partial][:2], "amount"] = "n/a"
     tx.loc[tx["customer_id"] == emptied, "amount"] = "n/a"
     directory.mkdir()

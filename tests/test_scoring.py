@@ -196,7 +196,7 @@ def test_the_summary_counts_customers_scored_on_partial_history():
     text = ScoreResult(scores, pd.DataFrame(columns=["customer_id"])).summary("s.csv")
     assert text.splitlines()[:2] == [
         "customers: 3 in, 3 scored -> s.csv, 0 rejected",
-        "partial history: 2 customers scored with transaction rows set aside (column rejected_rows), 1 of them "
-        "with no purchase left (no probability)"]
+        ("partial history: 2 customers scored with transaction rows set aside (column rejected_rows), 1 of them "
+         "with no purchase left (no probability)")]
     clean = ScoreResult(scores.assign(rejected_rows=0), pd.DataFrame(columns=["customer_id"])).summary("s.csv")
     assert "partial history" not in clean
