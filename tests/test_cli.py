@@ -72,7 +72,7 @@ def test_features_reports_customers_first_seen_after_as_of_as_score_does(tmp_pat
     assert no_activity_reason(pd.Timestamp("2024-01-31")) == "no activity on or before as_of 2024-01-31"
     said = _said(result.output)
     assert "features: 2 customers" in said
-    assert "1 customers left out: no activity on or before as_of (see the rejects)" in said
+    assert "1 customer left out: no activity on or before as_of (see the rejects)" in said
     assert "rejected rows: 1 (all: 1 no activity on or before as_of 2024-01-31)" in said
 
 

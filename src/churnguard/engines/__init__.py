@@ -131,7 +131,8 @@ class FeaturesResult:
     def summary(self) -> str:
         text = f"features: {len(self.features):,} customers x {self.features.shape[1] - 2} features -> {self.out}"
         if self.left_out:
-            text += f"; {self.left_out:,} customers left out: no activity on or before as_of (see the rejects)"
+            text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
+                     "as_of (see the rejects)")
         return text
 
 

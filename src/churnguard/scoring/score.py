@@ -323,8 +323,8 @@ def _partial_history(scores: pd.DataFrame) -> str:
     partial = scores["rejected_rows"].to_numpy(dtype="int64") > 0
     if not partial.any():
         return ""
-    emptied = int((partial & (scores["lifecycle_stage"] == "never_bought").to_numpy()).sum())
-    return (f"partial history: {int(partial.sum()):,} customers scored with transaction rows set aside (column "
+    n, emptied = int(partial.sum()), int((partial & (scores["lifecycle_stage"] == "never_bought").to_numpy()).sum())
+    return (f"partial history: {n:,} customer{'s' * (n != 1)} scored with transaction rows set aside (column "
             f"rejected_rows), {emptied:,} of them with no purchase left (no probability)\n")
 
 
