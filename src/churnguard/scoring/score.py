@@ -291,9 +291,10 @@ class ScoreResult:
 
     def summary(self, out: str | Path, campaign: Campaign | None = None) -> str:
         """Customers in, scored and rejected, those scored on partial history (:func:`_partial_history`),
-        customers per risk band, those without a probability per lifecycle stage (their band), and the selection with its cost and expected value (control customers
-        are not contacted, so they cost nothing); with ``campaign``, how each action's expected value is made
-        and what to do next (:func:`churnguard.scoring.campaign.campaign_text`)."""
+        customers per risk band, those without a probability per lifecycle stage (their band), and the
+        selection with its cost and expected value (control customers are not contacted, so they cost nothing);
+        with ``campaign``, how each action's expected value is made and what to do next
+        (:func:`churnguard.scoring.campaign.campaign_text`)."""
         c, s = self.counts(), self.scores
         chosen = s[s["selected"]]
         contacted = chosen[~chosen["control_group"]]
