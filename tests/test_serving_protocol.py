@@ -154,3 +154,14 @@ def test_the_deadline_holds_with_either_parser(plain_address):
         assert conn.sock is sock
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_serve_refuses_a_header_timeout_that_is_not_positive(seconds):
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "--model", "m.zip", "--header-timeout", seconds])
+    assert res.exit_code == 2
+    assert f"--header-timeout must be more than 0 seconds, got {seconds}" in res.output

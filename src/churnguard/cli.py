@@ -588,8 +588,8 @@ def serve(
     transactions: Annotated[Path | None, _Opt("--transactions", "-t", help="With --scores: the transactions, "
                                               "for each customer's purchases chart.")] = None,
     tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
-    header_timeout: Annotated[float, _Opt(min=0.001, metavar="SECONDS", help="Close a connection whose request "
-                                          "headers are not complete within this time.")] = 10.0,
+    header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
+                                          "are not complete within this time.")] = 10.0,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
     --scores, pages for the retention team at /."""
@@ -605,6 +605,8 @@ def serve(
     if token and len(token) < 16:
         _fail("the token is shorter than 16 characters: use a long random one "
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not header_timeout > 0:
+        _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
     files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
              "tickets": tickets}
     _page_files(files)
