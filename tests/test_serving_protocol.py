@@ -165,3 +165,14 @@ def test_serve_refuses_a_header_timeout_that_is_not_positive(seconds):
     res = CliRunner().invoke(app, ["serve", "--model", "m.zip", "--header-timeout", seconds])
     assert res.exit_code == 2
     assert f"--header-timeout must be more than 0 seconds, got {seconds}" in res.output
+
+
+def test_the_protocol_reaches_worker_processes():
+    """``serve --workers N`` hands uvicorn's config to spawned processes by pickling: the protocol survives."""
+    import pickle
+
+    from churnguard.serving.protocol import HeaderTimeoutProtocol, header_timeout_protocol
+
+    protocol = pickle.loads(pickle.dumps(header_timeout_protocol(3.0)))
+    assert protocol.func is HeaderTimeoutProtocol
+    assert protocol.keywords == {"header_timeout": 3.0}
