@@ -122,6 +122,9 @@ def test_the_online_retail_demo_trains_and_scores_with_only_its_config(tmp_path,
             scored = runner.invoke(app, ["score", "-t", export, "-c", config, "-m", "m.zip", "-o", f"{name}.csv",
                                          "--as-of", "2011-12-09", *extra])
         assert scored.exit_code == 0, scored.output
+        readout = " ".join(scored.output.split())  # the read-out it suggests reads the export with the config
+        assert f"churnguard campaign-readout --scores {name}.csv \\ --transactions {export}" in readout, readout
+        assert f"-c {config}" in readout.split("campaign-readout", 1)[1]
         notes = [r.getMessage() for r in caplog.records if "by data.exclude" in r.getMessage()]
         assert len(notes) == 1, notes
         assert "StockCode = 'POST'" in notes[0]

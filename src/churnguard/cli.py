@@ -516,7 +516,8 @@ def score(
         if rejects is not None:
             _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
-    _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions)
+    _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
+                      config=config)
 
 
 def _warn_missing_tables(loaded, *, tickets: bool, customers: bool) -> None:
@@ -527,7 +528,7 @@ def _warn_missing_tables(loaded, *, tickets: bool, customers: bool) -> None:
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
-                      source) -> None:
+                      source, config: Path | None) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io import replaced_together
     from churnguard.dataset import write_rejects
@@ -539,7 +540,8 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
             result = run(out=staged[0], on_step=step, on_note=note)
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
-        campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source)
+        campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
+                            config)
         said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)

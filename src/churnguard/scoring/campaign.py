@@ -26,13 +26,14 @@ __all__ = ["Campaign", "campaign_text", "value_breakdown"]
 @dataclass(frozen=True)
 class Campaign:
     """What the campaign text quotes besides the scores: the playbook and budget of the run, the model's
-    outcome horizon and learned lifespan, and the transactions file (for the read-out command)."""
+    outcome horizon and learned lifespan, and the transactions and config files (for the read-out command)."""
 
     playbook: Playbook
     budget: float | None
     horizon_days: int
     lifespan_years: float
     transactions: str | Path = "<transactions>"
+    config: str | Path | None = None  # the config that read the files, when one was given
 
 
 def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
@@ -94,7 +95,8 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
     return [*lines, f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
             "  transactions up to that day:",
             f"    churnguard campaign-readout --scores {out} \\",
-            f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"]
+            f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"
+            + ("" if campaign.config is None else f" -c {campaign.config}")]
 
 
 def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | None, campaign: Campaign) -> str:
