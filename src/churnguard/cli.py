@@ -92,6 +92,8 @@ TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Tran
                                    f"{_DB}{_OR_CONFIG}.")]
 TicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
 CustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
+EventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails){_DB} "
+                                          "(optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
 EngineTxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
                                           f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
@@ -100,6 +102,9 @@ EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Supp
                                                "with --engine dask also a directory of Parquet files.")]
 EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
                                                  "(optional); with --engine dask also a directory of Parquet files.")]
+EngineEventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails)"
+                                              f"{_DB} (optional); with --engine dask also a directory of Parquet "
+                                              "files.")]
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -157,6 +162,14 @@ def _inputs(data, transactions, tickets, customers, *, required: bool = True) ->
     if required and found["transactions"] is None:
         _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
     return found["transactions"], found["tickets"], found["customers"]
+
+
+def _events(data, events):
+    """The events input with the config's database filled in, as :func:`_inputs` fills in the others."""
+    from churnguard.sources import DATABASE_ENV, resolve_inputs
+
+    given = {"events": events}
+    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))["events"]
 
 
 def _runner(dask: bool):
@@ -229,6 +242,7 @@ def features(
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     config: ConfigOpt = None,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
@@ -247,12 +261,14 @@ def features(
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    events = _events(cfg.data, events)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
                                out=staged[0], config=cfg, scheduler=scheduler, workers=workers, on_step=step,
-                               on_note=note)
+                               on_note=note, events=events)
         said = [result.summary(), write_rejects(result.rejects, staged[1])]
     _say(_naming(said[0], staged, finals))
     _say(_naming(said[1], staged, finals), warn=True)
@@ -267,6 +283,7 @@ def train(
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                       help="'Today', YYYY-MM-DD: last day of data "
                                       "to use (default: last day in the data).")] = None,
@@ -296,14 +313,17 @@ def train(
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    events = _events(cfg.data, events)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
         result, bad_rows = _runner(dask)(
             train_from_files, engine, transactions, tickets, customers, config=cfg, model_out=model_out,
             config_text=config.read_text() if config else default_config_text(), as_of=as_of,
-            demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note)
+            demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
+            events=events)
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
@@ -393,6 +413,7 @@ def evaluate(
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
+    events: EventsOpt = None,
     config: ConfigOpt = None,
     tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
     no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
@@ -409,7 +430,9 @@ def evaluate(
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     loaded = _run(ChurnModel.load, model)
-    tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data)
+    events = _events(cfg.data, events)
+    tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data,
+                  events=events)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
     _say(result.note)
     _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
@@ -450,6 +473,7 @@ def score(
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                       help="Score as of this day, YYYY-MM-DD "
                                       "(default: last day in the data).")] = None,
@@ -483,7 +507,8 @@ def score(
     from churnguard.model import ChurnModel
     from churnguard.sources import IF_EXISTS, is_url
 
-    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+              events=events)
     if if_exists not in IF_EXISTS:
         _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     rules = _run(load_playbook, playbook)
@@ -491,12 +516,14 @@ def score(
     loaded = _run(ChurnModel.load, model)
     transactions, tickets, customers = _inputs(data_config or loaded.require_info().config.data, transactions,
                                                tickets, customers)
+    events = _events(data_config or loaded.require_info().config.data, events)
     # again with the tables the data config's data.tables named
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
-        partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config)
+        partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config, events=events)
     if is_url(out):
         if rejects is not None:
             _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
@@ -667,6 +694,7 @@ def report(
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
+    events: EventsOpt = None,
     period: Annotated[str, _Opt(help="month or quarter.")] = "month",
     out: Annotated[Path, _Opt("--out", "-o", help="Directory for report.html and the CSV tables.")] = Path("report"),
     active_days: Annotated[int, _Opt(min=1, help="A customer is active with a purchase in this many days.")] = 365,
@@ -687,7 +715,8 @@ def report(
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     console = _console()
     with console.status("Reading and validating input"):
-        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data,
+                      events=_events(cfg.data, events))
     drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
     with console.status("Computing the report"):
         rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift)
