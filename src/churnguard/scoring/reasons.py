@@ -316,8 +316,8 @@ _CHANNEL_NAMES = {"web": "on the website", "app": "in the app", "email": "by ema
 def _fell(what: str, unit: str, days: int, ratio: float, last: float) -> str:
     """How a count of the last ``days`` days compares with the ``days`` before (``ratio``: last / before): "visits
     fell from 12 to 2 a month"."""
-    if ratio == 0:
-        return f"no {what} in the last {days} days, after some in the {days} days before"
+    if ratio == 0 or math.isnan(last):
+        return _change(ratio, what, days)
     before = last / ratio
     if round(before) == round(last):
         return f"{what} steady at {format_number(round(last))}{unit} {'a month' if days == 30 else f'per {days} days'}"
