@@ -720,7 +720,8 @@ def report(
                       events=_events(cfg.data, events))
     drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
     with console.status("Computing the report"):
-        rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift)
+        rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift,
+                   session_gap_minutes=cfg.features.session_gap_minutes)
         paths = write_report(rep, out)
     _say(rep.summary())
     _say(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
