@@ -220,3 +220,40 @@ def test_without_events_the_new_signals_never_hold():
 def test_the_configs_spell_out_the_engagement_defaults():
     cfg = load_config("configs/train.yaml").features
     assert (cfg.engagement_windows_days, cfg.session_gap_minutes) == ((30, 90), 30.0)
+
+
+# -- the report and the command line ----------------------------------------------------------------------------
+
+
+def test_the_report_has_an_engagement_section_per_period(tmp_path):
+    from churnguard.reporting.kpis import build_report, write_report
+
+    report = build_report(validate_tables(TX, config=DataConfig(), events=EVENTS))
+    e = report.engagement
+    assert e.index.tolist() == ["2025-01", "2025-02", "2025-03"]  # the periods of the purchases
+    assert e["active_visitors"].tolist() == [0, 1, 2]  # February: a (s1, s2); March: a and b
+    assert e["visits"].tolist() == [0, 2, 3]
+    assert e["minutes_on_site_per_visitor"].iloc[1:].tolist() == pytest.approx([20.0, (1799 + 120) / 60 / 2])
+    assert e["emails_sent"].tolist() == [1, 1, 2]
+    assert e["email_open_rate"].tolist() == [100.0, 0.0, 0.0]
+    assert e["email_click_rate"].tolist() == [100.0, 0.0, 0.0]
+    paths = write_report(report, tmp_path)
+    assert "engagement" in paths and "Engagement: visits, time on site and email" in paths["report"].read_text()
+    assert build_report(validate_tables(TX, config=DataConfig())).engagement is None
+
+
+def test_features_command_reads_events(tmp_path):
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+
+    TX.to_csv(tmp_path / "tx.csv", index=False)
+    EVENTS.to_csv(tmp_path / "events.csv", index=False)
+    out = tmp_path / "f.parquet"
+    result = CliRunner().invoke(app, ["features", "-t", str(tmp_path / "tx.csv"), "--events",
+                                      str(tmp_path / "events.csv"), "--as-of", AS_OF, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out).set_index("customer_id"), _features(), check_dtype=False)
+    result = CliRunner().invoke(app, ["features", "-t", str(tmp_path / "tx.csv"), "--events",
+                                      str(tmp_path / "missing.csv"), "--as-of", AS_OF, "-o", str(out)])
+    assert result.exit_code == 2 and "events file not found" in result.output
