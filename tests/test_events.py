@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.config import DataConfig, FeatureConfig, load_config, load_playbook
+from churnguard.config import (
+    ActionRule,
+    DataConfig,
+    FeatureConfig,
+    Playbook,
+    RuleCondition,
+    load_config,
+    load_playbook,
+)
 from churnguard.dataset import DataError, validate_tables
 from churnguard.features import build_features
 from churnguard.features.engagement import EVENT_TYPES
@@ -68,7 +76,8 @@ def test_engagement_features_worked_out_by_hand():
     counts = {t: a[f"events_{t}_90d"] for t in EVENT_TYPES}
     assert counts == {"visit": 1, "page_view": 3, "app_session": 1, "cart_add": 1, "email_sent": 0,
                       "email_open": 0, "email_click": 0}
-    assert math.isnan(a["email_open_rate_90d"]) and math.isnan(a["emails_since_last_open"])  # never emailed
+    assert math.isnan(a["email_open_rate_90d"])
+    assert math.isnan(a["emails_since_last_open"])
     assert (a["channel_web_share_90d"], a["channel_app_share_90d"], a["channel_email_share_90d"]) == (0.5, 0.5, 0)
     # b: 4 emails sent in 90 days, 1 opened and clicked; 3 sent since that open; the 23:30 visit on as_of counts.
     assert (b["email_open_rate_90d"], b["email_click_rate_90d"], b["emails_since_last_open"]) == (0.25, 0.25, 3)
@@ -96,7 +105,9 @@ def test_without_an_events_table_there_are_no_engagement_features():
     plain = build_features(validate_tables(TX, config=DataConfig()), AS_OF, FeatureConfig())
     with_events = _features()
     added = set(with_events.columns) - set(plain.columns)
-    assert "sessions_30d" in added and "email_open_rate_90d" in added and len(added) == 24
+    assert "sessions_30d" in added
+    assert "email_open_rate_90d" in added
+    assert len(added) == 24
     assert not any(c.startswith(("sessions", "events_", "email", "channel_")) for c in plain.columns)
 
 
@@ -108,7 +119,7 @@ def test_rows_order_changes_no_engagement_feature():
 def _records(events: pd.DataFrame) -> list[CustomerRecords]:
     out = []
     for cid, rows in TX.groupby("customer_id"):
-        tx = [{"timestamp": datetime.fromisoformat(t), "amount": a} for t, a in zip(rows["timestamp"], rows["amount"])]
+        tx = [{"timestamp": datetime.fromisoformat(t), "amount": a} for t, a in zip(rows["timestamp"], rows["amount"], strict=False)]
         ev = [{k: (datetime.fromisoformat(v) if k == "timestamp" else None if pd.isna(v) else v)
                for k, v in e.items() if k != "customer_id"} for e in events[events["customer_id"] == cid].to_dict("records")]
         out.append(CustomerRecords(cid, tx, events=ev))
@@ -129,9 +140,10 @@ def test_records_give_the_tables_features():
 def test_a_customer_sent_without_events_has_them_unknown_whoever_is_scored_along():
     customers = _records(EVENTS)
     alone = CustomerRecords("c", customers[2].transactions)  # no events list: no events table for them
-    known, cols = records_features([customers[0], alone], date.fromisoformat(AS_OF), FeatureConfig(),
+    _known, cols = records_features([customers[0], alone], date.fromisoformat(AS_OF), FeatureConfig(),
                                    Population(3.0, 100.0))
-    assert cols["sessions_30d"][0] == 2 and math.isnan(cols["sessions_30d"][1])
+    assert cols["sessions_30d"][0] == 2
+    assert math.isnan(cols["sessions_30d"][1])
     _, by_itself = records_features([alone], date.fromisoformat(AS_OF), FeatureConfig(), Population(3.0, 100.0))
     assert "sessions_30d" not in by_itself  # the model treats the missing column as unknown too
 
@@ -146,7 +158,7 @@ def test_events_of_unknown_customers_are_bad_rows():
                                         r"row\(s\) belong to customers found in neither transactions nor customers"):
         validate_tables(TX, config=DataConfig(), events=events)
     tables = validate_tables(TX, config=DataConfig(on_bad_rows="reject"), events=events)
-    assert tables.rejects[["table", "row", "customer_id"]].values.tolist() == [["events", 17, "z"]]
+    assert tables.rejects[["table", "row", "customer_id"]].to_numpy().tolist() == [["events", 17, "z"]]
     assert len(tables.events) == 16
 
 
@@ -214,7 +226,8 @@ def test_browsing_not_buying_and_gone_quiet_signals_pick_their_playbook_rules():
 def test_without_events_the_new_signals_never_hold():
     flags = rules.signals({"recency_days": np.array([100.0])}, 1, sla_hours=24, new_customer_days=90,
                           lookback_days=365)
-    assert not flags["browsing_not_buying"].any() and not flags["gone_quiet"].any()
+    assert not flags["browsing_not_buying"].any()
+    assert not flags["gone_quiet"].any()
 
 
 def test_the_configs_spell_out_the_engagement_defaults():
@@ -238,7 +251,8 @@ def test_the_report_has_an_engagement_section_per_period(tmp_path):
     assert e["email_open_rate"].tolist() == [100.0, 0.0, 0.0]
     assert e["email_click_rate"].tolist() == [100.0, 0.0, 0.0]
     paths = write_report(report, tmp_path)
-    assert "engagement" in paths and "Engagement: visits, time on site and email" in paths["report"].read_text()
+    assert "engagement" in paths
+    assert "Engagement: visits, time on site and email" in paths["report"].read_text()
     assert build_report(validate_tables(TX, config=DataConfig())).engagement is None
 
 
@@ -256,4 +270,37 @@ def test_features_command_reads_events(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out).set_index("customer_id"), _features(), check_dtype=False)
     result = CliRunner().invoke(app, ["features", "-t", str(tmp_path / "tx.csv"), "--events",
                                       str(tmp_path / "missing.csv"), "--as-of", AS_OF, "-o", str(out)])
-    assert result.exit_code == 2 and "events file not found" in result.output
+    assert result.exit_code == 2
+    assert "events file not found" in result.output
+
+
+def test_predict_requests_carry_events_checked_like_the_table():
+    from pydantic import ValidationError
+
+    from churnguard.serving.app import PredictRequest
+
+    visit = {"timestamp": "2025-03-20T10:00:00+01:00", "event_type": "visit", "duration_seconds": 60,
+             "channel": "web", "session_id": "s1"}
+    req = PredictRequest.model_validate({"as_of": AS_OF, "customers": [
+        {"customer_id": "a", "transactions": [{"timestamp": "2025-03-01T10:00:00", "amount": 20}],
+         "events": [visit]}]})
+    assert req.customers[0].events[0]["timestamp"] == datetime.fromisoformat("2025-03-20 09:00")  # naive UTC, as in the table
+    for bad, field in (({"duration_seconds": -1}, "duration_seconds"), ({"event_type": ""}, "event_type"),
+                       ({"kind": "visit"}, "kind")):
+        with pytest.raises(ValidationError, match=field):
+            PredictRequest.model_validate({"customers": [{"customer_id": "a", "events": [visit | bad]}]})
+
+
+def test_score_records_uses_the_events_for_the_signals(trained):
+    from churnguard.scoring.score import score_records
+
+    model = trained["result"].model
+    history = [{"timestamp": datetime.fromisoformat(t), "amount": 20.0} for t in ("2025-03-01 10:00", "2024-11-01 10:00")]
+    browsing = [{"timestamp": datetime.fromisoformat(f"2025-03-{d} 20:00"), "event_type": "visit"} for d in (10, 15, 20, 25)]
+    playbook = Playbook(actions=(
+        ActionRule(name="remind", when=RuleCondition(signals=("browsing_not_buying",)), cost=1, success_rate=0.1),
+        ActionRule(name="none", cost=0, success_rate=0)))
+    a, b = score_records(model, [CustomerRecords("a", history, events=browsing), CustomerRecords("b", history)],
+                         date.fromisoformat("2025-04-10"), playbook)
+    assert a["churn_probability"] == b["churn_probability"]  # the model never saw events
+    assert (a["action"], b["action"]) == ("remind", "none")

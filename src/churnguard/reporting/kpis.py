@@ -362,7 +362,13 @@ def _ticket_kpis(tickets: pd.DataFrame, freq: str) -> dict[str, pd.Series]:
 def _engagement_kpis(events: pd.DataFrame, periods: pd.PeriodIndex, gap_minutes: float) -> pd.DataFrame:
     """The engagement section (see :class:`RetentionReport`): sessions by the feature kernel's rule, each
     counted in the period of its first event."""
-    from churnguard.features.engagement import EVENT_TYPES, EventArrays, channel_codes, event_type_codes, sessions
+    from churnguard.features.engagement import (
+        EVENT_TYPES,
+        EventArrays,
+        channel_codes,
+        event_type_codes,
+        sessions,
+    )
 
     time = events["timestamp"].to_numpy().astype("datetime64[ns]")
     day = _days(time)
