@@ -20,6 +20,7 @@ from churnguard.config import (
     load_playbook,
 )
 from churnguard.dataset import DataError, validate_tables
+from churnguard.demo import generate_demo_data
 from churnguard.features import build_features
 from churnguard.features.engagement import EVENT_TYPES
 from churnguard.features.records import CustomerRecords, records_features
@@ -304,3 +305,18 @@ def test_score_records_uses_the_events_for_the_signals(trained):
                          date.fromisoformat("2025-04-10"), playbook)
     assert a["churn_probability"] == b["churn_probability"]  # the model never saw events
     assert (a["action"], b["action"]) == ("remind", "none")
+
+
+@pytest.mark.parametrize("as_of", ["2024-03-31", "2025-11-30"])
+def test_demo_engagement_features_equal_a_plain_pandas_reference(as_of):
+    from tests import reference_engagement
+
+    demo = generate_demo_data(600, seed=4, events=True)
+    tables = validate_tables(demo.transactions, customers=demo.customers, config=DataConfig(), events=demo.events)
+    cfg = FeatureConfig()
+    got = build_features(tables, as_of, cfg).set_index("customer_id")
+    want = reference_engagement.engagement_features(tables.events, got["recency_days"], pd.Timestamp(as_of),
+                                                    cfg.engagement_windows_days, cfg.session_gap_minutes)
+    assert got["sessions_90d"].sum() > 100
+    assert got["emails_since_last_open"].max() > 3
+    pd.testing.assert_frame_equal(got[want.columns], want, check_exact=False, rtol=1e-9, check_names=False)
