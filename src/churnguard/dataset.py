@@ -523,13 +523,8 @@ def validate_tables(
     known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
     for name in ("tickets", "events"):
         if name in checks:
-            t = checks[name]
-            t.flag(t.df["customer_id"].notna().to_numpy() & ~_isin(t.df["customer_id"], known), "customer_id",
-                   "belong to customers found in neither transactions nor customers")
-            frames[name], rej = t.finish(config.on_bad_rows, allow_empty)
+            frames[name], rej = _finish_owned(checks[name], known, config.on_bad_rows, allow_empty)
             all_rejects.append(rej)
-    if "events" in frames:
-        frames["events"]["event_type"] = frames["events"]["event_type"].str.lower()
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
     tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
@@ -537,6 +532,18 @@ def validate_tables(
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables
+
+
+def _finish_owned(check: _Checker, known: list[pd.Series], mode: str, part: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events):
+    rows of other customers are bad rows; event types are read in lower case."""
+    ids = check.df["customer_id"]
+    check.flag(ids.notna().to_numpy() & ~_isin(ids, known), "customer_id",
+               "belong to customers found in neither transactions nor customers")
+    frame, rejects = check.finish(mode, part)
+    if "event_type" in frame:
+        frame["event_type"] = frame["event_type"].str.lower()
+    return frame, rejects
 
 
 @dataclass(frozen=True)
