@@ -320,3 +320,20 @@ def test_demo_engagement_features_equal_a_plain_pandas_reference(as_of):
     assert got["sessions_90d"].sum() > 100
     assert got["emails_since_last_open"].max() > 3
     pd.testing.assert_frame_equal(got[want.columns], want, check_exact=False, rtol=1e-9, check_names=False)
+
+
+def test_the_demo_worlds_engagement_falls_before_customers_stop_buying():
+    from churnguard.labels import make_labels
+
+    demo = generate_demo_data(1500, seed=5, events=True)
+    plain = generate_demo_data(1500, seed=5)
+    assert plain.events is None
+    pd.testing.assert_frame_equal(plain.transactions, demo.transactions)  # the events come from their own stream
+    tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=DataConfig(), events=demo.events)
+    day = pd.Timestamp("2025-03-31")
+    f = build_features(tables, day, FeatureConfig()).set_index("customer_id")
+    y = make_labels(tables.transactions, day, horizon_days=90, lookback_days=365).set_index("customer_id")["churned"]
+    f, churned = f.loc[y.index], (y == 1).to_numpy()
+    assert 0.1 < churned.mean() < 0.6
+    for name in ("sessions_30d", "email_open_rate_90d"):  # lower among those about to stop buying
+        assert f.loc[churned, name].mean() < 0.7 * f.loc[~churned, name].mean(), name
