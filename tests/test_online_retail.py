@@ -170,6 +170,9 @@ def test_missing_tables_note_names_only_the_tables_the_model_used():
     assert note.startswith("warning: this model was trained with customers but is scored without: every "
                            "customer's attributes (loyalty")
     assert note.endswith("Give --customers FILE to score as trained.")
+    engaged = missing_tables_note([*purchases_only, "days_since_last_visit"], {"events": False})
+    assert "trained with events but is scored without" in engaged
+    assert engaged.endswith("Give --events FILE to score as trained.")
 
 
 def test_float_customer_ids_of_an_export_join_a_crm_of_integer_ids(tmp_path):

@@ -140,7 +140,7 @@ def test_the_why_of_an_action_is_its_playbook_rule():
     playbook = load_playbook()
     rules = {a.name: a for a in playbook.actions}
     assert _why(rules["vip_personal_outreach"], playbook) == (
-        "The first rule of the playbook that matches this customer (rule 3 of 9): risk band high, value tier vip.")
+        "The first rule of the playbook that matches this customer (rule 3 of 11): risk band high, value tier vip.")
     assert _why(rules["service_recovery"], playbook).endswith("risk band high or medium, signal bad support.")
     assert _why(rules["no_action"], playbook).startswith("No earlier rule of the playbook matched")
 

@@ -81,3 +81,51 @@ def test_labels_cover_exactly_the_recent_buyers(events, horizon):
     recent = set(tx.loc[(tx["amount"] > 0) & (day > AS_OF - pd.Timedelta(days=365)) & (day <= AS_OF), "customer_id"])
     assert set(y["customer_id"]) == recent
     assert y["churned"].isin([0, 1]).all()
+
+
+_activity = st.tuples(
+    st.sampled_from(["a", "b", "c", "d", "e"]),
+    st.integers(0, 200 * 24 * 60 - 1),  # minutes after AS_OF - 199 days, up to the end of as_of
+    st.sampled_from(["visit", "page_view", "app_session", "cart_add", "email_sent", "email_open", "email_click",
+                     "wishlist"]),
+    st.one_of(st.none(), st.integers(0, 3600)),
+    st.sampled_from([None, "web", "app", "email", "store", "kiosk"]),
+    st.sampled_from([None, None, "s1", "s2"]),
+)
+_FIRST_ACTIVITY = AS_OF - pd.Timedelta(days=199)
+
+
+def _with_activity(events, activity, later=()):
+    """Tables of purchases ``events`` and an events table of ``activity`` (and ``later``, minutes after the end
+    of as_of) for the customers who bought."""
+    known = {e[0] for e in events}
+    rows = [(events[0][0], _FIRST_ACTIVITY, "email_sent", None, "email", None)]  # never an empty table
+    rows += [(c, _FIRST_ACTIVITY + pd.Timedelta(minutes=m), *rest) for c, m, *rest in activity]
+    rows += [(c, AS_OF + pd.Timedelta(days=1, minutes=m), *rest) for c, m, *rest in later]
+    ev = pd.DataFrame(rows, columns=["customer_id", "timestamp", "event_type", "duration_seconds", "channel",
+                                     "session_id"])
+    ev = ev[ev["customer_id"].isin(known)]
+    tx = _tables(events, []).transactions
+    return validate_tables(tx, config=CFG.data, events=ev)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_event, min_size=1, max_size=20), st.lists(_activity, max_size=60),
+       st.lists(_activity, min_size=1, max_size=20))
+def test_events_after_as_of_change_no_engagement_feature(events, activity, later):
+    """Later visits, even of a session that began before the cut-off (same session id, or minutes after its
+    last event), change nothing as of ``as_of``."""
+    f1 = build_features(_with_activity(events, activity), AS_OF, CFG.features)
+    f2 = build_features(_with_activity(events, activity, later), AS_OF, CFG.features)
+    pd.testing.assert_frame_equal(f1, f2)
+    assert "sessions_30d" in f1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_event, min_size=1, max_size=20), st.lists(_activity, max_size=60), st.randoms())
+def test_shuffling_events_changes_no_engagement_feature(events, activity, rnd):
+    shuffled = activity[:]
+    rnd.shuffle(shuffled)
+    f1 = build_features(_with_activity(events, activity), AS_OF, CFG.features)
+    f2 = build_features(_with_activity(events, shuffled), AS_OF, CFG.features)
+    pd.testing.assert_frame_equal(f1, f2)

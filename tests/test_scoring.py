@@ -33,6 +33,8 @@ def _customers():
         ("high", "vip", 0, np.nan, 400, 100, "vip_personal_outreach"),
         ("high", "standard", 1, np.nan, 400, 100, "service_recovery"),  # a ticket still open
         ("medium", "standard", 0, 2.0, 400, 100, "service_recovery"),  # CSAT 2 in the last 90 days
+        ("medium", "standard", 0, np.nan, 400, 40, "browsing_reminder"),  # 4 visits since the last order
+        ("high", "standard", 0, np.nan, 400, 100, "quiet_win_back"),  # no visit for 45 days, no email data
         ("high", "standard", 0, np.nan, 30, 10, "welcome_offer"),  # new customer, no bad support
         ("high", "standard", 0, 5.0, 400, 100, "win_back_offer"),
         ("medium", "standard", 0, np.nan, 400, 100, "re_engagement"),
@@ -43,6 +45,8 @@ def _customers():
                                      "expected"])
     df["tickets_90d"] = np.where(df["csat_latest"].notna() | (df["open_tickets"] > 0), 1, 0)
     df["first_response_hours_latest"] = 2.0
+    df["visits_since_last_order"] = np.where(df["expected"] == "browsing_reminder", 4, 0)
+    df["days_since_last_visit"] = np.where(df["expected"] == "quiet_win_back", 45, 5)
     df["stage"] = lifecycle_stage(df["recency_days"], df["tenure_days"], 365)  # first purchase at tenure here
     return df
 

@@ -92,6 +92,8 @@ TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Tran
                                    f"{_DB}{_OR_CONFIG}.")]
 TicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
 CustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
+EventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails){_DB} "
+                                          "(optional).")]
 # The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
 EngineTxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
                                           f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
@@ -100,6 +102,9 @@ EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Supp
                                                "with --engine dask also a directory of Parquet files.")]
 EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
                                                  "(optional); with --engine dask also a directory of Parquet files.")]
+EngineEventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails)"
+                                              f"{_DB} (optional); with --engine dask also a directory of Parquet "
+                                              "files.")]
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -159,6 +164,14 @@ def _inputs(data, transactions, tickets, customers, *, required: bool = True) ->
     return found["transactions"], found["tickets"], found["customers"]
 
 
+def _events(data, events):
+    """The events input with the config's database filled in, as :func:`_inputs` fills in the others."""
+    from churnguard.sources import DATABASE_ENV, resolve_inputs
+
+    given = {"events": events}
+    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))["events"]
+
+
 def _runner(dask: bool):
     """:func:`_run`; for a job on the dask engine also reporting failed or dead workers and a lost scheduler
     (``RuntimeError`` naming the step; nothing was written)."""
@@ -202,14 +215,15 @@ def _main(verbose: Annotated[bool, _Opt("--verbose", "-v", help="Log progress de
 
 @app.command("demo-data")
 def demo_data(
-    out: Annotated[Path, _Opt("--out", "-o", help="Directory for transactions, tickets and customers files.")],
+    out: Annotated[Path, _Opt("--out", "-o", help="Directory for transactions, tickets, customers and events "
+                              "files.")],
     customers: Annotated[int, _Opt("--customers", "-n", min=10, help="Number of customers.")] = 5000,
     seed: Annotated[int, _Opt(metavar="N", help="Random seed; the same seed gives the same data.")] = 0,
     fmt: Annotated[str, _Opt("--format", help="csv or parquet.")] = "csv",
     shape: Annotated[str, _Opt("--shape", help="contract (the three tables) or online-retail (one line-item "
                                 "export and the config that reads it).")] = "contract",
 ) -> None:
-    """Generate a seeded synthetic retail world (transactions, support tickets, customers)."""
+    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events)."""
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -228,7 +242,7 @@ def demo_data(
         console.print(f"export: {len(export):>10,} lines -> {paths['export']}\nconfig: {paths['config']}")
         return
     with console.status(f"Generating {customers:,} customers"):
-        data = generate_demo_data(customers, seed=seed)
+        data = generate_demo_data(customers, seed=seed, events=True)
         paths = write_demo_data(data, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")
@@ -243,6 +257,7 @@ def features(
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     config: ConfigOpt = None,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
@@ -261,12 +276,14 @@ def features(
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    events = _events(cfg.data, events)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
                                out=staged[0], config=cfg, scheduler=scheduler, workers=workers, on_step=step,
-                               on_note=note)
+                               on_note=note, events=events)
         said = [result.summary(), write_rejects(result.rejects, staged[1])]
     _say(_naming(said[0], staged, finals))
     _say(_naming(said[1], staged, finals), warn=True)
@@ -281,6 +298,7 @@ def train(
     ] = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                       help="'Today', YYYY-MM-DD: last day of data "
                                       "to use (default: last day in the data).")] = None,
@@ -310,14 +328,17 @@ def train(
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    events = _events(cfg.data, events)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
         result, bad_rows = _runner(dask)(
             train_from_files, engine, transactions, tickets, customers, config=cfg, model_out=model_out,
             config_text=config.read_text() if config else default_config_text(), as_of=as_of,
-            demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note)
+            demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
+            events=events)
     _print_training_summary(result)
     if not bad_rows.empty:
         _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
@@ -407,6 +428,7 @@ def evaluate(
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
+    events: EventsOpt = None,
     config: ConfigOpt = None,
     tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
     no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
@@ -423,7 +445,9 @@ def evaluate(
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     loaded = _run(ChurnModel.load, model)
-    tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data)
+    events = _events(cfg.data, events)
+    tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data,
+                  events=events)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
     _say(result.note)
     _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
@@ -464,6 +488,7 @@ def score(
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
+    events: EngineEventsOpt = None,
     as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                       help="Score as of this day, YYYY-MM-DD "
                                       "(default: last day in the data).")] = None,
@@ -497,7 +522,8 @@ def score(
     from churnguard.model import ChurnModel
     from churnguard.sources import IF_EXISTS, is_url
 
-    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
+    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+              events=events)
     if if_exists not in IF_EXISTS:
         _fail(f"--if-exists must be replace or append, got {if_exists!r}")
     rules = _run(load_playbook, playbook)
@@ -505,13 +531,16 @@ def score(
     loaded = _run(ChurnModel.load, model)
     transactions, tickets, customers = _inputs(data_config or loaded.require_info().config.data, transactions,
                                                tickets, customers)
+    events = _events(data_config or loaded.require_info().config.data, events)
     # again with the tables the data config's data.tables named
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers)
-    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None)
+    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
+                     events=events)
+    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
+                         events=events is not None)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
-        partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config)
+        partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config, events=events)
     if is_url(out):
         if rejects is not None:
             _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
@@ -520,11 +549,12 @@ def score(
                       config=config)
 
 
-def _warn_missing_tables(loaded, *, tickets: bool, customers: bool) -> None:
+def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
     """Warn, before scoring, when the model learned from a table the command was not given."""
     from churnguard.dataset import missing_tables_note
 
-    _say(missing_tables_note(list(loaded.feature_names_), {"tickets": tickets, "customers": customers}), warn=True)
+    given = {"tickets": tickets, "customers": customers, "events": events}
+    _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
@@ -698,6 +728,7 @@ def report(
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
+    events: EventsOpt = None,
     period: Annotated[str, _Opt(help="month or quarter.")] = "month",
     out: Annotated[Path, _Opt("--out", "-o", help="Directory for report.html and the CSV tables.")] = Path("report"),
     active_days: Annotated[int, _Opt(min=1, help="A customer is active with a purchase in this many days.")] = 365,
@@ -718,10 +749,12 @@ def report(
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     console = _console()
     with console.status("Reading and validating input"):
-        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data,
+                      events=_events(cfg.data, events))
     drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
     with console.status("Computing the report"):
-        rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift)
+        rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift,
+                   session_gap_minutes=cfg.features.session_gap_minutes)
         paths = write_report(rep, out)
     _say(rep.summary())
     _say(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")

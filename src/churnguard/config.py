@@ -40,6 +40,7 @@ class ColumnsConfig(_Frozen):
     transactions: dict[str, str] = Field(default_factory=dict)
     tickets: dict[str, str] = Field(default_factory=dict)
     customers: dict[str, str] = Field(default_factory=dict)
+    events: dict[str, str] = Field(default_factory=dict)
 
 
 class ExcludeConfig(_Frozen):
@@ -49,8 +50,9 @@ class ExcludeConfig(_Frozen):
     transactions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     tickets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     customers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    events: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
-    @field_validator("transactions", "tickets", "customers", mode="before")
+    @field_validator("transactions", "tickets", "customers", "events", mode="before")
     @classmethod
     def _as_text(cls, v: Any) -> Any:
         """Values as text: YAML reads an unquoted code such as 85123 as a number."""
@@ -76,7 +78,7 @@ class DataConfig(_Frozen):
     database: str | None = Field(default=None, description=(
         "database of the tables in data.tables: postgresql://USER@HOST:PORT/DB or duckdb:///FILE (default: "
         "$CHURNGUARD_DATABASE_URL); no password: PGPASSWORD, ~/.pgpass or a service file give it"))
-    tables: dict[Literal["transactions", "tickets", "customers"], str] = Field(default_factory=dict, description=(
+    tables: dict[Literal["transactions", "tickets", "customers", "events"], str] = Field(default_factory=dict, description=(
         "the database's table of each input a command is not given, e.g. {transactions: orders}"))
 
     @field_validator("encoding")
@@ -111,8 +113,13 @@ class FeatureConfig(_Frozen):
     default_lifespan_years: float = Field(default=3.0, gt=0)
     max_lifespan_years: float = Field(default=10.0, gt=0)
     max_categories: int = Field(default=20, gt=0, description="attribute columns with more levels are dropped")
+    engagement_windows_days: tuple[int, ...] = Field(default=(30, 90), description=(
+        "windows of the events features: sessions and time on site per window and their trend against the "
+        "window before; the longest also counts events per type, email rates and channel shares"))
+    session_gap_minutes: float = Field(default=30.0, gt=0, description=(
+        "events without a session_id are one session while less than this many minutes apart"))
 
-    @field_validator("windows_days", "ticket_windows_days")
+    @field_validator("windows_days", "ticket_windows_days", "engagement_windows_days")
     @classmethod
     def _positive_sorted(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not v or any(w <= 0 for w in v):
@@ -264,7 +271,7 @@ def load_config(path: str | Path | None = None) -> Config:
 
 Band = Literal["high", "medium", "low", "lost", "never_bought"]  # the last two: customers without a probability
 Stage = Literal["new", "active", "at_risk", "lapsing", "lost", "never_bought"]  # churnguard.scoring.rules
-Signal = Literal["bad_support", "new_customer", "lapsed"]
+Signal = Literal["bad_support", "new_customer", "lapsed", "browsing_not_buying", "gone_quiet"]
 
 
 class RuleCondition(_Frozen):

@@ -1,6 +1,6 @@
 """Loading and validating the input tables: the data contract.
 
-Three tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by extension:
+Four tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by extension:
 
 * **transactions** (required): ``customer_id``, ``timestamp``, ``amount`` (negative = refund or return; without
   an ``amount`` column, ``quantity`` x ``unit_price``); optional ``order_id``, ``quantity``, ``unit_price``,
@@ -9,6 +9,10 @@ Three tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by ext
   ``channel``, ``csat`` (1-5), ``ticket_id``.
 * **customers** (optional): ``customer_id``; optional ``signup_date``, ``loyalty_member``, ``loyalty_points``,
   ``nps`` (0-10) and any other attribute columns.
+* **events** (optional): ``customer_id``, ``timestamp``, ``event_type`` (``visit``, ``page_view``,
+  ``app_session``, ``email_sent``, ``email_open``, ``email_click``, ``cart_add``, ... read in lower case);
+  optional ``duration_seconds`` (>= 0), ``channel``, ``session_id``. Events of customers found in neither the
+  transactions nor the customers table are bad rows.
 
 Users' own column names map onto these through ``data.columns`` in the config; CSV files are read in
 ``data.encoding`` with ``data.delimiter``; rows matching ``data.exclude`` (postage, fees) are left out before
@@ -68,6 +72,10 @@ CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
         "required": ("customer_id",),
         "optional": ("signup_date", "loyalty_member", "loyalty_points", "nps"),
     },
+    "events": {
+        "required": ("customer_id", "timestamp", "event_type"),
+        "optional": ("duration_seconds", "channel", "session_id"),
+    },
 }
 # Contract columns the features read (customers: every column, as attributes). Scoring reads only these; the
 # other optional columns are checked when a table is loaded in full, but no score depends on them.
@@ -75,9 +83,10 @@ FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
     "transactions": ("customer_id", "timestamp", "amount", "order_id"),
     "tickets": ("customer_id", "opened_at", "first_response_at", "resolved_at", "csat"),
     "customers": None,
+    "events": ("customer_id", "timestamp", "event_type", "duration_seconds", "channel", "session_id"),
 }
 _DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
-_REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at"}
+_REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at", "event_type"}
 # Numbers beyond this size are no real amounts or counts, and a few of them would add up to infinity.
 MAX_MAGNITUDE = 1e12
 _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
@@ -88,9 +97,10 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "csat": (1, 5),
     "nps": (0, 10),
     "loyalty_points": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+    "duration_seconds": (0, MAX_MAGNITUDE),
 }
-_TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel"}
-_IDS = {"customer_id", "order_id", "ticket_id"}
+_TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id"}
+_IDS = {"customer_id", "order_id", "ticket_id", "session_id"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
 _LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
 # Below this share of the smaller table's ids found in the other, transactions and customers describe different
@@ -105,11 +115,12 @@ ROW_COLUMN = "_source_row"  # optional input column carrying each row's number i
 REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
 
 
-# Model features that only a tickets or a customers table gives (churnguard.features.kernel's support and
-# attribute features; free customer attributes are attr_<name>).
+# Model features that only a tickets, customers or events table gives (churnguard.features.kernel's support and
+# attribute features, churnguard.features.engagement's; free customer attributes are attr_<name>).
 _TABLE_FEATURES = {
     "tickets": ("tickets_total", "tickets_per_order", "csat_mean", "open_tickets"),
     "customers": ("loyalty_member", "loyalty_points", "nps", "nps_group", "days_since_signup"),
+    "events": ("days_since_last_visit", "visits_since_last_order"),
 }
 
 
@@ -119,11 +130,12 @@ def missing_tables_note(feature_names: list[str], given: dict[str, bool]) -> str
     used = {t for t, names in _TABLE_FEATURES.items() if any(n in feature_names for n in names)}
     if any(n.startswith("attr_") for n in feature_names):
         used.add("customers")
-    missing = [t for t in ("tickets", "customers") if t in used and not given.get(t, False)]
+    missing = [t for t in ("tickets", "customers", "events") if t in used and not given.get(t, False)]
     if not missing:
         return None
     what = {"tickets": "support history (tickets, response times, CSAT)",
-            "customers": "attributes (loyalty, NPS, signup date, ...)"}
+            "customers": "attributes (loyalty, NPS, signup date, ...)",
+            "events": "engagement (visits, sessions, emails)"}
     tables = " and ".join(missing)
     options = " ".join(f"--{t} FILE" for t in missing)
     return (f"warning: this model was trained with {tables} but is scored without: every customer's "
@@ -156,6 +168,7 @@ class Tables:
     customers: pd.DataFrame | None = None
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
+    events: pd.DataFrame | None = None
 
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
@@ -653,11 +666,12 @@ def validate_tables(
     sources: dict[str, str] | None = None,
     allow_empty: bool = False,
     date_styles: dict[str, dict[str, str]] | None = None,
+    events: pd.DataFrame | None = None,
 ) -> Tables:
     """Validate in-memory tables against the contract and return them typed, with contract column names.
 
     Args:
-        transactions, tickets, customers: raw frames in the user's column names.
+        transactions, tickets, customers, events: raw frames in the user's column names.
         config: column mapping, date format and the bad-row policy.
         sources: names used in messages (file paths), per table; defaults to the table name.
         allow_empty: the tables are a part of the input (a customer partition): accept tables without rows or
@@ -683,25 +697,38 @@ def validate_tables(
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
         checks["tickets"] = t
+    if events is not None:
+        checks["events"], excluded["events"] = _prepare(events, "events", sources, config, allow_empty, styles)
     frames: dict[str, pd.DataFrame] = {}
     for name in ("transactions", "customers"):
         if name in checks:
             frames[name], rej = checks[name].finish(config.on_bad_rows, allow_empty)
             all_rejects.append(rej)
-    if "tickets" in checks:
-        t = checks["tickets"]
-        known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
-        t.flag(t.df["customer_id"].notna().to_numpy() & ~_isin(t.df["customer_id"], known), "customer_id",
-               "belong to customers found in neither transactions nor customers")
-        frames["tickets"], rej = t.finish(config.on_bad_rows, allow_empty)
-        all_rejects.append(rej)
+    known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
+    for name in ("tickets", "events"):
+        if name in checks:
+            frames[name], rej = _finish_owned(checks[name], known, config.on_bad_rows, allow_empty)
+            all_rejects.append(rej)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
     excluded = {t: counts for t, counts in excluded.items() if counts}
-    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects, excluded)
+    tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
+                    excluded=excluded, events=frames.get("events"))
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables
+
+
+def _finish_owned(check: _Checker, known: list[pd.Series], mode: str, part: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events):
+    rows of other customers are bad rows; event types are read in lower case."""
+    ids = check.df["customer_id"]
+    check.flag(ids.notna().to_numpy() & ~_isin(ids, known), "customer_id",
+               "belong to customers found in neither transactions nor customers")
+    frame, rejects = check.finish(mode, part)
+    if "event_type" in frame:
+        frame["event_type"] = frame["event_type"].str.lower()
+    return frame, rejects
 
 
 @dataclass(frozen=True)
@@ -811,14 +838,16 @@ def load_tables(
     *,
     config: DataConfig,
     feature_inputs_only: bool = False,
+    events: str | Path | DbSource | None = None,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
     :func:`validate_tables`); ``feature_inputs_only``: of a database table, read only the columns the features
     use."""
     raw = {"transactions": _read(transactions, "transactions", config, feature_inputs_only)}
     sources = {"transactions": str(transactions)}
-    for name, path in (("tickets", tickets), ("customers", customers)):
+    for name, path in (("tickets", tickets), ("customers", customers), ("events", events)):
         if path is not None:
             raw[name] = _read(path, name, config, feature_inputs_only)
             sources[name] = str(path)
-    return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config, sources=sources)
+    return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config,
+                           sources=sources, events=raw.get("events"))

@@ -21,6 +21,12 @@ over months):
   never resolved, or CSAT <= 2) and the three after it, higher in the first three months after signup,
   lower for loyalty members and NPS promoters, higher for detractors. Churned customers neither buy nor open
   tickets. After a bad experience customers also buy less for a while, a visible slow-down before leaving.
+* **Events** (drawn from their own random stream, so the other tables are the same with or without them):
+  web visits (a ``visit`` with the session's duration, page views minutes apart, no session id: the gap rule
+  finds the sessions) and app sessions (with a ``session_id``), some with an item added to the cart, more for
+  customers who buy more; two marketing emails a month, opened and clicked at each customer's own rate. Most
+  customers drift before they leave: their visits and email opens fall over the two months before the month
+  they churn in, so engagement leads the last purchase; after churning they barely visit or open at all.
 
 The customers table is a static snapshot of attributes: nothing in it is derived from later behaviour, so
 a model trained on earlier cut-offs cannot read churn off it.
@@ -63,15 +69,21 @@ _HOUR_P = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3, 3.2, 3.4,
 _HOUR_P = _HOUR_P / _HOUR_P.sum()
 _DAY_S = 86_400
 _NAT = np.iinfo(np.int64).min
+_NEVER = 1 << 20  # the churn month of a customer who never churns
+_DRIFT = np.array([0.15, 0.3, 0.55])  # engagement in the churn month and the two before, for drifting customers
+_EVENT_TYPES = np.array(["visit", "app_session", "page_view", "cart_add", "email_sent", "email_open", "email_click"])
+_EVENT_CHANNELS = np.array(["web", "app", "email"])
 
 
 @dataclass(frozen=True)
 class DemoData:
-    """The three input tables of the data contract, in contract column names and types."""
+    """The input tables of the data contract, in contract column names and types (``events``: None when not
+    generated)."""
 
     transactions: pd.DataFrame
     tickets: pd.DataFrame
     customers: pd.DataFrame
+    events: pd.DataFrame | None = None
 
 
 def _take(values: np.ndarray | pa.Array, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -104,7 +116,7 @@ def _moments(rng: np.random.Generator, day_lo: np.ndarray, day_hi: np.ndarray, h
 
 def generate_demo_data(
     n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31",
-    churn_scale: float = 1.0,
+    churn_scale: float = 1.0, events: bool = False,
 ) -> DemoData:
     """Simulate ``n_customers`` customers from ``start`` to ``end`` (both days inclusive).
 
@@ -114,9 +126,11 @@ def generate_demo_data(
         start: first day of the period (transactions and tickets fall on or after it).
         end: last day of the period.
         churn_scale: multiplies every customer's monthly churn hazard (1.0: the demo's world).
+        events: also generate the events table (off by default: it is the largest table and costs most of
+            the time).
 
     Returns:
-        The transactions, tickets and customers tables (see the module docstring for the world).
+        The transactions, tickets, customers and events tables (see the module docstring for the world).
 
     Raises:
         ValueError: ``n_customers`` below 1, ``end`` before ``start`` or ``churn_scale`` not positive.
@@ -132,7 +146,7 @@ def generate_demo_data(
     rng = np.random.default_rng(seed)
     cal = _Calendar.of(start_day, end_day)
     people = _People.draw(rng, n_customers, cal, churn_scale)
-    order_parts, ticket_parts = _simulate(rng, people, cal)
+    order_parts, ticket_parts, churn_month = _simulate(rng, people, cal)
     end_s = int(cal.hi[-1]) * _DAY_S
     first_lo = np.maximum(people.signup_day, cal.lo[0])  # first possible day of activity: none before signup
     customer_ids = _ids("C", n_customers)
@@ -140,9 +154,11 @@ def generate_demo_data(
     transactions = _transactions(rng, customer_ids, cust, month, cal, people, first_lo, end_s)
     tickets = _tickets(rng, customer_ids, ticket_parts, cal, first_lo, end_s)
     customers = _customers(rng, customer_ids, people)
-    logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n_customers, len(transactions),
-                len(tickets), time.perf_counter() - began)
-    return DemoData(transactions, tickets, customers)
+    ev = _events(np.random.default_rng([seed, 1]), customer_ids, people, cal, churn_month, first_lo, end_s) \
+        if events else None
+    logger.info("demo data: %d customers, %d transactions, %d tickets, %d events in %.1fs", n_customers,
+                len(transactions), len(tickets), 0 if ev is None else len(ev), time.perf_counter() - began)
+    return DemoData(transactions, tickets, customers, ev)
 
 
 @dataclass(frozen=True)
@@ -202,11 +218,13 @@ class _People:
 
 
 def _simulate(rng: np.random.Generator, people: _People, cal: _Calendar
-              ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, ...]]]:
-    """Month by month: each live customer's orders and support tickets, and who churns; a bad support
-    experience puts a customer off buying and raises their churn hazard for three months."""
+              ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, ...]], np.ndarray]:
+    """Month by month: each live customer's orders and support tickets, and who churns (the month each customer
+    churned in, ``_NEVER`` for those who did not); a bad support experience puts a customer off buying and
+    raises their churn hazard for three months."""
     n = len(people.rate)
     alive = np.ones(n, dtype=bool)
+    churn_month = np.full(n, _NEVER)
     last_bad = np.full(n, -99)  # month of the latest bad support experience
     order_parts: list[tuple[np.ndarray, np.ndarray]] = []
     ticket_parts: list[tuple[np.ndarray, ...]] = []
@@ -223,8 +241,10 @@ def _simulate(rng: np.random.Generator, people: _People, cal: _Calendar
         ticket_parts.append(tickets)
         new = cal.lo[m] - people.signup_day < 91
         hazard = people.base_hazard * np.where(m - last_bad <= 3, 4.0, 1.0) * np.where(new, 1.5, 1.0)
-        alive &= ~(active & (rng.uniform(size=n) < hazard * (cal.hi[m] - cal.lo[m]) / 30.4))
-    return order_parts, ticket_parts
+        quits = active & (rng.uniform(size=n) < hazard * (cal.hi[m] - cal.lo[m]) / 30.4)
+        churn_month[quits] = m
+        alive &= ~quits
+    return order_parts, ticket_parts, churn_month
 
 
 def _month_tickets(rng: np.random.Generator, nt: np.ndarray, m: int, cal: _Calendar, nps: np.ndarray
@@ -323,8 +343,88 @@ def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple
     })
 
 
+def _engagement(people: _People, churn_month: np.ndarray, drifts: np.ndarray, m: int) -> np.ndarray:
+    """Each customer's engagement in month ``m``: 1 while buying, falling over the churn month and the two
+    before for the ``drifts`` customers, 0.05 after churning, 0 before signing up."""
+    lead = churn_month - m
+    level = np.where(lead < 0, 0.05, 1.0)
+    close = drifts & (lead >= 0) & (lead < len(_DRIFT))
+    level[close] = _DRIFT[lead[close]]
+    return level * (people.signup_month <= m)
+
+
+def _events(rng: np.random.Generator, customer_ids: pa.Array, people: _People, cal: _Calendar,
+            churn_month: np.ndarray, first_lo: np.ndarray, end_s: int) -> pd.DataFrame:
+    """The events table: site and app sessions and marketing emails, month by month (see the module
+    docstring), only before the end of the period."""
+    n = len(people.rate)
+    drifts = rng.uniform(size=n) < 0.7
+    visit_rate = (0.4 + 1.5 * people.rate) * rng.gamma(2.0, 0.5, n)
+    open_p = rng.beta(3.0, 4.0, n)
+    sessions, emails = [], []
+    for m in range(len(cal.lo)):
+        level = _engagement(people, churn_month, drifts, m)
+        k = rng.poisson(visit_rate * level * cal.season[m])
+        who = np.repeat(np.arange(n), k)
+        sessions.append((who, np.full(who.size, m, dtype=np.int16)))
+        listed = np.repeat(np.arange(n), 2 * (people.signup_month <= m))  # two emails a month to everyone signed up
+        emails.append((listed, np.full(listed.size, m, dtype=np.int16),
+                       rng.uniform(size=listed.size) < open_p[listed] * level[listed]))
+    parts = [_session_rows(rng, *(np.concatenate(p) for p in zip(*sessions, strict=True)), people, cal, first_lo),
+             _email_rows(rng, *(np.concatenate(p) for p in zip(*emails, strict=True)), cal, first_lo)]
+    cust, ts, kind, duration, channel, session = (np.concatenate(c) for c in zip(*parts, strict=True))
+    keep = ts < end_s
+    session = session[keep]
+    ids = pc.take(_ids("A", max(int(session.max(initial=0)) + 1, 1)), pa.array(session, mask=session < 0))
+    return pd.DataFrame({
+        "customer_id": _take(customer_ids, cust[keep]),
+        "timestamp": _datetimes(ts[keep]),
+        "event_type": _take(_EVENT_TYPES, kind[keep]),
+        "duration_seconds": duration[keep],
+        "channel": _take(_EVENT_CHANNELS, channel[keep]),
+        "session_id": pd.array(ids, dtype="str"),
+    })
+
+
+def _session_rows(rng: np.random.Generator, cust: np.ndarray, month: np.ndarray, people: _People, cal: _Calendar,
+                  first_lo: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each session's rows: its start (``visit`` on the web, ``app_session`` in the app, with the session's
+    duration), page views a few minutes apart and, for some, an item added to the cart; app sessions carry a
+    session id."""
+    n = cust.size
+    app = rng.uniform(size=n) < np.where(people.fav_channel[cust] == 2, 0.8, 0.15)
+    start = _moments(rng, np.maximum(first_lo[cust], cal.lo[month]), cal.hi[month], rng.choice(24, n, p=_HOUR_P))
+    duration = np.round(rng.lognormal(np.log(240.0), 0.8, n))
+    views = rng.poisson(1.0, n)
+    at = np.repeat(np.arange(n), views)
+    step = np.arange(at.size) - np.repeat(np.cumsum(views) - views, views) + 1  # 1.. within each session
+    view_ts = start[at] + step * rng.integers(30, 600, n)[at]
+    cart = np.flatnonzero(rng.uniform(size=n) < 0.15)
+    rows = np.concatenate([np.arange(n), at, cart])
+    kind = np.concatenate([app.astype(np.int8), np.full(at.size, 2, np.int8), np.full(cart.size, 3, np.int8)])
+    return (cust[rows], np.concatenate([start, view_ts, start[cart] + (duration[cart] // 2).astype(np.int64)]),
+            kind, np.concatenate([duration, np.full(at.size + cart.size, np.nan)]), app[rows].astype(np.int8),
+            np.where(app, np.arange(n), -1)[rows])
+
+
+def _email_rows(rng: np.random.Generator, cust: np.ndarray, month: np.ndarray, opened: np.ndarray, cal: _Calendar,
+                first_lo: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Marketing emails sent in the morning, opened hours later by some, clicked by a third of those."""
+    n = cust.size
+    sent = _moments(rng, np.maximum(first_lo[cust], cal.lo[month]), cal.hi[month], rng.integers(8, 11, n))
+    opens = np.flatnonzero(opened)
+    open_ts = sent[opens] + np.round(rng.lognormal(np.log(6 * 3600.0), 1.0, opens.size)).astype(np.int64)
+    clicks = opens[rng.uniform(size=opens.size) < 0.3]
+    click_ts = open_ts[np.isin(opens, clicks)] + rng.integers(5, 300, clicks.size)
+    rows = np.concatenate([np.arange(n), opens, clicks])
+    kind = np.repeat(np.array([4, 5, 6], dtype=np.int8), [n, opens.size, clicks.size])
+    return (cust[rows], np.concatenate([sent, open_ts, click_ts]), kind, np.full(rows.size, np.nan),
+            np.full(rows.size, 2, dtype=np.int8), np.full(rows.size, -1, dtype=np.int64))
+
+
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write ``transactions``, ``tickets`` and ``customers`` as ``<name>.<fmt>`` into ``out_dir``, each atomically.
+    """Write ``transactions``, ``tickets``, ``customers`` and ``events`` (when generated) as ``<name>.<fmt>`` into
+    ``out_dir``, each atomically.
 
     Args:
         data: the tables to write.
@@ -340,7 +440,7 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
-            for name in ("transactions", "tickets", "customers")}
+            for name in ("transactions", "tickets", "customers", "events") if getattr(data, name) is not None}
 
 
 # -- the same world as a line-item shop export, shaped like the public "Online Retail" data set ---------------

@@ -98,22 +98,25 @@ def dask_client(scheduler: str | None, workers: int | None, *, on_step: Callable
 
 def read_on_cluster(client: Client, transactions: Path, tickets: Path | None, customers: Path | None,
                     config: DataConfig, *, partitions: int | None = None, feature_inputs_only: bool = False,
-                    on_step: Callable = _quiet, on_note: Callable = _quiet) -> DaskTables:
+                    on_step: Callable = _quiet, on_note: Callable = _quiet, events: Path | None = None
+                    ) -> DaskTables:
     """Read, validate and partition the input by customer on the cluster (see ``read_tables_dask``)."""
     from churnguard.engines.dask import read_tables_dask
 
     on_step("Reading, validating and partitioning the input by customer on the cluster")
     dtables = read_tables_dask(transactions, tickets, customers, config=config, client=client,
-                               npartitions=partitions, feature_inputs_only=feature_inputs_only)
+                               npartitions=partitions, feature_inputs_only=feature_inputs_only, events=events)
     on_note(dtables.summary())
     return dtables
 
 
 @contextmanager
-def _on_cluster(paths: tuple[Path, Path | None, Path | None], config: DataConfig, scheduler: str | None,
+def _on_cluster(paths: tuple[Path, Path | None, Path | None, Path | None], config: DataConfig, scheduler: str | None,
                 workers: int | None, on_step: Callable, on_note: Callable, **read: object) -> Iterator[DaskTables]:
+    """The tables (transactions, tickets, customers, events) read on a cluster, closed on exit."""
     with (dask_client(scheduler, workers, on_step=on_step, on_note=on_note) as client,
-          read_on_cluster(client, *paths, config, on_step=on_step, on_note=on_note, **read) as dtables):
+          read_on_cluster(client, *paths[:3], config, on_step=on_step, on_note=on_note, events=paths[3],
+                          **read) as dtables):
         yield dtables
 
 
@@ -139,7 +142,7 @@ class FeaturesResult:
 def build_features_from_files(engine: str, transactions: Path, tickets: Path | None, customers: Path | None, *,
                               as_of: str, out: Path, config: Config, scheduler: str | None = None,
                               workers: int | None = None, on_step: Callable = _quiet,
-                              on_note: Callable = _quiet) -> FeaturesResult:
+                              on_note: Callable = _quiet, events: Path | None = None) -> FeaturesResult:
     """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically."""
     from churnguard._io import write_table
     from churnguard.features import to_day
@@ -148,7 +151,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     if engine == "dask":
         from churnguard.engines.dask import features_and_unseen_dask
 
-        with _on_cluster((transactions, tickets, customers), config.data, scheduler, workers, on_step,
+        with _on_cluster((transactions, tickets, customers, events), config.data, scheduler, workers, on_step,
                          on_note) as dtables:
             on_step(f"Building features as of {as_of} on the cluster")
             feats, unseen = features_and_unseen_dask(dtables, as_of, config.features)
@@ -158,7 +161,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         from churnguard.features import build_features
 
         on_step("Reading and validating input")
-        tables = load_tables(transactions, tickets, customers, config=config.data)
+        tables = load_tables(transactions, tickets, customers, config=config.data, events=events)
         on_step(f"Building features as of {as_of}")
         feats = build_features(tables, as_of, config.features)
         unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects
@@ -171,7 +174,7 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                      budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
                      reject_bad_rows: bool = False, partitions: int | None = None, scheduler: str | None = None,
                      workers: int | None = None, data_config: DataConfig | None = None,
-                     on_step: Callable = _quiet, on_note: Callable = _quiet) -> ScoreResult:
+                     on_step: Callable = _quiet, on_note: Callable = _quiet, events: Path | None = None) -> ScoreResult:
     """Score the customers in the files and write ``out`` atomically; the result holds the summary columns
     of the scores (the full rows are in ``out``), the rejects and the drift sample.
 
@@ -187,17 +190,17 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
     if engine == "dask":
         from churnguard.engines.dask import score_dask
 
-        with _on_cluster((transactions, tickets, customers), data_config, scheduler, workers, on_step, on_note,
-                         partitions=partitions, feature_inputs_only=True) as dtables:
+        with _on_cluster((transactions, tickets, customers, events), data_config, scheduler, workers, on_step,
+                         on_note, partitions=partitions, feature_inputs_only=True) as dtables:
             on_step("scoring on the cluster")
             return score_dask(model, dtables, as_of, playbook, out=out, on_step=on_step, **choice)
-    if any(isinstance(p, DbSource) for p in (transactions, tickets, customers)):
-        return _score_db_tables(model, (transactions, tickets, customers), data_config, partitions, as_of=as_of,
-                                out=out, playbook=playbook, on_step=on_step, **choice)
+    if any(isinstance(p, DbSource) for p in (transactions, tickets, customers, events)):
+        return _score_db_tables(model, (transactions, tickets, customers, events), data_config, partitions,
+                                as_of=as_of, out=out, playbook=playbook, on_step=on_step, **choice)
     from churnguard.engines.local import score_files
 
     on_step("scoring")
-    return score_files(model, transactions=transactions, tickets=tickets, customers=customers, out=out,
+    return score_files(model, transactions=transactions, tickets=tickets, customers=customers, events=events, out=out,
                        playbook=playbook, data_config=data_config, as_of=as_of, partitions=partitions,
                        on_partition=lambda done, total: on_step(f"partition {done}/{total}", done, total),
                        **choice)
@@ -215,7 +218,7 @@ def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, 
     if partitions is not None:
         raise ValueError("--partitions is not yet supported with database tables: they are scored in memory")
     on_step("Reading and validating input")
-    tables = load_tables(*inputs, config=data_config, feature_inputs_only=True)
+    tables = load_tables(*inputs[:3], config=data_config, feature_inputs_only=True, events=inputs[3])
     on_step("scoring")
     result = score_tables(model, tables, as_of, playbook, **choice)
     write_table(result.scores, out)
@@ -225,7 +228,8 @@ def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, 
 def train_from_files(engine: str, transactions: Path | None, tickets: Path | None, customers: Path | None, *,
                      config: Config, config_text: str, model_out: Path, as_of: str | None = None,
                      demo_customers: int = 5000, scheduler: str | None = None, workers: int | None = None,
-                     on_step: Callable = _quiet, on_note: Callable = _quiet) -> tuple[TrainResult, pd.DataFrame]:
+                     on_step: Callable = _quiet, on_note: Callable = _quiet, events: Path | None = None
+                     ) -> tuple[TrainResult, pd.DataFrame]:
     """Train, evaluate, save and track a model on the files (the local engine without files: on generated demo
     data); returns the training result and the input rows set aside."""
     if engine == "dask":
@@ -234,7 +238,7 @@ def train_from_files(engine: str, transactions: Path | None, tickets: Path | Non
         if transactions is None:
             raise ValueError("--engine dask trains on files: give --transactions (write demo files with "
                              "'churnguard demo-data')")
-        with _on_cluster((transactions, tickets, customers), config.data, scheduler, workers, on_step,
+        with _on_cluster((transactions, tickets, customers, events), config.data, scheduler, workers, on_step,
                          on_note) as dtables:
             on_step("training on the cluster")
             return train_dask(dtables, config, model_out=model_out, as_of=as_of, config_text=config_text,
@@ -242,19 +246,20 @@ def train_from_files(engine: str, transactions: Path | None, tickets: Path | Non
     from churnguard.training.run import run_training
 
     on_step("Reading and validating input")
-    tables = _local_tables(transactions, tickets, customers, config, demo_customers, on_note)
+    tables = _local_tables((transactions, tickets, customers, events), config, demo_customers, on_note)
     return run_training(tables, config, model_out=model_out, as_of=as_of, config_text=config_text,
                         on_step=on_step), tables.rejects
 
 
-def _local_tables(transactions: Path | None, tickets: Path | None, customers: Path | None, config: Config,
-                  demo_customers: int, on_note: Callable):
+def _local_tables(paths: tuple[Path | None, ...], config: Config, demo_customers: int, on_note: Callable):
+    """The tables of the paths (transactions, tickets, customers, events), or without transactions the demo's."""
     from churnguard.dataset import load_tables, validate_tables
 
+    transactions, tickets, customers, events = paths
     if transactions is not None:
-        return load_tables(transactions, tickets, customers, config=config.data)
-    if tickets or customers:
-        raise ValueError("--tickets and --customers need --transactions")
+        return load_tables(transactions, tickets, customers, config=config.data, events=events)
+    if tickets or customers or events:
+        raise ValueError("--tickets, --customers and --events need --transactions")
     from churnguard.demo import generate_demo_data
 
     demo = generate_demo_data(demo_customers, seed=7)

@@ -53,6 +53,7 @@ def score_files(
     tickets: Path | None,
     customers: Path | None,
     out: Path,
+    events: Path | None = None,
     playbook: Playbook,
     data_config: DataConfig,
     as_of: str | pd.Timestamp | None = None,
@@ -73,7 +74,7 @@ def score_files(
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
-    paths = {"transactions": transactions, "tickets": tickets, "customers": customers}
+    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
     sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True)
     n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None])
     with work_dir(Path(out).parent) as work:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHECK_ORDER = ("transactions", "customers", "tickets")  # the order validate_tables checks the tables in
+CHECK_ORDER = ("transactions", "customers", "tickets", "events")  # the order validate_tables checks the tables in
 BLOCK_BYTES = 64 * 2**20  # about how many bytes of a file one chunk holds
 
 
@@ -332,7 +332,8 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
     names = {t: s.name for t, s in spec.sources.items()}
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
-                                     sources=names, allow_empty=True, date_styles=spec.styles)
+                                     sources=names, allow_empty=True, date_styles=spec.styles,
+                                     events=frames.get("events"))
     rejects = tables.rejects.copy()
     if not rejects.empty:
         order = rejects["row"].to_numpy(dtype=np.int64)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnguard.features import kernel as k
+from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
 
 if TYPE_CHECKING:
@@ -69,6 +70,34 @@ class _Encoded:
     amount: np.ndarray
     order_group: np.ndarray  # per row: a label shared by the purchase (or refund) rows of one order, else -1
     block_rows: list[np.ndarray]  # transaction rows of each block of _BLOCK ids, in row order
+    events: _Events | None = None
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The events table as integer arrays: customer position in ``_Encoded.ids``, timestamp (ns), its day
+    number, and the kernel's codes of event type, channel and session id; duration in seconds (NaN: none)."""
+
+    cid: np.ndarray
+    time: np.ndarray
+    day: np.ndarray
+    kind: np.ndarray
+    duration: np.ndarray
+    channel: np.ndarray
+    session: np.ndarray
+
+    @classmethod
+    def of(cls, events: pd.DataFrame, cid: np.ndarray) -> _Events:
+        time = events["timestamp"].to_numpy().astype("datetime64[ns]")
+        n = len(events)
+        duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
+            if "duration_seconds" in events else np.full(n, np.nan)
+        channel = channel_codes(events["channel"].to_numpy(dtype=object)) if "channel" in events \
+            else np.full(n, -1, dtype=np.int8)
+        session = pd.factorize(events["session_id"])[0].astype(np.int64) if "session_id" in events \
+            else np.full(n, -1, dtype=np.int64)
+        kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
+        return cls(cid, time.view("int64"), _day_numbers(time), kind, duration, channel, session)
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -214,22 +243,24 @@ def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
 
 
 def _encode(tables: Tables) -> _Encoded:
-    frames = [f for f in (tables.transactions, tables.tickets, tables.customers) if f is not None]
+    named = {name: f for name, f in (("transactions", tables.transactions), ("tickets", tables.tickets),
+                                     ("customers", tables.customers), ("events", tables.events)) if f is not None}
     tx = tables.transactions
     tx_time = tx["timestamp"].to_numpy()
     amount = tx["amount"].to_numpy(dtype="float64")
     # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
-        ids, positions = _encode_ids([f["customer_id"] for f in frames])
-        tx_id = positions[0]
+        ids, positions = _encode_ids([f["customer_id"] for f in named.values()])
+        at = dict(zip(named, positions, strict=True))
+        tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
         days = _day_numbers(tx_time)
         groups = keys.result().groups(tx, tx_id)
         block_rows = blocks.result()
-    tk_id = positions[1] if tables.tickets is not None else None
-    cu_id = positions[-1] if tables.customers is not None else None
-    return _Encoded(tables, ids, tx_id, tk_id, cu_id, tx_time, days, amount, groups, block_rows)
+    events = _Events.of(tables.events, at["events"]) if "events" in at else None
+    return _Encoded(tables, ids, tx_id, at.get("tickets"), at.get("customers"), tx_time, days, amount, groups,
+                    block_rows, events)
 
 
 @dataclass(frozen=True)
@@ -437,6 +468,17 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
     return k.attribute_features(known, free, kinds, _day_numbers(np.datetime64(as_of))), kinds
 
 
+def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, n: int, recency: np.ndarray,
+                cfg: FeatureConfig) -> dict:
+    """The kernel's engagement features from the events of the known customers on or before ``as_of``."""
+    pos = where[ev.cid]
+    keep = np.flatnonzero((pos >= 0) & (ev.time < (as_of + _DAY).value))
+    age = (_day_numbers(np.datetime64(as_of)) - ev.day[keep]).astype("float64")
+    arrays = EventArrays(pos[keep], age, ev.time[keep], ev.kind[keep], ev.duration[keep], ev.channel[keep],
+                         ev.session[keep])
+    return engagement_features(n, arrays, recency, cfg)
+
+
 def known_listed(tables: Tables, as_of: pd.Timestamp) -> np.ndarray:
     """Which rows of the customers table are customers known at ``as_of``: signed up by then (or without a
     signup date), or with a transaction or ticket on or before it."""
@@ -526,8 +568,10 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
         oldest = [p[2] for p in parts if p[2] is not None]
         lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
     del parts
+    engagement = None if enc.events is None else _engagement(enc.events, where, as_of, len(customers),
+                                                             purchase["recency_days"], config)
     cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=config,
-                     lifespan_years=lifespan)
+                     lifespan_years=lifespan, engagement=engagement)
     if population is None:
         state = Population(lifespan, k.vip_threshold(cols["cltv"], config.vip_quantile), attributes=kinds)
     else:

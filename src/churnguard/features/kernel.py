@@ -10,6 +10,8 @@ cut-off day has age 0. Every function here receives only events on or before ``a
 opened before the end of that day), and ticket facts that became known later (a reply, a resolution, a CSAT
 answer) are masked out with the instant cut-off ``end`` (the end of the ``as_of`` day).
 
+The engagement family (the events table) is in ``churnguard.features.engagement``; :func:`combine` joins it.
+
 What training learns about the whole population (lifespan, VIP cut-off, attribute kinds, BG/NBD parameters)
 comes in as :class:`churnguard.population.Population`, never re-derived here.
 """
@@ -512,7 +514,8 @@ def tenure_days(f: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def combine(purchase: dict[str, np.ndarray], support: dict[str, np.ndarray] | None,
             attributes: dict[str, np.ndarray] | None, *, population: Population | None, month: int,
-            cfg: FeatureConfig, lifespan_years: float | None = None) -> dict[str, np.ndarray]:
+            cfg: FeatureConfig, lifespan_years: float | None = None,
+            engagement: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every feature column from the families: CLTV, tickets per order, tenure, the value tier (a boolean
     ``is_vip``), the calendar month and, when the population has BG/NBD parameters, the BG/NBD features.
 
@@ -524,6 +527,7 @@ def combine(purchase: dict[str, np.ndarray], support: dict[str, np.ndarray] | No
         month: the month of ``as_of``.
         cfg: feature settings.
         lifespan_years: the lifespan to use (default: the population's).
+        engagement: ``churnguard.features.engagement.engagement_features`` (None without events).
     """
     cols = dict(purchase)
     n = len(cols["n_orders"])
@@ -534,6 +538,8 @@ def combine(purchase: dict[str, np.ndarray], support: dict[str, np.ndarray] | No
         cols["tickets_per_order"] = ratio(support["tickets_total"], cols["n_orders"])
     if attributes is not None:
         cols |= attributes
+    if engagement is not None:
+        cols |= engagement
     cols["tenure_days"] = tenure_days(cols)
     threshold = vip_threshold(cols["cltv"], cfg.vip_quantile) if population is None else population.vip_cltv_threshold
     cols["value_tier"] = is_vip(cols["cltv"], threshold)

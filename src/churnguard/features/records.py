@@ -1,6 +1,7 @@
 """Features of a few customers given as plain records (the HTTP server's input), through the same kernel.
 
-A customer is a :class:`CustomerRecords`: transaction and ticket dicts, and the customers-table attributes.
+A customer is a :class:`CustomerRecords`: transaction, ticket and event dicts, and the customers-table
+attributes.
 Records read like the rows of the contract tables after validation: timestamps naive UTC, an ``order_id``
 that is blank counts as missing. Attributes stand for the customer's row in the customers table: a customer
 without any is not listed there. Validation is the caller's job (the server's request models).
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from churnguard.features import kernel as k
+from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 
 if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
@@ -34,6 +36,7 @@ class CustomerRecords:
     transactions: Sequence[Mapping[str, Any]] = ()
     tickets: Sequence[Mapping[str, Any]] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    events: Sequence[Mapping[str, Any]] | None = None  # None: no events table; () a customer without events
 
 
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -99,8 +102,39 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     purchase = k.purchase_features(n, orders, refunds, cfg)
     support = _support(tk, where, day, end, n, cfg)
     attrs = _attributes([c for c, kept in zip(customers, known, strict=True) if kept], day, population)
-    cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=cfg)
+    engagement = _engagement(customers, known, where, day, end, n, purchase["recency_days"], cfg)
+    cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=cfg,
+                     engagement=engagement)
     return known, cols
+
+
+def _engagement(customers: Sequence[CustomerRecords], known: np.ndarray, where: np.ndarray, day: int,
+                end: datetime, n: int, recency: np.ndarray, cfg: FeatureConfig) -> dict | None:
+    """The engagement features of the known customers' events before ``end``: None when no customer has an
+    events list (no events table), unknown (NaN) for the customers without one."""
+    if all(c.events is None for c in customers):
+        return None
+    ev = [(where[i], e) for i, c in enumerate(customers) if known[i] for e in c.events or () if e["timestamp"] < end]
+    times = _times([e["timestamp"] for _, e in ev]).astype("datetime64[ns]")
+    session_ids = [_session_key(e.get("session_id")) for _, e in ev]
+    lookup: dict[str, int] = {}
+    session = np.array([-1 if s is None else lookup.setdefault(s, len(lookup)) for s in session_ids], dtype=np.int64)
+    arrays = EventArrays(
+        np.array([p for p, _ in ev], dtype=np.intp), (day - k.day_numbers(times)).astype("float64"),
+        times.view("int64"), event_type_codes(np.array([e["event_type"] for _, e in ev], dtype=object)),
+        np.array([np.nan if e.get("duration_seconds") is None else float(e["duration_seconds"]) for _, e in ev],
+                 dtype="float64"),
+        channel_codes(np.array([e.get("channel") for _, e in ev], dtype=object)), session)
+    f = engagement_features(n, arrays, recency, cfg)
+    unknown = np.array([c.events is None for c, kept in zip(customers, known, strict=True) if kept], dtype=bool)
+    for values in f.values():  # a customer sent without events has them unknown, whoever is scored along
+        values[unknown] = np.nan
+    return f
+
+
+def _session_key(value: Any) -> str | None:
+    text = None if value is None else str(value).strip()
+    return text or None
 
 
 def _support(tk: list, where: np.ndarray, day: int, end: datetime, n: int, cfg: FeatureConfig) -> dict:

@@ -102,6 +102,10 @@ class RetentionReport:
         active_days: the activity window used.
         extra_sections: section title -> HTML fragment, appended to the HTML as they are (trusted).
         drift: a model's drift check, shown as the last section of the HTML (None: no section).
+        engagement: with an events table, one row per period: ``active_visitors`` (customers with a visit:
+            a site or app session, ``churnguard.features.engagement.sessions``, starting in the period),
+            ``visits``, ``minutes_on_site_per_visitor``, ``emails_sent`` and the % of them opened
+            (``email_open_rate``) and clicked (``email_click_rate``) counting opens and clicks in the period.
     """
 
     kpis: pd.DataFrame
@@ -113,6 +117,7 @@ class RetentionReport:
     active_days: int = 365
     extra_sections: dict[str, str] = field(default_factory=dict)
     drift: DriftCheck | None = None
+    engagement: pd.DataFrame | None = None
 
     def summary(self) -> str:
         """The headline numbers of the latest complete period in one line, naming a partial last period."""
@@ -139,6 +144,8 @@ class RetentionReport:
                          for t, b in _charts(self))
         tables = [("KPIs", self.kpis), ("Lifecycle stages at period end", self.lifecycle),
                   ("Cohort retention (% of cohort purchasing, by months since first purchase)", self.cohorts)]
+        if self.engagement is not None:
+            tables.insert(1, ("Engagement: visits, time on site and email", self.engagement))
         body = "".join(f"<h2>{html.escape(t)}</h2><div class=wide>" + _table_html(frame) + "</div>"
                        for t, frame in tables)
         sections = dict(self.extra_sections)
@@ -181,6 +188,7 @@ def build_report(
     max_lifespan_years: float = 10.0,
     extra_sections: Mapping[str, str] | None = None,
     drift: DriftCheck | None = None,
+    session_gap_minutes: float = 30.0,
 ) -> RetentionReport:
     """Compute the retention KPIs, lifecycle stages and cohort matrix of ``tables`` (every definition is in
     :class:`RetentionReport`).
@@ -192,6 +200,7 @@ def build_report(
         max_lifespan_years: cap on the expected lifespan (and so on CLTV) for periods with little churn.
         extra_sections: title -> HTML fragment to append to the HTML report.
         drift: a model's drift check (``churnguard.scoring.tables_drift``) for the HTML report.
+        session_gap_minutes: the session rule of the engagement section (``features.session_gap_minutes``).
 
     Raises:
         ValueError: unknown ``period``, non-positive ``active_days`` or cap, or no purchases at all.
@@ -224,6 +233,7 @@ def build_report(
         nps=None if nps_scores is None else net_promoter_score(nps_scores),
         nps_answers=0 if nps_scores is None else int(nps_scores.notna().sum()),
         period=period, active_days=active_days, extra_sections=dict(extra_sections or {}), drift=drift,
+        engagement=None if tables.events is None else _engagement_kpis(tables.events, periods, session_gap_minutes),
     )
 
 
@@ -269,15 +279,17 @@ def _add_money_kpis(k: pd.DataFrame, tx: pd.DataFrame, buys: pd.DataFrame, perio
 
 
 def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.html``, ``kpis.csv``, ``lifecycle.csv`` and ``cohorts.csv`` into ``out_dir``.
+    """Write ``report.html``, ``kpis.csv``, ``lifecycle.csv``, ``cohorts.csv`` (and with events
+    ``engagement.csv``) into ``out_dir``.
 
     Each file goes to a temporary file beside it and is then moved into place, so a crash never leaves a
     half-written file under its final name. Returns name (``report``, ``kpis``, ...) -> path.
     """
     out = Path(out_dir)
-    paths = {name: write_table(frame.reset_index().rename(columns=str), out / f"{name}.csv")
-             for name, frame in (("kpis", report.kpis), ("lifecycle", report.lifecycle),
-                                 ("cohorts", report.cohorts))}
+    frames = [("kpis", report.kpis), ("lifecycle", report.lifecycle), ("cohorts", report.cohorts)]
+    if report.engagement is not None:
+        frames.append(("engagement", report.engagement))
+    paths = {name: write_table(frame.reset_index().rename(columns=str), out / f"{name}.csv") for name, frame in frames}
     paths["report"] = atomic_write_text(out / "report.html", report.to_html())
     return paths
 
@@ -344,6 +356,43 @@ def _ticket_kpis(tickets: pd.DataFrame, freq: str) -> dict[str, pd.Series]:
         answered = tickets.dropna(subset=["first_response_at"])
         hours = (answered["first_response_at"] - answered["opened_at"]) / pd.Timedelta(hours=1)
         out["median_first_response_hours"] = hours.groupby(answered["opened_at"].dt.to_period(freq)).median()
+    return out
+
+
+def _engagement_kpis(events: pd.DataFrame, periods: pd.PeriodIndex, gap_minutes: float) -> pd.DataFrame:
+    """The engagement section (see :class:`RetentionReport`): sessions by the feature kernel's rule, each
+    counted in the period of its first event."""
+    from churnguard.features.engagement import (
+        EVENT_TYPES,
+        EventArrays,
+        channel_codes,
+        event_type_codes,
+        sessions,
+    )
+
+    time = events["timestamp"].to_numpy().astype("datetime64[ns]")
+    day = _days(time)
+    kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
+    sid = pd.factorize(events["session_id"])[0] if "session_id" in events else np.full(len(events), -1)
+    duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
+        if "duration_seconds" in events else np.full(len(events), np.nan)
+    ev = EventArrays(pd.factorize(events["customer_id"])[0], (day.max() - day).astype("float64"), time.view("int64"),
+                     kind, duration, channel_codes(np.full(len(events), None, dtype=object)), sid.astype(np.int64))
+    spos, sage, seconds = sessions(ev, gap_minutes)
+    start = pd.Series(pd.to_datetime(day.max() - sage.astype(np.int64), unit="D")).dt.to_period(periods.freq)
+    visits = pd.DataFrame({"p": start, "c": spos, "s": seconds})
+    out = pd.DataFrame(index=pd.Index(periods.astype(str), name="period"))
+    out["active_visitors"] = _align(visits.groupby("p")["c"].nunique(), periods, 0).astype("int64")
+    out["visits"] = _align(visits.groupby("p").size(), periods, 0).astype("int64")
+    out["minutes_on_site_per_visitor"] = _ratio(
+        pd.Series(_align(visits.groupby("p")["s"].sum(), periods, 0.0) / 60, index=out.index), out["active_visitors"])
+    by = pd.Series(time).dt.to_period(periods.freq)
+    counts = {t: _align(pd.Series(kind == EVENT_TYPES.index(t)).groupby(by).sum(), periods, 0)
+              for t in ("email_sent", "email_open", "email_click")}
+    out["emails_sent"] = counts["email_sent"].astype("int64")
+    sent = out["emails_sent"].astype("float64")
+    out["email_open_rate"] = _ratio(pd.Series(counts["email_open"], index=out.index, dtype="float64"), sent) * 100
+    out["email_click_rate"] = _ratio(pd.Series(counts["email_click"], index=out.index, dtype="float64"), sent) * 100
     return out
 
 

@@ -209,6 +209,7 @@ _NPS_GROUPS = {"detractor": "would not recommend us (NPS detractor: 0-6 out of 1
 _NO_RHYTHM = "too few purchases yet to know their buying rhythm"
 _NO_NPS = "no answer to 'would you recommend us?' (NPS)"
 _NO_CSAT = "no satisfaction rating yet"
+_NO_EVENTS = "no engagement data"
 
 PHRASES: dict[str, Phrase] = {
     # recent activity
@@ -280,6 +281,13 @@ PHRASES: dict[str, Phrase] = {
     "value_tier": Phrase("value tier", lambda w, v: "one of the most valuable customers (VIP)" if v in (1, "vip") else
                          "not among the most valuable customers", "value unknown"),
     "as_of_month": Phrase("calendar", lambda w, v: f"scored in {calendar.month_name[int(v)]}", "month unknown"),
+    # engagement (the events table); the windowed ones are in _engagement
+    "days_since_last_visit": Phrase("visits", lambda w, v: f"last visited {format_days(v)} ago", "no visit so far"),
+    "visits_since_last_order": Phrase("browsing", lambda w, v: "no visit since their last order" if v == 0 else
+                                      f"{_plural(v, 'visit')} without a purchase since their last order", _NO_EVENTS),
+    "emails_since_last_open": Phrase("email", lambda w, v: "opened their last email" if v == 0 else
+                                     "has not opened their last email" if v == 1 else
+                                     f"has not opened the last {format_number(v)} emails", "no email sent so far"),
 }
 
 _WINDOWED = {  # feature name prefix -> (topic, unit, sentence for none)
@@ -301,6 +309,59 @@ def _windowed(prefix: str, days: int) -> Phrase:
     return Phrase(topic, write, f"{none} in the last {days} days")
 
 
+_EVENT_NOUNS = {"visit": ("visit", None), "page_view": ("page view", None), "app_session": ("app session", None),
+                "cart_add": ("item added to the cart", "items added to the cart"), "email_sent": ("email sent", "emails sent"),
+                "email_open": ("email opened", "emails opened"), "email_click": ("email clicked", "emails clicked")}
+_CHANNEL_NAMES = {"web": "on the website", "app": "in the app", "email": "by email", "store": "in store"}
+
+
+def _fell(what: str, unit: str, days: int, ratio: float, last: float) -> str:
+    """How a count of the last ``days`` days compares with the ``days`` before (``ratio``: last / before): "visits
+    fell from 12 to 2 a month"."""
+    if ratio == 0 or math.isnan(last):
+        return _change(ratio, what, days)
+    before = last / ratio
+    if round(before) == round(last):
+        return f"{what} steady at {format_number(round(last))}{unit} {'a month' if days == 30 else f'per {days} days'}"
+    direction = "fell" if ratio < 1 else "rose"
+    span = "a month" if days == 30 else f"in the last {days} days against the {days} before"
+    return f"{what} {direction} from {format_number(round(before))} to {format_number(round(last))}{unit} {span}"
+
+
+def _engagement(feature: str) -> Phrase | None:
+    """The phrase of an engagement feature (``churnguard.features.engagement``), None for another feature."""
+    head, _, window = feature.rpartition("_")
+    days = int(window[:-1]) if window.endswith("d") and window[:-1].isdigit() else None
+    if days is None:
+        return None
+    if head == "sessions":
+        return Phrase("visits", lambda w, v: f"no visit in the last {days} days" if v == 0 else
+                      f"{_plural(v, 'visit')} in the last {days} days", _NO_EVENTS)
+    if head == "minutes_on_site":
+        return Phrase("time on site", lambda w, v: f"{format_number(round(v))} minutes on the site or app in the "
+                      f"last {days} days", _NO_EVENTS)
+    if head in ("sessions_trend", "minutes_on_site_trend"):
+        what, unit, quoted = ("visits", "", f"sessions_{days}d") if head == "sessions_trend" else (
+            "time on site", " minutes", f"minutes_on_site_{days}d")
+        return Phrase("visits" if what == "visits" else "time on site",
+                      lambda w, v, last: _fell(what, unit, days, v, last),
+                      f"no {'visit' if what == 'visits' else 'time on site'} in the {days} days before the last {days}",
+                      (quoted,))
+    if head.startswith("events_") and head[7:] in _EVENT_NOUNS:
+        one, many = _EVENT_NOUNS[head[7:]]
+        return Phrase(f"events {head[7:]}", lambda w, v: f"no {many or one + 's'} in the last {days} days" if v == 0
+                      else f"{_plural(v, one, many)} in the last {days} days", _NO_EVENTS)
+    if head in ("email_open_rate", "email_click_rate"):
+        verb = "opened" if head == "email_open_rate" else "clicked through"
+        return Phrase("email", lambda w, v: f"{verb} {format_share(v)} of the emails sent in the last {days} days",
+                      f"no email sent in the last {days} days")
+    if head.startswith("channel_") and head.endswith("_share") and head[8:-6] in _CHANNEL_NAMES:
+        where = _CHANNEL_NAMES[head[8:-6]]
+        return Phrase("channels", lambda w, v: f"{format_share(v)} of their activity in the last {days} days "
+                      f"{where}", f"no channel recorded in the last {days} days")
+    return None
+
+
 def _attribute(column: str) -> Phrase:
     label = column.replace("_", " ")
     return Phrase(f"attr {column}", lambda w, v: f"{label}: {v if isinstance(v, str) else format_number(v)}",
@@ -309,7 +370,8 @@ def _attribute(column: str) -> Phrase:
 
 def phrase_for(feature: str) -> Phrase:
     """The phrase of a feature: from :data:`PHRASES`, the windowed counts (``orders_30d``, ``spend_90d``,
-    ``tickets_365d``) or a free customer attribute (``attr_<column>``).
+    ``tickets_365d``), the windowed engagement features (``sessions_30d``, ``email_open_rate_90d``, ...) or a
+    free customer attribute (``attr_<column>``).
 
     Raises:
         KeyError: a feature the kernel does not produce.
@@ -321,6 +383,9 @@ def phrase_for(feature: str) -> Phrase:
     prefix, _, window = feature.rpartition("_")
     if prefix in _WINDOWED and window.endswith("d") and window[:-1].isdigit():
         return _windowed(prefix, int(window[:-1]))
+    engagement = _engagement(feature)
+    if engagement is not None:
+        return engagement
     raise KeyError(f"no phrase for the feature {feature!r}")
 
 

@@ -4,7 +4,8 @@
 * **Risk band**: the highest band whose lower bound (``model.risk_bands``) the calibrated probability reaches;
   ``low`` below all bounds; the lifecycle stage (``lost`` or ``never_bought``) for a customer without a
   probability.
-* **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``).
+* **Signals**: the playbook's conditions (``bad_support``, ``new_customer``, ``lapsed``, and from the events
+  table ``browsing_not_buying`` and ``gone_quiet``).
 * **Action**: the first playbook rule whose conditions hold.
 * **Expected value** = P(churn) x value x success rate - cost, with P = 1 for a customer without a probability;
   the value is the CLTV counting at most the playbook's ``max_value_years`` of the lifespan it assumes, the
@@ -38,6 +39,11 @@ __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in
            "value_at_stake"]
 
 
+BROWSING_VISITS = 3  # visits since the last order from which a customer is browsing but not buying
+QUIET_DAYS = 30  # days without a visit (or an order) that make a customer quiet
+UNOPENED_EMAILS = 3  # unopened emails in a row that count as not reading them
+
+
 def risk_band(prob: np.ndarray, bands: Mapping[str, float], stage: np.ndarray | None = None) -> np.ndarray:
     """Band name per probability: the band with the highest lower bound reached, else ``low``; where the
     probability is NaN (a customer outside the model's population), the customer's ``stage``.
@@ -65,7 +71,13 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     * ``bad_support``: a ticket still open, or a ticket in the last 90 days and a last first answer slower than
       the SLA or a last CSAT of 2 or less;
     * ``new_customer``: a customer for at most ``new_customer_days``;
-    * ``lapsed``: no purchase in the last ``lookback_days`` days (the lifecycle stage ``lost``).
+    * ``lapsed``: no purchase in the last ``lookback_days`` days (the lifecycle stage ``lost``);
+    * ``browsing_not_buying``: at least :data:`BROWSING_VISITS` visits since the last order, and no order for
+      :data:`QUIET_DAYS` days;
+    * ``gone_quiet``: no visit for :data:`QUIET_DAYS` days after earlier ones, and the last
+      :data:`UNOPENED_EMAILS` emails unopened (or no email data).
+
+    Without an events table the last two never hold.
     """
     def col(name: str) -> np.ndarray:
         return np.asarray(cols[name], dtype="float64") if name in cols else np.full(n, np.nan)
@@ -74,7 +86,11 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
     bad = (col("open_tickets") > 0) | (
         recent_ticket & ((col("first_response_hours_latest") > sla_hours) | (col("csat_latest") <= 2)))
     return {"bad_support": bad, "new_customer": col("tenure_days") <= new_customer_days,
-            "lapsed": np.isfinite(col("recency_days")) & ~in_lookback(col("recency_days"), lookback_days)}
+            "lapsed": np.isfinite(col("recency_days")) & ~in_lookback(col("recency_days"), lookback_days),
+            "browsing_not_buying": (col("visits_since_last_order") >= BROWSING_VISITS)
+            & (col("recency_days") >= QUIET_DAYS),
+            "gone_quiet": (col("days_since_last_visit") >= QUIET_DAYS)
+            & ~(col("emails_since_last_open") < UNOPENED_EMAILS)}
 
 
 def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],

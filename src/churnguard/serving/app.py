@@ -106,6 +106,15 @@ class TicketIn(TypedDict):
     ticket_id: NotRequired[str | None]
 
 
+@with_config(ConfigDict(extra="forbid"))
+class EventIn(TypedDict):
+    timestamp: UtcDatetime
+    event_type: Annotated[str, Field(min_length=1, max_length=100)]
+    duration_seconds: NotRequired[Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)] | None]
+    channel: NotRequired[str | None]
+    session_id: NotRequired[str | None]
+
+
 def _in_order(ticket: TicketIn) -> TicketIn:
     for name in ("first_response_at", "resolved_at"):
         value = ticket.get(name)
@@ -121,6 +130,9 @@ class CustomerIn(_Body):
                        Field(max_length=MAX_EVENTS)] = []
     attributes: Annotated[dict[str, str | float | bool | None], Field(max_length=100)] = Field(
         default_factory=dict, description="customers-table columns: signup_date, loyalty_member, nps, ...")
+    events: Annotated[list[EventIn] | None, Field(max_length=MAX_EVENTS, description=(
+        "visits, sessions and emails (the events table); left out: no engagement data, as when a model's "
+        "scoring has no events table"))] = None
 
     @model_validator(mode="after")
     def _known_attributes(self) -> CustomerIn:
@@ -314,7 +326,8 @@ async def _predict(app_state: Any, body: bytes, receive=None) -> tuple[int, byte
     except ValidationError as exc:
         return 422, _invalid(exc)
     as_of, warnings = (req.as_of, []) if req.as_of is not None else _default_day(app_state.model)
-    customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes) for c in req.customers]
+    customers = [CustomerRecords(c.customer_id, c.transactions, c.tickets, c.attributes, c.events)
+                 for c in req.customers]
     try:
         results = await app_state.batcher.score(customers, as_of, receive)
     except asyncio.CancelledError:

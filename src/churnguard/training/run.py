@@ -438,7 +438,7 @@ def fingerprint(row_hashes: Iterable[np.ndarray | None]) -> str:
 def data_fingerprint(tables: Tables) -> str:
     """:func:`fingerprint` of the validated inputs."""
     return fingerprint(None if frame is None else pd.util.hash_pandas_object(frame, index=False).to_numpy()
-                       for frame in (tables.transactions, tables.tickets, tables.customers))
+                       for frame in (tables.transactions, tables.tickets, tables.customers, tables.events))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def read_tables_dask(
     npartitions: int | None = None,
     block_bytes: int = parts.BLOCK_BYTES,
     feature_inputs_only: bool = False,
+    events: str | Path | None = None,
 ) -> DaskTables:
     """Read, repartition by customer and validate the input tables on the cluster.
 
@@ -42,7 +43,7 @@ def read_tables_dask(
     validated :class:`~churnguard.dataset.Tables` in the workers' memory.
 
     Args:
-        transactions, tickets, customers: the input paths; workers must be able to read them.
+        transactions, tickets, customers, events: the input paths; workers must be able to read them.
         config: column mapping, date format and the bad-row policy, as for ``load_tables``.
         client: a client, or a scheduler address (the returned tables then own that client: ``close()`` it).
         npartitions: customer partitions (default: one per ~128 MB of input, at least one per worker thread).
@@ -58,7 +59,7 @@ def read_tables_dask(
     """
     if npartitions is not None and npartitions < 1:
         raise ValueError(f"npartitions must be at least 1, got {npartitions}")
-    paths = {"transactions": transactions, "tickets": tickets, "customers": customers}
+    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
     sources = parts.plan_inputs(paths, config, block_bytes=block_bytes, feature_inputs_only=feature_inputs_only)
     owned = isinstance(client, str)
     client = connect(client) if isinstance(client, str) else client
@@ -112,7 +113,7 @@ def _piece(split: tuple[list, dict], b: int):
 class DaskTables:
     """Validated input tables on a cluster: one :class:`~churnguard.dataset.Tables` per customer partition.
 
-    Every customer's rows of all three tables are in the same partition. ``rejects`` holds the rows set aside
+    Every customer's rows of all tables are in the same partition. ``rejects`` holds the rows set aside
     (``on_bad_rows: reject``), in the order the local engine reports them. Release the workers' memory with
     :meth:`close` (or a ``with`` block); that also closes a client opened from an address.
     """

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from churnguard.engines.dask._read import DaskTables
     from churnguard.model.churn_model import ChurnModel
 
-_TABLES = ("transactions", "tickets", "customers")
+_TABLES = ("transactions", "tickets", "customers", "events")
 
 
 def _training_rows(feats: pd.DataFrame, tables: Tables, params: BGNBDParams, as_of: pd.Timestamp, horizon: int,
@@ -85,7 +85,8 @@ def _labels(frame: pd.DataFrame) -> pd.Series:
 def _hashes_and_ids(tables: Tables) -> tuple[list[np.ndarray], np.ndarray]:
     """A partition's rows' hashes in each table (none for a table not given) and its customers."""
     return ([pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
-             for f in (tables.transactions, tables.tickets, tables.customers)], tables.customer_ids().to_numpy())
+             for f in (tables.transactions, tables.tickets, tables.customers, tables.events)],
+            tables.customer_ids().to_numpy())
 
 
 def _data_facts(client: Client, tasks: _Tasks, dtables: DaskTables) -> tuple[dict[str, int], str]:

@@ -1,0 +1,187 @@
+"""The kernel's engagement family: features of the events table (visits, app sessions, emails) for ``n``
+customers, as functions of numpy arrays like the rest of ``churnguard.features.kernel``.
+
+A **session** is the events of one customer that share a ``session_id``; events without one are one session
+while less than ``session_gap_minutes`` apart (an event exactly that long after the previous one starts a new
+session). Sessions hold the site and app events only: email events are no visit. A session starts on the day
+of its first event; its time on site runs from its first event to the latest end of its events (an event ends
+``duration_seconds`` after its timestamp, at once without a duration). Every function here receives only
+events on or before ``as_of``, so a session never reaches past the cut-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from churnguard.config import FeatureConfig
+
+__all__ = ["CHANNELS", "EMAIL_TYPES", "EVENT_TYPES", "EventArrays", "channel_codes", "engagement_features",
+           "event_type_codes", "sessions"]
+
+EVENT_TYPES = ("visit", "page_view", "app_session", "cart_add", "email_sent", "email_open", "email_click")
+EMAIL_TYPES = ("email_sent", "email_open", "email_click")
+CHANNELS = ("web", "app", "email", "store")
+_SENT, _OPEN, _CLICK = (EVENT_TYPES.index(t) for t in EMAIL_TYPES)
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class EventArrays:
+    """Events on or before ``as_of``, one entry per row.
+
+    Attributes:
+        pos: the customer's position (0 .. n - 1).
+        age: age in whole days (``as_of``'s day number minus the event's).
+        time: the timestamp in nanoseconds since 1970 (int64).
+        kind: :func:`event_type_codes` of the event type.
+        duration: seconds (NaN when not given).
+        channel: :func:`channel_codes` of the channel.
+        session: the session id as an integer code (equal ids, equal codes), -1 when not given.
+    """
+
+    pos: np.ndarray
+    age: np.ndarray
+    time: np.ndarray
+    kind: np.ndarray
+    duration: np.ndarray
+    channel: np.ndarray
+    session: np.ndarray
+
+
+def _label(value: object) -> str | None:
+    text = None if value is None or pd.isna(value) else str(value).strip().lower()
+    return text or None
+
+
+def _codes(values: np.ndarray, levels: tuple[str, ...], other: int) -> np.ndarray:
+    """Position of each value in ``levels`` (compared in lower case without surrounding blanks), ``other`` for
+    another value, -1 when missing or blank; each distinct value is looked up once."""
+    index = {level: i for i, level in enumerate(levels)}
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    labels = [_label(u) for u in uniques]
+    mapped = np.array([index.get(t, other) if t is not None else -1 for t in labels] + [-1], dtype=np.int8)
+    return mapped[codes]
+
+
+def event_type_codes(values: np.ndarray) -> np.ndarray:
+    """Position of each event type in :data:`EVENT_TYPES`, -1 for another type (it still counts as a visit)."""
+    return _codes(values, EVENT_TYPES, -1)
+
+
+def channel_codes(values: np.ndarray) -> np.ndarray:
+    """Position of each channel in :data:`CHANNELS`, ``len(CHANNELS)`` for another one, -1 when unknown."""
+    return _codes(values, CHANNELS, len(CHANNELS))
+
+
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    change = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _session_labels(ev: EventArrays, site: np.ndarray, gap_ns: int) -> np.ndarray:
+    """A session label per site event (``site``: their rows): by (customer, session id) where an id is given,
+    else by the gap rule over the customer's events sorted by time."""
+    pos, time, sid = ev.pos[site], ev.time[site], ev.session[site]
+    label = np.empty(len(site), dtype=np.int64)
+    loose = np.flatnonzero(sid < 0)
+    order = loose[np.lexsort((time[loose], pos[loose]))]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (pos[order][1:] != pos[order][:-1]) | (np.diff(time[order]) >= gap_ns)
+    label[order] = np.cumsum(new) - 1
+    tied = np.flatnonzero(sid >= 0)
+    key = pos[tied].astype(np.int64) * (int(sid.max(initial=0)) + 1) + sid[tied]
+    label[tied] = int(new.sum()) + np.unique(key, return_inverse=True)[1].ravel()
+    return label
+
+
+def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each session's customer position, age in days (of its first event's day) and time on site in seconds,
+    sorted by customer, start and length (an order that does not depend on the rows' order)."""
+    site = np.flatnonzero(~np.isin(ev.kind, [_SENT, _OPEN, _CLICK]))
+    if len(site) == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
+    label = _session_labels(ev, site, round(gap_minutes * 60 * _NS))
+    order = site[np.argsort(label, kind="stable")]
+    starts = _run_starts(np.sort(label))
+    time = ev.time[order]
+    first = np.minimum.reduceat(time, starts)
+    begin = np.repeat(first, np.diff(np.append(starts, len(order))))
+    ends = (time - begin) / _NS + np.nan_to_num(ev.duration[order])
+    spos, sage = ev.pos[order][starts], np.maximum.reduceat(ev.age[order], starts)
+    seconds = np.maximum.reduceat(ends, starts)
+    canon = np.lexsort((seconds, first, spos))
+    return spos[canon], sage[canon], seconds[canon]
+
+
+def _count(n: int, pos: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(pos, weights=weights, minlength=n).astype("float64", copy=False)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _visits(n: int, spos: np.ndarray, sage: np.ndarray, seconds: np.ndarray, last_order_age: np.ndarray,
+            windows: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Days since the last visit, sessions and minutes on site per window and against the window before, and
+    visits since the last order (all of them without an order)."""
+    newest = np.full(n, np.inf)
+    np.minimum.at(newest, spos, sage)
+    f = {"days_since_last_visit": np.where(np.isinf(newest), np.nan, newest)}
+    for w in windows:
+        last, before = sage < w, (sage >= w) & (sage < 2 * w)
+        f[f"sessions_{w}d"] = _count(n, spos[last])
+        f[f"minutes_on_site_{w}d"] = _count(n, spos[last], seconds[last]) / 60
+        f[f"sessions_trend_{w}d"] = _ratio(f[f"sessions_{w}d"], _count(n, spos[before]))
+        f[f"minutes_on_site_trend_{w}d"] = _ratio(f[f"minutes_on_site_{w}d"],
+                                                  _count(n, spos[before], seconds[before]) / 60)
+    since = np.nan_to_num(np.asarray(last_order_age, dtype="float64"), nan=np.inf)
+    f["visits_since_last_order"] = _count(n, spos[sage < since[spos]])
+    return f
+
+
+def _emails(n: int, ev: EventArrays, recent: np.ndarray, w: int) -> dict[str, np.ndarray]:
+    """Open and click rates of the emails sent in the window (at most 1), and the emails sent after the
+    customer's last open (NaN for a customer never sent an email)."""
+    sent = _count(n, ev.pos[recent & (ev.kind == _SENT)])
+    f = {f"email_open_rate_{w}d": np.minimum(_ratio(_count(n, ev.pos[recent & (ev.kind == _OPEN)]), sent), 1.0),
+         f"email_click_rate_{w}d": np.minimum(_ratio(_count(n, ev.pos[recent & (ev.kind == _CLICK)]), sent), 1.0)}
+    opened = ev.kind == _OPEN
+    last_open = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last_open, ev.pos[opened], ev.time[opened])
+    sends = ev.kind == _SENT
+    after = sends & (ev.time > last_open[ev.pos])
+    f["emails_since_last_open"] = np.where(_count(n, ev.pos[sends]) > 0, _count(n, ev.pos[after]), np.nan)
+    return f
+
+
+def engagement_features(n: int, ev: EventArrays, last_order_age: np.ndarray, cfg: FeatureConfig
+                        ) -> dict[str, np.ndarray]:
+    """Visits, time on site and their trends, events per type, email engagement and channel shares.
+
+    Args:
+        n: customers.
+        ev: their events on or before ``as_of``.
+        last_order_age: per customer, the age in days of the last purchase (``recency_days``; NaN: none).
+        cfg: ``engagement_windows_days`` and ``session_gap_minutes``. The longest window counts the events
+            per type (``events_<type>_<w>d``), the email rates and the channel shares.
+    """
+    windows = cfg.engagement_windows_days
+    f = _visits(n, *sessions(ev, cfg.session_gap_minutes), last_order_age, windows)
+    w = max(windows)
+    recent = ev.age < w
+    for i, kind in enumerate(EVENT_TYPES):
+        f[f"events_{kind}_{w}d"] = _count(n, ev.pos[recent & (ev.kind == i)])
+    f |= _emails(n, ev, recent, w)
+    known = _count(n, ev.pos[recent & (ev.channel >= 0)])
+    for i, channel in enumerate(CHANNELS):
+        f[f"channel_{channel}_share_{w}d"] = _ratio(_count(n, ev.pos[recent & (ev.channel == i)]), known)
+    return f
