@@ -40,6 +40,7 @@ class ColumnsConfig(_Frozen):
     transactions: dict[str, str] = Field(default_factory=dict)
     tickets: dict[str, str] = Field(default_factory=dict)
     customers: dict[str, str] = Field(default_factory=dict)
+    campaigns: dict[str, str] = Field(default_factory=dict)
 
 
 class DataConfig(_Frozen):
