@@ -207,14 +207,15 @@ def demo_data(
     seed: Annotated[int, _Opt(metavar="N", help="Random seed; the same seed gives the same data.")] = 0,
     fmt: Annotated[str, _Opt("--format", help="csv or parquet.")] = "csv",
 ) -> None:
-    """Generate a seeded synthetic retail world (transactions, support tickets, customers)."""
+    """Generate a seeded synthetic retail world (transactions, support tickets, customers) with a past
+    campaign and its control group (campaigns; campaign_truth holds its simulated effects)."""
     from churnguard.demo import generate_demo_data, write_demo_data
 
     if fmt not in ("csv", "parquet"):
         _fail(f"--format must be csv or parquet, got {fmt!r}")
     console = _console()
     with console.status(f"Generating {customers:,} customers"):
-        data = generate_demo_data(customers, seed=seed)
+        data = generate_demo_data(customers, seed=seed, campaign=True)
         paths = write_demo_data(data, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")

@@ -22,6 +22,9 @@ over months):
   lower for loyalty members and NPS promoters, higher for detractors. Churned customers neither buy nor open
   tickets. After a bad experience customers also buy less for a while, a visible slow-down before leaving.
 
+With ``campaign=True`` the world also holds a past retention campaign with a control group whose true effects
+differ between customers (``churnguard.demo_campaign``).
+
 The customers table is a static snapshot of attributes: nothing in it is derived from later behaviour, so
 a model trained on earlier cut-offs cannot read churn off it.
 """
@@ -67,11 +70,14 @@ _NAT = np.iinfo(np.int64).min
 
 @dataclass(frozen=True)
 class DemoData:
-    """The three input tables of the data contract, in contract column names and types."""
+    """The three input tables of the data contract, in contract column names and types; with a campaign also
+    the campaigns table and its truth (``churnguard.demo_campaign.CampaignWorld``)."""
 
     transactions: pd.DataFrame
     tickets: pd.DataFrame
     customers: pd.DataFrame
+    campaigns: pd.DataFrame | None = None
+    campaign_truth: pd.DataFrame | None = None
 
 
 def _take(values: np.ndarray | pa.Array, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -104,7 +110,7 @@ def _moments(rng: np.random.Generator, day_lo: np.ndarray, day_hi: np.ndarray, h
 
 def generate_demo_data(
     n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31",
-    churn_scale: float = 1.0,
+    churn_scale: float = 1.0, campaign: bool = False,
 ) -> DemoData:
     """Simulate ``n_customers`` customers from ``start`` to ``end`` (both days inclusive).
 
@@ -114,6 +120,7 @@ def generate_demo_data(
         start: first day of the period (transactions and tickets fall on or after it).
         end: last day of the period.
         churn_scale: multiplies every customer's monthly churn hazard (1.0: the demo's world).
+        campaign: also simulate a past campaign with a control group (``churnguard.demo_campaign``).
 
     Returns:
         The transactions, tickets and customers tables (see the module docstring for the world).
@@ -142,6 +149,11 @@ def generate_demo_data(
     customers = _customers(rng, customer_ids, people)
     logger.info("demo data: %d customers, %d transactions, %d tickets in %.1fs", n_customers, len(transactions),
                 len(tickets), time.perf_counter() - began)
+    if campaign:
+        from churnguard.demo_campaign import simulate_campaign
+
+        world = simulate_campaign(transactions, tickets, seed=seed)
+        return DemoData(world.transactions, tickets, customers, world.campaigns, world.truth)
     return DemoData(transactions, tickets, customers)
 
 
@@ -324,7 +336,8 @@ def _tickets(rng: np.random.Generator, customer_ids: pa.Array, parts: list[tuple
 
 
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write ``transactions``, ``tickets`` and ``customers`` as ``<name>.<fmt>`` into ``out_dir``, each atomically.
+    """Write ``transactions``, ``tickets`` and ``customers`` (and ``campaigns`` and ``campaign_truth`` when the
+    world has a campaign) as ``<name>.<fmt>`` into ``out_dir``, each atomically.
 
     Args:
         data: the tables to write.
@@ -340,4 +353,5 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
-            for name in ("transactions", "tickets", "customers")}
+            for name in ("transactions", "tickets", "customers", "campaigns", "campaign_truth")
+            if getattr(data, name) is not None}
