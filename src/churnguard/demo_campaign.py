@@ -5,12 +5,14 @@ in the 365 days before is drawn an action (``win_back_offer``, a time-limited di
 and, with probability ``treated_share``, contacted; the others are the control group. The effects depend on what
 the data showed on ``sent_at``, so they can be learned from point-in-time features:
 
-* the discount keeps half of the price-sensitive customers who would have stopped buying (average order value
+* the discount keeps 60% of the price-sensitive customers who would have stopped buying (average order value
   in the lowest 40% of the customers drawn), and 3% of the others;
 * service recovery keeps 60% of those with a poor support experience in the 180 days before (a first answer
   after 12 hours or none yet, or a CSAT of 3 or less), and 3% of the others;
-* any contact puts off 40% of the heavy buyers (the top 15% by orders in the 90 days before, at least 3) who
-  would have bought: they stop buying.
+* customers with no purchase in the 120 days before are mostly lost causes: each action keeps a fifth as many
+  of them;
+* any contact puts off half of the new customers (signed up in the 180 days before) who would have bought: they
+  stop buying.
 
 A customer *buys* when they make a purchase on a day in ``(sent_at, sent_at + horizon_days]``. Each customer's
 outcome without contact (the simulated world) and with each action (the same random draws) is the truth
@@ -29,8 +31,9 @@ __all__ = ["CAMPAIGN_ACTIONS", "CampaignWorld", "simulate_campaign"]
 
 CAMPAIGN_ACTIONS = ("win_back_offer", "service_recovery")
 _COST = {"win_back_offer": 10.0, "service_recovery": 15.0}  # the built-in playbook's costs
-_KEEP = {"win_back_offer": (0.5, 0.03), "service_recovery": (0.6, 0.03)}  # (with the trait, without it)
-_PUT_OFF = 0.4
+_KEEP = {"win_back_offer": (0.6, 0.03), "service_recovery": (0.6, 0.03)}  # (with the trait, without it)
+_PUT_OFF = 0.5
+_LAPSED = 0.2  # share of the keep rate left for a customer with no purchase in the last 120 days
 _DAY = pd.Timedelta(days=1)
 
 
@@ -46,31 +49,33 @@ class CampaignWorld:
 
 
 def _traits(tx: pd.DataFrame, tickets: pd.DataFrame, ids: pd.Index, sent_at: pd.Timestamp) -> pd.DataFrame:
-    """Per customer in ``ids``: price-sensitive, a recent bad support experience, a heavy buyer; from the rows on
-    or before ``sent_at`` only."""
+    """Per customer in ``ids``: price-sensitive, a recent poor support experience, a new customer, lapsed; from
+    the rows on or before ``sent_at`` only (a customer's first purchase stands for the signup)."""
     end = sent_at + _DAY
     buys = tx[(tx["amount"] > 0) & (tx["timestamp"] < end) & (tx["timestamp"] >= end - 365 * _DAY)]
     basket = buys.groupby("customer_id")["amount"].mean().reindex(ids)
-    recent = buys[buys["timestamp"] >= end - 90 * _DAY].groupby("customer_id").size().reindex(ids, fill_value=0)
+    first = tx[tx["amount"] > 0].groupby("customer_id")["timestamp"].min().reindex(ids)
+    latest = buys.groupby("customer_id")["timestamp"].max().reindex(ids)
     tk = tickets[(tickets["opened_at"] < end) & (tickets["opened_at"] >= end - 180 * _DAY)]
     answered = tk["first_response_at"].where(tk["first_response_at"] < end)
     bad = (answered.isna() | (answered - tk["opened_at"] > pd.Timedelta(hours=12))
            | ((tk["csat"] <= 3) & (tk["resolved_at"] < end)))
     bad_ids = pd.Index(tk.loc[bad.to_numpy(), "customer_id"].unique())
-    heavy_cut = max(3.0, float(recent.quantile(0.85)))
     return pd.DataFrame({"price_sensitive": (basket <= basket.quantile(0.4)).to_numpy(),
-                         "bad_support": ids.isin(bad_ids), "heavy_buyer": (recent >= heavy_cut).to_numpy()},
+                         "bad_support": ids.isin(bad_ids), "new_customer": (first >= end - 180 * _DAY).to_numpy(),
+                         "lapsed": (latest < end - 120 * _DAY).to_numpy()},
                         index=ids)
 
 
 def _outcomes(traits: pd.DataFrame, bought: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Whether each customer buys without contact and with each action (one set of random draws for all)."""
     keep_draw, put_off_draw = rng.uniform(size=len(traits)), rng.uniform(size=len(traits))
-    put_off = traits["heavy_buyer"].to_numpy() & (put_off_draw < _PUT_OFF)
+    put_off = traits["new_customer"].to_numpy() & (put_off_draw < _PUT_OFF)
     trait = {"win_back_offer": "price_sensitive", "service_recovery": "bad_support"}
     out = {"bought_untreated": bought}
     for action, (high, low) in _KEEP.items():
-        keep = keep_draw < np.where(traits[trait[action]].to_numpy(), high, low)
+        rate = np.where(traits[trait[action]].to_numpy(), high, low) * np.where(traits["lapsed"], _LAPSED, 1.0)
+        keep = keep_draw < rate
         out[f"bought_{action}"] = np.where(bought, ~put_off, keep)
     return out
 

@@ -1,11 +1,12 @@
 """The uplift model: per action, how much contact changes a customer's chance of buying within the horizon.
 
-A T-learner on LightGBM: for each action with at least ``min_customers`` contacted and ``min_customers`` control
-customers, one classifier learns P(buy | features) on the contacted customers and one on the control customers;
-a customer's uplift is the difference of the two. An action with fewer customers gets no model: every customer's
-uplift is the action's measured average effect (the ``uplift`` of ``campaign-readout``), and the model says so in
-:attr:`UpliftModel.effects_`. One more classifier, on the control customers of every action, gives the chance of
-buying without contact (1 - it is the churn risk the scorecard ranks by).
+A T-learner on LightGBM. One classifier learns the chance of buying without contact, P(buy | features), on the
+control customers of every action: they were not contacted, so which action they were drawn for changes nothing
+of their outcome, and pooling them halves the noise of that side (1 - it is also the churn risk the scorecard
+ranks by). For each action with at least ``min_customers`` contacted and ``min_customers`` control customers, one
+classifier learns P(buy | features) on its contacted customers; a customer's uplift is the difference of the two.
+An action with fewer customers gets no model: every customer's uplift is the action's measured average effect (the
+``uplift`` of ``campaign-readout``), and the model says so in :attr:`UpliftModel.effects_`.
 
 The model file is a zip of ``uplift.json`` (features, levels, effects, population, feature config) and LightGBM's
 text model of each classifier: loading it parses JSON and LightGBM text only.
@@ -105,12 +106,11 @@ class UpliftModel:
             average = float(averages.get(name, np.nan))
             if min(n1, n0) < self.min_customers:
                 note = (f"too few customers to learn who it keeps (contacted {n1}, control {n0}; need "
-                        f"{self.min_customers} each): everyone gets the measured average effect {average:+.1%}")
+                        f"{self.min_customers} each):\n    everyone gets the measured average effect")
                 self.effects_[name] = Effect(name, "average", n1, n0, average, note)
                 continue
             self.effects_[name] = Effect(name, "model", n1, n0, average)
-            self.boosters_[f"{name}|treated"] = self._booster(x[arm & treated], bought[arm & treated])
-            self.boosters_[f"{name}|control"] = self._booster(x[arm & ~treated], bought[arm & ~treated])
+            self.boosters_[name] = self._booster(x[arm & treated], bought[arm & treated])
         return self
 
     def _booster(self, x: np.ndarray, y: np.ndarray) -> Any:
@@ -136,13 +136,13 @@ class UpliftModel:
         horizon that contact with the action makes."""
         self._check_fitted()
         x = feature_matrix(features, self.feature_names_, self.categories_)
+        untreated = self.boosters_[BASELINE].predict(x)
         out = {}
         for name, effect in self.effects_.items():
             if effect.kind == "average":
                 out[name] = np.full(len(features), effect.average)
             else:
-                out[name] = (self.boosters_[f"{name}|treated"].predict(x)
-                             - self.boosters_[f"{name}|control"].predict(x))
+                out[name] = self.boosters_[name].predict(x) - untreated
         return pd.DataFrame(out, index=features.index)[self.actions]
 
     def buy_probability(self, features: pd.DataFrame) -> np.ndarray:

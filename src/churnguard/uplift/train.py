@@ -61,8 +61,9 @@ class UpliftResult:
         lines = [f"learned from {self.train_rows + self.test_rows:,} campaign customers "
                  f"({self.test_rows:,} held out for the scorecard)"]
         for e in self.model.effects_.values():
-            lines.append(f"  {e.action}: " + (f"uplift model (contacted {e.n_treated:,}, control {e.n_control:,}; "
-                                              f"average effect {e.average:+.1%})" if e.kind == "model" else e.note))
+            lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
+                                              if e.kind == "model" else e.note))
+            lines.append(f"    measured average effect {e.average:+.1%}")
         lines.append("held-out customers, ranked by:   Qini     AUUC")
         for name in ("uplift", "risk", "random"):
             card = self.scorecard[name]
