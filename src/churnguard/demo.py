@@ -152,8 +152,12 @@ def generate_demo_data(
     if campaign:
         from churnguard.demo_campaign import simulate_campaign
 
-        world = simulate_campaign(transactions, tickets, seed=seed)
-        return DemoData(world.transactions, tickets, customers, world.campaigns, world.truth)
+        try:
+            world = simulate_campaign(transactions, tickets, seed=seed)
+        except ValueError as exc:  # a period too short, or nobody to contact
+            logger.warning("demo data without a campaign: %s", exc)
+        else:
+            return DemoData(world.transactions, tickets, customers, world.campaigns, world.truth)
     return DemoData(transactions, tickets, customers)
 
 

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.uplift.model import UpliftModel
 
-__all__ = ["UPLIFT_COLUMNS", "best_actions", "score_with_uplift", "uplift_features", "uplift_file_rows",
-           "uplift_summary", "with_uplift"]
+__all__ = ["UPLIFT_COLUMNS", "best_actions", "score_with_uplift", "select_by_uplift", "uplift_features",
+           "uplift_file_rows", "uplift_summary", "with_uplift"]
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
 
@@ -50,6 +50,15 @@ def best_actions(uplift: pd.DataFrame, allowed: Mapping[str, np.ndarray], value:
     known = np.isfinite(inc[rows, best])
     action = np.where(known, np.asarray(names, dtype=object)[best], None)
     return action, np.where(known, u[rows, best], np.nan), np.where(known, inc[rows, best], np.nan)
+
+
+def select_by_uplift(ids: np.ndarray, uplift: np.ndarray, incremental: np.ndarray, cost: np.ndarray, *,
+                     budget: float | None = None, control_fraction: float = 0.1, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Who to contact and who of them to hold out: :func:`churnguard.scoring.rules.select` by incremental value,
+    among the customers with a positive uplift only (contact that makes a customer worse is never chosen)."""
+    worth = np.where(np.asarray(uplift, dtype="float64") > 0, incremental, np.nan)
+    return rules.select(ids, worth, cost, budget=budget, control_fraction=control_fraction, seed=seed)
 
 
 def uplift_features(uplift: UpliftModel, tables: Tables, as_of: pd.Timestamp, ids: pd.Series) -> pd.DataFrame:
@@ -81,12 +90,12 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
     value = rules.value_at_stake(clv, info.population.lifespan_years, playbook.max_value_years)
     costs = {r.name: r.cost for r in playbook.actions}
     best, lift, inc = best_actions(uplift.predict(feats), allowed, value, costs)
-    action = np.where(best == None, scores["action"].to_numpy(dtype=object), best)  # noqa: E711
+    action = np.where(best == None, scores["action"].to_numpy(dtype=object), best)
     prob = scores["churn_probability"].to_numpy(dtype="float64")
     cost, ev = rules.expected_value(prob, clv, action, playbook, info.population.lifespan_years)
     ids = scores["customer_id"].to_numpy(dtype=object)
-    worth = np.where(lift > 0, inc, np.nan)  # contact that makes a customer worse is never chosen
-    selected, control = rules.select(ids, worth, cost, budget=budget, control_fraction=control_fraction, seed=seed)
+    selected, control = select_by_uplift(ids, lift, inc, cost, budget=budget, control_fraction=control_fraction,
+                                         seed=seed)
     ranks = {"risk_rank": rules.rank(ids, prob), "value_rank": rules.rank(ids, inc)}
     out = scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
                         selected=selected, control_group=control,

@@ -58,8 +58,8 @@ class UpliftResult:
 
     def summary(self) -> str:
         """What a person reads after training: each action's model or fallback, the scorecard, the files."""
-        lines = [f"learned from {self.train_rows + self.test_rows:,} campaign customers "
-                 f"({self.test_rows:,} held out for the scorecard)"]
+        lines = [(f"learned from {self.train_rows + self.test_rows:,} campaign customers "
+                 f"({self.test_rows:,} held out for the scorecard)")]
         for e in self.model.effects_.values():
             lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
                                               if e.kind == "model" else e.note))
@@ -92,8 +92,8 @@ def _scorecard(model: UpliftModel, test: pd.DataFrame
     """Rankings of the held-out rows by predicted uplift (for each row's action), by risk and at random: the
     scorecard, the decile table and the two rankings."""
     predicted = model.predict(test)
-    own = np.array([predicted.at[i, a] if a in predicted else np.nan for i, a in zip(test.index, test["action"],
-                                                                                   strict=True)])
+    column = pd.Index(predicted.columns).get_indexer(test["action"])  # -1: an action the model does not know
+    own = np.where(column >= 0, predicted.to_numpy()[np.arange(len(test)), np.maximum(column, 0)], np.nan)
     t, y = test["treated"].to_numpy(dtype=bool), test["bought"].to_numpy(dtype=bool)
     rankings = {"uplift": own, "risk": 1 - model.buy_probability(test)}
     card = ev.ranking_card(rankings, t, y)
