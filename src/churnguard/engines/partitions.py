@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from churnguard import dataset
-from churnguard._io import EXTRA_FIELDS, column_names, csv_rows, header_line, header_names, input_format, open_bytes
+from churnguard._io import (
+    EXTRA_FIELDS,
+    column_names,
+    csv_rows,
+    header_line,
+    header_names,
+    input_format,
+    open_bytes,
+)
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
 
@@ -341,7 +349,7 @@ class Digest:
 
     counts: pd.DataFrame
     samples: pd.DataFrame
-    overlap: IdOverlap = IdOverlap()
+    overlap: IdOverlap = field(default_factory=IdOverlap)
 
 
 def reject_digest(tables: Tables) -> Digest:

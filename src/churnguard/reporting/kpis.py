@@ -372,37 +372,50 @@ def _cohorts(c: np.ndarray, d: np.ndarray, first: np.ndarray, last_day: int) -> 
 # -- charts -----------------------------------------------------------------------------------------------
 
 
-def _charts(report: RetentionReport) -> list[tuple[str, str]]:
-    """(title, base64 PNG) of the rate, revenue/ARPU, lifecycle and cohort charts, on standalone Figures."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+@dataclass(frozen=True)
+class _Canvas:
+    """The periods' x axis shared by the time charts, and the periods the data ends in."""
 
-    k, stages, out = report.kpis, report.lifecycle, []
-    x, labels = np.arange(len(k)), k.index.tolist()
-    step = max(1, math.ceil(len(x) / 12))
+    x: np.ndarray
+    labels: list
+    partial: np.ndarray
 
-    def axes(title: str, ylabel: str, width: float = 6.4, time_axis: bool = True):
+    def axes(self, title: str, ylabel: str, width: float = 6.4, time_axis: bool = True):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(width, 4.0), dpi=100, layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.set(title=title, ylabel=ylabel)
         if time_axis:
-            ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+            step = max(1, math.ceil(len(self.x) / 12))
+            ax.set_xticks(self.x[::step], self.labels[::step], rotation=45, ha="right")
         return fig, ax
 
-    def png(fig) -> None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no URL in the metadata
-        out.append((fig.axes[0].get_title(), base64.b64encode(buffer.getvalue()).decode("ascii")))
-
-    partial = np.flatnonzero(~k["complete_period"].to_numpy())
-
-    def mark_partial(ax) -> None:
-        for i in partial:
+    def mark_partial(self, ax) -> None:
+        for i in self.partial:
             ax.axvspan(i - 0.5, i + 0.5, facecolor="none", edgecolor="grey", hatch="//", linewidth=0,
-                       label="partial period (data ends)" if i == partial[0] else None)
+                       label="partial period (data ends)" if i == self.partial[0] else None)
 
-    fig, ax = axes("Retention and churn rate", "retention rate (%)")
+
+def _png(fig) -> tuple[str, str]:
+    """(title, base64 PNG) of a chart."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no URL in the metadata
+    return fig.axes[0].get_title(), base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _charts(report: RetentionReport) -> list[tuple[str, str]]:
+    """(title, base64 PNG) of the rate, revenue/ARPU, lifecycle and cohort charts, on standalone Figures."""
+    k = report.kpis
+    canvas = _Canvas(np.arange(len(k)), k.index.tolist(), np.flatnonzero(~k["complete_period"].to_numpy()))
+    return [_png(chart(report, canvas)) for chart in (_rate_chart, _revenue_chart, _lifecycle_chart, _cohort_chart)]
+
+
+def _rate_chart(report: RetentionReport, canvas: _Canvas):
+    k, x = report.kpis, canvas.x
+    fig, ax = canvas.axes("Retention and churn rate", "retention rate (%)")
     ax.plot(x, k["retention_rate"], marker="o", color="tab:blue", label="retention rate (CRR, left axis)")
     churn_ax = ax.twinx()  # churn moves by a few points: on the retention scale it would look flat
     churn_ax.plot(x, k["churn_rate"], marker="o", color="tab:red", label="churn rate (right axis)")
@@ -416,28 +429,35 @@ def _charts(report: RetentionReport) -> list[tuple[str, str]]:
                 axis.set_ylim(values.min() - pad, values.max() + pad)
     if short.size:
         ax.axvspan(-0.5, short.max() + 0.5, color="grey", alpha=0.15, label="incomplete history")
-    mark_partial(ax)
+    canvas.mark_partial(ax)
     fig.legend(loc="outside lower center", ncols=2)
-    png(fig)
+    return fig
 
-    fig, ax = axes("Revenue and ARPU", "revenue (net of refunds)")
+
+def _revenue_chart(report: RetentionReport, canvas: _Canvas):
+    k, x = report.kpis, canvas.x
+    fig, ax = canvas.axes("Revenue and ARPU", "revenue (net of refunds)")
     ax.bar(x, k["revenue"], color="tab:blue", label="revenue")
     ax.twinx().plot(x, k["arpu"], color="tab:orange", marker="o", label="ARPU (right axis)")
-    mark_partial(ax)
+    canvas.mark_partial(ax)
     fig.legend(loc="outside lower center", ncols=3)
-    png(fig)
+    return fig
 
-    fig, ax = axes("Active customers by lifecycle stage (lost: see table)", "customers")
-    bottom = np.zeros(len(x))
+
+def _lifecycle_chart(report: RetentionReport, canvas: _Canvas):
+    fig, ax = canvas.axes("Active customers by lifecycle stage (lost: see table)", "customers")
+    bottom = np.zeros(len(canvas.x))
     for stage in STAGES[:-1]:
-        ax.bar(x, stages[stage], bottom=bottom, label=stage)
-        bottom = bottom + stages[stage].to_numpy()
-    mark_partial(ax)
+        ax.bar(canvas.x, report.lifecycle[stage], bottom=bottom, label=stage)
+        bottom = bottom + report.lifecycle[stage].to_numpy()
+    canvas.mark_partial(ax)
     ax.legend()
-    png(fig)
+    return fig
 
+
+def _cohort_chart(report: RetentionReport, canvas: _Canvas):
     matrix = report.cohorts.drop(columns="customers")
-    fig, ax = axes("Cohort retention (%)", "cohort", max(6.4, 0.3 * matrix.shape[1] + 2), time_axis=False)
+    fig, ax = canvas.axes("Cohort retention (%)", "cohort", max(6.4, 0.3 * matrix.shape[1] + 2), time_axis=False)
     values = matrix.to_numpy(dtype="float64")
     later = values[:, 1:]  # month 0 is 100% by definition: the scale is set by the months after it
     top = float(np.nanmax(later)) if np.isfinite(later).any() else 100.0
@@ -445,7 +465,5 @@ def _charts(report: RetentionReport) -> list[tuple[str, str]]:
     rows = np.arange(len(matrix))[:: max(1, math.ceil(len(matrix) / 24))]
     ax.set_yticks(rows, matrix.index[rows])
     ax.set_xlabel("months since first purchase")
-    fig.colorbar(image, ax=ax, label="% of cohort purchasing (month 0 = 100%)",
-                 extend="max")
-    png(fig)
-    return out
+    fig.colorbar(image, ax=ax, label="% of cohort purchasing (month 0 = 100%)", extend="max")
+    return fig

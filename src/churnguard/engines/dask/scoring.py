@@ -120,7 +120,6 @@ def score_dask(
     """
     from churnguard.scoring import ScoreResult
     from churnguard.scoring.rules import check_selection
-    from churnguard.scoring.score import SCORES_COLUMNS, SELECTION_COLUMNS, output_columns
 
     client = _client_for(dtables, client)
     check_selection(budget, control_fraction)
@@ -133,15 +132,24 @@ def score_dask(
     light, flags, rejects = _select(tasks, scored, dtables.rejects, day, step, budget=budget,
                                     control_fraction=control_fraction, seed=seed)
     drift = _drift_sample(client, tasks, scored, light)
+    scores = _deliver(client, tasks, model, scored, flags, out, step)
+    return ScoreResult(scores, rejects, drift, day)
+
+
+def _deliver(client: Client, tasks: _Tasks, model: ChurnModel, scored: list[Future], flags: pd.DataFrame,
+             out: str | Path | None, step: Callable[[str], None]) -> pd.DataFrame:
+    """Every scores column joined with the selection flags, gathered here; with ``out``, written there
+    partition by partition instead, and the light columns (``flags``) returned."""
+    from churnguard.scoring.score import SCORES_COLUMNS, SELECTION_COLUMNS, output_columns
+
     selection = flags.set_index("customer_id")[SELECTION_COLUMNS]
     frames = [tasks.submit(f"scores-p{b}", _pick, s, "scores") for b, s in enumerate(scored)]
     if out is None:
         scores = _combine([f for (f,) in _gather(client, frames, "collecting the scores")])
-        return ScoreResult(scores.join(selection, on="customer_id")[output_columns(model, SCORES_COLUMNS)], rejects,
-                           drift, day)
+        return scores.join(selection, on="customer_id")[output_columns(model, SCORES_COLUMNS)]
     step(f"writing {out}")
     _write_scores(client, frames, selection, Path(out))
-    return ScoreResult(flags, rejects, drift, day)
+    return flags
 
 
 def _score_partitions(tasks: _Tasks, model: ChurnModel, dtables: DaskTables, day: pd.Timestamp,

@@ -4,6 +4,7 @@ partition, the tuning model (number of trees, calibration) trained here on a sam
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -158,16 +159,10 @@ def train_dask(
     step("training the deployed model on every labelled snapshot")
     fit = fit_procedure(source, plan, config.model)
 
-    def rows_for(other: Config) -> _DaskRows:  # to score the registry's champion on the backtest day
-        if same_procedure(other, config):
-            return source
-        days = {*plan_training(first, bt_day, other.labels, other.snapshots).snapshots, bt_day}
-        return _DaskRows(dtables, client, sorted(days), last, other, sample_rows, step)
-
     rows = source.training_rows(plan, fit.model)
     rows = replace(rows, facts={**rows.facts, **schedule_facts(configured.snapshots, config.snapshots)})
     return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, track=track,
-                           on_step=step, rows_for=rows_for)
+                           on_step=step, rows_for=functools.partial(source.rows_for, first=first, bt_day=bt_day))
 
 
 class _DaskRows:
@@ -195,6 +190,13 @@ class _DaskRows:
         self._whole: dict[pd.Timestamp, pd.DataFrame] = {}
         self.tuned_on_rows = 0
         self._kept: dict[tuple[pd.Timestamp, ...], dict[int, Future]] = {}
+
+    def rows_for(self, other: Config, *, first: pd.Timestamp, bt_day: pd.Timestamp) -> _DaskRows:
+        """The rows of ``other``'s procedure on the backtest day (to score the registry's champion there)."""
+        if same_procedure(other, self.config):
+            return self
+        days = {*plan_training(first, bt_day, other.labels, other.snapshots).snapshots, bt_day}
+        return _DaskRows(self.dtables, self.client, sorted(days), self.last, other, self.sample_rows, self.step)
 
     def whole(self, day: pd.Timestamp) -> pd.DataFrame:
         if day not in self._whole:
