@@ -53,6 +53,13 @@ def kept(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
     return int(bought.sum() - truth["bought_untreated"].sum())
 
 
+def _shares(scores: pd.DataFrame, truth: pd.DataFrame) -> str:
+    """The shares of lapsed and of price-sensitive customers among the campaign customers contacted."""
+    chosen = truth.reindex(scores.loc[scores["selected"].to_numpy(dtype=bool), "customer_id"]).dropna(
+        subset=["lapsed"])
+    return ", ".join(f"{chosen[c].astype(float).mean():.0%}" for c in ("lapsed", "price_sensitive"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path)
@@ -63,8 +70,9 @@ def main() -> None:
     _, tables, campaigns = _world(5000, 7)
     with tempfile.TemporaryDirectory() as tmp:
         uplift = train_uplift(tables, campaigns, load_config(), model_out=Path(tmp) / "u.zip", track=False).model
-    print("| budget | world seed | contacts (risk / uplift) | kept by risk targeting | kept by uplift targeting |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| budget | world seed | contacts (risk / uplift) | kept by risk targeting | kept by uplift targeting | "
+          "lapsed, price-sensitive among contacts (risk / uplift) |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for budget in map(float, args.budgets.split(",")):
         for seed in map(int, args.seeds.split(",")):
             demo, tables, campaigns = _world(5000, seed)
@@ -72,7 +80,8 @@ def main() -> None:
             risk = score_tables(model, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
             up = score_with_uplift(model, uplift, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
             print(f"| {budget:,.0f} | {seed} | {int(np.sum(risk['selected']))} / {int(np.sum(up['selected']))} | "
-                  f"{kept(risk, truth)} | {kept(up, truth)} |", flush=True)
+                  f"{kept(risk, truth)} | {kept(up, truth)} | {_shares(risk, truth)} / {_shares(up, truth)} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
