@@ -15,7 +15,7 @@ DEMO_CUSTOMERS ?= 5000
 UV_VERSION ?= 0.13.9
 UV := .venv-uv/bin/uv
 FLOORS := .venv-floors
-FLOORS_TESTS ?= tests/test_serving.py tests/test_mlflow_model.py tests/test_distributed.py
+FLOORS_TESTS ?= tests/test_serving.py tests/test_serving_protocol.py tests/test_mlflow_model.py tests/test_distributed.py
 # the lock's cut-off date, from the command recorded in its header
 LOCK_DATE = $(shell sed -n 's/.*--exclude-newer \([^ ]*\).*/\1/p' constraints.txt)
 

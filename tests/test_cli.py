@@ -56,6 +56,26 @@ def test_features_command(tmp_path):
     assert "4 customers" in result.output
 
 
+def test_features_reports_customers_first_seen_after_as_of_as_score_does(tmp_path):
+    """Without the customers file, c (a purchase on 02-01 only) has no activity by as_of 2024-01-31: left out
+    of the features, listed in the rejects with score's sentence, and counted in the summary."""
+    from churnguard.scoring import no_activity_reason
+
+    p = _write_tiny(tmp_path)
+    out = tmp_path / "feats.parquet"
+    result = runner.invoke(app, ["features", "-t", str(p["transactions"]), "--as-of", "2024-01-31", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["customer_id"].tolist() == ["a", "b"]
+    rejects = pd.read_csv(tmp_path / "feats.rejects.csv", dtype=str, keep_default_na=False)
+    assert rejects[["table", "customer_id", "reason"]].to_numpy().tolist() == [
+        ["all", "c", "no activity on or before as_of 2024-01-31"]]
+    assert no_activity_reason(pd.Timestamp("2024-01-31")) == "no activity on or before as_of 2024-01-31"
+    said = _said(result.output)
+    assert "features: 2 customers" in said
+    assert "1 customer left out: no activity on or before as_of (see the rejects)" in said
+    assert "rejected rows: 1 (all: 1 no activity on or before as_of 2024-01-31)" in said
+
+
 def test_features_command_reports_bad_input(tmp_path):
     p = _write_tiny(tmp_path)
     tx = pd.read_csv(p["transactions"], dtype=str)
@@ -75,8 +95,9 @@ def test_features_command_reports_bad_input(tmp_path):
     result = runner.invoke(app, [*args, "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     rejects = pd.read_csv(tmp_path / "feats.rejects.csv")
-    assert rejects["row"].tolist() == [2]
-    assert rejects["value"].tolist() == ["lots"]
+    assert rejects["table"].tolist() == ["transactions", "all"]  # then c, first seen after as_of
+    assert rejects["row"].tolist()[:1] == [2]
+    assert rejects["value"].tolist()[:1] == ["lots"]
     assert "rejected rows" in result.output
 
 

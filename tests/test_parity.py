@@ -590,6 +590,13 @@ def test_feature_files_on_dask_equal_the_local_engine(battery, case, tmp_path):
     assert sorted(set(want["customer_id"]) ^ set(got["customer_id"])) == []
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+    rejects = [_read_rejects(tmp_path / f"{name}.rejects.csv") for name in ("local", "dask")]
+    assert rejects[1] == rejects[0]
+    if case == "after-as-of":  # left out of the features, and said so as score says it
+        late = ["late-both", "late-purchase", "late-ticket"]
+        assert {c: rejects[0].get(c) for c in late} == dict.fromkeys(late, "no activity on or before as_of 2025-06-30")
+        assert not set(late) & set(want["customer_id"])
+        assert rejects[0] == battery.outcome(case, REFERENCE).rejected
 
 
 def _day_first_inferred(battery) -> dict[str, Path]:
@@ -719,6 +726,55 @@ def test_rows_longer_than_the_header_are_bad_rows_alike(battery, engine):
     diff = _scores_diff(want.scores, got.scores, LABELS[REFERENCE], engine) + _rejects_diff(
         want.rejected, got.rejected, LABELS[REFERENCE], engine)
     assert not diff, f"rows longer than the header: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
+
+
+def _partial_history_files(battery, directory: Path) -> tuple[dict[str, Path], str, str, int]:
+    """The ISO case's files with 2 bad amounts among the first customer's transactions before as_of (of 3 or
+    more) and every transaction row of the first customer of the customers file (signed up by as_of) with
+    another customer's rows bad: the first keeps a partial history, the second none."""
+    files = battery.cases["iso-as-of"].files
+    tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+    cu = pd.read_csv(files["customers"], dtype=str, keep_default_na=False)
+    before = tx[pd.to_datetime(tx["timestamp"]) <= pd.Timestamp(AS_OF)]
+    counts = before["customer_id"].value_counts()
+    partial = min(counts.index[counts >= 3])
+    emptied = min(set(cu.loc[pd.to_datetime(cu["signup_date"]) <= pd.Timestamp(AS_OF), "customer_id"])
+                  & set(tx["customer_id"]) - {partial})
+    tx.loc[before.index[before["customer_id"] == partial][:2], "amount"] = "n/a"
+    tx.loc[tx["customer_id"] == emptied, "amount"] = "n/a"
+    directory.mkdir()
+    tx.to_csv(directory / "transactions.csv", index=False)
+    return {**files, "transactions": directory / "transactions.csv"}, partial, emptied, int(
+        (tx["customer_id"] == emptied).sum())
+
+
+@pytest.mark.parametrize("engine", ["local-3", "dask"])
+def test_customers_scored_on_partial_history_are_marked_alike(battery, engine):
+    """With --reject-bad-rows, 2 of one customer's transaction rows and every row of another (listed in the
+    customers file) set aside: every engine counts them in rejected_rows (0 for everyone else), tells the
+    second customer's no-purchase apart from a new customer's in reason_1, and the summary counts both."""
+    files, partial, emptied, n_emptied = _partial_history_files(battery, battery.root / f"partial-{engine}")
+    runs = _cut_runs(battery, engine, "partial-history", files, "--reject-bad-rows")
+    for e, (code, output, _) in runs.items():
+        assert code == 0, f"{LABELS.get(e, e)} failed: {output}"
+        assert ("partial history: 2 customers scored with transaction rows set aside (column rejected_rows), 1 of "
+                "them with no purchase left (no probability)") in output, output
+    (_, _, want_out), (_, _, got_out) = runs.values()
+    frames = [pd.read_parquet(o).set_index("customer_id") for o in (want_out, got_out)]
+    for label, frame in zip((LABELS[REFERENCE], engine), frames, strict=True):
+        marked = frame.loc[frame["rejected_rows"] > 0, "rejected_rows"].to_dict()
+        assert marked == {partial: 2, emptied: n_emptied}, f"{label}: {marked}"
+        assert frame.loc[emptied, "lifecycle_stage"] == "never_bought"
+        assert frame.loc[emptied, "reason_1"] == (
+            f"no churn probability: no purchase on record, but {n_emptied} transaction rows of theirs were set aside "
+            "as bad (see the rejects file)"), label
+        assert frame.loc[partial, "lifecycle_stage"] != "never_bought"
+        assert list(frame.columns[frame.columns.get_loc("n_orders"):][:2]) == ["n_orders", "rejected_rows"]
+    pd.testing.assert_series_equal(frames[1]["rejected_rows"].sort_index(), frames[0]["rejected_rows"].sort_index())
+    want, got = (Outcome(_read_scores(o), _read_rejects(o.with_name("scores.rejects.csv"))) for o in (want_out, got_out))
+    diff = _scores_diff(want.scores, got.scores, LABELS[REFERENCE], engine) + _rejects_diff(
+        want.rejected, got.rejected, LABELS[REFERENCE], engine)
+    assert not diff, f"partial history: score {engine} differs from {LABELS[REFERENCE]}:\n{diff}"
 
 
 def _numbered(files: dict[str, Path], directory: Path, tx_suffix: str) -> dict[str, Path]:

@@ -189,3 +189,14 @@ def test_no_reason_on_the_demo_names_a_feature_or_uses_an_exponent(trained, mode
     per_customer = scores[["reason_1", "reason_2", "reason_3"]]
     named = per_customer.apply(lambda r: [t for t in r if t], axis=1)
     assert (named.map(len) == named.map(lambda t: len(set(t)))).all()  # never the same sentence twice
+
+
+def test_a_customer_whose_purchases_were_all_set_aside_is_not_told_no_purchase_yet():
+    from churnguard.scoring.reasons import set_aside_text, set_aside_texts, unscored_text
+
+    assert set_aside_text(1) == ("no churn probability: no purchase on record, but 1 transaction row of theirs was "
+                                 "set aside as bad (see the rejects file)")
+    assert set_aside_text(1200) == ("no churn probability: no purchase on record, but 1,200 transaction rows of "
+                                    "theirs were set aside as bad (see the rejects file)")
+    assert set_aside_text(3) != unscored_text("never_bought", np.nan, 365)
+    assert set_aside_texts(np.array([3, 1, 3])).tolist() == [set_aside_text(3), set_aside_text(1), set_aside_text(3)]

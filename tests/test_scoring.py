@@ -169,3 +169,34 @@ def test_playbook_needs_a_fallback(tmp_path):
     p.write_text("actions:\n  - {name: x, when: {band: [hot]}, cost: 1, success_rate: 0.1}\n")
     with pytest.raises(ConfigError, match=r"actions\.0\.when\.band"):
         load_playbook(p)
+
+
+def test_rejected_rows_count_each_customers_transaction_rows_set_aside():
+    """a: 2 transaction rows set aside (plus a ticket row, not counted); b: 1; c: none; a row without an id
+    belongs to nobody."""
+    from churnguard.scoring.score import rejected_rows
+
+    rejects = pd.DataFrame({"table": ["transactions", "transactions", "tickets", "transactions", "transactions"],
+                            "customer_id": ["a", "a", "a", "b", None]})
+    ids = pd.Series(["c", "b", "a"], dtype="string")
+    assert rejected_rows(rejects, ids).tolist() == [0, 1, 2]
+    assert rejected_rows(None, ids).tolist() == [0, 0, 0]
+    assert rejected_rows(rejects.iloc[:0], ids).tolist() == [0, 0, 0]
+
+
+def test_the_summary_counts_customers_scored_on_partial_history():
+    """Two customers with rows set aside, one of them with no purchase left; none: no line at all."""
+    from churnguard.scoring import ScoreResult
+
+    scores = pd.DataFrame({"customer_id": ["a", "b", "c"], "lifecycle_stage": ["active", "never_bought", "active"],
+                           "rejected_rows": [2, 3, 0], "churn_probability": [0.7, np.nan, 0.1],
+                           "risk_band": ["high", "never_bought", "low"], "action": ["x", "y", "z"],
+                           "action_cost": [1.0, 1.0, 0.0], "expected_value": [5.0, -1.0, 0.0],
+                           "selected": [True, False, False], "control_group": [False, False, False]})
+    text = ScoreResult(scores, pd.DataFrame(columns=["customer_id"])).summary("s.csv")
+    assert text.splitlines()[:2] == [
+        "customers: 3 in, 3 scored -> s.csv, 0 rejected",
+        ("partial history: 2 customers scored with transaction rows set aside (column rejected_rows), 1 of them "
+         "with no purchase left (no probability)")]
+    clean = ScoreResult(scores.assign(rejected_rows=0), pd.DataFrame(columns=["customer_id"])).summary("s.csv")
+    assert "partial history" not in clean

@@ -662,6 +662,8 @@ def serve(
     transactions: Annotated[Path | None, _Opt("--transactions", "-t", help="With --scores: the transactions, "
                                               "for each customer's purchases chart.")] = None,
     tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
+    header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
+                                          "are not complete within this time.")] = 10.0,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
     --scores, pages for the retention team at /."""
@@ -677,6 +679,8 @@ def serve(
     if token and len(token) < 16:
         _fail("the token is shorter than 16 characters: use a long random one "
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not header_timeout > 0:
+        _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
     files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
              "tickets": tickets}
     _page_files(files)
@@ -692,8 +696,11 @@ def serve(
          "Ctrl+C stops")
     if scores is not None:
         _say(f"pages for the retention team: http://{host}:{port}/ (scores {scores})")
+    from churnguard.serving.protocol import header_timeout_protocol
+
     uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5)
+                log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
+                http=header_timeout_protocol(header_timeout))
     _say("server stopped")
 
 

@@ -119,14 +119,21 @@ def _on_cluster(paths: tuple[Path, Path | None, Path | None], config: DataConfig
 
 @dataclass(frozen=True)
 class FeaturesResult:
-    """The features written to ``out`` (one row per customer) and the input rows set aside."""
+    """The features written to ``out`` (one row per customer), the input rows set aside and, as ``score``
+    reports them, the customers known to the tables but left out (no activity on or before as_of: rows of
+    table ``all`` in ``rejects``, ``churnguard.scoring.score.unscored_rejects``)."""
 
     features: pd.DataFrame
     rejects: pd.DataFrame
     out: Path
+    left_out: int = 0
 
     def summary(self) -> str:
-        return f"features: {len(self.features):,} customers x {self.features.shape[1] - 2} features -> {self.out}"
+        text = f"features: {len(self.features):,} customers x {self.features.shape[1] - 2} features -> {self.out}"
+        if self.left_out:
+            text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
+                     "as_of (see the rejects)")
+        return text
 
 
 def build_features_from_files(engine: str, transactions: Path, tickets: Path | None, customers: Path | None, *,
@@ -135,23 +142,28 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
                               on_note: Callable = _quiet) -> FeaturesResult:
     """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically."""
     from churnguard._io import write_table
+    from churnguard.features import to_day
+    from churnguard.scoring.score import unscored_rejects, unseen_customers
 
     if engine == "dask":
-        from churnguard.engines.dask import build_features_dask
+        from churnguard.engines.dask import features_and_unseen_dask
 
         with _on_cluster((transactions, tickets, customers), config.data, scheduler, workers, on_step,
                          on_note) as dtables:
             on_step(f"Building features as of {as_of} on the cluster")
-            feats = build_features_dask(dtables, as_of, config.features)
-            return FeaturesResult(feats, dtables.rejects, write_table(feats, out))
-    from churnguard.dataset import load_tables
-    from churnguard.features import build_features
+            feats, unseen = features_and_unseen_dask(dtables, as_of, config.features)
+            rejects = dtables.rejects
+    else:
+        from churnguard.dataset import load_tables
+        from churnguard.features import build_features
 
-    on_step("Reading and validating input")
-    tables = load_tables(transactions, tickets, customers, config=config.data)
-    on_step(f"Building features as of {as_of}")
-    feats = build_features(tables, as_of, config.features)
-    return FeaturesResult(feats, tables.rejects, write_table(feats, out))
+        on_step("Reading and validating input")
+        tables = load_tables(transactions, tickets, customers, config=config.data)
+        on_step(f"Building features as of {as_of}")
+        feats = build_features(tables, as_of, config.features)
+        unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects
+    return FeaturesResult(feats, unscored_rejects(rejects, unseen, to_day(as_of)), write_table(feats, out),
+                          len(unseen))
 
 
 def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets: Path | None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.scoring import ScoreResult, score_tables, select_customers
-from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows
+from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows, unseen_customers
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -145,11 +145,10 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if not (parts.doomed(spec, run.digests) or pd.isna(day)):
-            result = score_tables(model, replace(tables, rejects=tables.rejects.iloc[:0]), day, playbook,
-                                  control_fraction=0.0)
+            result = score_tables(model, tables, day, playbook, control_fraction=0.0)
             run.scored.append(work / f"scores-{b}.parquet")
             result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
-            run.unseen.append(result.rejects["customer_id"].to_numpy())
+            run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:
                 frac = min(1.0, _DRIFT_ROWS / n / max(len(result.drift_sample), 1))
                 run.samples.append(result.drift_sample.sample(frac=frac, random_state=b))

@@ -38,6 +38,8 @@ __all__ = [
     "phrase_for",
     "pick_reasons",
     "reason_texts",
+    "set_aside_text",
+    "set_aside_texts",
     "top_features",
     "uninformative",
     "unscored_text",
@@ -485,3 +487,17 @@ def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: i
         texts = [unscored_text("lost", d, lookback_days) for d in days[first].tolist()]
         out[lost] = np.array(texts, dtype=object)[codes.ravel()]
     return out
+
+
+def set_aside_text(rows: int) -> str:
+    """Why a customer with no purchase on record but ``rows`` transaction rows set aside as bad (``score
+    --reject-bad-rows``) has no churn probability: their history is unknown, not empty."""
+    was = "was" if rows == 1 else "were"
+    return (f"no churn probability: no purchase on record, but {_plural(rows, 'transaction row')} of theirs {was} "
+            "set aside as bad (see the rejects file)")
+
+
+def set_aside_texts(rows: np.ndarray) -> np.ndarray:
+    """:func:`set_aside_text` for each count in ``rows``, written once per distinct count."""
+    counts, codes = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+    return np.array([set_aside_text(k) for k in counts.tolist()], dtype=object)[codes.ravel()]

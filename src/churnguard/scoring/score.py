@@ -34,9 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LIGHT_COLUMNS", "OUTPUT_COLUMNS", "SCORES_COLUMNS", "SELECTION_COLUMNS", "ScoreResult", "drift_check",
            "drift_report", "file_rows", "frame_columns", "last_purchase_dates", "model_population", "output_columns",
-           "read_scores",
-           "score_columns", "score_features", "score_frames", "score_records", "score_tables", "select_customers",
-           "tables_drift", "unscored_rejects"]
+           "read_scores", "rejected_rows", "score_columns", "score_features", "score_frames", "score_records",
+           "score_tables", "select_customers", "tables_drift", "unscored_rejects", "unseen_customers"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +45,13 @@ OUTPUT_COLUMNS = [
 ]
 # The scores file (and ScoreResult.scores): the rows above with what an analyst checks first, and the ranks.
 SCORES_COLUMNS = [
-    "customer_id", "as_of", "lifecycle_stage", "last_purchase_date", "n_orders", "spend_last_year",
+    "customer_id", "as_of", "lifecycle_stage", "last_purchase_date", "n_orders", "rejected_rows", "spend_last_year",
     "churn_probability", "risk_rank", "risk_band", "value_tier", "clv", "reason_1", "reason_2", "reason_3", "action",
     "action_cost", "expected_value", "value_rank", "selected", "control_group", "model_version",
 ]
 # What the engines keep of every customer in memory, for the selection and the summary.
-LIGHT_COLUMNS = ["customer_id", "lifecycle_stage", "churn_probability", "risk_band", "clv", "action", "action_cost",
-                 "expected_value"]
+LIGHT_COLUMNS = ["customer_id", "lifecycle_stage", "rejected_rows", "churn_probability", "risk_band", "clv", "action",
+                 "action_cost", "expected_value"]
 SELECTION_COLUMNS = ["selected", "control_group", "risk_rank", "value_rank"]
 REASON_COLUMNS = [f"reason_{k}" for k in range(1, reasons.N_REASONS + 1)]
 _NEEDED = ("n_orders", "cltv", "recency_days", "bg_age_days")  # features the rules read besides the model's
@@ -217,18 +216,39 @@ def frame_columns(features: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[s
     return cols, levels
 
 
-def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook, *,
-                   reasons_for: str = "all") -> pd.DataFrame:
-    """:func:`score_columns` for a features frame (``customer_id``, ``as_of`` and the features), as a frame."""
+def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook, *, reasons_for: str = "all",
+                   rejects: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`score_columns` for a features frame (``customer_id``, ``as_of`` and the features), as a frame,
+    with each customer's ``rejected_rows`` (:func:`rejected_rows` of ``rejects``, the rows set aside from the
+    tables the features came from; 0 without them). A customer with no purchase but rows set aside is told so
+    in ``reason_1`` (``churnguard.scoring.reasons.set_aside_text``): not a customer without history."""
     cols, levels = frame_columns(features)
     missing = [c for c in _NEEDED if c not in cols]
     if missing:
         raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
     scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
     as_of = features["as_of"].to_numpy()
+    set_aside = rejected_rows(rejects, features["customer_id"])
+    hidden = (scored["lifecycle_stage"] == "never_bought") & (set_aside > 0)
+    if hidden.any():
+        scored["reason_1"] = np.array(scored["reason_1"], dtype=object)
+        scored["reason_1"][hidden] = reasons.set_aside_texts(set_aside[hidden])
     frame = pd.DataFrame({"customer_id": features["customer_id"].to_numpy(), "as_of": as_of,
-                          "last_purchase_date": last_purchase_dates(as_of, cols["recency_days"]), **scored})
+                          "last_purchase_date": last_purchase_dates(as_of, cols["recency_days"]), **scored,
+                          "rejected_rows": set_aside})
     return frame.astype({"n_orders": "Int64"})  # a count
+
+
+def rejected_rows(rejects: pd.DataFrame | None, ids: pd.Series) -> np.ndarray:
+    """How many of each customer's transaction rows (``ids``: customer ids as validated) are among ``rejects``,
+    the rows set aside by ``--reject-bad-rows`` (int64; 0 for none): scores computed on part of a customer's
+    purchase history say so."""
+    if rejects is None or rejects.empty:
+        return np.zeros(len(ids), dtype=np.int64)
+    mine = rejects.loc[(rejects["table"] == "transactions").to_numpy(), "customer_id"].dropna()
+    counts = mine.astype(str).value_counts()
+    found = counts.reindex(pd.Index(np.asarray(ids, dtype=object).astype(str)))
+    return found.fillna(0).to_numpy(dtype=np.int64)
 
 
 def last_purchase_dates(as_of: np.ndarray, recency_days: np.ndarray) -> np.ndarray:
@@ -270,10 +290,11 @@ class ScoreResult:
         return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
 
     def summary(self, out: str | Path, campaign: Campaign | None = None) -> str:
-        """Customers in, scored and rejected, customers per risk band, those without a probability per
-        lifecycle stage (their band), and the selection with its cost and expected value (control customers
-        are not contacted, so they cost nothing); with ``campaign``, how each action's expected value is made
-        and what to do next (:func:`churnguard.scoring.campaign.campaign_text`)."""
+        """Customers in, scored and rejected, those scored on partial history (:func:`_partial_history`),
+        customers per risk band, those without a probability per lifecycle stage (their band), and the
+        selection with its cost and expected value (control customers are not contacted, so they cost nothing);
+        with ``campaign``, how each action's expected value is made and what to do next
+        (:func:`churnguard.scoring.campaign.campaign_text`)."""
         c, s = self.counts(), self.scores
         chosen = s[s["selected"]]
         contacted = chosen[~chosen["control_group"]]
@@ -281,6 +302,7 @@ class ScoreResult:
         stages = [k for k in rules.LIFECYCLE_STAGES if k in counts.index]  # the bands without a probability
         text = (
             f"customers: {c['in']:,} in, {c['scored']:,} scored -> {out}, {c['rejected']:,} rejected\n"
+            f"{_partial_history(s)}"
             f"bands: {', '.join(f'{k} {v:,}' for k, v in counts.drop(stages).items()) or 'none'}\n"
             f"no probability (no purchase in the model's lookback): "
             f"{', '.join(f'{k} {counts[k]:,}' for k in stages) or 'none'}\n"
@@ -292,6 +314,19 @@ class ScoreResult:
         from churnguard.scoring.campaign import campaign_text
 
         return text + "\n" + campaign_text(s, out, self.as_of, campaign)
+
+
+def _partial_history(scores: pd.DataFrame) -> str:
+    """A line (or '' when there are none) counting the customers scored with some of their transaction rows set
+    aside (``rejected_rows`` > 0), and those of them with no purchase left."""
+    if "rejected_rows" not in scores:
+        return ""
+    partial = scores["rejected_rows"].to_numpy(dtype="int64") > 0
+    if not partial.any():
+        return ""
+    n, emptied = int(partial.sum()), int((partial & (scores["lifecycle_stage"] == "never_bought").to_numpy()).sum())
+    return (f"partial history: {n:,} customer{'s' * (n != 1)} scored with transaction rows set aside (column "
+            f"rejected_rows), {emptied:,} of them with no purchase left (no probability)\n")
 
 
 _PROBABILITY_DIGITS, _MONEY_DIGITS = 4, 2
@@ -322,7 +357,8 @@ def read_scores(path: str | Path) -> pd.DataFrame:
 
 
 def no_activity_reason(as_of: pd.Timestamp) -> str:
-    """Why a customer known to the tables is not scored: nothing of theirs happened by ``as_of``."""
+    """Why a customer known to the tables has no features row, so no score: nothing of theirs happened by
+    ``as_of``."""
     return f"no activity on or before as_of {pd.Timestamp(as_of).date()}"
 
 
@@ -330,26 +366,35 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
                  budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
                  reasons_for: str = "all") -> ScoreResult:
     """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
-    scores, actions and selection. Customers first seen after ``as_of`` are reported, not dropped."""
-    from churnguard.dataset import _isin
+    scores (with each customer's ``rejected_rows`` from ``tables.rejects``), actions and selection. Customers
+    first seen after ``as_of`` are reported, not dropped."""
     from churnguard.features import build_features, to_day
 
     info = model.require_info()
     as_of = to_day(as_of) if as_of is not None else tables.last_date()
     feats = build_features(tables, as_of, info.config.features, model_population(model))
-    scores = score_features(model, feats, playbook, reasons_for=reasons_for)
+    scores = score_features(model, feats, playbook, reasons_for=reasons_for, rejects=tables.rejects)
     scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
     scores["model_version"] = info.model_version
-    # Customers known from any table but not scored, sorted; found with Arrow's hash lookup (1M ids: ~0.5 s).
-    known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
-    missing = [ids[~_isin(ids, [scores["customer_id"]])] for ids in known]
-    rejects = unscored_rejects(tables.rejects, pd.Index(pd.concat(missing, ignore_index=True).unique()), as_of)
+    rejects = unscored_rejects(tables.rejects, unseen_customers(tables, scores["customer_id"]), as_of)
     return ScoreResult(scores[output_columns(model, SCORES_COLUMNS)], rejects, _drift_sample(model, feats, scores),
                        as_of)
 
 
+def unseen_customers(tables: Tables, seen: pd.Series) -> pd.Index:
+    """The customers known from any of ``tables`` but not among ``seen`` (those with a features row): the ones
+    with no activity on or before the day, reported by ``score`` and ``features`` alike (:func:`unscored_rejects`).
+    Found with Arrow's hash lookup (1M ids: ~0.5 s)."""
+    from churnguard.dataset import _isin
+
+    known = [t["customer_id"] for t in (tables.transactions, tables.customers, tables.tickets) if t is not None]
+    missing = [ids[~_isin(ids, [seen])] for ids in known]
+    return pd.Index(pd.concat(missing, ignore_index=True).unique())
+
+
 def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
-    """``rejects`` followed by a row for each customer known to the tables but not scored, in id order."""
+    """``rejects`` followed by a row for each customer known to the tables but without a features row
+    (:func:`unseen_customers`), in id order, with :func:`no_activity_reason`."""
     unseen = unseen.sort_values()
     late = pd.DataFrame({"table": "all", "source": "", "row": pd.NA, "customer_id": unseen.to_numpy(),
                          "column": "", "value": "", "reason": no_activity_reason(as_of)})

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from churnguard.engines.dask._cluster import connect, describe
 from churnguard.engines.dask._read import DaskTables, read_tables_dask
-from churnguard.engines.dask.features import build_features_dask
+from churnguard.engines.dask.features import build_features_dask, features_and_unseen_dask
 from churnguard.engines.dask.scoring import score_dask
 from churnguard.engines.dask.training import train_dask
 
-__all__ = ["DaskTables", "build_features_dask", "connect", "describe", "read_tables_dask", "score_dask", "train_dask"]
+__all__ = ["DaskTables", "build_features_dask", "connect", "describe", "features_and_unseen_dask", "read_tables_dask",
+           "score_dask", "train_dask"]

@@ -133,10 +133,34 @@ def build_features_dask(dtables: DaskTables, as_of: str | pd.Timestamp, config: 
     Returns:
         The features frame, sorted by ``customer_id``; ``attrs['lifespan_years']`` holds the lifespan used.
     """
+    return _features(dtables, as_of, config, client)[0]
+
+
+def features_and_unseen_dask(dtables: DaskTables, as_of: str | pd.Timestamp, config: FeatureConfig, *,
+                             client: Client | str | None = None) -> tuple[pd.DataFrame, pd.Index]:
+    """:func:`build_features_dask`, and the customers known to the tables but without a features row
+    (``churnguard.scoring.score.unseen_customers`` of each partition)."""
+    feats, snap, client = _features(dtables, as_of, config, client)
+    tasks = _Tasks(client)
+    unseen = _gather(client, [tasks.submit(f"unseen-p{b}", _unseen, p, f)
+                              for b, (p, f) in enumerate(zip(dtables.partitions, snap.parts, strict=True))],
+                     "finding the customers without features")
+    return feats, pd.Index(np.concatenate(unseen) if unseen else np.zeros(0, dtype=object))
+
+
+def _unseen(tables: Tables, feats: pd.DataFrame) -> np.ndarray:
+    from churnguard.scoring.score import unseen_customers
+
+    return unseen_customers(tables, feats["customer_id"]).to_numpy()
+
+
+def _features(dtables: DaskTables, as_of: str | pd.Timestamp, config: FeatureConfig, client: Client | str | None
+              ) -> tuple[pd.DataFrame, _Snapshot, Client]:
+    """The features frame of :func:`build_features_dask`, the snapshot behind it and the client."""
     client = _client_for(dtables, client)
     day = to_day(as_of)
     snap = _feature_snapshots(dtables, client, [day], config)[day]
     out = _combine(_gather(client, snap.parts, f"building features as of {day.date()}"))
     out.attrs["population"] = snap.population.to_dict()
     out.attrs["lifespan_years"] = snap.population.lifespan_years
-    return out
+    return out, snap, client

@@ -35,24 +35,27 @@ def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, pla
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
     selection, which needs every customer)."""
     from churnguard.scoring import score_features
-    from churnguard.scoring.score import LIGHT_COLUMNS, SCORES_COLUMNS, SELECTION_COLUMNS, output_columns
+    from churnguard.scoring.score import (
+        LIGHT_COLUMNS,
+        SCORES_COLUMNS,
+        SELECTION_COLUMNS,
+        output_columns,
+        unseen_customers,
+    )
 
     info = model.require_info()
     columns = [c for c in output_columns(model, SCORES_COLUMNS) if c not in SELECTION_COLUMNS]
     if len(feats):
-        scores = score_features(model, feats, playbook, reasons_for=reasons_for)
+        scores = score_features(model, feats, playbook, reasons_for=reasons_for, rejects=tables.rejects)
         scores["model_version"] = info.model_version
         scores = scores[columns]
     else:
         scores = pd.DataFrame(columns=columns)
-    known = tables.customer_ids()
-    if tables.tickets is not None:
-        known = known.union(pd.Index(tables.tickets["customer_id"].unique()))
     keep = in_lookback(feats["recency_days"], info.config.labels.lookback_days)
     drift = feats.loc[keep, ["customer_id", *[c for c in model.feature_names_ if c in feats]]].copy()
     drift["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy() if len(feats) else []
     light = scores[LIGHT_COLUMNS].assign(_in_lookback=keep)
-    return {"scores": scores, "light": light, "unseen": known.difference(pd.Index(scores["customer_id"])).to_numpy(),
+    return {"scores": scores, "light": light, "unseen": unseen_customers(tables, scores["customer_id"]).to_numpy(),
             "drift": drift}
 
 

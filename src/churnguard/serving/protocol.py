@@ -1,0 +1,93 @@
+"""The server's HTTP protocol: uvicorn's own (httptools when installed, else h11) with a deadline on the request
+headers, which uvicorn does not have.
+
+A connection whose request line and headers are not complete within ``header_timeout`` seconds, counted from
+the moment it opens or, on a kept-alive connection, from the first byte of the next request, is closed; when
+part of a request came, it is answered 408 first. So a client that sends its headers a byte at a time
+(slowloris) holds a connection for ``header_timeout`` seconds at most. Idle kept-alive connections are closed
+by uvicorn (``timeout_keep_alive``), and request bodies have the app's own deadline
+(``churnguard.serving.app``: 408 after ``body_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+__all__ = ["HEADER_TIMEOUT", "HeaderDeadline", "HeaderTimeoutProtocol", "header_timeout_protocol"]
+
+logger = logging.getLogger(__name__)
+
+HEADER_TIMEOUT = 10.0  # seconds
+
+
+class HeaderDeadline:
+    """The request-header deadline, over either of uvicorn's HTTP protocols (``HttpToolsProtocol``,
+    ``H11Protocol``): see the module docstring. A request's headers are complete when the protocol starts a
+    new request-response cycle (``self.cycle``), in both."""
+
+    def __init__(self, *args: Any, header_timeout: float = HEADER_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._request_started = False  # a byte of the awaited request came
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        awaiting = before is None or before.response_complete  # these bytes start (or go on with) a request
+        if awaiting and self._header_timer is None:
+            self._arm()
+        self._request_started = self._request_started or awaiting
+        super().data_received(data)
+        if self.cycle is not before:  # the headers are complete
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._request_started = False
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or not (self.cycle is None or self.cycle.response_complete):
+            return
+        if self._request_started:
+            self.transport.write(_late_response(self.header_timeout))
+        logger.debug("%s: request headers not complete within %g s, connection closed", self.client,
+                     self.header_timeout)
+        self.transport.close()
+
+
+class HeaderTimeoutProtocol(HeaderDeadline, AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with the request-header deadline."""
+
+
+def _late_response(seconds: float) -> bytes:
+    """The 408 answer, closing the connection, to a request whose headers came too slowly."""
+    body = b'{"detail":"the request headers did not arrive within %g s"}' % seconds
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+
+
+def header_timeout_protocol(seconds: float = HEADER_TIMEOUT) -> functools.partial:
+    """The protocol for ``uvicorn.run(..., http=...)`` with request headers due within ``seconds`` (a partial
+    of a module-level class, so it reaches the worker processes of ``workers > 1``)."""
+    if not seconds > 0:
+        raise ValueError(f"the header timeout must be a positive number of seconds, got {seconds}")
+    return functools.partial(HeaderTimeoutProtocol, header_timeout=seconds)
