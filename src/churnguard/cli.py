@@ -223,7 +223,8 @@ def demo_data(
     shape: Annotated[str, _Opt("--shape", help="contract (the three tables) or online-retail (one line-item "
                                 "export and the config that reads it).")] = "contract",
 ) -> None:
-    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events)."""
+    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with a past
+    campaign and its control group (campaigns; campaign_truth holds its simulated effects)."""
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -242,7 +243,7 @@ def demo_data(
         console.print(f"export: {len(export):>10,} lines -> {paths['export']}\nconfig: {paths['config']}")
         return
     with console.status(f"Generating {customers:,} customers"):
-        data = generate_demo_data(customers, seed=seed, events=True)
+        data = generate_demo_data(customers, seed=seed, events=True, campaign=True)
         paths = write_demo_data(data, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")
@@ -506,6 +507,9 @@ def score(
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
+                                              "actions and select by incremental value (uplift x value - cost); "
+                                              "local engine, file output.")] = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
@@ -537,6 +541,13 @@ def score(
                      events=events)
     _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
                          events=events is not None)
+    if uplift_model is not None:
+        if dask or is_url(out) or partitions is not None or events is not None:
+            _fail("--uplift-model scores in memory on the local engine into a file, from transactions, tickets "
+                  "and customers: leave out --engine dask, --partitions, --events and a database --out")
+        return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers), rules, out, rejects,
+                                  data_config=data_config, reject_bad_rows=reject_bad_rows, as_of=as_of,
+                                  budget=budget, control_fraction=control_fraction, seed=seed)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -576,6 +587,32 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+
+
+def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out: Path, rejects: Path | None, *,
+                       data_config, reject_bad_rows: bool, **choice) -> None:
+    """``score --uplift-model``: the tables scored in memory, actions and selection by incremental value
+    (``churnguard.uplift.score``), the scores and rejects files replaced together."""
+    from churnguard._io import replaced_together, write_table
+    from churnguard.dataset import load_tables, write_rejects
+    from churnguard.uplift import UpliftModel
+    from churnguard.uplift.score import score_with_uplift, uplift_file_rows, uplift_summary
+
+    uplift = _run(UpliftModel.load, uplift_path)
+    cfg = data_config or loaded.require_info().config.data
+    if reject_bad_rows:
+        cfg = cfg.model_copy(update={"on_bad_rows": "reject"})
+    finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
+    with replaced_together(*finals) as staged, _steps() as (step, _):
+        step("Reading and validating input")
+        tables = _run(load_tables, *inputs, config=cfg, feature_inputs_only=True)
+        step("scoring with the uplift model")
+        result = _run(score_with_uplift, loaded, uplift, tables, choice.pop("as_of"), rules, **choice)
+        write_table(uplift_file_rows(result.scores, staged[0]), staged[0])
+        said = [result.summary(out) + "\n" + uplift_summary(result.scores, uplift),
+                write_rejects(result.rejects, staged[1])]
+    _say(said[0])
+    _say(_naming(said[1], staged, finals), warn=True)
 
 
 def _data_config(path: Path):
@@ -620,6 +657,43 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+
+
+@app.command("train-uplift", epilog=_URLS)
+def train_uplift(
+    campaigns: Annotated[Path, _Opt("--campaigns", help="Campaigns file (customer_id, sent_at, action, treated; "
+                                    "optional campaign_id, cost) or the scores file of a past 'score' run.")],
+    transactions: TxOpt = None,
+    tickets: TicketsOpt = None,
+    customers: CustomersOpt = None,
+    horizon_days: Annotated[int, _Opt(min=1, help="Outcome: a purchase within this many days after sent_at.")] = 90,
+    model_out: Annotated[Path, _Opt("--model-out", "-o", help="Where to write the uplift model file.")] = Path(
+        "models/uplift_model.zip"),
+    min_customers: Annotated[int, _Opt(min=1, metavar="N", help="Learn an action's uplift only from at least N "
+                                       "contacted and N control customers; else use its measured average "
+                                       "effect.")] = 200,
+    config: ConfigOpt = None,
+    tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                                             "sqlite:///mlflow.db).")] = None,
+    experiment: Annotated[str | None, _Opt(help="MLflow experiment name (overrides config).")] = None,
+) -> None:
+    """Learn from past campaigns with a control group which customers each action keeps (uplift); track the
+    scorecard (Qini of uplift vs risk vs random ranking on held-out customers) in MLflow."""
+    from churnguard.config import load_config
+    from churnguard.dataset import load_campaigns, load_tables
+    from churnguard.uplift import train_uplift as train_fn
+
+    cfg = _run(load_config, config)
+    cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri, "experiment": experiment})
+    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    with _steps() as (step, _):
+        step("Reading and validating input")
+        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
+        rows = _run(load_campaigns, campaigns, config=cfg.data)
+        step("learning from the campaigns")
+        result = _run(train_fn, tables, rows, cfg, model_out=model_out, horizon_days=horizon_days,
+                      min_customers=min_customers)
+    _say(result.summary())
 
 
 @app.command("serve")

@@ -41,6 +41,7 @@ class ColumnsConfig(_Frozen):
     tickets: dict[str, str] = Field(default_factory=dict)
     customers: dict[str, str] = Field(default_factory=dict)
     events: dict[str, str] = Field(default_factory=dict)
+    campaigns: dict[str, str] = Field(default_factory=dict)
 
 
 class ExcludeConfig(_Frozen):
@@ -51,8 +52,9 @@ class ExcludeConfig(_Frozen):
     tickets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     customers: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     events: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    campaigns: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
-    @field_validator("transactions", "tickets", "customers", "events", mode="before")
+    @field_validator("transactions", "tickets", "customers", "events", "campaigns", mode="before")
     @classmethod
     def _as_text(cls, v: Any) -> Any:
         """Values as text: YAML reads an unquoted code such as 85123 as a number."""

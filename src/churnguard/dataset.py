@@ -13,6 +13,9 @@ Four tables, CSV (UTF-8, also gzipped as ``.csv.gz``) or Parquet, chosen by exte
   ``app_session``, ``email_sent``, ``email_open``, ``email_click``, ``cart_add``, ... read in lower case);
   optional ``duration_seconds`` (>= 0), ``channel``, ``session_id``. Events of customers found in neither the
   transactions nor the customers table are bad rows.
+* **campaigns** (for ``train-uplift``): ``customer_id``, ``sent_at`` (the day the action was taken), ``action``,
+  ``treated`` (true = contacted, false = held out as control); optional ``campaign_id``, ``cost``. A scores file
+  of ``churnguard score`` is read as one campaign (:func:`load_campaigns`).
 
 Users' own column names map onto these through ``data.columns`` in the config; CSV files are read in
 ``data.encoding`` with ``data.delimiter``; rows matching ``data.exclude`` (postage, fees) are left out before
@@ -54,8 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
            "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
-           "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_tables",
-           "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "validate_tables"]
+           "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_campaigns",
+           "load_tables", "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error",
+           "text_cells", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,10 @@ CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
         "required": ("customer_id", "timestamp", "event_type"),
         "optional": ("duration_seconds", "channel", "session_id"),
     },
+    "campaigns": {
+        "required": ("customer_id", "sent_at", "action", "treated"),
+        "optional": ("campaign_id", "cost"),
+    },
 }
 # Contract columns the features read (customers: every column, as attributes). Scoring reads only these; the
 # other optional columns are checked when a table is loaded in full, but no score depends on them.
@@ -85,8 +93,8 @@ FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
     "customers": None,
     "events": ("customer_id", "timestamp", "event_type", "duration_seconds", "channel", "session_id"),
 }
-_DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
-_REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at", "event_type"}
+_DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date", "sent_at"}
+_REQUIRED_VALUES = {"customer_id", "timestamp", "amount", "opened_at", "event_type", "sent_at", "action", "treated"}
 # Numbers beyond this size are no real amounts or counts, and a few of them would add up to infinity.
 MAX_MAGNITUDE = 1e12
 _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
@@ -98,16 +106,19 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "nps": (0, 10),
     "loyalty_points": (-MAX_MAGNITUDE, MAX_MAGNITUDE),
     "duration_seconds": (0, MAX_MAGNITUDE),
+    "cost": (0, MAX_MAGNITUDE),
 }
-_TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id"}
-_IDS = {"customer_id", "order_id", "ticket_id", "session_id"}
+_TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id", "action",
+         "campaign_id"}
+_IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
+_FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
 _LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
 # Below this share of the smaller table's ids found in the other, transactions and customers describe different
 # customers, or write the same ids differently; judged from this many ids of each table on.
 MIN_SHARED_IDS = 0.05
 MIN_IDS_JUDGED = 20
-_CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | {"loyalty_member"}
+_CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | _FLAGS
 _DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
@@ -604,7 +615,7 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             lo, hi = _NUMERIC_RANGES[column]
             check.flag(num.notna() & ~num.between(lo, hi), column, f"lie outside {_number(lo)}..{_number(hi)}", raw)
             out[column] = num
-        elif column == "loyalty_member":
+        elif column in _FLAGS:
             flags = _parse_bool(raw)
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
@@ -851,3 +862,49 @@ def load_tables(
             sources[name] = str(path)
     return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config,
                            sources=sources, events=raw.get("events"))
+
+
+SCORES_AS_CAMPAIGN = ("selected", "control_group", "action", "as_of")  # a scores file's columns read as a campaign
+
+
+def scores_as_campaign(scores: pd.DataFrame) -> pd.DataFrame:
+    """The customers a ``churnguard score`` run selected, as campaign rows in contract names: ``sent_at`` is the
+    scores' ``as_of``, ``treated`` = not ``control_group``, ``cost`` the ``action_cost`` (when present)."""
+    def flag(values: pd.Series) -> pd.Series:
+        return _parse_bool(text_cells(values) if not pd.api.types.is_bool_dtype(values) else values)
+
+    picked = scores[flag(scores["selected"]).fillna(False).to_numpy(dtype=bool)]
+    out = pd.DataFrame({"customer_id": picked["customer_id"], "sent_at": picked["as_of"], "action": picked["action"],
+                        "treated": ~flag(picked["control_group"]).astype("boolean")})
+    return out.assign(cost=picked["action_cost"]) if "action_cost" in picked else out
+
+
+def validate_campaigns(raw: pd.DataFrame, *, config: DataConfig, source: str = "campaigns") -> pd.DataFrame:
+    """Validate a campaigns table (in the user's column names, mapped with ``data.columns.campaigns``) and return
+    it typed, with contract names: ``sent_at`` a day, ``treated`` a flag, ``cost`` a number >= 0. A scores file
+    (columns :data:`SCORES_AS_CAMPAIGN`, no ``sent_at``) is read as one campaign (:func:`scores_as_campaign`).
+
+    Raises:
+        DataError: a missing column, an empty table, or unusable rows (empty id or action, unparseable day,
+            ``treated`` not true/false, negative cost, one customer twice in one campaign). With ``on_bad_rows:
+            reject`` bad rows are dropped instead, with a warning naming how many.
+    """
+    names = [str(c) for c in raw.columns]
+    mapped = config.columns.campaigns.get("sent_at", "sent_at")
+    if mapped not in names and set(SCORES_AS_CAMPAIGN) <= set(names):
+        raw, config = scores_as_campaign(raw), config.model_copy(update={"columns": config.columns.model_copy(
+            update={"campaigns": {}})})
+        if raw.empty:
+            raise DataError(f"{source}: nobody was selected in these scores: there is no campaign to learn from")
+    check, _ = _prepare(raw, "campaigns", {"campaigns": source}, config, False, {})
+    keys = [c for c in ("campaign_id", "customer_id", "sent_at", "action") if c in check.df]
+    twice = check.df.duplicated(keys, keep=False) & check.df["customer_id"].notna()
+    check.flag(twice, "customer_id", "are one customer listed twice for one campaign, day and action")
+    campaigns, _ = check.finish(config.on_bad_rows)
+    return campaigns.assign(sent_at=campaigns["sent_at"].dt.normalize(),
+                            treated=campaigns["treated"].astype(bool))
+
+
+def load_campaigns(path: str | Path, *, config: DataConfig) -> pd.DataFrame:
+    """Read a campaigns file (CSV or Parquet, or a scores file) and validate it (:func:`validate_campaigns`)."""
+    return validate_campaigns(_read(path, "campaigns", config), config=config, source=str(path))

@@ -28,6 +28,9 @@ over months):
   customers drift before they leave: their visits and email opens fall over the two months before the month
   they churn in, so engagement leads the last purchase; after churning they barely visit or open at all.
 
+With ``campaign=True`` the world also holds a past retention campaign with a control group whose true effects
+differ between customers (``churnguard.demo_campaign``).
+
 The customers table is a static snapshot of attributes: nothing in it is derived from later behaviour, so
 a model trained on earlier cut-offs cannot read churn off it.
 """
@@ -78,12 +81,14 @@ _EVENT_CHANNELS = np.array(["web", "app", "email"])
 @dataclass(frozen=True)
 class DemoData:
     """The input tables of the data contract, in contract column names and types (``events``: None when not
-    generated)."""
+    generated); with a campaign also the campaigns table and its truth (``churnguard.demo_campaign``)."""
 
     transactions: pd.DataFrame
     tickets: pd.DataFrame
     customers: pd.DataFrame
     events: pd.DataFrame | None = None
+    campaigns: pd.DataFrame | None = None
+    campaign_truth: pd.DataFrame | None = None
 
 
 def _take(values: np.ndarray | pa.Array, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -116,7 +121,7 @@ def _moments(rng: np.random.Generator, day_lo: np.ndarray, day_hi: np.ndarray, h
 
 def generate_demo_data(
     n_customers: int = 2000, *, seed: int = 0, start: str = "2023-01-01", end: str = "2025-12-31",
-    churn_scale: float = 1.0, events: bool = False,
+    churn_scale: float = 1.0, events: bool = False, campaign: bool = False,
 ) -> DemoData:
     """Simulate ``n_customers`` customers from ``start`` to ``end`` (both days inclusive).
 
@@ -128,6 +133,7 @@ def generate_demo_data(
         churn_scale: multiplies every customer's monthly churn hazard (1.0: the demo's world).
         events: also generate the events table (off by default: it is the largest table and costs most of
             the time).
+        campaign: also simulate a past campaign with a control group (``churnguard.demo_campaign``).
 
     Returns:
         The transactions, tickets, customers and events tables (see the module docstring for the world).
@@ -158,7 +164,17 @@ def generate_demo_data(
         if events else None
     logger.info("demo data: %d customers, %d transactions, %d tickets, %d events in %.1fs", n_customers,
                 len(transactions), len(tickets), 0 if ev is None else len(ev), time.perf_counter() - began)
-    return DemoData(transactions, tickets, customers, ev)
+    if campaign:
+        from churnguard.demo_campaign import simulate_campaign
+
+        try:
+            world = simulate_campaign(transactions, tickets, seed=seed)
+        except ValueError as exc:  # a period too short, or nobody to contact
+            logger.warning("demo data without a campaign: %s", exc)
+        else:
+            return DemoData(world.transactions, tickets, customers, events=ev, campaigns=world.campaigns,
+                            campaign_truth=world.truth)
+    return DemoData(transactions, tickets, customers, events=ev)
 
 
 @dataclass(frozen=True)
@@ -423,8 +439,8 @@ def _email_rows(rng: np.random.Generator, cust: np.ndarray, month: np.ndarray, o
 
 
 def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write ``transactions``, ``tickets``, ``customers`` and ``events`` (when generated) as ``<name>.<fmt>`` into
-    ``out_dir``, each atomically.
+    """Write ``transactions``, ``tickets``, ``customers``, and ``events``, ``campaigns`` and ``campaign_truth``
+    when the world has them, as ``<name>.<fmt>`` into ``out_dir``, each atomically.
 
     Args:
         data: the tables to write.
@@ -440,7 +456,8 @@ def write_demo_data(data: DemoData, out_dir: str | Path, fmt: str = "csv") -> di
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     return {name: write_table(getattr(data, name), Path(out_dir) / f"{name}.{fmt}")  # makes out_dir if missing
-            for name in ("transactions", "tickets", "customers", "events") if getattr(data, name) is not None}
+            for name in ("transactions", "tickets", "customers", "events", "campaigns", "campaign_truth")
+            if getattr(data, name) is not None}
 
 
 # -- the same world as a line-item shop export, shaped like the public "Online Retail" data set ---------------

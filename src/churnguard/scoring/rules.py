@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from churnguard.config import Playbook
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
-           "lifecycle_codes", "lifecycle_stage", "rank", "risk_band", "select", "signals", "success_rates",
-           "value_at_stake"]
+           "lifecycle_codes", "lifecycle_stage", "rank", "risk_band", "rule_matches", "select", "signals",
+           "success_rates", "value_at_stake"]
 
 
 BROWSING_VISITS = 3  # visits since the last order from which a customer is browsing but not buying
@@ -93,11 +93,11 @@ def signals(cols: Mapping[str, np.ndarray], n: int, *, sla_hours: float, new_cus
             & ~(col("emails_since_last_open") < UNOPENED_EMAILS)}
 
 
-def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
-                   playbook: Playbook) -> np.ndarray:
-    """The name of the first playbook rule whose conditions (band, lifecycle stage, value tier, signals) hold,
-    per customer."""
-    action = np.full(len(bands), None, dtype=object)
+def rule_matches(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
+                 playbook: Playbook) -> dict[str, np.ndarray]:
+    """Per playbook rule (in playbook order), whether its conditions (band, lifecycle stage, value tier, signals)
+    hold for each customer: the actions the playbook allows."""
+    out = {}
     for rule in playbook.actions:
         w = rule.when
         ok = np.ones(len(bands), dtype=bool)
@@ -111,7 +111,16 @@ def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, fla
             ok &= flags[s]
         for s in w.not_signals:
             ok &= ~flags[s]
-        action[ok & (action == None)] = rule.name
+        out[rule.name] = ok
+    return out
+
+
+def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
+                   playbook: Playbook) -> np.ndarray:
+    """The name of the first playbook rule whose conditions hold (:func:`rule_matches`), per customer."""
+    action = np.full(len(bands), None, dtype=object)
+    for name, ok in rule_matches(bands, stages, tiers, flags, playbook).items():
+        action[ok & (action == None)] = name
     return action
 
 

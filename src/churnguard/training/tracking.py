@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from churnguard.training.result import TrainResult
 
 __all__ = ["MODEL_ARTIFACT", "champion_file", "effective_config_yaml", "fail_orphaned_runs", "log_evaluation_run",
-           "log_training_run", "resolve_tracking_uri", "version_description"]
+           "log_training_run", "log_uplift_run", "resolve_tracking_uri", "version_description"]
 
 logger = logging.getLogger(__name__)
 
@@ -302,3 +302,20 @@ def log_evaluation_run(tc: TrackingConfig, *, as_of: pd.Timestamp, rows: int, sc
         mlflow.log_params({"as_of": str(as_of.date()), "rows": rows})
         for name, card in scorecards.items():
             mlflow.log_metrics({f"{'eval' if name == 'model' else name}_{k}": float(v) for k, v in card.items()})
+
+
+def log_uplift_run(tc: TrackingConfig, *, name: str, params: dict[str, Any], metrics: dict[str, float],
+                   artifacts: list[Path], tags: dict[str, str]) -> tuple[str, str]:
+    """Record an uplift training run (tag ``kind`` = ``uplift``): its params, metrics (``test_qini_uplift``,
+    ...), tags and artifact files (scorecard, charts, the model file); the run id and tracking URI."""
+    import mlflow
+
+    uri, client, exp_id = _connect(tc)
+    fail_orphaned_runs(client, exp_id)
+    with _recorded_run(exp_id, name) as run:
+        mlflow.set_tags({"kind": "uplift", "churnguard_version": __version__, **tags})
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id, uri

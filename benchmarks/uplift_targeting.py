@@ -1,0 +1,88 @@
+"""Uplift targeting against risk targeting on the demo world's simulated truth.
+
+The uplift model is trained on the ``make demo`` world (5,000 customers, seed 7); a churn model file (``--model``,
+e.g. the test suite's: 1,500 customers, seed 3, 12 snapshots) scores other demo worlds as of their campaign day,
+once alone (risk targeting: expected value) and once with the uplift model, with a playbook of the campaign's
+two actions and the same budget. Each contacted customer gets the outcome the simulation drew for the chosen
+action, the others their outcome without contact; printed: customers kept net of those put off.
+
+    flock /tmp/bench.lock python benchmarks/uplift_targeting.py --model models/churn_model.zip
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churnguard.config import Playbook, load_config
+from churnguard.dataset import validate_campaigns, validate_tables
+from churnguard.demo import generate_demo_data
+from churnguard.demo_campaign import CAMPAIGN_ACTIONS
+from churnguard.model import ChurnModel
+from churnguard.scoring import score_tables
+from churnguard.uplift import train_uplift
+from churnguard.uplift.score import score_with_uplift
+
+PLAYBOOK = Playbook.model_validate({"actions": [
+    {"name": "service_recovery", "when": {"stage": ["new", "active", "at_risk", "lapsing"],
+                                          "signals": ["bad_support"]}, "cost": 15, "success_rate": 0.35},
+    {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
+     "success_rate": 0.15},
+    {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
+
+
+def _world(n: int, seed: int):
+    cfg = load_config()
+    demo = generate_demo_data(n, seed=seed, campaign=True)
+    tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
+    return demo, tables, validate_campaigns(demo.campaigns, config=cfg.data)
+
+
+def kept(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
+    """Buyers among the campaign's customers beyond those without any contact, on the simulated truth."""
+    s = scores.set_index("customer_id").reindex(truth.index)
+    contacted = s["selected"].fillna(False).to_numpy(dtype=bool)
+    bought = truth["bought_untreated"].to_numpy().copy()
+    for a in CAMPAIGN_ACTIONS:
+        chosen = contacted & (s["action"] == a).to_numpy()
+        bought[chosen] = truth[f"bought_{a}"].to_numpy()[chosen]
+    return int(bought.sum() - truth["bought_untreated"].sum())
+
+
+def _shares(scores: pd.DataFrame, truth: pd.DataFrame) -> str:
+    """The shares of lapsed and of price-sensitive customers among the campaign customers contacted."""
+    chosen = truth.reindex(scores.loc[scores["selected"].to_numpy(dtype=bool), "customer_id"]).dropna(
+        subset=["lapsed"])
+    return ", ".join(f"{chosen[c].astype(float).mean():.0%}" for c in ("lapsed", "price_sensitive"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--seeds", default="8,9,10")
+    parser.add_argument("--budgets", default="1000,3000,10000")
+    args = parser.parse_args()
+    model = ChurnModel.load(args.model)
+    _, tables, campaigns = _world(5000, 7)
+    with tempfile.TemporaryDirectory() as tmp:
+        uplift = train_uplift(tables, campaigns, load_config(), model_out=Path(tmp) / "u.zip", track=False).model
+    print("| budget | world seed | contacts (risk / uplift) | kept by risk targeting | kept by uplift targeting | "
+          "lapsed, price-sensitive among contacts (risk / uplift) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for budget in map(float, args.budgets.split(",")):
+        for seed in map(int, args.seeds.split(",")):
+            demo, tables, campaigns = _world(5000, seed)
+            day, truth = campaigns["sent_at"].iloc[0], demo.campaign_truth.set_index("customer_id")
+            risk = score_tables(model, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
+            up = score_with_uplift(model, uplift, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
+            print(f"| {budget:,.0f} | {seed} | {int(np.sum(risk['selected']))} / {int(np.sum(up['selected']))} | "
+                  f"{kept(risk, truth)} | {kept(up, truth)} | {_shares(risk, truth)} / {_shares(up, truth)} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""A past retention campaign with a control group in the demo world, whose true effects are known.
+
+On ``sent_at`` (by default ``horizon_days + 30`` days before the last transaction) every customer with a purchase
+in the 365 days before is drawn an action (``win_back_offer``, a time-limited discount, or ``service_recovery``)
+and, with probability ``treated_share``, contacted; the others are the control group. The effects depend on what
+the data showed on ``sent_at``, so they can be learned from point-in-time features:
+
+* the discount keeps 60% of the price-sensitive customers who would have stopped buying (average order value
+  in the lowest 40% of the customers drawn), and 3% of the others;
+* service recovery keeps 60% of those with a poor support experience in the 180 days before (a first answer
+  after 12 hours or none yet, or a CSAT of 3 or less), and 3% of the others;
+* customers with no purchase in the 120 days before are mostly lost causes: each action keeps a fifth as many
+  of them;
+* any contact puts off half of the new customers (signed up in the 180 days before) who would have bought: they
+  stop buying.
+
+A customer *buys* when they make a purchase on a day in ``(sent_at, sent_at + horizon_days]``. Each customer's
+outcome without contact (the simulated world) and with each action (the same random draws) is the truth
+(:attr:`CampaignWorld.truth`); the transactions show, for the contacted customers, the outcome of their action:
+a kept customer gets one more order in the window, a put-off customer loses every purchase after ``sent_at``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CAMPAIGN_ACTIONS", "CampaignWorld", "simulate_campaign"]
+
+CAMPAIGN_ACTIONS = ("win_back_offer", "service_recovery")
+_COST = {"win_back_offer": 10.0, "service_recovery": 15.0}  # the built-in playbook's costs
+_KEEP = {"win_back_offer": (0.6, 0.03), "service_recovery": (0.6, 0.03)}  # (with the trait, without it)
+_PUT_OFF = 0.5
+_LAPSED = 0.2  # share of the keep rate left for a customer with no purchase in the last 120 days
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CampaignWorld:
+    """The transactions with the campaign's effects, the campaigns table and, per customer drawn, the truth:
+    the traits behind the effects and whether they buy without contact (``bought_untreated``) and with each
+    action (``bought_<action>``)."""
+
+    transactions: pd.DataFrame
+    campaigns: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def _traits(tx: pd.DataFrame, tickets: pd.DataFrame, ids: pd.Index, sent_at: pd.Timestamp) -> pd.DataFrame:
+    """Per customer in ``ids``: price-sensitive, a recent poor support experience, a new customer, lapsed; from
+    the rows on or before ``sent_at`` only (a customer's first purchase stands for the signup)."""
+    end = sent_at + _DAY
+    buys = tx[(tx["amount"] > 0) & (tx["timestamp"] < end) & (tx["timestamp"] >= end - 365 * _DAY)]
+    basket = buys.groupby("customer_id")["amount"].mean().reindex(ids)
+    first = tx[tx["amount"] > 0].groupby("customer_id")["timestamp"].min().reindex(ids)
+    latest = buys.groupby("customer_id")["timestamp"].max().reindex(ids)
+    tk = tickets[(tickets["opened_at"] < end) & (tickets["opened_at"] >= end - 180 * _DAY)]
+    answered = tk["first_response_at"].where(tk["first_response_at"] < end)
+    bad = (answered.isna() | (answered - tk["opened_at"] > pd.Timedelta(hours=12))
+           | ((tk["csat"] <= 3) & (tk["resolved_at"] < end)))
+    bad_ids = pd.Index(tk.loc[bad.to_numpy(), "customer_id"].unique())
+    return pd.DataFrame({"price_sensitive": (basket <= basket.quantile(0.4)).to_numpy(),
+                         "bad_support": ids.isin(bad_ids), "new_customer": (first >= end - 180 * _DAY).to_numpy(),
+                         "lapsed": (latest < end - 120 * _DAY).to_numpy()},
+                        index=ids)
+
+
+def _outcomes(traits: pd.DataFrame, bought: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Whether each customer buys without contact and with each action (one set of random draws for all)."""
+    keep_draw, put_off_draw = rng.uniform(size=len(traits)), rng.uniform(size=len(traits))
+    put_off = traits["new_customer"].to_numpy() & (put_off_draw < _PUT_OFF)
+    trait = {"win_back_offer": "price_sensitive", "service_recovery": "bad_support"}
+    out = {"bought_untreated": bought}
+    for action, (high, low) in _KEEP.items():
+        rate = np.where(traits[trait[action]].to_numpy(), high, low) * np.where(traits["lapsed"], _LAPSED, 1.0)
+        keep = keep_draw < rate
+        out[f"bought_{action}"] = np.where(bought, ~put_off, keep)
+    return out
+
+
+def _apply(tx: pd.DataFrame, who: pd.DataFrame, sent_at: pd.Timestamp, horizon_days: int,
+           rng: np.random.Generator) -> pd.DataFrame:
+    """The transactions as the contacted customers' outcomes make them: one order in the window for each
+    customer kept, no purchase after ``sent_at`` for each one put off."""
+    end = sent_at + _DAY
+    gained, lost = who.index[who["gained"]], who.index[who["lost"]]
+    drop = tx["customer_id"].isin(lost).to_numpy() & (tx["timestamp"] >= end).to_numpy()
+    last = tx[tx["customer_id"].isin(gained) & (tx["amount"] > 0)].groupby("customer_id").last().reindex(gained)
+    days = rng.integers(1, horizon_days + 1, len(gained))
+    hours = rng.integers(9 * 3600, 21 * 3600, len(gained))
+    added = pd.DataFrame({
+        "customer_id": gained.astype("str"),
+        "timestamp": (sent_at + pd.to_timedelta(days, unit="D") + pd.to_timedelta(hours, unit="s")).astype(
+            tx["timestamp"].dtype),
+        "amount": last["amount"].to_numpy(), "order_id": [f"K{i:07d}" for i in range(1, len(gained) + 1)],
+        "quantity": 1, "category": last["category"].to_numpy(), "channel": last["channel"].to_numpy(),
+        "discount": 0.0})
+    return pd.concat([tx[~drop], added[tx.columns]], ignore_index=True)
+
+
+def simulate_campaign(transactions: pd.DataFrame, tickets: pd.DataFrame, *, seed: int = 0,
+                      sent_at: str | pd.Timestamp | None = None, horizon_days: int = 90,
+                      treated_share: float = 0.5) -> CampaignWorld:
+    """Draw the campaign (see the module docstring) on the demo world's ``transactions`` and ``tickets``.
+
+    Raises:
+        ValueError: ``sent_at`` leaves no full outcome window before the last transaction, or nobody bought in
+            the 365 days before it.
+    """
+    rng = np.random.default_rng([seed, 18])
+    last = transactions["timestamp"].max().normalize()
+    day = last - (horizon_days + 30) * _DAY if sent_at is None else pd.Timestamp(sent_at).normalize()
+    if day + horizon_days * _DAY > last:
+        raise ValueError(f"a campaign on {day.date()} has no full {horizon_days}-day outcome window before the "
+                         f"last transaction ({last.date()})")
+    end, buys = day + _DAY, transactions[transactions["amount"] > 0]
+    before = buys[(buys["timestamp"] < end) & (buys["timestamp"] >= end - 365 * _DAY)]
+    ids = pd.Index(np.sort(before["customer_id"].unique()), dtype="str")
+    if ids.empty:
+        raise ValueError(f"nobody bought in the 365 days up to {day.date()}: there is nobody to contact")
+    after = buys[(buys["timestamp"] >= end) & (buys["timestamp"] < end + horizon_days * _DAY)]
+    traits = _traits(transactions, tickets, ids, day)
+    truth = traits.assign(**_outcomes(traits, ids.isin(after["customer_id"].unique()), rng))
+    action = np.asarray(CAMPAIGN_ACTIONS, dtype=object)[rng.integers(0, len(CAMPAIGN_ACTIONS), len(ids))]
+    treated = rng.uniform(size=len(ids)) < treated_share
+    realised = np.choose(action == CAMPAIGN_ACTIONS[1], [truth[f"bought_{a}"].to_numpy() for a in CAMPAIGN_ACTIONS])
+    base = truth["bought_untreated"].to_numpy()
+    who = pd.DataFrame({"gained": treated & realised & ~base, "lost": treated & ~realised & base}, index=ids)
+    campaigns = pd.DataFrame({"customer_id": ids.to_numpy(), "sent_at": day, "action": action, "treated": treated,
+                              "campaign_id": f"demo-{day.date()}", "cost": [_COST[a] for a in action]})
+    truth = truth.assign(action=action, treated=treated).rename_axis("customer_id").reset_index()
+    return CampaignWorld(_apply(transactions, who, day, horizon_days, rng), campaigns, truth)

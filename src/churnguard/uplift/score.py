@@ -1,0 +1,139 @@
+"""Scoring with an uplift model: contact the customers an action will keep.
+
+Per customer the churn model's scores come first (``churnguard.scoring.score_tables``); then, among the actions
+the playbook allows the customer (every rule whose conditions hold, ``churnguard.scoring.rules.rule_matches``)
+and the uplift model knows, the one with the best **incremental value** = uplift x value - cost, where uplift is
+the change in the chance of buying within the horizon the action makes and value the value at stake of the
+expected value (``rules.value_at_stake``). Customers whose best action has no positive uplift are never selected;
+the others are selected within the budget by incremental value per unit of cost (``rules.select``), with the
+same seeded control group. A customer no known action is allowed for keeps the playbook's action, without uplift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard.scoring import rules
+from churnguard.scoring.score import ScoreResult, file_rows, frame_columns, score_tables
+
+if TYPE_CHECKING:
+    from churnguard.config import Playbook
+    from churnguard.dataset import Tables
+    from churnguard.model import ChurnModel
+    from churnguard.uplift.model import UpliftModel
+
+__all__ = ["UPLIFT_COLUMNS", "best_actions", "score_with_uplift", "select_by_uplift", "uplift_features",
+           "uplift_file_rows", "uplift_summary", "with_uplift"]
+
+UPLIFT_COLUMNS = ["uplift", "incremental_value"]
+
+
+def best_actions(uplift: pd.DataFrame, allowed: Mapping[str, np.ndarray], value: np.ndarray,
+                 costs: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer, of the actions both ``allowed`` and in ``uplift`` (one column per action), the one with the
+    highest uplift x ``value`` - cost: its name (None when there is none), uplift and incremental value (NaN)."""
+    names = [a for a in uplift.columns if a in allowed and a in costs]
+    n = len(value)
+    if not names:
+        return np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, np.nan)
+    u = uplift[names].to_numpy(dtype="float64")
+    inc = u * np.asarray(value, dtype="float64")[:, None] - np.array([costs[a] for a in names])
+    inc = np.where(np.column_stack([allowed[a] for a in names]), inc, -np.inf)
+    best = np.argmax(inc, axis=1)
+    rows = np.arange(n)
+    known = np.isfinite(inc[rows, best])
+    action = np.where(known, np.asarray(names, dtype=object)[best], None)
+    return action, np.where(known, u[rows, best], np.nan), np.where(known, inc[rows, best], np.nan)
+
+
+def select_by_uplift(ids: np.ndarray, uplift: np.ndarray, incremental: np.ndarray, cost: np.ndarray, *,
+                     budget: float | None = None, control_fraction: float = 0.1, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Who to contact and who of them to hold out: :func:`churnguard.scoring.rules.select` by incremental value,
+    among the customers with a positive uplift only (contact that makes a customer worse is never chosen)."""
+    worth = np.where(np.asarray(uplift, dtype="float64") > 0, incremental, np.nan)
+    return rules.select(ids, worth, cost, budget=budget, control_fraction=control_fraction, seed=seed)
+
+
+def uplift_features(uplift: UpliftModel, tables: Tables, as_of: pd.Timestamp, ids: pd.Series) -> pd.DataFrame:
+    """The features of the customers ``ids`` as of ``as_of``, by the kernel with the uplift model's feature config
+    and population (as at training), in the order of ``ids``."""
+    from churnguard.config import FeatureConfig
+    from churnguard.features import build_features
+    from churnguard.population import Population
+
+    info = uplift.info_
+    feats = build_features(tables, as_of, FeatureConfig(**info["features"]), Population.from_dict(info["population"]))
+    return feats.set_index("customer_id").reindex(pd.Index(ids.to_numpy())).reset_index(names="customer_id")
+
+
+def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, model: ChurnModel,
+                playbook: Playbook, *, budget: float | None = None, control_fraction: float = 0.1, seed: int = 0
+                ) -> pd.DataFrame:
+    """``scores`` (the churn model's, one row per customer of ``feats``, same order) with the best action by
+    incremental value, its cost and expected value, ``uplift``, ``incremental_value``, and the selection and
+    ranks made by incremental value (see the module docstring)."""
+    info = model.require_info()
+    cols, _ = frame_columns(feats)
+    flags = rules.signals(cols, len(feats), sla_hours=info.config.features.sla_hours,
+                          new_customer_days=playbook.new_customer_days, lookback_days=info.config.labels.lookback_days)
+    allowed = rules.rule_matches(scores["risk_band"].to_numpy(dtype=object),
+                                 scores["lifecycle_stage"].to_numpy(dtype=object),
+                                 scores["value_tier"].to_numpy(dtype=object), flags, playbook)
+    clv = scores["clv"].to_numpy(dtype="float64")
+    value = rules.value_at_stake(clv, info.population.lifespan_years, playbook.max_value_years)
+    costs = {r.name: r.cost for r in playbook.actions}
+    best, lift, inc = best_actions(uplift.predict(feats), allowed, value, costs)
+    action = np.where(best == None, scores["action"].to_numpy(dtype=object), best)
+    prob = scores["churn_probability"].to_numpy(dtype="float64")
+    cost, ev = rules.expected_value(prob, clv, action, playbook, info.population.lifespan_years)
+    ids = scores["customer_id"].to_numpy(dtype=object)
+    selected, control = select_by_uplift(ids, lift, inc, cost, budget=budget, control_fraction=control_fraction,
+                                         seed=seed)
+    ranks = {"risk_rank": rules.rank(ids, prob), "value_rank": rules.rank(ids, inc)}
+    out = scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
+                        selected=selected, control_group=control,
+                        **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
+    return out
+
+
+def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as_of: str | pd.Timestamp | None,
+                      playbook: Playbook, *, budget: float | None = None, control_fraction: float = 0.1,
+                      seed: int = 0) -> ScoreResult:
+    """:func:`churnguard.scoring.score_tables`, then actions and selection by incremental value
+    (:func:`with_uplift`); every customer scored gets ``uplift`` and ``incremental_value`` (NaN without a known
+    action)."""
+    result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
+    feats = uplift_features(uplift, tables, result.as_of, result.scores["customer_id"])
+    scores = with_uplift(result.scores, feats, uplift, model, playbook, budget=budget,
+                         control_fraction=control_fraction, seed=seed)
+    return replace(result, scores=scores)
+
+
+def uplift_file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """The scores file's rows (``churnguard.scoring.score.file_rows``) with :data:`UPLIFT_COLUMNS` after
+    ``expected_value`` (a CSV: uplift to 4 decimals, incremental value to cents)."""
+    rows = file_rows(scores, path)
+    csv = Path(path).suffix.lower() == ".csv"
+    at = rows.columns.get_loc("expected_value") + 1
+    for k, (name, digits) in enumerate((("uplift", 4), ("incremental_value", 2))):
+        values = scores[name].to_numpy(dtype="float64")
+        rows.insert(at + k, name, np.round(values, digits) if csv else values)
+    return rows
+
+
+def uplift_summary(scores: pd.DataFrame, uplift: UpliftModel) -> str:
+    """What the uplift model did: per action, learned or its average effect; and for the customers to contact,
+    the buyers the contact is expected to add and the incremental value."""
+    contacted = scores[scores["selected"].to_numpy(dtype=bool) & ~scores["control_group"].to_numpy(dtype=bool)]
+    kinds = ", ".join(f"{e.action} ({'learned' if e.kind == 'model' else f'average {e.average:+.1%}'})"
+                      for e in uplift.effects_.values())
+    return (f"uplift: actions {kinds}; contacting {len(contacted):,} customers adds an expected "
+            f"{contacted['uplift'].sum():,.1f} buyers within {uplift.info_['horizon_days']} days, incremental value "
+            f"{contacted['incremental_value'].sum():,.2f}")

@@ -1,0 +1,269 @@
+"""Learning from campaigns: the campaigns table, the point-in-time cut at sent_at, the fallback for small actions,
+never selecting a customer contact makes worse, and on the demo world the uplift ranking against risk and
+random, and uplift targeting against risk targeting on the simulated truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+from churnguard.config import Playbook, load_config
+from churnguard.dataset import DataError, validate_campaigns, validate_tables
+from churnguard.demo import generate_demo_data
+from churnguard.uplift import UpliftModel, UpliftModelError, train_uplift
+from churnguard.uplift.score import best_actions, score_with_uplift, select_by_uplift
+from churnguard.uplift.train import measured_effects
+from churnguard.uplift.training_set import campaign_rows
+
+ACTIONS = ("win_back_offer", "service_recovery")
+# Both ways of targeting choose among the campaign's actions: service recovery for a poor support experience,
+# else the discount, for customers of the model's population.
+CAMPAIGN_PLAYBOOK = Playbook.model_validate({"actions": [
+    {"name": "service_recovery", "when": {"stage": ["new", "active", "at_risk", "lapsing"],
+                                          "signals": ["bad_support"]}, "cost": 15, "success_rate": 0.35},
+    {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
+     "success_rate": 0.15},
+    {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
+
+
+def _world(n: int, seed: int):
+    cfg = load_config()
+    demo = generate_demo_data(n, seed=seed, campaign=True)
+    tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
+    return demo, tables, validate_campaigns(demo.campaigns, config=cfg.data)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The uplift model trained on the demo world of ``make demo`` (5,000 customers, seed 7), tracked in a
+    temporary MLflow store."""
+    tmp = tmp_path_factory.mktemp("uplift")
+    _demo, tables, campaigns = _world(5000, 7)
+    cfg = load_config().with_overrides(tracking={"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"})
+    result = train_uplift(tables, campaigns, cfg, model_out=tmp / "uplift.zip")
+    return {"result": result, "cfg": cfg, "tmp": tmp}
+
+
+# -- the campaigns table ----------------------------------------------------------------------------------------
+
+
+def test_campaigns_are_typed_and_mapped():
+    raw = pd.DataFrame({"Cust": ["a", "b"], "Day": ["2024-01-02 10:30", "2024-01-02"], "action": ["x", "y"],
+                        "treated": ["yes", "0"], "cost": ["2.5", ""]})
+    data = load_config().data.model_copy(update={"columns": load_config().data.columns.model_copy(
+        update={"campaigns": {"customer_id": "Cust", "sent_at": "Day"}})})
+    out = validate_campaigns(raw, config=data)
+    assert out["sent_at"].tolist() == [pd.Timestamp("2024-01-02")] * 2  # a day: the time is dropped
+    assert out["treated"].tolist() == [True, False]
+    assert out["cost"].iloc[0] == 2.5
+    assert np.isnan(out["cost"].iloc[1])
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("treated", "maybe", "column 'treated': 1 row(s) are not true/false, e.g. 'maybe'"),
+    ("sent_at", "someday", "column 'sent_at': 1 row(s) have an unparseable date"),
+    ("action", "", "column 'action': 1 row(s) are empty"),
+    ("cost", "-3", "column 'cost': 1 row(s) lie outside 0..1,000,000,000,000"),
+])
+def test_bad_campaign_rows_are_named(column, value, message):
+    raw = pd.DataFrame({"customer_id": ["a", "b"], "sent_at": ["2024-01-02"] * 2, "action": ["x", "x"],
+                        "treated": ["true", "false"], "cost": ["1", "1"]})
+    raw.loc[0, column] = value
+    with pytest.raises(DataError, match="campaigns: 1 of 2 campaigns row") as err:
+        validate_campaigns(raw, config=load_config().data)
+    assert message in str(err.value)
+
+
+def test_missing_campaign_column_is_named():
+    raw = pd.DataFrame({"customer_id": ["a"], "sent_at": ["2024-01-02"], "action": ["x"]})
+    with pytest.raises(DataError, match="required campaigns column\\(s\\) 'treated' not found"):
+        validate_campaigns(raw, config=load_config().data)
+
+
+def test_scores_file_is_one_campaign():
+    """Selected customers only; sent_at = as_of; treated = not in the control group; cost = action_cost."""
+    scores = pd.DataFrame({"customer_id": ["a", "b", "c"], "as_of": ["2025-03-31"] * 3,
+                           "action": ["win_back_offer", "win_back_offer", "re_engagement"],
+                           "selected": ["True", "True", "False"], "control_group": ["False", "True", "False"],
+                           "action_cost": ["10.0", "10.0", "3.0"]})
+    out = validate_campaigns(scores, config=load_config().data)
+    assert out["customer_id"].tolist() == ["a", "b"]
+    assert out["treated"].tolist() == [True, False]
+    assert out["sent_at"].tolist() == [pd.Timestamp("2025-03-31")] * 2
+    assert out["cost"].tolist() == [10.0, 10.0]
+
+
+# -- the point-in-time cut at sent_at -------------------------------------------------------------------------------
+
+
+def test_purchase_after_sent_at_changes_no_feature():
+    demo, tables, campaigns = _world(300, 1)
+    cfg = load_config()
+    day = campaigns["sent_at"].iloc[0]
+    who = campaigns.loc[~campaigns["treated"], "customer_id"].iloc[0]
+    before = campaign_rows(tables, campaigns, horizon_days=90, config=cfg.features).frame
+    later = pd.DataFrame({"customer_id": [who, who], "amount": [500.0, 80.0], "order_id": ["X1", "X2"],
+                          # the first minute after sent_at, and the last day of the outcome window
+                          "timestamp": [day + pd.Timedelta(days=1), day + pd.Timedelta(days=90, hours=12)]})
+    more = validate_tables(pd.concat([demo.transactions, later], ignore_index=True), demo.tickets, demo.customers,
+                           config=cfg.data)
+    after = campaign_rows(more, campaigns, horizon_days=90, config=cfg.features).frame
+    features = [c for c in before.columns if c != "bought"]
+    pd.testing.assert_frame_equal(before[features], after[features])
+    row = (after["customer_id"] == who).to_numpy()
+    assert after.loc[row, "bought"].item()  # the outcome sees it
+    assert (before.loc[~row, "bought"].to_numpy() == after.loc[~row, "bought"].to_numpy()).all()
+
+
+def test_purchase_on_sent_at_is_a_feature_not_an_outcome():
+    demo, _tables, campaigns = _world(300, 1)
+    cfg = load_config()
+    day = campaigns["sent_at"].iloc[0]
+    who = campaigns["customer_id"].iloc[0]
+    on_day = pd.DataFrame({"customer_id": [who], "amount": [500.0], "order_id": ["X1"],
+                           "timestamp": [day + pd.Timedelta(hours=23, minutes=59)]})
+    tx = demo.transactions[~((demo.transactions["customer_id"] == who) & (demo.transactions["timestamp"] > day))]
+    more = validate_tables(pd.concat([tx, on_day], ignore_index=True), demo.tickets, demo.customers,
+                           config=cfg.data)
+    row = campaign_rows(more, campaigns, horizon_days=90, config=cfg.features).frame.set_index("customer_id").loc[who]
+    assert row["recency_days"] == 0
+    assert not row["bought"]
+
+
+def test_incomplete_outcome_window_is_refused():
+    _, tables, campaigns = _world(300, 1)
+    late = campaigns.assign(sent_at=tables.last_date() - pd.Timedelta(days=30))
+    with pytest.raises(ValueError, match="outcome window of the campaign of .* ends on .* after the last"):
+        campaign_rows(tables, late, horizon_days=90, config=load_config().features)
+
+
+# -- the fallback on small actions ----------------------------------------------------------------------------------
+
+
+def test_small_action_falls_back_to_measured_average(tmp_path):
+    _, tables, campaigns = _world(1500, 2)
+    campaigns = campaigns.copy()
+    campaigns.loc[campaigns.index[:60], "action"] = "phone_call"  # about 30 contacted and 30 control
+    result = train_uplift(tables, campaigns, load_config(), model_out=tmp_path / "u.zip", min_customers=100,
+                          track=False)
+    effects = result.model.effects_
+    assert effects["phone_call"].kind == "average"
+    assert {effects[a].kind for a in ACTIONS} == {"model"}
+    rows = campaign_rows(tables, campaigns, horizon_days=90, config=load_config().features).frame
+    measured = measured_effects(rows, tables.transactions, 90).set_index("action").loc["phone_call", "uplift"]
+    assert effects["phone_call"].average == pytest.approx(measured)
+    predicted = UpliftModel.load(result.model_path).predict(rows)
+    assert np.allclose(predicted["phone_call"], measured)
+    assert predicted["win_back_offer"].std() > 0  # a learned action varies by customer
+    assert "phone_call: too few customers to learn who it keeps" in result.summary()
+
+
+def test_model_file_errors_are_clear(tmp_path):
+    with pytest.raises(UpliftModelError, match="uplift model file not found"):
+        UpliftModel.load(tmp_path / "none.zip")
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(UpliftModelError, match="not a churnguard uplift model"):
+        UpliftModel.load(tmp_path / "bad.zip")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        UpliftModel().predict(pd.DataFrame({"x": [1.0]}))
+
+
+# -- choosing and selecting by incremental value ------------------------------------------------------------------
+
+
+def test_best_action_is_the_allowed_one_with_the_most_incremental_value():
+    uplift = pd.DataFrame({"a": [0.30, 0.30, -0.10], "b": [0.10, 0.10, -0.20]})
+    allowed = {"a": np.array([True, False, True]), "b": np.array([True, True, True])}
+    action, lift, inc = best_actions(uplift, allowed, np.array([100.0, 100.0, 100.0]), {"a": 10.0, "b": 2.0})
+    # customer 0: a = 0.3 x 100 - 10 = 20 beats b = 8; customer 1: a is not allowed, b = 8;
+    # customer 2: both lose value, the lesser loss a = -20 (b = -22): chosen, but never selected (below)
+    assert action.tolist() == ["a", "b", "a"]
+    assert lift.tolist() == [0.30, 0.10, -0.10]
+    assert inc == pytest.approx([20.0, 8.0, -20.0])
+
+
+def test_negative_uplift_is_never_selected():
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    uplift = np.array([0.2, -0.1, 0.05, -0.3])
+    incremental = np.array([10.0, 50.0, -5.0, 1e6])  # b and d: a value no negative uplift can give, refused still
+    selected, control = select_by_uplift(ids, uplift, incremental, np.full(4, 10.0), budget=None,
+                                         control_fraction=0.0)
+    assert selected.tolist() == [True, False, False, False]
+    assert not control.any()
+
+
+# -- on the demo world -----------------------------------------------------------------------------------------------
+
+
+def test_uplift_ranking_beats_risk_and_random_on_demo_world(demo_run):
+    from mlflow.tracking import MlflowClient
+
+    result = demo_run["result"]
+    metrics = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
+    assert metrics["test_qini_uplift"] > metrics["test_qini_risk"]
+    assert metrics["test_qini_uplift"] > metrics["test_qini_random"]
+    assert metrics["test_qini_uplift"] == pytest.approx(result.scorecard["uplift"]["qini"])
+    deciles = result.deciles
+    assert len(deciles) == 10
+    assert deciles["n_contacted"].sum() + deciles["n_control"].sum() == result.test_rows
+    # the customers ranked first gain from contact, those ranked last lose
+    assert deciles["observed_uplift"].iloc[:3].mean() > 0 > deciles["observed_uplift"].iloc[-3:].mean()
+
+
+def _retained(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
+    """Campaign customers who buy within the horizon, on the simulated truth: with the action they were selected
+    for when contacted, else without contact."""
+    s = scores.set_index("customer_id").reindex(truth.index)
+    contacted = s["selected"].fillna(False).to_numpy(dtype=bool) & ~s["control_group"].fillna(False).to_numpy(
+        dtype=bool)
+    bought = truth["bought_untreated"].to_numpy().copy()
+    for a in ACTIONS:
+        chosen = contacted & (s["action"] == a).to_numpy()
+        bought[chosen] = truth[f"bought_{a}"].to_numpy()[chosen]
+    return int(bought.sum())
+
+
+def test_uplift_targeting_retains_more_than_risk_targeting(demo_run, model):
+    """Another demo world's campaign day, scored by the churn model alone and with the uplift model, at the same
+    budget and playbook; each way's contacts get the outcome the simulation drew for their action."""
+    from churnguard.scoring import score_tables
+
+    demo, tables, campaigns = _world(5000, 8)
+    day, truth = campaigns["sent_at"].iloc[0], demo.campaign_truth.set_index("customer_id")
+    uplift = demo_run["result"].model
+    by_risk = score_tables(model, tables, day, CAMPAIGN_PLAYBOOK, budget=3000, control_fraction=0.0).scores
+    by_uplift = score_with_uplift(model, uplift, tables, day, CAMPAIGN_PLAYBOOK, budget=3000,
+                                  control_fraction=0.1).scores
+    chosen = by_uplift[by_uplift["selected"]]
+    assert chosen["control_group"].any()
+    assert (chosen["uplift"] > 0).all()
+    assert by_uplift.loc[by_uplift["selected"] & ~by_uplift["control_group"], "action_cost"].sum() <= 3000
+    nobody = int(truth["bought_untreated"].sum())
+    kept_risk = _retained(by_risk, truth) - nobody
+    kept_uplift = _retained(by_uplift.assign(control_group=False), truth) - nobody  # as if all were contacted
+    assert kept_uplift > kept_risk
+
+
+def test_cli_train_uplift_and_score(tmp_path, trained, demo_run):
+    runner = CliRunner()
+    out = tmp_path / "demo"
+    assert runner.invoke(app, ["demo-data", "--out", str(out), "--customers", "2000", "--seed", "5"]).exit_code == 0
+    files = ["--transactions", str(out / "transactions.csv"), "--tickets", str(out / "tickets.csv"),
+             "--customers", str(out / "customers.csv")]
+    result = runner.invoke(app, ["train-uplift", *files, "--campaigns", str(out / "campaigns.csv"), "--model-out",
+                                 str(tmp_path / "u.zip"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 0, result.output
+    assert "held-out customers, ranked by" in result.output
+    assert (tmp_path / "u.zip").is_file()
+    scores = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", "--model", str(trained["result"].model_path), "--uplift-model",
+                                 str(tmp_path / "u.zip"), *files, "--budget", "1000", "--out", str(scores)])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(scores)
+    at = rows.columns.get_loc("expected_value")
+    assert list(rows.columns[at + 1:at + 3]) == ["uplift", "incremental_value"]
+    assert (rows.loc[rows["selected"], "uplift"] > 0).all()
+    assert "adds an expected" in " ".join(result.output.split())
