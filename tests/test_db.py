@@ -287,3 +287,69 @@ def test_a_run_killed_mid_write_leaves_the_previous_tables(demo_db):
         child.kill()
         child.wait()
     assert read_source(dest)["x"].tolist() == [1, 2, 3]
+
+
+# --- train and evaluate from tables ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_db(pg_server, tmp_path_factory):
+    """A small world (400 customers) as CSV files, in PostgreSQL and in a DuckDB file, and a config with few
+    snapshots, so each training below is quick."""
+    from churnguard.demo import generate_demo_data
+
+    tmp = tmp_path_factory.mktemp("small")
+    demo = generate_demo_data(400, seed=11)
+    names = {t: f"small_{t}" for t in TABLES}
+    pg = parse_source(pg_server.url(table="small_transactions"))
+    duck = DbSource("duckdb", str(tmp / "small.duckdb"), "small_transactions")
+    for dest in (pg, duck):
+        write_tables(dest, {names[t]: getattr(demo, t) for t in TABLES})
+    config = tmp / "small.yaml"
+    config.write_text("snapshots:\n  max_snapshots: 4\n")
+    urls = {db: {t: str(src.with_table(names[t])) for t in TABLES} for db, src in (("pg", pg), ("duck", duck))}
+    return {"files": write_demo_data(demo, tmp / "files"), **urls, "tmp": tmp, "config": config}
+
+
+def _train(small_db, inputs: dict, name: str):
+    out = small_db["tmp"] / f"{name}.zip"
+    args = ["train", "-c", str(small_db["config"]), "--model-out", str(out), "--as-of", "2025-06-30",
+            "--tracking-uri", f"sqlite:///{small_db['tmp'] / name}.db"]
+    for table, value in inputs.items():
+        args += [f"--{table}", str(value)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def file_model(small_db):
+    return _train(small_db, small_db["files"], "files")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_train_from_tables_learns_the_file_paths_model(small_db, file_model, db):
+    from churnguard.model import ChurnModel
+
+    got = ChurnModel.load(_train(small_db, small_db[db], db)).require_info()
+    want = ChurnModel.load(file_model).require_info()
+    assert got.data_fingerprint == want.data_fingerprint
+    assert got.population == want.population
+    assert got.scorecards == want.scorecards
+    assert got.summary["transactions"] == want.summary["transactions"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_evaluate_from_tables_prints_the_file_paths_scorecard(small_db, file_model, db):
+    def evaluate(inputs: dict) -> str:
+        args = ["evaluate", "--model", str(file_model), "--as-of", "2025-09-01", "--no-log"]
+        for table, value in inputs.items():
+            args += [f"--{table}", str(value)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    from_files = evaluate(small_db["files"])
+    assert "Scorecard as of 2025-09-01" in from_files and "roc_auc" in from_files
+    assert evaluate(small_db[db]) == from_files
