@@ -139,6 +139,31 @@ def test_failed_write_leaves_the_previous_tables(demo_db):
     assert read_source(dest.with_table("kept_rejects"))["y"].tolist() == ["a"]
 
 
+def test_replace_drops_a_table_the_run_does_not_write(demo_db):
+    dest = demo_db["duck"].with_table("runs")
+    write_tables(dest, {"runs": pd.DataFrame({"x": [1]}), "runs_drift": pd.DataFrame({"psi": [0.3]})})
+    write_tables(dest, {"runs": pd.DataFrame({"x": [2]}), "runs_drift": None}, if_exists="append")
+    assert read_source(dest.with_table("runs_drift"))["psi"].tolist() == [0.3]  # append: left as it was
+    write_tables(dest, {"runs": pd.DataFrame({"x": [3]}), "runs_drift": None})
+    assert read_source(dest)["x"].tolist() == [3]
+    with pytest.raises(DatabaseError, match="cannot read table runs_drift"):
+        read_source(dest.with_table("runs_drift"))
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_a_run_without_drift_rows_leaves_no_drift_table_of_the_last_run(demo_db, db):
+    out = demo_db[db].with_table("nightly")
+    args = _score_args(demo_db["model"], _urls(demo_db[db]), str(out))
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(read_source(out.with_table("nightly_drift"))) > 0
+    # two years on, no customer bought within the lookback: no drift sample, so no drift table
+    result = runner.invoke(app, [*args[:-1], "2027-12-31"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.to_datetime(read_source(out)["as_of"])) == {pd.Timestamp("2027-12-31")}
+    with pytest.raises(DatabaseError, match="cannot read table nightly_drift"):
+        read_source(out.with_table("nightly_drift"))
+
+
 def test_a_bad_value_is_reported_with_the_table_column_and_count(demo_db):
     tx = pd.read_csv(demo_db["files"]["transactions"], dtype=str).head(200)
     tx.loc[[3, 7], "amount"] = "twelve"

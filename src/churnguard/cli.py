@@ -557,9 +557,8 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
         drift = drift_check(model, result.drift_sample, threshold=psi_threshold)
         rejected = result.rejects.reindex(columns=REJECT_COLUMNS)
         frames = {names[0]: pd.read_parquet(staged[0]),
-                  names[1]: rejected.astype({c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})}
-        if drift.table is not None:
-            frames[names[2]] = drift.table
+                  names[1]: rejected.astype({c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"}),
+                  names[2]: drift.table}  # None: no drift table, so the last run's is dropped
         _run(write_tables, dest, frames, if_exists=if_exists)
         finals = tuple(str(dest.with_table(n)) for n in names)
         said = [result.summary(finals[0]), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]

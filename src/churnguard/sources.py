@@ -260,17 +260,18 @@ def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch if schema.equals(batch.schema) else batch.cast(schema)
 
 
-def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame], *, if_exists: str = "replace") -> None:
+def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame | None], *, if_exists: str = "replace") -> None:
     """Write each frame to the table named by its key, all in one transaction: on any error (or when the
     process dies first) every table stays as it was. ``replace``: each is written under a new name and renamed
-    over the old one; ``append``: rows are added (the table is made when missing).
+    over the old one, and a table whose frame is None is dropped (so no table of an earlier run stays beside
+    the new ones); ``append``: rows are added (the table is made when missing), a None frame changes nothing.
 
     Raises:
         DatabaseError: the database cannot be reached or written, e.g. appended rows do not fit the table.
     """
     if if_exists not in IF_EXISTS:
         raise DatabaseError(f"--if-exists must be replace or append, got {if_exists!r}")
-    tables = {name: _arrow(frame) for name, frame in frames.items()}
+    tables = {name: None if frame is None else _arrow(frame) for name, frame in frames.items()}
     with connect(dest, write=True) as conn:
         try:
             if dest.kind == "duckdb":
@@ -284,8 +285,12 @@ def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame], *, if_exists: 
                                 f"{_first_line(exc)}") from None
 
 
-def _put(conn: Any, kind: str, name: str, table: pa.Table, if_exists: str) -> None:
+def _put(conn: Any, kind: str, name: str, table: pa.Table | None, if_exists: str) -> None:
     """One table's part of :func:`write_tables` (inside its transaction)."""
+    if table is None:
+        if if_exists == "replace":
+            _execute(conn, kind, f"DROP TABLE IF EXISTS {quote_name(name)}")
+        return
     schema, _, base = name.rpartition(".")
     staged = f"{base}__new_{os.getpid()}"
     full = f"{schema}.{staged}" if schema else staged
@@ -310,6 +315,14 @@ def _put(conn: Any, kind: str, name: str, table: pa.Table, if_exists: str) -> No
         cur.adbc_ingest(staged, table, mode="create", db_schema_name=schema or None)
         for sql in swap:
             cur.execute(sql)
+
+
+def _execute(conn: Any, kind: str, sql: str) -> None:
+    if kind == "duckdb":
+        conn.execute(sql)
+        return
+    with conn.cursor() as cur:
+        cur.execute(sql)
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:
