@@ -210,6 +210,47 @@ def test_features_and_report_read_tables(demo_db):
     assert (demo_db["tmp"] / "report" / "report.html").is_file()
 
 
+def test_features_into_a_table_equal_the_file_and_append_adds_a_run(demo_db):
+    files, pg = demo_db["files"], demo_db["pg"]
+    ref = demo_db["tmp"] / "feats_ref.parquet"
+    base = ["features", "--as-of", "2025-06-30"]
+    assert runner.invoke(app, [*base, "-t", str(files["transactions"]), "-o", str(ref)]).exit_code == 0
+    out = pg.with_table("features_0630")
+    args = [*base, "-t", str(pg.with_table("transactions")), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"-> {out}" in _said(result.output)
+    want = pd.read_parquet(ref)
+    got = read_source(out).sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want.sort_values("customer_id").reset_index(drop=True), check_dtype=False)
+    assert read_source(out.with_table("features_0630_rejects")).empty
+    assert runner.invoke(app, [*args, "--if-exists", "append"]).exit_code == 0
+    assert len(read_source(out)) == 2 * len(want)
+    result = runner.invoke(app, [*args, "--rejects", str(demo_db["tmp"] / "r.csv")])
+    assert result.exit_code == 2
+    assert "with a database --out the rejects go to features_0630_rejects" in _said(result.output)
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_campaign_readout_reads_scores_and_transactions_from_tables(demo_db, db):
+    tmp, src = demo_db["tmp"], demo_db[db]
+    files = {t: str(p) for t, p in demo_db["files"].items()}
+    past = [*_score_args(demo_db["model"], files, str(tmp / "past.parquet"))[:-1], "2025-06-30", "--budget", "500"]
+    assert runner.invoke(app, past).exit_code == 0
+    table = src.with_table("past_scores")
+    write_tables(table, {"past_scores": pd.read_parquet(tmp / "past.parquet")})
+    readout = ["campaign-readout", "-o"]
+    result = runner.invoke(app, [*readout, str(tmp / "ro_files.csv"), "-s", str(tmp / "past.parquet"), "-t",
+                                 files["transactions"]])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*readout, str(tmp / f"ro_{db}.csv"), "-s", str(table), "-t",
+                                 str(src.with_table("transactions"))])
+    assert result.exit_code == 0, result.output
+    want = pd.read_csv(tmp / "ro_files.csv")
+    assert want.loc[want["action"] == "(all)", "n_contacted"].iloc[0] > 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp / f"ro_{db}.csv"), want)
+
+
 def test_query_url_reads_its_rows(demo_db):
     src = demo_db["pg"]
     query = parse_source(f"{src.target}?query=SELECT%20customer_id%2C%20amount%20FROM%20transactions%20LIMIT%205")
