@@ -258,15 +258,57 @@ def test_query_url_reads_its_rows(demo_db):
     assert len(read_source(query)) == 5
 
 
-def test_dask_engine_and_partitions_say_not_yet_supported(demo_db):
-    urls = _urls(demo_db["pg"])
-    args = _score_args(demo_db["model"], urls, str(demo_db["tmp"] / "s.parquet"))
-    result = runner.invoke(app, [*args, "--engine", "dask"])
-    assert result.exit_code == 2
-    assert "not yet supported with --engine dask" in _said(result.output)
-    result = runner.invoke(app, [*args, "--partitions", "2"])
-    assert result.exit_code == 2
-    assert "--partitions is not yet supported with database tables" in _said(result.output)
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_parts_split_a_table_by_customer_in_the_database(demo_db, db):
+    from churnguard.sources import read_part
+
+    src = demo_db[db].with_table("parts_tx")
+    tx = pd.DataFrame({"customer_id": [f"c{i % 40}" for i in range(200)] + [None], "amount": range(201)})
+    write_tables(src, {"parts_tx": tx})
+    parts = [read_part(src, ["customer_id", "amount"], "customer_id", i, 3).to_pandas() for i in range(3)]
+    assert sorted(pd.concat(parts)["amount"]) == list(range(201))  # every row once, the row without an id too
+    assert sum(p["customer_id"].isna().sum() for p in parts) == 1
+    ids = [set(p["customer_id"].dropna()) for p in parts]
+    assert all(0 < len(i) < 40 for i in ids)  # no part reads every customer
+    assert sum(map(len, ids)) == 40  # no customer in two parts
+
+
+@pytest.fixture(scope="module")
+def cluster(demo_db):
+    """A real LocalCluster of 2 worker processes, started with PGPASSWORD set (the workers read the tables)."""
+    from tests.dask_cluster import local_cluster
+
+    with local_cluster() as c:
+        yield c
+
+
+def test_dask_engine_scores_from_postgresql_equal_the_local_engine_from_files(demo_db, file_scores, cluster):
+    out = demo_db["tmp"] / "dask_pg.parquet"
+    args = _score_args(demo_db["model"], _urls(demo_db["pg"]), str(out))
+    result = runner.invoke(app, [*args, "--engine", "dask", "--scheduler", cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert "in 2 customer partitions" in _said(result.output)
+    _same_scores(pd.read_parquet(out), file_scores)
+
+
+def test_dask_engine_features_from_duckdb_equal_the_files(demo_db, cluster):
+    files, urls, tmp = demo_db["files"], _urls(demo_db["duck"]), demo_db["tmp"]
+    base = ["features", "--as-of", "2025-06-30"]
+    assert runner.invoke(app, [*base, "-t", str(files["transactions"]), "--customers", str(files["customers"]),
+                               "-o", str(tmp / "f_files.parquet")]).exit_code == 0
+    result = runner.invoke(app, [*base, "-t", urls["transactions"], "--customers", urls["customers"], "-o",
+                                 str(tmp / "f_dask.parquet"), "--engine", "dask", "--scheduler",
+                                 cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp / "f_dask.parquet"), pd.read_parquet(tmp / "f_files.parquet"))
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_local_engine_partitions_of_a_table_score_as_the_files(demo_db, file_scores, db):
+    out = demo_db["tmp"] / f"parts_{db}.parquet"
+    result = runner.invoke(app, [*_score_args(demo_db["model"], _urls(demo_db[db]), str(out)), "--partitions", "3"])
+    assert result.exit_code == 0, result.output
+    _same_scores(pd.read_parquet(out), file_scores)
 
 
 def test_missing_duckdb_file_is_a_clear_error(tmp_path):
@@ -417,5 +459,6 @@ def test_evaluate_from_tables_prints_the_file_paths_scorecard(small_db, file_mod
         return result.output
 
     from_files = evaluate(small_db["files"])
-    assert "Scorecard as of 2025-09-01" in from_files and "roc_auc" in from_files
+    assert "Scorecard as of 2025-09-01" in from_files
+    assert "roc_auc" in from_files
     assert evaluate(small_db[db]) == from_files

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["DATABASE_ENV", "IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_source",
-           "resolve_inputs", "source_columns", "write_tables"]
+__all__ = ["DATABASE_ENV", "IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_part",
+           "read_source", "resolve_inputs", "source_columns", "write_tables"]
 
 SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "duckdb": "duckdb"}
 IF_EXISTS = ("replace", "append")
@@ -225,16 +225,33 @@ def source_columns(source: DbSource) -> list[str]:
 def read_source(source: DbSource, columns: list[str] | None = None) -> pd.DataFrame:
     """The source's rows (``columns``: only those), fetched as Arrow record batches. Decimals come as floats,
     dates as timestamps and dictionary-encoded text as text, as validation reads them in files."""
+    return read_part(source, columns).to_pandas()
+
+
+def read_part(source: DbSource, columns: list[str] | None = None, key: str = "", part: int = 0,
+              parts: int = 1) -> pa.Table:
+    """Part ``part`` of ``parts`` of the source's rows (``columns``: only those) as Arrow: the rows whose
+    ``key`` column, as text, hashes to ``part`` (PostgreSQL's ``hashtext``, DuckDB's ``hash``; rows without a
+    key in one part too). The predicate runs in the database, so a part reads only its own rows, and every row
+    is in one part. Types as :func:`read_source` gives them."""
     import pyarrow as pa
 
     names = "*" if columns is None else ", ".join(quote_name(c) for c in columns)
-    with _rows(source, f"SELECT {names} FROM {_relation(source)}") as reader:
+    where = "" if parts == 1 else f" WHERE {_bucket(source.kind, quote_name(key), parts)} = {int(part)}"
+    with _rows(source, f"SELECT {names} FROM {_relation(source)}{where}") as reader:
         schema = _plain_schema(reader.schema)
         try:
-            batches = [_plain(batch) for batch in reader]
+            return pa.Table.from_batches([_plain(batch) for batch in reader], schema=schema)
         except _driver_errors() as exc:
             raise DatabaseError(f"{source}: reading failed: {_first_line(exc)}") from None
-    return pa.Table.from_batches(batches, schema=schema).to_pandas()
+
+
+def _bucket(kind: str, key: str, parts: int) -> str:
+    """SQL for the part (0 to ``parts`` - 1) of a row from its key column as text (a NULL key: 0, or the part
+    DuckDB's hash of NULL gives)."""
+    if kind == "duckdb":
+        return f"coalesce(hash(CAST({key} AS VARCHAR)) % {int(parts)}, 0)"
+    return f"coalesce(abs(hashtext(CAST({key} AS text)) % {int(parts)}), 0)"
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:
