@@ -159,10 +159,13 @@ def _report(result: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 small worlds instead of 5")
+    parser.add_argument("--worlds", help="only these worlds of the list, by number from 1, e.g. 3,4,5")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # one tiny world: does it run
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     worlds = (World(600, 1, 1.0, 12, 30),) if args.smoke else QUICK if args.quick else FULL
+    if args.worlds:
+        worlds = tuple(worlds[int(i) - 1] for i in args.worlds.split(","))
     for world in worlds:
         with tempfile.TemporaryDirectory() as tmp:
             print(_report(run_world(world, Path(tmp))), flush=True)

@@ -143,7 +143,8 @@ def test_score_without_as_of_on_unusable_dates_or_no_rows_says_why(trained, tmp_
                                      "--partitions", partitions, "--reject-bad-rows"])
         output = " ".join(result.output.split())
         assert result.exit_code == 2, output
-        assert f"{path}: " in output and message in output, output
+        assert f"{path}: " in output, output
+        assert message in output, output
         assert "Traceback" not in output
 
 
@@ -163,7 +164,8 @@ def test_score_takes_the_playbook_with_playbook_and_the_config_with_c(trained, t
     assert ok.exit_code == 0, ok.output
     assert len(pd.read_csv(tmp_path / "s.csv")) > 0
     unmapped = runner.invoke(app, [*base, "-o", str(tmp_path / "u.csv")])
-    assert unmapped.exit_code == 2 and "amount" in unmapped.output
+    assert unmapped.exit_code == 2
+    assert "amount" in unmapped.output
     mixed_up = runner.invoke(app, [*base, "-c", str(playbook), "-o", str(tmp_path / "m.csv")])
     assert mixed_up.exit_code == 2
     assert "is a playbook (it lists actions): pass it with --playbook" in mixed_up.output

@@ -302,7 +302,7 @@ def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, where):
     t = load_tables(path, config=REJECT)
     assert sorted(t.transactions["customer_id"]) == ["a", "c"]
     assert t.transactions["amount"].sum() == 12
-    assert t.rejects[["row", "customer_id", "column", "value"]].values.tolist() == [
+    assert t.rejects[["row", "customer_id", "column", "value"]].to_numpy().tolist() == [
         [line, "b", "(whole row)", "b,2024-01-02,1,234.50,o2"]]
 
 

@@ -96,7 +96,7 @@ def test_an_output_elsewhere_is_replaced_with_the_others(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # Reading input tables
 
-from churnguard._io import EXTRA_FIELDS, header_line, input_format, read_rows  # noqa: E402
+from churnguard._io import EXTRA_FIELDS, header_line, input_format, read_rows
 
 HEADER = "customer_id,timestamp,amount,order_id\n"
 
@@ -107,7 +107,7 @@ def _rows(tmp_path, body: str, name: str = "tx.csv", **kw) -> pd.DataFrame:
     return read_rows(path, **kw)
 
 
-@pytest.mark.parametrize("body, long_row", [
+@pytest.mark.parametrize(("body", "long_row"), [
     # pandas takes a longer first row as an index and shifts every column; with an empty last field it drops it
     ("c1,2024-01-01,1,234.50,o1\nc2,2024-01-02,5,o2\n", 0),
     ("c1,2024-01-01,1,234.50,\nc2,2024-01-02,5,o2\n", 0),
@@ -123,7 +123,8 @@ def test_a_row_with_more_fields_than_the_header_keeps_only_its_id_and_its_text(t
     assert row[["timestamp", "amount", "order_id"]].isna().all()  # nothing read out of place
     assert row[EXTRA_FIELDS].startswith("c1,2024-01-01,1,234.50,")
     other = frame.iloc[1 - long_row]
-    assert other.tolist()[:4] == ["c2", "2024-01-02", "5", "o2"] and pd.isna(other[EXTRA_FIELDS])
+    assert other.tolist()[:4] == ["c2", "2024-01-02", "5", "o2"]
+    assert pd.isna(other[EXTRA_FIELDS])
 
 
 def test_rows_read_record_by_record_read_as_pandas_reads_them(tmp_path):
@@ -133,7 +134,8 @@ def test_rows_read_record_by_record_read_as_pandas_reads_them(tmp_path):
     slow = _rows(tmp_path, body + "c4,2024-01-04,1,234.50,o4\n", columns=["customer_id", "amount"])
     assert list(fast.columns) == ["customer_id", "amount", EXTRA_FIELDS]
     pd.testing.assert_frame_equal(fast, slow.iloc[:3])
-    assert fast["amount"].tolist()[0] == "1,5" and fast["amount"].isna().tolist() == [False, True, True]
+    assert fast["amount"].tolist()[0] == "1,5"
+    assert fast["amount"].isna().tolist() == [False, True, True]
 
 
 def test_gzipped_csv_is_read_as_csv(tmp_path):

@@ -95,7 +95,8 @@ def test_compare_summary():
 def test_compare_prints_as_many_movers_as_asked():
     lines = compare_scores(OLD, NEW, top=1).summary().splitlines()
     rises = lines.index("largest rises (1):")
-    assert lines[rises + 1].startswith("  b: ") and lines[rises + 2].startswith("largest falls (1):")
+    assert lines[rises + 1].startswith("  b: ")
+    assert lines[rises + 2].startswith("largest falls (1):")
 
 
 def test_compare_reads_scores_files_and_orders_unknown_bands(tmp_path):

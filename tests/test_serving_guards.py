@@ -77,7 +77,8 @@ def test_a_token_is_needed_for_everything_but_health(trained):
     assert (no_token[0], wrong[0], model[0]) == (401, 401, 401)
     assert no_token[1][b"www-authenticate"] == b"Bearer"
     assert "Authorization: Bearer" in json.loads(no_token[2])["detail"]
-    assert right[0] == 200 and json.loads(right[2])["scores"][0]["customer_id"] == "x1"
+    assert right[0] == 200
+    assert json.loads(right[2])["scores"][0]["customer_id"] == "x1"
     assert health[0] == 200
 
 
@@ -148,7 +149,8 @@ def test_scoring_runs_off_the_event_loop_and_drops_work_of_clients_that_left(api
     health, left, over, first = _run(api, scenario)
     assert health[0] == 200
     assert left[0] == 0  # no answer: nobody to answer to
-    assert over[0] == 503 and "retry" in json.loads(over[2])["detail"]
+    assert over[0] == 503
+    assert "retry" in json.loads(over[2])["detail"]
     assert first[0] == 200
     assert scored == ["first"]
 
@@ -164,7 +166,8 @@ def test_without_as_of_the_models_day_is_used_and_said(api, trained):
     answer = json.loads(answer)
     assert status == 200
     assert answer["scores"][0]["as_of"] == day
-    assert day in answer["warnings"][0] and "as_of" in answer["warnings"][0]
+    assert day in answer["warnings"][0]
+    assert "as_of" in answer["warnings"][0]
     assert "warnings" not in json.loads(dated)
 
 
@@ -185,9 +188,13 @@ def test_feature_rows_with_unreadable_values_get_422_naming_the_field(api, row, 
 def test_the_api_page_needs_no_internet(api):
     status, headers, page = _run(api, lambda: _call(api, "GET", "/docs"))
     text = page.decode()
-    assert status == 200 and headers[b"content-type"].startswith(b"text/html")
-    assert "/openapi.json" in text and "POST /predict" in text
-    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert status == 200
+    assert headers[b"content-type"].startswith(b"text/html")
+    assert "/openapi.json" in text
+    assert "POST /predict" in text
+    assert "http://" not in text
+    assert "https://" not in text
+    assert "<script" not in text
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -210,9 +217,9 @@ def _strict_json(text: str):
 
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import HealthCheck, settings
 
-from tests.test_serving import server  # noqa: E402, F401  (the real server on 127.0.0.1)
+from tests.test_serving import server  # noqa: F401  (the real server on 127.0.0.1)
 
 
 @pytest.fixture(scope="module")

@@ -245,7 +245,7 @@ def input_format(path: str | Path) -> str:
 
 def open_bytes(path: str | Path) -> IO[bytes]:
     """The bytes of a file, decompressed for a ``.gz`` name."""
-    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
 
 
 def header_line(path: str | Path) -> bytes:

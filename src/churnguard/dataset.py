@@ -298,7 +298,10 @@ def id_text(raw: pd.Series) -> pd.Series:
         return text
     if not (pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)):
         return raw.astype("str")
-    return text_cells(raw).astype("str").str.replace(_WHOLE_NUMBER, r"\1", regex=True)
+    text = text_cells(raw).astype("str")
+    if not text.str.contains(".", regex=False).any():  # one cheap pass spares the regular expression
+        return text
+    return text.str.replace(_WHOLE_NUMBER, r"\1", regex=True)
 
 
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -371,7 +371,7 @@ class Digest:
 
     counts: pd.DataFrame
     samples: pd.DataFrame
-    overlap: IdOverlap = IdOverlap()
+    overlap: IdOverlap = field(default_factory=IdOverlap)
 
 
 def reject_digest(tables: Tables) -> Digest:

@@ -333,8 +333,8 @@ def _default_day(model: ChurnModel) -> tuple[date, list[str]]:
     """The day to score on when a request names none: the last day of the model's training data, with the
     warning that says so."""
     day = date.fromisoformat(model.require_info().training_window["as_of"][:10])
-    return day, [f"as_of not given: scored as of {day}, the last day of the model's training data; send "
-                 "as_of (the day the histories run to) to score another day"]
+    return day, [(f"as_of not given: scored as of {day}, the last day of the model's training data; send "
+                  "as_of (the day the histories run to) to score another day")]
 
 
 def _records(scores: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:

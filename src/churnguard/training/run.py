@@ -23,7 +23,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ from churnguard.training.promotion import (
     same_procedure,
     score_champion,
 )
+from churnguard.training.result import TrainResult
 from churnguard.training.snapshots import _Snapshots, fit_schedule, has_backtest, sample_sizes
 from churnguard.training.tracking import MODEL_ARTIFACT, champion_file, log_evaluation_run, log_training_run
 
@@ -85,24 +86,6 @@ __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_d
 logger = logging.getLogger(__name__)
 
 CALENDAR_FEATURES = ("as_of_month",)  # differ between any two dates by design: not drift
-
-
-@dataclass
-class TrainResult:
-    """What a training run produced and where it went."""
-
-    model: ChurnModel
-    model_path: Path
-    scorecards: dict[str, dict[str, float]]
-    verdict: str
-    beats_baselines: bool
-    summary: dict[str, Any]
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    registered_version: str | None = None
-    champion: bool = False
-    promotion: str = ""
-    artifacts: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from churnguard.model.churn_model import ChurnModel
     from churnguard.training.procedure import Backtest
     from churnguard.training.promotion import Promotion
-    from churnguard.training.run import TrainResult
+    from churnguard.training.result import TrainResult
 
 __all__ = ["MODEL_ARTIFACT", "champion_file", "effective_config_yaml", "fail_orphaned_runs", "log_evaluation_run",
            "log_training_run", "resolve_tracking_uri", "version_description"]
