@@ -106,7 +106,8 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
-                                          "read the input paths themselves, so they must see the same files.")]
+                                          "read the input paths (or database tables) themselves, so they must see "
+                                          "the same files (or reach the database).")]
 WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, metavar="N",
                                         help="With --engine dask: worker processes of the "
                                         "local cluster (default: one per core).")]
