@@ -781,16 +781,10 @@ def campaign_readout(
     from churnguard.dataset import load_tables
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
-    from churnguard.scoring import read_scores
-    from churnguard.sources import is_url, read_source
 
     cfg = _run(load_config, config)
     transactions = _inputs(cfg.data, transactions, None, None)[0]
-    if is_url(scores):
-        scored, out = _run(read_source, scores), out or Path(f"{scores.table}.readout.csv")
-    else:
-        _need_scores_files(scores)
-        scored, out = read_scores(scores), out or scores.with_name(scores.stem + ".readout.csv")
+    scored, out = _past_scores(scores, out)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, scored, tables.transactions, horizon_days=horizon_days, confidence=confidence)
     write_table(table, out)
@@ -822,6 +816,18 @@ def campaign_readout(
         if r.note:
             console.print(f"  note - {r.action}: {r.note}", highlight=False)
     console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+
+
+def _past_scores(scores, out: Path | None):
+    """The scores of a past run (a file or a database table) and where the read-out goes (``out``; default:
+    beside the scores file, or ``NAME.readout.csv`` for a table NAME)."""
+    from churnguard.scoring import read_scores
+    from churnguard.sources import is_url, read_source
+
+    if is_url(scores):
+        return _run(read_source, scores), out or Path(f"{scores.table}.readout.csv")
+    _need_scores_files(scores)
+    return read_scores(scores), out or scores.with_name(scores.stem + ".readout.csv")
 
 
 def _need_scores_files(*paths: Path) -> None:
