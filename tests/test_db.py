@@ -139,6 +139,31 @@ def test_failed_write_leaves_the_previous_tables(demo_db):
     assert read_source(dest.with_table("kept_rejects"))["y"].tolist() == ["a"]
 
 
+def test_replace_drops_a_table_the_run_does_not_write(demo_db):
+    dest = demo_db["duck"].with_table("runs")
+    write_tables(dest, {"runs": pd.DataFrame({"x": [1]}), "runs_drift": pd.DataFrame({"psi": [0.3]})})
+    write_tables(dest, {"runs": pd.DataFrame({"x": [2]}), "runs_drift": None}, if_exists="append")
+    assert read_source(dest.with_table("runs_drift"))["psi"].tolist() == [0.3]  # append: left as it was
+    write_tables(dest, {"runs": pd.DataFrame({"x": [3]}), "runs_drift": None})
+    assert read_source(dest)["x"].tolist() == [3]
+    with pytest.raises(DatabaseError, match="cannot read table runs_drift"):
+        read_source(dest.with_table("runs_drift"))
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_a_run_without_drift_rows_leaves_no_drift_table_of_the_last_run(demo_db, db):
+    out = demo_db[db].with_table("nightly")
+    args = _score_args(demo_db["model"], _urls(demo_db[db]), str(out))
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(read_source(out.with_table("nightly_drift"))) > 0
+    # two years on, no customer bought within the lookback: no drift sample, so no drift table
+    result = runner.invoke(app, [*args[:-1], "2027-12-31"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.to_datetime(read_source(out)["as_of"])) == {pd.Timestamp("2027-12-31")}
+    with pytest.raises(DatabaseError, match="cannot read table nightly_drift"):
+        read_source(out.with_table("nightly_drift"))
+
+
 def test_a_bad_value_is_reported_with_the_table_column_and_count(demo_db):
     tx = pd.read_csv(demo_db["files"]["transactions"], dtype=str).head(200)
     tx.loc[[3, 7], "amount"] = "twelve"
@@ -185,6 +210,47 @@ def test_features_and_report_read_tables(demo_db):
     assert (demo_db["tmp"] / "report" / "report.html").is_file()
 
 
+def test_features_into_a_table_equal_the_file_and_append_adds_a_run(demo_db):
+    files, pg = demo_db["files"], demo_db["pg"]
+    ref = demo_db["tmp"] / "feats_ref.parquet"
+    base = ["features", "--as-of", "2025-06-30"]
+    assert runner.invoke(app, [*base, "-t", str(files["transactions"]), "-o", str(ref)]).exit_code == 0
+    out = pg.with_table("features_0630")
+    args = [*base, "-t", str(pg.with_table("transactions")), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"-> {out}" in _said(result.output)
+    want = pd.read_parquet(ref)
+    got = read_source(out).sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want.sort_values("customer_id").reset_index(drop=True), check_dtype=False)
+    assert read_source(out.with_table("features_0630_rejects")).empty
+    assert runner.invoke(app, [*args, "--if-exists", "append"]).exit_code == 0
+    assert len(read_source(out)) == 2 * len(want)
+    result = runner.invoke(app, [*args, "--rejects", str(demo_db["tmp"] / "r.csv")])
+    assert result.exit_code == 2
+    assert "with a database --out the rejects go to features_0630_rejects" in _said(result.output)
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_campaign_readout_reads_scores_and_transactions_from_tables(demo_db, db):
+    tmp, src = demo_db["tmp"], demo_db[db]
+    files = {t: str(p) for t, p in demo_db["files"].items()}
+    past = [*_score_args(demo_db["model"], files, str(tmp / "past.parquet"))[:-1], "2025-06-30", "--budget", "500"]
+    assert runner.invoke(app, past).exit_code == 0
+    table = src.with_table("past_scores")
+    write_tables(table, {"past_scores": pd.read_parquet(tmp / "past.parquet")})
+    readout = ["campaign-readout", "-o"]
+    result = runner.invoke(app, [*readout, str(tmp / "ro_files.csv"), "-s", str(tmp / "past.parquet"), "-t",
+                                 files["transactions"]])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*readout, str(tmp / f"ro_{db}.csv"), "-s", str(table), "-t",
+                                 str(src.with_table("transactions"))])
+    assert result.exit_code == 0, result.output
+    want = pd.read_csv(tmp / "ro_files.csv")
+    assert want.loc[want["action"] == "(all)", "n_contacted"].iloc[0] > 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp / f"ro_{db}.csv"), want)
+
+
 def test_query_url_reads_its_rows(demo_db):
     src = demo_db["pg"]
     query = parse_source(f"{src.target}?query=SELECT%20customer_id%2C%20amount%20FROM%20transactions%20LIMIT%205")
@@ -192,15 +258,57 @@ def test_query_url_reads_its_rows(demo_db):
     assert len(read_source(query)) == 5
 
 
-def test_dask_engine_and_partitions_say_not_yet_supported(demo_db):
-    urls = _urls(demo_db["pg"])
-    args = _score_args(demo_db["model"], urls, str(demo_db["tmp"] / "s.parquet"))
-    result = runner.invoke(app, [*args, "--engine", "dask"])
-    assert result.exit_code == 2
-    assert "not yet supported with --engine dask" in _said(result.output)
-    result = runner.invoke(app, [*args, "--partitions", "2"])
-    assert result.exit_code == 2
-    assert "--partitions is not yet supported with database tables" in _said(result.output)
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_parts_split_a_table_by_customer_in_the_database(demo_db, db):
+    from churnguard.sources import read_part
+
+    src = demo_db[db].with_table("parts_tx")
+    tx = pd.DataFrame({"customer_id": [f"c{i % 40}" for i in range(200)] + [None], "amount": range(201)})
+    write_tables(src, {"parts_tx": tx})
+    parts = [read_part(src, ["customer_id", "amount"], "customer_id", i, 3).to_pandas() for i in range(3)]
+    assert sorted(pd.concat(parts)["amount"]) == list(range(201))  # every row once, the row without an id too
+    assert sum(p["customer_id"].isna().sum() for p in parts) == 1
+    ids = [set(p["customer_id"].dropna()) for p in parts]
+    assert all(0 < len(i) < 40 for i in ids)  # no part reads every customer
+    assert sum(map(len, ids)) == 40  # no customer in two parts
+
+
+@pytest.fixture(scope="module")
+def cluster(demo_db):
+    """A real LocalCluster of 2 worker processes, started with PGPASSWORD set (the workers read the tables)."""
+    from tests.dask_cluster import local_cluster
+
+    with local_cluster() as c:
+        yield c
+
+
+def test_dask_engine_scores_from_postgresql_equal_the_local_engine_from_files(demo_db, file_scores, cluster):
+    out = demo_db["tmp"] / "dask_pg.parquet"
+    args = _score_args(demo_db["model"], _urls(demo_db["pg"]), str(out))
+    result = runner.invoke(app, [*args, "--engine", "dask", "--scheduler", cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert "in 2 customer partitions" in _said(result.output)
+    _same_scores(pd.read_parquet(out), file_scores)
+
+
+def test_dask_engine_features_from_duckdb_equal_the_files(demo_db, cluster):
+    files, urls, tmp = demo_db["files"], _urls(demo_db["duck"]), demo_db["tmp"]
+    base = ["features", "--as-of", "2025-06-30"]
+    assert runner.invoke(app, [*base, "-t", str(files["transactions"]), "--customers", str(files["customers"]),
+                               "-o", str(tmp / "f_files.parquet")]).exit_code == 0
+    result = runner.invoke(app, [*base, "-t", urls["transactions"], "--customers", urls["customers"], "-o",
+                                 str(tmp / "f_dask.parquet"), "--engine", "dask", "--scheduler",
+                                 cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp / "f_dask.parquet"), pd.read_parquet(tmp / "f_files.parquet"))
+
+
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_local_engine_partitions_of_a_table_score_as_the_files(demo_db, file_scores, db):
+    out = demo_db["tmp"] / f"parts_{db}.parquet"
+    result = runner.invoke(app, [*_score_args(demo_db["model"], _urls(demo_db[db]), str(out)), "--partitions", "3"])
+    assert result.exit_code == 0, result.output
+    _same_scores(pd.read_parquet(out), file_scores)
 
 
 def test_missing_duckdb_file_is_a_clear_error(tmp_path):
@@ -287,3 +395,70 @@ def test_a_run_killed_mid_write_leaves_the_previous_tables(demo_db):
         child.kill()
         child.wait()
     assert read_source(dest)["x"].tolist() == [1, 2, 3]
+
+
+# --- train and evaluate from tables ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_db(pg_server, tmp_path_factory):
+    """A small world (400 customers) as CSV files, in PostgreSQL and in a DuckDB file, and a config with few
+    snapshots, so each training below is quick."""
+    from churnguard.demo import generate_demo_data
+
+    tmp = tmp_path_factory.mktemp("small")
+    demo = generate_demo_data(400, seed=11)
+    names = {t: f"small_{t}" for t in TABLES}
+    pg = parse_source(pg_server.url(table="small_transactions"))
+    duck = DbSource("duckdb", str(tmp / "small.duckdb"), "small_transactions")
+    for dest in (pg, duck):
+        write_tables(dest, {names[t]: getattr(demo, t) for t in TABLES})
+    config = tmp / "small.yaml"
+    config.write_text("snapshots:\n  max_snapshots: 4\n")
+    urls = {db: {t: str(src.with_table(names[t])) for t in TABLES} for db, src in (("pg", pg), ("duck", duck))}
+    return {"files": write_demo_data(demo, tmp / "files"), **urls, "tmp": tmp, "config": config}
+
+
+def _train(small_db, inputs: dict, name: str):
+    out = small_db["tmp"] / f"{name}.zip"
+    args = ["train", "-c", str(small_db["config"]), "--model-out", str(out), "--as-of", "2025-06-30",
+            "--tracking-uri", f"sqlite:///{small_db['tmp'] / name}.db"]
+    for table, value in inputs.items():
+        args += [f"--{table}", str(value)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def file_model(small_db):
+    return _train(small_db, small_db["files"], "files")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_train_from_tables_learns_the_file_paths_model(small_db, file_model, db):
+    from churnguard.model import ChurnModel
+
+    got = ChurnModel.load(_train(small_db, small_db[db], db)).require_info()
+    want = ChurnModel.load(file_model).require_info()
+    assert got.data_fingerprint == want.data_fingerprint
+    assert got.population == want.population
+    assert got.scorecards == want.scorecards
+    assert got.summary["transactions"] == want.summary["transactions"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_evaluate_from_tables_prints_the_file_paths_scorecard(small_db, file_model, db):
+    def evaluate(inputs: dict) -> str:
+        args = ["evaluate", "--model", str(file_model), "--as-of", "2025-09-01", "--no-log"]
+        for table, value in inputs.items():
+            args += [f"--{table}", str(value)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    from_files = evaluate(small_db["files"])
+    assert "Scorecard as of 2025-09-01" in from_files
+    assert "roc_auc" in from_files
+    assert evaluate(small_db[db]) == from_files

@@ -111,7 +111,8 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
-                                          "read the input paths themselves, so they must see the same files.")]
+                                          "read the input paths (or database tables) themselves, so they must see "
+                                          "the same files (or reach the database).")]
 WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, metavar="N",
                                         help="With --engine dask: worker processes of the "
                                         "local cluster (default: one per core).")]
@@ -253,8 +254,9 @@ def demo_data(
 def features(
     as_of: Annotated[str, _Opt("--as-of", callback=_iso_day, metavar="DAY",
                                help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
-    out: Annotated[Path, _Opt("--out", "-o", callback=_table_out,
-                              help="Output file (.parquet or .csv), written atomically.")],
+    out: Annotated[Source, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
+                                help="Output file (.parquet or .csv), written atomically, or a database URL "
+                                "naming a table NAME, written with NAME_rejects in one transaction.")],
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
@@ -262,6 +264,8 @@ def features(
     config: ConfigOpt = None,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
+    if_exists: Annotated[str, _Opt("--if-exists", metavar="replace|append",
+                                   help="With a database --out: replace the tables or append to them.")] = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -274,17 +278,21 @@ def features(
     from churnguard.config import load_config
     from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
+    from churnguard.sources import is_url
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     events = _events(cfg.data, events)
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
                      events=events)
+    run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
+                            as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events)
+    if is_url(out):
+        _check_db_out(out, rejects, if_exists)
+        return _into_db(run, out, if_exists=if_exists, steps=_steps)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
-        result = _runner(dask)(build_features_from_files, engine, transactions, tickets, customers, as_of=as_of,
-                               out=staged[0], config=cfg, scheduler=scheduler, workers=workers, on_step=step,
-                               on_note=note, events=events)
+        result = run(out=staged[0], on_step=step, on_note=note)
         said = [result.summary(), write_rejects(result.rejects, staged[1])]
     _say(_naming(said[0], staged, finals))
     _say(_naming(said[1], staged, finals), warn=True)
@@ -524,12 +532,12 @@ def score(
     from churnguard.config import load_playbook
     from churnguard.engines import score_from_files
     from churnguard.model import ChurnModel
-    from churnguard.sources import IF_EXISTS, is_url
+    from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
               events=events)
-    if if_exists not in IF_EXISTS:
-        _fail(f"--if-exists must be replace or append, got {if_exists!r}")
+    if is_url(out):
+        _check_db_out(out, rejects, if_exists)
     rules = _run(load_playbook, playbook)
     data_config = None if config is None else _run(_data_config, config)
     loaded = _run(ChurnModel.load, model)
@@ -553,8 +561,6 @@ def score(
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
         partitions=partitions, scheduler=scheduler, workers=workers, data_config=data_config, events=events)
     if is_url(out):
-        if rejects is not None:
-            _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
                       config=config)
@@ -628,35 +634,66 @@ def _data_config(path: Path):
     return load_config(path).data
 
 
-def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
-    """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
-    NAME_rejects and NAME_drift in one transaction (see ``churnguard.sources.write_tables``)."""
+def _check_db_out(out, rejects: Path | None, if_exists: str) -> None:
+    """Stop before any work when the options of a database ``--out`` do not fit it."""
+    from churnguard.sources import IF_EXISTS
+
+    if if_exists not in IF_EXISTS:
+        _fail(f"--if-exists must be replace or append, got {if_exists!r}")
+    if rejects is not None:
+        _fail(f"--rejects names a file; with a database --out the rejects go to {out.table}_rejects")
+
+
+def _rejects_table(rejects):
+    """Rejected rows with SQL-friendly types: text columns, the row number as a nullable integer."""
+    from churnguard.dataset import REJECT_COLUMNS
+
+    return rejects.reindex(columns=REJECT_COLUMNS).astype(
+        {c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})
+
+
+def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> None:
+    """Run a job that writes a table file (``run(out=..., on_step=..., on_note=...)``, a result with
+    ``rejects`` and ``summary``) and put its rows and rejects in the tables NAME and NAME_rejects of ``dest``, with
+    the tables ``extra(result, names, path)`` adds (and its lines to print, each with whether it warns), in one
+    transaction (see ``churnguard.sources.write_tables``); prints ``summary(result, table)`` (default:
+    ``result.summary()``) and what was written."""
     import tempfile
 
     import pandas as pd
 
     from churnguard._io import work_dir
-    from churnguard.dataset import REJECT_COLUMNS, write_rejects
-    from churnguard.scoring import drift_check
+    from churnguard.dataset import write_rejects
     from churnguard.sources import write_tables
 
     names = (dest.table, f"{dest.table}_rejects", f"{dest.table}_drift")
+    finals = tuple(str(dest.with_table(n)) for n in names)
     with work_dir(Path(tempfile.gettempdir())) as work:
-        staged = (work / "scores.parquet", work / "rejects.csv", work / "drift.csv")
-        with _steps(bar=True) as (step, note):
+        staged = (work / "rows.parquet", work / "rejects.csv", work / "drift.csv")
+        with steps() as (step, note):
             result = run(out=staged[0], on_step=step, on_note=note)
-        drift = drift_check(model, result.drift_sample, threshold=psi_threshold)
-        rejected = result.rejects.reindex(columns=REJECT_COLUMNS)
-        frames = {names[0]: pd.read_parquet(staged[0]),
-                  names[1]: rejected.astype({c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})}
-        if drift.table is not None:
-            frames[names[2]] = drift.table
-        _run(write_tables, dest, frames, if_exists=if_exists)
-        finals = tuple(str(dest.with_table(n)) for n in names)
-        said = [result.summary(finals[0]), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
-    _say(said[0])
+        frames = {names[0]: pd.read_parquet(staged[0]), names[1]: _rejects_table(result.rejects)}
+        more, lines = extra(result, names, staged[2]) if extra else ({}, [])
+        _run(write_tables, dest, frames | more, if_exists=if_exists)
+        line = summary(result, finals[0]) if summary else result.summary()
+        said = [line, write_rejects(result.rejects, staged[1]), *lines]
+    _say(_naming(said[0], staged, finals))
     _say(_naming(said[1], staged, finals), warn=True)
-    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+    for line, warn in said[2:]:
+        _say(_naming(line, staged, finals), warn=warn)
+
+
+def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
+    """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
+    NAME_rejects and NAME_drift in one transaction (a run without drift rows drops NAME_drift)."""
+    from churnguard.scoring import drift_check
+
+    def drift(result, names, path):
+        check = drift_check(model, result.drift_sample, threshold=psi_threshold)
+        return {names[2]: check.table}, [(check.write(path), not check.shifted.empty)]
+
+    _into_db(run, dest, if_exists=if_exists, steps=functools.partial(_steps, bar=True),
+             summary=lambda result, table: result.summary(table), extra=drift)
 
 
 @app.command("train-uplift", epilog=_URLS)
@@ -859,14 +896,17 @@ def compare(
     console.print(f"written: {out} (+ .transitions.csv, .new_high_risk.csv, .transitions.png)", highlight=False)
 
 
-@app.command("campaign-readout")
+@app.command("campaign-readout", epilog=_URLS)
 def campaign_readout(
-    scores: Annotated[Path, _Opt("--scores", "-s", help="Scores file of the past run whose selection was acted on.")],
-    transactions: Annotated[Path, _Opt("--transactions", "-t", help="Transactions up to at least as_of + horizon.")],
+    scores: Annotated[Source, _Opt("--scores", "-s", **_IN, help=f"Scores file{_DB} of the past run whose "
+                                   "selection was acted on.")],
+    transactions: Annotated[Source, _Opt("--transactions", "-t", **_IN, help=f"Transactions{_DB}, up to at least "
+                                         "as_of + horizon.")],
     horizon_days: Annotated[int, _Opt(min=1, help="Outcome window after as_of, in days.")] = 90,
     confidence: Annotated[float, _Opt(min=0.5, max=0.999, help="Confidence level of the intervals.")] = 0.95,
     out: Annotated[Path | None, _Opt("--out", "-o", callback=_table_out,
-                                     help="Read-out table (default: <scores>.readout.csv).")] = None,
+                                     help="Read-out table (default: <scores>.readout.csv; for a scores table "
+                                     "NAME, NAME.readout.csv).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Did the campaign work? Retention of contacted vs control customers per action, with confidence intervals."""
@@ -879,14 +919,12 @@ def campaign_readout(
     from churnguard.dataset import load_tables
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
     from churnguard.reporting.monitoring import plot_readout
-    from churnguard.scoring import read_scores
 
-    _need_scores_files(scores)
     cfg = _run(load_config, config)
+    transactions = _inputs(cfg.data, transactions, None, None)[0]
+    scored, out = _past_scores(scores, out)
     tables = _run(load_tables, transactions, config=cfg.data)
-    table = _run(readout_fn, read_scores(scores), tables.transactions, horizon_days=horizon_days,
-                 confidence=confidence)
-    out = out or scores.with_name(scores.stem + ".readout.csv")
+    table = _run(readout_fn, scored, tables.transactions, horizon_days=horizon_days, confidence=confidence)
     write_table(table, out)
     plot_readout(table, out.with_suffix(".png"), confidence=confidence)
 
@@ -916,6 +954,18 @@ def campaign_readout(
         if r.note:
             console.print(f"  note - {r.action}: {r.note}", highlight=False)
     console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
+
+
+def _past_scores(scores, out: Path | None):
+    """The scores of a past run (a file or a database table) and where the read-out goes (``out``; default:
+    beside the scores file, or ``NAME.readout.csv`` for a table NAME)."""
+    from churnguard.scoring import read_scores
+    from churnguard.sources import is_url, read_source
+
+    if is_url(scores):
+        return _run(read_source, scores), out or Path(f"{scores.table}.readout.csv")
+    _need_scores_files(scores)
+    return read_scores(scores), out or scores.with_name(scores.stem + ".readout.csv")
 
 
 def _need_scores_files(*paths: Path) -> None:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["DATABASE_ENV", "IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_source",
-           "resolve_inputs", "source_columns", "write_tables"]
+__all__ = ["DATABASE_ENV", "IF_EXISTS", "DatabaseError", "DbSource", "is_url", "parse_source", "read_part",
+           "read_source", "resolve_inputs", "source_columns", "write_tables"]
 
 SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "duckdb": "duckdb"}
 IF_EXISTS = ("replace", "append")
@@ -225,16 +225,33 @@ def source_columns(source: DbSource) -> list[str]:
 def read_source(source: DbSource, columns: list[str] | None = None) -> pd.DataFrame:
     """The source's rows (``columns``: only those), fetched as Arrow record batches. Decimals come as floats,
     dates as timestamps and dictionary-encoded text as text, as validation reads them in files."""
+    return read_part(source, columns).to_pandas()
+
+
+def read_part(source: DbSource, columns: list[str] | None = None, key: str = "", part: int = 0,
+              parts: int = 1) -> pa.Table:
+    """Part ``part`` of ``parts`` of the source's rows (``columns``: only those) as Arrow: the rows whose
+    ``key`` column, as text, hashes to ``part`` (PostgreSQL's ``hashtext``, DuckDB's ``hash``; rows without a
+    key in one part too). The predicate runs in the database, so a part reads only its own rows, and every row
+    is in one part. Types as :func:`read_source` gives them."""
     import pyarrow as pa
 
     names = "*" if columns is None else ", ".join(quote_name(c) for c in columns)
-    with _rows(source, f"SELECT {names} FROM {_relation(source)}") as reader:
+    where = "" if parts == 1 else f" WHERE {_bucket(source.kind, quote_name(key), parts)} = {int(part)}"
+    with _rows(source, f"SELECT {names} FROM {_relation(source)}{where}") as reader:
         schema = _plain_schema(reader.schema)
         try:
-            batches = [_plain(batch) for batch in reader]
+            return pa.Table.from_batches([_plain(batch) for batch in reader], schema=schema)
         except _driver_errors() as exc:
             raise DatabaseError(f"{source}: reading failed: {_first_line(exc)}") from None
-    return pa.Table.from_batches(batches, schema=schema).to_pandas()
+
+
+def _bucket(kind: str, key: str, parts: int) -> str:
+    """SQL for the part (0 to ``parts`` - 1) of a row from its key column as text (a NULL key: 0, or the part
+    DuckDB's hash of NULL gives)."""
+    if kind == "duckdb":
+        return f"coalesce(hash(CAST({key} AS VARCHAR)) % {int(parts)}, 0)"
+    return f"coalesce(abs(hashtext(CAST({key} AS text)) % {int(parts)}), 0)"
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:
@@ -260,17 +277,18 @@ def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch if schema.equals(batch.schema) else batch.cast(schema)
 
 
-def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame], *, if_exists: str = "replace") -> None:
+def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame | None], *, if_exists: str = "replace") -> None:
     """Write each frame to the table named by its key, all in one transaction: on any error (or when the
     process dies first) every table stays as it was. ``replace``: each is written under a new name and renamed
-    over the old one; ``append``: rows are added (the table is made when missing).
+    over the old one, and a table whose frame is None is dropped (so no table of an earlier run stays beside
+    the new ones); ``append``: rows are added (the table is made when missing), a None frame changes nothing.
 
     Raises:
         DatabaseError: the database cannot be reached or written, e.g. appended rows do not fit the table.
     """
     if if_exists not in IF_EXISTS:
         raise DatabaseError(f"--if-exists must be replace or append, got {if_exists!r}")
-    tables = {name: _arrow(frame) for name, frame in frames.items()}
+    tables = {name: None if frame is None else _arrow(frame) for name, frame in frames.items()}
     with connect(dest, write=True) as conn:
         try:
             if dest.kind == "duckdb":
@@ -284,8 +302,12 @@ def write_tables(dest: DbSource, frames: dict[str, pd.DataFrame], *, if_exists: 
                                 f"{_first_line(exc)}") from None
 
 
-def _put(conn: Any, kind: str, name: str, table: pa.Table, if_exists: str) -> None:
+def _put(conn: Any, kind: str, name: str, table: pa.Table | None, if_exists: str) -> None:
     """One table's part of :func:`write_tables` (inside its transaction)."""
+    if table is None:
+        if if_exists == "replace":
+            _execute(conn, kind, f"DROP TABLE IF EXISTS {quote_name(name)}")
+        return
     schema, _, base = name.rpartition(".")
     staged = f"{base}__new_{os.getpid()}"
     full = f"{schema}.{staged}" if schema else staged
@@ -310,6 +332,14 @@ def _put(conn: Any, kind: str, name: str, table: pa.Table, if_exists: str) -> No
         cur.adbc_ingest(staged, table, mode="create", db_schema_name=schema or None)
         for sql in swap:
             cur.execute(sql)
+
+
+def _execute(conn: Any, kind: str, sql: str) -> None:
+    if kind == "duckdb":
+        conn.execute(sql)
+        return
+    with conn.cursor() as cur:
+        cur.execute(sql)
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:

@@ -56,10 +56,7 @@ def check_engine(engine: str, scheduler: str | None, workers: int | None, **path
         raise ValueError(f"--engine must be local or dask, got {engine!r}")
     from churnguard.sources import DbSource
 
-    if engine == "dask" and any(isinstance(p, DbSource) for p in paths.values()):
-        raise ValueError("database tables are not yet supported with --engine dask: use the local engine, or "
-                         "export the tables to Parquet files")
-    paths = {n: p for n, p in paths.items() if not isinstance(p, DbSource)}
+    paths = {n: p for n, p in paths.items() if not isinstance(p, DbSource)}  # their workers read the tables
     if engine == "local":
         for flag, given in (("--scheduler", scheduler), ("--workers", workers)):
             if given is not None:
@@ -194,9 +191,9 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                          on_note, partitions=partitions, feature_inputs_only=True) as dtables:
             on_step("scoring on the cluster")
             return score_dask(model, dtables, as_of, playbook, out=out, on_step=on_step, **choice)
-    if any(isinstance(p, DbSource) for p in (transactions, tickets, customers, events)):
-        return _score_db_tables(model, (transactions, tickets, customers, events), data_config, partitions,
-                                as_of=as_of, out=out, playbook=playbook, on_step=on_step, **choice)
+    if partitions is None and any(isinstance(p, DbSource) for p in (transactions, tickets, customers, events)):
+        return _score_db_tables(model, (transactions, tickets, customers, events), data_config, as_of=as_of,
+                                out=out, playbook=playbook, on_step=on_step, **choice)
     from churnguard.engines.local import score_files
 
     on_step("scoring")
@@ -206,17 +203,15 @@ def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets
                        **choice)
 
 
-def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, partitions: int | None, *,
+def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, *,
                      as_of: str | None, out: Path, playbook: Playbook, on_step: Callable, **choice: object
                      ) -> ScoreResult:
-    """:func:`score_from_files` when an input is a database table: the tables (only the columns the features
-    read) validated and scored in memory, the scores written to ``out``."""
+    """:func:`score_from_files` when an input is a database table and no ``partitions`` are asked for: the
+    tables (only the columns the features read) validated and scored in memory, the scores written to ``out``."""
     from churnguard._io import write_table
     from churnguard.dataset import load_tables
     from churnguard.scoring import score_tables
 
-    if partitions is not None:
-        raise ValueError("--partitions is not yet supported with database tables: they are scored in memory")
     on_step("Reading and validating input")
     tables = load_tables(*inputs[:3], config=data_config, feature_inputs_only=True, events=inputs[3])
     on_step("scoring")

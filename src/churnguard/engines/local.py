@@ -25,6 +25,7 @@ from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.scoring import ScoreResult, score_tables, select_customers
 from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows, unseen_customers
+from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,8 +76,9 @@ def score_files(
     from churnguard.scoring.score import unscored_rejects
 
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
-    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True)
-    n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None])
+    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
+    n = partitions or auto_partitions([Path(p) for p in paths.values()
+                                       if p is not None and not isinstance(p, DbSource)])
     with work_dir(Path(out).parent) as work:
         census = {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s, data_config)
                       for c in s.chunks] for t, s in sources.items()}

@@ -33,6 +33,7 @@ from churnguard._io import (
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
+from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,9 +49,10 @@ BLOCK_BYTES = 64 * 2**20  # about how many bytes of a file one chunk holds
 @dataclass(frozen=True)
 class Chunk:
     """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line;
-    ``stop`` -1: to the end) or some row groups of a Parquet file (plus the file's hive partition values).
-    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); ``dialect``: the
-    CSV file's encoding and separator."""
+    ``stop`` -1: to the end), some row groups of a Parquet file (plus the file's hive partition values) or part
+    ``start`` of ``stop`` parts of a database table (``db``; ``sources.read_part`` by the customer id).
+    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); its first is the
+    customer id; ``dialect``: the CSV file's encoding and separator."""
 
     path: str
     kind: str
@@ -61,6 +63,7 @@ class Chunk:
     keys: tuple[tuple[str, Any], ...] = ()
     keep: tuple[str, ...] = ()
     dialect: CsvDialect = UTF8
+    db: DbSource | None = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,14 @@ class Spec:
         return getattr(self.config.columns, table).get(name, name)
 
 
-def plan_inputs(paths: dict[str, str | Path | None], config: DataConfig, *, block_bytes: int = BLOCK_BYTES,
-                feature_inputs_only: bool = False) -> dict[str, Source]:
-    """The sources of the given paths, their contract columns checked (before anything is read); with
-    ``feature_inputs_only``, only the columns the features use (``dataset.feature_columns``) are read."""
-    sources = {t: _plan(p, t, block_bytes, dataset.dialect(config)) for t, p in paths.items() if p is not None}
+def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConfig, *,
+                block_bytes: int = BLOCK_BYTES, feature_inputs_only: bool = False, db_parts: int = 1
+                ) -> dict[str, Source]:
+    """The sources of the given paths (a database table: ``db_parts`` chunks, each reading its own customers),
+    their contract columns checked (before any row is read); with ``feature_inputs_only``, only the columns the
+    features use (``dataset.feature_columns``) are read."""
+    sources = {t: _plan_db(p, t, db_parts) if isinstance(p, DbSource)
+               else _plan(p, t, block_bytes, dataset.dialect(config)) for t, p in paths.items() if p is not None}
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
@@ -127,6 +133,17 @@ def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
     """The file's name and the contract name of each of the source's date columns, in file order."""
     inverse = {u: c for c, u in getattr(config.columns, source.table).items()}
     return [(c, inverse.get(c, c)) for c in source.columns if inverse.get(c, c) in _DATES]
+
+
+def _plan_db(source: DbSource, table: str, parts: int) -> Source:
+    """A database table in ``parts`` chunks (row numbers are the order the chunks read the rows in: a table
+    has no order of its own)."""
+    from churnguard.sources import source_columns
+
+    columns = source_columns(source)
+    dataset.check_unique_columns(columns, str(source), table)
+    chunks = tuple(Chunk(str(source), "db", start=i, stop=parts, db=source) for i in range(parts))
+    return Source(table, str(source), tuple(columns), chunks, (str(source),), (0,) * parts, 0)
 
 
 def _plan(path: str | Path, table: str, block_bytes: int, dialect: CsvDialect = UTF8) -> Source:
@@ -227,6 +244,10 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if chunk.kind == "db":
+        from churnguard.sources import read_part
+
+        return read_part(chunk.db, list(columns), chunk.keep[0], chunk.start, chunk.stop)
     if chunk.kind == "csv":
         with open_bytes(chunk.path) as fh:
             fh.seek(chunk.start)

@@ -257,7 +257,9 @@ class DriftCheck:
     @property
     def shifted(self) -> pd.DataFrame:
         """The rows of the features that shifted or are missing."""
-        return self.table.iloc[:0] if self.table is None else self.table[self.table["level"].isin(["shift", "missing"])]
+        if self.table is None:
+            return pd.DataFrame(columns=["feature", "psi", "level"])
+        return self.table[self.table["level"].isin(["shift", "missing"])]
 
     def write(self, path: str | Path) -> str | None:
         """Write the table to ``path`` and describe it in one line (None without a training reference)."""

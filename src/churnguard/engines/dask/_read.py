@@ -39,8 +39,9 @@ def read_tables_dask(
     """Read, repartition by customer and validate the input tables on the cluster.
 
     Each path is a CSV file, a Parquet file or a directory holding a Parquet dataset (hive partition
-    directories such as ``region=north/`` become columns). The result keeps each customer partition's
-    validated :class:`~churnguard.dataset.Tables` in the workers' memory.
+    directories such as ``region=north/`` become columns), or a database table (``churnguard.sources.DbSource``:
+    one reading task per partition, each selecting its own customers by a hash of the id in the SQL). The result
+    keeps each customer partition's validated :class:`~churnguard.dataset.Tables` in the workers' memory.
 
     Args:
         transactions, tickets, customers, events: the input paths; workers must be able to read them.
@@ -60,12 +61,13 @@ def read_tables_dask(
     if npartitions is not None and npartitions < 1:
         raise ValueError(f"npartitions must be at least 1, got {npartitions}")
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
-    sources = parts.plan_inputs(paths, config, block_bytes=block_bytes, feature_inputs_only=feature_inputs_only)
     owned = isinstance(client, str)
     client = connect(client) if isinstance(client, str) else client
     try:
-        n = npartitions or max(sum(client.nthreads().values()) or 1,
-                               math.ceil(sum(s.nbytes for s in sources.values()) / _PARTITION_BYTES))
+        threads = npartitions or sum(client.nthreads().values()) or 1
+        sources = parts.plan_inputs(paths, config, block_bytes=block_bytes, feature_inputs_only=feature_inputs_only,
+                                    db_parts=threads)
+        n = npartitions or max(threads, math.ceil(sum(s.nbytes for s in sources.values()) / _PARTITION_BYTES))
         dtables = _read(sources, config, client, n)
     except BaseException:
         if owned:
