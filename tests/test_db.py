@@ -223,7 +223,12 @@ def test_features_into_a_table_equal_the_file_and_append_adds_a_run(demo_db):
     want = pd.read_parquet(ref)
     got = read_source(out).sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want.sort_values("customer_id").reset_index(drop=True), check_dtype=False)
-    assert read_source(out.with_table("features_0630_rejects")).empty
+    # the customers first seen after as_of are reported as the file path reports them
+    file_rejects = pd.read_csv(ref.with_name(ref.stem + ".rejects.csv"), dtype={"customer_id": str})
+    table_rejects = read_source(out.with_table("features_0630_rejects"))
+    assert not table_rejects.empty
+    assert sorted(zip(table_rejects["customer_id"], table_rejects["reason"], strict=True)) == sorted(
+        zip(file_rejects["customer_id"], file_rejects["reason"], strict=True))
     assert runner.invoke(app, [*args, "--if-exists", "append"]).exit_code == 0
     assert len(read_source(out)) == 2 * len(want)
     result = runner.invoke(app, [*args, "--rejects", str(demo_db["tmp"] / "r.csv")])

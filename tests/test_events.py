@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -232,7 +233,7 @@ def test_without_events_the_new_signals_never_hold():
 
 
 def test_the_configs_spell_out_the_engagement_defaults():
-    cfg = load_config("configs/train.yaml").features
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "train.yaml").features
     assert (cfg.engagement_windows_days, cfg.session_gap_minutes) == ((30, 90), 30.0)
 
 
