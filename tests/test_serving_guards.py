@@ -109,6 +109,30 @@ def test_a_body_that_stalls_gets_408(api):
     assert headers[b"connection"] == b"close"
 
 
+def test_small_batches_are_scored_on_the_loop_and_large_ones_in_the_worker_thread(api, monkeypatch):
+    threads, real = {}, serving._Batcher._run
+
+    def recording(self, customers, as_of):
+        threads[len(customers)] = threading.get_ident()
+        return real(self, customers, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", recording)
+    many = [f"c{i}" for i in range(serving.INLINE_CUSTOMERS + 1)]
+
+    async def scenario():
+        loop_thread = threading.get_ident()
+        small = await _call(api, "POST", "/predict", _body("2025-06-30", "one"))
+        large = await _call(api, "POST", "/predict", _body("2025-06-30", *many))
+        return loop_thread, small, large
+
+    loop_thread, small, large = _run(api, scenario)
+    assert small[0] == 200
+    assert large[0] == 200
+    assert len(json.loads(large[2])["scores"]) == len(many)
+    assert threads[1] == loop_thread
+    assert threads[len(many)] != loop_thread
+
+
 def test_scoring_runs_off_the_event_loop_and_drops_work_of_clients_that_left(api, monkeypatch):
     """While a batch is scored, /health answers; a request whose client disconnects while it waits is never
     scored; requests over the queue's bound get 503."""
@@ -122,6 +146,7 @@ def test_scoring_runs_off_the_event_loop_and_drops_work_of_clients_that_left(api
         return real(self, customers, as_of)
 
     monkeypatch.setattr(serving._Batcher, "_run", blocking)
+    monkeypatch.setattr(serving, "INLINE_CUSTOMERS", 0)  # a one-customer batch goes to the thread too
 
     async def scenario():
         first = asyncio.create_task(_call(api, "POST", "/predict", _body("2025-06-30", "first")))

@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 MAX_CUSTOMERS = 1000
 MAX_EVENTS = 10_000
 MAX_QUEUED = 20 * MAX_CUSTOMERS  # customers waiting to be scored in one worker process
+# A batch of at most this many customers is scored on the event loop itself (a few milliseconds): handing it to
+# the worker thread would cost more than it holds the loop. Larger batches go to the thread.
+INLINE_CUSTOMERS = 32
 
 
 class _Body(BaseModel):
@@ -240,7 +243,8 @@ class _Batcher:
     """Scores the customers of queued requests together, one batch at a time, in a worker thread.
 
     The event loop only queues requests and hands out answers, so it stays free to read bodies and answer
-    ``/health`` while a batch is scored; the requests that queue meanwhile make up the next batch. A batch is
+    ``/health`` while a batch is scored; the requests that queue meanwhile make up the next batch. A batch of at
+    most ``INLINE_CUSTOMERS`` customers is scored on the loop itself, which holds it for a few milliseconds only. A batch is
     one :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each
     customer is scored on its own data, so an answer never depends on which requests shared its batch. Should a
     batch fail, each of its requests is scored alone, so only a failing one fails. A request whose client has
@@ -249,7 +253,7 @@ class _Batcher:
     """
 
     def __init__(self, state: Any, executor: Any, max_queued: int) -> None:
-        self.state, self.executor, self.max_queued = state, executor, max_queued
+        self.state, self.executor, self.max_queued, self.inline = state, executor, max_queued, INLINE_CUSTOMERS
         self.pending: list[tuple[list[CustomerRecords], date, asyncio.Future]] = []
         self.queued = 0
         self.busy = False
@@ -281,7 +285,13 @@ class _Batcher:
         if not batch:
             self.busy = False
             return
-        work = loop.run_in_executor(self.executor, self._score_batch, [(c, d) for c, d, _ in batch])
+        jobs = [(c, d) for c, d, _ in batch]
+        if sum(len(c) for c, _ in jobs) <= self.inline:
+            work = loop.create_future()
+            work.set_result(self._score_batch(jobs))
+            loop.call_soon(self._finish, loop, batch, work)  # answers go out, then the next batch forms
+            return
+        work = loop.run_in_executor(self.executor, self._score_batch, jobs)
         work.add_done_callback(lambda done: self._finish(loop, batch, done))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, done: asyncio.Future) -> None:
