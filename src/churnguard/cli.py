@@ -521,39 +521,26 @@ def score(
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
-    Without --budget, every customer with a positive expected value is selected.
+    Without --budget, every customer with a positive expected value is selected. The output ends with whom to
+    contact, the cost, how each action's expected value is made, and the read-out.
 
-    The output ends with whom to contact, the cost, how each action's expected value is made, and the read-out.
-
-    Large inputs are split by customer into partitions (about 256 MB of input each), scored one at a time.
-
-    With --engine dask the partitions are scored in parallel on a Dask cluster; the scores are the same.
+    Large inputs are split by customer into partitions (about 256 MB of input each), scored one at a time, or
+    in parallel on a Dask cluster with --engine dask; the scores are the same.
     """
-    from churnguard.config import load_playbook
     from churnguard.engines import score_from_files
-    from churnguard.model import ChurnModel
     from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
               events=events)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
-    rules = _run(load_playbook, playbook)
-    data_config = None if config is None else _run(_data_config, config)
-    loaded = _run(ChurnModel.load, model)
-    transactions, tickets, customers = _inputs(data_config or loaded.require_info().config.data, transactions,
-                                               tickets, customers)
-    events = _events(data_config or loaded.require_info().config.data, events)
-    # again with the tables the data config's data.tables named
+    rules, data_config, loaded, (transactions, tickets, customers, events) = _score_setup(
+        playbook, config, model, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
                      events=events)
-    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
-                         events=events is not None)
     if uplift_model is not None:
-        if dask or is_url(out) or partitions is not None or events is not None:
-            _fail("--uplift-model scores in memory on the local engine into a file, from transactions, tickets "
-                  "and customers: leave out --engine dask, --partitions, --events and a database --out")
-        return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers), rules, out, rejects,
+        return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
+                                  rejects, elsewhere=bool(dask or is_url(out) or partitions is not None),
                                   data_config=data_config, reject_bad_rows=reject_bad_rows, as_of=as_of,
                                   budget=budget, control_fraction=control_fraction, seed=seed)
     run = functools.partial(
@@ -564,6 +551,23 @@ def score(
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
                       config=config)
+
+
+def _score_setup(playbook: Path | None, config: Path | None, model: Path, *tables):
+    """The playbook, the data config (None: the model's), the model, and the input tables (those data.tables
+    names filled in), after warning about a table the model learned from but is not given."""
+    from churnguard.config import load_playbook
+    from churnguard.model import ChurnModel
+
+    rules = _run(load_playbook, playbook)
+    data_config = None if config is None else _run(_data_config, config)
+    loaded = _run(ChurnModel.load, model)
+    data = data_config or loaded.require_info().config.data
+    transactions, tickets, customers = _inputs(data, *tables[:3])
+    events = _events(data, tables[3])
+    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
+                         events=events is not None)
+    return rules, data_config, loaded, (transactions, tickets, customers, events)
 
 
 def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
@@ -596,13 +600,19 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
 
 
 def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out: Path, rejects: Path | None, *,
-                       data_config, reject_bad_rows: bool, **choice) -> None:
+                       elsewhere: bool, data_config, reject_bad_rows: bool, **choice) -> None:
     """``score --uplift-model``: the tables scored in memory, actions and selection by incremental value
-    (``churnguard.uplift.score``), the scores and rejects files replaced together."""
+    (``churnguard.uplift.score``), the scores and rejects files replaced together. ``elsewhere``: the command
+    asked for Dask, partitions or a database, which this path does not do; ``inputs[3]``: events, not used."""
     from churnguard._io import replaced_together, write_table
     from churnguard.dataset import load_tables, write_rejects
     from churnguard.uplift import UpliftModel
     from churnguard.uplift.score import score_with_uplift, uplift_file_rows, uplift_summary
+
+    if elsewhere or inputs[3] is not None:
+        _fail("--uplift-model scores in memory on the local engine into a file, from transactions, tickets and "
+              "customers: leave out --engine dask, --partitions, --events and a database --out")
+    inputs = inputs[:3]
 
     uplift = _run(UpliftModel.load, uplift_path)
     cfg = data_config or loaded.require_info().config.data
