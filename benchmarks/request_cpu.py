@@ -89,7 +89,7 @@ def main() -> None:
             answer = score_records(model, customers, as_of, playbook, population)
             _, cols = records_features(customers, as_of, cfg, population)
             history = np.nan_to_num(np.asarray(cols["n_orders"], dtype="float64")) > 0
-            matrix = _matrix(model, cols, levels, history)
+            matrix = _matrix(model.feature_names_, model.categories_, cols, levels, history)
             assert matrix.shape == (1, len(model.feature_names_))
             booster, best = model.booster_, model.best_iteration_
             gc.collect()
@@ -109,7 +109,7 @@ def main() -> None:
             results["    - Booster.predict (probability)"] = _best(
                 lambda: booster.predict(matrix, num_iteration=best, num_threads=1), calls, repeats)
             results["  - model matrix (_matrix + column_matrix)"] = _best(
-                lambda: _matrix(model, cols, levels, history), calls, repeats)
+                lambda: _matrix(model.feature_names_, model.categories_, cols, levels, history), calls, repeats)
             results["  - rest of score_columns (bands, signals, actions, reason texts)"] = (
                 results["- score_columns"] - results["  - model.explain (contributions + probability)"]
                 - results["  - model matrix (_matrix + column_matrix)"])
@@ -137,7 +137,7 @@ def main() -> None:
                 return (time.process_time_ns() - start) / n / 1000
 
             class Cached:
-                async def score(self, customers, as_of):
+                async def score(self, customers, as_of, receive=None):
                     return answer
 
             batcher = state.batcher
