@@ -124,8 +124,9 @@ def plain_address(request):
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
     protocol = type(f"Deadline{base.__name__}", (HeaderDeadline, base), {})
     port = free_port()
+    # ws="none": uvicorn 0.29 (the floor) would import websockets' deprecated legacy module in the server thread
     server = uvicorn.Server(uvicorn.Config(_hello, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                                           http=functools.partial(protocol, header_timeout=0.5)))
+                                           ws="none", http=functools.partial(protocol, header_timeout=0.5)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
