@@ -18,21 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnguard.config import Playbook, load_config
+from churnguard.config import load_config
 from churnguard.dataset import validate_campaigns, validate_tables
 from churnguard.demo import generate_demo_data
-from churnguard.demo_campaign import CAMPAIGN_ACTIONS
+from churnguard.demo_campaign import CAMPAIGN_PLAYBOOK, retained
 from churnguard.model import ChurnModel
 from churnguard.scoring import score_tables
 from churnguard.uplift import train_uplift
 from churnguard.uplift.score import score_with_uplift
-
-PLAYBOOK = Playbook.model_validate({"actions": [
-    {"name": "service_recovery", "when": {"stage": ["new", "active", "at_risk", "lapsing"],
-                                          "signals": ["bad_support"]}, "cost": 15, "success_rate": 0.35},
-    {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
-     "success_rate": 0.15},
-    {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
 
 
 def _world(n: int, seed: int):
@@ -40,17 +33,6 @@ def _world(n: int, seed: int):
     demo = generate_demo_data(n, seed=seed, campaign=True)
     tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
     return demo, tables, validate_campaigns(demo.campaigns, config=cfg.data)
-
-
-def kept(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
-    """Buyers among the campaign's customers beyond those without any contact, on the simulated truth."""
-    s = scores.set_index("customer_id").reindex(truth.index)
-    contacted = s["selected"].fillna(False).to_numpy(dtype=bool)
-    bought = truth["bought_untreated"].to_numpy().copy()
-    for a in CAMPAIGN_ACTIONS:
-        chosen = contacted & (s["action"] == a).to_numpy()
-        bought[chosen] = truth[f"bought_{a}"].to_numpy()[chosen]
-    return int(bought.sum() - truth["bought_untreated"].sum())
 
 
 def _shares(scores: pd.DataFrame, truth: pd.DataFrame) -> str:
@@ -77,11 +59,13 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             demo, tables, campaigns = _world(5000, seed)
             day, truth = campaigns["sent_at"].iloc[0], demo.campaign_truth.set_index("customer_id")
-            risk = score_tables(model, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
-            up = score_with_uplift(model, uplift, tables, day, PLAYBOOK, budget=budget, control_fraction=0.0).scores
+            risk = score_tables(model, tables, day, CAMPAIGN_PLAYBOOK, budget=budget, control_fraction=0.0).scores
+            up = score_with_uplift(model, uplift, tables, day, CAMPAIGN_PLAYBOOK, budget=budget,
+                                   control_fraction=0.0).scores
+            nobody = int(truth["bought_untreated"].sum())  # "kept": buyers beyond those without any contact
             print(f"| {budget:,.0f} | {seed} | {int(np.sum(risk['selected']))} / {int(np.sum(up['selected']))} | "
-                  f"{kept(risk, truth)} | {kept(up, truth)} | {_shares(risk, truth)} / {_shares(up, truth)} |",
-                  flush=True)
+                  f"{retained(risk, truth) - nobody} | {retained(up, truth) - nobody} | {_shares(risk, truth)} / "
+                  f"{_shares(up, truth)} |", flush=True)
 
 
 if __name__ == "__main__":

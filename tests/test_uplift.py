@@ -10,23 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from churnguard.cli import app
-from churnguard.config import Playbook, load_config
+from churnguard.config import load_config
 from churnguard.dataset import DataError, validate_campaigns, validate_tables
 from churnguard.demo import generate_demo_data
+from churnguard.demo_campaign import CAMPAIGN_ACTIONS, CAMPAIGN_PLAYBOOK, retained
 from churnguard.uplift import UpliftModel, UpliftModelError, train_uplift
 from churnguard.uplift.score import best_actions, score_with_uplift, select_by_uplift
 from churnguard.uplift.train import measured_effects
 from churnguard.uplift.training_set import campaign_rows
-
-ACTIONS = ("win_back_offer", "service_recovery")
-# Both ways of targeting choose among the campaign's actions: service recovery for a poor support experience,
-# else the discount, for customers of the model's population.
-CAMPAIGN_PLAYBOOK = Playbook.model_validate({"actions": [
-    {"name": "service_recovery", "when": {"stage": ["new", "active", "at_risk", "lapsing"],
-                                          "signals": ["bad_support"]}, "cost": 15, "success_rate": 0.35},
-    {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
-     "success_rate": 0.15},
-    {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
 
 
 def _world(n: int, seed: int):
@@ -151,7 +142,7 @@ def test_small_action_falls_back_to_measured_average(tmp_path):
                           track=False)
     effects = result.model.effects_
     assert effects["phone_call"].kind == "average"
-    assert {effects[a].kind for a in ACTIONS} == {"model"}
+    assert {effects[a].kind for a in CAMPAIGN_ACTIONS} == {"model"}
     rows = campaign_rows(tables, campaigns, horizon_days=90, config=load_config().features).frame
     measured = measured_effects(rows, tables.transactions, 90).set_index("action").loc["phone_call", "uplift"]
     assert effects["phone_call"].average == pytest.approx(measured)
@@ -213,19 +204,6 @@ def test_uplift_ranking_beats_risk_and_random_on_demo_world(demo_run):
     assert deciles["observed_uplift"].iloc[:3].mean() > 0 > deciles["observed_uplift"].iloc[-3:].mean()
 
 
-def _retained(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
-    """Campaign customers who buy within the horizon, on the simulated truth: with the action they were selected
-    for when contacted, else without contact."""
-    s = scores.set_index("customer_id").reindex(truth.index)
-    contacted = s["selected"].fillna(False).to_numpy(dtype=bool) & ~s["control_group"].fillna(False).to_numpy(
-        dtype=bool)
-    bought = truth["bought_untreated"].to_numpy().copy()
-    for a in ACTIONS:
-        chosen = contacted & (s["action"] == a).to_numpy()
-        bought[chosen] = truth[f"bought_{a}"].to_numpy()[chosen]
-    return int(bought.sum())
-
-
 def test_uplift_targeting_retains_more_than_risk_targeting(demo_run, model):
     """Another demo world's campaign day, scored by the churn model alone and with the uplift model, at the same
     budget and playbook; each way's contacts get the outcome the simulation drew for their action."""
@@ -242,8 +220,8 @@ def test_uplift_targeting_retains_more_than_risk_targeting(demo_run, model):
     assert (chosen["uplift"] > 0).all()
     assert by_uplift.loc[by_uplift["selected"] & ~by_uplift["control_group"], "action_cost"].sum() <= 3000
     nobody = int(truth["bought_untreated"].sum())
-    kept_risk = _retained(by_risk, truth) - nobody
-    kept_uplift = _retained(by_uplift.assign(control_group=False), truth) - nobody  # as if all were contacted
+    kept_risk = retained(by_risk, truth) - nobody
+    kept_uplift = retained(by_uplift.assign(control_group=False), truth) - nobody  # as if all were contacted
     assert kept_uplift > kept_risk
 
 

@@ -27,9 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["CAMPAIGN_ACTIONS", "CampaignWorld", "simulate_campaign"]
+from churnguard.config import Playbook
+
+__all__ = ["CAMPAIGN_ACTIONS", "CAMPAIGN_PLAYBOOK", "CampaignWorld", "retained", "simulate_campaign"]
 
 CAMPAIGN_ACTIONS = ("win_back_offer", "service_recovery")
+# The campaign's actions as a playbook: service recovery for a poor support experience, else the discount, for
+# customers of the model's population (what risk and uplift targeting choose among on this world).
+CAMPAIGN_PLAYBOOK = Playbook.model_validate({"actions": [
+    {"name": "service_recovery", "when": {"stage": ["new", "active", "at_risk", "lapsing"],
+                                          "signals": ["bad_support"]}, "cost": 15, "success_rate": 0.35},
+    {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
+     "success_rate": 0.15},
+    {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
 _COST = {"win_back_offer": 10.0, "service_recovery": 15.0}  # the built-in playbook's costs
 _KEEP = {"win_back_offer": (0.6, 0.03), "service_recovery": (0.6, 0.03)}  # (with the trait, without it)
 _PUT_OFF = 0.5
@@ -132,3 +142,16 @@ def simulate_campaign(transactions: pd.DataFrame, tickets: pd.DataFrame, *, seed
                               "campaign_id": f"demo-{day.date()}", "cost": [_COST[a] for a in action]})
     truth = truth.assign(action=action, treated=treated).rename_axis("customer_id").reset_index()
     return CampaignWorld(_apply(transactions, who, day, horizon_days, rng), campaigns, truth)
+
+
+def retained(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
+    """Campaign customers who buy within the horizon, on the simulated ``truth``: with the action they were
+    selected for when contacted (selected, not in the control group), else without contact."""
+    s = scores.set_index("customer_id").reindex(truth.index)
+    contacted = s["selected"].fillna(False).to_numpy(dtype=bool) & ~s["control_group"].fillna(False).to_numpy(
+        dtype=bool)
+    bought = truth["bought_untreated"].to_numpy().copy()
+    for a in CAMPAIGN_ACTIONS:
+        chosen = contacted & (s["action"] == a).to_numpy()
+        bought[chosen] = truth[f"bought_{a}"].to_numpy()[chosen]
+    return int(bought.sum())
