@@ -168,7 +168,8 @@ class RetentionReport:
 
 
 def _table_html(frame: pd.DataFrame) -> str:
-    """A table for reading: money and rates with two decimals and thousands separators, counts whole."""
+    """A table for reading: money and rates with two decimals and thousands separators, counts whole; the
+    headers in words, rates marked as percent."""
     def cell(v: Any) -> str:
         if isinstance(v, float | np.floating):
             return "-" if np.isnan(v) else f"{v:,.0f}" if float(v).is_integer() and abs(v) >= 1000 else f"{v:,.2f}"
@@ -176,8 +177,11 @@ def _table_html(frame: pd.DataFrame) -> str:
             return v.date().isoformat()
         return f"{v:,}" if isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) else str(v)
 
-    return frame.rename(columns=lambda c: str(c).replace("_", " ")).to_html(
-        formatters={str(c).replace("_", " "): cell for c in frame.columns}, border=0, na_rep="-")
+    def head(c: Any) -> str:  # every *_rate of the report is in percent
+        return str(c).replace("_", " ") + (" (%)" if str(c).endswith("_rate") else "")
+
+    return frame.rename(columns=head).to_html(formatters={head(c): cell for c in frame.columns}, border=0,
+                                              na_rep="-")
 
 
 def build_report(
