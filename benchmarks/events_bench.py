@@ -34,9 +34,12 @@ def main() -> None:
     for name, events in (("without events", None), ("with events", demo.events)):
         began = time.perf_counter()
         tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data, events=events)
-        card = run_training(tables, cfg, model_out=tmp / f"{name.replace(' ', '_')}.zip").scorecards["model"]
+        result = run_training(tables, cfg, model_out=tmp / f"{name.replace(' ', '_')}.zip")
+        card, s = result.scorecards["model"], result.summary
+        eces = ", ".join(f"{k} {v:.4f}" for k, v in s["level_backtest_ece"].items())
         print(f"{name:>15}: AUC {card['roc_auc']:.4f}, PR-AUC {card['pr_auc']:.4f}, Brier {card['brier']:.4f}, "
-              f"ECE {card['ece']:.4f}, n {card['n']:.0f} ({time.perf_counter() - began:.0f} s)", flush=True)
+              f"ECE {card['ece']:.4f}, n {card['n']:.0f} ({time.perf_counter() - began:.0f} s); level correction "
+              f"{s['level_correction']} (backtest ECE: {eces})", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Per world it prints AUC, PR-AUC, Brier, ECE, the mean probability (to set beside
 (the share of those customers who got a probability) of the deployed model, of the recency and BG/NBD
 baselines as the model file calibrates them, and of a plain LightGBM (200 trees at learning rate 0.05,
 otherwise its default settings) on recency, frequency and monetary value, trained on the deployed model's own
-snapshots; and the training run's own scorecard and how it was made (backtest or grouped cross-validation).
+snapshots; the training run's own scorecard and how it was made (backtest or grouped cross-validation); and
+the level correction the training run chose, with each correction's ECE on its backtest.
 
     python benchmarks/quality_bench.py            # 5 worlds, 4 of >= 10k customers
     python benchmarks/quality_bench.py --quick    # 3 small worlds, a few minutes on 2 cores
@@ -131,7 +132,9 @@ def run_world(world: World, work: Path) -> dict[str, object]:
         rows[name] = _metrics(y, p, n)
     rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(tables, model, today, frame), n)
     return {"world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
-            "claimed": info.scorecards["model"],
+            "claimed": info.scorecards["model"], "level": (info.summary.get("level_correction", "none"),
+                                                           info.summary.get("level_shift", 0.0),
+                                                           info.summary.get("level_backtest_ece", {})),
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}
 
@@ -148,6 +151,9 @@ def _report(result: dict[str, object]) -> str:
     claimed = result["claimed"]
     lines.append(f"  the training run's own scorecard ({result['evaluation']}): auc {claimed['roc_auc']:.3f}, ece "
                  f"{claimed['ece']:.3f}, churn rate {claimed['positive_rate']:.3f}")
+    level, shift, eces = result["level"]
+    tried = ", ".join(f"{name} {ece:.3f}" for name, ece in eces.items()) or "none tried"
+    lines.append(f"  level correction: {level}, log-odds shift {shift:+.3f} (backtest ECE: {tried})")
     model = rows["model"]
     beats = all(model["auc"] > m["auc"] for name, m in rows.items() if name != "model")
     met = beats and model["ece"] <= 0.02 and model["coverage"] == 1.0

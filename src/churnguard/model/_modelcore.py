@@ -13,7 +13,9 @@ standard library, numpy, pandas and (when loading) LightGBM.
   (:func:`monotone_curve`).
 - calibration: Platt's sigmoid on the logit of LightGBM's probability (strictly increasing: it keeps the
   model's order), or isotonic steps (``np.interp``, which tie every customer on a step) clipped to
-  ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; the probability returned is clipped to ``[0, 1]``.
+  ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; then the level shift (``Calibrator.shift``: added to the
+  log-odds, the same for every customer, so the order is kept); the probability returned is clipped to
+  ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Calibrator:
     ``sigmoid``: ``1 / (1 + exp(-(coef * logit(raw) + intercept)))``, strictly increasing in ``raw`` when
     ``coef > 0``, so customers keep the model's order and tie only where their raw scores tie. ``isotonic``:
     steps through the points (``x``, ``y``), clipped to ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``.
+    ``shift``: the churn level of the period scored, added to the calibrated log-odds (0: none; chosen by
+    :mod:`churnguard.training.level`).
     """
 
     kind: str
@@ -55,12 +59,14 @@ class Calibrator:
     y: tuple[float, ...] = ()
     coef: float = 1.0
     intercept: float = 0.0
+    shift: float = 0.0
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.kind == "isotonic":
             # Isotonic steps at the ends rest on few customers; never claim certainty from them.
-            return np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-        return 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept)))
+            p = np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+            return p if self.shift == 0.0 else 1.0 / (1.0 + np.exp(-(logit(p) + self.shift)))
+        return 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept + self.shift)))
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """The churn probability the model returns for LightGBM's probabilities ``raw``."""
@@ -72,9 +78,10 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibrator:
-        """Parse :meth:`to_dict`'s output; a missing or bad field raises KeyError, TypeError or ValueError."""
+        """Parse :meth:`to_dict`'s output (``shift`` 0 when absent: a model without a level correction); a missing or
+        bad field raises KeyError, TypeError or ValueError."""
         return cls(str(data["kind"]), tuple(map(float, data["x"])), tuple(map(float, data["y"])),
-                   float(data["coef"]), float(data["intercept"]))
+                   float(data["coef"]), float(data["intercept"]), float(data.get("shift", 0.0)))
 
 
 def category_codes(values: pd.Series, levels: Sequence[Any]) -> np.ndarray:

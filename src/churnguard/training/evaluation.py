@@ -229,7 +229,8 @@ def holdout_scorecards(model: Any, valid: pd.DataFrame, test: pd.DataFrame
 def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str, float]], verdict: str,
                promotion: str | None = None) -> str:
     """The training run in Markdown for people: data, label, the deployed model's snapshots, how its trees and
-    calibration were chosen, the backtest's scorecard, the verdict and (when given) the registry decision."""
+    calibration and level correction were chosen, the backtest's scorecard, the verdict and (when given) the
+    registry decision."""
     from churnguard import __version__
 
     s = summary
@@ -254,6 +255,7 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             (f"- calibration: {s['calibration']}, fitted on cross-fitted scores (each customer scored by a model "
              f"that never saw them) of the snapshots {', '.join(s['calibration_snapshots'])} (Brier "
              f"{s['calibration_brier_raw']:.4f} before, {s['calibration_brier']:.4f} after)"),
+            *([f"- {level_sentence(s)}"] if "level_correction" in s else []),
             f"- {evaluation_sentence(s)}",
             "",
             f"## Scorecard ({evaluation_title(s)})",
@@ -265,6 +267,17 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
             *([] if promotion is None else ["## Registry", "", promotion, ""]),
         ]
     )
+
+def level_sentence(s: Mapping[str, Any]) -> str:
+    """The level correction of a run (:mod:`churnguard.training.level`), from its summary."""
+    eces = s.get("level_backtest_ece") or {}
+    if not eces:
+        return ("level_correction: none (no backtest to choose one on: the churn level of the period after "
+                f"{s['as_of']} is the calibration's)")
+    tried = ", ".join(f"{name} {ece:.4f}" for name, ece in eces.items())
+    return (f"level_correction: {s['level_correction']}, a shift of {s['level_shift']:+.3f} on the calibrated "
+            f"log-odds of every customer (their order unchanged), chosen on the backtest, whose ECE was {tried}")
+
 
 def tuning_sentence(s: Mapping[str, Any]) -> str:
     """How a run's number of trees was chosen, from its summary."""

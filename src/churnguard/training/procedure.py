@@ -13,8 +13,13 @@ complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.sn
   customers' rows, so every calibration score comes from a model that never saw that customer. The rows are
   those of the snapshots at T's time of year in earlier years (:func:`calibration_days`), since churn is
   seasonal and the calibration is read at T; the map (``model.calibration``) is fitted on them.
+* Level: the cross-fitted scores of every snapshot, calibrated, give each snapshot's churn level relative to
+  the calibration; each correction of :mod:`churnguard.training.level` forecasts it at T (``Fit.levels``).
+  The backtest chooses the correction (:func:`run_backtest`) and the deployed model applies it
+  (:func:`with_level`): a shift of the calibrated log-odds, which keeps the order of the customers.
 * Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
-  to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard.
+  to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard, with
+  the level correction that scores best there (none unless one improves the ECE).
 
 Short histories (:func:`~churnguard.training.snapshots.fit_schedule` adapts the schedule first): when no snapshot
 ends its outcome window by the newest one, the number of trees is chosen by early stopping on a third of the
@@ -30,7 +35,8 @@ An engine supplies the rows (:class:`RowSource`): the local engine builds them i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -45,6 +51,7 @@ from churnguard.training.evaluation import (
     holdout_scorecards,
     scorecard,
 )
+from churnguard.training.level import choose_level, level_candidates, snapshot_offsets
 from churnguard.training.snapshots import has_backtest, snapshot_dates
 
 if TYPE_CHECKING:
@@ -53,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
            "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
            "fit_procedure", "fit_rounds", "grouped_cv", "judge", "new_model", "plan_training", "refit",
-           "run_backtest"]
+           "run_backtest", "with_level"]
 
 CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration (and of tuning without a later snapshot)
 CV_FOLDS = 5  # customer groups of the grouped cross-validation that scores a model without a backtest
@@ -119,12 +126,16 @@ class RowSource(Protocol):
 
 @dataclass(frozen=True)
 class Fit:
-    """The procedure's model and the Brier score of the cross-fitted scores it is calibrated on, before and
-    after calibration."""
+    """The procedure's model (without a level correction), the Brier score of the cross-fitted scores it is
+    calibrated on, before and after calibration, each snapshot's level (``offsets``, see
+    :func:`~churnguard.training.level.snapshot_offsets`) and each correction's shift at ``plan.today``
+    (``levels``, :func:`~churnguard.training.level.level_candidates`)."""
 
     model: ChurnModel
     calibration_brier_raw: float
     calibration_brier: float
+    offsets: pd.DataFrame = field(default_factory=pd.DataFrame)
+    levels: Mapping[str, float] = field(default_factory=lambda: {"none": 0.0})
 
 
 def new_model(mc: ModelConfig) -> ChurnModel:
@@ -138,12 +149,24 @@ def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
     third of the customers), refit with that many trees on every snapshot of ``plan``, and calibrate on
     cross-fitted scores (see the module docstring)."""
     tuned = _tune(source, plan, mc)
-    raw, y = crossfit_scores(source.crossfit_rows(plan), calibration_days(plan), tuned, mc)
-    calibrator = fit_calibrator(mc.calibration, raw, y)
-    briers = float(np.mean((raw - y) ** 2)), float(np.mean((calibrator.probability(raw) - y) ** 2))
+    rows = source.crossfit_rows(plan)
+    raw, y = crossfit_scores(rows, plan.snapshots, tuned, mc)
+    days = rows["as_of"].to_numpy()
+    on = np.isin(days, np.array(calibration_days(plan), dtype=days.dtype))
+    calibrator = fit_calibrator(mc.calibration, raw[on], y[on])
+    p = calibrator.probability(raw)
+    briers = float(np.mean((raw[on] - y[on]) ** 2)), float(np.mean((p[on] - y[on]) ** 2))
+    offsets = snapshot_offsets(p, y, days)
     model = refit(tuned, source.booster(plan, tuned))
     model.calibrator_ = calibrator
-    return Fit(model, *briers)
+    return Fit(model, *briers, offsets, level_candidates(offsets, plan.today))
+
+
+def with_level(fit: Fit, level: str) -> ChurnModel:
+    """Set the level correction ``level`` in ``fit``'s model's calibrator (its shift at ``fit``'s today; none
+    when the data does not allow it) and return the model."""
+    fit.model.calibrator_ = replace(fit.model.calibrator_, shift=fit.levels.get(level, 0.0))
+    return fit.model
 
 
 def _tune(source: RowSource, plan: Plan, mc: ModelConfig) -> ChurnModel:
@@ -233,6 +256,10 @@ class Backtest:
         probabilities: each scorer's probabilities on ``test``.
         raw: the model's uncalibrated probabilities on ``test``.
         evaluation: ``backtest`` or ``grouped_cv``.
+        level: the level correction chosen on ``test`` (:func:`~churnguard.training.level.choose_level`), with
+            which ``scorecards`` and ``probabilities`` score the model; ``none`` under grouped
+            cross-validation, which scores customers of the periods the model learned from.
+        level_ece: each correction's ECE on ``test`` (empty under grouped cross-validation).
     """
 
     plan: Plan
@@ -242,6 +269,8 @@ class Backtest:
     probabilities: dict[str, np.ndarray]
     raw: np.ndarray
     evaluation: str = "backtest"
+    level: str = "none"
+    level_ece: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -252,12 +281,16 @@ class Backtest:
 def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp, config: Config) -> Backtest:
     """The procedure run as of ``as_of`` (only data up to it), then scored on the customers of ``as_of``
     against what they did in the horizon after it; the baselines are calibrated on the backtest's tuning day,
-    as its model is. ``source`` must hold data up to ``as_of + horizon``."""
+    as its model is; the model with the level correction that scores best on them (none unless one lowers the
+    ECE). ``source`` must hold data up to ``as_of + horizon``."""
     plan = plan_training(first_day, as_of, config.labels, config.snapshots)
     fit = fit_procedure(source, plan, config.model)
     test = source.whole(as_of)
-    cards, _, probs = holdout_scorecards(fit.model, source.whole(plan.tune_day), test)
-    return Backtest(plan, fit, test, cards, probs, fit.model.predict_raw(test))
+    raw, calibrator = fit.model.predict_raw(test), fit.model.calibrator_
+    level, eces = choose_level(test["churned"].to_numpy(), {
+        name: replace(calibrator, shift=shift).probability(raw) for name, shift in fit.levels.items()})
+    cards, _, probs = holdout_scorecards(with_level(fit, level), source.whole(plan.tune_day), test)
+    return Backtest(plan, fit, test, cards, probs, raw, level=level, level_ece=eces)
 
 
 def judge(source: RowSource, first_day: pd.Timestamp, plan: Plan, config: Config) -> Backtest:

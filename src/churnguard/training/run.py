@@ -59,6 +59,7 @@ from churnguard.training.procedure import (
     new_model,
     plan_training,
     run_backtest,
+    with_level,
 )
 from churnguard.training.promotion import (
     Champion,
@@ -79,9 +80,9 @@ if TYPE_CHECKING:
     from churnguard.training.procedure import RowSource
 
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
-           "drift_reference", "fingerprint", "finish_training", "judging_step", "model_metadata", "new_model",
-           "promotion_decision", "run_evaluation", "run_training", "sampling_summary", "schedule_facts",
-           "with_schedule"]
+           "drift_reference", "fingerprint", "finish_training", "judging_step", "level_facts", "model_metadata",
+           "new_model", "promotion_decision", "run_evaluation", "run_training", "sampling_summary",
+           "schedule_facts", "with_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +292,10 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     (:mod:`churnguard.training.promotion`: ``rows_for(c)`` gives a row source of config ``c`` on this run's data,
     to score the champion), and the model file ``model_out``, written (atomically) once the run is recorded:
     an interrupted run leaves the previous file, never a new file without its run. ``curve``: the churn curve
-    and its card (:func:`churnguard.training.curve.train_curve`), kept with the model."""
+    and its card (:func:`churnguard.training.curve.train_curve`), kept with the model. The deployed model
+    carries the level correction the backtest chose (:func:`~churnguard.training.procedure.with_level`)."""
     step = on_step or (lambda _msg: None)
-    model = fit.model
+    model = with_level(fit, backtest.level)
     if curve is not None:
         model.curve_ = curve[0]
     beats, verdict = compare_to_baselines(backtest.scorecards)
@@ -358,9 +360,20 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "calibration_snapshots": days(calibration_days(plan)),
         "calibration_brier_raw": fit.calibration_brier_raw,
         "calibration_brier": fit.calibration_brier,
+        **level_facts(fit, backtest),
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }
+
+
+def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
+    """The summary's facts of the level correction: ``level_correction`` (the one the backtest chose),
+    ``level_shift`` (its shift of the deployed model's log-odds), each correction's shift at today and ECE on
+    the backtest, and each snapshot's churn rate and level (log-odds offset from the calibration)."""
+    offsets = fit.offsets
+    return {"level_correction": backtest.level, "level_shift": fit.levels.get(backtest.level, 0.0),
+            "level_candidates": dict(fit.levels), "level_backtest_ece": dict(backtest.level_ece),
+            "level_offsets": {str(d.date()): float(v) for d, v in offsets["offset"].items()} if len(offsets) else {}}
 
 
 def _evaluation_facts(backtest: Backtest) -> dict[str, Any]:
