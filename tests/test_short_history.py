@@ -145,6 +145,11 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert run.data.params["tune_train_snapshots"] == "none"
     card = client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))
     assert "## Scorecard (cross-validation grouped by customer, on 2024-07-02)" in Path(card).read_text()
+    # No later period to choose a level correction on: none, and the card says why.
+    assert run.data.params["level_correction"] == "none"
+    assert info.summary["level_shift"] == 0.0
+    assert ("- level_correction: none (no backtest to choose one on: the churn level of the period after "
+            "2024-12-31 is the calibration's)") in Path(card).read_text()
     scored = CliRunner().invoke(app, [
         "score", "--model", str(out), "--transactions", str(paths["transactions"]), "--tickets",
         str(paths["tickets"]), "--customers", str(paths["customers"]), "--out", str(tmp_path / "s.csv")])

@@ -38,6 +38,11 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env):
     s = result.summary
     assert run.data.params["deployed_snapshots"] == ",".join(s["deployed_snapshots"])
     assert run.data.params["backtest_as_of"] == s["backtest_as_of"] == s["deployed_snapshots"][-1]
+    # The level correction the backtest chose: the lowest ECE there, which the deployed model's calibrator applies.
+    eces = s["level_backtest_ece"]
+    assert run.data.params["level_correction"] == s["level_correction"] == min(eces, key=eces.get)
+    assert eces[s["level_correction"]] == result.scorecards["model"]["ece"]
+    assert result.model.calibrator_.shift == s["level_shift"] == s["level_candidates"][s["level_correction"]]
     assert run.data.tags["data_fingerprint"] == result.model.info.data_fingerprint
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"feature_importance.png", "calibration_curve.png", "lift_gain.png", "score_distribution.png",
@@ -185,9 +190,10 @@ def test_the_deployed_model_is_fresh_and_the_backtest_sees_no_later_outcome(env)
 
 def test_calibration_is_cross_fitted_on_the_snapshots_at_this_time_of_year(env):
     s = env["result"].summary
-    # Today 2025-12-31; the deployed snapshots run 2024-11-06 .. 2025-10-02, every 30 days.
+    # Today 2025-12-31; the deployed snapshots run 2024-11-06 .. 2025-10-02, every 30 days, and 2024-12-31
+    # (today's date a year earlier).
     assert s["calibration"] == "sigmoid"
-    assert s["calibration_snapshots"] == ["2024-12-06", "2025-01-05", "2025-02-04"]
+    assert s["calibration_snapshots"] == ["2024-12-06", "2024-12-31", "2025-01-05", "2025-02-04"]
     assert 0 < s["calibration_brier"] < 0.25
     calibrator = env["result"].model.calibrator_
     assert calibrator.kind == "sigmoid"

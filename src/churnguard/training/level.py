@@ -10,9 +10,9 @@ A correction forecasts the offset at today from the snapshots' offsets (:func:`l
 * ``newest``: the newest snapshot's offset, the level of the period that ended today.
 * ``trend``: a straight line through the offsets over time (each snapshot weighted by its rows), read at
   today; with 3 snapshots or more.
-* ``season``: the offset a year before today, moved by the change of the offset from a year before the
-  newest snapshot to it (the same season, one year's change later); only when the snapshots reach back a year
-  before the newest one.
+* ``season``: the offset of the snapshots on today's date in earlier years
+  (:func:`~churnguard.training.procedure.season_days`; their mean, weighted by rows): the level of the same
+  period of the year as the model sees it; only when the snapshots reach back a year.
 
 The backtest chooses one (:func:`choose_level`): the one with the lowest ECE on its scored day, ``none``
 unless a correction lowers it. The deployed model applies the same correction, forecast from its own
@@ -54,24 +54,20 @@ def snapshot_offsets(p: np.ndarray, y: np.ndarray, days: np.ndarray) -> pd.DataF
     return pd.DataFrame(out, columns=["day", "offset", "rows"]).set_index("day").sort_index()
 
 
-def level_candidates(offsets: pd.DataFrame, today: pd.Timestamp) -> dict[str, float]:
-    """Each correction (see the module docstring) that the snapshots allow -> its shift at ``today``."""
+def level_candidates(offsets: pd.DataFrame, today: pd.Timestamp,
+                     season: tuple[pd.Timestamp, ...] = ()) -> dict[str, float]:
+    """Each correction (see the module docstring) that the snapshots allow -> its shift at ``today``;
+    ``season``: the snapshots on today's date in earlier years."""
     s, days = offsets["offset"].to_numpy(), offsets.index
     out = {"none": 0.0, "newest": float(s[-1])}
-    t = (days - days[-1]).days.to_numpy() / YEAR_DAYS
     if len(s) >= 3:
+        t = (days - days[-1]).days.to_numpy() / YEAR_DAYS
         slope, intercept = np.polyfit(t, s, 1, w=np.sqrt(offsets["rows"].to_numpy()))
         out["trend"] = float(intercept + slope * (today - days[-1]).days / YEAR_DAYS)
-    year = pd.Timedelta(days=round(YEAR_DAYS))
-    if days[-1] - year >= days[0]:
-        out["season"] = float(_at(offsets, today - year) + s[-1] - _at(offsets, days[-1] - year))
+    same = offsets.loc[offsets.index.isin(pd.DatetimeIndex(season))]
+    if len(same):
+        out["season"] = float(np.average(same["offset"], weights=same["rows"]))
     return out
-
-
-def _at(offsets: pd.DataFrame, day: pd.Timestamp) -> float:
-    """The offset at ``day``, interpolated between the snapshots around it (the nearest end outside them)."""
-    x = (offsets.index - offsets.index[0]).days.to_numpy(dtype="float64")
-    return float(np.interp((day - offsets.index[0]).days, x, offsets["offset"].to_numpy()))
 
 
 def choose_level(y: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> tuple[str, dict[str, float]]:

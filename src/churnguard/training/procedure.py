@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
            "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
            "fit_procedure", "fit_rounds", "grouped_cv", "judge", "new_model", "plan_training", "refit",
-           "run_backtest", "with_level"]
+           "run_backtest", "season_days", "with_level"]
 
 CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration (and of tuning without a later snapshot)
 CV_FOLDS = 5  # customer groups of the grouped cross-validation that scores a model without a backtest
@@ -80,12 +80,15 @@ class Plan:
         tune_train: the snapshots whose outcome windows end by ``tune_day``: the tuning model learns from them.
             Empty when none does: the tuning model then early-stops on a third of the customers.
         tune_day: the newest snapshot: the tuning model early-stops on it.
+        season: the snapshots on today's date one or more years earlier (:func:`season_days`), among
+            ``snapshots``: the level correction ``season`` reads them.
     """
 
     today: pd.Timestamp
     snapshots: tuple[pd.Timestamp, ...]
     tune_train: tuple[pd.Timestamp, ...]
     tune_day: pd.Timestamp
+    season: tuple[pd.Timestamp, ...] = ()
 
     @property
     def refit_only(self) -> tuple[pd.Timestamp, ...]:
@@ -100,9 +103,19 @@ def plan_training(first_day: pd.Timestamp, today: pd.Timestamp, labels: LabelCon
     Raises:
         ValueError: the data spans too little time for a single snapshot.
     """
-    days = snapshot_dates(first_day, today, labels, snapshots)
+    grid = snapshot_dates(first_day, today, labels, snapshots)
+    season = season_days(today, grid)
+    days = sorted({*grid, *season})
     tune_day, gap = days[-1], pd.Timedelta(days=labels.horizon_days)
-    return Plan(today, tuple(days), tuple(d for d in days if d + gap <= tune_day), tune_day)
+    return Plan(today, tuple(days), tuple(d for d in days if d + gap <= tune_day), tune_day, season)
+
+
+def season_days(today: pd.Timestamp, grid: list[pd.Timestamp]) -> tuple[pd.Timestamp, ...]:
+    """``today``'s date 1, 2, ... years earlier within the span of the snapshot ``grid`` (oldest first):
+    labelled snapshots at exactly today's time of year, which the cadence rarely hits. Their churn level is
+    the closest the history holds to that of the period after today."""
+    days = (today - pd.DateOffset(years=k) for k in range(1, (today - grid[0]).days // 365 + 1))
+    return tuple(sorted(d for d in days if grid[0] <= d < grid[-1]))
 
 
 class RowSource(Protocol):
@@ -159,7 +172,7 @@ def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
     offsets = snapshot_offsets(p, y, days)
     model = refit(tuned, source.booster(plan, tuned))
     model.calibrator_ = calibrator
-    return Fit(model, *briers, offsets, level_candidates(offsets, plan.today))
+    return Fit(model, *briers, offsets, level_candidates(offsets, plan.today, plan.season))
 
 
 def with_level(fit: Fit, level: str) -> ChurnModel:
