@@ -2,7 +2,8 @@
 trees and its calibration are chosen, and the backtest that judges it as it will be used.
 
 For "today" T and horizon h, the labelled snapshots end at T - h (the newest day whose outcome window is
-complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.snapshots.snapshot_dates`).
+complete) and go back ``cadence_days`` at a time (:func:`~churnguard.training.snapshots.snapshot_dates`),
+with the days on T's date in earlier years among them (:func:`season_days`).
 
 * Trees: a tuning model learns from the snapshots whose outcome windows end by the newest one (d + h <= T - h)
   and early-stops on the newest snapshot, which it has not seen. This chooses the number of trees.
