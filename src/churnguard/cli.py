@@ -708,8 +708,9 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
 
 @app.command("train-uplift", epilog=_URLS)
 def train_uplift(
-    campaigns: Annotated[Path, _Opt("--campaigns", help="Campaigns file (customer_id, sent_at, action, treated; "
-                                    "optional campaign_id, cost) or the scores file of a past 'score' run.")],
+    campaigns: Annotated[Source, _Opt("--campaigns", **_IN, help=f"Campaigns file{_DB} (customer_id, sent_at, "
+                                      "action, treated; optional campaign_id, cost) or the scores of a past "
+                                      "'score' run.")],
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
