@@ -13,7 +13,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -744,7 +744,7 @@ def train_uplift(
     _say(result.summary())
 
 
-@app.command("serve")
+@app.command("serve", epilog=_URLS)
 def serve(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
     host: Annotated[str, _Opt(help="Address to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
@@ -755,15 +755,17 @@ def serve(
                                       help="Clients must send 'Authorization: Bearer TOKEN' (every path but "
                                            "/health). Needed when --host is not loopback.")] = None,
     quiet: Annotated[bool, _Opt("--quiet", "-q", help="No line per request.")] = False,
-    scores: Annotated[Path | None, _Opt("--scores", "-s", help="Scores file of 'churnguard score': adds the "
-                                        "retention team's pages at / (at-risk list, customers).")] = None,
-    previous: Annotated[Path | None, _Opt(help="With --scores: an earlier scores file, for each customer's "
-                                          "risk movement.")] = None,
-    readout: Annotated[Path | None, _Opt(help="With --scores: a 'campaign-readout' table for the campaign "
-                                         "page.")] = None,
-    transactions: Annotated[Path | None, _Opt("--transactions", "-t", help="With --scores: the transactions, "
-                                              "for each customer's purchases chart.")] = None,
-    tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
+    scores: Annotated[Source | None, _Opt("--scores", "-s", **_IN, help=f"Scores file{_DB} of 'churnguard "
+                                          "score': adds the retention team's pages at / (at-risk list, "
+                                          "customers).")] = None,
+    previous: Annotated[Source | None, _Opt(**_IN, help="With --scores: an earlier scores file or table, for "
+                                            "each customer's risk movement.")] = None,
+    readout: Annotated[Source | None, _Opt(**_IN, help="With --scores: a 'campaign-readout' table for the "
+                                           "campaign page.")] = None,
+    transactions: Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help="With --scores: the "
+                                                "transactions, for each customer's purchases chart.")] = None,
+    tickets: Annotated[Source | None, _Opt(**_IN, help="With --scores: the support tickets, listed per "
+                                           "customer.")] = None,
     header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
                                           "are not complete within this time.")] = 10.0,
 ) -> None:
@@ -806,7 +808,7 @@ def serve(
     _say("server stopped")
 
 
-def _page_files(files: dict[str, Path | None]) -> None:
+def _page_files(files: dict[str, Any]) -> None:
     """Check the pages' files and hand them to the server's workers (``CHURNGUARD_SERVE_<NAME>``)."""
     from churnguard.serving.page_data import PageSources, check_sources
 
@@ -816,7 +818,8 @@ def _page_files(files: dict[str, Path | None]) -> None:
     if files["scores"] is not None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
-        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(path.resolve())
+        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(
+            path.resolve() if isinstance(path, Path) else path)
 
 
 def _loopback(host: str) -> bool:
