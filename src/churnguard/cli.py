@@ -515,6 +515,9 @@ def score(
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    readout: Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an earlier "
+                                           "campaign: the success rates it measured replace the playbook's.")
+                       ] = None,
     uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
                                               "actions and select by incremental value (uplift x value - cost); "
                                               "local engine, file output.")] = None,
@@ -536,6 +539,9 @@ def score(
         _check_db_out(out, rejects, if_exists)
     rules, data_config, loaded, (transactions, tickets, customers, events) = _score_setup(
         playbook, config, model, transactions, tickets, customers, events)
+    measured = None if readout is None else _measured_rates(readout)
+    if measured is not None:
+        rules = rules.with_success_rates(measured.rates)
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
                      events=events)
     if uplift_model is not None:
@@ -550,7 +556,7 @@ def score(
     if is_url(out):
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
-                      config=config)
+                      config=config, measured=(measured, readout))
 
 
 def _score_setup(playbook: Path | None, config: Path | None, model: Path, *tables):
@@ -570,6 +576,18 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, *table
     return rules, data_config, loaded, (transactions, tickets, customers, events)
 
 
+def _measured_rates(readout):
+    """The success rates a campaign read-out measured (``churnguard.reporting.monitoring``), said before
+    scoring."""
+    from churnguard.reporting.monitoring import load_readout, measured_success_rates
+
+    measured = measured_success_rates(_run(load_readout, readout))
+    rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none"
+    _say(f"success rates measured by {readout}: {rates}"
+         + "".join(f"\n  {a}: the playbook's, {why}" for a, why in sorted(measured.not_used.items())))
+    return measured
+
+
 def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
     """Warn, before scoring, when the model learned from a table the command was not given."""
     from churnguard.dataset import missing_tables_note
@@ -579,7 +597,7 @@ def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
-                      source, config: Path | None) -> None:
+                      source, config: Path | None, measured: tuple = (None, None)) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io import replaced_together
     from churnguard.dataset import write_rejects
@@ -592,7 +610,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
-                            config)
+                            config, *measured)
         said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)

@@ -321,15 +321,9 @@ def _raw(source: Path | DbSource) -> pd.DataFrame:
 
 def load_readout(path: Path | DbSource | None) -> pd.DataFrame | None:
     """A campaign read-out table (``churnguard campaign-readout``'s output), or None."""
-    if path is None:
-        return None
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if (
-        isinstance(path, Path) and table_suffix(path) == ".csv") else _read(path)
-    missing = [c for c in ("action", "n_contacted", "n_control", "retention_contacted", "retention_control",
-                           "uplift", "ci_low", "ci_high") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: not a campaign read-out: no column(s) {', '.join(missing)}")
-    return table
+    from churnguard.reporting.monitoring import load_readout as read
+
+    return None if path is None else read(path)
 
 
 def _columns(name: str, path: Path | DbSource) -> list[str]:
