@@ -190,6 +190,12 @@ def _as_bool(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip().str.lower().isin(_TRUE).astype(bool)
 
 
+def _is_text(values: pd.Series) -> bool:
+    kind = values.dtype
+    return not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)
+                or pd.api.types.is_datetime64_any_dtype(kind))
+
+
 def _compact(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns with few distinct values as categoricals (the filter columns always, sorted in reading
     order), flags as booleans."""
@@ -198,8 +204,7 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame:
         out[column] = _as_bool(out[column])
     for column in out.columns:
         values = out[column]
-        if column in FILTERS or (column != "customer_id" and not pd.api.types.is_numeric_dtype(values)
-                                 and not pd.api.types.is_bool_dtype(values)
+        if column in FILTERS or (column != "customer_id" and _is_text(values)
                                  and values.nunique() <= max(1000, len(values) // 4)):
             levels = sorted(values.dropna().astype(str).unique(),
                             key=lambda v: (_BAND_ORDER.index(v) if v in _BAND_ORDER else len(_BAND_ORDER), v))
