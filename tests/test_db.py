@@ -485,8 +485,8 @@ def test_train_uplift_reads_the_campaigns_from_a_table(small_db, db):
             "-o", str(small_db["tmp"] / f"uplift_{name}.zip"),
             "--tracking-uri", f"sqlite:///{small_db['tmp'] / 'uplift'}_{name}.db"])
         assert result.exit_code == 0, result.output
-        return result.output.split("model ->")[0]
+        said = result.output.split("model ->")[0]
+        return said[said.index("learned from"):]  # MLflow may log its store's creation first, with a time
 
     from_files = train(str(files["transactions"]), str(files["campaigns"]), f"files_{db}")
-    assert "learned from" in from_files
     assert train(str(src), str(src.with_table("uplift_campaigns")), db) == from_files
