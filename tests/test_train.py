@@ -96,7 +96,7 @@ def test_pyfunc_returns_probabilities(env):
 
 WEAK = {"num_boost_round": 1, "params": {"num_leaves": 2, "objective": "binary", "verbose": -1}}
 # Beats both baselines on this data's backtest but not the default settings (both checked below).
-FAIR = {"num_boost_round": 20, "params": {"num_leaves": 4, "learning_rate": 0.2, "objective": "binary", "verbose": -1}}
+FAIR = {"num_boost_round": 10, "params": {"num_leaves": 4, "learning_rate": 0.2, "objective": "binary", "verbose": -1}}
 
 
 def _own_store(env, tmp_path, **model):
