@@ -297,11 +297,6 @@ def _delimiter_hint(names: list[str], delimiter: str) -> str | None:
             return (f"The header reads as a single column containing {shown}: the file looks separated by "
                     f"{shown}, not by {delimiter!r}; set data.delimiter: {shown} in the config")
     return None
-    for sep, shown in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
-        if sep in str(names[0]):
-            return (f"The header reads as a single column containing {shown}: the file looks separated by "
-                    f"{shown}, not by commas; set data.delimiter: {shown} in the config")
-    return None
 
 
 def feature_columns(table: str, names: list[str], config: DataConfig) -> list[str]:
@@ -857,7 +852,8 @@ def _repeated(values: pd.Series) -> np.ndarray:
 def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool = False
           ) -> pd.DataFrame:
     """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id. A
-    database table's rows (:func:`_read_db`)."""
+    database table's rows (:func:`_read_db`). With ``feature_inputs_only`` only the columns the features read
+    (:func:`feature_columns`)."""
     if isinstance(path, DbSource):
         return _read_db(path, table, config, feature_inputs_only)
     path = Path(path)
@@ -865,8 +861,10 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         raise DataError(f"{path}: {table} file not found")
     csv_dialect = dialect(config)
     try:
-        check_unique_columns(header(path, csv_dialect), str(path), table)
-        return read_rows(path, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
+        names = header(path, csv_dialect)
+        check_unique_columns(names, str(path), table)
+        columns = feature_columns(table, names, config) if feature_inputs_only else None
+        return read_rows(path, columns, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
                          dialect=csv_dialect)
     except DataError:
         raise
@@ -899,8 +897,7 @@ def load_tables(
     events: str | Path | DbSource | None = None,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
-    :func:`validate_tables`); ``feature_inputs_only``: of a database table, read only the columns the features
-    use."""
+    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use."""
     raw = {"transactions": _read(transactions, "transactions", config, feature_inputs_only)}
     sources = {"transactions": str(transactions)}
     for name, path in (("tickets", tickets), ("customers", customers), ("events", events)):
