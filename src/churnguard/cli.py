@@ -224,8 +224,8 @@ def demo_data(
     shape: Annotated[str, _Opt("--shape", help="contract (the three tables) or online-retail (one line-item "
                                 "export and the config that reads it).")] = "contract",
 ) -> None:
-    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with a past
-    campaign and its control group (campaigns; campaign_truth holds its simulated effects)."""
+    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with two past
+    campaigns and their control groups (campaigns; campaign_truth holds their simulated effects)."""
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
