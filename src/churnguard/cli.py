@@ -765,6 +765,9 @@ def serve(
     tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
     header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
                                           "are not complete within this time.")] = 10.0,
+    uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': POST "
+                                              "/predict adds uplift and incremental_value, and chooses actions "
+                                              "and selects by incremental value, as score --uplift-model.")] = None,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
     --scores, pages for the retention team at /."""
@@ -787,6 +790,7 @@ def serve(
     _page_files(files)
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
+    _serve_uplift(uplift_model)
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
     os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
     if playbook is not None:
@@ -803,6 +807,19 @@ def serve(
                 log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
                 http=header_timeout_protocol(header_timeout))
     _say("server stopped")
+
+
+def _serve_uplift(path: Path | None) -> None:
+    """Check the uplift model file (a clear message before starting workers) and hand it to the server's workers
+    (``CHURNGUARD_SERVE_UPLIFT``)."""
+    from churnguard.uplift import UpliftModel
+
+    os.environ.pop("CHURNGUARD_SERVE_UPLIFT", None)
+    if path is not None:
+        uplift = _run(UpliftModel.load, path)
+        os.environ["CHURNGUARD_SERVE_UPLIFT"] = str(path.resolve())
+        _say(f"with the uplift model {path} (actions {', '.join(uplift.actions)}): actions and selection by "
+             "incremental value")
 
 
 def _page_files(files: dict[str, Path | None]) -> None:
