@@ -517,7 +517,7 @@ def score(
     workers: WorkersOpt = None,
     uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
                                               "actions and select by incremental value (uplift x value - cost); "
-                                              "local engine, file output.")] = None,
+                                              "local engine.")] = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
@@ -540,9 +540,10 @@ def score(
                      events=events)
     if uplift_model is not None:
         return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
-                                  rejects, elsewhere=bool(dask or is_url(out) or partitions is not None),
-                                  data_config=data_config, reject_bad_rows=reject_bad_rows, as_of=as_of,
-                                  budget=budget, control_fraction=control_fraction, seed=seed)
+                                  rejects, partitioned=bool(dask or partitions is not None),
+                                  data_config=data_config, reject_bad_rows=reject_bad_rows, if_exists=if_exists,
+                                  psi_threshold=psi_threshold, as_of=as_of, budget=budget,
+                                  control_fraction=control_fraction, seed=seed)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -599,32 +600,35 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
 
 
-def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out: Path, rejects: Path | None, *,
-                       elsewhere: bool, data_config, reject_bad_rows: bool, **choice) -> None:
-    """``score --uplift-model``: the tables scored in memory, actions and selection by incremental value
-    (``churnguard.uplift.score``), the scores and rejects files replaced together. ``elsewhere``: the command
-    asked for Dask, partitions or a database, which this path does not do; ``inputs[3]``: events, not used."""
-    from churnguard._io import replaced_together, write_table
-    from churnguard.dataset import load_tables, write_rejects
+def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rejects: Path | None, *,
+                       partitioned: bool, data_config, reject_bad_rows: bool, if_exists: str, psi_threshold: float,
+                       **choice) -> None:
+    """``score --uplift-model``: the tables (events too; files or database tables) scored in memory, actions and
+    selection by incremental value (``churnguard.uplift.score.score_files_with_uplift``); into the scores and
+    rejects files, replaced together, or a database ``out`` as without the uplift model. ``partitioned``: the
+    command asked for Dask or --partitions, which select after scoring each partition from the columns of the
+    churn model's scores alone, so this path refuses them."""
+    from churnguard._io import replaced_together
+    from churnguard.dataset import write_rejects
+    from churnguard.sources import is_url
     from churnguard.uplift import UpliftModel
-    from churnguard.uplift.score import score_with_uplift, uplift_file_rows, uplift_summary
+    from churnguard.uplift.score import score_files_with_uplift, uplift_summary
 
-    if elsewhere or inputs[3] is not None:
-        _fail("--uplift-model scores in memory on the local engine into a file, from transactions, tickets and "
-              "customers: leave out --engine dask, --partitions, --events and a database --out")
-    inputs = inputs[:3]
-
+    if partitioned:
+        _fail("--uplift-model scores in memory on the local engine: leave out --engine dask and --partitions")
     uplift = _run(UpliftModel.load, uplift_path)
     cfg = data_config or loaded.require_info().config.data
     if reject_bad_rows:
         cfg = cfg.model_copy(update={"on_bad_rows": "reject"})
+    run = functools.partial(_run, score_files_with_uplift, loaded, uplift, inputs, playbook=rules, data_config=cfg,
+                            **choice)
+    if is_url(out):
+        return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold,
+                              summary=lambda result, table: f"{result.summary(table)}\n"
+                                                            f"{uplift_summary(result.scores, uplift)}")
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, _):
-        step("Reading and validating input")
-        tables = _run(load_tables, *inputs, config=cfg, feature_inputs_only=True)
-        step("scoring with the uplift model")
-        result = _run(score_with_uplift, loaded, uplift, tables, choice.pop("as_of"), rules, **choice)
-        write_table(uplift_file_rows(result.scores, staged[0]), staged[0])
+        result = run(out=staged[0], on_step=step)
         said = [result.summary(out) + "\n" + uplift_summary(result.scores, uplift),
                 write_rejects(result.rejects, staged[1])]
     _say(said[0])
@@ -693,9 +697,10 @@ def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> N
         _say(_naming(line, staged, finals), warn=warn)
 
 
-def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
+def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float, summary=None) -> None:
     """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
-    NAME_rejects and NAME_drift in one transaction (a run without drift rows drops NAME_drift)."""
+    NAME_rejects and NAME_drift in one transaction (a run without drift rows drops NAME_drift); prints
+    ``summary(result, table)`` (default: the result's summary)."""
     from churnguard.scoring import drift_check
 
     def drift(result, names, path):
@@ -703,7 +708,7 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
         return {names[2]: check.table}, [(check.write(path), not check.shifted.empty)]
 
     _into_db(run, dest, if_exists=if_exists, steps=functools.partial(_steps, bar=True),
-             summary=lambda result, table: result.summary(table), extra=drift)
+             summary=summary or (lambda result, table: result.summary(table)), extra=drift)
 
 
 @app.command("train-uplift", epilog=_URLS)

@@ -15,7 +15,7 @@ from the one feature kernel with its own feature config and population (:func:`k
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -28,7 +28,7 @@ from churnguard.scoring import rules
 from churnguard.scoring.score import ScoreResult, file_rows, frame_columns, score_records, score_tables
 
 if TYPE_CHECKING:
-    from churnguard.config import FeatureConfig, Playbook
+    from churnguard.config import DataConfig, FeatureConfig, Playbook
     from churnguard.dataset import Tables
     from churnguard.features.records import CustomerRecords
     from churnguard.model import ChurnModel
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from churnguard.uplift.model import UpliftModel
 
 __all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "record_features",
-           "score_records_with_uplift", "score_with_uplift", "select_by_uplift", "uplift_features",
+           "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift", "uplift_features",
            "uplift_file_rows", "uplift_summary", "with_uplift"]
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
@@ -142,6 +142,27 @@ def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as
     scores = with_uplift(result.scores, feats, uplift, model, playbook, budget=budget,
                          control_fraction=control_fraction, seed=seed)
     return replace(result, scores=scores)
+
+
+def score_files_with_uplift(model: ChurnModel, uplift: UpliftModel, inputs: Sequence, *, out: str | Path,
+                            playbook: Playbook, data_config: DataConfig, as_of: str | None = None,
+                            budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
+                            on_step: Callable[..., object] = lambda *_: None,
+                            on_note: Callable[[str], object] = lambda _: None) -> ScoreResult:
+    """:func:`score_with_uplift` of the tables ``inputs`` (transactions, tickets, customers, events: files or
+    database tables, None when absent) read in memory with ``data_config``; the rows of the scores file
+    (:func:`uplift_file_rows`) written to ``out``. ``on_step``, ``on_note``: progress reports, as
+    ``churnguard.engines.score_from_files`` takes them (this path has no notes)."""
+    from churnguard._io import write_table
+    from churnguard.dataset import load_tables
+
+    on_step("Reading and validating input")
+    tables = load_tables(*inputs[:3], config=data_config, feature_inputs_only=True, events=inputs[3])
+    on_step("scoring with the uplift model")
+    result = score_with_uplift(model, uplift, tables, as_of, playbook, budget=budget,
+                               control_fraction=control_fraction, seed=seed)
+    write_table(uplift_file_rows(result.scores, out), out)
+    return result
 
 
 def score_records_with_uplift(model: ChurnModel, uplift: UpliftModel, customers: Sequence[CustomerRecords],
