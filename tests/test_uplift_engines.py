@@ -132,8 +132,10 @@ def test_predict_with_uplift_model_matches_score_with_uplift_model(file_scores, 
     pd.testing.assert_frame_equal(served, batch.loc[ids, COMPARED], check_dtype=False, rtol=1e-9, atol=1e-9)
     # the comparison covers what the rules decide: both actions, gains and losses, selected or not
     assert served["action"].nunique() >= 2
-    assert (served["uplift"] > 0).any() and (served["uplift"] < 0).any()
-    assert served["selected"].any() and not served["selected"].all()
+    assert (served["uplift"] > 0).any()
+    assert (served["uplift"] < 0).any()
+    assert served["selected"].any()
+    assert not served["selected"].all()
     assert (served.loc[served["selected"], "uplift"] > 0).all()
 
 

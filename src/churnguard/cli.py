@@ -116,6 +116,11 @@ SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
 WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, metavar="N",
                                         help="With --engine dask: worker processes of the "
                                         "local cluster (default: one per core).")]
+ScoreUpliftOpt = Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose actions and "
+                                             "select by incremental value (uplift x value - cost); local engine.")]
+ServeUpliftOpt = Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': POST /predict "
+                                             "adds uplift and incremental_value, and chooses actions and selects by "
+                                             "incremental value, as score --uplift-model.")]
 
 
 def _console():
@@ -515,9 +520,7 @@ def score(
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
-    uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
-                                              "actions and select by incremental value (uplift x value - cost); "
-                                              "local engine.")] = None,
+    uplift_model: ScoreUpliftOpt = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
@@ -540,10 +543,9 @@ def score(
                      events=events)
     if uplift_model is not None:
         return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
-                                  rejects, partitioned=bool(dask or partitions is not None),
-                                  data_config=data_config, reject_bad_rows=reject_bad_rows, if_exists=if_exists,
-                                  psi_threshold=psi_threshold, as_of=as_of, budget=budget,
-                                  control_fraction=control_fraction, seed=seed)
+                                  rejects, partitioned=bool(dask or partitions is not None), data_config=data_config,
+                                  reject_bad_rows=reject_bad_rows, if_exists=if_exists, psi_threshold=psi_threshold,
+                                  as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -770,9 +772,7 @@ def serve(
     tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
     header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
                                           "are not complete within this time.")] = 10.0,
-    uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': POST "
-                                              "/predict adds uplift and incremental_value, and chooses actions "
-                                              "and selects by incremental value, as score --uplift-model.")] = None,
+    uplift_model: ServeUpliftOpt = None,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
     --scores, pages for the retention team at /."""
@@ -790,9 +790,8 @@ def serve(
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if not header_timeout > 0:
         _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
-    files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
-             "tickets": tickets}
-    _page_files(files)
+    _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
+                 "tickets": tickets})
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
     _serve_uplift(uplift_model)
@@ -823,8 +822,8 @@ def _serve_uplift(path: Path | None) -> None:
     if path is not None:
         uplift = _run(UpliftModel.load, path)
         os.environ["CHURNGUARD_SERVE_UPLIFT"] = str(path.resolve())
-        _say(f"with the uplift model {path} (actions {', '.join(uplift.actions)}): actions and selection by "
-             "incremental value")
+        _say(f"uplift model {path} (actions {', '.join(uplift.actions)}): POST /predict chooses actions and "
+             "selects by incremental value")
 
 
 def _page_files(files: dict[str, Path | None]) -> None:

@@ -66,8 +66,8 @@ class UpliftResult:
     def summary(self) -> str:
         """What a person reads after training: each action's model or fallback, the scorecard, the files."""
         rows = sum(e.n_treated + e.n_control for e in self.model.effects_.values())
-        lines = [f"learned from {rows:,} campaign customers; scorecard: {self.test_rows:,} held out ({self.split}), "
-                 f"judged by a model fitted on {self.train_rows:,}"]
+        lines = [(f"learned from {rows:,} campaign customers; scorecard: {self.test_rows:,} held out "
+                  f"({self.split}), judged by a model fitted on {self.train_rows:,}")]
         for e in self.model.effects_.values():
             lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
                                               if e.kind == "model" else e.note))
