@@ -667,10 +667,10 @@ def _docs_page(app: FastAPI) -> str:
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several workers: the model path, playbook and token come from
-    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``,
-    ``CHURNGUARD_SERVE_UPLIFT``), and
-    the pages' files from ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``,
-    ``..._TRANSACTIONS`` and ``..._TICKETS``."""
+    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``), the
+    uplift model from ``CHURNGUARD_SERVE_UPLIFT`` (none without it), and the pages' files from
+    ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``, ``..._TRANSACTIONS``
+    and ``..._TICKETS``."""
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
     pages = PageSources(**{k: Path(v) if v else None for k, v in files.items()}) if files["scores"] else None
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),

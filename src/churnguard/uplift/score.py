@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from churnguard.uplift.model import UpliftModel
 
 __all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "record_features",
-           "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift", "uplift_features",
-           "uplift_file_rows", "uplift_summary", "with_uplift"]
+           "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift",
+           "uplift_features", "uplift_file_rows", "uplift_summary", "with_uplift"]
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
 # What the uplift model changes of a row of churnguard.scoring.score_records (the server's answer).
