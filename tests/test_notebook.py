@@ -23,4 +23,5 @@ def test_walkthrough_runs(tmp_path, monkeypatch):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert (tmp_path / "run" / "churn_model.zip").is_file()
+    assert (tmp_path / "run" / "uplift_model.zip").is_file()  # the campaigns section learned from them
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the charts were drawn

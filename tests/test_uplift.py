@@ -13,10 +13,10 @@ from churnguard.cli import app
 from churnguard.config import load_config
 from churnguard.dataset import DataError, validate_campaigns, validate_tables
 from churnguard.demo import generate_demo_data
-from churnguard.demo_campaign import CAMPAIGN_ACTIONS, CAMPAIGN_PLAYBOOK, retained
+from churnguard.demo_campaign import CAMPAIGN_ACTIONS, CAMPAIGN_PLAYBOOK, campaign_truth, retained
 from churnguard.uplift import UpliftModel, UpliftModelError, train_uplift
 from churnguard.uplift.score import best_actions, score_with_uplift, select_by_uplift
-from churnguard.uplift.train import measured_effects
+from churnguard.uplift.train import TEST_SHARE, latest_campaign, measured_effects, scorecard_split
 from churnguard.uplift.training_set import campaign_rows
 
 
@@ -35,7 +35,7 @@ def demo_run(tmp_path_factory):
     _demo, tables, campaigns = _world(5000, 7)
     cfg = load_config().with_overrides(tracking={"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"})
     result = train_uplift(tables, campaigns, cfg, model_out=tmp / "uplift.zip")
-    return {"result": result, "cfg": cfg, "tmp": tmp}
+    return {"result": result, "cfg": cfg, "tmp": tmp, "campaigns": campaigns}
 
 
 # -- the campaigns table ----------------------------------------------------------------------------------------
@@ -93,8 +93,8 @@ def test_scores_file_is_one_campaign():
 def test_purchase_after_sent_at_changes_no_feature():
     demo, tables, campaigns = _world(300, 1)
     cfg = load_config()
-    day = campaigns["sent_at"].iloc[0]
-    who = campaigns.loc[~campaigns["treated"], "customer_id"].iloc[0]
+    day = campaigns["sent_at"].max()  # the later of the world's two campaigns
+    who = campaigns.loc[~campaigns["treated"] & (campaigns["sent_at"] == day), "customer_id"].iloc[0]
     before = campaign_rows(tables, campaigns, horizon_days=90, config=cfg.features).frame
     later = pd.DataFrame({"customer_id": [who, who], "amount": [500.0, 80.0], "order_id": ["X1", "X2"],
                           # the first minute after sent_at, and the last day of the outcome window
@@ -104,7 +104,7 @@ def test_purchase_after_sent_at_changes_no_feature():
     after = campaign_rows(more, campaigns, horizon_days=90, config=cfg.features).frame
     features = [c for c in before.columns if c != "bought"]
     pd.testing.assert_frame_equal(before[features], after[features])
-    row = (after["customer_id"] == who).to_numpy()
+    row = ((after["customer_id"] == who) & (after["sent_at"] == day)).to_numpy()
     assert after.loc[row, "bought"].item()  # the outcome sees it
     assert (before.loc[~row, "bought"].to_numpy() == after.loc[~row, "bought"].to_numpy()).all()
 
@@ -112,14 +112,15 @@ def test_purchase_after_sent_at_changes_no_feature():
 def test_purchase_on_sent_at_is_a_feature_not_an_outcome():
     demo, _tables, campaigns = _world(300, 1)
     cfg = load_config()
-    day = campaigns["sent_at"].iloc[0]
-    who = campaigns["customer_id"].iloc[0]
+    day = campaigns["sent_at"].max()
+    who = campaigns.loc[campaigns["sent_at"] == day, "customer_id"].iloc[0]
     on_day = pd.DataFrame({"customer_id": [who], "amount": [500.0], "order_id": ["X1"],
                            "timestamp": [day + pd.Timedelta(hours=23, minutes=59)]})
     tx = demo.transactions[~((demo.transactions["customer_id"] == who) & (demo.transactions["timestamp"] > day))]
     more = validate_tables(pd.concat([tx, on_day], ignore_index=True), demo.tickets, demo.customers,
                            config=cfg.data)
-    row = campaign_rows(more, campaigns, horizon_days=90, config=cfg.features).frame.set_index("customer_id").loc[who]
+    rows = campaign_rows(more, campaigns, horizon_days=90, config=cfg.features).frame
+    row = rows[(rows["sent_at"] == day).to_numpy()].set_index("customer_id").loc[who]
     assert row["recency_days"] == 0
     assert not row["bought"]
 
@@ -129,6 +130,43 @@ def test_incomplete_outcome_window_is_refused():
     late = campaigns.assign(sent_at=tables.last_date() - pd.Timedelta(days=30))
     with pytest.raises(ValueError, match="outcome window of the campaign of .* ends on .* after the last"):
         campaign_rows(tables, late, horizon_days=90, config=load_config().features)
+
+
+# -- the scorecard's split -------------------------------------------------------------------------------------------
+
+
+def _rows(sent_at: list[str], campaign_id: list[str] | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame({"customer_id": [f"c{i}" for i in range(len(sent_at))],
+                          "sent_at": pd.to_datetime(sent_at)})
+    return frame if campaign_id is None else frame.assign(campaign_id=campaign_id)
+
+
+def test_latest_campaign_is_held_out():
+    # by sent_at: three campaign days; the first one's outcome window (90 days) ends 2025-04-01, before the
+    # latest was sent; the second's, 2025-06-30, after it: its rows are neither learned from nor judged
+    frame = _rows(["2025-01-01", "2025-01-01", "2025-04-01", "2025-05-01", "2025-05-01"])
+    learn, test, split = scorecard_split(frame, 90)
+    assert test.tolist() == [False, False, False, True, True]
+    assert learn.tolist() == [True, True, False, False, False]
+    assert split == "the latest campaign, sent 2025-05-01"
+
+
+def test_campaign_id_tells_campaigns_apart():
+    # one campaign sent over two days (the latest, from its first day 2025-05-01) and an earlier one
+    frame = _rows(["2025-01-01", "2025-05-01", "2025-05-03"], ["spring", "summer", "summer"])
+    assert latest_campaign(frame).tolist() == [False, True, True]
+    # two campaigns sent the same day: no later one to hold out
+    assert latest_campaign(_rows(["2025-05-01", "2025-05-01"], ["a", "b"])) is None
+
+
+@pytest.mark.parametrize("sent_at", [["2025-05-01"] * 40, ["2025-04-01"] * 20 + ["2025-05-01"] * 20])
+def test_one_campaign_or_no_complete_earlier_outcome_splits_customers(sent_at):
+    """One campaign, or an earlier one whose outcome window (90 days) runs past the latest's sent_at."""
+    frame = _rows(sent_at)
+    learn, test, split = scorecard_split(frame, 90)
+    assert (learn == ~test).all()
+    assert 0 < test.sum() < len(frame)
+    assert split == f"{TEST_SHARE:.0%} of the customers by a hash of the id"
 
 
 # -- the fallback on small actions ----------------------------------------------------------------------------------
@@ -197,6 +235,9 @@ def test_uplift_ranking_beats_risk_and_random_on_demo_world(demo_run):
     assert metrics["test_qini_uplift"] > metrics["test_qini_risk"]
     assert metrics["test_qini_uplift"] > metrics["test_qini_random"]
     assert metrics["test_qini_uplift"] == pytest.approx(result.scorecard["uplift"]["qini"])
+    # the demo world's later campaign is the test set, judged by a model of the earlier one
+    assert result.split == "the latest campaign, sent 2025-09-02"
+    assert result.test_rows == int((demo_run["campaigns"]["sent_at"] == pd.Timestamp("2025-09-02")).sum())
     deciles = result.deciles
     assert len(deciles) == 10
     assert deciles["n_contacted"].sum() + deciles["n_control"].sum() == result.test_rows
@@ -210,7 +251,8 @@ def test_uplift_targeting_retains_more_than_risk_targeting(demo_run, model):
     from churnguard.scoring import score_tables
 
     demo, tables, campaigns = _world(5000, 8)
-    day, truth = campaigns["sent_at"].iloc[0], demo.campaign_truth.set_index("customer_id")
+    day = campaigns["sent_at"].max()  # the later of the world's two campaigns
+    truth = campaign_truth(demo.campaign_truth, day)
     uplift = demo_run["result"].model
     by_risk = score_tables(model, tables, day, CAMPAIGN_PLAYBOOK, budget=3000, control_fraction=0.0).scores
     by_uplift = score_with_uplift(model, uplift, tables, day, CAMPAIGN_PLAYBOOK, budget=3000,

@@ -116,6 +116,11 @@ SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
 WorkersOpt = Annotated[int | None, _Opt("--workers", min=1, metavar="N",
                                         help="With --engine dask: worker processes of the "
                                         "local cluster (default: one per core).")]
+ScoreUpliftOpt = Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose actions and "
+                                             "select by incremental value (uplift x value - cost); local engine.")]
+ServeUpliftOpt = Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': POST /predict "
+                                             "adds uplift and incremental_value, and chooses actions and selects by "
+                                             "incremental value, as score --uplift-model.")]
 
 
 def _console():
@@ -224,8 +229,8 @@ def demo_data(
     shape: Annotated[str, _Opt("--shape", help="contract (the three tables) or online-retail (one line-item "
                                 "export and the config that reads it).")] = "contract",
 ) -> None:
-    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with a past
-    campaign and its control group (campaigns; campaign_truth holds its simulated effects)."""
+    """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with two past
+    campaigns and their control groups (campaigns; campaign_truth holds their simulated effects)."""
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -518,9 +523,7 @@ def score(
     readout: Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an earlier "
                                            "campaign: the success rates it measured replace the playbook's.")
                        ] = None,
-    uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
-                                              "actions and select by incremental value (uplift x value - cost); "
-                                              "local engine, file output.")] = None,
+    uplift_model: ScoreUpliftOpt = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
 
@@ -546,9 +549,9 @@ def score(
                      events=events)
     if uplift_model is not None:
         return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
-                                  rejects, elsewhere=bool(dask or is_url(out) or partitions is not None),
-                                  data_config=data_config, reject_bad_rows=reject_bad_rows, as_of=as_of,
-                                  budget=budget, control_fraction=control_fraction, seed=seed)
+                                  rejects, partitioned=bool(dask or partitions is not None), data_config=data_config,
+                                  reject_bad_rows=reject_bad_rows, if_exists=if_exists, psi_threshold=psi_threshold,
+                                  as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed)
     run = functools.partial(
         _runner(dask), score_from_files, engine, loaded, transactions, tickets, customers, playbook=rules,
         as_of=as_of, budget=budget, control_fraction=control_fraction, seed=seed, reject_bad_rows=reject_bad_rows,
@@ -617,32 +620,35 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
     _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
 
 
-def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out: Path, rejects: Path | None, *,
-                       elsewhere: bool, data_config, reject_bad_rows: bool, **choice) -> None:
-    """``score --uplift-model``: the tables scored in memory, actions and selection by incremental value
-    (``churnguard.uplift.score``), the scores and rejects files replaced together. ``elsewhere``: the command
-    asked for Dask, partitions or a database, which this path does not do; ``inputs[3]``: events, not used."""
-    from churnguard._io import replaced_together, write_table
-    from churnguard.dataset import load_tables, write_rejects
+def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rejects: Path | None, *,
+                       partitioned: bool, data_config, reject_bad_rows: bool, if_exists: str, psi_threshold: float,
+                       **choice) -> None:
+    """``score --uplift-model``: the tables (events too; files or database tables) scored in memory, actions and
+    selection by incremental value (``churnguard.uplift.score.score_files_with_uplift``); into the scores and
+    rejects files, replaced together, or a database ``out`` as without the uplift model. ``partitioned``: the
+    command asked for Dask or --partitions, which select after scoring each partition from the columns of the
+    churn model's scores alone, so this path refuses them."""
+    from churnguard._io import replaced_together
+    from churnguard.dataset import write_rejects
+    from churnguard.sources import is_url
     from churnguard.uplift import UpliftModel
-    from churnguard.uplift.score import score_with_uplift, uplift_file_rows, uplift_summary
+    from churnguard.uplift.score import score_files_with_uplift, uplift_summary
 
-    if elsewhere or inputs[3] is not None:
-        _fail("--uplift-model scores in memory on the local engine into a file, from transactions, tickets and "
-              "customers: leave out --engine dask, --partitions, --events and a database --out")
-    inputs = inputs[:3]
-
+    if partitioned:
+        _fail("--uplift-model scores in memory on the local engine: leave out --engine dask and --partitions")
     uplift = _run(UpliftModel.load, uplift_path)
     cfg = data_config or loaded.require_info().config.data
     if reject_bad_rows:
         cfg = cfg.model_copy(update={"on_bad_rows": "reject"})
+    run = functools.partial(_run, score_files_with_uplift, loaded, uplift, inputs, playbook=rules, data_config=cfg,
+                            **choice)
+    if is_url(out):
+        return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold,
+                              summary=lambda result, table: f"{result.summary(table)}\n"
+                                                            f"{uplift_summary(result.scores, uplift)}")
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, _):
-        step("Reading and validating input")
-        tables = _run(load_tables, *inputs, config=cfg, feature_inputs_only=True)
-        step("scoring with the uplift model")
-        result = _run(score_with_uplift, loaded, uplift, tables, choice.pop("as_of"), rules, **choice)
-        write_table(uplift_file_rows(result.scores, staged[0]), staged[0])
+        result = run(out=staged[0], on_step=step)
         said = [result.summary(out) + "\n" + uplift_summary(result.scores, uplift),
                 write_rejects(result.rejects, staged[1])]
     _say(said[0])
@@ -711,9 +717,10 @@ def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> N
         _say(_naming(line, staged, finals), warn=warn)
 
 
-def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) -> None:
+def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float, summary=None) -> None:
     """The end of ``score`` for a database ``dest``: scores, rejects and drift written to the tables NAME,
-    NAME_rejects and NAME_drift in one transaction (a run without drift rows drops NAME_drift)."""
+    NAME_rejects and NAME_drift in one transaction (a run without drift rows drops NAME_drift); prints
+    ``summary(result, table)`` (default: the result's summary)."""
     from churnguard.scoring import drift_check
 
     def drift(result, names, path):
@@ -721,7 +728,7 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
         return {names[2]: check.table}, [(check.write(path), not check.shifted.empty)]
 
     _into_db(run, dest, if_exists=if_exists, steps=functools.partial(_steps, bar=True),
-             summary=lambda result, table: result.summary(table), extra=drift)
+             summary=summary or (lambda result, table: result.summary(table)), extra=drift)
 
 
 @app.command("train-uplift", epilog=_URLS)
@@ -786,6 +793,7 @@ def serve(
                                            "customer.")] = None,
     header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
                                           "are not complete within this time.")] = 10.0,
+    uplift_model: ServeUpliftOpt = None,
 ) -> None:
     """Serve predictions over HTTP from a model file (needs the 'serve' extra). API description at /docs; with
     --scores, pages for the retention team at /."""
@@ -803,11 +811,11 @@ def serve(
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if not header_timeout > 0:
         _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
-    files = {"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
-             "tickets": tickets}
-    _page_files(files)
+    _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
+                 "tickets": tickets})
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
+    _serve_uplift(uplift_model)
     os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
     os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
     if playbook is not None:
@@ -824,6 +832,19 @@ def serve(
                 log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
                 http=header_timeout_protocol(header_timeout))
     _say("server stopped")
+
+
+def _serve_uplift(path: Path | None) -> None:
+    """Check the uplift model file (a clear message before starting workers) and hand it to the server's workers
+    (``CHURNGUARD_SERVE_UPLIFT``)."""
+    from churnguard.uplift import UpliftModel
+
+    os.environ.pop("CHURNGUARD_SERVE_UPLIFT", None)
+    if path is not None:
+        uplift = _run(UpliftModel.load, path)
+        os.environ["CHURNGUARD_SERVE_UPLIFT"] = str(path.resolve())
+        _say(f"uplift model {path} (actions {', '.join(uplift.actions)}): POST /predict chooses actions and "
+             "selects by incremental value")
 
 
 def _page_files(files: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ over months):
   customers drift before they leave: their visits and email opens fall over the two months before the month
   they churn in, so engagement leads the last purchase; after churning they barely visit or open at all.
 
-With ``campaign=True`` the world also holds a past retention campaign with a control group whose true effects
+With ``campaign=True`` the world also holds two past retention campaigns with a control group whose true effects
 differ between customers (``churnguard.demo_campaign``).
 
 The customers table is a static snapshot of attributes: nothing in it is derived from later behaviour, so
@@ -133,7 +133,7 @@ def generate_demo_data(
         churn_scale: multiplies every customer's monthly churn hazard (1.0: the demo's world).
         events: also generate the events table (off by default: it is the largest table and costs most of
             the time).
-        campaign: also simulate a past campaign with a control group (``churnguard.demo_campaign``).
+        campaign: also simulate two past campaigns with a control group (``churnguard.demo_campaign``).
 
     Returns:
         The transactions, tickets, customers and events tables (see the module docstring for the world).
@@ -165,10 +165,10 @@ def generate_demo_data(
     logger.info("demo data: %d customers, %d transactions, %d tickets, %d events in %.1fs", n_customers,
                 len(transactions), len(tickets), 0 if ev is None else len(ev), time.perf_counter() - began)
     if campaign:
-        from churnguard.demo_campaign import simulate_campaign
+        from churnguard.demo_campaign import simulate_campaigns
 
         try:
-            world = simulate_campaign(transactions, tickets, seed=seed)
+            world = simulate_campaigns(transactions, tickets, seed=seed)
         except ValueError as exc:  # a period too short, or nobody to contact
             logger.warning("demo data without a campaign: %s", exc)
         else:

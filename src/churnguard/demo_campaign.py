@@ -1,7 +1,9 @@
-"""A past retention campaign with a control group in the demo world, whose true effects are known.
+"""Past retention campaigns with a control group in the demo world, whose true effects are known.
 
-On ``sent_at`` (by default ``horizon_days + 30`` days before the last transaction) every customer with a purchase
-in the 365 days before is drawn an action (``win_back_offer``, a time-limited discount, or ``service_recovery``)
+The demo world holds two campaigns (:func:`simulate_campaigns`), ``horizon_days + 30`` days apart, the later one
+``horizon_days + 30`` days before the last transaction: each outcome window ends before the next campaign is sent,
+and the later campaign is the uplift scorecard's test set. On a campaign's ``sent_at`` every customer with a
+purchase in the 365 days before is drawn an action (``win_back_offer``, a time-limited discount, or ``service_recovery``)
 and, with probability ``treated_share``, contacted; the others are the control group. The effects depend on what
 the data showed on ``sent_at``, so they can be learned from point-in-time features:
 
@@ -16,8 +18,9 @@ the data showed on ``sent_at``, so they can be learned from point-in-time featur
 
 A customer *buys* when they make a purchase on a day in ``(sent_at, sent_at + horizon_days]``. Each customer's
 outcome without contact (the simulated world) and with each action (the same random draws) is the truth
-(:attr:`CampaignWorld.truth`); the transactions show, for the contacted customers, the outcome of their action:
-a kept customer gets one more order in the window, a put-off customer loses every purchase after ``sent_at``.
+(:attr:`CampaignWorld.truth`, one row per campaign and customer); the transactions show, for the contacted
+customers, the outcome of their action: a kept customer gets one more order in the window, a put-off customer
+loses every purchase after ``sent_at``. The later campaign is drawn on the transactions the earlier one left.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import pandas as pd
 
 from churnguard.config import Playbook
 
-__all__ = ["CAMPAIGN_ACTIONS", "CAMPAIGN_PLAYBOOK", "CampaignWorld", "retained", "simulate_campaign"]
+__all__ = ["CAMPAIGN_ACTIONS", "CAMPAIGN_PLAYBOOK", "CampaignWorld", "campaign_truth", "retained", "simulate_campaign",
+           "simulate_campaigns"]
 
 CAMPAIGN_ACTIONS = ("win_back_offer", "service_recovery")
 # The campaign's actions as a playbook: service recovery for a poor support experience, else the discount, for
@@ -49,9 +53,9 @@ _DAY = pd.Timedelta(days=1)
 
 @dataclass(frozen=True)
 class CampaignWorld:
-    """The transactions with the campaign's effects, the campaigns table and, per customer drawn, the truth:
-    the traits behind the effects and whether they buy without contact (``bought_untreated``) and with each
-    action (``bought_<action>``)."""
+    """The transactions with the campaigns' effects, the campaigns table and, per campaign (``campaign_id``,
+    ``sent_at``) and customer drawn, the truth: the traits behind the effects and whether they buy without
+    contact (``bought_untreated``) and with each action (``bought_<action>``)."""
 
     transactions: pd.DataFrame
     campaigns: pd.DataFrame
@@ -110,16 +114,36 @@ def _apply(tx: pd.DataFrame, who: pd.DataFrame, sent_at: pd.Timestamp, horizon_d
     return pd.concat([tx[~drop], added[tx.columns]], ignore_index=True)
 
 
+def simulate_campaigns(transactions: pd.DataFrame, tickets: pd.DataFrame, *, seed: int = 0, horizon_days: int = 90,
+                       treated_share: float = 0.5) -> CampaignWorld:
+    """Draw the demo world's two campaigns (see the module docstring), the earlier first; the later one is drawn
+    on the transactions the earlier one left.
+
+    Raises:
+        ValueError: as :func:`simulate_campaign`, for either campaign.
+    """
+    gap = (horizon_days + 30) * _DAY
+    later = transactions["timestamp"].max().normalize() - gap
+    worlds, tx = [], transactions
+    for k, day in enumerate((later - gap, later)):
+        worlds.append(simulate_campaign(tx, tickets, seed=seed, sent_at=day, horizon_days=horizon_days,
+                                        treated_share=treated_share, stream=k))
+        tx = worlds[-1].transactions
+    return CampaignWorld(tx, pd.concat([w.campaigns for w in worlds], ignore_index=True),
+                         pd.concat([w.truth for w in worlds], ignore_index=True))
+
+
 def simulate_campaign(transactions: pd.DataFrame, tickets: pd.DataFrame, *, seed: int = 0,
                       sent_at: str | pd.Timestamp | None = None, horizon_days: int = 90,
-                      treated_share: float = 0.5) -> CampaignWorld:
-    """Draw the campaign (see the module docstring) on the demo world's ``transactions`` and ``tickets``.
+                      treated_share: float = 0.5, stream: int = 0) -> CampaignWorld:
+    """Draw one campaign (see the module docstring) on the demo world's ``transactions`` and ``tickets``;
+    ``stream``: which of the seed's random streams draws it.
 
     Raises:
         ValueError: ``sent_at`` leaves no full outcome window before the last transaction, or nobody bought in
             the 365 days before it.
     """
-    rng = np.random.default_rng([seed, 18])
+    rng = np.random.default_rng([seed, 18, stream])
     last = transactions["timestamp"].max().normalize()
     day = last - (horizon_days + 30) * _DAY if sent_at is None else pd.Timestamp(sent_at).normalize()
     if day + horizon_days * _DAY > last:
@@ -141,11 +165,19 @@ def simulate_campaign(transactions: pd.DataFrame, tickets: pd.DataFrame, *, seed
     campaigns = pd.DataFrame({"customer_id": ids.to_numpy(), "sent_at": day, "action": action, "treated": treated,
                               "campaign_id": f"demo-{day.date()}", "cost": [_COST[a] for a in action]})
     truth = truth.assign(action=action, treated=treated).rename_axis("customer_id").reset_index()
+    truth.insert(0, "campaign_id", f"demo-{day.date()}")
+    truth.insert(1, "sent_at", day)
     return CampaignWorld(_apply(transactions, who, day, horizon_days, rng), campaigns, truth)
 
 
+def campaign_truth(truth: pd.DataFrame, sent_at: pd.Timestamp) -> pd.DataFrame:
+    """The truth of the campaign sent on ``sent_at``, indexed by ``customer_id`` (what :func:`retained` reads)."""
+    return truth[(truth["sent_at"] == pd.Timestamp(sent_at)).to_numpy()].set_index("customer_id")
+
+
 def retained(scores: pd.DataFrame, truth: pd.DataFrame) -> int:
-    """Campaign customers who buy within the horizon, on the simulated ``truth``: with the action they were
+    """Campaign customers who buy within the horizon, on one campaign's simulated ``truth``
+    (:func:`campaign_truth`): with the action they were
     selected for when contacted (selected, not in the control group), else without contact."""
     s = scores.set_index("customer_id").reindex(truth.index)
     contacted = s["selected"].fillna(False).to_numpy(dtype=bool) & ~s["control_group"].fillna(False).to_numpy(

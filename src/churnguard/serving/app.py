@@ -2,8 +2,10 @@
 
 The app factory loads the model and the playbook once, in the lifespan hook. ``POST /predict`` scores each
 customer through the same feature kernel and scoring rules as batch scoring (``churnguard.features.records``
--> ``churnguard.scoring.score_records``). Routes only translate JSON; the rules live in ``churnguard.scoring``,
-never in a route.
+-> ``churnguard.scoring.score_records``); with an uplift model, through
+``churnguard.uplift.score.score_records_with_uplift`` (each score also has ``uplift`` and ``incremental_value``, and
+the action and selection by incremental value, as ``score --uplift-model``). Routes only translate JSON; the rules
+live in ``churnguard.scoring`` and ``churnguard.uplift.score``, never in a route.
 Request bodies are pydantic models (422 with the bad field's name; for ``/predict``, a body that is not JSON
 is a 422 too), bodies over ``max_body_bytes`` get 413, no route accepts a file path, and unexpected errors
 answer 500 without a stack trace. ``POST /predict`` is answered ahead of FastAPI's middleware and router
@@ -302,6 +304,11 @@ class _Batcher:
         self._flush(loop)  # the requests queued while this batch ran
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
+        if getattr(self.state, "uplift", None) is not None:
+            from churnguard.uplift.score import score_records_with_uplift
+
+            return score_records_with_uplift(self.state.model, self.state.uplift, customers, as_of,
+                                             self.state.playbook, self.state.population)
         return score_records(self.state.model, customers, as_of, self.state.playbook, self.state.population)
 
     def _score_batch(self, batch: list[tuple[list[CustomerRecords], date]]) -> list[list[dict] | Exception]:
@@ -496,7 +503,7 @@ def _json(status: int, detail: str, *, close: bool = False) -> Response:
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None, token: str | None = None,
                max_body_bytes: int = 2_000_000, reconnect_every: int | None = None,
-               pages: PageSources | None = None) -> FastAPI:
+               pages: PageSources | None = None, uplift_path: str | Path | None = None) -> FastAPI:
     """A FastAPI app serving the model file at ``model_path`` (loaded once at start-up).
 
     Args:
@@ -507,6 +514,8 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
         pages: the files of the retention team's pages (``churnguard.serving.pages``, at ``/``); none without.
+        uplift_path: an uplift model of ``churnguard train-uplift``: ``POST /predict`` chooses actions and
+            selects by incremental value (``churnguard.uplift.score``).
     """
 
     @asynccontextmanager
@@ -514,6 +523,11 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         app.state.model = ChurnModel.load(model_path)
         app.state.playbook = load_playbook(playbook_path)
         app.state.population = model_population(app.state.model)
+        app.state.uplift = None
+        if uplift_path is not None:
+            from churnguard.uplift import UpliftModel
+
+            app.state.uplift = UpliftModel.load(uplift_path)
         if pages is not None:
             from churnguard.serving.pages import load_pages
 
@@ -653,11 +667,13 @@ def _docs_page(app: FastAPI) -> str:
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several workers: the model path, playbook and token come from
-    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``), and
-    the pages' files from ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``,
-    ``..._TRANSACTIONS`` and ``..._TICKETS``."""
+    the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``), the
+    uplift model from ``CHURNGUARD_SERVE_UPLIFT`` (none without it), and the pages' files from
+    ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``, ``..._TRANSACTIONS``
+    and ``..._TICKETS``."""
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
     pages = PageSources.parse(files) if files["scores"] else None
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000, pages=pages)
+                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000, pages=pages,
+                      uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
 

@@ -7,12 +7,17 @@ the change in the chance of buying within the horizon the action makes and value
 expected value (``rules.value_at_stake``). Customers whose best action has no positive uplift are never selected;
 the others are selected within the budget by incremental value per unit of cost (``rules.select``), with the
 same seeded control group. A customer no known action is allowed for keeps the playbook's action, without uplift.
+
+The batch path (:func:`score_with_uplift`, from tables) and the HTTP server (:func:`score_records_with_uplift`,
+from records: no budget, no control group) both end in :func:`with_uplift`; the uplift model's features come
+from the one feature kernel with its own feature config and population (:func:`kernel_state`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,18 +25,23 @@ import numpy as np
 import pandas as pd
 
 from churnguard.scoring import rules
-from churnguard.scoring.score import ScoreResult, file_rows, frame_columns, score_tables
+from churnguard.scoring.score import ScoreResult, file_rows, frame_columns, score_records, score_tables
 
 if TYPE_CHECKING:
-    from churnguard.config import Playbook
+    from churnguard.config import DataConfig, FeatureConfig, Playbook
     from churnguard.dataset import Tables
+    from churnguard.features.records import CustomerRecords
     from churnguard.model import ChurnModel
+    from churnguard.population import Population
     from churnguard.uplift.model import UpliftModel
 
-__all__ = ["UPLIFT_COLUMNS", "best_actions", "score_with_uplift", "select_by_uplift", "uplift_features",
-           "uplift_file_rows", "uplift_summary", "with_uplift"]
+__all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "record_features",
+           "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift",
+           "uplift_features", "uplift_file_rows", "uplift_summary", "with_uplift"]
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
+# What the uplift model changes of a row of churnguard.scoring.score_records (the server's answer).
+RECORD_COLUMNS = ["action", "action_cost", "expected_value", *UPLIFT_COLUMNS, "selected", "control_group"]
 
 
 def best_actions(uplift: pd.DataFrame, allowed: Mapping[str, np.ndarray], value: np.ndarray,
@@ -61,16 +71,34 @@ def select_by_uplift(ids: np.ndarray, uplift: np.ndarray, incremental: np.ndarra
     return rules.select(ids, worth, cost, budget=budget, control_fraction=control_fraction, seed=seed)
 
 
-def uplift_features(uplift: UpliftModel, tables: Tables, as_of: pd.Timestamp, ids: pd.Series) -> pd.DataFrame:
-    """The features of the customers ``ids`` as of ``as_of``, by the kernel with the uplift model's feature config
-    and population (as at training), in the order of ``ids``."""
+def kernel_state(uplift: UpliftModel) -> tuple[FeatureConfig, Population]:
+    """The feature config and population the uplift model's features were built with at training."""
     from churnguard.config import FeatureConfig
-    from churnguard.features import build_features
     from churnguard.population import Population
 
-    info = uplift.info_
-    feats = build_features(tables, as_of, FeatureConfig(**info["features"]), Population.from_dict(info["population"]))
+    return FeatureConfig(**uplift.info_["features"]), Population.from_dict(uplift.info_["population"])
+
+
+def uplift_features(uplift: UpliftModel, tables: Tables, as_of: pd.Timestamp, ids: pd.Series) -> pd.DataFrame:
+    """The features of the customers ``ids`` as of ``as_of``, by the kernel with the uplift model's feature config
+    and population (:func:`kernel_state`), in the order of ``ids``."""
+    from churnguard.features import build_features
+
+    feats = build_features(tables, as_of, *kernel_state(uplift))
     return feats.set_index("customer_id").reindex(pd.Index(ids.to_numpy())).reset_index(names="customer_id")
+
+
+def record_features(uplift: UpliftModel, customers: Sequence[CustomerRecords], as_of: date) -> pd.DataFrame:
+    """:func:`uplift_features` of customers given as records (``churnguard.features.records``, the same kernel):
+    one row per customer known at ``as_of``, in the order given."""
+    from churnguard.features.build import frame_columns as kernel_frame
+    from churnguard.features.records import records_features
+
+    config, population = kernel_state(uplift)
+    known, cols = records_features(customers, as_of, config, population)
+    ids = [c.customer_id for c, kept in zip(customers, known.tolist(), strict=True) if kept]
+    return pd.DataFrame({"customer_id": ids, "as_of": pd.Timestamp(as_of),
+                         **kernel_frame(cols, population.attributes)})
 
 
 def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, model: ChurnModel,
@@ -114,6 +142,45 @@ def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as
     scores = with_uplift(result.scores, feats, uplift, model, playbook, budget=budget,
                          control_fraction=control_fraction, seed=seed)
     return replace(result, scores=scores)
+
+
+def score_files_with_uplift(model: ChurnModel, uplift: UpliftModel, inputs: Sequence, *, out: str | Path,
+                            playbook: Playbook, data_config: DataConfig, as_of: str | None = None,
+                            budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
+                            on_step: Callable[..., object] = lambda *_: None,
+                            on_note: Callable[[str], object] = lambda _: None) -> ScoreResult:
+    """:func:`score_with_uplift` of the tables ``inputs`` (transactions, tickets, customers, events: files or
+    database tables, None when absent) read in memory with ``data_config``; the rows of the scores file
+    (:func:`uplift_file_rows`) written to ``out``. ``on_step``, ``on_note``: progress reports, as
+    ``churnguard.engines.score_from_files`` takes them (this path has no notes)."""
+    from churnguard._io import write_table
+    from churnguard.dataset import load_tables
+
+    on_step("Reading and validating input")
+    tables = load_tables(*inputs[:3], config=data_config, feature_inputs_only=True, events=inputs[3])
+    on_step("scoring with the uplift model")
+    result = score_with_uplift(model, uplift, tables, as_of, playbook, budget=budget,
+                               control_fraction=control_fraction, seed=seed)
+    write_table(uplift_file_rows(result.scores, out), out)
+    return result
+
+
+def score_records_with_uplift(model: ChurnModel, uplift: UpliftModel, customers: Sequence[CustomerRecords],
+                              as_of: date, playbook: Playbook, population: Population | None = None) -> list[dict]:
+    """:func:`churnguard.scoring.score_records` (the server's path: no budget, no control group), with the
+    :data:`RECORD_COLUMNS` of each known customer's row replaced by :func:`with_uplift`'s (``uplift`` and
+    ``incremental_value`` None without a known action). Rows of customers unknown at ``as_of`` are unchanged."""
+    rows = score_records(model, customers, as_of, playbook, population)
+    known = [i for i, row in enumerate(rows) if "reason" not in row]
+    if not known:
+        return rows
+    scores = pd.DataFrame([rows[i] for i in known])
+    feats = record_features(uplift, customers, as_of)
+    out = with_uplift(scores, feats, uplift, model, playbook, control_fraction=0.0)
+    columns = {c: out[c].astype(object).where(out[c].notna(), None).tolist() for c in RECORD_COLUMNS}
+    for k, i in enumerate(known):
+        rows[i] |= {c: v[k] for c, v in columns.items()}
+    return rows
 
 
 def uplift_file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:

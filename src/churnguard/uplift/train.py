@@ -1,9 +1,12 @@
-"""The uplift training run: campaign rows -> a grouped split -> a scorecard on held-out customers -> the model
-fitted on every customer -> MLflow.
+"""The uplift training run: campaign rows -> a split -> a scorecard on held-out rows -> the model fitted on every
+row -> MLflow.
 
-Customers are split by id (all rows of a customer on one side): :data:`TEST_SHARE` of them are held out. A model
-fitted on the others ranks the held-out customers by predicted uplift (for the action they were drawn); the
-scorecard (``churnguard.uplift.evaluation``) compares that ranking with the ranking by churn risk (1 - the chance
+With more than one campaign (told apart by ``campaign_id``, else by ``sent_at``) the latest one is held out: a
+model fitted on the earlier campaigns' rows whose outcome window ended by its ``sent_at`` (nothing it learns from
+happened after the day it is judged on) is judged on its customers. With one campaign (or no earlier outcome
+complete by then) the customers are split by id (all rows of a customer on one side): :data:`TEST_SHARE` of
+them are held out, judged by a model fitted on the others. The model ranks the held-out rows by predicted uplift
+(for the action they were drawn); the scorecard (``churnguard.uplift.evaluation``) compares that ranking with the ranking by churn risk (1 - the chance
 of buying without contact, learned on the control customers) and with random ones, and tabulates the observed
 uplift per decile of predicted uplift. The model saved is then fitted on all customers. Each action's measured
 average effect, the fallback for actions with too few customers, is ``campaign-readout``'s ``uplift``.
@@ -29,18 +32,21 @@ if TYPE_CHECKING:
     from churnguard.config import Config
     from churnguard.dataset import Tables
 
-__all__ = ["TEST_SHARE", "UpliftResult", "held_out", "measured_effects", "train_uplift"]
+__all__ = ["TEST_SHARE", "UpliftResult", "held_out", "latest_campaign", "measured_effects", "scorecard_split",
+           "train_uplift"]
 
 logger = logging.getLogger(__name__)
 
 TEST_SHARE = 0.3
+_DAY = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
 class UpliftResult:
     """The fitted model and where it went, the scorecard (``uplift``, ``risk``, ``random`` -> ``qini``,
     ``auuc``; per learned action ``uplift_<action>``), the decile table, the measured average effect per action
-    (the read-out), the rows on each side of the split, and the MLflow run (None when not tracked)."""
+    (the read-out), the rows on each side of the split and how it was made (``split``), and the MLflow run (None
+    when not tracked)."""
 
     model: UpliftModel
     model_path: Path
@@ -49,6 +55,7 @@ class UpliftResult:
     readout: pd.DataFrame
     train_rows: int
     test_rows: int
+    split: str
     run_id: str | None = None
     tracking_uri: str | None = None
 
@@ -58,8 +65,9 @@ class UpliftResult:
 
     def summary(self) -> str:
         """What a person reads after training: each action's model or fallback, the scorecard, the files."""
-        lines = [(f"learned from {self.train_rows + self.test_rows:,} campaign customers "
-                 f"({self.test_rows:,} held out for the scorecard)")]
+        rows = sum(e.n_treated + e.n_control for e in self.model.effects_.values())
+        lines = [(f"learned from {rows:,} campaign customers; scorecard: {self.test_rows:,} held out "
+                  f"({self.split}), judged by a model fitted on {self.train_rows:,}")]
         for e in self.model.effects_.values():
             lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
                                               if e.kind == "model" else e.note))
@@ -78,6 +86,30 @@ def held_out(customer_ids: pd.Series, share: float = TEST_SHARE, seed: int = 0) 
     """Whether each row's customer is held out: a seeded hash of the id, so a customer's rows stay together."""
     h = pd.util.hash_array(customer_ids.astype(str).to_numpy(dtype=object), hash_key=f"uplift{seed:012d}"[:16])
     return (h % np.uint64(10_000)) < np.uint64(round(share * 10_000))
+
+
+def latest_campaign(frame: pd.DataFrame) -> np.ndarray | None:
+    """The rows of the campaign sent last (campaigns told apart by ``campaign_id`` where the rows have one, else
+    by ``sent_at``; a campaign is sent on its first ``sent_at``), or None when the rows hold only one campaign."""
+    key = frame["sent_at"].dt.strftime("%Y-%m-%d")
+    if "campaign_id" in frame:
+        key = frame["campaign_id"].astype("string").fillna(key)
+    start = frame["sent_at"].groupby(key.to_numpy()).transform("min")
+    latest = (start == start.max()).to_numpy()
+    return None if latest.all() else latest
+
+
+def scorecard_split(frame: pd.DataFrame, horizon_days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The rows the scorecard's model learns from, those it is judged on, and how they were chosen (see the
+    module docstring)."""
+    later = latest_campaign(frame)
+    if later is not None:
+        start = frame.loc[later, "sent_at"].min()
+        learn = ~later & (frame["sent_at"] + horizon_days * _DAY <= start).to_numpy()
+        if learn.any():
+            return learn, later, f"the latest campaign, sent {start.date()}"
+    test = held_out(frame["customer_id"], seed=seed)
+    return ~test, test, f"{TEST_SHARE:.0%} of the customers by a hash of the id"
 
 
 def measured_effects(rows: pd.DataFrame, transactions: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -108,7 +140,7 @@ def _scorecard(model: UpliftModel, test: pd.DataFrame
 def train_uplift(tables: Tables, campaigns: pd.DataFrame, config: Config, *, model_out: str | Path,
                  horizon_days: int = 90, min_customers: int = 200, seed: int = 0, track: bool = True
                  ) -> UpliftResult:
-    """Learn per action who contact keeps, score it on held-out customers and save the model (see the module
+    """Learn per action who contact keeps, score it on held-out rows and save the model (see the module
     docstring); ``track``: record the run in MLflow (``config.tracking``).
 
     Raises:
@@ -118,16 +150,21 @@ def train_uplift(tables: Tables, campaigns: pd.DataFrame, config: Config, *, mod
     rows = campaign_rows(tables, campaigns, horizon_days=horizon_days, config=config.features)
     frame = rows.frame
     readout = measured_effects(frame, tables.transactions, horizon_days)
-    averages = dict(zip(readout["action"], readout["uplift"], strict=True))
-    test = held_out(frame["customer_id"], seed=seed)
-    judged = _fit(frame[~test], averages, min_customers, seed)
+    learn, test, split = scorecard_split(frame, horizon_days, seed)
+    # the judged model's fallback averages are measured on its own rows: nothing of the held-out rows leaks in
+    judged = _fit(frame[learn], _averages(measured_effects(frame[learn], tables.transactions, horizon_days)),
+                  min_customers, seed)
     card, deciles, rankings = _scorecard(judged, frame[test])
-    model = _fit(frame, averages, min_customers, seed)
-    info = _info(rows, config, horizon_days, card)
+    model = _fit(frame, _averages(readout), min_customers, seed)
+    info = _info(rows, config, horizon_days, card) | {"scorecard_split": split}
     path = model.save(model_out, info=info)
     model.info_ = info
-    result = UpliftResult(model, path, card, deciles, readout, int((~test).sum()), int(test.sum()))
+    result = UpliftResult(model, path, card, deciles, readout, int(learn.sum()), int(test.sum()), split)
     return _tracked(result, rows, config, horizon_days, frame[test], rankings) if track else result
+
+
+def _averages(readout: pd.DataFrame) -> dict[str, float]:
+    return dict(zip(readout["action"], readout["uplift"], strict=True))
 
 
 def _fit(frame: pd.DataFrame, averages: dict[str, float], min_customers: int, seed: int) -> UpliftModel:
@@ -161,7 +198,7 @@ def _tracked(result: UpliftResult, rows: CampaignRows, config: Config, horizon_d
         ev.plot_qini(rankings, t, y, tmp / "qini_curve.png")
         result.readout.to_csv(tmp / "campaign_readout.csv", index=False)
         params = {"horizon_days": horizon_days, "campaign_days": ",".join(days), "train_rows": result.train_rows,
-                  "test_rows": result.test_rows, "min_customers": result.model.min_customers,
+                  "test_rows": result.test_rows, "test_split": result.split, "min_customers": result.model.min_customers,
                   "learner": "T-learner (LightGBM)"}
         tags = {f"effect_{e.action}": e.kind for e in result.model.effects_.values()}
         run_id, uri = log_uplift_run(config.tracking, name=f"train-uplift {days[-1]} h{horizon_days}", params=params,

@@ -31,9 +31,10 @@ _DAY = pd.Timedelta(days=1)
 
 @dataclass(frozen=True)
 class CampaignRows:
-    """One row per campaign customer (``customer_id``, ``sent_at``, ``action``, ``treated``, ``bought`` and the
-    features as of ``sent_at``), the population state of the latest campaign day (for scoring) and the number
-    of campaign rows whose customer was unknown on ``sent_at`` (left out)."""
+    """One row per campaign customer (``customer_id``, ``sent_at``, ``action``, ``treated``, ``bought``, the
+    ``campaign_id`` when the table has one, and the features as of ``sent_at``), the population state of the
+    latest campaign day (for scoring) and the number of campaign rows whose customer was unknown on ``sent_at``
+    (left out)."""
 
     frame: pd.DataFrame
     population: Population
@@ -69,7 +70,7 @@ def campaign_rows(tables: Tables, campaigns: pd.DataFrame, *, horizon_days: int,
     for day, group in campaigns.groupby("sent_at", sort=True):
         feats = build_features(tables, day, config)
         population = Population.from_dict(feats.attrs["population"])
-        parts.append(group.drop(columns=["cost", "campaign_id"], errors="ignore")
+        parts.append(group.drop(columns=["cost"], errors="ignore")
                      .merge(feats.drop(columns=["as_of"]), on="customer_id", how="inner"))
     frame = pd.concat(parts, ignore_index=True)
     if frame.empty:
