@@ -495,6 +495,11 @@ IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
                                   "them.")]
 
 
+ScoreReadoutOpt = Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an "
+                                                "earlier campaign: the success rates it measured replace the "
+                                                "playbook's.")]
+
+
 @app.command("score", epilog=_URLS)
 def score(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
@@ -520,9 +525,7 @@ def score(
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
-    readout: Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an earlier "
-                                           "campaign: the success rates it measured replace the playbook's.")
-                       ] = None,
+    readout: ScoreReadoutOpt = None,
     uplift_model: ScoreUpliftOpt = None,
 ) -> None:
     """Score customers: churn risk, reasons, the action to take and who to contact within a budget.
@@ -540,11 +543,8 @@ def score(
               events=events)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
-    rules, data_config, loaded, (transactions, tickets, customers, events) = _score_setup(
-        playbook, config, model, transactions, tickets, customers, events)
-    measured = None if readout is None else _measured_rates(readout)
-    if measured is not None:
-        rules = rules.with_success_rates(measured.rates)
+    rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
+        playbook, config, model, readout, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
                      events=events)
     if uplift_model is not None:
@@ -562,9 +562,10 @@ def score(
                       config=config, measured=(measured, readout))
 
 
-def _score_setup(playbook: Path | None, config: Path | None, model: Path, *tables):
-    """The playbook, the data config (None: the model's), the model, and the input tables (those data.tables
-    names filled in), after warning about a table the model learned from but is not given."""
+def _score_setup(playbook: Path | None, config: Path | None, model: Path, readout, *tables):
+    """The playbook (with the success rates ``readout`` measured, when given), the data config (None: the
+    model's), the model, the input tables (those data.tables names filled in) and the measured rates, after
+    warning about a table the model learned from but is not given."""
     from churnguard.config import load_playbook
     from churnguard.model import ChurnModel
 
@@ -576,7 +577,10 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, *table
     events = _events(data, tables[3])
     _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
                          events=events is not None)
-    return rules, data_config, loaded, (transactions, tickets, customers, events)
+    measured = None if readout is None else _measured_rates(readout)
+    if measured is not None:
+        rules = rules.with_success_rates(measured.rates)
+    return rules, data_config, loaded, (transactions, tickets, customers, events), measured
 
 
 def _measured_rates(readout):
@@ -803,14 +807,7 @@ def serve(
         _fail("serving needs the 'serve' extra: pip install 'churnguard[serve]'")
     from churnguard.model import ChurnModel
 
-    if not token and not _loopback(host):
-        _fail(f"--host {host} lets other machines reach the API: set a token with --token or "
-              "CHURNGUARD_API_TOKEN (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    if token and len(token) < 16:
-        _fail("the token is shorter than 16 characters: use a long random one "
-              "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    if not header_timeout > 0:
-        _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
+    _check_serve_options(host, token, header_timeout)
     _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
                  "tickets": tickets})
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
@@ -832,6 +829,19 @@ def serve(
                 log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
                 http=header_timeout_protocol(header_timeout))
     _say("server stopped")
+
+
+def _check_serve_options(host: str, token: str | None, header_timeout: float) -> None:
+    """A token is set (and long) when the server is reachable from other machines; the header deadline is
+    positive."""
+    if not token and not _loopback(host):
+        _fail(f"--host {host} lets other machines reach the API: set a token with --token or "
+              "CHURNGUARD_API_TOKEN (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if token and len(token) < 16:
+        _fail("the token is shorter than 16 characters: use a long random one "
+              "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not header_timeout > 0:
+        _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
 
 
 def _serve_uplift(path: Path | None) -> None:
