@@ -108,7 +108,7 @@ def _apply(tx: pd.DataFrame, who: pd.DataFrame, sent_at: pd.Timestamp, horizon_d
         "customer_id": gained.astype("str"),
         "timestamp": (sent_at + pd.to_timedelta(days, unit="D") + pd.to_timedelta(hours, unit="s")).astype(
             tx["timestamp"].dtype),
-        "amount": last["amount"].to_numpy(), "order_id": [f"K{i:07d}" for i in range(1, len(gained) + 1)],
+        "amount": last["amount"].to_numpy(), "order_id": [f"K{sent_at:%y%m%d}-{i:06d}" for i in range(1, len(gained) + 1)],
         "quantity": 1, "category": last["category"].to_numpy(), "channel": last["channel"].to_numpy(),
         "discount": 0.0})
     return pd.concat([tx[~drop], added[tx.columns]], ignore_index=True)
