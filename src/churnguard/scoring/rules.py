@@ -32,7 +32,7 @@ from churnguard.lifecycle import (  # re-exported: the scoring rules start from 
 )
 
 if TYPE_CHECKING:
-    from churnguard.config import Playbook
+    from churnguard.config import Playbook, RuleCondition
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
            "lifecycle_codes", "lifecycle_stage", "rank", "risk_band", "rule_matches", "select", "signals",
@@ -97,37 +97,50 @@ def rule_matches(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags
                  playbook: Playbook) -> dict[str, np.ndarray]:
     """Per playbook rule (in playbook order), whether its conditions (band, lifecycle stage, value tier, signals)
     hold for each customer: the actions the playbook allows."""
-    out = {}
-    for rule in playbook.actions:
-        w = rule.when
-        ok = np.ones(len(bands), dtype=bool)
-        if w.band is not None:
-            ok &= _among(bands, w.band)
-        if w.stage is not None:
-            ok &= _among(stages, w.stage)
-        if w.value_tier is not None:
-            ok &= _among(tiers, w.value_tier)
-        for s in w.signals:
-            ok &= flags[s]
-        for s in w.not_signals:
-            ok &= ~flags[s]
-        out[rule.name] = ok
-    return out
+    kinds, seen = {"band": bands, "stage": stages, "value_tier": tiers}, {}
+    return {rule.name: _holds(rule.when, kinds, flags, seen) for rule in playbook.actions}
 
 
 def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
                    playbook: Playbook) -> np.ndarray:
-    """The name of the first playbook rule whose conditions hold (:func:`rule_matches`), per customer."""
+    """The name of the first playbook rule whose conditions hold (those of :func:`rule_matches`), per customer;
+    the rules after the one that gives the last customer an action are not looked at."""
+    kinds, seen = {"band": bands, "stage": stages, "value_tier": tiers}, {}
     action = np.full(len(bands), None, dtype=object)
-    for name, ok in rule_matches(bands, stages, tiers, flags, playbook).items():
-        action[ok & (action == None)] = name
+    waiting = np.ones(len(bands), dtype=bool)  # no action yet
+    for rule in playbook.actions:
+        ok = _holds(rule.when, kinds, flags, seen) & waiting
+        action[ok] = rule.name
+        waiting &= ~ok
+        if not waiting.any():
+            break
     return action
 
 
-def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
+def _holds(when: RuleCondition, kinds: Mapping[str, np.ndarray], flags: Mapping[str, np.ndarray],
+           seen: dict[tuple[str, tuple[str, ...]], np.ndarray]) -> np.ndarray:
+    """Whether a rule's conditions ``when`` hold for each customer (a new array): its allowed bands, stages and
+    tiers (``kinds``: each customer's) and its signals (``flags``). ``seen`` keeps the customers with each
+    allowed set already tested, for the next rules of the same playbook and customers."""
+    ok = np.ones(len(kinds["band"]), dtype=bool)
+    for kind in ("band", "stage", "value_tier"):
+        allowed = getattr(when, kind)
+        if allowed is not None:
+            key = (kind, tuple(allowed))
+            if key not in seen:
+                seen[key] = _among(kinds[kind], allowed)
+            ok &= seen[key]
+    for s in when.signals:
+        ok &= flags[s]
+    for s in when.not_signals:
+        ok &= ~flags[s]
+    return ok
+
+
+def _among(values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray:
     """Whether each value is one of the few ``allowed`` ones."""
-    out = np.zeros(len(values), dtype=bool)
-    for a in allowed:
+    out = values == allowed[0] if allowed else np.zeros(len(values), dtype=bool)
+    for a in allowed[1:]:
         out |= values == a
     return out
 
