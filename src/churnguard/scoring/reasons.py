@@ -443,7 +443,7 @@ def uninformative(names: list[str], cols: Mapping[str, np.ndarray], levels: Mapp
             code = -1 if shared is None else levels[name].index(shared) if shared in levels[name] else None
             out[:, j] = values == code if code is not None else False
         elif isinstance(shared, float):
-            values = values.astype("float64")
+            values = np.asarray(values, dtype="float64")
             out[:, j] = np.isnan(values) if math.isnan(shared) else values == shared
     return out
 
