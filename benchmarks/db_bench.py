@@ -1,6 +1,7 @@
 """Reading a transactions table from PostgreSQL: ``churnguard.sources.read_source`` (ADBC, Arrow record
-batches) and ``load_tables`` (read + validation, as ``score`` reads it) against ``COPY (SELECT the same columns)
-TO STDOUT`` through psql, on a throwaway server (``tests/pg_server.py``) holding ``--rows`` generated rows.
+batches), ``load_tables`` (read + validation, as ``score`` reads it) and ``load_tables`` + ``build_features``
+(the table into the features, as ``churnguard features`` runs) against ``COPY (SELECT the same columns) TO
+STDOUT`` through psql, on a throwaway server (``tests/pg_server.py``) holding ``--rows`` generated rows.
 
 Each measurement runs in its own process, so its peak RSS is its own::
 
@@ -21,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 COLUMNS = ["customer_id", "timestamp", "amount", "order_id"]
+AS_OF = "2025-12-31"  # after the last generated day (2023-01-01 + 999 days)
+LABELS = {"read": "read_source (ADBC -> Arrow -> pandas)", "load": "load_tables (read + validate)",
+          "features": "load_tables + build_features"}
 FILL = """
 CREATE TABLE transactions AS
 SELECT 'C' || lpad((i % {customers})::text, 8, '0') AS customer_id,
@@ -39,14 +43,17 @@ def _measure(what: str, url: str) -> dict:
 
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
+    from churnguard.features import build_features
     from churnguard.sources import parse_source, read_source
 
-    src = parse_source(url)
+    src, config = parse_source(url), load_config()
     start = time.perf_counter()
     if what == "read":
         rows = len(read_source(src, COLUMNS))
+    elif what == "load":
+        rows = len(load_tables(src, config=config.data, feature_inputs_only=True).transactions)
     else:
-        rows = len(load_tables(src, config=load_config().data, feature_inputs_only=True).transactions)
+        rows = len(build_features(load_tables(src, config=config.data), AS_OF, config.features))
     seconds = time.perf_counter() - start
     return {"what": what, "rows": rows, "seconds": seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -70,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--customers", type=int, default=500_000)
-    parser.add_argument("--measure", choices=["read", "load"])
+    parser.add_argument("--measure", choices=list(LABELS))
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.measure:
@@ -91,12 +98,12 @@ def main() -> None:
               f"{time.perf_counter() - start:.1f} s")
         copy = min(_copy_seconds(bindir, server, env) for _ in range(2))
         url = server.url(table="transactions")
-        results = [_child(what, url, env) for what in ("read", "load")]
+        results = [_child(what, url, env) for what in LABELS]
     print(f"COPY ... TO STDOUT (psql, to /dev/null), best of 2: {copy:.2f} s")
     for r in results:
-        label = "read_source (ADBC -> Arrow -> pandas)" if r["what"] == "read" else "load_tables (read + validate)"
-        print(f"{label}: {r['seconds']:.2f} s, {r['seconds'] / copy:.2f}x COPY, peak RSS "
-              f"{r['peak_rss_mb']:,.0f} MB ({r['rows']:,} rows)")
+        unit = "customers" if r["what"] == "features" else "rows"
+        print(f"{LABELS[r['what']]}: {r['seconds']:.2f} s, {r['seconds'] / copy:.2f}x COPY, peak RSS "
+              f"{r['peak_rss_mb']:,.0f} MB ({r['rows']:,} {unit})")
 
 
 if __name__ == "__main__":

@@ -467,3 +467,26 @@ def test_evaluate_from_tables_prints_the_file_paths_scorecard(small_db, file_mod
     assert "Scorecard as of 2025-09-01" in from_files
     assert "roc_auc" in from_files
     assert evaluate(small_db[db]) == from_files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["pg", "duck"])
+def test_train_uplift_reads_the_campaigns_from_a_table(small_db, db):
+    from churnguard.demo import generate_demo_data
+
+    demo = generate_demo_data(600, seed=11, campaign=True)
+    files = write_demo_data(demo, small_db["tmp"] / f"uplift_{db}")
+    src = parse_source(small_db[db]["transactions"]).with_table("uplift_transactions")
+    write_tables(src, {"uplift_transactions": demo.transactions, "uplift_campaigns": demo.campaigns})
+
+    def train(transactions: str, campaigns: str, name: str) -> str:
+        result = runner.invoke(app, [
+            "train-uplift", "--campaigns", campaigns, "-t", transactions, "--min-customers", "20",
+            "-o", str(small_db["tmp"] / f"uplift_{name}.zip"),
+            "--tracking-uri", f"sqlite:///{small_db['tmp'] / 'uplift'}_{name}.db"])
+        assert result.exit_code == 0, result.output
+        said = result.output.split("model ->")[0]
+        return said[said.index("learned from"):]  # MLflow may log its store's creation first, with a time
+
+    from_files = train(str(files["transactions"]), str(files["campaigns"]), f"files_{db}")
+    assert train(str(src), str(src.with_table("uplift_campaigns")), db) == from_files

@@ -59,6 +59,37 @@ def test_campaign_readout(runs):
     assert bool(overall["window_complete"])
 
 
+def test_score_takes_the_success_rates_a_readout_measured(runs):
+    """``score --readout``: an action the read-out could judge gets its measured success rate in the expected
+    value (P x value x rate - cost); one with too few customers, and the actions it did not use, keep the
+    playbook's; the end of the output says which came from where."""
+    tmp = runs["tmp"]
+    readout = pd.DataFrame({
+        "action": ["re_engagement", "service_recovery", "(all)"], "n_contacted": [200, 10, 210],
+        "n_control": [100, 5, 105], "retention_contacted": [0.6, 0.5, 0.6], "retention_control": [0.5, 0.5, 0.5],
+        "uplift": [0.1, 0.0, 0.1], "ci_low": [0.0, -0.4, 0.0], "ci_high": [0.2, 0.4, 0.2],
+        "observed_success_rate": [0.2, 0.0, 0.2], "window_complete": [True, True, True],
+        "small_group": [False, True, False], "note": ["", "too few customers to judge", ""]})
+    readout.to_csv(tmp / "measured.csv", index=False)
+    args = ["score", "-m", runs["model"], *runs["base"], "--as-of", "2025-09-30"]
+    r = runner.invoke(app, [*args, "-o", str(tmp / "with.csv"), "--readout", str(tmp / "measured.csv")])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "success rates measured by" in said
+    assert "re_engagement 20%" in said
+    assert "service_recovery: the playbook's; too few customers to judge" in said
+    with_rates = pd.read_csv(tmp / "with.csv").set_index("customer_id")
+    playbook = pd.read_csv(tmp / "s-2025-09-30.csv").set_index("customer_id").loc[with_rates.index]
+    assert (with_rates["action"] == playbook["action"]).all()  # the rule picks the action, not the rate
+    at_stake = {name: frame["expected_value"] + frame["action_cost"] for name, frame in
+                (("measured", with_rates), ("playbook", playbook))}  # P x value x rate
+    re_engage = with_rates["action"] == "re_engagement"
+    assert re_engage.sum() > 0
+    gap = (at_stake["measured"] - 2 * at_stake["playbook"])[re_engage].abs()  # 0.20 measured, 0.10 assumed
+    assert gap.max() <= 0.015  # the scores file rounds to cents
+    assert with_rates.loc[~re_engage, "expected_value"].equals(playbook.loc[~re_engage, "expected_value"])
+
+
 @pytest.mark.parametrize("columns", [80, 200])
 def test_campaign_readout_never_cuts_a_number(runs, columns):
     tmp = runs["tmp"]

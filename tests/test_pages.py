@@ -402,3 +402,34 @@ def test_serve_checks_the_page_files_before_starting(tmp_path):
     r = CliRunner().invoke(app, ["serve", "--model", model, "--scores", str(tmp_path / "none.csv")])
     assert r.exit_code == 2
     assert "none.csv is not a file" in r.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["duckdb", "postgresql"])
+def test_the_pages_read_their_tables_from_a_database(files, db, request):
+    """``serve --scores URL`` (and the other page tables): the same pages and the same CSV as from the files."""
+    from churnguard._io import read_table
+    from churnguard.sources import DbSource, parse_source, write_tables
+
+    names = ("scores", "previous", "readout", "transactions", "tickets")
+    if db == "duckdb":
+        src = DbSource("duckdb", str(files["tmp"] / "pages.duckdb"), "scores")
+    else:
+        src = parse_source(request.getfixturevalue("pg_server").url(table="scores"))
+    frames = {n: read_table(files[n]) for n in ("transactions", "tickets")}  # as text, as in the files
+    frames |= {n: _scores(files[n]) for n in ("scores", "previous")} | {"readout": pd.read_csv(files["readout"])}
+    write_tables(src, {f"page_{n}": frames[n] for n in names})
+    from_files = ["--model", str(files["model"])] + [a for n in names for a in (f"--{n}", str(files[n]))]
+    from_db = ["--model", str(files["model"])]
+    from_db += [a for n in names for a in (f"--{n}", str(src.with_table(f"page_{n}")))]
+    customer = _scores(files["scores"]).sort_values("churn_probability")["customer_id"].iloc[-1]
+    paths = ("/", "/?risk_band=high&sort=expected_value&page=2", f"/customers/{customer}", "/campaign",
+             "/export.csv?risk_band=high")
+    pages = {}
+    for label, args in (("files", from_files), ("db", from_db)):
+        with serve(args, files["tmp"]) as (base, _):
+            pages[label] = [httpx.get(base + p, timeout=30) for p in paths]
+    for path, want, got in zip(paths, pages["files"], pages["db"], strict=True):
+        assert want.status_code == got.status_code == 200, path
+        assert got.text == want.text, path
+    assert "Purchases" in pages["db"][2].text

@@ -13,7 +13,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -515,6 +515,9 @@ def score(
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    readout: Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an earlier "
+                                           "campaign: the success rates it measured replace the playbook's.")
+                       ] = None,
     uplift_model: Annotated[Path | None, _Opt("--uplift-model", help="Uplift model of 'train-uplift': choose "
                                               "actions and select by incremental value (uplift x value - cost); "
                                               "local engine, file output.")] = None,
@@ -536,6 +539,9 @@ def score(
         _check_db_out(out, rejects, if_exists)
     rules, data_config, loaded, (transactions, tickets, customers, events) = _score_setup(
         playbook, config, model, transactions, tickets, customers, events)
+    measured = None if readout is None else _measured_rates(readout)
+    if measured is not None:
+        rules = rules.with_success_rates(measured.rates)
     dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
                      events=events)
     if uplift_model is not None:
@@ -550,7 +556,7 @@ def score(
     if is_url(out):
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
-                      config=config)
+                      config=config, measured=(measured, readout))
 
 
 def _score_setup(playbook: Path | None, config: Path | None, model: Path, *tables):
@@ -570,6 +576,18 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, *table
     return rules, data_config, loaded, (transactions, tickets, customers, events)
 
 
+def _measured_rates(readout):
+    """The success rates a campaign read-out measured (``churnguard.reporting.monitoring``), said before
+    scoring."""
+    from churnguard.reporting.monitoring import load_readout, measured_success_rates
+
+    measured = measured_success_rates(_run(load_readout, readout))
+    rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none"
+    _say(f"success rates measured by {readout}: {rates}"
+         + "".join(f"\n  {a}: the playbook's, {why}" for a, why in sorted(measured.not_used.items())))
+    return measured
+
+
 def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
     """Warn, before scoring, when the model learned from a table the command was not given."""
     from churnguard.dataset import missing_tables_note
@@ -579,7 +597,7 @@ def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
-                      source, config: Path | None) -> None:
+                      source, config: Path | None, measured: tuple = (None, None)) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io import replaced_together
     from churnguard.dataset import write_rejects
@@ -592,7 +610,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
-                            config)
+                            config, *measured)
         said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)
@@ -708,8 +726,9 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float) ->
 
 @app.command("train-uplift", epilog=_URLS)
 def train_uplift(
-    campaigns: Annotated[Path, _Opt("--campaigns", help="Campaigns file (customer_id, sent_at, action, treated; "
-                                    "optional campaign_id, cost) or the scores file of a past 'score' run.")],
+    campaigns: Annotated[Source, _Opt("--campaigns", **_IN, help=f"Campaigns file{_DB} (customer_id, sent_at, "
+                                      "action, treated; optional campaign_id, cost) or the scores of a past "
+                                      "'score' run.")],
     transactions: TxOpt = None,
     tickets: TicketsOpt = None,
     customers: CustomersOpt = None,
@@ -743,7 +762,7 @@ def train_uplift(
     _say(result.summary())
 
 
-@app.command("serve")
+@app.command("serve", epilog=_URLS)
 def serve(
     model: Annotated[Path, _Opt("--model", "-m", help="Model file written by 'churnguard train'.")],
     host: Annotated[str, _Opt(help="Address to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
@@ -754,15 +773,17 @@ def serve(
                                       help="Clients must send 'Authorization: Bearer TOKEN' (every path but "
                                            "/health). Needed when --host is not loopback.")] = None,
     quiet: Annotated[bool, _Opt("--quiet", "-q", help="No line per request.")] = False,
-    scores: Annotated[Path | None, _Opt("--scores", "-s", help="Scores file of 'churnguard score': adds the "
-                                        "retention team's pages at / (at-risk list, customers).")] = None,
-    previous: Annotated[Path | None, _Opt(help="With --scores: an earlier scores file, for each customer's "
-                                          "risk movement.")] = None,
-    readout: Annotated[Path | None, _Opt(help="With --scores: a 'campaign-readout' table for the campaign "
-                                         "page.")] = None,
-    transactions: Annotated[Path | None, _Opt("--transactions", "-t", help="With --scores: the transactions, "
-                                              "for each customer's purchases chart.")] = None,
-    tickets: Annotated[Path | None, _Opt(help="With --scores: the support tickets, listed per customer.")] = None,
+    scores: Annotated[Source | None, _Opt("--scores", "-s", **_IN, help=f"Scores file{_DB} of 'churnguard "
+                                          "score': adds the retention team's pages at / (at-risk list, "
+                                          "customers).")] = None,
+    previous: Annotated[Source | None, _Opt(**_IN, help="With --scores: an earlier scores file or table, for "
+                                            "each customer's risk movement.")] = None,
+    readout: Annotated[Source | None, _Opt(**_IN, help="With --scores: a 'campaign-readout' table for the "
+                                           "campaign page.")] = None,
+    transactions: Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help="With --scores: the "
+                                                "transactions, for each customer's purchases chart.")] = None,
+    tickets: Annotated[Source | None, _Opt(**_IN, help="With --scores: the support tickets, listed per "
+                                           "customer.")] = None,
     header_timeout: Annotated[float, _Opt(metavar="<seconds>", help="Close a connection whose request headers "
                                           "are not complete within this time.")] = 10.0,
 ) -> None:
@@ -805,7 +826,7 @@ def serve(
     _say("server stopped")
 
 
-def _page_files(files: dict[str, Path | None]) -> None:
+def _page_files(files: dict[str, Any]) -> None:
     """Check the pages' files and hand them to the server's workers (``CHURNGUARD_SERVE_<NAME>``)."""
     from churnguard.serving.page_data import PageSources, check_sources
 
@@ -815,7 +836,8 @@ def _page_files(files: dict[str, Path | None]) -> None:
     if files["scores"] is not None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
-        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(path.resolve())
+        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(
+            path.resolve() if isinstance(path, Path) else path)
 
 
 def _loopback(host: str) -> bool:

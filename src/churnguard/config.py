@@ -7,6 +7,7 @@ key's name, and each pipeline stage receives only the part it needs. The built-i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -303,6 +304,13 @@ class Playbook(_Frozen):
     max_value_years: float = Field(default=3.0, gt=0)  # years of a customer's yearly value an action can keep
     max_success_rate: float = Field(default=0.5, gt=0, le=1)  # success rates above it count as it
     actions: tuple[ActionRule, ...]
+
+    def with_success_rates(self, rates: Mapping[str, float]) -> Playbook:
+        """This playbook with the success rates of the actions named in ``rates`` replaced (e.g. those a
+        campaign read-out measured); other names are ignored."""
+        return self.model_copy(update={"actions": tuple(
+            a.model_copy(update={"success_rate": float(rates[a.name])}) if a.name in rates else a
+            for a in self.actions)})
 
     @model_validator(mode="after")
     def _has_fallback(self) -> Playbook:

@@ -13,15 +13,37 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from churnguard._io import atomic_path
+from churnguard._io import atomic_path, table_suffix
 from churnguard.lifecycle import in_lookback
 
-__all__ = ["ABSENT", "ALL_ACTIONS", "REFERENCE_ROWS", "ScoreComparison", "campaign_readout", "compare_scores",
-           "drift_population", "drift_table", "newcombe_interval", "plot_drift", "plot_readout", "plot_transitions", "psi", "reference_profile"]
+if TYPE_CHECKING:
+    from churnguard.sources import DbSource
+
+__all__ = [
+    "ABSENT",
+    "ALL_ACTIONS",
+    "READOUT_COLUMNS",
+    "REFERENCE_ROWS",
+    "MeasuredRates",
+    "ScoreComparison",
+    "campaign_readout",
+    "compare_scores",
+    "drift_population",
+    "drift_table",
+    "load_readout",
+    "measured_success_rates",
+    "newcombe_interval",
+    "plot_drift",
+    "plot_readout",
+    "plot_transitions",
+    "psi",
+    "reference_profile",
+]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
 ALL_ACTIONS = "(all)"  # the overall row of a campaign read-out
@@ -391,6 +413,60 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
             "confidence": confidence, "min_group": min_group}
     rows = [_readout_row(str(a), g, **opts) for a, g in frame.groupby("action", sort=True)]
     return pd.DataFrame([*rows, _readout_row(ALL_ACTIONS, frame, **opts)])
+
+
+READOUT_COLUMNS = ("action", "n_contacted", "n_control", "retention_contacted", "retention_control", "uplift",
+                   "ci_low", "ci_high")
+
+
+def load_readout(source: Path | DbSource) -> pd.DataFrame:
+    """A read-out table written by ``churnguard campaign-readout`` (CSV, Parquet or a database table).
+
+    Raises:
+        ValueError: a read-out column is missing.
+    """
+    from churnguard.sources import DbSource, read_source
+
+    if isinstance(source, DbSource):
+        table = read_source(source)
+    elif table_suffix(Path(source)) == ".csv":
+        table = pd.read_csv(source, keep_default_na=False, na_values=[""])
+    else:
+        table = pd.read_parquet(source)
+    missing = [c for c in READOUT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: not a campaign read-out: no column(s) {', '.join(missing)}")
+    return table
+
+
+@dataclass(frozen=True)
+class MeasuredRates:
+    """The success rates a read-out measured, per action, and the actions it could not judge with why."""
+
+    rates: dict[str, float]
+    not_used: dict[str, str]
+
+
+def measured_success_rates(readout: pd.DataFrame) -> MeasuredRates:
+    """Each action's ``observed_success_rate`` from a read-out, where it can be trusted: the outcome window was
+    complete and both groups had enough customers (the read-out's ``window_complete`` and ``small_group``); the
+    other actions are listed with the read-out's note."""
+    rates, not_used = {}, {}
+    for row in readout.to_dict("records"):
+        action, rate = str(row["action"]), row.get("observed_success_rate")
+        if action == ALL_ACTIONS:
+            continue
+        if not _truthy(row.get("window_complete", True)) or _truthy(row.get("small_group", False)):
+            not_used[action] = str(row.get("note") or "not judged")
+        elif rate is None or not np.isfinite(float(rate)):
+            not_used[action] = "no success rate (the control group kept everyone)"
+        else:
+            rates[action] = float(rate)
+    return MeasuredRates(rates, not_used)
+
+
+def _truthy(value: object) -> bool:
+    return str(value).strip().lower() in ("true", "1", "1.0", "yes", "t")
 
 
 def _axes(width: float = 6.4, height: float = 4.8):

@@ -19,6 +19,7 @@ from churnguard.scoring import rules
 
 if TYPE_CHECKING:
     from churnguard.config import Playbook
+    from churnguard.reporting.monitoring import MeasuredRates
 
 __all__ = ["Campaign", "campaign_text", "value_breakdown"]
 
@@ -34,6 +35,8 @@ class Campaign:
     lifespan_years: float
     transactions: str | Path = "<transactions>"
     config: str | Path | None = None  # the config that read the files, when one was given
+    measured: MeasuredRates | None = None  # success rates a campaign read-out measured (in the playbook already)
+    readout: str | Path | None = None  # where they come from
 
 
 def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
@@ -74,7 +77,20 @@ def _assumptions(campaign: Campaign) -> list[str]:
     if capped:
         lines.append(f"  success rates above the playbook's max_success_rate ({book.max_success_rate:.0%}) count "
                      f"as it: {', '.join(capped)}")
-    lines.append("  success rates: the playbook's; set them from what campaign-readout measures")
+    return lines + _rates_source(campaign)
+
+
+def _rates_source(campaign: Campaign) -> list[str]:
+    measured = campaign.measured
+    if measured is None:
+        return ["  success rates: the playbook's; --readout R takes those campaign-readout measured"]
+    lines = [f"  success rates measured by campaign-readout ({campaign.readout}): "
+             + (", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none it could judge")]
+    lines += [f"    {a}: the playbook's; {why}" for a, why in sorted(measured.not_used.items())]
+    known = {r.name for r in campaign.playbook.actions}
+    others = sorted(known - set(measured.rates) - set(measured.not_used))
+    if others:
+        lines.append(f"    the playbook's for the actions the campaign did not use: {', '.join(others)}")
     return lines
 
 

@@ -657,7 +657,7 @@ def app_from_env() -> FastAPI:
     the pages' files from ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``,
     ``..._TRANSACTIONS`` and ``..._TICKETS``."""
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
-    pages = PageSources(**{k: Path(v) if v else None for k, v in files.items()}) if files["scores"] else None
+    pages = PageSources.parse(files) if files["scores"] else None
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
                       token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000, pages=pages)
 

@@ -1,6 +1,7 @@
 """The data behind the retention team's pages: a scores file loaded once, filtered, sorted and paged here.
 
-:func:`load_run` reads the latest run of a scores file (``churnguard score``'s output, CSV or Parquet) into a
+:func:`load_run` reads the latest run of a scores file (``churnguard score``'s output, CSV or Parquet, or a
+database table it wrote) into a
 compact frame: text columns with few distinct values as categoricals, rows in ``customer_id`` order. A page
 then costs a boolean mask over the codes, one cached sort order and a slice (:func:`page_rows`), so the
 browser only ever receives one page. :func:`load_history` keeps each customer's purchases and tickets, when
@@ -18,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import table_suffix
+from churnguard._io import read_table, table_suffix
 from churnguard.lifecycle import LIFECYCLE_STAGES
+from churnguard.sources import DbSource, is_url, parse_source, read_source, source_columns
 
 __all__ = ["FILTERS", "GROUPS", "PAGE_FILES", "PAGE_SIZE", "SORTS", "CustomerHistory", "ListQuery", "PageSources", "ScoresRun",
            "check_sources", "csv_chunks", "curve_columns", "load_history", "load_readout", "load_run",
@@ -42,14 +44,21 @@ PAGE_FILES = ("scores", "previous", "readout", "transactions", "tickets")  # Pag
 
 @dataclass(frozen=True)
 class PageSources:
-    """The files the pages show: the latest scores, and optionally an earlier run, a campaign read-out
-    (``churnguard campaign-readout``'s CSV) and the transactions and tickets tables."""
+    """The tables the pages show: the latest scores, and optionally an earlier run, a campaign read-out
+    (``churnguard campaign-readout``'s output) and the transactions and tickets. Each is a file or a database
+    table (``churnguard.sources.DbSource``)."""
 
-    scores: Path
-    previous: Path | None = None
-    readout: Path | None = None
-    transactions: Path | None = None
-    tickets: Path | None = None
+    scores: Path | DbSource
+    previous: Path | DbSource | None = None
+    readout: Path | DbSource | None = None
+    transactions: Path | DbSource | None = None
+    tickets: Path | DbSource | None = None
+
+    @classmethod
+    def parse(cls, values: Mapping[str, str | None]) -> PageSources:
+        """From text: a database URL (``postgresql://...?table=NAME``, ``duckdb:///FILE?table=NAME``) or a
+        file path, per field; empty means not given."""
+        return cls(**{k: (parse_source(v) if is_url(v) else Path(v)) if v else None for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -166,7 +175,9 @@ def csv_chunks(run: ScoresRun, query: ListQuery, chunk: int = 20_000) -> Iterato
         yield run.frame.iloc[rows[start : start + chunk]].to_csv(index=False, header=False).encode()
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path | DbSource) -> pd.DataFrame:
+    if isinstance(path, DbSource):
+        return read_source(path)
     if table_suffix(path) == ".csv":
         return pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
                            keep_default_na=False, na_values=[""])
@@ -179,6 +190,12 @@ def _as_bool(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip().str.lower().isin(_TRUE).astype(bool)
 
 
+def _is_text(values: pd.Series) -> bool:
+    kind = values.dtype
+    return not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)
+                or pd.api.types.is_datetime64_any_dtype(kind))
+
+
 def _compact(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns with few distinct values as categoricals (the filter columns always, sorted in reading
     order), flags as booleans."""
@@ -187,8 +204,7 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame:
         out[column] = _as_bool(out[column])
     for column in out.columns:
         values = out[column]
-        if column in FILTERS or (column != "customer_id" and not pd.api.types.is_numeric_dtype(values)
-                                 and not pd.api.types.is_bool_dtype(values)
+        if column in FILTERS or (column != "customer_id" and _is_text(values)
                                  and values.nunique() <= max(1000, len(values) // 4)):
             levels = sorted(values.dropna().astype(str).unique(),
                             key=lambda v: (_BAND_ORDER.index(v) if v in _BAND_ORDER else len(_BAND_ORDER), v))
@@ -196,7 +212,7 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _latest(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.Timestamp]:
+def _latest(frame: pd.DataFrame, path: Path | DbSource) -> tuple[pd.DataFrame, pd.Timestamp]:
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a scores file of 'churnguard score': no column(s) {', '.join(missing)}")
@@ -210,7 +226,7 @@ def _latest(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.Timestamp
     return frame.sort_values("customer_id", kind="stable").reset_index(drop=True), latest
 
 
-def load_run(path: Path, previous: Path | None = None) -> ScoresRun:
+def load_run(path: Path | DbSource, previous: Path | DbSource | None = None) -> ScoresRun:
     """The latest run (the rows of the largest ``as_of``) of the scores file at ``path``, with the earlier run
     at ``previous`` for the risk movement.
 
@@ -278,21 +294,20 @@ def _by_customer(table: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, p
     return ids[order], kept
 
 
-def load_history(transactions: Path | None, tickets: Path | None, data_config: Any,
+def load_history(transactions: Path | DbSource | None, tickets: Path | DbSource | None, data_config: Any,
                  customer_ids: pd.Index) -> CustomerHistory:
     """The purchases (``timestamp, amount``) and tickets of the customers ``customer_ids``, read and validated
     as scoring reads them (the model's data config), rows that cannot be used set aside; an empty history
     when neither file is given."""
     if transactions is None and tickets is None:
         return CustomerHistory()
-    from churnguard._io import read_table
     from churnguard.dataset import validate_tables
 
     names = data_config.columns
-    tx = (read_table(transactions) if transactions is not None else
+    tx = (_raw(transactions) if transactions is not None else
           pd.DataFrame({names.transactions.get(c, c): [] for c in ("customer_id", "timestamp", "amount")}))
     known = pd.DataFrame({names.customers.get("customer_id", "customer_id"): customer_ids.to_numpy()})
-    tables = validate_tables(tx, None if tickets is None else read_table(tickets), known,
+    tables = validate_tables(tx, None if tickets is None else _raw(tickets), known,
                              config=data_config.model_copy(update={"on_bad_rows": "reject"}), allow_empty=True,
                              sources={"transactions": str(transactions), "tickets": str(tickets)})
     out: dict[str, Any] = {}
@@ -304,37 +319,42 @@ def load_history(transactions: Path | None, tickets: Path | None, data_config: A
     return CustomerHistory(**out)
 
 
-def load_readout(path: Path | None) -> pd.DataFrame | None:
+def _raw(source: Path | DbSource) -> pd.DataFrame:
+    """A table's rows as validation reads them: a file's cells as text (``read_table``), a database's typed."""
+    return read_source(source) if isinstance(source, DbSource) else read_table(source)
+
+
+def load_readout(path: Path | DbSource | None) -> pd.DataFrame | None:
     """A campaign read-out table (``churnguard campaign-readout``'s output), or None."""
-    if path is None:
-        return None
-    table = _read(path) if table_suffix(path) != ".csv" else pd.read_csv(path, keep_default_na=False,
-                                                                         na_values=[""])
-    missing = [c for c in ("action", "n_contacted", "n_control", "retention_contacted", "retention_control",
-                           "uplift", "ci_low", "ci_high") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: not a campaign read-out: no column(s) {', '.join(missing)}")
-    return table
+    from churnguard.reporting.monitoring import load_readout as read
+
+    return None if path is None else read(path)
+
+
+def _columns(name: str, path: Path | DbSource) -> list[str]:
+    if isinstance(path, DbSource):
+        return source_columns(path)
+    if not path.is_file():
+        raise ValueError(f"--{name}: {path} is not a file")
+    if table_suffix(path) == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
 
 
 def check_sources(sources: PageSources) -> None:
-    """Fail fast, before the server starts: each file exists, is CSV or Parquet, and the scores files have the
-    columns the pages read.
+    """Fail fast, before the server starts: each file exists (each table can be read), is CSV or Parquet, and
+    the scores have the columns the pages read.
 
     Raises:
         ValueError: a file is missing, of another type, or a scores file lacks a column.
+        churnguard.sources.DatabaseError: a table cannot be read (unknown table, database unreachable).
     """
     for name, path in vars(sources).items():
         if path is None:
             continue
-        if not Path(path).is_file():
-            raise ValueError(f"--{name}: {path} is not a file")
-        if table_suffix(Path(path)) == ".csv":
-            columns = list(pd.read_csv(path, nrows=0).columns)
-        else:
-            import pyarrow.parquet as pq
-
-            columns = pq.read_schema(path).names
+        columns = _columns(name, path)
         missing = [c for c in NEEDED if c not in columns] if name in ("scores", "previous") else []
         if missing:
             raise ValueError(f"--{name}: {path} is not a scores file of 'churnguard score': no column(s) "
