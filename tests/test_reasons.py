@@ -160,7 +160,8 @@ def test_a_few_rows_get_the_reasons_many_rows_give():
     contrib = np.round(rng.normal(size=(300, len(names))), 1)  # one decimal: many ties and zeros
     hidden = rng.random(contrib.shape) < 0.2
     many_top, many = top_features(contrib, 10), pick_reasons(contrib, names, hidden)
-    assert (many_top >= -1).all() and (many >= 0).any() and (many == -1).any()
+    assert (many >= 0).any()
+    assert (many == -1).any()  # rows with fewer than three reasons
     for start in range(0, 300, 50):
         rows = slice(start, start + 50)
         assert (top_features(contrib[rows], 10) == many_top[rows]).all()
