@@ -22,6 +22,7 @@ from churnguard.scoring.reasons import (
     phrase_for,
     pick_reasons,
     reason_texts,
+    top_features,
     uninformative,
 )
 
@@ -148,6 +149,24 @@ def test_reasons_leave_out_the_hidden_and_name_one_feature_per_topic():
     hidden = np.array([[False, False, False, False, True, False], [False, False, True, False, True, False]])
     picks = pick_reasons(contrib, names, hidden)
     assert picks.tolist() == [[1, 2, 3], [-1, -1, -1]]
+
+
+def test_a_few_rows_get_the_reasons_many_rows_give():
+    """Up to 64 rows are sorted, more go through argmax passes: each row's picks are the same either way, ties
+    (to the lower column), zeros and repeated topics included."""
+    names = ["recency_days", "overdue_ratio", "trend_orders", "n_orders", "net_spend", "gross_spend", "nps",
+             "nps_group", "open_tickets", "tickets_total", "csat_min", "tenure_days"]
+    rng = np.random.default_rng(3)
+    contrib = np.round(rng.normal(size=(300, len(names))), 1)  # one decimal: many ties and zeros
+    hidden = rng.random(contrib.shape) < 0.2
+    many_top, many = top_features(contrib, 10), pick_reasons(contrib, names, hidden)
+    assert (many >= 0).any()
+    assert (many == -1).any()  # rows with fewer than three reasons
+    for start in range(0, 300, 50):
+        rows = slice(start, start + 50)
+        assert (top_features(contrib[rows], 10) == many_top[rows]).all()
+        assert (pick_reasons(contrib[rows], names, hidden[rows]) == many[rows]).all()
+    assert top_features(np.array([[0.2, 0.5, 0.5, -1.0]]), 6).tolist() == [[1, 2, 0, -1, -1, -1]]
 
 
 def test_reason_texts_for_absent_features_and_categories():

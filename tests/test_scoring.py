@@ -8,7 +8,7 @@ import pytest
 
 from churnguard.config import ConfigError, load_playbook
 from churnguard.scoring import assign_actions, expected_value, risk_band, select_customers, signals
-from churnguard.scoring.rules import lifecycle_stage
+from churnguard.scoring.rules import lifecycle_stage, rule_matches
 
 PLAYBOOK = load_playbook()
 BANDS = {"high": 0.6, "medium": 0.3}
@@ -75,6 +75,25 @@ def test_rules_match_on_lifecycle_stage(tmp_path):
                  "  - {name: none, when: {}, cost: 0, success_rate: 0}\n")
     with pytest.raises(ConfigError, match=r"actions\.0\.when\.stage"):
         load_playbook(p)
+
+
+def test_the_action_is_the_first_rule_the_playbook_allows():
+    rng = np.random.default_rng(5)
+    n = 500
+    bands = rng.choice(np.array(["high", "medium", "low", "lost", "never_bought"], dtype=object), n)
+    stages = rng.choice(np.array(["new", "active", "at_risk", "lapsing", "lost", "never_bought"], dtype=object), n)
+    tiers = rng.choice(np.array(["vip", "standard"], dtype=object), n)
+    flags = {s: rng.random(n) < 0.3 for s in ("bad_support", "new_customer", "lapsed", "browsing_not_buying",
+                                              "gone_quiet")}
+    allowed = rule_matches(bands, stages, tiers, flags, PLAYBOOK)
+    actions = assign_actions(bands, stages, tiers, flags, PLAYBOOK)
+    assert list(allowed) == [r.name for r in PLAYBOOK.actions]
+    for i in range(n):
+        assert actions[i] == next(name for name, ok in allowed.items() if ok[i])
+    vip_high = (bands == "high") & (tiers == "vip")
+    assert allowed["vip_personal_outreach"].tolist() == vip_high.tolist()
+    assert allowed["service_recovery"].tolist() == (np.isin(bands, ["high", "medium"]) & flags["bad_support"]).tolist()
+    assert allowed["no_action"].all()
 
 
 def test_customers_without_a_probability_count_with_p_one():

@@ -13,6 +13,7 @@ the sentences, once per distinct value. The batch engines and the HTTP server al
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -368,10 +369,11 @@ def _attribute(column: str) -> Phrase:
                   f"{label} unknown")
 
 
+@functools.lru_cache(maxsize=4096)
 def phrase_for(feature: str) -> Phrase:
     """The phrase of a feature: from :data:`PHRASES`, the windowed counts (``orders_30d``, ``spend_90d``,
     ``tickets_365d``), the windowed engagement features (``sessions_30d``, ``email_open_rate_90d``, ...) or a
-    free customer attribute (``attr_<column>``).
+    free customer attribute (``attr_<column>``). Each feature's phrase is built once (phrases are frozen).
 
     Raises:
         KeyError: a feature the kernel does not produce.
@@ -430,26 +432,53 @@ def uninformative(names: list[str], cols: Mapping[str, np.ndarray], levels: Mapp
     """Per customer of ``rows`` (indices) and feature of ``names``: True where the feature says nothing about
     this customer (:data:`NEVER_REASONS`, or the customer has the feature's common value)."""
     out = np.zeros((len(rows), len(names)), dtype=bool)
-    for j, name in enumerate(names):
-        if name in NEVER_REASONS:
-            out[:, j] = True
-        elif name in common and name in cols:
-            values, shared = np.asarray(cols[name])[rows], common[name]
-            if name in levels:  # codes into the levels, -1 when unknown
-                code = -1 if shared is None else levels[name].index(shared) if shared in levels[name] else None
-                out[:, j] = values == code if code is not None else False
-            elif isinstance(shared, float):
-                values = values.astype("float64")
-                out[:, j] = np.isnan(values) if math.isnan(shared) else values == shared
+    index = _columns(tuple(names))
+    for name in NEVER_REASONS & index.keys():
+        out[:, index[name]] = True
+    for name, shared in common.items():
+        if name not in index or name not in cols or name in NEVER_REASONS:
+            continue
+        j, values = index[name], np.asarray(cols[name])[rows]
+        if name in levels:  # codes into the levels, -1 when unknown
+            code = -1 if shared is None else levels[name].index(shared) if shared in levels[name] else None
+            out[:, j] = values == code if code is not None else False
+        elif isinstance(shared, float):
+            values = np.asarray(values, dtype="float64")
+            out[:, j] = np.isnan(values) if math.isnan(shared) else values == shared
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(names: tuple[str, ...]) -> dict[str, int]:
+    """Each feature's column among ``names`` (a model's inputs: built once per model)."""
+    return {name: j for j, name in enumerate(names)}
+
+
+@functools.lru_cache(maxsize=64)
+def _topic_codes(names: tuple[str, ...]) -> np.ndarray:
+    """The topic of each feature of ``names`` as a number (the order topics first appear in), and -1 after the
+    last feature, for "no candidate" (a model's inputs: built once per model, read-only)."""
+    topics = [phrase_for(f).topic for f in names]
+    ids = {t: i for i, t in enumerate(dict.fromkeys(topics))}
+    codes = np.array([*(ids[t] for t in topics), -1], dtype=np.intp)
+    codes.setflags(write=False)
+    return codes
+
+
+_BLOCK_ROWS = 65_536  # rows whose candidates' topics are compared at once in pick_reasons
+_FEW_ROWS = 64  # up to this many rows, one stable sort per row costs less than ``n`` passes of ``argmax``
 
 
 def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
     """Per row, the columns of the ``n`` largest positive contributions, largest first (ties to the lower
     column), -1 where fewer than ``n`` contributions are positive: the first ``n`` of a stable descending sort,
-    found with ``n`` passes of ``argmax`` instead of sorting."""
+    found with ``n`` passes of ``argmax`` instead of sorting (up to ``_FEW_ROWS`` rows without NaN: sorted)."""
     rest = np.array(contrib, dtype="float64", order="C")  # a copy: the chosen values are knocked out below
     out = np.full((len(rest), n), -1, dtype=np.intp)
+    if len(rest) <= _FEW_ROWS and not np.isnan(rest).any():
+        order = np.argsort(-rest, axis=1, kind="stable")[:, :n]
+        out[:, : order.shape[1]] = np.where(np.take_along_axis(rest, order, axis=1) > 0, order, -1)
+        return out
     rows = np.arange(len(rest))
     for k in range(min(n, rest.shape[1])):
         idx = rest.argmax(axis=1)
@@ -463,11 +492,12 @@ def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: i
     ``hidden`` (:func:`uninformative`), largest first, at most one per topic; -1 where there are fewer."""
     shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))
     candidates = top_features(shown, min(CANDIDATES, len(names)))
-    topic_ids = {t: i for i, t in enumerate(dict.fromkeys(phrase_for(f).topic for f in names))}
-    topic = np.append(np.array([topic_ids[phrase_for(f).topic] for f in names], dtype=np.intp), -1)[candidates]
-    for k in range(1, candidates.shape[1]):
-        repeat = (topic[:, :k] == topic[:, [k]]).any(axis=1) & (candidates[:, k] >= 0)
-        candidates[repeat, k] = -1
+    codes, width = _topic_codes(tuple(names)), candidates.shape[1]
+    later = np.triu(np.ones((width, width), dtype=bool), 1)  # [j, k]: candidate j comes before candidate k
+    for start in range(0, len(candidates), _BLOCK_ROWS):  # rows x width x width booleans at a time
+        block = candidates[start : start + _BLOCK_ROWS]
+        topic = codes[block]
+        block[((topic[:, :, None] == topic[:, None, :]) & later).any(axis=1) & (block >= 0)] = -1
     order = np.argsort(candidates < 0, axis=1, kind="stable")[:, :n]  # the kept ones first, in their order
     out = np.take_along_axis(candidates, order, axis=1)
     return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1) if out.shape[1] < n else out

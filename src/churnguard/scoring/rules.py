@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -97,39 +98,75 @@ def rule_matches(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags
                  playbook: Playbook) -> dict[str, np.ndarray]:
     """Per playbook rule (in playbook order), whether its conditions (band, lifecycle stage, value tier, signals)
     hold for each customer: the actions the playbook allows."""
-    out = {}
-    for rule in playbook.actions:
-        w = rule.when
-        ok = np.ones(len(bands), dtype=bool)
-        if w.band is not None:
-            ok &= _among(bands, w.band)
-        if w.stage is not None:
-            ok &= _among(stages, w.stage)
-        if w.value_tier is not None:
-            ok &= _among(tiers, w.value_tier)
-        for s in w.signals:
-            ok &= flags[s]
-        for s in w.not_signals:
-            ok &= ~flags[s]
-        out[rule.name] = ok
-    return out
+    holds = _holds(bands, stages, tiers, flags, playbook)
+    return {rule.name: holds[r] for r, rule in enumerate(playbook.actions)}
 
 
 def assign_actions(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
                    playbook: Playbook) -> np.ndarray:
-    """The name of the first playbook rule whose conditions hold (:func:`rule_matches`), per customer."""
-    action = np.full(len(bands), None, dtype=object)
-    for name, ok in rule_matches(bands, stages, tiers, flags, playbook).items():
-        action[ok & (action == None)] = name
-    return action
+    """The name of the first playbook rule whose conditions hold (:func:`rule_matches`), per customer (None
+    where none does)."""
+    holds = _holds(bands, stages, tiers, flags, playbook)
+    first = np.where(holds.any(axis=0), holds.argmax(axis=0), len(holds))
+    return _conditions(playbook).names[first]
 
 
-def _among(values: np.ndarray, allowed: list[str]) -> np.ndarray:
-    """Whether each value is one of the few ``allowed`` ones."""
-    out = np.zeros(len(values), dtype=bool)
-    for a in allowed:
-        out |= values == a
-    return out
+@dataclass(frozen=True)
+class _Conditions:
+    """A playbook's conditions as arrays, rules in playbook order: per kind (band, stage, value tier) the labels
+    its rules name and which of them each rule allows (a last column for any other label: allowed only by a
+    rule without that condition); the signals its rules name, those each rule needs and those it refuses; the
+    rules' names and None after them."""
+
+    kinds: tuple[tuple[str, tuple[str, ...], np.ndarray], ...]
+    signals: tuple[str, ...]
+    need: np.ndarray
+    refuse: np.ndarray
+    names: np.ndarray
+
+
+_CONDITIONS: dict[int, tuple[Playbook, _Conditions]] = {}
+
+
+def _conditions(playbook: Playbook) -> _Conditions:
+    """:class:`_Conditions` of ``playbook``, built once per playbook object (frozen) and kept for the next
+    calls."""
+    hit = _CONDITIONS.get(id(playbook))
+    if hit is None or hit[0] is not playbook:
+        whens = [rule.when for rule in playbook.actions]
+        kinds = []
+        for kind in ("band", "stage", "value_tier"):
+            allowed = [getattr(w, kind) for w in whens]
+            labels = tuple(dict.fromkeys(v for a in allowed if a is not None for v in a))
+            table = np.array([[a is None or label in a for label in labels] + [a is None] for a in allowed], bool)
+            kinds.append((kind, labels, table.reshape(len(whens), len(labels) + 1)))
+        signals = tuple(dict.fromkeys(s for w in whens for s in (*w.signals, *w.not_signals)))
+        need, refuse = (np.array([[s in getattr(w, part) for s in signals] for w in whens], bool
+                                 ).reshape(len(whens), len(signals)) for part in ("signals", "not_signals"))
+        names = np.array([*(rule.name for rule in playbook.actions), None], dtype=object)
+        hit = (playbook, _Conditions(tuple(kinds), signals, need, refuse, names))
+        if len(_CONDITIONS) >= 8:  # playbooks loaded one after the other (tests): keep only the recent ones
+            _CONDITIONS.clear()
+        _CONDITIONS[id(playbook)] = hit
+    return hit[1]
+
+
+def _holds(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapping[str, np.ndarray],
+           playbook: Playbook) -> np.ndarray:
+    """Rules x customers: whether each playbook rule's conditions hold: the customer's band, stage and tier
+    among those the rule allows, every signal it needs on and every signal it refuses off."""
+    c = _conditions(playbook)
+    holds = np.ones((len(c.names) - 1, len(bands)), dtype=bool)
+    for (_, labels, table), values in zip(c.kinds, (bands, stages, tiers), strict=True):
+        if labels:
+            code = np.full(len(values), len(labels))
+            for i, label in enumerate(labels):
+                code[values == label] = i
+            holds &= table[:, code]
+    if c.signals:
+        on = np.array([flags[s] for s in c.signals], dtype=bool).reshape(len(c.signals), len(bands))
+        holds &= ~(c.need @ ~on) & ~(c.refuse @ on)
+    return holds
 
 
 def value_at_stake(clv: np.ndarray, lifespan_years: float, max_years: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from churnguard.dataset import Tables
     from churnguard.features.records import CustomerRecords
     from churnguard.model import ChurnModel
+    from churnguard.model.info import ModelInfo
     from churnguard.population import Population
     from churnguard.reporting.monitoring import DriftCheck
     from churnguard.scoring.campaign import Campaign
@@ -128,18 +130,35 @@ def _reasons(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[
              contrib: np.ndarray | None, scored: np.ndarray, bands: np.ndarray | None) -> np.ndarray:
     """The reason texts of every customer (``n x N_REASONS``, '' where none): for the customers ``scored``
     (those above ``low`` only, when ``bands`` are given), from their contributions ``contrib``."""
-    info = model.require_info()
-    names = list(model.feature_names_)
+    common, wording = _reason_settings(model.require_info())
+    names = model.feature_names_
     picks = np.full((len(scored), reasons.N_REASONS), -1, dtype=np.intp)
     if contrib is not None:
         rows = np.flatnonzero(scored)
         need = bands[rows] != "low" if bands is not None else np.ones(len(rows), dtype=bool)
-        hidden = reasons.uninformative(names, cols, levels, reasons.common_values(info.drift_profiles), rows[need])
+        hidden = reasons.uninformative(names, cols, levels, common, rows[need])
         picks[rows[need]] = reasons.pick_reasons(contrib[need] if len(contrib) == len(rows) else contrib, names,
                                                  hidden)
-    wording = reasons.Wording(trend_days=info.config.features.trend_window_days,
-                              horizon_days=info.config.labels.horizon_days, sla_hours=info.config.features.sla_hours)
     return reasons.reason_texts(picks, names, cols, levels, wording)
+
+
+_SETTINGS: dict[int, tuple[ModelInfo, Mapping[str, float | str | None], reasons.Wording]] = {}
+
+
+def _reason_settings(info: ModelInfo) -> tuple[Mapping[str, float | str | None], reasons.Wording]:
+    """What a model's reasons read from its ``info``: the common values of its population
+    (``churnguard.scoring.reasons.common_values``, read-only) and the wording; worked out once per loaded
+    model (per ``info`` object, which is frozen) and kept for the next calls."""
+    hit = _SETTINGS.get(id(info))
+    if hit is None or hit[0] is not info:
+        features = info.config.features
+        hit = (info, MappingProxyType(reasons.common_values(info.drift_profiles)),
+               reasons.Wording(trend_days=features.trend_window_days, horizon_days=info.config.labels.horizon_days,
+                               sla_hours=features.sla_hours))
+        if len(_SETTINGS) >= 8:  # models loaded one after the other (tests): keep only the recent ones
+            _SETTINGS.clear()
+        _SETTINGS[id(info)] = hit
+    return hit[1], hit[2]
 
 
 def _last_year(cols: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -166,11 +185,11 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     ``categories``."""
     from churnguard.model._modelcore import column_matrix
 
-    inputs = {}
+    inputs, every = {}, bool(rows.all())
     for name in names:
         if name not in cols:
             continue
-        values = np.asarray(cols[name])[rows]
+        values = np.asarray(cols[name]) if every else np.asarray(cols[name])[rows]
         if name in categories:
             trained = list(categories[name])
             given = list(levels.get(name, ()))
