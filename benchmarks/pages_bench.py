@@ -35,7 +35,7 @@ QUERIES = {
     "first page (probability, highest first)": "/",
     "page 2 of the high band by expected value": "/?risk_band=high&sort=expected_value&page=2",
     "last page, by customer id": "/?sort=customer_id&dir=asc&page=999999",
-    "lost VIP customers (two filters)": "/?lifecycle_stage=lost&value_tier=vip",
+    "at-risk VIP customers (two filters)": "/?lifecycle_stage=at_risk&value_tier=vip",
 }
 
 
