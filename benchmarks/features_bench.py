@@ -62,17 +62,32 @@ def _emit(**record: object) -> None:
     print(_MARK + json.dumps(record, default=str), flush=True)
 
 
+_CPU: dict[str, float] = {}  # process CPU time at each phase's start
+
+
 def _start(phase: str) -> float:
     _emit(event="start", phase=phase)
+    _CPU[phase] = time.process_time()
     return time.perf_counter()
 
 
 def _done(phase: str, t0: float, **extra: object) -> None:
-    _emit(event="done", phase=phase, seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(), **extra)
+    """A phase's wall time and CPU time of the process (all threads; on a shared machine the steadier figure)."""
+    _emit(event="done", phase=phase, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - _CPU[phase],
+          peak_rss_mb=peak_rss_mb(), **extra)
 
 
 def _tables(directory: Path) -> dict[str, Path]:
     return {name: directory / f"{name}.parquet" for name in ("transactions", "tickets", "customers")}
+
+
+def _emit_profile(profiler, phase: str) -> None:
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(14)
+    _emit(event="profile", phase=phase, text=buf.getvalue())
 
 
 def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: float) -> None:
@@ -86,16 +101,20 @@ def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: fl
 
     cfg = load_config()
     paths = _tables(directory)
+    profiler = None
+    if profile:  # by CPU time of the process: on a shared machine wall time mostly measures the others
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
     t0 = _start("load_validate")
     tables = load_tables(paths["transactions"], paths["tickets"], paths["customers"], config=cfg.data)
     _done("load_validate", t0, transactions=len(tables.transactions), tickets=len(tables.tickets),
           customers=len(tables.customers))
-
-    profiler = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
+    if profiler is not None:
+        profiler.disable()
+        _emit_profile(profiler, "load_validate")
+        profiler = cProfile.Profile(time.process_time)
     t0 = _start("build_given_lifespan")
     if profiler is not None:
         profiler.enable()
@@ -104,12 +123,7 @@ def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: fl
         profiler.disable()
     _done("build_given_lifespan", t0, rows=len(feats), features=feats.shape[1] - 2)
     if profiler is not None:
-        import io
-        import pstats
-
-        buf = io.StringIO()
-        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(14)
-        _emit(event="profile", phase="build_given_lifespan", text=buf.getvalue())
+        _emit_profile(profiler, "build_given_lifespan")
     del feats
 
     # The estimate's inputs, as estimate_lifespan_years computes them (for the record and the extrapolation).
@@ -155,14 +169,15 @@ def worker_duckdb(directory: Path, as_of: str, repeat: int) -> None:
     con = duckdb.connect()
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     sql = duckdb_sql(_tables(directory)["transactions"], as_of)
-    times = []
+    times, cpu = [], []
     rows = 0
     for _ in range(repeat):
         t0 = _start("rfm_query")
         rows = len(con.execute(sql).df())
         times.append(time.perf_counter() - t0)
-    _emit(event="done", phase="rfm_query", seconds=times[0], best_seconds=min(times), runs=repeat, rows=rows,
-          threads=threads, version=duckdb.__version__, peak_rss_mb=peak_rss_mb())
+        cpu.append(time.process_time() - _CPU["rfm_query"])
+    _emit(event="done", phase="rfm_query", seconds=times[0], best_seconds=min(times), cpu_seconds=cpu[0], runs=repeat,
+          rows=rows, threads=threads, version=duckdb.__version__, peak_rss_mb=peak_rss_mb())
 
 
 def worker_featuretools(directory: Path, as_of: str) -> None:
@@ -257,7 +272,7 @@ def run_worker(name: str, argv: list[str], *, python: str = sys.executable, time
             print(f"  {name}: worker failed with exit code {proc.returncode}:\n{tail}", file=sys.stderr, flush=True)
             records["error"] = {"event": "error", "text": tail.strip().splitlines()[-1] if tail.strip() else ""}
     for text in profiles:
-        print(f"  cProfile of {name} build_features (top by cumulative time):")
+        print(f"  cProfile of {name} (load_tables, then build_features; top by own CPU time):")
         print("\n".join("    " + ln for ln in text.strip().splitlines()[:30]))
     return records
 
@@ -305,10 +320,12 @@ def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
     print(f"churnguard ({title}):")
     if load:
         _line("load_tables (read + validate 3 Parquet files)", _fmt_s(_s(load)),
-              f"{load.get('transactions', 0):,} transactions, {load.get('tickets', 0):,} tickets")
+              f"CPU {_fmt_s(load.get('cpu_seconds'))}; {load.get('transactions', 0):,} transactions, "
+              f"{load.get('tickets', 0):,} tickets; peak RSS {fmt_mb(load.get('peak_rss_mb', 0))}")
     if given:
         _line("build_features, lifespan given (scoring path)", _fmt_s(_s(given)),
-              f"{given.get('rows', 0):,} rows x {given.get('features', 0)} features")
+              f"CPU {_fmt_s(given.get('cpu_seconds'))}; {given.get('rows', 0):,} rows x "
+              f"{given.get('features', 0)} features; peak RSS {fmt_mb(given.get('peak_rss_mb', 0))}")
     est_timeout = bool(est) and est["event"] == "timeout"
     if est:
         note = (f"{est.get('n_year_before', 0):,} x {est.get('n_last_year', 0):,} customers compared"
@@ -326,6 +343,7 @@ def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
             label, value = "build_features, full default call", f"{t_full:.2f} s"
         _line(label, value, f"peak RSS {fmt_mb(max(r.get('peak_rss_mb', 0) for r in recs.values()))}")
     return {"load": _s(load), "given": _s(given), "estimate": _s(est), "full": t_full,
+            "cpu": (_s(load, "cpu_seconds") or 0) + (_s(given, "cpu_seconds") or 0),
             "full_lower_bound": est_timeout, "pairs": (est or {}).get("n_year_before", 0) * (est or {}).get("n_last_year", 0)}
 
 
@@ -336,7 +354,8 @@ def report_duckdb(title: str, recs: dict) -> float | None:
         return None
     print(f"DuckDB {q['version']} ({title}, {q['threads']} threads):")
     _line("RFM query from Parquet into pandas, first run", _fmt_s(q["seconds"]),
-          f"best of {q['runs']}: {q['best_seconds']:.2f} s; {q['rows']:,} rows; peak RSS {fmt_mb(q['peak_rss_mb'])}")
+          f"CPU {_fmt_s(q.get('cpu_seconds'))}; best of {q['runs']}: {q['best_seconds']:.2f} s; {q['rows']:,} rows; "
+          f"peak RSS {fmt_mb(q['peak_rss_mb'])}")
     return q["seconds"]
 
 
@@ -356,7 +375,7 @@ def main() -> None:
                         help="stop timing estimate_lifespan_years after this many seconds (default 120)")
     parser.add_argument("--time-limit", type=float, default=900.0, help="limit per worker process, seconds")
     parser.add_argument("--repeat", type=int, default=3, help="DuckDB query runs (first and best reported)")
-    parser.add_argument("--profile", action="store_true", help="cProfile churnguard's build on the full data")
+    parser.add_argument("--profile", action="store_true", help="cProfile churnguard's load_tables and build on the full data, by CPU time")
     parser.add_argument("--rounds", type=int, default=1,
                         help="DuckDB and churnguard workers on the full data, one after the other, this many times; "
                              "each round's ratios and their median are printed (default 1)")
@@ -378,7 +397,7 @@ def main() -> None:
     common = ["--as-of", args.as_of]
     limits = {"time_limit": args.time_limit}
 
-    rounds = []  # (DuckDB first run, churnguard full call, churnguard with the lifespan given) per round
+    rounds = []  # (DuckDB first run, churnguard full call, with the lifespan given, load + given) per round
     for r in range(max(args.rounds, 1)):
         if args.rounds > 1:
             print(f"round {r + 1} of {args.rounds}:", flush=True)
@@ -389,10 +408,13 @@ def main() -> None:
         if r == 0:
             first = (duck_full, cg_full)
         q, full, given = duck_full.get("rfm_query", {}), cg_full.get("build_full", {}), cg_full.get("build_given_lifespan", {})
-        rounds.append((_s(q), _s(full) if full.get("event") == "done" else None, _s(given)))
+        load = cg_full.get("load_validate")
+        rounds.append((_s(q), _s(full) if full.get("event") == "done" else None, _s(given),
+                       _s(given) + _s(load) if _s(given) and _s(load) else None))
     print()
     title = f"{args.customers:,} customers"
     t_duck = report_duckdb(title, first[0])
+    duck_cpu = _s(first[0].get("rfm_query"), "cpu_seconds")
     cg = report_churnguard(title, first[1])
 
     sl: dict[str, float | None] | None = None
@@ -433,6 +455,8 @@ def main() -> None:
     if cg["load"] and cg["given"]:
         _line("churnguard load+validate+build (lifespan given) / DuckDB", _ratio(cg["load"] + cg["given"], t_duck),
               "both from the Parquet files")
+        _line("the same in CPU time (all threads) / DuckDB's CPU time", _ratio(cg["cpu"], duck_cpu),
+              "steadier than wall time on a shared machine")
     if sl is not None:
         _line("churnguard / DuckDB on the slice (full call)  (<= 3x)", _ratio(sl["full"], t_duck_slice))
         _line("featuretools / churnguard on the slice (full call)  (>= 20x)", _ratio(t_ft, sl["full"]),
@@ -441,10 +465,10 @@ def main() -> None:
     if len(rounds) > 1:
         print(f"\n{len(rounds)} rounds, {title} (DuckDB's first run; churnguard's full call and with the lifespan "
               "given):")
-        for i, (duck, full, given) in enumerate(rounds, 1):
+        for i, (duck, full, given, _) in enumerate(rounds, 1):
             _line(f"round {i}: DuckDB {_fmt_s(duck)}, full {_fmt_s(full)}, given {_fmt_s(given)}",
                   f"{_ratio(full, duck)} / {_ratio(given, duck)}")
-        for label, k in (("full call", 1), ("lifespan given", 2)):
+        for label, k in (("full call", 1), ("lifespan given", 2), ("load + build, lifespan given", 3)):
             ratios = sorted(r[k] / r[0] for r in rounds if r[k] and r[0])
             if ratios:
                 _line(f"median churnguard build ({label}) / DuckDB query  (<= 3x)", f"{statistics.median(ratios):.2f}x",

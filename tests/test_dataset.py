@@ -408,3 +408,23 @@ def test_naive_timestamps_are_utc_also_mixed_with_zoned_ones():
     t = validate_tables(tx, config=DataConfig())
     assert t.transactions["timestamp"].tolist() == [pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-01-02 08:00"),
                                                     pd.Timestamp("2024-01-04 04:30")]
+
+
+def test_text_cells_strip_and_read_blank_cells_as_missing():
+    raw = pd.Series([" a ", "\tb\n", "", "   ", None, 5, "c d"], dtype=object)
+    assert dataset.text_cells(raw).fillna("<NA>").tolist() == ["a", "b", "<NA>", "<NA>", "<NA>", "5", "c d"]
+    assert dataset.text_cells(pd.Series([], dtype="str")).empty
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", None]), max_size=12))
+def test_repeated_ids_are_those_pandas_calls_duplicated(values):
+    ids = pd.Series(values, dtype="str")
+    assert dataset._repeated(ids).tolist() == (ids.duplicated(keep=False) & ids.notna()).tolist()
+
+
+def test_id_overlap_counts_distinct_ids_and_names_the_first_ones_the_other_table_lacks():
+    tables = dataset.Tables(pd.DataFrame({"customer_id": pd.Series(["e", "a", "e", None, "d", "c", "f"], dtype="str")}),
+                            customers=pd.DataFrame({"customer_id": pd.Series(["a", "b", "c", "g"], dtype="str")}))
+    assert dataset.id_overlap(tables) == dataset.IdOverlap(transactions=5, customers=4, shared=2,
+                                                           only_transactions=("e", "d", "f"), only_customers=("b", "g"))

@@ -160,3 +160,17 @@ def test_utf16_and_empty_files_are_named(tmp_path):
 def test_unknown_input_suffixes_are_named(name):
     with pytest.raises(ValueError, match=f"unsupported file type '\\{name[1:]}'"):
         input_format(name)
+
+
+def test_read_parquet_reads_as_pandas_does(tmp_path):
+    """Same columns, index and types as ``pandas.read_parquet``: text, timestamps in their unit and zone, a
+    named index, integers with missing values."""
+    from churnguard._io import read_parquet
+
+    df = pd.DataFrame({"s": pd.Series(["a", None], dtype="str"), "ts": pd.to_datetime(["2024-01-01", None]).as_unit("us"),
+                       "tz": pd.to_datetime(["2024-01-01 10:00", None]).tz_localize("Europe/Paris"),
+                       "i": pd.array([1, None], dtype="Int64")}, index=pd.Index(["x", "y"], name="k"))
+    df.to_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_parquet(tmp_path / "t.parquet"), pd.read_parquet(tmp_path / "t.parquet"))
+    pd.testing.assert_frame_equal(read_parquet(tmp_path / "t.parquet", ["ts"]),
+                                  pd.read_parquet(tmp_path / "t.parquet", columns=["ts"]))

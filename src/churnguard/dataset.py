@@ -297,11 +297,6 @@ def _delimiter_hint(names: list[str], delimiter: str) -> str | None:
             return (f"The header reads as a single column containing {shown}: the file looks separated by "
                     f"{shown}, not by {delimiter!r}; set data.delimiter: {shown} in the config")
     return None
-    for sep, shown in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
-        if sep in str(names[0]):
-            return (f"The header reads as a single column containing {shown}: the file looks separated by "
-                    f"{shown}, not by commas; set data.delimiter: {shown} in the config")
-    return None
 
 
 def feature_columns(table: str, names: list[str], config: DataConfig) -> list[str]:
@@ -342,17 +337,16 @@ def rows_error(source: str, table: str, n_rows: int, groups: list[tuple[str, str
 
 
 class _Checker:
-    """Collects bad rows of one table (first reason wins) and turns them into an error or rejects."""
+    """Collects bad rows of one table (first reason wins) and turns them into an error or rejects. Only the
+    flagged rows' positions, column, reason and value (as text) are kept."""
 
     def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
         # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
         self.rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else np.arange(1, len(df) + 1)
         long_rows = df.pop(EXTRA_FIELDS) if EXTRA_FIELDS in df else None
         self.df, self.table, self.source = df, table, source
-        self.reason = pd.Series(pd.NA, index=df.index, dtype="object")
-        self.column = pd.Series(pd.NA, index=df.index, dtype="object")
-        self.value = pd.Series(pd.NA, index=df.index, dtype="object")
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
+        self._groups: list[tuple[np.ndarray, str, str, np.ndarray]] = []  # positions, column, reason, values
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
 
@@ -360,44 +354,61 @@ class _Checker:
         new = np.asarray(mask, dtype=bool) & ~self._flagged
         if new.any():
             self._flagged |= new
-            self.reason[new] = reason
-            self.column[new] = column
+            where = np.flatnonzero(new)
             src = raw if raw is not None else self.df.get(column, None)
-            if src is not None:
-                self.value[new] = src[new].astype(str)
+            values = (src.iloc[where].astype(str).to_numpy(dtype=object) if src is not None
+                      else np.full(len(where), pd.NA, dtype=object))
+            self._groups.append((where, column, reason, values))
+
+    def _bad_rows(self) -> pd.DataFrame:
+        """The flagged rows' column, reason and value, indexed by position, in row order."""
+        where, column, reason, value = (np.concatenate(parts) for parts in zip(*(
+            (w, np.full(len(w), c, dtype=object), np.full(len(w), r, dtype=object), v)
+            for w, c, r, v in self._groups), strict=True))
+        order = np.argsort(where, kind="stable")
+        return pd.DataFrame({"column": column[order], "reason": reason[order], "value": value[order]},
+                            index=where[order])
 
     def finish(self, mode: str, part: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-        bad = pd.Series(self._flagged, index=self.reason.index)
-        n_bad = int(bad.sum())
+        n_bad = int(self._flagged.sum())
         if n_bad == 0 or len(self.df) == 0:
             return self.df, pd.DataFrame(columns=REJECT_COLUMNS)
+        bad = self._bad_rows()
         if mode == "raise" or (n_bad == len(self.df) and not part):
-            groups = self.reason[bad].groupby([self.column[bad], self.reason[bad]]).groups.items()
+            groups = bad.groupby(["column", "reason"]).groups.items()
             raise rows_error(self.source, self.table, len(self.df), [
-                (column, reason, len(idx), self.value[idx], [str(self.rows[i]) for i in list(idx)[:3]])
+                (column, reason, len(idx), bad.loc[idx, "value"], [str(self.rows[i]) for i in list(idx)[:3]])
                 for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {
                 "table": self.table,
                 "source": self.source,
-                "row": self.rows[bad.to_numpy()],
-                "customer_id": self.df.loc[bad, "customer_id"].astype("object").to_numpy()
+                "row": self.rows[bad.index.to_numpy()],
+                "customer_id": self.df["customer_id"].iloc[bad.index].astype("object").to_numpy()
                 if "customer_id" in self.df
                 else pd.NA,
-                "column": self.column[bad].to_numpy(),
-                "value": self.value[bad].to_numpy(),
-                "reason": self.reason[bad].to_numpy(),
+                "column": bad["column"].to_numpy(),
+                "value": bad["value"].to_numpy(),
+                "reason": bad["reason"].to_numpy(),
             }
         )
         if not part:  # a part's rows are counted with the whole input's
             logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
-        return self.df.loc[~bad].reset_index(drop=True), rejects
+        return self.df.loc[~self._flagged].reset_index(drop=True), rejects
 
 
 def text_cells(raw: pd.Series) -> pd.Series:
     """Cells as the checks read text: stripped, blank cells missing (they are missing values, not bad ones)."""
-    text = raw.astype("string").str.strip()
-    return text.mask(text == "")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(pa.chunked_array(raw.astype("string")))
+    text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, text.type), text)
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=raw.index, name=raw.name)
+
+
+def _is_text(raw: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)
 
 
 def id_text(raw: pd.Series) -> pd.Series:
@@ -408,10 +419,18 @@ def id_text(raw: pd.Series) -> pd.Series:
         text = raw.astype("str")
         text[whole] = raw[whole].astype("int64").astype("str")
         return text
-    if not (pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)):
+    if not _is_text(raw):
         return raw.astype("str")
-    text = text_cells(raw).astype("str")
-    if not text.str.contains(".", regex=False).any():  # one cheap pass spares the regular expression
+    return _whole_numbers(text_cells(raw))
+
+
+def _whole_numbers(text: pd.Series) -> pd.Series:
+    """Text ids (:func:`text_cells`) with an integer written as a float without its decimals, as ``str``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = text.astype("str")
+    if not pc.any(pc.match_substring(pa.chunked_array(text), ".")).as_py():  # one cheap pass spares the regex
         return text
     return text.str.replace(_WHOLE_NUMBER, r"\1", regex=True)
 
@@ -597,7 +616,7 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
         raw = df[column]
         if column not in _CHECKED:
             continue
-        if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
+        if _is_text(raw):
             raw = text_cells(raw)
         if column in _DATES:
             parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
@@ -620,7 +639,8 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
         elif column in _TEXT:
-            out[column] = id_text(raw) if column in _IDS else raw.astype("str")
+            out[column] = (_whole_numbers(raw) if _is_text(raw) else id_text(raw)) if column in _IDS else (
+                raw.astype("str"))
         if column in _REQUIRED_VALUES:
             check.flag(out[column].isna(), column, "are empty", raw)
     if priced:
@@ -699,8 +719,7 @@ def validate_tables(
                                                                 allow_empty, styles)
     if customers is not None:
         c, excluded["customers"] = _prepare(customers, "customers", sources, config, allow_empty, styles)
-        dup = c.df["customer_id"].duplicated(keep=False) & c.df["customer_id"].notna()
-        c.flag(dup, "customer_id", "are duplicate customer ids")
+        c.flag(_repeated(c.df["customer_id"]), "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
         t, excluded["tickets"] = _prepare(tickets, "tickets", sources, config, allow_empty, styles)
@@ -757,13 +776,19 @@ class IdOverlap:
 
 def id_overlap(tables: Tables) -> IdOverlap:
     """The :class:`IdOverlap` of validated tables (empty without a customers table)."""
+    import pyarrow.compute as pc
+
     if tables.customers is None:
         return IdOverlap()
-    tx = tables.transactions["customer_id"].dropna().drop_duplicates()
-    cu = tables.customers["customer_id"].dropna().drop_duplicates()
-    tx_in_cu, cu_in_tx = _isin(tx, [cu]), _isin(cu, [tx])
-    return IdOverlap(len(tx), len(cu), int(tx_in_cu.sum()), _first_unique(tx[~tx_in_cu], 3),
-                     _first_unique(cu[~cu_in_tx], 3))
+    tx, cu = (_arrow_text(t["customer_id"]).unique().drop_null() for t in (tables.transactions, tables.customers))
+    tx_in_cu, cu_in_tx = pc.is_in(tx, value_set=cu), pc.is_in(cu, value_set=tx)
+    return IdOverlap(len(tx), len(cu), pc.sum(tx_in_cu).as_py() or 0, _first_arrow(tx.filter(pc.invert(tx_in_cu)), 3),
+                     _first_arrow(cu.filter(pc.invert(cu_in_tx)), 3))
+
+
+def _first_arrow(values, n: int) -> tuple[str, ...]:
+    """The first ``n`` of distinct Arrow values, as text."""
+    return tuple(str(v) for v in values.slice(0, n).to_pylist())
 
 
 def merge_overlap(a: IdOverlap, b: IdOverlap) -> IdOverlap:
@@ -787,30 +812,48 @@ def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
         "files (a mapped column of the wrong table, or ids with a prefix in one of them?)")
 
 
+def _arrow_text(values: pd.Series):
+    """A column as Arrow text (large strings), missing values null; Arrow-backed text is not copied."""
+    import pyarrow as pa
+
+    text = values if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" else (
+        values.astype("str"))
+    return pa.chunked_array(text).cast(pa.large_string())
+
+
 def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     """Whether each (text) value occurs in any of ``among``; Arrow's hash lookup, several times faster than
     ``Series.isin`` on a million ids. Missing values count as not found."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def arrow(s: pd.Series) -> pa.Array:
-        return pa.array(s.astype("str"), from_pandas=True).cast(pa.large_string())
-
-    x = arrow(values)
+    x = _arrow_text(values)
     found = np.zeros(len(values), dtype=bool)
     for other in sorted(among, key=len):  # the smaller table first; the larger only for the values still missing
         rest = np.flatnonzero(~found)
         if len(rest) == 0:
             break
-        hit = pc.is_in(x.take(pa.array(rest)), value_set=pc.unique(arrow(other)), skip_nulls=True)
-        found[rest] = np.asarray(hit.fill_null(False), dtype=bool)
+        candidates = x if len(rest) == len(x) else x.take(pa.array(rest))
+        hit = pc.is_in(candidates, value_set=_arrow_text(other).unique(), skip_nulls=True)
+        found[rest] = hit.fill_null(False).to_numpy()
     return found
+
+
+def _repeated(values: pd.Series) -> np.ndarray:
+    """Whether each (text) value occurs more than once in ``values`` (missing values: False)."""
+    import pyarrow.compute as pc
+
+    x = _arrow_text(values)
+    counts = pc.value_counts(x)
+    twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return pc.is_in(x, value_set=twice, skip_nulls=True).fill_null(False).to_numpy()
 
 
 def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool = False
           ) -> pd.DataFrame:
     """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id. A
-    database table's rows (:func:`_read_db`)."""
+    database table's rows (:func:`_read_db`). With ``feature_inputs_only`` only the columns the features read
+    (:func:`feature_columns`)."""
     if isinstance(path, DbSource):
         return _read_db(path, table, config, feature_inputs_only)
     path = Path(path)
@@ -818,8 +861,10 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         raise DataError(f"{path}: {table} file not found")
     csv_dialect = dialect(config)
     try:
-        check_unique_columns(header(path, csv_dialect), str(path), table)
-        return read_rows(path, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
+        names = header(path, csv_dialect)
+        check_unique_columns(names, str(path), table)
+        columns = feature_columns(table, names, config) if feature_inputs_only else None
+        return read_rows(path, columns, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
                          dialect=csv_dialect)
     except DataError:
         raise
@@ -852,8 +897,7 @@ def load_tables(
     events: str | Path | DbSource | None = None,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
-    :func:`validate_tables`); ``feature_inputs_only``: of a database table, read only the columns the features
-    use."""
+    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use."""
     raw = {"transactions": _read(transactions, "transactions", config, feature_inputs_only)}
     sources = {"transactions": str(transactions)}
     for name, path in (("tickets", tickets), ("customers", customers), ("events", events)):
