@@ -591,7 +591,7 @@ def _measured_rates(readout):
     measured = measured_success_rates(_run(load_readout, readout))
     rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none"
     _say(f"success rates measured by {readout}: {rates}"
-         + "".join(f"\n  {a}: the playbook's, {why}" for a, why in sorted(measured.not_used.items())))
+         + "".join(f"\n  {a}: the playbook's; {why}" for a, why in sorted(measured.not_used.items())))
     return measured
 
 

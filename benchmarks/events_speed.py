@@ -1,0 +1,156 @@
+"""Feature build with the events table: what the engagement family costs next to purchases alone, and next to
+one DuckDB pass over the same Parquet files.
+
+Generates (once, cached under ``benchmarks/.cache``) the demo world with its events table for ``--customers``
+customers (``generate_demo_data(..., events=True)``: about 135 events per customer over three years), writes
+transactions and events as Parquet, then times, each in its own process so that its peak RSS is its own:
+
+* ``load_tables`` + ``build_features`` on the transactions and customers, and with the events (read, validate, the
+  kernel's 24 engagement features on top of the purchase features);
+* DuckDB (one query per table, into pandas): recency, purchase count and net spend from the transactions, and
+  from the events the last visit, events and visits in the last 30 and 90 days, email opens and clicks per
+  customer, as of the same day. That is the practical limit of one pass over the columns.
+
+Run from the repository root::
+
+    python benchmarks/events_speed.py [--customers 1000000] [--as-of 2025-12-31]
+
+Nothing fails on a missed target: the script prints measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache"
+LABELS = {"purchases": "load_tables + build_features, transactions and customers",
+          "events": "load_tables + build_features, with the events",
+          "duckdb": "DuckDB: RFM query + events query"}
+
+
+BLOCK = 200_000  # customers generated at a time (the generator holds about 5 GB for 200,000 with events)
+
+
+def ensure_events_data(customers: int, seed: int) -> dict[str, Path]:
+    """Paths of the cached transactions, customers and events Parquet files, generated first when absent: in
+    blocks of ``BLOCK`` customers (block ``k`` > 0 with seed ``1000 seed + k`` and ids prefixed ``Bk-``), each block
+    appended to the files as row groups, so memory stays that of one block."""
+    out = CACHE / f"demo-events-{customers}-seed{seed}"
+    paths = {name: out / f"{name}.parquet" for name in ("transactions", "customers", "events")}
+    if (out / "meta.json").is_file():
+        return paths
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from churnguard.demo import generate_demo_data
+
+    t0 = time.perf_counter()
+    print(f"data: generating {customers:,} customers with events (seed {seed}) into {out} ...", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    writers, rows = {}, dict.fromkeys(paths, 0)
+    try:
+        for k, start in enumerate(range(0, customers, BLOCK)):
+            demo = generate_demo_data(min(BLOCK, customers - start), seed=seed if k == 0 else seed * 1000 + k,
+                                      events=True)
+            for name, path in paths.items():
+                frame = getattr(demo, name)
+                if k:
+                    frame = frame.assign(customer_id=f"B{k}-" + frame["customer_id"].astype(str))
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(path, table.schema)
+                writers[name].write_table(table.cast(writers[name].schema))
+                rows[name] += len(frame)
+            del demo
+    finally:
+        for writer in writers.values():
+            writer.close()
+    meta = {**rows, "generate_and_write_s": round(time.perf_counter() - t0, 1)}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return paths
+
+
+def _duckdb(paths: dict[str, Path], as_of: str) -> int:
+    import duckdb
+
+    day = f"DATE '{as_of}'"
+    rfm = f"""SELECT customer_id, date_diff('day', max(CAST("timestamp" AS DATE)) FILTER (WHERE amount > 0),
+                     {day}) AS recency_days, count(*) FILTER (WHERE amount > 0) AS n_purchases,
+                     sum(amount) AS net_spend
+              FROM read_parquet('{paths["transactions"]}') WHERE "timestamp" < {day} + INTERVAL 1 DAY
+              GROUP BY customer_id"""
+    age = f"date_diff('day', CAST(\"timestamp\" AS DATE), {day})"
+    visit = "event_type IN ('visit', 'page_view', 'app_session', 'cart_add')"
+    events = f"""SELECT customer_id, min({age}) FILTER (WHERE {visit}) AS days_since_last_visit,
+                        count(*) FILTER (WHERE {age} < 30) AS events_30d,
+                        count(*) FILTER (WHERE {age} < 90) AS events_90d,
+                        count(*) FILTER (WHERE {visit} AND {age} < 30) AS visits_30d,
+                        count(*) FILTER (WHERE {visit} AND {age} < 90) AS visits_90d,
+                        count(*) FILTER (WHERE event_type = 'email_open') AS email_opens,
+                        count(*) FILTER (WHERE event_type = 'email_click') AS email_clicks,
+                        sum(duration_seconds) FILTER (WHERE {age} < 90) AS seconds_90d
+                 FROM read_parquet('{paths["events"]}') WHERE "timestamp" < {day} + INTERVAL 1 DAY
+                 GROUP BY customer_id"""
+    con = duckdb.connect()
+    return len(con.execute(rfm).df()) + len(con.execute(events).df())
+
+
+def measure(what: str, paths: dict[str, Path], as_of: str) -> dict:
+    """One measurement in this process: seconds (imports done first), rows out and peak RSS."""
+    import duckdb  # noqa: F401
+    import pandas  # noqa: F401
+
+    from churnguard.config import load_config
+    from churnguard.dataset import load_tables
+    from churnguard.features import build_features
+
+    config = load_config()
+    start = time.perf_counter()
+    if what == "duckdb":
+        rows = _duckdb(paths, as_of)
+    else:
+        tables = load_tables(paths["transactions"], None, paths["customers"], config=config.data,
+                             events=paths["events"] if what == "events" else None)
+        rows = len(build_features(tables, as_of, config.features))
+    return {"what": what, "seconds": time.perf_counter() - start, "rows": rows,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--as-of", default="2025-12-31")
+    parser.add_argument("--measure", choices=list(LABELS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    paths = ensure_events_data(args.customers, args.seed)
+    if args.measure:
+        print(json.dumps(measure(args.measure, paths, args.as_of)))
+        return
+    meta = json.loads((paths["events"].parent / "meta.json").read_text())
+    print(f"{meta['customers']:,} customers, {meta['transactions']:,} transactions, {meta['events']:,} events; "
+          f"Parquet {sum(p.stat().st_size for p in paths.values()) / 2**20:,.0f} MB", flush=True)
+    results = {}
+    for what in ("duckdb", "purchases", "events"):
+        out = subprocess.run([sys.executable, __file__, "--customers", str(args.customers), "--seed",
+                              str(args.seed), "--as-of", args.as_of, "--measure", what],
+                             capture_output=True, text=True, check=False)
+        if out.returncode:
+            sys.exit(f"{what} failed:\n{out.stderr[-3000:]}")
+        results[what] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[what]
+        print(f"{LABELS[what]}: {r['seconds']:.2f} s, {r['seconds'] / results['duckdb']['seconds']:.1f}x DuckDB, "
+              f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
+    extra = results["events"]["seconds"] - results["purchases"]["seconds"]
+    print(f"the events add {extra:.2f} s ({extra / meta['events'] * 1e9:.0f} ns per event)")
+
+
+if __name__ == "__main__":
+    main()
