@@ -559,7 +559,7 @@ def score(
     if is_url(out):
         return _score_into_db(run, loaded, out, if_exists=if_exists, psi_threshold=psi_threshold)
     _score_into_files(run, loaded, rules, budget, out, rejects, psi_threshold=psi_threshold, source=transactions,
-                      config=config, measured=(measured, readout))
+                      config=config, measured=measured)
 
 
 def _score_setup(playbook: Path | None, config: Path | None, model: Path, readout, *tables):
@@ -588,10 +588,8 @@ def _measured_rates(readout):
     scoring."""
     from churnguard.reporting.monitoring import load_readout, measured_success_rates
 
-    measured = measured_success_rates(_run(load_readout, readout))
-    rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none"
-    _say(f"success rates measured by {readout}: {rates}"
-         + "".join(f"\n  {a}: the playbook's; {why}" for a, why in sorted(measured.not_used.items())))
+    measured = measured_success_rates(_run(load_readout, readout), str(readout))
+    _say("\n".join(measured.lines()))
     return measured
 
 
@@ -604,7 +602,7 @@ def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
-                      source, config: Path | None, measured: tuple = (None, None)) -> None:
+                      source, config: Path | None, measured=None) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io import replaced_together
     from churnguard.dataset import write_rejects
@@ -617,7 +615,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
-                            config, *measured)
+                            config, measured)
         said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
     _say(said[0])
     _say(_naming(said[1], staged, finals), warn=True)

@@ -445,12 +445,20 @@ class MeasuredRates:
 
     rates: dict[str, float]
     not_used: dict[str, str]
+    source: str = "the read-out"
+
+    def lines(self) -> list[str]:
+        """The rates in words: which actions got a measured rate, then each one that keeps the playbook's
+        and why."""
+        rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(self.rates.items())) or "none it could judge"
+        return [f"success rates measured by campaign-readout ({self.source}): {rates}",
+                *(f"  {a}: the playbook's; {why}" for a, why in sorted(self.not_used.items()))]
 
 
-def measured_success_rates(readout: pd.DataFrame) -> MeasuredRates:
-    """Each action's ``observed_success_rate`` from a read-out, where it can be trusted: the outcome window was
-    complete and both groups had enough customers (the read-out's ``window_complete`` and ``small_group``); the
-    other actions are listed with the read-out's note."""
+def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out") -> MeasuredRates:
+    """Each action's ``observed_success_rate`` from a read-out (read from ``source``), where it can be trusted:
+    the outcome window was complete and both groups had enough customers (the read-out's ``window_complete``
+    and ``small_group``); the other actions are listed with the read-out's note."""
     rates, not_used = {}, {}
     for row in readout.to_dict("records"):
         action, rate = str(row["action"]), row.get("observed_success_rate")
@@ -462,7 +470,7 @@ def measured_success_rates(readout: pd.DataFrame) -> MeasuredRates:
             not_used[action] = "no success rate (the control group kept everyone)"
         else:
             rates[action] = float(rate)
-    return MeasuredRates(rates, not_used)
+    return MeasuredRates(rates, not_used, source)
 
 
 def _truthy(value: object) -> bool:

@@ -36,7 +36,6 @@ class Campaign:
     transactions: str | Path = "<transactions>"
     config: str | Path | None = None  # the config that read the files, when one was given
     measured: MeasuredRates | None = None  # success rates a campaign read-out measured (in the playbook already)
-    readout: str | Path | None = None  # where they come from
 
 
 def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
@@ -84,9 +83,7 @@ def _rates_source(campaign: Campaign) -> list[str]:
     measured = campaign.measured
     if measured is None:
         return ["  success rates: the playbook's; --readout R takes those campaign-readout measured"]
-    lines = [f"  success rates measured by campaign-readout ({campaign.readout}): "
-             + (", ".join(f"{a} {r:.0%}" for a, r in sorted(measured.rates.items())) or "none it could judge")]
-    lines += [f"    {a}: the playbook's; {why}" for a, why in sorted(measured.not_used.items())]
+    lines = [f"  {line}" for line in measured.lines()]
     known = {r.name for r in campaign.playbook.actions}
     others = sorted(known - set(measured.rates) - set(measured.not_used))
     if others:
