@@ -220,6 +220,7 @@ def test_server_rejects_bad_requests(server):
     (lambda c: c["transactions"][0].update(amount=1e308), "amount"),
     (lambda c: c["transactions"][0].update(quantity=1e300), "quantity"),
     (lambda c: c["transactions"][0].update(timestamp="3000-01-01T00:00:00"), "timestamp"),
+    (lambda c: c["transactions"][0].update(timestamp="0001-01-01T00:00:00+00:01"), "timestamp"),  # UTC: year 0
     (lambda c: c["attributes"].update(loyalty_points="Infinity"), "loyalty_points"),
 ])
 def test_server_refuses_numbers_and_dates_no_file_would_pass(server, change, field):

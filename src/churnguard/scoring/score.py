@@ -460,7 +460,7 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
     scored |= {"selected": selected, "control_group": control}
     columns = {c: scored[c].tolist() for c in output_columns(model) if c in scored}
     probabilities = [c for c in columns if c.startswith("churn_probability")]
-    out, i, reason = [], 0, no_activity_reason(as_of)
+    out, i, reason = [], 0, None if known.all() else no_activity_reason(as_of)
     for customer, kept in zip(customers, known.tolist(), strict=True):
         if not kept:
             out.append({"customer_id": customer.customer_id, "reason": reason})

@@ -77,7 +77,11 @@ class _Body(BaseModel):
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
 # event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
-    value = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if value.tzinfo is not None:
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01 or 9999-12-31 moved out of datetime's range
+            value = datetime.min
     if not _FIRST_DAY <= value.date() <= _LAST_DAY:
         raise ValueError("dates must lie within the years 1678-2261")
     return value
@@ -249,9 +253,12 @@ class _Batcher:
     most ``INLINE_CUSTOMERS`` customers is scored on the loop itself, which holds it for a few milliseconds only. A batch is
     one :func:`churnguard.scoring.score_records` call per ``as_of``, each request handed its own rows. Each
     customer is scored on its own data, so an answer never depends on which requests shared its batch. Should a
-    batch fail, each of its requests is scored alone, so only a failing one fails. A request whose client has
-    gone (its future cancelled) is dropped before its batch starts. At most ``max_queued`` customers wait: a
-    request beyond that is refused (``score`` returns None) and the client is asked to retry.
+    batch fail, each of its requests is scored alone, so only a failing one fails. A request that queues while a
+    batch is scored in the thread (it may wait long) is watched for its client leaving, and dropped before its
+    batch starts if it has (its future cancelled); one that queues otherwise is scored within a loop round or
+    two, so watching it would cost more than it saves. After a batch, its answers go out before the next batch
+    starts. At most ``max_queued`` customers wait: a request beyond that is refused (``score`` returns None)
+    and the client is asked to retry.
     """
 
     def __init__(self, state: Any, executor: Any, max_queued: int) -> None:
@@ -259,6 +266,7 @@ class _Batcher:
         self.pending: list[tuple[list[CustomerRecords], date, asyncio.Future]] = []
         self.queued = 0
         self.busy = False
+        self.threaded = False  # a batch is being scored in the worker thread
 
     async def score(self, customers: list[CustomerRecords], as_of: date, receive=None) -> list[dict] | None:
         """The result rows of ``customers``, or None when the queue is full. With the request's ASGI
@@ -272,7 +280,7 @@ class _Batcher:
         if not self.busy:
             self.busy = True
             loop.call_soon(self._flush, loop)  # after the bodies read in this round
-        watcher = None if receive is None else asyncio.ensure_future(receive())
+        watcher = asyncio.ensure_future(receive()) if receive is not None and self.threaded else None
         if watcher is not None:
             watcher.add_done_callback(lambda w: w.cancelled() or w.exception() is not None
                                       or w.result()["type"] != "http.disconnect" or future.cancel())
@@ -293,15 +301,17 @@ class _Batcher:
             work.set_result(self._score_batch(jobs))
             loop.call_soon(self._finish, loop, batch, work)  # answers go out, then the next batch forms
             return
+        self.threaded = True
         work = loop.run_in_executor(self.executor, self._score_batch, jobs)
         work.add_done_callback(lambda done: self._finish(loop, batch, done))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, done: asyncio.Future) -> None:
+        self.threaded = False
         results = done.result() if done.exception() is None else [done.exception()] * len(batch)
         for (_, _, future), result in zip(batch, results, strict=True):
             if not future.done():
                 (future.set_exception if isinstance(result, BaseException) else future.set_result)(result)
-        self._flush(loop)  # the requests queued while this batch ran
+        loop.call_soon(self._flush, loop)  # after the answers go out: the requests queued meanwhile
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
         if getattr(self.state, "uplift", None) is not None:
