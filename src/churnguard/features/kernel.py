@@ -63,6 +63,10 @@ KNOWN_ATTRIBUTES = frozenset({"customer_id", "signup_date", "loyalty_member", "l
 WEEK_DAYS = 7.0  # BG/NBD runs in weeks
 _HOUR = np.timedelta64(1, "h")
 _FEW = 64  # up to this many values, attributes are converted one by one instead of through pandas
+# the common datetime64 units finer than a day -> ticks per day (day_numbers' divisor, worked out once)
+_PER_DAY = {np.dtype(f"datetime64[{unit}]"): np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
+            for unit in ("s", "ms", "us", "ns")}
+_FEW_VALUES = 256  # up to this many values, _runs steps through each run on plain floats
 
 
 
@@ -72,10 +76,12 @@ _FEW = 64  # up to this many values, attributes are converted one by one instead
 def day_numbers(times: np.ndarray) -> np.ndarray:
     """Calendar day of each timestamp (days since 1970-01-01, rounded down like ``Series.dt.normalize``)."""
     times = np.asarray(times)
-    unit, _ = np.datetime_data(times.dtype)
-    if times.ndim == 0 or unit in ("D", "W", "M", "Y", "generic"):
-        return times.astype("datetime64[D]").astype("int64")
-    per_day = np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
+    per_day = _PER_DAY.get(times.dtype) if times.ndim else None
+    if per_day is None:
+        unit, _ = np.datetime_data(times.dtype)
+        if times.ndim == 0 or unit in ("D", "W", "M", "Y", "generic"):
+            return times.astype("datetime64[D]").astype("int64")
+        per_day = np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
     return times.view("int64") // per_day  # floor division: rounds down before 1970 too
 
 
@@ -146,7 +152,16 @@ def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tu
     """A sequential two-value update ``step`` over each run ``values[starts[i] : starts[i] + sizes[i]]`` in row
     order, vectorised across runs: the k-th update of every run longer than k in one step. Once a single run
     is left, its remaining steps run on plain floats (the same IEEE arithmetic without the cost of arrays), so
-    one long history costs little. Returns the two state arrays, one entry per run in the runs' order."""
+    one long history costs little; so do a few short ones (up to ``_FEW_VALUES`` values: every run on plain
+    floats). Returns the two state arrays, one entry per run in the runs' order."""
+    if len(values) <= _FEW_VALUES:
+        state = [np.zeros(len(sizes)), np.zeros(len(sizes))]
+        for i, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True)):
+            a, b = 0.0, 0.0
+            for j, val in enumerate(values[start : start + size].tolist()):
+                a, b = step(a, b, val, j)
+            state[0][i], state[1][i] = a, b
+        return state[0], state[1]
     order = np.argsort(-sizes, kind="stable")
     first, n = starts[order], sizes[order]
     state = [np.zeros(len(n)), np.zeros(len(n))]
