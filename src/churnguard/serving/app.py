@@ -684,6 +684,6 @@ def app_from_env() -> FastAPI:
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
     pages = PageSources.parse(files) if files["scores"] else None
     return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=1000, pages=pages,
+                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=100, pages=pages,
                       uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
 
