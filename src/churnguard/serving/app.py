@@ -270,7 +270,8 @@ class _Batcher:
 
     async def score(self, customers: list[CustomerRecords], as_of: date, receive=None) -> list[dict] | None:
         """The result rows of ``customers``, or None when the queue is full. With the request's ASGI
-        ``receive``, the work is dropped when the client disconnects first (CancelledError)."""
+        ``receive``, the work is dropped when the client disconnects while it waits behind a batch scored in
+        the thread (CancelledError)."""
         if self.queued + len(customers) > self.max_queued:
             return None
         loop = asyncio.get_running_loop()
@@ -438,7 +439,7 @@ class _App(FastAPI):
     ``max_body_bytes`` gets 413, whether its length is declared or it is streamed; a body not complete within
     ``body_timeout`` seconds gets 408. ``/predict`` is answered here by ``_predict``, as its route does,
     without FastAPI's layers (they cost more CPU than validating the body), and its work is dropped when the
-    client disconnects first; an unexpected error gets the app's 500. Every other request, and the lifespan,
+    client disconnects while it waits (see ``_Batcher``); an unexpected error gets the app's 500. Every other request, and the lifespan,
     goes through FastAPI. With ``reconnect_every`` set, every that many responses of this process one asks
     its client to reconnect (``Connection: close``): worker processes share one listening socket, so
     keep-alive connections opened together often land on one worker, and a client that reconnects is taken by
