@@ -191,33 +191,32 @@ def _poisson_days(rng, customers: int, start: str, days: int, season) -> tuple[n
 
 def test_the_intensity_power_is_the_ratio_of_the_seasons_and_reads_no_day_after_today():
     # 13 months of 4,000 customers whose rate doubles in December (2.0 against 1.0 in other months). Today is
-    # 2024-12-31, the horizon 30 days: today's window a year earlier is January 2024 (1.0); the calibration
-    # snapshot nearest today's time of year is 2024-12-01, whose window is December (2.0): power about 1/2.
+    # 2024-12-31, the horizon 30 days: today's window a year earlier is January 2024 (1.0); with less than a
+    # year of snapshots the reference is the newest, 2024-12-01, whose window is December (2.0): power 1/2.
     cust, day = _poisson_days(np.random.default_rng(3), 4000, "2024-01-01", 396,
                               lambda m: 2.0 if m == 12 else 1.0)
-    today, first = pd.Timestamp("2024-12-31"), pd.Timestamp("2024-01-01")
-    snapshots = tuple(pd.Timestamp(d) for d in ("2024-09-02", "2024-10-02", "2024-11-01", "2024-12-01"))
-    found = intensity_power(PurchaseDays.of(cust, day, today), today, 30, snapshots, first)
-    assert (found.reference, found.window_start) == (pd.Timestamp("2024-12-01"), pd.Timestamp("2023-12-31"))
+    today, first, newest = pd.Timestamp("2024-12-31"), pd.Timestamp("2024-01-01"), (pd.Timestamp("2024-12-01"),)
+    found = intensity_power(PurchaseDays.of(cust, day, today), today, 30, newest, first)
+    assert (found.reference, found.window_start) == (newest[0], pd.Timestamp("2023-12-31"))
     assert found.power == pytest.approx(0.5, abs=0.06)
     # The purchases after today (January 2025 here) change nothing.
     before = day <= _days("2024-12-31")
-    assert intensity_power(PurchaseDays.of(cust[before], day[before], today), today, 30, snapshots, first) == found
+    assert intensity_power(PurchaseDays.of(cust[before], day[before], today), today, 30, newest, first) == found
     # Data from 2024-01-03 on: the window a year earlier starts before it: no correction.
-    assert intensity_power(PurchaseDays.of(cust, day, today), today, 30, snapshots,
-                           pd.Timestamp("2024-01-03")) is None
+    assert intensity_power(PurchaseDays.of(cust, day, today), today, 30, newest, pd.Timestamp("2024-01-03")) is None
     # A snapshot on today's date a year earlier is the reference: the same window, no change.
-    with_season = (pd.Timestamp("2023-12-31"), *snapshots)
+    season = (pd.Timestamp("2023-11-20"), pd.Timestamp("2023-12-31"))
     cust, day = _poisson_days(np.random.default_rng(4), 500, "2023-06-01", 600, lambda m: 1.0)
-    assert intensity_power(PurchaseDays.of(cust, day, today), today, 30, with_season,
-                           pd.Timestamp("2023-06-01")).power == 1.0
+    same = intensity_power(PurchaseDays.of(cust, day, today), today, 30, season, pd.Timestamp("2023-06-01"))
+    assert (same.reference, same.power) == (pd.Timestamp("2023-12-31"), 1.0)
 
 
-def test_the_reference_is_the_snapshot_nearest_todays_time_of_year():
-    days = tuple(pd.Timestamp(d) for d in ("2023-12-20", "2024-06-01", "2024-12-01"))
-    assert reference_day(pd.Timestamp("2024-12-31"), days) == pd.Timestamp("2023-12-20")  # 11 days off a year
-    assert reference_day(pd.Timestamp("2024-12-08"), days) == pd.Timestamp("2024-12-01")  # 7 days against 11
-    assert reference_day(pd.Timestamp("2024-12-11"), days[1:]) == pd.Timestamp("2024-12-01")
+def test_the_reference_is_the_snapshot_nearest_todays_date_in_an_earlier_year():
+    days = tuple(pd.Timestamp(d) for d in ("2023-11-20", "2024-01-05", "2024-06-01"))
+    assert reference_day(pd.Timestamp("2024-12-31"), days) == pd.Timestamp("2024-01-05")  # 5 days off 2023-12-31
+    assert reference_day(pd.Timestamp("2024-12-10"), days) == pd.Timestamp("2023-11-20")  # 20 days off 2023-12-10
+    assert reference_day(pd.Timestamp("2025-01-04"), days) == pd.Timestamp("2024-01-05")  # 1 day, not 410
+    assert reference_day(pd.Timestamp("2024-12-31"), days[2:]) == pd.Timestamp("2024-06-01")  # the only one
 
 
 def test_the_local_purchase_days_hold_nothing_after_the_day_asked_for(config):

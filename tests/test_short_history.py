@@ -146,7 +146,8 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     card = client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))
     assert "## Scorecard (cross-validation grouped by customer, on 2024-07-02)" in Path(card).read_text()
     # No later period to choose a level correction on: none, and the card and the screen say why; the
-    # intensity correction (its window a year earlier, from 2023-12-31, is in the data) is named, not applied.
+    # intensity correction (its window a year earlier, from 2023-12-31, is in the data; the reference is the
+    # newest snapshot, with less than a year of them) is named, not applied.
     assert run.data.params["level_correction"] == "none"
     assert info.summary["level_shift"] == 0.0
     assert info.summary["level_power"] == 1.0

@@ -15,8 +15,9 @@ A correction forecasts the offset at today from the snapshots' offsets (:func:`l
   period of the year as the model sees it; only when the snapshots reach back a year.
 
 * ``intensity``: the purchase intensity of today's outcome window, forecast by the same calendar window one
-  year earlier, relative to that of the outcome window of the calibration snapshot nearest today's time of
-  year (:func:`intensity_power`). Under a Poisson view ``P(no purchase) = exp(-rate * h)``, so a probability
+  year earlier, relative to that of the outcome window whose level the calibration ties to today: the
+  snapshot nearest today's date in an earlier year, or with less than a year of snapshots the newest one
+  (:func:`intensity_power`). Under a Poisson view ``P(no purchase) = exp(-rate * h)``, so a probability
   learned at intensity ``s_ref`` is ``p ** (s_today / s_ref)`` at ``s_today``; applied as the calibrator's
   ``power``. The intensity of a window is the mean ``mu`` of a zero-truncated Poisson fitted to the number of
   purchase days of each customer who bought in it (:meth:`PurchaseDays.intensity`): it needs no count of the
@@ -163,19 +164,18 @@ class Intensity:
 
 
 def reference_day(today: pd.Timestamp, days: tuple[pd.Timestamp, ...]) -> pd.Timestamp:
-    """The snapshot of ``days`` nearest ``today``'s date in its own or an earlier year (the newest of equals):
-    the one whose outcome window's churn level the calibration ties to today's time of year."""
+    """The day of ``days`` nearest ``today``'s date in an earlier year (the newer of two as near)."""
     def distance(day: pd.Timestamp) -> int:
-        years = max(round((today - day).days / YEAR_DAYS), 0)
-        return min(abs((today - pd.DateOffset(years=k) - day).days) for k in {max(years - 1, 0), years, years + 1})
+        years = max(round((today - day).days / YEAR_DAYS), 1)
+        return min(abs((today - pd.DateOffset(years=k) - day).days) for k in {max(years - 1, 1), years, years + 1})
 
     return min(days, key=lambda d: (distance(d), -d.value))
 
 
 def intensity_power(purchases: PurchaseDays, today: pd.Timestamp, horizon: int, days: tuple[pd.Timestamp, ...],
                     first_day: pd.Timestamp, measured: bool = False) -> Intensity | None:
-    """The ``intensity`` correction at ``today`` for the calibration snapshots ``days`` (see the module
-    docstring): None when the window a year before today's outcome window starts before ``first_day`` (or
+    """The ``intensity`` correction at ``today`` relative to the snapshot of ``days`` nearest today's date in
+    an earlier year (:func:`reference_day`; see the module docstring): None when the window a year before today's outcome window starts before ``first_day`` (or
     ``measured``: the outcome window after ``today`` itself, which ``purchases`` must hold) or an intensity
     cannot be measured."""
     start = today if measured else today - pd.DateOffset(years=1)

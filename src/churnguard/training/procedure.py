@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
            "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
            "fit_procedure", "fit_rounds", "grouped_cv", "judge", "level_calibrator", "new_model", "plan_intensity",
-           "plan_training", "refit", "run_backtest", "season_days", "with_level"]
+           "plan_training", "refit", "run_backtest", "season_days", "season_snapshots", "with_level"]
 
 CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration (and of tuning without a later snapshot)
 CV_FOLDS = 5  # customer groups of the grouped cross-validation that scores a model without a backtest
@@ -200,16 +200,18 @@ def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
 
 def plan_intensity(source: Any, plan: Plan, measured: bool = False, horizon: int | None = None
                    ) -> Intensity | None:
-    """The ``intensity`` correction of ``plan`` at ``horizon`` (default: the plan's) on the calibration days
+    """The ``intensity`` correction of ``plan`` at ``horizon`` (default: the plan's)
     (:func:`~churnguard.training.level.intensity_power`, on the purchase days up to ``plan.today``; with
-    ``measured``, up to the end of the outcome window after it, which it then reads); None when ``source``
-    gives no purchase days or the data does not allow it."""
+    ``measured``, up to the end of the outcome window after it, which it then reads), relative to the
+    snapshots at today's time of year (:func:`season_snapshots`), else to the newest one: the level the
+    calibration ties to today. None when ``source`` gives no purchase days or the data does not allow it."""
     purchases = getattr(source, "purchase_days", None)
     if purchases is None or plan.first_day is None:
         return None
     h = plan.horizon if horizon is None else horizon
     last = plan.today + pd.Timedelta(days=h) if measured else plan.today
-    return intensity_power(purchases(last), plan.today, h, calibration_days(plan), plan.first_day, measured)
+    days = season_snapshots(plan) or (plan.tune_day,)
+    return intensity_power(purchases(last), plan.today, h, days, plan.first_day, measured)
 
 
 def level_calibrator(calibrator: Calibrator, fit: Fit, level: str) -> Calibrator:
@@ -244,14 +246,19 @@ def customer_groups(frame: pd.DataFrame, folds: int) -> np.ndarray:
 
 
 def calibration_days(plan: Plan) -> tuple[pd.Timestamp, ...]:
-    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier;
-    every snapshot when none is (less than a year of them)."""
+    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier
+    (:func:`season_snapshots`); every snapshot when none is (less than a year of them)."""
+    return season_snapshots(plan) or plan.snapshots
+
+
+def season_snapshots(plan: Plan) -> tuple[pd.Timestamp, ...]:
+    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier."""
     def in_season(day: pd.Timestamp) -> bool:
         gap = (plan.today - day).days
         years = round(gap / 365.25)
         return years >= 1 and abs(gap - years * 365.25) <= SEASON_DAYS
 
-    return tuple(d for d in plan.snapshots if in_season(d)) or plan.snapshots
+    return tuple(d for d in plan.snapshots if in_season(d))
 
 
 def crossfit_scores(frame: pd.DataFrame, days: tuple[pd.Timestamp, ...], tuned: ChurnModel, mc: ModelConfig,
