@@ -152,7 +152,8 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert info.summary["level_shift"] == 0.0
     assert info.summary["level_power"] == 1.0
     found = info.summary["level_intensity"]
-    assert found["window_start"] == "2023-12-31" and found["reference_snapshot"] == "2024-07-02"
+    assert found["window_start"] == "2023-12-31"
+    assert found["reference_snapshot"] == "2024-07-02"
     said = ("level_correction: none (no backtest to choose one on: the churn level of the period after "
             f"2024-12-31 is the calibration's; the intensity correction, a power of {found['power']:.3f} (")
     assert f"- {said}" in Path(card).read_text()
