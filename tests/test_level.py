@@ -179,6 +179,24 @@ def test_the_intensity_of_a_window_is_the_zero_truncated_poisson_mean_of_its_buy
     assert mu == pytest.approx(1.5936, abs=1e-4)
     assert np.isnan(purchases.intensity(pd.Timestamp("2024-02-10"), 15))  # nobody bought there
     assert np.isnan(purchases.intensity(pd.Timestamp("2024-02-10"), 60))  # ends after the last day
+    # Among customer 1 only: one purchase day each, nobody bought twice: no intensity to read.
+    assert np.isnan(purchases.intensity(pd.Timestamp("2024-01-01"), 30, among=np.array([1])))
+
+
+def test_paired_intensities_compare_the_same_customers_in_both_windows():
+    # 200 regular customers buy on every 2nd day in both Januaries (15 purchase days in 30); in the second
+    # year 300 newcomers also buy, once each. Over every buyer the second January looks far less intense; over
+    # the 200 who bought in both it is the same: ratio 1.
+    regular = [(c, d) for c in range(200) for d in range(1, 31, 2)]
+    january = [(c, d + 366) for c, d in regular] + [(200 + c, 366 + 1 + c % 30) for c in range(300)]
+    cust, day = np.array([c for c, _ in regular + january]), np.array([d for _, d in regular + january])
+    first, second = pd.Timestamp("2023-12-31"), pd.Timestamp("2024-12-31")
+    purchases = PurchaseDays.of(cust, day + _days("2023-12-31"), pd.Timestamp("2025-03-01"))
+    assert purchases.intensity(second, 30) < 0.5 * purchases.intensity(first, 30)
+    a, b = purchases.paired_intensities(second, first, 30)
+    assert a == b == pytest.approx(purchases.intensity(first, 30))
+    assert np.isnan(PurchaseDays.of(cust[:100], day[:100], pd.Timestamp("2025-03-01")).paired_intensities(
+        second, first, 30)[0])  # fewer than MIN_PAIRED customers in both
 
 
 def _poisson_days(rng, customers: int, start: str, days: int, season) -> tuple[np.ndarray, np.ndarray]:

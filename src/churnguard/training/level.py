@@ -22,7 +22,9 @@ A correction forecasts the offset at today from the snapshots' offsets (:func:`l
   ``power``. The intensity of a window is the mean ``mu`` of a zero-truncated Poisson fitted to the number of
   purchase days of each customer who bought in it (:meth:`PurchaseDays.intensity`): it needs no count of the
   customers who could have bought, so windows at the very start of the data are measured as well as later
-  ones. Only when the window a year earlier lies in the data; it is 1 (no change) when the reference
+  ones. The two windows are compared on the customers who bought in both
+  (:meth:`PurchaseDays.paired_intensities`), so the ratio is the change in intensity, not in who the
+  customers are. Only when the window a year earlier lies in the data; it is 1 (no change) when the reference
   snapshot is that window's own day (a history of a year and more).
 
 The backtest chooses one (:func:`choose_level`): the one with the lowest ECE on its scored day, ``none``
@@ -44,10 +46,11 @@ import pandas as pd
 from churnguard.model._modelcore import Calibrator, logit
 from churnguard.training.evaluation import expected_calibration_error
 
-__all__ = ["LEVELS", "YEAR_DAYS", "Intensity", "PurchaseDays", "apply_level", "choose_level", "intensity_power",
+__all__ = ["LEVELS", "MIN_PAIRED", "YEAR_DAYS", "Intensity", "PurchaseDays", "apply_level", "choose_level", "intensity_power",
            "level_candidates", "level_offset", "reference_day", "snapshot_offsets"]
 
 LEVELS = ("none", "newest", "trend", "season", "intensity")
+MIN_PAIRED = 30  # customers who bought in both windows, below which their intensities are not compared
 YEAR_DAYS = 365.25
 
 
@@ -126,28 +129,46 @@ class PurchaseDays:
                                     np.asarray(day, dtype="int64")[keep]]), axis=1)
         return cls(pairs[0], pairs[1], last)
 
-    def intensity(self, start: pd.Timestamp, days: int) -> float:
+    def buyers(self, start: pd.Timestamp, days: int) -> tuple[np.ndarray, np.ndarray]:
+        """The customers who bought in the window ``(start, start + days]`` and their numbers of purchase days
+        there (customers in increasing order)."""
+        lo = _day_number(start)
+        inside = (self.day > lo) & (self.day <= lo + days)
+        return np.unique(self.customer[inside], return_counts=True)
+
+    def intensity(self, start: pd.Timestamp, days: int, among: np.ndarray | None = None) -> float:
         """The purchase intensity of the window ``(start, start + days]``: the mean ``mu`` of purchase days per
-        customer that a zero-truncated Poisson gives for the mean among the customers who bought in it
-        (``mu / (1 - exp(-mu))``); nan when no customer bought twice there or the window ends after ``last``."""
+        customer that a zero-truncated Poisson gives for their mean among the customers who bought in it
+        (``mu / (1 - exp(-mu))``), only those of ``among`` when given; nan when none bought twice there or
+        the window ends after ``last``."""
         from scipy.optimize import brentq
 
-        lo = _day_number(start)
         if start + pd.Timedelta(days=days) > self.last:
             return float("nan")
-        inside = (self.day > lo) & (self.day <= lo + days)
-        buyers = len(np.unique(self.customer[inside]))
-        mean = np.count_nonzero(inside) / buyers if buyers else 1.0
+        customers, counts = self.buyers(start, days)
+        if among is not None:
+            counts = counts[np.isin(customers, among)]
+        mean = counts.mean() if len(counts) else 1.0
         if mean <= 1.0:
             return float("nan")
         return float(brentq(lambda mu: mu / -np.expm1(-mu) - mean, 1e-9, 1e4, xtol=1e-12))
+
+    def paired_intensities(self, first: pd.Timestamp, second: pd.Timestamp, days: int) -> tuple[float, float]:
+        """:meth:`intensity` of the windows of ``days`` after ``first`` and after ``second``, each among the
+        customers who bought in both: the same customers, so their ratio is the change in intensity between
+        the two periods, not in who the customers are (a shop a year older holds more regular buyers)."""
+        both = np.intersect1d(self.buyers(first, days)[0], self.buyers(second, days)[0])
+        if len(both) < MIN_PAIRED:
+            return float("nan"), float("nan")
+        return self.intensity(first, days, both), self.intensity(second, days, both)
 
 
 @dataclass(frozen=True)
 class Intensity:
     """The ``intensity`` correction at ``today``: ``power`` = ``today_rate / reference_rate``, the intensity
-    (:meth:`PurchaseDays.intensity`) of the outcome window of ``window_start`` (today's a year earlier, or
-    the scored day's own when it is ``measured``) over that of the ``reference`` snapshot's."""
+    (:meth:`PurchaseDays.paired_intensities`) of the outcome window of ``window_start`` (today's a year
+    earlier, or the scored day's own when it is ``measured``) over that of the ``reference`` snapshot's, on
+    the customers who bought in both."""
 
     power: float
     window_start: pd.Timestamp
@@ -175,14 +196,14 @@ def reference_day(today: pd.Timestamp, days: tuple[pd.Timestamp, ...]) -> pd.Tim
 def intensity_power(purchases: PurchaseDays, today: pd.Timestamp, horizon: int, days: tuple[pd.Timestamp, ...],
                     first_day: pd.Timestamp, measured: bool = False) -> Intensity | None:
     """The ``intensity`` correction at ``today`` relative to the snapshot of ``days`` nearest today's date in
-    an earlier year (:func:`reference_day`; see the module docstring): None when the window a year before today's outcome window starts before ``first_day`` (or
-    ``measured``: the outcome window after ``today`` itself, which ``purchases`` must hold) or an intensity
-    cannot be measured."""
+    an earlier year (:func:`reference_day`; see the module docstring). None when the window a year before
+    today's outcome window (with ``measured``, the outcome window itself, which ``purchases`` must then hold)
+    starts before ``first_day`` or ends after ``purchases.last``, or the intensities cannot be compared."""
     start = today if measured else today - pd.DateOffset(years=1)
     if start < first_day.normalize() - pd.Timedelta(days=1) or start + pd.Timedelta(days=horizon) > purchases.last:
         return None
     reference = reference_day(today, days)
-    window, ref = purchases.intensity(start, horizon), purchases.intensity(reference, horizon)
+    window, ref = purchases.paired_intensities(start, reference, horizon)
     if not (np.isfinite(window) and np.isfinite(ref)):
         return None
     power = 1.0 if reference == start else window / ref
