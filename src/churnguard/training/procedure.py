@@ -19,7 +19,8 @@ with the days on T's date in earlier years among them (:func:`season_days`).
   and where the source gives the purchase days (``purchase_days``) the purchase intensity of T's outcome
   window a year earlier gives the ``intensity`` correction (``Fit.intensity``).
   The backtest chooses the correction (:func:`run_backtest`) and the deployed model applies it
-  (:func:`with_level`): a shift of the calibrated log-odds, which keeps the order of the customers.
+  (:func:`with_level`): a shift of the calibrated log-odds or a power of the probability, either of which
+  keeps the order of the customers.
 * Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
   to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard, with
   the level correction that scores best there (none unless one improves the ECE).

@@ -376,8 +376,9 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
 
 def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
     """The summary's facts of the level correction: ``level_correction`` (the one the backtest chose),
-    ``level_shift`` (its shift of the deployed model's log-odds), each correction's shift at today and ECE on
-    the backtest, and each snapshot's churn rate and level (log-odds offset from the calibration)."""
+    ``level_shift`` and ``level_power`` (what it does to the deployed model's calibrated probabilities), each
+    correction's shift at today and ECE on the backtest, the ``intensity`` correction's windows at today and
+    on the backtest (empty without), and each snapshot's level (log-odds offset from the calibration)."""
     offsets, applied = fit.offsets, level_calibrator(fit.model.calibrator_, fit, backtest.level)
     return {"level_correction": backtest.level, "level_shift": applied.shift, "level_power": applied.power,
             "level_candidates": dict(fit.levels), "level_backtest_ece": dict(backtest.level_ece),
