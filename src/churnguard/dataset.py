@@ -53,6 +53,8 @@ from churnguard._io import (
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
@@ -110,6 +112,9 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 }
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id", "action",
          "campaign_id"}
+# Text columns read from Parquet as categoricals (one code per row, each distinct value checked once): the
+# events table's, many rows over few distinct values.
+_CODED = {"events": ("customer_id", "event_type", "channel", "session_id")}
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
@@ -407,6 +412,29 @@ def text_cells(raw: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(text), index=raw.index, name=raw.name)
 
 
+def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn(raw)``; of a categorical, ``fn`` of its distinct values only, as a categorical again (values that
+    ``fn`` makes equal share one category; a value it makes missing is missing)."""
+    if not isinstance(raw.dtype, pd.CategoricalDtype):
+        return fn(raw)
+    codes, levels = pd.factorize(fn(pd.Series(raw.cat.categories)))
+    at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
+    return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
+                     index=raw.index, name=raw.name)
+
+
+def _ids_text(raw: pd.Series) -> pd.Series:
+    return _whole_numbers(raw) if _is_text(raw) else id_text(raw)
+
+
+def _as_str(raw: pd.Series) -> pd.Series:
+    return raw.astype("str")
+
+
+def _lower(raw: pd.Series) -> pd.Series:
+    return raw.str.lower()
+
+
 def _is_text(raw: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)
 
@@ -616,8 +644,8 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
         raw = df[column]
         if column not in _CHECKED:
             continue
-        if _is_text(raw):
-            raw = text_cells(raw)
+        if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
+            raw = _each_distinct(raw, text_cells)
         if column in _DATES:
             parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
             far = dates_out_of_range(parsed)
@@ -639,8 +667,7 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
         elif column in _TEXT:
-            out[column] = (_whole_numbers(raw) if _is_text(raw) else id_text(raw)) if column in _IDS else (
-                raw.astype("str"))
+            out[column] = _each_distinct(raw, _ids_text if column in _IDS else _as_str)
         if column in _REQUIRED_VALUES:
             check.flag(out[column].isna(), column, "are empty", raw)
     if priced:
@@ -757,7 +784,7 @@ def _finish_owned(check: _Checker, known: list[pd.Series], mode: str, part: bool
                "belong to customers found in neither transactions nor customers")
     frame, rejects = check.finish(mode, part)
     if "event_type" in frame:
-        frame["event_type"] = frame["event_type"].str.lower()
+        frame["event_type"] = _each_distinct(frame["event_type"], _lower)
     return frame, rejects
 
 
@@ -827,6 +854,8 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
+        return np.append(_isin(pd.Series(values.cat.categories), among), False)[values.cat.codes.to_numpy()]
     x = _arrow_text(values)
     found = np.zeros(len(values), dtype=bool)
     for other in sorted(among, key=len):  # the smaller table first; the larger only for the values still missing
@@ -864,8 +893,9 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         names = header(path, csv_dialect)
         check_unique_columns(names, str(path), table)
         columns = feature_columns(table, names, config) if feature_inputs_only else None
-        return read_rows(path, columns, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
-                         dialect=csv_dialect)
+        mapping = getattr(config.columns, table)
+        return read_rows(path, columns, keep=(mapping.get("customer_id", "customer_id"),), dialect=csv_dialect,
+                         categorical=tuple(mapping.get(c, c) for c in _CODED.get(table, ())))
     except DataError:
         raise
     except pd.errors.EmptyDataError:

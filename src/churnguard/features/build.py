@@ -28,6 +28,8 @@ from churnguard.features.engagement import EventArrays, channel_codes, engagemen
 from churnguard.population import Population
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from churnguard.config import FeatureConfig
     from churnguard.dataset import Tables
 
@@ -88,16 +90,35 @@ class _Events:
 
     @classmethod
     def of(cls, events: pd.DataFrame, cid: np.ndarray) -> _Events:
-        time = events["timestamp"].to_numpy().astype("datetime64[ns]")
+        time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False)
         n = len(events)
         duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
             if "duration_seconds" in events else np.full(n, np.nan)
-        channel = channel_codes(events["channel"].to_numpy(dtype=object)) if "channel" in events \
-            else np.full(n, -1, dtype=np.int8)
-        session = pd.factorize(events["session_id"])[0].astype(np.int64) if "session_id" in events \
-            else np.full(n, -1, dtype=np.int64)
-        kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
+        channel = _coded(events["channel"], channel_codes) if "channel" in events else np.full(n, -1, dtype=np.int8)
+        session = _coded(events["session_id"], lambda v: pd.factorize(v)[0]).astype(np.int64, copy=False) \
+            if "session_id" in events else np.full(n, -1, dtype=np.int64)
+        kind = _coded(events["event_type"], event_type_codes)
         return cls(cid, time.view("int64"), _day_numbers(time), kind, duration, channel, session)
+
+
+def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``codes`` of a text column's values (an object array, missing values included); of a categorical, of
+    its categories only, a missing value coded -1."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return codes(values.to_numpy(dtype=object))
+    return np.append(codes(values.cat.categories.to_numpy(dtype=object)), -1)[values.cat.codes.to_numpy()]
+
+
+def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """A customer id column as :func:`_encode_ids` takes it: a categorical's categories that its rows use, and
+    each row's position among them; another column as it is (and None)."""
+    if not isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids, None
+    codes = ids.cat.codes.to_numpy()
+    used = np.flatnonzero(np.bincount(codes, minlength=len(ids.cat.categories)))
+    at = np.zeros(len(ids.cat.categories), dtype=np.intp)
+    at[used] = np.arange(len(used))
+    return pd.Series(ids.cat.categories[used]), at[codes]
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -251,8 +272,9 @@ def _encode(tables: Tables) -> _Encoded:
     # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
-        ids, positions = _encode_ids([f["customer_id"] for f in named.values()])
-        at = dict(zip(named, positions, strict=True))
+        distinct = [_distinct_ids(f["customer_id"]) for f in named.values()]
+        ids, positions = _encode_ids([d[0] for d in distinct])
+        at = {name: p if d[1] is None else p[d[1]] for name, p, d in zip(named, positions, distinct, strict=True)}
         tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
         days = _day_numbers(tx_time)
