@@ -494,10 +494,11 @@ def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, n: int, rec
                 cfg: FeatureConfig) -> dict:
     """The kernel's engagement features from the events of the known customers on or before ``as_of``."""
     pos = where[ev.cid]
-    keep = np.flatnonzero((pos >= 0) & (ev.time < (as_of + _DAY).value))
-    age = (_day_numbers(np.datetime64(as_of)) - ev.day[keep]).astype("float64")
-    arrays = EventArrays(pos[keep], age, ev.time[keep], ev.kind[keep], ev.duration[keep], ev.channel[keep],
-                         ev.session[keep])
+    keep = (pos >= 0) & (ev.time < (as_of + _DAY).value)
+    rows = slice(None) if keep.all() else np.flatnonzero(keep)  # every row: views, not copies
+    age = (_day_numbers(np.datetime64(as_of)) - ev.day[rows]).astype("float64")
+    arrays = EventArrays(pos[rows], age, ev.time[rows], ev.kind[rows], ev.duration[rows], ev.channel[rows],
+                         ev.session[rows])
     return engagement_features(n, arrays, recency, cfg)
 
 
