@@ -302,7 +302,8 @@ def column_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
 
 
 def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = (),
-              dialect: CsvDialect = UTF8, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
+              dialect: CsvDialect = UTF8, categorical: tuple[str, ...] = (), few: tuple[str, ...] = ()
+              ) -> pd.DataFrame:
     """An input table as validation reads it: CSV (``.csv.gz`` too) with every column as text and the column
     :data:`EXTRA_FIELDS` (see :func:`csv_rows`), or Parquet; with ``columns``, only those of the file's columns.
     A Parquet file's text columns named in ``categorical`` come as pandas categoricals (see :func:`read_parquet`).
@@ -311,52 +312,59 @@ def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[st
 
     path = Path(path)
     if input_format(path) == "parquet":
-        return read_parquet(path, columns, categorical)
+        return read_parquet(path, columns, categorical, few)
     line = header_line(path, dialect)
     if not line:
         raise pd.errors.EmptyDataError("the file is empty")
     return csv_rows(lambda: open_bytes(path), column_names(line, dialect), columns, keep, dialect)
 
 
-def read_parquet(path: str | Path, columns: list[str] | None = None, categorical: tuple[str, ...] = ()
-                 ) -> pd.DataFrame:
+def read_parquet(path: str | Path, columns: list[str] | None = None, categorical: tuple[str, ...] = (),
+                 few: tuple[str, ...] = ()) -> pd.DataFrame:
     """A Parquet file as ``pandas.read_parquet`` reads it (same columns, index and types), through Arrow's own
     conversion, which takes half the time of pandas' for text columns.
 
-    The text columns named in ``categorical`` are decoded into Arrow dictionaries instead of one string per row
-    and come as pandas categoricals of their distinct values: a column of a few distinct values (an event type)
-    then costs a small integer per row.
+    The text columns named in ``categorical`` come as pandas categoricals: one integer code per row and each
+    distinct value once. Those also named in ``few`` (columns of few distinct values, such as an event type)
+    are read as dictionaries straight from the file's pages; the others are encoded after reading (a
+    dictionary per page is the slower way for columns of many distinct values, such as ids).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(path).names
-    wanted = [c for c in categorical if c in names and (columns is None or c in columns)]
-    table = pq.read_table(path, columns=columns, use_pandas_metadata=True, read_dictionary=wanted or None)
-    coded = {c: table.column(c) for c in wanted if pa.types.is_dictionary(table.schema.field(c).type)}
-    frame = table.drop_columns(list(coded)).to_pandas()
-    for name, values in coded.items():
-        frame[name] = _categorical(values)
+    schema = pq.read_schema(path)
+    text = [c for c in categorical if c in schema.names and (columns is None or c in columns)
+            and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
+    table = pq.read_table(path, columns=columns, use_pandas_metadata=True,
+                          read_dictionary=[c for c in text if c in few] or None)
+    frame = table.drop_columns(text).to_pandas()
+    for name in text:
+        frame[name] = _categorical(table.column(name))
     return frame[[c for c in table.column_names if c in frame.columns]]
 
 
 def _categorical(values) -> pd.Categorical:
-    """A dictionary-encoded Arrow column as one pandas categorical: the chunks' dictionaries are encoded
-    together (distinct values in order of first occurrence), each chunk's codes mapped onto them; nulls are
-    code -1."""
+    """A text (or dictionary-encoded text) Arrow column as one pandas categorical: its distinct values in order
+    of first occurrence, nulls code -1."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    dictionaries = [c.dictionary.cast(pa.large_string()) for c in values.chunks]
-    joint = pc.dictionary_encode(pa.concat_arrays(dictionaries) if dictionaries else pa.array([], pa.large_string()))
-    at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
-    codes, start = [np.zeros(0, dtype=np.int32)], 0
-    for chunk, size in zip(values.chunks, map(len, dictionaries), strict=True):
-        codes.append(np.append(at[start : start + size], -1)[pc.fill_null(chunk.indices, -1).to_numpy()])
-        start += size
-    levels = pd.Index(pd.array(joint.dictionary, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+    if pa.types.is_dictionary(values.type):  # each chunk its own dictionary: encoded together, codes mapped
+        dictionaries = [c.dictionary.cast(pa.large_string()) for c in values.chunks]
+        joint = pc.dictionary_encode(pa.concat_arrays(dictionaries) if dictionaries else pa.array([], pa.large_string()))
+        at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
+        codes, start = [np.zeros(0, dtype=np.int32)], 0
+        for chunk, size in zip(values.chunks, map(len, dictionaries), strict=True):
+            codes.append(np.append(at[start : start + size], -1)[pc.fill_null(chunk.indices, -1).to_numpy()])
+            start += size
+        levels = joint.dictionary
+    else:  # one dictionary across the chunks, the last chunk's holding every value
+        encoded = pc.dictionary_encode(values.cast(pa.large_string()))
+        codes = [np.zeros(0, dtype=np.int32)] + [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
+        levels = encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], pa.large_string())
+    levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
     return pd.Categorical.from_codes(np.concatenate(codes), dtype=pd.CategoricalDtype(levels), validate=False)
 
 

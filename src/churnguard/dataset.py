@@ -113,8 +113,9 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id", "action",
          "campaign_id"}
 # Text columns read from Parquet as categoricals (one code per row, each distinct value checked once): the
-# events table's, many rows over few distinct values.
+# events table's, many rows over fewer distinct values; of them, those with few distinct values.
 _CODED = {"events": ("customer_id", "event_type", "channel", "session_id")}
+_FEW = ("event_type", "channel")
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
@@ -417,8 +418,18 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     ``fn`` makes equal share one category; a value it makes missing is missing)."""
     if not isinstance(raw.dtype, pd.CategoricalDtype):
         return fn(raw)
-    codes, levels = pd.factorize(fn(pd.Series(raw.cat.categories)))
-    at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = fn(pd.Series(raw.cat.categories))
+    after, before = pa.array(values), pa.array(raw.cat.categories)
+    if after.type == before.type and pc.all(pc.equal(after, before), skip_nulls=False).as_py() is True:
+        if values.dtype == raw.cat.categories.dtype:
+            return raw
+        at, levels = raw.cat.codes.to_numpy(), pd.Index(values)  # the same values in another text type
+    else:
+        codes, levels = pd.factorize(values)
+        at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
     return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
                      index=raw.index, name=raw.name)
 
@@ -895,7 +906,8 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         columns = feature_columns(table, names, config) if feature_inputs_only else None
         mapping = getattr(config.columns, table)
         return read_rows(path, columns, keep=(mapping.get("customer_id", "customer_id"),), dialect=csv_dialect,
-                         categorical=tuple(mapping.get(c, c) for c in _CODED.get(table, ())))
+                         categorical=tuple(mapping.get(c, c) for c in _CODED.get(table, ())),
+                         few=tuple(mapping.get(c, c) for c in _FEW))
     except DataError:
         raise
     except pd.errors.EmptyDataError:

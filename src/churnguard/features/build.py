@@ -95,8 +95,7 @@ class _Events:
         duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
             if "duration_seconds" in events else np.full(n, np.nan)
         channel = _coded(events["channel"], channel_codes) if "channel" in events else np.full(n, -1, dtype=np.int8)
-        session = _coded(events["session_id"], lambda v: pd.factorize(v)[0]).astype(np.int64, copy=False) \
-            if "session_id" in events else np.full(n, -1, dtype=np.int64)
+        session = _session_codes(events["session_id"]) if "session_id" in events else np.full(n, -1, dtype=np.int64)
         kind = _coded(events["event_type"], event_type_codes)
         return cls(cid, time.view("int64"), _day_numbers(time), kind, duration, channel, session)
 
@@ -107,6 +106,12 @@ def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> np.n
     if not isinstance(values.dtype, pd.CategoricalDtype):
         return codes(values.to_numpy(dtype=object))
     return np.append(codes(values.cat.categories.to_numpy(dtype=object)), -1)[values.cat.codes.to_numpy()]
+
+
+def _session_codes(values: pd.Series) -> np.ndarray:
+    """An integer per session id (equal ids, equal codes), -1 when missing: a categorical's own codes."""
+    codes = values.cat.codes.to_numpy() if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
+    return codes.astype(np.int64)
 
 
 def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
