@@ -18,6 +18,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,9 +338,11 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
             and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
     table = pq.read_table(path, columns=columns, use_pandas_metadata=True,
                           read_dictionary=[c for c in text if c in few] or None)
-    frame = table.drop_columns(text).to_pandas()
-    for name in text:
-        frame[name] = _categorical(table.column(name))
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-read") as pool:  # Arrow and numpy free the GIL
+        coded = pool.map(_categorical, [table.column(name) for name in text])
+        frame = table.drop_columns(text).to_pandas()
+        for name, values in zip(text, coded, strict=True):
+            frame[name] = values
     return frame[[c for c in table.column_names if c in frame.columns]]
 
 

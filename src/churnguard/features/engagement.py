@@ -84,19 +84,25 @@ def _run_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _in_order(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> np.ndarray:
-    """The rows sorted by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
-    order). One sort of ``pos`` and ``time`` packed into 64 bits (the time coarsened as far as the packing
-    needs); only when the result is out of order in any key, a sort by every key."""
+def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rows' order by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
+    order), and the keys in that order. One sort of ``pos`` and ``time`` packed into 64 bits (the time
+    coarsened as far as the packing needs); only when that leaves rows out of order, a sort by every key."""
+    keys = (pos, time, *then)
     if len(pos) == 0:
-        return np.zeros(0, dtype=np.intp)
-    pos_bits = max(int(pos.max()).bit_length(), 1)
-    offset = time - time.min()
-    shift = max(int(offset.max()).bit_length() - (63 - pos_bits), 0)
-    order = np.argsort((pos.astype(np.int64) << (63 - pos_bits)) | (offset >> shift))
-    if (shift or then) and not _ascending([k[order] for k in (pos, time, *then)]):
-        return np.lexsort((*reversed(then), time, pos))
-    return order
+        return np.zeros(0, dtype=np.intp), list(keys)
+    bits = 63 - max(int(pos.max()).bit_length(), 1)
+    start = time.min()
+    shift = max(int(time.max() - start).bit_length() - bits, 0)
+    packed = pos.astype(np.int64) << bits
+    packed |= (time - start) >> shift
+    order = np.argsort(packed)
+    del packed
+    ordered = [k[order] for k in keys]
+    if (shift or then) and not _ascending(ordered):
+        order = np.lexsort((*reversed(then), time, pos))
+        ordered = [k[order] for k in keys]
+    return order, ordered
 
 
 def _ascending(keys: list[np.ndarray]) -> bool:
@@ -110,33 +116,33 @@ def _ascending(keys: list[np.ndarray]) -> bool:
     return True
 
 
-def _totals(ev: EventArrays, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per session (``rows`` grouped by session, each group starting at ``starts``): its customer, start time,
-    age and time on site in seconds."""
-    if len(rows) == 0:
-        return ev.pos[:0], ev.time[:0], ev.age[:0], np.zeros(0)
-    time = ev.time[rows]
+def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray
+            ) -> tuple[np.ndarray, ...]:
+    """Per session (rows grouped by session, each group starting at ``starts``): its customer, start time, age
+    and time on site in seconds."""
+    if len(pos) == 0:
+        return pos, time, age, np.zeros(0)
     first = np.minimum.reduceat(time, starts)
-    begin = np.repeat(first, np.diff(np.append(starts, len(rows))))
-    ends = (time - begin) / _NS + np.nan_to_num(ev.duration[rows])
-    return (ev.pos[rows[starts]], first, np.maximum.reduceat(ev.age[rows], starts),
-            np.maximum.reduceat(ends, starts))
+    begin = np.repeat(first, np.diff(np.append(starts, len(time))))
+    ends = (time - begin) / _NS + np.nan_to_num(duration)
+    return pos[starts], first, np.maximum.reduceat(age, starts), np.maximum.reduceat(ends, starts)
 
 
 def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.ndarray, ...]:
     """:func:`_totals` of the sessions of ``rows`` (events without a session id) by the gap rule."""
-    rows = rows[_in_order(ev.pos[rows], ev.time[rows])]
-    pos, time = ev.pos[rows], ev.time[rows]
+    order, (pos, time) = _sorted(ev.pos[rows], ev.time[rows])
+    rows = rows[order]
     new = np.ones(len(rows), dtype=bool)
     new[1:] = (pos[1:] != pos[:-1]) | (np.diff(time) >= gap_ns)
-    return _totals(ev, rows, np.flatnonzero(new))
+    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new))
 
 
 def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`_totals` of the sessions of ``rows`` (events with a session id): one per customer and id."""
     key = ev.pos[rows].astype(np.int64) * (int(ev.session[rows].max(initial=0)) + 1) + ev.session[rows]
     order = np.argsort(key)
-    return _totals(ev, rows[order], _run_starts(key[order]))
+    rows = rows[order]
+    return _totals(ev.pos[rows], ev.time[rows], ev.age[rows], ev.duration[rows], _run_starts(key[order]))
 
 
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,8 +155,8 @@ def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarra
     parts = zip(_gap_sessions(ev, site[~tied], round(gap_minutes * 60 * _NS)), _id_sessions(ev, site[tied]),
                 strict=True)
     spos, first, sage, seconds = (np.concatenate(p) for p in parts)
-    canon = _in_order(spos, first, seconds)
-    return spos[canon], sage[canon], seconds[canon]
+    canon, (spos, _, seconds) = _sorted(spos, first, seconds)
+    return spos, sage[canon], seconds
 
 
 def _count(n: int, pos: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
