@@ -325,50 +325,69 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
     """A Parquet file as ``pandas.read_parquet`` reads it (same columns, index and types), through Arrow's own
     conversion, which takes half the time of pandas' for text columns.
 
-    The text columns named in ``categorical`` come as pandas categoricals: one integer code per row and each
-    distinct value once. Those also named in ``few`` (columns of few distinct values, such as an event type)
-    are read as dictionaries straight from the file's pages; the others are encoded after reading (a
-    dictionary per page is the slower way for columns of many distinct values, such as ids).
+    The text columns named in ``categorical`` come as pandas categoricals (:func:`_categorical`): one integer
+    code per row and each distinct value once, read a row group at a time, so the text of the whole column is
+    never in memory at once.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
     text = [c for c in categorical if c in schema.names and (columns is None or c in columns)
             and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
-    table = pq.read_table(path, columns=columns, use_pandas_metadata=True,
-                          read_dictionary=[c for c in text if c in few] or None)
+    if not text:
+        return pq.read_table(path, columns=columns, use_pandas_metadata=True).to_pandas()
+    names = [c for c in (schema.names if columns is None else columns) if c in schema.names]
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-read") as pool:  # Arrow and numpy free the GIL
-        coded = pool.map(_categorical, [table.column(name) for name in text])
-        frame = table.drop_columns(text).to_pandas()
-        for name, values in zip(text, coded, strict=True):
-            frame[name] = values
-    return frame[[c for c in table.column_names if c in frame.columns]]
+        coded = list(pool.map(lambda c: _categorical(path, c, c in few), text))
+        rest = [c for c in names if c not in text]
+        frame = pq.read_table(path, columns=rest, use_pandas_metadata=True).to_pandas(
+            split_blocks=True, self_destruct=True) if rest else (
+            pd.DataFrame(index=pd.RangeIndex(len(coded[0]))))
+    for name, values in zip(text, coded, strict=True):
+        frame[name] = values
+    return frame[[c for c in names if c in frame.columns]]
 
 
-def _categorical(values) -> pd.Categorical:
-    """A text (or dictionary-encoded text) Arrow column as one pandas categorical: its distinct values in order
-    of first occurrence, nulls code -1."""
+def _categorical(path: str | Path, name: str, few: bool) -> pd.Categorical:
+    """A Parquet text column as one pandas categorical: its distinct values, nulls code -1.
+
+    Each row group is dictionary-encoded on its own (``few``: a column of few distinct values, such as an event
+    type, is read as dictionaries straight from the file's pages; for one of many, such as ids, a dictionary
+    per page is slower than encoding the text); their dictionaries are then encoded together and each row
+    group's codes mapped onto that one dictionary."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    if pa.types.is_dictionary(values.type):  # each chunk its own dictionary: encoded together, codes mapped
-        dictionaries = [c.dictionary.cast(pa.large_string()) for c in values.chunks]
-        joint = pc.dictionary_encode(pa.concat_arrays(dictionaries) if dictionaries else pa.array([], pa.large_string()))
-        at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
-        codes, start = [np.zeros(0, dtype=np.int32)], 0
-        for chunk, size in zip(values.chunks, map(len, dictionaries), strict=True):
-            codes.append(np.append(at[start : start + size], -1)[pc.fill_null(chunk.indices, -1).to_numpy()])
-            start += size
-        levels = joint.dictionary
-    else:  # one dictionary across the chunks, the last chunk's holding every value
-        encoded = pc.dictionary_encode(values.cast(pa.large_string()))
-        codes = [np.zeros(0, dtype=np.int32)] + [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
-        levels = encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], pa.large_string())
-    levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
-    return pd.Categorical.from_codes(np.concatenate(codes), dtype=pd.CategoricalDtype(levels), validate=False)
+    file = pq.ParquetFile(path, read_dictionary=[name] if few else None)
+    pieces = []  # (dictionary, codes into it)
+    for group in range(file.num_row_groups):
+        column = file.read_row_group(group, columns=[name]).column(0)
+        if few:
+            pieces += [(c.dictionary.cast(pa.large_string()), _codes(c)) for c in column.chunks]
+        elif len(column):  # one dictionary over the chunks: the last chunk's holds every value
+            chunks = pc.dictionary_encode(column.cast(pa.large_string())).chunks
+            pieces.append((chunks[-1].dictionary, np.concatenate([_codes(c) for c in chunks])))
+    sizes = [len(d) for d, _ in pieces]
+    joint = pc.dictionary_encode(pa.concat_arrays([d for d, _ in pieces] or [pa.array([], pa.large_string())]))
+    at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
+    codes, row, start = np.empty(file.metadata.num_rows, dtype=np.int32), 0, 0
+    for (_, local), size in zip(pieces, sizes, strict=True):
+        codes[row : row + len(local)] = np.append(at[start : start + size], -1)[local]
+        row, start = row + len(local), start + size
+    levels = pd.Index(pd.array(joint.dictionary, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(levels), validate=False)
+
+
+def _codes(chunk) -> np.ndarray:
+    """A dictionary array's indices as numpy, -1 for null."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(chunk.indices, -1).to_numpy()
 
 
 def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list[str] | None = None,

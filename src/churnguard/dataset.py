@@ -348,13 +348,17 @@ class _Checker:
 
     def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
         # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
-        self.rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else np.arange(1, len(df) + 1)
+        self._rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else None
         long_rows = df.pop(EXTRA_FIELDS) if EXTRA_FIELDS in df else None
         self.df, self.table, self.source = df, table, source
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
         self._groups: list[tuple[np.ndarray, str, str, np.ndarray]] = []  # positions, column, reason, values
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
+
+    def rows(self, where: np.ndarray) -> np.ndarray:
+        """The row numbers of the rows at positions ``where``."""
+        return where + 1 if self._rows is None else self._rows[where]
 
     def flag(self, mask: pd.Series | np.ndarray, column: str, reason: str, raw: pd.Series | None = None) -> None:
         new = np.asarray(mask, dtype=bool) & ~self._flagged
@@ -383,13 +387,13 @@ class _Checker:
         if mode == "raise" or (n_bad == len(self.df) and not part):
             groups = bad.groupby(["column", "reason"]).groups.items()
             raise rows_error(self.source, self.table, len(self.df), [
-                (column, reason, len(idx), bad.loc[idx, "value"], [str(self.rows[i]) for i in list(idx)[:3]])
+                (column, reason, len(idx), bad.loc[idx, "value"], [str(r) for r in self.rows(np.asarray(list(idx)[:3]))])
                 for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {
                 "table": self.table,
                 "source": self.source,
-                "row": self.rows[bad.index.to_numpy()],
+                "row": self.rows(bad.index.to_numpy()),
                 "customer_id": self.df["customer_id"].iloc[bad.index].astype("object").to_numpy()
                 if "customer_id" in self.df
                 else pd.NA,
@@ -661,7 +665,7 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
             far = dates_out_of_range(parsed)
             check.flag(far, column, "are dates outside the years 1678-2261", raw)
-            parsed = parsed.mask(far).astype("datetime64[ns]")
+            parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
             check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
             latest = latest_plausible_day()
             check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)

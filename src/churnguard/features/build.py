@@ -77,10 +77,12 @@ class _Encoded:
 
 @dataclass(frozen=True)
 class _Events:
-    """The events table as integer arrays: customer position in ``_Encoded.ids``, timestamp (ns), its day
-    number, and the kernel's codes of event type, channel and session id; duration in seconds (NaN: none)."""
+    """The events table as integer arrays: customer position in ``_Encoded.ids``, its block of ``_BLOCK`` ids,
+    timestamp (ns), its day number, and the kernel's codes of event type, channel and session id; duration in
+    seconds (NaN: none)."""
 
     cid: np.ndarray
+    block: np.ndarray
     time: np.ndarray
     day: np.ndarray
     kind: np.ndarray
@@ -89,15 +91,17 @@ class _Events:
     session: np.ndarray
 
     @classmethod
-    def of(cls, events: pd.DataFrame, cid: np.ndarray) -> _Events:
+    def of(cls, events: pd.DataFrame, cid: np.ndarray, n_ids: int) -> _Events:
         time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False)
         n = len(events)
         duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
             if "duration_seconds" in events else np.full(n, np.nan)
         channel = _coded(events["channel"], channel_codes) if "channel" in events else np.full(n, -1, dtype=np.int8)
-        session = _session_codes(events["session_id"]) if "session_id" in events else np.full(n, -1, dtype=np.int64)
+        session = _session_codes(events["session_id"]) if "session_id" in events else np.full(n, -1, dtype=np.int32)
         kind = _coded(events["event_type"], event_type_codes)
-        return cls(cid, time.view("int64"), _day_numbers(time), kind, duration, channel, session)
+        cid = cid.astype(np.int32)
+        return cls(cid, _block_keys(cid, n_ids), time.view("int64"), _day_numbers(time).astype(np.int32), kind,
+                   duration, channel, session)
 
 
 def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -110,8 +114,8 @@ def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> np.n
 
 def _session_codes(values: pd.Series) -> np.ndarray:
     """An integer per session id (equal ids, equal codes), -1 when missing: a categorical's own codes."""
-    codes = values.cat.codes.to_numpy() if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
-    return codes.astype(np.int64)
+    codes = values.array.codes if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
+    return codes.astype(np.int32, copy=False)
 
 
 def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
@@ -121,7 +125,7 @@ def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
         return ids, None
     codes = ids.cat.codes.to_numpy()
     used = np.flatnonzero(np.bincount(codes, minlength=len(ids.cat.categories)))
-    at = np.zeros(len(ids.cat.categories), dtype=np.intp)
+    at = np.zeros(len(ids.cat.categories), dtype=np.int32)
     at[used] = np.arange(len(used))
     return pd.Series(ids.cat.categories[used]), at[codes]
 
@@ -280,12 +284,13 @@ def _encode(tables: Tables) -> _Encoded:
         distinct = [_distinct_ids(f["customer_id"]) for f in named.values()]
         ids, positions = _encode_ids([d[0] for d in distinct])
         at = {name: p if d[1] is None else p[d[1]] for name, p, d in zip(named, positions, distinct, strict=True)}
+        del distinct
         tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
         days = _day_numbers(tx_time)
         groups = keys.result().groups(tx, tx_id)
         block_rows = blocks.result()
-    events = _Events.of(tables.events, at["events"]) if "events" in at else None
+    events = _Events.of(tables.events, at.pop("events"), len(ids)) if "events" in at else None
     return _Encoded(tables, ids, tx_id, at.get("tickets"), at.get("customers"), tx_time, days, amount, groups,
                     block_rows, events)
 
@@ -409,11 +414,17 @@ _BLOCK = 1 << 16  # customers per block of the purchase aggregation
 _FEW_BLOCKS = 64  # up to this many blocks (4M ids), rows are split by a pass per block, not by a sort
 
 
+def _block_keys(ids: np.ndarray, n_ids: int) -> np.ndarray:
+    """Each row's block of ``_BLOCK`` consecutive ids, in the smallest integer type that holds it."""
+    n_blocks = max(-(-n_ids // _BLOCK), 1)
+    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
+    return (ids >> _BLOCK.bit_length() - 1).astype(key)
+
+
 def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
     """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort)."""
     n_blocks = max(-(-n_ids // _BLOCK), 1)
-    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
-    block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
+    block = _block_keys(tx_id, n_ids)
     if n_blocks <= _FEW_BLOCKS:  # a pass over the 8-bit keys per block costs less than sorting them
         return [np.flatnonzero(block == b) for b in range(n_blocks)]
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
@@ -495,16 +506,30 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
     return k.attribute_features(known, free, kinds, _day_numbers(np.datetime64(as_of))), kinds
 
 
-def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, n: int, recency: np.ndarray,
-                cfg: FeatureConfig) -> dict:
-    """The kernel's engagement features from the events of the known customers on or before ``as_of``."""
-    pos = where[ev.cid]
-    keep = (pos >= 0) & (ev.time < (as_of + _DAY).value)
-    rows = slice(None) if keep.all() else np.flatnonzero(keep)  # every row: views, not copies
+def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray, cfg: FeatureConfig
+                ) -> dict:
+    """The kernel's engagement features from the events of the known customers on or before ``as_of``: per
+    block of ``_BLOCK`` ids (a customer's events all in one block), two blocks at a time."""
+    n_blocks = max(-(-len(where) // _BLOCK), 1)
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-engagement") as pool:
+        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, as_of, recency, cfg), range(n_blocks)))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray,
+                      cfg: FeatureConfig) -> dict:
+    """The engagement features of the population's customers among ids block ``b``."""
+    known = where[b * _BLOCK : (b + 1) * _BLOCK]
+    members = known[known >= 0]
+    start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
+    rows = np.flatnonzero(ev.block == b)
+    pos = where[ev.cid[rows]]
+    keep = (pos >= 0) & (ev.time[rows] < (as_of + _DAY).value)
+    rows, pos = rows[keep], pos[keep] - start
     age = (_day_numbers(np.datetime64(as_of)) - ev.day[rows]).astype("float64")
-    arrays = EventArrays(pos[rows], age, ev.time[rows], ev.kind[rows], ev.duration[rows], ev.channel[rows],
+    arrays = EventArrays(pos, age, ev.time[rows], ev.kind[rows], ev.duration[rows], ev.channel[rows],
                          ev.session[rows])
-    return engagement_features(n, arrays, recency, cfg)
+    return engagement_features(len(members), arrays, recency[start : start + len(members)], cfg)
 
 
 def known_listed(tables: Tables, as_of: pd.Timestamp) -> np.ndarray:
@@ -596,8 +621,8 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
         oldest = [p[2] for p in parts if p[2] is not None]
         lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
     del parts
-    engagement = None if enc.events is None else _engagement(enc.events, where, as_of, len(customers),
-                                                             purchase["recency_days"], config)
+    engagement = None if enc.events is None else _engagement(enc.events, where, as_of, purchase["recency_days"],
+                                                             config)
     cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=config,
                      lifespan_years=lifespan, engagement=engagement)
     if population is None:
