@@ -75,47 +75,73 @@ class _Encoded:
     events: _Events | None = None
 
 
+_EVENT_BLOCK = 1 << 13  # customer ids per block of the engagement features: a block's arrays stay small
+
+
 @dataclass(frozen=True)
 class _Events:
-    """The events table as integer arrays: customer position in ``_Encoded.ids``, its block of ``_BLOCK`` ids,
-    timestamp (ns), its day number, and the kernel's codes of event type, channel and session id; duration in
-    seconds (NaN: none)."""
+    """The events table as arrays: customer position in ``_Encoded.ids``, timestamp (ns), duration in seconds
+    (NaN: none), and event type, channel and session id as integer codes (event type and channel with the map
+    from their codes to the kernel's, see :func:`_coded`); ``order[bounds[b] : bounds[b + 1]]`` are the rows of
+    block ``b`` of ``_EVENT_BLOCK`` ids, in row order."""
 
     cid: np.ndarray
-    block: np.ndarray
     time: np.ndarray
-    day: np.ndarray
-    kind: np.ndarray
     duration: np.ndarray
-    channel: np.ndarray
+    kind: tuple[np.ndarray, np.ndarray | None]
+    channel: tuple[np.ndarray, np.ndarray | None]
     session: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
 
     @classmethod
     def of(cls, events: pd.DataFrame, cid: np.ndarray, n_ids: int) -> _Events:
-        time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False)
         n = len(events)
-        duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
-            if "duration_seconds" in events else np.full(n, np.nan)
-        channel = _coded(events["channel"], channel_codes) if "channel" in events else np.full(n, -1, dtype=np.int8)
+        time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False).view("int64")
+        duration = _floats(events["duration_seconds"]) if "duration_seconds" in events else np.full(n, np.nan)
+        channel = _coded(events["channel"], channel_codes) if "channel" in events else (
+            np.full(n, -1, dtype=np.int8), None)
         session = _session_codes(events["session_id"]) if "session_id" in events else np.full(n, -1, dtype=np.int32)
-        kind = _coded(events["event_type"], event_type_codes)
-        cid = cid.astype(np.int32)
-        return cls(cid, _block_keys(cid, n_ids), time.view("int64"), _day_numbers(time).astype(np.int32), kind,
-                   duration, channel, session)
+        return cls(cid, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
+                   *_event_blocks(cid, n_ids))
 
 
-def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``codes`` of a text column's values (an object array, missing values included); of a categorical, of
-    its categories only, a missing value coded -1."""
+def _floats(values: pd.Series) -> np.ndarray:
+    """A numeric column as float64, NaN where missing (a float64 column as it is, not copied)."""
+    return values.to_numpy() if values.dtype == np.float64 else values.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _event_blocks(cid: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by block of ``_EVENT_BLOCK`` ids (a stable radix sort of the block numbers) and where
+    each block starts; block numbers are computed a piece at a time, without a temporary of every row."""
+    n_blocks = max(-(-n_ids // _EVENT_BLOCK), 1)
+    block = np.empty(len(cid), dtype=np.uint8 if n_blocks <= 256 else np.uint16)
+    counts = np.zeros(n_blocks, dtype=np.int64)
+    for first in range(0, len(cid), 1 << 20):
+        piece = cid[first : first + (1 << 20)] >> (_EVENT_BLOCK.bit_length() - 1)
+        block[first : first + len(piece)] = piece
+        counts += np.bincount(piece, minlength=n_blocks)
+    return np.argsort(block, kind="stable"), np.concatenate([[0], np.cumsum(counts)])
+
+
+def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A text column as integer codes and the map from them to ``codes`` of their values: of a categorical,
+    its own codes and ``codes`` of its categories (a missing value, code -1, maps to -1); of another column,
+    ``codes`` of every value and no map."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
-        return codes(values.to_numpy(dtype=object))
-    return np.append(codes(values.cat.categories.to_numpy(dtype=object)), -1)[values.cat.codes.to_numpy()]
+        return codes(values.to_numpy(dtype=object)), None
+    return values.array.codes, np.append(codes(values.cat.categories.to_numpy(dtype=object)), -1)
+
+
+def _take(coded: tuple[np.ndarray, np.ndarray | None], rows: np.ndarray) -> np.ndarray:
+    """The kernel's codes of a :func:`_coded` column at ``rows``."""
+    codes, mapping = coded
+    return codes[rows] if mapping is None else mapping[codes[rows]]
 
 
 def _session_codes(values: pd.Series) -> np.ndarray:
     """An integer per session id (equal ids, equal codes), -1 when missing: a categorical's own codes."""
-    codes = values.array.codes if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
-    return codes.astype(np.int32, copy=False)
+    return values.array.codes if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
 
 
 def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
@@ -414,17 +440,11 @@ _BLOCK = 1 << 16  # customers per block of the purchase aggregation
 _FEW_BLOCKS = 64  # up to this many blocks (4M ids), rows are split by a pass per block, not by a sort
 
 
-def _block_keys(ids: np.ndarray, n_ids: int) -> np.ndarray:
-    """Each row's block of ``_BLOCK`` consecutive ids, in the smallest integer type that holds it."""
-    n_blocks = max(-(-n_ids // _BLOCK), 1)
-    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
-    return (ids >> _BLOCK.bit_length() - 1).astype(key)
-
-
 def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
     """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort)."""
     n_blocks = max(-(-n_ids // _BLOCK), 1)
-    block = _block_keys(tx_id, n_ids)
+    key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
+    block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
     if n_blocks <= _FEW_BLOCKS:  # a pass over the 8-bit keys per block costs less than sorting them
         return [np.flatnonzero(block == b) for b in range(n_blocks)]
     order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
@@ -509,25 +529,26 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
 def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray, cfg: FeatureConfig
                 ) -> dict:
     """The kernel's engagement features from the events of the known customers on or before ``as_of``: per
-    block of ``_BLOCK`` ids (a customer's events all in one block), two blocks at a time."""
-    n_blocks = max(-(-len(where) // _BLOCK), 1)
+    block of ``_EVENT_BLOCK`` ids (a customer's events all in one block), on two threads."""
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-engagement") as pool:
-        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, as_of, recency, cfg), range(n_blocks)))
+        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, as_of, recency, cfg),
+                              range(len(ev.bounds) - 1)))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray,
                       cfg: FeatureConfig) -> dict:
     """The engagement features of the population's customers among ids block ``b``."""
-    known = where[b * _BLOCK : (b + 1) * _BLOCK]
+    known = where[b * _EVENT_BLOCK : (b + 1) * _EVENT_BLOCK]
     members = known[known >= 0]
     start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
-    rows = np.flatnonzero(ev.block == b)
-    pos = where[ev.cid[rows]]
-    keep = (pos >= 0) & (ev.time[rows] < (as_of + _DAY).value)
-    rows, pos = rows[keep], pos[keep] - start
-    age = (_day_numbers(np.datetime64(as_of)) - ev.day[rows]).astype("float64")
-    arrays = EventArrays(pos, age, ev.time[rows], ev.kind[rows], ev.duration[rows], ev.channel[rows],
+    rows = ev.order[ev.bounds[b] : ev.bounds[b + 1]]
+    pos, time = where[ev.cid[rows]], ev.time[rows]
+    keep = (pos >= 0) & (time < (as_of + _DAY).value)
+    if not keep.all():
+        rows, pos, time = rows[keep], pos[keep], time[keep]
+    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(time.view("datetime64[ns]"))).astype("float64")
+    arrays = EventArrays(pos - start, age, time, _take(ev.kind, rows), ev.duration[rows], _take(ev.channel, rows),
                          ev.session[rows])
     return engagement_features(len(members), arrays, recency[start : start + len(members)], cfg)
 
