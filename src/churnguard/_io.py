@@ -346,7 +346,7 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
             split_blocks=True, self_destruct=True) if rest else (
             pd.DataFrame(index=pd.RangeIndex(len(coded[0]))))
     for name, values in zip(text, coded, strict=True):
-        frame[name] = values
+        frame[name] = pd.Series(values, index=frame.index, copy=False)  # the codes as they are, not copied
     return frame[[c for c in names if c in frame.columns]]
 
 
