@@ -307,7 +307,7 @@ def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[st
               ) -> pd.DataFrame:
     """An input table as validation reads it: CSV (``.csv.gz`` too) with every column as text and the column
     :data:`EXTRA_FIELDS` (see :func:`csv_rows`), or Parquet; with ``columns``, only those of the file's columns.
-    A Parquet file's text columns named in ``categorical`` come as pandas categoricals (see :func:`read_parquet`).
+    A Parquet file's text columns named in ``categorical`` come as pandas categoricals (:func:`read_parquet`).
     """
     import pandas as pd
 

@@ -387,7 +387,8 @@ class _Checker:
         if mode == "raise" or (n_bad == len(self.df) and not part):
             groups = bad.groupby(["column", "reason"]).groups.items()
             raise rows_error(self.source, self.table, len(self.df), [
-                (column, reason, len(idx), bad.loc[idx, "value"], [str(r) for r in self.rows(np.asarray(list(idx)[:3]))])
+                (column, reason, len(idx), bad.loc[idx, "value"],
+                 [str(r) for r in self.rows(np.asarray(list(idx)[:3]))])
                 for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {

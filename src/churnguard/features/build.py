@@ -101,14 +101,17 @@ class _Events:
         duration = _floats(events["duration_seconds"]) if "duration_seconds" in events else np.full(n, np.nan)
         channel = _coded(events["channel"], channel_codes) if "channel" in events else (
             np.full(n, -1, dtype=np.int8), None)
-        session = _session_codes(events["session_id"]) if "session_id" in events else np.full(n, -1, dtype=np.int32)
+        session = _session_codes(events["session_id"]) if "session_id" in events else (
+            np.full(n, -1, dtype=np.int32))
         return cls(cid, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
                    *_event_blocks(cid, n_ids))
 
 
 def _floats(values: pd.Series) -> np.ndarray:
     """A numeric column as float64, NaN where missing (a float64 column as it is, not copied)."""
-    return values.to_numpy() if values.dtype == np.float64 else values.to_numpy(dtype="float64", na_value=np.nan)
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return values.to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _event_blocks(cid: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +127,8 @@ def _event_blocks(cid: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
     return np.argsort(block, kind="stable"), np.concatenate([[0], np.cumsum(counts)])
 
 
-def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray | None]:
     """A text column as integer codes and the map from them to ``codes`` of their values: of a categorical,
     its own codes and ``codes`` of its categories (a missing value, code -1, maps to -1); of another column,
     ``codes`` of every value and no map."""
@@ -561,8 +565,8 @@ def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestam
     if not keep.all():
         rows, pos, time = rows[keep], pos[keep], time[keep]
     age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(time.view("datetime64[ns]"))).astype("float64")
-    arrays = EventArrays(pos - start, age, time, _take(ev.kind, rows), ev.duration[rows], _take(ev.channel, rows),
-                         ev.session[rows])
+    arrays = EventArrays(pos - start, age, time, _take(ev.kind, rows), ev.duration[rows],
+                         _take(ev.channel, rows), ev.session[rows])
     return engagement_features(len(members), arrays, recency[start : start + len(members)], cfg)
 
 

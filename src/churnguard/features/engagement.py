@@ -189,7 +189,7 @@ def _visits(n: int, spos: np.ndarray, sage: np.ndarray, seconds: np.ndarray, las
 
 
 def _per_code(n: int, pos: np.ndarray, code: np.ndarray, levels: int) -> np.ndarray:
-    """Rows per code (``0 .. levels - 1``; other codes are not counted) and customer, a ``(levels, n)`` array."""
+    """Rows per code (``0 .. levels - 1``; other codes not counted) and customer, a ``(levels, n)`` array."""
     wanted = (code >= 0) & (code < levels)
     counts = np.bincount(pos[wanted] * levels + code[wanted], minlength=n * levels)
     return counts.reshape(n, levels).T.astype("float64")
