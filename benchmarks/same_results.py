@@ -126,7 +126,8 @@ def _compare(name: str, mine: Path, theirs: Path) -> list[str]:
     for table in a:
         try:
             if a[table] is None or b[table] is None:
-                assert a[table] is None and b[table] is None, "one is missing"
+                assert a[table] is None, "one is missing"
+                assert b[table] is None, "one is missing"
             else:
                 pd.testing.assert_frame_equal(a[table], b[table], check_exact=True)
         except AssertionError as exc:
@@ -151,7 +152,8 @@ def _compare(name: str, mine: Path, theirs: Path) -> list[str]:
         for c in close:
             diff = np.nanmax(np.abs(got[c].to_numpy() - want[c].to_numpy()), initial=0.0)
             same_nan = (got[c].isna() == want[c].isna()).all()
-            assert diff <= 1e-12 and same_nan, f"{c}: max difference {diff:g}"
+            assert same_nan, f"{c}: missing in one run only"
+            assert diff <= 1e-12, f"{c}: max difference {diff:g}"
     except AssertionError as exc:
         problems.append(f"{name}: scores.parquet: {str(exc)[:300]}")
     return problems

@@ -212,12 +212,12 @@ class Tables:
 
 @dataclass(frozen=True)
 class IdCodes:
-    """A validated column of customer ids as integer codes: ``values``, the distinct ids (an Arrow text array, as
+    """A validated column of customer ids as integer codes: ``distinct``, the distinct ids (an Arrow text array, as
     validation reads ids), and per row its position in them. Validation encodes each id once; the checks across
     tables and the feature build then work on the codes and the distinct ids, not on every row's text. The codes
     describe the frame column whose array is ``column`` (:meth:`describes`), no other."""
 
-    values: pa.Array
+    distinct: pa.Array
     codes: np.ndarray  # int32, one per row
     column: object  # the ids' ``Series.array``
 
@@ -226,8 +226,8 @@ class IdCodes:
         return ids.array is self.column
 
     def present(self) -> np.ndarray:
-        """Whether each of ``values`` occurs in some row."""
-        return np.bincount(self.codes, minlength=len(self.values)) > 0
+        """Whether each of the distinct ids occurs in some row."""
+        return np.bincount(self.codes, minlength=len(self.distinct)) > 0
 
 
 def dictionary_codes(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
@@ -867,7 +867,7 @@ def validate_tables(
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     sources, styles = sources or {}, date_styles or {}
-    all_rejects, excluded, checks = [], {}, {}
+    excluded, checks = {}, {}
     checks["transactions"], excluded["transactions"] = _prepare(transactions, "transactions", sources, config,
                                                                 allow_empty, styles)
     if customers is not None:
@@ -882,19 +882,7 @@ def validate_tables(
         checks["tickets"] = t
     if events is not None:
         checks["events"], excluded["events"] = _prepare(events, "events", sources, config, allow_empty, styles)
-    frames: dict[str, pd.DataFrame] = {}
-    ids: dict[str, IdCodes | None] = {}
-    for name in ("transactions", "customers"):
-        if name in checks:
-            frames[name], rej = checks[name].finish(config.on_bad_rows, allow_empty)
-            ids[name] = checks[name].id_codes(frames[name])
-            all_rejects.append(rej)
-    known = [(frames[name]["customer_id"], ids[name]) for name in ("transactions", "customers") if name in frames]
-    for name in ("tickets", "events"):
-        if name in checks:
-            frames[name], rej = _finish_owned(checks[name], known, config.on_bad_rows, allow_empty)
-            ids[name] = checks[name].id_codes(frames[name])
-            all_rejects.append(rej)
+    frames, ids, all_rejects = _finish_all(checks, config.on_bad_rows, allow_empty)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
     excluded = {t: counts for t, counts in excluded.items() if counts}
@@ -904,6 +892,25 @@ def validate_tables(
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables
+
+
+def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, IdCodes | None], list[pd.DataFrame]]:
+    """Finish the checked tables (transactions and customers first: the others' rows must belong to their
+    customers): the usable rows of each, their customer id codes, and the rejects."""
+    frames, ids, rejects = {}, {}, []
+    for name in ("transactions", "customers"):
+        if name in checks:
+            frames[name], rej = checks[name].finish(mode, part)
+            ids[name] = checks[name].id_codes(frames[name])
+            rejects.append(rej)
+    known = [(frames[name]["customer_id"], ids[name]) for name in ("transactions", "customers") if name in frames]
+    for name in ("tickets", "events"):
+        if name in checks:
+            frames[name], rej = _finish_owned(checks[name], known, mode, part)
+            ids[name] = checks[name].id_codes(frames[name])
+            rejects.append(rej)
+    return frames, ids, rejects
 
 
 def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]], mode: str, part: bool
@@ -945,9 +952,9 @@ def id_overlap(tables: Tables) -> IdOverlap:
         return IdOverlap()
     tx_ids, cu_ids = tables.id_codes("transactions"), tables.id_codes("customers")
     if tx_ids is not None and cu_ids is not None:
-        tx_in_cu, cu_in_tx = (pc.is_in(a.values, value_set=b.values).to_numpy(zero_copy_only=False)
+        tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
                               for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))
-        return IdOverlap(len(tx_ids.values), len(cu_ids.values), int(tx_in_cu.sum()),
+        return IdOverlap(len(tx_ids.distinct), len(cu_ids.distinct), int(tx_in_cu.sum()),
                          _first_missing(tx_ids, tx_in_cu, 3), _first_missing(cu_ids, cu_in_tx, 3))
     tx, cu = (_arrow_text(t["customer_id"]).unique().drop_null() for t in (tables.transactions, tables.customers))
     tx_in_cu, cu_in_tx = pc.is_in(tx, value_set=cu), pc.is_in(cu, value_set=tx)
@@ -965,7 +972,7 @@ def _first_missing(ids: IdCodes, found: np.ndarray, n: int) -> tuple[str, ...]:
         picked.update(dict.fromkeys(pd.unique(ids.codes[rows[first : first + 4096]]).tolist()))
         if len(picked) >= n:
             break
-    return tuple(str(v) for v in ids.values.take(list(picked)[:n]).to_pylist())
+    return tuple(str(v) for v in ids.distinct.take(list(picked)[:n]).to_pylist())
 
 
 def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[IdCodes]) -> np.ndarray:
@@ -977,7 +984,7 @@ def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[IdCodes]) -> np.n
         return np.zeros(len(codes), dtype=bool)
     hit = np.zeros(len(values), dtype=bool)
     for other in among:
-        hit |= pc.is_in(values, value_set=other.values).to_numpy(zero_copy_only=False)
+        hit |= pc.is_in(values, value_set=other.distinct).to_numpy(zero_copy_only=False)
     return (codes >= 0) & hit[codes]
 
 

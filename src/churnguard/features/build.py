@@ -5,7 +5,9 @@ purchase rows into blocks of customers, hands each block's arrays to the feature
 (``churnguard.features.kernel``, where every feature is defined) on two threads, and assembles the columns into
 a frame. ``make_training_set`` encodes once and builds every snapshot from the same encoding.
 
-Customer ids are encoded into integer positions in one sorted index (``_encode``). Multi-row orders are found
+Customer ids are encoded into integer positions in one sorted index (``_encode``), from the codes validation
+made of each table's ids (``Tables.id_codes``): only the distinct ids are read here, not every row's; a frame
+changed since validation is encoded afresh. Multi-row orders are found
 by a 64-bit hash of each purchase row's order key (``_hashes``, numpy over the Arrow buffers); rows whose hash repeats are then checked against their
 actual keys, so a hash collision can never merge two orders. An order's key is its ``order_id``, or without one
 its timestamp: the purchase rows of one customer with the same key are one order.
@@ -214,7 +216,7 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     dtype = columns[0].dtype if columns else None
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return _encode_ids_as_held(columns)
-    encoded = [(c.values, c.codes) if c is not None else dictionary_codes(_arrow(col))
+    encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
     if len(encoded) == 1:
         dictionary, maps = encoded[0][0], [None]
