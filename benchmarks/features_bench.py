@@ -27,7 +27,7 @@ pandas 2 via ``--ft-python``, e.g.::
 Run from the repository root (the data is generated once and cached, see ``benchmarks/_data.py``)::
 
     python benchmarks/features_bench.py --ft-python /tmp/venv-ft/bin/python [--customers 1000000]
-        [--ft-customers 50000] [--as-of 2025-12-31] [--profile]
+        [--ft-customers 50000] [--as-of 2025-12-31] [--profile] [--format csv]
 
 Targets: churnguard / DuckDB <= 3x; featuretools / churnguard >= 20x. Nothing fails on a missed target: the
 script prints measurements.
@@ -78,7 +78,23 @@ def _done(phase: str, t0: float, **extra: object) -> None:
 
 
 def _tables(directory: Path) -> dict[str, Path]:
-    return {name: directory / f"{name}.parquet" for name in ("transactions", "tickets", "customers")}
+    """The three files of ``directory``: CSV where it holds CSV files (``--format csv``), else Parquet."""
+    suffix = ".csv" if (directory / "transactions.csv").is_file() else ".parquet"
+    return {name: directory / f"{name}{suffix}" for name in ("transactions", "tickets", "customers")}
+
+
+def csv_copy(full: dict[str, Path]) -> Path:
+    """The cached Parquet files written as CSV by pyarrow (once), in ``csv/`` beside them."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    out = full["transactions"].parent / "csv"
+    if not (out / "done").is_file():
+        out.mkdir(exist_ok=True)
+        for name, path in full.items():
+            pcsv.write_csv(pq.read_table(path), out / f"{name}.csv")
+        (out / "done").write_text("")
+    return out
 
 
 def _emit_profile(profiler, phase: str) -> None:
@@ -156,7 +172,7 @@ def duckdb_sql(path: Path, as_of: str) -> str:
                    AS recency_days,
                count(*) FILTER (WHERE amount > 0) AS n_purchases,
                sum(amount) AS net_spend
-        FROM read_parquet('{path}')
+        FROM {"read_csv" if path.suffix == ".csv" else "read_parquet"}('{path}')
         WHERE "timestamp" < DATE '{as_of}' + INTERVAL 1 DAY
         GROUP BY customer_id
     """
@@ -379,6 +395,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="DuckDB and churnguard workers on the full data, one after the other, this many times; "
                              "each round's ratios and their median are printed (default 1)")
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet",
+                        help="read the data as Parquet (default) or as CSV (written once from the Parquet files)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--full-after", type=float, default=120.0, help=argparse.SUPPRESS)
@@ -394,6 +412,9 @@ def main() -> None:
     print(f"features_bench: {machine()}; as_of {args.as_of}", flush=True)
     full = ensure_data(args.customers, args.seed)
     full_dir = data_dir(args.customers, args.seed)
+    if args.format == "csv":
+        full_dir = csv_copy(full)
+        print(f"CSV copy: {full_dir}", flush=True)
     common = ["--as-of", args.as_of]
     limits = {"time_limit": args.time_limit}
 
