@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.config import DataConfig
+from churnguard.config import DataConfig, FeatureConfig
 from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data
+from churnguard.features import build_features
 from churnguard.reporting.kpis import (
     STAGES,
     build_report,
@@ -189,11 +190,27 @@ def test_the_headline_is_the_last_complete_period_and_names_a_partial_one():
     assert "partial" not in complete.summary()
 
 
-def test_without_order_ids_every_purchase_row_is_an_order():
+def test_without_order_ids_the_purchase_rows_of_one_timestamp_are_one_order():
     tx = pd.DataFrame(ROWS, columns=["customer_id", "timestamp", "amount", "order_id"]).astype(str)
     k = build_report(validate_tables(tx.drop(columns="order_id"), config=DataConfig()), active_days=30).kpis
-    assert k.loc["2024-03", "orders"] == 6  # D2's two lines now count twice
+    assert k.loc["2024-03", "orders"] == 5  # D2's two lines share their timestamp: one order, as for the features
     assert k.loc["2024-02", "orders"] == 3  # the refund row is never an order
+
+
+def test_an_order_over_two_days_counts_once_on_its_oldest_day_as_in_the_features():
+    rows = [("a", "2024-01-01", "10", "A1"), ("a", "2024-04-05", "5", "A1"),  # a late line of January's order
+            ("b", "2024-04-01", "20", "B1")]
+    tables = validate_tables(pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount", "order_id"]),
+                             config=DataConfig())
+    report = build_report(tables)
+    assert report.kpis["orders"].tolist() == [1, 0, 0, 1]  # A1 counts in January, its oldest line's month
+    assert report.kpis["buying_customers"].tolist() == [1, 0, 0, 1]
+    assert report.kpis["revenue"].tolist() == [10.0, 0.0, 0.0, 25.0]  # revenue stays by line
+    # on 2024-04-05 a's last order is 95 days old (at risk), as the features' recency says
+    features = build_features(tables, "2024-04-05", FeatureConfig()).set_index("customer_id")
+    assert features.loc["a", "recency_days"] == 95
+    assert report.lifecycle.loc["2024-04"].to_dict() == {"new": 1, "active": 0, "at_risk": 1, "lapsing": 0,
+                                                         "lost": 0}
 
 
 def test_a_single_day_of_data_still_renders():

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
     from churnguard.dataset import IdCodes, Tables
 
-__all__ = ["build_features", "estimate_lifespan_years", "to_day"]
+__all__ = ["build_features", "estimate_lifespan_years", "purchase_orders", "to_day"]
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +345,19 @@ class _OrderKeys:
         shared = np.bincount(labels)[labels] > 1
         groups[candidates[shared]] = labels[shared]
         return groups
+
+
+def purchase_orders(tx: pd.DataFrame) -> pd.DataFrame:
+    """The purchase orders of a transactions table as the features count them, one row per order (the purchase
+    rows of one customer sharing an order key): ``customer_id``, ``day`` of the order's oldest line (days
+    since 1970-01-01, int64) and ``value`` (its lines added). Only rows with ``amount > 0`` take part."""
+    tx = tx.loc[tx["amount"].to_numpy() > 0]
+    times = tx["timestamp"].to_numpy()
+    amount = tx["amount"].to_numpy(dtype="float64")
+    codes, ids = pd.factorize(tx["customer_id"])
+    groups = _OrderKeys.of(tx, times, amount).groups(tx, codes)
+    codes, age, value = k.order_values(codes, -_day_numbers(times).astype("float64"), amount, groups)
+    return pd.DataFrame({"customer_id": ids.take(codes), "day": (-age).astype(np.int64), "value": value})
 
 
 def _repeated(key: np.ndarray) -> np.ndarray:

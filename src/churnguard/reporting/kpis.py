@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_write_text, write_table
+from churnguard.features.build import purchase_orders
 from churnguard.lifecycle import STAGES, lifecycle_codes
 
 if TYPE_CHECKING:
@@ -71,9 +72,10 @@ class RetentionReport:
       not at end), ``reactivated_customers`` (active at end, not at start, not new); E = S - lost + N +
       reactivated, so reactivations raise the CRR.
     * ``retention_rate`` = (E - N) / S x 100; ``churn_rate`` = lost / S x 100 (NaN when S = 0).
-    * ``revenue``: sum of all amounts in the period, net of refunds; ``orders``: distinct order ids of
-      purchase rows (each purchase row without an id is one order); ``buying_customers``: customers with a
-      purchase in the period.
+    * ``revenue``: sum of all amounts in the period, net of refunds; ``orders``: purchase orders as the
+      features count them (``churnguard.features.build.purchase_orders``: the purchase rows of one customer
+      with one order id, or without an id one timestamp), each in the period of its oldest line;
+      ``buying_customers``: customers with an order in the period.
     * ``avg_purchase_value`` = revenue / orders; ``purchase_frequency`` = orders / buying_customers.
     * ``lifespan_years`` = min(1 / annual churn, ``max_lifespan_years``) with annual churn = (churn_rate /
       100) x periods per year (12 or 4): the mean of a geometric lifetime at this churn, in years; the
@@ -215,19 +217,20 @@ def build_report(
         raise ValueError(f"active_days ({active_days}) and max_lifespan_years ({max_lifespan_years}) must be > 0")
     freq, per_year = _PERIODS[period]
     tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq))
-    buys = tx.loc[tx["amount"] > 0]
-    if buys.empty:
+    if not (tx["amount"] > 0).any():
         raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
     all_days = _days(tx["timestamp"])
     first_data, last_data = int(all_days.min()), int(all_days.max())
     periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)
-    codes, _ = pd.factorize(buys["customer_id"])
-    pairs = pd.DataFrame({"c": codes, "d": _days(buys["timestamp"])}).drop_duplicates().sort_values("d")
-    c, d = pairs["c"].to_numpy(), pairs["d"].to_numpy()
-    first = np.full(codes.max() + 1, np.inf)
+    orders = purchase_orders(tx)
+    orders["_period"] = pd.to_datetime(orders["day"], unit="D").dt.to_period(freq)
+    orders["c"] = pd.factorize(orders["customer_id"])[0]
+    pairs = orders[["c", "day"]].drop_duplicates().sort_values("day")
+    c, d = pairs["c"].to_numpy(), pairs["day"].to_numpy()
+    first = np.full(c.max() + 1, np.inf)
     np.minimum.at(first, c, d)
     k, lifecycle = _customer_kpis(c, d, first, periods, (first_data, last_data), active_days)
-    _add_money_kpis(k, tx, buys, periods, per_year, max_lifespan_years)
+    _add_money_kpis(k, tx, orders, periods, per_year, max_lifespan_years)
     if tables.tickets is not None:
         for name, values in _ticket_kpis(tables.tickets, freq).items():
             k[name] = _align(values, periods, 0 if name == "csat_answers" else np.nan)
@@ -268,18 +271,19 @@ def _customer_kpis(c: np.ndarray, d: np.ndarray, first: np.ndarray, periods: pd.
     return k, pd.DataFrame(stages, index=index, columns=list(STAGES), dtype="int64")
 
 
-def _add_money_kpis(k: pd.DataFrame, tx: pd.DataFrame, buys: pd.DataFrame, periods: pd.PeriodIndex,
+def _add_money_kpis(k: pd.DataFrame, tx: pd.DataFrame, orders: pd.DataFrame, periods: pd.PeriodIndex,
                     per_year: int, max_lifespan_years: float) -> None:
-    """Add revenue, orders, buyers, purchase value and frequency, lifespan, CLTV, ARPU and concentration."""
+    """Add revenue, orders, buyers, purchase value and frequency, lifespan, CLTV, ARPU and concentration
+    (``orders``: ``purchase_orders`` with each order's ``_period`` and customer code ``c``)."""
     k["revenue"] = _align(tx.groupby("_period")["amount"].sum(), periods, 0.0)
-    k["orders"] = _align(_orders(buys), periods, 0).astype("int64")
-    k["buying_customers"] = _align(buys.groupby("_period")["customer_id"].nunique(), periods, 0).astype("int64")
+    k["orders"] = _align(orders.groupby("_period").size(), periods, 0).astype("int64")
+    k["buying_customers"] = _align(orders.groupby("_period")["c"].nunique(), periods, 0).astype("int64")
     k["avg_purchase_value"] = _ratio(k["revenue"], k["orders"])
     k["purchase_frequency"] = _ratio(k["orders"], k["buying_customers"])
     k["lifespan_years"] = (1 / (k["churn_rate"] / 100 * per_year)).clip(upper=max_lifespan_years)
     k["cltv"] = k["avg_purchase_value"] * k["purchase_frequency"] * per_year * k["lifespan_years"]
     k["arpu"] = _ratio(k["revenue"], k["customers_end"])
-    k["top25_revenue_share"] = _align(_concentration(tx, buys), periods)
+    k["top25_revenue_share"] = _align(_concentration(tx, orders), periods)
 
 
 def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path]:
@@ -330,19 +334,10 @@ def _align(by_period: pd.Series, periods: pd.PeriodIndex, fill: float = np.nan) 
     return by_period.reindex(periods, fill_value=fill).to_numpy()
 
 
-def _orders(buys: pd.DataFrame) -> pd.Series:
-    """Distinct (customer, order id) per period among purchase rows; a row without an id is its own order."""
-    if "order_id" not in buys:
-        return buys.groupby("_period").size()
-    has_id = buys["order_id"].notna()
-    ids = buys.loc[has_id, ["_period", "customer_id", "order_id"]].drop_duplicates()
-    return ids.groupby("_period").size().add((~has_id).groupby(buys["_period"]).sum(), fill_value=0)
-
-
-def _concentration(tx: pd.DataFrame, buys: pd.DataFrame) -> pd.Series:
+def _concentration(tx: pd.DataFrame, orders: pd.DataFrame) -> pd.Series:
     """% of the buyers' net revenue per period from the top ceil(25%) buyers by net revenue."""
     net = tx.groupby(["_period", "customer_id"])["amount"].sum()
-    net = net.loc[pd.MultiIndex.from_frame(buys[["_period", "customer_id"]]).unique()]
+    net = net.reindex(pd.MultiIndex.from_frame(orders[["_period", "customer_id"]]).unique(), fill_value=0.0)
     by_period = net.groupby(level=0)
     top = by_period.rank(method="first", ascending=False) <= np.ceil(by_period.transform("size") * _TOP_SHARE)
     total = by_period.sum()
