@@ -329,13 +329,13 @@ def _line(label: str, value: str, note: str = "") -> None:
     print(f"  {label:<62} {value:>18}  {note}", flush=True)
 
 
-def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
+def report_churnguard(title: str, recs: dict, kind: str = "Parquet") -> dict[str, float | None]:
     """Print the churnguard worker's phases; return the times used in the ratios."""
     load, given = recs.get("load_validate"), recs.get("build_given_lifespan")
     est, full = recs.get("lifespan_estimate"), recs.get("build_full")
     print(f"churnguard ({title}):")
     if load:
-        _line("load_tables (read + validate 3 Parquet files)", _fmt_s(_s(load)),
+        _line(f"load_tables (read + validate 3 {kind} files)", _fmt_s(_s(load)),
               f"CPU {_fmt_s(load.get('cpu_seconds'))}; {load.get('transactions', 0):,} transactions, "
               f"{load.get('tickets', 0):,} tickets; peak RSS {fmt_mb(load.get('peak_rss_mb', 0))}")
     if given:
@@ -363,13 +363,13 @@ def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
             "full_lower_bound": est_timeout, "pairs": (est or {}).get("n_year_before", 0) * (est or {}).get("n_last_year", 0)}
 
 
-def report_duckdb(title: str, recs: dict) -> float | None:
+def report_duckdb(title: str, recs: dict, kind: str = "Parquet") -> float | None:
     q = recs.get("rfm_query")
     if not q or q["event"] != "done":
         print(f"DuckDB ({title}): no result")
         return None
     print(f"DuckDB {q['version']} ({title}, {q['threads']} threads):")
-    _line("RFM query from Parquet into pandas, first run", _fmt_s(q["seconds"]),
+    _line(f"RFM query from {kind} into pandas, first run", _fmt_s(q["seconds"]),
           f"CPU {_fmt_s(q.get('cpu_seconds'))}; best of {q['runs']}: {q['best_seconds']:.2f} s; {q['rows']:,} rows; "
           f"peak RSS {fmt_mb(q['peak_rss_mb'])}")
     return q["seconds"]
@@ -434,9 +434,10 @@ def main() -> None:
                        _s(given) + _s(load) if _s(given) and _s(load) else None))
     print()
     title = f"{args.customers:,} customers"
-    t_duck = report_duckdb(title, first[0])
+    kind = "CSV" if args.format == "csv" else "Parquet"
+    t_duck = report_duckdb(title, first[0], kind)
     duck_cpu = _s(first[0].get("rfm_query"), "cpu_seconds")
-    cg = report_churnguard(title, first[1])
+    cg = report_churnguard(title, first[1], kind)
 
     sl: dict[str, float | None] | None = None
     t_ft = t_duck_slice = None
@@ -475,7 +476,7 @@ def main() -> None:
     _line("churnguard build, lifespan given / DuckDB query  (<= 3x)", _ratio(cg["given"], t_duck), title)
     if cg["load"] and cg["given"]:
         _line("churnguard load+validate+build (lifespan given) / DuckDB", _ratio(cg["load"] + cg["given"], t_duck),
-              "both from the Parquet files")
+              f"both from the {kind} files")
         _line("the same in CPU time (all threads) / DuckDB's CPU time", _ratio(cg["cpu"], duck_cpu),
               "steadier than wall time on a shared machine")
     if sl is not None:
