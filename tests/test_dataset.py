@@ -471,6 +471,9 @@ def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, c
         assert len(set(codes.distinct.to_pylist())) == len(codes.distinct)
         assert codes.present().all()
     assert dataset.id_overlap(tables) == dataset.id_overlap(replace(tables, ids={}))
+    seen = pd.Series(["a", "7", "q"], dtype="str")
+    for name in ("transactions", "tickets", "customers"):
+        assert tables.has_ids(name, seen).tolist() == _isin(getattr(tables, name)["customer_id"], [seen]).tolist()
     changed = replace(tables, transactions=tables.transactions.iloc[::-1].reset_index(drop=True))
     assert changed.id_codes("transactions") is None
     assert changed.id_codes("customers") is not None

@@ -190,6 +190,14 @@ class Tables:
         codes, frame = self.ids.get(table), getattr(self, table)
         return codes if codes is not None and frame is not None and codes.describes(frame["customer_id"]) else None
 
+    def has_ids(self, table: str, ids: pd.Series) -> np.ndarray:
+        """Whether each row's customer id in table ``table`` is one of ``ids`` (text); looked up once per distinct
+        id when the table has its :class:`IdCodes`."""
+        codes = self.id_codes(table)
+        if codes is None:
+            return _isin(getattr(self, table)["customer_id"], [ids])
+        return _codes_found((codes.distinct, codes.codes), [_arrow_text(ids).combine_chunks()])
+
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
         ids = pd.Index(self.transactions["customer_id"].unique())
@@ -920,7 +928,7 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
     event types are read in lower case."""
     ids = check.df["customer_id"]
     if check.ids is not None and all(codes is not None for _, codes in known):
-        found = _codes_found(check.ids, [codes for _, codes in known])
+        found = _codes_found(check.ids, [codes.distinct for _, codes in known])
     else:
         found = _isin(ids, [values for values, _ in known])
     check.flag(ids.notna().to_numpy() & ~found, "customer_id",
@@ -975,8 +983,8 @@ def _first_missing(ids: IdCodes, found: np.ndarray, n: int) -> tuple[str, ...]:
     return tuple(str(v) for v in ids.distinct.take(list(picked)[:n]).to_pylist())
 
 
-def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[IdCodes]) -> np.ndarray:
-    """Whether each row's id (``ids``: distinct values and codes, -1 missing) is one of the ids of ``among``."""
+def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[pa.Array]) -> np.ndarray:
+    """Whether each row's id (``ids``: distinct values and codes, -1 missing) is one of the ids in ``among``."""
     import pyarrow.compute as pc
 
     values, codes = ids
@@ -984,7 +992,7 @@ def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[IdCodes]) -> np.n
         return np.zeros(len(codes), dtype=bool)
     hit = np.zeros(len(values), dtype=bool)
     for other in among:
-        hit |= pc.is_in(values, value_set=other.distinct).to_numpy(zero_copy_only=False)
+        hit |= pc.is_in(values, value_set=other, skip_nulls=True).to_numpy(zero_copy_only=False)
     return (codes >= 0) & hit[codes]
 
 
