@@ -13,7 +13,10 @@ transactions and events as Parquet, then times, each in its own process so that 
 
 Run from the repository root::
 
-    python benchmarks/events_speed.py [--customers 1000000] [--as-of 2025-12-31]
+    python benchmarks/events_speed.py [--customers 1000000] [--as-of 2025-12-31] [--stages]
+
+``--stages`` times instead the steps of the build with the events (read, validate, encode, engagement), in one
+process.
 
 Nothing fails on a missed target: the script prints measurements.
 """
@@ -102,6 +105,41 @@ def _duckdb(paths: dict[str, Path], as_of: str) -> int:
     return len(con.execute(rfm).df()) + len(con.execute(events).df())
 
 
+STAGES = {"read (3 files)": ("churnguard.dataset", "_read"), "validate": ("churnguard.dataset", "validate_tables"),
+          "encode ids and events": ("churnguard.features.build", "_encode"),
+          "engagement features": ("churnguard.features.build", "_engagement")}
+
+
+def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, float]:
+    """Wall seconds of each step of the feature build with the events (the functions of ``STAGES`` timed in
+    place), and the whole."""
+    import importlib
+
+    from churnguard.config import load_config
+    from churnguard.dataset import load_tables
+    from churnguard.features import build_features
+
+    seconds = dict.fromkeys(STAGES, 0.0)
+
+    def timed(label, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[label] += time.perf_counter() - start
+        return run
+
+    for label, (module, name) in STAGES.items():
+        mod = importlib.import_module(module)
+        setattr(mod, name, timed(label, getattr(mod, name)))
+    config = load_config()
+    start = time.perf_counter()
+    tables = load_tables(paths["transactions"], None, paths["customers"], config=config.data, events=paths["events"])
+    build_features(tables, as_of, config.features)
+    return seconds | {"total": time.perf_counter() - start}
+
+
 def measure(what: str, paths: dict[str, Path], as_of: str) -> dict:
     """One measurement in this process: seconds (imports done first), rows out and peak RSS."""
     import duckdb  # noqa: F401
@@ -129,8 +167,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--as-of", default="2025-12-31")
     parser.add_argument("--measure", choices=list(LABELS), help=argparse.SUPPRESS)
+    parser.add_argument("--stages", action="store_true", help="only time the steps of the build with the events")
     args = parser.parse_args()
     paths = ensure_events_data(args.customers, args.seed)
+    if args.stages:
+        for label, seconds in stage_times(paths, args.as_of).items():
+            print(f"{label}: {seconds:.2f} s")
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, paths, args.as_of)))
         return

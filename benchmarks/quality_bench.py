@@ -12,7 +12,8 @@ Per world it prints AUC, PR-AUC, Brier, ECE, the mean probability (to set beside
 baselines as the model file calibrates them, and of a plain LightGBM (200 trees at learning rate 0.05,
 otherwise its default settings) on recency, frequency and monetary value, trained on the deployed model's own
 snapshots; the training run's own scorecard and how it was made (backtest or grouped cross-validation); and
-the level correction the training run chose, with each correction's ECE on its backtest.
+the level correction the training run chose, with each correction's ECE on its backtest (the model card's
+sentence).
 
     python benchmarks/quality_bench.py            # 5 worlds, 4 of >= 10k customers
     python benchmarks/quality_bench.py --quick    # 3 small worlds, a few minutes on 2 cores
@@ -39,7 +40,7 @@ from churnguard.features import build_features
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.model import ChurnModel
-from churnguard.training.evaluation import baseline_probabilities, expected_calibration_error
+from churnguard.training.evaluation import baseline_probabilities, expected_calibration_error, level_sentence
 from churnguard.training.snapshots import make_training_set
 
 RFM = ("recency_days", "n_orders", "gross_spend")
@@ -132,9 +133,7 @@ def run_world(world: World, work: Path) -> dict[str, object]:
         rows[name] = _metrics(y, p, n)
     rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(tables, model, today, frame), n)
     return {"world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
-            "claimed": info.scorecards["model"], "level": (info.summary.get("level_correction", "none"),
-                                                           info.summary.get("level_shift", 0.0),
-                                                           info.summary.get("level_backtest_ece", {})),
+            "claimed": info.scorecards["model"], "level": info.summary,
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}
 
@@ -151,9 +150,7 @@ def _report(result: dict[str, object]) -> str:
     claimed = result["claimed"]
     lines.append(f"  the training run's own scorecard ({result['evaluation']}): auc {claimed['roc_auc']:.3f}, ece "
                  f"{claimed['ece']:.3f}, churn rate {claimed['positive_rate']:.3f}")
-    level, shift, eces = result["level"]
-    tried = ", ".join(f"{name} {ece:.3f}" for name, ece in eces.items()) or "none tried"
-    lines.append(f"  level correction: {level}, log-odds shift {shift:+.3f} (backtest ECE: {tried})")
+    lines.append(f"  {level_sentence(result['level'])}")
     model = rows["model"]
     beats = all(model["auc"] > m["auc"] for name, m in rows.items() if name != "model")
     met = beats and model["ece"] <= 0.02 and model["coverage"] == 1.0

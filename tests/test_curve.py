@@ -23,6 +23,7 @@ from churnguard.features import build_features
 from churnguard.model import ChurnModel
 from churnguard.model._modelcore import HORIZON_FEATURE, Calibrator, Curve, monotone_curve
 from churnguard.scoring import model_population, output_columns, score_tables
+from churnguard.training.level import LEVELS
 
 HORIZONS = (30, 60, 90, 180)
 CURVE_COLUMNS = ["churn_probability_30d", "churn_probability_60d", "churn_probability_90d", "churn_probability_180d"]
@@ -132,6 +133,15 @@ def test_the_model_card_has_a_backtest_scorecard_and_a_calibration_per_horizon(c
         assert 0 <= card.scorecards[h]["ece"] < 0.1, (h, card.scorecards[h])
         assert card.calibration[h]["kind"] == "sigmoid"
         assert card.calibration[h]["brier"] <= card.calibration[h]["brier_raw"] + 1e-3
+        # Each horizon's own level correction, the one with the lowest ECE on the backtest (none on a tie).
+        eces, chosen = card.calibration[h]["level_backtest_ece"], card.calibration[h]["level_correction"]
+        assert set(eces) <= set(LEVELS)
+        assert "none" in eces
+        assert eces[chosen] == min(eces.values())
+        calibrator = curve_model.curve_.calibrators[HORIZONS.index(h)]
+        assert (calibrator.shift, calibrator.power) == (card.calibration[h]["shift"], card.calibration[h]["power"])
+        assert calibrator.power == 1.0 or chosen == "intensity"
+        assert calibrator.shift == 0.0 or chosen not in ("none", "intensity")
     rates = [card.scorecards[h]["positive_rate"] for h in HORIZONS]  # fewer stay silent over longer windows
     assert rates == sorted(rates, reverse=True)
     assert curve_model.info.to_dict()["curve"]["scorecards"]["180"] == card.scorecards[180]

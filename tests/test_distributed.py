@@ -247,3 +247,31 @@ def test_a_worker_dying_mid_run_raises_a_clear_error_and_writes_nothing(trained,
                 run.result(timeout=60)
     assert not out.exists()
     assert _leftovers(tmp_path) == []
+
+
+def _days_by_customer(purchases) -> list[tuple[int, ...]]:
+    """Each customer's purchase days, whatever the engine's customer codes: sorted day tuples."""
+    order = np.lexsort((purchases.day, purchases.customer))
+    customer, day = purchases.customer[order], purchases.day[order]
+    cuts = np.flatnonzero(np.diff(customer)) + 1
+    return sorted(tuple(d.tolist()) for d in np.split(day, cuts))
+
+
+def test_purchase_days_of_the_level_correction_equal_the_local_engine(client, data, dtables):
+    from types import SimpleNamespace
+
+    from churnguard.engines.dask._cluster import _Tasks
+    from churnguard.engines.dask.training import _DaskRows
+    from churnguard.training.run import LocalRows
+
+    config, today, last = load_config(), pd.Timestamp(AS_OF), pd.Timestamp("2025-01-15")
+    local = LocalRows(data["local"], config, today, lambda _msg: None).purchase_days(last)
+    # the row source's method on the real cluster, without building its snapshots
+    rows = SimpleNamespace(client=client, tasks=_Tasks(client), dtables=dtables, last=today)
+    dask = _DaskRows.purchase_days(rows, last)
+    assert dask.last == local.last == last
+    assert len(dask.day) == len(local.day) > 1000
+    assert _days_by_customer(dask) == _days_by_customer(local)
+    assert dask.day.max() <= (last - pd.Timestamp("1970-01-01")).days
+    window = pd.Timestamp("2024-10-01")
+    assert dask.intensity(window, 60) == pytest.approx(local.intensity(window, 60), rel=1e-12)

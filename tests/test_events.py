@@ -185,6 +185,55 @@ def test_events_columns_are_mapped_and_required():
         validate_tables(TX, config=DataConfig(), events=EVENTS.drop(columns="event_type"))
 
 
+def _parquet_and_frame(events: pd.DataFrame, tmp_path: Path, mode: str = "raise"):
+    """The tables of ``events`` read from a Parquet file (its text columns as categoricals) and passed as a
+    frame (text as text)."""
+    from churnguard.dataset import load_tables
+
+    TX.to_csv(tmp_path / "tx.csv", index=False)
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    cfg = DataConfig(on_bad_rows=mode)
+    return (load_tables(tmp_path / "tx.csv", config=cfg, events=tmp_path / "events.parquet"),
+            validate_tables(pd.read_csv(tmp_path / "tx.csv", dtype=str), config=cfg, events=events,
+                            sources={"events": str(tmp_path / "events.parquet")}))
+
+
+def test_events_read_from_parquet_as_categoricals_give_the_same_tables_and_features(tmp_path):
+    """Text cells are read, cleaned and checked per distinct value: blanks, spaces, case, ids written as
+    floats and rejected rows come out as they do from a frame of text."""
+    messy = pd.concat([EVENTS, pd.DataFrame([
+        ("a", "2025-03-21 10:00:00", " Visit ", 30, " ", "12.0"),  # blank channel, id written as a float
+        ("a", "2025-03-21 10:10:00", "visit", 30, "web ", "12"),  # the same session as the row above
+        ("z", "2025-03-01 00:00:00", "visit", None, None, None),  # an unknown customer: rejected
+    ], columns=EVENTS.columns)], ignore_index=True).astype({"timestamp": "datetime64[ns]"})
+    from_file, from_frame = _parquet_and_frame(messy, tmp_path, "reject")
+    assert isinstance(from_file.events["event_type"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(from_file.events.astype(object), from_frame.events.astype(object))
+    pd.testing.assert_frame_equal(from_file.rejects, from_frame.rejects)
+    assert from_file.events["session_id"].dropna().unique().tolist() == ["s1", "s2", "12"]
+    pd.testing.assert_frame_equal(build_features(from_file, AS_OF, FeatureConfig()),
+                                  build_features(from_frame, AS_OF, FeatureConfig()))
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), [
+    ("event_type", "  ", "are empty"),
+    ("customer_id", "", "are empty"),
+])
+def test_bad_event_values_read_from_parquet_are_named_as_from_a_frame(tmp_path, column, value, reason):
+    from churnguard.dataset import load_tables
+
+    events = EVENTS.astype({"timestamp": "datetime64[ns]"})
+    events.loc[3, column] = value
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    TX.to_csv(tmp_path / "tx.csv", index=False)
+    with pytest.raises(DataError, match=rf"column '{column}': 1 row\(s\) {reason}, e.g.  \(rows 4\)") as from_file:
+        load_tables(tmp_path / "tx.csv", config=DataConfig(), events=tmp_path / "events.parquet")
+    with pytest.raises(DataError) as from_frame:
+        validate_tables(pd.read_csv(tmp_path / "tx.csv", dtype=str), config=DataConfig(), events=events,
+                        sources={"transactions": str(tmp_path / "tx.csv"), "events": str(tmp_path / "events.parquet")})
+    assert str(from_file.value) == str(from_frame.value)
+
+
 # -- reasons and signals ------------------------------------------------------------------------------------------
 
 

@@ -145,11 +145,20 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert run.data.params["tune_train_snapshots"] == "none"
     card = client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))
     assert "## Scorecard (cross-validation grouped by customer, on 2024-07-02)" in Path(card).read_text()
-    # No later period to choose a level correction on: none, and the card says why.
+    # No later period to choose a level correction on: none, and the card and the screen say why; the
+    # intensity correction (its window a year earlier, from 2023-12-31, is in the data; the reference is the
+    # newest snapshot, with less than a year of them) is named, not applied.
     assert run.data.params["level_correction"] == "none"
     assert info.summary["level_shift"] == 0.0
-    assert ("- level_correction: none (no backtest to choose one on: the churn level of the period after "
-            "2024-12-31 is the calibration's)") in Path(card).read_text()
+    assert info.summary["level_power"] == 1.0
+    found = info.summary["level_intensity"]
+    assert found["window_start"] == "2023-12-31"
+    assert found["reference_snapshot"] == "2024-07-02"
+    said = ("level_correction: none (no backtest to choose one on: the churn level of the period after "
+            f"2024-12-31 is the calibration's; the intensity correction, a power of {found['power']:.3f} (")
+    assert f"- {said}" in Path(card).read_text()
+    assert said in text
+    assert "is not applied: no later period is left to check it on)" in text
     scored = CliRunner().invoke(app, [
         "score", "--model", str(out), "--transactions", str(paths["transactions"]), "--tickets",
         str(paths["tickets"]), "--customers", str(paths["customers"]), "--out", str(tmp_path / "s.csv")])

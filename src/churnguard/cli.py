@@ -374,6 +374,7 @@ def _print_training_summary(result) -> None:
     from churnguard.training.evaluation import (
         evaluation_sentence,
         evaluation_title,
+        level_sentence,
         schedule_sentence,
         tuning_sentence,
     )
@@ -402,6 +403,7 @@ def _print_training_summary(result) -> None:
         ("calibration", (f"{s['calibration']}, cross-fitted on {len(s['calibration_snapshots'])} snapshots at "
                          f"this time of year (Brier {s['calibration_brier_raw']:.4f} -> "
                          f"{s['calibration_brier']:.4f} calibrated)")),
+        *([("level", level_sentence(s))] if "level_correction" in s else []),
         ("evaluation", evaluation_sentence(s)),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),

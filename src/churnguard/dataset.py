@@ -53,12 +53,15 @@ from churnguard._io import (
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pyarrow as pa
 
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
-           "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+           "IdCodes", "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census",
+           "date_style", "dictionary_codes",
            "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_campaigns",
            "load_tables", "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error",
            "text_cells", "validate_tables"]
@@ -112,6 +115,10 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 }
 _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_type", "session_id", "action",
          "campaign_id"}
+# Text columns read from Parquet as categoricals (one code per row, each distinct value checked once): the
+# events table's, many rows over fewer distinct values; of them, those with few distinct values.
+_CODED = {"events": ("customer_id", "event_type", "channel", "session_id")}
+_FEW = ("event_type", "channel")
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
@@ -409,7 +416,7 @@ class _Checker:
 
     def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
         # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
-        self.rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else np.arange(1, len(df) + 1)
+        self._rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else None
         long_rows = df.pop(EXTRA_FIELDS) if EXTRA_FIELDS in df else None
         self.df, self.table, self.source = df, table, source
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
@@ -417,6 +424,10 @@ class _Checker:
         self.ids: tuple[pa.Array, np.ndarray] | None = None  # the customer ids' distinct values and codes
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
+
+    def rows(self, where: np.ndarray) -> np.ndarray:
+        """The row numbers of the rows at positions ``where``."""
+        return where + 1 if self._rows is None else self._rows[where]
 
     def flag(self, mask: pd.Series | np.ndarray, column: str, reason: str, raw: pd.Series | None = None) -> None:
         new = np.asarray(mask, dtype=bool) & ~self._flagged
@@ -466,13 +477,14 @@ class _Checker:
         if mode == "raise" or (n_bad == len(self.df) and not part):
             groups = bad.groupby(["column", "reason"]).groups.items()
             raise rows_error(self.source, self.table, len(self.df), [
-                (column, reason, len(idx), bad.loc[idx, "value"], [str(self.rows[i]) for i in list(idx)[:3]])
+                (column, reason, len(idx), bad.loc[idx, "value"],
+                 [str(r) for r in self.rows(np.asarray(list(idx)[:3]))])
                 for (column, reason), idx in groups])
         rejects = pd.DataFrame(
             {
                 "table": self.table,
                 "source": self.source,
-                "row": self.rows[bad.index.to_numpy()],
+                "row": self.rows(bad.index.to_numpy()),
                 "customer_id": self.df["customer_id"].iloc[bad.index].astype("object").to_numpy()
                 if "customer_id" in self.df
                 else pd.NA,
@@ -546,6 +558,39 @@ def _may_contain(text, byte: str) -> bool:
     return False
 
 
+def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn(raw)``; of a categorical, ``fn`` of its distinct values only, as a categorical again (values that
+    ``fn`` makes equal share one category; a value it makes missing is missing)."""
+    if not isinstance(raw.dtype, pd.CategoricalDtype):
+        return fn(raw)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = fn(pd.Series(raw.cat.categories))
+    after, before = pa.array(values), pa.array(raw.cat.categories)
+    if after.type == before.type and pc.all(pc.equal(after, before), skip_nulls=False).as_py() is True:
+        if values.dtype == raw.cat.categories.dtype:
+            return raw
+        at, levels = raw.cat.codes.to_numpy(), pd.Index(values)  # the same values in another text type
+    else:
+        codes, levels = pd.factorize(values)
+        at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
+    return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
+                     index=raw.index, name=raw.name)
+
+
+def _ids_text(raw: pd.Series) -> pd.Series:
+    return _whole_numbers(raw) if _is_text(raw) else id_text(raw)
+
+
+def _as_str(raw: pd.Series) -> pd.Series:
+    return raw.astype("str")
+
+
+def _lower(raw: pd.Series) -> pd.Series:
+    return raw.str.lower()
+
+
 def _is_text(raw: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)
 
@@ -561,6 +606,20 @@ def id_text(raw: pd.Series) -> pd.Series:
     if not _is_text(raw):
         return raw.astype("str")
     return _whole_numbers(text_cells(raw))
+
+
+def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """A categorical text column's distinct values that its rows use (an Arrow text array) and each row's
+    position among them (int32; -1 for a missing value): its own codes, renumbered past unused categories."""
+    import pyarrow as pa
+
+    codes = ids.cat.codes.to_numpy().astype(np.int32)
+    distinct = pa.array(np.asarray(ids.cat.categories, dtype=object), type=pa.large_string())
+    used = np.bincount(codes[codes >= 0], minlength=len(distinct)) > 0
+    if used.all():
+        return distinct, codes
+    return distinct.filter(used), np.where(codes >= 0, (np.cumsum(used, dtype=np.int32) - 1)[codes], -1).astype(
+        np.int32)
 
 
 def _id_codes(raw: pd.Series) -> tuple[pd.Series, tuple[pa.Array, np.ndarray]]:
@@ -775,8 +834,8 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
         raw = df[column]
         if column not in _CHECKED:
             continue
-        if _is_text(raw):
-            raw = text_cells(raw)
+        if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
+            raw = _each_distinct(raw, text_cells)
         if column in _DATES:
             parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
             far = dates_out_of_range(parsed)
@@ -797,11 +856,13 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             flags = _parse_bool(raw)
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
+        elif column == "customer_id" and isinstance(raw.dtype, pd.CategoricalDtype):
+            out[column] = _each_distinct(raw, _ids_text)
+            check.ids = category_codes(out[column])
         elif column == "customer_id":
             out[column], check.ids = _id_codes(df[column])
         elif column in _TEXT:
-            out[column] = (_whole_numbers(raw) if _is_text(raw) else id_text(raw)) if column in _IDS else (
-                raw.astype("str"))
+            out[column] = _each_distinct(raw, _ids_text if column in _IDS else _as_str)
         if column in _REQUIRED_VALUES:
             check.flag(out[column].isna(), column, "are empty", raw)
     if priced:
@@ -935,7 +996,7 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
                "belong to customers found in neither transactions nor customers")
     frame, rejects = check.finish(mode, part)
     if "event_type" in frame:
-        frame["event_type"] = frame["event_type"].str.lower()
+        frame["event_type"] = _each_distinct(frame["event_type"], _lower)
     return frame, rejects
 
 
@@ -1037,6 +1098,8 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
+        return np.append(_isin(pd.Series(values.cat.categories), among), False)[values.cat.codes.to_numpy()]
     x = _arrow_text(values)
     found = np.zeros(len(values), dtype=bool)
     for other in sorted(among, key=len):  # the smaller table first; the larger only for the values still missing
@@ -1074,8 +1137,10 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         names = header(path, csv_dialect)
         check_unique_columns(names, str(path), table)
         columns = feature_columns(table, names, config) if feature_inputs_only else None
-        return read_rows(path, columns, keep=(getattr(config.columns, table).get("customer_id", "customer_id"),),
-                         dialect=csv_dialect)
+        mapping = getattr(config.columns, table)
+        return read_rows(path, columns, keep=(mapping.get("customer_id", "customer_id"),), dialect=csv_dialect,
+                         categorical=tuple(mapping.get(c, c) for c in _CODED.get(table, ())),
+                         few=tuple(mapping.get(c, c) for c in _FEW))
     except DataError:
         raise
     except pd.errors.EmptyDataError:

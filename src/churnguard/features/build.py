@@ -26,12 +26,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard.dataset import dictionary_codes
+from churnguard.dataset import category_codes, dictionary_codes
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from churnguard.config import FeatureConfig
     from churnguard.dataset import IdCodes, Tables
 
@@ -77,31 +79,87 @@ class _Encoded:
     events: _Events | None = None
 
 
+_EVENT_BLOCK = 1 << 13  # customer ids per block of the engagement features: a block's arrays stay small
+
+
 @dataclass(frozen=True)
 class _Events:
-    """The events table as integer arrays: customer position in ``_Encoded.ids``, timestamp (ns), its day
-    number, and the kernel's codes of event type, channel and session id; duration in seconds (NaN: none)."""
+    """The events table as arrays: customer position in ``_Encoded.ids``, timestamp (ns), duration in seconds
+    (NaN: none), and event type, channel and session id as integer codes (event type and channel with the map
+    from their codes to the kernel's, see :func:`_coded`); ``order[bounds[b] : bounds[b + 1]]`` are the rows of
+    block ``b`` of ``_EVENT_BLOCK`` ids, in row order."""
 
     cid: np.ndarray
     time: np.ndarray
-    day: np.ndarray
-    kind: np.ndarray
     duration: np.ndarray
-    channel: np.ndarray
+    kind: tuple[np.ndarray, np.ndarray | None]
+    channel: tuple[np.ndarray, np.ndarray | None]
     session: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
 
     @classmethod
-    def of(cls, events: pd.DataFrame, cid: np.ndarray) -> _Events:
-        time = events["timestamp"].to_numpy().astype("datetime64[ns]")
+    def of(cls, events: pd.DataFrame, cid: np.ndarray, n_ids: int) -> _Events:
         n = len(events)
-        duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
-            if "duration_seconds" in events else np.full(n, np.nan)
-        channel = channel_codes(events["channel"].to_numpy(dtype=object)) if "channel" in events \
-            else np.full(n, -1, dtype=np.int8)
-        session = pd.factorize(events["session_id"])[0].astype(np.int64) if "session_id" in events \
-            else np.full(n, -1, dtype=np.int64)
-        kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
-        return cls(cid, time.view("int64"), _day_numbers(time), kind, duration, channel, session)
+        time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False).view("int64")
+        duration = _floats(events["duration_seconds"]) if "duration_seconds" in events else np.full(n, np.nan)
+        channel = _coded(events["channel"], channel_codes) if "channel" in events else (
+            np.full(n, -1, dtype=np.int8), None)
+        session = _session_codes(events["session_id"]) if "session_id" in events else (
+            np.full(n, -1, dtype=np.int32))
+        return cls(cid, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
+                   *_event_blocks(cid, n_ids))
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """A numeric column as float64, NaN where missing (a float64 column as it is, not copied)."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return values.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _event_blocks(cid: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by block of ``_EVENT_BLOCK`` ids (a stable radix sort of the block numbers) and where
+    each block starts; block numbers are computed a piece at a time, without a temporary of every row."""
+    n_blocks = max(-(-n_ids // _EVENT_BLOCK), 1)
+    block = np.empty(len(cid), dtype=np.uint8 if n_blocks <= 256 else np.uint16)
+    counts = np.zeros(n_blocks, dtype=np.int64)
+    for first in range(0, len(cid), 1 << 20):
+        piece = cid[first : first + (1 << 20)] >> (_EVENT_BLOCK.bit_length() - 1)
+        block[first : first + len(piece)] = piece
+        counts += np.bincount(piece, minlength=n_blocks)
+    return np.argsort(block, kind="stable"), np.concatenate([[0], np.cumsum(counts)])
+
+
+def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A text column as integer codes and the map from them to ``codes`` of their values: of a categorical,
+    its own codes and ``codes`` of its categories (a missing value, code -1, maps to -1); of another column,
+    ``codes`` of every value and no map."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return codes(values.to_numpy(dtype=object)), None
+    return values.array.codes, np.append(codes(values.cat.categories.to_numpy(dtype=object)), -1)
+
+
+def _take(coded: tuple[np.ndarray, np.ndarray | None], rows: np.ndarray) -> np.ndarray:
+    """The kernel's codes of a :func:`_coded` column at ``rows``."""
+    codes, mapping = coded
+    return codes[rows] if mapping is None else mapping[codes[rows]]
+
+
+def _session_codes(values: pd.Series) -> np.ndarray:
+    """An integer per session id (equal ids, equal codes), -1 when missing: a categorical's own codes."""
+    return values.array.codes if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
+
+
+def _category_ids(ids: pd.Series) -> IdCodes | None:
+    """A categorical customer id column's :class:`churnguard.dataset.IdCodes` (the categories its rows use),
+    for :func:`_encode_ids`; None for another column."""
+    from churnguard.dataset import IdCodes
+
+    if not isinstance(ids.dtype, pd.CategoricalDtype):
+        return None
+    return IdCodes(*category_codes(ids), ids.array)
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -253,15 +311,15 @@ def _encode(tables: Tables) -> _Encoded:
     # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
-        ids, positions = _encode_ids([f["customer_id"] for f in named.values()],
-                                     [tables.id_codes(name) for name in named])
+        known = [tables.id_codes(name) or _category_ids(f["customer_id"]) for name, f in named.items()]
+        ids, positions = _encode_ids([f["customer_id"] for f in named.values()], known)
         at = dict(zip(named, positions, strict=True))
         tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
         days = _day_numbers(tx_time)
         groups = keys.result().groups(tx, tx_id)
         block_rows = blocks.result()
-    events = _Events.of(tables.events, at["events"]) if "events" in at else None
+    events = _Events.of(tables.events, at.pop("events"), len(ids)) if "events" in at else None
     return _Encoded(tables, ids, tx_id, at.get("tickets"), at.get("customers"), tx_time, days, amount, groups,
                     block_rows, events)
 
@@ -484,15 +542,31 @@ def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, k
     return k.attribute_features(known, free, kinds, _day_numbers(np.datetime64(as_of))), kinds
 
 
-def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, n: int, recency: np.ndarray,
-                cfg: FeatureConfig) -> dict:
-    """The kernel's engagement features from the events of the known customers on or before ``as_of``."""
-    pos = where[ev.cid]
-    keep = np.flatnonzero((pos >= 0) & (ev.time < (as_of + _DAY).value))
-    age = (_day_numbers(np.datetime64(as_of)) - ev.day[keep]).astype("float64")
-    arrays = EventArrays(pos[keep], age, ev.time[keep], ev.kind[keep], ev.duration[keep], ev.channel[keep],
-                         ev.session[keep])
-    return engagement_features(n, arrays, recency, cfg)
+def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray, cfg: FeatureConfig
+                ) -> dict:
+    """The kernel's engagement features from the events of the known customers on or before ``as_of``: per
+    block of ``_EVENT_BLOCK`` ids (a customer's events all in one block), on two threads."""
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-engagement") as pool:
+        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, as_of, recency, cfg),
+                              range(len(ev.bounds) - 1)))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray,
+                      cfg: FeatureConfig) -> dict:
+    """The engagement features of the population's customers among ids block ``b``."""
+    known = where[b * _EVENT_BLOCK : (b + 1) * _EVENT_BLOCK]
+    members = known[known >= 0]
+    start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
+    rows = ev.order[ev.bounds[b] : ev.bounds[b + 1]]
+    pos, time = where[ev.cid[rows]], ev.time[rows]
+    keep = (pos >= 0) & (time < (as_of + _DAY).value)
+    if not keep.all():
+        rows, pos, time = rows[keep], pos[keep], time[keep]
+    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(time.view("datetime64[ns]"))).astype("float64")
+    arrays = EventArrays(pos - start, age, time, _take(ev.kind, rows), ev.duration[rows],
+                         _take(ev.channel, rows), ev.session[rows])
+    return engagement_features(len(members), arrays, recency[start : start + len(members)], cfg)
 
 
 def known_listed(tables: Tables, as_of: pd.Timestamp) -> np.ndarray:
@@ -584,8 +658,8 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
         oldest = [p[2] for p in parts if p[2] is not None]
         lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
     del parts
-    engagement = None if enc.events is None else _engagement(enc.events, where, as_of, len(customers),
-                                                             purchase["recency_days"], config)
+    engagement = None if enc.events is None else _engagement(enc.events, where, as_of, purchase["recency_days"],
+                                                             config)
     cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=config,
                      lifespan_years=lifespan, engagement=engagement)
     if population is None:

@@ -84,20 +84,65 @@ def _run_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _session_labels(ev: EventArrays, site: np.ndarray, gap_ns: int) -> np.ndarray:
-    """A session label per site event (``site``: their rows): by (customer, session id) where an id is given,
-    else by the gap rule over the customer's events sorted by time."""
-    pos, time, sid = ev.pos[site], ev.time[site], ev.session[site]
-    label = np.empty(len(site), dtype=np.int64)
-    loose = np.flatnonzero(sid < 0)
-    order = loose[np.lexsort((time[loose], pos[loose]))]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (pos[order][1:] != pos[order][:-1]) | (np.diff(time[order]) >= gap_ns)
-    label[order] = np.cumsum(new) - 1
-    tied = np.flatnonzero(sid >= 0)
-    key = pos[tied].astype(np.int64) * (int(sid.max(initial=0)) + 1) + sid[tied]
-    label[tied] = int(new.sum()) + np.unique(key, return_inverse=True)[1].ravel()
-    return label
+def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rows' order by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
+    order), and the keys in that order. One sort of ``pos`` and ``time`` packed into 64 bits (the time
+    coarsened as far as the packing needs); only when that leaves rows out of order, a sort by every key."""
+    keys = (pos, time, *then)
+    if len(pos) == 0:
+        return np.zeros(0, dtype=np.intp), list(keys)
+    bits = 63 - max(int(pos.max()).bit_length(), 1)
+    start = time.min()
+    shift = max(int(time.max() - start).bit_length() - bits, 0)
+    packed = pos.astype(np.int64) << bits
+    packed |= (time - start) >> shift
+    order = np.argsort(packed)
+    del packed
+    ordered = [k[order] for k in keys]
+    if (shift or then) and not _ascending(ordered):
+        order = np.lexsort((*reversed(then), time, pos))
+        ordered = [k[order] for k in keys]
+    return order, ordered
+
+
+def _ascending(keys: list[np.ndarray]) -> bool:
+    """Whether the rows are in ascending order of the keys (the first key first)."""
+    tied = np.ones(len(keys[0]) - 1, dtype=bool)
+    for key in keys:
+        a, b = key[:-1], key[1:]
+        if np.any(tied & (b < a)):
+            return False
+        tied &= b == a
+    return True
+
+
+def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray
+            ) -> tuple[np.ndarray, ...]:
+    """Per session (rows grouped by session, each group starting at ``starts``): its customer, start time, age
+    and time on site in seconds."""
+    if len(pos) == 0:
+        return pos, time, age, np.zeros(0)
+    first = np.minimum.reduceat(time, starts)
+    begin = np.repeat(first, np.diff(np.append(starts, len(time))))
+    ends = (time - begin) / _NS + np.nan_to_num(duration)
+    return pos[starts], first, np.maximum.reduceat(age, starts), np.maximum.reduceat(ends, starts)
+
+
+def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.ndarray, ...]:
+    """:func:`_totals` of the sessions of ``rows`` (events without a session id) by the gap rule."""
+    order, (pos, time) = _sorted(ev.pos[rows], ev.time[rows])
+    rows = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (pos[1:] != pos[:-1]) | (np.diff(time) >= gap_ns)
+    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new))
+
+
+def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`_totals` of the sessions of ``rows`` (events with a session id): one per customer and id."""
+    key = ev.pos[rows].astype(np.int64) * (int(ev.session[rows].max(initial=0)) + 1) + ev.session[rows]
+    order = np.argsort(key)
+    rows = rows[order]
+    return _totals(ev.pos[rows], ev.time[rows], ev.age[rows], ev.duration[rows], _run_starts(key[order]))
 
 
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,17 +151,12 @@ def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarra
     site = np.flatnonzero(~np.isin(ev.kind, [_SENT, _OPEN, _CLICK]))
     if len(site) == 0:
         return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
-    label = _session_labels(ev, site, round(gap_minutes * 60 * _NS))
-    order = site[np.argsort(label, kind="stable")]
-    starts = _run_starts(np.sort(label))
-    time = ev.time[order]
-    first = np.minimum.reduceat(time, starts)
-    begin = np.repeat(first, np.diff(np.append(starts, len(order))))
-    ends = (time - begin) / _NS + np.nan_to_num(ev.duration[order])
-    spos, sage = ev.pos[order][starts], np.maximum.reduceat(ev.age[order], starts)
-    seconds = np.maximum.reduceat(ends, starts)
-    canon = np.lexsort((seconds, first, spos))
-    return spos[canon], sage[canon], seconds[canon]
+    tied = ev.session[site] >= 0
+    parts = zip(_gap_sessions(ev, site[~tied], round(gap_minutes * 60 * _NS)), _id_sessions(ev, site[tied]),
+                strict=True)
+    spos, first, sage, seconds = (np.concatenate(p) for p in parts)
+    canon, (spos, _, seconds) = _sorted(spos, first, seconds)
+    return spos, sage[canon], seconds
 
 
 def _count(n: int, pos: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -148,18 +188,26 @@ def _visits(n: int, spos: np.ndarray, sage: np.ndarray, seconds: np.ndarray, las
     return f
 
 
-def _emails(n: int, ev: EventArrays, recent: np.ndarray, w: int) -> dict[str, np.ndarray]:
-    """Open and click rates of the emails sent in the window (at most 1), and the emails sent after the
-    customer's last open (NaN for a customer never sent an email)."""
-    sent = _count(n, ev.pos[recent & (ev.kind == _SENT)])
-    f = {f"email_open_rate_{w}d": np.minimum(_ratio(_count(n, ev.pos[recent & (ev.kind == _OPEN)]), sent), 1.0),
-         f"email_click_rate_{w}d": np.minimum(_ratio(_count(n, ev.pos[recent & (ev.kind == _CLICK)]), sent), 1.0)}
-    opened = ev.kind == _OPEN
+def _per_code(n: int, pos: np.ndarray, code: np.ndarray, levels: int) -> np.ndarray:
+    """Rows per code (``0 .. levels - 1``; other codes not counted) and customer, a ``(levels, n)`` array."""
+    wanted = (code >= 0) & (code < levels)
+    counts = np.bincount(pos[wanted] * levels + code[wanted], minlength=n * levels)
+    return counts.reshape(n, levels).T.astype("float64")
+
+
+def _emails(n: int, ev: EventArrays, by_type: np.ndarray, w: int) -> dict[str, np.ndarray]:
+    """Open and click rates of the emails sent in the window (``by_type``: its events per type and customer; at
+    most 1), and the emails sent after the customer's last open (NaN for a customer never sent an email)."""
+    sent = by_type[_SENT]
+    f = {f"email_open_rate_{w}d": np.minimum(_ratio(by_type[_OPEN], sent), 1.0),
+         f"email_click_rate_{w}d": np.minimum(_ratio(by_type[_CLICK], sent), 1.0)}
+    opened = np.flatnonzero(ev.kind == _OPEN)
     last_open = np.full(n, np.iinfo(np.int64).min)
     np.maximum.at(last_open, ev.pos[opened], ev.time[opened])
-    sends = ev.kind == _SENT
-    after = sends & (ev.time > last_open[ev.pos])
-    f["emails_since_last_open"] = np.where(_count(n, ev.pos[sends]) > 0, _count(n, ev.pos[after]), np.nan)
+    sends = np.flatnonzero(ev.kind == _SENT)
+    to = ev.pos[sends]
+    after = ev.time[sends] > last_open[to]
+    f["emails_since_last_open"] = np.where(_count(n, to) > 0, _count(n, to[after]), np.nan)
     return f
 
 
@@ -177,11 +225,14 @@ def engagement_features(n: int, ev: EventArrays, last_order_age: np.ndarray, cfg
     windows = cfg.engagement_windows_days
     f = _visits(n, *sessions(ev, cfg.session_gap_minutes), last_order_age, windows)
     w = max(windows)
-    recent = ev.age < w
+    recent = np.flatnonzero(ev.age < w)
+    pos = ev.pos[recent]
+    by_type = _per_code(n, pos, ev.kind[recent], len(EVENT_TYPES))
     for i, kind in enumerate(EVENT_TYPES):
-        f[f"events_{kind}_{w}d"] = _count(n, ev.pos[recent & (ev.kind == i)])
-    f |= _emails(n, ev, recent, w)
-    known = _count(n, ev.pos[recent & (ev.channel >= 0)])
+        f[f"events_{kind}_{w}d"] = by_type[i]
+    f |= _emails(n, ev, by_type, w)
+    by_channel = _per_code(n, pos, ev.channel[recent], len(CHANNELS) + 1)
+    known = by_channel.sum(axis=0)
     for i, channel in enumerate(CHANNELS):
-        f[f"channel_{channel}_share_{w}d"] = _ratio(_count(n, ev.pos[recent & (ev.channel == i)]), known)
+        f[f"channel_{channel}_share_{w}d"] = _ratio(by_channel[i], known)
     return f

@@ -13,9 +13,9 @@ standard library, numpy, pandas and (when loading) LightGBM.
   (:func:`monotone_curve`).
 - calibration: Platt's sigmoid on the logit of LightGBM's probability (strictly increasing: it keeps the
   model's order), or isotonic steps (``np.interp``, which tie every customer on a step) clipped to
-  ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; then the level shift (``Calibrator.shift``: added to the
-  log-odds, the same for every customer, so the order is kept); the probability returned is clipped to
-  ``[0, 1]``.
+  ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; then the level correction (``Calibrator.shift``: added to
+  the log-odds, the same for every customer; ``Calibrator.power``: the probability raised to it, a purchase
+  intensity ratio; both keep the order); the probability returned is clipped to ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ class Calibrator:
     ``sigmoid``: ``1 / (1 + exp(-(coef * logit(raw) + intercept)))``, strictly increasing in ``raw`` when
     ``coef > 0``, so customers keep the model's order and tie only where their raw scores tie. ``isotonic``:
     steps through the points (``x``, ``y``), clipped to ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``.
-    ``shift``: the churn level of the period scored, added to the calibrated log-odds (0: none; chosen by
-    :mod:`churnguard.training.level`).
+    ``shift``: the churn level of the period scored, added to the calibrated log-odds (0: none); ``power``:
+    the calibrated probability raised to it (1: none), the Poisson view of a period whose purchase intensity
+    differs from the one the calibration saw (``P(no purchase) = exp(-rate)``, so a rate ``r`` times as high
+    gives ``p ** r``). Both are chosen by :mod:`churnguard.training.level`; both keep the order.
     """
 
     kind: str
@@ -60,13 +62,16 @@ class Calibrator:
     coef: float = 1.0
     intercept: float = 0.0
     shift: float = 0.0
+    power: float = 1.0
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.kind == "isotonic":
             # Isotonic steps at the ends rest on few customers; never claim certainty from them.
             p = np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-            return p if self.shift == 0.0 else 1.0 / (1.0 + np.exp(-(logit(p) + self.shift)))
-        return 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept + self.shift)))
+            p = p if self.shift == 0.0 else 1.0 / (1.0 + np.exp(-(logit(p) + self.shift)))
+        else:
+            p = 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept + self.shift)))
+        return p if self.power == 1.0 else p**self.power
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """The churn probability the model returns for LightGBM's probabilities ``raw``."""
@@ -78,10 +83,11 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibrator:
-        """Parse :meth:`to_dict`'s output (``shift`` 0 when absent: a model without a level correction); a missing or
-        bad field raises KeyError, TypeError or ValueError."""
+        """Parse :meth:`to_dict`'s output (``shift`` 0 and ``power`` 1 when absent: a model without a level
+        correction); a missing or bad field raises KeyError, TypeError or ValueError."""
         return cls(str(data["kind"]), tuple(map(float, data["x"])), tuple(map(float, data["y"])),
-                   float(data["coef"]), float(data["intercept"]), float(data.get("shift", 0.0)))
+                   float(data["coef"]), float(data["intercept"]), float(data.get("shift", 0.0)),
+                   float(data.get("power", 1.0)))
 
 
 def category_codes(values: pd.Series, levels: Sequence[Any]) -> np.ndarray:
@@ -159,14 +165,18 @@ class Curve:
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated churn probabilities (rows x horizons, non-increasing along each row) of the inputs
         ``matrix`` (:func:`column_matrix` over :attr:`feature_names`; the horizon column is filled here)."""
-        n, at = len(matrix), self.feature_names.index(HORIZON_FEATURE)
-        if n == 0:
+        if len(matrix) == 0:
             return np.zeros((0, len(self.horizons)))
+        raw = self.raw(matrix)
+        return monotone_curve(np.column_stack([c.probability(r) for c, r in zip(self.calibrators, raw, strict=True)]))
+
+    def raw(self, matrix: np.ndarray) -> np.ndarray:
+        """LightGBM's probabilities (horizons x rows, before calibration) of the inputs ``matrix``."""
+        n, at = len(matrix), self.feature_names.index(HORIZON_FEATURE)
         stacked = np.tile(np.asarray(matrix, dtype="float64"), (len(self.horizons), 1))
         stacked[:, at] = np.repeat(np.asarray(self.horizons, dtype="float64"), n)
         threads = {"num_threads": 1} if n <= 16 else {}
-        raw = self.booster.predict(stacked, **threads).reshape(len(self.horizons), n)
-        return monotone_curve(np.column_stack([c.probability(r) for c, r in zip(self.calibrators, raw, strict=True)]))
+        return self.booster.predict(stacked, **threads).reshape(len(self.horizons), n)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """:meth:`probabilities` of rows of features (as :func:`feature_matrix` reads them), one column per

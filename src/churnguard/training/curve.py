@@ -18,29 +18,36 @@ The procedure is the main model's (:mod:`churnguard.training.procedure`), with t
 * Deployment: LightGBM refitted with that many trees on every snapshot's rows whose windows end by today.
 * Calibration: a calibrator per horizon, fitted on the cross-fitted scores
   (:func:`~churnguard.training.procedure.crossfit_scores`) of the calibration days' rows at that horizon.
+* Level: per horizon, the corrections of :mod:`churnguard.training.level` (each snapshot's level at that
+  horizon from the cross-fitted scores, forecast at today; the purchase intensity of that horizon's window).
 * Backtest: the same procedure as of today minus the longest horizon, scored on that day's customers against
-  what they did in each horizon after it: a scorecard per horizon.
+  what they did in each horizon after it: per horizon, the level correction with the lowest ECE (none unless
+  one lowers it; ``intensity`` read from the outcome window as measured when its window a year earlier is
+  before the data) and a scorecard. The deployed curve applies each horizon's chosen correction, forecast
+  from its own snapshots; the running minimum keeps every curve non-increasing after it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
-from churnguard.model._modelcore import HORIZON_FEATURE, Curve
+from churnguard.model._modelcore import HORIZON_FEATURE, Curve, feature_matrix
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.info import CurveCard
 from churnguard.training.evaluation import scorecard
+from churnguard.training.level import Intensity, apply_level, choose_level, level_candidates, snapshot_offsets
 from churnguard.training.procedure import (
     Plan,
     calibration_days,
     crossfit_scores,
     fit_rounds,
     new_model,
+    plan_intensity,
     plan_training,
 )
 
@@ -68,14 +75,31 @@ class CurveRows(Protocol):
 
 @dataclass(frozen=True)
 class CurveFit:
-    """A fitted churn curve, the day its trees were chosen on, its rows, and per horizon the Brier score of its
-    cross-fitted scores before and after calibration."""
+    """A fitted churn curve (without a level correction), the day its trees were chosen on, its rows, and per
+    horizon the Brier score of its cross-fitted scores before and after calibration, each level correction's
+    shift at the plan's today (:func:`~churnguard.training.level.level_candidates`) and the ``intensity``
+    correction (None where the data does not allow it)."""
 
     curve: Curve
     validation_day: pd.Timestamp
     train_rows: int
     brier_raw: dict[int, float]
     brier: dict[int, float]
+    levels: dict[int, dict[str, float]] = field(default_factory=dict)
+    intensity: dict[int, Intensity | None] = field(default_factory=dict)
+
+    def names(self, h: int) -> list[str]:
+        """The level corrections that horizon ``h`` allows."""
+        return [*self.levels.get(h, {"none": 0.0}), *(["intensity"] if self.intensity.get(h) else [])]
+
+    def calibrator(self, h: int, name: str):
+        """Horizon ``h``'s calibrator with the level correction ``name``."""
+        base = self.curve.calibrators[self.curve.horizons.index(h)]
+        return apply_level(base, name, self.levels.get(h, {}), self.intensity.get(h))
+
+    def with_levels(self, chosen: dict[int, str]) -> Curve:
+        """The curve with each horizon's chosen level correction."""
+        return replace(self.curve, calibrators=tuple(self.calibrator(h, chosen[h]) for h in self.curve.horizons))
 
 
 def curve_rows(frame: pd.DataFrame, source: CurveRows, horizons: tuple[int, ...], until: pd.Timestamp
@@ -120,36 +144,59 @@ def fit_curve(source: CurveRows, plan: Plan, mc: ModelConfig, horizons: tuple[in
     del train, valid
     deploy = curve_rows(frame, source, horizons, plan.today)
     raw, y = crossfit_scores(deploy, plan.snapshots, tuned, mc)
-    calibrators, brier_raw, brier = [], {}, {}
+    calibrators, brier_raw, brier, levels, intensity = [], {}, {}, {}, {}
     on_days = deploy["as_of"].isin(calibration_days(plan)).to_numpy()
     for h in horizons:
         rows = deploy[HORIZON_FEATURE].to_numpy() == h
-        rows = rows & on_days if (rows & on_days).any() else rows  # the season's rows, else every row of h
-        calibrators.append(fit_calibrator(mc.calibration, raw[rows], y[rows]))
-        brier_raw[h] = float(np.mean((raw[rows] - y[rows]) ** 2))
-        brier[h] = float(np.mean((calibrators[-1].probability(raw[rows]) - y[rows]) ** 2))
+        fitted = rows & on_days if (rows & on_days).any() else rows  # the season's rows, else every row of h
+        calibrators.append(fit_calibrator(mc.calibration, raw[fitted], y[fitted]))
+        brier_raw[h] = float(np.mean((raw[fitted] - y[fitted]) ** 2))
+        brier[h] = float(np.mean((calibrators[-1].probability(raw[fitted]) - y[fitted]) ** 2))
+        offsets = snapshot_offsets(calibrators[-1].probability(raw[rows]), y[rows], deploy["as_of"].to_numpy()[rows])
+        levels[h] = level_candidates(offsets, plan.today, plan.season)
+        intensity[h] = plan_intensity(source, plan, horizon=h)
     booster = fit_rounds(mc, deploy, tuned)
     curve = Curve(booster, list(tuned.feature_names_), dict(tuned.categories_), horizons, tuple(calibrators))
-    return CurveFit(curve, day, len(deploy), brier_raw, brier)
+    return CurveFit(curve, day, len(deploy), brier_raw, brier, levels, intensity)
 
 
 def train_curve(source: CurveRows, first_day: pd.Timestamp, plan: Plan, config: Config) -> tuple[Curve, CurveCard]:
     """The deployed churn curve of ``plan`` and its card: the backtest (the same procedure as of
-    ``plan.today`` minus the longest horizon, scored per horizon on that day's customers) and the calibration
-    of each horizon. ``source`` must hold data up to ``plan.today``."""
+    ``plan.today`` minus the longest horizon, scored per horizon on that day's customers, with the level
+    correction it chooses per horizon) and the calibration and level correction of each horizon. ``source``
+    must hold data up to ``plan.today``."""
     horizons = config.labels.horizons
     as_of = plan.today - pd.Timedelta(days=max(horizons))
-    backtest = fit_curve(source, plan_training(first_day, as_of, config.labels, config.snapshots), config.model,
-                         horizons)
+    back_plan = plan_training(first_day, as_of, config.labels, config.snapshots)
+    backtest = fit_curve(source, back_plan, config.model, horizons)
+    backtest = replace(backtest, intensity={  # without its own, the window after as_of as measured
+        h: found or plan_intensity(source, back_plan, measured=True, horizon=h)
+        for h, found in backtest.intensity.items()})
     test = source.whole(as_of)
-    probabilities = backtest.curve.predict(test)
-    cards = {}
-    for h, column in zip(horizons, backtest.curve.columns, strict=True):
-        y = source.churned(as_of, h).reindex(test["customer_id"].to_numpy()).to_numpy()
-        cards[h] = scorecard(y, probabilities[column].to_numpy())
+    outcomes = {h: source.churned(as_of, h).reindex(test["customer_id"].to_numpy()).to_numpy() for h in horizons}
+    chosen, eces = _choose_levels(backtest, test, outcomes)
+    probabilities = backtest.with_levels(chosen).predict(test)
+    cards = {h: scorecard(outcomes[h], probabilities[c].to_numpy())
+             for h, c in zip(horizons, backtest.curve.columns, strict=True)}
     fit = fit_curve(source, plan, config.model, horizons)
-    calibration = {h: {**c.to_dict(), "brier_raw": fit.brier_raw[h], "brier": fit.brier[h]}
-                   for h, c in zip(horizons, fit.curve.calibrators, strict=True)}
+    curve = fit.with_levels(chosen)
+    calibration = {h: {**c.to_dict(), "brier_raw": fit.brier_raw[h], "brier": fit.brier[h],
+                       "level_correction": chosen[h], "level_backtest_ece": eces[h],
+                       "level_intensity": {} if fit.intensity[h] is None else fit.intensity[h].facts()}
+                   for h, c in zip(horizons, curve.calibrators, strict=True)}
     card = CurveCard(horizons=horizons, backtest_as_of=str(as_of.date()), validation_day=str(fit.validation_day.date()),
                      train_rows=fit.train_rows, scorecards=cards, calibration=calibration)
-    return fit.curve, card
+    return curve, card
+
+
+def _choose_levels(backtest: CurveFit, test: pd.DataFrame, outcomes: dict[int, np.ndarray]
+                   ) -> tuple[dict[int, str], dict[int, dict[str, float]]]:
+    """Per horizon, the level correction of ``backtest`` with the lowest ECE on its customers ``test`` against
+    their ``outcomes`` at that horizon (none unless one is lower), and each one's ECE."""
+    curve = backtest.curve
+    raw = curve.raw(feature_matrix(test, curve.feature_names, curve.categories))
+    chosen, eces = {}, {}
+    for i, h in enumerate(curve.horizons):
+        chosen[h], eces[h] = choose_level(outcomes[h], {name: backtest.calibrator(h, name).probability(raw[i])
+                                                        for name in backtest.names(h)})
+    return chosen, eces

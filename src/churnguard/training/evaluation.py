@@ -269,14 +269,36 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
     )
 
 def level_sentence(s: Mapping[str, Any]) -> str:
-    """The level correction of a run (:mod:`churnguard.training.level`), from its summary."""
+    """The level correction of a run (:mod:`churnguard.training.level`): which, how much and why, from its
+    summary."""
     eces = s.get("level_backtest_ece") or {}
     if not eces:
+        found = s.get("level_intensity") or {}
+        unchecked = (f"; the intensity correction, a power of {found['power']:.3f} ({intensity_phrase(found)}), "
+                     "is not applied: no later period is left to check it on" if found else "")
         return ("level_correction: none (no backtest to choose one on: the churn level of the period after "
-                f"{s['as_of']} is the calibration's)")
+                f"{s['as_of']} is the calibration's{unchecked})")
     tried = ", ".join(f"{name} {ece:.4f}" for name, ece in eces.items())
-    return (f"level_correction: {s['level_correction']}, a shift of {s['level_shift']:+.3f} on the calibrated "
-            f"log-odds of every customer (their order unchanged), chosen on the backtest, whose ECE was {tried}")
+    name = s["level_correction"]
+    if name == "intensity":
+        how = f"every calibrated probability raised to the power {s.get('level_power', 1.0):.3f}"
+        how += f" ({intensity_phrase(s.get('level_intensity') or {})})"
+    else:
+        how = f"a shift of {s['level_shift']:+.3f} on the calibrated log-odds of every customer"
+    checked = s.get("level_backtest_intensity") or {}
+    note = ("; the backtest read the intensity correction from its outcome window as measured, since its window "
+            "a year earlier is before the data" if checked.get("measured") else "")
+    return (f"level_correction: {name}, {how} (their order unchanged), chosen on the backtest, whose ECE was "
+            f"{tried}{note}")
+
+
+def intensity_phrase(facts: Mapping[str, Any]) -> str:
+    """The ``intensity`` correction's two windows, from :meth:`~churnguard.training.level.Intensity.facts`."""
+    if not facts:
+        return "no window a year earlier in the data: no change"
+    return (f"purchase intensity {facts['window_rate']:.3f} in the outcome window a year earlier, from "
+            f"{facts['window_start']}, over {facts['reference_rate']:.3f} in that of the snapshot "
+            f"{facts['reference_snapshot']}")
 
 
 def tuning_sentence(s: Mapping[str, Any]) -> str:

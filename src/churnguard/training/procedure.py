@@ -15,9 +15,12 @@ with the days on T's date in earlier years among them (:func:`season_days`).
   those of the snapshots at T's time of year in earlier years (:func:`calibration_days`), since churn is
   seasonal and the calibration is read at T; the map (``model.calibration``) is fitted on them.
 * Level: the cross-fitted scores of every snapshot, calibrated, give each snapshot's churn level relative to
-  the calibration; each correction of :mod:`churnguard.training.level` forecasts it at T (``Fit.levels``).
+  the calibration; each correction of :mod:`churnguard.training.level` forecasts it at T (``Fit.levels``),
+  and where the source gives the purchase days (``purchase_days``) the purchase intensity of T's outcome
+  window a year earlier gives the ``intensity`` correction (``Fit.intensity``).
   The backtest chooses the correction (:func:`run_backtest`) and the deployed model applies it
-  (:func:`with_level`): a shift of the calibrated log-odds, which keeps the order of the customers.
+  (:func:`with_level`): a shift of the calibrated log-odds or a power of the probability, either of which
+  keeps the order of the customers.
 * Backtest: the same procedure with today moved back by one horizon (T - h): its model learns from snapshots up
   to T - 2h and scores the customers of T - h, whose outcome (T - h, T] is known. That is the scorecard, with
   the level correction that scores best there (none unless one improves the ECE).
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.model._modelcore import feature_matrix
+from churnguard.model._modelcore import Calibrator, feature_matrix
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, feature_columns
 from churnguard.training.evaluation import (
@@ -52,7 +55,14 @@ from churnguard.training.evaluation import (
     holdout_scorecards,
     scorecard,
 )
-from churnguard.training.level import choose_level, level_candidates, snapshot_offsets
+from churnguard.training.level import (
+    Intensity,
+    apply_level,
+    choose_level,
+    intensity_power,
+    level_candidates,
+    snapshot_offsets,
+)
 from churnguard.training.snapshots import has_backtest, snapshot_dates
 
 if TYPE_CHECKING:
@@ -60,8 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
            "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
-           "fit_procedure", "fit_rounds", "grouped_cv", "judge", "new_model", "plan_training", "refit",
-           "run_backtest", "season_days", "with_level"]
+           "fit_procedure", "fit_rounds", "grouped_cv", "judge", "level_calibrator", "new_model", "plan_intensity",
+           "plan_training", "refit", "run_backtest", "season_days", "season_snapshots", "with_level"]
 
 CROSSFIT_FOLDS = 3  # customer groups of the cross-fitted calibration (and of tuning without a later snapshot)
 CV_FOLDS = 5  # customer groups of the grouped cross-validation that scores a model without a backtest
@@ -83,6 +93,7 @@ class Plan:
         tune_day: the newest snapshot: the tuning model early-stops on it.
         season: the snapshots on today's date one or more years earlier (:func:`season_days`), among
             ``snapshots``: the level correction ``season`` reads them.
+        first_day: the first day of the data (None: unknown, no ``intensity`` correction).
     """
 
     today: pd.Timestamp
@@ -90,6 +101,12 @@ class Plan:
     tune_train: tuple[pd.Timestamp, ...]
     tune_day: pd.Timestamp
     season: tuple[pd.Timestamp, ...] = ()
+    first_day: pd.Timestamp | None = None
+
+    @property
+    def horizon(self) -> int:
+        """The label horizon in days: the newest snapshot is ``today - horizon``."""
+        return (self.today - self.tune_day).days
 
     @property
     def refit_only(self) -> tuple[pd.Timestamp, ...]:
@@ -108,7 +125,7 @@ def plan_training(first_day: pd.Timestamp, today: pd.Timestamp, labels: LabelCon
     season = season_days(today, grid)
     days = sorted({*grid, *season})
     tune_day, gap = days[-1], pd.Timedelta(days=labels.horizon_days)
-    return Plan(today, tuple(days), tuple(d for d in days if d + gap <= tune_day), tune_day, season)
+    return Plan(today, tuple(days), tuple(d for d in days if d + gap <= tune_day), tune_day, season, first_day)
 
 
 def season_days(today: pd.Timestamp, grid: list[pd.Timestamp]) -> tuple[pd.Timestamp, ...]:
@@ -137,19 +154,24 @@ class RowSource(Protocol):
         calibration is cross-fitted on, in this process: the rows the deployed model learns from, or a
         sample of them."""
 
+    # Optional: ``purchase_days(last) -> PurchaseDays`` (:class:`~churnguard.training.level.PurchaseDays`
+    # up to ``last``), which the ``intensity`` correction reads; a source without it has no such correction.
+
 
 @dataclass(frozen=True)
 class Fit:
     """The procedure's model (without a level correction), the Brier score of the cross-fitted scores it is
     calibrated on, before and after calibration, each snapshot's level (``offsets``, see
     :func:`~churnguard.training.level.snapshot_offsets`) and each correction's shift at ``plan.today``
-    (``levels``, :func:`~churnguard.training.level.level_candidates`)."""
+    (``levels``, :func:`~churnguard.training.level.level_candidates`), and the ``intensity`` correction at
+    ``plan.today`` (None when the data does not allow it, :func:`~churnguard.training.level.intensity_power`)."""
 
     model: ChurnModel
     calibration_brier_raw: float
     calibration_brier: float
     offsets: pd.DataFrame = field(default_factory=pd.DataFrame)
     levels: Mapping[str, float] = field(default_factory=lambda: {"none": 0.0})
+    intensity: Intensity | None = None
 
 
 def new_model(mc: ModelConfig) -> ChurnModel:
@@ -173,13 +195,36 @@ def fit_procedure(source: RowSource, plan: Plan, mc: ModelConfig) -> Fit:
     offsets = snapshot_offsets(p, y, days)
     model = refit(tuned, source.booster(plan, tuned))
     model.calibrator_ = calibrator
-    return Fit(model, *briers, offsets, level_candidates(offsets, plan.today, plan.season))
+    return Fit(model, *briers, offsets, level_candidates(offsets, plan.today, plan.season),
+               plan_intensity(source, plan))
+
+
+def plan_intensity(source: Any, plan: Plan, measured: bool = False, horizon: int | None = None
+                   ) -> Intensity | None:
+    """The ``intensity`` correction of ``plan`` at ``horizon`` (default: the plan's)
+    (:func:`~churnguard.training.level.intensity_power`, on the purchase days up to ``plan.today``; with
+    ``measured``, up to the end of the outcome window after it, which it then reads), relative to the
+    snapshots at today's time of year (:func:`season_snapshots`), else to the newest one: the level the
+    calibration ties to today. None when ``source`` gives no purchase days or the data does not allow it."""
+    purchases = getattr(source, "purchase_days", None)
+    if purchases is None or plan.first_day is None:
+        return None
+    h = plan.horizon if horizon is None else horizon
+    last = plan.today + pd.Timedelta(days=h) if measured else plan.today
+    days = season_snapshots(plan) or (plan.tune_day,)
+    return intensity_power(purchases(last), plan.today, h, days, plan.first_day, measured)
+
+
+def level_calibrator(calibrator: Calibrator, fit: Fit, level: str) -> Calibrator:
+    """``calibrator`` with the level correction ``level`` of ``fit`` (its shift, or for ``intensity`` its
+    power, at ``fit``'s today; none when the data does not allow it)."""
+    return apply_level(calibrator, level, fit.levels, fit.intensity)
 
 
 def with_level(fit: Fit, level: str) -> ChurnModel:
-    """Set the level correction ``level`` in ``fit``'s model's calibrator (its shift at ``fit``'s today; none
-    when the data does not allow it) and return the model."""
-    fit.model.calibrator_ = replace(fit.model.calibrator_, shift=fit.levels.get(level, 0.0))
+    """Set the level correction ``level`` in ``fit``'s model's calibrator (:func:`level_calibrator`) and
+    return the model."""
+    fit.model.calibrator_ = level_calibrator(fit.model.calibrator_, fit, level)
     return fit.model
 
 
@@ -202,14 +247,19 @@ def customer_groups(frame: pd.DataFrame, folds: int) -> np.ndarray:
 
 
 def calibration_days(plan: Plan) -> tuple[pd.Timestamp, ...]:
-    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier;
-    every snapshot when none is (less than a year of them)."""
+    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier
+    (:func:`season_snapshots`); every snapshot when none is (less than a year of them)."""
+    return season_snapshots(plan) or plan.snapshots
+
+
+def season_snapshots(plan: Plan) -> tuple[pd.Timestamp, ...]:
+    """The snapshots of ``plan`` within ``SEASON_DAYS`` of ``plan.today``'s date one or more years earlier."""
     def in_season(day: pd.Timestamp) -> bool:
         gap = (plan.today - day).days
         years = round(gap / 365.25)
         return years >= 1 and abs(gap - years * 365.25) <= SEASON_DAYS
 
-    return tuple(d for d in plan.snapshots if in_season(d)) or plan.snapshots
+    return tuple(d for d in plan.snapshots if in_season(d))
 
 
 def crossfit_scores(frame: pd.DataFrame, days: tuple[pd.Timestamp, ...], tuned: ChurnModel, mc: ModelConfig,
@@ -274,6 +324,8 @@ class Backtest:
             which ``scorecards`` and ``probabilities`` score the model; ``none`` under grouped
             cross-validation, which scores customers of the periods the model learned from.
         level_ece: each correction's ECE on ``test`` (empty under grouped cross-validation).
+        intensity: the ``intensity`` correction the backtest scored: its own (``fit.intensity``), or, when its
+            window a year earlier is before the data, the one of its outcome window as measured; None without.
     """
 
     plan: Plan
@@ -285,6 +337,7 @@ class Backtest:
     evaluation: str = "backtest"
     level: str = "none"
     level_ece: Mapping[str, float] = field(default_factory=dict)
+    intensity: Intensity | None = None
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -296,15 +349,19 @@ def run_backtest(source: RowSource, first_day: pd.Timestamp, as_of: pd.Timestamp
     """The procedure run as of ``as_of`` (only data up to it), then scored on the customers of ``as_of``
     against what they did in the horizon after it; the baselines are calibrated on the backtest's tuning day,
     as its model is; the model with the level correction that scores best on them (none unless one lowers the
-    ECE). ``source`` must hold data up to ``as_of + horizon``."""
+    ECE; the ``intensity`` one read from the outcome window as measured when its window a year earlier is
+    before the data). ``source`` must hold data up to ``as_of + horizon``."""
     plan = plan_training(first_day, as_of, config.labels, config.snapshots)
     fit = fit_procedure(source, plan, config.model)
+    if fit.intensity is None:
+        fit = replace(fit, intensity=plan_intensity(source, plan, measured=True))
     test = source.whole(as_of)
     raw, calibrator = fit.model.predict_raw(test), fit.model.calibrator_
+    names = [*fit.levels, *(["intensity"] if fit.intensity is not None else [])]
     level, eces = choose_level(test["churned"].to_numpy(), {
-        name: replace(calibrator, shift=shift).probability(raw) for name, shift in fit.levels.items()})
+        name: level_calibrator(calibrator, fit, name).probability(raw) for name in names})
     cards, _, probs = holdout_scorecards(with_level(fit, level), source.whole(plan.tune_day), test)
-    return Backtest(plan, fit, test, cards, probs, raw, level=level, level_ece=eces)
+    return Backtest(plan, fit, test, cards, probs, raw, level=level, level_ece=eces, intensity=fit.intensity)
 
 
 def judge(source: RowSource, first_day: pd.Timestamp, plan: Plan, config: Config) -> Backtest:

@@ -47,6 +47,7 @@ from churnguard.training.evaluation import (
     compare_to_baselines,
     scorecard,
 )
+from churnguard.training.level import PurchaseDays
 from churnguard.training.procedure import (
     CV_FOLDS,
     Backtest,
@@ -56,6 +57,7 @@ from churnguard.training.procedure import (
     fit_procedure,
     fit_rounds,
     judge,
+    level_calibrator,
     new_model,
     plan_training,
     run_backtest,
@@ -256,6 +258,12 @@ class LocalRows:
         active, churned = _active_and_churned(encoded, day, horizon, self.config.labels.lookback_days)
         return pd.Series(churned[active].astype("int8"), index=encoded.ids[active])
 
+    def purchase_days(self, last: pd.Timestamp) -> PurchaseDays:
+        """The customers' purchase days up to ``last`` (the ``intensity`` level correction's input)."""
+        encoded = self.snaps.encoded
+        bought = encoded.amount > 0
+        return PurchaseDays.of(encoded.tx_id[bought], encoded.tx_day[bought], min(last, self.snaps.last))
+
     def training_counts(self, plan: Plan) -> tuple[int, int]:
         """Rows and churners the deployed model of ``plan`` learned from."""
         frames = self._training(plan, plan.snapshots)
@@ -368,11 +376,14 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
 
 def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
     """The summary's facts of the level correction: ``level_correction`` (the one the backtest chose),
-    ``level_shift`` (its shift of the deployed model's log-odds), each correction's shift at today and ECE on
-    the backtest, and each snapshot's churn rate and level (log-odds offset from the calibration)."""
-    offsets = fit.offsets
-    return {"level_correction": backtest.level, "level_shift": fit.levels.get(backtest.level, 0.0),
+    ``level_shift`` and ``level_power`` (what it does to the deployed model's calibrated probabilities), each
+    correction's shift at today and ECE on the backtest, the ``intensity`` correction's windows at today and
+    on the backtest (empty without), and each snapshot's level (log-odds offset from the calibration)."""
+    offsets, applied = fit.offsets, level_calibrator(fit.model.calibrator_, fit, backtest.level)
+    return {"level_correction": backtest.level, "level_shift": applied.shift, "level_power": applied.power,
             "level_candidates": dict(fit.levels), "level_backtest_ece": dict(backtest.level_ece),
+            "level_intensity": {} if fit.intensity is None else fit.intensity.facts(),
+            "level_backtest_intensity": {} if backtest.intensity is None else backtest.intensity.facts(),
             "level_offsets": {str(d.date()): float(v) for d, v in offsets["offset"].items()} if len(offsets) else {}}
 
 

@@ -20,10 +20,11 @@ from churnguard.engines.dask._read import _client_for
 from churnguard.engines.dask.features import _combine, _feature_snapshots
 from churnguard.engines.partitions import concat_frames as _concat
 from churnguard.features import to_day
-from churnguard.features.kernel import bgnbd_features
+from churnguard.features.kernel import bgnbd_features, day_numbers
 from churnguard.labels import make_labels
 from churnguard.reporting.monitoring import REFERENCE_ROWS, drift_population
 from churnguard.training.bgnbd import fit_history_counts, history_counts
+from churnguard.training.level import PurchaseDays
 from churnguard.training.procedure import Plan, fit_procedure, judge, plan_training
 from churnguard.training.promotion import same_procedure
 from churnguard.training.run import (
@@ -87,6 +88,14 @@ def _hashes_and_ids(tables: Tables) -> tuple[list[np.ndarray], np.ndarray]:
     return ([pd.util.hash_pandas_object(f, index=False).to_numpy() if f is not None else np.array([], dtype=np.uint64)
              for f in (tables.transactions, tables.tickets, tables.customers, tables.events)],
             tables.customer_ids().to_numpy())
+
+
+def _purchase_days(tables: Tables, last: pd.Timestamp) -> PurchaseDays:
+    """One partition's purchase days up to ``last``, its customers coded 0, 1, ... within the partition."""
+    tx = tables.transactions
+    bought = tx["amount"].to_numpy() > 0
+    return PurchaseDays.of(pd.factorize(tx["customer_id"])[0][bought],
+                           day_numbers(tx["timestamp"].to_numpy()[bought]), last)
 
 
 def _data_facts(client: Client, tasks: _Tasks, dtables: DaskTables) -> tuple[dict[str, int], str]:
@@ -248,6 +257,17 @@ class _DaskRows:
         train = self._kept.pop(plan.snapshots, None) or self._stacked(f"train-{plan.today:%Y%m%d}", plan.snapshots)
         return _fit_distributed(self.client, self.tasks, train, tuned, self.whole(plan.tune_day), self.config,
                                 f"{plan.today:%Y%m%d}")
+
+    def purchase_days(self, last: pd.Timestamp) -> PurchaseDays:
+        """The customers' purchase days up to ``last`` (the ``intensity`` level correction's input), as the
+        local engine's: each partition's, its customer codes moved past the previous partitions' (a customer
+        lives in one partition)."""
+        last = min(last, self.last)
+        parts = _gather(self.client, [self.tasks.submit(f"purchasedays-{last:%Y%m%d}-p{b}", _purchase_days, p, last)
+                                      for b, p in enumerate(self.dtables.partitions)], "reading the purchase days")
+        offsets = np.cumsum([0, *(int(p.customer.max()) + 1 if len(p.customer) else 0 for p in parts)])
+        return PurchaseDays(np.concatenate([p.customer + o for p, o in zip(parts, offsets, strict=False)]),
+                            np.concatenate([p.day for p in parts]), last)
 
     def training_rows(self, plan: Plan, model: ChurnModel) -> TrainingRows:
         """What :func:`finish_training` needs of the deployed ``plan``: the newest snapshot, the drift
