@@ -27,7 +27,7 @@ pandas 2 via ``--ft-python``, e.g.::
 Run from the repository root (the data is generated once and cached, see ``benchmarks/_data.py``)::
 
     python benchmarks/features_bench.py --ft-python /tmp/venv-ft/bin/python [--customers 1000000]
-        [--ft-customers 50000] [--as-of 2025-12-31] [--profile]
+        [--ft-customers 50000] [--as-of 2025-12-31] [--profile] [--format csv]
 
 Targets: churnguard / DuckDB <= 3x; featuretools / churnguard >= 20x. Nothing fails on a missed target: the
 script prints measurements.
@@ -78,7 +78,23 @@ def _done(phase: str, t0: float, **extra: object) -> None:
 
 
 def _tables(directory: Path) -> dict[str, Path]:
-    return {name: directory / f"{name}.parquet" for name in ("transactions", "tickets", "customers")}
+    """The three files of ``directory``: CSV where it holds CSV files (``--format csv``), else Parquet."""
+    suffix = ".csv" if (directory / "transactions.csv").is_file() else ".parquet"
+    return {name: directory / f"{name}{suffix}" for name in ("transactions", "tickets", "customers")}
+
+
+def csv_copy(full: dict[str, Path]) -> Path:
+    """The cached Parquet files written as CSV by pyarrow (once), in ``csv/`` beside them."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    out = full["transactions"].parent / "csv"
+    if not (out / "done").is_file():
+        out.mkdir(exist_ok=True)
+        for name, path in full.items():
+            pcsv.write_csv(pq.read_table(path), out / f"{name}.csv")
+        (out / "done").write_text("")
+    return out
 
 
 def _emit_profile(profiler, phase: str) -> None:
@@ -156,7 +172,7 @@ def duckdb_sql(path: Path, as_of: str) -> str:
                    AS recency_days,
                count(*) FILTER (WHERE amount > 0) AS n_purchases,
                sum(amount) AS net_spend
-        FROM read_parquet('{path}')
+        FROM {"read_csv" if path.suffix == ".csv" else "read_parquet"}('{path}')
         WHERE "timestamp" < DATE '{as_of}' + INTERVAL 1 DAY
         GROUP BY customer_id
     """
@@ -313,13 +329,13 @@ def _line(label: str, value: str, note: str = "") -> None:
     print(f"  {label:<62} {value:>18}  {note}", flush=True)
 
 
-def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
+def report_churnguard(title: str, recs: dict, kind: str = "Parquet") -> dict[str, float | None]:
     """Print the churnguard worker's phases; return the times used in the ratios."""
     load, given = recs.get("load_validate"), recs.get("build_given_lifespan")
     est, full = recs.get("lifespan_estimate"), recs.get("build_full")
     print(f"churnguard ({title}):")
     if load:
-        _line("load_tables (read + validate 3 Parquet files)", _fmt_s(_s(load)),
+        _line(f"load_tables (read + validate 3 {kind} files)", _fmt_s(_s(load)),
               f"CPU {_fmt_s(load.get('cpu_seconds'))}; {load.get('transactions', 0):,} transactions, "
               f"{load.get('tickets', 0):,} tickets; peak RSS {fmt_mb(load.get('peak_rss_mb', 0))}")
     if given:
@@ -347,13 +363,13 @@ def report_churnguard(title: str, recs: dict) -> dict[str, float | None]:
             "full_lower_bound": est_timeout, "pairs": (est or {}).get("n_year_before", 0) * (est or {}).get("n_last_year", 0)}
 
 
-def report_duckdb(title: str, recs: dict) -> float | None:
+def report_duckdb(title: str, recs: dict, kind: str = "Parquet") -> float | None:
     q = recs.get("rfm_query")
     if not q or q["event"] != "done":
         print(f"DuckDB ({title}): no result")
         return None
     print(f"DuckDB {q['version']} ({title}, {q['threads']} threads):")
-    _line("RFM query from Parquet into pandas, first run", _fmt_s(q["seconds"]),
+    _line(f"RFM query from {kind} into pandas, first run", _fmt_s(q["seconds"]),
           f"CPU {_fmt_s(q.get('cpu_seconds'))}; best of {q['runs']}: {q['best_seconds']:.2f} s; {q['rows']:,} rows; "
           f"peak RSS {fmt_mb(q['peak_rss_mb'])}")
     return q["seconds"]
@@ -379,6 +395,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="DuckDB and churnguard workers on the full data, one after the other, this many times; "
                              "each round's ratios and their median are printed (default 1)")
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet",
+                        help="read the data as Parquet (default) or as CSV (written once from the Parquet files)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--full-after", type=float, default=120.0, help=argparse.SUPPRESS)
@@ -394,6 +412,9 @@ def main() -> None:
     print(f"features_bench: {machine()}; as_of {args.as_of}", flush=True)
     full = ensure_data(args.customers, args.seed)
     full_dir = data_dir(args.customers, args.seed)
+    if args.format == "csv":
+        full_dir = csv_copy(full)
+        print(f"CSV copy: {full_dir}", flush=True)
     common = ["--as-of", args.as_of]
     limits = {"time_limit": args.time_limit}
 
@@ -413,9 +434,10 @@ def main() -> None:
                        _s(given) + _s(load) if _s(given) and _s(load) else None))
     print()
     title = f"{args.customers:,} customers"
-    t_duck = report_duckdb(title, first[0])
+    kind = "CSV" if args.format == "csv" else "Parquet"
+    t_duck = report_duckdb(title, first[0], kind)
     duck_cpu = _s(first[0].get("rfm_query"), "cpu_seconds")
-    cg = report_churnguard(title, first[1])
+    cg = report_churnguard(title, first[1], kind)
 
     sl: dict[str, float | None] | None = None
     t_ft = t_duck_slice = None
@@ -454,7 +476,7 @@ def main() -> None:
     _line("churnguard build, lifespan given / DuckDB query  (<= 3x)", _ratio(cg["given"], t_duck), title)
     if cg["load"] and cg["given"]:
         _line("churnguard load+validate+build (lifespan given) / DuckDB", _ratio(cg["load"] + cg["given"], t_duck),
-              "both from the Parquet files")
+              f"both from the {kind} files")
         _line("the same in CPU time (all threads) / DuckDB's CPU time", _ratio(cg["cpu"], duck_cpu),
               "steadier than wall time on a shared machine")
     if sl is not None:

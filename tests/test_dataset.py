@@ -428,3 +428,54 @@ def test_id_overlap_counts_distinct_ids_and_names_the_first_ones_the_other_table
                             customers=pd.DataFrame({"customer_id": pd.Series(["a", "b", "c", "g"], dtype="str")}))
     assert dataset.id_overlap(tables) == dataset.IdOverlap(transactions=5, customers=4, shared=2,
                                                            only_transactions=("e", "d", "f"), only_customers=("b", "g"))
+
+
+_SPACES = ["", " ", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", "\x85"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.tuples(st.sampled_from(_SPACES), st.sampled_from(["a", "b1", "é", "12.0"]),
+                                                st.sampled_from(_SPACES)).map("".join)), max_size=10))
+def test_text_cells_strip_and_blank_as_arrow_does(values):
+    """Skipping the trim for columns without edge whitespace changes nothing: the cells are Arrow's trim of every
+    value, blank cells missing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = pd.Series(values, dtype="str")
+    trimmed = pc.utf8_trim_whitespace(pa.array(values, type=pa.large_string())).to_pylist()
+    assert dataset.text_cells(raw).astype(object).where(lambda s: s.notna(), None).tolist() == [
+        v if v else None for v in trimmed]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", " a", "a ", "b", "7", "7.0", " 7.00", "", None, "e"]), min_size=1, max_size=12),
+       st.lists(st.sampled_from(["a", "b", "7", "c", "e"]), max_size=6))
+def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, cu_ids):
+    """Validation encodes each table's ids once: the codes decode to the validated column, duplicates, unknown
+    owners and the overlap come out as from the text, and a changed frame has no codes."""
+    from dataclasses import replace
+
+    n = len(tx_ids)
+    tx = pd.DataFrame({"customer_id": pd.Series(tx_ids, dtype="str"), "timestamp": ["2024-01-01"] * n,
+                       "amount": ["x" if i % 5 == 1 else "1" for i in range(n)]})
+    cu = pd.DataFrame({"customer_id": pd.Series(cu_ids + ["a"], dtype="str")})
+    tk = pd.DataFrame({"customer_id": pd.Series(["a", "zz", "7"], dtype="str"), "opened_at": ["2024-01-01"] * 3})
+    try:
+        tables = validate_tables(tx, tk, cu, config=REJECT)
+    except DataError:
+        return  # no usable rows, or ids too different: the same error either way (tested elsewhere)
+    for name in ("transactions", "tickets", "customers"):
+        codes, column = tables.id_codes(name), getattr(tables, name)["customer_id"]
+        assert codes.distinct.take(codes.codes).to_pylist() == column.tolist()
+        assert len(set(codes.distinct.to_pylist())) == len(codes.distinct)
+        assert codes.present().all()
+    assert dataset.id_overlap(tables) == dataset.id_overlap(replace(tables, ids={}))
+    seen = pd.Series(["a", "7", "q"], dtype="str")
+    for name in ("transactions", "tickets", "customers"):
+        assert tables.has_ids(name, seen).tolist() == _isin(getattr(tables, name)["customer_id"], [seen]).tolist()
+    changed = replace(tables, transactions=tables.transactions.iloc[::-1].reset_index(drop=True))
+    assert changed.id_codes("transactions") is None
+    assert changed.id_codes("customers") is not None
+    assert (tables.rejects["reason"] == "are duplicate customer ids").sum() == cu["customer_id"].duplicated(
+        keep=False).sum()

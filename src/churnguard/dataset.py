@@ -55,10 +55,13 @@ from churnguard.sources import DbSource
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import pyarrow as pa
+
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdOverlap", "Tables",
-           "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+           "IdCodes", "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census",
+           "date_style", "dictionary_codes",
            "feature_columns", "header", "id_overlap", "id_text", "last_day", "latest_plausible_day", "load_campaigns",
            "load_tables", "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error",
            "text_cells", "validate_tables"]
@@ -186,6 +189,21 @@ class Tables:
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     events: pd.DataFrame | None = None
+    ids: dict[str, IdCodes] = field(default_factory=dict)  # per table, its customer ids as codes
+
+    def id_codes(self, table: str) -> IdCodes | None:
+        """Table ``table``'s customer ids as :class:`IdCodes`, when its frame still holds the column they were
+        made for (None after the frame was changed, or for a table not validated here)."""
+        codes, frame = self.ids.get(table), getattr(self, table)
+        return codes if codes is not None and frame is not None and codes.describes(frame["customer_id"]) else None
+
+    def has_ids(self, table: str, ids: pd.Series) -> np.ndarray:
+        """Whether each row's customer id in table ``table`` is one of ``ids`` (text); looked up once per distinct
+        id when the table has its :class:`IdCodes`."""
+        codes = self.id_codes(table)
+        if codes is None:
+            return _isin(getattr(self, table)["customer_id"], [ids])
+        return _codes_found((codes.distinct, codes.codes), [_arrow_text(ids).combine_chunks()])
 
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
@@ -205,6 +223,56 @@ class Tables:
             raise DataError("no transaction has a usable timestamp, so the scoring day cannot be taken from the "
                             "data; give it with --as-of YYYY-MM-DD")
         return day
+
+
+@dataclass(frozen=True)
+class IdCodes:
+    """A validated column of customer ids as integer codes: ``distinct``, the distinct ids (an Arrow text array, as
+    validation reads ids), and per row its position in them. Validation encodes each id once; the checks across
+    tables and the feature build then work on the codes and the distinct ids, not on every row's text. The codes
+    describe the frame column whose array is ``column`` (:meth:`describes`), no other."""
+
+    distinct: pa.Array
+    codes: np.ndarray  # int32, one per row
+    column: object  # the ids' ``Series.array``
+
+    def describes(self, ids: pd.Series) -> bool:
+        """Whether these are the codes of ``ids`` (the very array they were made for: any change makes a new one)."""
+        return ids.array is self.column
+
+    def present(self) -> np.ndarray:
+        """Whether each of the distinct ids occurs in some row."""
+        return np.bincount(self.codes, minlength=len(self.distinct)) > 0
+
+
+def dictionary_codes(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of an Arrow text column in order of first occurrence and each row's position in
+    them (int32; -1 for a missing value), by Arrow's dictionary encoding; a column of a million rows or more is
+    encoded in two halves on two threads, the second half's codes then mapped onto the first's values."""
+    import pyarrow as pa
+
+    chunks = [c.cast(pa.large_string()) for c in values.chunks]
+    half = int(np.searchsorted(np.cumsum([len(c) for c in chunks]), sum(map(len, chunks)) / 2)) + 1
+    if sum(map(len, chunks)) < 1_000_000 or half >= len(chunks):
+        return _dictionary_encode(chunks)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-ids") as pool:
+        (first, codes), (second, more) = pool.map(_dictionary_encode, (chunks[:half], chunks[half:]))
+    joint, mapped = _dictionary_encode([pa.concat_arrays([first, second])])
+    return joint, np.concatenate([codes, np.where(more >= 0, mapped[len(first):][more], -1).astype(np.int32)])
+
+
+def _dictionary_encode(chunks: list) -> tuple[pa.Array, np.ndarray]:
+    """:func:`dictionary_codes` of some chunks, on this thread."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+    if encoded.num_chunks == 0:
+        return pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int32)
+    codes = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    return encoded.chunks[-1].dictionary, np.concatenate(codes).astype(np.int32, copy=False)
 
 
 def last_day(timestamps: pd.Series) -> pd.Timestamp:
@@ -353,6 +421,7 @@ class _Checker:
         self.df, self.table, self.source = df, table, source
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
         self._groups: list[tuple[np.ndarray, str, str, np.ndarray]] = []  # positions, column, reason, values
+        self.ids: tuple[pa.Array, np.ndarray] | None = None  # the customer ids' distinct values and codes
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
 
@@ -378,6 +447,27 @@ class _Checker:
         order = np.argsort(where, kind="stable")
         return pd.DataFrame({"column": column[order], "reason": reason[order], "value": value[order]},
                             index=where[order])
+
+    def id_codes(self, frame: pd.DataFrame) -> IdCodes | None:
+        """The :class:`IdCodes` of ``frame``, this table as :meth:`finish` returned it (its usable rows, whose
+        ids are all present), with only the distinct ids still in it."""
+        if self.ids is None or "customer_id" not in frame:
+            return None
+        values, codes = self.ids
+        if len(frame) != len(codes):
+            codes = codes[~self._flagged]
+            present = np.bincount(codes, minlength=len(values)) > 0
+            if not present.all():
+                values, codes = values.filter(present), (np.cumsum(present, dtype=np.int32) - 1)[codes]
+        return IdCodes(values, codes, frame["customer_id"].array)
+
+    def repeated_ids(self) -> np.ndarray:
+        """Whether each row's customer id occurs in another row too (missing ids: False)."""
+        if self.ids is None:
+            return _repeated(self.df["customer_id"])
+        values, codes = self.ids
+        counts = np.bincount(codes[codes >= 0], minlength=len(values))
+        return (codes >= 0) & (counts[codes] > 1)
 
     def finish(self, mode: str, part: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         n_bad = int(self._flagged.sum())
@@ -413,9 +503,59 @@ def text_cells(raw: pd.Series) -> pd.Series:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(pa.chunked_array(raw.astype("string")))
-    text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, text.type), text)
+    text = pa.chunked_array(raw.astype("string"))
+    if not _plain_text(text):
+        text = pc.utf8_trim_whitespace(text)
+        text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, text.type), text)
     return pd.Series(pd.arrays.ArrowStringArray(text), index=raw.index, name=raw.name)
+
+
+def _text_buffers(chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A text chunk's value bounds (start and end byte of each value, nulls left out) and its bytes, read from
+    the Arrow buffers without a copy; None for a chunk of another type."""
+    import pyarrow as pa
+
+    if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+        return None
+    _, offsets, data = chunk.buffers()
+    width = np.dtype(np.int32 if pa.types.is_string(chunk.type) else np.int64)
+    bounds = np.frombuffer(offsets, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize) \
+        if len(chunk) else np.zeros(1, dtype=width)
+    start, stop = bounds[:-1], bounds[1:]
+    if chunk.null_count:
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        start, stop = start[valid], stop[valid]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return start, stop, data
+
+
+def _plain_text(text) -> bool:
+    """Whether no value of an Arrow text column is empty or starts or ends with a byte other than printable
+    ASCII: then no value has whitespace to strip (every whitespace character starts with a control byte, a
+    space or a byte above 127) and :func:`text_cells` changes nothing. Two gathers over the buffers."""
+    for chunk in text.chunks:
+        found = _text_buffers(chunk)
+        if found is None:
+            return False
+        start, stop, data = found
+        if len(start) == 0:
+            continue
+        if (stop <= start).any():
+            return False
+        for edge in (data[start], data[stop - 1]):
+            if ((edge <= 0x20) | (edge >= 0x7F)).any():
+                return False
+    return True
+
+
+def _may_contain(text, byte: str) -> bool:
+    """Whether a value of an Arrow text column may hold the ASCII character ``byte``: it is somewhere in the
+    chunks' bytes (a superset: bytes of left-out slots count too)."""
+    for chunk in text.chunks:
+        found = _text_buffers(chunk)
+        if found is None or (found[1].size and (found[2] == ord(byte)).any()):
+            return True
+    return False
 
 
 def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -468,13 +608,47 @@ def id_text(raw: pd.Series) -> pd.Series:
     return _whole_numbers(text_cells(raw))
 
 
-def _whole_numbers(text: pd.Series) -> pd.Series:
-    """Text ids (:func:`text_cells`) with an integer written as a float without its decimals, as ``str``."""
+def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """A categorical text column's distinct values that its rows use (an Arrow text array) and each row's
+    position among them (int32; -1 for a missing value): its own codes, renumbered past unused categories."""
+    import pyarrow as pa
+
+    codes = ids.cat.codes.to_numpy().astype(np.int32)
+    distinct = pa.array(np.asarray(ids.cat.categories, dtype=object), type=pa.large_string())
+    used = np.bincount(codes[codes >= 0], minlength=len(distinct)) > 0
+    if used.all():
+        return distinct, codes
+    return distinct.filter(used), np.where(codes >= 0, (np.cumsum(used, dtype=np.int32) - 1)[codes], -1).astype(
+        np.int32)
+
+
+def _id_codes(raw: pd.Series) -> tuple[pd.Series, tuple[pa.Array, np.ndarray]]:
+    """Customer ids as :func:`id_text` reads them, with their distinct values and each row's code in them (-1:
+    missing), from one dictionary encoding of the column: text is cleaned per distinct value, not per row."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if not _is_text(raw):
+        text = id_text(raw)
+        return text, dictionary_codes(pa.chunked_array(text.astype("string")))
+    text = raw.astype("string")
+    values, codes = dictionary_codes(pa.chunked_array(text))
+    clean = pa.chunked_array(_whole_numbers(text_cells(pd.Series(pd.arrays.ArrowStringArray(values)))).astype(
+        "string")).combine_chunks() if len(values) else values
+    if clean.null_count == 0 and pc.all(pc.equal(clean, values)).as_py() is not False:
+        return text.astype("str"), (values, codes)
+    values, remap = dictionary_codes(pa.chunked_array([clean]))
+    codes = np.where(codes >= 0, remap[codes], -1).astype(np.int32)
+    ids = values.take(pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.arrays.ArrowStringArray(ids), index=raw.index, name=raw.name).astype("str"), (values, codes)
+
+
+def _whole_numbers(text: pd.Series) -> pd.Series:
+    """Text ids (:func:`text_cells`) with an integer written as a float without its decimals, as ``str``."""
+    import pyarrow as pa
+
     text = text.astype("str")
-    if not pc.any(pc.match_substring(pa.chunked_array(text), ".")).as_py():  # one cheap pass spares the regex
+    if not _may_contain(pa.chunked_array(text), "."):  # one cheap pass spares the regex
         return text
     return text.str.replace(_WHOLE_NUMBER, r"\1", regex=True)
 
@@ -682,6 +856,11 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
             flags = _parse_bool(raw)
             check.flag(raw.notna() & flags.isna(), column, "are not true/false", raw)
             out[column] = flags
+        elif column == "customer_id" and isinstance(raw.dtype, pd.CategoricalDtype):
+            out[column] = _each_distinct(raw, _ids_text)
+            check.ids = category_codes(out[column])
+        elif column == "customer_id":
+            out[column], check.ids = _id_codes(df[column])
         elif column in _TEXT:
             out[column] = _each_distinct(raw, _ids_text if column in _IDS else _as_str)
         if column in _REQUIRED_VALUES:
@@ -757,12 +936,12 @@ def validate_tables(
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     sources, styles = sources or {}, date_styles or {}
-    all_rejects, excluded, checks = [], {}, {}
+    excluded, checks = {}, {}
     checks["transactions"], excluded["transactions"] = _prepare(transactions, "transactions", sources, config,
                                                                 allow_empty, styles)
     if customers is not None:
         c, excluded["customers"] = _prepare(customers, "customers", sources, config, allow_empty, styles)
-        c.flag(_repeated(c.df["customer_id"]), "customer_id", "are duplicate customer ids")
+        c.flag(c.repeated_ids(), "customer_id", "are duplicate customer ids")
         checks["customers"] = c
     if tickets is not None:
         t, excluded["tickets"] = _prepare(tickets, "tickets", sources, config, allow_empty, styles)
@@ -772,31 +951,48 @@ def validate_tables(
         checks["tickets"] = t
     if events is not None:
         checks["events"], excluded["events"] = _prepare(events, "events", sources, config, allow_empty, styles)
-    frames: dict[str, pd.DataFrame] = {}
-    for name in ("transactions", "customers"):
-        if name in checks:
-            frames[name], rej = checks[name].finish(config.on_bad_rows, allow_empty)
-            all_rejects.append(rej)
-    known = [frames[name]["customer_id"] for name in ("transactions", "customers") if name in frames]
-    for name in ("tickets", "events"):
-        if name in checks:
-            frames[name], rej = _finish_owned(checks[name], known, config.on_bad_rows, allow_empty)
-            all_rejects.append(rej)
+    frames, ids, all_rejects = _finish_all(checks, config.on_bad_rows, allow_empty)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
     excluded = {t: counts for t, counts in excluded.items() if counts}
     tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
-                    excluded=excluded, events=frames.get("events"))
+                    excluded=excluded, events=frames.get("events"),
+                    ids={t: codes for t, codes in ids.items() if codes is not None})
     if not allow_empty:  # a part's ids are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
     return tables
 
 
-def _finish_owned(check: _Checker, known: list[pd.Series], mode: str, part: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events):
-    rows of other customers are bad rows; event types are read in lower case."""
+def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, IdCodes | None], list[pd.DataFrame]]:
+    """Finish the checked tables (transactions and customers first: the others' rows must belong to their
+    customers): the usable rows of each, their customer id codes, and the rejects."""
+    frames, ids, rejects = {}, {}, []
+    for name in ("transactions", "customers"):
+        if name in checks:
+            frames[name], rej = checks[name].finish(mode, part)
+            ids[name] = checks[name].id_codes(frames[name])
+            rejects.append(rej)
+    known = [(frames[name]["customer_id"], ids[name]) for name in ("transactions", "customers") if name in frames]
+    for name in ("tickets", "events"):
+        if name in checks:
+            frames[name], rej = _finish_owned(checks[name], known, mode, part)
+            ids[name] = checks[name].id_codes(frames[name])
+            rejects.append(rej)
+    return frames, ids, rejects
+
+
+def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]], mode: str, part: bool
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events;
+    ``known``: their validated ids, with their codes when they have them): rows of other customers are bad rows;
+    event types are read in lower case."""
     ids = check.df["customer_id"]
-    check.flag(ids.notna().to_numpy() & ~_isin(ids, known), "customer_id",
+    if check.ids is not None and all(codes is not None for _, codes in known):
+        found = _codes_found(check.ids, [codes.distinct for _, codes in known])
+    else:
+        found = _isin(ids, [values for values, _ in known])
+    check.flag(ids.notna().to_numpy() & ~found, "customer_id",
                "belong to customers found in neither transactions nor customers")
     frame, rejects = check.finish(mode, part)
     if "event_type" in frame:
@@ -823,10 +1019,42 @@ def id_overlap(tables: Tables) -> IdOverlap:
 
     if tables.customers is None:
         return IdOverlap()
+    tx_ids, cu_ids = tables.id_codes("transactions"), tables.id_codes("customers")
+    if tx_ids is not None and cu_ids is not None:
+        tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
+                              for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))
+        return IdOverlap(len(tx_ids.distinct), len(cu_ids.distinct), int(tx_in_cu.sum()),
+                         _first_missing(tx_ids, tx_in_cu, 3), _first_missing(cu_ids, cu_in_tx, 3))
     tx, cu = (_arrow_text(t["customer_id"]).unique().drop_null() for t in (tables.transactions, tables.customers))
     tx_in_cu, cu_in_tx = pc.is_in(tx, value_set=cu), pc.is_in(cu, value_set=tx)
     return IdOverlap(len(tx), len(cu), pc.sum(tx_in_cu).as_py() or 0, _first_arrow(tx.filter(pc.invert(tx_in_cu)), 3),
                      _first_arrow(cu.filter(pc.invert(cu_in_tx)), 3))
+
+
+def _first_missing(ids: IdCodes, found: np.ndarray, n: int) -> tuple[str, ...]:
+    """The first ``n`` distinct ids, in row order, of the rows whose id ``found`` (per distinct id) marks absent."""
+    if found.all():
+        return ()
+    rows = np.flatnonzero(~found[ids.codes])
+    picked: dict[int, None] = {}
+    for first in range(0, len(rows), 4096):
+        picked.update(dict.fromkeys(pd.unique(ids.codes[rows[first : first + 4096]]).tolist()))
+        if len(picked) >= n:
+            break
+    return tuple(str(v) for v in ids.distinct.take(list(picked)[:n]).to_pylist())
+
+
+def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[pa.Array]) -> np.ndarray:
+    """Whether each row's id (``ids``: distinct values and codes, -1 missing) is one of the ids in ``among``."""
+    import pyarrow.compute as pc
+
+    values, codes = ids
+    if len(values) == 0:
+        return np.zeros(len(codes), dtype=bool)
+    hit = np.zeros(len(values), dtype=bool)
+    for other in among:
+        hit |= pc.is_in(values, value_set=other, skip_nulls=True).to_numpy(zero_copy_only=False)
+    return (codes >= 0) & hit[codes]
 
 
 def _first_arrow(values, n: int) -> tuple[str, ...]:

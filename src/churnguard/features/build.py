@@ -5,7 +5,9 @@ purchase rows into blocks of customers, hands each block's arrays to the feature
 (``churnguard.features.kernel``, where every feature is defined) on two threads, and assembles the columns into
 a frame. ``make_training_set`` encodes once and builds every snapshot from the same encoding.
 
-Customer ids are encoded into integer positions in one sorted index (``_encode``). Multi-row orders are found
+Customer ids are encoded into integer positions in one sorted index (``_encode``), from the codes validation
+made of each table's ids (``Tables.id_codes``): only the distinct ids are read here, not every row's; a frame
+changed since validation is encoded afresh. Multi-row orders are found
 by a 64-bit hash of each purchase row's order key (``_hashes``, numpy over the Arrow buffers); rows whose hash repeats are then checked against their
 actual keys, so a hash collision can never merge two orders. An order's key is its ``order_id``, or without one
 its timestamp: the purchase rows of one customer with the same key are one order.
@@ -13,6 +15,7 @@ its timestamp: the purchase rows of one customer with the same key are one order
 
 from __future__ import annotations
 
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard.dataset import category_codes, dictionary_codes
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from churnguard.config import FeatureConfig
-    from churnguard.dataset import Tables
+    from churnguard.dataset import IdCodes, Tables
 
 __all__ = ["build_features", "estimate_lifespan_years", "purchase_orders", "to_day"]
 
@@ -148,16 +152,14 @@ def _session_codes(values: pd.Series) -> np.ndarray:
     return values.array.codes if isinstance(values.dtype, pd.CategoricalDtype) else pd.factorize(values)[0]
 
 
-def _distinct_ids(ids: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
-    """A customer id column as :func:`_encode_ids` takes it: a categorical's categories that its rows use, and
-    each row's position among them; another column as it is (and None)."""
+def _category_ids(ids: pd.Series) -> IdCodes | None:
+    """A categorical customer id column's :class:`churnguard.dataset.IdCodes` (the categories its rows use),
+    for :func:`_encode_ids`; None for another column."""
+    from churnguard.dataset import IdCodes
+
     if not isinstance(ids.dtype, pd.CategoricalDtype):
-        return ids, None
-    codes = ids.cat.codes.to_numpy()
-    used = np.flatnonzero(np.bincount(codes, minlength=len(ids.cat.categories)))
-    at = np.zeros(len(ids.cat.categories), dtype=np.int32)
-    at[used] = np.arange(len(used))
-    return pd.Series(ids.cat.categories[used]), at[codes]
+        return None
+    return IdCodes(*category_codes(ids), ids.array)
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -260,46 +262,44 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
 
 
-def _dictionary_encode(chunks: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:
-    """Arrow's dictionary encoding of the chunks as one array: the distinct values in order of first
-    occurrence, and each value's code."""
-    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
-    if encoded.num_chunks == 0:
-        return pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int32)
-    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks])
-    return encoded.chunks[-1].dictionary, codes
+def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = None
+                ) -> tuple[pd.Index, list[np.ndarray]]:
+    """Every distinct id of ``columns`` (no id missing) in one sorted index, and for each column its rows'
+    positions in it.
 
-
-def _encode_ids(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
-    """Every distinct id of ``columns`` in one sorted index, and for each column its rows' positions in it.
-
-    Arrow's ``dictionary_encode`` over all columns' chunks (codes in order of first occurrence), then the
-    distinct ids are sorted.
+    Each column's distinct ids and codes come from validation (``known``, :class:`churnguard.dataset.IdCodes`)
+    or from one dictionary encoding here; the distinct ids of the columns are then encoded together and sorted,
+    so no row's text is read again.
     """
-    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
-    # Two halves of the chunks are encoded on two threads; the second half's codes are then mapped onto the
-    # first's dictionary extended by its new ids, so codes stay numbered in order of first occurrence.
-    half = int(np.searchsorted(np.cumsum([len(chunk) for chunk in chunks]), sum(map(len, chunks)) / 2)) + 1
-    parts = [p for p in (chunks[:half], chunks[half:]) if p] or [[]]
-    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-ids") as pool:
-        encoded = list(pool.map(_dictionary_encode, parts))
-    dictionary, codes = encoded[0]
-    if len(encoded) > 1:
-        joint, more = _dictionary_encode([pa.concat_arrays([dictionary, encoded[1][0]])])
-        dictionary, codes = joint, np.concatenate([codes, more[len(dictionary) :][encoded[1][1]]])
+    dtype = columns[0].dtype if columns else None
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return _encode_ids_as_held(columns)
+    encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
+               for col, c in zip(columns, known or [None] * len(columns), strict=True)]
+    if len(encoded) == 1:
+        dictionary, maps = encoded[0][0], [None]
+    else:
+        dictionary, joint = dictionary_codes(pa.chunked_array([v for v, _ in encoded], type=pa.large_string()))
+        bounds = np.cumsum([0] + [len(v) for v, _ in encoded])
+        maps = [joint[a:b] for a, b in itertools.pairwise(bounds)]
     order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
     rank = np.empty(len(dictionary), dtype=np.intp)
     rank[order] = np.arange(len(dictionary))
-    dtype = columns[0].dtype if columns else None
-    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":  # straight from the dictionary
-        ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
-    else:  # other text storage: the ids as the columns hold them, at each one's first row
-        ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
-    positions, start = [], 0
-    for c in columns:
-        positions.append(rank[codes[start : start + len(c)]])
-        start += len(c)
-    return ids, positions
+    ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
+    return ids, [(rank if m is None else rank[m])[codes] for (_, codes), m in zip(encoded, maps, strict=True)]
+
+
+def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
+    """:func:`_encode_ids` of columns held other than as Arrow text: the ids as the columns hold them, at the
+    first row of each."""
+    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
+    dictionary, codes = dictionary_codes(pa.chunked_array(chunks, type=pa.large_string()))
+    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    rank = np.empty(len(dictionary), dtype=np.intp)
+    rank[order] = np.arange(len(dictionary))
+    ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
+    bounds = np.cumsum([0] + [len(c) for c in columns])
+    return ids, [rank[codes[a:b]] for a, b in itertools.pairwise(bounds)]
 
 
 def _encode(tables: Tables) -> _Encoded:
@@ -311,10 +311,9 @@ def _encode(tables: Tables) -> _Encoded:
     # The order keys' hashes need only the raw columns: computed on another thread meanwhile.
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
-        distinct = [_distinct_ids(f["customer_id"]) for f in named.values()]
-        ids, positions = _encode_ids([d[0] for d in distinct])
-        at = {name: p if d[1] is None else p[d[1]] for name, p, d in zip(named, positions, distinct, strict=True)}
-        del distinct
+        known = [tables.id_codes(name) or _category_ids(f["customer_id"]) for name, f in named.items()]
+        ids, positions = _encode_ids([f["customer_id"] for f in named.values()], known)
+        at = dict(zip(named, positions, strict=True))
         tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
         days = _day_numbers(tx_time)
