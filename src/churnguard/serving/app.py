@@ -77,13 +77,14 @@ class _Body(BaseModel):
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
 # event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
+    out_of_range = ValueError("dates must lie within the years 1678-2261")
     if value.tzinfo is not None:
         try:
             value = value.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01 or 9999-12-31 moved out of datetime's range
-            value = datetime.min
+            raise out_of_range from None
     if not _FIRST_DAY <= value.date() <= _LAST_DAY:
-        raise ValueError("dates must lie within the years 1678-2261")
+        raise out_of_range
     return value
 
 
