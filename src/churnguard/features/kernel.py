@@ -229,6 +229,23 @@ def _first_of_groups(group: np.ndarray) -> np.ndarray:
     return first
 
 
+def _window_features(g: Groups, orders: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: FeatureConfig
+                     ) -> dict[str, np.ndarray]:
+    """Orders and spend in each trailing window, and their trend (the last ``trend_window_days`` over the
+    same span before)."""
+    pos, age, value = orders
+    f = {}
+    for w in cfg.windows_days:
+        inside = age < w
+        f[f"orders_{w}d"] = g.sum(pos[inside])
+        f[f"spend_{w}d"] = g.sum(pos[inside], value[inside])
+    tw = cfg.trend_window_days
+    recent, before = age < tw, (age >= tw) & (age < 2 * tw)
+    f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
+    f["trend_spend"] = ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
+    return f
+
+
 def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
                       refunds: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: FeatureConfig) -> dict[str, np.ndarray]:
     """Recency / frequency / monetary value, windows, trend, rhythm and the BG/NBD inputs of ``n`` customers.
@@ -261,14 +278,7 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     refunded = g.sum(rpos, ramount)
     f["refund_share"] = ratio(refunded, f["gross_spend"])
     f["net_spend"] = f["gross_spend"] - refunded
-    for w in cfg.windows_days:
-        inside = age < w
-        f[f"orders_{w}d"] = g.sum(pos[inside])
-        f[f"spend_{w}d"] = g.sum(pos[inside], value[inside])
-    tw = cfg.trend_window_days
-    recent, before = age < tw, (age >= tw) & (age < 2 * tw)
-    f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
-    f["trend_spend"] = ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
+    f.update(_window_features(g, orders, cfg))
     # Gaps between distinct purchase days: a customer's gaps are the differences within their run of days.
     n_days = ends - starts + 1
     f["n_purchase_days"] = np.zeros(n)

@@ -44,7 +44,7 @@ from starlette.routing import Route
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from churnguard import __version__
-from churnguard.config import load_playbook
+from churnguard.config import Playbook, load_playbook
 from churnguard.dataset import MAX_MAGNITUDE, latest_plausible_day
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
@@ -571,6 +571,22 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
     return app
 
 
+def _model_facts(m: ChurnModel, playbook: Playbook) -> dict[str, Any]:
+    """``GET /model``: the model's version, features, training window, horizon, bands, scorecards, verdict
+    and the playbook's actions."""
+    info = m.require_info()
+    return {
+        "package_version": info.package_version,
+        "features": m.feature_names_,
+        "training_window": dict(info.training_window),
+        "horizon_days": info.population.horizon_days,
+        "risk_bands": info.risk_bands,
+        "scorecard": {k: dict(v) for k, v in info.scorecards.items()},
+        "verdict": info.verdict,
+        "actions": [a.name for a in playbook.actions],
+    }
+
+
 def _add_routes(app: FastAPI) -> None:
     """The error handler and the routes: health, model facts, ``/predict`` and ``/predict/features``."""
 
@@ -585,18 +601,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/model")
     def model_info(request: Request) -> dict[str, Any]:
-        m: ChurnModel = request.app.state.model
-        info = m.require_info()
-        return {
-            "package_version": info.package_version,
-            "features": m.feature_names_,
-            "training_window": dict(info.training_window),
-            "horizon_days": info.population.horizon_days,
-            "risk_bands": info.risk_bands,
-            "scorecard": {k: dict(v) for k, v in info.scorecards.items()},
-            "verdict": info.verdict,
-            "actions": [a.name for a in request.app.state.playbook.actions],
-        }
+        return _model_facts(request.app.state.model, request.app.state.playbook)
 
     async def predict(request: Request) -> Response:
         # Reached only when _App does not take the request itself (under a root path, say). A plain Starlette
