@@ -257,3 +257,15 @@ def test_the_intensity_correction_is_applied_as_a_power_and_the_others_as_a_shif
     assert level_calibrator(base, fit, "intensity") == replace(base, power=0.5)
     assert level_calibrator(replace(base, power=0.5), fit, "newest") == replace(base, shift=0.4)
     assert level_calibrator(base, replace(fit, intensity=None), "intensity") == base  # not allowed: none
+
+
+def test_the_level_sentence_says_plainly_when_no_correction_is_applied():
+    from churnguard.training.evaluation import level_sentence
+
+    said = level_sentence({"level_backtest_ece": {"none": 0.0152, "newest": 0.0275, "intensity": 0.0152},
+                           "level_correction": "none", "level_shift": 0.0})
+    assert said == ("level_correction: none, the calibration as fitted: no correction had a lower ECE on the "
+                    "backtest (none 0.0152, newest 0.0275, intensity 0.0152)")
+    shifted = level_sentence({"level_backtest_ece": {"none": 0.02, "season": 0.01}, "level_correction": "season",
+                              "level_shift": 0.138})
+    assert shifted.startswith("level_correction: season, a shift of +0.138 on the calibrated log-odds")

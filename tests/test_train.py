@@ -44,7 +44,9 @@ def test_run_is_tracked_with_metrics_artifacts_and_registry(env, tmp_path):
     assert eces[s["level_correction"]] == result.scorecards["model"]["ece"]
     assert result.model.calibrator_.shift == s["level_shift"] == s["level_candidates"][s["level_correction"]]
     card = Path(client.download_artifacts(result.run_id, "model_card.md", str(tmp_path)))
-    assert f"- level_correction: {s['level_correction']}, a shift of {s['level_shift']:+.3f}" in card.read_text()
+    said = f"- level_correction: {s['level_correction']}, " + (
+        "the calibration as fitted" if s["level_correction"] == "none" else f"a shift of {s['level_shift']:+.3f}")
+    assert said in card.read_text()
     assert run.data.tags["data_fingerprint"] == result.model.info.data_fingerprint
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"feature_importance.png", "calibration_curve.png", "lift_gain.png", "score_distribution.png",

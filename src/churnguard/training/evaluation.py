@@ -283,6 +283,9 @@ def level_sentence(s: Mapping[str, Any]) -> str:
     if name == "intensity":
         how = f"every calibrated probability raised to the power {s.get('level_power', 1.0):.3f}"
         how += f" ({intensity_phrase(s.get('level_intensity') or {})})"
+    elif name == "none":
+        return (f"level_correction: none, the calibration as fitted: no correction had a lower ECE on the "
+                f"backtest ({tried})")
     else:
         how = f"a shift of {s['level_shift']:+.3f} on the calibrated log-odds of every customer"
     checked = s.get("level_backtest_intensity") or {}
