@@ -262,6 +262,14 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
 
 
+def _sort_order(dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of ``dictionary``'s values in sorted order, and each value's rank in it."""
+    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    rank = np.empty(len(dictionary), dtype=np.intp)
+    rank[order] = np.arange(len(dictionary))
+    return order, rank
+
+
 def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = None
                 ) -> tuple[pd.Index, list[np.ndarray]]:
     """Every distinct id of ``columns`` (no id missing) in one sorted index, and for each column its rows'
@@ -282,9 +290,7 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
         dictionary, joint = dictionary_codes(pa.chunked_array([v for v, _ in encoded], type=pa.large_string()))
         bounds = np.cumsum([0] + [len(v) for v, _ in encoded])
         maps = [joint[a:b] for a, b in itertools.pairwise(bounds)]
-    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
-    rank = np.empty(len(dictionary), dtype=np.intp)
-    rank[order] = np.arange(len(dictionary))
+    order, rank = _sort_order(dictionary)
     ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
     return ids, [(rank if m is None else rank[m])[codes] for (_, codes), m in zip(encoded, maps, strict=True)]
 
@@ -294,9 +300,7 @@ def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.nda
     first row of each."""
     chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
     dictionary, codes = dictionary_codes(pa.chunked_array(chunks, type=pa.large_string()))
-    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
-    rank = np.empty(len(dictionary), dtype=np.intp)
-    rank[order] = np.arange(len(dictionary))
+    order, rank = _sort_order(dictionary)
     ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
     bounds = np.cumsum([0] + [len(c) for c in columns])
     return ids, [rank[codes[a:b]] for a, b in itertools.pairwise(bounds)]
