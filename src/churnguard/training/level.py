@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from churnguard.features.kernel import day_numbers
 from churnguard.model._modelcore import Calibrator, logit
 from churnguard.training.evaluation import expected_calibration_error
 
@@ -105,11 +106,9 @@ def choose_level(y: np.ndarray, probabilities: Mapping[str, np.ndarray]) -> tupl
     return best, eces
 
 
-_EPOCH = pd.Timestamp("1970-01-01")
-
-
 def _day_number(day: pd.Timestamp) -> int:
-    return int((day - _EPOCH).days)
+    """The kernel's day number of ``day`` (days since 1970-01-01)."""
+    return int(day_numbers(np.datetime64(day)))
 
 
 @dataclass(frozen=True)
