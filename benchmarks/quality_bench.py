@@ -15,8 +15,16 @@ snapshots; the training run's own scorecard and how it was made (backtest or gro
 the level correction the training run chose, with each correction's ECE on its backtest (the model card's
 sentence).
 
+With ``--support`` it also prints where the model's probabilities miss, by the customers' silence (days since
+their last purchase): today's customers, their churn rate and mean probability against the training rows of
+the deployed model's snapshots; and, for a history shorter than the lookback window, the customers silent
+longer than any training customer could be (the newest snapshot's history), with what the in-support
+customers would get from features computed over that much history only (an observation window) and the ECE
+if those beyond were scored at their own churn rate (hindsight): how much of the miss each part explains.
+
     python benchmarks/quality_bench.py            # 5 worlds, 4 of >= 10k customers
     python benchmarks/quality_bench.py --quick    # 3 small worlds, a few minutes on 2 cores
+    python benchmarks/quality_bench.py --worlds 2 --support
 """
 
 from __future__ import annotations
@@ -40,7 +48,12 @@ from churnguard.features import build_features
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import make_labels
 from churnguard.model import ChurnModel
-from churnguard.training.evaluation import baseline_probabilities, expected_calibration_error, level_sentence
+from churnguard.training.evaluation import (
+    baseline_probabilities,
+    expected_calibration_error,
+    level_sentence,
+    support_sentence,
+)
 from churnguard.training.snapshots import make_training_set
 
 RFM = ("recency_days", "n_orders", "gross_spend")
@@ -88,21 +101,26 @@ def _metrics(y: np.ndarray, p: np.ndarray, population: int) -> dict[str, float]:
             "ece": expected_calibration_error(y, p), "mean_p": float(np.mean(p)), "coverage": len(y) / population}
 
 
-def _rfm_lightgbm(tables, model: ChurnModel, today: pd.Timestamp, frame: pd.DataFrame) -> np.ndarray:
-    """A plain LightGBM on recency, frequency and monetary value, trained on the deployed model's snapshots."""
-    import lightgbm as lgb
-
+def _training_rows(tables, model: ChurnModel, today: pd.Timestamp) -> pd.DataFrame:
+    """The rows of the deployed model's snapshots (without the BG/NBD columns)."""
     info = model.require_info()
     days = [pd.Timestamp(d) for d in info.summary["deployed_snapshots"]]
-    train = make_training_set(tables, features=info.config.features, labels=info.config.labels,
-                              snapshots=info.config.snapshots, last_date=today, dates=days)
+    return make_training_set(tables, features=info.config.features, labels=info.config.labels,
+                             snapshots=info.config.snapshots, last_date=today, dates=days)
+
+
+def _rfm_lightgbm(train: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """A plain LightGBM on recency, frequency and monetary value, trained on the deployed model's snapshot rows."""
+    import lightgbm as lgb
+
     clf = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.05, verbose=-1, random_state=0)
     clf.fit(train[list(RFM)], train["churned"])
     return clf.predict_proba(frame[list(RFM)])[:, 1]
 
 
-def run_world(world: World, work: Path) -> dict[str, object]:
-    """Train and score one world from its files; every scorer's metrics on what happened next."""
+def run_world(world: World, work: Path, support: bool = False) -> dict[str, object]:
+    """Train and score one world from its files; every scorer's metrics on what happened next (with
+    ``support``, also :func:`_support`'s breakdown)."""
     today = START + pd.DateOffset(months=world.months) - pd.Timedelta(days=1)
     full = generate_demo_data(world.customers, seed=world.seed, start=str(START.date()),
                               end=str((today + pd.Timedelta(days=world.horizon)).date()), churn_scale=world.churn_scale)
@@ -131,11 +149,76 @@ def run_world(world: World, work: Path) -> dict[str, object]:
     rows = {"model": _metrics(y[scored], frame["churn_probability"].to_numpy()[scored], n)}
     for name, p in baseline_probabilities(frame, info.baseline_calibrators).items():
         rows[name] = _metrics(y, p, n)
-    rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(tables, model, today, frame), n)
-    return {"world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
+    train = _training_rows(tables, model, today)
+    rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(train, frame), n)
+    extra = {"support": _support(frame, train, shop, model, today)} if support else {}
+    return {**extra, "world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
             "claimed": info.scorecards["model"], "level": info.summary,
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}
+
+
+SILENCE_EDGES = (0, 30, 60, 90, 120, 150, 180, 240, 300, 365)
+
+
+def _by_silence(frame: pd.DataFrame, train: pd.DataFrame) -> list[str]:
+    """Today's customers (churn rate, mean probability) and the training rows (churn rate) by silence."""
+    bins = pd.IntervalIndex.from_breaks(SILENCE_EDGES, closed="left")
+    today = frame.groupby(pd.cut(frame["recency_days"], bins), observed=False)
+    past = train.groupby(pd.cut(train["recency_days"], bins), observed=False)["churned"]
+    lines = ["  silence (days)  today: customers  churn rate  mean p   training rows  churn rate"]
+    for b, n, rate, p, m, r in zip(bins, today.size(), today["churned"].mean(), today["churn_probability"].mean(),
+                                   past.size(), past.mean(), strict=True):
+        lines.append(f"  [{b.left:>3}, {b.right:>3})      {n:>16,}  {rate:>10.3f}  {p:>6.3f}   {m:>13,}  {r:>10.3f}")
+    return lines
+
+
+def _support(frame: pd.DataFrame, train: pd.DataFrame, shop: DemoData, model: ChurnModel,
+             today: pd.Timestamp) -> list[str]:
+    """Where the probabilities miss by silence, and for a history shorter than the lookback window what the
+    customers silent longer than the newest snapshot's history (the support) and an observation window of that
+    length account for (see the module docstring)."""
+    info = model.require_info()
+    lines = _by_silence(frame, train)
+    span = (pd.Timestamp(info.summary["tune_snapshot"]) - pd.Timestamp(info.summary["data_first_day"])).days
+    if span >= info.config.labels.lookback_days:
+        return [*lines, "  the training snapshots hold silences as long as the lookback window: no customer is beyond"]
+    y, p = frame["churned"].to_numpy(), frame["churn_probability"].to_numpy()
+    beyond = frame["recency_days"].to_numpy() > span
+    hindsight = np.where(beyond, y[beyond].mean(), p)
+    lines.append(f"  beyond the support (silent more than {span} days, the newest snapshot's history): "
+                 f"{beyond.sum():,} of {len(y):,} ({beyond.mean():.1%}), churn rate {y[beyond].mean():.3f}, mean p "
+                 f"{p[beyond].mean():.3f}; ECE overall {expected_calibration_error(y, p):.3f}, with those beyond "
+                 f"at their churn rate {expected_calibration_error(y, hindsight):.3f}")
+    lines.append(f"  within the support, as scored: {_tenths(y[~beyond], p[~beyond])}")
+    window = _windowed(frame[~beyond], shop, model, today, span)
+    lines.append(f"  within, on features over the last {span} days only: {_tenths(y[~beyond], window)}, mean p "
+                 f"{window.mean():.3f} vs churn rate "
+                 f"{y[~beyond].mean():.3f} (on all their history: {p[~beyond].mean():.3f})")
+    power = info.summary.get("level_intensity", {}).get("power")
+    if power is not None and info.summary["level_power"] == 1.0:
+        lines.append(f"  ... and raised to the intensity power {power:.3f} (not applied): "
+                     f"{_tenths(y[~beyond], window ** power)}")
+    return lines
+
+
+def _tenths(y: np.ndarray, p: np.ndarray) -> str:
+    """ECE, and the mean probability against the churn rate in the lowest and highest tenth by probability."""
+    order = np.argsort(p, kind="stable")
+    low, high = order[: len(p) // 10], order[-(len(p) // 10):]
+    return (f"ECE {expected_calibration_error(y, p):.3f}, lowest tenth {p[low].mean():.3f} vs {y[low].mean():.3f}, "
+            f"highest {p[high].mean():.3f} vs {y[high].mean():.3f}")
+
+
+def _windowed(frame: pd.DataFrame, shop: DemoData, model: ChurnModel, today: pd.Timestamp, days: int) -> np.ndarray:
+    """The model's probabilities for ``frame``'s customers from their events of the last ``days`` days only."""
+    info = model.require_info()
+    start = today - pd.Timedelta(days=days)
+    tables = validate_tables(shop.transactions[shop.transactions["timestamp"] >= start],
+                             shop.tickets[shop.tickets["opened_at"] >= start], shop.customers, config=info.config.data)
+    feats = build_features(tables, today, info.config.features)
+    feats = feats.assign(**bgnbd_features(feats, info.population.bgnbd, info.population.horizon_days))
+    return model.predict_proba(frame[["customer_id"]].merge(feats, on="customer_id", how="left"))
 
 
 def _report(result: dict[str, object]) -> str:
@@ -151,18 +234,22 @@ def _report(result: dict[str, object]) -> str:
     lines.append(f"  the training run's own scorecard ({result['evaluation']}): auc {claimed['roc_auc']:.3f}, ece "
                  f"{claimed['ece']:.3f}, churn rate {claimed['positive_rate']:.3f}")
     lines.append(f"  {level_sentence(result['level'])}")
+    if result["level"].get("beyond_support_share"):
+        lines.append(f"  {support_sentence(result['level'])}")
     model = rows["model"]
     beats = all(model["auc"] > m["auc"] for name, m in rows.items() if name != "model")
     met = beats and model["ece"] <= 0.02 and model["coverage"] == 1.0
     target = "n/a (< 10k customers)" if world.customers < TARGET_CUSTOMERS else ("met" if met else "NOT met")
     lines.append(f"  target (beats every baseline on AUC, ECE <= 0.02, coverage 100%): {target}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *result.get("support", [])])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 small worlds instead of 5")
     parser.add_argument("--worlds", help="only these worlds of the list, by number from 1, e.g. 3,4,5")
+    parser.add_argument("--support", action="store_true",
+                        help="also where the model misses, by silence, and the customers beyond the training's support")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # one tiny world: does it run
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -171,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         worlds = tuple(worlds[int(i) - 1] for i in args.worlds.split(","))
     for world in worlds:
         with tempfile.TemporaryDirectory() as tmp:
-            print(_report(run_world(world, Path(tmp))), flush=True)
+            print(_report(run_world(world, Path(tmp), args.support)), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import pytest
 from churnguard.config import LabelConfig, SnapshotConfig, load_config
 from churnguard.dataset import validate_tables
 from churnguard.demo import generate_demo_data, write_demo_data
+from churnguard.training.evaluation import model_card, support_sentence
 from churnguard.training.procedure import fit_procedure, judge, plan_training
-from churnguard.training.run import LocalRows, with_schedule
+from churnguard.training.run import LocalRows, support_facts, with_schedule
 from churnguard.training.snapshots import fit_schedule, has_backtest, snapshot_dates
 
 FIRST, LAST = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-12-31")  # 365 days apart (2024 is a leap year)
@@ -54,6 +55,50 @@ def test_too_short_for_any_snapshot_says_which_horizon_fits():
     # 2024-01-01 .. 2024-08-30: 242 days; 90 days of history and a 182-day outcome window do not fit.
     with pytest.raises(ValueError, match=r"\(242 days\).*--horizon-days 152 or less"):
         fit_schedule(FIRST, pd.Timestamp("2024-08-30"), LabelConfig(horizon_days=182), SnapshotConfig())
+
+
+def test_support_is_the_history_before_the_newest_snapshot_and_counts_longer_silences():
+    # The data starts on 2024-01-01 (a purchase at 08:30); the newest snapshot is 2024-07-02, 183 days later
+    # (2024 is a leap year): a customer of that snapshot who bought on the first day has been silent 183 days,
+    # the longest silence any training customer can have. Today's silences 0 and 183 are within it; 184 and
+    # 364 are beyond: 2 of 4.
+    facts = support_facts(pd.Timestamp("2024-01-01 08:30"), pd.Timestamp("2024-07-02"), 365,
+                          np.array([0.0, 183.0, 184.0, 364.0]))
+    assert facts == {"support_days": 183, "beyond_support_share": 0.5, "lookback_days": 365}
+    # Two and a half years before the newest snapshot: every silence of the 365-day lookback window is held.
+    facts = support_facts(pd.Timestamp("2022-01-01"), pd.Timestamp("2024-07-02"), 365, np.array([0.0, 364.0]))
+    assert facts == {"support_days": 365, "beyond_support_share": 0.0, "lookback_days": 365}
+    assert support_facts(FIRST, pd.Timestamp("2024-07-02"), 365, np.array([]))["beyond_support_share"] == 0.0
+
+
+def test_support_sentence_says_who_is_beyond_and_what_removes_the_gap():
+    s = {"support_days": 183, "beyond_support_share": 0.184, "lookback_days": 365, "horizon_days": 182}
+    assert support_sentence(s) == (
+        "support: the model learned from customers silent up to 183 days (the history before its newest "
+        "snapshot); 18.4% of today's customers have been silent longer and get the probability of the longest "
+        "silence it learned from, likely too low for them. With 547 days of history (labels.lookback_days + "
+        "horizon_days) it learns from every silence of the lookback window")
+
+
+def test_support_facts_use_no_purchase_after_today():
+    # Today is 2024-12-31: purchases after it (a return of the customer silent since February) change nothing.
+    from churnguard.features import build_features
+    from churnguard.reporting.monitoring import drift_population
+
+    tx = pd.DataFrame({"customer_id": ["a", "b", "c"], "order_id": ["1", "2", "3"], "amount": [10.0, 20.0, 30.0],
+                       "timestamp": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-12-01"])})
+    later = pd.DataFrame({"customer_id": ["b", "d"], "order_id": ["4", "5"], "amount": [5.0, 6.0],
+                          "timestamp": pd.to_datetime(["2025-01-02", "2025-01-03"])})
+    config, today = load_config(), pd.Timestamp("2024-12-31")
+
+    def facts(transactions):
+        feats = build_features(validate_tables(transactions, config=config.data), today, config.features)
+        recency = drift_population(feats, 365)["recency_days"].to_numpy()
+        return support_facts(FIRST, pd.Timestamp("2024-07-02"), 365, recency)
+
+    # a: 365 days silent (outside the lookback window), b: 334 (beyond 183), c: 30 (within).
+    assert facts(tx) == facts(pd.concat([tx, later], ignore_index=True)) == {
+        "support_days": 183, "beyond_support_share": 0.5, "lookback_days": 365}
 
 
 def _procedure(tables, config):
@@ -159,6 +204,15 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert f"- {said}" in Path(card).read_text()
     assert said in text
     assert "is not applied: no later period is left to check it on)" in text
+    # The newest snapshot has 183 days of history: today's customers silent longer are named, on the card and
+    # the screen, with what removes the gap.
+    assert info.summary["support_days"] == 183
+    assert 0 < info.summary["beyond_support_share"] < 1
+    said = support_sentence(info.summary)
+    assert said.startswith(f"support: the model learned from customers silent up to 183 days (the history "
+                           f"before its newest snapshot); {info.summary['beyond_support_share']:.1%} of today's")
+    assert f"- {said}" in Path(card).read_text()
+    assert said in text
     scored = CliRunner().invoke(app, [
         "score", "--model", str(out), "--transactions", str(paths["transactions"]), "--tickets",
         str(paths["tickets"]), "--customers", str(paths["customers"]), "--out", str(tmp_path / "s.csv")])
@@ -170,4 +224,6 @@ def test_run_training_keeps_the_configured_schedule_on_long_data(trained):
     s = trained["result"].summary
     assert s["evaluation"] == "backtest"
     assert s["schedule_adapted"] is False
+    assert (s["support_days"], s["beyond_support_share"]) == (365, 0.0)  # every silence of the lookback window
+    assert "support:" not in model_card(s, trained["result"].scorecards, trained["result"].verdict)
     assert trained["result"].model.info.config.snapshots == trained["cfg"].snapshots

@@ -376,6 +376,7 @@ def _print_training_summary(result) -> None:
         evaluation_title,
         level_sentence,
         schedule_sentence,
+        support_sentence,
         tuning_sentence,
     )
 
@@ -404,6 +405,7 @@ def _print_training_summary(result) -> None:
                          f"this time of year (Brier {s['calibration_brier_raw']:.4f} -> "
                          f"{s['calibration_brier']:.4f} calibrated)")),
         *([("level", level_sentence(s))] if "level_correction" in s else []),
+        *([("support", support_sentence(s))] if s.get("beyond_support_share") else []),
         ("evaluation", evaluation_sentence(s)),
         ("model file", str(result.model_path)),
         ("MLflow run", f"{result.run_id} in {result.tracking_uri}"),

@@ -256,6 +256,7 @@ def model_card(summary: Mapping[str, Any], scorecards: Mapping[str, Mapping[str,
              f"that never saw them) of the snapshots {', '.join(s['calibration_snapshots'])} (Brier "
              f"{s['calibration_brier_raw']:.4f} before, {s['calibration_brier']:.4f} after)"),
             *([f"- {level_sentence(s)}"] if "level_correction" in s else []),
+            *([f"- {support_sentence(s)}"] if s.get("beyond_support_share") else []),
             f"- {evaluation_sentence(s)}",
             "",
             f"## Scorecard ({evaluation_title(s)})",
@@ -293,6 +294,16 @@ def level_sentence(s: Mapping[str, Any]) -> str:
             "a year earlier is before the data" if checked.get("measured") else "")
     return (f"level_correction: {name}, {how} (their order unchanged), chosen on the backtest, whose ECE was "
             f"{tried}{note}")
+
+
+def support_sentence(s: Mapping[str, Any]) -> str:
+    """Today's customers silent longer than any customer the model learned from, from a run's summary
+    (:func:`churnguard.training.run.support_facts`); for a run whose ``beyond_support_share`` is above 0."""
+    return (f"support: the model learned from customers silent up to {s['support_days']} days (the history before "
+            f"its newest snapshot); {s['beyond_support_share']:.1%} of today's customers have been silent longer "
+            "and get the probability of the longest silence it learned from, likely too low for them. With "
+            f"{s['lookback_days'] + s['horizon_days']} days of history (labels.lookback_days + horizon_days) it "
+            "learns from every silence of the lookback window")
 
 
 def intensity_phrase(facts: Mapping[str, Any]) -> str:

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
            "drift_reference", "fingerprint", "finish_training", "judging_step", "level_facts", "model_metadata",
            "new_model", "promotion_decision", "run_evaluation", "run_training", "sampling_summary",
-           "schedule_facts", "with_schedule"]
+           "schedule_facts", "support_facts", "with_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -369,9 +369,27 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
         "calibration_brier_raw": fit.calibration_brier_raw,
         "calibration_brier": fit.calibration_brier,
         **level_facts(fit, backtest),
+        **support_facts(rows.first_day, plan.tune_day, config.labels.lookback_days,
+                        rows.reference["recency_days"].to_numpy()),
         "lifespan_years": rows.today.lifespan_years,
         **rows.facts,
     }
+
+
+def support_facts(first_day: pd.Timestamp, newest: pd.Timestamp, lookback_days: int,
+                  recency: np.ndarray) -> dict[str, Any]:
+    """The silences the deployed model learned from, and today's customers silent longer.
+
+    ``support_days``: the longest silence (days since the last purchase) a labelled customer of the
+    snapshots can have: the history before the newest snapshot ``newest`` (from the data's ``first_day``),
+    at most ``lookback_days``. ``beyond_support_share``: the share of today's customers (their
+    ``recency_days``: the drift reference, a sample when there are many) silent longer. Trees do not
+    extrapolate: those customers get the probability of the longest silences the model learned from. Both come
+    from data up to today only."""
+    support = min(lookback_days, (to_day(newest) - to_day(first_day)).days)
+    beyond = np.asarray(recency, dtype="float64") > support
+    return {"support_days": support, "beyond_support_share": float(beyond.mean()) if len(beyond) else 0.0,
+            "lookback_days": lookback_days}
 
 
 def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
