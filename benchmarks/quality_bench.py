@@ -170,7 +170,9 @@ def _by_silence(frame: pd.DataFrame, train: pd.DataFrame) -> list[str]:
     for b, n, rate, p, m, r in zip(bins, today.size(), today["churned"].mean(), today["churn_probability"].mean(),
                                    past.size(), past.mean(), strict=True):
         lines.append(f"  [{b.left:>3}, {b.right:>3})      {n:>16,}  {rate:>10.3f}  {p:>6.3f}   {m:>13,}  {r:>10.3f}")
-    return lines
+    medians = ", ".join(f"{c} {frame[c].median():g} / {train[c].median():g}"
+                        for c in ("n_orders", "bg_age_days", "tenure_days", "gross_spend"))
+    return [*lines, f"  medians today / training rows: {medians}"]
 
 
 def _support(frame: pd.DataFrame, train: pd.DataFrame, shop: DemoData, model: ChurnModel,
@@ -191,6 +193,9 @@ def _support(frame: pd.DataFrame, train: pd.DataFrame, shop: DemoData, model: Ch
                  f"{p[beyond].mean():.3f}; ECE overall {expected_calibration_error(y, p):.3f}, with those beyond "
                  f"at their churn rate {expected_calibration_error(y, hindsight):.3f}")
     lines.append(f"  within the support, as scored: {_tenths(y[~beyond], p[~beyond])}")
+    lines.append("  those beyond extrapolated from the edge: " + "; ".join(
+        f"{name}: ECE {expected_calibration_error(y, q):.3f}, their mean p {q[beyond].mean():.3f}"
+        for name, q in _extrapolations(frame, train, model, span).items()))
     window = _windowed(frame[~beyond], shop, model, today, span)
     lines.append(f"  within, on features over the last {span} days only: {_tenths(y[~beyond], window)}, mean p "
                  f"{window.mean():.3f} vs churn rate "
@@ -208,6 +213,32 @@ def _tenths(y: np.ndarray, p: np.ndarray) -> str:
     low, high = order[: len(p) // 10], order[-(len(p) // 10):]
     return (f"ECE {expected_calibration_error(y, p):.3f}, lowest tenth {p[low].mean():.3f} vs {y[low].mean():.3f}, "
             f"highest {p[high].mean():.3f} vs {y[high].mean():.3f}")
+
+
+def _extrapolations(frame: pd.DataFrame, train: pd.DataFrame, model: ChurnModel, span: int) -> dict[str, np.ndarray]:
+    """Two ways to carry the probabilities of the customers silent longer than ``span`` days beyond the edge
+    of the training silences: the log-odds growing with each day beyond it at the slope of a logistic
+    regression of the training rows' outcome on their silence, over the last 30, 60 and 90 days before the
+    edge; and the chance of a purchase at the edge times the BG/NBD probability of being alive now over that
+    at the edge (the last purchase moved to the edge; 1 for a customer with no repeat purchase)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from churnguard import btyd
+
+    p, r = frame["churn_probability"].to_numpy(), frame["recency_days"].to_numpy()
+    beyond, out = r > span, {}
+    for band in (30, 60, 90):
+        near = train["recency_days"].to_numpy() > span - band
+        fit = LogisticRegression(C=1e6).fit(train["recency_days"].to_numpy()[near, None], train["churned"][near])
+        log_odds = np.log(p / (1 - p)) + max(fit.coef_[0, 0], 0.0) * np.clip(r - span, 0, None)
+        out[f"slope over {band} days"] = 1 / (1 + np.exp(-log_odds))
+    x, t = frame["bg_frequency"].to_numpy(), frame["bg_age_days"].to_numpy() / 7
+    tx = frame["bg_recency_days"].to_numpy() / 7
+    params = model.require_info().population.bgnbd
+    alive = btyd.prob_alive(params, x, tx, t, validate=False)
+    at_edge = btyd.prob_alive(params, x, np.clip(t - span / 7, tx, t), t, validate=False)
+    out["BG/NBD P(alive)"] = np.where(beyond, 1 - (1 - p) * alive / at_edge, p)
+    return out
 
 
 def _windowed(frame: pd.DataFrame, shop: DemoData, model: ChurnModel, today: pd.Timestamp, days: int) -> np.ndarray:

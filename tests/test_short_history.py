@@ -207,6 +207,7 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     # The newest snapshot has 183 days of history: today's customers silent longer are named, on the card and
     # the screen, with what removes the gap.
     assert info.summary["support_days"] == 183
+    assert run.data.params["support_days"] == "183"
     assert 0 < info.summary["beyond_support_share"] < 1
     said = support_sentence(info.summary)
     assert said.startswith(f"support: the model learned from customers silent up to 183 days (the history "
