@@ -193,7 +193,8 @@ def _support(frame: pd.DataFrame, train: pd.DataFrame, shop: DemoData, model: Ch
                  f"{p[beyond].mean():.3f}; ECE overall {expected_calibration_error(y, p):.3f}, with those beyond "
                  f"at their churn rate {expected_calibration_error(y, hindsight):.3f}")
     lines.append(f"  within the support, as scored: {_tenths(y[~beyond], p[~beyond])}")
-    lines.append("  those beyond extrapolated from the edge: " + "; ".join(
+    single = (frame["bg_frequency"].to_numpy()[beyond] == 0).mean()
+    lines.append(f"  those beyond ({single:.0%} of them without a repeat purchase) extrapolated from the edge: " + "; ".join(
         f"{name}: ECE {expected_calibration_error(y, q):.3f}, their mean p {q[beyond].mean():.3f}"
         for name, q in _extrapolations(frame, train, model, span).items()))
     window = _windowed(frame[~beyond], shop, model, today, span)
