@@ -88,23 +88,22 @@ _OR_CONFIG = " (default: data.tables.transactions of the config)"
 _URLS = ("A database URL is postgresql://USER@HOST:PORT/DB?table=NAME or duckdb:///FILE?table=NAME; with "
          "data.database in the config, a bare table NAME is enough.")
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
-                                   f"{_DB}{_OR_CONFIG}.")]
-TicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
-CustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
-EventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails){_DB} "
-                                          "(optional).")]
-# The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
-                                          f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
-                                          "Parquet files.")]
-EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
-                                               "with --engine dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
-                                                 "(optional); with --engine dask also a directory of Parquet files.")]
-EngineEventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails)"
-                                              f"{_DB} (optional); with --engine dask also a directory of Parquet "
-                                              "files.")]
+
+
+def _table_opt(flags: tuple[str, ...], what: str, *, dask: bool = False):
+    """An input table's option; ``dask``: the commands with an --engine option, whose dask engine also reads
+    Parquet dataset directories."""
+    end = "; with --engine dask also a directory of Parquet files." if dask else "."
+    return Annotated[Source | None, _Opt(*flags, **_IN, help=what + end)]
+
+
+_TABLES = {"transactions": (("--transactions", "-t"), f"Transactions file (.csv or .parquet){_DB}{_OR_CONFIG}"),
+           "tickets": (("--tickets",), f"Support tickets file{_DB} (optional)"),
+           "customers": (("--customers",), f"Customer attributes file{_DB} (optional)"),
+           "events": (("--events",), f"Events file (visits, sessions, emails){_DB} (optional)")}
+TxOpt, TicketsOpt, CustomersOpt, EventsOpt = (_table_opt(*v) for v in _TABLES.values())
+EngineTxOpt, EngineTicketsOpt, EngineCustomersOpt, EngineEventsOpt = (_table_opt(*v, dask=True)
+                                                                      for v in _TABLES.values())
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -298,9 +297,8 @@ def features(
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = run(out=staged[0], on_step=step, on_note=note)
-        said = [result.summary(), write_rejects(result.rejects, staged[1])]
-    _say(_naming(said[0], staged, finals))
-    _say(_naming(said[1], staged, finals), warn=True)
+        said = [(result.summary(), False), (write_rejects(result.rejects, staged[1]), True)]
+    _say_files(said, staged, finals)
 
 
 @app.command("train", epilog=_URLS)
@@ -618,10 +616,9 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
                             config, measured)
-        said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
-    _say(said[0])
-    _say(_naming(said[1], staged, finals), warn=True)
-    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+        said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
+                (drift.write(staged[2]), not drift.shifted.empty)]
+    _say_files(said, staged, finals)
 
 
 def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rejects: Path | None, *,
@@ -653,10 +650,9 @@ def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rej
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, _):
         result = run(out=staged[0], on_step=step)
-        said = [result.summary(out) + "\n" + uplift_summary(result.scores, uplift),
-                write_rejects(result.rejects, staged[1])]
-    _say(said[0])
-    _say(_naming(said[1], staged, finals), warn=True)
+        said = [(result.summary(out) + "\n" + uplift_summary(result.scores, uplift), False),
+                (write_rejects(result.rejects, staged[1]), True)]
+    _say_files(said, staged, finals)
 
 
 def _data_config(path: Path):
@@ -714,11 +710,8 @@ def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> N
         more, lines = extra(result, names, staged[2]) if extra else ({}, [])
         _run(write_tables, dest, frames | more, if_exists=if_exists)
         line = summary(result, finals[0]) if summary else result.summary()
-        said = [line, write_rejects(result.rejects, staged[1]), *lines]
-    _say(_naming(said[0], staged, finals))
-    _say(_naming(said[1], staged, finals), warn=True)
-    for line, warn in said[2:]:
-        _say(_naming(line, staged, finals), warn=warn)
+        said = [(line, False), (write_rejects(result.rejects, staged[1]), True), *lines]
+    _say_files(said, staged, finals)
 
 
 def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float, summary=None) -> None:
@@ -1045,11 +1038,13 @@ def _report_rejects(rejects, path: Path) -> None:
     _say(write_rejects(safe, path), warn=True)
 
 
-def _naming(line: str | None, staged: tuple[Path, ...], finals: tuple[Path, ...]) -> str | None:
-    """A line a library function wrote about files in ``staged``, naming their ``finals`` instead."""
-    for s, f in zip(staged, finals, strict=True):
-        line = None if line is None else line.replace(str(s), str(f))
-    return line
+def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], finals: tuple) -> None:
+    """Print the lines (each with whether it warns) a library function wrote about files in ``staged``, naming
+    their ``finals`` instead."""
+    for line, warn in said:
+        for s, f in zip(staged, finals, strict=True):
+            line = None if line is None else line.replace(str(s), str(f))
+        _say(line, warn=warn)
 
 
 def _stop(signum: int, _frame: object) -> None:

@@ -28,10 +28,10 @@ import pandas as pd
 from churnguard._io import atomic_write_text, write_table
 from churnguard.features.build import purchase_orders
 from churnguard.lifecycle import STAGES, lifecycle_codes
+from churnguard.reporting.monitoring import DriftCheck, chart_axes
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables
-    from churnguard.reporting.monitoring import DriftCheck
 
 __all__ = ["STAGES", "RetentionReport", "build_report", "churn_rate", "net_promoter_score", "retention_rate",
            "write_report"]
@@ -429,12 +429,7 @@ class _Canvas:
     partial: np.ndarray
 
     def axes(self, title: str, ylabel: str, width: float = 6.4, time_axis: bool = True):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(width, 4.0), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
+        fig, ax = chart_axes(width, 4.0)
         ax.set(title=title, ylabel=ylabel)
         if time_axis:
             step = max(1, math.ceil(len(self.x) / 12))
