@@ -104,6 +104,8 @@ _TABLES = {"transactions": (("--transactions", "-t"), f"Transactions file (.csv 
 TxOpt, TicketsOpt, CustomersOpt, EventsOpt = (_table_opt(*v) for v in _TABLES.values())
 EngineTxOpt, EngineTicketsOpt, EngineCustomersOpt, EngineEventsOpt = (_table_opt(*v, dask=True)
                                                                       for v in _TABLES.values())
+IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
+                                  help="With a database --out: replace the tables or append to them.")]
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -268,8 +270,7 @@ def features(
     config: ConfigOpt = None,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
-    if_exists: Annotated[str, _Opt("--if-exists", metavar="replace|append",
-                                   help="With a database --out: replace the tables or append to them.")] = "replace",
+    if_exists: IfExistsOpt = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -335,7 +336,9 @@ def train(
     With --engine dask the training set is built per customer partition on a Dask cluster and LightGBM trains
     there (lightgbm.dask); the number of trees is chosen by early stopping on a sample of the training rows.
     """
+    from churnguard._io import spreadsheet_safe
     from churnguard.config import default_config_text, load_config
+    from churnguard.dataset import write_rejects
     from churnguard.engines import train_from_files
 
     cfg = _run(load_config, config)
@@ -352,8 +355,9 @@ def train(
             demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
             events=events)
     _print_training_summary(result)
-    if not bad_rows.empty:
-        _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
+    if not bad_rows.empty:  # a CSV file: cells a spreadsheet would run as formulas are quoted
+        _say(write_rejects(spreadsheet_safe(bad_rows), model_out.with_name(model_out.stem + ".rejects.csv")),
+             warn=True)
 
 
 def _day_list(text: str | None) -> list[int] | None:
@@ -490,9 +494,6 @@ PartitionsOpt = Annotated[int | None, _Opt(
 PsiOpt = Annotated[float, _Opt(min=0, metavar="PSI",
                                help="Warn when a feature's or the score's PSI against the training data "
                                "reaches this.")]
-IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
-                                  help="With a database --out: replace the tables or append to "
-                                  "them.")]
 
 
 ScoreReadoutOpt = Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an "
@@ -565,9 +566,11 @@ def score(
 def _score_setup(playbook: Path | None, config: Path | None, model: Path, readout, *tables):
     """The playbook (with the success rates ``readout`` measured, when given), the data config (None: the
     model's), the model, the input tables (those data.tables names filled in) and the measured rates, after
-    warning about a table the model learned from but is not given."""
+    warning about a table the model learned from but is not given, and saying the measured rates."""
     from churnguard.config import load_playbook
+    from churnguard.dataset import missing_tables_note
     from churnguard.model import ChurnModel
+    from churnguard.reporting.monitoring import load_readout, measured_success_rates
 
     rules = _run(load_playbook, playbook)
     data_config = None if config is None else _run(_data_config, config)
@@ -575,30 +578,14 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
     data = data_config or loaded.require_info().config.data
     transactions, tickets, customers = _inputs(data, *tables[:3])
     events = _events(data, tables[3])
-    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
-                         events=events is not None)
-    measured = None if readout is None else _measured_rates(readout)
-    if measured is not None:
+    given = {"tickets": tickets is not None, "customers": customers is not None, "events": events is not None}
+    _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)  # a table the model learned from
+    measured = None
+    if readout is not None:
+        measured = measured_success_rates(_run(load_readout, readout), str(readout))
+        _say("\n".join(measured.lines()))
         rules = rules.with_success_rates(measured.rates)
     return rules, data_config, loaded, (transactions, tickets, customers, events), measured
-
-
-def _measured_rates(readout):
-    """The success rates a campaign read-out measured (``churnguard.reporting.monitoring``), said before
-    scoring."""
-    from churnguard.reporting.monitoring import load_readout, measured_success_rates
-
-    measured = measured_success_rates(_run(load_readout, readout), str(readout))
-    _say("\n".join(measured.lines()))
-    return measured
-
-
-def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
-    """Warn, before scoring, when the model learned from a table the command was not given."""
-    from churnguard.dataset import missing_tables_note
-
-    given = {"tickets": tickets, "customers": customers, "events": events}
-    _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
@@ -1028,14 +1015,6 @@ def _need_scores_files(*paths: Path) -> None:
     for p in paths:
         if not p.is_file():
             _fail(f"{p}: scores file not found")
-
-
-def _report_rejects(rejects, path: Path) -> None:
-    from churnguard._io import spreadsheet_safe
-    from churnguard.dataset import write_rejects
-
-    safe = spreadsheet_safe(rejects) if path.suffix.lower() == ".csv" else rejects
-    _say(write_rejects(safe, path), warn=True)
 
 
 def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], finals: tuple) -> None:
