@@ -793,10 +793,8 @@ def serve(
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
     _serve_uplift(uplift_model)
-    os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
-    os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
-    if playbook is not None:
-        os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(playbook.resolve())
+    _to_workers("model", model)
+    _to_workers("playbook", playbook)
     os.environ["CHURNGUARD_API_TOKEN"] = token or ""
     _say(f"serving {model} (model version {info.model_version}, trained as of {info.training_window['as_of']}) "
          f"on http://{host}:{port} with {workers} worker(s); API description at http://{host}:{port}/docs; "
@@ -824,21 +822,28 @@ def _check_serve_options(host: str, token: str | None, header_timeout: float) ->
         _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
 
 
+def _to_workers(name: str, value: Any) -> None:
+    """Hand an input to the server's worker processes in ``CHURNGUARD_SERVE_<NAME>``: a file's absolute path or
+    a database URL (unset for None)."""
+    os.environ.pop(f"CHURNGUARD_SERVE_{name.upper()}", None)
+    if value is not None:
+        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+
+
 def _serve_uplift(path: Path | None) -> None:
-    """Check the uplift model file (a clear message before starting workers) and hand it to the server's workers
-    (``CHURNGUARD_SERVE_UPLIFT``)."""
+    """Check the uplift model file (a clear message before starting workers) and hand it to the server's
+    workers."""
     from churnguard.uplift import UpliftModel
 
-    os.environ.pop("CHURNGUARD_SERVE_UPLIFT", None)
+    _to_workers("uplift", path)
     if path is not None:
         uplift = _run(UpliftModel.load, path)
-        os.environ["CHURNGUARD_SERVE_UPLIFT"] = str(path.resolve())
         _say(f"uplift model {path} (actions {', '.join(uplift.actions)}): POST /predict chooses actions and "
              "selects by incremental value")
 
 
 def _page_files(files: dict[str, Any]) -> None:
-    """Check the pages' files and hand them to the server's workers (``CHURNGUARD_SERVE_<NAME>``)."""
+    """Check the pages' files and hand them to the server's workers."""
     from churnguard.serving.page_data import PageSources, check_sources
 
     given = [f"--{k}" for k, v in files.items() if v is not None and k != "scores"]
@@ -847,8 +852,7 @@ def _page_files(files: dict[str, Any]) -> None:
     if files["scores"] is not None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
-        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(
-            path.resolve() if isinstance(path, Path) else path)
+        _to_workers(name, path)
 
 
 def _loopback(host: str) -> bool:
