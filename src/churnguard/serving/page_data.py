@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,6 @@ _BAND_ORDER = ("high", "medium", "low", *LIFECYCLE_STAGES)
 _CURVE = re.compile(r"churn_probability_(\d+)d")
 
 
-PAGE_FILES = ("scores", "previous", "readout", "transactions", "tickets")  # PageSources' fields
-
-
 @dataclass(frozen=True)
 class PageSources:
     """The tables the pages show: the latest scores, and optionally an earlier run, a campaign read-out
@@ -59,6 +56,9 @@ class PageSources:
         """From text: a database URL (``postgresql://...?table=NAME``, ``duckdb:///FILE?table=NAME``) or a
         file path, per field; empty means not given."""
         return cls(**{k: (parse_source(v) if is_url(v) else Path(v)) if v else None for k, v in values.items()})
+
+
+PAGE_FILES = tuple(f.name for f in fields(PageSources))
 
 
 @dataclass(frozen=True)
