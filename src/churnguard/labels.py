@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard.features.build import _day_numbers, to_day
+from churnguard.features.build import to_day
+from churnguard.features.kernel import day_numbers
 
 if TYPE_CHECKING:
     from churnguard.features.build import _Encoded
@@ -40,7 +41,7 @@ def make_labels(
     """
     as_of = to_day(as_of)
     codes, ids = pd.factorize(transactions["customer_id"], sort=True)
-    day = _day_numbers(transactions["timestamp"].to_numpy()) - _day_numbers(np.datetime64(as_of))
+    day = day_numbers(transactions["timestamp"].to_numpy()) - day_numbers(np.datetime64(as_of))
     active, churned = label_arrays(codes, day, transactions["amount"].to_numpy() > 0, len(ids), horizon_days,
                                    lookback_days)
     return pd.DataFrame({"customer_id": np.asarray(ids)[active], "as_of": as_of,
@@ -62,7 +63,7 @@ def label_arrays(customer: np.ndarray, day: np.ndarray, purchase: np.ndarray, n:
 def _active_and_churned(enc: _Encoded, as_of: pd.Timestamp, horizon_days: int,
                         lookback_days: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`label_arrays` on encoded tables (``as_of`` a day), over ``enc.ids``."""
-    day = enc.tx_day - _day_numbers(np.datetime64(as_of))
+    day = enc.tx_day - day_numbers(np.datetime64(as_of))
     return label_arrays(enc.tx_id, day, enc.amount > 0, len(enc.ids), horizon_days, lookback_days)
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from churnguard._io import atomic_write_text, write_table
 from churnguard.features.build import purchase_orders
+from churnguard.features.kernel import day_numbers
 from churnguard.lifecycle import STAGES, lifecycle_codes
 from churnguard.reporting.monitoring import DriftCheck, chart_axes
 
@@ -219,7 +220,7 @@ def build_report(
     tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq))
     if not (tx["amount"] > 0).any():
         raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
-    all_days = _days(tx["timestamp"])
+    all_days = day_numbers(tx["timestamp"])
     first_data, last_data = int(all_days.min()), int(all_days.max())
     periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)
     orders = purchase_orders(tx)
@@ -249,7 +250,7 @@ def _customer_kpis(c: np.ndarray, d: np.ndarray, first: np.ndarray, periods: pd.
     """The customer counts and rates per period, and the lifecycle stages at each period end, from the
     distinct (customer code ``c``, purchase day ``d``) pairs sorted by day and each customer's ``first`` day."""
     first_data, last_data = data_span
-    starts, cal_ends = _days(periods.start_time), _days(periods.end_time)
+    starts, cal_ends = day_numbers(periods.start_time), day_numbers(periods.end_time)
     ends = np.minimum(cal_ends, last_data)
     counts, stages = [], []
     for s, e in zip(starts, ends, strict=True):
@@ -303,11 +304,6 @@ def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def _days(values) -> np.ndarray:
-    """Timestamps -> whole days since 1970-01-01 (int64), the unit every window here is counted in."""
-    return np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -370,7 +366,7 @@ def _engagement_kpis(events: pd.DataFrame, periods: pd.PeriodIndex, gap_minutes:
     )
 
     time = events["timestamp"].to_numpy().astype("datetime64[ns]")
-    day = _days(time)
+    day = day_numbers(time)
     kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
     sid = pd.factorize(events["session_id"])[0] if "session_id" in events else np.full(len(events), -1)
     duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
