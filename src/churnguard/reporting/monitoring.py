@@ -413,8 +413,7 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
                          f"transactions {ends}; read the campaign out after {(first_as_of + horizon).date()} "
                          "(as_of + horizon), with the transactions up to then")
     frame["retained"] = bought_within(tx, frame["customer_id"], frame["as_of"], horizon_days)
-    opts = {"last_day": last_day, "horizon": horizon,
-            "confidence": confidence, "min_group": min_group}
+    opts = {"last_day": last_day, "horizon": horizon, "confidence": confidence, "min_group": min_group}
     rows = [_readout_row(str(a), g, **opts) for a, g in frame.groupby("action", sort=True)]
     return pd.DataFrame([*rows, _readout_row(ALL_ACTIONS, frame, **opts)])
 
