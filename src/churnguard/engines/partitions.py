@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
@@ -415,10 +416,7 @@ def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
 def _log_excluded(spec: Spec, parts: list[dict[str, dict[str, int]]]) -> None:
     """Log the rows ``data.exclude`` left out of the whole input, per table and rule (as ``load_tables`` does)."""
     for t in filter(spec.sources.__contains__, CHECK_ORDER):
-        total: dict[str, int] = {}
-        for part in parts:
-            for rule, n in part.get(t, {}).items():
-                total[rule] = total.get(rule, 0) + n
+        total = sum((Counter(part.get(t, {})) for part in parts), Counter())  # rules in the order first seen
         if total:
             logger.warning("%s", dataset.exclusion_note(spec.sources[t].name, t, spec.rows[t], total))
 
