@@ -147,12 +147,13 @@ def _run(fn, *args, _also: tuple[type[Exception], ...] = (), **kwargs):
         _fail(str(exc))
 
 
-def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
-    """Check the engine options (see ``check_engine``); True for the dask engine, whose logging is then quiet
-    without --verbose (Dask's own setup logs at INFO)."""
+def _use_dask(engine: str, scheduler: str | None, workers: int | None, *inputs) -> bool:
+    """Check the engine options against the inputs (transactions, tickets, customers, events; see
+    ``check_engine``); True for the dask engine, whose logging is then quiet without --verbose (Dask's own setup
+    logs at INFO)."""
     from churnguard.engines import check_engine
 
-    dask = _run(check_engine, engine, scheduler, workers, **paths)
+    dask = _run(check_engine, engine, scheduler, workers, **dict(zip(_TABLES, inputs, strict=True)))
     if dask and not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("distributed").setLevel(logging.WARNING)
     return dask
@@ -288,8 +289,7 @@ def features(
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     events = _events(cfg.data, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
                             as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events)
     if is_url(out):
@@ -344,8 +344,7 @@ def train(
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
     events = _events(cfg.data, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
@@ -540,14 +539,12 @@ def score(
     from churnguard.engines import score_from_files
     from churnguard.sources import is_url
 
-    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-              events=events)
+    _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
     rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
         playbook, config, model, readout, transactions, tickets, customers, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     if uplift_model is not None:
         return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
                                   rejects, partitioned=bool(dask or partitions is not None), data_config=data_config,
