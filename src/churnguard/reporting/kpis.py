@@ -124,10 +124,9 @@ class RetentionReport:
 
     def summary(self) -> str:
         """The headline numbers of the latest complete period in one line, naming a partial last period."""
-        complete = self.kpis.loc[self.kpis["complete_period"]]
-        last_period = self.kpis.index[-1]
-        partial = "" if self.kpis["complete_period"].iloc[-1] else (
-            f"; {last_period} is partial ({self._days_of(last_period)} days of data), not the headline")
+        complete, end = self.kpis.loc[self.kpis["complete_period"]], self.kpis.iloc[-1]
+        days = (end["period_end"] - end["period_start"]).days + 1
+        partial = "" if end["complete_period"] else f"; {end.name} is partial ({days} days of data), not the headline"
         nps = f", NPS {self.nps:+.1f}" if self.nps is not None else ""
         if complete.empty:
             return f"{len(self.kpis)} {self.period}s, none complete yet{partial}{nps}"
@@ -135,10 +134,6 @@ class RetentionReport:
         return (f"{len(self.kpis)} {self.period}s, latest complete {complete.index[-1]}: CRR "
                 f"{last['retention_rate']:.1f}%, churn rate {last['churn_rate']:.1f}%, ARPU {last['arpu']:,.2f}"
                 f"{nps}{partial}")
-
-    def _days_of(self, period: str) -> int:
-        row = self.kpis.loc[period]
-        return int((row["period_end"] - row["period_start"]).days) + 1
 
     def to_html(self) -> str:
         """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
