@@ -159,25 +159,27 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, *inputs) 
     return dask
 
 
-def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
-    """The inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the tables that
-    ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
-    ``$CHURNGUARD_DATABASE_URL``); stops when ``required`` and there is still no transactions input."""
+def _resolved(data, **given) -> dict:
+    """The ``given`` inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the
+    tables that ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
+    ``$CHURNGUARD_DATABASE_URL``)."""
     from churnguard.sources import DATABASE_ENV, resolve_inputs
 
-    given = {"transactions": transactions, "tickets": tickets, "customers": customers}
-    found = _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+
+
+def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
+    """The transactions, tickets and customers inputs :func:`_resolved`; stops when ``required`` and there is
+    still no transactions input."""
+    found = _resolved(data, transactions=transactions, tickets=tickets, customers=customers)
     if required and found["transactions"] is None:
         _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
     return found["transactions"], found["tickets"], found["customers"]
 
 
 def _events(data, events):
-    """The events input with the config's database filled in, as :func:`_inputs` fills in the others."""
-    from churnguard.sources import DATABASE_ENV, resolve_inputs
-
-    given = {"events": events}
-    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))["events"]
+    """The events input :func:`_resolved`."""
+    return _resolved(data, events=events)["events"]
 
 
 def _runner(dask: bool):
