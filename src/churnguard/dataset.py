@@ -879,7 +879,7 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
         df, excluded = exclude_rows(block, rules, first_row=start + 1)
         check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
                          first_row=start + 1)
-        _check_block(check, source, config, date_styles.get(table), priced)
+        _check_block(check, config, date_styles.get(table), priced)
         if keep is not None:
             check.df = check.df[[c for c in check.df.columns if c in keep]]
         return check, excluded
@@ -917,8 +917,7 @@ def _in_order(fn: Callable, items: Iterable[tuple], workers: int = 2) -> Iterato
             yield pending.popleft().result()
 
 
-def _check_block(check: _Checker, source: str, config: DataConfig, styles: dict[str, str] | None,
-                 priced: bool) -> None:
+def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | None, priced: bool) -> None:
     """Check and parse the columns of one block (``check.df``, in contract names), flagging its bad rows; the
     checked columns are replaced by their parsed values, the others kept as they are."""
     df = check.df
