@@ -387,29 +387,3 @@ def test_the_demo_worlds_engagement_falls_before_customers_stop_buying():
     assert 0.1 < churned.mean() < 0.6
     for name in ("sessions_30d", "email_open_rate_90d"):  # lower among those about to stop buying
         assert f.loc[churned, name].mean() < 0.7 * f.loc[~churned, name].mean(), name
-
-
-@pytest.mark.parametrize("block_rows", [1, 2, 5])
-def test_events_read_from_parquet_in_blocks_give_the_tables_and_features_of_one_read(tmp_path, block_rows):
-    """Events read and checked a few rows at a time (each block's text as its own categoricals, joined after)
-    give the rows, rejects, id codes and features of the file read at once."""
-    from churnguard import dataset
-
-    messy = pd.concat([EVENTS, pd.DataFrame([
-        ("a", "2025-03-21 10:00:00", " Visit ", 30, " ", "12.0"),
-        ("a", "2025-03-21 10:10:00", "visit", 30, "web ", "12"),
-        ("z", "2025-03-01 00:00:00", "visit", None, None, None),
-    ], columns=EVENTS.columns)], ignore_index=True).astype({"timestamp": "datetime64[ns]"})
-    whole, _ = _parquet_and_frame(messy, tmp_path, "reject")
-    before, dataset.BLOCK_ROWS = dataset.BLOCK_ROWS, block_rows
-    try:
-        blocks, _ = _parquet_and_frame(messy, tmp_path, "reject")
-    finally:
-        dataset.BLOCK_ROWS = before
-    assert isinstance(blocks.events["session_id"].dtype, pd.CategoricalDtype)
-    pd.testing.assert_frame_equal(blocks.events.astype(object), whole.events.astype(object))
-    pd.testing.assert_frame_equal(blocks.rejects, whole.rejects)
-    codes = blocks.id_codes("events")
-    assert codes.distinct.take(codes.codes).to_pylist() == blocks.events["customer_id"].astype(object).tolist()
-    pd.testing.assert_frame_equal(build_features(blocks, AS_OF, FeatureConfig()),
-                                  build_features(whole, AS_OF, FeatureConfig()))

@@ -459,28 +459,18 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     return read_parquet(path, columns)
 
 
-def parquet_blocks(path: str | Path, columns: list[str] | None = None, rows: int = 2**20,
-                   categorical: tuple[str, ...] = ()) -> Iterator[pd.DataFrame]:
-    """A Parquet file's rows as :func:`read_parquet` reads them, ``rows`` at a time; the next block is read on a
-    second thread while the caller works on the one it was given. The text columns named in ``categorical``
-    come as pandas categoricals of the block's own distinct values."""
+def parquet_blocks(path: str | Path, columns: list[str] | None = None, rows: int = 2**20) -> Iterator[pd.DataFrame]:
+    """A Parquet file's rows as :func:`read_parquet` reads them (without ``categorical``), ``rows`` at a time;
+    the next block is read on a second thread while the caller works on the one it was given."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     batches = pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns, use_pandas_metadata=True)
 
     def following() -> pd.DataFrame | None:
         batch = next(batches, None)
-        if batch is None:
-            return None
-        table = pa.Table.from_batches([batch])
-        for name in categorical:
-            at = table.schema.get_field_index(name)
-            if at >= 0 and (pa.types.is_string(table.schema.field(at).type) or
-                            pa.types.is_large_string(table.schema.field(at).type)):
-                table = table.set_column(at, name, pc.dictionary_encode(table.column(at)))
-        return table.to_pandas(split_blocks=True, self_destruct=True)
+        return None if batch is None else pa.Table.from_batches([batch]).to_pandas(split_blocks=True,
+                                                                                    self_destruct=True)
 
     with ThreadPoolExecutor(1, thread_name_prefix="churnguard-read") as pool:
         ahead = pool.submit(following)

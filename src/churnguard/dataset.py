@@ -969,23 +969,9 @@ def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: st
 
 def _concat_columns(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The rows of ``frames`` (the same columns) one after another, joined a column at a time and each block's
-    column let go once joined, so that only one column is held twice; categoricals are joined on the distinct
-    values of all blocks (:func:`_joint_categorical`)."""
-    columns = {}
-    for name in list(frames[0].columns):
-        parts = [f.pop(name) for f in frames]
-        categorical = all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts)
-        columns[name] = _joint_categorical(parts) if categorical else pd.concat(parts, ignore_index=True)
+    column let go once joined, so that only one column is held twice."""
+    columns = {name: pd.concat([f.pop(name) for f in frames], ignore_index=True) for name in list(frames[0].columns)}
     return pd.DataFrame(columns, copy=False)
-
-
-def _joint_categorical(parts: list[pd.Series]) -> pd.Series:
-    """Categoricals one after another as one categorical of their categories (in order of first occurrence)."""
-    values, codes = joint_codes([(_arrow_text(pd.Series(p.cat.categories)).combine_chunks(),
-                                  p.cat.codes.to_numpy().astype(np.int32)) for p in parts])
-    levels = pd.Index(pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
-    return pd.Series(pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(levels), validate=False),
-                     name=parts[0].name)
 
 
 def _priced_amount(out: pd.DataFrame, check: _Checker) -> pd.Series:
@@ -1338,30 +1324,27 @@ def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, fe
     if not _separable(schema, table, config):
         return RawTable.whole(_read(path, table, config, feature_inputs_only))
     columns = feature_columns(table, names, config) if feature_inputs_only else None
-    mapping = getattr(config.columns, table)
-    coded = tuple(mapping.get(c, c) for c in _CODED.get(table, ()))
-    return RawTable(names if columns is None else columns, rows, _blocks(Path(path), table, columns, coded))
+    return RawTable(names if columns is None else columns, rows, _blocks(Path(path), table, columns))
 
 
 def _separable(schema: pa.Schema, table: str, config: DataConfig) -> bool:
     """Whether a Parquet file's rows can be checked a block at a time with the same outcome as all at once: no
-    column holds dictionaries (their blocks would each have their own categories), no column is a stored index,
-    and every date column is a timestamp or has ``data.date_format`` (a style inferred from text dates is
-    decided on the whole column)."""
+    column holds dictionaries (their blocks would each have their own categories), no text column is read as
+    categoricals (the events'), no column is a stored index, and every date column is a timestamp or has
+    ``data.date_format`` (a style inferred from text dates is decided on the whole column)."""
     import pyarrow as pa
 
     contract = {u: c for c, u in getattr(config.columns, table).items()}
     index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
-    return not index and not any(pa.types.is_dictionary(f.type) for f in schema) and all(
+    return table not in _CODED and not index and not any(pa.types.is_dictionary(f.type) for f in schema) and all(
         pa.types.is_timestamp(f.type) or config.date_format is not None
         for f in schema if contract.get(f.name, f.name) in _DATES)
 
 
-def _blocks(path: Path, table: str, columns: list[str] | None, categorical: tuple[str, ...]
-            ) -> Iterator[pd.DataFrame]:
+def _blocks(path: Path, table: str, columns: list[str] | None) -> Iterator[pd.DataFrame]:
     """The rows of a Parquet file a block at a time (``_io.parquet_blocks``), a read error as :class:`DataError`."""
     try:
-        yield from parquet_blocks(path, columns, BLOCK_ROWS, categorical)
+        yield from parquet_blocks(path, columns, BLOCK_ROWS)
     except ValueError as exc:
         raise DataError(f"{path}: cannot read {table} file: {exc}") from None
 
