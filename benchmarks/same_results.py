@@ -81,17 +81,24 @@ def _inputs(base: Path, slice_dir: Path, seed: int) -> dict[str, tuple[dict[str,
     return {k: ({t: d / f"{t}{ext}" for t in _TABLES}, k.startswith("dirty")) for k, (d, ext) in files.items()}
 
 
-def _run(src: Path, argv: list[str], log: Path) -> None:
+def _blocks(block_rows: int | None) -> str:
+    """Code that sets the rows of a Parquet block ``load_tables`` reads at once (None: the package's)."""
+    return "" if block_rows is None else f"import churnguard.dataset as _d\n_d.BLOCK_ROWS = {block_rows}\n"
+
+
+def _run(src: Path, argv: list[str], log: Path, block_rows: int | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
-    code = f"import sys; sys.argv = {['churnguard', *argv]!r}\nfrom churnguard.cli import main\nmain()\n"
+    code = (f"import sys; sys.argv = {['churnguard', *argv]!r}\n{_blocks(block_rows)}"
+            "from churnguard.cli import main\nmain()\n")
     with open(log, "wb") as fh:
         subprocess.run([sys.executable, "-c", code], env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
 
 
-def _tables(src: Path, files: dict[str, Path], config: Path, out: Path) -> None:
+def _tables(src: Path, files: dict[str, Path], config: Path, out: Path, block_rows: int | None = None) -> None:
     """``load_tables`` in a process of tree ``src``: each validated frame and the rejects, as pickles."""
     code = (
-        "import sys, pickle\nfrom churnguard.config import load_config\nfrom churnguard.dataset import load_tables\n"
+        f"import sys, pickle\n{_blocks(block_rows)}from churnguard.config import load_config\n"
+        "from churnguard.dataset import load_tables\n"
         f"t = load_tables(*{[str(files[n]) for n in _TABLES]!r}, config=load_config({str(config)!r}).data)\n"
         f"pickle.dump({{n: getattr(t, n) for n in ('transactions', 'tickets', 'customers', 'rejects')}}, "
         f"open({str(out)!r}, 'wb'))\n")
@@ -99,16 +106,18 @@ def _tables(src: Path, files: dict[str, Path], config: Path, out: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
-def _produce(src: Path, files: dict[str, Path], reject: bool, model: Path, out: Path) -> None:
+def _produce(src: Path, files: dict[str, Path], reject: bool, model: Path, out: Path,
+             block_rows: int | None = None) -> None:
     """Tables, features and scores of tree ``src`` on ``files`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     config = out / "config.yaml"
     config.write_text(f"data:\n  on_bad_rows: {'reject' if reject else 'raise'}\n")
-    _tables(src, files, config, out / "tables.pickle")
+    _tables(src, files, config, out / "tables.pickle", block_rows)
     inputs = ["--transactions", str(files["transactions"]), "--tickets", str(files["tickets"]), "--customers",
               str(files["customers"])]
     _run(src, ["features", *inputs, "--as-of", "2025-12-31", "--out", str(out / "features.parquet"),
-               "--config", str(config), "--rejects", str(out / "features.rejects.csv")], out / "features.log")
+               "--config", str(config), "--rejects", str(out / "features.rejects.csv")], out / "features.log",
+         block_rows)
     _run(src, ["score", "--model", str(model), *inputs, "--out", str(out / "scores.parquet"),
                *(["--reject-bad-rows"] if reject else []), "--rejects", str(out / "scores.rejects.csv")],
          out / "score.log")
@@ -165,6 +174,9 @@ def main() -> None:
     parser.set_defaults(customers=200_000)
     parser.add_argument("--reference", type=Path, required=True, help="checkout to compare with (its src is used)")
     parser.add_argument("--slice", type=int, default=50_000, help="customers in the slice (default 50,000)")
+    parser.add_argument("--block-rows", type=int, default=None,
+                        help="rows of a Parquet block this checkout's load_tables reads at once (default: the "
+                             "package's), to compare many blocks on a small slice")
     parser.add_argument("--model", type=Path, default=CACHE / "models" / "train-100000-seed0.zip",
                         help="model to score with (default: score_bench.py's)")
     args = parser.parse_args()
@@ -181,7 +193,8 @@ def main() -> None:
             outs = {}
             for label, src in trees.items():
                 outs[label] = Path(tmp) / name / label.replace(" ", "-")
-                _produce(src, files, reject, args.model, outs[label])
+                _produce(src, files, reject, args.model, outs[label],
+                         args.block_rows if label == "this checkout" else None)
             found = _compare(name, outs["this checkout"], outs["reference"])
             rows = pd_rows(outs["reference"])
             print(f"{name:>14}: {'same' if not found else 'DIFFERENT'} ({rows})", flush=True)

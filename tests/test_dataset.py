@@ -479,3 +479,69 @@ def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, c
     assert changed.id_codes("customers") is not None
     assert (tables.rejects["reason"] == "are duplicate customer ids").sum() == cu["customer_id"].duplicated(
         keep=False).sum()
+
+
+_IDS = ["a", " a", "b", "7", "7.0", "", None, "c", "zz"]
+
+
+def _load(paths: dict, config: DataConfig, block_rows: int, **kwargs):
+    """``load_tables`` of ``paths`` with Parquet read ``block_rows`` rows at a time: the tables, or the error."""
+    before, dataset.BLOCK_ROWS = dataset.BLOCK_ROWS, block_rows
+    try:
+        return load_tables(paths["tx"], paths["tk"], paths["cu"], config=config, **kwargs)
+    except DataError as exc:
+        return str(exc)
+    finally:
+        dataset.BLOCK_ROWS = before
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_IDS), st.sampled_from([1.0, -2.5, np.inf, 2e12, np.nan]),
+                          st.sampled_from(["2024-01-01", "2024-03-05 10:00", None, "2200-01-01"]),
+                          st.sampled_from(["o1", "o2", None, "fee"])), min_size=1, max_size=14),
+       st.lists(st.tuples(st.sampled_from(_IDS), st.sampled_from(["2024-01-02", None]),
+                          st.sampled_from(["2024-01-01", "2024-01-03", None])), min_size=1, max_size=6),
+       st.lists(st.sampled_from(_IDS), min_size=1, max_size=6),
+       st.integers(1, 5), st.sampled_from(["raise", "reject"]), st.booleans(), st.booleans())
+def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_ids, block_rows, mode, exclude,
+                                                         features_only):
+    """A Parquet file read and checked a few rows at a time gives the tables, rejects (row numbers included),
+    exclusion counts, id codes and error messages of the file checked at once."""
+    import tempfile
+    from pathlib import Path
+
+    ids, amounts, days, orders = zip(*tx_rows, strict=True)
+    frames = {
+        "tx": pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "amount": amounts,
+                            "timestamp": pd.to_datetime(pd.Series(days), format="ISO8601"), "order_id": pd.Series(orders, dtype="str"),
+                            "channel": "web"}),
+        "tk": pd.DataFrame({"customer_id": pd.Series([r[0] for r in tk_rows], dtype="str"),
+                            "opened_at": pd.to_datetime(pd.Series([r[1] for r in tk_rows])),
+                            "resolved_at": pd.to_datetime(pd.Series([r[2] for r in tk_rows]))}),
+        "cu": pd.DataFrame({"customer_id": pd.Series(cu_ids, dtype="str"), "region": "north"}),
+    }
+    config = DataConfig(on_bad_rows=mode, exclude={"transactions": {"order_id": ["fee"]}} if exclude else {})
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: Path(tmp) / f"{name}.parquet" for name in frames}
+        for name, frame in frames.items():
+            frame.to_parquet(paths[name], index=False, row_group_size=3)
+        whole, blocks = (_load(paths, config, n, features_only=features_only) for n in (10**6, block_rows))
+    if isinstance(whole, str):
+        assert blocks == whole
+        return
+    for name in ("transactions", "tickets", "customers"):
+        pd.testing.assert_frame_equal(getattr(blocks, name), getattr(whole, name), check_exact=True)
+        codes = blocks.id_codes(name)
+        assert codes.distinct.take(codes.codes).to_pylist() == getattr(blocks, name)["customer_id"].tolist()
+    pd.testing.assert_frame_equal(blocks.rejects, whole.rejects, check_exact=True)
+    assert blocks.excluded == whole.excluded
+    if features_only:
+        assert list(blocks.transactions.columns) == ["customer_id", "amount", "timestamp", "order_id"]
+
+
+def test_a_customers_table_without_any_id_is_refused_by_name():
+    tx = pd.DataFrame({"customer_id": ["a"], "timestamp": ["2024-01-01"], "amount": ["1"]})
+    cu = pd.DataFrame({"customer_id": pd.Series([None, " "], dtype="str")})
+    with pytest.raises(DataError, match=r"(?s)2 of 2 customers row\(s\) cannot be used:.*'customer_id': 2 row\(s\) "
+                                        r"are empty.*no usable rows remain"):
+        validate_tables(tx, customers=cu, config=REJECT)

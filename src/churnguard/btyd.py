@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
 __all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "fit_bgnbd", "prob_alive",
@@ -143,6 +142,7 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *, penaliz
     if not (np.isfinite(penalizer) and penalizer >= 0):
         raise ValueError(f"penalizer must be a non-negative number, got {penalizer!r}")
     (x, tx, t), w = _compress(x, tx, t, w)
+    from scipy.optimize import minimize  # imported where fitted: scoring and the features never need it
 
     def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(log_params)

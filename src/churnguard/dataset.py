@@ -47,13 +47,14 @@ from churnguard._io import (
     header_line,
     header_names,
     input_format,
+    parquet_blocks,
     read_rows,
     write_table,
 )
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
     import pyarrow as pa
 
@@ -130,6 +131,7 @@ _CHECKED = _DATES | _REQUIRED_VALUES | set(_NUMERIC_RANGES) | _TEXT | _FLAGS
 _DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+BLOCK_ROWS = 2**20  # rows of a Parquet file read and checked at once (:func:`load_tables`)
 ROW_COLUMN = "_source_row"  # optional input column carrying each row's number in its file
 REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
 
@@ -257,9 +259,23 @@ def dictionary_codes(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-ids") as pool:
-        (first, codes), (second, more) = pool.map(_dictionary_encode, (chunks[:half], chunks[half:]))
-    joint, mapped = _dictionary_encode([pa.concat_arrays([first, second])])
-    return joint, np.concatenate([codes, np.where(more >= 0, mapped[len(first):][more], -1).astype(np.int32)])
+        return joint_codes(list(pool.map(_dictionary_encode, (chunks[:half], chunks[half:]))))
+
+
+def joint_codes(parts: list[tuple[pa.Array, np.ndarray]]) -> tuple[pa.Array, np.ndarray]:
+    """The :func:`dictionary_codes` of a column from those of its parts (each: distinct values and codes, -1
+    missing; in row order): the distinct values of all parts in order of first occurrence and each row's
+    position in them."""
+    import pyarrow as pa
+
+    if len(parts) == 1:
+        return parts[0]
+    joint, mapped = _dictionary_encode([pa.concat_arrays([v.cast(pa.large_string()) for v, _ in parts])])
+    codes, start = [], 0
+    for values, local in parts:
+        codes.append(np.append(mapped[start : start + len(values)], -1).astype(np.int32)[local])
+        start += len(values)
+    return joint, np.concatenate(codes)
 
 
 def _dictionary_encode(chunks: list) -> tuple[pa.Array, np.ndarray]:
@@ -413,9 +429,10 @@ class _Checker:
     """Collects bad rows of one table (first reason wins) and turns them into an error or rejects. Only the
     flagged rows' positions, column, reason and value (as text) are kept."""
 
-    def __init__(self, df: pd.DataFrame, table: str, source: str) -> None:
-        # Row numbers as the user counts them: 1-based data rows, or the numbers a partitioned reader recorded.
+    def __init__(self, df: pd.DataFrame, table: str, source: str, first_row: int = 1) -> None:
+        # Row numbers as the user counts them: data rows from ``first_row`` on, or the numbers a reader recorded.
         self._rows = df.pop(ROW_COLUMN).to_numpy() if ROW_COLUMN in df else None
+        self._first = first_row
         long_rows = df.pop(EXTRA_FIELDS) if EXTRA_FIELDS in df else None
         self.df, self.table, self.source = df, table, source
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
@@ -426,7 +443,24 @@ class _Checker:
 
     def rows(self, where: np.ndarray) -> np.ndarray:
         """The row numbers of the rows at positions ``where``."""
-        return where + 1 if self._rows is None else self._rows[where]
+        return where + self._first if self._rows is None else self._rows[where]
+
+    @classmethod
+    def joined(cls, parts: list[_Checker]) -> _Checker:
+        """One checker of a table checked a block at a time (``parts``, in row order, each block's rows already
+        checked): its rows, flags, reasons, row numbers and customer id codes as if it had been checked whole."""
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0] + [len(p.df) for p in parts])
+        check = cls(pd.DataFrame(), parts[0].table, parts[0].source)
+        check.df = _concat_columns([p.df for p in parts])
+        check._flagged = np.concatenate([p._flagged for p in parts])
+        check._groups = [(w + s, c, r, v) for p, s in zip(parts, starts, strict=False) for w, c, r, v in p._groups]
+        if any(p._rows is not None or p._first != s + 1 for p, s in zip(parts, starts, strict=False)):
+            check._rows = np.concatenate([p.rows(np.arange(len(p.df))) for p in parts])
+        if all(p.ids is not None for p in parts):
+            check.ids = joint_codes([p.ids for p in parts])
+        return check
 
     def flag(self, mask: pd.Series | np.ndarray, column: str, reason: str, raw: pd.Series | None = None) -> None:
         new = np.asarray(mask, dtype=bool) & ~self._flagged
@@ -466,7 +500,7 @@ class _Checker:
             return _repeated(self.df["customer_id"])
         values, codes = self.ids
         counts = np.bincount(codes[codes >= 0], minlength=len(values))
-        return (codes >= 0) & (counts[codes] > 1)
+        return (codes >= 0) & (np.append(counts, 0)[codes] > 1)
 
     def finish(self, mode: str, part: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         n_bad = int(self._flagged.sum())
@@ -812,23 +846,82 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
     return out
 
 
-def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
-             date_styles: dict[str, dict[str, str]]) -> tuple[_Checker, dict[str, int]]:
-    """Leave out the rows of ``data.exclude``, rename to contract names, check columns, parse types (dates in
-    the table's ``date_styles``, by contract name, when given); bad rows are flagged on the returned checker,
-    returned with the rows left out per rule. ``sources``: names for messages, per table."""
-    source, styles = sources.get(table, table), date_styles.get(table)
+@dataclass(frozen=True)
+class RawTable:
+    """A table's raw rows in the user's column names, whole or a block at a time: its column names, its number
+    of rows and its blocks (frames in row order, each read once)."""
+
+    names: list[str]
+    rows: int
+    blocks: Iterable[pd.DataFrame]
+
+    @classmethod
+    def whole(cls, df: pd.DataFrame) -> RawTable:
+        return cls(list(df.columns), len(df), [df])
+
+
+def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
+             date_styles: dict[str, dict[str, str]], keep: tuple[str, ...] | None = None
+             ) -> tuple[_Checker, dict[str, int]]:
+    """Check the columns, then per block: leave out the rows of ``data.exclude``, rename to contract names and
+    parse types (dates in the table's ``date_styles``, by contract name, when given); bad rows are flagged on
+    the returned checker (the blocks' joined), returned with the rows left out per rule. ``keep``: the contract
+    columns the checker keeps of each block once it is checked (None: all). ``sources``: names for messages,
+    per table."""
+    source = sources.get(table, table)
     mapping: dict[str, str] = getattr(config.columns, table)
-    names = [c for c in df.columns if c not in (ROW_COLUMN, EXTRA_FIELDS)]
-    check_columns(table, names, source, config, rows=None if df.empty and allow_empty else len(df))
+    names = [c for c in raw.names if c not in (ROW_COLUMN, EXTRA_FIELDS)]
+    check_columns(table, names, source, config, rows=None if raw.rows == 0 and allow_empty else raw.rows)
     priced = table == "transactions" and _amount_from_price(names, mapping)
-    df, excluded = exclude_rows(df, getattr(config.exclude, table))
+    rules = getattr(config.exclude, table)
+
+    def one(start: int, block: pd.DataFrame) -> tuple[_Checker, dict[str, int]]:
+        df, excluded = exclude_rows(block, rules, first_row=start + 1)
+        check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
+                         first_row=start + 1)
+        _check_block(check, config, date_styles.get(table), priced)
+        if keep is not None:
+            check.df = check.df[[c for c in check.df.columns if c in keep]]
+        return check, excluded
+
+    blocks = raw.blocks
+    checked = [one(0, b) for b in blocks] if isinstance(blocks, list) else _in_order(one, _numbered(blocks))
+    parts, counts = zip(*checked, strict=True)
+    excluded = _joint_counts(counts, rules)
     if excluded and not allow_empty:  # a part's exclusions are counted with the whole input's
-        logger.warning("%s", exclusion_note(source, table, len(df) + sum(excluded.values()), excluded))
-    df = df.rename(columns={u: c for c, u in mapping.items()})
-    df = df.reset_index(drop=True)
-    check = _Checker(df, table, source)
-    out = df.copy(deep=False)  # checked columns are replaced below; the others are kept as they are
+        logger.warning("%s", exclusion_note(source, table, raw.rows, excluded))
+    return _Checker.joined(list(parts)), excluded
+
+
+def _numbered(blocks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Each block with the number of rows before it."""
+    start = 0
+    for block in blocks:
+        yield start, block
+        start += len(block)
+
+
+def _in_order(fn: Callable, items: Iterable[tuple], workers: int = 2) -> Iterator:
+    """``fn(*item)`` of each item, on ``workers`` threads with at most ``workers`` items taken and not yet
+    returned (Arrow, numpy and pandas' parsers let go of the GIL), in the order of the items."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="churnguard-check") as pool:
+        pending: deque = deque()
+        for item in items:
+            if len(pending) == workers:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, *item))
+        while pending:
+            yield pending.popleft().result()
+
+
+def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | None, priced: bool) -> None:
+    """Check and parse the columns of one block (``check.df``, in contract names), flagging its bad rows; the
+    checked columns are replaced by their parsed values, the others kept as they are."""
+    df = check.df
+    out = df.copy(deep=False)
     for column in df.columns:
         raw = df[column]
         if column not in _CHECKED:
@@ -836,14 +929,7 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
         if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
             raw = _each_distinct(raw, text_cells)
         if column in _DATES:
-            parsed = _parsed(raw, column, source, (styles or {}).get(column, config.date_format))
-            far = dates_out_of_range(parsed)
-            check.flag(far, column, "are dates outside the years 1678-2261", raw)
-            parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
-            check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
-            latest = latest_plausible_day()
-            check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
-            out[column] = parsed
+            out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
         elif column in _NUMERIC_RANGES:
             num = pd.to_numeric(raw, errors="coerce").astype("float64")
             check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
@@ -867,7 +953,25 @@ def _prepare(df: pd.DataFrame, table: str, sources: dict[str, str], config: Data
     if priced:
         out["amount"] = _priced_amount(out, check)
     check.df = out
-    return check, excluded
+
+
+def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: str | None) -> pd.Series:
+    """A date column parsed (:func:`_parsed`), its dates out of range, unparseable or after today flagged."""
+    parsed = _parsed(raw, column, check.source, date_format)
+    far = dates_out_of_range(parsed)
+    check.flag(far, column, "are dates outside the years 1678-2261", raw)
+    parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
+    check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+    latest = latest_plausible_day()
+    check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
+    return parsed
+
+
+def _concat_columns(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``frames`` (the same columns) one after another, joined a column at a time and each block's
+    column let go once joined, so that only one column is held twice."""
+    columns = {name: pd.concat([f.pop(name) for f in frames], ignore_index=True) for name in list(frames[0].columns)}
+    return pd.DataFrame(columns, copy=False)
 
 
 def _priced_amount(out: pd.DataFrame, check: _Checker) -> pd.Series:
@@ -880,14 +984,16 @@ def _priced_amount(out: pd.DataFrame, check: _Checker) -> pd.Series:
     return amount
 
 
-def exclude_rows(df: pd.DataFrame, rules: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, int]]:
+def exclude_rows(df: pd.DataFrame, rules: dict[str, tuple[str, ...]], first_row: int = 1
+                 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """``df`` without the rows whose cell (:func:`text_cells`; ``""`` matches an empty cell) is one of a rule's
     values, and how many rows each rule left out (as ``column = value``, first matching rule counts; only rules
-    that left out rows). Rows keep their number in the file (:data:`ROW_COLUMN`) for later messages."""
+    that left out rows). Rows keep their number in the file (:data:`ROW_COLUMN`; ``df``'s first row is number
+    ``first_row``) for later messages."""
     if not rules or df.empty:
         return df, {}
     if ROW_COLUMN not in df:
-        df = df.assign(**{ROW_COLUMN: np.arange(1, len(df) + 1)})
+        df = df.assign(**{ROW_COLUMN: np.arange(first_row, first_row + len(df))})
     out = np.zeros(len(df), dtype=bool)
     counts: dict[str, int] = {}
     for column, values in rules.items():
@@ -897,9 +1003,23 @@ def exclude_rows(df: pd.DataFrame, rules: dict[str, tuple[str, ...]]) -> tuple[p
             hit = (text.isna() if value.strip() == "" else text.eq(value.strip()).fillna(False)).to_numpy(bool)
             new = hit & ~out
             if new.any():
-                counts[f"{column} = {value!r}" if value.strip() else f"{column} empty"] = int(new.sum())
+                counts[_rule_name(column, value)] = int(new.sum())
                 out |= new
     return df[~out].reset_index(drop=True), counts
+
+
+def _rule_name(column: str, value: str) -> str:
+    return f"{column} = {value!r}" if value.strip() else f"{column} empty"
+
+
+def _joint_counts(parts: list[dict[str, int]], rules: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """The rows each rule left out of a table, from the counts of its blocks (:func:`exclude_rows`), in the
+    order of the rules."""
+    if len(parts) == 1:
+        return parts[0]
+    total = {name: sum(p.get(name, 0) for p in parts) for name in
+             (_rule_name(column, value) for column, values in rules.items() for value in values)}
+    return {name: n for name, n in total.items() if n}
 
 
 def exclusion_note(source: str, table: str, n_rows: int, counts: dict[str, int]) -> str:
@@ -934,22 +1054,26 @@ def validate_tables(
     Raises:
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
-    sources, styles = sources or {}, date_styles or {}
+    raw = {name: RawTable.whole(df) for name, df in (("transactions", transactions), ("tickets", tickets),
+                                                      ("customers", customers), ("events", events)) if df is not None}
+    return _validate(raw, config, sources or {}, allow_empty, date_styles or {})
+
+
+def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, str], allow_empty: bool,
+              styles: dict[str, dict[str, str]], features_only: bool = False) -> Tables:
+    """:func:`validate_tables` of raw tables whole or in blocks; ``features_only``: every column is checked, but
+    only the columns the features read (:data:`FEATURE_INPUTS`) are kept."""
     excluded, checks = {}, {}
-    checks["transactions"], excluded["transactions"] = _prepare(transactions, "transactions", sources, config,
-                                                                allow_empty, styles)
-    if customers is not None:
-        c, excluded["customers"] = _prepare(customers, "customers", sources, config, allow_empty, styles)
-        c.flag(c.repeated_ids(), "customer_id", "are duplicate customer ids")
-        checks["customers"] = c
-    if tickets is not None:
-        t, excluded["tickets"] = _prepare(tickets, "tickets", sources, config, allow_empty, styles)
+    for name in filter(raw.__contains__, ("transactions", "customers", "tickets", "events")):
+        keep = FEATURE_INPUTS[name] if features_only else None
+        checks[name], excluded[name] = _prepare(raw[name], name, sources, config, allow_empty, styles, keep)
+    if "customers" in checks:
+        checks["customers"].flag(checks["customers"].repeated_ids(), "customer_id", "are duplicate customer ids")
+    if "tickets" in checks:
+        t = checks["tickets"]
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
-        checks["tickets"] = t
-    if events is not None:
-        checks["events"], excluded["events"] = _prepare(events, "events", sources, config, allow_empty, styles)
     frames, ids, all_rejects = _finish_all(checks, config.on_bad_rows, allow_empty)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
@@ -1169,17 +1293,60 @@ def load_tables(
     config: DataConfig,
     feature_inputs_only: bool = False,
     events: str | Path | DbSource | None = None,
+    features_only: bool = False,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
-    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use."""
-    raw = {"transactions": _read(transactions, "transactions", config, feature_inputs_only)}
-    sources = {"transactions": str(transactions)}
-    for name, path in (("tickets", tickets), ("customers", customers), ("events", events)):
-        if path is not None:
-            raw[name] = _read(path, name, config, feature_inputs_only)
-            sources[name] = str(path)
-    return validate_tables(raw["transactions"], raw.get("tickets"), raw.get("customers"), config=config,
-                           sources=sources, events=raw.get("events"))
+    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use;
+    ``features_only``: check every column read, but keep only the columns the features use (the same rows,
+    rejects and features, in less memory). A Parquet file is read and checked a block of rows at a time
+    (:func:`_blocks`), so that with ``features_only`` memory holds the kept columns and one block."""
+    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
+    raw = {name: _read_blocks(path, name, config, feature_inputs_only) for name, path in paths.items()
+           if path is not None}
+    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {},
+                     features_only)
+
+
+def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool
+                 ) -> RawTable:
+    """A table's raw rows (:func:`_read`); of a Parquet file whose rows can be checked apart from each other,
+    a block at a time (:func:`_blocks`)."""
+    if isinstance(path, DbSource) or not Path(path).is_file() or Path(path).suffix.lower() not in (".parquet", ".pq"):
+        return RawTable.whole(_read(path, table, config, feature_inputs_only))
+    import pyarrow.parquet as pq
+
+    try:
+        names = header(path)
+        check_unique_columns(names, str(path), table)
+        schema, rows = pq.read_schema(path), pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError):
+        return RawTable.whole(_read(path, table, config, feature_inputs_only))  # which reports the problem
+    if not _separable(schema, table, config):
+        return RawTable.whole(_read(path, table, config, feature_inputs_only))
+    columns = feature_columns(table, names, config) if feature_inputs_only else None
+    return RawTable(names if columns is None else columns, rows, _blocks(Path(path), table, columns))
+
+
+def _separable(schema: pa.Schema, table: str, config: DataConfig) -> bool:
+    """Whether a Parquet file's rows can be checked a block at a time with the same outcome as all at once: no
+    column holds dictionaries (their blocks would each have their own categories), no text column is read as
+    categoricals (the events'), no column is a stored index, and every date column is a timestamp or has
+    ``data.date_format`` (a style inferred from text dates is decided on the whole column)."""
+    import pyarrow as pa
+
+    contract = {u: c for c, u in getattr(config.columns, table).items()}
+    index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    return table not in _CODED and not index and not any(pa.types.is_dictionary(f.type) for f in schema) and all(
+        pa.types.is_timestamp(f.type) or config.date_format is not None
+        for f in schema if contract.get(f.name, f.name) in _DATES)
+
+
+def _blocks(path: Path, table: str, columns: list[str] | None) -> Iterator[pd.DataFrame]:
+    """The rows of a Parquet file a block at a time (``_io.parquet_blocks``), a read error as :class:`DataError`."""
+    try:
+        yield from parquet_blocks(path, columns, BLOCK_ROWS)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read {table} file: {exc}") from None
 
 
 SCORES_AS_CAMPAIGN = ("selected", "control_group", "action", "as_of")  # a scores file's columns read as a campaign
@@ -1214,7 +1381,7 @@ def validate_campaigns(raw: pd.DataFrame, *, config: DataConfig, source: str = "
             update={"campaigns": {}})})
         if raw.empty:
             raise DataError(f"{source}: nobody was selected in these scores: there is no campaign to learn from")
-    check, _ = _prepare(raw, "campaigns", {"campaigns": source}, config, False, {})
+    check, _ = _prepare(RawTable.whole(raw), "campaigns", {"campaigns": source}, config, False, {})
     keys = [c for c in ("campaign_id", "customer_id", "sent_at", "action") if c in check.df]
     twice = check.df.duplicated(keys, keep=False) & check.df["customer_id"].notna()
     check.flag(twice, "customer_id", "are one customer listed twice for one campaign, day and action")

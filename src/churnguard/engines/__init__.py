@@ -158,7 +158,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         from churnguard.features import build_features
 
         on_step("Reading and validating input")
-        tables = load_tables(transactions, tickets, customers, config=config.data, events=events)
+        tables = load_tables(transactions, tickets, customers, config=config.data, events=events, features_only=True)
         on_step(f"Building features as of {as_of}")
         feats = build_features(tables, as_of, config.features)
         unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects
