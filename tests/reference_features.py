@@ -167,12 +167,16 @@ def estimate_lifespan_years(tx: pd.DataFrame, as_of: pd.Timestamp, cfg: FeatureC
     """Average customer lifespan = 1 / annual churn rate, from purchases on or before ``as_of`` only.
 
     The annual churn rate is the share of customers who bought in the year before last (days
-    ``(as_of - 730, as_of - 365]``) and made no purchase in the last year ``(as_of - 365, as_of]``.
+    ``(as_of - 730, as_of - 365]``) and made no purchase in the last year ``(as_of - 365, as_of]``. Ages are
+    whole days, like every other feature: a purchase at any time of the day 730 days before ``as_of`` makes two
+    years of history.
     """
     purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
-    if purchases.empty or purchases["timestamp"].min() > as_of - pd.Timedelta(days=730):
+    if purchases.empty:
         return cfg.default_lifespan_years
     age = _days(as_of - purchases["timestamp"].dt.normalize())
+    if age.max() < 730:  # two years of history: a purchase on the day 730 days before as_of or earlier
+        return cfg.default_lifespan_years
     last_year = purchases.loc[age < 365, "customer_id"].unique()
     year_before = purchases.loc[(age >= 365) & (age < 730), "customer_id"].unique()
     if len(year_before) == 0:

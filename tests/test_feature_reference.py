@@ -35,6 +35,18 @@ def _assert_same(tables, as_of, **kw):
     assert got.attrs["lifespan_years"] == want.attrs["lifespan_years"]
 
 
+@pytest.mark.parametrize(("days_back", "want"), [(730, 1.0), (729, 3.0)])
+def test_two_years_of_history_is_counted_in_whole_days(days_back, want):
+    """Lifespan by hand: b bought 400 days before as_of and not since (annual churn 1 -> lifespan 1 year) once the
+    oldest purchase (a's, at 23:00) lies on the day 730 days back; a day later it is the default 3."""
+    as_of = pd.Timestamp("2024-06-30")
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "amount": [5.0, 7.0],
+                       "timestamp": [as_of - pd.Timedelta(days=days_back, hours=-23), as_of - pd.Timedelta(days=400)]})
+    tables = validate_tables(tx, None, None, config=CFG.data)
+    assert estimate_lifespan_years(tables.transactions, as_of, CFG.features) == want
+    assert reference_features.estimate_lifespan_years(tables.transactions, as_of, CFG.features) == want
+
+
 @pytest.mark.parametrize("as_of", ["2023-01-15", "2024-03-31", "2025-06-30", "2025-12-31"])
 def test_demo_features_equal_the_reference(demo_tables, as_of):
     _assert_same(demo_tables, as_of)  # lifespan estimated (a default one before two years of data)
