@@ -101,6 +101,23 @@ def test_features_command_reports_bad_input(tmp_path):
     assert "rejected rows" in result.output
 
 
+def test_rejects_csv_quotes_cells_a_spreadsheet_would_run(tmp_path):
+    """A rejected amount written as a formula comes back quoted in a CSV rejects file (as score's and train's do)
+    and as it was in a Parquet one."""
+    p = _write_tiny(tmp_path)
+    tx = pd.read_csv(p["transactions"], dtype=str)
+    tx.loc[1, "amount"] = "=1+1"
+    tx.to_csv(p["transactions"], index=False)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("data:\n  on_bad_rows: reject\n")
+    for name, read, want in (("r.csv", pd.read_csv, "'=1+1"), ("r.parquet", pd.read_parquet, "=1+1")):
+        args = ["features", "-t", str(p["transactions"]), "--as-of", "2024-01-31", "-o", str(tmp_path / "f.csv"),
+                "--rejects", str(tmp_path / name), "--config", str(cfg), "--if-exists", "replace"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert read(tmp_path / name)["value"].tolist()[:1] == [want]
+
+
 def test_bad_config_key_is_named(tmp_path):
     p = _write_tiny(tmp_path)
     cfg = tmp_path / "cfg.yaml"

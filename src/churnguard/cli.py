@@ -338,7 +338,6 @@ def train(
     With --engine dask the training set is built per customer partition on a Dask cluster and LightGBM trains
     there (lightgbm.dask); the number of trees is chosen by early stopping on a sample of the training rows.
     """
-    from churnguard._io import spreadsheet_safe
     from churnguard.config import default_config_text, load_config
     from churnguard.dataset import write_rejects
     from churnguard.engines import train_from_files
@@ -356,9 +355,8 @@ def train(
             demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
             events=events)
     _print_training_summary(result)
-    if not bad_rows.empty:  # a CSV file: cells a spreadsheet would run as formulas are quoted
-        _say(write_rejects(spreadsheet_safe(bad_rows), model_out.with_name(model_out.stem + ".rejects.csv")),
-             warn=True)
+    if not bad_rows.empty:
+        _say(write_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv")), warn=True)
 
 
 def _day_list(text: str | None) -> list[int] | None:

@@ -49,6 +49,8 @@ from churnguard._io import (
     input_format,
     parquet_blocks,
     read_rows,
+    spreadsheet_safe,
+    table_suffix,
     write_table,
 )
 from churnguard.sources import DbSource
@@ -170,10 +172,11 @@ class DataError(ValueError):
 
 
 def write_rejects(rejects: pd.DataFrame, path: str | Path) -> str | None:
-    """Write the rows set aside to ``path`` and say how many there are, per table and reason (None: none)."""
+    """Write the rows set aside to ``path`` and say how many there are, per table and reason (None: none). In a
+    CSV file, cells a spreadsheet would run as formulas are quoted (:func:`churnguard._io.spreadsheet_safe`)."""
     if rejects.empty:
         return None
-    write_table(rejects, path)
+    write_table(spreadsheet_safe(rejects) if table_suffix(Path(path)) == ".csv" else rejects, path)
     counts = rejects.groupby(["table", "reason"]).size()
     lines = ", ".join(f"{t}: {n} {r}" for (t, r), n in counts.items())
     return f"rejected rows: {len(rejects):,} ({lines}) -> {path}"
