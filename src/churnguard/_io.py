@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-INPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")  # what input tables may be (gzipped CSV is read only)
 # Column that read_rows adds to a CSV file's rows: the text of a row with more fields than the header (its
 # fields then read as missing, but for the ``keep`` columns), else missing.
 EXTRA_FIELDS = "_extra_fields"

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churnguard._charts import chart_axes
 from churnguard._io import atomic_write_text, write_table
 from churnguard.features.build import purchase_orders
 from churnguard.features.kernel import day_numbers
 from churnguard.lifecycle import STAGES, lifecycle_codes
-from churnguard.reporting.monitoring import DriftCheck, chart_axes
+from churnguard.reporting.monitoring import DriftCheck
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import atomic_path, table_suffix
+from churnguard._charts import chart_axes, save_chart
+from churnguard._io import table_suffix
 from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
@@ -34,7 +35,6 @@ __all__ = [
     "ScoreComparison",
     "as_flags",
     "campaign_readout",
-    "chart_axes",
     "compare_scores",
     "drift_population",
     "drift_table",
@@ -46,7 +46,6 @@ __all__ = [
     "plot_transitions",
     "psi",
     "reference_profile",
-    "save_chart",
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
@@ -478,23 +477,6 @@ def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out") 
 
 def _truthy(value: object) -> bool:
     return str(value).strip().lower() in ("true", "1", "1.0", "yes", "t")
-
-
-def chart_axes(width: float = 6.4, height: float = 4.8):
-    """A standalone matplotlib ``Figure`` (no pyplot state) of ``width`` x ``height`` inches and its one axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def save_chart(fig, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG to ``path``, atomically."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
 
 
 def plot_transitions(comparison: ScoreComparison, path: str | Path) -> Path:

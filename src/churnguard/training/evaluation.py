@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._charts import chart_axes, save_chart
+
 __all__ = [
     "METRICS", "baseline_calibrators", "baseline_probabilities", "baseline_scores", "compare_to_baselines",
     "expected_calibration_error",
@@ -355,24 +357,9 @@ def evaluation_sentence(s: Mapping[str, Any]) -> str:
 # -- charts -----------------------------------------------------------------------------------------------
 
 
-def _axes(width: float = 6.4, height: float = 4.8):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    fig.savefig(path, format="png", dpi=100)
-    return path
-
-
 def plot_calibration(y_true, probs_by_name: Mapping[str, np.ndarray], path, *, n_bins: int = 10) -> Path:
     """Reliability diagram: observed churn rate vs mean predicted probability per bin, one line per model."""
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for name, probs in probs_by_name.items():
         y, p = _validate(y_true, probs, probabilities=True)
@@ -382,12 +369,12 @@ def plot_calibration(y_true, probs_by_name: Mapping[str, np.ndarray], path, *, n
     ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate",
            title="Calibration (reliability diagram)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_lift_gain(y_true, scores_by_name: Mapping[str, np.ndarray], path) -> Path:
     """Cumulative gain: share of churners reached vs share of customers contacted, best-scored first."""
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     for name, scores in scores_by_name.items():
         y, s = _validate(y_true, scores)
         gained = np.cumsum(y[np.argsort(-s, kind="stable")]) / max(y.sum(), 1.0)
@@ -396,20 +383,20 @@ def plot_lift_gain(y_true, scores_by_name: Mapping[str, np.ndarray], path) -> Pa
     ax.set(xlabel="share of customers contacted", ylabel="share of churners reached",
            title="Cumulative gain", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_score_distribution(y_true, y_prob, path) -> Path:
     """Density histograms of predicted churn probability for churners and non-churners (overlap = confusion)."""
     y, p = _validate(y_true, y_prob, probabilities=True)
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     bins = np.linspace(0, 1, 31)
     for mask, label in ((y == 0, f"stayed (n={int((y == 0).sum())})"), (y == 1, f"churned (n={int(y.sum())})")):
         if mask.any():
             ax.hist(p[mask], bins=bins, density=True, alpha=0.55, label=label)
     ax.set(xlabel="predicted churn probability", ylabel="density", title="Score distribution by outcome")
     ax.legend()
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_feature_importance(names: Sequence[str], gains: np.ndarray, path, *, top: int = 25) -> Path:
@@ -418,11 +405,11 @@ def plot_feature_importance(names: Sequence[str], gains: np.ndarray, path, *, to
         raise ValueError(f"{len(names)} feature names but {len(gains)} gains")
     ranked = pd.Series(np.asarray(gains, dtype="float64"), index=list(names)).sort_values(
         ascending=False, kind="stable").head(top)
-    fig, ax = _axes(7.5, max(3.0, 0.28 * len(ranked) + 1.2))
+    fig, ax = chart_axes(7.5, max(3.0, 0.28 * len(ranked) + 1.2))
     ax.barh(ranked.index[::-1], ranked.to_numpy()[::-1], label="total gain")
     ax.set(xlabel="total gain", ylabel="feature", title=f"Feature importance (top {len(ranked)} by gain)")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_training_curve(evals: Mapping[str, Sequence[float]], path, *, metric_name: str = "binary_logloss") -> Path:
@@ -430,7 +417,7 @@ def plot_training_curve(evals: Mapping[str, Sequence[float]], path, *, metric_na
 
     The best round is the minimum, or the maximum for metrics where higher is better (auc, map, ndcg, ...).
     """
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     for name, values in evals.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name)
     non_empty = [name for name in evals if len(evals[name])]
@@ -444,4 +431,4 @@ def plot_training_curve(evals: Mapping[str, Sequence[float]], path, *, metric_na
         ax.axvline(best + 1, linestyle=":", color="grey")
     ax.set(xlabel="boosting round", ylabel=metric_name, title=f"Training curve ({metric_name})")
     ax.legend()
-    return _save(fig, path)
+    return save_chart(fig, path)

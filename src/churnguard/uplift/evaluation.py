@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnguard.reporting.monitoring import chart_axes, save_chart
+from churnguard._charts import chart_axes, save_chart
 
 __all__ = ["RANDOM_DRAWS", "auuc", "decile_table", "plot_deciles", "plot_qini", "qini_coefficient", "qini_curve",
            "ranking_card"]
