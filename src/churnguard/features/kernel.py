@@ -67,6 +67,7 @@ _FEW = 64  # up to this many values, attributes are converted one by one instead
 _PER_DAY = {np.dtype(f"datetime64[{unit}]"): np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
             for unit in ("s", "ms", "us", "ns")}
 _FEW_VALUES = 256  # up to this many values, _runs steps through each run on plain floats
+_OLDEST = np.iinfo(np.int64).min  # before every timestamp (as int64)
 
 
 
@@ -114,17 +115,21 @@ class Groups:
         return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
 
     def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
-        """min / max of values per customer; NaN where a customer has none (values hold no NaN)."""
-        ufunc, start = (np.minimum, np.inf) if how == "min" else (np.maximum, -np.inf)
-        out = np.full(self.n, start)
-        ufunc.at(out, pos, np.asarray(values, dtype="float64"))
-        out[np.bincount(pos, minlength=self.n) == 0] = np.nan
+        """min / max of values per customer; NaN where a customer has none (values hold no NaN: ``fmin`` /
+        ``fmax`` from NaN take the first value)."""
+        out = np.full(self.n, np.nan)
+        (np.fmin if how == "min" else np.fmax).at(out, pos, np.asarray(values, dtype="float64"))
         return out
 
     def mean(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Mean per customer, each customer's values added in row order with Kahan's compensation (the grouped
         mean pandas computes); NaN where a customer has none."""
         values = np.asarray(values, dtype="float64")
+        if len(values) <= _FEW_VALUES:  # a few values: each customer's run on plain floats, as _runs steps it
+            out = np.full(self.n, np.nan)
+            for p, (total, _, size) in _small_runs(pos, values, _kahan).items():
+                out[p] = total / size
+            return out
         order = np.argsort(pos, kind="stable")
         spos = pos[order]
         starts = _run_starts(spos)
@@ -146,6 +151,21 @@ def _welford(mean, m2, val, k: int):
     """The ``k``-th step (from 0) of Welford's mean and sum of squared deviations, on floats or arrays alike."""
     new = mean + (val - mean) / (k + 1)
     return new, m2 + (val - new) * (val - mean)
+
+
+def _small_runs(pos: np.ndarray, values: np.ndarray, step) -> dict[int, tuple[float, float, int]]:
+    """``step`` (see :func:`_runs`) over each customer's values in row order, on plain floats: customer
+    position -> the two state values and the number of values."""
+    runs: dict[int, list[float]] = {}
+    for p, val in zip(pos.tolist(), values.tolist(), strict=True):
+        runs.setdefault(p, []).append(val)
+    out = {}
+    for p, vals in runs.items():
+        a, b = 0.0, 0.0
+        for j, val in enumerate(vals):
+            a, b = step(a, b, val, j)
+        out[p] = (a, b, len(vals))
+    return out
 
 
 def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +350,7 @@ def _latest(g: Groups, pos: np.ndarray, opened: np.ndarray, values: np.ndarray, 
     """Value of the most recently opened ticket per customer among ``mask``; ties go to the larger value so
     the result never depends on row order."""
     pos, opened, values = pos[mask], opened[mask].view("int64"), values[mask]
-    newest = np.full(g.n, np.iinfo(np.int64).min)
+    newest = np.full(g.n, _OLDEST)
     np.maximum.at(newest, pos, opened)
     at_newest = opened == newest[pos]
     return g.extreme(pos[at_newest], values[at_newest], "max")
