@@ -114,6 +114,16 @@ class Groups:
         """Count (or sum of ``values``, added in row order) per customer."""
         return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
 
+    def windows(self, pos: np.ndarray, age: np.ndarray, windows: tuple[int, ...],
+                values: np.ndarray | None = None) -> np.ndarray:
+        """Per window ``w`` (the rows with ``age < w``), what :meth:`sum` gives for those rows: windows x
+        customers, in one count."""
+        inside = age < np.asarray(windows, dtype="float64")[:, None]
+        at = (np.arange(len(windows))[:, None] * self.n + pos)[inside]
+        weights = None if values is None else np.broadcast_to(values, inside.shape)[inside]
+        total = np.bincount(at, weights=weights, minlength=len(windows) * self.n)
+        return total.astype("float64", copy=False).reshape(len(windows), self.n)
+
     def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
         """min / max of values per customer; NaN where a customer has none (values hold no NaN: ``fmin`` /
         ``fmax`` from NaN take the first value)."""
@@ -255,10 +265,10 @@ def _window_features(g: Groups, orders: tuple[np.ndarray, np.ndarray, np.ndarray
     same span before)."""
     pos, age, value = orders
     f = {}
-    for w in cfg.windows_days:
-        inside = age < w
-        f[f"orders_{w}d"] = g.sum(pos[inside])
-        f[f"spend_{w}d"] = g.sum(pos[inside], value[inside])
+    counts = g.windows(pos, age, cfg.windows_days)
+    spend = g.windows(pos, age, cfg.windows_days, value)
+    for k, w in enumerate(cfg.windows_days):
+        f[f"orders_{w}d"], f[f"spend_{w}d"] = counts[k], spend[k]
     tw = cfg.trend_window_days
     recent, before = age < tw, (age >= tw) & (age < 2 * tw)
     f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
@@ -371,8 +381,9 @@ def support_features(n: int, pos: np.ndarray, age: np.ndarray, times: Mapping[st
     """
     g = Groups(n)
     f: dict[str, np.ndarray] = {}
-    for w in cfg.ticket_windows_days:
-        f[f"tickets_{w}d"] = g.sum(pos[age < w])
+    counts = g.windows(pos, age, cfg.ticket_windows_days)
+    for k, w in enumerate(cfg.ticket_windows_days):
+        f[f"tickets_{w}d"] = counts[k]
     f["tickets_total"] = g.sum(pos)
     f["days_since_last_ticket"] = g.extreme(pos, age, "min")
     opened = times["opened_at"]

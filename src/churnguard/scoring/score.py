@@ -189,7 +189,9 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     for name in names:
         if name not in cols:
             continue
-        values = np.asarray(cols[name]) if every else np.asarray(cols[name])[rows]
+        values = cols[name] if every else np.asarray(cols[name])[rows]
+        if name in categories or name in levels:
+            values = np.asarray(values)
         if name in categories:
             trained = list(categories[name])
             given = list(levels.get(name, ()))
