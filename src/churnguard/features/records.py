@@ -49,10 +49,13 @@ def _times(values: list) -> np.ndarray:
 def _order_groups(pos: np.ndarray, keys: list) -> np.ndarray:
     """The label shared by rows (all purchases, or all refunds) of one customer with the same order key, -1 for
     a row that is an order of its own (as ``churnguard.features.build`` labels them)."""
-    seen: dict[tuple, list[int]] = {}
-    for row, key in enumerate(zip(pos.tolist(), keys, strict=True)):
-        seen.setdefault(key, []).append(row)
     group = np.full(len(keys), -1, dtype=np.int64)
+    pairs = list(zip(pos.tolist(), keys, strict=True))
+    if len(set(pairs)) == len(pairs):  # every row an order of its own
+        return group
+    seen: dict[tuple, list[int]] = {}
+    for row, key in enumerate(pairs):
+        seen.setdefault(key, []).append(row)
     for label, rows in enumerate(r for r in seen.values() if len(r) > 1):
         group[rows] = label
     return group
