@@ -448,10 +448,12 @@ def uninformative(names: list[str], cols: Mapping[str, np.ndarray], levels: Mapp
         at.append(index[name])
         shared_values.append(shared)
         columns.append(cols[name])
-    if at:  # all compared at once: features x customers
-        values = np.array(columns, dtype="float64")[:, rows]
-        shared = np.array(shared_values)[:, None]
-        out[:, at] = np.where(np.isnan(shared), np.isnan(values), values == shared).T
+    shared = np.array(shared_values)[:, None]
+    for start in range(0, len(rows) if at else 0, _BLOCK_ROWS):  # features x customers, a block at a time
+        block = rows[start : start + _BLOCK_ROWS]
+        values = (np.array(columns, dtype="float64")[:, block] if len(columns[0]) <= _BLOCK_ROWS
+                  else np.array([np.asarray(c)[block] for c in columns], dtype="float64"))
+        out[start : start + len(block)][:, at] = np.where(np.isnan(shared), np.isnan(values), values == shared).T
     return out
 
 
@@ -472,7 +474,7 @@ def _topic_codes(names: tuple[str, ...]) -> np.ndarray:
     return codes
 
 
-_BLOCK_ROWS = 65_536  # rows whose candidates' topics are compared at once in pick_reasons
+_BLOCK_ROWS = 65_536  # rows compared at once in uninformative (common values) and pick_reasons (topics)
 _FEW_ROWS = 64  # up to this many rows, one stable sort per row costs less than ``n`` passes of ``argmax``
 
 
