@@ -88,23 +88,24 @@ _OR_CONFIG = " (default: data.tables.transactions of the config)"
 _URLS = ("A database URL is postgresql://USER@HOST:PORT/DB?table=NAME or duckdb:///FILE?table=NAME; with "
          "data.database in the config, a bare table NAME is enough.")
 ConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="YAML config (default: built-in defaults).")]
-TxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or .parquet)"
-                                   f"{_DB}{_OR_CONFIG}.")]
-TicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional).")]
-CustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} (optional).")]
-EventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails){_DB} "
-                                          "(optional).")]
-# The inputs of the commands with an --engine option: the dask engine also reads Parquet dataset directories.
-EngineTxOpt = Annotated[Source | None, _Opt("--transactions", "-t", **_IN, help=f"Transactions file (.csv or "
-                                          f".parquet){_DB}{_OR_CONFIG}; with --engine dask also a directory of "
-                                          "Parquet files.")]
-EngineTicketsOpt = Annotated[Source | None, _Opt("--tickets", **_IN, help=f"Support tickets file{_DB} (optional); "
-                                               "with --engine dask also a directory of Parquet files.")]
-EngineCustomersOpt = Annotated[Source | None, _Opt("--customers", **_IN, help=f"Customer attributes file{_DB} "
-                                                 "(optional); with --engine dask also a directory of Parquet files.")]
-EngineEventsOpt = Annotated[Source | None, _Opt("--events", **_IN, help=f"Events file (visits, sessions, emails)"
-                                              f"{_DB} (optional); with --engine dask also a directory of Parquet "
-                                              "files.")]
+
+
+def _table_opt(flags: tuple[str, ...], what: str, *, dask: bool = False):
+    """An input table's option; ``dask``: the commands with an --engine option, whose dask engine also reads
+    Parquet dataset directories."""
+    end = "; with --engine dask also a directory of Parquet files." if dask else "."
+    return Annotated[Source | None, _Opt(*flags, **_IN, help=what + end)]
+
+
+_TABLES = {"transactions": (("--transactions", "-t"), f"Transactions file (.csv or .parquet){_DB}{_OR_CONFIG}"),
+           "tickets": (("--tickets",), f"Support tickets file{_DB} (optional)"),
+           "customers": (("--customers",), f"Customer attributes file{_DB} (optional)"),
+           "events": (("--events",), f"Events file (visits, sessions, emails){_DB} (optional)")}
+TxOpt, TicketsOpt, CustomersOpt, EventsOpt = (_table_opt(*v) for v in _TABLES.values())
+EngineTxOpt, EngineTicketsOpt, EngineCustomersOpt, EngineEventsOpt = (_table_opt(*v, dask=True)
+                                                                      for v in _TABLES.values())
+IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
+                                  help="With a database --out: replace the tables or append to them.")]
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
@@ -146,36 +147,39 @@ def _run(fn, *args, _also: tuple[type[Exception], ...] = (), **kwargs):
         _fail(str(exc))
 
 
-def _use_dask(engine: str, scheduler: str | None, workers: int | None, **paths: Path | None) -> bool:
-    """Check the engine options (see ``check_engine``); True for the dask engine, whose logging is then quiet
-    without --verbose (Dask's own setup logs at INFO)."""
+def _use_dask(engine: str, scheduler: str | None, workers: int | None, *inputs) -> bool:
+    """Check the engine options against the inputs (transactions, tickets, customers, events; see
+    ``check_engine``); True for the dask engine, whose logging is then quiet without --verbose (Dask's own setup
+    logs at INFO)."""
     from churnguard.engines import check_engine
 
-    dask = _run(check_engine, engine, scheduler, workers, **paths)
+    dask = _run(check_engine, engine, scheduler, workers, **dict(zip(_TABLES, inputs, strict=True)))
     if dask and not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger("distributed").setLevel(logging.WARNING)
     return dask
 
 
-def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
-    """The inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the tables that
-    ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
-    ``$CHURNGUARD_DATABASE_URL``); stops when ``required`` and there is still no transactions input."""
+def _resolved(data, **given) -> dict:
+    """The ``given`` inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the
+    tables that ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
+    ``$CHURNGUARD_DATABASE_URL``)."""
     from churnguard.sources import DATABASE_ENV, resolve_inputs
 
-    given = {"transactions": transactions, "tickets": tickets, "customers": customers}
-    found = _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
+
+
+def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
+    """The transactions, tickets and customers inputs :func:`_resolved`; stops when ``required`` and there is
+    still no transactions input."""
+    found = _resolved(data, transactions=transactions, tickets=tickets, customers=customers)
     if required and found["transactions"] is None:
         _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
     return found["transactions"], found["tickets"], found["customers"]
 
 
 def _events(data, events):
-    """The events input with the config's database filled in, as :func:`_inputs` fills in the others."""
-    from churnguard.sources import DATABASE_ENV, resolve_inputs
-
-    given = {"events": events}
-    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))["events"]
+    """The events input :func:`_resolved`."""
+    return _resolved(data, events=events)["events"]
 
 
 def _runner(dask: bool):
@@ -269,8 +273,7 @@ def features(
     config: ConfigOpt = None,
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
-    if_exists: Annotated[str, _Opt("--if-exists", metavar="replace|append",
-                                   help="With a database --out: replace the tables or append to them.")] = "replace",
+    if_exists: IfExistsOpt = "replace",
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -288,8 +291,7 @@ def features(
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
     events = _events(cfg.data, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
                             as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events)
     if is_url(out):
@@ -298,9 +300,8 @@ def features(
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = run(out=staged[0], on_step=step, on_note=note)
-        said = [result.summary(), write_rejects(result.rejects, staged[1])]
-    _say(_naming(said[0], staged, finals))
-    _say(_naming(said[1], staged, finals), warn=True)
+        said = [(result.summary(), False), (write_rejects(result.rejects, staged[1]), True)]
+    _say_files(said, staged, finals)
 
 
 @app.command("train", epilog=_URLS)
@@ -337,14 +338,15 @@ def train(
     With --engine dask the training set is built per customer partition on a Dask cluster and LightGBM trains
     there (lightgbm.dask); the number of trees is chosen by early stopping on a sample of the training rows.
     """
+    from churnguard._io import spreadsheet_safe
     from churnguard.config import default_config_text, load_config
+    from churnguard.dataset import write_rejects
     from churnguard.engines import train_from_files
 
     cfg = _run(load_config, config)
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
     events = _events(cfg.data, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     with _steps(bar=True) as (step, note):
@@ -354,8 +356,9 @@ def train(
             demo_customers=demo_customers, scheduler=scheduler, workers=workers, on_step=step, on_note=note,
             events=events)
     _print_training_summary(result)
-    if not bad_rows.empty:
-        _report_rejects(bad_rows, model_out.with_name(model_out.stem + ".rejects.csv"))
+    if not bad_rows.empty:  # a CSV file: cells a spreadsheet would run as formulas are quoted
+        _say(write_rejects(spreadsheet_safe(bad_rows), model_out.with_name(model_out.stem + ".rejects.csv")),
+             warn=True)
 
 
 def _day_list(text: str | None) -> list[int] | None:
@@ -492,9 +495,6 @@ PartitionsOpt = Annotated[int | None, _Opt(
 PsiOpt = Annotated[float, _Opt(min=0, metavar="PSI",
                                help="Warn when a feature's or the score's PSI against the training data "
                                "reaches this.")]
-IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
-                                  help="With a database --out: replace the tables or append to "
-                                  "them.")]
 
 
 ScoreReadoutOpt = Annotated[Source | None, _Opt("--readout", **_IN, help="Table of 'campaign-readout' for an "
@@ -541,14 +541,12 @@ def score(
     from churnguard.engines import score_from_files
     from churnguard.sources import is_url
 
-    _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-              events=events)
+    _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
     rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
         playbook, config, model, readout, transactions, tickets, customers, events)
-    dask = _use_dask(engine, scheduler, workers, transactions=transactions, tickets=tickets, customers=customers,
-                     events=events)
+    dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     if uplift_model is not None:
         return _score_with_uplift(loaded, uplift_model, (transactions, tickets, customers, events), rules, out,
                                   rejects, partitioned=bool(dask or partitions is not None), data_config=data_config,
@@ -567,9 +565,11 @@ def score(
 def _score_setup(playbook: Path | None, config: Path | None, model: Path, readout, *tables):
     """The playbook (with the success rates ``readout`` measured, when given), the data config (None: the
     model's), the model, the input tables (those data.tables names filled in) and the measured rates, after
-    warning about a table the model learned from but is not given."""
+    warning about a table the model learned from but is not given, and saying the measured rates."""
     from churnguard.config import load_playbook
+    from churnguard.dataset import missing_tables_note
     from churnguard.model import ChurnModel
+    from churnguard.reporting.monitoring import load_readout, measured_success_rates
 
     rules = _run(load_playbook, playbook)
     data_config = None if config is None else _run(_data_config, config)
@@ -577,30 +577,14 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
     data = data_config or loaded.require_info().config.data
     transactions, tickets, customers = _inputs(data, *tables[:3])
     events = _events(data, tables[3])
-    _warn_missing_tables(loaded, tickets=tickets is not None, customers=customers is not None,
-                         events=events is not None)
-    measured = None if readout is None else _measured_rates(readout)
-    if measured is not None:
+    given = {"tickets": tickets is not None, "customers": customers is not None, "events": events is not None}
+    _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)  # a table the model learned from
+    measured = None
+    if readout is not None:
+        measured = measured_success_rates(_run(load_readout, readout), str(readout))
+        _say("\n".join(measured.lines()))
         rules = rules.with_success_rates(measured.rates)
     return rules, data_config, loaded, (transactions, tickets, customers, events), measured
-
-
-def _measured_rates(readout):
-    """The success rates a campaign read-out measured (``churnguard.reporting.monitoring``), said before
-    scoring."""
-    from churnguard.reporting.monitoring import load_readout, measured_success_rates
-
-    measured = measured_success_rates(_run(load_readout, readout), str(readout))
-    _say("\n".join(measured.lines()))
-    return measured
-
-
-def _warn_missing_tables(loaded, *, tickets: bool, customers: bool, events: bool) -> None:
-    """Warn, before scoring, when the model learned from a table the command was not given."""
-    from churnguard.dataset import missing_tables_note
-
-    given = {"tickets": tickets, "customers": customers, "events": events}
-    _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)
 
 
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
@@ -618,10 +602,9 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
                             config, measured)
-        said = [result.summary(out, campaign), write_rejects(result.rejects, staged[1]), drift.write(staged[2])]
-    _say(said[0])
-    _say(_naming(said[1], staged, finals), warn=True)
-    _say(_naming(said[2], staged, finals), warn=not drift.shifted.empty)
+        said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
+                (drift.write(staged[2]), not drift.shifted.empty)]
+    _say_files(said, staged, finals)
 
 
 def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rejects: Path | None, *,
@@ -653,10 +636,9 @@ def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rej
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
     with replaced_together(*finals) as staged, _steps() as (step, _):
         result = run(out=staged[0], on_step=step)
-        said = [result.summary(out) + "\n" + uplift_summary(result.scores, uplift),
-                write_rejects(result.rejects, staged[1])]
-    _say(said[0])
-    _say(_naming(said[1], staged, finals), warn=True)
+        said = [(result.summary(out) + "\n" + uplift_summary(result.scores, uplift), False),
+                (write_rejects(result.rejects, staged[1]), True)]
+    _say_files(said, staged, finals)
 
 
 def _data_config(path: Path):
@@ -714,11 +696,8 @@ def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> N
         more, lines = extra(result, names, staged[2]) if extra else ({}, [])
         _run(write_tables, dest, frames | more, if_exists=if_exists)
         line = summary(result, finals[0]) if summary else result.summary()
-        said = [line, write_rejects(result.rejects, staged[1]), *lines]
-    _say(_naming(said[0], staged, finals))
-    _say(_naming(said[1], staged, finals), warn=True)
-    for line, warn in said[2:]:
-        _say(_naming(line, staged, finals), warn=warn)
+        said = [(line, False), (write_rejects(result.rejects, staged[1]), True), *lines]
+    _say_files(said, staged, finals)
 
 
 def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float, summary=None) -> None:
@@ -813,10 +792,8 @@ def serve(
     loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
     info = loaded.require_info()
     _serve_uplift(uplift_model)
-    os.environ["CHURNGUARD_SERVE_MODEL"] = str(model.resolve())
-    os.environ.pop("CHURNGUARD_SERVE_PLAYBOOK", None)
-    if playbook is not None:
-        os.environ["CHURNGUARD_SERVE_PLAYBOOK"] = str(playbook.resolve())
+    _to_workers("model", model)
+    _to_workers("playbook", playbook)
     os.environ["CHURNGUARD_API_TOKEN"] = token or ""
     _say(f"serving {model} (model version {info.model_version}, trained as of {info.training_window['as_of']}) "
          f"on http://{host}:{port} with {workers} worker(s); API description at http://{host}:{port}/docs; "
@@ -844,21 +821,28 @@ def _check_serve_options(host: str, token: str | None, header_timeout: float) ->
         _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
 
 
+def _to_workers(name: str, value: Any) -> None:
+    """Hand an input to the server's worker processes in ``CHURNGUARD_SERVE_<NAME>``: a file's absolute path or
+    a database URL (unset for None)."""
+    os.environ.pop(f"CHURNGUARD_SERVE_{name.upper()}", None)
+    if value is not None:
+        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+
+
 def _serve_uplift(path: Path | None) -> None:
-    """Check the uplift model file (a clear message before starting workers) and hand it to the server's workers
-    (``CHURNGUARD_SERVE_UPLIFT``)."""
+    """Check the uplift model file (a clear message before starting workers) and hand it to the server's
+    workers."""
     from churnguard.uplift import UpliftModel
 
-    os.environ.pop("CHURNGUARD_SERVE_UPLIFT", None)
+    _to_workers("uplift", path)
     if path is not None:
         uplift = _run(UpliftModel.load, path)
-        os.environ["CHURNGUARD_SERVE_UPLIFT"] = str(path.resolve())
         _say(f"uplift model {path} (actions {', '.join(uplift.actions)}): POST /predict chooses actions and "
              "selects by incremental value")
 
 
 def _page_files(files: dict[str, Any]) -> None:
-    """Check the pages' files and hand them to the server's workers (``CHURNGUARD_SERVE_<NAME>``)."""
+    """Check the pages' files and hand them to the server's workers."""
     from churnguard.serving.page_data import PageSources, check_sources
 
     given = [f"--{k}" for k, v in files.items() if v is not None and k != "scores"]
@@ -867,8 +851,7 @@ def _page_files(files: dict[str, Any]) -> None:
     if files["scores"] is not None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
-        os.environ[f"CHURNGUARD_SERVE_{name.upper()}"] = "" if path is None else str(
-            path.resolve() if isinstance(path, Path) else path)
+        _to_workers(name, path)
 
 
 def _loopback(host: str) -> bool:
@@ -1037,19 +1020,13 @@ def _need_scores_files(*paths: Path) -> None:
             _fail(f"{p}: scores file not found")
 
 
-def _report_rejects(rejects, path: Path) -> None:
-    from churnguard._io import spreadsheet_safe
-    from churnguard.dataset import write_rejects
-
-    safe = spreadsheet_safe(rejects) if path.suffix.lower() == ".csv" else rejects
-    _say(write_rejects(safe, path), warn=True)
-
-
-def _naming(line: str | None, staged: tuple[Path, ...], finals: tuple[Path, ...]) -> str | None:
-    """A line a library function wrote about files in ``staged``, naming their ``finals`` instead."""
-    for s, f in zip(staged, finals, strict=True):
-        line = None if line is None else line.replace(str(s), str(f))
-    return line
+def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], finals: tuple) -> None:
+    """Print the lines (each with whether it warns) a library function wrote about files in ``staged``, naming
+    their ``finals`` instead."""
+    for line, warn in said:
+        for s, f in zip(staged, finals, strict=True):
+            line = None if line is None else line.replace(str(s), str(f))
+        _say(line, warn=warn)
 
 
 def _stop(signum: int, _frame: object) -> None:

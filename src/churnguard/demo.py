@@ -191,8 +191,7 @@ class _Calendar:
         periods = pd.period_range(start_day, end_day, freq="M")
         epoch = pd.Timestamp("1970-01-01")
         lo = np.maximum((periods.start_time - epoch).days.to_numpy(np.int64), (start_day - epoch).days)
-        hi = np.minimum((periods.end_time.normalize() - epoch).days.to_numpy(np.int64), (end_day - epoch).days)
-        hi += 1
+        hi = np.minimum((periods.end_time.normalize() - epoch).days.to_numpy(np.int64), (end_day - epoch).days) + 1
         calendar_month = periods.month.to_numpy()
         season = _SEASON[calendar_month - 1] * (hi - lo) / periods.days_in_month.to_numpy()  # partial months
         return cls(lo, hi, calendar_month, season)

@@ -44,7 +44,7 @@ CAMPAIGN_PLAYBOOK = Playbook.model_validate({"actions": [
     {"name": "win_back_offer", "when": {"stage": ["new", "active", "at_risk", "lapsing"]}, "cost": 10,
      "success_rate": 0.15},
     {"name": "no_action", "when": {}, "cost": 0, "success_rate": 0}]})
-_COST = {"win_back_offer": 10.0, "service_recovery": 15.0}  # the built-in playbook's costs
+_COST = {a.name: a.cost for a in CAMPAIGN_PLAYBOOK.actions}
 _KEEP = {"win_back_offer": (0.6, 0.03), "service_recovery": (0.6, 0.03)}  # (with the trait, without it)
 _PUT_OFF = 0.5
 _LAPSED = 0.2  # share of the keep rate left for a customer with no purchase in the last 120 days

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard.features.build import _day_numbers, to_day
+from churnguard.features.build import to_day
+from churnguard.features.kernel import day_numbers
 
 if TYPE_CHECKING:
     from churnguard.features.build import _Encoded
 
-__all__ = ["make_labels"]
+__all__ = ["bought_within", "make_labels"]
 
 
 def make_labels(
@@ -40,7 +41,7 @@ def make_labels(
     """
     as_of = to_day(as_of)
     codes, ids = pd.factorize(transactions["customer_id"], sort=True)
-    day = _day_numbers(transactions["timestamp"].to_numpy()) - _day_numbers(np.datetime64(as_of))
+    day = day_numbers(transactions["timestamp"].to_numpy()) - day_numbers(np.datetime64(as_of))
     active, churned = label_arrays(codes, day, transactions["amount"].to_numpy() > 0, len(ids), horizon_days,
                                    lookback_days)
     return pd.DataFrame({"customer_id": np.asarray(ids)[active], "as_of": as_of,
@@ -62,5 +63,17 @@ def label_arrays(customer: np.ndarray, day: np.ndarray, purchase: np.ndarray, n:
 def _active_and_churned(enc: _Encoded, as_of: pd.Timestamp, horizon_days: int,
                         lookback_days: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`label_arrays` on encoded tables (``as_of`` a day), over ``enc.ids``."""
-    day = enc.tx_day - _day_numbers(np.datetime64(as_of))
+    day = enc.tx_day - day_numbers(np.datetime64(as_of))
     return label_arrays(enc.tx_id, day, enc.amount > 0, len(enc.ids), horizon_days, lookback_days)
+
+
+def bought_within(transactions: pd.DataFrame, customer_id: pd.Series, day: pd.Series, horizon_days: int
+                  ) -> np.ndarray:
+    """Per (customer, day) pair: a purchase (a positive amount) on a day in ``(day, day + horizon_days]``, the
+    window after ``day`` that the labels, the campaign read-out and the uplift model's outcome all use."""
+    buys = transactions.loc[transactions["amount"].to_numpy() > 0, ["customer_id", "timestamp"]]
+    pairs = pd.DataFrame({"customer_id": customer_id.to_numpy(), "day": day.to_numpy()}).reset_index()
+    m = pairs.merge(buys, on="customer_id")
+    bought_day = m["timestamp"].dt.normalize()
+    hit = (bought_day > m["day"]) & (bought_day <= m["day"] + pd.Timedelta(days=horizon_days))
+    return pairs["index"].isin(m.loc[hit, "index"]).to_numpy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from pathlib import Path
@@ -223,18 +224,16 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
         index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
         columns.update((c, None) for c in schema.names if c not in index)
         columns.update((k, None) for k, _ in keys)
-        groups, size = [], 0
+        pieces, size = [[]], 0  # row groups, a new piece once the last one holds block_bytes
         for g in range(meta.num_row_groups):
-            groups.append(g)
+            if size >= block_bytes:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(g)
             size += meta.row_group(g).total_byte_size
             nbytes += meta.row_group(g).total_byte_size
-            if size >= block_bytes:
-                chunks.append(Chunk(path, "parquet", row_groups=tuple(groups), keys=keys))
-                chunk_file.append(i)
-                groups, size = [], 0
-        if groups or meta.num_row_groups == 0:
-            chunks.append(Chunk(path, "parquet", row_groups=tuple(groups), keys=keys))
-            chunk_file.append(i)
+        chunks += [Chunk(path, "parquet", row_groups=tuple(groups), keys=keys) for groups in pieces]
+        chunk_file += [i] * len(pieces)
     return Source(table, name, tuple(columns), tuple(chunks), tuple(f for f, _ in files), tuple(chunk_file), nbytes)
 
 
@@ -415,10 +414,7 @@ def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
 def _log_excluded(spec: Spec, parts: list[dict[str, dict[str, int]]]) -> None:
     """Log the rows ``data.exclude`` left out of the whole input, per table and rule (as ``load_tables`` does)."""
     for t in filter(spec.sources.__contains__, CHECK_ORDER):
-        total: dict[str, int] = {}
-        for part in parts:
-            for rule, n in part.get(t, {}).items():
-                total[rule] = total.get(rule, 0) + n
+        total = sum((Counter(part.get(t, {})) for part in parts), Counter())  # rules in the order first seen
         if total:
             logger.warning("%s", dataset.exclusion_note(spec.sources[t].name, t, spec.rows[t], total))
 

@@ -27,11 +27,12 @@ import pandas as pd
 
 from churnguard._io import atomic_write_text, write_table
 from churnguard.features.build import purchase_orders
+from churnguard.features.kernel import day_numbers
 from churnguard.lifecycle import STAGES, lifecycle_codes
+from churnguard.reporting.monitoring import DriftCheck, chart_axes
 
 if TYPE_CHECKING:
     from churnguard.dataset import Tables
-    from churnguard.reporting.monitoring import DriftCheck
 
 __all__ = ["STAGES", "RetentionReport", "build_report", "churn_rate", "net_promoter_score", "retention_rate",
            "write_report"]
@@ -123,10 +124,9 @@ class RetentionReport:
 
     def summary(self) -> str:
         """The headline numbers of the latest complete period in one line, naming a partial last period."""
-        complete = self.kpis.loc[self.kpis["complete_period"]]
-        last_period = self.kpis.index[-1]
-        partial = "" if self.kpis["complete_period"].iloc[-1] else (
-            f"; {last_period} is partial ({self._days_of(last_period)} days of data), not the headline")
+        complete, end = self.kpis.loc[self.kpis["complete_period"]], self.kpis.iloc[-1]
+        days = (end["period_end"] - end["period_start"]).days + 1
+        partial = "" if end["complete_period"] else f"; {end.name} is partial ({days} days of data), not the headline"
         nps = f", NPS {self.nps:+.1f}" if self.nps is not None else ""
         if complete.empty:
             return f"{len(self.kpis)} {self.period}s, none complete yet{partial}{nps}"
@@ -134,10 +134,6 @@ class RetentionReport:
         return (f"{len(self.kpis)} {self.period}s, latest complete {complete.index[-1]}: CRR "
                 f"{last['retention_rate']:.1f}%, churn rate {last['churn_rate']:.1f}%, ARPU {last['arpu']:,.2f}"
                 f"{nps}{partial}")
-
-    def _days_of(self, period: str) -> int:
-        row = self.kpis.loc[period]
-        return int((row["period_end"] - row["period_start"]).days) + 1
 
     def to_html(self) -> str:
         """One self-contained HTML page: charts as embedded base64 PNGs, the tables, no external resources."""
@@ -219,7 +215,7 @@ def build_report(
     tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq))
     if not (tx["amount"] > 0).any():
         raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
-    all_days = _days(tx["timestamp"])
+    all_days = day_numbers(tx["timestamp"])
     first_data, last_data = int(all_days.min()), int(all_days.max())
     periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)
     orders = purchase_orders(tx)
@@ -249,7 +245,7 @@ def _customer_kpis(c: np.ndarray, d: np.ndarray, first: np.ndarray, periods: pd.
     """The customer counts and rates per period, and the lifecycle stages at each period end, from the
     distinct (customer code ``c``, purchase day ``d``) pairs sorted by day and each customer's ``first`` day."""
     first_data, last_data = data_span
-    starts, cal_ends = _days(periods.start_time), _days(periods.end_time)
+    starts, cal_ends = day_numbers(periods.start_time), day_numbers(periods.end_time)
     ends = np.minimum(cal_ends, last_data)
     counts, stages = [], []
     for s, e in zip(starts, ends, strict=True):
@@ -303,11 +299,6 @@ def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-def _days(values) -> np.ndarray:
-    """Timestamps -> whole days since 1970-01-01 (int64), the unit every window here is counted in."""
-    return np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -370,7 +361,7 @@ def _engagement_kpis(events: pd.DataFrame, periods: pd.PeriodIndex, gap_minutes:
     )
 
     time = events["timestamp"].to_numpy().astype("datetime64[ns]")
-    day = _days(time)
+    day = day_numbers(time)
     kind = event_type_codes(events["event_type"].to_numpy(dtype=object))
     sid = pd.factorize(events["session_id"])[0] if "session_id" in events else np.full(len(events), -1)
     duration = events["duration_seconds"].to_numpy(dtype="float64", na_value=np.nan) \
@@ -429,12 +420,7 @@ class _Canvas:
     partial: np.ndarray
 
     def axes(self, title: str, ylabel: str, width: float = 6.4, time_axis: bool = True):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(width, 4.0), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
+        fig, ax = chart_axes(width, 4.0)
         ax.set(title=title, ylabel=ylabel)
         if time_axis:
             step = max(1, math.ceil(len(self.x) / 12))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._io import atomic_path, table_suffix
+from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ __all__ = [
     "REFERENCE_ROWS",
     "MeasuredRates",
     "ScoreComparison",
+    "as_flags",
     "campaign_readout",
+    "chart_axes",
     "compare_scores",
     "drift_population",
     "drift_table",
@@ -43,6 +46,7 @@ __all__ = [
     "plot_transitions",
     "psi",
     "reference_profile",
+    "save_chart",
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
@@ -342,7 +346,8 @@ def newcombe_interval(x1: int, n1: int, x2: int, n2: int, *, confidence: float =
     return float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)), float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
 
 
-def _as_bool(values: pd.Series) -> np.ndarray:
+def as_flags(values: pd.Series) -> np.ndarray:
+    """Yes/no cells as booleans: true, t, yes, y, 1 (any case, spaces around) are True; anything else False."""
     return values.astype("string").str.strip().str.lower().isin(_TRUE).to_numpy(dtype=bool)
 
 
@@ -387,18 +392,18 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
         raise ValueError(f"horizon_days must be positive, got {horizon_days}")
     if missing:
         raise ValueError(f"the scores lack column(s) {', '.join(missing)}")
-    picked = scores[_as_bool(scores["selected"])]
+    picked = scores[as_flags(scores["selected"])]
     if picked.empty:
         raise ValueError("nobody was selected in these scores: there is no campaign to read out")
     frame = pd.DataFrame({"customer_id": picked["customer_id"].astype(str).to_numpy(),
                           "as_of": pd.to_datetime(picked["as_of"], format="ISO8601").dt.normalize().to_numpy(),
                           "action": picked["action"].astype("object").fillna("(none)").astype(str).to_numpy(),
-                          "control": _as_bool(picked["control_group"])})
+                          "control": as_flags(picked["control_group"])})
     stamps = pd.to_datetime(transactions["timestamp"], format="ISO8601")
     if stamps.dt.tz is not None:  # validated tables are naive UTC, like the scores' as_of
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    buys = pd.DataFrame({"customer_id": transactions["customer_id"].astype(str).to_numpy(),
-                         "day": stamps.dt.normalize().to_numpy()})[pd.to_numeric(transactions["amount"]).to_numpy() > 0]
+    tx = pd.DataFrame({"customer_id": transactions["customer_id"].astype(str).to_numpy(), "timestamp": stamps.to_numpy(),
+                       "amount": pd.to_numeric(transactions["amount"]).to_numpy()})
     horizon = pd.Timedelta(days=horizon_days)
     last_day = stamps.max().normalize() if len(stamps) else pd.NaT
     first_as_of = frame["as_of"].min()
@@ -407,10 +412,8 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
         raise ValueError(f"the outcome window has not started: the scores are as of {first_as_of.date()} and the "
                          f"transactions {ends}; read the campaign out after {(first_as_of + horizon).date()} "
                          "(as_of + horizon), with the transactions up to then")
-    m = frame[["customer_id", "as_of"]].reset_index().merge(buys, on="customer_id")
-    frame["retained"] = frame.index.isin(m.loc[(m["day"] > m["as_of"]) & (m["day"] <= m["as_of"] + horizon), "index"])
-    opts = {"last_day": last_day, "horizon": horizon,
-            "confidence": confidence, "min_group": min_group}
+    frame["retained"] = bought_within(tx, frame["customer_id"], frame["as_of"], horizon_days)
+    opts = {"last_day": last_day, "horizon": horizon, "confidence": confidence, "min_group": min_group}
     rows = [_readout_row(str(a), g, **opts) for a, g in frame.groupby("action", sort=True)]
     return pd.DataFrame([*rows, _readout_row(ALL_ACTIONS, frame, **opts)])
 
@@ -477,7 +480,8 @@ def _truthy(value: object) -> bool:
     return str(value).strip().lower() in ("true", "1", "1.0", "yes", "t")
 
 
-def _axes(width: float = 6.4, height: float = 4.8):
+def chart_axes(width: float = 6.4, height: float = 4.8):
+    """A standalone matplotlib ``Figure`` (no pyplot state) of ``width`` x ``height`` inches and its one axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -486,7 +490,8 @@ def _axes(width: float = 6.4, height: float = 4.8):
     return fig, fig.add_subplot()
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_chart(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG to ``path``, atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(path)
@@ -495,7 +500,7 @@ def _save(fig, path: str | Path) -> Path:
 def plot_transitions(comparison: ScoreComparison, path: str | Path) -> Path:
     """Heatmap of the band transition matrix, each cell labelled with its customer count."""
     t = comparison.transitions
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     image = ax.imshow(t.to_numpy(), cmap="Blues")
     ax.set_xticks(range(len(t.columns)), labels=list(t.columns), rotation=30, ha="right")
     ax.set_yticks(range(len(t.index)), labels=list(t.index))
@@ -503,27 +508,27 @@ def plot_transitions(comparison: ScoreComparison, path: str | Path) -> Path:
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > t.to_numpy().max() / 2 else "black")
     ax.set(xlabel="band in the new run", ylabel="band in the old run", title="Risk band transitions")
     fig.colorbar(image, ax=ax, label="customers")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_drift(table: pd.DataFrame, path: str | Path, *, threshold: float = 0.2) -> Path:
     """Horizontal PSI bars per feature (worst on top) with the shift threshold; missing features marked."""
     rows = table.iloc[::-1]
     colours = {"stable": "tab:green", "moderate": "tab:orange", "shift": "tab:red", "missing": "grey"}
-    fig, ax = _axes(height=max(3.0, 0.3 * len(rows) + 1.5))
+    fig, ax = chart_axes(height=max(3.0, 0.3 * len(rows) + 1.5))
     ax.barh(range(len(rows)), rows["psi"].fillna(0).to_numpy(), color=[colours[v] for v in rows["level"]])
     ax.set_yticks(range(len(rows)), labels=[f"{f} (missing)" if lvl == "missing" else str(f)
                                             for f, lvl in zip(rows["feature"], rows["level"], strict=True)])
     ax.axvline(threshold, color="red", linestyle="--", label=f"shift threshold {threshold:g}")
     ax.set(xlabel="population stability index", title="Feature drift against the training reference")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def plot_readout(readout: pd.DataFrame, path: str | Path, *, confidence: float = 0.95) -> Path:
     """Retention of contacted vs control customers per action, with Wilson intervals as error bars."""
     z, x = _z(confidence), np.arange(len(readout))
-    fig, ax = _axes(width=max(6.4, 1.1 * len(readout) + 2))
+    fig, ax = chart_axes(width=max(6.4, 1.1 * len(readout) + 2))
     for offset, group in ((-0.2, "contacted"), (0.2, "control")):
         rate = readout[f"retention_{group}"].to_numpy(dtype="float64")
         lo, hi = _wilson(readout[f"retained_{group}"], readout[f"n_{group}"], z)
@@ -533,4 +538,4 @@ def plot_readout(readout: pd.DataFrame, path: str | Path, *, confidence: float =
     ax.set(ylim=(0, 1.05), ylabel="share retained in the horizon",
            title=f"Retention, contacted vs control ({confidence:.0%} intervals)")
     ax.legend()
-    return _save(fig, path)
+    return save_chart(fig, path)

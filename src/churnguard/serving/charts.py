@@ -26,6 +26,16 @@ def _text(x: float, y: float, text: str, anchor: str = "middle", cls: str = "tic
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="{cls}">{escape(text)}</text>'
 
 
+def _axis_and_grid(plot_h: float, label) -> list[str]:
+    """The x axis, and grid lines at 0, half and the top of the y range, each with ``label(fraction)``."""
+    parts = [f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_W - _RIGHT}" y2="{_TOP + plot_h}" class="axis"/>']
+    for frac in (0, 0.5, 1):
+        y = _TOP + plot_h * (1 - frac)
+        parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" class="grid"/>')
+        parts.append(_text(_LEFT - 6, y + 4, label(frac), "end"))
+    return parts
+
+
 def monthly_purchases(purchases: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Spend and orders per calendar month, ``month, amount, orders``, every month from the first purchase to
     the later of the last purchase and ``as_of`` (months without a purchase as 0)."""
@@ -55,11 +65,7 @@ def purchases_chart(months: pd.DataFrame, as_of: pd.Timestamp) -> str:
     top = _nice_top(float(months["amount"].max()) if n else 0.0)
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     slot = plot_w / max(n, 1)
-    parts = [f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_W - _RIGHT}" y2="{_TOP + plot_h}" class="axis"/>']
-    for frac in (0, 0.5, 1):
-        y = _TOP + plot_h * (1 - frac)
-        parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" class="grid"/>')
-        parts.append(_text(_LEFT - 6, y + 4, f"{top * frac:,.0f}", "end"))
+    parts = _axis_and_grid(plot_h, lambda frac: f"{top * frac:,.0f}")
     every = max(1, math.ceil(n / 8))
     scored_month = pd.Timestamp(as_of).to_period("M")
     for i, row in enumerate(months.itertuples()):
@@ -88,11 +94,7 @@ def curve_chart(points: list[tuple[int, float]]) -> str:
     def xy(d: float, p: float) -> tuple[float, float]:
         return _LEFT + plot_w * d / hi, _TOP + plot_h * (1 - p)
 
-    parts = [f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_W - _RIGHT}" y2="{_TOP + plot_h}" class="axis"/>']
-    for frac in (0, 0.5, 1):
-        y = _TOP + plot_h * (1 - frac)
-        parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" class="grid"/>')
-        parts.append(_text(_LEFT - 6, y + 4, f"{frac:.0%}", "end"))
+    parts = _axis_and_grid(plot_h, lambda frac: f"{frac:.0%}")
     known = [(d, p) for d, p in points if not math.isnan(p)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(d, p) for d, p in known))
     parts.append(f'<polyline points="{line}" class="curve"/>')

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pandas as pd
 
 from churnguard._io import read_table, table_suffix
 from churnguard.lifecycle import LIFECYCLE_STAGES
+from churnguard.reporting import monitoring
 from churnguard.sources import DbSource, is_url, parse_source, read_source, source_columns
 
 __all__ = ["FILTERS", "GROUPS", "PAGE_FILES", "PAGE_SIZE", "SORTS", "CustomerHistory", "ListQuery", "PageSources", "ScoresRun",
@@ -36,10 +37,6 @@ NEEDED = ("customer_id", "as_of", "churn_probability", "risk_band", "lifecycle_s
           "expected_value", "selected", "control_group")
 _BAND_ORDER = ("high", "medium", "low", *LIFECYCLE_STAGES)
 _CURVE = re.compile(r"churn_probability_(\d+)d")
-_TRUE = ("true", "t", "yes", "y", "1", "1.0")
-
-
-PAGE_FILES = ("scores", "previous", "readout", "transactions", "tickets")  # PageSources' fields
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,9 @@ class PageSources:
         """From text: a database URL (``postgresql://...?table=NAME``, ``duckdb:///FILE?table=NAME``) or a
         file path, per field; empty means not given."""
         return cls(**{k: (parse_source(v) if is_url(v) else Path(v)) if v else None for k, v in values.items()})
+
+
+PAGE_FILES = tuple(f.name for f in fields(PageSources))
 
 
 @dataclass(frozen=True)
@@ -184,12 +184,6 @@ def _read(path: Path | DbSource) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _as_bool(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.fillna(False).astype(bool)
-    return values.astype("string").str.strip().str.lower().isin(_TRUE).astype(bool)
-
-
 def _is_text(values: pd.Series) -> bool:
     kind = values.dtype
     return not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)
@@ -201,7 +195,7 @@ def _compact(frame: pd.DataFrame) -> pd.DataFrame:
     order), flags as booleans."""
     out = frame.copy()
     for column in ("selected", "control_group"):
-        out[column] = _as_bool(out[column])
+        out[column] = monitoring.as_flags(out[column])
     for column in out.columns:
         values = out[column]
         if column in FILTERS or (column != "customer_id" and _is_text(values)
@@ -326,9 +320,7 @@ def _raw(source: Path | DbSource) -> pd.DataFrame:
 
 def load_readout(path: Path | DbSource | None) -> pd.DataFrame | None:
     """A campaign read-out table (``churnguard campaign-readout``'s output), or None."""
-    from churnguard.reporting.monitoring import load_readout as read
-
-    return None if path is None else read(path)
+    return None if path is None else monitoring.load_readout(path)
 
 
 def _columns(name: str, path: Path | DbSource) -> list[str]:

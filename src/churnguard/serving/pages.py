@@ -24,6 +24,7 @@ import jinja2
 import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import cookie_parser
 
 from churnguard.serving import charts
@@ -182,15 +183,9 @@ def _state(request: Request) -> PageState:
     return request.app.state.pages
 
 
-async def _in_thread(fn, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
-
-
 @_safe
 async def _list_page(request: Request) -> Response:
-    return await _in_thread(_render_list, _state(request), dict(request.query_params))
+    return await run_in_threadpool(_render_list, _state(request), dict(request.query_params))
 
 
 def _render_list(state: PageState, params: dict[str, str]) -> Response:
@@ -217,7 +212,7 @@ async def _export(request: Request) -> Response:
 
 @_safe
 async def _customer_page(request: Request, customer_id: str) -> Response:
-    return await _in_thread(_render_customer, _state(request), customer_id)
+    return await run_in_threadpool(_render_customer, _state(request), customer_id)
 
 
 def _render_customer(state: PageState, customer_id: str) -> Response:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churnguard.reporting.monitoring import chart_axes, save_chart
+
 __all__ = ["RANDOM_DRAWS", "auuc", "decile_table", "plot_deciles", "plot_qini", "qini_coefficient", "qini_curve",
            "ranking_card"]
 
@@ -83,18 +85,9 @@ def decile_table(predicted: np.ndarray, treated: np.ndarray, bought: np.ndarray)
     return pd.DataFrame(rows)
 
 
-def _axes(ncols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, ncols)
-
-
 def plot_deciles(table: pd.DataFrame, path: str | Path) -> Path:
     """Bars of the observed uplift per decile of predicted uplift, the mean prediction as dots."""
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     x = table["decile"].to_numpy()
     ax.bar(x, table["observed_uplift"], color="#4c72b0", label="observed (contacted - control)")
     ax.plot(x, table["predicted_uplift"], "o-", color="#dd8452", label="predicted (mean)")
@@ -103,13 +96,12 @@ def plot_deciles(table: pd.DataFrame, path: str | Path) -> Path:
     ax.set_xlabel("decile of predicted uplift (1 = highest)")
     ax.set_ylabel("change in the share who bought")
     ax.legend()
-    fig.savefig(path)
-    return Path(path)
+    return save_chart(fig, path)
 
 
 def plot_qini(scores: Mapping[str, np.ndarray], treated: np.ndarray, bought: np.ndarray, path: str | Path) -> Path:
     """The Qini curve of each named ranking, and the random line."""
-    fig, ax = _axes()
+    fig, ax = chart_axes()
     for name, s in scores.items():
         q = qini_curve(s, treated, bought)
         ax.plot(np.arange(1, len(q) + 1) / len(q), q, label=name)
@@ -119,5 +111,4 @@ def plot_qini(scores: Mapping[str, np.ndarray], treated: np.ndarray, bought: np.
     ax.set_xlabel("share of customers contacted, best first")
     ax.set_ylabel("incremental buyers / customers")
     ax.legend()
-    fig.savefig(path)
-    return Path(path)
+    return save_chart(fig, path)

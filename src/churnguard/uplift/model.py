@@ -137,12 +137,8 @@ class UpliftModel:
         self._check_fitted()
         x = feature_matrix(features, self.feature_names_, self.categories_)
         untreated = self.boosters_[BASELINE].predict(x)
-        out = {}
-        for name, effect in self.effects_.items():
-            if effect.kind == "average":
-                out[name] = np.full(len(features), effect.average)
-            else:
-                out[name] = self.boosters_[name].predict(x) - untreated
+        out = {name: np.full(len(features), e.average) if e.kind == "average" else self.boosters_[name].predict(x) - untreated
+               for name, e in self.effects_.items()}
         return pd.DataFrame(out, index=features.index)[self.actions]
 
     def buy_probability(self, features: pd.DataFrame) -> np.ndarray:

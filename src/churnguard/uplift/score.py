@@ -125,10 +125,9 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
     selected, control = select_by_uplift(ids, lift, inc, cost, budget=budget, control_fraction=control_fraction,
                                          seed=seed)
     ranks = {"risk_rank": rules.rank(ids, prob), "value_rank": rules.rank(ids, inc)}
-    out = scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
-                        selected=selected, control_group=control,
-                        **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
-    return out
+    return scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
+                         selected=selected, control_group=control,
+                         **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
 
 
 def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as_of: str | pd.Timestamp | None,

@@ -160,7 +160,7 @@ def train_uplift(tables: Tables, campaigns: pd.DataFrame, config: Config, *, mod
     path = model.save(model_out, info=info)
     model.info_ = info
     result = UpliftResult(model, path, card, deciles, readout, int(learn.sum()), int(test.sum()), split)
-    return _tracked(result, rows, config, horizon_days, frame[test], rankings) if track else result
+    return _tracked(result, config, horizon_days, frame[test], rankings) if track else result
 
 
 def _averages(readout: pd.DataFrame) -> dict[str, float]:
@@ -175,13 +175,13 @@ def _fit(frame: pd.DataFrame, averages: dict[str, float], min_customers: int, se
 
 def _info(rows: CampaignRows, config: Config, horizon_days: int, card: dict[str, dict[str, float]]
           ) -> dict[str, Any]:
-    days = rows.frame["sent_at"]
     return {"horizon_days": horizon_days, "population": rows.population.to_dict(),
-            "features": config.features.model_dump(mode="json"), "campaign_days": sorted({str(d.date()) for d in days}),
+            "features": config.features.model_dump(mode="json"),
+            "campaign_days": sorted({str(d.date()) for d in rows.frame["sent_at"]}),
             "customers": int(rows.frame["customer_id"].nunique()), "scorecard": card}
 
 
-def _tracked(result: UpliftResult, rows: CampaignRows, config: Config, horizon_days: int, test: pd.DataFrame,
+def _tracked(result: UpliftResult, config: Config, horizon_days: int, test: pd.DataFrame,
              rankings: dict[str, np.ndarray]) -> UpliftResult:
     """Record the run (params, metrics, the decile table and charts of the held-out customers, the model file)
     and say where it went."""
@@ -189,7 +189,7 @@ def _tracked(result: UpliftResult, rows: CampaignRows, config: Config, horizon_d
 
     from churnguard.training.tracking import log_uplift_run
 
-    days = sorted({str(d.date()) for d in rows.frame["sent_at"]})
+    days = result.model.info_["campaign_days"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         result.deciles.to_csv(tmp / "uplift_deciles.csv", index=False)

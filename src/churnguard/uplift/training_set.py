@@ -12,17 +12,17 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from churnguard.features import build_features
+from churnguard.labels import bought_within
 from churnguard.population import Population
 
 if TYPE_CHECKING:
     from churnguard.config import FeatureConfig
     from churnguard.dataset import Tables
 
-__all__ = ["CampaignRows", "bought_within", "campaign_rows"]
+__all__ = ["CampaignRows", "campaign_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +39,6 @@ class CampaignRows:
     frame: pd.DataFrame
     population: Population
     unknown: int
-
-
-def bought_within(transactions: pd.DataFrame, customer_id: pd.Series, day: pd.Series, horizon_days: int
-                  ) -> np.ndarray:
-    """Per (customer, day) pair: a purchase on a day in ``(day, day + horizon_days]``."""
-    buys = transactions.loc[transactions["amount"].to_numpy() > 0, ["customer_id", "timestamp"]]
-    pairs = pd.DataFrame({"customer_id": customer_id.to_numpy(), "day": day.to_numpy()}).reset_index()
-    m = pairs.merge(buys, on="customer_id")
-    bought_day = m["timestamp"].dt.normalize()
-    hit = (bought_day > m["day"]) & (bought_day <= m["day"] + horizon_days * _DAY)
-    return pairs["index"].isin(m.loc[hit, "index"]).to_numpy()
 
 
 def campaign_rows(tables: Tables, campaigns: pd.DataFrame, *, horizon_days: int, config: FeatureConfig

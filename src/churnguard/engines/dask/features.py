@@ -36,10 +36,6 @@ def _summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict
     return attribute_summaries(tables.customers[known_listed(tables, as_of)], max_categories)
 
 
-def _build(tables: Tables, as_of: pd.Timestamp, cfg: FeatureConfig, population: Population) -> pd.DataFrame:
-    return build_features(tables, as_of, cfg, population)
-
-
 def _tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """The value tier from the VIP cut-off decided over every partition."""
     vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
@@ -97,7 +93,7 @@ def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Ti
     parts = dtables.partitions
     learned = population is None
     states = _learn_population(dtables, client, tasks, days, cfg) if learned else dict.fromkeys(days, population)
-    built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", _build, p, d, cfg, states[d]) for b, p in enumerate(parts)]
+    built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", build_features, p, d, cfg, states[d]) for b, p in enumerate(parts)]
              for d in days}
     if not learned:
         return {d: _Snapshot(d, built[d], states[d]) for d in days}

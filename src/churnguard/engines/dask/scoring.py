@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.scoring import ScoreResult
 
-_DRIFT_LIMIT = 200_000  # rows in the drift sample, as in churnguard.scoring
-
-
 def _score_partition(model: ChurnModel, tables: Tables, feats: pd.DataFrame, playbook: Playbook, reasons_for: str,
                      as_of: pd.Timestamp) -> dict[str, Any]:
     """The steps of :func:`churnguard.scoring.score_tables` after the features, for one partition (without the
@@ -66,12 +63,14 @@ def _drift_rows(bundle: dict[str, Any], wanted: np.ndarray | None) -> pd.DataFra
 
 def _drift_sample(client: Client, tasks: _Tasks, scored: list[Future], light: pd.DataFrame) -> pd.DataFrame | None:
     """The local engine's drift sample: the in-lookback customers (in customer order, labelled by their row
-    in the scores), or the same ``sample(n=200_000, random_state=0)`` of them when there are more."""
+    in the scores), or the same ``sample(n=DRIFT_LIMIT, random_state=0)`` of them when there are more."""
+    from churnguard.scoring.score import DRIFT_LIMIT
+
     kept = light.loc[light["_in_lookback"]]
     wanted: dict[int, np.ndarray | None] = dict.fromkeys(range(len(scored)))
     labels = kept.index.to_numpy()
-    if len(kept) > _DRIFT_LIMIT:  # pandas' DataFrame.sample draws RandomState(seed).choice(n, size, replace=False)
-        labels = labels[np.random.RandomState(0).choice(len(kept), size=_DRIFT_LIMIT, replace=False)]
+    if len(kept) > DRIFT_LIMIT:  # pandas' DataFrame.sample draws RandomState(seed).choice(n, size, replace=False)
+        labels = labels[np.random.RandomState(0).choice(len(kept), size=DRIFT_LIMIT, replace=False)]
         chosen = light.loc[labels]
         wanted = {b: chosen.loc[chosen["_part"] == b, "customer_id"].to_numpy() for b in range(len(scored))}
     frames = _gather(client, [tasks.submit(f"drift-p{b}", _drift_rows, s, wanted[b]) for b, s in enumerate(scored)],

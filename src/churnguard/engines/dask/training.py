@@ -5,6 +5,7 @@ partition, the tuning model (number of trees, calibration) trained here on a sam
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -77,10 +78,6 @@ def _sample(frame: pd.DataFrame, frac: float, seed: int) -> pd.DataFrame:
 
 def _model_input(frame: pd.DataFrame, probe: ChurnModel) -> pd.DataFrame:
     return probe.prepare(frame)
-
-
-def _labels(frame: pd.DataFrame) -> pd.Series:
-    return frame["churned"]
 
 
 def _hashes_and_ids(tables: Tables) -> tuple[list[np.ndarray], np.ndarray]:
@@ -306,7 +303,7 @@ def _fit_distributed(client: Client, tasks: _Tasks, train: dict[int, Future], pr
     rounds = probe.best_iteration_
     remote_probe = client.scatter(probe, broadcast=True, hash=False)
     xs = [tasks.submit(f"modelinput-{tag}-p{b}", _model_input, f, remote_probe) for b, f in train.items()]
-    ys = [tasks.submit(f"labels-{tag}-p{b}", _labels, f) for b, f in train.items()]
+    ys = [tasks.submit(f"labels-{tag}-p{b}", operator.itemgetter("churned"), f) for b, f in train.items()]
     _gather(client, [tasks.submit(f"check-{tag}-p{b}", len, x) for b, x in zip(train, xs, strict=True)],
             "preparing the model inputs")  # failures surface here, not inside lightgbm
     x = dd.from_delayed(xs, meta=probe.prepare(sample.iloc[:0]), verify_meta=False)
