@@ -18,9 +18,9 @@ Runs the benchmark's request (one customer: 20 transactions, one ticket, attribu
 - ``score_records`` for --batch customers in one call (distinct ids, the same history), per customer: what
   the server's batching of concurrent requests' customers costs per request.
 
-With ``--profile``, ``score_records`` for the one customer is also run --calls times under cProfile and the
-churnguard's and LightGBM's functions are listed by cumulative time, then all functions by their own time
-(profiling overhead included).
+With ``--profile``, ``score_records`` for the one customer, then for the first --batch size, is also run
+--calls times under cProfile and the churnguard's and LightGBM's functions are listed by cumulative time,
+then all functions by their own time (profiling overhead included).
 
     python benchmarks/request_cpu.py [--work-dir /tmp/serve_bench] [--calls 2000] [--repeats 5] [--batch 8,16]
         [--profile]
@@ -160,22 +160,26 @@ def main() -> None:
                 import io
                 import pstats
 
-                profiler = cProfile.Profile()
-                profiler.enable()
-                for _ in range(calls):
-                    score_records(model, customers, as_of, playbook, population)
-                profiler.disable()
-                buf = io.StringIO()
-                stats = pstats.Stats(profiler, stream=buf)
-                stats.sort_stats("cumulative").print_stats(r"churnguard/|lightgbm/basic", 30)
-                stats.sort_stats("tottime").print_stats(15)
-                profile_text.append(buf.getvalue())
+                sizes = [1] + [int(v) for v in args.batch.split(",") if v.strip()][:1]
+                for size in sizes:  # one customer, and the first --batch size
+                    many = customers if size == 1 else [replace(customers[0], customer_id=f"bench-{i}")
+                                                        for i in range(size)]
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                    for _ in range(calls):
+                        score_records(model, many, as_of, playbook, population)
+                    profiler.disable()
+                    buf = io.StringIO()
+                    stats = pstats.Stats(profiler, stream=buf)
+                    stats.sort_stats("cumulative").print_stats(r"churnguard/|lightgbm/basic", 30)
+                    stats.sort_stats("tottime").print_stats(15)
+                    profile_text.append(f"{size} customer(s) per call:\n{buf.getvalue()}")
 
     asyncio.run(run())
     for name, us in results.items():
         print(f"{name:<70} {us:8.1f} us")
     for text in profile_text:
-        print(f"\ncProfile of {calls} score_records calls (one customer):\n{text}")
+        print(f"\ncProfile of {calls} score_records calls, {text}")
 
 
 if __name__ == "__main__":

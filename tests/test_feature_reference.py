@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from churnguard.config import load_config
@@ -166,6 +168,34 @@ def test_run_std_is_pandas_grouped_std_to_the_bit(runs):
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     want = pd.Series(values).groupby(np.repeat(np.arange(len(runs)), sizes), sort=False).std().to_numpy()
     np.testing.assert_array_equal(kernel.run_std(values, starts, sizes), want)
+
+
+_MANY = [(i * 7 % 10, (i * 7919 % 1000) / 7.0 - 60.0) for i in range(kernel._FEW_VALUES + 100)]  # arrays' path
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.floats(-1e6, 1e6, allow_nan=False)), max_size=600))
+@example(_MANY)
+@example([(0, 1.0627551447832957), (0, 1.0627551447832957), (0, 48575.0), (0, 1e6)])  # pandas: 1 ulp off
+def test_grouped_means_extremes_and_windows(rows):
+    """Per-customer means on plain floats (up to ``_FEW_VALUES`` values) equal the arrays' path to the bit and
+    pandas' grouped mean to a rounding; extremes equal pandas' exactly; window counts and sums equal
+    :meth:`Groups.sum` of each window's rows to the bit."""
+    pos = np.array([p for p, _ in rows], dtype=np.intp)
+    values = np.array([v for _, v in rows], dtype="float64")
+    g, by, index = kernel.Groups(10), pd.Series(values).groupby(pos), pd.RangeIndex(10)
+    mean = g.mean(pos, values)
+    with mock.patch.object(kernel, "_FEW_VALUES", -1):  # every length through the arrays' path
+        np.testing.assert_array_equal(mean, g.mean(pos, values))
+    np.testing.assert_allclose(mean, by.mean().reindex(index).to_numpy(), rtol=1e-15)
+    for how in ("min", "max"):
+        np.testing.assert_array_equal(g.extreme(pos, values, how), by.agg(how).reindex(index).to_numpy())
+    age = np.abs(values) % 400
+    windows = (30, 90, 365)
+    counts, sums = g.windows(pos, age, windows), g.windows(pos, age, windows, values)
+    for k, w in enumerate(windows):
+        np.testing.assert_array_equal(counts[k], g.sum(pos[age < w]))
+        np.testing.assert_array_equal(sums[k], g.sum(pos[age < w], values[age < w]))
 
 
 def test_ids_split_over_many_chunks_keep_one_sorted_index():

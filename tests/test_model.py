@@ -392,3 +392,14 @@ def test_convert_refuses_an_empty_or_short_key_file(fitted, tmp_path, monkeypatc
     with pytest.raises(ModelFileError, match=f"is {len(key)} bytes long; a key under 16 bytes can be guessed"):
         convert_model_file(old, tmp_path / "m.zip")
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_column_matrix_by_hand():
+    """Numbers as given, categorical codes with -1 as missing, absent features missing; column-major."""
+    from churnguard.model._modelcore import column_matrix
+
+    columns = {"spend": np.array([1.5, 2.0]), "region": np.array([1, -1], dtype=np.int32)}
+    got = column_matrix(columns, 2, ["spend", "absent", "region"], {"region": ["north", "south"]})
+    np.testing.assert_array_equal(got, [[1.5, np.nan, 1.0], [2.0, np.nan, np.nan]])
+    assert got.dtype == np.float64 and got.flags.f_contiguous
+    assert column_matrix({}, 0, ["spend"], {}).shape == (0, 1)

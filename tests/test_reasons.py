@@ -14,6 +14,7 @@ from churnguard.config import load_config
 from churnguard.dataset import validate_tables
 from churnguard.features import build_features
 from churnguard.population import Population
+from churnguard.scoring import reasons
 from churnguard.scoring.reasons import (
     NEVER_REASONS,
     Wording,
@@ -117,7 +118,7 @@ def test_every_kernel_feature_has_a_phrase_and_reads_without_names_or_exponents(
     assert NEVER_REASONS == {"as_of_month"}
 
 
-def test_common_values_from_the_training_profiles():
+def test_common_values_from_the_training_profiles(monkeypatch):
     profiles = {
         "loyalty_points": {"kind": "numeric", "missing": 0.0, "edges": [0.0, 40.0], "proportions": [0.67, 0.2, 0.13],
                            "min": 0.0},
@@ -140,6 +141,14 @@ def test_common_values_from_the_training_profiles():
             "attr_region": np.array([1, 0]), "as_of_month": np.array([12.0, 12.0]), "recency_days": np.array([0.0, 9.0])}
     hidden = uninformative(names, cols, {"attr_region": ("south", "north")}, common, np.array([0, 1]))
     assert hidden.tolist() == [[True, True, True, True, False], [False, False, False, True, False]]
+    # in blocks of rows (long columns are read block by block): the same, for rows in any order
+    many = {name: np.tile(values, 3) for name, values in cols.items()}
+    rows = np.array([5, 0, 3, 2, 1])
+    for block_rows in (2, 1 << 16):
+        monkeypatch.setattr(reasons, "_BLOCK_ROWS", block_rows)
+        hidden = uninformative(names, many, {"attr_region": ("south", "north")}, common, rows)
+        assert hidden.tolist() == [[False, False, False, True, False], [True, True, True, True, False]] * 2 + [
+            [False, False, False, True, False]]
 
 
 def test_reasons_leave_out_the_hidden_and_name_one_feature_per_topic():

@@ -61,6 +61,17 @@ def test_every_playbook_rule_is_hit_by_its_customer():
     assert flags["lapsed"].tolist() == [True] + [False] * (len(df) - 1)
 
 
+def test_many_customers_get_the_actions_each_gets_alone():
+    """Labels are coded one by one for a few customers and one pass per label for many: the same actions."""
+    df = _customers()
+    many = pd.concat([df] * 10, ignore_index=True)  # 120 customers, over rules._FEW
+    flags = signals({c: many[c].to_numpy() for c in many.columns if c not in ("band", "tier", "expected", "stage")},
+                    len(many), sla_hours=24, new_customer_days=90, lookback_days=365)
+    actions = assign_actions(many["band"].to_numpy(), many["stage"].to_numpy(), many["tier"].to_numpy(), flags,
+                             PLAYBOOK)
+    assert actions.tolist() == many["expected"].tolist()
+
+
 def test_rules_match_on_lifecycle_stage(tmp_path):
     p = tmp_path / "a.yaml"
     p.write_text("actions:\n  - {name: keep_warm, when: {stage: [at_risk, lapsing], band: [low]}, cost: 1,"

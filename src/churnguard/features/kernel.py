@@ -67,6 +67,7 @@ _FEW = 64  # up to this many values, attributes are converted one by one instead
 _PER_DAY = {np.dtype(f"datetime64[{unit}]"): np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64)
             for unit in ("s", "ms", "us", "ns")}
 _FEW_VALUES = 256  # up to this many values, _runs steps through each run on plain floats
+_OLDEST = np.iinfo(np.int64).min  # before every timestamp (as int64)
 
 
 
@@ -113,18 +114,32 @@ class Groups:
         """Count (or sum of ``values``, added in row order) per customer."""
         return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
 
+    def windows(self, pos: np.ndarray, age: np.ndarray, windows: tuple[int, ...],
+                values: np.ndarray | None = None) -> np.ndarray:
+        """Per window ``w`` (the rows with ``age < w``), what :meth:`sum` gives for those rows: windows x
+        customers, in one count."""
+        inside = age < np.asarray(windows, dtype="float64")[:, None]
+        at = (np.arange(len(windows))[:, None] * self.n + pos)[inside]
+        weights = None if values is None else np.broadcast_to(values, inside.shape)[inside]
+        total = np.bincount(at, weights=weights, minlength=len(windows) * self.n)
+        return total.astype("float64", copy=False).reshape(len(windows), self.n)
+
     def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
-        """min / max of values per customer; NaN where a customer has none (values hold no NaN)."""
-        ufunc, start = (np.minimum, np.inf) if how == "min" else (np.maximum, -np.inf)
-        out = np.full(self.n, start)
-        ufunc.at(out, pos, np.asarray(values, dtype="float64"))
-        out[np.bincount(pos, minlength=self.n) == 0] = np.nan
+        """min / max of values per customer; NaN where a customer has none (values hold no NaN: ``fmin`` /
+        ``fmax`` from NaN take the first value)."""
+        out = np.full(self.n, np.nan)
+        (np.fmin if how == "min" else np.fmax).at(out, pos, np.asarray(values, dtype="float64"))
         return out
 
     def mean(self, pos: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Mean per customer, each customer's values added in row order with Kahan's compensation (the grouped
         mean pandas computes); NaN where a customer has none."""
         values = np.asarray(values, dtype="float64")
+        if len(values) <= _FEW_VALUES:  # a few values: each customer's run on plain floats, as _runs steps it
+            out = np.full(self.n, np.nan)
+            for p, (total, _, size) in _small_runs(pos, values, _kahan).items():
+                out[p] = total / size
+            return out
         order = np.argsort(pos, kind="stable")
         spos = pos[order]
         starts = _run_starts(spos)
@@ -146,6 +161,21 @@ def _welford(mean, m2, val, k: int):
     """The ``k``-th step (from 0) of Welford's mean and sum of squared deviations, on floats or arrays alike."""
     new = mean + (val - mean) / (k + 1)
     return new, m2 + (val - new) * (val - mean)
+
+
+def _small_runs(pos: np.ndarray, values: np.ndarray, step) -> dict[int, tuple[float, float, int]]:
+    """``step`` (see :func:`_runs`) over each customer's values in row order, on plain floats: customer
+    position -> the two state values and the number of values."""
+    runs: dict[int, list[float]] = {}
+    for p, val in zip(pos.tolist(), values.tolist(), strict=True):
+        runs.setdefault(p, []).append(val)
+    out = {}
+    for p, vals in runs.items():
+        a, b = 0.0, 0.0
+        for j, val in enumerate(vals):
+            a, b = step(a, b, val, j)
+        out[p] = (a, b, len(vals))
+    return out
 
 
 def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tuple[np.ndarray, np.ndarray]:
@@ -235,10 +265,10 @@ def _window_features(g: Groups, orders: tuple[np.ndarray, np.ndarray, np.ndarray
     same span before)."""
     pos, age, value = orders
     f = {}
-    for w in cfg.windows_days:
-        inside = age < w
-        f[f"orders_{w}d"] = g.sum(pos[inside])
-        f[f"spend_{w}d"] = g.sum(pos[inside], value[inside])
+    counts = g.windows(pos, age, cfg.windows_days)
+    spend = g.windows(pos, age, cfg.windows_days, value)
+    for k, w in enumerate(cfg.windows_days):
+        f[f"orders_{w}d"], f[f"spend_{w}d"] = counts[k], spend[k]
     tw = cfg.trend_window_days
     recent, before = age < tw, (age >= tw) & (age < 2 * tw)
     f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
@@ -330,7 +360,7 @@ def _latest(g: Groups, pos: np.ndarray, opened: np.ndarray, values: np.ndarray, 
     """Value of the most recently opened ticket per customer among ``mask``; ties go to the larger value so
     the result never depends on row order."""
     pos, opened, values = pos[mask], opened[mask].view("int64"), values[mask]
-    newest = np.full(g.n, np.iinfo(np.int64).min)
+    newest = np.full(g.n, _OLDEST)
     np.maximum.at(newest, pos, opened)
     at_newest = opened == newest[pos]
     return g.extreme(pos[at_newest], values[at_newest], "max")
@@ -351,8 +381,9 @@ def support_features(n: int, pos: np.ndarray, age: np.ndarray, times: Mapping[st
     """
     g = Groups(n)
     f: dict[str, np.ndarray] = {}
-    for w in cfg.ticket_windows_days:
-        f[f"tickets_{w}d"] = g.sum(pos[age < w])
+    counts = g.windows(pos, age, cfg.ticket_windows_days)
+    for k, w in enumerate(cfg.ticket_windows_days):
+        f[f"tickets_{w}d"] = counts[k]
     f["tickets_total"] = g.sum(pos)
     f["days_since_last_ticket"] = g.extreme(pos, age, "min")
     opened = times["opened_at"]

@@ -42,11 +42,6 @@ class CustomerRecords:
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
-def _day(value: datetime) -> int:
-    """The calendar day of a timestamp as a day number (``churnguard.features.kernel.day_numbers``)."""
-    return value.toordinal() - _EPOCH
-
-
 def _times(values: list) -> np.ndarray:
     return np.array([np.datetime64("NaT") if v is None else v for v in values], dtype="datetime64[us]")
 
@@ -54,10 +49,13 @@ def _times(values: list) -> np.ndarray:
 def _order_groups(pos: np.ndarray, keys: list) -> np.ndarray:
     """The label shared by rows (all purchases, or all refunds) of one customer with the same order key, -1 for
     a row that is an order of its own (as ``churnguard.features.build`` labels them)."""
-    seen: dict[tuple, list[int]] = {}
-    for row, key in enumerate(zip(pos.tolist(), keys, strict=True)):
-        seen.setdefault(key, []).append(row)
     group = np.full(len(keys), -1, dtype=np.int64)
+    pairs = list(zip(pos.tolist(), keys, strict=True))
+    if len(set(pairs)) == len(pairs):  # every row an order of its own
+        return group
+    seen: dict[tuple, list[int]] = {}
+    for row, key in enumerate(pairs):
+        seen.setdefault(key, []).append(row)
     for label, rows in enumerate(r for r in seen.values() if len(r) > 1):
         group[rows] = label
     return group
@@ -92,12 +90,14 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     where = np.cumsum(known) - 1
     n = int(known.sum())
     tx_pos = where[np.array([i for i, _ in tx], dtype=np.intp)]
-    amount = np.array([float(t["amount"]) for _, t in tx], dtype="float64")
-    age = np.array([day - _day(t["timestamp"]) for _, t in tx], dtype="float64")
+    amounts = [float(t["amount"]) for _, t in tx]
+    amount = np.array(amounts, dtype="float64")
+    # days from each transaction's calendar day (kernel.day_numbers) to as_of's
+    age = np.array([day + _EPOCH - t["timestamp"].toordinal() for _, t in tx], dtype="float64")
     buy, refund = amount > 0, amount < 0
-    keys = [_order_key(t) for (_, t), b in zip(tx, buy, strict=True) if b]
+    keys = [_order_key(t) for (_, t), a in zip(tx, amounts, strict=True) if a > 0]
     orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))
-    refund_keys = [_order_key(t) for (_, t), r in zip(tx, refund, strict=True) if r]
+    refund_keys = [_order_key(t) for (_, t), a in zip(tx, amounts, strict=True) if a < 0]
     refunds = (tx_pos[refund], -amount[refund], _order_groups(tx_pos[refund], refund_keys))
     purchase = k.purchase_features(n, orders, refunds, cfg)
     support = _support(tk, where, day, end, n, cfg)

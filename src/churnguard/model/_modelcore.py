@@ -117,13 +117,10 @@ def column_matrix(columns: Mapping[str, np.ndarray], n: int, feature_names: Sequ
                   categories: Mapping[str, Sequence[Any]]) -> np.ndarray:
     """:func:`feature_matrix` from columns already typed: float64 numbers, and for categorical features
     integer codes into the training levels (-1 when unknown). Absent features are NaN."""
-    out = np.full((n, len(feature_names)), np.nan, dtype=np.float64, order="F")
-    for j, c in enumerate(feature_names):
-        if c not in columns:
-            continue
-        values = columns[c]
-        out[:, j] = np.where(values >= 0, values, np.nan) if c in categories else values
-    return out
+    absent = np.full(n, np.nan)
+    stack = [absent if c not in columns else np.where(columns[c] >= 0, columns[c], np.nan) if c in categories
+             else columns[c] for c in feature_names]
+    return np.array(stack, dtype=np.float64).reshape(len(feature_names), n).T  # one copy, column-major
 
 
 def curve_column(horizon: int) -> str:

@@ -435,16 +435,25 @@ def uninformative(names: list[str], cols: Mapping[str, np.ndarray], levels: Mapp
     index = _columns(tuple(names))
     for name in NEVER_REASONS & index.keys():
         out[:, index[name]] = True
+    at, shared_values, columns = [], [], []  # the features compared, their common value (a code, a number)
     for name, shared in common.items():
         if name not in index or name not in cols or name in NEVER_REASONS:
             continue
-        j, values = index[name], np.asarray(cols[name])[rows]
-        if name in levels:  # codes into the levels, -1 when unknown
-            code = -1 if shared is None else levels[name].index(shared) if shared in levels[name] else None
-            out[:, j] = values == code if code is not None else False
-        elif isinstance(shared, float):
-            values = np.asarray(values, dtype="float64")
-            out[:, j] = np.isnan(values) if math.isnan(shared) else values == shared
+        if name in levels:  # codes into the levels, -1 when unknown; a label not among them: never common
+            if shared is not None and shared not in levels[name]:
+                continue
+            shared = -1.0 if shared is None else float(levels[name].index(shared))
+        elif not isinstance(shared, float):
+            continue
+        at.append(index[name])
+        shared_values.append(shared)
+        columns.append(cols[name])
+    shared = np.array(shared_values)[:, None]
+    for start in range(0, len(rows) if at else 0, _BLOCK_ROWS):  # features x customers, a block at a time
+        block = rows[start : start + _BLOCK_ROWS]
+        values = (np.array(columns, dtype="float64")[:, block] if len(columns[0]) <= _BLOCK_ROWS
+                  else np.array([np.asarray(c)[block] for c in columns], dtype="float64"))
+        out[start : start + len(block)][:, at] = np.where(np.isnan(shared), np.isnan(values), values == shared).T
     return out
 
 
@@ -465,8 +474,21 @@ def _topic_codes(names: tuple[str, ...]) -> np.ndarray:
     return codes
 
 
-_BLOCK_ROWS = 65_536  # rows whose candidates' topics are compared at once in pick_reasons
+_BLOCK_ROWS = 65_536  # rows compared at once in uninformative (common values) and pick_reasons (topics)
 _FEW_ROWS = 64  # up to this many rows, one stable sort per row costs less than ``n`` passes of ``argmax``
+
+
+def _along(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values[i, columns[i, k]]`` per row ``i`` (``np.take_along_axis`` on axis 1, without its set-up)."""
+    return values[np.arange(len(values))[:, None], columns]
+
+
+@functools.lru_cache(maxsize=16)
+def _later(width: int) -> np.ndarray:
+    """``[j, k]``: candidate ``j`` comes before candidate ``k`` (read-only)."""
+    later = np.triu(np.ones((width, width), dtype=bool), 1)
+    later.setflags(write=False)
+    return later
 
 
 def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
@@ -474,11 +496,13 @@ def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
     column), -1 where fewer than ``n`` contributions are positive: the first ``n`` of a stable descending sort,
     found with ``n`` passes of ``argmax`` instead of sorting (up to ``_FEW_ROWS`` rows without NaN: sorted)."""
     rest = np.array(contrib, dtype="float64", order="C")  # a copy: the chosen values are knocked out below
-    out = np.full((len(rest), n), -1, dtype=np.intp)
     if len(rest) <= _FEW_ROWS and not np.isnan(rest).any():
         order = np.argsort(-rest, axis=1, kind="stable")[:, :n]
-        out[:, : order.shape[1]] = np.where(np.take_along_axis(rest, order, axis=1) > 0, order, -1)
-        return out
+        out = np.where(_along(rest, order) > 0, order, -1)
+        if out.shape[1] == n:
+            return out
+        return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1)
+    out = np.full((len(rest), n), -1, dtype=np.intp)
     rows = np.arange(len(rest))
     for k in range(min(n, rest.shape[1])):
         idx = rest.argmax(axis=1)
@@ -493,13 +517,13 @@ def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: i
     shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))
     candidates = top_features(shown, min(CANDIDATES, len(names)))
     codes, width = _topic_codes(tuple(names)), candidates.shape[1]
-    later = np.triu(np.ones((width, width), dtype=bool), 1)  # [j, k]: candidate j comes before candidate k
+    later = _later(width)
     for start in range(0, len(candidates), _BLOCK_ROWS):  # rows x width x width booleans at a time
         block = candidates[start : start + _BLOCK_ROWS]
         topic = codes[block]
         block[((topic[:, :, None] == topic[:, None, :]) & later).any(axis=1) & (block >= 0)] = -1
     order = np.argsort(candidates < 0, axis=1, kind="stable")[:, :n]  # the kept ones first, in their order
-    out = np.take_along_axis(candidates, order, axis=1)
+    out = _along(candidates, order)
     return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1) if out.shape[1] < n else out
 
 
@@ -538,7 +562,7 @@ def _once_each(texts: np.ndarray) -> np.ndarray:
     for k in range(1, texts.shape[1]):
         repeat = (texts[:, :k] == texts[:, [k]]).any(axis=1) & (texts[:, k] != "")
         texts[repeat, k] = ""
-    return np.take_along_axis(texts, np.argsort(texts == "", axis=1, kind="stable"), axis=1)
+    return _along(texts, np.argsort(texts == "", axis=1, kind="stable"))
 
 
 def _each_distinct(phrase: Phrase, wording: Wording, values: np.ndarray, context: list[np.ndarray]) -> np.ndarray:

@@ -159,14 +159,25 @@ def _holds(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapp
     holds = np.ones((len(c.names) - 1, len(bands)), dtype=bool)
     for (_, labels, table), values in zip(c.kinds, (bands, stages, tiers), strict=True):
         if labels:
-            code = np.full(len(values), len(labels))
-            for i, label in enumerate(labels):
-                code[values == label] = i
-            holds &= table[:, code]
+            holds &= table[:, _label_codes(values, labels)]
     if c.signals:
         on = np.array([flags[s] for s in c.signals], dtype=bool).reshape(len(c.signals), len(bands))
         holds &= ~(c.need @ ~on) & ~(c.refuse @ on)
     return holds
+
+
+_FEW = 64  # up to this many customers, labels are coded one by one instead of one pass per label
+
+
+def _label_codes(values: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+    """Each value's position in ``labels``, ``len(labels)`` for any other value."""
+    if len(values) <= _FEW:
+        index = {label: i for i, label in enumerate(labels)}
+        return np.array([index.get(v, len(labels)) for v in values.tolist()], dtype=np.intp)
+    code = np.full(len(values), len(labels))
+    for i, label in enumerate(labels):
+        code[values == label] = i
+    return code
 
 
 def value_at_stake(clv: np.ndarray, lifespan_years: float, max_years: float) -> np.ndarray:

@@ -118,7 +118,8 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     action = rules.assign_actions(bands, stage, tiers, flags, playbook)
     cost, ev = rules.expected_value(prob, clv, action, playbook, info.population.lifespan_years)
     texts = _reasons(model, cols, levels, contrib, scored, bands if reasons_for != "all" else None)
-    texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
+    if not scored.all():
+        texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
     out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored), "risk_band": bands,
            "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
@@ -189,7 +190,9 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     for name in names:
         if name not in cols:
             continue
-        values = np.asarray(cols[name]) if every else np.asarray(cols[name])[rows]
+        values = cols[name] if every else np.asarray(cols[name])[rows]
+        if name in categories or name in levels:
+            values = np.asarray(values)
         if name in categories:
             trained = list(categories[name])
             given = list(levels.get(name, ()))
