@@ -33,6 +33,15 @@ def test_sigmoid_calibration_is_strictly_increasing_where_raw_scores_differ(code
     assert (np.diff(p)[~differ] == 0).all()  # and tied only where they tie
 
 
+def test_a_steep_sigmoid_reaches_0_and_1_without_overflow():
+    """coef 60 on logit(1e-7) = -16.1 is exp(967) in the denominator: the probability is 0.0, no warning (the
+    suite turns warnings into errors); the other end is 1.0."""
+    from churnguard.model._modelcore import Calibrator
+
+    p = Calibrator("sigmoid", coef=60.0).probability(np.array([1e-9, 0.5, 1 - 1e-9]))
+    assert p.tolist() == [0.0, 0.5, 1.0]
+
+
 def test_isotonic_steps_tie_customers_whose_scores_differ():
     raw = np.linspace(0.01, 0.99, 200)
     y = (np.arange(200) % 3 == 0).astype(float)  # no relation to the score: one flat step

@@ -70,7 +70,8 @@ class Calibrator:
             p = np.clip(np.interp(raw, self.x, self.y), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
             p = p if self.shift == 0.0 else 1.0 / (1.0 + np.exp(-(logit(p) + self.shift)))
         else:
-            p = 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept + self.shift)))
+            with np.errstate(over="ignore"):  # a steep fit's exp(710+) is inf: the probability is 0.0, rightly
+                p = 1.0 / (1.0 + np.exp(-(self.coef * logit(raw) + self.intercept + self.shift)))
         return p if self.power == 1.0 else p**self.power
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
