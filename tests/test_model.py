@@ -401,5 +401,6 @@ def test_column_matrix_by_hand():
     columns = {"spend": np.array([1.5, 2.0]), "region": np.array([1, -1], dtype=np.int32)}
     got = column_matrix(columns, 2, ["spend", "absent", "region"], {"region": ["north", "south"]})
     np.testing.assert_array_equal(got, [[1.5, np.nan, 1.0], [2.0, np.nan, np.nan]])
-    assert got.dtype == np.float64 and got.flags.f_contiguous
+    assert got.dtype == np.float64
+    assert got.flags.f_contiguous
     assert column_matrix({}, 0, ["spend"], {}).shape == (0, 1)
