@@ -169,13 +169,14 @@ def _small_runs(pos: np.ndarray, values: np.ndarray, step) -> dict[int, tuple[fl
     runs: dict[int, list[float]] = {}
     for p, val in zip(pos.tolist(), values.tolist(), strict=True):
         runs.setdefault(p, []).append(val)
-    out = {}
-    for p, vals in runs.items():
-        a, b = 0.0, 0.0
-        for j, val in enumerate(vals):
-            a, b = step(a, b, val, j)
-        out[p] = (a, b, len(vals))
-    return out
+    return {p: (*_stepped(vals, step), len(vals)) for p, vals in runs.items()}
+
+
+def _stepped(vals: list[float], step, a: float = 0.0, b: float = 0.0, first: int = 0) -> tuple[float, float]:
+    """``step`` over one run's values on plain floats, from the state ``(a, b)`` and the step number ``first``."""
+    for j, val in enumerate(vals, start=first):
+        a, b = step(a, b, val, j)
+    return a, b
 
 
 def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +188,7 @@ def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tu
     if len(values) <= _FEW_VALUES:
         state = [np.zeros(len(sizes)), np.zeros(len(sizes))]
         for i, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True)):
-            a, b = 0.0, 0.0
-            for j, val in enumerate(values[start : start + size].tolist()):
-                a, b = step(a, b, val, j)
-            state[0][i], state[1][i] = a, b
+            state[0][i], state[1][i] = _stepped(values[start : start + size].tolist(), step)
         return state[0], state[1]
     order = np.argsort(-sizes, kind="stable")
     first, n = starts[order], sizes[order]
@@ -198,10 +196,8 @@ def _runs(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, step) -> tu
     active = np.searchsorted(-n, -np.arange(int(n[0]) if len(n) else 0), side="left")  # runs longer than k
     for k, m in enumerate(active.tolist()):
         if m == 1:
-            a, b = float(state[0][0]), float(state[1][0])
-            for j, val in enumerate(values[first[0] + k : first[0] + n[0]].tolist(), start=k):
-                a, b = step(a, b, val, j)
-            state[0][0], state[1][0] = a, b
+            state[0][0], state[1][0] = _stepped(values[first[0] + k : first[0] + n[0]].tolist(), step,
+                                                float(state[0][0]), float(state[1][0]), k)
             break
         new = step(state[0][:m], state[1][:m], values[first[:m] + k], k)
         state[0][:m], state[1][:m] = new
