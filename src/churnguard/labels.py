@@ -70,7 +70,8 @@ def _active_and_churned(enc: _Encoded, as_of: pd.Timestamp, horizon_days: int,
 def bought_within(transactions: pd.DataFrame, customer_id: pd.Series, day: pd.Series, horizon_days: int
                   ) -> np.ndarray:
     """Per (customer, day) pair: a purchase (a positive amount) on a day in ``(day, day + horizon_days]``, the
-    window after ``day`` that the labels, the campaign read-out and the uplift model's outcome all use."""
+    window in which :func:`label_arrays` counts a customer as returned, here for a day of each pair's own (the
+    campaign read-out's and the uplift model's outcome)."""
     buys = transactions.loc[transactions["amount"].to_numpy() > 0, ["customer_id", "timestamp"]]
     pairs = pd.DataFrame({"customer_id": customer_id.to_numpy(), "day": day.to_numpy()}).reset_index()
     m = pairs.merge(buys, on="customer_id")
