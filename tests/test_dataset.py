@@ -152,6 +152,9 @@ def test_non_numeric_amounts():
 def test_empty_customer_ids():
     with pytest.raises(DataError, match=r"'customer_id': 1 row\(s\) are empty"):
         validate_tables(_tx(customer_id=["a", "  ", "c"]), config=STRICT)
+    # a missing cell has no value to quote: no "e.g." before the row numbers
+    with pytest.raises(DataError, match=r"'customer_id': 1 row\(s\) are empty \(rows 2\)"):
+        validate_tables(_tx(customer_id=["a", None, "c"]), config=STRICT)
 
 
 def test_reject_mode_reports_every_bad_row():

@@ -415,12 +415,18 @@ def _examples(values: pd.Series, n: int = 3) -> str:
     return ", ".join(map(repr, _first_unique(values, n)))
 
 
+def _for_example(values: pd.Series) -> str:
+    """``, e.g. 'x', 'y'`` for the first distinct values, nothing when none is given (empty cells)."""
+    examples = _examples(values)
+    return f", e.g. {examples}" if examples else ""
+
+
 def rows_error(source: str, table: str, n_rows: int, groups: list[tuple[str, str, int, pd.Series, list[str]]]
                ) -> DataError:
     """The error for a ``table`` file's unusable rows, from one group per (column, reason): the column, the
     reason, how many rows, their values (the first few distinct ones are quoted) and where the first rows are."""
     n_bad = sum(n for _, _, n, _, _ in groups)
-    lines = [f"  column {column!r}: {n} row(s) {reason}, e.g. {_examples(values)} (rows {', '.join(where[:3])})"
+    lines = [f"  column {column!r}: {n} row(s) {reason}{_for_example(values)} (rows {', '.join(where[:3])})"
              for column, reason, n, values, where in groups]
     hint = ("no usable rows remain" if n_bad == n_rows
             else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report")
