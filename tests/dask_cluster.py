@@ -3,11 +3,26 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dask
 import distributed
 
 
-def local_cluster(**config) -> distributed.LocalCluster:
-    """A new cluster, built under the given Dask config (e.g. ``distributed.scheduler.allowed-failures``)."""
+@contextmanager
+def local_cluster(**config) -> Iterator[distributed.LocalCluster]:
+    """A new cluster, built under the given Dask config (e.g. ``distributed.scheduler.allowed-failures``), closed
+    on exit. Then the comm sockets Dask's clients leave to the garbage collector are collected there, not in a
+    later test that the ResourceWarning would fail (the suite turns warnings into errors)."""
     with dask.config.set(config):
-        return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    try:
+        with cluster:
+            yield cluster
+    finally:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
+            gc.collect()

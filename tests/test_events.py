@@ -226,7 +226,7 @@ def test_bad_event_values_read_from_parquet_are_named_as_from_a_frame(tmp_path, 
     events.loc[3, column] = value
     events.to_parquet(tmp_path / "events.parquet", index=False)
     TX.to_csv(tmp_path / "tx.csv", index=False)
-    with pytest.raises(DataError, match=rf"column '{column}': 1 row\(s\) {reason}, e.g.  \(rows 4\)") as from_file:
+    with pytest.raises(DataError, match=rf"column '{column}': 1 row\(s\) {reason} \(rows 4\)") as from_file:
         load_tables(tmp_path / "tx.csv", config=DataConfig(), events=tmp_path / "events.parquet")
     with pytest.raises(DataError) as from_frame:
         validate_tables(pd.read_csv(tmp_path / "tx.csv", dtype=str), config=DataConfig(), events=events,
