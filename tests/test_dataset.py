@@ -507,7 +507,7 @@ def _load(paths: dict, config: DataConfig, block_rows: int, **kwargs):
        st.lists(st.sampled_from(_IDS), min_size=1, max_size=6),
        st.integers(1, 5), st.sampled_from(["raise", "reject"]), st.booleans(), st.booleans())
 def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_ids, block_rows, mode, exclude,
-                                                         features_only):
+                                                         feature_inputs_only):
     """A Parquet file read and checked a few rows at a time gives the tables, rejects (row numbers included),
     exclusion counts, id codes and error messages of the file checked at once."""
     import tempfile
@@ -528,7 +528,8 @@ def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_id
         paths = {name: Path(tmp) / f"{name}.parquet" for name in frames}
         for name, frame in frames.items():
             frame.to_parquet(paths[name], index=False, row_group_size=3)
-        whole, blocks = (_load(paths, config, n, features_only=features_only) for n in (10**6, block_rows))
+        whole, blocks = (_load(paths, config, n, feature_inputs_only=feature_inputs_only)
+                         for n in (10**6, block_rows))
     if isinstance(whole, str):
         assert blocks == whole
         return
@@ -538,7 +539,7 @@ def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_id
         assert codes.distinct.take(codes.codes).to_pylist() == getattr(blocks, name)["customer_id"].tolist()
     pd.testing.assert_frame_equal(blocks.rejects, whole.rejects, check_exact=True)
     assert blocks.excluded == whole.excluded
-    if features_only:
+    if feature_inputs_only:
         assert list(blocks.transactions.columns) == ["customer_id", "amount", "timestamp", "order_id"]
 
 

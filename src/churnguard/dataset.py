@@ -92,8 +92,9 @@ CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
         "optional": ("campaign_id", "cost"),
     },
 }
-# Contract columns the features read (customers: every column, as attributes). Scoring reads only these; the
-# other optional columns are checked when a table is loaded in full, but no score depends on them.
+# Contract columns the features read (customers: every column, as attributes). ``features`` and ``score`` read
+# only these; the other optional columns are checked when a table is loaded in full (training, reports), but no
+# feature or score depends on them.
 FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
     "transactions": ("customer_id", "timestamp", "amount", "order_id"),
     "tickets": ("customer_id", "opened_at", "first_response_at", "resolved_at", "csat"),
@@ -870,13 +871,11 @@ class RawTable:
 
 
 def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
-             date_styles: dict[str, dict[str, str]], keep: tuple[str, ...] | None = None
-             ) -> tuple[_Checker, dict[str, int]]:
+             date_styles: dict[str, dict[str, str]]) -> tuple[_Checker, dict[str, int]]:
     """Check the columns, then per block: leave out the rows of ``data.exclude``, rename to contract names and
     parse types (dates in the table's ``date_styles``, by contract name, when given); bad rows are flagged on
-    the returned checker (the blocks' joined), returned with the rows left out per rule. ``keep``: the contract
-    columns the checker keeps of each block once it is checked (None: all). ``sources``: names for messages,
-    per table."""
+    the returned checker (the blocks' joined), returned with the rows left out per rule. ``sources``: names for
+    messages, per table."""
     source = sources.get(table, table)
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in raw.names if c not in (ROW_COLUMN, EXTRA_FIELDS)]
@@ -889,8 +888,6 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
         check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
                          first_row=start + 1)
         _check_block(check, config, date_styles.get(table), priced)
-        if keep is not None:
-            check.df = check.df[[c for c in check.df.columns if c in keep]]
         return check, excluded
 
     blocks = raw.blocks
@@ -1069,13 +1066,11 @@ def validate_tables(
 
 
 def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, str], allow_empty: bool,
-              styles: dict[str, dict[str, str]], features_only: bool = False) -> Tables:
-    """:func:`validate_tables` of raw tables whole or in blocks; ``features_only``: every column is checked, but
-    only the columns the features read (:data:`FEATURE_INPUTS`) are kept."""
+              styles: dict[str, dict[str, str]]) -> Tables:
+    """:func:`validate_tables` of raw tables whole or in blocks."""
     excluded, checks = {}, {}
     for name in filter(raw.__contains__, ("transactions", "customers", "tickets", "events")):
-        keep = FEATURE_INPUTS[name] if features_only else None
-        checks[name], excluded[name] = _prepare(raw[name], name, sources, config, allow_empty, styles, keep)
+        checks[name], excluded[name] = _prepare(raw[name], name, sources, config, allow_empty, styles)
     if "customers" in checks:
         checks["customers"].flag(checks["customers"].repeated_ids(), "customer_id", "are duplicate customer ids")
     if "tickets" in checks:
@@ -1302,18 +1297,15 @@ def load_tables(
     config: DataConfig,
     feature_inputs_only: bool = False,
     events: str | Path | DbSource | None = None,
-    features_only: bool = False,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
-    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use;
-    ``features_only``: check every column read, but keep only the columns the features use (the same rows,
-    rejects and features, in less memory). A Parquet file is read and checked a block of rows at a time
-    (:func:`_blocks`), so that with ``features_only`` memory holds the kept columns and one block."""
+    :func:`validate_tables`); ``feature_inputs_only``: read and check only the columns the features use
+    (:func:`feature_columns`), as ``churnguard features`` and ``score`` do, so a bad value in another column
+    sets no row aside. A Parquet file is read and checked a block of rows at a time (:func:`_blocks`)."""
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
     raw = {name: _read_blocks(path, name, config, feature_inputs_only) for name, path in paths.items()
            if path is not None}
-    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {},
-                     features_only)
+    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {})
 
 
 def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool
