@@ -232,10 +232,14 @@ class Tables:
 
 @dataclass(frozen=True)
 class IdCodes:
-    """A validated column of customer ids as integer codes: ``distinct``, the distinct ids (an Arrow text array, as
+    """A validated column of customer ids as integer codes: ``distinct``, distinct ids (an Arrow text array, as
     validation reads ids), and per row its position in them. Validation encodes each id once; the checks across
     tables and the feature build then work on the codes and the distinct ids, not on every row's text. The codes
-    describe the frame column whose array is ``column`` (:meth:`describes`), no other."""
+    describe the frame column whose array is ``column`` (:meth:`describes`), no other.
+
+    The tables validated together share one ``distinct`` array (the same object): every customer id of their
+    usable rows, each once, so that a table's rows use only some of them (:meth:`present`) and the ids of two
+    tables compare as integers."""
 
     distinct: pa.Array
     codes: np.ndarray  # int32, one per row
@@ -1093,30 +1097,54 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
 def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, IdCodes | None], list[pd.DataFrame]]:
     """Finish the checked tables (transactions and customers first: the others' rows must belong to their
-    customers): the usable rows of each, their customer id codes, and the rejects."""
+    customers): the usable rows of each, their customer id codes (on one shared array of distinct ids when
+    every table has codes, see :class:`IdCodes`), and the rejects."""
     frames, ids, rejects = {}, {}, []
     for name in ("transactions", "customers"):
         if name in checks:
             frames[name], rej = checks[name].finish(mode, part)
             ids[name] = checks[name].id_codes(frames[name])
             rejects.append(rej)
+    ids |= _shared(ids)
     known = [(frames[name]["customer_id"], ids[name]) for name in ("transactions", "customers") if name in frames]
     for name in ("tickets", "events"):
         if name in checks:
-            frames[name], rej = _finish_owned(checks[name], known, mode, part)
-            ids[name] = checks[name].id_codes(frames[name])
+            frames[name], rej, ids[name] = _finish_owned(checks[name], known, mode, part)
             rejects.append(rej)
     return frames, ids, rejects
 
 
+def _shared(ids: dict[str, IdCodes | None]) -> dict[str, IdCodes]:
+    """The transactions' and customers' :class:`IdCodes` on one array of their distinct ids (one dictionary
+    encoding of the two tables' distinct ids); none when a table has no codes."""
+    if len(ids) < 2 or any(codes is None for codes in ids.values()):
+        return {}
+    values, codes = joint_codes([(c.distinct, c.codes) for c in ids.values()])
+    bounds = np.cumsum([0] + [len(c.codes) for c in ids.values()])
+    return {name: IdCodes(values, codes[a:b], c.column)
+            for (name, c), a, b in zip(ids.items(), bounds[:-1], bounds[1:], strict=True)}
+
+
 def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]], mode: str, part: bool
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, IdCodes | None]:
     """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events;
     ``known``: their validated ids, with their codes when they have them): rows of other customers are bad rows;
-    event types are read in lower case."""
+    event types are read in lower case. Also the table's :class:`IdCodes`: on the known tables' distinct ids
+    when they share one array (each of this table's distinct ids looked up there once)."""
     ids = check.df["customer_id"]
+    shared = None
     if check.ids is not None and all(codes is not None for _, codes in known):
-        found = _codes_found(check.ids, [codes.distinct for _, codes in known])
+        distinct = [codes.distinct for _, codes in known]
+        if all(d is distinct[0] for d in distinct):
+            import pyarrow.compute as pc
+
+            shared = distinct[0]
+            at = pc.index_in(check.ids[0], value_set=shared).to_numpy(zero_copy_only=False)  # float, NaN: absent
+            at = np.where(np.isnan(at), -1, at).astype(np.int32)
+            codes = check.ids[1]
+            found = (codes >= 0) & (np.append(at, -1)[codes] >= 0)
+        else:
+            found = _codes_found(check.ids, distinct)
     else:
         found = _isin(ids, [values for values, _ in known])
     check.flag(ids.notna().to_numpy() & ~found, "customer_id",
@@ -1124,7 +1152,10 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
     frame, rejects = check.finish(mode, part)
     if "event_type" in frame:
         frame["event_type"] = _each_distinct(frame["event_type"], _lower)
-    return frame, rejects
+    if shared is None:
+        return frame, rejects, check.id_codes(frame)
+    codes = check.ids[1] if len(frame) == len(check.ids[1]) else check.ids[1][~check._flagged]
+    return frame, rejects, IdCodes(shared, np.append(at, -1)[codes], frame["customer_id"].array)
 
 
 @dataclass(frozen=True)
@@ -1147,6 +1178,10 @@ def id_overlap(tables: Tables) -> IdOverlap:
     if tables.customers is None:
         return IdOverlap()
     tx_ids, cu_ids = tables.id_codes("transactions"), tables.id_codes("customers")
+    if tx_ids is not None and cu_ids is not None and tx_ids.distinct is cu_ids.distinct:  # integers only
+        tx_in, cu_in = tx_ids.present(), cu_ids.present()
+        return IdOverlap(int(tx_in.sum()), int(cu_in.sum()), int((tx_in & cu_in).sum()),
+                         _first_missing(tx_ids, cu_in, 3), _first_missing(cu_ids, tx_in, 3))
     if tx_ids is not None and cu_ids is not None:
         tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
                               for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))

@@ -276,15 +276,23 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     positions in it.
 
     Each column's distinct ids and codes come from validation (``known``, :class:`churnguard.dataset.IdCodes`)
-    or from one dictionary encoding here; the distinct ids of the columns are then encoded together and sorted,
-    so no row's text is read again.
+    or from one dictionary encoding here; the distinct ids of the columns are then encoded together (unless
+    validation already put them on one array) and sorted, so no row's text is read again.
     """
     dtype = columns[0].dtype if columns else None
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return _encode_ids_as_held(columns)
     encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
-    if len(encoded) == 1:
+    if all(values is encoded[0][0] for values, _ in encoded):  # validated together: one array of distinct ids
+        present = np.zeros(len(encoded[0][0]), dtype=bool)
+        for _, codes in encoded:
+            present[codes[codes >= 0]] = True
+        if not present.all():  # ids of no row (the tables were validated with other rows)
+            remap = np.cumsum(present, dtype=np.int32) - 1
+            encoded = [(encoded[0][0].filter(present), remap[codes]) for _, codes in encoded]
+        dictionary, maps = encoded[0][0], [None] * len(encoded)
+    elif len(encoded) == 1:
         dictionary, maps = encoded[0][0], [None]
     else:
         dictionary, joint = dictionary_codes(pa.chunked_array([v for v, _ in encoded], type=pa.large_string()))
