@@ -480,6 +480,10 @@ def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, c
     seen = pd.Series(["a", "7", "q"], dtype="str")
     for name in ("transactions", "tickets", "customers"):
         assert tables.has_ids(name, seen).tolist() == _isin(getattr(tables, name)["customer_id"], [seen]).tolist()
+    every = ("transactions", "customers", "tickets")
+    left = set(pd.concat([getattr(tables, t)["customer_id"] for t in every]).dropna()) - set(seen)
+    assert sorted(tables.ids_not_in(seen, every)) == sorted(left)
+    assert sorted(replace(tables, ids={}).ids_not_in(seen, every)) == sorted(left)
     changed = replace(tables, transactions=tables.transactions.iloc[::-1].reset_index(drop=True))
     assert changed.id_codes("transactions") is None
     assert changed.id_codes("customers") is not None

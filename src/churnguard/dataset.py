@@ -210,6 +210,20 @@ class Tables:
             return _isin(getattr(self, table)["customer_id"], [ids])
         return _codes_found((codes.distinct, codes.codes), [_arrow_text(ids).combine_chunks()])
 
+    def ids_not_in(self, ids: pd.Series, tables: tuple[str, ...]) -> pd.Index:
+        """The distinct customer ids of the tables named (those present) that are not among ``ids`` (text). When
+        the tables share one array of distinct ids (:class:`IdCodes`), ``ids`` are looked up once, in it."""
+        tables = tuple(t for t in tables if getattr(self, t) is not None)
+        codes = [self.id_codes(t) for t in tables]
+        if not tables or any(c is None or c.distinct is not codes[0].distinct for c in codes):
+            missing = [getattr(self, t)["customer_id"][~self.has_ids(t, ids)] for t in tables]
+            return pd.Index(pd.concat(missing, ignore_index=True).unique()) if missing else pd.Index([])
+        used = np.logical_or.reduce([c.present() for c in codes])
+        found = _codes_found((codes[0].distinct, np.arange(len(used), dtype=np.int32)),
+                             [_arrow_text(ids).combine_chunks()])
+        left = codes[0].distinct.filter(used & ~found)
+        return pd.Index(pd.array(left, dtype=getattr(self, tables[0])["customer_id"].dtype))
+
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
         ids = pd.Index(self.transactions["customer_id"].unique())
