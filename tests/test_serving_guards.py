@@ -133,6 +133,42 @@ def test_small_batches_are_scored_on_the_loop_and_large_ones_in_the_worker_threa
     assert threads[len(many)] != loop_thread
 
 
+def test_a_smaller_batch_waits_once_for_the_clients_just_answered_and_a_lone_client_never_waits(api, monkeypatch):
+    batches, real = [], serving._Batcher._run
+
+    def recording(self, customers, as_of):
+        batches.append(sorted(c.customer_id for c in customers))
+        return real(self, customers, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", recording)
+    monkeypatch.setattr(serving, "BATCH_WAIT", 0.5)  # long enough that the second request surely comes within it
+
+    async def post(cid: str) -> int:
+        return (await _call(api, "POST", "/predict", _body("2025-06-30", cid)))[0]
+
+    async def scenario():
+        batcher = api.state.batcher
+        first = await asyncio.gather(*(post(c) for c in ("a", "b", "c")))  # one batch of three requests
+        alone = asyncio.create_task(post("d"))
+        for _ in range(2000):  # until d's batch waits for the two other clients of the last batch
+            if batcher.waited or alone.done():
+                break
+            await asyncio.sleep(0.001)
+        joined = await asyncio.gather(alone, post("e"))
+        lone = []
+        for cid in ("f", "g", "h"):  # f waits once (the last batch held two), then one request a batch
+            start = asyncio.get_running_loop().time()
+            lone.append((await post(cid), asyncio.get_running_loop().time() - start))
+        return first, joined, lone
+
+    first, joined, lone = _run(api, scenario)
+    assert [*first, *joined, *(status for status, _ in lone)] == [200] * 8
+    assert batches == [["a", "b", "c"], ["d", "e"], ["f"], ["g"], ["h"]]
+    assert lone[0][1] >= 0.5
+    assert lone[1][1] < 0.25
+    assert lone[2][1] < 0.25
+
+
 def test_scoring_runs_off_the_event_loop_and_drops_work_of_clients_that_left(api, monkeypatch):
     """While a batch is scored, /health answers; a request whose client disconnects while it waits is never
     scored; requests over the queue's bound get 503."""

@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-__all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "fit_bgnbd", "prob_alive",
-           "simulate_bgnbd"]
+__all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "expected_purchases_and_alive", "fit_bgnbd",
+           "prob_alive", "simulate_bgnbd"]
 
 _LOG_BOUND = 15.0  # fitted parameters are kept in [e^-15, e^15] so degenerate samples cannot run off to inf
 _NUDGE = 1e-5  # half-width of the band around the removable singularities a = 1 and a + b + x = 1 of eq. 10
@@ -186,9 +186,10 @@ def prob_alive(params: BGNBDParams, frequency: ArrayLike, recency: ArrayLike, T:
     return expit(-_log_odds_dead(params.r, params.alpha, params.a, params.b, x, tx, t))
 
 
-def _expected(r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray, tx: np.ndarray,
+def _expected(r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray,
               big_t: np.ndarray) -> np.ndarray:
-    """Eq. 10 away from a = 1; Euler's transform keeps 2F1 near 1 instead of letting it overflow for big x.
+    """Eq. 10 without its P(alive) factor, away from a = 1; Euler's transform keeps 2F1 near 1 instead of letting
+    it overflow for big x.
 
     ``((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; c; z) = (1-z)^(a-1) 2F1(c-r-x, a-1; c; z)``
     with ``c = a+b+x-1`` and ``z = t/(alpha+T+t)`` in [0, 1).
@@ -198,7 +199,7 @@ def _expected(r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.n
     f = hyp2f1(c - r - x, a - 1, c, z)
     log_term = (a - 1) * np.log1p(-z) + np.log(np.maximum(np.abs(f), 1e-300))
     bracket = np.where(f > 0, -np.expm1(log_term), 1 + np.exp(log_term))  # 1 - (1-z)^(a-1) F, no cancellation
-    return c / (a - 1) * bracket * expit(-_log_odds_dead(r, alpha, a, b, x, tx, big_t))
+    return c / (a - 1) * bracket
 
 
 def _bridge(f: Callable[[float], np.ndarray], value: float, centre: float) -> np.ndarray:
@@ -218,14 +219,21 @@ def expected_purchases(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, 
     a = 1 and (for x = 0) a + b = 1 are bridged by interpolation; results are finite and non-negative.
     ``validate=False`` skips the input checks, as in :func:`prob_alive`.
     """
+    return expected_purchases_and_alive(params, t, frequency, recency, T, validate=validate)[0]
+
+
+def expected_purchases_and_alive(params: BGNBDParams, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
+                                 T: ArrayLike, *, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`expected_purchases` and :func:`prob_alive` of the same customers, P(alive) computed once: eq. 10
+    is P(alive) times the expected purchases of a customer alive at ``T``."""
     x, tx, big_t = _history(frequency, recency, T) if validate else (frequency, recency, T)
     t = np.asarray(t, dtype="float64")
     if validate and (not np.isfinite(t).all() or (t < 0).any()):
         raise ValueError("horizon t must be finite and non-negative")
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    out = _bridge(lambda a_: _bridge(lambda b_: _expected(r, alpha, a_, b_, t, x, tx, big_t), b, 1 - a_),
-                  a, 1.0)
-    return np.maximum(out, 0.0)
+    if_alive = _bridge(lambda a_: _bridge(lambda b_: _expected(r, alpha, a_, b_, t, x, big_t), b, 1 - a_), a, 1.0)
+    alive = prob_alive(params, x, tx, big_t, validate=False)
+    return np.maximum(if_alive * alive, 0.0), alive
 
 
 def simulate_bgnbd(params: BGNBDParams, T: ArrayLike, *, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -552,8 +552,8 @@ def bgnbd_features(f: Mapping[str, np.ndarray], params: btyd.BGNBDParams, horizo
     expected = np.full(len(has), np.nan)
     alive = np.full(len(has), np.nan)
     if has.any():
-        expected[has] = btyd.expected_purchases(params, horizon_days / WEEK_DAYS, x, tx, t, validate=False)
-        alive[has] = btyd.prob_alive(params, x, tx, t, validate=False)
+        expected[has], alive[has] = btyd.expected_purchases_and_alive(params, horizon_days / WEEK_DAYS, x, tx, t,
+                                                                      validate=False)
     return {"bg_expected_purchases": expected, "bg_p_alive": alive}
 
 
