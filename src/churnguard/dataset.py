@@ -613,12 +613,12 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     if after.type == before.type and pc.all(pc.equal(after, before), skip_nulls=False).as_py() is True:
         if values.dtype == raw.cat.categories.dtype:
             return raw
-        at, levels = raw.cat.codes.to_numpy(), pd.Index(values)  # the same values in another text type
+        at, levels = raw.array.codes, pd.Index(values)  # the same values in another text type
     else:
         codes, levels = pd.factorize(values)
-        at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
+        at = np.append(codes, -1).astype(np.int32)[raw.array.codes]
     return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
-                     index=raw.index, name=raw.name)
+                     index=raw.index, name=raw.name, copy=False)  # the codes as they are, not copied
 
 
 def _ids_text(raw: pd.Series) -> pd.Series:
@@ -655,7 +655,7 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
     position among them (int32; -1 for a missing value): its own codes, renumbered past unused categories."""
     import pyarrow as pa
 
-    codes = ids.cat.codes.to_numpy().astype(np.int32)
+    codes = ids.array.codes.astype(np.int32, copy=False)
     distinct = pa.array(np.asarray(ids.cat.categories, dtype=object), type=pa.large_string())
     used = np.bincount(codes[codes >= 0], minlength=len(distinct)) > 0
     if used.all():
@@ -940,7 +940,7 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
         if column in _DATES:
             out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
         elif column in _NUMERIC_RANGES:
-            num = pd.to_numeric(raw, errors="coerce").astype("float64")
+            num = raw if raw.dtype == np.float64 else pd.to_numeric(raw, errors="coerce").astype("float64")
             check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
             check.flag(num.isin([np.inf, -np.inf]), column, "are not finite numbers", raw)
             lo, hi = _NUMERIC_RANGES[column]
