@@ -348,8 +348,9 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
         split_blocks=True, self_destruct=True) if rest else None
     read = _row_groups(path, text, few, filled)
     rows = pd.RangeIndex(pq.ParquetFile(path).metadata.num_rows) if frame is None else frame.index
-    data = {c: frame[c] for c in rest} | {c: pd.Series(values, index=rows, copy=False) for c, values in read.items()}
-    return pd.DataFrame({c: data[c] for c in names}, index=rows, copy=False)
+    data = {c: frame[c] for c in rest if c in frame} | {
+        c: pd.Series(values, index=rows, copy=False) for c, values in read.items()}  # the arrays as they are
+    return pd.DataFrame({c: data[c] for c in names if c in data}, index=rows, copy=False)
 
 
 def _fill_dtype(kind: pa.DataType) -> np.dtype | None:
