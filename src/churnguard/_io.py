@@ -17,6 +17,7 @@ import signal
 import socket
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -366,16 +367,17 @@ def _fill_dtype(kind: pa.DataType) -> np.dtype | None:
     return None
 
 
+_READERS = 2  # row groups read at once, each on its own thread (Arrow's decoding lets go of the GIL)
+
+
 def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled: dict[str, np.dtype]) -> dict:
-    """Columns of a Parquet file read a row group at a time (the next group read on a second thread) into
+    """Columns of a Parquet file read a row group at a time (the next groups read on :data:`_READERS` threads) into
     arrays made once for the file: ``filled``, numpy arrays of the given types; ``text``, pandas categoricals.
 
     A text column is read as the file's own dictionaries (a row group's dictionary page: no value is decoded
     as text per row, nor hashed again); the dictionaries of all groups are then encoded together
     (:func:`_joint_categorical`). The codes of a ``few`` column take one byte while its values fit."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     n_groups = pq.ParquetFile(path).num_row_groups
@@ -391,11 +393,12 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
         return local.file.read_row_group(g, columns=[*text, *filled])
 
     first = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="churnguard-read") as pool:
-        ahead = pool.submit(group, 0) if n_groups else None
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="churnguard-read") as pool:
+        ahead = deque(pool.submit(group, g) for g in range(min(_READERS, n_groups)))
         for g in range(n_groups):
-            table = ahead.result()
-            ahead = pool.submit(group, g + 1) if g + 1 < n_groups else None
+            table = ahead.popleft().result()
+            if g + _READERS < n_groups:
+                ahead.append(pool.submit(group, g + _READERS))
             for name in text:
                 dicts, row = [], first  # the group's distinct dictionaries (chunks mostly share one)
                 for chunk in table.column(name).chunks:
@@ -404,8 +407,7 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
                     offset = sum(map(len, dicts[:-1]))
                     if codes[name].dtype == np.int8 and offset + len(dicts[-1]) > 127:
                         codes[name] = codes[name].astype(np.int32)
-                    codes[name][row : row + len(chunk)] = pc.fill_null(
-                        pc.add(chunk.indices.cast(pa.int32()), offset), -1).to_numpy()
+                    _put_codes(chunk.indices, offset, codes[name][row : row + len(chunk)])
                     row += len(chunk)
                 found[name].append((first, dicts))
             for name in filled:
@@ -417,6 +419,18 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
             del table
     return {c: _joint_categorical(codes.pop(c), found.pop(c)) if c in text else values.pop(c)
             for c in [*text, *filled]}
+
+
+def _put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
+    """Write a dictionary chunk's indices plus ``offset`` into ``out`` (-1 where null), straight from the
+    indices' buffer."""
+    import numpy as np
+
+    width = np.dtype(indices.type.to_pandas_dtype())
+    held = np.frombuffer(indices.buffers()[1], dtype=width, count=len(indices), offset=indices.offset * width.itemsize)
+    np.add(held, offset, out=out, casting="unsafe")  # a null's slot holds any number: overwritten below
+    if indices.null_count:
+        out[~indices.is_valid().to_numpy(zero_copy_only=False)] = -1
 
 
 def _joint_categorical(codes: np.ndarray, groups: list[tuple[int, list[pa.Array]]]) -> pd.Categorical:
