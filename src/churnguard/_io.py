@@ -454,7 +454,17 @@ def _joint_categorical(codes: np.ndarray, groups: list[tuple[int, list[pa.Array]
         codes[row:stop] = np.append(at[start : start + size], -1)[codes[row:stop]]
         start += size
     levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(levels), validate=False)
+    return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
+
+
+def distinct_categories(levels: pd.Index) -> pd.CategoricalDtype:
+    """The categorical type of ``levels``, values known to be distinct (a dictionary's). pandas' own check
+    that they are hashes them as Python strings and keeps that table with the type: hundreds of MB for
+    millions of session ids, held as long as the table."""
+    import pandas as pd
+
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return fast(levels, False) if fast is not None else pd.CategoricalDtype(levels)
 
 
 def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list[str] | None = None,

@@ -608,6 +608,8 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from churnguard._io import distinct_categories
+
     values = fn(pd.Series(raw.cat.categories))
     after, before = pa.array(values), pa.array(raw.cat.categories)
     if after.type == before.type and pc.all(pc.equal(after, before), skip_nulls=False).as_py() is True:
@@ -617,7 +619,7 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     else:
         codes, levels = pd.factorize(values)
         at = np.append(codes, -1).astype(np.int32)[raw.array.codes]
-    return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
+    return pd.Series(pd.Categorical.from_codes(at, dtype=distinct_categories(levels), validate=False),
                      index=raw.index, name=raw.name, copy=False)  # the codes as they are, not copied
 
 
@@ -656,8 +658,14 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
     import pyarrow as pa
 
     codes = ids.array.codes.astype(np.int32, copy=False)
-    distinct = pa.array(np.asarray(ids.cat.categories, dtype=object), type=pa.large_string())
-    used = np.bincount(codes[codes >= 0], minlength=len(distinct)) > 0
+    categories = ids.cat.categories
+    distinct = pa.array(categories.array).cast(pa.large_string()) if isinstance(
+        categories.dtype, pd.StringDtype) and categories.dtype.storage == "pyarrow" else pa.array(
+        np.asarray(categories, dtype=object), type=pa.large_string())
+    used = np.zeros(len(distinct), dtype=bool)
+    for first in range(0, len(codes), 1 << 20):  # a piece at a time: no temporary of every row
+        piece = codes[first : first + (1 << 20)]
+        used[piece[piece >= 0]] = True
     if used.all():
         return distinct, codes
     return distinct.filter(used), np.where(codes >= 0, (np.cumsum(used, dtype=np.int32) - 1)[codes], -1).astype(
