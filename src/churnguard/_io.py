@@ -367,11 +367,13 @@ def _fill_dtype(kind: pa.DataType) -> np.dtype | None:
     return None
 
 
-_READERS = 2  # row groups read at once, each on its own thread (Arrow's decoding lets go of the GIL)
+# Row groups read ahead, each on its own thread. One: two gave no gain (Arrow decodes a group's columns on
+# several threads already), and each holds a group in memory.
+_READERS = 1
 
 
 def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled: dict[str, np.dtype]) -> dict:
-    """Columns of a Parquet file read a row group at a time (the next groups read on :data:`_READERS` threads) into
+    """Columns of a Parquet file read a row group at a time (the next group read on another thread) into
     arrays made once for the file: ``filled``, numpy arrays of the given types; ``text``, pandas categoricals.
 
     A text column is read as the file's own dictionaries (a row group's dictionary page: no value is decoded
