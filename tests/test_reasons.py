@@ -228,3 +228,14 @@ def test_a_customer_whose_purchases_were_all_set_aside_is_not_told_no_purchase_y
                                     "theirs were set aside as bad (see the rejects file)")
     assert set_aside_text(3) != unscored_text("never_bought", np.nan, 365)
     assert set_aside_texts(np.array([3, 1, 3])).tolist() == [set_aside_text(3), set_aside_text(1), set_aside_text(3)]
+
+
+def test_the_beyond_support_remark_takes_the_first_free_slot_else_the_last():
+    texts = np.array([["a", "", ""], ["a", "b", "c"], ["a", "b", ""], ["", "", ""]], dtype=object)
+    reasons.with_beyond_support(texts, np.array([True, True, False, True]), 183)
+    note = ("silent longer than any customer the model learned from (183 days): likely at higher risk than "
+            "shown")
+    assert texts.tolist() == [["a", note, ""], ["a", "b", note], ["a", "b", ""], [note, "", ""]]
+    untouched = texts.copy()
+    reasons.with_beyond_support(texts, np.zeros(4, dtype=bool), 183)
+    assert (texts == untouched).all()

@@ -13,6 +13,8 @@ import pytest
 
 from churnguard.config import LabelConfig, SnapshotConfig, load_config
 from churnguard.dataset import validate_tables
+from churnguard.scoring import reasons
+from churnguard.scoring.score import REASON_COLUMNS
 from churnguard.demo import generate_demo_data, write_demo_data
 from churnguard.training.evaluation import model_card, support_sentence
 from churnguard.training.procedure import fit_procedure, judge, plan_training
@@ -218,7 +220,14 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
         "score", "--model", str(out), "--transactions", str(paths["transactions"]), "--tickets",
         str(paths["tickets"]), "--customers", str(paths["customers"]), "--out", str(tmp_path / "s.csv")])
     assert scored.exit_code == 0, scored.output
-    assert pd.read_csv(tmp_path / "s.csv")["churn_probability"].notna().any()
+    scores = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    assert (scores["churn_probability"] != "").any()
+    # Each scored customer silent longer than 183 days is told so among their reasons; no other customer is.
+    silent = (pd.to_datetime(scores["as_of"]) - pd.to_datetime(scores["last_purchase_date"])).dt.days
+    beyond = (scores["churn_probability"] != "") & (silent > 183)
+    told = scores[REASON_COLUMNS].apply(lambda row: reasons.beyond_support_text(183) in row.tolist(), axis=1)
+    assert beyond.any() and (~beyond).any()
+    assert (told == beyond).all()
 
 
 def test_run_training_keeps_the_configured_schedule_on_long_data(trained):

@@ -4,7 +4,8 @@ The data flows through one module or subpackage per stage:
 ``dataset`` (load and validate) -> ``features`` (the one feature kernel, as of a day) -> ``labels`` ->
 ``training`` (snapshots, the tracked training run, scorecard) -> ``model`` (calibrated LightGBM, its learned
 state and file) -> ``scoring`` (bands, reasons, actions, who to contact). ``engines`` (local, Dask) and
-``serving`` (HTTP) only move data to and from them; ``reporting`` reads the results.
+``serving`` (HTTP) only move data to and from them; ``reporting`` reads the results; ``uplift`` learns from past
+campaigns which customers an action keeps.
 
 Names are imported lazily so that ``import churnguard`` (and the CLI's ``--help``) stays fast.
 """

@@ -105,6 +105,13 @@ class ModelInfo:
         return dict(self.config.model.risk_bands)
 
     @property
+    def support_days(self) -> int | None:
+        """The longest silence (days since the last purchase) a customer the model learned from could have
+        (``churnguard.training.run.support_facts``); None for a model trained before it was recorded."""
+        days = self.summary.get("support_days")
+        return None if days is None else int(days)
+
+    @property
     def horizon_days(self) -> int:
         """The churn horizon the model predicts over."""
         return self.population.horizon_days

@@ -27,6 +27,7 @@ __all__ = [
     "N_REASONS",
     "Phrase",
     "Wording",
+    "beyond_support_text",
     "common_values",
     "describe",
     "format_days",
@@ -45,6 +46,7 @@ __all__ = [
     "uninformative",
     "unscored_text",
     "unscored_texts",
+    "with_beyond_support",
 ]
 
 N_REASONS = 3
@@ -606,6 +608,23 @@ def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: i
         texts = [unscored_text("lost", d, lookback_days) for d in days[first].tolist()]
         out[lost] = np.array(texts, dtype=object)[codes.ravel()]
     return out
+
+
+def beyond_support_text(support_days: int) -> str:
+    """The remark for a scored customer silent longer than ``support_days``, the longest silence the model
+    learned from: trees do not extrapolate, so they get the probability of that silence, likely too low."""
+    return (f"silent longer than any customer the model learned from ({format_days(support_days)}): likely at "
+            "higher risk than shown")
+
+
+def with_beyond_support(texts: np.ndarray, beyond: np.ndarray, support_days: int) -> None:
+    """Put :func:`beyond_support_text` among the reasons (``n x N_REASONS``, '' where none, changed in place)
+    of the customers ``beyond`` the model's support: in their first free slot, else in place of the last."""
+    rows = np.flatnonzero(beyond)
+    if len(rows):
+        free = texts[rows] == ""
+        slot = np.where(free.any(axis=1), free.argmax(axis=1), texts.shape[1] - 1)
+        texts[rows, slot] = beyond_support_text(support_days)
 
 
 def set_aside_text(rows: int) -> str:

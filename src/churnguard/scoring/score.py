@@ -87,7 +87,8 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
 
     Only customers of the model's population (a purchase in the last ``lookback_days``, the stages ``new`` to
     ``lapsing``) get a probability; the others (``lost``, ``never_bought``) get NaN, their stage as band and,
-    as ``reason_1``, why they have no probability (``churnguard.scoring.rules``).
+    as ``reason_1``, why they have no probability (``churnguard.scoring.rules``). A scored customer silent
+    longer than any the model learned from (``ModelInfo.support_days``) has that said among their reasons.
 
     Args:
         model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its ``info``).
@@ -120,6 +121,8 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     texts = _reasons(model, cols, levels, contrib, scored, bands if reasons_for != "all" else None)
     if not scored.all():
         texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
+    if info.support_days is not None and info.support_days < lookback:  # silences the model never learned from
+        reasons.with_beyond_support(texts, scored & (recency > info.support_days), info.support_days)
     out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored), "risk_band": bands,
            "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
