@@ -659,9 +659,10 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
 
     codes = ids.array.codes.astype(np.int32, copy=False)
     categories = ids.cat.categories
-    distinct = pa.array(categories.array).cast(pa.large_string()) if isinstance(
-        categories.dtype, pd.StringDtype) and categories.dtype.storage == "pyarrow" else pa.array(
-        np.asarray(categories, dtype=object), type=pa.large_string())
+    if isinstance(categories.dtype, pd.StringDtype) and categories.dtype.storage == "pyarrow":  # as Arrow holds them
+        distinct = pa.chunked_array(categories.array).combine_chunks().cast(pa.large_string())
+    else:
+        distinct = pa.array(np.asarray(categories, dtype=object), type=pa.large_string())
     used = np.zeros(len(distinct), dtype=bool)
     for first in range(0, len(codes), 1 << 20):  # a piece at a time: no temporary of every row
         piece = codes[first : first + (1 << 20)]
