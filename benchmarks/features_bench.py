@@ -3,7 +3,7 @@
 Measures, each contender in a fresh worker process (so its peak RSS is its own):
 
 (a) churnguard: ``load_tables`` (read + validate the three Parquet files, as ``churnguard features`` reads them:
-    every column checked, only the feature columns kept) and ``build_features`` with tickets
+    only the columns the features use) and ``build_features`` with tickets
     and customers at one ``as_of``. The build is timed three ways: with the population given (as scoring
     does: lifespan, VIP cut-off, BG/NBD parameters and attribute kinds of the model; here ``POPULATION``, the
     values of ``score_bench.py``'s model, so the BG/NBD columns are computed too; reported as "lifespan
@@ -125,9 +125,10 @@ def worker_churnguard(directory: Path, as_of: str, profile: bool, full_after: fl
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
     t0 = _start("load_validate")
-    import inspect  # as the features command reads: every column checked, the feature columns kept (when the
-    # checkout has that option)
-    kept = {"features_only": True} if "features_only" in inspect.signature(load_tables).parameters else {}
+    import inspect  # as the features command of the checkout reads: only the feature columns read and checked,
+    # or (checkouts before that) every column checked and the feature columns kept
+    kept = ({"features_only": True} if "features_only" in inspect.signature(load_tables).parameters
+            else {"feature_inputs_only": True})
     tables = load_tables(paths["transactions"], paths["tickets"], paths["customers"], config=cfg.data, **kept)
     _done("load_validate", t0, transactions=len(tables.transactions), tickets=len(tables.tickets),
           customers=len(tables.customers))

@@ -455,8 +455,9 @@ def test_text_cells_strip_and_blank_as_arrow_does(values):
 @given(st.lists(st.sampled_from(["a", " a", "a ", "b", "7", "7.0", " 7.00", "", None, "e"]), min_size=1, max_size=12),
        st.lists(st.sampled_from(["a", "b", "7", "c", "e"]), max_size=6))
 def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, cu_ids):
-    """Validation encodes each table's ids once: the codes decode to the validated column, duplicates, unknown
-    owners and the overlap come out as from the text, and a changed frame has no codes."""
+    """Validation encodes each table's ids once, on one array of distinct ids shared by the tables: the codes
+    decode to the validated column, every shared id is some row's, duplicates, unknown owners and the overlap
+    come out as from the text, and a changed frame has no codes."""
     from dataclasses import replace
 
     n = len(tx_ids)
@@ -468,15 +469,21 @@ def test_id_codes_describe_the_validated_ids_and_agree_with_their_text(tx_ids, c
         tables = validate_tables(tx, tk, cu, config=REJECT)
     except DataError:
         return  # no usable rows, or ids too different: the same error either way (tested elsewhere)
+    shared = tables.id_codes("transactions").distinct
     for name in ("transactions", "tickets", "customers"):
         codes, column = tables.id_codes(name), getattr(tables, name)["customer_id"]
+        assert codes.distinct is shared
         assert codes.distinct.take(codes.codes).to_pylist() == column.tolist()
         assert len(set(codes.distinct.to_pylist())) == len(codes.distinct)
-        assert codes.present().all()
+    assert (tables.id_codes("transactions").present() | tables.id_codes("customers").present()).all()
     assert dataset.id_overlap(tables) == dataset.id_overlap(replace(tables, ids={}))
     seen = pd.Series(["a", "7", "q"], dtype="str")
     for name in ("transactions", "tickets", "customers"):
         assert tables.has_ids(name, seen).tolist() == _isin(getattr(tables, name)["customer_id"], [seen]).tolist()
+    every = ("transactions", "customers", "tickets")
+    left = set(pd.concat([getattr(tables, t)["customer_id"] for t in every]).dropna()) - set(seen)
+    assert sorted(tables.ids_not_in(seen, every)) == sorted(left)
+    assert sorted(replace(tables, ids={}).ids_not_in(seen, every)) == sorted(left)
     changed = replace(tables, transactions=tables.transactions.iloc[::-1].reset_index(drop=True))
     assert changed.id_codes("transactions") is None
     assert changed.id_codes("customers") is not None
@@ -507,7 +514,7 @@ def _load(paths: dict, config: DataConfig, block_rows: int, **kwargs):
        st.lists(st.sampled_from(_IDS), min_size=1, max_size=6),
        st.integers(1, 5), st.sampled_from(["raise", "reject"]), st.booleans(), st.booleans())
 def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_ids, block_rows, mode, exclude,
-                                                         features_only):
+                                                         feature_inputs_only):
     """A Parquet file read and checked a few rows at a time gives the tables, rejects (row numbers included),
     exclusion counts, id codes and error messages of the file checked at once."""
     import tempfile
@@ -528,7 +535,8 @@ def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_id
         paths = {name: Path(tmp) / f"{name}.parquet" for name in frames}
         for name, frame in frames.items():
             frame.to_parquet(paths[name], index=False, row_group_size=3)
-        whole, blocks = (_load(paths, config, n, features_only=features_only) for n in (10**6, block_rows))
+        whole, blocks = (_load(paths, config, n, feature_inputs_only=feature_inputs_only)
+                         for n in (10**6, block_rows))
     if isinstance(whole, str):
         assert blocks == whole
         return
@@ -538,7 +546,7 @@ def test_parquet_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_id
         assert codes.distinct.take(codes.codes).to_pylist() == getattr(blocks, name)["customer_id"].tolist()
     pd.testing.assert_frame_equal(blocks.rejects, whole.rejects, check_exact=True)
     assert blocks.excluded == whole.excluded
-    if features_only:
+    if feature_inputs_only:
         assert list(blocks.transactions.columns) == ["customer_id", "amount", "timestamp", "order_id"]
 
 

@@ -117,18 +117,29 @@ def test_scores_on_dask_equal_the_local_engine(trained, data, cluster, tmp_path)
 
 
 
-def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, cluster, tmp_path):
-    """A bad value in a column no feature reads (a discount that is not a number) stops ``features``, which
-    loads the tables whole, but not ``score``: both engines read only the features' columns and agree."""
+def test_features_and_score_read_only_the_feature_inputs_on_both_engines(trained, data, cluster, tmp_path):
+    """A bad value in a column no feature reads (a discount that is not a number) stops ``train``, which
+    checks every column, but neither ``features`` nor ``score``: both commands read only the features' columns,
+    so they set aside the same rows, and both engines agree."""
     paths = dict(data["csv"])
     tx = pd.read_csv(paths["transactions"], dtype=str)
     tx.loc[5, "discount"] = "ten percent"
     paths["transactions"] = tmp_path / "transactions.csv"
     tx.to_csv(paths["transactions"], index=False)
-    failed = runner.invoke(app, ["features", *_inputs(paths), "--as-of", AS_OF, "-o", str(tmp_path / "f.parquet")])
+    failed = runner.invoke(app, ["train", *_inputs(paths), "--as-of", AS_OF, "-o", str(tmp_path / "m.zip"),
+                                 "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}"])
     assert failed.exit_code != 0
     assert "discount" in failed.output
     assert "ten percent" in failed.output
+    features = ["features", *_inputs(paths), "--as-of", AS_OF]
+    _invoke([*features, "-o", str(tmp_path / "local.parquet")])
+    _invoke([*features, "-o", str(tmp_path / "dask.parquet"), "--engine", "dask",
+             "--scheduler", cluster.scheduler_address])
+    clean = _invoke(["features", *_inputs(data["csv"]), "--as-of", AS_OF, "-o", str(tmp_path / "clean.parquet")])
+    want = pd.read_parquet(tmp_path / "clean.parquet")
+    assert f"features: {len(want):,} customers" in clean.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local.parquet"), want)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), want)
     base = ["score", "-m", str(trained["result"].model_path), *_inputs(paths), "--as-of", AS_OF]
     local = _invoke([*base, "-o", str(tmp_path / "local.csv")])
     _invoke([*base, "-o", str(tmp_path / "dask.csv"), "--engine", "dask", "--scheduler", cluster.scheduler_address])
@@ -139,6 +150,7 @@ def test_score_reads_only_the_feature_inputs_on_both_engines(trained, data, clus
     assert len(want) + len(rejects) == data["n_customers"]
     assert "discount" not in set(rejects["column"])
     pd.testing.assert_frame_equal(got.drop(columns="churn_probability"), want.drop(columns="churn_probability"))
+
 
 def test_training_on_dask_matches_the_local_engine(data, cluster, tmp_path):
     cfg = tmp_path / "train.yaml"

@@ -92,8 +92,9 @@ CONTRACT: dict[str, dict[str, tuple[str, ...]]] = {
         "optional": ("campaign_id", "cost"),
     },
 }
-# Contract columns the features read (customers: every column, as attributes). Scoring reads only these; the
-# other optional columns are checked when a table is loaded in full, but no score depends on them.
+# Contract columns the features read (customers: every column, as attributes). ``features`` and ``score`` read
+# only these; the other optional columns are checked when a table is loaded in full (training, reports), but no
+# feature or score depends on them.
 FEATURE_INPUTS: dict[str, tuple[str, ...] | None] = {
     "transactions": ("customer_id", "timestamp", "amount", "order_id"),
     "tickets": ("customer_id", "opened_at", "first_response_at", "resolved_at", "csat"),
@@ -209,6 +210,20 @@ class Tables:
             return _isin(getattr(self, table)["customer_id"], [ids])
         return _codes_found((codes.distinct, codes.codes), [_arrow_text(ids).combine_chunks()])
 
+    def ids_not_in(self, ids: pd.Series, tables: tuple[str, ...]) -> pd.Index:
+        """The distinct customer ids of the tables named (those present) that are not among ``ids`` (text). When
+        the tables share one array of distinct ids (:class:`IdCodes`), ``ids`` are looked up once, in it."""
+        tables = tuple(t for t in tables if getattr(self, t) is not None)
+        codes = [self.id_codes(t) for t in tables]
+        if not tables or any(c is None or c.distinct is not codes[0].distinct for c in codes):
+            missing = [getattr(self, t)["customer_id"][~self.has_ids(t, ids)] for t in tables]
+            return pd.Index(pd.concat(missing, ignore_index=True).unique()) if missing else pd.Index([])
+        used = np.logical_or.reduce([c.present() for c in codes])
+        found = _codes_found((codes[0].distinct, np.arange(len(used), dtype=np.int32)),
+                             [_arrow_text(ids).combine_chunks()])
+        left = codes[0].distinct.filter(used & ~found)
+        return pd.Index(pd.array(left, dtype=getattr(self, tables[0])["customer_id"].dtype))
+
     def customer_ids(self) -> pd.Index:
         """Every customer known from transactions or the customers table."""
         ids = pd.Index(self.transactions["customer_id"].unique())
@@ -231,10 +246,14 @@ class Tables:
 
 @dataclass(frozen=True)
 class IdCodes:
-    """A validated column of customer ids as integer codes: ``distinct``, the distinct ids (an Arrow text array, as
+    """A validated column of customer ids as integer codes: ``distinct``, distinct ids (an Arrow text array, as
     validation reads ids), and per row its position in them. Validation encodes each id once; the checks across
     tables and the feature build then work on the codes and the distinct ids, not on every row's text. The codes
-    describe the frame column whose array is ``column`` (:meth:`describes`), no other."""
+    describe the frame column whose array is ``column`` (:meth:`describes`), no other.
+
+    The tables validated together share one ``distinct`` array (the same object): every customer id of their
+    usable rows, each once, so that a table's rows use only some of them (:meth:`present`) and the ids of two
+    tables compare as integers."""
 
     distinct: pa.Array
     codes: np.ndarray  # int32, one per row
@@ -879,13 +898,11 @@ class RawTable:
 
 
 def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
-             date_styles: dict[str, dict[str, str]], keep: tuple[str, ...] | None = None
-             ) -> tuple[_Checker, dict[str, int]]:
+             date_styles: dict[str, dict[str, str]]) -> tuple[_Checker, dict[str, int]]:
     """Check the columns, then per block: leave out the rows of ``data.exclude``, rename to contract names and
     parse types (dates in the table's ``date_styles``, by contract name, when given); bad rows are flagged on
-    the returned checker (the blocks' joined), returned with the rows left out per rule. ``keep``: the contract
-    columns the checker keeps of each block once it is checked (None: all). ``sources``: names for messages,
-    per table."""
+    the returned checker (the blocks' joined), returned with the rows left out per rule. ``sources``: names for
+    messages, per table."""
     source = sources.get(table, table)
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in raw.names if c not in (ROW_COLUMN, EXTRA_FIELDS)]
@@ -898,8 +915,6 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
         check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
                          first_row=start + 1)
         _check_block(check, config, date_styles.get(table), priced)
-        if keep is not None:
-            check.df = check.df[[c for c in check.df.columns if c in keep]]
         return check, excluded
 
     blocks = raw.blocks
@@ -1078,13 +1093,11 @@ def validate_tables(
 
 
 def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, str], allow_empty: bool,
-              styles: dict[str, dict[str, str]], features_only: bool = False) -> Tables:
-    """:func:`validate_tables` of raw tables whole or in blocks; ``features_only``: every column is checked, but
-    only the columns the features read (:data:`FEATURE_INPUTS`) are kept."""
+              styles: dict[str, dict[str, str]]) -> Tables:
+    """:func:`validate_tables` of raw tables whole or in blocks."""
     excluded, checks = {}, {}
     for name in filter(raw.__contains__, ("transactions", "customers", "tickets", "events")):
-        keep = FEATURE_INPUTS[name] if features_only else None
-        checks[name], excluded[name] = _prepare(raw[name], name, sources, config, allow_empty, styles, keep)
+        checks[name], excluded[name] = _prepare(raw[name], name, sources, config, allow_empty, styles)
     if "customers" in checks:
         checks["customers"].flag(checks["customers"].repeated_ids(), "customer_id", "are duplicate customer ids")
     if "tickets" in checks:
@@ -1107,30 +1120,54 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
 def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, IdCodes | None], list[pd.DataFrame]]:
     """Finish the checked tables (transactions and customers first: the others' rows must belong to their
-    customers): the usable rows of each, their customer id codes, and the rejects."""
+    customers): the usable rows of each, their customer id codes (on one shared array of distinct ids when
+    every table has codes, see :class:`IdCodes`), and the rejects."""
     frames, ids, rejects = {}, {}, []
     for name in ("transactions", "customers"):
         if name in checks:
             frames[name], rej = checks[name].finish(mode, part)
             ids[name] = checks[name].id_codes(frames[name])
             rejects.append(rej)
+    ids |= _shared(ids)
     known = [(frames[name]["customer_id"], ids[name]) for name in ("transactions", "customers") if name in frames]
     for name in ("tickets", "events"):
         if name in checks:
-            frames[name], rej = _finish_owned(checks[name], known, mode, part)
-            ids[name] = checks[name].id_codes(frames[name])
+            frames[name], rej, ids[name] = _finish_owned(checks[name], known, mode, part)
             rejects.append(rej)
     return frames, ids, rejects
 
 
+def _shared(ids: dict[str, IdCodes | None]) -> dict[str, IdCodes]:
+    """The transactions' and customers' :class:`IdCodes` on one array of their distinct ids (one dictionary
+    encoding of the two tables' distinct ids); none when a table has no codes."""
+    if len(ids) < 2 or any(codes is None for codes in ids.values()):
+        return {}
+    values, codes = joint_codes([(c.distinct, c.codes) for c in ids.values()])
+    bounds = np.cumsum([0] + [len(c.codes) for c in ids.values()])
+    return {name: IdCodes(values, codes[a:b], c.column)
+            for (name, c), a, b in zip(ids.items(), bounds[:-1], bounds[1:], strict=True)}
+
+
 def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]], mode: str, part: bool
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, IdCodes | None]:
     """Finish a table whose rows belong to customers of the transactions or customers table (tickets, events;
     ``known``: their validated ids, with their codes when they have them): rows of other customers are bad rows;
-    event types are read in lower case."""
+    event types are read in lower case. Also the table's :class:`IdCodes`: on the known tables' distinct ids
+    when they share one array (each of this table's distinct ids looked up there once)."""
     ids = check.df["customer_id"]
+    shared = None
     if check.ids is not None and all(codes is not None for _, codes in known):
-        found = _codes_found(check.ids, [codes.distinct for _, codes in known])
+        distinct = [codes.distinct for _, codes in known]
+        if all(d is distinct[0] for d in distinct):
+            import pyarrow.compute as pc
+
+            shared = distinct[0]
+            at = pc.index_in(check.ids[0], value_set=shared).to_numpy(zero_copy_only=False)  # float, NaN: absent
+            at = np.where(np.isnan(at), -1, at).astype(np.int32)
+            codes = check.ids[1]
+            found = (codes >= 0) & (np.append(at, -1)[codes] >= 0)
+        else:
+            found = _codes_found(check.ids, distinct)
     else:
         found = _isin(ids, [values for values, _ in known])
     check.flag(ids.notna().to_numpy() & ~found, "customer_id",
@@ -1138,7 +1175,10 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
     frame, rejects = check.finish(mode, part)
     if "event_type" in frame:
         frame["event_type"] = _each_distinct(frame["event_type"], _lower)
-    return frame, rejects
+    if shared is None:
+        return frame, rejects, check.id_codes(frame)
+    codes = check.ids[1] if len(frame) == len(check.ids[1]) else check.ids[1][~check._flagged]
+    return frame, rejects, IdCodes(shared, np.append(at, -1)[codes], frame["customer_id"].array)
 
 
 @dataclass(frozen=True)
@@ -1161,6 +1201,10 @@ def id_overlap(tables: Tables) -> IdOverlap:
     if tables.customers is None:
         return IdOverlap()
     tx_ids, cu_ids = tables.id_codes("transactions"), tables.id_codes("customers")
+    if tx_ids is not None and cu_ids is not None and tx_ids.distinct is cu_ids.distinct:  # integers only
+        tx_in, cu_in = tx_ids.present(), cu_ids.present()
+        return IdOverlap(int(tx_in.sum()), int(cu_in.sum()), int((tx_in & cu_in).sum()),
+                         _first_missing(tx_ids, cu_in, 3), _first_missing(cu_ids, tx_in, 3))
     if tx_ids is not None and cu_ids is not None:
         tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
                               for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))
@@ -1311,18 +1355,15 @@ def load_tables(
     config: DataConfig,
     feature_inputs_only: bool = False,
     events: str | Path | DbSource | None = None,
-    features_only: bool = False,
 ) -> Tables:
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
-    :func:`validate_tables`); ``feature_inputs_only``: read only the columns the features use;
-    ``features_only``: check every column read, but keep only the columns the features use (the same rows,
-    rejects and features, in less memory). A Parquet file is read and checked a block of rows at a time
-    (:func:`_blocks`), so that with ``features_only`` memory holds the kept columns and one block."""
+    :func:`validate_tables`); ``feature_inputs_only``: read and check only the columns the features use
+    (:func:`feature_columns`), as ``churnguard features`` and ``score`` do, so a bad value in another column
+    sets no row aside. A Parquet file is read and checked a block of rows at a time (:func:`_blocks`)."""
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
     raw = {name: _read_blocks(path, name, config, feature_inputs_only) for name, path in paths.items()
            if path is not None}
-    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {},
-                     features_only)
+    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {})
 
 
 def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool

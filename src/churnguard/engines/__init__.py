@@ -140,7 +140,9 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
                               as_of: str, out: Path, config: Config, scheduler: str | None = None,
                               workers: int | None = None, on_step: Callable = _quiet,
                               on_note: Callable = _quiet, events: Path | None = None) -> FeaturesResult:
-    """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically."""
+    """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically. Only
+    the columns the features read are read and checked (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so
+    both commands set aside the same rows."""
     from churnguard._io import write_table
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects, unseen_customers
@@ -149,7 +151,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         from churnguard.engines.dask import features_and_unseen_dask
 
         with _on_cluster((transactions, tickets, customers, events), config.data, scheduler, workers, on_step,
-                         on_note) as dtables:
+                         on_note, feature_inputs_only=True) as dtables:
             on_step(f"Building features as of {as_of} on the cluster")
             feats, unseen = features_and_unseen_dask(dtables, as_of, config.features)
             rejects = dtables.rejects
@@ -158,7 +160,8 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         from churnguard.features import build_features
 
         on_step("Reading and validating input")
-        tables = load_tables(transactions, tickets, customers, config=config.data, events=events, features_only=True)
+        tables = load_tables(transactions, tickets, customers, config=config.data, events=events,
+                             feature_inputs_only=True)
         on_step(f"Building features as of {as_of}")
         feats = build_features(tables, as_of, config.features)
         unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects

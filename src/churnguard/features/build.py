@@ -68,11 +68,11 @@ class _Encoded:
 
     tables: Tables
     ids: pd.Index  # every customer id of the three tables, sorted
-    tx_id: np.ndarray  # transaction row -> position in ids
+    tx_id: np.ndarray  # transaction row -> position in ids (int32 like the other per-row integers, _ints)
     tk_id: np.ndarray | None
     cu_id: np.ndarray | None
     tx_time: np.ndarray  # datetime64
-    tx_day: np.ndarray  # _day_numbers(tx_time)
+    tx_day: np.ndarray  # _day_numbers(tx_time), int32
     amount: np.ndarray
     order_group: np.ndarray  # per row: a label shared by the purchase (or refund) rows of one order, else -1
     block_rows: list[np.ndarray]  # transaction rows of each block of _BLOCK ids, in row order
@@ -280,11 +280,18 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, seen[1:] > seen[:-1]])
 
 
+def _ints(n: int) -> type:
+    """The integer type of positions among ``n`` rows or ids: int32 below 2**31, so the build's per-row arrays
+    take half the memory."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def _sort_order(dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of ``dictionary``'s values in sorted order, and each value's rank in it."""
+    """The positions of ``dictionary``'s values in sorted order, and each value's rank in it (int32: the rows'
+    positions taken from it are one of the largest arrays the build holds, :func:`_ints`)."""
     order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
-    rank = np.empty(len(dictionary), dtype=np.intp)
-    rank[order] = np.arange(len(dictionary))
+    rank = np.empty(len(dictionary), dtype=_ints(len(dictionary)))
+    rank[order] = np.arange(len(dictionary), dtype=rank.dtype)
     return order, rank
 
 
@@ -294,15 +301,23 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     positions in it.
 
     Each column's distinct ids and codes come from validation (``known``, :class:`churnguard.dataset.IdCodes`)
-    or from one dictionary encoding here; the distinct ids of the columns are then encoded together and sorted,
-    so no row's text is read again.
+    or from one dictionary encoding here; the distinct ids of the columns are then encoded together (unless
+    validation already put them on one array) and sorted, so no row's text is read again.
     """
     dtype = columns[0].dtype if columns else None
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return _encode_ids_as_held(columns)
     encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
-    if len(encoded) == 1:
+    if all(values is encoded[0][0] for values, _ in encoded):  # validated together: one array of distinct ids
+        present = np.zeros(len(encoded[0][0]), dtype=bool)
+        for _, codes in encoded:
+            present[codes[codes >= 0]] = True
+        if not present.all():  # ids of no row (the tables were validated with other rows)
+            remap = np.cumsum(present, dtype=np.int32) - 1
+            encoded = [(encoded[0][0].filter(present), remap[codes]) for _, codes in encoded]
+        dictionary, maps = encoded[0][0], [None] * len(encoded)
+    elif len(encoded) == 1:
         dictionary, maps = encoded[0][0], [None]
     else:
         dictionary, joint = dictionary_codes(pa.chunked_array([v for v, _ in encoded], type=pa.large_string()))
@@ -322,6 +337,15 @@ def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.nda
     ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
     bounds = np.cumsum([0] + [len(c) for c in columns])
     return ids, [rank[codes[a:b]] for a, b in itertools.pairwise(bounds)]
+
+
+def _used(codes: np.ndarray, n: int) -> np.ndarray:
+    """Which of ``n`` codes occur in ``codes`` (-1: none), a piece of rows at a time: no temporary of every row."""
+    used = np.zeros(n, dtype=bool)
+    for first in range(0, len(codes), _PIECE):
+        piece = codes[first : first + _PIECE]
+        used[piece[piece >= 0]] = True
+    return used
 
 
 def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
@@ -346,19 +370,23 @@ def _encode(tables: Tables) -> _Encoded:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
         known = [tables.id_codes(name) or _category_ids(f["customer_id"]) for name, f in named.items()]
         events = _event_ids(tables, known[-1]) if "events" in named else None
-        if events is not None:  # the events' distinct ids are encoded with the others, not every row's
-            known[-1] = replace(events, codes=np.arange(len(events.distinct), dtype=np.int32))
+        if events is not None:  # the distinct ids the events use are encoded with the others, not every row's
+            used = np.flatnonzero(_used(events.codes, len(events.distinct))).astype(np.int32)
+            known[-1] = replace(events, codes=used)
         ids, positions = _encode_ids([f["customer_id"] for f in named.values()], known)
         at = dict(zip(named, positions, strict=True))
         tx_id = at["transactions"]
         blocks = pool.submit(_block_rows, tx_id, len(ids))
-        days = _day_numbers(tx_time)
+        days = _day_numbers(tx_time).astype(np.int32)  # days since 1970: +-5.8 million years fit
         groups = keys.result().groups(tx, tx_id)
         block_rows = blocks.result()
     if "events" in at:  # codes and their positions, or (ids encoded row by row) positions and themselves
-        customer, positions = (events.codes, at.pop("events")) if events is not None else (
-            at.pop("events"), np.arange(len(ids)))
-        events = _Events.of(tables.events, customer, positions.astype(np.int32), len(ids))
+        if events is not None:
+            customer, positions = events.codes, np.full(len(events.distinct), -1, dtype=np.int32)
+            positions[used] = at.pop("events")
+        else:
+            customer, positions = at.pop("events"), np.arange(len(ids), dtype=np.int32)
+        events = _Events.of(tables.events, customer, positions, len(ids))
     return _Encoded(tables, ids, tx_id, at.get("tickets"), at.get("customers"), tx_time, days, amount, groups,
                     block_rows, events)
 
@@ -413,7 +441,7 @@ class _OrderKeys:
         (``cid``: the rows' customer positions), falling back to grouping by the keys themselves if two
         keys ever share a hash.
         """
-        groups = np.full(len(tx), -1, dtype=np.int64)
+        groups = np.full(len(tx), -1, dtype=_ints(len(tx)))
         candidates = self.rows[self.repeated]
         if len(candidates) == 0:
             return groups
@@ -496,13 +524,14 @@ _FEW_BLOCKS = 64  # up to this many blocks (4M ids), rows are split by a pass pe
 
 
 def _block_rows(tx_id: np.ndarray, n_ids: int) -> list[np.ndarray]:
-    """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort)."""
+    """The transaction rows of each block of ``_BLOCK`` consecutive ids, each in row order (one stable sort),
+    as :func:`_ints`."""
     n_blocks = max(-(-n_ids // _BLOCK), 1)
     key = np.uint8 if n_blocks <= 256 else np.uint16 if n_blocks <= 65536 else np.int64
     block = (tx_id >> _BLOCK.bit_length() - 1).astype(key)
     if n_blocks <= _FEW_BLOCKS:  # a pass over the 8-bit keys per block costs less than sorting them
-        return [np.flatnonzero(block == b) for b in range(n_blocks)]
-    order = np.argsort(block, kind="stable")  # a radix sort for 8- and 16-bit keys
+        return [np.flatnonzero(block == b).astype(_ints(len(tx_id))) for b in range(n_blocks)]
+    order = np.argsort(block, kind="stable").astype(_ints(len(tx_id)))  # a radix sort for 8- and 16-bit keys
     return np.split(order, np.searchsorted(block[order], np.arange(1, n_blocks)))
 
 
