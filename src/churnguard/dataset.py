@@ -679,7 +679,9 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
     codes = ids.array.codes.astype(np.int32, copy=False)
     categories = ids.cat.categories
     if isinstance(categories.dtype, pd.StringDtype) and categories.dtype.storage == "pyarrow":  # as Arrow holds them
-        distinct = pa.chunked_array(categories.array).combine_chunks().cast(pa.large_string())
+        distinct = pa.array(categories.array)
+        distinct = (distinct.combine_chunks() if isinstance(distinct, pa.ChunkedArray) else distinct).cast(
+            pa.large_string())
     else:
         distinct = pa.array(np.asarray(categories, dtype=object), type=pa.large_string())
     used = np.zeros(len(distinct), dtype=bool)
