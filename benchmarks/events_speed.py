@@ -16,7 +16,7 @@ Run from the repository root::
     python benchmarks/events_speed.py [--customers 1000000] [--as-of 2025-12-31] [--stages]
 
 ``--stages`` times instead the steps of the build with the events (read, validate, encode, engagement), in one
-process.
+process, with the resident memory after each and its peak while it ran.
 
 Nothing fails on a missed target: the script prints measurements.
 """
@@ -105,39 +105,83 @@ def _duckdb(paths: dict[str, Path], as_of: str) -> int:
     return len(con.execute(rfm).df()) + len(con.execute(events).df())
 
 
-STAGES = {"read (3 files)": ("churnguard.dataset", "_read"), "validate": ("churnguard.dataset", "validate_tables"),
-          "encode ids and events": ("churnguard.features.build", "_encode"),
-          "engagement features": ("churnguard.features.build", "_engagement")}
+STAGES = (("read the events", "churnguard.dataset", "_read"),
+          ("validate (reading the other tables in blocks)", "churnguard.dataset", "_validate"),
+          ("encode ids and events", "churnguard.features.build", "_encode"),
+          ("engagement features", "churnguard.features.build", "_engagement"))
 
 
-def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, float]:
-    """Wall seconds of each step of the feature build with the events (the functions of ``STAGES`` timed in
-    place), and the whole."""
+class _PeakRss:
+    """The process's resident memory sampled from ``/proc/self/statm`` every 5 ms on a thread: the highest value
+    since the last :meth:`reset`."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def now(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self._page
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.now())
+
+    def reset(self) -> int:
+        """The peak since the last reset, and a new start from the current value."""
+        peak, self.peak = max(self.peak, self.now()), self.now()
+        return peak
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, tuple[float, float, float]]:
+    """Of each step of the feature build with the events (the functions of ``STAGES`` timed in place; a step
+    whose function this checkout lacks is left out): wall seconds, resident MB when it ended and the peak while
+    it ran (sampled); and of the whole."""
     import importlib
 
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.features import build_features
 
-    seconds = dict.fromkeys(STAGES, 0.0)
+    rss = _PeakRss()
+    found: dict[str, tuple[float, float, float]] = {}
 
     def timed(label, fn):
         def run(*args, **kwargs):
+            outer = rss.reset()
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                seconds[label] += time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                peak = rss.reset()
+                rss.peak = max(outer, peak)  # an enclosing step's peak includes this one's
+                was = found.get(label, (0.0, 0.0, 0.0))
+                found[label] = (was[0] + seconds, rss.now() / 2**20, max(was[2], peak / 2**20))
         return run
 
-    for label, (module, name) in STAGES.items():
+    for label, module, name in STAGES:
         mod = importlib.import_module(module)
-        setattr(mod, name, timed(label, getattr(mod, name)))
+        if hasattr(mod, name):
+            setattr(mod, name, timed(label, getattr(mod, name)))
     config = load_config()
+    rss.reset()
     start = time.perf_counter()
     tables = load_tables(paths["transactions"], None, paths["customers"], config=config.data, events=paths["events"])
     build_features(tables, as_of, config.features)
-    return seconds | {"total": time.perf_counter() - start}
+    total = (time.perf_counter() - start, rss.now() / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rss.close()
+    return {label: found[label] for label, _, _ in STAGES if label in found} | {"total": total}
 
 
 def measure(what: str, paths: dict[str, Path], as_of: str) -> dict:
@@ -171,8 +215,8 @@ def main() -> None:
     args = parser.parse_args()
     paths = ensure_events_data(args.customers, args.seed)
     if args.stages:
-        for label, seconds in stage_times(paths, args.as_of).items():
-            print(f"{label}: {seconds:.2f} s")
+        for label, (seconds, after, peak) in stage_times(paths, args.as_of).items():
+            print(f"{label}: {seconds:.2f} s, RSS after {after:,.0f} MB, peak {peak:,.0f} MB")
         return
     if args.measure:
         print(json.dumps(measure(args.measure, paths, args.as_of)))

@@ -556,3 +556,22 @@ def test_a_customers_table_without_any_id_is_refused_by_name():
     with pytest.raises(DataError, match=r"(?s)2 of 2 customers row\(s\) cannot be used:.*'customer_id': 2 row\(s\) "
                                         r"are empty.*no usable rows remain"):
         validate_tables(tx, customers=cu, config=REJECT)
+
+
+def test_category_codes_of_categories_held_in_several_arrow_chunks():
+    """A categorical id column whose categories Arrow holds in two chunks gives one Arrow array of the ids its
+    rows use (an unused one left out) and each row's position in it."""
+    import pyarrow as pa
+
+    from churnguard.dataset import category_codes
+
+    levels = pd.Index(pd.array(pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(["a1", "b2"]), pa.array(["c3"])])),
+                               dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+    ids = pd.Series(pd.Categorical.from_codes([2, 0, -1, 2], dtype=pd.CategoricalDtype(levels)))
+    distinct, codes = category_codes(ids)
+    assert isinstance(distinct, pa.Array)
+    assert distinct.to_pylist() == ["a1", "c3"]
+    one_chunk = pd.Series(pd.Categorical.from_codes([1, 0], dtype=pd.CategoricalDtype(pd.Index(
+        pd.array(["C0000003", "C0000004"], dtype=pd.StringDtype("pyarrow", na_value=np.nan))))))
+    assert category_codes(one_chunk)[0].to_pylist() == ["C0000003", "C0000004"]
+    assert codes.tolist() == [1, 0, -1, 1]

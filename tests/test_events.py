@@ -387,3 +387,33 @@ def test_the_demo_worlds_engagement_falls_before_customers_stop_buying():
     assert 0.1 < churned.mean() < 0.6
     for name in ("sessions_30d", "email_open_rate_90d"):  # lower among those about to stop buying
         assert f.loc[churned, name].mean() < 0.7 * f.loc[~churned, name].mean(), name
+
+
+def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features(monkeypatch):
+    """The events' rows are put in order of their customers' blocks a piece of rows at a time (a stable
+    counting sort): small pieces and blocks give that order and the features of one piece and one block;
+    ids held as Python objects (encoded row by row, not by distinct value) give the same features too."""
+    from dataclasses import replace
+
+    from churnguard.features import build
+
+    demo = generate_demo_data(300, seed=6, events=True)
+    tables = validate_tables(demo.transactions, customers=demo.customers, config=DataConfig(), events=demo.events)
+    want = build_features(tables, "2025-06-30", FeatureConfig())
+    assert want["sessions_90d"].sum() > 50
+
+    customer = np.random.default_rng(1).integers(0, 40, size=1000).astype(np.int32)
+    ids = np.random.default_rng(2).permutation(40).astype(np.int32)
+    monkeypatch.setattr(build, "_PIECE", 97)
+    monkeypatch.setattr(build, "_EVENT_BLOCK", 8)
+    order, bounds = build._event_blocks(customer, ids, 40)
+    block = ids[customer] // 8
+    np.testing.assert_array_equal(order, np.argsort(block, kind="stable"))
+    np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(block, minlength=5))]))
+    pd.testing.assert_frame_equal(build_features(tables, "2025-06-30", FeatureConfig()), want)
+
+    as_objects = replace(tables, transactions=tables.transactions.astype({"customer_id": object}),
+                         customers=tables.customers.astype({"customer_id": object}),
+                         events=tables.events.astype({"customer_id": object}))
+    got = build_features(as_objects, "2025-06-30", FeatureConfig())
+    pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), want)

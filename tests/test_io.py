@@ -174,3 +174,41 @@ def test_read_parquet_reads_as_pandas_does(tmp_path):
     pd.testing.assert_frame_equal(read_parquet(tmp_path / "t.parquet"), pd.read_parquet(tmp_path / "t.parquet"))
     pd.testing.assert_frame_equal(read_parquet(tmp_path / "t.parquet", ["ts"]),
                                   pd.read_parquet(tmp_path / "t.parquet", columns=["ts"]))
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_read_parquet_categoricals_over_row_groups_read_as_pandas_does(tmp_path, index):
+    """Text columns read as categoricals a row group at a time (each group's own dictionary) hold the values
+    pandas reads, missing ones included; the other columns are pandas' own, whatever their type, and a stored
+    index is kept. A column of few values takes one byte a code until its values outgrow it (130 here)."""
+    import numpy as np
+
+    from churnguard._io import read_parquet
+
+    n = 23
+    df = pd.DataFrame({
+        "id": pd.Series([f"c{i % 7}" if i % 5 else None for i in range(n)], dtype="str"),
+        "ts": pd.to_datetime([f"2024-01-{1 + i % 28:02d}" if i % 4 else None for i in range(n)]).as_unit("ms"),
+        "kind": pd.Series([["a", "b", None][i % 3] for i in range(n)], dtype="str"),
+        "wide": pd.Series([f"v{i * 6 + j}" for i in range(n) for j in range(6)][:n], dtype="str"),
+        "x": [float(i) if i % 6 else np.nan for i in range(n)],
+        "f": np.arange(n, dtype=np.float32),
+        "i": pd.array([i if i % 2 else None for i in range(n)], dtype="Int64"),
+        "tz": pd.to_datetime(["2024-01-01 10:00"] * n).tz_localize("Europe/Paris"),
+    }, index=pd.Index([f"r{i}" for i in range(n)], name="k") if index else None)
+    wide = pd.DataFrame({"wide": pd.Series([f"w{i}" for i in range(130)], dtype="str")})
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, index=index, row_group_size=5)
+    got = read_parquet(path, None, ("id", "kind", "wide"), ("kind", "wide"))
+    expected = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(got.astype({c: "str" for c in ("id", "kind", "wide")}), expected)
+    for name in ("id", "kind", "wide"):
+        assert isinstance(got[name].dtype, pd.CategoricalDtype)
+        assert got[name].cat.categories.is_unique
+    assert got["kind"].array.codes.dtype == np.int8
+    wide.to_parquet(path, index=False, row_group_size=40)
+    got = read_parquet(path, None, ("wide",), ("wide",))["wide"]
+    assert got.astype("str").tolist() == wide["wide"].tolist()
+    assert got.array.codes.dtype == np.int16  # 130 values: pandas' smallest type for them
+    pd.testing.assert_frame_equal(read_parquet(path, None, ("wide",), ("wide",)).iloc[:0].astype("str"),
+                                  pd.read_parquet(path).iloc[:0])

@@ -17,6 +17,7 @@ import signal
 import socket
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -27,6 +28,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 # Column that read_rows adds to a CSV file's rows: the text of a row with more fields than the header (its
@@ -324,9 +326,10 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
     """A Parquet file as ``pandas.read_parquet`` reads it (same columns, index and types), through Arrow's own
     conversion, which takes half the time of pandas' for text columns.
 
-    The text columns named in ``categorical`` come as pandas categoricals (:func:`_categorical`): one integer
-    code per row and each distinct value once, read a row group at a time, so the text of the whole column is
-    never in memory at once.
+    The text columns named in ``categorical`` come as pandas categoricals: one integer code per row and each
+    distinct value once (``few``: columns of few distinct values, whose codes then take one byte). Such a file
+    is read a row group at a time (:func:`_row_groups`) into arrays made once for the whole file, so neither
+    the text of a whole column nor a second copy of a number column is ever in memory.
     """
     import pandas as pd
     import pyarrow as pa
@@ -338,55 +341,132 @@ def read_parquet(path: str | Path, columns: list[str] | None = None, categorical
     if not text:
         return pq.read_table(path, columns=columns, use_pandas_metadata=True).to_pandas()
     names = [c for c in (schema.names if columns is None else columns) if c in schema.names]
-    with ThreadPoolExecutor(2, thread_name_prefix="churnguard-read") as pool:  # Arrow and numpy free the GIL
-        coded = list(pool.map(lambda c: _categorical(path, c, c in few), text))
-        rest = [c for c in names if c not in text]
-        frame = pq.read_table(path, columns=rest, use_pandas_metadata=True).to_pandas(
-            split_blocks=True, self_destruct=True) if rest else (
-            pd.DataFrame(index=pd.RangeIndex(len(coded[0]))))
-    for name, values in zip(text, coded, strict=True):
-        frame[name] = pd.Series(values, index=frame.index, copy=False)  # the codes as they are, not copied
-    return frame[[c for c in names if c in frame.columns]]
+    index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    filled = {c: kind for c in names if c not in text and not index
+              and (kind := _fill_dtype(schema.field(c).type)) is not None}
+    rest = [c for c in names if c not in text and c not in filled]
+    frame = pq.read_table(path, columns=rest, use_pandas_metadata=True).to_pandas(
+        split_blocks=True, self_destruct=True) if rest else None
+    read = _row_groups(path, text, few, filled)
+    rows = pd.RangeIndex(pq.ParquetFile(path).metadata.num_rows) if frame is None else frame.index
+    data = {c: frame[c] for c in rest if c in frame} | {
+        c: pd.Series(values, index=rows, copy=False) for c, values in read.items()}  # the arrays as they are
+    return pd.DataFrame({c: data[c] for c in names if c in data}, index=rows, copy=False)
 
 
-def _categorical(path: str | Path, name: str, few: bool) -> pd.Categorical:
-    """A Parquet text column as one pandas categorical: its distinct values, nulls code -1.
+def _fill_dtype(kind: pa.DataType) -> np.dtype | None:
+    """The numpy type pandas gives an Arrow column when a numpy array of it holds every value as pandas would,
+    nulls included: floating point numbers (NaN) and timestamps without a time zone (NaT); None otherwise."""
+    import numpy as np
+    import pyarrow as pa
 
-    Each row group is dictionary-encoded on its own (``few``: a column of few distinct values, such as an event
-    type, is read as dictionaries straight from the file's pages; for one of many, such as ids, a dictionary
-    per page is slower than encoding the text); their dictionaries are then encoded together and each row
-    group's codes mapped onto that one dictionary."""
+    if pa.types.is_float32(kind) or pa.types.is_float64(kind):
+        return np.dtype(kind.to_pandas_dtype())
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        return np.dtype(f"datetime64[{kind.unit}]")
+    return None
+
+
+# Row groups read ahead, each on its own thread. One: two gave no gain (Arrow decodes a group's columns on
+# several threads already), and each holds a group in memory.
+_READERS = 1
+
+
+def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled: dict[str, np.dtype]) -> dict:
+    """Columns of a Parquet file read a row group at a time (the next group read on another thread) into
+    arrays made once for the file: ``filled``, numpy arrays of the given types; ``text``, pandas categoricals.
+
+    A text column is read as the file's own dictionaries (a row group's dictionary page: no value is decoded
+    as text per row, nor hashed again); the dictionaries of all groups are then encoded together
+    (:func:`_joint_categorical`). The codes of a ``few`` column take one byte while its values fit."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    n_groups = pq.ParquetFile(path).num_row_groups
+    rows = pq.ParquetFile(path).metadata.num_rows
+    codes = {c: np.empty(rows, dtype=np.int8 if c in few else np.int32) for c in text}
+    values = {c: np.empty(rows, dtype=dtype) for c, dtype in filled.items()}
+    found: dict[str, list[tuple[int, list[pa.Array]]]] = {c: [] for c in text}  # per group: first row, dictionaries
+    local = threading.local()
+
+    def group(g: int) -> pa.Table:
+        if not hasattr(local, "file"):  # a reader of its own for each thread
+            local.file = pq.ParquetFile(path, read_dictionary=text)
+        return local.file.read_row_group(g, columns=[*text, *filled])
+
+    first = 0
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="churnguard-read") as pool:
+        ahead = deque(pool.submit(group, g) for g in range(min(_READERS, n_groups)))
+        for g in range(n_groups):
+            table = ahead.popleft().result()
+            if g + _READERS < n_groups:
+                ahead.append(pool.submit(group, g + _READERS))
+            for name in text:
+                dicts, row = [], first  # the group's distinct dictionaries (chunks mostly share one)
+                for chunk in table.column(name).chunks:
+                    if not dicts or not chunk.dictionary.equals(dicts[-1]):
+                        dicts.append(chunk.dictionary)
+                    offset = sum(map(len, dicts[:-1]))
+                    if codes[name].dtype == np.int8 and offset + len(dicts[-1]) > 127:
+                        codes[name] = codes[name].astype(np.int32)
+                    _put_codes(chunk.indices, offset, codes[name][row : row + len(chunk)])
+                    row += len(chunk)
+                found[name].append((first, dicts))
+            for name in filled:
+                row = first
+                for chunk in table.column(name).chunks:
+                    values[name][row : row + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                    row += len(chunk)
+            first += table.num_rows
+            del table
+    return {c: _joint_categorical(codes.pop(c), found.pop(c)) if c in text else values.pop(c)
+            for c in [*text, *filled]}
+
+
+def _put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
+    """Write a dictionary chunk's indices plus ``offset`` into ``out`` (-1 where null), straight from the
+    indices' buffer."""
+    import numpy as np
+
+    width = np.dtype(indices.type.to_pandas_dtype())
+    held = np.frombuffer(indices.buffers()[1], dtype=width, count=len(indices), offset=indices.offset * width.itemsize)
+    np.add(held, offset, out=out, casting="unsafe")  # a null's slot holds any number: overwritten below
+    if indices.null_count:
+        out[~indices.is_valid().to_numpy(zero_copy_only=False)] = -1
+
+
+def _joint_categorical(codes: np.ndarray, groups: list[tuple[int, list[pa.Array]]]) -> pd.Categorical:
+    """One categorical of codes into several dictionaries (``groups``: from each first row on, the codes
+    number the values of its dictionaries one after another; -1 null): the dictionaries' values are encoded
+    together, in order of first appearance, and the codes mapped onto them in place."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path, read_dictionary=[name] if few else None)
-    pieces = []  # (dictionary, codes into it)
-    for group in range(file.num_row_groups):
-        column = file.read_row_group(group, columns=[name]).column(0)
-        if few:
-            pieces += [(c.dictionary.cast(pa.large_string()), _codes(c)) for c in column.chunks]
-        elif len(column):  # one dictionary over the chunks: the last chunk's holds every value
-            chunks = pc.dictionary_encode(column.cast(pa.large_string())).chunks
-            pieces.append((chunks[-1].dictionary, np.concatenate([_codes(c) for c in chunks])))
-    sizes = [len(d) for d, _ in pieces]
-    joint = pc.dictionary_encode(pa.concat_arrays([d for d, _ in pieces] or [pa.array([], pa.large_string())]))
+    parts = [d.cast(pa.large_string()) for _, dicts in groups for d in dicts]
+    joint = pc.dictionary_encode(pa.chunked_array(parts, type=pa.large_string())).combine_chunks()
     at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
-    codes, row, start = np.empty(file.metadata.num_rows, dtype=np.int32), 0, 0
-    for (_, local), size in zip(pieces, sizes, strict=True):
-        codes[row : row + len(local)] = np.append(at[start : start + size], -1)[local]
-        row, start = row + len(local), start + size
-    levels = pd.Index(pd.array(joint.dictionary, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(levels), validate=False)
+    levels = joint.dictionary
+    if len(levels) > np.iinfo(codes.dtype).max:
+        codes = codes.astype(np.int32)
+    start = 0
+    for (row, dicts), stop in zip(groups, [r for r, _ in groups[1:]] + [len(codes)], strict=True):
+        size = sum(map(len, dicts))
+        codes[row:stop] = np.append(at[start : start + size], -1)[codes[row:stop]]
+        start += size
+    levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+    return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
 
 
-def _codes(chunk) -> np.ndarray:
-    """A dictionary array's indices as numpy, -1 for null."""
-    import pyarrow.compute as pc
+def distinct_categories(levels: pd.Index) -> pd.CategoricalDtype:
+    """The categorical type of ``levels``, values known to be distinct (a dictionary's). pandas' own check
+    that they are hashes them as Python strings and keeps that table with the type: hundreds of MB for
+    millions of session ids, held as long as the table."""
+    import pandas as pd
 
-    return pc.fill_null(chunk.indices, -1).to_numpy()
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return fast(levels, False) if fast is not None else pd.CategoricalDtype(levels)
 
 
 def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list[str] | None = None,

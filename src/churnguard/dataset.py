@@ -627,17 +627,19 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from churnguard._io import distinct_categories
+
     values = fn(pd.Series(raw.cat.categories))
     after, before = pa.array(values), pa.array(raw.cat.categories)
     if after.type == before.type and pc.all(pc.equal(after, before), skip_nulls=False).as_py() is True:
         if values.dtype == raw.cat.categories.dtype:
             return raw
-        at, levels = raw.cat.codes.to_numpy(), pd.Index(values)  # the same values in another text type
+        at, levels = raw.array.codes, pd.Index(values)  # the same values in another text type
     else:
         codes, levels = pd.factorize(values)
-        at = np.append(codes, -1).astype(np.int32)[raw.cat.codes.to_numpy()]
-    return pd.Series(pd.Categorical.from_codes(at, dtype=pd.CategoricalDtype(levels), validate=False),
-                     index=raw.index, name=raw.name)
+        at = np.append(codes, -1).astype(np.int32)[raw.array.codes]
+    return pd.Series(pd.Categorical.from_codes(at, dtype=distinct_categories(levels), validate=False),
+                     index=raw.index, name=raw.name, copy=False)  # the codes as they are, not copied
 
 
 def _ids_text(raw: pd.Series) -> pd.Series:
@@ -674,9 +676,18 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
     position among them (int32; -1 for a missing value): its own codes, renumbered past unused categories."""
     import pyarrow as pa
 
-    codes = ids.cat.codes.to_numpy().astype(np.int32)
-    distinct = pa.array(np.asarray(ids.cat.categories, dtype=object), type=pa.large_string())
-    used = np.bincount(codes[codes >= 0], minlength=len(distinct)) > 0
+    codes = ids.array.codes.astype(np.int32, copy=False)
+    categories = ids.cat.categories
+    if isinstance(categories.dtype, pd.StringDtype) and categories.dtype.storage == "pyarrow":  # as Arrow holds them
+        distinct = pa.array(categories.array)
+        distinct = (distinct.combine_chunks() if isinstance(distinct, pa.ChunkedArray) else distinct).cast(
+            pa.large_string())
+    else:
+        distinct = pa.array(np.asarray(categories, dtype=object), type=pa.large_string())
+    used = np.zeros(len(distinct), dtype=bool)
+    for first in range(0, len(codes), 1 << 20):  # a piece at a time: no temporary of every row
+        piece = codes[first : first + (1 << 20)]
+        used[piece[piece >= 0]] = True
     if used.all():
         return distinct, codes
     return distinct.filter(used), np.where(codes >= 0, (np.cumsum(used, dtype=np.int32) - 1)[codes], -1).astype(
@@ -955,7 +966,7 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
         if column in _DATES:
             out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
         elif column in _NUMERIC_RANGES:
-            num = pd.to_numeric(raw, errors="coerce").astype("float64")
+            num = raw if raw.dtype == np.float64 else pd.to_numeric(raw, errors="coerce").astype("float64")
             check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
             check.flag(num.isin([np.inf, -np.inf]), column, "are not finite numbers", raw)
             lo, hi = _NUMERIC_RANGES[column]

@@ -84,12 +84,14 @@ _EVENT_BLOCK = 1 << 13  # customer ids per block of the engagement features: a b
 
 @dataclass(frozen=True)
 class _Events:
-    """The events table as arrays: customer position in ``_Encoded.ids``, timestamp (ns), duration in seconds
-    (NaN: none), and event type, channel and session id as integer codes (event type and channel with the map
-    from their codes to the kernel's, see :func:`_coded`); ``order[bounds[b] : bounds[b + 1]]`` are the rows of
-    block ``b`` of ``_EVENT_BLOCK`` ids, in row order."""
+    """The events table as arrays: the customer as a code per row and each code's position in
+    ``_Encoded.ids`` (``ids``; the codes are validation's, so no array of positions per row is made),
+    timestamp (ns), duration in seconds (NaN: none), and event type, channel and session id as integer codes
+    (event type and channel with the map from their codes to the kernel's, see :func:`_coded`);
+    ``order[bounds[b] : bounds[b + 1]]`` are the rows of block ``b`` of ``_EVENT_BLOCK`` ids, in row order."""
 
-    cid: np.ndarray
+    customer: np.ndarray
+    ids: np.ndarray
     time: np.ndarray
     duration: np.ndarray
     kind: tuple[np.ndarray, np.ndarray | None]
@@ -99,7 +101,7 @@ class _Events:
     bounds: np.ndarray
 
     @classmethod
-    def of(cls, events: pd.DataFrame, cid: np.ndarray, n_ids: int) -> _Events:
+    def of(cls, events: pd.DataFrame, customer: np.ndarray, ids: np.ndarray, n_ids: int) -> _Events:
         n = len(events)
         time = events["timestamp"].to_numpy().astype("datetime64[ns]", copy=False).view("int64")
         duration = _floats(events["duration_seconds"]) if "duration_seconds" in events else np.full(n, np.nan)
@@ -107,8 +109,12 @@ class _Events:
             np.full(n, -1, dtype=np.int8), None)
         session = _session_codes(events["session_id"]) if "session_id" in events else (
             np.full(n, -1, dtype=np.int32))
-        return cls(cid, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
-                   *_event_blocks(cid, n_ids))
+        return cls(customer, ids, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
+                   *_event_blocks(customer, ids, n_ids))
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """The customers' positions in ``_Encoded.ids`` of the events at ``rows``."""
+        return self.ids[self.customer[rows]]
 
 
 def _floats(values: pd.Series) -> np.ndarray:
@@ -118,17 +124,29 @@ def _floats(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _event_blocks(cid: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows grouped by block of ``_EVENT_BLOCK`` ids (a stable radix sort of the block numbers) and where
-    each block starts; block numbers are computed a piece at a time, without a temporary of every row."""
+_PIECE = 1 << 20  # rows of the events taken at once where a whole column's temporary would be large
+
+
+def _event_blocks(customer: np.ndarray, ids: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by block of ``_EVENT_BLOCK`` ids (``customer``: codes, ``ids``: their positions), each
+    block's rows in row order, and where each block starts: a stable counting sort, a piece of rows at a time,
+    so that no temporary spans every row; the order is int32 where the rows allow."""
     n_blocks = max(-(-n_ids // _EVENT_BLOCK), 1)
-    block = np.empty(len(cid), dtype=np.uint8 if n_blocks <= 256 else np.uint16)
+    block_of = (ids >> (_EVENT_BLOCK.bit_length() - 1)).astype(np.uint8 if n_blocks <= 256 else np.uint16)
     counts = np.zeros(n_blocks, dtype=np.int64)
-    for first in range(0, len(cid), 1 << 20):
-        piece = cid[first : first + (1 << 20)] >> (_EVENT_BLOCK.bit_length() - 1)
-        block[first : first + len(piece)] = piece
-        counts += np.bincount(piece, minlength=n_blocks)
-    return np.argsort(block, kind="stable"), np.concatenate([[0], np.cumsum(counts)])
+    for first in range(0, len(customer), _PIECE):
+        counts += np.bincount(block_of[customer[first : first + _PIECE]], minlength=n_blocks)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    order = np.empty(len(customer), dtype=np.int32 if len(customer) < 2**31 else np.int64)
+    filled = bounds[:-1].copy()  # per block: where its next rows go
+    for first in range(0, len(customer), _PIECE):
+        block = block_of[customer[first : first + _PIECE]]
+        rows = np.argsort(block, kind="stable")  # a radix sort of 8- or 16-bit keys
+        here = np.bincount(block, minlength=n_blocks)
+        start = np.repeat(filled - np.concatenate([[0], np.cumsum(here)[:-1]]), here)
+        order[start + np.arange(len(rows))] = rows + first
+        filled += here
+    return order, bounds
 
 
 def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]
@@ -321,6 +339,26 @@ def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.nda
     return ids, [rank[codes[a:b]] for a, b in itertools.pairwise(bounds)]
 
 
+def _used(codes: np.ndarray, n: int) -> np.ndarray:
+    """Which of ``n`` codes occur in ``codes`` (-1: none), a piece of rows at a time: no temporary of every row."""
+    used = np.zeros(n, dtype=bool)
+    for first in range(0, len(codes), _PIECE):
+        piece = codes[first : first + _PIECE]
+        used[piece[piece >= 0]] = True
+    return used
+
+
+def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
+    """The events' customer ids as :class:`churnguard.dataset.IdCodes` (validation's, ``known``, or made here)
+    when :func:`_encode_ids` encodes the ids by their distinct values; None when it reads every row's."""
+    from churnguard.dataset import IdCodes
+
+    dtype = tables.transactions["customer_id"].dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    return known or IdCodes(*dictionary_codes(_arrow(tables.events["customer_id"])), None)
+
+
 def _encode(tables: Tables) -> _Encoded:
     named = {name: f for name, f in (("transactions", tables.transactions), ("tickets", tables.tickets),
                                      ("customers", tables.customers), ("events", tables.events)) if f is not None}
@@ -331,6 +369,10 @@ def _encode(tables: Tables) -> _Encoded:
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-encode") as pool:
         keys = pool.submit(_OrderKeys.of, tx, tx_time, amount)
         known = [tables.id_codes(name) or _category_ids(f["customer_id"]) for name, f in named.items()]
+        events = _event_ids(tables, known[-1]) if "events" in named else None
+        if events is not None:  # the distinct ids the events use are encoded with the others, not every row's
+            used = np.flatnonzero(_used(events.codes, len(events.distinct))).astype(np.int32)
+            known[-1] = replace(events, codes=used)
         ids, positions = _encode_ids([f["customer_id"] for f in named.values()], known)
         at = dict(zip(named, positions, strict=True))
         tx_id = at["transactions"]
@@ -338,7 +380,13 @@ def _encode(tables: Tables) -> _Encoded:
         days = _day_numbers(tx_time).astype(np.int32)  # days since 1970: +-5.8 million years fit
         groups = keys.result().groups(tx, tx_id)
         block_rows = blocks.result()
-    events = _Events.of(tables.events, at.pop("events"), len(ids)) if "events" in at else None
+    if "events" in at:  # codes and their positions, or (ids encoded row by row) positions and themselves
+        if events is not None:
+            customer, positions = events.codes, np.full(len(events.distinct), -1, dtype=np.int32)
+            positions[used] = at.pop("events")
+        else:
+            customer, positions = at.pop("events"), np.arange(len(ids), dtype=np.int32)
+        events = _Events.of(tables.events, customer, positions, len(ids))
     return _Encoded(tables, ids, tx_id, at.get("tickets"), at.get("customers"), tx_time, days, amount, groups,
                     block_rows, events)
 
@@ -579,7 +627,7 @@ def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestam
     members = known[known >= 0]
     start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
     rows = ev.order[ev.bounds[b] : ev.bounds[b + 1]]
-    pos, time = where[ev.cid[rows]], ev.time[rows]
+    pos, time = where[ev.positions(rows)], ev.time[rows]
     keep = (pos >= 0) & (time < (as_of + _DAY).value)
     if not keep.all():
         rows, pos, time = rows[keep], pos[keep], time[keep]
