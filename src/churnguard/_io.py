@@ -444,8 +444,9 @@ def _joint_categorical(codes: np.ndarray, groups: list[tuple[int, list[pa.Array]
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = [d.cast(pa.large_string()) for _, dicts in groups for d in dicts]
-    joint = pc.dictionary_encode(pa.chunked_array(parts, type=pa.large_string())).combine_chunks()
+    # One array, not a chunked one: combining a dictionary-encoded chunked array is not implemented in every
+    # pyarrow the project supports.
+    joint = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.large_string()) for _, dicts in groups for d in dicts]))
     at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
     levels = joint.dictionary
     if len(levels) > np.iinfo(codes.dtype).max:
