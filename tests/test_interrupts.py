@@ -23,6 +23,7 @@ from churnguard.demo import generate_demo_data, write_demo_data
 pytestmark = pytest.mark.slow
 
 PREVIOUS = b"the previous run's file\n"
+CUSTOMERS = 12_000  # enough that a 4-partition score is still running well after its input is spilled
 
 
 def _start(*args: str, cwd: Path) -> subprocess.Popen:
@@ -70,9 +71,10 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def scoring(trained, tmp_path_factory):
-    """A trained model file and 3,000 customers' files, big enough to stop a 4-partition run in the middle."""
+    """A trained model file and ``CUSTOMERS`` customers' files, big enough to stop a 4-partition run in the
+    middle."""
     tmp = tmp_path_factory.mktemp("scoring")
-    paths = write_demo_data(generate_demo_data(3000, seed=1), tmp / "data")
+    paths = write_demo_data(generate_demo_data(CUSTOMERS, seed=1), tmp / "data")
     return {"model": trained["result"].model_path, **paths}
 
 
@@ -110,7 +112,7 @@ def test_what_a_killed_score_left_is_removed_by_the_next_run(scoring, tmp_path):
     done = _start(*_score_args(scoring, out / "scores.csv"), cwd=tmp_path)
     assert _finish(done) == 0
     assert _listing(out) == ["scores.csv", "scores.drift.csv"]  # ...until the next run there
-    assert len(pd.read_csv(out / "scores.csv")) == 3000
+    assert len(pd.read_csv(out / "scores.csv")) == CUSTOMERS
 
 
 def test_a_clean_rerun_replaces_the_rejects_of_the_previous_run(scoring, tmp_path):
@@ -140,7 +142,7 @@ def test_a_clean_rerun_replaces_the_rejects_of_the_previous_run(scoring, tmp_pat
     clean = CliRunner().invoke(app, args)
     assert clean.exit_code == 0, clean.output
     assert _listing(out.parent) == ["scores.csv", "scores.drift.csv"]
-    assert len(pd.read_csv(out)) == 3000
+    assert len(pd.read_csv(out)) == CUSTOMERS
 
 
 # -- train -------------------------------------------------------------------------------------------------
