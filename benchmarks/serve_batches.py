@@ -2,9 +2,11 @@
 
 Starts the server on 127.0.0.1 as ``churnguard serve`` does (``app_from_env``, the same protocol, --workers
 processes), with ``_Batcher._score_batch`` wrapped to count each worker's batches and customers and to note
-the worker's CPU time (``time.process_time``, written every 0.2 s), then runs wrk at 1 and 16 clients (--seconds each, after a
+the worker's CPU time (``time.process_time``, written every 0.2 s) and the CPU time spent in the scoring
+calls (``time.thread_time`` around each), then runs wrk at 1 and 16 clients (--seconds each, after a
 1 s warm-up) with ``serve_load.py``'s request and prints, per phase, wrk's p50 / p99 and requests/s and, per
-worker, the requests it scored, the customers per scoring call and its CPU microseconds per request. Needs
+worker, the requests it scored, the customers per scoring call and its CPU microseconds per request, and how
+many of them the scoring calls took (the rest: HTTP, validation, the answer, the event loop). Needs
 the model of ``serve_load.py --work-dir`` and wrk on PATH; run from the repository root with
 ``PYTHONPATH=src:benchmarks``.
 
@@ -34,17 +36,22 @@ def counting_app():
 
     from churnguard.serving import app as serving
 
-    score_batch, counts = serving._Batcher._score_batch, {"batches": 0, "customers": 0}
+    score_batch, counts = serving._Batcher._score_batch, {"batches": 0, "customers": 0, "scoring": 0.0}
     out = Path(os.environ[_STATS]) / f"{os.getpid()}.json"
 
     def counted(self, batch):
         counts["batches"] += 1
         counts["customers"] += sum(len(customers) for customers, _ in batch)
-        return score_batch(self, batch)
+        start = time.thread_time()  # the scoring thread's CPU: the loop's own for a batch scored inline
+        try:
+            return score_batch(self, batch)
+        finally:
+            counts["scoring"] += time.thread_time() - start
 
     def write() -> None:
         while True:
-            out.write_text(json.dumps({**counts, "cpu": time.process_time()}))
+            out.with_suffix(".tmp").write_text(json.dumps({**counts, "cpu": time.process_time()}))
+            out.with_suffix(".tmp").replace(out)  # whole: the reader never sees a file half written
             time.sleep(0.2)
 
     serving._Batcher._score_batch = counted
@@ -98,7 +105,8 @@ def main() -> None:
                     batches, customers = after["batches"] - was["batches"], after["customers"] - was["customers"]
                     if batches:
                         line += (f" | worker {pid}: {customers} requests, {customers / batches:.2f} per call, "
-                                 f"{(after['cpu'] - was['cpu']) / customers * 1e6:.0f} us CPU each")
+                                 f"{(after['cpu'] - was['cpu']) / customers * 1e6:.0f} us CPU each, "
+                                 f"{(after['scoring'] - was['scoring']) / customers * 1e6:.0f} us of it scoring")
                 print(line, flush=True)
         finally:
             os.killpg(server.pid, signal.SIGTERM)

@@ -8,6 +8,7 @@ PATH, else from a Python httpx generator. Traffic goes only to 127.0.0.1, every 
 both servers (with their worker processes) are stopped at the end.
 
     python benchmarks/serve_load.py [--seconds 10] [--workers 2] [--generator auto|wrk|python] [--work-dir DIR]
+        [--server uvicorn|granian]
 """
 
 from __future__ import annotations
@@ -151,6 +152,17 @@ def _mlflow_body(model_path: Path, customer: dict, as_of: str) -> dict:
     return {"dataframe_split": {"columns": model.feature_names_, "data": [row]}}
 
 
+def _churnguard_server(server: str, model: Path, port: int, workers: int) -> list[str]:
+    """``churnguard serve`` (uvicorn), or the same app factory under granian (ASGI, uvloop, the same header
+    deadline), for comparing the two servers."""
+    if server == "uvicorn":
+        return [str(Path(sys.executable).parent / "churnguard"), "serve", "--model", str(model), "--port",
+                str(port), "--workers", str(workers), "--quiet"]
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop", "--no-ws",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+            "--no-access-log", "--http1-header-read-timeout", "10000", "churnguard.serving.app:app_from_env"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load phase, whole seconds")
@@ -159,6 +171,9 @@ def main() -> None:
                         help="load generator: wrk (auto: when on PATH) or the Python httpx one")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep the demo model and MLflow store here and reuse them on the next run")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                        help="churnguard's HTTP server: uvicorn as 'churnguard serve' runs it, or the same app "
+                             "under granian (pip install granian)")
     args = parser.parse_args()
     generator = args.generator
     if generator == "auto":
@@ -188,9 +203,10 @@ def main() -> None:
         servers = []
         with log_path.open("w") as log:
             try:
-                servers.append(subprocess.Popen(
-                    [bin_dir / "churnguard", "serve", "--model", str(model), "--port", str(cg_port),
-                     "--workers", str(args.workers), "--quiet"], stdout=log, stderr=log, start_new_session=True))
+                servers.append(subprocess.Popen(_churnguard_server(args.server, model, cg_port, args.workers),
+                                                stdout=log, stderr=log, start_new_session=True,
+                                                env={**os.environ, "CHURNGUARD_SERVE_MODEL": str(model),
+                                                     "CHURNGUARD_API_TOKEN": ""}))
                 env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
                        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
                 servers.append(subprocess.Popen(
