@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard.dataset import category_codes, dictionary_codes
+from churnguard.dataset import category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
@@ -304,8 +304,9 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     or from one dictionary encoding here; the distinct ids of the columns are then encoded together (unless
     validation already put them on one array) and sorted, so no row's text is read again.
     """
-    dtype = columns[0].dtype if columns else None
-    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+    dtype = text_dtype(columns[0]) if columns else None
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or (
+            isinstance(columns[0].dtype, pd.CategoricalDtype) and known is None):
         return _encode_ids_as_held(columns)
     encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
@@ -353,7 +354,7 @@ def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
     when :func:`_encode_ids` encodes the ids by their distinct values; None when it reads every row's."""
     from churnguard.dataset import IdCodes
 
-    dtype = tables.transactions["customer_id"].dtype
+    dtype = text_dtype(tables.transactions["customer_id"])
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return None
     return known or IdCodes(*dictionary_codes(_arrow(tables.events["customer_id"])), None)
