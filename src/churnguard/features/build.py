@@ -288,8 +288,12 @@ def _ints(n: int) -> type:
 
 def _sort_order(dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The positions of ``dictionary``'s values in sorted order, and each value's rank in it (int32: the rows'
-    positions taken from it are one of the largest arrays the build holds, :func:`_ints`)."""
-    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    positions taken from it are one of the largest arrays the build holds, :func:`_ints`). Validation's shared
+    distinct ids are sorted already, which one comparison of neighbours finds."""
+    if len(dictionary) < 2 or pc.all(pc.less(dictionary.slice(0, len(dictionary) - 1), dictionary.slice(1))).as_py():
+        order = np.arange(len(dictionary))
+    else:
+        order = pc.sort_indices(dictionary).to_numpy()
     rank = np.empty(len(dictionary), dtype=_ints(len(dictionary)))
     rank[order] = np.arange(len(dictionary), dtype=rank.dtype)
     return order, rank
