@@ -575,3 +575,46 @@ def test_category_codes_of_categories_held_in_several_arrow_chunks():
         pd.array(["C0000003", "C0000004"], dtype=pd.StringDtype("pyarrow", na_value=np.nan))))))
     assert category_codes(one_chunk)[0].to_pylist() == ["C0000003", "C0000004"]
     assert codes.tolist() == [1, 0, -1, 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["a", " a", "b", "7", "7.0", "", None, "e", "d"]), min_size=1, max_size=12),
+       st.lists(st.sampled_from(["a", "b", "7", "c", "e"]), max_size=6))
+def test_coded_ids_hold_the_text_ids_as_codes_of_the_sorted_shared_ids(tx_ids, cu_ids):
+    """``coded_ids``: every table's ids are a categorical of one type whose categories are the shared distinct
+    ids in text order; the values, the rejects, the customers left out and the features are those of the text
+    ids."""
+    from churnguard.config import load_config
+    from churnguard.features import build_features
+
+    n = len(tx_ids)
+    tx = pd.DataFrame({"customer_id": pd.Series(tx_ids, dtype="str"),
+                       "timestamp": [f"2024-01-{1 + i % 9:02d}" for i in range(n)],
+                       "amount": ["x" if i % 5 == 1 else str(i - 2) for i in range(n)]})
+    cu = pd.DataFrame({"customer_id": pd.Series(cu_ids + ["a"], dtype="str")})
+    tk = pd.DataFrame({"customer_id": pd.Series(["a", "zz", "7"], dtype="str"), "opened_at": ["2024-01-01"] * 3})
+    try:
+        text = validate_tables(tx, tk, cu, config=REJECT)
+    except DataError:
+        return
+    coded = validate_tables(tx, tk, cu, config=REJECT, coded_ids=True)
+    dtype = coded.transactions["customer_id"].dtype
+    categories = dtype.categories.tolist()
+    assert categories == sorted(categories)
+    assert len(set(categories)) == len(categories)
+    for name in ("transactions", "tickets", "customers"):
+        column = getattr(coded, name)["customer_id"]
+        assert column.dtype is dtype
+        assert coded.id_codes(name) is not None
+        assert column.astype("str").tolist() == getattr(text, name)["customer_id"].tolist()
+        pd.testing.assert_frame_equal(getattr(coded, name).drop(columns="customer_id"),
+                                      getattr(text, name).drop(columns="customer_id"))
+    pd.testing.assert_frame_equal(coded.rejects, text.rejects)
+    assert coded.customer_ids().tolist() == text.customer_ids().tolist()
+    seen = pd.Series(["a", "7", "q"], dtype="str")
+    every = ("transactions", "customers", "tickets")
+    assert sorted(coded.ids_not_in(seen, every)) == sorted(text.ids_not_in(seen, every))
+    assert coded.ids_not_in(seen, every).dtype == text.transactions["customer_id"].dtype
+    features = load_config().features
+    pd.testing.assert_frame_equal(build_features(coded, "2024-01-31", features),
+                                  build_features(text, "2024-01-31", features), check_exact=True)

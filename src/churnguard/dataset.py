@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,7 +66,7 @@ __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCens
            "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
            "dictionary_codes", "feature_columns", "header", "id_overlap", "id_text", "last_day",
            "latest_plausible_day", "load_campaigns", "load_tables", "merge_census", "merge_overlap",
-           "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "validate_tables"]
+           "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "text_dtype", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,13 +222,17 @@ class Tables:
         found = _codes_found((codes[0].distinct, np.arange(len(used), dtype=np.int32)),
                              [_arrow_text(ids).combine_chunks()])
         left = codes[0].distinct.filter(used & ~found)
-        return pd.Index(pd.array(left, dtype=getattr(self, tables[0])["customer_id"].dtype))
+        return pd.Index(pd.array(left, dtype=text_dtype(getattr(self, tables[0])["customer_id"])))
 
     def customer_ids(self) -> pd.Index:
-        """Every customer known from transactions or the customers table."""
-        ids = pd.Index(self.transactions["customer_id"].unique())
+        """Every customer known from transactions or the customers table (with a customers table: sorted)."""
+        codes = [self.id_codes("transactions"), self.id_codes("customers")]
+        if all(c is not None and c.distinct is codes[0].distinct for c in codes):  # sorted distinct ids
+            used = np.logical_or.reduce([c.present() for c in codes])
+            return pd.Index(pd.array(codes[0].distinct.filter(used), dtype=text_dtype(self.transactions["customer_id"])))
+        ids = pd.Index(_as_text(self.transactions["customer_id"]).unique())
         if self.customers is not None:
-            ids = ids.union(pd.Index(self.customers["customer_id"]))
+            ids = ids.union(pd.Index(_as_text(self.customers["customer_id"])))
         return ids
 
     def last_date(self) -> pd.Timestamp:
@@ -266,6 +270,17 @@ class IdCodes:
     def present(self) -> np.ndarray:
         """Whether each of the distinct ids occurs in some row."""
         return np.bincount(self.codes, minlength=len(self.distinct)) > 0
+
+
+def text_dtype(ids: pd.Series):
+    """The text type of an id column: its own, or a categorical's categories' (validated ids are categoricals of
+    the tables' distinct ids, :class:`IdCodes`)."""
+    return ids.cat.categories.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else ids.dtype
+
+
+def _as_text(ids: pd.Series) -> pd.Series:
+    """An id column as text (a categorical's values in its categories' type)."""
+    return ids.astype(text_dtype(ids)) if isinstance(ids.dtype, pd.CategoricalDtype) else ids
 
 
 def dictionary_codes(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
@@ -521,6 +536,13 @@ class _Checker:
             if not present.all():
                 values, codes = values.filter(present), (np.cumsum(present, dtype=np.int32) - 1)[codes]
         return IdCodes(values, codes, frame["customer_id"].array)
+
+    def encode_ids(self) -> None:
+        """Encode the customer ids of a table whose blocks kept them as text (:func:`_check_block`): one
+        dictionary encoding of the whole column (the blocks' columns joined without a copy), rather than one per
+        block and then one of the blocks' distinct ids together."""
+        if self.ids is None and "customer_id" in self.df and _is_text(self.df["customer_id"]):
+            self.df["customer_id"], self.ids = _id_codes(self.df["customer_id"])
 
     def repeated_ids(self) -> np.ndarray:
         """Whether each row's customer id occurs in another row too (missing ids: False)."""
@@ -925,7 +947,9 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
     excluded = _joint_counts(counts, rules)
     if excluded and not allow_empty:  # a part's exclusions are counted with the whole input's
         logger.warning("%s", exclusion_note(source, table, raw.rows, excluded))
-    return _Checker.joined(list(parts)), excluded
+    check = _Checker.joined(list(parts))
+    check.encode_ids()
+    return check, excluded
 
 
 def _numbered(blocks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -979,6 +1003,8 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
         elif column == "customer_id" and isinstance(raw.dtype, pd.CategoricalDtype):
             out[column] = _each_distinct(raw, _ids_text)
             check.ids = category_codes(out[column])
+        elif column == "customer_id" and _is_text(df[column]):
+            out[column] = raw  # cleaned; encoded once for the whole table (_Checker.encode_ids), not per block
         elif column == "customer_id":
             out[column], check.ids = _id_codes(df[column])
         elif column in _TEXT:
@@ -1074,6 +1100,7 @@ def validate_tables(
     allow_empty: bool = False,
     date_styles: dict[str, dict[str, str]] | None = None,
     events: pd.DataFrame | None = None,
+    coded_ids: bool = False,
 ) -> Tables:
     """Validate in-memory tables against the contract and return them typed, with contract column names.
 
@@ -1085,17 +1112,19 @@ def validate_tables(
             without usable rows, which only the whole input can judge.
         date_styles: per table, the style of date columns (by contract name) decided over the whole input;
             columns not named are read as without it.
+        coded_ids: hold the customer ids as categoricals of the tables' one array of distinct ids (see
+            :class:`IdCodes`), as the feature build and scoring read them, instead of as text.
 
     Raises:
         DataError: a whole table is unusable, or rows are bad and ``config.on_bad_rows`` is ``raise``.
     """
     raw = {name: RawTable.whole(df) for name, df in (("transactions", transactions), ("tickets", tickets),
                                                       ("customers", customers), ("events", events)) if df is not None}
-    return _validate(raw, config, sources or {}, allow_empty, date_styles or {})
+    return _validate(raw, config, sources or {}, allow_empty, date_styles or {}, coded_ids=coded_ids)
 
 
 def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, str], allow_empty: bool,
-              styles: dict[str, dict[str, str]]) -> Tables:
+              styles: dict[str, dict[str, str]], coded_ids: bool = False) -> Tables:
     """:func:`validate_tables` of raw tables whole or in blocks."""
     excluded, checks = {}, {}
     for name in filter(raw.__contains__, ("transactions", "customers", "tickets", "events")):
@@ -1107,7 +1136,7 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
         for col, reason in (("first_response_at", "are earlier than opened_at"), ("resolved_at", "are earlier than opened_at")):
             if col in t.df:
                 t.flag(t.df[col] < t.df["opened_at"], col, reason)
-    frames, ids, all_rejects = _finish_all(checks, config.on_bad_rows, allow_empty)
+    frames, ids, all_rejects = _finish_all(checks, config.on_bad_rows, allow_empty, coded_ids)
     non_empty = [r for r in all_rejects if not r.empty]
     rejects = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=REJECT_COLUMNS)
     excluded = {t: counts for t, counts in excluded.items() if counts}
@@ -1119,11 +1148,12 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
     return tables
 
 
-def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
+def _finish_all(checks: dict[str, _Checker], mode: str, part: bool, coded: bool = False
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, IdCodes | None], list[pd.DataFrame]]:
     """Finish the checked tables (transactions and customers first: the others' rows must belong to their
     customers): the usable rows of each, their customer id codes (on one shared array of distinct ids when
-    every table has codes, see :class:`IdCodes`), and the rejects."""
+    every table has codes, see :class:`IdCodes`), and the rejects. ``coded``: the customer ids of the tables on
+    the shared array become categoricals of it (:func:`_coded_ids`)."""
     frames, ids, rejects = {}, {}, []
     for name in ("transactions", "customers"):
         if name in checks:
@@ -1136,18 +1166,49 @@ def _finish_all(checks: dict[str, _Checker], mode: str, part: bool
         if name in checks:
             frames[name], rej, ids[name] = _finish_owned(checks[name], known, mode, part)
             rejects.append(rej)
-    return frames, ids, rejects
+    return frames, _coded_ids(frames, ids) if coded else ids, rejects
 
 
 def _shared(ids: dict[str, IdCodes | None]) -> dict[str, IdCodes]:
     """The transactions' and customers' :class:`IdCodes` on one array of their distinct ids (one dictionary
-    encoding of the two tables' distinct ids); none when a table has no codes."""
-    if len(ids) < 2 or any(codes is None for codes in ids.values()):
+    encoding of the two tables' distinct ids), sorted, so that the order of the codes is the order of the ids;
+    none when a table has no codes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not ids or any(codes is None for codes in ids.values()):
         return {}
     values, codes = joint_codes([(c.distinct, c.codes) for c in ids.values()])
+    order = pc.sort_indices(values).to_numpy()
+    rank = np.empty(len(values) + 1, dtype=np.int32)
+    rank[order], rank[-1] = np.arange(len(values), dtype=np.int32), -1  # -1: a missing id stays -1
+    values, codes = values.take(pa.array(order)), rank[codes]
     bounds = np.cumsum([0] + [len(c.codes) for c in ids.values()])
     return {name: IdCodes(values, codes[a:b], c.column)
             for (name, c), a, b in zip(ids.items(), bounds[:-1], bounds[1:], strict=True)}
+
+
+def _coded_ids(frames: dict[str, pd.DataFrame], ids: dict[str, IdCodes | None]) -> dict[str, IdCodes | None]:
+    """Replace the customer id column of each table on the shared array of distinct ids (:func:`_shared`) by a
+    categorical of its codes (one type for every table, its categories that array, in text order): the ids are
+    held as integers, each distinct id's text once. The tables' :class:`IdCodes` then describe those columns."""
+    shared = [c for c in ids.values() if c is not None]
+    if not shared or any(c.distinct is not shared[0].distinct for c in shared):
+        return ids
+    from churnguard._io import distinct_categories
+
+    text = frames["transactions"]["customer_id"].dtype
+    text = text.categories.dtype if isinstance(text, pd.CategoricalDtype) else text
+    dtype = distinct_categories(pd.Index(pd.array(shared[0].distinct, dtype=text)))
+    out = {}
+    for name, codes in ids.items():
+        if codes is None:
+            out[name] = None
+            continue
+        column = pd.Categorical.from_codes(codes.codes, dtype=dtype, validate=False)
+        frames[name]["customer_id"] = pd.Series(column, index=frames[name].index, copy=False)
+        out[name] = replace(codes, column=frames[name]["customer_id"].array)
+    return out
 
 
 def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]], mode: str, part: bool
@@ -1361,11 +1422,13 @@ def load_tables(
     """Read the files (or database tables, see ``churnguard.sources``) and validate them (see
     :func:`validate_tables`); ``feature_inputs_only``: read and check only the columns the features use
     (:func:`feature_columns`), as ``churnguard features`` and ``score`` do, so a bad value in another column
-    sets no row aside. A Parquet file is read and checked a block of rows at a time (:func:`_blocks`)."""
+    sets no row aside, and hold the customer ids as integer codes (``validate_tables``' ``coded_ids``). A Parquet
+    file is read and checked a block of rows at a time (:func:`_blocks`)."""
     paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
     raw = {name: _read_blocks(path, name, config, feature_inputs_only) for name, path in paths.items()
            if path is not None}
-    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {})
+    return _validate(raw, config, {name: str(path) for name, path in paths.items() if path is not None}, False, {},
+                     coded_ids=feature_inputs_only)
 
 
 def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool

@@ -143,7 +143,7 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     day to score as of), the rest are only validated, for the counts of the error."""
     run = _Run()
     for b in range(n):
-        tables = parts.validate_partition(_bucket(spec, work, b), spec)
+        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
         run.digests.append(parts.reject_digest(tables))
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())

@@ -340,8 +340,9 @@ def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> N
                 raise dataset.mixed_styles_error(whole, spec.sources[t].name, name, fmt)
 
 
-def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
-    """Validate one customer partition (in reject mode: the ``on_bad_rows`` policy is applied over all of them).
+def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids: bool = False) -> Tables:
+    """Validate one customer partition (in reject mode: the ``on_bad_rows`` policy is applied over all of them);
+    ``coded_ids``: the customer ids as integer codes (``dataset.validate_tables``), as scoring reads them.
 
     Returns the partition's tables; the rejects carry each row's number in its file (and the file, in a
     dataset) and ``_order``, its position in the whole input.
@@ -353,7 +354,7 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec) -> Tables:
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
                                      sources=names, allow_empty=True, date_styles=spec.styles,
-                                     events=frames.get("events"))
+                                     events=frames.get("events"), coded_ids=coded_ids)
     rejects = tables.rejects.copy()
     if not rejects.empty:
         order = rejects["row"].to_numpy(dtype=np.int64)

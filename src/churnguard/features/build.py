@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard.dataset import category_codes, dictionary_codes
+from churnguard.dataset import category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
@@ -288,8 +288,12 @@ def _ints(n: int) -> type:
 
 def _sort_order(dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The positions of ``dictionary``'s values in sorted order, and each value's rank in it (int32: the rows'
-    positions taken from it are one of the largest arrays the build holds, :func:`_ints`)."""
-    order = pc.sort_indices(dictionary).to_numpy() if len(dictionary) else np.zeros(0, dtype=np.intp)
+    positions taken from it are one of the largest arrays the build holds, :func:`_ints`). Validation's shared
+    distinct ids are sorted already, which one comparison of neighbours finds."""
+    if len(dictionary) < 2 or pc.all(pc.less(dictionary.slice(0, len(dictionary) - 1), dictionary.slice(1))).as_py():
+        order = np.arange(len(dictionary))
+    else:
+        order = pc.sort_indices(dictionary).to_numpy()
     rank = np.empty(len(dictionary), dtype=_ints(len(dictionary)))
     rank[order] = np.arange(len(dictionary), dtype=rank.dtype)
     return order, rank
@@ -304,8 +308,9 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     or from one dictionary encoding here; the distinct ids of the columns are then encoded together (unless
     validation already put them on one array) and sorted, so no row's text is read again.
     """
-    dtype = columns[0].dtype if columns else None
-    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+    dtype = text_dtype(columns[0]) if columns else None
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or (
+            isinstance(columns[0].dtype, pd.CategoricalDtype) and known is None):
         return _encode_ids_as_held(columns)
     encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
@@ -353,7 +358,7 @@ def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
     when :func:`_encode_ids` encodes the ids by their distinct values; None when it reads every row's."""
     from churnguard.dataset import IdCodes
 
-    dtype = tables.transactions["customer_id"].dtype
+    dtype = text_dtype(tables.transactions["customer_id"])
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return None
     return known or IdCodes(*dictionary_codes(_arrow(tables.events["customer_id"])), None)
