@@ -481,7 +481,8 @@ class _Checker:
         self.ids: tuple[pa.Array, np.ndarray] | None = None  # the customer ids' distinct values and codes
         # Text date columns whose census to take (by contract name), and then their censuses: before a style is
         # known (ISO 8601) and in the style the block was read in (see _census_pass).
-        self.dates: dict[str, tuple[DateCensus, DateCensus] | None] = {}
+        self.dates: dict[str, tuple[DateCensus, DateCensus | None] | None] = {}
+        self.spare_census = False  # True: no census in the style while most values fail ISO 8601 (see below)
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
 
@@ -1039,20 +1040,23 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
     rules = getattr(config.exclude, table)
     ends = [0]  # the row after each block read
 
-    def one(start: int, block: pd.DataFrame, styles: dict[str, str] | None) -> tuple[_Checker, dict[str, int]]:
+    def one(start: int, block: pd.DataFrame, styles: dict[str, str] | None, spare: bool
+            ) -> tuple[_Checker, dict[str, int]]:
         ends.append(start + len(block))
         df, excluded = exclude_rows(block, rules, first_row=start + 1)
         check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
                          first_row=start + 1)
         check.dates = dict.fromkeys(c for c in raw.census if c in check.df and c not in date_styles.get(table, {}))
+        check.spare_census = spare
         _check_block(check, config, styles, priced)
         return check, excluded
 
-    def checked(styles: dict[str, str] | None) -> tuple[list[_Checker], list[dict[str, int]]]:
+    def checked(styles: dict[str, str] | None, spare: bool = False) -> tuple[list[_Checker], list[dict[str, int]]]:
         blocks = raw.blocks
         if isinstance(blocks, list):
-            return tuple(zip(*[one(0, b, styles) for b in blocks], strict=True))
-        return tuple(zip(*_in_order(lambda start, block: one(start, block, styles), _numbered(blocks)), strict=True))
+            return tuple(zip(*[one(0, b, styles, spare) for b in blocks], strict=True))
+        return tuple(zip(*_in_order(lambda start, block: one(start, block, styles, spare), _numbered(blocks)),
+                         strict=True))
 
     from churnguard._io import CsvNotBlockwise
 
@@ -1066,25 +1070,27 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
     return _Checker.joined(list(parts)), excluded
 
 
-def _census_pass(checked: Callable[[dict[str, str] | None], tuple], raw: RawTable, source: str,
+def _census_pass(checked: Callable[..., tuple], raw: RawTable, source: str,
                  styles: dict[str, str] | None) -> tuple:
     """``checked(styles)`` (the checkers and exclusion counts of a table's blocks read with those date styles),
     with the styles of the text date columns of ``raw.census`` decided on all their values as
     :func:`date_style` decides a column read whole: first every block is read as ISO 8601 (what most files are),
-    with the census of each column; when a column turns out to be in another style, the blocks are read again
-    in the styles decided. Then a column with values in another style than the one decided raises
-    :func:`mixed_styles_error`, as a column read whole does (styles decided first, in column order)."""
+    with the census of each column; when a column turns out to be in another style (or in ISO 8601 with a
+    block whose values mostly are not), the blocks are read again in the styles decided. Then a column with
+    values in another style than the one decided raises :func:`mixed_styles_error`, as a column read whole does
+    (styles decided first, in column order)."""
     columns = [c for c in raw.census if c not in (styles or {})]
     if not columns:
         return checked(styles)
     first = {**(styles or {}), **dict.fromkeys(columns, "ISO8601")}
-    parts, counts = checked(first)
+    parts, counts = checked(first, spare=True)
     decided = {}
     for column in columns:
         census = reduce(merge_census, [p.dates[column][0] for p in parts if p.dates.get(column)],
                         DateCensus())
         decided[column] = date_style(census, source, column) or "ISO8601"
-    if any(fmt != "ISO8601" for fmt in decided.values()):
+    if any(fmt != "ISO8601" or any(p.dates.get(c) and p.dates[c][1] is None for p in parts)
+           for c, fmt in decided.items()):
         parts, counts = checked({**(styles or {}), **decided})
     for column, fmt in decided.items():
         census = reduce(merge_census, [p.dates[column][1] for p in parts if p.dates.get(column)],
@@ -1163,8 +1169,11 @@ def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: st
     if column in check.dates and date_format is not None and not pd.api.types.is_datetime64_any_dtype(raw):
         text = text_cells(raw)
         parsed = _to_datetime(text, date_format)
-        check.dates[column] = (_census_of(text, parsed, None) if date_format == "ISO8601" else DateCensus(),
-                               _census_of(text, parsed, date_format))
+        iso = _census_of(text, parsed, None) if date_format == "ISO8601" else DateCensus()
+        # In another style: how many values that fail are dates in another way, parsed one by one (slow), so
+        # not while most values fail ISO 8601 (the column may be in another style: it is read again then).
+        check.dates[column] = (iso, _census_of(text, parsed, date_format)
+                               if not check.spare_census or iso.present - iso.parsed <= iso.parsed else None)
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
         parsed = _parsed(raw, column, check.source, date_format)
