@@ -82,8 +82,10 @@ def _inputs(base: Path, slice_dir: Path, seed: int) -> dict[str, tuple[dict[str,
 
 
 def _blocks(block_rows: int | None) -> str:
-    """Code that sets the rows of a Parquet block ``load_tables`` reads at once (None: the package's)."""
-    return "" if block_rows is None else f"import churnguard.dataset as _d\n_d.BLOCK_ROWS = {block_rows}\n"
+    """Code that sets the rows of a Parquet block ``load_tables`` reads at once, and the bytes of a CSV block to
+    about as many rows of transactions (80 bytes a row) (None: the package's)."""
+    return "" if block_rows is None else (f"import churnguard.dataset as _d\n_d.BLOCK_ROWS = {block_rows}\n"
+                                          f"_d.CSV_BLOCK_BYTES = {block_rows * 80}\n")
 
 
 def _run(src: Path, argv: list[str], log: Path, block_rows: int | None = None) -> None:
@@ -175,8 +177,8 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, required=True, help="checkout to compare with (its src is used)")
     parser.add_argument("--slice", type=int, default=50_000, help="customers in the slice (default 50,000)")
     parser.add_argument("--block-rows", type=int, default=None,
-                        help="rows of a Parquet block this checkout's load_tables reads at once (default: the "
-                             "package's), to compare many blocks on a small slice")
+                        help="rows of a Parquet block this checkout's load_tables reads at once, and about as many "
+                             "rows of a CSV block (default: the package's), to compare many blocks on a small slice")
     parser.add_argument("--model", type=Path, default=CACHE / "models" / "train-100000-seed0.zip",
                         help="model to score with (default: score_bench.py's)")
     args = parser.parse_args()

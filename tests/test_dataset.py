@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnguard import dataset
@@ -618,3 +618,131 @@ def test_coded_ids_hold_the_text_ids_as_codes_of_the_sorted_shared_ids(tx_ids, c
     features = load_config().features
     pd.testing.assert_frame_equal(build_features(coded, "2024-01-31", features),
                                   build_features(text, "2024-01-31", features), check_exact=True)
+
+
+_CSV_IDS = ["a", " a", "b", "7", "7.0", "", "c", "zz"]
+_CSV_AMOUNTS = ["1", "-2.5", "1e3", "inf", "x", " 3 ", "-0", "", "12.345", "2e12", "0.1"]
+_ISO_DAYS = ["2024-01-01", "2024-03-05 10:00:00", "2024-03-05T10:00:00.5", "", "2200-01-01", "2024-02-30"]
+_OTHER_DAYS = ["13/01/2024", "01/02/2024", "5/3/2024 10:00", "2024-01-09", "", "Jan 2024"]
+
+
+def _csv_load(paths: dict, config: DataConfig, block_bytes: int | None, caplog, **kwargs):
+    """``load_tables`` of CSV ``paths`` read ``block_bytes`` at a time (None: each file read whole, as
+    ``_io.csv_rows`` reads it): the tables (or the error) and the warnings logged."""
+    from unittest import mock
+
+    caplog.clear()
+    whole = (lambda path, table, config, only: dataset.RawTable.whole(dataset._read(path, table, config, only)))
+    with mock.patch.object(dataset, "CSV_BLOCK_BYTES", block_bytes or 1 << 20), (
+            mock.patch.object(dataset, "_csv_table", whole) if block_bytes is None else mock.patch.object(
+                dataset, "BLOCK_ROWS", dataset.BLOCK_ROWS)):
+        try:
+            out = load_tables(paths["tx"], paths["tk"], paths["cu"], config=config, **kwargs)
+        except DataError as exc:
+            out = str(exc)
+    return out, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tx_rows=st.lists(st.tuples(st.sampled_from(_CSV_IDS), st.sampled_from(_CSV_AMOUNTS), st.integers(0, 5),
+                                  st.sampled_from(["o1", "o2", "", "fee"])), min_size=1, max_size=14),
+       tk_rows=st.lists(st.tuples(st.sampled_from(_CSV_IDS), st.integers(0, 5), st.sampled_from(["", "4", "9", "x"])),
+                        min_size=1, max_size=6),
+       cu_ids=st.lists(st.sampled_from(_CSV_IDS), min_size=1, max_size=6),
+       days=st.sampled_from([_ISO_DAYS, _OTHER_DAYS, _ISO_DAYS[:2] + _OTHER_DAYS[:2]]),
+       block_bytes=st.sampled_from([40, 64, 200]), mode=st.sampled_from(["raise", "reject"]), exclude=st.booleans(),
+       feature_inputs_only=st.booleans(), long_row=st.sampled_from([None, 3]))
+def test_csv_checked_in_blocks_is_checked_as_a_whole(tx_rows, tk_rows, cu_ids, days, block_bytes, mode, exclude,
+                                                     feature_inputs_only, long_row, caplog, tmp_path_factory):
+    """A CSV file read by Arrow a few bytes at a time and checked block by block gives the tables, rejects (row
+    numbers included), exclusion counts, id codes, error messages and warnings of the file read whole by pandas:
+    ISO dates, dates day or month first (decided on the whole column), mixed styles, numbers that are and are not
+    plain decimals, and a row longer than the header (then the file is read whole)."""
+    tmp = tmp_path_factory.mktemp("csv")
+
+    def cell(text: str) -> str:
+        return f'"{text}"' if text and (text != text.strip() or "," in text) else text
+
+    tx = ["customer_id,amount,timestamp,order_id,channel"] + [
+        ",".join(map(cell, (i, a, days[d % len(days)], o, "web"))) for i, a, d, o in tx_rows]
+    if long_row is not None and long_row < len(tx_rows):
+        tx[long_row + 1] = "a,1,234.50,2024-01-01,o1,web"
+    tk = ["customer_id,opened_at,resolved_at,csat"] + [
+        ",".join(map(cell, (i, days[d % len(days)], days[(d + 1) % len(days)], c))) for i, d, c in tk_rows]
+    cu = ["customer_id,region"] + [f"{cell(i)},north" for i in cu_ids]
+    paths = {}
+    for name, lines in (("tx", tx), ("tk", tk), ("cu", cu)):
+        paths[name] = tmp / f"{name}.csv"
+        paths[name].write_text("\n".join(lines) + "\n")
+    config = DataConfig(on_bad_rows=mode, exclude={"transactions": {"order_id": ["fee"]}} if exclude else {})
+    (whole, whole_log), (blocks, blocks_log) = (_csv_load(paths, config, n, caplog,
+                                                          feature_inputs_only=feature_inputs_only)
+                                                for n in (None, block_bytes))
+    assert blocks_log == whole_log
+    if isinstance(whole, str):
+        assert blocks == whole
+        return
+    for name in ("transactions", "tickets", "customers"):
+        pd.testing.assert_frame_equal(getattr(blocks, name), getattr(whole, name), check_exact=True)
+        codes = blocks.id_codes(name)
+        assert codes.distinct.take(codes.codes).to_pylist() == getattr(blocks, name)["customer_id"].tolist()
+    pd.testing.assert_frame_equal(blocks.rejects, whole.rejects, check_exact=True)
+    assert blocks.excluded == whole.excluded
+
+
+def test_csv_blocks_read_a_file_in_pieces_as_pandas_reads_it(tmp_path):
+    """Arrow's reader in small blocks: several blocks, together the text pandas reads (quoted commas and line
+    breaks, blank cells and lines, a BOM, a gzipped file, another delimiter and encoding); a row of another
+    width than the header stops it with CsvNotBlockwise."""
+    import gzip
+
+    from churnguard import _io
+
+    text = '\ufeffid;note;n\n1;"a;b";2\n\n2;"line\nbreak";\n3;;4.5\n4;é;\n' * 20
+    for name, data, dialect in (("semi.csv", text.encode("latin-1", "replace"), _io.CsvDialect("latin-1", ";")),
+                                ("semi.csv.gz", gzip.compress(text.encode()), _io.CsvDialect("utf-8", ";"))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        names = ["id", "note", "n"]
+        pieces = list(_io.csv_blocks(path, names, ["id", "note", "n"], dialect, block_bytes=64))
+        assert len(pieces) > 1
+        read = pd.concat(pieces, ignore_index=True)
+        expected = _io.csv_rows(lambda path=path: _io.open_bytes(path), names, dialect=dialect).drop(
+            columns=_io.EXTRA_FIELDS)
+        pd.testing.assert_frame_equal(read, expected, check_exact=True)
+    (tmp_path / "ragged.csv").write_text("id,n\n1,2\n3,4,5\n")
+    with pytest.raises(_io.CsvNotBlockwise):
+        list(_io.csv_blocks(tmp_path / "ragged.csv", ["id", "n"], ["id", "n"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.builds(
+    "{}-{:02d}-{:02d}{}".format, st.sampled_from(["1677", "1678", "1970", "2000", "2023", "2024", "2261", "2262"]),
+    st.integers(0, 13), st.integers(0, 32),
+    st.sampled_from(["", " 00:00:00", "T23:59:59", " 24:00:00", " 12:60:00", " 12:00:60", " 07:08:09.5",
+                     " 07:08:09.123456789", " 07:08:09.1234567891", "Z", " 07:08"]))), min_size=1, max_size=6))
+def test_iso_dates_of_one_width_parse_as_pandas_parses_them(values):
+    """The fast reading of ISO 8601 columns gives pandas' dates, or leaves the column to pandas."""
+    text = dataset.text_cells(pd.Series(values, dtype="str"))
+    expected = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    parsed = dataset._iso_fixed_width(text)
+    if parsed is None:  # pandas reads it
+        return
+    assert expected.notna().sum() == text.notna().sum()  # read fast only when every value is a date
+    pd.testing.assert_series_equal(parsed, expected.astype("datetime64[ns, UTC]"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["-0", "0", "+1", "-.5", "1.", ".", "-", "1e3", "inf", "nan",
+                                                      " 2", "3 ", "1,5", "0.1", "123456789012345.6"]),
+                          st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                          st.decimals(places=4, allow_nan=False, allow_infinity=False).map(str)),
+                min_size=1, max_size=6))
+def test_plain_decimals_read_as_pandas_reads_them(values):
+    """The fast reading of plain decimals gives pandas' numbers (bit for bit, a negative zero too), or leaves the
+    column to pandas."""
+    text = dataset.text_cells(pd.Series(values, dtype="str"))
+    expected = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    numbers = dataset._numbers(text).to_numpy()
+    assert numbers.tobytes() == expected.tobytes() or (np.isnan(numbers) == np.isnan(expected)).all() and (
+        numbers[~np.isnan(numbers)].tobytes() == expected[~np.isnan(expected)].tobytes())

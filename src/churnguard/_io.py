@@ -479,7 +479,7 @@ def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list
     import pandas as pd
 
     wanted = [n for n in names if columns is None or n in columns]
-    if _first_record_width(open_data, dialect) <= len(names):  # pandas takes a longer first row as an index
+    if first_record_width(open_data, dialect) <= len(names):  # pandas takes a longer first row as an index
         try:
             with open_data() as fh:  # all columns: with usecols, pandas ignores surplus fields
                 frame = pd.read_csv(fh, dtype=str, keep_default_na=False, na_values=[""], header=0, names=names,
@@ -491,12 +491,46 @@ def csv_rows(open_data: Callable[[], IO[bytes]], names: list[str], columns: list
     return _csv_rows_by_record(open_data, names, wanted, keep, dialect)
 
 
+class CsvNotBlockwise(Exception):
+    """Arrow's CSV reader cannot read a file as :func:`csv_rows` does (a row of another width than the header,
+    text not in the encoding, ...): it is read whole by :func:`csv_rows`, which reads or reports it as before."""
+
+
+def csv_blocks(path: str | Path, names: list[str], columns: list[str], dialect: CsvDialect = UTF8,
+               block_bytes: int = 1 << 26) -> Iterator[pd.DataFrame]:
+    """A CSV file's rows as :func:`csv_rows` reads them (``columns`` of the header's ``names``, every one as
+    text, blank cells missing; no :data:`EXTRA_FIELDS`), about ``block_bytes`` of the file at a time, by Arrow's
+    streaming CSV reader (``.csv.gz`` decompressed as it is read; the next block is parsed while the caller works
+    on the one it was given).
+
+    Raises:
+        CsvNotBlockwise: a row has more or fewer fields than the header, or the text is not in the encoding;
+            raised when the block holding it is reached, so the caller drops what it made of earlier blocks.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    encoding = dialect.text_encoding
+    read = pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_bytes,
+                            encoding="utf8" if encoding == "utf-8-sig" else encoding)
+    parse = pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
+    convert = pcsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
+                                  null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True)
+    try:
+        with pa.input_stream(str(path), compression="gzip" if str(path).lower().endswith(".gz") else None) as stream:
+            reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+            for batch in reader:
+                yield pa.Table.from_batches([batch]).to_pandas(split_blocks=True, self_destruct=True)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:
+        raise CsvNotBlockwise(str(exc)) from None
+
+
 def _records(fh: IO[bytes], dialect: CsvDialect) -> Iterator[list[str]]:
     """The CSV records of a byte stream in ``dialect``."""
     return csv.reader(io.TextIOWrapper(fh, encoding=dialect.text_encoding, newline=""), delimiter=dialect.delimiter)
 
 
-def _first_record_width(open_data: Callable[[], IO[bytes]], dialect: CsvDialect = UTF8) -> int:
+def first_record_width(open_data: Callable[[], IO[bytes]], dialect: CsvDialect = UTF8) -> int:
     """How many fields the first non-blank record after the header has (0: none)."""
     with open_data() as fh:
         reader = _records(fh, dialect)

@@ -35,6 +35,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +45,13 @@ import pandas as pd
 from churnguard._io import (
     EXTRA_FIELDS,
     CsvDialect,
+    column_names,
+    csv_blocks,
+    first_record_width,
     header_line,
     header_names,
     input_format,
+    open_bytes,
     parquet_blocks,
     read_rows,
     spreadsheet_safe,
@@ -135,6 +140,7 @@ _DAY = pd.Timedelta(days=1)
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 BLOCK_ROWS = 2**20  # rows of a Parquet file read and checked at once (:func:`load_tables`)
+CSV_BLOCK_BYTES = 2**26  # bytes of a CSV file read and checked at once (about 800,000 rows of transactions)
 ROW_COLUMN = "_source_row"  # optional input column carrying each row's number in its file
 REJECT_COLUMNS = ["table", "source", "row", "customer_id", "column", "value", "reason"]
 
@@ -442,7 +448,14 @@ def feature_columns(table: str, names: list[str], config: DataConfig) -> list[st
 
 
 def _first_unique(values: pd.Series, n: int) -> tuple[str, ...]:
-    return tuple(str(v) for v in values.dropna().astype(str).unique()[:n])
+    """The first ``n`` distinct values, as text, in order of appearance (missing values left out); the first rows
+    are looked at alone first, so a long column that repeats values is not hashed whole."""
+    size = 64 * n
+    while True:
+        head = values.iloc[:size].dropna().astype(str).unique()
+        if len(head) >= n or size >= len(values):
+            return tuple(str(v) for v in head[:n])
+        size *= 64
 
 
 def _examples(values: pd.Series, n: int = 3) -> str:
@@ -481,6 +494,10 @@ class _Checker:
         self._flagged = np.zeros(len(df), dtype=bool)  # rows with a reason already
         self._groups: list[tuple[np.ndarray, str, str, np.ndarray]] = []  # positions, column, reason, values
         self.ids: tuple[pa.Array, np.ndarray] | None = None  # the customer ids' distinct values and codes
+        # Text date columns whose census to take (by contract name), and then their censuses: before a style is
+        # known (ISO 8601) and in the style the block was read in (see _census_pass).
+        self.dates: dict[str, tuple[DateCensus, DateCensus | None] | None] = {}
+        self.spare_census = False  # True: no census in the style while most values fail ISO 8601 (see below)
         if long_rows is not None:  # first: their other reasons would come from fields read out of place
             self.flag(long_rows.notna(), "(whole row)", _LONG_ROW, long_rows)
 
@@ -758,7 +775,7 @@ def _parsed(raw: pd.Series, column: str, source: str, date_format: str | None) -
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     elif date_format is not None:
-        parsed = pd.to_datetime(text_cells(raw), format=date_format, errors="coerce", utc=True)
+        parsed = _to_datetime(text_cells(raw), date_format)
     else:
         parsed = _infer_and_parse(text_cells(raw), column, source)
     if getattr(parsed.dt, "tz", None) is not None:
@@ -798,17 +815,119 @@ def date_census(text: pd.Series, fmt: str | None = None) -> tuple[pd.Series, Dat
     """Parse text dates (:func:`text_cells`) in the style ``fmt`` (None: ISO 8601, to decide the style) and
     summarise them: values present, parsed, the first one; with a style given, also how many others are dates in
     another style (``mixed``) and examples of both, for :func:`mixed_styles_error`. Unparsed values are NaT."""
-    parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce", utc=True)
-    ok, present = parsed.notna(), text.notna()
-    first = str(text[present].iloc[0]) if present.any() else None
+    parsed = _to_datetime(text, fmt or "ISO8601")
+    return parsed, _census_of(text, parsed, fmt)
+
+
+def _census_of(text: pd.Series, parsed: pd.Series, fmt: str | None) -> DateCensus:
+    """The :func:`date_census` of text dates ``text`` whose parse in the style ``fmt`` (None: ISO 8601) is
+    ``parsed``."""
+    present, ok = text.notna().to_numpy(), parsed.notna().to_numpy()
+    first = str(text.iloc[int(np.argmax(present))]) if present.any() else None
+    failing = present & ~ok
     if fmt is None:
-        day_first, month_first = _day_month_proof(text[present & ~ok])
-        return parsed, DateCensus(int(present.sum()), int(ok.sum()), first, day_first=day_first,
-                                  month_first=month_first)
-    failed = text[present & ~ok]
+        day_first, month_first = _day_month_proof(text[failing]) if failing.any() else (0, 0)
+        return DateCensus(int(present.sum()), int(ok.sum()), first, day_first=day_first, month_first=month_first)
+    failed = text[failing]
     other = pd.to_datetime(failed, format="mixed", errors="coerce", utc=True).notna()
-    return parsed, DateCensus(int(present.sum()), int(ok.sum()), first, int(other.sum()),
-                              _first_unique(text[ok], 2), _first_unique(failed[other], 3))
+    return DateCensus(int(present.sum()), int(ok.sum()), first, int(other.sum()),
+                      _first_unique(text if ok.all() else text[ok], 2), _first_unique(failed[other], 3))
+
+
+def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
+    """Text dates (:func:`text_cells`) parsed in the style ``fmt`` as ``pandas.to_datetime`` parses them (UTC;
+    values that parse in no way NaT). An ISO 8601 column whose values are all written alike and are all dates
+    (:func:`_iso_fixed_width`) is parsed by Arrow instead, several times faster, to the same values."""
+    parsed = _iso_fixed_width(text) if fmt == "ISO8601" else None
+    return parsed if parsed is not None else pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+
+
+_ISO_MARKS = {4: b"-", 7: b"-", 10: b" T", 13: b":", 16: b":", 19: b"."}  # by position: the characters allowed
+
+
+def _iso_fixed_width(text: pd.Series) -> pd.Series | None:
+    """:func:`_to_datetime` of an Arrow text column in ISO 8601 when every value has the same one of the shapes
+    ``YYYY-MM-DD`` and ``YYYY-MM-DD hh:mm:ss`` (``T`` between allowed; a fraction of a second of 1-9 digits after a
+    ``.``), parsed by Arrow's ISO 8601 parser, which reads every value of these shapes as pandas does and fails on
+    any it cannot (a day that does not exist, an hour 24, a date beyond the nanosecond range, a letter for a
+    digit); None otherwise (pandas then parses the column). The shape is checked on the text's bytes, without a
+    copy."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow") or text.isna().all():
+        return None
+    values = _arrow_chunks(text)
+    for chunk in values.chunks:
+        found = _text_buffers(chunk)
+        if found is None:
+            return None
+        start, stop, data = found
+        if not len(start):
+            continue
+        width = int(stop[0] - start[0])
+        if not (width in (10, 19) or 21 <= width <= 29) or ((stop - start) != width).any() or (
+                start[1:] != stop[:-1]).any():
+            return None
+        cells = data[start[0] : stop[-1]].reshape(-1, width)
+        for at, allowed in _ISO_MARKS.items():
+            if at < width:
+                wrong = cells[:, at] != allowed[0]
+                if len(allowed) > 1:
+                    wrong &= cells[:, at] != allowed[1]
+                if wrong.any():
+                    return None
+    try:
+        parsed = pc.cast(values, pa.timestamp("ns"))
+    except pa.ArrowInvalid:
+        return None
+    return parsed.cast(pa.timestamp("ns", tz="UTC")).to_pandas().set_axis(text.index).rename(text.name)
+
+
+def _arrow_chunks(values: pd.Series) -> pa.ChunkedArray:
+    """An Arrow-backed column's own Arrow data (not copied)."""
+    import pyarrow as pa
+
+    held = pa.array(values.array)
+    return held if isinstance(held, pa.ChunkedArray) else pa.chunked_array([held])
+
+
+_DECIMAL_BYTES = np.zeros(256, dtype=bool)
+_DECIMAL_BYTES[np.frombuffer(b"0123456789.+-", dtype=np.uint8)] = True
+
+
+def _numbers(raw: pd.Series) -> pd.Series:
+    """A column's values as float64, as ``pandas.to_numeric(errors="coerce")`` reads text (NaN: missing or not a
+    number). A text column of plain decimals of at most 15 digits (``-12.50``; no exponent, no space) is read by
+    Arrow's cast instead: such a value has one nearest float, which both find."""
+    fast = _decimals_by_arrow(raw)
+    return fast if fast is not None else pd.to_numeric(raw, errors="coerce").astype("float64")
+
+
+def _decimals_by_arrow(raw: pd.Series) -> pd.Series | None:
+    """:func:`_numbers` of an Arrow text column of plain decimals by Arrow; None for any other column, or when a
+    value does not parse or is a negative zero (which pandas reads as 0 in a column of whole numbers)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"):
+        return None
+    values = _arrow_chunks(raw)
+    for chunk in values.chunks:
+        found = _text_buffers(chunk)
+        if found is None:
+            return None
+        start, stop, data = found
+        if len(start) and ((stop - start).max() > 16 or (start[1:] != stop[:-1]).any()
+                           or not _DECIMAL_BYTES[data[start[0] : stop[-1]]].all()):
+            return None
+    try:
+        numbers = pc.cast(values, pa.float64()).to_numpy()
+    except pa.ArrowInvalid:
+        return None
+    if (np.signbit(numbers) & (numbers == 0)).any():
+        return None
+    return pd.Series(numbers, index=raw.index, name=raw.name)
 
 
 def merge_census(a: DateCensus, b: DateCensus) -> DateCensus:
@@ -910,11 +1029,18 @@ def _parse_bool(raw: pd.Series) -> pd.Series:
 @dataclass(frozen=True)
 class RawTable:
     """A table's raw rows in the user's column names, whole or a block at a time: its column names, its number
-    of rows and its blocks (frames in row order, each read once)."""
+    of rows (None: known once the blocks are read) and its blocks (frames in row order).
+
+    A CSV file read in blocks also names its text date columns whose style is decided on the whole column
+    (``census``, contract names in file order; its blocks can then be read again), and how to read the file
+    whole instead (``read_whole``), for a file Arrow's reader cannot read as pandas does
+    (``_io.CsvNotBlockwise``)."""
 
     names: list[str]
-    rows: int
+    rows: int | None
     blocks: Iterable[pd.DataFrame]
+    census: tuple[str, ...] = ()
+    read_whole: Callable[[], RawTable] | None = None
 
     @classmethod
     def whole(cls, df: pd.DataFrame) -> RawTable:
@@ -924,32 +1050,78 @@ class RawTable:
 def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataConfig, allow_empty: bool,
              date_styles: dict[str, dict[str, str]]) -> tuple[_Checker, dict[str, int]]:
     """Check the columns, then per block: leave out the rows of ``data.exclude``, rename to contract names and
-    parse types (dates in the table's ``date_styles``, by contract name, when given); bad rows are flagged on
-    the returned checker (the blocks' joined), returned with the rows left out per rule. ``sources``: names for
-    messages, per table."""
+    parse types (dates in the table's ``date_styles``, by contract name, when given; the styles of the columns
+    of ``raw.census`` decided over all blocks, see :func:`_census_pass`); bad rows are flagged on the returned
+    checker (the blocks' joined), returned with the rows left out per rule. ``sources``: names for messages, per
+    table."""
     source = sources.get(table, table)
     mapping: dict[str, str] = getattr(config.columns, table)
     names = [c for c in raw.names if c not in (ROW_COLUMN, EXTRA_FIELDS)]
     check_columns(table, names, source, config, rows=None if raw.rows == 0 and allow_empty else raw.rows)
     priced = table == "transactions" and _amount_from_price(names, mapping)
     rules = getattr(config.exclude, table)
+    ends = [0]  # the row after each block read
 
-    def one(start: int, block: pd.DataFrame) -> tuple[_Checker, dict[str, int]]:
+    def one(start: int, block: pd.DataFrame, styles: dict[str, str] | None, spare: bool
+            ) -> tuple[_Checker, dict[str, int]]:
+        ends.append(start + len(block))
         df, excluded = exclude_rows(block, rules, first_row=start + 1)
         check = _Checker(df.rename(columns={u: c for c, u in mapping.items()}).reset_index(drop=True), table, source,
                          first_row=start + 1)
-        _check_block(check, config, date_styles.get(table), priced)
+        check.dates = dict.fromkeys(c for c in raw.census if c in check.df and c not in date_styles.get(table, {}))
+        check.spare_census = spare
+        _check_block(check, config, styles, priced)
         return check, excluded
 
-    blocks = raw.blocks
-    checked = [one(0, b) for b in blocks] if isinstance(blocks, list) else _in_order(one, _numbered(blocks))
-    parts, counts = zip(*checked, strict=True)
+    def checked(styles: dict[str, str] | None, spare: bool = False) -> tuple[list[_Checker], list[dict[str, int]]]:
+        blocks = raw.blocks
+        if isinstance(blocks, list):
+            return tuple(zip(*[one(0, b, styles, spare) for b in blocks], strict=True))
+        return tuple(zip(*_in_order(lambda start, block: one(start, block, styles, spare), _numbered(blocks)),
+                         strict=True))
+
+    from churnguard._io import CsvNotBlockwise
+
+    try:
+        parts, counts = _census_pass(checked, raw, source, date_styles.get(table))
+    except CsvNotBlockwise:
+        return _prepare(raw.read_whole(), table, sources, config, allow_empty, date_styles)  # as pandas reads it
     excluded = _joint_counts(counts, rules)
     if excluded and not allow_empty:  # a part's exclusions are counted with the whole input's
-        logger.warning("%s", exclusion_note(source, table, raw.rows, excluded))
+        logger.warning("%s", exclusion_note(source, table, raw.rows if raw.rows is not None else max(ends), excluded))
     check = _Checker.joined(list(parts))
     check.encode_ids()
     return check, excluded
+
+
+def _census_pass(checked: Callable[..., tuple], raw: RawTable, source: str,
+                 styles: dict[str, str] | None) -> tuple:
+    """``checked(styles)`` (the checkers and exclusion counts of a table's blocks read with those date styles),
+    with the styles of the text date columns of ``raw.census`` decided on all their values as
+    :func:`date_style` decides a column read whole: first every block is read as ISO 8601 (what most files are),
+    with the census of each column; when a column turns out to be in another style (or in ISO 8601 with a
+    block whose values mostly are not), the blocks are read again in the styles decided. Then a column with
+    values in another style than the one decided raises :func:`mixed_styles_error`, as a column read whole does
+    (styles decided first, in column order)."""
+    columns = [c for c in raw.census if c not in (styles or {})]
+    if not columns:
+        return checked(styles)
+    first = {**(styles or {}), **dict.fromkeys(columns, "ISO8601")}
+    parts, counts = checked(first, spare=True)
+    decided = {}
+    for column in columns:
+        census = reduce(merge_census, [p.dates[column][0] for p in parts if p.dates.get(column)],
+                        DateCensus())
+        decided[column] = date_style(census, source, column) or "ISO8601"
+    if any(fmt != "ISO8601" or any(p.dates.get(c) and p.dates[c][1] is None for p in parts)
+           for c, fmt in decided.items()):
+        parts, counts = checked({**(styles or {}), **decided})
+    for column, fmt in decided.items():
+        census = reduce(merge_census, [p.dates[column][1] for p in parts if p.dates.get(column)],
+                        DateCensus())
+        if census.mixed:
+            raise mixed_styles_error(census, source, column, fmt)
+    return parts, counts
 
 
 def _numbered(blocks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -990,7 +1162,7 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
         if column in _DATES:
             out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
         elif column in _NUMERIC_RANGES:
-            num = raw if raw.dtype == np.float64 else pd.to_numeric(raw, errors="coerce").astype("float64")
+            num = raw if raw.dtype == np.float64 else _numbers(raw)
             check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
             check.flag(num.isin([np.inf, -np.inf]), column, "are not finite numbers", raw)
             lo, hi = _NUMERIC_RANGES[column]
@@ -1017,8 +1189,20 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
 
 
 def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: str | None) -> pd.Series:
-    """A date column parsed (:func:`_parsed`), its dates out of range, unparseable or after today flagged."""
-    parsed = _parsed(raw, column, check.source, date_format)
+    """A date column parsed (:func:`_parsed`), its dates out of range, unparseable or after today flagged; of a
+    column in ``check.dates``, its censuses are kept there (:class:`DateCensus`: in ISO 8601 and in the style
+    ``date_format`` it is read in)."""
+    if column in check.dates and date_format is not None and not pd.api.types.is_datetime64_any_dtype(raw):
+        text = text_cells(raw)
+        parsed = _to_datetime(text, date_format)
+        iso = _census_of(text, parsed, None) if date_format == "ISO8601" else DateCensus()
+        # In another style: how many values that fail are dates in another way, parsed one by one (slow), so
+        # not while most values fail ISO 8601 (the column may be in another style: it is read again then).
+        check.dates[column] = (iso, _census_of(text, parsed, date_format)
+                               if not check.spare_census or iso.present - iso.parsed <= iso.parsed else None)
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    else:
+        parsed = _parsed(raw, column, check.source, date_format)
     far = dates_out_of_range(parsed)
     check.flag(far, column, "are dates outside the years 1678-2261", raw)
     parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
@@ -1434,8 +1618,12 @@ def load_tables(
 def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool
                  ) -> RawTable:
     """A table's raw rows (:func:`_read`); of a Parquet file whose rows can be checked apart from each other,
-    a block at a time (:func:`_blocks`)."""
-    if isinstance(path, DbSource) or not Path(path).is_file() or Path(path).suffix.lower() not in (".parquet", ".pq"):
+    a block at a time (:func:`_blocks`); of a CSV file, a block at a time too (:func:`_csv_table`)."""
+    if isinstance(path, DbSource) or not Path(path).is_file():
+        return RawTable.whole(_read(path, table, config, feature_inputs_only))
+    if Path(path).name.lower().endswith((".csv", ".csv.gz")):
+        return _csv_table(Path(path), table, config, feature_inputs_only)
+    if Path(path).suffix.lower() not in (".parquet", ".pq"):
         return RawTable.whole(_read(path, table, config, feature_inputs_only))
     import pyarrow.parquet as pq
 
@@ -1449,6 +1637,47 @@ def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, fe
         return RawTable.whole(_read(path, table, config, feature_inputs_only))
     columns = feature_columns(table, names, config) if feature_inputs_only else None
     return RawTable(names if columns is None else columns, rows, _blocks(Path(path), table, columns))
+
+
+def _csv_table(path: Path, table: str, config: DataConfig, feature_inputs_only: bool) -> RawTable:
+    """A CSV file's raw rows a block at a time (``_io.csv_blocks``: what ``_io.csv_rows`` reads, in pieces), its
+    text date columns' styles decided on the whole column (:func:`_census_pass`). Read whole (:func:`_read`),
+    which reads or reports it as before, when its header or columns are not right, it has no rows, or its first
+    row is longer than the header (pandas reads it as an index); and when Arrow's reader finds a row of another
+    width than the header or text not in the encoding (``RawTable.read_whole``)."""
+    def whole() -> RawTable:
+        return RawTable.whole(_read(path, table, config, feature_inputs_only))
+
+    csv_dialect = dialect(config)
+    try:
+        line = header_line(path, csv_dialect)
+        written = header_names(line, csv_dialect)
+        check_unique_columns(written, str(path), table)
+        names = column_names(line, csv_dialect)  # as pandas names them (a blank name is "Unnamed: i")
+        wanted = feature_columns(table, written, config) if feature_inputs_only else names
+        columns = [n for n in names if n in wanted]
+        check_columns(table, columns, str(path), config)
+        if not 0 < first_record_width(lambda: open_bytes(path), csv_dialect) <= len(names):
+            return whole()
+    except (DataError, ValueError, OSError):
+        return whole()  # which reports the problem
+    contract = {u: c for c, u in getattr(config.columns, table).items()}
+    census = () if config.date_format is not None else tuple(
+        contract.get(c, c) for c in columns if contract.get(c, c) in _DATES)
+    return RawTable(columns, None, _CsvBlocks(path, names, columns, csv_dialect), census, whole)
+
+
+@dataclass(frozen=True)
+class _CsvBlocks:
+    """A CSV file's blocks (``_io.csv_blocks``), read anew each time they are iterated."""
+
+    path: Path
+    names: list[str]
+    columns: list[str]
+    dialect: CsvDialect
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return csv_blocks(self.path, self.names, self.columns, self.dialect, CSV_BLOCK_BYTES)
 
 
 def _separable(schema: pa.Schema, table: str, config: DataConfig) -> bool:
