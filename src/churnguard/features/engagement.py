@@ -27,6 +27,7 @@ EVENT_TYPES = ("visit", "page_view", "app_session", "cart_add", "email_sent", "e
 EMAIL_TYPES = ("email_sent", "email_open", "email_click")
 CHANNELS = ("web", "app", "email", "store")
 _SENT, _OPEN, _CLICK = (EVENT_TYPES.index(t) for t in EMAIL_TYPES)
+_IS_EMAIL = np.isin(np.arange(len(EVENT_TYPES) + 1), [_SENT, _OPEN, _CLICK])  # by code; the last for -1 (another type)
 _NS = 1_000_000_000
 
 
@@ -116,16 +117,19 @@ def _ascending(keys: list[np.ndarray]) -> bool:
     return True
 
 
-def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray
-            ) -> tuple[np.ndarray, ...]:
-    """Per session (rows grouped by session, each group starting at ``starts``): its customer, start time, age
-    and time on site in seconds."""
+def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray,
+            time_sorted: bool = False) -> tuple[np.ndarray, ...]:
+    """Per session (rows grouped by session, each group starting at ``starts``; ``time_sorted``: in order of
+    time within each): its customer, start time, age and time on site in seconds."""
     if len(pos) == 0:
         return pos, time, age, np.zeros(0)
-    first = np.minimum.reduceat(time, starts)
+    if time_sorted:  # the earliest event is the first, and its day the oldest
+        first, oldest = time[starts], age[starts]
+    else:
+        first, oldest = np.minimum.reduceat(time, starts), np.maximum.reduceat(age, starts)
     begin = np.repeat(first, np.diff(np.append(starts, len(time))))
     ends = (time - begin) / _NS + np.nan_to_num(duration)
-    return pos[starts], first, np.maximum.reduceat(age, starts), np.maximum.reduceat(ends, starts)
+    return pos[starts], first, oldest, np.maximum.reduceat(ends, starts)
 
 
 def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.ndarray, ...]:
@@ -134,7 +138,7 @@ def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.nd
     rows = rows[order]
     new = np.ones(len(rows), dtype=bool)
     new[1:] = (pos[1:] != pos[:-1]) | (np.diff(time) >= gap_ns)
-    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new))
+    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new), time_sorted=True)
 
 
 def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -148,7 +152,7 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each session's customer position, age in days (of its first event's day) and time on site in seconds,
     sorted by customer, start and length (an order that does not depend on the rows' order)."""
-    site = np.flatnonzero(~np.isin(ev.kind, [_SENT, _OPEN, _CLICK]))
+    site = np.flatnonzero(~_IS_EMAIL[ev.kind])
     if len(site) == 0:
         return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
     tied = ev.session[site] >= 0
