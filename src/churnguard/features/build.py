@@ -158,7 +158,7 @@ def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]
 def _take(coded: tuple[np.ndarray, np.ndarray | None], rows: np.ndarray) -> np.ndarray:
     """The kernel's codes of a :func:`_coded` column at ``rows``."""
     codes, mapping = coded
-    return codes[rows] if mapping is None else mapping[codes[rows]]
+    return codes[rows] if mapping is None else np.take(mapping, codes[rows])
 
 
 def _session_codes(values: pd.Series) -> np.ndarray:

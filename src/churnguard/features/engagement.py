@@ -88,7 +88,8 @@ def _run_starts(keys: np.ndarray) -> np.ndarray:
 def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """The rows' order by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
     order), and the keys in that order. One sort of ``pos`` and ``time`` packed into 64 bits (the time
-    coarsened as far as the packing needs); only when that leaves rows out of order, a sort by every key."""
+    coarsened as far as the packing needs); then only the runs of rows whose packed keys are equal are put in
+    order of the full keys, a sort of those rows alone."""
     keys = (pos, time, *then)
     if len(pos) == 0:
         return np.zeros(0, dtype=np.intp), list(keys)
@@ -98,23 +99,16 @@ def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.nd
     packed = pos.astype(np.int64) << bits
     packed |= (time - start) >> shift
     order = np.argsort(packed)
+    if shift or then:  # rows of one packed key may differ in the rest: each such run sorted by every key
+        packed = packed[order]
+        tied = packed[1:] == packed[:-1]
+        if tied.any():
+            run = np.concatenate([[0], np.cumsum(~tied)])
+            at = np.flatnonzero(np.concatenate([tied, [False]]) | np.concatenate([[False], tied]))
+            rows = order[at]
+            order[at] = rows[np.lexsort((*(k[rows] for k in reversed(then)), time[rows], run[at]))]
     del packed
-    ordered = [k[order] for k in keys]
-    if (shift or then) and not _ascending(ordered):
-        order = np.lexsort((*reversed(then), time, pos))
-        ordered = [k[order] for k in keys]
-    return order, ordered
-
-
-def _ascending(keys: list[np.ndarray]) -> bool:
-    """Whether the rows are in ascending order of the keys (the first key first)."""
-    tied = np.ones(len(keys[0]) - 1, dtype=bool)
-    for key in keys:
-        a, b = key[:-1], key[1:]
-        if np.any(tied & (b < a)):
-            return False
-        tied &= b == a
-    return True
+    return order, [k[order] for k in keys]
 
 
 def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray,
@@ -128,7 +122,8 @@ def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.nda
     else:
         first, oldest = np.minimum.reduceat(time, starts), np.maximum.reduceat(age, starts)
     begin = np.repeat(first, np.diff(np.append(starts, len(time))))
-    ends = (time - begin) / _NS + np.nan_to_num(duration)
+    ends = (time - begin) / _NS
+    np.add(ends, duration, out=ends, where=~np.isnan(duration))  # an event without a duration ends at once
     return pos[starts], first, oldest, np.maximum.reduceat(ends, starts)
 
 
