@@ -727,6 +727,8 @@ def _whole_numbers(text: pd.Series) -> pd.Series:
 
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:
     """Whether each parsed date lies outside the range of nanosecond timestamps (about 1678-2261)."""
+    if parsed.dtype == "datetime64[ns]":  # held in nanoseconds: in range, or NaT (no date)
+        return pd.Series(np.zeros(len(parsed), dtype=bool), index=parsed.index, copy=False)
     return (parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)
 
 
