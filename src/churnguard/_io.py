@@ -377,10 +377,11 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
     arrays made once for the file: ``filled``, numpy arrays of the given types; ``text``, pandas categoricals.
 
     A text column is read as the file's own dictionaries (a row group's dictionary page: no value is decoded
-    as text per row, nor hashed again), each row's code written as its position in the file's distinct
-    dictionaries one after another (a dictionary equal to the one before, or for a ``few`` column to any one
-    before, is counted once); the dictionaries are then encoded together (:func:`_joint_categorical`). The
-    codes of a ``few`` column take one byte while its values fit."""
+    as text per row, nor hashed again). The file's distinct dictionaries are numbered one after another (a
+    dictionary equal to the one before, or for a ``few`` column to any one before, is counted once), and each
+    row's code is written as its position in them less the group's first one used (so that codes stay small);
+    the dictionaries are then encoded together (:func:`_joint_categorical`). The codes of a ``few`` column take
+    one byte while a group's values fit."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -389,6 +390,7 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
     codes = {c: np.empty(rows, dtype=np.int8 if c in few else np.int32) for c in text}
     values = {c: np.empty(rows, dtype=dtype) for c, dtype in filled.items()}
     found: dict[str, list[tuple[pa.Array, int]]] = {c: [] for c in text}  # distinct dictionaries, their offsets
+    spans: dict[str, list[tuple[int, int, int]]] = {c: [] for c in text}  # per group: first row, its codes' range
     local = threading.local()
 
     def group(g: int) -> pa.Table:
@@ -404,13 +406,17 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
             if g + _READERS < n_groups:
                 ahead.append(pool.submit(group, g + _READERS))
             for name in text:
-                row, seen = first, found[name]
-                for chunk in table.column(name).chunks:
-                    offset = _dictionary_offset(seen, chunk.dictionary, everyone=name in few)
-                    if codes[name].dtype == np.int8 and offset + len(chunk.dictionary) > 127:
-                        codes[name] = codes[name].astype(np.int32)
-                    _put_codes(chunk.indices, offset, codes[name][row : row + len(chunk)])
+                chunks = table.column(name).chunks
+                at = [_dictionary_offset(found[name], chunk.dictionary, everyone=name in few) for chunk in chunks]
+                lo = min(at, default=0)
+                hi = max((a + len(chunk.dictionary) for a, chunk in zip(at, chunks, strict=True)), default=0)
+                if codes[name].dtype == np.int8 and hi - lo > np.iinfo(np.int8).max:
+                    codes[name] = codes[name].astype(np.int32)
+                row = first
+                for offset, chunk in zip(at, chunks, strict=True):
+                    _put_codes(chunk.indices, offset - lo, codes[name][row : row + len(chunk)])
                     row += len(chunk)
+                spans[name].append((first, lo, hi))
             for name in filled:
                 row = first
                 for chunk in table.column(name).chunks:
@@ -419,7 +425,8 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
             first += table.num_rows
             del table
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-read") as pool:  # Arrow hashes without the GIL
-        joined = {c: pool.submit(_joint_categorical, codes.pop(c), [d for d, _ in found.pop(c)]) for c in text}
+        joined = {c: pool.submit(_joint_categorical, codes.pop(c), [d for d, _ in found.pop(c)], spans.pop(c))
+                  for c in text}
         return {c: joined[c].result() if c in text else values.pop(c) for c in [*text, *filled]}
 
 
@@ -452,10 +459,12 @@ def _put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
     np.subtract(shifted, 1, out=out, casting="unsafe")
 
 
-def _joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array]) -> pd.Categorical:
-    """One categorical of codes into several dictionaries (the codes number the values of ``dictionaries`` one
-    after another; -1 null): the dictionaries' values are encoded together, in order of first appearance, and
-    the codes mapped onto them in place (unless every value is new, when they are already those positions)."""
+def _joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array], spans: list[tuple[int, int, int]]
+                       ) -> pd.Categorical:
+    """One categorical of codes into several dictionaries (``spans``: from each first row on, the codes number
+    the values of ``dictionaries`` one after another from position ``lo`` to ``hi``; -1 null): the dictionaries'
+    values are encoded together, in order of first appearance, and each group's codes mapped onto them in place
+    (unless they are already those positions)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -469,11 +478,9 @@ def _joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array]) -> pd.Ca
     levels = joint.dictionary
     if len(levels) > np.iinfo(codes.dtype).max:
         codes = codes.astype(np.int32)
-    if not np.array_equal(at, np.arange(len(at), dtype=np.int32)):
-        lookup = np.append(at, -1).astype(codes.dtype)
-        for start in range(0, len(codes), 1 << 20):  # in place, a piece at a time
-            piece = codes[start : start + (1 << 20)]
-            np.take(lookup, piece, out=piece)
+    for (row, lo, hi), stop in zip(spans, [r for r, _, _ in spans[1:]] + [len(codes)], strict=True):
+        if not np.array_equal(at[lo:hi], np.arange(hi - lo)):  # a small map per group: it stays in cache
+            codes[row:stop] = np.append(at[lo:hi], np.int32(-1)).astype(codes.dtype)[codes[row:stop]]
     levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
     return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
 
