@@ -610,8 +610,8 @@ def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, recency: np
                 ) -> dict:
     """The kernel's engagement features from the events of the known customers on or before ``as_of``: per
     block of ``_EVENT_BLOCK`` ids (a customer's events all in one block), on two threads."""
-    member = where[ev.ids]  # per customer code: its position in the population, -1 if not known (or no id's)
-    member[ev.ids < 0] = -1
+    member = where[ev.ids]  # per customer code: its position in the population (-1: not known at as_of)
+    member[ev.ids < 0] = -1  # codes of ids no event uses
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-engagement") as pool:
         parts = list(pool.map(lambda b: _block_engagement(ev, b, where, member, as_of, recency, cfg),
                               range(len(ev.bounds) - 1)))
