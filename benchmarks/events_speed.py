@@ -16,7 +16,8 @@ Run from the repository root::
     python benchmarks/events_speed.py [--customers 1000000] [--as-of 2025-12-31] [--stages]
 
 ``--stages`` times instead the steps of the build with the events (read, validate, encode, engagement), in one
-process, with the resident memory after each and its peak while it ran.
+process, with the resident memory after each and its peak while it ran. Every time is printed as wall seconds and
+the process's CPU seconds (all threads): on a shared machine the CPU time moves less with the others' load.
 
 Nothing fails on a missed target: the script prints measurements.
 """
@@ -143,10 +144,10 @@ class _PeakRss:
         self._thread.join()
 
 
-def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, tuple[float, float, float]]:
+def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, tuple[float, float, float, float]]:
     """Of each step of the feature build with the events (the functions of ``STAGES`` timed in place; a step
-    whose function this checkout lacks is left out): wall seconds, resident MB when it ended and the peak while
-    it ran (sampled); and of the whole."""
+    whose function this checkout lacks is left out): wall seconds, CPU seconds, resident MB when it ended and
+    the peak while it ran (sampled); and of the whole."""
     import importlib
 
     from churnguard.config import load_config
@@ -154,20 +155,20 @@ def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, tuple[float, fl
     from churnguard.features import build_features
 
     rss = _PeakRss()
-    found: dict[str, tuple[float, float, float]] = {}
+    found: dict[str, tuple[float, float, float, float]] = {}
 
     def timed(label, fn):
         def run(*args, **kwargs):
             outer = rss.reset()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
                 peak = rss.reset()
                 rss.peak = max(outer, peak)  # an enclosing step's peak includes this one's
-                was = found.get(label, (0.0, 0.0, 0.0))
-                found[label] = (was[0] + seconds, rss.now() / 2**20, max(was[2], peak / 2**20))
+                was = found.get(label, (0.0, 0.0, 0.0, 0.0))
+                found[label] = (was[0] + seconds, was[1] + cpu, rss.now() / 2**20, max(was[3], peak / 2**20))
         return run
 
     for label, module, name in STAGES:
@@ -176,10 +177,11 @@ def stage_times(paths: dict[str, Path], as_of: str) -> dict[str, tuple[float, fl
             setattr(mod, name, timed(label, getattr(mod, name)))
     config = load_config()
     rss.reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tables = load_tables(paths["transactions"], None, paths["customers"], config=config.data, events=paths["events"])
     build_features(tables, as_of, config.features)
-    total = (time.perf_counter() - start, rss.now() / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    total = (time.perf_counter() - start, time.process_time() - cpu, rss.now() / 2**20,
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     rss.close()
     return {label: found[label] for label, _, _ in STAGES if label in found} | {"total": total}
 
@@ -194,14 +196,14 @@ def measure(what: str, paths: dict[str, Path], as_of: str) -> dict:
     from churnguard.features import build_features
 
     config = load_config()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if what == "duckdb":
         rows = _duckdb(paths, as_of)
     else:
         tables = load_tables(paths["transactions"], None, paths["customers"], config=config.data,
                              events=paths["events"] if what == "events" else None)
         rows = len(build_features(tables, as_of, config.features))
-    return {"what": what, "seconds": time.perf_counter() - start, "rows": rows,
+    return {"what": what, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "rows": rows,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -215,8 +217,8 @@ def main() -> None:
     args = parser.parse_args()
     paths = ensure_events_data(args.customers, args.seed)
     if args.stages:
-        for label, (seconds, after, peak) in stage_times(paths, args.as_of).items():
-            print(f"{label}: {seconds:.2f} s, RSS after {after:,.0f} MB, peak {peak:,.0f} MB")
+        for label, (seconds, cpu, after, peak) in stage_times(paths, args.as_of).items():
+            print(f"{label}: {seconds:.2f} s (CPU {cpu:.2f} s), RSS after {after:,.0f} MB, peak {peak:,.0f} MB")
         return
     if args.measure:
         print(json.dumps(measure(args.measure, paths, args.as_of)))
@@ -233,8 +235,10 @@ def main() -> None:
             sys.exit(f"{what} failed:\n{out.stderr[-3000:]}")
         results[what] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[what]
-        print(f"{LABELS[what]}: {r['seconds']:.2f} s, {r['seconds'] / results['duckdb']['seconds']:.1f}x DuckDB, "
-              f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
+        print(f"{LABELS[what]}: {r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s), "
+              f"{r['seconds'] / results['duckdb']['seconds']:.1f}x DuckDB "
+              f"(CPU {r['cpu_seconds'] / results['duckdb']['cpu_seconds']:.1f}x), peak RSS {r['peak_rss_mb']:,.0f} MB",
+              flush=True)
     extra = results["events"]["seconds"] - results["purchases"]["seconds"]
     print(f"the events add {extra:.2f} s ({extra / meta['events'] * 1e9:.0f} ns per event)")
 

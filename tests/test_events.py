@@ -417,3 +417,22 @@ def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features
                          events=tables.events.astype({"customer_id": object}))
     got = build_features(as_objects, "2025-06-30", FeatureConfig())
     pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), want)
+
+
+def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
+    """Sessions are sorted by customer and time packed into 64 bits, the time coarsened to fit; rows whose
+    packed keys tie (times a few nanoseconds apart, equal starts told apart by length) are then put in order
+    of every key, as one sort by all of them would."""
+    from churnguard.features.engagement import _sorted
+
+    rng = np.random.default_rng(7)
+    start = np.datetime64("2024-01-01", "ns").astype(np.int64)
+    for spread in (10, 10**3, 10**9, 3 * 365 * 86400 * 10**9):  # the last needs the time coarsened
+        pos = rng.integers(0, 50, 5000)
+        time = start + rng.integers(0, 40, 5000) * (spread // 40 or 1) + rng.integers(0, 3, 5000)
+        length = rng.integers(0, 3, 5000).astype("float64")
+        order, (p, t, s) = _sorted(pos, time, length)
+        want = np.lexsort((length, time, pos))
+        np.testing.assert_array_equal(np.sort(order), np.arange(5000))
+        for got, key in ((p, pos), (t, time), (s, length)):
+            np.testing.assert_array_equal(got, key[want])

@@ -766,6 +766,8 @@ def _whole_numbers(text: pd.Series) -> pd.Series:
 
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:
     """Whether each parsed date lies outside the range of nanosecond timestamps (about 1678-2261)."""
+    if parsed.dtype == "datetime64[ns]":  # held in nanoseconds: in range, or NaT (no date)
+        return pd.Series(np.zeros(len(parsed), dtype=bool), index=parsed.index, copy=False)
     return (parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)
 
 
@@ -1410,9 +1412,9 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
 
             shared = distinct[0]
             at = pc.index_in(check.ids[0], value_set=shared).to_numpy(zero_copy_only=False)  # float, NaN: absent
-            at = np.where(np.isnan(at), -1, at).astype(np.int32)
-            codes = check.ids[1]
-            found = (codes >= 0) & (np.append(at, -1)[codes] >= 0)
+            at = np.append(np.where(np.isnan(at), -1, at), -1).astype(np.int32)  # the last for a missing id
+            shared_codes = at[check.ids[1]]  # each row's position among the shared ids (int32), -1: none
+            found = shared_codes >= 0
         else:
             found = _codes_found(check.ids, distinct)
     else:
@@ -1424,8 +1426,8 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
         frame["event_type"] = _each_distinct(frame["event_type"], _lower)
     if shared is None:
         return frame, rejects, check.id_codes(frame)
-    codes = check.ids[1] if len(frame) == len(check.ids[1]) else check.ids[1][~check._flagged]
-    return frame, rejects, IdCodes(shared, np.append(at, -1)[codes], frame["customer_id"].array)
+    codes = shared_codes if len(frame) == len(shared_codes) else shared_codes[~check._flagged]
+    return frame, rejects, IdCodes(shared, codes, frame["customer_id"].array)
 
 
 @dataclass(frozen=True)

@@ -112,10 +112,6 @@ class _Events:
         return cls(customer, ids, time, duration, _coded(events["event_type"], event_type_codes), channel, session,
                    *_event_blocks(customer, ids, n_ids))
 
-    def positions(self, rows: np.ndarray) -> np.ndarray:
-        """The customers' positions in ``_Encoded.ids`` of the events at ``rows``."""
-        return self.ids[self.customer[rows]]
-
 
 def _floats(values: pd.Series) -> np.ndarray:
     """A numeric column as float64, NaN where missing (a float64 column as it is, not copied)."""
@@ -162,7 +158,7 @@ def _coded(values: pd.Series, codes: Callable[[np.ndarray], np.ndarray]
 def _take(coded: tuple[np.ndarray, np.ndarray | None], rows: np.ndarray) -> np.ndarray:
     """The kernel's codes of a :func:`_coded` column at ``rows``."""
     codes, mapping = coded
-    return codes[rows] if mapping is None else mapping[codes[rows]]
+    return codes[rows] if mapping is None else np.take(mapping, codes[rows])
 
 
 def _session_codes(values: pd.Series) -> np.ndarray:
@@ -619,20 +615,23 @@ def _engagement(ev: _Events, where: np.ndarray, as_of: pd.Timestamp, recency: np
                 ) -> dict:
     """The kernel's engagement features from the events of the known customers on or before ``as_of``: per
     block of ``_EVENT_BLOCK`` ids (a customer's events all in one block), on two threads."""
+    member = where[ev.ids]  # per customer code: its position in the population (-1: not known at as_of)
+    member[ev.ids < 0] = -1  # codes of ids no event uses
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-engagement") as pool:
-        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, as_of, recency, cfg),
+        parts = list(pool.map(lambda b: _block_engagement(ev, b, where, member, as_of, recency, cfg),
                               range(len(ev.bounds) - 1)))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def _block_engagement(ev: _Events, b: int, where: np.ndarray, as_of: pd.Timestamp, recency: np.ndarray,
-                      cfg: FeatureConfig) -> dict:
-    """The engagement features of the population's customers among ids block ``b``."""
+def _block_engagement(ev: _Events, b: int, where: np.ndarray, member: np.ndarray, as_of: pd.Timestamp,
+                      recency: np.ndarray, cfg: FeatureConfig) -> dict:
+    """The engagement features of the population's customers among ids block ``b`` (``member``: each customer
+    code's position in the population)."""
     known = where[b * _EVENT_BLOCK : (b + 1) * _EVENT_BLOCK]
     members = known[known >= 0]
     start = int(members[0]) if len(members) else 0  # population positions of a block are consecutive
-    rows = ev.order[ev.bounds[b] : ev.bounds[b + 1]]
-    pos, time = where[ev.positions(rows)], ev.time[rows]
+    rows = ev.order[ev.bounds[b] : ev.bounds[b + 1]].astype(np.intp)  # numpy indexes by intp: converted once
+    pos, time = member[ev.customer[rows]], ev.time[rows]
     keep = (pos >= 0) & (time < (as_of + _DAY).value)
     if not keep.all():
         rows, pos, time = rows[keep], pos[keep], time[keep]

@@ -27,6 +27,7 @@ EVENT_TYPES = ("visit", "page_view", "app_session", "cart_add", "email_sent", "e
 EMAIL_TYPES = ("email_sent", "email_open", "email_click")
 CHANNELS = ("web", "app", "email", "store")
 _SENT, _OPEN, _CLICK = (EVENT_TYPES.index(t) for t in EMAIL_TYPES)
+_IS_EMAIL = np.isin(np.arange(len(EVENT_TYPES) + 1), [_SENT, _OPEN, _CLICK])  # by code; the last for -1 (another type)
 _NS = 1_000_000_000
 
 
@@ -87,7 +88,8 @@ def _run_starts(keys: np.ndarray) -> np.ndarray:
 def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """The rows' order by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
     order), and the keys in that order. One sort of ``pos`` and ``time`` packed into 64 bits (the time
-    coarsened as far as the packing needs); only when that leaves rows out of order, a sort by every key."""
+    coarsened as far as the packing needs); then only the runs of rows whose packed keys are equal are put in
+    order of the full keys, a sort of those rows alone."""
     keys = (pos, time, *then)
     if len(pos) == 0:
         return np.zeros(0, dtype=np.intp), list(keys)
@@ -97,35 +99,32 @@ def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray) -> tuple[np.nd
     packed = pos.astype(np.int64) << bits
     packed |= (time - start) >> shift
     order = np.argsort(packed)
+    if shift or then:  # rows of one packed key may differ in the rest: each such run sorted by every key
+        packed = packed[order]
+        tied = packed[1:] == packed[:-1]
+        if tied.any():
+            run = np.concatenate([[0], np.cumsum(~tied)])
+            at = np.flatnonzero(np.concatenate([tied, [False]]) | np.concatenate([[False], tied]))
+            rows = order[at]
+            order[at] = rows[np.lexsort((*(k[rows] for k in reversed(then)), time[rows], run[at]))]
     del packed
-    ordered = [k[order] for k in keys]
-    if (shift or then) and not _ascending(ordered):
-        order = np.lexsort((*reversed(then), time, pos))
-        ordered = [k[order] for k in keys]
-    return order, ordered
+    return order, [k[order] for k in keys]
 
 
-def _ascending(keys: list[np.ndarray]) -> bool:
-    """Whether the rows are in ascending order of the keys (the first key first)."""
-    tied = np.ones(len(keys[0]) - 1, dtype=bool)
-    for key in keys:
-        a, b = key[:-1], key[1:]
-        if np.any(tied & (b < a)):
-            return False
-        tied &= b == a
-    return True
-
-
-def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray
-            ) -> tuple[np.ndarray, ...]:
-    """Per session (rows grouped by session, each group starting at ``starts``): its customer, start time, age
-    and time on site in seconds."""
+def _totals(pos: np.ndarray, time: np.ndarray, age: np.ndarray, duration: np.ndarray, starts: np.ndarray,
+            time_sorted: bool = False) -> tuple[np.ndarray, ...]:
+    """Per session (rows grouped by session, each group starting at ``starts``; ``time_sorted``: in order of
+    time within each): its customer, start time, age and time on site in seconds."""
     if len(pos) == 0:
         return pos, time, age, np.zeros(0)
-    first = np.minimum.reduceat(time, starts)
+    if time_sorted:  # the earliest event is the first, and its day the oldest
+        first, oldest = time[starts], age[starts]
+    else:
+        first, oldest = np.minimum.reduceat(time, starts), np.maximum.reduceat(age, starts)
     begin = np.repeat(first, np.diff(np.append(starts, len(time))))
-    ends = (time - begin) / _NS + np.nan_to_num(duration)
-    return pos[starts], first, np.maximum.reduceat(age, starts), np.maximum.reduceat(ends, starts)
+    ends = (time - begin) / _NS
+    np.add(ends, duration, out=ends, where=~np.isnan(duration))  # an event without a duration ends at once
+    return pos[starts], first, oldest, np.maximum.reduceat(ends, starts)
 
 
 def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.ndarray, ...]:
@@ -134,7 +133,7 @@ def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.nd
     rows = rows[order]
     new = np.ones(len(rows), dtype=bool)
     new[1:] = (pos[1:] != pos[:-1]) | (np.diff(time) >= gap_ns)
-    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new))
+    return _totals(pos, time, ev.age[rows], ev.duration[rows], np.flatnonzero(new), time_sorted=True)
 
 
 def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -148,7 +147,7 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each session's customer position, age in days (of its first event's day) and time on site in seconds,
     sorted by customer, start and length (an order that does not depend on the rows' order)."""
-    site = np.flatnonzero(~np.isin(ev.kind, [_SENT, _OPEN, _CLICK]))
+    site = np.flatnonzero(~_IS_EMAIL[ev.kind])
     if len(site) == 0:
         return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
     tied = ev.session[site] >= 0
