@@ -1110,19 +1110,25 @@ def _census_pass(checked: Callable[..., tuple], raw: RawTable, source: str,
         return checked(styles)
     first = {**(styles or {}), **dict.fromkeys(columns, "ISO8601")}
     parts, counts = checked(first, spare=True)
-    decided = {}
+    decided, undecided = {}, None
     for column in columns:
         census = reduce(merge_census, [p.dates[column][0] for p in parts if p.dates.get(column)],
                         DateCensus())
-        decided[column] = date_style(census, source, column) or "ISO8601"
+        try:
+            decided[column] = date_style(census, source, column) or "ISO8601"
+        except DataError as error:  # raised after the columns before it are checked, as read whole
+            undecided = error
+            break
     if any(fmt != "ISO8601" or any(p.dates.get(c) and p.dates[c][1] is None for p in parts)
            for c, fmt in decided.items()):
-        parts, counts = checked({**(styles or {}), **decided})
+        parts, counts = checked({**first, **decided})
     for column, fmt in decided.items():
         census = reduce(merge_census, [p.dates[column][1] for p in parts if p.dates.get(column)],
                         DateCensus())
         if census.mixed:
             raise mixed_styles_error(census, source, column, fmt)
+    if undecided is not None:
+        raise undecided
     return parts, counts
 
 
