@@ -961,19 +961,19 @@ def _day_month_swapped(fmt: str) -> str | None:
     return f"{head[1]}{fmt[2]}{head[0]}{fmt[5:]}"
 
 
-def _day_month_order(census: DateCensus, fmt: str, source: str, column: str) -> str:
+def _day_month_order(census: DateCensus, fmt: str, source: str, column: str, say: Callable | None = None) -> str:
     """Of a day/month style ``fmt`` and its swap, the one the values prove (a number above 12 where only a day
     can be); when no value tells, ``fmt`` (pandas' guess, month first for ``1/2/2024``), with a warning saying
-    which reading was taken and the format of the other."""
+    which reading was taken and the format of the other (``say``: where the warning goes; the log by default)."""
     swapped = _day_month_swapped(fmt)
     if swapped is None or (census.day_first and census.month_first):  # mixed: the style check says so
         return fmt
     if census.day_first or census.month_first:
         return fmt if fmt.startswith("%d") == bool(census.day_first) else swapped
     taken, other = ("month", "days") if fmt.startswith("%m") else ("day", "months")
-    logger.warning("%s: column %r: no date has a day above 12, so day and month cannot be told apart; read %s "
-                   "first (%r, e.g. %r is %s). If %s come first, set data.date_format: %r", source, column, taken,
-                   fmt, census.first, _reading(census.first, fmt), other, swapped)
+    (say or logger.warning)("%s: column %r: no date has a day above 12, so day and month cannot be told apart; "
+                            "read %s first (%r, e.g. %r is %s). If %s come first, set data.date_format: %r", source,
+                            column, taken, fmt, census.first, _reading(census.first, fmt), other, swapped)
     return fmt
 
 
@@ -983,7 +983,7 @@ def _reading(value: str | None, fmt: str) -> str:
     return "no date" if pd.isna(when) else f"{when.day} {when:%B %Y}"
 
 
-def date_style(census: DateCensus, source: str, column: str) -> str | None:
+def date_style(census: DateCensus, source: str, column: str, say: Callable | None = None) -> str | None:
     """The style of a text date column, from the census of all its values before a style is known: None when
     there is nothing to decide (no values, or all ISO 8601); ISO 8601 when some values are; else the style pandas
     guesses from the first value (DataError when it guesses none), with day and month in the order the values
@@ -1000,7 +1000,7 @@ def date_style(census: DateCensus, source: str, column: str) -> str | None:
     if fmt is None:
         raise DataError(f"{source}: column {column!r}: its first value {census.first!r} is a date in no known "
                         "style, so the style of the column cannot be inferred; fix the value or set data.date_format")
-    return _day_month_order(census, fmt, source, column)
+    return _day_month_order(census, fmt, source, column, say)
 
 
 def mixed_styles_error(census: DateCensus, source: str, column: str, fmt: str) -> DataError:
@@ -1110,19 +1110,23 @@ def _census_pass(checked: Callable[..., tuple], raw: RawTable, source: str,
         return checked(styles)
     first = {**(styles or {}), **dict.fromkeys(columns, "ISO8601")}
     parts, counts = checked(first, spare=True)
-    decided, undecided = {}, None
+    decided, undecided, said = {}, None, {}
     for column in columns:
         census = reduce(merge_census, [p.dates[column][0] for p in parts if p.dates.get(column)],
                         DateCensus())
         try:
-            decided[column] = date_style(census, source, column) or "ISO8601"
+            said[column] = []
+            decided[column] = date_style(census, source, column,
+                                         lambda *message, to=said[column]: to.append(message)) or "ISO8601"
         except DataError as error:  # raised after the columns before it are checked, as read whole
             undecided = error
             break
     if any(fmt != "ISO8601" or any(p.dates.get(c) and p.dates[c][1] is None for p in parts)
            for c, fmt in decided.items()):
         parts, counts = checked({**first, **decided})
-    for column, fmt in decided.items():
+    for column, fmt in decided.items():  # each column's warning, then its mixed styles, as read whole
+        for message in said[column]:
+            logger.warning(*message)
         census = reduce(merge_census, [p.dates[column][1] for p in parts if p.dates.get(column)],
                         DateCensus())
         if census.mixed:
