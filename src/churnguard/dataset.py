@@ -853,9 +853,12 @@ def _iso_fixed_width(text: pd.Series) -> pd.Series | None:
     ``.``), parsed by Arrow's ISO 8601 parser, which reads every value of these shapes as pandas does and fails on
     any it cannot (a day that does not exist, an hour 24, a date beyond the nanosecond range, a letter for a
     digit); None otherwise (pandas then parses the column). The shape is checked on the text's bytes, without a
-    copy."""
+    copy. Older pyarrow (before 25) reads some of these values otherwise (years beyond the nanosecond range): None."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    if int(pa.__version__.split(".")[0]) < 25:
+        return None
 
     if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow") or text.isna().all():
         return None
