@@ -68,6 +68,7 @@ _PER_DAY = {np.dtype(f"datetime64[{unit}]"): np.timedelta64(1, "D").astype(f"tim
             for unit in ("s", "ms", "us", "ns")}
 _FEW_VALUES = 256  # up to this many values, _runs steps through each run on plain floats
 _OLDEST = np.iinfo(np.int64).min  # before every timestamp (as int64)
+_LARGEST = np.finfo(np.float64).max
 
 
 
@@ -86,10 +87,18 @@ def day_numbers(times: np.ndarray) -> np.ndarray:
     return times.view("int64") // per_day  # floor division: rounds down before 1970 too
 
 
+def _nans(shape) -> np.ndarray:
+    """A float64 array of NaN (``np.full`` without its Python-level set-up, which costs more than filling a
+    few customers' entries)."""
+    out = np.empty(shape)
+    out.fill(np.nan)
+    return out
+
+
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, NaN where den is 0 (an undefined ratio is unknown, not infinite)."""
     num, den = np.asarray(num, dtype="float64"), np.asarray(den, dtype="float64")
-    out = np.full(num.shape, np.nan)
+    out = _nans(num.shape)
     np.divide(num, den, out=out, where=den != 0)
     return out
 
@@ -118,16 +127,15 @@ class Groups:
                 values: np.ndarray | None = None) -> np.ndarray:
         """Per window ``w`` (the rows with ``age < w``), what :meth:`sum` gives for those rows: windows x
         customers, in one count."""
-        inside = age < np.asarray(windows, dtype="float64")[:, None]
-        at = (np.arange(len(windows))[:, None] * self.n + pos)[inside]
-        weights = None if values is None else np.broadcast_to(values, inside.shape)[inside]
-        total = np.bincount(at, weights=weights, minlength=len(windows) * self.n)
+        window, row = (age < np.array(windows, dtype="float64")[:, None]).nonzero()  # window-major, rows in order
+        at = window * self.n + pos.take(row)
+        total = np.bincount(at, weights=None if values is None else values.take(row), minlength=len(windows) * self.n)
         return total.astype("float64", copy=False).reshape(len(windows), self.n)
 
     def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
         """min / max of values per customer; NaN where a customer has none (values hold no NaN: ``fmin`` /
         ``fmax`` from NaN take the first value)."""
-        out = np.full(self.n, np.nan)
+        out = _nans(self.n)
         (np.fmin if how == "min" else np.fmax).at(out, pos, np.asarray(values, dtype="float64"))
         return out
 
@@ -136,7 +144,7 @@ class Groups:
         mean pandas computes); NaN where a customer has none."""
         values = np.asarray(values, dtype="float64")
         if len(values) <= _FEW_VALUES:  # a few values: each customer's run on plain floats, as _runs steps it
-            out = np.full(self.n, np.nan)
+            out = _nans(self.n)
             for p, (total, _, size) in _small_runs(pos, values, _kahan).items():
                 out[p] = total / size
             return out
@@ -145,7 +153,7 @@ class Groups:
         starts = _run_starts(spos)
         sizes = np.diff(np.append(starts, len(spos)))
         total = _runs(values[order], starts, sizes, _kahan)[0]
-        out = np.full(self.n, np.nan)
+        out = _nans(self.n)
         out[spos[starts]] = total / sizes
         return out
 
@@ -211,7 +219,7 @@ def run_std(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.nda
     """Sample standard deviation of each run (sizes > 0; NaN for runs of one) by Welford's update in row order,
     then ``sqrt(M2 / (n - 1))`` (the grouped algorithm pandas uses)."""
     m2 = _runs(values, starts, sizes, _welford)[1]
-    out = np.full(len(sizes), np.nan)
+    out = _nans(len(sizes))
     several = sizes > 1
     out[several] = np.sqrt(m2[several] / (sizes[several] - 1).astype("float64"))
     return out
@@ -293,7 +301,7 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     dage = iage.astype("float64")
     starts = _run_starts(dpos)
     ends = np.append(starts[1:] - 1, len(dpos) - 1).astype(np.intp) if len(dpos) else starts
-    last, first = np.full(n, np.nan), np.full(n, np.nan)
+    last, first = _nans(n), _nans(n)
     last[dpos[starts]] = dage[starts]  # the newest purchase day's age
     first[dpos[starts]] = dage[ends]  # the oldest one's
     f: dict[str, np.ndarray] = {"recency_days": last, "n_orders": g.sum(pos), "gross_spend": g.sum(pos, value)}
@@ -315,9 +323,9 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     gap_starts, n_gaps = starts - np.arange(len(starts)), n_days - 1
     many = n_gaps > 0
     gap_sum = np.add.reduceat(gap, gap_starts[many]) if len(gap) else np.zeros(0)  # whole days: exact
-    f["gap_mean_days"] = np.full(n, np.nan)
+    f["gap_mean_days"] = _nans(n)
     f["gap_mean_days"][dpos[starts[many]]] = gap_sum / n_gaps[many]
-    f["gap_std_days"] = np.full(n, np.nan)
+    f["gap_std_days"] = _nans(n)
     f["gap_std_days"][dpos[starts[many]]] = run_std(gap, gap_starts[many], n_gaps[many])
     f["overdue_ratio"] = ratio(last, f["gap_mean_days"])
     # BG/NBD inputs (days): repeat purchase days, first-to-last span, first purchase to as_of.
@@ -534,7 +542,8 @@ def cltv(f: Mapping[str, np.ndarray], lifespan_years: float, cfg: FeatureConfig)
     average lifespan in years."""
     windows = cfg.windows_days
     orders = f["orders_365d" if 365 in windows else f"orders_{max(windows)}d"]
-    return np.nan_to_num(f["mean_order_value"]) * orders * lifespan_years
+    value = np.where(np.isnan(f["mean_order_value"]), 0.0, f["mean_order_value"])
+    return np.clip(value, -_LARGEST, _LARGEST, out=value) * orders * lifespan_years  # np.nan_to_num, fewer steps
 
 
 def is_vip(cltv: np.ndarray, threshold: float) -> np.ndarray:
@@ -549,8 +558,8 @@ def bgnbd_features(f: Mapping[str, np.ndarray], params: btyd.BGNBDParams, horizo
     x = np.asarray(f["bg_frequency"], dtype="float64")[has]
     tx = np.asarray(f["bg_recency_days"], dtype="float64")[has] / WEEK_DAYS
     t = np.asarray(f["bg_age_days"], dtype="float64")[has] / WEEK_DAYS
-    expected = np.full(len(has), np.nan)
-    alive = np.full(len(has), np.nan)
+    expected = _nans(len(has))
+    alive = _nans(len(has))
     if has.any():
         expected[has], alive[has] = btyd.expected_purchases_and_alive(params, horizon_days / WEEK_DAYS, x, tx, t,
                                                                       validate=False)
