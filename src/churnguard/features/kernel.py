@@ -110,7 +110,7 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     change = np.empty(len(sorted_keys), dtype=bool)
     change[0] = True
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
-    return np.flatnonzero(change)
+    return change.nonzero()[0]
 
 
 class Groups:
@@ -242,7 +242,7 @@ def order_values(pos: np.ndarray, age: np.ndarray, amount: np.ndarray, group: np
     rank = np.empty(len(first_at), dtype=np.intp)
     rank[np.argsort(first_at, kind="stable")] = np.arange(len(first_at))
     codes = rank[codes]
-    at = np.flatnonzero(multi)
+    at = multi.nonzero()[0]
     first = at[np.sort(first_at)]
     keep = ~multi
     keep[first] = True
@@ -258,7 +258,7 @@ def _first_of_groups(group: np.ndarray) -> np.ndarray:
     """True for each row that is an order of its own (label -1) and for the first row of each labelled group."""
     first = group < 0
     if not first.all():
-        labelled = np.flatnonzero(~first)
+        labelled = (~first).nonzero()[0]
         first[labelled[np.unique(group[labelled], return_index=True)[1]]] = True
     return first
 

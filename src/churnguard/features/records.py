@@ -84,12 +84,10 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     day = int(k.day_numbers(np.datetime64(as_of)))
     tx = [(i, t) for i, c in enumerate(customers) for t in c.transactions if t["timestamp"] < end]
     tk = [(i, t) for i, c in enumerate(customers) for t in c.tickets if t["opened_at"] < end]
-    known = np.zeros(len(customers), dtype=bool)
-    known[[i for i, _ in tx]] = True
-    known[[i for i, _ in tk]] = True
-    for i, c in enumerate(customers):
-        signup = c.attributes.get("signup_date")
-        known[i] |= bool(c.attributes) and (signup is None or _as_datetime(signup) < end)
+    listed = [bool(c.attributes) and ((signup := c.attributes.get("signup_date")) is None or _as_datetime(signup) < end)
+              for c in customers]  # in the customers table, signed up by then
+    active = {i for i, _ in tx} | {i for i, _ in tk}
+    known = np.array([kept or i in active for i, kept in enumerate(listed)], dtype=bool)
     where = np.cumsum(known) - 1
     n = int(known.sum())
     tx_pos = where[np.array([i for i, _ in tx], dtype=np.intp)]

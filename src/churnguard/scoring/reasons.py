@@ -542,7 +542,7 @@ def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndar
     flat, texts = picks.ravel(), out.ravel()
     rows = np.arange(picks.size) // max(picks.shape[1], 1) if picks.ndim == 2 else np.arange(picks.size)
     for f in np.unique(flat[flat >= 0]).tolist():
-        at = np.flatnonzero(flat == f)
+        at = (flat == f).nonzero()[0]
         name, who = names[f], rows[at]
         phrase = phrase_for(name)
         if name not in cols:  # e.g. a support feature when no tickets were given
@@ -561,6 +561,13 @@ def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndar
 def _once_each(texts: np.ndarray) -> np.ndarray:
     """Each row's texts without repeats (two features of different topics can read alike, e.g. when both are
     unknown), the rest moved up in order."""
+    if len(texts) <= _FEW_ROWS:  # a few rows: each row's list on its own costs less than the array passes
+        width = texts.shape[1]
+        rows = [list(dict.fromkeys(t for t in row if t != "")) for row in texts.tolist()]
+        out = np.empty(texts.shape, dtype=object)
+        for i, row in enumerate(rows):
+            out[i] = row + [""] * (width - len(row))
+        return out
     for k in range(1, texts.shape[1]):
         repeat = (texts[:, :k] == texts[:, [k]]).any(axis=1) & (texts[:, k] != "")
         texts[repeat, k] = ""
@@ -620,7 +627,7 @@ def beyond_support_text(support_days: int) -> str:
 def with_beyond_support(texts: np.ndarray, beyond: np.ndarray, support_days: int) -> None:
     """Put :func:`beyond_support_text` among the reasons (``n x N_REASONS``, '' where none, changed in place)
     of the customers ``beyond`` the model's support: in their first free slot, else in place of the last."""
-    rows = np.flatnonzero(beyond)
+    rows = beyond.nonzero()[0]
     if len(rows):
         free = texts[rows] == ""
         slot = np.where(free.any(axis=1), free.argmax(axis=1), texts.shape[1] - 1)

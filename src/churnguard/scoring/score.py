@@ -138,7 +138,7 @@ def _reasons(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[
     names = model.feature_names_
     picks = np.full((len(scored), reasons.N_REASONS), -1, dtype=np.intp)
     if contrib is not None:
-        rows = np.flatnonzero(scored)
+        rows = scored.nonzero()[0]
         need = bands[rows] != "low" if bands is not None else np.ones(len(rows), dtype=bool)
         hidden = reasons.uninformative(names, cols, levels, common, rows[need])
         picks[rows[need]] = reasons.pick_reasons(contrib[need] if len(contrib) == len(rows) else contrib, names,
