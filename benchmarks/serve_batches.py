@@ -92,6 +92,9 @@ def main() -> None:
                                    str(args.workers)], env=env, start_new_session=True)
         try:
             _wait(f"http://127.0.0.1:{port}/health", server)
+            deadline = time.monotonic() + 120  # every worker loaded (one answering /health is not all of them)
+            while len(_counts(stats)) < args.workers and time.monotonic() < deadline:
+                time.sleep(0.2)
             url = f"http://127.0.0.1:{port}/predict"
             for clients in (1, 16):
                 _wrk_load(url, body, clients, 1)  # warm-up, not counted
@@ -101,7 +104,10 @@ def main() -> None:
                 time.sleep(0.5)
                 line = f"clients={clients:>2}  p50={p50:6.2f} ms  p99={p99:6.2f} ms  {rps:7.0f} req/s"
                 for pid, after in sorted(_counts(stats).items()):
-                    was = before[pid]
+                    was = before.get(pid)
+                    if was is None:  # not started before the phase: its CPU would include the model's loading
+                        line += f" | worker {pid}: started during the phase, not counted"
+                        continue
                     batches, customers = after["batches"] - was["batches"], after["customers"] - was["customers"]
                     if batches:
                         line += (f" | worker {pid}: {customers} requests, {customers / batches:.2f} per call, "
