@@ -7,10 +7,15 @@ both apps' lifespans on the model of ``serve_load.py --work-dir`` and times
 customer under distinct ids) for each --sizes number of customers: --rounds rounds of --calls calls, the two
 checkouts alternating (which goes first alternates too), best round per checkout, in CPU microseconds per
 call (``time.process_time_ns``). Both must give the same answers. Then, per checkout, cProfile's count of
-function calls per scoring call (numpy's built-ins included) for each size.
+function calls per scoring call (numpy's built-ins included) for each size. With ``--loop base|this``, only
+that checkout's call for the first size, --calls times, nothing printed: a process for a sampling profiler
+(``py-spy record -r 1000 -f raw -o FILE -- python benchmarks/score_calls.py ... --loop this``).
+
+``--shares FILE`` prints, from such a file, the share of ``score_records``' samples in each of its parts.
 
     python benchmarks/score_calls.py --base /tmp/main-src/src [--work-dir /tmp/serve_bench] [--sizes 1,6,16]
-        [--calls 60] [--rounds 30]
+        [--calls 60] [--rounds 30] [--loop base|this]
+    python benchmarks/score_calls.py --shares FILE
 """
 
 from __future__ import annotations
@@ -76,21 +81,52 @@ class _Checkout:
             sys.path.remove(str(self.src))
 
 
+# parts of score_records (py-spy's function names), inclusive of what they call
+_PARTS = ("records_features", "purchase_features", "_support", "_attributes", "combine", "score_columns",
+          "TreeShap.__call__", "_reasons", "assign_actions", "_matrix")
+
+
+def _shares(path: Path) -> None:
+    """Each part's share of the samples of ``score_records`` in a py-spy ``raw`` file."""
+    total, parts = 0, dict.fromkeys(_PARTS, 0)
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        names = {frame.split(" (")[0] for frame in stack.split(";")}
+        if "score_records" in names:
+            total += int(count)
+            for part in parts:
+                parts[part] += int(count) * (part in names)
+    print(f"score_records: {total} samples")
+    for part, n in parts.items():
+        print(f"{part:<20} {100 * n / total:5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, required=True, help="the other checkout's src directory")
+    parser.add_argument("--shares", type=Path, help="a py-spy raw file: print score_records' parts and stop")
+    parser.add_argument("--base", type=Path, help="the other checkout's src directory")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/serve_bench"),
                         help="directory holding model.zip (written by serve_load.py --work-dir)")
     parser.add_argument("--sizes", default="1,6,16")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--loop", choices=("base", "this"), help="only this checkout's call, --calls times")
     args = parser.parse_args()
+    if args.shares is not None:
+        return _shares(args.shares)
+    if args.base is None:
+        parser.error("--base is required")
     sizes = [int(v) for v in args.sizes.split(",")]
     here = Path(__file__).resolve().parents[1] / "src"
     checkouts = {"base": _Checkout(args.base.resolve()), "this": _Checkout(here)}
 
     async def run() -> None:
         calls = {name: await c.start(args.work_dir / "model.zip", sizes) for name, c in checkouts.items()}
+        if args.loop is not None:
+            checkouts[args.loop].activate()
+            for _ in range(args.calls):
+                calls[args.loop][sizes[0]]()
+            return
         for size in sizes:
             answers = []
             for name, c in checkouts.items():
