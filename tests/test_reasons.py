@@ -239,3 +239,21 @@ def test_the_beyond_support_remark_takes_the_first_free_slot_else_the_last():
     untouched = texts.copy()
     reasons.with_beyond_support(texts, np.zeros(4, dtype=bool), 183)
     assert (texts == untouched).all()
+
+
+def test_repeated_texts_are_left_out_alike_for_few_rows_and_many(monkeypatch):
+    """``_once_each`` of a few rows (plain lists) and of many (array passes) give the same table: each row's
+    texts once, in order, blanks last. Tables of 1-69 rows drawn from a few texts, blanks included."""
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        rows, width = int(rng.integers(1, 70)), int(rng.integers(1, 5))
+        texts = np.array(rng.choice(["", "a", "b", "c"], size=(rows, width)).tolist(), dtype=object)
+        few = reasons._once_each(texts.copy())
+        monkeypatch.setattr(reasons, "_FEW_ROWS", -1)
+        many = reasons._once_each(texts.copy())
+        monkeypatch.undo()
+        assert few.shape == many.shape == texts.shape
+        assert (few == many).all(), (texts, few, many)
+        for row, out in zip(texts.tolist(), few.tolist(), strict=True):
+            kept = list(dict.fromkeys(t for t in row if t))
+            assert out == kept + [""] * (width - len(kept))
