@@ -4,6 +4,11 @@ directory's files), :func:`census` of each chunk, :func:`decide` what depends on
 first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
 :func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
 Arrow tables: cheap to cut, to spill to files and to send between processes.
+
+Features learn the population over all partitions before any partition's features are final:
+:func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
+then each partition's features are built with it, and :func:`with_value_tier` sets the value tier from the
+VIP cut-off of every partition's CLTV (``kernel.vip_threshold``).
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from churnguard._io import (
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
+from churnguard.features import build, kernel
+from churnguard.population import Population
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from churnguard.config import DataConfig
+    from churnguard.config import DataConfig, FeatureConfig
 
 logger = logging.getLogger(__name__)
 
@@ -456,3 +463,43 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not full:
         return frames[0].iloc[:0]
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
+
+
+def lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
+    """A partition's lifespan counts and oldest purchase age (``features.build.lifespan_inputs``)."""
+    return build.lifespan_inputs(tables.transactions, as_of)
+
+
+def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
+    """A partition's attribute summaries over the customers known at ``as_of`` (customers never span
+    partitions, so they merge into the whole population's); None without a customers table."""
+    if tables.customers is None:
+        return None
+    return build.attribute_summaries(tables.customers[build.known_listed(tables, as_of)], max_categories)
+
+
+def learned_population(inputs: list[tuple[np.ndarray, float | None]], summaries: list[dict | None],
+                       config: FeatureConfig) -> Population:
+    """The lifespan and attribute kinds over all partitions (from their :func:`lifespan_inputs` and
+    :func:`attribute_summaries`), the kernel's rules applied to the whole population; the VIP cut-off is left
+    infinite until every partition's CLTV is known (:func:`with_value_tier`)."""
+    oldest = [o for _, o in inputs if o is not None]
+    lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs), max(oldest) if oldest else None, config)
+    return Population(lifespan, np.inf, attributes=_merged_kinds(summaries, config.max_categories))
+
+
+def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
+    """The attribute kinds of the partitions' summaries merged (None without a customers table)."""
+    if all(s is None for s in summaries):
+        return None
+    merged: dict = {}
+    for part in (s for s in summaries if s is not None):
+        for col, summary in part.items():
+            merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
+    return kernel.attribute_kinds(merged)
+
+
+def with_value_tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """A partition's features with the value tier of the VIP cut-off decided over every partition."""
+    vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
+    return feats.assign(value_tier=pd.array(np.where(vip, "vip", "standard"), dtype=feats["value_tier"].dtype))
