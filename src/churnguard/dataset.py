@@ -1554,6 +1554,12 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(o.dtype is values.dtype for o in among):
+        seen = np.zeros(len(values.cat.categories) + 1, dtype=bool)  # codes of one set of ids (coded_ids)
+        for other in among:
+            seen[other.cat.codes.to_numpy()] = True
+        seen[-1] = False  # code -1: missing
+        return seen[values.cat.codes.to_numpy()]
     if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
         return np.append(_isin(pd.Series(values.cat.categories), among), False)[values.cat.codes.to_numpy()]
     x = _arrow_text(values)
