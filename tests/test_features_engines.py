@@ -3,6 +3,7 @@ file, ``attrs``, rejects and "today" of one reference (``load_tables`` + ``build
 input, written once here), for every case:
 
 - ``iso``: ISO dates, the events table, an explicit as_of with customers whose activity is only after it;
+- ``parquet``: the same tables as Parquet files of several row groups, no as_of;
 - ``day-first``: dates written ``%d/%m/%Y %H:%M`` and read with ``data.date_format``, no as_of ("today");
 - ``bad-reject``: bad rows in every table (transactions, tickets, customers, events) set aside
   (``on_bad_rows: reject``), no as_of: the last transaction is one of them, so "today" is not the last date the
@@ -59,10 +60,14 @@ def _frames() -> dict[str, pd.DataFrame]:
 
 
 def _write(frames: dict[str, pd.DataFrame], directory: Path, date_format: str | None = None,
-           bad: bool = False) -> dict[str, Path]:
+           bad: bool = False, parquet: bool = False) -> dict[str, Path]:
     directory.mkdir(parents=True)
     paths = {}
     for name, frame in frames.items():
+        if parquet:  # text as Parquet holds it (the events' ids, types, channels and sessions read as dictionaries)
+            paths[name] = directory / f"{name}.parquet"
+            frame.to_parquet(paths[name], index=False, row_group_size=5000)
+            continue
         out = frame.copy()
         if date_format is not None:
             for col in DATES & set(out.columns):
@@ -89,6 +94,7 @@ def cases(tmp_path_factory) -> dict[str, tuple[dict[str, Path], object, str | No
     bad = _write(frames, root / "bad", bad=True)
     return {
         "iso": (_write(frames, root / "iso"), cfg, AS_OF, last),
+        "parquet": (_write(frames, root / "parquet", parquet=True), cfg, None, last),
         "day-first": (_write(frames, root / "day-first", DAY_FIRST), day_first, None, last),
         "bad-reject": (bad, cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_bad_rows": "reject"})}),
                        None, last),
@@ -111,7 +117,7 @@ def _run(files: dict[str, Path], cfg, as_of: str | None, engine: str, out: Path)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("case", ["iso", "day-first", "bad-reject"])
+@pytest.mark.parametrize("case", ["iso", "parquet", "day-first", "bad-reject"])
 def test_features_and_rejects_equal_the_whole_input_in_memory(cases, case, engine, tmp_path):
     files, cfg, as_of, last = cases[case]
     want, want_rejects = _reference(files, cfg, as_of)

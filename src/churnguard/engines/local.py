@@ -112,7 +112,16 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
                   for c in s.chunks] for t, s in sources.items()}
     spec = parts.decide(sources, census, data_config)
     _split(spec, n, work)
+    _release()
     return spec, pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+
+
+def _release() -> None:
+    """Hand the memory Arrow's allocator keeps for reuse back to the system: after the split or a bucket, most
+    of it would otherwise stay resident (0.5 GB after splitting 27M events)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _split(spec: parts.Spec, n: int, work: Path) -> None:
@@ -133,11 +142,12 @@ def _split(spec: parts.Spec, n: int, work: Path) -> None:
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
-    """The pieces of bucket ``b``, in file order."""
+    """The pieces of bucket ``b``, in file order (read into memory, not mapped: a piece's memory is let go once
+    validation has turned it into a frame)."""
     import pyarrow as pa
 
     paths = {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
-    return {t: [pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in ps if p.exists()]
+    return {t: [pa.ipc.open_file(pa.OSFile(str(p))).read_all() for p in ps if p.exists()]
             for t, ps in paths.items()}
 
 
@@ -259,7 +269,7 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
     run = _Checked()
     for b in range(n):
         on_step(f"validating partition {b + 1}/{n}", b, n)
-        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
+        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
         for name in spec.sources:
             for path in work.glob(f"{name}-{b}-*.arrow"):
                 path.unlink()
@@ -273,6 +283,8 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
         run.tables.append(work / f"tables-{b}.pickle")
         with run.tables[-1].open("wb") as fh:
             pickle.dump(tables, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        del tables
+        _release()
     return run
 
 
@@ -327,6 +339,8 @@ def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, po
         table = pa.Table.from_pandas(feats, preserve_index=False)
         with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
             writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
+        del feats, table
+        _release()
     return run
 
 

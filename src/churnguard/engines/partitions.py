@@ -60,7 +60,9 @@ class Chunk:
     ``stop`` -1: to the end), some row groups of a Parquet file (plus the file's hive partition values) or part
     ``start`` of ``stop`` parts of a database table (``db``; ``sources.read_part`` by the customer id).
     ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); its first is the
-    customer id; ``dialect``: the CSV file's encoding and separator."""
+    customer id; ``dialect``: the CSV file's encoding and separator; ``coded``: text columns of a Parquet file
+    read as its own dictionaries (the events' ids, types, channels and sessions, which ``load_tables`` holds as
+    categoricals too): no row's text is decoded, and pieces and partitions stay small."""
 
     path: str
     kind: str
@@ -72,6 +74,7 @@ class Chunk:
     keep: tuple[str, ...] = ()
     dialect: CsvDialect = UTF8
     db: DbSource | None = None
+    coded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,9 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
-    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t]) for c in s.chunks)) for t, s in sources.items()}
+    coded = {t: tuple(getattr(config.columns, t).get(c, c) for c in dataset._CODED.get(t, ())) for t in sources}
+    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t]) for c in s.chunks))
+               for t, s in sources.items()}
     if feature_inputs_only:
         sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
                    for t, s in sources.items()}
@@ -266,7 +271,10 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         columns = (*columns, EXTRA_FIELDS)
     else:
-        pf = pq.ParquetFile(chunk.path)
+        schema = pq.read_schema(chunk.path)
+        pf = pq.ParquetFile(chunk.path, read_dictionary=[
+            c for c in chunk.coded if c in schema.names and c in columns
+            and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))])
         stored = [c for c in columns if c in pf.schema_arrow.names]
         table = (pf.read_row_groups(list(chunk.row_groups), columns=stored) if chunk.row_groups
                  else pf.schema_arrow.empty_table().select(stored))
@@ -331,10 +339,25 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
                                        fmt)[1] for name, fmt in spec.styles[source].items()}
     if n == 1:
         return [table], stats
-    buckets = customer_partition(table.column(spec.column(source, "customer_id")).to_pandas(), n)
+    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
     order = np.argsort(buckets, kind="stable")
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
     return [table.take(order[cuts[b] : cuts[b + 1]]) for b in range(n)], stats
+
+
+def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
+    """:func:`churnguard.engines.customer_partition` of each row's id; of ids read as dictionaries, each distinct
+    id's (a missing id's too) looked up by the row's index."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(ids.type):
+        return customer_partition(ids.to_pandas(), n)
+    out = []
+    for chunk in ids.chunks:
+        values = pa.concat_arrays([chunk.dictionary, pa.nulls(1, chunk.dictionary.type)])
+        of_value = customer_partition(values.to_pandas(), n)
+        out.append(of_value[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
 
 
 def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> None:
@@ -347,16 +370,25 @@ def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> N
                 raise dataset.mixed_styles_error(whole, spec.sources[t].name, name, fmt)
 
 
-def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids: bool = False) -> Tables:
+def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids: bool = False,
+                       consume: bool = False) -> Tables:
     """Validate one customer partition (in reject mode: the ``on_bad_rows`` policy is applied over all of them);
-    ``coded_ids``: the customer ids as integer codes (``dataset.validate_tables``), as scoring reads them.
+    ``coded_ids``: the customer ids as integer codes (``dataset.validate_tables``), as scoring reads them;
+    ``consume``: the lists of ``pieces`` are emptied as they are read, so each table's Arrow memory is let go
+    while it becomes a frame.
 
     Returns the partition's tables; the rejects carry each row's number in its file (and the file, in a
     dataset) and ``_order``, its position in the whole input.
     """
     import pyarrow as pa
 
-    frames = {t: pa.concat_tables(p, promote_options="permissive").to_pandas() for t, p in pieces.items()}
+    frames = {}
+    for t, p in pieces.items():
+        table = pa.concat_tables(p, promote_options="permissive")
+        if consume:
+            p.clear()
+        frames[t] = table.to_pandas(split_blocks=consume, self_destruct=consume)
+        del table
     names = {t: s.name for t, s in spec.sources.items()}
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
