@@ -108,8 +108,7 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
                       ) -> tuple[parts.Spec, pd.Series]:
     """The census of every chunk, what it decides, the split into ``n`` buckets in ``work``; the spec and each
     transactions chunk's last time as read before validation (for a first guess at "today")."""
-    census = {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s, data_config)
-                  for c in s.chunks] for t, s in sources.items()}
+    census = {t: [parts.chunk_census(c, s, data_config) for c in s.chunks] for t, s in sources.items()}
     spec = parts.decide(sources, census, data_config)
     _split(spec, n, work)
     _release()

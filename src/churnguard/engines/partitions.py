@@ -299,6 +299,22 @@ def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     return ChunkCensus(len(table), dates, last)
 
 
+def chunk_census(chunk: Chunk, source: Source, config: DataConfig) -> ChunkCensus:
+    """:func:`census` of a chunk, reading only what it needs: a Parquet chunk of a table other than the
+    transactions (whose last time is taken) with every date column stored as a timestamp has no style to decide,
+    so only its rows are counted, from the file's metadata."""
+    if chunk.kind == "parquet" and source.table != "transactions":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(chunk.path)
+        if all(c in schema.names and pa.types.is_timestamp(schema.field(c).type)
+               for c, _ in _date_columns(source, config)):
+            meta = pq.ParquetFile(chunk.path).metadata
+            return ChunkCensus(sum(meta.row_group(g).num_rows for g in chunk.row_groups), {})
+    return census(read_chunk(chunk, census_columns(source, config)), source, config)
+
+
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
     """What depends on whole files, from the censuses of their chunks (in file order).
 
@@ -342,7 +358,26 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
     order = np.argsort(buckets, kind="stable")
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
-    return [table.take(order[cuts[b] : cuts[b + 1]]) for b in range(n)], stats
+    return [_compact(table.take(order[cuts[b] : cuts[b + 1]])) for b in range(n)], stats
+
+
+def _compact(piece: pa.Table) -> pa.Table:
+    """A piece whose dictionary columns keep only the values its rows use (a piece taken from a chunk holds the
+    chunk's whole dictionaries: written out for every partition, and merged again for every partition)."""
+    import pyarrow as pa
+
+    for i, field_ in enumerate(piece.schema):
+        if not pa.types.is_dictionary(field_.type):
+            continue
+        chunks = []
+        for chunk in piece.column(i).chunks:
+            valid = chunk.indices.is_valid().to_numpy(zero_copy_only=False)
+            codes = chunk.indices.fill_null(0).to_numpy()
+            used = np.unique(codes[valid])
+            kept = np.searchsorted(used, codes).astype(np.int32)
+            chunks.append(pa.DictionaryArray.from_arrays(pa.array(kept, mask=~valid), chunk.dictionary.take(used)))
+        piece = piece.set_column(i, field_, pa.chunked_array(chunks, type=field_.type))
+    return piece
 
 
 def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
