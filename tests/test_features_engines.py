@@ -126,7 +126,8 @@ def test_features_and_rejects_equal_the_whole_input_in_memory(cases, case, engin
     assert len(want) > 250
     assert "sessions_30d" in want  # the events' features
     pd.testing.assert_frame_equal(got, want, check_exact=True)
-    assert got.attrs == want.attrs and set(got.attrs) == {"population", "lifespan_years"}
+    assert got.attrs == want.attrs
+    assert set(got.attrs) == {"population", "lifespan_years"}
     pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
                                   check_exact=True)
     assert (result.rows, result.columns) == (len(want), want.shape[1] - 2)
