@@ -228,8 +228,10 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
 @contextmanager
 def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
     """Yield a function that appends a frame to ``path``, CSV for a ``.csv`` name and Parquet for any other (the
-    first frame sets the header or schema); the file is written atomically: all of it when the block ends, or
-    nothing."""
+    first frame sets the header or schema, and in Parquet its ``attrs``, kept as ``DataFrame.to_parquet`` keeps
+    them); the file is written atomically: all of it when the block ends, or nothing."""
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -243,6 +245,9 @@ def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]
                 frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
             else:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None and frame.attrs:
+                    table = table.replace_schema_metadata({**table.schema.metadata,
+                                                           "PANDAS_ATTRS": json.dumps(frame.attrs)})
                 writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema))
                 writer.write_table(table.cast(writer.schema))
             written = True

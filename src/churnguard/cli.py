@@ -109,6 +109,10 @@ IfExistsOpt = Annotated[str, _Opt("--if-exists", metavar="replace|append",
 EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 help="local (pandas, in this process) or dask (customer partitions on a "
                                 "Dask cluster; needs the 'dask' extra).")]
+FeaturesPartitionsOpt = Annotated[int | None, _Opt(
+    min=1, metavar="N",
+    help="Split the input into this many customer partitions, built one at a time (default: all at once in "
+                "memory; with --engine dask one per ~128 MB, at least one per worker thread).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
@@ -261,11 +265,12 @@ def demo_data(
 
 @app.command("features", epilog=_URLS)
 def features(
-    as_of: Annotated[str, _Opt("--as-of", callback=_iso_day, metavar="DAY",
-                               help="Cut-off day YYYY-MM-DD: only events on or before it are used.")],
     out: Annotated[Source, _Opt("--out", "-o", parser=_scores_out, metavar="PATH|URL",
                                 help="Output file (.parquet or .csv), written atomically, or a database URL "
                                 "naming a table NAME, written with NAME_rejects in one transaction.")],
+    as_of: Annotated[str | None, _Opt("--as-of", callback=_iso_day, metavar="DAY",
+                                      help="Cut-off day YYYY-MM-DD: only events on or before it are used "
+                                      "(default: last day in the data).")] = None,
     transactions: EngineTxOpt = None,
     tickets: EngineTicketsOpt = None,
     customers: EngineCustomersOpt = None,
@@ -274,13 +279,15 @@ def features(
     rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write rejected rows (default: "
                                          "<out>.rejects.csv when there are any).")] = None,
     if_exists: IfExistsOpt = "replace",
+    partitions: FeaturesPartitionsOpt = None,
     engine: EngineOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
     """Compute point-in-time features, one row per customer, as of a cut-off day.
 
-    With --engine dask the customers are split into partitions on a Dask cluster; the features are the same.
+    With --partitions N the customers are split into N partitions, validated and built one at a time (memory:
+    about 1/N of the input's); with --engine dask, in parallel on a Dask cluster. The features are the same.
     """
     from churnguard._io import replaced_together
     from churnguard.config import load_config
@@ -293,12 +300,14 @@ def features(
     events = _events(cfg.data, events)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
-                            as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events)
+                            as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events,
+                            partitions=partitions)
+    steps = functools.partial(_steps, bar=partitions is not None and not dask)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
-        return _into_db(run, out, if_exists=if_exists, steps=_steps)
+        return _into_db(run, out, if_exists=if_exists, steps=steps)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
-    with replaced_together(*finals) as staged, _steps() as (step, note):
+    with replaced_together(*finals) as staged, steps() as (step, note):
         result = run(out=staged[0], on_step=step, on_note=note)
         said = [(result.summary(), False), (write_rejects(result.rejects, staged[1]), True)]
     _say_files(said, staged, finals)

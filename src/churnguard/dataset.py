@@ -247,11 +247,7 @@ class Tables:
         Raises:
             DataError: no transaction has a usable timestamp, so there is no day to take.
         """
-        day = last_day(self.transactions["timestamp"])
-        if pd.isna(day):
-            raise DataError("no transaction has a usable timestamp, so the scoring day cannot be taken from the "
-                            "data; give it with --as-of YYYY-MM-DD")
-        return day
+        return today(self.transactions["timestamp"])
 
 
 @dataclass(frozen=True)
@@ -338,6 +334,19 @@ def last_day(timestamps: pd.Series) -> pd.Timestamp:
     timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
     last = timestamps.max()
     return pd.NaT if pd.isna(last) else pd.Timestamp(last).normalize()
+
+
+def today(timestamps: pd.Series) -> pd.Timestamp:
+    """:func:`last_day` of validated timestamps (of one table, or the latest of each of its partitions).
+
+    Raises:
+        DataError: no transaction has a usable timestamp, so there is no day to take.
+    """
+    day = last_day(timestamps)
+    if pd.isna(day):
+        raise DataError("no transaction has a usable timestamp, so the scoring day cannot be taken from the "
+                        "data; give it with --as-of YYYY-MM-DD")
+    return day
 
 
 def latest_plausible_day() -> pd.Timestamp:
@@ -1553,6 +1562,12 @@ def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(o.dtype is values.dtype for o in among):
+        seen = np.zeros(len(values.cat.categories) + 1, dtype=bool)  # codes of one set of ids (coded_ids)
+        for other in among:
+            seen[other.cat.codes.to_numpy()] = True
+        seen[-1] = False  # code -1: missing
+        return seen[values.cat.codes.to_numpy()]
     if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
         return np.append(_isin(pd.Series(values.cat.categories), among), False)[values.cat.codes.to_numpy()]
     x = _arrow_text(values)

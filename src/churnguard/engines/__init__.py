@@ -119,17 +119,19 @@ def _on_cluster(paths: tuple[Path, Path | None, Path | None, Path | None], confi
 
 @dataclass(frozen=True)
 class FeaturesResult:
-    """The features written to ``out`` (one row per customer), the input rows set aside and, as ``score``
-    reports them, the customers known to the tables but left out (no activity on or before as_of: rows of
-    table ``all`` in ``rejects``, ``churnguard.scoring.score.unscored_rejects``)."""
+    """What a features run wrote: the features file ``out`` (``rows`` customers, one row each, ``columns``
+    feature columns besides ``customer_id`` and ``as_of``), the input rows set aside and, as ``score`` reports
+    them, the customers known to the tables but left out (no activity on or before as_of: rows of table ``all``
+    in ``rejects``, ``churnguard.scoring.score.unscored_rejects``)."""
 
-    features: pd.DataFrame
     rejects: pd.DataFrame
     out: Path
+    rows: int
+    columns: int
     left_out: int = 0
 
     def summary(self) -> str:
-        text = f"features: {len(self.features):,} customers x {self.features.shape[1] - 2} features -> {self.out}"
+        text = f"features: {self.rows:,} customers x {self.columns} features -> {self.out}"
         if self.left_out:
             text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
                      "as_of (see the rejects)")
@@ -137,23 +139,35 @@ class FeaturesResult:
 
 
 def build_features_from_files(engine: str, transactions: Path, tickets: Path | None, customers: Path | None, *,
-                              as_of: str, out: Path, config: Config, scheduler: str | None = None,
-                              workers: int | None = None, on_step: Callable = _quiet,
+                              as_of: str | None, out: Path, config: Config, scheduler: str | None = None,
+                              workers: int | None = None, partitions: int | None = None, on_step: Callable = _quiet,
                               on_note: Callable = _quiet, events: Path | None = None) -> FeaturesResult:
-    """Point-in-time features of the customers in the files as of ``as_of``, written to ``out`` atomically. Only
-    the columns the features read are read and checked (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so
-    both commands set aside the same rows."""
+    """Point-in-time features of the customers in the files as of ``as_of`` (default: the last day with a
+    transaction), written to ``out`` atomically. Only the columns the features read are read and checked
+    (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so both commands set aside the same rows.
+
+    The local engine builds them in memory, or with ``partitions`` one customer partition at a time
+    (``churnguard.engines.local.features_files``); the features are the same.
+    """
     from churnguard._io import write_table
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects, unseen_customers
 
+    if engine == "local" and partitions is not None:
+        from churnguard.engines.local import features_files
+
+        on_step("Building features by customer partition")
+        return features_files(transactions=transactions, tickets=tickets, customers=customers, events=events,
+                              out=out, data_config=config.data, feature_config=config.features, as_of=as_of,
+                              partitions=partitions, on_step=on_step)
     if engine == "dask":
         from churnguard.engines.dask import features_and_unseen_dask
 
         with _on_cluster((transactions, tickets, customers, events), config.data, scheduler, workers, on_step,
-                         on_note, feature_inputs_only=True) as dtables:
-            on_step(f"Building features as of {as_of} on the cluster")
-            feats, unseen = features_and_unseen_dask(dtables, as_of, config.features)
+                         on_note, partitions=partitions, feature_inputs_only=True) as dtables:
+            day = to_day(as_of) if as_of is not None else dtables.last_date()
+            on_step(f"Building features as of {day.date()} on the cluster")
+            feats, unseen = features_and_unseen_dask(dtables, day, config.features)
             rejects = dtables.rejects
     else:
         from churnguard.dataset import load_tables
@@ -162,11 +176,12 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         on_step("Reading and validating input")
         tables = load_tables(transactions, tickets, customers, config=config.data, events=events,
                              feature_inputs_only=True)
-        on_step(f"Building features as of {as_of}")
-        feats = build_features(tables, as_of, config.features)
+        day = to_day(as_of) if as_of is not None else tables.last_date()
+        on_step(f"Building features as of {day.date()}")
+        feats = build_features(tables, day, config.features)
         unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects
-    return FeaturesResult(feats, unscored_rejects(rejects, unseen, to_day(as_of)), write_table(feats, out),
-                          len(unseen))
+    return FeaturesResult(unscored_rejects(rejects, unseen, day), write_table(feats, out), len(feats),
+                          feats.shape[1] - 2, len(unseen))
 
 
 def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets: Path | None,

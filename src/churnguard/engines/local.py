@@ -1,4 +1,4 @@
-"""Batch scoring of files larger than memory comfortably allows, partitioned by customer.
+"""Batch scoring and features of files larger than memory comfortably allows, partitioned by customer.
 
 The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in
 chunks twice (a census, then the split by customer), the pieces spilled to uncompressed Arrow IPC files in a
@@ -7,13 +7,19 @@ run there when this one was killed), and the buckets validated and scored one at
 1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the
 model, so the scores do not depend on the partitioning; the selection is drawn over all customers and the
 output written atomically.
+
+Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
+does: each bucket is validated once (its tables kept in the work directory), its lifespan counts and attribute
+summaries taken; then each bucket's features are built with the population's lifespan and attribute kinds and
+spilled; the VIP cut-off comes from every bucket's CLTV, and the buckets' features are merged in customer order
+into the output, a block of rows at a time, with the value tier.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +29,7 @@ import pandas as pd
 from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
+from churnguard.features import kernel
 from churnguard.scoring import ScoreResult, score_tables, select_customers
 from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows, unseen_customers
 from churnguard.sources import DbSource
@@ -30,10 +37,13 @@ from churnguard.sources import DbSource
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from churnguard.config import DataConfig, Playbook
+    from churnguard.config import DataConfig, FeatureConfig, Playbook
+    from churnguard.dataset import Tables
+    from churnguard.engines import FeaturesResult
     from churnguard.model import ChurnModel
+    from churnguard.population import Population
 
-__all__ = ["auto_partitions", "score_files"]
+__all__ = ["auto_partitions", "features_files", "score_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +90,7 @@ def score_files(
     n = partitions or auto_partitions([Path(p) for p in paths.values()
                                        if p is not None and not isinstance(p, DbSource)])
     with work_dir(Path(out).parent) as work:
-        census = {t: [parts.census(parts.read_chunk(c, parts.census_columns(s, data_config)), s, data_config)
-                      for c in s.chunks] for t, s in sources.items()}
-        spec = parts.decide(sources, census, data_config)
-        _split(spec, n, work)
-        latest = pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+        spec, latest = _census_and_split(sources, data_config, n, work)
         day = to_day(as_of) if as_of is not None else last_day(latest)
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
         found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
@@ -96,6 +102,25 @@ def score_files(
         _write_parts(run.scored, light.set_index("customer_id")[SELECTION_COLUMNS], Path(out))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
+
+
+def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, n: int, work: Path
+                      ) -> tuple[parts.Spec, pd.Series]:
+    """The census of every chunk, what it decides, the split into ``n`` buckets in ``work``; the spec and each
+    transactions chunk's last time as read before validation (for a first guess at "today")."""
+    census = {t: [parts.chunk_census(c, s, data_config) for c in s.chunks] for t, s in sources.items()}
+    spec = parts.decide(sources, census, data_config)
+    _split(spec, n, work)
+    _release()
+    return spec, pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+
+
+def _release() -> None:
+    """Hand the memory Arrow's allocator keeps for reuse back to the system: after the split or a bucket, most
+    of it would otherwise stay resident (0.5 GB after splitting 27M events)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _split(spec: parts.Spec, n: int, work: Path) -> None:
@@ -116,11 +141,12 @@ def _split(spec: parts.Spec, n: int, work: Path) -> None:
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
-    """The pieces of bucket ``b``, in file order."""
+    """The pieces of bucket ``b``, in file order (read into memory, not mapped: a piece's memory is let go once
+    validation has turned it into a frame)."""
     import pyarrow as pa
 
     paths = {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
-    return {t: [pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in ps if p.exists()]
+    return {t: [pa.ipc.open_file(pa.OSFile(str(p))).read_all() for p in ps if p.exists()]
             for t, ps in paths.items()}
 
 
@@ -164,3 +190,210 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
     with appending_table(out) as append:
         for part in scored:
             append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))
+
+
+_MERGE_ROWS = 1 << 18  # feature rows written to the output at a time (a row group of the Parquet file)
+_PART_BATCH_ROWS = 1 << 14  # rows of a record batch of a bucket's features file
+
+
+def features_files(
+    *,
+    transactions: Path,
+    tickets: Path | None,
+    customers: Path | None,
+    out: Path,
+    data_config: DataConfig,
+    feature_config: FeatureConfig,
+    events: Path | None = None,
+    as_of: str | pd.Timestamp | None = None,
+    partitions: int | None = None,
+    on_step: Callable[..., None] = lambda *_args, **_kwargs: None,
+) -> FeaturesResult:
+    """Point-in-time features of the customers in the files, written to ``out`` atomically: the rows, the
+    ``attrs`` and the rejects of ``build_features`` on ``load_tables(..., feature_inputs_only=True)`` (see the
+    module docstring), holding about 1/``partitions`` of the data at a time (default: one partition per ~256 MB
+    of input). ``as_of``: the cut-off day (default: the last day with a transaction, as validation reads the
+    timestamps). ``on_step(description, done, total)`` is called per bucket.
+
+    Raises:
+        DataError: as ``load_tables``, with counts and row numbers over whole files.
+    """
+    from churnguard.dataset import today
+    from churnguard.engines import FeaturesResult
+    from churnguard.features import to_day
+    from churnguard.scoring.score import unscored_rejects
+
+    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
+    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
+    n = partitions or auto_partitions([Path(p) for p in paths.values()
+                                       if p is not None and not isinstance(p, DbSource)])
+    with work_dir(Path(out).parent) as work:
+        spec, latest = _census_and_split(sources, data_config, n, work)
+        guess = to_day(as_of) if as_of is not None else last_day(latest)
+        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step)
+        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
+        day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
+        if day != guess:  # dates in another style than the census read, or the last ones set aside
+            checked = _Checked(*_population_inputs(checked.tables, day, feature_config))
+        population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
+        built = _build_buckets(checked.tables, day, feature_config, population, work, on_step)
+        cltv = np.concatenate(built.cltv) if built.cltv else np.zeros(0)
+        population = replace(population, vip_cltv_threshold=kernel.vip_threshold(cltv, feature_config.vip_quantile))
+        columns = _merge_parts(built, population, Path(out), on_step)
+    unseen = pd.Index(np.concatenate(built.unseen)) if built.unseen else pd.Index([], dtype=object)
+    return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), len(cltv), columns, len(unseen))
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What validating the buckets left: each bucket's validated tables (a pickle in the work directory),
+    lifespan inputs and attribute summaries as of the guessed day, rejects, reject digest and last transaction
+    time."""
+
+    inputs: list = field(default_factory=list)
+    summaries: list = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    rejects: list[pd.DataFrame] = field(default_factory=list)
+    digests: list = field(default_factory=list)
+    latest: list[pd.Timestamp] = field(default_factory=list)
+
+
+def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, cfg: FeatureConfig,
+                      on_step: Callable[..., None]) -> _Checked:
+    """Validate the buckets one at a time and keep each one's tables in ``work`` (pickled: the frames come
+    back as they were, dtypes and all); once the bad-row policy is sure to raise (or there is no day), the
+    rest are only validated, for the counts of the error."""
+    import pickle
+
+    run = _Checked()
+    for b in range(n):
+        on_step(f"validating partition {b + 1}/{n}", b, n)
+        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
+        for name in spec.sources:
+            for path in work.glob(f"{name}-{b}-*.arrow"):
+                path.unlink()
+        run.digests.append(parts.reject_digest(tables))
+        run.rejects.append(tables.rejects)
+        run.latest.append(tables.transactions["timestamp"].max())
+        if parts.doomed(spec, run.digests) or pd.isna(day):
+            continue
+        run.inputs.append(parts.lifespan_inputs(tables, day))
+        run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
+        run.tables.append(work / f"tables-{b}.pickle")
+        with run.tables[-1].open("wb") as fh:
+            pickle.dump(tables, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        del tables
+        _release()
+    return run
+
+
+def _load(path: Path) -> Tables:
+    import pickle
+
+    with path.open("rb") as fh:
+        return pickle.load(fh)  # this run's own work file
+
+
+def _population_inputs(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig) -> tuple[list, list, list]:
+    """The buckets' lifespan inputs and attribute summaries as of ``day`` (another day than the guessed one)."""
+    inputs, summaries = [], []
+    for path in tables:
+        t = _load(path)
+        inputs.append(parts.lifespan_inputs(t, day))
+        summaries.append(parts.attribute_summaries(t, day, cfg.max_categories))
+    return inputs, summaries, tables
+
+
+@dataclass(frozen=True)
+class _Built:
+    """Each bucket's features file (Arrow IPC, rows sorted by customer id), customer ids, CLTV and the customers
+    known to its tables without a features row."""
+
+    parts: list[Path] = field(default_factory=list)
+    ids: list[pd.Series] = field(default_factory=list)
+    cltv: list[np.ndarray] = field(default_factory=list)
+    unseen: list[np.ndarray] = field(default_factory=list)
+
+
+def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, population: Population, work: Path,
+                   on_step: Callable[..., None]) -> _Built:
+    """Build each bucket's features with the population's lifespan and attribute kinds (the value tier is set
+    when the buckets are merged) and spill them to ``work``."""
+    import pyarrow as pa
+
+    from churnguard.features import build_features
+    from churnguard.scoring.score import unseen_customers
+
+    run = _Built()
+    for b, path in enumerate(tables):
+        on_step(f"building features, partition {b + 1}/{len(tables)}", b, len(tables))
+        t = _load(path)
+        path.unlink()
+        feats = build_features(t, day, cfg, population)
+        run.unseen.append(unseen_customers(t, feats["customer_id"]).to_numpy())
+        del t
+        run.ids.append(feats["customer_id"])
+        run.cltv.append(feats["cltv"].to_numpy(dtype="float64"))
+        run.parts.append(work / f"features-{b}.arrow")
+        table = pa.Table.from_pandas(feats, preserve_index=False)
+        with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
+            writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
+        del feats, table
+        _release()
+    return run
+
+
+class _Cursor:
+    """A bucket's features file read forward, a record batch at a time (read, not memory-mapped: the rows
+    written are let go)."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+
+        self._reader = pa.ipc.open_file(pa.OSFile(str(path)))
+        self._next, self._held = 0, None
+
+    def take(self, k: int) -> list[pa.Table]:
+        """The next ``k`` rows, as slices of the batches that hold them."""
+        import pyarrow as pa
+
+        pieces = []
+        while k > 0:
+            if self._held is None or not len(self._held):
+                self._held = pa.Table.from_batches([self._reader.get_batch(self._next)])
+                self._next += 1
+            piece = self._held.slice(0, k)
+            self._held, k = self._held.slice(len(piece)), k - len(piece)
+            pieces.append(piece)
+        return pieces
+
+
+def _merge_parts(built: _Built, population: Population, out: Path, on_step: Callable[..., None]) -> int:
+    """Stream the buckets' features into ``out`` in customer order (the order ``build_features`` gives all of
+    them: each bucket's rows are sorted, so a block of the output takes the next rows of each), with the value
+    tier of the population's VIP cut-off and the ``attrs`` of ``build_features``; the number of feature columns.
+    """
+    import pyarrow as pa
+
+    ids = pd.concat(built.ids, ignore_index=True) if built.ids else pd.Series([], dtype=object)
+    order = ids.sort_values(kind="stable").index.to_numpy()
+    bucket = np.repeat(np.arange(len(built.ids)), [len(i) for i in built.ids])[order]
+    del ids, order
+    attrs = {"population": population.to_dict(), "lifespan_years": population.lifespan_years}
+    cursors = [_Cursor(p) for p in built.parts]
+    columns = 0
+    on_step("writing the features")
+    with appending_table(out) as append:
+        for start in range(0, max(len(bucket), 1), _MERGE_ROWS):
+            mine = bucket[start : start + _MERGE_ROWS]
+            counts = np.bincount(mine, minlength=len(cursors))
+            pieces = [piece for c, k in zip(cursors, counts, strict=True) for piece in c.take(int(k))]
+            if pieces:
+                table = pa.concat_tables(pieces).take(np.argsort(np.argsort(mine, kind="stable")))
+            else:  # no customer known at as_of: the columns of the first bucket's (empty) features
+                table = pa.ipc.open_file(str(built.parts[0])).schema.empty_table()
+            frame = parts.with_value_tier(table.to_pandas(), population.vip_cltv_threshold)
+            frame.attrs = attrs
+            append(frame)
+            columns = frame.shape[1] - 2
+    return columns

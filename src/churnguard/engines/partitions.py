@@ -4,6 +4,11 @@ directory's files), :func:`census` of each chunk, :func:`decide` what depends on
 first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
 :func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
 Arrow tables: cheap to cut, to spill to files and to send between processes.
+
+Features learn the population over all partitions before any partition's features are final:
+:func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
+then each partition's features are built with it, and :func:`with_value_tier` sets the value tier from the
+VIP cut-off of every partition's CLTV (``kernel.vip_threshold``).
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from churnguard._io import (
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
+from churnguard.features import build, kernel
+from churnguard.population import Population
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from churnguard.config import DataConfig
+    from churnguard.config import DataConfig, FeatureConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,9 @@ class Chunk:
     ``stop`` -1: to the end), some row groups of a Parquet file (plus the file's hive partition values) or part
     ``start`` of ``stop`` parts of a database table (``db``; ``sources.read_part`` by the customer id).
     ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); its first is the
-    customer id; ``dialect``: the CSV file's encoding and separator."""
+    customer id; ``dialect``: the CSV file's encoding and separator; ``coded``: text columns of a Parquet file
+    read as its own dictionaries (the events' ids, types, channels and sessions, which ``load_tables`` holds as
+    categoricals too): no row's text is decoded, and pieces and partitions stay small."""
 
     path: str
     kind: str
@@ -65,6 +74,7 @@ class Chunk:
     keep: tuple[str, ...] = ()
     dialect: CsvDialect = UTF8
     db: DbSource | None = None
+    coded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,9 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
-    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t]) for c in s.chunks)) for t, s in sources.items()}
+    coded = {t: tuple(getattr(config.columns, t).get(c, c) for c in dataset._CODED.get(t, ())) for t in sources}
+    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t]) for c in s.chunks))
+               for t, s in sources.items()}
     if feature_inputs_only:
         sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
                    for t, s in sources.items()}
@@ -259,7 +271,10 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         columns = (*columns, EXTRA_FIELDS)
     else:
-        pf = pq.ParquetFile(chunk.path)
+        schema = pq.read_schema(chunk.path)
+        pf = pq.ParquetFile(chunk.path, read_dictionary=[
+            c for c in chunk.coded if c in schema.names and c in columns
+            and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))])
         stored = [c for c in columns if c in pf.schema_arrow.names]
         table = (pf.read_row_groups(list(chunk.row_groups), columns=stored) if chunk.row_groups
                  else pf.schema_arrow.empty_table().select(stored))
@@ -282,6 +297,22 @@ def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
                 values = values.dt.tz_convert("UTC").dt.tz_localize(None)
             last = values[~dataset.dates_out_of_range(values) & (values < dataset.latest_plausible_day())].max()
     return ChunkCensus(len(table), dates, last)
+
+
+def chunk_census(chunk: Chunk, source: Source, config: DataConfig) -> ChunkCensus:
+    """:func:`census` of a chunk, reading only what it needs: a Parquet chunk of a table other than the
+    transactions (whose last time is taken) with every date column stored as a timestamp has no style to decide,
+    so only its rows are counted, from the file's metadata."""
+    if chunk.kind == "parquet" and source.table != "transactions":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(chunk.path)
+        if all(c in schema.names and pa.types.is_timestamp(schema.field(c).type)
+               for c, _ in _date_columns(source, config)):
+            meta = pq.ParquetFile(chunk.path).metadata
+            return ChunkCensus(sum(meta.row_group(g).num_rows for g in chunk.row_groups), {})
+    return census(read_chunk(chunk, census_columns(source, config)), source, config)
 
 
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
@@ -324,10 +355,44 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
                                        fmt)[1] for name, fmt in spec.styles[source].items()}
     if n == 1:
         return [table], stats
-    buckets = customer_partition(table.column(spec.column(source, "customer_id")).to_pandas(), n)
+    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
     order = np.argsort(buckets, kind="stable")
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
-    return [table.take(order[cuts[b] : cuts[b + 1]]) for b in range(n)], stats
+    return [_compact(table.take(order[cuts[b] : cuts[b + 1]])) for b in range(n)], stats
+
+
+def _compact(piece: pa.Table) -> pa.Table:
+    """A piece whose dictionary columns keep only the values its rows use (a piece taken from a chunk holds the
+    chunk's whole dictionaries: written out for every partition, and merged again for every partition)."""
+    import pyarrow as pa
+
+    for i, field_ in enumerate(piece.schema):
+        if not pa.types.is_dictionary(field_.type):
+            continue
+        chunks = []
+        for chunk in piece.column(i).chunks:
+            valid = chunk.indices.is_valid().to_numpy(zero_copy_only=False)
+            codes = chunk.indices.fill_null(0).to_numpy()
+            used = np.unique(codes[valid])
+            kept = np.searchsorted(used, codes).astype(np.int32)
+            chunks.append(pa.DictionaryArray.from_arrays(pa.array(kept, mask=~valid), chunk.dictionary.take(used)))
+        piece = piece.set_column(i, field_, pa.chunked_array(chunks, type=field_.type))
+    return piece
+
+
+def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
+    """:func:`churnguard.engines.customer_partition` of each row's id; of ids read as dictionaries, each distinct
+    id's (a missing id's too) looked up by the row's index."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(ids.type):
+        return customer_partition(ids.to_pandas(), n)
+    out = []
+    for chunk in ids.chunks:
+        values = pa.concat_arrays([chunk.dictionary, pa.nulls(1, chunk.dictionary.type)])
+        of_value = customer_partition(values.to_pandas(), n)
+        out.append(of_value[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
 
 
 def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> None:
@@ -340,16 +405,25 @@ def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> N
                 raise dataset.mixed_styles_error(whole, spec.sources[t].name, name, fmt)
 
 
-def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids: bool = False) -> Tables:
+def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids: bool = False,
+                       consume: bool = False) -> Tables:
     """Validate one customer partition (in reject mode: the ``on_bad_rows`` policy is applied over all of them);
-    ``coded_ids``: the customer ids as integer codes (``dataset.validate_tables``), as scoring reads them.
+    ``coded_ids``: the customer ids as integer codes (``dataset.validate_tables``), as scoring reads them;
+    ``consume``: the lists of ``pieces`` are emptied as they are read, so each table's Arrow memory is let go
+    while it becomes a frame.
 
     Returns the partition's tables; the rejects carry each row's number in its file (and the file, in a
     dataset) and ``_order``, its position in the whole input.
     """
     import pyarrow as pa
 
-    frames = {t: pa.concat_tables(p, promote_options="permissive").to_pandas() for t, p in pieces.items()}
+    frames = {}
+    for t, p in pieces.items():
+        table = pa.concat_tables(p, promote_options="permissive")
+        if consume:
+            p.clear()
+        frames[t] = table.to_pandas(split_blocks=consume, self_destruct=consume)
+        del table
     names = {t: s.name for t, s in spec.sources.items()}
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
                                      config=spec.config.model_copy(update={"on_bad_rows": "reject"}),
@@ -456,3 +530,43 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not full:
         return frames[0].iloc[:0]
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
+
+
+def lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
+    """A partition's lifespan counts and oldest purchase age (``features.build.lifespan_inputs``)."""
+    return build.lifespan_inputs(tables.transactions, as_of)
+
+
+def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
+    """A partition's attribute summaries over the customers known at ``as_of`` (customers never span
+    partitions, so they merge into the whole population's); None without a customers table."""
+    if tables.customers is None:
+        return None
+    return build.attribute_summaries(tables.customers[build.known_listed(tables, as_of)], max_categories)
+
+
+def learned_population(inputs: list[tuple[np.ndarray, float | None]], summaries: list[dict | None],
+                       config: FeatureConfig) -> Population:
+    """The lifespan and attribute kinds over all partitions (from their :func:`lifespan_inputs` and
+    :func:`attribute_summaries`), the kernel's rules applied to the whole population; the VIP cut-off is left
+    infinite until every partition's CLTV is known (:func:`with_value_tier`)."""
+    oldest = [o for _, o in inputs if o is not None]
+    lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs), max(oldest) if oldest else None, config)
+    return Population(lifespan, np.inf, attributes=_merged_kinds(summaries, config.max_categories))
+
+
+def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
+    """The attribute kinds of the partitions' summaries merged (None without a customers table)."""
+    if all(s is None for s in summaries):
+        return None
+    merged: dict = {}
+    for part in (s for s in summaries if s is not None):
+        for col, summary in part.items():
+            merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
+    return kernel.attribute_kinds(merged)
+
+
+def with_value_tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """A partition's features with the value tier of the VIP cut-off decided over every partition."""
+    vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
+    return feats.assign(value_tier=pd.array(np.where(vip, "vip", "standard"), dtype=feats["value_tier"].dtype))

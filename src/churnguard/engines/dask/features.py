@@ -13,9 +13,14 @@ import pandas as pd
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _gather, _Tasks
 from churnguard.engines.dask._read import _client_for
-from churnguard.engines.partitions import concat_frames
+from churnguard.engines.partitions import (
+    attribute_summaries,
+    concat_frames,
+    learned_population,
+    lifespan_inputs,
+    with_value_tier,
+)
 from churnguard.features import build_features, kernel, to_day
-from churnguard.features.build import attribute_summaries, known_listed, lifespan_inputs
 from churnguard.population import Population
 
 if TYPE_CHECKING:
@@ -23,23 +28,6 @@ if TYPE_CHECKING:
 
     from churnguard.config import FeatureConfig
     from churnguard.engines.dask._read import DaskTables
-
-def _lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
-    return lifespan_inputs(tables.transactions, as_of)
-
-
-def _summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
-    """This partition's attribute summaries over the customers known at ``as_of`` (customers never span
-    partitions, so they merge into the whole population's)."""
-    if tables.customers is None:
-        return None
-    return attribute_summaries(tables.customers[known_listed(tables, as_of)], max_categories)
-
-
-def _tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """The value tier from the VIP cut-off decided over every partition."""
-    vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
-    return feats.assign(value_tier=pd.array(np.where(vip, "vip", "standard"), dtype=feats["value_tier"].dtype))
 
 
 def _cltv(feats: pd.DataFrame) -> np.ndarray:
@@ -59,29 +47,13 @@ def _learn_population(dtables: DaskTables, client: Client, tasks: _Tasks, days: 
                       cfg: FeatureConfig) -> dict[pd.Timestamp, Population]:
     """Lifespan and attribute kinds of each day over all partitions (the VIP cut-off follows the features)."""
     parts = dtables.partitions
-    inputs = _gather(client, {d: [tasks.submit(f"lifespan-{d:%Y%m%d}-p{b}", _lifespan_inputs, p, d)
+    inputs = _gather(client, {d: [tasks.submit(f"lifespan-{d:%Y%m%d}-p{b}", lifespan_inputs, p, d)
                                   for b, p in enumerate(parts)] for d in days},
                      "counting purchases for the CLTV lifespan")
-    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", _summaries, p, d,
+    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", attribute_summaries, p, d,
                                                   cfg.max_categories) for b, p in enumerate(parts)] for d in days},
                         "deciding the attribute kinds")
-    out = {}
-    for d in days:
-        oldest = [o for _, o in inputs[d] if o is not None]
-        lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs[d]), max(oldest) if oldest else None, cfg)
-        out[d] = Population(lifespan, np.inf, attributes=_merged_kinds(summaries[d], cfg.max_categories))
-    return out
-
-
-def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
-    """The attribute kinds of the partitions' summaries merged (None without a customers table)."""
-    if all(s is None for s in summaries):
-        return None
-    merged: dict = {}
-    for part in (s for s in summaries if s is not None):
-        for col, summary in part.items():
-            merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
-    return kernel.attribute_kinds(merged)
+    return {d: learned_population(inputs[d], summaries[d], cfg) for d in days}
 
 
 def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Timestamp], cfg: FeatureConfig, *,
@@ -102,7 +74,7 @@ def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Ti
     out = {}
     for d in days:
         threshold = kernel.vip_threshold(np.concatenate(cltv[d]) if cltv[d] else np.zeros(0), cfg.vip_quantile)
-        final = [tasks.submit(f"tier-{d:%Y%m%d}-p{b}", _tier, f, threshold) for b, f in enumerate(built[d])]
+        final = [tasks.submit(f"tier-{d:%Y%m%d}-p{b}", with_value_tier, f, threshold) for b, f in enumerate(built[d])]
         out[d] = _Snapshot(d, final, replace(states[d], vip_cltv_threshold=threshold))
     return out
 

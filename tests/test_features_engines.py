@@ -1,0 +1,169 @@
+"""Features parity on the local engine: ``churnguard features`` in memory and in customer partitions give the
+file, ``attrs``, rejects and "today" of one reference (``load_tables`` + ``build_features`` on the whole
+input, written once here), for every case:
+
+- ``iso``: ISO dates, the events table, an explicit as_of with customers whose activity is only after it;
+- ``parquet``: the same tables as Parquet files of several row groups, no as_of;
+- ``day-first``: dates written ``%d/%m/%Y %H:%M`` and read with ``data.date_format``, no as_of ("today");
+- ``bad-reject``: bad rows in every table (transactions, tickets, customers, events) set aside
+  (``on_bad_rows: reject``), no as_of: the last transaction is one of them, so "today" is not the last date the
+  files hold;
+- ``bad-raise``: the same files under ``on_bad_rows: raise``: the same error, counted over the whole files.
+
+The Dask engine's features are compared with the local engine in ``tests/test_parity.py`` and
+``tests/test_events_engines.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+from churnguard.config import load_config
+from churnguard.dataset import DataError, load_tables
+from churnguard.demo import generate_demo_data
+from churnguard.engines import build_features_from_files
+from churnguard.features import build_features, to_day
+from churnguard.scoring.score import unscored_rejects, unseen_customers
+
+pytestmark = pytest.mark.slow
+
+NAMES = ("transactions", "tickets", "customers", "events")
+DAY_FIRST = "%d/%m/%Y %H:%M"
+DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
+ENGINES = {"in-memory": None, "partitioned": 3}
+AS_OF = "2025-06-30"
+LATE = ["late-1", "late-2", "late-3"]  # customers whose only activity is after AS_OF
+
+
+def _frames() -> dict[str, pd.DataFrame]:
+    """A demo world with events, plus three customers active only after AS_OF (a purchase, a ticket, events)."""
+    demo = generate_demo_data(300, seed=11, events=True)
+    frames = {n: getattr(demo, n) for n in NAMES}
+    ts = pd.Timestamp
+    late_tx = frames["transactions"].iloc[:2].assign(customer_id=["late-1", "late-2"], order_id=["L1", "L2"],
+                                                   timestamp=[ts("2025-07-03 10:00"), ts("2025-08-01 09:30")])
+    late_tk = frames["tickets"].iloc[:1].assign(customer_id="late-3", ticket_id="LT1", opened_at=ts("2025-07-10"),
+                                               first_response_at=ts("2025-07-10 12:00"), resolved_at=pd.NaT)
+    late_cu = frames["customers"].iloc[:1].assign(customer_id="late-3", signup_date=ts("2025-07-09"))
+    late_ev = frames["events"].iloc[:2].assign(customer_id=["late-1", "late-3"],
+                                               timestamp=[ts("2025-07-02 08:00"), ts("2025-07-11 08:00")])
+    for name, late in (("transactions", late_tx), ("tickets", late_tk), ("customers", late_cu),
+                       ("events", late_ev)):
+        frames[name] = pd.concat([frames[name], late], ignore_index=True)
+    return frames
+
+
+def _write(frames: dict[str, pd.DataFrame], directory: Path, date_format: str | None = None,
+           bad: bool = False, parquet: bool = False) -> dict[str, Path]:
+    directory.mkdir(parents=True)
+    paths = {}
+    for name, frame in frames.items():
+        if parquet:  # text as Parquet holds it (the events' ids, types, channels and sessions read as dictionaries)
+            paths[name] = directory / f"{name}.parquet"
+            frame.to_parquet(paths[name], index=False, row_group_size=5000)
+            continue
+        out = frame.copy()
+        if date_format is not None:
+            for col in DATES & set(out.columns):
+                out[col] = out[col].dt.strftime(date_format)
+        out = out.astype(object)
+        if bad:  # a bad value in a feature column of rows spread over the file (so over the partitions)
+            column = {"transactions": "amount", "tickets": "opened_at", "customers": "signup_date",
+                      "events": "timestamp"}[name]
+            rows = np.linspace(3, len(out) - 1, 4).astype(int)
+            out.loc[rows, column] = ["not a value", "x", "??", "13/13/13"]
+            if name == "transactions":  # the last transaction is set aside: "today" is the day before it
+                out = pd.concat([out, out.iloc[:1].assign(timestamp="2026-01-15 10:00:00", amount="n/a")])
+        paths[name] = directory / f"{name}.csv"
+        out.to_csv(paths[name], index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory) -> dict[str, tuple[dict[str, Path], object, str | None, pd.Timestamp]]:
+    """Each case's files, config and as_of, and the last day with a (usable) transaction."""
+    root, frames, cfg = tmp_path_factory.mktemp("features-engines"), _frames(), load_config()
+    last = frames["transactions"]["timestamp"].max().normalize()
+    day_first = cfg.model_copy(update={"data": cfg.data.model_copy(update={"date_format": DAY_FIRST})})
+    bad = _write(frames, root / "bad", bad=True)
+    return {
+        "iso": (_write(frames, root / "iso"), cfg, AS_OF, last),
+        "parquet": (_write(frames, root / "parquet", parquet=True), cfg, None, last),
+        "day-first": (_write(frames, root / "day-first", DAY_FIRST), day_first, None, last),
+        "bad-reject": (bad, cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_bad_rows": "reject"})}),
+                       None, last),
+        "bad-raise": (bad, cfg, None, last),
+    }
+
+
+def _reference(files: dict[str, Path], cfg, as_of: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The features and rejects of the whole input in memory, as the library's own functions give them."""
+    tables = load_tables(*(files[n] for n in NAMES[:3]), config=cfg.data, events=files["events"],
+                         feature_inputs_only=True)
+    day = to_day(as_of) if as_of is not None else tables.last_date()
+    feats = build_features(tables, day, cfg.features)
+    return feats, unscored_rejects(tables.rejects, unseen_customers(tables, feats["customer_id"]), day)
+
+
+def _run(files: dict[str, Path], cfg, as_of: str | None, engine: str, out: Path):
+    return build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"], as_of=as_of,
+                                     out=out, config=cfg, partitions=ENGINES[engine])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", ["iso", "parquet", "day-first", "bad-reject"])
+def test_features_and_rejects_equal_the_whole_input_in_memory(cases, case, engine, tmp_path):
+    files, cfg, as_of, last = cases[case]
+    want, want_rejects = _reference(files, cfg, as_of)
+    result = _run(files, cfg, as_of, engine, tmp_path / "features.parquet")
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    assert len(want) > 250
+    assert "sessions_30d" in want  # the events' features
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+    assert set(got.attrs) == {"population", "lifespan_years"}
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)
+    assert (result.rows, result.columns) == (len(want), want.shape[1] - 2)
+    assert result.left_out == int((want_rejects["table"] == "all").sum())
+    if case == "iso":  # the late customers are left out and reported, on both engines
+        assert not set(LATE) & set(got["customer_id"])
+        assert set(LATE) <= set(result.rejects.loc[result.rejects["table"] == "all", "customer_id"])
+    else:  # "today": the last day with a transaction, as validation reads the timestamps
+        assert set(got["as_of"]) == {last}
+    if case == "bad-reject":
+        assert set(result.rejects["table"]) == {"transactions", "tickets", "customers", "events"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_rows_under_raise_stop_with_the_counts_of_the_whole_files(cases, engine, tmp_path):
+    files, cfg, as_of, _ = cases["bad-raise"]
+    with pytest.raises(DataError) as want:
+        _reference(files, cfg, as_of)
+    with pytest.raises(DataError) as got:
+        _run(files, cfg, as_of, engine, tmp_path / "features.parquet")
+    assert str(got.value) == str(want.value)
+    assert "5 of 3649 transactions row(s) cannot be used" in str(got.value)
+    assert not (tmp_path / "features.parquet").exists()
+
+
+def test_the_command_builds_by_partition_and_writes_the_same_file(cases, tmp_path):
+    files = cases["iso"][0]
+    args = ["features", "-t", files["transactions"], "--tickets", files["tickets"], "--customers",
+            files["customers"], "--events", files["events"], "--as-of", AS_OF]
+    said = {}
+    for name, extra in (("memory", []), ("parts", ["--partitions", "4"])):
+        result = CliRunner().invoke(app, [str(a) for a in [*args, "-o", tmp_path / f"{name}.csv", *extra]])
+        assert result.exit_code == 0, result.output
+        said[name] = "".join(result.output.split()).replace("".join(str(tmp_path).split()), "").replace(name, "OUT")
+    assert "customersleftout:noactivityonorbeforeas_of(seetherejects)" in said["memory"]  # (wrapped lines joined)
+    assert said["parts"] == said["memory"]
+    assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "memory.csv").read_bytes()
+    assert (tmp_path / "parts.rejects.csv").read_bytes() == (tmp_path / "memory.rejects.csv").read_bytes()
+    assert not list(tmp_path.glob(".churnguard-work*"))  # the buckets' work files are gone
