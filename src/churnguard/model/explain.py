@@ -228,7 +228,7 @@ class TreeContributions:
         codes, sizes = self._codes(x)
         rows = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         blocks = [slice(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
-        buf, part = np.empty(_BLOCK), np.empty(_BLOCK, dtype=np.int32)
+        buf, part, index = np.empty(_BLOCK), np.empty(_BLOCK, dtype=np.int32), np.empty(_BLOCK, dtype=np.intp)
         key = np.empty(n, dtype=np.int32)
         for tree in self.trees:
             if not tree.features:  # a single leaf: no contribution, its value to every row's raw score
@@ -242,48 +242,50 @@ class TreeContributions:
                 groups = None
             else:
                 groups, first = self._hashed(tree, codes, radix, rows)
-            phi = self.booster.predict(x[first], start_iteration=tree.index, num_iteration=1, pred_contrib=True)
+            phi = self.booster.predict(x[first], start_iteration=tree.index, num_iteration=1, pred_contrib=True,
+                                       num_threads=_threads(len(first)))
             per_feature = np.ascontiguousarray(phi[:, list(tree.features)].T)  # small: features x groups
             leaves = self._leaf_values(x[first], tree) if score is not None else None
             for b in blocks:
-                g = remap.take(key[b]) if groups is None else groups[b]
+                g = index[: b.stop - b.start]  # the rows' groups, as numpy's own index type (taken many times)
+                g[:] = remap.take(key[b]) if groups is None else groups[b]
                 v = buf[: len(g)]
                 for f, values in zip(tree.features, per_feature, strict=True):
                     column = out[b, f]  # contiguous: ``out`` is column-major
-                    np.add(column, values.take(g, out=v), out=column)
+                    np.add(column, values.take(g, out=v, mode="clip"), out=column)  # groups are within range
                 if leaves is not None:
-                    np.add(score[b], leaves.take(g, out=v), out=score[b])
+                    np.add(score[b], leaves.take(g, out=v, mode="clip"), out=score[b])
         return (out, score) if raw_score else out
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
                blocks: list[slice], part: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
         """The pattern keys of a tree whose key range fits a lookup table, written into ``key``; returns the
-        map from key to group number and a representative row of each group."""
-        luts = [None if lut is None else lut.astype(np.int32) for lut in tree.luts]
+        map from key to group number and a representative row of each group.
+
+        The key is the mixed-radix number of the tree's codes, summed from per-feature tables that hold each
+        code's local code times its place value (one lookup and one add per feature and row)."""
+        places = np.cumprod([1, *radix[:0:-1]])[::-1]  # place value of each feature's digit
+        luts = [(np.arange(size, dtype=np.int32) if lut is None else lut.astype(np.int32)) * np.int32(place)
+                for lut, size, place in zip(tree.luts, radix, places, strict=True)]
         rep = np.full(bound, -1, dtype=rows.dtype)
         for b in blocks:
             k = key[b]
+            p = part[: len(k)]
             for j, (f, lut) in enumerate(zip(tree.features, luts, strict=True)):
-                p = part[: len(k)]
-                if lut is None:
-                    p[:] = codes[f][b]
-                else:
-                    lut.take(codes[f][b], out=p)
-                if j == 0:
-                    k[:] = p
-                else:
-                    k *= radix[j]
+                lut.take(codes[f][b], out=k if j == 0 else p, mode="clip")  # codes are within range
+                if j:
                     k += p
             rep[k] = rows[b]  # any row of a key represents it: they all take the same paths
-        seen = rep >= 0
-        remap = np.cumsum(seen, dtype=np.int32) - 1
-        first = rep[seen]
-        return (remap.astype(np.int16) if len(first) <= 2**15 else remap), first
+        found = np.flatnonzero(rep >= 0)  # the keys present, in order
+        remap = np.empty(bound, dtype=np.int16 if len(found) <= 2**15 else np.int32)  # read at those keys only
+        remap[found] = np.arange(len(found))
+        return remap, rep[found]
 
     def _leaf_values(self, rows: np.ndarray, tree: _Tree) -> np.ndarray:
         """The value of the leaf each of ``rows`` reaches in ``tree`` (LightGBM's raw score of that tree alone)."""
-        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, raw_score=True)
+        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, raw_score=True,
+                                    num_threads=_threads(len(rows)))
 
     @staticmethod
     def _hashed(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray
@@ -305,5 +307,13 @@ class TreeContributions:
         return groups, first
 
 
+def _threads(rows: int) -> int:
+    """LightGBM's threads for a call on ``rows`` rows: one for the representatives of a tree (a few thousand:
+    an OpenMP team costs more to start and join than it saves, much more when other processes hold the cores),
+    else LightGBM's default (0)."""
+    return 1 if rows <= _ONE_THREAD else 0
+
+
+_ONE_THREAD = 1 << 16
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
 _BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache
