@@ -246,16 +246,15 @@ class TreeContributions:
                         score += self._leaf_values(x[:1], tree)[0]
                     continue
                 radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
-                bound = int(np.prod([float(r) for r in radix]))
-                if bound <= _DENSE:
-                    remap, first = self._dense(tree, codes, radix, rows, key, split, bound)
-                    groups = None
+                dense = self._dense(tree, codes, radix, rows, key, split)
+                if dense is not None:
+                    (remap, first), groups = dense, None
                 else:
                     remap, (groups, first) = None, self._hashed(tree, codes, radix, rows)
-                phi = self.booster.predict(x[first], start_iteration=tree.index, num_iteration=1, pred_contrib=True,
-                                           num_threads=_threads(len(first)))
+                reps = x[first]
+                phi = split.rows(partial(self._contributions, tree), reps)
                 per_feature = np.ascontiguousarray(phi[:, list(tree.features)].T)  # small: features x groups
-                leaves = self._leaf_values(x[first], tree) if score is not None else None
+                leaves = split.rows(partial(self._leaf_values, tree=tree), reps) if score is not None else None
 
                 split.run(partial(_add, out, score, key, tree.features, remap, groups, per_feature, leaves))
         finally:
@@ -264,34 +263,41 @@ class TreeContributions:
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
-               split: _Split, bound: int) -> tuple[np.ndarray, np.ndarray]:
-        """The pattern keys of a tree whose key range fits a lookup table, written into ``key``; returns the
-        map from key to group number and a representative row of each group.
+               split: _Split) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pattern keys of a tree through lookup tables, written into ``key``; returns the map from key to
+        group number and a representative row of each group (None when a feature has too many codes for it).
 
         The key is the mixed-radix number of the tree's codes, summed from per-feature tables that hold each
-        code's local code times its place value (one lookup and one add per feature and row)."""
-        places = np.cumprod([1, *radix[:0:-1]])[::-1]  # place value of each feature's digit
-        luts = [(np.arange(size) if lut is None else lut.astype(np.intp)) * place  # intp: ``key``'s type
-                for lut, size, place in zip(tree.luts, radix, places, strict=True)]
-        rep = np.full(bound, -1, dtype=rows.dtype)
+        code's local code times its place value (one lookup and one add per feature and row). When the codes
+        of all the tree's features span more than ``_DENSE`` keys, the features are taken a run at a time:
+        after each run the keys found are renumbered (the groups so far, a few thousand) and become the
+        leading digit of the next run's keys."""
+        groups, start, remap, first = 1, 0, None, None
+        while start < len(radix):
+            end, bound = start, groups
+            while end < len(radix) and bound * radix[end] <= _DENSE:
+                bound *= radix[end]
+                end += 1
+            if end == start:
+                return None
+            run = range(start, end)
+            places = np.cumprod([1, *radix[end - 1 : start : -1]])[::-1]  # place value of each feature's digit
+            luts = [(np.arange(radix[j]) if tree.luts[j] is None else tree.luts[j].astype(np.intp)) * place
+                    for j, place in zip(run, places, strict=True)]  # intp: ``key``'s type
+            lead = int(places[0] * radix[start])  # place value of the groups so far
+            rep = np.full(bound, -1, dtype=rows.dtype)
+            split.run(partial(_keys, key, [codes[tree.features[j]] for j in run], luts, rep, rows,
+                              None if remap is None else (remap, lead)))
+            found = np.flatnonzero(rep >= 0)  # the keys present, in order
+            remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
+            remap[found] = np.arange(len(found))
+            groups, start, first = len(found), end, rep[found]
+        return remap, first
 
-        def keys(blocks: list[slice], scratch: _Scratch) -> None:
-            for b in blocks:
-                k = key[b]
-                p = scratch.part[: len(k)]
-                for j, (f, lut) in enumerate(zip(tree.features, luts, strict=True)):
-                    lut.take(codes[f][b], out=k if j == 0 else p, mode="clip")  # codes are within range
-                    if j:
-                        k += p
-                # Any row of a key represents it (they all take the same paths), so which of two threads'
-                # rows of a key is kept does not matter.
-                rep[k] = rows[b]
-
-        split.run(keys)
-        found = np.flatnonzero(rep >= 0)  # the keys present, in order
-        remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
-        remap[found] = np.arange(len(found))
-        return remap, rep[found]
+    def _contributions(self, tree: _Tree, rows: np.ndarray) -> np.ndarray:
+        """LightGBM's contributions of ``tree`` alone to ``rows`` (features, then the expected value)."""
+        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, pred_contrib=True,
+                                    num_threads=_threads(len(rows)))
 
     def _leaf_values(self, rows: np.ndarray, tree: _Tree) -> np.ndarray:
         """The value of the leaf each of ``rows`` reaches in ``tree`` (LightGBM's raw score of that tree alone)."""
@@ -345,9 +351,40 @@ class _Split:
         for job in later:
             job.result()
 
+    def rows(self, fn, rows: np.ndarray) -> np.ndarray:
+        """``fn(rows)`` (a row-wise LightGBM call, which releases the GIL), the rows shared among the threads
+        when there are enough of them."""
+        k = len(self.runs) if len(rows) >= _SHARED_CALL else 1
+        if k == 1:
+            return fn(rows)
+        parts = np.array_split(rows, k)
+        later = [self._pool.submit(fn, part) for part in parts[1:]]
+        return np.concatenate([fn(parts[0]), *(job.result() for job in later)])
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep: np.ndarray, rows: np.ndarray,
+          previous: tuple[np.ndarray, int] | None, blocks: list[slice], scratch: _Scratch) -> None:
+    """The pattern keys of the rows of ``blocks`` (see ``TreeContributions._dense``), written into ``key``,
+    each key's row into ``rep``; ``previous``: the map from the last run's keys to groups, and their place."""
+    for b in blocks:
+        k = key[b]
+        p = scratch.part[: len(k)]
+        if previous is not None:
+            remap, lead = previous
+            remap.take(k, out=p, mode="clip")  # keys are within range
+            np.multiply(p, lead, out=k)
+        for j, (c, lut) in enumerate(zip(codes, luts, strict=True)):
+            if j or previous is not None:
+                k += lut.take(c[b], out=p, mode="clip")  # codes are within range
+            else:
+                lut.take(c[b], out=k, mode="clip")
+        # Any row of a key represents it (they all take the same paths), so which of two threads' rows of a
+        # key is kept does not matter.
+        rep[k] = rows[b]
 
 
 def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: tuple[int, ...],
@@ -377,6 +414,7 @@ def _threads(rows: int) -> int:
 
 
 _ONE_THREAD = 1 << 16
+_SHARED_CALL = 1_000  # representatives from which a tree's LightGBM calls are shared among the threads
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
 _BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache
 _THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
