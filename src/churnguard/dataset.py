@@ -857,24 +857,15 @@ def _iso_fixed_width(text: pd.Series) -> pd.Series | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if int(pa.__version__.split(".")[0]) < 25:
+    found = None if int(pa.__version__.split(".")[0]) < 25 or text.isna().all() else _packed_text(text)
+    if found is None:
         return None
-
-    if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow") or text.isna().all():
-        return None
-    values = _arrow_chunks(text)
-    for chunk in values.chunks:
-        found = _text_buffers(chunk)
-        if found is None:
-            return None
-        start, stop, data = found
-        if not len(start):
-            continue
+    values, packed = found
+    for start, stop, data in packed:
         width = int(stop[0] - start[0])
-        if not (width in (10, 19) or 21 <= width <= 29) or ((stop - start) != width).any() or (
-                start[1:] != stop[:-1]).any():
+        if not (width in (10, 19) or 21 <= width <= 29) or ((stop - start) != width).any():
             return None
-        cells = data[start[0] : stop[-1]].reshape(-1, width)
+        cells = data.reshape(-1, width)
         for at, allowed in _ISO_MARKS.items():
             if at < width:
                 wrong = cells[:, at] != allowed[0]
@@ -897,6 +888,27 @@ def _arrow_chunks(values: pd.Series) -> pa.ChunkedArray:
     return held if isinstance(held, pa.ChunkedArray) else pa.chunked_array([held])
 
 
+def _packed_text(values: pd.Series) -> tuple[pa.ChunkedArray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None:
+    """An Arrow-backed text column's Arrow data and, per chunk with a value, each value's start and end byte and
+    the values' bytes back to back (nulls left out; no copy); None for a column of another type, or when a
+    chunk's values do not follow each other in its buffer (a slice of a larger array, say)."""
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+        return None
+    held = _arrow_chunks(values)
+    packed = []
+    for chunk in held.chunks:
+        found = _text_buffers(chunk)
+        if found is None:
+            return None
+        start, stop, data = found
+        if not len(start):
+            continue
+        if (start[1:] != stop[:-1]).any():
+            return None
+        packed.append((start, stop, data[start[0] : stop[-1]]))
+    return held, packed
+
+
 _DECIMAL_BYTES = np.zeros(256, dtype=bool)
 _DECIMAL_BYTES[np.frombuffer(b"0123456789.+-", dtype=np.uint8)] = True
 
@@ -915,16 +927,12 @@ def _decimals_by_arrow(raw: pd.Series) -> pd.Series | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"):
+    found = _packed_text(raw)
+    if found is None:
         return None
-    values = _arrow_chunks(raw)
-    for chunk in values.chunks:
-        found = _text_buffers(chunk)
-        if found is None:
-            return None
-        start, stop, data = found
-        if len(start) and ((stop - start).max() > 16 or (start[1:] != stop[:-1]).any()
-                           or not _DECIMAL_BYTES[data[start[0] : stop[-1]]].all()):
+    values, packed = found
+    for start, stop, data in packed:
+        if (stop - start).max() > 16 or not _DECIMAL_BYTES[data].all():
             return None
     try:
         numbers = pc.cast(values, pa.float64()).to_numpy()
