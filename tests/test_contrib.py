@@ -107,3 +107,36 @@ def test_raw_scores_equal_lightgbm_to_the_bit_on_small_models(params):
     assert np.array_equal(raw, booster.predict(rows, raw_score=True))
     assert np.array_equal(contrib, walk(rows))
     np.testing.assert_allclose(contrib, booster.predict(rows, pred_contrib=True)[:, :-1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("dense", "threads"), [(1 << 22, 1), (1 << 14, 2), (8, 2)], ids=["one-table", "runs", "hashed"])
+def test_key_runs_hashing_and_threads_give_lightgbms_numbers_to_the_bit(model, feats, monkeypatch, dense, threads):
+    """However a tree's patterns are found -- one lookup table, the features a run at a time with the groups
+    renumbered between runs, hashed keys when a feature's codes alone overflow the table -- and however many
+    threads share the row blocks and LightGBM's calls, the contributions and raw scores are the same to the
+    bit (and LightGBM's)."""
+    data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
+    x = model._matrix(data)
+    booster, best = model.booster_, model.best_iteration_
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    walk = _contrib.TreeContributions(booster, best, categorical)
+    expected, expected_raw = walk(x, raw_score=True)  # one table per tree, one block, as many threads as cores
+    runs, hashed = [], []
+    keys, hash_keys = _contrib._keys, _contrib.TreeContributions._hashed
+    monkeypatch.setattr(_contrib, "_keys", lambda *a: (runs.append(a[5] is not None), keys(*a))[1])
+    monkeypatch.setattr(_contrib.TreeContributions, "_hashed",
+                        staticmethod(lambda *a: (hashed.append(1), hash_keys(*a))[1]))
+    for name, value in (("_DENSE", dense), ("_THREADS", threads), ("_BLOCK", 512), ("_SHARED_CALL", 8)):
+        monkeypatch.setattr(_contrib, name, value)
+    got, raw = walk(x, raw_score=True)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(raw, expected_raw)
+    assert np.array_equal(raw, booster.predict(x, num_iteration=best, raw_score=True))
+    np.testing.assert_allclose(got, booster.predict(x, num_iteration=best, pred_contrib=True)[:, :-1], rtol=0,
+                               atol=1e-12)
+    assert len(x) > 4 * 512  # several blocks per thread
+    if dense == 1 << 14:
+        assert any(runs)  # the features of some trees taken in runs
+        assert not hashed
+    if dense == 8:
+        assert hashed

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -185,31 +188,36 @@ class TreeContributions:
             radix.append(1 + width * (len(local) + 1))
         return _Tree(index, tuple(feats), tuple(luts), tuple(radix))
 
-    def _codes(self, x: np.ndarray) -> tuple[list[np.ndarray | None], list[int]]:
+    def _codes(self, x: np.ndarray, split: _Split) -> tuple[list[np.ndarray | None], list[int]]:
         """Global code of every value of each split-on feature, and the number of codes per feature."""
-        codes: list[np.ndarray | None] = []
-        sizes: list[int] = []
-        for f in range(self.n_features):
-            v = x[:, f]
-            if f in self.categorical:
-                c = np.where(np.isnan(v), 0, v + 1).astype(np.int32)
-                codes.append(c)
-                sizes.append(int(c.max()) + 1)
-            elif len(self.thresholds[f]):
-                # LightGBM reads a dense row's values within its zero threshold as 0.0 (they are left out of the
-                # row like zeros), so they fall in 0.0's interval: -1e-35f itself goes right of a split at -1e-35f
-                zero = np.abs(v) <= _ZERO
-                c = np.searchsorted(self.thresholds[f], np.where(zero, 0.0, v), side="left").astype(np.int32)
-                c *= 2
-                c += 1
-                c += zero
-                c[np.isnan(v)] = 0
-                codes.append(c)
-                sizes.append(2 * len(self.thresholds[f]) + 3)
-            else:
-                codes.append(None)
-                sizes.append(0)
+        n = len(x)
+        codes: list[np.ndarray | None] = [np.empty(n, dtype=np.int32) if f in self.categorical
+                                          or len(self.thresholds[f]) else None for f in range(self.n_features)]
+
+        def fill(blocks: list[slice], _scratch: _Scratch) -> None:
+            for b in blocks:
+                for f, c in enumerate(codes):
+                    if c is not None:
+                        self._code(f, x[b, f], c[b])
+
+        split.run(fill)
+        sizes = [0 if c is None else int(c.max()) + 1 if f in self.categorical else 2 * len(self.thresholds[f]) + 3
+                 for f, c in enumerate(codes)]
         return codes, sizes
+
+    def _code(self, f: int, v: np.ndarray, c: np.ndarray) -> None:
+        """Global codes of the values ``v`` of feature ``f``, written into ``c``."""
+        if f in self.categorical:
+            np.copyto(c, np.where(np.isnan(v), 0, v + 1), casting="unsafe")
+            return
+        # LightGBM reads a dense row's values within its zero threshold as 0.0 (they are left out of the row like
+        # zeros), so they fall in 0.0's interval: -1e-35f itself goes right of a split at -1e-35f
+        zero = np.abs(v) <= _ZERO
+        np.copyto(c, np.searchsorted(self.thresholds[f], np.where(zero, 0.0, v), side="left"), casting="unsafe")
+        c *= 2
+        c += 1
+        c += zero
+        c[np.isnan(v)] = 0
 
     def __call__(self, x: np.ndarray, *, raw_score: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Contributions (rows x features, without the expected-value column) for the float64 matrix ``x``;
@@ -218,6 +226,8 @@ class TreeContributions:
 
         Per tree, rows are walked in cache-sized blocks: once for the pattern keys (mixed-radix numbers of the
         tree's codes) and a representative row per key, once to add each pattern's contributions to its rows.
+        The blocks are shared among up to ``_THREADS`` threads (numpy's loops release the GIL); each row is
+        computed by one thread, with the same operations in the same order, so the numbers do not depend on them.
         """
         x = np.ascontiguousarray(x, dtype="float64")
         n = len(x)
@@ -225,65 +235,74 @@ class TreeContributions:
         score = np.zeros(n) if raw_score else None
         if n == 0:
             return (out, score) if raw_score else out
-        codes, sizes = self._codes(x)
-        rows = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-        blocks = [slice(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
-        buf, part = np.empty(_BLOCK), np.empty(_BLOCK, dtype=np.int32)
-        key = np.empty(n, dtype=np.int32)
-        for tree in self.trees:
-            if not tree.features:  # a single leaf: no contribution, its value to every row's raw score
-                if score is not None:
-                    score += self._leaf_values(x[:1], tree)[0]
-                continue
-            radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
-            bound = int(np.prod([float(r) for r in radix]))
-            if bound <= _DENSE:
-                remap, first = self._dense(tree, codes, radix, rows, key, blocks, part, bound)
-                groups = None
-            else:
-                groups, first = self._hashed(tree, codes, radix, rows)
-            phi = self.booster.predict(x[first], start_iteration=tree.index, num_iteration=1, pred_contrib=True)
-            per_feature = np.ascontiguousarray(phi[:, list(tree.features)].T)  # small: features x groups
-            leaves = self._leaf_values(x[first], tree) if score is not None else None
-            for b in blocks:
-                g = remap.take(key[b]) if groups is None else groups[b]
-                v = buf[: len(g)]
-                for f, values in zip(tree.features, per_feature, strict=True):
-                    column = out[b, f]  # contiguous: ``out`` is column-major
-                    np.add(column, values.take(g, out=v), out=column)
-                if leaves is not None:
-                    np.add(score[b], leaves.take(g, out=v), out=score[b])
+        split = _Split(n)
+        try:
+            codes, sizes = self._codes(x, split)
+            rows = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+            key = np.empty(n, dtype=np.intp)  # numpy's index type: taken as an index once per tree
+            for tree in self.trees:
+                if not tree.features:  # a single leaf: no contribution, its value to every row's raw score
+                    if score is not None:
+                        score += self._leaf_values(x[:1], tree)[0]
+                    continue
+                radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
+                dense = self._dense(tree, codes, radix, rows, key, split)
+                if dense is not None:
+                    (remap, first), groups = dense, None
+                else:
+                    remap, (groups, first) = None, self._hashed(tree, codes, radix, rows)
+                reps = x[first]
+                phi = split.rows(partial(self._contributions, tree), reps)
+                per_feature = np.ascontiguousarray(phi[:, list(tree.features)].T)  # small: features x groups
+                leaves = split.rows(partial(self._leaf_values, tree=tree), reps) if score is not None else None
+
+                split.run(partial(_add, out, score, key, tree.features, remap, groups, per_feature, leaves))
+        finally:
+            split.close()
         return (out, score) if raw_score else out
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
-               blocks: list[slice], part: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-        """The pattern keys of a tree whose key range fits a lookup table, written into ``key``; returns the
-        map from key to group number and a representative row of each group."""
-        luts = [None if lut is None else lut.astype(np.int32) for lut in tree.luts]
-        rep = np.full(bound, -1, dtype=rows.dtype)
-        for b in blocks:
-            k = key[b]
-            for j, (f, lut) in enumerate(zip(tree.features, luts, strict=True)):
-                p = part[: len(k)]
-                if lut is None:
-                    p[:] = codes[f][b]
-                else:
-                    lut.take(codes[f][b], out=p)
-                if j == 0:
-                    k[:] = p
-                else:
-                    k *= radix[j]
-                    k += p
-            rep[k] = rows[b]  # any row of a key represents it: they all take the same paths
-        seen = rep >= 0
-        remap = np.cumsum(seen, dtype=np.int32) - 1
-        first = rep[seen]
-        return (remap.astype(np.int16) if len(first) <= 2**15 else remap), first
+               split: _Split) -> tuple[np.ndarray, np.ndarray] | None:
+        """The pattern keys of a tree through lookup tables, written into ``key``; returns the map from key to
+        group number and a representative row of each group (None when a feature has too many codes for it).
+
+        The key is the mixed-radix number of the tree's codes, summed from per-feature tables that hold each
+        code's local code times its place value (one lookup and one add per feature and row). When the codes
+        of all the tree's features span more than ``_DENSE`` keys, the features are taken a run at a time:
+        after each run the keys found are renumbered (the groups so far, a few thousand) and become the
+        leading digit of the next run's keys."""
+        groups, start, remap, first = 1, 0, None, None
+        while start < len(radix):
+            end, bound = start, groups
+            while end < len(radix) and bound * radix[end] <= _DENSE:
+                bound *= radix[end]
+                end += 1
+            if end == start:
+                return None
+            run = range(start, end)
+            places = np.cumprod([1, *radix[end - 1 : start : -1]])[::-1]  # place value of each feature's digit
+            luts = [(np.arange(radix[j]) if tree.luts[j] is None else tree.luts[j].astype(np.intp)) * place
+                    for j, place in zip(run, places, strict=True)]  # intp: ``key``'s type
+            lead = int(places[0] * radix[start])  # place value of the groups so far
+            rep = np.full(bound, -1, dtype=rows.dtype)
+            split.run(partial(_keys, key, [codes[tree.features[j]] for j in run], luts, rep, rows,
+                              None if remap is None else (remap, lead)))
+            found = np.flatnonzero(rep >= 0)  # the keys present, in order
+            remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
+            remap[found] = np.arange(len(found))
+            groups, start, first = len(found), end, rep[found]
+        return remap, first
+
+    def _contributions(self, tree: _Tree, rows: np.ndarray) -> np.ndarray:
+        """LightGBM's contributions of ``tree`` alone to ``rows`` (features, then the expected value)."""
+        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, pred_contrib=True,
+                                    num_threads=_threads(len(rows)))
 
     def _leaf_values(self, rows: np.ndarray, tree: _Tree) -> np.ndarray:
         """The value of the leaf each of ``rows`` reaches in ``tree`` (LightGBM's raw score of that tree alone)."""
-        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, raw_score=True)
+        return self.booster.predict(rows, start_iteration=tree.index, num_iteration=1, raw_score=True,
+                                    num_threads=_threads(len(rows)))
 
     @staticmethod
     def _hashed(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray
@@ -305,5 +324,97 @@ class TreeContributions:
         return groups, first
 
 
+class _Scratch:
+    """One thread's buffers for a block of rows."""
+
+    def __init__(self) -> None:
+        self.part = np.empty(_BLOCK, dtype=np.intp)
+        self.index = np.empty(_BLOCK, dtype=np.intp)
+        self.floats = np.empty(_BLOCK)
+
+
+class _Split:
+    """The row blocks of ``n`` rows, shared among up to ``_THREADS`` threads in contiguous runs, each run with
+    its own scratch buffers; ``run(fn)`` calls ``fn(blocks, scratch)`` for every run at once and waits."""
+
+    def __init__(self, n: int) -> None:
+        blocks = [slice(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
+        k = max(1, min(_THREADS, len(blocks)))
+        self.runs = [blocks[i * len(blocks) // k : (i + 1) * len(blocks) // k] for i in range(k)]
+        self.scratch = [_Scratch() for _ in self.runs]
+        self._pool = ThreadPoolExecutor(k - 1, thread_name_prefix="treeshap") if k > 1 else None
+
+    def run(self, fn) -> None:
+        later = [] if self._pool is None else [self._pool.submit(fn, blocks, scratch) for blocks, scratch
+                                                in zip(self.runs[1:], self.scratch[1:], strict=True)]
+        fn(self.runs[0], self.scratch[0])
+        for job in later:
+            job.result()
+
+    def rows(self, fn, rows: np.ndarray) -> np.ndarray:
+        """``fn(rows)`` (a row-wise LightGBM call, which releases the GIL), the rows shared among the threads
+        when there are enough of them."""
+        k = len(self.runs) if len(rows) >= _SHARED_CALL else 1
+        if k == 1:
+            return fn(rows)
+        parts = np.array_split(rows, k)
+        later = [self._pool.submit(fn, part) for part in parts[1:]]
+        return np.concatenate([fn(parts[0]), *(job.result() for job in later)])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep: np.ndarray, rows: np.ndarray,
+          previous: tuple[np.ndarray, int] | None, blocks: list[slice], scratch: _Scratch) -> None:
+    """The pattern keys of the rows of ``blocks`` (see ``TreeContributions._dense``), written into ``key``,
+    each key's row into ``rep``; ``previous``: the map from the last run's keys to groups, and their place."""
+    for b in blocks:
+        k = key[b]
+        p = scratch.part[: len(k)]
+        if previous is not None:
+            remap, lead = previous
+            remap.take(k, out=p, mode="clip")  # keys are within range
+            np.multiply(p, lead, out=k)
+        for j, (c, lut) in enumerate(zip(codes, luts, strict=True)):
+            if j or previous is not None:
+                k += lut.take(c[b], out=p, mode="clip")  # codes are within range
+            else:
+                lut.take(c[b], out=k, mode="clip")
+        # Any row of a key represents it (they all take the same paths), so which of two threads' rows of a
+        # key is kept does not matter.
+        rep[k] = rows[b]
+
+
+def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: tuple[int, ...],
+         remap: np.ndarray | None, groups: np.ndarray | None, per_feature: np.ndarray, leaves: np.ndarray | None,
+         blocks: list[slice], scratch: _Scratch) -> None:
+    """Adds one tree's pattern values to the rows of ``blocks``: each row's group from its key (``remap``) or
+    from ``groups``, then per feature the group's contribution (and the leaf value to ``score``)."""
+    for b in blocks:
+        g = scratch.index[: b.stop - b.start]  # the groups as numpy's index type (taken many times)
+        if groups is None:
+            remap.take(key[b], out=g, mode="clip")  # keys are within range
+        else:
+            g[:] = groups[b]
+        v = scratch.floats[: len(g)]
+        for f, values in zip(features, per_feature, strict=True):
+            column = out[b, f]  # contiguous: ``out`` is column-major
+            np.add(column, values.take(g, out=v, mode="clip"), out=column)  # groups are within range
+        if leaves is not None:
+            np.add(score[b], leaves.take(g, out=v, mode="clip"), out=score[b])
+
+
+def _threads(rows: int) -> int:
+    """LightGBM's threads for a call on ``rows`` rows: one for the representatives of a tree (a few thousand:
+    an OpenMP team costs more to start and join than it saves, much more when other processes hold the cores),
+    else LightGBM's default (0)."""
+    return 1 if rows <= _ONE_THREAD else 0
+
+
+_ONE_THREAD = 1 << 16
+_SHARED_CALL = 1_000  # representatives from which a tree's LightGBM calls are shared among the threads
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
 _BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache
+_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
