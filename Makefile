@@ -59,7 +59,7 @@ test-floors: | $(UV)
 	$(UV) pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct \
 		--exclude-newer "$(LOCK_DATE)" -e ".[$(EXTRAS)]"
 	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider $(FLOORS_TESTS)
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -m slow $(FLOORS_TESTS)  # their fast tests ran above
 
 clean:
 	rm -rf $(VENV) .venv-uv $(FLOORS) $(DEMO_DIR) mlflow.db mlartifacts
