@@ -85,10 +85,8 @@ def score_files(
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
-    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
-    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
-    n = partitions or auto_partitions([Path(p) for p in paths.values()
-                                       if p is not None and not isinstance(p, DbSource)])
+    sources, n = _plan({"transactions": transactions, "tickets": tickets, "customers": customers, "events": events},
+                       data_config, partitions)
     with work_dir(Path(out).parent) as work:
         spec, latest = _census_and_split(sources, data_config, n, work)
         day = to_day(as_of) if as_of is not None else last_day(latest)
@@ -102,6 +100,14 @@ def score_files(
         _write_parts(run.scored, light.set_index("customer_id")[SELECTION_COLUMNS], Path(out))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
+
+
+def _plan(paths: dict[str, Path | DbSource | None], data_config: DataConfig, partitions: int | None
+          ) -> tuple[dict[str, parts.Source], int]:
+    """The inputs' chunks (the feature columns only) and the number of partitions (default: one per ~256 MB)."""
+    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
+    n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None and not isinstance(p, DbSource)])
+    return sources, n
 
 
 def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, n: int, work: Path
@@ -223,10 +229,8 @@ def features_files(
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
-    paths = {"transactions": transactions, "tickets": tickets, "customers": customers, "events": events}
-    sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
-    n = partitions or auto_partitions([Path(p) for p in paths.values()
-                                       if p is not None and not isinstance(p, DbSource)])
+    sources, n = _plan({"transactions": transactions, "tickets": tickets, "customers": customers, "events": events},
+                       data_config, partitions)
     with work_dir(Path(out).parent) as work:
         spec, latest = _census_and_split(sources, data_config, n, work)
         guess = to_day(as_of) if as_of is not None else last_day(latest)
