@@ -356,14 +356,20 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     if n == 1:
         return [table], stats
     buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
-    order = np.argsort(buckets, kind="stable")
+    order = np.argsort(buckets.astype(np.int16 if n <= 2**15 else np.int64), kind="stable")  # a radix sort
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
-    return [_compact(table.take(order[cuts[b] : cuts[b + 1]])) for b in range(n)], stats
+    # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
+    # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
+    # chunk of 3.1M events in 32 buckets)
+    table = table.unify_dictionaries().combine_chunks().take(order)
+    return [_compact(table.slice(cuts[b], cuts[b + 1] - cuts[b])) for b in range(n)], stats
 
 
 def _compact(piece: pa.Table) -> pa.Table:
-    """A piece whose dictionary columns keep only the values its rows use (a piece taken from a chunk holds the
-    chunk's whole dictionaries: written out for every partition, and merged again for every partition)."""
+    """A piece whose dictionary columns keep only the values its rows use, in dictionary order (a piece cut from
+    a chunk holds the chunk's whole dictionaries: written out for every partition, and merged again for every
+    partition). The values used are found by sorting the piece's codes when the dictionary is much longer than
+    the piece, else by marking them in an array the size of the dictionary."""
     import pyarrow as pa
 
     for i, field_ in enumerate(piece.schema):
@@ -373,9 +379,16 @@ def _compact(piece: pa.Table) -> pa.Table:
         for chunk in piece.column(i).chunks:
             valid = chunk.indices.is_valid().to_numpy(zero_copy_only=False)
             codes = chunk.indices.fill_null(0).to_numpy()
-            used = np.unique(codes[valid])
-            kept = np.searchsorted(used, codes).astype(np.int32)
-            chunks.append(pa.DictionaryArray.from_arrays(pa.array(kept, mask=~valid), chunk.dictionary.take(used)))
+            if 4 * len(codes) < len(chunk.dictionary):
+                used = np.unique(codes[valid])
+                kept = np.searchsorted(used, codes).astype(np.int32)
+                values = chunk.dictionary.take(used)
+            else:
+                mark = np.zeros(len(chunk.dictionary), dtype=bool)
+                mark[codes[valid]] = True
+                kept = np.append(np.cumsum(mark, dtype=np.int32) - 1, np.int32(0))[codes]  # a null's 0: any code
+                values = chunk.dictionary.filter(pa.array(mark))
+            chunks.append(pa.DictionaryArray.from_arrays(pa.array(kept, mask=~valid), values))
         piece = piece.set_column(i, field_, pa.chunked_array(chunks, type=field_.type))
     return piece
 

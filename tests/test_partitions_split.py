@@ -1,0 +1,63 @@
+"""The split of a chunk into customer partitions (``engines.partitions.split_chunk``): each piece holds its
+customers' rows in file order, numbered as in the file, and its dictionary columns keep only the values its
+rows use, whatever dictionaries the chunk's row groups had."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnguard.config import DataConfig
+from churnguard.dataset import ROW_COLUMN
+from churnguard.engines import customer_partition
+from churnguard.engines.partitions import Spec, split_chunk
+
+
+def _coded(codes: list[int | None], values: list[str]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), pa.array(values))
+
+
+def test_pieces_hold_their_customers_rows_and_only_the_values_they_use():
+    # two row groups with their own dictionaries (as a Parquet file read with read_dictionary gives them)
+    ids = pa.chunked_array([_coded([0, 1, 2, 0], ["a", "b", "c"]), _coded([1, 0, None, 2], ["c", "d", "a"])])
+    types = pa.chunked_array([_coded([0, 0, 1, 0], ["visit", "email_open"]), _coded([0, 0, 0, None], ["visit"])])
+    chunk = pa.table({"customer_id": ids, "event_type": types, "duration_seconds": [1.0, 2.0, 3.0, 4.0,
+                                                                                     5.0, 6.0, 7.0, 8.0]})
+    spec = Spec(DataConfig(), {}, {"events": 8}, {"events": (11,)}, {"events": {}})
+    n = 3
+    pieces, _ = split_chunk(chunk, spec, "events", 0, n)
+
+    rows = chunk.to_pandas()
+    rows["_row"] = np.arange(11, 19)
+    part = customer_partition(rows["customer_id"].astype(object), n)
+    assert len(pieces) == n
+    for b, piece in enumerate(pieces):
+        got = piece.to_pandas()
+        want = rows[part == b].reset_index(drop=True)
+        assert got[ROW_COLUMN].tolist() == want["_row"].tolist()  # the piece's rows, in file order
+        assert got["customer_id"].astype(object).tolist() == want["customer_id"].astype(object).tolist()
+        assert got["event_type"].astype(object).tolist() == want["event_type"].astype(object).tolist()
+        assert got["duration_seconds"].tolist() == want["duration_seconds"].tolist()
+        for name in ("customer_id", "event_type"):  # no dictionary value that no row of the piece uses
+            column = piece.column(name).combine_chunks() if piece.num_rows else None
+            if column is not None:
+                used = {v for v in column.to_pylist() if v is not None}
+                assert set(column.dictionary.to_pylist()) == used
+    # the customers a-d and the missing id spread over the pieces, every row in exactly one of them
+    assert sorted(r for p in pieces for r in p.column(ROW_COLUMN).to_pylist()) == list(range(11, 19))
+
+
+def test_a_few_rows_of_a_long_dictionary_keep_only_their_values():
+    # 5 rows whose ids come from a dictionary of 100 values (a row group of many customers, few in a piece)
+    values = [f"c{i}" for i in range(100)]
+    chunk = pa.table({"customer_id": pa.chunked_array([_coded([5, 50, None, 99, 5], values)])})
+    spec = Spec(DataConfig(), {}, {"events": 5}, {"events": (1,)}, {"events": {}})
+    pieces, _ = split_chunk(chunk, spec, "events", 0, 2)
+
+    part = customer_partition(pd.Series(["c5", "c50", None, "c99", "c5"], dtype=object), 2)
+    for b, piece in enumerate(pieces):
+        want = [v for v, p in zip(["c5", "c50", None, "c99", "c5"], part, strict=True) if p == b]
+        column = piece.column("customer_id").combine_chunks()
+        assert column.to_pylist() == want
+        assert column.dictionary.to_pylist() == sorted({v for v in want if v is not None}, key=values.index)
