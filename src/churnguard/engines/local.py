@@ -198,7 +198,8 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
             append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))
 
 
-_MERGE_ROWS = 1 << 18  # feature rows written to the output at a time (a row group of the Parquet file)
+_MERGE_ROWS = 1 << 16  # feature rows written to the output at a time (a row group of the Parquet file): the
+# merge of 262,144-row blocks set the peak RSS of the build at 1M customers with the events (1,580 MB)
 _PART_BATCH_ROWS = 1 << 14  # rows of a record batch of a bucket's features file
 
 
