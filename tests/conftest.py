@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One OpenMP thread per test process when the suite runs on every core (make test): LightGBM's default of a
+    # thread per core, in each of the processes, left the threads spinning on each other's cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pandas as pd
 import pytest
 

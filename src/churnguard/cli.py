@@ -193,9 +193,10 @@ def _runner(dask: bool):
 
 
 def _say(text: str | None, *, warn: bool = False) -> None:
-    """Print a line a library function wrote (nothing for None); ``warn`` shows it in yellow."""
+    """Print a line a library function wrote (nothing for None); ``warn`` shows it in yellow. Long lines flow on
+    as the terminal wraps them, never cut inside a word: the paths and URLs they name stay whole."""
     if text is not None:
-        _console().print(text, style="yellow" if warn else None, highlight=False, markup=False)
+        _console().print(text, style="yellow" if warn else None, highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager
