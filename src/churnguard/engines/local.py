@@ -101,7 +101,7 @@ def score_files(
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        _write_parts(run.scored, light.set_index("customer_id")[SELECTION_COLUMNS], Path(out))
+        _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
 
@@ -201,10 +201,18 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
-    """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
+    """Add the selection flags to each scored part and stream the parts into ``out``, atomically. ``flags``
+    holds the parts' rows in the same order (read from them, one after another): a part's flags are the next
+    rows, taken by position (its ids are checked against them), not joined by id."""
     with appending_table(out) as append:
+        start = 0
         for part in scored:
-            append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))
+            frame = pd.read_parquet(part)
+            mine = flags.iloc[start : start + len(frame)].reset_index(drop=True)
+            start += len(frame)
+            if not frame["customer_id"].equals(mine["customer_id"]):
+                raise RuntimeError(f"{part}: the selection's rows are not this part's rows")
+            append(file_rows(pd.concat([frame, mine.drop(columns="customer_id")], axis=1), out))
 
 
 _MERGE_ROWS = 1 << 18  # feature rows written to the output at a time (a row group of the Parquet file)

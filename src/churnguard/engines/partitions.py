@@ -356,6 +356,7 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     if n == 1:
         return [table], stats
     buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
+    buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
     order = np.argsort(buckets, kind="stable")
     cuts = np.searchsorted(buckets[order], np.arange(n + 1))
     return [_compact(table.take(order[cuts[b] : cuts[b + 1]])) for b in range(n)], stats

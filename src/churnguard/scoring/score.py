@@ -293,8 +293,9 @@ def select_customers(scores: pd.DataFrame, *, budget: float | None = None, contr
     ev = scores["expected_value"].to_numpy(dtype="float64")
     selected, control = rules.select(ids, ev, scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
                                      control_fraction=control_fraction, seed=seed)
-    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64")),
-             "value_rank": rules.rank(ids, ev)}
+    places = rules.id_places(ids)  # the ids sorted once for both ranks
+    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64"), places=places),
+             "value_rank": rules.rank(ids, ev, places=places)}
     return scores.assign(selected=selected, control_group=control,
                          **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
 
