@@ -493,11 +493,14 @@ def _later(width: int) -> np.ndarray:
     return later
 
 
-def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
+def top_features(contrib: np.ndarray, n: int = N_REASONS, *, overwrite: bool = False) -> np.ndarray:
     """Per row, the columns of the ``n`` largest positive contributions, largest first (ties to the lower
     column), -1 where fewer than ``n`` contributions are positive: the first ``n`` of a stable descending sort,
-    found with ``n`` passes of ``argmax`` instead of sorting (up to ``_FEW_ROWS`` rows without NaN: sorted)."""
-    rest = np.array(contrib, dtype="float64", order="C")  # a copy: the chosen values are knocked out below
+    found with ``n`` passes of ``argmax`` instead of sorting (up to ``_FEW_ROWS`` rows without NaN: sorted).
+    ``overwrite``: ``contrib`` (float64, C order) is the caller's scratch copy, and its chosen values may be
+    knocked out in place instead of in a copy."""
+    # the chosen values are knocked out below: in a copy unless the caller gives its own
+    rest = np.array(contrib, dtype="float64", order="C", copy=None if overwrite else True)
     if len(rest) <= _FEW_ROWS and not np.isnan(rest).any():
         order = np.argsort(-rest, axis=1, kind="stable")[:, :n]
         out = np.where(_along(rest, order) > 0, order, -1)
@@ -516,8 +519,9 @@ def top_features(contrib: np.ndarray, n: int = N_REASONS) -> np.ndarray:
 def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: int = N_REASONS) -> np.ndarray:
     """Per row, the columns of up to ``n`` reasons: the largest positive contributions among the features not
     ``hidden`` (:func:`uninformative`), largest first, at most one per topic; -1 where there are fewer."""
-    shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))
-    candidates = top_features(shown, min(CANDIDATES, len(names)))
+    shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))  # a new array, this call's own
+    candidates = top_features(shown, min(CANDIDATES, len(names)), overwrite=True)
+    del shown
     codes, width = _topic_codes(tuple(names)), candidates.shape[1]
     later = _later(width)
     for start in range(0, len(candidates), _BLOCK_ROWS):  # rows x width x width booleans at a time

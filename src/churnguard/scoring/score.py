@@ -141,8 +141,8 @@ def _reasons(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[
         rows = scored.nonzero()[0]
         need = bands[rows] != "low" if bands is not None else np.ones(len(rows), dtype=bool)
         hidden = reasons.uninformative(names, cols, levels, common, rows[need])
-        picks[rows[need]] = reasons.pick_reasons(contrib[need] if len(contrib) == len(rows) else contrib, names,
-                                                 hidden)
+        mine = contrib[need] if len(contrib) == len(rows) and not need.all() else contrib  # no copy of them all
+        picks[rows[need]] = reasons.pick_reasons(mine, names, hidden)
     return reasons.reason_texts(picks, names, cols, levels, wording)
 
 
