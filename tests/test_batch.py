@@ -28,6 +28,23 @@ def test_buckets_spread_the_ids():
     assert np.bincount(buckets).min() > 800
 
 
+def test_auto_partitions_by_file_size_or_input_rows_whichever_gives_more(tmp_path):
+    """One partition per 256 MiB of input files and per 5.5M input rows: 300 MiB of files are 2 partitions, the
+    same files with 15.6M rows (the 1M-customer world: 13.1M transactions, 1.4M tickets, 1M customers) 3; a
+    small input is one."""
+    from churnguard.engines.local import auto_partitions
+
+    big = tmp_path / "big.parquet"
+    with big.open("wb") as fh:
+        fh.truncate(300 * 2**20)  # sparse: the size is all that is read
+    assert auto_partitions([big]) == 2
+    assert auto_partitions([big], 11_000_000) == 2
+    assert auto_partitions([big], 11_000_001) == 3
+    assert auto_partitions([big], 15_574_873) == 3
+    assert auto_partitions([], 0) == 1
+    assert auto_partitions([], 5_500_000) == 1
+
+
 def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(trained, tmp_path):
     """A column the mapping names is read and checked even where no feature uses it; a missing required column
     stops the run before any partitioning, with the file's own columns in the message."""

@@ -48,13 +48,17 @@ __all__ = ["auto_partitions", "features_files", "score_files"]
 logger = logging.getLogger(__name__)
 
 _BYTES_PER_PARTITION = 256 * 1024 * 1024
+# A partition's memory grows with its input rows: scoring 1M customers from Parquet took 230-270 bytes per input
+# row of a partition (all tables) at its peak, above the ~0.3 GB the process holds before the first one
+# (benchmarks/README.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
+_ROWS_PER_PARTITION = 5_500_000
 _DRIFT_ROWS = 200_000
 
 
-def auto_partitions(paths: list[Path]) -> int:
-    """One partition per ~256 MB of input."""
+def auto_partitions(paths: list[Path], rows: int = 0) -> int:
+    """One partition per ~256 MB of input files and per ~5.5M input ``rows`` (all tables), whichever gives more."""
     size = sum(p.stat().st_size for p in paths)
-    return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)))
+    return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)), int(np.ceil(rows / _ROWS_PER_PARTITION)))
 
 
 def score_files(
@@ -85,10 +89,10 @@ def score_files(
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
-    sources, n = _plan({"transactions": transactions, "tickets": tickets, "customers": customers, "events": events},
-                       data_config, partitions)
+    sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
+                            "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, latest = _census_and_split(sources, data_config, n, work)
+        spec, latest, n = _census_and_split(sources, data_config, partitions, files, work)
         day = to_day(as_of) if as_of is not None else last_day(latest)
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
         found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
@@ -97,28 +101,30 @@ def score_files(
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        _write_parts(run.scored, light.set_index("customer_id")[SELECTION_COLUMNS], Path(out))
+        _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
 
 
 def _plan(paths: dict[str, Path | DbSource | None], data_config: DataConfig, partitions: int | None
-          ) -> tuple[dict[str, parts.Source], int]:
-    """The inputs' chunks (the feature columns only) and the number of partitions (default: one per ~256 MB)."""
+          ) -> tuple[dict[str, parts.Source], list[Path]]:
+    """The inputs' chunks (the feature columns only; a database table in ``partitions`` chunks) and the input
+    files (for :func:`auto_partitions`)."""
     sources = parts.plan_inputs(paths, data_config, feature_inputs_only=True, db_parts=partitions or 1)
-    n = partitions or auto_partitions([Path(p) for p in paths.values() if p is not None and not isinstance(p, DbSource)])
-    return sources, n
+    return sources, [Path(p) for p in paths.values() if p is not None and not isinstance(p, DbSource)]
 
 
-def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, n: int, work: Path
-                      ) -> tuple[parts.Spec, pd.Series]:
-    """The census of every chunk, what it decides, the split into ``n`` buckets in ``work``; the spec and each
-    transactions chunk's last time as read before validation (for a first guess at "today")."""
+def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, partitions: int | None,
+                      files: list[Path], work: Path) -> tuple[parts.Spec, pd.Series, int]:
+    """The census of every chunk, what it decides, the split into ``partitions`` buckets in ``work`` (default:
+    :func:`auto_partitions` of the files and the rows the census counted); the spec, each transactions chunk's
+    last time as read before validation (for a first guess at "today") and the number of buckets."""
     census = {t: [parts.chunk_census(c, s, data_config) for c in s.chunks] for t, s in sources.items()}
     spec = parts.decide(sources, census, data_config)
+    n = partitions or auto_partitions(files, sum(spec.rows.values()))
     _split(spec, n, work)
     _release()
-    return spec, pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+    return spec, pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]"), n
 
 
 def _release() -> None:
@@ -187,15 +193,26 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             if result.drift_sample is not None:
                 frac = min(1.0, _DRIFT_ROWS / n / max(len(result.drift_sample), 1))
                 run.samples.append(result.drift_sample.sample(frac=frac, random_state=b))
+            del result
+        del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
+        _release()
         on_partition(b + 1, n)
     return run
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
-    """Join the selection flags onto each scored part and stream the parts into ``out``, atomically."""
+    """Add the selection flags to each scored part and stream the parts into ``out``, atomically. ``flags``
+    holds the parts' rows in the same order (read from them, one after another): a part's flags are the next
+    rows, taken by position (its ids are checked against them), not joined by id."""
     with appending_table(out) as append:
+        start = 0
         for part in scored:
-            append(file_rows(pd.read_parquet(part).join(flags, on="customer_id"), out))
+            frame = pd.read_parquet(part)
+            mine = flags.iloc[start : start + len(frame)].reset_index(drop=True)
+            start += len(frame)
+            if not frame["customer_id"].equals(mine["customer_id"]):
+                raise RuntimeError(f"{part}: the selection's rows are not this part's rows")
+            append(file_rows(pd.concat([frame, mine.drop(columns="customer_id")], axis=1), out))
 
 
 _MERGE_ROWS = 1 << 16  # feature rows written to the output at a time (a row group of the Parquet file): the
@@ -218,9 +235,9 @@ def features_files(
 ) -> FeaturesResult:
     """Point-in-time features of the customers in the files, written to ``out`` atomically: the rows, the
     ``attrs`` and the rejects of ``build_features`` on ``load_tables(..., feature_inputs_only=True)`` (see the
-    module docstring), holding about 1/``partitions`` of the data at a time (default: one partition per ~256 MB
-    of input). ``as_of``: the cut-off day (default: the last day with a transaction, as validation reads the
-    timestamps). ``on_step(description, done, total)`` is called per bucket.
+    module docstring), holding about 1/``partitions`` of the data at a time (default: :func:`auto_partitions`).
+    ``as_of``: the cut-off day (default: the last day with a transaction, as validation reads the timestamps).
+    ``on_step(description, done, total)`` is called per bucket.
 
     Raises:
         DataError: as ``load_tables``, with counts and row numbers over whole files.
@@ -230,10 +247,10 @@ def features_files(
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
-    sources, n = _plan({"transactions": transactions, "tickets": tickets, "customers": customers, "events": events},
-                       data_config, partitions)
+    sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
+                            "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, latest = _census_and_split(sources, data_config, n, work)
+        spec, latest, n = _census_and_split(sources, data_config, partitions, files, work)
         guess = to_day(as_of) if as_of is not None else last_day(latest)
         checked = _validate_buckets(spec, n, work, guess, feature_config, on_step)
         rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))

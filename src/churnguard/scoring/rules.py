@@ -213,15 +213,21 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     return cost, np.where(cost > 0, p * value * success - cost, 0.0)
 
 
-def rank(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+def rank(ids: np.ndarray, values: np.ndarray, *, places: np.ndarray | None = None) -> np.ndarray:
     """Each customer's place (1 = the highest value) with ties in customer id order, NaN where the value is
-    NaN; it does not depend on row order."""
+    NaN; it does not depend on row order. ``places``: :func:`id_places` of ``ids``, when already known (several
+    ranks of the same customers)."""
     values = np.asarray(values, dtype="float64")
     known = np.flatnonzero(~np.isnan(values))
-    id_rank = np.argsort(np.argsort(np.asarray(ids, dtype=object)[known].astype(str), kind="stable"), kind="stable")
+    places = (places if places is not None else id_places(ids))[known]  # their order among the known ones too
     out = np.full(len(values), np.nan)
-    out[known[np.lexsort((id_rank, -values[known]))]] = np.arange(1, len(known) + 1)
+    out[known[np.lexsort((places, -values[known]))]] = np.arange(1, len(known) + 1)
     return out
+
+
+def id_places(ids: np.ndarray) -> np.ndarray:
+    """Each id's place when the ids are sorted as text (equal ids in row order)."""
+    return np.argsort(np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable"), kind="stable")
 
 
 def check_selection(budget: float | None, control_fraction: float) -> None:

@@ -141,8 +141,8 @@ def _reasons(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[
         rows = scored.nonzero()[0]
         need = bands[rows] != "low" if bands is not None else np.ones(len(rows), dtype=bool)
         hidden = reasons.uninformative(names, cols, levels, common, rows[need])
-        picks[rows[need]] = reasons.pick_reasons(contrib[need] if len(contrib) == len(rows) else contrib, names,
-                                                 hidden)
+        mine = contrib[need] if len(contrib) == len(rows) and not need.all() else contrib  # no copy of them all
+        picks[rows[need]] = reasons.pick_reasons(mine, names, hidden)
     return reasons.reason_texts(picks, names, cols, levels, wording)
 
 
@@ -293,8 +293,9 @@ def select_customers(scores: pd.DataFrame, *, budget: float | None = None, contr
     ev = scores["expected_value"].to_numpy(dtype="float64")
     selected, control = rules.select(ids, ev, scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
                                      control_fraction=control_fraction, seed=seed)
-    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64")),
-             "value_rank": rules.rank(ids, ev)}
+    places = rules.id_places(ids)  # the ids sorted once for both ranks
+    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64"), places=places),
+             "value_rank": rules.rank(ids, ev, places=places)}
     return scores.assign(selected=selected, control_group=control,
                          **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
 

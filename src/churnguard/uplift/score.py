@@ -124,7 +124,8 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
     ids = scores["customer_id"].to_numpy(dtype=object)
     selected, control = select_by_uplift(ids, lift, inc, cost, budget=budget, control_fraction=control_fraction,
                                          seed=seed)
-    ranks = {"risk_rank": rules.rank(ids, prob), "value_rank": rules.rank(ids, inc)}
+    places = rules.id_places(ids)
+    ranks = {"risk_rank": rules.rank(ids, prob, places=places), "value_rank": rules.rank(ids, inc, places=places)}
     return scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
                          selected=selected, control_group=control,
                          **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
