@@ -29,7 +29,7 @@ import pandas as pd
 from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
-from churnguard.features import kernel
+from churnguard.features import kernel, to_day
 from churnguard.scoring import ScoreResult, score_tables, select_customers
 from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows, unseen_customers
 from churnguard.sources import DbSource
@@ -86,14 +86,12 @@ def score_files(
     Raises:
         DataError: as ``load_tables``, with counts and row numbers over whole files.
     """
-    from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, latest, n = _census_and_split(sources, data_config, partitions, files, work)
-        day = to_day(as_of) if as_of is not None else last_day(latest)
+        spec, day, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
         found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
@@ -115,16 +113,19 @@ def _plan(paths: dict[str, Path | DbSource | None], data_config: DataConfig, par
 
 
 def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, partitions: int | None,
-                      files: list[Path], work: Path) -> tuple[parts.Spec, pd.Series, int]:
+                      files: list[Path], work: Path, as_of: str | pd.Timestamp | None
+                      ) -> tuple[parts.Spec, pd.Timestamp, int]:
     """The census of every chunk, what it decides, the split into ``partitions`` buckets in ``work`` (default:
-    :func:`auto_partitions` of the files and the rows the census counted); the spec, each transactions chunk's
-    last time as read before validation (for a first guess at "today") and the number of buckets."""
+    :func:`auto_partitions` of the files and the rows the census counted); the spec, the day to start from and
+    the number of buckets. The day is ``as_of``, else a first guess at "today": the last day of the transactions
+    as the census read them, before validation (the caller confirms it on the validated timestamps)."""
     census = {t: [parts.chunk_census(c, s, data_config) for c in s.chunks] for t, s in sources.items()}
     spec = parts.decide(sources, census, data_config)
     n = partitions or auto_partitions(files, sum(spec.rows.values()))
     _split(spec, n, work)
     _release()
-    return spec, pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]"), n
+    latest = pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
+    return spec, to_day(as_of) if as_of is not None else last_day(latest), n
 
 
 def _release() -> None:
@@ -244,14 +245,12 @@ def features_files(
     """
     from churnguard.dataset import today
     from churnguard.engines import FeaturesResult
-    from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, latest, n = _census_and_split(sources, data_config, partitions, files, work)
-        guess = to_day(as_of) if as_of is not None else last_day(latest)
+        spec, guess, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
         checked = _validate_buckets(spec, n, work, guess, feature_config, on_step)
         rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
         day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
