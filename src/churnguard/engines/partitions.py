@@ -582,5 +582,5 @@ def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | N
 
 def with_value_tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """A partition's features with the value tier of the VIP cut-off decided over every partition."""
-    vip = kernel.is_vip(feats["cltv"].to_numpy(dtype="float64"), threshold)
-    return feats.assign(value_tier=pd.array(np.where(vip, "vip", "standard"), dtype=feats["value_tier"].dtype))
+    tiers = kernel.value_tiers(feats["cltv"].to_numpy(dtype="float64"), threshold)
+    return feats.assign(value_tier=pd.array(tiers, dtype=feats["value_tier"].dtype))

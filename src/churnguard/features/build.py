@@ -740,7 +740,7 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
         state = replace(population, attributes=kinds)
     data = {"customer_id": customers.array, "as_of": np.full(len(customers), as_of.to_datetime64())}
     data |= frame_columns(cols, kinds)
-    data["value_tier"] = _labels(cols["value_tier"], ("standard", "vip"))
+    data["value_tier"] = _labels(cols["value_tier"], k.VALUE_TIERS)
     features = pd.DataFrame(data, copy=False)  # the columns are this call's own arrays
     features.attrs["population"] = state.to_dict()  # plain values: parquet keeps attrs as JSON
     features.attrs["lifespan_years"] = state.lifespan_years

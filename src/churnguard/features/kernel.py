@@ -52,6 +52,7 @@ __all__ = [
     "purchase_features",
     "support_features",
     "tenure_days",
+    "value_tiers",
     "vip_threshold",
 ]
 
@@ -546,10 +547,18 @@ def cltv(f: Mapping[str, np.ndarray], lifespan_years: float, cfg: FeatureConfig)
     return np.clip(value, -_LARGEST, _LARGEST, out=value) * orders * lifespan_years  # np.nan_to_num, fewer steps
 
 
+VALUE_TIERS = ("standard", "vip")  # value_tier's labels where is_vip is False, True
+
+
 def is_vip(cltv: np.ndarray, threshold: float) -> np.ndarray:
     """``value_tier`` is ``vip`` where this holds (a positive CLTV at or above the cut-off), else ``standard``."""
     cltv = np.asarray(cltv, dtype="float64")
     return (cltv >= threshold) & (cltv > 0)
+
+
+def value_tiers(cltv: np.ndarray, threshold: float) -> np.ndarray:
+    """Each CLTV's ``value_tier`` label (:data:`VALUE_TIERS` by :func:`is_vip`), as Python strings."""
+    return np.asarray(VALUE_TIERS, dtype=object)[is_vip(cltv, threshold).astype(np.intp)]
 
 
 def bgnbd_features(f: Mapping[str, np.ndarray], params: btyd.BGNBDParams, horizon_days: int) -> dict[str, np.ndarray]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from churnguard.config import Playbook
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
-           "lifecycle_codes", "lifecycle_stage", "rank", "risk_band", "rule_matches", "select", "signals",
+           "lifecycle_codes", "lifecycle_stage", "ranks", "risk_band", "rule_matches", "select", "signals",
            "success_rates", "value_at_stake"]
 
 
@@ -213,21 +213,20 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     return cost, np.where(cost > 0, p * value * success - cost, 0.0)
 
 
-def rank(ids: np.ndarray, values: np.ndarray, *, places: np.ndarray | None = None) -> np.ndarray:
-    """Each customer's place (1 = the highest value) with ties in customer id order, NaN where the value is
-    NaN; it does not depend on row order. ``places``: :func:`id_places` of ``ids``, when already known (several
-    ranks of the same customers)."""
+def ranks(ids: np.ndarray, risk: np.ndarray, value: np.ndarray) -> dict[str, np.ndarray]:
+    """``risk_rank`` and ``value_rank``: each customer's place by ``risk`` and by ``value`` (1 = the highest),
+    ties in customer id order, NaN where the value is NaN; they do not depend on row order."""
+    places = np.argsort(np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable"), kind="stable")
+    return {"risk_rank": _rank(places, risk), "value_rank": _rank(places, value)}
+
+
+def _rank(places: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Places by ``values``, ties by ``places`` (each id's place when the ids are sorted as text)."""
     values = np.asarray(values, dtype="float64")
     known = np.flatnonzero(~np.isnan(values))
-    places = (places if places is not None else id_places(ids))[known]  # their order among the known ones too
     out = np.full(len(values), np.nan)
-    out[known[np.lexsort((places, -values[known]))]] = np.arange(1, len(known) + 1)
+    out[known[np.lexsort((places[known], -values[known]))]] = np.arange(1, len(known) + 1)
     return out
-
-
-def id_places(ids: np.ndarray) -> np.ndarray:
-    """Each id's place when the ids are sorted as text (equal ids in row order)."""
-    return np.argsort(np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable"), kind="stable")
 
 
 def check_selection(budget: float | None, control_fraction: float) -> None:

@@ -98,7 +98,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
         playbook: the ordered action rules.
         reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
     """
-    from churnguard.features.kernel import is_vip
+    from churnguard.features.kernel import value_tiers
 
     info = model.require_info()
     model._check_fitted()
@@ -113,7 +113,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     bands = rules.risk_band(prob, info.risk_bands, stage)
     clv = np.asarray(cols["cltv"], dtype="float64")
     clv = np.where(np.isnan(clv), 0.0, clv)
-    tiers = np.where(is_vip(clv, info.population.vip_cltv_threshold), "vip", "standard").astype(object)
+    tiers = value_tiers(clv, info.population.vip_cltv_threshold)
     flags = rules.signals(cols, n, sla_hours=info.config.features.sla_hours,
                           new_customer_days=playbook.new_customer_days, lookback_days=lookback)
     action = rules.assign_actions(bands, stage, tiers, flags, playbook)
@@ -288,16 +288,18 @@ def select_customers(scores: pd.DataFrame, *, budget: float | None = None, contr
                      seed: int = 0) -> pd.DataFrame:
     """``scores`` with ``selected`` (contact within budget), ``control_group`` (selected but held out,
     seeded): :func:`churnguard.scoring.rules.select`; and ``risk_rank`` and ``value_rank`` among all of them
-    (:func:`churnguard.scoring.rules.rank`; no risk rank without a probability)."""
+    (:func:`churnguard.scoring.rules.ranks`; no risk rank without a probability)."""
     ids = scores["customer_id"].to_numpy(dtype=object)
     ev = scores["expected_value"].to_numpy(dtype="float64")
     selected, control = rules.select(ids, ev, scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
                                      control_fraction=control_fraction, seed=seed)
-    places = rules.id_places(ids)  # the ids sorted once for both ranks
-    ranks = {"risk_rank": rules.rank(ids, scores["churn_probability"].to_numpy(dtype="float64"), places=places),
-             "value_rank": rules.rank(ids, ev, places=places)}
     return scores.assign(selected=selected, control_group=control,
-                         **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
+                         **rank_columns(ids, scores["churn_probability"].to_numpy(dtype="float64"), ev))
+
+
+def rank_columns(ids: np.ndarray, risk: np.ndarray, value: np.ndarray) -> dict[str, pd.api.extensions.ExtensionArray]:
+    """:func:`churnguard.scoring.rules.ranks` as nullable integer columns (no rank where the value is NaN)."""
+    return {k: pd.array(v, dtype="Float64").astype("Int64") for k, v in rules.ranks(ids, risk, value).items()}
 
 
 @dataclass(frozen=True)

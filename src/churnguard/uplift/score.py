@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 
 from churnguard.scoring import rules
-from churnguard.scoring.score import ScoreResult, file_rows, frame_columns, score_records, score_tables
+from churnguard.scoring.score import (
+    ScoreResult,
+    file_rows,
+    frame_columns,
+    rank_columns,
+    score_records,
+    score_tables,
+)
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig, FeatureConfig, Playbook
@@ -124,11 +131,8 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
     ids = scores["customer_id"].to_numpy(dtype=object)
     selected, control = select_by_uplift(ids, lift, inc, cost, budget=budget, control_fraction=control_fraction,
                                          seed=seed)
-    places = rules.id_places(ids)
-    ranks = {"risk_rank": rules.rank(ids, prob, places=places), "value_rank": rules.rank(ids, inc, places=places)}
     return scores.assign(action=action, action_cost=cost, expected_value=ev, uplift=lift, incremental_value=inc,
-                         selected=selected, control_group=control,
-                         **{k: pd.array(v, dtype="Float64").astype("Int64") for k, v in ranks.items()})
+                         selected=selected, control_group=control, **rank_columns(ids, prob, inc))
 
 
 def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as_of: str | pd.Timestamp | None,
