@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.population import Population
 
-__all__ = ["auto_partitions", "features_files", "score_files"]
+__all__ = ["auto_partitions", "features_files", "input_partitions", "score_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,29 @@ def auto_partitions(paths: list[Path], rows: int = 0) -> int:
     """One partition per ~256 MB of input files and per ~5.5M input ``rows`` (all tables), whichever gives more."""
     size = sum(p.stat().st_size for p in paths)
     return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)), int(np.ceil(rows / _ROWS_PER_PARTITION)))
+
+
+def input_partitions(paths: list[Path]) -> int:
+    """:func:`auto_partitions` of input files or Parquet dataset directories, judged before any row is read:
+    the rows a Parquet file's metadata records (a CSV file counts by its size only). ``features`` builds in
+    memory when this is 1, else one partition at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from churnguard._io import input_format
+
+    files, rows = [], 0
+    for path in map(Path, paths):
+        found = [path] if not path.is_dir() else sorted(
+            f for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+        for f in found:
+            files.append(f)
+            try:
+                if path.is_dir() or input_format(f) == "parquet":
+                    rows += pq.ParquetFile(f).metadata.num_rows
+            except (OSError, ValueError, pa.ArrowException):
+                continue  # not a readable Parquet file: the read itself says what is wrong with it
+    return auto_partitions(files, rows)
 
 
 def score_files(
@@ -356,6 +379,7 @@ def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, po
         run.ids.append(feats["customer_id"])
         run.cltv.append(feats["cltv"].to_numpy(dtype="float64"))
         run.parts.append(work / f"features-{b}.arrow")
+        feats.attrs = {}  # set again by the merge; else pandas deep-copies them into every column read (0.5 s)
         table = pa.Table.from_pandas(feats, preserve_index=False)
         with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
             writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
@@ -414,7 +438,8 @@ def _merge_parts(built: _Built, population: Population, out: Path, on_step: Call
             else:  # no customer known at as_of: the columns of the first bucket's (empty) features
                 table = pa.ipc.open_file(str(built.parts[0])).schema.empty_table()
             frame = parts.with_value_tier(table.to_pandas(), population.vip_cltv_threshold)
-            frame.attrs = attrs
+            if start == 0:  # the file's attrs come from its first block (later blocks' would only be copied)
+                frame.attrs = attrs
             append(frame)
             columns = frame.shape[1] - 2
     return columns
