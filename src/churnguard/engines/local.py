@@ -17,6 +17,7 @@ into the output, a block of rows at a time, with the value tier.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -181,9 +182,13 @@ def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
     validation has turned it into a frame)."""
     import pyarrow as pa
 
-    paths = {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
     return {t: [pa.ipc.open_file(pa.OSFile(str(p))).read_all() for p in ps if p.exists()]
-            for t, ps in paths.items()}
+            for t, ps in _piece_paths(spec, work, b).items()}
+
+
+def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
+    """Where :func:`_split` writes the pieces of bucket ``b``, per table (an empty piece is not written)."""
+    return {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
 
 
 @dataclass(frozen=True)
@@ -313,9 +318,8 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
     for b in range(n):
         on_step(f"validating partition {b + 1}/{n}", b, n)
         tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
-        for name in spec.sources:
-            for path in work.glob(f"{name}-{b}-*.arrow"):
-                path.unlink()
+        for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
+            path.unlink(missing_ok=True)
         run.digests.append(parts.reject_digest(tables))
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
