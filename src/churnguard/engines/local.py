@@ -73,8 +73,12 @@ def input_partitions(paths: list[Path]) -> int:
 
     files, rows = [], 0
     for path in map(Path, paths):
-        found = [path] if not path.is_dir() else sorted(
-            f for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+        elif path.is_file():
+            found = [path]
+        else:
+            continue  # not found: the read says so, with the table's name
         for f in found:
             files.append(f)
             try:
