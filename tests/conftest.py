@@ -15,15 +15,32 @@ import pytest
 from churnguard.config import load_config
 from churnguard.dataset import validate_tables
 
+# The modules that use the churn curve's model (``trained_curve``, a session fixture trained once per test process):
+# with ``-n auto --dist loadfile`` (make test) they run in one process, so that model is trained once per suite.
+CURVE_MODULES = frozenset({"test_curve.py", "test_pages.py", "test_parity.py"})
+
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that the modules of ``CURVE_MODULES`` are one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from pathlib import PurePosixPath
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _ModulesWithTheCurveTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "trained_curve" if PurePosixPath(module).name in CURVE_MODULES else module
+
+    return _ModulesWithTheCurveTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """With ``-n auto --dist loadgroup`` (make test) each test process runs whole modules, as ``loadfile`` would,
-    except that the modules using the churn curve's model (a session fixture trained per process) run in one
-    process, so it is trained once per suite."""
-    modules_with_curve = {item.path for item in items if "trained_curve" in getattr(item, "fixturenames", ())}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("trained_curve" if item.path in modules_with_curve else item.path.name))
+    unlisted = {item.path.name for item in items if "trained_curve" in getattr(item, "fixturenames", ())} - CURVE_MODULES
+    if unlisted:
+        raise pytest.UsageError(f"tests/conftest.py: add {sorted(unlisted)} to CURVE_MODULES (they use trained_curve)")
 
 
 @pytest.fixture(scope="session")
