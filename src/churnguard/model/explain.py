@@ -207,9 +207,11 @@ class TreeContributions:
         return _Tree(index, tuple(feats), tuple(luts), tuple(radix))
 
     def _codes(self, x: np.ndarray, split: _Split) -> tuple[list[np.ndarray | None], list[int]]:
-        """Global code of every value of each split-on feature, and the number of codes per feature."""
+        """Global code of every value of each split-on feature, and the number of codes per feature (as numpy's
+        index type: they index the trees' tables once per tree, and narrower codes are converted at every take,
+        a quarter of the time of a key pass)."""
         n = len(x)
-        codes: list[np.ndarray | None] = [np.empty(n, dtype=np.int32) if f in self.categorical
+        codes: list[np.ndarray | None] = [np.empty(n, dtype=np.intp) if f in self.categorical
                                           or len(self.thresholds[f]) else None for f in range(self.n_features)]
 
         def fill(blocks: list[slice], _scratch: _Scratch) -> None:
