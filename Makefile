@@ -44,7 +44,7 @@ demo: $(VENV)/.installed
 		--out $(DEMO_DIR)/scores.csv --budget 5000
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -58,8 +58,8 @@ test-floors: | $(UV)
 	$(UV) venv --quiet --python $(PYTHON) $(FLOORS)
 	$(UV) pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct \
 		--exclude-newer "$(LOCK_DATE)" -e ".[$(EXTRAS)]"
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow"
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m slow $(FLOORS_TESTS)  # their fast tests ran above
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup -m "not slow"
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup -m slow $(FLOORS_TESTS)  # their fast tests ran above
 
 clean:
 	rm -rf $(VENV) .venv-uv $(FLOORS) $(DEMO_DIR) mlflow.db mlartifacts

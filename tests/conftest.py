@@ -16,6 +16,16 @@ from churnguard.config import load_config
 from churnguard.dataset import validate_tables
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``-n auto --dist loadgroup`` (make test) each test process runs whole modules, as ``loadfile`` would,
+    except that the modules using the churn curve's model (a session fixture trained per process) run in one
+    process, so it is trained once per suite."""
+    modules_with_curve = {item.path for item in items if "trained_curve" in getattr(item, "fixturenames", ())}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("trained_curve" if item.path in modules_with_curve else item.path.name))
+
+
 @pytest.fixture(scope="session")
 def config():
     return load_config()
