@@ -177,6 +177,16 @@ class TreeContributions:
         self._known_size = 0  # floats held in ``_known``
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Picklable (the Dask engine sends the model, and this walk kept with it, to its workers): the lock is
+        made anew on the other side."""
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"} | {"_known": dict(self._known)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _tree(self, index: int, used: dict[int, tuple[set[float], set[str]]]) -> _Tree:
         """Per split-on feature, the map from global codes to this tree's coarser codes."""
         feats, luts, radix = [], [], []
