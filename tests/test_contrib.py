@@ -174,14 +174,16 @@ def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(mod
 
 def test_a_model_whose_walk_was_kept_pickles_and_walks_alike(model, feats, monkeypatch):
     """The Dask engine pickles the model to send it to its workers: after a batch explain the model holds its
-    walk (with a lock and the patterns kept), and the copy explains to the same bits."""
+    walk (with a lock and the patterns kept); the copy's walk comes without the patterns and explains to the
+    same bits."""
     import pickle
 
     x = model._matrix(feats)
     monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
     contrib, prob = _contrib.explain(model, x)
     copy = pickle.loads(pickle.dumps(model))
-    assert copy._tree_walk[2]._known  # the patterns came along
+    assert model._tree_walk[2]._known  # kept here, not sent
+    assert not copy._tree_walk[2]._known
     got, got_prob = _contrib.explain(copy, x)
     assert np.array_equal(got, contrib)
     assert np.array_equal(got_prob, prob)

@@ -178,10 +178,9 @@ class TreeContributions:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        """Picklable (the Dask engine sends the model, and this walk kept with it, to its workers): the lock is
-        made anew on the other side."""
-        with self._lock:
-            return {k: v for k, v in self.__dict__.items() if k != "_lock"} | {"_known": dict(self._known)}
+        """Picklable (the Dask engine sends the model, and this walk kept with it, to its workers) without the
+        patterns kept (up to ``_KNOWN_FLOATS``: a worker finds its own) and the lock (made anew)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"} | {"_known": {}, "_known_size": 0}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
