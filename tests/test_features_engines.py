@@ -167,3 +167,32 @@ def test_the_command_builds_by_partition_and_writes_the_same_file(cases, tmp_pat
     assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "memory.csv").read_bytes()
     assert (tmp_path / "parts.rejects.csv").read_bytes() == (tmp_path / "memory.rejects.csv").read_bytes()
     assert not list(tmp_path.glob(".churnguard-work*"))  # the buckets' work files are gone
+
+
+@pytest.mark.parametrize("case", ["iso", "parquet"])
+def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tmp_path, monkeypatch):
+    """Without ``partitions``, input files over one partition's budget (``score``'s: rows a Parquet file's
+    metadata records, else the files' size) are built in that many partitions, the file and rejects those of the
+    build in memory; inputs within it are built in memory."""
+    from churnguard.engines import local
+
+    files, cfg, as_of, _ = cases[case]
+    want, want_rejects = _reference(files, cfg, as_of)
+    asked = []
+    real = local.features_files
+    monkeypatch.setattr(local, "features_files", lambda **kw: asked.append(kw["partitions"]) or real(**kw))
+    build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"], as_of=as_of,
+                              out=tmp_path / "small.parquet", config=cfg)
+    assert asked == []  # a few thousand rows, a few hundred KB: in memory
+    size = sum(files[n].stat().st_size for n in NAMES)
+    rows = sum(len(pd.read_parquet(files[n])) for n in NAMES) if case == "parquet" else 0
+    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", size // 2 + 1 if case == "iso" else 2**40)
+    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1 if case == "parquet" else 2**40)
+    result = build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"],
+                                       as_of=as_of, out=tmp_path / "features.parquet", config=cfg)
+    assert asked == [2 if case == "iso" else 3]
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)

@@ -61,3 +61,41 @@ def test_a_few_rows_of_a_long_dictionary_keep_only_their_values():
         column = piece.column("customer_id").combine_chunks()
         assert column.to_pylist() == want
         assert column.dictionary.to_pylist() == sorted({v for v in want if v is not None}, key=values.index)
+
+
+def test_a_column_without_values_stays_missing_in_every_piece():
+    # a session column with no value in the chunk (an empty dictionary), next to ids of a few customers
+    ids = pa.chunked_array([_coded([0, 1, 2, 3, 1], ["a", "b", "c", "d"])])
+    sessions = pa.chunked_array([_coded([None] * 5, [])])
+    chunk = pa.table({"customer_id": ids, "session_id": sessions})
+    spec = Spec(DataConfig(), {}, {"events": 5}, {"events": (1,)}, {"events": {}})
+    pieces, _ = split_chunk(chunk, spec, "events", 0, 3)
+
+    assert sorted(r for p in pieces for r in p.column(ROW_COLUMN).to_pylist()) == [1, 2, 3, 4, 5]
+    for piece in pieces:
+        assert piece.column("session_id").to_pylist() == [None] * piece.num_rows
+        assert all(len(c.dictionary) == 0 for c in piece.column("session_id").chunks)
+
+
+def test_a_value_shared_by_customers_of_several_pieces_is_in_each_of_their_dictionaries():
+    # a long session dictionary (100 values) whose value s7 is used by every customer: not one piece's alone
+    ids = [f"c{i}" for i in range(12)]
+    values = [f"s{i}" for i in range(100)]
+    sessions = [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 40, 3, None, 99, 40, 3, 7, 60, 61, 62, 63, 64]
+    chunk = pa.table({"customer_id": pa.chunked_array([_coded(list(range(12)) * 2, ids)]),
+                      "session_id": pa.chunked_array([_coded(sessions, values)]),
+                      "channel": pa.chunked_array([_coded([0] * 12 + [1] * 12, ["web", "app"])])})  # both in all
+    spec = Spec(DataConfig(), {}, {"events": 24}, {"events": (1,)}, {"events": {}})
+    n = 3
+    pieces, _ = split_chunk(chunk, spec, "events", 0, n)
+
+    part = np.tile(customer_partition(pd.Series(ids, dtype=object), n), 2)
+    assert len(set(part)) == n  # s7 is used in every piece
+    for b, piece in enumerate(pieces):
+        want = [None if s is None else values[s] for s, p in zip(sessions, part, strict=True) if p == b]
+        column = piece.column("session_id").combine_chunks()
+        assert column.to_pylist() == want
+        assert column.dictionary.to_pylist() == sorted({v for v in want if v is not None}, key=values.index)
+        channels = piece.column("channel").combine_chunks()
+        assert channels.to_pylist() == [c for i, c in enumerate(["web"] * 12 + ["app"] * 12) if part[i] == b]
+        assert channels.dictionary.to_pylist() == ["web", "app"]

@@ -112,7 +112,8 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
 FeaturesPartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
     help="Split the input into this many customer partitions, built one at a time (default: all at once in "
-                "memory; with --engine dask one per ~128 MB, at least one per worker thread).")]
+                "memory, or for input files of more than ~256 MB or ~5.5M rows as many partitions as 'score' "
+                "splits them into; with --engine dask one per ~128 MB, at least one per worker thread).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "
@@ -288,7 +289,8 @@ def features(
     """Compute point-in-time features, one row per customer, as of a cut-off day.
 
     With --partitions N the customers are split into N partitions, validated and built one at a time (memory:
-    about 1/N of the input's); with --engine dask, in parallel on a Dask cluster. The features are the same.
+    about 1/N of the input's), as large input files are without it; with --engine dask, in parallel on a Dask
+    cluster. The features are the same.
     """
     from churnguard._io import replaced_together
     from churnguard.config import load_config

@@ -1195,10 +1195,12 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
             out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
         elif column in _NUMERIC_RANGES:
             num = raw if raw.dtype == np.float64 else _numbers(raw)
-            check.flag(raw.notna() & num.isna(), column, "are not numeric", raw)
-            check.flag(num.isin([np.inf, -np.inf]), column, "are not finite numbers", raw)
-            lo, hi = _NUMERIC_RANGES[column]
-            check.flag(num.notna() & ~num.between(lo, hi), column, f"lie outside {_number(lo)}..{_number(hi)}", raw)
+            values, lo, hi = num.to_numpy(), *_NUMERIC_RANGES[column]  # float64: checked by numpy, not pandas
+            missing = np.isnan(values)
+            check.flag(raw.notna().to_numpy() & missing, column, "are not numeric", raw)
+            check.flag(np.isinf(values), column, "are not finite numbers", raw)
+            check.flag(~missing & ~((values >= lo) & (values <= hi)), column,
+                       f"lie outside {_number(lo)}..{_number(hi)}", raw)
             out[column] = num
         elif column in _FLAGS:
             flags = _parse_bool(raw)

@@ -147,12 +147,21 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so both commands set aside the same rows.
 
     The local engine builds them in memory, or with ``partitions`` one customer partition at a time
-    (``churnguard.engines.local.features_files``); the features are the same.
+    (``churnguard.engines.local.features_files``); the features are the same. Without ``partitions``, input
+    files too large for one partition (``churnguard.engines.local.input_partitions``: more than ~256 MB or
+    ~5.5M rows) are built in as many partitions as ``score`` would split them into.
     """
     from churnguard._io import write_table
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects, unseen_customers
+    from churnguard.sources import DbSource
 
+    paths = [p for p in (transactions, tickets, customers, events) if p is not None]
+    if engine == "local" and partitions is None and not any(isinstance(p, DbSource) for p in paths):
+        from churnguard.engines.local import input_partitions
+
+        partitions = input_partitions(paths)
+        partitions = partitions if partitions > 1 else None
     if engine == "local" and partitions is not None:
         from churnguard.engines.local import features_files
 

@@ -355,43 +355,86 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
                                        fmt)[1] for name, fmt in spec.styles[source].items()}
     if n == 1:
         return [table], stats
-    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
-    buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
-    order = np.argsort(buckets, kind="stable")
-    cuts = np.searchsorted(buckets[order], np.arange(n + 1))
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
-    table = table.unify_dictionaries().combine_chunks().take(order)
-    return [_compact(table.slice(cuts[b], cuts[b + 1] - cuts[b])) for b in range(n)], stats
+    table = table.unify_dictionaries().combine_chunks()
+    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
+    buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
+    order = np.argsort(buckets, kind="stable")
+    buckets = buckets[order]
+    cuts = np.searchsorted(buckets, np.arange(n + 1))
+    table = table.take(order)
+    coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts) for c, field_ in enumerate(table.schema)
+             if pa.types.is_dictionary(field_.type)}
+    pieces = []
+    for b in range(n):
+        piece = table.slice(cuts[b], cuts[b + 1] - cuts[b])
+        for c, arrays in coded.items():
+            piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
+        pieces.append(piece)
+    return pieces, stats
 
 
-def _compact(piece: pa.Table) -> pa.Table:
-    """A piece whose dictionary columns keep only the values its rows use, in dictionary order (a piece cut from
-    a chunk holds the chunk's whole dictionaries: written out for every partition, and merged again for every
-    partition). The values used are found by sorting the piece's codes when the dictionary is much longer than
-    the piece, else by marking them in an array the size of the dictionary."""
+def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray) -> list[pa.DictionaryArray]:
+    """A dictionary column of rows sorted by bucket (``buckets``; bucket ``b``'s rows from ``cuts[b]`` to
+    ``cuts[b + 1]``) cut into one array per bucket whose dictionary keeps only the values its rows use, in
+    dictionary order (a piece cut from a chunk holds the chunk's whole dictionaries: written out for every
+    partition, and merged again for every partition). Where buckets x dictionary values are few against the
+    rows, the values each bucket uses are marked in an array of that size; else, where every value is used by
+    one bucket only (customer ids always; sessions mostly), each value's place in its bucket comes from one
+    stable sort of the used values by bucket; else the (bucket, value) pairs used are sorted."""
+
+    n, size = len(cuts) - 1, len(column.dictionary)
+    valid = column.indices.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    codes = column.indices.fill_null(0).to_numpy()
+    if not size:  # no values: every row is missing
+        return _cut(column, np.zeros(len(codes), dtype=np.int32), valid, np.zeros(0, dtype=np.int64),
+                    np.zeros(n + 1, dtype=np.int64), None, cuts)
+    if n * size <= 4 * len(codes):  # a short dictionary: mark the values each bucket's rows use
+        mark = np.zeros((n, size), dtype=bool)
+        for b in range(n):
+            mine = codes[cuts[b] : cuts[b + 1]]
+            mark[b, mine if valid is None else mine[valid[cuts[b] : cuts[b + 1]]]] = True
+        if mark.all():  # every bucket uses every value (event types, channels): the codes stay as they are
+            return _cut(column, codes, valid, np.tile(np.arange(size), n), np.arange(n + 1) * size, None, cuts)
+        place = np.cumsum(mark, axis=1, dtype=np.int32) - 1
+        kept = np.empty(len(codes), dtype=np.int32)
+        for b in range(n):
+            kept[cuts[b] : cuts[b + 1]] = place[b, codes[cuts[b] : cuts[b + 1]]]
+        pairs = np.flatnonzero(mark)
+        return _cut(column, kept, valid, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), None, cuts)
+    used_codes, used_buckets = (codes, buckets) if valid is None else (codes[valid], buckets[valid])
+    owner = np.full(size, n, dtype=np.promote_types(np.min_scalar_type(n), buckets.dtype))
+    owner[used_codes] = used_buckets
+    if (owner[used_codes] == used_buckets).all():  # each value in one bucket
+        used = np.flatnonzero(owner < n)
+        values = used[np.argsort(owner[used], kind="stable")]  # by bucket, in dictionary order within each
+        starts = np.searchsorted(owner[values], np.arange(n + 1))
+        place = np.zeros(size, dtype=np.int32)
+        place[values] = np.arange(len(values), dtype=np.int32) - starts[owner[values]]
+        return _cut(column, place[codes], valid, values, starts, None, cuts)
+    keys = buckets.astype(np.int64) * size + codes
+    pairs = np.unique(keys if valid is None else keys[valid])
+    kept = np.searchsorted(pairs, keys)
+    return _cut(column, kept, valid, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), buckets, cuts)
+
+
+def _cut(column: pa.DictionaryArray, kept: np.ndarray, valid: np.ndarray | None, values: np.ndarray,
+         starts: np.ndarray, buckets: np.ndarray | None, cuts: np.ndarray) -> list[pa.DictionaryArray]:
+    """The pieces of :func:`_compacted`: bucket ``b``'s rows of ``kept`` (each row's place among the values its
+    bucket uses; with ``buckets``, among the values of all buckets) with the dictionary values ``values[starts[b]
+    : starts[b + 1]]``."""
     import pyarrow as pa
 
-    for i, field_ in enumerate(piece.schema):
-        if not pa.types.is_dictionary(field_.type):
-            continue
-        chunks = []
-        for chunk in piece.column(i).chunks:
-            valid = chunk.indices.is_valid().to_numpy(zero_copy_only=False)
-            codes = chunk.indices.fill_null(0).to_numpy()
-            if 4 * len(codes) < len(chunk.dictionary):
-                used = np.unique(codes[valid])
-                kept = np.searchsorted(used, codes).astype(np.int32)
-                values = chunk.dictionary.take(used)
-            else:
-                mark = np.zeros(len(chunk.dictionary), dtype=bool)
-                mark[codes[valid]] = True
-                kept = np.append(np.cumsum(mark, dtype=np.int32) - 1, np.int32(0))[codes]  # a null's 0: any code
-                values = chunk.dictionary.filter(pa.array(mark))
-            chunks.append(pa.DictionaryArray.from_arrays(pa.array(kept, mask=~valid), values))
-        piece = piece.set_column(i, field_, pa.chunked_array(chunks, type=field_.type))
-    return piece
+    n = len(cuts) - 1
+    if buckets is not None:
+        kept = kept - starts[buckets]
+    dictionary = column.dictionary.take(pa.array(values))
+    kept = kept.astype(np.int32, copy=False)
+    return [pa.DictionaryArray.from_arrays(
+        pa.array(kept[cuts[b]:cuts[b + 1]], mask=None if valid is None else ~valid[cuts[b]:cuts[b + 1]]),
+        dictionary.slice(starts[b], starts[b + 1] - starts[b])) for b in range(n)]
 
 
 def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:

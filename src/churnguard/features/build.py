@@ -342,11 +342,10 @@ def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.nda
 
 def _used(codes: np.ndarray, n: int) -> np.ndarray:
     """Which of ``n`` codes occur in ``codes`` (-1: none), a piece of rows at a time: no temporary of every row."""
-    used = np.zeros(n, dtype=bool)
+    used = np.zeros(n + 1, dtype=bool)  # the last: where a missing code (-1) is marked, then left out
     for first in range(0, len(codes), _PIECE):
-        piece = codes[first : first + _PIECE]
-        used[piece[piece >= 0]] = True
-    return used
+        used[codes[first : first + _PIECE]] = True
+    return used[:n]
 
 
 def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
