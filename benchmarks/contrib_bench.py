@@ -12,9 +12,12 @@ and raw scores; the script says whether they are the same to the bit for every t
 
 The model is ``score_bench.py``'s (``benchmarks/.cache/models/train-100000-seed<seed>.zip``).
 
+``--parts N`` calls one walk on N consecutive parts of the rows in turn, as ``churnguard score`` does per
+partition (a walk keeps the patterns it has seen, so the later parts ask LightGBM for fewer).
+
 Run from the repository root::
 
-    python benchmarks/contrib_bench.py [--customers 1000000] [--reference /tmp/wt-base/src] [--rounds 2]
+    python benchmarks/contrib_bench.py [--customers 1000000] [--reference /tmp/wt-base/src] [--rounds 2] [--parts 3]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from churnguard.model import ChurnModel
 from churnguard.model import explain as E
 
 model_path, matrix_path, out_path, phases = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+parts = int(sys.argv[6])
 if sys.argv[5] != "0" and hasattr(E, "_THREADS"):
     E._THREADS = int(sys.argv[5])
 model = ChurnModel.load(model_path)
@@ -66,7 +70,8 @@ if phases:
                                 "__getattr__": lambda s, n: getattr(model.booster_, n)})()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t, c = time.perf_counter(), time.process_time()
-out, score = tc(x, raw_score=True)
+done = [tc(part, raw_score=True) for part in np.array_split(x, parts)]  # one walk, called per part
+out, score = np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
 wall, cpu = time.perf_counter() - t, time.process_time() - c
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 np.save(out_path, out)
@@ -118,6 +123,9 @@ def main() -> None:
     parser.add_argument("--threads", default="0",
                         help="comma-separated thread counts to run each tree with, where it has the setting "
                              "(default 0: the module's own)")
+    parser.add_argument("--parts", type=int, default=1,
+                        help="call the walk on this many consecutive parts of the rows, one after another, as the "
+                             "partitioned engines call it (default 1: all rows in one call)")
     parser.add_argument("--model", type=Path, default=None, help="model file (default: score_bench.py's)")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -137,12 +145,12 @@ def main() -> None:
             for k, (src, threads) in enumerate(runs):
                 out = str(Path(tmp) / f"contrib-{k}.npy")
                 done = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(matrix), out,
-                                       "1" if args.phases else "0", threads],
+                                       "1" if args.phases else "0", threads, str(args.parts)],
                                       env={**env, "PYTHONPATH": str(src)}, check=True, capture_output=True, text=True)
                 got = json.loads(done.stdout.strip().splitlines()[-1])
                 phases = ", ".join(f"{name} {s:.2f} s" for name, s in got["phases"].items())
                 label = f"{src}" + (f" ({threads} threads)" if threads != "0" else "")
-                print(f"round {r + 1} {label}: {got['rows']:,} rows x {got['trees']} trees: wall {got['wall']:.2f} s, "
+                print(f"round {r + 1} {label}: {got['rows']:,} rows in {args.parts} part(s) x {got['trees']} trees: wall {got['wall']:.2f} s, "
                       f"CPU {got['cpu']:.2f} s, peak RSS {got['rss_peak']:,.0f} MB (before the call "
                       f"{got['rss_before']:,.0f} MB)" + (f"; {phases}; {got['patterns']:,} representatives in "
                                                         f"{got['calls']} pred_contrib calls" if phases else ""),

@@ -140,3 +140,50 @@ def test_key_runs_hashing_and_threads_give_lightgbms_numbers_to_the_bit(model, f
         assert not hashed
     if dense == 8:
         assert hashed
+
+
+def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(model, feats, monkeypatch):
+    """A walk called on one part of the rows, then another (as the batch engines call it per partition), takes
+    the patterns it has seen from what it kept and asks LightGBM only for new ones: the second part's
+    contributions and raw scores are those of a fresh walk to the bit, and fewer representatives are asked for."""
+    data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
+    x = model._matrix(data)
+    booster, best = model.booster_, model.best_iteration_
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    asked: list[int] = []
+    contributions = _contrib.TreeContributions._contributions
+    monkeypatch.setattr(_contrib.TreeContributions, "_contributions",
+                        lambda self, tree, rows: (asked.append(len(rows)), contributions(self, tree, rows))[1])
+    first, second = x[: len(x) // 2], x[len(x) // 2 :]
+    fresh, fresh_raw = _contrib.TreeContributions(booster, best, categorical)(second, raw_score=True)
+    alone = sum(asked)
+    walk = _contrib.TreeContributions(booster, best, categorical)
+    walk(first, raw_score=True)
+    asked.clear()
+    got, raw = walk(second, raw_score=True)
+    assert 0 < sum(asked) < alone
+    assert np.array_equal(got, fresh)
+    assert np.array_equal(raw, fresh_raw)
+    assert np.array_equal(raw, booster.predict(second, num_iteration=best, raw_score=True))
+    again, _ = walk(second, raw_score=True)  # every pattern seen: LightGBM is not asked at all
+    asked.clear()
+    assert np.array_equal(walk(second), got)
+    assert not asked
+    assert np.array_equal(again, got)
+
+
+def test_a_model_whose_walk_was_kept_pickles_and_walks_alike(model, feats, monkeypatch):
+    """The Dask engine pickles the model to send it to its workers: after a batch explain the model holds its
+    walk (with a lock and the patterns kept); the copy's walk comes without the patterns and explains to the
+    same bits."""
+    import pickle
+
+    x = model._matrix(feats)
+    monkeypatch.setattr(_contrib, "MIN_ROWS", 0)
+    contrib, prob = _contrib.explain(model, x)
+    copy = pickle.loads(pickle.dumps(model))
+    assert model._tree_walk[2]._known  # kept here, not sent
+    assert not copy._tree_walk[2]._known
+    got, got_prob = _contrib.explain(copy, x)
+    assert np.array_equal(got, contrib)
+    assert np.array_equal(got_prob, prob)

@@ -178,6 +178,29 @@ def test_a_few_rows_get_the_reasons_many_rows_give():
     assert top_features(np.array([[0.2, 0.5, 0.5, -1.0]]), 6).tolist() == [[1, 2, 0, -1, -1, -1]]
 
 
+def test_many_rows_taken_only_as_deep_as_they_need_pick_what_the_candidates_give():
+    """More than 64 rows leave the argmax passes once they have their reasons (or nothing positive is left);
+    each row's picks equal those of the ten candidates and their topics (rows taken 50 at a time), with NaN
+    (passed over), infinities, all-negative rows, ties and 1, 3 or 5 reasons asked for."""
+    names = ["recency_days", "overdue_ratio", "trend_orders", "n_orders", "net_spend", "gross_spend", "nps",
+             "nps_group", "open_tickets", "tickets_total", "csat_min", "tenure_days", "cltv", "as_of_month"]
+    rng = np.random.default_rng(11)
+    contrib = np.round(rng.normal(size=(400, len(names))), 1)
+    contrib[rng.random(contrib.shape) < 0.05] = np.nan
+    contrib[rng.random(contrib.shape) < 0.02] = np.inf
+    contrib[:40] = -np.abs(contrib[:40])  # nothing positive: no reason
+    hidden = rng.random(contrib.shape) < 0.2
+    for n in (1, 3, 5):
+        many = pick_reasons(contrib, names, hidden, n)
+        assert many.shape == (400, n)
+        assert (many[:40] == -1).all()
+        assert (many[40:, 0] >= 0).all()
+        assert n == 1 or (many[40:, n - 1] == -1).any()  # rows with fewer reasons than asked for
+        for start in range(0, 400, 50):
+            rows = slice(start, start + 50)
+            assert (pick_reasons(contrib[rows], names, hidden[rows], n) == many[rows]).all()
+
+
 def test_reason_texts_for_absent_features_and_categories():
     picks = np.array([[0, 1, -1], [1, 0, -1]])
     cols = {"attr_region": np.array([0, -1])}

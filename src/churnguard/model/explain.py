@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -67,9 +68,20 @@ def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
         return contrib, model.calibrator_.probability(booster.predict(matrix, num_iteration=best, **threads))
     if not contributions:
         return None, model.calibrator_.probability(booster.predict(matrix, num_iteration=best))
-    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
-    contrib, raw = TreeContributions(booster, best, categorical)(matrix, raw_score=True)
+    contrib, raw = tree_contributions(model)(matrix, raw_score=True)
     return contrib, model.proba_from_raw_score(raw)
+
+
+def tree_contributions(model: ChurnModel) -> TreeContributions:
+    """The model's :class:`TreeContributions`, built once per booster and kept with the model: the batch
+    engines call :func:`explain` once per partition, and the patterns one partition's rows took LightGBM's
+    numbers for are looked up, not asked for again, in the next."""
+    booster, best = model.booster_, model.best_iteration_
+    held = getattr(model, "_tree_walk", None)
+    if held is None or held[0] is not booster or held[1] != best:
+        categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+        held = model._tree_walk = (booster, best, TreeContributions(booster, best, categorical))
+    return held[2]
 
 
 def row_tables(model: ChurnModel):
@@ -161,6 +173,18 @@ class TreeContributions:
         self.categorical = categorical
         self.thresholds = [np.array(sorted(t), dtype="float64") for t in thresholds]
         self.trees = [self._tree(index, used) for index, used in enumerate(per_tree)]
+        self._known: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per tree: pattern keys (sorted), their values
+        self._known_size = 0  # floats held in ``_known``
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        """Picklable (the Dask engine sends the model, and this walk kept with it, to its workers) without the
+        patterns kept (up to ``_KNOWN_FLOATS``: a worker finds its own) and the lock (made anew)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"} | {"_known": {}, "_known_size": 0}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _tree(self, index: int, used: dict[int, tuple[set[float], set[str]]]) -> _Tree:
         """Per split-on feature, the map from global codes to this tree's coarser codes."""
@@ -184,14 +208,19 @@ class TreeContributions:
             lut[2::2] = 1 + width * below + (1 if keep_zero else 0)
             zero = 1 + width * int(np.searchsorted(local, 0.0, side="left")) + (1 if keep_zero else 0)
             lut[0] = 0 if keep_nan else zero
-            luts.append(lut)
-            radix.append(1 + width * (len(local) + 1))
+            # numbered again 0..k-1 over the codes this tree tells apart (a zero or NaN code of its own only where
+            # it has one), so a tree's pattern keys span as few values as its splits allow
+            told, tight = np.unique(lut, return_inverse=True)
+            luts.append(tight.astype(np.int64))
+            radix.append(len(told))
         return _Tree(index, tuple(feats), tuple(luts), tuple(radix))
 
     def _codes(self, x: np.ndarray, split: _Split) -> tuple[list[np.ndarray | None], list[int]]:
-        """Global code of every value of each split-on feature, and the number of codes per feature."""
+        """Global code of every value of each split-on feature, and the number of codes per feature (as numpy's
+        index type: they index the trees' tables once per tree, and narrower codes are converted at every take,
+        a quarter of the time of a key pass)."""
         n = len(x)
-        codes: list[np.ndarray | None] = [np.empty(n, dtype=np.int32) if f in self.categorical
+        codes: list[np.ndarray | None] = [np.empty(n, dtype=np.intp) if f in self.categorical
                                           or len(self.thresholds[f]) else None for f in range(self.n_features)]
 
         def fill(blocks: list[slice], _scratch: _Scratch) -> None:
@@ -251,10 +280,9 @@ class TreeContributions:
                     (remap, first), groups = dense, None
                 else:
                     remap, (groups, first) = None, self._hashed(tree, codes, radix, rows)
-                reps = x[first]
-                phi = split.rows(partial(self._contributions, tree), reps)
-                per_feature = np.ascontiguousarray(phi[:, list(tree.features)].T)  # small: features x groups
-                leaves = split.rows(partial(self._leaf_values, tree=tree), reps) if score is not None else None
+                values = self._pattern_values(tree, codes, x, first, split)  # groups x (features, leaf value)
+                per_feature = np.ascontiguousarray(values[:, :-1].T)  # small: features x groups
+                leaves = values[:, -1].copy() if score is not None else None
 
                 split.run(partial(_add, out, score, key, tree.features, remap, groups, per_feature, leaves))
         finally:
@@ -293,6 +321,65 @@ class TreeContributions:
             remap[found] = np.arange(len(found))
             groups, start, first = len(found), end, rep[found]
         return remap, first
+
+    def _pattern_values(self, tree: _Tree, codes: list[np.ndarray | None], x: np.ndarray, first: np.ndarray,
+                        split: _Split) -> np.ndarray:
+        """Per group of a tree (``first``: a row of each), LightGBM's contributions of the tree's features and the
+        value of the leaf the group reaches, one row per group. The values of the patterns an earlier call saw
+        are kept (per tree, by :meth:`_pattern_keys`) and taken from there; LightGBM is asked only for the
+        others, so the patterns partitions share are computed once."""
+        keys = self._pattern_keys(tree, codes, first)
+        out = np.empty((len(first), len(tree.features) + 1))
+        miss = np.ones(len(first), dtype=bool)
+        with self._lock:
+            known = self._known.get(tree.index)
+        if known is not None and keys is not None:
+            at = np.minimum(np.searchsorted(known[0], keys), len(known[0]) - 1)
+            hit = known[0][at] == keys
+            out[hit] = known[1][at[hit]]
+            miss = ~hit
+        if miss.any():
+            reps = x[first[miss]] if not miss.all() else x[first]
+            phi = split.rows(partial(self._contributions, tree), reps)
+            out[miss, :-1] = phi[:, list(tree.features)]
+            out[miss, -1] = split.rows(partial(self._leaf_values, tree=tree), reps)
+            if keys is not None:
+                self._keep(tree.index, keys[miss], out[miss])
+        return out
+
+    def _keep(self, index: int, keys: np.ndarray, values: np.ndarray) -> None:
+        """Add a tree's newly computed pattern values to those kept (up to ``_KNOWN_FLOATS`` in all)."""
+        with self._lock:
+            known = self._known.get(index)
+            held = 0 if known is None else known[1].size
+            if known is not None:
+                keys, values = np.concatenate([known[0], keys]), np.concatenate([known[1], values])
+            keys, first = np.unique(keys, return_index=True)  # sorted; a key two calls added at once kept once
+            values = values[first]
+            if self._known_size - held + values.size <= _KNOWN_FLOATS:
+                self._known_size += values.size - held
+                self._known[index] = (keys, values)
+
+    def _pattern_keys(self, tree: _Tree, codes: list[np.ndarray | None], rows: np.ndarray) -> np.ndarray | None:
+        """The rows' pattern keys in a numbering of their own (the mixed-radix number of the tree's codes, with
+        room for ``_KNOWN_CATEGORIES`` category codes), the same in every call; None when a category code is
+        beyond that room or the keys would overflow int64 (their values are then not kept)."""
+        key = np.zeros(len(rows), dtype=np.int64)
+        bound = 1
+        for f, lut, size in zip(tree.features, tree.luts, tree.radix, strict=True):
+            c = codes[f][rows]
+            if lut is None:
+                if len(c) and (c.min() < 0 or c.max() >= _KNOWN_CATEGORIES):
+                    return None
+                size = _KNOWN_CATEGORIES
+            else:
+                c = lut[c]
+            bound *= size
+            if bound >= 2**62:
+                return None
+            key *= size
+            key += c
+        return key
 
     def _contributions(self, tree: _Tree, rows: np.ndarray) -> np.ndarray:
         """LightGBM's contributions of ``tree`` alone to ``rows`` (features, then the expected value)."""
@@ -414,6 +501,8 @@ def _threads(rows: int) -> int:
 
 
 _ONE_THREAD = 1 << 16
+_KNOWN_FLOATS = 1 << 24  # pattern values kept across calls (128 MB): the 3 partitions of 1M customers keep 13.2M
+_KNOWN_CATEGORIES = 1 << 16  # category codes a kept pattern key has room for
 _SHARED_CALL = 1_000  # representatives from which a tree's LightGBM calls are shared among the threads
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
 _BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache

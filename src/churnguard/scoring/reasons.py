@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -520,6 +521,8 @@ def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: i
     """Per row, the columns of up to ``n`` reasons: the largest positive contributions among the features not
     ``hidden`` (:func:`uninformative`), largest first, at most one per topic; -1 where there are fewer."""
     shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))  # a new array, this call's own
+    if len(shown) > _FEW_ROWS:
+        return _picked(shown, _topic_codes(tuple(names)), n, min(CANDIDATES, len(names)))
     candidates = top_features(shown, min(CANDIDATES, len(names)), overwrite=True)
     del shown
     codes, width = _topic_codes(tuple(names)), candidates.shape[1]
@@ -531,6 +534,34 @@ def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: i
     order = np.argsort(candidates < 0, axis=1, kind="stable")[:, :n]  # the kept ones first, in their order
     out = _along(candidates, order)
     return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1) if out.shape[1] < n else out
+
+
+def _picked(rest: np.ndarray, codes: np.ndarray, n: int, depth: int) -> np.ndarray:
+    """:func:`pick_reasons` of many rows, each row taken only as deep as it needs: the ``depth`` passes of
+    :func:`top_features` (``argmax``, then the value knocked out of ``rest``, the caller's copy), a candidate
+    kept when positive and of a topic not kept yet; a row leaves the passes once it has ``n`` reasons or its
+    largest remaining value is not positive (NaN is passed over, as in :func:`top_features`), and the rows
+    left are packed together, so the later passes, which few rows reach, cost little."""
+    out = np.full((len(rest), n), -1, dtype=np.intp)
+    rows = np.arange(len(rest))  # the row of ``out`` of each row of ``rest``
+    topics = np.full((len(rest), n), -2, dtype=np.intp)  # the topics kept so far (-2: none)
+    found = np.zeros(len(rest), dtype=np.intp)
+    for _ in range(depth):
+        if not len(rest):
+            break
+        at = np.arange(len(rest))
+        idx = rest.argmax(axis=1)
+        value = rest[at, idx]
+        rest[at, idx] = -np.inf
+        topic = codes[idx]
+        new = (value > 0) & ~(topics == topic[:, None]).any(axis=1)
+        out[rows[new], found[new]] = idx[new]
+        topics[at[new], found[new]] = topic[new]
+        found += new
+        going = (found < n) & ((value > 0) | np.isnan(value))
+        if not going.all():
+            rest, rows, topics, found = rest[going], rows[going], topics[going], found[going]
+    return out
 
 
 # -- the texts -----------------------------------------------------------------------------------------------
@@ -595,17 +626,20 @@ def _each_distinct(phrase: Phrase, wording: Wording, values: np.ndarray, context
     keys = np.column_stack([values.astype("float64"), *context]).view(np.int64)
     first, inverse = _distinct_rows(keys)
     table = keys.view("float64")[first]
-    return np.array([write(*row) for row in table.tolist()], dtype=object)[inverse]
+    known = ~np.isnan(table[:, 0])  # an unknown value: the phrase's sentence for it, the same for every context
+    texts = np.full(len(table), _unknown(phrase, wording) if not known.all() else "", dtype=object)
+    texts[known] = list(itertools.starmap(functools.partial(phrase.write, wording), table[known].tolist()))
+    return texts[inverse]
 
 
 def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The first row of each distinct row of the int64 matrix ``keys`` and each row's group (an index into
     those first rows): hashed a column at a time, the pairs of codes numbered again after each column (no sort
     of whole rows, which ``np.unique(axis=0)`` does on a structured view: 5-40x slower at 300k rows)."""
-    codes = np.zeros(len(keys), dtype=np.intp)
+    codes = None
     for column in keys.T:
-        mine, found = pd.factorize(column)
-        codes = pd.factorize(codes * len(found) + mine)[0]  # below len(keys) ** 2: no overflow
+        mine, found = pd.factorize(column)  # numbered in order of appearance, as the pairs below
+        codes = mine if codes is None else pd.factorize(codes * len(found) + mine)[0]  # below len(keys) ** 2
     # numbered in order of appearance: a row is its group's first where its code exceeds every earlier code
     first = np.flatnonzero(np.r_[True, codes[1:] > np.maximum.accumulate(codes)[:-1]])
     return first, codes
