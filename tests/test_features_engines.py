@@ -196,3 +196,7 @@ def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tm
     assert got.attrs == want.attrs
     pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
                                   check_exact=True)
+    build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"], as_of=as_of,
+                              out=tmp_path / "one.parquet", config=cfg, partitions=1)
+    assert asked == [2 if case == "iso" else 3]  # one partition asked for: all at once, in memory
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one.parquet"), want, check_exact=True)

@@ -111,8 +111,8 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 "Dask cluster; needs the 'dask' extra).")]
 FeaturesPartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
-    help="Split the input into this many customer partitions, built one at a time (default: all at once in "
-                "memory, or for input files of more than ~256 MB or ~5.5M rows as many partitions as 'score' "
+    help="Split the input into this many customer partitions, built one at a time (1: all at once in memory; "
+                "default: all at once, or for input files of more than ~256 MB or ~5.5M rows as many partitions as 'score' "
                 "splits them into; with --engine dask one per ~128 MB, at least one per worker thread).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
@@ -305,7 +305,7 @@ def features(
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
                             as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events,
                             partitions=partitions)
-    steps = functools.partial(_steps, bar=partitions is not None and not dask)
+    steps = functools.partial(_steps, bar=partitions is not None and partitions > 1 and not dask)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
         return _into_db(run, out, if_exists=if_exists, steps=steps)

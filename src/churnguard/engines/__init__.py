@@ -146,8 +146,8 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     transaction), written to ``out`` atomically. Only the columns the features read are read and checked
     (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so both commands set aside the same rows.
 
-    The local engine builds them in memory, or with ``partitions`` one customer partition at a time
-    (``churnguard.engines.local.features_files``); the features are the same. Without ``partitions``, input
+    The local engine builds them in memory (``partitions`` 1), or with more ``partitions`` one customer
+    partition at a time (``churnguard.engines.local.features_files``); the features are the same. Without ``partitions``, input
     files too large for one partition (``churnguard.engines.local.input_partitions``: more than ~256 MB or
     ~5.5M rows) are built in as many partitions as ``score`` would split them into.
     """
@@ -161,8 +161,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         from churnguard.engines.local import input_partitions
 
         partitions = input_partitions(paths)
-        partitions = partitions if partitions > 1 else None
-    if engine == "local" and partitions is not None:
+    if engine == "local" and partitions is not None and partitions > 1:
         from churnguard.engines.local import features_files
 
         on_step("Building features by customer partition")
