@@ -114,6 +114,7 @@ def replaced_together(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
     with work_dir(finals[0].parent) as work:
         staged = tuple(work / f"{i}.{p.name}" for i, p in enumerate(finals))
         yield staged
+        raise_if_stopped()
         with _signals_held():
             for s, p in zip(staged, finals, strict=True):
                 if s.exists():
@@ -132,6 +133,23 @@ def _move(src: Path, dst: Path) -> None:
             raise
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
+
+
+_STOPPED: list[int] = []  # the signal that asked this process to stop (see ``stop_on_signal``)
+
+
+def stop_on_signal(signum: int, _frame: object) -> None:
+    """A SIGTERM handler: end the command as an error would (``SystemExit(128 + signum)``), and remember it, so
+    that :func:`raise_if_stopped` ends it at the next output or record even where a library swallowed the exit
+    (code that turns any exception into a warning, e.g. a check that runs the model)."""
+    _STOPPED.append(signum)
+    raise SystemExit(128 + signum)
+
+
+def raise_if_stopped() -> None:
+    """``SystemExit(128 + signum)`` when a stop was asked (:func:`stop_on_signal`) and the exit was lost."""
+    if _STOPPED:
+        raise SystemExit(128 + _STOPPED[0])
 
 
 @contextmanager

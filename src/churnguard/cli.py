@@ -1041,14 +1041,12 @@ def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], fi
         _say(line, warn=warn)
 
 
-def _stop(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Console-script entry point. SIGTERM ends a command as an error would (exit 143): what it was writing is
     removed, the previous outputs stay and an MLflow run in progress is marked FAILED."""
-    signal.signal(signal.SIGTERM, _stop)
+    from churnguard._io import stop_on_signal
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
     sys.exit(app())
 
 

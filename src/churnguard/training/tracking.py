@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnguard import __version__
-from churnguard._io import process_alive
+from churnguard._io import process_alive, raise_if_stopped
 from churnguard.training.evaluation import (
     evaluation_title,
     model_card,
@@ -112,6 +112,7 @@ def log_training_run(result: TrainResult, config: Config, config_text: str | Non
         result.artifacts.extend(_log_artifacts(result, config, config_text, backtest, promotion))
         logged = _log_pyfunc(result.model, _pyfunc_input(result.model, backtest.test.head(5)), model_file)
         result.run_id, result.tracking_uri = run.info.run_id, uri
+        raise_if_stopped()  # logging the model runs it on the example, in code that turns errors into warnings
         version = mlflow.register_model(logged.model_uri, tc.registered_model)
         client.update_model_version(tc.registered_model, version.version, version_description(result))
         result.registered_version = str(version.version)
@@ -177,6 +178,7 @@ def _recorded_run(experiment_id: str, name: str) -> Iterator[Any]:
                            tags={"churnguard_host": socket.gethostname(), "churnguard_pid": str(os.getpid())})
     try:
         yield run
+        raise_if_stopped()  # a SIGTERM whose exit a library swallowed: not FINISHED
     except BaseException:
         try:
             mlflow.end_run("FAILED")
