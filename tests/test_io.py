@@ -212,3 +212,23 @@ def test_read_parquet_categoricals_over_row_groups_read_as_pandas_does(tmp_path,
     assert got.array.codes.dtype == np.int16  # 130 values: pandas' smallest type for them
     pd.testing.assert_frame_equal(read_parquet(path, None, ("wide",), ("wide",)).iloc[:0].astype("str"),
                                   pd.read_parquet(path).iloc[:0])
+
+
+def test_a_stop_whose_exit_a_library_swallowed_still_ends_the_command_before_its_outputs(tmp_path, monkeypatch):
+    import signal
+
+    from churnguard import _io
+
+    monkeypatch.setattr(_io, "_STOPPED", [])
+    target = tmp_path / "out.csv"
+    target.write_text("previous")
+    _io.raise_if_stopped()  # no stop asked: nothing happens
+    with pytest.raises(SystemExit) as first:
+        _io.stop_on_signal(signal.SIGTERM, None)
+    assert first.value.code == 128 + signal.SIGTERM
+    # that exit was swallowed (code that turns any error into a warning) and the command went on to its output
+    with pytest.raises(SystemExit) as again, _io.replaced_together(target) as (staged,):
+        staged.write_text("new")
+    assert again.value.code == 128 + signal.SIGTERM
+    assert target.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no work directory left behind
