@@ -5,7 +5,8 @@
 # For maintainers:
 #   make lock         re-resolve constraints.txt from pyproject.toml with the releases of today; commit the change
 #   make test-floors  install the lowest versions pyproject.toml allows (released before the lock) into
-#                     .venv-floors and run the fast tests, the server's and the MLflow model's
+#                     .venv-floors and run the fast tests and the slow ones marked `floors` (the server's, the
+#                     MLflow model's, the Dask engine's)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,6 @@ DEMO_CUSTOMERS ?= 5000
 UV_VERSION ?= 0.13.9
 UV := .venv-uv/bin/uv
 FLOORS := .venv-floors
-FLOORS_TESTS ?= tests/test_serving.py tests/test_serving_protocol.py tests/test_mlflow_model.py tests/test_distributed.py
 # the lock's cut-off date, from the command recorded in its header
 LOCK_DATE = $(shell sed -n 's/.*--exclude-newer \([^ ]*\).*/\1/p' constraints.txt)
 
@@ -58,8 +58,7 @@ test-floors: | $(UV)
 	$(UV) venv --quiet --python $(PYTHON) $(FLOORS)
 	$(UV) pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct \
 		--exclude-newer "$(LOCK_DATE)" -e ".[$(EXTRAS)]"
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow"
-	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m slow $(FLOORS_TESTS)  # their fast tests ran above
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not slow or floors"  # one session: the shared models are trained once
 
 clean:
 	rm -rf $(VENV) .venv-uv $(FLOORS) $(DEMO_DIR) mlflow.db mlartifacts

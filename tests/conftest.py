@@ -15,8 +15,8 @@ import pytest
 from churnguard.config import load_config
 from churnguard.dataset import validate_tables
 
-# The modules that use the churn curve's model (``trained_curve``, a session fixture trained once per test process):
-# with ``-n auto --dist loadfile`` (make test) they run in one process, so that model is trained once per suite.
+# The modules that use the churn curve's model (``trained_curve``, a session fixture trained once per session): with
+# ``-n auto --dist loadfile`` (make test) they run in one process, so no other process waits for that model.
 CURVE_MODULES = frozenset({"test_curve.py", "test_pages.py", "test_parity.py"})
 
 
@@ -91,24 +91,66 @@ def tiny_tables(config):
     return validate_tables(raw["transactions"], raw["tickets"], raw["customers"], config=config.data)
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A model trained once on small demo data, with its MLflow store, for the tests that need one."""
+def _once_per_session(tmp_path_factory, name: str, build):
+    """``build(folder)``, run once per test session however many processes ask (``make test`` runs the suite in
+    one process per core): the first to ask builds into its own folder under the session's temp root, holding a
+    lock, and leaves the result there pickled; the others wait on the lock and read it. A failed build leaves
+    nothing behind, so the next process to ask builds again. Only the tests of one process write into what was
+    built (see tests/test_train.py), so sharing it changes nothing they see."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # one process: nobody to share with
+        return build(tmp_path_factory.mktemp(name))
+    import fcntl
+    import pickle
+
+    root = tmp_path_factory.getbasetemp().parent  # the session's: each process's basetemp is a folder in it
+    done = root / f"{name}.pickle"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        folder = root / f"{name}-{worker}"
+        folder.mkdir()
+        value = build(folder)
+        part = root / f"{name}.pickle.part"
+        part.write_bytes(pickle.dumps(value))
+        part.replace(done)
+        return value
+
+
+def _demo_tables():
+    """The session's demo data (1500 customers) and its validated tables (cheap; the same in every process)."""
     from churnguard.demo import generate_demo_data
+
+    demo = generate_demo_data(1500, seed=3)
+    return demo, validate_tables(demo.transactions, demo.tickets, demo.customers, config=load_config().data)
+
+
+def _train_into(folder, tables, cfg, model_name: str) -> dict:
+    """A training run of ``tables`` with ``cfg`` recorded in a new MLflow store in ``folder``."""
     from churnguard.training.run import run_training
 
-    tmp = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)
-        demo = generate_demo_data(1500, seed=3)
-        cfg = load_config()
-        tables = validate_tables(demo.transactions, demo.tickets, demo.customers, config=cfg.data)
-        uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        # 12 snapshots (a year of training snapshots) keep the suite quick; the default is 24.
-        cfg = cfg.with_overrides(tracking={"tracking_uri": uri}, snapshots={"max_snapshots": 12})
-        result = run_training(tables, cfg, model_out=tmp / "models" / "m.zip")
-        yield {"tmp": tmp, "cfg": cfg, "tables": tables, "result": result, "uri": uri, "demo": demo}
+        mp.chdir(folder)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        cfg = cfg.with_overrides(tracking={"tracking_uri": uri})
+        result = run_training(tables, cfg, model_out=folder / "models" / model_name)
+    return {"tmp": folder, "cfg": cfg, "result": result, "uri": uri}
+
+
+# 12 snapshots (a year of training snapshots) keep the suite quick; the default is 24.
+_SNAPSHOTS = {"max_snapshots": 12}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A model trained once on small demo data, with its MLflow store, for the tests that need one (trained
+    once per session, shared by the test processes)."""
+    demo, tables = _demo_tables()
+    cfg = load_config().with_overrides(snapshots=_SNAPSHOTS)
+    built = _once_per_session(tmp_path_factory, "trained", lambda folder: _train_into(folder, tables, cfg, "m.zip"))
+    return {**built, "tables": tables, "demo": demo}
 
 
 @pytest.fixture(scope="session")
@@ -120,20 +162,13 @@ def model(trained):
 
 
 @pytest.fixture(scope="session")
-def trained_curve(trained):
-    """A model with a churn curve over 30, 60, 90 and 180 days (``labels.horizons``), trained once on the
-    session's demo data with the session's config, recorded in its own MLflow store."""
-    from churnguard.training.run import run_training
-
-    tmp = trained["tmp"] / "curve"
-    tmp.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)
-        uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        cfg = trained["cfg"].with_overrides(tracking={"tracking_uri": uri}, labels={"horizons": [30, 60, 90, 180]})
-        result = run_training(trained["tables"], cfg, model_out=tmp / "models" / "curve.zip")
-        yield {"tmp": tmp, "cfg": cfg, "result": result, "uri": uri}
+def trained_curve(tmp_path_factory):
+    """A model with a churn curve over 30, 60, 90 and 180 days (``labels.horizons``), trained once per session
+    on the session's demo data with the session's config, recorded in its own MLflow store."""
+    _, tables = _demo_tables()
+    cfg = load_config().with_overrides(snapshots=_SNAPSHOTS, labels={"horizons": [30, 60, 90, 180]})
+    return _once_per_session(tmp_path_factory, "trained_curve",
+                             lambda folder: _train_into(folder, tables, cfg, "curve.zip"))
 
 
 @pytest.fixture(scope="session")

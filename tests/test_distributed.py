@@ -26,7 +26,7 @@ from churnguard.features import build_features
 from churnguard.model import ChurnModel
 from churnguard.scoring import score_tables
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.floors]  # make test-floors runs these too
 distributed = pytest.importorskip("distributed")
 
 from churnguard.engines.dask import (  # after the importorskip: it needs the optional dask extra

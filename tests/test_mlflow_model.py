@@ -23,7 +23,7 @@ from churnguard.model import ChurnModel
 from churnguard.scoring import model_population
 from churnguard.training.tracking import _pyfunc_input
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.floors]  # make test-floors runs these too
 
 MODEL_URI = "models:/churnguard@champion"
 

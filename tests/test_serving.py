@@ -19,7 +19,7 @@ from churnguard.scoring import SCORES_COLUMNS, score_frames, score_tables
 from churnguard.serving import create_app
 from tests.live_server import serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.floors]  # make test-floors runs these too
 
 
 @pytest.fixture

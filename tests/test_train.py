@@ -232,27 +232,23 @@ def test_longer_silence_never_lowers_risk(env):
         assert (model.predict_proba(later) >= base - 1e-12).all()
 
 
-def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env):
+def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env, tmp_path):
     from mlflow.tracking import MlflowClient
 
     result = env["result"]
     day = result.summary["backtest_as_of"]
-    evaluation = run_evaluation(result.model_path, env["tables"], day, tracking=env["cfg"].tracking)
+    cfg = _own_store(env, tmp_path)  # the session's store is shared by the test processes: only read there
+    evaluation = run_evaluation(result.model_path, env["tables"], day, tracking=cfg.tracking)
     assert evaluation.kind == "backtest"
     assert "before the model's training day" in evaluation.note
     assert evaluation.scorecards == result.scorecards  # exactly: the same procedure on the same data
-    runs = MlflowClient(env["uri"]).search_runs([_experiment_id(env)],
-                                                f"tags.evaluation = 'backtest' and params.as_of = '{day}'")
+    client = MlflowClient(cfg.tracking.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+                              f"tags.evaluation = 'backtest' and params.as_of = '{day}'")
     assert runs
     assert runs[0].data.metrics["eval_roc_auc"] == result.scorecards["model"]["roc_auc"]
     with pytest.raises(ValueError, match="outcome window ends after the last day"):
         run_evaluation(result.model_path, env["tables"], "2025-12-01")
-
-
-def _experiment_id(env) -> str:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(env["uri"]).get_experiment_by_name(env["cfg"].tracking.experiment).experiment_id
 
 
 def test_train_cli_on_files(env, tmp_path):
@@ -300,7 +296,7 @@ def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, mon
     assert (tmp_path / "mlartifacts").is_dir()
 
 
-def test_row_cap_samples_every_snapshot_but_the_tuning_day_and_says_so(env):
+def test_row_cap_samples_every_snapshot_but_the_tuning_day_and_says_so(env, tmp_path):
     from mlflow.tracking import MlflowClient
 
     full = env["result"].summary
@@ -308,8 +304,8 @@ def test_row_cap_samples_every_snapshot_but_the_tuning_day_and_says_so(env):
     assert full["train_rows"] == full["train_rows_available"] + full["backtest_rows"]  # + the newest, whole
     assert full["max_train_rows"] == 2_000_000  # the default, far above this data
     cap = full["train_rows_available"] // 4
-    cfg = env["cfg"].with_overrides(snapshots={"max_train_rows": cap})
-    result = run_training(env["tables"], cfg, model_out=env["tmp"] / "capped.zip")
+    cfg = _own_store(env, tmp_path).with_overrides(snapshots={"max_train_rows": cap})
+    result = run_training(env["tables"], cfg, model_out=tmp_path / "capped.zip")
     s = result.summary
     assert s["train_sampled"]
     assert (s["train_rows"], s["train_rows_available"]) == (cap + full["backtest_rows"], full["train_rows_available"])
@@ -322,7 +318,7 @@ def test_row_cap_samples_every_snapshot_but_the_tuning_day_and_says_so(env):
         assert info["population"] == full["rows_by_snapshot"][day]["rows"]
         assert abs(info["rows"] - info["population"] * cap / full["train_rows_available"]) < 1
     assert s["rows_by_snapshot"][s["tune_snapshot"]]["rows"] == full["backtest_rows"]
-    params = MlflowClient(env["uri"]).get_run(result.run_id).data.params
+    params = MlflowClient(cfg.tracking.tracking_uri).get_run(result.run_id).data.params
     assert params["max_train_rows"] == str(cap)
     assert params["train_rows"] == str(s["train_rows"])
     assert params["train_rows_available"] == str(full["train_rows_available"])
