@@ -100,7 +100,7 @@ def test_score_stopped_with_sigterm_leaves_nothing_and_keeps_the_previous_scores
     assert (out / "scores.csv").read_bytes() == PREVIOUS
 
 
-def test_what_a_killed_score_left_is_removed_by_the_next_run(scoring, tmp_path):
+def test_what_a_killed_score_left_is_removed_by_the_next_run(scoring, training, tmp_path):
     out = tmp_path / "out"
     proc = _start(*_score_args(scoring, out / "scores.csv"), cwd=tmp_path)
     _when(proc, _spilled(out))
@@ -109,22 +109,25 @@ def test_what_a_killed_score_left_is_removed_by_the_next_run(scoring, tmp_path):
     assert len(left) == 1
     assert f"-{proc.pid}-" in left[0]
     assert not (out / "scores.csv").exists()
-    done = _start(*_score_args(scoring, out / "scores.csv"), cwd=tmp_path)
+    # The next run there (of the training tests' 600 customers: only where it writes matters) removes it.
+    done = _start(*_score_args({**scoring, **training}, out / "scores.csv"), cwd=tmp_path)
     assert _finish(done) == 0
     assert _listing(out) == ["scores.csv", "scores.drift.csv"]  # ...until the next run there
-    assert len(pd.read_csv(out / "scores.csv")) == CUSTOMERS
+    assert len(pd.read_csv(out / "scores.csv")) == 600
 
 
-def test_a_clean_rerun_replaces_the_rejects_of_the_previous_run(scoring, tmp_path):
+def test_a_clean_rerun_replaces_the_rejects_of_the_previous_run(trained, training, tmp_path):
+    # Nothing is stopped here: the small files of the training tests (600 customers) do, scored in 4 partitions.
+    small = {"model": trained["result"].model_path, **training}
     bad = tmp_path / "transactions.csv"
-    lines = scoring["transactions"].read_text().splitlines()
+    lines = small["transactions"].read_text().splitlines()
     head = lines[0].split(",")
     row = lines[1].split(",")
     row[head.index("amount")] = "lots"
     bad.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
     out = tmp_path / "out" / "scores.csv"
-    args = _score_args(scoring, out)
-    bad_args = [str(bad) if a == str(scoring["transactions"]) else a for a in args]
+    args = _score_args(small, out)
+    bad_args = [str(bad) if a == str(small["transactions"]) else a for a in args]
 
     first = CliRunner().invoke(app, [*bad_args, "--reject-bad-rows"])
     assert first.exit_code == 0, first.output
@@ -142,7 +145,7 @@ def test_a_clean_rerun_replaces_the_rejects_of_the_previous_run(scoring, tmp_pat
     clean = CliRunner().invoke(app, args)
     assert clean.exit_code == 0, clean.output
     assert _listing(out.parent) == ["scores.csv", "scores.drift.csv"]
-    assert len(pd.read_csv(out)) == CUSTOMERS
+    assert len(pd.read_csv(out)) == len(pd.read_csv(small["customers"])) == 600
 
 
 # -- train -------------------------------------------------------------------------------------------------
