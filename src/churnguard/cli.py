@@ -437,7 +437,7 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
     for name in cards:
         table.add_column(name, justify="right")
     for metric in next(iter(cards.values())):
-        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
+        table.add_row(metric, *(f"{c[metric]:,.0f}" if metric == "n" else f"{c[metric]:.4f}" for c in cards.values()))
     _console().print(table)
 
 
