@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from churnguard.cli import app
 from churnguard.demo import write_demo_data
+from churnguard.model import ChurnModel
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -127,6 +128,8 @@ def test_report_with_drift_section(runs):
     html = (tmp / "rep" / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert "Data drift against the model" in html
+    day = ChurnModel.load(runs["model"]).require_info().training_window["as_of"]
+    assert f"on its training day, {day}" in html  # the reference is named by its day
     kpis = pd.read_csv(tmp / "rep" / "kpis.csv")
     assert kpis["period"].iloc[0].endswith("Q1")
 

@@ -164,27 +164,18 @@ def _use_dask(engine: str, scheduler: str | None, workers: int | None, *inputs) 
     return dask
 
 
-def _resolved(data, **given) -> dict:
-    """The ``given`` inputs with the config's database filled in (``churnguard.sources.resolve_inputs``): the
-    tables that ``data.tables`` names for inputs left out, and bare names as tables of ``data.database`` (default
-    ``$CHURNGUARD_DATABASE_URL``)."""
+def _inputs(data, *given, required: bool = True) -> tuple:
+    """The inputs ``given`` (transactions, then tickets, customers and events, as many as given) with the config's
+    database filled in (``churnguard.sources.resolve_inputs``): the tables that ``data.tables`` names for inputs
+    left out, and bare names as tables of ``data.database`` (default ``$CHURNGUARD_DATABASE_URL``); stops when
+    ``required`` and there is still no transactions input."""
     from churnguard.sources import DATABASE_ENV, resolve_inputs
 
-    return _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
-
-
-def _inputs(data, transactions, tickets, customers, *, required: bool = True) -> tuple:
-    """The transactions, tickets and customers inputs :func:`_resolved`; stops when ``required`` and there is
-    still no transactions input."""
-    found = _resolved(data, transactions=transactions, tickets=tickets, customers=customers)
+    given = dict(zip(list(_TABLES)[:len(given)], given, strict=True))
+    found = _run(resolve_inputs, given, data.database or os.environ.get(DATABASE_ENV), dict(data.tables))
     if required and found["transactions"] is None:
         _fail("give --transactions (a file, a database URL or a table name), or set data.tables.transactions")
-    return found["transactions"], found["tickets"], found["customers"]
-
-
-def _events(data, events):
-    """The events input :func:`_resolved`."""
-    return _resolved(data, events=events)["events"]
+    return tuple(found.values())
 
 
 def _runner(dask: bool):
@@ -299,8 +290,7 @@ def features(
     from churnguard.sources import is_url
 
     cfg = _run(load_config, config)
-    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
-    events = _events(cfg.data, events)
+    transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
                             as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events,
@@ -355,8 +345,8 @@ def train(
     from churnguard.engines import train_from_files
 
     cfg = _run(load_config, config)
-    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers, required=False)
-    events = _events(cfg.data, events)
+    transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events,
+                                                       required=False)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
@@ -447,7 +437,7 @@ def _print_scorecards(title: str, cards: dict[str, dict[str, float]]) -> None:
     for name in cards:
         table.add_column(name, justify="right")
     for metric in next(iter(cards.values())):
-        table.add_row(metric, *(f"{c[metric]:.4f}" for c in cards.values()))
+        table.add_row(metric, *(f"{c[metric]:,.0f}" if metric == "n" else f"{c[metric]:.4f}" for c in cards.values()))
     _console().print(table)
 
 
@@ -474,9 +464,8 @@ def evaluate(
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
-    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     loaded = _run(ChurnModel.load, model)
-    events = _events(cfg.data, events)
     tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data,
                   events=events)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
@@ -587,8 +576,7 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
     data_config = None if config is None else _run(_data_config, config)
     loaded = _run(ChurnModel.load, model)
     data = data_config or loaded.require_info().config.data
-    transactions, tickets, customers = _inputs(data, *tables[:3])
-    events = _events(data, tables[3])
+    transactions, tickets, customers, events = _inputs(data, *tables)
     given = {"tickets": tickets is not None, "customers": customers is not None, "events": events is not None}
     _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)  # a table the model learned from
     measured = None
@@ -915,11 +903,10 @@ def report(
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
     cfg = _run(load_config, config)
-    transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     console = _console()
     with console.status("Reading and validating input"):
-        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data,
-                      events=_events(cfg.data, events))
+        tables = _run(load_tables, transactions, tickets, customers, config=cfg.data, events=events)
     drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
     with console.status("Computing the report"):
         rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift,
@@ -979,7 +966,7 @@ def campaign_readout(
     from churnguard.reporting.monitoring import plot_readout
 
     cfg = _run(load_config, config)
-    transactions = _inputs(cfg.data, transactions, None, None)[0]
+    (transactions,) = _inputs(cfg.data, transactions)
     scored, out = _past_scores(scores, out)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, scored, tables.transactions, horizon_days=horizon_days, confidence=confidence)

@@ -450,18 +450,16 @@ def _charts(report: RetentionReport) -> list[tuple[str, str]]:
 
 def _rate_chart(report: RetentionReport, canvas: _Canvas):
     k, x = report.kpis, canvas.x
-    fig, ax = canvas.axes("Retention and churn rate", "retention rate (%)")
-    ax.plot(x, k["retention_rate"], marker="o", color="tab:blue", label="retention rate (CRR, left axis)")
-    churn_ax = ax.twinx()  # churn moves by a few points: on the retention scale it would look flat
-    churn_ax.plot(x, k["churn_rate"], marker="o", color="tab:red", label="churn rate (right axis)")
-    churn_ax.set_ylabel("churn rate (%)")
     short = np.flatnonzero(~k["complete_history"].to_numpy())
-    if short.size < len(k):  # the scales follow the comparable periods, not the warm-up ones
-        for axis, column in ((ax, "retention_rate"), (churn_ax, "churn_rate")):
-            values = k.loc[k["complete_history"], column].dropna()
-            if not values.empty:
-                pad = max((values.max() - values.min()) * 0.15, 0.5)
-                axis.set_ylim(values.min() - pad, values.max() + pad)
+    # the warm-up periods' rates (nobody can be lost yet) are not drawn when comparable periods exist
+    shown = k[["retention_rate", "churn_rate"]]
+    if short.size < len(k):
+        shown = shown.where(k["complete_history"], axis=0)
+    fig, ax = canvas.axes("Retention and churn rate", "retention rate (%)")
+    ax.plot(x, shown["retention_rate"], marker="o", color="tab:blue", label="retention rate (CRR, left axis)")
+    churn_ax = ax.twinx()  # churn moves by a few points: on the retention scale it would look flat
+    churn_ax.plot(x, shown["churn_rate"], marker="o", color="tab:red", label="churn rate (right axis)")
+    churn_ax.set_ylabel("churn rate (%)")
     if short.size:
         ax.axvspan(-0.5, short.max() + 0.5, color="grey", alpha=0.15, label="incomplete history")
     canvas.mark_partial(ax)

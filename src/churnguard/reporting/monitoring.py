@@ -274,10 +274,12 @@ class DriftCheck:
     Attributes:
         table: :func:`drift_table`'s rows; None when the model file holds no training reference.
         threshold: the PSI from which a feature counts as shifted.
+        reference_day: the model's training day (ISO date), whose customers the reference describes.
     """
 
     table: pd.DataFrame | None
     threshold: float = 0.2
+    reference_day: str | None = None
 
     @property
     def shifted(self) -> pd.DataFrame:
@@ -309,8 +311,11 @@ class DriftCheck:
             f"<td>{html.escape(str(r.level))}</td></tr>"
             for r in self.table.itertuples()
         )
-        return ("<p>Population stability index of each feature and of the score, today vs the model's newest "
-                "training snapshot (0.1-0.2 moderate, above 0.2 a shift worth a retrain).</p>"
+        reference = f"its training day, {self.reference_day}" if self.reference_day else "its training day"
+        return ("<p>Population stability index of each feature and of the score: today's customers against the "
+                f"model's on {html.escape(reference)} (those with a purchase in the lookback window), under 0.1 "
+                "stable, 0.1-0.2 moderate, from 0.2 a shift worth a retrain. Data that end on the training day "
+                "give 0 everywhere.</p>"
                 f"<table><tr><th>feature</th><th>PSI</th><th>level</th></tr>{rows}</table>")
 
 

@@ -477,7 +477,7 @@ def _topic_codes(names: tuple[str, ...]) -> np.ndarray:
     return codes
 
 
-_BLOCK_ROWS = 65_536  # rows compared at once in uninformative (common values) and pick_reasons (topics)
+_BLOCK_ROWS = 65_536  # rows compared at once in uninformative (common values)
 _FEW_ROWS = 64  # up to this many rows, one stable sort per row costs less than ``n`` passes of ``argmax``
 
 
@@ -487,24 +487,25 @@ def _along(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _later(width: int) -> np.ndarray:
-    """``[j, k]``: candidate ``j`` comes before candidate ``k`` (read-only)."""
-    later = np.triu(np.ones((width, width), dtype=bool), 1)
-    later.setflags(write=False)
-    return later
+def _earlier(width: int) -> np.ndarray:
+    """``[k, j]``: candidate ``j`` comes before candidate ``k`` (read-only)."""
+    earlier = np.tril(np.ones((width, width), dtype=bool), -1)
+    earlier.setflags(write=False)
+    return earlier
 
 
 def top_features(contrib: np.ndarray, n: int = N_REASONS, *, overwrite: bool = False) -> np.ndarray:
     """Per row, the columns of the ``n`` largest positive contributions, largest first (ties to the lower
-    column), -1 where fewer than ``n`` contributions are positive: the first ``n`` of a stable descending sort,
-    found with ``n`` passes of ``argmax`` instead of sorting (up to ``_FEW_ROWS`` rows without NaN: sorted).
-    ``overwrite``: ``contrib`` (float64, C order) is the caller's scratch copy, and its chosen values may be
-    knocked out in place instead of in a copy."""
-    # the chosen values are knocked out below: in a copy unless the caller gives its own
+    column, a NaN taken before any number and never positive), -1 where fewer than ``n`` contributions are
+    positive: the first ``n`` of a stable descending sort, found with ``n`` passes of ``argmax`` instead of
+    sorting (up to ``_FEW_ROWS`` rows without NaN: sorted). ``overwrite``: ``contrib`` (float64, C order) is
+    the caller's scratch copy, and the chosen values are knocked out of it (-inf), so that a next call on it
+    gives the next ``n``."""
     rest = np.array(contrib, dtype="float64", order="C", copy=None if overwrite else True)
     if len(rest) <= _FEW_ROWS and not np.isnan(rest).any():
         order = np.argsort(-rest, axis=1, kind="stable")[:, :n]
         out = np.where(_along(rest, order) > 0, order, -1)
+        rest[np.arange(len(rest))[:, None], order] = -np.inf
         if out.shape[1] == n:
             return out
         return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1)
@@ -518,49 +519,39 @@ def top_features(contrib: np.ndarray, n: int = N_REASONS, *, overwrite: bool = F
 
 
 def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: int = N_REASONS) -> np.ndarray:
-    """Per row, the columns of up to ``n`` reasons: the largest positive contributions among the features not
-    ``hidden`` (:func:`uninformative`), largest first, at most one per topic; -1 where there are fewer."""
-    shown = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))  # a new array, this call's own
-    if len(shown) > _FEW_ROWS:
-        return _picked(shown, _topic_codes(tuple(names)), n, min(CANDIDATES, len(names)))
-    candidates = top_features(shown, min(CANDIDATES, len(names)), overwrite=True)
-    del shown
-    codes, width = _topic_codes(tuple(names)), candidates.shape[1]
-    later = _later(width)
-    for start in range(0, len(candidates), _BLOCK_ROWS):  # rows x width x width booleans at a time
-        block = candidates[start : start + _BLOCK_ROWS]
-        topic = codes[block]
-        block[((topic[:, :, None] == topic[:, None, :]) & later).any(axis=1) & (block >= 0)] = -1
-    order = np.argsort(candidates < 0, axis=1, kind="stable")[:, :n]  # the kept ones first, in their order
-    out = _along(candidates, order)
-    return np.pad(out, ((0, 0), (0, n - out.shape[1])), constant_values=-1) if out.shape[1] < n else out
+    """Per row, the columns of up to ``n`` reasons: among the ``CANDIDATES`` largest contributions of the
+    features not ``hidden`` (:func:`uninformative`, :func:`top_features`), the positive ones, at most one per
+    topic (the largest), the first ``n`` of them, largest first; -1 where there are fewer.
 
-
-def _picked(rest: np.ndarray, codes: np.ndarray, n: int, depth: int) -> np.ndarray:
-    """:func:`pick_reasons` of many rows, each row taken only as deep as it needs: the ``depth`` passes of
-    :func:`top_features` (``argmax``, then the value knocked out of ``rest``, the caller's copy), a candidate
-    kept when positive and of a topic not kept yet; a row leaves the passes once it has ``n`` reasons or its
-    largest remaining value is not positive (NaN is passed over, as in :func:`top_features`), and the rows
-    left are packed together, so the later passes, which few rows reach, cost little."""
-    out = np.full((len(rest), n), -1, dtype=np.intp)
+    A few rows take all their candidates at once (one sort). Many rows are taken only as deep as they need:
+    the first ``n`` candidates of every row, then one more at a time for the rows still short of ``n`` reasons
+    (a topic repeated among their candidates), so the later passes, which few rows reach, cost little."""
+    rest = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))  # this call's own, knocked out in place
+    codes, depth = _topic_codes(tuple(names)), min(CANDIDATES, len(names))
+    candidates = top_features(rest, depth if len(rest) <= _FEW_ROWS else min(n, depth), overwrite=True)
+    out = _one_per_topic(candidates, codes, n)
     rows = np.arange(len(rest))  # the row of ``out`` of each row of ``rest``
-    topics = np.full((len(rest), n), -2, dtype=np.intp)  # the topics kept so far (-2: none)
-    found = np.zeros(len(rest), dtype=np.intp)
-    for _ in range(depth):
-        if not len(rest):
+    while candidates.shape[1] < depth:
+        short = (out[rows, -1] < 0).nonzero()[0]
+        if not len(short):
             break
-        at = np.arange(len(rest))
-        idx = rest.argmax(axis=1)
-        value = rest[at, idx]
-        rest[at, idx] = -np.inf
-        topic = codes[idx]
-        new = (value > 0) & ~(topics == topic[:, None]).any(axis=1)
-        out[rows[new], found[new]] = idx[new]
-        topics[at[new], found[new]] = topic[new]
-        found += new
-        going = (found < n) & ((value > 0) | np.isnan(value))
-        if not going.all():
-            rest, rows, topics, found = rest[going], rows[going], topics[going], found[going]
+        rest, rows = rest[short], rows[short]
+        candidates = np.hstack([candidates[short], top_features(rest, 1, overwrite=True)])
+        out[rows] = _one_per_topic(candidates, codes, n)
+    return out
+
+
+def _one_per_topic(candidates: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """The rule of :func:`pick_reasons` on each row's ``candidates`` (columns, largest contribution first, -1:
+    not positive): keep a candidate when no earlier one has its topic (``codes``), then the first ``n`` kept,
+    -1 after them."""
+    topic = codes[candidates]
+    repeat = ((topic[:, :, None] == topic[:, None, :]) & _earlier(candidates.shape[1])).any(axis=2)
+    keep = (candidates >= 0) & ~repeat
+    rank = keep.cumsum(axis=1) - 1
+    out = np.full((len(candidates), n), -1, dtype=np.intp)
+    row, k = (keep & (rank < n)).nonzero()
+    out[row, rank[row, k]] = candidates[row, k]
     return out
 
 

@@ -501,10 +501,11 @@ def drift_check(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: fl
     """:func:`drift_report` with its threshold, to write and describe (its table is None without a reference)."""
     from churnguard.reporting.monitoring import DriftCheck, drift_table
 
-    profiles = model.require_info().drift_profiles
-    if not profiles or sample is None or sample.empty:
-        return DriftCheck(None, threshold)
-    return DriftCheck(drift_table(profiles, sample, threshold=threshold), threshold)
+    info = model.require_info()
+    day = info.training_window.get("as_of")
+    if not info.drift_profiles or sample is None or sample.empty:
+        return DriftCheck(None, threshold, day)
+    return DriftCheck(drift_table(info.drift_profiles, sample, threshold=threshold), threshold, day)
 
 
 def tables_drift(model: ChurnModel, tables: Tables) -> DriftCheck:

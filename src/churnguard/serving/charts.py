@@ -14,7 +14,7 @@ import pandas as pd
 
 __all__ = ["curve_chart", "monthly_purchases", "purchases_chart", "uplift_chart"]
 
-_W, _H, _LEFT, _BOTTOM, _TOP, _RIGHT = 640, 220, 56, 28, 12, 12
+_W, _H, _LEFT, _BOTTOM, _TOP, _RIGHT = 640, 220, 56, 28, 12, 28  # _RIGHT: room for half a month label
 
 
 def _svg(title: str, body: str, height: int = _H) -> str:

@@ -208,8 +208,6 @@ def make_training_set(
     snapshots: SnapshotConfig,
     last_date: str | pd.Timestamp | None = None,
     dates: Iterable[pd.Timestamp] | None = None,
-    enrich: Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame] | None = None,
-    on_snapshot: Callable[[pd.Timestamp], None] | None = None,
     max_rows: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -221,9 +219,6 @@ def make_training_set(
         last_date: the last day whose data may be used (default: the last transaction day). Nothing after
             it is read, for features or labels.
         dates: explicit snapshot days (default: :func:`snapshot_dates`).
-        enrich: called with each snapshot's features of every known customer (before the labelled population
-            is selected) and its day; returns the features with more columns (e.g. BG/NBD ones).
-        on_snapshot: called after each snapshot, e.g. to advance a progress bar.
         max_rows: keep at most this many rows in all: each snapshot a seeded sample of its customers, sized
             by :func:`sample_sizes` (default: every row; ``snapshots.max_train_rows`` is applied by the
             training run to its training snapshots only).
@@ -233,11 +228,6 @@ def make_training_set(
     if dates is None:
         dates = snapshot_dates(tables.transactions["timestamp"].min(), last, labels, snapshots)
     dates = [to_day(d) for d in dates]
-    built = _Snapshots(tables, features, labels, last, enrich)  # customer ids as integers once, for every snapshot
+    built = _Snapshots(tables, features, labels, last)  # customer ids as integers once, for every snapshot
     keep = sample_sizes({d: built.population(d) for d in dates}, max_rows) if max_rows is not None else {}
-    frames = []
-    for as_of in dates:
-        frames.append(built.rows(as_of, keep.get(as_of), seed))
-        if on_snapshot is not None:
-            on_snapshot(as_of)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([built.rows(as_of, keep.get(as_of), seed) for as_of in dates], ignore_index=True)
