@@ -192,18 +192,14 @@ def _say(text: str | None, *, warn: bool = False) -> None:
 
 
 @contextmanager
-def _steps(bar: bool = False):
-    """Show the library's ``on_step`` reports on a spinner (or, with ``bar``, a progress bar) while in the block;
-    yields ``(on_step, on_note)``."""
+def _steps():
+    """Show the library's ``on_step`` reports (a description, and how far when it says ``done`` of ``total``)
+    with the time elapsed while in the block; yields ``(on_step, on_note)``."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     def note(line: str) -> None:
         _console().print(line, highlight=False, soft_wrap=True, markup=False)
 
-    if not bar:
-        with _console().status("") as status:
-            yield (lambda description, *_: status.update(description)), note
-        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console(),
                   transient=True) as progress:
         task = progress.add_task("", total=None)
@@ -295,12 +291,11 @@ def features(
     run = functools.partial(_runner(dask), build_features_from_files, engine, transactions, tickets, customers,
                             as_of=as_of, config=cfg, scheduler=scheduler, workers=workers, events=events,
                             partitions=partitions)
-    steps = functools.partial(_steps, bar=partitions is not None and partitions > 1 and not dask)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
-        return _into_db(run, out, if_exists=if_exists, steps=steps)
+        return _into_db(run, out, if_exists=if_exists)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
-    with replaced_together(*finals) as staged, steps() as (step, note):
+    with replaced_together(*finals) as staged, _steps() as (step, note):
         result = run(out=staged[0], on_step=step, on_note=note)
         said = [(result.summary(), False), (write_rejects(result.rejects, staged[1]), True)]
     _say_files(said, staged, finals)
@@ -350,7 +345,7 @@ def train(
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
-    with _steps(bar=True) as (step, note):
+    with _steps() as (step, note):
         result, bad_rows = _runner(dask)(
             train_from_files, engine, transactions, tickets, customers, config=cfg, model_out=model_out,
             config_text=config.read_text() if config else default_config_text(), as_of=as_of,
@@ -596,7 +591,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
 
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
-        with _steps(bar=True) as (step, note):
+        with _steps() as (step, note):
             result = run(out=staged[0], on_step=step, on_note=note)
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
@@ -672,7 +667,7 @@ def _rejects_table(rejects):
         {c: "str" for c in REJECT_COLUMNS if c != "row"} | {"row": "Int64"})
 
 
-def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> None:
+def _into_db(run, dest, *, if_exists: str, summary=None, extra=None) -> None:
     """Run a job that writes a table file (``run(out=..., on_step=..., on_note=...)``, a result with
     ``rejects`` and ``summary``) and put its rows and rejects in the tables NAME and NAME_rejects of ``dest``, with
     the tables ``extra(result, names, path)`` adds (and its lines to print, each with whether it warns), in one
@@ -690,7 +685,7 @@ def _into_db(run, dest, *, if_exists: str, steps, summary=None, extra=None) -> N
     finals = tuple(str(dest.with_table(n)) for n in names)
     with work_dir(Path(tempfile.gettempdir())) as work:
         staged = (work / "rows.parquet", work / "rejects.csv", work / "drift.csv")
-        with steps() as (step, note):
+        with _steps() as (step, note):
             result = run(out=staged[0], on_step=step, on_note=note)
         frames = {names[0]: pd.read_parquet(staged[0]), names[1]: _rejects_table(result.rejects)}
         more, lines = extra(result, names, staged[2]) if extra else ({}, [])
@@ -710,7 +705,7 @@ def _score_into_db(run, model, dest, *, if_exists: str, psi_threshold: float, su
         check = drift_check(model, result.drift_sample, threshold=psi_threshold)
         return {names[2]: check.table}, [(check.write(path), not check.shifted.empty)]
 
-    _into_db(run, dest, if_exists=if_exists, steps=functools.partial(_steps, bar=True),
+    _into_db(run, dest, if_exists=if_exists,
              summary=summary or (lambda result, table: result.summary(table)), extra=drift)
 
 
