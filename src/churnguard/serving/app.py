@@ -263,8 +263,8 @@ class _Batcher:
     batch starts if it has (its future cancelled); one that queues otherwise is scored within a loop round or
     two, so watching it would cost more than it saves. After a batch, its answers go out before the next batch
     starts; when fewer requests are waiting than the last batch held, the batch waits ``BATCH_WAIT`` once for
-    the clients just answered, whose next requests are usually on their way (a lone client never waits: its
-    last batch held one request). At most ``max_queued`` customers wait: a request beyond that is refused
+    the clients just answered, whose next requests are usually on their way, and is scored as soon as as many
+    requests wait as the last batch held (a lone client never waits: its last batch held one request). At most ``max_queued`` customers wait: a request beyond that is refused
     (``score`` returns None) and the client is asked to retry.
     """
 
@@ -276,6 +276,7 @@ class _Batcher:
         self.threaded = False  # a batch is being scored in the worker thread
         self.expected = 0  # requests in the last batch: their clients are likely to send the next ones
         self.waited = False  # the pending requests have waited BATCH_WAIT for them
+        self.wait: asyncio.TimerHandle | None = None  # the wait under way, cut short when all have come
 
     async def score(self, customers: list[CustomerRecords], as_of: date, receive=None) -> list[dict] | None:
         """The result rows of ``customers``, or None when the queue is full. With the request's ASGI
@@ -290,6 +291,10 @@ class _Batcher:
         if not self.busy:
             self.busy = True
             loop.call_soon(self._flush, loop)  # after the bodies read in this round
+        elif self.wait is not None and len(self.pending) >= self.expected:  # all the clients waited for are in
+            self.wait.cancel()
+            self.wait = None
+            loop.call_soon(self._flush, loop)
         watcher = asyncio.ensure_future(receive()) if receive is not None and self.threaded else None
         if watcher is not None:
             watcher.add_done_callback(lambda w: w.cancelled() or w.exception() is not None
@@ -303,9 +308,9 @@ class _Batcher:
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if 0 < len(self.pending) < self.expected and not self.waited:
             self.waited = True
-            loop.call_later(BATCH_WAIT, self._flush, loop)
+            self.wait = loop.call_later(BATCH_WAIT, self._flush, loop)
             return
-        self.waited = False
+        self.waited, self.wait = False, None
         batch, self.pending, self.queued = [p for p in self.pending if not p[2].done()], [], 0
         if not batch:
             self.busy = False
