@@ -309,3 +309,39 @@ def test_generated_requests_never_get_a_500_or_invalid_json(api_schema, mode):
                 _strict_json(response.text)
 
         check()
+
+
+def test_a_waiting_batch_is_scored_as_soon_as_the_clients_waited_for_are_in(api, monkeypatch):
+    """The last batch held three requests; the next one's first request waits, and when the other two come
+    the batch is scored at once, well before ``BATCH_WAIT`` is over."""
+    batches, real = [], serving._Batcher._run
+
+    def recording(self, customers, as_of):
+        batches.append(sorted(c.customer_id for c in customers))
+        return real(self, customers, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", recording)
+    monkeypatch.setattr(serving, "BATCH_WAIT", 5.0)
+
+    async def post(cid: str) -> int:
+        return (await _call(api, "POST", "/predict", _body("2025-06-30", cid)))[0]
+
+    async def scenario():
+        batcher = api.state.batcher
+        first = await asyncio.gather(*(post(c) for c in ("a", "b", "c")))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        alone = asyncio.create_task(post("d"))
+        for _ in range(2000):  # until d's batch waits for the two other clients of the last batch
+            if batcher.waited or alone.done():
+                break
+            await asyncio.sleep(0.001)
+        waited = batcher.waited
+        rest = await asyncio.gather(alone, post("e"), post("f"))
+        return first, waited, rest, loop.time() - start
+
+    first, waited, rest, took = _run(api, scenario)
+    assert [*first, *rest] == [200] * 6
+    assert waited
+    assert batches == [["a", "b", "c"], ["d", "e", "f"]]
+    assert took < 2.5

@@ -177,3 +177,42 @@ def test_the_protocol_reaches_worker_processes():
     protocol = pickle.loads(pickle.dumps(header_timeout_protocol(3.0)))
     assert protocol.func is HeaderTimeoutProtocol
     assert protocol.keywords == {"header_timeout": 3.0}
+
+
+def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
+    """uvicorn writes a response's head and body separately; the protocol's transport sends them in one write
+    at the end of the loop round, in order, and sends what it holds before closing."""
+    import asyncio
+
+    from churnguard.serving.protocol import _Coalescing
+
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, bytes]] = []
+
+        def write(self, data: bytes) -> None:
+            self.calls.append(("write", data))
+
+        def close(self) -> None:
+            self.calls.append(("close", b""))
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def scenario() -> tuple[list, list, list]:
+        raw = Recording()
+        transport = _Coalescing(raw, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"hello")
+        held = list(raw.calls)
+        await asyncio.sleep(0)  # the end of the round
+        sent = list(raw.calls)
+        transport.write(b"bye")
+        transport.close()
+        assert transport.is_closing() is False  # the rest is the transport's own
+        return held, sent, raw.calls[len(sent):]
+
+    held, sent, closing = asyncio.run(scenario())
+    assert held == []
+    assert sent == [("write", b"HTTP/1.1 200 OK\r\n\r\nhello")]
+    assert closing == [("write", b"bye"), ("close", b"")]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdCodes", "IdOverlap", "Tables",
            "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
            "dictionary_codes", "feature_columns", "header", "id_overlap", "id_text", "last_day",
-           "latest_plausible_day", "load_campaigns", "load_tables", "merge_census", "merge_overlap",
+           "latest_plausible_date", "latest_plausible_day", "load_campaigns", "load_tables", "merge_census", "merge_overlap",
            "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "text_dtype", "validate_tables"]
 
 logger = logging.getLogger(__name__)
@@ -352,7 +352,13 @@ def today(timestamps: pd.Series) -> pd.Timestamp:
 def latest_plausible_day() -> pd.Timestamp:
     """The last day a recorded event can fall on: tomorrow by the machine's clock (UTC), one day of slack for
     time zones. Later dates are typing errors or placeholders, never history."""
-    return pd.Timestamp(datetime.now(UTC).date() + timedelta(days=1))
+    return pd.Timestamp(latest_plausible_date())
+
+
+def latest_plausible_date() -> date:
+    """:func:`latest_plausible_day` as a ``datetime.date`` (the server checks each request's day against it,
+    without building a Timestamp)."""
+    return datetime.now(UTC).date() + timedelta(days=1)
 
 
 def check_unique_columns(names: list[str], source: str, table: str) -> None:

@@ -22,7 +22,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NotRequired
 
@@ -45,7 +45,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from churnguard import __version__
 from churnguard.config import Playbook, load_playbook
-from churnguard.dataset import MAX_MAGNITUDE, latest_plausible_day
+from churnguard.dataset import MAX_MAGNITUDE, latest_plausible_date
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
 from churnguard.model.explain import row_tables
@@ -81,18 +81,20 @@ class _Body(BaseModel):
 # Events are validated into plain dicts (pydantic TypedDicts: the same checks as models, no model object per
 # event). Optional keys left out of the JSON stay out of the dict; the scorer reads them with .get().
 def _utc_naive(value: datetime) -> datetime:
-    out_of_range = ValueError("dates must lie within the years 1678-2261")
     if value.tzinfo is not None:
         try:
             value = value.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01 or 9999-12-31 moved out of datetime's range
-            raise out_of_range from None
-    if not _FIRST_DAY <= value.date() <= _LAST_DAY:
-        raise out_of_range
+            raise ValueError(_OUT_OF_RANGE) from None
+    if not _FIRST_TIME <= value < _AFTER_LAST_DAY:  # its day within _FIRST_DAY.._LAST_DAY (called per timestamp)
+        raise ValueError(_OUT_OF_RANGE)
     return value
 
 
 _FIRST_DAY, _LAST_DAY = date(1678, 1, 1), date(2261, 12, 31)  # the range of the model's timestamps
+_FIRST_TIME, _AFTER_LAST_DAY = (datetime.combine(_FIRST_DAY, time()),
+                                datetime.combine(_LAST_DAY + timedelta(days=1), time()))
+_OUT_OF_RANGE = "dates must lie within the years 1678-2261"
 # Timestamps as the data contract stores them: naive UTC (zone-aware ones are converted).
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_naive)]
 # Money and counts as validation accepts them in files: finite, within +-MAX_MAGNITUDE.
@@ -169,11 +171,12 @@ class PredictRequest(_Body):
 
     @model_validator(mode="after")
     def _one_entry_per_customer(self) -> PredictRequest:
-        if self.as_of is not None and not _FIRST_DAY <= self.as_of < latest_plausible_day().date():
+        if self.as_of is not None and not _FIRST_DAY <= self.as_of < latest_plausible_date():
             raise ValueError(f"as_of {self.as_of} is after today or before 1678; scoring needs a day whose "
                              "history is known")
-        twice = sorted(k for k, n in Counter(c.customer_id for c in self.customers).items() if n > 1)
-        if twice:
+        ids = [c.customer_id for c in self.customers]
+        if len(set(ids)) < len(ids):
+            twice = sorted(k for k, n in Counter(ids).items() if n > 1)
             raise ValueError("each customer_id may appear once per request; sent more than once: "
                              + ", ".join(twice[:5]))
         return self
@@ -677,7 +680,7 @@ def _feature_row_errors(rows: list[dict[str, Any]], model: ChurnModel) -> list[d
                 except ValueError:
                     bad(i, name, f"as_of must be an ISO date (YYYY-MM-DD), got {str(value)[:40]!r}")
                     continue
-                if not _FIRST_DAY <= day < latest_plausible_day().date():
+                if not _FIRST_DAY <= day < latest_plausible_date():
                     bad(i, name, f"as_of {day} is after today or before 1678")
             elif isinstance(value, str):
                 if name in numeric:  # other text columns (value_tier, ...) are the rules' business

@@ -38,6 +38,7 @@ class HeaderDeadline:
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _Coalescing(transport, self.loop)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -72,6 +73,35 @@ class HeaderDeadline:
         logger.debug("%s: request headers not complete within %g s, connection closed", self.client,
                      self.header_timeout)
         self.transport.close()
+
+
+class _Coalescing:
+    """A transport whose writes within one round of the event loop go out as one: uvicorn writes a response's
+    status line and headers, then its body, each with its own ``write`` (a system call and a TCP segment each);
+    held until the end of the round, they leave in one. Everything else is the transport's own; closing sends
+    what is held first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def _flush(self) -> None:
+        if self._held:
+            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+            self._held.clear()
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class HeaderTimeoutProtocol(HeaderDeadline, AutoHTTPProtocol):  # type: ignore[misc, valid-type]
