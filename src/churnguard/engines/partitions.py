@@ -30,8 +30,10 @@ from churnguard._io import (
     EXTRA_FIELDS,
     UTF8,
     CsvDialect,
+    CsvNotBlockwise,
     column_names,
     csv_rows,
+    csv_table,
     header_line,
     header_names,
     input_format,
@@ -263,12 +265,17 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
         with open_bytes(chunk.path) as fh:
             fh.seek(chunk.start)
             data = fh.read(chunk.stop - chunk.start if chunk.stop >= 0 else -1)
-        try:
-            frame = csv_rows(lambda: io.BytesIO(chunk.header + data), column_names(chunk.header, chunk.dialect),
-                             list(columns), chunk.keep, chunk.dialect)
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        names = column_names(chunk.header, chunk.dialect)
+        try:  # Arrow's reader, as a whole file is read; a chunk it cannot read as pandas does goes to pandas
+            table = csv_table(chunk.header + data, names, [n for n in names if n in columns], chunk.dialect)
+            table = table.append_column(EXTRA_FIELDS, pa.nulls(len(table), pa.large_string()))
+        except CsvNotBlockwise:
+            try:
+                frame = csv_rows(lambda: io.BytesIO(chunk.header + data), names, list(columns), chunk.keep,
+                                 chunk.dialect)
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
+            table = pa.Table.from_pandas(frame, preserve_index=False)
         columns = (*columns, EXTRA_FIELDS)
     else:
         schema = pq.read_schema(chunk.path)
