@@ -567,34 +567,36 @@ def csv_blocks(path: str | Path, names: list[str], columns: list[str], dialect: 
         raise CsvNotBlockwise(str(exc)) from None
 
 
-def csv_table(data: bytes, names: list[str], columns: list[str], dialect: CsvDialect = UTF8) -> pa.Table:
-    """The rows of ``data`` (a header line, then rows) as :func:`csv_blocks` reads a file, in one Arrow table of
-    ``columns`` (each one of the header's ``names``) as large strings, the type :func:`csv_rows`' frame has in
+def csv_table(rows: pa.Buffer, names: list[str], columns: list[str], dialect: CsvDialect = UTF8) -> pa.Table:
+    """CSV ``rows`` (the lines after a header of ``names``) as :func:`csv_blocks` reads a file, in one Arrow
+    table of ``columns`` (each one of the ``names``) as large strings, the type :func:`csv_rows`' frame has in
     Arrow.
 
     Raises:
-        CsvNotBlockwise: as :func:`csv_blocks`: the caller reads ``data`` with :func:`csv_rows` instead.
+        CsvNotBlockwise: as :func:`csv_blocks`: the caller reads the rows with :func:`csv_rows` instead.
     """
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    options = _arrow_csv_options(names, columns, dialect)
+    options = _arrow_csv_options(names, columns, dialect, header=False)
     try:
-        table = pcsv.read_csv(pa.BufferReader(data), **options)
+        table = pcsv.read_csv(pa.BufferReader(rows), **options)
     except (pa.ArrowException, UnicodeDecodeError) as exc:
         raise CsvNotBlockwise(str(exc)) from None
     return table.cast(pa.schema([(c, pa.large_string()) for c in table.column_names]))
 
 
-def _arrow_csv_options(names: list[str], columns: list[str], dialect: CsvDialect, block_bytes: int | None = None
-                       ) -> dict:
+def _arrow_csv_options(names: list[str], columns: list[str], dialect: CsvDialect, block_bytes: int | None = None,
+                       header: bool = True) -> dict:
     """Arrow's CSV options that read a file's ``columns`` as :func:`csv_rows` does: the header's ``names``,
-    every column as text, blank cells missing, in the file's encoding and delimiter."""
+    every column as text, blank cells missing, in the file's encoding and delimiter (``header``: the text starts
+    with the header line, which is skipped)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     encoding = dialect.text_encoding
-    read = pcsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8" if encoding == "utf-8-sig" else encoding,
+    read = pcsv.ReadOptions(column_names=names, skip_rows=int(header),
+                            encoding="utf8" if encoding == "utf-8-sig" else encoding,
                             **({"block_size": block_bytes} if block_bytes else {}))
     return {"read_options": read,
             "parse_options": pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True),
