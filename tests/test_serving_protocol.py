@@ -181,7 +181,8 @@ def test_the_protocol_reaches_worker_processes():
 
 def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
     """uvicorn writes a response's head and body separately; the protocol's transport sends them in one write
-    at the end of the loop round, in order, and sends what it holds before closing."""
+    at the end of the loop round, in order, sends what it holds before closing, and drops it when the client
+    has gone."""
     import asyncio
 
     from churnguard.serving.protocol import _Coalescing
@@ -189,6 +190,7 @@ def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
     class Recording:
         def __init__(self) -> None:
             self.calls: list[tuple[str, bytes]] = []
+            self.closing = False
 
         def write(self, data: bytes) -> None:
             self.calls.append(("write", data))
@@ -197,7 +199,7 @@ def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
             self.calls.append(("close", b""))
 
         def is_closing(self) -> bool:
-            return False
+            return self.closing
 
     async def scenario() -> tuple[list, list, list]:
         raw = Recording()
@@ -210,9 +212,14 @@ def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
         transport.write(b"bye")
         transport.close()
         assert transport.is_closing() is False  # the rest is the transport's own
-        return held, sent, raw.calls[len(sent):]
+        closing = raw.calls[len(sent):]
+        transport.write(b"lost")
+        raw.closing = True  # the client went away before the end of the round
+        await asyncio.sleep(0)
+        return held, sent, closing, raw.calls[len(sent) + len(closing):]
 
-    held, sent, closing = asyncio.run(scenario())
+    held, sent, closing, lost = asyncio.run(scenario())
     assert held == []
     assert sent == [("write", b"HTTP/1.1 200 OK\r\n\r\nhello")]
     assert closing == [("write", b"bye"), ("close", b"")]
+    assert lost == []

@@ -79,7 +79,7 @@ class _Coalescing:
     """A transport whose writes within one round of the event loop go out as one: uvicorn writes a response's
     status line and headers, then its body, each with its own ``write`` (a system call and a TCP segment each);
     held until the end of the round, they leave in one. Everything else is the transport's own; closing sends
-    what is held first."""
+    what is held first; what is held when the connection is lost is dropped."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport, self._loop = transport, loop
@@ -94,7 +94,8 @@ class _Coalescing:
         if self._held:
             data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
             self._held.clear()
-            self._transport.write(data)
+            if not self._transport.is_closing():  # the client went away meanwhile: nobody to send it to
+                self._transport.write(data)
 
     def close(self) -> None:
         self._flush()
