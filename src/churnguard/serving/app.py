@@ -267,8 +267,9 @@ class _Batcher:
     two, so watching it would cost more than it saves. After a batch, its answers go out before the next batch
     starts; when fewer requests are waiting than the last batch held, the batch waits ``BATCH_WAIT`` once for
     the clients just answered, whose next requests are usually on their way, and is scored as soon as as many
-    requests wait as the last batch held (a lone client never waits: its last batch held one request). At most ``max_queued`` customers wait: a request beyond that is refused
-    (``score`` returns None) and the client is asked to retry.
+    requests wait as the last batch held (a lone client never waits: its last batch held one request). At most
+    ``max_queued`` customers wait: a request beyond that is refused (``score`` returns None) and the client is
+    asked to retry.
     """
 
     def __init__(self, state: Any, executor: Any, max_queued: int) -> None:

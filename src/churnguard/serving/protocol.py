@@ -6,7 +6,8 @@ the moment it opens or, on a kept-alive connection, from the first byte of the n
 part of a request came, it is answered 408 first. So a client that sends its headers a byte at a time
 (slowloris) holds a connection for ``header_timeout`` seconds at most. Idle kept-alive connections are closed
 by uvicorn (``timeout_keep_alive``), and request bodies have the app's own deadline
-(``churnguard.serving.app``: 408 after ``body_timeout``).
+(``churnguard.serving.app``: 408 after ``body_timeout``). A response's head and body, which uvicorn writes
+separately, leave in one write (``_Coalescing``).
 """
 
 from __future__ import annotations
