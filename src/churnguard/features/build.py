@@ -476,7 +476,7 @@ def purchase_orders(tx: pd.DataFrame) -> pd.DataFrame:
     """The purchase orders of a transactions table as the features count them, one row per order (the purchase
     rows of one customer sharing an order key): ``customer_id``, ``day`` of the order's oldest line (days
     since 1970-01-01, int64) and ``value`` (its lines added). Only rows with ``amount > 0`` take part."""
-    tx = tx.loc[tx["amount"].to_numpy() > 0]
+    tx = tx.loc[tx["amount"].to_numpy() > 0, [c for c in ("customer_id", "timestamp", "amount", "order_id") if c in tx]]
     times = tx["timestamp"].to_numpy()
     amount = tx["amount"].to_numpy(dtype="float64")
     codes, ids = pd.factorize(tx["customer_id"])
