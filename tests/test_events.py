@@ -406,10 +406,12 @@ def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features
     ids = np.random.default_rng(2).permutation(40).astype(np.int32)
     monkeypatch.setattr(build, "_PIECE", 97)
     monkeypatch.setattr(build, "_EVENT_BLOCK", 8)
-    order, bounds = build._event_blocks(customer, ids, 40)
     block = ids[customer] // 8
-    np.testing.assert_array_equal(order, np.argsort(block, kind="stable"))
-    np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(block, minlength=5))]))
+    for few in (8, 4):  # 5 blocks: a pass per block, then a counting sort of each piece
+        monkeypatch.setattr(build, "_FEW_EVENT_BLOCKS", few)
+        order, bounds = build._event_blocks(customer, ids, 40)
+        np.testing.assert_array_equal(order, np.argsort(block, kind="stable"))
+        np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(block, minlength=5))]))
     pd.testing.assert_frame_equal(build_features(tables, "2025-06-30", FeatureConfig()), want)
 
     as_objects = replace(tables, transactions=tables.transactions.astype({"customer_id": object}),
