@@ -715,6 +715,36 @@ def test_csv_blocks_read_a_file_in_pieces_as_pandas_reads_it(tmp_path):
         list(_io.csv_blocks(tmp_path / "ragged.csv", ["id", "n"], ["id", "n"]))
 
 
+def test_a_csv_chunk_is_read_by_arrow_as_pandas_reads_it(tmp_path):
+    """The partitioned engine reads a CSV chunk (its byte range behind the header line) with Arrow's reader:
+    the table pandas' reading gives (quoted separators and line breaks, blank cells and lines, a BOM, another
+    delimiter and encoding, a column the file lacks); a chunk with a row longer than the header is read by
+    pandas, which keeps that row's text."""
+    import pyarrow as pa
+
+    from churnguard import _io
+    from churnguard.engines.partitions import Chunk, read_chunk
+
+    rows = '1;"a;b";2\n\n2;"line\nbreak";\n3;;4.5\n4;é;\n' * 20
+    for name, data, dialect in (("semi.csv", ("id;note;n\n" + rows).encode("latin-1"), _io.CsvDialect("latin-1", ";")),
+                                ("bom.csv", ("\ufeffid;note;n\n" + rows).encode(), _io.CsvDialect("utf-8-sig", ";"))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        header = data[:data.index(b"\n") + 1]
+        chunk = Chunk(str(path), "csv", start=len(header), stop=-1, header=header, keep=("id",), dialect=dialect)
+        got = read_chunk(chunk, ("n", "id", "missing"))
+        frame = _io.csv_rows(lambda path=path: _io.open_bytes(path), ["id", "note", "n"], ["id", "n"], ("id",),
+                             dialect)
+        expected = pa.Table.from_pandas(frame, preserve_index=False).select(["n", "id", _io.EXTRA_FIELDS])
+        assert got.select(["n", "id", _io.EXTRA_FIELDS]).equals(expected)
+        assert got.column("missing").null_count == len(got) == 80
+    ragged = b"id,n\n1,2\n3,4,5\n"
+    (tmp_path / "ragged.csv").write_bytes(ragged)
+    got = read_chunk(Chunk(str(tmp_path / "ragged.csv"), "csv", start=5, stop=-1, header=b"id,n\n", keep=("id",)),
+                     ("id", "n"))
+    assert got.to_pydict() == {"id": ["1", "3"], "n": ["2", None], _io.EXTRA_FIELDS: [None, "3,4,5"]}
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.builds(
     "{}-{:02d}-{:02d}{}".format, st.sampled_from(["1677", "1678", "1970", "2000", "2023", "2024", "2261", "2262"]),

@@ -558,19 +558,51 @@ def csv_blocks(path: str | Path, names: list[str], columns: list[str], dialect: 
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    encoding = dialect.text_encoding
-    read = pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_bytes,
-                            encoding="utf8" if encoding == "utf-8-sig" else encoding)
-    parse = pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
-    convert = pcsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
-                                  null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True)
+    options = _arrow_csv_options(names, columns, dialect, block_bytes)
     try:
         with pa.input_stream(str(path), compression="gzip" if str(path).lower().endswith(".gz") else None) as stream:
-            reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-            for batch in reader:
+            for batch in pcsv.open_csv(stream, **options):
                 yield pa.Table.from_batches([batch]).to_pandas(split_blocks=True, self_destruct=True)
     except (pa.ArrowException, UnicodeDecodeError) as exc:
         raise CsvNotBlockwise(str(exc)) from None
+
+
+def csv_table(rows: pa.Buffer, names: list[str], columns: list[str], dialect: CsvDialect = UTF8) -> pa.Table:
+    """CSV ``rows`` (the lines after a header of ``names``) as :func:`csv_blocks` reads a file, in one Arrow
+    table of ``columns`` (each one of the ``names``) as large strings, the type :func:`csv_rows`' frame has in
+    Arrow.
+
+    Raises:
+        CsvNotBlockwise: as :func:`csv_blocks`: the caller reads the rows with :func:`csv_rows` instead.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    options = _arrow_csv_options(names, columns, dialect, header=False)
+    try:
+        table = pcsv.read_csv(pa.BufferReader(rows), **options)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:
+        raise CsvNotBlockwise(str(exc)) from None
+    return table.cast(pa.schema([(c, pa.large_string()) for c in table.column_names]))
+
+
+def _arrow_csv_options(names: list[str], columns: list[str], dialect: CsvDialect, block_bytes: int | None = None,
+                       header: bool = True) -> dict:
+    """Arrow's CSV options that read a file's ``columns`` as :func:`csv_rows` does: the header's ``names``,
+    every column as text, blank cells missing, in the file's encoding and delimiter (``header``: the text starts
+    with the header line, which is skipped)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    encoding = dialect.text_encoding
+    read = pcsv.ReadOptions(column_names=names, skip_rows=int(header),
+                            encoding="utf8" if encoding == "utf-8-sig" else encoding,
+                            **({"block_size": block_bytes} if block_bytes else {}))
+    return {"read_options": read,
+            "parse_options": pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True),
+            "convert_options": pcsv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=True)}
 
 
 def _records(fh: IO[bytes], dialect: CsvDialect) -> Iterator[list[str]]:

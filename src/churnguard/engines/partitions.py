@@ -30,8 +30,10 @@ from churnguard._io import (
     EXTRA_FIELDS,
     UTF8,
     CsvDialect,
+    CsvNotBlockwise,
     column_names,
     csv_rows,
+    csv_table,
     header_line,
     header_names,
     input_format,
@@ -260,15 +262,18 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
 
         return read_part(chunk.db, list(columns), chunk.keep[0], chunk.start, chunk.stop)
     if chunk.kind == "csv":
-        with open_bytes(chunk.path) as fh:
-            fh.seek(chunk.start)
-            data = fh.read(chunk.stop - chunk.start if chunk.stop >= 0 else -1)
-        try:
-            frame = csv_rows(lambda: io.BytesIO(chunk.header + data), column_names(chunk.header, chunk.dialect),
-                             list(columns), chunk.keep, chunk.dialect)
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        rows = _csv_rows_of(chunk)
+        names = column_names(chunk.header, chunk.dialect)
+        try:  # Arrow's reader, as a whole file is read; a chunk it cannot read as pandas does goes to pandas
+            table = csv_table(rows, names, [n for n in names if n in columns], chunk.dialect)
+            table = table.append_column(EXTRA_FIELDS, pa.nulls(len(table), pa.large_string()))
+        except CsvNotBlockwise:
+            data = chunk.header + rows.to_pybytes()
+            try:
+                frame = csv_rows(lambda: io.BytesIO(data), names, list(columns), chunk.keep, chunk.dialect)
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise DataError(f"{chunk.path}: cannot read bytes {chunk.start}-{chunk.stop}: {exc}") from None
+            table = pa.Table.from_pandas(frame, preserve_index=False)
         columns = (*columns, EXTRA_FIELDS)
     else:
         schema = pq.read_schema(chunk.path)
@@ -283,6 +288,21 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
     for missing in (c for c in columns if c not in table.column_names):
         table = table.append_column(missing, pa.nulls(len(table)))
     return table.select(list(columns))
+
+
+def _csv_rows_of(chunk: Chunk) -> pa.Buffer:
+    """The bytes of a CSV chunk's rows (after the header line): mapped from the file, not copied; a gzipped
+    file's decompressed."""
+    import pyarrow as pa
+
+    if str(chunk.path).lower().endswith(".gz"):
+        with open_bytes(chunk.path) as fh:
+            fh.seek(chunk.start)
+            return pa.py_buffer(fh.read(chunk.stop - chunk.start if chunk.stop >= 0 else -1))
+    mapped = pa.memory_map(chunk.path)  # the buffer keeps the map open
+    stop = mapped.size() if chunk.stop < 0 else chunk.stop
+    mapped.seek(chunk.start)
+    return mapped.read_buffer(max(stop - chunk.start, 0))
 
 
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
