@@ -132,7 +132,7 @@ def _event_blocks(customer: np.ndarray, ids: np.ndarray, n_ids: int) -> tuple[np
     n_blocks = max(-(-n_ids // _EVENT_BLOCK), 1)
     block_of = (ids >> (_EVENT_BLOCK.bit_length() - 1)).astype(np.uint8 if n_blocks <= 256 else np.uint16)
     dtype = np.int32 if len(customer) < 2**31 else np.int64
-    if n_blocks <= _FEW_EVENT_BLOCKS:  # 4 blocks at 1M customers in 32 partitions: 0.13 -> 0.04 s a partition
+    if n_blocks <= _FEW_EVENT_BLOCKS:  # 4 blocks at 1M customers in 32 partitions: 0.13 -> 0.045 s a partition
         found = [[] for _ in range(n_blocks)]
         for first in range(0, len(customer), _PIECE):
             block = block_of[customer[first : first + _PIECE]]
