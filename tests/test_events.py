@@ -406,10 +406,12 @@ def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features
     ids = np.random.default_rng(2).permutation(40).astype(np.int32)
     monkeypatch.setattr(build, "_PIECE", 97)
     monkeypatch.setattr(build, "_EVENT_BLOCK", 8)
-    order, bounds = build._event_blocks(customer, ids, 40)
     block = ids[customer] // 8
-    np.testing.assert_array_equal(order, np.argsort(block, kind="stable"))
-    np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(block, minlength=5))]))
+    for few in (8, 4):  # 5 blocks: a pass per block, then a counting sort of each piece
+        monkeypatch.setattr(build, "_FEW_EVENT_BLOCKS", few)
+        order, bounds = build._event_blocks(customer, ids, 40)
+        np.testing.assert_array_equal(order, np.argsort(block, kind="stable"))
+        np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(block, minlength=5))]))
     pd.testing.assert_frame_equal(build_features(tables, "2025-06-30", FeatureConfig()), want)
 
     as_objects = replace(tables, transactions=tables.transactions.astype({"customer_id": object}),
@@ -431,8 +433,27 @@ def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
         pos = rng.integers(0, 50, 5000)
         time = start + rng.integers(0, 40, 5000) * (spread // 40 or 1) + rng.integers(0, 3, 5000)
         length = rng.integers(0, 3, 5000).astype("float64")
-        order, (p, t, s) = _sorted(pos, time, length)
         want = np.lexsort((length, time, pos))
-        np.testing.assert_array_equal(np.sort(order), np.arange(5000))
-        for got, key in ((p, pos), (t, time), (s, length)):
-            np.testing.assert_array_equal(got, key[want])
+        for kind in ("quicksort", "stable"):
+            order, (p, t, s) = _sorted(pos, time, length, kind=kind)
+            np.testing.assert_array_equal(np.sort(order), np.arange(5000))
+            for got, key in ((p, pos), (t, time), (s, length)):
+                np.testing.assert_array_equal(got, key[want])
+
+
+def test_the_latest_time_per_customer_by_groups_as_by_a_scatter():
+    """Each customer's latest email open, worked out by hand for a few rows; the same on the path of more than
+    2**16 customers (``np.maximum.at``) and on a block's (a radix sort of the positions, then the groups)."""
+    from churnguard.features.engagement import _latest
+
+    none = np.iinfo(np.int64).min
+    pos, time = np.array([2, 0, 2, 2, 0]), np.array([5, -3, 9, 7, -1], dtype=np.int64)
+    np.testing.assert_array_equal(_latest(4, pos, time), [-1, none, 9, none])
+    np.testing.assert_array_equal(_latest(4, pos[:0], time[:0]), [none] * 4)
+    rng = np.random.default_rng(3)
+    pos, time = rng.integers(0, 2**16 + 5, 20_000), rng.integers(-(10**15), 10**15, 20_000)
+    want = np.full(2**16 + 5, none)
+    np.maximum.at(want, pos, time)
+    np.testing.assert_array_equal(_latest(2**16 + 5, pos, time), want)
+    small = pos < 2**16
+    np.testing.assert_array_equal(_latest(2**16, pos[small], time[small]), want[: 2**16])

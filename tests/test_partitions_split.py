@@ -14,7 +14,7 @@ from churnguard.engines import customer_partition
 from churnguard.engines.partitions import Spec, split_chunk
 
 
-def _coded(codes: list[int | None], values: list[str]) -> pa.DictionaryArray:
+def _coded(codes: list[int | None], values: list[str] | pa.Array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), pa.array(values))
 
 
@@ -99,3 +99,23 @@ def test_a_value_shared_by_customers_of_several_pieces_is_in_each_of_their_dicti
         channels = piece.column("channel").combine_chunks()
         assert channels.to_pylist() == [c for i, c in enumerate(["web"] * 12 + ["app"] * 12) if part[i] == b]
         assert channels.dictionary.to_pylist() == ["web", "app"]
+
+
+def test_a_buckets_pieces_become_the_frame_arrow_makes_of_them():
+    # pieces with their own dictionaries (values in other orders, missing rows, one piece empty), a text and a
+    # number column between the dictionary columns: the same frame as Arrow's to_pandas, categories in order
+    from churnguard.engines.partitions import _frame
+
+    pieces = [pa.table({"customer_id": _coded([0, 1, None], ["b", "a"]), "value": [1.5, None, 3.0],
+                        "event_type": _coded([0, 0, 1], ["visit", "email_open"]), "note": ["x", None, "z"]}),
+              pa.table({"customer_id": _coded([], ["q"]), "value": pa.array([], pa.float64()),
+                        "event_type": _coded([], pa.array([], pa.string())), "note": pa.array([], pa.string())}),
+              pa.table({"customer_id": _coded([1, 0], ["c", "b"]), "value": [4.0, 5.0],
+                        "event_type": _coded([None, 0], ["page_view"]), "note": ["w", "v"]})]
+    table = pa.concat_tables(pieces)
+    want = table.to_pandas()
+    got = _frame(table, consume=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["customer_id"].cat.categories.tolist() == ["b", "a", "q", "c"]
+    assert got["event_type"].cat.codes.tolist() == [0, 0, 1, -1, 2]
+    assert _frame(pa.table({"n": [1, 2]}), consume=False).equals(pd.DataFrame({"n": [1, 2]}))

@@ -23,6 +23,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard.config import DataConfig, FeatureConfig
 from churnguard.dataset import validate_tables
@@ -283,6 +285,53 @@ def test_cohort_matrix(monthly):
     ])
     np.testing.assert_allclose(c.drop(columns="customers").to_numpy(dtype=float), expected)
     assert c.columns.tolist() == ["customers", *range(7)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcdefg"), st.integers(0, 420)), min_size=1, max_size=40),
+       st.sampled_from(["month", "quarter"]), st.sampled_from([1, 30, 90, 365]))
+def test_counts_stages_and_cohorts_follow_their_definitions(purchases, period, active_days):
+    """On random purchase days, every period's customer counts, lifecycle stages and the cohort matrix are the
+    definitions counted customer by customer: the last and first purchase on or before each day."""
+    from churnguard.lifecycle import lifecycle_stage
+
+    start = pd.Timestamp("2023-01-01")
+    tx = pd.DataFrame({"customer_id": [c for c, _ in purchases],
+                       "timestamp": [str((start + pd.Timedelta(days=d)).date()) for _, d in purchases],
+                       "amount": "5", "order_id": [f"o{i}" for i in range(len(purchases))]})
+    report = build_report(validate_tables(tx, config=DataConfig()), period=period, active_days=active_days)
+    days = {c: sorted({d for c2, d in purchases if c2 == c}) for c, _ in purchases}
+    last_day = max(d for _, d in purchases)
+
+    def last_by(c, day):
+        return max((d for d in days[c] if d <= day), default=None)
+
+    k = report.kpis
+    for label, row in k.iterrows():
+        s = (row["period_start"] - start).days
+        e = (row["period_end"] - start).days
+        active_s = {c for c in days if last_by(c, s - 1) is not None and s - 1 - last_by(c, s - 1) < active_days}
+        active_e = {c for c in days if last_by(c, e) is not None and e - last_by(c, e) < active_days}
+        new = {c for c in days if s <= days[c][0] <= e}
+        assert [row["customers_start"], row["customers_end"], row["new_customers"], row["lost_customers"],
+                row["reactivated_customers"]] == [len(active_s), len(active_e), len(new), len(active_s - active_e),
+                                                  len(active_e - active_s - new)], label
+        known = [c for c in days if days[c][0] <= e]
+        stages = lifecycle_stage(np.array([e - last_by(c, e) for c in known], dtype=float),
+                                 np.array([e - days[c][0] for c in known], dtype=float), active_days).tolist()
+        assert report.lifecycle.loc[label].tolist() == [stages.count(name) for name in STAGES], label
+    month = {c: [(start + pd.Timedelta(days=d)).to_period("M") for d in ds] for c, ds in days.items()}
+    cohorts = report.cohorts
+    for label, row in cohorts.iterrows():
+        members = [c for c in days if str(month[c][0]) == label]
+        assert row["customers"] == len(members)
+        for offset in cohorts.columns[1:]:
+            when = pd.Period(label, "M") + offset
+            if when > (start + pd.Timedelta(days=last_day)).to_period("M"):
+                assert np.isnan(row[offset])
+            else:
+                bought = sum(when in month[c] for c in members)
+                assert row[offset] == pytest.approx(bought / len(members) * 100)
 
 
 def test_html_is_one_self_contained_file(monthly):

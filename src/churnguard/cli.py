@@ -902,7 +902,11 @@ def report(
     console = _console()
     with console.status("Reading and validating input"):
         tables = _run(load_tables, transactions, tickets, customers, config=cfg.data, events=events)
-    drift = None if model is None else tables_drift(_run(ChurnModel.load, model), tables)
+    if model is not None:
+        with console.status("Comparing today's customers with the model's training data"):
+            drift = _run(tables_drift, _run(ChurnModel.load, model), tables)
+    else:
+        drift = None
     with console.status("Computing the report"):
         rep = _run(build_report, tables, period=period, active_days=active_days, drift=drift,
                    session_gap_minutes=cfg.features.session_gap_minutes)

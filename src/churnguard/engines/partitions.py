@@ -370,11 +370,10 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     import pyarrow as pa
 
     first = spec.starts[source][i]
-    table = table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))
     stats = {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
                                        fmt)[1] for name, fmt in spec.styles[source].items()}
     if n == 1:
-        return [table], stats
+        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))], stats
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
@@ -385,8 +384,10 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     buckets = buckets[order]
     cuts = np.searchsorted(buckets, np.arange(n + 1))
     table = table.take(order)
-    coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts) for c, field_ in enumerate(table.schema)
-             if pa.types.is_dictionary(field_.type)}
+    table = table.append_column(ROW_COLUMN, pa.array(order + first))  # the row numbers, in the order taken
+    ids = table.schema.get_field_index(spec.column(source, "customer_id"))
+    coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
+             for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
     pieces = []
     for b in range(n):
         piece = table.slice(cuts[b], cuts[b + 1] - cuts[b])
@@ -396,14 +397,16 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     return pieces, stats
 
 
-def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray) -> list[pa.DictionaryArray]:
+def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False
+               ) -> list[pa.DictionaryArray]:
     """A dictionary column of rows sorted by bucket (``buckets``; bucket ``b``'s rows from ``cuts[b]`` to
     ``cuts[b + 1]``) cut into one array per bucket whose dictionary keeps only the values its rows use, in
     dictionary order (a piece cut from a chunk holds the chunk's whole dictionaries: written out for every
     partition, and merged again for every partition). Where buckets x dictionary values are few against the
-    rows, the values each bucket uses are marked in an array of that size; else, where every value is used by
-    one bucket only (customer ids always; sessions mostly), each value's place in its bucket comes from one
-    stable sort of the used values by bucket; else the (bucket, value) pairs used are sorted."""
+    rows, the values each bucket uses are marked in an array of that size; else, and for the customer ids
+    (``owned``: each value in one bucket by construction; 0.08 -> 0.05 s for 3.1M events' 170,000 ids in 32
+    buckets), where every value is used by one bucket only (sessions mostly), each value's place in its bucket
+    comes from one stable sort of the used values by bucket; else the (bucket, value) pairs used are sorted."""
 
     n, size = len(cuts) - 1, len(column.dictionary)
     valid = column.indices.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
@@ -411,7 +414,7 @@ def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray
     if not size:  # no values: every row is missing
         return _cut(column, np.zeros(len(codes), dtype=np.int32), valid, np.zeros(0, dtype=np.int64),
                     np.zeros(n + 1, dtype=np.int64), None, cuts)
-    if n * size <= 4 * len(codes):  # a short dictionary: mark the values each bucket's rows use
+    if n * size <= 4 * len(codes) and not owned:  # a short dictionary: mark the values each bucket's rows use
         mark = np.zeros((n, size), dtype=bool)
         for b in range(n):
             mine = codes[cuts[b] : cuts[b + 1]]
@@ -499,7 +502,7 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
         table = pa.concat_tables(p, promote_options="permissive")
         if consume:
             p.clear()
-        frames[t] = table.to_pandas(split_blocks=consume, self_destruct=consume)
+        frames[t] = _frame(table, consume)
         del table
     names = {t: s.name for t, s in spec.sources.items()}
     tables = dataset.validate_tables(frames["transactions"], frames.get("tickets"), frames.get("customers"),
@@ -518,6 +521,35 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
             if len(src.files) > 1:
                 rejects.loc[mine, "source"] = np.asarray(src.files, dtype=object)[idx]
     return replace(tables, rejects=rejects)
+
+
+def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
+    """``table.to_pandas()`` (``consume``: its memory let go as it is converted), with its dictionary columns
+    made categoricals here, from the pieces' dictionaries unified once and the indices as codes: the same
+    frame, for half of what Arrow's conversion took (the events of a partition of 3.4M rows, 0.26 -> 0.13 s)."""
+    import pyarrow as pa
+
+    coded = [name for name, type_ in zip(table.column_names, table.schema.types, strict=True)
+             if pa.types.is_dictionary(type_)]
+    if not coded:
+        return table.to_pandas(split_blocks=consume, self_destruct=consume)
+    table = table.unify_dictionaries()
+    at = {name: table.column_names.index(name) for name in coded}
+    categoricals = {name: _categorical(table.column(name)) for name in coded}
+    table = table.drop_columns(coded)
+    frame = table.to_pandas(split_blocks=consume, self_destruct=consume)
+    del table
+    for name in coded:  # in column order, so each goes back to its place
+        frame.insert(at[name], name, categoricals.pop(name))
+    return frame
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """A dictionary column whose chunks share one dictionary as a categorical of its values (missing: -1)."""
+    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    codes = array.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    categories = pd.CategoricalDtype(pd.Index(array.dictionary.to_pandas()), ordered=column.type.ordered)
+    return pd.Categorical.from_codes(codes, dtype=categories, validate=False)
 
 
 @dataclass(frozen=True)

@@ -121,19 +121,30 @@ def _floats(values: pd.Series) -> np.ndarray:
 
 
 _PIECE = 1 << 20  # rows of the events taken at once where a whole column's temporary would be large
+_FEW_EVENT_BLOCKS = 8  # up to this many blocks, a piece's rows are grouped by a pass per block, not by a sort
 
 
 def _event_blocks(customer: np.ndarray, ids: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows grouped by block of ``_EVENT_BLOCK`` ids (``customer``: codes, ``ids``: their positions), each
-    block's rows in row order, and where each block starts: a stable counting sort, a piece of rows at a time,
-    so that no temporary spans every row; the order is int32 where the rows allow."""
+    block's rows in row order, and where each block starts. Up to ``_FEW_EVENT_BLOCKS`` blocks (a partition's),
+    each block's rows are found by a pass over the block keys, a piece of rows at a time; more, a stable counting
+    sort of each piece, so that no temporary spans every row. The order is int32 where the rows allow."""
     n_blocks = max(-(-n_ids // _EVENT_BLOCK), 1)
     block_of = (ids >> (_EVENT_BLOCK.bit_length() - 1)).astype(np.uint8 if n_blocks <= 256 else np.uint16)
+    dtype = np.int32 if len(customer) < 2**31 else np.int64
+    if n_blocks <= _FEW_EVENT_BLOCKS:  # 4 blocks at 1M customers in 32 partitions: 0.13 -> 0.045 s a partition
+        found = [[] for _ in range(n_blocks)]
+        for first in range(0, len(customer), _PIECE):
+            block = block_of[customer[first : first + _PIECE]]
+            for b in range(n_blocks):
+                found[b].append((np.flatnonzero(block == b) + first).astype(dtype, copy=False))
+        rows = [np.concatenate(f) if f else np.zeros(0, dtype=dtype) for f in found]
+        return np.concatenate(rows), np.concatenate([[0], np.cumsum([len(r) for r in rows])])
     counts = np.zeros(n_blocks, dtype=np.int64)
     for first in range(0, len(customer), _PIECE):
         counts += np.bincount(block_of[customer[first : first + _PIECE]], minlength=n_blocks)
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    order = np.empty(len(customer), dtype=np.int32 if len(customer) < 2**31 else np.int64)
+    order = np.empty(len(customer), dtype=dtype)
     filled = bounds[:-1].copy()  # per block: where its next rows go
     for first in range(0, len(customer), _PIECE):
         block = block_of[customer[first : first + _PIECE]]
@@ -476,7 +487,7 @@ def purchase_orders(tx: pd.DataFrame) -> pd.DataFrame:
     """The purchase orders of a transactions table as the features count them, one row per order (the purchase
     rows of one customer sharing an order key): ``customer_id``, ``day`` of the order's oldest line (days
     since 1970-01-01, int64) and ``value`` (its lines added). Only rows with ``amount > 0`` take part."""
-    tx = tx.loc[tx["amount"].to_numpy() > 0]
+    tx = tx.loc[tx["amount"].to_numpy() > 0, [c for c in ("customer_id", "timestamp", "amount", "order_id") if c in tx]]
     times = tx["timestamp"].to_numpy()
     amount = tx["amount"].to_numpy(dtype="float64")
     codes, ids = pd.factorize(tx["customer_id"])

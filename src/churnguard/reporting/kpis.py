@@ -17,7 +17,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,7 +213,9 @@ def build_report(
     if active_days < 1 or max_lifespan_years <= 0:
         raise ValueError(f"active_days ({active_days}) and max_lifespan_years ({max_lifespan_years}) must be > 0")
     freq, per_year = _PERIODS[period]
-    tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq))
+    # customers as integer codes (in order of first appearance): grouping by them is grouping by the ids
+    tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq),
+                                    customer_id=pd.factorize(tables.transactions["customer_id"])[0])
     if not (tx["amount"] > 0).any():
         raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
     all_days = day_numbers(tx["timestamp"])
@@ -249,9 +251,10 @@ def _customer_kpis(c: np.ndarray, d: np.ndarray, first: np.ndarray, periods: pd.
     starts, cal_ends = day_numbers(periods.start_time), day_numbers(periods.end_time)
     ends = np.minimum(cal_ends, last_data)
     counts, stages = [], []
+    since = _days_since_last(c, d, first.size, np.ravel(np.column_stack([starts - 1, ends])))
     for s, e in zip(starts, ends, strict=True):
-        active_s = _days_since_last(c, d, first.size, s - 1) < active_days
-        age_e = _days_since_last(c, d, first.size, e)
+        active_s = next(since) < active_days
+        age_e = next(since)
         active_e, new = age_e < active_days, (first >= s) & (first <= e)
         counts.append([active_s.sum(), active_e.sum(), new.sum(), (active_s & ~active_e).sum(),
                        (active_e & ~active_s & ~new).sum()])
@@ -307,12 +310,16 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return num / den.where(den != 0)
 
 
-def _days_since_last(c: np.ndarray, d: np.ndarray, n: int, day: int) -> np.ndarray:
-    """Per customer, days since the last purchase on or before ``day`` (inf: none). ``d`` is sorted."""
-    upto = np.searchsorted(d, day, side="right")
-    last = np.full(n, -np.inf)
-    np.maximum.at(last, c[:upto], d[:upto])
-    return day - last
+def _days_since_last(c: np.ndarray, d: np.ndarray, n: int, days: np.ndarray) -> Iterator[np.ndarray]:
+    """Per customer, days since the last purchase on or before each of ``days`` in turn (inf: none), for the
+    purchases (customer ``c``, day ``d``) sorted by day and ``days`` in ascending order: each purchase is
+    looked at once, whatever the number of days."""
+    last, done = np.full(n, -np.inf), 0
+    for day in days:
+        upto = np.searchsorted(d, day, side="right")
+        np.maximum.at(last, c[done:upto], d[done:upto])
+        done = max(done, upto)
+        yield day - last
 
 
 def _stage_counts(age_last: np.ndarray, age_first: np.ndarray, active_days: int) -> list[int]:
@@ -327,13 +334,20 @@ def _align(by_period: pd.Series, periods: pd.PeriodIndex, fill: float = np.nan) 
 
 
 def _concentration(tx: pd.DataFrame, orders: pd.DataFrame) -> pd.Series:
-    """% of the buyers' net revenue per period from the top ceil(25%) buyers by net revenue."""
-    net = tx.groupby(["_period", "customer_id"])["amount"].sum()
-    net = net.reindex(pd.MultiIndex.from_frame(orders[["_period", "customer_id"]]).unique(), fill_value=0.0)
-    by_period = net.groupby(level=0)
+    """% of the buyers' net revenue per period from the top ceil(25%) buyers by net revenue (customers as
+    integer codes; each (period, customer) pair one integer)."""
+    n = int(max(tx["customer_id"].to_numpy().max(initial=0), orders["customer_id"].to_numpy().max(initial=0))) + 1
+
+    def pair(frame: pd.DataFrame) -> np.ndarray:
+        return frame["_period"].array.asi8 * n + frame["customer_id"].to_numpy(dtype=np.int64)
+
+    net = tx["amount"].groupby(pair(tx)).sum()
+    net = net.reindex(pd.unique(pair(orders)), fill_value=0.0)  # the buyers, in order of first purchase
+    period = pd.PeriodIndex.from_ordinals(net.index.to_numpy() // n, freq=tx["_period"].dtype.freq)
+    by_period = net.groupby(period)
     top = by_period.rank(method="first", ascending=False) <= np.ceil(by_period.transform("size") * _TOP_SHARE)
     total = by_period.sum()
-    return net.loc[top].groupby(level=0).sum() / total.where(total > 0) * 100
+    return net.loc[top].groupby(period[top.to_numpy()]).sum() / total.where(total > 0) * 100
 
 
 def _ticket_kpis(tickets: pd.DataFrame, freq: str) -> dict[str, pd.Series]:
@@ -394,7 +408,10 @@ def _cohorts(c: np.ndarray, d: np.ndarray, first: np.ndarray, last_day: int) -> 
         return stamps.astype(np.int64)  # months since 1970-01
 
     cohort_of = month(first)
-    buys = np.unique(np.stack([c, month(d)]), axis=1)  # distinct (customer, month) purchases
+    months = month(d)
+    low, width_all = months.min(initial=0), int(months.max(initial=0) - months.min(initial=0)) + 1
+    key = np.unique(c.astype(np.int64) * width_all + (months - low))  # distinct (customer, month) purchases
+    buys = np.stack([key // width_all, key % width_all + low])
     labels, row = np.unique(cohort_of, return_inverse=True)
     last_month = month(np.array([last_day]))[0]
     width = last_month - labels[0] + 1

@@ -96,7 +96,9 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
             ``levels`` (-1 when unknown).
         levels: the levels of each categorical feature in ``cols``.
         playbook: the ordered action rules.
-        reasons_for: ``all`` rows, or ``at_risk`` (skip the contributions for the ``low`` band, faster).
+        reasons_for: ``all`` rows, ``at_risk`` (skip the contributions for the ``low`` band, faster) or
+            ``none`` (no contributions: only the unscored customers' reasons; the probabilities alone, for a
+            drift check).
     """
     from churnguard.features.kernel import value_tiers
 
@@ -211,12 +213,15 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
 
 def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float]
              ) -> tuple[np.ndarray | None, np.ndarray]:
-    """Contributions (of every row, or of the rows above ``low`` for ``at_risk``) and probabilities."""
+    """Contributions (of every row, of the rows above ``low`` for ``at_risk``, none for ``none``) and
+    probabilities."""
     if len(matrix) == 0:
         return None, np.zeros(0)
     if reasons_for == "all":
         return model.explain(matrix)
     _, prob = model.explain(matrix, contributions=False)
+    if reasons_for == "none":
+        return None, prob
     at_risk = rules.risk_band(prob, bands) != "low"
     contrib = model.explain(matrix[at_risk])[0] if at_risk.any() else np.zeros((0, matrix.shape[1]))
     return contrib, prob
@@ -405,8 +410,9 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
     scores["model_version"] = info.model_version
     rejects = unscored_rejects(tables.rejects, unseen_customers(tables, scores["customer_id"]), as_of)
-    return ScoreResult(scores[output_columns(model, SCORES_COLUMNS)], rejects, _drift_sample(model, feats, scores),
-                       as_of)
+    rows = _drift_rows(model, feats)
+    drift = _drift_sample(model, feats, rows, scores["churn_probability"].to_numpy()[rows])
+    return ScoreResult(scores[output_columns(model, SCORES_COLUMNS)], rejects, drift, as_of)
 
 
 def unseen_customers(tables: Tables, seen: pd.Series) -> pd.Index:
@@ -482,14 +488,20 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
 DRIFT_LIMIT = 200_000  # rows in the drift sample
 
 
-def _drift_sample(model: ChurnModel, feats: pd.DataFrame, scores: pd.DataFrame, limit: int = DRIFT_LIMIT
-                  ) -> pd.DataFrame:
-    """The rows comparable with the training reference: customers who bought within the lookback window."""
+def _drift_rows(model: ChurnModel, feats: pd.DataFrame, limit: int = DRIFT_LIMIT) -> np.ndarray:
+    """Positions in ``feats`` of the rows comparable with the training reference: customers who bought within
+    the lookback window; ``DataFrame.sample(n=limit, random_state=0)``'s draw of them when there are more."""
     lookback = model.require_info().config.labels.lookback_days
-    keep = rules.in_lookback(feats["recency_days"], lookback)
-    sample = feats.loc[keep, [c for c in model.feature_names_ if c in feats]].copy()
-    sample["churn_probability"] = scores.loc[keep, "churn_probability"].to_numpy()
-    return sample.sample(n=limit, random_state=0) if len(sample) > limit else sample
+    keep = np.flatnonzero(rules.in_lookback(feats["recency_days"], lookback))
+    return pd.Series(keep).sample(n=limit, random_state=0).to_numpy() if len(keep) > limit else keep
+
+
+def _drift_sample(model: ChurnModel, feats: pd.DataFrame, rows: np.ndarray, probability: np.ndarray
+                  ) -> pd.DataFrame:
+    """The model's features of ``feats``' drift ``rows`` (:func:`_drift_rows`) and their churn ``probability``."""
+    sample = feats.iloc[rows][[c for c in model.feature_names_ if c in feats]].copy()
+    sample["churn_probability"] = probability
+    return sample
 
 
 def drift_report(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: float = 0.2) -> pd.DataFrame | None:
@@ -509,8 +521,13 @@ def drift_check(model: ChurnModel, sample: pd.DataFrame | None, *, threshold: fl
 
 
 def tables_drift(model: ChurnModel, tables: Tables) -> DriftCheck:
-    """:func:`drift_check` of the customers in ``tables`` as of the last day in the data."""
+    """:func:`drift_check` of the customers in ``tables`` as of the last day in the data: the drift sample of
+    ``score``, each customer's probability as ``score`` gives it, only the sampled customers scored (without
+    reasons, which the check does not read)."""
     from churnguard.config import load_playbook
+    from churnguard.features import build_features
 
-    result = score_tables(model, tables, None, load_playbook(), control_fraction=0.0)
-    return drift_check(model, result.drift_sample)
+    feats = build_features(tables, tables.last_date(), model.require_info().config.features, model_population(model))
+    rows = _drift_rows(model, feats)
+    scores = score_features(model, feats.iloc[rows], load_playbook(), reasons_for="none")
+    return drift_check(model, _drift_sample(model, feats, rows, scores["churn_probability"].to_numpy()))
