@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard.config import load_playbook
 from churnguard.dataset import DataError
@@ -67,3 +69,47 @@ def test_scoring_reads_mapped_columns_and_names_missing_ones_from_the_header(tra
         score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "t.csv",
                     playbook=load_playbook(), data_config=mapped, partitions=2)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["s.csv", "tx.csv"]  # no output, no temporary files
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=6), unique=True, max_size=60), st.integers(1, 20),
+       st.integers(1, 5), st.randoms(use_true_random=False))
+def test_the_drift_sample_keeps_the_same_customers_however_they_are_split(ids, limit, parts, rnd):
+    """``drift_rows`` keeps every candidate up to ``limit``, else ``limit`` of them; keeping it part by part and
+    then over the parts' kept ones gives the customers it keeps of all at once, in any order."""
+    from churnguard.scoring.score import drift_rows
+
+    ids = np.array(ids, dtype=object)
+    whole = set(ids[drift_rows(ids, limit)])
+    assert len(whole) == min(len(ids), limit)
+    shuffled = list(ids)
+    rnd.shuffle(shuffled)
+    pieces = [np.array(shuffled[i::parts], dtype=object) for i in range(parts)]
+    kept = np.concatenate([p[drift_rows(p, limit)] for p in pieces] + [np.array([], dtype=object)])
+    assert set(kept[drift_rows(kept, limit)]) == whole
+
+
+def test_partitions_draw_the_drift_sample_of_the_whole(trained, tmp_path, monkeypatch):
+    """Scored in partitions, the drift sample holds the customers of the sample scored at once (here with a
+    limit below the candidates), with the same features and probabilities, so the same drift table."""
+    from churnguard.engines.local import score_files
+    from churnguard.scoring import score as scoring
+    from churnguard.scoring import score_tables
+
+    model = ChurnModel.load(trained["result"].model_path)
+    p = tmp_path / "tx.csv"
+    trained["demo"].transactions.to_csv(p, index=False)
+    monkeypatch.setattr(scoring, "DRIFT_LIMIT", 150)
+    config = model.require_info().config.data
+    whole = score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "one.csv",
+                        playbook=load_playbook(), data_config=config, partitions=1).drift_sample
+    parts = score_files(model, transactions=p, tickets=None, customers=None, out=tmp_path / "three.csv",
+                        playbook=load_playbook(), data_config=config, partitions=3).drift_sample
+    assert len(whole) == 150
+    by_id = [s.set_index("customer_id").sort_index() for s in (whole, parts)]
+    pd.testing.assert_frame_equal(by_id[1], by_id[0], check_exact=False, rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(scoring.drift_check(model, parts).table, scoring.drift_check(model, whole).table)
+    from churnguard.dataset import load_tables
+
+    memory = score_tables(model, load_tables(p, config=config), None, load_playbook()).drift_sample
+    pd.testing.assert_frame_equal(memory.set_index("customer_id").sort_index(), by_id[0])

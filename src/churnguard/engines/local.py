@@ -32,7 +32,7 @@ from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import kernel, to_day
 from churnguard.scoring import ScoreResult, score_tables, select_customers
-from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, file_rows, unseen_customers
+from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, drift_rows, file_rows, unseen_customers
 from churnguard.sources import DbSource
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ _BYTES_PER_PARTITION = 256 * 1024 * 1024
 # row of a partition (all tables) at its peak, above the ~0.3 GB the process holds before the first one
 # (benchmarks/README.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
 _ROWS_PER_PARTITION = 5_500_000
-_DRIFT_ROWS = 200_000
 
 
 def auto_partitions(paths: list[Path], rows: int = 0) -> int:
@@ -223,9 +222,9 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             run.scored.append(work / f"scores-{b}.parquet")
             result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
-            if result.drift_sample is not None:
-                frac = min(1.0, _DRIFT_ROWS / n / max(len(result.drift_sample), 1))
-                run.samples.append(result.drift_sample.sample(frac=frac, random_state=b))
+            if result.drift_sample is not None:  # the sample of the buckets so far (at most DRIFT_LIMIT rows)
+                held = pd.concat([*run.samples, result.drift_sample], ignore_index=True)
+                run.samples[:] = [held.loc[drift_rows(held["customer_id"])].reset_index(drop=True)]
             del result
         del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
         _release()

@@ -488,19 +488,37 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
 DRIFT_LIMIT = 200_000  # rows in the drift sample
 
 
-def _drift_rows(model: ChurnModel, feats: pd.DataFrame, limit: int = DRIFT_LIMIT) -> np.ndarray:
-    """Positions in ``feats`` of the rows comparable with the training reference: customers who bought within
-    the lookback window; ``DataFrame.sample(n=limit, random_state=0)``'s draw of them when there are more."""
+def drift_rows(ids: pd.Series | np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Which of the drift candidates ``ids`` (the customers who bought within the lookback window) the drift
+    sample keeps: all of them, or when there are more than ``limit`` (default :data:`DRIFT_LIMIT`) the
+    ``limit`` whose ids hash smallest (ties by id). Whichever engine, partitions or order the candidates come
+    in, the same customers: the smallest of each part's kept ones are the smallest of all."""
+    limit = DRIFT_LIMIT if limit is None else limit
+    keep = np.ones(len(ids), dtype=bool)
+    if len(ids) > limit:
+        ids = pd.Series(np.asarray(ids, dtype=object)).astype(str)
+        ranked = pd.DataFrame({"h": pd.util.hash_array(ids.to_numpy(dtype=object)), "id": ids}).sort_values(
+            ["h", "id"], kind="stable")
+        keep[:] = False
+        keep[ranked.index.to_numpy()[:limit]] = True
+    return keep
+
+
+def _drift_rows(model: ChurnModel, feats: pd.DataFrame) -> np.ndarray:
+    """Positions in ``feats`` of its customers in the drift sample (:func:`drift_rows` of those who bought
+    within the lookback window, the rows comparable with the training reference), in ``feats``' order."""
     lookback = model.require_info().config.labels.lookback_days
-    keep = np.flatnonzero(rules.in_lookback(feats["recency_days"], lookback))
-    return pd.Series(keep).sample(n=limit, random_state=0).to_numpy() if len(keep) > limit else keep
+    candidates = np.flatnonzero(rules.in_lookback(feats["recency_days"], lookback))
+    return candidates[drift_rows(feats["customer_id"].to_numpy()[candidates])]
 
 
 def _drift_sample(model: ChurnModel, feats: pd.DataFrame, rows: np.ndarray, probability: np.ndarray
                   ) -> pd.DataFrame:
-    """The model's features of ``feats``' drift ``rows`` (:func:`_drift_rows`) and their churn ``probability``."""
+    """The model's features of ``feats``' drift ``rows`` (:func:`_drift_rows`), their churn ``probability`` and
+    ``customer_id`` (which the drift check does not read: it lets partitions' samples be merged)."""
     sample = feats.iloc[rows][[c for c in model.feature_names_ if c in feats]].copy()
     sample["churn_probability"] = probability
+    sample["customer_id"] = feats["customer_id"].to_numpy()[rows]
     return sample
 
 

@@ -63,24 +63,25 @@ def _drift_rows(bundle: dict[str, Any], wanted: np.ndarray | None) -> pd.DataFra
 
 def _drift_sample(client: Client, tasks: _Tasks, scored: list[Future], light: pd.DataFrame) -> pd.DataFrame | None:
     """The local engine's drift sample: the in-lookback customers (in customer order, labelled by their row
-    in the scores), or the same ``sample(n=DRIFT_LIMIT, random_state=0)`` of them when there are more."""
-    from churnguard.scoring.score import DRIFT_LIMIT
+    in the scores) that ``drift_rows`` keeps."""
+    from churnguard.scoring.score import drift_rows
 
     kept = light.loc[light["_in_lookback"]]
     wanted: dict[int, np.ndarray | None] = dict.fromkeys(range(len(scored)))
     labels = kept.index.to_numpy()
-    if len(kept) > DRIFT_LIMIT:  # pandas' DataFrame.sample draws RandomState(seed).choice(n, size, replace=False)
-        labels = labels[np.random.RandomState(0).choice(len(kept), size=DRIFT_LIMIT, replace=False)]
-        chosen = light.loc[labels]
+    chosen = drift_rows(kept["customer_id"].to_numpy())
+    if not chosen.all():
+        labels, chosen = labels[chosen], kept.loc[chosen]
         wanted = {b: chosen.loc[chosen["_part"] == b, "customer_id"].to_numpy() for b in range(len(scored))}
     frames = _gather(client, [tasks.submit(f"drift-p{b}", _drift_rows, s, wanted[b]) for b, s in enumerate(scored)],
                      "collecting the drift sample")
     drift = concat_frames(frames)
+    drift = drift[[*(c for c in drift.columns if c != "customer_id"), "customer_id"]]  # the local engine's order
     if drift.empty:
-        return drift.drop(columns="customer_id")
+        return drift
     position = pd.Series(light.index, index=pd.Index(light["customer_id"]))
     drift.index = position.reindex(drift["customer_id"]).to_numpy()
-    return drift.drop(columns="customer_id").loc[labels]
+    return drift.loc[labels]
 
 
 def score_dask(
