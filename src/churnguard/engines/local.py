@@ -223,8 +223,11 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:  # the sample of the buckets so far (at most DRIFT_LIMIT rows)
-                held = pd.concat([*run.samples, result.drift_sample], ignore_index=True)
-                run.samples[:] = [held.loc[drift_rows(held["customer_id"])].reset_index(drop=True)]
+                samples = [*run.samples, result.drift_sample]
+                keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
+                cuts = np.cumsum([0, *map(len, samples)])
+                run.samples[:] = [pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
+                                            ignore_index=True)]
             del result
         del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
         _release()
