@@ -345,3 +345,41 @@ def test_a_waiting_batch_is_scored_as_soon_as_the_clients_waited_for_are_in(api,
     assert waited
     assert batches == [["a", "b", "c"], ["d", "e", "f"]]
     assert took < 2.5
+
+
+def test_the_next_batch_waits_for_the_clients_answered_and_those_that_queued_while_it_was_scored(api, monkeypatch):
+    """A request that comes while a batch of three is scored (s) is counted with the three clients answered:
+    the next batch waits for all four and takes them together, instead of starting with s and two of the
+    three and leaving the third to wait a whole batch behind."""
+    batches, real, later = [], serving._Batcher._run, []
+
+    def recording(self, customers, as_of):
+        batches.append(sorted(c.customer_id for c in customers))
+        if len(batches) == 1:  # s's request comes while the first batch is scored
+            later.append(asyncio.get_running_loop().create_task(post("s")))
+        return real(self, customers, as_of)
+
+    monkeypatch.setattr(serving._Batcher, "_run", recording)
+    monkeypatch.setattr(serving, "BATCH_WAIT", 5.0)
+
+    async def post(cid: str) -> int:
+        return (await _call(api, "POST", "/predict", _body("2025-06-30", cid)))[0]
+
+    async def scenario():
+        batcher = api.state.batcher
+        first = await asyncio.gather(*(post(c) for c in ("a", "b", "c")))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(2000):  # until s's batch waits
+            if batcher.waited or later[0].done():
+                break
+            await asyncio.sleep(0.001)
+        expected = batcher.expected
+        rest = await asyncio.gather(post("a2"), post("b2"), post("c2"), later[0])
+        return first, expected, rest, loop.time() - start
+
+    first, expected, rest, took = _run(api, scenario)
+    assert [*first, *rest] == [200] * 7
+    assert expected == 4
+    assert batches == [["a", "b", "c"], ["a2", "b2", "c2", "s"]]
+    assert took < 2.5
