@@ -3,9 +3,9 @@
 Starts the server on 127.0.0.1 as ``churnguard serve`` does (``app_from_env``, the same protocol, --workers
 processes), with ``_Batcher._score_batch`` wrapped to count each worker's batches and customers and to note
 the worker's CPU time (``time.process_time``, written every 0.2 s) and the CPU time spent in the scoring
-calls (``time.thread_time`` around each), then runs wrk at 1 and 16 clients (--seconds each, after a
+calls (``time.thread_time`` around each) and its open connections (sampled every 0.2 s), then runs wrk at 1 and 16 clients (--seconds each, after a
 1 s warm-up) with ``serve_load.py``'s request and prints, per phase, wrk's p50 / p99 and requests/s and, per
-worker, the requests it scored, the customers per scoring call and its CPU microseconds per request, and how
+worker, its connections (on average), the requests it scored, the customers per scoring call and its CPU microseconds per request, and how
 many of them the scoring calls took (the rest: HTTP, validation, the answer, the event loop). Needs
 the model of ``serve_load.py --work-dir`` and wrk on PATH; run from the repository root with
 ``PYTHONPATH=src:benchmarks``.
@@ -35,9 +35,20 @@ def counting_app():
     import threading
 
     from churnguard.serving import app as serving
+    from churnguard.serving import protocol
 
     score_batch, counts = serving._Batcher._score_batch, {"batches": 0, "customers": 0, "scoring": 0.0}
+    counts |= {"open": 0, "open_sum": 0, "samples": 0}  # the worker's connections, sampled every 0.2 s
     out = Path(os.environ[_STATS]) / f"{os.getpid()}.json"
+    made, lost = protocol.HeaderDeadline.connection_made, protocol.HeaderDeadline.connection_lost
+
+    def connection_made(self, transport):
+        counts["open"] += 1
+        return made(self, transport)
+
+    def connection_lost(self, exc):
+        counts["open"] -= 1
+        return lost(self, exc)
 
     def counted(self, batch):
         counts["batches"] += 1
@@ -50,11 +61,14 @@ def counting_app():
 
     def write() -> None:
         while True:
+            counts["open_sum"] += counts["open"]
+            counts["samples"] += 1
             out.with_suffix(".tmp").write_text(json.dumps({**counts, "cpu": time.process_time()}))
             out.with_suffix(".tmp").replace(out)  # whole: the reader never sees a file half written
             time.sleep(0.2)
 
     serving._Batcher._score_batch = counted
+    protocol.HeaderDeadline.connection_made, protocol.HeaderDeadline.connection_lost = connection_made, connection_lost
     threading.Thread(target=write, daemon=True).start()
     return serving.app_from_env()
 
@@ -109,8 +123,10 @@ def main() -> None:
                         line += f" | worker {pid}: started during the phase, not counted"
                         continue
                     batches, customers = after["batches"] - was["batches"], after["customers"] - was["customers"]
+                    samples = after["samples"] - was["samples"]
                     if batches:
-                        line += (f" | worker {pid}: {customers} requests, {customers / batches:.2f} per call, "
+                        line += (f" | worker {pid}: {(after['open_sum'] - was['open_sum']) / samples:.1f} "
+                                 f"connections, {customers} requests, {customers / batches:.2f} per call, "
                                  f"{(after['cpu'] - was['cpu']) / customers * 1e6:.0f} us CPU each, "
                                  f"{(after['scoring'] - was['scoring']) / customers * 1e6:.0f} us of it scoring")
                 print(line, flush=True)

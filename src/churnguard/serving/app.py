@@ -265,11 +265,9 @@ class _Batcher:
     batch is scored in the thread (it may wait long) is watched for its client leaving, and dropped before its
     batch starts if it has (its future cancelled); one that queues otherwise is scored within a loop round or
     two, so watching it would cost more than it saves. After a batch, its answers go out before the next batch
-    starts; when fewer requests are waiting than the last batch held plus those that queued while it was
-    scored (other clients'), the batch waits ``BATCH_WAIT`` once for the clients just answered, whose next
-    requests are usually on their way, and is scored as soon as all of them are in (a lone client never waits:
-    its last batch held one request). Counting the requests that queued meanwhile keeps a batch from starting
-    with some of the answered clients left out, to wait a whole batch behind. At most
+    starts; when fewer requests are waiting than the last batch held, the batch waits ``BATCH_WAIT`` once for
+    the clients just answered, whose next requests are usually on their way, and is scored as soon as as many
+    requests wait as the last batch held (a lone client never waits: its last batch held one request). At most
     ``max_queued`` customers wait: a request beyond that is refused (``score`` returns None) and the client is
     asked to retry.
     """
@@ -280,7 +278,7 @@ class _Batcher:
         self.queued = 0
         self.busy = False
         self.threaded = False  # a batch is being scored in the worker thread
-        self.expected = 0  # requests likely to come: the last batch's clients, and those that queued meanwhile
+        self.expected = 0  # requests in the last batch: their clients are likely to send the next ones
         self.waited = False  # the pending requests have waited BATCH_WAIT for them
         self.wait: asyncio.TimerHandle | None = None  # the wait under way, cut short when all have come
 
@@ -321,6 +319,7 @@ class _Batcher:
         if not batch:
             self.busy = False
             return
+        self.expected = len(batch)
         jobs = [(c, d) for c, d, _ in batch]
         if sum(len(c) for c, _ in jobs) <= self.inline:
             work = loop.create_future()
@@ -333,18 +332,11 @@ class _Batcher:
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, done: asyncio.Future) -> None:
         self.threaded = False
-        loop.call_soon(self._count, len(batch))  # before the answered requests resume (see _count)
         results = done.result() if done.exception() is None else [done.exception()] * len(batch)
         for (_, _, future), result in zip(batch, results, strict=True):
             if not future.done():
                 (future.set_exception if isinstance(result, BaseException) else future.set_result)(result)
         loop.call_soon(self._flush, loop)  # after the answers go out: the requests queued meanwhile
-
-    def _count(self, answered: int) -> None:
-        """How many requests the next batch waits for: the ``answered`` clients' next ones and those waiting
-        now, which came while the batch was scored (from other clients: an answered client's next request
-        cannot have come, its answer has not left yet)."""
-        self.expected = answered + sum(not future.done() for _, _, future in self.pending)
 
     def _run(self, customers: list[CustomerRecords], as_of: date) -> list[dict]:
         if getattr(self.state, "uplift", None) is not None:
