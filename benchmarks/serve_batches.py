@@ -16,6 +16,7 @@ the model of ``serve_load.py --work-dir`` and wrk on PATH; run from the reposito
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -78,8 +79,15 @@ def _serve(port: int, workers: int) -> None:
 
     from churnguard.serving.protocol import header_timeout_protocol
 
-    uvicorn.run("serve_batches:counting_app", factory=True, host="127.0.0.1", port=port, workers=workers,
-                log_level="warning", access_log=False, timeout_keep_alive=5, http=header_timeout_protocol(10.0))
+    try:  # the workers' shared connection counts, as `churnguard serve` sets them up (checkouts that have it)
+        from churnguard.serving import spread
+    except ImportError:
+        spread = None
+    with spread.board_file(workers) if spread and workers > 1 else contextlib.nullcontext() as board:
+        if board is not None:
+            os.environ[spread.ENV] = board
+        uvicorn.run("serve_batches:counting_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                    log_level="warning", access_log=False, timeout_keep_alive=5, http=header_timeout_protocol(10.0))
 
 
 def _counts(stats: Path) -> dict[str, dict]:

@@ -6,6 +6,7 @@ answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -795,11 +796,15 @@ def serve(
          "Ctrl+C stops")
     if scores is not None:
         _say(f"pages for the retention team: http://{host}:{port}/ (scores {scores})")
+    from churnguard.serving import spread
     from churnguard.serving.protocol import header_timeout_protocol
 
-    uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
-                http=header_timeout_protocol(header_timeout))
+    with spread.board_file(workers) if workers > 1 else contextlib.nullcontext() as board:
+        if board is not None:  # the workers' connection counts, to spread the connections evenly
+            os.environ[spread.ENV] = board
+        uvicorn.run("churnguard.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning" if quiet else "info", access_log=not quiet, timeout_keep_alive=5,
+                    http=header_timeout_protocol(header_timeout))
     _say("server stopped")
 
 

@@ -464,23 +464,26 @@ class _App(FastAPI):
     ``body_timeout`` seconds gets 408. ``/predict`` is answered here by ``_predict``, as its route does,
     without FastAPI's layers (they cost more CPU than validating the body), and its work is dropped when the
     client disconnects while it waits (see ``_Batcher``); an unexpected error gets the app's 500. Every other request, and the lifespan,
-    goes through FastAPI. With ``reconnect_every`` set, every that many responses of this process one asks
-    its client to reconnect (``Connection: close``): worker processes share one listening socket, so
-    keep-alive connections opened together often land on one worker, and a client that reconnects is taken by
-    whichever worker polls first.
+    goes through FastAPI. With a ``board`` (``churnguard.serving.spread``: the server runs several workers), a
+    worker holding more than its share of the connections asks one client at a time to reconnect (``Connection:
+    close``), so kept-alive connections spread evenly over the workers. Without one but with
+    ``reconnect_every`` set, every that many responses of this process one asks its client to reconnect.
     """
 
     max_body_bytes = 2_000_000
     body_timeout = 30.0
     token: bytes | None = None
     reconnect_every: int | None = None
+    board: Any = None  # this worker's churnguard.serving.spread.Board, when it serves with others
     guard: Any = None  # the pages' PageGuard (churnguard.serving.pages), when the app serves pages
     responses = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        if self.reconnect_every is not None:
+        if self.board is not None:
+            send = _closing(send) if self.board.crowded() else send
+        elif self.reconnect_every is not None:
             self.responses += 1
             send = send if self.responses % self.reconnect_every else _closing(send)
         headers = dict(scope["headers"])
@@ -710,10 +713,18 @@ def app_from_env() -> FastAPI:
     the environment (``CHURNGUARD_SERVE_MODEL``, ``CHURNGUARD_SERVE_PLAYBOOK``, ``CHURNGUARD_API_TOKEN``), the
     uplift model from ``CHURNGUARD_SERVE_UPLIFT`` (none without it), and the pages' files from
     ``CHURNGUARD_SERVE_SCORES`` (no pages without it), ``..._PREVIOUS``, ``..._READOUT``, ``..._TRANSACTIONS``
-    and ``..._TICKETS``."""
+    and ``..._TICKETS``. With ``CHURNGUARD_SERVE_SPREAD`` (``churnguard serve --workers N``), the workers
+    spread their connections evenly (``churnguard.serving.spread``); without it, one response in a hundred
+    asks its client to reconnect."""
+    from churnguard.serving import spread
+
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
     pages = PageSources.parse(files) if files["scores"] else None
-    return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None, reconnect_every=100, pages=pages,
-                      uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
+    board = spread.from_env()
+    app = create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
+                     token=os.environ.get("CHURNGUARD_API_TOKEN") or None,
+                     reconnect_every=None if board is not None else 100, pages=pages,
+                     uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
+    app.board = board
+    return app
 

@@ -7,7 +7,8 @@ part of a request came, it is answered 408 first. So a client that sends its hea
 (slowloris) holds a connection for ``header_timeout`` seconds at most. Idle kept-alive connections are closed
 by uvicorn (``timeout_keep_alive``), and request bodies have the app's own deadline
 (``churnguard.serving.app``: 408 after ``body_timeout``). A response's head and body, which uvicorn writes
-separately, leave in one write (``_Coalescing``).
+separately, leave in one write (``_Coalescing``). With several workers, each counts its open connections on
+the shared board of ``churnguard.serving.spread``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from churnguard.serving import spread
 
 __all__ = ["HEADER_TIMEOUT", "HeaderDeadline", "HeaderTimeoutProtocol", "header_timeout_protocol"]
 
@@ -41,6 +44,9 @@ class HeaderDeadline:
         super().connection_made(transport)
         self.transport = _Coalescing(transport, self.loop)
         self._arm()
+        self._board = spread.current()  # this worker's connections, counted for spreading them
+        if self._board is not None:
+            self._board.opened()
 
     def data_received(self, data: bytes) -> None:
         before = self.cycle
@@ -54,6 +60,8 @@ class HeaderDeadline:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if getattr(self, "_board", None) is not None:
+            self._board.closed()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
