@@ -319,22 +319,6 @@ def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     return ChunkCensus(len(table), dates, last)
 
 
-def chunk_census(chunk: Chunk, source: Source, config: DataConfig) -> ChunkCensus:
-    """:func:`census` of a chunk, reading only what it needs: a Parquet chunk of a table other than the
-    transactions (whose last time is taken) with every date column stored as a timestamp has no style to decide,
-    so only its rows are counted, from the file's metadata."""
-    if chunk.kind == "parquet" and source.table != "transactions":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(chunk.path)
-        if all(c in schema.names and pa.types.is_timestamp(schema.field(c).type)
-               for c, _ in _date_columns(source, config)):
-            meta = pq.ParquetFile(chunk.path).metadata
-            return ChunkCensus(sum(meta.row_group(g).num_rows for g in chunk.row_groups), {})
-    return census(read_chunk(chunk, census_columns(source, config)), source, config)
-
-
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
     """What depends on whole files, from the censuses of their chunks (in file order).
 
@@ -367,25 +351,45 @@ def _date_styles(source: Source, censuses: list[ChunkCensus], config: DataConfig
 def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tuple[list[pa.Table], dict]:
     """Number chunk ``i``'s rows, census its date columns in the decided styles (for :func:`check_styles`) and
     cut it into ``n`` pieces by customer partition (row order kept within each)."""
+    stats = style_census(table, spec, source)
+    return split_rows(table, spec.column(source, "customer_id"), spec.starts[source][i], n), stats
+
+
+def style_census(table: pa.Table, spec: Spec, source: str) -> dict[str, DateCensus]:
+    """The census of a chunk's text date columns in the styles decided for them (for :func:`check_styles`)."""
+    return {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
+                                      fmt)[1] for name, fmt in spec.styles[source].items()}
+
+
+def census_and_split(table: pa.Table, source: Source, config: DataConfig, first: int, n: int
+                     ) -> tuple[ChunkCensus, list[pa.Table]]:
+    """:func:`census` of a chunk read with all its source's columns and its rows cut into ``n`` pieces as
+    :func:`split_chunk` cuts them, in one pass, before the whole input is known: ``first`` is the chunk's first
+    row number (1 + the rows of the source's chunks before it). What :func:`decide` then finds may ask for
+    another split (more partitions for the rows counted) or for :func:`style_census`."""
+    return census(table, source, config), split_rows(
+        table, getattr(config.columns, source.table).get("customer_id", "customer_id"), first, n)
+
+
+def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.Table]:
+    """Number a chunk's rows from ``first`` on and cut them into ``n`` pieces by the customer partition of
+    ``id_column`` (row order kept within each)."""
     import pyarrow as pa
 
-    first = spec.starts[source][i]
-    stats = {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
-                                       fmt)[1] for name, fmt in spec.styles[source].items()}
     if n == 1:
-        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))], stats
+        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))]
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
     table = table.unify_dictionaries().combine_chunks()
-    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
+    buckets = _partitions(table.column(id_column), n)
     buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
     order = np.argsort(buckets, kind="stable")
     buckets = buckets[order]
     cuts = np.searchsorted(buckets, np.arange(n + 1))
     table = table.take(order)
     table = table.append_column(ROW_COLUMN, pa.array(order + first))  # the row numbers, in the order taken
-    ids = table.schema.get_field_index(spec.column(source, "customer_id"))
+    ids = table.schema.get_field_index(id_column)
     coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
              for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
     pieces = []
@@ -394,7 +398,7 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
         for c, arrays in coded.items():
             piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
         pieces.append(piece)
-    return pieces, stats
+    return pieces
 
 
 def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False
