@@ -175,12 +175,19 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
     spills them."""
     census = {}
     for t, src in sources.items():
-        census[t], first = [], 1
+        census[t], parsed = [], None  # the date columns every chunk so far holds parsed
         for i, chunk in enumerate(src.chunks):
-            found, pieces = parts.census_and_split(parts.read_chunk(chunk, src.columns), src, config, first, n)
+            first = 1 + sum(c.rows for c in census[t])
+            found, pieces = parts.census_and_split(parts.read_chunk(chunk, src.columns), src, config, first, n,
+                                                   parsed)
             census[t].append(found)
-            first += found.rows
             _spill(pieces, work, t, i)
+            del pieces
+            if parsed is not None and set(found.parsed) != set(parsed):  # this chunk's hold fewer: split again
+                for j, earlier in enumerate(src.chunks[:i]):
+                    _spill(parts.census_and_split(parts.read_chunk(earlier, src.columns), src, config,
+                                                  1 + sum(c.rows for c in census[t][:j]), n, found.parsed)[1], work, t, j)
+            parsed = found.parsed
     return census
 
 

@@ -100,6 +100,7 @@ class ChunkCensus:
     rows: int
     dates: dict[str, DateCensus]
     last: pd.Timestamp = pd.NaT
+    parsed: tuple[str, ...] = ()  # text date columns whose pieces hold the dates parsed (census_and_split)
 
 
 @dataclass(frozen=True)
@@ -307,16 +308,39 @@ def _csv_rows_of(chunk: Chunk) -> pa.Buffer:
 
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     """A chunk's :class:`ChunkCensus` (its dates read before any style is known)."""
-    dates, last = {}, pd.NaT
+    return _census(table, source, config)[0]
+
+
+def _census(table: pa.Table, source: Source, config: DataConfig) -> tuple[ChunkCensus, dict[str, pd.Series]]:
+    """:func:`census`, and the text date columns (by file name) whose every value validation is sure to read
+    as the census read it (:func:`_sure_dates`), those values."""
+    dates, last, sure = {}, pd.NaT, {}
     for col, name in _date_columns(source, config):
         values = table.column(col).to_pandas()
         if not pd.api.types.is_datetime64_any_dtype(values):
             values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
+            if _sure_dates(values, dates[name], name, col in getattr(config.exclude, source.table)):
+                sure[col] = values.dt.tz_localize(None)
         if name == "timestamp":  # the last day validation can keep: in range, not after today
             if getattr(values.dt, "tz", None) is not None:
                 values = values.dt.tz_convert("UTC").dt.tz_localize(None)
             last = values[~dataset.dates_out_of_range(values) & (values < dataset.latest_plausible_day())].max()
-    return ChunkCensus(len(table), dates, last)
+    return ChunkCensus(len(table), dates, last), sure
+
+
+def _sure_dates(parsed: pd.Series, found: DateCensus, name: str, excluded: bool) -> bool:
+    """Whether validation, given a text date column's values as parsed by the census (``parsed``, ``found``:
+    before any style is known), flags none of its rows and reads every one as parsed, so that the parsed
+    values can stand for the text: every value is a date at nanosecond resolution (so in range) before the
+    last plausible day, none is missing where a value is required (a missing one is quoted in the rejects as
+    its text was), and no ``data.exclude`` rule reads the column's text (``excluded``). A column of
+    such chunks only is in no other style than ISO 8601 (or ``data.date_format``): no style is decided for it.
+    """
+    if excluded or found.parsed != found.present or str(parsed.dtype) != "datetime64[ns, UTC]":
+        return False
+    if name in dataset._REQUIRED_VALUES and found.present != len(parsed):
+        return False
+    return not len(parsed) or not (parsed.max() >= dataset.latest_plausible_day().tz_localize("UTC"))
 
 
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
@@ -361,13 +385,27 @@ def style_census(table: pa.Table, spec: Spec, source: str) -> dict[str, DateCens
                                       fmt)[1] for name, fmt in spec.styles[source].items()}
 
 
-def census_and_split(table: pa.Table, source: Source, config: DataConfig, first: int, n: int
-                     ) -> tuple[ChunkCensus, list[pa.Table]]:
+def census_and_split(table: pa.Table, source: Source, config: DataConfig, first: int, n: int,
+                     parse: tuple[str, ...] | None = None) -> tuple[ChunkCensus, list[pa.Table]]:
     """:func:`census` of a chunk read with all its source's columns and its rows cut into ``n`` pieces as
     :func:`split_chunk` cuts them, in one pass, before the whole input is known: ``first`` is the chunk's first
     row number (1 + the rows of the source's chunks before it). What :func:`decide` then finds may ask for
-    another split (more partitions for the rows counted) or for :func:`style_census`."""
-    return census(table, source, config), split_rows(
+    another split (more partitions for the rows counted) or for :func:`style_census`.
+
+    The text date columns whose values validation is sure to read as the census did (:func:`_sure_dates`; of
+    ``parse`` only, when given) go into the pieces parsed, as naive UTC timestamps (``parsed`` of the census
+    names them): smaller pieces, and no second parse. A table's pieces must all hold a column alike: the caller
+    splits again, with ``parse`` narrowed, the chunks whose columns were parsed where a later chunk's are not.
+    """
+    import pyarrow as pa
+
+    found, sure = _census(table, source, config)
+    parsed = tuple(c for c in sure if parse is None or c in parse)
+    for col in parsed:
+        table = table.set_column(table.schema.get_field_index(col), col,
+                                 pa.array(sure.pop(col).to_numpy(), type=pa.timestamp("ns"), from_pandas=True))
+    del sure
+    return replace(found, parsed=parsed), split_rows(
         table, getattr(config.columns, source.table).get("customer_id", "customer_id"), first, n)
 
 
