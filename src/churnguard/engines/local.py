@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from churnguard.config import DataConfig, FeatureConfig, Playbook
-    from churnguard.dataset import Tables
     from churnguard.engines import FeaturesResult
     from churnguard.model import ChurnModel
     from churnguard.population import Population
@@ -127,8 +126,9 @@ def score_files(
         light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
         _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
+        sample = run.drift_sample()
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
-    return ScoreResult(light, rejects, pd.concat(run.samples, ignore_index=True) if run.samples else None, day)
+    return ScoreResult(light, rejects, sample, day)
 
 
 def _plan(paths: dict[str, Path | DbSource | None], data_config: DataConfig, partitions: int | None
@@ -236,17 +236,20 @@ def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
     return {t: [work / f"{t}-{b}-{i}.arrow" for i in range(len(s.chunks))] for t, s in spec.sources.items()}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
-    """What scoring the buckets left: each bucket's scores file, unscored ids, drift sample, validation rejects
-    and their digest, and its last transaction time."""
+    """What scoring the buckets left: each bucket's scores file, unscored ids, validation rejects and their
+    digest, and its last transaction time; the drift sample of all buckets (a pickle in the work directory)."""
 
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
-    samples: list[pd.DataFrame] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     digests: list = field(default_factory=list)
     latest: list[pd.Timestamp] = field(default_factory=list)
+    sample: Path | None = None
+
+    def drift_sample(self) -> pd.DataFrame | None:
+        return None if self.sample is None else _unpickled(self.sample)
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
@@ -264,17 +267,25 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             run.scored.append(work / f"scores-{b}.parquet")
             result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
-            if result.drift_sample is not None:  # the sample of the buckets so far (at most DRIFT_LIMIT rows)
-                samples = [*run.samples, result.drift_sample]
-                keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
-                cuts = np.cumsum([0, *map(len, samples)])
-                run.samples[:] = [pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
-                                            ignore_index=True)]
+            if result.drift_sample is not None:
+                run.sample = _merged_sample(run.sample, result.drift_sample, work)
             del result
         del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
         _release()
         on_partition(b + 1, n)
     return run
+
+
+def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
+    """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
+    :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
+    next bucket is scored, its rows would add to the peak."""
+    samples = [sample] if path is None else [_unpickled(path), sample]
+    keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
+    cuts = np.cumsum([0, *map(len, samples)])
+    merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
+                       ignore_index=True)
+    return _pickled(merged, work / "drift-sample.pickle")
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
@@ -360,7 +371,6 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
     """Validate the buckets one at a time and keep each one's tables in ``work`` (pickled: the frames come
     back as they were, dtypes and all); once the bad-row policy is sure to raise (or there is no day), the
     rest are only validated, for the counts of the error."""
-    import pickle
 
     run = _Checked()
     for b in range(n):
@@ -375,15 +385,23 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
             continue
         run.inputs.append(parts.lifespan_inputs(tables, day))
         run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
-        run.tables.append(work / f"tables-{b}.pickle")
-        with run.tables[-1].open("wb") as fh:
-            pickle.dump(tables, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        run.tables.append(_pickled(tables, work / f"tables-{b}.pickle"))
         del tables
         _release()
     return run
 
 
-def _load(path: Path) -> Tables:
+def _pickled(value: Any, path: Path) -> Path:
+    """Keep ``value`` in the work file ``path`` (pickled: frames come back as they were, dtypes and all)."""
+    import pickle
+
+    with path.open("wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _unpickled(path: Path) -> Any:
+    """A value :func:`_pickled` kept."""
     import pickle
 
     with path.open("rb") as fh:
@@ -394,7 +412,7 @@ def _population_inputs(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig
     """The buckets' lifespan inputs and attribute summaries as of ``day`` (another day than the guessed one)."""
     inputs, summaries = [], []
     for path in tables:
-        t = _load(path)
+        t = _unpickled(path)
         inputs.append(parts.lifespan_inputs(t, day))
         summaries.append(parts.attribute_summaries(t, day, cfg.max_categories))
     return inputs, summaries, tables
@@ -423,7 +441,7 @@ def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, po
     run = _Built()
     for b, path in enumerate(tables):
         on_step(f"building features, partition {b + 1}/{len(tables)}", b, len(tables))
-        t = _load(path)
+        t = _unpickled(path)
         path.unlink()
         feats = build_features(t, day, cfg, population)
         run.unseen.append(unseen_customers(t, feats["customer_id"]).to_numpy())
