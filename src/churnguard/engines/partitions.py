@@ -3,7 +3,10 @@ engine as tasks): :func:`plan_inputs` (chunks: CSV byte ranges, Parquet row grou
 directory's files), :func:`census` of each chunk, :func:`decide` what depends on whole files (rows, each chunk's
 first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
 :func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
-Arrow tables: cheap to cut, to spill to files and to send between processes.
+Arrow tables: cheap to cut, to spill to files and to send between processes. The local engine, which spills
+each chunk's pieces rather than holding the chunks, takes the census and the split in one pass
+(:func:`census_and_split`, text dates it is sure of carried parsed), and reads again only what the whole input's
+census asks for.
 
 Features learn the population over all partitions before any partition's features are final:
 :func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
