@@ -1,12 +1,12 @@
 """Batch scoring and features of files larger than memory comfortably allows, partitioned by customer.
 
-The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in
-chunks, once (each chunk's census and its split by customer in one pass), the pieces spilled to uncompressed Arrow IPC files in a
-work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the next
-run there when this one was killed), and the buckets validated and scored one at a time (memory: about
-1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the
-model, so the scores do not depend on the partitioning; the selection is drawn over all customers and the
-output written atomically.
+The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in chunks,
+once (each chunk's census and its split by customer in one pass), the pieces spilled to uncompressed Arrow IPC
+files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the
+next run there when this one was killed), and the buckets validated and scored one at a time (memory: about
+1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model,
+so the scores do not depend on the partitioning; the selection is drawn over all customers and the output written
+atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
 does: each bucket is validated once (its tables kept in the work directory), its lifespan counts and attribute
@@ -185,8 +185,10 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
             del pieces
             if parsed is not None and set(found.parsed) != set(parsed):  # this chunk's hold fewer: split again
                 for j, earlier in enumerate(src.chunks[:i]):
-                    _spill(parts.census_and_split(parts.read_chunk(earlier, src.columns), src, config,
-                                                  1 + sum(c.rows for c in census[t][:j]), n, found.parsed)[1], work, t, j)
+                    _, pieces = parts.census_and_split(parts.read_chunk(earlier, src.columns), src, config,
+                                                       1 + sum(c.rows for c in census[t][:j]), n, found.parsed)
+                    _spill(pieces, work, t, j)
+                    del pieces
             parsed = found.parsed
     return census
 

@@ -311,18 +311,19 @@ def _csv_rows_of(chunk: Chunk) -> pa.Buffer:
 
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     """A chunk's :class:`ChunkCensus` (its dates read before any style is known)."""
-    return _census(table, source, config)[0]
+    return _census(table, source, config, carry=False)[0]
 
 
-def _census(table: pa.Table, source: Source, config: DataConfig) -> tuple[ChunkCensus, dict[str, pd.Series]]:
-    """:func:`census`, and the text date columns (by file name) whose every value validation is sure to read
-    as the census read it (:func:`_sure_dates`), those values."""
+def _census(table: pa.Table, source: Source, config: DataConfig, carry: bool = True
+            ) -> tuple[ChunkCensus, dict[str, pd.Series]]:
+    """:func:`census`, and (``carry``) the text date columns (by file name) whose every value validation is
+    sure to read as the census read it (:func:`_sure_dates`), those values."""
     dates, last, sure = {}, pd.NaT, {}
     for col, name in _date_columns(source, config):
         values = table.column(col).to_pandas()
         if not pd.api.types.is_datetime64_any_dtype(values):
             values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
-            if _sure_dates(values, dates[name], name, col in getattr(config.exclude, source.table)):
+            if carry and _sure_dates(values, dates[name], name, col in getattr(config.exclude, source.table)):
                 sure[col] = values.dt.tz_localize(None)
         if name == "timestamp":  # the last day validation can keep: in range, not after today
             if getattr(values.dt, "tz", None) is not None:
