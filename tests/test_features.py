@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from churnguard.dataset import validate_tables
 from churnguard.features import build_features, estimate_lifespan_years
@@ -190,3 +192,13 @@ def test_customers_table_without_signup_dates(config):
     assert list(f.index) == ["x", "y"]
     assert f.loc["y", "n_orders"] == 0
     assert f.loc["x", "tenure_days"] == 0
+
+
+@given(st.lists(st.integers(-2**40, 2**40), max_size=60), st.integers(1, 3))
+def test_distinct_gives_the_sorted_distinct_values(values, repeat):
+    from churnguard.features.kernel import distinct
+
+    arr = np.array(values * repeat, dtype=np.int64)
+    out = distinct(arr)
+    assert out.dtype == np.int64
+    assert out.tolist() == sorted(set(values))

@@ -484,7 +484,7 @@ def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray
         place[values] = np.arange(len(values), dtype=np.int32) - starts[owner[values]]
         return _cut(column, place[codes], valid, values, starts, None, cuts)
     keys = buckets.astype(np.int64) * size + codes
-    pairs = np.unique(keys if valid is None else keys[valid])
+    pairs = kernel.distinct(keys if valid is None else keys[valid])
     kept = np.searchsorted(pairs, keys)
     return _cut(column, kept, valid, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), buckets, cuts)
 

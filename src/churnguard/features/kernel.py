@@ -44,6 +44,7 @@ __all__ = [
     "cltv",
     "combine",
     "day_numbers",
+    "distinct",
     "is_vip",
     "lifespan_counts",
     "lifespan_from_counts",
@@ -102,6 +103,14 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = _nans(num.shape)
     np.divide(num, den, out=out, where=den != 0)
     return out
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a numeric array, sorted, by one sort: what ``np.unique`` gives, whose plain form
+    (no ``return_*`` option) takes a hash set since numpy 2.3, far slower on many distinct values (12M int64
+    with 10M distinct: 10.7 s against 0.1 s of CPU, numpy 2.4)."""
+    ordered = np.sort(np.ravel(values))
+    return ordered[_run_starts(ordered)]
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import pandas as pd
 from churnguard._charts import chart_axes
 from churnguard._io import atomic_write_text, write_table
 from churnguard.features.build import purchase_orders
-from churnguard.features.kernel import day_numbers
+from churnguard.features.kernel import day_numbers, distinct
 from churnguard.lifecycle import STAGES, lifecycle_codes
 from churnguard.reporting.monitoring import DriftCheck
 
@@ -410,13 +410,13 @@ def _cohorts(c: np.ndarray, d: np.ndarray, first: np.ndarray, last_day: int) -> 
     cohort_of = month(first)
     months = month(d)
     low, width_all = months.min(initial=0), int(months.max(initial=0) - months.min(initial=0)) + 1
-    key = np.unique(c.astype(np.int64) * width_all + (months - low))  # distinct (customer, month) purchases
+    key = distinct(c.astype(np.int64) * width_all + (months - low))  # distinct (customer, month) purchases
     buys = np.stack([key // width_all, key % width_all + low])
     labels, row = np.unique(cohort_of, return_inverse=True)
     last_month = month(np.array([last_day]))[0]
     width = last_month - labels[0] + 1
-    hits = np.zeros((labels.size, width))
-    np.add.at(hits, (row[buys[0]], buys[1] - cohort_of[buys[0]]), 1)
+    cell = row[buys[0]] * width + (buys[1] - cohort_of[buys[0]])  # (cohort, months since) of each purchase
+    hits = np.bincount(cell, minlength=labels.size * width).reshape(labels.size, width).astype("float64")
     size = np.bincount(row)
     share = hits / size[:, None] * 100
     share[labels[:, None] + np.arange(width)[None, :] > last_month] = np.nan  # months not in the data yet
