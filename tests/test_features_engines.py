@@ -200,3 +200,81 @@ def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tm
                               out=tmp_path / "one.parquet", config=cfg, partitions=1)
     assert asked == [2 if case == "iso" else 3]  # one partition asked for: all at once, in memory
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one.parquet"), want, check_exact=True)
+
+
+def _late_bad_dates(cases, root: Path) -> dict[str, Path]:
+    """The ISO case's files with two bad timestamps near the end of the transactions (a day after today and a
+    value that is no date), under ``on_bad_rows: reject``: read in small chunks, the chunks before theirs hold
+    only dates validation reads as the census parsed them."""
+    files = cases["iso"][0]
+    tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)
+    tx.loc[[len(tx) - 40, len(tx) - 7], "timestamp"] = ["2099-06-01 10:00:00", "not a date"]
+    root.mkdir()
+    tx.to_csv(root / "transactions.csv", index=False)
+    return {**files, "transactions": root / "transactions.csv"}
+
+
+@pytest.mark.parametrize("case", ["iso", "day-first", "bad-reject", "late-bad-dates"])
+def test_files_of_many_chunks_are_read_once_and_give_the_features_of_the_whole_input(cases, case, tmp_path,
+                                                                                      monkeypatch):
+    """Read in chunks of 20 KB, each chunk's census and split are one pass: ISO dates are carried parsed into
+    the pieces; a chunk whose dates are not all sure (``late-bad-dates``: after today, no date) has the chunks
+    before it split again with the text; a column in a decided style is read again for its census in that
+    style. The file, ``attrs`` and rejects (the bad dates quoted as written) are those of the whole input in
+    memory."""
+    from functools import partial
+
+    from churnguard.engines import partitions as parts
+
+    if case == "late-bad-dates":
+        files, (_, cfg, as_of, _) = _late_bad_dates(cases, tmp_path / "in"), cases["bad-reject"]
+    else:
+        files, cfg, as_of, _ = cases[case]
+    want, want_rejects = _reference(files, cfg, as_of)
+    monkeypatch.setattr(parts, "plan_inputs", partial(parts.plan_inputs, block_bytes=20_000))
+    reads, carried = [], []
+    real_read, real_split = parts.read_chunk, parts.census_and_split
+    monkeypatch.setattr(parts, "read_chunk", lambda chunk, columns: reads.append((chunk, columns)) or real_read(
+        chunk, columns))
+    monkeypatch.setattr(parts, "census_and_split", lambda *a: carried.append(real_split(*a)[0].parsed) or real_split(
+        *a))
+    result = _run(files, cfg, as_of, "partitioned", tmp_path / "features.parquet")
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)
+    chunks = [chunk for chunk, columns in reads if len(columns) > 1]
+    n_tx = sum(chunk.path == str(files["transactions"]) for chunk in set(chunks))
+    assert n_tx > 10  # many chunks
+    if case == "iso":  # every chunk read once; the transactions' timestamps carried parsed
+        assert len(chunks) == len(set(chunks)) == len(reads)
+        assert ("timestamp",) in carried
+    if case == "late-bad-dates":
+        bad = want_rejects[want_rejects["column"] == "timestamp"]
+        assert set(bad["value"]) == {"2099-06-01 10:00:00", "not a date"}
+        # the chunks before the bad ones split again, and the timestamps read again for their style's census
+        assert len(chunks) > len(set(chunks))
+        assert sum(columns == ("timestamp",) for _, columns in reads) == n_tx
+
+
+def test_rows_that_ask_for_more_partitions_than_the_files_size_are_split_again(cases, tmp_path, monkeypatch):
+    """The one pass splits into the partitions the files' size asks for; when the rows the census counted ask
+    for more, the chunks are split again into those, and the features are those of the whole input."""
+    from churnguard.engines import local
+
+    files, cfg, as_of, _ = cases["iso"]
+    want, want_rejects = _reference(files, cfg, as_of)
+    rows = sum(len(pd.read_csv(files[n])) for n in NAMES)
+    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
+    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
+    splits, real = [], local._split
+    monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
+    result = local.features_files(**{n: files[n] for n in NAMES}, out=tmp_path / "features.parquet",
+                                  data_config=cfg.data, feature_config=cfg.features, as_of=as_of)
+    assert splits == [3]
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)

@@ -1,12 +1,12 @@
 """Batch scoring and features of files larger than memory comfortably allows, partitioned by customer.
 
-The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in
-chunks twice (a census, then the split by customer), the pieces spilled to uncompressed Arrow IPC files in a
-work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the next
-run there when this one was killed), and the buckets validated and scored one at a time (memory: about
-1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the
-model, so the scores do not depend on the partitioning; the selection is drawn over all customers and the
-output written atomically.
+The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in chunks,
+once (each chunk's census and its split by customer in one pass), the pieces spilled to uncompressed Arrow IPC
+files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the
+next run there when this one was killed), and the buckets validated and scored one at a time (memory: about
+1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model,
+so the scores do not depend on the partitioning; the selection is drawn over all customers and the output written
+atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
 does: each bucket is validated once (its tables kept in the work directory), its lifespan counts and attribute
@@ -145,14 +145,52 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
     """The census of every chunk, what it decides, the split into ``partitions`` buckets in ``work`` (default:
     :func:`auto_partitions` of the files and the rows the census counted); the spec, the day to start from and
     the number of buckets. The day is ``as_of``, else a first guess at "today": the last day of the transactions
-    as the census read them, before validation (the caller confirms it on the validated timestamps)."""
-    census = {t: [parts.chunk_census(c, s, data_config) for c in s.chunks] for t, s in sources.items()}
+    as the census read them, before validation (the caller confirms it on the validated timestamps).
+
+    Each chunk is read once: its census is taken and its rows split in one pass (:func:`_census_split`), into
+    the buckets the files' sizes ask for. When the rows the census counted ask for more, the chunks are read
+    and split again into those; the text date columns of a decided style are read again for the census in
+    that style (:func:`churnguard.engines.partitions.check_styles`)."""
+    n = partitions or auto_partitions(files)
+    census = _census_split(sources, data_config, n, work)
     spec = parts.decide(sources, census, data_config)
-    n = partitions or auto_partitions(files, sum(spec.rows.values()))
-    _split(spec, n, work)
+    wanted = partitions or auto_partitions(files, sum(spec.rows.values()))
+    if wanted != n:
+        for piece in work.glob("*.arrow"):
+            piece.unlink()
+        n = wanted
+        _split(spec, n, work)
+    elif any(spec.styles.values()):
+        parts.check_styles(spec, {t: [parts.style_census(parts.read_chunk(c, parts.census_columns(s, data_config)),
+                                                         spec, t) for c in s.chunks]
+                                  for t, s in spec.sources.items() if spec.styles.get(t)})
     _release()
     latest = pd.Series([c.last for c in census["transactions"]], dtype="datetime64[ns]")
     return spec, to_day(as_of) if as_of is not None else last_day(latest), n
+
+
+def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, work: Path
+                  ) -> dict[str, list[parts.ChunkCensus]]:
+    """Read every chunk once: its census, and its rows split into ``n`` buckets spilled as :func:`_split`
+    spills them."""
+    census = {}
+    for t, src in sources.items():
+        census[t], parsed = [], None  # the date columns every chunk so far holds parsed
+        for i, chunk in enumerate(src.chunks):
+            first = 1 + sum(c.rows for c in census[t])
+            found, pieces = parts.census_and_split(parts.read_chunk(chunk, src.columns), src, config, first, n,
+                                                   parsed)
+            census[t].append(found)
+            _spill(pieces, work, t, i)
+            del pieces
+            if parsed is not None and set(found.parsed) != set(parsed):  # this chunk's hold fewer: split again
+                for j, earlier in enumerate(src.chunks[:i]):
+                    _, pieces = parts.census_and_split(parts.read_chunk(earlier, src.columns), src, config,
+                                                       1 + sum(c.rows for c in census[t][:j]), n, found.parsed)
+                    _spill(pieces, work, t, j)
+                    del pieces
+            parsed = found.parsed
+    return census
 
 
 def _release() -> None:
@@ -164,20 +202,26 @@ def _release() -> None:
 
 
 def _split(spec: parts.Spec, n: int, work: Path) -> None:
-    """Split every chunk into ``n`` buckets, spilled to ``{table}-{bucket}-{chunk}.arrow`` in ``work`` (empty
-    pieces only of the first chunk, for the columns), and check the date styles."""
-    import pyarrow as pa
-
+    """Split every chunk into ``n`` buckets, spilled to ``{table}-{bucket}-{chunk}.arrow`` in ``work``
+    (:func:`_spill`), and check the date styles."""
     stats = {t: [] for t in spec.sources}
     for t, src in spec.sources.items():
         for i, chunk in enumerate(src.chunks):
             pieces, stats_i = parts.split_chunk(parts.read_chunk(chunk, src.columns), spec, t, i, n)
             stats[t].append(stats_i)
-            for b, piece in enumerate(pieces):
-                if len(piece) or i == 0:
-                    with pa.ipc.new_file(str(work / f"{t}-{b}-{i}.arrow"), piece.schema) as writer:
-                        writer.write_table(piece)
+            _spill(pieces, work, t, i)
     parts.check_styles(spec, stats)
+
+
+def _spill(pieces: list[pa.Table], work: Path, table: str, i: int) -> None:
+    """Write chunk ``i``'s pieces of ``table`` to ``{table}-{bucket}-{i}.arrow`` in ``work`` (empty pieces only
+    of the first chunk, for the columns)."""
+    import pyarrow as pa
+
+    for b, piece in enumerate(pieces):
+        if len(piece) or i == 0:
+            with pa.ipc.new_file(str(work / f"{table}-{b}-{i}.arrow"), piece.schema) as writer:
+                writer.write_table(piece)
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:

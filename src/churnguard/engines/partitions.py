@@ -3,7 +3,10 @@ engine as tasks): :func:`plan_inputs` (chunks: CSV byte ranges, Parquet row grou
 directory's files), :func:`census` of each chunk, :func:`decide` what depends on whole files (rows, each chunk's
 first row number, each date column's style), :func:`split_chunk` by customer and :func:`check_styles`, then
 :func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
-Arrow tables: cheap to cut, to spill to files and to send between processes.
+Arrow tables: cheap to cut, to spill to files and to send between processes. The local engine, which spills
+each chunk's pieces rather than holding the chunks, takes the census and the split in one pass
+(:func:`census_and_split`, text dates it is sure of carried parsed), and reads again only what the whole input's
+census asks for.
 
 Features learn the population over all partitions before any partition's features are final:
 :func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
@@ -100,6 +103,7 @@ class ChunkCensus:
     rows: int
     dates: dict[str, DateCensus]
     last: pd.Timestamp = pd.NaT
+    parsed: tuple[str, ...] = ()  # text date columns whose pieces hold the dates parsed (census_and_split)
 
 
 @dataclass(frozen=True)
@@ -307,32 +311,40 @@ def _csv_rows_of(chunk: Chunk) -> pa.Buffer:
 
 def census(table: pa.Table, source: Source, config: DataConfig) -> ChunkCensus:
     """A chunk's :class:`ChunkCensus` (its dates read before any style is known)."""
-    dates, last = {}, pd.NaT
+    return _census(table, source, config, carry=False)[0]
+
+
+def _census(table: pa.Table, source: Source, config: DataConfig, carry: bool = True
+            ) -> tuple[ChunkCensus, dict[str, pd.Series]]:
+    """:func:`census`, and (``carry``) the text date columns (by file name) whose every value validation is
+    sure to read as the census read it (:func:`_sure_dates`), those values."""
+    dates, last, sure = {}, pd.NaT, {}
     for col, name in _date_columns(source, config):
         values = table.column(col).to_pandas()
         if not pd.api.types.is_datetime64_any_dtype(values):
             values, dates[name] = dataset.date_census(dataset.text_cells(values), config.date_format)
+            if carry and _sure_dates(values, dates[name], name, col in getattr(config.exclude, source.table)):
+                sure[col] = values.dt.tz_localize(None)
         if name == "timestamp":  # the last day validation can keep: in range, not after today
             if getattr(values.dt, "tz", None) is not None:
                 values = values.dt.tz_convert("UTC").dt.tz_localize(None)
             last = values[~dataset.dates_out_of_range(values) & (values < dataset.latest_plausible_day())].max()
-    return ChunkCensus(len(table), dates, last)
+    return ChunkCensus(len(table), dates, last), sure
 
 
-def chunk_census(chunk: Chunk, source: Source, config: DataConfig) -> ChunkCensus:
-    """:func:`census` of a chunk, reading only what it needs: a Parquet chunk of a table other than the
-    transactions (whose last time is taken) with every date column stored as a timestamp has no style to decide,
-    so only its rows are counted, from the file's metadata."""
-    if chunk.kind == "parquet" and source.table != "transactions":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(chunk.path)
-        if all(c in schema.names and pa.types.is_timestamp(schema.field(c).type)
-               for c, _ in _date_columns(source, config)):
-            meta = pq.ParquetFile(chunk.path).metadata
-            return ChunkCensus(sum(meta.row_group(g).num_rows for g in chunk.row_groups), {})
-    return census(read_chunk(chunk, census_columns(source, config)), source, config)
+def _sure_dates(parsed: pd.Series, found: DateCensus, name: str, excluded: bool) -> bool:
+    """Whether validation, given a text date column's values as parsed by the census (``parsed``, ``found``:
+    before any style is known), flags none of its rows and reads every one as parsed, so that the parsed
+    values can stand for the text: every value is a date at nanosecond resolution (so in range) before the
+    last plausible day, none is missing where a value is required (a missing one is quoted in the rejects as
+    its text was), and no ``data.exclude`` rule reads the column's text (``excluded``). A column of
+    such chunks only is in no other style than ISO 8601 (or ``data.date_format``): no style is decided for it.
+    """
+    if excluded or found.parsed != found.present or str(parsed.dtype) != "datetime64[ns, UTC]":
+        return False
+    if name in dataset._REQUIRED_VALUES and found.present != len(parsed):
+        return False
+    return not len(parsed) or not (parsed.max() >= dataset.latest_plausible_day().tz_localize("UTC"))
 
 
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
@@ -367,25 +379,59 @@ def _date_styles(source: Source, censuses: list[ChunkCensus], config: DataConfig
 def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tuple[list[pa.Table], dict]:
     """Number chunk ``i``'s rows, census its date columns in the decided styles (for :func:`check_styles`) and
     cut it into ``n`` pieces by customer partition (row order kept within each)."""
+    stats = style_census(table, spec, source)
+    return split_rows(table, spec.column(source, "customer_id"), spec.starts[source][i], n), stats
+
+
+def style_census(table: pa.Table, spec: Spec, source: str) -> dict[str, DateCensus]:
+    """The census of a chunk's text date columns in the styles decided for them (for :func:`check_styles`)."""
+    return {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
+                                      fmt)[1] for name, fmt in spec.styles[source].items()}
+
+
+def census_and_split(table: pa.Table, source: Source, config: DataConfig, first: int, n: int,
+                     parse: tuple[str, ...] | None = None) -> tuple[ChunkCensus, list[pa.Table]]:
+    """:func:`census` of a chunk read with all its source's columns and its rows cut into ``n`` pieces as
+    :func:`split_chunk` cuts them, in one pass, before the whole input is known: ``first`` is the chunk's first
+    row number (1 + the rows of the source's chunks before it). What :func:`decide` then finds may ask for
+    another split (more partitions for the rows counted) or for :func:`style_census`.
+
+    The text date columns whose values validation is sure to read as the census did (:func:`_sure_dates`; of
+    ``parse`` only, when given) go into the pieces parsed, as naive UTC timestamps (``parsed`` of the census
+    names them): smaller pieces, and no second parse. A table's pieces must all hold a column alike: the caller
+    splits again, with ``parse`` narrowed, the chunks whose columns were parsed where a later chunk's are not.
+    """
     import pyarrow as pa
 
-    first = spec.starts[source][i]
-    stats = {name: dataset.date_census(dataset.text_cells(table.column(spec.column(source, name)).to_pandas()),
-                                       fmt)[1] for name, fmt in spec.styles[source].items()}
+    found, sure = _census(table, source, config)
+    parsed = tuple(c for c in sure if parse is None or c in parse)
+    for col in parsed:
+        table = table.set_column(table.schema.get_field_index(col), col,
+                                 pa.array(sure.pop(col).to_numpy(), type=pa.timestamp("ns"), from_pandas=True))
+    del sure
+    return replace(found, parsed=parsed), split_rows(
+        table, getattr(config.columns, source.table).get("customer_id", "customer_id"), first, n)
+
+
+def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.Table]:
+    """Number a chunk's rows from ``first`` on and cut them into ``n`` pieces by the customer partition of
+    ``id_column`` (row order kept within each)."""
+    import pyarrow as pa
+
     if n == 1:
-        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))], stats
+        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))]
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
     table = table.unify_dictionaries().combine_chunks()
-    buckets = _partitions(table.column(spec.column(source, "customer_id")), n)
+    buckets = _partitions(table.column(id_column), n)
     buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
     order = np.argsort(buckets, kind="stable")
     buckets = buckets[order]
     cuts = np.searchsorted(buckets, np.arange(n + 1))
     table = table.take(order)
     table = table.append_column(ROW_COLUMN, pa.array(order + first))  # the row numbers, in the order taken
-    ids = table.schema.get_field_index(spec.column(source, "customer_id"))
+    ids = table.schema.get_field_index(id_column)
     coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
              for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
     pieces = []
@@ -394,7 +440,7 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
         for c, arrays in coded.items():
             piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
         pieces.append(piece)
-    return pieces, stats
+    return pieces
 
 
 def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False

@@ -572,11 +572,11 @@ def lifespan_inputs(tx: pd.DataFrame, as_of: pd.Timestamp) -> tuple[np.ndarray, 
     """The lifespan counts (:func:`churnguard.features.kernel.lifespan_counts`) of the purchases on or before
     ``as_of`` and the age of the oldest one (None without purchases); counts of disjoint customers add up."""
     as_of = to_day(as_of)
-    purchases = tx[(tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)]
-    if purchases.empty:
+    bought = ((tx["amount"] > 0) & (tx["timestamp"] < as_of + _DAY)).to_numpy()
+    if not bought.any():
         return np.zeros(2, dtype=np.int64), None
-    codes, uniques = pd.factorize(purchases["customer_id"])
-    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(purchases["timestamp"].to_numpy())).astype("float64")
+    codes, uniques = pd.factorize(tx["customer_id"][bought])  # of the two columns used only (not the order ids)
+    age = (_day_numbers(np.datetime64(as_of)) - _day_numbers(tx["timestamp"].to_numpy()[bought])).astype("float64")
     return k.lifespan_counts(codes, age, len(uniques)), float(age.max())
 
 

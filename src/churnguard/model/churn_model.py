@@ -212,8 +212,7 @@ class ChurnModel:
 
         self._check_fitted()
         scale = sigmoid_scale(self.booster_)
-        raw = np.asarray(raw, dtype="float64").tolist()
-        return self.calibrator_.probability(np.array([lightgbm_probability(r, scale) for r in raw]))
+        return self.calibrator_.probability(lightgbm_probability(np.asarray(raw, dtype="float64"), scale))
 
     def explain(self, matrix: np.ndarray, *, contributions: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """TreeSHAP contributions (None unless asked for) and calibrated probabilities of the model inputs

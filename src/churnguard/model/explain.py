@@ -34,10 +34,13 @@ def sigmoid_scale(booster) -> float:
     return float(booster.params.get("sigmoid", 1.0))
 
 
-def lightgbm_probability(raw: float, scale: float) -> float:
-    """The binary objective's probability for a raw score, computed as LightGBM does (libm's ``exp``, which
-    numpy's vectorised ``exp`` need not match in the last bit)."""
-    return 1.0 / (1.0 + math.exp(-scale * raw))
+def lightgbm_probability(raw: float | np.ndarray, scale: float) -> float | np.ndarray:
+    """The binary objective's probability for a raw score (or an array of them), computed as LightGBM does:
+    libm's ``exp`` (``math.exp``, which numpy's vectorised ``exp`` need not match in the last bit), the rest in
+    IEEE arithmetic, which numpy's and Python's share."""
+    e = np.fromiter(map(math.exp, (-scale * np.asarray(raw, dtype="float64")).ravel().tolist()), dtype=np.float64)
+    probability = 1.0 / (1.0 + e)
+    return float(probability[0]) if np.ndim(raw) == 0 else probability.reshape(np.shape(raw))
 
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f: |x| <= this counts as zero
