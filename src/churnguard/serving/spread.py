@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from churnguard._io import process_alive
+
 __all__ = ["ENV", "Board", "board_file", "current", "from_env"]
 
 ENV = "CHURNGUARD_SERVE_SPREAD"  # "<workers>:<path of the board file>"
@@ -55,7 +57,7 @@ class Board:
     def _claim(self) -> int:
         for slot in range(self.workers):
             pid = self._counts[slot * _SLOT]
-            if pid == 0 or not _alive(pid):
+            if pid == 0 or not process_alive(pid):
                 self._counts[slot * _SLOT], self._counts[slot * _SLOT + 1] = os.getpid(), 0
                 return slot
         raise RuntimeError(f"all {self.workers} worker slots of the connection board are taken")
@@ -77,16 +79,6 @@ class Board:
             self.leaving += 1
             return True
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 _BOARD: Board | None = None
