@@ -44,6 +44,10 @@ class ColumnsConfig(_Frozen):
     events: dict[str, str] = Field(default_factory=dict)
     campaigns: dict[str, str] = Field(default_factory=dict)
 
+    def file_name(self, table: str, name: str) -> str:
+        """The user's name of ``table``'s contract column ``name`` (its own name when unmapped)."""
+        return getattr(self, table).get(name, name)
+
 
 class ExcludeConfig(_Frozen):
     """Rows that are no part of the data, per table: a column of the file (its own name) -> the values whose

@@ -119,7 +119,7 @@ class Spec:
 
     def column(self, table: str, name: str) -> str:
         """The file's name of the contract column ``name``."""
-        return getattr(self.config.columns, table).get(name, name)
+        return self.config.columns.file_name(table, name)
 
 
 def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConfig, *,
@@ -132,8 +132,8 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
                else _plan(p, t, block_bytes, dataset.dialect(config)) for t, p in paths.items() if p is not None}
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
-    ids = {t: (getattr(config.columns, t).get("customer_id", "customer_id"),) for t in sources}
-    coded = {t: tuple(getattr(config.columns, t).get(c, c) for c in dataset._CODED.get(t, ())) for t in sources}
+    ids = {t: (config.columns.file_name(t, "customer_id"),) for t in sources}
+    coded = {t: tuple(config.columns.file_name(t, c) for c in dataset._CODED.get(t, ())) for t in sources}
     sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t]) for c in s.chunks))
                for t, s in sources.items()}
     if feature_inputs_only:
@@ -145,7 +145,7 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
 def census_columns(source: Source, config: DataConfig) -> tuple[str, ...]:
     """The columns the census reads: the date columns (without any, the customer id, to count the rows)."""
     return tuple(c for c, _ in _date_columns(source, config)) or (
-        getattr(config.columns, source.table).get("customer_id", "customer_id"),)
+        config.columns.file_name(source.table, "customer_id"),)
 
 
 def _date_columns(source: Source, config: DataConfig) -> list[tuple[str, str]]:
@@ -410,7 +410,7 @@ def census_and_split(table: pa.Table, source: Source, config: DataConfig, first:
                                  pa.array(sure.pop(col).to_numpy(), type=pa.timestamp("ns"), from_pandas=True))
     del sure
     return replace(found, parsed=parsed), split_rows(
-        table, getattr(config.columns, source.table).get("customer_id", "customer_id"), first, n)
+        table, config.columns.file_name(source.table, "customer_id"), first, n)
 
 
 def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.Table]:

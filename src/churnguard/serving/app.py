@@ -540,7 +540,7 @@ def _json(status: int, detail: str, *, close: bool = False) -> Response:
 
 
 def create_app(model_path: str | Path, *, playbook_path: str | Path | None = None, token: str | None = None,
-               max_body_bytes: int = 2_000_000, reconnect_every: int | None = None,
+               max_body_bytes: int = 2_000_000, reconnect_every: int | None = None, board: Any = None,
                pages: PageSources | None = None, uplift_path: str | Path | None = None) -> FastAPI:
     """A FastAPI app serving the model file at ``model_path`` (loaded once at start-up).
 
@@ -551,6 +551,8 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
         max_body_bytes: larger request bodies get 413.
         reconnect_every: when set, every this many responses of a worker process, one asks its client to
             reconnect (``Connection: close``), as nginx's ``keepalive_requests`` does; see :class:`_App`.
+        board: this worker's ``churnguard.serving.spread.Board`` when it serves with others: a worker over its
+            share of the connections asks one client at a time to reconnect (in place of ``reconnect_every``).
         pages: the files of the retention team's pages (``churnguard.serving.pages``, at ``/``); none without.
         uplift_path: an uplift model of ``churnguard train-uplift``: ``POST /predict`` chooses actions and
             selects by incremental value (``churnguard.uplift.score``).
@@ -585,7 +587,7 @@ def create_app(model_path: str | Path, *, playbook_path: str | Path | None = Non
 
     app = _App(title="churnguard", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.max_body_bytes = max_body_bytes
-    app.reconnect_every = reconnect_every
+    app.reconnect_every, app.board = reconnect_every, board
     app.token = token.encode() if token else None
     _add_routes(app)
     if pages is not None:
@@ -721,10 +723,8 @@ def app_from_env() -> FastAPI:
     files = {name: os.environ.get(f"CHURNGUARD_SERVE_{name.upper()}") or None for name in PAGE_FILES}
     pages = PageSources.parse(files) if files["scores"] else None
     board = spread.from_env()
-    app = create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
-                     token=os.environ.get("CHURNGUARD_API_TOKEN") or None,
-                     reconnect_every=None if board is not None else 100, pages=pages,
-                     uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
-    app.board = board
-    return app
+    return create_app(os.environ["CHURNGUARD_SERVE_MODEL"], playbook_path=os.environ.get("CHURNGUARD_SERVE_PLAYBOOK"),
+                      token=os.environ.get("CHURNGUARD_API_TOKEN") or None,
+                      reconnect_every=None if board is not None else 100, board=board, pages=pages,
+                      uplift_path=os.environ.get("CHURNGUARD_SERVE_UPLIFT") or None)
 
