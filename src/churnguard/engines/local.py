@@ -340,55 +340,63 @@ def features_files(
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
         spec, guess, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
-        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step)
-        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
+        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step, keep_pieces=as_of is None)
         day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
         if day != guess:  # dates in another style than the census read, or the last ones set aside
-            checked = _Checked(*_population_inputs(checked.tables, day, feature_config))
+            checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
+        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
         population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
-        built = _build_buckets(checked.tables, day, feature_config, population, work, on_step)
+        built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
         cltv = np.concatenate(built.cltv) if built.cltv else np.zeros(0)
         population = replace(population, vip_cltv_threshold=kernel.vip_threshold(cltv, feature_config.vip_quantile))
         columns = _merge_parts(built, population, Path(out), on_step)
-    unseen = pd.Index(np.concatenate(built.unseen)) if built.unseen else pd.Index([], dtype=object)
+    unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
     return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), len(cltv), columns, len(unseen))
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What validating the buckets left: each bucket's validated tables (a pickle in the work directory),
-    lifespan inputs and attribute summaries as of the guessed day, rejects, reject digest and last transaction
-    time."""
+    """What validating the buckets left: each bucket's partial features as of the day (``features.build.Partial``,
+    a pickle in the work directory), lifespan inputs, attribute summaries and the customers known to its tables
+    without a features row; its rejects, reject digest and last transaction time."""
 
     inputs: list = field(default_factory=list)
     summaries: list = field(default_factory=list)
-    tables: list[Path] = field(default_factory=list)
+    partials: list[Path] = field(default_factory=list)
+    unseen: list[np.ndarray] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     digests: list = field(default_factory=list)
     latest: list[pd.Timestamp] = field(default_factory=list)
 
 
 def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, cfg: FeatureConfig,
-                      on_step: Callable[..., None]) -> _Checked:
-    """Validate the buckets one at a time and keep each one's tables in ``work`` (pickled: the frames come
-    back as they were, dtypes and all); once the bad-row policy is sure to raise (or there is no day), the
-    rest are only validated, for the counts of the error."""
+                      on_step: Callable[..., None], keep_pieces: bool = False) -> _Checked:
+    """Validate the buckets one at a time and keep each one's partial features as of ``day`` in ``work``
+    (everything that needs no state of the whole population: most of the build, so a bucket's tables are let
+    go at once); once the bad-row policy is sure to raise (or there is no day), the rest are only validated,
+    for the counts of the error. ``keep_pieces``: leave the split's pieces in ``work``, to validate them again
+    as of another day."""
+    from churnguard.features.build import partial_features
 
     run = _Checked()
     for b in range(n):
-        on_step(f"validating partition {b + 1}/{n}", b, n)
+        on_step(f"validating and building partition {b + 1}/{n}", b, n)
         tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
-        for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
-            path.unlink(missing_ok=True)
+        if not keep_pieces:
+            for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
+                path.unlink(missing_ok=True)
         run.digests.append(parts.reject_digest(tables))
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if parts.doomed(spec, run.digests) or pd.isna(day):
             continue
-        run.inputs.append(parts.lifespan_inputs(tables, day))
+        partial = partial_features(tables, day, cfg, count_lifespan=True)
+        run.inputs.append(partial.lifespan)
         run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
-        run.tables.append(_pickled(tables, work / f"tables-{b}.pickle"))
+        run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
         del tables
+        run.partials.append(_pickled(partial, work / f"partial-{b}.pickle"))
+        del partial
         _release()
     return run
 
@@ -415,44 +423,30 @@ def _unpickled(path: Path) -> Any:
         return pickle.load(fh)  # this run's own work file
 
 
-def _population_inputs(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig) -> tuple[list, list, list]:
-    """The buckets' lifespan inputs and attribute summaries as of ``day`` (another day than the guessed one)."""
-    inputs, summaries = [], []
-    for path in tables:
-        t = _unpickled(path)
-        inputs.append(parts.lifespan_inputs(t, day))
-        summaries.append(parts.attribute_summaries(t, day, cfg.max_categories))
-    return inputs, summaries, tables
-
-
 @dataclass(frozen=True)
 class _Built:
-    """Each bucket's features file (Arrow IPC, rows sorted by customer id), customer ids, CLTV and the customers
-    known to its tables without a features row."""
+    """Each bucket's features file (Arrow IPC, rows sorted by customer id), customer ids and CLTV."""
 
     parts: list[Path] = field(default_factory=list)
     ids: list[pd.Series] = field(default_factory=list)
     cltv: list[np.ndarray] = field(default_factory=list)
-    unseen: list[np.ndarray] = field(default_factory=list)
 
 
-def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, population: Population, work: Path,
-                   on_step: Callable[..., None]) -> _Built:
-    """Build each bucket's features with the population's lifespan and attribute kinds (the value tier is set
+def _finish_buckets(partials: list[Path], cfg: FeatureConfig, population: Population, work: Path,
+                    on_step: Callable[..., None]) -> _Built:
+    """Finish each bucket's features with the population's lifespan and attribute kinds (the value tier is set
     when the buckets are merged) and spill them to ``work``."""
     import pyarrow as pa
 
-    from churnguard.features import build_features
-    from churnguard.scoring.score import unseen_customers
+    from churnguard.features.build import finish_features
 
     run = _Built()
-    for b, path in enumerate(tables):
-        on_step(f"building features, partition {b + 1}/{len(tables)}", b, len(tables))
-        t = _unpickled(path)
+    for b, path in enumerate(partials):
+        on_step(f"finishing features, partition {b + 1}/{len(partials)}", b, len(partials))
+        partial = _unpickled(path)
         path.unlink()
-        feats = build_features(t, day, cfg, population)
-        run.unseen.append(unseen_customers(t, feats["customer_id"]).to_numpy())
-        del t
+        feats = finish_features(partial, cfg, population)
+        del partial
         run.ids.append(feats["customer_id"])
         run.cltv.append(feats["cltv"].to_numpy(dtype="float64"))
         run.parts.append(work / f"features-{b}.arrow")
