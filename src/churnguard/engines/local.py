@@ -346,9 +346,10 @@ def features_files(
             checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
         rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
         population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
-        built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
-        cltv = np.concatenate(built.cltv) if built.cltv else np.zeros(0)
+        cltv = np.concatenate([kernel.cltv(c, population.lifespan_years, feature_config) for c in checked.cltv]
+                              or [np.zeros(0)])
         population = replace(population, vip_cltv_threshold=kernel.vip_threshold(cltv, feature_config.vip_quantile))
+        built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
         columns = _merge_parts(built, population, Path(out), on_step)
     unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
     return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), len(cltv), columns, len(unseen))
@@ -357,10 +358,12 @@ def features_files(
 @dataclass(frozen=True)
 class _Checked:
     """What validating the buckets left: each bucket's partial features as of the day (``features.build.Partial``,
-    a pickle in the work directory), lifespan inputs, attribute summaries and the customers known to its tables
-    without a features row; its rejects, reject digest and last transaction time."""
+    a pickle in the work directory), lifespan inputs, attribute summaries, the purchase features its customers'
+    CLTV is made of (``features.kernel.cltv_inputs``) and the customers known to its tables without a features
+    row; its rejects, reject digest and last transaction time."""
 
     inputs: list = field(default_factory=list)
+    cltv: list[dict[str, np.ndarray]] = field(default_factory=list)
     summaries: list = field(default_factory=list)
     partials: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
@@ -390,8 +393,10 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
         run.latest.append(tables.transactions["timestamp"].max())
         if parts.doomed(spec, run.digests) or pd.isna(day):
             continue
+        _release()  # what validation let go, before the features take theirs
         partial = partial_features(tables, day, cfg, count_lifespan=True)
         run.inputs.append(partial.lifespan)
+        run.cltv.append({name: partial.purchase[name] for name in kernel.cltv_inputs(cfg)})
         run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
         run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
         del tables
@@ -425,17 +430,16 @@ def _unpickled(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class _Built:
-    """Each bucket's features file (Arrow IPC, rows sorted by customer id), customer ids and CLTV."""
+    """Each bucket's features file (Arrow IPC, rows sorted by customer id) and customer ids."""
 
     parts: list[Path] = field(default_factory=list)
     ids: list[pd.Series] = field(default_factory=list)
-    cltv: list[np.ndarray] = field(default_factory=list)
 
 
 def _finish_buckets(partials: list[Path], cfg: FeatureConfig, population: Population, work: Path,
                     on_step: Callable[..., None]) -> _Built:
-    """Finish each bucket's features with the population's lifespan and attribute kinds (the value tier is set
-    when the buckets are merged) and spill them to ``work``."""
+    """Finish each bucket's features with the population's state (lifespan, VIP cut-off, attribute kinds) and
+    spill them to ``work`` (Arrow IPC, without the frame's ``attrs``: the merge writes them)."""
     import pyarrow as pa
 
     from churnguard.features.build import finish_features
@@ -448,9 +452,7 @@ def _finish_buckets(partials: list[Path], cfg: FeatureConfig, population: Popula
         feats = finish_features(partial, cfg, population)
         del partial
         run.ids.append(feats["customer_id"])
-        run.cltv.append(feats["cltv"].to_numpy(dtype="float64"))
         run.parts.append(work / f"features-{b}.arrow")
-        feats.attrs = {}  # set again by the merge; else pandas deep-copies them into every column read (0.5 s)
         table = pa.Table.from_pandas(feats, preserve_index=False)
         with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
             writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
@@ -486,9 +488,8 @@ class _Cursor:
 
 def _merge_parts(built: _Built, population: Population, out: Path, on_step: Callable[..., None]) -> int:
     """Stream the buckets' features into ``out`` in customer order (the order ``build_features`` gives all of
-    them: each bucket's rows are sorted, so a block of the output takes the next rows of each), with the value
-    tier of the population's VIP cut-off and the ``attrs`` of ``build_features``; the number of feature columns.
-    """
+    them: each bucket's rows are sorted, so a block of the output takes the next rows of each), as Arrow
+    tables, with the ``attrs`` of ``build_features``; the number of feature columns."""
     import pyarrow as pa
 
     ids = pd.concat(built.ids, ignore_index=True) if built.ids else pd.Series([], dtype=object)
@@ -508,9 +509,7 @@ def _merge_parts(built: _Built, population: Population, out: Path, on_step: Call
                 table = pa.concat_tables(pieces).take(np.argsort(np.argsort(mine, kind="stable")))
             else:  # no customer known at as_of: the columns of the first bucket's (empty) features
                 table = pa.ipc.open_file(str(built.parts[0])).schema.empty_table()
-            frame = parts.with_value_tier(table.to_pandas(), population.vip_cltv_threshold)
-            if start == 0:  # the file's attrs come from its first block (later blocks' would only be copied)
-                frame.attrs = attrs
-            append(frame)
-            columns = frame.shape[1] - 2
+            # the file's attrs come from its first block (later blocks' would only be copied)
+            append(table, attrs if start == 0 else None)
+            columns = table.num_columns - 2
     return columns
