@@ -9,10 +9,12 @@ so the scores do not depend on the partitioning; the selection is drawn over all
 atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
-does: each bucket is validated once (its tables kept in the work directory), its lifespan counts and attribute
-summaries taken; then each bucket's features are built with the population's lifespan and attribute kinds and
-spilled; the VIP cut-off comes from every bucket's CLTV, and the buckets' features are merged in customer order
-into the output, a block of rows at a time, with the value tier.
+does: each bucket is validated once and, while its tables are in hand, everything of its features that needs
+no state of the whole population is computed (``features.build.Partial``) and kept in the work directory,
+with its lifespan counts, attribute summaries and the inputs of its CLTV; the population's lifespan,
+attribute kinds and VIP cut-off are learned from those; then each bucket's features are finished with them
+(``features.build.finish_features``) and spilled, and the buckets' features are merged in customer order into
+the output, a block of rows at a time.
 """
 
 from __future__ import annotations
