@@ -419,7 +419,7 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     import pyarrow as pa
 
     if n == 1:
-        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))]
+        return [table.append_column(ROW_COLUMN, pa.array(_row_numbers(np.arange(len(table)), first)))]
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
@@ -430,7 +430,7 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     buckets = buckets[order]
     cuts = np.searchsorted(buckets, np.arange(n + 1))
     table = table.take(order)
-    table = table.append_column(ROW_COLUMN, pa.array(order + first))  # the row numbers, in the order taken
+    table = table.append_column(ROW_COLUMN, pa.array(_row_numbers(order, first)))  # in the order taken
     ids = table.schema.get_field_index(id_column)
     coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
              for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
@@ -441,6 +441,15 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
             piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
         pieces.append(piece)
     return pieces
+
+
+def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
+    """The row numbers of a chunk's rows at ``positions`` (``first``: its first row's), as 32-bit integers
+    where they fit: half the bytes spilled and read back for the largest tables (validation reads them as
+    int64, ``dataset.ROW_COLUMN``)."""
+    if first + len(positions) < 2**32:
+        return positions.astype(np.uint32) + np.uint32(first)
+    return positions.astype(np.int64) + first
 
 
 def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False
