@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ import pandas as pd
 from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
-from churnguard.features import kernel, to_day
+from churnguard.features import to_day
 from churnguard.scoring import ScoreResult, score_tables, select_customers
 from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, drift_rows, file_rows, unseen_customers
 from churnguard.sources import DbSource
@@ -348,24 +348,20 @@ def features_files(
             checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
         rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
         population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
-        cltv = np.concatenate([kernel.cltv(c, population.lifespan_years, feature_config) for c in checked.cltv]
-                              or [np.zeros(0)])
-        population = replace(population, vip_cltv_threshold=kernel.vip_threshold(cltv, feature_config.vip_quantile))
         built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
         columns = _merge_parts(built, population, Path(out), on_step)
     unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
-    return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), len(cltv), columns, len(unseen))
+    return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), sum(len(i) for i in built.ids), columns,
+                          len(unseen))
 
 
 @dataclass(frozen=True)
 class _Checked:
     """What validating the buckets left: each bucket's partial features as of the day (``features.build.Partial``,
-    a pickle in the work directory), lifespan inputs, attribute summaries, the purchase features its customers'
-    CLTV is made of (``features.kernel.cltv_inputs``) and the customers known to its tables without a features
-    row; its rejects, reject digest and last transaction time."""
+    a pickle in the work directory), its ``partitions.population_inputs`` and attribute summaries, and the
+    customers known to its tables without a features row; its rejects, reject digest and last transaction time."""
 
     inputs: list = field(default_factory=list)
-    cltv: list[dict[str, np.ndarray]] = field(default_factory=list)
     summaries: list = field(default_factory=list)
     partials: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
@@ -397,8 +393,7 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
             continue
         _release()  # what validation let go, before the features take theirs
         partial = partial_features(tables, day, cfg, count_lifespan=True)
-        run.inputs.append(partial.lifespan)
-        run.cltv.append({name: partial.purchase[name] for name in kernel.cltv_inputs(cfg)})
+        run.inputs.append(parts.population_inputs(partial, cfg))
         run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
         run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
         del tables

@@ -8,10 +8,11 @@ each chunk's pieces rather than holding the chunks, takes the census and the spl
 (:func:`census_and_split`, text dates it is sure of carried parsed), and reads again only what the whole input's
 census asks for.
 
-Features learn the population over all partitions before any partition's features are final:
-:func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
-then each partition's features are built with it, and :func:`with_value_tier` sets the value tier from the
-VIP cut-off of every partition's CLTV (``kernel.vip_threshold``).
+Features learn the population over all partitions before any partition's features are final: each
+partition's partial features (``features.build.partial_features``: all that needs no population state), their
+:func:`population_inputs` and the partition's :func:`attribute_summaries`, merged by :func:`learned_population`
+(lifespan, attribute kinds, VIP cut-off); then each partition's features are finished with it
+(``features.build.finish_features``).
 """
 
 from __future__ import annotations
@@ -696,9 +697,11 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
 
 
-def lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
-    """A partition's lifespan counts and oldest purchase age (``features.build.lifespan_inputs``)."""
-    return build.lifespan_inputs(tables.transactions, as_of)
+def population_inputs(partial: build.Partial, config: FeatureConfig
+                      ) -> tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]:
+    """What a partition's partial features (with their lifespan counts) give to :func:`learned_population`:
+    the lifespan counts and oldest purchase age, and the purchase features its customers' CLTV is made of."""
+    return partial.lifespan, {name: partial.purchase[name] for name in kernel.cltv_inputs(config)}
 
 
 def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
@@ -709,14 +712,15 @@ def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int
     return build.attribute_summaries(tables.customers[build.known_listed(tables, as_of)], max_categories)
 
 
-def learned_population(inputs: list[tuple[np.ndarray, float | None]], summaries: list[dict | None],
-                       config: FeatureConfig) -> Population:
-    """The lifespan and attribute kinds over all partitions (from their :func:`lifespan_inputs` and
-    :func:`attribute_summaries`), the kernel's rules applied to the whole population; the VIP cut-off is left
-    infinite until every partition's CLTV is known (:func:`with_value_tier`)."""
-    oldest = [o for _, o in inputs if o is not None]
-    lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs), max(oldest) if oldest else None, config)
-    return Population(lifespan, np.inf, attributes=_merged_kinds(summaries, config.max_categories))
+def learned_population(inputs: list[tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]],
+                       summaries: list[dict | None], config: FeatureConfig) -> Population:
+    """The lifespan, attribute kinds and VIP cut-off over all partitions (from their :func:`population_inputs`
+    and :func:`attribute_summaries`), the kernel's rules applied to the whole population."""
+    oldest = [o for (_, o), _ in inputs if o is not None]
+    lifespan = kernel.lifespan_from_counts(sum(c for (c, _), _ in inputs), max(oldest) if oldest else None, config)
+    cltv = np.concatenate([kernel.cltv(c, lifespan, config) for _, c in inputs] or [np.zeros(0)])
+    return Population(lifespan, kernel.vip_threshold(cltv, config.vip_quantile),
+                      attributes=_merged_kinds(summaries, config.max_categories))
 
 
 def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
@@ -728,9 +732,3 @@ def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | N
         for col, summary in part.items():
             merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
     return kernel.attribute_kinds(merged)
-
-
-def with_value_tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """A partition's features with the value tier of the VIP cut-off decided over every partition."""
-    tiers = kernel.value_tiers(feats["cltv"].to_numpy(dtype="float64"), threshold)
-    return feats.assign(value_tier=pd.array(tiers, dtype=feats["value_tier"].dtype))
