@@ -439,7 +439,7 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     for b in range(n):
         piece = table.slice(cuts[b], cuts[b + 1] - cuts[b])
         for c, arrays in coded.items():
-            piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
+            piece = piece.set_column(c, table.schema.field(c).with_type(arrays[b].type), pa.chunked_array([arrays[b]]))
         pieces.append(piece)
     return pieces
 
@@ -510,10 +510,12 @@ def _cut(column: pa.DictionaryArray, kept: np.ndarray, valid: np.ndarray | None,
     if buckets is not None:
         kept = kept - starts[buckets]
     dictionary = column.dictionary.take(pa.array(values))
-    kept = kept.astype(np.int32, copy=False)
+    # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
+    widest = int(np.diff(starts).max()) if n else 0
+    kept = kept.astype(np.int8 if widest <= 127 else np.int16 if widest <= 32767 else np.int32, copy=False)
     return [pa.DictionaryArray.from_arrays(
         pa.array(kept[cuts[b]:cuts[b + 1]], mask=None if valid is None else ~valid[cuts[b]:cuts[b + 1]]),
-        dictionary.slice(starts[b], starts[b + 1] - starts[b])) for b in range(n)]
+        dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=column.type.ordered) for b in range(n)]
 
 
 def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
