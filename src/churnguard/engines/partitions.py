@@ -591,6 +591,12 @@ def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
              if pa.types.is_dictionary(type_)]
     if not coded:
         return table.to_pandas(split_blocks=consume, self_destruct=consume)
+    for name in coded:  # the pieces' narrow indices (see _cut) widened: the unified dictionary may need them
+        type_ = table.schema.field(name).type
+        if type_.index_type.bit_width < 32:
+            wide = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
+            table = table.set_column(table.column_names.index(name), pa.field(name, wide),
+                                     table.column(name).cast(wide))
     table = table.unify_dictionaries()
     at = {name: table.column_names.index(name) for name in coded}
     categoricals = {name: _categorical(table.column(name)) for name in coded}
