@@ -265,9 +265,9 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if not (parts.doomed(spec, run.digests) or pd.isna(day)):
-            result = score_tables(model, tables, day, playbook, control_fraction=0.0)
+            result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
             run.scored.append(work / f"scores-{b}.parquet")
-            result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
+            result.scores.to_parquet(run.scored[-1], index=False)
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:
                 run.sample = _merged_sample(run.sample, result.drift_sample, work)
