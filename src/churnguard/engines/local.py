@@ -123,7 +123,7 @@ def score_files(
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
             day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
-        light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
+        light = pd.concat([pd.read_feather(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
         _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
         sample = run.drift_sample()
@@ -266,8 +266,8 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.latest.append(tables.transactions["timestamp"].max())
         if not (parts.doomed(spec, run.digests) or pd.isna(day)):
             result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
-            run.scored.append(work / f"scores-{b}.parquet")
-            result.scores.to_parquet(run.scored[-1], index=False)
+            run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
+            result.scores.to_feather(run.scored[-1], compression="uncompressed")
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:
                 run.sample = _merged_sample(run.sample, result.drift_sample, work)
@@ -297,7 +297,7 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
     with appending_table(out) as append:
         start = 0
         for part in scored:
-            frame = pd.read_parquet(part)
+            frame = pd.read_feather(part)
             mine = flags.iloc[start : start + len(frame)].reset_index(drop=True)
             start += len(frame)
             if not frame["customer_id"].equals(mine["customer_id"]):
