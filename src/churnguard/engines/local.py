@@ -251,7 +251,7 @@ class _Run:
     sample: Path | None = None
 
     def drift_sample(self) -> pd.DataFrame | None:
-        return None if self.sample is None else _unpickled(self.sample)
+        return None if self.sample is None else pd.read_feather(self.sample)
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
@@ -282,12 +282,13 @@ def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
     """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
     :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
     next bucket is scored, its rows would add to the peak."""
-    samples = [sample] if path is None else [_unpickled(path), sample]
+    samples = [sample] if path is None else [pd.read_feather(path), sample]
     keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
     cuts = np.cumsum([0, *map(len, samples)])
     merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
                        ignore_index=True)
-    return _pickled(merged, work / "drift-sample.pickle")
+    merged.to_feather(work / "drift-sample.arrow", compression="uncompressed")  # numbers: as cheap to read
+    return work / "drift-sample.arrow"
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
