@@ -241,7 +241,8 @@ def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
 @dataclass
 class _Run:
     """What scoring the buckets left: each bucket's scores file, unscored ids, validation rejects and their
-    digest, and its last transaction time; the drift sample of all buckets (a pickle in the work directory)."""
+    digest, and its last transaction time; the drift sample of all buckets (an Arrow IPC file in the work
+    directory)."""
 
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
