@@ -101,6 +101,19 @@ def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
     assert scoring.drift_rows(ids, 3).tolist() == [False, True, True, True]
 
 
+def test_the_drift_sample_merged_after_an_empty_one_keeps_its_categories(tmp_path):
+    """A partition without drift candidates leaves an empty sample in the work directory, which comes back
+    without its categories' levels; the next partition's sample merged after it keeps them."""
+    from churnguard.engines.local import _merged_sample
+
+    sample = pd.DataFrame({"nps_group": pd.Categorical(["passive", None], categories=["detractor", "passive"]),
+                           "recency_days": [3.0, 40.0], "churn_probability": [0.2, 0.7],
+                           "customer_id": pd.Series(["a", "b"], dtype="str")})
+    path = _merged_sample(None, sample.iloc[:0], tmp_path)
+    merged = pd.read_feather(_merged_sample(path, sample, tmp_path))
+    pd.testing.assert_frame_equal(merged, sample, check_exact=True)
+
+
 def test_a_partition_scored_without_its_selection_has_the_same_scores(trained):
     """``score_tables(select=False)``, as a partition of ``score_files`` is scored (its selection is made over all
     partitions): the same rows and columns as with the selection, without the selection's columns."""

@@ -283,7 +283,9 @@ def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
     """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
     :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
     next bucket is scored, its rows would add to the peak."""
-    samples = [sample] if path is None else [pd.read_feather(path), sample]
+    kept = None if path is None else pd.read_feather(path)
+    # an empty file has lost its categories' levels, which would turn those columns of the merge into objects
+    samples = [sample] if kept is None or kept.empty else [kept, sample]
     keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
     cuts = np.cumsum([0, *map(len, samples)])
     merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
