@@ -125,7 +125,7 @@ def score_files(
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
             day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
-        light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
+        light = pd.concat([pd.read_feather(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
         _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
         sample = run.drift_sample()
@@ -243,7 +243,8 @@ def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
 @dataclass
 class _Run:
     """What scoring the buckets left: each bucket's scores file, unscored ids, validation rejects and their
-    digest, and its last transaction time; the drift sample of all buckets (a pickle in the work directory)."""
+    digest, and its last transaction time; the drift sample of all buckets (an Arrow IPC file in the work
+    directory)."""
 
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
@@ -253,7 +254,7 @@ class _Run:
     sample: Path | None = None
 
     def drift_sample(self) -> pd.DataFrame | None:
-        return None if self.sample is None else _unpickled(self.sample)
+        return None if self.sample is None else pd.read_feather(self.sample)
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
@@ -267,9 +268,9 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if not (parts.doomed(spec, run.digests) or pd.isna(day)):
-            result = score_tables(model, tables, day, playbook, control_fraction=0.0)
-            run.scored.append(work / f"scores-{b}.parquet")
-            result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
+            result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
+            run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
+            result.scores.to_feather(run.scored[-1], compression="uncompressed")
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:
                 run.sample = _merged_sample(run.sample, result.drift_sample, work)
@@ -284,12 +285,15 @@ def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
     """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
     :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
     next bucket is scored, its rows would add to the peak."""
-    samples = [sample] if path is None else [_unpickled(path), sample]
+    kept = None if path is None else pd.read_feather(path)
+    # an empty file has lost its categories' levels, which would turn those columns of the merge into objects
+    samples = [sample] if kept is None or kept.empty else [kept, sample]
     keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
     cuts = np.cumsum([0, *map(len, samples)])
     merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
                        ignore_index=True)
-    return _pickled(merged, work / "drift-sample.pickle")
+    merged.to_feather(work / "drift-sample.arrow", compression="uncompressed")  # numbers: as cheap to read
+    return work / "drift-sample.arrow"
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
@@ -299,7 +303,7 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
     with appending_table(out) as append:
         start = 0
         for part in scored:
-            frame = pd.read_parquet(part)
+            frame = pd.read_feather(part)
             mine = flags.iloc[start : start + len(frame)].reset_index(drop=True)
             start += len(frame)
             if not frame["customer_id"].equals(mine["customer_id"]):
