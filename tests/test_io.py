@@ -232,3 +232,24 @@ def test_a_stop_whose_exit_a_library_swallowed_still_ends_the_command_before_its
     assert again.value.code == 128 + signal.SIGTERM
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no work directory left behind
+
+
+def test_parquet_output_keeps_dictionaries_for_repeated_values_only(tmp_path):
+    # a float column of few values and a text one are dictionary-encoded, a float column of distinct amounts
+    # is not; the frame and its attrs read back as written
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    n = 2000
+    df = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "orders_30d": np.arange(n) % 4 * 1.0,
+                       "spend": np.arange(n) * 1.25 + 0.01})
+    df.attrs = {"lifespan_years": 2.5}
+    path = write_table(df, tmp_path / "f.parquet")
+    column = {pq.ParquetFile(path).metadata.row_group(0).column(i).path_in_schema:
+              pq.ParquetFile(path).metadata.row_group(0).column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" in column["orders_30d"]
+    assert "RLE_DICTIONARY" in column["customer_id"]
+    assert "RLE_DICTIONARY" not in column["spend"]
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, df, check_exact=True)
+    assert back.attrs == df.attrs

@@ -235,12 +235,30 @@ def spreadsheet_restored(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` to CSV or Parquet (by extension), atomically."""
+    """Write ``df`` to CSV or Parquet (by extension), atomically; Parquet as :func:`appending_table` writes it."""
     path = Path(path)
-    write = df.to_csv if table_suffix(path) == ".csv" else df.to_parquet
+    if table_suffix(path) != ".csv":
+        with appending_table(path) as append:
+            append(df)
+        return path
     with atomic_path(path) as tmp:
-        write(tmp, index=False)
+        df.to_csv(tmp, index=False)
     return path
+
+
+_DICTIONARY_SAMPLE = 1 << 16  # rows whose distinct values decide a float column's Parquet encoding
+
+
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns Parquet's dictionary encoding pays for: all but the floating-point ones whose first rows are
+    mostly distinct (amounts, ratios, hours), whose dictionary would only be built to be dropped at the page
+    limit (1M x 54 features: 1.16 s and 121 MB with dictionaries for all, 0.78 s and 115 MB so)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    head = table.slice(0, _DICTIONARY_SAMPLE)
+    return [f.name for f in table.schema if not pa.types.is_floating(f.type)
+            or pc.count_distinct(head.column(f.name)).as_py() * 16 <= len(head)]
 
 
 @contextmanager
@@ -270,7 +288,8 @@ def appending_table(path: str | Path) -> Iterator[Callable[..., None]]:
                 if writer is None and attrs:
                     table = table.replace_schema_metadata({**table.schema.metadata,
                                                            "PANDAS_ATTRS": json.dumps(attrs)})
-                writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema))
+                writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema,
+                                                                          use_dictionary=_dictionary_columns(table)))
                 writer.write_table(table.cast(writer.schema))
             written = True
 
