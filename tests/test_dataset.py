@@ -745,6 +745,30 @@ def test_a_csv_chunk_is_read_by_arrow_as_pandas_reads_it(tmp_path):
     assert got.to_pydict() == {"id": ["1", "3"], "n": ["2", None], _io.EXTRA_FIELDS: [None, "3,4,5"]}
 
 
+
+@pytest.mark.parametrize("pad", range(0, 64, 7))
+def test_a_csv_chunk_with_line_breaks_in_quotes_at_block_cuts_is_read_as_pandas_reads_it(pad):
+    """Arrow's blocks are cut at line ends first: where a cut falls inside a quoted value that parse fails (it
+    is checked here that it does, for these rows) and the rows are read again through the quotes; the table is
+    pandas' either way (``pad`` moves the cuts)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from churnguard import _io
+
+    names = ["id", "note", "n"]
+    rows = ("x" * pad + ',"p",1\n' + "".join(f'{i},"a\nb\nc,{i}\nd\n",{i}\n' for i in range(60))).encode()
+    plain_cuts = _io._arrow_csv_options(names, names, _io.UTF8, 256, header=False, newlines_in_values=False)
+    with pytest.raises(pa.ArrowInvalid):
+        pcsv.read_csv(pa.BufferReader(rows), **plain_cuts)
+    expected = _io.csv_rows(lambda: io.BytesIO(b"id,note,n\n" + rows), names)
+    for block_bytes in (256, None):  # None: Arrow's blocks of 1 MB, no cut inside the text
+        got = _io.csv_table(pa.py_buffer(rows), names, ["n", "note"], block_bytes=block_bytes)
+        assert got.to_pydict() == {"n": expected["n"].tolist(), "note": expected["note"].tolist()}
+        assert len(got) == 61
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.builds(
     "{}-{:02d}-{:02d}{}".format, st.sampled_from(["1677", "1678", "1970", "2000", "2023", "2024", "2261", "2262"]),
