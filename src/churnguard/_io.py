@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import gzip
 import io
 import os
@@ -320,10 +321,16 @@ def header_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
 
 def column_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
     """The column names of a CSV header line as pandas reads them (blank names become ``Unnamed: i``)."""
+    return list(_column_names(line, dialect))
+
+
+@functools.lru_cache(maxsize=64)
+def _column_names(line: bytes, dialect: CsvDialect) -> tuple[str, ...]:
+    """:func:`column_names`, read by pandas once per header (each chunk of a file has its file's header)."""
     import pandas as pd
 
-    return list(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0, encoding=dialect.text_encoding,
-                            sep=dialect.delimiter).columns)
+    return tuple(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0, encoding=dialect.text_encoding,
+                             sep=dialect.delimiter).columns)
 
 
 def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = (),
