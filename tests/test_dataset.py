@@ -790,15 +790,29 @@ def test_iso_dates_of_one_width_parse_as_pandas_parses_them(values):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.sampled_from(["-0", "0", "+1", "-.5", "1.", ".", "-", "1e3", "inf", "nan",
-                                                      " 2", "3 ", "1,5", "0.1", "123456789012345.6"]),
+                                                      " 2", "3 ", "1,5", "0.1", "123456789012345.6", "-00", "-0.0",
+                                                      "-0.", "+0", "-000000000000000"]),
                           st.floats(allow_nan=False, allow_infinity=False).map(repr),
                           st.decimals(places=4, allow_nan=False, allow_infinity=False).map(str)),
                 min_size=1, max_size=6))
 def test_plain_decimals_read_as_pandas_reads_them(values):
     """The fast reading of plain decimals gives pandas' numbers (bit for bit, a negative zero too), or leaves the
-    column to pandas."""
-    text = dataset.text_cells(pd.Series(values, dtype="str"))
-    expected = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
-    numbers = dataset._numbers(text).to_numpy()
-    assert numbers.tobytes() == expected.tobytes() or (np.isnan(numbers) == np.isnan(expected)).all() and (
-        numbers[~np.isnan(numbers)].tobytes() == expected[~np.isnan(expected)].tobytes())
+    column to pandas; for text as validation reads it (missing values pd.NA) and as pandas' ``str`` holds it
+    (missing values NaN, where pandas reads a negative zero otherwise)."""
+    for text in (dataset.text_cells(pd.Series(values, dtype="str")), pd.Series(values, dtype="str")):
+        expected = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+        numbers = dataset._numbers(text).to_numpy()
+        assert numbers.tobytes() == expected.tobytes() or (np.isnan(numbers) == np.isnan(expected)).all() and (
+            numbers[~np.isnan(numbers)].tobytes() == expected[~np.isnan(expected)].tobytes())
+
+
+def test_a_negative_zero_in_a_column_of_whole_numbers_is_read_by_arrow_as_zero():
+    """Of text as validation reads it, a column of whole numbers with a -0 (customers' NPS) is read by Arrow,
+    not left to pandas, and its -0 is 0 as pandas reads it; beside a decimal point, -0.0."""
+    from unittest import mock
+
+    for values, sign in ((["-0", None, "7", "-00"], False), (["-0", "7.5", None], True)):
+        text = dataset.text_cells(pd.Series(values, dtype="str"))
+        with mock.patch.object(pd, "to_numeric", side_effect=AssertionError("left to pandas")):
+            numbers = dataset._numbers(text).to_numpy()
+        assert np.signbit(numbers[0]) == sign and numbers[0] == 0

@@ -933,7 +933,10 @@ def _numbers(raw: pd.Series) -> pd.Series:
 
 def _decimals_by_arrow(raw: pd.Series) -> pd.Series | None:
     """:func:`_numbers` of an Arrow text column of plain decimals by Arrow; None for any other column, or when a
-    value does not parse or is a negative zero (which pandas reads as 0 in a column of whole numbers)."""
+    value does not parse. A negative zero (``-0``) is read as pandas reads it: 0 in a column of whole numbers
+    (no value with a decimal point: pandas reads integers, of text with missing values as ``pd.NA`` too), else
+    -0.0 as Arrow reads it; of text with missing values as NaN, pandas reads floats when a value is missing and
+    the column is left to pandas."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -948,8 +951,11 @@ def _decimals_by_arrow(raw: pd.Series) -> pd.Series | None:
         numbers = pc.cast(values, pa.float64()).to_numpy()
     except pa.ArrowInvalid:
         return None
-    if (np.signbit(numbers) & (numbers == 0)).any():
-        return None
+    negative_zero = np.signbit(numbers) & (numbers == 0)
+    if negative_zero.any() and not any((data == ord(".")).any() for _, _, data in packed):
+        if raw.dtype.na_value is not pd.NA:
+            return None
+        numbers = np.where(negative_zero, 0.0, numbers)
     return pd.Series(numbers, index=raw.index, name=raw.name)
 
 
