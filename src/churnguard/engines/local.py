@@ -175,7 +175,7 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
     spills them."""
     census = {}
     for t, src in sources.items():
-        census[t], parsed = [], None  # the date and number columns every chunk so far holds parsed
+        census[t], parsed = [], None  # the date columns every chunk so far holds parsed
         for i, chunk in enumerate(src.chunks):
             first = 1 + sum(c.rows for c in census[t])
             found, pieces = parts.census_and_split(parts.read_chunk(chunk, src.columns), src, config, first, n,

@@ -5,7 +5,7 @@ first row number, each date column's style), :func:`split_chunk` by customer and
 :func:`validate_partition` and the ``on_bad_rows`` policy over all partitions (:func:`bad_rows`). Pieces are
 Arrow tables: cheap to cut, to spill to files and to send between processes. The local engine, which spills
 each chunk's pieces rather than holding the chunks, takes the census and the split in one pass
-(:func:`census_and_split`, text dates and numbers it is sure of carried parsed), and reads again only what the whole input's
+(:func:`census_and_split`, text dates it is sure of carried parsed), and reads again only what the whole input's
 census asks for.
 
 Features learn the population over all partitions before any partition's features are final:
@@ -103,7 +103,7 @@ class ChunkCensus:
     rows: int
     dates: dict[str, DateCensus]
     last: pd.Timestamp = pd.NaT
-    parsed: tuple[str, ...] = ()  # text date and number columns whose pieces hold them parsed (census_and_split)
+    parsed: tuple[str, ...] = ()  # text date columns whose pieces hold the dates parsed (census_and_split)
 
 
 @dataclass(frozen=True)
@@ -349,38 +349,6 @@ def _sure_dates(parsed: pd.Series, found: DateCensus, name: str, excluded: bool)
     return not len(parsed) or not (parsed.max() >= dataset.latest_plausible_day().tz_localize("UTC"))
 
 
-def _sure_numbers(table: pa.Table, source: Source, config: DataConfig, parse: tuple[str, ...] | None
-                  ) -> dict[str, np.ndarray]:
-    """The text number columns of a chunk (by file name; of ``parse`` only, when given) whose every value
-    validation is sure to read as read here, and those values (float64; NaN: missing): each one a number as
-    validation reads it (:func:`churnguard.dataset._numbers` of :func:`churnguard.dataset.text_cells`) in the
-    column's range (so finite) or missing where a value is not required, none a negative zero (which pandas
-    reads as 0 or -0 by the other values read with it) and no ``data.exclude`` rule reading the column's text.
-    Validation then flags none of the column's rows."""
-    import pyarrow as pa
-
-    inverse = {u: c for c, u in getattr(config.columns, source.table).items()}
-    excluded = getattr(config.exclude, source.table)
-    sure = {}
-    for col in table.column_names:
-        name = inverse.get(col, col)
-        if (name not in dataset._NUMERIC_RANGES or col in excluded or (parse is not None and col not in parse)
-                or not (pa.types.is_string(table.schema.field(col).type)
-                        or pa.types.is_large_string(table.schema.field(col).type))):
-            continue
-        text = dataset.text_cells(table.column(col).to_pandas())
-        present, numbers = text.notna().to_numpy(), dataset._numbers(text).to_numpy()
-        if name in dataset._REQUIRED_VALUES and not present.all():
-            continue
-        lo, hi = dataset._NUMERIC_RANGES[name]
-        values = numbers[present]
-        if (present & np.isnan(numbers)).any() or not ((values >= lo) & (values <= hi)).all() or (
-                np.signbit(values) & (values == 0)).any():
-            continue
-        sure[col] = numbers
-    return sure
-
-
 def decide(sources: dict[str, Source], censuses: dict[str, list[ChunkCensus]], config: DataConfig) -> Spec:
     """What depends on whole files, from the censuses of their chunks (in file order).
 
@@ -430,20 +398,18 @@ def census_and_split(table: pa.Table, source: Source, config: DataConfig, first:
     row number (1 + the rows of the source's chunks before it). What :func:`decide` then finds may ask for
     another split (more partitions for the rows counted) or for :func:`style_census`.
 
-    The text date columns whose values validation is sure to read as the census did (:func:`_sure_dates`), and
-    the text number columns it is sure to read as read here (:func:`_sure_numbers`), of ``parse`` only when
-    given, go into the pieces parsed, as naive UTC timestamps and floats (``parsed`` of the census names them):
-    smaller pieces, and no second parse. A table's pieces must all hold a column alike: the caller splits again,
-    with ``parse`` narrowed, the chunks whose columns were parsed where a later chunk's are not.
+    The text date columns whose values validation is sure to read as the census did (:func:`_sure_dates`; of
+    ``parse`` only, when given) go into the pieces parsed, as naive UTC timestamps (``parsed`` of the census
+    names them): smaller pieces, and no second parse. A table's pieces must all hold a column alike: the caller
+    splits again, with ``parse`` narrowed, the chunks whose columns were parsed where a later chunk's are not.
     """
     import pyarrow as pa
 
     found, sure = _census(table, source, config)
-    sure |= {col: pd.Series(values) for col, values in _sure_numbers(table, source, config, parse).items()}
-    parsed = tuple(c for c in source.columns if c in sure and (parse is None or c in parse))
+    parsed = tuple(c for c in sure if parse is None or c in parse)
     for col in parsed:
         table = table.set_column(table.schema.get_field_index(col), col,
-                                 pa.array(sure.pop(col).to_numpy(), from_pandas=True))
+                                 pa.array(sure.pop(col).to_numpy(), type=pa.timestamp("ns"), from_pandas=True))
     del sure
     return replace(found, parsed=parsed), split_rows(
         table, config.columns.file_name(source.table, "customer_id"), first, n)
