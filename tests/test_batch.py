@@ -89,6 +89,48 @@ def test_the_drift_sample_keeps_the_same_customers_however_they_are_split(ids, l
     assert set(kept[drift_rows(kept, limit)]) == whole
 
 
+def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
+    """Two ids whose hashes are equal are kept in id order (as text), then in the order they came: only the hash
+    order is taken by one argsort; ``drift_rows`` takes the rows of a hash that more ids share by id."""
+    from churnguard.scoring import score as scoring
+
+    assert scoring.drift_rows(np.array(["c", "a", "b"], dtype=object), 2).tolist() == [True, False, True]  # by hash
+    ids = np.array(["c", "a", "b", "a"], dtype=object)
+    monkeypatch.setattr(scoring.pd.util, "hash_array", lambda values: np.zeros(len(values), dtype=np.uint64))
+    assert scoring.drift_rows(ids, 2).tolist() == [False, True, False, True]  # one hash: "a", "a", then "b"
+    assert scoring.drift_rows(ids, 3).tolist() == [False, True, True, True]
+
+
+def test_the_drift_sample_merged_after_an_empty_one_keeps_its_categories(tmp_path):
+    """A partition without drift candidates leaves an empty sample in the work directory, which comes back
+    without its categories' levels; the next partition's sample merged after it keeps them."""
+    from churnguard.engines.local import _merged_sample
+
+    sample = pd.DataFrame({"nps_group": pd.Categorical(["passive", None], categories=["detractor", "passive"]),
+                           "recency_days": [3.0, 40.0], "churn_probability": [0.2, 0.7],
+                           "customer_id": pd.Series(["a", "b"], dtype="str")})
+    path = _merged_sample(None, sample.iloc[:0], tmp_path)
+    merged = pd.read_feather(_merged_sample(path, sample, tmp_path))
+    pd.testing.assert_frame_equal(merged, sample, check_exact=True)
+
+
+def test_a_partition_scored_without_its_selection_has_the_same_scores(trained):
+    """``score_tables(select=False)``, as a partition of ``score_files`` is scored (its selection is made over all
+    partitions): the same rows and columns as with the selection, without the selection's columns."""
+    from churnguard.dataset import validate_tables
+    from churnguard.scoring import score_tables
+    from churnguard.scoring.score import SELECTION_COLUMNS
+
+    model = ChurnModel.load(trained["result"].model_path)
+    tables = validate_tables(trained["demo"].transactions.head(2000), config=model.require_info().config.data)
+    full = score_tables(model, tables, None, load_playbook())
+    part = score_tables(model, tables, None, load_playbook(), select=False)
+    assert set(SELECTION_COLUMNS) <= set(full.scores.columns)
+    assert list(part.scores.columns) == [c for c in full.scores.columns if c not in SELECTION_COLUMNS]
+    pd.testing.assert_frame_equal(part.scores, full.scores[part.scores.columns], check_exact=True)
+    pd.testing.assert_frame_equal(part.rejects, full.rejects)
+
+
 def test_partitions_draw_the_drift_sample_of_the_whole(trained, tmp_path, monkeypatch):
     """Scored in partitions, the drift sample holds the customers of the sample scored at once (here with a
     limit below the candidates), with the same features and probabilities, so the same drift table."""

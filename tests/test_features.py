@@ -202,3 +202,21 @@ def test_distinct_gives_the_sorted_distinct_values(values, repeat):
     out = distinct(arr)
     assert out.dtype == np.int64
     assert out.tolist() == sorted(set(values))
+
+
+def test_partial_then_finished_features_are_the_built_ones(tiny_tables, config):
+    """The two steps a partitioned build takes apart (the features that need no population state, then the
+    rest) give ``build_features``, with the population learned from the tables or given."""
+    import pickle
+
+    from churnguard.features.build import finish_features, partial_features
+    from churnguard.population import Population
+
+    partial = partial_features(tiny_tables, AS_OF, config.features, count_lifespan=True)
+    assert partial.lifespan is not None
+    whole = build_features(tiny_tables, AS_OF, config.features)
+    pd.testing.assert_frame_equal(finish_features(partial, config.features), whole, check_exact=True)
+    given = Population.from_dict(whole.attrs["population"])
+    kept = pickle.loads(pickle.dumps(partial))  # as the partitioned build keeps it between its passes
+    pd.testing.assert_frame_equal(finish_features(kept, config.features, given),
+                                  build_features(tiny_tables, AS_OF, config.features, given), check_exact=True)

@@ -119,3 +119,25 @@ def test_a_buckets_pieces_become_the_frame_arrow_makes_of_them():
     assert got["customer_id"].cat.categories.tolist() == ["b", "a", "q", "c"]
     assert got["event_type"].cat.codes.tolist() == [0, 0, 1, -1, 2]
     assert _frame(pa.table({"n": [1, 2]}), consume=False).equals(pd.DataFrame({"n": [1, 2]}))
+
+
+def test_narrow_indices_of_the_pieces_widen_when_a_buckets_dictionaries_are_unified():
+    # two chunks of 100 values each (one-byte indices in their pieces): a bucket's customers use all 200,
+    # so its unified dictionary needs wider indices, and its frame holds every value
+    from churnguard.engines.partitions import _frame
+
+    spec = Spec(DataConfig(), {}, {"events": 400}, {"events": (1, 201)}, {"events": {}})
+    ids = [f"c{i % 3}" for i in range(200)]
+    part = customer_partition(pd.Series(ids, dtype=object), 2)
+    b = int(part[0])  # the bucket of c0
+    pieces, want = [], []
+    for i, first in enumerate((0, 100)):
+        values = [f"v{first + k % 100}" for k in range(200)]
+        chunk = pa.table({"customer_id": ids, "kind": _coded([k % 100 for k in range(200)], values[:100])})
+        cut, _ = split_chunk(chunk, spec, "events", i, 2)
+        pieces.append(cut[b])
+        want += [v for v, p in zip(values, part, strict=True) if p == b]
+    assert all(p.schema.field("kind").type.index_type == pa.int8() for p in pieces)
+    frame = _frame(pa.concat_tables(pieces, promote_options="permissive"), consume=True)
+    assert len(frame["kind"].cat.categories) == 200
+    assert frame["kind"].astype(object).tolist() == want

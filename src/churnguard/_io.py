@@ -245,10 +245,12 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 @contextmanager
-def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+def appending_table(path: str | Path) -> Iterator[Callable[..., None]]:
     """Yield a function that appends a frame to ``path``, CSV for a ``.csv`` name and Parquet for any other (the
     first frame sets the header or schema, and in Parquet its ``attrs``, kept as ``DataFrame.to_parquet`` keeps
-    them); the file is written atomically: all of it when the block ends, or nothing."""
+    them); the file is written atomically: all of it when the block ends, or nothing. An Arrow table made
+    from a frame (``Table.from_pandas``, its schema's pandas metadata kept) is appended as that frame, without
+    going through pandas, with ``attrs`` as given."""
     import json
 
     import pyarrow as pa
@@ -258,15 +260,17 @@ def appending_table(path: str | Path) -> Iterator[Callable[[pd.DataFrame], None]
     csv = path.suffix.lower() == ".csv"
     writer, written = None, False
     with atomic_path(path) as tmp, ExitStack() as closing:  # the Parquet writer is closed before the move
-        def append(frame: pd.DataFrame) -> None:
+        def append(frame: pd.DataFrame | pa.Table, attrs: dict | None = None) -> None:
             nonlocal writer, written
             if csv:
+                frame = frame.to_pandas() if isinstance(frame, pa.Table) else frame
                 frame.to_csv(tmp, index=False, mode="a" if written else "w", header=not written)
             else:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                if writer is None and frame.attrs:
+                table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+                attrs = attrs if isinstance(frame, pa.Table) else frame.attrs
+                if writer is None and attrs:
                     table = table.replace_schema_metadata({**table.schema.metadata,
-                                                           "PANDAS_ATTRS": json.dumps(frame.attrs)})
+                                                           "PANDAS_ATTRS": json.dumps(attrs)})
                 writer = writer or closing.enter_context(pq.ParquetWriter(tmp, table.schema))
                 writer.write_table(table.cast(writer.schema))
             written = True

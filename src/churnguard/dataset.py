@@ -513,7 +513,7 @@ class _Checker:
 
     def rows(self, where: np.ndarray) -> np.ndarray:
         """The row numbers of the rows at positions ``where``."""
-        return where + self._first if self._rows is None else self._rows[where]
+        return where + self._first if self._rows is None else self._rows[where].astype(np.int64)
 
     @classmethod
     def joined(cls, parts: list[_Checker]) -> _Checker:

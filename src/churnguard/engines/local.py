@@ -9,10 +9,12 @@ so the scores do not depend on the partitioning; the selection is drawn over all
 atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
-does: each bucket is validated once (its tables kept in the work directory), its lifespan counts and attribute
-summaries taken; then each bucket's features are built with the population's lifespan and attribute kinds and
-spilled; the VIP cut-off comes from every bucket's CLTV, and the buckets' features are merged in customer order
-into the output, a block of rows at a time, with the value tier.
+does: each bucket is validated once and, while its tables are in hand, everything of its features that needs
+no state of the whole population is computed (``features.build.Partial``) and kept in the work directory,
+with its lifespan counts, attribute summaries and the inputs of its CLTV; the population's lifespan,
+attribute kinds and VIP cut-off are learned from those; then each bucket's features are finished with them
+(``features.build.finish_features``) and spilled, and the buckets' features are merged in customer order into
+the output, a block of rows at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,7 @@ import pandas as pd
 from churnguard._io import appending_table, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
-from churnguard.features import kernel, to_day
+from churnguard.features import to_day
 from churnguard.scoring import ScoreResult, score_tables, select_customers
 from churnguard.scoring.score import LIGHT_COLUMNS, SELECTION_COLUMNS, drift_rows, file_rows, unseen_customers
 from churnguard.sources import DbSource
@@ -123,7 +125,7 @@ def score_files(
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
             day, run = found, _score_buckets(model, spec, n, work, found, playbook, on_partition)
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
-        light = pd.concat([pd.read_parquet(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
+        light = pd.concat([pd.read_feather(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
         _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
         sample = run.drift_sample()
@@ -241,7 +243,8 @@ def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
 @dataclass
 class _Run:
     """What scoring the buckets left: each bucket's scores file, unscored ids, validation rejects and their
-    digest, and its last transaction time; the drift sample of all buckets (a pickle in the work directory)."""
+    digest, and its last transaction time; the drift sample of all buckets (an Arrow IPC file in the work
+    directory)."""
 
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
@@ -251,7 +254,7 @@ class _Run:
     sample: Path | None = None
 
     def drift_sample(self) -> pd.DataFrame | None:
-        return None if self.sample is None else _unpickled(self.sample)
+        return None if self.sample is None else pd.read_feather(self.sample)
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
@@ -265,9 +268,9 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if not (parts.doomed(spec, run.digests) or pd.isna(day)):
-            result = score_tables(model, tables, day, playbook, control_fraction=0.0)
-            run.scored.append(work / f"scores-{b}.parquet")
-            result.scores.drop(columns=SELECTION_COLUMNS).to_parquet(run.scored[-1], index=False)
+            result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
+            run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
+            result.scores.to_feather(run.scored[-1], compression="uncompressed")
             run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
             if result.drift_sample is not None:
                 run.sample = _merged_sample(run.sample, result.drift_sample, work)
@@ -282,12 +285,15 @@ def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
     """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
     :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
     next bucket is scored, its rows would add to the peak."""
-    samples = [sample] if path is None else [_unpickled(path), sample]
+    kept = None if path is None else pd.read_feather(path)
+    # an empty file has lost its categories' levels, which would turn those columns of the merge into objects
+    samples = [sample] if kept is None or kept.empty else [kept, sample]
     keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
     cuts = np.cumsum([0, *map(len, samples)])
     merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
                        ignore_index=True)
-    return _pickled(merged, work / "drift-sample.pickle")
+    merged.to_feather(work / "drift-sample.arrow", compression="uncompressed")  # numbers: as cheap to read
+    return work / "drift-sample.arrow"
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
@@ -297,7 +303,7 @@ def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:
     with appending_table(out) as append:
         start = 0
         for part in scored:
-            frame = pd.read_parquet(part)
+            frame = pd.read_feather(part)
             mine = flags.iloc[start : start + len(frame)].reset_index(drop=True)
             start += len(frame)
             if not frame["customer_id"].equals(mine["customer_id"]):
@@ -340,67 +346,73 @@ def features_files(
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
         spec, guess, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
-        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step)
-        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
+        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step, keep_pieces=as_of is None)
         day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
         if day != guess:  # dates in another style than the census read, or the last ones set aside
-            checked = _Checked(*_population_inputs(checked.tables, day, feature_config))
+            checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
+        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
         population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
-        built = _build_buckets(checked.tables, day, feature_config, population, work, on_step)
-        cltv = np.concatenate(built.cltv) if built.cltv else np.zeros(0)
-        population = replace(population, vip_cltv_threshold=kernel.vip_threshold(cltv, feature_config.vip_quantile))
+        built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
         columns = _merge_parts(built, population, Path(out), on_step)
-    unseen = pd.Index(np.concatenate(built.unseen)) if built.unseen else pd.Index([], dtype=object)
-    return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), len(cltv), columns, len(unseen))
+    unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
+    return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), sum(len(i) for i in built.ids), columns,
+                          len(unseen))
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What validating the buckets left: each bucket's validated tables (a pickle in the work directory),
-    lifespan inputs and attribute summaries as of the guessed day, rejects, reject digest and last transaction
-    time."""
+    """What validating the buckets left: each bucket's partial features as of the day (``features.build.Partial``,
+    a pickle in the work directory), its ``partitions.population_inputs`` and attribute summaries, and the
+    customers known to its tables without a features row; its rejects, reject digest and last transaction time."""
 
     inputs: list = field(default_factory=list)
     summaries: list = field(default_factory=list)
-    tables: list[Path] = field(default_factory=list)
+    partials: list[Path] = field(default_factory=list)
+    unseen: list[np.ndarray] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     digests: list = field(default_factory=list)
     latest: list[pd.Timestamp] = field(default_factory=list)
 
 
 def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, cfg: FeatureConfig,
-                      on_step: Callable[..., None]) -> _Checked:
-    """Validate the buckets one at a time and keep each one's tables in ``work`` (pickled: the frames come
-    back as they were, dtypes and all); once the bad-row policy is sure to raise (or there is no day), the
-    rest are only validated, for the counts of the error."""
+                      on_step: Callable[..., None], keep_pieces: bool = False) -> _Checked:
+    """Validate the buckets one at a time and keep each one's partial features as of ``day`` in ``work``
+    (everything that needs no state of the whole population: most of the build, so a bucket's tables are let
+    go at once); once the bad-row policy is sure to raise (or there is no day), the rest are only validated,
+    for the counts of the error. ``keep_pieces``: leave the split's pieces in ``work``, to validate them again
+    as of another day."""
+    from churnguard.features.build import partial_features
 
     run = _Checked()
     for b in range(n):
-        on_step(f"validating partition {b + 1}/{n}", b, n)
+        on_step(f"validating and building partition {b + 1}/{n}", b, n)
         tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
-        for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
-            path.unlink(missing_ok=True)
+        if not keep_pieces:
+            for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
+                path.unlink(missing_ok=True)
         run.digests.append(parts.reject_digest(tables))
         run.rejects.append(tables.rejects)
         run.latest.append(tables.transactions["timestamp"].max())
         if parts.doomed(spec, run.digests) or pd.isna(day):
             continue
-        run.inputs.append(parts.lifespan_inputs(tables, day))
+        _release()  # what validation let go, before the features take theirs
+        partial = partial_features(tables, day, cfg, count_lifespan=True)
+        run.inputs.append(parts.population_inputs(partial, cfg))
         run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
-        run.tables.append(_pickled(tables, work / f"tables-{b}.pickle"))
+        run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
         del tables
+        run.partials.append(_pickled(partial, work / f"partial-{b}.pickle"))
+        del partial
         _release()
     return run
 
 
 def _pickled(value: Any, path: Path) -> Path:
-    """Keep ``value`` in the work file ``path`` (pickled: frames come back as they were, dtypes and all;
-    LZ4-compressed: a bucket's validated events are gigabytes at 1M customers, written and read back)."""
+    """Keep ``value`` in the work file ``path`` (pickled: frames come back as they were, dtypes and all; not
+    compressed: a bucket's partial features are mostly floats, which LZ4 shrank to 40% at three times the CPU)."""
     import pickle
 
-    import pyarrow as pa
-
-    with pa.CompressedOutputStream(str(path), "lz4") as fh:
+    with path.open("wb") as fh:
         pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
@@ -409,54 +421,35 @@ def _unpickled(path: Path) -> Any:
     """A value :func:`_pickled` kept."""
     import pickle
 
-    import pyarrow as pa
-
-    with pa.CompressedInputStream(str(path), "lz4") as fh:
+    with path.open("rb") as fh:
         return pickle.load(fh)  # this run's own work file
-
-
-def _population_inputs(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig) -> tuple[list, list, list]:
-    """The buckets' lifespan inputs and attribute summaries as of ``day`` (another day than the guessed one)."""
-    inputs, summaries = [], []
-    for path in tables:
-        t = _unpickled(path)
-        inputs.append(parts.lifespan_inputs(t, day))
-        summaries.append(parts.attribute_summaries(t, day, cfg.max_categories))
-    return inputs, summaries, tables
 
 
 @dataclass(frozen=True)
 class _Built:
-    """Each bucket's features file (Arrow IPC, rows sorted by customer id), customer ids, CLTV and the customers
-    known to its tables without a features row."""
+    """Each bucket's features file (Arrow IPC, rows sorted by customer id) and customer ids."""
 
     parts: list[Path] = field(default_factory=list)
     ids: list[pd.Series] = field(default_factory=list)
-    cltv: list[np.ndarray] = field(default_factory=list)
-    unseen: list[np.ndarray] = field(default_factory=list)
 
 
-def _build_buckets(tables: list[Path], day: pd.Timestamp, cfg: FeatureConfig, population: Population, work: Path,
-                   on_step: Callable[..., None]) -> _Built:
-    """Build each bucket's features with the population's lifespan and attribute kinds (the value tier is set
-    when the buckets are merged) and spill them to ``work``."""
+def _finish_buckets(partials: list[Path], cfg: FeatureConfig, population: Population, work: Path,
+                    on_step: Callable[..., None]) -> _Built:
+    """Finish each bucket's features with the population's state (lifespan, VIP cut-off, attribute kinds) and
+    spill them to ``work`` (Arrow IPC, without the frame's ``attrs``: the merge writes them)."""
     import pyarrow as pa
 
-    from churnguard.features import build_features
-    from churnguard.scoring.score import unseen_customers
+    from churnguard.features.build import finish_features
 
     run = _Built()
-    for b, path in enumerate(tables):
-        on_step(f"building features, partition {b + 1}/{len(tables)}", b, len(tables))
-        t = _unpickled(path)
+    for b, path in enumerate(partials):
+        on_step(f"finishing features, partition {b + 1}/{len(partials)}", b, len(partials))
+        partial = _unpickled(path)
         path.unlink()
-        feats = build_features(t, day, cfg, population)
-        run.unseen.append(unseen_customers(t, feats["customer_id"]).to_numpy())
-        del t
+        feats = finish_features(partial, cfg, population)
+        del partial
         run.ids.append(feats["customer_id"])
-        run.cltv.append(feats["cltv"].to_numpy(dtype="float64"))
         run.parts.append(work / f"features-{b}.arrow")
-        feats.attrs = {}  # set again by the merge; else pandas deep-copies them into every column read (0.5 s)
         table = pa.Table.from_pandas(feats, preserve_index=False)
         with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
             writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
@@ -492,9 +485,8 @@ class _Cursor:
 
 def _merge_parts(built: _Built, population: Population, out: Path, on_step: Callable[..., None]) -> int:
     """Stream the buckets' features into ``out`` in customer order (the order ``build_features`` gives all of
-    them: each bucket's rows are sorted, so a block of the output takes the next rows of each), with the value
-    tier of the population's VIP cut-off and the ``attrs`` of ``build_features``; the number of feature columns.
-    """
+    them: each bucket's rows are sorted, so a block of the output takes the next rows of each), as Arrow
+    tables, with the ``attrs`` of ``build_features``; the number of feature columns."""
     import pyarrow as pa
 
     ids = pd.concat(built.ids, ignore_index=True) if built.ids else pd.Series([], dtype=object)
@@ -514,9 +506,7 @@ def _merge_parts(built: _Built, population: Population, out: Path, on_step: Call
                 table = pa.concat_tables(pieces).take(np.argsort(np.argsort(mine, kind="stable")))
             else:  # no customer known at as_of: the columns of the first bucket's (empty) features
                 table = pa.ipc.open_file(str(built.parts[0])).schema.empty_table()
-            frame = parts.with_value_tier(table.to_pandas(), population.vip_cltv_threshold)
-            if start == 0:  # the file's attrs come from its first block (later blocks' would only be copied)
-                frame.attrs = attrs
-            append(frame)
-            columns = frame.shape[1] - 2
+            # the file's attrs come from its first block (later blocks' would only be copied)
+            append(table, attrs if start == 0 else None)
+            columns = table.num_columns - 2
     return columns

@@ -8,10 +8,11 @@ each chunk's pieces rather than holding the chunks, takes the census and the spl
 (:func:`census_and_split`, text dates it is sure of carried parsed), and reads again only what the whole input's
 census asks for.
 
-Features learn the population over all partitions before any partition's features are final:
-:func:`lifespan_inputs` and :func:`attribute_summaries` of each partition, merged by :func:`learned_population`;
-then each partition's features are built with it, and :func:`with_value_tier` sets the value tier from the
-VIP cut-off of every partition's CLTV (``kernel.vip_threshold``).
+Features learn the population over all partitions before any partition's features are final: each
+partition's partial features (``features.build.partial_features``: all that needs no population state), their
+:func:`population_inputs` and the partition's :func:`attribute_summaries`, merged by :func:`learned_population`
+(lifespan, attribute kinds, VIP cut-off); then each partition's features are finished with it
+(``features.build.finish_features``).
 """
 
 from __future__ import annotations
@@ -421,7 +422,7 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     import pyarrow as pa
 
     if n == 1:
-        return [table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + len(table), dtype=np.int64)))]
+        return [table.append_column(ROW_COLUMN, pa.array(_row_numbers(np.arange(len(table)), first)))]
     # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
     # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
     # chunk of 3.1M events in 32 buckets)
@@ -432,7 +433,7 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     buckets = buckets[order]
     cuts = np.searchsorted(buckets, np.arange(n + 1))
     table = table.take(order)
-    table = table.append_column(ROW_COLUMN, pa.array(order + first))  # the row numbers, in the order taken
+    table = table.append_column(ROW_COLUMN, pa.array(_row_numbers(order, first)))  # in the order taken
     ids = table.schema.get_field_index(id_column)
     coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
              for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
@@ -440,9 +441,18 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
     for b in range(n):
         piece = table.slice(cuts[b], cuts[b + 1] - cuts[b])
         for c, arrays in coded.items():
-            piece = piece.set_column(c, table.schema.field(c), pa.chunked_array([arrays[b]], type=table.field(c).type))
+            piece = piece.set_column(c, table.schema.field(c).with_type(arrays[b].type), pa.chunked_array([arrays[b]]))
         pieces.append(piece)
     return pieces
+
+
+def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
+    """The row numbers of a chunk's rows at ``positions`` (``first``: its first row's), as 32-bit integers
+    where they fit: half the bytes spilled and read back for the largest tables (validation reads them as
+    int64, ``dataset.ROW_COLUMN``)."""
+    if first + len(positions) < 2**32:
+        return positions.astype(np.uint32) + np.uint32(first)
+    return positions.astype(np.int64) + first
 
 
 def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False
@@ -502,10 +512,12 @@ def _cut(column: pa.DictionaryArray, kept: np.ndarray, valid: np.ndarray | None,
     if buckets is not None:
         kept = kept - starts[buckets]
     dictionary = column.dictionary.take(pa.array(values))
-    kept = kept.astype(np.int32, copy=False)
+    # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
+    widest = int(np.diff(starts).max()) if n else 0
+    kept = kept.astype(np.int8 if widest <= 127 else np.int16 if widest <= 32767 else np.int32, copy=False)
     return [pa.DictionaryArray.from_arrays(
         pa.array(kept[cuts[b]:cuts[b + 1]], mask=None if valid is None else ~valid[cuts[b]:cuts[b + 1]]),
-        dictionary.slice(starts[b], starts[b + 1] - starts[b])) for b in range(n)]
+        dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=column.type.ordered) for b in range(n)]
 
 
 def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
@@ -583,6 +595,12 @@ def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
              if pa.types.is_dictionary(type_)]
     if not coded:
         return table.to_pandas(split_blocks=consume, self_destruct=consume)
+    for name in coded:  # the pieces' narrow indices (see _cut) widened: the unified dictionary may need them
+        type_ = table.schema.field(name).type
+        if type_.index_type.bit_width < 32:
+            wide = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
+            table = table.set_column(table.column_names.index(name), pa.field(name, wide),
+                                     table.column(name).cast(wide))
     table = table.unify_dictionaries()
     at = {name: table.column_names.index(name) for name in coded}
     categoricals = {name: _categorical(table.column(name)) for name in coded}
@@ -691,9 +709,11 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
 
 
-def lifespan_inputs(tables: Tables, as_of: pd.Timestamp) -> tuple[np.ndarray, float | None]:
-    """A partition's lifespan counts and oldest purchase age (``features.build.lifespan_inputs``)."""
-    return build.lifespan_inputs(tables.transactions, as_of)
+def population_inputs(partial: build.Partial, config: FeatureConfig
+                      ) -> tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]:
+    """What a partition's partial features (with their lifespan counts) give to :func:`learned_population`:
+    the lifespan counts and oldest purchase age, and the purchase features its customers' CLTV is made of."""
+    return partial.lifespan, {name: partial.purchase[name] for name in kernel.cltv_inputs(config)}
 
 
 def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
@@ -704,14 +724,15 @@ def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int
     return build.attribute_summaries(tables.customers[build.known_listed(tables, as_of)], max_categories)
 
 
-def learned_population(inputs: list[tuple[np.ndarray, float | None]], summaries: list[dict | None],
-                       config: FeatureConfig) -> Population:
-    """The lifespan and attribute kinds over all partitions (from their :func:`lifespan_inputs` and
-    :func:`attribute_summaries`), the kernel's rules applied to the whole population; the VIP cut-off is left
-    infinite until every partition's CLTV is known (:func:`with_value_tier`)."""
-    oldest = [o for _, o in inputs if o is not None]
-    lifespan = kernel.lifespan_from_counts(sum(c for c, _ in inputs), max(oldest) if oldest else None, config)
-    return Population(lifespan, np.inf, attributes=_merged_kinds(summaries, config.max_categories))
+def learned_population(inputs: list[tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]],
+                       summaries: list[dict | None], config: FeatureConfig) -> Population:
+    """The lifespan, attribute kinds and VIP cut-off over all partitions (from their :func:`population_inputs`
+    and :func:`attribute_summaries`), the kernel's rules applied to the whole population."""
+    oldest = [o for (_, o), _ in inputs if o is not None]
+    lifespan = kernel.lifespan_from_counts(sum(c for (c, _), _ in inputs), max(oldest) if oldest else None, config)
+    cltv = np.concatenate([kernel.cltv(c, lifespan, config) for _, c in inputs] or [np.zeros(0)])
+    return Population(lifespan, kernel.vip_threshold(cltv, config.vip_quantile),
+                      attributes=_merged_kinds(summaries, config.max_categories))
 
 
 def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:
@@ -723,9 +744,3 @@ def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | N
         for col, summary in part.items():
             merged[col] = summary if col not in merged else kernel.merge_summaries(merged[col], summary, max_categories)
     return kernel.attribute_kinds(merged)
-
-
-def with_value_tier(feats: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """A partition's features with the value tier of the VIP cut-off decided over every partition."""
-    tiers = kernel.value_tiers(feats["cltv"].to_numpy(dtype="float64"), threshold)
-    return feats.assign(value_tier=pd.array(tiers, dtype=feats["value_tier"].dtype))

@@ -600,15 +600,18 @@ def _support(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, cfg:
     return k.support_features(n, pos, age, times, cutoff.to_datetime64(), cfg)
 
 
-def _attributes(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, kinds: dict | None,
-                cfg: FeatureConfig) -> tuple[dict, dict]:
-    """The kernel's attribute features from the customers table (kinds decided on the population's rows when
-    not given), and the kinds used."""
-    customers = enc.tables.customers
+def _attribute_rows(enc: _Encoded, where: np.ndarray, n: int) -> pd.DataFrame:
+    """Each known customer's row of the customers table (without the id; all missing where it has none)."""
     row = np.full(n, -1, dtype=np.intp)  # each customer's row in the customers table, -1: none
     listed = where[enc.cu_id]
     row[listed[listed >= 0]] = np.flatnonzero(listed >= 0)
-    cust = customers.drop(columns="customer_id").reset_index(drop=True).reindex(row)
+    return enc.tables.customers.drop(columns="customer_id").reset_index(drop=True).reindex(row)
+
+
+def _attributes(cust: pd.DataFrame, as_of: pd.Timestamp, kinds: dict | None, cfg: FeatureConfig
+                ) -> tuple[dict, dict]:
+    """The kernel's attribute features of the known customers' rows of the customers table (kinds decided on
+    those rows when not given), and the kinds used."""
     if kinds is None:
         kinds = k.attribute_kinds(attribute_summaries(cust, cfg.max_categories))
     known = {}
@@ -681,15 +684,21 @@ def _labels(which: np.ndarray, labels: tuple[str, str]) -> pd.api.extensions.Ext
     return pd.array(text, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
-def _side_features(enc: _Encoded, where: np.ndarray, as_of: pd.Timestamp, n: int, kinds: dict | None,
-                   cfg: FeatureConfig) -> tuple[dict | None, dict | None, dict | None]:
-    """Support features (with tickets) and attribute features (with customers), None where a table is absent."""
-    tables = enc.tables
-    support = _support(enc, where, as_of, n, cfg) if tables.tickets is not None else None
-    if tables.customers is None:
-        return support, None, None
-    attrs, kinds = _attributes(enc, where, as_of, n, kinds, cfg)
-    return support, attrs, kinds
+@dataclass(frozen=True)
+class Partial:
+    """The features of the customers known at ``as_of`` that need nothing learned from the whole population:
+    the purchase, support and engagement families (``churnguard.features.kernel``), each customer's row of the
+    customers table for the attribute features, and the lifespan counts and oldest purchase age when asked for.
+    :func:`finish_features` adds the rest. A partitioned build keeps a partition's ``Partial`` instead of its
+    tables until the population's state is known."""
+
+    as_of: pd.Timestamp
+    customers: pd.Index  # sorted
+    purchase: dict[str, np.ndarray]
+    support: dict[str, np.ndarray] | None
+    engagement: dict[str, np.ndarray] | None
+    customer_rows: pd.DataFrame | None  # None without a customers table
+    lifespan: tuple[np.ndarray, float | None] | None = None
 
 
 def build_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureConfig,
@@ -718,36 +727,66 @@ def frame_columns(f: dict[str, np.ndarray], kinds: dict | None) -> dict:
             if name in levels else values for name, values in f.items()}
 
 
+def partial_features(tables: Tables, as_of: str | pd.Timestamp, config: FeatureConfig, *,
+                     count_lifespan: bool = False) -> Partial:
+    """The :class:`Partial` features of ``tables`` as of ``as_of`` (with the lifespan counts when asked);
+    ``finish_features(partial_features(t, d, c), c, p)`` is ``build_features(t, d, c, p)``."""
+    return _partial(_encode(tables), to_day(as_of), config, count_lifespan)
+
+
 def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population: Population | None = None
            ) -> pd.DataFrame:
     """:func:`build_features` on encoded tables (``as_of`` already a day)."""
+    return finish_features(_partial(enc, as_of, config, population is None), config, population)
+
+
+def _partial(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, count_lifespan: bool) -> Partial:
+    """:func:`partial_features` on encoded tables (``as_of`` already a day)."""
     kept = enc.tx_time < np.datetime64(as_of + _DAY)
     customers, where = _population(enc, as_of, kept)
     # Purchases are aggregated per block of customers (all of a customer's rows in one block, in row order):
     # a block's arrays are small enough for the allocator to reuse and its per-customer totals stay in cache.
     # Blocks, and tickets and attributes, run on two threads; numpy releases the GIL in its array loops.
     day = _day_numbers(np.datetime64(as_of))
-    count = population is None
-    kinds = None if population is None or population.attributes is None else dict(population.attributes)
+    tables = enc.tables
     with ThreadPoolExecutor(2, thread_name_prefix="churnguard-features") as pool:
-        side = pool.submit(_side_features, enc, where, as_of, len(customers), kinds, config)
-        parts = list(pool.map(lambda b: _block_features(enc, b, where, kept, day, config, count),
+        support = (pool.submit(_support, enc, where, as_of, len(customers), config)
+                   if tables.tickets is not None else None)
+        parts = list(pool.map(lambda b: _block_features(enc, b, where, kept, day, config, count_lifespan),
                               range(len(enc.block_rows))))
-        support, attrs, kinds = side.result()
+        support = None if support is None else support.result()
     purchase = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
     lifespan = None
-    if population is None:
+    if count_lifespan:
         oldest = [p[2] for p in parts if p[2] is not None]
-        lifespan = k.lifespan_from_counts(sum(p[1] for p in parts), max(oldest) if oldest else None, config)
+        lifespan = (sum(p[1] for p in parts), max(oldest) if oldest else None)
     del parts
     engagement = None if enc.events is None else _engagement(enc.events, where, as_of, purchase["recency_days"],
                                                              config)
-    cols = k.combine(purchase, support, attrs, population=population, month=as_of.month, cfg=config,
-                     lifespan_years=lifespan, engagement=engagement)
+    rows = None if tables.customers is None else _attribute_rows(enc, where, len(customers))
+    return Partial(as_of, customers, purchase, support, engagement, rows, lifespan)
+
+
+def finish_features(partial: Partial, config: FeatureConfig, population: Population | None = None
+                    ) -> pd.DataFrame:
+    """The features frame of :func:`build_features` from its :class:`Partial` features: the attribute
+    features and the families that need the population's state (``churnguard.features.kernel.combine``), with
+    ``population`` (without it, the state of these customers: the partial must then hold the lifespan counts)."""
+    as_of = partial.as_of
+    kinds = None if population is None or population.attributes is None else dict(population.attributes)
+    attrs = None
+    if partial.customer_rows is not None:
+        attrs, kinds = _attributes(partial.customer_rows, as_of, kinds, config)
+    lifespan = None
+    if population is None:
+        lifespan = k.lifespan_from_counts(*partial.lifespan, config)
+    cols = k.combine(partial.purchase, partial.support, attrs, population=population, month=as_of.month,
+                     cfg=config, lifespan_years=lifespan, engagement=partial.engagement)
     if population is None:
         state = Population(lifespan, k.vip_threshold(cols["cltv"], config.vip_quantile), attributes=kinds)
     else:
         state = replace(population, attributes=kinds)
+    customers = partial.customers
     data = {"customer_id": customers.array, "as_of": np.full(len(customers), as_of.to_datetime64())}
     data |= frame_columns(cols, kinds)
     data["value_tier"] = _labels(cols["value_tier"], k.VALUE_TIERS)
@@ -755,4 +794,3 @@ def _build(enc: _Encoded, as_of: pd.Timestamp, config: FeatureConfig, population
     features.attrs["population"] = state.to_dict()  # plain values: parquet keeps attrs as JSON
     features.attrs["lifespan_years"] = state.lifespan_years
     return features
-

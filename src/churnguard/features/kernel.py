@@ -550,10 +550,16 @@ def vip_threshold(cltv: np.ndarray, quantile: float) -> float:
 def cltv(f: Mapping[str, np.ndarray], lifespan_years: float, cfg: FeatureConfig) -> np.ndarray:
     """CLTV = average order value x orders in the last year (the longest window when 365 days is not one) x
     average lifespan in years."""
-    windows = cfg.windows_days
-    orders = f["orders_365d" if 365 in windows else f"orders_{max(windows)}d"]
-    value = np.where(np.isnan(f["mean_order_value"]), 0.0, f["mean_order_value"])
+    value_column, orders_column = cltv_inputs(cfg)
+    orders = f[orders_column]
+    value = np.where(np.isnan(f[value_column]), 0.0, f[value_column])
     return np.clip(value, -_LARGEST, _LARGEST, out=value) * orders * lifespan_years  # np.nan_to_num, fewer steps
+
+
+def cltv_inputs(cfg: FeatureConfig) -> tuple[str, str]:
+    """The purchase features :func:`cltv` reads: the average order value and the orders of the last year."""
+    windows = cfg.windows_days
+    return "mean_order_value", "orders_365d" if 365 in windows else f"orders_{max(windows)}d"
 
 
 VALUE_TIERS = ("standard", "vip")  # value_tier's labels where is_vip is False, True

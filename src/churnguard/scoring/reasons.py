@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import calendar
 import functools
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -619,7 +618,9 @@ def _each_distinct(phrase: Phrase, wording: Wording, values: np.ndarray, context
     table = keys.view("float64")[first]
     known = ~np.isnan(table[:, 0])  # an unknown value: the phrase's sentence for it, the same for every context
     texts = np.full(len(table), _unknown(phrase, wording) if not known.all() else "", dtype=object)
-    texts[known] = list(itertools.starmap(functools.partial(phrase.write, wording), table[known].tolist()))
+    # one list per column (floats, untracked by the garbage collector): a list per row, hundreds of thousands
+    # alive at once, set off full collections of the whole heap
+    texts[known] = list(map(functools.partial(phrase.write, wording), *table[known].T.tolist()))
     return texts[inverse]
 
 

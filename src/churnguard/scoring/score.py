@@ -397,22 +397,26 @@ def no_activity_reason(as_of: pd.Timestamp) -> str:
 
 def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | None, playbook: Playbook, *,
                  budget: float | None = None, control_fraction: float = 0.1, seed: int = 0,
-                 reasons_for: str = "all") -> ScoreResult:
+                 reasons_for: str = "all", select: bool = True) -> ScoreResult:
     """The whole chain from validated tables: features as of ``as_of`` (default: the last day in the data),
     scores (with each customer's ``rejected_rows`` from ``tables.rejects``), actions and selection. Customers
-    first seen after ``as_of`` are reported, not dropped."""
+    first seen after ``as_of`` are reported, not dropped. ``select=False``: the scores without the selection's
+    columns (:data:`SELECTION_COLUMNS`), for a part of the customers whose selection is made over all of them."""
     from churnguard.features import build_features, to_day
 
     info = model.require_info()
     as_of = to_day(as_of) if as_of is not None else tables.last_date()
     feats = build_features(tables, as_of, info.config.features, model_population(model))
     scores = score_features(model, feats, playbook, reasons_for=reasons_for, rejects=tables.rejects)
-    scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
+    if select:
+        scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
     scores["model_version"] = info.model_version
     rejects = unscored_rejects(tables.rejects, unseen_customers(tables, scores["customer_id"]), as_of)
     rows = _drift_rows(model, feats)
     drift = _drift_sample(model, feats, rows, scores["churn_probability"].to_numpy()[rows])
-    return ScoreResult(scores[output_columns(model, SCORES_COLUMNS)], rejects, drift, as_of)
+    columns = output_columns(model, SCORES_COLUMNS)
+    return ScoreResult(scores[columns if select else [c for c in columns if c not in SELECTION_COLUMNS]], rejects,
+                       drift, as_of)
 
 
 def unseen_customers(tables: Tables, seen: pd.Series) -> pd.Index:
@@ -497,10 +501,12 @@ def drift_rows(ids: pd.Series | np.ndarray, limit: int | None = None) -> np.ndar
     keep = np.ones(len(ids), dtype=bool)
     if len(ids) > limit:
         ids = pd.Series(np.asarray(ids, dtype=object)).astype(str)
-        ranked = pd.DataFrame({"h": pd.util.hash_array(ids.to_numpy(dtype=object)), "id": ids}).sort_values(
-            ["h", "id"], kind="stable")
+        hashed = pd.util.hash_array(ids.to_numpy(dtype=object))
+        order = np.argsort(hashed, kind="stable")
+        if (hashed[order[1:]] == hashed[order[:-1]]).any():  # two ids of one hash: by id, then as they came
+            order = pd.DataFrame({"h": hashed, "id": ids}).sort_values(["h", "id"], kind="stable").index.to_numpy()
         keep[:] = False
-        keep[ranked.index.to_numpy()[:limit]] = True
+        keep[order[:limit]] = True
     return keep
 
 

@@ -1,10 +1,10 @@
-"""Features on the cluster: population-level quantities (lifespan, VIP threshold, attribute kinds) over all
-partitions, then each partition's features built with them."""
+"""Features on the cluster: each partition's partial features, population-level quantities (lifespan, VIP
+threshold, attribute kinds) over all partitions, then each partition's features finished with them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,10 +17,10 @@ from churnguard.engines.partitions import (
     attribute_summaries,
     concat_frames,
     learned_population,
-    lifespan_inputs,
-    with_value_tier,
+    population_inputs,
 )
-from churnguard.features import build_features, kernel, to_day
+from churnguard.features import build_features, to_day
+from churnguard.features.build import finish_features, partial_features
 from churnguard.population import Population
 
 if TYPE_CHECKING:
@@ -28,10 +28,7 @@ if TYPE_CHECKING:
 
     from churnguard.config import FeatureConfig
     from churnguard.engines.dask._read import DaskTables
-
-
-def _cltv(feats: pd.DataFrame) -> np.ndarray:
-    return feats["cltv"].to_numpy(dtype="float64")
+    from churnguard.features import build
 
 
 @dataclass
@@ -43,39 +40,33 @@ class _Snapshot:
     population: Population
 
 
-def _learn_population(dtables: DaskTables, client: Client, tasks: _Tasks, days: Sequence[pd.Timestamp],
-                      cfg: FeatureConfig) -> dict[pd.Timestamp, Population]:
-    """Lifespan and attribute kinds of each day over all partitions (the VIP cut-off follows the features)."""
-    parts = dtables.partitions
-    inputs = _gather(client, {d: [tasks.submit(f"lifespan-{d:%Y%m%d}-p{b}", lifespan_inputs, p, d)
-                                  for b, p in enumerate(parts)] for d in days},
-                     "counting purchases for the CLTV lifespan")
-    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", attribute_summaries, p, d,
-                                                  cfg.max_categories) for b, p in enumerate(parts)] for d in days},
-                        "deciding the attribute kinds")
-    return {d: learned_population(inputs[d], summaries[d], cfg) for d in days}
+def _partial_features(tables: Tables, day: pd.Timestamp, cfg: FeatureConfig) -> build.Partial:
+    return partial_features(tables, day, cfg, count_lifespan=True)
 
 
 def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Timestamp], cfg: FeatureConfig, *,
                        population: Population | None = None) -> dict[pd.Timestamp, _Snapshot]:
     """Features of every partition for each day, with the given population state (a model's, at scoring), or
-    with one learned over all partitions: lifespan and attribute kinds first, the VIP cut-off from every
-    partition's CLTV after."""
+    with one learned over all partitions as the local engine learns it: each partition's partial features
+    first, then the lifespan, attribute kinds and VIP cut-off over all of them, then the features finished."""
     tasks = _Tasks(client)
     parts = dtables.partitions
-    learned = population is None
-    states = _learn_population(dtables, client, tasks, days, cfg) if learned else dict.fromkeys(days, population)
-    built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", build_features, p, d, cfg, states[d]) for b, p in enumerate(parts)]
-             for d in days}
-    if not learned:
-        return {d: _Snapshot(d, built[d], states[d]) for d in days}
-    cltv = _gather(client, {d: [tasks.submit(f"cltv-{d:%Y%m%d}-p{b}", _cltv, f) for b, f in enumerate(built[d])]
-                            for d in days}, "building features")
+    if population is not None:
+        built = {d: [tasks.submit(f"features-{d:%Y%m%d}-p{b}", build_features, p, d, cfg, population)
+                     for b, p in enumerate(parts)] for d in days}
+        return {d: _Snapshot(d, built[d], population) for d in days}
+    partial = {d: [tasks.submit(f"partial-{d:%Y%m%d}-p{b}", _partial_features, p, d, cfg) for b, p in enumerate(parts)]
+               for d in days}
+    inputs = _gather(client, {d: [tasks.submit(f"inputs-{d:%Y%m%d}-p{b}", population_inputs, f, cfg)
+                                  for b, f in enumerate(partial[d])] for d in days}, "building features")
+    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", attribute_summaries, p, d,
+                                                  cfg.max_categories) for b, p in enumerate(parts)] for d in days},
+                        "deciding the attribute kinds")
     out = {}
     for d in days:
-        threshold = kernel.vip_threshold(np.concatenate(cltv[d]) if cltv[d] else np.zeros(0), cfg.vip_quantile)
-        final = [tasks.submit(f"tier-{d:%Y%m%d}-p{b}", with_value_tier, f, threshold) for b, f in enumerate(built[d])]
-        out[d] = _Snapshot(d, final, replace(states[d], vip_cltv_threshold=threshold))
+        state = learned_population(inputs[d], summaries[d], cfg)
+        out[d] = _Snapshot(d, [tasks.submit(f"finish-{d:%Y%m%d}-p{b}", finish_features, f, cfg, state)
+                               for b, f in enumerate(partial[d])], state)
     return out
 
 
