@@ -214,20 +214,36 @@ def _late_bad_dates(cases, root: Path) -> dict[str, Path]:
     return {**files, "transactions": root / "transactions.csv"}
 
 
-@pytest.mark.parametrize("case", ["iso", "day-first", "bad-reject", "late-bad-dates"])
+def _long_row(cases, root: Path) -> dict[str, Path]:
+    """The ISO case's files with an unquoted 1,234.50 in a middle row of the transactions: read in small
+    chunks, that row's chunk is read by pandas (its rows' extra fields as text), the others by Arrow."""
+    files = cases["iso"][0]
+    lines = files["transactions"].read_text().splitlines()
+    fields = lines[len(lines) // 2].split(",")
+    fields[2] = "1,234.50"  # amount
+    lines[len(lines) // 2] = ",".join(fields)
+    root.mkdir()
+    (root / "transactions.csv").write_text("\n".join(lines) + "\n")
+    return {**files, "transactions": root / "transactions.csv"}
+
+
+@pytest.mark.parametrize("case", ["iso", "day-first", "bad-reject", "late-bad-dates", "long-row"])
 def test_files_of_many_chunks_are_read_once_and_give_the_features_of_the_whole_input(cases, case, tmp_path,
                                                                                       monkeypatch):
     """Read in chunks of 20 KB, each chunk's census and split are one pass: ISO dates are carried parsed into
     the pieces; a chunk whose dates are not all sure (``late-bad-dates``: after today, no date) has the chunks
     before it split again with the text; a column in a decided style is read again for its census in that
-    style. The file, ``attrs`` and rejects (the bad dates quoted as written) are those of the whole input in
-    memory."""
+    style; a chunk with a row longer than the header (``long-row``) is read by pandas, beside chunks read by
+    Arrow. The file, ``attrs`` and rejects (the bad dates and the long row quoted as written) are those of the
+    whole input in memory."""
     from functools import partial
 
     from churnguard.engines import partitions as parts
 
     if case == "late-bad-dates":
         files, (_, cfg, as_of, _) = _late_bad_dates(cases, tmp_path / "in"), cases["bad-reject"]
+    elif case == "long-row":
+        files, (_, cfg, as_of, _) = _long_row(cases, tmp_path / "in"), cases["bad-reject"]
     else:
         files, cfg, as_of, _ = cases[case]
     want, want_rejects = _reference(files, cfg, as_of)
@@ -250,6 +266,8 @@ def test_files_of_many_chunks_are_read_once_and_give_the_features_of_the_whole_i
     if case == "iso":  # every chunk read once; the transactions' timestamps carried parsed
         assert len(chunks) == len(set(chunks)) == len(reads)
         assert ("timestamp",) in carried
+    if case == "long-row":
+        assert want_rejects.loc[want_rejects["column"] == "(whole row)", "value"].str.contains(",1,234.50,").sum() == 1
     if case == "late-bad-dates":
         bad = want_rejects[want_rejects["column"] == "timestamp"]
         assert set(bad["value"]) == {"2099-06-01 10:00:00", "not a date"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import gzip
 import io
 import os
@@ -343,10 +344,16 @@ def header_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
 
 def column_names(line: bytes, dialect: CsvDialect = UTF8) -> list[str]:
     """The column names of a CSV header line as pandas reads them (blank names become ``Unnamed: i``)."""
+    return list(_column_names(line, dialect))
+
+
+@functools.lru_cache(maxsize=64)
+def _column_names(line: bytes, dialect: CsvDialect) -> tuple[str, ...]:
+    """:func:`column_names`, read by pandas once per header (each chunk of a file has its file's header)."""
     import pandas as pd
 
-    return list(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0, encoding=dialect.text_encoding,
-                            sep=dialect.delimiter).columns)
+    return tuple(pd.read_csv(io.BytesIO(line), dtype=str, nrows=0, encoding=dialect.text_encoding,
+                             sep=dialect.delimiter).columns)
 
 
 def read_rows(path: str | Path, columns: list[str] | None = None, keep: tuple[str, ...] = (),
@@ -590,10 +597,17 @@ def csv_blocks(path: str | Path, names: list[str], columns: list[str], dialect: 
         raise CsvNotBlockwise(str(exc)) from None
 
 
-def csv_table(rows: pa.Buffer, names: list[str], columns: list[str], dialect: CsvDialect = UTF8) -> pa.Table:
+def csv_table(rows: pa.Buffer, names: list[str], columns: list[str], dialect: CsvDialect = UTF8,
+              block_bytes: int | None = None) -> pa.Table:
     """CSV ``rows`` (the lines after a header of ``names``) as :func:`csv_blocks` reads a file, in one Arrow
     table of ``columns`` (each one of the ``names``) as large strings, the type :func:`csv_rows`' frame has in
     Arrow.
+
+    Arrow's reader parses the text in blocks (of ``block_bytes``; default: Arrow's) on several threads. The blocks
+    are first cut at line ends found by a plain search, not through the quotes (64 MB of transactions: 0.07 s of
+    CPU against 0.10 s). Each block is parsed from a row's start, so a cut inside a quoted value with a line break
+    leaves that block's last row unfinished, which Arrow refuses: no block is read otherwise. Then the rows are
+    read again, the row ends found through the quotes.
 
     Raises:
         CsvNotBlockwise: as :func:`csv_blocks`: the caller reads the rows with :func:`csv_rows` instead.
@@ -601,19 +615,24 @@ def csv_table(rows: pa.Buffer, names: list[str], columns: list[str], dialect: Cs
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    options = _arrow_csv_options(names, columns, dialect, header=False)
-    try:
-        table = pcsv.read_csv(pa.BufferReader(rows), **options)
-    except (pa.ArrowException, UnicodeDecodeError) as exc:
-        raise CsvNotBlockwise(str(exc)) from None
+    for quoted_line_ends in (False, True):
+        options = _arrow_csv_options(names, columns, dialect, block_bytes, header=False,
+                                     newlines_in_values=quoted_line_ends)
+        try:
+            table = pcsv.read_csv(pa.BufferReader(rows), **options)
+            break
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            if quoted_line_ends:
+                raise CsvNotBlockwise(str(exc)) from None
     return table.cast(pa.schema([(c, pa.large_string()) for c in table.column_names]))
 
 
 def _arrow_csv_options(names: list[str], columns: list[str], dialect: CsvDialect, block_bytes: int | None = None,
-                       header: bool = True) -> dict:
+                       header: bool = True, newlines_in_values: bool = True) -> dict:
     """Arrow's CSV options that read a file's ``columns`` as :func:`csv_rows` does: the header's ``names``,
     every column as text, blank cells missing, in the file's encoding and delimiter (``header``: the text starts
-    with the header line, which is skipped)."""
+    with the header line, which is skipped; ``newlines_in_values`` False: blocks are cut at any line end, see
+    :func:`csv_table`)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -622,7 +641,7 @@ def _arrow_csv_options(names: list[str], columns: list[str], dialect: CsvDialect
                             encoding="utf8" if encoding == "utf-8-sig" else encoding,
                             **({"block_size": block_bytes} if block_bytes else {}))
     return {"read_options": read,
-            "parse_options": pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True),
+            "parse_options": pcsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=newlines_in_values),
             "convert_options": pcsv.ConvertOptions(
                 include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), null_values=[""],
                 strings_can_be_null=True, quoted_strings_can_be_null=True)}

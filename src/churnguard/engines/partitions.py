@@ -258,7 +258,9 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
 
 def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
     """The raw rows of one chunk (``columns``, in that order, and for CSV ``_io.EXTRA_FIELDS``), read as
-    ``load_tables`` reads a whole file."""
+    ``load_tables`` reads a whole file. A chunk Arrow's reader reads has no row longer than the header: its
+    ``_io.EXTRA_FIELDS`` are of Arrow's null type, which holds no buffer (a missing text holds an offset per
+    row, 8 bytes, cut, spilled and read back with the rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -271,7 +273,7 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
         names = column_names(chunk.header, chunk.dialect)
         try:  # Arrow's reader, as a whole file is read; a chunk it cannot read as pandas does goes to pandas
             table = csv_table(rows, names, [n for n in names if n in columns], chunk.dialect)
-            table = table.append_column(EXTRA_FIELDS, pa.nulls(len(table), pa.large_string()))
+            table = table.append_column(EXTRA_FIELDS, pa.nulls(len(table)))
         except CsvNotBlockwise:
             data = chunk.header + rows.to_pybytes()
             try:
@@ -560,6 +562,8 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
         table = pa.concat_tables(p, promote_options="permissive")
         if consume:
             p.clear()
+        if EXTRA_FIELDS in table.column_names and table.column(EXTRA_FIELDS).null_count == len(table):
+            table = table.drop_columns([EXTRA_FIELDS])  # no row longer than the header: nothing to flag
         frames[t] = _frame(table, consume)
         del table
     names = {t: s.name for t, s in spec.sources.items()}
