@@ -351,7 +351,7 @@ def features_files(
         if day != guess:  # dates in another style than the census read, or the last ones set aside
             checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
         rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
-        population = parts.learned_population(checked.inputs, checked.summaries, feature_config)
+        population = parts.learned_population(checked.inputs, feature_config)
         built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
         columns = _merge_parts(built, population, Path(out), on_step)
     unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
@@ -362,11 +362,10 @@ def features_files(
 @dataclass(frozen=True)
 class _Checked:
     """What validating the buckets left: each bucket's partial features as of the day (``features.build.Partial``,
-    a pickle in the work directory), its ``partitions.population_inputs`` and attribute summaries, and the
-    customers known to its tables without a features row; its rejects, reject digest and last transaction time."""
+    a pickle in the work directory), its ``partitions.PopulationInputs`` and the customers known to its tables
+    without a features row; its rejects, reject digest and last transaction time."""
 
-    inputs: list = field(default_factory=list)
-    summaries: list = field(default_factory=list)
+    inputs: list[parts.PopulationInputs] = field(default_factory=list)
     partials: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
@@ -398,7 +397,6 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
         _release()  # what validation let go, before the features take theirs
         partial = partial_features(tables, day, cfg, count_lifespan=True)
         run.inputs.append(parts.population_inputs(partial, cfg))
-        run.summaries.append(parts.attribute_summaries(tables, day, cfg.max_categories))
         run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
         del tables
         run.partials.append(_pickled(partial, work / f"partial-{b}.pickle"))

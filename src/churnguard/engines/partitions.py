@@ -9,10 +9,9 @@ each chunk's pieces rather than holding the chunks, takes the census and the spl
 census asks for.
 
 Features learn the population over all partitions before any partition's features are final: each
-partition's partial features (``features.build.partial_features``: all that needs no population state), their
-:func:`population_inputs` and the partition's :func:`attribute_summaries`, merged by :func:`learned_population`
-(lifespan, attribute kinds, VIP cut-off); then each partition's features are finished with it
-(``features.build.finish_features``).
+partition's partial features (``features.build.partial_features``: all that needs no population state) and
+their :func:`population_inputs`, merged by :func:`learned_population` (lifespan, attribute kinds, VIP cut-off);
+then each partition's features are finished with it (``features.build.finish_features``).
 """
 
 from __future__ import annotations
@@ -709,30 +708,34 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
 
 
-def population_inputs(partial: build.Partial, config: FeatureConfig
-                      ) -> tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]:
-    """What a partition's partial features (with their lifespan counts) give to :func:`learned_population`:
-    the lifespan counts and oldest purchase age, and the purchase features its customers' CLTV is made of."""
-    return partial.lifespan, {name: partial.purchase[name] for name in kernel.cltv_inputs(config)}
+@dataclass(frozen=True)
+class PopulationInputs:
+    """What a partition's partial features give to :func:`learned_population`: the lifespan counts and oldest
+    purchase age, the purchase features its customers' CLTV is made of, and the attribute summaries of its
+    known customers' rows of the customers table (None without one). Customers never span partitions, so these
+    merge into the whole population's."""
+
+    lifespan: tuple[np.ndarray, float | None]
+    cltv: dict[str, np.ndarray]
+    attributes: dict | None
 
 
-def attribute_summaries(tables: Tables, as_of: pd.Timestamp, max_categories: int) -> dict | None:
-    """A partition's attribute summaries over the customers known at ``as_of`` (customers never span
-    partitions, so they merge into the whole population's); None without a customers table."""
-    if tables.customers is None:
-        return None
-    return build.attribute_summaries(tables.customers[build.known_listed(tables, as_of)], max_categories)
+def population_inputs(partial: build.Partial, config: FeatureConfig) -> PopulationInputs:
+    """The :class:`PopulationInputs` of a partition's partial features (with their lifespan counts)."""
+    rows = partial.customer_rows
+    return PopulationInputs(partial.lifespan, {name: partial.purchase[name] for name in kernel.cltv_inputs(config)},
+                            None if rows is None else build.attribute_summaries(rows, config.max_categories))
 
 
-def learned_population(inputs: list[tuple[tuple[np.ndarray, float | None], dict[str, np.ndarray]]],
-                       summaries: list[dict | None], config: FeatureConfig) -> Population:
-    """The lifespan, attribute kinds and VIP cut-off over all partitions (from their :func:`population_inputs`
-    and :func:`attribute_summaries`), the kernel's rules applied to the whole population."""
-    oldest = [o for (_, o), _ in inputs if o is not None]
-    lifespan = kernel.lifespan_from_counts(sum(c for (c, _), _ in inputs), max(oldest) if oldest else None, config)
-    cltv = np.concatenate([kernel.cltv(c, lifespan, config) for _, c in inputs] or [np.zeros(0)])
+def learned_population(inputs: list[PopulationInputs], config: FeatureConfig) -> Population:
+    """The lifespan, attribute kinds and VIP cut-off over all partitions, the kernel's rules applied to the whole
+    population (``features.build.finish_features`` learns the same of one table)."""
+    oldest = [i.lifespan[1] for i in inputs if i.lifespan[1] is not None]
+    lifespan = kernel.lifespan_from_counts(sum(i.lifespan[0] for i in inputs), max(oldest) if oldest else None,
+                                           config)
+    cltv = np.concatenate([kernel.cltv(i.cltv, lifespan, config) for i in inputs] or [np.zeros(0)])
     return Population(lifespan, kernel.vip_threshold(cltv, config.vip_quantile),
-                      attributes=_merged_kinds(summaries, config.max_categories))
+                      attributes=_merged_kinds([i.attributes for i in inputs], config.max_categories))
 
 
 def _merged_kinds(summaries: list[dict | None], max_categories: int) -> dict | None:

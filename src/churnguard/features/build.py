@@ -654,22 +654,6 @@ def _block_engagement(ev: _Events, b: int, where: np.ndarray, member: np.ndarray
     return engagement_features(len(members), arrays, recency[start : start + len(members)], cfg)
 
 
-def known_listed(tables: Tables, as_of: pd.Timestamp) -> np.ndarray:
-    """Which rows of the customers table are customers known at ``as_of``: signed up by then (or without a
-    signup date), or with a transaction or ticket on or before it."""
-    from churnguard.dataset import _isin
-
-    cutoff = as_of + _DAY
-    cust = tables.customers
-    known = (cust["signup_date"].isna() | (cust["signup_date"] < cutoff)).to_numpy() if "signup_date" in cust else (
-        np.ones(len(cust), dtype=bool))
-    tx, tk = tables.transactions, tables.tickets
-    active = [tx.loc[tx["timestamp"] < cutoff, "customer_id"]]
-    if tk is not None:
-        active.append(tk.loc[tk["opened_at"] < cutoff, "customer_id"])
-    return known | _isin(cust["customer_id"], active)
-
-
 def attribute_summaries(customers: pd.DataFrame, max_categories: int) -> dict:
     """:func:`churnguard.features.kernel.attribute_summary` of each free attribute column of ``customers``."""
     return {c: k.attribute_summary(customers[c].to_numpy(dtype=object), max_categories)

@@ -14,7 +14,6 @@ from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _gather, _Tasks
 from churnguard.engines.dask._read import _client_for
 from churnguard.engines.partitions import (
-    attribute_summaries,
     concat_frames,
     learned_population,
     population_inputs,
@@ -59,12 +58,9 @@ def _feature_snapshots(dtables: DaskTables, client: Client, days: Sequence[pd.Ti
                for d in days}
     inputs = _gather(client, {d: [tasks.submit(f"inputs-{d:%Y%m%d}-p{b}", population_inputs, f, cfg)
                                   for b, f in enumerate(partial[d])] for d in days}, "building features")
-    summaries = _gather(client, {d: [tasks.submit(f"attributes-{d:%Y%m%d}-p{b}", attribute_summaries, p, d,
-                                                  cfg.max_categories) for b, p in enumerate(parts)] for d in days},
-                        "deciding the attribute kinds")
     out = {}
     for d in days:
-        state = learned_population(inputs[d], summaries[d], cfg)
+        state = learned_population(inputs[d], cfg)
         out[d] = _Snapshot(d, [tasks.submit(f"finish-{d:%Y%m%d}-p{b}", finish_features, f, cfg, state)
                                for b, f in enumerate(partial[d])], state)
     return out
