@@ -11,7 +11,7 @@ import pyarrow as pa
 from churnguard.config import DataConfig
 from churnguard.dataset import ROW_COLUMN
 from churnguard.engines import customer_partition
-from churnguard.engines.partitions import Spec, split_chunk
+from churnguard.engines.partitions import Spec, _frame, split_chunk
 
 
 def _coded(codes: list[int | None], values: list[str] | pa.Array) -> pa.DictionaryArray:
@@ -33,17 +33,23 @@ def test_pieces_hold_their_customers_rows_and_only_the_values_they_use():
     part = customer_partition(rows["customer_id"].astype(object), n)
     assert len(pieces) == n
     for b, piece in enumerate(pieces):
-        got = piece.to_pandas()
-        want = rows[part == b].reset_index(drop=True)
-        assert got[ROW_COLUMN].tolist() == want["_row"].tolist()  # the piece's rows, in file order
-        assert got["customer_id"].astype(object).tolist() == want["customer_id"].astype(object).tolist()
-        assert got["event_type"].astype(object).tolist() == want["event_type"].astype(object).tolist()
-        assert got["duration_seconds"].tolist() == want["duration_seconds"].tolist()
+        got = {name: piece.column(name).to_pylist() for name in piece.column_names}
+        want = rows[part == b].reset_index(drop=True).astype(object).where(lambda f: f.notna(), None)
+        assert got[ROW_COLUMN] == want["_row"].tolist()  # the piece's rows, in file order
+        assert got["customer_id"] == want["customer_id"].tolist()
+        assert got["event_type"] == want["event_type"].tolist()
+        assert got["duration_seconds"] == want["duration_seconds"].tolist()
         for name in ("customer_id", "event_type"):  # no dictionary value that no row of the piece uses
             column = piece.column(name).combine_chunks() if piece.num_rows else None
             if column is not None:
                 used = {v for v in column.to_pylist() if v is not None}
                 assert set(column.dictionary.to_pylist()) == used
+        # the row groups' dictionaries are not unified: a customer of both (a, c) is in the piece's twice, and
+        # its frame holds each once
+        frame = _frame(piece, consume=False)
+        assert frame["customer_id"].astype(object).where(frame["customer_id"].notna(), None).tolist() == (
+            got["customer_id"])
+        assert frame["customer_id"].cat.categories.is_unique
     # the customers a-d and the missing id spread over the pieces, every row in exactly one of them
     assert sorted(r for p in pieces for r in p.column(ROW_COLUMN).to_pylist()) == list(range(11, 19))
 
@@ -104,8 +110,6 @@ def test_a_value_shared_by_customers_of_several_pieces_is_in_each_of_their_dicti
 def test_a_buckets_pieces_become_the_frame_arrow_makes_of_them():
     # pieces with their own dictionaries (values in other orders, missing rows, one piece empty), a text and a
     # number column between the dictionary columns: the same frame as Arrow's to_pandas, categories in order
-    from churnguard.engines.partitions import _frame
-
     pieces = [pa.table({"customer_id": _coded([0, 1, None], ["b", "a"]), "value": [1.5, None, 3.0],
                         "event_type": _coded([0, 0, 1], ["visit", "email_open"]), "note": ["x", None, "z"]}),
               pa.table({"customer_id": _coded([], ["q"]), "value": pa.array([], pa.float64()),
@@ -124,8 +128,6 @@ def test_a_buckets_pieces_become_the_frame_arrow_makes_of_them():
 def test_narrow_indices_of_the_pieces_widen_when_a_buckets_dictionaries_are_unified():
     # two chunks of 100 values each (one-byte indices in their pieces): a bucket's customers use all 200,
     # so its unified dictionary needs wider indices, and its frame holds every value
-    from churnguard.engines.partitions import _frame
-
     spec = Spec(DataConfig(), {}, {"events": 400}, {"events": (1, 201)}, {"events": {}})
     ids = [f"c{i % 3}" for i in range(200)]
     part = customer_partition(pd.Series(ids, dtype=object), 2)
@@ -141,3 +143,27 @@ def test_narrow_indices_of_the_pieces_widen_when_a_buckets_dictionaries_are_unif
     frame = _frame(pa.concat_tables(pieces, promote_options="permissive"), consume=True)
     assert len(frame["kind"].cat.categories) == 200
     assert frame["kind"].astype(object).tolist() == want
+
+
+def test_pieces_dictionaries_holding_a_value_twice_give_it_one_category():
+    # a bucket's pieces as the split leaves them: each row group's dictionary kept, so a value may be in a
+    # piece's dictionary twice and in several pieces'; one-byte indices, the highest (127) beside missing rows
+    def coded(codes, values):
+        return pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int8()), pa.array(values))
+
+    many = [f"v{i}" for i in range(128)]
+    pieces = [pa.table({"customer_id": coded([0, 1, 2, None], ["a", "b", "a"]), "kind": coded([127, None, 0, 5], many),
+                        "score": coded([0, 1, 2, 2], [10, 20, 10])}),
+              pa.table({"customer_id": coded([1, 0], ["b", "c"]), "kind": coded([None, 1], ["v5", "w"]),
+                        "score": coded([1, 0], [30, 20])})]
+    frame = _frame(pa.concat_tables(pieces, promote_options="permissive"), consume=True)
+
+    ids = frame["customer_id"]
+    assert ids.cat.categories.tolist() == ["a", "b", "c"]  # in order of first appearance, each once
+    assert ids.cat.codes.tolist() == [0, 1, 0, -1, 2, 1]
+    assert frame["kind"].astype(object).where(frame["kind"].notna(), None).tolist() == [
+        "v127", None, "v0", "v5", None, "w"]
+    assert frame["kind"].cat.categories.is_unique
+    assert len(frame["kind"].cat.categories) == 129
+    assert frame["score"].cat.categories.tolist() == [10, 20, 30]  # numbers stay numbers
+    assert frame["score"].astype(int).tolist() == [10, 20, 10, 10, 20, 30]

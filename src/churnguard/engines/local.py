@@ -227,11 +227,12 @@ def _spill(pieces: list[pa.Table], work: Path, table: str, i: int) -> None:
 
 
 def _bucket(spec: parts.Spec, work: Path, b: int) -> dict[str, list[pa.Table]]:
-    """The pieces of bucket ``b``, in file order (read into memory, not mapped: a piece's memory is let go once
-    validation has turned it into a frame)."""
+    """The pieces of bucket ``b``, in file order, memory-mapped: no copy is made of the file's pages (the mapping
+    is let go with the piece's last buffer, once validation has turned it into a frame). Read into memory instead,
+    a partition of the 1M customers' 136.4M events (28 partitions) took about 0.05 s more of CPU, in the kernel."""
     import pyarrow as pa
 
-    return {t: [pa.ipc.open_file(pa.OSFile(str(p))).read_all() for p in ps if p.exists()]
+    return {t: [pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in ps if p.exists()]
             for t, ps in _piece_paths(spec, work, b).items()}
 
 

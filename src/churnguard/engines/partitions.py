@@ -34,6 +34,8 @@ from churnguard._io import (
     UTF8,
     CsvDialect,
     CsvNotBlockwise,
+    _joint_categorical,
+    _put_codes,
     column_names,
     csv_rows,
     csv_table,
@@ -422,27 +424,33 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
 
     if n == 1:
         return [table.append_column(ROW_COLUMN, pa.array(_row_numbers(np.arange(len(table)), first)))]
-    # one take of the whole chunk, then a slice per bucket: a take from columns of several chunks concatenates
-    # them (dictionaries unified) at every call, so n takes cost n times the chunk (6.3 s against 0.3 s for a
-    # chunk of 3.1M events in 32 buckets)
-    table = table.unify_dictionaries().combine_chunks()
-    buckets = _partitions(table.column(id_column), n)
+    # a dictionary column's chunks (the chunk's row groups) keep their dictionaries, one after another: a value
+    # in two of them is in both (the pieces of a bucket are unified when it is validated, see _frame), not
+    # found in a unification of the chunk's (0.10 s of CPU a chunk of 3.1M events, mostly the session ids)
+    coded = {name: _Coded.of(table.column(name)) for name, type_ in
+             zip(table.column_names, table.schema.types, strict=True) if pa.types.is_dictionary(type_)}
+    buckets = (coded[id_column].partitions(n) if id_column in coded
+               else customer_partition(table.column(id_column).to_pandas(), n))
     buckets = buckets.astype(np.uint16) if n <= 2**16 else buckets  # numpy sorts 16-bit ints stably by radix
     order = np.argsort(buckets, kind="stable")
-    buckets = buckets[order]
-    cuts = np.searchsorted(buckets, np.arange(n + 1))
-    table = table.take(order)
-    table = table.append_column(ROW_COLUMN, pa.array(_row_numbers(order, first)))  # in the order taken
-    ids = table.schema.get_field_index(id_column)
-    coded = {c: _compacted(table.column(c).combine_chunks(), buckets, cuts, owned=c == ids)
-             for c, field_ in enumerate(table.schema) if pa.types.is_dictionary(field_.type)}
-    pieces = []
-    for b in range(n):
-        piece = table.slice(cuts[b], cuts[b + 1] - cuts[b])
-        for c, arrays in coded.items():
-            piece = piece.set_column(c, table.schema.field(c).with_type(arrays[b].type), pa.chunked_array([arrays[b]]))
-        pieces.append(piece)
-    return pieces
+    cuts = np.searchsorted(buckets[order], np.arange(n + 1))
+    # Each column taken in bucket order once (a take from columns of several chunks concatenates them, dictionaries
+    # unified, at every call: one take per column, then a slice per bucket); a dictionary column's indices are
+    # the values' places in their piece's dictionary, found in row order and then taken with the rows.
+    columns, fields = [], []
+    for name, field_ in zip(table.column_names, table.schema, strict=True):
+        if name in coded:
+            arrays = coded.pop(name).compacted(buckets, order, cuts, owned=name == id_column)
+            fields.append(field_.with_type(arrays[0].type) if arrays else field_)
+        else:
+            taken = table.column(name).take(order)
+            arrays = [taken.slice(cuts[b], cuts[b + 1] - cuts[b]) for b in range(n)]
+            fields.append(field_)
+        columns.append(arrays)
+    rows = pa.array(_row_numbers(order, first))  # in the order taken
+    columns.append([rows.slice(cuts[b], cuts[b + 1] - cuts[b]) for b in range(n)])
+    schema = pa.schema([*fields, pa.field(ROW_COLUMN, rows.type)], metadata=table.schema.metadata)
+    return [pa.Table.from_arrays([c[b] for c in columns], schema=schema) for b in range(n)]
 
 
 def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
@@ -454,84 +462,96 @@ def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
     return positions.astype(np.int64) + first
 
 
-def _compacted(column: pa.DictionaryArray, buckets: np.ndarray, cuts: np.ndarray, owned: bool = False
-               ) -> list[pa.DictionaryArray]:
-    """A dictionary column of rows sorted by bucket (``buckets``; bucket ``b``'s rows from ``cuts[b]`` to
-    ``cuts[b + 1]``) cut into one array per bucket whose dictionary keeps only the values its rows use, in
-    dictionary order (a piece cut from a chunk holds the chunk's whole dictionaries: written out for every
-    partition, and merged again for every partition). Where buckets x dictionary values are few against the
-    rows, the values each bucket uses are marked in an array of that size; else, and for the customer ids
-    (``owned``: each value in one bucket by construction; 0.08 -> 0.05 s for 3.1M events' 170,000 ids in 32
-    buckets), where every value is used by one bucket only (sessions mostly), each value's place in its bucket
-    comes from one stable sort of the used values by bucket; else the (bucket, value) pairs used are sorted."""
+@dataclass(frozen=True)
+class _Coded:
+    """A dictionary column as numpy: its chunks' dictionaries one after another (``dictionary``; a value may be
+    in it more than once), each row's code in it (-1: missing) and whether the row is there (None: every row
+    is)."""
 
-    n, size = len(cuts) - 1, len(column.dictionary)
-    valid = column.indices.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
-    codes = column.indices.fill_null(0).to_numpy()
-    if not size:  # no values: every row is missing
-        return _cut(column, np.zeros(len(codes), dtype=np.int32), valid, np.zeros(0, dtype=np.int64),
-                    np.zeros(n + 1, dtype=np.int64), None, cuts)
-    if n * size <= 4 * len(codes) and not owned:  # a short dictionary: mark the values each bucket's rows use
-        mark = np.zeros((n, size), dtype=bool)
-        for b in range(n):
-            mine = codes[cuts[b] : cuts[b + 1]]
-            mark[b, mine if valid is None else mine[valid[cuts[b] : cuts[b + 1]]]] = True
-        if mark.all():  # every bucket uses every value (event types, channels): the codes stay as they are
-            return _cut(column, codes, valid, np.tile(np.arange(size), n), np.arange(n + 1) * size, None, cuts)
-        place = np.cumsum(mark, axis=1, dtype=np.int32) - 1
-        kept = np.empty(len(codes), dtype=np.int32)
-        for b in range(n):
-            kept[cuts[b] : cuts[b + 1]] = place[b, codes[cuts[b] : cuts[b + 1]]]
-        pairs = np.flatnonzero(mark)
-        return _cut(column, kept, valid, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), None, cuts)
-    used_codes, used_buckets = (codes, buckets) if valid is None else (codes[valid], buckets[valid])
-    owner = np.full(size, n, dtype=np.promote_types(np.min_scalar_type(n), buckets.dtype))
-    owner[used_codes] = used_buckets
-    if (owner[used_codes] == used_buckets).all():  # each value in one bucket
-        used = np.flatnonzero(owner < n)
-        values = used[np.argsort(owner[used], kind="stable")]  # by bucket, in dictionary order within each
-        starts = np.searchsorted(owner[values], np.arange(n + 1))
-        place = np.zeros(size, dtype=np.int32)
-        place[values] = np.arange(len(values), dtype=np.int32) - starts[owner[values]]
-        return _cut(column, place[codes], valid, values, starts, None, cuts)
-    keys = buckets.astype(np.int64) * size + codes
-    pairs = kernel.distinct(keys if valid is None else keys[valid])
-    kept = np.searchsorted(pairs, keys)
-    return _cut(column, kept, valid, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), buckets, cuts)
+    column: pa.ChunkedArray
+    dictionary: pa.Array
+    codes: np.ndarray
+    valid: np.ndarray | None
 
+    @classmethod
+    def of(cls, column: pa.ChunkedArray) -> _Coded:
+        import pyarrow as pa
 
-def _cut(column: pa.DictionaryArray, kept: np.ndarray, valid: np.ndarray | None, values: np.ndarray,
-         starts: np.ndarray, buckets: np.ndarray | None, cuts: np.ndarray) -> list[pa.DictionaryArray]:
-    """The pieces of :func:`_compacted`: bucket ``b``'s rows of ``kept`` (each row's place among the values its
-    bucket uses; with ``buckets``, among the values of all buckets) with the dictionary values ``values[starts[b]
-    : starts[b + 1]]``."""
-    import pyarrow as pa
+        chunks = column.chunks
+        dictionary = (pa.concat_arrays([c.dictionary for c in chunks]) if len(chunks) > 1 else chunks[0].dictionary
+                      if chunks else pa.array([], column.type.value_type))
+        codes, row, offset = np.empty(len(column), dtype=np.int32), 0, 0
+        for c in chunks:  # straight from the indices' buffers
+            _put_codes(c.indices, offset, codes[row : row + len(c)])
+            row, offset = row + len(c), offset + len(c.dictionary)
+        return cls(column, dictionary, codes, codes >= 0 if column.null_count else None)
 
-    n = len(cuts) - 1
-    if buckets is not None:
-        kept = kept - starts[buckets]
-    dictionary = column.dictionary.take(pa.array(values))
-    # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
-    widest = int(np.diff(starts).max()) if n else 0
-    kept = kept.astype(np.int8 if widest <= 127 else np.int16 if widest <= 32767 else np.int32, copy=False)
-    return [pa.DictionaryArray.from_arrays(
-        pa.array(kept[cuts[b]:cuts[b + 1]], mask=None if valid is None else ~valid[cuts[b]:cuts[b + 1]]),
-        dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=column.type.ordered) for b in range(n)]
+    def partitions(self, n: int) -> np.ndarray:
+        """:func:`churnguard.engines.customer_partition` of each row's id (a missing id's too): each distinct
+        id's, looked up by the row's code."""
+        import pyarrow as pa
 
+        values = pa.concat_arrays([self.dictionary, pa.nulls(1, self.dictionary.type)])  # the last: code -1
+        return customer_partition(values.to_pandas(), n)[self.codes]
 
-def _partitions(ids: pa.ChunkedArray, n: int) -> np.ndarray:
-    """:func:`churnguard.engines.customer_partition` of each row's id; of ids read as dictionaries, each distinct
-    id's (a missing id's too) looked up by the row's index."""
-    import pyarrow as pa
+    def compacted(self, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray, owned: bool = False
+                  ) -> list[pa.DictionaryArray]:
+        """The column cut into the pieces of ``buckets`` (each row's, in row order; ``order``: the rows by bucket,
+        bucket ``b``'s from ``cuts[b]`` to ``cuts[b + 1]``), each piece's dictionary keeping only the values its
+        rows use, in dictionary order (a piece cut from a chunk holds the chunk's whole dictionaries: written out
+        for every partition, and merged again for every partition). Where buckets x dictionary values are few
+        against the rows, the values each bucket uses are marked in an array of that size; else, and for the
+        customer ids (``owned``: each value in one bucket by construction), where every value is used by one
+        bucket only (sessions mostly), each value's place in its bucket comes from one stable sort of the used
+        values by bucket; else the (bucket, value) pairs used are sorted. Each row's place among its piece's
+        values is found in row order, then taken in bucket order."""
+        n, size, valid, codes = len(cuts) - 1, len(self.dictionary), self.valid, self.codes  # a missing row: -1
+        if not size:  # no values: every row is missing
+            return self._cut(np.zeros(len(codes), dtype=np.int8), order, np.zeros(0, dtype=np.int64),
+                             np.zeros(n + 1, dtype=np.int64), cuts)
+        if n * size <= 4 * len(codes) and not owned:  # a short dictionary: mark the values each bucket's rows use
+            pair = buckets.astype(np.intp) * size + codes
+            mark = np.zeros(n * size, dtype=bool)
+            mark[pair if valid is None else pair[valid]] = True
+            if mark.all():  # every bucket uses every value (event types, channels): the codes stay as they are
+                return self._cut(codes, order, np.tile(np.arange(size), n), np.arange(n + 1) * size, cuts)
+            place = np.cumsum(mark.reshape(n, size), axis=1, dtype=np.int32).ravel() - 1
+            pairs = np.flatnonzero(mark)
+            return self._cut(place[pair], order, pairs % size, np.searchsorted(pairs, np.arange(n + 1) * size), cuts)
+        used_codes, used_buckets = (codes, buckets) if valid is None else (codes[valid], buckets[valid])
+        owner = np.full(size, n, dtype=np.promote_types(np.min_scalar_type(n), buckets.dtype))
+        owner[used_codes] = used_buckets
+        if owned or (owner[used_codes] == used_buckets).all():  # each value in one bucket
+            used = np.flatnonzero(owner < n)
+            values = used[np.argsort(owner[used], kind="stable")]  # by bucket, in dictionary order within each
+            starts = np.searchsorted(owner[values], np.arange(n + 1))
+            place = np.zeros(size, dtype=np.int32)
+            place[values] = np.arange(len(values), dtype=np.int32) - starts[owner[values]]
+            return self._cut(place[codes], order, values, starts, cuts)
+        keys = buckets.astype(np.int64) * size + codes
+        pairs = kernel.distinct(keys if valid is None else keys[valid])
+        starts = np.searchsorted(pairs, np.arange(n + 1) * size)
+        return self._cut(np.searchsorted(pairs, keys) - starts[buckets], order, pairs % size, starts, cuts)
 
-    if not pa.types.is_dictionary(ids.type):
-        return customer_partition(ids.to_pandas(), n)
-    out = []
-    for chunk in ids.chunks:
-        values = pa.concat_arrays([chunk.dictionary, pa.nulls(1, chunk.dictionary.type)])
-        of_value = customer_partition(values.to_pandas(), n)
-        out.append(of_value[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()])
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+    def _cut(self, kept: np.ndarray, order: np.ndarray, values: np.ndarray, starts: np.ndarray, cuts: np.ndarray
+             ) -> list[pa.DictionaryArray]:
+        """The pieces of :meth:`compacted`: bucket ``b``'s rows of ``kept`` (each row's place among the values its
+        bucket uses, in row order) with the dictionary values ``values[starts[b] : starts[b + 1]]``."""
+        import pyarrow as pa
+
+        n = len(cuts) - 1
+        dictionary = self.dictionary.take(pa.array(values, type=pa.int64()))
+        # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
+        widest = int(np.diff(starts).max()) if n else 0
+        kept = kept.astype(np.int8 if widest <= 127 else np.int16 if widest <= 32767 else np.int32, copy=False)
+        missing = None
+        if self.valid is not None:  # a missing row's place is any number: 0 there, a place in every piece
+            kept, missing = np.where(self.valid, kept, kept.dtype.type(0)), ~self.valid[order]
+        kept = kept[order]
+        return [pa.DictionaryArray.from_arrays(
+            pa.array(kept[cuts[b]:cuts[b + 1]], mask=None if missing is None else missing[cuts[b]:cuts[b + 1]]),
+            dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=self.column.type.ordered)
+            for b in range(n)]
 
 
 def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> None:
@@ -586,24 +606,22 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
 
 def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
     """``table.to_pandas()`` (``consume``: its memory let go as it is converted), with its dictionary columns
-    made categoricals here, from the pieces' dictionaries unified once and the indices as codes: the same
-    frame, for half of what Arrow's conversion took (the events of a partition of 3.4M rows, 0.26 -> 0.13 s)."""
+    made categoricals here: the same frame, for a fraction of what Arrow's conversion takes. A column of text
+    has its pieces' dictionaries encoded together (``_io._joint_categorical``, as a Parquet file read whole),
+    each piece's indices written into one array of codes and mapped onto them; another dictionary column (an
+    ordered one, or of other values) has its dictionaries unified by Arrow. The pieces' dictionaries may hold
+    a value more than once (:func:`split_rows`): each value is one category."""
     import pyarrow as pa
 
     coded = [name for name, type_ in zip(table.column_names, table.schema.types, strict=True)
              if pa.types.is_dictionary(type_)]
     if not coded:
         return table.to_pandas(split_blocks=consume, self_destruct=consume)
-    for name in coded:  # the pieces' narrow indices (see _cut) widened: the unified dictionary may need them
-        type_ = table.schema.field(name).type
-        if type_.index_type.bit_width < 32:
-            wide = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
-            table = table.set_column(table.column_names.index(name), pa.field(name, wide),
-                                     table.column(name).cast(wide))
-    table = table.unify_dictionaries()
     at = {name: table.column_names.index(name) for name in coded}
-    categoricals = {name: _categorical(table.column(name)) for name in coded}
-    table = table.drop_columns(coded)
+    categoricals = {}
+    for name in coded:
+        categoricals[name] = _categorical(table.column(name))
+        table = table.drop_columns([name])
     frame = table.to_pandas(split_blocks=consume, self_destruct=consume)
     del table
     for name in coded:  # in column order, so each goes back to its place
@@ -612,11 +630,28 @@ def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
 
 
 def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
-    """A dictionary column whose chunks share one dictionary as a categorical of its values (missing: -1)."""
-    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    """A dictionary column as a categorical of its values (missing: -1), its values in order of first appearance
+    in the chunks' dictionaries (each once)."""
+    import pyarrow as pa
+
+    type_ = column.type
+    if not type_.ordered and (pa.types.is_string(type_.value_type) or pa.types.is_large_string(type_.value_type)):
+        codes, spans, row, offset = np.empty(len(column), dtype=np.int32), [], 0, 0
+        for chunk in column.chunks:  # each chunk's codes number its own dictionary's values
+            _put_codes(chunk.indices, 0, codes[row : row + len(chunk)])
+            spans.append((row, offset, offset + len(chunk.dictionary)))
+            row, offset = row + len(chunk), offset + len(chunk.dictionary)
+        return _joint_categorical(codes, [chunk.dictionary for chunk in column.chunks], spans)
+    if type_.index_type.bit_width < 32:  # the pieces' narrow indices (see _cut) widened for the unification
+        type_ = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
+        column = column.cast(type_)
+    if column.num_chunks == 1:  # Arrow unifies the dictionaries of two chunks or more: an empty one added
+        column = pa.chunked_array([*column.chunks, column.chunk(0).slice(0, 0)])
+    array = pa.table({"c": column}).unify_dictionaries().column("c").combine_chunks()
     codes = array.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    categories = pd.CategoricalDtype(pd.Index(array.dictionary.to_pandas()), ordered=column.type.ordered)
-    return pd.Categorical.from_codes(codes, dtype=categories, validate=False)
+    categories = pd.Index(array.dictionary.to_pandas())
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories, ordered=type_.ordered),
+                                     validate=False)
 
 
 @dataclass(frozen=True)
