@@ -167,3 +167,6 @@ def test_pieces_dictionaries_holding_a_value_twice_give_it_one_category():
     assert len(frame["kind"].cat.categories) == 129
     assert frame["score"].cat.categories.tolist() == [10, 20, 30]  # numbers stay numbers
     assert frame["score"].astype(int).tolist() == [10, 20, 10, 10, 20, 30]
+    one = _frame(pa.table({"score": coded([0, 1, 2], [10, 20, 10])}), consume=False)  # one piece: unified too
+    assert one["score"].cat.categories.tolist() == [10, 20]
+    assert one["score"].cat.codes.tolist() == [0, 1, 0]
