@@ -197,10 +197,15 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
 
 def _release() -> None:
     """Hand the memory Arrow's allocator keeps for reuse back to the system: after the split or a bucket, most
-    of it would otherwise stay resident (0.5 GB after splitting 27M events)."""
+    of it would otherwise stay resident (0.5 GB after splitting 27M events). Not when Arrow allocates from
+    glibc's ``malloc`` (its system pool, ``_io.arrow_from_malloc``): that memory is kept for the next bucket's
+    arrays by design (``_io.keep_freed_memory``), and handing it back (``malloc_trim``) after every bucket cost
+    the page faults the pool is there to save."""
     import pyarrow as pa
 
-    pa.default_memory_pool().release_unused()
+    pool = pa.default_memory_pool()
+    if pool.backend_name != "system":
+        pool.release_unused()
 
 
 def _split(spec: parts.Spec, n: int, work: Path) -> None:
