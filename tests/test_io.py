@@ -253,3 +253,23 @@ def test_parquet_output_keeps_dictionaries_for_repeated_values_only(tmp_path):
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, df, check_exact=True)
     assert back.attrs == df.attrs
+
+
+def test_arrow_allocates_from_malloc_within_the_block_only():
+    """``arrow_from_malloc``: Arrow's system pool (glibc's malloc) within the block, its pool as before after it,
+    also when the block raises; arrays made within stay usable after it."""
+    import pyarrow as pa
+
+    from churnguard import _io
+
+    if _io._mallopt() is None:
+        pytest.skip("glibc's malloc only")
+    before = pa.default_memory_pool().backend_name
+    with _io.arrow_from_malloc():
+        assert pa.default_memory_pool().backend_name == "system"
+        made = pa.array(range(1000)).take(pa.array([3, 2, 1]))
+    assert pa.default_memory_pool().backend_name == before != "system"
+    assert made.to_pylist() == [3, 2, 1]
+    with pytest.raises(ValueError, match="stop"), _io.arrow_from_malloc():
+        raise ValueError("stop")
+    assert pa.default_memory_pool().backend_name == before

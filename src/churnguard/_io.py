@@ -247,18 +247,23 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 512 << 20)
 
 
-def arrow_from_malloc() -> bool:
-    """Have Arrow allocate from glibc's ``malloc`` (its system pool) instead of its own mimalloc, so that what one
-    step of a partitioned build frees is kept for the next one's arrays (:func:`keep_freed_memory`), not handed
-    back and faulted in again; whether it was done (nothing under another C library). ``features`` at 1M
-    customers from CSV: about 0.9 s less CPU, a tenth (benchmarks/README.md); ``score``, whose partitions hold
-    more at once, took more CPU and 0.2 GB more memory with it, so it is asked for where it pays only."""
+@contextmanager
+def arrow_from_malloc() -> Iterator[None]:
+    """Within the block, Arrow allocates from glibc's ``malloc`` (its system pool) instead of its default pool
+    (mimalloc), so that what one partition of a build frees is kept for the next one's arrays
+    (:func:`keep_freed_memory`), not handed back and faulted in again; its pool as before after the block (the
+    arrays made in it are freed to ``malloc`` when they go). Nothing changes under another C library."""
     import pyarrow as pa
 
     if _mallopt() is None:
-        return False
+        yield
+        return
+    before = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
-    return True
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
 
 
 def _mallopt() -> Callable | None:

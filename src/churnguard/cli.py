@@ -280,13 +280,12 @@ def features(
     about 1/N of the input's), as large input files are without it; with --engine dask, in parallel on a Dask
     cluster. The features are the same.
     """
-    from churnguard._io import arrow_from_malloc, replaced_together
+    from churnguard._io import replaced_together
     from churnguard.config import load_config
     from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
     from churnguard.sources import is_url
 
-    arrow_from_malloc()  # a partition's freed arrays kept for the next one's (see main's keep_freed_memory)
     cfg = _run(load_config, config)
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
