@@ -273,3 +273,16 @@ def test_arrow_allocates_from_malloc_within_the_block_only():
     with pytest.raises(ValueError, match="stop"), _io.arrow_from_malloc():
         raise ValueError("stop")
     assert pa.default_memory_pool().backend_name == before
+
+
+def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
+    """``keep_freed_memory``: glibc's mmap threshold at its largest (32 MB), 512 MB of freed heap kept, one arena
+    for all threads (glibc's malloc.h numbers); nothing asked of another C library."""
+    from churnguard import _io
+
+    asked = []
+    monkeypatch.setattr(_io, "_mallopt", lambda: lambda option, value: asked.append((option, value)))
+    _io.keep_freed_memory()
+    assert sorted(asked) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
+    monkeypatch.setattr(_io, "_mallopt", lambda: None)
+    _io.keep_freed_memory()  # not glibc: nothing to ask, no error
