@@ -82,6 +82,8 @@ def test_the_drift_sample_keeps_the_same_customers_however_they_are_split(ids, l
     ids = np.array(ids, dtype=object)
     whole = set(ids[drift_rows(ids, limit)])
     assert len(whole) == min(len(ids), limit)
+    by_hash = sorted(zip(pd.util.hash_array(ids).tolist(), ids.tolist()))  # pandas' hashes as they come by default
+    assert whole == {i for _, i in by_hash[:limit]}
     shuffled = list(ids)
     rnd.shuffle(shuffled)
     pieces = [np.array(shuffled[i::parts], dtype=object) for i in range(parts)]
@@ -96,7 +98,7 @@ def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
 
     assert scoring.drift_rows(np.array(["c", "a", "b"], dtype=object), 2).tolist() == [True, False, True]  # by hash
     ids = np.array(["c", "a", "b", "a"], dtype=object)
-    monkeypatch.setattr(scoring.pd.util, "hash_array", lambda values: np.zeros(len(values), dtype=np.uint64))
+    monkeypatch.setattr(scoring.pd.util, "hash_array", lambda values, **_: np.zeros(len(values), dtype=np.uint64))
     assert scoring.drift_rows(ids, 2).tolist() == [False, True, False, True]  # one hash: "a", "a", then "b"
     assert scoring.drift_rows(ids, 3).tolist() == [False, True, True, True]
 

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdCodes", "IdOverlap", "Tables",
-           "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+           "arrow_column", "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
            "dictionary_codes", "feature_columns", "header", "id_overlap", "id_text", "last_day",
            "latest_plausible_date", "latest_plausible_day", "load_campaigns", "load_tables", "merge_census", "merge_overlap",
            "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "text_dtype", "validate_tables"]
@@ -890,8 +890,10 @@ def _iso_fixed_width(text: pd.Series) -> pd.Series | None:
     return parsed.cast(pa.timestamp("ns", tz="UTC")).to_pandas().set_axis(text.index).rename(text.name)
 
 
-def _arrow_chunks(values: pd.Series) -> pa.ChunkedArray:
-    """An Arrow-backed column's own Arrow data (not copied)."""
+def arrow_column(values: pd.Series) -> pa.ChunkedArray:
+    """A column as an Arrow chunked array: an Arrow-backed column's own data (not copied). Converted from the
+    column's ``array``, not the Series: Arrow's check of a Series for ``__arrow_array__`` looks the name up in
+    its index, which builds the index's hash table (a million Python strings for a Series indexed by its ids)."""
     import pyarrow as pa
 
     held = pa.array(values.array)
@@ -904,7 +906,7 @@ def _packed_text(values: pd.Series) -> tuple[pa.ChunkedArray, list[tuple[np.ndar
     chunk's values do not follow each other in its buffer (a slice of a larger array, say)."""
     if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
         return None
-    held = _arrow_chunks(values)
+    held = arrow_column(values)
     packed = []
     for chunk in held.chunks:
         found = _text_buffers(chunk)
@@ -1562,7 +1564,7 @@ def _arrow_text(values: pd.Series):
 
     text = values if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" else (
         values.astype("str"))
-    return pa.chunked_array(text).cast(pa.large_string())
+    return arrow_column(text).cast(pa.large_string())
 
 
 def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard.dataset import category_codes, dictionary_codes, text_dtype
+from churnguard.dataset import arrow_column, category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 from churnguard.population import Population
@@ -187,12 +187,6 @@ def _category_ids(ids: pd.Series) -> IdCodes | None:
     return IdCodes(*category_codes(ids), ids.array)
 
 
-def _arrow(values: pd.Series) -> pa.ChunkedArray:
-    """The column as an Arrow chunked array (no copy for Arrow-backed columns such as pandas' ``str``)."""
-    arr = pa.array(values)
-    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
-
-
 _C1, _C2, _ODD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 _LOW_BYTES = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.arange(64, -1, -8, dtype=np.uint64)  # [b]: the low b bytes
 _LOW_BYTES[0] = 0
@@ -319,7 +313,7 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or (
             isinstance(columns[0].dtype, pd.CategoricalDtype) and known is None):
         return _encode_ids_as_held(columns)
-    encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(_arrow(col))
+    encoded = [(c.distinct, c.codes) if c is not None else dictionary_codes(arrow_column(col))
                for col, c in zip(columns, known or [None] * len(columns), strict=True)]
     if all(values is encoded[0][0] for values, _ in encoded):  # validated together: one array of distinct ids
         present = np.zeros(len(encoded[0][0]), dtype=bool)
@@ -343,7 +337,7 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
 def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
     """:func:`_encode_ids` of columns held other than as Arrow text: the ids as the columns hold them, at the
     first row of each."""
-    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in _arrow(c).chunks]
+    chunks = [chunk.cast(pa.large_string()) for c in columns for chunk in arrow_column(c).chunks]
     dictionary, codes = dictionary_codes(pa.chunked_array(chunks, type=pa.large_string()))
     order, rank = _sort_order(dictionary)
     ids = pd.Index(pd.concat(columns, ignore_index=True).take(_first_rows(codes)[order]).array)
@@ -367,7 +361,7 @@ def _event_ids(tables: Tables, known: IdCodes | None) -> IdCodes | None:
     dtype = text_dtype(tables.transactions["customer_id"])
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return None
-    return known or IdCodes(*dictionary_codes(_arrow(tables.events["customer_id"])), None)
+    return known or IdCodes(*dictionary_codes(arrow_column(tables.events["customer_id"])), None)
 
 
 def _encode(tables: Tables) -> _Encoded:
@@ -423,7 +417,7 @@ class _OrderKeys:
         are reused, instead of a copy of every id at once."""
         rows = np.flatnonzero(amount != 0)
         stamp = times.view("int64")
-        order_id = _arrow(tx["order_id"]) if "order_id" in tx else None
+        order_id = arrow_column(tx["order_id"]) if "order_id" in tx else None
         if order_id is None:
             hashed = _hashes({"timestamp": stamp})
         else:
