@@ -202,9 +202,9 @@ def _release() -> None:
     glibc's ``malloc`` (its system pool), as ``features_files`` has it do once the input is split
     (``_io.arrow_from_malloc``): what a bucket frees is then kept for the next bucket's arrays
     (``_io.keep_freed_memory``), not handed back (``malloc_trim``) and faulted in again. Measured at 1M
-    customers (benchmarks/README.md, twelfth day): 0.5-1 s less CPU, a tenth of ``features`` from CSV or
-    Parquet, the same peak RSS. (From the start, the split too: more page faults in the split and 50-150 MB
-    more peak RSS; ``score``, whose buckets hold more at once, took more CPU and 0.2 GB more with it.)"""
+    customers (benchmarks/README.md, twelfth day): 0.5-1 s less CPU on average, 5-10% of ``features`` from CSV
+    or Parquet, no more peak RSS. (From the start, for the split too: more page faults in the split and 50-200
+    MB more peak RSS; ``score``, whose buckets hold more at once, took more CPU and 0.2 GB more with it.)"""
     import pyarrow as pa
 
     pool = pa.default_memory_pool()
