@@ -82,7 +82,7 @@ def test_the_drift_sample_keeps_the_same_customers_however_they_are_split(ids, l
     ids = np.array(ids, dtype=object)
     whole = set(ids[drift_rows(ids, limit)])
     assert len(whole) == min(len(ids), limit)
-    by_hash = sorted(zip(pd.util.hash_array(ids).tolist(), ids.tolist()))  # pandas' hashes as they come by default
+    by_hash = sorted(zip(pd.util.hash_array(ids).tolist(), ids.tolist(), strict=True))  # pandas' hashes as they come by default
     assert whole == {i for _, i in by_hash[:limit]}
     shuffled = list(ids)
     rnd.shuffle(shuffled)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from churnguard.config import load_config
-from churnguard.dataset import FEATURE_INPUTS, validate_tables
+from churnguard.dataset import FEATURE_INPUTS, arrow_column, validate_tables
 from churnguard.demo import generate_demo_data
 from churnguard.features import build as features
 from churnguard.features import build_features, estimate_lifespan_years, kernel
@@ -140,11 +140,11 @@ def test_random_histories_equal_the_reference(rows, tickets, with_order_ids, wit
 
 def test_row_hashes_are_equal_for_equal_rows():
     values = pd.Series(["O1", "O22", None, "O1", "", "a-much-longer-order-id", "O22"], dtype="str")
-    h = features._hashes({"o": features._arrow(values), "c": np.array([1, 2, 3, 1, 5, 6, 2])})
+    h = features._hashes({"o": arrow_column(values), "c": np.array([1, 2, 3, 1, 5, 6, 2])})
     assert h[0] == h[3]
     assert h[1] == h[6]
     assert len(set(h[[0, 1, 2, 4, 5]].tolist())) == 5
-    sliced = features._hashes({"o": features._arrow(values.iloc[1:3]), "c": np.array([2, 3])})
+    sliced = features._hashes({"o": arrow_column(values.iloc[1:3]), "c": np.array([2, 3])})
     assert sliced.tolist() == [h[1], h[2]]  # a sliced Arrow array
 
 
@@ -202,7 +202,7 @@ def test_ids_split_over_many_chunks_keep_one_sorted_index():
     """The ids are encoded in two halves of their Arrow chunks, whose dictionaries are then unified."""
     parts = [["b", "a"], ["a", "c"], ["d", "c"], ["b", "e"], ["a"]]
     tx = pd.concat([pd.Series(p, dtype="str") for p in parts], ignore_index=True)
-    assert features._arrow(tx).num_chunks == len(parts)
+    assert arrow_column(tx).num_chunks == len(parts)
     more = pd.Series(["e", "f"], dtype="str")
     ids, positions = features._encode_ids([tx, more])
     assert ids.tolist() == ["a", "b", "c", "d", "e", "f"]

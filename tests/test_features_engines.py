@@ -276,6 +276,59 @@ def test_files_of_many_chunks_are_read_once_and_give_the_features_of_the_whole_i
         assert sum(columns == ("timestamp",) for _, columns in reads) == n_tx
 
 
+def test_the_buckets_are_built_with_arrow_allocating_from_malloc_once_the_input_is_split(cases, tmp_path,
+                                                                                          monkeypatch):
+    """The split runs on Arrow's default pool; the buckets are validated and their features finished and
+    merged with Arrow allocating from glibc's malloc (its system pool); the default pool is back after the
+    build, and the features are those of the whole input."""
+    import pyarrow as pa
+
+    from churnguard import _io
+    from churnguard.engines import local
+    from churnguard.engines import partitions as parts
+
+    if _io._mallopt() is None:
+        pytest.skip("glibc's malloc only")
+    files, cfg, as_of, _ = cases["iso"]
+    want, _ = _reference(files, cfg, as_of)
+    default = pa.default_memory_pool().backend_name
+    assert default != "system"
+    pools: dict[str, set] = {"split": set(), "validate": set(), "merge": set()}
+
+    def seen(step, fn):
+        return lambda *a, **k: pools[step].add(pa.default_memory_pool().backend_name) or fn(*a, **k)
+
+    monkeypatch.setattr(parts, "census_and_split", seen("split", parts.census_and_split))
+    monkeypatch.setattr(parts, "validate_partition", seen("validate", parts.validate_partition))
+    monkeypatch.setattr(local, "_merge_parts", seen("merge", local._merge_parts))
+    local.features_files(**{n: files[n] for n in NAMES}, out=tmp_path / "features.parquet", data_config=cfg.data,
+                         feature_config=cfg.features, as_of=as_of, partitions=3)
+    assert pools == {"split": {default}, "validate": {"system"}, "merge": {"system"}}
+    assert pa.default_memory_pool().backend_name == default
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+
+
+@pytest.mark.parametrize(("backend", "released"), [("system", 0), ("mimalloc", 1), ("jemalloc", 1)])
+def test_memory_freed_to_malloc_is_kept_for_the_next_bucket(backend, released, monkeypatch):
+    """Between buckets, the memory Arrow's own allocators keep is handed back to the system, not the memory
+    freed to glibc's malloc (the system pool): that is kept for the next bucket's arrays."""
+    import pyarrow as pa
+
+    from churnguard.engines import local
+
+    class Pool:
+        backend_name, calls = backend, 0
+
+        def release_unused(self):
+            Pool.calls += 1
+
+    monkeypatch.setattr(pa, "default_memory_pool", Pool)
+    local._release()
+    assert Pool.calls == released
+
+
 def test_rows_that_ask_for_more_partitions_than_the_files_size_are_split_again(cases, tmp_path, monkeypatch):
     """The one pass splits into the partitions the files' size asks for; when the rows the census counted ask
     for more, the chunks are split again into those, and the features are those of the whole input."""

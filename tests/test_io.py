@@ -253,3 +253,36 @@ def test_parquet_output_keeps_dictionaries_for_repeated_values_only(tmp_path):
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, df, check_exact=True)
     assert back.attrs == df.attrs
+
+
+def test_arrow_allocates_from_malloc_within_the_block_only():
+    """``arrow_from_malloc``: Arrow's system pool (glibc's malloc) within the block, its pool as before after it,
+    also when the block raises; arrays made within stay usable after it."""
+    import pyarrow as pa
+
+    from churnguard import _io
+
+    if _io._mallopt() is None:
+        pytest.skip("glibc's malloc only")
+    before = pa.default_memory_pool().backend_name
+    with _io.arrow_from_malloc():
+        assert pa.default_memory_pool().backend_name == "system"
+        made = pa.array(range(1000)).take(pa.array([3, 2, 1]))
+    assert pa.default_memory_pool().backend_name == before != "system"
+    assert made.to_pylist() == [3, 2, 1]
+    with pytest.raises(ValueError, match="stop"), _io.arrow_from_malloc():
+        raise ValueError("stop")
+    assert pa.default_memory_pool().backend_name == before
+
+
+def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
+    """``keep_freed_memory``: glibc's mmap threshold at its largest (32 MB), 512 MB of freed heap kept, one arena
+    for all threads (glibc's malloc.h numbers); nothing asked of another C library."""
+    from churnguard import _io
+
+    asked = []
+    monkeypatch.setattr(_io, "_mallopt", lambda: lambda option, value: asked.append((option, value)))
+    _io.keep_freed_memory()
+    assert sorted(asked) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
+    monkeypatch.setattr(_io, "_mallopt", lambda: None)
+    _io.keep_freed_memory()  # not glibc: nothing to ask, no error
