@@ -275,6 +275,26 @@ def test_arrow_allocates_from_malloc_within_the_block_only():
     assert pa.default_memory_pool().backend_name == before
 
 
+def test_overlapping_malloc_blocks_restore_the_pool_when_the_last_leaves():
+    """Two builds on two threads: the second block enters while the first is open and leaves after it; the
+    system pool holds until the last one leaves, then the pool from before the first comes back (a block that
+    restored its own "before" would leave the system pool set, or switch it back under the other build)."""
+    import pyarrow as pa
+
+    from churnguard import _io
+
+    if _io._mallopt() is None:
+        pytest.skip("glibc's malloc only")
+    before = pa.default_memory_pool().backend_name
+    first, second = _io.arrow_from_malloc(), _io.arrow_from_malloc()
+    first.__enter__()
+    second.__enter__()  # entered while the first is open: it sees the system pool as the one "before"
+    first.__exit__(None, None, None)
+    assert pa.default_memory_pool().backend_name == "system"  # the second build is still running
+    second.__exit__(None, None, None)
+    assert pa.default_memory_pool().backend_name == before != "system"
+
+
 def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
     """``keep_freed_memory``: glibc's mmap threshold at its largest (32 MB), 512 MB of freed heap kept, one arena
     for all threads (glibc's malloc.h numbers); nothing asked of another C library."""

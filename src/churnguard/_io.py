@@ -257,18 +257,39 @@ def arrow_from_malloc() -> Iterator[None]:
     """Within the block, Arrow allocates from glibc's ``malloc`` (its system pool) instead of its default pool
     (mimalloc), so that what one partition of a build frees is kept for the next one's arrays
     (:func:`keep_freed_memory`), not handed back and faulted in again; its pool as before after the block (the
-    arrays made in it are freed to ``malloc`` when they go). Nothing changes under another C library."""
+    arrays made in it are freed to ``malloc`` when they go). Arrow's pool is one for the process: blocks that
+    overlap (builds on several threads) share the switch, made by the first to enter and undone by the last to
+    leave, in whatever order they leave. Nothing changes under another C library."""
     import pyarrow as pa
 
     if _mallopt() is None:
         yield
         return
-    before = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
+    with _POOL_SWITCH.lock:
+        if _POOL_SWITCH.depth == 0:
+            _POOL_SWITCH.before = pa.default_memory_pool()
+            pa.set_memory_pool(pa.system_memory_pool())
+        _POOL_SWITCH.depth += 1
     try:
         yield
     finally:
-        pa.set_memory_pool(before)
+        with _POOL_SWITCH.lock:
+            _POOL_SWITCH.depth -= 1
+            if _POOL_SWITCH.depth == 0:
+                pa.set_memory_pool(_POOL_SWITCH.before)
+                _POOL_SWITCH.before = None
+
+
+@dataclass
+class _PoolSwitch:
+    """The blocks of :func:`arrow_from_malloc` open now, and Arrow's pool before the first of them."""
+
+    lock: threading.Lock
+    depth: int = 0
+    before: object = None
+
+
+_POOL_SWITCH = _PoolSwitch(threading.Lock())
 
 
 def _mallopt() -> Callable | None:
