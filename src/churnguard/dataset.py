@@ -68,10 +68,11 @@ if TYPE_CHECKING:
     from churnguard.config import DataConfig
 
 __all__ = ["CONTRACT", "FEATURE_INPUTS", "MAX_MAGNITUDE", "DataError", "DateCensus", "IdCodes", "IdOverlap", "Tables",
-           "arrow_column", "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
-           "dictionary_codes", "feature_columns", "header", "id_overlap", "id_text", "last_day",
-           "latest_plausible_date", "latest_plausible_day", "load_campaigns", "load_tables", "merge_census", "merge_overlap",
-           "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells", "text_dtype", "validate_tables"]
+           "arrow_column", "category_codes", "check_columns", "check_id_overlap", "check_unique_columns",
+           "date_census", "date_style", "dictionary_codes", "feature_columns", "header", "id_overlap", "id_text",
+           "last_day", "latest_plausible_date", "latest_plausible_day", "load_campaigns", "load_tables",
+           "merge_census", "merge_overlap", "missing_tables_note", "mixed_styles_error", "rows_error", "text_cells",
+           "text_dtype", "validate_tables"]
 
 logger = logging.getLogger(__name__)
 

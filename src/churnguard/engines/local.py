@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -354,17 +353,17 @@ def features_files(
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
-    with work_dir(Path(out).parent) as work, ExitStack() as buckets:
+    with work_dir(Path(out).parent) as work:
         spec, guess, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
-        buckets.enter_context(arrow_from_malloc())  # from here on: see _release
-        checked = _validate_buckets(spec, n, work, guess, feature_config, on_step, keep_pieces=as_of is None)
-        day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
-        if day != guess:  # dates in another style than the census read, or the last ones set aside
-            checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
-        rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
-        population = parts.learned_population(checked.inputs, feature_config)
-        built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
-        columns = _merge_parts(built, population, Path(out), on_step)
+        with arrow_from_malloc():  # once the input is split: see _release
+            checked = _validate_buckets(spec, n, work, guess, feature_config, on_step, keep_pieces=as_of is None)
+            day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
+            if day != guess:  # dates in another style than the census read, or the last ones set aside
+                checked = _validate_buckets(spec, n, work, day, feature_config, on_step)
+            rejects = parts.merge_rejects(spec, checked.rejects, parts.bad_rows(spec, checked.digests))
+            population = parts.learned_population(checked.inputs, feature_config)
+            built = _finish_buckets(checked.partials, feature_config, population, work, on_step)
+            columns = _merge_parts(built, population, Path(out), on_step)
     unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
     return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), sum(len(i) for i in built.ids), columns,
                           len(unseen))
