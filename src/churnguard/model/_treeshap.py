@@ -92,6 +92,7 @@ class TreeShap:
             raise ValueError(f"a path of {depth} splits: TreeShap tabulates at most {MAX_DEPTH}")
         self._split_arrays(splits)
         self._leaf_arrays(leaves)
+        self._slot = self._slot.astype(np.intp)  # read per row as the indices of np.add.at, fastest as intp
 
     # -- tables ------------------------------------------------------------------------------------------
 
@@ -230,8 +231,8 @@ class TreeShap:
         rows = self._base + pattern
         leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
         leaf_at[self._position.take(rows)] = self._leaves
-        out = np.bincount(self._slot.take(leaf_at, axis=0).ravel(),
-                          self._terms.take(rows.take(leaf_at), axis=0).ravel(), minlength=n + 2)
+        out = np.zeros(n + 2)  # the terms added one by one in this order (ufunc.at is unbuffered)
+        np.add.at(out, self._slot.take(leaf_at, axis=0).ravel(), self._terms.take(rows.take(leaf_at), axis=0).ravel())
         raw = float(out[n + 1])
         out = out[: n + 1]
         out[n] = self.expected_value
