@@ -141,8 +141,12 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`_totals` of the sessions of ``rows`` (events with a session id): one per customer and id."""
     if len(rows) == 0:
         return ev.pos[rows], ev.time[rows], ev.age[rows], np.zeros(0)
-    key = ev.pos[rows].astype(np.int64) * (int(ev.session[rows].max(initial=0)) + 1) + ev.session[rows]
-    order = np.argsort(key)
+    # by id, then customer: the ids' codes come mostly in order of the rows (a partition's categories are in
+    # order of first appearance), so a stable sort (a merge of runs) takes 0.7 ms where quicksort of the rows
+    # by customer and id took 1.6 for the 130,000 rows of 8,192 customers, and the rows are taken in order
+    pos = ev.pos[rows]
+    key = ev.session[rows].astype(np.int64) * (int(pos.max()) + 1) + pos
+    order = np.argsort(key, kind="stable")
     rows = rows[order]
     starts, time = _run_starts(key[order]), ev.time[rows]
     return _totals(ev.pos[rows], time, ev.duration[rows], starts, np.minimum.reduceat(time, starts),
@@ -159,8 +163,8 @@ def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarra
     parts = zip(_gap_sessions(ev, np.flatnonzero(site & ~tied), round(gap_minutes * 60 * _NS)),
                 _id_sessions(ev, np.flatnonzero(site & tied)), strict=True)
     spos, first, sage, seconds = (np.concatenate(p) for p in parts)
-    # the sessions by gap rule come in this order already: a stable sort (a merge of runs) takes 2.6 ms where
-    # quicksort took 6.7 for the 220,000 sessions of 8,192 customers
+    # the sessions by gap rule come in this order already: a stable sort (a merge of runs) takes 3.2 ms where
+    # quicksort took 4.2 for the 220,000 sessions of 8,192 customers (those by id in order of their ids)
     canon, (spos, _, seconds) = _sorted(spos, first, seconds, kind="stable")
     return spos, sage[canon], seconds
 
