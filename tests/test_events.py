@@ -424,7 +424,7 @@ def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features
 def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
     """Sessions are sorted by customer and time packed into 64 bits, the time coarsened to fit; rows whose
     packed keys tie (times a few nanoseconds apart, equal starts told apart by length) are then put in order
-    of every key, as one sort by all of them would."""
+    of every key, as one sort by all of them would; so are the rows sorted by customer and time alone."""
     from churnguard.features.engagement import _sorted
 
     rng = np.random.default_rng(7)
@@ -439,6 +439,17 @@ def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
             np.testing.assert_array_equal(np.sort(order), np.arange(5000))
             for got, key in ((p, pos), (t, time), (s, length)):
                 np.testing.assert_array_equal(got, key[want])
+    # by customer and time alone: the customers spread so that the time is coarsened to 4,096 ns; tied runs (times
+    # 0-2 ns apart) put in order of time where they are not in it already, the customers read back from the keys
+    pos = rng.integers(0, 50, 5000) << 12
+    time = start + rng.integers(0, 40, 5000) * (3 * 365 * 86400 * 10**9 // 40) + rng.integers(0, 3, 5000)
+    want = np.lexsort((time, pos))
+    for kind in ("quicksort", "stable"):
+        order, (p, t) = _sorted(pos, time, kind=kind)
+        np.testing.assert_array_equal(np.sort(order), np.arange(5000))
+        np.testing.assert_array_equal(p, pos[want])
+        np.testing.assert_array_equal(t, time[want])
+        np.testing.assert_array_equal(t, time[order])
 
 
 def test_the_latest_time_per_customer_by_groups_as_by_a_scatter():

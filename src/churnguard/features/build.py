@@ -79,7 +79,9 @@ class _Encoded:
     events: _Events | None = None
 
 
-_EVENT_BLOCK = 1 << 13  # customer ids per block of the engagement features: a block's arrays stay small
+# customer ids per block of the engagement features: a block's arrays stay small (the engagement of a partition
+# of 4.5M events: 200-205 ms of CPU in blocks of 4,096 ids, 231-255 ms in blocks of 8,192)
+_EVENT_BLOCK = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ def _floats(values: pd.Series) -> np.ndarray:
 
 
 _PIECE = 1 << 20  # rows of the events taken at once where a whole column's temporary would be large
-_FEW_EVENT_BLOCKS = 8  # up to this many blocks, a piece's rows are grouped by a pass per block, not by a sort
+# up to this many blocks, a piece's rows are grouped by a pass per block, not by a sort (9 blocks of a partition
+# of 4.5M events: 23 ms by passes, 41 ms by sorts)
+_FEW_EVENT_BLOCKS = 16
 
 
 def _event_blocks(customer: np.ndarray, ids: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
