@@ -20,6 +20,8 @@ import json
 import random
 from pathlib import Path
 
+from serve_load import predict_scope
+
 
 def _customer(rng: random.Random, i: int) -> dict:
     n = rng.choice([0, 1, 2, 5, 20, 60])
@@ -80,11 +82,7 @@ def _bodies() -> list[bytes]:
 
 
 async def _post(app, body: bytes) -> tuple[int, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "path": "/predict", "raw_path": b"/predict", "root_path": "", "scheme": "http", "query_string": b"",
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode())]}
+    scope = predict_scope(body)
     sent: list[dict] = []
 
     async def receive():

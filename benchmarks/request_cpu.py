@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from serve_load import _customer
+from serve_load import _customer, predict_scope
 
 AS_OF = "2025-12-31"
 
@@ -116,11 +116,7 @@ def main() -> None:
             results["- rest of score_records (selection, result dicts)"] = (
                 results["score_records (1 customer)"] - results["- records_features"] - results["- score_columns"])
 
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                     "path": "/predict", "raw_path": b"/predict", "root_path": "", "scheme": "http",
-                     "query_string": b"", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-                     "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                                 (b"content-length", str(len(body)).encode())]}
+            scope = predict_scope(body)
             sent: list[dict] = []
 
             async def receive():

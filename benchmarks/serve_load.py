@@ -37,6 +37,15 @@ CLIENTS = (1, 16)
 CHURNGUARD, MLFLOW = "churnguard /predict (raw history)", "mlflow models serve /invocations"
 
 
+def predict_scope(body: bytes) -> dict:
+    """The ASGI scope of a ``POST /predict`` with the JSON ``body``, for calling the app in process."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "path": "/predict", "raw_path": b"/predict", "root_path": "", "scheme": "http", "query_string": b"",
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode())]}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
