@@ -500,7 +500,7 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
     as text per row, nor hashed again). The file's distinct dictionaries are numbered one after another (a
     dictionary equal to the one before, or for a ``few`` column to any one before, is counted once), and each
     row's code is written as its position in them less the group's first one used (so that codes stay small);
-    the dictionaries are then encoded together (:func:`_joint_categorical`). The codes of a ``few`` column take
+    the dictionaries are then encoded together (:func:`joint_categorical`). The codes of a ``few`` column take
     one byte while a group's values fit."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -534,7 +534,7 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
                     codes[name] = codes[name].astype(np.int32)
                 row = first
                 for offset, chunk in zip(at, chunks, strict=True):
-                    _put_codes(chunk.indices, offset - lo, codes[name][row : row + len(chunk)])
+                    put_codes(chunk.indices, offset - lo, codes[name][row : row + len(chunk)])
                     row += len(chunk)
                 spans[name].append((first, lo, hi))
             for name in filled:
@@ -546,7 +546,7 @@ def _row_groups(path: str | Path, text: list[str], few: tuple[str, ...], filled:
             del table
     # One column's dictionaries at a time: encoding two at once on two threads held both hash tables (0.8 GB
     # more at 1M customers' events) for no CPU saved on a busy machine.
-    return {c: _joint_categorical(codes.pop(c), [d for d, _ in found.pop(c)], spans.pop(c)) if c in text
+    return {c: joint_categorical(codes.pop(c), [d for d, _ in found.pop(c)], spans.pop(c)) if c in text
             else values.pop(c) for c in [*text, *filled]}
 
 
@@ -561,7 +561,7 @@ def _dictionary_offset(seen: list[tuple[pa.Array, int]], dictionary: pa.Array, e
     return offset
 
 
-def _put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
+def put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
     """Write a dictionary chunk's indices plus ``offset`` into ``out`` (-1 where null), straight from the
     indices' buffer."""
     import numpy as np
@@ -579,7 +579,7 @@ def _put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
     np.subtract(shifted, 1, out=out, casting="unsafe")
 
 
-def _joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array], spans: list[tuple[int, int, int]]
+def joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array], spans: list[tuple[int, int, int]]
                        ) -> pd.Categorical:
     """One categorical of codes into several dictionaries (``spans``: from each first row on, the codes number
     the values of ``dictionaries`` one after another from position ``lo`` to ``hi``; -1 null): the dictionaries'

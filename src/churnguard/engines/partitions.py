@@ -34,15 +34,15 @@ from churnguard._io import (
     UTF8,
     CsvDialect,
     CsvNotBlockwise,
-    _joint_categorical,
-    _put_codes,
     column_names,
     csv_rows,
     csv_table,
     header_line,
     header_names,
     input_format,
+    joint_categorical,
     open_bytes,
+    put_codes,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
@@ -482,7 +482,7 @@ class _Coded:
                       if chunks else pa.array([], column.type.value_type))
         codes, row, offset = np.empty(len(column), dtype=np.int32), 0, 0
         for c in chunks:  # straight from the indices' buffers
-            _put_codes(c.indices, offset, codes[row : row + len(c)])
+            put_codes(c.indices, offset, codes[row : row + len(c)])
             row, offset = row + len(c), offset + len(c.dictionary)
         return cls(column, dictionary, codes, codes >= 0 if column.null_count else None)
 
@@ -608,7 +608,7 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
 def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
     """``table.to_pandas()`` (``consume``: its memory let go as it is converted), with its dictionary columns
     made categoricals here: the same frame, for a fraction of what Arrow's conversion takes. A column of text
-    has its pieces' dictionaries encoded together (``_io._joint_categorical``, as a Parquet file read whole),
+    has its pieces' dictionaries encoded together (``_io.joint_categorical``, as a Parquet file read whole),
     each piece's indices written into one array of codes and mapped onto them; another dictionary column (an
     ordered one, or of other values) has its dictionaries unified by Arrow. The pieces' dictionaries may hold
     a value more than once (:func:`split_rows`): each value is one category."""
@@ -639,10 +639,10 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     if not type_.ordered and (pa.types.is_string(type_.value_type) or pa.types.is_large_string(type_.value_type)):
         codes, spans, row, offset = np.empty(len(column), dtype=np.int32), [], 0, 0
         for chunk in column.chunks:  # each chunk's codes number its own dictionary's values
-            _put_codes(chunk.indices, 0, codes[row : row + len(chunk)])
+            put_codes(chunk.indices, 0, codes[row : row + len(chunk)])
             spans.append((row, offset, offset + len(chunk.dictionary)))
             row, offset = row + len(chunk), offset + len(chunk.dictionary)
-        return _joint_categorical(codes, [chunk.dictionary for chunk in column.chunks], spans)
+        return joint_categorical(codes, [chunk.dictionary for chunk in column.chunks], spans)
     if type_.index_type.bit_width < 32:  # the pieces' narrow indices (see _cut) widened for the unification
         type_ = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
         column = column.cast(type_)
