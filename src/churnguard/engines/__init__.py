@@ -295,11 +295,10 @@ def customer_partition(ids: pd.Series, partitions: int):
     table puts a customer's rows in the same partition, on every engine. The hash is the feature build's row
     hash (numpy over the Arrow buffers)."""
     import numpy as np
-    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    from churnguard.dataset import id_text
+    from churnguard.dataset import arrow_column, id_text
     from churnguard.features.build import _hashes
 
-    key = pa.array(id_text(ids).astype("string").fillna("").array)
-    key = key if isinstance(key, pa.ChunkedArray) else pa.chunked_array([key])
+    key = pc.fill_null(arrow_column(id_text(ids).astype("string")), "")  # a missing id hashes as ""
     return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)

@@ -494,8 +494,11 @@ class _Coded:
         rows took 5.3 ms where one of 64 bits and its conversion took 8.2)."""
         import pyarrow as pa
 
-        values = pa.concat_arrays([self.dictionary, pa.nulls(1, self.dictionary.type)])  # the last: code -1
-        return customer_partition(values.to_pandas(), n).astype(dtype, copy=False)[self.codes]
+        # the dictionary's, then (the last: code -1) a missing id's, apart: a null among the values would have
+        # id_text's checks of the text gather the valid values first
+        found = np.append(customer_partition(self.dictionary.to_pandas(), n),
+                          customer_partition(pa.nulls(1, self.dictionary.type).to_pandas(), n))
+        return found.astype(dtype, copy=False)[self.codes]
 
     def compacted(self, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray, owned: bool = False
                   ) -> list[pa.DictionaryArray]:
