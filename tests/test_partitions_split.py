@@ -170,3 +170,25 @@ def test_pieces_dictionaries_holding_a_value_twice_give_it_one_category():
     one = _frame(pa.table({"score": coded([0, 1, 2], [10, 20, 10])}), consume=False)  # one piece: unified too
     assert one["score"].cat.categories.tolist() == [10, 20]
     assert one["score"].cat.codes.tolist() == [0, 1, 0]
+
+
+def test_pieces_sliced_with_missing_rows_become_the_categoricals_of_their_values():
+    # pieces whose indices start inside their buffers (slices), with missing rows and 16-bit indices, and enough
+    # values for the codes to need two bytes: each row's value as Arrow reads it, each value one category
+    rng = np.random.default_rng(5)
+    values = [f"id{i}" for i in range(300)]
+    pieces = []
+    for k in range(3):
+        codes = rng.integers(0, 300, 50)
+        mask = rng.random(50) < 0.3
+        dictionary = pa.array([*values[k:], f"x{k}", f"y{k}"])  # each piece's: 300 values in all, 6 of its own
+        whole = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int16), mask=mask), dictionary)
+        pieces.append(pa.table({"customer_id": whole.slice(7, 30)}))
+    table = pa.concat_tables(pieces, promote_options="permissive")
+    frame = _frame(table, consume=False)
+
+    ids = frame["customer_id"]
+    assert ids.cat.codes.dtype == np.int16  # the type pandas keeps for 306 categories: no conversion
+    assert ids.cat.categories.is_unique and len(ids.cat.categories) == 306
+    expected = [None if v is None else v for v in table.column("customer_id").to_pylist()]
+    assert ids.astype(object).where(ids.notna(), None).tolist() == expected

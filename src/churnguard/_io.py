@@ -587,6 +587,22 @@ def joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array], spans: li
     (unless they are already those positions)."""
     import numpy as np
     import pandas as pd
+
+    at, levels = joint_levels(dictionaries)
+    if len(levels) > np.iinfo(codes.dtype).max:
+        codes = codes.astype(np.int32)
+    for (row, lo, hi), stop in zip(spans, [r for r, _, _ in spans[1:]] + [len(codes)], strict=True):
+        if not np.array_equal(at[lo:hi], np.arange(hi - lo)):  # a small map per group: it stays in cache
+            codes[row:stop] = np.append(at[lo:hi], np.int32(-1)).astype(codes.dtype)[codes[row:stop]]
+    return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
+
+
+def joint_levels(dictionaries: list[pa.Array]) -> tuple[np.ndarray, pd.Index]:
+    """The values of text ``dictionaries`` encoded together, in order of first appearance: each value's
+    position among the distinct ones (int32, the dictionaries one after another; -1: null) and the distinct
+    values (an Arrow-backed text index)."""
+    import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -595,14 +611,31 @@ def joint_categorical(codes: np.ndarray, dictionaries: list[pa.Array], spans: li
     joint = pc.dictionary_encode(pa.concat_arrays([d.cast(pa.large_string()) for d in dictionaries])) if (
         dictionaries) else pc.dictionary_encode(pa.array([], type=pa.large_string()))
     at = pc.fill_null(joint.indices, -1).to_numpy().astype(np.int32)
-    levels = joint.dictionary
-    if len(levels) > np.iinfo(codes.dtype).max:
-        codes = codes.astype(np.int32)
-    for (row, lo, hi), stop in zip(spans, [r for r, _, _ in spans[1:]] + [len(codes)], strict=True):
-        if not np.array_equal(at[lo:hi], np.arange(hi - lo)):  # a small map per group: it stays in cache
-            codes[row:stop] = np.append(at[lo:hi], np.int32(-1)).astype(codes.dtype)[codes[row:stop]]
-    levels = pd.Index(pd.array(levels, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
-    return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
+    return at, pd.Index(pd.array(joint.dictionary, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+
+
+def category_code_type(levels: int) -> np.dtype:
+    """The integer type pandas holds the codes of a categorical of ``levels`` categories in (it converts others)."""
+    import numpy as np
+
+    return np.dtype(np.int8 if levels < 127 else np.int16 if levels < 32767 else np.int32)
+
+
+def put_mapped_codes(indices: pa.Array, table: np.ndarray, out: np.ndarray) -> None:
+    """Write ``table`` at a dictionary chunk's indices into ``out`` (-1 where null), straight from the indices'
+    buffer, in one pass over the rows: a chunk's values' places among values encoded together."""
+    import numpy as np
+
+    width = np.dtype(indices.type.to_pandas_dtype())
+    held = np.frombuffer(indices.buffers()[1], dtype=width, count=len(indices), offset=indices.offset * width.itemsize)
+    table = np.append(table, -1).astype(out.dtype)  # the last: a null's
+    if indices.null_count:  # a null's slot holds any number: (index + 1) * valid - 1 is -1 there
+        bits = np.frombuffer(indices.buffers()[0], dtype=np.uint8)
+        valid = np.unpackbits(bits, count=indices.offset + len(indices), bitorder="little")[indices.offset :]
+        held = held.astype(np.intp) + 1
+        held *= valid
+        held -= 1
+    np.take(table, held, out=out)
 
 
 def distinct_categories(levels: pd.Index) -> pd.CategoricalDtype:

@@ -34,15 +34,18 @@ from churnguard._io import (
     UTF8,
     CsvDialect,
     CsvNotBlockwise,
+    category_code_type,
     column_names,
     csv_rows,
     csv_table,
+    distinct_categories,
     header_line,
     header_names,
     input_format,
-    joint_categorical,
+    joint_levels,
     open_bytes,
     put_codes,
+    put_mapped_codes,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
@@ -643,8 +646,9 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
 def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
     """``table.to_pandas()`` (``consume``: its memory let go as it is converted), with its dictionary columns
     made categoricals here: the same frame, for a fraction of what Arrow's conversion takes. A column of text
-    has its pieces' dictionaries encoded together (``_io.joint_categorical``, as a Parquet file read whole),
-    each piece's indices written into one array of codes and mapped onto them; another dictionary column (an
+    has its pieces' dictionaries encoded together (``_io.joint_levels``, as a Parquet file read whole is),
+    each piece's indices mapped onto them into one array of codes in one pass (``_io.put_mapped_codes``, in
+    the codes' type the categorical keeps: pandas would convert them); another dictionary column (an
     ordered one, or of other values) has its dictionaries unified by Arrow. The pieces' dictionaries may hold
     a value more than once (:func:`split_rows`): each value is one category."""
     import pyarrow as pa
@@ -672,12 +676,12 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
 
     type_ = column.type
     if not type_.ordered and (pa.types.is_string(type_.value_type) or pa.types.is_large_string(type_.value_type)):
-        codes, spans, row, offset = np.empty(len(column), dtype=np.int32), [], 0, 0
-        for chunk in column.chunks:  # each chunk's codes number its own dictionary's values
-            put_codes(chunk.indices, 0, codes[row : row + len(chunk)])
-            spans.append((row, offset, offset + len(chunk.dictionary)))
+        at, levels = joint_levels([chunk.dictionary for chunk in column.chunks])
+        codes, row, offset = np.empty(len(column), dtype=category_code_type(len(levels))), 0, 0
+        for chunk in column.chunks:  # each chunk's indices number its own dictionary's values: mapped in one pass
+            put_mapped_codes(chunk.indices, at[offset : offset + len(chunk.dictionary)], codes[row : row + len(chunk)])
             row, offset = row + len(chunk), offset + len(chunk.dictionary)
-        return joint_categorical(codes, [chunk.dictionary for chunk in column.chunks], spans)
+        return pd.Categorical.from_codes(codes, dtype=distinct_categories(levels), validate=False)
     if type_.index_type.bit_width < 32:  # the pieces' narrow indices (see _cut) widened for the unification
         type_ = pa.dictionary(pa.int32(), type_.value_type, type_.ordered)
         column = column.cast(type_)
