@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from churnguard.config import DataConfig
 from churnguard.dataset import ROW_COLUMN
-from churnguard.engines import customer_partition
+from churnguard.engines import customer_partition, partitions
 from churnguard.engines.partitions import Spec, _frame, split_chunk
 
 
@@ -192,3 +192,24 @@ def test_pieces_sliced_with_missing_rows_become_the_categoricals_of_their_values
     assert ids.cat.categories.is_unique
     assert len(ids.cat.categories) == 306
     assert ids.astype(object).where(ids.notna(), None).tolist() == table.column("customer_id").to_pylist()
+
+
+def test_text_columns_longer_than_a_block_keep_each_buckets_rows_in_file_order(monkeypatch):
+    # text (order ids) taken a block of rows at a time, in two chunks whose blocks cross between them, with
+    # missing values and a bucket without rows in some blocks: each piece holds its customers' rows as the
+    # chunk has them
+    monkeypatch.setattr(partitions, "_TAKE_BLOCK", 16)
+    rng = np.random.default_rng(2)
+    ids = [f"c{i}" for i in rng.integers(0, 9, 100)]
+    orders = [None if i % 7 == 0 else f"o{i}-{'x' * (i % 5)}" for i in range(100)]
+    chunk = pa.table({"customer_id": pa.chunked_array([ids[:37], ids[37:]]),
+                      "order_id": pa.chunked_array([orders[:37], orders[37:]], type=pa.large_string())})
+    spec = Spec(DataConfig(), {}, {"transactions": 100}, {"transactions": (1,)}, {"transactions": {}})
+    n = 5
+    pieces, _ = split_chunk(chunk, spec, "transactions", 0, n)
+
+    part = customer_partition(pd.Series(ids, dtype=object), n)
+    for b, piece in enumerate(pieces):
+        assert piece.column("order_id").type == pa.large_string()
+        assert piece.column("order_id").to_pylist() == [o for o, p in zip(orders, part, strict=True) if p == b]
+        assert piece.column(ROW_COLUMN).to_pylist() == [r + 1 for r in np.flatnonzero(part == b)]

@@ -448,14 +448,39 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
             arrays = coded.pop(name).compacted(buckets, order, cuts, owned=name == id_column)
             fields.append(field_.with_type(arrays[0].type) if arrays else field_)
         else:
-            taken = table.column(name).take(order)
-            arrays = [taken.slice(cuts[b], cuts[b + 1] - cuts[b]) for b in range(n)]
+            arrays = _taken(table.column(name), buckets, order, cuts)
             fields.append(field_)
         columns.append(arrays)
     rows = pa.array(_row_numbers(order, first))  # in the order taken
     columns.append([rows.slice(cuts[b], cuts[b + 1] - cuts[b]) for b in range(n)])
     schema = pa.schema([*fields, pa.field(ROW_COLUMN, rows.type)], metadata=table.schema.metadata)
     return [pa.Table.from_arrays([c[b] for c in columns], schema=schema) for b in range(n)]
+
+
+_TAKE_BLOCK = 1 << 16  # rows of a text column taken at once (see _taken)
+
+
+def _taken(column: pa.ChunkedArray, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray) -> list:
+    """``column``'s rows of each bucket (``buckets``, ``order`` and ``cuts`` as :func:`split_rows` has them), in
+    row order. Values of variable width (text) are taken a block of rows at a time, each block's rows by bucket,
+    and each bucket's parts joined: a take of every row in bucket order reads the values' bytes from all over the
+    chunk once per bucket (the order ids of 2.1M transactions into 28 buckets: 75 ms, by blocks of 65,536 rows
+    41 ms). A column of fixed width is taken whole (timestamps: 4 ms, 14 by blocks)."""
+    import pyarrow as pa
+
+    n, type_ = len(cuts) - 1, column.type
+    if not (pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_binary(type_)
+            or pa.types.is_large_binary(type_)) or len(column) <= _TAKE_BLOCK:
+        taken = column.take(order)
+        return [taken.slice(cuts[b], cuts[b + 1] - cuts[b]) for b in range(n)]
+    parts: list[list[pa.Array]] = [[] for _ in range(n)]
+    for first in range(0, len(column), _TAKE_BLOCK):
+        mine = buckets[first : first + _TAKE_BLOCK]
+        at = np.concatenate([[0], np.cumsum(np.bincount(mine, minlength=n))])
+        taken = column.slice(first, len(mine)).take(np.argsort(mine, kind="stable"))
+        for b in np.flatnonzero(np.diff(at)):
+            parts[b].extend(taken.slice(at[b], at[b + 1] - at[b]).chunks)
+    return [pa.concat_arrays(p) if p else pa.array([], type=type_) for p in parts]
 
 
 def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
