@@ -213,3 +213,24 @@ def test_text_columns_longer_than_a_block_keep_each_buckets_rows_in_file_order(m
         assert piece.column("order_id").type == pa.large_string()
         assert piece.column("order_id").to_pylist() == [o for o, p in zip(orders, part, strict=True) if p == b]
         assert piece.column(ROW_COLUMN).to_pylist() == [r + 1 for r in np.flatnonzero(part == b)]
+
+
+def test_a_column_without_values_in_a_later_chunk_comes_back_with_the_first_chunks_type():
+    # the durations of the second chunk are all missing: its pieces hold them as Arrow's null type (no buffer);
+    # each bucket's frame has them as the first chunk's floats, as if the pieces had kept the type
+    first = pa.table({"customer_id": ["a", "b", "c", "a"], "duration_seconds": [1.5, None, 2.0, 3.0]})
+    later = pa.table({"customer_id": ["b", "c", "a", "d", "b"],
+                      "duration_seconds": pa.array([None] * 5, type=pa.float64())})
+    spec = Spec(DataConfig(), {}, {"events": 9}, {"events": (1, 5)}, {"events": {}})
+    n = 2
+    pieces = [split_chunk(chunk, spec, "events", i, n)[0] for i, chunk in enumerate((first, later))]
+    assert all(p.schema.field("duration_seconds").type == pa.float64() for p in pieces[0])
+    assert all(p.schema.field("duration_seconds").type == pa.null() for p in pieces[1])
+
+    whole = pa.concat_tables([first, later]).to_pandas()
+    part = customer_partition(whole["customer_id"].astype(object), n)
+    for b in range(n):
+        frame = _frame(pa.concat_tables([pieces[0][b], pieces[1][b]], promote_options="permissive"), consume=True)
+        assert frame["duration_seconds"].dtype == np.float64
+        want = whole.loc[part == b, "duration_seconds"].to_numpy()
+        np.testing.assert_array_equal(frame["duration_seconds"].to_numpy(), want)

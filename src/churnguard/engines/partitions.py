@@ -447,6 +447,14 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.T
         if name in coded:
             arrays = coded.pop(name).compacted(buckets, order, cuts, owned=name == id_column)
             fields.append(field_.with_type(arrays[0].type) if arrays else field_)
+        elif first > 1 and len(table) and table.column(name).null_count == len(table) and (
+                not pa.types.is_null(field_.type)):
+            # every value missing (the demo's event durations in 77% of its rows): pieces of Arrow's null type,
+            # which hold no buffer to take, spill and read back. The first chunk's pieces, which every bucket
+            # has (spilled even when empty), keep the column's type: a bucket's pieces are concatenated into it
+            # (validate_partition), as a CSV chunk's column without a value is.
+            arrays = [pa.nulls(cuts[b + 1] - cuts[b]) for b in range(n)]
+            fields.append(field_.with_type(pa.null()))
         else:
             arrays = _taken(table.column(name), buckets, order, cuts)
             fields.append(field_)
