@@ -31,95 +31,28 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from quality_bench import FULL, START, _cut, run_world
-from scipy.optimize import minimize
-from scipy.stats import gamma
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
 from churnguard.config import load_config
 from churnguard.demo import _SEASON, generate_demo_data
+from churnguard.features.kernel import day_numbers
 from churnguard.labels import make_labels
 from churnguard.training.evaluation import expected_calibration_error
+from churnguard.training.level import PurchaseDays
+from churnguard.training.seasonal import GRID, SAMPLE, Histories, fit_seasonal_pnbd
 
 
-@dataclass(frozen=True)
-class Histories:
-    """Purchase days as day numbers from the file's first purchase day: each customer's first and last, their
-    repeat days' count, the calendar month of every day up to the horizon's end, today and the horizon's end."""
-
-    ids: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
-    repeats: np.ndarray
-    repeat_months: np.ndarray  # repeat purchase days per calendar month, all customers
-    month_of_day: np.ndarray
-    today: int
-    end: int
-
-
-def histories(transactions: pd.DataFrame, today: pd.Timestamp, horizon: int) -> Histories:
+def purchase_days(transactions: pd.DataFrame, today: pd.Timestamp) -> tuple[PurchaseDays, np.ndarray]:
+    """The purchase days up to ``today`` and the customer id of each code."""
     bought = transactions[transactions["amount"] > 0]
-    days = pd.DataFrame({"c": bought["customer_id"].to_numpy(), "d": bought["timestamp"].dt.normalize().to_numpy()})
-    days = days.drop_duplicates()
-    per = days.groupby("c")["d"].agg(["min", "max", "count"])
-    day0 = days["d"].min()
-    later = days.merge(per[["min"]], left_on="c", right_index=True)
-    repeat_months = np.bincount(later.loc[later["d"] > later["min"], "d"].dt.month - 1, minlength=12)
-    now = (today.normalize() - day0).days
-    calendar = pd.date_range(day0, periods=now + horizon + 2)
-    return Histories(per.index.to_numpy(), (per["min"] - day0).dt.days.to_numpy(), (per["max"] - day0).dt.days.to_numpy(),
-                     per["count"].to_numpy() - 1.0, repeat_months.astype(float), calendar.month.to_numpy() - 1,
-                     now, now + horizon)
-
-
-class SeasonalParetoNBD:
-    """Maximum likelihood over ``(log r, log alpha, log s, log beta, log season[1:] - log season[0])``."""
-
-    def __init__(self, h: Histories, k: int = 24):
-        self.h, self.q = h, (np.arange(k) + 0.5) / k
-
-    @staticmethod
-    def season(theta: np.ndarray) -> np.ndarray:
-        s = np.exp(np.concatenate([[0.0], theta[4:]])) if len(theta) > 4 else np.ones(12)
-        return s / s.mean()
-
-    def _terms(self, theta: np.ndarray, season: np.ndarray):
-        r, alpha, s, beta = np.exp(theta[:4])
-        lam = gamma.ppf(self.q, r, scale=1 / alpha)[:, None]
-        mu = gamma.ppf(self.q, s, scale=1 / beta)[None, :]
-        clock = np.concatenate([[0.0], np.cumsum(season[self.h.month_of_day] * 12 / 365.25)])  # months
-        first, last = clock[self.h.first], clock[self.h.last]
-        total = (lam + mu)[None]
-        x, tx, t = self.h.repeats[:, None, None], (last - first)[:, None, None], (clock[self.h.today + 1] - first)[:, None, None]
-        base = np.exp(x * np.log(lam[None]))
-        alive = base * np.exp(-total * t)
-        gone = base * mu[None] / total * (np.exp(-total * tx) - np.exp(-total * t))
-        return alive, gone, lam, mu, clock[self.h.end + 1] - clock[self.h.today + 1]
-
-    def nll(self, theta: np.ndarray, season: np.ndarray | None = None) -> float:
-        fitted = season is None
-        season = self.season(theta) if fitted else season
-        alive, gone, *_ = self._terms(theta, season)
-        ll = np.log((alive + gone).mean(axis=(1, 2)) + 1e-300).sum()
-        return -(ll + (self.h.repeat_months * np.log(season)).sum() if fitted else ll)
-
-    def fit(self, season: np.ndarray | None = None, fit_season: bool = False) -> np.ndarray:
-        start = minimize(self.nll, np.log([1.0, 2.0, 1.0, 30.0]), args=(season if season is not None else np.ones(12),),
-                         method="L-BFGS-B").x
-        return minimize(self.nll, np.concatenate([start, np.zeros(11)]), method="L-BFGS-B").x if fit_season else start
-
-    def no_purchase(self, theta: np.ndarray, season: np.ndarray) -> np.ndarray:
-        """Each customer's chance of no purchase in the horizon."""
-        alive, gone, lam, mu, horizon = self._terms(theta, season)
-        total = lam + mu
-        quiet = mu / total * (1 - np.exp(-total * horizon)) + np.exp(-total * horizon)
-        return (gone + alive * quiet[None]).sum(axis=(1, 2)) / (alive + gone).sum(axis=(1, 2))
+    codes, ids = pd.factorize(bought["customer_id"])
+    return PurchaseDays.of(codes, day_numbers(bought["timestamp"].to_numpy()), today), np.asarray(ids)
 
 
 def _line(name: str, y: np.ndarray, p: np.ndarray) -> str:
@@ -129,7 +62,8 @@ def _line(name: str, y: np.ndarray, p: np.ndarray) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", type=int, default=2, help="a world of quality_bench.py's list, by number from 1")
-    parser.add_argument("--grid", type=int, default=24, help="quantiles per Gamma distribution in the mixing grid")
+    parser.add_argument("--grid", type=int, default=GRID, help="quantiles per Gamma distribution in the mixing grid")
+    parser.add_argument("--sample", type=int, default=SAMPLE, help="customers the parameters are fitted on")
     parser.add_argument("--transfer", action="store_true", help="also the deployed model, and its ranking with "
                         "the Pareto/NBD's level")
     args = parser.parse_args(argv)
@@ -138,17 +72,17 @@ def main(argv: list[str]) -> None:
     full = generate_demo_data(world.customers, seed=world.seed, start=str(START.date()),
                               end=str((today + pd.Timedelta(days=world.horizon)).date()), churn_scale=world.churn_scale)
     outcome = make_labels(full.transactions, today, world.horizon, load_config().labels.lookback_days)
-    h = histories(_cut(full, today).transactions, today, world.horizon)
-    pnbd = SeasonalParetoNBD(h, args.grid)
-    flat, fitted = pnbd.fit(), pnbd.fit(fit_season=True)
+    purchases, ids = purchase_days(_cut(full, today).transactions, today)
+    h, _ = Histories.of(purchases)
+    fits = {"flat": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=np.ones(12)),
+            "fitted": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid),
+            "hindsight": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=_SEASON)}
     truth = _SEASON / _SEASON.mean()
-    hindsight = pnbd.fit(season=truth)
-    season = pnbd.season(fitted)
     print(f"{world.name}: {len(outcome):,} customers in the lookback window, churn rate {outcome['churned'].mean():.3f}")
-    print("  season, January..December, fitted:    " + " ".join(f"{v:.2f}" for v in season))
+    print("  season, January..December, fitted:    " + " ".join(f"{v:.2f}" for v in fits["fitted"].season))
     print("                  the simulation's:      " + " ".join(f"{v:.2f}" for v in truth))
-    p = pd.DataFrame({"customer_id": h.ids, "flat": pnbd.no_purchase(flat, np.ones(12)),
-                      "fitted": pnbd.no_purchase(fitted, season), "hindsight": pnbd.no_purchase(hindsight, truth)})
+    p = pd.DataFrame({"customer_id": ids[np.unique(purchases.customer)],
+                      **{name: m.no_purchase(h, today, world.horizon, args.grid) for name, m in fits.items()}})
     frame = outcome[["customer_id", "churned"]].merge(p, on="customer_id")
     y = frame["churned"].to_numpy()
     print(f"  {'scorer':<44} auc    ece    mean_p")
