@@ -198,11 +198,12 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert run.data.params["level_correction"] == "purchases"
     assert (info.summary["level_shift"], info.summary["level_power"]) == (0.0, 1.0)
     season = info.summary["level_purchases"]["season"]
-    assert len(season) == 12 and np.mean(season) == pytest.approx(1.0)
+    assert len(season) == 12
+    assert np.mean(season) == pytest.approx(1.0)
     said = ("level_correction: purchases (no backtest to choose one on): the model's order of the customers with "
             "the level of a Pareto/NBD of every customer's purchase days up to 2024-12-31, whose clock follows a "
             f"season fitted from the same data (January..December: {' '.join(f'{v:.2f}' for v in season)}), for "
-            "the 182 days after it; the scorecard above is the cross-validation's, without it")
+            "the 182 days after it; the cross-validation's scorecard is without it")
     assert f"- {said}" in Path(card).read_text()
     assert said in text
     model = ChurnModel.load(out)

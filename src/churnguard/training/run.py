@@ -181,7 +181,8 @@ def judging_step(first_day: pd.Timestamp, today: pd.Timestamp, config: Config) -
     """The progress line of :func:`~churnguard.training.procedure.judge`."""
     if has_backtest(first_day, today, config.labels, config.snapshots):
         return f"backtest: the same procedure as of {backtest_day(today, config).date()}"
-    return "grouped cross-validation: the data leaves no later period for a backtest"
+    return ("grouped cross-validation: the data leaves no later period for a backtest; then the purchases' "
+            "seasonal model for the level of the period after today")
 
 
 def schedule_facts(configured: SnapshotConfig, used: SnapshotConfig) -> dict[str, Any]:
