@@ -152,7 +152,7 @@ def run_world(world: World, work: Path, support: bool = False) -> dict[str, obje
     train = _training_rows(tables, model, today)
     rows["lgbm_rfm"] = _metrics(y, _rfm_lightgbm(train, frame), n)
     extra = {"support": _support(frame, train, shop, model, today)} if support else {}
-    return {**extra, "world": world, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
+    return {**extra, "world": world, "frame": frame, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
             "claimed": info.scorecards["model"], "level": info.summary,
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}

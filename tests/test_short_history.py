@@ -192,20 +192,22 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     assert run.data.params["tune_train_snapshots"] == "none"
     card = client.download_artifacts(run.info.run_id, "model_card.md", str(tmp_path))
     assert "## Scorecard (cross-validation grouped by customer, on 2024-07-02)" in Path(card).read_text()
-    # No later period to choose a level correction on: none, and the card and the screen say why; the
-    # intensity correction (its window a year earlier, from 2023-12-31, is in the data; the reference is the
-    # newest snapshot, with less than a year of them) is named, not applied.
-    assert run.data.params["level_correction"] == "none"
-    assert info.summary["level_shift"] == 0.0
-    assert info.summary["level_power"] == 1.0
-    found = info.summary["level_intensity"]
-    assert found["window_start"] == "2023-12-31"
-    assert found["reference_snapshot"] == "2024-07-02"
-    said = ("level_correction: none (no backtest to choose one on: the churn level of the period after "
-            f"2024-12-31 is the calibration's; the intensity correction, a power of {found['power']:.3f} (")
+    # No later period to choose a level correction on: the deployed model takes the level of the purchases'
+    # seasonal Pareto/NBD (its calibrator maps the raw scores onto that model's chances of no purchase over
+    # today's customers, keeping their order), and the card and the screen say so, with the fitted season.
+    assert run.data.params["level_correction"] == "purchases"
+    assert (info.summary["level_shift"], info.summary["level_power"]) == (0.0, 1.0)
+    season = info.summary["level_purchases"]["season"]
+    assert len(season) == 12
+    assert np.mean(season) == pytest.approx(1.0)
+    said = ("level_correction: purchases (no backtest to choose one on): the model's order of the customers with "
+            "the level of a Pareto/NBD of every customer's purchase days up to 2024-12-31, whose clock follows a "
+            f"season fitted from the same data (January..December: {' '.join(f'{v:.2f}' for v in season)}), for "
+            "the 182 days after it; the cross-validation's scorecard is without it")
     assert f"- {said}" in Path(card).read_text()
     assert said in text
-    assert "is not applied: no later period is left to check it on)" in text
+    model = ChurnModel.load(out)
+    assert model.calibrator_.kind == "isotonic"
     # The newest snapshot has 183 days of history: today's customers silent longer are named, on the card and
     # the screen, with what removes the gap.
     assert info.summary["support_days"] == 183

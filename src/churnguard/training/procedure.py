@@ -63,6 +63,7 @@ from churnguard.training.level import (
     level_candidates,
     snapshot_offsets,
 )
+from churnguard.training.seasonal import Histories, SeasonalParetoNBD, fit_seasonal_pnbd
 from churnguard.training.snapshots import has_backtest, snapshot_dates
 
 if TYPE_CHECKING:
@@ -326,6 +327,8 @@ class Backtest:
         level_ece: each correction's ECE on ``test`` (empty under grouped cross-validation).
         intensity: the ``intensity`` correction the backtest scored: its own (``fit.intensity``), or, when its
             window a year earlier is before the data, the one of its outcome window as measured; None without.
+        purchases: under grouped cross-validation, the purchases' seasonal model whose level the deployed model
+            takes (:mod:`churnguard.training.seasonal`; level ``purchases``); None without purchase days.
     """
 
     plan: Plan
@@ -338,6 +341,7 @@ class Backtest:
     level: str = "none"
     level_ece: Mapping[str, float] = field(default_factory=dict)
     intensity: Intensity | None = None
+    purchases: SeasonalParetoNBD | None = None
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -420,7 +424,22 @@ def grouped_cv(source: RowSource, plan: Plan, config: Config, folds: int = CV_FO
                 probs[name][held] = p
     y = test["churned"].to_numpy()
     cards = {name: scorecard(y, p) for name, p in probs.items()}
-    return Backtest(plan, None, test, cards, probs, raw, evaluation="grouped_cv")
+    purchases = getattr(source, "purchase_days", None)
+    seasonal = None if purchases is None else fit_seasonal_pnbd(purchases(plan.today), seed=config.model.seed)
+    return Backtest(plan, None, test, cards, probs, raw, evaluation="grouped_cv",
+                    level="none" if seasonal is None else "purchases", purchases=seasonal)
+
+
+def deployed_model(fit: Fit, backtest: Backtest, customers: pd.DataFrame, horizon: int) -> ChurnModel:
+    """``fit``'s model with the level the backtest chose (:func:`with_level`); with the purchases' seasonal
+    model (``backtest.purchases``), its calibrator is the isotonic map of the model's raw scores onto that
+    model's chances of no purchase over today's ``customers`` (features as of ``backtest.plan.today``)."""
+    model = with_level(fit, backtest.level)
+    if backtest.purchases is not None:
+        customers, today = customers[customers["bg_frequency"].notna()], backtest.plan.today
+        target = backtest.purchases.no_purchase(Histories.of_features(customers, today), today, horizon)
+        model.calibrator_ = fit_calibrator("isotonic", model.predict_raw(customers), target)
+    return model
 
 
 @dataclass(frozen=True, eq=False)

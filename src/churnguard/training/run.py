@@ -54,6 +54,7 @@ from churnguard.training.procedure import (
     Fit,
     Plan,
     calibration_days,
+    deployed_model,
     fit_procedure,
     fit_rounds,
     judge,
@@ -61,7 +62,6 @@ from churnguard.training.procedure import (
     new_model,
     plan_training,
     run_backtest,
-    with_level,
 )
 from churnguard.training.promotion import (
     Champion,
@@ -181,7 +181,8 @@ def judging_step(first_day: pd.Timestamp, today: pd.Timestamp, config: Config) -
     """The progress line of :func:`~churnguard.training.procedure.judge`."""
     if has_backtest(first_day, today, config.labels, config.snapshots):
         return f"backtest: the same procedure as of {backtest_day(today, config).date()}"
-    return "grouped cross-validation: the data leaves no later period for a backtest"
+    return ("grouped cross-validation: the data leaves no later period for a backtest; then the purchases' "
+            "seasonal model for the level of the period after today")
 
 
 def schedule_facts(configured: SnapshotConfig, used: SnapshotConfig) -> dict[str, Any]:
@@ -301,9 +302,9 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     to score the champion), and the model file ``model_out``, written (atomically) once the run is recorded:
     an interrupted run leaves the previous file, never a new file without its run. ``curve``: the churn curve
     and its card (:func:`churnguard.training.curve.train_curve`), kept with the model. The deployed model
-    carries the level correction the backtest chose (:func:`~churnguard.training.procedure.with_level`)."""
+    carries the level correction the backtest chose (:func:`~churnguard.training.procedure.deployed_model`)."""
     step = on_step or (lambda _msg: None)
-    model = with_level(fit, backtest.level)
+    model = deployed_model(fit, backtest, rows.reference, config.labels.horizon_days)
     if curve is not None:
         model.curve_ = curve[0]
     beats, verdict = compare_to_baselines(backtest.scorecards)
@@ -402,6 +403,7 @@ def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
             "level_candidates": dict(fit.levels), "level_backtest_ece": dict(backtest.level_ece),
             "level_intensity": {} if fit.intensity is None else fit.intensity.facts(),
             "level_backtest_intensity": {} if backtest.intensity is None else backtest.intensity.facts(),
+            "level_purchases": {} if backtest.purchases is None else backtest.purchases.facts(),
             "level_offsets": {str(d.date()): float(v) for d, v in offsets["offset"].items()} if len(offsets) else {}}
 
 
