@@ -18,9 +18,10 @@ the purchases themselves:
 It prints, per world, the fitted season beside the simulation's (``churnguard.demo``'s, known here only
 because the world is simulated), and AUC, ECE and mean probability on what happened next for: the same model
 with a flat season, with the fitted season, and with the simulation's season (hindsight). With
-``--transfer`` it also trains and scores the deployed model as ``quality_bench.py`` does and maps the model's
+``--transfer`` it also trains and scores the deployed model as ``quality_bench.py`` does, maps its
 probabilities onto the fitted Pareto/NBD's by an isotonic regression over today's customers (no outcome
-used): the model's ranking with the Pareto/NBD's level.
+used: the model's ranking with the Pareto/NBD's level, what training does without a backtest), and gives the
+customers silent longer than any the model learned from (``support_days``) the Pareto/NBD's own probability.
 
     python benchmarks/seasonal_pnbd.py --world 2              # about 1 minute on 2 cores
     python benchmarks/seasonal_pnbd.py --world 2 --transfer   # and the deployed model (about 1 minute more)
@@ -91,13 +92,19 @@ def main(argv: list[str]) -> None:
     print(_line("Pareto/NBD, the simulation's season (hindsight)", y, frame["hindsight"].to_numpy()))
     if args.transfer:
         with tempfile.TemporaryDirectory() as tmp:
-            scored = run_world(world, Path(tmp))["frame"][["customer_id", "churn_probability"]]
+            run = run_world(world, Path(tmp))
+        scored = run["frame"][["customer_id", "churn_probability", "recency_days"]]
         both = frame.merge(scored, on="customer_id")
         y, model = both["churned"].to_numpy(), both["churn_probability"].to_numpy()
-        level = IsotonicRegression(out_of_bounds="clip").fit(model, both["fitted"].to_numpy()).predict(model)
         print(_line("deployed model", y, model))
-        print(_line("deployed model's ranking, Pareto/NBD's level", y, level))
-
+        print(_line("its ranking onto the Pareto/NBD's level (isotonic)", y, IsotonicRegression(
+            out_of_bounds="clip").fit(model, both["fitted"].to_numpy()).predict(model)))
+        support = run["level"].get("support_days")
+        if support is not None:
+            beyond = both["recency_days"].to_numpy() > support
+            mixed = np.where(beyond, both["fitted"].to_numpy(), model)
+            print(_line(f"deployed, silent over {support} days at the Pareto/NBD's", y, mixed)
+                  + f"  ({beyond.sum():,} customers)")
 
 if __name__ == "__main__":
     main(sys.argv[1:])
