@@ -118,3 +118,22 @@ def test_the_same_sample_and_fit_whatever_the_customer_codes(shop):
     again = PurchaseDays.of(recoded, purchases.day, today)
     assert fit_seasonal_pnbd(again, sample=800) == fit_seasonal_pnbd(purchases, sample=800)
     assert fit_seasonal_pnbd(purchases, sample=800, seed=1) != fit_seasonal_pnbd(purchases, sample=800)
+
+
+def test_too_few_customers_give_no_level_and_single_purchases_fit_quietly():
+    import warnings
+
+    from churnguard.training.seasonal import MIN_CUSTOMERS, purchases_level
+
+    rng = np.random.default_rng(3)
+    n = MIN_CUSTOMERS - 1
+    few = PurchaseDays.of(np.arange(n), _day("2024-01-01") + rng.integers(0, 365, n), pd.Timestamp("2024-12-31"))
+    assert purchases_level(few) is None
+    once = PurchaseDays.of(np.arange(n + 1), _day("2024-01-01") + rng.integers(0, 365, n + 1),
+                           pd.Timestamp("2024-12-31"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-value warning reaches the user's screen
+        level = purchases_level(once)
+        p = None if level is None else level.no_purchase(Histories.of(once)[0], pd.Timestamp("2024-12-31"), 182)
+    # nobody came back: whatever the fit, no customer is expected to buy again
+    assert p is None or (p > 0.99).all()

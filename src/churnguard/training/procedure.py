@@ -63,7 +63,7 @@ from churnguard.training.level import (
     level_candidates,
     snapshot_offsets,
 )
-from churnguard.training.seasonal import Histories, SeasonalParetoNBD, fit_seasonal_pnbd
+from churnguard.training.seasonal import Histories, SeasonalParetoNBD, purchases_level
 from churnguard.training.snapshots import has_backtest, snapshot_dates
 
 if TYPE_CHECKING:
@@ -425,7 +425,7 @@ def grouped_cv(source: RowSource, plan: Plan, config: Config, folds: int = CV_FO
     y = test["churned"].to_numpy()
     cards = {name: scorecard(y, p) for name, p in probs.items()}
     purchases = getattr(source, "purchase_days", None)
-    seasonal = None if purchases is None else fit_seasonal_pnbd(purchases(plan.today), seed=config.model.seed)
+    seasonal = None if purchases is None else purchases_level(purchases(plan.today), seed=config.model.seed)
     return Backtest(plan, None, test, cards, probs, raw, evaluation="grouped_cv",
                     level="none" if seasonal is None else "purchases", purchases=seasonal)
 

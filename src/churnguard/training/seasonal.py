@@ -31,10 +31,11 @@ from scipy.special import logsumexp
 from churnguard.features.kernel import day_numbers
 from churnguard.training.level import PurchaseDays
 
-__all__ = ["GRID", "SAMPLE", "Histories", "SeasonalParetoNBD", "fit_seasonal_pnbd"]
+__all__ = ["GRID", "MIN_CUSTOMERS", "SAMPLE", "Histories", "SeasonalParetoNBD", "fit_seasonal_pnbd", "purchases_level"]
 
 GRID = 16  # quantiles per Gamma distribution in the mixing grid
 SAMPLE = 10_000  # customers the parameters are fitted on
+MIN_CUSTOMERS = 1_000  # below, twelve months' values are mostly noise: no level from the purchases
 _MONTH = 12 / 365.25  # a day in months
 
 
@@ -164,9 +165,20 @@ def fit_seasonal_pnbd(purchases: PurchaseDays, *, sample: int = SAMPLE, seed: in
         return -(ll + (months * np.log(s)).sum() if season is None else ll)
 
     fixed = np.ones(12) if season is None else np.asarray(season, dtype=float) / np.mean(season)
-    theta = minimize(nll, np.log([1.0, 2.0, 1.0, 30.0]), args=(fixed,), method="L-BFGS-B").x
-    if season is None:
-        theta = minimize(nll, np.r_[theta, np.zeros(11)], method="L-BFGS-B").x
-        fixed = _season(theta)
+    with np.errstate(all="ignore"):  # the optimiser's trial steps may leave the parameters' range
+        theta = minimize(nll, np.log([1.0, 2.0, 1.0, 30.0]), args=(fixed,), method="L-BFGS-B").x
+        if season is None:
+            theta = minimize(nll, np.r_[theta, np.zeros(11)], method="L-BFGS-B").x
+            fixed = _season(theta)
     r, alpha, s, beta = map(float, np.exp(theta[:4]))
     return SeasonalParetoNBD(r, alpha, s, beta, tuple(map(float, fixed)))
+
+
+def purchases_level(purchases: PurchaseDays, *, seed: int = 0) -> SeasonalParetoNBD | None:
+    """:func:`fit_seasonal_pnbd` of ``purchases`` when they hold at least ``MIN_CUSTOMERS`` customers and the
+    fit is finite; None otherwise (the deployed model then keeps the calibration's level)."""
+    if len(np.unique(purchases.customer)) < MIN_CUSTOMERS:
+        return None
+    fitted = fit_seasonal_pnbd(purchases, seed=seed)
+    values = [fitted.r, fitted.alpha, fitted.s, fitted.beta, *fitted.season]
+    return fitted if np.all(np.isfinite(values)) and min(values) > 0 else None
