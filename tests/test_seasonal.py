@@ -137,3 +137,14 @@ def test_too_few_customers_give_no_level_and_single_purchases_fit_quietly():
         p = None if level is None else level.no_purchase(Histories.of(once)[0], pd.Timestamp("2024-12-31"), 182)
     # nobody came back: whatever the fit, no customer is expected to buy again
     assert p is None or (p > 0.99).all()
+
+
+def test_the_level_sentence_says_why_a_short_history_keeps_the_calibrations_level():
+    from churnguard.training.evaluation import level_sentence
+
+    s = {"evaluation": "grouped_cv", "level_correction": "none", "as_of": "2024-12-31", "level_backtest_ece": {}}
+    assert level_sentence(s) == (
+        "level_correction: none (no backtest to choose one on: the churn level of the period after 2024-12-31 is "
+        "the calibration's; the purchases' seasonal model, which would set it, needs 1,000 customers with a "
+        "purchase or more and a fit that converges: not here)")
+    assert "seasonal" not in level_sentence({**s, "evaluation": "backtest"})

@@ -286,6 +286,11 @@ def level_sentence(s: Mapping[str, Any]) -> str:
         found = s.get("level_intensity") or {}
         unchecked = (f"; the intensity correction, a power of {found['power']:.3f} ({intensity_phrase(found)}), "
                      "is not applied: no later period is left to check it on" if found else "")
+        if s.get("evaluation") == "grouped_cv":
+            from churnguard.training.seasonal import MIN_CUSTOMERS
+
+            unchecked += (f"; the purchases' seasonal model, which would set it, needs {MIN_CUSTOMERS:,} customers "
+                          "with a purchase or more and a fit that converges: not here")
         return ("level_correction: none (no backtest to choose one on: the churn level of the period after "
                 f"{s['as_of']} is the calibration's{unchecked})")
     tried = ", ".join(f"{name} {ece:.4f}" for name, ece in eces.items())
