@@ -561,19 +561,29 @@ def _dictionary_offset(seen: list[tuple[pa.Array, int]], dictionary: pa.Array, e
     return offset
 
 
-def put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
-    """Write a dictionary chunk's indices plus ``offset`` into ``out`` (-1 where null), straight from the
-    indices' buffer."""
+def _held_indices(indices: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """A dictionary chunk's indices straight from their buffer (a null's slot holds any number) and, when it
+    has nulls, its validity as 0/1 bytes."""
     import numpy as np
 
     width = np.dtype(indices.type.to_pandas_dtype())
     held = np.frombuffer(indices.buffers()[1], dtype=width, count=len(indices), offset=indices.offset * width.itemsize)
     if not indices.null_count:
+        return held, None
+    bits = np.frombuffer(indices.buffers()[0], dtype=np.uint8)
+    return held, np.unpackbits(bits, count=indices.offset + len(indices), bitorder="little")[indices.offset :]
+
+
+def put_codes(indices: pa.Array, offset: int, out: np.ndarray) -> None:
+    """Write a dictionary chunk's indices plus ``offset`` into ``out`` (-1 where null), straight from the
+    indices' buffer."""
+    import numpy as np
+
+    held, valid = _held_indices(indices)
+    if valid is None:
         np.add(held, offset, out=out, casting="unsafe")
         return
-    # A null's slot holds any number: (index + offset + 1) * valid - 1 is -1 there, without a masked write.
-    bits = np.frombuffer(indices.buffers()[0], dtype=np.uint8)
-    valid = np.unpackbits(bits, count=indices.offset + len(indices), bitorder="little")[indices.offset :]
+    # (index + offset + 1) * valid - 1 is -1 at a null, without a masked write.
     shifted = held + (offset + 1)  # a null's number may overflow: it is multiplied by 0
     shifted *= valid
     np.subtract(shifted, 1, out=out, casting="unsafe")
@@ -615,7 +625,8 @@ def joint_levels(dictionaries: list[pa.Array]) -> tuple[np.ndarray, pd.Index]:
 
 
 def category_code_type(levels: int) -> np.dtype:
-    """The integer type pandas holds the codes of a categorical of ``levels`` categories in (it converts others)."""
+    """The integer type pandas holds the codes of a categorical of ``levels`` categories in (it converts others):
+    also the indices of a split piece's dictionary of ``levels`` values (``engines.partitions``)."""
     import numpy as np
 
     return np.dtype(np.int8 if levels < 127 else np.int16 if levels < 32767 else np.int32)
@@ -626,12 +637,9 @@ def put_mapped_codes(indices: pa.Array, table: np.ndarray, out: np.ndarray) -> N
     buffer, in one pass over the rows: a chunk's values' places among values encoded together."""
     import numpy as np
 
-    width = np.dtype(indices.type.to_pandas_dtype())
-    held = np.frombuffer(indices.buffers()[1], dtype=width, count=len(indices), offset=indices.offset * width.itemsize)
+    held, valid = _held_indices(indices)
     table = np.append(table, -1).astype(out.dtype)  # the last: a null's
-    if indices.null_count:  # a null's slot holds any number: (index + 1) * valid - 1 is -1 there
-        bits = np.frombuffer(indices.buffers()[0], dtype=np.uint8)
-        valid = np.unpackbits(bits, count=indices.offset + len(indices), bitorder="little")[indices.offset :]
+    if valid is not None:  # (index + 1) * valid - 1 is -1 at a null
         held = held.astype(np.intp) + 1
         held *= valid
         held -= 1

@@ -563,7 +563,7 @@ class _Coded:
             values = used[np.argsort(owner[used], kind="stable")]  # by bucket, in dictionary order within each
             starts = np.searchsorted(owner[values], np.arange(n + 1))
             # each value's place in its piece, of the pieces' index type; the last, a missing row's (code -1): 0
-            place = np.zeros(size + 1, dtype=_index_type(int(np.diff(starts).max())))
+            place = np.zeros(size + 1, dtype=category_code_type(int(np.diff(starts).max())))
             place[values] = np.arange(len(values)) - starts[owner[values]]
             return self._cut(place[codes], order, values, starts, cuts, zeroed=True)
         if n * size <= 4 * len(codes):
@@ -594,7 +594,8 @@ class _Coded:
 
         n = len(cuts) - 1
         dictionary = self.dictionary.take(pa.array(values, type=pa.int64()))
-        kept = kept.astype(_index_type(int(np.diff(starts).max()) if n else 0), copy=False)
+        # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
+        kept = kept.astype(category_code_type(int(np.diff(starts).max()) if n else 0), copy=False)
         valid = None
         if self.valid is not None:  # a missing row's place is any number: 0 there, a place in every piece
             if not zeroed:
@@ -605,12 +606,6 @@ class _Coded:
             _indices(kept[cuts[b]:cuts[b + 1]], None if valid is None else valid[cuts[b]:cuts[b + 1]]),
             dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=self.column.type.ordered)
             for b in range(n)]
-
-
-def _index_type(widest: int) -> type:
-    """The narrowest indices a piece's dictionary of ``widest`` values fits (event types and channels: one byte a
-    row, not four)."""
-    return np.int8 if widest <= 127 else np.int16 if widest <= 32767 else np.int32
 
 
 def _indices(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
