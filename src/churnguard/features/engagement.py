@@ -79,7 +79,7 @@ def channel_codes(values: np.ndarray) -> np.ndarray:
     return _codes(values, CHANNELS, len(CHANNELS))
 
 
-def _run_starts(keys: np.ndarray) -> np.ndarray:
+def run_starts(keys: np.ndarray) -> np.ndarray:
     change = np.ones(len(keys), dtype=bool)
     np.not_equal(keys[1:], keys[:-1], out=change[1:])
     return np.flatnonzero(change)
@@ -148,7 +148,7 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     key = ev.session[rows].astype(np.int64) * (int(pos.max()) + 1) + pos
     order = np.argsort(key, kind="stable")
     rows = rows[order]
-    starts, time = _run_starts(key[order]), ev.time[rows]
+    starts, time = run_starts(key[order]), ev.time[rows]
     return _totals(ev.pos[rows], time, ev.duration[rows], starts, np.minimum.reduceat(time, starts),
                    np.maximum.reduceat(ev.age[rows], starts))
 
@@ -215,7 +215,7 @@ def _latest(n: int, pos: np.ndarray, time: np.ndarray) -> np.ndarray:
         return latest
     order = np.argsort(pos.astype(np.uint16), kind="stable")
     pos = pos[order]
-    starts = _run_starts(pos)
+    starts = run_starts(pos)
     latest[pos[starts]] = np.maximum.reduceat(time[order], starts)
     return latest
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from churnguard.features.kernel import day_numbers
+from churnguard.features.kernel import day_numbers, run_starts
 from churnguard.training.level import PurchaseDays
 
 __all__ = ["GRID", "MIN_CUSTOMERS", "SAMPLE", "Histories", "SeasonalParetoNBD", "fit_seasonal_pnbd", "purchases_level"]
@@ -52,13 +52,12 @@ class Histories:
         """The histories of the customers of ``purchases`` and the number of their repeat purchase days in each
         calendar month (January first)."""
         customer, day = purchases.customer, purchases.day  # sorted by customer, then day
-        starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if len(customer) else np.zeros(0, int)
+        starts = run_starts(customer)
         ends = np.r_[starts[1:], len(customer)] - 1
         repeat = np.ones(len(day), dtype=bool)
         repeat[starts] = False
         months = np.bincount(_calendar_month(day[repeat]), minlength=12).astype(float)
         return cls(day[starts], day[ends], (ends - starts).astype(float)), months
-
 
     @classmethod
     def of_features(cls, features: pd.DataFrame, today: pd.Timestamp) -> Histories:
@@ -74,9 +73,9 @@ def _calendar_month(days: np.ndarray) -> np.ndarray:
     return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
 
 
-def _clock(season: np.ndarray, first_day: int, end_day: int) -> np.ndarray:
-    """Seasonal months elapsed from the start of ``first_day`` to the start of each day up to ``end_day``."""
-    months = _calendar_month(np.arange(first_day, end_day + 1))
+def _clock(season: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Seasonal months elapsed from the start of a run of days (their calendar ``months``,
+    :func:`_calendar_month`) to the start of each of them and of the day after the last."""
     return np.concatenate([[0.0], np.cumsum(season[months] * _MONTH)])
 
 
@@ -119,15 +118,15 @@ class SeasonalParetoNBD:
         """Each customer's chance of no purchase in the ``horizon`` days after ``today``."""
         today = int(day_numbers(np.datetime64(today.normalize())))
         origin = int(h.first.min()) if len(h.first) else today
-        clock = _clock(np.asarray(self.season), origin, today + horizon + 1)
+        clock = _clock(np.asarray(self.season), _calendar_month(np.arange(origin, today + horizon + 2)))
         lam, mu = _grid(self.r, self.alpha, self.s, self.beta, grid)
         alive, gone = _log_terms(lam, mu, clock, h, origin, today)
         span = clock[today + horizon + 1 - origin] - clock[today + 1 - origin]
         total = lam + mu
         quiet = np.log(mu / total * -np.expm1(-total * span) + np.exp(-total * span))[None]
-        axes = (1, 2)
-        return np.exp(np.logaddexp(logsumexp(gone, axis=axes), logsumexp(alive + quiet, axis=axes))
-                      - np.logaddexp(logsumexp(gone, axis=axes), logsumexp(alive, axis=axes)))
+        gone = logsumexp(gone, axis=(1, 2))
+        return np.exp(np.logaddexp(gone, logsumexp(alive + quiet, axis=(1, 2)))
+                      - np.logaddexp(gone, logsumexp(alive, axis=(1, 2))))
 
 
 def _season(theta: np.ndarray) -> np.ndarray:
@@ -153,13 +152,12 @@ def fit_seasonal_pnbd(purchases: PurchaseDays, *, sample: int = SAMPLE, seed: in
     h = Histories(h.first[order], h.last[order], h.repeats[order])
     today = int(day_numbers(np.datetime64(purchases.last.normalize())))
     origin = int(h.first.min())
-    days = np.arange(origin, today + 1)
-    calendar = _calendar_month(days)
+    calendar = _calendar_month(np.arange(origin, today + 1))
     size = np.log(grid * grid)
 
     def nll(theta: np.ndarray, season: np.ndarray | None = None) -> float:
         s = _season(theta) if season is None else season
-        clock = np.concatenate([[0.0], np.cumsum(s[calendar] * _MONTH)])
+        clock = _clock(s, calendar)
         alive, gone = _log_terms(*_grid(*np.exp(theta[:4]), grid), clock, h, origin, today)
         ll = (np.logaddexp(logsumexp(alive, axis=(1, 2)), logsumexp(gone, axis=(1, 2))) - size).sum()
         return -(ll + (months * np.log(s)).sum() if season is None else ll)
