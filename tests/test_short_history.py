@@ -200,10 +200,11 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     season = info.summary["level_purchases"]["season"]
     assert len(season) == 12
     assert np.mean(season) == pytest.approx(1.0)
-    said = ("level_correction: purchases (no backtest to choose one on): the model's order of the customers with "
-            "the level of a Pareto/NBD of every customer's purchase days up to 2024-12-31, whose clock follows a "
-            f"season fitted from the same data (January..December: {' '.join(f'{v:.2f}' for v in season)}), for "
-            "the 182 days after it; the cross-validation's scorecard is without it")
+    said = ("level_correction: purchases (no backtest to choose one on): the probabilities keep the model's "
+            "ranking of the customers and take their overall level from a model of the purchase days themselves "
+            "(a Pareto/NBD up to 2024-12-31 whose clock follows the season in the data, January..December: "
+            f"{' '.join(f'{v:.2f}' for v in season)}) for the 182 days after it; the cross-validation's scorecard "
+            "does not include it")
     assert f"- {said}" in Path(card).read_text()
     assert said in text
     model = ChurnModel.load(out)

@@ -277,11 +277,11 @@ def level_sentence(s: Mapping[str, Any]) -> str:
     eces = s.get("level_backtest_ece") or {}
     if s.get("level_correction") == "purchases":
         season = " ".join(f"{v:.2f}" for v in s["level_purchases"]["season"])
-        return ("level_correction: purchases (no backtest to choose one on): the model's order of the customers with "
-                "the level of a Pareto/NBD of every customer's purchase days up to "
-                f"{s['as_of']}, whose clock follows a season fitted from the same data (January..December: "
-                f"{season}), for the {s['horizon_days']} days after it; the cross-validation's scorecard is "
-                "without it")
+        return ("level_correction: purchases (no backtest to choose one on): the probabilities keep the model's "
+                "ranking of the customers and take their overall level from a model of the purchase days themselves "
+                f"(a Pareto/NBD up to {s['as_of']} whose clock follows the season in the data, January..December: "
+                f"{season}) for the {s['horizon_days']} days after it; the cross-validation's scorecard does not "
+                "include it")
     if not eces:
         found = s.get("level_intensity") or {}
         unchecked = (f"; the intensity correction, a power of {found['power']:.3f} ({intensity_phrase(found)}), "
