@@ -46,7 +46,7 @@ from churnguard.features.kernel import day_numbers
 from churnguard.labels import make_labels
 from churnguard.training.evaluation import expected_calibration_error
 from churnguard.training.level import PurchaseDays
-from churnguard.training.seasonal import GRID, SAMPLE, Histories, fit_seasonal_pnbd
+from churnguard.training.seasonal import GRID, SAMPLE, fit_seasonal_pnbd, purchase_histories
 
 
 def purchase_days(transactions: pd.DataFrame, today: pd.Timestamp) -> tuple[PurchaseDays, np.ndarray]:
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
                               end=str((today + pd.Timedelta(days=world.horizon)).date()), churn_scale=world.churn_scale)
     outcome = make_labels(full.transactions, today, world.horizon, load_config().labels.lookback_days)
     purchases, ids = purchase_days(_cut(full, today).transactions, today)
-    h, _ = Histories.of(purchases)
+    h, _ = purchase_histories(purchases)
     fits = {"flat": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=np.ones(12)),
             "fitted": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid),
             "hindsight": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=_SEASON)}
