@@ -22,6 +22,8 @@ with a flat season, with the fitted season, and with the simulation's season (hi
 probabilities onto the fitted Pareto/NBD's by an isotonic regression over today's customers (no outcome
 used: the model's ranking with the Pareto/NBD's level, what training does without a backtest), and gives the
 customers silent longer than any the model learned from (``support_days``) the Pareto/NBD's own probability.
+Training does both now (``churnguard.model._modelcore.BeyondSupport``), so the deployed model's line is the
+package's answer, and the two lines after it apply the steps once more to its probabilities.
 
     python benchmarks/seasonal_pnbd.py --world 2              # about 1 minute on 2 cores
     python benchmarks/seasonal_pnbd.py --world 2 --transfer   # and the deployed model (about 1 minute more)
