@@ -70,6 +70,11 @@ def test_the_day_is_the_features_as_of_or_the_given_one_else_the_models():
 def test_features_without_the_purchase_history_columns_leave_the_probabilities():
     prob = np.array([0.3, 0.4])
     assert RULE.apply(prob, pd.DataFrame({"recency_days": [300.0, 20.0]})) is prob
+    # A row with its silence but no age or repeat count (a caller of the MLflow model): left as it is.
+    feats = _features([300, 300, 300], [np.nan, 400, 400], [2, np.nan, 2])
+    got = RULE.apply(np.full(3, 0.5), feats)
+    assert got[:2].tolist() == [0.5, 0.5]
+    assert got[2] != 0.5
 
 
 @settings(max_examples=30, deadline=None)
