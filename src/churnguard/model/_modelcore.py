@@ -43,6 +43,7 @@ HORIZON_FEATURE = "horizon_days"  # the churn curve model's input that holds the
 GRID = 16  # quantiles per Gamma distribution in the Pareto/NBD's mixing grid
 _MONTH = 12 / 365.25  # a day in months
 _CHUNK = 16_384  # customers per block of the Pareto/NBD's grid (a block holds about 100 MB of it)
+_HISTORY = ("recency_days", "bg_age_days", "bg_frequency")  # the features a purchase history is read from
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -348,10 +349,11 @@ class BeyondSupport:
     as_of: str
     purchases: SeasonalParetoNBD
 
-    def rows(self, recency_days: np.ndarray, probability: np.ndarray) -> np.ndarray:
-        """The customers (a mask) with a probability whose silence is beyond the support."""
-        recency = np.asarray(recency_days, dtype="float64")
-        return ~np.isnan(probability) & (np.nan_to_num(recency, nan=-1.0) > self.support_days)
+    def rows(self, history: Mapping[str, np.ndarray], probability: np.ndarray) -> np.ndarray:
+        """The customers (a mask) with a probability and a purchase history (``recency_days``, ``bg_age_days``
+        and ``bg_frequency`` known) whose silence is beyond the support."""
+        known = np.isfinite(history["bg_age_days"]) & np.isfinite(history["bg_frequency"])
+        return ~np.isnan(probability) & known & (np.nan_to_num(history["recency_days"], nan=-1.0) > self.support_days)
 
     def apply(self, probability: np.ndarray, features: Mapping[str, Any], as_of: Any = None,
               horizon: int | None = None) -> np.ndarray:
@@ -360,9 +362,10 @@ class BeyondSupport:
         model's horizon by default) after ``as_of`` (one day, or one per customer; by default the features'
         ``as_of`` column, else :attr:`as_of`). Features without ``recency_days``, ``bg_age_days`` or
         ``bg_frequency`` leave it as it is."""
-        if any(c not in features for c in ("recency_days", "bg_age_days", "bg_frequency")):
+        if any(c not in features for c in _HISTORY):
             return probability
-        beyond = self.rows(features["recency_days"], probability)
+        history = {c: np.asarray(features[c], dtype="float64") for c in _HISTORY}
+        beyond = self.rows(history, probability)
         if not beyond.any():
             return probability
         if as_of is None:
@@ -370,8 +373,7 @@ class BeyondSupport:
         stamps = pd.to_datetime([as_of] if np.ndim(as_of) == 0 else np.asarray(as_of))
         days = np.broadcast_to(stamps.to_numpy().astype("datetime64[D]"), beyond.shape)
         out = np.array(probability, dtype="float64")
-        chosen = {c: np.asarray(features[c], dtype="float64")[beyond] for c in ("recency_days", "bg_age_days",
-                                                                                 "bg_frequency")}
+        chosen = {c: v[beyond] for c, v in history.items()}
         rows, day = beyond.nonzero()[0], days[beyond]
         for today in np.unique(day):
             mine = day == today
