@@ -134,8 +134,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
         reasons.with_beyond_support(texts, scored & (recency > info.support_days), info.support_days,
                                     rhythm=model.beyond_ is not None)
     out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored, as_of),
-           "risk_band": bands,
-           "value_tier": tiers, "clv": clv}
+           "risk_band": bands, "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
     out |= {"action": action, "action_cost": cost, "expected_value": ev}
     return out | {"n_orders": np.asarray(cols["n_orders"], dtype="float64"), "spend_last_year": _last_year(cols)}
