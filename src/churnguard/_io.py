@@ -580,12 +580,13 @@ def read_coded(file: pq.ParquetFile, groups: list[int], columns: list[str], hash
     table = (file.read_row_groups(groups, columns=columns) if groups
              else file.schema_arrow.empty_table().select(columns))
     for name in (c for c in hashed if c in table.column_names):
-        joint = pc.dictionary_encode(table.column(name))  # every chunk holds the dictionary of all of them
-        dictionary = (joint.chunk(0).dictionary if joint.num_chunks else pa.array([], table.schema.field(name).type))
-        indices = (joint.chunk(0).indices if joint.num_chunks == 1
-                   else pa.concat_arrays([c.indices for c in joint.chunks]) if joint.num_chunks else pa.array([], pa.int32()))
+        column = table.column(name)
+        text = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # Arrow reads one chunk
+        if text.nbytes < 2**31:  # hashed as narrow text: 11 chunks of the ids above, 0.87 against 1.48 s
+            text = text.cast(pa.string())
+        coded = pc.dictionary_encode(text)
         table = table.set_column(table.column_names.index(name), name, pa.chunked_array(
-            [pa.DictionaryArray.from_arrays(indices, dictionary.cast(pa.string()))]))  # the reader's value type
+            [pa.DictionaryArray.from_arrays(coded.indices, coded.dictionary.cast(pa.string()))]))  # as the reader's
     return table
 
 
