@@ -570,10 +570,10 @@ def read_coded(file: pq.ParquetFile, groups: list[int], columns: list[str], hash
 
     The customer ids of a large events file (``dataset._HASHED``): a row group holds more distinct ids than its
     dictionary page does (Arrow's writer: 1 MB, about 87,000 ids of 8 characters), the pages after it are
-    stored plain, and Arrow's dictionary reader puts their values into its dictionary one at a time: 12 row
-    groups of the 1M-customer world's events took 0.76 s of CPU read as dictionaries, 0.23 + 0.29 s read as
-    text and encoded. A chunk of several groups then also has one dictionary, not one per group (11 chunks of
-    that file: 2.1M values for the split to cut, where the groups' dictionaries held 5.1M)."""
+    stored plain, and Arrow's dictionary reader puts their values into its dictionary one at a time (12 row
+    groups of the 1M-customer world's events, best of 3: 0.76 s of CPU read as dictionaries; 0.23 s read as
+    text, 0.31 s cast and encoded). A chunk of several groups then also has one dictionary, not one per group:
+    11 chunks of that file, 2.1M values for the split to cut where the groups' dictionaries held 5.1M."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -582,7 +582,7 @@ def read_coded(file: pq.ParquetFile, groups: list[int], columns: list[str], hash
     for name in (c for c in hashed if c in table.column_names):
         column = table.column(name)
         text = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # Arrow reads one chunk
-        if text.nbytes < 2**31:  # hashed as narrow text: 11 chunks of the ids above, 0.87 against 1.48 s
+        if text.nbytes < 2**31:  # hashed as narrow text: 11 chunks of the ids above, 0.92 + 0.02 against 1.08 s
             text = text.cast(pa.string())
         coded = pc.dictionary_encode(text)
         table = table.set_column(table.column_names.index(name), name, pa.chunked_array(
