@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from churnguard.config import DataConfig
 from churnguard.dataset import ROW_COLUMN
@@ -234,3 +235,81 @@ def test_a_column_without_values_in_a_later_chunk_comes_back_with_the_first_chun
         assert frame["duration_seconds"].dtype == np.float64
         want = whole.loc[part == b, "duration_seconds"].to_numpy()
         np.testing.assert_array_equal(frame["duration_seconds"].to_numpy(), want)
+
+
+def _overflowing_ids(path, ids: list[str | None], groups: int) -> None:
+    """A Parquet file of ``ids`` in ``groups`` row groups whose dictionary page holds only the first few
+    distinct ids: the pages after it are stored plain, as a large events file's customer ids are."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"customer_id": pa.array(ids, type=pa.large_string()), "n": np.arange(len(ids))}),
+                   path, row_group_size=len(ids) // groups, dictionary_pagesize_limit=64, data_page_size=256)
+
+
+def test_ids_read_as_text_are_the_values_the_files_dictionaries_hold(tmp_path):
+    import pyarrow.parquet as pq
+
+    from churnguard._io import coded_file, read_coded
+
+    rng = np.random.default_rng(5)
+    ids = [None if i % 97 == 5 else f"C{int(c):05d}" for i, c in enumerate(rng.integers(0, 900, size=6000))]
+    _overflowing_ids(tmp_path / "e.parquet", ids, groups=3)
+    dictionaries = pq.ParquetFile(tmp_path / "e.parquet", read_dictionary=["customer_id"])
+    assert len(dictionaries.read_row_group(0).column("customer_id").chunk(0).dictionary) > 300  # plain pages
+    file = coded_file(tmp_path / "e.parquet", ["customer_id"], ["customer_id"])
+    for groups in ([0], [1, 2], []):
+        got = read_coded(file, groups, ["customer_id", "n"], ["customer_id"]).column("customer_id")
+        want = (dictionaries.read_row_groups(groups) if groups else dictionaries.schema_arrow.empty_table()
+                ).column("customer_id")
+        assert got.type == want.type  # dictionary<values=string, indices=int32>, as Arrow's reader gives
+        assert got.num_chunks == 1  # one dictionary for the groups read together
+        assert got.to_pylist() == want.to_pylist()  # the same id at every row, missing ones missing
+        assert got.null_count == want.null_count == sum(ids[2000 * g + i] is None for g in groups
+                                                        for i in range(2000))
+        if len(groups) == 1:  # a group's values are written in order of first appearance: the same dictionary
+            assert got.chunk(0).dictionary.equals(want.chunk(0).dictionary)
+            assert got.chunk(0).indices.equals(want.chunk(0).indices)
+        else:  # distinct values: each id once, where the groups' dictionaries hold some twice
+            assert len(got.chunk(0).dictionary) == len(set(got.to_pylist()) - {None})
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_events_ids_read_as_dictionaries_or_as_text_give_the_same_features_and_rejects(tmp_path, monkeypatch,
+                                                                                      partitions):
+    """The events' customer ids read as text and encoded here (``dataset._HASHED``) or as the file's own
+    dictionaries (its pages partly stored plain), in one partition (``load_tables``) and in three: the same
+    features and the same rejects, bad ids included (missing, unknown, with blanks around them)."""
+    from churnguard import dataset
+    from churnguard.config import load_config
+    from churnguard.demo import generate_demo_data
+    from churnguard.engines import build_features_from_files
+
+    demo = generate_demo_data(300, seed=6, events=True)
+    events = demo.events.copy()
+    events["customer_id"] = events["customer_id"].astype(object)
+    events.loc[events.index[5::400], "customer_id"] = None
+    events.loc[events.index[7::500], "customer_id"] = "ZZZ-unknown"
+    events.loc[events.index[9::600], "customer_id"] = "  " + events.loc[events.index[9::600], "customer_id"] + " "
+    paths = {"transactions": tmp_path / "t.parquet", "customers": tmp_path / "c.parquet",
+             "events": tmp_path / "e.parquet"}
+    demo.transactions.to_parquet(paths["transactions"], index=False)
+    demo.customers.to_parquet(paths["customers"], index=False)
+    events.to_parquet(paths["events"], index=False, row_group_size=len(events) // 4, dictionary_pagesize_limit=64,
+                      data_page_size=512)
+    config = load_config().with_overrides(data={"on_bad_rows": "reject"})
+    results = {}
+    for read in ("text", "dictionaries"):
+        if read == "dictionaries":
+            monkeypatch.setattr(dataset, "_HASHED", {})
+        out = tmp_path / f"{read}.parquet"
+        result = build_features_from_files("local", paths["transactions"], None, paths["customers"],
+                                           events=paths["events"], as_of="2025-06-30", out=out, config=config,
+                                           partitions=partitions)
+        results[read] = (pd.read_parquet(out), result.rejects)
+    (features, rejects), (want_features, want_rejects) = results["text"], results["dictionaries"]
+    assert features["sessions_90d"].sum() > 50
+    pd.testing.assert_frame_equal(features, want_features, check_exact=True)
+    found = rejects.loc[rejects["table"] == "events", "reason"].value_counts()
+    assert found.filter(like="empty").sum() > 50  # missing ids
+    assert found.filter(like="neither").sum() > 50  # unknown ones
+    pd.testing.assert_frame_equal(rejects, want_rejects, check_exact=True)

@@ -128,6 +128,9 @@ _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_t
 # events table's, many rows over fewer distinct values; of them, those with few distinct values.
 _CODED = {"events": ("customer_id", "event_type", "channel", "session_id")}
 _FEW = ("event_type", "channel")
+# Of them, those read as text and encoded by Arrow's hash (``_io.read_coded``), not as the file's dictionaries: the
+# customer ids, too many distinct values a row group for its dictionary page.
+_HASHED = {"events": ("customer_id",)}
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
@@ -1622,7 +1625,8 @@ def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_i
         mapping = getattr(config.columns, table)
         return read_rows(path, columns, keep=(mapping.get("customer_id", "customer_id"),), dialect=csv_dialect,
                          categorical=tuple(mapping.get(c, c) for c in _CODED.get(table, ())),
-                         few=tuple(mapping.get(c, c) for c in _FEW))
+                         few=tuple(mapping.get(c, c) for c in _FEW),
+                         hashed=tuple(mapping.get(c, c) for c in _HASHED.get(table, ())))
     except DataError:
         raise
     except pd.errors.EmptyDataError:

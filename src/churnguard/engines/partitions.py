@@ -35,6 +35,7 @@ from churnguard._io import (
     CsvDialect,
     CsvNotBlockwise,
     category_code_type,
+    coded_file,
     column_names,
     csv_rows,
     csv_table,
@@ -46,6 +47,7 @@ from churnguard._io import (
     open_bytes,
     put_codes,
     put_mapped_codes,
+    read_coded,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.engines import customer_partition
@@ -72,7 +74,8 @@ class Chunk:
     ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); its first is the
     customer id; ``dialect``: the CSV file's encoding and separator; ``coded``: text columns of a Parquet file
     read as its own dictionaries (the events' ids, types, channels and sessions, which ``load_tables`` holds as
-    categoricals too): no row's text is decoded, and pieces and partitions stay small."""
+    categoricals too): no row's text is decoded, and pieces and partitions stay small; ``hashed``: those of them
+    read as text and encoded (``_io.read_coded``: the customer ids)."""
 
     path: str
     kind: str
@@ -85,6 +88,7 @@ class Chunk:
     dialect: CsvDialect = UTF8
     db: DbSource | None = None
     coded: tuple[str, ...] = ()
+    hashed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,10 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
     for t in filter(sources.__contains__, CHECK_ORDER):
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (config.columns.file_name(t, "customer_id"),) for t in sources}
-    coded = {t: tuple(config.columns.file_name(t, c) for c in dataset._CODED.get(t, ())) for t in sources}
-    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t]) for c in s.chunks))
-               for t, s in sources.items()}
+    coded, hashed = ({t: tuple(config.columns.file_name(t, c) for c in names.get(t, ())) for t in sources}
+                     for names in (dataset._CODED, dataset._HASHED))
+    sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t], hashed=hashed[t])
+                                          for c in s.chunks)) for t, s in sources.items()}
     if feature_inputs_only:
         sources = {t: replace(s, columns=tuple(dataset.feature_columns(t, list(s.columns), config)))
                    for t, s in sources.items()}
@@ -288,12 +293,11 @@ def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
         columns = (*columns, EXTRA_FIELDS)
     else:
         schema = pq.read_schema(chunk.path)
-        pf = pq.ParquetFile(chunk.path, read_dictionary=[
-            c for c in chunk.coded if c in schema.names and c in columns
-            and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))])
-        stored = [c for c in columns if c in pf.schema_arrow.names]
-        table = (pf.read_row_groups(list(chunk.row_groups), columns=stored) if chunk.row_groups
-                 else pf.schema_arrow.empty_table().select(stored))
+        text = [c for c in chunk.coded if c in schema.names and c in columns
+                and (pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type))]
+        hashed = [c for c in chunk.hashed if c in text]
+        pf = coded_file(chunk.path, text, hashed)
+        table = read_coded(pf, list(chunk.row_groups), [c for c in columns if c in pf.schema_arrow.names], hashed)
         for key, value in chunk.keys:
             table = table.append_column(key, pa.repeat(pa.scalar(value), len(table)))
     for missing in (c for c in columns if c not in table.column_names):
