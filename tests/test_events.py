@@ -421,11 +421,17 @@ def test_events_grouped_in_pieces_and_ids_held_as_objects_give_the_same_features
     pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), want)
 
 
-def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
+@pytest.mark.parametrize("time_bits", [0, 32, 64])
+def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key(time_bits, monkeypatch):
     """Sessions are sorted by customer and time packed into 64 bits, the time coarsened to fit; rows whose
     packed keys tie (times a few nanoseconds apart, equal starts told apart by length) are then put in order
-    of every key, as one sort by all of them would; so are the rows sorted by customer and time alone."""
+    of every key, as one sort by all of them would; so are the rows sorted by customer and time alone. The same
+    whether the rows are numbered in the keys' low bits and the keys sorted as values (``_TIME_BITS`` 0: always
+    where they fit, the time coarsened the more; 32: the default) or the keys argsorted (64: never)."""
+    from churnguard.features import engagement
     from churnguard.features.engagement import _sorted
+
+    monkeypatch.setattr(engagement, "_TIME_BITS", time_bits)
 
     rng = np.random.default_rng(7)
     start = np.datetime64("2024-01-01", "ns").astype(np.int64)
@@ -450,6 +456,26 @@ def test_sessions_sort_puts_rows_tied_in_the_packed_key_in_order_of_every_key():
         np.testing.assert_array_equal(p, pos[want])
         np.testing.assert_array_equal(t, time[want])
         np.testing.assert_array_equal(t, time[order])
+
+
+def test_key_order_numbers_the_rows_in_the_keys_where_they_fit_else_argsorts():
+    """The rows' order by a key, equal keys in row order, as a stable argsort gives it: with the row numbers in
+    the keys' low bits (small keys) and by the argsort (keys too large to leave room for 13 bits of rows)."""
+    from churnguard.features.engagement import _key_order
+
+    rng = np.random.default_rng(11)
+    for top in (2**8, 2**40, 2**50 + 1, 2**62):  # the last two leave fewer than 13 bits for 5,000 rows
+        key = rng.integers(0, 40, 5000) * (top // 40)  # many equal keys: their rows must come in row order
+        order, keys = _key_order(key)
+        want = np.argsort(key, kind="stable")
+        np.testing.assert_array_equal(order, want)
+        np.testing.assert_array_equal(keys, key[want])
+    order, keys = _key_order(np.zeros(0, dtype=np.int64))
+    assert len(order) == 0
+    assert len(keys) == 0
+    order, keys = _key_order(np.array([5], dtype=np.int64))
+    assert order.tolist() == [0]
+    assert keys.tolist() == [5]
 
 
 def test_the_latest_time_per_customer_by_groups_as_by_a_scatter():

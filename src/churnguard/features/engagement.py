@@ -85,23 +85,54 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
+def _key_order(key: np.ndarray, kind: str = "stable") -> tuple[np.ndarray, np.ndarray]:
+    """The rows' order by ``key`` (int64, not negative; rows of equal keys in row order when ``kind`` is
+    ``stable``) and the keys in that order. Where the row numbers fit in the bits above the largest key, the
+    keys shifted up and numbered in the low bits are sorted as values, which all differ (numpy's vectorised
+    sort; 0.6 against 2.0 ms for the argsort of 172,000 keys), and the rows read back from the low bits: equal
+    keys come in row order whatever ``kind``. Else ``np.argsort(key, kind=kind)``."""
+    row_bits = (len(key) - 1).bit_length()
+    if len(key) == 0 or int(key.max()).bit_length() + row_bits > 63:
+        order = np.argsort(key, kind=kind)
+        return order, key[order]
+    packed = key << row_bits
+    packed |= np.arange(len(key))
+    packed.sort()
+    order = packed & ((1 << row_bits) - 1)
+    packed >>= row_bits
+    return order, packed
+
+
+# time bits the key must keep for the rows to be numbered in its low bits (see _sorted): fewer, and a customer's
+# events within 2**(time's bit length - this) ns of each other would tie and be put in order row by row
+_TIME_BITS = 32
+
+
 def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray, kind: str = "quicksort"
             ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The rows' order by ``pos``, then ``time``, then the ``then`` keys (rows equal in all of them in any
     order), and the keys in that order. One sort of ``pos`` (not negative) and ``time`` packed into 64 bits (the
-    time coarsened as far as the packing needs; ``kind``: numpy's, ``stable`` for rows mostly in order already);
-    then only the runs of rows whose packed keys are equal are put in order of the full keys, a sort of those
-    rows alone, when they are not in that order already. ``pos`` in order is read back from the packed keys."""
+    time coarsened as far as the packing needs); then only the runs of rows whose packed keys are equal are put
+    in order of the full keys, a sort of those rows alone, when they are not in that order already. ``pos`` in
+    order is read back from the packed keys.
+
+    Where the key keeps ``_TIME_BITS`` bits of time beside them, the row numbers go into its low bits and the
+    keys themselves are sorted (their values all differ; 0.6 against 2.0 ms for the 172,000 site events without
+    a session id of 4,096 customers); else the keys are argsorted (``kind``: numpy's, ``stable`` for rows mostly
+    in order already)."""
     keys = (pos, time, *then)
     if len(pos) == 0:
         return np.zeros(0, dtype=np.intp), list(keys)
+    row_bits = (len(pos) - 1).bit_length()
     bits = 63 - max(int(pos.max()).bit_length(), 1)
+    numbered = bits - row_bits >= _TIME_BITS
+    if numbered:
+        bits -= row_bits
     start = time.min()
     shift = max(int(time.max() - start).bit_length() - bits, 0)
     packed = pos.astype(np.int64) << bits
     packed |= (time - start) >> shift
-    order = np.argsort(packed, kind=kind)
-    packed = packed[order]
+    order, packed = _key_order(packed, kind)
     out = [time[order], *(k[order] for k in then)]
     if shift or then:  # rows of one packed key may differ in the rest: each such run sorted by every key
         tied = packed[1:] == packed[:-1]
