@@ -478,6 +478,28 @@ def test_key_order_numbers_the_rows_in_the_keys_where_they_fit_else_argsorts():
     assert keys.tolist() == [5]
 
 
+def test_per_run_reduces_each_run_as_reduceat_does():
+    """A session's earliest time, oldest day and longest end, taken per run of rows by their run numbers, are
+    reduceat's over the runs' starts: runs of one row and of many, at the first and the last row, with equal
+    values, -0.0 and infinities."""
+    from churnguard.features.engagement import _per_run, _run_numbers
+
+    assert _run_numbers(np.array([0, 1, 4]), 6).tolist() == [0, 1, 1, 1, 2, 2]
+    assert _run_numbers(np.array([0]), 3).tolist() == [0, 0, 0]
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 5000):
+        starts = np.flatnonzero(np.concatenate([[True], rng.random(n - 1) < 0.45]))
+        run = _run_numbers(starts, n)
+        times = rng.integers(-(2**62), 2**62, n)
+        ages = rng.choice([0.0, -0.0, 1.5, 7.0, 3e9, np.inf, -np.inf], n)
+        got = _per_run(np.minimum, times, run, len(starts), np.iinfo(np.int64).max)
+        np.testing.assert_array_equal(got, np.minimum.reduceat(times, starts))
+        got = _per_run(np.maximum, ages, run, len(starts), -np.inf)
+        want = np.maximum.reduceat(ages, starts)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_the_latest_time_per_customer_by_groups_as_by_a_scatter():
     """Each customer's latest email open, worked out by hand for a few rows; the same on the path of more than
     2**16 customers (``np.maximum.at``) and on a block's (a radix sort of the positions, then the groups)."""

@@ -146,14 +146,32 @@ def _sorted(pos: np.ndarray, time: np.ndarray, *then: np.ndarray, kind: str = "q
     return order, [packed.astype(pos.dtype, copy=False), *out]
 
 
-def _totals(pos: np.ndarray, time: np.ndarray, duration: np.ndarray, starts: np.ndarray, first: np.ndarray,
-            oldest: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per session (rows grouped by session, each group starting at ``starts``, ``first`` its earliest time and
-    ``oldest`` the age of its oldest day): its customer, start time, age and time on site in seconds."""
-    begin = np.repeat(first, np.diff(np.append(starts, len(time))))
-    ends = (time - begin) / _NS
+def _run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
+    """The number of each of ``n`` rows' run (the runs start at ``starts``, the first at row 0), from 0."""
+    run = np.zeros(n, dtype=np.intp)
+    run[starts[1:]] = 1
+    return np.cumsum(run, out=run)
+
+
+def _per_run(ufunc: np.ufunc, values: np.ndarray, run: np.ndarray, runs: int, initial: float) -> np.ndarray:
+    """``ufunc.reduceat(values, starts)`` (``ufunc``: ``np.maximum`` or ``np.minimum``; ``initial`` its
+    identity, left in no run as every run has a row; ``values`` without NaN) of the runs numbered ``run``:
+    by ``ufunc.at``, which
+    takes a quarter of reduceat's time for runs of about two rows (0.23 against 0.98 ms for the 172,000 site
+    events without a session id of 4,096 customers)."""
+    out = np.full(runs, initial, dtype=values.dtype)
+    ufunc.at(out, run, values)
+    return out
+
+
+def _totals(pos: np.ndarray, time: np.ndarray, duration: np.ndarray, starts: np.ndarray, run: np.ndarray,
+            first: np.ndarray, oldest: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per session (rows grouped by session, each group starting at ``starts``, ``run`` each row's
+    :func:`_run_numbers`, ``first`` a session's earliest time and ``oldest`` the age of its oldest day): its
+    customer, start time, age and time on site in seconds."""
+    ends = (time - first[run]) / _NS
     np.add(ends, duration, out=ends, where=~np.isnan(duration))  # an event without a duration ends at once
-    return pos[starts], first, oldest, np.maximum.reduceat(ends, starts)
+    return pos[starts], first, oldest, _per_run(np.maximum, ends, run, len(starts), -np.inf)
 
 
 def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.ndarray, ...]:
@@ -165,7 +183,8 @@ def _gap_sessions(ev: EventArrays, rows: np.ndarray, gap_ns: int) -> tuple[np.nd
     new = np.ones(len(rows), dtype=bool)
     new[1:] = (pos[1:] != pos[:-1]) | (np.diff(time) >= gap_ns)
     starts = np.flatnonzero(new)  # in order of time: a session's earliest event is its first, its day the oldest
-    return _totals(pos, time, ev.duration[rows], starts, time[starts], ev.age[rows[starts]])
+    return _totals(pos, time, ev.duration[rows], starts, _run_numbers(starts, len(rows)), time[starts],
+                   ev.age[rows[starts]])
 
 
 def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -180,8 +199,10 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     order = np.argsort(key, kind="stable")
     rows = rows[order]
     starts, time = run_starts(key[order]), ev.time[rows]
-    return _totals(ev.pos[rows], time, ev.duration[rows], starts, np.minimum.reduceat(time, starts),
-                   np.maximum.reduceat(ev.age[rows], starts))
+    run = _run_numbers(starts, len(rows))
+    return _totals(ev.pos[rows], time, ev.duration[rows], starts, run,
+                   _per_run(np.minimum, time, run, len(starts), np.iinfo(np.int64).max),
+                   _per_run(np.maximum, ev.age[rows], run, len(starts), -np.inf))
 
 
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
