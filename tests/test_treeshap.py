@@ -160,7 +160,10 @@ def test_thresholds_at_infinity_and_around_zero():
     rows[::3, 0] = rng.choice(tiny, len(rows[::3]))
     _assert_exact(edited, rows)
     _assert_trees_exact(edited, rows[:500])
-    assert TreeShap(edited, edited.current_iteration())._zero_row
+    dump = edited.dump_model()  # its +-inf thresholds written as +-1e300: the tables read the text's, and leave
+    before = str(dump)  # the dump's as they were
+    assert TreeShap(edited, edited.current_iteration(), dump)._zero_row
+    assert str(dump) == before
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +241,21 @@ def trained_features(model, trained):
 
     tables, info = trained["tables"], model.info
     return build_features(tables, tables.last_date(), info.config.features, model_population(model))
+
+
+def test_a_dump_given_is_read_not_changed(synthetic):
+    """The tables built from the caller's ``dump_model`` (shared with the batch walk, which reads its thresholds)
+    leave it as it was, and are the tables built from a dump of their own."""
+    import copy
+
+    booster, x = synthetic
+    it = booster.current_iteration()
+    dump = booster.dump_model(num_iteration=it)
+    before = copy.deepcopy(dump)
+    shared, own = TreeShap(booster, it, dump), TreeShap(booster, it)
+    assert dump == before
+    rows = _edge_rows(booster, x, 200, seed=6)
+    for row in rows:
+        (a, raw_a), (b, raw_b) = shared(row), own(row)
+        assert np.array_equal(a, b)
+        assert raw_a == raw_b

@@ -52,14 +52,16 @@ class TreeShap:
         booster: a ``lightgbm.Booster`` with one tree per iteration (binary or regression objectives) and
             constant leaves.
         num_iteration: trees used, from the first, as ``Booster.predict(num_iteration=...)``.
+        dump: the booster's ``dump_model(num_iteration=num_iteration)``, when the caller has it (read, not
+            changed).
 
     Raises:
         ValueError: for other kinds of models, paths longer than ``MAX_DEPTH`` splits and tables over 64 MB;
             callers then use LightGBM's own prediction.
     """
 
-    def __init__(self, booster: Any, num_iteration: int) -> None:
-        model = booster.dump_model(num_iteration=num_iteration)
+    def __init__(self, booster: Any, num_iteration: int, dump: dict | None = None) -> None:
+        model = dump or booster.dump_model(num_iteration=num_iteration)
         if model.get("num_tree_per_iteration", 1) != 1 or model.get("average_output"):
             raise ValueError("TreeShap handles models with one tree per iteration and summed outputs only")
         if booster.params.get("linear_tree"):
@@ -80,9 +82,8 @@ class TreeShap:
             found: dict[int, _Leaf] = {}
             first = len(splits)
             _walk(root, t, splits, found, [], [], [], [], [])
-            for split in splits[first:]:
-                if split["decision_type"] == "<=":
-                    split["threshold"] = thresholds[t][split["split_index"]]
+            splits[first:] = [{**split, "threshold": thresholds[t][split["split_index"]]}  # the dump's own unchanged
+                              if split["decision_type"] == "<=" else split for split in splits[first:]]
             total = float(root["internal_count"])
             expected = 0.0
             for index in sorted(found):  # Tree::ExpectedValue, leaves in index order
