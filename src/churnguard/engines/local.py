@@ -150,10 +150,12 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
     as the census read them, before validation (the caller confirms it on the validated timestamps).
 
     Each chunk is read once: its census is taken and its rows split in one pass (:func:`_census_split`), into
-    the buckets the files' sizes ask for. When the rows the census counted ask for more, the chunks are read
-    and split again into those; the text date columns of a decided style are read again for the census in
-    that style (:func:`churnguard.engines.partitions.check_styles`)."""
-    n = partitions or auto_partitions(files)
+    the buckets the files ask for before a row is read (:func:`input_partitions`: their sizes and the rows a
+    Parquet file's metadata records, which the census counts alike). When the rows the census counted ask for
+    another number (text files, whose rows only the census counts), the chunks are read and split again into
+    those; the text date columns of a decided style are read again for the census in that style
+    (:func:`churnguard.engines.partitions.check_styles`)."""
+    n = partitions or input_partitions(files)
     census = _census_split(sources, data_config, n, work)
     spec = parts.decide(sources, census, data_config)
     wanted = partitions or auto_partitions(files, sum(spec.rows.values()))
