@@ -100,7 +100,7 @@ def main() -> None:
             results["- records_features"] = _best(
                 lambda: records_features(customers, as_of, cfg, population), calls, repeats)
             results["- score_columns"] = _best(
-                lambda: score_columns(model, cols, levels, playbook), calls, repeats)
+                lambda: score_columns(model, cols, levels, playbook, as_of=as_of), calls, repeats)
             results["  - model.explain (contributions + probability)"] = _best(
                 lambda: model.explain(matrix), calls, repeats)
             results["    - Booster.predict(pred_contrib=True)"] = _best(

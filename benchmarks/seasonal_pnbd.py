@@ -22,6 +22,8 @@ with a flat season, with the fitted season, and with the simulation's season (hi
 probabilities onto the fitted Pareto/NBD's by an isotonic regression over today's customers (no outcome
 used: the model's ranking with the Pareto/NBD's level, what training does without a backtest), and gives the
 customers silent longer than any the model learned from (``support_days``) the Pareto/NBD's own probability.
+Training does both now (``churnguard.model._modelcore.BeyondSupport``), so the deployed model's line is the
+package's answer, and the two lines after it apply the steps once more to its probabilities.
 
     python benchmarks/seasonal_pnbd.py --world 2              # about 1 minute on 2 cores
     python benchmarks/seasonal_pnbd.py --world 2 --transfer   # and the deployed model (about 1 minute more)
@@ -46,7 +48,7 @@ from churnguard.features.kernel import day_numbers
 from churnguard.labels import make_labels
 from churnguard.training.evaluation import expected_calibration_error
 from churnguard.training.level import PurchaseDays
-from churnguard.training.seasonal import GRID, SAMPLE, Histories, fit_seasonal_pnbd
+from churnguard.training.seasonal import GRID, SAMPLE, fit_seasonal_pnbd, purchase_histories
 
 
 def purchase_days(transactions: pd.DataFrame, today: pd.Timestamp) -> tuple[PurchaseDays, np.ndarray]:
@@ -74,7 +76,7 @@ def main(argv: list[str]) -> None:
                               end=str((today + pd.Timedelta(days=world.horizon)).date()), churn_scale=world.churn_scale)
     outcome = make_labels(full.transactions, today, world.horizon, load_config().labels.lookback_days)
     purchases, ids = purchase_days(_cut(full, today).transactions, today)
-    h, _ = Histories.of(purchases)
+    h, _ = purchase_histories(purchases)
     fits = {"flat": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=np.ones(12)),
             "fitted": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid),
             "hindsight": fit_seasonal_pnbd(purchases, sample=args.sample, grid=args.grid, season=_SEASON)}

@@ -25,6 +25,9 @@ hand-made customers:
   config), no ``--as-of``;
 - ``iso-curve``: as ``iso-as-of``, scored with the session's model trained with a churn curve
   (``labels.horizons`` 30, 60, 90, 180): its ``churn_probability_<h>d`` columns are compared too (to 1e-12);
+- ``iso-beyond``: as ``iso-curve``, with that model given the purchases' seasonal model for the customers
+  silent longer than 100 days (``BeyondSupport``, as training adds it for a history too short for a backtest):
+  their probabilities and curves come from it;
 - ``after-as-of``: as ``iso-as-of``, plus customers whose only activity (a purchase, a ticket, or both) is
   after as_of, one with a purchase on as_of and another the minute after, and three at the lookback's edge
   (lost, lapsing, never bought).
@@ -80,7 +83,8 @@ REFERENCE = "local-1"
 ENGINES = ("local-3", "dask", "http")  # each compared with the reference
 LABELS = {"local-1": "score --partitions 1", "local-3": "score --partitions 3", "dask": "score --engine dask",
           "http": "POST /predict"}
-CASES = ("iso-as-of", "iso-last-day", "day-first-last-day", "after-as-of", "iso-curve")
+CASES = ("iso-as-of", "iso-last-day", "day-first-last-day", "after-as-of", "iso-curve", "iso-beyond")
+BEYOND_DAYS = 100  # the support of the iso-beyond case's model
 CURVE = "churn_probability_"  # the prefix of the churn curve's columns (a model trained with labels.horizons)
 
 # Input columns as the HTTP body types them (every other column is text).
@@ -101,6 +105,7 @@ class Case:
     date_format: str | None = None
     config: Path | None = None
     curve: bool = False  # scored with the session's model with a churn curve
+    beyond: bool = False  # ... and the purchases' seasonal model beyond a support of BEYOND_DAYS
 
 
 @dataclass(frozen=True)
@@ -365,12 +370,15 @@ class Battery:
                                        None, _last_day(day_first), DAY_FIRST, config),
             "after-as-of": Case("after-as-of", _write(late, self.root / "after-as-of"), AS_OF, _last_day(late)),
             "iso-curve": Case("iso-curve", iso, AS_OF, _last_day(demo), curve=True),
+            "iso-beyond": Case("iso-beyond", iso, AS_OF, _last_day(demo), curve=True, beyond=True),
         }
 
     def model(self, case: Case) -> Path:
         """The session's model; for a case with its own date format, a small model trained with the case's
         config on the case's files (``score`` reads the files with the model's data settings); for the curve
         case, the session's model with a churn curve."""
+        if case.beyond:
+            return self._beyond_model()
         if case.curve:
             return self.curve_model
         if case.config is None:
@@ -383,6 +391,23 @@ class Battery:
                          "--tracking-uri", f"sqlite:///{self.root / 'mlflow.db'}"])
             self.day_first_model = out
         return self.day_first_model
+
+    def _beyond_model(self) -> Path:
+        path = self.root / "beyond-model" / "model.zip"
+        if not path.exists():
+            from dataclasses import replace
+
+            from churnguard.model import ChurnModel
+            from churnguard.model._modelcore import BeyondSupport, SeasonalParetoNBD
+
+            model = ChurnModel.load(self.curve_model)
+            season = (0.8, 0.8, 0.9, 1.0, 1.0, 0.9, 0.8, 0.9, 1.0, 1.1, 1.3, 1.5)
+            purchases = SeasonalParetoNBD(1.2, 3.0, 0.8, 25.0, tuple(np.array(season) / np.mean(season)))
+            model.beyond_ = BeyondSupport(BEYOND_DAYS, model.info.config.labels.horizon_days, AS_OF, purchases)
+            model.info = replace(model.info, summary={**model.info.summary, "support_days": BEYOND_DAYS})
+            path.parent.mkdir()
+            model.save(path)
+        return path
 
     def scheduler(self) -> str:
         if self.address is None:
@@ -489,6 +514,19 @@ def test_scores_equal_the_single_partition_run(battery, case, engine):
     assert len(curve) == (4 if battery.cases[case].curve else 0), list(want.columns)
     diff = _scores_diff(want, got, LABELS[REFERENCE], LABELS[engine])
     assert not diff, f"case {case}: {LABELS[engine]} does not score as {LABELS[REFERENCE]} does:\n{diff}"
+
+
+def test_customers_beyond_the_support_get_the_purchases_model_s_probability(battery):
+    from churnguard.scoring import reasons
+
+    plain, beyond = battery.outcome("iso-curve", REFERENCE).scores, battery.outcome("iso-beyond", REFERENCE).scores
+    said = reasons.beyond_support_text(BEYOND_DAYS, rhythm=True)
+    told = beyond[["reason_1", "reason_2", "reason_3"]].eq(said).any(axis=1)
+    curve = [c for c in beyond.columns if c.startswith(CURVE)]
+    changed = (plain[["churn_probability", *curve]] - beyond[["churn_probability", *curve]]).abs().max(axis=1) > 0
+    assert told.sum() > 5
+    assert (~told & beyond["churn_probability"].notna()).sum() > 5
+    assert (changed == told).all()  # exactly the customers told so get other probabilities
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -15,7 +15,7 @@ from churnguard.features import build_features
 from churnguard.features.kernel import day_numbers
 from churnguard.training.evaluation import expected_calibration_error
 from churnguard.training.level import PurchaseDays
-from churnguard.training.seasonal import Histories, SeasonalParetoNBD, fit_seasonal_pnbd
+from churnguard.training.seasonal import Histories, SeasonalParetoNBD, fit_seasonal_pnbd, purchase_histories
 
 
 def _day(iso: str) -> int:
@@ -26,7 +26,7 @@ def test_histories_by_hand():
     # Customer 0 bought on 5 and 20 January and 2 March (two repeat days: January and March); customer 1 once.
     days = PurchaseDays.of(np.array([0, 1, 0, 0, 0]), np.array([_day(d) for d in (
         "2024-01-20", "2024-02-10", "2024-01-05", "2024-03-02", "2024-01-20")]), pd.Timestamp("2024-03-31"))
-    h, months = Histories.of(days)
+    h, months = purchase_histories(days)
     assert h.first.tolist() == [_day("2024-01-05"), _day("2024-02-10")]
     assert h.last.tolist() == [_day("2024-03-02"), _day("2024-02-10")]
     assert h.repeats.tolist() == [2.0, 0.0]
@@ -42,7 +42,7 @@ def test_histories_from_features_are_those_of_the_purchase_days():
     feats = feats[feats["bg_frequency"].notna()].sort_values("customer_id")
     bought = data.transactions[data.transactions["amount"] > 0].sort_values("customer_id")
     codes, ids = pd.factorize(bought["customer_id"], sort=True)
-    h, _ = Histories.of(PurchaseDays.of(codes, day_numbers(bought["timestamp"].to_numpy()), today))
+    h, _ = purchase_histories(PurchaseDays.of(codes, day_numbers(bought["timestamp"].to_numpy()), today))
     mine = Histories.of_features(feats, today)
     assert list(ids) == feats["customer_id"].tolist()
     np.testing.assert_array_equal(mine.first, h.first)
@@ -89,7 +89,7 @@ def test_the_season_is_recovered_and_no_purchase_is_calibrated(shop):
     fitted = fit_seasonal_pnbd(purchases)
     assert np.abs(np.array(fitted.season) - SEASON / SEASON.mean()).max() < 0.08  # 0.043 when written
     assert np.mean(fitted.season) == pytest.approx(1.0)
-    h, _ = Histories.of(purchases)
+    h, _ = purchase_histories(purchases)
     customers = np.unique(purchases.customer)
     quiet = (~np.isin(customers, bought_after)).astype(float)
     p = fitted.no_purchase(h, today, 182)
@@ -134,7 +134,7 @@ def test_too_few_customers_give_no_level_and_single_purchases_fit_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow or invalid-value warning reaches the user's screen
         level = purchases_level(once)
-        p = None if level is None else level.no_purchase(Histories.of(once)[0], pd.Timestamp("2024-12-31"), 182)
+        p = None if level is None else level.no_purchase(purchase_histories(once)[0], pd.Timestamp("2024-12-31"), 182)
     # nobody came back: whatever the fit, no customer is expected to buy again
     assert p is None or (p > 0.99).all()
 

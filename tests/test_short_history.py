@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from churnguard.config import LabelConfig, SnapshotConfig, load_config
-from churnguard.dataset import validate_tables
+from churnguard.dataset import load_tables, validate_tables
 from churnguard.demo import generate_demo_data, write_demo_data
+from churnguard.features import build_features
+from churnguard.model._modelcore import BeyondSupport, Histories, SeasonalParetoNBD
 from churnguard.scoring import reasons
-from churnguard.scoring.score import REASON_COLUMNS
+from churnguard.scoring.score import REASON_COLUMNS, model_population
 from churnguard.training.evaluation import model_card, support_sentence
 from churnguard.training.procedure import fit_procedure, judge, plan_training
 from churnguard.training.run import LocalRows, support_facts, with_schedule
@@ -80,6 +82,10 @@ def test_support_sentence_says_who_is_beyond_and_what_removes_the_gap():
         "snapshot); 18.4% of today's customers have been silent longer and get the probability of the longest "
         "silence it learned from, likely too low for them. With 547 days of history (labels.lookback_days + "
         "horizon_days) it learns from every silence of the lookback window")
+    # With the purchases' seasonal model (short histories without a backtest), it gives them their probability.
+    assert "and get the probability of the purchases' seasonal model instead, which follows their own buying " \
+           "rhythm and silence (the trees would give them that of the longest silence they learned from). With " \
+           "547 days" in support_sentence({**s, "level_correction": "purchases"})
 
 
 def test_support_facts_use_no_purchase_after_today():
@@ -228,10 +234,25 @@ def test_train_cli_on_a_year_with_a_half_year_horizon(tmp_path):
     # Each scored customer silent longer than 183 days is told so among their reasons; no other customer is.
     silent = (pd.to_datetime(scores["as_of"]) - pd.to_datetime(scores["last_purchase_date"])).dt.days
     beyond = (scores["churn_probability"] != "") & (silent > 183)
-    told = scores[REASON_COLUMNS].apply(lambda row: reasons.beyond_support_text(183) in row.tolist(), axis=1)
+    told = scores[REASON_COLUMNS].apply(
+        lambda row: reasons.beyond_support_text(183, rhythm=True) in row.tolist(), axis=1)
     assert beyond.any()
     assert (~beyond).any()
     assert (told == beyond).all()
+    # They get the purchases' seasonal model's probability: the one the model file keeps, as of today, for the
+    # model's horizon; `score` and the model's own predict_proba agree on every customer.
+    assert model.beyond_ == BeyondSupport(183, 182, "2024-12-31", SeasonalParetoNBD.from_facts(info.summary["level_purchases"]))
+    tables = load_tables(paths["transactions"], paths["tickets"], paths["customers"], config=info.config.data)
+    feats = build_features(tables, pd.Timestamp("2024-12-31"), info.config.features, model_population(model))
+    feats = feats.set_index("customer_id").loc[scores.loc[scores["churn_probability"] != "", "customer_id"]]
+    mine, proba = model.predict_proba(feats), scores.set_index("customer_id")["churn_probability"]
+    np.testing.assert_allclose(pd.to_numeric(proba).loc[feats.index], mine, rtol=0, atol=5e-5 + 1e-12)  # 4 places
+    trees = model.calibrator_.probability(model.predict_raw(feats))
+    far = feats["recency_days"].to_numpy() > 183
+    assert (mine[~far] == trees[~far]).all()
+    assert np.abs(mine[far] - trees[far]).mean() > 0.01
+    h = Histories.of_features(feats[far], "2024-12-31")
+    np.testing.assert_allclose(mine[far], model.beyond_.purchases.no_purchase(h, "2024-12-31", 182), rtol=0, atol=1e-12)
 
 
 def test_run_training_keeps_the_configured_schedule_on_long_data(trained):

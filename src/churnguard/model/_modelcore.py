@@ -16,6 +16,11 @@ standard library, numpy, pandas and (when loading) LightGBM.
   ``[PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]``; then the level correction (``Calibrator.shift``: added to
   the log-odds, the same for every customer; ``Calibrator.power``: the probability raised to it, a purchase
   intensity ratio; both keep the order); the probability returned is clipped to ``[0, 1]``.
+- beyond the support (optional, :class:`BeyondSupport`): a customer silent longer than any customer the model
+  learned from gets, instead, the chance of no purchase in the horizon of the purchases' seasonal Pareto/NBD
+  (:class:`SeasonalParetoNBD`), which, unlike trees, follows a silence past the ones it saw; the day it is
+  computed as of is the input's ``as_of`` column, else the day the model was trained as of. This part also
+  imports SciPy (a requirement of LightGBM).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ MODEL_JSON = "model.json"  # features, levels, best iteration, calibrator, setti
 BOOSTER_TXT = "booster.txt"  # LightGBM's text model, up to the best iteration
 CURVE_TXT = "curve_booster.txt"  # the churn curve's LightGBM text model (only in a model with a curve)
 HORIZON_FEATURE = "horizon_days"  # the churn curve model's input that holds the horizon
+GRID = 16  # quantiles per Gamma distribution in the Pareto/NBD's mixing grid
+_MONTH = 12 / 365.25  # a day in months
+_CHUNK = 16_384  # customers per block of the Pareto/NBD's grid (a block holds about 100 MB of it)
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -206,6 +214,190 @@ class Curve:
                    {str(c): list(v) for c, v in data["categories"].items()}, horizons, calibrators)
 
 
+# -- the purchases' seasonal model, for customers silent longer than the model learned from --------------
+
+
+def day_number(day: Any) -> int:
+    """Days since 1970-01-01 of a date (a ``Timestamp``, ``datetime64`` or ISO text), its time of day dropped."""
+    return int(np.datetime64(pd.Timestamp(day).normalize().date(), "D").astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Customers' purchase days (days since 1970-01-01): the first, the last and the number of repeat days."""
+
+    first: np.ndarray
+    last: np.ndarray
+    repeats: np.ndarray
+
+    @classmethod
+    def of_features(cls, features: Mapping[str, Any], today: Any) -> Histories:
+        """The histories of customers with a purchase from their features as of ``today`` (``bg_age_days``,
+        ``recency_days``: ages of the first and newest purchase days; ``bg_frequency``: repeat days)."""
+        day = day_number(today)
+        return cls(day - np.asarray(features["bg_age_days"], dtype="float64").astype("int64"),
+                   day - np.asarray(features["recency_days"], dtype="float64").astype("int64"),
+                   np.asarray(features["bg_frequency"], dtype="float64"))
+
+    def __getitem__(self, rows: Any) -> Histories:
+        return Histories(self.first[rows], self.last[rows], self.repeats[rows])
+
+
+def calendar_month(days: np.ndarray) -> np.ndarray:
+    """0 for January .. 11 for December, of day numbers."""
+    return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
+
+
+def clock_origin(first: np.ndarray) -> int:
+    """The day the seasonal clock starts: 1970-01-01 (day 0), or the earliest of the ``first`` purchase days
+    when before it; a fixed day, so a customer's clock readings, and their probability, are the same whichever
+    customers are computed with them."""
+    return min(0, int(np.min(first))) if len(first) else 0
+
+
+def seasonal_clock(season: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Seasonal months elapsed from the start of a run of days (their calendar ``months``,
+    :func:`calendar_month`) to the start of each of them and of the day after the last."""
+    return np.concatenate([[0.0], np.cumsum(season[months] * _MONTH)])
+
+
+def gamma_grid(r: float, alpha: float, s: float, beta: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mixing grid: ``k`` mid-quantiles of ``Gamma(r, alpha)`` (a column) and of ``Gamma(s, beta)`` (a row)."""
+    from scipy.stats import gamma
+
+    q = (np.arange(k) + 0.5) / k
+    return gamma.ppf(q, r, scale=1 / alpha)[:, None], gamma.ppf(q, s, scale=1 / beta)[None, :]
+
+
+def log_terms(lam: np.ndarray, mu: np.ndarray, clock: np.ndarray, h: Histories, origin: int, today: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer and grid point, the log-likelihood of the history ending alive at the end of ``today``,
+    and ending gone between the last purchase and then (Pareto/NBD on the seasonal ``clock``)."""
+    first, last, now = clock[h.first - origin], clock[h.last - origin], clock[today + 1 - origin]
+    total = (lam + mu)[None]
+    t, tx = (now - first)[:, None, None], (last - first)[:, None, None]
+    base = h.repeats[:, None, None] * np.log(lam)[None]
+    alive = base - total * t
+    with np.errstate(divide="ignore"):  # bought today: no time to leave, log 0
+        gone = base + np.log(mu / (lam + mu))[None] - total * tx + np.log(-np.expm1(-total * (t - tx)))
+    return alive, gone
+
+
+@dataclass(frozen=True)
+class SeasonalParetoNBD:
+    """A Pareto/NBD on a seasonal clock: while alive, a customer buys at rate ``lam * s(t)`` and leaves at rate
+    ``mu * s(t)``, with ``lam ~ Gamma(r, alpha)`` and ``mu ~ Gamma(s, beta)`` across customers (time in months)
+    and ``s(t)`` one value per calendar month, ``season`` January..December (mean 1). Fitted by
+    ``churnguard.training.seasonal``."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    season: tuple[float, ...]
+
+    def facts(self) -> dict[str, Any]:
+        """For the summary, the model card and the model file (:meth:`from_facts` reads it back)."""
+        return {"r": self.r, "alpha": self.alpha, "s": self.s, "beta": self.beta, "season": list(self.season)}
+
+    @classmethod
+    def from_facts(cls, data: Mapping[str, Any]) -> SeasonalParetoNBD:
+        """Parse :meth:`facts`; a missing or bad field raises KeyError, TypeError or ValueError."""
+        season = tuple(float(v) for v in data["season"])
+        if len(season) != 12:
+            raise ValueError(f"a season has 12 months, not {len(season)}")
+        return cls(float(data["r"]), float(data["alpha"]), float(data["s"]), float(data["beta"]), season)
+
+    def no_purchase(self, h: Histories, today: Any, horizon: int, grid: int = GRID) -> np.ndarray:
+        """Each customer's chance of no purchase in the ``horizon`` days after ``today``: the posterior chance of
+        "gone by today" plus "alive today and no purchase before leaving or the horizon's end", the horizon's
+        months taking the season's value of the same calendar month. Computed in blocks of customers."""
+        from scipy.special import logsumexp
+
+        today = day_number(today)
+        origin = clock_origin(h.first)
+        clock = seasonal_clock(np.asarray(self.season), calendar_month(np.arange(origin, today + horizon + 2)))
+        lam, mu = gamma_grid(self.r, self.alpha, self.s, self.beta, grid)
+        span = clock[today + horizon + 1 - origin] - clock[today + 1 - origin]
+        total = lam + mu
+        quiet = np.log(mu / total * -np.expm1(-total * span) + np.exp(-total * span))[None]
+        out = np.empty(len(h.first))
+        for start in range(0, len(out), _CHUNK):
+            alive, gone = log_terms(lam, mu, clock, h[start:start + _CHUNK], origin, today)
+            gone = logsumexp(gone, axis=(1, 2))
+            out[start:start + _CHUNK] = np.exp(np.logaddexp(gone, logsumexp(alive + quiet, axis=(1, 2)))
+                                               - np.logaddexp(gone, logsumexp(alive, axis=(1, 2))))
+        return out
+
+
+@dataclass(frozen=True)
+class BeyondSupport:
+    """Who the purchases' model scores instead of the trees: customers silent longer than ``support_days``,
+    the longest silence a customer the model learned from could have (trees do not extrapolate: they would
+    get the probability of that silence, too low for them).
+
+    Attributes:
+        support_days: the longest silence (days since the last purchase) the model learned from.
+        horizon_days: the model's horizon.
+        as_of: the day the model was trained as of (ISO), used for an input without an ``as_of`` column.
+        purchases: the purchases' seasonal model.
+    """
+
+    support_days: int
+    horizon_days: int
+    as_of: str
+    purchases: SeasonalParetoNBD
+
+    def rows(self, recency_days: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        """The customers (a mask) with a probability whose silence is beyond the support."""
+        recency = np.asarray(recency_days, dtype="float64")
+        return ~np.isnan(probability) & (np.nan_to_num(recency, nan=-1.0) > self.support_days)
+
+    def apply(self, probability: np.ndarray, features: Mapping[str, Any], as_of: Any = None,
+              horizon: int | None = None) -> np.ndarray:
+        """``probability`` (one per customer of ``features``, NaN for a customer without one) with the
+        customers beyond the support given the purchases' chance of no purchase in ``horizon`` days (the
+        model's horizon by default) after ``as_of`` (one day, or one per customer; by default the features'
+        ``as_of`` column, else :attr:`as_of`). Features without ``recency_days``, ``bg_age_days`` or
+        ``bg_frequency`` leave it as it is."""
+        if any(c not in features for c in ("recency_days", "bg_age_days", "bg_frequency")):
+            return probability
+        beyond = self.rows(features["recency_days"], probability)
+        if not beyond.any():
+            return probability
+        if as_of is None:
+            as_of = features.get("as_of", self.as_of)
+        stamps = pd.to_datetime([as_of] if np.ndim(as_of) == 0 else np.asarray(as_of))
+        days = np.broadcast_to(stamps.to_numpy().astype("datetime64[D]"), beyond.shape)
+        out = np.array(probability, dtype="float64")
+        chosen = {c: np.asarray(features[c], dtype="float64")[beyond] for c in ("recency_days", "bg_age_days",
+                                                                                 "bg_frequency")}
+        rows, day = beyond.nonzero()[0], days[beyond]
+        for today in np.unique(day):
+            mine = day == today
+            h = Histories.of_features({c: v[mine] for c, v in chosen.items()}, today)
+            out[rows[mine]] = self.purchases.no_purchase(h, today, horizon or self.horizon_days)
+        return out
+
+    def apply_curve(self, probabilities: np.ndarray, features: Mapping[str, Any], horizons: Sequence[int],
+                    as_of: Any = None) -> np.ndarray:
+        """:meth:`apply` to each column of a churn curve (rows x ``horizons``); still non-increasing along each
+        row, since the purchases' chance of no purchase falls with the horizon."""
+        return np.column_stack([self.apply(probabilities[:, k], features, as_of, h) for k, h in enumerate(horizons)]
+                               ) if len(horizons) else probabilities
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON part (``model.json``'s ``beyond_support``)."""
+        return {"support_days": self.support_days, "horizon_days": self.horizon_days, "as_of": self.as_of,
+                "purchases": self.purchases.facts()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BeyondSupport:
+        """Parse :meth:`to_dict`'s output; a missing or bad field raises KeyError, TypeError or ValueError."""
+        return cls(int(data["support_days"]), int(data["horizon_days"]), str(pd.Timestamp(data["as_of"]).date()),
+                   SeasonalParetoNBD.from_facts(data["purchases"]))
+
+
 # -- the model file ----------------------------------------------------------------------------------------
 
 
@@ -215,7 +407,8 @@ class StandaloneModel:
 
     ``document`` is the whole parsed ``model.json`` (churnguard reads its settings and training info from it).
     The booster holds only the trees up to the best iteration, so LightGBM predicts with all of them.
-    ``curve``: the churn curve, when the model was trained with several horizons.
+    ``curve``: the churn curve, when the model was trained with several horizons. ``beyond``: who the purchases'
+    model scores instead of the trees, when training fitted one (:class:`BeyondSupport`).
     """
 
     booster: Any
@@ -225,6 +418,7 @@ class StandaloneModel:
     best_iteration: int
     document: Mapping[str, Any]
     curve: Curve | None = None
+    beyond: BeyondSupport | None = None
 
     @classmethod
     def from_members(cls, model_json: bytes, booster_txt: bytes, curve_txt: bytes | None = None) -> StandaloneModel:
@@ -240,8 +434,9 @@ class StandaloneModel:
         if "curve" in doc and curve_txt is None:
             raise KeyError(CURVE_TXT)
         curve = Curve.from_members(doc["curve"], curve_txt) if "curve" in doc else None
+        beyond = BeyondSupport.from_dict(doc["beyond_support"]) if doc.get("beyond_support") else None
         return cls(lgb.Booster(model_str=booster_txt.decode()), [str(c) for c in doc["feature_names"]], categories,
-                   Calibrator.from_dict(doc["calibrator"]), int(doc["best_iteration"]), doc, curve)
+                   Calibrator.from_dict(doc["calibrator"]), int(doc["best_iteration"]), doc, curve, beyond)
 
     @classmethod
     def load(cls, path: str | Path) -> StandaloneModel:
@@ -251,9 +446,11 @@ class StandaloneModel:
             return cls.from_members(zf.read(MODEL_JSON), zf.read(BOOSTER_TXT), curve)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of churn, one value per row of model features."""
+        """Calibrated probability of churn, one value per row of model features (an optional ``as_of`` column:
+        the day each row's features are as of, for the customers :attr:`beyond` the support)."""
         raw = self.booster.predict(feature_matrix(features, self.feature_names, self.categories))
-        return self.calibrator.probability(raw)
+        proba = self.calibrator.probability(raw)
+        return proba if self.beyond is None else self.beyond.apply(proba, features)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray | pd.DataFrame:
         """The MLflow model's output: :meth:`predict_proba`; with a curve, a frame of ``churn_probability``
@@ -261,5 +458,8 @@ class StandaloneModel:
         proba = self.predict_proba(features)
         if self.curve is None:
             return proba
-        return pd.concat([pd.DataFrame({"churn_probability": proba}, index=features.index),
-                          self.curve.predict(features)], axis=1).reset_index(drop=True)
+        curve = self.curve.predict(features)
+        if self.beyond is not None:
+            curve[:] = self.beyond.apply_curve(curve.to_numpy(), features, self.curve.horizons)
+        return pd.concat([pd.DataFrame({"churn_probability": proba}, index=features.index), curve],
+                         axis=1).reset_index(drop=True)

@@ -8,7 +8,8 @@ Model file (format 2): a zip archive of data only, so loading it never runs code
 * ``manifest.json``: the format version, the package version and each other member's size and SHA-256;
 * ``model.json``: feature names, categories, best iteration, settings, the calibrator
   (:meth:`~churnguard.model._modelcore.Calibrator.to_dict`) and the
-  :class:`~churnguard.model.info.ModelInfo` (``info``);
+  :class:`~churnguard.model.info.ModelInfo` (``info``); for a model with one, who the purchases' seasonal
+  model scores instead (``beyond_support``: :class:`~churnguard.model._modelcore.BeyondSupport`);
 * ``booster.txt``: LightGBM's own text model, up to the best iteration;
 * ``curve_booster.txt`` (only for a model trained with several horizons): the churn curve's LightGBM text
   model; ``model.json``'s ``curve`` holds its inputs, horizons and calibrators
@@ -94,7 +95,9 @@ class ChurnModel:
             :func:`churnguard.training.run.run_training`; None for a model fitted on its own.
 
     Learned state besides the trees: ``curve_``, the churn curve over several horizons
-    (:class:`~churnguard.model._modelcore.Curve`), or None (the class default) for a model of one horizon.
+    (:class:`~churnguard.model._modelcore.Curve`), or None (the class default) for a model of one horizon;
+    ``beyond_``, who the purchases' seasonal model scores instead of the trees
+    (:class:`~churnguard.model._modelcore.BeyondSupport`), or None (the class default).
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +107,8 @@ class ChurnModel:
     seed: int = 42
     monotone_constraints: dict[str, int] = field(default_factory=dict)
     info: ModelInfo | None = None
-    curve_ = None  # not a field: learned state, set by training or load
+    curve_ = None  # not fields: learned state, set by training or load
+    beyond_ = None
 
     def fit(self, x_train: pd.DataFrame, y_train, x_valid: pd.DataFrame, y_valid) -> ChurnModel:
         """Train on ``x_train``, early-stop and calibrate on ``x_valid`` (a later snapshot).
@@ -193,9 +197,11 @@ class ChurnModel:
         return self.booster_.predict(self.prepare(features), num_iteration=self.best_iteration_)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of churn within the horizon, one value per row."""
+        """Calibrated probability of churn within the horizon, one value per row; customers beyond the
+        support (``beyond_``) get the purchases' model's, as of the features' ``as_of``."""
         self._check_fitted()
-        return self.calibrator_.probability(self.predict_raw(features))
+        proba = self.calibrator_.probability(self.predict_raw(features))
+        return proba if self.beyond_ is None else self.beyond_.apply(proba, features)
 
     def predict_curve(self, features: pd.DataFrame) -> pd.DataFrame:
         """Calibrated probability of churn within each horizon of the curve (``churn_probability_<h>d``
@@ -203,7 +209,10 @@ class ChurnModel:
         self._check_fitted()
         if self.curve_ is None:
             return pd.DataFrame(index=features.index)
-        return self.curve_.predict(features)
+        curve = self.curve_.predict(features)
+        if self.beyond_ is not None:
+            curve[:] = self.beyond_.apply_curve(curve.to_numpy(), features, self.curve_.horizons)
+        return curve
 
     def proba_from_raw_score(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from LightGBM's raw scores (log-odds): its sigmoid, as LightGBM computes it,
@@ -249,6 +258,8 @@ class ChurnModel:
         }
         if self.curve_ is not None:
             document["curve"] = self.curve_.to_dict()
+        if self.beyond_ is not None:
+            document["beyond_support"] = self.beyond_.to_dict()
         members = {  # NaN (an undefined metric, say) is written as JSON's common NaN extension, read back as NaN
             MODEL_JSON: json.dumps(document, indent=1).encode(),
             BOOSTER_TXT: self.booster_.model_to_string(num_iteration=self.best_iteration_).encode(),
@@ -291,6 +302,7 @@ class ChurnModel:
                                  f"({type(exc).__name__}: {exc}); retrain the model") from None
         model.booster_, model.feature_names_, model.categories_ = core.booster, core.feature_names, core.categories
         model.calibrator_, model.best_iteration_, model.curve_ = core.calibrator, core.best_iteration, core.curve
+        model.beyond_ = core.beyond
         return model
 
 

@@ -660,21 +660,24 @@ def unscored_texts(stage: np.ndarray, recency_days: np.ndarray, lookback_days: i
     return out
 
 
-def beyond_support_text(support_days: int) -> str:
+def beyond_support_text(support_days: int, *, rhythm: bool = False) -> str:
     """The remark for a scored customer silent longer than ``support_days``, the longest silence the model
-    learned from: trees do not extrapolate, so they get the probability of that silence, likely too low."""
-    return (f"silent longer than any customer the model learned from ({format_days(support_days)}): likely at "
-            "higher risk than shown")
+    learned from: trees do not extrapolate, so they get the probability of that silence, likely too low; with
+    ``rhythm``, the model has the purchases' seasonal model for them, which gives their probability."""
+    said = f"silent longer than any customer the model learned from ({format_days(support_days)})"
+    if rhythm:
+        return f"{said}: the chance comes from their own buying rhythm and how long they have been silent"
+    return f"{said}: likely at higher risk than shown"
 
 
-def with_beyond_support(texts: np.ndarray, beyond: np.ndarray, support_days: int) -> None:
+def with_beyond_support(texts: np.ndarray, beyond: np.ndarray, support_days: int, *, rhythm: bool = False) -> None:
     """Put :func:`beyond_support_text` among the reasons (``n x N_REASONS``, '' where none, changed in place)
     of the customers ``beyond`` the model's support: in their first free slot, else in place of the last."""
     rows = beyond.nonzero()[0]
     if len(rows):
         free = texts[rows] == ""
         slot = np.where(free.any(axis=1), free.argmax(axis=1), texts.shape[1] - 1)
-        texts[rows, slot] = beyond_support_text(support_days)
+        texts[rows, slot] = beyond_support_text(support_days, rhythm=rhythm)
 
 
 def set_aside_text(rows: int) -> str:

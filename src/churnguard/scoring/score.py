@@ -12,12 +12,12 @@ rows of the scores file."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -82,13 +82,15 @@ def model_population(model: ChurnModel) -> Population:
 
 
 def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
-                  playbook: Playbook, *, reasons_for: str = "all") -> dict[str, np.ndarray]:
+                  playbook: Playbook, *, as_of: Any, reasons_for: str = "all") -> dict[str, np.ndarray]:
     """Stage, probability, band, tier, value, reasons, action and expected value for ``n`` customers' features.
 
     Only customers of the model's population (a purchase in the last ``lookback_days``, the stages ``new`` to
     ``lapsing``) get a probability; the others (``lost``, ``never_bought``) get NaN, their stage as band and,
     as ``reason_1``, why they have no probability (``churnguard.scoring.rules``). A scored customer silent
-    longer than any the model learned from (``ModelInfo.support_days``) has that said among their reasons.
+    longer than any the model learned from (``ModelInfo.support_days``) has that said among their reasons;
+    with a model that has the purchases' seasonal model for them (``ChurnModel.beyond_``), they get its
+    probability instead of the trees'.
 
     Args:
         model: a loaded model (risk bands, VIP cut-off, SLA and lookback from its ``info``).
@@ -96,6 +98,7 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
             ``levels`` (-1 when unknown).
         levels: the levels of each categorical feature in ``cols``.
         playbook: the ordered action rules.
+        as_of: the day the features are as of (one, or one per customer).
         reasons_for: ``all`` rows, ``at_risk`` (skip the contributions for the ``low`` band, faster) or
             ``none`` (no contributions: only the unscored customers' reasons; the probabilities alone, for a
             drift check).
@@ -108,10 +111,14 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     recency = np.asarray(cols["recency_days"], dtype="float64")
     stage = rules.lifecycle_stage(recency, cols["bg_age_days"], lookback)
     scored = rules.in_population(stage)
-    contrib, prob_in = _explain(model, _matrix(model.feature_names_, model.categories_, cols, levels, scored),
-                                reasons_for, info.risk_bands)
-    prob = np.full(n, np.nan)
-    prob[scored] = prob_in
+
+    def probabilities(scored_prob: np.ndarray) -> np.ndarray:  # every customer's: NaN for those not scored
+        prob = np.full(n, np.nan)
+        prob[scored] = scored_prob
+        return prob if model.beyond_ is None else model.beyond_.apply(prob, cols, as_of)
+
+    contrib, prob = _explain(model, _matrix(model.feature_names_, model.categories_, cols, levels, scored),
+                             reasons_for, info.risk_bands, probabilities, scored)
     bands = rules.risk_band(prob, info.risk_bands, stage)
     clv = np.asarray(cols["cltv"], dtype="float64")
     clv = np.where(np.isnan(clv), 0.0, clv)
@@ -124,8 +131,10 @@ def score_columns(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Map
     if not scored.all():
         texts[~scored, 0] = reasons.unscored_texts(stage[~scored], recency[~scored], lookback)
     if info.support_days is not None and info.support_days < lookback:  # silences the model never learned from
-        reasons.with_beyond_support(texts, scored & (recency > info.support_days), info.support_days)
-    out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored), "risk_band": bands,
+        reasons.with_beyond_support(texts, scored & (recency > info.support_days), info.support_days,
+                                    rhythm=model.beyond_ is not None)
+    out = {"lifecycle_stage": stage, "churn_probability": prob, **_curve(model, cols, levels, scored, as_of),
+           "risk_band": bands,
            "value_tier": tiers, "clv": clv}
     out |= {name: texts[:, k] for k, name in enumerate(REASON_COLUMNS)}
     out |= {"action": action, "action_cost": cost, "expected_value": ev}
@@ -174,7 +183,7 @@ def _last_year(cols: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _curve(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[str, tuple[str, ...]],
-           rows: np.ndarray) -> dict[str, np.ndarray]:
+           rows: np.ndarray, as_of: Any) -> dict[str, np.ndarray]:
     """The churn curve's columns (none without a curve): the customers ``rows`` (a mask) get their
     probabilities, the others NaN."""
     curve = model.curve_
@@ -182,6 +191,8 @@ def _curve(model: ChurnModel, cols: Mapping[str, np.ndarray], levels: Mapping[st
         return {}
     out = np.full((len(rows), len(curve.horizons)), np.nan)
     out[rows] = curve.probabilities(_matrix(curve.feature_names, curve.categories, cols, levels, rows))
+    if model.beyond_ is not None:
+        out = model.beyond_.apply_curve(out, cols, curve.horizons, as_of)
     return {name: out[:, k] for k, name in enumerate(curve.columns)}
 
 
@@ -211,18 +222,20 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     return column_matrix(inputs, int(rows.sum()), names, categories)
 
 
-def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float]
+def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float],
+             probabilities: Callable[[np.ndarray], np.ndarray], scored: np.ndarray
              ) -> tuple[np.ndarray | None, np.ndarray]:
-    """Contributions (of every row, of the rows above ``low`` for ``at_risk``, none for ``none``) and
-    probabilities."""
+    """Contributions of the ``scored`` customers' inputs ``matrix`` (of every row, of the rows above ``low``
+    for ``at_risk``, none for ``none``) and every customer's probability (``probabilities`` of the model's)."""
     if len(matrix) == 0:
-        return None, np.zeros(0)
+        return None, probabilities(np.zeros(0))
     if reasons_for == "all":
-        return model.explain(matrix)
-    _, prob = model.explain(matrix, contributions=False)
+        contrib, prob = model.explain(matrix)
+        return contrib, probabilities(prob)
+    prob = probabilities(model.explain(matrix, contributions=False)[1])
     if reasons_for == "none":
         return None, prob
-    at_risk = rules.risk_band(prob, bands) != "low"
+    at_risk = rules.risk_band(prob[scored], bands) != "low"
     contrib = model.explain(matrix[at_risk])[0] if at_risk.any() else np.zeros((0, matrix.shape[1]))
     return contrib, prob
 
@@ -256,8 +269,8 @@ def score_features(model: ChurnModel, features: pd.DataFrame, playbook: Playbook
     missing = [c for c in _NEEDED if c not in cols]
     if missing:
         raise ValueError(f"feature rows need {', '.join(map(repr, missing))}")
-    scored = score_columns(model, cols, levels, playbook, reasons_for=reasons_for)
     as_of = features["as_of"].to_numpy()
+    scored = score_columns(model, cols, levels, playbook, as_of=as_of, reasons_for=reasons_for)
     set_aside = rejected_rows(rejects, features["customer_id"])
     hidden = (scored["lifecycle_stage"] == "never_bought") & (set_aside > 0)
     if hidden.any():
@@ -468,7 +481,7 @@ def score_records(model: ChurnModel, customers: Sequence[CustomerRecords], as_of
     population = population or model_population(model)
     info = model.require_info()
     known, cols = records_features(customers, as_of, info.config.features, population)
-    scored = score_columns(model, cols, categorical_levels(population.attributes or {}), playbook)
+    scored = score_columns(model, cols, categorical_levels(population.attributes or {}), playbook, as_of=as_of)
     ids = [c.customer_id for c, k in zip(customers, known, strict=True) if k]
     selected, control = rules.select(np.array(ids, dtype=object), scored["expected_value"], scored["action_cost"],
                                      control_fraction=0.0)

@@ -19,7 +19,9 @@ except ImportError:  # run without the model's code directory on sys.path
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """Returns calibrated churn probabilities (not class labels) for rows of model features; for a model with a
-    churn curve, a frame of ``churn_probability`` and one ``churn_probability_<h>d`` column per horizon."""
+    churn curve, a frame of ``churn_probability`` and one ``churn_probability_<h>d`` column per horizon. A model
+    whose purchases' model scores the customers silent longer than any it learned from takes an optional
+    ``as_of`` column (ISO day; without it, the day the model was trained as of)."""
 
     def load_context(self, context) -> None:
         self.model = StandaloneModel.load(context.artifacts["model"])

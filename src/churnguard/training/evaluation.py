@@ -313,9 +313,13 @@ def level_sentence(s: Mapping[str, Any]) -> str:
 def support_sentence(s: Mapping[str, Any]) -> str:
     """Today's customers silent longer than any customer the model learned from, from a run's summary
     (:func:`churnguard.training.run.support_facts`); for a run whose ``beyond_support_share`` is above 0."""
+    given = ("get the probability of the purchases' seasonal model instead, which follows their own buying rhythm "
+             "and silence (the trees would give them that of the longest silence they learned from)"
+             if s.get("level_correction") == "purchases" else
+             "get the probability of the longest silence it learned from, likely too low for them")
     return (f"support: the model learned from customers silent up to {s['support_days']} days (the history before "
             f"its newest snapshot); {s['beyond_support_share']:.1%} of today's customers have been silent longer "
-            "and get the probability of the longest silence it learned from, likely too low for them. With "
+            f"and {given}. With "
             f"{s['lookback_days'] + s['horizon_days']} days of history (labels.lookback_days + horizon_days) it "
             "learns from every silence of the lookback window")
 

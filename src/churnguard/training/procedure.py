@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.model._modelcore import Calibrator, feature_matrix
+from churnguard.model._modelcore import BeyondSupport, Calibrator, feature_matrix
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, feature_columns
 from churnguard.training.evaluation import (
@@ -430,15 +430,20 @@ def grouped_cv(source: RowSource, plan: Plan, config: Config, folds: int = CV_FO
                     level="none" if seasonal is None else "purchases", purchases=seasonal)
 
 
-def deployed_model(fit: Fit, backtest: Backtest, customers: pd.DataFrame, horizon: int) -> ChurnModel:
+def deployed_model(fit: Fit, backtest: Backtest, customers: pd.DataFrame, horizon: int, *, support_days: int,
+                   lookback_days: int) -> ChurnModel:
     """``fit``'s model with the level the backtest chose (:func:`with_level`); with the purchases' seasonal
     model (``backtest.purchases``), its calibrator is the isotonic map of the model's raw scores onto that
-    model's chances of no purchase over today's ``customers`` (features as of ``backtest.plan.today``)."""
+    model's chances of no purchase over today's ``customers`` (features as of ``backtest.plan.today``), and
+    the customers silent longer than ``support_days`` (the longest silence it learned from, when shorter than
+    ``lookback_days``) get that model's chance itself (``ChurnModel.beyond_``)."""
     model = with_level(fit, backtest.level)
     if backtest.purchases is not None:
         customers, today = customers[customers["bg_frequency"].notna()], backtest.plan.today
         target = backtest.purchases.no_purchase(Histories.of_features(customers, today), today, horizon)
         model.calibrator_ = fit_calibrator("isotonic", model.predict_raw(customers), target)
+        if support_days < lookback_days:
+            model.beyond_ = BeyondSupport(support_days, horizon, str(today.date()), backtest.purchases)
     return model
 
 

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 __all__ = ["Evaluation", "LocalRows", "TrainResult", "TrainingRows", "backtest_day", "data_fingerprint",
            "drift_reference", "fingerprint", "finish_training", "judging_step", "level_facts", "model_metadata",
            "new_model", "promotion_decision", "run_evaluation", "run_training", "sampling_summary",
-           "schedule_facts", "support_facts", "with_schedule"]
+           "schedule_facts", "support_days", "support_facts", "with_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,9 @@ def finish_training(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Co
     and its card (:func:`churnguard.training.curve.train_curve`), kept with the model. The deployed model
     carries the level correction the backtest chose (:func:`~churnguard.training.procedure.deployed_model`)."""
     step = on_step or (lambda _msg: None)
-    model = deployed_model(fit, backtest, rows.reference, config.labels.horizon_days)
+    lookback = config.labels.lookback_days
+    model = deployed_model(fit, backtest, rows.reference, config.labels.horizon_days, lookback_days=lookback,
+                           support_days=support_days(rows.first_day, rows.plan.tune_day, lookback))
     if curve is not None:
         model.curve_ = curve[0]
     beats, verdict = compare_to_baselines(backtest.scorecards)
@@ -377,6 +379,12 @@ def _summary(fit: Fit, backtest: Backtest, rows: TrainingRows, config: Config) -
     }
 
 
+def support_days(first_day: pd.Timestamp, newest: pd.Timestamp, lookback_days: int) -> int:
+    """The longest silence (days since the last purchase) a labelled customer of snapshots up to ``newest`` can
+    have: the history before it (from the data's ``first_day``), at most ``lookback_days``."""
+    return min(lookback_days, (to_day(newest) - to_day(first_day)).days)
+
+
 def support_facts(first_day: pd.Timestamp, newest: pd.Timestamp, lookback_days: int,
                   recency: np.ndarray) -> dict[str, Any]:
     """The silences the deployed model learned from, and today's customers silent longer.
@@ -387,7 +395,7 @@ def support_facts(first_day: pd.Timestamp, newest: pd.Timestamp, lookback_days: 
     ``recency_days``: the drift reference, a sample when there are many) silent longer. Trees do not
     extrapolate: those customers get the probability of the longest silences the model learned from. Both come
     from data up to today only."""
-    support = min(lookback_days, (to_day(newest) - to_day(first_day)).days)
+    support = support_days(first_day, newest, lookback_days)
     beyond = np.asarray(recency, dtype="float64") > support
     return {"support_days": support, "beyond_support_share": float(beyond.mean()) if len(beyond) else 0.0,
             "lookback_days": lookback_days}

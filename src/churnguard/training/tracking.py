@@ -271,22 +271,32 @@ def _log_pyfunc(model: ChurnModel, example: pd.DataFrame, model_file: Path):
 
     from churnguard.model import _modelcore
 
+    signature = infer_signature(example, _modelcore.StandaloneModel.load(model_file).predict(example))
+    if "as_of" in example:  # optional: without it, the day the model was trained as of
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import ColSpec, Schema
+
+        inputs = Schema([ColSpec(c.type, c.name, required=c.name != "as_of") for c in signature.inputs.inputs])
+        signature = ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(__file__).with_name("_pyfunc.py")),
         artifacts={"model": str(model_file)},
         code_paths=[_modelcore.__file__],
-        signature=infer_signature(example, _modelcore.StandaloneModel.load(model_file).predict(example)),
+        signature=signature,
         input_example=example,
         pip_requirements=[f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")],
     )
 
 
 def _pyfunc_input(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Model inputs with categoricals as plain strings, as a JSON caller would send them."""
+    """Model inputs with categoricals as plain strings, as a JSON caller would send them; for a model whose
+    purchases' model scores the customers beyond its support, also their ``as_of`` (ISO text)."""
     x = model.prepare(frame)
     for c in model.categories_:
         x[c] = x[c].astype("object")
+    if model.beyond_ is not None and "as_of" in frame:
+        x["as_of"] = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").to_numpy()
     return x.reset_index(drop=True)
 
 
