@@ -156,6 +156,25 @@ def test_a_partition_scored_without_its_selection_has_the_same_scores(trained):
     pd.testing.assert_frame_equal(part.rejects, full.rejects)
 
 
+def test_the_customers_without_a_features_row_are_found_once_and_given_with_the_scores(trained):
+    """``score_tables`` gives the customers of the tables without a features row (first seen after the day) with
+    its result, as its rejects report them: the partitions of ``score_files`` take them from there."""
+    from churnguard.dataset import validate_tables
+    from churnguard.scoring import score_tables
+    from churnguard.scoring.score import no_activity_reason, unseen_customers
+
+    model = ChurnModel.load(trained["result"].model_path)
+    tx = trained["demo"].transactions.head(3000)
+    tables = validate_tables(tx, config=model.require_info().config.data)
+    day = tx["timestamp"].sort_values().iloc[len(tx) // 2].normalize()
+    result = score_tables(model, tables, day, load_playbook(), select=False)
+    assert len(result.unseen) > 0
+    assert result.unseen.equals(unseen_customers(tables, result.scores["customer_id"]))
+    late = result.rejects[result.rejects["reason"] == no_activity_reason(day)]
+    assert late["customer_id"].tolist() == sorted(result.unseen)
+    assert not set(result.unseen) & set(result.scores["customer_id"])
+
+
 def test_partitions_draw_the_drift_sample_of_the_whole(trained, tmp_path, monkeypatch):
     """Scored in partitions, the drift sample holds the customers of the sample scored at once (here with a
     limit below the candidates), with the same features and probabilities, so the same drift table."""

@@ -282,7 +282,7 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
             run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
             result.scores.to_feather(run.scored[-1], compression="uncompressed")
-            run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
+            run.unseen.append(result.unseen.to_numpy())  # found once, by score_tables for its rejects
             if result.drift_sample is not None:  # kept in ``work``: held in memory, it would add to the next's peak
                 run.samples.append(work / f"drift-{b}.arrow")
                 result.drift_sample.to_feather(run.samples[-1], compression="uncompressed")  # numbers: as cheap
