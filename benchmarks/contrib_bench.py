@@ -5,7 +5,8 @@ Builds the inputs once -- the cached world's features as of its last day (``load
 population, their model matrix (``scoring.score._matrix``) -- and caches them as ``.npy`` next to the data.
 Then, for each source tree given (this checkout's ``src`` and ``--reference`` ones, alternating for
 ``--rounds``), a child process loads the model and the matrix and times
-``TreeContributions(...)(matrix, raw_score=True)``: wall, CPU (every thread) and the peak RSS the call adds,
+``tree_contributions(model)(matrix, raw_score=True)``: wall, CPU (every thread) and the peak RSS the call adds
+(and the CPU of building the walk, with the model's per-leaf tables where the checkout has them),
 and the phases of the call (``--phases``: the codes, the key passes, LightGBM's calls on the representatives,
 the adding; measured by wrapping them, so the total is a little higher). The children write the contributions
 and raw scores; the script says whether they are the same to the bit for every tree given.
@@ -47,8 +48,9 @@ if sys.argv[5] != "0" and hasattr(E, "_THREADS"):
     E._THREADS = int(sys.argv[5])
 model = ChurnModel.load(model_path)
 x = np.load(matrix_path)
-categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
-tc = E.TreeContributions(model.booster_, model.best_iteration_, categorical)
+built = time.process_time()
+tc = E.tree_contributions(model)  # as scoring builds it (with the per-leaf tables where the checkout has them)
+built = time.process_time() - built
 spent, patterns = Counter(), []
 if phases:
     def timed(name, fn):
@@ -68,6 +70,12 @@ if phases:
         return predict(rows, **k)
     tc.booster = type("B", (), {"predict": staticmethod(timed("LightGBM calls", counted)),
                                 "__getattr__": lambda s, n: getattr(model.booster_, n)})()
+    if getattr(tc, "tables", None) is not None:  # the representatives' numbers from the per-leaf tables
+        tabulated = tc._tabulated
+        def from_tables(tree, rows):
+            patterns.append(len(rows))
+            return tabulated(tree, rows)
+        tc._tabulated = timed("per-leaf tables", from_tables)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t, c = time.perf_counter(), time.process_time()
 done = [tc(part, raw_score=True) for part in np.array_split(x, parts)]  # one walk, called per part
@@ -76,7 +84,7 @@ wall, cpu = time.perf_counter() - t, time.process_time() - c
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 np.save(out_path, out)
 np.save(out_path + ".score.npy", score)
-print(json.dumps({"rows": len(x), "trees": len(tc.trees), "wall": wall, "cpu": cpu, "rss_before": before,
+print(json.dumps({"rows": len(x), "trees": len(tc.trees), "wall": wall, "cpu": cpu, "built": built, "rss_before": before,
                   "rss_peak": peak, "phases": dict(spent), "calls": len(patterns), "patterns": sum(patterns)}))
 """
 
@@ -151,9 +159,9 @@ def main() -> None:
                 phases = ", ".join(f"{name} {s:.2f} s" for name, s in got["phases"].items())
                 label = f"{src}" + (f" ({threads} threads)" if threads != "0" else "")
                 print(f"round {r + 1} {label}: {got['rows']:,} rows in {args.parts} part(s) x {got['trees']} trees: wall {got['wall']:.2f} s, "
-                      f"CPU {got['cpu']:.2f} s, peak RSS {got['rss_peak']:,.0f} MB (before the call "
+                      f"CPU {got['cpu']:.2f} s (the walk built before it: {got['built']:.2f} s), peak RSS {got['rss_peak']:,.0f} MB (before the call "
                       f"{got['rss_before']:,.0f} MB)" + (f"; {phases}; {got['patterns']:,} representatives in "
-                                                        f"{got['calls']} pred_contrib calls" if phases else ""),
+                                                        f"{got['calls']} calls (pred_contrib or the tables)" if phases else ""),
                       flush=True)
         if len(runs) > 1:
             import numpy as np

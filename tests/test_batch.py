@@ -105,15 +105,38 @@ def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
 
 def test_the_drift_sample_merged_after_an_empty_one_keeps_its_categories(tmp_path):
     """A partition without drift candidates leaves an empty sample in the work directory, which comes back
-    without its categories' levels; the next partition's sample merged after it keeps them."""
-    from churnguard.engines.local import _merged_sample
+    without its categories' levels; the other partitions' samples merged with it keep them."""
+    from churnguard.engines.local import _merged_samples
 
     sample = pd.DataFrame({"nps_group": pd.Categorical(["passive", None], categories=["detractor", "passive"]),
                            "recency_days": [3.0, 40.0], "churn_probability": [0.2, 0.7],
                            "customer_id": pd.Series(["a", "b"], dtype="str")})
-    path = _merged_sample(None, sample.iloc[:0], tmp_path)
-    merged = pd.read_feather(_merged_sample(path, sample, tmp_path))
-    pd.testing.assert_frame_equal(merged, sample, check_exact=True)
+    paths = [tmp_path / f"drift-{b}.arrow" for b in range(3)]
+    for path, part in zip(paths, [sample.iloc[:0], sample.iloc[:1], sample.iloc[1:]], strict=True):
+        part.to_feather(path)
+    pd.testing.assert_frame_equal(_merged_samples(paths), sample, check_exact=True)
+    assert _merged_samples(paths[:1]).empty
+
+
+def test_the_drift_sample_of_the_partitions_is_drawn_over_all_of_them(tmp_path, monkeypatch):
+    """The partitions' samples merged: the ``drift_rows`` of all their customers, in the order the partitions
+    hold them (a partition's sample is already at most the limit; the merge keeps the limit over all)."""
+    from churnguard.engines.local import _merged_samples
+    from churnguard.scoring import score as scoring
+
+    rng = np.random.default_rng(4)
+    ids = np.array([f"c{i}" for i in rng.permutation(60)], dtype=object)
+    whole = pd.DataFrame({"recency_days": rng.random(60), "customer_id": pd.Series(ids, dtype="str")})
+    monkeypatch.setattr(scoring, "DRIFT_LIMIT", 25)
+    paths = []
+    for b, (start, end) in enumerate([(0, 10), (10, 40), (40, 60)]):
+        part = whole.iloc[start:end]
+        part = part[scoring.drift_rows(part["customer_id"].to_numpy(dtype=object))]  # as a partition draws it
+        paths.append(tmp_path / f"drift-{b}.arrow")
+        part.reset_index(drop=True).to_feather(paths[-1])
+    want = whole[scoring.drift_rows(ids)].reset_index(drop=True)
+    assert len(want) == 25
+    pd.testing.assert_frame_equal(_merged_samples(paths), want, check_exact=True)
 
 
 def test_a_partition_scored_without_its_selection_has_the_same_scores(trained):
@@ -131,6 +154,25 @@ def test_a_partition_scored_without_its_selection_has_the_same_scores(trained):
     assert list(part.scores.columns) == [c for c in full.scores.columns if c not in SELECTION_COLUMNS]
     pd.testing.assert_frame_equal(part.scores, full.scores[part.scores.columns], check_exact=True)
     pd.testing.assert_frame_equal(part.rejects, full.rejects)
+
+
+def test_the_customers_without_a_features_row_are_found_once_and_given_with_the_scores(trained):
+    """``score_tables`` gives the customers of the tables without a features row (first seen after the day) with
+    its result, as its rejects report them: the partitions of ``score_files`` take them from there."""
+    from churnguard.dataset import validate_tables
+    from churnguard.scoring import score_tables
+    from churnguard.scoring.score import no_activity_reason, unseen_customers
+
+    model = ChurnModel.load(trained["result"].model_path)
+    tx = trained["demo"].transactions.head(3000)
+    tables = validate_tables(tx, config=model.require_info().config.data)
+    day = tx["timestamp"].sort_values().iloc[len(tx) // 2].normalize()
+    result = score_tables(model, tables, day, load_playbook(), select=False)
+    assert len(result.unseen) > 0
+    assert result.unseen.equals(unseen_customers(tables, result.scores["customer_id"]))
+    late = result.rejects[result.rejects["reason"] == no_activity_reason(day)]
+    assert late["customer_id"].tolist() == sorted(result.unseen)
+    assert not set(result.unseen) & set(result.scores["customer_id"])
 
 
 def test_partitions_draw_the_drift_sample_of_the_whole(trained, tmp_path, monkeypatch):

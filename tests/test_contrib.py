@@ -80,14 +80,9 @@ def test_probabilities_from_the_same_walk_equal_predict_proba_to_the_bit(model, 
     assert np.array_equal(prob_only, prob)
 
 
-@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"objective": "regression"},
-                                    {"min_data_in_leaf": 5000}], ids=["binary", "zero-missing", "regression",
-                                                                      "one-leaf"])
-def test_raw_scores_equal_lightgbm_to_the_bit_on_small_models(params):
-    """The leaves' values added tree by tree give LightGBM's raw score exactly: numeric values on and around
-    the thresholds, zero, -0.0, LightGBM's zero threshold, NaN and infinities; categorical codes as a
-    ChurnModel's matrix holds them (small non-negative integers or NaN)."""
-    booster, x = _train(**params)
+def _small_model_rows(booster, x: np.ndarray) -> np.ndarray:
+    """The training rows, then rows with values on and around the thresholds, zero, -0.0, LightGBM's zero
+    threshold, NaN and infinities."""
     thresholds: dict[int, list[float]] = {}
     for s in _splits(booster):
         if s["decision_type"] == "<=":
@@ -101,7 +96,21 @@ def test_raw_scores_equal_lightgbm_to_the_bit_on_small_models(params):
             choices = [0.0, -0.0, K_ZERO, -K_ZERO, np.nan, np.inf, -np.inf, *thresholds.get(f, [])]
             if rng.random() < 0.5:
                 rows[i, f] = choices[rng.integers(len(choices))]
-    rows = np.vstack([x, rows])
+    return np.vstack([x, rows])
+
+
+SMALL_MODELS = pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"objective": "regression"},
+                                                  {"min_data_in_leaf": 5000}],
+                                       ids=["binary", "zero-missing", "regression", "one-leaf"])
+
+
+@SMALL_MODELS
+def test_raw_scores_equal_lightgbm_to_the_bit_on_small_models(params):
+    """The leaves' values added tree by tree give LightGBM's raw score exactly: numeric values on and around
+    the thresholds, zero, -0.0, LightGBM's zero threshold, NaN and infinities; categorical codes as a
+    ChurnModel's matrix holds them (small non-negative integers or NaN)."""
+    booster, x = _train(**params)
+    rows = _small_model_rows(booster, x)
     walk = _contrib.TreeContributions(booster, booster.current_iteration(), set(CATEGORICAL))
     contrib, raw = walk(rows, raw_score=True)
     assert np.array_equal(raw, booster.predict(rows, raw_score=True))
@@ -187,3 +196,42 @@ def test_a_model_whose_walk_was_kept_pickles_and_walks_alike(model, feats, monke
     got, got_prob = _contrib.explain(copy, x)
     assert np.array_equal(got, contrib)
     assert np.array_equal(got_prob, prob)
+
+
+@SMALL_MODELS
+def test_the_per_leaf_tables_give_the_walk_lightgbms_numbers_to_the_bit(params, monkeypatch):
+    """A walk given the model's per-leaf tables takes its representatives' numbers from them, not from LightGBM,
+    and gives the contributions and raw scores of a walk that asks LightGBM, to the bit; the same with the
+    representatives shared among threads."""
+    from churnguard.model._treeshap import TreeShap
+
+    booster, x = _train(**params)
+    rows = _small_model_rows(booster, x)
+    it = booster.current_iteration()
+    expected, expected_raw = _contrib.TreeContributions(booster, it, set(CATEGORICAL))(rows, raw_score=True)
+    asked: list[int] = []
+    contributions = _contrib.TreeContributions._contributions
+    monkeypatch.setattr(_contrib.TreeContributions, "_contributions",
+                        lambda self, tree, r: (asked.append(len(r)), contributions(self, tree, r))[1])
+    for threads in (1, 2):
+        monkeypatch.setattr(_contrib, "_THREADS", threads)
+        monkeypatch.setattr(_contrib, "_SHARED_CALL", 8)
+        walk = _contrib.TreeContributions(booster, it, set(CATEGORICAL), TreeShap(booster, it))
+        got, raw = walk(rows, raw_score=True)
+        assert np.array_equal(got, expected)
+        assert np.array_equal(raw, expected_raw)
+    assert not asked
+
+
+def test_scoring_walks_with_the_models_tables(model, feats, monkeypatch):
+    """The batch path's walk (``tree_contributions``) holds the model's checked per-leaf tables, and the demo
+    model's contributions from it are those of a walk that asks LightGBM, to the bit."""
+    x = model._matrix(pd.concat([feats, _edge_rows(model, feats)], ignore_index=True))
+    walk = _contrib.tree_contributions(model)
+    assert walk.tables is _contrib.row_tables(model) is not None
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    plain = _contrib.TreeContributions(model.booster_, model.best_iteration_, categorical)
+    got, raw = walk(x, raw_score=True)
+    expected, expected_raw = plain(x, raw_score=True)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(raw, expected_raw)

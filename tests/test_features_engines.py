@@ -169,6 +169,33 @@ def test_the_command_builds_by_partition_and_writes_the_same_file(cases, tmp_pat
     assert not list(tmp_path.glob(".churnguard-work*"))  # the buckets' work files are gone
 
 
+def test_parquet_rows_that_ask_for_more_partitions_are_split_once(cases, tmp_path, monkeypatch):
+    """The rows a Parquet file's metadata records (the rows the census counts) decide the partitions before
+    the one pass: when they ask for more than the files' size, the chunks are split once, into those, and the
+    features are those of the whole input; ``score`` splits the same way."""
+    from churnguard.engines import local
+
+    files, cfg, as_of, _ = cases["parquet"]
+    want, want_rejects = _reference(files, cfg, as_of)
+    rows = sum(len(pd.read_parquet(files[n])) for n in NAMES)
+    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
+    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
+    splits, real = [], local._split
+    monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
+    census, real_census = [], local._census_split
+    monkeypatch.setattr(local, "_census_split",
+                        lambda sources, config, n, work: census.append(n) or real_census(sources, config, n, work))
+    result = local.features_files(**{n: files[n] for n in NAMES}, out=tmp_path / "features.parquet",
+                                  data_config=cfg.data, feature_config=cfg.features, as_of=as_of)
+    assert census == [3]
+    assert splits == []  # not read and split again
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)
+
+
 @pytest.mark.parametrize("case", ["iso", "parquet"])
 def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tmp_path, monkeypatch):
     """Without ``partitions``, input files over one partition's budget (``score``'s: rows a Parquet file's

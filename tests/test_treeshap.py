@@ -88,6 +88,27 @@ def test_synthetic_models_match_lightgbm_to_the_bit(synthetic):
     _assert_exact(booster, np.concatenate([x[:500], _edge_rows(booster, x, 1500)]))
 
 
+def _assert_trees_exact(booster: lgb.Booster, rows: np.ndarray) -> None:
+    """TreeShap.tree_terms of every tree equal LightGBM's ``predict`` of that tree alone (``start_iteration=t,
+    num_iteration=1``): ``pred_contrib`` and the raw score, for every row, bit for bit."""
+    it = booster.current_iteration()
+    shap = TreeShap(booster, it)
+    for t in range(it):
+        contrib = booster.predict(rows, start_iteration=t, num_iteration=1, pred_contrib=True)[:, :-1]
+        raw = booster.predict(rows, start_iteration=t, num_iteration=1, raw_score=True)
+        features, got, leaf = shap.tree_terms(t, rows)
+        assert list(features) == sorted(features.tolist())
+        assert np.array_equal(got, contrib[:, features]), (t, np.argwhere(got != contrib[:, features])[:5])
+        others = np.setdiff1d(np.arange(rows.shape[1]), features)
+        assert (contrib[:, others] == 0).all()  # a feature the tree does not split on gets nothing from it
+        assert np.array_equal(leaf, raw), t
+
+
+def test_one_tree_of_many_rows_matches_lightgbm_to_the_bit(synthetic):
+    booster, x = synthetic
+    _assert_trees_exact(booster, np.concatenate([x[:300], _edge_rows(booster, x, 700, seed=5)]))
+
+
 def test_fewer_trees_than_trained(synthetic):
     booster, x = synthetic
     _assert_exact(booster, _edge_rows(booster, x, 300, seed=1), num_iteration=7)
@@ -138,7 +159,11 @@ def test_thresholds_at_infinity_and_around_zero():
     tiny = [K_ZERO / 4, -K_ZERO / 4, K_ZERO / 2, -K_ZERO / 2, 0.0, np.inf, -np.inf]
     rows[::3, 0] = rng.choice(tiny, len(rows[::3]))
     _assert_exact(edited, rows)
-    assert TreeShap(edited, edited.current_iteration())._zero_row
+    _assert_trees_exact(edited, rows[:500])
+    dump = edited.dump_model()  # its +-inf thresholds written as +-1e300: the tables read the text's, and leave
+    before = str(dump)  # the dump's as they were
+    assert TreeShap(edited, edited.current_iteration(), dump)._zero_row
+    assert str(dump) == before
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +190,7 @@ def test_a_model_of_one_leaf():
     assert booster.num_trees() == 1
     assert booster.dump_model()["tree_info"][0]["num_leaves"] == 1
     _assert_exact(booster, np.concatenate([x[:20], _edge_rows(booster, x, 50)]))
+    _assert_trees_exact(booster, x[:20])
 
 
 def test_threads_share_one_instance(binary):
@@ -215,3 +241,21 @@ def trained_features(model, trained):
 
     tables, info = trained["tables"], model.info
     return build_features(tables, tables.last_date(), info.config.features, model_population(model))
+
+
+def test_a_dump_given_is_read_not_changed(synthetic):
+    """The tables built from the caller's ``dump_model`` (shared with the batch walk, which reads its thresholds)
+    leave it as it was, and are the tables built from a dump of their own."""
+    import copy
+
+    booster, x = synthetic
+    it = booster.current_iteration()
+    dump = booster.dump_model(num_iteration=it)
+    before = copy.deepcopy(dump)
+    shared, own = TreeShap(booster, it, dump), TreeShap(booster, it)
+    assert dump == before
+    rows = _edge_rows(booster, x, 200, seed=6)
+    for row in rows:
+        (a, raw_a), (b, raw_b) = shared(row), own(row)
+        assert np.array_equal(a, b)
+        assert raw_a == raw_b

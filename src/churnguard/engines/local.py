@@ -150,10 +150,12 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
     as the census read them, before validation (the caller confirms it on the validated timestamps).
 
     Each chunk is read once: its census is taken and its rows split in one pass (:func:`_census_split`), into
-    the buckets the files' sizes ask for. When the rows the census counted ask for more, the chunks are read
-    and split again into those; the text date columns of a decided style are read again for the census in
-    that style (:func:`churnguard.engines.partitions.check_styles`)."""
-    n = partitions or auto_partitions(files)
+    the buckets the files ask for before a row is read (:func:`input_partitions`: their sizes and the rows a
+    Parquet file's metadata records, which the census counts alike). When the rows the census counted ask for
+    another number (text files, whose rows only the census counts), the chunks are read and split again into
+    those; the text date columns of a decided style are read again for the census in that style
+    (:func:`churnguard.engines.partitions.check_styles`)."""
+    n = partitions or input_partitions(files)
     census = _census_split(sources, data_config, n, work)
     spec = parts.decide(sources, census, data_config)
     wanted = partitions or auto_partitions(files, sum(spec.rows.values()))
@@ -252,18 +254,18 @@ def _piece_paths(spec: parts.Spec, work: Path, b: int) -> dict[str, list[Path]]:
 @dataclass
 class _Run:
     """What scoring the buckets left: each bucket's scores file, unscored ids, validation rejects and their
-    digest, and its last transaction time; the drift sample of all buckets (an Arrow IPC file in the work
-    directory)."""
+    digest, its last transaction time and its drift sample (Arrow IPC files in the work directory)."""
 
     scored: list[Path] = field(default_factory=list)
     unseen: list[np.ndarray] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     digests: list = field(default_factory=list)
     latest: list[pd.Timestamp] = field(default_factory=list)
-    sample: Path | None = None
+    samples: list[Path] = field(default_factory=list)
 
     def drift_sample(self) -> pd.DataFrame | None:
-        return None if self.sample is None else pd.read_feather(self.sample)
+        """The drift sample of all buckets (:func:`_merged_samples`), None when no bucket had one."""
+        return _merged_samples(self.samples) if self.samples else None
 
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
@@ -280,9 +282,10 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
             result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
             run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
             result.scores.to_feather(run.scored[-1], compression="uncompressed")
-            run.unseen.append(unseen_customers(tables, result.scores["customer_id"]).to_numpy())
-            if result.drift_sample is not None:
-                run.sample = _merged_sample(run.sample, result.drift_sample, work)
+            run.unseen.append(result.unseen.to_numpy())  # found once, by score_tables for its rejects
+            if result.drift_sample is not None:  # kept in ``work``: held in memory, it would add to the next's peak
+                run.samples.append(work / f"drift-{b}.arrow")
+                result.drift_sample.to_feather(run.samples[-1], compression="uncompressed")  # numbers: as cheap
             del result
         del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
         _release()
@@ -290,19 +293,17 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     return run
 
 
-def _merged_sample(path: Path | None, sample: pd.DataFrame, work: Path) -> Path:
-    """The drift sample of the buckets so far (``path``, None before the first) merged with a bucket's: the
-    :func:`drift_rows` of both, at most ``DRIFT_LIMIT`` rows. Kept in ``work``, not in memory: held while the
-    next bucket is scored, its rows would add to the peak."""
-    kept = None if path is None else pd.read_feather(path)
-    # an empty file has lost its categories' levels, which would turn those columns of the merge into objects
-    samples = [sample] if kept is None or kept.empty else [kept, sample]
-    keep = drift_rows(np.concatenate([s["customer_id"].to_numpy(dtype=object) for s in samples]))
-    cuts = np.cumsum([0, *map(len, samples)])
-    merged = pd.concat([s.loc[keep[a:b]] for s, a, b in zip(samples, cuts[:-1], cuts[1:], strict=True)],
-                       ignore_index=True)
-    merged.to_feather(work / "drift-sample.arrow", compression="uncompressed")  # numbers: as cheap to read
-    return work / "drift-sample.arrow"
+def _merged_samples(paths: list[Path]) -> pd.DataFrame:
+    """The drift sample of all buckets from each bucket's (``paths``, in bucket order): the :func:`drift_rows` of
+    their customers, at most ``DRIFT_LIMIT`` rows, in the order the buckets hold them. Each bucket's sample is
+    written once and read back once, after the last bucket: only its ids first, to draw the sample, then its
+    rows, one bucket at a time."""
+    ids = [pd.read_feather(p, columns=["customer_id"])["customer_id"].to_numpy(dtype=object) for p in paths]
+    keep = drift_rows(np.concatenate(ids))
+    cuts = np.cumsum([0, *map(len, ids)])
+    kept = [pd.read_feather(p).loc[keep[a:b]] for p, a, b, i in zip(paths, cuts[:-1], cuts[1:], ids, strict=True)
+            if len(i)]  # an empty file has lost its categories' levels, which would turn those columns into objects
+    return pd.concat(kept, ignore_index=True) if kept else pd.read_feather(paths[-1])
 
 
 def _write_parts(scored: list[Path], flags: pd.DataFrame, out: Path) -> None:

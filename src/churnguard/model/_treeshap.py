@@ -52,14 +52,16 @@ class TreeShap:
         booster: a ``lightgbm.Booster`` with one tree per iteration (binary or regression objectives) and
             constant leaves.
         num_iteration: trees used, from the first, as ``Booster.predict(num_iteration=...)``.
+        dump: the booster's ``dump_model(num_iteration=num_iteration)``, when the caller has it (read, not
+            changed).
 
     Raises:
         ValueError: for other kinds of models, paths longer than ``MAX_DEPTH`` splits and tables over 64 MB;
             callers then use LightGBM's own prediction.
     """
 
-    def __init__(self, booster: Any, num_iteration: int) -> None:
-        model = booster.dump_model(num_iteration=num_iteration)
+    def __init__(self, booster: Any, num_iteration: int, dump: dict | None = None) -> None:
+        model = dump or booster.dump_model(num_iteration=num_iteration)
         if model.get("num_tree_per_iteration", 1) != 1 or model.get("average_output"):
             raise ValueError("TreeShap handles models with one tree per iteration and summed outputs only")
         if booster.params.get("linear_tree"):
@@ -69,7 +71,9 @@ class TreeShap:
         leaves: list[_Leaf] = []
         self.expected_value = 0.0
         thresholds = _thresholds(booster.model_to_string(num_iteration=num_iteration))
+        starts = []  # each tree's first leaf (its leaves follow one another)
         for t, info in enumerate(model["tree_info"][:num_iteration]):
+            starts.append(len(leaves))
             root = info["tree_structure"]
             if "split_feature" not in root:  # a single leaf: Tree::ExpectedValue is its value
                 leaves.append(_Leaf(t, float(root["leaf_value"]), 0, [], [], [], [], []))
@@ -78,9 +82,8 @@ class TreeShap:
             found: dict[int, _Leaf] = {}
             first = len(splits)
             _walk(root, t, splits, found, [], [], [], [], [])
-            for split in splits[first:]:
-                if split["decision_type"] == "<=":
-                    split["threshold"] = thresholds[t][split["split_index"]]
+            splits[first:] = [{**split, "threshold": thresholds[t][split["split_index"]]}  # the dump's own unchanged
+                              if split["decision_type"] == "<=" else split for split in splits[first:]]
             total = float(root["internal_count"])
             expected = 0.0
             for index in sorted(found):  # Tree::ExpectedValue, leaves in index order
@@ -92,6 +95,8 @@ class TreeShap:
             raise ValueError(f"a path of {depth} splits: TreeShap tabulates at most {MAX_DEPTH}")
         self._split_arrays(splits)
         self._leaf_arrays(leaves)
+        self._tree_leaves = np.array([*starts, len(leaves)], dtype=np.intp)
+        self._plans: dict[int, _TreePlan] = {}  # per tree, for tree_terms (built on first use)
 
     # -- tables ------------------------------------------------------------------------------------------
 
@@ -220,14 +225,13 @@ class TreeShap:
         and its raw score. Nothing is kept between calls: threads may share one instance."""
         ns, n = self._n_splits, self.n_features
         if self._zero_row:
-            row = np.where(np.abs(row) <= _ZERO, 0.0, row)
+            row = _zeroed(row)
         bits = np.zeros(ns + 1, dtype=bool)  # one per split (see _split_arrays), then the padding's False
         np.less_equal((self._signs * row).take(self._source), self._threshold, out=bits[:ns])
         if len(self._zero_splits):
-            bits[self._zero_splits] &= np.abs(row.take(self._zero_features)) > _ZERO
+            bits[self._zero_splits] &= _nonzero(row.take(self._zero_features))
         for f, cats, size, table in self._categorical:
-            v = float(row[f])
-            bits[cats] = table[int(v) if -1.0 < v < size else size]  # NaN, negative, too large: right
+            bits[cats] = table[_category_code(row[f], size)]
         pattern = np.packbits(bits.take(self._path), axis=None, bitorder="little")
         rows = self._base + pattern
         leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
@@ -238,6 +242,108 @@ class TreeShap:
         out = out[: n + 1]
         out[n] = self.expected_value
         return out, raw
+
+    def tree_terms(self, tree: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One tree's contributions to many rows and the value of the leaf each row reaches: what LightGBM's
+        ``predict`` gives with ``start_iteration=tree, num_iteration=1`` (``pred_contrib`` and ``raw_score``), to
+        the bit. The same tables as a single row's (:meth:`__call__`), elementwise over the rows: each row's
+        terms added in LightGBM's order from 0.0, the tree's leaf value the only non-zero of the raw score's.
+
+        Args:
+            tree: the tree's iteration (from 0).
+            x: float64 rows (rows x features).
+
+        Returns:
+            The features the tree splits on (ascending), their contributions (rows x those features) and the
+            leaf values (one per row).
+        """
+        plan = self._plans.get(tree)
+        if plan is None:
+            plan = self._plans[tree] = self._plan(tree)
+        k, width = len(x), len(plan.features) + 2  # the features, the padding's slot, the raw score's
+        if self._zero_row:
+            x = _zeroed(x)
+        bits = np.zeros((k, plan.splits + 1), dtype=bool)  # the tree's splits, then the padding's False
+        np.less_equal(x[:, plan.source] * plan.signs, plan.threshold, out=bits[:, : plan.splits])
+        if len(plan.zero_splits):
+            bits[:, plan.zero_splits] &= _nonzero(x[:, plan.zero_features])
+        for f, cats, size, table in plan.categorical:
+            bits[:, cats] = table[_category_code(x[:, f], size)]
+        # each leaf's pattern: its path's bits, bit d from split d (np.packbits' little bit order, as per row)
+        pattern = np.zeros((k, plan.leaves), dtype=np.uint8)
+        flags = bits.view(np.uint8)
+        for d, splits in enumerate(plan.path):
+            pattern |= flags.take(splits, axis=1) << d
+        rows = self._base[plan.first : plan.first + plan.leaves] + pattern  # (k, leaves)
+        place = self._position.take(rows) - plan.first  # a tree's places start at its first leaf's index
+        leaf_at = np.empty_like(place)  # per row, its leaves in LightGBM's order
+        np.put_along_axis(leaf_at, place, np.broadcast_to(np.arange(plan.leaves), place.shape), axis=1)
+        slots = plan.slot.take(leaf_at, axis=0)  # (k, leaves, terms)
+        slots += (np.arange(k) * width)[:, None, None]
+        out = np.zeros(k * width)  # added one by one in this order (ufunc.at is unbuffered)
+        np.add.at(out, slots.ravel(), self._terms.take(np.take_along_axis(rows, leaf_at, axis=1), axis=0).ravel())
+        out = out.reshape(k, width)
+        return plan.features, out[:, :-2], out[:, -1]
+
+    def _plan(self, tree: int) -> _TreePlan:
+        """The tables of one tree's splits and leaves, numbered within the tree (:meth:`tree_terms`)."""
+        first, end = int(self._tree_leaves[tree]), int(self._tree_leaves[tree + 1])
+        path = self._path[first:end]
+        splits = np.unique(path[path < self._n_splits])
+        local = np.full(self._n_splits + 1, len(splits), dtype=np.intp)  # global split -> the tree's; padding last
+        local[splits] = np.arange(len(splits))
+        depth = int((path < self._n_splits).sum(axis=1).max())
+        n = self.n_features
+        slot = self._slot[first:end]
+        features = np.unique(slot[slot < n])
+        to_local = np.full(n + 2, len(features), dtype=np.intp)  # padding (n): a slot of its own; raw score last
+        to_local[features] = np.arange(len(features))
+        to_local[n + 1] = len(features) + 1
+        zero = np.isin(self._zero_splits, splits)
+        categorical = [(f, local[cats[mine]], size, table[:, mine]) for f, cats, size, table in self._categorical
+                       if (mine := np.isin(cats, splits)).any()]
+        return _TreePlan(first=first, leaves=end - first, splits=len(splits), source=self._source[splits] % n,
+                         signs=np.where(self._source[splits] >= n, -1.0, 1.0), threshold=self._threshold[splits],
+                         zero_splits=local[self._zero_splits[zero]], zero_features=self._zero_features[zero],
+                         categorical=categorical, path=[np.ascontiguousarray(local[path[:, d]]) for d in range(depth)],
+                         slot=to_local[slot], features=features)
+
+
+@dataclass(frozen=True)
+class _TreePlan:
+    """One tree's part of the tables, its splits numbered within the tree (see ``TreeShap.tree_terms``)."""
+
+    first: int  # the tree's first leaf
+    leaves: int
+    splits: int
+    source: np.ndarray  # per split: the feature it reads
+    signs: np.ndarray  # per split: -1.0 where the bit is computed on -x (see _split_arrays)
+    threshold: np.ndarray
+    zero_splits: np.ndarray  # splits under missing_type Zero, and their features
+    zero_features: np.ndarray
+    categorical: list[tuple[int, np.ndarray, int, np.ndarray]]  # as TreeShap._categorical, the tree's splits
+    path: list[np.ndarray]  # per depth d: each leaf's split at d (the padding's False past its end)
+    slot: np.ndarray  # (leaves, terms): where each term is added, numbered within the tree
+    features: np.ndarray
+
+
+def _zeroed(x: np.ndarray) -> np.ndarray:
+    """Values within LightGBM's zero threshold read as 0.0 (``kZeroThreshold``)."""
+    return np.where(np.abs(x) <= _ZERO, 0.0, x)
+
+
+def _nonzero(x: np.ndarray) -> np.ndarray:
+    """Where a value is not zero to LightGBM (so a split under ``missing_type`` Zero decides it by threshold)."""
+    return np.abs(x) > _ZERO
+
+
+def _category_code(v, size: int):
+    """The row of a categorical split table for a value (or an array of them): its integer part when it is
+    a code below ``size``, else ``size`` (NaN, negative, infinite, too large: sent right by every split)."""
+    if np.ndim(v) == 0:
+        v = float(v)
+        return int(v) if -1.0 < v < size else size
+    return np.where((v > -1.0) & (v < size), v, size).astype(np.intp)  # NaN fails both comparisons
 
 
 

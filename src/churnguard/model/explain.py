@@ -3,8 +3,10 @@
 For many rows (:class:`TreeContributions`): what a tree contributes to a row depends only on which side of
 each of that tree's splits the row falls, so LightGBM's contributions are asked for once per distinct split
 pattern and tree (one representative row, ``start_iteration=t, num_iteration=1``) and added to every row with
-the pattern, tree by tree. The result is LightGBM's numbers; only the floating-point grouping of the per-tree
-sums differs from a single ``pred_contrib`` call.
+the pattern, tree by tree. A representative's numbers come from the model's per-leaf tables
+(``churnguard.model._treeshap``, LightGBM's numbers to the bit) when it has them, else from LightGBM. The result
+is LightGBM's numbers; only the floating-point grouping of the per-tree sums differs from a single
+``pred_contrib`` call.
 
 Patterns are found with integer codes (each value's interval among the tree's thresholds), at least as fine as
 LightGBM's ``Tree::NumericalDecision`` / ``CategoricalDecision``: ``x <= threshold`` goes left, missing values
@@ -28,6 +30,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
+    from churnguard.model._treeshap import TreeShap
 
 def sigmoid_scale(booster) -> float:
     """The binary objective's ``sigmoid`` parameter of a booster (LightGBM's default 1.0)."""
@@ -78,49 +81,54 @@ def explain(model: ChurnModel, matrix: np.ndarray, *, contributions: bool = True
 def tree_contributions(model: ChurnModel) -> TreeContributions:
     """The model's :class:`TreeContributions`, built once per booster and kept with the model: the batch
     engines call :func:`explain` once per partition, and the patterns one partition's rows took LightGBM's
-    numbers for are looked up, not asked for again, in the next."""
+    numbers for are looked up, not asked for again, in the next. The patterns' numbers come from the model's
+    per-leaf tables (:func:`row_tables`) when it has them, else from LightGBM."""
     booster, best = model.booster_, model.best_iteration_
     held = getattr(model, "_tree_walk", None)
     if held is None or held[0] is not booster or held[1] != best:
         categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
-        held = model._tree_walk = (booster, best, TreeContributions(booster, best, categorical))
+        dump = booster.dump_model(num_iteration=best)  # read by the tables and the walk alike (0.16 s a dump)
+        walk = TreeContributions(booster, best, categorical, row_tables(model, dump), dump=dump)
+        held = model._tree_walk = (booster, best, walk)
     return held[2]
 
 
-def row_tables(model: ChurnModel):
+def row_tables(model: ChurnModel, dump: dict | None = None):
     """The model's per-leaf TreeSHAP tables (:class:`churnguard.model._treeshap.TreeShap`), built once and
     checked against LightGBM's own ``pred_contrib`` and raw score on rows at and around every split threshold;
-    None (LightGBM's calls are used) when the model is not one they tabulate or a check differs."""
+    None (LightGBM's calls are used) when the model is not one they tabulate or a check differs. ``dump``: the
+    booster's ``dump_model`` up to the best iteration, when the caller has it."""
     if not hasattr(model, "_row_tables"):
-        model._row_tables = _checked_tables(model.booster_, model.best_iteration_)
+        booster, best = model.booster_, model.best_iteration_
+        model._row_tables = _checked_tables(booster, best, dump or booster.dump_model(num_iteration=best))
     return model._row_tables
 
 
-def _checked_tables(booster, num_iteration: int):
+def _checked_tables(booster, num_iteration: int, dump: dict):
     from importlib.metadata import version
 
     from churnguard.model._treeshap import TreeShap
 
     try:
-        tables = TreeShap(booster, num_iteration)
+        tables = TreeShap(booster, num_iteration, dump)
     except ValueError as exc:  # deeper trees than tabulated, say
-        logger.info("single-row contributions from LightGBM's pred_contrib: %s", exc)
+        logger.info("contributions from LightGBM's pred_contrib: %s", exc)
         return None
-    rows = _threshold_rows(booster, num_iteration)
+    rows = _threshold_rows(booster, num_iteration, dump)
     contrib = booster.predict(rows, num_iteration=num_iteration, pred_contrib=True)
     raw = booster.predict(rows, num_iteration=num_iteration, raw_score=True)
     for i, row in enumerate(rows):
         got, got_raw = tables(row)
         if not (np.array_equal(got, contrib[i]) and got_raw == raw[i]):
             logger.warning("the per-leaf TreeSHAP tables differ from LightGBM %s on a row: using LightGBM's "
-                           "pred_contrib for single rows", version("lightgbm"))
+                           "pred_contrib instead", version("lightgbm"))
             return None
     return tables
 
 
-def _threshold_rows(booster, num_iteration: int, n: int = 64) -> np.ndarray:
-    """Rows whose values sit on, just above and around the model's split thresholds, zero and missing."""
-    model = booster.dump_model(num_iteration=num_iteration)
+def _threshold_rows(booster, num_iteration: int, model: dict, n: int = 64) -> np.ndarray:
+    """Rows whose values sit on, just above and around the split thresholds of the booster's ``dump_model``
+    (``model``), zero and missing."""
     values: list[list[float]] = [[0.0, np.nan, -1.0, 1.0] for _ in range(booster.num_feature())]
     stack = [t["tree_structure"] for t in model["tree_info"][:num_iteration]]
     while stack:
@@ -149,13 +157,19 @@ class TreeContributions:
         booster: the trained ``lightgbm.Booster``.
         num_iteration: trees used (the model's best iteration).
         categorical: column positions of categorical features (fed as integer codes, NaN for missing).
+        tables: the model's per-leaf tables (``churnguard.model._treeshap.TreeShap``, checked against LightGBM), which
+            give a tree's numbers for the patterns' representatives (``TreeShap.tree_terms``); None: LightGBM's
+            ``predict`` is asked, once per tree.
+        dump: the booster's ``dump_model(num_iteration=num_iteration)``, when the caller has it (read, not changed).
     """
 
-    def __init__(self, booster, num_iteration: int, categorical: set[int]) -> None:
+    def __init__(self, booster, num_iteration: int, categorical: set[int], tables: TreeShap | None = None, *,
+                 dump: dict | None = None) -> None:
         self.booster = booster
+        self.tables = tables
         self.n_features = booster.num_feature()
         self.num_iteration = num_iteration
-        model = booster.dump_model(num_iteration=num_iteration)
+        model = dump or booster.dump_model(num_iteration=num_iteration)
         thresholds: list[set[float]] = [set() for _ in range(self.n_features)]
         per_tree: list[dict[int, tuple[set[float], set[str]]]] = []
         for info in model["tree_info"][:num_iteration]:
@@ -343,9 +357,12 @@ class TreeContributions:
             miss = ~hit
         if miss.any():
             reps = x[first[miss]] if not miss.all() else x[first]
-            phi = split.rows(partial(self._contributions, tree), reps)
-            out[miss, :-1] = phi[:, list(tree.features)]
-            out[miss, -1] = split.rows(partial(self._leaf_values, tree=tree), reps)
+            if self.tables is not None:
+                out[miss] = split.rows(partial(self._tabulated, tree), reps)
+            else:
+                phi = split.rows(partial(self._contributions, tree), reps)
+                out[miss, :-1] = phi[:, list(tree.features)]
+                out[miss, -1] = split.rows(partial(self._leaf_values, tree=tree), reps)
             if keys is not None:
                 self._keep(tree.index, keys[miss], out[miss])
         return out
@@ -383,6 +400,18 @@ class TreeContributions:
             key *= size
             key += c
         return key
+
+    def _tabulated(self, tree: _Tree, rows: np.ndarray) -> np.ndarray:
+        """The contributions of ``tree`` alone to ``rows`` (its features, in ``tree.features``' order) and the value
+        of the leaf each reaches, one row each, from the per-leaf tables: LightGBM's numbers (:meth:`_contributions`,
+        :meth:`_leaf_values`) to the bit, without a call per tree."""
+        features, phi, leaf = self.tables.tree_terms(tree.index, rows)
+        out = np.zeros((len(rows), len(tree.features) + 1))
+        at = {f: j for j, f in enumerate(tree.features)}
+        for k, f in enumerate(features.tolist()):  # the same features (each split's is on a leaf's path)
+            out[:, at[f]] = phi[:, k]
+        out[:, -1] = leaf
+        return out
 
     def _contributions(self, tree: _Tree, rows: np.ndarray) -> np.ndarray:
         """LightGBM's contributions of ``tree`` alone to ``rows`` (features, then the expected value)."""

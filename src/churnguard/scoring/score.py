@@ -327,6 +327,7 @@ class ScoreResult:
     rejects: pd.DataFrame
     drift_sample: pd.DataFrame | None = None  # model features + probability of the in-lookback population
     as_of: pd.Timestamp | None = None  # the day scored
+    unseen: pd.Index | None = None  # score_tables: the customers of the tables without a features row (in rejects)
 
     def counts(self) -> dict[str, int]:
         """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
@@ -423,12 +424,13 @@ def score_tables(model: ChurnModel, tables: Tables, as_of: str | pd.Timestamp | 
     if select:
         scores = select_customers(scores, budget=budget, control_fraction=control_fraction, seed=seed)
     scores["model_version"] = info.model_version
-    rejects = unscored_rejects(tables.rejects, unseen_customers(tables, scores["customer_id"]), as_of)
+    unseen = unseen_customers(tables, scores["customer_id"])
+    rejects = unscored_rejects(tables.rejects, unseen, as_of)
     rows = _drift_rows(model, feats)
     drift = _drift_sample(model, feats, rows, scores["churn_probability"].to_numpy()[rows])
     columns = output_columns(model, SCORES_COLUMNS)
     return ScoreResult(scores[columns if select else [c for c in columns if c not in SELECTION_COLUMNS]], rejects,
-                       drift, as_of)
+                       drift, as_of, unseen)
 
 
 def unseen_customers(tables: Tables, seen: pd.Series) -> pd.Index:
