@@ -169,6 +169,17 @@ def test_the_command_builds_by_partition_and_writes_the_same_file(cases, tmp_pat
     assert not list(tmp_path.glob(".churnguard-work*"))  # the buckets' work files are gone
 
 
+def _rows_ask_for_three_partitions(local, monkeypatch, files, read) -> list[int]:
+    """Make the files' rows (as ``read`` reads them) ask for 3 partitions and their size for 1; the partition
+    counts ``local._split`` is then called with are appended to the list returned."""
+    rows = sum(len(read(files[n])) for n in NAMES)
+    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
+    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
+    splits, real = [], local._split
+    monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
+    return splits
+
+
 def test_parquet_rows_that_ask_for_more_partitions_are_split_once(cases, tmp_path, monkeypatch):
     """The rows a Parquet file's metadata records (the rows the census counts) decide the partitions before
     the one pass: when they ask for more than the files' size, the chunks are split once, into those, and the
@@ -177,11 +188,7 @@ def test_parquet_rows_that_ask_for_more_partitions_are_split_once(cases, tmp_pat
 
     files, cfg, as_of, _ = cases["parquet"]
     want, want_rejects = _reference(files, cfg, as_of)
-    rows = sum(len(pd.read_parquet(files[n])) for n in NAMES)
-    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
-    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
-    splits, real = [], local._split
-    monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
+    splits = _rows_ask_for_three_partitions(local, monkeypatch, files, pd.read_parquet)
     census, real_census = [], local._census_split
     monkeypatch.setattr(local, "_census_split",
                         lambda sources, config, n, work: census.append(n) or real_census(sources, config, n, work))
@@ -363,11 +370,7 @@ def test_rows_that_ask_for_more_partitions_than_the_files_size_are_split_again(c
 
     files, cfg, as_of, _ = cases["iso"]
     want, want_rejects = _reference(files, cfg, as_of)
-    rows = sum(len(pd.read_csv(files[n])) for n in NAMES)
-    monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
-    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
-    splits, real = [], local._split
-    monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
+    splits = _rows_ask_for_three_partitions(local, monkeypatch, files, pd.read_csv)
     result = local.features_files(**{n: files[n] for n in NAMES}, out=tmp_path / "features.parquet",
                                   data_config=cfg.data, feature_config=cfg.features, as_of=as_of)
     assert splits == [3]
