@@ -306,3 +306,26 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
     assert sorted(asked) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
     monkeypatch.setattr(_io, "_mallopt", lambda: None)
     _io.keep_freed_memory()  # not glibc: nothing to ask, no error
+
+
+@pytest.mark.parametrize("kind", ["string", "large_string"])
+def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_widths(kind):
+    """``encode_text`` hashes values of one width as fixed-size bytes: the indices and dictionary are Arrow's
+    encoding of the text, for slices (an offset into the bytes), missing or empty values and varying widths."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from churnguard._io import _fixed_width, encode_text
+
+    ids = pa.array(["C0003", "C0001", "C0003", "C0004", "C0002", "C0001", "xyz"], type=getattr(pa, kind)())
+    cases = {"fixed": (ids[:6], 5), "sliced": (ids.slice(2, 4), 5), "missing": (pa.array(["ab", None, "ab"]), None),
+             "empty": (pa.array(["", ""]), None), "varying": (ids, None), "none": (ids.slice(0, 0), None),
+             "multibyte": (pa.array(["ü1", "ab", "ü1"]), None), "same bytes": (pa.array(["üa", "abc", "üa"]), 3)}
+    for name, (values, width) in cases.items():
+        assert _fixed_width(values) == width, name
+        want = pc.dictionary_encode(values)
+        got = encode_text(values, getattr(pa, kind)())
+        got.validate(full=True)
+        assert got.indices.equals(want.indices), name
+        assert got.dictionary.equals(want.dictionary.cast(getattr(pa, kind)())), name
+        assert got.to_pylist() == values.to_pylist(), name
