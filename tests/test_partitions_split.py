@@ -216,6 +216,38 @@ def test_text_columns_longer_than_a_block_keep_each_buckets_rows_in_file_order(m
         assert piece.column(ROW_COLUMN).to_pylist() == [r + 1 for r in np.flatnonzero(part == b)]
 
 
+@pytest.mark.parametrize("offset", [0, 3])
+def test_numbers_and_times_with_missing_values_keep_each_buckets_rows_and_gaps(monkeypatch, offset):
+    # columns of fixed width with missing values (durations, a count, timestamps; in two chunks, or in one cut
+    # from a larger array: its values and validity start past its buffers' beginning) taken by numpy: each
+    # piece holds its customers' values, missing where they were, in file order
+    monkeypatch.setattr(partitions, "_TAKE_BLOCK", 16)
+    rng = np.random.default_rng(4)
+    ids = [f"c{i}" for i in rng.integers(0, 9, 100)]
+    seconds = [None if i % 3 else float(i) + 0.5 for i in range(100)]
+    counts = [None if i % 4 == 1 else i - 50 for i in range(100)]
+    stamps = [None if i % 5 == 2 else pd.Timestamp("2025-01-01") + pd.Timedelta(minutes=i) for i in range(100)]
+
+    def chunked(values, type_):
+        whole = pa.array([None] * offset + values, type=type_)
+        return pa.chunked_array([whole.slice(offset)] if offset else [whole.slice(0, 41), whole.slice(41)])
+
+    chunk = pa.table({"customer_id": pa.chunked_array([ids[:41], ids[41:]]),
+                      "duration_seconds": chunked(seconds, pa.float64()), "n": chunked(counts, pa.int16()),
+                      "timestamp": chunked(stamps, pa.timestamp("ns"))})
+    spec = Spec(DataConfig(), {}, {"events": 100}, {"events": (1,)}, {"events": {}})
+    n = 4
+    pieces, _ = split_chunk(chunk, spec, "events", 0, n)
+
+    part = customer_partition(pd.Series(ids, dtype=object), n)
+    for b, piece in enumerate(pieces):
+        for name, values in (("duration_seconds", seconds), ("n", counts), ("timestamp", stamps)):
+            column = piece.column(name)
+            assert column.type == chunk.column(name).type
+            assert column.to_pylist() == [v for v, p in zip(values, part, strict=True) if p == b], name
+            assert column.null_count == sum(v is None for v, p in zip(values, part, strict=True) if p == b)
+
+
 def test_a_column_without_values_in_a_later_chunk_comes_back_with_the_first_chunks_type():
     # the durations of the second chunk are all missing: its pieces hold them as Arrow's null type (no buffer);
     # each bucket's frame has them as the first chunk's floats, as if the pieces had kept the type
