@@ -55,6 +55,38 @@ def test_pieces_hold_their_customers_rows_and_only_the_values_they_use():
     assert sorted(r for p in pieces for r in p.column(ROW_COLUMN).to_pylist()) == list(range(11, 19))
 
 
+@pytest.mark.parametrize("layout", ["every value everywhere", "rare values", "one value a chunk", "missing rows"])
+def test_a_few_values_are_cut_as_marking_the_pairs_cuts_them(monkeypatch, layout):
+    # event types and channels (dictionaries of fewer than 127 values) are cut by counting each bucket's codes,
+    # first of a sample of its rows: the same pieces (indices, their type, dictionaries) as marking every
+    # (bucket, value) pair, also where a bucket leaves a value out that the sample did not find
+    monkeypatch.setattr(partitions, "_SAMPLE", 8)
+    rng = np.random.default_rng(7)
+    rows, n = 3000, 5
+    buckets = rng.integers(0, n, rows).astype(np.uint8)
+    if layout == "one value a chunk":  # a chunk per row group, each group of one type (the 1M world's events)
+        column = pa.chunked_array([_coded([0] * 1000, [t]) for t in ("visit", "email_sent", "visit")])
+    else:
+        codes = rng.integers(0, 4, rows)
+        if layout == "rare values":  # value 1 in three rows, of buckets 0 and 1 only: the others' 2 and 3 move
+            codes[codes == 1] = 0
+            codes[[5, 1700, 2999]] = 1
+            buckets[[5, 1700, 2999]] = [0, 1, 1]
+        values = [None if layout == "missing rows" and i % 9 == 4 else int(c) for i, c in enumerate(codes)]
+        column = pa.chunked_array([_coded(values, ["visit", "page_view", "email_open", "cart_add"])])
+    order = np.argsort(buckets, kind="stable")
+    cuts = np.concatenate([[0], np.cumsum(np.bincount(buckets, minlength=n))])
+    coded = partitions._Coded.of(column)
+    got, want = coded._few(order, cuts), coded._marked(buckets, order, cuts)
+    assert len(got) == len(want) == n
+    for g, w in zip(got, want, strict=True):
+        assert g.type == w.type
+        assert g.indices.equals(w.indices)
+        assert g.dictionary.equals(w.dictionary)
+    if layout == "rare values":
+        assert [len(p.dictionary) for p in got] == [4, 4, 3, 3, 3]
+
+
 def test_a_few_rows_of_a_long_dictionary_keep_only_their_values():
     # 5 rows whose ids come from a dictionary of 100 values (a row group of many customers, few in a piece)
     values = [f"c{i}" for i in range(100)]
