@@ -737,10 +737,10 @@ def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
             pa.large_string())
     else:
         distinct = pa.array(np.asarray(categories, dtype=object), type=pa.large_string())
-    used = np.zeros(len(distinct), dtype=bool)
+    used = np.zeros(len(distinct) + 1, dtype=bool)  # the last: where a missing row's code (-1) marks, left out
     for first in range(0, len(codes), 1 << 20):  # a piece at a time: no temporary of every row
-        piece = codes[first : first + (1 << 20)]
-        used[piece[piece >= 0]] = True
+        used[codes[first : first + (1 << 20)]] = True
+    used = used[:-1]
     if used.all():
         return distinct, codes
     return distinct.filter(used), np.where(codes >= 0, (np.cumsum(used, dtype=np.int32) - 1)[codes], -1).astype(
