@@ -596,10 +596,12 @@ class _Coded:
             return self._few(order, cuts)
         if n * size <= len(codes) and not owned:  # a short dictionary: mark the values each bucket's rows use
             return self._marked(buckets, order, cuts)
-        used_codes, used_buckets = (codes, buckets) if valid is None else (codes[valid], buckets[valid])
-        owner = np.full(size, n, dtype=np.promote_types(np.min_scalar_type(n), buckets.dtype))
-        owner[used_codes] = used_buckets
-        if owned or (owner[used_codes] == used_buckets).all():  # each value in one bucket
+        # each value's bucket: the last row's that uses it; a missing row's code (-1) writes the last place, which
+        # is left out (the missing rows not left out first: 7.9 against 23.5 ms for the session ids of 3.1M events)
+        owner = np.full(size + 1, n, dtype=np.promote_types(np.min_scalar_type(n), buckets.dtype))
+        owner[codes] = buckets
+        if owned or ((owner[codes] == buckets) if valid is None else (owner[codes] == buckets) | ~valid).all():
+            owner = owner[:size]  # each value in one bucket
             used = np.flatnonzero(owner < n)
             values = used[np.argsort(owner[used], kind="stable")]  # by bucket, in dictionary order within each
             starts = np.searchsorted(owner[values], np.arange(n + 1))
@@ -656,9 +658,10 @@ class _Coded:
         bucket uses, in row order; ``zeroed``: 0 at a missing row) with the dictionary values
         ``values[starts[b] : starts[b + 1]]``."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         n = len(cuts) - 1
-        dictionary = self.dictionary.take(pa.array(values, type=pa.int64()))
+        dictionary = pc.take(self.dictionary, pa.array(values, type=pa.int64()), boundscheck=False)  # places in it
         # the narrowest indices every piece's dictionary fits (event types and channels: one byte a row, not four)
         kept = kept.astype(category_code_type(int(np.diff(starts).max()) if n else 0), copy=False)
         valid = None
