@@ -251,8 +251,8 @@ def test_text_columns_longer_than_a_block_keep_each_buckets_rows_in_file_order(m
 @pytest.mark.parametrize("offset", [0, 3])
 def test_numbers_and_times_with_missing_values_keep_each_buckets_rows_and_gaps(monkeypatch, offset):
     # columns of fixed width with missing values (durations, a count, timestamps; in two chunks, or in one cut
-    # from a larger array: its values and validity start past its buffers' beginning) taken by numpy: each
-    # piece holds its customers' values, missing where they were, in file order
+    # from a larger array: its values and validity start past its buffers' beginning), taken without bounds
+    # checks: each piece holds its customers' values, missing where they were, in file order
     monkeypatch.setattr(partitions, "_TAKE_BLOCK", 16)
     rng = np.random.default_rng(4)
     ids = [f"c{i}" for i in rng.integers(0, 9, 100)]

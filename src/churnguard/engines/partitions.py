@@ -499,8 +499,6 @@ def _taken(column: pa.ChunkedArray, buckets: np.ndarray, order: np.ndarray, cuts
     import pyarrow.compute as pc
 
     n, type_ = len(cuts) - 1, column.type
-    if column.null_count and _byte_width(type_) and len(column) > _TAKE_BLOCK:
-        return _taken_with_nulls(column, order, cuts)
     if not (pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_binary(type_)
             or pa.types.is_large_binary(type_)) or len(column) <= _TAKE_BLOCK:
         taken = pc.take(column, order, boundscheck=False)  # a permutation of the rows: no index to check
@@ -513,30 +511,6 @@ def _taken(column: pa.ChunkedArray, buckets: np.ndarray, order: np.ndarray, cuts
         for b in np.flatnonzero(np.diff(at)):
             parts[b].extend(taken.slice(at[b], at[b + 1] - at[b]).chunks)
     return [pa.concat_arrays(p) if p else pa.array([], type=type_) for p in parts]
-
-
-def _byte_width(type_: pa.DataType) -> int:
-    """The bytes of each value of a numeric or time type held in 1, 2, 4 or 8 of them; else 0."""
-    import pyarrow as pa
-
-    if not (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_temporal(type_)):
-        return 0
-    width = type_.bit_width
-    return width // 8 if width in (8, 16, 32, 64) else 0
-
-
-def _taken_with_nulls(column: pa.ChunkedArray, order: np.ndarray, cuts: np.ndarray) -> list[pa.Array]:
-    """:func:`_taken` of a column of fixed width with missing values: the values' bytes and the validity taken
-    by numpy, each bucket's piece made of them (Arrow's take of 3.1M durations, 70% missing: 33-36 ms; this,
-    15). A missing value's slot keeps whatever bytes it held."""
-
-    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-    width = _byte_width(array.type)
-    values = np.frombuffer(array.buffers()[1], dtype=f"u{width}", count=len(array), offset=array.offset * width)
-    valid = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), count=array.offset + len(array),
-                          bitorder="little")[array.offset :].view(bool)
-    values, valid = values[order], valid[order]
-    return [_indices(values[a:b], valid[a:b], array.type) for a, b in itertools.pairwise(cuts)]
 
 
 def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
@@ -698,18 +672,17 @@ def _used_codes(codes: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(codes, minlength=256)[:size] > 0
 
 
-def _indices(values: np.ndarray, valid: np.ndarray | None, type_: pa.DataType | None = None) -> pa.Array:
-    """A piece's indices as Arrow (``type_``: the values' bytes as that type, default numpy's), null where not
-    ``valid``: the validity bitmap packed by numpy (``pa.array``'s mask took 248 us where this takes 8 for
-    112,000 rows)."""
+def _indices(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """A piece's indices as Arrow, null where not ``valid``: the validity bitmap packed by numpy (``pa.array``'s
+    mask took 248 us where this takes 8 for 112,000 rows)."""
     import pyarrow as pa
 
     nulls = 0 if valid is None else len(valid) - int(np.count_nonzero(valid))
-    if not nulls and type_ is None:
+    if not nulls:
         return pa.array(values)
-    return pa.Array.from_buffers(type_ or pa.from_numpy_dtype(values.dtype), len(values),
-                                 [pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None,
-                                  pa.py_buffer(values)], null_count=nulls)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                 [pa.py_buffer(np.packbits(valid, bitorder="little")), pa.py_buffer(values)],
+                                 null_count=nulls)
 
 
 def check_styles(spec: Spec, stats: dict[str, list[dict[str, DateCensus]]]) -> None:
