@@ -575,7 +575,7 @@ class _Coded:
         if not size:  # no values: every row is missing
             return self._cut(np.zeros(len(codes), dtype=np.int8), order, np.zeros(0, dtype=np.int64),
                              np.zeros(n + 1, dtype=np.int64), cuts)
-        if size < _FEW and not owned:  # a few values (event types, channels): count each bucket's
+        if size < _FEW and not owned:  # a few values (event types, channels): count each bucket's codes
             return self._few(order, cuts)
         if n * size <= len(codes) and not owned:  # a short dictionary: mark the values each bucket's rows use
             return self._marked(buckets, order, cuts)
