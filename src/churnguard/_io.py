@@ -247,8 +247,8 @@ def keep_freed_memory() -> None:
     mallopt = _mallopt()
     if mallopt is None:
         return
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's malloc.h
-    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
+    mallopt(m_mmap_max, 0)
     mallopt(m_trim_threshold, 512 << 20)
     mallopt(m_arena_max, 1)
 

@@ -494,13 +494,13 @@ def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep:
         p = scratch.part[: len(k)]
         if previous is not None:
             remap, lead = previous
-            remap.take(k, out=p, mode="clip")  # keys are within range
+            remap.take(k, out=p, mode="wrap")  # keys are within range
             np.multiply(p, lead, out=k)
         for j, (c, lut) in enumerate(zip(codes, luts, strict=True)):
             if j or previous is not None:
-                k += lut.take(c[b], out=p, mode="clip")  # codes are within range
+                k += lut.take(c[b], out=p, mode="wrap")  # codes are within range
             else:
-                lut.take(c[b], out=k, mode="clip")
+                lut.take(c[b], out=k, mode="wrap")
         # Any row of a key represents it (they all take the same paths), so which of two threads' rows of a
         # key is kept does not matter.
         rep[k] = rows[b]
@@ -514,15 +514,15 @@ def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: t
     for b in blocks:
         g = scratch.index[: b.stop - b.start]  # the groups as numpy's index type (taken many times)
         if groups is None:
-            remap.take(key[b], out=g, mode="clip")  # keys are within range
+            remap.take(key[b], out=g, mode="wrap")  # keys are within range
         else:
             g[:] = groups[b]
         v = scratch.floats[: len(g)]
         for f, values in zip(features, per_feature, strict=True):
             column = out[b, f]  # contiguous: ``out`` is column-major
-            np.add(column, values.take(g, out=v, mode="clip"), out=column)  # groups are within range
+            np.add(column, values.take(g, out=v, mode="wrap"), out=column)  # groups are within range
         if leaves is not None:
-            np.add(score[b], leaves.take(g, out=v, mode="clip"), out=score[b])
+            np.add(score[b], leaves.take(g, out=v, mode="wrap"), out=score[b])
 
 
 def _threads(rows: int) -> int:
