@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from churnguard.config import load_playbook
 from churnguard.dataset import DataError
-from churnguard.engines import customer_partition as _bucket
+from churnguard.engines.partitions import customer_partition as _bucket
 from churnguard.model import ChurnModel
 
 

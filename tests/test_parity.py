@@ -683,7 +683,7 @@ def test_day_first_dates_are_read_in_the_style_of_the_whole_file(battery, engine
 def test_a_raise_on_bad_rows_counts_the_whole_file(battery, engine):
     """Six bad amounts, in more than one of 4 partitions: the error states 6 of the file's rows, as the
     single-partition run does, not the rows of the first partition it met."""
-    from churnguard.engines import customer_partition
+    from churnguard.engines.partitions import customer_partition
 
     files = battery.cases["iso-as-of"].files
     tx = pd.read_csv(files["transactions"], dtype=str, keep_default_na=False)

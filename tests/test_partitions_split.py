@@ -11,8 +11,8 @@ import pytest
 
 from churnguard.config import DataConfig
 from churnguard.dataset import ROW_COLUMN
-from churnguard.engines import customer_partition, partitions
-from churnguard.engines.partitions import Spec, _frame, split_chunk
+from churnguard.engines import partitions
+from churnguard.engines.partitions import Spec, _frame, customer_partition, split_chunk
 
 
 def _coded(codes: list[int | None], values: list[str] | pa.Array) -> pa.DictionaryArray:

@@ -142,7 +142,8 @@ def test_too_few_customers_give_no_level_and_single_purchases_fit_quietly():
 def test_the_level_sentence_says_why_a_short_history_keeps_the_calibrations_level():
     from churnguard.training.evaluation import level_sentence
 
-    s = {"evaluation": "grouped_cv", "level_correction": "none", "as_of": "2024-12-31", "level_backtest_ece": {}}
+    s = {"evaluation": "grouped_cv", "level_correction": "none", "as_of": "2024-12-31", "level_backtest_ece": {},
+         "level_purchases_min_customers": 1_000}
     assert level_sentence(s) == (
         "level_correction: none (no backtest to choose one on: the churn level of the period after 2024-12-31 is "
         "the calibration's; the purchases' seasonal model, which would set it, needs 1,000 customers with a "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +23,15 @@ if TYPE_CHECKING:
 
     from churnguard.config import Config, DataConfig, Playbook
     from churnguard.engines.dask import DaskTables
+    from churnguard.engines.local import FeaturesResult
     from churnguard.model import ChurnModel
     from churnguard.scoring import ScoreResult
     from churnguard.training.run import TrainResult
 
 __all__ = [
     "ENGINES",
-    "FeaturesResult",
     "build_features_from_files",
     "check_engine",
-    "customer_partition",
     "dask_client",
     "read_on_cluster",
     "score_from_files",
@@ -117,27 +115,6 @@ def _on_cluster(paths: tuple[Path, Path | None, Path | None, Path | None], confi
         yield dtables
 
 
-@dataclass(frozen=True)
-class FeaturesResult:
-    """What a features run wrote: the features file ``out`` (``rows`` customers, one row each, ``columns``
-    feature columns besides ``customer_id`` and ``as_of``), the input rows set aside and, as ``score`` reports
-    them, the customers known to the tables but left out (no activity on or before as_of: rows of table ``all``
-    in ``rejects``, ``churnguard.scoring.score.unscored_rejects``)."""
-
-    rejects: pd.DataFrame
-    out: Path
-    rows: int
-    columns: int
-    left_out: int = 0
-
-    def summary(self) -> str:
-        text = f"features: {self.rows:,} customers x {self.columns} features -> {self.out}"
-        if self.left_out:
-            text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
-                     "as_of (see the rejects)")
-        return text
-
-
 def build_features_from_files(engine: str, transactions: Path, tickets: Path | None, customers: Path | None, *,
                               as_of: str | None, out: Path, config: Config, scheduler: str | None = None,
                               workers: int | None = None, partitions: int | None = None, on_step: Callable = _quiet,
@@ -152,6 +129,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     ~5.5M rows) are built in as many partitions as ``score`` would split them into.
     """
     from churnguard._io import write_table
+    from churnguard.engines.local import FeaturesResult
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects, unseen_customers
     from churnguard.sources import DbSource
@@ -289,16 +267,3 @@ def _local_tables(paths: tuple[Path | None, ...], config: Config, demo_customers
                            sources={"transactions": "demo transactions", "tickets": "demo tickets",
                                     "customers": "demo customers"})
 
-
-def customer_partition(ids: pd.Series, partitions: int):
-    """The partition of each row, from its customer id as validation reads it (``dataset.id_text``), so every
-    table puts a customer's rows in the same partition, on every engine. The hash is the feature build's row
-    hash (numpy over the Arrow buffers)."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    from churnguard.dataset import arrow_column, id_text
-    from churnguard.features.build import _hashes
-
-    key = pc.fill_null(arrow_column(id_text(ids).astype("string")), "")  # a missing id hashes as ""
-    return (_hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)

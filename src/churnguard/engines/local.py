@@ -41,11 +41,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from churnguard.config import DataConfig, FeatureConfig, Playbook
-    from churnguard.engines import FeaturesResult
     from churnguard.model import ChurnModel
     from churnguard.population import Population
 
-__all__ = ["auto_partitions", "features_files", "input_partitions", "score_files"]
+__all__ = ["FeaturesResult", "auto_partitions", "features_files", "input_partitions", "score_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +54,26 @@ _BYTES_PER_PARTITION = 256 * 1024 * 1024
 # (benchmarks/README.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
 _ROWS_PER_PARTITION = 5_500_000
 
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    """What a features run wrote: the features file ``out`` (``rows`` customers, one row each, ``columns``
+    feature columns besides ``customer_id`` and ``as_of``), the input rows set aside and, as ``score`` reports
+    them, the customers known to the tables but left out (no activity on or before as_of: rows of table ``all``
+    in ``rejects``, ``churnguard.scoring.score.unscored_rejects``)."""
+
+    rejects: pd.DataFrame
+    out: Path
+    rows: int
+    columns: int
+    left_out: int = 0
+
+    def summary(self) -> str:
+        text = f"features: {self.rows:,} customers x {self.columns} features -> {self.out}"
+        if self.left_out:
+            text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
+                     "as_of (see the rejects)")
+        return text
 
 def auto_partitions(paths: list[Path], rows: int = 0) -> int:
     """One partition per ~256 MB of input files and per ~5.5M input ``rows`` (all tables), whichever gives more."""
@@ -349,7 +368,6 @@ def features_files(
         DataError: as ``load_tables``, with counts and row numbers over whole files.
     """
     from churnguard.dataset import today
-    from churnguard.engines import FeaturesResult
     from churnguard.scoring.score import unscored_rejects
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,

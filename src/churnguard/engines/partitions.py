@@ -50,7 +50,6 @@ from churnguard._io import (
     read_coded,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
-from churnguard.engines import customer_partition
 from churnguard.features import build, kernel
 from churnguard.population import Population
 from churnguard.sources import DbSource
@@ -424,6 +423,16 @@ def census_and_split(table: pa.Table, source: Source, config: DataConfig, first:
         table, config.columns.file_name(source.table, "customer_id"), first, n)
 
 
+def customer_partition(ids: pd.Series, partitions: int):
+    """The partition of each row, from its customer id as validation reads it (``dataset.id_text``), so every
+    table puts a customer's rows in the same partition, on every engine. The hash is the feature build's row
+    hash (numpy over the Arrow buffers)."""
+    import pyarrow.compute as pc
+
+    key = pc.fill_null(dataset.arrow_column(dataset.id_text(ids).astype("string")), "")  # a missing id hashes as ""
+    return (build._hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)
+
+
 def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.Table]:
     """Number a chunk's rows from ``first`` on and cut them into ``n`` pieces by the customer partition of
     ``id_column`` (row order kept within each)."""
@@ -529,7 +538,7 @@ class _Coded:
         return cls(column, dictionary, codes, codes >= 0 if column.null_count else None)
 
     def partitions(self, n: int, dtype: type = np.intp) -> np.ndarray:
-        """:func:`churnguard.engines.customer_partition` of each row's id (a missing id's too) as ``dtype``: each
+        """:func:`customer_partition` of each row's id (a missing id's too) as ``dtype``: each
         distinct id's, looked up by the row's code (from an array of ``dtype``: a 16-bit gather of a chunk's 3.1M
         rows took 5.3 ms where one of 64 bits and its conversion took 8.2)."""
         import pyarrow as pa

@@ -287,9 +287,8 @@ def level_sentence(s: Mapping[str, Any]) -> str:
         unchecked = (f"; the intensity correction, a power of {found['power']:.3f} ({intensity_phrase(found)}), "
                      "is not applied: no later period is left to check it on" if found else "")
         if s.get("evaluation") == "grouped_cv":
-            from churnguard.training.seasonal import MIN_CUSTOMERS
-
-            unchecked += (f"; the purchases' seasonal model, which would set it, needs {MIN_CUSTOMERS:,} customers "
+            unchecked += (f"; the purchases' seasonal model, which would set it, needs "
+                          f"{s['level_purchases_min_customers']:,} customers "
                           "with a purchase or more and a fit that converges: not here")
         return ("level_correction: none (no backtest to choose one on: the churn level of the period after "
                 f"{s['as_of']} is the calibration's{unchecked})")

@@ -71,6 +71,7 @@ from churnguard.training.promotion import (
     score_champion,
 )
 from churnguard.training.result import TrainResult
+from churnguard.training.seasonal import MIN_CUSTOMERS as PURCHASES_MIN_CUSTOMERS
 from churnguard.training.snapshots import _Snapshots, fit_schedule, has_backtest, sample_sizes
 from churnguard.training.tracking import MODEL_ARTIFACT, champion_file, log_evaluation_run, log_training_run
 
@@ -412,6 +413,7 @@ def level_facts(fit: Fit, backtest: Backtest) -> dict[str, Any]:
             "level_intensity": {} if fit.intensity is None else fit.intensity.facts(),
             "level_backtest_intensity": {} if backtest.intensity is None else backtest.intensity.facts(),
             "level_purchases": {} if backtest.purchases is None else backtest.purchases.facts(),
+            "level_purchases_min_customers": PURCHASES_MIN_CUSTOMERS,
             "level_offsets": {str(d.date()): float(v) for d, v in offsets["offset"].items()} if len(offsets) else {}}
 
 
