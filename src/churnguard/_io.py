@@ -239,11 +239,10 @@ def spreadsheet_restored(df: pd.DataFrame) -> pd.DataFrame:
 def keep_freed_memory() -> None:
     """Ask glibc's ``malloc`` to keep the memory this process frees for its next arrays rather than hand it back
     to the system and fault fresh pages in again (the kernel clearing new pages was a tenth of a 1M ``score``):
-    every block from the heap, however large (glibc maps blocks above 32 MB on their own at any threshold, and
-    unmaps them when freed: at 1M customers ``score``'s partitions of 225,000 rows x 53 inputs, 95 MB a matrix,
-    were faulted in anew each time; without such maps the run took 1.3-1.5 s less CPU, ``features`` 0.5 s, for
-    20-50 MB more peak RSS, benchmarks/README.md, seventeenth day), up to 512 MB of freed heap kept, and one
-    heap (arena) for every thread, so
+    every block from the heap, however large (glibc maps a block above its mmap threshold, 32 MB at most, on its
+    own and unmaps it when freed: at 1M customers each of ``score``'s partitions, 225,000 rows x 53 inputs, 95 MB
+    a matrix, was faulted in anew; benchmarks/README.md, seventeenth day), up to 512 MB of freed heap kept, and
+    one heap (arena) for every thread, so
     that what one thread frees is there for the others' next arrays (by default each thread that allocates gets
     an arena of its own, up to 8 a core: Arrow's, numpy's and the checks' threads; at 1M customers one arena
     took 70-190 MB less peak RSS in ``features`` and ``score``, benchmarks/README.md, twelfth day). Call it
