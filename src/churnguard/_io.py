@@ -239,10 +239,7 @@ def spreadsheet_restored(df: pd.DataFrame) -> pd.DataFrame:
 def keep_freed_memory() -> None:
     """Ask glibc's ``malloc`` to keep the memory this process frees for its next arrays rather than hand it back
     to the system and fault fresh pages in again (the kernel clearing new pages was a tenth of a 1M ``score``):
-    every block from the heap, however large (glibc maps a block above its mmap threshold, 32 MB at most, on its
-    own and unmaps it when freed: at 1M customers each of ``score``'s partitions, 225,000 rows x 53 inputs, 95 MB
-    a matrix, was faulted in anew; benchmarks/README.md, seventeenth day), up to 512 MB of freed heap kept, and
-    one heap (arena) for every thread, so
+    blocks up to 32 MB from the heap, up to 512 MB of freed heap kept, and one heap (arena) for every thread, so
     that what one thread frees is there for the others' next arrays (by default each thread that allocates gets
     an arena of its own, up to 8 a core: Arrow's, numpy's and the checks' threads; at 1M customers one arena
     took 70-190 MB less peak RSS in ``features`` and ``score``, benchmarks/README.md, twelfth day). Call it
@@ -250,8 +247,8 @@ def keep_freed_memory() -> None:
     mallopt = _mallopt()
     if mallopt is None:
         return
-    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
-    mallopt(m_mmap_max, 0)
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
     mallopt(m_trim_threshold, 512 << 20)
     mallopt(m_arena_max, 1)
 
