@@ -151,6 +151,41 @@ def test_key_runs_hashing_and_threads_give_lightgbms_numbers_to_the_bit(model, f
         assert hashed
 
 
+@pytest.mark.parametrize("word_bits", [63, 40], ids=["63-bit-words", "40-bit-words"])
+def test_keys_packed_into_words_give_the_numbers_of_keys_taken_tree_by_tree(model, feats, monkeypatch, word_bits):
+    """The pattern keys of several trees packed into one word per row (a shared feature looked up once) give
+    the contributions and raw scores of keys computed tree by tree, to the bit; words hold several trees each,
+    and a window whose trees do not fill a word leaves none unpacked."""
+    data = pd.concat([feats, _edge_rows(model, feats)], ignore_index=True)
+    x = model._matrix(data)
+    booster, best = model.booster_, model.best_iteration_
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    walk = _contrib.TreeContributions(booster, best, categorical)
+    monkeypatch.setattr(_contrib, "_WORD_BITS", word_bits)
+    monkeypatch.setattr(_contrib, "_BLOCK", 512)
+    words: list[list[int]] = []
+    packed_words = _contrib.TreeContributions._packed_words
+
+    def seen(self, trees, *a):
+        fields = packed_words(self, trees, *a)
+        by_word: dict[int, list[int]] = {}
+        for index, (word, _, _) in fields.items():
+            by_word.setdefault(id(word), []).append(index)
+        words.extend(by_word.values())
+        assert {t.index for t in trees if t.features} <= set(fields)  # every tree's keys fit the default bound
+        return fields
+
+    monkeypatch.setattr(_contrib.TreeContributions, "_packed_words", seen)
+    got, raw = walk(x, raw_score=True)
+    assert max(map(len, words)) > 1
+    assert sorted(i for w in words for i in w) == [t.index for t in walk.trees if t.features]
+    monkeypatch.setattr(_contrib.TreeContributions, "_packed_words", lambda self, *a: {})  # tree by tree
+    expected, expected_raw = walk(x, raw_score=True)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(raw, expected_raw)
+    assert np.array_equal(raw, booster.predict(x, num_iteration=best, raw_score=True))
+
+
 def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(model, feats, monkeypatch):
     """A walk called on one part of the rows, then another (as the batch engines call it per partition), takes
     the patterns it has seen from what it kept and asks LightGBM only for new ones: the second part's

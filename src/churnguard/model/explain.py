@@ -272,8 +272,10 @@ class TreeContributions:
 
         Per tree, rows are walked in cache-sized blocks: once for the pattern keys (mixed-radix numbers of the
         tree's codes) and a representative row per key, once to add each pattern's contributions to its rows.
-        The blocks are shared among up to ``_THREADS`` threads (numpy's loops release the GIL); each row is
-        computed by one thread, with the same operations in the same order, so the numbers do not depend on them.
+        The keys of a few trees at a time are packed into one 64-bit word per row (:meth:`_packed_words`), so
+        a feature several of them split on is looked up once for all of them. The blocks are shared among up to
+        ``_THREADS`` threads (numpy's loops release the GIL); each row is computed by one thread, with the same
+        operations in the same order, so the numbers do not depend on them.
         """
         x = np.ascontiguousarray(x, dtype="float64")
         n = len(x)
@@ -286,13 +288,18 @@ class TreeContributions:
             codes, sizes = self._codes(x, split)
             rows = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
             key = np.empty(n, dtype=np.intp)  # numpy's index type: taken as an index once per tree
-            for tree in self.trees:
+            packed: dict[int, tuple[np.ndarray, int, int]] = {}  # the keys of the trees ahead, packed
+            for at, tree in enumerate(self.trees):
+                if at % _WINDOW == 0:
+                    packed = self._packed_words(self.trees[at : at + _WINDOW], codes, sizes, n, split)
                 if not tree.features:  # a single leaf: no contribution, its value to every row's raw score
                     if score is not None:
                         score += self._leaf_values(x[:1], tree)[0]
                     continue
                 radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
-                dense = self._dense(tree, codes, radix, rows, key, split)
+                field = packed.pop(tree.index, None)
+                dense = (self._unpacked(*field, rows, key, split) if field is not None
+                         else self._dense(tree, codes, radix, rows, key, split))
                 if dense is not None:
                     (remap, first), groups = dense, None
                 else:
@@ -305,6 +312,73 @@ class TreeContributions:
         finally:
             split.close()
         return (out, score) if raw_score else out
+
+    @staticmethod
+    def _place_luts(tree: _Tree, radix: list[int], run: range) -> list[np.ndarray]:
+        """Per feature of ``run`` (positions in ``tree.features``): each code's digit times its place value in
+        the mixed-radix key of those features (the last one's place 1), as numpy's index type."""
+        places = np.cumprod([1, *radix[run.stop - 1 : run.start : -1]])[::-1]
+        return [(np.arange(radix[j]) if tree.luts[j] is None else tree.luts[j].astype(np.intp)) * place
+                for j, place in zip(run, places, strict=True)]
+
+    def _packed_words(self, trees: list[_Tree], codes: list[np.ndarray | None], sizes: list[int], n: int,
+                      split: _Split) -> dict[int, tuple[np.ndarray, int, int]]:
+        """The pattern keys of ``trees`` whose keys span at most ``_DENSE`` values (:meth:`_dense` in one run),
+        packed a few trees to a word: each row's word holds each of its trees' keys in bits of their own (a
+        key below ``2**b`` in ``b`` bits, 63 bits a word), as the sum over the word's features of one lookup
+        each, which holds every tree's digit of that code at the tree's place. No key carries into another's
+        bits: each is below its bound. Trees are put together by the features they share (each word takes the
+        tree that adds the fewest new features while it has room). Returns per tree its word, its first bit and
+        its number of keys."""
+        fields: list[tuple[_Tree, list[int], int]] = []
+        for tree in trees:
+            radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
+            bound = math.prod(radix)
+            if tree.features and bound <= _DENSE:
+                fields.append((tree, radix, bound))
+        words: list[list[tuple[_Tree, list[int], int]]] = []
+        while fields:
+            word = [fields.pop(0)]
+            bits, features = (word[0][2] - 1).bit_length(), set(word[0][0].features)
+            while True:
+                fits = [(len(set(t.features) - features), i) for i, (t, _, b) in enumerate(fields)
+                        if bits + (b - 1).bit_length() <= _WORD_BITS]
+                if not fits:
+                    break
+                tree, radix, bound = fields.pop(min(fits)[1])
+                word.append((tree, radix, bound))
+                bits += (bound - 1).bit_length()
+                features |= set(tree.features)
+            words.append(word)
+        out: dict[int, tuple[np.ndarray, int, int]] = {}
+        for word in words:
+            tables: dict[int, np.ndarray] = {}
+            shift = 0
+            for tree, radix, bound in word:
+                for f, lut in zip(tree.features, self._place_luts(tree, radix, range(len(radix))), strict=True):
+                    if f in tables:
+                        tables[f] += lut << shift
+                    else:
+                        tables[f] = lut << shift
+                out[tree.index] = (shift, bound)
+                shift += (bound - 1).bit_length()
+            packed = np.empty(n, dtype=np.intp)
+            split.run(partial(_words, packed, [codes[f] for f in tables], list(tables.values())))
+            for tree, _, _ in word:
+                out[tree.index] = (packed, *out[tree.index])
+        return out
+
+    @staticmethod
+    def _unpacked(word: np.ndarray, shift: int, bound: int, rows: np.ndarray, key: np.ndarray, split: _Split
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """A tree's pattern keys from their packed words (:meth:`_packed_words`), written into ``key``, and
+        the map from key to group number and a representative row of each group, as :meth:`_dense` gives them."""
+        rep = np.full(bound, -1, dtype=rows.dtype)
+        split.run(partial(_unpack, key, word, shift, (1 << (bound - 1).bit_length()) - 1, rep, rows))
+        found = np.flatnonzero(rep >= 0)  # the keys present, in order
+        remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
+        remap[found] = np.arange(len(found))
+        return remap, rep[found]
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
@@ -326,10 +400,8 @@ class TreeContributions:
             if end == start:
                 return None
             run = range(start, end)
-            places = np.cumprod([1, *radix[end - 1 : start : -1]])[::-1]  # place value of each feature's digit
-            luts = [(np.arange(radix[j]) if tree.luts[j] is None else tree.luts[j].astype(np.intp)) * place
-                    for j, place in zip(run, places, strict=True)]  # intp: ``key``'s type
-            lead = int(places[0] * radix[start])  # place value of the groups so far
+            luts = TreeContributions._place_luts(tree, radix, run)  # intp: ``key``'s type
+            lead = int(math.prod(radix[start:end]))  # place value of the groups so far
             rep = np.full(bound, -1, dtype=rows.dtype)
             split.run(partial(_keys, key, [codes[tree.features[j]] for j in run], luts, rep, rows,
                               None if remap is None else (remap, lead)))
@@ -494,15 +566,40 @@ def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep:
         p = scratch.part[: len(k)]
         if previous is not None:
             remap, lead = previous
-            remap.take(k, out=p, mode="clip")  # keys are within range
+            remap.take(k, out=p, mode="wrap")  # keys are within range
             np.multiply(p, lead, out=k)
         for j, (c, lut) in enumerate(zip(codes, luts, strict=True)):
             if j or previous is not None:
-                k += lut.take(c[b], out=p, mode="clip")  # codes are within range
+                k += lut.take(c[b], out=p, mode="wrap")  # codes are within range
             else:
-                lut.take(c[b], out=k, mode="clip")
+                lut.take(c[b], out=k, mode="wrap")
         # Any row of a key represents it (they all take the same paths), so which of two threads' rows of a
         # key is kept does not matter.
+        rep[k] = rows[b]
+
+
+def _words(words: np.ndarray, codes: list[np.ndarray], tables: list[np.ndarray], blocks: list[slice],
+           scratch: _Scratch) -> None:
+    """The packed words of the rows of ``blocks`` (see ``TreeContributions._packed_words``): the sum of each
+    feature's table at the row's code, written into ``words``."""
+    for b in blocks:
+        w = words[b]
+        p = scratch.part[: len(w)]
+        for j, (c, table) in enumerate(zip(codes, tables, strict=True)):
+            if j:
+                w += table.take(c[b], out=p, mode="wrap")  # codes are within range
+            else:
+                table.take(c[b], out=w, mode="wrap")
+
+
+def _unpack(key: np.ndarray, words: np.ndarray, shift: int, mask: int, rep: np.ndarray, rows: np.ndarray,
+            blocks: list[slice], _scratch: _Scratch) -> None:
+    """One tree's keys of the rows of ``blocks`` from their packed words, written into ``key``, each key's row
+    into ``rep`` (as ``_keys``)."""
+    for b in blocks:
+        k = key[b]
+        np.right_shift(words[b], shift, out=k)
+        np.bitwise_and(k, mask, out=k)
         rep[k] = rows[b]
 
 
@@ -514,15 +611,15 @@ def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: t
     for b in blocks:
         g = scratch.index[: b.stop - b.start]  # the groups as numpy's index type (taken many times)
         if groups is None:
-            remap.take(key[b], out=g, mode="clip")  # keys are within range
+            remap.take(key[b], out=g, mode="wrap")  # keys are within range
         else:
             g[:] = groups[b]
         v = scratch.floats[: len(g)]
         for f, values in zip(features, per_feature, strict=True):
             column = out[b, f]  # contiguous: ``out`` is column-major
-            np.add(column, values.take(g, out=v, mode="clip"), out=column)  # groups are within range
+            np.add(column, values.take(g, out=v, mode="wrap"), out=column)  # groups are within range
         if leaves is not None:
-            np.add(score[b], leaves.take(g, out=v, mode="clip"), out=score[b])
+            np.add(score[b], leaves.take(g, out=v, mode="wrap"), out=score[b])
 
 
 def _threads(rows: int) -> int:
@@ -537,5 +634,7 @@ _KNOWN_FLOATS = 1 << 24  # pattern values kept across calls (128 MB): the 3 part
 _KNOWN_CATEGORIES = 1 << 16  # category codes a kept pattern key has room for
 _SHARED_CALL = 1_000  # representatives from which a tree's LightGBM calls are shared among the threads
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
+_WINDOW = 32  # trees whose keys are packed together (each word of their rows held until its trees are added)
+_WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
 _BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache
 _THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
