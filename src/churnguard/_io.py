@@ -604,7 +604,7 @@ def encode_text(values: pa.Array, kind: pa.DataType) -> pa.DictionaryArray:
         coded = pc.dictionary_encode(values)
         return pa.DictionaryArray.from_arrays(coded.indices, coded.dictionary.cast(kind))
     fixed = pa.Array.from_buffers(pa.binary(width), len(values), [None, values.buffers()[2].slice(
-        int(_offsets(values)[0]), width * len(values))])
+        int(text_offsets(values)[0]), width * len(values))])
     coded = pc.dictionary_encode(fixed)
     found = coded.dictionary  # its values' bytes one after another: text of offsets 0, width, 2 * width, ...
     offsets = np.arange(len(found) + 1, dtype=np.int64) * width
@@ -613,12 +613,15 @@ def encode_text(values: pa.Array, kind: pa.DataType) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(coded.indices, text.cast(kind))
 
 
-def _offsets(values: pa.Array) -> np.ndarray:
-    """A text array's offsets (``len(values) + 1`` of them), straight from its buffer."""
+def text_offsets(values: pa.Array) -> np.ndarray:
+    """A text (or binary) array's offsets, ``len(values) + 1`` of them, read from its buffer without a copy
+    (int64 for the large types, else int32)."""
     import numpy as np
     import pyarrow as pa
 
     width = np.int64 if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type) else np.int32
+    if not len(values):
+        return np.zeros(1, dtype=width)
     return np.frombuffer(values.buffers()[1], dtype=width, count=len(values) + 1,
                          offset=values.offset * np.dtype(width).itemsize)
 
@@ -630,7 +633,7 @@ def _fixed_width(values: pa.Array) -> int | None:
 
     if not len(values) or values.null_count:
         return None
-    offsets = _offsets(values)
+    offsets = text_offsets(values)
     width = int(offsets[1] - offsets[0])
     if width <= 0 or int(offsets[-1] - offsets[0]) != width * len(values):
         return None

@@ -56,6 +56,7 @@ from churnguard._io import (
     read_rows,
     spreadsheet_safe,
     table_suffix,
+    text_offsets,
     write_table,
 )
 from churnguard.sources import DbSource
@@ -631,10 +632,8 @@ def _text_buffers(chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
 
     if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
         return None
-    _, offsets, data = chunk.buffers()
-    width = np.dtype(np.int32 if pa.types.is_string(chunk.type) else np.int64)
-    bounds = np.frombuffer(offsets, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize) \
-        if len(chunk) else np.zeros(1, dtype=width)
+    data = chunk.buffers()[2]
+    bounds = text_offsets(chunk)
     start, stop = bounds[:-1], bounds[1:]
     if chunk.null_count:
         valid = chunk.is_valid().to_numpy(zero_copy_only=False)

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard._io import text_offsets
 from churnguard.dataset import arrow_column, category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
@@ -242,9 +243,8 @@ def _text_hashes(chunk: pa.Array) -> np.ndarray:
         chunk = chunk.cast(pa.large_string())  # e.g. string_view or dictionary
     if len(chunk) == 0:
         return np.zeros(0, dtype=np.uint64)
-    _, offsets, data = chunk.buffers()
-    width = np.dtype(np.int32 if narrow else np.int64)
-    bounds = np.frombuffer(offsets, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize)
+    data = chunk.buffers()[2]
+    bounds = text_offsets(chunk)
     start = bounds[:-1].astype(np.int64)
     length = bounds[1:] - start
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
