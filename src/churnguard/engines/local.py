@@ -75,6 +75,7 @@ class FeaturesResult:
                      "as_of (see the rejects)")
         return text
 
+
 def auto_partitions(paths: list[Path], rows: int = 0) -> int:
     """One partition per ~256 MB of input files and per ~5.5M input ``rows`` (all tables), whichever gives more."""
     size = sum(p.stat().st_size for p in paths)
