@@ -186,6 +186,34 @@ def test_keys_packed_into_words_give_the_numbers_of_keys_taken_tree_by_tree(mode
     assert np.array_equal(raw, booster.predict(x, num_iteration=best, raw_score=True))
 
 
+def test_packed_keys_of_trees_without_categories_are_their_pattern_keys(model, feats, monkeypatch):
+    """The keys a tree's groups have in its packed words are the numbers its kept patterns are known by
+    (``_pattern_keys``), so they are passed on for trees without categorical features (the others' are
+    computed); the walk's numbers are those of a walk without packed words."""
+    x = model._matrix(pd.concat([feats, _edge_rows(model, feats)], ignore_index=True))
+    booster, best = model.booster_, model.best_iteration_
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    passed: list[bool] = []
+    pattern_values = _contrib.TreeContributions._pattern_values
+
+    def checked(self, tree, codes, rows, first, split, keys=None):
+        passed.append(keys is not None)
+        if keys is not None:
+            assert all(lut is not None for lut in tree.luts)
+            assert np.array_equal(keys, self._pattern_keys(tree, codes, first))
+        return pattern_values(self, tree, codes, rows, first, split, keys)
+
+    monkeypatch.setattr(_contrib.TreeContributions, "_pattern_values", checked)
+    got, raw = _contrib.TreeContributions(booster, best, categorical)(x, raw_score=True)
+    assert sum(passed) > len(passed) // 2
+    monkeypatch.setattr(_contrib.TreeContributions, "_packed_words", lambda self, *a: {})  # tree by tree
+    passed.clear()
+    expected, expected_raw = _contrib.TreeContributions(booster, best, categorical)(x, raw_score=True)
+    assert not any(passed)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(raw, expected_raw)
+
+
 def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(model, feats, monkeypatch):
     """A walk called on one part of the rows, then another (as the batch engines call it per partition), takes
     the patterns it has seen from what it kept and asks LightGBM only for new ones: the second part's

@@ -299,13 +299,16 @@ class TreeContributions:
                     continue
                 radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
                 field = packed.pop(tree.index, None)
-                dense = (self._unpacked(*field, rows, key, split) if field is not None
-                         else self._dense(tree, codes, radix, rows, key, split))
-                if dense is not None:
-                    (remap, first), groups = dense, None
+                keys, groups = None, None  # keys: the groups' pattern keys (:meth:`_pattern_keys`), when known here
+                if field is not None:
+                    remap, first, found = self._unpacked(*field, rows, key, split)
+                    if all(lut is not None for lut in tree.luts):  # no categorical feature: the same numbers
+                        keys = found
+                elif (dense := self._dense(tree, codes, radix, rows, key, split)) is not None:
+                    remap, first = dense
                 else:
                     remap, (groups, first) = None, self._hashed(tree, codes, radix, rows)
-                values = self._pattern_values(tree, codes, x, first, split)  # groups x (features, leaf value)
+                values = self._pattern_values(tree, codes, x, first, split, keys)  # groups x (features, leaf value)
                 per_feature = np.ascontiguousarray(values[:, :-1].T)  # small: features x groups
                 leaves = values[:, -1].copy() if score is not None else None
 
@@ -371,15 +374,16 @@ class TreeContributions:
 
     @staticmethod
     def _unpacked(word: np.ndarray, shift: int, bound: int, rows: np.ndarray, key: np.ndarray, split: _Split
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A tree's pattern keys from their packed words (:meth:`_packed_words`), written into ``key``, and
-        the map from key to group number and a representative row of each group, as :meth:`_dense` gives them."""
+        the map from key to group number and a representative row of each group, as :meth:`_dense` gives them,
+        and the keys of the groups (the mixed-radix numbers of their codes)."""
         rep = split.marked(partial(_unpack, key, word, shift, (1 << (bound - 1).bit_length()) - 1, rows), bound,
                            rows.dtype)
         found = np.flatnonzero(rep >= 0)  # the keys present, in order
         remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
         remap[found] = np.arange(len(found))
-        return remap, rep[found]
+        return remap, rep[found], found
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
@@ -412,12 +416,15 @@ class TreeContributions:
         return remap, first
 
     def _pattern_values(self, tree: _Tree, codes: list[np.ndarray | None], x: np.ndarray, first: np.ndarray,
-                        split: _Split) -> np.ndarray:
+                        split: _Split, keys: np.ndarray | None = None) -> np.ndarray:
         """Per group of a tree (``first``: a row of each), LightGBM's contributions of the tree's features and the
         value of the leaf the group reaches, one row per group. The values of the patterns an earlier call saw
         are kept (per tree, by :meth:`_pattern_keys`) and taken from there; LightGBM is asked only for the
-        others, so the patterns partitions share are computed once."""
-        keys = self._pattern_keys(tree, codes, first)
+        others, so the patterns partitions share are computed once. ``keys``: the groups' pattern keys, when
+        the caller has them (a tree without categorical features: the keys of one lookup table, whose
+        mixed-radix numbers are these)."""
+        if keys is None:
+            keys = self._pattern_keys(tree, codes, first)
         out = np.empty((len(first), len(tree.features) + 1))
         miss = np.ones(len(first), dtype=bool)
         with self._lock:
