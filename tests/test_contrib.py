@@ -212,6 +212,11 @@ def test_packed_keys_of_trees_without_categories_are_their_pattern_keys(model, f
     assert not any(passed)
     assert np.array_equal(got, expected)
     assert np.array_equal(raw, expected_raw)
+    assert x.flags.f_contiguous  # as the batch path gives it; in rows (C order), read a column at a time alike
+    in_rows, in_rows_raw = _contrib.TreeContributions(booster, best, categorical)(np.ascontiguousarray(x),
+                                                                                 raw_score=True)
+    assert np.array_equal(in_rows, got)
+    assert np.array_equal(in_rows_raw, raw)
 
 
 def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(model, feats, monkeypatch):

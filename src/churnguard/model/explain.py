@@ -278,7 +278,7 @@ class TreeContributions:
         ``_THREADS`` threads (numpy's loops release the GIL); each row is computed by one thread, with the same
         operations in the same order, so the numbers do not depend on them.
         """
-        x = np.ascontiguousarray(x, dtype="float64")
+        x = np.asfortranarray(x, dtype="float64")  # column-major, as the batch path gives it: read a column at a time
         n = len(x)
         out = np.zeros((n, self.n_features), order="F")  # one column at a time below
         score = np.zeros(n) if raw_score else None
