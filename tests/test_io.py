@@ -312,9 +312,9 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["string", "large_string"])
 def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_widths(kind):
-    """``encode_text`` hashes values of one width as fixed-size bytes: the indices
-    and dictionary are Arrow's encoding of the text, for widths up to 8 bytes and over, slices (an offset into
-    the bytes), missing or empty values, NUL bytes and varying widths."""
+    """``encode_text`` hashes values of one width as fixed-size bytes: the indices and dictionary are Arrow's
+    encoding of the text, for widths up to 8 bytes and over, slices (an offset into the bytes), missing or
+    empty values, NUL bytes and varying widths."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
