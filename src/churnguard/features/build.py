@@ -496,7 +496,7 @@ def purchase_orders(tx: pd.DataFrame) -> pd.DataFrame:
 
 def _repeated(key: np.ndarray) -> np.ndarray:
     """True where a key occurs more than once: the keys' order, equal neighbours in it marked and the marks put
-    back in row order (the order keys of 470,000 transactions: 8.2 against 17.1 ms for ``np.isin`` of the
+    back in row order (the order keys of 470,000 transactions: 12.2 against 29.0 ms for ``np.isin`` of the
     repeated keys)."""
     order = np.argsort(key)
     ordered = key[order]
