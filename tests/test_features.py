@@ -220,3 +220,12 @@ def test_partial_then_finished_features_are_the_built_ones(tiny_tables, config):
     kept = pickle.loads(pickle.dumps(partial))  # as the partitioned build keeps it between its passes
     pd.testing.assert_frame_equal(finish_features(kept, config.features, given),
                                   build_features(tiny_tables, AS_OF, config.features, given), check_exact=True)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 7, 2**63, 2**64 - 1]), max_size=60))
+def test_repeated_order_keys_are_those_occurring_more_than_once(keys):
+    """The order keys that group an order's lines: a key is repeated where pandas calls it duplicated."""
+    from churnguard.features.build import _repeated
+
+    key = np.array(keys, dtype=np.uint64)
+    assert _repeated(key).tolist() == pd.Series(key).duplicated(keep=False).tolist()

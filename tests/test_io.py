@@ -10,6 +10,8 @@ import sys
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnguard._io import WORK_PREFIX, atomic_path, replaced_together, work_dir, write_table
 
@@ -311,7 +313,8 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
 @pytest.mark.parametrize("kind", ["string", "large_string"])
 def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_widths(kind):
     """``encode_text`` hashes values of one width as fixed-size bytes: the indices and dictionary are Arrow's
-    encoding of the text, for slices (an offset into the bytes), missing or empty values and varying widths."""
+    encoding of the text, for widths up to 8 bytes and over, slices (an offset into the bytes), missing or
+    empty values, NUL bytes and varying widths."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -320,7 +323,10 @@ def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_width
     ids = pa.array(["C0003", "C0001", "C0003", "C0004", "C0002", "C0001", "xyz"], type=getattr(pa, kind)())
     cases = {"fixed": (ids[:6], 5), "sliced": (ids.slice(2, 4), 5), "missing": (pa.array(["ab", None, "ab"]), None),
              "empty": (pa.array(["", ""]), None), "varying": (ids, None), "none": (ids.slice(0, 0), None),
-             "multibyte": (pa.array(["ü1", "ab", "ü1"]), None), "same bytes": (pa.array(["üa", "abc", "üa"]), 3)}
+             "multibyte": (pa.array(["ü1", "ab", "ü1"]), None), "same bytes": (pa.array(["üa", "abc", "üa"]), 3),
+             "eight": (pa.array(["C0124771", "C0000001", "C0124771", "C9999999"]), 8),
+             "nine": (pa.array(["C01247710", "C00000010", "C01247710"]), 9),
+             "one": (pa.array(["b", "a", "b", "c"]), 1), "nul": (pa.array(["a\0", "\0a", "a\0", "\0\0"]), 2)}
     for name, (values, width) in cases.items():
         assert _fixed_width(values) == width, name
         want = pc.dictionary_encode(values)
@@ -329,3 +335,21 @@ def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_width
         assert got.indices.equals(want.indices), name
         assert got.dictionary.equals(want.dictionary.cast(getattr(pa, kind)())), name
         assert got.to_pylist() == values.to_pylist(), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 12), data=st.data())
+def test_encode_text_of_one_width_is_arrows_encoding(width, data):
+    """Values of one width (NUL bytes and repeats among them) encode as Arrow encodes the text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from churnguard._io import encode_text
+
+    word = st.text(alphabet="\0ab9", min_size=width, max_size=width)
+    values = pa.array(data.draw(st.lists(word, min_size=1, max_size=40)))
+    want = pc.dictionary_encode(values)
+    got = encode_text(values, pa.string())
+    got.validate(full=True)
+    assert got.indices.equals(want.indices)
+    assert got.dictionary.equals(want.dictionary)
