@@ -303,3 +303,32 @@ def test_scoring_walks_with_the_models_tables(model, feats, monkeypatch):
     expected, expected_raw = plain(x, raw_score=True)
     assert np.array_equal(got, expected)
     assert np.array_equal(raw, expected_raw)
+
+
+@pytest.mark.parametrize("n", [1, 5_000, 20_000, 224_454, 1_000_003])
+def test_the_rows_are_shared_in_even_blocks_and_each_thread_marks_its_own_keys(monkeypatch, n):
+    """Every row is in one block, blocks of at most ``_BLOCK`` rows and as many to each thread (two threads
+    for more than ``_MIN_BLOCK`` rows); each run marks keys in an array of its own, and the join holds at each
+    key a row some run wrote there (-1 where none did)."""
+    monkeypatch.setattr(_contrib, "_THREADS", 2)
+    split = _contrib._Split(n)
+    try:
+        blocks = [b for run in split.runs for b in run]
+        assert [b.start for b in blocks] == [0, *(b.stop for b in blocks[:-1])]
+        assert blocks[-1].stop == n
+        assert max(b.stop - b.start for b in blocks) <= _contrib._BLOCK
+        assert len(split.runs) == (2 if n > _contrib._MIN_BLOCK else 1)
+        assert len({len(run) for run in split.runs}) == 1
+        keys = np.arange(n) % 7 * 3  # keys 0, 3, ..., 18 of 20
+
+        def mark(rep, blocks, scratch):
+            assert all(b in split.runs[scratch.run] for b in blocks)
+            for b in blocks:
+                rep[keys[b]] = np.arange(b.start, b.stop)
+
+        rep = split.marked(mark, 20, np.int32)
+    finally:
+        split.close()
+    found = np.flatnonzero(rep >= 0)
+    assert found.tolist() == sorted(set(keys.tolist()))
+    assert (keys[rep[found]] == found).all()

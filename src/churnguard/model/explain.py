@@ -534,9 +534,9 @@ class _Scratch:
 
 class _Split:
     """The row blocks of ``n`` rows, shared among up to ``_THREADS`` threads in contiguous runs of as many
-    blocks of even sizes (at most ``_BLOCK`` rows, and a thread's share of the rows when that is less; at least
-    ``_MIN_BLOCK`` rows to share the rows at all), each run with its own scratch buffers; ``run(fn)`` calls
-    ``fn(blocks, scratch)`` for every run at once and waits."""
+    blocks of even sizes (at most ``_BLOCK`` rows, and a thread's share of the rows when that is less; the rows
+    shared only when there are more than ``_MIN_BLOCK``), each run with its own scratch buffers; ``run(fn)``
+    calls ``fn(blocks, scratch)`` for every run at once and waits."""
 
     def __init__(self, n: int) -> None:
         count = max(-(-n // _BLOCK), min(_THREADS, -(-n // _MIN_BLOCK)))  # blocks of at most _BLOCK rows
@@ -663,5 +663,5 @@ _WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
 # the GIL taken again after each; blocks of 16,384 rows (a block's columns in the CPU cache) took more CPU:
 # benchmarks/README.md, eighteenth day.
 _BLOCK = 1 << 17
-_MIN_BLOCK = 1 << 14  # rows per block, at least, when the rows are shared among threads
+_MIN_BLOCK = 1 << 14  # rows from which (more than) they are shared among threads
 _THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
