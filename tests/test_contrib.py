@@ -320,15 +320,19 @@ def test_the_rows_are_shared_in_even_blocks_and_each_thread_marks_its_own_keys(m
         assert len(split.runs) == (2 if n > _contrib._MIN_BLOCK else 1)
         assert len({len(run) for run in split.runs}) == 1
         keys = np.arange(n) % 7 * 3  # keys 0, 3, ..., 18 of 20
+        arrays = {}
 
         def mark(rep, blocks, scratch):
             assert all(b in split.runs[scratch.run] for b in blocks)
+            arrays[scratch.run] = rep
             for b in blocks:
                 rep[keys[b]] = np.arange(b.start, b.stop)
 
         rep = split.marked(mark, 20, np.int32)
     finally:
         split.close()
+    assert len(arrays) == len(split.runs)
+    assert len(arrays) == 1 or not np.shares_memory(arrays[0], arrays[1])
     found = np.flatnonzero(rep >= 0)
     assert found.tolist() == sorted(set(keys.tolist()))
     assert (keys[rep[found]] == found).all()
