@@ -242,7 +242,7 @@ def keep_freed_memory() -> None:
     blocks up to 32 MB from the heap, up to 512 MB of freed heap kept, and one heap (arena) for every thread, so
     that what one thread frees is there for the others' next arrays (by default each thread that allocates gets
     an arena of its own, up to 8 a core: Arrow's, numpy's and the checks' threads; at 1M customers one arena
-    took 70-190 MB less peak RSS in ``features`` and ``score``, benchmarks/README.md, twelfth day). Call it
+    took 70-190 MB less peak RSS in ``features`` and ``score``, benchmarks/HISTORY.md, twelfth day). Call it
     before any thread allocates. Nothing happens under another C library."""
     mallopt = _mallopt()
     if mallopt is None:

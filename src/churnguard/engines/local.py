@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 _BYTES_PER_PARTITION = 256 * 1024 * 1024
 # A partition's memory grows with its input rows: scoring 1M customers from Parquet took 230-270 bytes per input
 # row of a partition (all tables) at its peak, above the ~0.3 GB the process holds before the first one
-# (benchmarks/README.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
+# (benchmarks/HISTORY.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
 _ROWS_PER_PARTITION = 5_500_000
 
 
@@ -223,7 +223,7 @@ def _release() -> None:
     glibc's ``malloc`` (its system pool), as ``features_files`` has it do once the input is split
     (``_io.arrow_from_malloc``): what a bucket frees is then kept for the next bucket's arrays
     (``_io.keep_freed_memory``), not handed back (``malloc_trim``) and faulted in again. Measured at 1M
-    customers (benchmarks/README.md, twelfth day): 0.5-1 s less CPU on average, 5-10% of ``features`` from CSV
+    customers (benchmarks/HISTORY.md, twelfth day): 0.5-1 s less CPU on average, 5-10% of ``features`` from CSV
     or Parquet, no more peak RSS. (From the start, for the split too: more page faults in the split and 50-200
     MB more peak RSS; ``score``, whose buckets hold more at once, took more CPU and 0.2 GB more with it.)"""
     import pyarrow as pa

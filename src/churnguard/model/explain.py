@@ -661,7 +661,7 @@ _WINDOW = 32  # trees whose keys are packed together (each word of their rows he
 _WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
 # Rows per block, at most. Each block costs a few numpy calls per tree and feature, a few microseconds each with
 # the GIL taken again after each; blocks of 16,384 rows (a block's columns in the CPU cache) took more CPU:
-# benchmarks/README.md, eighteenth day.
+# benchmarks/HISTORY.md, eighteenth day.
 _BLOCK = 1 << 17
 _MIN_BLOCK = 1 << 14  # rows from which (more than) they are shared among threads
 _THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

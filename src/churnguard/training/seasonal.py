@@ -21,7 +21,7 @@ The deployed model keeps its own order of the customers and takes this model's l
 the isotonic map of its raw scores onto these probabilities over today's customers (no outcome is used). The
 customers silent longer than any the model learned from get this model's probability itself
 (:class:`~churnguard.model._modelcore.BeyondSupport`): trees give them that of the longest silence they saw. See
-``benchmarks/seasonal_pnbd.py`` and ``benchmarks/README.md`` for how it does on generated worlds.
+``benchmarks/seasonal_pnbd.py`` and ``benchmarks/HISTORY.md`` for how it does on generated worlds.
 """
 
 from __future__ import annotations
