@@ -260,16 +260,19 @@ def test_a_request_that_arrives_whole_sets_no_header_timer():
     try:
         protocol = Counted(loop, header_timeout=5.0)
         protocol.connection_made(object())
-        assert protocol.armed == 1 and protocol._header_timer is not None  # nothing sent yet
+        assert protocol.armed == 1  # nothing sent yet
+        assert protocol._header_timer is not None
         for _ in range(3):  # whole requests on a kept-alive connection
             protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert protocol._header_timer is None
             protocol.cycle.response_complete = True
         assert protocol.armed == 1
         protocol.data_received(b"GET / HTTP/1.1\r\nHo")  # a request's first bytes, its headers incomplete
-        assert protocol.armed == 2 and protocol._header_timer is not None
+        assert protocol.armed == 2
+        assert protocol._header_timer is not None
         protocol.data_received(b"st: x\r\n\r\n")
-        assert protocol.armed == 2 and protocol._header_timer is None
+        assert protocol.armed == 2
+        assert protocol._header_timer is None
         protocol.connection_lost(None)
     finally:
         loop.close()
