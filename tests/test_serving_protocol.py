@@ -223,3 +223,56 @@ def test_writes_of_one_loop_round_go_out_as_one_and_closing_sends_them_first():
     assert sent == [("write", b"HTTP/1.1 200 OK\r\n\r\nhello")]
     assert closing == [("write", b"bye"), ("close", b"")]
     assert lost == []
+
+
+def test_a_request_that_arrives_whole_sets_no_header_timer():
+    """The deadline's timer runs while a request's headers are awaited: from the connection's opening, and from
+    the first bytes of a request whose headers those bytes leave incomplete; bytes holding a whole request's
+    headers set none (a timer set and cancelled per request costs more than the check)."""
+    import asyncio
+
+    class Cycle:  # uvicorn's request-response cycle, as far as the deadline reads it
+        response_complete = False
+
+    class Parser:  # stands in for uvicorn's protocol: a cycle starts once a request's headers are complete
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            self.loop, self.cycle, self.pending = loop, None, b""
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.pending += data
+            if b"\r\n\r\n" in self.pending:
+                self.cycle, self.pending = Cycle(), b""
+
+        def connection_lost(self, exc) -> None:
+            pass
+
+    class Counted(HeaderDeadline, Parser):
+        armed = 0
+
+        def _arm(self) -> None:
+            self.armed += 1
+            super()._arm()
+
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = Counted(loop, header_timeout=5.0)
+        protocol.connection_made(object())
+        assert protocol.armed == 1  # nothing sent yet
+        assert protocol._header_timer is not None
+        for _ in range(3):  # whole requests on a kept-alive connection
+            protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert protocol._header_timer is None
+            protocol.cycle.response_complete = True
+        assert protocol.armed == 1
+        protocol.data_received(b"GET / HTTP/1.1\r\nHo")  # a request's first bytes, its headers incomplete
+        assert protocol.armed == 2
+        assert protocol._header_timer is not None
+        protocol.data_received(b"st: x\r\n\r\n")
+        assert protocol.armed == 2
+        assert protocol._header_timer is None
+        protocol.connection_lost(None)
+    finally:
+        loop.close()

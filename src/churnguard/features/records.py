@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from churnguard.dataset import _FALSE, _TRUE
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 
@@ -82,23 +83,25 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     """
     end = datetime.combine(as_of, time()) + timedelta(days=1)  # the instant cut-off: end of the as_of day
     day = int(k.day_numbers(np.datetime64(as_of)))
-    tx = [(i, t) for i, c in enumerate(customers) for t in c.transactions if t["timestamp"] < end]
+    each_tx = [[t for t in c.transactions if t["timestamp"] < end] for c in customers]  # per customer
     tk = [(i, t) for i, c in enumerate(customers) for t in c.tickets if t["opened_at"] < end]
     listed = [bool(c.attributes) and ((signup := c.attributes.get("signup_date")) is None or _as_datetime(signup) < end)
               for c in customers]  # in the customers table, signed up by then
-    active = {i for i, _ in tx} | {i for i, _ in tk}
-    known = np.array([kept or i in active for i, kept in enumerate(listed)], dtype=bool)
+    ticketed = {i for i, _ in tk}
+    known = np.array([kept or bool(each_tx[i]) or i in ticketed for i, kept in enumerate(listed)], dtype=bool)
     where = np.cumsum(known) - 1
     n = int(known.sum())
-    tx_pos = where[np.array([i for i, _ in tx], dtype=np.intp)]
-    amounts = [float(t["amount"]) for _, t in tx]
+    tx = [t for rows in each_tx for t in rows]
+    tx_pos = np.repeat(where, [len(rows) for rows in each_tx])  # each transaction's customer (a known one)
+    amounts = [float(t["amount"]) for t in tx]
     amount = np.array(amounts, dtype="float64")
     # days from each transaction's calendar day (kernel.day_numbers) to as_of's
-    age = np.array([day + _EPOCH - t["timestamp"].toordinal() for _, t in tx], dtype="float64")
+    as_of_ordinal = day + _EPOCH
+    age = np.array([as_of_ordinal - t["timestamp"].toordinal() for t in tx], dtype="float64")
     buy, refund = amount > 0, amount < 0
-    keys = _order_keys([t for (_, t), a in zip(tx, amounts, strict=True) if a > 0])
+    keys = _order_keys([t for t, a in zip(tx, amounts, strict=True) if a > 0])
     orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))
-    refund_keys = _order_keys([t for (_, t), a in zip(tx, amounts, strict=True) if a < 0])
+    refund_keys = _order_keys([t for t, a in zip(tx, amounts, strict=True) if a < 0])
     refunds = (tx_pos[refund], -amount[refund], _order_groups(tx_pos[refund], refund_keys))
     purchase = k.purchase_features(n, orders, refunds, cfg)
     support = _support(tk, where, day, end, n, cfg)
@@ -166,8 +169,6 @@ def _attributes(customers: list[CustomerRecords], day: int, population: Populati
 
 def _flag(value: Any) -> float:
     """1.0 / 0.0 / NaN, reading text as the data contract does (yes/no, true/false, 1/0)."""
-    from churnguard.dataset import _FALSE, _TRUE
-
     if value is None:
         return np.nan
     text = str(value).strip().lower()

@@ -51,12 +51,12 @@ class HeaderDeadline:
     def data_received(self, data: bytes) -> None:
         before = self.cycle
         awaiting = before is None or before.response_complete  # these bytes start (or go on with) a request
-        if awaiting and self._header_timer is None:
-            self._arm()
         self._request_started = self._request_started or awaiting
         super().data_received(data)
         if self.cycle is not before:  # the headers are complete
             self._disarm()
+        elif awaiting and self._header_timer is None:  # armed only when the headers are still to come
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
