@@ -186,6 +186,39 @@ def test_keys_packed_into_words_give_the_numbers_of_keys_taken_tree_by_tree(mode
     assert np.array_equal(raw, booster.predict(x, num_iteration=best, raw_score=True))
 
 
+def test_packed_keys_of_trees_without_categories_are_their_pattern_keys(model, feats, monkeypatch):
+    """The keys a tree's groups have in its packed words are the numbers its kept patterns are known by
+    (``_pattern_keys``), so they are passed on for trees without categorical features (the others' are
+    computed); the walk's numbers are those of a walk without packed words."""
+    x = model._matrix(pd.concat([feats, _edge_rows(model, feats)], ignore_index=True))
+    booster, best = model.booster_, model.best_iteration_
+    categorical = {i for i, c in enumerate(model.feature_names_) if c in model.categories_}
+    passed: list[bool] = []
+    pattern_values = _contrib.TreeContributions._pattern_values
+
+    def checked(self, tree, codes, rows, first, split, keys=None):
+        passed.append(keys is not None)
+        if keys is not None:
+            assert all(lut is not None for lut in tree.luts)
+            assert np.array_equal(keys, self._pattern_keys(tree, codes, first))
+        return pattern_values(self, tree, codes, rows, first, split, keys)
+
+    monkeypatch.setattr(_contrib.TreeContributions, "_pattern_values", checked)
+    got, raw = _contrib.TreeContributions(booster, best, categorical)(x, raw_score=True)
+    assert sum(passed) > len(passed) // 2
+    monkeypatch.setattr(_contrib.TreeContributions, "_packed_words", lambda self, *a: {})  # tree by tree
+    passed.clear()
+    expected, expected_raw = _contrib.TreeContributions(booster, best, categorical)(x, raw_score=True)
+    assert not any(passed)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(raw, expected_raw)
+    assert x.flags.f_contiguous  # as the batch path gives it; in rows (C order), read a column at a time alike
+    in_rows, in_rows_raw = _contrib.TreeContributions(booster, best, categorical)(np.ascontiguousarray(x),
+                                                                                 raw_score=True)
+    assert np.array_equal(in_rows, got)
+    assert np.array_equal(in_rows_raw, raw)
+
+
 def test_patterns_kept_from_an_earlier_call_give_the_numbers_of_a_fresh_walk(model, feats, monkeypatch):
     """A walk called on one part of the rows, then another (as the batch engines call it per partition), takes
     the patterns it has seen from what it kept and asks LightGBM only for new ones: the second part's
@@ -270,3 +303,36 @@ def test_scoring_walks_with_the_models_tables(model, feats, monkeypatch):
     expected, expected_raw = plain(x, raw_score=True)
     assert np.array_equal(got, expected)
     assert np.array_equal(raw, expected_raw)
+
+
+@pytest.mark.parametrize("n", [1, 5_000, 20_000, 224_454, 1_000_003])
+def test_the_rows_are_shared_in_even_blocks_and_each_thread_marks_its_own_keys(monkeypatch, n):
+    """Every row is in one block, blocks of at most ``_BLOCK`` rows and as many to each thread (two threads
+    for more than ``_MIN_BLOCK`` rows); each run marks keys in an array of its own, and the join holds at each
+    key a row some run wrote there (-1 where none did)."""
+    monkeypatch.setattr(_contrib, "_THREADS", 2)
+    split = _contrib._Split(n)
+    try:
+        blocks = [b for run in split.runs for b in run]
+        assert [b.start for b in blocks] == [0, *(b.stop for b in blocks[:-1])]
+        assert blocks[-1].stop == n
+        assert max(b.stop - b.start for b in blocks) <= _contrib._BLOCK
+        assert len(split.runs) == (2 if n > _contrib._MIN_BLOCK else 1)
+        assert len({len(run) for run in split.runs}) == 1
+        keys = np.arange(n) % 7 * 3  # keys 0, 3, ..., 18 of 20
+        arrays = {}
+
+        def mark(rep, blocks, scratch):
+            assert all(b in split.runs[scratch.run] for b in blocks)
+            arrays[scratch.run] = rep
+            for b in blocks:
+                rep[keys[b]] = np.arange(b.start, b.stop)
+
+        rep = split.marked(mark, 20, np.int32)
+    finally:
+        split.close()
+    assert len(arrays) == len(split.runs)
+    assert len(arrays) == 1 or not np.shares_memory(arrays[0], arrays[1])
+    found = np.flatnonzero(rep >= 0)
+    assert found.tolist() == sorted(set(keys.tolist()))
+    assert (keys[rep[found]] == found).all()

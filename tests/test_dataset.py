@@ -817,3 +817,27 @@ def test_a_negative_zero_in_a_column_of_whole_numbers_is_read_by_arrow_as_zero()
             numbers = dataset._numbers(text).to_numpy()
         assert numbers[0] == 0
         assert np.signbit(numbers[0]) == sign
+
+
+def test_dictionary_codes_of_ids_of_one_width_are_arrows_encoding_of_the_text():
+    """Chunks whose ids all have one width are hashed as fixed-size bytes: the distinct ids (text, in order of
+    first appearance) and each row's code are those of Arrow's encoding of the text, also with an empty chunk
+    first and a sliced one; ids of two widths or a missing id are encoded as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(["C03", "C01", "C03", "C04", "C02", "C01"], type=pa.large_string())
+    cases = {"one width": [ids.slice(0, 0), ids.slice(0, 3), ids.slice(2, 4), ids],
+             "two widths": [ids, pa.array(["C0001", "C03"], type=pa.large_string())],
+             "missing": [ids, pa.array(["C01", None], type=pa.large_string())],
+             "none": [ids.slice(0, 0)]}
+    for name, chunks in cases.items():
+        assert (dataset._fixed_chunks(chunks) is not None) == (name == "one width"), name
+        values, codes = dataset.dictionary_codes(pa.chunked_array(chunks, type=pa.large_string()))
+        want = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+        want_values = want.chunks[-1].dictionary if want.num_chunks else pa.array([], type=pa.large_string())
+        values.validate(full=True)
+        assert values.type == pa.large_string(), name
+        assert values.equals(want_values), name
+        assert codes.dtype == np.int32, name
+        assert codes.tolist() == [-1 if i is None else i for c in want.chunks for i in c.indices.to_pylist()], name

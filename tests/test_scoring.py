@@ -234,3 +234,28 @@ def test_the_summary_counts_customers_scored_on_partial_history():
          "with no purchase left (no probability)")]
     clean = ScoreResult(scores.assign(rejected_rows=0), pd.DataFrame(columns=["customer_id"])).summary("s.csv")
     assert "partial history" not in clean
+
+
+@pytest.mark.parametrize("budget", [None, 40.0])
+def test_selection_and_ranks_with_the_ids_sorted_once_are_those_of_each_sorting_its_own(budget):
+    """``select`` and ``ranks`` given the ids' places (``id_places``, sorted once, as ``select_customers``
+    passes them) give what each gives sorting the ids itself: ties broken by id as text, then by row (the same
+    id twice, ids that sort apart as numbers and as text)."""
+    from churnguard.scoring import rules
+
+    rng = np.random.default_rng(3)
+    n = 400
+    ids = np.array([f"c{int(k)}" for k in rng.integers(0, 300, n)], dtype=object)  # some ids twice
+    ev = np.round(rng.normal(5, 4, n)).clip(-2)  # ties in expected value and in ratio
+    cost = rng.choice([0.0, 1.0, 2.0], n)
+    risk = np.where(rng.random(n) < 0.1, np.nan, np.round(rng.random(n), 1))
+    places = rules.id_places(ids)
+    for seed in (0, 1):
+        alone = rules.select(ids, ev, cost, budget=budget, control_fraction=0.3, seed=seed)
+        shared = rules.select(ids, ev, cost, budget=budget, control_fraction=0.3, seed=seed, places=places)
+        assert alone[0].any()
+        assert alone[1].any()
+        assert all(np.array_equal(a, b) for a, b in zip(alone, shared, strict=True))
+    alone, shared = rules.ranks(ids, risk, ev), rules.ranks(ids, risk, ev, places)
+    assert alone.keys() == shared.keys()
+    assert all(np.array_equal(alone[k], shared[k], equal_nan=True) for k in alone)

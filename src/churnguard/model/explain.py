@@ -270,14 +270,15 @@ class TreeContributions:
         with ``raw_score``, also each row's raw score, equal to ``Booster.predict(raw_score=True)`` to the bit
         (the leaf values a row reaches, added tree by tree from 0.0, as LightGBM adds them).
 
-        Per tree, rows are walked in cache-sized blocks: once for the pattern keys (mixed-radix numbers of the
-        tree's codes) and a representative row per key, once to add each pattern's contributions to its rows.
+        Per tree, rows are walked in blocks (one or a few per thread): once for the pattern keys (mixed-radix
+        numbers of the tree's codes) and a representative row per key, once to add each pattern's contributions
+        to its rows.
         The keys of a few trees at a time are packed into one 64-bit word per row (:meth:`_packed_words`), so
         a feature several of them split on is looked up once for all of them. The blocks are shared among up to
         ``_THREADS`` threads (numpy's loops release the GIL); each row is computed by one thread, with the same
         operations in the same order, so the numbers do not depend on them.
         """
-        x = np.ascontiguousarray(x, dtype="float64")
+        x = np.asfortranarray(x, dtype="float64")  # column-major, as the batch path gives it: read a column at a time
         n = len(x)
         out = np.zeros((n, self.n_features), order="F")  # one column at a time below
         score = np.zeros(n) if raw_score else None
@@ -298,13 +299,16 @@ class TreeContributions:
                     continue
                 radix = [size or sizes[f] for f, size in zip(tree.features, tree.radix, strict=True)]
                 field = packed.pop(tree.index, None)
-                dense = (self._unpacked(*field, rows, key, split) if field is not None
-                         else self._dense(tree, codes, radix, rows, key, split))
-                if dense is not None:
-                    (remap, first), groups = dense, None
+                keys, groups = None, None  # keys: the groups' pattern keys (:meth:`_pattern_keys`), when known here
+                if field is not None:
+                    remap, first, found = self._unpacked(*field, rows, key, split)
+                    if all(lut is not None for lut in tree.luts):  # no categorical feature: the same numbers
+                        keys = found
+                elif (dense := self._dense(tree, codes, radix, rows, key, split)) is not None:
+                    remap, first = dense
                 else:
                     remap, (groups, first) = None, self._hashed(tree, codes, radix, rows)
-                values = self._pattern_values(tree, codes, x, first, split)  # groups x (features, leaf value)
+                values = self._pattern_values(tree, codes, x, first, split, keys)  # groups x (features, leaf value)
                 per_feature = np.ascontiguousarray(values[:, :-1].T)  # small: features x groups
                 leaves = values[:, -1].copy() if score is not None else None
 
@@ -370,15 +374,16 @@ class TreeContributions:
 
     @staticmethod
     def _unpacked(word: np.ndarray, shift: int, bound: int, rows: np.ndarray, key: np.ndarray, split: _Split
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A tree's pattern keys from their packed words (:meth:`_packed_words`), written into ``key``, and
-        the map from key to group number and a representative row of each group, as :meth:`_dense` gives them."""
-        rep = np.full(bound, -1, dtype=rows.dtype)
-        split.run(partial(_unpack, key, word, shift, (1 << (bound - 1).bit_length()) - 1, rep, rows))
+        the map from key to group number and a representative row of each group, as :meth:`_dense` gives them,
+        and the keys of the groups (the mixed-radix numbers of their codes)."""
+        rep = split.marked(partial(_unpack, key, word, shift, (1 << (bound - 1).bit_length()) - 1, rows), bound,
+                           rows.dtype)
         found = np.flatnonzero(rep >= 0)  # the keys present, in order
         remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
         remap[found] = np.arange(len(found))
-        return remap, rep[found]
+        return remap, rep[found], found
 
     @staticmethod
     def _dense(tree: _Tree, codes: list[np.ndarray | None], radix: list[int], rows: np.ndarray, key: np.ndarray,
@@ -402,9 +407,8 @@ class TreeContributions:
             run = range(start, end)
             luts = TreeContributions._place_luts(tree, radix, run)  # intp: ``key``'s type
             lead = int(math.prod(radix[start:end]))  # place value of the groups so far
-            rep = np.full(bound, -1, dtype=rows.dtype)
-            split.run(partial(_keys, key, [codes[tree.features[j]] for j in run], luts, rep, rows,
-                              None if remap is None else (remap, lead)))
+            rep = split.marked(partial(_keys, key, [codes[tree.features[j]] for j in run], luts, rows,
+                                       None if remap is None else (remap, lead)), bound, rows.dtype)
             found = np.flatnonzero(rep >= 0)  # the keys present, in order
             remap = np.empty(bound, dtype=np.intp)  # read at those keys only (so only their pages are touched)
             remap[found] = np.arange(len(found))
@@ -412,12 +416,15 @@ class TreeContributions:
         return remap, first
 
     def _pattern_values(self, tree: _Tree, codes: list[np.ndarray | None], x: np.ndarray, first: np.ndarray,
-                        split: _Split) -> np.ndarray:
+                        split: _Split, keys: np.ndarray | None = None) -> np.ndarray:
         """Per group of a tree (``first``: a row of each), LightGBM's contributions of the tree's features and the
         value of the leaf the group reaches, one row per group. The values of the patterns an earlier call saw
         are kept (per tree, by :meth:`_pattern_keys`) and taken from there; LightGBM is asked only for the
-        others, so the patterns partitions share are computed once."""
-        keys = self._pattern_keys(tree, codes, first)
+        others, so the patterns partitions share are computed once. ``keys``: the groups' pattern keys, when
+        the caller has them (a tree without categorical features: the keys of one lookup table, whose
+        mixed-radix numbers are these)."""
+        if keys is None:
+            keys = self._pattern_keys(tree, codes, first)
         out = np.empty((len(first), len(tree.features) + 1))
         miss = np.ones(len(first), dtype=bool)
         with self._lock:
@@ -518,21 +525,27 @@ class TreeContributions:
 class _Scratch:
     """One thread's buffers for a block of rows."""
 
-    def __init__(self) -> None:
-        self.part = np.empty(_BLOCK, dtype=np.intp)
-        self.index = np.empty(_BLOCK, dtype=np.intp)
-        self.floats = np.empty(_BLOCK)
+    def __init__(self, run: int, rows: int) -> None:
+        self.run = run  # the run of blocks it serves
+        self.part = np.empty(rows, dtype=np.intp)
+        self.index = np.empty(rows, dtype=np.intp)
+        self.floats = np.empty(rows)
 
 
 class _Split:
-    """The row blocks of ``n`` rows, shared among up to ``_THREADS`` threads in contiguous runs, each run with
-    its own scratch buffers; ``run(fn)`` calls ``fn(blocks, scratch)`` for every run at once and waits."""
+    """The row blocks of ``n`` rows, shared among up to ``_THREADS`` threads in contiguous runs of as many
+    blocks of even sizes (at most ``_BLOCK`` rows, and a thread's share of the rows when that is less; the rows
+    shared only when there are more than ``_MIN_BLOCK``), each run with its own scratch buffers; ``run(fn)``
+    calls ``fn(blocks, scratch)`` for every run at once and waits."""
 
     def __init__(self, n: int) -> None:
-        blocks = [slice(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
-        k = max(1, min(_THREADS, len(blocks)))
+        count = max(-(-n // _BLOCK), min(_THREADS, -(-n // _MIN_BLOCK)))  # blocks of at most _BLOCK rows
+        k = max(1, min(_THREADS, count))
+        size = max(1, -(-n // (-(-count // k) * k)))  # as many blocks to each thread, of even sizes
+        blocks = [slice(s, min(s + size, n)) for s in range(0, n, size)]
+        k = min(k, len(blocks))
         self.runs = [blocks[i * len(blocks) // k : (i + 1) * len(blocks) // k] for i in range(k)]
-        self.scratch = [_Scratch() for _ in self.runs]
+        self.scratch = [_Scratch(i, size) for i in range(len(self.runs))]
         self._pool = ThreadPoolExecutor(k - 1, thread_name_prefix="treeshap") if k > 1 else None
 
     def run(self, fn) -> None:
@@ -541,6 +554,18 @@ class _Split:
         fn(self.runs[0], self.scratch[0])
         for job in later:
             job.result()
+
+    def marked(self, fn, bound: int, dtype: np.dtype) -> np.ndarray:
+        """``fn(rep, blocks, scratch)`` for every run at once (as :meth:`run`), each run writing rows at keys
+        into a ``rep`` of its own (``bound`` entries, -1 where none is written): threads writing into one array
+        at scattered places slow each other down, each taking the cache lines the other wrote. Returns the
+        runs' ``rep`` joined: at each key the largest row written there (any row of a key represents it: they
+        all take the same paths), -1 where no run wrote one."""
+        reps = [np.full(bound, -1, dtype=dtype) for _ in self.runs]
+        self.run(lambda blocks, scratch: fn(reps[scratch.run], blocks, scratch))
+        for other in reps[1:]:
+            np.maximum(reps[0], other, out=reps[0])
+        return reps[0]
 
     def rows(self, fn, rows: np.ndarray) -> np.ndarray:
         """``fn(rows)`` (a row-wise LightGBM call, which releases the GIL), the rows shared among the threads
@@ -557,8 +582,8 @@ class _Split:
             self._pool.shutdown()
 
 
-def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep: np.ndarray, rows: np.ndarray,
-          previous: tuple[np.ndarray, int] | None, blocks: list[slice], scratch: _Scratch) -> None:
+def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rows: np.ndarray,
+          previous: tuple[np.ndarray, int] | None, rep: np.ndarray, blocks: list[slice], scratch: _Scratch) -> None:
     """The pattern keys of the rows of ``blocks`` (see ``TreeContributions._dense``), written into ``key``,
     each key's row into ``rep``; ``previous``: the map from the last run's keys to groups, and their place."""
     for b in blocks:
@@ -573,8 +598,6 @@ def _keys(key: np.ndarray, codes: list[np.ndarray], luts: list[np.ndarray], rep:
                 k += lut.take(c[b], out=p, mode="wrap")  # codes are within range
             else:
                 lut.take(c[b], out=k, mode="wrap")
-        # Any row of a key represents it (they all take the same paths), so which of two threads' rows of a
-        # key is kept does not matter.
         rep[k] = rows[b]
 
 
@@ -592,7 +615,7 @@ def _words(words: np.ndarray, codes: list[np.ndarray], tables: list[np.ndarray],
                 table.take(c[b], out=w, mode="wrap")
 
 
-def _unpack(key: np.ndarray, words: np.ndarray, shift: int, mask: int, rep: np.ndarray, rows: np.ndarray,
+def _unpack(key: np.ndarray, words: np.ndarray, shift: int, mask: int, rows: np.ndarray, rep: np.ndarray,
             blocks: list[slice], _scratch: _Scratch) -> None:
     """One tree's keys of the rows of ``blocks`` from their packed words, written into ``key``, each key's row
     into ``rep`` (as ``_keys``)."""
@@ -636,5 +659,9 @@ _SHARED_CALL = 1_000  # representatives from which a tree's LightGBM calls are s
 _DENSE = 1 << 22  # pattern keys below this are grouped through a lookup table instead of a hash table
 _WINDOW = 32  # trees whose keys are packed together (each word of their rows held until its trees are added)
 _WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
-_BLOCK = 1 << 14  # rows per block: a block's columns, keys and groups stay in the CPU cache
+# Rows per block, at most. Each block costs a few numpy calls per tree and feature, a few microseconds each with
+# the GIL taken again after each; blocks of 16,384 rows (a block's columns in the CPU cache) took more CPU:
+# benchmarks/HISTORY.md, eighteenth day.
+_BLOCK = 1 << 17
+_MIN_BLOCK = 1 << 14  # rows from which (more than) they are shared among threads
 _THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

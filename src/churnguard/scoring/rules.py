@@ -213,10 +213,18 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     return cost, np.where(cost > 0, p * value * success - cost, 0.0)
 
 
-def ranks(ids: np.ndarray, risk: np.ndarray, value: np.ndarray) -> dict[str, np.ndarray]:
+def id_places(ids: np.ndarray) -> np.ndarray:
+    """Each customer's place when the ``ids`` are sorted as text (ties, the same id twice, in row order): the
+    order of :func:`ranks`' and :func:`select`'s ties."""
+    return np.argsort(np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable"), kind="stable")
+
+
+def ranks(ids: np.ndarray, risk: np.ndarray, value: np.ndarray, places: np.ndarray | None = None
+          ) -> dict[str, np.ndarray]:
     """``risk_rank`` and ``value_rank``: each customer's place by ``risk`` and by ``value`` (1 = the highest),
-    ties in customer id order, NaN where the value is NaN; they do not depend on row order."""
-    places = np.argsort(np.argsort(np.asarray(ids, dtype=object).astype(str), kind="stable"), kind="stable")
+    ties in customer id order, NaN where the value is NaN; they do not depend on row order. ``places``: the
+    ids' :func:`id_places`, when the caller has them."""
+    places = id_places(ids) if places is None else places
     return {"risk_rank": _rank(places, risk), "value_rank": _rank(places, value)}
 
 
@@ -238,11 +246,13 @@ def check_selection(budget: float | None, control_fraction: float) -> None:
 
 
 def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
-           control_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+           control_fraction: float = 0.1, seed: int = 0, places: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Who to contact (``selected``) and who of them to hold out (``control_group``).
 
     Selection does not depend on row order; the control group is drawn among the selected customers sorted by
-    id, so the same seed and scores always give the same group.
+    id, so the same seed and scores always give the same group. ``places``: the ids' :func:`id_places`, when
+    the caller has them (in their order, any rows' ids sort as the text does, ties in row order).
     """
     check_selection(budget, control_fraction)
     ids = np.asarray(ids, dtype=object)
@@ -253,7 +263,7 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     elif len(candidates):
         ratio = ev[candidates] / cost[candidates]
         # best ratio first, then higher expected value, then customer id (ids sort as text)
-        id_rank = np.argsort(np.argsort(ids[candidates].astype(str), kind="stable"), kind="stable")
+        id_rank = id_places(ids[candidates]) if places is None else places[candidates]
         ranked = candidates[np.lexsort((id_rank, -ev[candidates], -ratio))]
         spent = np.cumsum(cost[ranked])
         if spent[-1] <= budget + 1e-9:
@@ -268,6 +278,6 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     picked = np.flatnonzero(selected)
     n_control = round(control_fraction * len(picked))
     if n_control:
-        picked = picked[np.argsort(ids[picked].astype(str), kind="stable")]
+        picked = picked[np.argsort(ids[picked].astype(str) if places is None else places[picked], kind="stable")]
         control[np.random.default_rng(seed).choice(picked, size=n_control, replace=False)] = True
     return selected, control

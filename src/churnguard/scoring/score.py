@@ -308,15 +308,18 @@ def select_customers(scores: pd.DataFrame, *, budget: float | None = None, contr
     (:func:`churnguard.scoring.rules.ranks`; no risk rank without a probability)."""
     ids = scores["customer_id"].to_numpy(dtype=object)
     ev = scores["expected_value"].to_numpy(dtype="float64")
+    places = rules.id_places(ids)  # the ids sorted once, for the selection's ties and the ranks'
     selected, control = rules.select(ids, ev, scores["action_cost"].to_numpy(dtype="float64"), budget=budget,
-                                     control_fraction=control_fraction, seed=seed)
+                                     control_fraction=control_fraction, seed=seed, places=places)
     return scores.assign(selected=selected, control_group=control,
-                         **rank_columns(ids, scores["churn_probability"].to_numpy(dtype="float64"), ev))
+                         **rank_columns(ids, scores["churn_probability"].to_numpy(dtype="float64"), ev, places))
 
 
-def rank_columns(ids: np.ndarray, risk: np.ndarray, value: np.ndarray) -> dict[str, pd.api.extensions.ExtensionArray]:
+def rank_columns(ids: np.ndarray, risk: np.ndarray, value: np.ndarray, places: np.ndarray | None = None
+                 ) -> dict[str, pd.api.extensions.ExtensionArray]:
     """:func:`churnguard.scoring.rules.ranks` as nullable integer columns (no rank where the value is NaN)."""
-    return {k: pd.array(v, dtype="Float64").astype("Int64") for k, v in rules.ranks(ids, risk, value).items()}
+    return {k: pd.array(v, dtype="Float64").astype("Int64")
+            for k, v in rules.ranks(ids, risk, value, places).items()}
 
 
 @dataclass(frozen=True)
