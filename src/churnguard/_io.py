@@ -607,18 +607,30 @@ def encode_text(values: pa.Array, kind: pa.DataType) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(coded.indices, fixed_text(coded.dictionary).cast(kind))
 
 
-def fixed_bytes(values: pa.Array, width: int | None = None) -> pa.Array | None:
+def fixed_bytes(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
     """A text array's values as fixed-size binary values of the same bytes, without a copy, when every value
-    is there and has the same number of bytes (``width``, when given; an empty array has any); else None."""
+    is there and has the same number of bytes; else None. Of a chunked array, its chunks so, when all hold
+    values of one width (an empty chunk has any; all empty: None)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        widths = {_fixed_width(c) for c in values.chunks if len(c)}
+        if len(widths) != 1 or None in widths:
+            return None
+        (width,) = widths
+        return pa.chunked_array([_as_fixed(c, width) for c in values.chunks], type=pa.binary(width))
+    width = _fixed_width(values)
+    return None if width is None else _as_fixed(values, width)
+
+
+def _as_fixed(values: pa.Array, width: int) -> pa.Array:
+    """The bytes of a text array whose values all have ``width`` bytes, as fixed-size binary values."""
     import pyarrow as pa
 
     if not len(values):
-        return None if width is None else pa.array([], type=pa.binary(width))
-    found = _fixed_width(values)
-    if found is None or (width is not None and found != width):
-        return None
-    return pa.Array.from_buffers(pa.binary(found), len(values), [None, values.buffers()[2].slice(
-        int(text_offsets(values)[0]), found * len(values))])
+        return pa.array([], type=pa.binary(width))
+    return pa.Array.from_buffers(pa.binary(width), len(values), [None, values.buffers()[2].slice(
+        int(text_offsets(values)[0]), width * len(values))])
 
 
 def fixed_text(values: pa.Array) -> pa.Array:
