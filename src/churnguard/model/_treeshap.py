@@ -154,6 +154,8 @@ class TreeShap:
             for k, (_, codes) in enumerate(cats):
                 table[codes, k] = True
             self._categorical.append((f, np.array([i for i, _ in cats], dtype=np.intp), size, table))
+        self._category_features = np.array([f for f, *_ in self._categorical], dtype=np.intp)
+        self._category_sizes = np.array([[size] for _, _, size, _ in self._categorical], dtype=np.float64)
 
     def _leaf_arrays(self, leaves: list[_Leaf]) -> None:
         """Per leaf: where its path's agreement bits are read; per leaf and pattern: the terms to add (and,
@@ -272,8 +274,10 @@ class TreeShap:
                       self._threshold[:, None], out=bits[:ns, :k])
         if len(self._zero_splits):
             bits[self._zero_splits, :k] &= _nonzero(columns.take(self._zero_features, axis=0))
-        for f, cats, size, table in self._categorical:
-            bits[cats, :k] = table[_category_code(columns[f], size)].T
+        if self._categorical:  # each categorical feature's codes, then the rows of its splits' table
+            codes = _category_code(columns.take(self._category_features, axis=0), self._category_sizes)
+            for (_, cats, _, table), code in zip(self._categorical, codes, strict=True):
+                bits[cats, :k] = table[code].T
         words = bits.view(_WORDS[width]).reshape(ns + 1) * self._place[width]  # each row's bit at its depth's place
         pattern = np.bitwise_or.reduce(words.take(self._path_by_depth), axis=0)  # per leaf, its path's bits
         return pattern.view(np.uint8).reshape(-1, width)[:, :k].T
@@ -372,9 +376,10 @@ def _nonzero(x: np.ndarray) -> np.ndarray:
     return np.abs(x) > _ZERO
 
 
-def _category_code(v, size: int):
-    """The row of a categorical split table for a value (or an array of them): its integer part when it is
-    a code below ``size``, else ``size`` (NaN, negative, infinite, too large: sent right by every split)."""
+def _category_code(v, size):
+    """The row of a categorical split table for a value (or an array of them, with one ``size`` or sizes that
+    broadcast against them): its integer part when it is a code below ``size``, else ``size`` (NaN, negative,
+    infinite, too large: sent right by every split)."""
     if np.ndim(v) == 0:
         v = float(v)
         return int(v) if -1.0 < v < size else size
