@@ -249,11 +249,11 @@ class TreeShap:
         contrib, raw = np.empty((len(x), n + 1)), np.empty(len(x))
         for start in range(0, len(x), 8):
             part = x[start : start + 8]
-            pattern = self._patterns(part)
-            for r, row_pattern in enumerate(pattern, start=start):
-                rows = self._base + row_pattern
+            table_rows = self._base + self._patterns(part)  # per row, each leaf's row of the tables
+            places = self._position.take(table_rows)  # and its place in LightGBM's order
+            for r, (rows, place) in enumerate(zip(table_rows, places, strict=True), start=start):
                 leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
-                leaf_at[self._position.take(rows)] = self._leaves
+                leaf_at[place] = self._leaves
                 out = np.zeros(n + 2)  # the terms added one by one in this order (ufunc.at is unbuffered)
                 np.add.at(out, self._slot.take(leaf_at, axis=0).ravel(),
                           self._terms.take(rows.take(leaf_at), axis=0).ravel())
