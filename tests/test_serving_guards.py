@@ -112,9 +112,9 @@ def test_a_body_that_stalls_gets_408(api):
 def test_one_timer_keeps_each_waiting_task_to_its_own_deadline():
     """The bodies' deadlines share one timer: each task past its own deadline gets TimeoutError, the others go on,
     a cancellation from elsewhere stays a cancellation, and a task that came in time sets the timer for no one."""
-    deadlines = serving._Deadlines()
-
     async def scenario():
+        deadlines = serving._Deadlines(asyncio.get_running_loop())
+
         async def slow(seconds, value):
             await asyncio.sleep(seconds)
             return value

@@ -21,6 +21,7 @@ import hmac
 import logging
 import math
 import os
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -457,14 +458,14 @@ def _closing(send):
 
 
 class _Deadlines:
-    """Deadlines for awaited work (the request bodies) with one timer per event loop, not one per request: each
-    waiting task is listed with its deadline, and the timer, set for the earliest one listed, cancels the tasks
-    past theirs (which then raise TimeoutError, as under ``asyncio.timeout``) and is set again for the next. A
-    task leaves the list when its work is done, so a request whose body is there at once sets no timer
+    """Deadlines for awaited work (the request bodies) on one event loop, with one timer, not one per request:
+    each waiting task is listed with its deadline, and the timer, set for the earliest one listed, cancels the
+    tasks past theirs (which then raise TimeoutError, as under ``asyncio.timeout``) and is set again for the
+    next. A task leaves the list when its work is done, so a request whose body is there at once sets no timer
     (``asyncio.timeout`` sets and cancels one per request: 4-5 us on uvloop)."""
 
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.waiting: dict[asyncio.Task, float] = {}  # task -> its deadline (the loop's clock)
         self.expired: set[asyncio.Task] = set()  # cancelled by the timer, to raise TimeoutError
         self.timer: asyncio.TimerHandle | None = None
@@ -472,11 +473,8 @@ class _Deadlines:
 
     async def within(self, seconds: float, work: Any) -> Any:
         """``await work``, or TimeoutError when it takes longer than ``seconds``."""
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:  # another loop (a new server, or tests): a fresh list
-            self.loop, self.waiting, self.expired, self.timer, self.due = loop, {}, set(), None, math.inf
         task = asyncio.current_task()
-        self.waiting[task] = deadline = loop.time() + seconds
+        self.waiting[task] = deadline = self.loop.time() + seconds
         if deadline < self.due:
             self._arm(deadline)
         try:
@@ -532,8 +530,14 @@ class _App(FastAPI):
     responses = 0
 
     @functools.cached_property
+    def _deadlines(self) -> weakref.WeakKeyDictionary:
+        return weakref.WeakKeyDictionary()  # per event loop serving this app (tests run several one after another)
+
     def deadlines(self) -> _Deadlines:
-        return _Deadlines()
+        """The running event loop's :class:`_Deadlines`."""
+        loop = asyncio.get_running_loop()
+        found = self._deadlines.get(loop)
+        return found if found is not None else self._deadlines.setdefault(loop, _Deadlines(loop))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -553,8 +557,8 @@ class _App(FastAPI):
             return await refusal(scope, receive, send)
         predict = scope["path"] == "/predict" and scope["method"] == "POST"
         try:
-            body = await self.deadlines.within(self.body_timeout, _read_body(receive, headers.get(b"content-length"),
-                                                                             self.max_body_bytes))
+            body = await self.deadlines().within(self.body_timeout, _read_body(receive, headers.get(b"content-length"),
+                                                                               self.max_body_bytes))
         except ClientDisconnect:  # nobody to answer; a FastAPI route sees the disconnect itself
             return None if predict else await super().__call__(scope, receive, send)
         except TimeoutError:
