@@ -109,6 +109,39 @@ def test_a_body_that_stalls_gets_408(api):
     assert headers[b"connection"] == b"close"
 
 
+def test_one_timer_keeps_each_waiting_task_to_its_own_deadline():
+    """The bodies' deadlines share one timer: each task past its own deadline gets TimeoutError, the others go on,
+    a cancellation from elsewhere stays a cancellation, and a task that came in time sets the timer for no one."""
+    async def scenario():
+        deadlines = serving._Deadlines(asyncio.get_running_loop())
+
+        async def slow(seconds, value):
+            await asyncio.sleep(seconds)
+            return value
+
+        async def guarded(limit, seconds, value):
+            try:
+                return await deadlines.within(limit, slow(seconds, value))
+            except TimeoutError:
+                return "late"
+
+        quick = await deadlines.within(5.0, slow(0, "quick"))
+        results = await asyncio.gather(guarded(0.05, 1.0, "a"), guarded(1.0, 0.1, "b"), guarded(0.1, 1.0, "c"),
+                                       guarded(2.0, 0.01, "d"))
+        stopped = asyncio.ensure_future(deadlines.within(5.0, slow(5.0, "e")))
+        await asyncio.sleep(0.01)
+        stopped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        return quick, results, dict(deadlines.waiting), set(deadlines.expired)
+
+    quick, results, waiting, expired = asyncio.run(scenario())
+    assert quick == "quick"
+    assert results == ["late", "b", "late", "d"]
+    assert waiting == {}
+    assert expired == set()
+
+
 def test_small_batches_are_scored_on_the_loop_and_large_ones_in_the_worker_thread(api, monkeypatch):
     threads, real = {}, serving._Batcher._run
 

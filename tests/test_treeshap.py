@@ -81,6 +81,12 @@ def _assert_exact(booster: lgb.Booster, rows: np.ndarray, num_iteration: int | N
         assert got_raw == raw[i], (i, row)
         if prob is not None:
             assert lightgbm_probability(got_raw, sigmoid_scale(booster)) == prob[i], (i, row)
+    start, size = 0, 1  # several rows at once (rows() decides up to 8 together), in calls of 1 to 19 rows
+    while start < len(rows):
+        got, got_raw = shap.rows(rows[start : start + size])
+        assert np.array_equal(got, contrib[start : start + size]), (start, size)
+        assert np.array_equal(got_raw, raw[start : start + size]), (start, size)
+        start, size = start + size, size % 19 + 1
 
 
 def test_synthetic_models_match_lightgbm_to_the_bit(synthetic):

@@ -26,7 +26,7 @@ __all__ = ["LIFECYCLE_STAGES", "STAGES", "in_lookback", "in_population", "lifecy
 STAGES: tuple[str, ...] = ("new", "active", "at_risk", "lapsing", "lost")  # customers with a purchase
 LIFECYCLE_STAGES: tuple[str, ...] = (*STAGES, "never_bought")
 NEW_DAYS, AT_RISK_DAYS = 90, 180
-_LOST = STAGES.index("lost")
+_ACTIVE = STAGES.index("active")  # then at_risk, lapsing, lost
 _NAMES = np.array(LIFECYCLE_STAGES, dtype=object)
 
 
@@ -35,10 +35,11 @@ def lifecycle_codes(days_since_last: np.ndarray, days_since_first: np.ndarray, a
     first purchase (NaN or infinite: no purchase) and the activity window ``active_days``."""
     last = np.asarray(days_since_last, dtype="float64")
     first = np.asarray(days_since_first, dtype="float64")
-    code = np.full(len(last), len(STAGES), dtype=np.int8)  # never_bought
-    code[np.isfinite(last)] = _LOST
-    for stage, days in (("lapsing", active_days), ("at_risk", AT_RISK_DAYS), ("active", NEW_DAYS)):
-        code[last < min(days, active_days)] = STAGES.index(stage)  # each narrower window overwrites the wider
+    # active below NEW_DAYS, at_risk below AT_RISK_DAYS, lapsing below active_days, each cut at active_days,
+    # lost from there on; never_bought without a last purchase
+    cuts = np.array([min(NEW_DAYS, active_days), min(AT_RISK_DAYS, active_days), active_days], dtype="float64")
+    code = (np.searchsorted(cuts, last, side="right") + _ACTIVE).astype(np.int8)
+    code[~(last < np.inf)] = len(STAGES)  # NaN or +inf (-inf, which no age is, counts as just now)
     code[(last < active_days) & (first < NEW_DAYS)] = STAGES.index("new")
     return code
 

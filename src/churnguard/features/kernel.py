@@ -135,13 +135,32 @@ class Groups:
         return np.bincount(pos, weights=values, minlength=self.n).astype("float64", copy=False)
 
     def windows(self, pos: np.ndarray, age: np.ndarray, windows: tuple[int, ...],
-                values: np.ndarray | None = None) -> np.ndarray:
+                values: np.ndarray | None = None, *, counts: bool = False) -> np.ndarray:
         """Per window ``w`` (the rows with ``age < w``), what :meth:`sum` gives for those rows: windows x
-        customers, in one count."""
+        customers, in one count (with ``counts``, the counts and the sums of ``values`` alike, the rows found
+        once)."""
         window, row = (age < np.array(windows, dtype="float64")[:, None]).nonzero()  # window-major, rows in order
-        at = window * self.n + pos.take(row)
-        total = np.bincount(at, weights=None if values is None else values.take(row), minlength=len(windows) * self.n)
-        return total.astype("float64", copy=False).reshape(len(windows), self.n)
+        return self._binned(window * self.n + pos.take(row), len(windows), values, row, counts)
+
+    def spans(self, pos: np.ndarray, age: np.ndarray, edges: tuple[int, ...], values: np.ndarray | None = None, *,
+              counts: bool = False) -> np.ndarray:
+        """Per span between ages (``age < edges[0]``, ``edges[0] <= age < edges[1]``, ...), what :meth:`sum`
+        gives for its rows: spans x customers, in one count (``counts`` as in :meth:`windows`)."""
+        span = np.searchsorted(np.array(edges, dtype="float64"), age, side="right")  # len(edges): beyond the last
+        return self._binned(span * self.n + pos, len(edges) + 1, values, None, counts)[..., : len(edges), :]
+
+    def _binned(self, at: np.ndarray, bins: int, values: np.ndarray | None, row: np.ndarray | None, counts: bool
+                ) -> np.ndarray:
+        """bins x customers of the rows at ``at`` (``bin * n + position``; ``row``: which of ``values`` each
+        is, None for all in order): the counts, the sums of ``values`` (added in row order), or with ``counts``
+        both, stacked."""
+        out = []
+        if counts or values is None:
+            out.append(np.bincount(at, minlength=bins * self.n))
+        if values is not None:
+            out.append(np.bincount(at, weights=values if row is None else values.take(row), minlength=bins * self.n))
+        total = np.array(out, dtype="float64").reshape(len(out), bins, self.n)
+        return total if len(out) > 1 else total[0]
 
     def extreme(self, pos: np.ndarray, values: np.ndarray, how: str) -> np.ndarray:
         """min / max of values per customer; NaN where a customer has none (values hold no NaN: ``fmin`` /
@@ -280,14 +299,13 @@ def _window_features(g: Groups, orders: tuple[np.ndarray, np.ndarray, np.ndarray
     same span before)."""
     pos, age, value = orders
     f = {}
-    counts = g.windows(pos, age, cfg.windows_days)
-    spend = g.windows(pos, age, cfg.windows_days, value)
+    counts, spend = g.windows(pos, age, cfg.windows_days, value, counts=True)
     for k, w in enumerate(cfg.windows_days):
         f[f"orders_{w}d"], f[f"spend_{w}d"] = counts[k], spend[k]
     tw = cfg.trend_window_days
-    recent, before = age < tw, (age >= tw) & (age < 2 * tw)
-    f["trend_orders"] = ratio(g.sum(pos[recent]), g.sum(pos[before]))
-    f["trend_spend"] = ratio(g.sum(pos[recent], value[recent]), g.sum(pos[before], value[before]))
+    counts, spend = g.spans(pos, age, (tw, 2 * tw), value, counts=True)  # the last tw days, the tw before
+    f["trend_orders"] = ratio(counts[0], counts[1])
+    f["trend_spend"] = ratio(spend[0], spend[1])
     return f
 
 
@@ -311,7 +329,8 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     dpos, iage = days >> shift, days & ((1 << shift) - 1)
     dage = iage.astype("float64")
     starts = run_starts(dpos)
-    ends = np.append(starts[1:] - 1, len(dpos) - 1).astype(np.intp) if len(dpos) else starts
+    ends = np.empty_like(starts)  # each customer's last (oldest) purchase day
+    ends[:-1], ends[-1:] = starts[1:] - 1, len(dpos) - 1
     last, first = _nans(n), _nans(n)
     last[dpos[starts]] = dage[starts]  # the newest purchase day's age
     first[dpos[starts]] = dage[ends]  # the oldest one's
@@ -330,7 +349,7 @@ def purchase_features(n: int, orders: tuple[np.ndarray, np.ndarray, np.ndarray],
     f["n_purchase_days"][dpos[starts]] = n_days
     within = np.ones(max(len(iage) - 1, 0), dtype=bool)
     within[starts[1:] - 1] = False
-    gap = np.diff(dage)[within]
+    gap = (dage[1:] - dage[:-1])[within]
     gap_starts, n_gaps = starts - np.arange(len(starts)), n_days - 1
     many = n_gaps > 0
     gap_sum = np.add.reduceat(gap, gap_starts[many]) if len(gap) else np.zeros(0)  # whole days: exact

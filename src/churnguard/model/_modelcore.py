@@ -128,8 +128,11 @@ def column_matrix(columns: Mapping[str, np.ndarray], n: int, feature_names: Sequ
     """:func:`feature_matrix` from columns already typed: float64 numbers, and for categorical features
     integer codes into the training levels (-1 when unknown). Absent features are NaN."""
     absent = np.full(n, np.nan)
-    stack = [absent if c not in columns else np.where(columns[c] >= 0, columns[c], np.nan) if c in categories
-             else columns[c] for c in feature_names]
+    stack = [columns.get(c, absent) for c in feature_names]
+    for c in categories:  # codes: -1 is unknown
+        if c in columns and c in feature_names:
+            at = feature_names.index(c)
+            stack[at] = np.where(stack[at] >= 0, stack[at], np.nan)
     return np.array(stack, dtype=np.float64).reshape(len(feature_names), n).T  # one copy, column-major
 
 

@@ -2,8 +2,9 @@
 
 What one leaf adds to the contributions depends only on which of the splits on its root -> leaf path the row
 agrees with, so :class:`TreeShap` runs LightGBM's ``Tree::TreeSHAP`` recursion once per leaf and agreement
-pattern when it is built and keeps the terms (the tabulation of "Fast TreeSHAP v2", Yang 2021). Per row it
-decides every split in a few array operations, packs each leaf's bits into its pattern and adds the terms.
+pattern when it is built and keeps the terms (the tabulation of "Fast TreeSHAP v2", Yang 2021). For up to 8
+rows at once it decides every split in a few array operations and gathers each leaf's bits into its pattern;
+then, row by row, it adds the terms.
 
 The numbers are LightGBM's to the bit: the terms use the floating-point operations of ``ExtendPath``,
 ``UnwindPath`` and ``UnwoundPathSum`` in LightGBM's order, and are added in the order of its recursion (tree
@@ -31,6 +32,7 @@ MAX_DEPTH = 8  # longest root -> leaf path tabulated (2^8 patterns for such a le
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, the float 1e-35f
 _MAX_CATEGORY = 1 << 16  # categorical splits on larger codes are left to LightGBM
 _MAX_TERMS = 1 << 23  # table entries (8 bytes each); larger models are left to LightGBM
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}  # bytes -> the unsigned word of that size
 
 
 @dataclass
@@ -46,7 +48,8 @@ class _Leaf:
 
 
 class TreeShap:
-    """Exact TreeSHAP contributions and raw score of a LightGBM model for one row (see the module docstring).
+    """Exact TreeSHAP contributions and raw score of a LightGBM model for one row or a few (see the module
+    docstring).
 
     Args:
         booster: a ``lightgbm.Booster`` with one tree per iteration (binary or regression objectives) and
@@ -151,6 +154,8 @@ class TreeShap:
             for k, (_, codes) in enumerate(cats):
                 table[codes, k] = True
             self._categorical.append((f, np.array([i for i, _ in cats], dtype=np.intp), size, table))
+        self._category_features = np.array([f for f, *_ in self._categorical], dtype=np.intp)
+        self._category_sizes = np.array([[size] for _, _, size, _ in self._categorical], dtype=np.float64)
 
     def _leaf_arrays(self, leaves: list[_Leaf]) -> None:
         """Per leaf: where its path's agreement bits are read; per leaf and pattern: the terms to add (and,
@@ -166,6 +171,14 @@ class TreeShap:
             flip[i] = sum(1 << d for d, (s, left) in enumerate(zip(leaf.nodes, leaf.left, strict=True))
                           if left == self._reads_right[s])
         self._flip = flip
+        # per split, its bit's place in a pattern (1 << its depth, the same in every path through it), as the
+        # words in which rows() reads the bits of up to 8 rows at once (one byte each); then the padding's 0
+        depth = np.zeros(ns + 1, dtype=np.uint64)
+        for d in range(MAX_DEPTH):
+            depth[self._path[:, d]] = 1 << d
+        depth[ns] = 0
+        self._place = {width: depth.astype(word) for width, word in _WORDS.items()}
+        self._path_by_depth = np.ascontiguousarray(self._path.T)  # depth x leaves
         lengths = np.array([len(leaf.nodes) for leaf in leaves], dtype=np.intp)
         self._base = np.concatenate([[0], np.cumsum(1 << lengths)[:-1]]).astype(np.intp)
         width = max((len(set(leaf.features)) for leaf in leaves), default=0) + 1
@@ -222,26 +235,52 @@ class TreeShap:
 
     def __call__(self, row: np.ndarray) -> tuple[np.ndarray, float]:
         """Contributions of one float64 row (one per feature, then the expected value, as ``pred_contrib``)
-        and its raw score. Nothing is kept between calls: threads may share one instance."""
-        ns, n = self._n_splits, self.n_features
+        and its raw score (:meth:`rows` of the one row). Nothing is kept between calls: threads may share one
+        instance."""
+        contrib, raw = self.rows(row[None])
+        return contrib[0], float(raw[0])
+
+    def rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contributions of float64 rows (rows x (features + 1): one per feature, then the expected value, as
+        ``pred_contrib``) and their raw scores. Up to 8 rows at a time decide every split together, each
+        row's bits a byte of one word per split; the leaves' patterns are those words gathered along each
+        leaf's path (one bit place per depth), or-ed. Then each row's terms are added in LightGBM's order."""
+        n = self.n_features
+        contrib, raw = np.empty((len(x), n + 1)), np.empty(len(x))
+        for start in range(0, len(x), 8):
+            part = x[start : start + 8]
+            table_rows = self._base + self._patterns(part)  # per row, each leaf's row of the tables
+            places = self._position.take(table_rows)  # and its place in LightGBM's order
+            for r, (rows, place) in enumerate(zip(table_rows, places, strict=True), start=start):
+                leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
+                leaf_at[place] = self._leaves
+                out = np.zeros(n + 2)  # the terms added one by one in this order (ufunc.at is unbuffered)
+                np.add.at(out, self._slot.take(leaf_at, axis=0).ravel(),
+                          self._terms.take(rows.take(leaf_at), axis=0).ravel())
+                contrib[r], raw[r] = out[: n + 1], out[n + 1]
+        contrib[:, n] = self.expected_value
+        return contrib, raw
+
+    def _patterns(self, x: np.ndarray) -> np.ndarray:
+        """Each leaf's agreement pattern for up to 8 rows (rows x leaves, uint8: bit d from the split at depth d
+        of its path, as ``np.packbits`` with ``bitorder="little"`` packs a path's bits)."""
+        k, ns = len(x), self._n_splits
+        width = 1 if k == 1 else 2 if k == 2 else 4 if k <= 4 else 8  # bytes per word: one per row
         if self._zero_row:
-            row = _zeroed(row)
-        bits = np.zeros(ns + 1, dtype=bool)  # one per split (see _split_arrays), then the padding's False
-        np.less_equal((self._signs * row).take(self._source), self._threshold, out=bits[:ns])
+            x = _zeroed(x)
+        columns = x.T  # features x rows
+        bits = np.zeros((ns + 1, width), dtype=bool)  # one word per split (see _split_arrays), then the padding's
+        np.less_equal((self._signs[:, :, None] * columns).reshape(2 * self.n_features, k).take(self._source, axis=0),
+                      self._threshold[:, None], out=bits[:ns, :k])
         if len(self._zero_splits):
-            bits[self._zero_splits] &= _nonzero(row.take(self._zero_features))
-        for f, cats, size, table in self._categorical:
-            bits[cats] = table[_category_code(row[f], size)]
-        pattern = np.packbits(bits.take(self._path), axis=None, bitorder="little")
-        rows = self._base + pattern
-        leaf_at = np.empty_like(rows)  # the leaves in LightGBM's order
-        leaf_at[self._position.take(rows)] = self._leaves
-        out = np.zeros(n + 2)  # the terms added one by one in this order (ufunc.at is unbuffered)
-        np.add.at(out, self._slot.take(leaf_at, axis=0).ravel(), self._terms.take(rows.take(leaf_at), axis=0).ravel())
-        raw = float(out[n + 1])
-        out = out[: n + 1]
-        out[n] = self.expected_value
-        return out, raw
+            bits[self._zero_splits, :k] &= _nonzero(columns.take(self._zero_features, axis=0))
+        if self._categorical:  # each categorical feature's codes, then the rows of its splits' table
+            codes = _category_code(columns.take(self._category_features, axis=0), self._category_sizes)
+            for (_, cats, _, table), code in zip(self._categorical, codes, strict=True):
+                bits[cats, :k] = table[code].T
+        words = bits.view(_WORDS[width]).reshape(ns + 1) * self._place[width]  # each row's bit at its depth's place
+        pattern = np.bitwise_or.reduce(words.take(self._path_by_depth), axis=0)  # per leaf, its path's bits
+        return pattern.view(np.uint8).reshape(-1, width)[:, :k].T
 
     def tree_terms(self, tree: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One tree's contributions to many rows and the value of the leaf each row reaches: what LightGBM's
@@ -337,9 +376,10 @@ def _nonzero(x: np.ndarray) -> np.ndarray:
     return np.abs(x) > _ZERO
 
 
-def _category_code(v, size: int):
-    """The row of a categorical split table for a value (or an array of them): its integer part when it is
-    a code below ``size``, else ``size`` (NaN, negative, infinite, too large: sent right by every split)."""
+def _category_code(v, size):
+    """The row of a categorical split table for a value (or an array of them, with one ``size`` or sizes that
+    broadcast against them): its integer part when it is a code below ``size``, else ``size`` (NaN, negative,
+    infinite, too large: sent right by every split)."""
     if np.ndim(v) == 0:
         v = float(v)
         return int(v) if -1.0 < v < size else size

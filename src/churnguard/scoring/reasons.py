@@ -567,7 +567,7 @@ def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndar
     out = np.full(picks.shape, "", dtype=object)
     flat, texts = picks.ravel(), out.ravel()
     rows = np.arange(picks.size) // max(picks.shape[1], 1) if picks.ndim == 2 else np.arange(picks.size)
-    for f in np.unique(flat[flat >= 0]).tolist():
+    for f in sorted(set(flat.tolist()) - {-1}):  # each picked feature once
         at = (flat == f).nonzero()[0]
         name, who = names[f], rows[at]
         phrase = phrase_for(name)

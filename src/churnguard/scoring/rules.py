@@ -118,11 +118,13 @@ class _Conditions:
     rule without that condition); the signals its rules name, those each rule needs and those it refuses; the
     rules' names and None after them."""
 
-    kinds: tuple[tuple[str, tuple[str, ...], np.ndarray], ...]
+    kinds: tuple[tuple[str, dict[str, int], np.ndarray], ...]  # the labels as label -> position
     signals: tuple[str, ...]
     need: np.ndarray
     refuse: np.ndarray
     names: np.ndarray
+    costs: dict[str, float]  # per rule name: its cost and its success rate (success_rates)
+    rates: dict[str, float]
 
 
 _CONDITIONS: dict[int, tuple[Playbook, _Conditions]] = {}
@@ -139,12 +141,13 @@ def _conditions(playbook: Playbook) -> _Conditions:
             allowed = [getattr(w, kind) for w in whens]
             labels = tuple(dict.fromkeys(v for a in allowed if a is not None for v in a))
             table = np.array([[a is None or label in a for label in labels] + [a is None] for a in allowed], bool)
-            kinds.append((kind, labels, table.reshape(len(whens), len(labels) + 1)))
+            kinds.append((kind, {label: i for i, label in enumerate(labels)}, table.reshape(len(whens), len(labels) + 1)))
         signals = tuple(dict.fromkeys(s for w in whens for s in (*w.signals, *w.not_signals)))
         need, refuse = (np.array([[s in getattr(w, part) for s in signals] for w in whens], bool
                                  ).reshape(len(whens), len(signals)) for part in ("signals", "not_signals"))
         names = np.array([*(rule.name for rule in playbook.actions), None], dtype=object)
-        hit = (playbook, _Conditions(tuple(kinds), signals, need, refuse, names))
+        hit = (playbook, _Conditions(tuple(kinds), signals, need, refuse, names,
+                                     {r.name: r.cost for r in playbook.actions}, success_rates(playbook)))
         if len(_CONDITIONS) >= 8:  # playbooks loaded one after the other (tests): keep only the recent ones
             _CONDITIONS.clear()
         _CONDITIONS[id(playbook)] = hit
@@ -169,11 +172,10 @@ def _holds(bands: np.ndarray, stages: np.ndarray, tiers: np.ndarray, flags: Mapp
 _FEW = 64  # up to this many customers, labels are coded one by one instead of one pass per label
 
 
-def _label_codes(values: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
-    """Each value's position in ``labels``, ``len(labels)`` for any other value."""
+def _label_codes(values: np.ndarray, labels: dict[str, int]) -> np.ndarray:
+    """Each value's position in ``labels`` (label -> position), ``len(labels)`` for any other value."""
     if len(values) <= _FEW:
-        index = {label: i for i, label in enumerate(labels)}
-        return np.array([index.get(v, len(labels)) for v in values.tolist()], dtype=np.intp)
+        return np.array([labels.get(v, len(labels)) for v in values.tolist()], dtype=np.intp)
     code = np.full(len(values), len(labels))
     for i, label in enumerate(labels):
         code[values == label] = i
@@ -204,8 +206,8 @@ def expected_value(prob: np.ndarray, clv: np.ndarray, actions: np.ndarray, playb
     is shorter than that, and a never-bought customer's is 0: their contact then has a negative expected value
     and is not selected.
     """
-    costs = {r.name: r.cost for r in playbook.actions}
-    rates = success_rates(playbook)
+    c = _conditions(playbook)
+    costs, rates = c.costs, c.rates
     cost = np.array([costs[a] for a in actions], dtype="float64")
     success = np.array([rates[a] for a in actions], dtype="float64")
     value = clv if lifespan_years is None else value_at_stake(clv, lifespan_years, playbook.max_value_years)

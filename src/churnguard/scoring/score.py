@@ -201,24 +201,39 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     ``categories``."""
     from churnguard.model._modelcore import column_matrix
 
-    inputs, every = {}, bool(rows.all())
-    for name in names:
-        if name not in cols:
-            continue
-        values = cols[name] if every else np.asarray(cols[name])[rows]
-        if name in categories or name in levels:
-            values = np.asarray(values)
-        if name in categories:
-            trained = list(categories[name])
-            given = list(levels.get(name, ()))
-            if given != trained:  # codes into other levels: through the labels
-                lookup = np.array([trained.index(v) if v in trained else -1 for v in given] + [-1], dtype=np.int64)
-                values = lookup[np.where(values >= 0, values, len(given))]
-        elif name in levels:  # a number given as text (or only nulls): as the model reads text, NaN if not a number
-            numbers = pd.to_numeric(pd.Series([*levels[name], None], dtype=object), errors="coerce")
-            values = numbers.to_numpy(dtype="float64")[np.where(values >= 0, values, len(levels[name]))]
-        inputs[name] = values
-    return column_matrix(inputs, int(rows.sum()), names, categories)
+    every = bool(rows.all())
+    inputs = cols if every else {name: np.asarray(cols[name])[rows] for name in names if name in cols}
+    recoded = {name: table[np.where(inputs[name] >= 0, inputs[name], len(table) - 1)]
+               for name, table in _recoding(names, categories, levels) if name in inputs}
+    return column_matrix({**inputs, **recoded} if recoded else inputs, int(rows.sum()), names, categories)
+
+
+_RECODINGS: dict[tuple, tuple[Sequence[str], Mapping[str, Sequence[str]], list[tuple[str, np.ndarray]]]] = {}
+
+
+def _recoding(names: Sequence[str], categories: Mapping[str, Sequence[str]], levels: Mapping[str, tuple[str, ...]]
+              ) -> list[tuple[str, np.ndarray]]:
+    """The inputs whose codes the model does not read as they are, each with the table its values are read
+    through (indexed by code, the last entry for -1): a categorical input coded into other levels than its
+    trained ones (through the labels, -1 when not a trained level), and a number given as text (or only
+    nulls), read as the model reads text (NaN if not a number). Worked out once per model inputs and levels."""
+    key = (id(names), id(categories), tuple(levels.items()))
+    hit = _RECODINGS.get(key)
+    if hit is None or hit[0] is not names or hit[1] is not categories:
+        plan = []
+        for name in names:
+            if name in categories:
+                trained, given = list(categories[name]), list(levels.get(name, ()))
+                if given != trained:  # codes into other levels: through the labels
+                    plan.append((name, np.array([trained.index(v) if v in trained else -1 for v in given] + [-1],
+                                                dtype=np.int64)))
+            elif name in levels:  # a number given as text (or only nulls): as the model reads text
+                numbers = pd.to_numeric(pd.Series([*levels[name], None], dtype=object), errors="coerce")
+                plan.append((name, numbers.to_numpy(dtype="float64")))
+        if len(_RECODINGS) >= 8:  # models loaded one after the other (tests): keep only the recent ones
+            _RECODINGS.clear()
+        hit = _RECODINGS[key] = (names, categories, plan)
+    return hit[2]
 
 
 def _explain(model: ChurnModel, matrix: np.ndarray, reasons_for: str, bands: Mapping[str, float],
