@@ -336,3 +336,45 @@ def test_the_rows_are_shared_in_even_blocks_and_each_thread_marks_its_own_keys(m
     found = np.flatnonzero(rep >= 0)
     assert found.tolist() == sorted(set(keys.tolist()))
     assert (keys[rep[found]] == found).all()
+
+
+def _threshold_sets():
+    rng = np.random.default_rng(7)
+    close = 100.5 + np.arange(8) * 2.0**-40  # neighbours a few units of the last place apart
+    yield np.array([0.5])
+    yield np.array([-0.0, 1.5])
+    yield np.array([-np.inf, -1.0, 0.0, 2.0, np.inf])
+    yield np.array([-1e300, -5e-324, 5e-324, 1e-300, 1e300])
+    yield np.unique(np.concatenate([close, -close, [-K_ZERO, K_ZERO, 0.0]]))
+    yield np.unique(np.round(rng.random(300) * 400) + 0.5)  # a count's thresholds
+    yield np.unique(rng.standard_normal(150) * 10.0 ** rng.integers(-30, 30, 150))  # over many magnitudes
+
+
+def test_the_codes_cells_are_used_for_thresholds_apart_and_not_for_a_crowd():
+    sets = list(_threshold_sets())
+    assert [_contrib._Cells.of(t) is None for t in sets] == [False, False, False, False, True, False, False]
+    assert _contrib._Cells.of(np.array([])) is None
+
+
+@pytest.mark.parametrize("cells", [_contrib._CELLS, 64, 8])
+@pytest.mark.parametrize("thresholds", list(_threshold_sets()))
+def test_the_codes_cells_count_the_thresholds_below_a_value_as_a_binary_search_does(monkeypatch, thresholds, cells):
+    """``_Cells`` gives ``np.searchsorted(side="left")`` for every value that is not NaN: the thresholds
+    themselves and their neighbours, both zeros, the infinities, subnormals and random values over many
+    magnitudes; with few cells allowed, cells of several thresholds (passes) or a binary search (None)."""
+    monkeypatch.setattr(_contrib, "_CELLS", cells)
+    rng = np.random.default_rng(0)
+    t = np.sort(thresholds)
+    values = np.concatenate([t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf), [0.0, -0.0, np.inf, -np.inf],
+                             [5e-324, -5e-324, 1e-36, -1e-36, np.finfo(float).max, -np.finfo(float).max],
+                             rng.standard_normal(2_000) * 10.0 ** rng.integers(-40, 40, 2_000),
+                             rng.choice(t, 500) + rng.integers(-3, 4, 500) * 0.25])
+    search = _contrib._Cells.of(t)
+    if search is None:  # too many thresholds in too few cells: a binary search
+        assert cells < len(t) or len(t) > _contrib._PASSES
+        return
+    assert len(search.below) <= cells
+    got = np.empty(len(values), dtype=np.intp)
+    search(values, got)
+    np.testing.assert_array_equal(got, np.searchsorted(t, values, side="left"))
+    np.testing.assert_array_equal(values[:len(t)], t)  # the values are read, not changed

@@ -229,3 +229,18 @@ def test_repeated_order_keys_are_those_occurring_more_than_once(keys):
 
     key = np.array(keys, dtype=np.uint64)
     assert _repeated(key).tolist() == pd.Series(key).duplicated(keep=False).tolist()
+
+
+@pytest.mark.parametrize("copied", [0, 3, 500, 20_000])
+def test_repeated_order_keys_looked_up_among_few_repeats_or_by_their_order(copied):
+    """Keys with no repeat, a few repeated values (looked up among them) and many (by the keys' order), some
+    repeated three times and more: a key is repeated where pandas calls it duplicated."""
+    from churnguard.features import build
+    from churnguard.features.build import _repeated
+
+    rng = np.random.default_rng(copied)
+    key = rng.integers(0, 2**64 - 1, 60_000, dtype=np.uint64, endpoint=True)
+    key[rng.integers(0, len(key), copied)] = key[rng.integers(0, 50, copied)]
+    later = int(pd.Series(key).duplicated().sum())  # the repeats beyond each value's first
+    assert (later <= len(key) // build._FEW_REPEATED) == (copied <= 500)
+    assert _repeated(key).tolist() == pd.Series(key).duplicated(keep=False).tolist()

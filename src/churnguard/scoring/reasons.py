@@ -525,7 +525,8 @@ def pick_reasons(contrib: np.ndarray, names: list[str], hidden: np.ndarray, n: i
     A few rows take all their candidates at once (one sort). Many rows are taken only as deep as they need:
     the first ``n`` candidates of every row, then one more at a time for the rows still short of ``n`` reasons
     (a topic repeated among their candidates), so the later passes, which few rows reach, cost little."""
-    rest = np.where(hidden, 0.0, np.asarray(contrib, dtype="float64"))  # this call's own, knocked out in place
+    rest = np.array(contrib, dtype="float64", order="C")  # this call's own, knocked out in place, by rows
+    np.putmask(rest, hidden, 0.0)  # one copy (the walk's contributions are column-major), not two
     codes, depth = _topic_codes(tuple(names)), min(CANDIDATES, len(names))
     candidates = top_features(rest, depth if len(rest) <= _FEW_ROWS else min(n, depth), overwrite=True)
     out = _one_per_topic(candidates, codes, n)

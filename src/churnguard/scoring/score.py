@@ -555,7 +555,8 @@ def _drift_sample(model: ChurnModel, feats: pd.DataFrame, rows: np.ndarray, prob
                   ) -> pd.DataFrame:
     """The model's features of ``feats``' drift ``rows`` (:func:`_drift_rows`), their churn ``probability`` and
     ``customer_id`` (which the drift check does not read: it lets partitions' samples be merged)."""
-    sample = feats.iloc[rows][[c for c in model.feature_names_ if c in feats]].copy()
+    names = [c for c in model.feature_names_ if c in feats]
+    sample = feats.iloc[rows, feats.columns.get_indexer(names)]  # the rows of those columns only: one copy
     sample["churn_probability"] = probability
     sample["customer_id"] = feats["customer_id"].to_numpy()[rows]
     return sample
