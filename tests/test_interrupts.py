@@ -89,25 +89,45 @@ def _spilled(folder: Path):
     return lambda: any(folder.glob(".churnguard-work-*/**/*.arrow"))
 
 
+def _stopped_score(scoring, out: Path, sig: int, cwd: Path, pids: list[int] | None = None) -> int:
+    """Start a score into ``out``, send ``sig`` once its input is spilled, and return its exit code: 0 when the
+    run had ended before the signal arrived (on a busy machine the check can come late), for the caller to try
+    again."""
+    proc = _start(*_score_args(scoring, out / "scores.csv"), cwd=cwd)
+    if pids is not None:
+        pids.append(proc.pid)
+    _when(proc, _spilled(out))
+    return _stop(proc, sig)
+
+
 def test_score_stopped_with_sigterm_leaves_nothing_and_keeps_the_previous_scores(scoring, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "scores.csv").write_bytes(PREVIOUS)
-    proc = _start(*_score_args(scoring, out / "scores.csv"), cwd=tmp_path)
-    _when(proc, _spilled(out))
-    assert _stop(proc, signal.SIGTERM) == 128 + signal.SIGTERM
+    for _ in range(3):
+        for left in out.iterdir():  # what a run that ended before the signal wrote
+            left.unlink()
+        (out / "scores.csv").write_bytes(PREVIOUS)
+        code = _stopped_score(scoring, out, signal.SIGTERM, tmp_path)
+        if code != 0:
+            break
+    assert code == 128 + signal.SIGTERM
     assert _listing(out) == ["scores.csv"]  # no work directory, no Arrow copies, no half-written scores
     assert (out / "scores.csv").read_bytes() == PREVIOUS
 
 
 def test_what_a_killed_score_left_is_removed_by_the_next_run(scoring, training, tmp_path):
     out = tmp_path / "out"
-    proc = _start(*_score_args(scoring, out / "scores.csv"), cwd=tmp_path)
-    _when(proc, _spilled(out))
-    assert _stop(proc, signal.SIGKILL) == -signal.SIGKILL
+    for _ in range(3):
+        pids = []
+        code = _stopped_score(scoring, out, signal.SIGKILL, tmp_path, pids)
+        if code != 0:
+            break
+        for left in out.iterdir():  # what a run that ended before the signal wrote
+            left.unlink()
+    assert code == -signal.SIGKILL
     left = [p.name for p in out.glob(".churnguard-work-*")]
     assert len(left) == 1
-    assert f"-{proc.pid}-" in left[0]
+    assert f"-{pids[0]}-" in left[0]
     assert not (out / "scores.csv").exists()
     # The next run there (of the training tests' 600 customers: only where it writes matters) removes it.
     done = _start(*_score_args({**scoring, **training}, out / "scores.csv"), cwd=tmp_path)
