@@ -844,3 +844,13 @@ def test_dictionary_codes_of_ids_of_one_width_are_arrows_encoding_of_the_text():
         assert values.equals(want_values), name
         assert codes.dtype == np.int32, name
         assert codes.tolist() == [-1 if i is None else i for c in want.chunks for i in c.indices.to_pylist()], name
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 86_399, 86_400, 1_764_633_599.999, 1_764_633_600, 9_000_000_000.5])
+def test_latest_plausible_date_is_tomorrow_by_the_utc_clock(monkeypatch, seconds):
+    """The server's bound on a request's day: the UTC day after the clock's, the day changing at midnight UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setattr(dataset.time, "time", lambda: seconds)
+    assert dataset.latest_plausible_date() == datetime.fromtimestamp(seconds, UTC).date() + timedelta(days=1)
+    assert dataset.latest_plausible_day() == pd.Timestamp(dataset.latest_plausible_date())

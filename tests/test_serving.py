@@ -411,3 +411,51 @@ def test_requests_arriving_together_are_scored_together_with_their_own_answers(t
     assert mixed[0][0] == 200
     assert mixed[0][2] == alone[0][2]
     assert mixed[1][0] == 500
+
+
+@pytest.mark.parametrize(("sent", "kept"), [
+    ("1678-01-01T00:00:00", "1678-01-01T00:00:00"),  # the range's first and last instants, naive and aware
+    ("1677-12-31T23:59:59.999999", None),
+    ("2261-12-31T23:59:59.999999", "2261-12-31T23:59:59.999999"),
+    ("2262-01-01T00:00:00", None),
+    ("1678-01-01T00:30:00+00:30", "1678-01-01T00:00:00"),
+    ("1678-01-01T00:29:59+00:30", None),
+    ("2261-12-31T23:00:00-00:59", "2261-12-31T23:59:00"),
+    ("2261-12-31T23:00:00-01:00", None),
+    ("2025-06-01T12:00:00Z", "2025-06-01T12:00:00"),
+    ("2025-06-01T12:00:00+14:00", "2025-05-31T22:00:00"),
+    ("0001-01-01T00:00:00+00:01", None),  # converted to UTC: before year 1
+    ("9999-12-31T23:59:59-00:01", None),  # after year 9999
+    (1_700_000_000, "2023-11-14T22:13:20"),  # Unix seconds: UTC
+])
+def test_timestamps_are_kept_as_naive_utc_within_the_years_1678_to_2261(sent, kept):
+    """Every timestamp of a body (transactions, tickets, events) is converted to naive UTC and refused outside
+    the model's range with one message, at its own place, whether it was sent naive or with an offset, and
+    beside the body's other errors."""
+    from pydantic import ValidationError
+
+    from churnguard.serving.app import PredictRequest, _invalid
+
+    body = {"customers": [{"customer_id": "a", "transactions": [{"timestamp": sent, "amount": "x"}],
+                           "tickets": [{"opened_at": sent, "resolved_at": sent}],
+                           "events": [{"timestamp": sent, "event_type": "visit"}]}]}
+    with pytest.raises(ValidationError) as refused:  # the amount is never a number
+        PredictRequest.model_validate_json(json.dumps(body))
+    detail = json.loads(_invalid(refused.value))["detail"]
+    where = [["body", "customers", 0, *p] for p in
+             (["transactions", 0, "timestamp"], ["tickets", 0, "opened_at"], ["tickets", 0, "resolved_at"],
+              ["events", 0, "timestamp"])]
+    amount = {"type": "float_parsing", "loc": ["body", "customers", 0, "transactions", 0, "amount"],
+              "msg": "Input should be a valid number, unable to parse string as a number"}
+    if kept is None:
+        out_of_range = {"type": "value_error", "msg": "Value error, dates must lie within the years 1678-2261"}
+        assert detail == [{**out_of_range, "loc": where[0]}, amount, *({**out_of_range, "loc": w} for w in where[1:])]
+        return
+    assert detail == [amount]
+    body["customers"][0]["transactions"][0]["amount"] = 1
+    req = PredictRequest.model_validate_json(json.dumps(body))
+    customer = req.customers[0]
+    for value in (customer.transactions[0]["timestamp"], customer.tickets[0]["opened_at"],
+                  customer.tickets[0]["resolved_at"], customer.events[0]["timestamp"]):
+        assert value.tzinfo is None
+        assert value.isoformat() == kept

@@ -32,9 +32,10 @@ joins the same id written as an integer; transactions and customers that share a
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -365,8 +366,12 @@ def latest_plausible_day() -> pd.Timestamp:
 
 def latest_plausible_date() -> date:
     """:func:`latest_plausible_day` as a ``datetime.date`` (the server checks each request's day against it,
-    without building a Timestamp)."""
-    return datetime.now(UTC).date() + timedelta(days=1)
+    without building a Timestamp). The day is the clock's whole days since 1970-01-01 (Unix time counts no leap
+    seconds): ``datetime.now(UTC).date()``, without building the datetime."""
+    return date.fromordinal(_EPOCH_ORDINAL + int(time.time() // 86_400) + 1)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def check_unique_columns(names: list[str], source: str, table: str) -> None:

@@ -98,8 +98,25 @@ _FIRST_DAY, _LAST_DAY = date(1678, 1, 1), date(2261, 12, 31)  # the range of the
 _FIRST_TIME, _AFTER_LAST_DAY = (datetime.combine(_FIRST_DAY, time()),
                                 datetime.combine(_LAST_DAY + timedelta(days=1), time()))
 _OUT_OF_RANGE = "dates must lie within the years 1678-2261"
-# Timestamps as the data contract stores them: naive UTC (zone-aware ones are converted).
-UtcDatetime = Annotated[datetime, AfterValidator(_utc_naive)]
+
+
+class _UtcNaive:
+    """Timestamps as the data contract stores them: naive UTC, checked and converted by :func:`_utc_naive`. A
+    naive timestamp within its range (every one of most requests) is what ``_utc_naive`` returns unchanged: it
+    is accepted by pydantic-core's own datetime check with the same bounds, without a Python call per
+    timestamp; any other (zone-aware, or out of range) goes to ``_utc_naive``, whose error is the answer's."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> pydantic_core.CoreSchema:
+        cs = pydantic_core.core_schema
+        either = cs.union_schema(
+            [cs.datetime_schema(strict=True, tz_constraint="naive", ge=_FIRST_TIME, lt=_AFTER_LAST_DAY),
+             cs.no_info_plain_validator_function(_utc_naive)], mode="left_to_right")
+        # _utc_naive's only error, said as its ValueError would be (not as the union's two branches' errors)
+        return cs.chain_schema([handler(source), cs.custom_error_schema(
+            either, "value_error", custom_error_context={"error": _OUT_OF_RANGE})])
+
+
+UtcDatetime = Annotated[datetime, _UtcNaive()]
 # Money and counts as validation accepts them in files: finite, within +-MAX_MAGNITUDE.
 Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
