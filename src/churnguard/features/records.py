@@ -82,7 +82,8 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
         into :func:`churnguard.features.kernel.categorical_levels` of ``population.attributes``).
     """
     end = datetime.combine(as_of, time()) + timedelta(days=1)  # the instant cut-off: end of the as_of day
-    day = as_of.toordinal() - _EPOCH  # as_of's day number (kernel.day_numbers)
+    ordinal = as_of.toordinal()
+    day = ordinal - _EPOCH  # as_of's day number (kernel.day_numbers)
     each_tx = [[t for t in c.transactions if t["timestamp"] < end] for c in customers]  # per customer
     tk = [(i, t) for i, c in enumerate(customers) for t in c.tickets if t["opened_at"] < end]
     listed = [bool(c.attributes) and ((signup := c.attributes.get("signup_date")) is None or _as_datetime(signup) < end)
@@ -96,8 +97,7 @@ def records_features(customers: Sequence[CustomerRecords], as_of: date, cfg: Fea
     amounts = [float(t["amount"]) for t in tx]
     amount = np.array(amounts, dtype="float64")
     # days from each transaction's calendar day (kernel.day_numbers) to as_of's
-    as_of_ordinal = as_of.toordinal()
-    age = np.array([as_of_ordinal - t["timestamp"].toordinal() for t in tx], dtype="float64")
+    age = np.array([ordinal - t["timestamp"].toordinal() for t in tx], dtype="float64")
     buy, refund = amount > 0, amount < 0
     keys = _order_keys([t for t, a in zip(tx, amounts, strict=True) if a > 0])
     orders = k.order_values(tx_pos[buy], age[buy], amount[buy], _order_groups(tx_pos[buy], keys))

@@ -253,8 +253,8 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     """Who to contact (``selected``) and who of them to hold out (``control_group``).
 
     Selection does not depend on row order; the control group is drawn among the selected customers sorted by
-    id, so the same seed and scores always give the same group. ``places``: the ids' :func:`id_places`, when
-    the caller has them (in their order, any rows' ids sort as the text does, ties in row order).
+    id, so the same seed and scores always give the same group; ids sort as :func:`id_places` has them
+    (``places``, when the caller has them).
     """
     check_selection(budget, control_fraction)
     ids = np.asarray(ids, dtype=object)
@@ -265,8 +265,8 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     elif len(candidates):
         ratio = ev[candidates] / cost[candidates]
         # best ratio first, then higher expected value, then customer id (ids sort as text)
-        id_rank = id_places(ids[candidates]) if places is None else places[candidates]
-        ranked = candidates[np.lexsort((id_rank, -ev[candidates], -ratio))]
+        places = id_places(ids) if places is None else places
+        ranked = candidates[np.lexsort((places[candidates], -ev[candidates], -ratio))]
         spent = np.cumsum(cost[ranked])
         if spent[-1] <= budget + 1e-9:
             selected[ranked] = True
@@ -280,6 +280,7 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     picked = np.flatnonzero(selected)
     n_control = round(control_fraction * len(picked))
     if n_control:
-        picked = picked[np.argsort(ids[picked].astype(str) if places is None else places[picked], kind="stable")]
+        places = id_places(ids) if places is None else places
+        picked = picked[np.argsort(places[picked], kind="stable")]  # by id
         control[np.random.default_rng(seed).choice(picked, size=n_control, replace=False)] = True
     return selected, control
