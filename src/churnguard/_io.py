@@ -625,8 +625,8 @@ _WORDS = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}  # fixed widths Arr
 
 def _as_words(fixed: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Fixed-size binary values of 1, 2, 4 or 8 bytes as unsigned integers of the same bytes, without a copy:
-    equal values are equal integers, and Arrow hashes integers faster (3.1M customer ids of 8 bytes: 29 against
-    38 ms; a partition's 283k ids of its events' pieces: ...)."""
+    equal values are equal integers, which Arrow hashes faster (``encode_text`` of 3.1M customer ids of 8 bytes,
+    three row groups of the 1M-customer world's events: 27.7 against 40.4 ms, best of 5)."""
     import pyarrow as pa
 
     kind = pa.type_for_alias(_WORDS[fixed.type.byte_width])
@@ -808,6 +808,14 @@ def take(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if values.dtype == np.bool_:  # Arrow's booleans are bits: taken as bytes
         return take(values.view(np.uint8), indices).view(np.bool_)
     return pc.take(pa.array(values), pa.array(indices), boundscheck=False).to_numpy()
+
+
+def take_codes(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` of integer ``codes`` from -1 (a missing value's: the table's last place, as numpy reads -1)
+    to ``len(table) - 2`` (the last place is the missing value's only), by :func:`take`."""
+    import numpy as np
+
+    return take(np.roll(table, 1), codes + np.int32(1))  # the last place first
 
 
 def distinct_categories(levels: pd.Index) -> pd.CategoricalDtype:

@@ -49,6 +49,7 @@ from churnguard._io import (
     put_mapped_codes,
     read_coded,
     take,
+    take_codes,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.features import build, kernel
@@ -560,10 +561,8 @@ class _Coded:
         return self.at(found.astype(dtype, copy=False))
 
     def at(self, table: np.ndarray) -> np.ndarray:
-        """``table[codes]``, a missing row's (code -1) from the table's last place (:func:`_io.take`)."""
-        if self.valid is None:
-            return take(table, self.codes)
-        return take(np.roll(table, 1), self.codes + 1)  # the last place first
+        """``table[codes]``, a missing row's (code -1) from the table's last place (``_io.take``)."""
+        return take(table, self.codes) if self.valid is None else take_codes(table, self.codes)
 
     def compacted(self, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray, owned: bool = False
                   ) -> list[pa.DictionaryArray]:
