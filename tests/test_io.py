@@ -390,3 +390,16 @@ def test_take_is_numpys_gather_for_any_index_type_and_booleans():
     codes = np.array([2, -1, 0, -1, 1], dtype=np.int32)
     assert take_codes(values, codes).tolist() == [12, 13, 10, 13, 11] == values[codes].tolist()
     assert take_codes(values, np.zeros(0, dtype=np.int32)).tolist() == []
+
+
+def test_fixed_bytes_as_integers_keep_a_slices_offset():
+    """A slice of fixed-size values seen as integers holds the slice's values, not the buffer's first ones."""
+    import pyarrow as pa
+
+    from churnguard._io import _as_words, fixed_text
+
+    whole = pa.array([b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"bbbbbbbb"], type=pa.binary(8))
+    words = _as_words(whole.slice(1, 2))
+    assert words.type == pa.uint64()
+    assert fixed_text(words).to_pylist() == ["bbbbbbbb", "cccccccc"]
+    assert words.to_pylist() == _as_words(whole).to_pylist()[1:3]
