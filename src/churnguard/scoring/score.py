@@ -349,8 +349,9 @@ class ScoreResult:
 
     def counts(self) -> dict[str, int]:
         """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
-        ids = pd.Series(self.rejects["customer_id"].dropna().unique())
-        rejected = int((~ids.isin(self.scores["customer_id"])).sum()) if len(ids) else 0
+        ids = self.rejects["customer_id"].dropna().unique()
+        scored = self.scores["customer_id"]  # those of ``ids`` among them, looked up in a hash of ``ids`` only
+        rejected = len(ids) - scored[scored.isin(ids)].nunique() if len(ids) else 0
         return {"in": len(self.scores) + rejected, "scored": len(self.scores), "rejected": rejected}
 
     def summary(self, out: str | Path, campaign: Campaign | None = None) -> str:
