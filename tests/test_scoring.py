@@ -259,3 +259,15 @@ def test_selection_and_ranks_with_the_ids_sorted_once_are_those_of_each_sorting_
     alone, shared = rules.ranks(ids, risk, ev), rules.ranks(ids, risk, ev, places)
     assert alone.keys() == shared.keys()
     assert all(np.array_equal(alone[k], shared[k], equal_nan=True) for k in alone)
+
+
+def test_counts_reject_a_customer_only_when_none_of_their_rows_scored():
+    """A rejects row of a scored customer (one bad row of theirs) does not make them rejected; a customer in
+    several rejects rows counts once; rows without an id are not customers."""
+    from churnguard.scoring.score import ScoreResult
+
+    scores = pd.DataFrame({"customer_id": pd.array(["a", "b", "c"], dtype="str")})
+    rejects = pd.DataFrame({"customer_id": ["b", "x", "x", None, "y"], "reason": ["bad row"] * 5})
+    assert ScoreResult(scores, rejects).counts() == {"in": 5, "scored": 3, "rejected": 2}
+    assert ScoreResult(scores, rejects.iloc[:0]).counts() == {"in": 3, "scored": 3, "rejected": 0}
+    assert ScoreResult(scores.iloc[:0], rejects).counts() == {"in": 3, "scored": 0, "rejected": 3}

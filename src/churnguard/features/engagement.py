@@ -27,7 +27,8 @@ EVENT_TYPES = ("visit", "page_view", "app_session", "cart_add", "email_sent", "e
 EMAIL_TYPES = ("email_sent", "email_open", "email_click")
 CHANNELS = ("web", "app", "email", "store")
 _SENT, _OPEN, _CLICK = (EVENT_TYPES.index(t) for t in EMAIL_TYPES)
-_IS_EMAIL = np.isin(np.arange(len(EVENT_TYPES) + 1), [_SENT, _OPEN, _CLICK])  # by code; the last for -1 (another type)
+_FIRST_EMAIL = len(EVENT_TYPES) - len(EMAIL_TYPES)  # the email types come last: an event is one when its code is
+assert EVENT_TYPES[_FIRST_EMAIL:] == EMAIL_TYPES  # at least this (another type, -1, is a visit)
 _NS = 1_000_000_000
 
 
@@ -168,8 +169,11 @@ def _totals(pos: np.ndarray, time: np.ndarray, duration: np.ndarray, starts: np.
     """Per session (rows grouped by session, each group starting at ``starts``, ``run`` each row's
     :func:`_run_numbers`, ``first`` a session's earliest time and ``oldest`` the age of its oldest day): its
     customer, start time, age and time on site in seconds."""
-    ends = (time - first[run]) / _NS
-    np.add(ends, duration, out=ends, where=~np.isnan(duration))  # an event without a duration ends at once
+    ends = (time - first[run]) / _NS  # not negative: adding 0.0 leaves it as it is
+    # an event without a duration (NaN; durations are never negative) ends at once: fmax makes it 0.0 without a
+    # branch per row (0.12 against 0.75 ms with np.add's ``where=`` for the 170,000 site events without a
+    # session id of 4,096 customers, whose missing durations come in no pattern)
+    ends += np.fmax(duration, 0.0)
     return pos[starts], first, oldest, _per_run(np.maximum, ends, run, len(starts), -np.inf)
 
 
@@ -207,7 +211,7 @@ def _id_sessions(ev: EventArrays, rows: np.ndarray) -> tuple[np.ndarray, ...]:
 def sessions(ev: EventArrays, gap_minutes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each session's customer position, age in days (of its first event's day) and time on site in seconds,
     sorted by customer, start and length (an order that does not depend on the rows' order)."""
-    site = ~_IS_EMAIL[ev.kind]
+    site = ev.kind < _FIRST_EMAIL
     if not site.any():
         return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0)
     tied = ev.session >= 0  # masks of every row, not the site rows' ids gathered: 1.4 against 4.0 ms a block
@@ -252,7 +256,9 @@ def _visits(n: int, spos: np.ndarray, sage: np.ndarray, seconds: np.ndarray, las
 def _per_code(n: int, pos: np.ndarray, code: np.ndarray, levels: int) -> np.ndarray:
     """Rows per code (``0 .. levels - 1``; other codes not counted) and customer, a ``(levels, n)`` array."""
     wanted = (code >= 0) & (code < levels)
-    counts = np.bincount(pos[wanted] * levels + code[wanted], minlength=n * levels)
+    if not wanted.all():
+        pos, code = pos[wanted], code[wanted]
+    counts = np.bincount(pos * levels + code, minlength=n * levels)
     return counts.reshape(n, levels).T.astype("float64")
 
 

@@ -114,7 +114,8 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
 
 def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | None, campaign: Campaign) -> str:
     """How the selection was made, how each action's expected value is made, and what to do next."""
-    chosen = scores[scores["selected"].to_numpy(dtype=bool)]
+    used = ["control_group", "churn_probability", "clv", "action", "expected_value", "action_cost"]
+    chosen = scores[used][scores["selected"].to_numpy(dtype=bool)]  # the rows of these columns only
     contacted = chosen[~chosen["control_group"].to_numpy(dtype=bool)]
     how = ("no --budget, so every customer with a positive expected value" if campaign.budget is None
            else f"best expected value per unit of cost, within a budget of {campaign.budget:,.2f}")

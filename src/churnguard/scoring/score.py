@@ -349,9 +349,10 @@ class ScoreResult:
 
     def counts(self) -> dict[str, int]:
         """Customers in, scored and rejected (a customer is rejected only when none of their rows scored)."""
-        ids = self.rejects["customer_id"].dropna()
-        rejected = set(ids.unique()) - set(self.scores["customer_id"]) if len(ids) else set()
-        return {"in": len(self.scores) + len(rejected), "scored": len(self.scores), "rejected": len(rejected)}
+        ids = self.rejects["customer_id"].dropna().unique()
+        scored = self.scores["customer_id"]  # those of ``ids`` among them, looked up in a hash of ``ids`` only
+        rejected = len(ids) - scored[scored.isin(ids)].nunique() if len(ids) else 0
+        return {"in": len(self.scores) + rejected, "scored": len(self.scores), "rejected": rejected}
 
     def summary(self, out: str | Path, campaign: Campaign | None = None) -> str:
         """Customers in, scored and rejected, those scored on partial history (:func:`_partial_history`),
@@ -360,7 +361,7 @@ class ScoreResult:
         with ``campaign``, how each action's expected value is made and what to do next
         (:func:`churnguard.scoring.campaign.campaign_text`)."""
         c, s = self.counts(), self.scores
-        chosen = s[s["selected"]]
+        chosen = s[["control_group", "action_cost", "expected_value"]][s["selected"]]  # not every column's rows
         contacted = chosen[~chosen["control_group"]]
         counts = s["risk_band"].value_counts()
         stages = [k for k in rules.LIFECYCLE_STAGES if k in counts.index]  # the bands without a probability
