@@ -50,7 +50,6 @@ from churnguard._io import (
     read_coded,
     take,
     take_codes,
-    text_codes,
 )
 from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
 from churnguard.features import build, kernel
@@ -400,7 +399,7 @@ def split_chunk(table: pa.Table, spec: Spec, source: str, i: int, n: int) -> tup
     """Number chunk ``i``'s rows, census its date columns in the decided styles (for :func:`check_styles`) and
     cut it into ``n`` pieces by customer partition (row order kept within each)."""
     stats = style_census(table, spec, source)
-    return split_rows(table, spec.column(source, "customer_id"), spec.starts[source][i], n, source in _ENC), stats
+    return split_rows(table, spec.column(source, "customer_id"), spec.starts[source][i], n), stats
 
 
 def style_census(table: pa.Table, spec: Spec, source: str) -> dict[str, DateCensus]:
@@ -430,7 +429,7 @@ def census_and_split(table: pa.Table, source: Source, config: DataConfig, first:
                                  pa.array(sure.pop(col).to_numpy(), type=pa.timestamp("ns"), from_pandas=True))
     del sure
     return replace(found, parsed=parsed), split_rows(
-        table, config.columns.file_name(source.table, "customer_id"), first, n, source.table in _ENC)
+        table, config.columns.file_name(source.table, "customer_id"), first, n)
 
 
 def customer_partition(ids: pd.Series, partitions: int):
@@ -443,11 +442,7 @@ def customer_partition(ids: pd.Series, partitions: int):
     return (build._hashes({"id": key}) % np.uint64(partitions)).astype(np.intp)
 
 
-import os
-_ENC = tuple(os.environ.get("CG_ENC", "transactions,tickets,customers").split(","))
-
-
-def split_rows(table: pa.Table, id_column: str, first: int, n: int, encode: bool = True) -> list[pa.Table]:
+def split_rows(table: pa.Table, id_column: str, first: int, n: int) -> list[pa.Table]:
     """Number a chunk's rows from ``first`` on and cut them into ``n`` pieces by the customer partition of
     ``id_column`` (row order kept within each)."""
     import pyarrow as pa
@@ -459,8 +454,6 @@ def split_rows(table: pa.Table, id_column: str, first: int, n: int, encode: bool
     # found in a unification of the chunk's (0.10 s of CPU a chunk of 3.1M events, mostly the session ids)
     coded = {name: _Coded.of(table.column(name)) for name, type_ in
              zip(table.column_names, table.schema.types, strict=True) if pa.types.is_dictionary(type_)}
-    if encode and id_column not in coded and _is_text(table.schema.field(id_column).type):
-        coded[id_column] = _Coded.encoded(table.column(id_column))
     # numpy sorts 8- and 16-bit ints stably by radix: one pass over the bytes of each (a chunk of 3.1M events into
     # 28 buckets: 16.5 against 23.1 ms)
     narrow = np.uint8 if n <= 2**8 else np.uint16 if n <= 2**16 else np.intp
@@ -522,12 +515,6 @@ def _taken(column: pa.ChunkedArray, buckets: np.ndarray, order: np.ndarray, cuts
     return [pa.concat_arrays(p) if p else pa.array([], type=type_) for p in parts]
 
 
-def _is_text(type_: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
-
-
 def _row_numbers(positions: np.ndarray, first: int) -> np.ndarray:
     """The row numbers of a chunk's rows at ``positions`` (``first``: its first row's), as 32-bit integers
     where they fit: half the bytes spilled and read back for the largest tables (validation reads them as
@@ -543,10 +530,10 @@ class _Coded:
     in it more than once), each row's code in it (-1: missing) and whether the row is there (None: every row
     is)."""
 
+    column: pa.ChunkedArray
     dictionary: pa.Array
     codes: np.ndarray
     valid: np.ndarray | None
-    ordered: bool = False
 
     @classmethod
     def of(cls, column: pa.ChunkedArray) -> _Coded:
@@ -559,26 +546,7 @@ class _Coded:
         for c in chunks:  # straight from the indices' buffers
             put_codes(c.indices, offset, codes[row : row + len(c)])
             row, offset = row + len(c), offset + len(c.dictionary)
-        return cls(dictionary, codes, codes >= 0 if column.null_count else None, column.type.ordered)
-
-    @classmethod
-    def encoded(cls, column: pa.ChunkedArray) -> _Coded:
-        import pyarrow as pa
-
-        if os.environ.get("CG_PERGROUP"):
-            found = [text_codes(c) for c in column.chunks]
-            codes, row, offset = np.empty(len(column), dtype=np.int32), 0, 0
-            for (ind,), d in found:
-                put_codes(ind, offset, codes[row : row + len(ind)])
-                row += len(ind); offset += len(d)
-            dictionary = pa.concat_arrays([d.cast(pa.large_string()) for _, d in found])
-            return cls(dictionary, codes, codes >= 0 if column.null_count else None)
-        indices, dictionary = text_codes(column)
-        codes, row = np.empty(len(column), dtype=np.int32), 0
-        for c in indices:
-            put_codes(c, 0, codes[row : row + len(c)])
-            row += len(c)
-        return cls(dictionary.cast(pa.large_string()), codes, codes >= 0 if column.null_count else None)
+        return cls(column, dictionary, codes, codes >= 0 if column.null_count else None)
 
     def partitions(self, n: int, dtype: type = np.intp) -> np.ndarray:
         """:func:`customer_partition` of each row's id (a missing id's too) as ``dtype``: each
@@ -660,7 +628,7 @@ class _Coded:
             dictionary = self.dictionary if mine.all() else self.dictionary.filter(pa.array(mine))
             pieces.append(pa.DictionaryArray.from_arrays(
                 _indices(indices.astype(kind, copy=False), None if valid is None else valid[a:b]), dictionary,
-                ordered=self.ordered, safe=False))  # places among the piece's values
+                ordered=self.column.type.ordered, safe=False))  # places among the piece's values
         return pieces
 
     def _marked(self, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray) -> list[pa.DictionaryArray]:
@@ -695,7 +663,7 @@ class _Coded:
         kept = take(kept, order)
         return [pa.DictionaryArray.from_arrays(
             _indices(kept[cuts[b]:cuts[b + 1]], None if valid is None else valid[cuts[b]:cuts[b + 1]]),
-            dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=self.ordered, safe=False)
+            dictionary.slice(starts[b], starts[b + 1] - starts[b]), ordered=self.column.type.ordered, safe=False)
             for b in range(n)]  # each row's place among its piece's values
 
 
