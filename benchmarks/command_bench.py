@@ -42,7 +42,7 @@ def main() -> None:
     print(out.decode(errors="replace")[-12000 if args.profile else -600:])
     print(f"{args.src}: churnguard {' '.join(argv[:1])}: wall {wall:.2f} s, CPU {usage.ru_utime + usage.ru_stime:.2f} s "
           f"(user {usage.ru_utime:.2f}, sys {usage.ru_stime:.2f}), peak RSS {usage.ru_maxrss / 1024:,.0f} MB, exit "
-          f"{os.waitstatus_to_exitcode(status)}")
+          f"{os.waitstatus_to_exitcode(status)}, {usage.ru_minflt:,} minor page faults")
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def _rows_ask_for_three_partitions(local, monkeypatch, files, read) -> list[int]
     counts ``local._split`` is then called with are appended to the list returned."""
     rows = sum(len(read(files[n])) for n in NAMES)
     monkeypatch.setattr(local, "_BYTES_PER_PARTITION", 2**40)
-    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1)
+    monkeypatch.setattr(local, "FEATURES_ROWS_PER_PARTITION", rows // 3 + 1)
     splits, real = [], local._split
     monkeypatch.setattr(local, "_split", lambda spec, n, work: splits.append(n) or real(spec, n, work))
     return splits
@@ -205,7 +205,7 @@ def test_parquet_rows_that_ask_for_more_partitions_are_split_once(cases, tmp_pat
 
 @pytest.mark.parametrize("case", ["iso", "parquet"])
 def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tmp_path, monkeypatch):
-    """Without ``partitions``, input files over one partition's budget (``score``'s: rows a Parquet file's
+    """Without ``partitions``, input files over one partition's budget (the features': rows a Parquet file's
     metadata records, else the files' size) are built in that many partitions, the file and rejects those of the
     build in memory; inputs within it are built in memory."""
     from churnguard.engines import local
@@ -221,7 +221,7 @@ def test_large_inputs_are_built_by_partition_without_being_asked(cases, case, tm
     size = sum(files[n].stat().st_size for n in NAMES)
     rows = sum(len(pd.read_parquet(files[n])) for n in NAMES) if case == "parquet" else 0
     monkeypatch.setattr(local, "_BYTES_PER_PARTITION", size // 2 + 1 if case == "iso" else 2**40)
-    monkeypatch.setattr(local, "_ROWS_PER_PARTITION", rows // 3 + 1 if case == "parquet" else 2**40)
+    monkeypatch.setattr(local, "FEATURES_ROWS_PER_PARTITION", rows // 3 + 1 if case == "parquet" else 2**40)
     result = build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"],
                                        as_of=as_of, out=tmp_path / "features.parquet", config=cfg)
     assert asked == [2 if case == "iso" else 3]

@@ -236,6 +236,12 @@ def spreadsheet_restored(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# glibc's largest mmap threshold, which keep_freed_memory sets: a block of ``malloc`` up to this size comes from the
+# heap, where freed memory is reused; a larger one is always a fresh mapping, whose pages the kernel faults in and
+# clears on first touch, and which goes back to the system when freed.
+LARGEST_HEAP_BLOCK = 32 << 20
+
+
 def keep_freed_memory() -> None:
     """Ask glibc's ``malloc`` to keep the memory this process frees for its next arrays rather than hand it back
     to the system and fault fresh pages in again (the kernel clearing new pages was a tenth of a 1M ``score``):
@@ -248,7 +254,7 @@ def keep_freed_memory() -> None:
     if mallopt is None:
         return
     m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's malloc.h
-    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
+    mallopt(m_mmap_threshold, LARGEST_HEAP_BLOCK)
     mallopt(m_trim_threshold, 512 << 20)
     mallopt(m_arena_max, 1)
 

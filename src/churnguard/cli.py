@@ -113,8 +113,9 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
 FeaturesPartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
     help="Split the input into this many customer partitions, built one at a time (1: all at once in memory; "
-                "default: all at once, or for input files of more than ~256 MB or ~5.5M rows as many partitions as 'score' "
-                "splits them into; with --engine dask one per ~128 MB, at least one per worker thread).")]
+                "default: all at once, or for input files of more than ~256 MB or ~4.2M rows one partition per ~256 MB "
+                "or ~4.2M rows, whichever gives more; with --engine dask one per ~128 MB, at least one per worker "
+                "thread).")]
 SchedulerOpt = Annotated[str | None, _Opt("--scheduler", metavar="ADDRESS",
                                           help="With --engine dask: address of a running scheduler, "
                                           "e.g. tcp://10.0.0.5:8786 (default: start a local cluster). Its workers "

@@ -126,7 +126,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     The local engine builds them in memory (``partitions`` 1), or with more ``partitions`` one customer
     partition at a time (``churnguard.engines.local.features_files``); the features are the same. Without ``partitions``, input
     files too large for one partition (``churnguard.engines.local.input_partitions``: more than ~256 MB or
-    ~5.5M rows) are built in as many partitions as ``score`` would split them into.
+    ~4.2M rows, ``FEATURES_ROWS_PER_PARTITION``) are built in that many partitions.
     """
     from churnguard._io import write_table
     from churnguard.engines.local import FeaturesResult
@@ -136,9 +136,9 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
 
     paths = [p for p in (transactions, tickets, customers, events) if p is not None]
     if engine == "local" and partitions is None and not any(isinstance(p, DbSource) for p in paths):
-        from churnguard.engines.local import input_partitions
+        from churnguard.engines.local import FEATURES_ROWS_PER_PARTITION, input_partitions
 
-        partitions = input_partitions(paths)
+        partitions = input_partitions(paths, rows_per_partition=FEATURES_ROWS_PER_PARTITION)
     if engine == "local" and partitions is not None and partitions > 1:
         from churnguard.engines.local import features_files
 

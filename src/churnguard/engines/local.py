@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import appending_table, arrow_from_malloc, work_dir
+from churnguard._io import LARGEST_HEAP_BLOCK, appending_table, arrow_from_malloc, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import to_day
@@ -44,15 +44,24 @@ if TYPE_CHECKING:
     from churnguard.model import ChurnModel
     from churnguard.population import Population
 
-__all__ = ["FeaturesResult", "auto_partitions", "features_files", "input_partitions", "score_files"]
+__all__ = ["FEATURES_ROWS_PER_PARTITION", "SCORE_ROWS_PER_PARTITION", "FeaturesResult", "auto_partitions",
+           "features_files", "input_partitions", "score_files"]
 
 logger = logging.getLogger(__name__)
 
 _BYTES_PER_PARTITION = 256 * 1024 * 1024
-# A partition's memory grows with its input rows: scoring 1M customers from Parquet took 230-270 bytes per input
-# row of a partition (all tables) at its peak, above the ~0.3 GB the process holds before the first one
+# The input rows (all tables) one partition holds, by job (auto_partitions).
+# score: bounded by memory, which grows with a partition's input rows: scoring 1M customers from Parquet took
+# 230-270 bytes per input row of a partition at its peak, above the ~0.3 GB the process holds before the first one
 # (benchmarks/HISTORY.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
-_ROWS_PER_PARTITION = 5_500_000
+SCORE_ROWS_PER_PARTITION = 5_500_000
+# features: a column of 8-byte values over a partition's rows (timestamps, amounts, row numbers, the sorts'
+# indices) stays within malloc's largest heap block (_io.LARGEST_HEAP_BLOCK, 32 MB: 4.2M rows), so each
+# partition's arrays reuse the heap the previous one freed instead of being fresh mappings that the kernel faults
+# in and clears. At 1M customers from Parquet (15.6M rows): 3 partitions of 5.2M rows took 200-250 thousand minor
+# page faults, 4 or more 107-135 thousand, and 800 MB of peak RSS at 4 against 960-1,000 MB at 3
+# (benchmarks/HISTORY.md, twenty-first day).
+FEATURES_ROWS_PER_PARTITION = LARGEST_HEAP_BLOCK // 8
 
 
 @dataclass(frozen=True)
@@ -76,16 +85,18 @@ class FeaturesResult:
         return text
 
 
-def auto_partitions(paths: list[Path], rows: int = 0) -> int:
-    """One partition per ~256 MB of input files and per ~5.5M input ``rows`` (all tables), whichever gives more."""
+def auto_partitions(paths: list[Path], rows: int = 0, *, rows_per_partition: int) -> int:
+    """One partition per ~256 MB of input files and per ``rows_per_partition`` input ``rows`` (all tables),
+    whichever gives more. The job says how many rows its partition holds: :data:`SCORE_ROWS_PER_PARTITION` (by
+    memory) or :data:`FEATURES_ROWS_PER_PARTITION` (by malloc's heap)."""
     size = sum(p.stat().st_size for p in paths)
-    return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)), int(np.ceil(rows / _ROWS_PER_PARTITION)))
+    return max(1, int(np.ceil(size / _BYTES_PER_PARTITION)), int(np.ceil(rows / rows_per_partition)))
 
 
-def input_partitions(paths: list[Path]) -> int:
+def input_partitions(paths: list[Path], *, rows_per_partition: int) -> int:
     """:func:`auto_partitions` of input files or Parquet dataset directories, judged before any row is read:
     the rows a Parquet file's metadata records (a CSV file counts by its size only). ``features`` builds in
-    memory when this is 1, else one partition at a time."""
+    memory when this is 1 (with :data:`FEATURES_ROWS_PER_PARTITION`), else one partition at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -106,7 +117,7 @@ def input_partitions(paths: list[Path]) -> int:
                     rows += pq.ParquetFile(f).metadata.num_rows
             except (OSError, ValueError, pa.ArrowException):
                 continue  # not a readable Parquet file: the read itself says what is wrong with it
-    return auto_partitions(files, rows)
+    return auto_partitions(files, rows, rows_per_partition=rows_per_partition)
 
 
 def score_files(
@@ -139,7 +150,8 @@ def score_files(
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, day, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
+        spec, day, n = _census_and_split(sources, data_config, partitions, SCORE_ROWS_PER_PARTITION, files, work,
+                                         as_of)
         run = _score_buckets(model, spec, n, work, day, playbook, on_partition)
         found = last_day(pd.Series(run.latest, dtype="datetime64[ns]"))
         if as_of is None and found != day and not parts.doomed(spec, run.digests):  # another style, or set aside
@@ -162,12 +174,13 @@ def _plan(paths: dict[str, Path | DbSource | None], data_config: DataConfig, par
 
 
 def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig, partitions: int | None,
-                      files: list[Path], work: Path, as_of: str | pd.Timestamp | None
+                      rows_per_partition: int, files: list[Path], work: Path, as_of: str | pd.Timestamp | None
                       ) -> tuple[parts.Spec, pd.Timestamp, int]:
     """The census of every chunk, what it decides, the split into ``partitions`` buckets in ``work`` (default:
-    :func:`auto_partitions` of the files and the rows the census counted); the spec, the day to start from and
-    the number of buckets. The day is ``as_of``, else a first guess at "today": the last day of the transactions
-    as the census read them, before validation (the caller confirms it on the validated timestamps).
+    :func:`auto_partitions` of the files and the rows the census counted, at the job's ``rows_per_partition``);
+    the spec, the day to start from and the number of buckets. The day is ``as_of``, else a first guess at
+    "today": the last day of the transactions as the census read them, before validation (the caller confirms it
+    on the validated timestamps).
 
     Each chunk is read once: its census is taken and its rows split in one pass (:func:`_census_split`), into
     the buckets the files ask for before a row is read (:func:`input_partitions`: their sizes and the rows a
@@ -175,10 +188,10 @@ def _census_and_split(sources: dict[str, parts.Source], data_config: DataConfig,
     another number (text files, whose rows only the census counts), the chunks are read and split again into
     those; the text date columns of a decided style are read again for the census in that style
     (:func:`churnguard.engines.partitions.check_styles`)."""
-    n = partitions or input_partitions(files)
+    n = partitions or input_partitions(files, rows_per_partition=rows_per_partition)
     census = _census_split(sources, data_config, n, work)
     spec = parts.decide(sources, census, data_config)
-    wanted = partitions or auto_partitions(files, sum(spec.rows.values()))
+    wanted = partitions or auto_partitions(files, sum(spec.rows.values()), rows_per_partition=rows_per_partition)
     if wanted != n:
         for piece in work.glob("*.arrow"):
             piece.unlink()
@@ -361,7 +374,8 @@ def features_files(
 ) -> FeaturesResult:
     """Point-in-time features of the customers in the files, written to ``out`` atomically: the rows, the
     ``attrs`` and the rejects of ``build_features`` on ``load_tables(..., feature_inputs_only=True)`` (see the
-    module docstring), holding about 1/``partitions`` of the data at a time (default: :func:`auto_partitions`).
+    module docstring), holding about 1/``partitions`` of the data at a time (default: :func:`auto_partitions` at
+    :data:`FEATURES_ROWS_PER_PARTITION`).
     ``as_of``: the cut-off day (default: the last day with a transaction, as validation reads the timestamps).
     ``on_step(description, done, total)`` is called per bucket.
 
@@ -374,7 +388,8 @@ def features_files(
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
     with work_dir(Path(out).parent) as work:
-        spec, guess, n = _census_and_split(sources, data_config, partitions, files, work, as_of)
+        spec, guess, n = _census_and_split(sources, data_config, partitions, FEATURES_ROWS_PER_PARTITION, files,
+                                           work, as_of)
         with arrow_from_malloc():  # once the input is split: see _release
             checked = _validate_buckets(spec, n, work, guess, feature_config, on_step, keep_pieces=as_of is None)
             day = guess if as_of is not None else today(pd.Series(checked.latest, dtype="datetime64[ns]"))
