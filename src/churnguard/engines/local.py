@@ -58,9 +58,10 @@ SCORE_ROWS_PER_PARTITION = 5_500_000
 # features: a column of 8-byte values over a partition's rows (timestamps, amounts, row numbers, the sorts'
 # indices) stays within malloc's largest heap block (_io.LARGEST_HEAP_BLOCK, 32 MB: 4.2M rows), so each
 # partition's arrays reuse the heap the previous one freed instead of being fresh mappings that the kernel faults
-# in and clears. At 1M customers from Parquet (15.6M rows): 3 partitions of 5.2M rows took 200-250 thousand minor
-# page faults, 4 or more 107-135 thousand, and 800 MB of peak RSS at 4 against 960-1,000 MB at 3
-# (benchmarks/HISTORY.md, twenty-first day).
+# in and clears. At 1M customers from Parquet (15.6M rows): 3 partitions took 198-284 thousand minor page faults
+# (0.57 GiB of mappings over 32 MiB), 4 to 8 partitions 107-136 thousand; 4 took 0.3 s less CPU than 3 and 800-820
+# MB of peak RSS against 960-1,000 MB; more than 4 no less CPU, only less memory (benchmarks/HISTORY.md,
+# twenty-first day).
 FEATURES_ROWS_PER_PARTITION = LARGEST_HEAP_BLOCK // 8
 
 
