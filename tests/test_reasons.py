@@ -209,19 +209,6 @@ def test_reason_texts_for_absent_features_and_categories():
                               ["region unknown", "no support ticket data", ""]]
 
 
-def test_the_places_each_feature_was_picked_at():
-    """``_places``: each picked column once, in order, with its places ascending (what a pass per column finds)."""
-    from churnguard.scoring.reasons import _places
-
-    picks = np.random.default_rng(0).integers(-1, 6, 300)
-    picks[picks == 3] = -1  # a column never picked
-    got = _places(picks, 7)
-    assert [f for f, _ in got] == [0, 1, 2, 4, 5]
-    for f, at in got:
-        np.testing.assert_array_equal(at, (picks == f).nonzero()[0])
-    assert _places(np.array([-1, -1]), 3) == []
-
-
 def test_many_customers_get_the_texts_one_at_a_time_gives():
     """The texts written once per distinct value (and context) equal one call per customer."""
     rng = np.random.default_rng(0)

@@ -567,7 +567,8 @@ def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndar
     out = np.full(picks.shape, "", dtype=object)
     flat, texts = picks.ravel(), out.ravel()
     rows = np.arange(picks.size) // max(picks.shape[1], 1) if picks.ndim == 2 else np.arange(picks.size)
-    for f, at in _places(flat, len(names)):  # each picked feature once
+    for f in sorted(set(flat.tolist()) - {-1}):  # each picked feature once
+        at = (flat == f).nonzero()[0]
         name, who = names[f], rows[at]
         phrase = phrase_for(name)
         if name not in cols:  # e.g. a support feature when no tickets were given
@@ -581,16 +582,6 @@ def reason_texts(picks: np.ndarray, names: list[str], cols: Mapping[str, np.ndar
                    for c in phrase.context]
         texts[at] = _each_distinct(phrase, wording, values, context)
     return _once_each(out) if out.ndim == 2 else out
-
-
-def _places(picks: np.ndarray, size: int) -> list[tuple[int, np.ndarray]]:
-    """Each column picked among ``picks`` (indices below ``size``; -1: none), in order, with the places it
-    was picked at, ascending: one stable sort of the picks (a radix sort of 16-bit numbers when they fit)
-    instead of a pass over all of them per column."""
-    small = np.int16 if size < 2**15 else np.intp
-    order = np.argsort(picks.astype(small, copy=False), kind="stable")
-    ends = np.cumsum(np.bincount(picks + 1, minlength=size + 1))
-    return [(f, order[ends[f] : ends[f + 1]]) for f in np.flatnonzero(ends[1:] > ends[:-1]).tolist()]
 
 
 def _once_each(texts: np.ndarray) -> np.ndarray:
