@@ -12,11 +12,13 @@ process, and compares what they wrote:
 on four inputs: a random slice of ``--slice`` customers of the cached benchmark world (``_data.py``) as
 Parquet and as CSV, and the same slice with bad rows added (ids with spaces around them, written as floats,
 blank or missing; infinite amounts; a customer listed twice; tickets of unknown customers) read with
-``on_bad_rows: reject``, as Parquet and CSV. Prints each comparison and exits 1 when any differs.
+``on_bad_rows: reject``, as Parquet and CSV. Prints each comparison and exits 1 when any differs. A slice this
+small is read as one partition; ``--partitions N`` has ``features`` and ``score`` split it into N, as the 1M
+world is split.
 
 Run from the repository root::
 
-    python benchmarks/same_results.py --reference /tmp/wt-base [--customers 200000] [--slice 50000]
+    python benchmarks/same_results.py --reference /tmp/wt-base [--customers 200000] [--slice 50000] [--partitions 3]
 """
 
 from __future__ import annotations
@@ -109,14 +111,15 @@ def _tables(src: Path, files: dict[str, Path], config: Path, out: Path, block_ro
 
 
 def _produce(src: Path, files: dict[str, Path], reject: bool, model: Path, out: Path,
-             block_rows: int | None = None) -> None:
-    """Tables, features and scores of tree ``src`` on ``files`` into ``out``."""
+             block_rows: int | None = None, partitions: int | None = None) -> None:
+    """Tables, features and scores of tree ``src`` on ``files`` into ``out`` (``partitions``: how many customer
+    partitions ``features`` and ``score`` split the input into; None: their default)."""
     out.mkdir(parents=True, exist_ok=True)
     config = out / "config.yaml"
     config.write_text(f"data:\n  on_bad_rows: {'reject' if reject else 'raise'}\n")
     _tables(src, files, config, out / "tables.pickle", block_rows)
     inputs = ["--transactions", str(files["transactions"]), "--tickets", str(files["tickets"]), "--customers",
-              str(files["customers"])]
+              str(files["customers"]), *(["--partitions", str(partitions)] if partitions else [])]
     _run(src, ["features", *inputs, "--as-of", "2025-12-31", "--out", str(out / "features.parquet"),
                "--config", str(config), "--rejects", str(out / "features.rejects.csv")], out / "features.log",
          block_rows)
@@ -179,6 +182,8 @@ def main() -> None:
     parser.add_argument("--block-rows", type=int, default=None,
                         help="rows of a Parquet block this checkout's load_tables reads at once, and about as many "
                              "rows of a CSV block (default: the package's), to compare many blocks on a small slice")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="customer partitions of features and score (default: theirs, one for a small slice)")
     parser.add_argument("--model", type=Path, default=CACHE / "models" / "train-100000-seed0.zip",
                         help="model to score with (default: score_bench.py's)")
     args = parser.parse_args()
@@ -196,7 +201,7 @@ def main() -> None:
             for label, src in trees.items():
                 outs[label] = Path(tmp) / name / label.replace(" ", "-")
                 _produce(src, files, reject, args.model, outs[label],
-                         args.block_rows if label == "this checkout" else None)
+                         args.block_rows if label == "this checkout" else None, args.partitions)
             found = _compare(name, outs["this checkout"], outs["reference"])
             rows = pd_rows(outs["reference"])
             print(f"{name:>14}: {'same' if not found else 'DIFFERENT'} ({rows})", flush=True)
