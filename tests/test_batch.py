@@ -101,8 +101,9 @@ def test_the_drift_sample_keeps_the_same_customers_however_they_are_split(ids, l
 
 
 def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
-    """Two ids whose hashes are equal are kept in id order (as text), then in the order they came: only the hash
-    order is taken by one argsort; ``drift_rows`` takes the rows of a hash that more ids share by id."""
+    """Two ids whose hashes are equal are kept in id order (as text), then in the order they came: the rows up
+    to the ``limit``-th smallest hash are found by one partition, and by id only when a hash at that cut is
+    shared (below it, every row of a shared hash is kept either way)."""
     from churnguard.scoring import score as scoring
 
     assert scoring.drift_rows(np.array(["c", "a", "b"], dtype=object), 2).tolist() == [True, False, True]  # by hash
@@ -110,6 +111,12 @@ def test_the_drift_sample_orders_ids_of_one_hash_by_id(monkeypatch):
     monkeypatch.setattr(scoring.pd.util, "hash_array", lambda values, **_: np.zeros(len(values), dtype=np.uint64))
     assert scoring.drift_rows(ids, 2).tolist() == [False, True, False, True]  # one hash: "a", "a", then "b"
     assert scoring.drift_rows(ids, 3).tolist() == [False, True, True, True]
+    hashes = np.array([5, 1, 1, 3], dtype=np.uint64)  # "c" and "b" share the smallest
+    monkeypatch.setattr(scoring.pd.util, "hash_array", lambda values, **_: hashes[: len(values)])
+    ids = np.array(["d", "c", "b", "a"], dtype=object)
+    assert scoring.drift_rows(ids, 3).tolist() == [False, True, True, True]  # the shared hash below the cut
+    assert scoring.drift_rows(ids, 2).tolist() == [False, True, True, False]  # at the cut, both fit
+    assert scoring.drift_rows(ids, 1).tolist() == [False, False, True, False]  # at the cut, one fits: "b"
 
 
 def test_the_drift_sample_merged_after_an_empty_one_keeps_its_categories(tmp_path):

@@ -404,3 +404,19 @@ def test_column_matrix_by_hand():
     assert got.dtype == np.float64
     assert got.flags.f_contiguous
     assert column_matrix({}, 0, ["spend"], {}).shape == (0, 1)
+
+
+def test_column_matrix_of_some_rows_is_that_of_the_rows_taken_first():
+    """``rows`` (a mask) gathers the columns' entries straight into the matrix: the same matrix as the
+    columns' rows taken first, numbers, counts given as integers, codes and absent features alike."""
+    from churnguard.model._modelcore import column_matrix
+
+    rng = np.random.default_rng(0)
+    columns = {"spend": rng.normal(size=50), "orders": rng.integers(0, 9, 50), "region": rng.integers(-1, 3, 50)}
+    columns["spend"][::7] = np.nan
+    names, categories = ["spend", "absent", "orders", "region"], {"region": ["a", "b", "c"]}
+    rows = rng.random(50) < 0.6
+    got = column_matrix(columns, int(rows.sum()), names, categories, rows)
+    want = column_matrix({k: v[rows] for k, v in columns.items()}, int(rows.sum()), names, categories)
+    np.testing.assert_array_equal(got, want)
+    assert got.flags.f_contiguous

@@ -201,11 +201,10 @@ def _matrix(names: Sequence[str], categories: Mapping[str, Sequence[str]], cols:
     ``categories``."""
     from churnguard.model._modelcore import column_matrix
 
-    every = bool(rows.all())
-    inputs = cols if every else {name: np.asarray(cols[name])[rows] for name in names if name in cols}
-    recoded = {name: table[np.where(inputs[name] >= 0, inputs[name], len(table) - 1)]
-               for name, table in _recoding(names, categories, levels) if name in inputs}
-    return column_matrix({**inputs, **recoded} if recoded else inputs, int(rows.sum()), names, categories)
+    recoded = {name: table[np.where(cols[name] >= 0, cols[name], len(table) - 1)]
+               for name, table in _recoding(names, categories, levels) if name in cols}
+    return column_matrix({**cols, **recoded} if recoded else cols, int(rows.sum()), names, categories,
+                         None if rows.all() else rows)
 
 
 _RECODINGS: dict[tuple, tuple[Sequence[str], Mapping[str, Sequence[str]], list[tuple[str, np.ndarray]]]] = {}
@@ -536,11 +535,11 @@ def drift_rows(ids: pd.Series | np.ndarray, limit: int | None = None) -> np.ndar
         ids = pd.Series(np.asarray(ids, dtype=object)).astype(str)
         hashed = pd.util.hash_array(ids.to_numpy(dtype=object), categorize=False)  # distinct ids: the same
         # hashes as categorized first, without the pass that would find their duplicates (8x less CPU)
-        order = np.argsort(hashed, kind="stable")
-        if (hashed[order[1:]] == hashed[order[:-1]]).any():  # two ids of one hash: by id, then as they came
+        keep = hashed <= np.partition(hashed, limit - 1)[limit - 1]  # the ``limit`` smallest, unless tied
+        if keep.sum() > limit:  # ids of one hash at the cut: by id, then as they came
             order = pd.DataFrame({"h": hashed, "id": ids}).sort_values(["h", "id"], kind="stable").index.to_numpy()
-        keep[:] = False
-        keep[order[:limit]] = True
+            keep[:] = False
+            keep[order[:limit]] = True
     return keep
 
 
