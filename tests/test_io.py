@@ -311,6 +311,19 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
     _io.keep_freed_memory()  # not glibc: nothing to ask, no error
 
 
+def test_blas_threads_are_asked_to_sleep_soon_unless_the_environment_says_otherwise(monkeypatch):
+    """``short_blas_spin``: OpenBLAS's threads wait 2**16 cycles for work before sleeping (its default 2**28 spins
+    about 0.1 s of CPU as numpy loads); a timeout the user set in the environment is kept."""
+    from churnguard import _io
+
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    _io.short_blas_spin()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "16"
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "24")
+    _io.short_blas_spin()
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "24"
+
+
 @pytest.mark.parametrize("kind", ["string", "large_string"])
 def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_widths(kind):
     """``encode_text`` hashes values of one width as fixed-size bytes (of 1, 2, 4 or 8 bytes as integers): the

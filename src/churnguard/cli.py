@@ -1036,9 +1036,10 @@ def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], fi
 def main() -> None:
     """Console-script entry point. SIGTERM ends a command as an error would (exit 143): what it was writing is
     removed, the previous outputs stay and an MLflow run in progress is marked FAILED."""
-    from churnguard._io import keep_freed_memory, stop_on_signal
+    from churnguard._io import keep_freed_memory, short_blas_spin, stop_on_signal
 
     signal.signal(signal.SIGTERM, stop_on_signal)
+    short_blas_spin()
     keep_freed_memory()
     sys.exit(app())
 
