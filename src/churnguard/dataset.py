@@ -315,7 +315,7 @@ def joint_codes(parts: list[tuple[pa.Array, np.ndarray]]) -> tuple[pa.Array, np.
     joint, mapped = _dictionary_encode([pa.concat_arrays([v.cast(pa.large_string()) for v, _ in parts])])
     codes, start = [], 0
     for values, local in parts:
-        codes.append(np.append(mapped[start : start + len(values)], -1).astype(np.int32)[local])
+        codes.append(take_codes(np.append(mapped[start : start + len(values)], -1).astype(np.int32), local))
         start += len(values)
     return joint, np.concatenate(codes)
 
@@ -1423,7 +1423,7 @@ def _shared(ids: dict[str, IdCodes | None]) -> dict[str, IdCodes]:
     order = pc.sort_indices(values).to_numpy()
     rank = np.empty(len(values) + 1, dtype=np.int32)
     rank[order], rank[-1] = np.arange(len(values), dtype=np.int32), -1  # -1: a missing id stays -1
-    values, codes = values.take(pa.array(order)), rank[codes]
+    values, codes = values.take(pa.array(order)), take_codes(rank, codes)
     bounds = np.cumsum([0] + [len(c.codes) for c in ids.values()])
     return {name: IdCodes(values, codes[a:b], c.column)
             for (name, c), a, b in zip(ids.items(), bounds[:-1], bounds[1:], strict=True)}

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard._io import text_offsets
+from churnguard._io import take_codes, text_offsets
 from churnguard.dataset import arrow_column, category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
@@ -335,7 +335,10 @@ def _encode_ids(columns: list[pd.Series], known: list[IdCodes | None] | None = N
         maps = [joint[a:b] for a, b in itertools.pairwise(bounds)]
     order, rank = _sort_order(dictionary)
     ids = pd.Index(pd.array(dictionary.take(pa.array(order)), dtype=dtype))
-    return ids, [(rank if m is None else rank[m])[codes] for (_, codes), m in zip(encoded, maps, strict=True)]
+    tables = [rank if m is None else rank[m] for m in maps]
+    # each row's rank by Arrow's take, a third of numpy's time for 32-bit codes (take_codes reads -1 as the
+    # table's last place, as numpy's indexing does: the last rank is put there)
+    return ids, [take_codes(np.append(t, t[-1:]), codes) for t, (_, codes) in zip(tables, encoded, strict=True)]
 
 
 def _encode_ids_as_held(columns: list[pd.Series]) -> tuple[pd.Index, list[np.ndarray]]:
