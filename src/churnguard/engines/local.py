@@ -547,10 +547,17 @@ def _merge_parts(built: _Built, population: Population, out: Path, on_step: Call
             counts = np.bincount(mine, minlength=len(cursors))
             pieces = [piece for c, k in zip(cursors, counts, strict=True) for piece in c.take(int(k))]
             if pieces:
-                table = pa.concat_tables(pieces).take(np.argsort(np.argsort(mine, kind="stable")))
+                table = pa.concat_tables(pieces).take(_inverse(np.argsort(mine, kind="stable")))
             else:  # no customer known at as_of: the columns of the first bucket's (empty) features
                 table = pa.ipc.open_file(str(built.parts[0])).schema.empty_table()
             # the file's attrs come from its first block (later blocks' would only be copied)
             append(table, attrs if start == 0 else None)
             columns = table.num_columns - 2
     return columns
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    """The permutation that undoes ``order`` (``np.argsort(order)``, without the second sort)."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order), dtype=order.dtype)
+    return inverse
