@@ -155,6 +155,7 @@ def run_world(world: World, work: Path, support: bool = False) -> dict[str, obje
     return {**extra, "world": world, "frame": frame, "scorers": rows, "evaluation": info.evaluation, "churn_rate": float(y.mean()),
             "claimed": info.scorecards["model"], "level": info.summary,
             "population": n, "train_s": trained, "snapshots": len(info.summary["deployed_snapshots"]),
+            "trees": model.best_iteration_,
             "schedule": f"{info.config.snapshots.min_history_days}d/{info.config.snapshots.cadence_days}d"}
 
 
@@ -257,10 +258,10 @@ def _report(result: dict[str, object]) -> str:
     world, rows = result["world"], result["scorers"]
     head = (f"{world.name}: {result['population']:,} customers in the lookback window, churn rate "
             f"{result['churn_rate']:.3f}; {result['snapshots']} snapshots ({result['schedule']}), scorecard by "
-            f"{result['evaluation']}, trained in {result['train_s']:.0f} s")
-    lines = [head, "  scorer     auc    pr_auc brier  ece    mean_p coverage"]
+            f"{result['evaluation']}, {result['trees']} trees, trained in {result['train_s']:.0f} s")
+    lines = [head, "  scorer     auc     pr_auc  brier   ece     mean_p coverage"]
     for name, m in rows.items():
-        lines.append(f"  {name:<10} {m['auc']:.3f}  {m['pr_auc']:.3f}  {m['brier']:.3f}  {m['ece']:.3f}  "
+        lines.append(f"  {name:<10} {m['auc']:.4f}  {m['pr_auc']:.4f}  {m['brier']:.4f}  {m['ece']:.4f}  "
                      f"{m['mean_p']:.3f}  {m['coverage']:.1%}")
     claimed = result["claimed"]
     lines.append(f"  the training run's own scorecard ({result['evaluation']}): auc {claimed['roc_auc']:.3f}, ece "
