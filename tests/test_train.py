@@ -280,6 +280,29 @@ def test_train_cli_on_files(env, tmp_path):
     assert "backtest of its training procedure" in result.output
 
 
+def test_a_store_mlflow_refuses_stops_training_at_its_start_with_the_reason(env, tmp_path):
+    """A tracking URI MLflow cannot record runs in (here a scheme it has no store for; MLflow 3's file store
+    ``file:./mlruns`` is another) stops ``train`` before any work, with MLflow's reason and the way out, exit 2,
+    and no model file: the run used to fail only when it was tracked, after the whole training."""
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+
+    out = tmp_path / "m.zip"
+    result = CliRunner().invoke(app, ["train", "--demo-customers", "400", "--model-out", str(out),
+                                      "--tracking-uri", "nostore://here"])
+    assert result.exit_code == 2, result.output
+    assert "MLflow cannot record runs in nostore://here" in result.output
+    assert "sqlite:///mlflow.db" in result.output
+    assert "training the deployed model" not in result.output
+    assert "Scorecard" not in result.output
+    assert not out.exists()
+    with pytest.raises(ValueError, match="MLflow cannot record runs in nostore://here"):
+        run_training(env["tables"], env["cfg"].with_overrides(tracking={"tracking_uri": "nostore://here"}),
+                     model_out=out)
+    assert not out.exists()
+
+
 def test_default_store_works_beside_a_stale_mlruns_folder(trained, tmp_path, monkeypatch):
     from churnguard.training.tracking import resolve_tracking_uri
 

@@ -73,7 +73,13 @@ from churnguard.training.promotion import (
 from churnguard.training.result import TrainResult
 from churnguard.training.seasonal import MIN_CUSTOMERS as PURCHASES_MIN_CUSTOMERS
 from churnguard.training.snapshots import _Snapshots, fit_schedule, has_backtest, sample_sizes
-from churnguard.training.tracking import MODEL_ARTIFACT, champion_file, log_evaluation_run, log_training_run
+from churnguard.training.tracking import (
+    MODEL_ARTIFACT,
+    champion_file,
+    check_tracking,
+    log_evaluation_run,
+    log_training_run,
+)
 
 if TYPE_CHECKING:
     from churnguard.btyd import BGNBDParams
@@ -131,6 +137,7 @@ def run_training(
         config_text: the YAML the config came from, logged as an artifact.
         on_step: progress callback, called with a short description before each step.
     """
+    check_tracking(config.tracking)  # a store MLflow refuses stops the run now, not after the training
     step = on_step or (lambda _msg: None)
     last = to_day(as_of) if as_of is not None else tables.last_date()
     first_day = tables.transactions["timestamp"].min()
@@ -518,6 +525,8 @@ def run_evaluation(
     has seen the outcomes, so the training procedure is run again as of that day with the model's config
     (:func:`~churnguard.training.procedure.run_backtest`): on the training data, the backtest day gives the
     training run's scorecard exactly. ``model``: the file already loaded, when the caller has it."""
+    if tracking is not None:
+        check_tracking(tracking)
     model = model if model is not None else ChurnModel.load(model_path)
     info = model.require_info()
     as_of, today = to_day(as_of), to_day(info.training_window["as_of"])

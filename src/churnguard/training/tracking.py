@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from churnguard.training.promotion import Promotion
     from churnguard.training.result import TrainResult
 
-__all__ = ["MODEL_ARTIFACT", "champion_file", "effective_config_yaml", "fail_orphaned_runs", "log_evaluation_run",
-           "log_training_run", "log_uplift_run", "resolve_tracking_uri", "version_description"]
+__all__ = ["MODEL_ARTIFACT", "champion_file", "check_tracking", "effective_config_yaml", "fail_orphaned_runs",
+           "log_evaluation_run", "log_training_run", "log_uplift_run", "resolve_tracking_uri", "version_description"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,25 @@ def _connect(tc: TrackingConfig) -> tuple[str, Any, str]:
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return uri, client, client.create_experiment(tc.experiment, artifact_location=location)
+
+
+def check_tracking(tc: TrackingConfig) -> str:
+    """The tracking URI, once MLflow has opened its store and the experiment (created when missing): called
+    before the work of a tracked run, so that a store MLflow refuses (its file store ``file:...``, a path that
+    cannot be written) stops the run at its start with the reason, not after the training.
+
+    Raises:
+        ValueError: MLflow cannot record runs there (the URI and MLflow's reason).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _connect(tc)[0]
+    except MlflowException as exc:
+        uri = resolve_tracking_uri(tc.tracking_uri)
+        raise ValueError(f"MLflow cannot record runs in {uri}: {exc.message} Give a database store instead, such "
+                         "as the default sqlite:///mlflow.db (--tracking-uri, or tracking.tracking_uri in the "
+                         "config), or an MLflow server's http:// address") from None
 
 
 def champion_file(tc: TrackingConfig, into: str | Path) -> tuple[str, Path] | None:

@@ -147,6 +147,10 @@ def train_uplift(tables: Tables, campaigns: pd.DataFrame, config: Config, *, mod
         ValueError: the outcome window is not complete, no campaign customer is known, or there is no control
             group.
     """
+    if track:
+        from churnguard.training.tracking import check_tracking
+
+        check_tracking(config.tracking)  # a store MLflow refuses stops the run now, not after the training
     rows = campaign_rows(tables, campaigns, horizon_days=horizon_days, config=config.features)
     frame = rows.frame
     readout = measured_effects(frame, tables.transactions, horizon_days)

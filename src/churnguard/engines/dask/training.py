@@ -40,6 +40,7 @@ from churnguard.training.run import (
     with_schedule,
 )
 from churnguard.training.snapshots import has_backtest
+from churnguard.training.tracking import check_tracking
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -146,6 +147,8 @@ def train_dask(
         track: record the run in MLflow (the training curves are those of the tuning model).
         on_step: progress callback, called with a short description before each step.
     """
+    if track:
+        check_tracking(config.tracking)  # a store MLflow refuses stops the run now, not after the training
     step = on_step or (lambda _msg: None)
     if config.labels.horizons:
         raise ValueError("labels.horizons: the churn curve is trained by the local engine only; train without "
