@@ -88,7 +88,8 @@ def check_tracking(tc: TrackingConfig) -> str:
         return _connect(tc)[0]
     except MlflowException as exc:
         uri = resolve_tracking_uri(tc.tracking_uri)
-        raise ValueError(f"MLflow cannot record runs in {uri}: {exc.message} Give a database store instead, such "
+        reason = " ".join(str(exc.message).split()).rstrip(".")  # MLflow's own, on one line
+        raise ValueError(f"MLflow cannot record runs in {uri}: {reason}. Give a database store instead, such "
                          "as the default sqlite:///mlflow.db (--tracking-uri, or tracking.tracking_uri in the "
                          "config), or an MLflow server's http:// address") from None
 
