@@ -259,6 +259,11 @@ def keep_freed_memory() -> None:
     mallopt(m_arena_max, 1)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 BLAS_SPIN = "16"  # OpenBLAS's wait for more work before its threads sleep: 2**16 cycles, about 25 µs
 
 
