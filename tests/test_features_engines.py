@@ -36,7 +36,8 @@ pytestmark = pytest.mark.slow
 NAMES = ("transactions", "tickets", "customers", "events")
 DAY_FIRST = "%d/%m/%Y %H:%M"
 DATES = {"timestamp", "opened_at", "first_response_at", "resolved_at", "signup_date"}
-ENGINES = {"in-memory": None, "partitioned": 3}
+# engine: (partitions, buckets built at once)
+ENGINES = {"in-memory": (None, 2), "partitioned": (3, 2), "partitioned, one at a time": (3, 1)}
 AS_OF = "2025-06-30"
 LATE = ["late-1", "late-2", "late-3"]  # customers whose only activity is after AS_OF
 
@@ -112,8 +113,13 @@ def _reference(files: dict[str, Path], cfg, as_of: str | None) -> tuple[pd.DataF
 
 
 def _run(files: dict[str, Path], cfg, as_of: str | None, engine: str, out: Path):
-    return build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"], as_of=as_of,
-                                     out=out, config=cfg, partitions=ENGINES[engine])
+    from churnguard.engines import local
+
+    partitions, at_once = ENGINES[engine]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local, "BUCKETS_AT_ONCE", at_once)
+        return build_features_from_files("local", *(files[n] for n in NAMES[:3]), events=files["events"],
+                                         as_of=as_of, out=out, config=cfg, partitions=partitions)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -151,6 +157,38 @@ def test_bad_rows_under_raise_stop_with_the_counts_of_the_whole_files(cases, eng
     assert str(got.value) == str(want.value)
     assert "5 of 3649 transactions row(s) cannot be used" in str(got.value)
     assert not (tmp_path / "features.parquet").exists()
+
+
+def test_buckets_built_at_once_are_given_in_order_and_an_error_drops_the_ones_not_begun():
+    """Two buckets at a time on threads of their own, results in bucket order; when one fails, the error comes
+    out, the buckets not yet begun never run and none is still at work once it has (the work directory is removed
+    after)."""
+    import threading
+    import time
+
+    from churnguard.engines.local import _each_bucket
+
+    started, running, lock = [], [], threading.Lock()
+
+    def job(b: int) -> int:
+        with lock:
+            started.append(b)
+            running.append(b)
+        time.sleep(0.05)
+        with lock:
+            running.remove(b)
+        if b == 2:
+            raise ValueError("bucket 2 is bad")
+        return b * 10
+
+    assert list(_each_bucket(lambda b: b * 10, 7)) == [0, 10, 20, 30, 40, 50, 60]
+    results = _each_bucket(job, 40)
+    assert [next(results), next(results)] == [0, 10]
+    with pytest.raises(ValueError, match="bucket 2 is bad"):
+        next(results)
+    assert running == []
+    assert sorted(started) == list(range(len(started)))  # begun in order
+    assert 3 <= len(started) <= 6  # up to 2's partner, then at most one more on each thread before the error came out
 
 
 def test_the_command_builds_by_partition_and_writes_the_same_file(cases, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnguard._io import WORK_PREFIX, atomic_path, replaced_together, work_dir, write_table
+from churnguard._io import WORK_PREFIX, appending_table, atomic_path, replaced_together, work_dir, write_table
 
 
 def _crash_while_writing(target, text):
@@ -37,6 +37,44 @@ def test_failure_keeps_the_previous_version(tmp_path):
         _crash_while_writing(target, "a\n2\n")
     assert pd.read_csv(target)["a"].tolist() == [1]
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv"])
+def test_appended_blocks_are_written_behind_the_caller_in_order(tmp_path, name):
+    """Each block is written on a thread of its own while the caller makes the next: the file holds the blocks in
+    the order given, and exists only once the block has ended."""
+    blocks = [pd.DataFrame({"id": [f"c{i}-{j}" for j in range(1000)], "x": np.arange(1000.0) + i}) for i in range(6)]
+    with appending_table(tmp_path / name) as append:
+        for block in blocks:
+            append(block)
+        assert not (tmp_path / name).exists()
+    read = pd.read_csv if name.endswith(".csv") else pd.read_parquet
+    pd.testing.assert_frame_equal(read(tmp_path / name), pd.concat(blocks, ignore_index=True))
+
+
+def _append_all(path, blocks, then=None):
+    with appending_table(path) as append:
+        for block in blocks:
+            append(block)
+        if then is not None:
+            raise then
+
+
+def test_a_block_that_cannot_be_written_stops_the_file_and_leaves_nothing(tmp_path):
+    """A write that fails on its thread is raised to the caller (by its next append, or when the block ends), and
+    nothing is left; when the caller fails while a block is being written, the write ends before the file goes."""
+    import pyarrow as pa
+
+    good = pd.DataFrame({"x": [1.0, 2.0]})
+    bad = pd.DataFrame({"x": ["text", "more"]})  # another type than the file's column
+    for blocks in ([good, bad], [good, bad, good]):
+        with pytest.raises(pa.ArrowInvalid):
+            _append_all(tmp_path / "o.parquet", blocks)
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="the caller's error"):
+        _append_all(tmp_path / "o.parquet", [pd.DataFrame({"x": np.arange(2_000_000.0)})],
+                    then=RuntimeError("the caller's error"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_written_files_get_normal_permissions(tmp_path):

@@ -259,6 +259,11 @@ def keep_freed_memory() -> None:
     mallopt(m_arena_max, 1)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 BLAS_SPIN = "16"  # OpenBLAS's wait for more work before its threads sleep: 2**16 cycles, about 25 µs
 
 
@@ -359,17 +364,20 @@ def appending_table(path: str | Path) -> Iterator[Callable[..., None]]:
     first frame sets the header or schema, and in Parquet its ``attrs``, kept as ``DataFrame.to_parquet`` keeps
     them); the file is written atomically: all of it when the block ends, or nothing. An Arrow table made
     from a frame (``Table.from_pandas``, its schema's pandas metadata kept) is appended as that frame, without
-    going through pandas, with ``attrs`` as given."""
+    going through pandas, with ``attrs`` as given. Each frame is written on a thread of its own while the caller
+    makes the next (the caller must not change a frame once appended); an error writing it is raised by the next
+    append or at the end of the block, which waits for the last write."""
     import json
+    from concurrent.futures import wait
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
-    writer, written = None, False
+    writer, written, pending = None, False, None
     with atomic_path(path) as tmp, ExitStack() as closing:  # the Parquet writer is closed before the move
-        def append(frame: pd.DataFrame | pa.Table, attrs: dict | None = None) -> None:
+        def write(frame: pd.DataFrame | pa.Table, attrs: dict | None) -> None:
             nonlocal writer, written
             if csv:
                 frame = frame.to_pandas() if isinstance(frame, pa.Table) else frame
@@ -385,7 +393,20 @@ def appending_table(path: str | Path) -> Iterator[Callable[..., None]]:
                 writer.write_table(table.cast(writer.schema))
             written = True
 
-        yield append
+        def append(frame: pd.DataFrame | pa.Table, attrs: dict | None = None) -> None:
+            nonlocal pending
+            if pending is not None:
+                pending.result()
+            pending = behind.submit(write, frame, attrs)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="churnguard-write") as behind:
+            try:
+                yield append
+            finally:  # the last write done before the writer is closed, whether the block ends well or not
+                if pending is not None:
+                    wait([pending])
+            if pending is not None:
+                pending.result()
 
 
 def input_format(path: str | Path) -> str:

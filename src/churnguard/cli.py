@@ -112,7 +112,7 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 "Dask cluster; needs the 'dask' extra).")]
 FeaturesPartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
-    help="Split the input into this many customer partitions, built one at a time (1: all at once in memory; "
+    help="Split the input into this many customer partitions, built two at a time (1: all at once in memory; "
                 "default: all at once, or for input files of more than ~256 MB or ~4.2M rows one partition per ~256 MB "
                 "or ~4.2M rows, whichever gives more; with --engine dask one per ~128 MB, at least one per worker "
                 "thread).")]
@@ -277,9 +277,9 @@ def features(
 ) -> None:
     """Compute point-in-time features, one row per customer, as of a cut-off day.
 
-    With --partitions N the customers are split into N partitions, validated and built one at a time (memory:
-    about 1/N of the input's), as large input files are without it; with --engine dask, in parallel on a Dask
-    cluster. The features are the same.
+    With --partitions N the customers are split into N partitions, validated and built two at a time on two
+    threads (memory: about 2/N of the input's), as large input files are without it; with --engine dask, in
+    parallel on a Dask cluster. The features are the same.
     """
     from churnguard._io import replaced_together
     from churnguard.config import load_config

@@ -123,10 +123,11 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     transaction), written to ``out`` atomically. Only the columns the features read are read and checked
     (``dataset.FEATURE_INPUTS``), as ``score`` reads them, so both commands set aside the same rows.
 
-    The local engine builds them in memory (``partitions`` 1), or with more ``partitions`` one customer
-    partition at a time (``churnguard.engines.local.features_files``); the features are the same. Without ``partitions``, input
-    files too large for one partition (``churnguard.engines.local.input_partitions``: more than ~256 MB or
-    ~4.2M rows, ``FEATURES_ROWS_PER_PARTITION``) are built in that many partitions.
+    The local engine builds them in memory (``partitions`` 1), or with more ``partitions`` by customer
+    partition, two at a time on two cores (``churnguard.engines.local.features_files``); the features are the
+    same. Without ``partitions``, input files too large for one partition
+    (``churnguard.engines.local.input_partitions``: more than ~256 MB or ~4.2M rows,
+    ``FEATURES_ROWS_PER_PARTITION``) are built in that many partitions.
     """
     from churnguard._io import write_table
     from churnguard.engines.local import FeaturesResult

@@ -4,9 +4,9 @@ The steps of :mod:`churnguard.engines.partitions`, one after another in this pro
 once (each chunk's census and its split by customer in one pass), the pieces spilled to uncompressed Arrow IPC
 files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the
 next run there when this one was killed), and the buckets validated and scored one at a time (memory: about
-1/partitions of the data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model,
-so the scores do not depend on the partitioning; the selection is drawn over all customers and the output written
-atomically.
+1/partitions of the data; features build :data:`BUCKETS_AT_ONCE` at a time). Population quantities (lifespan,
+VIP threshold, BG/NBD parameters) come from the model, so the scores do not depend on the partitioning; the
+selection is drawn over all customers and the output written atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
 does: each bucket is validated once and, while its tables are in hand, everything of its features that needs
@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from churnguard._io import LARGEST_HEAP_BLOCK, appending_table, arrow_from_malloc, work_dir
+from churnguard._io import LARGEST_HEAP_BLOCK, appending_table, arrow_from_malloc, usable_cores, work_dir
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import to_day
@@ -63,6 +63,11 @@ SCORE_ROWS_PER_PARTITION = 5_500_000
 # MB of peak RSS against 960-1,000 MB; more than 4 no less CPU, only less memory (benchmarks/HISTORY.md,
 # twenty-first day).
 FEATURES_ROWS_PER_PARTITION = LARGEST_HEAP_BLOCK // 8
+# features: buckets validated and built at once (two; one on one core), each on a thread of its own: numpy, Arrow
+# and pandas let go of the GIL in their loops, so the second core works on the other bucket. At 1M customers from
+# Parquet (4 partitions) two took 1.2-2.4 s less wall time than one, at 0.4-0.5 GB more peak RSS; score, whose
+# TreeSHAP walk has both cores already, took no less (benchmarks/HISTORY.md, twenty-third day).
+BUCKETS_AT_ONCE = min(2, usable_cores())
 
 
 @dataclass(frozen=True)
@@ -214,10 +219,10 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
     census = {}
     for t, src in sources.items():
         census[t], parsed = [], None  # the date columns every chunk so far holds parsed
-        for i, chunk in enumerate(src.chunks):
+        for i, table in enumerate(_read_ahead(src)):
             first = 1 + sum(c.rows for c in census[t])
-            found, pieces = parts.census_and_split(parts.read_chunk(chunk, src.columns), src, config, first, n,
-                                                   parsed)
+            found, pieces = parts.census_and_split(table, src, config, first, n, parsed)
+            del table
             census[t].append(found)
             _spill(pieces, work, t, i)
             del pieces
@@ -229,6 +234,22 @@ def _census_split(sources: dict[str, parts.Source], config: DataConfig, n: int, 
                     del pieces
             parsed = found.parsed
     return census
+
+
+def _read_ahead(source: parts.Source) -> Iterator[pa.Table]:
+    """The chunks of ``source`` read (its columns), each next one read on a thread of its own while the caller
+    works on the one before."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="churnguard-read-ahead") as pool:
+        ahead = None
+        for chunk in source.chunks:
+            nxt = pool.submit(parts.read_chunk, chunk, source.columns)
+            if ahead is not None:
+                yield ahead.result()
+            ahead = nxt
+        if ahead is not None:
+            yield ahead.result()
 
 
 def _release() -> None:
@@ -375,8 +396,8 @@ def features_files(
 ) -> FeaturesResult:
     """Point-in-time features of the customers in the files, written to ``out`` atomically: the rows, the
     ``attrs`` and the rejects of ``build_features`` on ``load_tables(..., feature_inputs_only=True)`` (see the
-    module docstring), holding about 1/``partitions`` of the data at a time (default: :func:`auto_partitions` at
-    :data:`FEATURES_ROWS_PER_PARTITION`).
+    module docstring), holding about :data:`BUCKETS_AT_ONCE`/``partitions`` of the data at a time (default:
+    :func:`auto_partitions` at :data:`FEATURES_ROWS_PER_PARTITION`).
     ``as_of``: the cut-off day (default: the last day with a transaction, as validation reads the timestamps).
     ``on_step(description, done, total)`` is called per bucket.
 
@@ -421,34 +442,85 @@ class _Checked:
 
 def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, cfg: FeatureConfig,
                       on_step: Callable[..., None], keep_pieces: bool = False) -> _Checked:
-    """Validate the buckets one at a time and keep each one's partial features as of ``day`` in ``work``
-    (everything that needs no state of the whole population: most of the build, so a bucket's tables are let
-    go at once); once the bad-row policy is sure to raise (or there is no day), the rest are only validated,
-    for the counts of the error. ``keep_pieces``: leave the split's pieces in ``work``, to validate them again
-    as of another day."""
-    from churnguard.features.build import partial_features
+    """Validate the buckets, :data:`BUCKETS_AT_ONCE` at a time, and keep each one's partial features as of ``day``
+    in ``work`` (everything that needs no state of the whole population: most of the build, so a bucket's tables
+    are let go at once); once the bad-row policy is sure to raise (or there is no day), the buckets not yet begun
+    are only validated, for the counts of the error. ``keep_pieces``: leave the split's pieces in ``work``, to
+    validate them again as of another day."""
+    digests: list[parts.Digest] = []  # as the buckets finish validating, in any order
+
+    def check(b: int) -> _BucketCheck:
+        return _check_bucket(spec, work, b, day, cfg, keep_pieces, digests)
 
     run = _Checked()
-    for b in range(n):
-        on_step(f"validating and building partition {b + 1}/{n}", b, n)
-        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
-        if not keep_pieces:
-            for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
-                path.unlink(missing_ok=True)
-        run.digests.append(parts.reject_digest(tables))
-        run.rejects.append(tables.rejects)
-        run.latest.append(tables.transactions["timestamp"].max())
-        if parts.doomed(spec, run.digests) or pd.isna(day):
-            continue
-        _release()  # what validation let go, before the features take theirs
-        partial = partial_features(tables, day, cfg, count_lifespan=True)
-        run.inputs.append(parts.population_inputs(partial, cfg))
-        run.unseen.append(unseen_customers(tables, partial.customers.to_series()).to_numpy())
-        del tables
-        run.partials.append(_pickled(partial, work / f"partial-{b}.pickle"))
-        del partial
-        _release()
+    on_step(f"validating and building partitions, 0/{n} done", 0, n)
+    for b, checked in enumerate(_each_bucket(check, n)):
+        on_step(f"validating and building partitions, {b + 1}/{n} done", b + 1, n)
+        run.digests.append(checked.digest)
+        run.rejects.append(checked.rejects)
+        run.latest.append(checked.latest)
+        if checked.partial is not None:
+            run.inputs.append(checked.inputs)
+            run.unseen.append(checked.unseen)
+            run.partials.append(checked.partial)
+    if parts.doomed(spec, run.digests) or pd.isna(day):  # a bucket finished before the first bad one was found
+        for path in run.partials:
+            path.unlink()
+        run = _Checked(digests=run.digests, rejects=run.rejects, latest=run.latest)
     return run
+
+
+@dataclass(frozen=True)
+class _BucketCheck:
+    """One bucket validated: its reject digest, rejects and last transaction time; unless the bad-row policy
+    was sure to raise, also its partial features' file in the work directory, population inputs and the
+    customers known to its tables without a features row."""
+
+    digest: parts.Digest
+    rejects: pd.DataFrame
+    latest: pd.Timestamp
+    partial: Path | None = None
+    inputs: parts.PopulationInputs | None = None
+    unseen: np.ndarray | None = None
+
+
+def _check_bucket(spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, cfg: FeatureConfig, keep_pieces: bool,
+                  digests: list[parts.Digest]) -> _BucketCheck:
+    """Validate bucket ``b`` and, unless the policy is sure to raise over its digest and the ``digests`` of the
+    buckets validated so far (this one's is added to them), keep its partial features (:func:`_validate_buckets`)."""
+    from churnguard.features.build import partial_features
+
+    tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
+    if not keep_pieces:
+        for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
+            path.unlink(missing_ok=True)
+    digest = parts.reject_digest(tables)
+    digests.append(digest)
+    found = _BucketCheck(digest, tables.rejects, tables.transactions["timestamp"].max())
+    if parts.doomed(spec, digests) or pd.isna(day):
+        return found
+    _release()  # what validation let go, before the features take theirs
+    partial = partial_features(tables, day, cfg, count_lifespan=True)
+    unseen = unseen_customers(tables, partial.customers.to_series()).to_numpy()
+    del tables
+    path = _pickled(partial, work / f"partial-{b}.pickle")
+    found = replace(found, partial=path, inputs=parts.population_inputs(partial, cfg), unseen=unseen)
+    del partial
+    _release()
+    return found
+
+
+def _each_bucket(job: Callable[[int], Any], n: int) -> Iterator[Any]:
+    """``job(b)`` of each bucket ``b`` of ``n``, in bucket order, :data:`BUCKETS_AT_ONCE` at a time on threads of
+    their own. When the caller stops early (an error, a signal), buckets not yet begun are dropped and the ones
+    at work finish before this returns, so that none writes to a work directory being removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(min(BUCKETS_AT_ONCE, max(n, 1)), thread_name_prefix="churnguard-bucket")
+    try:
+        yield from pool.map(job, range(n))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pickled(value: Any, path: Path) -> Path:
@@ -480,26 +552,40 @@ class _Built:
 def _finish_buckets(partials: list[Path], cfg: FeatureConfig, population: Population, work: Path,
                     on_step: Callable[..., None]) -> _Built:
     """Finish each bucket's features with the population's state (lifespan, VIP cut-off, attribute kinds) and
-    spill them to ``work`` (Arrow IPC, without the frame's ``attrs``: the merge writes them)."""
+    spill them to ``work`` (Arrow IPC, without the frame's ``attrs``: the merge writes them), as many buckets at
+    once as :func:`_validate_buckets` builds."""
+
+    def finish(b: int) -> tuple[Path, pd.Series]:
+        return _finish_bucket(partials[b], cfg, population, work / f"features-{b}.arrow")
+
+    run = _Built()
+    n = len(partials)
+    on_step(f"finishing features, 0/{n} partitions done", 0, n)
+    for b, (path, ids) in enumerate(_each_bucket(finish, n)):
+        on_step(f"finishing features, {b + 1}/{n} partitions done", b + 1, n)
+        run.parts.append(path)
+        run.ids.append(ids)
+    return run
+
+
+def _finish_bucket(partial_path: Path, cfg: FeatureConfig, population: Population, out: Path
+                   ) -> tuple[Path, pd.Series]:
+    """Finish the partial features kept in ``partial_path`` and spill them to ``out``; ``out`` and the ids."""
     import pyarrow as pa
 
     from churnguard.features.build import finish_features
 
-    run = _Built()
-    for b, path in enumerate(partials):
-        on_step(f"finishing features, partition {b + 1}/{len(partials)}", b, len(partials))
-        partial = _unpickled(path)
-        path.unlink()
-        feats = finish_features(partial, cfg, population)
-        del partial
-        run.ids.append(feats["customer_id"])
-        run.parts.append(work / f"features-{b}.arrow")
-        table = pa.Table.from_pandas(feats, preserve_index=False)
-        with pa.ipc.new_file(str(run.parts[-1]), table.schema) as writer:
-            writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
-        del feats, table
-        _release()
-    return run
+    partial = _unpickled(partial_path)
+    partial_path.unlink()
+    feats = finish_features(partial, cfg, population)
+    del partial
+    table = pa.Table.from_pandas(feats, preserve_index=False)
+    with pa.ipc.new_file(str(out), table.schema) as writer:
+        writer.write_table(table, max_chunksize=_PART_BATCH_ROWS)
+    ids = feats["customer_id"]
+    del feats, table
+    _release()
+    return out, ids
 
 
 class _Cursor:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from churnguard._io import usable_cores
 
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
@@ -746,4 +747,4 @@ _WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
 # benchmarks/HISTORY.md, eighteenth day.
 _BLOCK = 1 << 17
 _MIN_BLOCK = 1 << 14  # rows from which (more than) they are shared among threads
-_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_THREADS = min(2, usable_cores())
