@@ -42,6 +42,20 @@ def test_help_lists_commands_without_heavy_imports():
     assert "demo-data" in result.output
 
 
+def test_each_commands_help_flows_as_the_terminal_wraps_it():
+    """A command's description is printed paragraph by paragraph, each wrapped at the terminal's width, not at
+    the line ends of its docstring (which broke lines mid-sentence at 80 columns)."""
+    import inspect
+
+    wide = CliRunner(env={"COLUMNS": "1000"})
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        result = wide.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        for paragraph in inspect.cleandoc(info.callback.__doc__).split("\n\n"):
+            assert " ".join(paragraph.split()) in result.output, (name, paragraph)
+
+
 def test_features_command(tmp_path):
     p = _write_tiny(tmp_path)
     out = tmp_path / "feats.parquet"

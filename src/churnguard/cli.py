@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -112,7 +113,7 @@ EngineOpt = Annotated[str, _Opt("--engine", metavar="local|dask",
                                 "Dask cluster; needs the 'dask' extra).")]
 FeaturesPartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
-    help="Split the input into this many customer partitions, built two at a time (1: all at once in memory; "
+    help="Split the input into this many customer partitions, built two at a time on two cores (1: all at once in memory; "
                 "default: all at once, or for input files of more than ~256 MB or ~4.2M rows one partition per ~256 MB "
                 "or ~4.2M rows, whichever gives more; with --engine dask one per ~128 MB, at least one per worker "
                 "thread).")]
@@ -1031,6 +1032,18 @@ def _say_files(said: list[tuple[str | None, bool]], staged: tuple[Path, ...], fi
         for s, f in zip(staged, finals, strict=True):
             line = None if line is None else line.replace(str(s), str(f))
         _say(line, warn=warn)
+
+
+def _flowing_help() -> None:
+    """Each command's help from its docstring with the paragraphs' lines joined, so that the terminal wraps them
+    (Typer's rich help keeps a docstring's line breaks, which then break lines mid-sentence)."""
+    for info in app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            paragraphs = inspect.cleandoc(info.callback.__doc__).split("\n\n")
+            info.help = "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+_flowing_help()
 
 
 def main() -> None:
