@@ -102,7 +102,7 @@ def auto_partitions(paths: list[Path], rows: int = 0, *, rows_per_partition: int
 def input_partitions(paths: list[Path], *, rows_per_partition: int) -> int:
     """:func:`auto_partitions` of input files or Parquet dataset directories, judged before any row is read:
     the rows a Parquet file's metadata records (a CSV file counts by its size only). ``features`` builds in
-    memory when this is 1 (with :data:`FEATURES_ROWS_PER_PARTITION`), else one partition at a time."""
+    memory when this is 1 (with :data:`FEATURES_ROWS_PER_PARTITION`), else by partition."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
