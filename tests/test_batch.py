@@ -32,10 +32,11 @@ def test_buckets_spread_the_ids():
 
 def test_auto_partitions_by_file_size_or_input_rows_whichever_gives_more(tmp_path):
     """One partition per 256 MiB of input files and per the job's rows: 300 MiB of files are 2 partitions; the
-    same files with 15.6M rows (the 1M-customer world: 13.1M transactions, 1.4M tickets, 1M customers) are 3 for
-    ``score`` (5.5M rows a partition) and 4 for the features (4.2M rows: 8 bytes a row within 32 MiB); a small
-    input is one."""
+    same files with 15.6M rows (the 1M-customer world: 13.1M transactions, 1.4M tickets, 1M customers) are 6 for
+    ``score`` on two cores (5.5M rows shared by the two partitions scored at once; 3 on one core) and 4 for the
+    features (4.2M rows: 8 bytes a row within 32 MiB); a small input is one."""
     from churnguard.engines.local import (
+        BUCKETS_AT_ONCE,
         FEATURES_ROWS_PER_PARTITION,
         SCORE_ROWS_PER_PARTITION,
         auto_partitions,
@@ -44,7 +45,7 @@ def test_auto_partitions_by_file_size_or_input_rows_whichever_gives_more(tmp_pat
     big = tmp_path / "big.parquet"
     with big.open("wb") as fh:
         fh.truncate(300 * 2**20)  # sparse: the size is all that is read
-    assert SCORE_ROWS_PER_PARTITION == 5_500_000
+    assert SCORE_ROWS_PER_PARTITION == 5_500_000 // BUCKETS_AT_ONCE
     assert FEATURES_ROWS_PER_PARTITION == 4_194_304
     for per in SCORE_ROWS_PER_PARTITION, FEATURES_ROWS_PER_PARTITION:
         assert auto_partitions([big], rows_per_partition=per) == 2
@@ -52,7 +53,7 @@ def test_auto_partitions_by_file_size_or_input_rows_whichever_gives_more(tmp_pat
         assert auto_partitions([big], 2 * per + 1, rows_per_partition=per) == 3
         assert auto_partitions([], 0, rows_per_partition=per) == 1
         assert auto_partitions([], per, rows_per_partition=per) == 1
-    assert auto_partitions([big], 15_574_873, rows_per_partition=SCORE_ROWS_PER_PARTITION) == 3
+    assert auto_partitions([big], 15_574_873, rows_per_partition=SCORE_ROWS_PER_PARTITION) == 3 * BUCKETS_AT_ONCE
     assert auto_partitions([big], 15_574_873, rows_per_partition=FEATURES_ROWS_PER_PARTITION) == 4
 
 

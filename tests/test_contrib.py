@@ -305,6 +305,30 @@ def test_scoring_walks_with_the_models_tables(model, feats, monkeypatch):
     assert np.array_equal(raw, expected_raw)
 
 
+def test_a_walk_run_on_a_share_of_the_cores_keeps_to_it(monkeypatch):
+    """Partitions scored at once each get a share of the cores (``_io.cores_shared``): a walk on a thread given one
+    core splits its rows for one thread, and asks LightGBM for one, where on its own it takes two; the share
+    holds only while the job runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from churnguard._io import core_share, cores_shared
+
+    monkeypatch.setattr(_contrib, "_THREADS", 2)
+    monkeypatch.setattr("churnguard._io.usable_cores", lambda: 2)
+
+    def threads(_: int) -> tuple:
+        split = _contrib._Split(1_000_003)
+        try:
+            return core_share(), len(split.runs), _contrib._threads(1_000_003)
+        finally:
+            split.close()
+
+    assert threads(0) == (None, 2, 0)  # LightGBM's default: all cores
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(cores_shared(threads, 2), range(4))) == [(1, 1, 1)] * 4
+        assert list(pool.map(threads, range(2))) == [(None, 2, 0)] * 2  # the pool's threads, the share gone
+
+
 @pytest.mark.parametrize("n", [1, 5_000, 20_000, 224_454, 1_000_003])
 def test_the_rows_are_shared_in_even_blocks_and_each_thread_marks_its_own_keys(monkeypatch, n):
     """Every row is in one block, blocks of at most ``_BLOCK`` rows and as many to each thread (two threads

@@ -264,6 +264,30 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+_CORE_SHARE = threading.local()
+
+
+def core_share() -> int | None:
+    """The cores work on this thread may spread over, when :func:`cores_shared` runs it (else None: all)."""
+    return getattr(_CORE_SHARE, "cores", None)
+
+
+def cores_shared(job: Callable, ways: int) -> Callable:
+    """``job``, run with :func:`core_share` giving its thread a ``ways``-th of the cores (at least one): for jobs
+    run that many at once, so that each spreads its own work over its share only."""
+    share = max(1, usable_cores() // ways)
+
+    def shared(*args: object, **kwargs: object) -> object:
+        before = getattr(_CORE_SHARE, "cores", None)
+        _CORE_SHARE.cores = share
+        try:
+            return job(*args, **kwargs)
+        finally:
+            _CORE_SHARE.cores = before
+
+    return shared
+
+
 BLAS_SPIN = "16"  # OpenBLAS's wait for more work before its threads sleep: 2**16 cycles, about 25 µs
 
 

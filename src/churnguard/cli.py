@@ -489,8 +489,9 @@ ScoreConfigOpt = Annotated[Path | None, _Opt("--config", "-c", help="The config 
 RejectsOpt = Annotated[Path | None, _Opt(callback=_table_out, help="Rejects file (default: <out>.rejects.csv).")]
 PartitionsOpt = Annotated[int | None, _Opt(
     min=1, metavar="N",
-    help="Split the input into this many customer partitions (default: one per ~256 MB of input or ~5.5M "
-                "input rows, whichever gives more; with --engine dask one per ~128 MB, at least one per worker thread).")]
+    help="Split the input into this many customer partitions, scored two at a time on two cores (default: one "
+                "per ~256 MB of input or ~2.75M input rows on two cores, ~5.5M on one, whichever gives more; with "
+                "--engine dask one per ~128 MB, at least one per worker thread).")]
 PsiOpt = Annotated[float, _Opt(min=0, metavar="PSI",
                                help="Warn when a feature's or the score's PSI against the training data "
                                "reaches this.")]
@@ -534,8 +535,8 @@ def score(
     Without --budget, every customer with a positive expected value is selected. The output ends with whom to
     contact, the cost, how each action's expected value is made, and the read-out.
 
-    Large inputs are split by customer into partitions (at most ~256 MB or ~5.5M rows of input each), scored one
-    at a time, or in parallel on a Dask cluster with --engine dask; the scores are the same.
+    Large inputs are split by customer into partitions (at most ~256 MB or ~2.75M rows of input each on two
+    cores), scored two at a time, or in parallel on a Dask cluster with --engine dask; the scores are the same.
     """
     from churnguard.engines import score_from_files
     from churnguard.sources import is_url

@@ -1,12 +1,12 @@
 """Batch scoring and features of files larger than memory comfortably allows, partitioned by customer.
 
-The steps of :mod:`churnguard.engines.partitions`, one after another in this process: the files are read in chunks,
-once (each chunk's census and its split by customer in one pass), the pieces spilled to uncompressed Arrow IPC
-files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when the run ends, or by the
-next run there when this one was killed), and the buckets validated and scored one at a time (memory: about
-1/partitions of the data; features build :data:`BUCKETS_AT_ONCE` at a time). Population quantities (lifespan,
-VIP threshold, BG/NBD parameters) come from the model, so the scores do not depend on the partitioning; the
-selection is drawn over all customers and the output written atomically.
+The steps of :mod:`churnguard.engines.partitions`, in this process: the files are read in chunks, once (each
+chunk's census and its split by customer in one pass, the next chunk read meanwhile), the pieces spilled to
+uncompressed Arrow IPC files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when
+the run ends, or by the next run there when this one was killed), and the buckets validated and scored
+:data:`BUCKETS_AT_ONCE` at a time, on threads of their own (memory: about that many partitions' share of the
+data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model, so the scores do
+not depend on the partitioning; the selection is drawn over all customers and the output written atomically.
 
 Features (:func:`features_files`) learn the population from the data, over all buckets, as the Dask engine
 does: each bucket is validated once and, while its tables are in hand, everything of its features that needs
@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import LARGEST_HEAP_BLOCK, appending_table, arrow_from_malloc, usable_cores, work_dir
+from churnguard._io import (
+    LARGEST_HEAP_BLOCK,
+    appending_table,
+    arrow_from_malloc,
+    cores_shared,
+    usable_cores,
+    work_dir,
+)
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import to_day
@@ -50,11 +57,19 @@ __all__ = ["FEATURES_ROWS_PER_PARTITION", "SCORE_ROWS_PER_PARTITION", "FeaturesR
 logger = logging.getLogger(__name__)
 
 _BYTES_PER_PARTITION = 256 * 1024 * 1024
+# Buckets validated and built (features) or scored at once, each on a thread of its own (two; one on one core):
+# numpy, Arrow and pandas let go of the GIL in their loops, so the second core works on the other bucket, and a
+# bucket's own threads (score's TreeSHAP walk) spread over its share of the cores (_io.cores_shared). At 1M
+# customers from Parquet, features (4 partitions) took 1.2-2.4 s less wall time with two than with one, at 0.4-0.5
+# GB more peak RSS; score (6 partitions of half the rows, each walk on one thread) 3.1-4.8 s less than 3 partitions
+# one at a time, each walk on two, at as much memory (benchmarks/HISTORY.md, twenty-third day).
+BUCKETS_AT_ONCE = min(2, usable_cores())
 # The input rows (all tables) one partition holds, by job (auto_partitions).
-# score: bounded by memory, which grows with a partition's input rows: scoring 1M customers from Parquet took
-# 230-270 bytes per input row of a partition at its peak, above the ~0.3 GB the process holds before the first one
-# (benchmarks/HISTORY.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB.
-SCORE_ROWS_PER_PARTITION = 5_500_000
+# score: bounded by memory, which grows with the input rows of the partitions in hand: scoring 1M customers from
+# Parquet took 230-270 bytes per input row of a partition at its peak, above the ~0.3 GB the process holds before
+# the first one (benchmarks/HISTORY.md, "`churnguard score` at 1M customers within 2 GB"): 5.5M rows, about 1.4 GB,
+# shared by the partitions scored at once.
+SCORE_ROWS_PER_PARTITION = 5_500_000 // BUCKETS_AT_ONCE
 # features: a column of 8-byte values over a partition's rows (timestamps, amounts, row numbers, the sorts'
 # indices) stays within malloc's largest heap block (_io.LARGEST_HEAP_BLOCK, 32 MB: 4.2M rows), so each
 # partition's arrays reuse the heap the previous one freed instead of being fresh mappings that the kernel faults
@@ -63,11 +78,6 @@ SCORE_ROWS_PER_PARTITION = 5_500_000
 # MB of peak RSS against 960-1,000 MB; more than 4 no less CPU, only less memory (benchmarks/HISTORY.md,
 # twenty-first day).
 FEATURES_ROWS_PER_PARTITION = LARGEST_HEAP_BLOCK // 8
-# features: buckets validated and built at once (two; one on one core), each on a thread of its own: numpy, Arrow
-# and pandas let go of the GIL in their loops, so the second core works on the other bucket. At 1M customers from
-# Parquet (4 partitions) two took 1.2-2.4 s less wall time than one, at 0.4-0.5 GB more peak RSS; score, whose
-# TreeSHAP walk has both cores already, took no less (benchmarks/HISTORY.md, twenty-third day).
-BUCKETS_AT_ONCE = min(2, usable_cores())
 
 
 @dataclass(frozen=True)
@@ -325,27 +335,57 @@ class _Run:
 
 def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, playbook: Playbook,
                    on_partition: Callable[[int, int], None]) -> _Run:
-    """Validate and score the buckets one at a time; once the bad-row policy is sure to raise (or there is no
-    day to score as of), the rest are only validated, for the counts of the error."""
+    """Validate and score the buckets, :data:`BUCKETS_AT_ONCE` at a time; once the bad-row policy is sure to
+    raise (or there is no day to score as of), the buckets not yet begun are only validated."""
+    digests: list[parts.Digest] = []
+
+    def score(b: int) -> _Scored:
+        return _score_bucket(model, spec, work, b, day, playbook, digests)
+
     run = _Run()
-    for b in range(n):
-        tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
-        run.digests.append(parts.reject_digest(tables))
-        run.rejects.append(tables.rejects)
-        run.latest.append(tables.transactions["timestamp"].max())
-        if not (parts.doomed(spec, run.digests) or pd.isna(day)):
-            result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
-            run.scored.append(work / f"scores-{b}.arrow")  # Arrow's IPC file: no encoding, read back as written
-            result.scores.to_feather(run.scored[-1], compression="uncompressed")
-            run.unseen.append(result.unseen.to_numpy())  # found once, by score_tables for its rejects
-            if result.drift_sample is not None:  # kept in ``work``: held in memory, it would add to the next's peak
-                run.samples.append(work / f"drift-{b}.arrow")
-                result.drift_sample.to_feather(run.samples[-1], compression="uncompressed")  # numbers: as cheap
-            del result
-        del tables  # before the next bucket is read: else its tables and scores are held while that one's are built
-        _release()
+    for b, scored in enumerate(_each_bucket(score, n)):
+        run.digests.append(scored.digest)
+        run.rejects.append(scored.rejects)
+        run.latest.append(scored.latest)
+        if scored.scores is not None:
+            run.scored.append(scored.scores)
+            run.unseen.append(scored.unseen)
+        if scored.sample is not None:
+            run.samples.append(scored.sample)
         on_partition(b + 1, n)
     return run
+
+
+@dataclass(frozen=True)
+class _Scored:
+    digest: parts.Digest
+    rejects: pd.DataFrame
+    latest: pd.Timestamp
+    scores: Path | None = None
+    unseen: np.ndarray | None = None
+    sample: Path | None = None
+
+
+def _score_bucket(model: ChurnModel, spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, playbook: Playbook,
+                  digests: list[parts.Digest]) -> _Scored:
+    tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
+    digest = parts.reject_digest(tables)
+    digests.append(digest)
+    found = _Scored(digest, tables.rejects, tables.transactions["timestamp"].max())
+    if parts.doomed(spec, digests) or pd.isna(day):
+        return found
+    result = score_tables(model, tables, day, playbook, select=False)
+    del tables
+    scores = work / f"scores-{b}.arrow"
+    result.scores.to_feather(scores, compression="uncompressed")
+    sample = None
+    if result.drift_sample is not None:
+        sample = work / f"drift-{b}.arrow"
+        result.drift_sample.to_feather(sample, compression="uncompressed")
+    found = replace(found, scores=scores, unseen=result.unseen.to_numpy(), sample=sample)
+    del result
+    _release()
+    return found
 
 
 def _merged_samples(paths: list[Path]) -> pd.DataFrame:
@@ -512,13 +552,14 @@ def _check_bucket(spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, cfg: 
 
 def _each_bucket(job: Callable[[int], Any], n: int) -> Iterator[Any]:
     """``job(b)`` of each bucket ``b`` of ``n``, in bucket order, :data:`BUCKETS_AT_ONCE` at a time on threads of
-    their own. When the caller stops early (an error, a signal), buckets not yet begun are dropped and the ones
+    their own, each with its share of the cores (``_io.cores_shared``). When the caller stops early (an error, a signal), buckets not yet begun are dropped and the ones
     at work finish before this returns, so that none writes to a work directory being removed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(min(BUCKETS_AT_ONCE, max(n, 1)), thread_name_prefix="churnguard-bucket")
+    ways = min(BUCKETS_AT_ONCE, max(n, 1))
+    pool = ThreadPoolExecutor(ways, thread_name_prefix="churnguard-bucket")
     try:
-        yield from pool.map(job, range(n))
+        yield from pool.map(cores_shared(job, ways), range(n))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

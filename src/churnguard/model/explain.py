@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import usable_cores
+from churnguard._io import core_share, usable_cores
 
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
@@ -280,7 +280,7 @@ class TreeContributions:
         to its rows.
         The keys of a few trees at a time are packed into one 64-bit word per row (:meth:`_packed_words`), so
         a feature several of them split on is looked up once for all of them. The blocks are shared among up to
-        ``_THREADS`` threads (numpy's loops release the GIL); each row is computed by one thread, with the same
+        :func:`_walk_threads` threads (numpy's loops release the GIL); each row is computed by one thread, with the same
         operations in the same order, so the numbers do not depend on them.
         """
         x = np.asfortranarray(x, dtype="float64")  # column-major, as the batch path gives it: read a column at a time
@@ -603,14 +603,15 @@ class _Scratch:
 
 
 class _Split:
-    """The row blocks of ``n`` rows, shared among up to ``_THREADS`` threads in contiguous runs of as many
+    """The row blocks of ``n`` rows, shared among up to :func:`_walk_threads` threads in contiguous runs of as many
     blocks of even sizes (at most ``_BLOCK`` rows, and a thread's share of the rows when that is less; the rows
     shared only when there are more than ``_MIN_BLOCK``), each run with its own scratch buffers; ``run(fn)``
     calls ``fn(blocks, scratch)`` for every run at once and waits."""
 
     def __init__(self, n: int) -> None:
-        count = max(-(-n // _BLOCK), min(_THREADS, -(-n // _MIN_BLOCK)))  # blocks of at most _BLOCK rows
-        k = max(1, min(_THREADS, count))
+        threads = _walk_threads()
+        count = max(-(-n // _BLOCK), min(threads, -(-n // _MIN_BLOCK)))  # blocks of at most _BLOCK rows
+        k = max(1, min(threads, count))
         size = max(1, -(-n // (-(-count // k) * k)))  # as many blocks to each thread, of even sizes
         blocks = [slice(s, min(s + size, n)) for s in range(0, n, size)]
         k = min(k, len(blocks))
@@ -729,8 +730,8 @@ def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: t
 def _threads(rows: int) -> int:
     """LightGBM's threads for a call on ``rows`` rows: one for the representatives of a tree (a few thousand:
     an OpenMP team costs more to start and join than it saves, much more when other processes hold the cores),
-    else LightGBM's default (0)."""
-    return 1 if rows <= _ONE_THREAD else 0
+    else LightGBM's default (0: all cores), or the cores this thread may spread over (``_io.core_share``)."""
+    return 1 if rows <= _ONE_THREAD else core_share() or 0
 
 
 _ONE_THREAD = 1 << 16
@@ -747,4 +748,11 @@ _WORD_BITS = 63  # bits of a packed word (int64, kept non-negative)
 # benchmarks/HISTORY.md, eighteenth day.
 _BLOCK = 1 << 17
 _MIN_BLOCK = 1 << 14  # rows from which (more than) they are shared among threads
-_THREADS = min(2, usable_cores())
+_THREADS = min(2, usable_cores())  # threads of a walk, at most
+
+
+def _walk_threads() -> int:
+    """Threads of a walk: :data:`_THREADS`, or the cores this thread may spread over when fewer
+    (``_io.core_share``: two partitions scored at once walk on a core each)."""
+    share = core_share()
+    return _THREADS if share is None else max(1, min(_THREADS, share))
