@@ -337,16 +337,14 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
                    on_partition: Callable[[int, int], None]) -> _Run:
     """Validate and score the buckets, :data:`BUCKETS_AT_ONCE` at a time; once the bad-row policy is sure to
     raise (or there is no day to score as of), the buckets not yet begun are only validated."""
-    digests: list[parts.Digest] = []
+    digests: list[parts.Digest] = []  # as the buckets finish validating, in any order
 
     def score(b: int) -> _Scored:
         return _score_bucket(model, spec, work, b, day, playbook, digests)
 
     run = _Run()
     for b, scored in enumerate(_each_bucket(score, n)):
-        run.digests.append(scored.digest)
-        run.rejects.append(scored.rejects)
-        run.latest.append(scored.latest)
+        _add_validated(run, scored)
         if scored.scores is not None:
             run.scored.append(scored.scores)
             run.unseen.append(scored.unseen)
@@ -356,8 +354,19 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     return run
 
 
+def _add_validated(run: _Run | _Checked, bucket: _Scored | _BucketCheck) -> None:
+    """Add what validating a bucket found (its reject digest, rejects and last transaction time) to a run's."""
+    run.digests.append(bucket.digest)
+    run.rejects.append(bucket.rejects)
+    run.latest.append(bucket.latest)
+
+
 @dataclass(frozen=True)
 class _Scored:
+    """One bucket validated and, unless the bad-row policy was sure to raise, scored: its reject digest, rejects
+    and last transaction time; its scores file, unscored ids and drift sample file (Arrow IPC, in the work
+    directory; None without a sample)."""
+
     digest: parts.Digest
     rejects: pd.DataFrame
     latest: pd.Timestamp
@@ -368,20 +377,23 @@ class _Scored:
 
 def _score_bucket(model: ChurnModel, spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, playbook: Playbook,
                   digests: list[parts.Digest]) -> _Scored:
+    """Validate bucket ``b`` and, unless the policy is sure to raise over its digest and the ``digests`` of the
+    buckets validated so far (this one's is added to them), score it (:func:`_score_buckets`)."""
     tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
     digest = parts.reject_digest(tables)
     digests.append(digest)
     found = _Scored(digest, tables.rejects, tables.transactions["timestamp"].max())
     if parts.doomed(spec, digests) or pd.isna(day):
         return found
-    result = score_tables(model, tables, day, playbook, select=False)
-    del tables
-    scores = work / f"scores-{b}.arrow"
+    result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
+    del tables  # before the scores are written
+    scores = work / f"scores-{b}.arrow"  # Arrow's IPC file: no encoding, read back as written
     result.scores.to_feather(scores, compression="uncompressed")
     sample = None
-    if result.drift_sample is not None:
+    if result.drift_sample is not None:  # kept in ``work``: held in memory, it would add to the peak
         sample = work / f"drift-{b}.arrow"
-        result.drift_sample.to_feather(sample, compression="uncompressed")
+        result.drift_sample.to_feather(sample, compression="uncompressed")  # numbers: as cheap
+    # unseen: found once, by score_tables for its rejects
     found = replace(found, scores=scores, unseen=result.unseen.to_numpy(), sample=sample)
     del result
     _release()
@@ -496,9 +508,7 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
     on_step(f"validating and building partitions, 0/{n} done", 0, n)
     for b, checked in enumerate(_each_bucket(check, n)):
         on_step(f"validating and building partitions, {b + 1}/{n} done", b + 1, n)
-        run.digests.append(checked.digest)
-        run.rejects.append(checked.rejects)
-        run.latest.append(checked.latest)
+        _add_validated(run, checked)
         if checked.partial is not None:
             run.inputs.append(checked.inputs)
             run.unseen.append(checked.unseen)
