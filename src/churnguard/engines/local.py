@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from churnguard.config import DataConfig, FeatureConfig, Playbook
+    from churnguard.dataset import Tables
     from churnguard.model import ChurnModel
     from churnguard.population import Population
 
@@ -344,7 +345,7 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
 
     run = _Run()
     for b, scored in enumerate(_each_bucket(score, n)):
-        _add_validated(run, scored)
+        _add_validated(run, scored.validated)
         if scored.scores is not None:
             run.scored.append(scored.scores)
             run.unseen.append(scored.unseen)
@@ -354,22 +355,38 @@ def _score_buckets(model: ChurnModel, spec: parts.Spec, n: int, work: Path, day:
     return run
 
 
-def _add_validated(run: _Run | _Checked, bucket: _Scored | _BucketCheck) -> None:
-    """Add what validating a bucket found (its reject digest, rejects and last transaction time) to a run's."""
-    run.digests.append(bucket.digest)
-    run.rejects.append(bucket.rejects)
-    run.latest.append(bucket.latest)
-
-
 @dataclass(frozen=True)
-class _Scored:
-    """One bucket validated and, unless the bad-row policy was sure to raise, scored: its reject digest, rejects
-    and last transaction time; its scores file, unscored ids and drift sample file (Arrow IPC, in the work
-    directory; None without a sample)."""
+class _Validated:
+    """What validating a bucket found: its reject digest, rejects and last transaction time."""
 
     digest: parts.Digest
     rejects: pd.DataFrame
     latest: pd.Timestamp
+
+
+def _validated_bucket(spec: parts.Spec, work: Path, b: int, digests: list[parts.Digest], *, consume: bool = False
+                      ) -> tuple[Tables, _Validated, bool]:
+    """Bucket ``b``'s validated tables, what validation found and whether the bad-row policy is sure to raise
+    over its digest and the ``digests`` of the buckets validated so far (this one's is added to them)."""
+    tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=consume)
+    found = _Validated(parts.reject_digest(tables), tables.rejects, tables.transactions["timestamp"].max())
+    digests.append(found.digest)
+    return tables, found, parts.doomed(spec, digests)
+
+
+def _add_validated(run: _Run | _Checked, found: _Validated) -> None:
+    """Add what validating a bucket found to a run's lists."""
+    run.digests.append(found.digest)
+    run.rejects.append(found.rejects)
+    run.latest.append(found.latest)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One bucket validated and, unless the bad-row policy was sure to raise, scored: its scores file, unscored
+    ids and drift sample file (Arrow IPC, in the work directory; None without a sample)."""
+
+    validated: _Validated
     scores: Path | None = None
     unseen: np.ndarray | None = None
     sample: Path | None = None
@@ -377,13 +394,11 @@ class _Scored:
 
 def _score_bucket(model: ChurnModel, spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, playbook: Playbook,
                   digests: list[parts.Digest]) -> _Scored:
-    """Validate bucket ``b`` and, unless the policy is sure to raise over its digest and the ``digests`` of the
-    buckets validated so far (this one's is added to them), score it (:func:`_score_buckets`)."""
-    tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True)
-    digest = parts.reject_digest(tables)
-    digests.append(digest)
-    found = _Scored(digest, tables.rejects, tables.transactions["timestamp"].max())
-    if parts.doomed(spec, digests) or pd.isna(day):
+    """Validate bucket ``b`` and, unless the policy is sure to raise (:func:`_validated_bucket`), score it
+    (:func:`_score_buckets`)."""
+    tables, validated, doomed = _validated_bucket(spec, work, b, digests)
+    found = _Scored(validated)
+    if doomed or pd.isna(day):
         return found
     result = score_tables(model, tables, day, playbook, select=False)  # selected over all buckets
     del tables  # before the scores are written
@@ -508,12 +523,12 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
     on_step(f"validating and building partitions, 0/{n} done", 0, n)
     for b, checked in enumerate(_each_bucket(check, n)):
         on_step(f"validating and building partitions, {b + 1}/{n} done", b + 1, n)
-        _add_validated(run, checked)
+        _add_validated(run, checked.validated)
         if checked.partial is not None:
             run.inputs.append(checked.inputs)
             run.unseen.append(checked.unseen)
             run.partials.append(checked.partial)
-    if parts.doomed(spec, run.digests) or pd.isna(day):  # a bucket finished before the first bad one was found
+    if parts.doomed(spec, run.digests):  # a bucket finished before the first bad one was found
         for path in run.partials:
             path.unlink()
         run = _Checked(digests=run.digests, rejects=run.rejects, latest=run.latest)
@@ -522,13 +537,10 @@ def _validate_buckets(spec: parts.Spec, n: int, work: Path, day: pd.Timestamp, c
 
 @dataclass(frozen=True)
 class _BucketCheck:
-    """One bucket validated: its reject digest, rejects and last transaction time; unless the bad-row policy
-    was sure to raise, also its partial features' file in the work directory, population inputs and the
-    customers known to its tables without a features row."""
+    """One bucket validated and, unless the bad-row policy was sure to raise, its partial features' file in the
+    work directory, population inputs and the customers known to its tables without a features row."""
 
-    digest: parts.Digest
-    rejects: pd.DataFrame
-    latest: pd.Timestamp
+    validated: _Validated
     partial: Path | None = None
     inputs: parts.PopulationInputs | None = None
     unseen: np.ndarray | None = None
@@ -536,18 +548,16 @@ class _BucketCheck:
 
 def _check_bucket(spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, cfg: FeatureConfig, keep_pieces: bool,
                   digests: list[parts.Digest]) -> _BucketCheck:
-    """Validate bucket ``b`` and, unless the policy is sure to raise over its digest and the ``digests`` of the
-    buckets validated so far (this one's is added to them), keep its partial features (:func:`_validate_buckets`)."""
+    """Validate bucket ``b`` and, unless the policy is sure to raise (:func:`_validated_bucket`), keep its partial
+    features (:func:`_validate_buckets`)."""
     from churnguard.features.build import partial_features
 
-    tables = parts.validate_partition(_bucket(spec, work, b), spec, coded_ids=True, consume=True)
+    tables, validated, doomed = _validated_bucket(spec, work, b, digests, consume=True)
     if not keep_pieces:
         for path in itertools.chain.from_iterable(_piece_paths(spec, work, b).values()):
             path.unlink(missing_ok=True)
-    digest = parts.reject_digest(tables)
-    digests.append(digest)
-    found = _BucketCheck(digest, tables.rejects, tables.transactions["timestamp"].max())
-    if parts.doomed(spec, digests) or pd.isna(day):
+    found = _BucketCheck(validated)
+    if doomed or pd.isna(day):
         return found
     _release()  # what validation let go, before the features take theirs
     partial = partial_features(tables, day, cfg, count_lifespan=True)
