@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import read_table, table_suffix
+from churnguard._io import read_table, spreadsheet_restored, spreadsheet_safe, table_suffix
 from churnguard.lifecycle import LIFECYCLE_STAGES
 from churnguard.reporting import monitoring
 from churnguard.sources import DbSource, is_url, parse_source, read_source, source_columns
@@ -171,16 +171,36 @@ def csv_chunks(run: ScoresRun, query: ListQuery, chunk: int = 20_000) -> Iterato
     """The rows the query matches, in its order, as CSV with the file's columns (header first)."""
     rows = matching_rows(run, query)
     yield run.frame.iloc[:0].to_csv(index=False).encode()
+    # Text a spreadsheet would run as a formula is quoted, as in score's CSV file (looked for only in the columns
+    # that have a value starting as one).
+    risky = [c for c in run.frame.columns if _any_starting(run.frame[c], ("=", "+", "-", "@", "\t", "\r", "'"))]
     for start in range(0, len(rows), chunk):
-        yield run.frame.iloc[rows[start : start + chunk]].to_csv(index=False, header=False).encode()
+        part = run.frame.iloc[rows[start : start + chunk]]
+        if risky:
+            part = part.copy()
+            part[risky] = spreadsheet_safe(part[risky])
+        yield part.to_csv(index=False, header=False).encode()
+
+
+def _any_starting(values: pd.Series, starts: str | tuple[str, ...]) -> bool:
+    """Whether a text column has a value starting with ``starts`` (a categorical: one of its categories)."""
+    if not _is_text(values):
+        return False
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(values.cat.categories)
+    return bool(values.astype("str").str.startswith(starts, na=False).any())
 
 
 def _read(path: Path | DbSource) -> pd.DataFrame:
     if isinstance(path, DbSource):
         return read_source(path)
     if table_suffix(path) == ".csv":
-        return pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
-                           keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
+                            keep_default_na=False, na_values=[""])
+        quoted = [c for c in frame.columns if _any_starting(frame[c], "'")]  # a check much faster than the undoing
+        if quoted:  # the cells score quoted for spreadsheets ('+1) as they were (+1)
+            frame[quoted] = spreadsheet_restored(frame[quoted])
+        return frame
     return pd.read_parquet(path)
 
 
@@ -329,7 +349,10 @@ def _columns(name: str, path: Path | DbSource) -> list[str]:
     if not path.is_file():
         raise ValueError(f"--{name}: {path} is not a file")
     if table_suffix(path) == ".csv":
-        return list(pd.read_csv(path, nrows=0).columns)
+        try:
+            return list(pd.read_csv(path, nrows=0).columns)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"--{name}: {path} is empty") from None
     import pyarrow.parquet as pq
 
     return pq.read_schema(path).names
