@@ -83,6 +83,22 @@ def test_unparseable_dates():
         validate_tables(_tx(timestamp=["2024-01-01", "soon", "2024-01-03"]), config=STRICT)
 
 
+def test_counts_of_bad_rows_are_written_with_thousands_separators(caplog):
+    """Row counts read as the rest of the output writes them (1,200 of 2,400), in the error, the log line of the
+    rows set aside and the rejects summary."""
+    from churnguard.dataset import rejects_summary
+
+    n = 2400
+    tx = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "timestamp": ["2024-01-01"] * n,
+                       "amount": ["x", "1"] * (n // 2)})
+    with pytest.raises(DataError, match=r"2,400 transactions row\(s\) cannot be used:\n  column 'amount': 1,200 row"):
+        validate_tables(tx, config=STRICT)
+    with caplog.at_level(logging.WARNING, logger="churnguard.dataset"):
+        tables = validate_tables(tx, config=REJECT)
+    assert "set aside 1,200 of 2,400 transactions rows (see rejects)" in caplog.text
+    assert rejects_summary(tables.rejects) == "rejected rows: 1,200 (transactions: 1,200 are not numeric)"
+
+
 def test_mixed_date_styles_always_raise():
     tx = _tx(timestamp=["2024-01-13", "13/01/2024", "2024-01-14"])
     for cfg in (STRICT, REJECT):

@@ -83,15 +83,16 @@ class ScoreComparison:
         cells, k = t.to_numpy(), int((~t.index.isin([*_UNRANKED, ABSENT])).sum())  # bands with a risk order
         moves = sorted((-int(cells[i, j]), i, j) for i in range(len(t)) for j in range(len(t))
                        if i != j and cells[i, j] > 0)[:5]
-        mean = f"{delta.mean():+.4f} over {len(delta)} customers scored twice" if len(delta) else "n/a"
+        mean = f"{delta.mean():+.4f} over {len(delta):,} customers scored twice" if len(delta) else "n/a"
         riskier, safer = int(np.tril(cells[:k, :k], -1).sum()), int(np.triu(cells[:k, :k], 1).sum())
         lines = [
-            (f"customers: {status.get('both', 0)} in both runs, {status.get('only_old', 0)} only in the old, "
-             f"{status.get('only_new', 0)} only in the new"),
+            (f"customers: {status.get('both', 0):,} in both runs, {status.get('only_old', 0):,} only in the old, "
+             f"{status.get('only_new', 0):,} only in the new"),
             f"mean churn probability change: {mean}",
-            f"band unchanged: {int(np.trace(cells[:-1, :-1]))}, to a riskier band: {riskier}, to a safer: {safer}",
-            "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c}" for c, i, j in moves) or "none"),
-            f"newly high risk: {len(self.new_high_risk)}",
+            f"band unchanged: {int(np.trace(cells[:-1, :-1])):,}, to a riskier band: {riskier:,}, to a safer: {safer:,}",
+            "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c:,}" for c, i, j in moves)
+                                     or "none"),
+            f"newly high risk: {len(self.new_high_risk):,}",
         ]
         for name, frame in ((f"largest rises ({len(self.risers)})", self.risers),
                             (f"largest falls ({len(self.fallers)})", self.fallers)):
