@@ -35,6 +35,7 @@ GROUPS = {"selected": "selected for contact", "contacted": "selected and contact
 SORTS = ("churn_probability", "expected_value", "clv", "customer_id", *FILTERS)
 NEEDED = ("customer_id", "as_of", "churn_probability", "risk_band", "lifecycle_stage", "value_tier", "action",
           "expected_value", "selected", "control_group")
+_COUNTS = ("n_orders", "risk_rank", "value_rank")  # whole numbers of the scores, some of them empty
 _BAND_ORDER = ("high", "medium", "low", *LIFECYCLE_STAGES)
 _CURVE = re.compile(r"churn_probability_(\d+)d")
 
@@ -193,15 +194,19 @@ def _any_starting(values: pd.Series, starts: str | tuple[str, ...]) -> bool:
 
 def _read(path: Path | DbSource) -> pd.DataFrame:
     if isinstance(path, DbSource):
-        return read_source(path)
-    if table_suffix(path) == ".csv":
+        frame = read_source(path)
+    elif table_suffix(path) == ".csv":
         frame = pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
                             keep_default_na=False, na_values=[""])
         quoted = [c for c in frame.columns if _any_starting(frame[c], "'")]  # a check much faster than the undoing
         if quoted:  # the cells score quoted for spreadsheets ('+1) as they were (+1)
             frame[quoted] = spreadsheet_restored(frame[quoted])
-        return frame
-    return pd.read_parquet(path)
+    else:
+        frame = pd.read_parquet(path)
+    for column in _COUNTS:  # whole numbers with empty cells, which pandas reads from a CSV file as floats (2042.0)
+        if column in frame and pd.api.types.is_float_dtype(frame[column]) and (frame[column].dropna() % 1 == 0).all():
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _is_text(values: pd.Series) -> bool:
