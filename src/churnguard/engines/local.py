@@ -162,6 +162,8 @@ def score_files(
     Raises:
         DataError: as ``load_tables``, with counts and row numbers over whole files.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from churnguard.scoring.score import unscored_rejects
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
@@ -176,8 +178,10 @@ def score_files(
         rejects = parts.merge_rejects(spec, run.rejects, parts.bad_rows(spec, run.digests))
         light = pd.concat([pd.read_feather(p, columns=LIGHT_COLUMNS) for p in run.scored], ignore_index=True)
         light = select_customers(light, budget=budget, control_fraction=control_fraction, seed=seed)
-        _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
-        sample = run.drift_sample()
+        with ThreadPoolExecutor(1, thread_name_prefix="churnguard-drift") as pool:
+            drifted = pool.submit(run.drift_sample)  # read back while the scores are written
+            _write_parts(run.scored, light[["customer_id", *SELECTION_COLUMNS]], Path(out))
+            sample = drifted.result()
     rejects = unscored_rejects(rejects, pd.Index(np.concatenate(run.unseen)), day)
     return ScoreResult(light, rejects, sample, day)
 

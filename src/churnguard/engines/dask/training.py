@@ -150,20 +150,14 @@ def train_dask(
     if track:
         check_tracking(config.tracking)  # a store MLflow refuses stops the run now, not after the training
     step = on_step or (lambda _msg: None)
-    if config.labels.horizons:
-        raise ValueError("labels.horizons: the churn curve is trained by the local engine only; train without "
-                         "--engine dask (the model it writes scores on every engine)")
+    _check_arguments(config, sample_rows)
     client = _client_for(dtables, client)
-    if sample_rows < 1:
-        raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     last = to_day(as_of) if as_of is not None else dtables.last_date()
     first = dtables.first_timestamp()
     configured, config = config, with_schedule(config, first, last)
     plan = plan_training(first, last, config.labels, config.snapshots)
-    bt_day = backtest_day(last, config)
-    bt_days = (plan_training(first, bt_day, config.labels, config.snapshots).snapshots
-               if has_backtest(first, last, config.labels, config.snapshots) else ())
-    source = _DaskRows(dtables, client, sorted({*plan.snapshots, *bt_days}), last, config, sample_rows, step)
+    bt_day, days = _snapshot_days(first, last, plan, config)
+    source = _DaskRows(dtables, client, days, last, config, sample_rows, step)
     step(judging_step(first, last, config))
     backtest = judge(source, first, plan, config)
     step("training the deployed model on every labelled snapshot")
@@ -173,6 +167,24 @@ def train_dask(
     rows = replace(rows, facts={**rows.facts, **schedule_facts(configured.snapshots, config.snapshots)})
     return finish_training(fit, backtest, rows, config, model_out=model_out, config_text=config_text, track=track,
                            on_step=step, rows_for=functools.partial(source.rows_for, first=first, bt_day=bt_day))
+
+
+def _check_arguments(config: Config, sample_rows: int) -> None:
+    """Refuse what the cluster's training cannot do, before any work."""
+    if config.labels.horizons:
+        raise ValueError("labels.horizons: the churn curve is trained by the local engine only; train without "
+                         "--engine dask (the model it writes scores on every engine)")
+    if sample_rows < 1:
+        raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
+
+
+def _snapshot_days(first: pd.Timestamp, last: pd.Timestamp, plan: Plan, config: Config
+                   ) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
+    """The backtest's day, and every snapshot day the cluster builds: the deployed plan's and the backtest's."""
+    bt_day = backtest_day(last, config)
+    bt_days = (plan_training(first, bt_day, config.labels, config.snapshots).snapshots
+               if has_backtest(first, last, config.labels, config.snapshots) else ())
+    return bt_day, sorted({*plan.snapshots, *bt_days})
 
 
 class _DaskRows:
