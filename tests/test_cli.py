@@ -164,6 +164,29 @@ def test_as_of_is_an_iso_day_or_refused_with_the_expected_form(tmp_path, command
     assert f"'{as_of}' is not a day written YYYY-MM-DD, e.g. 2025-01-02" in _said(result.output)
 
 
+@pytest.mark.parametrize("command", ["features", "score", "train", "evaluate"])
+def test_an_as_of_after_today_is_refused_as_the_server_refuses_it(tmp_path, command):
+    """A day after today has no history (9999-12-31 overflowed to "no activity" for everyone; 2030 scored every
+    customer lost): refused before any work, as POST /predict refuses it. Today is accepted."""
+    from datetime import timedelta
+
+    from churnguard.dataset import latest_plausible_date
+
+    p = _write_tiny(tmp_path)
+    args = {"features": ["-o", str(tmp_path / "f.csv")], "score": ["-m", "m.zip", "-o", str(tmp_path / "s.csv")],
+            "train": [], "evaluate": ["-m", "m.zip"]}[command]
+    today = latest_plausible_date() - timedelta(days=1)
+    for day in (today + timedelta(days=1), "9999-12-31"):
+        result = CliRunner(env={"COLUMNS": "1000"}).invoke(
+            app, [command, "-t", str(p["transactions"]), "--as-of", str(day), *args])
+        assert result.exit_code == 2
+        assert f"{day} is after today ({today}, UTC); as_of is a day whose history is in the data" in _said(
+            result.output)
+    if command == "features":
+        result = runner.invoke(app, [command, "-t", str(p["transactions"]), "--as-of", str(today), *args])
+        assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("name", ["x.xlsx", "scores.txt", "scores.csv.gz", "scores"])
 def test_output_suffixes_other_than_csv_or_parquet_are_refused_by_name(tmp_path, name):
     p = _write_tiny(tmp_path)

@@ -210,6 +210,15 @@ def test_a_signup_after_as_of_is_unknown_at_as_of(config):
     assert np.isnan(cols["days_since_signup"][0])
 
 
+@pytest.mark.parametrize("as_of", ["1600-01-01", "1677-12-31", "2262-01-01", "9999-12-31"])
+def test_an_as_of_outside_the_years_of_the_data_s_dates_is_refused(tiny_tables, config, as_of):
+    """Dates are nanosecond timestamps (1678-2261): as_of 1600-01-01 gave every customer their whole history
+    (11 orders, no recency) and 9999-12-31 none ("no activity on or before as_of")."""
+    with pytest.raises(ValueError, match=f"as_of {as_of} lies outside the years 1678-2261"):
+        build_features(tiny_tables, as_of, config.features)
+    assert len(build_features(tiny_tables, "1678-01-01", config.features)) == 0
+
+
 def test_customers_table_without_signup_dates(config):
     tx = pd.DataFrame({"customer_id": ["x"], "timestamp": ["2024-03-01"], "amount": [5]})
     cu = pd.DataFrame({"customer_id": ["x", "y"], "nps": [9, 2]})

@@ -33,16 +33,21 @@ _Opt = typer.Option
 def _iso_day(value: str | None) -> str | None:
     """An ``--as-of`` value: a calendar day written YYYY-MM-DD (anything else is refused, not guessed at)."""
     import re
-    from datetime import date
+    from datetime import date, timedelta
 
     if value is None:
         return None
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20250102, 2025-W01-1
             raise ValueError
-        date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a day written YYYY-MM-DD, e.g. 2025-01-02") from None
+    from churnguard.dataset import latest_plausible_date
+
+    if day >= latest_plausible_date():  # as the server refuses it
+        raise typer.BadParameter(f"{value} is after today ({latest_plausible_date() - timedelta(days=1)}, UTC); "
+                                 "as_of is a day whose history is in the data")
     return value
 
 
