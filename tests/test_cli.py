@@ -291,6 +291,22 @@ def test_an_output_that_is_an_input_file_is_refused_before_any_work(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["customers.csv", "tickets.csv", "transactions.csv"]
 
 
+def test_two_outputs_on_one_path_are_refused_before_any_work(tmp_path):
+    """``--rejects`` naming the ``--out`` file (or score's drift file) wrote the rejects over the features or
+    scores it had just reported as written; now nothing is written and the options are named."""
+    p = _write_tiny(tmp_path)
+    out = tmp_path / "f.csv"
+    cases = {("features", "--as-of", "2024-01-31", "-o", str(out), "--rejects", str(out)):
+             f"--rejects {out} is also --out",
+             ("score", "-m", "m.zip", "-o", str(out), "--rejects", str(tmp_path / "f.drift.csv")):
+             f"the drift file {tmp_path / 'f.drift.csv'} is also --rejects"}
+    for args, message in cases.items():
+        result = CliRunner(env={"COLUMNS": "1000"}).invoke(app, [*args, "-t", str(p["transactions"])])
+        assert result.exit_code == 2, result.output
+        assert f"error: {message}: each output needs a path of its own" in _said(result.output)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["customers.csv", "tickets.csv", "transactions.csv"]
+
+
 def test_an_output_file_that_is_a_directory_is_refused_by_name(tmp_path):
     """``--out scores.csv`` naming a directory stops before any work; it used to fail with a traceback when the
     finished output was moved into place."""

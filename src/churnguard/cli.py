@@ -1069,7 +1069,14 @@ def _past_scores(scores, out: Path | None, **inputs):
 
 def _outputs_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
     """Stop before any work when an output (option name -> path) is one of the input files (option name ->
-    path or database source): writing it would replace that input, and the data with it."""
+    path or database source): writing it would replace that input, and the data with it; or when two outputs
+    are one file (``--rejects`` on ``--out``): one would replace the other."""
+    seen: dict[Path, str] = {}
+    for out_name, out in outputs.items():
+        if isinstance(out, Path):
+            if (same := seen.get(out.resolve())) is not None:
+                _fail(f"{out_name} {out} is also {same}: each output needs a path of its own")
+            seen[out.resolve()] = out_name
     for out_name, out in outputs.items():
         if not isinstance(out, Path) or not out.is_file():
             continue
