@@ -400,8 +400,14 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
     picked = scores[as_flags(scores["selected"])]
     if picked.empty:
         raise ValueError("nobody was selected in these scores: there is no campaign to read out")
+    as_of = pd.to_datetime(picked["as_of"], format="ISO8601", errors="coerce")
+    if (unread := picked["as_of"].notna() & as_of.isna()).any():  # e.g. a day a spreadsheet rewrote: 6/30/2025
+        days = ", ".join(map(repr, picked.loc[unread, "as_of"].astype(str).unique()[:3]))
+        raise ValueError(f"the scores' column 'as_of' has {int(unread.sum()):,} day(s) not written YYYY-MM-DD as "
+                         f"score writes them, e.g. {days} (a spreadsheet rewrites days when it saves a copy): read "
+                         "out the scores file score wrote")
     frame = pd.DataFrame({"customer_id": picked["customer_id"].astype(str).to_numpy(),
-                          "as_of": pd.to_datetime(picked["as_of"], format="ISO8601").dt.normalize().to_numpy(),
+                          "as_of": as_of.dt.normalize().to_numpy(),
                           "action": picked["action"].astype("object").fillna("(none)").astype(str).to_numpy(),
                           "control": as_flags(picked["control_group"])})
     stamps = pd.to_datetime(transactions["timestamp"], format="ISO8601")
