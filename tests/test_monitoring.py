@@ -313,7 +313,7 @@ def test_readout_names_days_a_spreadsheet_rewrote():
     scores, tx = _campaign(HAND)
     with pytest.raises(ValueError, match=re.escape(
             "the scores' column 'as_of' has 95 day(s) not written YYYY-MM-DD as score writes them, e.g. '1/31/2024' "
-            "(a spreadsheet rewrites days when it saves a copy): read out the scores file score wrote")):
+            "(a spreadsheet rewrites days when it saves a copy): use the scores file score wrote")):
         campaign_readout(scores.assign(as_of="1/31/2024"), tx)
 
 

@@ -141,6 +141,9 @@ def test_files_are_checked_before_the_server_starts(tmp_path):
     _tiny().to_csv(tmp_path / "s.csv", index=False)
     with pytest.raises(ValueError, match="--readout: .*nothing.csv is not a file"):
         check_sources(PageSources(tmp_path / "s.csv", readout=tmp_path / "nothing.csv"))
+    _tiny().assign(as_of="6/30/2025").to_csv(tmp_path / "copy.csv", index=False)  # a spreadsheet's copy
+    with pytest.raises(ValueError, match=r"copy.csv: column 'as_of' has 5 day\(s\) not written YYYY-MM-DD"):
+        load_run(tmp_path / "copy.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="--transactions: .*empty.csv is empty"):
         check_sources(PageSources(tmp_path / "s.csv", transactions=tmp_path / "empty.csv"))

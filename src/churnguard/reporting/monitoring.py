@@ -46,6 +46,7 @@ __all__ = [
     "plot_transitions",
     "psi",
     "reference_profile",
+    "scores_days",
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
@@ -373,6 +374,18 @@ def _readout_row(action: str, g: pd.DataFrame, *, last_day: pd.Timestamp, horizo
             "window_complete": complete, "small_group": min(n1, n0) < min_group, "note": "; ".join(notes)}
 
 
+def scores_days(as_of: pd.Series, source: str = "the scores'") -> pd.Series:
+    """A scores table's ``as_of`` column as timestamps (``YYYY-MM-DD``, as ``score`` writes it). ValueError
+    naming ``source`` (e.g. a file name) for days written otherwise, such as a spreadsheet's ``6/30/2025``."""
+    days = pd.to_datetime(as_of, format="ISO8601", errors="coerce")
+    if (unread := as_of.notna() & days.isna()).any():
+        examples = ", ".join(map(repr, as_of[unread].astype(str).unique()[:3]))
+        raise ValueError(f"{source} column 'as_of' has {int(unread.sum()):,} day(s) not written YYYY-MM-DD as "
+                         f"score writes them, e.g. {examples} (a spreadsheet rewrites days when it saves a copy): "
+                         "use the scores file score wrote")
+    return days
+
+
 def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizon_days: int = 90,
                      confidence: float = 0.95, min_group: int = 30) -> pd.DataFrame:
     """What a past campaign achieved: retention of contacted vs held-out control customers, per action.
@@ -400,14 +413,8 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
     picked = scores[as_flags(scores["selected"])]
     if picked.empty:
         raise ValueError("nobody was selected in these scores: there is no campaign to read out")
-    as_of = pd.to_datetime(picked["as_of"], format="ISO8601", errors="coerce")
-    if (unread := picked["as_of"].notna() & as_of.isna()).any():  # e.g. a day a spreadsheet rewrote: 6/30/2025
-        days = ", ".join(map(repr, picked.loc[unread, "as_of"].astype(str).unique()[:3]))
-        raise ValueError(f"the scores' column 'as_of' has {int(unread.sum()):,} day(s) not written YYYY-MM-DD as "
-                         f"score writes them, e.g. {days} (a spreadsheet rewrites days when it saves a copy): read "
-                         "out the scores file score wrote")
     frame = pd.DataFrame({"customer_id": picked["customer_id"].astype(str).to_numpy(),
-                          "as_of": as_of.dt.normalize().to_numpy(),
+                          "as_of": scores_days(picked["as_of"]).dt.normalize().to_numpy(),
                           "action": picked["action"].astype("object").fillna("(none)").astype(str).to_numpy(),
                           "control": as_flags(picked["control_group"])})
     stamps = pd.to_datetime(transactions["timestamp"], format="ISO8601")

@@ -235,7 +235,7 @@ def _latest(frame: pd.DataFrame, path: Path | DbSource) -> tuple[pd.DataFrame, p
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a scores file of 'churnguard score': no column(s) {', '.join(missing)}")
-    days = pd.to_datetime(frame["as_of"], format="ISO8601").dt.normalize()
+    days = monitoring.scores_days(frame["as_of"], f"{path}:").dt.normalize()
     if len(frame) == 0 or days.isna().all():
         raise ValueError(f"{path}: the scores file holds no rows with an as_of day")
     latest = days.max()
