@@ -317,6 +317,18 @@ def test_readout_names_days_a_spreadsheet_rewrote():
         campaign_readout(scores.assign(as_of="1/31/2024"), tx)
 
 
+def test_a_readout_file_that_is_missing_empty_or_another_table_is_named(tmp_path):
+    """score --readout R: an empty file gave pandas' 'No columns to parse from file', a missing one '[Errno 2]'."""
+    from churnguard.reporting.monitoring import load_readout
+
+    (tmp_path / "empty.csv").write_text("")
+    pd.DataFrame({"customer_id": ["a"]}).to_csv(tmp_path / "scores.csv", index=False)
+    for name, message in (("none.csv", "read-out file not found"), ("empty.csv", "the read-out file is empty"),
+                          ("scores.csv", "not a campaign read-out: no column(s) action, n_contacted")):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name}: {message}")):
+            load_readout(tmp_path / name)
+
+
 def test_readout_flags_an_incomplete_window():
     scores, tx = _campaign(HAND)
     out = campaign_readout(scores, tx[tx["timestamp"] < "2024-04-30"])

@@ -444,14 +444,19 @@ def load_readout(source: Path | DbSource) -> pd.DataFrame:
     """A read-out table written by ``churnguard campaign-readout`` (CSV, Parquet or a database table).
 
     Raises:
-        ValueError: a read-out column is missing.
+        ValueError: the file is missing or empty, or a read-out column is missing.
     """
     from churnguard.sources import DbSource, read_source
 
     if isinstance(source, DbSource):
         table = read_source(source)
+    elif not Path(source).is_file():
+        raise ValueError(f"{source}: read-out file not found")
     elif table_suffix(Path(source)) == ".csv":
-        table = pd.read_csv(source, keep_default_na=False, na_values=[""])
+        try:
+            table = pd.read_csv(source, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:  # 0 bytes: pandas' message names no file
+            raise ValueError(f"{source}: the read-out file is empty") from None
     else:
         table = pd.read_parquet(source)
     missing = [c for c in READOUT_COLUMNS if c not in table.columns]
