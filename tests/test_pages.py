@@ -436,6 +436,11 @@ def test_serve_checks_the_page_files_before_starting(tmp_path):
     r = CliRunner().invoke(app, ["serve", "--model", model, "--scores", str(tmp_path / "none.csv")])
     assert r.exit_code == 2
     assert "none.csv is not a file" in r.output
+    # a missing playbook stopped the server's start with a traceback (exit 3)
+    r = CliRunner().invoke(app, ["serve", "--model", model, "--playbook", str(tmp_path / "none.yaml")])
+    assert r.exit_code == 2
+    assert "playbook file not found" in r.output
+    assert "Traceback" not in r.output
 
 
 @pytest.mark.slow

@@ -814,12 +814,14 @@ def serve(
         import uvicorn
     except ImportError:
         _fail("serving needs the 'serve' extra: pip install 'churnguard[serve]'")
+    from churnguard.config import load_playbook
     from churnguard.model import ChurnModel
 
     _check_serve_options(host, token, header_timeout)
     _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
                  "tickets": tickets})
-    loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
+    loaded = _run(ChurnModel.load, model)  # likewise
     info = loaded.require_info()
     _serve_uplift(uplift_model)
     _to_workers("model", model)
