@@ -1,8 +1,8 @@
 """The steps of a partitioned ``churnguard features`` run timed in one process: the command line runs as it
 would, with the local engine's census and split, validation and partial features, finishing and merge each
 timed (CPU of all threads, wall, minor page faults), then the process's totals and peak RSS. ``--functions``
-also adds up the CPU of the id-code functions (``features.build._encode_ids``, ``dataset._shared``,
-``dataset.joint_codes``; the last is also counted within ``_shared``).
+also adds up the CPU of the id-code functions (``features.build._encode_ids``, ``dataset.validate._shared``,
+``dataset.values.joint_codes``; the last is also counted within ``_shared``).
 
 Run from the repository root, with the checkout to time on ``PYTHONPATH``::
 
@@ -42,8 +42,8 @@ def main() -> None:
     argv = sys.argv[1:]
     functions = "--functions" in argv[: argv.index("--") if "--" in argv else len(argv)]
     argv = argv[argv.index("--") + 1 :] if "--" in argv else [a for a in argv if a != "--functions"]
-    from churnguard import dataset
     from churnguard.cli import main as cli
+    from churnguard.dataset import validate
     from churnguard.engines import local
     from churnguard.features import build
 
@@ -52,8 +52,8 @@ def main() -> None:
         _timed(local, name, steps)
     if functions:
         _timed(build, "_encode_ids", calls)
-        _timed(dataset, "_shared", calls)
-        _timed(dataset, "joint_codes", calls)
+        _timed(validate, "_shared", calls)
+        _timed(validate, "joint_codes", calls)  # as validation calls it
     sys.argv = ["churnguard", *argv]
     try:
         cli()

@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 
 from churnguard import dataset
 from churnguard.config import DataConfig
-from churnguard.dataset import DataError, _isin, check_columns, feature_columns, load_tables, validate_tables
+from churnguard.dataset import DataError, check_columns, feature_columns, load_tables, validate_tables
+from churnguard.dataset import read as dataset_read
+from churnguard.dataset import tables as dataset_tables
+from churnguard.dataset import values as dataset_values
+from churnguard.dataset.tables import _isin
 
 STRICT = DataConfig()
 REJECT = DataConfig(on_bad_rows="reject")
@@ -455,7 +459,7 @@ def test_text_cells_strip_and_read_blank_cells_as_missing():
 @given(st.lists(st.sampled_from(["a", "b", "c", None]), max_size=12))
 def test_repeated_ids_are_those_pandas_calls_duplicated(values):
     ids = pd.Series(values, dtype="str")
-    assert dataset._repeated(ids).tolist() == (ids.duplicated(keep=False) & ids.notna()).tolist()
+    assert dataset_tables._repeated(ids).tolist() == (ids.duplicated(keep=False) & ids.notna()).tolist()
 
 
 def test_id_overlap_counts_distinct_ids_and_names_the_first_ones_the_other_table_lacks():
@@ -528,13 +532,13 @@ _IDS = ["a", " a", "b", "7", "7.0", "", None, "c", "zz"]
 
 def _load(paths: dict, config: DataConfig, block_rows: int, **kwargs):
     """``load_tables`` of ``paths`` with Parquet read ``block_rows`` rows at a time: the tables, or the error."""
-    before, dataset.BLOCK_ROWS = dataset.BLOCK_ROWS, block_rows
+    before, dataset_read.BLOCK_ROWS = dataset_read.BLOCK_ROWS, block_rows
     try:
         return load_tables(paths["tx"], paths["tk"], paths["cu"], config=config, **kwargs)
     except DataError as exc:
         return str(exc)
     finally:
-        dataset.BLOCK_ROWS = before
+        dataset_read.BLOCK_ROWS = before
 
 
 @settings(max_examples=40, deadline=None)
@@ -664,10 +668,10 @@ def _csv_load(paths: dict, config: DataConfig, block_bytes: int | None, caplog, 
     from unittest import mock
 
     caplog.clear()
-    whole = (lambda path, table, config, only: dataset.RawTable.whole(dataset._read(path, table, config, only)))
-    with mock.patch.object(dataset, "CSV_BLOCK_BYTES", block_bytes or 1 << 20), (
-            mock.patch.object(dataset, "_csv_table", whole) if block_bytes is None else mock.patch.object(
-                dataset, "BLOCK_ROWS", dataset.BLOCK_ROWS)):
+    whole = (lambda path, table, config, only: dataset.RawTable.whole(dataset_read._read(path, table, config, only)))
+    with mock.patch.object(dataset_read, "CSV_BLOCK_BYTES", block_bytes or 1 << 20), (
+            mock.patch.object(dataset_read, "_csv_table", whole) if block_bytes is None else mock.patch.object(
+                dataset_read, "BLOCK_ROWS", dataset_read.BLOCK_ROWS)):
         try:
             out = load_tables(paths["tx"], paths["tk"], paths["cu"], config=config, **kwargs)
         except DataError as exc:
@@ -813,7 +817,7 @@ def test_iso_dates_of_one_width_parse_as_pandas_parses_them(values):
     """The fast reading of ISO 8601 columns gives pandas' dates, or leaves the column to pandas."""
     text = dataset.text_cells(pd.Series(values, dtype="str"))
     expected = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    parsed = dataset._iso_fixed_width(text)
+    parsed = dataset_values._iso_fixed_width(text)
     if parsed is None:  # pandas reads it
         return
     assert expected.notna().sum() == text.notna().sum()  # read fast only when every value is a date
@@ -833,7 +837,7 @@ def test_plain_decimals_read_as_pandas_reads_them(values):
     (missing values NaN, where pandas reads a negative zero otherwise)."""
     for text in (dataset.text_cells(pd.Series(values, dtype="str")), pd.Series(values, dtype="str")):
         expected = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
-        numbers = dataset._numbers(text).to_numpy()
+        numbers = dataset_values._numbers(text).to_numpy()
         assert numbers.tobytes() == expected.tobytes() or (np.isnan(numbers) == np.isnan(expected)).all() and (
             numbers[~np.isnan(numbers)].tobytes() == expected[~np.isnan(expected)].tobytes())
 
@@ -846,7 +850,7 @@ def test_a_negative_zero_in_a_column_of_whole_numbers_is_read_by_arrow_as_zero()
     for values, sign in ((["-0", None, "7", "-00"], False), (["-0", "7.5", None], True)):
         text = dataset.text_cells(pd.Series(values, dtype="str"))
         with mock.patch.object(pd, "to_numeric", side_effect=AssertionError("left to pandas")):
-            numbers = dataset._numbers(text).to_numpy()
+            numbers = dataset_values._numbers(text).to_numpy()
         assert numbers[0] == 0
         assert np.signbit(numbers[0]) == sign
 
@@ -883,6 +887,6 @@ def test_latest_plausible_date_is_tomorrow_by_the_utc_clock(monkeypatch, seconds
     """The server's bound on a request's day: the UTC day after the clock's, the day changing at midnight UTC."""
     from datetime import UTC, datetime, timedelta
 
-    monkeypatch.setattr(dataset.time, "time", lambda: seconds)
+    monkeypatch.setattr(dataset_tables.time, "time", lambda: seconds)
     assert dataset.latest_plausible_date() == datetime.fromtimestamp(seconds, UTC).date() + timedelta(days=1)
     assert dataset.latest_plausible_day() == pd.Timestamp(dataset.latest_plausible_date())

@@ -636,7 +636,7 @@ def read_coded(file: pq.ParquetFile, groups: list[int], columns: list[str], hash
     as the file's dictionaries read a group at a time, where a group's values are written in order of first
     appearance, as Arrow writes them.
 
-    The customer ids of a large events file (``dataset._HASHED``): a row group holds more distinct ids than its
+    The customer ids of a large events file (``dataset.contract._HASHED``): a row group holds more distinct ids than its
     dictionary page does (Arrow's writer: 1 MB, about 87,000 ids of 8 characters), the pages after it are
     stored plain, and Arrow's dictionary reader puts their values into its dictionary one at a time (12 row
     groups of the 1M-customer world's events, best of 3: 0.76 s of CPU read as dictionaries; 0.23 s read as

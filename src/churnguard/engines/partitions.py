@@ -51,7 +51,8 @@ from churnguard._io import (
     take,
     take_codes,
 )
-from churnguard.dataset import _DATES, REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables
+from churnguard.dataset import REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables, contract
+from churnguard.dataset.contract import _DATES
 from churnguard.features import build, kernel
 from churnguard.population import Population
 from churnguard.sources import DbSource
@@ -145,7 +146,7 @@ def plan_inputs(paths: dict[str, str | Path | DbSource | None], config: DataConf
         dataset.check_columns(t, list(sources[t].columns), sources[t].name, config)
     ids = {t: (config.columns.file_name(t, "customer_id"),) for t in sources}
     coded, hashed = ({t: tuple(config.columns.file_name(t, c) for c in names.get(t, ())) for t in sources}
-                     for names in (dataset._CODED, dataset._HASHED))
+                     for names in (contract._CODED, contract._HASHED))
     sources = {t: replace(s, chunks=tuple(replace(c, keep=ids[t], coded=coded[t], hashed=hashed[t])
                                           for c in s.chunks)) for t, s in sources.items()}
     if feature_inputs_only:
@@ -361,7 +362,7 @@ def _sure_dates(parsed: pd.Series, found: DateCensus, name: str, excluded: bool)
     """
     if excluded or found.parsed != found.present or str(parsed.dtype) != "datetime64[ns, UTC]":
         return False
-    if name in dataset._REQUIRED_VALUES and found.present != len(parsed):
+    if name in contract._REQUIRED_VALUES and found.present != len(parsed):
         return False
     return not len(parsed) or not (parsed.max() >= dataset.latest_plausible_day().tz_localize("UTC"))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from churnguard.dataset import _FALSE, _TRUE
+from churnguard.dataset.contract import _FALSE, _TRUE
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes
 

@@ -1,0 +1,282 @@
+"""Validated tables (:class:`Tables`), their ids as codes (:class:`IdCodes`), "today" from the data, and the
+check that transactions and customers share their ids (:func:`id_overlap`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from churnguard.dataset.contract import MIN_IDS_JUDGED, MIN_SHARED_IDS, REJECT_COLUMNS, DataError
+from churnguard.dataset.values import arrow_column
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Validated input tables in contract column names and types, plus the rows that were set aside and how
+    many rows ``data.exclude`` left out (per table, per rule)."""
+
+    transactions: pd.DataFrame
+    tickets: pd.DataFrame | None = None
+    customers: pd.DataFrame | None = None
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)
+    events: pd.DataFrame | None = None
+    ids: dict[str, IdCodes] = field(default_factory=dict)  # per table, its customer ids as codes
+
+    def id_codes(self, table: str) -> IdCodes | None:
+        """Table ``table``'s customer ids as :class:`IdCodes`, when its frame still holds the column they were
+        made for (None after the frame was changed, or for a table not validated here)."""
+        codes, frame = self.ids.get(table), getattr(self, table)
+        return codes if codes is not None and frame is not None and codes.describes(frame["customer_id"]) else None
+
+    def has_ids(self, table: str, ids: pd.Series) -> np.ndarray:
+        """Whether each row's customer id in table ``table`` is one of ``ids`` (text); looked up once per distinct
+        id when the table has its :class:`IdCodes`."""
+        codes = self.id_codes(table)
+        if codes is None:
+            return _isin(getattr(self, table)["customer_id"], [ids])
+        return _codes_found((codes.distinct, codes.codes), [_arrow_text(ids).combine_chunks()])
+
+    def ids_not_in(self, ids: pd.Series, tables: tuple[str, ...]) -> pd.Index:
+        """The distinct customer ids of the tables named (those present) that are not among ``ids`` (text). When
+        the tables share one array of distinct ids (:class:`IdCodes`), ``ids`` are looked up once, in it."""
+        tables = tuple(t for t in tables if getattr(self, t) is not None)
+        codes = [self.id_codes(t) for t in tables]
+        if not tables or any(c is None or c.distinct is not codes[0].distinct for c in codes):
+            missing = [getattr(self, t)["customer_id"][~self.has_ids(t, ids)] for t in tables]
+            return pd.Index(pd.concat(missing, ignore_index=True).unique()) if missing else pd.Index([])
+        used = np.logical_or.reduce([c.present() for c in codes])
+        found = _codes_found((codes[0].distinct, np.arange(len(used), dtype=np.int32)),
+                             [_arrow_text(ids).combine_chunks()])
+        left = codes[0].distinct.filter(used & ~found)
+        return pd.Index(pd.array(left, dtype=text_dtype(getattr(self, tables[0])["customer_id"])))
+
+    def customer_ids(self) -> pd.Index:
+        """Every customer known from transactions or the customers table (with a customers table: sorted)."""
+        codes = [self.id_codes("transactions"), self.id_codes("customers")]
+        if all(c is not None and c.distinct is codes[0].distinct for c in codes):  # sorted distinct ids
+            used = np.logical_or.reduce([c.present() for c in codes])
+            return pd.Index(pd.array(codes[0].distinct.filter(used), dtype=text_dtype(self.transactions["customer_id"])))
+        ids = pd.Index(_as_text(self.transactions["customer_id"]).unique())
+        if self.customers is not None:
+            ids = ids.union(pd.Index(_as_text(self.customers["customer_id"])))
+        return ids
+
+    def last_date(self) -> pd.Timestamp:
+        """"Today" when none is given: :func:`last_day` of the transactions.
+
+        Raises:
+            DataError: no transaction has a usable timestamp, so there is no day to take.
+        """
+        return today(self.transactions["timestamp"])
+
+
+@dataclass(frozen=True)
+class IdCodes:
+    """A validated column of customer ids as integer codes: ``distinct``, distinct ids (an Arrow text array, as
+    validation reads ids), and per row its position in them. Validation encodes each id once; the checks across
+    tables and the feature build then work on the codes and the distinct ids, not on every row's text. The codes
+    describe the frame column whose array is ``column`` (:meth:`describes`), no other.
+
+    The tables validated together share one ``distinct`` array (the same object): every customer id of their
+    usable rows, each once, so that a table's rows use only some of them (:meth:`present`) and the ids of two
+    tables compare as integers."""
+
+    distinct: pa.Array
+    codes: np.ndarray  # int32, one per row
+    column: object  # the ids' ``Series.array``
+
+    def describes(self, ids: pd.Series) -> bool:
+        """Whether these are the codes of ``ids`` (the very array they were made for: any change makes a new one)."""
+        return ids.array is self.column
+
+    def present(self) -> np.ndarray:
+        """Whether each of the distinct ids occurs in some row."""
+        return np.bincount(self.codes, minlength=len(self.distinct)) > 0
+
+
+def text_dtype(ids: pd.Series):
+    """The text type of an id column: its own, or a categorical's categories' (validated ids are categoricals of
+    the tables' distinct ids, :class:`IdCodes`)."""
+    return ids.cat.categories.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else ids.dtype
+
+
+def _as_text(ids: pd.Series) -> pd.Series:
+    """An id column as text (a categorical's values in its categories' type)."""
+    return ids.astype(text_dtype(ids)) if isinstance(ids.dtype, pd.CategoricalDtype) else ids
+
+
+def last_day(timestamps: pd.Series) -> pd.Timestamp:
+    """"Today" when none is given: the last calendar day with a transaction, from validated (parsed)
+    timestamps. Every engine decides it with this function, from the timestamps as validation reads them."""
+    last = timestamps.max()
+    return pd.NaT if pd.isna(last) else pd.Timestamp(last).normalize()
+
+
+def today(timestamps: pd.Series) -> pd.Timestamp:
+    """:func:`last_day` of validated timestamps (of one table, or the latest of each of its partitions).
+
+    Raises:
+        DataError: no transaction has a usable timestamp, so there is no day to take.
+    """
+    day = last_day(timestamps)
+    if pd.isna(day):
+        raise DataError("no transaction has a usable timestamp, so the scoring day cannot be taken from the "
+                        "data; give it with --as-of YYYY-MM-DD")
+    return day
+
+
+def latest_plausible_day() -> pd.Timestamp:
+    """The last day a recorded event can fall on: tomorrow by the machine's clock (UTC), one day of slack for
+    time zones. Later dates are typing errors or placeholders, never history."""
+    return pd.Timestamp(latest_plausible_date())
+
+
+def latest_plausible_date() -> date:
+    """:func:`latest_plausible_day` as a ``datetime.date`` (the server checks each request's day against it,
+    without building a Timestamp). The day is the clock's whole days since 1970-01-01 (Unix time counts no leap
+    seconds): ``datetime.now(UTC).date()``, without building the datetime."""
+    return date.fromordinal(_EPOCH_ORDINAL + int(time.time() // 86_400) + 1)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True)
+class IdOverlap:
+    """The distinct customer ids of the transactions and of the customers table, how many are in both, and the
+    first few of each table that the other lacks. The overlaps of parts of the input split by customer add up
+    (:func:`merge_overlap`)."""
+
+    transactions: int = 0
+    customers: int = 0
+    shared: int = 0
+    only_transactions: tuple[str, ...] = ()
+    only_customers: tuple[str, ...] = ()
+
+
+def id_overlap(tables: Tables) -> IdOverlap:
+    """The :class:`IdOverlap` of validated tables (empty without a customers table)."""
+    import pyarrow.compute as pc
+
+    if tables.customers is None:
+        return IdOverlap()
+    tx_ids, cu_ids = tables.id_codes("transactions"), tables.id_codes("customers")
+    if tx_ids is not None and cu_ids is not None and tx_ids.distinct is cu_ids.distinct:  # integers only
+        tx_in, cu_in = tx_ids.present(), cu_ids.present()
+        return IdOverlap(int(tx_in.sum()), int(cu_in.sum()), int((tx_in & cu_in).sum()),
+                         _first_missing(tx_ids, cu_in, 3), _first_missing(cu_ids, tx_in, 3))
+    if tx_ids is not None and cu_ids is not None:
+        tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
+                              for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))
+        return IdOverlap(len(tx_ids.distinct), len(cu_ids.distinct), int(tx_in_cu.sum()),
+                         _first_missing(tx_ids, tx_in_cu, 3), _first_missing(cu_ids, cu_in_tx, 3))
+    tx, cu = (_arrow_text(t["customer_id"]).unique().drop_null() for t in (tables.transactions, tables.customers))
+    tx_in_cu, cu_in_tx = pc.is_in(tx, value_set=cu), pc.is_in(cu, value_set=tx)
+    return IdOverlap(len(tx), len(cu), pc.sum(tx_in_cu).as_py() or 0, _first_arrow(tx.filter(pc.invert(tx_in_cu)), 3),
+                     _first_arrow(cu.filter(pc.invert(cu_in_tx)), 3))
+
+
+def _first_missing(ids: IdCodes, found: np.ndarray, n: int) -> tuple[str, ...]:
+    """The first ``n`` distinct ids, in row order, of the rows whose id ``found`` (per distinct id) marks absent."""
+    if found.all():
+        return ()
+    rows = np.flatnonzero(~found[ids.codes])
+    picked: dict[int, None] = {}
+    for first in range(0, len(rows), 4096):
+        picked.update(dict.fromkeys(pd.unique(ids.codes[rows[first : first + 4096]]).tolist()))
+        if len(picked) >= n:
+            break
+    return tuple(str(v) for v in ids.distinct.take(list(picked)[:n]).to_pylist())
+
+
+def _codes_found(ids: tuple[pa.Array, np.ndarray], among: list[pa.Array]) -> np.ndarray:
+    """Whether each row's id (``ids``: distinct values and codes, -1 missing) is one of the ids in ``among``."""
+    import pyarrow.compute as pc
+
+    values, codes = ids
+    if len(values) == 0:
+        return np.zeros(len(codes), dtype=bool)
+    hit = np.zeros(len(values), dtype=bool)
+    for other in among:
+        hit |= pc.is_in(values, value_set=other, skip_nulls=True).to_numpy(zero_copy_only=False)
+    return (codes >= 0) & hit[codes]
+
+
+def _first_arrow(values, n: int) -> tuple[str, ...]:
+    """The first ``n`` of distinct Arrow values, as text."""
+    return tuple(str(v) for v in values.slice(0, n).to_pylist())
+
+
+def merge_overlap(a: IdOverlap, b: IdOverlap) -> IdOverlap:
+    """The :class:`IdOverlap` of two parts of the input together (``a`` before ``b``)."""
+    return IdOverlap(a.transactions + b.transactions, a.customers + b.customers, a.shared + b.shared,
+                     (a.only_transactions + b.only_transactions)[:3], (a.only_customers + b.only_customers)[:3])
+
+
+def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
+    """Raise :class:`DataError` when the transactions and the customers table share almost no customer ids
+    (under :data:`MIN_SHARED_IDS` of the smaller table's, when each has :data:`MIN_IDS_JUDGED` ids or more):
+    scoring them would invent customers without history and leave the buyers without their attributes."""
+    smaller = min(overlap.transactions, overlap.customers)
+    if smaller < MIN_IDS_JUDGED or overlap.shared >= MIN_SHARED_IDS * smaller:
+        return
+    tx, cu = sources["transactions"], sources["customers"]
+    raise DataError(
+        f"{tx} and {cu} share {overlap.shared:,} customer ids: {overlap.transactions:,} in the transactions, "
+        f"{overlap.customers:,} in the customers; e.g. {', '.join(map(repr, overlap.only_transactions))} only in "
+        f"{tx}, {', '.join(map(repr, overlap.only_customers))} only in {cu}. Write the ids the same way in both "
+        "files (a mapped column of the wrong table, or ids with a prefix in one of them?)")
+
+
+def _arrow_text(values: pd.Series):
+    """A column as Arrow text (large strings), missing values null; Arrow-backed text is not copied."""
+    import pyarrow as pa
+
+    text = values if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" else (
+        values.astype("str"))
+    return arrow_column(text).cast(pa.large_string())
+
+
+def _isin(values: pd.Series, among: list[pd.Series]) -> np.ndarray:
+    """Whether each (text) value occurs in any of ``among``; Arrow's hash lookup, several times faster than
+    ``Series.isin`` on a million ids. Missing values count as not found."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(o.dtype is values.dtype for o in among):
+        seen = np.zeros(len(values.cat.categories) + 1, dtype=bool)  # codes of one set of ids (coded_ids)
+        for other in among:
+            seen[other.cat.codes.to_numpy()] = True
+        seen[-1] = False  # code -1: missing
+        return seen[values.cat.codes.to_numpy()]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
+        return np.append(_isin(pd.Series(values.cat.categories), among), False)[values.cat.codes.to_numpy()]
+    x = _arrow_text(values)
+    found = np.zeros(len(values), dtype=bool)
+    for other in sorted(among, key=len):  # the smaller table first; the larger only for the values still missing
+        rest = np.flatnonzero(~found)
+        if len(rest) == 0:
+            break
+        candidates = x if len(rest) == len(x) else x.take(pa.array(rest))
+        hit = pc.is_in(candidates, value_set=_arrow_text(other).unique(), skip_nulls=True)
+        found[rest] = hit.fill_null(False).to_numpy()
+    return found
+
+
+def _repeated(values: pd.Series) -> np.ndarray:
+    """Whether each (text) value occurs more than once in ``values`` (missing values: False)."""
+    import pyarrow.compute as pc
+
+    x = _arrow_text(values)
+    counts = pc.value_counts(x)
+    twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return pc.is_in(x, value_set=twice, skip_nulls=True).fill_null(False).to_numpy()
