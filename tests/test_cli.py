@@ -164,6 +164,29 @@ def test_as_of_is_an_iso_day_or_refused_with_the_expected_form(tmp_path, command
     assert f"'{as_of}' is not a day written YYYY-MM-DD, e.g. 2025-01-02" in _said(result.output)
 
 
+@pytest.mark.parametrize("command", ["features", "score", "train", "evaluate"])
+def test_an_as_of_after_today_is_refused_as_the_server_refuses_it(tmp_path, command):
+    """A day after today has no history (9999-12-31 overflowed to "no activity" for everyone; 2030 scored every
+    customer lost): refused before any work, as POST /predict refuses it. Today is accepted."""
+    from datetime import timedelta
+
+    from churnguard.dataset import latest_plausible_date
+
+    p = _write_tiny(tmp_path)
+    args = {"features": ["-o", str(tmp_path / "f.csv")], "score": ["-m", "m.zip", "-o", str(tmp_path / "s.csv")],
+            "train": [], "evaluate": ["-m", "m.zip"]}[command]
+    today = latest_plausible_date() - timedelta(days=1)
+    for day in (today + timedelta(days=1), "9999-12-31"):
+        result = CliRunner(env={"COLUMNS": "1000"}).invoke(
+            app, [command, "-t", str(p["transactions"]), "--as-of", str(day), *args])
+        assert result.exit_code == 2
+        assert f"{day} is after today ({today}, UTC); as_of is a day whose history is in the data" in _said(
+            result.output)
+    if command == "features":
+        result = runner.invoke(app, [command, "-t", str(p["transactions"]), "--as-of", str(today), *args])
+        assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("name", ["x.xlsx", "scores.txt", "scores.csv.gz", "scores"])
 def test_output_suffixes_other_than_csv_or_parquet_are_refused_by_name(tmp_path, name):
     p = _write_tiny(tmp_path)
@@ -241,3 +264,127 @@ def test_score_without_the_tables_the_model_was_trained_with_warns_first(trained
                                str(tmp_path / "customers.csv"), "-o", str(tmp_path / "f.csv")])
     assert full.exit_code == 0, full.output
     assert "trained with" not in full.output
+
+
+def test_an_output_that_is_an_input_file_is_refused_before_any_work(tmp_path):
+    """An output path naming an input file (``score -t tx.csv -o tx.csv``, a rejects file on the tickets, a model
+    file on the transactions) stops at once, naming both options, and the input is left as it was: it used to
+    be replaced by the output at the end of the run."""
+    p = _write_tiny(tmp_path)
+    tx, tickets = str(p["transactions"]), str(p["tickets"])
+    before = {name: path.read_bytes() for name, path in p.items()}
+    cases = {
+        ("features", "-t", tx, "--as-of", "2024-01-31", "-o", tx): "--out {tx} is the --transactions file",
+        ("features", "-t", tx, "--tickets", tickets, "--as-of", "2024-01-31", "-o", str(tmp_path / "f.csv"),
+         "--rejects", tickets): "--rejects {tickets} is the --tickets file",
+        ("score", "-m", "m.zip", "-t", tx, "-o", tx): "--out {tx} is the --transactions file",
+        ("train", "-t", tx, "--model-out", tx): "--model-out {tx} is the --transactions file",
+        ("campaign-readout", "-s", tickets, "-t", tx, "-o", tx): "--out {tx} is the --transactions file",
+        ("compare", tickets, tx, "-o", tx): "--out {tx} is the NEW_SCORES file",
+    }
+    for args, message in cases.items():
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 2, result.output
+        assert f"error: {message.format(tx=tx, tickets=tickets)}: writing it would replace that input; choose " \
+               "another output path" in _said(result.output), result.output
+        assert {name: path.read_bytes() for name, path in p.items()} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["customers.csv", "tickets.csv", "transactions.csv"]
+
+
+def test_two_outputs_on_one_path_are_refused_before_any_work(tmp_path):
+    """``--rejects`` naming the ``--out`` file (or score's drift file) wrote the rejects over the features or
+    scores it had just reported as written; now nothing is written and the options are named."""
+    p = _write_tiny(tmp_path)
+    out = tmp_path / "f.csv"
+    cases = {("features", "--as-of", "2024-01-31", "-o", str(out), "--rejects", str(out)):
+             f"--rejects {out} is also --out",
+             ("score", "-m", "m.zip", "-o", str(out), "--rejects", str(tmp_path / "f.drift.csv")):
+             f"the drift file {tmp_path / 'f.drift.csv'} is also --rejects"}
+    for args, message in cases.items():
+        result = CliRunner(env={"COLUMNS": "1000"}).invoke(app, [*args, "-t", str(p["transactions"])])
+        assert result.exit_code == 2, result.output
+        assert f"error: {message}: each output needs a path of its own" in _said(result.output)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["customers.csv", "tickets.csv", "transactions.csv"]
+
+
+def test_an_output_file_that_is_a_directory_is_refused_by_name(tmp_path):
+    """``--out scores.csv`` naming a directory stops before any work; it used to fail with a traceback when the
+    finished output was moved into place."""
+    p = _write_tiny(tmp_path)
+    folder = tmp_path / "scores.csv"
+    folder.mkdir()
+    wide = CliRunner(env={"COLUMNS": "1000"})  # the path whole in typer's frame
+    for args in (["features", "--as-of", "2024-01-31", "-o", str(folder)], ["score", "-m", "m.zip", "-o", str(folder)]):
+        result = wide.invoke(app, [*args, "-t", str(p["transactions"])])
+        assert result.exit_code == 2, result.output
+        assert f"{folder} is a directory; name a file" in _said(result.output)
+        assert list(folder.iterdir()) == []
+
+
+def test_report_writes_the_rows_it_set_aside_beside_the_report(tmp_path):
+    """With ``on_bad_rows: reject`` the report's rows set aside go to ``rejects.csv`` in the report's directory
+    and are counted (they were only logged, "see rejects", with no rejects anywhere); a later run without any
+    removes it, as score does. A ``--out`` that is a file stops with a message, not a traceback."""
+    p = _write_tiny(tmp_path)
+    tx = pd.read_csv(p["transactions"], dtype=str)
+    tx.loc[1, "amount"] = "lots"
+    tx.to_csv(tmp_path / "bad.csv", index=False)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("data:\n  on_bad_rows: reject\n")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "-t", str(tmp_path / "bad.csv"), "-c", str(cfg), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"rejected rows: 1 (transactions: 1 are not numeric) -> {out / 'rejects.csv'}" in _said(result.output)
+    rejects = pd.read_csv(out / "rejects.csv", dtype=str)
+    assert rejects[["row", "customer_id", "column", "value"]].to_numpy().tolist() == [["2", "a", "amount", "lots"]]
+    result = runner.invoke(app, ["report", "-t", str(p["transactions"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "rejects.csv").exists()
+    assert "rejected" not in result.output
+    result = runner.invoke(app, ["report", "-t", str(p["transactions"]), "-o", str(p["customers"])])
+    assert result.exit_code == 2, result.output
+    assert f"--out {p['customers']} is a file: the report is a directory of files" in _said(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_counts_the_rows_it_set_aside_and_writes_them_with_rejects(tmp_path, monkeypatch):
+    """Read with the model's ``on_bad_rows: reject``, evaluate's rows set aside are counted with their reasons
+    (they were only logged, "see rejects", with no rejects anywhere) and ``--rejects FILE`` writes them. The
+    model and the evaluation are stand-ins: this checks what the command does around them."""
+    from types import SimpleNamespace
+
+    import churnguard.model
+    import churnguard.training.run
+    from churnguard.config import load_config
+
+    data = load_config().data.model_copy(update={"on_bad_rows": "reject"})
+    stand_in = SimpleNamespace(require_info=lambda: SimpleNamespace(config=SimpleNamespace(data=data)))
+    monkeypatch.setattr(churnguard.model.ChurnModel, "load", staticmethod(lambda path: stand_in))
+    monkeypatch.setattr(churnguard.training.run, "run_evaluation", lambda *a, **k: SimpleNamespace(
+        note="evaluated", as_of=pd.Timestamp("2024-01-31"), kind="model", scorecards={}))
+    monkeypatch.setattr("churnguard.cli._print_scorecards", lambda *a: None)
+    p = _write_tiny(tmp_path)
+    tx = pd.read_csv(p["transactions"], dtype=str)
+    tx.loc[1, "amount"] = "lots"
+    tx.to_csv(tmp_path / "bad.csv", index=False)
+    args = ["evaluate", "-m", "m.zip", "-t", str(tmp_path / "bad.csv"), "--as-of", "2024-01-31", "--no-log"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert ("rejected rows: 1 (transactions: 1 are not numeric); --rejects FILE writes them"
+            in _said(result.output)), result.output
+    result = runner.invoke(app, [*args, "--rejects", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"rejected rows: 1 (transactions: 1 are not numeric) -> {tmp_path / 'r.csv'}" in _said(result.output)
+    assert pd.read_csv(tmp_path / "r.csv", dtype=str)["value"].tolist() == ["lots"]
+
+
+@pytest.mark.parametrize("command", ["compare", "campaign-readout"])
+def test_an_empty_scores_file_is_named_not_a_traceback(tmp_path, command):
+    p = _write_tiny(tmp_path)
+    empty = tmp_path / "scores.csv"
+    empty.write_text("")
+    args = {"compare": [str(empty), str(empty)], "campaign-readout": ["-s", str(empty), "-t", str(p["transactions"])]}
+    result = runner.invoke(app, [command, *args[command]])
+    assert result.exit_code == 2, result.output
+    assert f"error: {empty}: the scores file is empty" in _said(result.output)
+    assert "Traceback" not in result.output

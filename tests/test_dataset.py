@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,22 @@ def test_unparseable_dates():
         validate_tables(_tx(timestamp=["2024-01-01", "soon", "2024-01-03"]), config=STRICT)
 
 
+def test_counts_of_bad_rows_are_written_with_thousands_separators(caplog):
+    """Row counts read as the rest of the output writes them (1,200 of 2,400), in the error, the log line of the
+    rows set aside and the rejects summary."""
+    from churnguard.dataset import rejects_summary
+
+    n = 2400
+    tx = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "timestamp": ["2024-01-01"] * n,
+                       "amount": ["x", "1"] * (n // 2)})
+    with pytest.raises(DataError, match=r"2,400 transactions row\(s\) cannot be used:\n  column 'amount': 1,200 row"):
+        validate_tables(tx, config=STRICT)
+    with caplog.at_level(logging.WARNING, logger="churnguard.dataset"):
+        tables = validate_tables(tx, config=REJECT)
+    assert "set aside 1,200 of 2,400 transactions rows (see rejects)" in caplog.text
+    assert rejects_summary(tables.rejects) == "rejected rows: 1,200 (transactions: 1,200 are not numeric)"
+
+
 def test_mixed_date_styles_always_raise():
     tx = _tx(timestamp=["2024-01-13", "13/01/2024", "2024-01-14"])
     for cfg in (STRICT, REJECT):
@@ -146,6 +163,19 @@ def test_explicit_date_format():
     tx = _tx(timestamp=["13/01/2024 10:00", "14/01/2024 11:00", "15/01/2024 12:00"])
     t = validate_tables(tx, config=DataConfig(date_format="%d/%m/%Y %H:%M"))
     assert t.transactions["timestamp"].iloc[0] == pd.Timestamp("2024-01-13 10:00")
+
+
+def test_dates_not_in_the_configured_style_are_said_to_be_so():
+    """data.date_format applies to every table: ISO tickets read with a day-first format fail whole, and the
+    error names the format (it said 'unparseable date' of '2024-01-20 10:00')."""
+    tx = _tx(timestamp=["13/01/2024 10:00", "14/01/2024 11:00", "15/01/2024 12:00"])
+    tickets = pd.DataFrame({"customer_id": ["a", "b"], "opened_at": ["2024-01-20 10:00", "soon"]})
+    with pytest.raises(DataError, match=re.escape(
+            "column 'opened_at': 2 row(s) are not dates in data.date_format '%d/%m/%Y %H:%M', e.g. '2024-01-20 "
+            "10:00', 'soon'")):
+        validate_tables(tx, tickets, config=DataConfig(date_format="%d/%m/%Y %H:%M"))
+    with pytest.raises(DataError, match=r"'opened_at': 1 row\(s\) have an unparseable date, e\.g\. 'soon'"):
+        validate_tables(_tx(), tickets, config=STRICT)
 
 
 def test_non_numeric_amounts():
@@ -406,7 +436,8 @@ def test_only_excel_serial_dates_or_no_rows_say_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"tx\.csv: column 'timestamp': its first value '45123' is a date in no "
                                         "known style"):
         load_tables(path, config=STRICT)
-    with pytest.raises(DataError, match=r"(?s)tx\.csv: 2 of 2 transactions row\(s\) cannot be used:.*unparseable"):
+    with pytest.raises(DataError, match=r"(?s)tx\.csv: 2 of 2 transactions row\(s\) cannot be used:.*not dates in "
+                                        "data.date_format '%Y-%m-%d'"):
         load_tables(path, config=DataConfig(on_bad_rows="reject", date_format="%Y-%m-%d"))
 
 

@@ -184,6 +184,41 @@ def test_lifespan_falls_back_without_two_years_of_history(config):
     assert estimate_lifespan_years(tables.transactions, pd.Timestamp("2024-01-31"), config.features) == 3.0
 
 
+def test_a_signup_after_as_of_is_unknown_at_as_of(config):
+    """x bought on 03-01 as a guest and signed up on 06-01: as of 03-31 the signup has not happened, so
+    days_since_signup is unknown (it was -62, a day from the future) and moving the signup to any later day
+    changes no feature; tenure counts from the purchase. In the batch and over HTTP alike."""
+    from datetime import date
+
+    from churnguard.features.records import CustomerRecords, records_features
+    from churnguard.population import Population
+
+    tx = pd.DataFrame({"customer_id": ["x", "y"], "timestamp": ["2024-03-01", "2024-03-01"], "amount": [5, 7]})
+    built = []
+    for signup in ("2024-06-01", "2025-01-01"):
+        cu = pd.DataFrame({"customer_id": ["x", "y"], "signup_date": [signup, "2024-03-31"]})
+        tables = validate_tables(tx, customers=cu, config=config.data)
+        built.append(build_features(tables, "2024-03-31", config.features).set_index("customer_id"))
+    assert np.isnan(built[0].loc["x", "days_since_signup"])
+    assert built[0].loc["y", "days_since_signup"] == 0  # signed up on as_of: known
+    assert built[0].loc["x", "tenure_days"] == 30
+    pd.testing.assert_frame_equal(built[0], built[1])
+    records = [CustomerRecords("x", [{"timestamp": pd.Timestamp("2024-03-01").to_pydatetime(), "amount": 5.0}], [],
+                               {"signup_date": "2024-06-01"})]
+    known, cols = records_features(records, date(2024, 3, 31), config.features, Population(3.0, 100.0))
+    assert known.tolist() == [True]
+    assert np.isnan(cols["days_since_signup"][0])
+
+
+@pytest.mark.parametrize("as_of", ["1600-01-01", "1677-12-31", "2262-01-01", "9999-12-31"])
+def test_an_as_of_outside_the_years_of_the_data_s_dates_is_refused(tiny_tables, config, as_of):
+    """Dates are nanosecond timestamps (1678-2261): as_of 1600-01-01 gave every customer their whole history
+    (11 orders, no recency) and 9999-12-31 none ("no activity on or before as_of")."""
+    with pytest.raises(ValueError, match=f"as_of {as_of} lies outside the years 1678-2261"):
+        build_features(tiny_tables, as_of, config.features)
+    assert len(build_features(tiny_tables, "1678-01-01", config.features)) == 0
+
+
 def test_customers_table_without_signup_dates(config):
     tx = pd.DataFrame({"customer_id": ["x"], "timestamp": ["2024-03-01"], "amount": [5]})
     cu = pd.DataFrame({"customer_id": ["x", "y"], "nps": [9, 2]})

@@ -155,7 +155,7 @@ def test_bad_rows_under_raise_stop_with_the_counts_of_the_whole_files(cases, eng
     with pytest.raises(DataError) as got:
         _run(files, cfg, as_of, engine, tmp_path / "features.parquet")
     assert str(got.value) == str(want.value)
-    assert "5 of 3649 transactions row(s) cannot be used" in str(got.value)
+    assert "5 of 3,649 transactions row(s) cannot be used" in str(got.value)
     assert not (tmp_path / "features.parquet").exists()
 
 

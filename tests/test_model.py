@@ -224,7 +224,18 @@ def test_not_a_model_and_missing_and_future_format(fitted, tmp_path):
         ChurnModel.load(other)
     with pytest.raises(ModelFileError, match="not found"):
         ChurnModel.load(tmp_path / "none.zip")
+    with zipfile.ZipFile(other, "w") as zf:  # an uplift model's members (churnguard.uplift.model)
+        zf.writestr("uplift.json", "{}")
+        zf.writestr("booster_0.txt", "")
+    with pytest.raises(ModelFileError, match=r"x.zip: this is an uplift model \('churnguard train-uplift'\), not a "
+                                             "churn model .* take it with --uplift-model"):
+        ChurnModel.load(other)
     path = fitted[0].save(tmp_path / "m.zip")
+    from churnguard.uplift.model import UpliftModel, UpliftModelError
+
+    with pytest.raises(UpliftModelError, match=r"m.zip: this is a churn model \('churnguard train'\), not an uplift "
+                                               "model"):
+        UpliftModel.load(path)
     _rewrite(path, lambda name, data: data.replace(b'"format": 2', b'"format": 99') if name == "manifest.json"
              else data)
     with pytest.raises(ModelFileError, match="format 99.*retrain"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from itertools import pairwise
 
 import numpy as np
@@ -304,6 +305,28 @@ def test_readout_refuses_a_window_that_has_not_started():
                                          r"and the transactions end on 2024-01-31; read the campaign out after "
                                          r"2024-04-30"):
         campaign_readout(scores, tx[tx["timestamp"] < "2024-02-01"])
+
+
+def test_readout_names_days_a_spreadsheet_rewrote():
+    """A copy of the scores saved by a spreadsheet writes as_of 1/31/2024: named, with what to do (pandas'
+    'Time data ... is not ISO8601 format' came through before)."""
+    scores, tx = _campaign(HAND)
+    with pytest.raises(ValueError, match=re.escape(
+            "the scores' column 'as_of' has 95 day(s) not written YYYY-MM-DD as score writes them, e.g. '1/31/2024' "
+            "(a spreadsheet rewrites days when it saves a copy): use the scores file score wrote")):
+        campaign_readout(scores.assign(as_of="1/31/2024"), tx)
+
+
+def test_a_readout_file_that_is_missing_empty_or_another_table_is_named(tmp_path):
+    """score --readout R: an empty file gave pandas' 'No columns to parse from file', a missing one '[Errno 2]'."""
+    from churnguard.reporting.monitoring import load_readout
+
+    (tmp_path / "empty.csv").write_text("")
+    pd.DataFrame({"customer_id": ["a"]}).to_csv(tmp_path / "scores.csv", index=False)
+    for name, message in (("none.csv", "read-out file not found"), ("empty.csv", "the read-out file is empty"),
+                          ("scores.csv", "not a campaign read-out: no column(s) action, n_contacted")):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name}: {message}")):
+            load_readout(tmp_path / name)
 
 
 def test_readout_flags_an_incomplete_window():

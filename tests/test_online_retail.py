@@ -99,6 +99,18 @@ def test_a_file_with_another_separator_gets_a_hint_and_reads_with_data_delimiter
     assert load_tables(path, config=DataConfig(delimiter=sep)).transactions["amount"].tolist() == [5.0]
 
 
+def test_a_comma_separated_file_read_with_another_delimiter_gets_the_hint(tmp_path):
+    """data.delimiter applies to every CSV file: a comma-separated tickets file beside semicolon-separated
+    transactions is one column whose name holds commas, and the error says so (it used to advise mapping the
+    column names)."""
+    path = tmp_path / "t.csv"
+    path.write_text("customer_id,timestamp,amount\na,2024-01-01,5\n")
+    with pytest.raises(DataError, match=re.escape(
+            "looks separated by ',', not by ';'; set data.delimiter: ',' in the config (it applies to every CSV file "
+            "the command reads)")):
+        load_tables(path, config=DataConfig(delimiter=";"))
+
+
 def test_exclude_values_are_text_in_the_config():
     cfg = load_config().data.model_validate({"exclude": {"transactions": {"StockCode": [85123, "POST", None]}}})
     assert cfg.exclude.transactions == {"StockCode": ("85123", "POST", "")}

@@ -697,7 +697,7 @@ def test_a_raise_on_bad_rows_counts_the_whole_file(battery, engine):
     runs = {e: _score_run(battery, {**files, "transactions": path}, "bad-amounts", e) for e in (REFERENCE, engine)}
     (want_code, want, _), (got_code, got, out) = runs.values()
     assert want_code == got_code == 2
-    assert f"6 of {len(tx)} transactions row(s) cannot be used" in want
+    assert f"6 of {len(tx):,} transactions row(s) cannot be used" in want
     assert want in got, got  # the dask engine says where it runs first
     assert not out.exists()
 
@@ -752,7 +752,7 @@ def test_rows_longer_than_the_header_are_bad_rows_alike(battery, engine):
     inputs = {**files, "transactions": path}
     (want_code, want, _), (got_code, got, _out) = _cut_runs(battery, engine, "long-rows", inputs).values()
     assert want_code == got_code == 2
-    assert f"4 of {len(lines) - 1} transactions row(s) cannot be used: column '(whole row)': 4 row(s) have more " \
+    assert f"4 of {len(lines) - 1:,} transactions row(s) cannot be used: column '(whole row)': 4 row(s) have more " \
            "fields than the header" in want
     assert want in got, got
     runs = _cut_runs(battery, engine, "long-rows-rejected", inputs, "--reject-bad-rows")

@@ -19,6 +19,7 @@ With active_days=30 a customer is active on day t if they bought in [t - 29, t]:
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -358,6 +359,18 @@ def test_write_report_writes_atomically(monthly, tmp_path):
     assert cohorts.columns.tolist()[:3] == ["cohort", "customers", "0"]
     write_report(monthly, out)  # overwriting leaves no temporary files either
     assert len(list(out.iterdir())) == 4
+
+
+def test_the_csv_tables_are_written_for_reading(monthly, tmp_path):
+    """Numbers to 2 decimals, as the report shows them (avg_purchase_value read 65.82746223564955)."""
+    paths = write_report(monthly, tmp_path / "report")
+    for name in ("kpis", "lifecycle", "cohorts"):
+        text = paths[name].read_text()
+        assert not re.search(r"\.\d{3,}", text), (name, text)
+    kpis = pd.read_csv(paths["kpis"]).set_index("period")
+    assert kpis.loc["2024-02", "revenue"] == 150
+    want = monthly.kpis.reset_index().set_index("period")["avg_purchase_value"]
+    pd.testing.assert_series_equal(kpis["avg_purchase_value"], want.round(2), check_names=False, check_index=False)
 
 
 def test_bad_arguments():

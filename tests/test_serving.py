@@ -413,6 +413,18 @@ def test_requests_arriving_together_are_scored_together_with_their_own_answers(t
     assert mixed[1][0] == 500
 
 
+def test_a_blank_customer_id_gets_422_as_an_empty_one_is_a_bad_row_in_a_file():
+    """A customer_id of blanks only is empty once read (a bad row in a file); it used to be scored."""
+    from pydantic import ValidationError
+
+    from churnguard.serving.app import PredictRequest
+
+    for blank in ("   ", "\t"):
+        with pytest.raises(ValidationError, match="customer_id is blank"):
+            PredictRequest.model_validate({"customers": [{"customer_id": blank}]})
+    assert PredictRequest.model_validate({"customers": [{"customer_id": " c1 "}]}).customers[0].customer_id == " c1 "
+
+
 @pytest.mark.parametrize(("sent", "kept"), [
     ("1678-01-01T00:00:00", "1678-01-01T00:00:00"),  # the range's first and last instants, naive and aware
     ("1677-12-31T23:59:59.999999", None),

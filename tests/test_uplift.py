@@ -87,6 +87,21 @@ def test_scores_file_is_one_campaign():
     assert out["cost"].tolist() == [10.0, 10.0]
 
 
+def test_a_scores_csv_file_is_read_as_score_wrote_its_ids(tmp_path):
+    """score's CSV quotes an id a spreadsheet would run ('+44 20); read as the campaign, the id is the customer's
+    own (+44 20), as compare and campaign-readout read it: it kept the quote, and no transaction matched it."""
+    from churnguard._io import spreadsheet_safe, write_table
+    from churnguard.dataset import load_campaigns
+
+    scores = pd.DataFrame({"customer_id": ["+44 20", "-7", "c"], "as_of": ["2025-03-31"] * 3,
+                           "action": ["win_back_offer"] * 3, "selected": [True, True, False],
+                           "control_group": [False, True, False], "action_cost": [10.0, 10.0, 3.0]})
+    write_table(spreadsheet_safe(scores), tmp_path / "scores.csv")
+    assert pd.read_csv(tmp_path / "scores.csv", dtype=str)["customer_id"].tolist()[:2] == ["'+44 20", "'-7"]
+    out = load_campaigns(tmp_path / "scores.csv", config=load_config().data)
+    assert out["customer_id"].tolist() == ["+44 20", "-7"]
+
+
 # -- the point-in-time cut at sent_at -------------------------------------------------------------------------------
 
 

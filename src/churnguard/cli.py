@@ -33,16 +33,21 @@ _Opt = typer.Option
 def _iso_day(value: str | None) -> str | None:
     """An ``--as-of`` value: a calendar day written YYYY-MM-DD (anything else is refused, not guessed at)."""
     import re
-    from datetime import date
+    from datetime import date, timedelta
 
     if value is None:
         return None
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20250102, 2025-W01-1
             raise ValueError
-        date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a day written YYYY-MM-DD, e.g. 2025-01-02") from None
+    from churnguard.dataset import latest_plausible_date
+
+    if day >= latest_plausible_date():  # as the server refuses it
+        raise typer.BadParameter(f"{value} is after today ({latest_plausible_date() - timedelta(days=1)}, UTC); "
+                                 "as_of is a day whose history is in the data")
     return value
 
 
@@ -55,6 +60,8 @@ def _table_out(value: Path | None) -> Path | None:
             table_suffix(value)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+        if value.is_dir():
+            raise typer.BadParameter(f"{value} is a directory; name a file")
     return value
 
 
@@ -298,6 +305,8 @@ def features(
         _check_db_out(out, rejects, if_exists)
         return _into_db(run, out, if_exists=if_exists)
     finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"))
+    _outputs_apart(dict(zip(("--out", "--rejects"), finals, strict=True)),
+                   _named_inputs(transactions, tickets, customers, events, config=config))
     with replaced_together(*finals) as staged, _steps() as (step, note):
         result = run(out=staged[0], on_step=step, on_note=note)
         said = [(result.summary(), False), (write_rejects(result.rejects, staged[1]), True)]
@@ -345,6 +354,8 @@ def train(
     cfg = _run(load_config, config)
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events,
                                                        required=False)
+    _outputs_apart({"--model-out": model_out, "the rejects file": model_out.with_name(model_out.stem + ".rejects.csv")},
+                   _named_inputs(transactions, tickets, customers, events, config=config))
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     cfg = _run(cfg.with_overrides, labels={"horizon_days": horizon_days, "horizons": _day_list(horizons)},
                tracking={"tracking_uri": tracking_uri, "experiment": experiment})
@@ -451,21 +462,30 @@ def evaluate(
     config: ConfigOpt = None,
     tracking_uri: Annotated[str | None, _Opt(help="MLflow tracking URI for the evaluation run.")] = None,
     no_log: Annotated[bool, _Opt("--no-log", help="Do not record the evaluation in MLflow.")] = False,
+    rejects: Annotated[Path | None, _Opt(callback=_table_out, help="Where to write the rows set aside (by the "
+                                         "model's data.on_bad_rows: reject); without it, they are counted "
+                                         "only.")] = None,
 ) -> None:
     """Check a trained model on a past day whose outcome is known: the model file on a day after its training
     day; before it, a backtest of its training procedure with the data up to that day (the training run's
     scorecard on its backtest day). Files are read with the column mapping stored in the model."""
     from churnguard.config import load_config
-    from churnguard.dataset import load_tables
+    from churnguard.dataset import load_tables, rejects_summary, write_rejects
     from churnguard.model import ChurnModel
     from churnguard.training.run import run_evaluation
 
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri})
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
+    _outputs_apart({"--rejects": rejects}, _named_inputs(transactions, tickets, customers, events, model=model,
+                                                         config=config))
     loaded = _run(ChurnModel.load, model)
     tables = _run(load_tables, transactions, tickets, customers, config=loaded.require_info().config.data,
                   events=events)
+    if rejects is not None:
+        _say(write_rejects(tables.rejects, rejects), warn=True)
+    elif (summary := rejects_summary(tables.rejects)) is not None:
+        _say(f"{summary}; --rejects FILE writes them", warn=True)
     result = _run(run_evaluation, model, tables, as_of, tracking=None if no_log else cfg.tracking, model=loaded)
     _say(result.note)
     _print_scorecards(f"Scorecard as of {result.as_of.date()} ({result.kind})", result.scorecards)
@@ -544,6 +564,10 @@ def score(
     _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
+    else:
+        _outputs_apart(dict(zip(("--out", "--rejects", "the drift file"), _scores_files(out, rejects), strict=True)),
+                       _named_inputs(transactions, tickets, customers, events, model=model, playbook=playbook,
+                                     config=config, readout=readout, uplift_model=uplift_model))
     rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
         playbook, config, model, readout, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
@@ -593,7 +617,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
     from churnguard.dataset import write_rejects
     from churnguard.scoring import Campaign, drift_check
 
-    finals = (out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv"))
+    finals = _scores_files(out, rejects)
     with replaced_together(*finals) as staged:  # this run's scores, rejects and drift, or the last run's
         with _steps() as (step, note):
             result = run(out=staged[0], on_step=step, on_note=note)
@@ -604,6 +628,11 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
                 (drift.write(staged[2]), not drift.shifted.empty)]
     _say_files(said, staged, finals)
+
+
+def _scores_files(out: Path, rejects: Path | None) -> tuple[Path, Path, Path]:
+    """The files a ``score`` run writes: the scores, the rejects and the drift."""
+    return out, rejects or out.with_name(out.stem + ".rejects.csv"), out.with_name(out.stem + ".drift.csv")
 
 
 def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rejects: Path | None, *,
@@ -741,6 +770,8 @@ def train_uplift(
     cfg = _run(load_config, config)
     cfg = _run(cfg.with_overrides, tracking={"tracking_uri": tracking_uri, "experiment": experiment})
     transactions, tickets, customers = _inputs(cfg.data, transactions, tickets, customers)
+    _outputs_apart({"--model-out": model_out}, _named_inputs(transactions, tickets, customers, campaigns=campaigns,
+                                                             config=config))
     with _steps() as (step, _):
         step("Reading and validating input")
         tables = _run(load_tables, transactions, tickets, customers, config=cfg.data)
@@ -783,12 +814,14 @@ def serve(
         import uvicorn
     except ImportError:
         _fail("serving needs the 'serve' extra: pip install 'churnguard[serve]'")
+    from churnguard.config import load_playbook
     from churnguard.model import ChurnModel
 
     _check_serve_options(host, token, header_timeout)
     _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
                  "tickets": tickets})
-    loaded = _run(ChurnModel.load, model)  # fail fast, with a clear message, before starting workers
+    _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
+    loaded = _run(ChurnModel.load, model)  # likewise
     info = loaded.require_info()
     _serve_uplift(uplift_model)
     _to_workers("model", model)
@@ -898,13 +931,16 @@ def report(
 ) -> None:
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
     from churnguard.config import load_config
-    from churnguard.dataset import load_tables
+    from churnguard.dataset import load_tables, write_rejects
     from churnguard.model import ChurnModel
     from churnguard.reporting.kpis import build_report, write_report
     from churnguard.scoring import tables_drift
 
     if period not in ("month", "quarter"):
         _fail(f"--period must be month or quarter, got {period!r}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file: the report is a directory of files (report.html and its tables); name a "
+              "directory")
     cfg = _run(load_config, config)
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     console = _console()
@@ -921,6 +957,11 @@ def report(
         paths = write_report(rep, out)
     _say(rep.summary())
     _say(f"written: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
+    rejects = out / "rejects.csv"
+    said = write_rejects(tables.rejects, rejects)  # the rows data.on_bad_rows: reject set aside
+    if said is None:
+        rejects.unlink(missing_ok=True)  # an earlier report's
+    _say(said, warn=True)
 
 
 @app.command("compare")
@@ -937,12 +978,16 @@ def compare(
     from churnguard.scoring import read_scores
 
     _need_scores_files(old, new)
-    comparison = _run(compare_scores, read_scores(old), read_scores(new), top=top)
     out = out or new.with_name(new.stem + ".changes.csv")
-    write_table(comparison.changes, out)
-    write_table(comparison.transitions.reset_index(), out.with_name(out.stem + ".transitions.csv"))
-    write_table(comparison.new_high_risk, out.with_name(out.stem + ".new_high_risk.csv"))
-    plot_transitions(comparison, out.with_name(out.stem + ".transitions.png"))
+    files = {"--out": out, **{f"the {part[1:]} file": out.with_name(out.stem + part)
+                              for part in (".transitions.csv", ".new_high_risk.csv", ".transitions.png")}}
+    _outputs_apart(files, {"OLD_SCORES": old, "NEW_SCORES": new})
+    comparison = _run(compare_scores, _run(read_scores, old), _run(read_scores, new), top=top)
+    paths = iter(files.values())
+    write_table(comparison.changes, next(paths))
+    write_table(comparison.transitions.reset_index(), next(paths))
+    write_table(comparison.new_high_risk, next(paths))
+    plot_transitions(comparison, next(paths))
     console = _console()
     console.print(comparison.summary(), highlight=False)
     console.print(f"written: {out} (+ .transitions.csv, .new_high_risk.csv, .transitions.png)", highlight=False)
@@ -974,7 +1019,7 @@ def campaign_readout(
 
     cfg = _run(load_config, config)
     (transactions,) = _inputs(cfg.data, transactions)
-    scored, out = _past_scores(scores, out)
+    scored, out = _past_scores(scores, out, transactions=transactions, config=config)
     tables = _run(load_tables, transactions, config=cfg.data)
     table = _run(readout_fn, scored, tables.transactions, horizon_days=horizon_days, confidence=confidence)
     write_table(table, out)
@@ -1008,16 +1053,46 @@ def campaign_readout(
     console.print(f"written: {out} and {out.with_suffix('.png')}", highlight=False)
 
 
-def _past_scores(scores, out: Path | None):
+def _past_scores(scores, out: Path | None, **inputs):
     """The scores of a past run (a file or a database table) and where the read-out goes (``out``; default:
-    beside the scores file, or ``NAME.readout.csv`` for a table NAME)."""
+    beside the scores file, or ``NAME.readout.csv`` for a table NAME), which must be none of the files ``scores``
+    and ``inputs`` (option name -> source) name."""
     from churnguard.scoring import read_scores
     from churnguard.sources import is_url, read_source
 
     if is_url(scores):
-        return _run(read_source, scores), out or Path(f"{scores.table}.readout.csv")
-    _need_scores_files(scores)
-    return read_scores(scores), out or scores.with_name(scores.stem + ".readout.csv")
+        out = out or Path(f"{scores.table}.readout.csv")
+    else:
+        _need_scores_files(scores)
+        out = out or scores.with_name(scores.stem + ".readout.csv")
+    _outputs_apart({"--out": out, "the chart": out.with_suffix(".png")}, _named_inputs(scores=scores, **inputs))
+    return _run(read_source, scores) if is_url(scores) else _run(read_scores, scores), out
+
+
+def _outputs_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Stop before any work when an output (option name -> path) is one of the input files (option name ->
+    path or database source): writing it would replace that input, and the data with it; or when two outputs
+    are one file (``--rejects`` on ``--out``): one would replace the other."""
+    seen: dict[Path, str] = {}
+    for out_name, out in outputs.items():
+        if isinstance(out, Path):
+            if (same := seen.get(out.resolve())) is not None:
+                _fail(f"{out_name} {out} is also {same}: each output needs a path of its own")
+            seen[out.resolve()] = out_name
+    for out_name, out in outputs.items():
+        if not isinstance(out, Path) or not out.is_file():
+            continue
+        for in_name, source in inputs.items():
+            if isinstance(source, Path) and source.is_file() and os.path.samefile(out, source):
+                _fail(f"{out_name} {out} is the {in_name} file: writing it would replace that input; "
+                      "choose another output path")
+
+
+def _named_inputs(*tables, **others) -> dict[str, Any]:
+    """The input tables (transactions, then tickets, customers and events, as many as given) and ``others`` by
+    their option names (``uplift_model`` -> ``--uplift-model``), for :func:`_outputs_apart`."""
+    named = {f"--{name}": source for name, source in zip(_TABLES, tables, strict=False)}
+    return named | {f"--{name.replace('_', '-')}": value for name, value in others.items()}
 
 
 def _need_scores_files(*paths: Path) -> None:

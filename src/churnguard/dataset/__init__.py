@@ -51,6 +51,7 @@ from churnguard.dataset.contract import (
     feature_columns,
     header,
     missing_tables_note,
+    rejects_summary,
     rows_error,
     write_rejects,
 )
@@ -100,5 +101,5 @@ __all__ = ["BLOCK_ROWS", "CONTRACT", "CSV_BLOCK_BYTES", "FEATURE_INPUTS", "MAX_M
            "dates_out_of_range", "dialect", "dictionary_codes", "exclusion_note", "feature_columns", "header",
            "id_overlap", "id_text", "joint_codes", "last_day", "latest_plausible_date", "latest_plausible_day",
            "load_campaigns", "load_tables", "merge_census", "merge_overlap", "missing_tables_note",
-           "mixed_styles_error", "rows_error", "text_cells", "text_dtype", "today", "validate_campaigns",
+           "mixed_styles_error", "rejects_summary", "rows_error", "text_cells", "text_dtype", "today", "validate_campaigns",
            "validate_tables", "write_rejects"]

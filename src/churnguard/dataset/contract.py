@@ -132,9 +132,16 @@ def write_rejects(rejects: pd.DataFrame, path: str | Path) -> str | None:
     if rejects.empty:
         return None
     write_table(spreadsheet_safe(rejects) if table_suffix(Path(path)) == ".csv" else rejects, path)
+    return f"{rejects_summary(rejects)} -> {path}"
+
+
+def rejects_summary(rejects: pd.DataFrame) -> str | None:
+    """How many rows were set aside, per table and reason (None: none)."""
+    if rejects.empty:
+        return None
     counts = rejects.groupby(["table", "reason"]).size()
-    lines = ", ".join(f"{t}: {n} {r}" for (t, r), n in counts.items())
-    return f"rejected rows: {len(rejects):,} ({lines}) -> {path}"
+    lines = ", ".join(f"{t}: {n:,} {r}" for (t, r), n in counts.items())
+    return f"rejected rows: {len(rejects):,} ({lines})"
 
 
 def check_unique_columns(names: list[str], source: str, table: str) -> None:
@@ -181,7 +188,7 @@ def check_columns(table: str, names: list[str], source: str, config: DataConfig,
         )
     missing = [c for c in required_columns(table, names, mapping) if mapping.get(c, c) not in names]
     if missing:
-        found = "" if rows is None else f" in {rows} rows"
+        found = "" if rows is None else f" in {rows:,} rows"
         also = " (an amount can also be 'quantity' x 'unit_price')" if "amount" in missing else ""
         raise DataError(
             f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}{also}; "
@@ -211,14 +218,15 @@ def _amount_from_price(names: list[str], mapping: dict[str, str]) -> bool:
 
 
 def _delimiter_hint(names: list[str], delimiter: str) -> str | None:
-    """A hint when a file was read with the wrong field separator: one column whose name holds ``;``, a tab or
-    ``|`` (the separator in YAML's spelling)."""
+    """A hint when a file was read with the wrong field separator: one column whose name holds ``;``, a tab,
+    ``|`` or ``,`` (the separator in YAML's spelling)."""
     if len(names) != 1:
         return None
-    for sep, shown in ((";", "';'"), ("\t", '"\\t"'), ("|", "'|'")):
+    for sep, shown in ((";", "';'"), ("\t", '"\\t"'), ("|", "'|'"), (",", "','")):
         if sep in str(names[0]) and sep != delimiter:
             return (f"The header reads as a single column containing {shown}: the file looks separated by "
-                    f"{shown}, not by {delimiter!r}; set data.delimiter: {shown} in the config")
+                    f"{shown}, not by {delimiter!r}; set data.delimiter: {shown} in the config (it applies to every "
+                    "CSV file the command reads)")
     return None
 
 
@@ -264,9 +272,9 @@ def rows_error(source: str, table: str, n_rows: int, groups: list[tuple[str, str
     """The error for a ``table`` file's unusable rows, from one group per (column, reason): the column, the
     reason, how many rows, their values (the first few distinct ones are quoted) and where the first rows are."""
     n_bad = sum(n for _, _, n, _, _ in groups)
-    lines = [f"  column {column!r}: {n} row(s) {reason}{_for_example(values)} (rows {', '.join(where[:3])})"
+    lines = [f"  column {column!r}: {n:,} row(s) {reason}{_for_example(values)} (rows {', '.join(where[:3])})"
              for column, reason, n, values, where in groups]
     hint = ("no usable rows remain" if n_bad == n_rows
             else "fix the file, or set data.on_bad_rows: reject to set these rows aside in a rejects report")
-    return DataError(f"{source}: {n_bad} of {n_rows} {table} row(s) cannot be used:\n" + "\n".join(lines)
+    return DataError(f"{source}: {n_bad:,} of {n_rows:,} {table} row(s) cannot be used:\n" + "\n".join(lines)
                      + f"\n{hint}")

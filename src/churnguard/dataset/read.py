@@ -16,9 +16,11 @@ from churnguard._io import (
     first_record_width,
     header_line,
     header_names,
+    input_format,
     open_bytes,
     parquet_blocks,
     read_rows,
+    spreadsheet_restored,
 )
 from churnguard.dataset.contract import (
     _CODED,
@@ -240,5 +242,10 @@ def validate_campaigns(raw: pd.DataFrame, *, config: DataConfig, source: str = "
 
 
 def load_campaigns(path: str | Path, *, config: DataConfig) -> pd.DataFrame:
-    """Read a campaigns file (CSV or Parquet, or a scores file) and validate it (:func:`validate_campaigns`)."""
-    return validate_campaigns(_read(path, "campaigns", config), config=config, source=str(path))
+    """Read a campaigns file (CSV or Parquet, or a scores file) and validate it (:func:`validate_campaigns`). A
+    scores CSV file's cells are read as they were before ``score`` quoted them for spreadsheets (``'+44 20``)."""
+    raw = _read(path, "campaigns", config)
+    if (not isinstance(path, DbSource) and input_format(path) == "csv" and set(SCORES_AS_CAMPAIGN) <= set(raw.columns)
+            and config.columns.campaigns.get("sent_at", "sent_at") not in raw.columns):
+        raw = spreadsheet_restored(raw)
+    return validate_campaigns(raw, config=config, source=str(path))

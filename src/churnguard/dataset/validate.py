@@ -191,7 +191,8 @@ class _Checker:
             }
         )
         if not part:  # a part's rows are counted with the whole input's
-            logger.warning("%s: set aside %d of %d %s rows (see rejects)", self.source, n_bad, len(self.df), self.table)
+            logger.warning("%s: set aside %s of %s %s rows (see rejects)", self.source, f"{n_bad:,}", f"{len(self.df):,}",
+                           self.table)
         return self.df.loc[~self._flagged].reset_index(drop=True), rejects
 
 
@@ -339,7 +340,8 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
         if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
             raw = _each_distinct(raw, text_cells)
         if column in _DATES:
-            out[column] = _checked_dates(check, raw, column, (styles or {}).get(column, config.date_format))
+            fmt = (styles or {}).get(column, config.date_format)
+            out[column] = _checked_dates(check, raw, column, fmt, given=fmt is not None and fmt == config.date_format)
         elif column in _NUMERIC_RANGES:
             num = raw if raw.dtype == np.float64 else _numbers(raw)
             values, lo, hi = num.to_numpy(), *_NUMERIC_RANGES[column]  # float64: checked by numpy, not pandas
@@ -369,10 +371,12 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
     check.df = out
 
 
-def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: str | None) -> pd.Series:
+def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: str | None, given: bool = False
+                   ) -> pd.Series:
     """A date column parsed (:func:`_parsed`), its dates out of range, unparseable or after today flagged; of a
     column in ``check.dates``, its censuses are kept there (:class:`DateCensus`: in ISO 8601 and in the style
-    ``date_format`` it is read in)."""
+    ``date_format`` it is read in). ``given``: ``date_format`` is the config's ``data.date_format``, which the
+    reason of a date that does not parse then names (a file in another style fails whole)."""
     if column in check.dates and date_format is not None and not pd.api.types.is_datetime64_any_dtype(raw):
         text = text_cells(raw)
         parsed = _to_datetime(text, date_format)
@@ -389,7 +393,8 @@ def _checked_dates(check: _Checker, raw: pd.Series, column: str, date_format: st
     parsed = (parsed.mask(far) if far.any() else parsed).astype("datetime64[ns]")
     if not pd.api.types.is_datetime64_any_dtype(raw):  # dates read as dates: a missing one was missing, one out of
         # range is flagged as such above (4.9M events' timestamps: 8.6 ms spared)
-        check.flag(raw.notna() & parsed.isna(), column, "have an unparseable date", raw)
+        check.flag(raw.notna() & parsed.isna(), column,  # the style the config gives is the first thing to check
+                   f"are not dates in data.date_format {date_format!r}" if given else "have an unparseable date", raw)
     latest = latest_plausible_day()
     check.flag(parsed >= latest, column, f"are dated after today ({(latest - _DAY).date()})", raw)
     return parsed

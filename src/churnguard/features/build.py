@@ -47,7 +47,8 @@ _day_numbers = k.day_numbers
 
 
 def to_day(as_of: str | pd.Timestamp | np.datetime64) -> pd.Timestamp:
-    """Normalise a cut-off to a calendar day (midnight). Raises ValueError on a bad date."""
+    """Normalise a cut-off to a calendar day (midnight). Raises ValueError on a bad date or one outside the years
+    1678-2261 (the data's dates are nanosecond timestamps)."""
     try:
         ts = pd.Timestamp(as_of)
     except (ValueError, TypeError) as exc:
@@ -56,7 +57,13 @@ def to_day(as_of: str | pd.Timestamp | np.datetime64) -> pd.Timestamp:
         raise ValueError(f"as_of must be a date like 2025-06-30, got {as_of!r}")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize()
+    ts = ts.normalize()
+    if not _FIRST_AS_OF <= ts <= _LAST_AS_OF:  # beyond, its comparisons with the data's nanosecond dates overflow
+        raise ValueError(f"as_of {ts.date()} lies outside the years 1678-2261 that dates can take")
+    return ts
+
+
+_FIRST_AS_OF, _LAST_AS_OF = pd.Timestamp("1678-01-01"), pd.Timestamp("2261-12-31")
 
 
 @dataclass(frozen=True)

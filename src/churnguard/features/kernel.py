@@ -527,7 +527,8 @@ def categorical_levels(kinds: Mapping[str, tuple[str, ...] | None]) -> dict[str,
 
 def attribute_features(known: Mapping[str, np.ndarray], free: Mapping[str, np.ndarray],
                        kinds: Mapping[str, tuple[str, ...] | None], as_of_day: int) -> dict[str, np.ndarray]:
-    """Loyalty, NPS and its group, days since signup, and the free attributes as ``attr_<name>``.
+    """Loyalty, NPS and its group, days since signup (unknown for a signup after ``as_of``), and the free
+    attributes as ``attr_<name>``.
 
     Args:
         known: per customer, the contract's attribute columns present: ``loyalty_member`` (1.0 / 0.0 / NaN),
@@ -551,7 +552,9 @@ def attribute_features(known: Mapping[str, np.ndarray], free: Mapping[str, np.nd
         out["nps_group"] = np.where(valid, np.searchsorted(np.array(NPS_UPPER), nps, side="left"), -1).astype(np.int32)
     if "signup_date" in known:
         signup = known["signup_date"]
-        out["days_since_signup"] = np.where(np.isnat(signup), np.nan, as_of_day - day_numbers(signup)).astype("float64")
+        days = as_of_day - day_numbers(signup)
+        # A signup after as_of is not known at as_of (a customer who bought as a guest and signed up later).
+        out["days_since_signup"] = np.where(np.isnat(signup) | (days < 0), np.nan, days).astype("float64")
     for col, kind in kinds.items():
         if col in free:
             out[f"attr_{col}"] = as_numbers(free[col]) if kind is None else category_codes(free[col], kind)

@@ -329,6 +329,9 @@ def _read_members(path: Path) -> dict[str, bytes]:
     try:
         with archive as zf:
             names = set(zf.namelist())
+            if _MANIFEST not in names and "uplift.json" in names:  # churnguard.uplift.model's file
+                raise ModelFileError(f"{path}: this is an uplift model ('churnguard train-uplift'), not a churn "
+                                     "model ('churnguard train'): score and serve take it with --uplift-model")
             if _MANIFEST not in names:
                 raise ModelFileError(f"{path}: not a churnguard model file (the archive has no {_MANIFEST})")
             manifest = json.loads(zf.read(_MANIFEST))

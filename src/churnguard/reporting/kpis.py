@@ -288,7 +288,7 @@ def _add_money_kpis(k: pd.DataFrame, tx: pd.DataFrame, orders: pd.DataFrame, per
 
 def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.html``, ``kpis.csv``, ``lifecycle.csv``, ``cohorts.csv`` (and with events
-    ``engagement.csv``) into ``out_dir``.
+    ``engagement.csv``) into ``out_dir``, the tables' numbers to 2 decimals.
 
     Each file goes to a temporary file beside it and is then moved into place, so a crash never leaves a
     half-written file under its final name. Returns name (``report``, ``kpis``, ...) -> path.
@@ -297,12 +297,20 @@ def write_report(report: RetentionReport, out_dir: str | Path) -> dict[str, Path
     frames = [("kpis", report.kpis), ("lifecycle", report.lifecycle), ("cohorts", report.cohorts)]
     if report.engagement is not None:
         frames.append(("engagement", report.engagement))
-    paths = {name: write_table(frame.reset_index().rename(columns=str), out / f"{name}.csv") for name, frame in frames}
+    paths = {name: write_table(_for_reading(frame.reset_index().rename(columns=str)), out / f"{name}.csv")
+             for name, frame in frames}
     paths["report"] = atomic_write_text(out / "report.html", report.to_html())
     return paths
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _for_reading(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table for people, as score's CSV is: its floats (money, percentages, hours, rates) to 2 decimals
+    (65.83, not 65.82746223564955)."""
+    floats = frame.select_dtypes("float").columns
+    return frame.assign(**{c: frame[c].round(2) for c in floats}) if len(floats) else frame
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:

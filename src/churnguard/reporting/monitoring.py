@@ -46,6 +46,7 @@ __all__ = [
     "plot_transitions",
     "psi",
     "reference_profile",
+    "scores_days",
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
@@ -83,15 +84,16 @@ class ScoreComparison:
         cells, k = t.to_numpy(), int((~t.index.isin([*_UNRANKED, ABSENT])).sum())  # bands with a risk order
         moves = sorted((-int(cells[i, j]), i, j) for i in range(len(t)) for j in range(len(t))
                        if i != j and cells[i, j] > 0)[:5]
-        mean = f"{delta.mean():+.4f} over {len(delta)} customers scored twice" if len(delta) else "n/a"
+        mean = f"{delta.mean():+.4f} over {len(delta):,} customers scored twice" if len(delta) else "n/a"
         riskier, safer = int(np.tril(cells[:k, :k], -1).sum()), int(np.triu(cells[:k, :k], 1).sum())
         lines = [
-            (f"customers: {status.get('both', 0)} in both runs, {status.get('only_old', 0)} only in the old, "
-             f"{status.get('only_new', 0)} only in the new"),
+            (f"customers: {status.get('both', 0):,} in both runs, {status.get('only_old', 0):,} only in the old, "
+             f"{status.get('only_new', 0):,} only in the new"),
             f"mean churn probability change: {mean}",
-            f"band unchanged: {int(np.trace(cells[:-1, :-1]))}, to a riskier band: {riskier}, to a safer: {safer}",
-            "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c}" for c, i, j in moves) or "none"),
-            f"newly high risk: {len(self.new_high_risk)}",
+            f"band unchanged: {int(np.trace(cells[:-1, :-1])):,}, to a riskier band: {riskier:,}, to a safer: {safer:,}",
+            "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c:,}" for c, i, j in moves)
+                                     or "none"),
+            f"newly high risk: {len(self.new_high_risk):,}",
         ]
         for name, frame in ((f"largest rises ({len(self.risers)})", self.risers),
                             (f"largest falls ({len(self.fallers)})", self.fallers)):
@@ -372,6 +374,18 @@ def _readout_row(action: str, g: pd.DataFrame, *, last_day: pd.Timestamp, horizo
             "window_complete": complete, "small_group": min(n1, n0) < min_group, "note": "; ".join(notes)}
 
 
+def scores_days(as_of: pd.Series, source: str = "the scores'") -> pd.Series:
+    """A scores table's ``as_of`` column as timestamps (``YYYY-MM-DD``, as ``score`` writes it). ValueError
+    naming ``source`` (e.g. a file name) for days written otherwise, such as a spreadsheet's ``6/30/2025``."""
+    days = pd.to_datetime(as_of, format="ISO8601", errors="coerce")
+    if (unread := as_of.notna() & days.isna()).any():
+        examples = ", ".join(map(repr, as_of[unread].astype(str).unique()[:3]))
+        raise ValueError(f"{source} column 'as_of' has {int(unread.sum()):,} day(s) not written YYYY-MM-DD as "
+                         f"score writes them, e.g. {examples} (a spreadsheet rewrites days when it saves a copy): "
+                         "use the scores file score wrote")
+    return days
+
+
 def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizon_days: int = 90,
                      confidence: float = 0.95, min_group: int = 30) -> pd.DataFrame:
     """What a past campaign achieved: retention of contacted vs held-out control customers, per action.
@@ -400,7 +414,7 @@ def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizo
     if picked.empty:
         raise ValueError("nobody was selected in these scores: there is no campaign to read out")
     frame = pd.DataFrame({"customer_id": picked["customer_id"].astype(str).to_numpy(),
-                          "as_of": pd.to_datetime(picked["as_of"], format="ISO8601").dt.normalize().to_numpy(),
+                          "as_of": scores_days(picked["as_of"]).dt.normalize().to_numpy(),
                           "action": picked["action"].astype("object").fillna("(none)").astype(str).to_numpy(),
                           "control": as_flags(picked["control_group"])})
     stamps = pd.to_datetime(transactions["timestamp"], format="ISO8601")
@@ -430,14 +444,19 @@ def load_readout(source: Path | DbSource) -> pd.DataFrame:
     """A read-out table written by ``churnguard campaign-readout`` (CSV, Parquet or a database table).
 
     Raises:
-        ValueError: a read-out column is missing.
+        ValueError: the file is missing or empty, or a read-out column is missing.
     """
     from churnguard.sources import DbSource, read_source
 
     if isinstance(source, DbSource):
         table = read_source(source)
+    elif not Path(source).is_file():
+        raise ValueError(f"{source}: read-out file not found")
     elif table_suffix(Path(source)) == ".csv":
-        table = pd.read_csv(source, keep_default_na=False, na_values=[""])
+        try:
+            table = pd.read_csv(source, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:  # 0 bytes: pandas' message names no file
+            raise ValueError(f"{source}: the read-out file is empty") from None
     else:
         table = pd.read_parquet(source)
     missing = [c for c in READOUT_COLUMNS if c not in table.columns]

@@ -417,7 +417,10 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     spreadsheets (every column of a CSV as text, as ``churnguard._io.read_table`` reads it)."""
     from churnguard._io import read_table, spreadsheet_restored
 
-    return spreadsheet_restored(read_table(path))
+    try:
+        return spreadsheet_restored(read_table(path))
+    except pd.errors.EmptyDataError:  # a file of 0 bytes: pandas' message names no file
+        raise ValueError(f"{path}: the scores file is empty") from None
 
 
 def no_activity_reason(as_of: pd.Timestamp) -> str:

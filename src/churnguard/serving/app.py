@@ -159,8 +159,15 @@ def _in_order(ticket: TicketIn) -> TicketIn:
     return ticket
 
 
+def _not_blank(customer_id: str) -> str:
+    """A customer id of more than blanks: a blank id is an empty one, as in a file (a bad row there)."""
+    if not customer_id.strip():
+        raise ValueError("customer_id is blank")
+    return customer_id
+
+
 class CustomerIn(_Body):
-    customer_id: Annotated[str, Field(min_length=1, max_length=200)]
+    customer_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
     transactions: Annotated[list[TransactionIn], Field(max_length=MAX_EVENTS)] = []
     tickets: Annotated[list[Annotated[TicketIn, AfterValidator(_in_order)]],
                        Field(max_length=MAX_EVENTS)] = []

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import read_table, table_suffix
+from churnguard._io import read_table, spreadsheet_restored, spreadsheet_safe, table_suffix
 from churnguard.lifecycle import LIFECYCLE_STAGES
 from churnguard.reporting import monitoring
 from churnguard.sources import DbSource, is_url, parse_source, read_source, source_columns
@@ -35,6 +35,7 @@ GROUPS = {"selected": "selected for contact", "contacted": "selected and contact
 SORTS = ("churn_probability", "expected_value", "clv", "customer_id", *FILTERS)
 NEEDED = ("customer_id", "as_of", "churn_probability", "risk_band", "lifecycle_stage", "value_tier", "action",
           "expected_value", "selected", "control_group")
+_COUNTS = ("n_orders", "risk_rank", "value_rank")  # whole numbers of the scores, some of them empty
 _BAND_ORDER = ("high", "medium", "low", *LIFECYCLE_STAGES)
 _CURVE = re.compile(r"churn_probability_(\d+)d")
 
@@ -171,17 +172,41 @@ def csv_chunks(run: ScoresRun, query: ListQuery, chunk: int = 20_000) -> Iterato
     """The rows the query matches, in its order, as CSV with the file's columns (header first)."""
     rows = matching_rows(run, query)
     yield run.frame.iloc[:0].to_csv(index=False).encode()
+    # Text a spreadsheet would run as a formula is quoted, as in score's CSV file (looked for only in the columns
+    # that have a value starting as one).
+    risky = [c for c in run.frame.columns if _any_starting(run.frame[c], ("=", "+", "-", "@", "\t", "\r", "'"))]
     for start in range(0, len(rows), chunk):
-        yield run.frame.iloc[rows[start : start + chunk]].to_csv(index=False, header=False).encode()
+        part = run.frame.iloc[rows[start : start + chunk]]
+        if risky:
+            part = part.copy()
+            part[risky] = spreadsheet_safe(part[risky])
+        yield part.to_csv(index=False, header=False).encode()
+
+
+def _any_starting(values: pd.Series, starts: str | tuple[str, ...]) -> bool:
+    """Whether a text column has a value starting with ``starts`` (a categorical: one of its categories)."""
+    if not _is_text(values):
+        return False
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(values.cat.categories)
+    return bool(values.astype("str").str.startswith(starts, na=False).any())
 
 
 def _read(path: Path | DbSource) -> pd.DataFrame:
     if isinstance(path, DbSource):
-        return read_source(path)
-    if table_suffix(path) == ".csv":
-        return pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
-                           keep_default_na=False, na_values=[""])
-    return pd.read_parquet(path)
+        frame = read_source(path)
+    elif table_suffix(path) == ".csv":
+        frame = pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
+                            keep_default_na=False, na_values=[""])
+        quoted = [c for c in frame.columns if _any_starting(frame[c], "'")]  # a check much faster than the undoing
+        if quoted:  # the cells score quoted for spreadsheets ('+1) as they were (+1)
+            frame[quoted] = spreadsheet_restored(frame[quoted])
+    else:
+        frame = pd.read_parquet(path)
+    for column in _COUNTS:  # whole numbers with empty cells, which pandas reads from a CSV file as floats (2042.0)
+        if column in frame and pd.api.types.is_float_dtype(frame[column]) and (frame[column].dropna() % 1 == 0).all():
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -210,7 +235,7 @@ def _latest(frame: pd.DataFrame, path: Path | DbSource) -> tuple[pd.DataFrame, p
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a scores file of 'churnguard score': no column(s) {', '.join(missing)}")
-    days = pd.to_datetime(frame["as_of"], format="ISO8601").dt.normalize()
+    days = monitoring.scores_days(frame["as_of"], f"{path}:").dt.normalize()
     if len(frame) == 0 or days.isna().all():
         raise ValueError(f"{path}: the scores file holds no rows with an as_of day")
     latest = days.max()
@@ -329,7 +354,10 @@ def _columns(name: str, path: Path | DbSource) -> list[str]:
     if not path.is_file():
         raise ValueError(f"--{name}: {path} is not a file")
     if table_suffix(path) == ".csv":
-        return list(pd.read_csv(path, nrows=0).columns)
+        try:
+            return list(pd.read_csv(path, nrows=0).columns)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"--{name}: {path} is empty") from None
     import pyarrow.parquet as pq
 
     return pq.read_schema(path).names

@@ -173,11 +173,16 @@ class UpliftModel:
             raise UpliftModelError(f"{path}: uplift model file not found")
         try:
             with zipfile.ZipFile(path) as zf:
+                if UPLIFT_JSON not in zf.namelist() and "manifest.json" in zf.namelist():  # a ChurnModel's file
+                    raise UpliftModelError(f"{path}: this is a churn model ('churnguard train'), not an uplift "
+                                           "model; train one with 'churnguard train-uplift'")
                 document = json.loads(zf.read(UPLIFT_JSON))
                 if document.get("format") != FORMAT:
                     raise ValueError(f"format {document.get('format')!r}, expected {FORMAT!r}")
                 boosters = {name: lgb.Booster(model_str=zf.read(f"booster_{i}.txt").decode())
                             for i, name in enumerate(document["boosters"])}
+        except UpliftModelError:
+            raise
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, lgb.basic.LightGBMError) as exc:
             raise UpliftModelError(f"{path}: not a churnguard uplift model ({type(exc).__name__}: {exc}); "
                                    "train one with 'churnguard train-uplift'") from None
