@@ -191,8 +191,8 @@ class _Checker:
             }
         )
         if not part:  # a part's rows are counted with the whole input's
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", self.source, f"{n_bad:,}", f"{len(self.df):,}",
-                           self.table)
+            logger.warning("%s: set aside %s of %s %s rows (see rejects)", self.source, f"{n_bad:,}",
+                           f"{len(self.df):,}", self.table)
         return self.df.loc[~self._flagged].reset_index(drop=True), rejects
 
 

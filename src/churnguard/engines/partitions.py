@@ -872,8 +872,8 @@ def merge_rejects(spec: Spec, frames: list[pd.DataFrame], rejected: dict[str, in
                .sort_values(["_rank", "_order"], kind="stable")[REJECT_COLUMNS].reset_index(drop=True))
     for t, k in rejected.items():
         if k:
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", spec.sources[t].name, f"{k:,}", f"{spec.rows[t]:,}",
-                           t)
+            logger.warning("%s: set aside %s of %s %s rows (see rejects)", spec.sources[t].name, f"{k:,}",
+                           f"{spec.rows[t]:,}", t)
     return rejects
 
 
