@@ -156,10 +156,16 @@ def test_a_run_without_drift_rows_leaves_no_drift_table_of_the_last_run(demo_db,
     args = _score_args(demo_db["model"], _urls(demo_db[db]), str(out))
     assert runner.invoke(app, args).exit_code == 0
     assert len(read_source(out.with_table("nightly_drift"))) > 0
-    # two years on, no customer bought within the lookback: no drift sample, so no drift table
-    result = runner.invoke(app, [*args[:-1], "2027-12-31"])
+    # the purchases of more than a year before as_of only: no customer bought within the lookback (365 days), so
+    # no drift sample, so no drift table
+    tx = read_source(demo_db[db].with_table("transactions"))
+    old = demo_db[db].with_table("old_transactions")
+    write_tables(old, {"old_transactions": tx[pd.to_datetime(tx["timestamp"], utc=True)
+                                              < pd.Timestamp("2024-12-01", tz="UTC")]})
+    result = runner.invoke(app, _score_args(demo_db["model"], {**_urls(demo_db[db]), "transactions": str(old)},
+                                            str(out)))
     assert result.exit_code == 0, result.output
-    assert set(pd.to_datetime(read_source(out)["as_of"])) == {pd.Timestamp("2027-12-31")}
+    assert set(pd.to_datetime(read_source(out)["as_of"])) == {pd.Timestamp("2025-12-31")}
     with pytest.raises(DatabaseError, match="cannot read table nightly_drift"):
         read_source(out.with_table("nightly_drift"))
 
