@@ -107,7 +107,9 @@ def test_counts_of_bad_rows_are_written_with_thousands_separators(caplog):
 def test_mixed_date_styles_always_raise():
     tx = _tx(timestamp=["2024-01-13", "13/01/2024", "2024-01-14"])
     for cfg in (STRICT, REJECT):
-        with pytest.raises(DataError, match=r"column 'timestamp' mixes date styles: 1 of 3 rows.*'13/01/2024'.*date_format"):
+        with pytest.raises(DataError, match=r"column 'timestamp' mixes date styles: of 3 rows, 2 are in the "
+                           r"style 'ISO8601' \(e.g. '2024-01-13', '2024-01-14'\) and 1 in another \(e.g. '13/01/2024'\)\. "
+                           r"Set data.date_format"):
             validate_tables(tx, config=cfg)
 
 

@@ -494,9 +494,9 @@ def date_style(census: DateCensus, source: str, column: str, say: Callable | Non
 def mixed_styles_error(census: DateCensus, source: str, column: str, fmt: str) -> DataError:
     """The error for a column whose census in the style ``fmt`` found values that are dates in another style."""
     return DataError(
-        f"{source}: column {column!r} mixes date styles: {census.mixed:,} of {census.present:,} rows "
-        f"do not match the style {fmt!r} of the others (e.g. {', '.join(map(repr, census.ok))}), "
-        f"e.g. {', '.join(map(repr, census.bad))}. "
+        f"{source}: column {column!r} mixes date styles: of {census.present:,} rows, {census.parsed:,} are in the "
+        f"style {fmt!r} (e.g. {', '.join(map(repr, census.ok))}) and {census.mixed:,} in another "
+        f"(e.g. {', '.join(map(repr, census.bad))}). "
         "Set data.date_format (e.g. '%d/%m/%Y %H:%M') so every row is read the same way"
     )
 
