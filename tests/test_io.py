@@ -454,3 +454,28 @@ def test_fixed_bytes_as_integers_keep_a_slices_offset():
     assert words.type == pa.uint64()
     assert fixed_text(words).to_pylist() == ["bbbbbbbb", "cccccccc"]
     assert words.to_pylist() == _as_words(whole).to_pylist()[1:3]
+
+
+def test_spreadsheet_quoting_marks_the_formula_cells_of_every_kind_of_text_column():
+    """Cells sifted by their first character first, then matched: the same cells as the pattern matched on every
+    cell, in Arrow text, object (numbers and missing values among the text), and categorical columns."""
+    import re
+
+    from churnguard._io import _FORMULA, spreadsheet_restored, spreadsheet_safe
+
+    values = ["=1+1", "+44 20", "-3", "@x", "\tx", "'=y", "plain", "a=b", None, "", "'", "-"]
+    frame = pd.DataFrame({
+        "arrow": pd.Series(values, dtype="str"),
+        "objects": pd.Series([*values[:-2], -1.5, 7], dtype=object),  # numbers are not text: never quoted
+        "category": pd.Series(values, dtype="category"),
+        "number": [-1.0] * len(values),
+    })
+    safe = spreadsheet_safe(frame)
+    for name in ("arrow", "objects", "category"):
+        want = [f"'{v}" if isinstance(v, str) and re.match(_FORMULA, v) else v for v in frame[name]]
+        assert [None if pd.isna(v) else v for v in safe[name]] == [None if pd.isna(v) else v for v in want], name
+    assert safe["number"].equals(frame["number"])
+    restored = spreadsheet_restored(safe)
+    for name in frame.columns:
+        assert [None if pd.isna(v) else v for v in restored[name].astype(object)] == \
+            [None if pd.isna(v) else v for v in frame[name].astype(object)], name

@@ -172,35 +172,18 @@ def csv_chunks(run: ScoresRun, query: ListQuery, chunk: int = 20_000) -> Iterato
     """The rows the query matches, in its order, as CSV with the file's columns (header first)."""
     rows = matching_rows(run, query)
     yield run.frame.iloc[:0].to_csv(index=False).encode()
-    # Text a spreadsheet would run as a formula is quoted, as in score's CSV file (looked for only in the columns
-    # that have a value starting as one).
-    risky = [c for c in run.frame.columns if _any_starting(run.frame[c], ("=", "+", "-", "@", "\t", "\r", "'"))]
-    for start in range(0, len(rows), chunk):
-        part = run.frame.iloc[rows[start : start + chunk]]
-        if risky:
-            part = part.copy()
-            part[risky] = spreadsheet_safe(part[risky])
+    for start in range(0, len(rows), chunk):  # text a spreadsheet would run as a formula quoted, as score quotes it
+        part = spreadsheet_safe(run.frame.iloc[rows[start : start + chunk]])
         yield part.to_csv(index=False, header=False).encode()
-
-
-def _any_starting(values: pd.Series, starts: str | tuple[str, ...]) -> bool:
-    """Whether a text column has a value starting with ``starts`` (a categorical: one of its categories)."""
-    if not _is_text(values):
-        return False
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = pd.Series(values.cat.categories)
-    return bool(values.astype("str").str.startswith(starts, na=False).any())
 
 
 def _read(path: Path | DbSource) -> pd.DataFrame:
     if isinstance(path, DbSource):
         frame = read_source(path)
     elif table_suffix(path) == ".csv":
-        frame = pd.read_csv(path, dtype={"customer_id": str, "model_version": str, "as_of": str},
-                            keep_default_na=False, na_values=[""])
-        quoted = [c for c in frame.columns if _any_starting(frame[c], "'")]  # a check much faster than the undoing
-        if quoted:  # the cells score quoted for spreadsheets ('+1) as they were (+1)
-            frame[quoted] = spreadsheet_restored(frame[quoted])
+        frame = spreadsheet_restored(pd.read_csv(  # the cells score quoted for spreadsheets ('+1) as they were (+1)
+            path, dtype={"customer_id": str, "model_version": str, "as_of": str}, keep_default_na=False,
+            na_values=[""]))
     else:
         frame = pd.read_parquet(path)
     for column in _COUNTS:  # whole numbers with empty cells, which pandas reads from a CSV file as floats (2042.0)
