@@ -562,12 +562,9 @@ def score(
     from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
-    if is_url(out):
-        _check_db_out(out, rejects, if_exists)
-    else:
-        _outputs_apart(dict(zip(("--out", "--rejects", "the drift file"), _scores_files(out, rejects), strict=True)),
-                       _named_inputs(transactions, tickets, customers, events, model=model, playbook=playbook,
-                                     config=config, readout=readout, uplift_model=uplift_model))
+    _check_score_outputs(out, rejects, if_exists, _named_inputs(
+        transactions, tickets, customers, events, model=model, playbook=playbook, config=config, readout=readout,
+        uplift_model=uplift_model))
     rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
         playbook, config, model, readout, transactions, tickets, customers, events)
     dask = _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
@@ -628,6 +625,18 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
                 (drift.write(staged[2]), not drift.shifted.empty)]
     _say_files(said, staged, finals)
+
+
+def _check_score_outputs(out, rejects: Path | None, if_exists: str, inputs: dict[str, Any]) -> None:
+    """Before any work: a database output's options; or output files that are one of the ``inputs`` (option
+    name -> source) or one another (:func:`_outputs_apart`)."""
+    from churnguard.sources import is_url
+
+    if is_url(out):
+        _check_db_out(out, rejects, if_exists)
+    else:
+        _outputs_apart(dict(zip(("--out", "--rejects", "the drift file"), _scores_files(out, rejects), strict=True)),
+                       inputs)
 
 
 def _scores_files(out: Path, rejects: Path | None) -> tuple[Path, Path, Path]:
