@@ -81,9 +81,12 @@ from churnguard.dataset.validate import (
     validate_tables,
 )
 from churnguard.dataset.values import (
+    NULL_IDS,
     DateCensus,
     arrow_column,
     category_codes,
+    clean_id_list,
+    clean_ids,
     date_census,
     date_style,
     dates_out_of_range,
@@ -95,9 +98,9 @@ from churnguard.dataset.values import (
     text_cells,
 )
 
-__all__ = ["BLOCK_ROWS", "CONTRACT", "CSV_BLOCK_BYTES", "FEATURE_INPUTS", "MAX_MAGNITUDE", "MIN_IDS_JUDGED", "REJECT_COLUMNS",
-           "ROW_COLUMN", "DataError", "DateCensus", "IdCodes", "IdOverlap", "RawTable", "Tables", "arrow_column",
-           "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+__all__ = ["BLOCK_ROWS", "CONTRACT", "CSV_BLOCK_BYTES", "FEATURE_INPUTS", "MAX_MAGNITUDE", "MIN_IDS_JUDGED",
+           "NULL_IDS", "REJECT_COLUMNS", "ROW_COLUMN", "DataError", "DateCensus", "IdCodes", "IdOverlap", "RawTable", "Tables", "arrow_column",
+           "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "clean_id_list", "clean_ids", "date_census", "date_style",
            "dates_out_of_range", "dialect", "dictionary_codes", "exclusion_note", "feature_columns", "header",
            "id_overlap", "id_text", "joint_codes", "last_day", "latest_plausible_date", "latest_plausible_day",
            "load_campaigns", "load_tables", "merge_census", "merge_overlap", "missing_tables_note",

@@ -80,6 +80,7 @@ _HASHED = {"events": ("customer_id",)}
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
+_NULL_ID = "are empty: written as a null marker (NULL, N/A, NaN, None, #N/A)"  # a customer id (values.NULL_IDS)
 _LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
 # Below this share of the smaller table's ids found in the other, transactions and customers describe different
 # customers, or write the same ids differently; judged from this many ids of each table on.

@@ -23,6 +23,7 @@ from churnguard.dataset.contract import (
     _FLAGS,
     _IDS,
     _LONG_ROW,
+    _NULL_ID,
     _NUMERIC_RANGES,
     _REQUIRED_VALUES,
     _TEXT,
@@ -66,6 +67,7 @@ from churnguard.dataset.values import (
     merge_census,
     mixed_styles_error,
     text_cells,
+    without_null_ids,
 )
 
 if TYPE_CHECKING:
@@ -339,6 +341,10 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
             continue
         if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
             raw = _each_distinct(raw, text_cells)
+            if column == "customer_id":
+                cells, raw = raw, _each_distinct(raw, without_null_ids)
+                if raw is not cells:  # a null marker: a missing id, its text kept for the message
+                    check.flag(cells.notna() & raw.isna(), column, _NULL_ID, cells)
         if column in _DATES:
             fmt = (styles or {}).get(column, config.date_format)
             out[column] = _checked_dates(check, raw, column, fmt, given=fmt is not None and fmt == config.date_format)
