@@ -428,18 +428,29 @@ def emptied(tmp_path_factory) -> dict[str, Path]:
     extra = tx.iloc[:5].astype(object).assign(customer_id=["NULL", " n/a ", "#N/A", "gone-1", "gone-1"],
                                               order_id=["N1", "N2", "N3", "G1", "G2"])
     extra.loc[extra.index[3:], "amount"] = "twelve"
-    frames["transactions"] = pd.concat([tx.astype(object), extra], ignore_index=True)
+    zeros = tx.iloc[:1].astype(object).assign(customer_id="0042", order_id="Z1")  # the customers table's 42
+    frames["transactions"] = pd.concat([tx.astype(object), extra, zeros], ignore_index=True)
+    frames["customers"] = pd.concat([frames["customers"], frames["customers"].iloc[:1].assign(customer_id="42")],
+                                    ignore_index=True)
     return _write(frames, tmp_path_factory.mktemp("emptied") / "files")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_null_marker_ids_and_customers_with_every_row_set_aside_are_reported_alike(emptied, engine, tmp_path):
+def test_null_marker_ids_and_customers_with_every_row_set_aside_are_reported_alike(emptied, engine, tmp_path,
+                                                                                     caplog):
     """A customer id written NULL, N/A or #N/A is a missing id (a bad row), not a customer called "NULL"; a
-    customer whose every row is set aside is counted in the summary. The same on every engine."""
+    customer whose every row is set aside is counted in the summary; ids unknown to the other table but for
+    leading zeros (0042, 42) stay two customers, with a notice. The same on every engine."""
     cfg = load_config()
     reject = cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_bad_rows": "reject"})})
     want, want_rejects = _reference(emptied, reject, AS_OF)
+    caplog.clear()
     result = _run(emptied, reject, AS_OF, engine, tmp_path / "features.parquet")
+    zeros = [r.getMessage() for r in caplog.records if "leading zeros" in r.getMessage()]
+    assert zeros == [(f"1 customer id of {emptied['transactions']} unknown to {emptied['customers']} matches one of "
+                     "its ids but for leading zeros, e.g. '0042' and '42': they are read as different customers; "
+                     "if they are the same, write the ids the same way in both files")]
+    assert {"0042", "42"} <= set(pd.read_parquet(tmp_path / "features.parquet")["customer_id"])
     got = pd.read_parquet(tmp_path / "features.parquet")
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),

@@ -829,10 +829,11 @@ def serve(
     _check_serve_options(host, token, header_timeout)
     _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
                  "tickets": tickets})
-    _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
+    book = _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
     loaded = _run(ChurnModel.load, model)  # likewise
     info = loaded.require_info()
     _serve_uplift(uplift_model)
+    _check_pages(scores, previous, readout, transactions, tickets, loaded, book)
     _to_workers("model", model)
     _to_workers("playbook", playbook)
     os.environ["CHURNGUARD_API_TOKEN"] = token or ""
@@ -897,6 +898,17 @@ def _page_files(files: dict[str, Any]) -> None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
         _to_workers(name, path)
+
+
+def _check_pages(scores, previous, readout, transactions, tickets, model, playbook) -> None:
+    """Read the pages' files as the server will (``load_pages``), so that bad data stops here with its message
+    rather than in the server's start, in a traceback; what was read is let go before the server starts."""
+    if scores is None:
+        return
+    from churnguard.serving.page_data import PageSources
+    from churnguard.serving.pages import load_pages
+
+    _run(load_pages, PageSources(scores, previous, readout, transactions, tickets), model, playbook, token=False)
 
 
 def _loopback(host: str) -> bool:
