@@ -429,7 +429,8 @@ def emptied(tmp_path_factory) -> dict[str, Path]:
                                               order_id=["N1", "N2", "N3", "G1", "G2"])
     extra.loc[extra.index[3:], "amount"] = "twelve"
     zeros = tx.iloc[:1].astype(object).assign(customer_id="0042", order_id="Z1")  # the customers table's 42
-    frames["transactions"] = pd.concat([tx.astype(object), extra, zeros], ignore_index=True)
+    copies = tx.iloc[[10, 10, 20]].astype(object)  # row 10 three times, row 20 twice: 3 copies
+    frames["transactions"] = pd.concat([tx.astype(object), extra, zeros, copies], ignore_index=True)
     frames["customers"] = pd.concat([frames["customers"], frames["customers"].iloc[:1].assign(customer_id="42")],
                                     ignore_index=True)
     return _write(frames, tmp_path_factory.mktemp("emptied") / "files")
@@ -451,6 +452,14 @@ def test_null_marker_ids_and_customers_with_every_row_set_aside_are_reported_ali
                      "its ids but for leading zeros, e.g. '0042' and '42': they are read as different customers; "
                      "if they are the same, write the ids the same way in both files")]
     assert {"0042", "42"} <= set(pd.read_parquet(tmp_path / "features.parquet")["customer_id"])
+    repeated = [r.getMessage() for r in caplog.records if "in every column" in r.getMessage()]
+    tx = pd.read_csv(emptied["transactions"], dtype=str, keep_default_na=False)
+    shown = sorted("{}, {}, {}, {}".format(*[str(v) for v in (row.customer_id, pd.Timestamp(row.timestamp),
+                                                              float(row.amount), row.order_id)])
+                   for row in tx.iloc[[10, 10, 20]].itertuples())
+    assert repeated == [(f"{emptied['transactions']}: 3 transaction rows repeat an earlier row in every column, "
+                         f"e.g. {'; '.join(shown)}; kept, and counted as purchases of their own (if the file holds "
+                         "some rows twice, remove the copies)")]
     got = pd.read_parquet(tmp_path / "features.parquet")
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),

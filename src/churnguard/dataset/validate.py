@@ -44,6 +44,8 @@ from churnguard.dataset.tables import (
     check_id_overlap,
     id_overlap,
     latest_plausible_day,
+    repeated_rows,
+    repeated_rows_note,
 )
 from churnguard.dataset.values import (
     DateCensus,
@@ -521,8 +523,11 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
     tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
                     excluded=excluded, events=frames.get("events"),
                     ids={t: codes for t, codes in ids.items() if codes is not None})
-    if not allow_empty:  # a part's ids are judged with the whole input's
+    if not allow_empty:  # a part's ids and rows are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
+        note = repeated_rows_note(repeated_rows(tables), sources.get("transactions", "transactions"))
+        if note is not None:
+            logger.warning("%s", note)
     return tables
 
 
