@@ -383,6 +383,7 @@ def _day_list(text: str | None) -> list[int] | None:
 def _print_training_summary(result) -> None:
     from rich.table import Table
 
+    from churnguard._text import plural
     from churnguard.training.evaluation import (
         evaluation_sentence,
         evaluation_title,
@@ -408,7 +409,7 @@ def _print_training_summary(result) -> None:
     facts.add_column()
     for label, value in [
         ("data", (f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, "
-                  f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
+                  f"{plural(s['tickets'], 'ticket')}, {plural(s['customers'], 'customer')}")),
         ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
         *([("schedule", schedule_sentence(s))] if s.get("schedule_adapted") else []),

@@ -17,6 +17,7 @@ from churnguard._io import (
     table_suffix,
     write_table,
 )
+from churnguard._text import plural
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -189,7 +190,7 @@ def check_columns(table: str, names: list[str], source: str, config: DataConfig,
         )
     missing = [c for c in required_columns(table, names, mapping) if mapping.get(c, c) not in names]
     if missing:
-        found = "" if rows is None else f" in {rows:,} rows"
+        found = "" if rows is None else f" in {plural(rows, 'row')}"
         also = " (an amount can also be 'quantity' x 'unit_price')" if "amount" in missing else ""
         raise DataError(
             f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}{also}; "

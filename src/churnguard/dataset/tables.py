@@ -256,7 +256,7 @@ def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
         return
     tx, cu = sources["transactions"], sources["customers"]
     raise DataError(
-        f"{tx} and {cu} share {overlap.shared:,} customer ids: {overlap.transactions:,} in the transactions, "
+        f"{tx} and {cu} share {plural(overlap.shared, 'customer id')}: {overlap.transactions:,} in the transactions, "
         f"{overlap.customers:,} in the customers; e.g. {', '.join(map(repr, overlap.only_transactions))} only in "
         f"{tx}, {', '.join(map(repr, overlap.only_customers))} only in {cu}. Write the ids the same way in both "
         "files (a mapped column of the wrong table, or ids with a prefix in one of them?)")

@@ -16,6 +16,7 @@ from churnguard._io import (
     EXTRA_FIELDS,
     take_codes,
 )
+from churnguard._text import plural
 from churnguard.dataset.contract import (
     _CHECKED,
     _DATES,
@@ -195,8 +196,8 @@ class _Checker:
             }
         )
         if not part:  # a part's rows are counted with the whole input's
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", self.source, f"{n_bad:,}",
-                           f"{len(self.df):,}", self.table)
+            logger.warning("%s: set aside %s of %s (see rejects)", self.source, f"{n_bad:,}",
+                           plural(len(self.df), f"{self.table} row"))
         return self.df.loc[~self._flagged].reset_index(drop=True), rejects
 
 
@@ -466,7 +467,7 @@ def _joint_counts(parts: list[dict[str, int]], rules: dict[str, tuple[str, ...]]
 def exclusion_note(source: str, table: str, n_rows: int, counts: dict[str, int]) -> str:
     """The sentence for rows left out by ``data.exclude``: how many of ``n_rows``, per rule."""
     rules = ", ".join(f"{rule}: {n:,}" for rule, n in counts.items())
-    return (f"{source}: left out {sum(counts.values()):,} of {n_rows:,} {table} rows by data.exclude "
+    return (f"{source}: left out {sum(counts.values()):,} of {plural(n_rows, f'{table} row')} by data.exclude "
             f"({rules})")
 
 

@@ -51,6 +51,7 @@ from churnguard._io import (
     take,
     take_codes,
 )
+from churnguard._text import plural
 from churnguard.dataset import (
     REJECT_COLUMNS,
     ROW_COLUMN,
@@ -887,8 +888,8 @@ def merge_rejects(spec: Spec, frames: list[pd.DataFrame], rejected: dict[str, in
                .sort_values(["_rank", "_order"], kind="stable")[REJECT_COLUMNS].reset_index(drop=True))
     for t, k in rejected.items():
         if k:
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", spec.sources[t].name, f"{k:,}",
-                           f"{spec.rows[t]:,}", t)
+            logger.warning("%s: set aside %s of %s (see rejects)", spec.sources[t].name, f"{k:,}",
+                           plural(spec.rows[t], f"{t} row"))
     return rejects
 
 

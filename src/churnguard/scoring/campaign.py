@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.scoring import rules
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
     if contacted.empty:
         return [*lines, "  nobody to contact: no customer has a positive expected value"
                 + ("" if campaign.budget is None else " within the budget")]
-    lines += [f"  contact {len(contacted):,} customers: selected = True and control_group = False in",
+    lines += [f"  contact {plural(len(contacted), 'customer')}: selected = True and control_group = False in",
               (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
               f"{contacted['expected_value'].sum():,.2f}")]
     if control:
