@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-
-
 WORK_PREFIX = ".churnguard-work-"
 
 
