@@ -904,3 +904,13 @@ def test_ids_sent_one_by_one_are_read_as_a_file_reads_them(ids):
     from churnguard.dataset import clean_id_list, clean_ids
 
     assert clean_id_list(ids) == clean_ids(pa.array(ids, type=pa.string())).to_pylist()
+
+
+def test_repeated_rows_without_an_order_id_are_shown_without_it(caplog):
+    """A repeated row's missing order id is left out of the notice's example (it once stopped the command)."""
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b"], "timestamp": ["2025-01-01 10:00"] * 3, "amount": ["1", "1", "2"],
+                       "order_id": [None, None, "x"]})
+    with caplog.at_level(logging.WARNING):
+        validate_tables(tx, config=DataConfig())
+    assert ("transactions: 1 transaction row repeats an earlier row in every column, e.g. a, 2025-01-01 10:00:00, "
+            "1.0; kept") in caplog.text

@@ -325,7 +325,7 @@ def repeated_rows(tables: Tables) -> RepeatedRows:
     if copies.empty:
         return RepeatedRows()
     columns = [c for c in _EXAMPLE_COLUMNS if c in copies]
-    shown = copies[columns].astype(str).sort_values(columns).head(3)  # as text: the order merge_repeated keeps
+    shown = copies[columns].astype(str).fillna("").sort_values(columns).head(3)  # as text: merge_repeated's order
     return RepeatedRows(len(copies), tuple(tuple(row) for row in shown.itertuples(index=False)))
 
 
@@ -347,7 +347,7 @@ def repeated_rows_note(repeated: RepeatedRows, source: str) -> str | None:
     two equal purchases may both have happened, but an export written twice would count each purchase twice."""
     if not repeated.count:
         return None
-    shown = "; ".join(", ".join(row) for row in repeated.examples)
+    shown = "; ".join(", ".join(v for v in row if v) for row in repeated.examples)  # a missing order id left out
     return (f"{source}: {plural(repeated.count, 'transaction row')} {'repeats' if repeated.count == 1 else 'repeat'} "
             f"an earlier row in every column, e.g. {shown}; kept, and counted as purchases of their own (if the "
             "file holds some rows twice, remove the copies)")
