@@ -74,12 +74,6 @@ def text_cells(raw: pd.Series) -> pd.Series:
     return _series(_trimmed(_arrow_text(raw)), raw)
 
 
-def id_cells(raw: pd.Series) -> pd.Series:
-    """Customer id cells as the checks read them: :func:`text_cells`, and a null marker (:data:`NULL_IDS`) missing
-    too, as an empty cell is."""
-    return without_null_ids(text_cells(raw))
-
-
 def without_null_ids(text: pd.Series) -> pd.Series:
     """Text cells (:func:`text_cells`) with the null markers (:data:`NULL_IDS`) missing: ``text`` itself when it
     holds none."""
@@ -306,7 +300,8 @@ def _id_codes(raw: pd.Series) -> tuple[pd.Series, tuple[pa.Array, np.ndarray]]:
 
 
 def _whole_numbers(text: pd.Series) -> pd.Series:
-    """Text ids (:func:`id_cells`) with an integer written as a float without its decimals, as ``str``."""
+    """Text ids (:func:`text_cells`, customer ids :func:`without_null_ids` too) with an integer written as a float
+    without its decimals, as ``str``."""
     return _series(_whole_number_text(_arrow_text(text)), text).astype("str")
 
 
