@@ -205,6 +205,35 @@ def test_small_action_falls_back_to_measured_average(tmp_path):
     assert "phone_call: too few customers to learn who it keeps" in result.summary()
 
 
+def test_all_control_is_refused_as_no_control_is():
+    features = pd.DataFrame({"x": np.arange(6, dtype=float)})
+    bought, action = np.array([1, 0, 1, 0, 1, 0]), np.array(["a"] * 6, dtype=object)
+    with pytest.raises(ValueError, match="^no contacted customers: every campaign customer is in the control group"):
+        UpliftModel().fit(features, np.zeros(6, bool), bought, action, {"a": np.nan})
+    with pytest.raises(ValueError, match="^no control customers"):
+        UpliftModel().fit(features, np.ones(6, bool), bought, action, {"a": np.nan})
+
+
+def test_action_without_contacted_customers_has_no_effect_and_blocks_no_other(tmp_path):
+    # action b: 1,200 in control, none contacted: no effect to measure (it read "+nan%"), and its NaN uplift
+    # must not stop a customer allowed b from getting a
+    n = 1_400
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"x": rng.random(n)})
+    action = np.where(np.arange(n) < 200, "a", "b").astype(object)
+    treated = (np.arange(n) < 100)
+    model = UpliftModel(min_customers=50).fit(features, treated, rng.random(n) < 0.5, action, {"a": 0.1})
+    b = model.effects_["b"]
+    assert (b.kind, b.n_treated, b.n_control, np.isnan(b.average)) == ("average", 0, 1_200, True)
+    assert b.note.startswith("no contacted customers (contacted 0, control 1,200): its effect cannot be measured")
+    uplift = model.predict(features.head(2))
+    assert uplift["b"].isna().all()
+    allowed = {"a": np.array([True, False]), "b": np.array([True, True])}
+    chosen, lift, _ = best_actions(uplift, allowed, np.array([100.0, 100.0]), {"a": 1.0, "b": 1.0})
+    assert chosen.tolist() == ["a", None]  # customer 1: only b allowed, b unknown: the playbook's action stays
+    assert np.isnan(lift[1])
+
+
 def test_model_file_errors_are_clear(tmp_path):
     with pytest.raises(UpliftModelError, match="uplift model file not found"):
         UpliftModel.load(tmp_path / "none.zip")

@@ -53,15 +53,16 @@ RECORD_COLUMNS = ["action", "action_cost", "expected_value", *UPLIFT_COLUMNS, "s
 
 def best_actions(uplift: pd.DataFrame, allowed: Mapping[str, np.ndarray], value: np.ndarray,
                  costs: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer, of the actions both ``allowed`` and in ``uplift`` (one column per action), the one with the
-    highest uplift x ``value`` - cost: its name (None when there is none), uplift and incremental value (NaN)."""
+    """Per customer, of the actions both ``allowed`` and in ``uplift`` (one column per action) with a known (not
+    NaN) uplift, the one with the highest uplift x ``value`` - cost: its name (None when there is none), uplift and
+    incremental value (NaN)."""
     names = [a for a in uplift.columns if a in allowed and a in costs]
     n = len(value)
     if not names:
         return np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, np.nan)
     u = uplift[names].to_numpy(dtype="float64")
     inc = u * np.asarray(value, dtype="float64")[:, None] - np.array([costs[a] for a in names])
-    inc = np.where(np.column_stack([allowed[a] for a in names]), inc, -np.inf)
+    inc = np.where(np.column_stack([allowed[a] for a in names]) & ~np.isnan(inc), inc, -np.inf)
     best = np.argmax(inc, axis=1)
     rows = np.arange(n)
     known = np.isfinite(inc[rows, best])
@@ -203,8 +204,13 @@ def uplift_summary(scores: pd.DataFrame, uplift: UpliftModel) -> str:
     """What the uplift model did: per action, learned or its average effect; and for the customers to contact,
     the buyers the contact is expected to add and the incremental value."""
     contacted = scores[scores["selected"].to_numpy(dtype=bool) & ~scores["control_group"].to_numpy(dtype=bool)]
-    kinds = ", ".join(f"{e.action} ({'learned' if e.kind == 'model' else f'average {e.average:+.1%}'})"
-                      for e in uplift.effects_.values())
+    kinds = ", ".join(f"{e.action} ({_effect_kind(e)})" for e in uplift.effects_.values())
     return (f"uplift: actions {kinds}; contacting {len(contacted):,} customers adds an expected "
             f"{contacted['uplift'].sum():,.1f} buyers within {uplift.info_['horizon_days']} days, incremental value "
             f"{contacted['incremental_value'].sum():,.2f}")
+
+
+def _effect_kind(effect) -> str:
+    if effect.kind == "model":
+        return "learned"
+    return f"average {effect.average:+.1%}" if np.isfinite(effect.average) else "no effect measured: never chosen"

@@ -71,7 +71,8 @@ class UpliftResult:
         for e in self.model.effects_.values():
             lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
                                               if e.kind == "model" else e.note))
-            lines.append(f"    measured average effect {e.average:+.1%}")
+            lines.append(f"    measured average effect {e.average:+.1%}" if np.isfinite(e.average) else
+                         "    measured average effect: none")
         lines.append("held-out customers, ranked by:   Qini     AUUC")
         for name in ("uplift", "risk", "random"):
             card = self.scorecard[name]
