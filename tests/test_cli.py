@@ -388,3 +388,19 @@ def test_an_empty_scores_file_is_named_not_a_traceback(tmp_path, command):
     assert result.exit_code == 2, result.output
     assert f"error: {empty}: the scores file is empty" in _said(result.output)
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--budget", "inf"], "budget must be a finite amount >= 0, got inf"),
+    (["--seed", "-1"], "the control group's seed must be a whole number >= 0, got -1"),
+])
+def test_score_refuses_an_infinite_budget_or_a_negative_seed_before_any_work(tmp_path, option, message):
+    """Checked by the selection's own rule before the model is even read (m.zip does not exist): an infinite
+    budget was printed as "within a budget of inf", a negative seed ended in numpy's "expected non-negative
+    integer" after the whole run."""
+    p = _write_tiny(tmp_path)
+    result = runner.invoke(app, ["score", "-m", "m.zip", "-t", str(p["transactions"]), "-o",
+                                 str(tmp_path / "s.csv"), *option])
+    assert result.exit_code == 2, result.output
+    assert f"error: {message}" in _said(result.output)
+    assert not (tmp_path / "s.csv").exists()

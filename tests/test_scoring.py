@@ -158,6 +158,18 @@ def test_budget_selection_by_hand():
     assert not select_customers(s, budget=0, control_fraction=0)["selected"].any()
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("budget", float("nan"), "budget must be a finite amount >= 0, got nan"),  # selected nobody, silently
+    ("budget", float("inf"), "budget must be a finite amount >= 0, got inf"),  # printed "a budget of inf"
+    ("budget", -1.0, "budget must be a finite amount >= 0, got -1.0"),
+    ("seed", -1, "the control group's seed must be a whole number >= 0, got -1"),  # numpy's own words before
+])
+def test_budget_and_seed_out_of_range_are_named(option, value, message):
+    s = _scores([50.0, 30.0], [10.0, 5.0])
+    with pytest.raises(ValueError, match=f"^{message}"):
+        select_customers(s, control_fraction=0.5, **{option: value})
+
+
 def test_ranks_by_risk_and_by_expected_value():
     # Probabilities: c2 highest, c0 and c3 tie (ids break it), c1 has none (lost): no risk rank.
     s = _scores([5.0, 30.0, -2.0, 5.0], [1.0] * 4, prob=[0.4, np.nan, 0.9, 0.4])

@@ -559,9 +559,11 @@ def score(
     cores), scored two at a time, or in parallel on a Dask cluster with --engine dask; the scores are the same.
     """
     from churnguard.engines import score_from_files
+    from churnguard.scoring.rules import check_selection
     from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
+    _run(check_selection, budget, control_fraction, seed)  # before any work
     _check_score_outputs(out, rejects, if_exists, _named_inputs(
         transactions, tickets, customers, events, model=model, playbook=playbook, config=config, readout=readout,
         uplift_model=uplift_model))

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -239,12 +240,16 @@ def _rank(places: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_selection(budget: float | None, control_fraction: float) -> None:
-    """ValueError unless ``budget`` is None or >= 0 and ``control_fraction`` is in [0, 1)."""
+def check_selection(budget: float | None, control_fraction: float, seed: int = 0) -> None:
+    """ValueError unless ``budget`` is None or a finite amount >= 0, ``control_fraction`` is in [0, 1) and
+    ``seed`` (of the control group) is a whole number >= 0."""
     if not 0 <= control_fraction < 1:
         raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
-    if budget is not None and budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
+    if budget is not None and not 0 <= budget < math.inf:  # NaN fails too: it selected nobody, silently
+        raise ValueError(f"budget must be a finite amount >= 0, got {budget}; without a budget every customer "
+                         "with a positive expected value is selected")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"the control group's seed must be a whole number >= 0, got {seed!r}")
 
 
 def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
@@ -256,7 +261,7 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     id, so the same seed and scores always give the same group; ids sort as :func:`id_places` has them
     (``places``, when the caller has them).
     """
-    check_selection(budget, control_fraction)
+    check_selection(budget, control_fraction, seed)
     ids = np.asarray(ids, dtype=object)
     candidates = np.flatnonzero((ev > 0) & (cost > 0))
     selected = np.zeros(len(ids), dtype=bool)
