@@ -283,3 +283,18 @@ def test_counts_reject_a_customer_only_when_none_of_their_rows_scored():
     assert ScoreResult(scores, rejects).counts() == {"in": 5, "scored": 3, "rejected": 2}
     assert ScoreResult(scores, rejects.iloc[:0]).counts() == {"in": 3, "scored": 3, "rejected": 0}
     assert ScoreResult(scores.iloc[:0], rejects).counts() == {"in": 3, "scored": 0, "rejected": 3}
+
+
+def test_a_budget_below_every_contact_is_said_to_be_so():
+    """A budget too small for any contact said "no customer has a positive expected value within the budget",
+    though customers had one: now it names the budget and the cheapest contact worth making."""
+    from churnguard.scoring import Campaign, campaign_text
+
+    s = select_customers(_scores([50.0, 30.0, -1.0], [10.0, 2.5, 2.0]), budget=1.5, control_fraction=0)
+    s["clv"], s["action"] = 100.0, "no_action"
+    text = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, 1.5, 90, 3.0))
+    assert text.endswith("next:\n  nobody to contact: the budget, 1.50, is below the cheapest contact with a "
+                         "positive expected value (2.50, for 2 customers)")
+    s = select_customers(_scores([-5.0, 0.0], [10.0, 0.0]), budget=1.5, control_fraction=0)
+    text = campaign_text(s.assign(clv=1.0, action="no_action"), "s.csv", None, Campaign(PLAYBOOK, 1.5, 90, 3.0))
+    assert text.endswith("nobody to contact: no customer has a positive expected value")

@@ -91,12 +91,21 @@ def _rates_source(campaign: Campaign) -> list[str]:
     return lines
 
 
+def _nobody(scores: pd.DataFrame, campaign: Campaign) -> str:
+    """Why nobody is to be contacted: no customer worth a contact, or a budget below the cheapest such contact."""
+    cost = scores["action_cost"].to_numpy(dtype="float64")
+    worth = rules.worth_contacting(scores["expected_value"].to_numpy(dtype="float64"), cost)
+    if campaign.budget is None or not worth.any():
+        return "  nobody to contact: no customer has a positive expected value"
+    return (f"  nobody to contact: the budget, {campaign.budget:,.2f}, is below the cheapest contact with a "
+            f"positive expected value ({cost[worth].min():,.2f}, for {int(worth.sum()):,} customers)")
+
+
 def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: pd.Timestamp | None,
-                campaign: Campaign) -> list[str]:
+                campaign: Campaign, scores: pd.DataFrame) -> list[str]:
     lines = ["next:"]
     if contacted.empty:
-        return [*lines, "  nobody to contact: no customer has a positive expected value"
-                + ("" if campaign.budget is None else " within the budget")]
+        return [*lines, _nobody(scores, campaign)]
     lines += [f"  contact {len(contacted):,} customers: selected = True and control_group = False in",
               (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
               f"{contacted['expected_value'].sum():,.2f}")]
@@ -123,4 +132,4 @@ def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | N
     if not contacted.empty:
         lines += ["expected value (EV) per contact = P(churn) x value x success rate - cost:",
                   *_table(value_breakdown(contacted, campaign)), *_assumptions(campaign)]
-    return "\n".join([*lines, *_next_steps(contacted, len(chosen) - len(contacted), out, as_of, campaign)])
+    return "\n".join([*lines, *_next_steps(contacted, len(chosen) - len(contacted), out, as_of, campaign, scores)])

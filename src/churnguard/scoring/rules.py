@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
            "lifecycle_codes", "lifecycle_stage", "ranks", "risk_band", "rule_matches", "select", "signals",
-           "success_rates", "value_at_stake"]
+           "success_rates", "value_at_stake", "worth_contacting"]
 
 
 BROWSING_VISITS = 3  # visits since the last order from which a customer is browsing but not buying
@@ -252,6 +252,12 @@ def check_selection(budget: float | None, control_fraction: float, seed: int = 0
         raise ValueError(f"the control group's seed must be a whole number >= 0, got {seed!r}")
 
 
+def worth_contacting(ev: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Whether each customer is one :func:`select` may pick: a positive expected value and a contact that costs
+    something (a free action is no contact)."""
+    return (np.asarray(ev) > 0) & (np.asarray(cost) > 0)
+
+
 def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
            control_fraction: float = 0.1, seed: int = 0, places: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +269,7 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     """
     check_selection(budget, control_fraction, seed)
     ids = np.asarray(ids, dtype=object)
-    candidates = np.flatnonzero((ev > 0) & (cost > 0))
+    candidates = np.flatnonzero(worth_contacting(ev, cost))
     selected = np.zeros(len(ids), dtype=bool)
     if budget is None:
         selected[candidates] = True
