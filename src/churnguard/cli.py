@@ -238,6 +238,7 @@ def demo_data(
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with two past
     campaigns and their control groups (campaigns; campaign_truth holds their simulated effects)."""
+    from churnguard._io import check_output_dir
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -249,14 +250,15 @@ def demo_data(
         _fail(f"--format must be csv or parquet, got {fmt!r}")
     if shape not in ("contract", "online-retail"):
         _fail(f"--shape must be contract or online-retail, got {shape!r}")
+    _run(check_output_dir, out)
     console = _console()
     if shape == "online-retail":
-        export = generate_online_retail(customers, seed=seed)
+        export = _run(generate_online_retail, customers, seed=seed)
         paths = write_online_retail(export, out)
         console.print(f"export: {len(export):>10,} lines -> {paths['export']}\nconfig: {paths['config']}")
         return
     with console.status(f"Generating {customers:,} customers"):
-        data = generate_demo_data(customers, seed=seed, events=True, campaign=True)
+        data = _run(generate_demo_data, customers, seed=seed, events=True, campaign=True)
         paths = write_demo_data(data, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")
@@ -941,6 +943,7 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
+    from churnguard._io import check_output_dir
     from churnguard.config import load_config
     from churnguard.dataset import load_tables, write_rejects
     from churnguard.model import ChurnModel
@@ -952,6 +955,7 @@ def report(
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file: the report is a directory of files (report.html and its tables); name a "
               "directory")
+    _run(check_output_dir, out)
     cfg = _run(load_config, config)
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     console = _console()
@@ -1084,9 +1088,12 @@ def _outputs_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
     """Stop before any work when an output (option name -> path) is one of the input files (option name ->
     path or database source): writing it would replace that input, and the data with it; or when two outputs
     are one file (``--rejects`` on ``--out``): one would replace the other."""
+    from churnguard._io import check_output_dir
+
     seen: dict[Path, str] = {}
     for out_name, out in outputs.items():
         if isinstance(out, Path):
+            _run(check_output_dir, out.parent)
             if (same := seen.get(out.resolve())) is not None:
                 _fail(f"{out_name} {out} is also {same}: each output needs a path of its own")
             seen[out.resolve()] = out_name
