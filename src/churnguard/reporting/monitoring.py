@@ -89,6 +89,8 @@ class ScoreComparison:
         lines = [
             (f"customers: {status.get('both', 0):,} in both runs, {status.get('only_old', 0):,} only in the old, "
              f"{status.get('only_new', 0):,} only in the new"),
+            *([] if status.get("both", 0) else [("note: no customer is in both runs: are the ids written the same "
+                                                 "way in both files?")]),
             f"mean churn probability change: {mean}",
             f"band unchanged: {int(np.trace(cells[:-1, :-1])):,}, to a riskier band: {riskier:,}, to a safer: {safer:,}",
             "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c:,}" for c, i, j in moves)
@@ -109,6 +111,8 @@ def _run(scores: pd.DataFrame, name: str) -> pd.DataFrame:
     missing = sorted({"customer_id", "churn_probability", "risk_band"} - set(scores.columns))
     if missing:
         raise ValueError(f"the {name} scores lack column(s) {', '.join(missing)}")
+    if scores.empty:  # a header alone: every customer of the other run would read as gone or new
+        raise ValueError(f"the {name} scores have no rows (a header only): nothing to compare")
     dup = scores["customer_id"].duplicated()
     if dup.any():
         raise ValueError(f"the {name} scores list {int(dup.sum())} customer(s) twice, "
@@ -116,6 +120,17 @@ def _run(scores: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": scores["customer_id"].to_numpy(),
                          f"{name}_probability": pd.to_numeric(scores["churn_probability"]).astype("float64").to_numpy(),
                          f"{name}_band": scores["risk_band"].astype("object").to_numpy()})
+
+
+def _check_order(old: pd.DataFrame, new: pd.DataFrame) -> None:
+    """ValueError when the old scores' latest ``as_of`` is after the new scores' (where both have the column): the
+    risers would read as fallers and the newly high risk as the ones that left it."""
+    if "as_of" not in old or "as_of" not in new:
+        return
+    days = [pd.to_datetime(scores["as_of"], errors="coerce").max() for scores in (old, new)]
+    if not any(pd.isna(days)) and days[0] > days[1]:
+        raise ValueError(f"the old scores are as of {days[0].date()}, after the new ones ({days[1].date()}): give the "
+                         "earlier scores file first")
 
 
 def _band_levels(changes: pd.DataFrame) -> list[str]:
@@ -136,8 +151,10 @@ def compare_scores(old: pd.DataFrame, new: pd.DataFrame, *, top: int = 20) -> Sc
         top: how many risers and fallers to keep.
 
     Raises:
-        ValueError: a required column is missing or a run lists a customer twice.
+        ValueError: a required column is missing, a run has no rows or lists a customer twice, or the old run is
+            as of a later day than the new one (the files given the wrong way round).
     """
+    _check_order(old, new)
     merged = _run(old, "old").merge(_run(new, "new"), on="customer_id", how="outer", indicator=True)
     merged["status"] = merged.pop("_merge").map({"both": "both", "left_only": "only_old", "right_only": "only_new"})
     merged[["old_band", "new_band"]] = merged[["old_band", "new_band"]].fillna(ABSENT)
