@@ -346,6 +346,9 @@ def test_readout_clips_success_rate_and_handles_edge_groups():
     assert math.isnan(out.loc["all_kept", "observed_success_rate"])  # nobody in the control group churned
     assert math.isnan(out.loc["no_control", "uplift"])
     assert math.isnan(out.loc["no_control", "ci_low"])
+    # a group that is empty is said to be so, not "too few customers" (contacted 3, control 0)
+    assert out.loc["no_control", "note"] == "no control customers (contacted 3, control 0): nothing to compare with"
+    assert bool(out.loc["no_control", "small_group"])  # still not used for the success rates
 
 
 def test_readout_reads_a_scores_file_and_rejects_nothing_selected(tmp_path):

@@ -383,8 +383,11 @@ def _readout_row(action: str, g: pd.DataFrame, *, last_day: pd.Timestamp, horizo
     end = g["as_of"].max() + horizon
     complete = bool(pd.notna(last_day) and last_day >= end)
     notes = [] if complete else [f"outcome window incomplete: data end before {end.date()}"]
-    if min(n1, n0) < min_group:
-        notes.append(f"too few customers to judge (contacted {n1}, control {n0}; need {min_group} each)")
+    if not min(n1, n0):
+        notes.append(f"no {'control' if n0 == 0 else 'contacted'} customers (contacted {n1:,}, control {n0:,}): "
+                     "nothing to compare with")
+    elif min(n1, n0) < min_group:
+        notes.append(f"too few customers to judge (contacted {n1:,}, control {n0:,}; need {min_group:,} each)")
     return {"action": action, "n_contacted": n1, "n_control": n0, "retained_contacted": x1, "retained_control": x0,
             "retention_contacted": r1, "retention_control": r0, "uplift": r1 - r0, "ci_low": lo, "ci_high": hi,
             "observed_success_rate": float(np.clip((r1 - r0) / (1 - r0), 0, 1)) if r0 < 1 else math.nan,
