@@ -298,3 +298,18 @@ def test_a_budget_below_every_contact_is_said_to_be_so():
     s = select_customers(_scores([-5.0, 0.0], [10.0, 0.0]), budget=1.5, control_fraction=0)
     text = campaign_text(s.assign(clv=1.0, action="no_action"), "s.csv", None, Campaign(PLAYBOOK, 1.5, 90, 3.0))
     assert text.endswith("nobody to contact: no customer has a positive expected value")
+
+
+def test_the_read_out_command_names_the_config_the_files_need():
+    """Scored with the model's own data section (an Online Retail model: latin-1, mapped columns), the suggested
+    read-out read the transactions with the built-in one and failed; it now asks for the training config."""
+    from churnguard.scoring import Campaign, campaign_text
+
+    s = select_customers(_scores([50.0], [10.0]), control_fraction=0).assign(clv=100.0, action="no_action")
+    own = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv", model_data_config=True))
+    assert own.endswith("--transactions tx.csv --horizon-days 90 -c CONFIG\n    (CONFIG: the config file the model "
+                        "was trained with: its data section read these files)")
+    given = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv", "r.yaml",
+                                                     model_data_config=True))
+    assert given.endswith("--horizon-days 90 -c r.yaml")
+    assert campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv")).endswith("--horizon-days 90")

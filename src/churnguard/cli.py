@@ -615,6 +615,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
                       source, config: Path | None, measured=None) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io import replaced_together
+    from churnguard.config import DataConfig
     from churnguard.dataset import write_rejects
     from churnguard.scoring import Campaign, drift_check
 
@@ -625,7 +626,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
-                            config, measured)
+                            config, measured, model_data_config=info.config.data != DataConfig())
         said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
                 (drift.write(staged[2]), not drift.shifted.empty)]
     _say_files(said, staged, finals)

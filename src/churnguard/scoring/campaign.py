@@ -36,6 +36,9 @@ class Campaign:
     transactions: str | Path = "<transactions>"
     config: str | Path | None = None  # the config that read the files, when one was given
     measured: MeasuredRates | None = None  # success rates a campaign read-out measured (in the playbook already)
+    # without ``config``: whether the model's own data section (which read the files) is not the built-in one, so
+    # that the read-out, which reads them with a config file, needs the config file the model was trained with
+    model_data_config: bool = False
 
 
 def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
@@ -114,11 +117,15 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
     end = "the outcome window" if as_of is None else \
         (pd.Timestamp(as_of) + pd.Timedelta(days=campaign.horizon_days)).date().isoformat()
     since = "as_of" if as_of is None else pd.Timestamp(as_of).date().isoformat()
-    return [*lines, f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
-            "  transactions up to that day:",
-            f"    churnguard campaign-readout --scores {out} \\",
-            f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"
-            + ("" if campaign.config is None else f" -c {campaign.config}")]
+    config = campaign.config if campaign.config is not None else "CONFIG" if campaign.model_data_config else None
+    lines += [f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
+              "  transactions up to that day:",
+              f"    churnguard campaign-readout --scores {out} \\",
+              f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"
+              + ("" if config is None else f" -c {config}")]
+    if campaign.config is None and campaign.model_data_config:
+        lines.append("    (CONFIG: the config file the model was trained with: its data section read these files)")
+    return lines
 
 
 def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | None, campaign: Campaign) -> str:
