@@ -331,3 +331,20 @@ def test_cli_train_uplift_and_score(tmp_path, trained, demo_run):
     assert list(rows.columns[at + 1:at + 3]) == ["uplift", "incremental_value"]
     assert (rows.loc[rows["selected"], "uplift"] > 0).all()
     assert "adds an expected" in " ".join(result.output.split())
+
+
+def test_a_scorecard_on_too_few_held_out_customers_says_its_figures_are_noise(tmp_path):
+    """10 campaign rows held out 2 customers, and the Qini of +0.25 read as any other."""
+    from churnguard.uplift.train import UpliftResult
+
+    features = pd.DataFrame({"x": np.arange(8, dtype=float)})
+    model = UpliftModel(min_customers=50).fit(features, np.arange(8) % 2 == 0, np.arange(8) % 3 == 0,
+                                               np.array(["a"] * 8, dtype=object), {"a": 0.1})
+    card = {name: {"qini": 0.25, "auuc": 0.0} for name in ("uplift", "risk", "random")}
+    result = UpliftResult(model, tmp_path / "u.zip", card, pd.DataFrame(), pd.DataFrame(), 8, 2, "by hash",
+                          held_out_groups=(1, 1))
+    assert ("held-out customers, ranked by:   Qini     AUUC\n  (too few to judge: contacted 1, control 1; a "
+            "read-out needs 30 each: these figures are noise)\n  uplift ") in result.summary()
+    enough = UpliftResult(model, tmp_path / "u.zip", card, pd.DataFrame(), pd.DataFrame(), 8, 60, "by hash",
+                          held_out_groups=(30, 30))
+    assert "too few to judge" not in enough.summary()

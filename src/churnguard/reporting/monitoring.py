@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABSENT",
     "ALL_ACTIONS",
+    "MIN_GROUP",
     "READOUT_COLUMNS",
     "REFERENCE_ROWS",
     "MeasuredRates",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
+MIN_GROUP = 30  # contacted and control customers each, below which an effect is not judged
 ALL_ACTIONS = "(all)"  # the overall row of a campaign read-out
 _DEFAULT_BOUNDS = {"high": 0.6, "medium": 0.3, "low": 0.0}  # band order when a band is not seen in the data
 _UNRANKED = ("lost", "never_bought", "no_history")  # bands without a probability (no_history: older files)
@@ -407,7 +409,7 @@ def scores_days(as_of: pd.Series, source: str = "the scores'") -> pd.Series:
 
 
 def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizon_days: int = 90,
-                     confidence: float = 0.95, min_group: int = 30) -> pd.DataFrame:
+                     confidence: float = 0.95, min_group: int = MIN_GROUP) -> pd.DataFrame:
     """What a past campaign achieved: retention of contacted vs held-out control customers, per action.
 
     Only ``selected`` customers count: ``contacted`` = selected and not ``control_group``, ``control`` =
