@@ -406,3 +406,17 @@ def test_compare_says_when_no_customer_is_in_both_runs():
     assert ("customers: 0 in both runs, 8 only in the old, 8 only in the new\n"
             "note: no customer is in both runs: are the ids written the same way in both files?\n") in text
     assert "note:" not in compare_scores(OLD, NEW).summary()
+
+
+def test_measured_rates_of_actions_the_playbook_lacks_are_said_unused():
+    """A read-out of an action the playbook does not have (renamed since): its rate was listed as measured and
+    then dropped without a word."""
+    from churnguard.reporting.monitoring import measured_success_rates
+
+    readout = pd.DataFrame({"action": ["re_engagement", "mystery", "(all)"], "observed_success_rate": [0.2, 0.04, 0.1],
+                            "window_complete": [True] * 3, "small_group": [False] * 3, "note": [""] * 3})
+    measured = measured_success_rates(readout, "r.csv", ["re_engagement", "no_action"])
+    assert (measured.rates, measured.unknown) == ({"re_engagement": 0.2}, ("mystery",))
+    assert measured.lines() == ["success rates measured by campaign-readout (r.csv): re_engagement 20%",
+                                "  not actions of the playbook, so not used: mystery"]
+    assert measured_success_rates(readout).rates == {"re_engagement": 0.2, "mystery": 0.04}  # no playbook given

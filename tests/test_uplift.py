@@ -348,3 +348,25 @@ def test_a_scorecard_on_too_few_held_out_customers_says_its_figures_are_noise(tm
     enough = UpliftResult(model, tmp_path / "u.zip", card, pd.DataFrame(), pd.DataFrame(), 8, 60, "by hash",
                           held_out_groups=(30, 30))
     assert "too few to judge" not in enough.summary()
+
+
+def test_an_uplift_model_of_other_actions_than_the_playbooks_is_named(caplog):
+    """Campaigns of an action the playbook lacks: scoring chose no action by uplift and selected nobody, without a
+    word; now it stops naming both lists, and a model with only some unknown actions is warned about."""
+    from churnguard.config import load_playbook
+    from churnguard.uplift.score import playbook_actions
+
+    features = pd.DataFrame({"x": np.arange(8, dtype=float)})
+    treated, bought = np.arange(8) % 2 == 0, np.arange(8) % 3 == 0
+    playbook = load_playbook()
+    other = UpliftModel().fit(features, treated, bought, np.array(["mystery"] * 8, dtype=object), {"mystery": 0.1})
+    with pytest.raises(ValueError, match=r"^none of the uplift model's actions \(mystery\) is an action of the "
+                                         r"playbook \(browsing_reminder, .*win_back_offer\): it would choose no "
+                                         "action and select nobody"):
+        playbook_actions(other, playbook)
+    mixed = UpliftModel().fit(features, treated, bought, np.array(["mystery", "win_back_offer"] * 4, dtype=object),
+                              {"mystery": 0.1, "win_back_offer": 0.1})
+    with caplog.at_level("WARNING", logger="churnguard.uplift.score"):
+        assert playbook_actions(mixed, playbook) == ["win_back_offer"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "the uplift model's actions mystery are not in the playbook: they are never chosen"]

@@ -605,7 +605,7 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
     _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)  # a table the model learned from
     measured = None
     if readout is not None:
-        measured = measured_success_rates(_run(load_readout, readout), str(readout))
+        measured = measured_success_rates(_run(load_readout, readout), str(readout), [a.name for a in rules.actions])
         _say("\n".join(measured.lines()))
         rules = rules.with_success_rates(measured.rates)
     return rules, data_config, loaded, (transactions, tickets, customers, events), measured

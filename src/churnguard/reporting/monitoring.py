@@ -24,6 +24,8 @@ from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from churnguard.sources import DbSource
 
 __all__ = [
@@ -494,31 +496,38 @@ class MeasuredRates:
     rates: dict[str, float]
     not_used: dict[str, str]
     source: str = "the read-out"
+    unknown: tuple[str, ...] = ()  # actions of the read-out that the playbook does not have
 
     def lines(self) -> list[str]:
         """The rates in words: which actions got a measured rate, then each one that keeps the playbook's
-        and why."""
+        and why, then the read-out's actions the playbook does not have."""
         rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(self.rates.items())) or "none it could judge"
         return [f"success rates measured by campaign-readout ({self.source}): {rates}",
-                *(f"  {a}: the playbook's; {why}" for a, why in sorted(self.not_used.items()))]
+                *(f"  {a}: the playbook's; {why}" for a, why in sorted(self.not_used.items())),
+                *([f"  not actions of the playbook, so not used: {', '.join(self.unknown)}"] if self.unknown else [])]
 
 
-def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out") -> MeasuredRates:
+def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out",
+                           actions: Iterable[str] | None = None) -> MeasuredRates:
     """Each action's ``observed_success_rate`` from a read-out (read from ``source``), where it can be trusted:
     the outcome window was complete and both groups had enough customers (the read-out's ``window_complete``
-    and ``small_group``); the other actions are listed with the read-out's note."""
-    rates, not_used = {}, {}
+    and ``small_group``); the other actions are listed with the read-out's note. With ``actions`` (the
+    playbook's), the read-out's other actions are listed apart (a renamed action's rate would be lost unsaid)."""
+    rates, not_used, unknown = {}, {}, []
+    known = None if actions is None else set(actions)
     for row in readout.to_dict("records"):
         action, rate = str(row["action"]), row.get("observed_success_rate")
         if action == ALL_ACTIONS:
             continue
-        if not _truthy(row.get("window_complete", True)) or _truthy(row.get("small_group", False)):
+        if known is not None and action not in known:
+            unknown.append(action)
+        elif not _truthy(row.get("window_complete", True)) or _truthy(row.get("small_group", False)):
             not_used[action] = str(row.get("note") or "not judged")
         elif rate is None or not np.isfinite(float(rate)):
             not_used[action] = "no success rate (the control group kept everyone)"
         else:
             rates[action] = float(rate)
-    return MeasuredRates(rates, not_used, source)
+    return MeasuredRates(rates, not_used, source, tuple(sorted(unknown)))
 
 
 def _truthy(value: object) -> bool:

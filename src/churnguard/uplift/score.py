@@ -15,6 +15,7 @@ from the one feature kernel with its own feature config and population (:func:`k
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -42,9 +43,11 @@ if TYPE_CHECKING:
     from churnguard.population import Population
     from churnguard.uplift.model import UpliftModel
 
-__all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "record_features",
+__all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "playbook_actions", "record_features",
            "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift",
            "uplift_features", "uplift_file_rows", "uplift_summary", "with_uplift"]
+
+logger = logging.getLogger(__name__)
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
 # What the uplift model changes of a row of churnguard.scoring.score_records (the server's answer).
@@ -136,12 +139,34 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
                          selected=selected, control_group=control, **rank_columns(ids, prob, inc))
 
 
+def playbook_actions(uplift: UpliftModel, playbook: Playbook) -> list[str]:
+    """The uplift model's actions that the playbook has, the only ones :func:`best_actions` can choose; the
+    others are logged as a warning.
+
+    Raises:
+        ValueError: the playbook has none of them: every customer would keep the playbook's action without an
+            uplift, and nobody would be selected (it was so, without a word).
+    """
+    names = {rule.name for rule in playbook.actions}
+    known = [a for a in uplift.actions if a in names]
+    others = [a for a in uplift.actions if a not in names]
+    if not known:
+        raise ValueError(f"none of the uplift model's actions ({', '.join(others)}) is an action of the playbook "
+                         f"({', '.join(sorted(names))}): it would choose no action and select nobody; train it on "
+                         "campaigns of the playbook's actions, or give the playbook that has them")
+    if others:
+        logger.warning("the uplift model's actions %s are not in the playbook: they are never chosen",
+                       ", ".join(others))
+    return known
+
+
 def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as_of: str | pd.Timestamp | None,
                       playbook: Playbook, *, budget: float | None = None, control_fraction: float = 0.1,
                       seed: int = 0) -> ScoreResult:
     """:func:`churnguard.scoring.score_tables`, then actions and selection by incremental value
     (:func:`with_uplift`); every customer scored gets ``uplift`` and ``incremental_value`` (NaN without a known
     action)."""
+    playbook_actions(uplift, playbook)
     result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
     feats = uplift_features(uplift, tables, result.as_of, result.scores["customer_id"])
     scores = with_uplift(result.scores, feats, uplift, model, playbook, budget=budget,
