@@ -40,7 +40,7 @@ from churnguard.model.info import CurveCard, ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
-from churnguard.training.curve import train_curve
+from churnguard.training.curve import curve_backtest_plan, train_curve
 from churnguard.training.evaluation import (
     baseline_calibrators,
     baseline_probabilities,
@@ -145,6 +145,8 @@ def run_training(
     first_day = tables.transactions["timestamp"].min()
     configured, config = config, with_schedule(config, first_day, last)
     plan = plan_training(first_day, last, config.labels, config.snapshots)
+    if config.labels.horizons:
+        curve_backtest_plan(first_day, last, config)  # a curve too long for the data stops now, not after the model
     source = LocalRows(tables, config, last, step)
     step(judging_step(first_day, last, config))
     backtest = judge(source, first_day, plan, config)
