@@ -36,7 +36,7 @@ def main() -> None:
     paths = ensure_data(args.customers, args.seed, quiet=True)
     _clock[:] = [time.perf_counter(), time.process_time()]
 
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.features import build_features, to_day

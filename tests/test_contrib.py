@@ -306,15 +306,15 @@ def test_scoring_walks_with_the_models_tables(model, feats, monkeypatch):
 
 
 def test_a_walk_run_on_a_share_of_the_cores_keeps_to_it(monkeypatch):
-    """Partitions scored at once each get a share of the cores (``_io.cores_shared``): a walk on a thread given one
+    """Partitions scored at once each get a share of the cores (``_io.cores.cores_shared``): a walk on a thread given one
     core splits its rows for one thread, and asks LightGBM for one, where on its own it takes two; the share
     holds only while the job runs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from churnguard._io import core_share, cores_shared
+    from churnguard._io.cores import core_share, cores_shared
 
     monkeypatch.setattr(_contrib, "_THREADS", 2)
-    monkeypatch.setattr("churnguard._io.usable_cores", lambda: 2)
+    monkeypatch.setattr("churnguard._io.cores.usable_cores", lambda: 2)
 
     def threads(_: int) -> tuple:
         split = _contrib._Split(1_000_003)

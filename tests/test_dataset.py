@@ -666,7 +666,7 @@ _OTHER_DAYS = ["13/01/2024", "01/02/2024", "5/3/2024 10:00", "2024-01-09", "", "
 
 def _csv_load(paths: dict, config: DataConfig, block_bytes: int | None, caplog, **kwargs):
     """``load_tables`` of CSV ``paths`` read ``block_bytes`` at a time (None: each file read whole, as
-    ``_io.csv_rows`` reads it): the tables (or the error) and the warnings logged."""
+    ``_io.read.csv_rows`` reads it): the tables (or the error) and the warnings logged."""
     from unittest import mock
 
     caplog.clear()
@@ -737,20 +737,20 @@ def test_csv_blocks_read_a_file_in_pieces_as_pandas_reads_it(tmp_path):
     from churnguard import _io
 
     text = '\ufeffid;note;n\n1;"a;b";2\n\n2;"line\nbreak";\n3;;4.5\n4;é;\n' * 20
-    for name, data, dialect in (("semi.csv", text.encode("latin-1", "replace"), _io.CsvDialect("latin-1", ";")),
-                                ("semi.csv.gz", gzip.compress(text.encode()), _io.CsvDialect("utf-8", ";"))):
+    for name, data, dialect in (("semi.csv", text.encode("latin-1", "replace"), _io.read.CsvDialect("latin-1", ";")),
+                                ("semi.csv.gz", gzip.compress(text.encode()), _io.read.CsvDialect("utf-8", ";"))):
         path = tmp_path / name
         path.write_bytes(data)
         names = ["id", "note", "n"]
-        pieces = list(_io.csv_blocks(path, names, ["id", "note", "n"], dialect, block_bytes=64))
+        pieces = list(_io.read.csv_blocks(path, names, ["id", "note", "n"], dialect, block_bytes=64))
         assert len(pieces) > 1
         read = pd.concat(pieces, ignore_index=True)
-        expected = _io.csv_rows(lambda path=path: _io.open_bytes(path), names, dialect=dialect).drop(
-            columns=_io.EXTRA_FIELDS)
+        expected = _io.read.csv_rows(lambda path=path: _io.read.open_bytes(path), names, dialect=dialect).drop(
+            columns=_io.read.EXTRA_FIELDS)
         pd.testing.assert_frame_equal(read, expected, check_exact=True)
     (tmp_path / "ragged.csv").write_text("id,n\n1,2\n3,4,5\n")
-    with pytest.raises(_io.CsvNotBlockwise):
-        list(_io.csv_blocks(tmp_path / "ragged.csv", ["id", "n"], ["id", "n"]))
+    with pytest.raises(_io.read.CsvNotBlockwise):
+        list(_io.read.csv_blocks(tmp_path / "ragged.csv", ["id", "n"], ["id", "n"]))
 
 
 def test_a_csv_chunk_is_read_by_arrow_as_pandas_reads_it(tmp_path):
@@ -764,25 +764,25 @@ def test_a_csv_chunk_is_read_by_arrow_as_pandas_reads_it(tmp_path):
     from churnguard.engines.partitions import Chunk, read_chunk
 
     rows = '1;"a;b";2\n\n2;"line\nbreak";\n3;;4.5\n4;é;\n' * 20
-    for name, data, dialect in (("semi.csv", ("id;note;n\n" + rows).encode("latin-1"), _io.CsvDialect("latin-1", ";")),
-                                ("bom.csv", ("\ufeffid;note;n\n" + rows).encode(), _io.CsvDialect("utf-8-sig", ";"))):
+    for name, data, dialect in (("semi.csv", ("id;note;n\n" + rows).encode("latin-1"), _io.read.CsvDialect("latin-1", ";")),
+                                ("bom.csv", ("\ufeffid;note;n\n" + rows).encode(), _io.read.CsvDialect("utf-8-sig", ";"))):
         path = tmp_path / name
         path.write_bytes(data)
         header = data[:data.index(b"\n") + 1]
         chunk = Chunk(str(path), "csv", start=len(header), stop=-1, header=header, keep=("id",), dialect=dialect)
         got = read_chunk(chunk, ("n", "id", "missing"))
-        frame = _io.csv_rows(lambda path=path: _io.open_bytes(path), ["id", "note", "n"], ["id", "n"], ("id",),
+        frame = _io.read.csv_rows(lambda path=path: _io.read.open_bytes(path), ["id", "note", "n"], ["id", "n"], ("id",),
                              dialect)
-        expected = pa.Table.from_pandas(frame, preserve_index=False).select(["n", "id", _io.EXTRA_FIELDS])
+        expected = pa.Table.from_pandas(frame, preserve_index=False).select(["n", "id", _io.read.EXTRA_FIELDS])
         assert got.select(["n", "id"]).equals(expected.select(["n", "id"]))
-        assert got.column(_io.EXTRA_FIELDS).to_pylist() == expected.column(_io.EXTRA_FIELDS).to_pylist()
-        assert got.column(_io.EXTRA_FIELDS).type == pa.null()  # no row longer than the header: no buffer held
+        assert got.column(_io.read.EXTRA_FIELDS).to_pylist() == expected.column(_io.read.EXTRA_FIELDS).to_pylist()
+        assert got.column(_io.read.EXTRA_FIELDS).type == pa.null()  # no row longer than the header: no buffer held
         assert got.column("missing").null_count == len(got) == 80
     ragged = b"id,n\n1,2\n3,4,5\n"
     (tmp_path / "ragged.csv").write_bytes(ragged)
     got = read_chunk(Chunk(str(tmp_path / "ragged.csv"), "csv", start=5, stop=-1, header=b"id,n\n", keep=("id",)),
                      ("id", "n"))
-    assert got.to_pydict() == {"id": ["1", "3"], "n": ["2", None], _io.EXTRA_FIELDS: [None, "3,4,5"]}
+    assert got.to_pydict() == {"id": ["1", "3"], "n": ["2", None], _io.read.EXTRA_FIELDS: [None, "3,4,5"]}
 
 
 
@@ -800,12 +800,12 @@ def test_a_csv_chunk_with_line_breaks_in_quotes_at_block_cuts_is_read_as_pandas_
 
     names = ["id", "note", "n"]
     rows = ("x" * pad + ',"p",1\n' + "".join(f'{i},"a\nb\nc,{i}\nd\n",{i}\n' for i in range(60))).encode()
-    plain_cuts = _io._arrow_csv_options(names, names, _io.UTF8, 256, header=False, newlines_in_values=False)
+    plain_cuts = _io.read._arrow_csv_options(names, names, _io.read.UTF8, 256, header=False, newlines_in_values=False)
     with pytest.raises(pa.ArrowInvalid):
         pcsv.read_csv(pa.BufferReader(rows), **plain_cuts)
-    expected = _io.csv_rows(lambda: io.BytesIO(b"id,note,n\n" + rows), names)
+    expected = _io.read.csv_rows(lambda: io.BytesIO(b"id,note,n\n" + rows), names)
     for block_bytes in (256, None):  # None: Arrow's blocks of 1 MB, no cut inside the text
-        got = _io.csv_table(pa.py_buffer(rows), names, ["n", "note"], block_bytes=block_bytes)
+        got = _io.read.csv_table(pa.py_buffer(rows), names, ["n", "note"], block_bytes=block_bytes)
         assert got.to_pydict() == {"n": expected["n"].tolist(), "note": expected["note"].tolist()}
         assert len(got) == 61
 
@@ -864,7 +864,7 @@ def test_dictionary_codes_of_ids_of_one_width_are_arrows_encoding_of_the_text():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from churnguard._io import fixed_bytes
+    from churnguard._io.codes import fixed_bytes
 
     ids = pa.array(["C03", "C01", "C03", "C04", "C02", "C01"], type=pa.large_string())
     cases = {"one width": [ids.slice(0, 0), ids.slice(0, 3), ids.slice(2, 4), ids],

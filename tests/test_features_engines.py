@@ -359,7 +359,7 @@ def test_the_buckets_are_built_with_arrow_allocating_from_malloc_once_the_input_
     from churnguard.engines import local
     from churnguard.engines import partitions as parts
 
-    if _io._mallopt() is None:
+    if _io.cores._mallopt() is None:
         pytest.skip("glibc's malloc only")
     files, cfg, as_of, _ = cases["iso"]
     want, _ = _reference(files, cfg, as_of)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnguard._io import WORK_PREFIX, appending_table, atomic_path, replaced_together, work_dir, write_table
+from churnguard._io.files import WORK_PREFIX, atomic_path, replaced_together, work_dir
+from churnguard._io.write import appending_table, write_table
 
 
 def _crash_while_writing(target, text):
@@ -137,7 +138,7 @@ def test_an_output_elsewhere_is_replaced_with_the_others(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # Reading input tables
 
-from churnguard._io import EXTRA_FIELDS, header_line, input_format, read_rows
+from churnguard._io.read import EXTRA_FIELDS, header_line, input_format, read_rows
 
 HEADER = "customer_id,timestamp,amount,order_id\n"
 
@@ -206,7 +207,7 @@ def test_unknown_input_suffixes_are_named(name):
 def test_read_parquet_reads_as_pandas_does(tmp_path):
     """Same columns, index and types as ``pandas.read_parquet``: text, timestamps in their unit and zone, a
     named index, integers with missing values."""
-    from churnguard._io import read_parquet
+    from churnguard._io.read import read_parquet
 
     df = pd.DataFrame({"s": pd.Series(["a", None], dtype="str"), "ts": pd.to_datetime(["2024-01-01", None]).as_unit("us"),
                        "tz": pd.to_datetime(["2024-01-01 10:00", None]).tz_localize("Europe/Paris"),
@@ -224,7 +225,7 @@ def test_read_parquet_categoricals_over_row_groups_read_as_pandas_does(tmp_path,
     index is kept. A column of few values takes one byte a code until its values outgrow it (130 here)."""
     import numpy as np
 
-    from churnguard._io import read_parquet
+    from churnguard._io.read import read_parquet
 
     n = 23
     df = pd.DataFrame({
@@ -260,15 +261,15 @@ def test_a_stop_whose_exit_a_library_swallowed_still_ends_the_command_before_its
 
     from churnguard import _io
 
-    monkeypatch.setattr(_io, "_STOPPED", [])
+    monkeypatch.setattr(_io.files, "_STOPPED", [])
     target = tmp_path / "out.csv"
     target.write_text("previous")
-    _io.raise_if_stopped()  # no stop asked: nothing happens
+    _io.files.raise_if_stopped()  # no stop asked: nothing happens
     with pytest.raises(SystemExit) as first:
-        _io.stop_on_signal(signal.SIGTERM, None)
+        _io.files.stop_on_signal(signal.SIGTERM, None)
     assert first.value.code == 128 + signal.SIGTERM
     # that exit was swallowed (code that turns any error into a warning) and the command went on to its output
-    with pytest.raises(SystemExit) as again, _io.replaced_together(target) as (staged,):
+    with pytest.raises(SystemExit) as again, _io.files.replaced_together(target) as (staged,):
         staged.write_text("new")
     assert again.value.code == 128 + signal.SIGTERM
     assert target.read_text() == "previous"
@@ -303,15 +304,15 @@ def test_arrow_allocates_from_malloc_within_the_block_only():
 
     from churnguard import _io
 
-    if _io._mallopt() is None:
+    if _io.cores._mallopt() is None:
         pytest.skip("glibc's malloc only")
     before = pa.default_memory_pool().backend_name
-    with _io.arrow_from_malloc():
+    with _io.cores.arrow_from_malloc():
         assert pa.default_memory_pool().backend_name == "system"
         made = pa.array(range(1000)).take(pa.array([3, 2, 1]))
     assert pa.default_memory_pool().backend_name == before != "system"
     assert made.to_pylist() == [3, 2, 1]
-    with pytest.raises(ValueError, match="stop"), _io.arrow_from_malloc():
+    with pytest.raises(ValueError, match="stop"), _io.cores.arrow_from_malloc():
         raise ValueError("stop")
     assert pa.default_memory_pool().backend_name == before
 
@@ -324,10 +325,10 @@ def test_overlapping_malloc_blocks_restore_the_pool_when_the_last_leaves():
 
     from churnguard import _io
 
-    if _io._mallopt() is None:
+    if _io.cores._mallopt() is None:
         pytest.skip("glibc's malloc only")
     before = pa.default_memory_pool().backend_name
-    first, second = _io.arrow_from_malloc(), _io.arrow_from_malloc()
+    first, second = _io.cores.arrow_from_malloc(), _io.cores.arrow_from_malloc()
     first.__enter__()
     second.__enter__()  # entered while the first is open: it sees the system pool as the one "before"
     first.__exit__(None, None, None)
@@ -342,11 +343,11 @@ def test_malloc_is_asked_to_keep_freed_memory_in_one_arena(monkeypatch):
     from churnguard import _io
 
     asked = []
-    monkeypatch.setattr(_io, "_mallopt", lambda: lambda option, value: asked.append((option, value)))
-    _io.keep_freed_memory()
+    monkeypatch.setattr(_io.cores, "_mallopt", lambda: lambda option, value: asked.append((option, value)))
+    _io.cores.keep_freed_memory()
     assert sorted(asked) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
-    monkeypatch.setattr(_io, "_mallopt", lambda: None)
-    _io.keep_freed_memory()  # not glibc: nothing to ask, no error
+    monkeypatch.setattr(_io.cores, "_mallopt", lambda: None)
+    _io.cores.keep_freed_memory()  # not glibc: nothing to ask, no error
 
 
 def test_blas_threads_are_asked_to_sleep_soon_unless_the_environment_says_otherwise(monkeypatch):
@@ -355,10 +356,10 @@ def test_blas_threads_are_asked_to_sleep_soon_unless_the_environment_says_otherw
     from churnguard import _io
 
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    _io.short_blas_spin()
+    _io.cores.short_blas_spin()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "16"
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "24")
-    _io.short_blas_spin()
+    _io.cores.short_blas_spin()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "24"
 
 
@@ -370,7 +371,7 @@ def test_encode_text_gives_arrows_dictionary_encoding_of_fixed_and_varying_width
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from churnguard._io import _fixed_width, encode_text
+    from churnguard._io.codes import _fixed_width, encode_text
 
     ids = pa.array(["C0003", "C0001", "C0003", "C0004", "C0002", "C0001", "xyz"], type=getattr(pa, kind)())
     cases = {"fixed": (ids[:6], 5), "sliced": (ids.slice(2, 4), 5), "missing": (pa.array(["ab", None, "ab"]), None),
@@ -398,7 +399,7 @@ def test_encode_text_of_one_width_is_arrows_encoding(width, data):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from churnguard._io import encode_text
+    from churnguard._io.codes import encode_text
 
     word = st.text(alphabet="\0ab9", min_size=width, max_size=width)
     values = pa.array(data.draw(st.lists(word, min_size=1, max_size=40)))
@@ -414,7 +415,7 @@ def test_text_codes_of_chunks_of_one_width_number_the_values_over_all_chunks():
     appearance over the chunks, and each chunk's indices into it."""
     import pyarrow as pa
 
-    from churnguard._io import text_codes
+    from churnguard._io.codes import text_codes
 
     chunks = pa.chunked_array([["C0000002", "C0000001"], ["C0000001", "C0000003", "C0000002"]],
                               type=pa.large_string())
@@ -427,7 +428,7 @@ def test_text_codes_of_chunks_of_one_width_number_the_values_over_all_chunks():
 def test_take_is_numpys_gather_for_any_index_type_and_booleans():
     """``take`` gives ``values[indices]`` for indices of 8 to 64 bits and boolean values; ``take_codes`` reads a
     code of -1 from the table's last place (a missing value's), as numpy does."""
-    from churnguard._io import take, take_codes
+    from churnguard._io.codes import take, take_codes
 
     values = np.array([10, 11, 12, 13], dtype=np.int32)
     for kind in (np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint32):
@@ -447,7 +448,7 @@ def test_fixed_bytes_as_integers_keep_a_slices_offset():
     """A slice of fixed-size values seen as integers holds the slice's values, not the buffer's first ones."""
     import pyarrow as pa
 
-    from churnguard._io import _as_words, fixed_text
+    from churnguard._io.codes import _as_words, fixed_text
 
     whole = pa.array([b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"bbbbbbbb"], type=pa.binary(8))
     words = _as_words(whole.slice(1, 2))
@@ -461,7 +462,7 @@ def test_spreadsheet_quoting_marks_the_formula_cells_of_every_kind_of_text_colum
     cell, in Arrow text, object (numbers and missing values among the text), and categorical columns."""
     import re
 
-    from churnguard._io import _FORMULA, spreadsheet_restored, spreadsheet_safe
+    from churnguard._io.spreadsheet import _FORMULA, spreadsheet_restored, spreadsheet_safe
 
     values = ["=1+1", "+44 20", "-3", "@x", "\tx", "'=y", "plain", "a=b", None, "", "'", "-"]
     frame = pd.DataFrame({
@@ -483,7 +484,7 @@ def test_spreadsheet_quoting_marks_the_formula_cells_of_every_kind_of_text_colum
 
 def test_writing_below_a_file_names_the_file(tmp_path):
     """Every atomic write goes through work_dir: a folder that is a file is named, not mkdir's FileExistsError."""
-    from churnguard._io import atomic_path
+    from churnguard._io.files import atomic_path
 
     (tmp_path / "tx.csv").write_text("a\n")
     with (pytest.raises(ValueError, match=r"tx\.csv/sub: .*tx\.csv is a file, not a directory"),

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnguard._io import read_table, write_table
+from churnguard._io.read import read_table
+from churnguard._io.write import write_table
 from churnguard.reporting.monitoring import (
     ABSENT,
     campaign_readout,

@@ -104,7 +104,8 @@ def test_ids_a_spreadsheet_would_run_are_shown_as_they_are_and_quoted_in_the_csv
     up the id as it is (+44 20: its purchases are found under that id) and the downloaded list quotes it again,
     from a Parquet file (never quoted) too. The CSV file's quotes used to be shown, and the download of a
     Parquet file's rows was not quoted."""
-    from churnguard._io import spreadsheet_safe, write_table
+    from churnguard._io.spreadsheet import spreadsheet_safe
+    from churnguard._io.write import write_table
 
     scores = _tiny().assign(customer_id=["+44 20", "c1", "=cmd|x", "c5", "-4"])
     write_table(spreadsheet_safe(scores) if suffix == ".csv" else scores, tmp_path / f"s{suffix}")
@@ -184,7 +185,7 @@ def test_the_why_of_an_action_is_its_playbook_rule():
 @pytest.fixture(scope="module")
 def files(trained, tmp_path_factory):
     """Two scoring runs of the demo customers, the later one's campaign read-out, and the tables as CSV."""
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.demo import write_demo_data
     from churnguard.model import ChurnModel
     from churnguard.reporting.monitoring import campaign_readout
@@ -408,7 +409,7 @@ def test_templates_escape_what_they_show():
 
 @pytest.mark.slow
 def test_the_customer_page_draws_the_churn_curve(trained, trained_curve, tmp_path):
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.model import ChurnModel
     from churnguard.scoring import score_tables
 
@@ -447,7 +448,7 @@ def test_serve_checks_the_page_files_before_starting(tmp_path):
 @pytest.mark.parametrize("db", ["duckdb", "postgresql"])
 def test_the_pages_read_their_tables_from_a_database(files, db, request):
     """``serve --scores URL`` (and the other page tables): the same pages and the same CSV as from the files."""
-    from churnguard._io import read_table
+    from churnguard._io.read import read_table
     from churnguard.sources import DbSource, parse_source, write_tables
 
     names = ("scores", "previous", "readout", "transactions", "tickets")

@@ -313,7 +313,7 @@ def _overflowing_ids(path, ids: list[str | None], groups: int) -> None:
 def test_ids_read_as_text_are_the_values_the_files_dictionaries_hold(tmp_path):
     import pyarrow.parquet as pq
 
-    from churnguard._io import coded_file, read_coded
+    from churnguard._io.read import coded_file, read_coded
 
     rng = np.random.default_rng(5)
     ids = [None if i % 97 == 5 else f"C{int(c):05d}" for i, c in enumerate(rng.integers(0, 900, size=6000))]

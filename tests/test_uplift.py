@@ -90,7 +90,8 @@ def test_scores_file_is_one_campaign():
 def test_a_scores_csv_file_is_read_as_score_wrote_its_ids(tmp_path):
     """score's CSV quotes an id a spreadsheet would run ('+44 20); read as the campaign, the id is the customer's
     own (+44 20), as compare and campaign-readout read it: it kept the quote, and no transaction matched it."""
-    from churnguard._io import spreadsheet_safe, write_table
+    from churnguard._io.spreadsheet import spreadsheet_safe
+    from churnguard._io.write import write_table
     from churnguard.dataset import load_campaigns
 
     scores = pd.DataFrame({"customer_id": ["+44 20", "-7", "c"], "as_of": ["2025-03-31"] * 3,

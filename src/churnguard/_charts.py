@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from churnguard._io import atomic_path
+from churnguard._io.files import atomic_path
 
 
 def chart_axes(width: float = 6.4, height: float = 4.8):

@@ -53,7 +53,7 @@ def _iso_day(value: str | None) -> str | None:
 
 def _table_out(value: Path | None) -> Path | None:
     """An output table's path: its suffix must say CSV or Parquet (checked before any work is done)."""
-    from churnguard._io import table_suffix
+    from churnguard._io.files import table_suffix
 
     if value is not None:
         try:
@@ -238,7 +238,7 @@ def demo_data(
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with two past
     campaigns and their control groups (campaigns; campaign_truth holds their simulated effects)."""
-    from churnguard._io import check_output_dir
+    from churnguard._io.files import check_output_dir
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -291,7 +291,7 @@ def features(
     threads (memory: about 2/N of the input's), as large input files are without it; with --engine dask, in
     parallel on a Dask cluster. The features are the same.
     """
-    from churnguard._io import replaced_together
+    from churnguard._io.files import replaced_together
     from churnguard.config import load_config
     from churnguard.dataset import write_rejects
     from churnguard.engines import build_features_from_files
@@ -614,7 +614,7 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
 def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | None, *, psi_threshold: float,
                       source, config: Path | None, measured=None) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
-    from churnguard._io import replaced_together
+    from churnguard._io.files import replaced_together
     from churnguard.config import DataConfig
     from churnguard.dataset import write_rejects
     from churnguard.scoring import Campaign, drift_check
@@ -657,7 +657,7 @@ def _score_with_uplift(loaded, uplift_path: Path, inputs: tuple, rules, out, rej
     rejects files, replaced together, or a database ``out`` as without the uplift model. ``partitioned``: the
     command asked for Dask or --partitions, which select after scoring each partition from the columns of the
     churn model's scores alone, so this path refuses them."""
-    from churnguard._io import replaced_together
+    from churnguard._io.files import replaced_together
     from churnguard.dataset import write_rejects
     from churnguard.sources import is_url
     from churnguard.uplift import UpliftModel
@@ -724,7 +724,7 @@ def _into_db(run, dest, *, if_exists: str, summary=None, extra=None) -> None:
 
     import pandas as pd
 
-    from churnguard._io import work_dir
+    from churnguard._io.files import work_dir
     from churnguard.dataset import write_rejects
     from churnguard.sources import write_tables
 
@@ -944,7 +944,7 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
-    from churnguard._io import check_output_dir
+    from churnguard._io.files import check_output_dir
     from churnguard.config import load_config
     from churnguard.dataset import load_tables, write_rejects
     from churnguard.model import ChurnModel
@@ -989,7 +989,7 @@ def compare(
     top: Annotated[int, _Opt(min=1, help="How many risers and fallers to print.")] = 10,
 ) -> None:
     """Whose risk moved most between two scoring runs, band transitions, and new high-risk customers."""
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.reporting.monitoring import compare_scores, plot_transitions
     from churnguard.scoring import read_scores
 
@@ -1027,7 +1027,7 @@ def campaign_readout(
     from rich import box
     from rich.table import Table
 
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.config import load_config
     from churnguard.dataset import load_tables
     from churnguard.reporting.monitoring import campaign_readout as readout_fn
@@ -1089,7 +1089,7 @@ def _outputs_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
     """Stop before any work when an output (option name -> path) is one of the input files (option name ->
     path or database source): writing it would replace that input, and the data with it; or when two outputs
     are one file (``--rejects`` on ``--out``): one would replace the other."""
-    from churnguard._io import check_output_dir
+    from churnguard._io.files import check_output_dir
 
     seen: dict[Path, str] = {}
     for out_name, out in outputs.items():
@@ -1144,7 +1144,8 @@ _flowing_help()
 def main() -> None:
     """Console-script entry point. SIGTERM ends a command as an error would (exit 143): what it was writing is
     removed, the previous outputs stay and an MLflow run in progress is marked FAILED."""
-    from churnguard._io import keep_freed_memory, short_blas_spin, stop_on_signal
+    from churnguard._io.cores import keep_freed_memory, short_blas_spin
+    from churnguard._io.files import stop_on_signal
 
     signal.signal(signal.SIGTERM, stop_on_signal)
     short_blas_spin()

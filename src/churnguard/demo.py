@@ -47,7 +47,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard._io import atomic_path, atomic_write_text, write_table
+from churnguard._io.files import atomic_path, atomic_write_text
+from churnguard._io.write import write_table
 
 __all__ = ["DemoData", "generate_demo_data", "generate_online_retail", "write_demo_data", "write_online_retail"]
 

@@ -8,15 +8,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnguard._io import (
-    CsvDialect,
-    header_line,
-    header_names,
-    input_format,
-    spreadsheet_safe,
-    table_suffix,
-    write_table,
-)
+from churnguard._io.files import table_suffix
+from churnguard._io.read import CsvDialect, header_line, header_names, input_format
+from churnguard._io.spreadsheet import spreadsheet_safe
+from churnguard._io.write import write_table
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -74,7 +69,7 @@ _TEXT = {"customer_id", "order_id", "ticket_id", "category", "channel", "event_t
 # events table's, many rows over fewer distinct values; of them, those with few distinct values.
 _CODED = {"events": ("customer_id", "event_type", "channel", "session_id")}
 _FEW = ("event_type", "channel")
-# Of them, those read as text and encoded by Arrow's hash (``_io.read_coded``), not as the file's dictionaries: the
+# Of them, those read as text and encoded by Arrow's hash (``_io.read.read_coded``), not as the file's dictionaries: the
 # customer ids, too many distinct values a row group for its dictionary page.
 _HASHED = {"events": ("customer_id",)}
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
@@ -128,7 +123,7 @@ class DataError(ValueError):
 
 def write_rejects(rejects: pd.DataFrame, path: str | Path) -> str | None:
     """Write the rows set aside to ``path`` and say how many there are, per table and reason (None: none). In a
-    CSV file, cells a spreadsheet would run as formulas are quoted (:func:`churnguard._io.spreadsheet_safe`)."""
+    CSV file, cells a spreadsheet would run as formulas are quoted (:func:`churnguard._io.spreadsheet.spreadsheet_safe`)."""
     if rejects.empty:
         return None
     write_table(spreadsheet_safe(rejects) if table_suffix(Path(path)) == ".csv" else rejects, path)
@@ -163,7 +158,7 @@ def header(path: str | Path, csv_dialect: CsvDialect | None = None) -> list[str]
 
     Raises:
         ValueError: an unsupported file type, or a CSV file whose header is not text in the dialect's encoding
-            (see ``_io.header_line``).
+            (see ``_io.read.header_line``).
     """
     if input_format(path) == "csv":
         csv_dialect = csv_dialect or CsvDialect()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnguard._io import (
+from churnguard._io.read import (
     CsvDialect,
     column_names,
     csv_blocks,
@@ -20,8 +20,8 @@ from churnguard._io import (
     open_bytes,
     parquet_blocks,
     read_rows,
-    spreadsheet_restored,
 )
+from churnguard._io.spreadsheet import spreadsheet_restored
 from churnguard.dataset.contract import (
     _CODED,
     _DATES,
@@ -53,7 +53,7 @@ CSV_BLOCK_BYTES = 2**26  # bytes of a CSV file read and checked at once (about 8
 
 def _read(path: str | Path | DbSource, table: str, config: DataConfig, feature_inputs_only: bool = False
           ) -> pd.DataFrame:
-    """A file's raw rows (``_io.read_rows``); a row longer than the header keeps only its customer id. A
+    """A file's raw rows (``_io.read.read_rows``); a row longer than the header keeps only its customer id. A
     database table's rows (:func:`_read_db`). With ``feature_inputs_only`` only the columns the features read
     (:func:`feature_columns`)."""
     if isinstance(path, DbSource):
@@ -138,7 +138,7 @@ def _read_blocks(path: str | Path | DbSource, table: str, config: DataConfig, fe
 
 
 def _csv_table(path: Path, table: str, config: DataConfig, feature_inputs_only: bool) -> RawTable:
-    """A CSV file's raw rows a block at a time (``_io.csv_blocks``: what ``_io.csv_rows`` reads, in pieces), its
+    """A CSV file's raw rows a block at a time (``_io.read.csv_blocks``: what ``_io.read.csv_rows`` reads, in pieces), its
     text date columns' styles decided on the whole column (:func:`_census_pass`). Read whole (:func:`_read`),
     which reads or reports it as before, when its header or columns are not right, it has no rows, or its first
     row is longer than the header (pandas reads it as an index); and when Arrow's reader finds a row of another
@@ -167,7 +167,7 @@ def _csv_table(path: Path, table: str, config: DataConfig, feature_inputs_only: 
 
 @dataclass(frozen=True)
 class _CsvBlocks:
-    """A CSV file's blocks (``_io.csv_blocks``), read anew each time they are iterated."""
+    """A CSV file's blocks (``_io.read.csv_blocks``), read anew each time they are iterated."""
 
     path: Path
     names: list[str]
@@ -193,7 +193,7 @@ def _separable(schema: pa.Schema, table: str, config: DataConfig) -> bool:
 
 
 def _blocks(path: Path, table: str, columns: list[str] | None) -> Iterator[pd.DataFrame]:
-    """The rows of a Parquet file a block at a time (``_io.parquet_blocks``), a read error as :class:`DataError`."""
+    """The rows of a Parquet file a block at a time (``_io.read.parquet_blocks``), a read error as :class:`DataError`."""
     try:
         yield from parquet_blocks(path, columns, BLOCK_ROWS)
     except ValueError as exc:

@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import (
-    EXTRA_FIELDS,
-    take_codes,
-)
+from churnguard._io.codes import take_codes
+from churnguard._io.read import EXTRA_FIELDS
 from churnguard.dataset.contract import (
     _CHECKED,
     _DATES,
@@ -204,7 +202,7 @@ class RawTable:
     A CSV file read in blocks also names its text date columns whose style is decided on the whole column
     (``census``, contract names in file order; its blocks can then be read again), and how to read the file
     whole instead (``read_whole``), for a file Arrow's reader cannot read as pandas does
-    (``_io.CsvNotBlockwise``)."""
+    (``_io.read.CsvNotBlockwise``)."""
 
     names: list[str]
     rows: int | None
@@ -250,7 +248,7 @@ def _prepare(raw: RawTable, table: str, sources: dict[str, str], config: DataCon
         return tuple(zip(*_in_order(lambda start, block: one(start, block, styles, spare), _numbered(blocks)),
                          strict=True))
 
-    from churnguard._io import CsvNotBlockwise
+    from churnguard._io.read import CsvNotBlockwise
 
     try:
         parts, counts = _census_pass(checked, raw, source, date_styles.get(table))
@@ -567,7 +565,7 @@ def _coded_ids(frames: dict[str, pd.DataFrame], ids: dict[str, IdCodes | None]) 
     shared = [c for c in ids.values() if c is not None]
     if not shared or any(c.distinct is not shared[0].distinct for c in shared):
         return ids
-    from churnguard._io import distinct_categories
+    from churnguard._io.codes import distinct_categories
 
     text = frames["transactions"]["customer_id"].dtype
     text = text.categories.dtype if isinstance(text, pd.CategoricalDtype) else text

@@ -12,11 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import (
-    take,
-    take_codes,
-    text_offsets,
-)
+from churnguard._io.codes import take, take_codes, text_offsets
 from churnguard.dataset.contract import _FALSE, _TRUE, _WHOLE_NUMBER, DataError, _first_unique
 
 if TYPE_CHECKING:
@@ -56,11 +52,11 @@ def joint_codes(parts: list[tuple[pa.Array, np.ndarray]]) -> tuple[pa.Array, np.
 
 
 def _dictionary_encode(chunks: list) -> tuple[pa.Array, np.ndarray]:
-    """:func:`dictionary_codes` of some chunks, on this thread (``_io.text_codes``)."""
+    """:func:`dictionary_codes` of some chunks, on this thread (``_io.codes.text_codes``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from churnguard._io import text_codes
+    from churnguard._io.codes import text_codes
 
     indices, dictionary = text_codes(pa.chunked_array(chunks, type=pa.large_string()))
     if not indices:
@@ -135,7 +131,7 @@ def _each_distinct(raw: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.S
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from churnguard._io import distinct_categories
+    from churnguard._io.codes import distinct_categories
 
     values = fn(pd.Series(raw.cat.categories))
     after, before = pa.array(values), pa.array(raw.cat.categories)

@@ -129,7 +129,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     (``churnguard.engines.local.input_partitions``: more than ~256 MB or ~4.2M rows,
     ``FEATURES_ROWS_PER_PARTITION``) are built in that many partitions.
     """
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.engines.local import FeaturesResult
     from churnguard.features import to_day
     from churnguard.scoring.score import unscored_rejects, unseen_customers
@@ -213,7 +213,7 @@ def _score_db_tables(model: ChurnModel, inputs: tuple, data_config: DataConfig, 
                      ) -> ScoreResult:
     """:func:`score_from_files` when an input is a database table and no ``partitions`` are asked for: the
     tables (only the columns the features read) validated and scored in memory, the scores written to ``out``."""
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.dataset import load_tables
     from churnguard.scoring import score_tables
 

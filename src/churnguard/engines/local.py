@@ -2,7 +2,7 @@
 
 The steps of :mod:`churnguard.engines.partitions`, in this process: the files are read in chunks, once (each
 chunk's census and its split by customer in one pass, the next chunk read meanwhile), the pieces spilled to
-uncompressed Arrow IPC files in a work directory beside the output (:func:`churnguard._io.work_dir`: removed when
+uncompressed Arrow IPC files in a work directory beside the output (:func:`churnguard._io.files.work_dir`: removed when
 the run ends, or by the next run there when this one was killed), and the buckets validated and scored
 :data:`BUCKETS_AT_ONCE` at a time, on threads of their own (memory: about that many partitions' share of the
 data). Population quantities (lifespan, VIP threshold, BG/NBD parameters) come from the model, so the scores do
@@ -29,14 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import (
-    LARGEST_HEAP_BLOCK,
-    appending_table,
-    arrow_from_malloc,
-    cores_shared,
-    usable_cores,
-    work_dir,
-)
+from churnguard._io.cores import LARGEST_HEAP_BLOCK, arrow_from_malloc, cores_shared, usable_cores
+from churnguard._io.files import work_dir
+from churnguard._io.write import appending_table
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import to_day
@@ -60,7 +55,7 @@ logger = logging.getLogger(__name__)
 _BYTES_PER_PARTITION = 256 * 1024 * 1024
 # Buckets validated and built (features) or scored at once, each on a thread of its own (two; one on one core):
 # numpy, Arrow and pandas let go of the GIL in their loops, so the second core works on the other bucket, and a
-# bucket's own threads (score's TreeSHAP walk) spread over its share of the cores (_io.cores_shared). At 1M
+# bucket's own threads (score's TreeSHAP walk) spread over its share of the cores (_io.cores.cores_shared). At 1M
 # customers from Parquet, features (4 partitions) took 1.2-2.4 s less wall time with two than with one, at 0.4-0.5
 # GB more peak RSS; score (6 partitions of half the rows, each walk on one thread) 3.1-4.8 s less than 3 partitions
 # one at a time, each walk on two, at as much memory (benchmarks/HISTORY.md, twenty-third day).
@@ -72,7 +67,7 @@ BUCKETS_AT_ONCE = min(2, usable_cores())
 # shared by the partitions scored at once.
 SCORE_ROWS_PER_PARTITION = 5_500_000 // BUCKETS_AT_ONCE
 # features: a column of 8-byte values over a partition's rows (timestamps, amounts, row numbers, the sorts'
-# indices) stays within malloc's largest heap block (_io.LARGEST_HEAP_BLOCK, 32 MB: 4.2M rows), so each
+# indices) stays within malloc's largest heap block (_io.cores.LARGEST_HEAP_BLOCK, 32 MB: 4.2M rows), so each
 # partition's arrays reuse the heap the previous one freed instead of being fresh mappings that the kernel faults
 # in and clears. At 1M customers from Parquet (15.6M rows): 3 partitions took 198-284 thousand minor page faults
 # (0.57 GiB of mappings over 32 MiB), 4 to 8 partitions 107-136 thousand; 4 took 0.3 s less CPU than 3 and 800-820
@@ -117,7 +112,7 @@ def input_partitions(paths: list[Path], *, rows_per_partition: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from churnguard._io import input_format
+    from churnguard._io.read import input_format
 
     files, rows = [], 0
     for path in map(Path, paths):
@@ -271,8 +266,8 @@ def _release() -> None:
     """Hand the memory Arrow's allocator keeps for reuse back to the system: after the split or a bucket, most
     of it would otherwise stay resident (0.5 GB after splitting 27M events). Not when Arrow allocates from
     glibc's ``malloc`` (its system pool), as ``features_files`` has it do once the input is split
-    (``_io.arrow_from_malloc``): what a bucket frees is then kept for the next bucket's arrays
-    (``_io.keep_freed_memory``), not handed back (``malloc_trim``) and faulted in again. Measured at 1M
+    (``_io.cores.arrow_from_malloc``): what a bucket frees is then kept for the next bucket's arrays
+    (``_io.cores.keep_freed_memory``), not handed back (``malloc_trim``) and faulted in again. Measured at 1M
     customers (benchmarks/HISTORY.md, twelfth day): 0.5-1 s less CPU on average, 5-10% of ``features`` from CSV
     or Parquet, no more peak RSS. (From the start, for the split too: more page faults in the split and 50-200
     MB more peak RSS; ``score``, whose buckets hold more at once, took more CPU and 0.2 GB more with it.)"""
@@ -576,7 +571,7 @@ def _check_bucket(spec: parts.Spec, work: Path, b: int, day: pd.Timestamp, cfg: 
 
 def _each_bucket(job: Callable[[int], Any], n: int) -> Iterator[Any]:
     """``job(b)`` of each bucket ``b`` of ``n``, in bucket order, :data:`BUCKETS_AT_ONCE` at a time on threads of
-    their own, each with its share of the cores (``_io.cores_shared``). When the caller stops early (an error, a signal), buckets not yet begun are dropped and the ones
+    their own, each with its share of the cores (``_io.cores.cores_shared``). When the caller stops early (an error, a signal), buckets not yet begun are dropped and the ones
     at work finish before this returns, so that none writes to a work directory being removed."""
     from concurrent.futures import ThreadPoolExecutor
 

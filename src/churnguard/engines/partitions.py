@@ -29,27 +29,29 @@ import numpy as np
 import pandas as pd
 
 from churnguard import dataset
-from churnguard._io import (
+from churnguard._io.codes import (
+    category_code_type,
+    distinct_categories,
+    joint_levels,
+    put_codes,
+    put_mapped_codes,
+    take,
+    take_codes,
+)
+from churnguard._io.read import (
     EXTRA_FIELDS,
     UTF8,
     CsvDialect,
     CsvNotBlockwise,
-    category_code_type,
     coded_file,
     column_names,
     csv_rows,
     csv_table,
-    distinct_categories,
     header_line,
     header_names,
     input_format,
-    joint_levels,
     open_bytes,
-    put_codes,
-    put_mapped_codes,
     read_coded,
-    take,
-    take_codes,
 )
 from churnguard.dataset import REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables, contract
 from churnguard.dataset.contract import _DATES
@@ -73,11 +75,11 @@ class Chunk:
     """One piece of an input file read at once: a byte range of a CSV file (parsed with the file's header line;
     ``stop`` -1: to the end), some row groups of a Parquet file (plus the file's hive partition values) or part
     ``start`` of ``stop`` parts of a database table (``db``; ``sources.read_part`` by the customer id).
-    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.csv_rows``); its first is the
+    ``keep``: the columns a CSV row with more fields than the header keeps (``_io.read.csv_rows``); its first is the
     customer id; ``dialect``: the CSV file's encoding and separator; ``coded``: text columns of a Parquet file
     read as its own dictionaries (the events' ids, types, channels and sessions, which ``load_tables`` holds as
     categoricals too): no row's text is decoded, and pieces and partitions stay small; ``hashed``: those of them
-    read as text and encoded (``_io.read_coded``: the customer ids)."""
+    read as text and encoded (``_io.read.read_coded``: the customer ids)."""
 
     path: str
     kind: str
@@ -269,9 +271,9 @@ def _plan_parquet(name: str, table: str, files: list[tuple[str, tuple]], block_b
 
 
 def read_chunk(chunk: Chunk, columns: tuple[str, ...]) -> pa.Table:
-    """The raw rows of one chunk (``columns``, in that order, and for CSV ``_io.EXTRA_FIELDS``), read as
+    """The raw rows of one chunk (``columns``, in that order, and for CSV ``_io.read.EXTRA_FIELDS``), read as
     ``load_tables`` reads a whole file. A chunk Arrow's reader reads has no row longer than the header: its
-    ``_io.EXTRA_FIELDS`` are of Arrow's null type, which holds no buffer (a missing text holds an offset per
+    ``_io.read.EXTRA_FIELDS`` are of Arrow's null type, which holds no buffer (a missing text holds an offset per
     row, 8 bytes, cut, spilled and read back with the rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -562,7 +564,7 @@ class _Coded:
         return self.at(found.astype(dtype, copy=False))
 
     def at(self, table: np.ndarray) -> np.ndarray:
-        """``table[codes]``, a missing row's (code -1) from the table's last place (``_io.take``)."""
+        """``table[codes]``, a missing row's (code -1) from the table's last place (``_io.codes.take``)."""
         return take(table, self.codes) if self.valid is None else take_codes(table, self.codes)
 
     def compacted(self, buckets: np.ndarray, order: np.ndarray, cuts: np.ndarray, owned: bool = False
@@ -747,8 +749,8 @@ def validate_partition(pieces: dict[str, list[pa.Table]], spec: Spec, coded_ids:
 def _frame(table: pa.Table, consume: bool) -> pd.DataFrame:
     """``table.to_pandas()`` (``consume``: its memory let go as it is converted), with its dictionary columns
     made categoricals here: the same frame, for a fraction of what Arrow's conversion takes. A column of text
-    has its pieces' dictionaries encoded together (``_io.joint_levels``, as a Parquet file read whole is),
-    each piece's indices mapped onto them into one array of codes in one pass (``_io.put_mapped_codes``, in
+    has its pieces' dictionaries encoded together (``_io.codes.joint_levels``, as a Parquet file read whole is),
+    each piece's indices mapped onto them into one array of codes in one pass (``_io.codes.put_mapped_codes``, in
     the codes' type the categorical keeps: pandas would convert them); another dictionary column (an
     ordered one, or of other values) has its dictionaries unified by Arrow. The pieces' dictionaries may hold
     a value more than once (:func:`split_rows`): each value is one category."""

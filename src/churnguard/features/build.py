@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard._io import take_codes, text_offsets
+from churnguard._io.codes import take_codes, text_offsets
 from churnguard.dataset import arrow_column, category_codes, dictionary_codes, text_dtype
 from churnguard.features import kernel as k
 from churnguard.features.engagement import EventArrays, channel_codes, engagement_features, event_type_codes

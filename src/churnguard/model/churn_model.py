@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard import __version__
-from churnguard._io import atomic_write_bytes
+from churnguard._io.files import atomic_write_bytes
 from churnguard.model._modelcore import (
     BOOSTER_TXT,
     CURVE_TXT,

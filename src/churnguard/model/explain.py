@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from churnguard._io import core_share, usable_cores
+from churnguard._io.cores import core_share, usable_cores
 
 if TYPE_CHECKING:
     from churnguard.model import ChurnModel
@@ -730,7 +730,7 @@ def _add(out: np.ndarray, score: np.ndarray | None, key: np.ndarray, features: t
 def _threads(rows: int) -> int:
     """LightGBM's threads for a call on ``rows`` rows: one for the representatives of a tree (a few thousand:
     an OpenMP team costs more to start and join than it saves, much more when other processes hold the cores),
-    else LightGBM's default (0: all cores), or the cores this thread may spread over (``_io.core_share``)."""
+    else LightGBM's default (0: all cores), or the cores this thread may spread over (``_io.cores.core_share``)."""
     return 1 if rows <= _ONE_THREAD else core_share() or 0
 
 
@@ -753,6 +753,6 @@ _THREADS = min(2, usable_cores())  # threads of a walk, at most
 
 def _walk_threads() -> int:
     """Threads of a walk: :data:`_THREADS`, or the cores this thread may spread over when fewer
-    (``_io.core_share``: two partitions scored at once walk on a core each)."""
+    (``_io.cores.core_share``: two partitions scored at once walk on a core each)."""
     share = core_share()
     return _THREADS if share is None else max(1, min(_THREADS, share))

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard._charts import chart_axes, plain_numbers, say_empty
-from churnguard._io import atomic_write_text, write_table
+from churnguard._io.files import atomic_write_text
+from churnguard._io.write import write_table
 from churnguard.features.build import purchase_orders
 from churnguard.features.kernel import day_numbers, distinct
 from churnguard.lifecycle import STAGES, lifecycle_codes

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._charts import chart_axes, save_chart
-from churnguard._io import table_suffix
+from churnguard._io.files import table_suffix
 from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
@@ -313,7 +313,7 @@ class DriftCheck:
 
     def write(self, path: str | Path) -> str | None:
         """Write the table to ``path`` and describe it in one line (None without a training reference)."""
-        from churnguard._io import write_table
+        from churnguard._io.write import write_table
 
         if self.table is None:
             return None

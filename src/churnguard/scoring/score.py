@@ -400,8 +400,8 @@ _MONEY = ("spend_last_year", "clv", "action_cost", "expected_value")
 def file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """Score rows as the scores file holds them (:data:`SCORES_COLUMNS`); for a CSV file also rounded for
     people (probabilities to 4 decimals, money to cents) and safe to open in a spreadsheet
-    (``churnguard._io.spreadsheet_safe``). Parquet keeps every digit."""
-    from churnguard._io import spreadsheet_safe
+    (``churnguard._io.spreadsheet.spreadsheet_safe``). Parquet keeps every digit."""
+    from churnguard._io.spreadsheet import spreadsheet_safe
 
     curve = [c for c in scores.columns if c.startswith("churn_probability_")]
     out = scores[_with_curve(SCORES_COLUMNS, curve)]
@@ -414,8 +414,9 @@ def file_rows(scores: pd.DataFrame, path: str | Path) -> pd.DataFrame:
 
 def read_scores(path: str | Path) -> pd.DataFrame:
     """A scores file as ``churnguard score`` wrote it, text cells as they were before being made safe for
-    spreadsheets (every column of a CSV as text, as ``churnguard._io.read_table`` reads it)."""
-    from churnguard._io import read_table, spreadsheet_restored
+    spreadsheets (every column of a CSV as text, as ``churnguard._io.read.read_table`` reads it)."""
+    from churnguard._io.read import read_table
+    from churnguard._io.spreadsheet import spreadsheet_restored
 
     try:
         return spreadsheet_restored(read_table(path))

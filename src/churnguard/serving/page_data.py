@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import read_table, spreadsheet_restored, spreadsheet_safe, table_suffix
+from churnguard._io.files import table_suffix
+from churnguard._io.read import read_table
+from churnguard._io.spreadsheet import spreadsheet_restored, spreadsheet_safe
 from churnguard.lifecycle import LIFECYCLE_STAGES
 from churnguard.reporting import monitoring
 from churnguard.sources import DbSource, is_url, parse_source, read_source, source_columns

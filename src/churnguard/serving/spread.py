@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from churnguard._io import process_alive
+from churnguard._io.files import process_alive
 
 __all__ = ["ENV", "Board", "board_file", "current", "from_env"]
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard import __version__
-from churnguard._io import work_dir
+from churnguard._io.files import work_dir
 from churnguard.features import build_features, to_day
 from churnguard.features.kernel import bgnbd_features
 from churnguard.labels import _active_and_churned, make_labels

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnguard import __version__
-from churnguard._io import process_alive, raise_if_stopped
+from churnguard._io.files import process_alive, raise_if_stopped
 from churnguard.training.evaluation import (
     evaluation_title,
     model_card,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import atomic_write_bytes
+from churnguard._io.files import atomic_write_bytes
 from churnguard.model._modelcore import feature_matrix
 
 __all__ = ["DEFAULT_PARAMS", "Effect", "UpliftModel", "UpliftModelError", "feature_columns"]

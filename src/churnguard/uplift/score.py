@@ -183,7 +183,7 @@ def score_files_with_uplift(model: ChurnModel, uplift: UpliftModel, inputs: Sequ
     database tables, None when absent) read in memory with ``data_config``; the rows of the scores file
     (:func:`uplift_file_rows`) written to ``out``. ``on_step``, ``on_note``: progress reports, as
     ``churnguard.engines.score_from_files`` takes them (this path has no notes)."""
-    from churnguard._io import write_table
+    from churnguard._io.write import write_table
     from churnguard.dataset import load_tables
 
     on_step("Reading and validating input")

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._io import appending_table, table_suffix
+from churnguard._io.files import table_suffix
+from churnguard._io.write import appending_table
 from churnguard.dataset import Tables
 from churnguard.engines.dask._cluster import _gather, _Tasks
 from churnguard.engines.dask._read import _client_for
