@@ -388,3 +388,46 @@ def test_an_empty_scores_file_is_named_not_a_traceback(tmp_path, command):
     assert result.exit_code == 2, result.output
     assert f"error: {empty}: the scores file is empty" in _said(result.output)
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--budget", "inf"], "budget must be a finite amount >= 0, got inf"),
+    (["--seed", "-1"], "the control group's seed must be a whole number >= 0, got -1"),
+])
+def test_score_refuses_an_infinite_budget_or_a_negative_seed_before_any_work(tmp_path, option, message):
+    """Checked by the selection's own rule before the model is even read (m.zip does not exist): an infinite
+    budget was printed as "within a budget of inf", a negative seed ended in numpy's "expected non-negative
+    integer" after the whole run."""
+    p = _write_tiny(tmp_path)
+    result = runner.invoke(app, ["score", "-m", "m.zip", "-t", str(p["transactions"]), "-o",
+                                 str(tmp_path / "s.csv"), *option])
+    assert result.exit_code == 2, result.output
+    assert f"error: {message}" in _said(result.output)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_an_output_below_a_file_is_refused_by_name(tmp_path):
+    """An output path whose folder is a file (``-o tx.csv/scores.csv``) ended in mkdir's FileExistsError
+    traceback, after the work; now every command names it before any work, and the file is left as it was."""
+    p = _write_tiny(tmp_path)
+    tx = str(p["transactions"])
+    below = f"{tx}/sub"
+    before = p["transactions"].read_bytes()
+    for args in (["score", "-m", "m.zip", "-t", tx, "-o", f"{below}/s.csv"],
+                 ["features", "-t", tx, "--as-of", "2024-01-31", "-o", f"{below}/f.csv"],
+                 ["train", "-t", tx, "--model-out", f"{below}/m.zip"],
+                 ["compare", tx, tx, "-o", f"{below}/c.csv"],
+                 ["report", "-t", tx, "-o", f"{below}/report"],
+                 ["demo-data", "--out", below, "--customers", "10"]):
+        result = CliRunner(env={"COLUMNS": "1000"}).invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"error: cannot write in {below}" in _said(result.output), result.output
+        assert f": {tx} is a file, not a directory; choose another output path" in _said(result.output)
+    assert p["transactions"].read_bytes() == before
+
+
+def test_demo_data_refuses_a_negative_seed_by_name(tmp_path):
+    result = runner.invoke(app, ["demo-data", "--out", str(tmp_path / "d"), "--customers", "10", "--seed", "-1"])
+    assert result.exit_code == 2, result.output
+    assert "error: the seed must be a whole number >= 0, got -1" in _said(result.output)
+    assert not (tmp_path / "d").exists()

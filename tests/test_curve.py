@@ -210,3 +210,27 @@ def test_the_dask_engine_does_not_train_a_curve(tmp_path):
     config = load_config().with_overrides(labels={"horizons": [30, 90]})
     with pytest.raises(ValueError, match="the churn curve is trained by the local engine only"):
         train_dask(None, config, model_out=tmp_path / "m.zip")
+
+
+def test_a_curve_too_long_for_the_data_is_refused_before_any_training():
+    """--horizons 30,2000 on three years of data: the curve's backtest day, 2,000 days back, is before the first
+    purchase; it read "as_of 2020-07-10 is before the first purchase", a day the user never gave, and a horizon
+    that passes the plan but leaves no snapshot failed only after the model was trained."""
+    from churnguard.training.curve import curve_backtest_plan
+    from churnguard.training.procedure import plan_training
+
+    first, today = pd.Timestamp("2023-01-01"), pd.Timestamp("2025-12-31")
+    config = load_config().with_overrides(labels={"horizons": [30, 2000]})
+    with pytest.raises(ValueError, match=r"^the churn curve is backtested as of 2020-07-10, its longest horizon "
+                                         r"\(2,000 days\) before 2025-12-31, and the data from 2023-01-01 is too short "
+                                         r"to train on up to that day; choose horizons of at most (\d+) days") as err:
+        curve_backtest_plan(first, today, config)
+    most = int(err.value.args[0].rsplit("at most ", 1)[1].split()[0].replace(",", ""))
+    fits = config.with_overrides(labels={"horizons": [30, most]})
+    back = curve_backtest_plan(first, today, fits)  # the advice holds: a plan with a snapshot whose window ended
+    assert back.today == today - pd.Timedelta(days=most)
+    assert any(d + pd.Timedelta(days=most) <= back.today for d in back.snapshots)
+    assert any(d + pd.Timedelta(days=most) <= today for d in plan_training(first, today, fits.labels,
+                                                                              fits.snapshots).snapshots)
+    with pytest.raises(ValueError, match="too short"):
+        curve_backtest_plan(first, today, config.with_overrides(labels={"horizons": [30, most + 1]}))

@@ -480,3 +480,14 @@ def test_spreadsheet_quoting_marks_the_formula_cells_of_every_kind_of_text_colum
     for name in frame.columns:
         assert [None if pd.isna(v) else v for v in restored[name].astype(object)] == \
             [None if pd.isna(v) else v for v in frame[name].astype(object)], name
+
+
+def test_writing_below_a_file_names_the_file(tmp_path):
+    """Every atomic write goes through work_dir: a folder that is a file is named, not mkdir's FileExistsError."""
+    from churnguard._io.files import atomic_path
+
+    (tmp_path / "tx.csv").write_text("a\n")
+    with (pytest.raises(ValueError, match=r"tx\.csv/sub: .*tx\.csv is a file, not a directory"),
+          atomic_path(tmp_path / "tx.csv" / "sub" / "out.csv")):
+        pass
+    assert (tmp_path / "tx.csv").read_text() == "a\n"

@@ -70,3 +70,16 @@ def test_training_set_rows_carry_as_of_and_never_see_past_last_date(config):
     cut = _tables(config, [r for r in rows if pd.Timestamp(r[1]) <= t.last_date()])
     again = make_training_set(cut, features=config.features, labels=labels, snapshots=snaps)
     pd.testing.assert_frame_equal(ts, again)
+
+
+def test_snapshot_dates_as_of_before_the_first_purchase():
+    # a training day before the first purchase has no history at all: said so, not as "-214 days" of data
+    with pytest.raises(ValueError, match=r"^as_of 2022-06-01 is before the first purchase in the data \(2023-01-01\)"):
+        snapshot_dates(pd.Timestamp("2023-01-01"), pd.Timestamp("2022-06-01"), LabelConfig(), SnapshotConfig())
+
+
+def test_snapshot_dates_too_short_counts_with_separators():
+    # 1,095 days and a 100,000-day horizon, as every count a person reads
+    with pytest.raises(ValueError, match=r"\(1,095 days\).*its 100,000-day outcome window"):
+        snapshot_dates(pd.Timestamp("2023-01-01"), pd.Timestamp("2025-12-31"), LabelConfig(horizon_days=100_000),
+                       SnapshotConfig())

@@ -347,6 +347,9 @@ def test_readout_clips_success_rate_and_handles_edge_groups():
     assert math.isnan(out.loc["all_kept", "observed_success_rate"])  # nobody in the control group churned
     assert math.isnan(out.loc["no_control", "uplift"])
     assert math.isnan(out.loc["no_control", "ci_low"])
+    # a group that is empty is said to be so, not "too few customers" (contacted 3, control 0)
+    assert out.loc["no_control", "note"] == "no control customers (contacted 3, control 0): nothing to compare with"
+    assert bool(out.loc["no_control", "small_group"])  # still not used for the success rates
 
 
 def test_readout_reads_a_scores_file_and_rejects_nothing_selected(tmp_path):
@@ -382,3 +385,39 @@ def test_compare_puts_bands_without_a_probability_after_the_ranked_ones():
     assert list(cmp.transitions.index) == ["high", "medium", "low", "lost", "never_bought", "no_history", ABSENT]
     # a: low -> lost and c: never_bought -> medium are neither riskier nor safer moves between risk bands
     assert "band unchanged: 1, to a riskier band: 0, to a safer: 0" in cmp.summary()
+
+
+def test_compare_refuses_the_runs_the_wrong_way_round_and_a_run_without_rows():
+    """The later run given as the old one turned every riser into a faller without a word; a scores file of a
+    header alone read as every customer gone."""
+    later = NEW.assign(as_of=pd.Timestamp("2024-06-30"))
+    with pytest.raises(ValueError, match=r"^the old scores are as of 2024-06-30, after the new ones \(2024-01-31\): "
+                                         "give the earlier scores file first"):
+        compare_scores(later, NEW)
+    assert len(compare_scores(NEW, later).changes) == 8  # the right way round
+    text_days = later.astype({"as_of": str})  # as a CSV file reads
+    with pytest.raises(ValueError, match="after the new ones"):
+        compare_scores(text_days, NEW.astype({"as_of": str}))
+    with pytest.raises(ValueError, match=r"^the new scores have no rows \(a header only\): nothing to compare"):
+        compare_scores(OLD, NEW.head(0))
+
+
+def test_compare_says_when_no_customer_is_in_both_runs():
+    text = compare_scores(OLD, NEW.assign(customer_id="X" + NEW["customer_id"])).summary()
+    assert ("customers: 0 in both runs, 8 only in the old, 8 only in the new\n"
+            "note: no customer is in both runs: are the ids written the same way in both files?\n") in text
+    assert "note:" not in compare_scores(OLD, NEW).summary()
+
+
+def test_measured_rates_of_actions_the_playbook_lacks_are_said_unused():
+    """A read-out of an action the playbook does not have (renamed since): its rate was listed as measured and
+    then dropped without a word."""
+    from churnguard.reporting.monitoring import measured_success_rates
+
+    readout = pd.DataFrame({"action": ["re_engagement", "mystery", "(all)"], "observed_success_rate": [0.2, 0.04, 0.1],
+                            "window_complete": [True] * 3, "small_group": [False] * 3, "note": [""] * 3})
+    measured = measured_success_rates(readout, "r.csv", ["re_engagement", "no_action"])
+    assert (measured.rates, measured.unknown) == ({"re_engagement": 0.2}, ("mystery",))
+    assert measured.lines() == ["success rates measured by campaign-readout (r.csv): re_engagement 20%",
+                                "  not actions of the playbook, so not used: mystery"]
+    assert measured_success_rates(readout).rates == {"re_engagement": 0.2, "mystery": 0.04}  # no playbook given

@@ -404,3 +404,36 @@ def test_smoke_on_demo_data():
     assert k["median_first_response_hours"].notna().any()
     assert build_report(tables, period="quarter").kpis.shape[0] == 12
     assert report.to_html().count("data:image/png;base64,") == 4
+
+
+def _figures(report):
+    from churnguard.reporting.kpis import _Canvas, _cohort_chart, _rate_chart, _revenue_chart
+
+    k = report.kpis
+    canvas = _Canvas(np.arange(len(k)), k.index.tolist(), np.flatnonzero(~k["complete_period"].to_numpy()))
+    figures = [chart(report, canvas) for chart in (_rate_chart, _revenue_chart, _cohort_chart)]
+    for fig in figures:
+        fig.canvas.draw()
+    return figures
+
+
+def test_the_charts_say_what_they_lack_and_write_amounts_as_people_read_them():
+    """One day of data: the rate chart was an empty frame scaled -0.04..0.04, the cohort chart's months ran
+    -0.4 .. 0.4; amounts of 1e12 had their axis scaled by a "1e12" above it."""
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "timestamp": ["2024-05-02"] * 2, "amount": ["1e12", "7"]})
+    rate, revenue, cohort = _figures(build_report(validate_tables(tx, config=DataConfig())))
+    assert [t.get_text() for t in rate.axes[0].texts] == [
+        "no rate yet: no period starts with customers\n(a rate needs a period after the first)"]
+    assert list(rate.axes[0].get_yticks()) == []
+    labels = [t.get_text() for t in revenue.axes[0].get_yticklabels()]
+    assert "1,000,000,000,000" in labels
+    assert revenue.axes[0].yaxis.get_offset_text().get_text() == ""  # no scale factor above the axis
+    assert all(float(t.replace("\u2212", "-")) == int(float(t.replace("\u2212", "-")))
+               for t in (x.get_text() for x in cohort.axes[0].get_xticklabels()))
+
+
+def test_plain_numbers_have_separators_and_at_most_two_decimals():
+    from churnguard._charts import plain_number
+
+    assert [plain_number(v) for v in (1234567.0, 2.5, 0.125, 0.0, -0.001, 70000.0)] == [
+        "1,234,567", "2.5", "0.12", "0", "0", "70,000"]

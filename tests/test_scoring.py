@@ -158,6 +158,18 @@ def test_budget_selection_by_hand():
     assert not select_customers(s, budget=0, control_fraction=0)["selected"].any()
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("budget", float("nan"), "budget must be a finite amount >= 0, got nan"),  # selected nobody, silently
+    ("budget", float("inf"), "budget must be a finite amount >= 0, got inf"),  # printed "a budget of inf"
+    ("budget", -1.0, "budget must be a finite amount >= 0, got -1.0"),
+    ("seed", -1, "the control group's seed must be a whole number >= 0, got -1"),  # numpy's own words before
+])
+def test_budget_and_seed_out_of_range_are_named(option, value, message):
+    s = _scores([50.0, 30.0], [10.0, 5.0])
+    with pytest.raises(ValueError, match=f"^{message}"):
+        select_customers(s, control_fraction=0.5, **{option: value})
+
+
 def test_ranks_by_risk_and_by_expected_value():
     # Probabilities: c2 highest, c0 and c3 tie (ids break it), c1 has none (lost): no risk rank.
     s = _scores([5.0, 30.0, -2.0, 5.0], [1.0] * 4, prob=[0.4, np.nan, 0.9, 0.4])
@@ -271,3 +283,33 @@ def test_counts_reject_a_customer_only_when_none_of_their_rows_scored():
     assert ScoreResult(scores, rejects).counts() == {"in": 5, "scored": 3, "rejected": 2}
     assert ScoreResult(scores, rejects.iloc[:0]).counts() == {"in": 3, "scored": 3, "rejected": 0}
     assert ScoreResult(scores.iloc[:0], rejects).counts() == {"in": 3, "scored": 0, "rejected": 3}
+
+
+def test_a_budget_below_every_contact_is_said_to_be_so():
+    """A budget too small for any contact said "no customer has a positive expected value within the budget",
+    though customers had one: now it names the budget and the cheapest contact worth making."""
+    from churnguard.scoring import Campaign, campaign_text
+
+    s = select_customers(_scores([50.0, 30.0, -1.0], [10.0, 2.5, 2.0]), budget=1.5, control_fraction=0)
+    s["clv"], s["action"] = 100.0, "no_action"
+    text = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, 1.5, 90, 3.0))
+    assert text.endswith("next:\n  nobody to contact: the budget, 1.50, is below the cheapest contact with a "
+                         "positive expected value (2.50, for 2 customers)")
+    s = select_customers(_scores([-5.0, 0.0], [10.0, 0.0]), budget=1.5, control_fraction=0)
+    text = campaign_text(s.assign(clv=1.0, action="no_action"), "s.csv", None, Campaign(PLAYBOOK, 1.5, 90, 3.0))
+    assert text.endswith("nobody to contact: no customer has a positive expected value")
+
+
+def test_the_read_out_command_names_the_config_the_files_need():
+    """Scored with the model's own data section (an Online Retail model: latin-1, mapped columns), the suggested
+    read-out read the transactions with the built-in one and failed; it now asks for the training config."""
+    from churnguard.scoring import Campaign, campaign_text
+
+    s = select_customers(_scores([50.0], [10.0]), control_fraction=0).assign(clv=100.0, action="no_action")
+    own = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv", model_data_config=True))
+    assert own.endswith("--transactions tx.csv --horizon-days 90 -c CONFIG\n    (CONFIG: the config file the model "
+                        "was trained with: its data section read these files)")
+    given = campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv", "r.yaml",
+                                                     model_data_config=True))
+    assert given.endswith("--horizon-days 90 -c r.yaml")
+    assert campaign_text(s, "s.csv", None, Campaign(PLAYBOOK, None, 90, 3.0, "tx.csv")).endswith("--horizon-days 90")

@@ -251,6 +251,30 @@ def test_evaluate_on_the_backtest_day_reproduces_the_training_scorecard(env, tmp
         run_evaluation(result.model_path, env["tables"], "2025-12-01")
 
 
+def test_evaluate_refuses_a_backtest_on_too_few_customers_as_train_does(env):
+    """A backtest on 40 customers' data ran the training procedure that train refuses to run on them, and printed
+    its scorecard as any other."""
+    from churnguard.config import load_config
+    from churnguard.dataset import validate_tables
+
+    demo = env["demo"]
+    few = demo.customers["customer_id"].head(40)
+    tables = validate_tables(demo.transactions[demo.transactions["customer_id"].isin(few)],
+                             config=load_config().data)
+    with pytest.raises(ValueError, match=r"^nothing to learn from: \d+ customers bought in the lookback window"):
+        run_evaluation(env["result"].model_path, tables, "2025-06-30")
+
+
+def test_a_scorecard_on_few_outcomes_is_said_to_be_unreliable():
+    from churnguard.training.procedure import few_outcomes_note
+
+    assert few_outcomes_note(np.array([True] * 11 + [False] * 11)) == (
+        "judged on 22 customers, 11 of whom churned and 11 stayed: too few outcomes for a reliable scorecard (at "
+        "least 100 customers, 10 of each, as training needs)")
+    assert few_outcomes_note(np.array([True] * 5 + [False] * 995)).startswith("judged on 1,000 customers, 5 of ")
+    assert few_outcomes_note(np.array([True] * 10 + [False] * 90)) == ""
+
+
 def test_train_cli_on_files(env, tmp_path):
     from typer.testing import CliRunner
 

@@ -206,6 +206,35 @@ def test_small_action_falls_back_to_measured_average(tmp_path):
     assert "phone_call: too few customers to learn who it keeps" in result.summary()
 
 
+def test_all_control_is_refused_as_no_control_is():
+    features = pd.DataFrame({"x": np.arange(6, dtype=float)})
+    bought, action = np.array([1, 0, 1, 0, 1, 0]), np.array(["a"] * 6, dtype=object)
+    with pytest.raises(ValueError, match="^no contacted customers: every campaign customer is in the control group"):
+        UpliftModel().fit(features, np.zeros(6, bool), bought, action, {"a": np.nan})
+    with pytest.raises(ValueError, match="^no control customers"):
+        UpliftModel().fit(features, np.ones(6, bool), bought, action, {"a": np.nan})
+
+
+def test_action_without_contacted_customers_has_no_effect_and_blocks_no_other(tmp_path):
+    # action b: 1,200 in control, none contacted: no effect to measure (it read "+nan%"), and its NaN uplift
+    # must not stop a customer allowed b from getting a
+    n = 1_400
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame({"x": rng.random(n)})
+    action = np.where(np.arange(n) < 200, "a", "b").astype(object)
+    treated = (np.arange(n) < 100)
+    model = UpliftModel(min_customers=50).fit(features, treated, rng.random(n) < 0.5, action, {"a": 0.1})
+    b = model.effects_["b"]
+    assert (b.kind, b.n_treated, b.n_control, np.isnan(b.average)) == ("average", 0, 1_200, True)
+    assert b.note.startswith("no contacted customers (contacted 0, control 1,200): its effect cannot be measured")
+    uplift = model.predict(features.head(2))
+    assert uplift["b"].isna().all()
+    allowed = {"a": np.array([True, False]), "b": np.array([True, True])}
+    chosen, lift, _ = best_actions(uplift, allowed, np.array([100.0, 100.0]), {"a": 1.0, "b": 1.0})
+    assert chosen.tolist() == ["a", None]  # customer 1: only b allowed, b unknown: the playbook's action stays
+    assert np.isnan(lift[1])
+
+
 def test_model_file_errors_are_clear(tmp_path):
     with pytest.raises(UpliftModelError, match="uplift model file not found"):
         UpliftModel.load(tmp_path / "none.zip")
@@ -303,3 +332,42 @@ def test_cli_train_uplift_and_score(tmp_path, trained, demo_run):
     assert list(rows.columns[at + 1:at + 3]) == ["uplift", "incremental_value"]
     assert (rows.loc[rows["selected"], "uplift"] > 0).all()
     assert "adds an expected" in " ".join(result.output.split())
+
+
+def test_a_scorecard_on_too_few_held_out_customers_says_its_figures_are_noise(tmp_path):
+    """10 campaign rows held out 2 customers, and the Qini of +0.25 read as any other."""
+    from churnguard.uplift.train import UpliftResult
+
+    features = pd.DataFrame({"x": np.arange(8, dtype=float)})
+    model = UpliftModel(min_customers=50).fit(features, np.arange(8) % 2 == 0, np.arange(8) % 3 == 0,
+                                               np.array(["a"] * 8, dtype=object), {"a": 0.1})
+    card = {name: {"qini": 0.25, "auuc": 0.0} for name in ("uplift", "risk", "random")}
+    result = UpliftResult(model, tmp_path / "u.zip", card, pd.DataFrame(), pd.DataFrame(), 8, 2, "by hash",
+                          held_out_groups=(1, 1))
+    assert ("held-out customers, ranked by:   Qini     AUUC\n  (too few to judge: contacted 1, control 1; a "
+            "read-out needs 30 each: these figures are noise)\n  uplift ") in result.summary()
+    enough = UpliftResult(model, tmp_path / "u.zip", card, pd.DataFrame(), pd.DataFrame(), 8, 60, "by hash",
+                          held_out_groups=(30, 30))
+    assert "too few to judge" not in enough.summary()
+
+
+def test_an_uplift_model_of_other_actions_than_the_playbooks_is_named(caplog):
+    """Campaigns of an action the playbook lacks: scoring chose no action by uplift and selected nobody, without a
+    word; now it stops naming both lists, and a model with only some unknown actions is warned about."""
+    from churnguard.config import load_playbook
+    from churnguard.uplift.score import playbook_actions
+
+    features = pd.DataFrame({"x": np.arange(8, dtype=float)})
+    treated, bought = np.arange(8) % 2 == 0, np.arange(8) % 3 == 0
+    playbook = load_playbook()
+    other = UpliftModel().fit(features, treated, bought, np.array(["mystery"] * 8, dtype=object), {"mystery": 0.1})
+    with pytest.raises(ValueError, match=r"^none of the uplift model's actions \(mystery\) is an action of the "
+                                         r"playbook \(browsing_reminder, .*win_back_offer\): it would choose no "
+                                         "action and select nobody"):
+        playbook_actions(other, playbook)
+    mixed = UpliftModel().fit(features, treated, bought, np.array(["mystery", "win_back_offer"] * 4, dtype=object),
+                              {"mystery": 0.1, "win_back_offer": 0.1})
+    with caplog.at_level("WARNING", logger="churnguard.uplift.score"):
+        assert playbook_actions(mixed, playbook) == ["win_back_offer"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "the uplift model's actions mystery are not in the playbook: they are never chosen"]

@@ -238,6 +238,7 @@ def demo_data(
 ) -> None:
     """Generate a seeded synthetic retail world (transactions, support tickets, customers, events) with two past
     campaigns and their control groups (campaigns; campaign_truth holds their simulated effects)."""
+    from churnguard._io.files import check_output_dir
     from churnguard.demo import (
         generate_demo_data,
         generate_online_retail,
@@ -249,14 +250,15 @@ def demo_data(
         _fail(f"--format must be csv or parquet, got {fmt!r}")
     if shape not in ("contract", "online-retail"):
         _fail(f"--shape must be contract or online-retail, got {shape!r}")
+    _run(check_output_dir, out)
     console = _console()
     if shape == "online-retail":
-        export = generate_online_retail(customers, seed=seed)
+        export = _run(generate_online_retail, customers, seed=seed)
         paths = write_online_retail(export, out)
         console.print(f"export: {len(export):>10,} lines -> {paths['export']}\nconfig: {paths['config']}")
         return
     with console.status(f"Generating {customers:,} customers"):
-        data = generate_demo_data(customers, seed=seed, events=True, campaign=True)
+        data = _run(generate_demo_data, customers, seed=seed, events=True, campaign=True)
         paths = write_demo_data(data, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"{name:>13}: {len(getattr(data, name)):>10,} rows -> {path}")
@@ -560,9 +562,11 @@ def score(
     cores), scored two at a time, or in parallel on a Dask cluster with --engine dask; the scores are the same.
     """
     from churnguard.engines import score_from_files
+    from churnguard.scoring.rules import check_selection
     from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
+    _run(check_selection, budget, control_fraction, seed)  # before any work
     _check_score_outputs(out, rejects, if_exists, _named_inputs(
         transactions, tickets, customers, events, model=model, playbook=playbook, config=config, readout=readout,
         uplift_model=uplift_model))
@@ -602,7 +606,7 @@ def _score_setup(playbook: Path | None, config: Path | None, model: Path, readou
     _say(missing_tables_note(list(loaded.feature_names_), given), warn=True)  # a table the model learned from
     measured = None
     if readout is not None:
-        measured = measured_success_rates(_run(load_readout, readout), str(readout))
+        measured = measured_success_rates(_run(load_readout, readout), str(readout), [a.name for a in rules.actions])
         _say("\n".join(measured.lines()))
         rules = rules.with_success_rates(measured.rates)
     return rules, data_config, loaded, (transactions, tickets, customers, events), measured
@@ -612,6 +616,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
                       source, config: Path | None, measured=None) -> None:
     """Run the scoring and replace the scores, rejects and drift files together; print what to do next."""
     from churnguard._io.files import replaced_together
+    from churnguard.config import DataConfig
     from churnguard.dataset import write_rejects
     from churnguard.scoring import Campaign, drift_check
 
@@ -622,7 +627,7 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
         drift = drift_check(loaded, result.drift_sample, threshold=psi_threshold)
         info = loaded.require_info()
         campaign = Campaign(rules, budget, info.config.labels.horizon_days, info.population.lifespan_years, source,
-                            config, measured)
+                            config, measured, model_data_config=info.config.data != DataConfig())
         said = [(result.summary(out, campaign), False), (write_rejects(result.rejects, staged[1]), True),
                 (drift.write(staged[2]), not drift.shifted.empty)]
     _say_files(said, staged, finals)
@@ -952,6 +957,7 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """Monthly or quarterly retention KPIs (CRR, churn, CLTV, ARPU, NPS, CSAT, lifecycle, cohorts) as HTML + CSV."""
+    from churnguard._io.files import check_output_dir
     from churnguard.config import load_config
     from churnguard.dataset import load_tables, write_rejects
     from churnguard.model import ChurnModel
@@ -963,6 +969,7 @@ def report(
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file: the report is a directory of files (report.html and its tables); name a "
               "directory")
+    _run(check_output_dir, out)
     cfg = _run(load_config, config)
     transactions, tickets, customers, events = _inputs(cfg.data, transactions, tickets, customers, events)
     console = _console()
@@ -1095,9 +1102,12 @@ def _outputs_apart(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
     """Stop before any work when an output (option name -> path) is one of the input files (option name ->
     path or database source): writing it would replace that input, and the data with it; or when two outputs
     are one file (``--rejects`` on ``--out``): one would replace the other."""
+    from churnguard._io.files import check_output_dir
+
     seen: dict[Path, str] = {}
     for out_name, out in outputs.items():
         if isinstance(out, Path):
+            _run(check_output_dir, out.parent)
             if (same := seen.get(out.resolve())) is not None:
                 _fail(f"{out_name} {out} is also {same}: each output needs a path of its own")
             seen[out.resolve()] = out_name

@@ -7,6 +7,7 @@ key's name, and each pipeline stage receives only the part it needs. The built-i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,8 @@ from pydantic import (
 
 __all__ = ["ColumnsConfig", "Config", "ConfigError", "DataConfig", "ExcludeConfig", "FeatureConfig", "LabelConfig", "ModelConfig",
            "Playbook", "SnapshotConfig", "TrackingConfig", "load_config", "load_playbook"]
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -318,6 +321,39 @@ class Playbook(_Frozen):
             a.model_copy(update={"success_rate": float(rates[a.name])}) if a.name in rates else a
             for a in self.actions)})
 
+    def unreachable(self) -> list[str]:
+        """Why each rule no customer can ever get is so, one sentence per rule, in playbook order: it comes after a
+        rule that matches everyone, names an empty list, needs and refuses one signal, or allows no band that a
+        stage it allows can have (a customer with a probability is high, medium or low; the others' band is their
+        stage, ``lost`` or ``never_bought``: ``churnguard.lifecycle.in_population``)."""
+        import numpy as np
+
+        from churnguard.lifecycle import LIFECYCLE_STAGES, in_population
+
+        scored = dict(zip(LIFECYCLE_STAGES, in_population(np.array(LIFECYCLE_STAGES, dtype=object)).tolist(),
+                          strict=True))
+        said, catch_all = [], None
+        for rule in self.actions:
+            w, why = rule.when, None
+            empty = [k for k in ("band", "stage", "value_tier") if getattr(w, k) == ()]
+            stages = w.stage if w.stage is not None else LIFECYCLE_STAGES
+            bands = set(w.band if w.band is not None else ("high", "medium", "low", *LIFECYCLE_STAGES))
+            if catch_all is not None:
+                why = f"it comes after '{catch_all}', which matches every customer"
+            elif empty:
+                why = f"its {empty[0]} list is empty"
+            elif both := sorted(set(w.signals) & set(w.not_signals)):
+                why = f"it both needs and refuses the signal {both[0]}"
+            elif not any(bands & ({"high", "medium", "low"} if scored[s] else {s}) for s in stages):
+                why = (f"no customer of the stage(s) {', '.join(stages)} has the band(s) {', '.join(w.band or ())} "
+                       "(high, medium and low are the bands of customers with a churn probability; the others' band "
+                       "is their stage)")
+            if why:
+                said.append(f"playbook rule '{rule.name}' can never match: {why}")
+            if catch_all is None and w == RuleCondition():
+                catch_all = rule.name
+        return said
+
     @model_validator(mode="after")
     def _has_fallback(self) -> Playbook:
         last = self.actions[-1].when if self.actions else None
@@ -330,5 +366,9 @@ class Playbook(_Frozen):
 
 
 def load_playbook(path: str | Path | None = None) -> Playbook:
-    """Load ``configs/actions.yaml``-style YAML; ``None`` gives the built-in playbook."""
-    return _load_yaml(path, "actions.yaml", Playbook, "playbook")
+    """Load ``configs/actions.yaml``-style YAML; ``None`` gives the built-in playbook. A rule that can never
+    match (:meth:`Playbook.unreachable`) is logged as a warning: the playbook works, but not as its author meant."""
+    playbook = _load_yaml(path, "actions.yaml", Playbook, "playbook")
+    for why in playbook.unreachable():
+        logger.warning("%s: %s", path or "built-in playbook", why)
+    return playbook

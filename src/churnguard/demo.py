@@ -140,11 +140,14 @@ def generate_demo_data(
         The transactions, tickets, customers and events tables (see the module docstring for the world).
 
     Raises:
-        ValueError: ``n_customers`` below 1, ``end`` before ``start`` or ``churn_scale`` not positive.
+        ValueError: ``n_customers`` below 1, ``seed`` negative, ``end`` before ``start`` or ``churn_scale`` not
+            positive.
     """
     start_day, end_day = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
+    if seed < 0:  # numpy's words, "expected non-negative integer", name no seed
+        raise ValueError(f"the seed must be a whole number >= 0, got {seed}")
     if end_day < start_day:
         raise ValueError(f"end {end!r} is before start {start!r}")
     if not churn_scale > 0:

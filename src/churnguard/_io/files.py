@@ -30,12 +30,24 @@ def atomic_path(path: str | Path):
         os.replace(tmp, path)
 
 
+def check_output_dir(folder: str | Path) -> None:
+    """ValueError when ``folder``, where an output is to be written (made when missing), cannot be a directory:
+    it, or the nearest of its parents that exists, is a file (mkdir's FileExistsError named neither)."""
+    for part in (Path(folder), *Path(folder).parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"cannot write in {folder}: {part} is a file, not a directory; choose another "
+                                 "output path")
+            return
+
+
 @contextmanager
 def work_dir(parent: str | Path) -> Iterator[Path]:
     """A private directory for this process's work files in ``parent`` (made when missing), removed with all
     it holds when the block ends, however it ends. Work directories in ``parent`` left by processes of this
     host that no longer run (killed with SIGKILL, say) are removed first (:func:`remove_stale_work`)."""
     parent = Path(parent)
+    check_output_dir(parent)
     parent.mkdir(parents=True, exist_ok=True)
     remove_stale_work(parent)
     path = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=parent))

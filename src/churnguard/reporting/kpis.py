@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard._charts import chart_axes
+from churnguard._charts import chart_axes, plain_numbers, say_empty
 from churnguard._io.files import atomic_write_text
 from churnguard._io.write import write_table
 from churnguard._text import plural
@@ -487,6 +487,9 @@ def _rate_chart(report: RetentionReport, canvas: _Canvas):
     churn_ax = ax.twinx()  # churn moves by a few points: on the retention scale it would look flat
     churn_ax.plot(x, shown["churn_rate"], marker="o", color="tab:red", label="churn rate (right axis)")
     churn_ax.set_ylabel("churn rate (%)")
+    if shown.isna().all(axis=None):  # e.g. one period: nobody was a customer at the start of any
+        churn_ax.set_yticks([])
+        say_empty(ax, "no rate yet: no period starts with customers\n(a rate needs a period after the first)")
     if short.size:
         ax.axvspan(-0.5, short.max() + 0.5, color="grey", alpha=0.15, label="incomplete history")
     canvas.mark_partial(ax)
@@ -498,7 +501,10 @@ def _revenue_chart(report: RetentionReport, canvas: _Canvas):
     k, x = report.kpis, canvas.x
     fig, ax = canvas.axes("Revenue and ARPU", "revenue (net of refunds)")
     ax.bar(x, k["revenue"], color="tab:blue", label="revenue")
-    ax.twinx().plot(x, k["arpu"], color="tab:orange", marker="o", label="ARPU (right axis)")
+    arpu_ax = ax.twinx()
+    arpu_ax.plot(x, k["arpu"], color="tab:orange", marker="o", label="ARPU (right axis)")
+    plain_numbers(ax.yaxis)
+    plain_numbers(arpu_ax.yaxis)
     canvas.mark_partial(ax)
     fig.legend(loc="outside lower center", ncols=3)
     return fig
@@ -510,12 +516,15 @@ def _lifecycle_chart(report: RetentionReport, canvas: _Canvas):
     for stage in STAGES[:-1]:
         ax.bar(canvas.x, report.lifecycle[stage], bottom=bottom, label=stage)
         bottom = bottom + report.lifecycle[stage].to_numpy()
+    plain_numbers(ax.yaxis)
     canvas.mark_partial(ax)
     ax.legend()
     return fig
 
 
 def _cohort_chart(report: RetentionReport, canvas: _Canvas):
+    from matplotlib.ticker import MaxNLocator
+
     matrix = report.cohorts.drop(columns="customers")
     fig, ax = canvas.axes("Cohort retention (%)", "cohort", max(6.4, 0.3 * matrix.shape[1] + 2), time_axis=False)
     values = matrix.to_numpy(dtype="float64")
@@ -525,5 +534,6 @@ def _cohort_chart(report: RetentionReport, canvas: _Canvas):
     rows = np.arange(len(matrix))[:: max(1, math.ceil(len(matrix) / 24))]
     ax.set_yticks(rows, matrix.index[rows])
     ax.set_xlabel("months since first purchase")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole months (one cohort column drew -0.4 .. 0.4)
     fig.colorbar(image, ax=ax, label="% of cohort purchasing (month 0 = 100%)", extend="max")
     return fig

@@ -25,11 +25,14 @@ from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from churnguard.sources import DbSource
 
 __all__ = [
     "ABSENT",
     "ALL_ACTIONS",
+    "MIN_GROUP",
     "READOUT_COLUMNS",
     "REFERENCE_ROWS",
     "MeasuredRates",
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 ABSENT = "(absent)"  # band of a customer missing from one of the two runs
+MIN_GROUP = 30  # contacted and control customers each, below which an effect is not judged
 ALL_ACTIONS = "(all)"  # the overall row of a campaign read-out
 _DEFAULT_BOUNDS = {"high": 0.6, "medium": 0.3, "low": 0.0}  # band order when a band is not seen in the data
 _UNRANKED = ("lost", "never_bought", "no_history")  # bands without a probability (no_history: older files)
@@ -90,6 +94,8 @@ class ScoreComparison:
         lines = [
             (f"customers: {status.get('both', 0):,} in both runs, {status.get('only_old', 0):,} only in the old, "
              f"{status.get('only_new', 0):,} only in the new"),
+            *([] if status.get("both", 0) else [("note: no customer is in both runs: are the ids written the same "
+                                                 "way in both files?")]),
             f"mean churn probability change: {mean}",
             f"band unchanged: {int(np.trace(cells[:-1, :-1])):,}, to a riskier band: {riskier:,}, to a safer: {safer:,}",
             "most common moves: " + (", ".join(f"{t.index[i]} -> {t.columns[j]}: {-c:,}" for c, i, j in moves)
@@ -110,6 +116,8 @@ def _run(scores: pd.DataFrame, name: str) -> pd.DataFrame:
     missing = sorted({"customer_id", "churn_probability", "risk_band"} - set(scores.columns))
     if missing:
         raise ValueError(f"the {name} scores lack column(s) {', '.join(missing)}")
+    if scores.empty:  # a header alone: every customer of the other run would read as gone or new
+        raise ValueError(f"the {name} scores have no rows (a header only): nothing to compare")
     dup = scores["customer_id"].duplicated()
     if dup.any():
         raise ValueError(f"the {name} scores list {int(dup.sum())} customer(s) twice, "
@@ -117,6 +125,17 @@ def _run(scores: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": scores["customer_id"].to_numpy(),
                          f"{name}_probability": pd.to_numeric(scores["churn_probability"]).astype("float64").to_numpy(),
                          f"{name}_band": scores["risk_band"].astype("object").to_numpy()})
+
+
+def _check_order(old: pd.DataFrame, new: pd.DataFrame) -> None:
+    """ValueError when the old scores' latest ``as_of`` is after the new scores' (where both have the column): the
+    risers would read as fallers and the newly high risk as the ones that left it."""
+    if "as_of" not in old or "as_of" not in new:
+        return
+    days = [pd.to_datetime(scores["as_of"], errors="coerce").max() for scores in (old, new)]
+    if not any(pd.isna(days)) and days[0] > days[1]:
+        raise ValueError(f"the old scores are as of {days[0].date()}, after the new ones ({days[1].date()}): give the "
+                         "earlier scores file first")
 
 
 def _band_levels(changes: pd.DataFrame) -> list[str]:
@@ -137,8 +156,10 @@ def compare_scores(old: pd.DataFrame, new: pd.DataFrame, *, top: int = 20) -> Sc
         top: how many risers and fallers to keep.
 
     Raises:
-        ValueError: a required column is missing or a run lists a customer twice.
+        ValueError: a required column is missing, a run has no rows or lists a customer twice, or the old run is
+            as of a later day than the new one (the files given the wrong way round).
     """
+    _check_order(old, new)
     merged = _run(old, "old").merge(_run(new, "new"), on="customer_id", how="outer", indicator=True)
     merged["status"] = merged.pop("_merge").map({"both": "both", "left_only": "only_old", "right_only": "only_new"})
     merged[["old_band", "new_band"]] = merged[["old_band", "new_band"]].fillna(ABSENT)
@@ -367,8 +388,11 @@ def _readout_row(action: str, g: pd.DataFrame, *, last_day: pd.Timestamp, horizo
     end = g["as_of"].max() + horizon
     complete = bool(pd.notna(last_day) and last_day >= end)
     notes = [] if complete else [f"outcome window incomplete: data end before {end.date()}"]
-    if min(n1, n0) < min_group:
-        notes.append(f"too few customers to judge (contacted {n1}, control {n0}; need {min_group} each)")
+    if not min(n1, n0):
+        notes.append(f"no {'control' if n0 == 0 else 'contacted'} customers (contacted {n1:,}, control {n0:,}): "
+                     "nothing to compare with")
+    elif min(n1, n0) < min_group:
+        notes.append(f"too few customers to judge (contacted {n1:,}, control {n0:,}; need {min_group:,} each)")
     return {"action": action, "n_contacted": n1, "n_control": n0, "retained_contacted": x1, "retained_control": x0,
             "retention_contacted": r1, "retention_control": r0, "uplift": r1 - r0, "ci_low": lo, "ci_high": hi,
             "observed_success_rate": float(np.clip((r1 - r0) / (1 - r0), 0, 1)) if r0 < 1 else math.nan,
@@ -388,7 +412,7 @@ def scores_days(as_of: pd.Series, source: str = "the scores'") -> pd.Series:
 
 
 def campaign_readout(scores: pd.DataFrame, transactions: pd.DataFrame, *, horizon_days: int = 90,
-                     confidence: float = 0.95, min_group: int = 30) -> pd.DataFrame:
+                     confidence: float = 0.95, min_group: int = MIN_GROUP) -> pd.DataFrame:
     """What a past campaign achieved: retention of contacted vs held-out control customers, per action.
 
     Only ``selected`` customers count: ``contacted`` = selected and not ``control_group``, ``control`` =
@@ -473,31 +497,38 @@ class MeasuredRates:
     rates: dict[str, float]
     not_used: dict[str, str]
     source: str = "the read-out"
+    unknown: tuple[str, ...] = ()  # actions of the read-out that the playbook does not have
 
     def lines(self) -> list[str]:
         """The rates in words: which actions got a measured rate, then each one that keeps the playbook's
-        and why."""
+        and why, then the read-out's actions the playbook does not have."""
         rates = ", ".join(f"{a} {r:.0%}" for a, r in sorted(self.rates.items())) or "none it could judge"
         return [f"success rates measured by campaign-readout ({self.source}): {rates}",
-                *(f"  {a}: the playbook's; {why}" for a, why in sorted(self.not_used.items()))]
+                *(f"  {a}: the playbook's; {why}" for a, why in sorted(self.not_used.items())),
+                *([f"  not actions of the playbook, so not used: {', '.join(self.unknown)}"] if self.unknown else [])]
 
 
-def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out") -> MeasuredRates:
+def measured_success_rates(readout: pd.DataFrame, source: str = "the read-out",
+                           actions: Iterable[str] | None = None) -> MeasuredRates:
     """Each action's ``observed_success_rate`` from a read-out (read from ``source``), where it can be trusted:
     the outcome window was complete and both groups had enough customers (the read-out's ``window_complete``
-    and ``small_group``); the other actions are listed with the read-out's note."""
-    rates, not_used = {}, {}
+    and ``small_group``); the other actions are listed with the read-out's note. With ``actions`` (the
+    playbook's), the read-out's other actions are listed apart (a renamed action's rate would be lost unsaid)."""
+    rates, not_used, unknown = {}, {}, []
+    known = None if actions is None else set(actions)
     for row in readout.to_dict("records"):
         action, rate = str(row["action"]), row.get("observed_success_rate")
         if action == ALL_ACTIONS:
             continue
-        if not _truthy(row.get("window_complete", True)) or _truthy(row.get("small_group", False)):
+        if known is not None and action not in known:
+            unknown.append(action)
+        elif not _truthy(row.get("window_complete", True)) or _truthy(row.get("small_group", False)):
             not_used[action] = str(row.get("note") or "not judged")
         elif rate is None or not np.isfinite(float(rate)):
             not_used[action] = "no success rate (the control group kept everyone)"
         else:
             rates[action] = float(rate)
-    return MeasuredRates(rates, not_used, source)
+    return MeasuredRates(rates, not_used, source, tuple(sorted(unknown)))
 
 
 def _truthy(value: object) -> bool:

@@ -37,6 +37,9 @@ class Campaign:
     transactions: str | Path = "<transactions>"
     config: str | Path | None = None  # the config that read the files, when one was given
     measured: MeasuredRates | None = None  # success rates a campaign read-out measured (in the playbook already)
+    # without ``config``: whether the model's own data section (which read the files) is not the built-in one, so
+    # that the read-out, which reads them with a config file, needs the config file the model was trained with
+    model_data_config: bool = False
 
 
 def value_breakdown(contacted: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
@@ -92,12 +95,21 @@ def _rates_source(campaign: Campaign) -> list[str]:
     return lines
 
 
+def _nobody(scores: pd.DataFrame, campaign: Campaign) -> str:
+    """Why nobody is to be contacted: no customer worth a contact, or a budget below the cheapest such contact."""
+    cost = scores["action_cost"].to_numpy(dtype="float64")
+    worth = rules.worth_contacting(scores["expected_value"].to_numpy(dtype="float64"), cost)
+    if campaign.budget is None or not worth.any():
+        return "  nobody to contact: no customer has a positive expected value"
+    return (f"  nobody to contact: the budget, {campaign.budget:,.2f}, is below the cheapest contact with a "
+            f"positive expected value ({cost[worth].min():,.2f}, for {plural(int(worth.sum()), 'customer')})")
+
+
 def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: pd.Timestamp | None,
-                campaign: Campaign) -> list[str]:
+                campaign: Campaign, scores: pd.DataFrame) -> list[str]:
     lines = ["next:"]
     if contacted.empty:
-        return [*lines, "  nobody to contact: no customer has a positive expected value"
-                + ("" if campaign.budget is None else " within the budget")]
+        return [*lines, _nobody(scores, campaign)]
     lines += [f"  contact {plural(len(contacted), 'customer')}: selected = True and control_group = False in",
               (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
               f"{contacted['expected_value'].sum():,.2f}")]
@@ -106,11 +118,15 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
     end = "the outcome window" if as_of is None else \
         (pd.Timestamp(as_of) + pd.Timedelta(days=campaign.horizon_days)).date().isoformat()
     since = "as_of" if as_of is None else pd.Timestamp(as_of).date().isoformat()
-    return [*lines, f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
-            "  transactions up to that day:",
-            f"    churnguard campaign-readout --scores {out} \\",
-            f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"
-            + ("" if campaign.config is None else f" -c {campaign.config}")]
+    config = campaign.config if campaign.config is not None else "CONFIG" if campaign.model_data_config else None
+    lines += [f"  after {end} ({campaign.horizon_days} days after {since}), read the campaign out on",
+              "  transactions up to that day:",
+              f"    churnguard campaign-readout --scores {out} \\",
+              f"      --transactions {campaign.transactions} --horizon-days {campaign.horizon_days}"
+              + ("" if config is None else f" -c {config}")]
+    if campaign.config is None and campaign.model_data_config:
+        lines.append("    (CONFIG: the config file the model was trained with: its data section read these files)")
+    return lines
 
 
 def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | None, campaign: Campaign) -> str:
@@ -124,4 +140,4 @@ def campaign_text(scores: pd.DataFrame, out: str | Path, as_of: pd.Timestamp | N
     if not contacted.empty:
         lines += ["expected value (EV) per contact = P(churn) x value x success rate - cost:",
                   *_table(value_breakdown(contacted, campaign)), *_assumptions(campaign)]
-    return "\n".join([*lines, *_next_steps(contacted, len(chosen) - len(contacted), out, as_of, campaign)])
+    return "\n".join([*lines, *_next_steps(contacted, len(chosen) - len(contacted), out, as_of, campaign, scores)])

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LIFECYCLE_STAGES", "STAGES", "assign_actions", "expected_value", "in_lookback", "in_population",
            "lifecycle_codes", "lifecycle_stage", "ranks", "risk_band", "rule_matches", "select", "signals",
-           "success_rates", "value_at_stake"]
+           "success_rates", "value_at_stake", "worth_contacting"]
 
 
 BROWSING_VISITS = 3  # visits since the last order from which a customer is browsing but not buying
@@ -239,12 +240,22 @@ def _rank(places: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_selection(budget: float | None, control_fraction: float) -> None:
-    """ValueError unless ``budget`` is None or >= 0 and ``control_fraction`` is in [0, 1)."""
+def check_selection(budget: float | None, control_fraction: float, seed: int = 0) -> None:
+    """ValueError unless ``budget`` is None or a finite amount >= 0, ``control_fraction`` is in [0, 1) and
+    ``seed`` (of the control group) is a whole number >= 0."""
     if not 0 <= control_fraction < 1:
         raise ValueError(f"control_fraction must be in [0, 1), got {control_fraction}")
-    if budget is not None and budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
+    if budget is not None and not 0 <= budget < math.inf:  # NaN fails too: it selected nobody, silently
+        raise ValueError(f"budget must be a finite amount >= 0, got {budget}; without a budget every customer "
+                         "with a positive expected value is selected")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"the control group's seed must be a whole number >= 0, got {seed!r}")
+
+
+def worth_contacting(ev: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Whether each customer is one :func:`select` may pick: a positive expected value and a contact that costs
+    something (a free action is no contact)."""
+    return (np.asarray(ev) > 0) & (np.asarray(cost) > 0)
 
 
 def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float | None = None,
@@ -256,9 +267,9 @@ def select(ids: np.ndarray, ev: np.ndarray, cost: np.ndarray, *, budget: float |
     id, so the same seed and scores always give the same group; ids sort as :func:`id_places` has them
     (``places``, when the caller has them).
     """
-    check_selection(budget, control_fraction)
+    check_selection(budget, control_fraction, seed)
     ids = np.asarray(ids, dtype=object)
-    candidates = np.flatnonzero((ev > 0) & (cost > 0))
+    candidates = np.flatnonzero(worth_contacting(ev, cost))
     selected = np.zeros(len(ids), dtype=bool)
     if budget is None:
         selected[candidates] = True

@@ -54,7 +54,7 @@ from churnguard.training.procedure import (
 if TYPE_CHECKING:
     from churnguard.config import Config, ModelConfig
 
-__all__ = ["CurveFit", "CurveRows", "curve_rows", "fit_curve", "train_curve"]
+__all__ = ["CurveFit", "CurveRows", "curve_backtest_plan", "curve_rows", "fit_curve", "train_curve"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,18 @@ def _curve_config(mc: ModelConfig) -> ModelConfig:
     return mc.model_copy(update={"monotone_constraints": {**mc.monotone_constraints, HORIZON_FEATURE: -1}})
 
 
+def _ready(plan: Plan, longest: int) -> list[pd.Timestamp]:
+    """The snapshots of ``plan`` whose window of ``longest`` days has ended by ``plan.today``."""
+    return [d for d in plan.snapshots if d + pd.Timedelta(days=longest) <= plan.today]
+
+
+def _trainable(plan: Plan, shortest: int, longest: int) -> bool:
+    """Whether :func:`fit_curve` has rows to learn from: a snapshot whose longest window has ended by
+    ``plan.today`` (the tuning day), and one before it whose shortest window has ended by that day."""
+    ready = _ready(plan, longest)
+    return bool(ready) and any(d + pd.Timedelta(days=shortest) <= ready[-1] for d in plan.snapshots)
+
+
 def fit_curve(source: CurveRows, plan: Plan, mc: ModelConfig, horizons: tuple[int, ...]) -> CurveFit:
     """The churn curve of ``plan``'s snapshots (see the module docstring).
 
@@ -132,7 +144,7 @@ def fit_curve(source: CurveRows, plan: Plan, mc: ModelConfig, horizons: tuple[in
         ValueError: no snapshot of ``plan`` has its longest window ended by ``plan.today``.
     """
     longest = pd.Timedelta(days=max(horizons))
-    ready = [d for d in plan.snapshots if d + longest <= plan.today]
+    ready = _ready(plan, max(horizons))
     if not ready:
         raise ValueError(f"no training snapshot before {(plan.today - longest).date()}: the data is too short "
                          f"for a {max(horizons)}-day horizon of the churn curve; use shorter horizons")
@@ -160,14 +172,51 @@ def fit_curve(source: CurveRows, plan: Plan, mc: ModelConfig, horizons: tuple[in
     return CurveFit(curve, day, len(deploy), brier_raw, brier, levels, intensity)
 
 
+def curve_backtest_plan(first_day: pd.Timestamp, today: pd.Timestamp, config: Config) -> Plan:
+    """The plan of the curve's backtest: the training procedure as of ``today`` minus the longest horizon.
+
+    Raises:
+        ValueError: the data before that day is too short to train on (no plan, or it or ``today``'s plan has
+            no rows for :func:`fit_curve`: :func:`_trainable`), naming the longest horizon it allows; checked
+            before any training.
+    """
+    horizons, labels, snapshots = config.labels.horizons, config.labels, config.snapshots
+    as_of = today - pd.Timedelta(days=max(horizons))
+
+    def plan_for(h: int) -> Plan | None:
+        try:
+            back = plan_training(first_day, today - pd.Timedelta(days=h), labels, snapshots)
+            now = plan_training(first_day, today, labels, snapshots)
+        except ValueError:
+            return None
+        shortest = min(min(horizons), h)
+        return back if _trainable(back, shortest, h) and _trainable(now, shortest, h) else None
+
+    if (found := plan_for(max(horizons))) is not None:
+        return found
+
+    def fits(h: int) -> bool:
+        return plan_for(h) is not None
+
+    low, high = 0, max(horizons)  # the longest horizon that fits, by bisection (fits(0) may fail too)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    advice = (f"choose horizons of at most {low:,} days (--horizons, labels.horizons)" if low > 0
+              else "the data is too short for a churn curve's backtest: provide more history")
+    raise ValueError(f"the churn curve is backtested as of {as_of.date()}, its longest horizon ({max(horizons):,} "
+                     f"days) before {pd.Timestamp(today).date()}, and the data from {pd.Timestamp(first_day).date()} "
+                     f"is too short to train on up to that day; {advice}")
+
+
 def train_curve(source: CurveRows, first_day: pd.Timestamp, plan: Plan, config: Config) -> tuple[Curve, CurveCard]:
     """The deployed churn curve of ``plan`` and its card: the backtest (the same procedure as of
     ``plan.today`` minus the longest horizon, scored per horizon on that day's customers, with the level
     correction it chooses per horizon) and the calibration and level correction of each horizon. ``source``
     must hold data up to ``plan.today``."""
     horizons = config.labels.horizons
-    as_of = plan.today - pd.Timedelta(days=max(horizons))
-    back_plan = plan_training(first_day, as_of, config.labels, config.snapshots)
+    back_plan = curve_backtest_plan(first_day, plan.today, config)
+    as_of = back_plan.today
     backtest = fit_curve(source, back_plan, config.model, horizons)
     backtest = replace(backtest, intensity={  # without its own, the window after as_of as measured
         h: found or plan_intensity(source, back_plan, measured=True, horizon=h)

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CROSSFIT_FOLDS", "CV_FOLDS", "MIN_CUSTOMERS", "MIN_OUTCOME", "SEASON_DAYS", "Backtest", "Fit", "Plan",
            "RowSource", "calibration_days", "check_learnable", "crossfit_scores", "customer_groups",
+           "few_outcomes_note",
            "fit_procedure", "fit_rounds", "grouped_cv", "judge", "level_calibrator", "new_model", "plan_intensity",
            "plan_training", "refit", "run_backtest", "season_days", "season_snapshots", "with_level"]
 
@@ -397,6 +398,18 @@ def check_learnable(newest: pd.DataFrame, day: pd.Timestamp, horizon: int) -> No
             f"nothing to learn from: of the {plural(n, 'customer')} of {day.date()}, only {few} "
             f"{'churned' if churned < MIN_OUTCOME else 'stayed'} within {horizon} days; training needs at least "
             f"{MIN_OUTCOME} who churned and {MIN_OUTCOME} who stayed. Try {advice}")
+
+
+def few_outcomes_note(churned: np.ndarray) -> str:
+    """A sentence for a scorecard judged on fewer than ``MIN_CUSTOMERS`` customers or ``MIN_OUTCOME`` churners or
+    customers who stayed (``churned``: one flag per customer scored): its figures rest on too few outcomes to
+    trust; empty when there are enough."""
+    n = len(churned)
+    k = int(np.asarray(churned, dtype=bool).sum())
+    if n >= MIN_CUSTOMERS and min(k, n - k) >= MIN_OUTCOME:
+        return ""
+    return (f"judged on {n:,} customers, {k:,} of whom churned and {n - k:,} stayed: too few outcomes for a "
+            f"reliable scorecard (at least {MIN_CUSTOMERS} customers, {MIN_OUTCOME} of each, as training needs)")
 
 
 _ADVICE = {True: "a shorter --horizon-days (more customers go that long without buying)",

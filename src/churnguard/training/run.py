@@ -40,7 +40,7 @@ from churnguard.model.info import CurveCard, ModelInfo
 from churnguard.population import Population
 from churnguard.reporting.monitoring import drift_population, reference_profile
 from churnguard.training.bgnbd import fit_bgnbd
-from churnguard.training.curve import train_curve
+from churnguard.training.curve import curve_backtest_plan, train_curve
 from churnguard.training.evaluation import (
     baseline_calibrators,
     baseline_probabilities,
@@ -54,7 +54,9 @@ from churnguard.training.procedure import (
     Fit,
     Plan,
     calibration_days,
+    check_learnable,
     deployed_model,
+    few_outcomes_note,
     fit_procedure,
     fit_rounds,
     judge,
@@ -143,6 +145,8 @@ def run_training(
     first_day = tables.transactions["timestamp"].min()
     configured, config = config, with_schedule(config, first_day, last)
     plan = plan_training(first_day, last, config.labels, config.snapshots)
+    if config.labels.horizons:
+        curve_backtest_plan(first_day, last, config)  # a curve too long for the data stops now, not after the model
     source = LocalRows(tables, config, last, step)
     step(judging_step(first_day, last, config))
     backtest = judge(source, first_day, plan, config)
@@ -514,6 +518,11 @@ class Evaluation:
     note: str
 
 
+def _with_note(text: str, churned: np.ndarray) -> str:
+    few = few_outcomes_note(churned)
+    return f"{text}; {few}" if few else text
+
+
 def run_evaluation(
     model_path: str | Path, tables: Tables, as_of: str | pd.Timestamp, *, tracking: TrackingConfig | None = None,
     model: ChurnModel | None = None,
@@ -538,10 +547,14 @@ def run_evaluation(
         )
     if as_of < today:
         source = LocalRows(tables, info.config, as_of + pd.Timedelta(days=horizon), lambda _msg: None)
-        bt = run_backtest(source, tables.transactions["timestamp"].min(), as_of, info.config)
-        result = Evaluation(as_of, bt.scorecards, "backtest", (
+        first_day = tables.transactions["timestamp"].min()
+        tune_day = plan_training(first_day, as_of, info.config.labels, info.config.snapshots).tune_day
+        check_learnable(source.whole(tune_day), tune_day, horizon)  # the procedure refuses as train refuses
+        bt = run_backtest(source, first_day, as_of, info.config)
+        result = Evaluation(as_of, bt.scorecards, "backtest", _with_note((
             f"{as_of.date()} is before the model's training day {today.date()}: the model learned from outcomes "
-            f"after it, so this is a backtest of its training procedure run with the data up to {as_of.date()}"))
+            f"after it, so this is a backtest of its training procedure run with the data up to {as_of.date()}"),
+            bt.test["churned"].to_numpy()))
         rows = len(bt.test)
     else:
         feats = build_features(tables, as_of, info.config.features)
@@ -550,7 +563,9 @@ def run_evaluation(
         frame = feats.merge(labels.drop(columns="as_of"), on="customer_id")
         probs = {"model": model.predict_proba(frame), **baseline_probabilities(frame, info.baseline_calibrators)}
         cards = {name: scorecard(frame["churned"].to_numpy(), p) for name, p in probs.items()}
-        result, rows = Evaluation(as_of, cards, "model", f"the model file scored on {as_of.date()}"), len(frame)
+        result = Evaluation(as_of, cards, "model", _with_note(f"the model file scored on {as_of.date()}",
+                                                              frame["churned"].to_numpy()))
+        rows = len(frame)
     if tracking is not None:
         log_evaluation_run(tracking, as_of=as_of, rows=rows, scorecards=result.scorecards, model_path=model_path,
                            data_fingerprint=data_fingerprint(tables), kind=result.kind)

@@ -43,9 +43,13 @@ def snapshot_dates(
     ``min_history_days`` of data before them.
 
     Raises:
-        ValueError: no day has both, with the longest horizon the data allows.
+        ValueError: ``last_date`` (the training day, as_of) is before ``first_date`` (the first purchase), or no
+            day has both, with the longest horizon the data allows.
     """
     first_date, last_date = to_day(first_date), to_day(last_date)
+    if last_date < first_date:
+        raise ValueError(f"as_of {last_date.date()} is before the first purchase in the data ({first_date.date()}): "
+                         "there is no history to learn from; pick a later as_of")
     newest = last_date - pd.Timedelta(days=labels.horizon_days)
     earliest = first_date + pd.Timedelta(days=snapshots.min_history_days)
     dates = [newest - pd.Timedelta(days=k * snapshots.cadence_days) for k in range(snapshots.max_snapshots)]
@@ -57,8 +61,8 @@ def snapshot_dates(
                   if most > 0 else "provide more history")
         raise ValueError(
             f"the data covers {first_date.date()} to {last_date.date()} ({plural(span, 'day')}): too short to learn "
-            f"anything, since a snapshot needs {snapshots.min_history_days} days of history before it and its "
-            f"{labels.horizon_days}-day outcome window after it; {advice}"
+            f"anything, since a snapshot needs {snapshots.min_history_days:,} days of history before it and its "
+            f"{labels.horizon_days:,}-day outcome window after it; {advice}"
         )
     return dates
 

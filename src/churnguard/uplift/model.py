@@ -6,7 +6,9 @@ of their outcome, and pooling them halves the noise of that side (1 - it is also
 ranks by). For each action with at least ``min_customers`` contacted and ``min_customers`` control customers, one
 classifier learns P(buy | features) on its contacted customers; a customer's uplift is the difference of the two.
 An action with fewer customers gets no model: every customer's uplift is the action's measured average effect (the
-``uplift`` of ``campaign-readout``), and the model says so in :attr:`UpliftModel.effects_`.
+``uplift`` of ``campaign-readout``), and the model says so in :attr:`UpliftModel.effects_`. An action without a
+contacted or without a control customer has no measurable effect: its uplift is NaN, and scoring never chooses it
+by uplift (``churnguard.uplift.score.best_actions``).
 
 The model file is a zip of ``uplift.json`` (features, levels, effects, population, feature config) and LightGBM's
 text model of each classifier: loading it parses JSON and LightGBM text only.
@@ -88,7 +90,8 @@ class UpliftModel:
         they bought within the horizon and the action drawn; ``averages``: each action's measured average effect.
 
         Raises:
-            ValueError: no control customers at all (nothing to compare with), or arrays of different lengths.
+            ValueError: no control customers or no contacted customers at all (nothing to compare), or arrays of
+                different lengths.
         """
         treated, bought, action = (np.asarray(a) for a in (treated, bought, action))
         if not len(features) == len(treated) == len(bought) == len(action):
@@ -96,6 +99,9 @@ class UpliftModel:
         if treated.all():
             raise ValueError("no control customers: without a group held out there is no effect to learn")
         treated, bought = treated.astype(bool), bought.astype(bool)
+        if not treated.any():
+            raise ValueError("no contacted customers: every campaign customer is in the control group (treated "
+                             "false), so there is no effect of contact to learn")
         self.feature_names_, self.categories_ = feature_columns(features)
         x = feature_matrix(features, self.feature_names_, self.categories_)
         self.effects_: dict[str, Effect] = {}
@@ -104,9 +110,14 @@ class UpliftModel:
             arm = action == name
             n1, n0 = int((arm & treated).sum()), int((arm & ~treated).sum())
             average = float(averages.get(name, np.nan))
+            if not min(n1, n0):
+                note = (f"no {'contacted' if n1 == 0 else 'control'} customers (contacted {n1:,}, control {n0:,}): "
+                        "its effect cannot be measured,\n    so no customer gets it by uplift")
+                self.effects_[name] = Effect(name, "average", n1, n0, np.nan, note)
+                continue
             if min(n1, n0) < self.min_customers:
-                note = (f"too few customers to learn who it keeps (contacted {n1}, control {n0}; need "
-                        f"{self.min_customers} each):\n    everyone gets the measured average effect")
+                note = (f"too few customers to learn who it keeps (contacted {n1:,}, control {n0:,}; need "
+                        f"{self.min_customers:,} each):\n    everyone gets the measured average effect")
                 self.effects_[name] = Effect(name, "average", n1, n0, average, note)
                 continue
             self.effects_[name] = Effect(name, "model", n1, n0, average)

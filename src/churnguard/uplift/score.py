@@ -15,6 +15,7 @@ from the one feature kernel with its own feature config and population (:func:`k
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -43,9 +44,11 @@ if TYPE_CHECKING:
     from churnguard.population import Population
     from churnguard.uplift.model import UpliftModel
 
-__all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "record_features",
+__all__ = ["RECORD_COLUMNS", "UPLIFT_COLUMNS", "best_actions", "kernel_state", "playbook_actions", "record_features",
            "score_files_with_uplift", "score_records_with_uplift", "score_with_uplift", "select_by_uplift",
            "uplift_features", "uplift_file_rows", "uplift_summary", "with_uplift"]
+
+logger = logging.getLogger(__name__)
 
 UPLIFT_COLUMNS = ["uplift", "incremental_value"]
 # What the uplift model changes of a row of churnguard.scoring.score_records (the server's answer).
@@ -54,15 +57,16 @@ RECORD_COLUMNS = ["action", "action_cost", "expected_value", *UPLIFT_COLUMNS, "s
 
 def best_actions(uplift: pd.DataFrame, allowed: Mapping[str, np.ndarray], value: np.ndarray,
                  costs: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer, of the actions both ``allowed`` and in ``uplift`` (one column per action), the one with the
-    highest uplift x ``value`` - cost: its name (None when there is none), uplift and incremental value (NaN)."""
+    """Per customer, of the actions both ``allowed`` and in ``uplift`` (one column per action) with a known (not
+    NaN) uplift, the one with the highest uplift x ``value`` - cost: its name (None when there is none), uplift and
+    incremental value (NaN)."""
     names = [a for a in uplift.columns if a in allowed and a in costs]
     n = len(value)
     if not names:
         return np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, np.nan)
     u = uplift[names].to_numpy(dtype="float64")
     inc = u * np.asarray(value, dtype="float64")[:, None] - np.array([costs[a] for a in names])
-    inc = np.where(np.column_stack([allowed[a] for a in names]), inc, -np.inf)
+    inc = np.where(np.column_stack([allowed[a] for a in names]) & ~np.isnan(inc), inc, -np.inf)
     best = np.argmax(inc, axis=1)
     rows = np.arange(n)
     known = np.isfinite(inc[rows, best])
@@ -136,12 +140,34 @@ def with_uplift(scores: pd.DataFrame, feats: pd.DataFrame, uplift: UpliftModel, 
                          selected=selected, control_group=control, **rank_columns(ids, prob, inc))
 
 
+def playbook_actions(uplift: UpliftModel, playbook: Playbook) -> list[str]:
+    """The uplift model's actions that the playbook has, the only ones :func:`best_actions` can choose; the
+    others are logged as a warning.
+
+    Raises:
+        ValueError: the playbook has none of them: every customer would keep the playbook's action without an
+            uplift, and nobody would be selected (it was so, without a word).
+    """
+    names = {rule.name for rule in playbook.actions}
+    known = [a for a in uplift.actions if a in names]
+    others = [a for a in uplift.actions if a not in names]
+    if not known:
+        raise ValueError(f"none of the uplift model's actions ({', '.join(others)}) is an action of the playbook "
+                         f"({', '.join(sorted(names))}): it would choose no action and select nobody; train it on "
+                         "campaigns of the playbook's actions, or give the playbook that has them")
+    if others:
+        logger.warning("the uplift model's actions %s are not in the playbook: they are never chosen",
+                       ", ".join(others))
+    return known
+
+
 def score_with_uplift(model: ChurnModel, uplift: UpliftModel, tables: Tables, as_of: str | pd.Timestamp | None,
                       playbook: Playbook, *, budget: float | None = None, control_fraction: float = 0.1,
                       seed: int = 0) -> ScoreResult:
     """:func:`churnguard.scoring.score_tables`, then actions and selection by incremental value
     (:func:`with_uplift`); every customer scored gets ``uplift`` and ``incremental_value`` (NaN without a known
     action)."""
+    playbook_actions(uplift, playbook)
     result = score_tables(model, tables, as_of, playbook, control_fraction=0.0)
     feats = uplift_features(uplift, tables, result.as_of, result.scores["customer_id"])
     scores = with_uplift(result.scores, feats, uplift, model, playbook, budget=budget,
@@ -204,8 +230,13 @@ def uplift_summary(scores: pd.DataFrame, uplift: UpliftModel) -> str:
     """What the uplift model did: per action, learned or its average effect; and for the customers to contact,
     the buyers the contact is expected to add and the incremental value."""
     contacted = scores[scores["selected"].to_numpy(dtype=bool) & ~scores["control_group"].to_numpy(dtype=bool)]
-    kinds = ", ".join(f"{e.action} ({'learned' if e.kind == 'model' else f'average {e.average:+.1%}'})"
-                      for e in uplift.effects_.values())
+    kinds = ", ".join(f"{e.action} ({_effect_kind(e)})" for e in uplift.effects_.values())
     return (f"uplift: actions {kinds}; contacting {plural(len(contacted), 'customer')} adds an expected "
             f"{contacted['uplift'].sum():,.1f} buyers within {uplift.info_['horizon_days']} days, incremental value "
             f"{contacted['incremental_value'].sum():,.2f}")
+
+
+def _effect_kind(effect) -> str:
+    if effect.kind == "model":
+        return "learned"
+    return f"average {effect.average:+.1%}" if np.isfinite(effect.average) else "no effect measured: never chosen"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnguard.reporting.monitoring import campaign_readout
+from churnguard.reporting.monitoring import MIN_GROUP, campaign_readout
 from churnguard.uplift import evaluation as ev
 from churnguard.uplift.model import UpliftModel
 from churnguard.uplift.training_set import CampaignRows, campaign_rows
@@ -58,6 +58,7 @@ class UpliftResult:
     split: str
     run_id: str | None = None
     tracking_uri: str | None = None
+    held_out_groups: tuple[int, int] | None = None  # contacted and control customers the scorecard is judged on
 
     def metrics(self) -> dict[str, float]:
         """The scorecard as flat metrics: ``test_qini_uplift``, ``test_qini_risk``, ``test_qini_random``, ..."""
@@ -71,8 +72,12 @@ class UpliftResult:
         for e in self.model.effects_.values():
             lines.append(f"  {e.action}: " + (f"learned from {e.n_treated:,} contacted, {e.n_control:,} control"
                                               if e.kind == "model" else e.note))
-            lines.append(f"    measured average effect {e.average:+.1%}")
+            lines.append(f"    measured average effect {e.average:+.1%}" if np.isfinite(e.average) else
+                         "    measured average effect: none")
         lines.append("held-out customers, ranked by:   Qini     AUUC")
+        if self.held_out_groups is not None and min(self.held_out_groups) < MIN_GROUP:
+            lines.append(f"  (too few to judge: contacted {self.held_out_groups[0]:,}, control "
+                         f"{self.held_out_groups[1]:,}; a read-out needs {MIN_GROUP} each: these figures are noise)")
         for name in ("uplift", "risk", "random"):
             card = self.scorecard[name]
             lines.append(f"  {name:<28} {card['qini']:+.4f}  {card['auuc']:+.4f}")
@@ -163,7 +168,9 @@ def train_uplift(tables: Tables, campaigns: pd.DataFrame, config: Config, *, mod
     info = _info(rows, config, horizon_days, card) | {"scorecard_split": split}
     path = model.save(model_out, info=info)
     model.info_ = info
-    result = UpliftResult(model, path, card, deciles, readout, int(learn.sum()), int(test.sum()), split)
+    treated = frame["treated"].to_numpy(dtype=bool)[test]
+    result = UpliftResult(model, path, card, deciles, readout, int(learn.sum()), int(test.sum()), split,
+                          held_out_groups=(int(treated.sum()), int((~treated).sum())))
     return _tracked(result, config, horizon_days, frame[test], rankings) if track else result
 
 

@@ -126,7 +126,7 @@ def score_dask(
     from churnguard.scoring.rules import check_selection
 
     client = _client_for(dtables, client)
-    check_selection(budget, control_fraction)
+    check_selection(budget, control_fraction, seed)
     if out is not None:
         table_suffix(Path(out))
     step = on_step or (lambda _msg: None)
