@@ -892,3 +892,25 @@ def test_latest_plausible_date_is_tomorrow_by_the_utc_clock(monkeypatch, seconds
     monkeypatch.setattr(dataset_tables.time, "time", lambda: seconds)
     assert dataset.latest_plausible_date() == datetime.fromtimestamp(seconds, UTC).date() + timedelta(days=1)
     assert dataset.latest_plausible_day() == pd.Timestamp(dataset.latest_plausible_date())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["NULL", " n/a", "#N/A", "12.0", " C1 ", "None!"])),
+                min_size=1, max_size=5))
+def test_ids_sent_one_by_one_are_read_as_a_file_reads_them(ids):
+    """``clean_id_list`` (POST /predict) gives ``clean_ids`` of the ids (files), with or without its shortcut."""
+    import pyarrow as pa
+
+    from churnguard.dataset import clean_id_list, clean_ids
+
+    assert clean_id_list(ids) == clean_ids(pa.array(ids, type=pa.string())).to_pylist()
+
+
+def test_repeated_rows_without_an_order_id_are_shown_without_it(caplog):
+    """A repeated row's missing order id is left out of the notice's example (it once stopped the command)."""
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b"], "timestamp": ["2025-01-01 10:00"] * 3, "amount": ["1", "1", "2"],
+                       "order_id": [None, None, "x"]})
+    with caplog.at_level(logging.WARNING):
+        validate_tables(tx, config=DataConfig())
+    assert ("transactions: 1 transaction row repeats an earlier row in every column, e.g. a, 2025-01-01 10:00:00, "
+            "1.0; kept") in caplog.text

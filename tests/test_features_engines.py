@@ -417,3 +417,59 @@ def test_rows_that_ask_for_more_partitions_than_the_files_size_are_split_again(c
     assert got.attrs == want.attrs
     pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
                                   check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def emptied(tmp_path_factory) -> dict[str, Path]:
+    """The ``iso`` world with three transactions whose customer id is a null marker, and a customer ``gone-1``
+    whose two transactions both have a bad amount (no other row of theirs anywhere)."""
+    frames = _frames()
+    tx = frames["transactions"]
+    extra = tx.iloc[:5].astype(object).assign(customer_id=["NULL", " n/a ", "#N/A", "gone-1", "gone-1"],
+                                              order_id=["N1", "N2", "N3", "G1", "G2"])
+    extra.loc[extra.index[3:], "amount"] = "twelve"
+    zeros = tx.iloc[:1].astype(object).assign(customer_id="0042", order_id="Z1")  # the customers table's 42
+    copies = tx.iloc[[10, 10, 20]].astype(object)  # row 10 three times, row 20 twice: 3 copies
+    frames["transactions"] = pd.concat([tx.astype(object), extra, zeros, copies], ignore_index=True)
+    frames["customers"] = pd.concat([frames["customers"], frames["customers"].iloc[:1].assign(customer_id="42")],
+                                    ignore_index=True)
+    return _write(frames, tmp_path_factory.mktemp("emptied") / "files")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_null_marker_ids_and_customers_with_every_row_set_aside_are_reported_alike(emptied, engine, tmp_path,
+                                                                                     caplog):
+    """A customer id written NULL, N/A or #N/A is a missing id (a bad row), not a customer called "NULL"; a
+    customer whose every row is set aside is counted in the summary; ids unknown to the other table but for
+    leading zeros (0042, 42) stay two customers, with a notice. The same on every engine."""
+    cfg = load_config()
+    reject = cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_bad_rows": "reject"})})
+    want, want_rejects = _reference(emptied, reject, AS_OF)
+    caplog.clear()
+    result = _run(emptied, reject, AS_OF, engine, tmp_path / "features.parquet")
+    zeros = [r.getMessage() for r in caplog.records if "leading zeros" in r.getMessage()]
+    assert zeros == [(f"1 customer id of {emptied['transactions']} unknown to {emptied['customers']} matches one of "
+                     "its ids but for leading zeros, e.g. '0042' and '42': they are read as different customers; "
+                     "if they are the same, write the ids the same way in both files")]
+    assert {"0042", "42"} <= set(pd.read_parquet(tmp_path / "features.parquet")["customer_id"])
+    repeated = [r.getMessage() for r in caplog.records if "in every column" in r.getMessage()]
+    tx = pd.read_csv(emptied["transactions"], dtype=str, keep_default_na=False)
+    shown = sorted("{}, {}, {}, {}".format(*[str(v) for v in (row.customer_id, pd.Timestamp(row.timestamp),
+                                                              float(row.amount), row.order_id)])
+                   for row in tx.iloc[[10, 10, 20]].itertuples())
+    assert repeated == [(f"{emptied['transactions']}: 3 transaction rows repeat an earlier row in every column, "
+                         f"e.g. {'; '.join(shown)}; kept, and counted as purchases of their own (if the file holds "
+                         "some rows twice, remove the copies)")]
+    got = pd.read_parquet(tmp_path / "features.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    pd.testing.assert_frame_equal(result.rejects.reset_index(drop=True), want_rejects.reset_index(drop=True),
+                                  check_exact=True)
+    assert not {"NULL", "n/a", "#N/A", "gone-1"} & set(got["customer_id"])
+    marked = result.rejects[result.rejects["reason"].str.contains("null marker")]
+    assert marked["value"].tolist() == ["NULL", "n/a", "#N/A"]
+    assert marked["customer_id"].isna().all()
+    assert set(result.rejects.loc[result.rejects["customer_id"] == "gone-1", "column"]) == {"amount"}
+    assert result.emptied == 1
+    assert "; 1 customer with every row set aside, so without features (see the rejects)" in result.summary()
+    with pytest.raises(DataError, match=r"'customer_id': 3 row\(s\) are empty: written as a null marker"):
+        _run(emptied, cfg, AS_OF, engine, tmp_path / "raised.parquet")

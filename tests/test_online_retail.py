@@ -77,7 +77,7 @@ def test_a_line_without_quantity_or_price_is_a_bad_row():
 def test_without_amount_or_price_the_error_names_both_ways(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("customer_id,timestamp,quantity\na,2024-01-01,2\n")
-    with pytest.raises(DataError, match=r"'amount' not found in 1 rows \(an amount can also be 'quantity' x 'unit_price'\)"):
+    with pytest.raises(DataError, match=r"'amount' not found in 1 row \(an amount can also be 'quantity' x 'unit_price'\)"):
         load_tables(path, config=DataConfig())
 
 

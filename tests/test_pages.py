@@ -445,6 +445,28 @@ def test_serve_checks_the_page_files_before_starting(tmp_path):
 
 
 @pytest.mark.slow
+def test_serve_reads_the_page_data_before_starting_and_stops_with_its_message(files, tmp_path):
+    """Data the pages cannot show (a customer listed twice, days a spreadsheet rewrote) stopped the server's
+    start in uvicorn's traceback (exit 3); it stops the command with the message and exit 2, as other bad input
+    does, before the server starts."""
+    from typer.testing import CliRunner
+
+    from churnguard.cli import app
+
+    scores = _scores(files["scores"])
+    bad = {"twice.csv": (pd.concat([scores, scores.iloc[:1]]), "a customer is listed twice in the run of 2025-06-30"),
+           "copy.csv": (scores.assign(as_of="6/30/2025"), "column 'as_of' has")}
+    for name, (frame, message) in bad.items():
+        frame.to_csv(tmp_path / name, index=False)
+        r = CliRunner().invoke(app, ["serve", "--model", str(files["model"]), "--scores", str(tmp_path / name),
+                                     "--port", "1"])  # a port no test server can take, were it to start
+        assert r.exit_code == 2, r.output
+        assert message in " ".join(r.output.split()), r.output
+        assert "Traceback" not in r.output
+        assert "serving" not in r.output  # stopped before the server's start
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["duckdb", "postgresql"])
 def test_the_pages_read_their_tables_from_a_database(files, db, request):
     """``serve --scores URL`` (and the other page tables): the same pages and the same CSV as from the files."""

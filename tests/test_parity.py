@@ -895,6 +895,27 @@ def test_predict_refuses_a_customer_sent_twice(battery):
     assert first["customer_id"] in answer.text
 
 
+def test_predict_reads_customer_ids_as_the_files_are_read(battery):
+    """Blanks around an id are trimmed as a file's cell is (``dataset.clean_ids``): `` C1 `` over HTTP is the
+    customer ``C1`` of the files, scored alike, and sent beside ``C1`` it is that customer twice (422); a null
+    marker is a missing id (422), as it is a bad row in a file."""
+    case = battery.cases["iso-as-of"]
+    want = battery.outcome(case.name, REFERENCE).scores
+    first, second = _request_customers(case.files, None)[:2]
+    base = battery.server(battery.model(case))
+    padded = {**first, "customer_id": f"  {first['customer_id']}\t"}
+    answer = httpx.post(f"{base}/predict", json={"as_of": AS_OF, "customers": [padded, second]}, timeout=60)
+    assert answer.status_code == 200, answer.text[:600]
+    got = _outcome_from_answer(answer.json()).scores
+    assert list(got.index) == [first["customer_id"], second["customer_id"]]
+    diff = _scores_diff(want.loc[got.index], got, LABELS[REFERENCE], "POST /predict, ids with blanks")
+    assert not diff, diff
+    for customers in ([first, padded], [{**first, "customer_id": " NULL "}]):
+        answer = httpx.post(f"{base}/predict", json={"as_of": AS_OF, "customers": customers}, timeout=60)
+        assert answer.status_code == 422, answer.text[:600]
+    assert "null marker" in answer.text
+
+
 # ---------------------------------------------------------------------------------------------------------
 # One customer alone over HTTP vs the same customer in a batch file with others
 

@@ -280,3 +280,24 @@ def test_repeated_texts_are_left_out_alike_for_few_rows_and_many(monkeypatch):
         for row, out in zip(texts.tolist(), few.tolist(), strict=True):
             kept = list(dict.fromkeys(t for t in row if t))
             assert out == kept + [""] * (width - len(kept))
+
+
+def test_counts_of_one_take_the_singular_in_every_message(tmp_path):
+    """One helper (``churnguard._text.plural``) writes a count with its noun: "1 customer", never "1 customers"."""
+    from pathlib import Path
+
+    from churnguard._text import plural
+    from churnguard.btyd import _history
+    from churnguard.dataset import exclusion_note
+    from churnguard.engines.local import FeaturesResult
+
+    assert [plural(n, "row") for n in (0, 1, 2, 1234)] == ["0 rows", "1 row", "2 rows", "1,234 rows"]
+    assert plural(1, "entry", "entries") == "1 entry"
+    summary = FeaturesResult(pd.DataFrame(), Path("f.csv"), 1, 1, left_out=1, emptied=1).summary()
+    assert summary == ("features: 1 customer x 1 feature -> f.csv; 1 customer left out: no activity on or before "
+                       "as_of (see the rejects); 1 customer with every row set aside, so without features (see the "
+                       "rejects)")
+    assert exclusion_note("x.csv", "transactions", 1, {"StockCode = 'POST'": 1}).startswith(
+        "x.csv: left out 1 of 1 transactions row by data.exclude")
+    with pytest.raises(ValueError, match=r"recency exceeds T for 1 customer: "):
+        _history([1.0, 0.0], [5.0, 0.0], [4.0, 3.0])

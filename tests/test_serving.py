@@ -419,10 +419,15 @@ def test_a_blank_customer_id_gets_422_as_an_empty_one_is_a_bad_row_in_a_file():
 
     from churnguard.serving.app import PredictRequest
 
-    for blank in ("   ", "\t"):
-        with pytest.raises(ValidationError, match="customer_id is blank"):
+    for blank in ("   ", "\t", "NULL", " n/a ", "NaN", "None", "#N/A"):  # null markers are missing ids, as in a file
+        with pytest.raises(ValidationError, match="customer_id is blank or a null marker"):
             PredictRequest.model_validate({"customers": [{"customer_id": blank}]})
-    assert PredictRequest.model_validate({"customers": [{"customer_id": " c1 "}]}).customers[0].customer_id == " c1 "
+    # read as a file's ids are (dataset.clean_ids): blanks around trimmed, 12.0 the integer 12
+    read = PredictRequest.model_validate({"customers": [{"customer_id": " c1 "}, {"customer_id": "12.0"},
+                                                        {"customer_id": "Nonesuch"}]})
+    assert [c.customer_id for c in read.customers] == ["c1", "12", "Nonesuch"]
+    with pytest.raises(ValidationError, match="sent more than once: c1"):
+        PredictRequest.model_validate({"customers": [{"customer_id": " c1 "}, {"customer_id": "c1"}]})
 
 
 @pytest.mark.parametrize(("sent", "kept"), [

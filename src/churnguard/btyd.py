@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from churnguard._text import plural
+
 __all__ = ["BGNBDParams", "bgnbd_log_likelihood", "expected_purchases", "expected_purchases_and_alive", "fit_bgnbd",
            "prob_alive", "simulate_bgnbd"]
 
@@ -56,11 +58,11 @@ def _history(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[np
         if not np.isfinite(v).all():
             raise ValueError(f"{name} contains NaN or infinite values")
         if (v < 0).any():
-            raise ValueError(f"{name} must be non-negative ({int((v < 0).sum())} negative values)")
+            raise ValueError(f"{name} must be non-negative ({plural(int((v < 0).sum()), 'negative value')})")
     if (x != np.round(x)).any():
         raise ValueError("frequency must be a whole number of repeat purchases")
     if (bad := tx > t).any():
-        raise ValueError(f"recency exceeds T for {int(bad.sum())} customers: the last purchase cannot come "
+        raise ValueError(f"recency exceeds T for {plural(int(bad.sum()), 'customer')}: the last purchase cannot come "
                          "after the cut-off")
     if (bad := (x == 0) & (tx != 0)).any():
         raise ValueError(f"customers with frequency 0 must have recency 0 ({int(bad.sum())} do not)")

@@ -385,6 +385,7 @@ def _day_list(text: str | None) -> list[int] | None:
 def _print_training_summary(result) -> None:
     from rich.table import Table
 
+    from churnguard._text import plural
     from churnguard.training.evaluation import (
         evaluation_sentence,
         evaluation_title,
@@ -410,7 +411,7 @@ def _print_training_summary(result) -> None:
     facts.add_column()
     for label, value in [
         ("data", (f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, "
-                  f"{s['tickets']:,} tickets, {s['customers']:,} customers")),
+                  f"{plural(s['tickets'], 'ticket')}, {plural(s['customers'], 'customer')}")),
         ("deployed model", (f"learned from {len(deployed)} snapshots ({deployed[0]} .. {deployed[-1]}), "
                             f"{s['train_rows']:,} rows{sampled}, churn rate {s['train_churn_rate']:.1%}")),
         *([("schedule", schedule_sentence(s))] if s.get("schedule_adapted") else []),
@@ -834,10 +835,11 @@ def serve(
     _check_serve_options(host, token, header_timeout)
     _page_files({"scores": scores, "previous": previous, "readout": readout, "transactions": transactions,
                  "tickets": tickets})
-    _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
+    book = _run(load_playbook, playbook)  # fail fast, with a clear message, before starting workers
     loaded = _run(ChurnModel.load, model)  # likewise
     info = loaded.require_info()
     _serve_uplift(uplift_model)
+    _check_pages(scores, previous, readout, transactions, tickets, loaded, book)
     _to_workers("model", model)
     _to_workers("playbook", playbook)
     os.environ["CHURNGUARD_API_TOKEN"] = token or ""
@@ -902,6 +904,17 @@ def _page_files(files: dict[str, Any]) -> None:
         _run(check_sources, PageSources(**files))
     for name, path in files.items():
         _to_workers(name, path)
+
+
+def _check_pages(scores, previous, readout, transactions, tickets, model, playbook) -> None:
+    """Read the pages' files as the server will (``load_pages``), so that bad data stops here with its message
+    rather than in the server's start, in a traceback; what was read is let go before the server starts."""
+    if scores is None:
+        return
+    from churnguard.serving.page_data import PageSources
+    from churnguard.serving.pages import load_pages
+
+    _run(load_pages, PageSources(scores, previous, readout, transactions, tickets), model, playbook, token=False)
 
 
 def _loopback(host: str) -> bool:

@@ -65,6 +65,7 @@ from churnguard.dataset.read import (
 from churnguard.dataset.tables import (
     IdCodes,
     IdOverlap,
+    RepeatedRows,
     Tables,
     check_id_overlap,
     id_overlap,
@@ -72,6 +73,9 @@ from churnguard.dataset.tables import (
     latest_plausible_date,
     latest_plausible_day,
     merge_overlap,
+    merge_repeated,
+    repeated_rows,
+    repeated_rows_note,
     text_dtype,
     today,
 )
@@ -81,9 +85,12 @@ from churnguard.dataset.validate import (
     validate_tables,
 )
 from churnguard.dataset.values import (
+    NULL_IDS,
     DateCensus,
     arrow_column,
     category_codes,
+    clean_id_list,
+    clean_ids,
     date_census,
     date_style,
     dates_out_of_range,
@@ -95,11 +102,11 @@ from churnguard.dataset.values import (
     text_cells,
 )
 
-__all__ = ["BLOCK_ROWS", "CONTRACT", "CSV_BLOCK_BYTES", "FEATURE_INPUTS", "MAX_MAGNITUDE", "MIN_IDS_JUDGED", "REJECT_COLUMNS",
-           "ROW_COLUMN", "DataError", "DateCensus", "IdCodes", "IdOverlap", "RawTable", "Tables", "arrow_column",
-           "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "date_census", "date_style",
+__all__ = ["BLOCK_ROWS", "CONTRACT", "CSV_BLOCK_BYTES", "FEATURE_INPUTS", "MAX_MAGNITUDE", "MIN_IDS_JUDGED",
+           "NULL_IDS", "REJECT_COLUMNS", "ROW_COLUMN", "DataError", "DateCensus", "IdCodes", "IdOverlap", "RawTable", "RepeatedRows", "Tables", "arrow_column",
+           "category_codes", "check_columns", "check_id_overlap", "check_unique_columns", "clean_id_list", "clean_ids", "date_census", "date_style",
            "dates_out_of_range", "dialect", "dictionary_codes", "exclusion_note", "feature_columns", "header",
            "id_overlap", "id_text", "joint_codes", "last_day", "latest_plausible_date", "latest_plausible_day",
-           "load_campaigns", "load_tables", "merge_census", "merge_overlap", "missing_tables_note",
-           "mixed_styles_error", "rejects_summary", "rows_error", "text_cells", "text_dtype", "today", "validate_campaigns",
+           "load_campaigns", "load_tables", "merge_census", "merge_overlap", "merge_repeated", "missing_tables_note",
+           "mixed_styles_error", "rejects_summary", "repeated_rows", "repeated_rows_note", "rows_error", "text_cells", "text_dtype", "today", "validate_campaigns",
            "validate_tables", "write_rejects"]

@@ -12,6 +12,7 @@ from churnguard._io.files import table_suffix
 from churnguard._io.read import CsvDialect, header_line, header_names, input_format
 from churnguard._io.spreadsheet import spreadsheet_safe
 from churnguard._io.write import write_table
+from churnguard._text import plural
 
 if TYPE_CHECKING:
     from churnguard.config import DataConfig
@@ -75,6 +76,7 @@ _HASHED = {"events": ("customer_id",)}
 _IDS = {"customer_id", "order_id", "ticket_id", "session_id", "action", "campaign_id"}
 _FLAGS = {"loyalty_member", "treated"}
 _WHOLE_NUMBER = r"^([+-]?\d+)\.0*$"  # an integer written as a float: 12346.0
+_NULL_ID = "are empty: written as a null marker (NULL, N/A, NaN, None, #N/A)"  # a customer id (values.NULL_IDS)
 _LONG_ROW = "have more fields than the header (a value with an unquoted comma, such as 1,234.50?)"
 # Below this share of the smaller table's ids found in the other, transactions and customers describe different
 # customers, or write the same ids differently; judged from this many ids of each table on.
@@ -183,7 +185,7 @@ def check_columns(table: str, names: list[str], source: str, config: DataConfig,
         )
     missing = [c for c in required_columns(table, names, mapping) if mapping.get(c, c) not in names]
     if missing:
-        found = "" if rows is None else f" in {rows:,} rows"
+        found = "" if rows is None else f" in {plural(rows, 'row')}"
         also = " (an amount can also be 'quantity' x 'unit_price')" if "amount" in missing else ""
         raise DataError(
             f"{source}: required {table} column(s) {', '.join(map(repr, missing))} not found{found}{also}; "

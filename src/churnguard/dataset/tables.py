@@ -3,6 +3,7 @@ check that transactions and customers share their ids (:func:`id_overlap`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -11,11 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.dataset.contract import MIN_IDS_JUDGED, MIN_SHARED_IDS, REJECT_COLUMNS, DataError
 from churnguard.dataset.values import arrow_column
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+logger = logging.getLogger("churnguard.dataset")  # the stage's logger, whichever part logs
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,9 @@ class IdOverlap:
     shared: int = 0
     only_transactions: tuple[str, ...] = ()
     only_customers: tuple[str, ...] = ()
+    # every distinct id of each table that the other lacks (Arrow text; None: not known), for zero_twins_note
+    unknown_transactions: pa.Array | None = field(default=None, compare=False)
+    unknown_customers: pa.Array | None = field(default=None, compare=False)
 
 
 def id_overlap(tables: Tables) -> IdOverlap:
@@ -173,16 +180,19 @@ def id_overlap(tables: Tables) -> IdOverlap:
     if tx_ids is not None and cu_ids is not None and tx_ids.distinct is cu_ids.distinct:  # integers only
         tx_in, cu_in = tx_ids.present(), cu_ids.present()
         return IdOverlap(int(tx_in.sum()), int(cu_in.sum()), int((tx_in & cu_in).sum()),
-                         _first_missing(tx_ids, cu_in, 3), _first_missing(cu_ids, tx_in, 3))
+                         _first_missing(tx_ids, cu_in, 3), _first_missing(cu_ids, tx_in, 3),
+                         tx_ids.distinct.filter(tx_in & ~cu_in), cu_ids.distinct.filter(cu_in & ~tx_in))
     if tx_ids is not None and cu_ids is not None:
         tx_in_cu, cu_in_tx = (pc.is_in(a.distinct, value_set=b.distinct).to_numpy(zero_copy_only=False)
                               for a, b in ((tx_ids, cu_ids), (cu_ids, tx_ids)))
         return IdOverlap(len(tx_ids.distinct), len(cu_ids.distinct), int(tx_in_cu.sum()),
-                         _first_missing(tx_ids, tx_in_cu, 3), _first_missing(cu_ids, cu_in_tx, 3))
+                         _first_missing(tx_ids, tx_in_cu, 3), _first_missing(cu_ids, cu_in_tx, 3),
+                         tx_ids.distinct.filter(~tx_in_cu), cu_ids.distinct.filter(~cu_in_tx))
     tx, cu = (_arrow_text(t["customer_id"]).unique().drop_null() for t in (tables.transactions, tables.customers))
     tx_in_cu, cu_in_tx = pc.is_in(tx, value_set=cu), pc.is_in(cu, value_set=tx)
-    return IdOverlap(len(tx), len(cu), pc.sum(tx_in_cu).as_py() or 0, _first_arrow(tx.filter(pc.invert(tx_in_cu)), 3),
-                     _first_arrow(cu.filter(pc.invert(cu_in_tx)), 3))
+    only_tx, only_cu = tx.filter(pc.invert(tx_in_cu)), cu.filter(pc.invert(cu_in_tx))
+    return IdOverlap(len(tx), len(cu), pc.sum(tx_in_cu).as_py() or 0, _first_arrow(only_tx, 3),
+                     _first_arrow(only_cu, 3), only_tx, only_cu)
 
 
 def _first_missing(ids: IdCodes, found: np.ndarray, n: int) -> tuple[str, ...]:
@@ -219,22 +229,128 @@ def _first_arrow(values, n: int) -> tuple[str, ...]:
 def merge_overlap(a: IdOverlap, b: IdOverlap) -> IdOverlap:
     """The :class:`IdOverlap` of two parts of the input together (``a`` before ``b``)."""
     return IdOverlap(a.transactions + b.transactions, a.customers + b.customers, a.shared + b.shared,
-                     (a.only_transactions + b.only_transactions)[:3], (a.only_customers + b.only_customers)[:3])
+                     (a.only_transactions + b.only_transactions)[:3], (a.only_customers + b.only_customers)[:3],
+                     _joined(a.unknown_transactions, b.unknown_transactions),
+                     _joined(a.unknown_customers, b.unknown_customers))
+
+
+def _joined(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
+    """Two parts' unknown ids together (None: a part without a customers table, none of its own)."""
+    import pyarrow as pa
+
+    if a is None or b is None:
+        return a if b is None else b
+    return pa.concat_arrays([a.cast(pa.large_string()), b.cast(pa.large_string())])
 
 
 def check_id_overlap(overlap: IdOverlap, sources: dict[str, str]) -> None:
     """Raise :class:`DataError` when the transactions and the customers table share almost no customer ids
     (under :data:`MIN_SHARED_IDS` of the smaller table's, when each has :data:`MIN_IDS_JUDGED` ids or more):
-    scoring them would invent customers without history and leave the buyers without their attributes."""
+    scoring them would invent customers without history and leave the buyers without their attributes. Else
+    log :func:`zero_twins_note`'s notice, if any."""
     smaller = min(overlap.transactions, overlap.customers)
     if smaller < MIN_IDS_JUDGED or overlap.shared >= MIN_SHARED_IDS * smaller:
+        note = zero_twins_note(overlap, sources)
+        if note is not None:
+            logger.warning("%s", note)
         return
     tx, cu = sources["transactions"], sources["customers"]
     raise DataError(
-        f"{tx} and {cu} share {overlap.shared:,} customer ids: {overlap.transactions:,} in the transactions, "
+        f"{tx} and {cu} share {plural(overlap.shared, 'customer id')}: {overlap.transactions:,} in the transactions, "
         f"{overlap.customers:,} in the customers; e.g. {', '.join(map(repr, overlap.only_transactions))} only in "
         f"{tx}, {', '.join(map(repr, overlap.only_customers))} only in {cu}. Write the ids the same way in both "
         "files (a mapped column of the wrong table, or ids with a prefix in one of them?)")
+
+
+def zero_twins_note(overlap: IdOverlap, sources: dict[str, str]) -> str | None:
+    """The notice (None: nothing to say) for customer ids of the transactions unknown to the customers table
+    that match one of its unknown ids but for leading zeros (``0042`` and ``42``), and the other way round:
+    they are read as two customers, as written, but a file may have lost or gained the zeros. Computed on the
+    distinct unknown ids of :class:`IdOverlap` only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tx, cu = overlap.unknown_transactions, overlap.unknown_customers
+    if tx is None or cu is None or not len(tx) or not len(cu):
+        return None
+    tx, cu = tx.cast(pa.large_string()), cu.cast(pa.large_string())
+    if not (pc.any(pc.starts_with(tx, "0")).as_py() or pc.any(pc.starts_with(cu, "0")).as_py()):
+        return None
+    at = pc.index_in(pc.utf8_ltrim(tx, "0"), value_set=pc.utf8_ltrim(cu, "0"))
+    matched = np.flatnonzero(at.is_valid().to_numpy(zero_copy_only=False))
+    if not len(matched):
+        return None
+    pairs = ", ".join(f"{tx[int(i)].as_py()!r} and {cu[at[int(i)].as_py()].as_py()!r}" for i in matched[:3])
+    return (f"{plural(len(matched), 'customer id')} of {sources['transactions']} unknown to {sources['customers']} "
+            f"{'matches' if len(matched) == 1 else 'match'} one of its ids but for leading zeros, e.g. {pairs}: they are read as different customers; "
+            "if they are the same, write the ids the same way in both files")
+
+
+@dataclass(frozen=True)
+class RepeatedRows:
+    """Transaction rows equal in every column to another row (each copy after the first counted), and the first
+    few of them in customer and time order, as text. Those of parts of the input split by customer add up
+    (:func:`merge_repeated`): a row's copies are in its customer's part."""
+
+    count: int = 0
+    examples: tuple[tuple[str, ...], ...] = ()
+
+
+_EXAMPLE_COLUMNS = ("customer_id", "timestamp", "amount", "order_id")
+
+
+def repeated_rows(tables: Tables) -> RepeatedRows:
+    """The :class:`RepeatedRows` of validated tables' transactions. Copies share the customer and the timestamp,
+    so those two, as one 64-bit key a row, are sorted first (the 13.1M transaction rows of the 1M world in 4
+    partitions: 0.27-0.31 s of CPU in all, about 2% of ``features``'); only rows whose key repeats are compared
+    on every column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tx = tables.transactions
+    if len(tx) < 2:
+        return RepeatedRows()
+    ids = tables.id_codes("transactions")
+    codes = ids.codes if ids is not None else pd.factorize(tx["customer_id"])[0]
+    key = _row_keys(tx["timestamp"].to_numpy(), codes)
+    key.sort()  # in place: a copy of 8 bytes a row spared
+    same = key[1:] == key[:-1]
+    if not same.any():
+        return RepeatedRows()
+    repeated = pa.array(key[1:][same])
+    key = _row_keys(tx["timestamp"].to_numpy(), codes)  # again, in row order
+    candidates = np.flatnonzero(pc.is_in(pa.array(key), value_set=repeated).to_numpy(zero_copy_only=False))
+    part = tx.iloc[candidates]
+    copies = part[part.duplicated(keep="first").to_numpy()]
+    if copies.empty:
+        return RepeatedRows()
+    columns = [c for c in _EXAMPLE_COLUMNS if c in copies]
+    shown = copies[columns].astype(str).fillna("").sort_values(columns).head(3)  # as text: merge_repeated's order
+    return RepeatedRows(len(copies), tuple(tuple(row) for row in shown.itertuples(index=False)))
+
+
+def _row_keys(times: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """One 64-bit key a row of its timestamp and customer code: equal rows have equal keys (unequal ones share a
+    key seldom: the rows whose key repeats are compared on every column)."""
+    key = times.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # a hash: wrapping is the point
+    np.bitwise_xor(key, codes, out=key, dtype=np.uint64, casting="unsafe")  # cast in the loop's buffer
+    return key
+
+
+def merge_repeated(a: RepeatedRows, b: RepeatedRows) -> RepeatedRows:
+    """The :class:`RepeatedRows` of two parts of the input together."""
+    return RepeatedRows(a.count + b.count, tuple(sorted(a.examples + b.examples))[:3])
+
+
+def repeated_rows_note(repeated: RepeatedRows, source: str) -> str | None:
+    """The notice for transaction rows that repeat another row in every column (None: none do). They are kept:
+    two equal purchases may both have happened, but an export written twice would count each purchase twice."""
+    if not repeated.count:
+        return None
+    shown = "; ".join(", ".join(v for v in row if v) for row in repeated.examples)  # a missing order id left out
+    return (f"{source}: {plural(repeated.count, 'transaction row')} {'repeats' if repeated.count == 1 else 'repeat'} "
+            f"an earlier row in every column, e.g. {shown}; kept, and counted as purchases of their own (if the "
+            "file holds some rows twice, remove the copies)")
 
 
 def _arrow_text(values: pd.Series):

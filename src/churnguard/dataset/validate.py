@@ -14,6 +14,7 @@ import pandas as pd
 
 from churnguard._io.codes import take_codes
 from churnguard._io.read import EXTRA_FIELDS
+from churnguard._text import plural
 from churnguard.dataset.contract import (
     _CHECKED,
     _DATES,
@@ -21,6 +22,7 @@ from churnguard.dataset.contract import (
     _FLAGS,
     _IDS,
     _LONG_ROW,
+    _NULL_ID,
     _NUMERIC_RANGES,
     _REQUIRED_VALUES,
     _TEXT,
@@ -41,6 +43,8 @@ from churnguard.dataset.tables import (
     check_id_overlap,
     id_overlap,
     latest_plausible_day,
+    repeated_rows,
+    repeated_rows_note,
 )
 from churnguard.dataset.values import (
     DateCensus,
@@ -64,6 +68,7 @@ from churnguard.dataset.values import (
     merge_census,
     mixed_styles_error,
     text_cells,
+    without_null_ids,
 )
 
 if TYPE_CHECKING:
@@ -189,8 +194,8 @@ class _Checker:
             }
         )
         if not part:  # a part's rows are counted with the whole input's
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", self.source, f"{n_bad:,}",
-                           f"{len(self.df):,}", self.table)
+            logger.warning("%s: set aside %s of %s (see rejects)", self.source, f"{n_bad:,}",
+                           plural(len(self.df), f"{self.table} row"))
         return self.df.loc[~self._flagged].reset_index(drop=True), rejects
 
 
@@ -337,6 +342,10 @@ def _check_block(check: _Checker, config: DataConfig, styles: dict[str, str] | N
             continue
         if _is_text(raw) or (isinstance(raw.dtype, pd.CategoricalDtype) and column in _TEXT):
             raw = _each_distinct(raw, text_cells)
+            if column == "customer_id":
+                cells, raw = raw, _each_distinct(raw, without_null_ids)
+                if raw is not cells:  # a null marker: a missing id, its text kept for the message
+                    check.flag(cells.notna() & raw.isna(), column, _NULL_ID, cells)
         if column in _DATES:
             fmt = (styles or {}).get(column, config.date_format)
             out[column] = _checked_dates(check, raw, column, fmt, given=fmt is not None and fmt == config.date_format)
@@ -456,7 +465,7 @@ def _joint_counts(parts: list[dict[str, int]], rules: dict[str, tuple[str, ...]]
 def exclusion_note(source: str, table: str, n_rows: int, counts: dict[str, int]) -> str:
     """The sentence for rows left out by ``data.exclude``: how many of ``n_rows``, per rule."""
     rules = ", ".join(f"{rule}: {n:,}" for rule, n in counts.items())
-    return (f"{source}: left out {sum(counts.values()):,} of {n_rows:,} {table} rows by data.exclude "
+    return (f"{source}: left out {sum(counts.values()):,} of {plural(n_rows, f'{table} row')} by data.exclude "
             f"({rules})")
 
 
@@ -513,8 +522,11 @@ def _validate(raw: dict[str, RawTable], config: DataConfig, sources: dict[str, s
     tables = Tables(frames["transactions"], frames.get("tickets"), frames.get("customers"), rejects,
                     excluded=excluded, events=frames.get("events"),
                     ids={t: codes for t, codes in ids.items() if codes is not None})
-    if not allow_empty:  # a part's ids are judged with the whole input's
+    if not allow_empty:  # a part's ids and rows are judged with the whole input's
         check_id_overlap(id_overlap(tables), {t: sources.get(t, t) for t in ("transactions", "customers")})
+        note = repeated_rows_note(repeated_rows(tables), sources.get("transactions", "transactions"))
+        if note is not None:
+            logger.warning("%s", note)
     return tables
 
 

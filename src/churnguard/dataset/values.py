@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("churnguard.dataset")  # the stage's logger, whichever part logs
 
+# What spreadsheets and databases write for "no value" (compared in lower case): a customer id written so is a
+# missing id, a bad row as an empty one is, not a customer called "NULL".
+NULL_IDS = ("null", "n/a", "nan", "none", "#n/a")
+
 
 def dictionary_codes(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """The distinct values of an Arrow text column in order of first occurrence and each row's position in
@@ -67,14 +71,91 @@ def _dictionary_encode(chunks: list) -> tuple[pa.Array, np.ndarray]:
 
 def text_cells(raw: pd.Series) -> pd.Series:
     """Cells as the checks read text: stripped, blank cells missing (they are missing values, not bad ones)."""
+    return _series(_trimmed(_arrow_text(raw)), raw)
+
+
+def without_null_ids(text: pd.Series) -> pd.Series:
+    """Text cells (:func:`text_cells`) with the null markers (:data:`NULL_IDS`) missing: ``text`` itself when it
+    holds none."""
+    arrow = _arrow_text(text)
+    kept = _unmarked(arrow)
+    return text if kept is arrow else _series(kept, text)
+
+
+def clean_ids(text: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Customer ids as every reader reads them, files and ``POST /predict`` alike: blanks around an id trimmed, an
+    empty id or a null marker (:data:`NULL_IDS`) missing, an integer written as a float without its decimals
+    (``12346.0`` is ``12346``). On Arrow text, in a few compute calls, so one id costs little."""
+    import pyarrow as pa
+
+    if isinstance(text, pa.Array):
+        text = pa.chunked_array([text])
+    return _whole_number_text(_unmarked(_trimmed(text)))
+
+
+def clean_id_list(ids: list[str]) -> list[str | None]:
+    """:func:`clean_ids` of ids given one by one (``POST /predict``): an id none of its steps can change (printable
+    ASCII at both ends, as :func:`_plain_text` asks, no ``.``, longer than any null marker) is kept without a
+    round trip through Arrow, which costs a request tens of microseconds."""
+    import pyarrow as pa
+
+    longest = max(map(len, NULL_IDS))
+    if all(len(i) > longest and "." not in i and "!" <= i[0] <= "~" and "!" <= i[-1] <= "~" for i in ids):
+        return list(ids)
+    return clean_ids(pa.array(ids, type=pa.string())).to_pylist()
+
+
+def _arrow_text(raw: pd.Series):
+    import pyarrow as pa
+
+    return pa.chunked_array(raw.astype("string"))
+
+
+def _series(text, like: pd.Series) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=like.index, name=like.name)
+
+
+def _trimmed(text):
+    """:func:`text_cells` of Arrow text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pa.chunked_array(raw.astype("string"))
     if not _plain_text(text):
         text = pc.utf8_trim_whitespace(text)
         text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, text.type), text)
-    return pd.Series(pd.arrays.ArrowStringArray(text), index=raw.index, name=raw.name)
+    return text
+
+
+def _unmarked(text):
+    """Trimmed Arrow text (:func:`_trimmed`) with the null markers (:data:`NULL_IDS`, in any case) missing; only
+    when a value is as short as a marker is any compared."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not _any_short(text, max(map(len, NULL_IDS))):
+        return text
+    marked = pc.is_in(pc.utf8_lower(text), value_set=pa.array(NULL_IDS, type=text.type))
+    if not pc.any(marked).as_py():
+        return text
+    return pc.if_else(marked, pa.scalar(None, text.type), text)
+
+
+def _any_short(text, size: int) -> bool:
+    """Whether a value of an Arrow text column may be at most ``size`` bytes long (from the buffers' offsets)."""
+    for chunk in text.chunks:
+        found = _text_buffers(chunk)
+        if found is None or (found[0].size and ((found[1] - found[0]) <= size).any()):
+            return True
+    return False
+
+
+def _whole_number_text(text):
+    """Arrow text with an integer written as a float without its decimals (``12346.0`` is ``12346``)."""
+    import pyarrow.compute as pc
+
+    if not _may_contain(text, "."):  # one cheap pass spares the regex
+        return text
+    return pc.replace_substring_regex(text, _WHOLE_NUMBER, r"\1")
 
 
 def _text_buffers(chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -172,7 +253,7 @@ def id_text(raw: pd.Series) -> pd.Series:
         return text
     if not _is_text(raw):
         return raw.astype("str")
-    return _whole_numbers(text_cells(raw))
+    return _series(clean_ids(_arrow_text(raw)), raw).astype("str")
 
 
 def category_codes(ids: pd.Series) -> tuple[pa.Array, np.ndarray]:
@@ -209,8 +290,7 @@ def _id_codes(raw: pd.Series) -> tuple[pd.Series, tuple[pa.Array, np.ndarray]]:
         return text, dictionary_codes(pa.chunked_array(text.astype("string")))
     text = raw.astype("string")
     values, codes = dictionary_codes(pa.chunked_array(text))
-    clean = pa.chunked_array(_whole_numbers(text_cells(pd.Series(pd.arrays.ArrowStringArray(values)))).astype(
-        "string")).combine_chunks() if len(values) else values
+    clean = clean_ids(values).combine_chunks() if len(values) else values
     if clean.null_count == 0 and pc.all(pc.equal(clean, values)).as_py() is not False:
         return text.astype("str"), (values, codes)
     values, remap = dictionary_codes(pa.chunked_array([clean]))
@@ -220,13 +300,9 @@ def _id_codes(raw: pd.Series) -> tuple[pd.Series, tuple[pa.Array, np.ndarray]]:
 
 
 def _whole_numbers(text: pd.Series) -> pd.Series:
-    """Text ids (:func:`text_cells`) with an integer written as a float without its decimals, as ``str``."""
-    import pyarrow as pa
-
-    text = text.astype("str")
-    if not _may_contain(pa.chunked_array(text), "."):  # one cheap pass spares the regex
-        return text
-    return text.str.replace(_WHOLE_NUMBER, r"\1", regex=True)
+    """Text ids (:func:`text_cells`, customer ids :func:`without_null_ids` too) with an integer written as a float
+    without its decimals, as ``str``."""
+    return _series(_whole_number_text(_arrow_text(text)), text).astype("str")
 
 
 def dates_out_of_range(parsed: pd.Series) -> pd.Series:

@@ -132,7 +132,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
     from churnguard._io.write import write_table
     from churnguard.engines.local import FeaturesResult
     from churnguard.features import to_day
-    from churnguard.scoring.score import unscored_rejects, unseen_customers
+    from churnguard.scoring.score import emptied_customers, unscored_rejects, unseen_customers
     from churnguard.sources import DbSource
 
     paths = [p for p in (transactions, tickets, customers, events) if p is not None]
@@ -168,7 +168,7 @@ def build_features_from_files(engine: str, transactions: Path, tickets: Path | N
         feats = build_features(tables, day, config.features)
         unseen, rejects = unseen_customers(tables, feats["customer_id"]), tables.rejects
     return FeaturesResult(unscored_rejects(rejects, unseen, day), write_table(feats, out), len(feats),
-                          feats.shape[1] - 2, len(unseen))
+                          feats.shape[1] - 2, len(unseen), emptied_customers(rejects, [feats["customer_id"], unseen]))
 
 
 def score_from_files(engine: str, model: ChurnModel, transactions: Path, tickets: Path | None,

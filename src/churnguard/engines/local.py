@@ -32,6 +32,7 @@ import pandas as pd
 from churnguard._io.cores import LARGEST_HEAP_BLOCK, arrow_from_malloc, cores_shared, usable_cores
 from churnguard._io.files import work_dir
 from churnguard._io.write import appending_table
+from churnguard._text import plural
 from churnguard.dataset import last_day
 from churnguard.engines import partitions as parts
 from churnguard.features import to_day
@@ -88,12 +89,15 @@ class FeaturesResult:
     rows: int
     columns: int
     left_out: int = 0
+    emptied: int = 0  # customers whose every row was set aside (``churnguard.scoring.score.emptied_customers``)
 
     def summary(self) -> str:
-        text = f"features: {self.rows:,} customers x {self.columns} features -> {self.out}"
+        text = f"features: {plural(self.rows, 'customer')} x {plural(self.columns, 'feature')} -> {self.out}"
         if self.left_out:
-            text += (f"; {self.left_out:,} customer{'s' * (self.left_out != 1)} left out: no activity on or before "
-                     "as_of (see the rejects)")
+            text += f"; {plural(self.left_out, 'customer')} left out: no activity on or before as_of (see the rejects)"
+        if self.emptied:
+            text += (f"; {plural(self.emptied, 'customer')} with every row set aside, so without features (see the "
+                     "rejects)")
         return text
 
 
@@ -471,7 +475,7 @@ def features_files(
         DataError: as ``load_tables``, with counts and row numbers over whole files.
     """
     from churnguard.dataset import today
-    from churnguard.scoring.score import unscored_rejects
+    from churnguard.scoring.score import emptied_customers, unscored_rejects
 
     sources, files = _plan({"transactions": transactions, "tickets": tickets, "customers": customers,
                             "events": events}, data_config, partitions)
@@ -489,7 +493,7 @@ def features_files(
             columns = _merge_parts(built, population, Path(out), on_step)
     unseen = pd.Index(np.concatenate(checked.unseen)) if checked.unseen else pd.Index([], dtype=object)
     return FeaturesResult(unscored_rejects(rejects, unseen, day), Path(out), sum(len(i) for i in built.ids), columns,
-                          len(unseen))
+                          len(unseen), emptied_customers(rejects, [*built.ids, unseen]))
 
 
 @dataclass(frozen=True)

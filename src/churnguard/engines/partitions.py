@@ -53,7 +53,17 @@ from churnguard._io.read import (
     open_bytes,
     read_coded,
 )
-from churnguard.dataset import REJECT_COLUMNS, ROW_COLUMN, DataError, DateCensus, IdOverlap, Tables, contract
+from churnguard._text import plural
+from churnguard.dataset import (
+    REJECT_COLUMNS,
+    ROW_COLUMN,
+    DataError,
+    DateCensus,
+    IdOverlap,
+    RepeatedRows,
+    Tables,
+    contract,
+)
 from churnguard.dataset.contract import _DATES
 from churnguard.features import build, kernel
 from churnguard.population import Population
@@ -806,20 +816,22 @@ class Digest:
     samples: pd.DataFrame
     overlap: IdOverlap = field(default_factory=IdOverlap)
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # rows data.exclude left out
+    repeated: RepeatedRows = field(default_factory=RepeatedRows)  # transaction rows equal to another
 
 
 def reject_digest(tables: Tables) -> Digest:
     """The :class:`Digest` of a validated partition."""
-    rej, overlap = tables.rejects, dataset.id_overlap(tables)
+    rej, overlap, repeated = tables.rejects, dataset.id_overlap(tables), dataset.repeated_rows(tables)
     if rej.empty:
-        return Digest(pd.DataFrame(columns=["table", "column", "reason", "n"]), rej, overlap, tables.excluded)
+        return Digest(pd.DataFrame(columns=["table", "column", "reason", "n"]), rej, overlap, tables.excluded,
+                      repeated)
     rej = rej.sort_values("_order", kind="stable")
     keys = ["table", "column", "reason"]
     counts = rej.groupby(keys, sort=False).size().rename("n").reset_index()
     first = rej.groupby(keys, sort=False).cumcount() < 3
     seen = ~rej.duplicated([*keys, "value"])
     first_values = seen & (seen.astype(int).groupby([rej[k] for k in keys], sort=False).cumsum() <= 3)
-    return Digest(counts, rej[first | first_values], overlap, tables.excluded)
+    return Digest(counts, rej[first | first_values], overlap, tables.excluded, repeated)
 
 
 def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
@@ -837,6 +849,10 @@ def bad_rows(spec: Spec, digests: list[Digest]) -> dict[str, int]:
             raise _rows_error(t, spec, mine, samples[samples["table"] == t])
     overlap = reduce(dataset.merge_overlap, (d.overlap for d in digests), IdOverlap())
     dataset.check_id_overlap(overlap, {t: s.name for t, s in spec.sources.items()})
+    note = dataset.repeated_rows_note(reduce(dataset.merge_repeated, (d.repeated for d in digests), RepeatedRows()),
+                                      spec.sources["transactions"].name)
+    if note is not None:
+        logger.warning("%s", note)
     return rejected
 
 
@@ -874,8 +890,8 @@ def merge_rejects(spec: Spec, frames: list[pd.DataFrame], rejected: dict[str, in
                .sort_values(["_rank", "_order"], kind="stable")[REJECT_COLUMNS].reset_index(drop=True))
     for t, k in rejected.items():
         if k:
-            logger.warning("%s: set aside %s of %s %s rows (see rejects)", spec.sources[t].name, f"{k:,}",
-                           f"{spec.rows[t]:,}", t)
+            logger.warning("%s: set aside %s of %s (see rejects)", spec.sources[t].name, f"{k:,}",
+                           plural(spec.rows[t], f"{t} row"))
     return rejects
 
 

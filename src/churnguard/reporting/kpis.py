@@ -28,6 +28,7 @@ import pandas as pd
 from churnguard._charts import chart_axes, plain_numbers, say_empty
 from churnguard._io.files import atomic_write_text
 from churnguard._io.write import write_table
+from churnguard._text import plural
 from churnguard.features.build import purchase_orders
 from churnguard.features.kernel import day_numbers, distinct
 from churnguard.lifecycle import STAGES, lifecycle_codes
@@ -128,7 +129,7 @@ class RetentionReport:
         """The headline numbers of the latest complete period in one line, naming a partial last period."""
         complete, end = self.kpis.loc[self.kpis["complete_period"]], self.kpis.iloc[-1]
         days = (end["period_end"] - end["period_start"]).days + 1
-        partial = "" if end["complete_period"] else f"; {end.name} is partial ({days} days of data), not the headline"
+        partial = "" if end["complete_period"] else f"; {end.name} is partial ({plural(days, 'day')} of data), not the headline"
         nps = f", NPS {self.nps:+.1f}" if self.nps is not None else ""
         if complete.empty:
             return f"{len(self.kpis)} {self.period}s, none complete yet{partial}{nps}"
@@ -218,7 +219,7 @@ def build_report(
     tx = tables.transactions.assign(_period=tables.transactions["timestamp"].dt.to_period(freq),
                                     customer_id=pd.factorize(tables.transactions["customer_id"])[0])
     if not (tx["amount"] > 0).any():
-        raise ValueError(f"no purchases (amount > 0) among {len(tx)} transactions: nothing to report")
+        raise ValueError(f"no purchases (amount > 0) among {plural(len(tx), 'transaction')}: nothing to report")
     all_days = day_numbers(tx["timestamp"])
     first_data, last_data = int(all_days.min()), int(all_days.max())
     periods = pd.period_range(pd.Timestamp(first_data, unit="D"), pd.Timestamp(last_data, unit="D"), freq=freq)

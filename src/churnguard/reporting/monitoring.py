@@ -20,6 +20,7 @@ import pandas as pd
 
 from churnguard._charts import chart_axes, save_chart
 from churnguard._io.files import table_suffix
+from churnguard._text import plural
 from churnguard.labels import bought_within
 from churnguard.lifecycle import in_lookback
 
@@ -88,7 +89,7 @@ class ScoreComparison:
         cells, k = t.to_numpy(), int((~t.index.isin([*_UNRANKED, ABSENT])).sum())  # bands with a risk order
         moves = sorted((-int(cells[i, j]), i, j) for i in range(len(t)) for j in range(len(t))
                        if i != j and cells[i, j] > 0)[:5]
-        mean = f"{delta.mean():+.4f} over {len(delta):,} customers scored twice" if len(delta) else "n/a"
+        mean = f"{delta.mean():+.4f} over {plural(len(delta), 'customer')} scored twice" if len(delta) else "n/a"
         riskier, safer = int(np.tril(cells[:k, :k], -1).sum()), int(np.triu(cells[:k, :k], 1).sum())
         lines = [
             (f"customers: {status.get('both', 0):,} in both runs, {status.get('only_old', 0):,} only in the old, "

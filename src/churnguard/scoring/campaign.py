@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.scoring import rules
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _nobody(scores: pd.DataFrame, campaign: Campaign) -> str:
     if campaign.budget is None or not worth.any():
         return "  nobody to contact: no customer has a positive expected value"
     return (f"  nobody to contact: the budget, {campaign.budget:,.2f}, is below the cheapest contact with a "
-            f"positive expected value ({cost[worth].min():,.2f}, for {int(worth.sum()):,} customers)")
+            f"positive expected value ({cost[worth].min():,.2f}, for {plural(int(worth.sum()), 'customer')})")
 
 
 def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: pd.Timestamp | None,
@@ -109,7 +110,7 @@ def _next_steps(contacted: pd.DataFrame, control: int, out: str | Path, as_of: p
     lines = ["next:"]
     if contacted.empty:
         return [*lines, _nobody(scores, campaign)]
-    lines += [f"  contact {len(contacted):,} customers: selected = True and control_group = False in",
+    lines += [f"  contact {plural(len(contacted), 'customer')}: selected = True and control_group = False in",
               (f"    {out}; cost {contacted['action_cost'].sum():,.2f}, expected value "
               f"{contacted['expected_value'].sum():,.2f}")]
     if control:

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
+
 __all__ = [
     "COMMON_SHARE",
     "NEVER_REASONS",
@@ -81,14 +83,9 @@ def format_money(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def _plural(count: float, one: str, many: str | None = None) -> str:
-    shown = f"{count:,.0f}"
-    return f"{shown} {one if shown == '1' else many or one + 's'}"
-
-
 def format_days(days: float) -> str:
     """Whole days: ``"1 day"``, ``"140 days"``, ``"1,040 days"``."""
-    return _plural(days, "day")
+    return plural(days, "day")
 
 
 def format_duration(days: float) -> str:
@@ -105,7 +102,7 @@ def format_hours(hours: float) -> str:
     if hours < 0.5:
         return "less than an hour"
     if hours < 47.5:
-        return _plural(hours, "hour")
+        return plural(hours, "hour")
     return f"{hours / 24:.1f} days"
 
 
@@ -199,7 +196,7 @@ def _per_order(w: Wording, ratio: float) -> str:
 
 def _count(one: str, none: str, many: str | None = None, after: str = "") -> Callable[..., str]:
     """A count: ``none`` for 0, else ``"3 <many><after>"``."""
-    return lambda w, v: none if v == 0 else f"{_plural(v, one, many)}{after}"
+    return lambda w, v: none if v == 0 else f"{plural(v, one, many)}{after}"
 
 
 def _hours(before: str, after: str) -> Callable[..., str]:
@@ -287,7 +284,7 @@ PHRASES: dict[str, Phrase] = {
     # engagement (the events table); the windowed ones are in _engagement
     "days_since_last_visit": Phrase("visits", lambda w, v: f"last visited {format_days(v)} ago", "no visit so far"),
     "visits_since_last_order": Phrase("browsing", lambda w, v: "no visit since their last order" if v == 0 else
-                                      f"{_plural(v, 'visit')} without a purchase since their last order", _NO_EVENTS),
+                                      f"{plural(v, 'visit')} without a purchase since their last order", _NO_EVENTS),
     "emails_since_last_open": Phrase("email", lambda w, v: "opened their last email" if v == 0 else
                                      "has not opened their last email" if v == 1 else
                                      f"has not opened the last {format_number(v)} emails", "no email sent so far"),
@@ -306,7 +303,7 @@ def _windowed(prefix: str, days: int) -> Phrase:
     def write(w: Wording, v: float) -> str:
         if v == 0:
             return f"{none} in the last {days} days"
-        amount = f"spent {format_money(v)}" if unit is None else _plural(v, unit)
+        amount = f"spent {format_money(v)}" if unit is None else plural(v, unit)
         return f"{amount} in the last {days} days"
 
     return Phrase(topic, write, f"{none} in the last {days} days")
@@ -339,7 +336,7 @@ def _engagement(feature: str) -> Phrase | None:
         return None
     if head == "sessions":
         return Phrase("visits", lambda w, v: f"no visit in the last {days} days" if v == 0 else
-                      f"{_plural(v, 'visit')} in the last {days} days", _NO_EVENTS)
+                      f"{plural(v, 'visit')} in the last {days} days", _NO_EVENTS)
     if head == "minutes_on_site":
         return Phrase("time on site", lambda w, v: f"{format_number(round(v))} minutes on the site or app in the "
                       f"last {days} days", _NO_EVENTS)
@@ -353,7 +350,7 @@ def _engagement(feature: str) -> Phrase | None:
     if head.startswith("events_") and head[7:] in _EVENT_NOUNS:
         one, many = _EVENT_NOUNS[head[7:]]
         return Phrase(f"events {head[7:]}", lambda w, v: f"no {many or one + 's'} in the last {days} days" if v == 0
-                      else f"{_plural(v, one, many)} in the last {days} days", _NO_EVENTS)
+                      else f"{plural(v, one, many)} in the last {days} days", _NO_EVENTS)
     if head in ("email_open_rate", "email_click_rate"):
         verb = "opened" if head == "email_open_rate" else "clicked through"
         return Phrase("email", lambda w, v: f"{verb} {format_share(v)} of the emails sent in the last {days} days",
@@ -685,7 +682,7 @@ def set_aside_text(rows: int) -> str:
     """Why a customer with no purchase on record but ``rows`` transaction rows set aside as bad (``score
     --reject-bad-rows``) has no churn probability: their history is unknown, not empty."""
     was = "was" if rows == 1 else "were"
-    return (f"no churn probability: no purchase on record, but {_plural(rows, 'transaction row')} of theirs {was} "
+    return (f"no churn probability: no purchase on record, but {plural(rows, 'transaction row')} of theirs {was} "
             "set aside as bad (see the rejects file)")
 
 

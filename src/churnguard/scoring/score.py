@@ -472,6 +472,22 @@ def unscored_rejects(rejects: pd.DataFrame, unseen: pd.Index, as_of: pd.Timestam
         not rejects.empty or not late.empty) else rejects
 
 
+def emptied_customers(rejects: pd.DataFrame, kept: list) -> int:
+    """How many customers had every row set aside: the ids of rows in ``rejects`` (of an input table, not the
+    customers left out, table ``all``) among none of the ids ``kept`` (arrays or Series: those with a features
+    row, and those left out). Nothing to look up without rejects."""
+    if rejects.empty:
+        return 0
+    ids = pd.Index(pd.unique(rejects.loc[(rejects["table"] != "all").to_numpy(), "customer_id"].to_numpy()))
+    ids = ids.dropna()
+    if ids.empty:
+        return 0
+    found = np.zeros(len(ids), dtype=bool)
+    for part in kept:
+        found |= ids.isin(np.asarray(part, dtype=object))
+    return int((~found).sum())
+
+
 def score_frames(model: ChurnModel, *, transactions, tickets=None, customers=None,
                  as_of: str | pd.Timestamp | None = None, playbook: Playbook | None = None, budget: float | None = None,
                  control_fraction: float = 0.1, seed: int = 0) -> ScoreResult:

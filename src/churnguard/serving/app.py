@@ -48,7 +48,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from churnguard import __version__
 from churnguard.config import Playbook, load_playbook
-from churnguard.dataset import MAX_MAGNITUDE, latest_plausible_date
+from churnguard.dataset import MAX_MAGNITUDE, NULL_IDS, clean_id_list, latest_plausible_date
 from churnguard.features.records import CustomerRecords
 from churnguard.model import ChurnModel
 from churnguard.model.explain import row_tables
@@ -159,15 +159,8 @@ def _in_order(ticket: TicketIn) -> TicketIn:
     return ticket
 
 
-def _not_blank(customer_id: str) -> str:
-    """A customer id of more than blanks: a blank id is an empty one, as in a file (a bad row there)."""
-    if not customer_id.strip():
-        raise ValueError("customer_id is blank")
-    return customer_id
-
-
 class CustomerIn(_Body):
-    customer_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+    customer_id: Annotated[str, Field(min_length=1, max_length=200)]  # read as a file's: PredictRequest
     transactions: Annotated[list[TransactionIn], Field(max_length=MAX_EVENTS)] = []
     tickets: Annotated[list[Annotated[TicketIn, AfterValidator(_in_order)]],
                        Field(max_length=MAX_EVENTS)] = []
@@ -201,7 +194,12 @@ class PredictRequest(_Body):
         if self.as_of is not None and not _FIRST_DAY <= self.as_of < latest_plausible_date():
             raise ValueError(f"as_of {self.as_of} is after today or before 1678; scoring needs a day whose "
                              "history is known")
-        ids = [c.customer_id for c in self.customers]
+        ids = clean_id_list([c.customer_id for c in self.customers])  # as a file's ids are read
+        for customer, clean in zip(self.customers, ids, strict=True):
+            if clean is None:  # an empty id, as in a file (a bad row there)
+                raise ValueError(f"customer_id is blank or a null marker ({', '.join(NULL_IDS)}): "
+                                 f"{customer.customer_id!r}")
+            customer.customer_id = clean
         if len(set(ids)) < len(ids):
             twice = sorted(k for k, n in Counter(ids).items() if n > 1)
             raise ValueError("each customer_id may appear once per request; sent more than once: "

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.model._modelcore import BeyondSupport, Calibrator, feature_matrix
 from churnguard.model.calibration import fit_calibrator
 from churnguard.model.churn_model import ChurnModel, feature_columns
@@ -388,13 +389,13 @@ def check_learnable(newest: pd.DataFrame, day: pd.Timestamp, horizon: int) -> No
     n, churned = len(newest), int(newest["churned"].sum())
     if n < MIN_CUSTOMERS:
         raise ValueError(
-            f"nothing to learn from: {n} customers bought in the lookback window before {day.date()}, the newest "
+            f"nothing to learn from: {plural(n, 'customer')} bought in the lookback window before {day.date()}, the newest "
             f"day whose {horizon}-day outcome is known; training needs at least {MIN_CUSTOMERS}. Provide the data "
             "of more customers")
     few, advice = min(churned, n - churned), _ADVICE[churned < MIN_OUTCOME]
     if few < MIN_OUTCOME:
         raise ValueError(
-            f"nothing to learn from: of the {n} customers of {day.date()}, only {few} "
+            f"nothing to learn from: of the {plural(n, 'customer')} of {day.date()}, only {few} "
             f"{'churned' if churned < MIN_OUTCOME else 'stayed'} within {horizon} days; training needs at least "
             f"{MIN_OUTCOME} who churned and {MIN_OUTCOME} who stayed. Try {advice}")
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.features.build import _build, _encode, _known, to_day
 from churnguard.labels import _active_and_churned
 
@@ -59,7 +60,7 @@ def snapshot_dates(
         advice = (f"train with --horizon-days {most} or less (labels.horizon_days), or provide more history"
                   if most > 0 else "provide more history")
         raise ValueError(
-            f"the data covers {first_date.date()} to {last_date.date()} ({span:,} days): too short to learn "
+            f"the data covers {first_date.date()} to {last_date.date()} ({plural(span, 'day')}): too short to learn "
             f"anything, since a snapshot needs {snapshots.min_history_days:,} days of history before it and its "
             f"{labels.horizon_days:,}-day outcome window after it; {advice}"
         )

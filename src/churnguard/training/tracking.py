@@ -27,6 +27,7 @@ import pandas as pd
 
 from churnguard import __version__
 from churnguard._io.files import process_alive, raise_if_stopped
+from churnguard._text import plural
 from churnguard.training.evaluation import (
     evaluation_title,
     model_card,
@@ -178,7 +179,7 @@ def version_description(result: TrainResult) -> str:
     m, ev = cards["model"], result.summary["evaluation"]
     baselines = ", ".join(f"{name} {card['roc_auc']:.3f}" for name, card in cards.items() if name != "model")
     return (f"Churn = no purchase in the {s['horizon_days']} days after the scoring day. Trained on the data from "
-            f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, {s['tickets']:,} tickets, "
+            f"{s['data_first_day']} to {s['as_of']}: {s['transactions']:,} transactions, {plural(s['tickets'], 'ticket')}, "
             f"{s['customers']:,} customers (data fingerprint {result.model.require_info().data_fingerprint}). "
             f"Scorecard of the {evaluation_title(s)} on {s[ev + '_rows']:,} customers (churn rate "
             f"{s[ev + '_churn_rate']:.1%}): ROC AUC {m['roc_auc']:.3f} (baselines: {baselines}), Brier "

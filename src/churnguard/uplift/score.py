@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.scoring import rules
 from churnguard.scoring.score import (
     ScoreResult,
@@ -230,7 +231,7 @@ def uplift_summary(scores: pd.DataFrame, uplift: UpliftModel) -> str:
     the buyers the contact is expected to add and the incremental value."""
     contacted = scores[scores["selected"].to_numpy(dtype=bool) & ~scores["control_group"].to_numpy(dtype=bool)]
     kinds = ", ".join(f"{e.action} ({_effect_kind(e)})" for e in uplift.effects_.values())
-    return (f"uplift: actions {kinds}; contacting {len(contacted):,} customers adds an expected "
+    return (f"uplift: actions {kinds}; contacting {plural(len(contacted), 'customer')} adds an expected "
             f"{contacted['uplift'].sum():,.1f} buyers within {uplift.info_['horizon_days']} days, incremental value "
             f"{contacted['incremental_value'].sum():,.2f}")
 

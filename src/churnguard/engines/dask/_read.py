@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Self
 
 import pandas as pd
 
+from churnguard._text import plural
 from churnguard.dataset import Tables, last_day
 from churnguard.engines import partitions as parts
 from churnguard.engines.dask._cluster import _gather, _Tasks, connect
@@ -136,7 +137,7 @@ class DaskTables:
     def summary(self) -> str:
         """What was read: rows per table and the number of customer partitions."""
         rows = ", ".join(f"{n:,} {t}" for t, n in self.rows.items())
-        return f"input: {rows} in {self.npartitions} customer partitions"
+        return f"input: {rows} in {plural(self.npartitions, 'customer partition')}"
 
     def _timespan(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         if self._span is None:
