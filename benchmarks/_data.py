@@ -39,10 +39,11 @@ DEFAULT_CUSTOMERS = 1_000_000
 TABLES = ("transactions", "tickets", "customers")
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--customers`` and ``--seed`` (the cached data set to use) to a script's parser."""
-    parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS,
-                        help=f"customers in the generated world (default {DEFAULT_CUSTOMERS:,}; e.g. 100000 for "
+def add_data_args(parser: argparse.ArgumentParser, customers: int = DEFAULT_CUSTOMERS) -> None:
+    """Add ``--customers`` (default ``customers``) and ``--seed`` (the cached data set to use) to a script's
+    parser."""
+    parser.add_argument("--customers", type=int, default=customers,
+                        help=f"customers in the generated world (default {customers:,}; e.g. 100000 for "
                              "a quick check)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated world (default 0)")
 

@@ -175,8 +175,7 @@ def _compare(name: str, mine: Path, theirs: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_data_args(parser)
-    parser.set_defaults(customers=200_000)
+    add_data_args(parser, customers=200_000)
     parser.add_argument("--reference", type=Path, required=True, help="checkout to compare with (its src is used)")
     parser.add_argument("--slice", type=int, default=50_000, help="customers in the slice (default 50,000)")
     parser.add_argument("--block-rows", type=int, default=None,
