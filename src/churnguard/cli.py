@@ -562,12 +562,10 @@ def score(
     cores), scored two at a time, or in parallel on a Dask cluster with --engine dask; the scores are the same.
     """
     from churnguard.engines import score_from_files
-    from churnguard.scoring.rules import check_selection
     from churnguard.sources import is_url
 
     _use_dask(engine, scheduler, workers, transactions, tickets, customers, events)
-    _run(check_selection, budget, control_fraction, seed)  # before any work
-    _check_score_outputs(out, rejects, if_exists, _named_inputs(
+    _check_score_request((budget, control_fraction, seed), out, rejects, if_exists, _named_inputs(
         transactions, tickets, customers, events, model=model, playbook=playbook, config=config, readout=readout,
         uplift_model=uplift_model))
     rules, data_config, loaded, (transactions, tickets, customers, events), measured = _score_setup(
@@ -633,11 +631,15 @@ def _score_into_files(run, loaded, rules, budget, out: Path, rejects: Path | Non
     _say_files(said, staged, finals)
 
 
-def _check_score_outputs(out, rejects: Path | None, if_exists: str, inputs: dict[str, Any]) -> None:
-    """Before any work: a database output's options; or output files that are one of the ``inputs`` (option
-    name -> source) or one another (:func:`_outputs_apart`)."""
+def _check_score_request(selection: tuple, out, rejects: Path | None, if_exists: str, inputs: dict[str, Any]
+                         ) -> None:
+    """Before any work: the budget, control fraction and seed (``selection``, by the selection's own rule); a
+    database output's options; or output files that are one of the ``inputs`` (option name -> source) or one
+    another (:func:`_outputs_apart`)."""
+    from churnguard.scoring.rules import check_selection
     from churnguard.sources import is_url
 
+    _run(check_selection, *selection)
     if is_url(out):
         _check_db_out(out, rejects, if_exists)
     else:
@@ -840,9 +842,7 @@ def serve(
     info = loaded.require_info()
     _serve_uplift(uplift_model)
     _check_pages(scores, previous, readout, transactions, tickets, loaded, book)
-    _to_workers("model", model)
-    _to_workers("playbook", playbook)
-    os.environ["CHURNGUARD_API_TOKEN"] = token or ""
+    _hand_to_workers(model, playbook, token)
     _say(f"serving {model} (model version {info.model_version}, trained as of {info.training_window['as_of']}) "
          f"on http://{host}:{port} with {workers} worker(s); API description at http://{host}:{port}/docs; "
          "Ctrl+C stops")
@@ -871,6 +871,14 @@ def _check_serve_options(host: str, token: str | None, header_timeout: float) ->
               "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if not header_timeout > 0:
         _fail(f"--header-timeout must be more than 0 seconds, got {header_timeout:g}")
+
+
+def _hand_to_workers(model: Path, playbook: Path | None, token: str | None) -> None:
+    """The model file, the playbook and the API token, for the server's worker processes (in the environment,
+    which they inherit)."""
+    _to_workers("model", model)
+    _to_workers("playbook", playbook)
+    os.environ["CHURNGUARD_API_TOKEN"] = token or ""
 
 
 def _to_workers(name: str, value: Any) -> None:
